@@ -1,0 +1,64 @@
+package deliver
+
+import (
+	"errors"
+	"fmt"
+	"time"
+)
+
+// Message is one message fetched from a POP3 mailbox, spooled whole before
+// any delivery starts (RELIABILITY §1.1: never stream a RETR into a target,
+// because a target that sees EOF would deliver a truncated message).
+//
+// Raw holds the message exactly as the server sent it after dot-unstuffing,
+// with CRLF line endings. It is never modified: targets that add headers
+// (Received:, Delivered-To:) write them in front of Raw.
+type Message struct {
+	Account string    // rc file account name, for the trace header and errors
+	Server  string    // POP3 server host name
+	User    string    // POP3 user name
+	UID     string    // the server's UIDL for this message
+	Fetched time.Time // when popfetch finished reading it
+	Raw     []byte
+}
+
+// Error is a delivery failure with its classification. Targets return it
+// (possibly wrapped) so the caller can tell a temporary failure (leave the
+// message on the server, retry next poll) from a permanent one (hand it to
+// the postmaster). An error that is not an *Error and has no Temporary
+// method counts as temporary: no code path may DELE on an unclassified error.
+type Error struct {
+	Target    string // e.g. "maildir /home/a/Maildir", "mda /usr/bin/procmail", "lmtp unix:/run/lmtp"
+	Permanent bool
+	Reason    string // one line for X-Popfetch-Reason, e.g. "MDA exit 67", "SMTP 550 5.1.1 no such user"
+	Err       error
+}
+
+func (e *Error) Error() string {
+	kind := "temporary"
+	if e.Permanent {
+		kind = "permanent"
+	}
+	if e.Err == nil {
+		return fmt.Sprintf("%s: %s failure: %s", e.Target, kind, e.Reason)
+	}
+	return fmt.Sprintf("%s: %s failure: %v", e.Target, kind, e.Err)
+}
+
+func (e *Error) Unwrap() error { return e.Err }
+
+// Temporary reports whether retrying later may succeed.
+func (e *Error) Temporary() bool { return !e.Permanent }
+
+// IsPermanent reports whether err is known to be a permanent failure. Unknown
+// errors are temporary (the safe default: the message stays on the server).
+func IsPermanent(err error) bool {
+	if err == nil {
+		return false
+	}
+	var t interface{ Temporary() bool }
+	if errors.As(err, &t) {
+		return !t.Temporary()
+	}
+	return false
+}

@@ -1,0 +1,27 @@
+// Package fetch runs POP3 sessions: the per-account poll and the daemon's
+// scheduler. It wraps github.com/knadh/go-pop3 with what that library lacks
+// (CAPA, STLS, response codes, deadlines per command and per message, byte
+// budgets on every read, validation of everything the server says) through
+// the net.Conn its Dialer hook returns.
+//
+// One poll of an account:
+//
+//	connect (implicit TLS, or STLS after CAPA; certificate verified)
+//	  → TLS gate: no credential byte before it → USER/PASS
+//	  → STAT, UIDL (every UID checked: 1–70 chars in 0x21–0x7E, RFC 1939 §7)
+//	  → LIST sizes → select new UIDs (not in the store, unless fetch_all;
+//	    over the size limit → left on the server, noted once)
+//	  → pipelined RETR (RFC 2449 PIPELINING) into a bounded in-memory spool
+//	  → Deliver → UIDL store Add (fsynced) → DELE (unless keep) → QUIT.
+//
+// The invariant, which every change here must keep: a message's UID is
+// recorded only after the message is durably delivered, and DELE is sent only
+// after the UID is durably recorded. A crash between any two steps leaves the
+// message on the server; the worst outcome is one duplicate of the message
+// that was in flight, never a loss. If delivery fails, the session stops
+// sending DELE for that message and closes without QUIT when the server might
+// expunge retrieved mail on its own (RFC 2449 EXPIRE 0).
+//
+// Log keys (stable): account, server, user, uid, msgnum, size, rcpt, target,
+// err, elapsed, new, delivered, deleted.
+package fetch

@@ -1,0 +1,114 @@
+// Package rcfile reads popfetch's HCL run-control file: the schema, its
+// defaults, and validation that reports every problem as an HCL diagnostic
+// with file:line:col. It imports nothing else from popfetch.
+package rcfile
+
+import (
+	"time"
+
+	"github.com/hashicorp/hcl/v2"
+)
+
+// TLSMode says how the POP3 connection is protected.
+type TLSMode string
+
+const (
+	TLSImplicit TLSMode = "implicit" // POP3S, port 995 (RFC 8314: preferred)
+	TLSStartTLS TLSMode = "starttls" // STLS on port 110; required, never downgraded
+	TLSNone     TLSMode = "none"     // plaintext: only for loopback or tests
+)
+
+// Config is a validated rc file with every default applied.
+type Config struct {
+	Path        string // the file it was read from
+	StateDir    string // absolute, ~ and $VAR expanded; default ~/.local/state/popfetch (root: /var/lib/popfetch)
+	MaxParallel int    // sessions at once across all servers; default 8
+	PerServer   int    // sessions at once to one server host; default 2
+	Accounts    []*Account
+}
+
+// Account is one POP3 mailbox and where its mail goes.
+type Account struct {
+	Name        string
+	Server      string
+	Port        int     // default 995 for implicit TLS, else 110
+	TLS         TLSMode // default implicit
+	CAFile      string  // PEM bundle replacing the system roots; "" = system roots
+	Fingerprint string  // lower-case hex SHA-256 of the server certificate's SubjectPublicKeyInfo; "" = no pin
+	Username    string
+	Password    Password
+
+	Keep       bool          // leave mail on the server (no DELE)
+	FetchAll   bool          // fetch messages already seen too
+	Limit      int64         // bytes; larger messages stay on the server; 0 = no limit
+	FetchLimit int           // max messages per poll; 0 = no limit
+	Timeout    time.Duration // per command and per TLS handshake; default 60s
+	Interval   time.Duration // daemon poll interval; default 5m
+
+	Deliver    Destination  // single-drop target, or the default for multidrop users
+	Postmaster *Destination // permanent failures and unroutable multidrop mail; nil = keep on server and alert
+	Multidrop  *Multidrop   // nil for a single-drop account
+
+	StateDir string // inherited from the top level unless set per account
+
+	DeclRange hcl.Range // where the account block starts, for diagnostics at run time
+}
+
+// Password is one password source. Exactly one field is set.
+type Password struct {
+	Inline  string   // password = "..."
+	File    string   // password_file = "path": first line of the file
+	Env     string   // password_env = "NAME"
+	Command []string // password_command = [argv...]: first line of stdout, run without a shell
+}
+
+// Destination is where a message goes: exactly one of Maildir, MDA, SMTP.
+type Destination struct {
+	// Maildir path; for multidrop it may contain {user} and {domain}.
+	Maildir string
+	// MDA argv, run without a shell. Placeholders {user} {address}
+	// {domain} {sender} each become exactly one argv element.
+	MDA            []string
+	MDATimeout     time.Duration // default 5m; the whole process group is killed after it
+	MDAAllowStderr bool          // default false: output on stderr with exit 0 counts as a failure
+	SMTP           *SMTP
+}
+
+// SMTP is an SMTP or LMTP delivery target.
+type SMTP struct {
+	Server  string // "host:port", or a unix socket path (absolute) for LMTP
+	LMTP    bool
+	Helo    string        // default: os.Hostname
+	TLS     TLSMode       // "none" (default for loopback/unix), "starttls", "implicit"
+	CAFile  string        //
+	Sender  string        // envelope sender; "" = the message's Return-Path, else the null path <>
+	Timeout time.Duration // per command, default 5m; the final dot always gets at least 10m (RFC 5321 §4.5.3.2)
+}
+
+// Multidrop distributes one catch-all mailbox to local users by headers.
+type Multidrop struct {
+	LocalDomains []string // lower-case, IDNA A-labels; "*.example.com" matches subdomains
+	// EnvelopeHeader is Delivered-To, X-Original-To, Envelope-To,
+	// X-Envelope-To or Received (the "for <addr>" clause); "" = none.
+	EnvelopeHeader string
+	EnvelopeCount  int    // trust only this many topmost occurrences; default 1
+	ReceivedBy     string // with EnvelopeHeader = "Received": only lines "by" this host count
+	// FallbackHeaders are consulted only when the envelope header names no
+	// local recipient. Default To, Cc, Resent-To, Resent-Cc.
+	FallbackHeaders []string
+	DetailDelimiter string // sub-address delimiter stripped before lookup; default "+", "" = off
+	CaseSensitive   bool   // local parts; default false
+	AliasesFile     string // /etc/aliases format; "" = none
+	SystemUsers     bool   // every local part that is a system user (os/user) is a user
+	QVirtual        string // qmail virtual-domain prefix stripped from envelope addresses
+	DedupeMessageID bool   // drop a second copy with the same Message-ID for the same user in one poll
+	Users           []*User
+}
+
+// User is a local user of a multidrop domain.
+type User struct {
+	Name      string       // local user name, used for {user}
+	Addresses []string     // local parts or full addresses that belong to the user
+	Deliver   *Destination // nil = the account's Deliver with {user} substituted
+	DeclRange hcl.Range
+}
