@@ -1,0 +1,113 @@
+package pop3test
+
+import (
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/tls"
+	"crypto/x509"
+	"crypto/x509/pkix"
+	"encoding/pem"
+	"math/big"
+	"net"
+	"os"
+	"path/filepath"
+	"testing"
+	"time"
+)
+
+// GenerateCert makes a throw-away CA and a server certificate signed by it
+// for hosts (default "127.0.0.1" and "localhost"; IP addresses become IP
+// SANs, everything else a dNSName SAN, and there is no CN, because clients
+// must verify against SANs only, RFC 6125). Keys are ECDSA P-256, valid for
+// 24 hours. It returns the CA in PEM (for a client's ca_file), the server's
+// tls.Config (TLS 1.2 or later, RFC 8996) and a pool holding the CA for
+// clients built in Go.
+//
+// A separate CA, rather than a self-signed leaf, keeps the test realistic: the
+// client trusts an issuer, not the server certificate itself.
+func GenerateCert(t testing.TB, hosts ...string) (caPEM []byte, server *tls.Config, pool *x509.CertPool) {
+	t.Helper()
+	if len(hosts) == 0 {
+		hosts = []string{"127.0.0.1", "localhost"}
+	}
+	// Backdate a little so that clock skew between test processes cannot
+	// make the certificate "not yet valid".
+	notBefore := time.Now().Add(-time.Hour)
+	notAfter := time.Now().Add(24 * time.Hour)
+
+	caKey, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		t.Fatalf("pop3test: generate CA key: %v", err)
+	}
+	caTmpl := &x509.Certificate{
+		SerialNumber:          serial(t),
+		Subject:               pkix.Name{Organization: []string{"pop3test"}, CommonName: "pop3test CA"},
+		NotBefore:             notBefore,
+		NotAfter:              notAfter,
+		KeyUsage:              x509.KeyUsageCertSign | x509.KeyUsageCRLSign,
+		BasicConstraintsValid: true,
+		IsCA:                  true,
+	}
+	caDER, err := x509.CreateCertificate(rand.Reader, caTmpl, caTmpl, &caKey.PublicKey, caKey)
+	if err != nil {
+		t.Fatalf("pop3test: create CA certificate: %v", err)
+	}
+	caCert, err := x509.ParseCertificate(caDER)
+	if err != nil {
+		t.Fatalf("pop3test: parse CA certificate: %v", err)
+	}
+
+	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		t.Fatalf("pop3test: generate server key: %v", err)
+	}
+	tmpl := &x509.Certificate{
+		SerialNumber: serial(t),
+		Subject:      pkix.Name{Organization: []string{"pop3test"}},
+		NotBefore:    notBefore,
+		NotAfter:     notAfter,
+		KeyUsage:     x509.KeyUsageDigitalSignature,
+		ExtKeyUsage:  []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth},
+	}
+	for _, h := range hosts {
+		if ip := net.ParseIP(h); ip != nil {
+			tmpl.IPAddresses = append(tmpl.IPAddresses, ip)
+		} else {
+			tmpl.DNSNames = append(tmpl.DNSNames, h)
+		}
+	}
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, caCert, &key.PublicKey, caKey)
+	if err != nil {
+		t.Fatalf("pop3test: create server certificate: %v", err)
+	}
+
+	caPEM = pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: caDER})
+	pool = x509.NewCertPool()
+	pool.AddCert(caCert)
+	server = &tls.Config{
+		Certificates: []tls.Certificate{{Certificate: [][]byte{der}, PrivateKey: key}},
+		MinVersion:   tls.VersionTLS12,
+	}
+	return caPEM, server, pool
+}
+
+func serial(t testing.TB) *big.Int {
+	t.Helper()
+	n, err := rand.Int(rand.Reader, new(big.Int).Lsh(big.NewInt(1), 64))
+	if err != nil {
+		t.Fatalf("pop3test: serial number: %v", err)
+	}
+	return n
+}
+
+// WriteCAFile writes caPEM to a file in t.TempDir and returns its path, for
+// clients configured with a CA file path rather than a pool.
+func WriteCAFile(t testing.TB, caPEM []byte) string {
+	t.Helper()
+	path := filepath.Join(t.TempDir(), "ca.pem")
+	if err := os.WriteFile(path, caPEM, 0o644); err != nil {
+		t.Fatalf("pop3test: write CA file: %v", err)
+	}
+	return path
+}

@@ -1,0 +1,27 @@
+// Package pop3test provides a scriptable fake POP3 server for tests, in the
+// spirit of net/http/httptest.
+//
+// It exists for the faults a real server will not produce on demand: a
+// connection dropped in the middle of RETR or before DELE's answer, a server
+// that goes silent or trickles one byte at a time, an endless line, a
+// multi-line answer without its terminating ".", a truncated message, a
+// forged UIDL or LIST listing, response injection after STLS, "-ERR [IN-USE]"
+// on PASS. Ordinary behaviour of a real server is tested against dovecot
+// elsewhere (fetch/dovecottest); this package only has to be right enough
+// for the fault tests to mean something.
+//
+// The server speaks RFC 1939 (USER/PASS, STAT, LIST, UIDL, RETR, TOP, DELE,
+// NOOP, RSET, QUIT with the UPDATE state), RFC 2449 (CAPA, PIPELINING, the
+// 255-octet command limit) and RFC 2595 (STLS), plus implicit TLS (POP3S).
+// Deletions are applied only by a successful QUIT (RFC 1939 §6), so a test
+// can check exactly which messages a client's session removed.
+//
+// A Fault selects the Nth occurrence of a command in the Mth session and
+// replaces the server's answer with an Action. The normal side effect of the
+// command (DELE marking, PASS logging in, STLS starting TLS, QUIT expunging)
+// happens only when the client is told "+OK": with the normal answer, with a
+// Reply that starts with "+OK", or with DropAfter and Trickle. Drop, Hang,
+// Truncate, the endless actions and Custom have no side effect.
+//
+// Only tests import this package.
+package pop3test
