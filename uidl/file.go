@@ -1,0 +1,500 @@
+package uidl
+
+import (
+	"errors"
+	"fmt"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"slices"
+	"sync"
+	"syscall"
+	"time"
+)
+
+var (
+	// ErrLocked means another process (or another Store in this process)
+	// works on the same mailbox state.
+	ErrLocked = errors.New("uidl: mailbox state locked by another popfetch process")
+	// ErrBadUID means a UID is not 1–70 characters in 0x21–0x7E (RFC 1939 §7).
+	ErrBadUID = errors.New("uidl: invalid UID (RFC 1939 §7: 1-70 characters in 0x21-0x7E)")
+	// ErrBadRecipient means a recipient is empty, too long, or holds
+	// whitespace or control characters.
+	ErrBadRecipient = errors.New("uidl: invalid recipient")
+	// ErrClosed is returned by mutations after Close.
+	ErrClosed = errors.New("uidl: store closed")
+	// ErrInsecure means a journal, lock file or directory is accessible by
+	// group or others.
+	ErrInsecure = errors.New("uidl: insecure permissions")
+)
+
+// minGarbage keeps tiny journals from compacting on every Retain: compaction
+// runs only when dead records outnumber live ones and there are at least this
+// many, so its cost is amortised over the appends that made the garbage.
+const minGarbage = 1024
+
+// fsTrace, when set by tests, is called after each durability-relevant
+// filesystem operation ("write", "sync", "rename", "syncdir", ...) with the
+// path it concerns. fsync on tmpfs is a no-op, so ordering is checked by
+// recording the operations instead (RELIABILITY.md §3.1).
+var fsTrace func(op, path string)
+
+func trace(op, path string) {
+	if fsTrace != nil {
+		fsTrace(op, path)
+	}
+}
+
+// Store is the seen-UIDL state of one mailbox, backed by an append-only,
+// fsynced journal. It is meant to be used by one goroutine at a time (one
+// POP3 session per mailbox); its methods are nevertheless safe for
+// concurrent use.
+type Store struct {
+	path string
+
+	mu     sync.Mutex
+	st     *state
+	f      *os.File // journal, O_APPEND
+	lock   *os.File // holds the flock; closing it releases the lock
+	size   int64    // bytes of the journal known to be complete
+	broken error    // sticky: a failed write or sync left the file state unknown
+	closed bool
+}
+
+// Path returns the journal path for a mailbox under stateDir:
+// stateDir/uidl/USER@SERVER:PORT, one file per (user, server, port), so
+// renaming an account block in the config keeps its state.
+//
+// The name is readable (admins grep it) and safe for any input: '%', '/',
+// bytes outside 0x21–0x7E, a leading '.' or '-' of the user, and '@' in the
+// server are percent-escaped, so the name never leaves the directory, is
+// never hidden, and parses back uniquely (the server is what follows the last
+// '@', the port what follows the last ':'). The server is ASCII-lowercased,
+// since host names are case-insensitive (RFC 4343). A name that would exceed
+// file-name limits keeps a readable prefix and ends in "%~" plus the SHA-256
+// of the full name, which no unshortened name contains.
+func Path(stateDir, user, server string, port int) string {
+	return filepath.Join(stateDir, "uidl", fileName(user, server, port))
+}
+
+// Open opens (creating if needed) the journal at path, takes the mailbox lock
+// (path + ".lock", exclusive, non-blocking: ErrLocked if held), replays the
+// journal, truncates a torn final write, and compacts when dead records
+// outnumber live ones. Missing directories are created 0700 and the journal
+// 0600; an existing journal, lock file or directory accessible by group or
+// others is refused (ErrInsecure). A corrupt line other than a torn tail
+// makes Open fail with ErrCorrupt naming file:line.
+func Open(path string) (*Store, error) {
+	dir := filepath.Dir(path)
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		return nil, fmt.Errorf("uidl: create state directory %s: %w", dir, err)
+	}
+	if err := checkPrivate(dir, 0o022); err != nil {
+		return nil, err
+	}
+	lock, err := lockFile(path + ".lock")
+	if err != nil {
+		return nil, err
+	}
+	s := &Store{path: path, lock: lock}
+	if err := s.open(); err != nil {
+		if s.f != nil {
+			s.f.Close()
+		}
+		lock.Close()
+		return nil, err
+	}
+	return s, nil
+}
+
+// lockFile takes an exclusive non-blocking flock on a separate lock file. The
+// journal itself is not locked because compaction replaces it by rename; a
+// flock dies with its process, so a killed popfetch cannot leave it stuck.
+// The lock file is never removed: removing it would let two processes lock
+// two different inodes of the same name.
+func lockFile(name string) (*os.File, error) {
+	f, err := os.OpenFile(name, os.O_RDWR|os.O_CREATE|syscall.O_NOFOLLOW|syscall.O_CLOEXEC, 0o600)
+	if err != nil {
+		return nil, fmt.Errorf("uidl: open lock file %s: %w", name, err)
+	}
+	if err := checkPrivateFile(f, name); err != nil {
+		f.Close()
+		return nil, err
+	}
+	for {
+		err = syscall.Flock(int(f.Fd()), syscall.LOCK_EX|syscall.LOCK_NB)
+		if err != syscall.EINTR {
+			break
+		}
+	}
+	if err != nil {
+		f.Close()
+		if errors.Is(err, syscall.EWOULDBLOCK) {
+			return nil, fmt.Errorf("%w: %s", ErrLocked, name)
+		}
+		return nil, fmt.Errorf("uidl: lock %s: %w", name, err)
+	}
+	return f, nil
+}
+
+// open runs under the lock: create or open the journal, replay, repair.
+func (s *Store) open() error {
+	// A stale .tmp is an interrupted compaction; the journal is still whole.
+	if err := os.Remove(s.path + ".tmp"); err != nil && !errors.Is(err, fs.ErrNotExist) {
+		return fmt.Errorf("uidl: remove stale %s.tmp: %w", s.path, err)
+	}
+	f, err := os.OpenFile(s.path, os.O_RDWR|os.O_APPEND|os.O_CREATE|os.O_EXCL|syscall.O_NOFOLLOW|syscall.O_CLOEXEC, 0o600)
+	if err == nil {
+		// The new name must survive a crash like the records in it.
+		if err := syncDir(filepath.Dir(s.path)); err != nil {
+			f.Close()
+			return err
+		}
+	} else if errors.Is(err, fs.ErrExist) {
+		f, err = os.OpenFile(s.path, os.O_RDWR|os.O_APPEND|syscall.O_NOFOLLOW|syscall.O_CLOEXEC, 0)
+	}
+	if err != nil {
+		return fmt.Errorf("uidl: open journal %s: %w", s.path, err)
+	}
+	s.f = f
+	if err := checkPrivateFile(f, s.path); err != nil {
+		return err
+	}
+	info, err := f.Stat()
+	if err != nil {
+		return fmt.Errorf("uidl: stat %s: %w", s.path, err)
+	}
+	st, res, err := replay(f, info.Size(), s.path)
+	if err != nil {
+		return err
+	}
+	s.st = st
+	s.size = res.good
+	if res.torn {
+		// Cut the torn tail so the next append starts a fresh line. Its
+		// write never returned success, so nothing promised is lost.
+		if err := f.Truncate(res.good); err != nil {
+			return fmt.Errorf("uidl: truncate torn tail of %s: %w", s.path, err)
+		}
+		trace("truncate", s.path)
+		if err := f.Sync(); err != nil {
+			return fmt.Errorf("uidl: fsync %s: %w", s.path, err)
+		}
+		trace("sync", s.path)
+	}
+	if !res.hasHeader {
+		// Empty file: a fresh journal, or a crash while writing the header.
+		if err := s.append([]byte(header + "\n")); err != nil {
+			return err
+		}
+	}
+	if dead := st.records - st.live(); dead > st.live() && dead >= minGarbage {
+		return s.compact(st)
+	}
+	return nil
+}
+
+// append writes b at the end of the journal and fsyncs it. On failure it
+// tries to cut the partial write off and marks the store broken: after a
+// failed fsync the page cache state is unknown, so no further record may
+// follow (a later record behind a torn one would read as corruption).
+func (s *Store) append(b []byte) error {
+	if s.broken != nil {
+		return s.broken
+	}
+	if _, err := s.f.Write(b); err != nil {
+		return s.fail(fmt.Errorf("uidl: write %s: %w", s.path, err))
+	}
+	trace("write", s.path)
+	if err := s.f.Sync(); err != nil {
+		return s.fail(fmt.Errorf("uidl: fsync %s: %w", s.path, err))
+	}
+	trace("sync", s.path)
+	s.size += int64(len(b))
+	return nil
+}
+
+func (s *Store) fail(err error) error {
+	if s.f.Truncate(s.size) == nil {
+		s.f.Sync()
+	}
+	s.broken = fmt.Errorf("%w (store unusable until reopened)", err)
+	return err
+}
+
+// compact writes the live state to path.tmp (0600, O_EXCL), fsyncs it,
+// renames it over the journal and fsyncs the directory. A crash before the
+// rename leaves the old journal; after it, the new one: never a mix.
+func (s *Store) compact(st *state) error {
+	if s.broken != nil {
+		return s.broken
+	}
+	tmp := s.path + ".tmp"
+	if err := os.Remove(tmp); err != nil && !errors.Is(err, fs.ErrNotExist) {
+		return fmt.Errorf("uidl: remove stale %s: %w", tmp, err)
+	}
+	f, err := os.OpenFile(tmp, os.O_WRONLY|os.O_CREATE|os.O_EXCL|syscall.O_NOFOLLOW|syscall.O_CLOEXEC, 0o600)
+	if err != nil {
+		return fmt.Errorf("uidl: compact %s: %w", s.path, err)
+	}
+	n, err := writeCompact(f, st)
+	if err == nil {
+		trace("write", tmp)
+		err = f.Sync()
+	}
+	if err == nil {
+		trace("sync", tmp)
+	}
+	size, _ := f.Seek(0, 1)
+	if cerr := f.Close(); err == nil {
+		err = cerr
+	}
+	if err != nil {
+		os.Remove(tmp)
+		return fmt.Errorf("uidl: compact %s: %w", s.path, err)
+	}
+	if err := os.Rename(tmp, s.path); err != nil {
+		os.Remove(tmp)
+		return fmt.Errorf("uidl: compact %s: rename: %w", s.path, err)
+	}
+	trace("rename", s.path)
+	// From here s.f is the old, unlinked inode: appending to it would lose
+	// records, so any failure leaves the store broken.
+	nf, err := os.OpenFile(s.path, os.O_RDWR|os.O_APPEND|syscall.O_NOFOLLOW|syscall.O_CLOEXEC, 0)
+	if err != nil {
+		s.broken = fmt.Errorf("uidl: reopen %s after compaction: %w", s.path, err)
+		return s.broken
+	}
+	s.f.Close()
+	s.f = nf
+	if err := syncDir(filepath.Dir(s.path)); err != nil {
+		s.broken = err
+		return err
+	}
+	st.records = n
+	s.st = st
+	s.size = size
+	return nil
+}
+
+func syncDir(dir string) error {
+	d, err := os.Open(dir)
+	if err != nil {
+		return fmt.Errorf("uidl: open directory %s: %w", dir, err)
+	}
+	defer d.Close()
+	if err := d.Sync(); err != nil {
+		return fmt.Errorf("uidl: fsync directory %s: %w", dir, err)
+	}
+	trace("syncdir", dir)
+	return nil
+}
+
+// checkPrivate refuses a directory whose mode has any bit of mask set.
+func checkPrivate(dir string, mask fs.FileMode) error {
+	fi, err := os.Stat(dir)
+	if err != nil {
+		return fmt.Errorf("uidl: stat %s: %w", dir, err)
+	}
+	if !fi.IsDir() {
+		return fmt.Errorf("uidl: %s is not a directory", dir)
+	}
+	if fi.Mode().Perm()&mask != 0 {
+		return fmt.Errorf("%w: directory %s is %v, writable by group or others (hint: chmod go-w %s)", ErrInsecure, dir, fi.Mode().Perm(), dir)
+	}
+	return nil
+}
+
+// checkPrivateFile refuses anything but a regular file that only its owner
+// can access. A file this package creates is 0600 minus the umask, so this
+// catches only files made by someone else (fetchmail lesson: check the mode
+// that results, Debian #831611).
+func checkPrivateFile(f *os.File, name string) error {
+	fi, err := f.Stat()
+	if err != nil {
+		return fmt.Errorf("uidl: stat %s: %w", name, err)
+	}
+	if !fi.Mode().IsRegular() {
+		return fmt.Errorf("uidl: %s is not a regular file", name)
+	}
+	if fi.Mode().Perm()&0o077 != 0 {
+		return fmt.Errorf("%w: %s is %v (hint: chmod 600 %s)", ErrInsecure, name, fi.Mode().Perm(), name)
+	}
+	return nil
+}
+
+// Has reports whether uid was delivered to every recipient.
+func (s *Store) Has(uid string) bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.st.m[uid].delivered
+}
+
+// FirstSeen returns when uid was first recorded (by Add, AddRecipient or Note)
+// since it was last forgotten; this is the clock for "delete after N days".
+func (s *Store) FirstSeen(uid string) (time.Time, bool) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	e, ok := s.st.m[uid]
+	if !ok {
+		return time.Time{}, false
+	}
+	return time.Unix(e.first, 0), true
+}
+
+// Recipients returns the recipients already done for uid while it is not yet
+// fully delivered (multidrop partial progress), in the order recorded. It
+// returns nil once uid is delivered.
+func (s *Store) Recipients(uid string) []string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return slices.Clone(s.st.m[uid].rcpts)
+}
+
+// Noted reports whether uid was noted as too large (see Note).
+func (s *Store) Noted(uid string) bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.st.m[uid].noted
+}
+
+// Len returns the number of delivered UIDs (those for which Has is true).
+func (s *Store) Len() int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.st.delivered
+}
+
+// Add records uid as delivered to every recipient. The record is written and
+// fsynced before Add returns nil; only then may the caller send DELE. t is the
+// first-seen time if uid has no record yet. Adding a delivered UID again
+// writes nothing.
+func (s *Store) Add(uid string, t time.Time) error {
+	return s.record('+', uid, t, "")
+}
+
+// AddRecipient records that rcpt is done for uid (multidrop: the message goes
+// to several local recipients, and a crash half-way must not re-deliver to
+// those already done). Durable before it returns; a no-op if already known or
+// uid is delivered.
+func (s *Store) AddRecipient(uid, rcpt string, t time.Time) error {
+	if !ValidRecipient(rcpt) {
+		return fmt.Errorf("%w: %q (uid %q)", ErrBadRecipient, rcpt, uid)
+	}
+	return s.record('r', uid, t, rcpt)
+}
+
+// Note records that uid was too large, left on the server and logged once,
+// so later polls stay quiet about it. Durable before it returns.
+func (s *Store) Note(uid string, t time.Time) error {
+	return s.record('n', uid, t, "")
+}
+
+func (s *Store) record(kind byte, uid string, t time.Time, rcpt string) error {
+	if !ValidUID(uid) {
+		return fmt.Errorf("%w: %q", ErrBadUID, uid)
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.closed {
+		return fmt.Errorf("%w: %s", ErrClosed, s.path)
+	}
+	e, ok := s.st.m[uid]
+	switch {
+	case e.delivered && kind != 'n', kind == 'n' && e.noted,
+		kind == 'r' && slices.Contains(e.rcpts, rcpt):
+		return nil // already durable; writing again would only make garbage
+	}
+	first := t.Unix()
+	if ok {
+		first = e.first
+	}
+	if err := s.append(appendRecord(nil, kind, uid, first, rcpt)); err != nil {
+		return fmt.Errorf("record uid %q: %w", uid, err)
+	}
+	s.st.apply(kind, uid, first, rcpt)
+	s.st.records++
+	return nil
+}
+
+// Retain forgets every UID not in onServer, with its partial and noted
+// records. Call it only with the complete listing of a successful UIDL
+// command: a UID is forgotten only once the server stops listing it, never
+// because QUIT said +OK (RFC 1939 §6: "some or none" may be removed).
+//
+// The forgetting is durable before Retain returns: "-" records are appended
+// in one write and fsynced, or, when dead records would outnumber live ones
+// (or the batch is large), the journal is compacted instead. The cost is
+// O(len(onServer) + Len()) in memory, plus I/O proportional to what vanished,
+// with compaction amortised over the records that made it necessary.
+func (s *Store) Retain(onServer []string) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.closed {
+		return fmt.Errorf("%w: %s", ErrClosed, s.path)
+	}
+	keep := make(map[string]struct{}, len(onServer))
+	for _, u := range onServer {
+		keep[u] = struct{}{}
+	}
+	var gone []string
+	for uid := range s.st.m {
+		if _, ok := keep[uid]; !ok {
+			gone = append(gone, uid)
+		}
+	}
+	if len(gone) == 0 {
+		return nil
+	}
+	slices.Sort(gone) // deterministic journal content
+	var buf []byte
+	for _, uid := range gone {
+		buf = appendRecord(buf, '-', uid, 0, "")
+	}
+	// Decide on the state after forgetting without touching s.st until the
+	// change is durable.
+	live := s.st.live()
+	for _, uid := range gone {
+		e := s.st.m[uid]
+		live -= e.liveRecords()
+	}
+	if dead := s.st.records + len(gone) - live; (dead > live && dead >= minGarbage) || len(buf) > maxWrite {
+		next := &state{m: make(map[string]entry, len(s.st.m)-len(gone)), delivered: s.st.delivered}
+		for uid, e := range s.st.m {
+			next.m[uid] = e
+		}
+		for _, uid := range gone {
+			next.apply('-', uid, 0, "")
+		}
+		if err := s.compact(next); err != nil {
+			return fmt.Errorf("retain: %w", err)
+		}
+		return nil
+	}
+	if err := s.append(buf); err != nil {
+		return fmt.Errorf("retain: forget %d uids: %w", len(gone), err)
+	}
+	for _, uid := range gone {
+		s.st.apply('-', uid, 0, "")
+	}
+	s.st.records += len(gone)
+	return nil
+}
+
+// Close releases the lock and the journal. It is idempotent.
+func (s *Store) Close() error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.closed {
+		return nil
+	}
+	s.closed = true
+	err := s.f.Close()
+	if lerr := s.lock.Close(); err == nil {
+		err = lerr
+	}
+	if err != nil {
+		return fmt.Errorf("uidl: close %s: %w", s.path, err)
+	}
+	return nil
+}

@@ -1,0 +1,384 @@
+package uidl
+
+import (
+	"bufio"
+	"bytes"
+	"cmp"
+	"errors"
+	"fmt"
+	"io"
+	"slices"
+	"strconv"
+	"unicode"
+	"unicode/utf8"
+)
+
+// header is the first line of every journal. The number is the format
+// version: a reader refuses versions it does not know rather than guess.
+const header = "popfetch-uidl 1"
+
+const (
+	maxUID  = 70  // RFC 1939 §7: "1 to 70 characters"
+	maxRcpt = 320 // 64 local part + '@' + 255 domain, rounded up
+
+	// maxLine bounds a journal line: kind, uid, time, rcpt and separators
+	// (1+1+70+1+20+1+320 = 414). Longer lines are corrupt by construction.
+	maxLine = 512
+
+	// maxWrite bounds one write(2) to the journal (Retain's batch of "-"
+	// records; a bigger batch compacts instead). Only the last write can be
+	// unsynced after a crash, so a zero-filled region (XFS, ext4
+	// data=writeback: size extended, data blocks not yet written) can only
+	// lie in the last maxWrite bytes. Replay uses that to tell a crash tail
+	// from real corruption.
+	maxWrite = 64 << 10
+)
+
+// ValidUID reports whether uid is a UID a POP3 server may send: 1 to 70
+// characters in the range 0x21 to 0x7E (RFC 1939 §7, "UIDL"). Anything else
+// is refused everywhere, so it can never split a journal line.
+func ValidUID(uid string) bool {
+	if len(uid) < 1 || len(uid) > maxUID {
+		return false
+	}
+	for i := 0; i < len(uid); i++ {
+		if uid[i] < 0x21 || uid[i] > 0x7E {
+			return false
+		}
+	}
+	return true
+}
+
+// ValidRecipient reports whether rcpt can be stored in an "r" record: 1 to
+// 320 bytes of valid UTF-8 (RFC 6532 addresses are allowed) without
+// whitespace or control characters, so the line stays one space-separated
+// field per value and safe to print.
+func ValidRecipient(rcpt string) bool {
+	if len(rcpt) < 1 || len(rcpt) > maxRcpt {
+		return false
+	}
+	for i := 0; i < len(rcpt); {
+		c := rcpt[i]
+		if c < utf8.RuneSelf {
+			if c < 0x21 || c > 0x7E {
+				return false
+			}
+			i++
+			continue
+		}
+		r, n := utf8.DecodeRuneInString(rcpt[i:])
+		if r == utf8.RuneError || unicode.IsSpace(r) || unicode.IsControl(r) || !unicode.IsPrint(r) {
+			return false
+		}
+		i += n
+	}
+	return true
+}
+
+// entry is what the store knows about one UID.
+type entry struct {
+	first     int64    // unix seconds of the first record since the UID was last forgotten
+	delivered bool     // "+": delivered to every recipient
+	noted     bool     // "n": too large, left on the server, already logged
+	rcpts     []string // "r": recipients done while not yet delivered
+}
+
+// liveRecords is how many lines compaction writes for e.
+func (e *entry) liveRecords() int {
+	n := 0
+	if e.noted {
+		n++
+	}
+	if e.delivered {
+		n++
+	} else {
+		n += len(e.rcpts)
+	}
+	return n
+}
+
+// state is the replayed content of a journal.
+type state struct {
+	m         map[string]entry
+	delivered int // number of entries with delivered set
+	records   int // record lines in the journal (header excluded)
+}
+
+func newState() *state { return &state{m: make(map[string]entry)} }
+
+// live is the number of records a compaction would write.
+func (st *state) live() int {
+	n := 0
+	for _, e := range st.m {
+		n += e.liveRecords()
+	}
+	return n
+}
+
+// apply changes st by one record. It is the single definition of the record
+// semantics, shared by replay and by the Store's mutations.
+func (st *state) apply(kind byte, uid string, t int64, rcpt string) {
+	e, ok := st.m[uid]
+	if kind == '-' {
+		if ok {
+			if e.delivered {
+				st.delivered--
+			}
+			delete(st.m, uid)
+		}
+		return
+	}
+	if !ok {
+		e.first = t
+	}
+	switch kind {
+	case '+':
+		if !e.delivered {
+			st.delivered++
+		}
+		e.delivered = true
+		e.rcpts = nil // partial progress is subsumed by full delivery
+	case 'n':
+		e.noted = true
+	case 'r':
+		if !e.delivered && !slices.Contains(e.rcpts, rcpt) {
+			e.rcpts = append(e.rcpts, rcpt)
+		}
+	}
+	st.m[uid] = e
+}
+
+// ErrCorrupt is wrapped by Open's error when a journal line other than a
+// torn tail cannot be parsed.
+var ErrCorrupt = errors.New("uidl: corrupt journal")
+
+// replayResult is what replay found besides the state.
+type replayResult struct {
+	good      int64 // length of the valid prefix; the file is truncated to it
+	torn      bool  // a torn tail (after good) must be cut off
+	hasHeader bool  // false only for an empty (or fully torn) file
+}
+
+// replay parses a journal of size bytes read from r. name is used in errors.
+//
+// Policy (see doc.go): a final line without '\n' is a torn write and is
+// dropped; so is a bad line holding a NUL byte that starts in the last
+// maxWrite bytes (a zero-filled, never-synced tail) together with everything
+// after it. Any other bad line makes replay fail with an error naming
+// file:line, because silently dropping state would refetch mail.
+func replay(r io.Reader, size int64, name string) (*state, replayResult, error) {
+	st := newState()
+	var res replayResult
+	br := bufio.NewReaderSize(r, 64<<10)
+	var off int64
+	for lineNo := 1; ; lineNo++ {
+		line, n, complete, hasNUL, err := readLine(br)
+		if err != nil {
+			return nil, res, fmt.Errorf("uidl: read %s: %w", name, err)
+		}
+		if n == 0 {
+			break // EOF
+		}
+		if !complete {
+			// Torn write: the crash came before the final '\n'.
+			res.torn = true
+			break
+		}
+		var perr error
+		if lineNo == 1 {
+			perr = checkHeader(line)
+			res.hasHeader = perr == nil
+		} else {
+			perr = parseRecord(st, line)
+		}
+		if perr != nil {
+			if hasNUL && off >= size-maxWrite {
+				res.torn = true
+				break
+			}
+			return nil, res, fmt.Errorf("%w: %s:%d: %w", ErrCorrupt, name, lineNo, perr)
+		}
+		off += n
+	}
+	res.good = off
+	return st, res, nil
+}
+
+var errTooLong = errors.New("line too long")
+
+// readLine returns the next line without its '\n', the bytes consumed, whether
+// the line was terminated, and whether it held a NUL byte. A line that spans
+// several buffers is kept only up to maxLine+1 bytes: enough to be refused as
+// too long, without letting a hostile file grow memory.
+func readLine(br *bufio.Reader) (line []byte, n int64, complete, hasNUL bool, err error) {
+	var long []byte
+	spanned := false
+	for {
+		chunk, err := br.ReadSlice('\n')
+		n += int64(len(chunk))
+		hasNUL = hasNUL || bytes.IndexByte(chunk, 0) >= 0
+		switch {
+		case err == nil:
+			chunk = chunk[:len(chunk)-1]
+			if !spanned {
+				return chunk, n, true, hasNUL, nil // the common case: no copy
+			}
+			return appendCapped(long, chunk), n, true, hasNUL, nil
+		case errors.Is(err, bufio.ErrBufferFull):
+			spanned = true
+			long = appendCapped(long, chunk)
+		case errors.Is(err, io.EOF):
+			return appendCapped(long, chunk), n, false, hasNUL, nil
+		default:
+			return nil, n, false, hasNUL, err
+		}
+	}
+}
+
+func appendCapped(dst, src []byte) []byte {
+	return append(dst, src[:min(len(src), max(0, maxLine+1-len(dst)))]...)
+}
+
+func checkHeader(line []byte) error {
+	if string(line) == header {
+		return nil
+	}
+	if bytes.HasPrefix(line, []byte("popfetch-uidl ")) {
+		return fmt.Errorf("unsupported format %q (want %q)", line, header)
+	}
+	return fmt.Errorf("missing header %q", header)
+}
+
+// parseRecord parses one record line and applies it to st.
+func parseRecord(st *state, line []byte) error {
+	if len(line) > maxLine {
+		return errTooLong
+	}
+	if len(line) < 3 || line[1] != ' ' {
+		return fmt.Errorf("malformed record %q", line)
+	}
+	kind := line[0]
+	rest := line[2:]
+	var want int
+	switch kind {
+	case '-':
+		want = 1
+	case '+', 'n':
+		want = 2
+	case 'r':
+		want = 3
+	default:
+		return fmt.Errorf("unknown record kind %q", kind)
+	}
+	var f [3][]byte
+	for i := range want {
+		if i == want-1 {
+			f[i] = rest
+			break
+		}
+		sp := bytes.IndexByte(rest, ' ')
+		if sp < 0 {
+			return fmt.Errorf("record %q: want %d fields", line, want+1)
+		}
+		f[i], rest = rest[:sp], rest[sp+1:]
+	}
+	uid := f[0]
+	if !ValidUID(string(uid)) { // no allocation: the conversion does not escape
+		return fmt.Errorf("record %q: %w", line, ErrBadUID)
+	}
+	var t int64
+	if want >= 2 {
+		var err error
+		if t, err = parseUnix(f[1]); err != nil {
+			return fmt.Errorf("record %q: %w", line, err)
+		}
+	}
+	var rcpt string
+	if want == 3 {
+		if !ValidRecipient(string(f[2])) {
+			return fmt.Errorf("record %q: %w", line, ErrBadRecipient)
+		}
+		rcpt = string(f[2])
+	}
+	st.apply(kind, string(uid), t, rcpt)
+	st.records++
+	return nil
+}
+
+// parseUnix parses a decimal unix time: an optional '-' and 1 to 19 digits,
+// nothing else (no '+', no spaces), so a record has one spelling.
+func parseUnix(b []byte) (int64, error) {
+	s := b
+	if len(s) > 0 && s[0] == '-' {
+		s = s[1:]
+	}
+	if len(s) < 1 || len(s) > 19 {
+		return 0, fmt.Errorf("bad time %q", b)
+	}
+	for _, c := range s {
+		if c < '0' || c > '9' {
+			return 0, fmt.Errorf("bad time %q", b)
+		}
+	}
+	v, err := strconv.ParseInt(string(b), 10, 64)
+	if err != nil {
+		return 0, fmt.Errorf("bad time %q", b)
+	}
+	return v, nil
+}
+
+// appendRecord appends one record line (with '\n') to buf.
+func appendRecord(buf []byte, kind byte, uid string, t int64, rcpt string) []byte {
+	buf = append(buf, kind, ' ')
+	buf = append(buf, uid...)
+	if kind == '-' {
+		return append(buf, '\n')
+	}
+	buf = append(buf, ' ')
+	buf = strconv.AppendInt(buf, t, 10)
+	if kind == 'r' {
+		buf = append(buf, ' ')
+		buf = append(buf, rcpt...)
+	}
+	return append(buf, '\n')
+}
+
+// writeCompact writes the header and the live records of st to w, ordered by
+// first-seen time then UID, so a compacted journal reads like a history.
+// Every record of a UID carries its first-seen time, which is what replay
+// keeps. It returns the number of records written.
+func writeCompact(w io.Writer, st *state) (int, error) {
+	uids := make([]string, 0, len(st.m))
+	for uid := range st.m {
+		uids = append(uids, uid)
+	}
+	slices.SortFunc(uids, func(a, b string) int {
+		if c := cmp.Compare(st.m[a].first, st.m[b].first); c != 0 {
+			return c
+		}
+		return cmp.Compare(a, b)
+	})
+	bw := bufio.NewWriterSize(w, 64<<10)
+	bw.WriteString(header + "\n")
+	var buf []byte
+	n := 0
+	for _, uid := range uids {
+		e := st.m[uid]
+		buf = buf[:0]
+		if e.noted {
+			buf = appendRecord(buf, 'n', uid, e.first, "")
+			n++
+		}
+		if e.delivered {
+			buf = appendRecord(buf, '+', uid, e.first, "")
+			n++
+		} else {
+			for _, r := range e.rcpts {
+				buf = appendRecord(buf, 'r', uid, e.first, r)
+				n++
+			}
+		}
+		bw.Write(buf)
+	}
+	return n, bw.Flush() // bufio.Writer keeps the first error
+}
