@@ -1,0 +1,422 @@
+package deliver
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+)
+
+// mdaScript returns the absolute path of a test MDA in testdata/mda.
+func mdaScript(t *testing.T, name string) string {
+	t.Helper()
+	p, err := filepath.Abs(filepath.Join("testdata", "mda", name))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return p
+}
+
+func mdaMessage(raw string) *Message {
+	return &Message{
+		Account: "acct", Server: "pop.example.net", User: "joe", UID: "uid-1",
+		Fetched: time.Date(2026, 1, 2, 3, 4, 5, 0, time.UTC),
+		Raw:     []byte(raw),
+	}
+}
+
+// newTestMDA builds an MDA whose scripts write into a fresh $OUT directory.
+func newTestMDA(t *testing.T, argv []string, opts MDAOptions, env ...string) (*MDA, string) {
+	t.Helper()
+	out := t.TempDir()
+	if opts.Timeout == 0 {
+		opts.Timeout = 4 * time.Second
+	}
+	opts.LocalHost = "mx.local"
+	opts.Env = append([]string{"PATH=/usr/bin:/bin", "OUT=" + out}, env...)
+	d, err := NewMDA(argv, opts)
+	if err != nil {
+		t.Fatalf("NewMDA(%q) = %v", argv, err)
+	}
+	return d, out
+}
+
+func mdaReadArgv(t *testing.T, out string) []string {
+	t.Helper()
+	b, err := os.ReadFile(filepath.Join(out, "argv"))
+	if err != nil {
+		t.Fatalf("MDA did not record its argv: %v", err)
+	}
+	return strings.Split(strings.TrimSuffix(string(b), "\x00"), "\x00")
+}
+
+func TestMDANew(t *testing.T) {
+	for _, tc := range []struct {
+		argv []string
+		ok   bool
+	}{
+		{[]string{"/usr/bin/procmail", "-d", "{user}"}, true},
+		{[]string{"/usr/bin/procmail", "-f", "{sender}", "-a", "{address}", "-a", "{domain}"}, true},
+		{[]string{"/bin/x", "--to={user}@{domain}", "{}", "${HOME}", "{not closed"}, false}, // ${HOME} is {HOME}: unknown
+		{[]string{"/bin/x", "{}", "{not closed", "a{b c}"}, true},
+		{[]string{"/bin/x", "{User}"}, false},
+		{[]string{"/bin/x", "{recipient}"}, false},
+		{[]string{"procmail", "-d", "{user}"}, false},
+		{[]string{"./procmail"}, false},
+		{[]string{"bin/procmail"}, false},
+		{[]string{"/bin/{user}"}, false},
+		{[]string{"/bin/x", "a\x00b"}, false},
+		{nil, false},
+	} {
+		_, err := NewMDA(tc.argv, MDAOptions{})
+		if (err == nil) != tc.ok {
+			t.Errorf("NewMDA(%q) = %v; want ok=%v", tc.argv, err, tc.ok)
+		}
+	}
+}
+
+func TestMDADefaultEnv(t *testing.T) {
+	t.Setenv("POPFETCH_SECRET", "hunter2")
+	t.Setenv("HOME", "/home/joe")
+	d, err := NewMDA([]string{"/bin/true"}, MDAOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	env := strings.Join(d.opts.Env, "\n")
+	if strings.Contains(env, "hunter2") || !strings.Contains(env, "PATH=/usr/bin:/bin") || !strings.Contains(env, "HOME=/home/joe") {
+		t.Errorf("default env = %q; want minimal PATH/HOME/USER/LOGNAME only", d.opts.Env)
+	}
+	if d.opts.Timeout != 5*time.Minute {
+		t.Errorf("default timeout = %v", d.opts.Timeout)
+	}
+}
+
+func TestMDADelivered(t *testing.T) {
+	d, out := newTestMDA(t, []string{mdaScript(t, "dump.sh"), "-f", "{sender}", "-d", "{user}", "--", "{address}", "x{domain}y"}, MDAOptions{})
+	m := mdaMessage("From: a@example.org\r\nSubject: hi\r\n\r\nline1\r\nbare\rcr\nlf\r\n")
+	rc := Recipient{User: "joe", Address: "joe@example.com", Domain: "example.com"}
+	errs := d.Deliver(context.Background(), m, "", []Recipient{rc}, []Field{{"X-Popfetch-Reason", "test"}})
+	if len(errs) != 1 || errs[0] != nil {
+		t.Fatalf("Deliver = %v; want [nil]", errs)
+	}
+	want := []string{mdaScript(t, "dump.sh"), "-f", "MAILER-DAEMON", "-d", "joe", "--", "joe@example.com", "xexample.comy"}
+	if got := mdaReadArgv(t, out); strings.Join(got, "|") != strings.Join(want, "|") {
+		t.Errorf("argv = %q; want %q", got, want)
+	}
+	body, _ := os.ReadFile(filepath.Join(out, "stdin"))
+	if bytes.Contains(body, []byte("\r")) {
+		t.Errorf("stdin has CR; want LF only:\n%q", body)
+	}
+	s := string(body)
+	for _, w := range []string{"X-Popfetch-Reason: test\nReceived: from pop.example.net\n", "\tfor <joe@example.com>;", "\nDelivered-To: joe@example.com\nFrom: a@example.org\n", "\n\nline1\nbare\ncr\nlf\n"} {
+		if !strings.Contains(s, w) {
+			t.Errorf("stdin lacks %q:\n%s", w, s)
+		}
+	}
+	if !strings.HasPrefix(s, "X-Popfetch-Reason: test\n") {
+		t.Errorf("extra fields not first:\n%s", s)
+	}
+}
+
+func TestMDAOneRunPerRecipient(t *testing.T) {
+	d, out := newTestMDA(t, []string{mdaScript(t, "dump.sh"), "{user}"}, MDAOptions{})
+	m := mdaMessage("Subject: x\r\n\r\nb\r\n")
+	rcpts := []Recipient{{User: "a"}, {User: "../etc"}, {User: "b"}}
+	errs := d.Deliver(context.Background(), m, "s@x", rcpts, nil)
+	if errs[0] != nil || errs[2] != nil || !IsPermanent(errs[1]) {
+		t.Fatalf("Deliver = %v; want [nil permanent nil]", errs)
+	}
+	if got := mdaReadArgv(t, out); got[1] != "b" {
+		t.Errorf("last run argv = %q", got)
+	}
+	body, _ := os.ReadFile(filepath.Join(out, "stdin"))
+	if bytes.Contains(body, []byte("Delivered-To")) {
+		t.Errorf("Delivered-To without an address:\n%s", body)
+	}
+}
+
+func TestMDAStatus(t *testing.T) {
+	for _, tc := range []struct {
+		name        string
+		script      string
+		env         []string
+		allowStderr bool
+		wantOK      bool
+		permanent   bool
+		reason      string
+	}{
+		{name: "exit0", script: "status.sh", wantOK: true},
+		{name: "tempfail", script: "status.sh", env: []string{"CODE=75", "STDERR=try later"}, reason: "MDA exit 75: try later"},
+		{name: "exit1", script: "status.sh", env: []string{"CODE=1", "STDERR=mailbox \x1b[31mfull"}, permanent: true, reason: "MDA exit 1: mailbox  [31mfull"},
+		{name: "exit67", script: "status.sh", env: []string{"CODE=67"}, permanent: true, reason: "MDA exit 67"},
+		{name: "signal", script: "selfkill.sh", reason: "MDA killed by signal killed"},
+		{name: "stderr", script: "status.sh", env: []string{"STDERR=warning: recipe failed"}, reason: "MDA exit 0 with output on stderr: warning: recipe failed"},
+		{name: "stderrAllowed", script: "status.sh", env: []string{"STDERR=just chatty"}, allowStderr: true, wantOK: true},
+		{name: "missing", script: "does-not-exist.sh", reason: "MDA could not be started"},
+		{name: "notExecutable", script: "../../mda_test.go", reason: "MDA could not be started"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			d, _ := newTestMDA(t, []string{mdaScript(t, tc.script)}, MDAOptions{AllowStderr: tc.allowStderr}, tc.env...)
+			errs := d.Deliver(context.Background(), mdaMessage("Subject: x\r\n\r\nbody\r\n"), "", []Recipient{{}}, nil)
+			err := errs[0]
+			if tc.wantOK {
+				if err != nil {
+					t.Fatalf("Deliver = %v; want nil", err)
+				}
+				return
+			}
+			var de *Error
+			if !errors.As(err, &de) {
+				t.Fatalf("Deliver = %v; want *Error", err)
+			}
+			if de.Permanent != tc.permanent || !strings.HasPrefix(de.Reason, tc.reason) {
+				t.Errorf("Deliver = %v (reason %q, permanent %v); want reason %q, permanent %v", err, de.Reason, de.Permanent, tc.reason, tc.permanent)
+			}
+		})
+	}
+}
+
+func TestMDAStderrBoundedReason(t *testing.T) {
+	long := strings.Repeat("x", 10000)
+	d, _ := newTestMDA(t, []string{mdaScript(t, "status.sh")}, MDAOptions{}, "CODE=1", "STDERR="+long)
+	err := d.Deliver(context.Background(), mdaMessage("a: b\r\n\r\n"), "", []Recipient{{}}, nil)[0]
+	var de *Error
+	if !errors.As(err, &de) || len(de.Reason) > 220 || !de.Permanent {
+		t.Fatalf("Deliver = %v; want permanent with a reason ≤ 220 bytes", err)
+	}
+}
+
+// processGone reports whether pid no longer runs (absent or a zombie
+// waiting for init to reap it).
+func mdaProcessGone(pid int) bool {
+	b, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/stat")
+	if err != nil {
+		return true
+	}
+	f := strings.Fields(string(b[bytes.LastIndexByte(b, ')')+1:]))
+	return len(f) > 0 && (f[0] == "Z" || f[0] == "X")
+}
+
+func mdaChildPid(t *testing.T, out string) int {
+	t.Helper()
+	for deadline := time.Now().Add(2 * time.Second); ; {
+		b, err := os.ReadFile(filepath.Join(out, "child"))
+		if err == nil {
+			pid, err := strconv.Atoi(strings.TrimSpace(string(b)))
+			if err != nil {
+				t.Fatal(err)
+			}
+			return pid
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("helper pid not recorded: %v", err)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}
+
+func mdaWaitGone(t *testing.T, pid int) {
+	t.Helper()
+	for deadline := time.Now().Add(2 * time.Second); !mdaProcessGone(pid); {
+		if time.Now().After(deadline) {
+			syscall.Kill(pid, syscall.SIGKILL)
+			t.Fatalf("helper %d survived the process-group kill", pid)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}
+
+func TestMDATimeoutKillsGroup(t *testing.T) {
+	d, out := newTestMDA(t, []string{mdaScript(t, "hang.sh")}, MDAOptions{Timeout: 300 * time.Millisecond})
+	start := time.Now()
+	err := d.Deliver(context.Background(), mdaMessage("Subject: x\r\n\r\nbody\r\n"), "", []Recipient{{}}, nil)[0]
+	if el := time.Since(start); el > 3*time.Second {
+		t.Errorf("Deliver took %v; want about 300ms", el)
+	}
+	var de *Error
+	if !errors.As(err, &de) || de.Permanent || !strings.Contains(de.Reason, "killed after 300ms") {
+		t.Fatalf("Deliver = %v; want temporary timeout", err)
+	}
+	if !errors.Is(err, context.DeadlineExceeded) {
+		t.Errorf("Deliver = %v; want it to wrap context.DeadlineExceeded", err)
+	}
+	mdaWaitGone(t, mdaChildPid(t, out))
+}
+
+func TestMDACancel(t *testing.T) {
+	d, out := newTestMDA(t, []string{mdaScript(t, "hang.sh")}, MDAOptions{})
+	ctx, cancel := context.WithCancel(context.Background())
+	go func() {
+		mdaChildPid(t, out)
+		cancel()
+	}()
+	errs := d.Deliver(ctx, mdaMessage("Subject: x\r\n\r\nbody\r\n"), "", []Recipient{{}, {}}, nil)
+	for i, err := range errs {
+		if err == nil || IsPermanent(err) || !errors.Is(err, context.Canceled) {
+			t.Errorf("Deliver[%d] = %v; want temporary, cancelled", i, err)
+		}
+	}
+	mdaWaitGone(t, mdaChildPid(t, out))
+}
+
+// An MDA that exits 0 while a helper keeps stderr open: WaitDelay stops
+// the wait, and the MDA's own status decides.
+func TestMDALingeringHelper(t *testing.T) {
+	d, out := newTestMDA(t, []string{mdaScript(t, "lingering.sh")}, MDAOptions{})
+	d.waitDelay = 200 * time.Millisecond
+	start := time.Now()
+	err := d.Deliver(context.Background(), mdaMessage("Subject: x\r\n\r\nbody\r\n"), "", []Recipient{{}}, nil)[0]
+	pid := mdaChildPid(t, out)
+	syscall.Kill(pid, syscall.SIGKILL)
+	if err != nil {
+		t.Errorf("Deliver = %v; want nil", err)
+	}
+	if el := time.Since(start); el > 3*time.Second {
+		t.Errorf("Deliver took %v; WaitDelay did not apply", el)
+	}
+}
+
+func TestMDAUnreadInput(t *testing.T) {
+	for _, size := range []int{10, 1 << 20} {
+		d, _ := newTestMDA(t, []string{mdaScript(t, "noread.sh")}, MDAOptions{})
+		raw := "Subject: x\r\n\r\n" + strings.Repeat("0123456789abcdef\r\n", size/18+1)
+		err := d.Deliver(context.Background(), mdaMessage(raw), "", []Recipient{{}}, nil)[0]
+		var de *Error
+		if !errors.As(err, &de) || de.Permanent || !strings.Contains(de.Reason, "without reading") {
+			t.Errorf("size %d: Deliver = %v; want temporary, input not read", size, err)
+		}
+	}
+}
+
+func TestMDAArgumentInjection(t *testing.T) {
+	phpMailer := `"attacker\" -oQ/tmp/ -X/var/www/x.php some"@email.com`
+	for _, tc := range []struct {
+		name   string
+		rcpt   Recipient
+		sender string
+		want   string // the single argv element, "" = rejected
+	}{
+		{"userOption", Recipient{User: "-oQ/tmp"}, "s@x", ""},
+		{"userSlash", Recipient{User: "a/b"}, "s@x", ""},
+		{"userDotDot", Recipient{User: ".."}, "s@x", ""},
+		{"userDot", Recipient{User: "."}, "s@x", ""},
+		{"userNUL", Recipient{User: "a\x00b"}, "s@x", ""},
+		{"userTab", Recipient{User: "a\tb"}, "s@x", ""},
+		{"addressNewline", Recipient{User: "u", Address: "a\nb@x"}, "s@x", ""},
+		{"addressCR", Recipient{User: "u", Address: "a\rb@x"}, "s@x", ""},
+		{"domainOption", Recipient{User: "u", Address: "a@x", Domain: "-x"}, "s@x", ""},
+		{"senderOption", Recipient{User: "u"}, "-X/var/www/x.php", ""},
+		{"senderNewline", Recipient{User: "u"}, "a@x\n-X", ""},
+		{"phpMailer", Recipient{User: "u", Address: "a@x", Domain: "x"}, phpMailer, phpMailer},
+		{"spaces", Recipient{User: "u", Address: "a b@x", Domain: "x"}, "s@x", "s@x"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			d, out := newTestMDA(t, []string{mdaScript(t, "dump.sh"), "-f", "{sender}", "{user}", "{address}", "{domain}"}, MDAOptions{})
+			// Unused placeholders are not validated; use them all here.
+			if tc.rcpt.Address == "" {
+				d.argv = d.argv[:4]
+			}
+			err := d.Deliver(context.Background(), mdaMessage("a: b\r\n\r\n"), tc.sender, []Recipient{tc.rcpt}, nil)[0]
+			if tc.want == "" {
+				if !IsPermanent(err) {
+					t.Fatalf("Deliver = %v; want permanent rejection", err)
+				}
+				if _, statErr := os.Stat(filepath.Join(out, "argv")); statErr == nil {
+					t.Fatalf("MDA ran despite the rejection")
+				}
+				return
+			}
+			if err != nil {
+				t.Fatalf("Deliver = %v; want nil", err)
+			}
+			got := mdaReadArgv(t, out)
+			want := []string{d.argv[0], "-f", tc.want, tc.rcpt.User, tc.rcpt.Address, tc.rcpt.Domain}
+			if strings.Join(got, "\x00") != strings.Join(want, "\x00") {
+				t.Errorf("argv = %q; want %q (each value exactly one element)", got, want)
+			}
+		})
+	}
+}
+
+func FuzzMDAExpand(f *testing.F) {
+	f.Add("{user}", "joe", `"a\" -X x"@y`)
+	f.Add("x{user}{sender}{", "-a", "b c")
+	f.Add("{{user}}", "}", "{user}")
+	f.Fuzz(func(t *testing.T, arg, user, sender string) {
+		if checkPlaceholders(arg) != nil {
+			return
+		}
+		vals := map[string]string{"user": user, "address": "", "domain": "", "sender": sender}
+		got := expand(arg, vals)
+		// With no placeholder the argument is passed through unchanged.
+		if !strings.Contains(arg, "{user}") && !strings.Contains(arg, "{sender}") &&
+			!strings.Contains(arg, "{address}") && !strings.Contains(arg, "{domain}") && got != arg {
+			t.Errorf("expand(%q) = %q; want unchanged", arg, got)
+		}
+		// Substituted values are never re-expanded: the result is a single
+		// string whose length is bounded by arg plus one value per brace.
+		if len(got) > len(arg)*(1+len(user)+len(sender)) {
+			t.Errorf("expand(%q) grew to %d bytes", arg, len(got))
+		}
+	})
+}
+
+// procmailPath returns the real procmail, skipping when it is missing
+// unless CI demands the integration tests.
+func procmailPath(t *testing.T) string {
+	t.Helper()
+	p, err := exec.LookPath("/usr/bin/procmail")
+	if err != nil {
+		if os.Getenv("CI") == "true" || os.Getenv("POPFETCH_REQUIRE_DOVECOT") == "1" {
+			t.Fatalf("procmail required (CI): %v", err)
+		}
+		t.Skipf("procmail not installed (apt-get install procmail): %v", err)
+	}
+	return p
+}
+
+func TestMDAProcmail(t *testing.T) {
+	pm := procmailPath(t)
+	dir := t.TempDir()
+	rc := filepath.Join(dir, "procmailrc")
+	if err := os.WriteFile(rc, []byte("DEFAULT="+dir+"/Maildir/\nLOGFILE="+dir+"/log\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	d, err := NewMDA([]string{pm, "-f", "{sender}", "-m", rc, "{user}", "{address}"}, MDAOptions{Timeout: 4 * time.Second, LocalHost: "mx.local"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	m := mdaMessage("From: a@example.org\r\nSubject: procmail test\r\nMessage-ID: <pm1@x>\r\n\r\nhello\r\n")
+	errs := d.Deliver(context.Background(), m, "a@example.org", []Recipient{{User: "joe", Address: "joe@example.com", Domain: "example.com"}}, nil)
+	if errs[0] != nil {
+		log, _ := os.ReadFile(filepath.Join(dir, "log"))
+		t.Fatalf("Deliver = %v; procmail log:\n%s", errs[0], log)
+	}
+	files, _ := filepath.Glob(filepath.Join(dir, "Maildir", "new", "*"))
+	if len(files) != 1 {
+		t.Fatalf("Maildir/new has %d files; want 1", len(files))
+	}
+	b, _ := os.ReadFile(files[0])
+	for _, w := range []string{"Delivered-To: joe@example.com\n", "Subject: procmail test\n", "\n\nhello\n"} {
+		if !strings.Contains(string(b), w) {
+			t.Errorf("delivered message lacks %q:\n%s", w, b)
+		}
+	}
+
+	// A procmailrc that gives up with EX_TEMPFAIL: the mail must stay.
+	if err := os.WriteFile(rc, []byte("EXITCODE=75\n:0\n/dev/null\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	err = d.Deliver(context.Background(), m, "", []Recipient{{User: "joe", Address: "joe@example.com", Domain: "example.com"}}, nil)[0]
+	var de *Error
+	if !errors.As(err, &de) || de.Permanent || !strings.HasPrefix(de.Reason, "MDA exit 75") {
+		t.Fatalf("Deliver with EXITCODE=75 = %v; want temporary", err)
+	}
+}
