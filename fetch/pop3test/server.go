@@ -87,8 +87,9 @@ const (
 	// EndlessMulti sends "+OK" and then valid lines, never the terminating
 	// ".", until 64 MiB have been sent or the client goes away, then closes.
 	EndlessMulti
-	// Truncate sends the first line of the normal answer and half of the
-	// rest (for RETR: half the message, no terminator), then closes.
+	// Truncate sends the first line of a multi-line answer and half of
+	// the rest (for RETR: half the message, no terminator), or half of a
+	// single-line answer without its CRLF, then closes.
 	Truncate
 	// Custom calls Fault.Func instead of answering.
 	Custom
@@ -201,14 +202,38 @@ func (s *Server) accept() {
 			return
 		default:
 		}
-		s.conns[c] = struct{}{}
-		log := new(strings.Builder)
-		s.logs = append(s.logs, log)
-		ss := &session{s: s, num: len(s.logs), raw: c, conn: c, log: log, counts: make(map[string]int)}
-		s.wg.Add(1)
+		s.startLocked(c)
 		s.mu.Unlock()
-		go ss.serve()
 	}
+}
+
+// startLocked serves c as the next session; s.mu is held.
+func (s *Server) startLocked(c net.Conn) {
+	s.conns[c] = struct{}{}
+	log := new(strings.Builder)
+	s.logs = append(s.logs, log)
+	ss := &session{s: s, num: len(s.logs), raw: c, conn: c, log: log, counts: make(map[string]int)}
+	s.wg.Add(1)
+	go ss.serve()
+}
+
+// Pipe returns the client end of a net.Pipe whose other end the server
+// serves as the next session, for clients that take a dialer. A pipe has no
+// buffer, so a client that writes a pipelined batch without reading
+// deadlocks against an answering server: the write/write deadlock RFC 2449
+// §6.6 warns about, here shown at once rather than only when TCP buffers
+// fill up.
+func (s *Server) Pipe() net.Conn {
+	client, server := net.Pipe()
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	select {
+	case <-s.done:
+		server.Close()
+	default:
+		s.startLocked(server)
+	}
+	return client
 }
 
 // Addr is the listening address, "127.0.0.1:port".
@@ -840,13 +865,15 @@ func replyBytes(r string) []byte {
 }
 
 // truncated is the first line of a plus half of the rest, never including
-// a multi-line terminator.
+// a multi-line terminator; for a single-line answer, half of the line
+// without its CRLF.
 func truncated(a answer) []byte {
+	if !a.multi {
+		return a.data[:(len(a.data)-2)/2]
+	}
 	i := strings.Index(string(a.data), "\n") + 1
 	rest := a.data[i:]
-	if a.multi {
-		rest = rest[:len(rest)-len(".\r\n")]
-	}
+	rest = rest[:len(rest)-len(".\r\n")]
 	return append(a.data[:i:i], rest[:len(rest)/2]...)
 }
 

@@ -821,3 +821,25 @@ func TestHelpers(t *testing.T) {
 		t.Errorf("Action.String: %v %v", Custom, Action(42))
 	}
 }
+
+func TestPipe(t *testing.T) {
+	t.Parallel()
+	s := NewServer(t, Options{Messages: twoMessages(), Faults: []Fault{{Cmd: "STAT", Action: Truncate}}})
+	dump(t, s)
+	c := newClient(t, s.Pipe())
+	c.line()
+	c.login()
+	c.multi("RETR 1")
+	c.send("STAT")
+	b, err := io.ReadAll(c.r)
+	if err != nil || string(b) != "+OK " {
+		t.Errorf("truncated STAT = %q, %v; want %q", b, err, "+OK ")
+	}
+	if s.Sessions() != 1 {
+		t.Errorf("Sessions() = %d; want 1", s.Sessions())
+	}
+	s.Close()
+	if _, err := s.Pipe().Read(make([]byte, 1)); err == nil {
+		t.Error("Pipe after Close: read succeeded")
+	}
+}
