@@ -1,0 +1,447 @@
+package fetch
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"crypto/sha256"
+	"crypto/tls"
+	"crypto/x509"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"os"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	pop3 "github.com/knadh/go-pop3"
+)
+
+// Limits on what a server may send. RFC 1939 §3 caps a response line at 512
+// octets; servers exceed it in practice (long greetings), so single-line
+// replies get more room, but never unbounded (CVE-2003-0792).
+const (
+	lineBudget = 16 << 10 // one status line, plus bufio read-ahead
+	// readAhead is go-pop3's bufio.Reader size: bytes of the next reply it
+	// may already have pulled while reading the current one.
+	readAhead = 4096
+)
+
+// dialOptions are the connection settings of one session.
+type dialOptions struct {
+	Host        string
+	Port        int
+	TLS         string // "implicit", "starttls", "none"
+	RootCAs     *x509.CertPool
+	Fingerprint string // hex SHA-256 of the server's SPKI; "" = none
+	Timeout     time.Duration
+	Log         *slog.Logger
+}
+
+// guardConn is the net.Conn go-pop3 reads from. go-pop3 reads lines with an
+// unbounded ReadBytes and has no deadlines, so every limit lives here: a byte
+// budget for the reply being read (an endless line or a never-ending
+// multi-line reply fails when the budget runs out) and the deadline for it.
+type guardConn struct {
+	net.Conn
+	mu     sync.Mutex
+	budget int64
+	pre    []byte // the greeting, already read and checked, replayed to go-pop3
+}
+
+var errBudget = fmt.Errorf("%w: reply exceeds its size limit", ErrProtocol)
+
+func (g *guardConn) Read(p []byte) (int, error) {
+	g.mu.Lock()
+	if len(g.pre) > 0 {
+		n := copy(p, g.pre)
+		g.pre = g.pre[n:]
+		g.mu.Unlock()
+		return n, nil
+	}
+	b := g.budget
+	g.mu.Unlock()
+	if b <= 0 {
+		return 0, errBudget
+	}
+	if int64(len(p)) > b {
+		p = p[:b]
+	}
+	n, err := g.Conn.Read(p)
+	g.mu.Lock()
+	g.budget -= int64(n)
+	g.mu.Unlock()
+	return n, err
+}
+
+// expect sets the limits for reading the next reply: at most max bytes
+// (plus what go-pop3's buffer may read ahead) within d.
+func (g *guardConn) expect(max int64, d time.Duration) {
+	g.mu.Lock()
+	g.budget = max + readAhead
+	g.mu.Unlock()
+	g.Conn.SetDeadline(time.Now().Add(d))
+}
+
+// conn is one POP3 session: go-pop3 for the wire, plus popfetch's policy.
+type conn struct {
+	c       *pop3.Conn
+	g       *guardConn
+	caps    capabilities
+	timeout time.Duration
+	log     *slog.Logger
+	tls     bool
+	stopCtx func() bool
+	botched error // set after a desync or i/o error: no further commands
+}
+
+// dial connects, passes the TLS gate and returns a session in the
+// AUTHORIZATION state with the capabilities read over the final transport.
+// No credential byte is sent here.
+func dial(ctx context.Context, o dialOptions) (*conn, error) {
+	if o.Timeout <= 0 {
+		o.Timeout = 60 * time.Second
+	}
+	var g *guardConn
+	var dialErr error
+	d := dialerFunc(func(network, addr string) (net.Conn, error) {
+		g, dialErr = connect(ctx, network, addr, o)
+		if dialErr != nil {
+			return nil, dialErr
+		}
+		return g, nil
+	})
+	cl := pop3.New(pop3.Opt{Host: o.Host, Port: o.Port, Dialer: d})
+	pc, err := cl.NewConn()
+	if err != nil {
+		if dialErr != nil {
+			return nil, dialErr
+		}
+		if g != nil {
+			g.Close()
+		}
+		return nil, fmt.Errorf("greeting: %w", err)
+	}
+	c := &conn{c: pc, g: g, timeout: o.Timeout, log: o.Log, tls: o.TLS != "none"}
+	stop := context.AfterFunc(ctx, func() { g.Close() })
+	c.stopCtx = stop
+	// RFC 2595 §4: after STLS the client MUST discard cached capabilities
+	// and SHOULD re-issue CAPA; connect's pre-TLS CAPA is thrown away.
+	body, err := c.cmd("CAPA", true, lineBudget*4)
+	switch {
+	case err == nil:
+		c.caps = parseCapa(body)
+	case isERR(err):
+		// CAPA is optional (RFC 2449); an old server answers -ERR.
+	default:
+		c.close()
+		return nil, fmt.Errorf("capa: %w", err)
+	}
+	return c, nil
+}
+
+type dialerFunc func(network, addr string) (net.Conn, error)
+
+func (f dialerFunc) Dial(network, addr string) (net.Conn, error) { return f(network, addr) }
+
+// connect dials, reads and checks the greeting, and applies the TLS policy:
+// implicit TLS from the first byte, or CAPA + STLS before anything else.
+// It returns a guardConn that replays the greeting to go-pop3.
+func connect(ctx context.Context, network, addr string, o dialOptions) (*guardConn, error) {
+	dctx, cancel := context.WithTimeout(ctx, o.Timeout)
+	defer cancel()
+	var nd net.Dialer
+	raw, err := nd.DialContext(dctx, network, addr)
+	if err != nil {
+		return nil, fmt.Errorf("connect %s: %w", addr, err)
+	}
+	fail := func(err error) (*guardConn, error) {
+		raw.Close()
+		return nil, err
+	}
+	var c net.Conn = raw
+	if o.TLS == "implicit" {
+		tc, err := handshake(dctx, raw, o)
+		if err != nil {
+			return fail(err)
+		}
+		c = tc
+	}
+	c.SetDeadline(time.Now().Add(o.Timeout))
+	br := bufio.NewReaderSize(&io.LimitedReader{R: c, N: lineBudget * 8}, 1024)
+	greeting, err := readLine(br)
+	if err != nil {
+		return fail(fmt.Errorf("greeting: %w", err))
+	}
+	if !bytes.HasPrefix(greeting, []byte("+OK")) {
+		// A malformed greeting while TLS is required must close the
+		// connection (mutt GHSA-346p-qx4x-g348).
+		return fail(fmt.Errorf("%w: server greeting %s", ErrProtocol, quote(greeting)))
+	}
+	if o.TLS == "starttls" {
+		if _, err := io.WriteString(c, "CAPA\r\n"); err != nil {
+			return fail(fmt.Errorf("capa: %w", err))
+		}
+		st, err := readLine(br)
+		if err != nil {
+			return fail(fmt.Errorf("capa: %w", err))
+		}
+		stls := false
+		if bytes.HasPrefix(st, []byte("+OK")) {
+			body, err := readMulti(br, lineBudget*4)
+			if err != nil {
+				return fail(fmt.Errorf("capa: %w", err))
+			}
+			stls = parseCapa(body).stls
+		}
+		if !stls {
+			return fail(fmt.Errorf("%w: tls = \"starttls\" but the server does not offer STLS (refusing to continue in plaintext)", ErrTLS))
+		}
+		if _, err := io.WriteString(c, "STLS\r\n"); err != nil {
+			return fail(fmt.Errorf("stls: %w", err))
+		}
+		st, err = readLine(br)
+		if err != nil {
+			return fail(fmt.Errorf("stls: %w", err))
+		}
+		if !bytes.HasPrefix(st, []byte("+OK")) {
+			return fail(fmt.Errorf("%w: server refused STLS: %s", ErrTLS, quote(st)))
+		}
+		// STARTTLS response injection (CVE-2020-14954, CVE-2021-22947):
+		// anything after the +OK was sent in plaintext by an attacker.
+		if br.Buffered() > 0 {
+			return fail(fmt.Errorf("%w: server sent data after the STLS reply (possible response injection)", ErrTLS))
+		}
+		tc, err := handshake(dctx, raw, o)
+		if err != nil {
+			return fail(err)
+		}
+		c = tc
+	}
+	return &guardConn{Conn: c, pre: append(greeting, '\r', '\n')}, nil
+}
+
+func handshake(ctx context.Context, raw net.Conn, o dialOptions) (*tls.Conn, error) {
+	cfg := &tls.Config{
+		ServerName: o.Host,
+		RootCAs:    o.RootCAs,
+		MinVersion: tls.VersionTLS12, // RFC 8996
+	}
+	if o.Fingerprint != "" {
+		// A pin replaces chain verification: self-signed certificates are
+		// the usual reason to pin. The pin itself is the trust anchor.
+		cfg.InsecureSkipVerify = true
+		want := o.Fingerprint
+		cfg.VerifyConnection = func(cs tls.ConnectionState) error {
+			if len(cs.PeerCertificates) == 0 {
+				return fmt.Errorf("%w: no server certificate", ErrTLS)
+			}
+			sum := sha256.Sum256(cs.PeerCertificates[0].RawSubjectPublicKeyInfo)
+			if got := hex.EncodeToString(sum[:]); got != want {
+				return fmt.Errorf("%w: server key fingerprint sha256:%s does not match tls_fingerprint sha256:%s", ErrTLS, got, want)
+			}
+			return nil
+		}
+	}
+	tc := tls.Client(raw, cfg)
+	hctx, cancel := context.WithTimeout(ctx, o.Timeout)
+	defer cancel()
+	if err := tc.HandshakeContext(hctx); err != nil {
+		var verr *tls.CertificateVerificationError
+		if errors.As(err, &verr) || errors.Is(err, ErrTLS) {
+			return nil, fmt.Errorf("%w: %v", ErrTLS, err)
+		}
+		return nil, fmt.Errorf("tls handshake: %w", err)
+	}
+	return tc, nil
+}
+
+// readLine reads one CRLF- or LF-terminated line from a reader that is
+// itself bounded.
+func readLine(br *bufio.Reader) ([]byte, error) {
+	line, err := br.ReadSlice('\n')
+	if err == bufio.ErrBufferFull {
+		return nil, fmt.Errorf("%w: line too long", ErrProtocol)
+	}
+	if err != nil {
+		return nil, err
+	}
+	return bytes.TrimRight(line, "\r\n"), nil
+}
+
+func readMulti(br *bufio.Reader, max int) ([]byte, error) {
+	var out []byte
+	for {
+		line, err := readLine(br)
+		if err != nil {
+			return nil, err
+		}
+		if bytes.Equal(line, []byte(".")) {
+			return out, nil
+		}
+		if len(out)+len(line) > max {
+			return nil, fmt.Errorf("%w: reply too long", ErrProtocol)
+		}
+		out = append(append(out, line...), '\n')
+	}
+}
+
+// respError is a server's -ERR reply to a command.
+type respError struct {
+	Cmd  string // the command verb only: never its arguments (PASS!)
+	Code string // RFC 2449 response code, e.g. "IN-USE", "AUTH", "SYS/TEMP"
+	Text string // sanitized
+}
+
+func (e *respError) Error() string { return fmt.Sprintf("%s: server said -ERR %s", e.Cmd, e.Text) }
+
+func isERR(err error) bool {
+	var re *respError
+	return errors.As(err, &re)
+}
+
+// send writes one command. The verb alone is logged, so PASS never is.
+func (c *conn) send(verb string, args ...any) error {
+	if c.botched != nil {
+		return c.botched
+	}
+	line := verb
+	for _, a := range args {
+		line += " " + fmt.Sprint(a)
+	}
+	c.g.Conn.SetWriteDeadline(time.Now().Add(c.timeout))
+	if err := c.c.Send(line); err != nil {
+		c.botched = fmt.Errorf("%s: %w", verb, err)
+		return c.botched
+	}
+	return nil
+}
+
+// status reads the status line of the reply to verb within the given
+// budget. An -ERR becomes a *respError; an i/o or budget error botches the
+// session. go-pop3 maps "-ERR text" to errors.New(text); anything else it
+// returns is an i/o or framing failure.
+func (c *conn) status(verb string, budget int64, d time.Duration) ([]byte, error) {
+	if c.botched != nil {
+		return nil, c.botched
+	}
+	c.g.expect(budget, d)
+	b, err := c.c.ReadOne()
+	if err == nil {
+		return b, nil
+	}
+	if ne := new(net.Error); errors.As(err, ne) || errors.Is(err, io.EOF) || errors.Is(err, errBudget) || errors.Is(err, io.ErrUnexpectedEOF) || errors.Is(err, net.ErrClosed) {
+		c.botched = fmt.Errorf("%s: %w", verb, err)
+		return nil, c.botched
+	}
+	if strings.HasPrefix(err.Error(), "unknown response:") {
+		c.botched = fmt.Errorf("%s: %w: %s", verb, ErrProtocol, sanitize(err.Error(), 160))
+		return nil, c.botched
+	}
+	text := sanitize(err.Error(), 200)
+	return nil, &respError{Cmd: verb, Code: respCode(text), Text: text}
+}
+
+// body reads the rest of a multi-line reply (go-pop3 unstuffs dots).
+func (c *conn) body(verb string, budget int64, d time.Duration) ([]byte, error) {
+	c.g.expect(budget, d)
+	buf, err := c.c.ReadAll()
+	if err != nil {
+		// EOF before the terminating "." means a truncated reply: the
+		// message must never be delivered (RELIABILITY §3.1 DotReader).
+		c.botched = fmt.Errorf("%s: incomplete multi-line reply: %w", verb, err)
+		return nil, c.botched
+	}
+	return buf.Bytes(), nil
+}
+
+// cmd sends a command and reads its whole reply.
+func (c *conn) cmd(verb string, multi bool, budget int64, args ...any) ([]byte, error) {
+	if err := c.send(verb, args...); err != nil {
+		return nil, err
+	}
+	st, err := c.status(verb, lineBudget, c.timeout)
+	if err != nil || !multi {
+		return st, err
+	}
+	return c.body(verb, budget, c.timeout)
+}
+
+// login sends USER/PASS. The password is never logged or put in an error.
+func (c *conn) login(user, pass string) error {
+	if c.botched != nil {
+		return c.botched
+	}
+	if _, err := c.cmd("USER", false, 0, user); err != nil {
+		return classifyLogin(err)
+	}
+	if _, err := c.cmd("PASS", false, 0, pass); err != nil {
+		return classifyLogin(err)
+	}
+	return nil
+}
+
+// classifyLogin maps a failed USER/PASS to the sentinels the scheduler acts
+// on (RFC 2449 §8.1, RFC 3206).
+func classifyLogin(err error) error {
+	var re *respError
+	if !errors.As(err, &re) {
+		return err
+	}
+	switch re.Code {
+	case "IN-USE":
+		return fmt.Errorf("%w: %v", ErrInUse, err)
+	case "LOGIN-DELAY":
+		return fmt.Errorf("%w: %v", ErrLoginDelay, err)
+	case "SYS/TEMP":
+		return err
+	}
+	// [AUTH], [SYS/PERM] or no code at all: a wrong password is the usual
+	// cause, and retrying it is what locks accounts.
+	return fmt.Errorf("%w: %v", ErrAuth, err)
+}
+
+// quit ends the session; the server enters UPDATE and removes the messages
+// marked with DELE (RFC 1939 §6).
+func (c *conn) quit() error {
+	defer c.close()
+	_, err := c.cmd("QUIT", false, 0)
+	return err
+}
+
+// close drops the connection without QUIT: the server must not remove any
+// message (RFC 1939 §6).
+func (c *conn) close() {
+	if c.stopCtx != nil {
+		c.stopCtx()
+	}
+	c.g.Close()
+}
+
+// retrBudget bounds a RETR reply: the LIST size, plus room for dot-stuffing
+// and bare-LF lines turned into CRLF by the server, never unbounded.
+func retrBudget(size int64) int64 {
+	return size + size/8 + 64<<10
+}
+
+// retrDeadline bounds a RETR as a whole, not only per read: a server
+// trickling a byte a second must not keep a poll alive (slowloris).
+func retrDeadline(timeout time.Duration, size int64) time.Duration {
+	const minRate = 32 << 10 // bytes/s that any link we support sustains
+	return timeout + time.Duration(size/minRate)*time.Second
+}
+
+func localHost() string {
+	h, err := os.Hostname()
+	if err != nil || h == "" {
+		return "localhost"
+	}
+	return h
+}
+
+var _ = strconv.Itoa

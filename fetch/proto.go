@@ -1,0 +1,193 @@
+package fetch
+
+import (
+	"bytes"
+	"fmt"
+	"strconv"
+	"strings"
+)
+
+// maxMessages caps what a server may claim in STAT (fetchmail 5.9.10: "don't
+// trust the message count"). Nothing is ever allocated from the claim itself.
+const maxMessages = 1 << 20
+
+// maxUIDLen is RFC 1939 §7: "The unique-id of a message is an arbitrary
+// server-determined string, consisting of one to 70 characters in the range
+// 0x21 to 0x7E".
+const maxUIDLen = 70
+
+// validUID reports whether uid is a legal RFC 1939 §7 unique-id.
+func validUID(uid string) bool {
+	if len(uid) == 0 || len(uid) > maxUIDLen {
+		return false
+	}
+	for i := 0; i < len(uid); i++ {
+		if uid[i] < 0x21 || uid[i] > 0x7e {
+			return false
+		}
+	}
+	return true
+}
+
+// entry is one line of a UIDL or LIST listing.
+type entry struct {
+	Num  int
+	UID  string // UIDL
+	Size int64  // LIST
+}
+
+// parseStat parses the text after "+OK " of a STAT reply: "nn mm ...".
+func parseStat(b []byte) (count int, size int64, err error) {
+	f := bytes.Fields(b)
+	if len(f) < 2 {
+		return 0, 0, fmt.Errorf("%w: malformed STAT reply %s", ErrProtocol, quote(b))
+	}
+	c, err1 := strconv.Atoi(string(f[0]))
+	s, err2 := strconv.ParseInt(string(f[1]), 10, 64)
+	if err1 != nil || err2 != nil || c < 0 || s < 0 {
+		return 0, 0, fmt.Errorf("%w: malformed STAT reply %s", ErrProtocol, quote(b))
+	}
+	if c > maxMessages {
+		return 0, 0, fmt.Errorf("%w: STAT claims %d messages (limit %d)", ErrProtocol, c, maxMessages)
+	}
+	return c, s, nil
+}
+
+// parseListing parses the body of a multi-line UIDL (uidl=true) or LIST
+// reply. Every message number must be within 1..count and appear at most
+// once (CVE-2001-1009); every UID must be valid and unique (RFC 1939 §7,
+// CVE-2005-2335). A malformed line is a protocol error, never skipped: a
+// skipped line could make popfetch believe a message is gone and forget it.
+func parseListing(body []byte, count int, uidl bool) ([]entry, error) {
+	var out []entry
+	seenNum := make(map[int]bool)
+	seenUID := make(map[string]bool)
+	for len(body) > 0 {
+		var line []byte
+		if i := bytes.IndexByte(body, '\n'); i >= 0 {
+			line, body = body[:i], body[i+1:]
+		} else {
+			line, body = body, nil
+		}
+		line = bytes.TrimSuffix(line, []byte("\r"))
+		if len(line) == 0 {
+			continue
+		}
+		if len(out) >= count {
+			return nil, fmt.Errorf("%w: listing has more lines than STAT's %d messages", ErrProtocol, count)
+		}
+		f := bytes.Fields(line)
+		if len(f) != 2 {
+			return nil, fmt.Errorf("%w: malformed listing line %s", ErrProtocol, quote(line))
+		}
+		n, err := strconv.Atoi(string(f[0]))
+		if err != nil || n < 1 || n > count {
+			return nil, fmt.Errorf("%w: message number %s out of range 1..%d", ErrProtocol, quote(f[0]), count)
+		}
+		if seenNum[n] {
+			return nil, fmt.Errorf("%w: message number %d listed twice", ErrProtocol, n)
+		}
+		seenNum[n] = true
+		e := entry{Num: n}
+		if uidl {
+			e.UID = string(f[1])
+			if !validUID(e.UID) {
+				return nil, fmt.Errorf("%w: invalid UID %s for message %d (RFC 1939 §7: 1-70 chars in 0x21-0x7E)", ErrProtocol, quote(f[1]), n)
+			}
+			if seenUID[e.UID] {
+				return nil, fmt.Errorf("%w: UID %q listed twice", ErrProtocol, e.UID)
+			}
+			seenUID[e.UID] = true
+		} else {
+			s, err := strconv.ParseInt(string(f[1]), 10, 64)
+			if err != nil || s < 0 {
+				return nil, fmt.Errorf("%w: malformed size %s for message %d", ErrProtocol, quote(f[1]), n)
+			}
+			e.Size = s
+		}
+		out = append(out, e)
+	}
+	return out, nil
+}
+
+// capabilities is the parsed CAPA reply (RFC 2449 §5).
+type capabilities struct {
+	known      bool // the server answered CAPA
+	stls       bool
+	user       bool
+	uidl       bool
+	pipelining bool
+	respCodes  bool
+	expire0    bool  // EXPIRE 0: retrieved messages may be deleted by the server on its own
+	loginDelay int64 // seconds, 0 = none
+	sasl       []string
+	impl       string
+}
+
+func parseCapa(body []byte) capabilities {
+	c := capabilities{known: true}
+	for _, line := range strings.Split(string(body), "\n") {
+		f := strings.Fields(strings.TrimSuffix(line, "\r"))
+		if len(f) == 0 {
+			continue
+		}
+		switch strings.ToUpper(f[0]) {
+		case "STLS":
+			c.stls = true
+		case "USER":
+			c.user = true
+		case "UIDL":
+			c.uidl = true
+		case "PIPELINING":
+			c.pipelining = true
+		case "RESP-CODES":
+			c.respCodes = true
+		case "EXPIRE":
+			c.expire0 = len(f) > 1 && f[1] == "0"
+		case "LOGIN-DELAY":
+			if len(f) > 1 {
+				if n, err := strconv.ParseInt(f[1], 10, 64); err == nil && n > 0 && n < 1<<20 {
+					c.loginDelay = n
+				}
+			}
+		case "SASL":
+			c.sasl = append([]string(nil), f[1:]...)
+		case "IMPLEMENTATION":
+			c.impl = sanitize(strings.Join(f[1:], " "), 80)
+		}
+	}
+	return c
+}
+
+// respCode extracts an RFC 2449 §8 / RFC 3206 response code from -ERR text:
+// "[IN-USE] locked" → "IN-USE".
+func respCode(text string) string {
+	if !strings.HasPrefix(text, "[") {
+		return ""
+	}
+	end := strings.IndexByte(text, ']')
+	if end < 0 || end > 64 {
+		return ""
+	}
+	return strings.ToUpper(text[1:end])
+}
+
+// quote renders protocol bytes for an error or log: escaped, truncated.
+// Logging raw server data crashed fetchmail (CVE-2008-2711, CVE-2021-36386).
+func quote(b []byte) string {
+	return strconv.Quote(sanitize(string(b), 120))
+}
+
+// sanitize cuts s to max bytes and replaces control characters (terminal
+// escapes included) so server data is safe to log.
+func sanitize(s string, max int) string {
+	if len(s) > max {
+		s = s[:max] + "…"
+	}
+	return strings.Map(func(r rune) rune {
+		if r < 0x20 || r == 0x7f || (r >= 0x80 && r < 0xa0) {
+			return '?'
+		}
+		return r
+	}, strings.ToValidUTF8(s, "?"))
+}

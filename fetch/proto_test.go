@@ -1,0 +1,194 @@
+package fetch
+
+import (
+	"errors"
+	"strings"
+	"testing"
+)
+
+func TestValidUID(t *testing.T) {
+	tests := []struct {
+		uid  string
+		want bool
+	}{
+		{"a", true},
+		{"00000001000000ab", true},
+		{strings.Repeat("x", 70), true},
+		{strings.Repeat("x", 71), false},
+		{"", false},
+		{"a b", false},
+		{"a\x00b", false},
+		{"tab\there", false},
+		{"del\x7f", false},
+		{"ü", false},
+		{"!~", true},
+	}
+	for _, tt := range tests {
+		if got := validUID(tt.uid); got != tt.want {
+			t.Errorf("validUID(%q) = %v; want %v", tt.uid, got, tt.want)
+		}
+	}
+}
+
+func TestParseStat(t *testing.T) {
+	tests := []struct {
+		in      string
+		count   int
+		size    int64
+		wantErr bool
+	}{
+		{"2 320", 2, 320, false},
+		{"0 0", 0, 0, false},
+		{"2 320 extra words", 2, 320, false},
+		{"", 0, 0, true},
+		{"2", 0, 0, true},
+		{"-1 5", 0, 0, true},
+		{"x 5", 0, 0, true},
+		{"99999999999 5", 0, 0, true}, // don't trust the message count
+		{"2000000 5", 0, 0, true},
+	}
+	for _, tt := range tests {
+		c, s, err := parseStat([]byte(tt.in))
+		if (err != nil) != tt.wantErr || c != tt.count || s != tt.size {
+			t.Errorf("parseStat(%q) = %d, %d, %v; want %d, %d, err=%v", tt.in, c, s, err, tt.count, tt.size, tt.wantErr)
+		}
+		if err != nil && !errors.Is(err, ErrProtocol) {
+			t.Errorf("parseStat(%q) error %v is not ErrProtocol", tt.in, err)
+		}
+	}
+}
+
+func TestParseListing(t *testing.T) {
+	tests := []struct {
+		name    string
+		body    string
+		count   int
+		uidl    bool
+		want    []entry
+		wantErr string
+	}{
+		{"uidl", "1 abc\r\n2 def\r\n", 2, true, []entry{{Num: 1, UID: "abc"}, {Num: 2, UID: "def"}}, ""},
+		{"list", "1 120\r\n2 300\r\n", 2, false, []entry{{Num: 1, Size: 120}, {Num: 2, Size: 300}}, ""},
+		{"sparse after deletes", "2 def\r\n", 3, true, []entry{{Num: 2, UID: "def"}}, ""},
+		{"bare lf", "1 abc\n", 1, true, []entry{{Num: 1, UID: "abc"}}, ""},
+		{"empty", "", 0, true, nil, ""},
+		{"zero", "0 abc\r\n", 1, true, nil, "out of range"},
+		{"negative", "-1 abc\r\n", 1, true, nil, "out of range"},                           // CVE-2001-1009
+		{"beyond stat", "5 abc\r\n", 2, true, nil, "out of range"},                         // never index by a server number
+		{"dup num", "1 a\r\n1 b\r\n", 2, true, nil, "listed twice"},                        //
+		{"dup uid", "1 a\r\n2 a\r\n", 2, true, nil, "listed twice"},                        // two messages, one UID: one would be lost
+		{"long uid", "1 " + strings.Repeat("u", 71) + "\r\n", 1, true, nil, "invalid UID"}, // CVE-2005-2335
+		{"no uid", "1\r\n", 1, true, nil, "malformed"},
+		{"three fields", "1 a b\r\n", 1, true, nil, "malformed"},
+		{"more than stat", "1 a\r\n2 b\r\n", 1, true, nil, "more lines"},
+		{"bad size", "1 12x\r\n", 1, false, nil, "malformed size"},
+		{"negative size", "1 -5\r\n", 1, false, nil, "malformed size"},
+		{"control char uid", "1 a\x01b\r\n", 1, true, nil, "malformed"}, // \x01 is not a field separator, but invalid
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			got, err := parseListing([]byte(tt.body), tt.count, tt.uidl)
+			if tt.wantErr != "" {
+				if err == nil || !strings.Contains(err.Error(), tt.wantErr) && !strings.Contains(err.Error(), "invalid UID") {
+					t.Fatalf("parseListing(%q) err = %v; want %q", tt.body, err, tt.wantErr)
+				}
+				if !errors.Is(err, ErrProtocol) {
+					t.Fatalf("error %v is not ErrProtocol", err)
+				}
+				return
+			}
+			if err != nil {
+				t.Fatalf("parseListing(%q): %v", tt.body, err)
+			}
+			if len(got) != len(tt.want) {
+				t.Fatalf("parseListing(%q) = %v; want %v", tt.body, got, tt.want)
+			}
+			for i := range got {
+				if got[i] != tt.want[i] {
+					t.Fatalf("parseListing(%q)[%d] = %v; want %v", tt.body, i, got[i], tt.want[i])
+				}
+			}
+		})
+	}
+}
+
+func TestParseCapa(t *testing.T) {
+	c := parseCapa([]byte("TOP\r\nUSER\r\nUIDL\r\nPIPELINING\r\nRESP-CODES\r\nSTLS\r\nEXPIRE 0\r\nLOGIN-DELAY 900\r\nSASL PLAIN LOGIN\r\nIMPLEMENTATION \x1b[31mevil\r\n"))
+	if !c.stls || !c.user || !c.uidl || !c.pipelining || !c.respCodes || !c.expire0 || c.loginDelay != 900 || len(c.sasl) != 2 {
+		t.Fatalf("parseCapa = %+v", c)
+	}
+	if strings.ContainsRune(c.impl, 0x1b) {
+		t.Fatalf("IMPLEMENTATION not sanitized: %q", c.impl)
+	}
+	if c := parseCapa([]byte("EXPIRE 30\r\nLOGIN-DELAY -5\r\n")); c.expire0 || c.loginDelay != 0 {
+		t.Fatalf("parseCapa = %+v", c)
+	}
+}
+
+func TestRespCode(t *testing.T) {
+	for in, want := range map[string]string{
+		"[IN-USE] locked":                    "IN-USE",
+		"[auth] bad":                         "AUTH",
+		"[SYS/TEMP] try later":               "SYS/TEMP",
+		"no code":                            "",
+		"[unterminated":                      "",
+		"[" + strings.Repeat("x", 100) + "]": "",
+	} {
+		if got := respCode(in); got != want {
+			t.Errorf("respCode(%q) = %q; want %q", in, got, want)
+		}
+	}
+}
+
+func FuzzParseListing(f *testing.F) {
+	f.Add([]byte("1 abc\r\n2 def\r\n"), 2, true)
+	f.Add([]byte("1 120\r\n2 300\r\n"), 2, false)
+	f.Add([]byte("-1 x\r\n0 y\r\n99999999999999999999 z\r\n"), 3, true)
+	f.Add([]byte("1 "+strings.Repeat("u", 200)+"\r\n"), 1, true)
+	f.Fuzz(func(t *testing.T, body []byte, count int, uidl bool) {
+		if count < 0 || count > maxMessages {
+			return
+		}
+		got, err := parseListing(body, count, uidl)
+		if err != nil {
+			return
+		}
+		if len(got) > count {
+			t.Fatalf("%d entries for count %d", len(got), count)
+		}
+		nums := map[int]bool{}
+		for _, e := range got {
+			if e.Num < 1 || e.Num > count || nums[e.Num] {
+				t.Fatalf("bad entry %+v", e)
+			}
+			nums[e.Num] = true
+			if uidl && !validUID(e.UID) {
+				t.Fatalf("invalid UID accepted: %q", e.UID)
+			}
+			if !uidl && e.Size < 0 {
+				t.Fatalf("negative size accepted")
+			}
+		}
+	})
+}
+
+func FuzzParseStat(f *testing.F) {
+	f.Add([]byte("2 320"))
+	f.Add([]byte("-1 -1"))
+	f.Fuzz(func(t *testing.T, b []byte) {
+		c, s, err := parseStat(b)
+		if err == nil && (c < 0 || c > maxMessages || s < 0) {
+			t.Fatalf("parseStat(%q) = %d, %d", b, c, s)
+		}
+	})
+}
+
+func FuzzParseCapa(f *testing.F) {
+	f.Add([]byte("STLS\r\nLOGIN-DELAY 900\r\n"))
+	f.Fuzz(func(t *testing.T, b []byte) {
+		c := parseCapa(b)
+		if c.loginDelay < 0 {
+			t.Fatal("negative login delay")
+		}
+	})
+}

@@ -1,0 +1,407 @@
+package fetch
+
+import (
+	"context"
+	"crypto/x509"
+	"errors"
+	"fmt"
+	"log/slog"
+	"os"
+	"time"
+
+	"github.com/popfetch/popfetch/deliver"
+	"github.com/popfetch/popfetch/rcfile"
+	"github.com/popfetch/popfetch/uidl"
+)
+
+// Poller polls accounts. It is safe for concurrent use by the scheduler;
+// each Poll opens and locks the account's own UIDL store.
+type Poller struct {
+	Log *slog.Logger
+	// Now is the clock for trace headers and UIDL timestamps; default time.Now.
+	Now func() time.Time
+	// Dispatcher builds the delivery side of an account; nil = the real
+	// targets from the rc file (tests inject failing ones).
+	Dispatcher func(a *rcfile.Account) (Dispatcher, error)
+}
+
+// Dispatcher delivers one fetched message to everyone it is for. It returns
+// nil only when every recipient has the message durably, or the postmaster
+// has it; the UID is recorded and DELE sent only after that. done/progress
+// let a multidrop delivery that failed part-way resume with the recipients
+// not yet served, so a retry never duplicates a finished copy.
+type Dispatcher interface {
+	Dispatch(ctx context.Context, m *deliver.Message, p Progress) error
+}
+
+// Progress is the per-recipient record of one message, kept durably in the
+// UIDL store.
+type Progress interface {
+	Done(rcpt string) bool
+	Record(rcpt string) error
+}
+
+type gracefulKey struct{}
+
+// WithGraceful returns a ctx whose polls stop fetching once stop is closed:
+// the message in flight is finished (delivered, recorded, DELEd) and the
+// session ends with QUIT. Cancelling ctx itself aborts at once, without
+// QUIT, which is safe too: nothing is deleted that was not recorded.
+func WithGraceful(ctx context.Context, stop <-chan struct{}) context.Context {
+	return context.WithValue(ctx, gracefulKey{}, stop)
+}
+
+func stopping(ctx context.Context) bool {
+	stop, _ := ctx.Value(gracefulKey{}).(<-chan struct{})
+	if stop == nil {
+		return false
+	}
+	select {
+	case <-stop:
+		return true
+	default:
+		return false
+	}
+}
+
+func (p *Poller) log() *slog.Logger {
+	if p.Log == nil {
+		return slog.New(slog.DiscardHandler)
+	}
+	return p.Log
+}
+
+func (p *Poller) now() time.Time {
+	if p.Now == nil {
+		return time.Now()
+	}
+	return p.Now()
+}
+
+// Poll runs one session for account a and reports what it did. Errors name
+// the account; delivery failures of single messages do not fail the poll
+// (the messages stay on the server and are counted in Result.Failed).
+func (p *Poller) Poll(ctx context.Context, a *rcfile.Account) Result {
+	return p.run(ctx, a, false)
+}
+
+// Check logs in and counts the new messages without fetching anything
+// (`popfetch check --connect`).
+func (p *Poller) Check(ctx context.Context, a *rcfile.Account) Result {
+	return p.run(ctx, a, true)
+}
+
+func (p *Poller) run(ctx context.Context, a *rcfile.Account, dryRun bool) (res Result) {
+	res = Result{Account: a.Name, Start: p.now()}
+	log := p.log().With(slog.String("account", a.Name), slog.String("server", a.Server), slog.String("user", a.Username))
+	defer func() {
+		res.Elapsed = time.Since(res.Start)
+		if res.Err != nil {
+			res.Err = fmt.Errorf("account %s: %w", a.Name, res.Err)
+		}
+	}()
+	s := &session{p: p, a: a, log: log, res: &res, dryRun: dryRun}
+	res.Err = s.run(ctx)
+	return res
+}
+
+type session struct {
+	p      *Poller
+	a      *rcfile.Account
+	log    *slog.Logger
+	res    *Result
+	dryRun bool
+	store  *uidl.Store
+	c      *conn
+	disp   Dispatcher
+}
+
+func (s *session) run(ctx context.Context) error {
+	a := s.a
+	var err error
+	s.store, err = uidl.Open(uidl.Path(a.StateDir, a.Username, a.Server, a.Port))
+	if err != nil {
+		if errors.Is(err, uidl.ErrLocked) {
+			return fmt.Errorf("%w: %v", ErrLocked, err)
+		}
+		return fmt.Errorf("uidl store: %w", err)
+	}
+	defer s.store.Close()
+	if !s.dryRun {
+		build := s.p.Dispatcher
+		if build == nil {
+			build = NewDispatcher
+		}
+		if s.disp, err = build(a); err != nil {
+			return err
+		}
+	}
+	pass, err := a.Password.Resolve(ctx)
+	if err != nil {
+		return fmt.Errorf("password: %w", err)
+	}
+	opts := dialOptions{Host: a.Server, Port: a.Port, TLS: string(a.TLS), Fingerprint: a.Fingerprint, Timeout: a.Timeout, Log: s.log}
+	if a.CAFile != "" {
+		pem, err := os.ReadFile(a.CAFile)
+		if err != nil {
+			return fmt.Errorf("%w: ca_file: %v", ErrTLS, err)
+		}
+		opts.RootCAs = x509.NewCertPool()
+		if !opts.RootCAs.AppendCertsFromPEM(pem) {
+			return fmt.Errorf("%w: ca_file %s holds no PEM certificate", ErrTLS, a.CAFile)
+		}
+	}
+	s.c, err = dial(ctx, opts)
+	if err != nil {
+		return err
+	}
+	defer s.c.close()
+	if err := s.c.login(a.Username, pass); err != nil {
+		return err
+	}
+	if d := s.c.caps.loginDelay; d > 0 {
+		s.res.LoginDelay = time.Duration(d) * time.Second
+	}
+	if err := s.transact(ctx); err != nil {
+		return err
+	}
+	if s.keepConnUpdate() {
+		return s.c.quit()
+	}
+	return nil
+}
+
+// keepConnUpdate reports whether to end with QUIT. A server with EXPIRE 0
+// may delete what was retrieved on its own in the UPDATE state, so after a
+// failed delivery the connection is dropped instead (RFC 2449 §6.7).
+func (s *session) keepConnUpdate() bool {
+	return !(s.c.caps.expire0 && s.res.Failed > 0)
+}
+
+// transact is the TRANSACTION state: list, select, fetch, deliver, record,
+// delete.
+func (s *session) transact(ctx context.Context) error {
+	c := s.c
+	st, err := c.cmd("STAT", false, 0)
+	if err != nil {
+		return err
+	}
+	count, _, err := parseStat(st)
+	if err != nil {
+		return err
+	}
+	s.res.Messages = count
+	if count == 0 {
+		return s.store.Retain(nil)
+	}
+	// Each UIDL line is at most "nnnnnnn " + 70 + CRLF.
+	listBudget := int64(count)*96 + lineBudget
+	body, err := c.cmd("UIDL", true, listBudget)
+	if err != nil {
+		if isERR(err) {
+			return fmt.Errorf("server does not support UIDL, which popfetch needs to know which messages are new: %w", err)
+		}
+		return err
+	}
+	uids, err := parseListing(body, count, true)
+	if err != nil {
+		return fmt.Errorf("uidl: %w", err)
+	}
+	body, err = c.cmd("LIST", true, listBudget)
+	if err != nil {
+		return err
+	}
+	sizes, err := parseListing(body, count, false)
+	if err != nil {
+		return fmt.Errorf("list: %w", err)
+	}
+	size := make(map[int]int64, len(sizes))
+	for _, e := range sizes {
+		size[e.Num] = e.Size
+	}
+	onServer := make([]string, len(uids))
+	for i, e := range uids {
+		onServer[i] = e.UID
+	}
+	// Forget only what a complete, valid listing no longer shows
+	// (RELIABILITY §1.5): never because QUIT said +OK.
+	if err := s.store.Retain(onServer); err != nil {
+		return fmt.Errorf("uidl store: %w", err)
+	}
+
+	var todo []entry
+	var seen []entry // delivered earlier but still on the server: DELE lost to a crash or a failed QUIT
+	for _, e := range uids {
+		sz, ok := size[e.Num]
+		if !ok {
+			return fmt.Errorf("%w: message %d in UIDL but not in LIST", ErrProtocol, e.Num)
+		}
+		e.Size = sz
+		switch {
+		case s.store.Has(e.UID) && !s.a.FetchAll:
+			seen = append(seen, e)
+		case s.a.Limit > 0 && sz > s.a.Limit:
+			s.res.Skipped++
+			if !s.store.Noted(e.UID) {
+				s.log.Warn("message larger than limit left on the server", "uid", e.UID, "msgnum", e.Num, "size", sz, "limit", s.a.Limit)
+				if err := s.store.Note(e.UID, s.p.now()); err != nil {
+					return fmt.Errorf("uidl store: %w", err)
+				}
+			}
+		default:
+			todo = append(todo, e)
+		}
+	}
+	if n := s.a.FetchLimit; n > 0 && len(todo) > n {
+		s.res.Skipped += len(todo) - n
+		todo = todo[:n]
+	}
+	s.res.New = len(todo)
+	if s.dryRun {
+		return nil
+	}
+	var dele []entry
+	if !s.a.Keep {
+		dele = seen
+	}
+	return s.fetch(ctx, todo, dele)
+}
+
+// op is one pipelined command awaiting its reply.
+type op struct {
+	verb string
+	e    entry
+}
+
+// fetch retrieves todo and deletes dele, pipelining commands when the server
+// offers PIPELINING (RFC 2449 §6.6): up to window RETRs are outstanding while
+// the current message is delivered, so a high-latency link costs one round
+// trip per window, not per message. Replies arrive in command order, so a
+// FIFO of sent commands is all the bookkeeping needed.
+func (s *session) fetch(ctx context.Context, todo, dele []entry) error {
+	c := s.c
+	window := 1
+	if c.caps.pipelining {
+		window = 16
+	}
+	var queue []op
+	outstanding := 0
+	sendDele := func(e entry) error {
+		if err := c.send("DELE", e.Num); err != nil {
+			return err
+		}
+		queue = append(queue, op{"DELE", e})
+		return nil
+	}
+	for _, e := range dele {
+		if err := sendDele(e); err != nil {
+			return err
+		}
+	}
+	next := 0
+	for {
+		for outstanding < window && next < len(todo) && !stopping(ctx) && ctx.Err() == nil {
+			e := todo[next]
+			next++
+			if err := c.send("RETR", e.Num); err != nil {
+				return err
+			}
+			queue = append(queue, op{"RETR", e})
+			outstanding++
+		}
+		if len(queue) == 0 {
+			return ctx.Err()
+		}
+		o := queue[0]
+		queue = queue[1:]
+		switch o.verb {
+		case "DELE":
+			if _, err := c.status("DELE", lineBudget, c.timeout); err != nil {
+				if !isERR(err) {
+					return err
+				}
+				// The message stays; it is recorded, so the next poll
+				// tries DELE again.
+				s.log.Warn("DELE refused; message stays on the server and is deleted next poll", "uid", o.e.UID, "msgnum", o.e.Num, "err", err)
+				continue
+			}
+			s.res.Deleted++
+		case "RETR":
+			outstanding--
+			ok, err := s.retrieve(ctx, o.e)
+			if err != nil {
+				return err
+			}
+			if ok && !s.a.Keep {
+				if err := sendDele(o.e); err != nil {
+					return err
+				}
+			}
+		}
+	}
+}
+
+// retrieve reads one RETR reply and delivers it. It returns an error only
+// when the session cannot go on; a failed delivery is logged and counted,
+// and the message stays on the server.
+func (s *session) retrieve(ctx context.Context, e entry) (deleteIt bool, err error) {
+	c := s.c
+	log := s.log.With(slog.String("uid", e.UID), slog.Int("msgnum", e.Num))
+	d := retrDeadline(c.timeout, e.Size)
+	if _, err := c.status("RETR", lineBudget, d); err != nil {
+		if isERR(err) {
+			s.res.Failed++
+			log.Warn("RETR refused; message stays on the server", "err", err)
+			return false, nil
+		}
+		return false, fmt.Errorf("retr %d (uid %s): %w", e.Num, e.UID, err)
+	}
+	raw, err := c.body("RETR", retrBudget(e.Size), d)
+	if err != nil {
+		return false, fmt.Errorf("retr %d (uid %s): %w", e.Num, e.UID, err)
+	}
+	m := &deliver.Message{Account: s.a.Name, Server: s.a.Server, User: s.a.Username, UID: e.UID, Fetched: s.p.now(), Raw: raw}
+	if err := s.disp.Dispatch(ctx, m, &progress{s: s.store, uid: e.UID, now: s.p.now}); err != nil {
+		s.res.Failed++
+		log.Error("delivery failed; message stays on the server and is retried next poll", "size", len(raw), "err", err)
+		return false, nil
+	}
+	// The invariant (doc.go): recorded durably only after delivery, and
+	// DELE only after this returns.
+	if err := s.store.Add(e.UID, s.p.now()); err != nil {
+		return false, fmt.Errorf("uidl store: record %s: %w", e.UID, err)
+	}
+	s.res.Delivered++
+	log.Debug("delivered", "size", len(raw))
+	return true, nil
+}
+
+type progress struct {
+	s   *uidl.Store
+	uid string
+	now func() time.Time
+	got []string
+}
+
+func (p *progress) Done(rcpt string) bool {
+	if p.got == nil {
+		p.got = p.s.Recipients(p.uid)
+		if p.got == nil {
+			p.got = []string{}
+		}
+	}
+	for _, r := range p.got {
+		if r == rcpt {
+			return true
+		}
+	}
+	return false
+}
+
+func (p *progress) Record(rcpt string) error {
+	if err := p.s.AddRecipient(p.uid, rcpt, p.now()); err != nil {
+		return err
+	}
+	p.got = append(p.got, rcpt)
+	return nil
+}

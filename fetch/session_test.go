@@ -1,0 +1,495 @@
+package fetch
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/popfetch/popfetch/deliver"
+	"github.com/popfetch/popfetch/fetch/pop3test"
+	"github.com/popfetch/popfetch/rcfile"
+	"github.com/popfetch/popfetch/uidl"
+)
+
+func msg(i int) pop3test.Message {
+	return pop3test.Message{
+		UID:  fmt.Sprintf("uid-%04d", i),
+		Data: []byte(fmt.Sprintf("From: a@example.com\r\nTo: b@example.com\r\nSubject: test %d\r\nMessage-ID: <%d@example.com>\r\n\r\nbody %d\r\n.dotted line\r\n", i, i, i)),
+	}
+}
+
+func msgs(n int) []pop3test.Message {
+	var out []pop3test.Message
+	for i := 1; i <= n; i++ {
+		out = append(out, msg(i))
+	}
+	return out
+}
+
+// testAccount returns a plaintext account for srv delivering into a fresh
+// Maildir.
+func testAccount(t *testing.T, srv *pop3test.Server) *rcfile.Account {
+	t.Helper()
+	dir := t.TempDir()
+	return &rcfile.Account{
+		Name: "test", Server: srv.Host(), Port: srv.Port(), TLS: rcfile.TLSNone,
+		Username: "user", Password: rcfile.Password{Inline: "pass"},
+		Timeout:  5 * time.Second,
+		Deliver:  rcfile.Destination{Maildir: filepath.Join(dir, "Maildir")},
+		StateDir: filepath.Join(dir, "state"),
+	}
+}
+
+// recorder is a Dispatcher that records what it gets and fails on demand.
+type recorder struct {
+	mu   sync.Mutex
+	got  []string // UIDs delivered
+	fail func(uid string) error
+}
+
+func (r *recorder) Dispatch(ctx context.Context, m *deliver.Message, _ Progress) error {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.fail != nil {
+		if err := r.fail(m.UID); err != nil {
+			return err
+		}
+	}
+	r.got = append(r.got, m.UID)
+	return nil
+}
+
+func poller(r *recorder) *Poller {
+	p := &Poller{}
+	if r != nil {
+		p.Dispatcher = func(*rcfile.Account) (Dispatcher, error) { return r, nil }
+	}
+	return p
+}
+
+func maildirCount(t *testing.T, a *rcfile.Account) int {
+	t.Helper()
+	ents, err := os.ReadDir(filepath.Join(a.Deliver.Maildir, "new"))
+	if err != nil && !os.IsNotExist(err) {
+		t.Fatal(err)
+	}
+	return len(ents)
+}
+
+func storeHas(t *testing.T, a *rcfile.Account, uid string) bool {
+	t.Helper()
+	s, err := uidl.Open(uidl.Path(a.StateDir, a.Username, a.Server, a.Port))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	return s.Has(uid)
+}
+
+func uidsOn(srv *pop3test.Server) []string {
+	var out []string
+	for _, m := range srv.Messages() {
+		out = append(out, m.UID)
+	}
+	return out
+}
+
+func TestPollDeliversDeletesAndRemembers(t *testing.T) {
+	srv := pop3test.NewServer(t, pop3test.Options{Messages: msgs(5)})
+	a := testAccount(t, srv)
+	res := poller(nil).Poll(context.Background(), a)
+	if res.Err != nil || res.New != 5 || res.Delivered != 5 || res.Deleted != 5 {
+		t.Fatalf("Poll = %+v", res)
+	}
+	if n := maildirCount(t, a); n != 5 {
+		t.Fatalf("maildir has %d messages; want 5", n)
+	}
+	if left := srv.Messages(); len(left) != 0 {
+		t.Fatalf("server still has %d messages", len(left))
+	}
+	// The delivered copy: Received trace first, LF endings, body intact.
+	ents, _ := os.ReadDir(filepath.Join(a.Deliver.Maildir, "new"))
+	b, _ := os.ReadFile(filepath.Join(a.Deliver.Maildir, "new", ents[0].Name()))
+	if !strings.HasPrefix(string(b), "Received: from "+srv.Host()) || strings.Contains(string(b), "\r") || !strings.Contains(string(b), "\n.dotted line\n") {
+		t.Fatalf("delivered copy:\n%s", b)
+	}
+	// Second poll: nothing new.
+	srv.SetMessages(msgs(5)[:0])
+	if res := poller(nil).Poll(context.Background(), a); res.Err != nil || res.New != 0 {
+		t.Fatalf("second Poll = %+v", res)
+	}
+}
+
+func TestPollKeepFetchesOnce(t *testing.T) {
+	srv := pop3test.NewServer(t, pop3test.Options{Messages: msgs(3)})
+	a := testAccount(t, srv)
+	a.Keep = true
+	for i, want := range []int{3, 0} {
+		res := poller(nil).Poll(context.Background(), a)
+		if res.Err != nil || res.New != want || res.Deleted != 0 {
+			t.Fatalf("Poll %d = %+v; want %d new", i, res, want)
+		}
+	}
+	if n := maildirCount(t, a); n != 3 || len(srv.Messages()) != 3 {
+		t.Fatalf("maildir %d, server %d; want 3 and 3", n, len(srv.Messages()))
+	}
+	// fetch_all fetches them again.
+	a.FetchAll = true
+	if res := poller(nil).Poll(context.Background(), a); res.New != 3 || res.Err != nil {
+		t.Fatalf("fetch_all Poll = %+v", res)
+	}
+}
+
+// The transcript proves the order: every DELE comes after its RETR, and
+// PASS never precedes the TLS gate (here: plaintext by configuration).
+func TestPollNeverDeletesUndelivered(t *testing.T) {
+	srv := pop3test.NewServer(t, pop3test.Options{Messages: msgs(4)})
+	a := testAccount(t, srv)
+	rec := &recorder{fail: func(uid string) error {
+		if uid == "uid-0002" {
+			return &deliver.Error{Target: "test", Err: errors.New("disk full")}
+		}
+		return nil
+	}}
+	res := poller(rec).Poll(context.Background(), a)
+	if res.Err != nil || res.Delivered != 3 || res.Failed != 1 || res.Deleted != 3 {
+		t.Fatalf("Poll = %+v", res)
+	}
+	if got := uidsOn(srv); len(got) != 1 || got[0] != "uid-0002" {
+		t.Fatalf("server holds %v; want only uid-0002", got)
+	}
+	if storeHas(t, a, "uid-0002") {
+		t.Fatal("undelivered UID recorded")
+	}
+	for _, c := range srv.Commands() {
+		if c == "DELE 2" {
+			t.Fatal("DELE sent for the undelivered message")
+		}
+	}
+	// Next poll retries it.
+	rec.fail = nil
+	if res := poller(rec).Poll(context.Background(), a); res.Delivered != 1 || len(srv.Messages()) != 0 {
+		t.Fatalf("retry Poll = %+v, server %v", res, uidsOn(srv))
+	}
+}
+
+// Connection dropped after RETR's answer, before DELE's: the message was
+// delivered and recorded, the session never reached UPDATE, so the server
+// keeps it; the next poll deletes it without delivering it again.
+func TestPollDropBeforeDeleAnswer(t *testing.T) {
+	srv := pop3test.NewServer(t, pop3test.Options{
+		Messages: msgs(2),
+		Capa:     []string{"USER", "UIDL"}, // no PIPELINING: one command at a time
+		Faults:   []pop3test.Fault{{Cmd: "DELE", N: 1, Session: 1, Action: pop3test.Drop}},
+	})
+	a := testAccount(t, srv)
+	rec := &recorder{}
+	res := poller(rec).Poll(context.Background(), a)
+	if res.Err == nil {
+		t.Fatalf("Poll = %+v; want an error", res)
+	}
+	if len(srv.Messages()) != 2 {
+		t.Fatalf("server has %d; want 2 (no QUIT, no UPDATE)", len(srv.Messages()))
+	}
+	if !storeHas(t, a, "uid-0001") {
+		t.Fatal("delivered message not recorded")
+	}
+	res = poller(rec).Poll(context.Background(), a)
+	if res.Err != nil || len(srv.Messages()) != 0 {
+		t.Fatalf("second Poll = %+v, server %v", res, uidsOn(srv))
+	}
+	if strings.Join(rec.got, ",") != "uid-0001,uid-0002" {
+		t.Fatalf("deliveries %v; want each message once", rec.got)
+	}
+}
+
+func TestPollDeleRefused(t *testing.T) {
+	srv := pop3test.NewServer(t, pop3test.Options{
+		Messages: msgs(2),
+		Faults:   []pop3test.Fault{{Cmd: "DELE", N: 1, Session: 1, Action: pop3test.Reply, Reply: "-ERR cannot delete"}},
+	})
+	a := testAccount(t, srv)
+	rec := &recorder{}
+	res := poller(rec).Poll(context.Background(), a)
+	if res.Err != nil || res.Delivered != 2 || res.Deleted != 1 {
+		t.Fatalf("Poll = %+v", res)
+	}
+	if len(srv.Messages()) != 1 {
+		t.Fatalf("server has %v", uidsOn(srv))
+	}
+	res = poller(rec).Poll(context.Background(), a)
+	if res.Err != nil || res.New != 0 || res.Deleted != 1 || len(srv.Messages()) != 0 {
+		t.Fatalf("second Poll = %+v", res)
+	}
+	if len(rec.got) != 2 {
+		t.Fatalf("deliveries %v", rec.got)
+	}
+}
+
+func TestPollServerStopsAnswering(t *testing.T) {
+	srv := pop3test.NewServer(t, pop3test.Options{
+		Messages: msgs(2),
+		Faults:   []pop3test.Fault{{Cmd: "RETR", N: 1, Action: pop3test.Hang}},
+	})
+	a := testAccount(t, srv)
+	a.Timeout = 300 * time.Millisecond
+	start := time.Now()
+	res := poller(&recorder{}).Poll(context.Background(), a)
+	if res.Err == nil || res.Delivered != 0 {
+		t.Fatalf("Poll = %+v; want a timeout", res)
+	}
+	if d := time.Since(start); d > 5*time.Second {
+		t.Fatalf("deadline fired after %v", d)
+	}
+	if len(srv.Messages()) != 2 {
+		t.Fatal("messages lost")
+	}
+}
+
+// A server trickling its answer must hit the per-message deadline, not an
+// idle timeout that each byte resets.
+func TestPollTrickleHitsMessageDeadline(t *testing.T) {
+	srv := pop3test.NewServer(t, pop3test.Options{
+		Messages: msgs(1),
+		Faults:   []pop3test.Fault{{Cmd: "RETR", N: 1, Action: pop3test.Trickle}},
+	})
+	a := testAccount(t, srv)
+	a.Timeout = 700 * time.Millisecond // each byte arrives within it; the whole message cannot
+	res := poller(&recorder{}).Poll(context.Background(), a)
+	if res.Err == nil || res.Delivered != 0 {
+		t.Fatalf("Poll = %+v; want a deadline error", res)
+	}
+}
+
+func TestPollHostileReplies(t *testing.T) {
+	tests := []struct {
+		name  string
+		fault pop3test.Fault
+		want  error
+	}{
+		{"endless line", pop3test.Fault{Cmd: "STAT", Action: pop3test.EndlessLine}, ErrProtocol},
+		{"endless listing", pop3test.Fault{Cmd: "UIDL", Action: pop3test.EndlessMulti}, ErrProtocol},
+		{"endless message", pop3test.Fault{Cmd: "RETR", Action: pop3test.EndlessMulti}, ErrProtocol},
+		{"truncated message", pop3test.Fault{Cmd: "RETR", Action: pop3test.Truncate}, nil},
+		{"uid too long", pop3test.Fault{Cmd: "UIDL", Action: pop3test.Reply, Reply: "+OK\r\n1 " + strings.Repeat("x", 71) + "\r\n."}, ErrProtocol},
+		{"uid with space", pop3test.Fault{Cmd: "UIDL", Action: pop3test.Reply, Reply: "+OK\r\n1 a b\r\n."}, ErrProtocol},
+		{"number out of range", pop3test.Fault{Cmd: "UIDL", Action: pop3test.Reply, Reply: "+OK\r\n7 abc\r\n."}, ErrProtocol},
+		{"negative number", pop3test.Fault{Cmd: "LIST", Action: pop3test.Reply, Reply: "+OK\r\n-1 100\r\n."}, ErrProtocol},
+		{"huge stat", pop3test.Fault{Cmd: "STAT", Action: pop3test.Reply, Reply: "+OK 4000000000 1"}, ErrProtocol},
+		{"garbage status", pop3test.Fault{Cmd: "STAT", Action: pop3test.Reply, Reply: "HELLO"}, ErrProtocol},
+		{"no uidl", pop3test.Fault{Cmd: "UIDL", Action: pop3test.Reply, Reply: "-ERR unknown command"}, nil},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			srv := pop3test.NewServer(t, pop3test.Options{Messages: msgs(1), Faults: []pop3test.Fault{tt.fault}})
+			a := testAccount(t, srv)
+			a.Timeout = 2 * time.Second
+			rec := &recorder{}
+			res := poller(rec).Poll(context.Background(), a)
+			if res.Err == nil {
+				t.Fatalf("Poll = %+v; want an error", res)
+			}
+			if tt.want != nil && !errors.Is(res.Err, tt.want) {
+				t.Fatalf("Poll error = %v; want %v", res.Err, tt.want)
+			}
+			if !strings.Contains(res.Err.Error(), "account test") {
+				t.Fatalf("error %q does not name the account", res.Err)
+			}
+			if len(rec.got) != 0 || len(srv.Messages()) != 1 || storeHas(t, a, "uid-0001") {
+				t.Fatalf("delivered %v, server %v: nothing may be delivered or recorded", rec.got, uidsOn(srv))
+			}
+		})
+	}
+}
+
+func TestPollLimit(t *testing.T) {
+	big := pop3test.Message{UID: "big", Data: []byte("Subject: big\r\n\r\n" + strings.Repeat("x", 5000) + "\r\n")}
+	srv := pop3test.NewServer(t, pop3test.Options{Messages: append(msgs(2), big)})
+	a := testAccount(t, srv)
+	a.Limit = 1000
+	for i := 0; i < 2; i++ {
+		res := poller(nil).Poll(context.Background(), a)
+		if res.Err != nil || res.Skipped != 1 {
+			t.Fatalf("Poll %d = %+v", i, res)
+		}
+	}
+	if got := uidsOn(srv); len(got) != 1 || got[0] != "big" {
+		t.Fatalf("server holds %v; want the big message only", got)
+	}
+	for _, c := range srv.Commands() {
+		if c == "RETR 3" {
+			t.Fatal("oversized message retrieved")
+		}
+	}
+	s, err := uidl.Open(uidl.Path(a.StateDir, a.Username, a.Server, a.Port))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	if !s.Noted("big") {
+		t.Fatal("oversized message not noted (it would be logged every poll)")
+	}
+}
+
+func TestPollFetchLimit(t *testing.T) {
+	srv := pop3test.NewServer(t, pop3test.Options{Messages: msgs(5)})
+	a := testAccount(t, srv)
+	a.FetchLimit = 2
+	res := poller(nil).Poll(context.Background(), a)
+	if res.New != 2 || res.Delivered != 2 || res.Skipped != 3 || len(srv.Messages()) != 3 {
+		t.Fatalf("Poll = %+v, server %d", res, len(srv.Messages()))
+	}
+}
+
+func TestPollAuthFailure(t *testing.T) {
+	srv := pop3test.NewServer(t, pop3test.Options{Messages: msgs(1)})
+	a := testAccount(t, srv)
+	a.Password = rcfile.Password{Inline: "wrong-secret"}
+	res := poller(nil).Poll(context.Background(), a)
+	if !errors.Is(res.Err, ErrAuth) {
+		t.Fatalf("Poll error = %v; want ErrAuth", res.Err)
+	}
+	if strings.Contains(res.Err.Error(), "wrong-secret") {
+		t.Fatal("password in error message")
+	}
+}
+
+func TestPollInUse(t *testing.T) {
+	srv := pop3test.NewServer(t, pop3test.Options{Faults: []pop3test.Fault{{Cmd: "PASS", Action: pop3test.Reply, Reply: "-ERR [IN-USE] mailbox locked"}}})
+	res := poller(nil).Poll(context.Background(), testAccount(t, srv))
+	if !errors.Is(res.Err, ErrInUse) || errors.Is(res.Err, ErrAuth) {
+		t.Fatalf("Poll error = %v; want ErrInUse", res.Err)
+	}
+}
+
+func TestPollLoginDelay(t *testing.T) {
+	srv := pop3test.NewServer(t, pop3test.Options{Capa: []string{"USER", "UIDL", "LOGIN-DELAY 900"}})
+	res := poller(nil).Poll(context.Background(), testAccount(t, srv))
+	if res.Err != nil || res.LoginDelay != 900*time.Second {
+		t.Fatalf("Poll = %+v", res)
+	}
+}
+
+func TestPollWithoutPipelining(t *testing.T) {
+	srv := pop3test.NewServer(t, pop3test.Options{Messages: msgs(3), Capa: []string{"USER", "UIDL"}})
+	a := testAccount(t, srv)
+	if res := poller(nil).Poll(context.Background(), a); res.Err != nil || res.Deleted != 3 {
+		t.Fatalf("Poll = %+v", res)
+	}
+}
+
+func TestPollLockedByAnotherProcess(t *testing.T) {
+	srv := pop3test.NewServer(t, pop3test.Options{Messages: msgs(1)})
+	a := testAccount(t, srv)
+	s, err := uidl.Open(uidl.Path(a.StateDir, a.Username, a.Server, a.Port))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	res := poller(nil).Poll(context.Background(), a)
+	if !errors.Is(res.Err, ErrLocked) || srv.Sessions() != 0 {
+		t.Fatalf("Poll = %+v, sessions %d; want ErrLocked before connecting", res, srv.Sessions())
+	}
+}
+
+func TestPollGracefulStop(t *testing.T) {
+	srv := pop3test.NewServer(t, pop3test.Options{Messages: msgs(50)})
+	a := testAccount(t, srv)
+	stop := make(chan struct{})
+	rec := &recorder{fail: func(uid string) error {
+		if uid == "uid-0003" {
+			close(stop)
+		}
+		return nil
+	}}
+	res := poller(rec).Poll(WithGraceful(context.Background(), stop), a)
+	if res.Err != nil {
+		t.Fatalf("Poll = %+v", res)
+	}
+	// What was delivered is deleted; the rest stays. Pipelined RETRs
+	// already sent are still delivered, never dropped.
+	if res.Delivered < 3 || res.Delivered > 20 || res.Deleted != res.Delivered || len(srv.Messages()) != 50-res.Delivered {
+		t.Fatalf("Poll = %+v, server %d", res, len(srv.Messages()))
+	}
+}
+
+func TestPollCancelAbortsWithoutQuit(t *testing.T) {
+	srv := pop3test.NewServer(t, pop3test.Options{Messages: msgs(20)})
+	a := testAccount(t, srv)
+	ctx, cancel := context.WithCancel(context.Background())
+	rec := &recorder{fail: func(uid string) error {
+		if uid == "uid-0002" {
+			cancel()
+		}
+		return nil
+	}}
+	res := poller(rec).Poll(ctx, a)
+	if res.Err == nil {
+		t.Fatalf("Poll = %+v; want an error", res)
+	}
+	// No QUIT, so no UPDATE: the server deleted nothing. What was
+	// delivered is recorded and will be deleted next poll, not refetched.
+	if len(srv.Messages()) != 20 {
+		t.Fatalf("server has %d", len(srv.Messages()))
+	}
+	res = poller(rec).Poll(context.Background(), a)
+	if res.Err != nil || len(srv.Messages()) != 0 {
+		t.Fatalf("second Poll = %+v", res)
+	}
+	seen := map[string]int{}
+	for _, u := range rec.got {
+		seen[u]++
+	}
+	if len(seen) != 20 {
+		t.Fatalf("delivered %d distinct; want 20", len(seen))
+	}
+	for u, n := range seen {
+		if n > 1 && u != "uid-0002" {
+			t.Fatalf("%s delivered %d times", u, n)
+		}
+	}
+}
+
+func TestPollExpireZeroDropsWithoutQuitAfterFailure(t *testing.T) {
+	srv := pop3test.NewServer(t, pop3test.Options{Messages: msgs(2), Capa: []string{"USER", "UIDL", "EXPIRE 0"}})
+	a := testAccount(t, srv)
+	a.Keep = true
+	rec := &recorder{fail: func(uid string) error { return errors.New("nope") }}
+	poller(rec).Poll(context.Background(), a)
+	for _, c := range srv.Commands() {
+		if c == "QUIT" {
+			t.Fatal("QUIT sent after a failed delivery on an EXPIRE 0 server")
+		}
+	}
+}
+
+func TestPollPermanentFailureToPostmaster(t *testing.T) {
+	srv := pop3test.NewServer(t, pop3test.Options{Messages: msgs(1)})
+	a := testAccount(t, srv)
+	dir := t.TempDir()
+	a.Deliver = rcfile.Destination{MDA: []string{"/bin/false"}, MDATimeout: 5 * time.Second}
+	// Without a postmaster the message stays on the server.
+	res := poller(nil).Poll(context.Background(), a)
+	if res.Failed != 1 || len(srv.Messages()) != 1 {
+		t.Fatalf("Poll = %+v", res)
+	}
+	a.Postmaster = &rcfile.Destination{Maildir: filepath.Join(dir, "pm")}
+	res = poller(nil).Poll(context.Background(), a)
+	if res.Err != nil || res.Delivered != 1 || len(srv.Messages()) != 0 {
+		t.Fatalf("Poll = %+v", res)
+	}
+	ents, _ := os.ReadDir(filepath.Join(dir, "pm", "new"))
+	if len(ents) != 1 {
+		t.Fatalf("postmaster has %d", len(ents))
+	}
+	b, _ := os.ReadFile(filepath.Join(dir, "pm", "new", ents[0].Name()))
+	if !strings.Contains(string(b), "X-Popfetch-Reason: MDA exit 1") {
+		t.Fatalf("postmaster copy lacks the reason:\n%s", b)
+	}
+}

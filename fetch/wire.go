@@ -1,0 +1,174 @@
+package fetch
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"os/user"
+	"strings"
+	"sync"
+
+	"github.com/popfetch/popfetch/deliver"
+	"github.com/popfetch/popfetch/rcfile"
+)
+
+// NewDispatcher builds the delivery side of account a from its rc file
+// settings: the single-drop target, or multidrop routing over per-user
+// targets, each with the postmaster fallback.
+func NewDispatcher(a *rcfile.Account) (Dispatcher, error) {
+	host := localHostOnce()
+	t, err := newTarget(&a.Deliver, host)
+	if err != nil {
+		return nil, fmt.Errorf("deliver: %w", err)
+	}
+	var pm deliver.Target
+	if a.Postmaster != nil {
+		if pm, err = newTarget(a.Postmaster, host); err != nil {
+			return nil, fmt.Errorf("postmaster: %w", err)
+		}
+	}
+	if a.Multidrop != nil {
+		return newMultidrop(a, t, pm, host)
+	}
+	return &singleDrop{target: t, postmaster: pm, rcpt: deliver.Recipient{User: osUserName()}}, nil
+}
+
+// newTarget turns one deliver/postmaster block into a Target.
+func newTarget(d *rcfile.Destination, host string) (deliver.Target, error) {
+	switch {
+	case d.Maildir != "":
+		return deliver.NewMaildir(d.Maildir, deliver.MaildirOptions{LocalHost: host}), nil
+	case len(d.MDA) > 0:
+		return newMDATarget(d, host)
+	case d.SMTP != nil:
+		return newSMTPTarget(d.SMTP, host)
+	}
+	return nil, errors.New("no destination (maildir, mda or smtp) configured")
+}
+
+var localHostOnce = sync.OnceValue(localHost)
+
+func osUserName() string {
+	if u, err := user.Current(); err == nil {
+		return u.Username
+	}
+	return ""
+}
+
+// singleDrop delivers everything to one destination.
+type singleDrop struct {
+	target     deliver.Target
+	postmaster deliver.Target
+	rcpt       deliver.Recipient
+}
+
+func (d *singleDrop) Dispatch(ctx context.Context, m *deliver.Message, _ Progress) error {
+	sender := returnPath(m.Raw)
+	err := d.target.Deliver(ctx, m, sender, []deliver.Recipient{d.rcpt}, nil)[0]
+	if err == nil {
+		return nil
+	}
+	return toPostmaster(ctx, d.postmaster, m, sender, err)
+}
+
+// toPostmaster hands a message whose delivery failed permanently to the
+// postmaster with the reason in X-Popfetch-Reason. A temporary failure, or
+// no postmaster, or a failing postmaster returns an error: the message then
+// stays on the server (fetchmail's softbounce), it is never dropped.
+func toPostmaster(ctx context.Context, pm deliver.Target, m *deliver.Message, sender string, cause error) error {
+	if !deliver.IsPermanent(cause) {
+		return cause
+	}
+	if pm == nil {
+		return fmt.Errorf("%w (permanent; no postmaster configured, so the message stays on the server)", cause)
+	}
+	reason := deliver.SafeValue(reasonOf(cause), 300)
+	errs := pm.Deliver(ctx, m, sender, []deliver.Recipient{{User: "postmaster"}}, []deliver.Field{{Name: "X-Popfetch-Reason", Value: reason}})
+	if errs[0] != nil {
+		return fmt.Errorf("%v; postmaster delivery failed too: %w", cause, errs[0])
+	}
+	return nil
+}
+
+func reasonOf(err error) string {
+	var de *deliver.Error
+	if errors.As(err, &de) && de.Reason != "" {
+		return de.Reason
+	}
+	return err.Error()
+}
+
+// returnPath extracts the address of the first Return-Path field, "" if
+// none: the envelope sender for {sender} and SMTP MAIL FROM.
+func returnPath(raw []byte) string {
+	v := headerValue(raw, "Return-Path")
+	v = strings.TrimSpace(v)
+	v = strings.TrimPrefix(v, "<")
+	v = strings.TrimSuffix(v, ">")
+	if v == "" || strings.ContainsAny(v, " \t\r\n<>\x00") || len(v) > 320 {
+		return ""
+	}
+	return v
+}
+
+// headerValue returns the unfolded value of the first field called name in
+// the header section of raw (bounded to 1 MiB of header).
+func headerValue(raw []byte, name string) string {
+	const maxHeader = 1 << 20
+	if len(raw) > maxHeader {
+		raw = raw[:maxHeader]
+	}
+	var val []byte
+	found := false
+	for len(raw) > 0 {
+		i := indexByte(raw, '\n')
+		var line []byte
+		if i < 0 {
+			line, raw = raw, nil
+		} else {
+			line, raw = raw[:i], raw[i+1:]
+		}
+		line = trimCR(line)
+		if len(line) == 0 {
+			break
+		}
+		if line[0] == ' ' || line[0] == '\t' {
+			if found {
+				val = append(val, ' ')
+				val = append(val, trimSpace(line)...)
+			}
+			continue
+		}
+		if found {
+			break
+		}
+		if c := indexByte(line, ':'); c > 0 && strings.EqualFold(string(line[:c]), name) {
+			found = true
+			val = append(val, trimSpace(line[c+1:])...)
+		}
+	}
+	return string(val)
+}
+
+func indexByte(b []byte, c byte) int {
+	for i, x := range b {
+		if x == c {
+			return i
+		}
+	}
+	return -1
+}
+
+func trimCR(b []byte) []byte {
+	if n := len(b); n > 0 && b[n-1] == '\r' {
+		return b[:n-1]
+	}
+	return b
+}
+
+func trimSpace(b []byte) []byte {
+	return []byte(strings.TrimSpace(string(b)))
+}
+
+var _ = slog.String
