@@ -2,6 +2,7 @@ package pop3test
 
 import (
 	"bufio"
+	"bytes"
 	"crypto/tls"
 	"errors"
 	"fmt"
@@ -58,7 +59,9 @@ type Fault struct {
 	// It is not dot-stuffed or checked, so a test can send a malformed
 	// listing; a multi-line answer must include its own "." line.
 	Reply string
-	// Func is called by the Custom action instead of answering.
+	// Func is called by the Custom action, on the session's goroutine,
+	// instead of answering. The session reads the next command when Func
+	// returns, unless Func called Conn.Close or Conn.Hang.
 	Func func(c *Conn)
 }
 
@@ -67,9 +70,11 @@ type Action int
 
 const (
 	// Reply sends Fault.Reply instead of the normal answer. If Reply starts
-	// with "+OK" the command also takes effect (a DELE marks, STLS starts
-	// TLS after the reply, so "+OK\r\n+OK injected" tests response
-	// injection); otherwise it does not.
+	// with "+OK" the command also takes effect as it would have (a DELE
+	// marks, PASS with good credentials logs in, QUIT expunges, and STLS
+	// with Options.STLS starts TLS after the reply, so "+OK\r\n+OK
+	// injected" tests response injection); otherwise it does not. QUIT
+	// ends the session either way.
 	Reply Action = iota
 	// Drop closes the connection without answering.
 	Drop
@@ -752,7 +757,8 @@ func (ss *session) respond(verb string, a answer) bool {
 		}
 		return ss.finish(a)
 	case EndlessLine:
-		ss.endless("+OK ", func([]byte) []byte { return []byte(strings.Repeat("x", 32<<10)) })
+		chunk := bytes.Repeat([]byte("x"), 32<<10)
+		ss.endless("+OK ", func([]byte) []byte { return chunk })
 		return false
 	case EndlessMulti:
 		i := 0
