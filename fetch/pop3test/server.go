@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"io"
 	"net"
+	"runtime/debug"
 	"strconv"
 	"strings"
 	"sync"
@@ -61,7 +62,8 @@ type Fault struct {
 	Reply string
 	// Func is called by the Custom action, on the session's goroutine,
 	// instead of answering. The session reads the next command when Func
-	// returns, unless Func called Conn.Close or Conn.Hang.
+	// returns, unless Func called Conn.Close or Conn.Hang. Func must not
+	// call t.Fatal (wrong goroutine); a panic is reported by Close.
 	Func func(c *Conn)
 }
 
@@ -127,6 +129,7 @@ const (
 
 // Server is a fake POP3 server listening on 127.0.0.1.
 type Server struct {
+	t    testing.TB
 	opts Options
 	ln   net.Listener
 	done chan struct{} // closed by Close: releases Hang and Trickle
@@ -139,6 +142,7 @@ type Server struct {
 	commands []string
 	logs     []*strings.Builder // one per session
 	conns    map[net.Conn]struct{}
+	panics   []string // from session goroutines, reported by Close
 }
 
 // entry gives each message an identity, so a session's QUIT removes exactly
@@ -180,6 +184,7 @@ func NewServer(t testing.TB, opts Options) *Server {
 		t.Fatalf("pop3test: listen: %v", err)
 	}
 	s := &Server{
+		t:     t,
 		opts:  opts,
 		ln:    ln,
 		done:  make(chan struct{}),
@@ -304,7 +309,9 @@ func (s *Server) Sessions() int {
 }
 
 // Close stops the listener, closes every connection and waits for the
-// session goroutines to end. It is safe to call more than once.
+// session goroutines to end. It is safe to call more than once. A panic in
+// a session (say, in a Custom Func) is reported here as a test error, as
+// it cannot fail the test from the session's goroutine.
 func (s *Server) Close() {
 	s.once.Do(func() {
 		s.ln.Close()
@@ -315,6 +322,9 @@ func (s *Server) Close() {
 		}
 		s.mu.Unlock()
 		s.wg.Wait()
+		for _, p := range s.panics {
+			s.t.Errorf("pop3test: %s", p)
+		}
 	})
 }
 
@@ -387,10 +397,18 @@ type session struct {
 func (ss *session) serve() {
 	defer ss.s.wg.Done()
 	defer func() {
+		v := recover()
 		ss.raw.Close()
 		ss.s.mu.Lock()
+		defer ss.s.mu.Unlock()
 		delete(ss.s.conns, ss.raw)
-		ss.s.mu.Unlock()
+		if v != nil {
+			// An unrecovered panic here would kill the whole test
+			// binary; keep it for Close to report against the test.
+			p := fmt.Sprintf("session %d panicked: %v\n%s", ss.num, v, debug.Stack())
+			ss.s.panics = append(ss.s.panics, p)
+			fmt.Fprintf(ss.log, "-- %s\n", p)
+		}
 	}()
 	ss.r = bufio.NewReader(ss.conn)
 	if ss.s.opts.Implicit {

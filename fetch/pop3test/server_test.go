@@ -843,3 +843,28 @@ func TestPipe(t *testing.T) {
 		t.Error("Pipe after Close: read succeeded")
 	}
 }
+
+// A panicking Custom Func must not kill the test binary; Close reports it.
+func TestPanicReportedByClose(t *testing.T) {
+	t.Parallel()
+	rec := &errRecorder{TB: t}
+	s := NewServer(rec, Options{Faults: []Fault{{Cmd: "NOOP", Action: Custom, Func: func(*Conn) { panic("boom") }}}})
+	c := dial(t, s)
+	c.line()
+	c.send("NOOP")
+	c.wantEOF()
+	s.Close()
+	if len(rec.errs) != 1 || !strings.Contains(rec.errs[0], "boom") {
+		t.Errorf("Close reported %q; want the panic", rec.errs)
+	}
+}
+
+// errRecorder captures Errorf so that a test can expect an error.
+type errRecorder struct {
+	testing.TB
+	errs []string
+}
+
+func (r *errRecorder) Errorf(format string, args ...any) {
+	r.errs = append(r.errs, fmt.Sprintf(format, args...))
+}
