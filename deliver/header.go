@@ -7,6 +7,7 @@ import (
 	"io"
 	"strings"
 	"time"
+	"unicode/utf8"
 )
 
 // Version is stamped into trace headers; cmd overrides it at link time.
@@ -50,8 +51,20 @@ func SafeValue(s string, max int) string {
 			b[i] = ' '
 		}
 	}
+	if max < 0 {
+		max = 0
+	}
 	if len(b) > max {
-		b = b[:max]
+		// Cut at a rune boundary: a split UTF-8 sequence would leave an
+		// invalid byte at the end of the field for every reader to trip on.
+		n := max
+		for n > 0 && n > max-utf8.UTFMax && !utf8.RuneStart(b[n]) {
+			n--
+		}
+		if !utf8.RuneStart(b[n]) {
+			n = max // not UTF-8 anyway: a plain byte cut
+		}
+		b = b[:n]
 	}
 	return string(b)
 }
@@ -62,10 +75,10 @@ func SafeValue(s string, max int) string {
 // delivered message. for is the recipient address, or "".
 func Received(m *Message, localHost, forAddr string) Field {
 	var b strings.Builder
-	fmt.Fprintf(&b, "from %s\r\n\tby %s with POP3 (popfetch %s)", SafeValue(m.Server, 255), SafeValue(localHost, 255), Version)
+	fmt.Fprintf(&b, "from %s\r\n\tby %s with POP3 (popfetch %s)", host(m.Server), host(localHost), Version)
 	fmt.Fprintf(&b, "\r\n\t(account %s, user %s, uid %s)", comment(m.Account), comment(m.User), comment(m.UID))
 	if forAddr != "" {
-		fmt.Fprintf(&b, "\r\n\tfor <%s>", SafeValue(forAddr, 320))
+		fmt.Fprintf(&b, "\r\n\tfor <%s>", addrToken.Replace(SafeValue(forAddr, 320)))
 	}
 	t := m.Fetched
 	if t.IsZero() {
@@ -73,6 +86,28 @@ func Received(m *Message, localHost, forAddr string) Field {
 	}
 	fmt.Fprintf(&b, ";\r\n\t%s", t.Format(time.RFC1123Z))
 	return Field{Name: "Received", Value: b.String()}
+}
+
+// hostToken neutralises what would end or restructure the "from"/"by"
+// clause of a Received field: a space would start a new token, parentheses
+// a comment, ';' the date (RFC 5322 §3.6.7 received-token). Host names and
+// address literals ("[2001:db8::1]") never contain these.
+var hostToken = strings.NewReplacer(" ", "_", "\t", "_", "(", "_", ")", "_", ";", "_", `\`, "_", `"`, "_", "<", "_", ">", "_")
+
+// addrToken does the same for the "for <...>" clause: an address with
+// parentheses, angle brackets or ';' (a routing bug or a hostile header)
+// must not open a comment that swallows the date, close the angle-addr
+// early or look like the date separator to parsers that split on ';'. The
+// exact address stays in Delivered-To.
+var addrToken = strings.NewReplacer("(", "_", ")", "_", "<", "_", ">", "_", ";", "_")
+
+// host makes a server or local host name fit for a Received clause.
+func host(s string) string {
+	s = hostToken.Replace(strings.TrimSpace(SafeValue(s, 255)))
+	if s == "" {
+		return "unknown"
+	}
+	return s
 }
 
 // comment quotes s for use inside an RFC 5322 comment.
@@ -91,14 +126,38 @@ func Open(m *Message, fields []Field, lf bool) io.Reader {
 	for _, f := range fields {
 		h.WriteString(f.Name)
 		h.WriteString(": ")
-		h.WriteString(f.Value)
+		writeValue(&h, f.Value)
 		h.WriteString("\r\n")
 	}
 	rs := []io.Reader{&h, bytes.NewReader(m.Raw)}
-	if len(m.Raw) > 0 && m.Raw[len(m.Raw)-1] != '\n' {
+	// A final bare CR is already a line end for the eolReader; adding CRLF
+	// after it would append an empty line to the message.
+	if n := len(m.Raw); n > 0 && m.Raw[n-1] != '\n' && m.Raw[n-1] != '\r' {
 		rs = append(rs, strings.NewReader("\r\n"))
 	}
 	return &eolReader{r: io.MultiReader(rs...), lf: lf}
+}
+
+// writeValue writes a field value, keeping every line break in it a fold:
+// a break and the white space and breaks after it become CRLF and one tab,
+// and a trailing break is dropped. Values are meant to be safe already
+// (SafeValue), but a field built from, say, a server's reply text must
+// never be able to start a header field of its own, nor hold an empty or
+// blank continuation line, which some parsers take as the end of the header.
+func writeValue(h *bytes.Buffer, v string) {
+	for i := 0; i < len(v); i++ {
+		c := v[i]
+		if c != '\r' && c != '\n' {
+			h.WriteByte(c)
+			continue
+		}
+		for i+1 < len(v) && strings.IndexByte("\r\n \t", v[i+1]) >= 0 {
+			i++
+		}
+		if i+1 < len(v) {
+			h.WriteString("\r\n\t")
+		}
+	}
 }
 
 // eolReader rewrites line endings: CRLF, bare CR and bare LF all become LF
