@@ -1,0 +1,772 @@
+package fetch
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"math/rand/v2"
+	"reflect"
+	"runtime/debug"
+	"slices"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/popfetch/popfetch/rcfile"
+)
+
+// PollFunc polls one account once; in the daemon it is the POP3 session
+// (Poller.Poll). It must honour ctx: cancellation aborts the session
+// without DELE, which the UIDL store makes safe (see the package doc). The
+// daemon cancels ctx only on Abort. On a graceful stop it closes the
+// WithGraceful channel of ctx instead, so a poll in flight finishes the
+// message it is delivering and ends with QUIT.
+type PollFunc func(ctx context.Context, a *rcfile.Account) Result
+
+// DaemonOptions are the daemon's seams. The zero value is usable.
+type DaemonOptions struct {
+	Clock Clock        // default SystemClock
+	Log   *slog.Logger // default: discard
+	// Jitter returns a random duration in [0, max]; default uniform. Tests
+	// make it deterministic.
+	Jitter func(max time.Duration) time.Duration
+}
+
+// Sentinels of the scheduler.
+var (
+	// ErrStopped: the daemon is shutting down or has stopped; no new polls start.
+	ErrStopped = errors.New("daemon stopped")
+	// ErrUnknownAccount: PollNow named an account that is not in the config.
+	ErrUnknownAccount = errors.New("unknown account")
+	// ErrRemoved: the account left the config before a requested poll started.
+	ErrRemoved = errors.New("account removed from config")
+	// ErrPanic: the PollFunc panicked; the poll counts as a temporary failure.
+	ErrPanic = errors.New("poll panicked")
+)
+
+// Scheduling policy. Intervals are fixed-delay: the next poll is due one
+// Interval after the previous one finished, so a slow server never causes a
+// pile-up of sessions.
+const (
+	// firstJitterMax bounds the random delay of an account's first poll (at
+	// start-up and when Reload adds it): min(interval/10, 30s), so that 500
+	// accounts do not all dial in the same second.
+	firstJitterMax = 30 * time.Second
+	// backoffMin is the floor of the first retry after a temporary failure.
+	// The first retry comes after max(interval/4, 30s), then the delay
+	// doubles per consecutive failure up to max(interval, min(8*interval,
+	// 1h)): a blip is retried quickly, a broken server is not hammered, and
+	// no account is polled less often than its own interval would (24h
+	// stays 24h) nor, for short intervals, less than hourly.
+	backoffMin    = 30 * time.Second
+	backoffMaxCap = time.Hour
+	// defaultInterval is used only if a hand-built Config leaves Interval
+	// zero; rcfile always sets one (30s..24h).
+	defaultInterval    = 5 * time.Minute
+	defaultMaxParallel = 8
+	defaultPerServer   = 2
+)
+
+// firstPollJitter is the maximum jitter of an account's first poll.
+func firstPollJitter(interval time.Duration) time.Duration {
+	return min(interval/10, firstJitterMax)
+}
+
+// backoffDelay is the wait after the n-th consecutive temporary failure (n ≥ 1).
+func backoffDelay(interval time.Duration, n int) time.Duration {
+	base := max(interval/4, backoffMin)
+	limit := max(interval, min(8*interval, backoffMaxCap))
+	d := base
+	for i := 1; i < n && d < limit; i++ {
+		d *= 2 // bounded by limit, so no overflow
+	}
+	return min(d, limit)
+}
+
+// AccountState is what the scheduler is doing with an account.
+type AccountState string
+
+const (
+	StateIdle     AccountState = "idle"      // waiting for its next interval
+	StatePolling  AccountState = "polling"   // a session is running
+	StateBackoff  AccountState = "backoff"   // the last poll failed temporarily; retrying later
+	StateAuthHold AccountState = "auth-hold" // the server rejected the credentials; no polls until the account's config changes or PollNow
+)
+
+// PollSummary is a Result in a form that survives JSON (the control
+// socket) and status output: the error is its text.
+type PollSummary struct {
+	Account    string        `json:"account"`
+	Start      time.Time     `json:"start"`
+	Elapsed    time.Duration `json:"elapsed"`
+	Messages   int           `json:"messages"`
+	New        int           `json:"new"`
+	Delivered  int           `json:"delivered"`
+	Deleted    int           `json:"deleted"`
+	Skipped    int           `json:"skipped"`
+	Failed     int           `json:"failed"`
+	LoginDelay time.Duration `json:"login_delay,omitempty"`
+	Err        string        `json:"err,omitempty"`
+}
+
+// Summarize converts a Result for status and the control socket.
+func Summarize(r Result) PollSummary {
+	s := PollSummary{
+		Account: r.Account, Start: r.Start, Elapsed: r.Elapsed,
+		Messages: r.Messages, New: r.New, Delivered: r.Delivered, Deleted: r.Deleted,
+		Skipped: r.Skipped, Failed: r.Failed, LoginDelay: r.LoginDelay,
+	}
+	if r.Err != nil {
+		s.Err = r.Err.Error()
+	}
+	return s
+}
+
+// Totals are an account's counters since the daemon started.
+type Totals struct {
+	Polls     int `json:"polls"`
+	Failures  int `json:"failures"` // polls that ended with an error
+	New       int `json:"new"`
+	Delivered int `json:"delivered"`
+	Deleted   int `json:"deleted"`
+}
+
+// AccountStatus is one account in Status.
+type AccountStatus struct {
+	Name   string       `json:"name"`
+	Server string       `json:"server"`
+	State  AccountState `json:"state"`
+	// NextPoll is when the next poll is due; zero while polling or in
+	// auth-hold. It already accounts for LOGIN-DELAY.
+	NextPoll  time.Time    `json:"next_poll"`
+	NotBefore time.Time    `json:"not_before,omitempty"` // the server's LOGIN-DELAY ends; zero if none
+	Failures  int          `json:"failures"`             // consecutive temporary failures
+	Last      *PollSummary `json:"last,omitempty"`       // nil until the first poll finished
+	Totals    Totals       `json:"totals"`
+}
+
+// Status is a snapshot of the daemon for `popfetch status`.
+type Status struct {
+	Started    time.Time       `json:"started"` // zero until Run starts
+	Generation int             `json:"generation"`
+	LoadedAt   time.Time       `json:"loaded_at"`
+	ConfigPath string          `json:"config_path,omitempty"`
+	Accounts   []AccountStatus `json:"accounts"` // sorted by name
+}
+
+// account is the scheduler's state for one configured account. Guarded by
+// Daemon.mu.
+type account struct {
+	cfg       *rcfile.Account
+	next      time.Time // when the next scheduled poll is due (ignored in auth-hold)
+	notBefore time.Time // LOGIN-DELAY (RFC 2449): no session starts before this
+	lastEnd   time.Time // when the last poll finished
+	failures  int       // consecutive temporary failures
+	lastErr   string    // for logging once per change of error
+	authHold  bool      // ErrAuth (RFC 3206 [AUTH]): do not retry on our own
+
+	running bool
+	runHost string // the host key the running poll counts against
+	removed bool   // left the config while running; dropped when the poll ends
+
+	now      []chan Result // PollNow waiters for a poll not yet started
+	inflight []chan Result // PollNow waiters for the running poll
+
+	last   *PollSummary
+	totals Totals
+}
+
+func (a *account) state() AccountState {
+	switch {
+	case a.running:
+		return StatePolling
+	case a.authHold:
+		return StateAuthHold
+	case a.failures > 0:
+		return StateBackoff
+	}
+	return StateIdle
+}
+
+// dueAt is when the account may next start a session; ok is false if it
+// must not be polled at all (auth-hold without an operator request).
+func (a *account) dueAt(now time.Time) (due time.Time, ok bool) {
+	if len(a.now) > 0 {
+		return maxTime(now, a.notBefore), true
+	}
+	if a.authHold {
+		return time.Time{}, false
+	}
+	return maxTime(a.next, a.notBefore), true
+}
+
+func maxTime(a, b time.Time) time.Time {
+	if b.After(a) {
+		return b
+	}
+	return a
+}
+
+func interval(a *rcfile.Account) time.Duration {
+	if a.Interval <= 0 {
+		return defaultInterval
+	}
+	return a.Interval
+}
+
+// hostKey groups accounts for the per-server limit. DNS names are
+// case-insensitive.
+func hostKey(a *rcfile.Account) string { return strings.ToLower(a.Server) }
+
+type pollDone struct {
+	a *account
+	r Result
+}
+
+type phase int
+
+const (
+	phaseNew phase = iota
+	phaseRunning
+	phaseStopping
+	phaseStopped
+)
+
+// Daemon schedules polls of every account of a Config: each at its own
+// interval, with backoff after failures, under the global and per-server
+// session limits, never two sessions for one account at once. One
+// goroutine (Run) makes every scheduling decision; each poll runs in its
+// own goroutine and reports back on a channel, so a slow or failing
+// account holds only its own slot.
+type Daemon struct {
+	poll   PollFunc
+	clock  Clock
+	log    *slog.Logger
+	jitter func(time.Duration) time.Duration
+
+	// abortCtx is the PollFunc's context. It is separate from Run's ctx so
+	// that a graceful stop lets sessions finish; Abort cancels it.
+	abortCtx context.Context
+	abort    context.CancelFunc
+	// stop is closed when Run's ctx ends; polls see it through
+	// WithGraceful and stop fetching after the message in flight.
+	stop chan struct{}
+
+	kick    chan struct{} // Reload and PollNow wake the scheduler; buffered 1
+	results chan pollDone // finished polls
+
+	mu       sync.Mutex
+	cfg      *rcfile.Config
+	accts    map[string]*account
+	gen      int
+	loadedAt time.Time
+	started  time.Time
+	phase    phase
+	nrun     int            // sessions running
+	perHost  map[string]int // sessions running per host key
+}
+
+// NewDaemon returns a daemon for cfg (generation 1). Each account's first
+// poll is due after a random jitter of up to min(interval/10, 30s) from now.
+func NewDaemon(cfg *rcfile.Config, poll PollFunc, opts DaemonOptions) *Daemon {
+	d := &Daemon{
+		poll:    poll,
+		clock:   opts.Clock,
+		log:     opts.Log,
+		jitter:  opts.Jitter,
+		kick:    make(chan struct{}, 1),
+		results: make(chan pollDone),
+		accts:   map[string]*account{},
+		perHost: map[string]int{},
+	}
+	if d.clock == nil {
+		d.clock = SystemClock{}
+	}
+	if d.log == nil {
+		d.log = slog.New(slog.DiscardHandler)
+	}
+	if d.jitter == nil {
+		d.jitter = func(max time.Duration) time.Duration {
+			if max <= 0 {
+				return 0
+			}
+			return rand.N(max + 1)
+		}
+	}
+	d.abortCtx, d.abort = context.WithCancel(context.Background())
+	d.stop = make(chan struct{})
+	d.cfg = &rcfile.Config{}
+	d.Reload(cfg)
+	return d
+}
+
+// Abort cancels the context of every poll in flight (the second SIGTERM):
+// sessions close without DELE for undelivered mail. Run still waits for
+// them to return. Polls started after Abort see a cancelled context.
+func (d *Daemon) Abort() { d.abort() }
+
+// Run schedules polls until ctx is done. Then it starts no new session,
+// fails PollNow requests that have not started, tells the polls in flight
+// to stop after their current message (WithGraceful), waits for them
+// (their context is cancelled only by Abort) and returns nil.
+// Run may be called once.
+func (d *Daemon) Run(ctx context.Context) error {
+	d.mu.Lock()
+	if d.phase != phaseNew {
+		d.mu.Unlock()
+		return errors.New("daemon: Run called more than once")
+	}
+	d.phase = phaseRunning
+	d.started = d.clock.Now()
+	d.mu.Unlock()
+	d.log.Info("daemon started", "accounts", len(d.Status().Accounts))
+
+	for {
+		d.mu.Lock()
+		wait, ok := d.startDueLocked()
+		d.mu.Unlock()
+		var timer <-chan time.Time
+		if ok {
+			timer = d.clock.After(wait)
+		}
+		select {
+		case <-ctx.Done():
+			return d.shutdown()
+		case <-timer:
+		case <-d.kick:
+		case done := <-d.results:
+			d.mu.Lock()
+			d.finishLocked(done)
+			d.mu.Unlock()
+		}
+	}
+}
+
+// shutdown stops scheduling and waits for the polls in flight.
+func (d *Daemon) shutdown() error {
+	d.mu.Lock()
+	d.phase = phaseStopping
+	close(d.stop)
+	for _, a := range d.accts {
+		answer(a.now, Result{Account: a.cfg.Name, Err: ErrStopped})
+		a.now = nil
+	}
+	n := d.nrun
+	d.mu.Unlock()
+	if n > 0 {
+		d.log.Info("stopping: waiting for polls in flight", "polls", n)
+	}
+	for n > 0 {
+		done := <-d.results
+		d.mu.Lock()
+		d.finishLocked(done)
+		n = d.nrun
+		d.mu.Unlock()
+	}
+	d.mu.Lock()
+	d.phase = phaseStopped
+	d.mu.Unlock()
+	d.abort() // release the context; nothing uses it any more
+	d.log.Info("daemon stopped")
+	return nil
+}
+
+// startDueLocked starts every due account that fits under the limits,
+// earliest first (operator requests before scheduled polls). It returns how
+// long until the next account not yet due becomes due; ok is false if
+// none is waiting on time. Due accounts held back by a limit need no
+// timer: a finishing poll frees the slot and wakes the loop.
+func (d *Daemon) startDueLocked() (wait time.Duration, ok bool) {
+	now := d.clock.Now()
+	type cand struct {
+		a      *account
+		due    time.Time
+		urgent bool
+	}
+	var cands []cand
+	var wake time.Time
+	for _, a := range d.accts {
+		if a.running || a.removed {
+			continue
+		}
+		due, schedulable := a.dueAt(now)
+		if !schedulable {
+			continue
+		}
+		if due.After(now) {
+			if wake.IsZero() || due.Before(wake) {
+				wake = due
+			}
+			continue
+		}
+		cands = append(cands, cand{a, due, len(a.now) > 0})
+	}
+	slices.SortFunc(cands, func(x, y cand) int {
+		if x.urgent != y.urgent {
+			if x.urgent {
+				return -1
+			}
+			return 1
+		}
+		if c := x.due.Compare(y.due); c != 0 {
+			return c
+		}
+		return strings.Compare(x.a.cfg.Name, y.a.cfg.Name)
+	})
+	maxPar, perServer := d.cfg.MaxParallel, d.cfg.PerServer
+	if maxPar <= 0 {
+		maxPar = defaultMaxParallel
+	}
+	if perServer <= 0 {
+		perServer = defaultPerServer
+	}
+	for _, c := range cands {
+		if d.nrun >= maxPar {
+			break
+		}
+		host := hostKey(c.a.cfg)
+		if d.perHost[host] >= perServer {
+			continue
+		}
+		d.startLocked(c.a, host)
+	}
+	if wake.IsZero() {
+		return 0, false
+	}
+	return wake.Sub(now), true
+}
+
+func (d *Daemon) startLocked(a *account, host string) {
+	a.running = true
+	a.runHost = host
+	d.nrun++
+	d.perHost[host]++
+	a.inflight, a.now = a.now, nil
+	if len(a.inflight) > 0 {
+		a.authHold = false // an explicit operator request lifts the hold
+	}
+	go d.runPoll(a, a.cfg)
+}
+
+// runPoll runs one session. A panic in the PollFunc is logged with its
+// stack and becomes a failed Result, so the daemon and the account's
+// schedule survive it.
+func (d *Daemon) runPoll(a *account, cfg *rcfile.Account) {
+	start := d.clock.Now()
+	var r Result
+	defer func() {
+		if v := recover(); v != nil {
+			d.log.Error("panic in poll", "account", cfg.Name, "panic", fmt.Sprint(v), "stack", string(debug.Stack()))
+			r = Result{Err: fmt.Errorf("%w: %v", ErrPanic, v)}
+		}
+		if r.Account == "" {
+			r.Account = cfg.Name
+		}
+		if r.Start.IsZero() {
+			r.Start = start
+		}
+		if r.Elapsed == 0 {
+			r.Elapsed = d.clock.Now().Sub(start)
+		}
+		d.results <- pollDone{a, r}
+	}()
+	r = d.poll(WithGraceful(d.abortCtx, d.stop), cfg)
+}
+
+// finishLocked records a finished poll and plans the account's next one.
+func (d *Daemon) finishLocked(done pollDone) {
+	a, r := done.a, done.r
+	now := d.clock.Now()
+	name := a.cfg.Name
+	a.running = false
+	d.nrun--
+	if d.perHost[a.runHost]--; d.perHost[a.runHost] <= 0 {
+		delete(d.perHost, a.runHost)
+	}
+	waiters := a.inflight
+	a.inflight = nil
+	defer answer(waiters, r)
+
+	if a.removed {
+		delete(d.accts, name)
+		d.log.Debug("removed account's last poll done", "account", name, "err", r.Err)
+		return
+	}
+
+	sum := Summarize(r)
+	a.last = &sum
+	a.lastEnd = now
+	a.totals.Polls++
+	a.totals.New += r.New
+	a.totals.Delivered += r.Delivered
+	a.totals.Deleted += r.Deleted
+	if r.Err != nil {
+		a.totals.Failures++
+	}
+	if r.LoginDelay > 0 {
+		// RFC 2449 LOGIN-DELAY: counted from the end of this session, which
+		// is no earlier than the server's own reference point (the login).
+		a.notBefore = now.Add(r.LoginDelay)
+	}
+	iv := interval(a.cfg)
+	msg := ""
+	if r.Err != nil {
+		msg = r.Err.Error()
+	}
+
+	switch {
+	case r.Err == nil:
+		if a.lastErr != "" {
+			d.log.Info("poll succeeded again", "account", name, "previous_err", a.lastErr, "failures", a.failures)
+		}
+		d.log.Debug("poll done", "account", name, "new", r.New, "delivered", r.Delivered, "deleted", r.Deleted, "elapsed", r.Elapsed)
+		a.failures, a.lastErr = 0, ""
+		a.next = now.Add(iv)
+
+	case errors.Is(r.Err, context.Canceled) && d.abortCtx.Err() != nil:
+		// Aborted by the operator: neither a failure of the server nor
+		// worth a warning; the daemon is going away.
+		d.log.Info("poll aborted", "account", name)
+		a.next = now.Add(iv)
+
+	case errors.Is(r.Err, ErrAuth):
+		// RFC 3206 [AUTH]: retrying could lock the account at the
+		// provider, so wait for a config change or PollNow.
+		a.authHold = true
+		a.failures = 0
+		a.lastErr = msg
+		d.log.Error("authentication failed; not retrying until the account's config changes or `popfetch now`",
+			"account", name, "server", a.cfg.Server, "user", a.cfg.Username, "err", r.Err)
+
+	case errors.Is(r.Err, ErrLocked):
+		// Another popfetch owns the mailbox right now; that is normal
+		// (a one-shot run), not a failure of the server.
+		if a.lastErr != msg {
+			d.log.Info("mailbox locked by another popfetch process; skipping this poll", "account", name)
+		}
+		a.failures, a.lastErr = 0, msg
+		a.next = now.Add(iv)
+
+	default:
+		// Temporary: network, [IN-USE], [SYS/TEMP], [LOGIN-DELAY],
+		// protocol and TLS errors, panics. Unknown errors are temporary too
+		// (maddy's IsTemporaryOrUnspec); the session never DELEs on them.
+		a.failures++
+		delay := backoffDelay(iv, a.failures)
+		a.next = now.Add(delay)
+		if msg != a.lastErr {
+			d.log.Warn("poll failed; will retry", "account", name, "err", r.Err, "failures", a.failures, "retry_in", delay)
+		} else {
+			d.log.Debug("poll failed again", "account", name, "err", r.Err, "failures", a.failures, "retry_in", delay)
+		}
+		a.lastErr = msg
+	}
+}
+
+func answer(waiters []chan Result, r Result) {
+	for _, ch := range waiters {
+		ch <- r // buffered 1, one send per channel
+	}
+}
+
+// Reload applies a validated config. Accounts are matched by name:
+//   - new ones are added, their first poll jittered as at start-up;
+//   - removed ones stop: a poll in flight finishes, queued PollNow
+//     requests fail with ErrRemoved;
+//   - changed ones (any setting but the position in the file) use the new
+//     settings from their next poll on. A change lifts auth-hold and resets
+//     backoff (the operator probably fixed the cause), so such an account
+//     polls soon; otherwise its next poll is re-planned with the new
+//     interval from the end of its last poll;
+//   - unchanged ones keep their schedule and state.
+//
+// The session limits apply to sessions started from now on. The
+// generation counter increases and the load time is recorded.
+func (d *Daemon) Reload(cfg *rcfile.Config) {
+	d.mu.Lock()
+	now := d.clock.Now()
+	seen := make(map[string]bool, len(cfg.Accounts))
+	for _, na := range cfg.Accounts {
+		seen[na.Name] = true
+		iv := interval(na)
+		a, ok := d.accts[na.Name]
+		if !ok {
+			d.accts[na.Name] = &account{cfg: na, next: now.Add(d.jitter(firstPollJitter(iv)))}
+			if d.gen > 0 {
+				d.log.Info("account added", "account", na.Name)
+			}
+			continue
+		}
+		a.removed = false
+		if sameAccount(a.cfg, na) {
+			a.cfg = na // keep the fresh DeclRange for diagnostics
+			continue
+		}
+		a.cfg = na
+		d.log.Info("account changed", "account", na.Name)
+		switch {
+		case a.authHold || a.failures > 0:
+			a.authHold, a.failures, a.lastErr = false, 0, ""
+			a.next = now.Add(d.jitter(firstPollJitter(iv)))
+		case !a.lastEnd.IsZero():
+			a.next = maxTime(a.lastEnd.Add(iv), now)
+		}
+	}
+	for name, a := range d.accts {
+		if seen[name] || a.removed {
+			continue
+		}
+		answer(a.now, Result{Account: name, Err: ErrRemoved})
+		a.now = nil
+		if a.running {
+			a.removed = true
+		} else {
+			delete(d.accts, name)
+		}
+		d.log.Info("account removed", "account", name)
+	}
+	d.cfg = cfg
+	d.gen++
+	d.loadedAt = now
+	gen := d.gen
+	d.mu.Unlock()
+	if gen > 1 {
+		d.log.Info("config reloaded", "generation", gen, "accounts", len(cfg.Accounts))
+	}
+	d.wake()
+}
+
+func (d *Daemon) wake() {
+	select {
+	case d.kick <- struct{}{}:
+	default: // a wake-up is already pending
+	}
+}
+
+// sameAccount compares two account configs, ignoring where they are
+// declared in the file: moving a block must not reset its schedule.
+func sameAccount(x, y *rcfile.Account) bool {
+	return reflect.DeepEqual(withoutRanges(x), withoutRanges(y))
+}
+
+func withoutRanges(a *rcfile.Account) rcfile.Account {
+	c := *a
+	c.DeclRange = rcfile.Account{}.DeclRange
+	if a.Multidrop != nil {
+		md := *a.Multidrop
+		md.Users = make([]*rcfile.User, len(a.Multidrop.Users))
+		for i, u := range a.Multidrop.Users {
+			uc := *u
+			uc.DeclRange = rcfile.User{}.DeclRange
+			md.Users[i] = &uc
+		}
+		c.Multidrop = &md
+	}
+	return c
+}
+
+// PollNow polls the named accounts (all if names is empty) at once,
+// bypassing their schedule, backoff and auth-hold, and returns their
+// results in the order of names. It fails without polling anything if a
+// name is unknown.
+//
+// An account that is already polling is polled once more after the poll
+// in flight: the result returned always comes from a session that started
+// after the request, so mail present at the request is fetched. Concurrent
+// requests for one account share that one extra poll.
+//
+// The session limits still apply, and so does a server's LOGIN-DELAY (RFC
+// 2449): an idle account inside its delay is not polled, and its Result
+// carries ErrLoginDelay at once. If ctx ends first PollNow returns
+// ctx.Err(); the polls it asked for still run.
+func (d *Daemon) PollNow(ctx context.Context, names []string) ([]Result, error) {
+	d.mu.Lock()
+	if d.phase >= phaseStopping {
+		d.mu.Unlock()
+		return nil, ErrStopped
+	}
+	if len(names) == 0 {
+		for name, a := range d.accts {
+			if !a.removed {
+				names = append(names, name)
+			}
+		}
+		slices.Sort(names)
+	}
+	var unknown []string
+	for _, name := range names {
+		if a, ok := d.accts[name]; !ok || a.removed {
+			unknown = append(unknown, name)
+		}
+	}
+	if len(unknown) > 0 {
+		d.mu.Unlock()
+		return nil, fmt.Errorf("%w: %s", ErrUnknownAccount, strings.Join(unknown, ", "))
+	}
+	now := d.clock.Now()
+	chans := make([]chan Result, len(names))
+	for i, name := range names {
+		a := d.accts[name]
+		ch := make(chan Result, 1)
+		chans[i] = ch
+		if !a.running && a.notBefore.After(now) {
+			ch <- Result{Account: name, Start: now, Err: fmt.Errorf("%w: the server asked not to log in again before %s",
+				ErrLoginDelay, a.notBefore.Format(time.RFC3339))}
+			continue
+		}
+		a.now = append(a.now, ch)
+	}
+	d.mu.Unlock()
+	d.wake()
+
+	results := make([]Result, len(names))
+	for i, ch := range chans {
+		select {
+		case results[i] = <-ch:
+		case <-ctx.Done():
+			return nil, ctx.Err()
+		}
+	}
+	return results, nil
+}
+
+// Status returns a snapshot; it is safe to call at any time, also before
+// Run and after it returned.
+func (d *Daemon) Status() Status {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	now := d.clock.Now()
+	s := Status{
+		Started:    d.started,
+		Generation: d.gen,
+		LoadedAt:   d.loadedAt,
+		ConfigPath: d.cfg.Path,
+		Accounts:   make([]AccountStatus, 0, len(d.accts)),
+	}
+	for name, a := range d.accts {
+		if a.removed {
+			continue
+		}
+		as := AccountStatus{
+			Name:     name,
+			Server:   a.cfg.Server,
+			State:    a.state(),
+			Failures: a.failures,
+			Totals:   a.totals,
+		}
+		if a.notBefore.After(now) {
+			as.NotBefore = a.notBefore
+		}
+		if due, ok := a.dueAt(now); ok && !a.running {
+			as.NextPoll = due
+		}
+		if a.last != nil {
+			l := *a.last
+			as.Last = &l
+		}
+		s.Accounts = append(s.Accounts, as)
+	}
+	slices.SortFunc(s.Accounts, func(x, y AccountStatus) int { return strings.Compare(x.Name, y.Name) })
+	return s
+}
