@@ -3,6 +3,7 @@ package uidl
 import (
 	"errors"
 	"fmt"
+	"io"
 	"io/fs"
 	"os"
 	"path/filepath"
@@ -86,8 +87,8 @@ func Path(stateDir, user, server string, port int) string {
 // makes Open fail with ErrCorrupt naming file:line.
 func Open(path string) (*Store, error) {
 	dir := filepath.Dir(path)
-	if err := os.MkdirAll(dir, 0o700); err != nil {
-		return nil, fmt.Errorf("uidl: create state directory %s: %w", dir, err)
+	if err := mkdirAllSync(dir); err != nil {
+		return nil, err
 	}
 	if err := checkPrivate(dir, 0o022); err != nil {
 		return nil, err
@@ -245,7 +246,7 @@ func (s *Store) compact(st *state) error {
 	if err == nil {
 		trace("sync", tmp)
 	}
-	size, _ := f.Seek(0, 1)
+	size, _ := f.Seek(0, io.SeekCurrent)
 	if cerr := f.Close(); err == nil {
 		err = cerr
 	}
@@ -275,6 +276,33 @@ func (s *Store) compact(st *state) error {
 	s.st = st
 	s.size = size
 	return nil
+}
+
+// mkdirAllSync creates dir and missing parents with mode 0700 (not affected
+// by any umask, which can only remove bits) and fsyncs each parent after a
+// child is created: otherwise a crash soon after the first poll could lose
+// the new directory, and with it the journal (a full refetch).
+func mkdirAllSync(dir string) error {
+	dir = filepath.Clean(dir)
+	if fi, err := os.Stat(dir); err == nil {
+		if !fi.IsDir() {
+			return fmt.Errorf("uidl: %s is not a directory", dir)
+		}
+		return nil
+	}
+	parent := filepath.Dir(dir)
+	if parent != dir {
+		if err := mkdirAllSync(parent); err != nil {
+			return err
+		}
+	}
+	if err := os.Mkdir(dir, 0o700); err != nil {
+		if errors.Is(err, fs.ErrExist) {
+			return nil // created concurrently
+		}
+		return fmt.Errorf("uidl: create state directory %s: %w", dir, err)
+	}
+	return syncDir(parent)
 }
 
 func syncDir(dir string) error {

@@ -852,3 +852,26 @@ func TestAddFailureBreaksStore(t *testing.T) {
 	}
 	s2.Close()
 }
+
+func TestOpenCreatesDurably(t *testing.T) {
+	state := filepath.Join(t.TempDir(), "new")
+	path := Path(state, "joe", "h", 1)
+	ops := recordOps(t)
+	mustOpen(t, path)
+	// Each new directory entry is fsynced in its parent before anything is
+	// written below it; the header is fsynced before Open returns.
+	base := filepath.Base(path)
+	want := []string{
+		"syncdir " + filepath.Base(filepath.Dir(state)), // created "new"
+		"syncdir new",  // created "uidl"
+		"syncdir uidl", // created the journal
+		"write " + base,
+		"sync " + base,
+	}
+	if !slices.Equal(*ops, want) {
+		t.Errorf("ops = %q\nwant  %q", *ops, want)
+	}
+	if got := readFile(t, path); got != header+"\n" {
+		t.Errorf("new journal = %q", got)
+	}
+}

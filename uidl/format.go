@@ -167,7 +167,10 @@ type replayResult struct {
 // after it. Any other bad line makes replay fail with an error naming
 // file:line, because silently dropping state would refetch mail.
 func replay(r io.Reader, size int64, name string) (*state, replayResult, error) {
-	st := newState()
+	// Size the map from the file (a compact record is ~20-30 bytes) so a
+	// 100k-UID replay does not rehash its way up; capped, as the hint is
+	// only an optimisation.
+	st := &state{m: make(map[string]entry, min(size/32, 1<<20))}
 	var res replayResult
 	br := bufio.NewReaderSize(r, 64<<10)
 	var off int64
