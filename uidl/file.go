@@ -404,7 +404,7 @@ func (s *Store) Add(uid string, t time.Time) error {
 // AddRecipient records that rcpt is done for uid (multidrop: the message goes
 // to several local recipients, and a crash half-way must not re-deliver to
 // those already done). Durable before it returns; a no-op if already known or
-// uid is delivered.
+// uid is delivered. At most MaxRecipients are kept per UID.
 func (s *Store) AddRecipient(uid, rcpt string, t time.Time) error {
 	if !ValidRecipient(rcpt) {
 		return fmt.Errorf("%w: %q (uid %q)", ErrBadRecipient, rcpt, uid)
@@ -432,6 +432,8 @@ func (s *Store) record(kind byte, uid string, t time.Time, rcpt string) error {
 	case e.delivered && kind != 'n', kind == 'n' && e.noted,
 		kind == 'r' && slices.Contains(e.rcpts, rcpt):
 		return nil // already durable; writing again would only make garbage
+	case kind == 'r' && len(e.rcpts) >= MaxRecipients:
+		return fmt.Errorf("%w: more than %d recipients for uid %q", ErrBadRecipient, MaxRecipients, uid)
 	}
 	first := t.Unix()
 	if ok {

@@ -267,6 +267,11 @@ func TestOpenReplay(t *testing.T) {
 		{name: "empty line", content: h + "\n+ a 10\n", wantErr: ":2: malformed"},
 		{name: "very long line", content: h + "+ " + strings.Repeat("a", 100000) + " 1\n+ b 2\n", wantErr: ":2: line too long"},
 		{
+			name:    "too many recipients",
+			content: h + rcptRecords(MaxRecipients+1),
+			wantErr: fmt.Sprintf(":%d: record", MaxRecipients+2),
+		},
+		{
 			// A NUL far from the end is not a crash tail: refuse.
 			name:    "nul in the middle",
 			content: h + "\x00\n" + strings.Repeat("+ a 10\n", maxWrite/7+1),
@@ -393,6 +398,31 @@ func TestMutationErrors(t *testing.T) {
 	}
 	if err := s.Retain(nil); !errors.Is(err, ErrClosed) {
 		t.Errorf("Retain after Close = %v; want ErrClosed", err)
+	}
+}
+
+// rcptRecords returns n "r" records of UID "m" for distinct recipients.
+func rcptRecords(n int) string {
+	var b strings.Builder
+	for i := range n {
+		fmt.Fprintf(&b, "r m 1 r%d@example.com\n", i)
+	}
+	return b.String()
+}
+
+func TestMaxRecipients(t *testing.T) {
+	s := mustOpen(t, writeJournal(t, header+"\n"+rcptRecords(MaxRecipients)))
+	if got := len(s.Recipients("m")); got != MaxRecipients {
+		t.Fatalf("Recipients = %d", got)
+	}
+	if err := s.AddRecipient("m", "r0@example.com", t0); err != nil {
+		t.Errorf("AddRecipient(known) = %v; want nil", err)
+	}
+	if err := s.AddRecipient("m", "one-more@example.com", t0); !errors.Is(err, ErrBadRecipient) {
+		t.Errorf("AddRecipient beyond the cap = %v; want ErrBadRecipient", err)
+	}
+	if err := s.Add("m", t0); err != nil || s.Recipients("m") != nil {
+		t.Errorf("Add = %v, Recipients = %d; want nil, none", err, len(s.Recipients("m")))
 	}
 }
 

@@ -21,6 +21,11 @@ const (
 	maxUID  = 70  // RFC 1939 §7: "1 to 70 characters"
 	maxRcpt = 320 // 64 local part + '@' + 255 domain, rounded up
 
+	// MaxRecipients bounds the "r" records of one UID, so the duplicate
+	// check stays cheap and a hostile journal cannot make replay quadratic
+	// (the multidrop router caps recipients far lower: CVE-2002-1365).
+	MaxRecipients = 1000
+
 	// maxLine bounds a journal line: kind, uid, time, rcpt and separators
 	// (1+1+70+1+20+1+320 = 414). Longer lines are corrupt by construction.
 	maxLine = 512
@@ -286,7 +291,7 @@ func parseRecord(st *state, line []byte) error {
 		f[i], rest = rest[:sp], rest[sp+1:]
 	}
 	uid := f[0]
-	if !ValidUID(string(uid)) { // no allocation: the conversion does not escape
+	if !ValidUID(string(uid)) {
 		return fmt.Errorf("record %q: %w", line, ErrBadUID)
 	}
 	var t int64
@@ -302,6 +307,9 @@ func parseRecord(st *state, line []byte) error {
 			return fmt.Errorf("record %q: %w", line, ErrBadRecipient)
 		}
 		rcpt = string(f[2])
+		if e := st.m[string(uid)]; !e.delivered && len(e.rcpts) >= MaxRecipients && !slices.Contains(e.rcpts, rcpt) {
+			return fmt.Errorf("record %q: more than %d recipients for one uid", line, MaxRecipients)
+		}
 	}
 	st.apply(kind, string(uid), t, rcpt)
 	st.records++
