@@ -8,6 +8,7 @@ import (
 	"crypto/x509"
 	"crypto/x509/pkix"
 	"encoding/pem"
+	"fmt"
 	"math/big"
 	"net"
 	"os"
@@ -16,7 +17,7 @@ import (
 	"time"
 )
 
-// GenerateCert makes a throw-away CA and a server certificate signed by it
+// NewCert makes a throw-away CA and a server certificate signed by it
 // for hosts (default "127.0.0.1" and "localhost"; IP addresses become IP
 // SANs, everything else a dNSName SAN, and there is no CN, because clients
 // must verify against SANs only, RFC 6125). Keys are ECDSA P-256, valid for
@@ -26,8 +27,7 @@ import (
 //
 // A separate CA, rather than a self-signed leaf, keeps the test realistic: the
 // client trusts an issuer, not the server certificate itself.
-func GenerateCert(t testing.TB, hosts ...string) (caPEM []byte, server *tls.Config, pool *x509.CertPool) {
-	t.Helper()
+func NewCert(hosts ...string) (caPEM []byte, server *tls.Config, pool *x509.CertPool, err error) {
 	if len(hosts) == 0 {
 		hosts = []string{"127.0.0.1", "localhost"}
 	}
@@ -38,10 +38,10 @@ func GenerateCert(t testing.TB, hosts ...string) (caPEM []byte, server *tls.Conf
 
 	caKey, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
 	if err != nil {
-		t.Fatalf("pop3test: generate CA key: %v", err)
+		return nil, nil, nil, fmt.Errorf("generate CA key: %w", err)
 	}
 	caTmpl := &x509.Certificate{
-		SerialNumber:          serial(t),
+		SerialNumber:          mustSerial(),
 		Subject:               pkix.Name{Organization: []string{"pop3test"}, CommonName: "pop3test CA"},
 		NotBefore:             notBefore,
 		NotAfter:              notAfter,
@@ -51,19 +51,19 @@ func GenerateCert(t testing.TB, hosts ...string) (caPEM []byte, server *tls.Conf
 	}
 	caDER, err := x509.CreateCertificate(rand.Reader, caTmpl, caTmpl, &caKey.PublicKey, caKey)
 	if err != nil {
-		t.Fatalf("pop3test: create CA certificate: %v", err)
+		return nil, nil, nil, fmt.Errorf("create CA certificate: %w", err)
 	}
 	caCert, err := x509.ParseCertificate(caDER)
 	if err != nil {
-		t.Fatalf("pop3test: parse CA certificate: %v", err)
+		return nil, nil, nil, fmt.Errorf("parse CA certificate: %w", err)
 	}
 
 	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
 	if err != nil {
-		t.Fatalf("pop3test: generate server key: %v", err)
+		return nil, nil, nil, fmt.Errorf("generate server key: %w", err)
 	}
 	tmpl := &x509.Certificate{
-		SerialNumber: serial(t),
+		SerialNumber: mustSerial(),
 		Subject:      pkix.Name{Organization: []string{"pop3test"}},
 		NotBefore:    notBefore,
 		NotAfter:     notAfter,
@@ -79,7 +79,7 @@ func GenerateCert(t testing.TB, hosts ...string) (caPEM []byte, server *tls.Conf
 	}
 	der, err := x509.CreateCertificate(rand.Reader, tmpl, caCert, &key.PublicKey, caKey)
 	if err != nil {
-		t.Fatalf("pop3test: create server certificate: %v", err)
+		return nil, nil, nil, fmt.Errorf("create server certificate: %w", err)
 	}
 
 	caPEM = pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: caDER})
@@ -89,16 +89,27 @@ func GenerateCert(t testing.TB, hosts ...string) (caPEM []byte, server *tls.Conf
 		Certificates: []tls.Certificate{{Certificate: [][]byte{der}, PrivateKey: key}},
 		MinVersion:   tls.VersionTLS12,
 	}
-	return caPEM, server, pool
+	return caPEM, server, pool, nil
 }
 
-func serial(t testing.TB) *big.Int {
-	t.Helper()
+// mustSerial returns a random 64-bit serial number; crypto/rand does not
+// fail on Linux (Go 1.24+ crashes the program instead of returning errors).
+func mustSerial() *big.Int {
 	n, err := rand.Int(rand.Reader, new(big.Int).Lsh(big.NewInt(1), 64))
 	if err != nil {
-		t.Fatalf("pop3test: serial number: %v", err)
+		panic(err)
 	}
 	return n
+}
+
+// GenerateCert is NewCert for tests: it fails the test on error.
+func GenerateCert(t testing.TB, hosts ...string) (caPEM []byte, server *tls.Config, pool *x509.CertPool) {
+	t.Helper()
+	caPEM, server, pool, err := NewCert(hosts...)
+	if err != nil {
+		t.Fatalf("pop3test: %v", err)
+	}
+	return caPEM, server, pool
 }
 
 // WriteCAFile writes caPEM to a file in t.TempDir and returns its path, for

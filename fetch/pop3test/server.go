@@ -157,8 +157,21 @@ type entry struct {
 // sequential and concurrent sessions and is closed by t.Cleanup.
 func NewServer(t testing.TB, opts Options) *Server {
 	t.Helper()
+	s, err := Start(opts)
+	if err != nil {
+		t.Fatalf("pop3test: %v", err)
+	}
+	s.t = t
+	t.Cleanup(s.Close)
+	return s
+}
+
+// Start is NewServer for code that is not a test (popfetch demo): the
+// caller must Close the server. Panics in sessions are then only logged
+// in the transcript.
+func Start(opts Options) (*Server, error) {
 	if (opts.Implicit || opts.STLS) && opts.TLS == nil {
-		t.Fatalf("pop3test: Implicit and STLS need Options.TLS (see GenerateCert)")
+		return nil, fmt.Errorf("Implicit and STLS need Options.TLS (see GenerateCert)")
 	}
 	if opts.User == "" {
 		opts.User = "user"
@@ -181,10 +194,9 @@ func NewServer(t testing.TB, opts Options) *Server {
 
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
-		t.Fatalf("pop3test: listen: %v", err)
+		return nil, fmt.Errorf("listen: %w", err)
 	}
 	s := &Server{
-		t:     t,
 		opts:  opts,
 		ln:    ln,
 		done:  make(chan struct{}),
@@ -193,8 +205,7 @@ func NewServer(t testing.TB, opts Options) *Server {
 	s.SetMessages(opts.Messages)
 	s.wg.Add(1)
 	go s.accept()
-	t.Cleanup(s.Close)
-	return s
+	return s, nil
 }
 
 func (s *Server) accept() {
@@ -323,7 +334,9 @@ func (s *Server) Close() {
 		s.mu.Unlock()
 		s.wg.Wait()
 		for _, p := range s.panics {
-			s.t.Errorf("pop3test: %s", p)
+			if s.t != nil {
+				s.t.Errorf("pop3test: %s", p)
+			}
 		}
 	})
 }

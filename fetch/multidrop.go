@@ -1,0 +1,159 @@
+package fetch
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strings"
+
+	"github.com/popfetch/popfetch/deliver"
+	"github.com/popfetch/popfetch/rcfile"
+)
+
+// postmasterKey is the progress record of a message handed to the
+// postmaster; user keys are "u:" + user name.
+const postmasterKey = "postmaster"
+
+// multidrop routes each message of a domain mailbox to its local users
+// (deliver.RouteHeader) and delivers one copy per user, resuming after a
+// partial failure with only the users not yet served.
+type multidrop struct {
+	rules      *deliver.Rules
+	def        deliver.Target            // the account's deliver block ({user} template)
+	users      map[string]deliver.Target // users with a deliver block of their own
+	postmaster deliver.Target
+	dedupe     bool
+	// delivered remembers (user, Message-ID) pairs delivered in this poll
+	// for dedupe_message_id; a Dispatcher is built per poll.
+	delivered map[string]bool
+}
+
+func newMultidrop(a *rcfile.Account, def, pm deliver.Target, host string) (Dispatcher, error) {
+	md := a.Multidrop
+	users := map[string][]string{}
+	d := &multidrop{def: def, postmaster: pm, dedupe: md.DedupeMessageID, users: map[string]deliver.Target{}, delivered: map[string]bool{}}
+	for _, u := range md.Users {
+		users[u.Name] = u.Addresses
+		if u.Deliver != nil {
+			t, err := newTarget(u.Deliver, host)
+			if err != nil {
+				return nil, fmt.Errorf("user %s: %w", u.Name, err)
+			}
+			d.users[u.Name] = t
+		}
+	}
+	dir := deliver.NewDirectory(users, md.CaseSensitive)
+	if md.AliasesFile != "" {
+		if err := dir.LoadAliases(md.AliasesFile); err != nil {
+			return nil, fmt.Errorf("aliases_file: %w", err)
+		}
+	}
+	dir.SetSystemUsers(md.SystemUsers)
+	d.rules = &deliver.Rules{
+		LocalDomains:    md.LocalDomains,
+		EnvelopeHeader:  md.EnvelopeHeader,
+		EnvelopeCount:   md.EnvelopeCount,
+		ReceivedBy:      md.ReceivedBy,
+		FallbackHeaders: md.FallbackHeaders,
+		DetailDelimiter: md.DetailDelimiter,
+		CaseSensitive:   md.CaseSensitive,
+		QVirtual:        md.QVirtual,
+		Directory:       dir,
+	}
+	return d, nil
+}
+
+func (d *multidrop) target(user string) deliver.Target {
+	if t, ok := d.users[user]; ok {
+		return t
+	}
+	return d.def
+}
+
+// Dispatch delivers m to every routed user. It returns nil when every user
+// has a durable copy or the postmaster has it; otherwise an error, and the
+// message stays on the server. Permanent per-user failures (MDA exit 67,
+// SMTP 550) go to the postmaster with the reasons; a temporary failure of
+// any user keeps the message for the next poll, which serves only the users
+// whose progress is not yet recorded.
+func (d *multidrop) Dispatch(ctx context.Context, m *deliver.Message, p Progress) error {
+	rt := deliver.RouteHeader(m.Raw, d.rules)
+	sender := returnPath(m.Raw)
+	if len(rt.Rcpts) == 0 {
+		return d.toPostmaster(ctx, m, sender, p, rt.Reason)
+	}
+	mid := ""
+	if d.dedupe {
+		mid = deliver.MessageID(m.Raw)
+	}
+	// Group the users by target so an LMTP target gets one transaction
+	// with one RCPT per user.
+	type group struct {
+		t     deliver.Target
+		rcpts []deliver.Recipient
+	}
+	var groups []*group
+	byTarget := map[deliver.Target]*group{}
+	for _, r := range rt.Rcpts {
+		if p.Done("u:" + r.User) {
+			continue
+		}
+		if mid != "" && d.delivered[r.User+"\x00"+mid] {
+			continue
+		}
+		t := d.target(r.User)
+		g := byTarget[t]
+		if g == nil {
+			g = &group{t: t}
+			byTarget[t] = g
+			groups = append(groups, g)
+		}
+		g.rcpts = append(g.rcpts, r)
+	}
+	var temp []error
+	var perm []string
+	for _, g := range groups {
+		errs := g.t.Deliver(ctx, m, sender, g.rcpts, nil)
+		for i, err := range errs {
+			r := g.rcpts[i]
+			switch {
+			case err == nil:
+				if err := p.Record("u:" + r.User); err != nil {
+					// The copy exists but its record does not: the
+					// message stays, and the retry duplicates this one
+					// copy rather than losing anyone's.
+					temp = append(temp, fmt.Errorf("record delivery to %s: %w", r.User, err))
+					continue
+				}
+				if mid != "" {
+					d.delivered[r.User+"\x00"+mid] = true
+				}
+			case deliver.IsPermanent(err):
+				perm = append(perm, fmt.Sprintf("%s: %s", r.User, reasonOf(err)))
+			default:
+				temp = append(temp, fmt.Errorf("user %s: %w", r.User, err))
+			}
+		}
+	}
+	if len(perm) > 0 {
+		if err := d.toPostmaster(ctx, m, sender, p, "delivery failed for "+strings.Join(perm, "; ")); err != nil {
+			temp = append(temp, err)
+		}
+	}
+	return errors.Join(temp...)
+}
+
+func (d *multidrop) toPostmaster(ctx context.Context, m *deliver.Message, sender string, p Progress, reason string) error {
+	if p.Done(postmasterKey) {
+		return nil
+	}
+	if d.postmaster == nil {
+		return fmt.Errorf("%s; no postmaster configured, so the message stays on the server", reason)
+	}
+	errs := d.postmaster.Deliver(ctx, m, sender, []deliver.Recipient{{User: "postmaster"}},
+		[]deliver.Field{{Name: "X-Popfetch-Reason", Value: deliver.SafeValue(reason, 500)}})
+	if errs[0] != nil {
+		return fmt.Errorf("%s; postmaster delivery failed: %w", reason, errs[0])
+	}
+	return p.Record(postmasterKey)
+}
