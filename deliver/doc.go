@@ -1,0 +1,70 @@
+// Package deliver hands fetched messages to their local destinations: it
+// routes multidrop mail to local users and writes each copy durably into
+// a Maildir, pipes it to an MDA or sends it over SMTP or LMTP.
+//
+// # Pipeline
+//
+// The fetch package spools a whole message into a [Message] (never a
+// stream: a target that saw EOF would deliver a truncated message), then:
+//
+//  1. Routing (multidrop accounts only). [RouteHeader] picks the local
+//     recipients from the configured envelope header at its configured
+//     position, mapped through a whitelist ([Directory], aliases). It never
+//     relays to non-local addresses, and it falls back to the postmaster
+//     when nothing matches (RELIABILITY §4). A single-drop account has one
+//     [Recipient] whose fields are empty.
+//  2. Delivery. A [Target] ([Maildir], [MDA], [SMTP]) writes one copy per
+//     recipient, with [Received] and Delivered-To fields in front of the
+//     unmodified message ([Open]), and returns one result per recipient.
+//  3. Only after every result is nil does fetch record the UID and send
+//     DELE.
+//
+// # Formats and standards
+//
+//   - Maildir: cr.yp.to/proto/maildir.html. Unique names
+//     <sec>.M<usec>P<pid>Q<n>R<random>.<host>, with '/' and ':' in the host
+//     escaped as \057 and \072, plus dovecot's ",S=<size>". A copy is
+//     written in tmp/ and linked (never renamed, which would overwrite) into
+//     new/. The spec leaves the fsyncs implicit; this package does them
+//     explicitly, in the order listed under Durability.
+//   - SMTP (RFC 5321) and LMTP (RFC 2033): every line ends in CRLF. Bare CR
+//     and LF are normalised before dot-stuffing (§2.3.8, SMTP smuggling).
+//     The final reply gets its full 10 minutes (§4.5.3.2), and LMTP gives one
+//     reply per recipient after DATA.
+//   - Addresses: RFC 5322 §3.4 (quoted local parts, CFWS, groups,
+//     obs-route), parsed in linear time. Following RFC 2047 §5,
+//     encoded-words in an addr-spec are not decoded, so they match no user.
+//   - Local copies (Maildir, MDA) use LF line endings, the Unix
+//     convention; SMTP and LMTP copies use CRLF.
+//
+// # Durability
+//
+// A nil result from Deliver means the copy survives a crash from that
+// moment on:
+//
+//   - Maildir: the file was created O_EXCL with mode 0600 in tmp/, written,
+//     fsynced and closed (each step checked), then linked into new/, and
+//     new/ was fsynced. Directories the delivery created are fsynced
+//     in their parents. A failure at any step removes the tmp file, so
+//     new/ only ever holds complete files.
+//   - MDA: the process exited 0 and, unless allowed, wrote nothing to
+//     stderr.
+//   - SMTP/LMTP: a 2xx reply after the final dot, for that recipient.
+//
+// # Temporary and permanent failures
+//
+// A failed copy is reported as an [*Error]. A temporary failure leaves the
+// message on the server, and the next poll retries it. A permanent one goes
+// to the account's permanent-failure policy (keep and alert by default, or
+// the postmaster). For the Maildir target only an invalid {user} or
+// {domain} expansion is permanent. A full disk (ENOSPC, EDQUOT), EIO, a
+// read-only filesystem or a permission problem is temporary, because each
+// clears once an operator acts. An error whose class is unknown counts as
+// temporary ([IsPermanent]): no code path may DELE on an unclassified
+// error.
+//
+// A Maildir path may hold {user} and {domain}. They are replaced only by
+// values that are one plain path component: non-empty, at most 64 bytes,
+// no '/', control character or NUL, and not starting with '.' or '-'. A
+// hostile header can therefore never choose a path.
+package deliver
