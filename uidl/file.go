@@ -190,7 +190,12 @@ func (s *Store) open() error {
 		}
 	}
 	if dead := st.records - st.live(); dead > st.live() && dead >= minGarbage {
-		return s.compact(st)
+		// Best effort: if compaction fails before its rename, the journal
+		// is intact and appending to it stays correct, so only a failure
+		// that broke the store (after the rename) fails Open.
+		if err := s.compact(st); err != nil && s.broken != nil {
+			return err
+		}
 	}
 	return nil
 }
