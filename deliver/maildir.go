@@ -34,7 +34,8 @@ type MaildirOptions struct {
 }
 
 // Maildir is a Target delivering into a Maildir (cr.yp.to/proto/maildir.html),
-// durably: see Deliver.
+// durably: see Deliver. It is safe for concurrent use: unique names, not
+// locks, keep concurrent deliveries (even from other programs) apart.
 type Maildir struct {
 	path   string
 	host   string // LocalHost as given, for Received:
