@@ -905,3 +905,49 @@ func TestOpenCreatesDurably(t *testing.T) {
 		t.Errorf("new journal = %q", got)
 	}
 }
+
+func TestRetainLargeBatchCompacts(t *testing.T) {
+	// 1200 forgotten 60-byte UIDs make a "-" batch over maxWrite: compact
+	// rather than issue one write that a crash could tear across pages.
+	var b strings.Builder
+	b.WriteString(header + "\n")
+	var keep []string
+	for i := range 5000 {
+		uid := fmt.Sprintf("%060d", i)
+		fmt.Fprintf(&b, "+ %s 1\n", uid)
+		if i >= 1200 {
+			keep = append(keep, uid)
+		}
+	}
+	path := writeJournal(t, b.String())
+	s := mustOpen(t, path)
+	ops := recordOps(t)
+	if err := s.Retain(keep); err != nil {
+		t.Fatal(err)
+	}
+	if !slices.Contains(*ops, "rename "+filepath.Base(path)) {
+		t.Errorf("ops = %q; want a compaction", *ops)
+	}
+	if st := parseFile(t, path); len(st.m) != 3800 || st.records != 3800 {
+		t.Errorf("journal has %d uids in %d records; want 3800", len(st.m), st.records)
+	}
+}
+
+func TestRetainCompactionFailureKeepsStore(t *testing.T) {
+	path := writeJournal(t, bigJournal(minGarbage))
+	s := mustOpen(t, path)
+	// A non-empty directory where the .tmp file goes makes compaction fail
+	// before its rename.
+	if err := os.MkdirAll(filepath.Join(path+".tmp", "x"), 0o700); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Retain(nil); err == nil {
+		t.Fatal("Retain = nil; want the compaction error")
+	}
+	if s.Len() != minGarbage || parseFile(t, path).delivered != minGarbage {
+		t.Errorf("failed Retain changed the state: Len = %d", s.Len())
+	}
+	if err := s.Add("still-works", t0); err != nil {
+		t.Errorf("Add after a failed compaction = %v", err)
+	}
+}

@@ -109,8 +109,6 @@ type state struct {
 	records   int // record lines in the journal (header excluded)
 }
 
-func newState() *state { return &state{m: make(map[string]entry)} }
-
 // live is the number of records a compaction would write.
 func (st *state) live() int {
 	n := 0
