@@ -1,0 +1,568 @@
+package deliver
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"crypto/tls"
+	"crypto/x509"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/mail"
+	"net/textproto"
+	"os"
+	"strings"
+	"time"
+	"unicode/utf8"
+
+	"github.com/emersion/go-smtp"
+)
+
+// SMTPOptions configures an SMTP or LMTP target. The zero value of every
+// field but Addr is usable.
+type SMTPOptions struct {
+	// Addr is "host:port", or an absolute path for a unix socket (the
+	// usual way to reach an LMTP server such as dovecot-lmtp).
+	Addr string
+	// LMTP speaks RFC 2033: LHLO, and one reply per recipient after DATA.
+	LMTP bool
+	// Helo is the name in EHLO/LHLO; default os.Hostname(). With STARTTLS
+	// the first EHLO, before encryption, says "localhost" (go-smtp's
+	// NewClientStartTLS offers no way to set it), the second uses Helo.
+	Helo string
+	// TLS is "none" (the default), "starttls" or "implicit". With
+	// "starttls" a server that does not offer STARTTLS is an error, never
+	// a fallback to plain text. Certificates are always verified, against
+	// RootCAs or the system pool, for the host part of Addr.
+	TLS     string
+	RootCAs *x509.CertPool
+	// Sender is the envelope sender (MAIL FROM). "" uses the sender given
+	// to Deliver, then the message's Return-Path if it parses as an
+	// address, then the null path <>.
+	Sender string
+	// Timeout bounds connecting and each command's reply, and each write
+	// of message data. Default 5 minutes (RFC 5321 §4.5.3.2).
+	Timeout time.Duration
+	// FinalTimeout bounds the wait for the reply(ies) to the final dot.
+	// Default 10 minutes, and never shorter than Timeout: the server is
+	// committing the message, and giving up early produces duplicates
+	// (RFC 5321 §4.5.3.2.6, RFC 1047).
+	FinalTimeout time.Duration
+	// LocalHost is the "by" host of the Received: field; default
+	// os.Hostname().
+	LocalHost string
+}
+
+// SMTP delivers to an SMTP or LMTP server: one connection and one
+// transaction per message, one RCPT per distinct recipient address.
+type SMTP struct {
+	opts   SMTPOptions
+	proto  string // "SMTP" or "LMTP", for reasons
+	target string
+	cfgErr error // a bad option, reported (temporary) on every delivery
+	dial   func(ctx context.Context, network, addr string) (net.Conn, error)
+}
+
+// maxReplyBytes bounds everything a server may send us on one connection
+// (on top of a per-recipient allowance): go-smtp bounds a reply line, but
+// not the number of lines in a multiline reply.
+const maxReplyBytes = 1 << 20
+
+// NewSMTP returns an SMTP/LMTP target. Option errors are not returned
+// here but by every Deliver, as temporary failures: a misconfigured
+// target must leave the mail on the POP3 server.
+func NewSMTP(opts SMTPOptions) *SMTP {
+	d := &SMTP{proto: "SMTP"}
+	if opts.LMTP {
+		d.proto = "LMTP"
+	}
+	if opts.Timeout <= 0 {
+		opts.Timeout = 5 * time.Minute
+	}
+	if opts.FinalTimeout <= 0 {
+		opts.FinalTimeout = 10 * time.Minute
+	}
+	opts.FinalTimeout = max(opts.FinalTimeout, opts.Timeout)
+	host, _ := os.Hostname()
+	if host == "" {
+		host = "localhost"
+	}
+	if opts.Helo == "" {
+		opts.Helo = host
+	}
+	if opts.LocalHost == "" {
+		opts.LocalHost = host
+	}
+	if opts.TLS == "" {
+		opts.TLS = "none"
+	}
+	d.opts = opts
+	network := "tcp"
+	if strings.HasPrefix(opts.Addr, "/") {
+		network = "unix"
+	}
+	d.target = strings.ToLower(d.proto) + " " + network + ":" + opts.Addr
+	d.cfgErr = d.checkOptions(network)
+	var dialer net.Dialer
+	d.dial = dialer.DialContext
+	return d
+}
+
+func (d *SMTP) checkOptions(network string) error {
+	o := d.opts
+	if o.Addr == "" {
+		return errors.New("no server address")
+	}
+	if network == "tcp" {
+		if _, _, err := net.SplitHostPort(o.Addr); err != nil {
+			return fmt.Errorf("server address %q: %w", o.Addr, err)
+		}
+	}
+	switch o.TLS {
+	case "none":
+	case "starttls", "implicit":
+		if network == "unix" {
+			return fmt.Errorf("tls %q over a unix socket: no host name to verify", o.TLS)
+		}
+		if o.LMTP && o.TLS == "starttls" {
+			return errors.New("STARTTLS with LMTP is not supported (use implicit TLS or a unix socket)")
+		}
+	default:
+		return fmt.Errorf("tls %q: want none, starttls or implicit", o.TLS)
+	}
+	if o.Helo == "" || strings.ContainsFunc(o.Helo, func(r rune) bool { return r <= ' ' || r == 0x7f }) {
+		return fmt.Errorf("helo name %q is not a host name", o.Helo)
+	}
+	if o.Sender != "" {
+		if err := checkEnvelopeAddr(o.Sender); err != nil {
+			return fmt.Errorf("sender: %w", err)
+		}
+	}
+	return nil
+}
+
+// checkEnvelopeAddr rejects what must never reach MAIL FROM or RCPT TO:
+// control characters (CR/LF would inject commands), angle brackets (they
+// would close the path and add parameters), spaces outside a quoted local
+// part, invalid UTF-8 and absurd lengths. go-smtp checks CR/LF too.
+func checkEnvelopeAddr(a string) error {
+	if a == "" {
+		return errors.New("empty address")
+	}
+	if len(a) > 512 {
+		return errors.New("address longer than 512 bytes")
+	}
+	if !utf8.ValidString(a) {
+		return errors.New("address is not valid UTF-8")
+	}
+	quoteEnd := -1
+	if a[0] == '"' {
+		quoteEnd = strings.LastIndexByte(a, '"')
+	}
+	for i := 0; i < len(a); i++ {
+		switch c := a[i]; {
+		case c < 0x20 || c == 0x7f:
+			return fmt.Errorf("address %q contains a control character", SafeValue(a, 100))
+		case c == '<' || c == '>':
+			return fmt.Errorf("address %q contains an angle bracket", a)
+		case c == ' ' && i > quoteEnd:
+			return fmt.Errorf("address %q contains a space", a)
+		}
+	}
+	return nil
+}
+
+// envelopeSender picks MAIL FROM; "" is the null path.
+func (d *SMTP) envelopeSender(m *Message, sender string) string {
+	if d.opts.Sender != "" {
+		return d.opts.Sender
+	}
+	if sender != "" && sender != "<>" && checkEnvelopeAddr(sender) == nil {
+		return sender
+	}
+	if rp := returnPath(m.Raw); rp != "" && checkEnvelopeAddr(rp) == nil {
+		return rp
+	}
+	return ""
+}
+
+// returnPath returns the address of the message's first Return-Path field,
+// or "". Only the first 64 KiB are parsed and a long value is ignored:
+// net/mail had quadratic-time bugs (RELIABILITY §3), and the envelope
+// sender is never worth a slow parse.
+func returnPath(raw []byte) string {
+	raw = raw[:min(len(raw), 64<<10)]
+	h, _ := textproto.NewReader(bufio.NewReader(bytes.NewReader(raw))).ReadMIMEHeader()
+	v := strings.TrimSpace(h.Get("Return-Path"))
+	if v == "" || v == "<>" || len(v) > 512 {
+		return ""
+	}
+	a, err := mail.ParseAddress(v)
+	if err != nil {
+		return ""
+	}
+	return a.Address
+}
+
+// wireConn is the connection under go-smtp. It enforces a byte budget on
+// what the server sends, and while clampDeadline is set it shortens the
+// deadlines go-smtp sets itself (NewClientStartTLS greets with its own
+// 5-minute default before we can set CommandTimeout).
+type wireConn struct {
+	net.Conn
+	budget        int64
+	clampDeadline time.Duration
+}
+
+var errReplyBudget = errors.New("server sent more reply data than any transaction needs")
+
+func (c *wireConn) Read(p []byte) (int, error) {
+	if c.budget <= 0 {
+		return 0, errReplyBudget
+	}
+	if int64(len(p)) > c.budget {
+		p = p[:c.budget]
+	}
+	n, err := c.Conn.Read(p)
+	c.budget -= int64(n)
+	return n, err
+}
+
+func (c *wireConn) SetDeadline(t time.Time) error {
+	if c.clampDeadline > 0 && !t.IsZero() {
+		if limit := time.Now().Add(c.clampDeadline); t.After(limit) {
+			t = limit
+		}
+	}
+	return c.Conn.SetDeadline(t)
+}
+
+// dataWriter gives every write of message data its own deadline: go-smtp
+// sets none between the 354 reply and the final dot, so a server that
+// stops reading would hang us forever.
+type dataWriter struct {
+	w       io.Writer
+	conn    net.Conn
+	timeout time.Duration
+}
+
+func (w *dataWriter) Write(p []byte) (int, error) {
+	w.conn.SetDeadline(time.Now().Add(w.timeout))
+	return w.w.Write(p)
+}
+
+// connect dials, sets up TLS as configured and says hello.
+//
+// go-smtp has no context: cancellation closes the connection, which fails
+// whatever command is in progress. The returned stop function undoes that
+// hook; connect calls it itself on failure.
+func (d *SMTP) connect(ctx context.Context, rcpts int) (c *smtp.Client, wc *wireConn, stop func() bool, err error) {
+	network := "tcp"
+	if strings.HasPrefix(d.opts.Addr, "/") {
+		network = "unix"
+	}
+	dctx, cancel := context.WithTimeout(ctx, d.opts.Timeout)
+	defer cancel()
+	raw, err := d.dial(dctx, network, d.opts.Addr)
+	if err != nil {
+		return nil, nil, nil, fmt.Errorf("connect: %w", err)
+	}
+	hook := context.AfterFunc(ctx, func() { raw.Close() })
+	defer func() {
+		if err != nil {
+			hook()
+			raw.Close()
+		}
+	}()
+	wc = &wireConn{Conn: raw, budget: maxReplyBytes + int64(rcpts)*1024, clampDeadline: d.opts.Timeout}
+	var conn net.Conn = wc
+	var tlsConfig *tls.Config
+	if d.opts.TLS != "none" {
+		host, _, _ := net.SplitHostPort(d.opts.Addr)
+		tlsConfig = &tls.Config{ServerName: host, RootCAs: d.opts.RootCAs, MinVersion: tls.VersionTLS12}
+	}
+	switch d.opts.TLS {
+	case "implicit":
+		tc := tls.Client(wc, tlsConfig)
+		if err := tc.HandshakeContext(dctx); err != nil {
+			return nil, nil, nil, fmt.Errorf("tls handshake: %w", err)
+		}
+		conn = tc
+		fallthrough
+	case "none":
+		if d.opts.LMTP {
+			c = smtp.NewClientLMTP(conn)
+		} else {
+			c = smtp.NewClient(conn)
+		}
+	case "starttls":
+		// NewClientStartTLS fails when STARTTLS is not offered or refused:
+		// no downgrade to plain text.
+		c, err = smtp.NewClientStartTLS(conn, tlsConfig)
+		if err != nil {
+			return nil, nil, nil, fmt.Errorf("starttls required: %w", err)
+		}
+	}
+	c.CommandTimeout = d.opts.Timeout
+	c.SubmissionTimeout = d.opts.FinalTimeout
+	wc.clampDeadline = 0
+	if err := c.Hello(d.opts.Helo); err != nil {
+		return nil, nil, nil, fmt.Errorf("hello: %w", err)
+	}
+	if d.opts.TLS == "starttls" {
+		// The TLS handshake happens lazily, during the second EHLO.
+		if _, ok := c.TLSConnectionState(); !ok {
+			return nil, nil, nil, errors.New("starttls required: connection is not encrypted")
+		}
+	}
+	return c, wc, hook, nil
+}
+
+// rcptGroup is one distinct RCPT address and the recipients it serves.
+type rcptGroup struct {
+	addr string
+	idx  []int
+}
+
+// Deliver sends one copy of m (extra, a Received: field, then the message
+// with every line ending normalised to CRLF) in one transaction, with one
+// RCPT per distinct address (Recipient.Address, else Recipient.User).
+//
+// Per-recipient results: a rejected RCPT gives that recipient a temporary
+// (4xx) or permanent (5xx) error; after DATA, SMTP gives one result for
+// all accepted recipients and LMTP one per recipient. A dropped
+// connection, a timeout, a garbled reply or ctx cancellation is temporary
+// for every recipient not yet confirmed; nil is returned only after a 2xx
+// reply to the final dot.
+func (d *SMTP) Deliver(ctx context.Context, m *Message, sender string, rcpts []Recipient, extra []Field) []error {
+	errs := make([]error, len(rcpts))
+	var groups []*rcptGroup
+	byAddr := make(map[string]*rcptGroup)
+	for i, r := range rcpts {
+		a := r.Address
+		if a == "" {
+			a = r.User
+		}
+		if err := checkEnvelopeAddr(a); err != nil {
+			errs[i] = &Error{Target: d.target, Permanent: true, Reason: SafeValue("invalid recipient: "+err.Error(), 200), Err: err}
+			continue
+		}
+		// The same address twice would be delivered twice.
+		g := byAddr[a]
+		if g == nil {
+			g = &rcptGroup{addr: a}
+			byAddr[a] = g
+			groups = append(groups, g)
+		}
+		g.idx = append(g.idx, i)
+	}
+	set := func(g *rcptGroup, err error) {
+		for _, i := range g.idx {
+			errs[i] = err
+		}
+	}
+	setAll := func(gs []*rcptGroup, err error) {
+		for _, g := range gs {
+			set(g, err)
+		}
+	}
+	if len(groups) == 0 {
+		return errs
+	}
+	if d.cfgErr != nil {
+		setAll(groups, &Error{Target: d.target, Reason: SafeValue("configuration: "+d.cfgErr.Error(), 200), Err: d.cfgErr})
+		return errs
+	}
+	if err := ctx.Err(); err != nil {
+		setAll(groups, d.classify(ctx, "connect", err))
+		return errs
+	}
+
+	c, wc, stop, err := d.connect(ctx, len(groups))
+	if err != nil {
+		// Whatever the greeting or EHLO said (even 554), it is about the
+		// server, not this message: temporary.
+		e := d.classify(ctx, "", err)
+		e.Permanent = false
+		setAll(groups, e)
+		return errs
+	}
+	defer stop()
+	defer c.Close()
+	quit := func() {
+		// The results are known; a server that dawdles over QUIT must not
+		// hold up the poll for a whole command timeout.
+		c.CommandTimeout = min(d.opts.Timeout, 5*time.Second)
+		c.Quit()
+	}
+
+	from := d.envelopeSender(m, sender)
+	fields := append([]Field(nil), extra...)
+	forAddr := ""
+	if len(groups) == 1 {
+		// RFC 5321 §4.4: "for" names one recipient only; with several it
+		// would disclose Bcc recipients to each other.
+		forAddr = groups[0].addr
+	}
+	fields = append(fields, Received(m, d.opts.LocalHost, forAddr))
+
+	mailOpts := &smtp.MailOptions{Size: copySize(m, fields)}
+	needUTF8 := !isASCIIString(from)
+	for _, g := range groups {
+		needUTF8 = needUTF8 || !isASCIIString(g.addr)
+	}
+	if needUTF8 {
+		// RFC 6531: non-ASCII addresses need SMTPUTF8 downstream; without
+		// it the message goes to the postmaster (RELIABILITY §4).
+		if ok, _ := c.Extension("SMTPUTF8"); !ok {
+			setAll(groups, &Error{Target: d.target, Permanent: true, Reason: d.proto + " server lacks SMTPUTF8 for a non-ASCII address"})
+			quit()
+			return errs
+		}
+		mailOpts.UTF8 = true
+	}
+	if err := c.Mail(from, mailOpts); err != nil {
+		setAll(groups, d.classify(ctx, "MAIL", err))
+		quit()
+		return errs
+	}
+	var accepted []*rcptGroup
+	for i, g := range groups {
+		if err := c.Rcpt(g.addr, nil); err != nil {
+			e := d.classify(ctx, "RCPT", err)
+			if !isReply(err) {
+				// The connection is gone: the transaction cannot complete
+				// for those already accepted nor for those still to come.
+				setAll(accepted, e)
+				setAll(groups[i:], e)
+				return errs
+			}
+			set(g, e)
+			continue
+		}
+		accepted = append(accepted, g)
+	}
+	if len(accepted) == 0 {
+		quit()
+		return errs
+	}
+
+	w, err := c.Data()
+	if err != nil {
+		setAll(accepted, d.classify(ctx, "DATA", err))
+		if isReply(err) {
+			quit()
+		}
+		return errs
+	}
+	// Open normalises every bare CR and LF to CRLF before go-smtp's
+	// DotWriter dot-stuffs, so no "\n.\n" or "\r.\r" can end the data
+	// early at a lenient server (SMTP smuggling, CVE-2023-51764).
+	if _, err := io.Copy(&dataWriter{w: w, conn: wc, timeout: d.opts.Timeout}, Open(m, fields, false)); err != nil {
+		setAll(accepted, d.classify(ctx, "sending message data", err))
+		return errs
+	}
+
+	if !d.opts.LMTP {
+		if _, err := w.CloseWithResponse(); err != nil {
+			setAll(accepted, d.classify(ctx, "final dot", err))
+			if !isReply(err) {
+				return errs
+			}
+		} else {
+			setAll(accepted, nil)
+		}
+		quit()
+		return errs
+	}
+
+	// LMTP: one reply per accepted RCPT, in order. A recipient is
+	// delivered only if its own 2xx arrived; after a drop, the rest stay
+	// temporary.
+	resp, err := w.CloseWithLMTPResponse()
+	var perRcpt smtp.LMTPDataError
+	errors.As(err, &perRcpt)
+	broken := false
+	for _, g := range accepted {
+		switch {
+		case resp[g.addr] != nil:
+			set(g, nil)
+		case perRcpt[g.addr] != nil:
+			set(g, d.classify(ctx, "final dot", perRcpt[g.addr]))
+		default:
+			broken = true
+			if err == nil {
+				err = errors.New("no reply for this recipient")
+			}
+			set(g, d.classify(ctx, "final dot", err))
+		}
+	}
+	if !broken {
+		quit()
+	}
+	return errs
+}
+
+// isReply reports whether err is the server's answer (the session is
+// still in step), as opposed to an i/o or protocol failure.
+func isReply(err error) bool {
+	var se *smtp.SMTPError
+	return errors.As(err, &se)
+}
+
+// classify turns a failure into an *Error: a 5xx reply is permanent,
+// everything else (4xx, odd codes, i/o errors, timeouts, garbled replies,
+// cancellation) temporary.
+func (d *SMTP) classify(ctx context.Context, stage string, err error) *Error {
+	var se *smtp.SMTPError
+	if errors.As(err, &se) {
+		return &Error{Target: d.target, Permanent: se.Code/100 == 5, Reason: d.replyReason(se), Err: err}
+	}
+	prefix := ""
+	if stage != "" {
+		prefix = stage + ": "
+	}
+	if cerr := ctx.Err(); cerr != nil {
+		return &Error{Target: d.target, Reason: prefix + "delivery cancelled", Err: fmt.Errorf("%w (%v)", context.Cause(ctx), err)}
+	}
+	var ne net.Error
+	if errors.As(err, &ne) && ne.Timeout() {
+		limit := d.opts.Timeout
+		if stage == "final dot" {
+			limit = d.opts.FinalTimeout
+		}
+		return &Error{Target: d.target, Reason: fmt.Sprintf("%sno reply within %v", prefix, limit), Err: err}
+	}
+	return &Error{Target: d.target, Reason: SafeValue(prefix+err.Error(), 200), Err: err}
+}
+
+// replyReason renders a server reply for X-Popfetch-Reason and logs, e.g.
+// "SMTP 550 5.1.1 no such user": one line, control characters removed.
+func (d *SMTP) replyReason(se *smtp.SMTPError) string {
+	s := fmt.Sprintf("%s %d", d.proto, se.Code)
+	if ec := se.EnhancedCode; ec[0] > 0 {
+		s += fmt.Sprintf(" %d.%d.%d", ec[0], ec[1], ec[2])
+	}
+	if msg := strings.TrimSpace(se.Message); msg != "" {
+		s += " " + msg
+	}
+	return strings.ToValidUTF8(SafeValue(s, 200), "?")
+}
+
+// copySize is the size of the CRLF copy, for the SIZE parameter (RFC
+// 1870) so a server can refuse an oversized message before the data.
+func copySize(m *Message, fields []Field) int64 {
+	n, _ := io.Copy(io.Discard, Open(m, fields, false))
+	return n
+}
+
+func isASCIIString(s string) bool {
+	for i := 0; i < len(s); i++ {
+		if s[i] >= 0x80 {
+			return false
+		}
+	}
+	return true
+}

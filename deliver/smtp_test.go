@@ -1,0 +1,630 @@
+package deliver
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/tls"
+	"crypto/x509"
+	"errors"
+	"io"
+	"math/big"
+	"net"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/emersion/go-smtp"
+)
+
+// sinkMsg is one transaction an smtpSink accepted.
+type sinkMsg struct {
+	from  string
+	rcpts []string
+	data  []byte
+	tls   bool
+}
+
+// smtpSink is a go-smtp backend that records what it receives; rcptErr and
+// lmtpStatus inject per-address replies.
+type smtpSink struct {
+	mu         sync.Mutex
+	msgs       []sinkMsg
+	mails      int
+	rcptErr    map[string]error
+	lmtpStatus map[string]error
+}
+
+type sinkSession struct {
+	sink *smtpSink
+	conn *smtp.Conn
+	cur  sinkMsg
+}
+
+func (s *smtpSink) NewSession(c *smtp.Conn) (smtp.Session, error) {
+	return &sinkSession{sink: s, conn: c}, nil
+}
+
+func (s *sinkSession) Reset()        { s.cur = sinkMsg{} }
+func (s *sinkSession) Logout() error { return nil }
+
+func (s *sinkSession) Mail(from string, _ *smtp.MailOptions) error {
+	s.sink.mu.Lock()
+	s.sink.mails++
+	s.sink.mu.Unlock()
+	_, tls := s.conn.TLSConnectionState()
+	s.cur = sinkMsg{from: from, tls: tls}
+	return nil
+}
+
+func (s *sinkSession) Rcpt(to string, _ *smtp.RcptOptions) error {
+	if err := s.sink.rcptErr[to]; err != nil {
+		return err
+	}
+	s.cur.rcpts = append(s.cur.rcpts, to)
+	return nil
+}
+
+func (s *sinkSession) Data(r io.Reader) error {
+	b, err := io.ReadAll(r)
+	if err != nil {
+		return err
+	}
+	s.cur.data = b
+	s.sink.mu.Lock()
+	s.sink.msgs = append(s.sink.msgs, s.cur)
+	s.sink.mu.Unlock()
+	return nil
+}
+
+func (s *sinkSession) LMTPData(r io.Reader, status smtp.StatusCollector) error {
+	if err := s.Data(r); err != nil {
+		return err
+	}
+	for _, rc := range s.cur.rcpts {
+		status.SetStatus(rc, s.sink.lmtpStatus[rc])
+	}
+	return nil
+}
+
+func (s *smtpSink) messages() []sinkMsg {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return append([]sinkMsg(nil), s.msgs...)
+}
+
+// startSink serves sink on a loopback port, or on a unix socket for LMTP.
+// With cfg the server offers STARTTLS, or speaks implicit TLS.
+func startSink(t testing.TB, sink *smtpSink, lmtp bool, cfg *tls.Config, implicit bool) string {
+	t.Helper()
+	s := smtp.NewServer(sink)
+	s.Domain = "sink.test"
+	s.LMTP = lmtp
+	s.TLSConfig = cfg
+	s.ReadTimeout = 5 * time.Second
+	s.WriteTimeout = 5 * time.Second
+	var l net.Listener
+	var err error
+	if lmtp {
+		l, err = net.Listen("unix", filepath.Join(t.TempDir(), "lmtp.sock"))
+	} else {
+		l, err = net.Listen("tcp", "127.0.0.1:0")
+	}
+	if err != nil {
+		t.Fatal(err)
+	}
+	if implicit {
+		l = tls.NewListener(l, cfg)
+	}
+	go s.Serve(l)
+	t.Cleanup(func() { s.Close() })
+	return l.Addr().String()
+}
+
+// smtpTestCert makes a self-signed certificate for 127.0.0.1 and a pool
+// that trusts it.
+func smtpTestCert(t *testing.T) (*tls.Config, *x509.CertPool) {
+	t.Helper()
+	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tmpl := &x509.Certificate{
+		SerialNumber:          big.NewInt(1),
+		NotBefore:             time.Now().Add(-time.Hour),
+		NotAfter:              time.Now().Add(time.Hour),
+		IPAddresses:           []net.IP{net.IPv4(127, 0, 0, 1)},
+		DNSNames:              []string{"localhost"},
+		IsCA:                  true,
+		BasicConstraintsValid: true,
+		KeyUsage:              x509.KeyUsageDigitalSignature | x509.KeyUsageCertSign,
+		ExtKeyUsage:           []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth},
+	}
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cert, err := x509.ParseCertificate(der)
+	if err != nil {
+		t.Fatal(err)
+	}
+	pool := x509.NewCertPool()
+	pool.AddCert(cert)
+	return &tls.Config{Certificates: []tls.Certificate{{Certificate: [][]byte{der}, PrivateKey: key}}}, pool
+}
+
+// smtpRaw runs script on the first connection to a loopback listener, for
+// faults a real server does not produce.
+func smtpRaw(t testing.TB, script func(c net.Conn, r *bufio.Reader)) string {
+	t.Helper()
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		c, err := l.Accept()
+		if err != nil {
+			return
+		}
+		defer c.Close()
+		c.SetDeadline(time.Now().Add(5 * time.Second))
+		script(c, bufio.NewReader(c))
+	}()
+	t.Cleanup(func() { l.Close(); <-done })
+	return l.Addr().String()
+}
+
+// rawCmd reads one command line and sends reply (with CRLF) unless empty.
+func rawCmd(c net.Conn, r *bufio.Reader, reply string) string {
+	line, _ := r.ReadString('\n')
+	if reply != "" {
+		io.WriteString(c, reply+"\r\n")
+	}
+	return line
+}
+
+// rawDialogue plays greeting, EHLO, MAIL and n RCPTs and DATA's 354.
+func rawDialogue(c net.Conn, r *bufio.Reader, n int) {
+	io.WriteString(c, "220 raw.test ESMTP\r\n")
+	rawCmd(c, r, "250-raw.test\r\n250 8BITMIME")
+	rawCmd(c, r, "250 ok")
+	for range n {
+		rawCmd(c, r, "250 ok")
+	}
+	rawCmd(c, r, "354 go ahead")
+}
+
+// rawReadData reads message data up to and including the final dot.
+func rawReadData(r *bufio.Reader) ([]byte, error) {
+	var b []byte
+	for !bytes.HasSuffix(b, []byte("\r\n.\r\n")) {
+		c, err := r.ReadByte()
+		if err != nil {
+			return b, err
+		}
+		b = append(b, c)
+	}
+	return b, nil
+}
+
+func smtpMsg(raw string) *Message {
+	return &Message{Account: "acct", Server: "pop.example.net", User: "joe", UID: "u1",
+		Fetched: time.Date(2026, 1, 2, 3, 4, 5, 0, time.UTC), Raw: []byte(raw)}
+}
+
+// checkResults compares per-recipient results with want: "" nil, "temp",
+// or "perm:<reason prefix>".
+func checkResults(t *testing.T, errs []error, want ...string) {
+	t.Helper()
+	if len(errs) != len(want) {
+		t.Fatalf("Deliver returned %d results %v; want %d", len(errs), errs, len(want))
+	}
+	for i, err := range errs {
+		w := want[i]
+		var de *Error
+		switch {
+		case w == "":
+			if err != nil {
+				t.Errorf("result %d = %v; want nil", i, err)
+			}
+		case !errors.As(err, &de):
+			t.Errorf("result %d = %v; want *Error", i, err)
+		case w == "temp" || strings.HasPrefix(w, "temp:"):
+			if de.Permanent || !strings.Contains(de.Reason, strings.TrimPrefix(strings.TrimPrefix(w, "temp"), ":")) {
+				t.Errorf("result %d = %v (reason %q); want %s", i, err, de.Reason, w)
+			}
+		case strings.HasPrefix(w, "perm:"):
+			if !de.Permanent || !strings.HasPrefix(de.Reason, w[5:]) {
+				t.Errorf("result %d = %v (reason %q); want %s", i, err, de.Reason, w)
+			}
+		}
+	}
+}
+
+// checkCRLF fails if data holds a CR or LF that is not part of CRLF.
+func checkCRLF(t *testing.T, data []byte) {
+	t.Helper()
+	for i, c := range data {
+		if c == '\r' && (i+1 >= len(data) || data[i+1] != '\n') || c == '\n' && (i == 0 || data[i-1] != '\r') {
+			t.Fatalf("bare CR or LF at byte %d: %q", i, data[max(0, i-20):min(len(data), i+20)])
+		}
+	}
+}
+
+const smtpRawMsg = "Return-Path: <bounce@example.org>\r\nFrom: a@example.org\r\nSubject: hi\r\n\r\nline1\r\nbare\rcr\nlf\r\n.\r\n..two\r\nend"
+
+func TestSMTPDelivered(t *testing.T) {
+	sink := &smtpSink{}
+	d := NewSMTP(SMTPOptions{Addr: startSink(t, sink, false, nil, false), Helo: "popfetch.test", LocalHost: "mx.local", Timeout: 4 * time.Second})
+	rcpts := []Recipient{{User: "a", Address: "a@example.com"}, {User: "b@y"}, {User: "a2", Address: "a@example.com"}}
+	errs := d.Deliver(context.Background(), smtpMsg(smtpRawMsg), "", rcpts, []Field{{"X-Popfetch-Reason", "test"}})
+	checkResults(t, errs, "", "", "")
+	msgs := sink.messages()
+	if len(msgs) != 1 {
+		t.Fatalf("sink got %d messages; want 1", len(msgs))
+	}
+	m := msgs[0]
+	if m.from != "bounce@example.org" || strings.Join(m.rcpts, ",") != "a@example.com,b@y" {
+		t.Errorf("envelope = %q %q; want Return-Path and one RCPT per distinct address", m.from, m.rcpts)
+	}
+	checkCRLF(t, m.data)
+	s := string(m.data)
+	if !strings.HasPrefix(s, "X-Popfetch-Reason: test\r\nReceived: from pop.example.net\r\n\tby mx.local") {
+		t.Errorf("copy does not start with extra fields and Received:\n%s", s)
+	}
+	if strings.Contains(s, "\tfor <") || strings.Contains(s, "Delivered-To") {
+		t.Errorf("multi-recipient copy names a recipient:\n%s", s)
+	}
+	if want := "\r\n\r\nline1\r\nbare\r\ncr\r\nlf\r\n.\r\n..two\r\nend\r\n"; !strings.HasSuffix(s, want) {
+		t.Errorf("body = %q; want suffix %q", s, want)
+	}
+}
+
+func TestSMTPEnvelopeSender(t *testing.T) {
+	for _, tc := range []struct {
+		opt, arg, raw, want string
+	}{
+		{"", "", smtpRawMsg, "bounce@example.org"},
+		{"cfg@x", "arg@x", smtpRawMsg, "cfg@x"},
+		{"", "arg@x", smtpRawMsg, "arg@x"},
+		{"", "<>", smtpRawMsg, "bounce@example.org"},
+		{"", "a b@x", "Return-Path: <>\r\n\r\n", ""},
+		{"", "a@x\r\nRCPT TO:<e@x>", "Subject: x\r\n\r\n", ""},
+		{"", "", "Return-Path: Joe <joe@example.org>\r\n\r\n", "joe@example.org"},
+		{"", "", "Return-Path: <a@x>\r\n\t\r\nReturn-Path: <b@x>\r\n\r\n", "a@x"},
+		{"", "", "Return-Path: not an address\r\n\r\n", ""},
+		{"", "", "Return-Path: <" + strings.Repeat("a", 600) + "@x>\r\n\r\n", ""},
+		{"", "", "Subject: x\r\n\r\nReturn-Path: <body@x>\r\n", ""},
+	} {
+		d := NewSMTP(SMTPOptions{Addr: "127.0.0.1:25", Sender: tc.opt})
+		if got := d.envelopeSender(smtpMsg(tc.raw), tc.arg); got != tc.want {
+			t.Errorf("envelopeSender(opt %q, arg %q, %q) = %q; want %q", tc.opt, tc.arg, tc.raw, got, tc.want)
+		}
+	}
+}
+
+func TestSMTPRecipientResults(t *testing.T) {
+	sink := &smtpSink{rcptErr: map[string]error{
+		"temp@x": &smtp.SMTPError{Code: 451, EnhancedCode: smtp.EnhancedCode{4, 3, 0}, Message: "try later"},
+		"gone@x": &smtp.SMTPError{Code: 550, EnhancedCode: smtp.EnhancedCode{5, 1, 1}, Message: "no such user\x1b[2J"},
+	}}
+	d := NewSMTP(SMTPOptions{Addr: startSink(t, sink, false, nil, false), Timeout: 4 * time.Second})
+	rcpts := []Recipient{{Address: "ok@x"}, {Address: "temp@x"}, {Address: "gone@x"}, {Address: "bad@x>\r\nDATA"}, {}}
+	errs := d.Deliver(context.Background(), smtpMsg("Subject: x\r\n\r\nb\r\n"), "s@x", rcpts, nil)
+	checkResults(t, errs, "", "temp:SMTP 451 4.3.0 try later", "perm:SMTP 550 5.1.1 no such user", "perm:invalid recipient", "perm:invalid recipient")
+	if msgs := sink.messages(); len(msgs) != 1 || strings.Join(msgs[0].rcpts, ",") != "ok@x" {
+		t.Errorf("sink got %+v; want one message for ok@x", msgs)
+	}
+
+	// Nobody accepted: no DATA at all.
+	errs = d.Deliver(context.Background(), smtpMsg("Subject: x\r\n\r\nb\r\n"), "s@x", []Recipient{{Address: "temp@x"}, {Address: "gone@x"}}, nil)
+	checkResults(t, errs, "temp", "perm:SMTP 550")
+	if n := len(sink.messages()); n != 1 {
+		t.Errorf("sink has %d messages after all RCPTs failed; want still 1", n)
+	}
+}
+
+func TestLMTPPerRecipient(t *testing.T) {
+	sink := &smtpSink{lmtpStatus: map[string]error{
+		"full@x": &smtp.SMTPError{Code: 452, EnhancedCode: smtp.EnhancedCode{4, 2, 2}, Message: "mailbox full"},
+		"bad@x":  &smtp.SMTPError{Code: 554, EnhancedCode: smtp.EnhancedCode{5, 6, 0}, Message: "rejected"},
+	}}
+	addr := startSink(t, sink, true, nil, false)
+	d := NewSMTP(SMTPOptions{Addr: addr, LMTP: true, Timeout: 4 * time.Second})
+	errs := d.Deliver(context.Background(), smtpMsg("Subject: x\r\n\r\nb\r\n"), "", []Recipient{{Address: "ok@x"}, {Address: "full@x"}, {Address: "bad@x"}}, nil)
+	checkResults(t, errs, "", "temp:LMTP 452 4.2.2", "perm:LMTP 554 5.6.0")
+	if msgs := sink.messages(); len(msgs) != 1 || len(msgs[0].rcpts) != 3 || msgs[0].from != "" {
+		t.Errorf("sink got %+v; want one message, three recipients, null sender", msgs)
+	}
+}
+
+// TestSMTPWireIsCRLF looks at the raw DATA bytes: no bare CR or LF may
+// reach the wire, and a lone "." line is dot-stuffed, so a message cannot
+// end the transaction early and smuggle a second one (CVE-2023-51764).
+func TestSMTPWireIsCRLF(t *testing.T) {
+	smuggle := "Subject: x\r\n\r\nhi\n.\nMAIL FROM:<evil@x>\r\nx\r.\rRCPT TO:<v@x>\r\n.\r\nDATA\n\r.\r\n\n.\rend"
+	data := make(chan []byte, 1)
+	addr := smtpRaw(t, func(c net.Conn, r *bufio.Reader) {
+		rawDialogue(c, r, 1)
+		b, _ := rawReadData(r)
+		data <- b
+		io.WriteString(c, "250 ok\r\n")
+		rawCmd(c, r, "221 bye")
+	})
+	d := NewSMTP(SMTPOptions{Addr: addr, Timeout: 4 * time.Second})
+	checkResults(t, d.Deliver(context.Background(), smtpMsg(smuggle), "s@x", []Recipient{{Address: "v@x"}}, nil), "")
+	b := <-data
+	checkCRLF(t, b)
+	lines := strings.Split(strings.TrimSuffix(string(b), "\r\n"), "\r\n")
+	for i, l := range lines[:len(lines)-1] {
+		if l == "." {
+			t.Errorf("line %d is a lone dot before the end: data would end early", i)
+		}
+	}
+	if lines[len(lines)-1] != "." {
+		t.Errorf("data does not end with the final dot: %q", b)
+	}
+	if !strings.Contains(string(b), "\r\nhi\r\n..\r\nMAIL FROM:<evil@x>\r\nx\r\n..\r\nRCPT TO:") {
+		t.Errorf("smuggling lines not normalised and stuffed:\n%q", b)
+	}
+}
+
+func TestSMTPFaults(t *testing.T) {
+	two := []Recipient{{Address: "a@x"}, {Address: "b@x"}}
+	for _, tc := range []struct {
+		name    string
+		lmtp    bool
+		timeout time.Duration
+		final   time.Duration
+		script  func(c net.Conn, r *bufio.Reader)
+		want    []string
+		maxTime time.Duration
+	}{
+		{name: "dropDuringData", script: func(c net.Conn, r *bufio.Reader) {
+			rawDialogue(c, r, 2)
+			r.ReadString('\n')
+		}, want: []string{"temp", "temp"}},
+		{name: "dropAfterDot", script: func(c net.Conn, r *bufio.Reader) {
+			rawDialogue(c, r, 2)
+			rawReadData(r)
+		}, want: []string{"temp:final dot", "temp:final dot"}},
+		{name: "dropDuringRcpt", script: func(c net.Conn, r *bufio.Reader) {
+			io.WriteString(c, "220 raw\r\n")
+			rawCmd(c, r, "250 raw")
+			rawCmd(c, r, "250 ok")
+			rawCmd(c, r, "250 ok")
+			r.ReadString('\n')
+		}, want: []string{"temp", "temp"}},
+		{name: "finalDotSilent", timeout: 50 * time.Millisecond, final: 200 * time.Millisecond, script: func(c net.Conn, r *bufio.Reader) {
+			rawDialogue(c, r, 2)
+			rawReadData(r)
+			time.Sleep(time.Second)
+		}, want: []string{"temp:final dot: no reply within 200ms", "temp:final dot: no reply within 200ms"}, maxTime: 900 * time.Millisecond},
+		// A slow final reply within FinalTimeout but beyond Timeout is a
+		// delivery: the final dot gets the longer wait.
+		{name: "finalDotSlow", timeout: 50 * time.Millisecond, final: 2 * time.Second, script: func(c net.Conn, r *bufio.Reader) {
+			rawDialogue(c, r, 2)
+			rawReadData(r)
+			time.Sleep(200 * time.Millisecond)
+			io.WriteString(c, "250 queued\r\n")
+			rawCmd(c, r, "221 bye")
+		}, want: []string{"", ""}},
+		{name: "greeting554", script: func(c net.Conn, r *bufio.Reader) {
+			io.WriteString(c, "554 go away\r\n")
+			r.ReadString('\n')
+		}, want: []string{"temp:SMTP 554", "temp:SMTP 554"}},
+		{name: "mail550", script: func(c net.Conn, r *bufio.Reader) {
+			io.WriteString(c, "220 raw\r\n")
+			rawCmd(c, r, "250 raw")
+			rawCmd(c, r, "550 5.7.1 sender refused")
+			rawCmd(c, r, "221 bye")
+		}, want: []string{"perm:SMTP 550 5.7.1 sender refused", "perm:SMTP 550 5.7.1 sender refused"}},
+		{name: "data554", script: func(c net.Conn, r *bufio.Reader) {
+			io.WriteString(c, "220 raw\r\n")
+			rawCmd(c, r, "250 raw")
+			rawCmd(c, r, "250 ok")
+			rawCmd(c, r, "250 ok")
+			rawCmd(c, r, "250 ok")
+			rawCmd(c, r, "554 no")
+			rawCmd(c, r, "221 bye")
+		}, want: []string{"perm:SMTP 554 no", "perm:SMTP 554 no"}},
+		{name: "endlessEHLO", script: func(c net.Conn, r *bufio.Reader) {
+			io.WriteString(c, "220 raw\r\n")
+			r.ReadString('\n')
+			line := "250-" + strings.Repeat("X", 900) + "\r\n"
+			for i := 0; i < 3000; i++ {
+				if _, err := io.WriteString(c, line); err != nil {
+					return
+				}
+			}
+		}, want: []string{"temp", "temp"}},
+		{name: "garbageReply", script: func(c net.Conn, r *bufio.Reader) {
+			io.WriteString(c, "220 raw\r\n")
+			rawCmd(c, r, "250 raw")
+			rawCmd(c, r, "2x0 what")
+		}, want: []string{"temp", "temp"}},
+		{name: "lmtpDropAfterFirstReply", lmtp: true, script: func(c net.Conn, r *bufio.Reader) {
+			rawDialogue(c, r, 2)
+			rawReadData(r)
+			io.WriteString(c, "250 2.0.0 a delivered\r\n")
+		}, want: []string{"", "temp:final dot"}},
+		{name: "lmtpMixed", lmtp: true, script: func(c net.Conn, r *bufio.Reader) {
+			rawDialogue(c, r, 2)
+			rawReadData(r)
+			io.WriteString(c, "452 4.2.2 full\r\n250 2.0.0 ok\r\n")
+			rawCmd(c, r, "221 bye")
+		}, want: []string{"temp:LMTP 452 4.2.2 full", ""}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			opts := SMTPOptions{Addr: smtpRaw(t, tc.script), LMTP: tc.lmtp, Timeout: tc.timeout, FinalTimeout: tc.final}
+			if opts.Timeout == 0 {
+				opts.Timeout, opts.FinalTimeout = 2*time.Second, 2*time.Second
+			}
+			d := NewSMTP(opts)
+			start := time.Now()
+			errs := d.Deliver(context.Background(), smtpMsg("Subject: x\r\n\r\nbody\r\n"), "s@x", two, nil)
+			checkResults(t, errs, tc.want...)
+			if el := time.Since(start); tc.maxTime > 0 && el > tc.maxTime {
+				t.Errorf("Deliver took %v; want < %v", el, tc.maxTime)
+			}
+		})
+	}
+}
+
+func TestSMTPCancel(t *testing.T) {
+	ctx, cancel := context.WithCancel(context.Background())
+	addr := smtpRaw(t, func(c net.Conn, r *bufio.Reader) {
+		rawDialogue(c, r, 1)
+		rawReadData(r)
+		cancel() // the server "hangs" on the final dot; popfetch shuts down
+		r.ReadString('\n')
+	})
+	d := NewSMTP(SMTPOptions{Addr: addr})
+	start := time.Now()
+	errs := d.Deliver(ctx, smtpMsg("Subject: x\r\n\r\nbody\r\n"), "s@x", []Recipient{{Address: "a@x"}}, nil)
+	checkResults(t, errs, "temp:cancelled")
+	if !errors.Is(errs[0], context.Canceled) {
+		t.Errorf("Deliver = %v; want it to wrap context.Canceled", errs[0])
+	}
+	if el := time.Since(start); el > 2*time.Second {
+		t.Errorf("cancelled Deliver took %v", el)
+	}
+}
+
+func TestSMTPTLS(t *testing.T) {
+	cfg, pool := smtpTestCert(t)
+	for _, tc := range []struct {
+		name      string
+		serverTLS bool
+		implicit  bool
+		mode      string
+		roots     *x509.CertPool
+		want      string
+	}{
+		{name: "starttls", serverTLS: true, mode: "starttls", roots: pool},
+		{name: "implicit", serverTLS: true, implicit: true, mode: "implicit", roots: pool},
+		{name: "starttlsNotOffered", mode: "starttls", roots: pool, want: "temp:starttls required: smtp: server doesn't support STARTTLS"},
+		{name: "starttlsUntrusted", serverTLS: true, mode: "starttls", roots: x509.NewCertPool(), want: "temp:hello: tls: failed to verify certificate"},
+		{name: "implicitUntrusted", serverTLS: true, implicit: true, mode: "implicit", roots: x509.NewCertPool(), want: "temp:tls handshake"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			sink := &smtpSink{}
+			var scfg *tls.Config
+			if tc.serverTLS {
+				scfg = cfg
+			}
+			addr := startSink(t, sink, false, scfg, tc.implicit)
+			d := NewSMTP(SMTPOptions{Addr: addr, TLS: tc.mode, RootCAs: tc.roots, Timeout: 4 * time.Second})
+			errs := d.Deliver(context.Background(), smtpMsg("Subject: x\r\n\r\nb\r\n"), "s@x", []Recipient{{Address: "a@x"}}, nil)
+			checkResults(t, errs, tc.want)
+			sink.mu.Lock()
+			mails := sink.mails
+			sink.mu.Unlock()
+			if tc.want != "" {
+				if mails != 0 {
+					t.Errorf("MAIL sent %d times over an unverified or plain connection", mails)
+				}
+				return
+			}
+			if msgs := sink.messages(); len(msgs) != 1 || !msgs[0].tls {
+				t.Errorf("sink got %+v; want one message over TLS", msgs)
+			}
+		})
+	}
+}
+
+func TestSMTPConfigErrors(t *testing.T) {
+	for _, o := range []SMTPOptions{
+		{},
+		{Addr: "nohostport"},
+		{Addr: "127.0.0.1:25", TLS: "maybe"},
+		{Addr: "/run/lmtp", TLS: "starttls", LMTP: true},
+		{Addr: "127.0.0.1:24", TLS: "starttls", LMTP: true},
+		{Addr: "127.0.0.1:25", Helo: "bad name"},
+		{Addr: "127.0.0.1:25", Sender: "a@x\r\nRSET"},
+	} {
+		errs := NewSMTP(o).Deliver(context.Background(), smtpMsg("a: b\r\n\r\n"), "", []Recipient{{Address: "a@x"}}, nil)
+		var de *Error
+		if !errors.As(errs[0], &de) || de.Permanent || !strings.HasPrefix(de.Reason, "configuration: ") {
+			t.Errorf("NewSMTP(%+v).Deliver = %v; want temporary configuration error", o, errs[0])
+		}
+	}
+	d := NewSMTP(SMTPOptions{Addr: "127.0.0.1:25", Timeout: time.Hour, FinalTimeout: time.Minute})
+	if d.opts.FinalTimeout != time.Hour {
+		t.Errorf("FinalTimeout = %v; want raised to Timeout", d.opts.FinalTimeout)
+	}
+	if d := NewSMTP(SMTPOptions{Addr: "127.0.0.1:25"}); d.opts.Timeout != 5*time.Minute || d.opts.FinalTimeout != 10*time.Minute {
+		t.Errorf("default timeouts = %v, %v; want 5m, 10m", d.opts.Timeout, d.opts.FinalTimeout)
+	}
+}
+
+// FuzzSMTPReplies feeds arbitrary server output to the client: it must not
+// panic or hang, every failure must be an *Error, and nil (delivered) is
+// allowed only if the client really sent the final dot.
+func FuzzSMTPReplies(f *testing.F) {
+	f.Add([]byte("220 x\r\n250 x\r\n250 x\r\n250 x\r\n354 x\r\n250 x\r\n221 x\r\n"), false)
+	f.Add([]byte("220 x\r\n250-x\r\n250 SMTPUTF8\r\n250 x\r\n451 4.0.0\r\n"), false)
+	f.Add([]byte("220 x\r\n250 x\r\n250 x\r\n250 x\r\n354 x\r\n250 x\r\n"), true)
+	f.Add([]byte("220-x\r\n220 x\r\n250 x\n250 x\r\n25"), false)
+	f.Add([]byte("220 x\r\n250 x\r\n334 =\r\n999 \xff\x00\r\n"), true)
+	f.Add([]byte("220 x\r\n250 x\r\n250 x\r\n250 x\r\n354 x\r\n250-x\r\n250 x\r\n"), true)
+	f.Fuzz(func(t *testing.T, script []byte, lmtp bool) {
+		l, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer l.Close()
+		sawDot := make(chan bool, 1)
+		go func() {
+			c, err := l.Accept()
+			if err != nil {
+				sawDot <- false
+				return
+			}
+			defer c.Close()
+			c.SetDeadline(time.Now().Add(5 * time.Second))
+			c.Write(script)
+			c.(*net.TCPConn).CloseWrite()
+			in, _ := io.ReadAll(c)
+			sawDot <- bytes.Contains(in, []byte("\r\n.\r\n"))
+		}()
+		d := NewSMTP(SMTPOptions{Addr: l.Addr().String(), LMTP: lmtp, Timeout: time.Second})
+		errs := d.Deliver(context.Background(), smtpMsg("Subject: x\r\n\r\nbody\r\n"), "s@x", []Recipient{{Address: "a@x"}, {Address: "b@x"}}, nil)
+		dot := <-sawDot
+		for i, err := range errs {
+			var de *Error
+			if err == nil && !dot {
+				t.Errorf("result %d delivered without a final dot", i)
+			}
+			if err != nil && !errors.As(err, &de) {
+				t.Errorf("result %d = %v; want *Error", i, err)
+			}
+		}
+	})
+}
+
+// BenchmarkLMTPDeliver measures whole deliveries (connect, LHLO, one
+// transaction, QUIT) to the in-process LMTP server over a unix socket.
+func BenchmarkLMTPDeliver(b *testing.B) {
+	sink := &smtpSink{}
+	d := NewSMTP(SMTPOptions{Addr: startSink(b, sink, true, nil, false), LMTP: true, LocalHost: "mx.local", Helo: "popfetch.test"})
+	m := smtpMsg("From: a@example.org\r\nSubject: bench\r\n\r\n" + strings.Repeat("0123456789 abcdefghij 0123456789 abcdefghij 0123456789 abcd\r\n", 64))
+	rcpts := []Recipient{{Address: "a@x"}}
+	b.SetBytes(int64(len(m.Raw)))
+	for b.Loop() {
+		if errs := d.Deliver(context.Background(), m, "s@x", rcpts, nil); errs[0] != nil {
+			b.Fatal(errs[0])
+		}
+		sink.mu.Lock()
+		sink.msgs = sink.msgs[:0]
+		sink.mu.Unlock()
+	}
+	b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "msgs/s")
+}
