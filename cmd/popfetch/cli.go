@@ -1,0 +1,336 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"os/signal"
+	"runtime/debug"
+	"slices"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/hashicorp/hcl/v2"
+	"github.com/popfetch/popfetch/deliver"
+	"github.com/popfetch/popfetch/fetch"
+	"github.com/popfetch/popfetch/rcfile"
+)
+
+// Exit codes, documented in popfetch(1). They follow fetchmail where the
+// meaning matches (3 = authentication, 5 = bad configuration).
+const (
+	exitOK     = 0 // every account polled without error
+	exitFail   = 1 // at least one account failed, or a message could not be delivered
+	exitUsage  = 2 // bad command line
+	exitAuth   = 3 // the server rejected the credentials of at least one account
+	exitConfig = 5 // the rc file is missing or invalid
+)
+
+// version is set with -ldflags "-X main.version=..."; otherwise it comes
+// from the module's build info.
+var version = ""
+
+func versionString() string {
+	v := version
+	if v == "" {
+		v = "devel"
+		if bi, ok := debug.ReadBuildInfo(); ok && bi.Main.Version != "" && bi.Main.Version != "(devel)" {
+			v = bi.Main.Version
+		}
+	}
+	return "popfetch " + v
+}
+
+const usage = `popfetch - fetch mail from POP3 mailboxes and deliver it locally
+
+Usage:
+  popfetch [global flags] <command> [flags] [account...]
+
+Commands:
+  fetch [account...]       poll the named (default: all) accounts once and exit
+  check [--connect]        validate the rc file and print the effective settings
+                           (passwords masked); --connect also logs in and counts
+                           the new messages, fetching nothing
+  run                      run as a daemon in the foreground: poll every account
+                           on its interval, reload the rc file when it changes
+  now [account...]         ask the running daemon to poll at once; print results
+  status                   print the running daemon's per-account status
+  demo                     fetch from a built-in loopback POP3 server into a
+                           temporary Maildir, to see popfetch work end to end
+
+Global flags:
+  -f, --config FILE        rc file (default: $POPFETCH_CONFIG, then
+                           ~/.config/popfetch/popfetch.hcl, then
+                           /etc/popfetch/popfetch.hcl)
+  -v, --verbose            debug logging
+      --log-format FMT     text (default) or json, on stderr
+      --version            print the version and exit
+  -h, --help               this help
+
+Exit status:
+  0  success            1  an account failed or a message was not delivered
+  2  usage error        3  authentication failed      5  rc file invalid
+
+See popfetch(1) and popfetch.hcl(5).
+`
+
+type globals struct {
+	config    string
+	verbose   bool
+	logFormat string
+	stdout    io.Writer
+	stderr    io.Writer
+}
+
+func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
+	g := &globals{stdout: stdout, stderr: stderr}
+	fs := flag.NewFlagSet("popfetch", flag.ContinueOnError)
+	fs.SetOutput(io.Discard)
+	fs.StringVar(&g.config, "config", "", "")
+	fs.StringVar(&g.config, "f", "", "")
+	fs.BoolVar(&g.verbose, "verbose", false, "")
+	fs.BoolVar(&g.verbose, "v", false, "")
+	fs.StringVar(&g.logFormat, "log-format", "text", "")
+	showVersion := fs.Bool("version", false, "")
+	help := fs.Bool("help", false, "")
+	fs.BoolVar(help, "h", false, "")
+	if err := fs.Parse(args); err != nil {
+		fmt.Fprintf(stderr, "popfetch: %v\n\n%s", err, usage)
+		return exitUsage
+	}
+	if *showVersion {
+		fmt.Fprintln(stdout, versionString())
+		return exitOK
+	}
+	rest := fs.Args()
+	if *help || len(rest) == 0 {
+		if len(rest) == 0 && !*help {
+			fmt.Fprint(stderr, usage)
+			return exitUsage
+		}
+		fmt.Fprint(stdout, usage)
+		return exitOK
+	}
+	if g.logFormat != "text" && g.logFormat != "json" {
+		fmt.Fprintf(stderr, "popfetch: --log-format must be text or json, not %q\n", g.logFormat)
+		return exitUsage
+	}
+	deliver.Version = strings.TrimPrefix(versionString(), "popfetch ")
+	cmd, cargs := rest[0], rest[1:]
+	switch cmd {
+	case "fetch":
+		return g.fetch(ctx, cargs)
+	case "check":
+		return g.check(ctx, cargs)
+	case "run":
+		return g.daemon(ctx, cargs)
+	case "now":
+		return g.now(ctx, cargs)
+	case "status":
+		return g.status(ctx, cargs)
+	case "demo":
+		return g.demo(ctx, cargs)
+	case "help":
+		fmt.Fprint(stdout, usage)
+		return exitOK
+	}
+	fmt.Fprintf(stderr, "popfetch: unknown command %q\n\n%s", cmd, usage)
+	return exitUsage
+}
+
+// logger builds the process's one slog handler; nothing else picks one.
+func (g *globals) logger(level slog.Level) *slog.Logger {
+	if g.verbose {
+		level = slog.LevelDebug
+	}
+	o := &slog.HandlerOptions{Level: level}
+	if g.logFormat == "json" {
+		return slog.New(slog.NewJSONHandler(g.stderr, o))
+	}
+	return slog.New(slog.NewTextHandler(g.stderr, o))
+}
+
+// load finds and loads the rc file, printing every diagnostic. ok is false
+// when there are errors.
+func (g *globals) load() (*rcfile.Config, string, bool) {
+	path, err := rcfile.Find(g.config)
+	if err != nil {
+		fmt.Fprintf(g.stderr, "popfetch: %v\n", err)
+		return nil, "", false
+	}
+	cfg, diags := rcfile.Load(path)
+	if len(diags) > 0 {
+		rcfile.WriteDiagnostics(g.stderr, diags, rcfile.SourceFiles(diags))
+	}
+	if diags.HasErrors() {
+		return nil, path, false
+	}
+	return cfg, path, true
+}
+
+// selectAccounts returns the accounts named (all when names is empty).
+func selectAccounts(cfg *rcfile.Config, names []string) ([]*rcfile.Account, error) {
+	if len(names) == 0 {
+		return cfg.Accounts, nil
+	}
+	var out []*rcfile.Account
+	for _, n := range names {
+		i := slices.IndexFunc(cfg.Accounts, func(a *rcfile.Account) bool { return a.Name == n })
+		if i < 0 {
+			return nil, fmt.Errorf("no account %q in %s", n, cfg.Path)
+		}
+		out = append(out, cfg.Accounts[i])
+	}
+	return out, nil
+}
+
+func (g *globals) fetch(ctx context.Context, args []string) int {
+	fs := flag.NewFlagSet("fetch", flag.ContinueOnError)
+	fs.SetOutput(g.stderr)
+	if err := fs.Parse(args); err != nil {
+		return exitUsage
+	}
+	cfg, _, ok := g.load()
+	if !ok {
+		return exitConfig
+	}
+	accts, err := selectAccounts(cfg, fs.Args())
+	if err != nil {
+		fmt.Fprintf(g.stderr, "popfetch: %v\n", err)
+		return exitUsage
+	}
+	ctx, stop := signalContext(ctx, g.stderr)
+	defer stop()
+	p := &fetch.Poller{Log: g.logger(slog.LevelWarn)}
+	code := exitOK
+	for _, a := range accts {
+		if ctx.Err() != nil {
+			break
+		}
+		res := p.Poll(ctx, a)
+		fmt.Fprintln(g.stdout, summary(res))
+		code = worse(code, exitCodeFor(res))
+	}
+	if ctx.Err() != nil {
+		code = worse(code, exitFail)
+	}
+	return code
+}
+
+// signalContext makes the first SIGINT/SIGTERM a graceful stop (finish the
+// message in flight, then QUIT) and the second an abort (close without QUIT,
+// which deletes nothing that is not recorded).
+func signalContext(parent context.Context, stderr io.Writer) (context.Context, func()) {
+	ctx, cancel := context.WithCancel(parent)
+	stopCh := make(chan struct{})
+	sig := make(chan os.Signal, 2)
+	signal.Notify(sig, syscall.SIGINT, syscall.SIGTERM)
+	go func() {
+		n := 0
+		for {
+			select {
+			case <-sig:
+				n++
+				if n == 1 {
+					fmt.Fprintln(stderr, "popfetch: stopping after the message in flight (signal again to abort)")
+					close(stopCh)
+				} else {
+					cancel()
+					return
+				}
+			case <-ctx.Done():
+				return
+			}
+		}
+	}()
+	return fetch.WithGraceful(ctx, stopCh), func() { signal.Stop(sig); cancel() }
+}
+
+func summary(r fetch.Result) string {
+	var b strings.Builder
+	fmt.Fprintf(&b, "%s: %d new, %d delivered, %d deleted", r.Account, r.New, r.Delivered, r.Deleted)
+	if r.Skipped > 0 {
+		fmt.Fprintf(&b, ", %d left on server", r.Skipped)
+	}
+	if r.Failed > 0 {
+		fmt.Fprintf(&b, ", %d failed", r.Failed)
+	}
+	fmt.Fprintf(&b, " (%s)", r.Elapsed.Round(time.Millisecond))
+	if r.Err != nil {
+		fmt.Fprintf(&b, "; error: %v", r.Err)
+	}
+	return b.String()
+}
+
+func exitCodeFor(r fetch.Result) int {
+	switch {
+	case errors.Is(r.Err, fetch.ErrAuth):
+		return exitAuth
+	case r.Err != nil || r.Failed > 0:
+		return exitFail
+	}
+	return exitOK
+}
+
+// worse orders exit codes by severity: config > auth > fail > ok.
+func worse(a, b int) int {
+	rank := func(c int) int {
+		switch c {
+		case exitConfig:
+			return 4
+		case exitAuth:
+			return 3
+		case exitFail:
+			return 2
+		case exitOK:
+			return 0
+		}
+		return 1
+	}
+	if rank(b) > rank(a) {
+		return b
+	}
+	return a
+}
+
+func (g *globals) check(ctx context.Context, args []string) int {
+	fs := flag.NewFlagSet("check", flag.ContinueOnError)
+	fs.SetOutput(g.stderr)
+	connect := fs.Bool("connect", false, "log in and count new messages")
+	if err := fs.Parse(args); err != nil {
+		return exitUsage
+	}
+	cfg, path, ok := g.load()
+	if !ok {
+		return exitConfig
+	}
+	fmt.Fprintf(g.stdout, "# %s: ok\n", path)
+	cfg.Format(g.stdout)
+	if !*connect {
+		return exitOK
+	}
+	accts, err := selectAccounts(cfg, fs.Args())
+	if err != nil {
+		fmt.Fprintf(g.stderr, "popfetch: %v\n", err)
+		return exitUsage
+	}
+	p := &fetch.Poller{Log: g.logger(slog.LevelWarn)}
+	code := exitOK
+	for _, a := range accts {
+		res := p.Check(ctx, a)
+		if res.Err != nil {
+			fmt.Fprintf(g.stdout, "%s: error: %v\n", a.Name, res.Err)
+		} else {
+			fmt.Fprintf(g.stdout, "%s: logged in; %d messages on the server, %d new\n", a.Name, res.Messages, res.New)
+		}
+		code = worse(code, exitCodeFor(res))
+	}
+	return code
+}
+
+var _ hcl.Diagnostics
