@@ -31,7 +31,7 @@
 //
 // # Crash safety
 //
-// Every mutation appends whole lines with one write(2) to a file opened with
+// Every mutation appends whole lines with a single Write to a file opened with
 // O_APPEND and fsyncs it before returning nil. The caller (package fetch)
 // sends DELE only after Add returned nil, so a UID the server may have removed
 // is always on disk. Writes are strictly sequential and each is fsynced
