@@ -60,6 +60,8 @@ type Password struct {
 	File    string   // password_file = "path": first line of the file
 	Env     string   // password_env = "NAME"
 	Command []string // password_command = [argv...]: first line of stdout, run without a shell
+
+	Range hcl.Range // the attribute that set it, for diagnostics; never holds the secret
 }
 
 // Destination is where a message goes: exactly one of Maildir, MDA, SMTP.

@@ -1,0 +1,836 @@
+package rcfile
+
+import (
+	"encoding/hex"
+	"fmt"
+	"math"
+	"net"
+	"os"
+	"path/filepath"
+	"regexp"
+	"strconv"
+	"strings"
+	"time"
+	"unicode"
+	"unicode/utf8"
+
+	"github.com/hashicorp/hcl/v2"
+	"github.com/zclconf/go-cty/cty"
+	"github.com/zclconf/go-cty/cty/gocty"
+	"golang.org/x/net/idna"
+)
+
+// Limits on credential strings. fetchmail 6.4.0 fixed a crash on a very
+// long user name; RFC 2449 caps a POP3 command at 255 octets, so nothing
+// longer could be sent anyway.
+const (
+	maxUsername = 255
+	maxPassword = 255
+)
+
+// geteuid is a variable so tests can pin the default state_dir.
+var geteuid = os.Geteuid
+
+// defaultStateDir follows the XDG base directory spec for users and the
+// FHS for root (a system daemon).
+func defaultStateDir() (string, error) {
+	if geteuid() == 0 {
+		return "/var/lib/popfetch", nil
+	}
+	if x := os.Getenv("XDG_STATE_HOME"); filepath.IsAbs(x) {
+		return filepath.Join(x, "popfetch"), nil
+	}
+	home, err := os.UserHomeDir()
+	if err != nil {
+		return "", fmt.Errorf("cannot find the home directory for the default state directory: %v", err)
+	}
+	return filepath.Join(home, ".local", "state", "popfetch"), nil
+}
+
+var accountNameRE = regexp.MustCompile(`^[A-Za-z0-9_][A-Za-z0-9._@+-]*$`)
+
+func (p *parser) account(ah *accountHCL, s *settingsHCL, topState string) *Account {
+	a := &Account{Name: ah.Name, DeclRange: ah.DefRange, StateDir: topState}
+	// The name ends up in state file names and log lines.
+	if !accountNameRE.MatchString(a.Name) || len(a.Name) > 64 {
+		p.errorf(ah.NameRange, "Invalid account name",
+			"Account name %q may use letters, digits and . _ @ + - (not first), at most 64 characters.", a.Name)
+	}
+
+	if v, ok := p.required(s.Server, s.ServerRange, ah.DefRange, "server", `server = "pop.example.com"`); ok {
+		a.Server = p.host(v, s.ServerRange)
+	}
+	a.TLS = TLSImplicit
+	if s.TLS != nil {
+		a.TLS = p.tlsMode(*s.TLS, s.TLSRange)
+	}
+	a.Port = 110
+	if a.TLS == TLSImplicit {
+		a.Port = 995
+	}
+	if s.Port != nil {
+		a.Port = *s.Port
+		if a.Port < 1 || a.Port > 65535 {
+			p.errorf(s.PortRange, "Invalid port", "port must be between 1 and 65535, not %d.", a.Port)
+		}
+	}
+	if s.CAFile != nil {
+		a.CAFile = p.optPath(*s.CAFile, s.CAFileRange)
+	}
+	if s.Fingerprint != nil {
+		a.Fingerprint = p.fingerprint(*s.Fingerprint, s.FingerprintRange)
+	}
+	if v, ok := p.required(s.Username, s.UsernameRange, ah.DefRange, "username", `username = "joe"`); ok {
+		p.credential(v, s.UsernameRange, "username", maxUsername)
+		a.Username = v
+	}
+	a.Password = p.password(s, ah.DefRange)
+
+	if s.Keep != nil {
+		a.Keep = *s.Keep
+	}
+	if s.FetchAll != nil {
+		a.FetchAll = *s.FetchAll
+	}
+	if isSet(s.LimitRange) {
+		a.Limit = p.limit(s.Limit, s.LimitRange)
+	}
+	if s.FetchLimit != nil {
+		a.FetchLimit = *s.FetchLimit
+		if a.FetchLimit < 0 {
+			p.errorf(s.FetchLimitRange, "Invalid fetch_limit",
+				"fetch_limit must be 0 (no limit) or more, not %d.", a.FetchLimit)
+		}
+	}
+	a.Timeout = p.duration(s.Timeout, s.TimeoutRange, "timeout", 60*time.Second, time.Second, time.Hour)
+	a.Interval = p.duration(s.Interval, s.IntervalRange, "interval", 5*time.Minute, 10*time.Second, 24*time.Hour)
+	if s.Interval != nil && a.Interval >= 10*time.Second && a.Interval < time.Minute {
+		// Allowed for testing, but many providers lock out or throttle
+		// clients that log in more often than once a minute.
+		p.warnf(s.IntervalRange, "Short poll interval",
+			"interval %s polls more than once a minute; many providers throttle or block that. Consider 1m or more.", fmtDuration(a.Interval))
+	}
+	if s.StateDir != nil {
+		a.StateDir, _ = p.path(*s.StateDir, s.StateDirRange)
+	}
+
+	if s.Multidrop != nil {
+		a.Multidrop = p.multidrop(s.Multidrop)
+	}
+	if s.Deliver == nil {
+		p.errorf(ah.DefRange, "Missing deliver block",
+			"Account %q has no deliver block (and the defaults block has none to inherit); add e.g. deliver { maildir = \"~/Maildir\" }.", a.Name)
+	} else if d := p.dest(s.Deliver, "deliver", a.Multidrop != nil); d != nil {
+		a.Deliver = *d
+	}
+	if s.Postmaster != nil {
+		a.Postmaster = p.dest(s.Postmaster, "postmaster", false)
+	}
+	if a.Multidrop != nil && s.Deliver != nil {
+		p.sharedBox(a, s)
+	}
+	return a
+}
+
+// required returns *v, reporting a missing attribute at the block that
+// lacks it. An attribute that is present but failed to decode was already
+// reported by gohcl, so it is not reported again.
+func (p *parser) required(v *string, rng, block hcl.Range, name, example string) (string, bool) {
+	if v != nil {
+		return *v, true
+	}
+	switch {
+	case !isSet(rng):
+		p.errorf(block, "Missing "+name,
+			"The %s attribute is required here or in the defaults block, e.g. %s.", name, example)
+	case !p.reported(rng):
+		p.errorf(rng, "Missing "+name, "%s must not be null.", name)
+	}
+	return "", false
+}
+
+// credential rejects what would let a config value inject protocol lines:
+// CR, LF and NUL (RELIABILITY.md §3), and overlong values.
+func (p *parser) credential(v string, rng hcl.Range, name string, max int) {
+	if i := strings.IndexAny(v, "\r\n\x00"); i >= 0 {
+		p.errorf(rng, "Invalid "+name,
+			"%s contains a %s character, which would corrupt the POP3 command it is sent in; remove it.", name, ctlName(v[i]))
+	}
+	if v == "" {
+		p.errorf(rng, "Invalid "+name, "%s must not be empty.", name)
+	}
+	if len(v) > max {
+		p.errorf(rng, "Invalid "+name, "%s is %d bytes long; at most %d are allowed.", name, len(v), max)
+	}
+}
+
+func ctlName(c byte) string {
+	switch c {
+	case '\r':
+		return "carriage return (CR)"
+	case '\n':
+		return "line feed (LF)"
+	default:
+		return "NUL"
+	}
+}
+
+// host checks a POP3 server name: a host name or IP address, without the
+// scheme or port people paste from URLs. Non-ASCII names become A-labels.
+func (p *parser) host(v string, rng hcl.Range) string {
+	switch {
+	case strings.ContainsAny(v, "\r\n\x00"):
+		p.errorf(rng, "Invalid server", "server contains a control character.")
+		return v
+	case strings.Contains(v, "://"):
+		p.errorf(rng, "Invalid server",
+			"server is a host name, not a URL; write server = %q and set tls and port separately.", v[strings.Index(v, "://")+3:])
+		return v
+	case net.ParseIP(v) != nil:
+		return v
+	case strings.Contains(v, ":"):
+		h, port, _ := strings.Cut(v, ":")
+		p.errorf(rng, "Invalid server",
+			"server is a host name without a port; write server = %q and port = %s.", h, port)
+		return v
+	}
+	h, err := idna.Lookup.ToASCII(strings.TrimSuffix(v, "."))
+	if err != nil || h == "" || len(h) > 253 || strings.ContainsAny(h, " /\\@") {
+		p.errorf(rng, "Invalid server", "%q is not a valid host name.", v)
+		return v
+	}
+	return h
+}
+
+func (p *parser) tlsMode(v string, rng hcl.Range) TLSMode {
+	switch m := TLSMode(strings.ToLower(v)); m {
+	case TLSImplicit, TLSStartTLS, TLSNone:
+		return m
+	}
+	p.errorf(rng, "Invalid tls mode",
+		`tls must be "implicit" (POP3S, port 995), "starttls" (STLS on port 110) or "none" (plaintext), not %q.`, v)
+	return TLSImplicit
+}
+
+// fingerprint accepts "sha256:HEX", plain HEX or colon-separated HEX, as
+// printed by the various openssl and browser dialogs.
+func (p *parser) fingerprint(v string, rng hcl.Range) string {
+	s := strings.TrimSpace(v)
+	if s == "" {
+		return "" // no pin, as when absent; Format prints it this way
+	}
+	if len(s) > 7 && strings.EqualFold(s[:7], "sha256:") {
+		s = s[7:]
+	}
+	s = strings.ToLower(strings.ReplaceAll(s, ":", ""))
+	if b, err := hex.DecodeString(s); err != nil || len(b) != 32 {
+		p.errorf(rng, "Invalid tls_fingerprint",
+			`tls_fingerprint must be the SHA-256 of the server's public key (SPKI): 64 hex digits, optionally with a "sha256:" prefix or colons; %q is not.`, v)
+		return ""
+	}
+	return s
+}
+
+// password checks that exactly one source is given; it names both places
+// when there are two, because with defaults the second may be far away.
+func (p *parser) password(s *settingsHCL, block hcl.Range) Password {
+	type src struct {
+		name string
+		rng  hcl.Range
+	}
+	var set []src
+	var pw Password
+	if s.Password != nil {
+		set = append(set, src{"password", s.PasswordRange})
+		pw.Inline, pw.Range = *s.Password, s.PasswordRange
+		p.credential(pw.Inline, s.PasswordRange, "password", maxPassword)
+	}
+	if s.PasswordFile != nil {
+		set = append(set, src{"password_file", s.PasswordFileRange})
+		pw.File, _ = p.path(*s.PasswordFile, s.PasswordFileRange)
+		pw.Range = s.PasswordFileRange
+	}
+	if s.PasswordEnv != nil {
+		set = append(set, src{"password_env", s.PasswordEnvRange})
+		pw.Env, pw.Range = *s.PasswordEnv, s.PasswordEnvRange
+		if !envNameRE.MatchString(pw.Env) {
+			p.errorf(s.PasswordEnvRange, "Invalid password_env",
+				"password_env is the name of an environment variable (letters, digits, _), not %q.", pw.Env)
+		}
+	}
+	if s.PasswordCommand != nil {
+		set = append(set, src{"password_command", s.PasswordCommandRange})
+		pw.Command, pw.Range = *s.PasswordCommand, s.PasswordCommandRange
+		p.command(pw.Command, s.PasswordCommandRange)
+	}
+	switch len(set) {
+	case 0:
+		p.errorf(block, "No password source",
+			"Set exactly one of password_file, password_env, password_command or password (here or in defaults).")
+	case 1:
+	default:
+		p.errorf(set[1].rng, "Two password sources",
+			"Both %s (at %s) and %s (at %s) are set; keep exactly one.", set[0].name, set[0].rng, set[1].name, set[1].rng)
+	}
+	return pw
+}
+
+var envNameRE = regexp.MustCompile(`^[A-Za-z_][A-Za-z0-9_]*$`)
+
+func (p *parser) command(argv []string, rng hcl.Range) {
+	if len(argv) == 0 || argv[0] == "" {
+		p.errorf(rng, "Invalid password_command",
+			`password_command is a program and its arguments, e.g. ["pass", "show", "mail/work"].`)
+		return
+	}
+	// A relative path with a slash would depend on the daemon's working
+	// directory; bare names go through $PATH like a shell would.
+	if strings.Contains(argv[0], "/") && !filepath.IsAbs(argv[0]) {
+		p.errorf(rng, "Invalid password_command",
+			"The program %q must be an absolute path or a bare name found in $PATH.", argv[0])
+	}
+	for _, s := range argv {
+		if strings.IndexByte(s, 0) >= 0 {
+			p.errorf(rng, "Invalid password_command", "An argument contains a NUL byte.")
+		}
+	}
+}
+
+// duration parses a Go duration string, applying def when absent.
+func (p *parser) duration(v *string, rng hcl.Range, name string, def, min, max time.Duration) time.Duration {
+	if v == nil {
+		return def
+	}
+	d, err := time.ParseDuration(strings.TrimSpace(*v))
+	if err != nil {
+		p.errorf(rng, "Invalid duration",
+			`%s = %q is not a duration; write a number with a unit (s, m, h), such as "5m", "90s" or "1h30m".`, name, *v)
+		return def
+	}
+	if d < min || d > max {
+		p.errorf(rng, "Invalid "+name, "%s must be between %s and %s, not %s.", name, fmtDuration(min), fmtDuration(max), *v)
+		return def
+	}
+	return d
+}
+
+// limit is a byte count: a whole number, or a string with a unit. K, M, G
+// and KiB, MiB, GiB are powers of 1024 (as in du and dd); KB, MB, GB are
+// powers of 1000.
+func (p *parser) limit(expr hcl.Expression, rng hcl.Range) int64 {
+	v, ds := expr.Value(p.ctx)
+	p.diags = append(p.diags, ds...)
+	if ds.HasErrors() || v.IsNull() || !v.IsKnown() {
+		return 0
+	}
+	bad := func() int64 {
+		p.errorf(rng, "Invalid limit",
+			`limit is a size in bytes: a whole number, or a string such as "10MB", "512KiB" or "1G" (0 = no limit).`)
+		return 0
+	}
+	switch v.Type() {
+	case cty.Number:
+		var n int64
+		if err := gocty.FromCtyValue(v, &n); err != nil || n < 0 {
+			return bad()
+		}
+		return n
+	case cty.String:
+		n, ok := parseSize(v.AsString())
+		if !ok {
+			return bad()
+		}
+		return n
+	}
+	return bad()
+}
+
+var sizeUnits = map[string]int64{
+	"": 1, "b": 1,
+	"k": 1 << 10, "kib": 1 << 10, "kb": 1000,
+	"m": 1 << 20, "mib": 1 << 20, "mb": 1000 * 1000,
+	"g": 1 << 30, "gib": 1 << 30, "gb": 1000 * 1000 * 1000,
+}
+
+func parseSize(s string) (int64, bool) {
+	s = strings.TrimSpace(s)
+	i := 0
+	for i < len(s) && s[i] >= '0' && s[i] <= '9' {
+		i++
+	}
+	if i == 0 {
+		return 0, false
+	}
+	n, err := strconv.ParseInt(s[:i], 10, 64)
+	mult, ok := sizeUnits[strings.ToLower(strings.TrimSpace(s[i:]))]
+	if err != nil || !ok || n > math.MaxInt64/mult {
+		return 0, false
+	}
+	return n * mult, true
+}
+
+// path expands ~ and $VAR / ${VAR} and makes a relative result absolute
+// against the rc file's directory, so the meaning of the file does not
+// depend on the daemon's working directory. (In HCL source ${ starts an
+// interpolation: write $${VAR}, $VAR, or "${env("VAR")}".)
+func (p *parser) path(v string, rng hcl.Range) (string, bool) {
+	if strings.IndexByte(v, 0) >= 0 || v == "" {
+		p.errorf(rng, "Invalid path", "A path must not be empty or contain NUL.")
+		return v, false
+	}
+	s := v
+	if s == "~" || strings.HasPrefix(s, "~/") {
+		home, err := os.UserHomeDir()
+		if err != nil {
+			p.errorf(rng, "Invalid path", "Cannot expand ~ in %q: %v.", v, err)
+			return v, false
+		}
+		s = home + s[1:]
+	} else if strings.HasPrefix(s, "~") {
+		p.errorf(rng, "Invalid path", "~user is not supported in %q; write the full path.", v)
+		return v, false
+	}
+	var missing []string
+	s = os.Expand(s, func(name string) string {
+		val, ok := os.LookupEnv(name)
+		if !ok {
+			missing = append(missing, name)
+		}
+		return val
+	})
+	if len(missing) > 0 {
+		p.errorf(rng, "Invalid path", "Environment variable %s in %q is not set.", missing[0], v)
+		return v, false
+	}
+	if !filepath.IsAbs(s) {
+		s = filepath.Join(p.dir, s)
+	}
+	return filepath.Clean(s), true
+}
+
+// optPath is path for optional files, where "" means "none" (and is
+// what Format prints for an unset one).
+func (p *parser) optPath(v string, rng hcl.Range) string {
+	if v == "" {
+		return ""
+	}
+	s, _ := p.path(v, rng)
+	return s
+}
+
+var placeholderRE = regexp.MustCompile(`\{[^{}/]*\}`)
+
+// dest builds a deliver, postmaster or user deliver block. perUser says
+// whether maildir may contain {user} and {domain}: only where there is a
+// user to substitute, i.e. in multidrop deliver and user blocks.
+func (p *parser) dest(d *destHCL, what string, perUser bool) *Destination {
+	type target struct {
+		name string
+		rng  hcl.Range
+	}
+	var set []target
+	if d.Maildir != nil {
+		set = append(set, target{"maildir", d.MaildirRange})
+	}
+	if d.MDA != nil {
+		set = append(set, target{"mda", d.MDARange})
+	}
+	if d.SMTP != nil {
+		set = append(set, target{"smtp", d.SMTP.DefRange})
+	}
+	switch len(set) {
+	case 0:
+		p.errorf(d.DefRange, "No delivery target",
+			"A %s block needs exactly one of maildir = \"path\", mda = [\"/path\", ...] or an smtp { ... } block.", what)
+		return nil
+	case 1:
+	default:
+		p.errorf(set[1].rng, "Two delivery targets",
+			"Both %s (at %s) and %s (at %s) are set in this %s block; keep exactly one.", set[0].name, set[0].rng, set[1].name, set[1].rng, what)
+	}
+	out := &Destination{MDATimeout: 5 * time.Minute}
+	if d.Maildir != nil {
+		out.Maildir = *d.Maildir
+		allowed := map[string]bool{"{user}": perUser, "{domain}": perUser}
+		for _, ph := range placeholderRE.FindAllString(out.Maildir, -1) {
+			ok, known := allowed[ph]
+			switch {
+			case !known:
+				p.errorf(d.MaildirRange, "Unknown placeholder",
+					"maildir contains %s; only {user} and {domain} are replaced (in multidrop accounts).", ph)
+			case !ok:
+				where := "the deliver block of a single-drop account"
+				if what != "deliver" {
+					where = "a " + what + " block"
+				}
+				p.errorf(d.MaildirRange, "Placeholder not allowed here",
+					"maildir contains %s, but %s has no per-user recipient to substitute; {user} and {domain} are only allowed in the deliver and user blocks of multidrop accounts.",
+					ph, where)
+			}
+		}
+		out.Maildir, _ = p.path(out.Maildir, d.MaildirRange)
+	}
+	if d.MDA != nil {
+		out.MDA = *d.MDA
+		p.mda(out.MDA, d.MDARange)
+	}
+	if d.MDA == nil && (d.MDATimeout != nil || d.MDAAllowStderr != nil) {
+		rng := d.MDATimeoutRange
+		if !isSet(rng) {
+			rng = d.MDAAllowStderrRange
+		}
+		p.errorf(rng, "Option needs mda", "mda_timeout and mda_allow_stderr only apply to an mda target.")
+	}
+	out.MDATimeout = p.duration(d.MDATimeout, d.MDATimeoutRange, "mda_timeout", 5*time.Minute, time.Second, 24*time.Hour)
+	if d.MDAAllowStderr != nil {
+		out.MDAAllowStderr = *d.MDAAllowStderr
+	}
+	if d.SMTP != nil {
+		out.SMTP = p.smtp(d.SMTP)
+	}
+	return out
+}
+
+var mdaPlaceholders = map[string]bool{"{user}": true, "{address}": true, "{domain}": true, "{sender}": true}
+
+func (p *parser) mda(argv []string, rng hcl.Range) {
+	if len(argv) == 0 {
+		p.errorf(rng, "Invalid mda", `mda is a program and its arguments, e.g. ["/usr/bin/procmail", "-d", "{user}"].`)
+		return
+	}
+	// No $PATH search: the MDA runs for every message, often as root,
+	// and must be exactly the program the administrator named.
+	if !filepath.IsAbs(argv[0]) {
+		p.errorf(rng, "Invalid mda",
+			"The program %q must be an absolute path such as \"/usr/bin/procmail\"; mda runs without a shell or $PATH search.", argv[0])
+	}
+	for i, a := range argv {
+		if strings.IndexByte(a, 0) >= 0 {
+			p.errorf(rng, "Invalid mda", "Argument %d contains a NUL byte.", i)
+		}
+		for _, ph := range placeholderRE.FindAllString(a, -1) {
+			if !mdaPlaceholders[ph] {
+				p.errorf(rng, "Unknown placeholder",
+					"mda argument %q contains %s; the placeholders are {user}, {address}, {domain} and {sender}.", a, ph)
+			} else if i == 0 {
+				p.errorf(rng, "Placeholder not allowed here", "The mda program path must not contain %s.", ph)
+			}
+		}
+	}
+}
+
+func (p *parser) smtp(s *smtpHCL) *SMTP {
+	out := &SMTP{TLS: TLSNone}
+	if v, ok := p.required(s.Server, s.ServerRange, s.DefRange, "server", `server = "localhost:24" or "/run/dovecot/lmtp"`); ok {
+		if strings.HasPrefix(v, "/") || strings.HasPrefix(v, "~") || strings.HasPrefix(v, "$") {
+			out.Server, _ = p.path(v, s.ServerRange)
+		} else if host, port, err := net.SplitHostPort(v); err != nil || host == "" {
+			p.errorf(s.ServerRange, "Invalid smtp server",
+				`smtp server is "host:port" (e.g. "localhost:25", "[::1]:24") or the absolute path of a unix socket, not %q.`, v)
+		} else if n, err := strconv.Atoi(port); err != nil || n < 1 || n > 65535 {
+			p.errorf(s.ServerRange, "Invalid smtp server", "The port in %q must be a number between 1 and 65535.", v)
+		} else {
+			out.Server = v
+		}
+	}
+	if s.LMTP != nil {
+		out.LMTP = *s.LMTP
+	}
+	if s.Helo != nil {
+		out.Helo = *s.Helo
+		if strings.IndexFunc(out.Helo, func(r rune) bool { return r <= ' ' || r >= 0x7f }) >= 0 {
+			p.errorf(s.HeloRange, "Invalid helo", "helo must be a host name without spaces or control characters.")
+		}
+	}
+	if s.TLS != nil {
+		out.TLS = p.tlsMode(*s.TLS, s.TLSRange)
+	}
+	if s.CAFile != nil {
+		out.CAFile = p.optPath(*s.CAFile, s.CAFileRange)
+	}
+	if s.Sender != nil {
+		out.Sender = *s.Sender
+		if strings.ContainsAny(out.Sender, "\r\n\x00<> ") {
+			p.errorf(s.SenderRange, "Invalid sender",
+				"sender is a bare address such as \"fetch@example.com\", without <>, spaces or control characters.")
+		}
+	}
+	out.Timeout = p.duration(s.Timeout, s.TimeoutRange, "timeout", 5*time.Minute, time.Second, time.Hour)
+	return out
+}
+
+// Canonical spellings, keyed by lower case: header names are
+// case-insensitive on input (RFC 5322 §1.2.2) but printed canonically.
+var (
+	envelopeHeaders = canon("Delivered-To", "X-Original-To", "Envelope-To", "X-Envelope-To", "Received")
+	fallbackHeaders = canon("To", "Cc", "Resent-To", "Resent-Cc", "Apparently-To")
+)
+
+func canon(names ...string) map[string]string {
+	m := map[string]string{}
+	for _, n := range names {
+		m[strings.ToLower(n)] = n
+	}
+	return m
+}
+
+// DefaultEnvelopeHeader is Delivered-To: Postfix, Exim, Dovecot, qmail and
+// most hosted catch-all mailboxes add it per recipient at final delivery,
+// so it names Bcc and list recipients that To/Cc never show. A default of
+// "" (header guessing only) would silently misroute Bcc mail.
+const DefaultEnvelopeHeader = "Delivered-To"
+
+// DefaultFallbackHeaders are the headers guessed from when the envelope
+// header names no local recipient.
+var DefaultFallbackHeaders = []string{"To", "Cc", "Resent-To", "Resent-Cc"}
+
+func (p *parser) multidrop(m *multidropHCL) *Multidrop {
+	out := &Multidrop{EnvelopeHeader: DefaultEnvelopeHeader, EnvelopeCount: 1, DetailDelimiter: "+",
+		FallbackHeaders: append([]string(nil), DefaultFallbackHeaders...)}
+
+	switch {
+	case m.LocalDomains == nil && !isSet(m.LocalDomainsRange):
+		p.errorf(m.DefRange, "Missing local_domains",
+			`A multidrop block needs local_domains, e.g. local_domains = ["example.com"].`)
+	case m.LocalDomains != nil && len(*m.LocalDomains) == 0:
+		p.errorf(m.LocalDomainsRange, "Missing local_domains", "local_domains must name at least one domain.")
+	case m.LocalDomains != nil:
+		for _, d := range *m.LocalDomains {
+			out.LocalDomains = append(out.LocalDomains, p.domain(d, m.LocalDomainsRange))
+		}
+	}
+	if m.EnvelopeHeader != nil {
+		if *m.EnvelopeHeader == "" {
+			out.EnvelopeHeader = ""
+		} else if c, ok := envelopeHeaders[strings.ToLower(*m.EnvelopeHeader)]; ok {
+			out.EnvelopeHeader = c
+		} else {
+			p.errorf(m.EnvelopeHeaderRange, "Invalid envelope_header",
+				`envelope_header must be one of "Delivered-To", "X-Original-To", "Envelope-To", "X-Envelope-To", "Received", or "" for none; not %q.`, *m.EnvelopeHeader)
+		}
+	}
+	if m.EnvelopeCount != nil {
+		out.EnvelopeCount = *m.EnvelopeCount
+		if out.EnvelopeCount < 1 {
+			p.errorf(m.EnvelopeCountRange, "Invalid envelope_count", "envelope_count must be at least 1, not %d.", out.EnvelopeCount)
+		}
+	}
+	if m.ReceivedBy != nil {
+		out.ReceivedBy = strings.ToLower(*m.ReceivedBy)
+		if strings.ContainsAny(out.ReceivedBy, " \t\r\n\x00/@") {
+			p.errorf(m.ReceivedByRange, "Invalid received_by", "received_by is the host name in the provider's \"by\" clause.")
+		}
+	}
+	if out.EnvelopeHeader == "Received" && out.ReceivedBy == "" {
+		p.errorf(m.EnvelopeHeaderRange, "Missing received_by",
+			`With envelope_header = "Received" set received_by to your provider's host in the "by" clause; lower Received lines can be forged by the sender.`)
+	}
+	if m.FallbackHeaders != nil {
+		out.FallbackHeaders = []string{}
+		for _, h := range *m.FallbackHeaders {
+			c, ok := fallbackHeaders[strings.ToLower(h)]
+			if !ok {
+				p.errorf(m.FallbackHeadersRange, "Invalid fallback_headers",
+					`fallback_headers may contain "To", "Cc", "Resent-To", "Resent-Cc" and "Apparently-To", not %q.`, h)
+				continue
+			}
+			out.FallbackHeaders = append(out.FallbackHeaders, c)
+		}
+	}
+	if m.DetailDelimiter != nil {
+		out.DetailDelimiter = *m.DetailDelimiter
+		r, n := utf8.DecodeRuneInString(out.DetailDelimiter)
+		if out.DetailDelimiter != "" && (n != len(out.DetailDelimiter) || r == '@' || r == utf8.RuneError ||
+			unicode.IsLetter(r) || unicode.IsDigit(r) || unicode.IsSpace(r) || unicode.IsControl(r)) {
+			p.errorf(m.DetailDelimiterRange, "Invalid detail_delimiter",
+				`detail_delimiter is one punctuation character such as "+" or "-", or "" to turn it off; not %q.`, out.DetailDelimiter)
+		}
+	}
+	if m.CaseSensitive != nil {
+		out.CaseSensitive = *m.CaseSensitive
+	}
+	if m.AliasesFile != nil {
+		out.AliasesFile = p.optPath(*m.AliasesFile, m.AliasesFileRange)
+	}
+	if m.SystemUsers != nil {
+		out.SystemUsers = *m.SystemUsers
+	}
+	if m.QVirtual != nil {
+		out.QVirtual = *m.QVirtual
+		if strings.ContainsAny(out.QVirtual, " \t\r\n\x00@") {
+			p.errorf(m.QVirtualRange, "Invalid qvirtual", "qvirtual is a prefix such as \"example-com-\", without spaces or @.")
+		}
+	}
+	if m.DedupeMessageID != nil {
+		out.DedupeMessageID = *m.DedupeMessageID
+	}
+	p.users(m, out)
+	if len(m.Users) == 0 && out.AliasesFile == "" && !out.SystemUsers {
+		p.errorf(m.DefRange, "No local users",
+			"This multidrop block names no recipients: add user \"name\" { ... } blocks, an aliases_file, or system_users = true.")
+	}
+	return out
+}
+
+// domain lower-cases a local domain and converts an IDN to A-labels so
+// that it compares equal to what the router computes from headers.
+func (p *parser) domain(d string, rng hcl.Range) string {
+	wild := strings.HasPrefix(d, "*.")
+	name := strings.TrimSuffix(strings.TrimPrefix(d, "*."), ".")
+	a, err := idna.Lookup.ToASCII(name)
+	if err != nil || a == "" || !strings.Contains(a, ".") && a != "localhost" || strings.ContainsAny(a, "*@ /") {
+		p.errorf(rng, "Invalid local domain",
+			`%q is not a domain name; write e.g. "example.com", "*.example.com" or "bücher.example".`, d)
+		return strings.ToLower(d)
+	}
+	a = strings.ToLower(a)
+	if wild {
+		return "*." + a
+	}
+	return a
+}
+
+// userNameRE keeps user names safe inside a Maildir path ({user}) and an
+// MDA argv (no leading "-" that a program would take for an option).
+var userNameRE = regexp.MustCompile(`^[A-Za-z0-9_][A-Za-z0-9._+-]*$`)
+
+type claim struct {
+	user string
+	rng  hcl.Range
+}
+
+func (p *parser) users(m *multidropHCL, out *Multidrop) {
+	names := map[string]hcl.Range{}
+	exact := map[string]claim{}     // "joe" or "joe@example.com"
+	bare := map[string]claim{}      // local part claimed in every local domain
+	fullLocal := map[string]claim{} // local part claimed in one local domain
+	conflict := func(prev claim, u *userHCL, addr string) {
+		p.errorf(u.AddressesRange, "Address claimed twice",
+			"Address %q of user %q is already claimed by user %q at %s; each address belongs to one user.", addr, u.Name, prev.user, prev.rng)
+	}
+	for _, u := range m.Users {
+		if prev, ok := names[u.Name]; ok {
+			p.errorf(u.NameRange, "Duplicate user", "User %q is already declared at %s.", u.Name, prev)
+			continue
+		}
+		names[u.Name] = u.DefRange
+		if !userNameRE.MatchString(u.Name) || len(u.Name) > 64 {
+			p.errorf(u.NameRange, "Invalid user name",
+				"User name %q may use letters, digits and . _ + - (not first), at most 64 characters; it becomes part of paths and arguments.", u.Name)
+		}
+		user := &User{Name: u.Name, DeclRange: u.DefRange}
+		addrs := []string{u.Name}
+		rng := u.NameRange
+		if u.Addresses != nil {
+			addrs, rng = *u.Addresses, u.AddressesRange
+		}
+		for _, a := range addrs {
+			norm, lp, dom, ok := p.address(a, rng, out)
+			if !ok {
+				continue
+			}
+			user.Addresses = append(user.Addresses, norm)
+			c := claim{u.Name, rng}
+			if prev, ok := exact[norm]; ok && prev.user != u.Name {
+				conflict(prev, u, a)
+				continue
+			}
+			exact[norm] = c
+			switch {
+			case dom == "":
+				if prev, ok := fullLocal[lp]; ok && prev.user != u.Name {
+					conflict(prev, u, a)
+				}
+				bare[lp] = c
+			case matchDomain(out.LocalDomains, dom):
+				if prev, ok := bare[lp]; ok && prev.user != u.Name {
+					conflict(prev, u, a)
+				}
+				fullLocal[lp] = c
+			default:
+				p.warnf(rng, "Address never matches",
+					"Address %q of user %q is not in local_domains, so no message will be routed by it.", a, u.Name)
+			}
+		}
+		if u.Deliver != nil {
+			user.Deliver = p.dest(u.Deliver, "user deliver", true)
+		}
+		out.Users = append(out.Users, user)
+	}
+}
+
+// address normalises a user's address: the domain always lower-case
+// A-labels, the local part lower-case unless case_sensitive.
+func (p *parser) address(a string, rng hcl.Range, m *Multidrop) (norm, local, domain string, ok bool) {
+	local, domain, _ = strings.Cut(a, "@")
+	if local == "" || len(local) > 64 || strings.ContainsAny(a, " \t\r\n\x00<>,;\"") || strings.Contains(domain, "@") ||
+		strings.Contains(a, "@") && domain == "" {
+		p.errorf(rng, "Invalid address",
+			`%q is not an address; write a local part such as "alice" or a full address such as "alice@example.com".`, a)
+		return "", "", "", false
+	}
+	if !m.CaseSensitive {
+		local = strings.ToLower(local)
+	}
+	if domain == "" {
+		return local, local, "", true
+	}
+	d, err := idna.Lookup.ToASCII(strings.TrimSuffix(domain, "."))
+	if err != nil {
+		p.errorf(rng, "Invalid address", "The domain of %q is not a valid domain name.", a)
+		return "", "", "", false
+	}
+	domain = strings.ToLower(d)
+	return local + "@" + domain, local, domain, true
+}
+
+// matchDomain reports whether dom is one of the local domains; "*.x"
+// matches subdomains of x (not x itself).
+func matchDomain(locals []string, dom string) bool {
+	for _, l := range locals {
+		if l == dom || strings.HasPrefix(l, "*.") && strings.HasSuffix(dom, l[1:]) {
+			return true
+		}
+	}
+	return false
+}
+
+// sharedBox warns when every user without an own deliver block would land
+// in one mailbox. That is legal (a catch-all copied to one person, or an
+// MDA that sorts by itself), so it is not an error, but usually it is a
+// forgotten {user}.
+func (p *parser) sharedBox(a *Account, s *settingsHCL) {
+	d := a.Deliver
+	shared := false
+	switch {
+	case d.Maildir != "":
+		shared = !strings.Contains(d.Maildir, "{user}")
+	case d.MDA != nil:
+		shared = !strings.Contains(strings.Join(d.MDA, "\x00"), "{user}") && !strings.Contains(strings.Join(d.MDA, "\x00"), "{address}")
+	}
+	if !shared {
+		return
+	}
+	fallthroughUsers := a.Multidrop.SystemUsers || a.Multidrop.AliasesFile != ""
+	for _, u := range a.Multidrop.Users {
+		if u.Deliver == nil {
+			fallthroughUsers = true
+		}
+	}
+	if fallthroughUsers {
+		p.warnf(s.Deliver.DefRange, "All users share one mailbox",
+			"This multidrop account's deliver target does not contain {user} (or {address} for mda), so every user without an own deliver block gets the same mailbox.")
+	}
+}
+
+// fmtDuration prints 5m instead of time.Duration's 5m0s.
+func fmtDuration(d time.Duration) string {
+	s := d.String()
+	if strings.HasSuffix(s, "m0s") {
+		s = s[:len(s)-2]
+	}
+	if strings.HasSuffix(s, "h0m") {
+		s = s[:len(s)-2]
+	}
+	return s
+}
