@@ -1,0 +1,1134 @@
+package deliver
+
+import (
+	"bufio"
+	"bytes"
+	"fmt"
+	stdtextproto "net/textproto"
+	"strconv"
+	"strings"
+	"unicode"
+	"unicode/utf8"
+
+	"github.com/emersion/go-message/mail"
+	"github.com/emersion/go-message/textproto"
+	"golang.org/x/net/idna"
+	"golang.org/x/text/unicode/norm"
+)
+
+// Multidrop routing (RELIABILITY §4): one catch-all POP3 mailbox is split
+// among local users by the message header. RouteHeader is a pure function of
+// the header bytes and the Rules, so every decision is table- and
+// fuzz-testable; the fetch package delivers to Route.Rcpts, or to the
+// postmaster with Route.Reason when Rcpts is empty.
+//
+// Addresses are parsed by this file's own RFC 5322 §3.4 parser, not by
+// net/mail (which go-message's mail.ParseAddressList wraps): net/mail
+// rejects whole lists for inputs the spec requires us to route
+// ("joe(comment)@example.com", "(x) joe@example.com (y)", obs-route
+// "<@relay:joe@example.com>", "joe@example.com.", one bad address among
+// good ones), drops the quoting of local parts, and has had quadratic and
+// recursive-descent DoS bugs (CVE-2025-61725, CVE-2026-39820,
+// CVE-2026-42499). The parser below is a single left-to-right scan per
+// header value with no recursion, so its cost is linear in the header size
+// (CVE-2002-1365). go-message's textproto reads the header fields and its
+// mail package parses Message-ID.
+
+// Rules is the routing policy of one multidrop account (translated from
+// rcfile.Multidrop by the fetch package). The zero value of a field means
+// what its comment says; defaults of the rc file are applied by the
+// translator, except EnvelopeCount and MaxRecipients whose zero means the
+// default here too.
+type Rules struct {
+	LocalDomains    []string // lower-case A-labels; "*.example.com" matches example.com and its subdomains
+	EnvelopeHeader  string   // "Delivered-To", "X-Original-To", "Envelope-To", "X-Envelope-To", "Received", or "" (none)
+	EnvelopeCount   int      // trust only the topmost N occurrences (default 1; lower ones can be forged by the sender)
+	ReceivedBy      string   // for "Received": only a Received line whose "by" host equals this counts ("" = any)
+	FallbackHeaders []string // e.g. To, Cc, Resent-To, Resent-Cc, Apparently-To; empty = no guessing
+	DetailDelimiter string   // "+" usually; "" = none; strips "joe+lists" → "joe" when "joe+lists" is not mapped itself
+	CaseSensitive   bool     // local parts; domains are always case-insensitive
+	QVirtual        string   // qmail prefix stripped from envelope local parts: "example-com-" + "joe@isp" → "joe"
+	Directory       *Directory
+	MaxRecipients   int // cap on addresses examined (default 1000); beyond it, route what was found and say so in Reason
+}
+
+// Route is the routing decision for one message.
+//
+// Rcpts empty means: deliver to the postmaster, with Reason as the
+// X-Popfetch-Reason (never drop the message). Rcpts non-empty with a
+// non-empty Reason means a partial route: the message goes to Rcpts and
+// Reason says what was not routed (unknown users, unparseable addresses,
+// the recipient cap, a loop for some recipients) for the log.
+type Route struct {
+	Rcpts   []Recipient // one per local user, in first-seen order
+	Via     string      // "envelope Delivered-To", "header To/Cc", ...
+	Reason  string      // why nothing (or not everything) was routed
+	Unknown []string    // local-domain addresses with no user
+	// Loop is set when every local recipient was dropped because the
+	// message already carries a Delivered-To line below its topmost
+	// Received line naming that recipient's address (it went through
+	// popfetch, or a local delivery, before). Rcpts is then empty and
+	// Reason starts with "mail loop". Recommended handling: deliver to the
+	// postmaster (or a quarantine Maildir) once and DELE, like any
+	// unroutable message. Re-routing it to the users would continue the
+	// loop, and leaving it on the server would refetch it every poll.
+	Loop bool
+}
+
+// Limits of RouteHeader (CVE-2002-1174, CVE-2002-1365).
+const (
+	MaxHeaderBytes       = 1 << 20 // header bytes read; the rest is ignored and noted
+	DefaultMaxRecipients = 1000
+	maxLocalPart         = 64  // RFC 5321 §4.5.3.1.1
+	maxDomain            = 255 // RFC 5321 §4.5.3.1.2
+	maxListed            = 5   // addresses named in Reason before "and N more"
+	maxSnippet           = 60  // bytes of a bad address quoted in Reason
+)
+
+// field is one unfolded header field.
+type field struct {
+	key   string // canonical (textproto.CanonicalMIMEHeaderKey)
+	value string
+}
+
+// readHeader returns the header fields of raw in order, reading at most
+// MaxHeaderBytes and stopping at the first empty line. A line that is
+// neither a field nor a continuation ends the header, as in Postfix's
+// cleanup(8): what follows is body. truncated reports that the cap cut the
+// header; the field the cap fell into is dropped rather than used cut short
+// ("alice@example.com.evil" cut to "alice@example.com" must not route).
+func readHeader(raw []byte) (fs []field, truncated bool) {
+	sec := raw
+	if end := headerEnd(raw); end >= 0 {
+		sec = raw[:end]
+	}
+	if len(sec) > MaxHeaderBytes {
+		truncated = true
+		sec = sec[:MaxHeaderBytes]
+		// Cut back to the start of the last field (a line not starting
+		// with whitespace), dropping it and its continuations.
+		i := bytes.LastIndexByte(sec, '\n')
+		for i >= 0 {
+			if i+1 < len(sec) && sec[i+1] != ' ' && sec[i+1] != '\t' {
+				break
+			}
+			i = bytes.LastIndexByte(sec[:i], '\n')
+		}
+		sec = sec[:i+1]
+	}
+	if len(sec) == 0 {
+		return nil, truncated
+	}
+	br := bufio.NewReaderSize(bytes.NewReader(sec), 4096)
+	h, _ := textproto.ReadHeader(br) // fields before a malformed line are kept
+	for it := h.Fields(); it.Next(); {
+		fs = append(fs, field{key: it.Key(), value: it.Value()})
+	}
+	return fs, truncated
+}
+
+// headerEnd returns the offset of the empty line that ends the header in
+// raw (CRLF or bare LF), or -1. It looks no further than MaxHeaderBytes+2.
+func headerEnd(raw []byte) int {
+	limit := raw
+	if len(limit) > MaxHeaderBytes+2 {
+		limit = limit[:MaxHeaderBytes+2]
+	}
+	i := 0
+	for i <= len(limit) {
+		line := limit[i:]
+		if len(line) == 0 {
+			return -1
+		}
+		if line[0] == '\n' || (line[0] == '\r' && len(line) > 1 && line[1] == '\n') {
+			return i
+		}
+		j := bytes.IndexByte(line, '\n')
+		if j < 0 {
+			return -1
+		}
+		i += j + 1
+	}
+	return -1
+}
+
+// canonical is the header key form go-message's ReadHeader produces.
+func canonical(k string) string {
+	return stdtextproto.CanonicalMIMEHeaderKey(strings.TrimSpace(k))
+}
+
+// router carries the state of one RouteHeader call.
+type router struct {
+	r        *Rules
+	domains  []string // LocalDomains normalised; wildcards keep "*."
+	max      int
+	examined int
+	capped   bool
+
+	route    Route
+	users    map[string]bool
+	unknown  map[string]bool
+	bad      []string // `To: "snippet"` of unparseable addresses
+	loops    []string // addresses dropped as a loop
+	loopSet  map[string]bool
+	local    bool // the current source named a local-domain address
+	viaHdrs  []string
+	details  []string // why nothing was found, for "no local recipient found (...)"
+	viaSeen  map[string]bool
+	fallback bool
+}
+
+// RouteHeader routes a message by its header section (raw may be the whole
+// message; reading stops at the first empty line and after MaxHeaderBytes).
+//
+// Order (RELIABILITY §4):
+//  1. The envelope header, if configured: only its topmost EnvelopeCount
+//     occurrences (lower ones are part of what the sender wrote). For
+//     "Received", only lines whose "by" host is ReceivedBy, and only a
+//     single uncommented "for <addr>" clause. An envelope that names any
+//     address in a local domain is authoritative, even if that user is
+//     unknown: the provider said whom this copy is for, and guessing from
+//     To/Cc would hand Bcc copies to the wrong user and duplicate copies
+//     the provider stored for the To recipients themselves.
+//  2. Otherwise the FallbackHeaders in header order (never From, Reply-To
+//     or Sender).
+//
+// Only addresses in LocalDomains that the Directory maps are delivered;
+// everything else is ignored (never relayed off-host). Display names and
+// comments are never scraped for addresses. The result never contains a
+// user twice.
+func RouteHeader(raw []byte, r *Rules) Route {
+	if r == nil {
+		r = &Rules{}
+	}
+	rt := &router{
+		r:       r,
+		max:     r.MaxRecipients,
+		users:   make(map[string]bool),
+		unknown: make(map[string]bool),
+		loopSet: make(map[string]bool),
+		viaSeen: make(map[string]bool),
+	}
+	if rt.max <= 0 {
+		rt.max = DefaultMaxRecipients
+	}
+	for _, ld := range r.LocalDomains {
+		ld = strings.TrimSpace(ld)
+		wild := strings.HasPrefix(ld, "*.")
+		if n, ok := normDomain(strings.TrimPrefix(ld, "*.")); ok {
+			if wild {
+				n = "*." + n
+			}
+			rt.domains = append(rt.domains, n)
+		}
+	}
+	fs, truncated := readHeader(raw)
+	if len(fs) == 0 {
+		// CVE-2005-4348: a headerless message goes to the postmaster.
+		rt.route.Reason = "no headers"
+		if truncated {
+			rt.route.Reason = "no headers (header section larger than 1 MiB)"
+		}
+		return rt.route
+	}
+
+	envIdx := rt.envelope(fs)
+	rt.collectLoopMarkers(fs, envIdx)
+
+	if len(rt.route.Rcpts) == 0 && !rt.local {
+		rt.fallbackHeaders(fs)
+	}
+	rt.applyLoops()
+	rt.finish(truncated)
+	return rt.route
+}
+
+// envelope routes by the configured envelope header and returns the
+// indexes of the fields it trusted (so loop detection does not count the
+// provider's own stamp).
+func (rt *router) envelope(fs []field) map[int]bool {
+	used := make(map[int]bool)
+	name := rt.r.EnvelopeHeader
+	if name == "" {
+		return used
+	}
+	key := canonical(name)
+	n := rt.r.EnvelopeCount
+	if n <= 0 {
+		n = 1
+	}
+	rt.route.Via = "envelope " + key
+	by := strings.TrimSuffix(strings.ToLower(rt.r.ReceivedBy), ".")
+	matched := 0
+	for i, f := range fs {
+		if n == 0 || rt.capped {
+			break
+		}
+		if key != "Received" && f.key == "Received" {
+			// Delivered-To, X-Original-To, Envelope-To and
+			// X-Envelope-To are prepended at final delivery (Postfix
+			// local(8)/virtual(8), qmail-local, Exim envelope_to_add,
+			// Dovecot LMTP), above every Received line. One below the
+			// topmost Received was written by the sender or an earlier
+			// hop: trusting it is the forged "Delivered-To: root"
+			// escalation of RELIABILITY §4.
+			break
+		}
+		if f.key != key {
+			continue
+		}
+		if key == "Received" {
+			host, ok := receivedBy(f.value)
+			if by != "" && (!ok || host != by) {
+				// Another hop (e.g. the provider's internal relay
+				// above its MX): not the configured stamp; keep
+				// looking down for it, but never past it.
+				continue
+			}
+			n--
+			used[i] = true
+			matched++
+			addr, ok := receivedFor(f.value)
+			if !ok {
+				rt.details = append(rt.details, "no single for clause in Received by "+snippet(rt.r.ReceivedBy))
+				continue // missing, several or commented "for": no result
+			}
+			rt.list(addr, "Received", true)
+			continue
+		}
+		n--
+		used[i] = true
+		matched++
+		rt.list(f.value, key, true)
+	}
+	if matched == 0 {
+		if key == "Received" {
+			rt.details = append(rt.details, "no Received by "+snippet(rt.r.ReceivedBy))
+		} else if hasReceived(fs) {
+			rt.details = append(rt.details, "no "+key+" header above the first Received")
+		} else {
+			rt.details = append(rt.details, "no "+key+" header")
+		}
+	}
+	return used
+}
+
+func hasReceived(fs []field) bool {
+	for _, f := range fs {
+		if f.key == "Received" {
+			return true
+		}
+	}
+	return false
+}
+
+// fallbackHeaders guesses recipients from the configured To-like headers.
+func (rt *router) fallbackHeaders(fs []field) {
+	if len(rt.r.FallbackHeaders) == 0 {
+		rt.details = append(rt.details, "header guessing off")
+		return
+	}
+	rt.fallback = true
+	want := make(map[string]bool, len(rt.r.FallbackHeaders))
+	for _, h := range rt.r.FallbackHeaders {
+		want[canonical(h)] = true
+	}
+	found := false
+	for _, f := range fs {
+		if rt.capped {
+			break
+		}
+		if want[f.key] {
+			found = true
+			rt.list(f.value, f.key, false)
+		}
+	}
+	if !found {
+		rt.details = append(rt.details, "no "+strings.Join(rt.r.FallbackHeaders, "/")+" header")
+	}
+}
+
+// collectLoopMarkers records the Delivered-To addresses that prove an
+// earlier local delivery: those below the topmost Received field. A
+// Delivered-To above every Received line is the provider's stamp for the
+// delivery into the POP3 mailbox itself (Postfix, qmail and Exim prepend it
+// at final delivery), not a loop; popfetch's own Delivered-To sits below
+// the Received lines that a message picks up when it travels out and back.
+func (rt *router) collectLoopMarkers(fs []field, envIdx map[int]bool) {
+	below := false
+	budget := rt.max
+	for i, f := range fs {
+		if f.key == "Received" {
+			below = true
+			continue
+		}
+		if !below || f.key != "Delivered-To" || envIdx[i] {
+			continue
+		}
+		splitList(f.value, func(p string, bad bool) bool {
+			budget--
+			if a, ok := parseMailbox(p); ok && !bad {
+				rt.loopSet[strings.ToLower(a.String())] = true
+			}
+			return budget > 0
+		})
+		if budget <= 0 {
+			return
+		}
+	}
+}
+
+// list routes every address of one header value.
+func (rt *router) list(v, hdr string, env bool) {
+	splitList(v, func(p string, bad bool) bool {
+		if rt.examined >= rt.max {
+			rt.capped = true
+			return false
+		}
+		rt.examined++
+		a, ok := parseMailbox(p)
+		if bad || !ok {
+			if trimWSP(p) == "" {
+				rt.bad = append(rt.bad, hdr+": unterminated comment or quote")
+			} else {
+				rt.bad = append(rt.bad, hdr+": "+strconv.Quote(snippet(p)))
+			}
+			return true
+		}
+		if a.empty {
+			return true
+		}
+		rt.add(a, hdr, env)
+		return true
+	})
+}
+
+// add routes one parsed address.
+func (rt *router) add(a addr, hdr string, env bool) {
+	local, domain := a.local, a.domain
+	rcptDomain := domain
+	switch {
+	case env && rt.r.QVirtual != "" && !a.quoted && hasPrefixFold(local, rt.r.QVirtual, rt.r.CaseSensitive):
+		// qmail virtual domains (fetchmail --qvirtual): the provider
+		// delivers example.com's mail to the catch-all as
+		// "example-com-joe@isp"; the prefix, not the domain, says it is
+		// ours. Only envelope addresses carry it.
+		local = local[len(rt.r.QVirtual):]
+		rcptDomain = rt.firstLocalDomain()
+		if local == "" {
+			rt.local = true
+			rt.addUnknown(a.String())
+			return
+		}
+	case !rt.isLocal(domain):
+		return // never relay off-host
+	}
+	rt.local = true
+	users := rt.lookup(local, rcptDomain, a.quoted)
+	if len(users) == 0 {
+		rt.addUnknown(a.String())
+		return
+	}
+	address := a.String()
+	for _, u := range users {
+		if rt.users[u] {
+			continue
+		}
+		rt.users[u] = true
+		rt.route.Rcpts = append(rt.route.Rcpts, Recipient{User: u, Address: address, Domain: rcptDomain})
+	}
+	if !rt.viaSeen[hdr] {
+		rt.viaSeen[hdr] = true
+		rt.viaHdrs = append(rt.viaHdrs, hdr)
+	}
+}
+
+// lookup maps a local part to users: the full local part first (an explicit
+// "joe+lists" mapping wins), then the part before the detail delimiter
+// (RFC 5233 sub-addressing). A quoted local part is matched literally and
+// never split: it only reaches a user through an explicit mapping.
+func (rt *router) lookup(local, domain string, quoted bool) []string {
+	if !rt.r.CaseSensitive {
+		local = strings.ToLower(local)
+	}
+	d := rt.r.Directory
+	if us := d.LookupAll(local, domain); len(us) > 0 {
+		return us
+	}
+	del := rt.r.DetailDelimiter
+	if quoted || del == "" {
+		return nil
+	}
+	base, _, ok := strings.Cut(local, del)
+	if !ok || base == "" {
+		return nil // "+tag@": empty base never matches
+	}
+	return d.LookupAll(base, domain)
+}
+
+func (rt *router) addUnknown(a string) {
+	k := strings.ToLower(a)
+	if rt.unknown[k] {
+		return
+	}
+	rt.unknown[k] = true
+	rt.route.Unknown = append(rt.route.Unknown, a)
+}
+
+// applyLoops drops recipients whose address already appears in a lower
+// Delivered-To (the Postfix local(8) rule: "mail forwarding loop").
+func (rt *router) applyLoops() {
+	if len(rt.loopSet) == 0 {
+		return
+	}
+	kept := rt.route.Rcpts[:0]
+	for _, rc := range rt.route.Rcpts {
+		if rt.loopSet[strings.ToLower(rc.Address)] {
+			if !contains(rt.loops, rc.Address) {
+				rt.loops = append(rt.loops, rc.Address)
+			}
+			continue
+		}
+		kept = append(kept, rc)
+	}
+	rt.route.Rcpts = kept
+}
+
+// finish sets Via and composes Reason.
+func (rt *router) finish(truncated bool) {
+	r := &rt.route
+	if len(rt.viaHdrs) > 0 {
+		if rt.fallback {
+			r.Via = "header " + strings.Join(rt.viaHdrs, "/")
+		} else {
+			r.Via = "envelope " + strings.Join(rt.viaHdrs, "/")
+		}
+	} else if rt.fallback {
+		r.Via = "header " + strings.Join(rt.r.FallbackHeaders, "/")
+	}
+	if len(r.Rcpts) == 0 {
+		r.Rcpts = nil
+	}
+	var parts []string
+	if len(rt.loops) > 0 {
+		parts = append(parts, "mail loop: already delivered to "+listSome(rt.loops))
+		r.Loop = len(r.Rcpts) == 0
+	}
+	if len(r.Unknown) > 0 {
+		parts = append(parts, "unknown user "+listSome(r.Unknown))
+	}
+	if len(rt.bad) > 0 {
+		parts = append(parts, "unparseable "+listSome(rt.bad))
+	}
+	if rt.capped {
+		parts = append(parts, fmt.Sprintf("recipient cap reached after %d addresses", rt.examined))
+	}
+	if truncated {
+		parts = append(parts, "header truncated at 1 MiB")
+	}
+	if len(r.Rcpts) == 0 && len(parts) == 0 {
+		msg := "no local recipient found"
+		if len(rt.details) > 0 {
+			msg += " (" + strings.Join(rt.details, "; ") + ")"
+		}
+		parts = append(parts, msg)
+	}
+	r.Reason = strings.Join(parts, "; ")
+}
+
+func listSome(l []string) string {
+	if len(l) <= maxListed {
+		return strings.Join(l, ", ")
+	}
+	return fmt.Sprintf("%s (and %d more)", strings.Join(l[:maxListed], ", "), len(l)-maxListed)
+}
+
+// snippet makes a bad address fit for Reason: valid UTF-8, no control
+// characters, at most maxSnippet bytes.
+func snippet(s string) string {
+	s = strings.TrimSpace(s)
+	if len(s) > maxSnippet {
+		s = s[:maxSnippet] + "..."
+	}
+	return SafeValue(strings.ToValidUTF8(s, "?"), maxSnippet+3)
+}
+
+func hasPrefixFold(s, prefix string, caseSensitive bool) bool {
+	if len(s) < len(prefix) {
+		return false
+	}
+	if caseSensitive {
+		return s[:len(prefix)] == prefix
+	}
+	return strings.EqualFold(s[:len(prefix)], prefix)
+}
+
+// isLocal reports whether the normalised domain is one of LocalDomains. A
+// "*.example.com" entry matches example.com and every subdomain. Domain
+// literals ("[192.0.2.1]") and "localhost" match only when listed.
+func (rt *router) isLocal(domain string) bool {
+	for _, ld := range rt.domains {
+		if rest, ok := strings.CutPrefix(ld, "*."); ok {
+			if domain == rest || strings.HasSuffix(domain, "."+rest) {
+				return true
+			}
+			continue
+		}
+		if domain == ld {
+			return true
+		}
+	}
+	return false
+}
+
+// firstLocalDomain is the domain of a qvirtual recipient: the first
+// LocalDomains entry that is not a wildcard.
+func (rt *router) firstLocalDomain() string {
+	for _, ld := range rt.domains {
+		if !strings.HasPrefix(ld, "*.") {
+			return ld
+		}
+	}
+	if len(rt.domains) > 0 {
+		return strings.TrimPrefix(rt.domains[0], "*.")
+	}
+	return ""
+}
+
+// receivedBy returns the host of the "by" clause of a Received value
+// (RFC 5321 §4.4), lower-cased without a trailing dot; ok is false when
+// there is none or more than one.
+func receivedBy(v string) (string, bool) {
+	toks := receivedTokens(v)
+	host, n := "", 0
+	for i := 0; i+1 < len(toks); i++ {
+		if strings.EqualFold(toks[i], "by") {
+			n++
+			host = toks[i+1]
+		}
+	}
+	if n != 1 {
+		return "", false
+	}
+	return strings.TrimSuffix(strings.ToLower(host), "."), true
+}
+
+// receivedFor returns the single address of the "for" clause of a
+// Received value. RFC 5321 §4.4 allows one Path there; a missing clause,
+// two clauses, two addresses, or a clause inside a comment gives no result
+// (comments are removed before tokenising).
+func receivedFor(v string) (string, bool) {
+	toks := receivedTokens(v)
+	at := -1
+	for i, t := range toks {
+		if strings.EqualFold(t, "for") {
+			if at >= 0 {
+				return "", false
+			}
+			at = i
+		}
+	}
+	if at < 0 || at+1 >= len(toks) {
+		return "", false
+	}
+	if at+2 < len(toks) {
+		switch strings.ToLower(toks[at+2]) {
+		case "from", "by", "via", "with", "id":
+		default:
+			return "", false // "for <a> <b>": several addresses
+		}
+	}
+	a := toks[at+1]
+	if strings.Contains(a, ",") {
+		return "", false
+	}
+	return a, true
+}
+
+// receivedTokens splits the clauses of a Received value (before the ";"
+// that starts the date) into words, with comments removed.
+func receivedTokens(v string) []string {
+	s := stripComments(v)
+	if i := strings.LastIndexByte(s, ';'); i >= 0 {
+		s = s[:i]
+	}
+	return strings.Fields(s)
+}
+
+// stripComments replaces every RFC 5322 §3.2.2 comment (nested, with
+// quoted-pairs) by a space; quoted strings are kept. Linear time.
+func stripComments(s string) string {
+	var b strings.Builder
+	depth, inQuote := 0, false
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		switch {
+		case depth > 0:
+			switch c {
+			case '\\':
+				i++
+			case '(':
+				depth++
+			case ')':
+				depth--
+				if depth == 0 {
+					b.WriteByte(' ')
+				}
+			}
+		case inQuote:
+			b.WriteByte(c)
+			if c == '\\' && i+1 < len(s) {
+				i++
+				b.WriteByte(s[i])
+			} else if c == '"' {
+				inQuote = false
+			}
+		case c == '(':
+			depth = 1
+		default:
+			if c == '"' {
+				inQuote = true
+			}
+			b.WriteByte(c)
+		}
+	}
+	return b.String()
+}
+
+// splitList splits an RFC 5322 §3.4 address-list into one string per
+// mailbox, in one pass: commas outside quotes, comments, domain literals
+// and angle brackets separate mailboxes; "name:" opens a group whose members
+// are returned and ";" closes it; comments are replaced by a space (so no
+// address is ever taken from a comment). bad marks a piece that is
+// syntactically broken (unterminated quote, comment, literal or angle
+// address). emit returns false to stop (the recipient cap). Splitting at
+// this level means one bad address costs only itself.
+func splitList(s string, emit func(piece string, bad bool) bool) {
+	var b strings.Builder
+	depth := 0
+	inQuote, inLit, inAngle, inGroup := false, false, false, false
+	flush := func(bad bool) bool {
+		p := b.String()
+		b.Reset()
+		return emit(p, bad)
+	}
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		switch {
+		case depth > 0:
+			switch c {
+			case '\\':
+				i++
+			case '(':
+				depth++
+			case ')':
+				depth--
+				if depth == 0 {
+					b.WriteByte(' ')
+				}
+			}
+		case inQuote:
+			b.WriteByte(c)
+			if c == '\\' && i+1 < len(s) {
+				i++
+				b.WriteByte(s[i])
+			} else if c == '"' {
+				inQuote = false
+			}
+		case inLit:
+			b.WriteByte(c)
+			if c == ']' {
+				inLit = false
+			}
+		default:
+			switch c {
+			case '(':
+				depth = 1
+			case '"':
+				inQuote = true
+				b.WriteByte(c)
+			case '[':
+				inLit = true
+				b.WriteByte(c)
+			case '<':
+				inAngle = true
+				b.WriteByte(c)
+			case '>':
+				inAngle = false
+				b.WriteByte(c)
+			case ',':
+				if inAngle {
+					b.WriteByte(c)
+				} else if !flush(false) {
+					return
+				}
+			case ':':
+				if !inAngle && !inGroup {
+					// RFC 5322 §3.4 group: the display name
+					// before ':' is discarded, members follow.
+					b.Reset()
+					inGroup = true
+				} else {
+					b.WriteByte(c)
+				}
+			case ';':
+				if !inAngle && inGroup {
+					inGroup = false
+					if !flush(false) {
+						return
+					}
+				} else {
+					b.WriteByte(c)
+				}
+			default:
+				b.WriteByte(c)
+			}
+		}
+	}
+	flush(depth > 0 || inQuote || inLit || inAngle)
+}
+
+// addr is one parsed mailbox.
+type addr struct {
+	local  string // canonical local part: dot-atom, or a quoted-string with quotes
+	domain string // lower-case A-label, or a domain literal "[...]"
+	quoted bool
+	empty  bool // nothing there (an empty group, a trailing comma)
+}
+
+// String is the canonical address, safe for RCPT, argv and Delivered-To:
+// no whitespace or control characters.
+func (a addr) String() string { return a.local + "@" + a.domain }
+
+// parseMailbox parses one piece from splitList: an addr-spec, or an
+// angle-addr with an ignored display name in front (RFC 5322 §3.4). The
+// display name is never looked at, so `"admin@example.com" <eve@evil.test>`
+// yields eve@evil.test only. An obs-route (§4.4, "<@relay:joe@x>") is
+// dropped in favour of the final addr-spec.
+func parseMailbox(p string) (addr, bool) {
+	p = trimWSP(p)
+	if p == "" {
+		return addr{empty: true}, true
+	}
+	for i := 0; i < len(p); i++ {
+		// A bare CR, LF or NUL has no place in a header value (RFC 5322
+		// §2.2, §3.5); such an address is rejected, not cleaned up, so
+		// that CR/LF can never reach RCPT, argv or a path.
+		if c := p[i]; c < 0x20 && c != '\t' || c == 0x7f {
+			return addr{}, false
+		}
+	}
+	spec := p
+	if lt := indexUnquoted(p, '<'); lt >= 0 {
+		rest := p[lt+1:]
+		gt := indexUnquoted(rest, '>')
+		if gt < 0 || trimWSP(rest[gt+1:]) != "" {
+			return addr{}, false
+		}
+		spec = trimWSP(rest[:gt])
+		if strings.HasPrefix(spec, "@") {
+			colon := indexUnquoted(spec, ':')
+			if colon < 0 {
+				return addr{}, false
+			}
+			spec = trimWSP(spec[colon+1:])
+		}
+		if spec == "" {
+			return addr{}, false // "<>" is a null reverse-path, not a recipient
+		}
+	}
+	at := lastAt(spec)
+	if at <= 0 || at == len(spec)-1 {
+		// "joe", "joe@", "@example.com": no bare local parts (a
+		// bare name could mean any domain).
+		return addr{}, false
+	}
+	local, quoted, ok := parseLocal(spec[:at])
+	if !ok {
+		return addr{}, false
+	}
+	dom, ok := normDomain(trimWSP(spec[at+1:]))
+	if !ok {
+		return addr{}, false
+	}
+	return addr{local: local, domain: dom, quoted: quoted}, true
+}
+
+// trimWSP trims RFC 5234 WSP (space and tab) only; strings.TrimSpace would
+// also eat CR, LF and Unicode spaces that must make an address invalid.
+func trimWSP(s string) string { return strings.Trim(s, " \t") }
+
+// indexUnquoted returns the index of the first c outside double quotes.
+func indexUnquoted(s string, c byte) int {
+	inQuote := false
+	for i := 0; i < len(s); i++ {
+		switch {
+		case inQuote && s[i] == '\\':
+			i++
+		case s[i] == '"':
+			inQuote = !inQuote
+		case !inQuote && s[i] == c:
+			return i
+		}
+	}
+	return -1
+}
+
+// lastAt returns the index of the last '@' outside quotes and domain
+// literals: the local part may be `"joe@other"`, and the split is at the
+// last unquoted '@' (RELIABILITY §4).
+func lastAt(s string) int {
+	at := -1
+	inQuote, inLit := false, false
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		switch {
+		case inQuote:
+			if c == '\\' {
+				i++
+			} else if c == '"' {
+				inQuote = false
+			}
+		case inLit:
+			if c == ']' {
+				inLit = false
+			}
+		case c == '"':
+			inQuote = true
+		case c == '[':
+			inLit = true
+		case c == '@':
+			at = i
+		}
+	}
+	return at
+}
+
+// parseLocal parses a local part (comments already removed): dot-atom,
+// quoted-string, or obs-local-part (words joined by dots, RFC 5322 §4.4).
+// The result is canonical: the unquoted form when the content is a valid
+// dot-atom (a quoted "joe" is the same mailbox as joe, §3.4.1), otherwise
+// the quoted-string, which then matches only an explicit mapping.
+// Encoded-words are not decoded (RFC 2047 §5 forbids them in an addr-spec),
+// so "=?utf-8?q?root?=" stays that literal atom. Local parts with
+// whitespace or control characters, invalid UTF-8, or more than 64 octets
+// (RFC 5321 §4.5.3.1.1) are rejected: they could never be safe in a path,
+// an argv element or an RCPT command. UTF-8 (RFC 6532) is NFC-normalised.
+func parseLocal(s string) (string, bool, bool) {
+	s = trimWSP(s)
+	if s == "" || len(s) > 4*maxLocalPart {
+		return "", false, false
+	}
+	var content strings.Builder
+	quotedAny := false
+	word := false // a word was just read; expect '.' or end
+	for i := 0; i < len(s); {
+		c := s[i]
+		switch {
+		case c == ' ' || c == '\t':
+			i++
+		case c == '.':
+			if !word {
+				return "", false, false // ".x", "a..b"
+			}
+			content.WriteByte('.')
+			word = false
+			i++
+		case word:
+			return "", false, false // two words without a dot: "john doe"
+		case c == '"':
+			quotedAny = true
+			i++
+			closed := false
+			for i < len(s) {
+				c = s[i]
+				if c == '\\' && i+1 < len(s) {
+					content.WriteByte(s[i+1])
+					i += 2
+					continue
+				}
+				i++
+				if c == '"' {
+					closed = true
+					break
+				}
+				content.WriteByte(c)
+			}
+			if !closed {
+				return "", false, false
+			}
+			word = true
+		case isAtext(c):
+			for i < len(s) && isAtext(s[i]) {
+				content.WriteByte(s[i])
+				i++
+			}
+			word = true
+		default:
+			return "", false, false
+		}
+	}
+	if !word {
+		return "", false, false // trailing dot
+	}
+	local := content.String()
+	if !utf8.ValidString(local) || hasUnsafe(local) {
+		return "", false, false
+	}
+	if !isASCII(local) {
+		local = norm.NFC.String(local)
+	}
+	quoted := quotedAny && !isDotAtom(local)
+	if quoted {
+		local = `"` + strings.NewReplacer(`\`, `\\`, `"`, `\"`).Replace(local) + `"`
+	}
+	if len(local) > maxLocalPart || local == `""` {
+		return "", false, false
+	}
+	return local, quoted, true
+}
+
+// isAtext reports RFC 5322 §3.2.3 atext, plus UTF-8 bytes (RFC 6532 §3.2).
+func isAtext(c byte) bool {
+	switch {
+	case c >= 'a' && c <= 'z', c >= 'A' && c <= 'Z', c >= '0' && c <= '9', c >= 0x80:
+		return true
+	}
+	return strings.IndexByte("!#$%&'*+-/=?^_`{|}~", c) >= 0
+}
+
+func isDotAtom(s string) bool {
+	if s == "" {
+		return false
+	}
+	prevDot := true
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		if c == '.' {
+			if prevDot {
+				return false
+			}
+			prevDot = true
+			continue
+		}
+		if !isAtext(c) {
+			return false
+		}
+		prevDot = false
+	}
+	return !prevDot
+}
+
+func isASCII(s string) bool {
+	for i := 0; i < len(s); i++ {
+		if s[i] >= 0x80 {
+			return false
+		}
+	}
+	return true
+}
+
+// hasUnsafe reports whether s has whitespace or control characters
+// (including NUL, CR, LF and their Unicode relatives) or invalid UTF-8:
+// such a string must never reach a Recipient field.
+func hasUnsafe(s string) bool {
+	for _, r := range s {
+		if r == utf8.RuneError || unicode.IsSpace(r) || unicode.IsControl(r) ||
+			unicode.Is(unicode.Cf, r) {
+			return true
+		}
+	}
+	return false
+}
+
+// idnaProfile maps a domain for comparison the way a resolver would
+// (UTS #46 lookup mapping, bidi rule), so bücher.example and
+// xn--bcher-kva.example compare equal and a homograph such as exаmple.com
+// (Cyrillic а) becomes a different A-label.
+var idnaProfile = idna.New(idna.MapForLookup(), idna.BidiRule(), idna.ValidateLabels(true), idna.StrictDomainName(true))
+
+// normDomain returns the comparison form of a domain: lower-case A-labels
+// without a trailing dot (RFC 5321 §2.3.5 names are absolute), or a domain
+// literal as written, lower-cased. ok is false for anything invalid,
+// including an invalid IDN: such an address matches nothing.
+func normDomain(d string) (string, bool) {
+	if d == "" || len(d) > 4*maxDomain {
+		return "", false
+	}
+	if d[0] == '[' {
+		if len(d) < 3 || d[len(d)-1] != ']' || hasUnsafe(d) || strings.ContainsAny(d[1:len(d)-1], `[]\`) {
+			return "", false
+		}
+		return strings.ToLower(d), true
+	}
+	d = strings.TrimSuffix(d, ".")
+	if d == "" || hasUnsafe(d) || !utf8.ValidString(d) {
+		return "", false
+	}
+	a, err := idnaProfile.ToASCII(d)
+	if err != nil || a == "" || len(a) > maxDomain {
+		return "", false
+	}
+	a = strings.ToLower(a)
+	for _, l := range strings.Split(a, ".") {
+		if l == "" || len(l) > 63 || l[0] == '-' || l[len(l)-1] == '-' {
+			return "", false
+		}
+		for i := 0; i < len(l); i++ {
+			c := l[i]
+			if !(c >= 'a' && c <= 'z' || c >= '0' && c <= '9' || c == '-') {
+				return "", false
+			}
+		}
+	}
+	return a, true
+}
+
+// MessageID returns the Message-ID of the header section of raw without
+// angle brackets (RFC 5322 §3.6.4), or "" if there is none or it is
+// malformed or unsafe (whitespace, control characters, over 998 bytes).
+func MessageID(raw []byte) string {
+	fs, _ := readHeader(raw)
+	for _, f := range fs {
+		if f.key != "Message-Id" {
+			continue
+		}
+		var h mail.Header
+		h.Set("Message-Id", f.value)
+		id, err := h.MessageID()
+		if err != nil || id == "" || len(id) > 998 || hasUnsafe(id) || !utf8.ValidString(id) {
+			return ""
+		}
+		return id
+	}
+	return ""
+}
+
+// Deduper suppresses a second copy of a message for the same user within
+// one poll, by Message-ID: the same message fetched twice (the provider
+// stored one copy per local recipient, and header guessing routed both to
+// the same user). It is off by default in the rc file, because distinct
+// messages can share a Message-ID (RELIABILITY §4: header-MD5 duplicate
+// suppression can drop legitimate copies). Not safe for concurrent use;
+// make one per poll.
+type Deduper struct {
+	seen map[string]struct{}
+}
+
+// NewDeduper returns an empty Deduper.
+func NewDeduper() *Deduper { return &Deduper{seen: make(map[string]struct{})} }
+
+// Seen records (user, messageID) and reports whether it was recorded
+// before. An empty messageID is never a duplicate: without an ID two
+// messages cannot be told apart, and dropping one would lose mail.
+func (d *Deduper) Seen(user, messageID string) bool {
+	if messageID == "" {
+		return false
+	}
+	k := user + "\x00" + messageID
+	if _, ok := d.seen[k]; ok {
+		return true
+	}
+	d.seen[k] = struct{}{}
+	return false
+}
