@@ -1,0 +1,194 @@
+package rcfile
+
+import (
+	"errors"
+	"fmt"
+	"io"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"strings"
+
+	"github.com/hashicorp/hcl/v2"
+	"github.com/hashicorp/hcl/v2/hclsyntax"
+)
+
+// ErrInsecureFile marks a secret-bearing file that group or others can
+// read. Load attaches it as the Extra of its diagnostics; Resolve wraps it.
+var ErrInsecureFile = errors.New("file with a password is readable by group or others")
+
+// maxFileSize bounds the rc file read; a real one is a few kilobytes.
+const maxFileSize = 1 << 20
+
+// Load reads path, parses it with Parse, and enforces the permission rule
+// (RELIABILITY.md §5 rule 7, fetchmail's rc check):
+//
+//   - if the file contains an inline password attribute anywhere and is
+//     readable by group or others, that is an error at the attribute;
+//   - a password_file that is readable by group or others is an error at
+//     the password_file attribute. Load checks this so that "popfetch
+//     check" catches it; Resolve checks it again at use, because the file
+//     can change after Load. A password_file that does not exist yet is
+//     only a warning: it may be provisioned later (e.g. by systemd
+//     credentials), and Resolve will fail clearly if it is still missing.
+//
+// The Config is nil whenever the diagnostics hold an error.
+func Load(path string) (*Config, hcl.Diagnostics) {
+	src, mode, err := readFile(path)
+	if err != nil {
+		return nil, hcl.Diagnostics{{
+			Severity: hcl.DiagError,
+			Summary:  "Cannot read rc file",
+			Detail:   err.Error() + ".",
+			Subject:  &hcl.Range{Filename: path, Start: hcl.InitialPos, End: hcl.InitialPos},
+		}}
+	}
+	cfg, diags := Parse(src, path)
+	if mode&0o044 != 0 {
+		for _, rng := range inlinePasswords(src, path) {
+			diags = append(diags, &hcl.Diagnostic{
+				Severity: hcl.DiagError,
+				Summary:  "Password in a readable file",
+				Detail: fmt.Sprintf("%s has mode %04o, so other users can read this password; run \"chmod 600 %s\", or use password_file, password_env or password_command instead.",
+					path, mode.Perm(), path),
+				Subject: rng.Ptr(),
+				Extra:   ErrInsecureFile,
+			})
+		}
+	}
+	if cfg != nil {
+		for _, a := range cfg.Accounts {
+			if a.Password.File != "" {
+				diags = append(diags, checkPasswordFile(a.Password)...)
+			}
+		}
+	}
+	diags = sortDiags(diags)
+	if diags.HasErrors() {
+		return nil, diags
+	}
+	return cfg, diags
+}
+
+// readFile reads the file and its mode from one descriptor, so the mode
+// checked is that of the bytes parsed.
+func readFile(path string) ([]byte, fs.FileMode, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return nil, 0, err
+	}
+	defer f.Close()
+	fi, err := f.Stat()
+	if err != nil {
+		return nil, 0, err
+	}
+	if !fi.Mode().IsRegular() {
+		return nil, 0, fmt.Errorf("%s is not a regular file", path)
+	}
+	src, err := io.ReadAll(io.LimitReader(f, maxFileSize+1))
+	if err != nil {
+		return nil, 0, err
+	}
+	if len(src) > maxFileSize {
+		return nil, 0, fmt.Errorf("%s is larger than %d bytes", path, maxFileSize)
+	}
+	return src, fi.Mode(), nil
+}
+
+// inlinePasswords finds every attribute named password at any depth,
+// independently of validation, so that the permission rule holds even for
+// a file with other errors (and for a password in the defaults block).
+func inlinePasswords(src []byte, filename string) []hcl.Range {
+	f, diags := hclsyntax.ParseConfig(src, filename, hcl.InitialPos)
+	if diags.HasErrors() {
+		return nil
+	}
+	var out []hcl.Range
+	var walk func(b *hclsyntax.Body)
+	walk = func(b *hclsyntax.Body) {
+		for name, a := range b.Attributes {
+			if name == "password" {
+				out = append(out, a.SrcRange)
+			}
+		}
+		for _, blk := range b.Blocks {
+			walk(blk.Body)
+		}
+	}
+	if body, ok := f.Body.(*hclsyntax.Body); ok {
+		walk(body)
+	}
+	return out
+}
+
+func checkPasswordFile(p Password) hcl.Diagnostics {
+	fi, err := os.Stat(p.File)
+	switch {
+	case errors.Is(err, fs.ErrNotExist):
+		return hcl.Diagnostics{{
+			Severity: hcl.DiagWarning,
+			Summary:  "Missing password_file",
+			Detail:   fmt.Sprintf("%s does not exist (yet); polling this account will fail until it does.", p.File),
+			Subject:  p.Range.Ptr(),
+		}}
+	case err != nil:
+		return hcl.Diagnostics{{
+			Severity: hcl.DiagError,
+			Summary:  "Unreadable password_file",
+			Detail:   err.Error() + ".",
+			Subject:  p.Range.Ptr(),
+		}}
+	case fi.Mode().Perm()&0o044 != 0:
+		return hcl.Diagnostics{{
+			Severity: hcl.DiagError,
+			Summary:  "Readable password_file",
+			Detail: fmt.Sprintf("%s has mode %04o, so other users can read the password; run \"chmod 600 %s\".",
+				p.File, fi.Mode().Perm(), p.File),
+			Subject: p.Range.Ptr(),
+			Extra:   ErrInsecureFile,
+		}}
+	}
+	return nil
+}
+
+// systemConfig is a variable so tests need not write to /etc.
+var systemConfig = "/etc/popfetch/popfetch.hcl"
+
+// Find returns the rc file to use: flag if non-empty, else
+// $POPFETCH_CONFIG if non-empty (both returned even if the file does not
+// exist, so that Load reports the real error), else the first that exists
+// of $XDG_CONFIG_HOME/popfetch/popfetch.hcl (XDG_CONFIG_HOME defaults to
+// ~/.config) and /etc/popfetch/popfetch.hcl. When none exists the error
+// lists every place looked and wraps fs.ErrNotExist.
+func Find(flag string) (string, error) {
+	if flag != "" {
+		return flag, nil
+	}
+	if p := os.Getenv("POPFETCH_CONFIG"); p != "" {
+		return p, nil
+	}
+	var looked []string
+	if dir := userConfigDir(); dir != "" {
+		looked = append(looked, filepath.Join(dir, "popfetch", "popfetch.hcl"))
+	}
+	looked = append(looked, systemConfig)
+	for _, p := range looked {
+		// A file that exists but cannot be stat'ed (EACCES on the
+		// directory) is still the one meant; Load will say why.
+		if _, err := os.Stat(p); !errors.Is(err, fs.ErrNotExist) {
+			return p, nil
+		}
+	}
+	return "", fmt.Errorf("no rc file found (looked at $POPFETCH_CONFIG, %s); create one or name it with -f: %w",
+		strings.Join(looked, ", "), fs.ErrNotExist)
+}
+
+func userConfigDir() string {
+	if x := os.Getenv("XDG_CONFIG_HOME"); filepath.IsAbs(x) {
+		return x
+	}
+	if home, err := os.UserHomeDir(); err == nil {
+		return filepath.Join(home, ".config")
+	}
+	return ""
+}

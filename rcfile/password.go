@@ -1,0 +1,174 @@
+package rcfile
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"os/exec"
+	"strings"
+	"time"
+)
+
+// CommandTimeout bounds password_command: a password manager waiting for a
+// PIN that never comes must not stall the daemon.
+const CommandTimeout = 30 * time.Second
+
+// maxSecretRead bounds what is read from a password file or command.
+const maxSecretRead = 4096
+
+// Resolve returns the password from its source: the inline value; the
+// first line of password_file (which must not be readable by group or
+// others: ErrInsecureFile); the environment variable (unset or empty is an
+// error); or the first line of password_command's stdout. The command runs
+// without a shell, argv[0] absolute or looked up in $PATH, with stdin
+// empty, a CommandTimeout limit and its stderr quoted in the error.
+//
+// A line ends at LF only. The result must not contain CR, LF or NUL and
+// must not be empty: a CR (say from a CRLF file) is an error, not
+// silently stripped, because it would otherwise end up in PASS. Errors
+// never contain the secret; callers must not log the result either.
+func (p Password) Resolve(ctx context.Context) (string, error) {
+	var s string
+	var err error
+	switch {
+	case p.Command != nil:
+		s, err = runPasswordCommand(ctx, p.Command)
+	case p.File != "":
+		s, err = readPasswordFile(p.File)
+	case p.Env != "":
+		v, ok := os.LookupEnv(p.Env)
+		if !ok || v == "" {
+			return "", fmt.Errorf("password_env: environment variable %s is unset or empty", p.Env)
+		}
+		s = v
+	case p.Inline != "":
+		s = p.Inline
+	default:
+		return "", errors.New("no password source configured")
+	}
+	if err != nil {
+		return "", err
+	}
+	if err := checkSecret(s, p.kind()); err != nil {
+		return "", err
+	}
+	return s, nil
+}
+
+func (p Password) kind() string {
+	switch {
+	case p.Command != nil:
+		return "password_command"
+	case p.File != "":
+		return "password_file " + p.File
+	case p.Env != "":
+		return "password_env " + p.Env
+	}
+	return "password"
+}
+
+func checkSecret(s, from string) error {
+	if s == "" {
+		return fmt.Errorf("%s: the password is empty", from)
+	}
+	if i := strings.IndexAny(s, "\r\n\x00"); i >= 0 {
+		hint := ""
+		if s[i] == '\r' {
+			hint = " (a CRLF line ending?)"
+		}
+		return fmt.Errorf("%s: the password contains a %s character%s, which cannot be sent in PASS", from, ctlName(s[i]), hint)
+	}
+	if len(s) > maxPassword {
+		return fmt.Errorf("%s: the password is %d bytes long; at most %d are allowed", from, len(s), maxPassword)
+	}
+	return nil
+}
+
+func readPasswordFile(path string) (string, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return "", fmt.Errorf("password_file: %w", err)
+	}
+	defer f.Close()
+	fi, err := f.Stat()
+	if err != nil {
+		return "", fmt.Errorf("password_file: %w", err)
+	}
+	if fi.Mode().Perm()&0o044 != 0 {
+		return "", fmt.Errorf("password_file %s has mode %04o: %w (hint: chmod 600 %s)", path, fi.Mode().Perm(), ErrInsecureFile, path)
+	}
+	b, err := io.ReadAll(io.LimitReader(f, maxSecretRead))
+	if err != nil {
+		return "", fmt.Errorf("password_file %s: %w", path, err)
+	}
+	line, _, _ := bytes.Cut(b, []byte("\n"))
+	return string(line), nil
+}
+
+func runPasswordCommand(ctx context.Context, argv []string) (string, error) {
+	if len(argv) == 0 || argv[0] == "" {
+		return "", errors.New("password_command is empty")
+	}
+	ctx, cancel := context.WithTimeout(ctx, CommandTimeout)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, argv[0], argv[1:]...)
+	var stdout, stderr capWriter
+	stdout.max, stderr.max = maxSecretRead, 1024
+	cmd.Stdout, cmd.Stderr = &stdout, &stderr
+	// A grandchild that keeps the pipes open must not hold Run forever
+	// once the command itself has exited or been killed.
+	cmd.WaitDelay = 2 * time.Second
+	err := cmd.Run()
+	if err != nil {
+		if ctx.Err() != nil && errors.Is(ctx.Err(), context.DeadlineExceeded) {
+			err = fmt.Errorf("timed out after %s", CommandTimeout)
+		}
+		msg := fmt.Sprintf("password_command %s: %v", argv[0], err)
+		if e := strings.TrimSpace(stderr.buf.String()); e != "" {
+			msg += fmt.Sprintf(" (stderr: %q)", e)
+		}
+		return "", errors.New(msg)
+	}
+	line, _, _ := bytes.Cut(stdout.buf.Bytes(), []byte("\n"))
+	return string(line), nil
+}
+
+// capWriter keeps the first max bytes and discards the rest while still
+// reporting success, so a chatty command does not die of EPIPE.
+type capWriter struct {
+	buf bytes.Buffer
+	max int
+}
+
+func (w *capWriter) Write(p []byte) (int, error) {
+	if room := w.max - w.buf.Len(); room > 0 {
+		w.buf.Write(p[:min(room, len(p))])
+	}
+	return len(p), nil
+}
+
+// String describes the source with the secret masked, in the form Format
+// prints; it is safe to log.
+func (p Password) String() string {
+	switch {
+	case p.Command != nil:
+		return "password_command = " + hclList(p.Command)
+	case p.File != "":
+		return "password_file = " + hclString(p.File)
+	case p.Env != "":
+		return "password_env = " + hclString(p.Env)
+	case p.Inline != "":
+		return `password = "********"`
+	}
+	return "no password"
+}
+
+// GoString keeps %#v from printing the inline secret.
+func (p Password) GoString() string { return "rcfile.Password{" + p.String() + "}" }
+
+// LogValue keeps slog from printing the inline secret.
+func (p Password) LogValue() slog.Value { return slog.StringValue(p.String()) }
