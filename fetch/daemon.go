@@ -139,10 +139,10 @@ type AccountStatus struct {
 	State  AccountState `json:"state"`
 	// NextPoll is when the next poll is due; zero while polling or in
 	// auth-hold. It already accounts for LOGIN-DELAY.
-	NextPoll  time.Time    `json:"next_poll"`
-	NotBefore time.Time    `json:"not_before,omitempty"` // the server's LOGIN-DELAY ends; zero if none
-	Failures  int          `json:"failures"`             // consecutive temporary failures
-	Last      *PollSummary `json:"last,omitempty"`       // nil until the first poll finished
+	NextPoll  time.Time    `json:"next_poll,omitzero"`
+	NotBefore time.Time    `json:"not_before,omitzero"` // the server's LOGIN-DELAY ends; zero if none
+	Failures  int          `json:"failures"`            // consecutive temporary failures
+	Last      *PollSummary `json:"last,omitempty"`      // nil until the first poll finished
 	Totals    Totals       `json:"totals"`
 }
 
