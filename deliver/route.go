@@ -520,18 +520,21 @@ func (rt *router) finish(truncated bool) {
 	if len(rt.bad) > 0 {
 		parts = append(parts, "unparseable "+listSome(rt.bad))
 	}
-	if rt.capped {
-		parts = append(parts, fmt.Sprintf("recipient cap reached after %d addresses", rt.examined))
-	}
-	if truncated {
-		parts = append(parts, "header truncated at 1 MiB")
-	}
 	if len(r.Rcpts) == 0 && len(parts) == 0 {
 		msg := "no local recipient found"
 		if len(rt.details) > 0 {
 			msg += " (" + strings.Join(rt.details, "; ") + ")"
 		}
 		parts = append(parts, msg)
+	}
+	// Limits are notes, not reasons of their own: they explain why the
+	// route may be incomplete (RELIABILITY §4: partial results plus a
+	// note, never a silent drop).
+	if rt.capped {
+		parts = append(parts, fmt.Sprintf("recipient cap reached after %d addresses", rt.examined))
+	}
+	if truncated {
+		parts = append(parts, "header truncated at 1 MiB")
 	}
 	r.Reason = strings.Join(parts, "; ")
 }

@@ -224,7 +224,7 @@ func writeRouteCases(t *testing.T, data string, cases []routeCase) {
 	t.Helper()
 	pre, _, _ := strings.Cut(data, "\n=== ")
 	var b strings.Builder
-	b.WriteString(pre)
+	b.WriteString(strings.TrimRight(pre, "\n"))
 	b.WriteString("\n")
 	for _, c := range cases {
 		b.WriteString("\n=== " + c.name + "\n")
@@ -274,6 +274,320 @@ func checkRouteInvariants(t testing.TB, name string, rt Route, r *Rules) {
 			if unicode.IsControl(c) {
 				t.Errorf("%s: control character in %q", name, s)
 			}
+		}
+	}
+}
+
+// TestRouteHostile feeds the inputs of RELIABILITY §3 (CVE-2002-1365,
+// CVE-2002-1174, the Go address-parser DoS CVEs) and checks the results.
+// Timing is left to BenchmarkRouteHostile; every input here is at most a
+// few MiB, so a quadratic parser would still show as a very slow test.
+func TestRouteHostile(t *testing.T) {
+	many := func(n int, f func(i int) string) string {
+		l := make([]string, n)
+		for i := range l {
+			l[i] = f(i)
+		}
+		return strings.Join(l, ", ")
+	}
+	bigReceived := strings.Repeat("Received: from a.test by b.test with ESMTP id 1; Tue, 1 Jan 2030 00:00:00 +0000\r\n", (MaxHeaderBytes/80)+100)
+	tests := []struct {
+		name     string
+		header   string
+		max      int
+		wantRcpt []string // users
+		reason   string   // substring of Reason; "" = Reason must be empty
+		unknown  int      // len(Unknown), -1 = don't check
+	}{
+		{
+			name: "500 recipients",
+			header: "To: " + many(497, func(i int) string { return fmt.Sprintf("u%d@example.com", i) }) +
+				", carol@example.com, ALICE@example.org, bob+x@example.com\r\n",
+			wantRcpt: []string{"carol", "alice", "bob"},
+			reason:   "unknown user u0@example.com, u1@example.com, u2@example.com, u3@example.com, u4@example.com (and 492 more)",
+			unknown:  497,
+		},
+		{
+			name:     "1 MiB header, recipient above the cut",
+			header:   "To: alice@example.com\r\n" + bigReceived + "Cc: bob@example.com\r\n",
+			wantRcpt: []string{"alice"},
+			reason:   "header truncated at 1 MiB",
+			unknown:  0,
+		},
+		{
+			name:    "1 MiB header, recipient below the cut",
+			header:  bigReceived + "To: alice@example.com\r\n",
+			reason:  "no local recipient found (no Delivered-To header above the first Received; no To/Cc/Resent-To/Resent-Cc header); header truncated at 1 MiB",
+			unknown: 0,
+		},
+		{
+			name:    "1 MiB single To line",
+			header:  "To: " + many(MaxHeaderBytes/10, func(int) string { return "x@elsewhere.test" }) + "\r\n",
+			reason:  "no headers (header section larger than 1 MiB)",
+			unknown: 0,
+		},
+		{
+			name:    "10^5 recipients capped",
+			header:  "To: " + many(100000, func(i int) string { return "x@e.tt" }) + ", alice@example.com\r\n",
+			reason:  "no local recipient found (no Delivered-To header); recipient cap reached after 1000 addresses",
+			unknown: 0,
+		},
+		{
+			name:     "10^5 recipients capped, partial route",
+			header:   "To: bob@example.com, " + many(100000, func(i int) string { return "x@e.tt" }) + "\r\n",
+			max:      50,
+			wantRcpt: []string{"bob"},
+			reason:   "recipient cap reached after 50 addresses",
+			unknown:  0,
+		},
+		{
+			name:     "invalid UTF-8 everywhere",
+			header:   "To: \xff\xfe\xfd <\xc3\x41@example.com>, carol@example.com, alice@\xe2\x82example.com\r\nCc: \xf0\x28\x8c\x28\r\n",
+			wantRcpt: []string{"carol"},
+			reason:   "unparseable",
+			unknown:  0,
+		},
+		{
+			name:     "NUL bytes",
+			header:   "To: alice@example.com\x00, bob@exa\x00mple.com, carol@example.com\r\nCc\x00: bob@example.com\r\n",
+			wantRcpt: []string{"carol"},
+			reason:   "unparseable",
+			unknown:  0,
+		},
+		{
+			name:     "deeply nested comments",
+			header:   "To: alice@example.com, " + strings.Repeat("(", 500000) + "bob@example.com\r\n",
+			wantRcpt: []string{"alice"},
+			reason:   "unterminated comment",
+			unknown:  0,
+		},
+		{
+			name:     "balanced deep comments",
+			header:   "To: " + strings.Repeat("(", 200000) + strings.Repeat(")", 200000) + "carol@example.com\r\n",
+			wantRcpt: []string{"carol"},
+			unknown:  0,
+		},
+		{
+			name:     "100k-character address",
+			header:   "To: " + strings.Repeat("a", 100000) + "@example.com, bob@example.com\r\n",
+			wantRcpt: []string{"bob"},
+			reason:   `unparseable To: "aaaa`,
+			unknown:  0,
+		},
+		{
+			name:     "100k-character domain",
+			header:   "To: alice@" + strings.Repeat("a.", 50000) + "example.com, bob@example.com\r\n",
+			wantRcpt: []string{"bob"},
+			reason:   "unparseable",
+			unknown:  0,
+		},
+		{
+			name:     "many quotes, angles, colons and ats",
+			header:   "To: " + strings.Repeat(`"<:@;`, 100000) + "\r\nCc: carol@example.com\r\n",
+			wantRcpt: []string{"carol"},
+			reason:   "unparseable",
+			unknown:  -1,
+		},
+		{
+			name:     "many groups",
+			header:   "To: " + strings.Repeat("g: alice@example.com;", 20000) + "\r\n",
+			wantRcpt: []string{"alice"},
+			reason:   "recipient cap reached",
+			unknown:  0,
+		},
+		{
+			name:     "many folded lines",
+			header:   "To: alice@example.com" + strings.Repeat(",\r\n x@e.test", 900) + "\r\n",
+			wantRcpt: []string{"alice"},
+			unknown:  0,
+		},
+		{
+			name:     "many envelope lines",
+			header:   strings.Repeat("Delivered-To: bob@example.com\r\n", 20000) + "To: alice@example.com\r\n",
+			wantRcpt: []string{"bob"},
+			unknown:  0,
+		},
+		{
+			name:     "many Delivered-To loop markers",
+			header:   "Received: from a by b; x\r\n" + strings.Repeat("Delivered-To: u@e.test\r\n", 30000) + "To: alice@example.com\r\n",
+			wantRcpt: []string{"alice"},
+			unknown:  0,
+		},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			r := fixtureRules(t, false)
+			r.MaxRecipients = tc.max
+			raw := []byte(tc.header + "\r\nbody\r\n")
+			got := RouteHeader(raw, r)
+			checkRouteInvariants(t, tc.name, got, r)
+			var users []string
+			for _, rc := range got.Rcpts {
+				users = append(users, rc.User)
+			}
+			if strings.Join(users, ",") != strings.Join(tc.wantRcpt, ",") {
+				t.Errorf("users = %v; want %v (reason %q)", users, tc.wantRcpt, got.Reason)
+			}
+			if tc.reason == "" && got.Reason != "" {
+				t.Errorf("Reason = %q; want none", got.Reason)
+			}
+			if !strings.Contains(got.Reason, tc.reason) {
+				t.Errorf("Reason = %q; want it to contain %q", got.Reason, tc.reason)
+			}
+			if len(got.Reason) > 2000 {
+				t.Errorf("len(Reason) = %d; want a bounded reason", len(got.Reason))
+			}
+			if tc.unknown >= 0 && len(got.Unknown) != tc.unknown {
+				t.Errorf("len(Unknown) = %d; want %d", len(got.Unknown), tc.unknown)
+			}
+		})
+	}
+}
+
+// TestRouteNilAndEmpty covers degenerate inputs the glue might pass.
+func TestRouteNilAndEmpty(t *testing.T) {
+	for _, raw := range [][]byte{nil, {}, []byte("\r\n"), []byte("\n\nTo: alice@example.com\n")} {
+		got := RouteHeader(raw, fixtureRules(t, false))
+		if len(got.Rcpts) != 0 || got.Reason != "no headers" {
+			t.Errorf("RouteHeader(%q) = %+v; want no recipients, reason \"no headers\"", raw, got)
+		}
+	}
+	got := RouteHeader([]byte("To: alice@example.com\r\n\r\n"), nil)
+	if len(got.Rcpts) != 0 || got.Reason == "" {
+		t.Errorf("RouteHeader with nil rules = %+v; want postmaster with a reason", got)
+	}
+	r := fixtureRules(t, false)
+	r.Directory = nil
+	got = RouteHeader([]byte("To: alice@example.com\r\n\r\n"), r)
+	if len(got.Rcpts) != 0 || !strings.Contains(got.Reason, "unknown user alice@example.com") {
+		t.Errorf("RouteHeader with nil Directory = %+v; want unknown user", got)
+	}
+}
+
+// TestRouteDoesNotMutateInput: the raw message is the spool; routing must
+// not write to it.
+func TestRouteDoesNotMutateInput(t *testing.T) {
+	raw := []byte("Delivered-To: alice@example.com\r\nTo: Bob <bob@example.com>, (c) carol@example.com\r\n\r\nbody\r\n")
+	orig := append([]byte(nil), raw...)
+	RouteHeader(raw, fixtureRules(t, false))
+	MessageID(raw)
+	if !bytes.Equal(raw, orig) {
+		t.Errorf("RouteHeader modified its input")
+	}
+}
+
+func routeSeeds(f *testing.F) {
+	data, err := os.ReadFile(routeCases)
+	if err != nil {
+		f.Fatal(err)
+	}
+	for _, c := range parseRouteCasesF(string(data)) {
+		var b strings.Builder
+		for _, h := range c.header {
+			b.WriteString(unescape(h) + "\r\n")
+		}
+		b.WriteString("\r\nbody\r\n")
+		f.Add([]byte(b.String()))
+	}
+	f.Add([]byte("To: " + strings.Repeat("(", 100) + "\r\n\r\n"))
+	f.Add([]byte("Received: from a by mx.isp.example for <alice@example.com>; x\r\nDelivered-To: bob@example.com\r\n\r\n"))
+}
+
+// parseRouteCasesF is parseRouteCases without a *testing.T (for seeds).
+func parseRouteCasesF(data string) []routeCase {
+	var cases []routeCase
+	var c *routeCase
+	inWant := false
+	for _, line := range strings.Split(data, "\n") {
+		switch {
+		case strings.HasPrefix(line, "=== "):
+			cases = append(cases, routeCase{name: line[4:]})
+			c = &cases[len(cases)-1]
+			inWant = false
+		case c == nil || inWant:
+		case line == "--- want":
+			inWant = true
+		case strings.HasPrefix(line, "@") && len(c.header) == 0:
+		case line != "":
+			c.header = append(c.header, line)
+		}
+	}
+	return cases
+}
+
+// FuzzRouteHeader: never panics; every recipient is a configured user with
+// safe fields; no recipients always comes with a reason. Each input runs
+// under the fixture rules with the envelope taken from Delivered-To and,
+// separately, from Received, so both envelope parsers are fuzzed.
+func FuzzRouteHeader(f *testing.F) {
+	routeSeeds(f)
+	base := fixtureRules(f, false)
+	recv := fixtureRules(f, false)
+	recv.EnvelopeHeader = "Received"
+	recv.QVirtual = "example-com-"
+	recv.FallbackHeaders = append(recv.FallbackHeaders, "Apparently-To")
+	f.Fuzz(func(t *testing.T, raw []byte) {
+		for _, r := range []*Rules{base, recv} {
+			got := RouteHeader(raw, r)
+			checkRouteInvariants(t, "fuzz", got, r)
+		}
+		if id := MessageID(raw); id != "" && hasUnsafe(id) {
+			t.Errorf("MessageID = %q; unsafe", id)
+		}
+	})
+}
+
+// typicalHeader is a realistic multidrop message header: the provider's
+// envelope stamp, a few Received lines, a list-ish To/Cc.
+const typicalHeader = "Return-Path: <sender@lists.example.net>\r\n" +
+	"Delivered-To: catchall@isp.example\r\n" +
+	"Received: from mx.isp.example (mx.isp.example [192.0.2.1])\r\n\tby store.isp.example (Postfix) with LMTP id 4F1\r\n\tfor <catchall@isp.example>; Tue, 1 Jan 2030 00:00:02 +0000\r\n" +
+	"Received: from out.lists.example.net (out.lists.example.net [198.51.100.7])\r\n\tby mx.isp.example (Postfix) with ESMTPS id 9A2\r\n\tfor <alice@example.com>; Tue, 1 Jan 2030 00:00:01 +0000\r\n" +
+	"DKIM-Signature: v=1; a=rsa-sha256; d=lists.example.net; s=s1; h=from:to:cc:subject; bh=abc; b=def\r\n" +
+	"From: \"Sender, Some\" <sender@lists.example.net>\r\n" +
+	"To: \"Alice Smith\" <alice@example.com>, Bob (work) <bob+lists@example.com>,\r\n\tteam@example.com, someone@elsewhere.test\r\n" +
+	"Cc: Team: carol@example.org, dave@example.com;, info@example.com\r\n" +
+	"Subject: =?utf-8?q?Gr=C3=BC=C3=9Fe?=\r\n" +
+	"Message-ID: <20300101000000.1234@lists.example.net>\r\n" +
+	"Date: Tue, 1 Jan 2030 00:00:00 +0000\r\n" +
+	"\r\nbody\r\n"
+
+// BenchmarkRouteTypical: go test -run '^$' -bench 'Route' -benchmem ./deliver/
+func BenchmarkRouteTypical(b *testing.B) {
+	r := fixtureRules(b, false)
+	raw := []byte(typicalHeader)
+	b.SetBytes(int64(len(raw)))
+	b.ReportAllocs()
+	for b.Loop() {
+		if got := RouteHeader(raw, r); len(got.Rcpts) != 3 {
+			b.Fatalf("RouteHeader = %+v", got)
+		}
+	}
+}
+
+// BenchmarkRouteHostile runs 1 MiB-class hostile headers at two sizes; the
+// ns/op must grow linearly (×4 input ≈ ×4 time), not quadratically.
+func BenchmarkRouteHostile(b *testing.B) {
+	kinds := map[string]func(n int) string{
+		"addresses": func(n int) string {
+			return "To: " + strings.Repeat("u@example.com, ", n/15) + "\r\n"
+		},
+		"comments": func(n int) string { return "To: " + strings.Repeat("(", n) + "\r\n" },
+		"quotes":   func(n int) string { return "To: " + strings.Repeat(`"<:@;`, n/5) + "\r\n" },
+		"folded":   func(n int) string { return "To: a@e.test" + strings.Repeat(",\r\n x@e.test", n/12) + "\r\n" },
+		"fields":   func(n int) string { return strings.Repeat("Delivered-To: u@e.test\r\n", n/24) },
+	}
+	for _, name := range []string{"addresses", "comments", "quotes", "folded", "fields"} {
+		for _, size := range []int{256 << 10, 1000 << 10} {
+			b.Run(fmt.Sprintf("%s/%dKiB", name, size>>10), func(b *testing.B) {
+				r := fixtureRules(b, false)
+				r.MaxRecipients = 1 << 30 // measure the parser, not the cap
+				raw := []byte("Received: from a by b; x\r\n" + kinds[name](size) + "\r\nbody\r\n")
+				b.SetBytes(int64(len(raw)))
+				for b.Loop() {
+					RouteHeader(raw, r)
+				}
+			})
 		}
 	}
 }
