@@ -286,7 +286,7 @@ func (d *MDA) run(ctx context.Context, argv []string, msg io.Reader) error {
 		Path:   argv[0],
 		Args:   argv,
 		Env:    d.opts.Env,
-		Dir:    "/",
+		Dir:    "/", // not popfetch's cwd, which may be anywhere (or gone)
 		Stdin:  pr,
 		Stderr: stderr,
 		// A new process group, so the timeout kills the MDA's helpers too.

@@ -174,7 +174,10 @@ func checkEnvelopeAddr(a string) error {
 	return nil
 }
 
-// envelopeSender picks MAIL FROM; "" is the null path.
+// envelopeSender picks MAIL FROM; "" is the null path. The configured
+// Sender was validated by NewSMTP; a sender from the message that fails
+// validation is skipped rather than failing the delivery, because MAIL
+// FROM only says where bounces go.
 func (d *SMTP) envelopeSender(m *Message, sender string) string {
 	if d.opts.Sender != "" {
 		return d.opts.Sender
@@ -425,7 +428,9 @@ func (d *SMTP) Deliver(ctx context.Context, m *Message, sender string, rcpts []R
 	}
 	if err := c.Mail(from, mailOpts); err != nil {
 		setAll(groups, d.classify(ctx, "MAIL", err))
-		quit()
+		if isReply(err) {
+			quit()
+		}
 		return errs
 	}
 	var accepted []*rcptGroup

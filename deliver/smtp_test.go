@@ -405,7 +405,7 @@ func TestSMTPFaults(t *testing.T) {
 		{name: "finalDotSilent", timeout: 50 * time.Millisecond, final: 200 * time.Millisecond, script: func(c net.Conn, r *bufio.Reader) {
 			rawDialogue(c, r, 2)
 			rawReadData(r)
-			time.Sleep(time.Second)
+			r.ReadString('\n') // silent until the client gives up and closes
 		}, want: []string{"temp:final dot: no reply within 200ms", "temp:final dot: no reply within 200ms"}, maxTime: 900 * time.Millisecond},
 		// A slow final reply within FinalTimeout but beyond Timeout is a
 		// delivery: the final dot gets the longer wait.
