@@ -20,6 +20,8 @@ import (
 	"time"
 
 	"github.com/emersion/go-smtp"
+
+	"github.com/popfetch/popfetch/fetch/dovecottest"
 )
 
 // sinkMsg is one transaction an smtpSink accepted.
@@ -608,6 +610,28 @@ func FuzzSMTPReplies(f *testing.F) {
 			}
 		}
 	})
+}
+
+// TestLMTPDovecot delivers to a real dovecot-lmtpd, over its unix socket
+// and over TCP: per-recipient replies for a known and an unknown user.
+func TestLMTPDovecot(t *testing.T) {
+	s := dovecottest.Start(t, dovecottest.Options{LMTP: true})
+	alice := s.AddUser(t, "alice", "pw")
+	bob := s.AddUser(t, "bob", "pw")
+	raw := "From: a@example.org\r\nSubject: via popfetch\r\n\r\n.dot line\r\nbare\nlf\r\n"
+	for _, addr := range []string{s.LMTPSocket, s.LMTPAddr} {
+		d := NewSMTP(SMTPOptions{Addr: addr, LMTP: true, Helo: "popfetch.test", LocalHost: "mx.local", Timeout: 4 * time.Second})
+		rcpts := []Recipient{{User: "alice", Address: "alice@example.com"}, {User: "bob"}, {Address: "nosuchuser@example.com"}}
+		errs := d.Deliver(context.Background(), smtpMsg(raw), "sender@example.org", rcpts, nil)
+		checkResults(t, errs, "", "", "perm:LMTP 550")
+	}
+	if got := alice.Count(t); got != 2 {
+		t.Errorf("alice: Count() = %d; want 2", got)
+	}
+	msgs := bob.Messages(t)
+	if len(msgs) != 2 || !bytes.Contains(msgs[0], []byte("Received: from pop.example.net")) || !bytes.Contains(msgs[0], []byte("\n.dot line\nbare\nlf\n")) {
+		t.Errorf("bob: Messages() = %q; want two copies with Received: and the body intact", msgs)
+	}
 }
 
 // BenchmarkLMTPDeliver measures whole deliveries (connect, LHLO, one
