@@ -1,0 +1,127 @@
+package deliver
+
+import (
+	"reflect"
+	"strings"
+	"testing"
+)
+
+func TestDirectoryLookup(t *testing.T) {
+	d := NewDirectory(map[string][]string{
+		"alice": {"alice", "a.smith", "Sales@Example.COM"},
+		"bob":   {"bob", "joe+lists", `"joe@other"@example.com`, "shared"},
+		"carol": {"carol", "shared", "x@bücher.example"},
+		"bad":   {"has space", "ctl\x00"},
+		"x y":   {"xy"},
+	}, false)
+	tests := []struct {
+		local, domain string
+		want          string
+	}{
+		{"alice", "example.com", "alice"},
+		{"ALICE", "EXAMPLE.ORG", "alice"},           // bare local part: every domain
+		{"sales", "example.com", "alice"},           // full address, case-folded
+		{"sales", "example.org", ""},                // full address: that domain only
+		{"joe+lists", "example.com", "bob"},         // explicit mapping with a delimiter
+		{`"joe@other"`, "example.com", "bob"},       // quoted local part, explicit only
+		{"joe@other", "example.com", ""},            // ... never its unquoted form
+		{"shared", "example.com", "bob"},            // claimed twice: first user by name
+		{"x", "xn--bcher-kva.example", "carol"},     // U-label in config, A-label in mail
+		{"x", "BÜCHER.example.", "carol"},           // and the other way round
+		{"has space", "example.com", ""},            // invalid entries are ignored
+		{"xy", "example.com", ""},                   // ... and users with invalid names
+		{"dave", "example.com", ""},                 // unknown
+		{"", "example.com", ""},                     // empty
+		{"alice\r\nRCPT TO:<x>", "example.com", ""}, // CR/LF never looked up
+	}
+	for _, tc := range tests {
+		got, ok := d.Lookup(tc.local, tc.domain)
+		if got != tc.want || ok != (tc.want != "") {
+			t.Errorf("Lookup(%q, %q) = %q, %v; want %q", tc.local, tc.domain, got, ok, tc.want)
+		}
+	}
+	ign := strings.Join(d.Ignored(), "\n")
+	for _, want := range []string{"address shared of user carol already belongs to bob", `invalid address "has space"`, `user "x y": invalid user name`} {
+		if !strings.Contains(ign, want) {
+			t.Errorf("Ignored() lacks %q; got:\n%s", want, ign)
+		}
+	}
+}
+
+func TestDirectoryCaseSensitive(t *testing.T) {
+	d := NewDirectory(map[string][]string{"Joe": {"Joe"}, "joe": {"joe"}}, true)
+	for _, tc := range []struct{ local, want string }{{"Joe", "Joe"}, {"joe", "joe"}, {"JOE", ""}} {
+		if got, _ := d.Lookup(tc.local, "EXAMPLE.com"); got != tc.want {
+			t.Errorf("case-sensitive Lookup(%q) = %q; want %q", tc.local, got, tc.want)
+		}
+	}
+}
+
+func TestDirectorySystemUsers(t *testing.T) {
+	uids := map[string]uint64{"root": 0, "daemon": 1, "mail": 8, "joe": 1000, "ann": 59999, "nobody": 65534, "big": 70000, "j.doe": 1001}
+	calls := 0
+	newDir := func() *Directory {
+		d := NewDirectory(map[string][]string{"alice": {"alice"}}, false)
+		d.lookupUID = func(name string) (uint64, bool) {
+			calls++
+			u, ok := uids[name]
+			return u, ok
+		}
+		return d
+	}
+	d := newDir()
+	if _, ok := d.Lookup("joe", "example.com"); ok {
+		t.Errorf("system user found while SetSystemUsers is off")
+	}
+	d.SetSystemUsers(true)
+	for _, tc := range []struct{ local, want string }{
+		{"joe", "joe"}, {"JOE", "joe"}, {"ann", "ann"}, {"j.doe", "j.doe"},
+		{"root", ""}, {"daemon", ""}, {"mail", ""}, {"nobody", ""}, {"big", ""},
+		{"ghost", ""}, {"../joe", ""}, {"-joe", ""}, {"1joe", ""}, {strings.Repeat("j", 33), ""},
+		{`"joe"`, ""}, {"alice", "alice"},
+	} {
+		if got, _ := d.Lookup(tc.local, "example.com"); got != tc.want {
+			t.Errorf("Lookup(%q) with system users = %q; want %q", tc.local, got, tc.want)
+		}
+	}
+	before := calls
+	d.Lookup("joe", "example.com")
+	d.Lookup("ghost", "example.com")
+	if calls != before {
+		t.Errorf("system user lookups are not cached: %d new calls", calls-before)
+	}
+
+	// An alias target that is no configured name is tried as a system
+	// user at lookup time, so the order of LoadAliases and SetSystemUsers
+	// does not matter.
+	d = newDir()
+	if err := d.LoadAliases(writeAliases(t, "staff: joe, root, alice\n")); err != nil {
+		t.Fatal(err)
+	}
+	if got := d.LookupAll("staff", "example.com"); !reflect.DeepEqual(got, []string{"alice"}) {
+		t.Errorf("LookupAll(staff) without system users = %v; want [alice]", got)
+	}
+	d.SetSystemUsers(true)
+	if got := d.LookupAll("staff", "example.com"); !reflect.DeepEqual(got, []string{"alice", "joe"}) {
+		t.Errorf("LookupAll(staff) with system users = %v; want [alice joe]", got)
+	}
+}
+
+// TestDirectoryRouteQuoted: a quoted local part routes only through an
+// explicit mapping, and the recipient address keeps the quotes.
+func TestDirectoryRouteQuoted(t *testing.T) {
+	r := fixtureRules(t, false)
+	r.Directory = NewDirectory(map[string][]string{"bob": {`"joe@other"@example.com`}}, false)
+	got := RouteHeader([]byte("To: \"joe@other\"@example.com, joe@other@example.com\r\n\r\n"), r)
+	want := []Recipient{{User: "bob", Address: `"joe@other"@example.com`, Domain: "example.com"}}
+	if !reflect.DeepEqual(got.Rcpts, want) {
+		t.Errorf("RouteHeader = %+v; want %+v", got, want)
+	}
+}
+
+func TestDirectoryNil(t *testing.T) {
+	var d *Directory
+	if got := d.LookupAll("alice", "example.com"); got != nil {
+		t.Errorf("nil Directory LookupAll = %v", got)
+	}
+}
