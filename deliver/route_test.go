@@ -591,3 +591,51 @@ func BenchmarkRouteHostile(b *testing.B) {
 		}
 	}
 }
+
+func TestDedupe(t *testing.T) {
+	d := NewDeduper()
+	steps := []struct {
+		user, id string
+		want     bool
+	}{
+		{"alice", "a@x", false},
+		{"alice", "a@x", true}, // same message fetched twice for alice
+		{"bob", "a@x", false},  // another user's copy is not a duplicate
+		{"alice", "b@x", false},
+		{"alice", "A@x", false}, // msg-ids compare exactly
+		{"alice", "", false},    // no Message-ID: never a duplicate
+		{"alice", "", false},
+		{"alice\x00a", "x", false}, // the key separator cannot collide...
+		{"alice", "a\x00x", false}, // ...with a NUL in either part
+	}
+	for i, s := range steps {
+		if got := d.Seen(s.user, s.id); got != s.want {
+			t.Errorf("step %d: Seen(%q, %q) = %v; want %v", i, s.user, s.id, got, s.want)
+		}
+	}
+}
+
+func TestDedupeMessageID(t *testing.T) {
+	tests := []struct {
+		header, want string
+	}{
+		{"Message-ID: <a.b@example.com>\r\n", "a.b@example.com"},
+		{"message-id:   (c) <a@[127.0.0.1]> (d)\r\n", "a@[127.0.0.1]"},
+		{"Message-Id:\r\n <folded@example.com>\r\n", "folded@example.com"},
+		{"To: x@y\r\nMessage-ID: <first@x>\r\nMessage-ID: <second@x>\r\n", "first@x"},
+		{"Message-ID: a@b\r\n", ""},          // no angle brackets
+		{"Message-ID: <a b@c>\r\n", ""},      // whitespace
+		{"Message-ID: <a\x00b@c>\r\n", ""},   // NUL
+		{"Message-ID: <>\r\n", ""},           // empty
+		{"Message-ID: <a@b> junk\r\n", ""},   // trailing garbage
+		{"Subject: no id\r\n", ""},           // none
+		{"\r\nMessage-ID: <body@x>\r\n", ""}, // in the body
+		{"Message-ID: <\xff@x>\r\n", ""},     // invalid UTF-8
+		{"Message-ID: <" + strings.Repeat("a", 2000) + "@x>\r\n", ""},
+	}
+	for _, tc := range tests {
+		if got := MessageID([]byte(tc.header + "\r\nbody\r\n")); got != tc.want {
+			t.Errorf("MessageID(%q) = %q; want %q", tc.header, got, tc.want)
+		}
+	}
+}
