@@ -498,16 +498,33 @@ func (d *SMTP) Deliver(ctx context.Context, m *Message, sender string, rcpts []R
 			set(g, d.classify(ctx, "final dot", perRcpt[g.addr]))
 		default:
 			broken = true
-			if err == nil {
-				err = errors.New("no reply for this recipient")
-			}
-			set(g, d.classify(ctx, "final dot", err))
+			set(g, d.classify(ctx, "final dot", lmtpFailure(err)))
 		}
 	}
 	if !broken {
 		quit()
 	}
 	return errs
+}
+
+// lmtpFailure returns what ended the LMTP replies early. go-smtp joins it
+// with the replies received so far (an LMTPDataError), which must not be
+// passed on: classify would find another recipient's 5xx in it and call
+// this recipient's failure permanent.
+func lmtpFailure(err error) error {
+	if j, ok := err.(interface{ Unwrap() []error }); ok {
+		if _, isReplies := err.(smtp.LMTPDataError); !isReplies {
+			for _, e := range j.Unwrap() {
+				if _, isReplies := e.(smtp.LMTPDataError); !isReplies {
+					return e
+				}
+			}
+		}
+	}
+	if err == nil || errors.As(err, new(smtp.LMTPDataError)) {
+		return errors.New("no reply for this recipient")
+	}
+	return err
 }
 
 // isReply reports whether err is the server's answer (the session is

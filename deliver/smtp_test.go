@@ -457,6 +457,18 @@ func TestSMTPFaults(t *testing.T) {
 			rawReadData(r)
 			io.WriteString(c, "250 2.0.0 a delivered\r\n")
 		}, want: []string{"", "temp:final dot"}},
+		// The drop after a 5xx for a must not make b permanent too.
+		{name: "lmtpPermThenDrop", lmtp: true, script: func(c net.Conn, r *bufio.Reader) {
+			rawDialogue(c, r, 2)
+			rawReadData(r)
+			io.WriteString(c, "550 5.1.1 a gone\r\n")
+		}, want: []string{"perm:LMTP 550 5.1.1 a gone", "temp:final dot"}},
+		{name: "lmtpPermThenGarbage", lmtp: true, script: func(c net.Conn, r *bufio.Reader) {
+			rawDialogue(c, r, 2)
+			rawReadData(r)
+			io.WriteString(c, "550 5.1.1 a gone\r\nxyz\r\n")
+			r.ReadString('\n')
+		}, want: []string{"perm:LMTP 550 5.1.1 a gone", "temp:final dot"}},
 		{name: "lmtpMixed", lmtp: true, script: func(c net.Conn, r *bufio.Reader) {
 			rawDialogue(c, r, 2)
 			rawReadData(r)
