@@ -394,10 +394,13 @@ func (s *Server) start(bin string, opts Options) error {
 	s.exited = exited
 	s.pid = cmd.Process.Pid
 
-	startupLog := func() string {
+	// Bind errors go to stderr (startup.log). dovecot.log is not searched:
+	// it keeps the bind errors of earlier attempts.
+	stderr := func() string {
 		b, _ := os.ReadFile(out.Name())
-		return string(b) + tail(s.readLog(), 3000)
+		return string(b)
 	}
+	startupLog := func() string { return stderr() + tail(s.readLog(), 3000) }
 	deadline := time.Now().Add(15 * time.Second)
 	addrs := []string{s.addr(s.PlainPort), s.addr(s.TLSPort)}
 	if opts.LMTP {
@@ -407,11 +410,10 @@ func (s *Server) start(bin string, opts Options) error {
 		for {
 			select {
 			case <-exited:
-				msg := startupLog()
-				if strings.Contains(msg, "in use") {
+				if msg := stderr(); strings.Contains(msg, "in use") {
 					return fmt.Errorf("%w: %s", errPortBusy, strings.TrimSpace(msg))
 				}
-				return fmt.Errorf("dovecot exited (%v): %s", s.exitErr, strings.TrimSpace(msg))
+				return fmt.Errorf("dovecot exited (%v): %s", s.exitErr, strings.TrimSpace(startupLog()))
 			default:
 			}
 			c, err := net.DialTimeout("tcp", a, time.Second)
@@ -431,7 +433,7 @@ func (s *Server) start(bin string, opts Options) error {
 	if err := s.checkGreeting(); err != nil {
 		select {
 		case <-exited:
-			if strings.Contains(startupLog(), "in use") {
+			if strings.Contains(stderr(), "in use") {
 				return errPortBusy
 			}
 		case <-time.After(100 * time.Millisecond):
@@ -471,6 +473,13 @@ func (s *Server) checkGreeting() error {
 func (s *Server) kill() {
 	if s.exited == nil {
 		return
+	}
+	select {
+	case <-s.exited:
+		// Gone already (failed start, or killed before): by now its pid
+		// may belong to someone else, so signal nothing.
+		return
+	default:
 	}
 	syscall.Kill(s.pid, syscall.SIGTERM)
 	select {
