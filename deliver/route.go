@@ -1115,11 +1115,15 @@ func MessageID(raw []byte) string {
 // suppression can drop legitimate copies). Not safe for concurrent use;
 // make one per poll.
 type Deduper struct {
-	seen map[string]struct{}
+	seen map[dedupeKey]struct{}
 }
 
+// dedupeKey is a struct, not a joined string, so no user name and
+// Message-ID pair can collide with another.
+type dedupeKey struct{ user, id string }
+
 // NewDeduper returns an empty Deduper.
-func NewDeduper() *Deduper { return &Deduper{seen: make(map[string]struct{})} }
+func NewDeduper() *Deduper { return &Deduper{seen: make(map[dedupeKey]struct{})} }
 
 // Seen records (user, messageID) and reports whether it was recorded
 // before. An empty messageID is never a duplicate: without an ID two
@@ -1128,7 +1132,7 @@ func (d *Deduper) Seen(user, messageID string) bool {
 	if messageID == "" {
 		return false
 	}
-	k := user + "\x00" + messageID
+	k := dedupeKey{user, messageID}
 	if _, ok := d.seen[k]; ok {
 		return true
 	}
