@@ -13,6 +13,32 @@
 // the mail uid). Without root or without the binaries, Start skips the test,
 // unless CI=true or POPFETCH_REQUIRE_DOVECOT=1, where it fails it: in CI a
 // missing server must not turn the integration tests into silent skips.
+// `sudo bash .ci/run` installs what is needed and runs all tests.
+//
+//	s := dovecottest.Start(t, dovecottest.Options{LMTP: true})
+//	mb := s.AddUser(t, "alice", "secret")
+//	mb.Put(t, []byte("Subject: hi\r\n\r\nbody\r\n"))
+//	addr := net.JoinHostPort(s.Host, strconv.Itoa(s.PlainPort)) // or s.TLSPort
+//	roots := x509.NewCertPool()
+//	roots.AppendCertsFromPEM(s.CAPEM) // server name "localhost" or 127.0.0.1
+//	// ... fetch as alice/secret, then: mb.Count(t) == 0 after DELE+QUIT
+//
+// What the real server does, as configured here (dovecot 2.3):
+//   - UIDLs are 16 lowercase hex digits, UID then UIDVALIDITY
+//     (pop3_uidl_format = %08Xu%08Xv), e.g. "000000016b072337"; messages
+//     Put in one call get increasing UIDs in argument order.
+//   - LIST sizes count CRLF line ends, also for messages stored with LF.
+//   - CAPA before login lists STLS, USER and SASL PLAIN LOGIN; after login
+//     only TOP UIDL RESP-CODES PIPELINING AUTH-RESP-CODE.
+//   - A failed PASS answers "-ERR [AUTH] Authentication failed." after about
+//     0.5 s (dovecot's failure delay check interval; the delay itself is 0).
+//   - LMTP looks users up by local part: RCPT TO:<alice@example.com>,
+//     <alice>, and <alice+tag@any.domain> all deliver to alice's INBOX; an
+//     unknown user gets 550. Deliveries are stored with LF line ends and a
+//     Return-Path, Delivered-To and Received header prepended.
+//
+// POPFETCH_KEEP_DOVECOT=1 keeps the instance directory (config, log, mail)
+// after the test, for debugging.
 package dovecottest
 
 import (
@@ -163,7 +189,7 @@ func Start(t testing.TB, opts Options) *Server {
 		users:   map[string]bool{},
 	}
 	t.Cleanup(func() {
-		s.stop(t)
+		s.stop()
 		if t.Failed() {
 			t.Logf("dovecot log (%s), last part:\n%s", s.logFile, tail(s.readLog(), 6000))
 		}
@@ -492,7 +518,7 @@ func (s *Server) kill() {
 	<-s.exited
 }
 
-func (s *Server) stop(t testing.TB) {
+func (s *Server) stop() {
 	s.stopOnce.Do(s.kill)
 }
 
