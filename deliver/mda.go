@@ -209,7 +209,7 @@ func checkValue(name, v string) error {
 
 // args builds the argv for one recipient, or a reason why it must not run.
 func (d *MDA) args(sender string, r Recipient) ([]string, error) {
-	if sender == "" {
+	if sender == "" || sender == "<>" {
 		sender = nullSender
 	}
 	vals := map[string]string{"user": r.User, "address": r.Address, "domain": r.Domain, "sender": sender}

@@ -345,25 +345,38 @@ func TestMDAArgumentInjection(t *testing.T) {
 	}
 }
 
-func FuzzMDAExpand(f *testing.F) {
-	f.Add("{user}", "joe", `"a\" -X x"@y`)
-	f.Add("x{user}{sender}{", "-a", "b c")
-	f.Add("{{user}}", "}", "{user}")
-	f.Fuzz(func(t *testing.T, arg, user, sender string) {
-		if checkPlaceholders(arg) != nil {
+// FuzzMDAArgs: whatever the values, the argv keeps the template's shape,
+// each value lands inside its own element unchanged, and no value that
+// could be read as an option or break a line gets through.
+func FuzzMDAArgs(f *testing.F) {
+	f.Add("joe", "joe@example.com", "example.com", `"attacker\" -oQ/tmp/ -X/var/www/x.php some"@email.com`)
+	f.Add("-oQ/tmp", "a\nb@x", "x", "")
+	f.Add("..", "{user}", "{sender}", "<>")
+	f.Add("a b", "a;rm -rf /@x", "$(id)", "`id`@x")
+	tmpl := []string{"/bin/mda", "-f", "{sender}", "--", "{address}", "u={user}@{domain}", "{"}
+	d, err := NewMDA(tmpl, MDAOptions{})
+	if err != nil {
+		f.Fatal(err)
+	}
+	f.Fuzz(func(t *testing.T, user, address, domain, sender string) {
+		argv, err := d.args(sender, Recipient{User: user, Address: address, Domain: domain})
+		if err != nil {
 			return
 		}
-		vals := map[string]string{"user": user, "address": "", "domain": "", "sender": sender}
-		got := expand(arg, vals)
-		// With no placeholder the argument is passed through unchanged.
-		if !strings.Contains(arg, "{user}") && !strings.Contains(arg, "{sender}") &&
-			!strings.Contains(arg, "{address}") && !strings.Contains(arg, "{domain}") && got != arg {
-			t.Errorf("expand(%q) = %q; want unchanged", arg, got)
+		if sender == "" || sender == "<>" {
+			sender = nullSender
 		}
-		// Substituted values are never re-expanded: the result is a single
-		// string whose length is bounded by arg plus one value per brace.
-		if len(got) > len(arg)*(1+len(user)+len(sender)) {
-			t.Errorf("expand(%q) grew to %d bytes", arg, len(got))
+		want := []string{"/bin/mda", "-f", sender, "--", address, "u=" + user + "@" + domain, "{"}
+		if strings.Join(argv, "\x00") != strings.Join(want, "\x00") {
+			t.Fatalf("args = %q; want %q", argv, want)
+		}
+		for _, v := range []string{user, address, domain, sender} {
+			if v == "" || v[0] == '-' || strings.ContainsFunc(v, func(r rune) bool { return r < 0x20 || r == 0x7f }) {
+				t.Fatalf("value %q accepted", v)
+			}
+		}
+		if strings.Contains(user, "/") || user == "." || user == ".." {
+			t.Fatalf("user %q accepted", user)
 		}
 	})
 }
