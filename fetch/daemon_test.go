@@ -822,3 +822,72 @@ func TestDaemonPanic(t *testing.T) {
 		h.next().ret(Result{})
 	}
 }
+
+// TestDaemonLocked: another popfetch holding the mailbox is not a
+// failure: no backoff, no warning, one Info line however often it happens.
+func TestDaemonLocked(t *testing.T) {
+	h := newHarness(t, config(acct("a", "pop.example", 5*time.Minute)), nil)
+	h.start()
+	errLocked := fmt.Errorf("%w: uidl: state file locked", ErrLocked)
+	for range 3 {
+		h.nextFor("a").ret(Result{Err: errLocked})
+		next := h.clock.Now().Add(5 * time.Minute)
+		h.clock.waitTimer(t, next)
+		if st := h.waitIdleOrBackoff("a"); st.State != StateIdle || st.Failures != 0 || !st.NextPoll.Equal(next) {
+			t.Fatalf("after ErrLocked: status = %+v; want idle, next poll after the interval", st)
+		}
+		h.clock.Advance(5 * time.Minute)
+	}
+	h.nextFor("a").ret(Result{})
+	h.waitIdleOrBackoff("a")
+	if n := h.countLog("mailbox locked by another popfetch"); n != 1 {
+		t.Errorf("%d 'locked' lines; want 1:\n%s", n, h.logs)
+	}
+	if n := h.countLog("level=WARN"); n != 0 {
+		t.Errorf("ErrLocked logged %d warnings; want none:\n%s", n, h.logs)
+	}
+}
+
+// TestDaemonReloadRemovesQueued: a PollNow queued behind a running poll
+// fails with ErrRemoved when Reload drops the account; the poll in flight
+// still finishes and reports.
+func TestDaemonReloadRemovesQueued(t *testing.T) {
+	h := newHarness(t, config(acct("a", "pop.example", time.Hour), acct("b", "pop.example", time.Hour)), nil)
+	h.start()
+	polls := map[string]*call{}
+	for range 2 {
+		c := h.next()
+		polls[c.name] = c
+	}
+	done := make(chan []Result, 1)
+	go func() {
+		res, err := h.d.PollNow(context.Background(), []string{"a"})
+		if err != nil {
+			t.Errorf("PollNow: %v", err)
+		}
+		done <- res
+	}()
+	deadline := time.Now().Add(wait)
+	for h.queued("a") < 1 && time.Now().Before(deadline) {
+		time.Sleep(time.Millisecond)
+	}
+	h.d.Reload(config(acct("b", "pop.example", time.Hour)))
+	if res := <-done; len(res) != 1 || !errors.Is(res[0].Err, ErrRemoved) {
+		t.Fatalf("queued PollNow after removal = %+v; want ErrRemoved", res)
+	}
+	polls["a"].ret(Result{})
+	polls["b"].ret(Result{})
+	deadline = time.Now().Add(wait)
+	for {
+		h.d.mu.Lock()
+		_, still := h.d.accts["a"]
+		h.d.mu.Unlock()
+		if !still {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("removed account kept after its last poll")
+		}
+		time.Sleep(time.Millisecond)
+	}
+}
