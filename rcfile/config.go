@@ -1,6 +1,13 @@
 // Package rcfile reads popfetch's HCL run-control file: the schema, its
 // defaults, and validation that reports every problem as an HCL diagnostic
 // with file:line:col. It imports nothing else from popfetch.
+//
+// Find picks the file, Load reads it (adding the permission rule for
+// passwords) and Parse does the pure work; WriteDiagnostics and
+// FormatDiagnostic render problems, Config.Format the effective settings,
+// and Password.Resolve fetches a secret only when it is needed. The schema
+// is documented for users in man/popfetch.hcl.5; doc_test.go keeps the two
+// in step.
 package rcfile
 
 import (

@@ -155,7 +155,11 @@ func hclString(s string) string {
 			b.WriteRune(r)
 			b.WriteRune(r)
 		case r == unicode.ReplacementChar || !unicode.IsPrint(r):
-			fmt.Fprintf(&b, `\u%04X`, r)
+			if r > 0xFFFF {
+				fmt.Fprintf(&b, `\U%08X`, r)
+			} else {
+				fmt.Fprintf(&b, `\u%04X`, r)
+			}
 		default:
 			b.WriteRune(r)
 		}

@@ -9,6 +9,7 @@ import (
 	"log/slog"
 	"os"
 	"os/exec"
+	"path/filepath"
 	"strings"
 	"time"
 )
@@ -112,6 +113,11 @@ func readPasswordFile(path string) (string, error) {
 func runPasswordCommand(ctx context.Context, argv []string) (string, error) {
 	if len(argv) == 0 || argv[0] == "" {
 		return "", errors.New("password_command is empty")
+	}
+	if strings.Contains(argv[0], "/") && !filepath.IsAbs(argv[0]) {
+		// Parse rejects this too; a hand-built Password must not run
+		// something relative to whatever the working directory is.
+		return "", fmt.Errorf("password_command %s: must be an absolute path or a bare name", argv[0])
 	}
 	ctx, cancel := context.WithTimeout(ctx, CommandTimeout)
 	defer cancel()

@@ -16,6 +16,7 @@ import (
 	"time"
 
 	"github.com/hashicorp/hcl/v2"
+	"github.com/hashicorp/hcl/v2/hclsyntax"
 )
 
 var update = flag.Bool("update", false, "rewrite the golden files in testdata/rc")
@@ -238,6 +239,25 @@ func TestErrors(t *testing.T) {
 		out := string(render(t, diags))
 		if !diags.HasErrors() || !strings.Contains(out, tt.want) {
 			t.Errorf("Parse(%s) diagnostics:\n%s\nwant an error containing %q", tt.body, out, tt.want)
+		}
+	}
+}
+
+// TestWarnings: legal but dubious settings give a warning and a Config.
+func TestWarnings(t *testing.T) {
+	fixedEnv(t)
+	tests := []struct{ body, want string }{
+		{`interval = "30s"`, "Short poll interval"},
+		{`tls = "none"`, "Password sent in clear text"},
+		{`tls = "none"` + "\n" + `server = "127.0.0.1"`, ""},
+		{`tls = "none"` + "\n" + `server = "localhost"`, ""},
+		{`interval = "1m"`, ""},
+	}
+	for _, tt := range tests {
+		cfg, diags := parseOne(t, fmt.Sprintf(minimal, tt.body))
+		out := string(render(t, diags))
+		if cfg == nil || diags.HasErrors() || (tt.want == "") != (len(diags) == 0) || !strings.Contains(out, tt.want) {
+			t.Errorf("Parse(%s) diagnostics:\n%s\nwant only a warning containing %q", tt.body, out, tt.want)
 		}
 	}
 }
@@ -474,6 +494,7 @@ func TestResolve(t *testing.T) {
 		{"command NUL", Password{Command: []string{"printf", `a\000b`}}, "", "NUL"},
 		{"command fails", Password{Command: []string{"sh", "-c", "echo vault locked >&2; exit 3"}}, "", `exit status 3 (stderr: "vault locked")`},
 		{"command missing", Password{Command: []string{"/nonexistent/pw"}}, "", "no such file"},
+		{"command relative", Password{Command: []string{"./pw"}}, "", "absolute path"},
 		{"none", Password{}, "", "no password source"},
 	}
 	for _, tt := range tests {
@@ -574,4 +595,21 @@ func FuzzParse(f *testing.F) {
 			cfg.Format(&b)
 		}
 	})
+}
+
+// TestHCLString: what Format quotes, HCL reads back unchanged, including
+// the template introducers ${ and %{ that must not be evaluated.
+func TestHCLString(t *testing.T) {
+	for _, s := range []string{"", "plain", `a"b`, `a\b`, "${HOME}", "%{ if x }", "$", "$$", "tab\there", "nl\nand\rcr", "\x01\x7f", "bücher", "😀", "\u2028"} {
+		q := hclString(s)
+		expr, diags := hclsyntax.ParseExpression([]byte(q), "q", hcl.InitialPos)
+		if diags.HasErrors() {
+			t.Errorf("hclString(%q) = %s: %s", s, q, diags.Error())
+			continue
+		}
+		v, diags := expr.Value(nil)
+		if diags.HasErrors() || v.AsString() != s {
+			t.Errorf("hclString(%q) = %s, reads back as %#v (%v)", s, q, v, diags)
+		}
+	}
 }

@@ -64,6 +64,12 @@ func (p *parser) account(ah *accountHCL, s *settingsHCL, topState string) *Accou
 	if s.TLS != nil {
 		a.TLS = p.tlsMode(*s.TLS, s.TLSRange)
 	}
+	if a.TLS == TLSNone && a.Server != "" && !isLoopback(a.Server) {
+		// Allowed because it is explicit (RELIABILITY.md §3, CVE-2006-5867:
+		// never an implicit downgrade), but worth saying out loud.
+		p.warnf(s.TLSRange, "Password sent in clear text",
+			`tls = "none" sends the password unencrypted to %s; use "implicit" or "starttls" unless this is a test server.`, a.Server)
+	}
 	a.Port = 110
 	if a.TLS == TLSImplicit {
 		a.Port = 995
@@ -200,6 +206,14 @@ func (p *parser) host(v string, rng hcl.Range) string {
 		return v
 	}
 	return h
+}
+
+func isLoopback(host string) bool {
+	if ip := net.ParseIP(host); ip != nil {
+		return ip.IsLoopback()
+	}
+	h := strings.ToLower(strings.TrimSuffix(host, "."))
+	return h == "localhost" || strings.HasSuffix(h, ".localhost")
 }
 
 func (p *parser) tlsMode(v string, rng hcl.Range) TLSMode {
