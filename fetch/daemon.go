@@ -168,6 +168,7 @@ type account struct {
 
 	running bool
 	runHost string // the host key the running poll counts against
+	changed bool   // the config changed while polling: a failure is the old config's
 	removed bool   // left the config while running; dropped when the poll ends
 
 	now      []chan Result // PollNow waiters for a poll not yet started
@@ -562,6 +563,16 @@ func (d *Daemon) finishLocked(done pollDone) {
 		}
 		a.lastErr = msg
 	}
+
+	if a.changed {
+		a.changed = false
+		if r.Err != nil {
+			// The failure belongs to the settings Reload replaced: give
+			// the new ones a fresh start instead of a hold or backoff.
+			a.authHold, a.failures, a.lastErr = false, 0, ""
+			a.next = now.Add(d.jitter(firstPollJitter(iv)))
+		}
+	}
 }
 
 func answer(waiters []chan Result, r Result) {
@@ -578,7 +589,9 @@ func answer(waiters []chan Result, r Result) {
 //     settings from their next poll on. A change lifts auth-hold and resets
 //     backoff (the operator probably fixed the cause), so such an account
 //     polls soon; otherwise its next poll is re-planned with the new
-//     interval from the end of its last poll;
+//     interval from the end of its last poll. If the account is polling
+//     during the Reload and that poll fails, the failure is blamed on the
+//     old settings: no hold or backoff, the new ones are tried soon;
 //   - unchanged ones keep their schedule and state.
 //
 // The session limits apply to sessions started from now on. The
@@ -604,6 +617,7 @@ func (d *Daemon) Reload(cfg *rcfile.Config) {
 			continue
 		}
 		a.cfg = na
+		a.changed = a.running
 		d.log.Info("account changed", "account", na.Name)
 		switch {
 		case a.authHold || a.failures > 0:

@@ -891,3 +891,23 @@ func TestDaemonReloadRemovesQueued(t *testing.T) {
 		time.Sleep(time.Millisecond)
 	}
 }
+
+// TestDaemonReloadDuringPoll: a poll that fails on settings a Reload has
+// already replaced does not put the new settings on hold.
+func TestDaemonReloadDuringPoll(t *testing.T) {
+	h := newHarness(t, config(acct("a", "pop.example", time.Hour)), nil)
+	h.start()
+	c := h.nextFor("a")
+	fixed := acct("a", "pop.example", time.Hour)
+	fixed.Password.Inline = "fixed"
+	h.d.Reload(config(fixed))
+	c.ret(Result{Err: fmt.Errorf("%w: -ERR [AUTH] bad password", ErrAuth)})
+	c = h.nextFor("a") // jitter 0: at once
+	if c.acct.Password.Inline != "fixed" {
+		t.Fatalf("retry used password %q; want the new one", c.acct.Password.Inline)
+	}
+	c.ret(Result{})
+	if st := h.waitIdleOrBackoff("a"); st.State != StateIdle {
+		t.Fatalf("state = %v; want idle", st.State)
+	}
+}
