@@ -254,7 +254,13 @@ func TestMDACancel(t *testing.T) {
 	d, out := newTestMDA(t, []string{mdaScript(t, "hang.sh")}, MDAOptions{})
 	ctx, cancel := context.WithCancel(context.Background())
 	go func() {
-		mdaChildPid(t, out)
+		// Cancel once the MDA is running (its helper recorded), or after 2s.
+		for i := 0; i < 200; i++ {
+			if _, err := os.Stat(filepath.Join(out, "child")); err == nil {
+				break
+			}
+			time.Sleep(10 * time.Millisecond)
+		}
 		cancel()
 	}()
 	errs := d.Deliver(ctx, mdaMessage("Subject: x\r\n\r\nbody\r\n"), "", []Recipient{{}, {}}, nil)

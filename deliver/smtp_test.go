@@ -404,17 +404,17 @@ func TestSMTPFaults(t *testing.T) {
 			rawCmd(c, r, "250 ok")
 			r.ReadString('\n')
 		}, want: []string{"temp", "temp"}},
-		{name: "finalDotSilent", timeout: 50 * time.Millisecond, final: 200 * time.Millisecond, script: func(c net.Conn, r *bufio.Reader) {
+		{name: "finalDotSilent", timeout: 150 * time.Millisecond, final: 300 * time.Millisecond, script: func(c net.Conn, r *bufio.Reader) {
 			rawDialogue(c, r, 2)
 			rawReadData(r)
 			r.ReadString('\n') // silent until the client gives up and closes
-		}, want: []string{"temp:final dot: no reply within 200ms", "temp:final dot: no reply within 200ms"}, maxTime: 900 * time.Millisecond},
+		}, want: []string{"temp:final dot: no reply within 300ms", "temp:final dot: no reply within 300ms"}, maxTime: 2 * time.Second},
 		// A slow final reply within FinalTimeout but beyond Timeout is a
 		// delivery: the final dot gets the longer wait.
-		{name: "finalDotSlow", timeout: 50 * time.Millisecond, final: 2 * time.Second, script: func(c net.Conn, r *bufio.Reader) {
+		{name: "finalDotSlow", timeout: 150 * time.Millisecond, final: 3 * time.Second, script: func(c net.Conn, r *bufio.Reader) {
 			rawDialogue(c, r, 2)
 			rawReadData(r)
-			time.Sleep(200 * time.Millisecond)
+			time.Sleep(500 * time.Millisecond)
 			io.WriteString(c, "250 queued\r\n")
 			rawCmd(c, r, "221 bye")
 		}, want: []string{"", ""}},
