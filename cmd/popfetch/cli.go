@@ -88,14 +88,10 @@ type globals struct {
 }
 
 func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
-	g := &globals{stdout: stdout, stderr: stderr}
+	g := &globals{stdout: stdout, stderr: stderr, logFormat: "text"}
 	fs := flag.NewFlagSet("popfetch", flag.ContinueOnError)
 	fs.SetOutput(io.Discard)
-	fs.StringVar(&g.config, "config", "", "")
-	fs.StringVar(&g.config, "f", "", "")
-	fs.BoolVar(&g.verbose, "verbose", false, "")
-	fs.BoolVar(&g.verbose, "v", false, "")
-	fs.StringVar(&g.logFormat, "log-format", "text", "")
+	g.register(fs)
 	showVersion := fs.Bool("version", false, "")
 	help := fs.Bool("help", false, "")
 	fs.BoolVar(help, "h", false, "")
@@ -115,10 +111,6 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		}
 		fmt.Fprint(stdout, usage)
 		return exitOK
-	}
-	if g.logFormat != "text" && g.logFormat != "json" {
-		fmt.Fprintf(stderr, "popfetch: --log-format must be text or json, not %q\n", g.logFormat)
-		return exitUsage
 	}
 	deliver.Version = strings.TrimPrefix(versionString(), "popfetch ")
 	cmd, cargs := rest[0], rest[1:]
@@ -141,6 +133,43 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	}
 	fmt.Fprintf(stderr, "popfetch: unknown command %q\n\n%s", cmd, usage)
 	return exitUsage
+}
+
+// register adds the global flags to fs. Every subcommand's flag set has
+// them too, so "popfetch fetch --config F" works as well as
+// "popfetch --config F fetch".
+func (g *globals) register(fs *flag.FlagSet) {
+	fs.StringVar(&g.config, "config", g.config, "")
+	fs.StringVar(&g.config, "f", g.config, "")
+	fs.BoolVar(&g.verbose, "verbose", g.verbose, "")
+	fs.BoolVar(&g.verbose, "v", g.verbose, "")
+	fs.StringVar(&g.logFormat, "log-format", g.logFormat, "")
+}
+
+// flags returns a subcommand's flag set with the global flags; parse it
+// with g.parse.
+func (g *globals) flags(name string) *flag.FlagSet {
+	fs := flag.NewFlagSet(name, flag.ContinueOnError)
+	fs.SetOutput(io.Discard)
+	g.register(fs)
+	return fs
+}
+
+// parse parses a subcommand's arguments, reporting errors with the usage.
+func (g *globals) parse(fs *flag.FlagSet, args []string) bool {
+	if err := fs.Parse(args); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			fmt.Fprint(g.stdout, usage)
+		} else {
+			fmt.Fprintf(g.stderr, "popfetch %s: %v\n\n%s", fs.Name(), err, usage)
+		}
+		return false
+	}
+	if g.logFormat != "text" && g.logFormat != "json" {
+		fmt.Fprintf(g.stderr, "popfetch: --log-format must be text or json, not %q\n", g.logFormat)
+		return false
+	}
+	return true
 }
 
 // logger builds the process's one slog handler; nothing else picks one.
@@ -190,9 +219,8 @@ func selectAccounts(cfg *rcfile.Config, names []string) ([]*rcfile.Account, erro
 }
 
 func (g *globals) fetch(ctx context.Context, args []string) int {
-	fs := flag.NewFlagSet("fetch", flag.ContinueOnError)
-	fs.SetOutput(g.stderr)
-	if err := fs.Parse(args); err != nil {
+	fs := g.flags("fetch")
+	if !g.parse(fs, args) {
 		return exitUsage
 	}
 	cfg, _, ok := g.load()
@@ -299,10 +327,9 @@ func worse(a, b int) int {
 }
 
 func (g *globals) check(ctx context.Context, args []string) int {
-	fs := flag.NewFlagSet("check", flag.ContinueOnError)
-	fs.SetOutput(g.stderr)
+	fs := g.flags("check")
 	connect := fs.Bool("connect", false, "log in and count new messages")
-	if err := fs.Parse(args); err != nil {
+	if !g.parse(fs, args) {
 		return exitUsage
 	}
 	cfg, path, ok := g.load()

@@ -65,7 +65,11 @@ account "example.com" {
 `
 
 func (g *globals) demo(ctx context.Context, args []string) int {
-	if len(args) > 0 {
+	fs := g.flags("demo")
+	if !g.parse(fs, args) {
+		return exitUsage
+	}
+	if fs.NArg() > 0 {
 		fmt.Fprintf(g.stderr, "popfetch demo takes no arguments\n")
 		return exitUsage
 	}
