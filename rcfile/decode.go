@@ -141,9 +141,15 @@ func decodeAttr(attr *hcl.Attribute, ctx *hcl.EvalContext, f reflect.Value) hcl.
 	if err != nil {
 		return bad()
 	}
-	if err := gocty.FromCtyValue(cv, f.Addr().Interface()); err != nil {
+	// Decode into a fresh value: gocty may allocate the pointer before it
+	// fails, and a half-set field would trigger follow-up errors
+	// ("port must be between 1 and 65535, not 0") about a value the user
+	// never wrote.
+	tmp := reflect.New(f.Type())
+	if err := gocty.FromCtyValue(cv, tmp.Interface()); err != nil {
 		return bad()
 	}
+	f.Set(tmp.Elem())
 	return diags
 }
 

@@ -277,6 +277,13 @@ func (p *parser) password(s *settingsHCL, block hcl.Range) Password {
 		pw.Command, pw.Range = *s.PasswordCommand, s.PasswordCommandRange
 		p.command(pw.Command, s.PasswordCommandRange)
 	}
+	// A source that is present but failed to decode was reported already;
+	// "no password source" on top of it would be wrong.
+	for _, r := range []hcl.Range{s.PasswordRange, s.PasswordFileRange, s.PasswordEnvRange, s.PasswordCommandRange} {
+		if isSet(r) && p.reported(r) {
+			return pw
+		}
+	}
 	switch len(set) {
 	case 0:
 		p.errorf(block, "No password source",
