@@ -47,13 +47,11 @@ func Watch(ctx context.Context, path string, debounce time.Duration, onChange fu
 
 	var events chan fsnotify.Event
 	var errs chan error
-	var watched map[string]bool
 	w, err := newWatcher()
 	if err == nil {
 		defer w.Close()
 		events, errs = w.Events, w.Errors
-		watched = map[string]bool{}
-		syncWatches(w, watched, path)
+		syncWatches(w, path)
 	}
 	// else: inotify unavailable (or out of instances); polling alone works.
 
@@ -113,7 +111,7 @@ func Watch(ctx context.Context, path string, debounce time.Duration, onChange fu
 			armed = false
 			last = identify(path)
 			if w != nil {
-				syncWatches(w, watched, path) // the link may point elsewhere now
+				syncWatches(w, path) // the link may point elsewhere now
 			}
 			onChange()
 		}
@@ -183,19 +181,22 @@ func watchDirs(path string) map[string]bool {
 	return dirs
 }
 
-// syncWatches makes the watcher's set match watchDirs(path). Failures are
-// left to the polling fallback.
-func syncWatches(w *fsnotify.Watcher, watched map[string]bool, path string) {
+// syncWatches makes the watcher's set match watchDirs(path). It asks the
+// watcher what it watches, because a watch ends by itself when its
+// directory is deleted; a directory recreated later is then added again.
+// Failures are left to the polling fallback.
+func syncWatches(w *fsnotify.Watcher, path string) {
 	want := watchDirs(path)
-	for d := range watched {
+	have := map[string]bool{}
+	for _, d := range w.WatchList() {
+		have[d] = true
 		if !want[d] {
 			w.Remove(d)
-			delete(watched, d)
 		}
 	}
 	for d := range want {
-		if !watched[d] && w.Add(d) == nil {
-			watched[d] = true
+		if !have[d] {
+			w.Add(d)
 		}
 	}
 }
