@@ -579,6 +579,64 @@ func TestSMTPConfigErrors(t *testing.T) {
 	}
 }
 
+// A server that accepts the connection and then says nothing must cost one
+// Timeout, whatever the TLS mode: go-smtp's own greeting timeout (5 min in
+// NewClientStartTLS) and the implicit TLS handshake are bounded too.
+func TestSMTPSilentServer(t *testing.T) {
+	for _, mode := range []string{"none", "starttls", "implicit"} {
+		t.Run(mode, func(t *testing.T) {
+			addr := smtpRaw(t, func(c net.Conn, r *bufio.Reader) { io.Copy(io.Discard, r) })
+			d := NewSMTP(SMTPOptions{Addr: addr, TLS: mode, Timeout: 200 * time.Millisecond})
+			start := time.Now()
+			errs := d.Deliver(context.Background(), smtpMsg("a: b\r\n\r\n"), "", []Recipient{{Address: "a@x"}}, nil)
+			checkResults(t, errs, "temp")
+			if el := time.Since(start); el > 2*time.Second {
+				t.Errorf("Deliver took %v with Timeout 200ms", el)
+			}
+		})
+	}
+}
+
+// Non-ASCII addresses need SMTPUTF8 (RFC 6531): without it the result is
+// permanent and no MAIL is sent; with it MAIL carries the parameter.
+func TestSMTPUTF8(t *testing.T) {
+	for _, offered := range []bool{false, true} {
+		mail := make(chan string, 1)
+		addr := smtpRaw(t, func(c net.Conn, r *bufio.Reader) {
+			io.WriteString(c, "220 raw\r\n")
+			ehlo := "250 raw"
+			if offered {
+				ehlo = "250-raw\r\n250 SMTPUTF8"
+			}
+			rawCmd(c, r, ehlo)
+			line := rawCmd(c, r, "250 ok")
+			mail <- line
+			if !strings.HasPrefix(line, "MAIL") {
+				return
+			}
+			rawCmd(c, r, "250 ok")
+			rawCmd(c, r, "354 go")
+			rawReadData(r)
+			io.WriteString(c, "250 ok\r\n")
+			rawCmd(c, r, "221 bye")
+		})
+		d := NewSMTP(SMTPOptions{Addr: addr, Timeout: 2 * time.Second})
+		errs := d.Deliver(context.Background(), smtpMsg("a: b\r\n\r\n"), "s@x", []Recipient{{Address: "jörg@example.com"}}, nil)
+		line := <-mail
+		if !offered {
+			checkResults(t, errs, "perm:SMTP server lacks SMTPUTF8")
+			if strings.HasPrefix(line, "MAIL") {
+				t.Errorf("MAIL sent without SMTPUTF8: %q", line)
+			}
+			continue
+		}
+		checkResults(t, errs, "")
+		if !strings.Contains(line, "SMTPUTF8") {
+			t.Errorf("MAIL = %q; want the SMTPUTF8 parameter", line)
+		}
+	}
+}
+
 // FuzzSMTPReplies feeds arbitrary server output to the client: it must not
 // panic or hang, every failure must be an *Error, and nil (delivered) is
 // allowed only if the client really sent the final dot.
