@@ -66,14 +66,34 @@ type controlResponse struct {
 // ServeControl serves the control socket at path until ctx is done, then
 // removes the socket and returns nil after the open connections ended. It
 // fails with ErrDaemonRunning if another daemon serves path, and removes a
-// stale socket left by a killed daemon.
+// stale socket left by a killed daemon. It is ListenControl + Serve; use
+// those to fail start-up before the first poll.
 func ServeControl(ctx context.Context, path string, d *Daemon, log *slog.Logger) error {
+	cl, err := ListenControl(path, log)
+	if err != nil {
+		return err
+	}
+	return cl.Serve(ctx, d)
+}
+
+// ControlListener is a bound control socket; Serve answers on it.
+type ControlListener struct {
+	path string
+	ln   net.Listener
+	lock *os.File // flock held for the listener's life
+	log  *slog.Logger
+}
+
+// ListenControl binds the control socket at path: it makes path's
+// directory private (0700), takes the daemon lock next to the socket
+// (ErrDaemonRunning if another daemon has it) and replaces a stale socket.
+func ListenControl(path string, log *slog.Logger) (*ControlListener, error) {
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
 	dir := filepath.Dir(path)
 	if err := privateDir(dir); err != nil {
-		return err
+		return nil, err
 	}
 	// The lock file, not the socket, decides who owns the directory: two
 	// daemons starting together could otherwise both see a stale socket,
@@ -81,30 +101,40 @@ func ServeControl(ctx context.Context, path string, d *Daemon, log *slog.Logger)
 	// the kernel when the process dies, so it never goes stale.
 	lock, err := os.OpenFile(path+".lock", os.O_RDWR|os.O_CREATE, 0o600)
 	if err != nil {
-		return fmt.Errorf("open control lock: %w", err)
+		return nil, fmt.Errorf("open control lock: %w", err)
 	}
-	defer lock.Close()
 	if err := syscall.Flock(int(lock.Fd()), syscall.LOCK_EX|syscall.LOCK_NB); err != nil {
+		lock.Close()
 		if errors.Is(err, syscall.EWOULDBLOCK) {
-			return fmt.Errorf("%w (it holds %s)", ErrDaemonRunning, path+".lock")
+			return nil, fmt.Errorf("%w (it holds %s)", ErrDaemonRunning, path+".lock")
 		}
-		return fmt.Errorf("lock control socket: %w", err)
+		return nil, fmt.Errorf("lock control socket: %w", err)
 	}
 	if err := removeStale(path, log); err != nil {
-		return err
+		lock.Close()
+		return nil, err
 	}
 	ln, err := net.Listen("unix", path)
 	if err != nil {
-		return fmt.Errorf("listen on control socket: %w", err)
+		lock.Close()
+		return nil, fmt.Errorf("listen on control socket: %w", err)
 	}
 	// Not the protection (the 0700 directory is), but keeps the socket
 	// private should someone loosen the directory later.
 	if err := os.Chmod(path, 0o600); err != nil {
 		ln.Close()
-		return fmt.Errorf("chmod control socket: %w", err)
+		lock.Close()
+		return nil, fmt.Errorf("chmod control socket: %w", err)
 	}
 	log.Info("control socket listening", "path", path)
+	return &ControlListener{path: path, ln: ln, lock: lock, log: log}, nil
+}
 
+// Serve answers requests for d until ctx is done, then removes the socket,
+// waits for open connections, releases the lock and returns nil.
+func (cl *ControlListener) Serve(ctx context.Context, d *Daemon) error {
+	ln, log := cl.ln, cl.log
+	defer cl.lock.Close()
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	stop := context.AfterFunc(ctx, func() { ln.Close() }) // unblocks Accept; unlinks the socket
@@ -145,7 +175,7 @@ func ServeControl(ctx context.Context, path string, d *Daemon, log *slog.Logger)
 	}
 	ln.Close()
 	wg.Wait()
-	log.Info("control socket closed", "path", path)
+	log.Info("control socket closed", "path", cl.path)
 	return nil
 }
 
