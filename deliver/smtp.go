@@ -555,7 +555,7 @@ func (d *SMTP) classify(ctx context.Context, stage string, err error) *Error {
 		if stage == "final dot" {
 			limit = d.opts.FinalTimeout
 		}
-		return &Error{Target: d.target, Reason: fmt.Sprintf("%sno reply within %v", prefix, limit), Err: err}
+		return &Error{Target: d.target, Reason: fmt.Sprintf("%stimed out after %v", prefix, limit), Err: err}
 	}
 	return &Error{Target: d.target, Reason: SafeValue(prefix+err.Error(), 200), Err: err}
 }

@@ -408,7 +408,7 @@ func TestSMTPFaults(t *testing.T) {
 			rawDialogue(c, r, 2)
 			rawReadData(r)
 			r.ReadString('\n') // silent until the client gives up and closes
-		}, want: []string{"temp:final dot: no reply within 300ms", "temp:final dot: no reply within 300ms"}, maxTime: 2 * time.Second},
+		}, want: []string{"temp:final dot: timed out after 300ms", "temp:final dot: timed out after 300ms"}, maxTime: 2 * time.Second},
 		// A slow final reply within FinalTimeout but beyond Timeout is a
 		// delivery: the final dot gets the longer wait.
 		{name: "finalDotSlow", timeout: 150 * time.Millisecond, final: 3 * time.Second, script: func(c net.Conn, r *bufio.Reader) {
@@ -594,6 +594,25 @@ func TestSMTPSilentServer(t *testing.T) {
 				t.Errorf("Deliver took %v with Timeout 200ms", el)
 			}
 		})
+	}
+}
+
+// A server that stops reading in the middle of DATA: go-smtp sets no
+// deadline there, ours (Timeout per write) must end the delivery.
+func TestSMTPStalledData(t *testing.T) {
+	release := make(chan struct{})
+	addr := smtpRaw(t, func(c net.Conn, r *bufio.Reader) {
+		rawDialogue(c, r, 1)
+		<-release // not reading until the client has given up
+	})
+	d := NewSMTP(SMTPOptions{Addr: addr, Timeout: 200 * time.Millisecond})
+	raw := "Subject: big\r\n\r\n" + strings.Repeat(strings.Repeat("x", 78)+"\r\n", 400_000) // 32 MB: more than the socket buffers
+	start := time.Now()
+	errs := d.Deliver(context.Background(), smtpMsg(raw), "s@x", []Recipient{{Address: "a@x"}}, nil)
+	close(release)
+	checkResults(t, errs, "temp:sending message data: timed out after 200ms")
+	if el := time.Since(start); el > 4*time.Second {
+		t.Errorf("Deliver took %v with Timeout 200ms", el)
 	}
 }
 
