@@ -326,7 +326,7 @@ func (d *MDA) run(ctx context.Context, argv []string, msg io.Reader) error {
 			if killed {
 				return d.killedError(ctx)
 			}
-			return &Error{Target: d.target, Reason: reasonLine("MDA killed by signal "+st.Signal().String(), line), Err: waitErr}
+			return &Error{Target: d.target, Reason: reasonLine(fmt.Sprintf("MDA killed by signal %d (%v)", int(st.Signal()), st.Signal()), line), Err: waitErr}
 		}
 		code := ee.ExitCode()
 		if code == 75 { // EX_TEMPFAIL (sysexits.h)
