@@ -6,6 +6,8 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+
+	"golang.org/x/text/unicode/norm"
 )
 
 // Directory maps the addresses of a multidrop domain to local users. It is
@@ -126,7 +128,13 @@ func safeToken(s string) bool {
 	return s != "" && len(s) <= 320 && !hasUnsafe(s)
 }
 
+// fold is the key form of a local part: NFC for UTF-8 local parts (RFC
+// 6532 §3.1, so a decomposed "jörg" in the configuration matches the
+// composed one in mail), lower-case unless case-sensitive.
 func (d *Directory) fold(local string) string {
+	if !isASCII(local) {
+		local = norm.NFC.String(local)
+	}
 	if d.caseSensitive {
 		return local
 	}

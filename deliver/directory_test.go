@@ -119,6 +119,21 @@ func TestDirectoryRouteQuoted(t *testing.T) {
 	}
 }
 
+// TestDirectoryUTF8 (RFC 6532): UTF-8 local parts match after NFC, in the
+// configuration and in mail, and only through an explicit mapping.
+func TestDirectoryUTF8(t *testing.T) {
+	d := NewDirectory(map[string][]string{"joerg": {"jo\u0308rg"}}, false) // NFD in the config
+	if u, _ := d.Lookup("jörg", "example.com"); u != "joerg" {
+		t.Errorf("Lookup(NFC jörg) = %q; want joerg", u)
+	}
+	r := fixtureRules(t, false)
+	r.Directory = d
+	got := RouteHeader([]byte("To: JO\u0308RG@example.com\r\n\r\n"), r) // NFD, upper case in mail
+	if len(got.Rcpts) != 1 || got.Rcpts[0].User != "joerg" || got.Rcpts[0].Address != "JÖRG@example.com" {
+		t.Errorf("RouteHeader(NFD JÖRG) = %+v; want joerg via JÖRG@example.com (NFC)", got)
+	}
+}
+
 func TestDirectoryNil(t *testing.T) {
 	var d *Directory
 	if got := d.LookupAll("alice", "example.com"); got != nil {

@@ -46,7 +46,7 @@ type Rules struct {
 	ReceivedBy      string   // for "Received": only a Received line whose "by" host equals this counts ("" = any)
 	FallbackHeaders []string // e.g. To, Cc, Resent-To, Resent-Cc, Apparently-To; empty = no guessing
 	DetailDelimiter string   // "+" usually; "" = none; strips "joe+lists" → "joe" when "joe+lists" is not mapped itself
-	CaseSensitive   bool     // local parts; domains are always case-insensitive
+	CaseSensitive   bool     // local parts; domains are always case-insensitive. Keep equal to the Directory's setting
 	QVirtual        string   // qmail prefix stripped from envelope local parts: "example-com-" + "joe@isp" → "joe"
 	Directory       *Directory
 	MaxRecipients   int // cap on addresses examined (default 1000); beyond it, route what was found and say so in Reason
@@ -83,6 +83,13 @@ const (
 	maxDomain            = 255 // RFC 5321 §4.5.3.1.2
 	maxListed            = 5   // addresses named in Reason before "and N more"
 	maxSnippet           = 60  // bytes of a bad address quoted in Reason
+)
+
+// envelopeHeaders and fallbackHeaders are the only header fields routing
+// ever reads addresses from.
+var (
+	envelopeHeaders = map[string]bool{"Delivered-To": true, "X-Original-To": true, "Envelope-To": true, "X-Envelope-To": true, "Received": true}
+	fallbackHeaders = map[string]bool{"To": true, "Cc": true, "Resent-To": true, "Resent-Cc": true, "Apparently-To": true}
 )
 
 // field is one unfolded header field.
@@ -176,6 +183,7 @@ type router struct {
 	details  []string // why nothing was found, for "no local recipient found (...)"
 	viaSeen  map[string]bool
 	fallback bool
+	fbNames  []string // the accepted FallbackHeaders, canonical
 }
 
 // RouteHeader routes a message by its header section (raw may be the whole
@@ -253,6 +261,12 @@ func (rt *router) envelope(fs []field) map[int]bool {
 		return used
 	}
 	key := canonical(name)
+	if !envelopeHeaders[key] {
+		// A typo or "From" in the configuration must not turn the
+		// sender's own header into the routing source.
+		rt.details = append(rt.details, "unsupported envelope header "+snippet(name)+" ignored")
+		return used
+	}
 	n := rt.r.EnvelopeCount
 	if n <= 0 {
 		n = 1
@@ -328,11 +342,23 @@ func (rt *router) fallbackHeaders(fs []field) {
 		rt.details = append(rt.details, "header guessing off")
 		return
 	}
-	rt.fallback = true
 	want := make(map[string]bool, len(rt.r.FallbackHeaders))
 	for _, h := range rt.r.FallbackHeaders {
-		want[canonical(h)] = true
+		if k := canonical(h); fallbackHeaders[k] {
+			if !want[k] {
+				want[k] = true
+				rt.fbNames = append(rt.fbNames, k)
+			}
+		} else {
+			// Never route by From, Reply-To or Sender (RELIABILITY
+			// §4): the sender writes them.
+			rt.details = append(rt.details, "unsupported fallback header "+snippet(h)+" ignored")
+		}
 	}
+	if len(want) == 0 {
+		return
+	}
+	rt.fallback = true
 	found := false
 	for _, f := range fs {
 		if rt.capped {
@@ -344,7 +370,7 @@ func (rt *router) fallbackHeaders(fs []field) {
 		}
 	}
 	if !found {
-		rt.details = append(rt.details, "no "+strings.Join(rt.r.FallbackHeaders, "/")+" header")
+		rt.details = append(rt.details, "no "+strings.Join(rt.fbNames, "/")+" header")
 	}
 }
 
@@ -504,7 +530,7 @@ func (rt *router) finish(truncated bool) {
 			r.Via = "envelope " + strings.Join(rt.viaHdrs, "/")
 		}
 	} else if rt.fallback {
-		r.Via = "header " + strings.Join(rt.r.FallbackHeaders, "/")
+		r.Via = "header " + strings.Join(rt.fbNames, "/")
 	}
 	if len(r.Rcpts) == 0 {
 		r.Rcpts = nil
@@ -1068,11 +1094,21 @@ func normDomain(d string) (string, bool) {
 	if d == "" || hasUnsafe(d) || !utf8.ValidString(d) {
 		return "", false
 	}
-	a, err := idnaProfile.ToASCII(d)
-	if err != nil || a == "" || len(a) > maxDomain {
+	a := strings.ToLower(d)
+	if !isASCII(d) || strings.Contains(a, "xn--") {
+		// UTS #46 leaves lower-case LDH labels unchanged, so only
+		// U-labels and A-labels (whose Punycode must be valid) need
+		// the IDNA mapping; this keeps 10^5 plain addresses cheap.
+		var err error
+		a, err = idnaProfile.ToASCII(d)
+		if err != nil || a == "" {
+			return "", false
+		}
+		a = strings.ToLower(a)
+	}
+	if len(a) > maxDomain {
 		return "", false
 	}
-	a = strings.ToLower(a)
 	for _, l := range strings.Split(a, ".") {
 		if l == "" || len(l) > 63 || l[0] == '-' || l[len(l)-1] == '-' {
 			return "", false
