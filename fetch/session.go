@@ -278,6 +278,11 @@ type op struct {
 // the current message is delivered, so a high-latency link costs one round
 // trip per window, not per message. Replies arrive in command order, so a
 // FIFO of sent commands is all the bookkeeping needed.
+//
+// Each delivered message's UID is written to the store at once (a crash of
+// popfetch keeps it) but fsynced once per batch; the batch's DELEs are sent
+// only after that fsync, so the invariant holds for every message while a
+// session pays one journal fsync per window instead of one per message.
 func (s *session) fetch(ctx context.Context, todo, dele []entry) error {
 	c := s.c
 	window := 1
@@ -285,12 +290,30 @@ func (s *session) fetch(ctx context.Context, todo, dele []entry) error {
 		window = 16
 	}
 	var queue []op
+	var recorded []entry // delivered and recorded, awaiting the store's fsync
 	outstanding := 0
 	sendDele := func(e entry) error {
 		if err := c.send("DELE", e.Num); err != nil {
 			return err
 		}
 		queue = append(queue, op{"DELE", e})
+		return nil
+	}
+	flush := func() error {
+		if len(recorded) == 0 {
+			return nil
+		}
+		if err := s.store.Sync(); err != nil {
+			return fmt.Errorf("uidl store: %w", err)
+		}
+		if !s.a.Keep {
+			for _, e := range recorded {
+				if err := sendDele(e); err != nil {
+					return err
+				}
+			}
+		}
+		recorded = recorded[:0]
 		return nil
 	}
 	for _, e := range dele {
@@ -308,6 +331,11 @@ func (s *session) fetch(ctx context.Context, todo, dele []entry) error {
 			}
 			queue = append(queue, op{"RETR", e})
 			outstanding++
+		}
+		if outstanding == 0 {
+			if err := flush(); err != nil {
+				return err
+			}
 		}
 		if len(queue) == 0 {
 			return ctx.Err()
@@ -332,9 +360,12 @@ func (s *session) fetch(ctx context.Context, todo, dele []entry) error {
 			if err != nil {
 				return err
 			}
-			if ok && !s.a.Keep {
-				if err := sendDele(o.e); err != nil {
-					return err
+			if ok {
+				recorded = append(recorded, o.e)
+				if len(recorded) >= window {
+					if err := flush(); err != nil {
+						return err
+					}
 				}
 			}
 		}
@@ -366,9 +397,9 @@ func (s *session) retrieve(ctx context.Context, e entry) (deleteIt bool, err err
 		log.Error("delivery failed; message stays on the server and is retried next poll", "size", len(raw), "err", err)
 		return false, nil
 	}
-	// The invariant (doc.go): recorded durably only after delivery, and
-	// DELE only after this returns.
-	if err := s.store.Add(e.UID, s.p.now()); err != nil {
+	// The invariant (doc.go): recorded only after delivery; DELE only after
+	// the store's Sync in fetch's flush.
+	if err := s.store.AddLater(e.UID, s.p.now()); err != nil {
 		return false, fmt.Errorf("uidl store: record %s: %w", e.UID, err)
 	}
 	s.res.Delivered++

@@ -53,13 +53,17 @@ func trace(op, path string) {
 type Store struct {
 	path string
 
-	mu     sync.Mutex
-	st     *state
-	f      *os.File // journal, O_APPEND
-	lock   *os.File // holds the flock; closing it releases the lock
-	size   int64    // bytes of the journal known to be complete
-	broken error    // sticky: a failed write or sync left the file state unknown
-	closed bool
+	mu   sync.Mutex
+	st   *state
+	f    *os.File // journal, O_APPEND
+	lock *os.File // holds the flock; closing it releases the lock
+	size int64    // bytes of the journal known to be complete
+	// synced is the part of size known durable; unsynced is set while
+	// AddLater records await Sync.
+	synced   int64
+	unsynced bool
+	broken   error // sticky: a failed write or sync left the file state unknown
+	closed   bool
 }
 
 // Path returns the journal path for a mailbox under stateDir:
@@ -171,6 +175,7 @@ func (s *Store) open() error {
 	}
 	s.st = st
 	s.size = res.good
+	s.synced = res.good
 	if res.torn {
 		// Cut the torn tail so the next append starts a fresh line. Its
 		// write never returned success, so nothing promised is lost.
@@ -178,6 +183,14 @@ func (s *Store) open() error {
 			return fmt.Errorf("uidl: truncate torn tail of %s: %w", s.path, err)
 		}
 		trace("truncate", s.path)
+		if err := f.Sync(); err != nil {
+			return fmt.Errorf("uidl: fsync %s: %w", s.path, err)
+		}
+		trace("sync", s.path)
+	} else if res.good > 0 {
+		// A predecessor killed after AddLater may have left records that
+		// are only in the page cache; make them durable before anyone
+		// sends DELE on their strength.
 		if err := f.Sync(); err != nil {
 			return fmt.Errorf("uidl: fsync %s: %w", s.path, err)
 		}
@@ -205,6 +218,11 @@ func (s *Store) open() error {
 // failed fsync the page cache state is unknown, so no further record may
 // follow (a later record behind a torn one would read as corruption).
 func (s *Store) append(b []byte) error {
+	return s.write(b, true)
+}
+
+// write appends b; with sync it also fsyncs everything written so far.
+func (s *Store) write(b []byte, sync bool) error {
 	if s.broken != nil {
 		return s.broken
 	}
@@ -212,15 +230,45 @@ func (s *Store) append(b []byte) error {
 		return s.fail(fmt.Errorf("uidl: write %s: %w", s.path, err))
 	}
 	trace("write", s.path)
+	s.size += int64(len(b))
+	if !sync {
+		s.unsynced = true
+		return nil
+	}
+	return s.syncLocked()
+}
+
+func (s *Store) syncLocked() error {
+	if s.broken != nil {
+		return s.broken
+	}
 	if err := s.f.Sync(); err != nil {
 		return s.fail(fmt.Errorf("uidl: fsync %s: %w", s.path, err))
 	}
 	trace("sync", s.path)
-	s.size += int64(len(b))
+	s.synced = s.size
+	s.unsynced = false
 	return nil
 }
 
+// Sync makes every record written by AddLater durable. Call it before
+// sending DELE for any of those UIDs.
+func (s *Store) Sync() error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.closed {
+		return fmt.Errorf("%w: %s", ErrClosed, s.path)
+	}
+	if !s.unsynced {
+		return nil
+	}
+	return s.syncLocked()
+}
+
 func (s *Store) fail(err error) error {
+	// Cut back to what is known durable: after a failed write or fsync the
+	// state of the unsynced tail is unknown.
+	s.size = s.synced
 	if s.f.Truncate(s.size) == nil {
 		s.f.Sync()
 	}
@@ -280,6 +328,8 @@ func (s *Store) compact(st *state) error {
 	st.records = n
 	s.st = st
 	s.size = size
+	s.synced = size
+	s.unsynced = false
 	return nil
 }
 
@@ -403,7 +453,18 @@ func (s *Store) Len() int {
 // first-seen time if uid has no record yet. Adding a delivered UID again
 // writes nothing.
 func (s *Store) Add(uid string, t time.Time) error {
-	return s.record('+', uid, t, "")
+	return s.record('+', uid, t, "", true)
+}
+
+// AddLater records uid as delivered like Add, but only writes the record
+// (write(2)) without an fsync: it survives a crash of popfetch, which is
+// what matters for duplicates, but not yet a power loss. The caller must
+// call Sync before sending DELE for uid. This lets a session pay one fsync
+// per batch of messages instead of one per message; a power loss before
+// Sync can then cause duplicates of the batch, never a loss, because no
+// DELE was sent for it.
+func (s *Store) AddLater(uid string, t time.Time) error {
+	return s.record('+', uid, t, "", false)
 }
 
 // AddRecipient records that rcpt is done for uid (multidrop: the message goes
@@ -414,16 +475,16 @@ func (s *Store) AddRecipient(uid, rcpt string, t time.Time) error {
 	if !ValidRecipient(rcpt) {
 		return fmt.Errorf("%w: %q (uid %q)", ErrBadRecipient, rcpt, uid)
 	}
-	return s.record('r', uid, t, rcpt)
+	return s.record('r', uid, t, rcpt, true)
 }
 
 // Note records that uid was too large, left on the server and logged once,
 // so later polls stay quiet about it. Durable before it returns.
 func (s *Store) Note(uid string, t time.Time) error {
-	return s.record('n', uid, t, "")
+	return s.record('n', uid, t, "", true)
 }
 
-func (s *Store) record(kind byte, uid string, t time.Time, rcpt string) error {
+func (s *Store) record(kind byte, uid string, t time.Time, rcpt string, sync bool) error {
 	if !ValidUID(uid) {
 		return fmt.Errorf("%w: %q", ErrBadUID, uid)
 	}
@@ -444,7 +505,7 @@ func (s *Store) record(kind byte, uid string, t time.Time, rcpt string) error {
 	if ok {
 		first = e.first
 	}
-	if err := s.append(appendRecord(nil, kind, uid, first, rcpt)); err != nil {
+	if err := s.write(appendRecord(nil, kind, uid, first, rcpt), sync); err != nil {
 		return fmt.Errorf("record uid %q: %w", uid, err)
 	}
 	s.st.apply(kind, uid, first, rcpt)
@@ -524,7 +585,13 @@ func (s *Store) Close() error {
 		return nil
 	}
 	s.closed = true
-	err := s.f.Close()
+	var err error
+	if s.unsynced {
+		err = s.syncLocked()
+	}
+	if cerr := s.f.Close(); err == nil {
+		err = cerr
+	}
 	if lerr := s.lock.Close(); err == nil {
 		err = lerr
 	}

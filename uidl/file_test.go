@@ -951,3 +951,56 @@ func TestRetainCompactionFailureKeepsStore(t *testing.T) {
 		t.Errorf("Add after a failed compaction = %v", err)
 	}
 }
+
+// AddLater writes the record at once (a crash of popfetch keeps it) and
+// fsyncs only on Sync; Close syncs what is pending; Open of a journal left
+// with unsynced records fsyncs it before anyone relies on them.
+func TestAddLaterSync(t *testing.T) {
+	path := journalPath(t)
+	s := mustOpen(t, path)
+	ops := recordOps(t)
+	base := filepath.Base(path)
+	for _, u := range []string{"uid-1", "uid-2"} {
+		if err := s.AddLater(u, t0); err != nil {
+			t.Fatalf("AddLater = %v", err)
+		}
+	}
+	if want := []string{"write " + base, "write " + base}; !slices.Equal(*ops, want) {
+		t.Errorf("ops after AddLater = %q; want %q", *ops, want)
+	}
+	if got := readFile(t, path); got != header+"\n+ uid-1 1700000000\n+ uid-2 1700000000\n" {
+		t.Errorf("file = %q; AddLater must write before returning", got)
+	}
+	if !s.Has("uid-2") {
+		t.Error("Has(uid-2) = false after AddLater")
+	}
+	*ops = nil
+	if err := s.Sync(); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Sync(); err != nil { // nothing pending: no second fsync
+		t.Fatal(err)
+	}
+	if want := []string{"sync " + base}; !slices.Equal(*ops, want) {
+		t.Errorf("ops after Sync = %q; want %q", *ops, want)
+	}
+	*ops = nil
+	if err := s.AddLater("uid-3", t0); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if want := []string{"write " + base, "sync " + base}; !slices.Equal(*ops, want) {
+		t.Errorf("ops through Close = %q; want %q", *ops, want)
+	}
+	*ops = nil
+	s2 := mustOpen(t, path)
+	defer s2.Close()
+	if !s2.Has("uid-3") || s2.Len() != 3 {
+		t.Errorf("after reopen Has(uid-3) = %v, Len = %d", s2.Has("uid-3"), s2.Len())
+	}
+	if !slices.Contains(*ops, "sync "+base) {
+		t.Errorf("Open did not fsync the journal: %q", *ops)
+	}
+}
