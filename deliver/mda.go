@@ -236,7 +236,8 @@ func (d *MDA) args(sender string, r Recipient) ([]string, error) {
 // address, and the message, with LF line endings.
 //
 // Results: exit 0 (and, unless AllowStderr, nothing on stderr, and all of
-// stdin read) is delivered. Exit 75 (EX_TEMPFAIL), death by a signal, the
+// stdin read) is delivered. Exit 75 (EX_TEMPFAIL), 73 (EX_CANTCREAT), 74
+// (EX_IOERR), death by a signal, the
 // timeout, cancellation, and a failure to start are temporary. A program
 // that cannot be started (missing, not executable) is a configuration
 // problem: temporary, so the mail stays on the server until an admin fixes
@@ -329,8 +330,13 @@ func (d *MDA) run(ctx context.Context, argv []string, msg io.Reader) error {
 			return &Error{Target: d.target, Reason: reasonLine(fmt.Sprintf("MDA killed by signal %d (%v)", int(st.Signal()), st.Signal()), line), Err: waitErr}
 		}
 		code := ee.ExitCode()
-		if code == 75 { // EX_TEMPFAIL (sysexits.h)
-			return &Error{Target: d.target, Reason: reasonLine("MDA exit 75", line), Err: waitErr}
+		// sysexits.h: EX_TEMPFAIL (75) says "try again"; EX_CANTCREAT (73)
+		// and EX_IOERR (74) are what procmail and maildrop return for an
+		// unwritable or full mailbox, a local problem an admin fixes, so
+		// the message waits on the server rather than going to the
+		// postmaster.
+		if code == 75 || code == 73 || code == 74 {
+			return &Error{Target: d.target, Reason: reasonLine(fmt.Sprintf("MDA exit %d", code), line), Err: waitErr}
 		}
 		return &Error{Target: d.target, Permanent: true, Reason: reasonLine("MDA exit "+strconv.Itoa(code), line), Err: waitErr}
 	default:

@@ -156,6 +156,8 @@ func TestMDAStatus(t *testing.T) {
 		{name: "tempfail", script: "status.sh", env: []string{"CODE=75", "STDERR=try later"}, reason: "MDA exit 75: try later"},
 		{name: "exit1", script: "status.sh", env: []string{"CODE=1", "STDERR=mailbox \x1b[31mfull"}, permanent: true, reason: "MDA exit 1: mailbox  [31mfull"},
 		{name: "exit67", script: "status.sh", env: []string{"CODE=67"}, permanent: true, reason: "MDA exit 67"},
+		{name: "cantcreat", script: "status.sh", env: []string{"CODE=73"}, reason: "MDA exit 73"},
+		{name: "ioerr", script: "status.sh", env: []string{"CODE=74"}, reason: "MDA exit 74"},
 		{name: "signal", script: "selfkill.sh", reason: "MDA killed by signal 9 (killed)"},
 		{name: "stderr", script: "status.sh", env: []string{"STDERR=warning: recipe failed"}, reason: "MDA exit 0 with output on stderr: warning: recipe failed"},
 		{name: "stderrAllowed", script: "status.sh", env: []string{"STDERR=just chatty"}, allowStderr: true, wantOK: true},
