@@ -577,6 +577,15 @@ func BenchmarkRouteHostile(b *testing.B) {
 		"folded":   func(n int) string { return "To: a@e.test" + strings.Repeat(",\r\n x@e.test", n/12) + "\r\n" },
 		"fields":   func(n int) string { return strings.Repeat("Delivered-To: u@e.test\r\n", n/24) },
 	}
+	// What a hostile 1 MiB To: costs with the default recipient cap.
+	b.Run("addresses-default-cap/1000KiB", func(b *testing.B) {
+		r := fixtureRules(b, false)
+		raw := []byte(kinds["addresses"](1000<<10) + "\r\nbody\r\n")
+		b.SetBytes(int64(len(raw)))
+		for b.Loop() {
+			RouteHeader(raw, r)
+		}
+	})
 	for _, name := range []string{"addresses", "comments", "quotes", "folded", "fields"} {
 		for _, size := range []int{256 << 10, 1000 << 10} {
 			b.Run(fmt.Sprintf("%s/%dKiB", name, size>>10), func(b *testing.B) {
