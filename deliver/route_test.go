@@ -12,7 +12,7 @@ import (
 	"unicode"
 )
 
-var updateRoute = flag.Bool("update", false, "rewrite testdata/route/cases.txt with the current results")
+var updateRoute = flag.Bool("update-route", false, "rewrite testdata/route/cases.txt with the current results")
 
 const routeCases = "../testdata/route/cases.txt"
 
@@ -185,7 +185,7 @@ func describe(rt Route) []string {
 }
 
 // TestRouteGolden runs the routing table in testdata/route/cases.txt.
-// Run with -update to rewrite the want sections, then review the diff.
+// Run with -update-route to rewrite the want sections, then review the diff.
 func TestRouteGolden(t *testing.T) {
 	data, err := os.ReadFile(routeCases)
 	if err != nil {
