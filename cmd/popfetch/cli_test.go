@@ -1,0 +1,172 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"os"
+	"path/filepath"
+	"regexp"
+	"strings"
+	"testing"
+
+	"github.com/popfetch/popfetch/fetch/pop3test"
+)
+
+func runCLI(t *testing.T, args ...string) (code int, stdout, stderr string) {
+	t.Helper()
+	var out, errb bytes.Buffer
+	code = run(context.Background(), args, &out, &errb)
+	return code, out.String(), errb.String()
+}
+
+func TestHelpAndVersion(t *testing.T) {
+	code, out, _ := runCLI(t, "--help")
+	if code != exitOK || !strings.Contains(out, "Usage:") {
+		t.Fatalf("--help = %d\n%s", code, out)
+	}
+	if code, out, _ := runCLI(t, "--version"); code != exitOK || !strings.HasPrefix(out, "popfetch ") {
+		t.Fatalf("--version = %d %q", code, out)
+	}
+	if code, _, _ := runCLI(t); code != exitUsage {
+		t.Fatalf("no command = %d; want %d", code, exitUsage)
+	}
+	if code, _, _ := runCLI(t, "frobnicate"); code != exitUsage {
+		t.Fatalf("unknown command = %d; want %d", code, exitUsage)
+	}
+	if code, _, _ := runCLI(t, "fetch", "--no-such-flag"); code != exitUsage {
+		t.Fatalf("unknown flag = %d; want %d", code, exitUsage)
+	}
+}
+
+// The help text and popfetch(1) must not drift apart: every command the
+// help lists has a section in the man page, and every exit status too.
+func TestHelpMatchesManPage(t *testing.T) {
+	man, err := os.ReadFile("../../man/popfetch.1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	cmds := regexp.MustCompile(`(?m)^  ([a-z]+) `).FindAllStringSubmatch(usage, -1)
+	if len(cmds) < 6 {
+		t.Fatalf("found only %d commands in the usage text", len(cmds))
+	}
+	for _, c := range cmds {
+		if c[1] == "popfetch" {
+			continue // the synopsis line
+		}
+		if !regexp.MustCompile(`(?m)^\.TP\n\.BI? "?` + c[1] + `\b`).Match(man) {
+			t.Errorf("command %q is in --help but has no entry in man/popfetch.1", c[1])
+		}
+	}
+	for _, code := range []int{exitOK, exitFail, exitUsage, exitAuth, exitConfig} {
+		if !bytes.Contains(man, []byte(fmt.Sprintf(".B %d\n", code))) {
+			t.Errorf("exit status %d is not documented in man/popfetch.1", code)
+		}
+	}
+}
+
+// Every example rc file passes `popfetch check`.
+func TestCheckExamples(t *testing.T) {
+	files, _ := filepath.Glob("../../testdata/rc/*.hcl")
+	if len(files) < 5 {
+		t.Fatalf("only %d example rc files", len(files))
+	}
+	for _, f := range files {
+		code, out, errs := runCLI(t, "check", "-f", f)
+		if code != exitOK || !strings.Contains(out, "account ") {
+			t.Errorf("check %s = %d\n%s%s", f, code, out, errs)
+		}
+	}
+}
+
+func TestExitCodes(t *testing.T) {
+	srv := pop3test.NewServer(t, pop3test.Options{Messages: []pop3test.Message{{UID: "a", Data: []byte("Subject: x\r\n\r\nhi\r\n")}}})
+	dir := t.TempDir()
+	rc := func(pass string) string {
+		p := filepath.Join(dir, "rc-"+pass+".hcl")
+		writeFile(t, p, fmt.Sprintf(`
+state_dir = %q
+account "fake" {
+  server   = "127.0.0.1"
+  port     = %d
+  tls      = "none"
+  username = "user"
+  password = %q
+  deliver { maildir = %q }
+}
+`, filepath.Join(dir, "state"), srv.Port(), pass, filepath.Join(dir, "Maildir")))
+		return p
+	}
+	code, out, errs := runCLI(t, "-f", rc("wrong"), "fetch")
+	if code != exitAuth || !strings.Contains(out, "authentication failed") {
+		t.Fatalf("wrong password: %d\n%s%s", code, out, errs)
+	}
+	code, out, _ = runCLI(t, "fetch", "-f", rc("pass"))
+	if code != exitOK || !strings.Contains(out, "fake: 1 new, 1 delivered, 1 deleted") {
+		t.Fatalf("fetch: %d\n%s", code, out)
+	}
+	if code, _, _ := runCLI(t, "fetch", "-f", rc("pass"), "nosuchaccount"); code != exitUsage {
+		t.Fatalf("unknown account = %d", code)
+	}
+	// An inline password in a file others can read is a config error.
+	p := rc("pass")
+	os.Chmod(p, 0o644)
+	code, _, errs = runCLI(t, "fetch", "-f", p)
+	if code != exitConfig || !strings.Contains(errs, "chmod 600") {
+		t.Fatalf("world-readable rc file: %d\n%s", code, errs)
+	}
+	os.Chmod(p, 0o600)
+	bad := filepath.Join(dir, "bad.hcl")
+	writeFile(t, bad, "account \"x\" {\n  sever = \"pop.example.com\"\n}\n")
+	code, _, errs = runCLI(t, "check", "-f", bad)
+	if code != exitConfig || !strings.Contains(errs, "bad.hcl:2:3") {
+		t.Fatalf("invalid rc file: %d\n%s", code, errs)
+	}
+	// Connection refused: an account failure.
+	srv.Close()
+	code, out, _ = runCLI(t, "fetch", "-f", rc("pass"))
+	if code != exitFail || !strings.Contains(out, "error:") {
+		t.Fatalf("dead server: %d\n%s", code, out)
+	}
+}
+
+func TestCheckConnect(t *testing.T) {
+	srv := pop3test.NewServer(t, pop3test.Options{Messages: []pop3test.Message{{UID: "a", Data: []byte("Subject: x\r\n\r\nhi\r\n")}, {UID: "b", Data: []byte("Subject: y\r\n\r\nhi\r\n")}}})
+	dir := t.TempDir()
+	rc := filepath.Join(dir, "rc.hcl")
+	writeFile(t, rc, fmt.Sprintf("state_dir = %q\naccount \"fake\" {\n server = \"127.0.0.1\"\n port = %d\n tls = \"none\"\n username = \"user\"\n password = \"pass\"\n deliver { maildir = %q }\n}\n", dir, srv.Port(), filepath.Join(dir, "M")))
+	code, out, errs := runCLI(t, "check", "--connect", "-f", rc)
+	if code != exitOK || !strings.Contains(out, "2 messages on the server, 2 new") || strings.Contains(out, `"pass"`) {
+		t.Fatalf("check --connect = %d\n%s%s", code, out, errs)
+	}
+	if len(srv.Messages()) != 2 {
+		t.Fatal("check --connect deleted mail")
+	}
+	for _, c := range srv.Commands() {
+		if strings.HasPrefix(c, "RETR") || strings.HasPrefix(c, "DELE") {
+			t.Fatalf("check --connect sent %q", c)
+		}
+	}
+}
+
+func TestDemo(t *testing.T) {
+	code, out, errs := runCLI(t, "demo")
+	if code != exitOK {
+		t.Fatalf("demo = %d\n%s%s", code, out, errs)
+	}
+	for _, want := range []string{
+		"personal: 3 new, 3 delivered, 3 deleted",
+		"example.com: 5 new, 5 delivered, 5 deleted",
+		"vmail/carol/Maildir/         Blind copy for Carol",
+		"X-Popfetch-Reason: unknown user mallory@example.com",
+		"personal: 0 new",
+		"example.com: 0 new",
+	} {
+		if !strings.Contains(out, want) {
+			t.Errorf("demo output lacks %q:\n%s", want, out)
+		}
+	}
+	if m := regexp.MustCompile(`Everything is in (\S+) `).FindStringSubmatch(out); m != nil {
+		os.RemoveAll(m[1])
+	}
+}
