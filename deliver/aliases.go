@@ -172,7 +172,7 @@ func (d *Directory) setAliases(raw map[string][]string) {
 		res[n] = exp
 	}
 	d.aliases = res
-	d.ignored = append(d.ignored, ignored...)
+	d.aliasIgnored = ignored // a reload replaces the old list
 }
 
 // expand adds the users reachable from alias name to exp by depth-first

@@ -174,6 +174,15 @@ func TestLoadAliasesAtomic(t *testing.T) {
 	if u, ok := d.Lookup("info", "example.com"); !ok || u != "alice" {
 		t.Errorf("after a failed reload Lookup(info) = %q, %v; want alice", u, ok)
 	}
+	if err := d.LoadAliases(writeAliases(t, "info: alice\np: |/bin/x\n")); err != nil {
+		t.Fatal(err)
+	}
+	if err := d.LoadAliases(writeAliases(t, "info: alice\n")); err != nil {
+		t.Fatal(err)
+	}
+	if ign := d.Ignored(); len(ign) != 0 {
+		t.Errorf("Ignored() after a clean reload = %q; want none", ign)
+	}
 	if err := d.LoadAliases(filepath.Join(t.TempDir(), "missing")); err == nil {
 		t.Errorf("LoadAliases(missing file) = nil; want an error")
 	}

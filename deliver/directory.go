@@ -29,7 +29,8 @@ type Directory struct {
 	byAddr        map[string]string   // "local@domain" → user
 	byLocal       map[string]string   // "local" → user
 	aliases       map[string]aliasExp // alias name (lower-case) → expansion
-	ignored       []string
+	ignored       []string            // from NewDirectory
+	aliasIgnored  []string            // from the last LoadAliases
 
 	systemUsers bool
 	// lookupUID finds a system account; a field so tests need not depend on
@@ -146,7 +147,7 @@ func (d *Directory) fold(local string) string {
 // pipes, files, :include: lists, remote addresses, unknown names, loops or
 // too deep. The caller logs them once after loading.
 func (d *Directory) Ignored() []string {
-	return append([]string(nil), d.ignored...)
+	return append(append([]string(nil), d.ignored...), d.aliasIgnored...)
 }
 
 // SetSystemUsers makes a local part that names a system account (os/user)
