@@ -329,9 +329,25 @@ type rcptGroup struct {
 	idx  []int
 }
 
+// rcptAddr is the RCPT address of a local recipient: the user at the
+// domain the message was routed by (alice@example.com), which an LMTP
+// server such as dovecot maps to the mailbox of alice, rather than the
+// address in the header (sales@example.com, an alias the LMTP server does
+// not know: routing to alice is popfetch's decision). A single-drop account
+// has no domain: its Address, else the user name.
+func rcptAddr(r Recipient) string {
+	switch {
+	case r.User != "" && r.Domain != "":
+		return r.User + "@" + r.Domain
+	case r.Address != "":
+		return r.Address
+	}
+	return r.User
+}
+
 // Deliver sends one copy of m (extra, a Received: field, then the message
 // with every line ending normalised to CRLF) in one transaction, with one
-// RCPT per distinct address (Recipient.Address, else Recipient.User).
+// RCPT per distinct address (see rcptAddr).
 //
 // Per-recipient results: a rejected RCPT gives that recipient a temporary
 // (4xx) or permanent (5xx) error; after DATA, SMTP gives one result for
@@ -344,10 +360,7 @@ func (d *SMTP) Deliver(ctx context.Context, m *Message, sender string, rcpts []R
 	var groups []*rcptGroup
 	byAddr := make(map[string]*rcptGroup)
 	for i, r := range rcpts {
-		a := r.Address
-		if a == "" {
-			a = r.User
-		}
+		a := rcptAddr(r)
 		if err := checkEnvelopeAddr(a); err != nil {
 			errs[i] = &Error{Target: d.target, Permanent: true, Reason: SafeValue("invalid recipient: "+err.Error(), 200), Err: err}
 			continue

@@ -758,3 +758,20 @@ func BenchmarkLMTPDovecot(b *testing.B) {
 	}
 	b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "msgs/s")
 }
+
+func TestSMTPRcptAddr(t *testing.T) {
+	tests := []struct {
+		r    Recipient
+		want string
+	}{
+		{Recipient{User: "alice", Address: "sales@example.com", Domain: "example.com"}, "alice@example.com"},
+		{Recipient{User: "alice", Domain: "example.com"}, "alice@example.com"},
+		{Recipient{Address: "me@example.net"}, "me@example.net"},
+		{Recipient{User: "me"}, "me"},
+	}
+	for _, tt := range tests {
+		if got := rcptAddr(tt.r); got != tt.want {
+			t.Errorf("rcptAddr(%+v) = %q; want %q", tt.r, got, tt.want)
+		}
+	}
+}

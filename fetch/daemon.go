@@ -108,6 +108,9 @@ type PollSummary struct {
 	Failed     int           `json:"failed"`
 	LoginDelay time.Duration `json:"login_delay,omitempty"`
 	Err        string        `json:"err,omitempty"`
+	// AuthFailed survives JSON where errors.Is(Err, ErrAuth) does not:
+	// `popfetch now` maps it to the authentication exit status.
+	AuthFailed bool `json:"auth_failed,omitempty"`
 }
 
 // Summarize converts a Result for status and the control socket.
@@ -119,6 +122,7 @@ func Summarize(r Result) PollSummary {
 	}
 	if r.Err != nil {
 		s.Err = r.Err.Error()
+		s.AuthFailed = errors.Is(r.Err, ErrAuth)
 	}
 	return s
 }

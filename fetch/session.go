@@ -99,6 +99,13 @@ func (p *Poller) run(ctx context.Context, a *rcfile.Account, dryRun bool) (res R
 		if res.Err != nil {
 			res.Err = fmt.Errorf("account %s: %w", a.Name, res.Err)
 		}
+		// One line per poll (the scheduler logs changes of error itself).
+		lvl := slog.LevelInfo
+		if res.Failed > 0 {
+			lvl = slog.LevelWarn
+		}
+		log.Log(context.Background(), lvl, "poll done", "messages", res.Messages, "new", res.New, "delivered", res.Delivered,
+			"deleted", res.Deleted, "skipped", res.Skipped, "failed", res.Failed, "elapsed", res.Elapsed.Round(time.Millisecond), "err", res.Err)
 	}()
 	s := &session{p: p, a: a, log: log, res: &res, dryRun: dryRun}
 	res.Err = s.run(ctx)

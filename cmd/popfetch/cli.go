@@ -187,13 +187,19 @@ func (g *globals) logger(level slog.Level) *slog.Logger {
 // load finds and loads the rc file, printing every diagnostic. ok is false
 // when there are errors.
 func (g *globals) load() (*rcfile.Config, string, bool) {
+	return g.loadRC(true)
+}
+
+// loadRC is load; warnings are printed only if warn (now and status only
+// need the state directory, and the daemon has already warned).
+func (g *globals) loadRC(warn bool) (*rcfile.Config, string, bool) {
 	path, err := rcfile.Find(g.config)
 	if err != nil {
 		fmt.Fprintf(g.stderr, "popfetch: %v\n", err)
 		return nil, "", false
 	}
 	cfg, diags := rcfile.Load(path)
-	if len(diags) > 0 {
+	if diags.HasErrors() || warn && len(diags) > 0 {
 		rcfile.WriteDiagnostics(g.stderr, diags, rcfile.SourceFiles(diags))
 	}
 	if diags.HasErrors() {
@@ -280,6 +286,10 @@ func signalContext(parent context.Context, stderr io.Writer) (context.Context, f
 }
 
 func summary(r fetch.Result) string {
+	return summaryLine(fetch.Summarize(r))
+}
+
+func summaryLine(r fetch.PollSummary) string {
 	var b strings.Builder
 	fmt.Fprintf(&b, "%s: %d new, %d delivered, %d deleted", r.Account, r.New, r.Delivered, r.Deleted)
 	if r.Skipped > 0 {
@@ -289,17 +299,21 @@ func summary(r fetch.Result) string {
 		fmt.Fprintf(&b, ", %d failed", r.Failed)
 	}
 	fmt.Fprintf(&b, " (%s)", r.Elapsed.Round(time.Millisecond))
-	if r.Err != nil {
-		fmt.Fprintf(&b, "; error: %v", r.Err)
+	if r.Err != "" {
+		fmt.Fprintf(&b, "; error: %s", r.Err)
 	}
 	return b.String()
 }
 
 func exitCodeFor(r fetch.Result) int {
+	return exitCodeForSummary(fetch.Summarize(r))
+}
+
+func exitCodeForSummary(r fetch.PollSummary) int {
 	switch {
-	case errors.Is(r.Err, fetch.ErrAuth):
+	case r.AuthFailed:
 		return exitAuth
-	case r.Err != nil || r.Failed > 0:
+	case r.Err != "" || r.Failed > 0:
 		return exitFail
 	}
 	return exitOK

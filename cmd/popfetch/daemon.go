@@ -2,12 +2,172 @@ package main
 
 import (
 	"context"
+	"errors"
 	"fmt"
+	"log/slog"
+	"os"
+	"os/signal"
+	"syscall"
+	"time"
+
+	"github.com/hashicorp/hcl/v2"
+	"github.com/popfetch/popfetch/fetch"
+	"github.com/popfetch/popfetch/rcfile"
 )
 
+// daemon is `popfetch run`: the scheduler in the foreground, the control
+// socket for now/status, and the rc file watched for changes.
 func (g *globals) daemon(ctx context.Context, args []string) int {
-	fmt.Fprintln(g.stderr, "popfetch run: not yet wired")
-	return exitUsage
+	fs := g.flags("run")
+	if !g.parse(fs, args) {
+		return exitUsage
+	}
+	if fs.NArg() > 0 {
+		fmt.Fprintln(g.stderr, "popfetch run takes no arguments")
+		return exitUsage
+	}
+	cfg, path, ok := g.load()
+	if !ok {
+		return exitConfig
+	}
+	log := g.logger(slog.LevelInfo)
+	p := &fetch.Poller{Log: log}
+	d := fetch.NewDaemon(cfg, p.Poll, fetch.DaemonOptions{Log: log})
+	// The control socket first: a second daemon on the same state fails
+	// here, before it polls anything.
+	ctl, err := fetch.ListenControl(fetch.ControlPath(cfg.StateDir), log)
+	if err != nil {
+		log.Error("control socket", "err", err)
+		return exitFail
+	}
+	ctx, stop := context.WithCancel(ctx)
+	defer stop()
+
+	reload := func(why string) {
+		c, diags := rcfile.Load(path)
+		for _, x := range diags {
+			lvl := slog.LevelWarn
+			if x.Severity == hcl.DiagError {
+				lvl = slog.LevelError
+			}
+			log.Log(ctx, lvl, "rc file", "path", path, "diag", rcfile.FormatDiagnostic(x))
+		}
+		if diags.HasErrors() {
+			log.Error("rc file has errors; the running configuration stays in effect", "path", path, "trigger", why)
+			return
+		}
+		d.Reload(c)
+		log.Info("rc file reloaded", "path", path, "trigger", why, "accounts", len(c.Accounts), "generation", d.Status().Generation)
+	}
+	sigs := make(chan os.Signal, 4)
+	signal.Notify(sigs, syscall.SIGTERM, syscall.SIGINT, syscall.SIGHUP, syscall.SIGUSR1)
+	defer signal.Stop(sigs)
+	finished := make(chan struct{})
+	defer close(finished)
+	go func() {
+		terms := 0
+		for {
+			var s os.Signal
+			select {
+			case s = <-sigs:
+			case <-finished:
+				return
+			}
+			switch s {
+			case syscall.SIGHUP:
+				reload("SIGHUP")
+			case syscall.SIGUSR1:
+				log.Info("SIGUSR1: polling every account now")
+				go d.PollNow(ctx, nil)
+			default:
+				// First SIGTERM/SIGINT: finish the messages in flight and
+				// QUIT. Second: drop the sessions without QUIT, which
+				// deletes nothing that is not recorded.
+				if terms++; terms == 1 {
+					log.Info("stopping after the messages in flight; signal again to abort", "signal", s.String())
+					stop()
+				} else {
+					log.Warn("aborting sessions without QUIT", "signal", s.String())
+					d.Abort()
+				}
+			}
+		}
+	}()
+	go func() {
+		if err := rcfile.Watch(ctx, path, 300*time.Millisecond, func() { reload("file changed") }); err != nil {
+			log.Warn("not watching the rc file for changes; use SIGHUP to reload", "path", path, "err", err)
+		}
+	}()
+	served := make(chan error, 1)
+	go func() { served <- ctl.Serve(ctx, d) }()
+	log.Info("popfetch daemon started", "version", versionString(), "config", path, "accounts", len(cfg.Accounts), "control", fetch.ControlPath(cfg.StateDir))
+	err = d.Run(ctx)
+	stop()
+	if cerr := <-served; cerr != nil && err == nil {
+		err = cerr
+	}
+	if err != nil {
+		log.Error("daemon", "err", err)
+		return exitFail
+	}
+	log.Info("popfetch daemon stopped")
+	return exitOK
 }
-func (g *globals) now(ctx context.Context, args []string) int    { return g.daemon(ctx, args) }
-func (g *globals) status(ctx context.Context, args []string) int { return g.daemon(ctx, args) }
+
+// controlPath finds the running daemon's socket from the rc file's state_dir.
+func (g *globals) controlPath() (string, bool) {
+	cfg, _, ok := g.loadRC(false)
+	if !ok {
+		return "", false
+	}
+	return fetch.ControlPath(cfg.StateDir), true
+}
+
+// now is `popfetch now`: ask the daemon to poll at once and wait.
+func (g *globals) now(ctx context.Context, args []string) int {
+	fs := g.flags("now")
+	if !g.parse(fs, args) {
+		return exitUsage
+	}
+	sock, ok := g.controlPath()
+	if !ok {
+		return exitConfig
+	}
+	res, err := fetch.ControlNow(ctx, sock, fs.Args())
+	if err != nil {
+		return g.controlError(err, sock)
+	}
+	code := exitOK
+	for _, r := range res {
+		fmt.Fprintln(g.stdout, summaryLine(r))
+		code = worse(code, exitCodeForSummary(r))
+	}
+	return code
+}
+
+// status is `popfetch status`.
+func (g *globals) status(ctx context.Context, args []string) int {
+	fs := g.flags("status")
+	if !g.parse(fs, args) {
+		return exitUsage
+	}
+	sock, ok := g.controlPath()
+	if !ok {
+		return exitConfig
+	}
+	st, err := fetch.ControlStatus(ctx, sock)
+	if err != nil {
+		return g.controlError(err, sock)
+	}
+	fetch.WriteStatus(g.stdout, st)
+	return exitOK
+}
+
+func (g *globals) controlError(err error, sock string) int {
+	if errors.Is(err, fetch.ErrUnknownAccount) {
+		fmt.Fprintf(g.stderr, "popfetch: %v\n", err)
+		return exitUsage
+	}
+	fmt.Fprintf(g.stderr, "popfetch: cannot reach the daemon at %s: %v (is `popfetch run` running with the same rc file?)\n", sock, err)
+	return exitFail
+}
