@@ -1,11 +1,14 @@
 package deliver
 
 import (
+	"sync"
+
 	"context"
 	"crypto/rand"
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"github.com/emersion/go-maildir"
 	"io"
 	"io/fs"
 	"log/slog"
@@ -43,6 +46,9 @@ type Maildir struct {
 	log    *slog.Logger
 	fs     maildirFS
 	expand bool // path holds {user} or {domain}
+	// ready holds the Maildirs already checked by init in this process,
+	// so each message costs no Stat calls for them.
+	ready sync.Map
 }
 
 // Placeholders a Maildir path may hold (multidrop).
@@ -271,11 +277,25 @@ func validComponent(v string) error {
 // init makes sure dir/{tmp,new,cur} exist, creating what is missing with
 // mode 0700, parents included.
 func (d *Maildir) init(dir string) error {
+	if _, ok := d.ready.Load(dir); ok {
+		return nil
+	}
 	for _, sub := range []string{"tmp", "new", "cur"} {
 		if err := d.mkdirs(filepath.Join(dir, sub)); err != nil {
 			return err
 		}
 	}
+	// A delivery killed between creating its tmp/ file and removing it
+	// leaves the file behind; the Maildir spec lets a writer remove tmp/
+	// files older than 36 hours, which go-maildir's Clean does. Once per
+	// Maildir per process is enough. It only tidies, so its error is
+	// logged, not returned.
+	if _, real := d.fs.(osFS); real {
+		if err := maildir.Dir(dir).Clean(); err != nil {
+			d.log.Warn("cleaning stale tmp/ files", "path", dir, "err", err)
+		}
+	}
+	d.ready.Store(dir, true)
 	return nil
 }
 

@@ -683,3 +683,35 @@ func BenchmarkMaildirDeliver(b *testing.B) {
 	}
 	b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "msgs/s")
 }
+
+// tmp/ files left by a killed delivery are removed once they are older than
+// the 36 hours the Maildir spec allows; recent ones (a delivery in progress
+// in another process) are left alone.
+func TestMaildirCleansStaleTmp(t *testing.T) {
+	dir := filepath.Join(t.TempDir(), "Maildir")
+	for _, sub := range []string{"tmp", "new", "cur"} {
+		if err := os.MkdirAll(filepath.Join(dir, sub), 0o700); err != nil {
+			t.Fatal(err)
+		}
+	}
+	stale, fresh := filepath.Join(dir, "tmp", "stale"), filepath.Join(dir, "tmp", "fresh")
+	for _, p := range []string{stale, fresh} {
+		if err := os.WriteFile(p, []byte("x"), 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
+	old := time.Now().Add(-37 * time.Hour)
+	if err := os.Chtimes(stale, old, old); err != nil {
+		t.Fatal(err)
+	}
+	d := NewMaildir(dir, MaildirOptions{LocalHost: "h"})
+	if errs := d.Deliver(context.Background(), testMessage(10), "", []Recipient{{}}, nil); errs[0] != nil {
+		t.Fatal(errs[0])
+	}
+	if _, err := os.Stat(stale); !os.IsNotExist(err) {
+		t.Errorf("stale tmp file still there (err %v)", err)
+	}
+	if _, err := os.Stat(fresh); err != nil {
+		t.Errorf("recent tmp file removed: %v", err)
+	}
+}
