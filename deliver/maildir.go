@@ -132,7 +132,13 @@ func (d *Maildir) deliverOne(ctx context.Context, m *Message, rc Recipient, extr
 	if rc.Address != "" {
 		fields = append(fields, Field{Name: "Delivered-To", Value: SafeValue(rc.Address, 320)})
 	}
-	return d.write(dir, target, Open(m, fields, true))
+	err = d.write(dir, target, Open(m, fields, true))
+	if err != nil {
+		// The Maildir may have been removed or replaced meanwhile: check
+		// (and re-create) it again next time.
+		d.ready.Delete(dir)
+	}
+	return err
 }
 
 // write stores r as one message in dir: the Maildir protocol with the

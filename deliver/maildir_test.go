@@ -715,3 +715,23 @@ func TestMaildirCleansStaleTmp(t *testing.T) {
 		t.Errorf("recent tmp file removed: %v", err)
 	}
 }
+
+// A Maildir removed while popfetch runs is re-created: the cache of checked
+// Maildirs forgets one whose delivery failed.
+func TestMaildirRecreatedAfterRemoval(t *testing.T) {
+	dir := filepath.Join(t.TempDir(), "Maildir")
+	d := NewMaildir(dir, MaildirOptions{LocalHost: "h"})
+	deliverOK := func() error { return d.Deliver(context.Background(), testMessage(10), "", []Recipient{{}}, nil)[0] }
+	if err := deliverOK(); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.RemoveAll(dir); err != nil {
+		t.Fatal(err)
+	}
+	if err := deliverOK(); err == nil || IsPermanent(err) {
+		t.Fatalf("delivery into a removed Maildir = %v; want a temporary error", err)
+	}
+	if err := deliverOK(); err != nil {
+		t.Fatalf("after the failure the Maildir should be re-created: %v", err)
+	}
+}
