@@ -2,15 +2,7 @@ package dovecottest
 
 import (
 	"cmp"
-	"crypto/ecdsa"
-	"crypto/elliptic"
-	"crypto/rand"
-	"crypto/x509"
-	"crypto/x509/pkix"
-	"encoding/pem"
 	"fmt"
-	"math/big"
-	"net"
 	"os"
 	"path/filepath"
 	"slices"
@@ -18,72 +10,31 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/popfetch/popfetch/fetch/pop3test"
 )
 
-// writeCerts makes a throw-away CA and a server certificate for 127.0.0.1
-// and localhost (ECDSA P-256: fast to generate, no DH parameters needed).
+// writeCerts writes a throw-away CA and a server certificate for 127.0.0.1
+// and localhost (pop3test's, ECDSA P-256: fast, no DH parameters needed).
 func (s *Server) writeCerts() error {
 	dir := filepath.Join(s.Dir, "tls")
 	if err := os.Mkdir(dir, 0o755); err != nil {
 		return err
 	}
-	now := time.Now()
-	caKey, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	caPEM, crt, key, err := pop3test.NewCertPEM("127.0.0.1", "localhost")
 	if err != nil {
 		return err
 	}
-	caTmpl := &x509.Certificate{
-		SerialNumber:          big.NewInt(1),
-		Subject:               pkix.Name{CommonName: "popfetch dovecottest throw-away CA"},
-		NotBefore:             now.Add(-time.Hour),
-		NotAfter:              now.Add(7 * 24 * time.Hour),
-		IsCA:                  true,
-		BasicConstraintsValid: true,
-		KeyUsage:              x509.KeyUsageCertSign | x509.KeyUsageCRLSign,
-	}
-	caDER, err := x509.CreateCertificate(rand.Reader, caTmpl, caTmpl, &caKey.PublicKey, caKey)
-	if err != nil {
-		return err
-	}
-	ca, err := x509.ParseCertificate(caDER)
-	if err != nil {
-		return err
-	}
-	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	if err != nil {
-		return err
-	}
-	tmpl := &x509.Certificate{
-		SerialNumber:          big.NewInt(2),
-		Subject:               pkix.Name{CommonName: "127.0.0.1"},
-		NotBefore:             now.Add(-time.Hour),
-		NotAfter:              now.Add(7 * 24 * time.Hour),
-		BasicConstraintsValid: true,
-		KeyUsage:              x509.KeyUsageDigitalSignature,
-		ExtKeyUsage:           []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth},
-		DNSNames:              []string{"localhost"},
-		IPAddresses:           []net.IP{net.IPv4(127, 0, 0, 1)},
-	}
-	der, err := x509.CreateCertificate(rand.Reader, tmpl, ca, &key.PublicKey, caKey)
-	if err != nil {
-		return err
-	}
-	keyDER, err := x509.MarshalPKCS8PrivateKey(key)
-	if err != nil {
-		return err
-	}
-	s.CAPEM = pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: caDER})
+	s.CAPEM = caPEM
 	s.CAFile = filepath.Join(dir, "ca.crt")
 	if err := os.WriteFile(s.CAFile, s.CAPEM, 0o644); err != nil {
 		return err
 	}
-	crt := pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der})
 	if err := os.WriteFile(filepath.Join(dir, "server.crt"), crt, 0o644); err != nil {
 		return err
 	}
 	// Read by dovecot's config process, which runs as root.
-	return os.WriteFile(filepath.Join(dir, "server.key"),
-		pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: keyDER}), 0o600)
+	return os.WriteFile(filepath.Join(dir, "server.key"), key, 0o600)
 }
 
 // writeUser writes the user's own passwd-file, users.d/NAME, by rename so

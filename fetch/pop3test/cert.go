@@ -28,6 +28,23 @@ import (
 // A separate CA, rather than a self-signed leaf, keeps the test realistic: the
 // client trusts an issuer, not the server certificate itself.
 func NewCert(hosts ...string) (caPEM []byte, server *tls.Config, pool *x509.CertPool, err error) {
+	caPEM, certPEM, keyPEM, err := NewCertPEM(hosts...)
+	if err != nil {
+		return nil, nil, nil, err
+	}
+	pair, err := tls.X509KeyPair(certPEM, keyPEM)
+	if err != nil {
+		return nil, nil, nil, err
+	}
+	pool = x509.NewCertPool()
+	pool.AppendCertsFromPEM(caPEM)
+	server = &tls.Config{Certificates: []tls.Certificate{pair}, MinVersion: tls.VersionTLS12}
+	return caPEM, server, pool, nil
+}
+
+// NewCertPEM is NewCert for servers configured with files (dovecot): the
+// CA certificate, the server certificate and its PKCS #8 key, all in PEM.
+func NewCertPEM(hosts ...string) (caPEM, certPEM, keyPEM []byte, err error) {
 	if len(hosts) == 0 {
 		hosts = []string{"127.0.0.1", "localhost"}
 	}
@@ -82,14 +99,14 @@ func NewCert(hosts ...string) (caPEM []byte, server *tls.Config, pool *x509.Cert
 		return nil, nil, nil, fmt.Errorf("create server certificate: %w", err)
 	}
 
-	caPEM = pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: caDER})
-	pool = x509.NewCertPool()
-	pool.AddCert(caCert)
-	server = &tls.Config{
-		Certificates: []tls.Certificate{{Certificate: [][]byte{der}, PrivateKey: key}},
-		MinVersion:   tls.VersionTLS12,
+	keyDER, err := x509.MarshalPKCS8PrivateKey(key)
+	if err != nil {
+		return nil, nil, nil, fmt.Errorf("marshal server key: %w", err)
 	}
-	return caPEM, server, pool, nil
+	caPEM = pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: caDER})
+	certPEM = pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der})
+	keyPEM = pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: keyDER})
+	return caPEM, certPEM, keyPEM, nil
 }
 
 // mustSerial returns a random 64-bit serial number; crypto/rand does not
