@@ -132,7 +132,7 @@ func (d *Maildir) deliverOne(ctx context.Context, m *Message, rc Recipient, extr
 	if rc.Address != "" {
 		fields = append(fields, Field{Name: "Delivered-To", Value: SafeValue(rc.Address, 320)})
 	}
-	err = d.write(dir, target, Open(m, fields, true))
+	err = d.write(dir, target, Open(m, fields, true), linkHook(ctx))
 	if err != nil {
 		// The Maildir may have been removed or replaced meanwhile: check
 		// (and re-create) it again next time.
@@ -144,7 +144,7 @@ func (d *Maildir) deliverOne(ctx context.Context, m *Message, rc Recipient, extr
 // write stores r as one message in dir: the Maildir protocol with the
 // fsyncs it leaves implicit, in the order that makes new/ hold only
 // complete, durable files (STYLE.md §A, mox store/account.go).
-func (d *Maildir) write(dir, target string, r io.Reader) error {
+func (d *Maildir) write(dir, target string, r io.Reader, hook func(path string)) error {
 	// tmp/: O_EXCL so that a clash never appends to someone else's file.
 	var (
 		base, tmp string
@@ -194,6 +194,9 @@ func (d *Maildir) write(dir, target string, r io.Reader) error {
 	var final string
 	for range maxNameTries {
 		final = filepath.Join(newDir, base+",S="+strconv.FormatInt(cw.n, 10))
+		if hook != nil {
+			hook(final)
+		}
 		err = d.fs.Link(tmp, final)
 		if !errors.Is(err, fs.ErrExist) {
 			break
@@ -332,6 +335,23 @@ func (d *Maildir) mkdirs(path string) error {
 		return err
 	}
 	return d.fs.SyncDir(parent)
+}
+
+type linkHookKey struct{}
+
+// WithLinkHook returns a ctx under which a Maildir target calls hook with
+// the path of a copy in new/ just before it creates it. popfetch records
+// that path (an intent) so that, if it is killed after the link but before
+// the message's UID is recorded, the next poll finds the file and does not
+// deliver the message again. Use it only when one Deliver call makes one
+// copy (single-drop); hook must not block for long.
+func WithLinkHook(ctx context.Context, hook func(path string)) context.Context {
+	return context.WithValue(ctx, linkHookKey{}, hook)
+}
+
+func linkHook(ctx context.Context) func(string) {
+	h, _ := ctx.Value(linkHookKey{}).(func(string))
+	return h
 }
 
 // delivered counts names made by this process (the spec's Q field).

@@ -735,3 +735,23 @@ func TestMaildirRecreatedAfterRemoval(t *testing.T) {
 		t.Fatalf("after the failure the Maildir should be re-created: %v", err)
 	}
 }
+
+// The link hook sees the final new/ path just before the file appears there.
+func TestMaildirLinkHook(t *testing.T) {
+	dir := filepath.Join(t.TempDir(), "Maildir")
+	d := NewMaildir(dir, MaildirOptions{LocalHost: "h"})
+	var seen []string
+	ctx := WithLinkHook(context.Background(), func(p string) {
+		if _, err := os.Stat(p); !os.IsNotExist(err) {
+			t.Errorf("hook called after %s was created (stat err %v)", p, err)
+		}
+		seen = append(seen, p)
+	})
+	if errs := d.Deliver(ctx, testMessage(10), "", []Recipient{{}}, nil); errs[0] != nil {
+		t.Fatal(errs[0])
+	}
+	names := dirNames(t, filepath.Join(dir, "new"))
+	if len(seen) != 1 || len(names) != 1 || seen[0] != filepath.Join(dir, "new", names[0]) {
+		t.Fatalf("hook saw %q; new/ holds %q", seen, names)
+	}
+}

@@ -12,16 +12,26 @@
 //	  → LIST sizes → select new UIDs (not in the store, unless fetch_all;
 //	    over the size limit → left on the server, noted once)
 //	  → pipelined RETR (RFC 2449 PIPELINING) into a bounded in-memory spool
-//	  → Deliver → UIDL store Add (fsynced) → DELE (unless keep) → QUIT.
+//	  → Deliver (up to 4 at once) → UIDL record → per batch: fsync of the
+//	    UIDL journal, then DELE for the batch (unless keep) → QUIT.
 //
 // The invariant, which every change here must keep: a message's UID is
 // recorded only after the message is durably delivered, and DELE is sent only
 // after the UID is durably recorded. A crash between any two steps leaves the
-// message on the server; the worst outcome is one duplicate of the message
-// that was in flight, never a loss. If delivery fails, the session stops
-// sending DELE for that message and closes without QUIT when the server might
-// expunge retrieved mail on its own (RFC 2449 EXPIRE 0).
+// message on the server; the worst outcome is a duplicate of a message that
+// was in flight, never a loss. If delivery fails, the session sends no DELE
+// for that message and closes without QUIT when the server might expunge
+// retrieved mail on its own (RFC 2449 EXPIRE 0).
+//
+// Closing the duplicate window: for a single-drop Maildir the session
+// records an intent (the new/ file name) just before the copy is linked;
+// the next poll checks unresolved intents and records as delivered any whose
+// file exists, so a kill between link and record duplicates nothing.
+// Multidrop records each recipient's copy as it completes, so a retry serves
+// only the recipients not yet done.
 //
 // Log keys (stable): account, server, user, uid, msgnum, size, rcpt, target,
-// err, elapsed, new, delivered, deleted.
+// err, elapsed, messages, new, delivered, deleted, skipped, failed, path;
+// the scheduler adds failures, retry_in, previous_err, generation, polls,
+// panic, stack.
 package fetch

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"strings"
+	"sync"
 
 	"github.com/popfetch/popfetch/deliver"
 	"github.com/popfetch/popfetch/rcfile"
@@ -24,7 +25,9 @@ type multidrop struct {
 	postmaster deliver.Target
 	dedupe     bool
 	// delivered remembers (user, Message-ID) pairs delivered in this poll
-	// for dedupe_message_id; a Dispatcher is built per poll.
+	// for dedupe_message_id; a Dispatcher is built per poll, and its
+	// deliveries run concurrently.
+	mu        sync.Mutex
 	delivered map[string]bool
 }
 
@@ -98,7 +101,10 @@ func (d *multidrop) Dispatch(ctx context.Context, m *deliver.Message, p Progress
 		if p.Done("u:" + r.User) {
 			continue
 		}
-		if mid != "" && d.delivered[r.User+"\x00"+mid] {
+		// Claimed before delivery, not marked after it: copies of one
+		// message are delivered concurrently, and both would pass a
+		// check made before either finished.
+		if mid != "" && !d.claim(r.User, mid) {
 			continue
 		}
 		t := d.target(r.User)
@@ -116,6 +122,9 @@ func (d *multidrop) Dispatch(ctx context.Context, m *deliver.Message, p Progress
 		errs := g.t.Deliver(ctx, m, sender, g.rcpts, nil)
 		for i, err := range errs {
 			r := g.rcpts[i]
+			if err != nil && mid != "" {
+				d.release(r.User, mid)
+			}
 			switch {
 			case err == nil:
 				if err := p.Record("u:" + r.User); err != nil {
@@ -124,9 +133,6 @@ func (d *multidrop) Dispatch(ctx context.Context, m *deliver.Message, p Progress
 					// copy rather than losing anyone's.
 					temp = append(temp, fmt.Errorf("record delivery to %s: %w", r.User, err))
 					continue
-				}
-				if mid != "" {
-					d.delivered[r.User+"\x00"+mid] = true
 				}
 			case deliver.IsPermanent(err):
 				perm = append(perm, fmt.Sprintf("%s: %s", r.User, reasonOf(err)))
@@ -141,6 +147,27 @@ func (d *multidrop) Dispatch(ctx context.Context, m *deliver.Message, p Progress
 		}
 	}
 	return errors.Join(temp...)
+}
+
+// claim reserves (user, Message-ID) for one delivery in this poll; false
+// means another copy has it.
+func (d *multidrop) claim(user, mid string) bool {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	k := user + "\x00" + mid
+	if d.delivered[k] {
+		return false
+	}
+	d.delivered[k] = true
+	return true
+}
+
+// release gives a claim back after a failed delivery, so that another copy
+// may be delivered.
+func (d *multidrop) release(user, mid string) {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	delete(d.delivered, user+"\x00"+mid)
 }
 
 func (d *multidrop) toPostmaster(ctx context.Context, m *deliver.Message, sender string, p Progress, reason string) error {

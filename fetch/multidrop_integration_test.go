@@ -41,6 +41,10 @@ type mdCase struct {
 	users      []string
 	postmaster bool
 	reason     string // substring the postmaster's X-Popfetch-Reason must hold
+	// pair is the X-Seq of the first of two copies of one Message-ID
+	// (dedupe_message_id): copies are delivered concurrently, so either
+	// one may be the copy that lands; together they land exactly once.
+	pair int
 }
 
 // mdBuilder assembles one message with a unique X-Seq and Message-ID.
@@ -176,7 +180,7 @@ func mdMessages(n int) []mdCase {
 				b.mid = fmt.Sprintf("<dup-%d@example.net>", seq)
 				b.header = append([]string{fmt.Sprintf("Delivered-To: %s@example.com", u)}, b.header...)
 				b.add("To: %s@example.com", u)
-				c := mdCase{seq: seq + i, kind: "duplicate", raw: b.bytes(), users: []string{u}}
+				c := mdCase{seq: seq + i, kind: "duplicate", raw: b.bytes(), users: []string{u}, pair: seq}
 				if i == 1 {
 					c.users = nil // dedupe_message_id: the second copy goes nowhere
 				}
@@ -331,9 +335,18 @@ func (p *placed) check(t *testing.T, cases []mdCase) {
 	t.Helper()
 	known := map[string]bool{}
 	bad := 0
+	pairs := map[int][]string{} // first X-Seq → where both copies landed
+	pairWant := map[int][]string{}
 	for _, c := range cases {
 		seq := fmt.Sprint(c.seq)
 		known[seq] = true
+		if c.pair != 0 {
+			pairs[c.pair] = append(pairs[c.pair], p.at[seq]...)
+			if c.seq == c.pair {
+				pairWant[c.pair] = c.users
+			}
+			continue
+		}
 		want := slices.Clone(c.users)
 		if c.postmaster {
 			want = []string{"postmaster"}
@@ -355,6 +368,14 @@ func (p *placed) check(t *testing.T, cases []mdCase) {
 		}
 		if !c.postmaster && p.reason[seq] != "" {
 			t.Errorf("message %d (%s): a user copy carries X-Popfetch-Reason %q", c.seq, c.kind, p.reason[seq])
+		}
+	}
+	for first, got := range pairs {
+		slices.Sort(got)
+		if want := pairWant[first]; !slices.Equal(got, want) {
+			if bad++; bad <= 20 {
+				t.Errorf("messages %d and %d (one Message-ID) landed at %v together; want %v exactly once", first, first+1, got, want)
+			}
 		}
 	}
 	if bad > 20 {

@@ -7,6 +7,8 @@ import (
 	"fmt"
 	"log/slog"
 	"os"
+	"path/filepath"
+	"strings"
 	"time"
 
 	"github.com/popfetch/popfetch/deliver"
@@ -39,6 +41,10 @@ type Dispatcher interface {
 type Progress interface {
 	Done(rcpt string) bool
 	Record(rcpt string) error
+	// Intend notes the file a single-copy delivery is about to create
+	// (see deliver.WithLinkHook), so that a run killed right after it can
+	// be recognised as delivered. Best effort.
+	Intend(path string)
 }
 
 type gracefulKey struct{}
@@ -134,6 +140,9 @@ func (s *session) run(ctx context.Context) error {
 		return fmt.Errorf("uidl store: %w", err)
 	}
 	defer s.store.Close()
+	if err := s.recover(); err != nil {
+		return err
+	}
 	if !s.dryRun {
 		build := s.p.Dispatcher
 		if build == nil {
@@ -176,6 +185,57 @@ func (s *session) run(ctx context.Context) error {
 		return s.c.quit()
 	}
 	return nil
+}
+
+// recover closes the window a kill leaves between a Maildir copy appearing
+// in new/ and its UID being recorded: a UID whose recorded intent names a
+// file that exists (in new/, or moved to cur/ by a mail reader) is
+// delivered, so it is recorded now instead of being delivered again.
+func (s *session) recover() error {
+	for uid, path := range s.store.Intents() {
+		if !copyExists(path) {
+			continue // not linked before the kill: fetched again, no duplicate
+		}
+		// The file may so far exist only in the page cache of a killed
+		// process's writes: make its directory entry durable first.
+		if err := syncDir(filepath.Dir(path)); err != nil {
+			return fmt.Errorf("recover %s: %w", uid, err)
+		}
+		if err := s.store.Add(uid, s.p.now()); err != nil {
+			return fmt.Errorf("uidl store: %w", err)
+		}
+		s.log.Info("delivery of an interrupted run found in the Maildir; not fetching it again", "uid", uid, "path", path)
+	}
+	return nil
+}
+
+// copyExists reports whether the Maildir file at path (…/new/NAME) exists,
+// in new/ or in cur/ as NAME or NAME:2,FLAGS.
+func copyExists(path string) bool {
+	if _, err := os.Stat(path); err == nil {
+		return true
+	}
+	name := filepath.Base(path)
+	cur := filepath.Join(filepath.Dir(filepath.Dir(path)), "cur")
+	ents, err := os.ReadDir(cur)
+	if err != nil {
+		return false
+	}
+	for _, e := range ents {
+		if n := e.Name(); n == name || strings.HasPrefix(n, name+":") {
+			return true
+		}
+	}
+	return false
+}
+
+func syncDir(dir string) error {
+	d, err := os.Open(dir)
+	if err != nil {
+		return err
+	}
+	defer d.Close()
+	return d.Sync()
 }
 
 // keepConnUpdate reports whether to end with QUIT. A server with EXPIRE 0
@@ -281,15 +341,18 @@ type op struct {
 }
 
 // fetch retrieves todo and deletes dele, pipelining commands when the server
-// offers PIPELINING (RFC 2449 §6.6): up to window RETRs are outstanding while
-// the current message is delivered, so a high-latency link costs one round
-// trip per window, not per message. Replies arrive in command order, so a
-// FIFO of sent commands is all the bookkeeping needed.
+// offers PIPELINING (RFC 2449 §6.6): up to window RETRs are outstanding, so
+// a high-latency link costs one round trip per window, not per message.
+// Replies arrive in command order, so a FIFO of sent commands is all the
+// bookkeeping the wire needs.
 //
-// Each delivered message's UID is written to the store at once (a crash of
-// popfetch keeps it) but fsynced once per batch; the batch's DELEs are sent
-// only after that fsync, so the invariant holds for every message while a
-// session pays one journal fsync per window instead of one per message.
+// Deliveries run on up to deliverers goroutines while this loop goes on
+// reading: most of a delivery is waiting for fsync, and concurrent fsyncs
+// share the file system's journal commits. Each delivery records its UID
+// itself, after the message is durable; the records are fsynced once per
+// batch (store.Sync), and a batch's DELEs are sent only after that. So the
+// invariant holds for every message, while a session pays neither one
+// journal fsync per message nor one fsync wait at a time.
 func (s *session) fetch(ctx context.Context, todo, dele []entry) error {
 	c := s.c
 	window := 1
@@ -298,7 +361,30 @@ func (s *session) fetch(ctx context.Context, todo, dele []entry) error {
 	}
 	var queue []op
 	var recorded []entry // delivered and recorded, awaiting the store's fsync
-	outstanding := 0
+	outstanding := 0     // RETRs sent, reply not yet read
+	results := make(chan delivery, deliverers)
+	running := 0 // deliveries not yet collected
+	var fatal error
+	collect := func(d delivery) {
+		running--
+		switch {
+		case d.err != nil:
+			if fatal == nil {
+				fatal = d.err
+			}
+		case d.ok:
+			s.res.Delivered++
+			recorded = append(recorded, d.e)
+		default:
+			s.res.Failed++
+		}
+	}
+	// Whatever happens, no delivery is abandoned half-way: wait for all.
+	defer func() {
+		for running > 0 {
+			collect(<-results)
+		}
+	}()
 	sendDele := func(e entry) error {
 		if err := c.send("DELE", e.Num); err != nil {
 			return err
@@ -330,6 +416,24 @@ func (s *session) fetch(ctx context.Context, todo, dele []entry) error {
 	}
 	next := 0
 	for {
+		if fatal != nil {
+			return fatal
+		}
+		// Collect finished deliveries without waiting.
+	drain:
+		for running > 0 {
+			select {
+			case d := <-results:
+				collect(d)
+			default:
+				break drain
+			}
+		}
+		if len(recorded) >= window {
+			if err := flush(); err != nil {
+				return err
+			}
+		}
 		for outstanding < window && next < len(todo) && !stopping(ctx) && ctx.Err() == nil {
 			e := todo[next]
 			next++
@@ -339,13 +443,17 @@ func (s *session) fetch(ctx context.Context, todo, dele []entry) error {
 			queue = append(queue, op{"RETR", e})
 			outstanding++
 		}
-		if outstanding == 0 {
+		if len(queue) == 0 {
+			if running > 0 {
+				collect(<-results)
+				continue
+			}
 			if err := flush(); err != nil {
 				return err
 			}
-		}
-		if len(queue) == 0 {
-			return ctx.Err()
+			if len(queue) == 0 {
+				return ctx.Err()
+			}
 		}
 		o := queue[0]
 		queue = queue[1:]
@@ -363,55 +471,80 @@ func (s *session) fetch(ctx context.Context, todo, dele []entry) error {
 			s.res.Deleted++
 		case "RETR":
 			outstanding--
-			ok, err := s.retrieve(ctx, o.e)
+			m, err := s.retrieve(o.e)
 			if err != nil {
 				return err
 			}
-			if ok {
-				recorded = append(recorded, o.e)
-				if len(recorded) >= window {
-					if err := flush(); err != nil {
-						return err
-					}
-				}
+			if m == nil {
+				continue // refused by the server; counted
 			}
+			for running >= deliverers {
+				collect(<-results)
+			}
+			running++
+			go func() { results <- s.deliver(ctx, o.e, m) }()
 		}
 	}
 }
 
-// retrieve reads one RETR reply and delivers it. It returns an error only
-// when the session cannot go on; a failed delivery is logged and counted,
-// and the message stays on the server.
-func (s *session) retrieve(ctx context.Context, e entry) (deleteIt bool, err error) {
+// deliverers bounds concurrent deliveries of one session.
+const deliverers = 4
+
+// delivery is the outcome of one message's delivery goroutine.
+type delivery struct {
+	e   entry
+	ok  bool  // delivered and recorded
+	err error // the session cannot go on (the store failed)
+}
+
+// retrieve reads one RETR reply. It returns an error only when the session
+// cannot go on; a message the server refuses is logged and counted, and nil
+// is returned for it.
+func (s *session) retrieve(e entry) (*deliver.Message, error) {
 	c := s.c
-	log := s.log.With(slog.String("uid", e.UID), slog.Int("msgnum", e.Num))
 	d := retrDeadline(c.timeout, e.Size)
 	if _, err := c.status("RETR", lineBudget, d); err != nil {
 		if isERR(err) {
 			s.res.Failed++
-			log.Warn("RETR refused; message stays on the server", "err", err)
-			return false, nil
+			s.log.Warn("RETR refused; message stays on the server", "uid", e.UID, "msgnum", e.Num, "err", err)
+			return nil, nil
 		}
-		return false, fmt.Errorf("retr %d (uid %s): %w", e.Num, e.UID, err)
+		return nil, fmt.Errorf("retr %d (uid %s): %w", e.Num, e.UID, err)
 	}
 	raw, err := c.body("RETR", retrBudget(e.Size), d)
 	if err != nil {
-		return false, fmt.Errorf("retr %d (uid %s): %w", e.Num, e.UID, err)
+		return nil, fmt.Errorf("retr %d (uid %s): %w", e.Num, e.UID, err)
 	}
-	m := &deliver.Message{Account: s.a.Name, Server: s.a.Server, User: s.a.Username, UID: e.UID, Fetched: s.p.now(), Raw: raw}
+	return &deliver.Message{Account: s.a.Name, Server: s.a.Server, User: s.a.Username, UID: e.UID, Fetched: s.p.now(), Raw: raw}, nil
+}
+
+// deliver dispatches one message and records its UID. It runs on its own
+// goroutine; the Dispatcher and the store are safe for concurrent use. A
+// failed delivery is logged here; the message stays on the server.
+func (s *session) deliver(ctx context.Context, e entry, m *deliver.Message) (d delivery) {
+	d.e = e
+	log := s.log.With(slog.String("uid", e.UID), slog.Int("msgnum", e.Num))
+	defer func() {
+		// A panic in a target must not take the daemon down, nor count
+		// as delivered.
+		if r := recover(); r != nil {
+			log.Error("delivery panicked; message stays on the server", "panic", r)
+			d = delivery{e: e}
+		}
+	}()
 	if err := s.disp.Dispatch(ctx, m, &progress{s: s.store, uid: e.UID, now: s.p.now}); err != nil {
-		s.res.Failed++
-		log.Error("delivery failed; message stays on the server and is retried next poll", "size", len(raw), "err", err)
-		return false, nil
+		log.Error("delivery failed; message stays on the server and is retried next poll", "size", len(m.Raw), "err", err)
+		return d
 	}
 	// The invariant (doc.go): recorded only after delivery; DELE only after
 	// the store's Sync in fetch's flush.
 	if err := s.store.AddLater(e.UID, s.p.now()); err != nil {
-		return false, fmt.Errorf("uidl store: record %s: %w", e.UID, err)
+		d.err = fmt.Errorf("uidl store: record %s: %w", e.UID, err)
+		return d
 	}
-	s.res.Delivered++
-	log.Debug("delivered", "size", len(raw))
-	return true, nil
+	log.Debug("delivered", "size", len(m.Raw))
+	d.ok = true
+	return d
 }
 
 type progress struct {
@@ -434,6 +567,12 @@ func (p *progress) Done(rcpt string) bool {
 		}
 	}
 	return false
+}
+
+func (p *progress) Intend(path string) {
+	// Best effort: without the intent a kill at the wrong moment costs a
+	// duplicate, nothing more.
+	_ = p.s.Intend(p.uid, path)
 }
 
 func (p *progress) Record(rcpt string) error {

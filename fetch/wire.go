@@ -63,8 +63,11 @@ type singleDrop struct {
 	rcpt       deliver.Recipient
 }
 
-func (d *singleDrop) Dispatch(ctx context.Context, m *deliver.Message, _ Progress) error {
+func (d *singleDrop) Dispatch(ctx context.Context, m *deliver.Message, p Progress) error {
 	sender := returnPath(m.Raw)
+	// One copy per message here (the user's, or else the postmaster's),
+	// so an intent names it unambiguously.
+	ctx = deliver.WithLinkHook(ctx, p.Intend)
 	err := d.target.Deliver(ctx, m, sender, []deliver.Recipient{d.rcpt}, nil)[0]
 	if err == nil {
 		return nil

@@ -467,6 +467,37 @@ func (s *Store) AddLater(uid string, t time.Time) error {
 	return s.record('+', uid, t, "", false)
 }
 
+// Intend records that a delivery of uid is about to create the file at path
+// (a Maildir's new/NAME), just before the file appears there. It is written
+// without an fsync: it only serves to recognise, after popfetch was killed
+// between creating the file and Add, that the message is already delivered
+// (see Intents), so that the next poll does not deliver it again. Losing it
+// to a power failure costs at most that duplicate.
+func (s *Store) Intend(uid, path string) error {
+	esc := escapeIntent(path)
+	if !validIntent(esc) {
+		return fmt.Errorf("uidl: intent path too long for uid %q", uid)
+	}
+	return s.record('i', uid, time.Now(), esc, false)
+}
+
+// Intents returns, for every UID not delivered that has an intent, the path
+// its last delivery was about to create.
+func (s *Store) Intents() map[string]string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	var out map[string]string
+	for uid, e := range s.st.m {
+		if !e.delivered && e.intent != "" {
+			if out == nil {
+				out = map[string]string{}
+			}
+			out[uid] = unescapeIntent(e.intent)
+		}
+	}
+	return out
+}
+
 // AddRecipient records that rcpt is done for uid (multidrop: the message goes
 // to several local recipients, and a crash half-way must not re-deliver to
 // those already done). Durable before it returns; a no-op if already known or

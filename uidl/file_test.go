@@ -1004,3 +1004,48 @@ func TestAddLaterSync(t *testing.T) {
 		t.Errorf("Open did not fsync the journal: %q", *ops)
 	}
 }
+
+// An intent survives a reopen (it is what recovery after a kill reads), is
+// superseded by Add, forgotten with its UID, kept by compaction, and its
+// path round-trips through the escaping whatever bytes it holds.
+func TestIntent(t *testing.T) {
+	path := journalPath(t)
+	s := mustOpen(t, path)
+	weird := "/tmp/My Mail/new/1.M2P3 %41\tx\u00e9"
+	if err := s.Intend("uid-1", weird); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Intend("uid-2", "/m/new/2"); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Intend("uid-3", "/"+strings.Repeat("x", 500)); err == nil {
+		t.Error("Intend accepted a path longer than a record allows")
+	}
+	if err := s.Add("uid-2", t0); err != nil {
+		t.Fatal(err)
+	}
+	s.Close()
+	s = mustOpen(t, path)
+	got := s.Intents()
+	if len(got) != 1 || got["uid-1"] != weird {
+		t.Fatalf("Intents = %q; want only uid-1 → %q", got, weird)
+	}
+	if s.Has("uid-1") {
+		t.Fatal("an intent is not a delivery")
+	}
+	if err := s.compactNow(); err != nil {
+		t.Fatal(err)
+	}
+	s.Close()
+	s = mustOpen(t, path)
+	defer s.Close()
+	if got := s.Intents(); got["uid-1"] != weird {
+		t.Fatalf("after compaction Intents = %q", got)
+	}
+	if err := s.Retain([]string{"uid-2"}); err != nil {
+		t.Fatal(err)
+	}
+	if got := s.Intents(); len(got) != 0 {
+		t.Fatalf("after Retain Intents = %q; want none", got)
+	}
+}

@@ -86,6 +86,7 @@ type entry struct {
 	delivered bool     // "+": delivered to every recipient
 	noted     bool     // "n": too large, left on the server, already logged
 	rcpts     []string // "r": recipients done while not yet delivered
+	intent    string   // "i": the file a delivery in progress is about to create (escaped)
 }
 
 // liveRecords is how many lines compaction writes for e.
@@ -98,6 +99,9 @@ func (e *entry) liveRecords() int {
 		n++
 	} else {
 		n += len(e.rcpts)
+		if e.intent != "" {
+			n++
+		}
 	}
 	return n
 }
@@ -141,11 +145,16 @@ func (st *state) apply(kind byte, uid string, t int64, rcpt string) {
 		}
 		e.delivered = true
 		e.rcpts = nil // partial progress is subsumed by full delivery
+		e.intent = ""
 	case 'n':
 		e.noted = true
 	case 'r':
 		if !e.delivered && !slices.Contains(e.rcpts, rcpt) {
 			e.rcpts = append(e.rcpts, rcpt)
+		}
+	case 'i':
+		if !e.delivered {
+			e.intent = rcpt
 		}
 	}
 	st.m[uid] = e
@@ -271,7 +280,7 @@ func parseRecord(st *state, line []byte) error {
 		want = 1
 	case '+', 'n':
 		want = 2
-	case 'r':
+	case 'r', 'i':
 		want = 3
 	default:
 		return fmt.Errorf("unknown record kind %q", kind)
@@ -300,7 +309,12 @@ func parseRecord(st *state, line []byte) error {
 		}
 	}
 	var rcpt string
-	if want == 3 {
+	if kind == 'i' {
+		if !validIntent(string(f[2])) {
+			return fmt.Errorf("record %q: bad intent path", line)
+		}
+		rcpt = string(f[2])
+	} else if want == 3 {
 		if !ValidRecipient(string(f[2])) {
 			return fmt.Errorf("record %q: %w", line, ErrBadRecipient)
 		}
@@ -345,11 +359,59 @@ func appendRecord(buf []byte, kind byte, uid string, t int64, rcpt string) []byt
 	}
 	buf = append(buf, ' ')
 	buf = strconv.AppendInt(buf, t, 10)
-	if kind == 'r' {
+	if kind == 'r' || kind == 'i' {
 		buf = append(buf, ' ')
 		buf = append(buf, rcpt...)
 	}
 	return append(buf, '\n')
+}
+
+// maxIntent bounds an escaped intent path so its record fits in maxLine.
+const maxIntent = 400
+
+// validIntent reports whether s is an escaped intent path: printable ASCII
+// without spaces, within maxIntent.
+func validIntent(s string) bool {
+	if len(s) < 1 || len(s) > maxIntent {
+		return false
+	}
+	for i := 0; i < len(s); i++ {
+		if s[i] < 0x21 || s[i] > 0x7e {
+			return false
+		}
+	}
+	return true
+}
+
+// escapeIntent percent-encodes the bytes of a path that cannot stand in a
+// record field (space, controls, non-ASCII) and '%' itself.
+func escapeIntent(p string) string {
+	const hex = "0123456789ABCDEF"
+	var b []byte
+	for i := 0; i < len(p); i++ {
+		c := p[i]
+		if c < 0x21 || c > 0x7e || c == '%' {
+			b = append(b, '%', hex[c>>4], hex[c&15])
+		} else {
+			b = append(b, c)
+		}
+	}
+	return string(b)
+}
+
+func unescapeIntent(s string) string {
+	var b []byte
+	for i := 0; i < len(s); i++ {
+		if s[i] == '%' && i+2 < len(s) {
+			if v, err := strconv.ParseUint(s[i+1:i+3], 16, 8); err == nil {
+				b = append(b, byte(v))
+				i += 2
+				continue
+			}
+		}
+		b = append(b, s[i])
+	}
+	return string(b)
 }
 
 // writeCompact writes the header and the live records of st to w, ordered by
@@ -384,6 +446,10 @@ func writeCompact(w io.Writer, st *state) (int, error) {
 		} else {
 			for _, r := range e.rcpts {
 				buf = appendRecord(buf, 'r', uid, e.first, r)
+				n++
+			}
+			if e.intent != "" {
+				buf = appendRecord(buf, 'i', uid, e.first, e.intent)
 				n++
 			}
 		}

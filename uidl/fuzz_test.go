@@ -31,6 +31,8 @@ func FuzzParse(f *testing.F) {
 		h + "x a 1\n",       // unknown kind
 		h + "+ a 99999999999999999999\n",
 		h + "+ a 1\r\n",
+		h + "i a 1 /m/new/1.M2P3%20x\nr a 1 q\n",
+		h + "i a 1 /m/new/1\n+ a 2\ni b 3 \n",
 	} {
 		f.Add([]byte(seed))
 	}
