@@ -265,14 +265,18 @@ func checkPeer(peer uint32, self int) error {
 
 // serveControlConn answers one request from a peer with uid peer.
 func serveControlConn(ctx context.Context, conn net.Conn, d *Daemon, log *slog.Logger, peer uint32, self int) {
+	conn.SetReadDeadline(time.Now().Add(controlIOTimeout))
+	var req controlRequest
+	decodeErr := json.NewDecoder(io.LimitReader(conn, controlRequestMax)).Decode(&req)
 	if err := checkPeer(peer, self); err != nil {
+		// The request was read (and is ignored) first: closing with it
+		// unread would reset the connection, and the client would see a
+		// broken pipe instead of the reason.
 		log.Warn("control connection refused", "uid", peer)
 		writeControl(conn, controlResponse{Error: err.Error()})
 		return
 	}
-	conn.SetReadDeadline(time.Now().Add(controlIOTimeout))
-	var req controlRequest
-	if err := json.NewDecoder(io.LimitReader(conn, controlRequestMax)).Decode(&req); err != nil {
+	if err := decodeErr; err != nil {
 		writeControl(conn, controlResponse{Error: fmt.Sprintf("bad request: %v", err)})
 		return
 	}

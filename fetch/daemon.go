@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"math/rand/v2"
 	"reflect"
+	"regexp"
 	"runtime/debug"
 	"slices"
 	"strings"
@@ -62,7 +63,7 @@ const (
 	backoffMin    = 30 * time.Second
 	backoffMaxCap = time.Hour
 	// defaultInterval is used only if a hand-built Config leaves Interval
-	// zero; rcfile always sets one (30s..24h).
+	// zero; rcfile always sets one (10s..24h).
 	defaultInterval    = 5 * time.Minute
 	defaultMaxParallel = 8
 	defaultPerServer   = 2
@@ -111,6 +112,18 @@ type PollSummary struct {
 	// AuthFailed survives JSON where errors.Is(Err, ErrAuth) does not:
 	// `popfetch now` maps it to the authentication exit status.
 	AuthFailed bool `json:"auth_failed,omitempty"`
+}
+
+// localAddr matches the "local->" part of a net.OpError text
+// ("read tcp 127.0.0.1:58954->192.0.2.1:995: i/o timeout"): the ephemeral
+// port differs on every connection.
+var localAddr = regexp.MustCompile(`(?:\d{1,3}(?:\.\d{1,3}){3}|\[[0-9A-Fa-f:.%a-z]+\]):\d+->`)
+
+// errorKey is the text that decides whether a failure is "the same error
+// again" (logged once) or a new one: the error without the parts that
+// change on every attempt.
+func errorKey(err error) string {
+	return localAddr.ReplaceAllString(err.Error(), "")
 }
 
 // Summarize converts a Result for status and the control socket.
@@ -517,7 +530,7 @@ func (d *Daemon) finishLocked(done pollDone) {
 	iv := interval(a.cfg)
 	msg := ""
 	if r.Err != nil {
-		msg = r.Err.Error()
+		msg = errorKey(r.Err)
 	}
 
 	switch {

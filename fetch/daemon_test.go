@@ -911,3 +911,16 @@ func TestDaemonReloadDuringPoll(t *testing.T) {
 		t.Fatalf("state = %v; want idle", st.State)
 	}
 }
+
+func TestDaemonErrorKeyIgnoresEphemeralPort(t *testing.T) {
+	a := errors.New("account x: read tcp 127.0.0.1:58954->127.0.0.1:110: i/o timeout")
+	b := errors.New("account x: read tcp 127.0.0.1:40022->127.0.0.1:110: i/o timeout")
+	c := errors.New("account x: read tcp [::1]:40022->[::1]:110: i/o timeout")
+	d := errors.New("account x: read tcp [::1]:40023->[::1]:110: i/o timeout")
+	if errorKey(a) != errorKey(b) || errorKey(c) != errorKey(d) {
+		t.Fatalf("errorKey differs: %q vs %q; %q vs %q", errorKey(a), errorKey(b), errorKey(c), errorKey(d))
+	}
+	if errorKey(a) == errorKey(errors.New("account x: dial tcp 127.0.0.1:110: connect: connection refused")) {
+		t.Fatal("different errors share a key")
+	}
+}

@@ -114,13 +114,22 @@ func (g *globals) daemon(ctx context.Context, args []string) int {
 	return exitOK
 }
 
-// controlPath finds the running daemon's socket from the rc file's state_dir.
+// controlPath finds the running daemon's socket from the rc file's
+// state_dir. It does not need the rest of the file to be valid: while the
+// daemon keeps running on its last good configuration, the file may be
+// broken, and that is when an operator asks for status.
 func (g *globals) controlPath() (string, bool) {
-	cfg, _, ok := g.loadRC(false)
-	if !ok {
+	path, err := rcfile.Find(g.config)
+	if err != nil {
+		fmt.Fprintf(g.stderr, "popfetch: %v\n", err)
 		return "", false
 	}
-	return fetch.ControlPath(cfg.StateDir), true
+	dir, err := rcfile.StateDirOf(path)
+	if err != nil {
+		fmt.Fprintf(g.stderr, "popfetch: %v\n", err)
+		return "", false
+	}
+	return fetch.ControlPath(dir), true
 }
 
 // now is `popfetch now`: ask the daemon to poll at once and wait.

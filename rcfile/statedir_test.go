@@ -1,0 +1,36 @@
+package rcfile
+
+import (
+	"os"
+	"path/filepath"
+	"testing"
+)
+
+func TestStateDirOf(t *testing.T) {
+	dir := t.TempDir()
+	t.Setenv("HOME", dir)
+	t.Setenv("XDG_STATE_HOME", "")
+	geteuid = func() int { return 1000 }
+	t.Cleanup(func() { geteuid = os.Geteuid })
+	tests := []struct {
+		name, src, want string
+	}{
+		{"valid", "state_dir = \"/srv/state\"\naccount \"a\" {}\n", "/srv/state"},
+		{"rest broken", "state_dir = \"~/st\"\naccount \"a\" { no_such = 1 }\n", filepath.Join(dir, "st")},
+		{"relative", "state_dir = \"st\"\n", filepath.Join(dir, "st")},
+		{"syntax error", "state_dir = \"/srv/state\"\naccount {{{\n", filepath.Join(dir, ".local/state/popfetch")},
+		{"absent", "account \"a\" {}\n", filepath.Join(dir, ".local/state/popfetch")},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			p := filepath.Join(dir, "rc.hcl")
+			if err := os.WriteFile(p, []byte(tt.src), 0o600); err != nil {
+				t.Fatal(err)
+			}
+			got, err := StateDirOf(p)
+			if err != nil || got != tt.want {
+				t.Fatalf("StateDirOf = %q, %v; want %q", got, err, tt.want)
+			}
+		})
+	}
+}
