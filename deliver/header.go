@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"strings"
+	"sync"
 	"time"
 	"unicode/utf8"
 )
@@ -129,13 +130,13 @@ func Open(m *Message, fields []Field, lf bool) io.Reader {
 		writeValue(&h, f.Value)
 		h.WriteString("\r\n")
 	}
-	rs := []io.Reader{&h, bytes.NewReader(m.Raw)}
+	segs := [][]byte{h.Bytes(), m.Raw}
 	// A final bare CR is already a line end for the eolReader; adding CRLF
 	// after it would append an empty line to the message.
 	if n := len(m.Raw); n > 0 && m.Raw[n-1] != '\n' && m.Raw[n-1] != '\r' {
-		rs = append(rs, strings.NewReader("\r\n"))
+		segs = append(segs, []byte("\r\n"))
 	}
-	return &eolReader{r: io.MultiReader(rs...), lf: lf}
+	return &eolReader{segs: segs, lf: lf}
 }
 
 // writeValue writes a field value, keeping every line break in it a fold:
@@ -161,47 +162,103 @@ func writeValue(h *bytes.Buffer, v string) {
 }
 
 // eolReader rewrites line endings: CRLF, bare CR and bare LF all become LF
-// (lf) or CRLF (!lf).
+// (lf) or CRLF (!lf). It converts straight from the message in memory, a
+// run of bytes between line ends at a time. WriteTo (what io.Copy and
+// os/exec use) needs no buffer of its own beyond a pooled one.
 type eolReader struct {
-	r       io.Reader
-	lf      bool
-	buf     [32 << 10]byte
-	out     []byte
-	pending []byte
-	lastCR  bool // the previous chunk ended in CR: a following LF belongs to it
-	err     error
+	segs   [][]byte // what is left to convert, in order
+	lf     bool
+	lastCR bool   // the last segment consumed ended in CR: an LF opening the next belongs to it
+	buf    []byte // Read's buffer, allocated on first use
+	out    []byte // converted bytes Read has not returned yet
+}
+
+// convert appends converted bytes to dst until it holds max bytes or the
+// input is used up. dst must have room for max+2 bytes (a line end).
+func (e *eolReader) convert(dst []byte, max int) []byte {
+	for len(e.segs) > 0 && len(dst) < max {
+		s := e.segs[0]
+		if len(s) > 0 && e.lastCR {
+			e.lastCR = false
+			if s[0] == '\n' {
+				s = s[1:]
+			}
+		}
+		if len(s) == 0 {
+			e.segs = e.segs[1:]
+			continue
+		}
+		i := bytes.IndexAny(s, "\r\n")
+		if i < 0 {
+			i = len(s)
+		}
+		if room := max - len(dst); i > room {
+			dst = append(dst, s[:room]...)
+			e.segs[0] = s[room:]
+			continue
+		}
+		dst = append(dst, s[:i]...)
+		if i < len(s) {
+			if e.lf {
+				dst = append(dst, '\n')
+			} else {
+				dst = append(dst, '\r', '\n')
+			}
+			if s[i] == '\r' {
+				if i+1 == len(s) {
+					e.lastCR = true // an LF may open the next segment
+				} else if s[i+1] == '\n' {
+					i++
+				}
+			}
+			i++
+		}
+		e.segs[0] = s[i:]
+	}
+	return dst
 }
 
 func (e *eolReader) Read(p []byte) (int, error) {
-	for len(e.pending) == 0 {
-		if e.err != nil {
-			return 0, e.err
+	for len(e.out) == 0 {
+		if len(e.segs) == 0 {
+			return 0, io.EOF
 		}
-		n, err := e.r.Read(e.buf[:])
-		e.out = e.out[:0]
-		for _, c := range e.buf[:n] {
-			switch {
-			case c == '\n' && e.lastCR:
-				e.lastCR = false // already emitted for the CR
-			case c == '\r' || c == '\n':
-				e.out = e.eol(e.out)
-				e.lastCR = c == '\r'
-			default:
-				e.lastCR = false
-				e.out = append(e.out, c)
-			}
+		if e.buf == nil {
+			e.buf = make([]byte, 0, 32<<10)
 		}
-		e.pending = e.out
-		e.err = err
+		e.out = e.convert(e.buf[:0], cap(e.buf)-2)
 	}
-	n := copy(p, e.pending)
-	e.pending = e.pending[n:]
+	n := copy(p, e.out)
+	e.out = e.out[n:]
 	return n, nil
 }
 
-func (e *eolReader) eol(b []byte) []byte {
-	if e.lf {
-		return append(b, '\n')
+var eolBufs = sync.Pool{New: func() any { b := make([]byte, 0, 64<<10); return &b }}
+
+// WriteTo writes the rest of the copy to w.
+func (e *eolReader) WriteTo(w io.Writer) (int64, error) {
+	var total int64
+	write := func(b []byte) error {
+		n, err := w.Write(b)
+		total += int64(n)
+		return err
 	}
-	return append(b, '\r', '\n')
+	if len(e.out) > 0 {
+		if err := write(e.out); err != nil {
+			return total, err
+		}
+		e.out = nil
+	}
+	bp := eolBufs.Get().(*[]byte)
+	defer eolBufs.Put(bp)
+	for len(e.segs) > 0 {
+		b := e.convert((*bp)[:0], cap(*bp)-2)
+		if len(b) == 0 {
+			continue
+		}
+		if err := write(b); err != nil {
+			return total, err
+		}
+	}
+	return total, nil
 }

@@ -1,8 +1,11 @@
 package deliver
 
 import (
+	"bytes"
+	"errors"
 	"io"
 	"net/mail"
+	"slices"
 	"strings"
 	"testing"
 	"testing/iotest"
@@ -120,17 +123,29 @@ func TestOpen(t *testing.T) {
 					t.Errorf("%s: Open(lf=true) read %s has a CR", tt.name, rd.name)
 				}
 			}
-			// The eolReader fed in small pieces, so that a CRLF straddles
-			// its reads.
+			// The consumer copying with io.Copy, which uses WriteTo.
+			if got := copyAll(t, Open(m, tt.fields, lf)); got != want {
+				t.Errorf("%s: Open(lf=%v) WriteTo = %q; want %q", tt.name, lf, trunc(got), trunc(want))
+			}
+			// The eolReader fed in small segments, so that a CRLF
+			// straddles two of them.
 			if tt.fields == nil {
-				for _, rd := range readers {
-					in := tt.raw
-					if in != "" && !strings.HasSuffix(in, "\n") && !strings.HasSuffix(in, "\r") {
-						in += "\r\n"
+				in := tt.raw
+				if in != "" && !strings.HasSuffix(in, "\n") && !strings.HasSuffix(in, "\r") {
+					in += "\r\n"
+				}
+				for _, size := range []int{1, 2, 3, 7} {
+					var segs [][]byte
+					for b := []byte(in); len(b) > 0; {
+						n := min(size, len(b))
+						segs = append(segs, b[:n])
+						b = b[n:]
 					}
-					got := readAll(t, &eolReader{r: rd.wrap(strings.NewReader(in)), lf: lf})
-					if got != want {
-						t.Errorf("%s: eolReader(lf=%v) fed %s = %q; want %q", tt.name, lf, rd.name, trunc(got), trunc(want))
+					if got := readAll(t, &eolReader{segs: slices.Clone(segs), lf: lf}); got != want {
+						t.Errorf("%s: eolReader(lf=%v) in %d-byte segments = %q; want %q", tt.name, lf, size, trunc(got), trunc(want))
+					}
+					if got := copyAll(t, &eolReader{segs: segs, lf: lf}); got != want {
+						t.Errorf("%s: eolReader(lf=%v) WriteTo in %d-byte segments = %q; want %q", tt.name, lf, size, trunc(got), trunc(want))
 					}
 				}
 			}
@@ -157,17 +172,46 @@ func TestOpenReader(t *testing.T) {
 	}
 }
 
-// TestOpenReadError checks that an error of the underlying reader reaches
-// the caller after the data before it, and sticks.
-func TestOpenReadError(t *testing.T) {
-	r := &eolReader{r: io.MultiReader(strings.NewReader("a\r"), iotest.ErrReader(io.ErrUnexpectedEOF)), lf: false}
-	got, err := io.ReadAll(r)
-	if string(got) != "a\r\n" || err != io.ErrUnexpectedEOF {
-		t.Errorf("ReadAll = %q, %v; want \"a\\r\\n\", ErrUnexpectedEOF", got, err)
+// copyAll copies r with io.Copy into a plain writer, so that r's WriteTo
+// does the work.
+func copyAll(t *testing.T, r io.Reader) string {
+	t.Helper()
+	var b strings.Builder
+	n, err := io.Copy(struct{ io.Writer }{&b}, r)
+	if err != nil || n != int64(b.Len()) {
+		t.Fatalf("io.Copy = %d, %v (wrote %d)", n, err, b.Len())
 	}
-	if n, err := r.Read(make([]byte, 10)); n != 0 || err != io.ErrUnexpectedEOF {
-		t.Errorf("Read after error = %d, %v", n, err)
+	return b.String()
+}
+
+// A failing writer stops WriteTo with its error and the count written.
+func TestOpenWriteError(t *testing.T) {
+	m := &Message{Raw: bytes.Repeat([]byte("0123456789abcdef\r\n"), 10000)}
+	r := Open(m, nil, true)
+	// A partial Read first: WriteTo must start with what Read buffered.
+	head := make([]byte, 5)
+	if _, err := io.ReadFull(r, head); err != nil {
+		t.Fatal(err)
 	}
+	w := &failWriter{left: 1000}
+	n, err := io.Copy(w, r)
+	if err != errFull || n != 1000 || string(head) != "01234" {
+		t.Fatalf("io.Copy = %d, %v; want 1000, errFull", n, err)
+	}
+}
+
+var errFull = errors.New("full")
+
+type failWriter struct{ left int }
+
+func (w *failWriter) Write(p []byte) (int, error) {
+	if len(p) > w.left {
+		n := w.left
+		w.left = 0
+		return n, errFull
+	}
+	w.left -= len(p)
+	return len(p), nil
 }
 
 func FuzzOpen(f *testing.F) {
@@ -192,6 +236,9 @@ func FuzzOpen(f *testing.F) {
 		}
 		if strings.ReplaceAll(crlfOut, "\r\n", "\n") != lfOut {
 			t.Fatalf("copies differ beyond line ends:\n%q\n%q", lfOut, crlfOut)
+		}
+		if got := copyAll(t, Open(m, fields, false)); got != crlfOut {
+			t.Fatalf("WriteTo = %q; want %q", got, crlfOut)
 		}
 		// Reading in single bytes changes nothing.
 		if got := readAll(t, iotest.OneByteReader(Open(m, fields, true))); got != lfOut {
