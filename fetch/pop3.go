@@ -365,9 +365,16 @@ func (c *conn) cmd(verb string, multi bool, budget int64, args ...any) ([]byte, 
 	if err := c.send(verb, args...); err != nil {
 		return nil, err
 	}
-	st, err := c.status(verb, lineBudget, c.timeout)
-	if err != nil || !multi {
-		return st, err
+	if !multi {
+		return c.status(verb, lineBudget, c.timeout)
+	}
+	return c.reply(verb, budget)
+}
+
+// reply reads a whole multi-line reply to a command sent before.
+func (c *conn) reply(verb string, budget int64) ([]byte, error) {
+	if _, err := c.status(verb, lineBudget, c.timeout); err != nil {
+		return nil, err
 	}
 	return c.body(verb, budget, c.timeout)
 }

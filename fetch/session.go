@@ -249,7 +249,19 @@ func (s *session) keepConnUpdate() bool {
 // delete.
 func (s *session) transact(ctx context.Context) error {
 	c := s.c
-	st, err := c.cmd("STAT", false, 0)
+	// With PIPELINING the three listings cost one round trip, not three
+	// (RFC 2449 §6.6); their budgets are set as each reply is read, by
+	// which time STAT's count is known.
+	pipelined := c.caps.pipelining
+	for _, verb := range []string{"STAT", "UIDL", "LIST"} {
+		if err := c.send(verb); err != nil {
+			return err
+		}
+		if !pipelined {
+			break
+		}
+	}
+	st, err := c.status("STAT", lineBudget, c.timeout)
 	if err != nil {
 		return err
 	}
@@ -258,12 +270,17 @@ func (s *session) transact(ctx context.Context) error {
 		return err
 	}
 	s.res.Messages = count
-	if count == 0 {
+	if count == 0 && !pipelined {
 		return s.store.Retain(nil)
 	}
 	// Each UIDL line is at most "nnnnnnn " + 70 + CRLF.
 	listBudget := int64(count)*96 + lineBudget
-	body, err := c.cmd("UIDL", true, listBudget)
+	if !pipelined {
+		if err := c.send("UIDL"); err != nil {
+			return err
+		}
+	}
+	body, err := c.reply("UIDL", listBudget)
 	if err != nil {
 		if isERR(err) {
 			return fmt.Errorf("server does not support UIDL, which popfetch needs to know which messages are new: %w", err)
@@ -274,13 +291,21 @@ func (s *session) transact(ctx context.Context) error {
 	if err != nil {
 		return fmt.Errorf("uidl: %w", err)
 	}
-	body, err = c.cmd("LIST", true, listBudget)
+	if !pipelined {
+		if err := c.send("LIST"); err != nil {
+			return err
+		}
+	}
+	body, err = c.reply("LIST", listBudget)
 	if err != nil {
 		return err
 	}
 	sizes, err := parseListing(body, count, false)
 	if err != nil {
 		return fmt.Errorf("list: %w", err)
+	}
+	if count == 0 {
+		return s.store.Retain(nil)
 	}
 	size := make(map[int]int64, len(sizes))
 	for _, e := range sizes {
@@ -341,8 +366,9 @@ type op struct {
 }
 
 // fetch retrieves todo and deletes dele, pipelining commands when the server
-// offers PIPELINING (RFC 2449 §6.6): up to window RETRs are outstanding, so
-// a high-latency link costs one round trip per window, not per message.
+// offers PIPELINING (RFC 2449 §6.6): up to maxWindow RETRs, and up to
+// windowBytes of messages by their LIST sizes, are outstanding, so a
+// high-latency link costs about one round trip per window, not per message.
 // Replies arrive in command order, so a FIFO of sent commands is all the
 // bookkeeping the wire needs.
 //
@@ -357,8 +383,9 @@ func (s *session) fetch(ctx context.Context, todo, dele []entry) error {
 	c := s.c
 	window := 1
 	if c.caps.pipelining {
-		window = 16
+		window = maxWindow
 	}
+	var inflight int64 // LIST sizes of the outstanding RETRs
 	var queue []op
 	var recorded []entry // delivered and recorded, awaiting the store's fsync
 	outstanding := 0     // RETRs sent, reply not yet read
@@ -429,13 +456,17 @@ func (s *session) fetch(ctx context.Context, todo, dele []entry) error {
 				break drain
 			}
 		}
-		if len(recorded) >= window {
+		if len(recorded) >= batch {
 			if err := flush(); err != nil {
 				return err
 			}
 		}
 		for outstanding < window && next < len(todo) && !stopping(ctx) && ctx.Err() == nil {
 			e := todo[next]
+			if outstanding > 0 && inflight+e.Size > windowBytes {
+				break
+			}
+			inflight += e.Size
 			next++
 			if err := c.send("RETR", e.Num); err != nil {
 				return err
@@ -471,12 +502,19 @@ func (s *session) fetch(ctx context.Context, todo, dele []entry) error {
 			s.res.Deleted++
 		case "RETR":
 			outstanding--
+			inflight -= o.e.Size
 			m, err := s.retrieve(o.e)
 			if err != nil {
 				return err
 			}
 			if m == nil {
 				continue // refused by the server; counted
+			}
+			if stopping(ctx) {
+				// Graceful stop: what is being delivered is finished;
+				// a reply that was already on its way is read (the
+				// session must reach QUIT) but left on the server.
+				continue
 			}
 			for running >= deliverers {
 				collect(<-results)
@@ -487,8 +525,13 @@ func (s *session) fetch(ctx context.Context, todo, dele []entry) error {
 	}
 }
 
-// deliverers bounds concurrent deliveries of one session.
-const deliverers = 4
+// Pipelining and batching limits of one session.
+const (
+	deliverers  = 4       // concurrent deliveries
+	maxWindow   = 128     // outstanding RETR commands
+	windowBytes = 4 << 20 // their LIST sizes together (one message may exceed it alone)
+	batch       = 16      // UIDs recorded per journal fsync and DELE burst
+)
 
 // delivery is the outcome of one message's delivery goroutine.
 type delivery struct {
