@@ -1,8 +1,13 @@
 package deliver
 
 import (
+	"bufio"
+	"bytes"
 	"errors"
 	"fmt"
+	"net/mail"
+	"net/textproto"
+	"strings"
 	"time"
 )
 
@@ -61,4 +66,23 @@ func IsPermanent(err error) bool {
 		return !t.Temporary()
 	}
 	return false
+}
+
+// ReturnPath returns the address of the message's first Return-Path field,
+// or "". Only the first 64 KiB are parsed and a long value is ignored:
+// net/mail had quadratic-time bugs (RELIABILITY §3), and the envelope
+// sender is never worth a slow parse. It is the default {sender} of an
+// MDA and MAIL FROM of SMTP; it is never used to route.
+func ReturnPath(raw []byte) string {
+	raw = raw[:min(len(raw), 64<<10)]
+	h, _ := textproto.NewReader(bufio.NewReader(bytes.NewReader(raw))).ReadMIMEHeader()
+	v := strings.TrimSpace(h.Get("Return-Path"))
+	if v == "" || v == "<>" || len(v) > 512 {
+		return ""
+	}
+	a, err := mail.ParseAddress(v)
+	if err != nil {
+		return ""
+	}
+	return a.Address
 }

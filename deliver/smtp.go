@@ -1,8 +1,6 @@
 package deliver
 
 import (
-	"bufio"
-	"bytes"
 	"context"
 	"crypto/tls"
 	"crypto/x509"
@@ -10,8 +8,6 @@ import (
 	"fmt"
 	"io"
 	"net"
-	"net/mail"
-	"net/textproto"
 	"os"
 	"strings"
 	"time"
@@ -185,28 +181,10 @@ func (d *SMTP) envelopeSender(m *Message, sender string) string {
 	if sender != "" && sender != "<>" && checkEnvelopeAddr(sender) == nil {
 		return sender
 	}
-	if rp := returnPath(m.Raw); rp != "" && checkEnvelopeAddr(rp) == nil {
+	if rp := ReturnPath(m.Raw); rp != "" && checkEnvelopeAddr(rp) == nil {
 		return rp
 	}
 	return ""
-}
-
-// returnPath returns the address of the message's first Return-Path field,
-// or "". Only the first 64 KiB are parsed and a long value is ignored:
-// net/mail had quadratic-time bugs (RELIABILITY §3), and the envelope
-// sender is never worth a slow parse.
-func returnPath(raw []byte) string {
-	raw = raw[:min(len(raw), 64<<10)]
-	h, _ := textproto.NewReader(bufio.NewReader(bytes.NewReader(raw))).ReadMIMEHeader()
-	v := strings.TrimSpace(h.Get("Return-Path"))
-	if v == "" || v == "<>" || len(v) > 512 {
-		return ""
-	}
-	a, err := mail.ParseAddress(v)
-	if err != nil {
-		return ""
-	}
-	return a.Address
 }
 
 // wireConn is the connection under go-smtp. It enforces a byte budget on

@@ -81,7 +81,7 @@ func (d *multidrop) target(user string) deliver.Target {
 // whose progress is not yet recorded.
 func (d *multidrop) Dispatch(ctx context.Context, m *deliver.Message, p Progress) error {
 	rt := deliver.RouteHeader(m.Raw, d.rules)
-	sender := returnPath(m.Raw)
+	sender := deliver.ReturnPath(m.Raw)
 	if len(rt.Rcpts) == 0 {
 		return d.toPostmaster(ctx, m, sender, p, rt.Reason)
 	}

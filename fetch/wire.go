@@ -4,9 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"log/slog"
 	"os/user"
-	"strings"
 	"sync"
 
 	"github.com/popfetch/popfetch/deliver"
@@ -64,7 +62,7 @@ type singleDrop struct {
 }
 
 func (d *singleDrop) Dispatch(ctx context.Context, m *deliver.Message, p Progress) error {
-	sender := returnPath(m.Raw)
+	sender := deliver.ReturnPath(m.Raw)
 	// One copy per message here (the user's, or else the postmaster's),
 	// so an intent names it unambiguously.
 	ctx = deliver.WithLinkHook(ctx, p.Intend)
@@ -101,77 +99,3 @@ func reasonOf(err error) string {
 	}
 	return err.Error()
 }
-
-// returnPath extracts the address of the first Return-Path field, "" if
-// none: the envelope sender for {sender} and SMTP MAIL FROM.
-func returnPath(raw []byte) string {
-	v := headerValue(raw, "Return-Path")
-	v = strings.TrimSpace(v)
-	v = strings.TrimPrefix(v, "<")
-	v = strings.TrimSuffix(v, ">")
-	if v == "" || strings.ContainsAny(v, " \t\r\n<>\x00") || len(v) > 320 {
-		return ""
-	}
-	return v
-}
-
-// headerValue returns the unfolded value of the first field called name in
-// the header section of raw (bounded to 1 MiB of header).
-func headerValue(raw []byte, name string) string {
-	const maxHeader = 1 << 20
-	if len(raw) > maxHeader {
-		raw = raw[:maxHeader]
-	}
-	var val []byte
-	found := false
-	for len(raw) > 0 {
-		i := indexByte(raw, '\n')
-		var line []byte
-		if i < 0 {
-			line, raw = raw, nil
-		} else {
-			line, raw = raw[:i], raw[i+1:]
-		}
-		line = trimCR(line)
-		if len(line) == 0 {
-			break
-		}
-		if line[0] == ' ' || line[0] == '\t' {
-			if found {
-				val = append(val, ' ')
-				val = append(val, trimSpace(line)...)
-			}
-			continue
-		}
-		if found {
-			break
-		}
-		if c := indexByte(line, ':'); c > 0 && strings.EqualFold(string(line[:c]), name) {
-			found = true
-			val = append(val, trimSpace(line[c+1:])...)
-		}
-	}
-	return string(val)
-}
-
-func indexByte(b []byte, c byte) int {
-	for i, x := range b {
-		if x == c {
-			return i
-		}
-	}
-	return -1
-}
-
-func trimCR(b []byte) []byte {
-	if n := len(b); n > 0 && b[n-1] == '\r' {
-		return b[:n-1]
-	}
-	return b
-}
-
-func trimSpace(b []byte) []byte {
-	return []byte(strings.TrimSpace(string(b)))
-}
-
-var _ = slog.String
