@@ -121,9 +121,7 @@ func BenchmarkLMTPDovecot(b *testing.B) {
 // BenchmarkMDAProcmail: routing plus two procmail runs (one per user,
 // each a fork/exec and a Maildir delivery by procmail).
 func BenchmarkMDAProcmail(b *testing.B) {
-	if _, err := os.Stat("/usr/bin/procmail"); err != nil {
-		b.Skip("procmail is not installed")
-	}
+	requireProcmail(b)
 	dir := b.TempDir()
 	for _, u := range []string{"alice", "bob"} {
 		if err := os.MkdirAll(filepath.Join(dir, "procmail", u), 0o755); err != nil {
