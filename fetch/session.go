@@ -25,6 +25,10 @@ type Poller struct {
 	// Dispatcher builds the delivery side of an account; nil = the real
 	// targets from the rc file (tests inject failing ones).
 	Dispatcher func(a *rcfile.Account) (Dispatcher, error)
+	// NoPollLog leaves out the "poll done" line: the daemon logs each
+	// poll's outcome itself, idle polls at Debug and an error once per
+	// change, so that hundreds of idle accounts do not flood the log.
+	NoPollLog bool
 }
 
 // Dispatcher delivers one fetched message to everyone it is for. It returns
@@ -104,6 +108,9 @@ func (p *Poller) run(ctx context.Context, a *rcfile.Account, dryRun bool) (res R
 		res.Elapsed = time.Since(res.Start)
 		if res.Err != nil {
 			res.Err = fmt.Errorf("account %s: %w", a.Name, res.Err)
+		}
+		if p.NoPollLog {
+			return
 		}
 		// One line per poll (the scheduler logs changes of error itself).
 		lvl := slog.LevelInfo
