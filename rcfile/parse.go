@@ -188,6 +188,7 @@ func (p *parser) build(top *fileHCL, body hcl.Body) *Config {
 			cfg.Accounts = append(cfg.Accounts, a)
 		}
 	}
+	p.mailboxes(cfg.Accounts)
 	return cfg
 }
 

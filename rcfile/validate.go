@@ -28,6 +28,9 @@ const (
 	maxPassword = 255
 )
 
+// MinInterval is the shortest poll interval an rc file may set.
+const MinInterval = 30 * time.Second
+
 // geteuid is a variable so tests can pin the default state_dir.
 var geteuid = os.Geteuid
 
@@ -109,10 +112,12 @@ func (p *parser) account(ah *accountHCL, s *settingsHCL, topState string) *Accou
 		}
 	}
 	a.Timeout = p.duration(s.Timeout, s.TimeoutRange, "timeout", 60*time.Second, time.Second, time.Hour)
-	a.Interval = p.duration(s.Interval, s.IntervalRange, "interval", 5*time.Minute, 10*time.Second, 24*time.Hour)
-	if s.Interval != nil && a.Interval >= 10*time.Second && a.Interval < time.Minute {
-		// Allowed for testing, but many providers lock out or throttle
-		// clients that log in more often than once a minute.
+	// 30s is the floor: below it a poll hardly ends before the next is
+	// due, and providers lock out clients that log in that often.
+	a.Interval = p.duration(s.Interval, s.IntervalRange, "interval", 5*time.Minute, MinInterval, 24*time.Hour)
+	if s.Interval != nil && a.Interval >= MinInterval && a.Interval < time.Minute {
+		// Allowed, but many providers throttle or block clients that log
+		// in more often than once a minute.
 		p.warnf(s.IntervalRange, "Short poll interval",
 			"interval %s polls more than once a minute; many providers throttle or block that. Consider 1m or more.", fmtDuration(a.Interval))
 	}
@@ -841,6 +846,29 @@ func (p *parser) sharedBox(a *Account, s *settingsHCL) {
 	if fallthroughUsers {
 		p.warnf(s.Deliver.DefRange, "All users share one mailbox",
 			"This multidrop account's deliver target does not contain {user} (or {address} for mda), so every user without an own deliver block gets the same mailbox.")
+	}
+}
+
+// mailboxes rejects two accounts for one mailbox: the same server (DNS
+// names are case-insensitive) and the same username. The daemon keeps one
+// session per account and the UIDL store is keyed by state_dir and port
+// too, so two such blocks that differ in state_dir or port (110 and 995 of
+// one server) would poll in parallel with separate seen-UID records and
+// deliver every message twice.
+func (p *parser) mailboxes(accts []*Account) {
+	seen := map[string]*Account{}
+	for _, a := range accts {
+		if a.Server == "" || a.Username == "" {
+			continue // already reported as missing
+		}
+		key := a.Username + "@" + strings.ToLower(a.Server)
+		if prev, ok := seen[key]; ok {
+			p.errorf(a.DeclRange, "Duplicate mailbox",
+				"Mailbox %s is already declared at %s (account %q); two accounts for one mailbox would fetch and deliver every message twice.",
+				key, prev.DeclRange, prev.Name)
+			continue
+		}
+		seen[key] = a
 	}
 }
 

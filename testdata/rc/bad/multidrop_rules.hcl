@@ -16,7 +16,7 @@ account "a" {
 }
 
 account "b" {
-  server       = "pop.example.com"
+  server       = "pop.example.org"
   username     = "all"
   password_env = "PW"
   deliver {
