@@ -9,6 +9,7 @@ import (
 	"io"
 	"net"
 	"runtime/debug"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -41,6 +42,14 @@ type Options struct {
 	NoUIDL   bool        // UIDL answers -ERR (it is optional, RFC 1939 §7)
 	Greeting string      // default "+OK pop3test ready"
 	Faults   []Fault
+	// CheckPipelining makes the server look, before answering each
+	// command, for a next one that the client sent without waiting for
+	// the answer (RFC 2449 §6.6 pipelining). Each such command is counted
+	// (see Pipelined); if Capa lacks PIPELINING it is also a protocol
+	// violation, noted in the Transcript and reported as a test error by
+	// Close. The look waits up to pipelineGrace for input, so this slows
+	// every command down: use it in tests of a few commands.
+	CheckPipelining bool
 }
 
 // Fault changes the server's answer to the Nth occurrence of a command.
@@ -125,6 +134,12 @@ const (
 	// trickleDelay is slow enough that any per-message deadline fires
 	// long before a real answer completes.
 	trickleDelay = 200 * time.Millisecond
+	// pipelineGrace is how long CheckPipelining waits for a command the
+	// client may have sent right behind the one being answered. A client
+	// that pipelines writes its commands back to back, microseconds apart;
+	// one that waits for each answer sends nothing while the server waits,
+	// so the check has no false positives, only (unlikely) misses.
+	pipelineGrace = 20 * time.Millisecond
 )
 
 // Server is a fake POP3 server listening on 127.0.0.1.
@@ -142,7 +157,8 @@ type Server struct {
 	commands []string
 	logs     []*strings.Builder // one per session
 	conns    map[net.Conn]struct{}
-	panics   []string // from session goroutines, reported by Close
+	problems []string // panics of session goroutines and CheckPipelining violations, reported by Close
+	piped    int      // commands that arrived before the previous answer (CheckPipelining)
 }
 
 // entry gives each message an identity, so a session's QUIT removes exactly
@@ -319,10 +335,20 @@ func (s *Server) Sessions() int {
 	return len(s.logs)
 }
 
+// Pipelined is the number of commands, across sessions, that the client
+// sent before the previous command was answered. It is counted only with
+// Options.CheckPipelining.
+func (s *Server) Pipelined() int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.piped
+}
+
 // Close stops the listener, closes every connection and waits for the
 // session goroutines to end. It is safe to call more than once. A panic in
-// a session (say, in a Custom Func) is reported here as a test error, as
-// it cannot fail the test from the session's goroutine.
+// a session (say, in a Custom Func) and a CheckPipelining violation are
+// reported here as test errors, as they cannot fail the test from the
+// session's goroutine.
 func (s *Server) Close() {
 	s.once.Do(func() {
 		s.ln.Close()
@@ -333,7 +359,7 @@ func (s *Server) Close() {
 		}
 		s.mu.Unlock()
 		s.wg.Wait()
-		for _, p := range s.panics {
+		for _, p := range s.problems {
 			if s.t != nil {
 				s.t.Errorf("pop3test: %s", p)
 			}
@@ -419,7 +445,7 @@ func (ss *session) serve() {
 			// An unrecovered panic here would kill the whole test
 			// binary; keep it for Close to report against the test.
 			p := fmt.Sprintf("session %d panicked: %v\n%s", ss.num, v, debug.Stack())
-			ss.s.panics = append(ss.s.panics, p)
+			ss.s.problems = append(ss.s.problems, p)
 			fmt.Fprintf(ss.log, "-- %s\n", p)
 		}
 	}()
@@ -449,6 +475,9 @@ func (ss *session) serve() {
 		}
 		verb, arg, _ := strings.Cut(l, " ")
 		verb = strings.ToUpper(verb)
+		if ss.s.opts.CheckPipelining {
+			ss.checkPipelining(verb)
+		}
 		if !ss.respond(verb, ss.answer(verb, arg)) {
 			return
 		}
@@ -483,6 +512,36 @@ func (ss *session) readLine() (string, int, error) {
 		return l, n, errTooLong
 	}
 	return l, n, nil
+}
+
+// checkPipelining counts a command sent before verb was answered, and
+// reports it as a violation unless the server advertised PIPELINING.
+func (ss *session) checkPipelining(verb string) {
+	if !ss.inputWaiting() {
+		return
+	}
+	allowed := slices.ContainsFunc(ss.s.opts.Capa, func(c string) bool { return strings.EqualFold(c, "PIPELINING") })
+	ss.s.mu.Lock()
+	defer ss.s.mu.Unlock()
+	ss.s.piped++
+	if !allowed {
+		p := fmt.Sprintf("session %d: the client sent a command before %s was answered, but PIPELINING was not advertised (RFC 2449 §6.6)", ss.num, verb)
+		ss.s.problems = append(ss.s.problems, p)
+		fmt.Fprintf(ss.log, "-- %s\n", p)
+	}
+}
+
+// inputWaiting reports whether the client has sent more, waiting up to
+// pipelineGrace for it. A read timeout leaves both the bufio.Reader (Peek
+// returns the error once) and a tls.Conn (a timeout is not sticky) usable.
+func (ss *session) inputWaiting() bool {
+	if ss.r.Buffered() > 0 {
+		return true
+	}
+	ss.conn.SetReadDeadline(time.Now().Add(pipelineGrace))
+	_, err := ss.r.Peek(1)
+	ss.conn.SetReadDeadline(time.Time{})
+	return err == nil
 }
 
 // write sends p and logs it, abbreviated.

@@ -868,3 +868,51 @@ type errRecorder struct {
 func (r *errRecorder) Errorf(format string, args ...any) {
 	r.errs = append(r.errs, fmt.Sprintf(format, args...))
 }
+
+// CheckPipelining counts commands sent ahead of an answer, and reports
+// them through Close when PIPELINING was not advertised; a client that
+// waits for each answer is never reported.
+func TestCheckPipelining(t *testing.T) {
+	t.Parallel()
+	for _, tt := range []struct {
+		name      string
+		capa      []string
+		pipeline  bool
+		wantPiped bool
+		wantErr   bool
+	}{
+		{"one at a time, not advertised", []string{"USER", "UIDL"}, false, false, false},
+		{"pipelined, not advertised", []string{"USER", "UIDL"}, true, true, true},
+		{"pipelined, advertised", []string{"USER", "UIDL", "PIPELINING"}, true, true, false},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			rec := &errRecorder{TB: t}
+			s := NewServer(rec, Options{Messages: twoMessages(), Capa: tt.capa, CheckPipelining: true})
+			c := dial(t, s)
+			c.line()
+			c.login()
+			if tt.pipeline {
+				c.send("STAT", "NOOP", "DELE 1")
+				for range 3 {
+					c.line()
+				}
+			} else {
+				c.want("STAT", "+OK")
+				c.want("NOOP", "+OK")
+				c.want("DELE 1", "+OK")
+			}
+			c.want("QUIT", "+OK")
+			s.Close()
+			if got := s.Pipelined() > 0; got != tt.wantPiped {
+				t.Errorf("Pipelined() = %d; want > 0: %v", s.Pipelined(), tt.wantPiped)
+			}
+			if got := len(rec.errs) > 0; got != tt.wantErr {
+				t.Errorf("Close reported %q; want an error: %v", rec.errs, tt.wantErr)
+			}
+			if tt.wantErr && !strings.Contains(rec.errs[0], "PIPELINING was not advertised") {
+				t.Errorf("Close reported %q", rec.errs)
+			}
+		})
+	}
+}
