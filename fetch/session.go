@@ -373,17 +373,21 @@ type op struct {
 }
 
 // fetch retrieves todo and deletes dele, pipelining commands when the server
-// offers PIPELINING (RFC 2449 §6.6): up to maxWindow RETRs, and up to
+// offers PIPELINING (RFC 2449 §6.6): up to maxWindow commands, and up to
 // windowBytes of messages by their LIST sizes, are outstanding, so a
 // high-latency link costs about one round trip per window, not per message.
-// Replies arrive in command order, so a FIFO of sent commands is all the
-// bookkeeping the wire needs.
+// Without PIPELINING the window is one command: each waits for the answer
+// to the one before. Replies arrive in command order, so a FIFO of sent
+// commands is all the bookkeeping the wire needs. DELEs go through the same
+// window as RETRs, and replies are read while commands are sent, so a long
+// run of DELEs can never fill both directions of the connection at once
+// (the write/write deadlock of RFC 2449 §6.6).
 //
 // Deliveries run on up to deliverers goroutines while this loop goes on
 // reading: most of a delivery is waiting for fsync, and concurrent fsyncs
 // share the file system's journal commits. Each delivery records its UID
 // itself, after the message is durable; the records are fsynced once per
-// batch (store.Sync), and a batch's DELEs are sent only after that. So the
+// batch (store.Sync), and a batch's DELEs are queued only after that. So the
 // invariant holds for every message, while a session pays neither one
 // journal fsync per message nor one fsync wait at a time.
 func (s *session) fetch(ctx context.Context, todo, dele []entry) error {
@@ -392,10 +396,11 @@ func (s *session) fetch(ctx context.Context, todo, dele []entry) error {
 	if c.caps.pipelining {
 		window = maxWindow
 	}
-	var inflight int64 // LIST sizes of the outstanding RETRs
-	var queue []op
+	var inflight int64   // LIST sizes of the outstanding RETRs
+	var queue []op       // sent, reply not yet read, in command order
+	var deles []entry    // recorded durably, DELE not yet sent
 	var recorded []entry // delivered and recorded, awaiting the store's fsync
-	outstanding := 0     // RETRs sent, reply not yet read
+	retrs := 0           // RETRs in queue
 	results := make(chan delivery, deliverers)
 	running := 0 // deliveries not yet collected
 	var fatal error
@@ -419,13 +424,6 @@ func (s *session) fetch(ctx context.Context, todo, dele []entry) error {
 			collect(<-results)
 		}
 	}()
-	sendDele := func(e entry) error {
-		if err := c.send("DELE", e.Num); err != nil {
-			return err
-		}
-		queue = append(queue, op{"DELE", e})
-		return nil
-	}
 	flush := func() error {
 		if len(recorded) == 0 {
 			return nil
@@ -434,20 +432,12 @@ func (s *session) fetch(ctx context.Context, todo, dele []entry) error {
 			return fmt.Errorf("uidl store: %w", err)
 		}
 		if !s.a.Keep {
-			for _, e := range recorded {
-				if err := sendDele(e); err != nil {
-					return err
-				}
-			}
+			deles = append(deles, recorded...)
 		}
 		recorded = recorded[:0]
 		return nil
 	}
-	for _, e := range dele {
-		if err := sendDele(e); err != nil {
-			return err
-		}
-	}
+	deles = append(deles, dele...)
 	next := 0
 	for {
 		if fatal != nil {
@@ -468,9 +458,17 @@ func (s *session) fetch(ctx context.Context, todo, dele []entry) error {
 				return err
 			}
 		}
-		for outstanding < window && next < len(todo) && !stopping(ctx) && ctx.Err() == nil {
+		for len(queue) < window && len(deles) > 0 {
+			e := deles[0]
+			if err := c.send("DELE", e.Num); err != nil {
+				return err
+			}
+			deles = deles[1:]
+			queue = append(queue, op{"DELE", e})
+		}
+		for len(queue) < window && next < len(todo) && !stopping(ctx) && ctx.Err() == nil {
 			e := todo[next]
-			if outstanding > 0 && inflight+e.Size > windowBytes {
+			if retrs > 0 && inflight+e.Size > windowBytes {
 				break
 			}
 			inflight += e.Size
@@ -479,7 +477,7 @@ func (s *session) fetch(ctx context.Context, todo, dele []entry) error {
 				return err
 			}
 			queue = append(queue, op{"RETR", e})
-			outstanding++
+			retrs++
 		}
 		if len(queue) == 0 {
 			if running > 0 {
@@ -489,9 +487,10 @@ func (s *session) fetch(ctx context.Context, todo, dele []entry) error {
 			if err := flush(); err != nil {
 				return err
 			}
-			if len(queue) == 0 {
-				return ctx.Err()
+			if len(deles) > 0 {
+				continue
 			}
+			return ctx.Err()
 		}
 		o := queue[0]
 		queue = queue[1:]
@@ -508,7 +507,7 @@ func (s *session) fetch(ctx context.Context, todo, dele []entry) error {
 			}
 			s.res.Deleted++
 		case "RETR":
-			outstanding--
+			retrs--
 			inflight -= o.e.Size
 			m, err := s.retrieve(o.e)
 			if err != nil {
@@ -535,9 +534,9 @@ func (s *session) fetch(ctx context.Context, todo, dele []entry) error {
 // Pipelining and batching limits of one session.
 const (
 	deliverers  = 4       // concurrent deliveries
-	maxWindow   = 128     // outstanding RETR commands
+	maxWindow   = 128     // outstanding commands (RETR and DELE) with PIPELINING
 	windowBytes = 4 << 20 // their LIST sizes together (one message may exceed it alone)
-	batch       = 16      // UIDs recorded per journal fsync and DELE burst
+	batch       = 16      // UIDs recorded per journal fsync
 )
 
 // delivery is the outcome of one message's delivery goroutine.

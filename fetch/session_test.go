@@ -188,6 +188,9 @@ func TestPollDropBeforeDeleAnswer(t *testing.T) {
 		Messages: msgs(2),
 		Capa:     []string{"USER", "UIDL"}, // no PIPELINING: one command at a time
 		Faults:   []pop3test.Fault{{Cmd: "DELE", N: 1, Session: 1, Action: pop3test.Drop}},
+		// The server fails the test if a command arrives before the
+		// previous one was answered.
+		CheckPipelining: true,
 	})
 	a := testAccount(t, srv)
 	rec := &recorder{}
@@ -379,11 +382,23 @@ func TestPollLoginDelay(t *testing.T) {
 	}
 }
 
+// Without PIPELINING every command waits for the previous answer: RETRs,
+// and DELEs too, however many are due at once (keep switched off on a
+// mailbox fetched with keep: every message is deleted in one session).
 func TestPollWithoutPipelining(t *testing.T) {
-	srv := pop3test.NewServer(t, pop3test.Options{Messages: msgs(3), Capa: []string{"USER", "UIDL"}})
+	srv := pop3test.NewServer(t, pop3test.Options{Messages: msgs(3), Capa: []string{"USER", "UIDL"}, CheckPipelining: true})
 	a := testAccount(t, srv)
-	if res := poller(nil).Poll(context.Background(), a); res.Err != nil || res.Deleted != 3 {
+	a.Keep = true
+	if res := poller(nil).Poll(context.Background(), a); res.Err != nil || res.Delivered != 3 || res.Deleted != 0 {
 		t.Fatalf("Poll = %+v", res)
+	}
+	srv.SetMessages(msgs(3 + batch))
+	a.Keep = false
+	if res := poller(nil).Poll(context.Background(), a); res.Err != nil || res.Delivered != batch || res.Deleted != 3+batch {
+		t.Fatalf("Poll = %+v", res)
+	}
+	if srv.Pipelined() != 0 || len(srv.Messages()) != 0 {
+		t.Fatalf("%d commands pipelined, %d messages left", srv.Pipelined(), len(srv.Messages()))
 	}
 }
 
