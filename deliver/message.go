@@ -44,10 +44,15 @@ func (e *Error) Error() string {
 	if e.Permanent {
 		kind = "permanent"
 	}
-	if e.Err == nil {
+	switch {
+	case e.Err == nil:
 		return fmt.Sprintf("%s: %s failure: %s", e.Target, kind, e.Reason)
+	case e.Reason == "" || strings.Contains(e.Err.Error(), e.Reason):
+		return fmt.Sprintf("%s: %s failure: %v", e.Target, kind, e.Err)
 	}
-	return fmt.Sprintf("%s: %s failure: %v", e.Target, kind, e.Err)
+	// Both: the reason says at which step (e.g. "no reply to the final
+	// dot", "MDA killed after 2m0s"), the error what the system said.
+	return fmt.Sprintf("%s: %s failure: %s: %v", e.Target, kind, e.Reason, e.Err)
 }
 
 func (e *Error) Unwrap() error { return e.Err }
