@@ -9,10 +9,14 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"syscall"
 	"time"
+	"unicode"
+	"unicode/utf8"
+	"unsafe"
 )
 
 // MDAOptions configures an MDA target. The zero value is usable.
@@ -23,11 +27,22 @@ type MDAOptions struct {
 	Timeout time.Duration
 
 	// AllowStderr makes output on stderr with exit status 0 count as
-	// delivered. By default it is a temporary failure: an MDA that fails
+	// delivered. By default it is a permanent failure: an MDA that fails
 	// but still exits 0 (a shell wrapper that loses the status, a
 	// procmailrc with a broken recipe) must not make popfetch DELE the
-	// message.
+	// message unseen, so it goes to the postmaster with the MDA's words.
+	// Not temporary: an MDA that did deliver and merely warned would then
+	// deliver a duplicate on every poll, forever.
 	AllowStderr bool
+
+	// TempExitCodes are the exit statuses that mean "try again later":
+	// the message stays on the server for the next poll. Any other
+	// non-zero status is permanent. nil means [75] (EX_TEMPFAIL, what
+	// procmail, maildrop and dovecot-lda return for a temporary problem);
+	// an admin may add, say, 73 (EX_CANTCREAT) and 74 (EX_IOERR), which
+	// some MDAs return for an unwritable or full mailbox. A non-nil empty
+	// slice makes every non-zero status permanent.
+	TempExitCodes []int
 
 	// LocalHost is the "by" host of the Received: field; default
 	// os.Hostname().
@@ -60,6 +75,10 @@ var mdaPlaceholders = map[string]bool{"user": true, "address": true, "domain": t
 // mdaMaxValue caps a substituted value; no real user, address or domain
 // comes close, and an absurd one should not reach an argv.
 const mdaMaxValue = 1024
+
+// exTempFail is sysexits.h EX_TEMPFAIL, the MDA convention for "try
+// again later".
+const exTempFail = 75
 
 // nullSender is what {sender} becomes for the null reverse path. Postfix's
 // pipe(8) uses the same default (null_sender=MAILER-DAEMON): an empty argv
@@ -94,6 +113,16 @@ func NewMDA(argv []string, opts MDAOptions) (*MDA, error) {
 	if opts.Timeout <= 0 {
 		opts.Timeout = 5 * time.Minute
 	}
+	if opts.TempExitCodes == nil {
+		opts.TempExitCodes = []int{exTempFail}
+	}
+	for _, c := range opts.TempExitCodes {
+		// 0 is success; a status is one byte (wait(2)).
+		if c < 1 || c > 255 {
+			return nil, fmt.Errorf("mda: temporary exit code %d is not between 1 and 255", c)
+		}
+	}
+	opts.TempExitCodes = slices.Clone(opts.TempExitCodes)
 	if opts.LocalHost == "" {
 		opts.LocalHost, _ = os.Hostname()
 	}
@@ -235,15 +264,24 @@ func (d *MDA) args(sender string, r Recipient) ([]string, error) {
 // extra, a Received: field, Delivered-To: when the recipient has an
 // address, and the message, with LF line endings.
 //
-// Results: exit 0 (and, unless AllowStderr, nothing on stderr, and all of
-// stdin read) is delivered. Exit 75 (EX_TEMPFAIL), 73 (EX_CANTCREAT), 74
-// (EX_IOERR), death by a signal, the
-// timeout, cancellation, and a failure to start are temporary. A program
-// that cannot be started (missing, not executable) is a configuration
-// problem: temporary, so the mail stays on the server until an admin fixes
-// it, instead of every message going to the postmaster. Any other exit
-// status is permanent, with the first stderr line in the Reason. A value
-// that fails validation is permanent and the MDA is not run.
+// Results:
+//   - exit 0 with all of stdin read and, unless AllowStderr, nothing on
+//     stderr: delivered.
+//   - exit 0 with output on stderr: permanent (see AllowStderr).
+//   - exit 0 without reading all of stdin: temporary (it may have
+//     delivered half a message).
+//   - an exit status in TempExitCodes (default 75, EX_TEMPFAIL), death by a
+//     signal, the timeout, cancellation: temporary.
+//   - a program that cannot be started (missing, not executable): a
+//     configuration problem, temporary, so the mail stays on the server
+//     until an admin fixes it instead of every message going to the
+//     postmaster.
+//   - any other exit status: permanent.
+//   - a value that fails validation: permanent, and the MDA is not run.
+//
+// Failure reasons carry the first lines of stderr (see stderrHead). When
+// the MDA has exited, whatever is left of its process group is killed, so
+// no helper outlives the delivery.
 func (d *MDA) Deliver(ctx context.Context, m *Message, sender string, rcpts []Recipient, extra []Field) []error {
 	errs := make([]error, len(rcpts))
 	for i, r := range rcpts {
@@ -309,38 +347,41 @@ func (d *MDA) run(ctx context.Context, argv []string, msg io.Reader) error {
 		writeErr <- err
 	}()
 
+	// Kill what is left of the group while the exited MDA is still an
+	// unreaped zombie: its pid, and so the group id, cannot be reused by
+	// an unrelated process until Wait reaps it. Helpers it forked
+	// (procmail forks) die here instead of outliving the delivery, and one
+	// that held stderr open no longer costs the WaitDelay.
+	if err := waitExited(pgid); err == nil {
+		syscall.Kill(-pgid, syscall.SIGKILL)
+	}
 	waitErr := cmd.Wait()
 	killed := !stopKill() // the AfterFunc ran: timeout or cancellation
 	// The MDA is gone; whatever is still in the pipe it never read.
 	unread, _ := io.Copy(io.Discard, pr)
 	werr := <-writeErr
 
-	line := firstLine(stderr.Bytes())
+	said := stderrHead(stderr.Bytes())
 	var ee *exec.ExitError
 	switch {
 	case waitErr == nil || errors.Is(waitErr, exec.ErrWaitDelay):
-		// Exit 0. ErrWaitDelay means a helper still held stderr open; the
-		// MDA itself succeeded, so its status decides, with what stderr
-		// we did capture.
+		// Exit 0. ErrWaitDelay means a helper in another process group
+		// still held stderr open; the MDA itself succeeded, so its status
+		// decides, with what stderr we did capture.
 	case errors.As(waitErr, &ee):
 		if st, ok := ee.Sys().(syscall.WaitStatus); ok && st.Signaled() {
 			if killed {
 				return d.killedError(ctx)
 			}
-			return &Error{Target: d.target, Reason: reasonLine(fmt.Sprintf("MDA killed by signal %d (%v)", int(st.Signal()), st.Signal()), line), Err: waitErr}
+			return &Error{Target: d.target, Reason: reasonLine(fmt.Sprintf("MDA killed by signal %d (%v)", int(st.Signal()), st.Signal()), said), Err: withStderr(waitErr, said)}
 		}
 		code := ee.ExitCode()
-		// sysexits.h: EX_TEMPFAIL (75) says "try again"; EX_CANTCREAT (73)
-		// and EX_IOERR (74) are what procmail and maildrop return for an
-		// unwritable or full mailbox, a local problem an admin fixes, so
-		// the message waits on the server rather than going to the
-		// postmaster.
-		if code == 75 || code == 73 || code == 74 {
-			return &Error{Target: d.target, Reason: reasonLine(fmt.Sprintf("MDA exit %d", code), line), Err: waitErr}
+		if slices.Contains(d.opts.TempExitCodes, code) {
+			return &Error{Target: d.target, Reason: reasonLine("MDA exit "+strconv.Itoa(code), said), Err: withStderr(waitErr, said)}
 		}
-		return &Error{Target: d.target, Permanent: true, Reason: reasonLine("MDA exit "+strconv.Itoa(code), line), Err: waitErr}
+		return &Error{Target: d.target, Permanent: true, Reason: reasonLine("MDA exit "+strconv.Itoa(code), said), Err: withStderr(waitErr, said)}
 	default:
-		return &Error{Target: d.target, Reason: reasonLine("MDA wait failed", waitErr.Error()), Err: waitErr}
+		return &Error{Target: d.target, Reason: reasonLine("MDA wait failed", SafeValue(waitErr.Error(), 200)), Err: waitErr}
 	}
 	if unread > 0 || werr != nil {
 		// fetchmail and getmail treat this as an error too: a procmail that
@@ -348,9 +389,38 @@ func (d *MDA) run(ctx context.Context, argv []string, msg io.Reader) error {
 		return &Error{Target: d.target, Reason: "MDA exit 0 without reading all of the message", Err: werr}
 	}
 	if stderr.n > 0 && !d.opts.AllowStderr {
-		return &Error{Target: d.target, Reason: reasonLine("MDA exit 0 with output on stderr", line)}
+		if said == "" {
+			said = "(only white space)"
+		}
+		return &Error{Target: d.target, Permanent: true, Reason: "MDA exit 0 but wrote to stderr: " + said}
 	}
 	return nil
+}
+
+// withStderr adds the MDA's own words to err, so that the log line of a
+// failure (Error.Error shows Err) says what the MDA said, not only its
+// status.
+func withStderr(err error, said string) error {
+	if said == "" {
+		return err
+	}
+	return fmt.Errorf("%w; stderr: %s", err, said)
+}
+
+// waitExited blocks until process pid has exited, without reaping it
+// (waitid with WNOWAIT), so that its pid stays reserved until cmd.Wait.
+func waitExited(pid int) error {
+	const pPID = 1     // idtype_t P_PID
+	var info [128]byte // siginfo_t, unused
+	for {
+		_, _, e := syscall.Syscall6(syscall.SYS_WAITID, pPID, uintptr(pid), uintptr(unsafe.Pointer(&info[0])), syscall.WEXITED|syscall.WNOWAIT, 0, 0)
+		if e != syscall.EINTR {
+			if e != 0 {
+				return e
+			}
+			return nil
+		}
+	}
 }
 
 // killedError describes an MDA we killed. The MDA's own status decides
@@ -371,16 +441,76 @@ func reasonLine(status, detail string) string {
 	return status + ": " + detail
 }
 
-// firstLine returns the first non-empty stderr line, made safe for a header
-// and a log: control characters replaced, at most 200 bytes, valid UTF-8.
-func firstLine(b []byte) string {
+// What of an MDA's stderr goes into a failure reason: the first few
+// non-empty lines, because the first is often only "procmail: error" and
+// the cause is on the next one, but bounded, so the whole reason stays
+// within what X-Popfetch-Reason keeps (300 bytes).
+const (
+	stderrHeadLines = 3
+	stderrHeadBytes = 240
+)
+
+// stderrHead returns the first non-empty lines of an MDA's stderr, joined
+// with " | ", for a header and a log: control characters, invalid UTF-8
+// and other unprintable runes (ANSI escapes, bidi overrides) are escaped
+// as \xNN or \uNNNN, and the result is at most stderrHeadBytes long, cut
+// at a rune or escape boundary with "..." appended.
+func stderrHead(b []byte) string {
+	var out strings.Builder
+	lines := 0
 	for _, l := range bytes.Split(b, []byte("\n")) {
-		s := strings.TrimSpace(SafeValue(string(l), 200))
-		if s != "" {
-			return strings.ToValidUTF8(s, "?")
+		l = bytes.TrimSpace(l)
+		if len(l) == 0 {
+			continue
+		}
+		if lines == stderrHeadLines {
+			break
+		}
+		if lines > 0 && !appendBounded(&out, " | ") {
+			break
+		}
+		lines++
+		if !appendEscaped(&out, l) {
+			break
 		}
 	}
-	return ""
+	return out.String()
+}
+
+// appendBounded appends s if it fits in stderrHeadBytes (keeping room for
+// "..."); otherwise it appends "..." and reports false.
+func appendBounded(out *strings.Builder, s string) bool {
+	if out.Len()+len(s) > stderrHeadBytes-len("...") {
+		out.WriteString("...")
+		return false
+	}
+	out.WriteString(s)
+	return true
+}
+
+// appendEscaped appends l rune by rune, escaped, until stderrHeadBytes.
+func appendEscaped(out *strings.Builder, l []byte) bool {
+	for len(l) > 0 {
+		r, n := utf8.DecodeRune(l)
+		var s string
+		switch {
+		case r == utf8.RuneError && n == 1:
+			s = fmt.Sprintf("\\x%02x", l[0])
+		case r == '\t':
+			s = " "
+		case r < 0x20 || r == 0x7f:
+			s = fmt.Sprintf("\\x%02x", r)
+		case r != ' ' && !unicode.IsPrint(r):
+			s = fmt.Sprintf("\\u%04x", r)
+		default:
+			s = string(l[:n])
+		}
+		if !appendBounded(out, s) {
+			return false
+		}
+		l = l[n:]
+	}
+	return true
 }
 
 // headBuffer keeps the first max bytes written and counts the rest, so a

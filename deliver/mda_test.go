@@ -7,11 +7,13 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"syscall"
 	"testing"
 	"time"
+	"unicode/utf8"
 )
 
 // mdaScript returns the absolute path of a test MDA in testdata/mda.
@@ -143,29 +145,44 @@ func TestMDAOneRunPerRecipient(t *testing.T) {
 }
 
 func TestMDAStatus(t *testing.T) {
+	allTemp := []int{75, 73, 74}
 	for _, tc := range []struct {
 		name        string
 		script      string
 		env         []string
 		allowStderr bool
+		tempCodes   []int
 		wantOK      bool
 		permanent   bool
 		reason      string
 	}{
 		{name: "exit0", script: "status.sh", wantOK: true},
 		{name: "tempfail", script: "status.sh", env: []string{"CODE=75", "STDERR=try later"}, reason: "MDA exit 75: try later"},
-		{name: "exit1", script: "status.sh", env: []string{"CODE=1", "STDERR=mailbox \x1b[31mfull"}, permanent: true, reason: "MDA exit 1: mailbox  [31mfull"},
+		{name: "exit1", script: "status.sh", env: []string{"CODE=1", "STDERR=mailbox \x1b[31mfull"}, permanent: true, reason: `MDA exit 1: mailbox \x1b[31mfull`},
 		{name: "exit67", script: "status.sh", env: []string{"CODE=67"}, permanent: true, reason: "MDA exit 67"},
-		{name: "cantcreat", script: "status.sh", env: []string{"CODE=73"}, reason: "MDA exit 73"},
-		{name: "ioerr", script: "status.sh", env: []string{"CODE=74"}, reason: "MDA exit 74"},
+		// 73 and 74 are permanent unless the admin lists them.
+		{name: "cantcreat", script: "status.sh", env: []string{"CODE=73"}, permanent: true, reason: "MDA exit 73"},
+		{name: "ioerr", script: "status.sh", env: []string{"CODE=74"}, permanent: true, reason: "MDA exit 74"},
+		{name: "cantcreatListed", script: "status.sh", env: []string{"CODE=73"}, tempCodes: allTemp, reason: "MDA exit 73"},
+		{name: "ioerrListed", script: "status.sh", env: []string{"CODE=74"}, tempCodes: allTemp, reason: "MDA exit 74"},
+		{name: "tempfailListed", script: "status.sh", env: []string{"CODE=75"}, tempCodes: allTemp, reason: "MDA exit 75"},
+		{name: "otherListed", script: "status.sh", env: []string{"CODE=1"}, tempCodes: allTemp, permanent: true, reason: "MDA exit 1"},
+		// An admin who replaced 75 made it permanent.
+		{name: "tempfailUnlisted", script: "status.sh", env: []string{"CODE=75"}, tempCodes: []int{73}, permanent: true, reason: "MDA exit 75"},
+		{name: "noTempCodes", script: "status.sh", env: []string{"CODE=75"}, tempCodes: []int{}, permanent: true, reason: "MDA exit 75"},
 		{name: "signal", script: "selfkill.sh", reason: "MDA killed by signal 9 (killed)"},
-		{name: "stderr", script: "status.sh", env: []string{"STDERR=warning: recipe failed"}, reason: "MDA exit 0 with output on stderr: warning: recipe failed"},
+		{name: "signalListed", script: "selfkill.sh", tempCodes: []int{73}, reason: "MDA killed by signal 9 (killed)"},
+		// Exit 0 with words on stderr: one postmaster copy, not a
+		// duplicate on every poll.
+		{name: "stderr", script: "status.sh", env: []string{"STDERR=warning: recipe failed"}, permanent: true, reason: "MDA exit 0 but wrote to stderr: warning: recipe failed"},
+		{name: "stderrBlank", script: "status.sh", env: []string{"STDERR= \t"}, permanent: true, reason: "MDA exit 0 but wrote to stderr: (only white space)"},
 		{name: "stderrAllowed", script: "status.sh", env: []string{"STDERR=just chatty"}, allowStderr: true, wantOK: true},
+		{name: "stderrAllowedExit1", script: "status.sh", env: []string{"CODE=1", "STDERR=bad"}, allowStderr: true, permanent: true, reason: "MDA exit 1: bad"},
 		{name: "missing", script: "does-not-exist.sh", reason: "MDA could not be started"},
 		{name: "notExecutable", script: "../../mda_test.go", reason: "MDA could not be started"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			d, _ := newTestMDA(t, []string{mdaScript(t, tc.script)}, MDAOptions{AllowStderr: tc.allowStderr}, tc.env...)
+			d, _ := newTestMDA(t, []string{mdaScript(t, tc.script)}, MDAOptions{AllowStderr: tc.allowStderr, TempExitCodes: tc.tempCodes}, tc.env...)
 			errs := d.Deliver(context.Background(), mdaMessage("Subject: x\r\n\r\nbody\r\n"), "", []Recipient{{}}, nil)
 			err := errs[0]
 			if tc.wantOK {
@@ -185,13 +202,78 @@ func TestMDAStatus(t *testing.T) {
 	}
 }
 
+func TestMDATempExitCodesChecked(t *testing.T) {
+	for _, codes := range [][]int{{0}, {75, 256}, {-1}} {
+		if _, err := NewMDA([]string{"/bin/true"}, MDAOptions{TempExitCodes: codes}); err == nil {
+			t.Errorf("NewMDA(TempExitCodes %v) = nil error; want one", codes)
+		}
+	}
+	codes := []int{75, 73}
+	d, err := NewMDA([]string{"/bin/true"}, MDAOptions{TempExitCodes: codes})
+	if err != nil {
+		t.Fatal(err)
+	}
+	codes[0] = 1 // the caller's slice is not the MDA's
+	if d.opts.TempExitCodes[0] != 75 {
+		t.Errorf("TempExitCodes = %v; want a copy [75 73]", d.opts.TempExitCodes)
+	}
+	if d, _ := NewMDA([]string{"/bin/true"}, MDAOptions{}); !slices.Equal(d.opts.TempExitCodes, []int{75}) {
+		t.Errorf("default TempExitCodes = %v; want [75]", d.opts.TempExitCodes)
+	}
+}
+
+// The first lines of stderr, not only the first, reach the reason and the
+// error text that is logged.
+func TestMDAStderrLines(t *testing.T) {
+	said := "procmail: Error while writing to \"/var/mail/joe\"\r\n\n  \nprocmail: Quota exceeded\nprocmail: Trying \x1b]0;pwned\x07\xff\u202e\nfourth line\n"
+	d, _ := newTestMDA(t, []string{mdaScript(t, "status.sh")}, MDAOptions{}, "CODE=1", "STDERR="+said)
+	err := d.Deliver(context.Background(), mdaMessage("a: b\r\n\r\n"), "", []Recipient{{}}, nil)[0]
+	want := `MDA exit 1: procmail: Error while writing to "/var/mail/joe" | procmail: Quota exceeded | procmail: Trying \x1b]0;pwned\x07\xff\u202e`
+	var de *Error
+	if !errors.As(err, &de) || !de.Permanent || de.Reason != want {
+		t.Fatalf("Deliver = %v (reason %q); want permanent, reason %q", err, de.Reason, want)
+	}
+	if !strings.Contains(err.Error(), "exit status 1; stderr: procmail: Error while writing") {
+		t.Errorf("error text %q lacks the stderr lines (it is what the log shows)", err)
+	}
+	var ee *exec.ExitError
+	if !errors.As(err, &ee) || ee.ExitCode() != 1 {
+		t.Errorf("Deliver = %v; want it to wrap the *exec.ExitError", err)
+	}
+}
+
+func TestMDAStderrHead(t *testing.T) {
+	long := strings.Repeat("é", 200) // 400 bytes
+	for _, tc := range []struct{ in, want string }{
+		{"", ""},
+		{"\n \r\n\t\n", ""},
+		{"one\n", "one"},
+		{"a\tb\x00c\x7f", "a b\\x00c\\x7f"},
+		{"a\nb\nc\nd", "a | b | c"},
+		{"\xc3(", "\\xc3("},
+		{"bidi\u202eevil\u0085x", "bidi\\u202eevil\\u0085x"},
+		{long, strings.Repeat("é", (stderrHeadBytes-3)/2) + "..."},
+		{"x\n" + long, "x | " + strings.Repeat("é", (stderrHeadBytes-3-4)/2) + "..."},
+		{strings.Repeat("\x1b", 100), strings.Repeat("\\x1b", (stderrHeadBytes-3)/4) + "..."},
+	} {
+		got := stderrHead([]byte(tc.in))
+		if got != tc.want {
+			t.Errorf("stderrHead(%q) = %q; want %q", tc.in, got, tc.want)
+		}
+		if len(got) > stderrHeadBytes || !utf8.ValidString(got) || strings.ContainsFunc(got, func(r rune) bool { return r < 0x20 || r == 0x7f }) {
+			t.Errorf("stderrHead(%q) = %q: too long, invalid UTF-8 or a control character", tc.in, got)
+		}
+	}
+}
+
 func TestMDAStderrBoundedReason(t *testing.T) {
 	long := strings.Repeat("x", 10000)
-	d, _ := newTestMDA(t, []string{mdaScript(t, "status.sh")}, MDAOptions{}, "CODE=1", "STDERR="+long)
+	d, _ := newTestMDA(t, []string{mdaScript(t, "status.sh")}, MDAOptions{}, "CODE=1", "STDERR="+long+"\n"+long)
 	err := d.Deliver(context.Background(), mdaMessage("a: b\r\n\r\n"), "", []Recipient{{}}, nil)[0]
 	var de *Error
-	if !errors.As(err, &de) || len(de.Reason) > 220 || !de.Permanent {
-		t.Fatalf("Deliver = %v; want permanent with a reason ≤ 220 bytes", err)
+	// 300 is what X-Popfetch-Reason keeps (fetch.toPostmaster).
+	if !errors.As(err, &de) || len(de.Reason) > 300 || !de.Permanent || !strings.HasSuffix(de.Reason, "xxx...") {
+		t.Fatalf("Deliver = %v; want permanent with a reason ≤ 300 bytes ending in \"...\"", err)
 	}
 }
 
@@ -274,20 +356,33 @@ func TestMDACancel(t *testing.T) {
 	mdaWaitGone(t, mdaChildPid(t, out))
 }
 
-// An MDA that exits 0 while a helper keeps stderr open: WaitDelay stops
-// the wait, and the MDA's own status decides.
+// An MDA that exits, by itself, while a helper it forked runs on: the
+// helper is killed with the rest of the process group, whether it holds
+// stderr open or not, and whatever the MDA's status.
 func TestMDALingeringHelper(t *testing.T) {
-	d, out := newTestMDA(t, []string{mdaScript(t, "lingering.sh")}, MDAOptions{})
-	d.waitDelay = 200 * time.Millisecond
-	start := time.Now()
-	err := d.Deliver(context.Background(), mdaMessage("Subject: x\r\n\r\nbody\r\n"), "", []Recipient{{}}, nil)[0]
-	pid := mdaChildPid(t, out)
-	syscall.Kill(pid, syscall.SIGKILL)
-	if err != nil {
-		t.Errorf("Deliver = %v; want nil", err)
-	}
-	if el := time.Since(start); el > 3*time.Second {
-		t.Errorf("Deliver took %v; WaitDelay did not apply", el)
+	for _, tc := range []struct {
+		name string
+		env  []string
+		ok   bool
+	}{
+		{"holdsStderr", nil, true},
+		{"detached", []string{"DETACH=1"}, true},
+		{"exit1", []string{"CODE=1"}, false},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			// A timeout kill or a WaitDelay that outlasts the helper
+			// must not be what ends it.
+			d, out := newTestMDA(t, []string{mdaScript(t, "lingering.sh")}, MDAOptions{Timeout: time.Minute}, tc.env...)
+			d.waitDelay = 200 * time.Millisecond
+			err := d.Deliver(context.Background(), mdaMessage("Subject: x\r\n\r\nbody\r\n"), "", []Recipient{{}}, nil)[0]
+			if tc.ok != (err == nil) {
+				t.Errorf("Deliver = %v; want ok=%v", err, tc.ok)
+			}
+			if errors.Is(err, exec.ErrWaitDelay) {
+				t.Errorf("Deliver = %v; the helper should have died with its group, not been waited out", err)
+			}
+			mdaWaitGone(t, mdaChildPid(t, out))
+		})
 	}
 }
 
