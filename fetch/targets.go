@@ -10,7 +10,7 @@ import (
 )
 
 func newMDATarget(d *rcfile.Destination, host string) (deliver.Target, error) {
-	return deliver.NewMDA(d.MDA, deliver.MDAOptions{Timeout: d.MDATimeout, AllowStderr: d.MDAAllowStderr, LocalHost: host})
+	return deliver.NewMDA(d.MDA, deliver.MDAOptions{Timeout: d.MDATimeout, AllowStderr: d.MDAAllowStderr, TempExitCodes: d.MDATempExitCodes, LocalHost: host})
 }
 
 func newSMTPTarget(s *rcfile.SMTP, host string) (deliver.Target, error) {

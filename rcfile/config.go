@@ -80,7 +80,11 @@ type Destination struct {
 	MDA            []string
 	MDATimeout     time.Duration // default 5m; the whole process group is killed after it
 	MDAAllowStderr bool          // default false: output on stderr with exit 0 counts as a failure
-	SMTP           *SMTP
+	// MDATempExitCodes are the exit statuses that leave the message on the
+	// server for the next poll; any other non-zero status is permanent.
+	// Default [75] (EX_TEMPFAIL).
+	MDATempExitCodes []int
+	SMTP             *SMTP
 }
 
 // SMTP is an SMTP or LMTP delivery target.

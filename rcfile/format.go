@@ -74,6 +74,7 @@ func formatDest(n *node, d *Destination) {
 		n.attr("mda", hclList(d.MDA))
 		n.attr("mda_timeout", hclString(fmtDuration(d.MDATimeout)))
 		n.attr("mda_allow_stderr", strconv.FormatBool(d.MDAAllowStderr))
+		n.attr("mda_temp_exit_codes", hclInts(d.MDATempExitCodes))
 	case d.SMTP != nil:
 		s := n.block("smtp")
 		s.attr("server", hclString(d.SMTP.Server))
@@ -166,6 +167,14 @@ func hclString(s string) string {
 	}
 	b.WriteByte('"')
 	return b.String()
+}
+
+func hclInts(l []int) string {
+	q := make([]string, len(l))
+	for i, n := range l {
+		q[i] = strconv.Itoa(n)
+	}
+	return "[" + strings.Join(q, ", ") + "]"
 }
 
 func hclList(l []string) string {

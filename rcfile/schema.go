@@ -82,16 +82,18 @@ type settingsHCL struct {
 
 // destHCL is a deliver, postmaster or user deliver block.
 type destHCL struct {
-	Maildir             *string   `hcl:"maildir,optional"`
-	MaildirRange        hcl.Range `hcl:"maildir,attr_range"`
-	MDA                 *[]string `hcl:"mda,optional"`
-	MDARange            hcl.Range `hcl:"mda,attr_range"`
-	MDATimeout          *string   `hcl:"mda_timeout,optional"`
-	MDATimeoutRange     hcl.Range `hcl:"mda_timeout,attr_range"`
-	MDAAllowStderr      *bool     `hcl:"mda_allow_stderr,optional"`
-	MDAAllowStderrRange hcl.Range `hcl:"mda_allow_stderr,attr_range"`
-	SMTP                *smtpHCL  `hcl:"smtp,block"`
-	DefRange            hcl.Range `hcl:",def_range"`
+	Maildir               *string   `hcl:"maildir,optional"`
+	MaildirRange          hcl.Range `hcl:"maildir,attr_range"`
+	MDA                   *[]string `hcl:"mda,optional"`
+	MDARange              hcl.Range `hcl:"mda,attr_range"`
+	MDATimeout            *string   `hcl:"mda_timeout,optional"`
+	MDATimeoutRange       hcl.Range `hcl:"mda_timeout,attr_range"`
+	MDAAllowStderr        *bool     `hcl:"mda_allow_stderr,optional"`
+	MDAAllowStderrRange   hcl.Range `hcl:"mda_allow_stderr,attr_range"`
+	MDATempExitCodes      *[]int    `hcl:"mda_temp_exit_codes,optional"`
+	MDATempExitCodesRange hcl.Range `hcl:"mda_temp_exit_codes,attr_range"`
+	SMTP                  *smtpHCL  `hcl:"smtp,block"`
+	DefRange              hcl.Range `hcl:",def_range"`
 }
 
 type smtpHCL struct {

@@ -8,6 +8,7 @@ import (
 	"os"
 	"path/filepath"
 	"regexp"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -474,7 +475,7 @@ func (p *parser) dest(d *destHCL, what string, perUser bool) *Destination {
 		p.errorf(set[1].rng, "Two delivery targets",
 			"Both %s (at %s) and %s (at %s) are set in this %s block; keep exactly one.", set[0].name, set[0].rng, set[1].name, set[1].rng, what)
 	}
-	out := &Destination{MDATimeout: 5 * time.Minute}
+	out := &Destination{MDATimeout: 5 * time.Minute, MDATempExitCodes: []int{75}}
 	if d.Maildir != nil {
 		out.Maildir = *d.Maildir
 		allowed := map[string]bool{"{user}": perUser, "{domain}": perUser}
@@ -500,12 +501,18 @@ func (p *parser) dest(d *destHCL, what string, perUser bool) *Destination {
 		out.MDA = *d.MDA
 		p.mda(out.MDA, d.MDARange)
 	}
-	if d.MDA == nil && (d.MDATimeout != nil || d.MDAAllowStderr != nil) {
+	if d.MDA == nil && (d.MDATimeout != nil || d.MDAAllowStderr != nil || d.MDATempExitCodes != nil) {
 		rng := d.MDATimeoutRange
 		if !isSet(rng) {
 			rng = d.MDAAllowStderrRange
 		}
-		p.errorf(rng, "Option needs mda", "mda_timeout and mda_allow_stderr only apply to an mda target.")
+		if !isSet(rng) {
+			rng = d.MDATempExitCodesRange
+		}
+		p.errorf(rng, "Option needs mda", "mda_timeout, mda_allow_stderr and mda_temp_exit_codes only apply to an mda target.")
+	}
+	if d.MDATempExitCodes != nil {
+		out.MDATempExitCodes = p.mdaTempExitCodes(*d.MDATempExitCodes, d.MDATempExitCodesRange)
 	}
 	out.MDATimeout = p.duration(d.MDATimeout, d.MDATimeoutRange, "mda_timeout", 5*time.Minute, time.Second, 24*time.Hour)
 	if d.MDAAllowStderr != nil {
@@ -515,6 +522,28 @@ func (p *parser) dest(d *destHCL, what string, perUser bool) *Destination {
 		out.SMTP = p.smtp(d.SMTP)
 	}
 	return out
+}
+
+// mdaTempExitCodes checks mda_temp_exit_codes: exit statuses 1 to 255
+// (0 is success and can never mean "try again").
+func (p *parser) mdaTempExitCodes(codes []int, rng hcl.Range) []int {
+	if len(codes) == 0 {
+		p.errorf(rng, "Invalid mda_temp_exit_codes",
+			"mda_temp_exit_codes needs at least one exit status, normally 75 (EX_TEMPFAIL), e.g. [75, 73, 74].")
+		return []int{75}
+	}
+	for _, c := range codes {
+		if c < 1 || c > 255 {
+			p.errorf(rng, "Invalid mda_temp_exit_codes",
+				"%d is not an exit status that can mean \"try again later\"; use numbers from 1 to 255 (0 is success).", c)
+			return []int{75}
+		}
+	}
+	if !slices.Contains(codes, 75) {
+		p.warnf(rng, "EX_TEMPFAIL not temporary",
+			"mda_temp_exit_codes does not contain 75 (EX_TEMPFAIL), the status MDAs use for \"try again later\"; such a message will go to the postmaster instead of waiting on the server.")
+	}
+	return slices.Clone(codes)
 }
 
 var mdaPlaceholders = map[string]bool{"{user}": true, "{address}": true, "{domain}": true, "{sender}": true}
