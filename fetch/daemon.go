@@ -14,6 +14,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/hashicorp/hcl/v2"
 	"github.com/popfetch/popfetch/rcfile"
 )
 
@@ -44,6 +45,9 @@ var (
 	ErrRemoved = errors.New("account removed from config")
 	// ErrPanic: the PollFunc panicked; the poll counts as a temporary failure.
 	ErrPanic = errors.New("poll panicked")
+	// ErrRestartRequired: Reload refused a config with a change that only
+	// a restart can apply; the running config stays in effect.
+	ErrRestartRequired = errors.New("restart popfetch to apply")
 )
 
 // Scheduling policy. Intervals are fixed-delay: the next poll is due one
@@ -63,11 +67,32 @@ const (
 	backoffMin    = 30 * time.Second
 	backoffMaxCap = time.Hour
 	// defaultInterval is used only if a hand-built Config leaves Interval
-	// zero; rcfile always sets one (10s..24h).
+	// zero; rcfile always sets one (30s..24h).
 	defaultInterval    = 5 * time.Minute
 	defaultMaxParallel = 8
 	defaultPerServer   = 2
+	// lockedRetry caps the wait after ErrLocked. The other holder is a
+	// one-shot `popfetch fetch` or the last poll of a renamed account:
+	// both end soon, and waiting a whole interval (up to 24h) for them
+	// would skip a day of mail.
+	lockedRetry = time.Minute
+	// pollLimitMin and pollLimitPerTimeout bound a session as a whole:
+	// each command, TLS handshake and RETR has its own deadline, but a
+	// server that answers slowly, each reply just inside its deadline,
+	// could keep a session (and one of the max_parallel slots) for days.
+	// After max(30m, 30 × timeout) the session is told to stop gracefully
+	// (finish the messages in flight, DELE them, QUIT) and the account is
+	// due again at once, so a big backlog still goes on in a new session
+	// while accounts waiting for a slot get their turn first.
+	pollLimitMin        = 30 * time.Minute
+	pollLimitPerTimeout = 30
 )
+
+// pollTimeLimit is how long one session of a may run before the daemon
+// asks it to stop after the messages in flight.
+func pollTimeLimit(a *rcfile.Account) time.Duration {
+	return max(pollLimitMin, pollLimitPerTimeout*a.Timeout)
+}
 
 // firstPollJitter is the maximum jitter of an account's first poll.
 func firstPollJitter(interval time.Duration) time.Duration {
@@ -92,7 +117,7 @@ const (
 	StateIdle     AccountState = "idle"      // waiting for its next interval
 	StatePolling  AccountState = "polling"   // a session is running
 	StateBackoff  AccountState = "backoff"   // the last poll failed temporarily; retrying later
-	StateAuthHold AccountState = "auth-hold" // the server rejected the credentials; no polls until the account's config changes or PollNow
+	StateAuthHold AccountState = "auth-hold" // the server rejected the credentials; no polls until the account's config changes, LiftAuthHolds (SIGHUP) or PollNow
 )
 
 // PollSummary is a Result in a form that survives JSON (the control
@@ -183,10 +208,15 @@ type account struct {
 	lastErr   string    // for logging once per change of error
 	authHold  bool      // ErrAuth (RFC 3206 [AUTH]): do not retry on our own
 
-	running bool
-	runHost string // the host key the running poll counts against
-	changed bool   // the config changed while polling: a failure is the old config's
-	removed bool   // left the config while running; dropped when the poll ends
+	running  bool
+	runHost  string        // the host key the running poll counts against
+	changed  bool          // the config changed while polling: a failure is the old config's
+	removed  bool          // left the config while running; dropped when the poll ends
+	liftHold bool          // LiftAuthHolds came while polling: an auth failure of this poll does not hold
+	stop     chan struct{} // the running poll's WithGraceful channel
+	stopped  bool          // stop is closed
+	deadline time.Time     // when the running poll is asked to stop (pollTimeLimit)
+	cut      bool          // the running poll was stopped at its deadline: more mail may wait
 
 	now      []chan Result // PollNow waiters for a poll not yet started
 	inflight []chan Result // PollNow waiters for the running poll
@@ -256,7 +286,8 @@ const (
 // session limits, never two sessions for one account at once. One
 // goroutine (Run) makes every scheduling decision; each poll runs in its
 // own goroutine and reports back on a channel, so a slow or failing
-// account holds only its own slot.
+// account holds only its own slot, and only for a bounded time (see
+// pollTimeLimit).
 type Daemon struct {
 	poll   PollFunc
 	clock  Clock
@@ -264,12 +295,11 @@ type Daemon struct {
 	jitter func(time.Duration) time.Duration
 
 	// abortCtx is the PollFunc's context. It is separate from Run's ctx so
-	// that a graceful stop lets sessions finish; Abort cancels it.
+	// that a graceful stop lets sessions finish; Abort cancels it. A
+	// graceful stop (Run's ctx ends, or a poll reaches its time limit)
+	// closes the poll's own WithGraceful channel (account.stop).
 	abortCtx context.Context
 	abort    context.CancelFunc
-	// stop is closed when Run's ctx ends; polls see it through
-	// WithGraceful and stop fetching after the message in flight.
-	stop chan struct{}
 
 	kick    chan struct{} // Reload and PollNow wake the scheduler; buffered 1
 	results chan pollDone // finished polls
@@ -313,9 +343,8 @@ func NewDaemon(cfg *rcfile.Config, poll PollFunc, opts DaemonOptions) *Daemon {
 		}
 	}
 	d.abortCtx, d.abort = context.WithCancel(context.Background())
-	d.stop = make(chan struct{})
 	d.cfg = &rcfile.Config{}
-	d.Reload(cfg)
+	d.Reload(cfg) // generation 0: nothing to compare with, never refused
 	return d
 }
 
@@ -365,10 +394,12 @@ func (d *Daemon) Run(ctx context.Context) error {
 func (d *Daemon) shutdown() error {
 	d.mu.Lock()
 	d.phase = phaseStopping
-	close(d.stop)
 	for _, a := range d.accts {
 		answer(a.now, Result{Account: a.cfg.Name, Err: ErrStopped})
 		a.now = nil
+		if a.running {
+			stopPoll(a)
+		}
 	}
 	n := d.nrun
 	d.mu.Unlock()
@@ -405,7 +436,23 @@ func (d *Daemon) startDueLocked() (wait time.Duration, ok bool) {
 	var cands []cand
 	var wake time.Time
 	for _, a := range d.accts {
-		if a.running || a.removed {
+		if a.running {
+			if a.stopped {
+				continue
+			}
+			if !a.deadline.After(now) {
+				stopPoll(a)
+				a.cut = true
+				d.log.Info("poll reached its time limit; stopping after the messages in flight and continuing in a new session",
+					"account", a.cfg.Name, "limit", pollTimeLimit(a.cfg))
+				continue
+			}
+			if wake.IsZero() || a.deadline.Before(wake) {
+				wake = a.deadline
+			}
+			continue
+		}
+		if a.removed {
 			continue
 		}
 		due, schedulable := a.dueAt(now)
@@ -458,19 +505,29 @@ func (d *Daemon) startDueLocked() (wait time.Duration, ok bool) {
 func (d *Daemon) startLocked(a *account, host string) {
 	a.running = true
 	a.runHost = host
+	a.stop, a.stopped, a.cut = make(chan struct{}), false, false
+	a.deadline = d.clock.Now().Add(pollTimeLimit(a.cfg))
 	d.nrun++
 	d.perHost[host]++
 	a.inflight, a.now = a.now, nil
 	if len(a.inflight) > 0 {
 		a.authHold = false // an explicit operator request lifts the hold
 	}
-	go d.runPoll(a, a.cfg)
+	go d.runPoll(a, a.cfg, a.stop)
+}
+
+// stopPoll asks a's running poll to stop after the messages in flight.
+func stopPoll(a *account) {
+	if !a.stopped {
+		a.stopped = true
+		close(a.stop)
+	}
 }
 
 // runPoll runs one session. A panic in the PollFunc is logged with its
 // stack and becomes a failed Result, so the daemon and the account's
 // schedule survive it.
-func (d *Daemon) runPoll(a *account, cfg *rcfile.Account) {
+func (d *Daemon) runPoll(a *account, cfg *rcfile.Account, stop <-chan struct{}) {
 	start := d.clock.Now()
 	var r Result
 	defer func() {
@@ -489,10 +546,16 @@ func (d *Daemon) runPoll(a *account, cfg *rcfile.Account) {
 		}
 		d.results <- pollDone{a, r}
 	}()
-	r = d.poll(WithGraceful(d.abortCtx, d.stop), cfg)
+	r = d.poll(WithGraceful(d.abortCtx, stop), cfg)
 }
 
-// finishLocked records a finished poll and plans the account's next one.
+// finishLocked records a finished poll, logs its outcome and plans the
+// account's next poll.
+//
+// Logging: a poll that moved mail is one Info line; an idle one (nothing
+// new, no error) is Debug, so that 500 idle accounts do not write 500
+// lines per cycle; a failure is one Warn line per change of error, then
+// Debug while the same error repeats.
 func (d *Daemon) finishLocked(done pollDone) {
 	a, r := done.a, done.r
 	now := d.clock.Now()
@@ -505,6 +568,8 @@ func (d *Daemon) finishLocked(done pollDone) {
 	waiters := a.inflight
 	a.inflight = nil
 	defer answer(waiters, r)
+	cut, liftHold := a.cut, a.liftHold
+	a.stop, a.stopped, a.cut, a.liftHold = nil, false, false, false
 
 	if a.removed {
 		delete(d.accts, name)
@@ -512,6 +577,10 @@ func (d *Daemon) finishLocked(done pollDone) {
 		return
 	}
 
+	// A second signal (Abort) closes the connection under the session;
+	// what it returns then ("use of closed network connection", a
+	// cancelled context, ...) is the abort, not the server's fault.
+	aborted := r.Err != nil && d.abortCtx.Err() != nil
 	sum := Summarize(r)
 	a.last = &sum
 	a.lastEnd = now
@@ -519,13 +588,20 @@ func (d *Daemon) finishLocked(done pollDone) {
 	a.totals.New += r.New
 	a.totals.Delivered += r.Delivered
 	a.totals.Deleted += r.Deleted
-	if r.Err != nil {
+	if r.Err != nil && !aborted {
 		a.totals.Failures++
 	}
 	if r.LoginDelay > 0 {
 		// RFC 2449 LOGIN-DELAY: counted from the end of this session, which
 		// is no earlier than the server's own reference point (the login).
 		a.notBefore = now.Add(r.LoginDelay)
+	}
+	if len(a.now) > 0 && a.notBefore.After(now) {
+		// PollNow requests that came during this poll would otherwise wait
+		// out the whole delay (up to hours) for a session: answer now, as
+		// PollNow does for an idle account inside its delay.
+		answer(a.now, loginDelayResult(name, now, a.notBefore))
+		a.now = nil
 	}
 	iv := interval(a.cfg)
 	msg := ""
@@ -538,33 +614,48 @@ func (d *Daemon) finishLocked(done pollDone) {
 		if a.lastErr != "" {
 			d.log.Info("poll succeeded again", "account", name, "previous_err", a.lastErr, "failures", a.failures)
 		}
-		d.log.Debug("poll done", "account", name, "new", r.New, "delivered", r.Delivered, "deleted", r.Deleted, "elapsed", r.Elapsed)
+		lvl := slog.LevelDebug
+		switch {
+		case r.Failed > 0:
+			lvl = slog.LevelWarn
+		case r.New > 0 || r.Delivered > 0 || r.Deleted > 0:
+			lvl = slog.LevelInfo
+		}
+		d.log.Log(context.Background(), lvl, "poll done", "account", name, "messages", r.Messages, "new", r.New,
+			"delivered", r.Delivered, "deleted", r.Deleted, "skipped", r.Skipped, "failed", r.Failed,
+			"elapsed", r.Elapsed.Round(time.Millisecond))
 		a.failures, a.lastErr = 0, ""
 		a.next = now.Add(iv)
+		if cut {
+			// Stopped at its time limit with mail left: go on at once
+			// (after the accounts already waiting for a slot).
+			a.next = now
+		}
 
-	case errors.Is(r.Err, context.Canceled) && d.abortCtx.Err() != nil:
-		// Aborted by the operator: neither a failure of the server nor
-		// worth a warning; the daemon is going away.
+	case aborted:
+		// Neither a failure of the server nor worth a warning; the
+		// daemon is going away. Nothing undelivered was deleted.
 		d.log.Info("poll aborted", "account", name)
 		a.next = now.Add(iv)
 
 	case errors.Is(r.Err, ErrAuth):
 		// RFC 3206 [AUTH]: retrying could lock the account at the
-		// provider, so wait for a config change or PollNow.
+		// provider, so wait for a config change, SIGHUP or PollNow.
 		a.authHold = true
 		a.failures = 0
 		a.lastErr = msg
-		d.log.Error("authentication failed; not retrying until the account's config changes or `popfetch now`",
+		d.log.Error("authentication failed; not retrying until the account's config changes, SIGHUP or `popfetch now`",
 			"account", name, "server", a.cfg.Server, "user", a.cfg.Username, "err", r.Err)
 
 	case errors.Is(r.Err, ErrLocked):
 		// Another popfetch owns the mailbox right now; that is normal
 		// (a one-shot run), not a failure of the server.
+		retry := min(iv, lockedRetry)
 		if a.lastErr != msg {
-			d.log.Info("mailbox locked by another popfetch process; skipping this poll", "account", name)
+			d.log.Info("mailbox locked by another popfetch process; retrying soon", "account", name, "retry_in", retry)
 		}
 		a.failures, a.lastErr = 0, msg
-		a.next = now.Add(iv)
+		a.next = now.Add(retry)
 
 	default:
 		// Temporary: network, [IN-USE], [SYS/TEMP], [LOGIN-DELAY],
@@ -590,6 +681,19 @@ func (d *Daemon) finishLocked(done pollDone) {
 			a.next = now.Add(d.jitter(firstPollJitter(iv)))
 		}
 	}
+	if liftHold && a.authHold {
+		// The operator reloaded during this poll, perhaps after fixing the
+		// password source this poll had already read: try once more.
+		a.authHold, a.lastErr = false, ""
+		a.next = now.Add(d.jitter(firstPollJitter(iv)))
+	}
+}
+
+// loginDelayResult answers a PollNow that cannot start a session before
+// the server's LOGIN-DELAY ends.
+func loginDelayResult(name string, now, notBefore time.Time) Result {
+	return Result{Account: name, Start: now, Err: fmt.Errorf("%w: the server asked not to log in again before %s",
+		ErrLoginDelay, notBefore.Format(time.RFC3339))}
 }
 
 func answer(waiters []chan Result, r Result) {
@@ -613,8 +717,20 @@ func answer(waiters []chan Result, r Result) {
 //
 // The session limits apply to sessions started from now on. The
 // generation counter increases and the load time is recorded.
-func (d *Daemon) Reload(cfg *rcfile.Config) {
+//
+// A config whose top-level state_dir differs from the running one is
+// refused with ErrRestartRequired and nothing changes: the control socket
+// and the daemon lock stay where they are, `popfetch now` and `status`
+// would look for them in the new place, and every account would start
+// with an empty UIDL store there (keep = true refetches everything).
+// Every other setting applies at run time.
+func (d *Daemon) Reload(cfg *rcfile.Config) error {
 	d.mu.Lock()
+	if d.gen > 0 && cfg.StateDir != d.cfg.StateDir {
+		old := d.cfg.StateDir
+		d.mu.Unlock()
+		return fmt.Errorf("state_dir changed from %s to %s: %w", old, cfg.StateDir, ErrRestartRequired)
+	}
 	now := d.clock.Now()
 	seen := make(map[string]bool, len(cfg.Accounts))
 	for _, na := range cfg.Accounts {
@@ -630,7 +746,7 @@ func (d *Daemon) Reload(cfg *rcfile.Config) {
 		}
 		a.removed = false
 		if sameAccount(a.cfg, na) {
-			a.cfg = na // keep the fresh DeclRange for diagnostics
+			a.cfg = na // keep the fresh positions for diagnostics
 			continue
 		}
 		a.cfg = na
@@ -666,6 +782,35 @@ func (d *Daemon) Reload(cfg *rcfile.Config) {
 		d.log.Info("config reloaded", "generation", gen, "accounts", len(cfg.Accounts))
 	}
 	d.wake()
+	return nil
+}
+
+// LiftAuthHolds ends every auth-hold (SIGHUP): the account is polled
+// again soon, within its first-poll jitter. The rc file names only where
+// a password comes from, so fixing the password file, variable or command
+// does not show as a changed account; the operator's explicit reload is
+// the signal instead. A poll running now that fails authentication gets
+// one more try, as it may have read the old password. It returns how many
+// held accounts were released.
+func (d *Daemon) LiftAuthHolds() int {
+	d.mu.Lock()
+	now := d.clock.Now()
+	n := 0
+	for name, a := range d.accts {
+		switch {
+		case a.removed:
+		case a.running:
+			a.liftHold = true
+		case a.authHold:
+			a.authHold, a.lastErr = false, ""
+			a.next = now.Add(d.jitter(firstPollJitter(interval(a.cfg))))
+			n++
+			d.log.Info("authentication hold lifted by the operator; polling again", "account", name)
+		}
+	}
+	d.mu.Unlock()
+	d.wake()
+	return n
 }
 
 func (d *Daemon) wake() {
@@ -675,26 +820,84 @@ func (d *Daemon) wake() {
 	}
 }
 
-// sameAccount compares two account configs, ignoring where they are
-// declared in the file: moving a block must not reset its schedule.
+// sameAccount compares two account configs, ignoring where anything is
+// declared in the file: adding a comment line above a block, or moving
+// it, must not count as a change (which would lift holds and reset
+// backoffs: a retry storm). Every hcl.Range, at any depth, is skipped,
+// so a position field added to rcfile later is ignored too.
 func sameAccount(x, y *rcfile.Account) bool {
-	return reflect.DeepEqual(withoutRanges(x), withoutRanges(y))
+	return equalIgnoringRanges(reflect.ValueOf(x), reflect.ValueOf(y))
 }
 
-func withoutRanges(a *rcfile.Account) rcfile.Account {
-	c := *a
-	c.DeclRange = rcfile.Account{}.DeclRange
-	if a.Multidrop != nil {
-		md := *a.Multidrop
-		md.Users = make([]*rcfile.User, len(a.Multidrop.Users))
-		for i, u := range a.Multidrop.Users {
-			uc := *u
-			uc.DeclRange = rcfile.User{}.DeclRange
-			md.Users[i] = &uc
-		}
-		c.Multidrop = &md
+var rangeType = reflect.TypeFor[hcl.Range]()
+
+// equalIgnoringRanges is reflect.DeepEqual, except that hcl.Range values
+// are always equal. Config values hold no cycles. Funcs and channels,
+// which a config does not hold either, compare equal only when both are
+// nil: an unknown kind counts as a change, which costs a re-plan, never
+// a missed one.
+func equalIgnoringRanges(x, y reflect.Value) bool {
+	if !x.IsValid() || !y.IsValid() {
+		return x.IsValid() == y.IsValid()
 	}
-	return c
+	if x.Type() != y.Type() {
+		return false
+	}
+	if x.Type() == rangeType {
+		return true
+	}
+	switch x.Kind() {
+	case reflect.Pointer, reflect.Interface:
+		if x.IsNil() || y.IsNil() {
+			return x.IsNil() == y.IsNil()
+		}
+		return equalIgnoringRanges(x.Elem(), y.Elem())
+	case reflect.Struct:
+		for i := range x.NumField() {
+			if !equalIgnoringRanges(x.Field(i), y.Field(i)) {
+				return false
+			}
+		}
+		return true
+	case reflect.Slice:
+		if x.IsNil() != y.IsNil() {
+			return false
+		}
+		fallthrough
+	case reflect.Array:
+		if x.Len() != y.Len() {
+			return false
+		}
+		for i := range x.Len() {
+			if !equalIgnoringRanges(x.Index(i), y.Index(i)) {
+				return false
+			}
+		}
+		return true
+	case reflect.Map:
+		if x.IsNil() != y.IsNil() || x.Len() != y.Len() {
+			return false
+		}
+		for _, k := range x.MapKeys() {
+			if !equalIgnoringRanges(x.MapIndex(k), y.MapIndex(k)) {
+				return false
+			}
+		}
+		return true
+	case reflect.Bool:
+		return x.Bool() == y.Bool()
+	case reflect.Int, reflect.Int8, reflect.Int16, reflect.Int32, reflect.Int64:
+		return x.Int() == y.Int()
+	case reflect.Uint, reflect.Uint8, reflect.Uint16, reflect.Uint32, reflect.Uint64, reflect.Uintptr:
+		return x.Uint() == y.Uint()
+	case reflect.Float32, reflect.Float64:
+		return x.Float() == y.Float()
+	case reflect.Complex64, reflect.Complex128:
+		return x.Complex() == y.Complex()
+	case reflect.String:
+		return x.String() == y.String()
+	}
+	return x.IsNil() && y.IsNil() // Func, Chan, UnsafePointer
 }
 
 // PollNow polls the named accounts (all if names is empty) at once,
@@ -742,8 +945,7 @@ func (d *Daemon) PollNow(ctx context.Context, names []string) ([]Result, error) 
 		ch := make(chan Result, 1)
 		chans[i] = ch
 		if !a.running && a.notBefore.After(now) {
-			ch <- Result{Account: name, Start: now, Err: fmt.Errorf("%w: the server asked not to log in again before %s",
-				ErrLoginDelay, a.notBefore.Format(time.RFC3339))}
+			ch <- loginDelayResult(name, now, a.notBefore)
 			continue
 		}
 		a.now = append(a.now, ch)

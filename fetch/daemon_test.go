@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"reflect"
 	"strings"
 	"sync"
 	"testing"
@@ -626,8 +627,12 @@ func TestDaemonSlowAccount(t *testing.T) {
 // TestDaemonReload covers add, remove (with a poll in flight), change and
 // unchanged, and the generation counter.
 func TestDaemonReload(t *testing.T) {
+	gone := acct("gone", "pop.example", time.Hour)
+	// Its poll stays in flight throughout; keep its time limit (30 ×
+	// timeout) beyond the test so the limit is not the scheduler's timer.
+	gone.Timeout = time.Hour
 	h := newHarness(t, config(
-		acct("gone", "pop.example", time.Hour),
+		gone,
 		acct("changed", "pop.example", time.Hour),
 		acct("same", "other.example", time.Hour),
 	), nil)
@@ -824,27 +829,40 @@ func TestDaemonPanic(t *testing.T) {
 }
 
 // TestDaemonLocked: another popfetch holding the mailbox is not a
-// failure: no backoff, no warning, one Info line however often it happens.
+// failure: no backoff, no warning, one Info line however often it happens,
+// and the retry comes after min(interval, 1m), not a whole interval
+// (which may be 24h).
 func TestDaemonLocked(t *testing.T) {
-	h := newHarness(t, config(acct("a", "pop.example", 5*time.Minute)), nil)
-	h.start()
-	errLocked := fmt.Errorf("%w: uidl: state file locked", ErrLocked)
-	for range 3 {
-		h.nextFor("a").ret(Result{Err: errLocked})
-		next := h.clock.Now().Add(5 * time.Minute)
-		h.clock.waitTimer(t, next)
-		if st := h.waitIdleOrBackoff("a"); st.State != StateIdle || st.Failures != 0 || !st.NextPoll.Equal(next) {
-			t.Fatalf("after ErrLocked: status = %+v; want idle, next poll after the interval", st)
-		}
-		h.clock.Advance(5 * time.Minute)
-	}
-	h.nextFor("a").ret(Result{})
-	h.waitIdleOrBackoff("a")
-	if n := h.countLog("mailbox locked by another popfetch"); n != 1 {
-		t.Errorf("%d 'locked' lines; want 1:\n%s", n, h.logs)
-	}
-	if n := h.countLog("level=WARN"); n != 0 {
-		t.Errorf("ErrLocked logged %d warnings; want none:\n%s", n, h.logs)
+	for _, tt := range []struct{ interval, retry time.Duration }{
+		{24 * time.Hour, time.Minute},
+		{30 * time.Second, 30 * time.Second},
+	} {
+		t.Run(tt.interval.String(), func(t *testing.T) {
+			h := newHarness(t, config(acct("a", "pop.example", tt.interval)), nil)
+			h.start()
+			errLocked := fmt.Errorf("%w: uidl: state file locked", ErrLocked)
+			for range 3 {
+				h.nextFor("a").ret(Result{Err: errLocked})
+				next := h.clock.Now().Add(tt.retry)
+				h.clock.waitTimer(t, next)
+				if st := h.waitIdleOrBackoff("a"); st.State != StateIdle || st.Failures != 0 || !st.NextPoll.Equal(next) {
+					t.Fatalf("after ErrLocked: status = %+v; want idle, next poll in %v", st, tt.retry)
+				}
+				h.clock.Advance(tt.retry - time.Millisecond)
+				if h.polling() != 0 {
+					t.Fatalf("polled before the retry was due")
+				}
+				h.clock.Advance(time.Millisecond)
+			}
+			h.nextFor("a").ret(Result{})
+			h.clock.waitTimer(t, h.clock.Now().Add(tt.interval))
+			if n := h.countLog("mailbox locked by another popfetch"); n != 1 {
+				t.Errorf("%d 'locked' lines; want 1:\n%s", n, h.logs)
+			}
+			if n := h.countLog("level=WARN"); n != 0 {
+				t.Errorf("ErrLocked logged %d warnings; want none:\n%s", n, h.logs)
+			}
+		})
 	}
 }
 
@@ -922,5 +940,396 @@ func TestDaemonErrorKeyIgnoresEphemeralPort(t *testing.T) {
 	}
 	if errorKey(a) == errorKey(errors.New("account x: dial tcp 127.0.0.1:110: connect: connection refused")) {
 		t.Fatal("different errors share a key")
+	}
+}
+
+// rcA is a real rc file with every kind of nested block, so that positions
+// (hcl.Range) occur at several depths: account, password, multidrop user.
+const rcA = `state_dir = "/var/lib/popfetch"
+defaults {
+  username      = "joe"
+  password_file = "/etc/popfetch/pw"
+  deliver { maildir = "/var/mail/joe" }
+}
+account "one" {
+  server   = "pop.one.example"
+  interval = "2m"
+}
+account "two" {
+  server           = "pop.two.example"
+  password_command = ["pass", "show", "two"]
+  postmaster { maildir = "/var/mail/pm" }
+  multidrop {
+    local_domains = ["example.com"]
+    user "alice" { addresses = ["alice", "a.smith"] }
+    user "bob" {
+      deliver { mda = ["/usr/bin/procmail", "-d", "{user}"] }
+    }
+  }
+  deliver { maildir = "/var/vmail/{user}" }
+}
+account "three" {
+  server   = "pop.three.example"
+  username = "jim"
+  deliver {
+    smtp {
+      server = "localhost:24"
+      lmtp   = true
+    }
+  }
+}
+`
+
+// rcAMoved means the same as rcA: a comment on top, the blocks in another
+// order, other alignment.
+const rcAMoved = `# popfetch.hcl
+# (a comment added on top shifts every line below)
+
+account "three" {
+  server = "pop.three.example"
+  username = "jim"
+  deliver {
+    smtp {
+      lmtp = true
+      server = "localhost:24"
+    }
+  }
+}
+
+account "two" {
+  server = "pop.two.example"
+  password_command = ["pass", "show", "two"]
+  deliver { maildir = "/var/vmail/{user}" }
+  multidrop {
+    local_domains = ["example.com"]
+    user "alice" {
+      addresses = ["alice", "a.smith"]
+    }
+    user "bob" {
+      deliver { mda = ["/usr/bin/procmail", "-d", "{user}"] }
+    }
+  }
+  postmaster { maildir = "/var/mail/pm" }
+}
+
+defaults {
+  username = "joe"
+  password_file = "/etc/popfetch/pw"
+  deliver { maildir = "/var/mail/joe" }
+}
+
+state_dir = "/var/lib/popfetch"
+
+account "one" {
+  interval = "2m"
+  server = "pop.one.example"
+}
+`
+
+func parseRC(t *testing.T, src string) (*rcfile.Config, map[string]*rcfile.Account) {
+	t.Helper()
+	cfg, diags := rcfile.Parse([]byte(src), "/etc/popfetch/popfetch.hcl")
+	if diags.HasErrors() {
+		t.Fatalf("Parse: %v", diags)
+	}
+	m := map[string]*rcfile.Account{}
+	for _, a := range cfg.Accounts {
+		m[a.Name] = a
+	}
+	return cfg, m
+}
+
+// TestSameAccountIgnoresPositions: moving account blocks around or adding
+// a comment line is not a change; editing any setting, also deep inside
+// nested blocks, is.
+func TestSameAccountIgnoresPositions(t *testing.T) {
+	_, a := parseRC(t, rcA)
+	_, moved := parseRC(t, rcAMoved)
+	for name, x := range a {
+		y := moved[name]
+		if reflect.DeepEqual(x, y) {
+			t.Fatalf("account %s: the two files give identical values, positions included; the test tests nothing", name)
+		}
+		if x.Password.Range == y.Password.Range {
+			t.Fatalf("account %s: Password.Range is the same in both files; the test tests nothing", name)
+		}
+		if !sameAccount(x, y) {
+			t.Errorf("sameAccount(%s) = false for a block that only moved", name)
+		}
+	}
+
+	edits := []struct {
+		old, new string
+		changed  []string
+	}{
+		{`interval = "2m"`, `interval = "3m"`, []string{"one"}},
+		{`"alice", "a.smith"`, `"alice", "a.smith", "al"`, []string{"two"}},
+		{`"-d", "{user}"`, `"-d", "{user}", "-m"`, []string{"two"}},
+		{`server = "localhost:24"`, `server = "localhost:2424"`, []string{"three"}},
+		{`password_file = "/etc/popfetch/pw"`, `password_file = "/etc/popfetch/pw2"`, []string{"one", "three"}},
+		{`postmaster { maildir = "/var/mail/pm" }`, ``, []string{"two"}},
+	}
+	for _, e := range edits {
+		if !strings.Contains(rcA, e.old) {
+			t.Fatalf("rcA has no %q", e.old)
+		}
+		_, b := parseRC(t, strings.Replace(rcA, e.old, e.new, 1))
+		var changed []string
+		for _, name := range []string{"one", "three", "two"} {
+			if !sameAccount(a[name], b[name]) {
+				changed = append(changed, name)
+			}
+		}
+		if got, want := strings.Join(changed, ","), strings.Join(e.changed, ","); got != want {
+			t.Errorf("after %q → %q: changed accounts = %q; want %q", e.old, e.new, got, want)
+		}
+	}
+}
+
+// TestDaemonReloadMovedBlocks: reloading a file whose blocks only moved
+// keeps every account's state: backoff stays backoff (no retry storm), a
+// hold stays held, the schedule is unchanged, nothing is "changed".
+func TestDaemonReloadMovedBlocks(t *testing.T) {
+	cfg, _ := parseRC(t, rcA)
+	h := newHarness(t, cfg, nil)
+	h.start()
+	polls := map[string]*call{}
+	for range 3 {
+		c := h.next()
+		polls[c.name] = c
+	}
+	polls["one"].ret(Result{Err: errors.New("dial tcp: connection refused")})
+	polls["two"].ret(Result{Err: fmt.Errorf("%w: -ERR [AUTH] no", ErrAuth)})
+	polls["three"].ret(Result{})
+	before := map[string]AccountStatus{}
+	for _, name := range []string{"one", "two", "three"} {
+		before[name] = h.waitIdleOrBackoff(name)
+	}
+	h.clock.waitTimer(t, t0.Add(backoffDelay(2*time.Minute, 1)))
+
+	moved, _ := parseRC(t, rcAMoved)
+	if err := h.d.Reload(moved); err != nil {
+		t.Fatalf("Reload = %v", err)
+	}
+	if h.d.Status().Generation != 2 {
+		t.Fatalf("generation %d; want 2", h.d.Status().Generation)
+	}
+	h.clock.waitTimer(t, t0.Add(backoffDelay(2*time.Minute, 1)))
+	for name, want := range before {
+		got := h.status(name)
+		if got.State != want.State || got.Failures != want.Failures || !got.NextPoll.Equal(want.NextPoll) {
+			t.Errorf("%s after reloading moved blocks: %+v; want unchanged %+v", name, got, want)
+		}
+	}
+	if n := h.countLog("account changed"); n != 0 {
+		t.Errorf("%d 'account changed' lines for blocks that only moved:\n%s", n, h.logs)
+	}
+	if h.polling() != 0 {
+		t.Errorf("the reload started a poll")
+	}
+}
+
+// TestDaemonLogLevels: one Info line for a poll that moved mail, Debug for
+// an idle one, Warn when a message could not be delivered.
+func TestDaemonLogLevels(t *testing.T) {
+	h := newHarness(t, config(acct("a", "pop.example", time.Minute)), nil)
+	h.start()
+	for _, r := range []Result{{Messages: 4}, {Messages: 6, New: 2, Delivered: 2, Deleted: 2}, {Messages: 4}, {Messages: 5, New: 1, Failed: 1}} {
+		h.nextFor("a").ret(r)
+		h.clock.waitTimer(t, h.clock.Now().Add(time.Minute))
+		h.clock.Advance(time.Minute)
+	}
+	h.nextFor("a")
+	want := map[string]int{
+		`level=DEBUG msg="poll done" account=a messages=4 new=0`:            2,
+		`level=INFO msg="poll done" account=a messages=6 new=2 delivered=2`: 1,
+		`level=WARN msg="poll done" account=a messages=5 new=1 delivered=0`: 1,
+		`msg="poll done"`: 4,
+	}
+	for line, n := range want {
+		if got := h.countLog(line); got != n {
+			t.Errorf("%d lines with %q; want %d:\n%s", got, line, n, h.logs)
+		}
+	}
+}
+
+// TestDaemonLiftAuthHolds: SIGHUP's LiftAuthHolds releases a held account
+// at once (jitter 0); a poll running at that moment that fails
+// authentication is retried once instead of held, then held again.
+func TestDaemonLiftAuthHolds(t *testing.T) {
+	h := newHarness(t, config(acct("a", "pop.example", time.Hour), acct("b", "other.example", time.Hour)), nil)
+	h.start()
+	errAuth := fmt.Errorf("%w: -ERR [AUTH] invalid credentials", ErrAuth)
+	polls := map[string]*call{}
+	for range 2 {
+		c := h.next()
+		polls[c.name] = c
+	}
+	polls["a"].ret(Result{Err: errAuth})
+	if st := h.waitIdleOrBackoff("a"); st.State != StateAuthHold {
+		t.Fatalf("state = %v; want auth-hold", st.State)
+	}
+	// b is still polling: its failure comes after the lift.
+	if n := h.d.LiftAuthHolds(); n != 1 {
+		t.Fatalf("LiftAuthHolds() = %d; want 1 (a)", n)
+	}
+	h.nextFor("a").ret(Result{})
+	if st := h.waitIdleOrBackoff("a"); st.State != StateIdle {
+		t.Fatalf("a after the lift and a good poll: state %v; want idle", st.State)
+	}
+	if n := h.countLog(`msg="authentication hold lifted by the operator; polling again" account=a`); n != 1 {
+		t.Errorf("%d lift lines for a; want 1:\n%s", n, h.logs)
+	}
+
+	polls["b"].ret(Result{Err: errAuth})
+	h.nextFor("b").ret(Result{Err: errAuth}) // one more try, then held
+	if st := h.waitIdleOrBackoff("b"); st.State != StateAuthHold {
+		t.Fatalf("b after its retry failed: state %v; want auth-hold", st.State)
+	}
+	h.clock.waitTimer(t, t0.Add(time.Hour)) // only a is scheduled
+	if n := h.d.LiftAuthHolds(); n != 1 {
+		t.Fatalf("second LiftAuthHolds() = %d; want 1 (b)", n)
+	}
+	h.nextFor("b").ret(Result{})
+}
+
+// TestDaemonReloadStateDirRefused: a new state_dir needs a restart; the
+// reload is refused whole, and the running config stays.
+func TestDaemonReloadStateDirRefused(t *testing.T) {
+	cfg := config(acct("a", "pop.example", time.Hour))
+	cfg.StateDir = "/var/lib/popfetch"
+	h := newHarness(t, cfg, nil)
+	next := config(acct("a", "pop.example", time.Hour), acct("b", "pop.example", time.Hour))
+	next.StateDir = "/srv/popfetch"
+	err := h.d.Reload(next)
+	if !errors.Is(err, ErrRestartRequired) || !strings.Contains(err.Error(), "state_dir changed") {
+		t.Fatalf("Reload(new state_dir) = %v; want ErrRestartRequired naming state_dir", err)
+	}
+	if st := h.d.Status(); st.Generation != 1 || len(st.Accounts) != 1 {
+		t.Fatalf("after a refused reload: generation %d, %d accounts; want 1, 1", st.Generation, len(st.Accounts))
+	}
+	next.StateDir = cfg.StateDir
+	if err := h.d.Reload(next); err != nil || h.d.Status().Generation != 2 {
+		t.Fatalf("Reload(same state_dir) = %v, generation %d; want nil, 2", err, h.d.Status().Generation)
+	}
+}
+
+// TestDaemonLoginDelayAnswersQueued: a PollNow queued behind a poll that
+// ends with a LOGIN-DELAY is answered when that poll ends, not when the
+// delay does.
+func TestDaemonLoginDelayAnswersQueued(t *testing.T) {
+	h := newHarness(t, config(acct("a", "pop.example", time.Minute)), nil)
+	h.start()
+	c := h.nextFor("a")
+	done := make(chan []Result, 1)
+	go func() {
+		res, err := h.d.PollNow(context.Background(), []string{"a"})
+		if err != nil {
+			t.Errorf("PollNow: %v", err)
+		}
+		done <- res
+	}()
+	deadline := time.Now().Add(wait)
+	for h.queued("a") < 1 && time.Now().Before(deadline) {
+		time.Sleep(time.Millisecond)
+	}
+	c.ret(Result{LoginDelay: time.Hour})
+	select {
+	case res := <-done:
+		if len(res) != 1 || !errors.Is(res[0].Err, ErrLoginDelay) {
+			t.Fatalf("queued PollNow = %+v; want an ErrLoginDelay result", res)
+		}
+	case <-time.After(wait):
+		t.Fatalf("queued PollNow still waiting for the LOGIN-DELAY to end (the clock did not move)")
+	}
+	h.clock.waitTimer(t, t0.Add(time.Hour))
+	if h.polling() != 0 {
+		t.Fatalf("polled inside the LOGIN-DELAY")
+	}
+}
+
+// TestDaemonAbortIsNotAFailure: after Abort (the second signal) a session
+// returns whatever the closed connection gave it, e.g. "use of closed
+// network connection", not context.Canceled. That is the abort: no
+// failure counted, no backoff, no warning.
+func TestDaemonAbortIsNotAFailure(t *testing.T) {
+	started := make(chan struct{})
+	poll := func(ctx context.Context, a *rcfile.Account) Result {
+		close(started)
+		<-ctx.Done()
+		return Result{Err: fmt.Errorf("account a: retr 7: read tcp 127.0.0.1:4242->127.0.0.1:110: use of closed network connection")}
+	}
+	logs := &syncBuffer{}
+	d := NewDaemon(config(acct("a", "pop.example", time.Hour)), poll, DaemonOptions{
+		Clock: newFakeClock(), Jitter: func(time.Duration) time.Duration { return 0 },
+		Log: slog.New(slog.NewTextHandler(logs, &slog.HandlerOptions{Level: slog.LevelDebug})),
+	})
+	ctx, cancel := context.WithCancel(context.Background())
+	runErr := make(chan error, 1)
+	go func() { runErr <- d.Run(ctx) }()
+	<-started
+	cancel()
+	d.Abort()
+	select {
+	case err := <-runErr:
+		if err != nil {
+			t.Fatalf("Run = %v", err)
+		}
+	case <-time.After(wait):
+		t.Fatal("Run did not return after Abort")
+	}
+	st := d.Status().Accounts[0]
+	if st.State != StateIdle || st.Failures != 0 || st.Totals.Failures != 0 {
+		t.Errorf("after an aborted poll: %+v; want idle, no failures", st)
+	}
+	if !strings.Contains(logs.String(), `msg="poll aborted" account=a`) || strings.Contains(logs.String(), "level=WARN") {
+		t.Errorf("want 'poll aborted' and no warning:\n%s", logs)
+	}
+}
+
+// TestDaemonPollTimeLimit: a session still running after its time limit
+// is asked to stop gracefully (its ctx is not cancelled); the account is
+// due again at once but after the accounts already waiting for a slot.
+func TestDaemonPollTimeLimit(t *testing.T) {
+	slow, other := acct("a-slow", "pop.example", time.Hour), acct("b-waiting", "other.example", time.Hour)
+	slow.Timeout = 2 * time.Minute // limit max(30m, 30 × 2m) = 1h
+	other.Timeout = time.Hour      // 30h: not reached here
+	cfg := config(slow, other)
+	cfg.MaxParallel = 1
+	h := newHarness(t, cfg, nil)
+	h.start()
+	c := h.nextFor("a-slow") // both due at t0; names break the tie
+	limit := pollTimeLimit(slow)
+	if limit != time.Hour {
+		t.Fatalf("pollTimeLimit = %v; want 1h", limit)
+	}
+	h.clock.waitTimer(t, t0.Add(limit))
+	h.clock.Advance(limit - time.Second)
+	if stopping(c.ctx) {
+		t.Fatalf("poll told to stop before its limit")
+	}
+	h.clock.Advance(time.Second)
+	deadline := time.Now().Add(wait)
+	for !stopping(c.ctx) {
+		if time.Now().After(deadline) {
+			t.Fatalf("poll not told to stop at its time limit")
+		}
+		time.Sleep(time.Millisecond)
+	}
+	if c.ctx.Err() != nil {
+		t.Fatalf("the time limit cancelled the poll ctx; want a graceful stop")
+	}
+	c.ret(Result{New: 10, Delivered: 10, Deleted: 10})
+	h.nextFor("b-waiting").ret(Result{})
+	c = h.nextFor("a-slow") // at once, not an interval later
+	if stopping(c.ctx) {
+		t.Fatalf("the new session starts already stopped")
+	}
+	if got := h.clock.Now(); !got.Equal(t0.Add(limit)) {
+		t.Fatalf("second session at t0+%v; want t0+%v", got.Sub(t0), limit)
+	}
+	c.ret(Result{})
+	if n := h.countLog("poll reached its time limit"); n != 1 {
+		t.Errorf("%d time-limit lines; want 1:\n%s", n, h.logs)
 	}
 }
