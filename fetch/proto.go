@@ -54,10 +54,12 @@ func parseStat(b []byte) (count int, size int64, err error) {
 }
 
 // parseListing parses the body of a multi-line UIDL (uidl=true) or LIST
-// reply. Every message number must be within 1..count and appear at most
-// once (CVE-2001-1009); every UID must be valid and unique (RFC 1939 §7,
-// CVE-2005-2335). A malformed line is a protocol error, never skipped: a
-// skipped line could make popfetch believe a message is gone and forget it.
+// reply. Every message number must be within 1..count and appear exactly
+// once (CVE-2001-1009): a listing that leaves out a message STAT counted
+// would leave it unfetched without a word. Every UID must be valid and
+// unique (RFC 1939 §7, CVE-2005-2335). A malformed line is a protocol error,
+// never skipped: a skipped line could make popfetch believe a message is
+// gone and forget it.
 func parseListing(body []byte, count int, uidl bool) ([]entry, error) {
 	var out []entry
 	seenNum := make(map[int]bool)
@@ -77,7 +79,10 @@ func parseListing(body []byte, count int, uidl bool) ([]entry, error) {
 			return nil, fmt.Errorf("%w: listing has more lines than STAT's %d messages", ErrProtocol, count)
 		}
 		f := bytes.Fields(line)
-		if len(f) != 2 {
+		// RFC 1939 §5 LIST: "This memo makes no requirement on what
+		// follows the message size in the scan listing"; §7 UIDL: "No
+		// information follows the unique-id in the unique-id listing."
+		if len(f) < 2 || uidl && len(f) != 2 {
 			return nil, fmt.Errorf("%w: malformed listing line %s", ErrProtocol, quote(line))
 		}
 		n, err := strconv.Atoi(string(f[0]))
@@ -106,6 +111,9 @@ func parseListing(body []byte, count int, uidl bool) ([]entry, error) {
 			e.Size = s
 		}
 		out = append(out, e)
+	}
+	if len(out) != count {
+		return nil, fmt.Errorf("%w: listing lists %d of STAT's %d messages", ErrProtocol, len(out), count)
 	}
 	return out, nil
 }

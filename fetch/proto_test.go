@@ -69,7 +69,9 @@ func TestParseListing(t *testing.T) {
 	}{
 		{"uidl", "1 abc\r\n2 def\r\n", 2, true, []entry{{Num: 1, UID: "abc"}, {Num: 2, UID: "def"}}, ""},
 		{"list", "1 120\r\n2 300\r\n", 2, false, []entry{{Num: 1, Size: 120}, {Num: 2, Size: 300}}, ""},
-		{"sparse after deletes", "2 def\r\n", 3, true, []entry{{Num: 2, UID: "def"}}, ""},
+		{"list extra fields", "1 120 x y\r\n2 300 \r\n", 2, false, []entry{{Num: 1, Size: 120}, {Num: 2, Size: 300}}, ""}, // RFC 1939 §5
+		{"fewer than stat", "2 def\r\n", 3, true, nil, "lists 1 of STAT's 3"},                                             // message 1 and 3 would never be fetched
+		{"list fewer than stat", "1 120\r\n", 2, false, nil, "lists 1 of STAT's 2"},
 		{"bare lf", "1 abc\n", 1, true, []entry{{Num: 1, UID: "abc"}}, ""},
 		{"empty", "", 0, true, nil, ""},
 		{"zero", "0 abc\r\n", 1, true, nil, "out of range"},
@@ -80,6 +82,7 @@ func TestParseListing(t *testing.T) {
 		{"long uid", "1 " + strings.Repeat("u", 71) + "\r\n", 1, true, nil, "invalid UID"}, // CVE-2005-2335
 		{"no uid", "1\r\n", 1, true, nil, "malformed"},
 		{"three fields", "1 a b\r\n", 1, true, nil, "malformed"},
+		{"list one field", "1\r\n", 1, false, nil, "malformed"},
 		{"more than stat", "1 a\r\n2 b\r\n", 1, true, nil, "more lines"},
 		{"bad size", "1 12x\r\n", 1, false, nil, "malformed size"},
 		{"negative size", "1 -5\r\n", 1, false, nil, "malformed size"},
@@ -153,7 +156,7 @@ func FuzzParseListing(f *testing.F) {
 		if err != nil {
 			return
 		}
-		if len(got) > count {
+		if len(got) != count {
 			t.Fatalf("%d entries for count %d", len(got), count)
 		}
 		nums := map[int]bool{}

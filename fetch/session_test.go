@@ -287,6 +287,8 @@ func TestPollHostileReplies(t *testing.T) {
 		{"uid with space", pop3test.Fault{Cmd: "UIDL", Action: pop3test.Reply, Reply: "+OK\r\n1 a b\r\n."}, ErrProtocol},
 		{"number out of range", pop3test.Fault{Cmd: "UIDL", Action: pop3test.Reply, Reply: "+OK\r\n7 abc\r\n."}, ErrProtocol},
 		{"negative number", pop3test.Fault{Cmd: "LIST", Action: pop3test.Reply, Reply: "+OK\r\n-1 100\r\n."}, ErrProtocol},
+		{"uidl incomplete", pop3test.Fault{Cmd: "UIDL", Action: pop3test.Reply, Reply: "+OK\r\n."}, ErrProtocol},
+		{"list incomplete", pop3test.Fault{Cmd: "LIST", Action: pop3test.Reply, Reply: "+OK\r\n."}, ErrProtocol},
 		{"huge stat", pop3test.Fault{Cmd: "STAT", Action: pop3test.Reply, Reply: "+OK 4000000000 1"}, ErrProtocol},
 		{"garbage status", pop3test.Fault{Cmd: "STAT", Action: pop3test.Reply, Reply: "HELLO"}, ErrProtocol},
 		{"no uidl", pop3test.Fault{Cmd: "UIDL", Action: pop3test.Reply, Reply: "-ERR unknown command"}, nil},
