@@ -499,7 +499,7 @@ func (p *parser) dest(d *destHCL, what string, perUser bool) *Destination {
 	}
 	if d.MDA != nil {
 		out.MDA = *d.MDA
-		p.mda(out.MDA, d.MDARange)
+		p.mda(out.MDA, d.MDARange, what, perUser)
 	}
 	if d.MDA == nil && (d.MDATimeout != nil || d.MDAAllowStderr != nil || d.MDATempExitCodes != nil) {
 		rng := d.MDATimeoutRange
@@ -522,6 +522,14 @@ func (p *parser) dest(d *destHCL, what string, perUser bool) *Destination {
 		out.SMTP = p.smtp(d.SMTP)
 	}
 	return out
+}
+
+// userHere says what {user} becomes outside multidrop routing.
+func userHere(what string) string {
+	if what == "postmaster" {
+		return "\"postmaster\""
+	}
+	return "the local user popfetch runs as"
 }
 
 // mdaTempExitCodes checks mda_temp_exit_codes: exit statuses 1 to 255
@@ -548,7 +556,11 @@ func (p *parser) mdaTempExitCodes(codes []int, rng hcl.Range) []int {
 
 var mdaPlaceholders = map[string]bool{"{user}": true, "{address}": true, "{domain}": true, "{sender}": true}
 
-func (p *parser) mda(argv []string, rng hcl.Range) {
+// mda checks an mda argv. perUser says whether there is a routed
+// recipient address: only in multidrop deliver and user blocks. Elsewhere
+// {address} and {domain} would be empty for every message, and the MDA
+// target refuses an empty value, so every delivery would fail.
+func (p *parser) mda(argv []string, rng hcl.Range, what string, perUser bool) {
 	if len(argv) == 0 {
 		p.errorf(rng, "Invalid mda", `mda is a program and its arguments, e.g. ["/usr/bin/procmail", "-d", "{user}"].`)
 		return
@@ -569,6 +581,14 @@ func (p *parser) mda(argv []string, rng hcl.Range) {
 					"mda argument %q contains %s; the placeholders are {user}, {address}, {domain} and {sender}.", a, ph)
 			} else if i == 0 {
 				p.errorf(rng, "Placeholder not allowed here", "The mda program path must not contain %s.", ph)
+			} else if !perUser && (ph == "{address}" || ph == "{domain}") {
+				where := "the deliver block of a single-drop account"
+				if what != "deliver" {
+					where = "a " + what + " block"
+				}
+				p.errorf(rng, "Placeholder not allowed here",
+					"mda argument %q contains %s, but %s has no routed recipient address; %s is only known in a multidrop account's deliver and user blocks. Use {user} (here: %s).",
+					a, ph, where, ph, userHere(what))
 			}
 		}
 	}
