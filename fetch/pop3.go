@@ -47,11 +47,23 @@ type dialOptions struct {
 // unbounded ReadBytes and has no deadlines, so every limit lives here: a byte
 // budget for the reply being read (an endless line or a never-ending
 // multi-line reply fails when the budget runs out) and the deadline for it.
+//
+// It also notes which lines of the stream are empty. go-pop3 reads an empty
+// line as a bare "+OK" (its parseResp returns nil, nil for both); the conn
+// asks, by line number, which of the two a status line was.
 type guardConn struct {
 	net.Conn
 	mu     sync.Mutex
 	budget int64
 	pre    []byte // the greeting, already read and checked, replayed to go-pop3
+
+	lines   uint64 // complete lines read so far
+	lineLen int    // bytes of the current line so far, capped at 2
+	lineCR  bool   // the current line starts with '\r'
+	// empty[n%len] tells whether line n was empty ("\n" or "\r\n"). A
+	// line go-pop3 has not consumed yet sits in its read-ahead buffer,
+	// so the lines in question are never more than readAhead behind.
+	empty [2 * readAhead]bool
 }
 
 var errBudget = fmt.Errorf("%w: reply exceeds its size limit", ErrProtocol)
@@ -61,6 +73,7 @@ func (g *guardConn) Read(p []byte) (int, error) {
 	if len(g.pre) > 0 {
 		n := copy(p, g.pre)
 		g.pre = g.pre[n:]
+		g.scan(p[:n])
 		g.mu.Unlock()
 		return n, nil
 	}
@@ -75,8 +88,47 @@ func (g *guardConn) Read(p []byte) (int, error) {
 	n, err := g.Conn.Read(p)
 	g.mu.Lock()
 	g.budget -= int64(n)
+	g.scan(p[:n])
 	g.mu.Unlock()
 	return n, err
+}
+
+// scan notes the line ends in p, the next bytes of the stream; g.mu is held.
+func (g *guardConn) scan(p []byte) {
+	for len(p) > 0 {
+		i := bytes.IndexByte(p, '\n')
+		if i < 0 {
+			g.extend(p)
+			return
+		}
+		g.extend(p[:i])
+		g.empty[g.lines%uint64(len(g.empty))] = g.lineLen == 0 || g.lineLen == 1 && g.lineCR
+		g.lines++
+		g.lineLen, g.lineCR = 0, false
+		p = p[i+1:]
+	}
+}
+
+func (g *guardConn) extend(b []byte) {
+	if len(b) == 0 {
+		return
+	}
+	if g.lineLen == 0 {
+		g.lineCR = b[0] == '\r'
+	}
+	g.lineLen = min(g.lineLen+len(b), 2)
+}
+
+// emptyLine reports whether line n (0 = the greeting) was an empty line.
+func (g *guardConn) emptyLine(n uint64) bool {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	if n >= g.lines || g.lines-n > uint64(len(g.empty)) {
+		// Not a line this guard has seen recently: the caller's count
+		// is off, which only a bug can cause. Refusing is the safe side.
+		return true
+	}
+	return g.empty[n%uint64(len(g.empty))]
 }
 
 // expect sets the limits for reading the next reply: at most max bytes
@@ -98,6 +150,9 @@ type conn struct {
 	tls     bool
 	stopCtx func() bool
 	botched error // set after a desync or i/o error: no further commands
+	// lines is the number of lines go-pop3 has consumed from the stream,
+	// so that the next status line is line number lines (see emptyLine).
+	lines uint64
 }
 
 // dial connects, passes the TLS gate and returns a session in the
@@ -127,7 +182,7 @@ func dial(ctx context.Context, o dialOptions) (*conn, error) {
 		}
 		return nil, fmt.Errorf("greeting: %w", err)
 	}
-	c := &conn{c: pc, g: g, timeout: o.Timeout, log: o.Log, tls: o.TLS != "none"}
+	c := &conn{c: pc, g: g, timeout: o.Timeout, log: o.Log, tls: o.TLS != "none", lines: 1} // the greeting
 	stop := context.AfterFunc(ctx, func() { g.Close() })
 	c.stopCtx = stop
 	// RFC 2595 §4: after STLS the client MUST discard cached capabilities
@@ -332,7 +387,15 @@ func (c *conn) status(verb string, budget int64, d time.Duration) ([]byte, error
 	}
 	c.g.expect(budget, d)
 	b, err := c.c.ReadOne()
+	n := c.lines
+	c.lines++
 	if err == nil {
+		if b == nil && c.g.emptyLine(n) {
+			// go-pop3 returns nil, nil for "+OK" and for an empty
+			// line alike; only the first is a success.
+			c.botched = fmt.Errorf("%s: %w: empty status line", verb, ErrProtocol)
+			return nil, c.botched
+		}
 		return b, nil
 	}
 	if ne := new(net.Error); errors.As(err, ne) || errors.Is(err, io.EOF) || errors.Is(err, errBudget) || errors.Is(err, io.ErrUnexpectedEOF) || errors.Is(err, net.ErrClosed) {
@@ -357,6 +420,9 @@ func (c *conn) body(verb string, budget int64, d time.Duration) ([]byte, error) 
 		c.botched = fmt.Errorf("%s: incomplete multi-line reply: %w", verb, err)
 		return nil, c.botched
 	}
+	// ReadAll ends every line it consumed with CRLF (a line holds no LF
+	// of its own), and consumed the "." line besides.
+	c.lines += uint64(bytes.Count(buf.Bytes(), []byte("\n"))) + 1
 	return buf.Bytes(), nil
 }
 

@@ -316,6 +316,32 @@ func TestPollHostileReplies(t *testing.T) {
 	}
 }
 
+// go-pop3 reads an empty line as a bare "+OK"; a status line must say +OK
+// or -ERR, so an empty one is a protocol error, not a success.
+func TestPollEmptyStatusLine(t *testing.T) {
+	for _, tt := range []struct{ cmd, reply string }{
+		{"RETR", "\r\nSubject: forged\r\n\r\nnot the message\r\n."},
+		{"DELE", ""},
+		{"STAT", ""},
+	} {
+		t.Run(tt.cmd, func(t *testing.T) {
+			srv := pop3test.NewServer(t, pop3test.Options{Messages: msgs(1), Faults: []pop3test.Fault{{Cmd: tt.cmd, Action: pop3test.Reply, Reply: tt.reply}}})
+			a := testAccount(t, srv)
+			rec := &recorder{}
+			res := poller(rec).Poll(context.Background(), a)
+			if !errors.Is(res.Err, ErrProtocol) || res.Deleted != 0 {
+				t.Fatalf("Poll = %+v; want a protocol error and no DELE counted", res)
+			}
+			if tt.cmd == "RETR" && len(rec.got) != 0 {
+				t.Fatalf("delivered %v after an empty RETR status line", rec.got)
+			}
+			if len(srv.Messages()) != 1 {
+				t.Fatalf("server holds %d messages; want 1", len(srv.Messages()))
+			}
+		})
+	}
+}
+
 func TestPollLimit(t *testing.T) {
 	big := pop3test.Message{UID: "big", Data: []byte("Subject: big\r\n\r\n" + strings.Repeat("x", 5000) + "\r\n")}
 	srv := pop3test.NewServer(t, pop3test.Options{Messages: append(msgs(2), big)})
