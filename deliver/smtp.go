@@ -323,7 +323,20 @@ func rcptAddr(r Recipient) string {
 	return r.User
 }
 
-// Deliver sends one copy of m (extra, a Received: field, then the message
+// soleAddress is the routed address of a transaction's only RCPT, or ""
+// when its recipients have none (single-drop, postmaster) or disagree.
+func soleAddress(rcpts []Recipient, g *rcptGroup) string {
+	a := rcpts[g.idx[0]].Address
+	for _, i := range g.idx[1:] {
+		if rcpts[i].Address != a {
+			return ""
+		}
+	}
+	return a
+}
+
+// Deliver sends one copy of m (extra, a Received: field, Delivered-To: when
+// there is exactly one RCPT and it has a routed address, then the message
 // with every line ending normalised to CRLF) in one transaction, with one
 // RCPT per distinct address (see rcptAddr).
 //
@@ -394,13 +407,22 @@ func (d *SMTP) Deliver(ctx context.Context, m *Message, sender string, rcpts []R
 
 	from := d.envelopeSender(m, sender)
 	fields := append([]Field(nil), extra...)
-	forAddr := ""
+	forAddr, deliveredTo := "", ""
 	if len(groups) == 1 {
 		// RFC 5321 §4.4: "for" names one recipient only; with several it
 		// would disclose Bcc recipients to each other.
 		forAddr = groups[0].addr
+		deliveredTo = soleAddress(rcpts, groups[0])
 	}
 	fields = append(fields, Received(m, d.opts.LocalHost, forAddr))
+	if deliveredTo != "" {
+		// As on Maildir and MDA copies: the address that routed the
+		// message, which popfetch's loop check finds again if the copy
+		// comes back. With several recipients one copy serves them all
+		// and cannot name each; an LMTP server such as dovecot adds its
+		// own Delivered-To per recipient.
+		fields = append(fields, Field{Name: "Delivered-To", Value: SafeValue(deliveredTo, 320)})
+	}
 
 	mailOpts := &smtp.MailOptions{Size: copySize(m, fields)}
 	needUTF8 := !isASCIIString(from)

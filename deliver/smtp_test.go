@@ -289,6 +289,52 @@ func TestSMTPDelivered(t *testing.T) {
 	}
 }
 
+// Delivered-To names the routed address when one RCPT is sent, over SMTP
+// and LMTP alike, and is left out when one copy serves several recipients
+// or the recipient has no routed address.
+func TestSMTPDeliveredTo(t *testing.T) {
+	for _, lmtp := range []bool{false, true} {
+		sink := &smtpSink{}
+		d := NewSMTP(SMTPOptions{Addr: startSink(t, sink, lmtp, nil, false), LMTP: lmtp, LocalHost: "mx.local", Timeout: 4 * time.Second})
+		for _, tc := range []struct {
+			name  string
+			rcpts []Recipient
+			want  string // the Delivered-To value, "" = none
+		}{
+			{"multidropUser", []Recipient{{User: "alice", Address: "sales@example.com", Domain: "example.com"}}, "sales@example.com"},
+			{"address", []Recipient{{Address: "me@example.net"}}, "me@example.net"},
+			// No routed address (single-drop, postmaster); a domain only
+			// so that the test server takes the RCPT.
+			{"noAddress", []Recipient{{User: "joe", Domain: "example.com"}}, ""},
+			{"twoRcpts", []Recipient{{User: "alice", Address: "alice@example.com", Domain: "example.com"}, {User: "bob", Address: "bob@example.com", Domain: "example.com"}}, ""},
+			// One RCPT for two routed addresses: neither is the one.
+			{"oneRcptTwoAddresses", []Recipient{{User: "alice", Address: "sales@example.com", Domain: "example.com"}, {User: "alice", Address: "alice@example.com", Domain: "example.com"}}, ""},
+			{"sameAddressTwice", []Recipient{{User: "u", Address: "u@x", Domain: "x"}, {User: "u", Address: "u@x", Domain: "x"}}, "u@x"},
+		} {
+			before := len(sink.messages())
+			errs := d.Deliver(context.Background(), smtpMsg("Subject: x\r\n\r\nb\r\n"), "s@x", tc.rcpts, nil)
+			for i, err := range errs {
+				if err != nil {
+					t.Fatalf("lmtp=%v %s: result %d = %v", lmtp, tc.name, i, err)
+				}
+			}
+			msgs := sink.messages()
+			if len(msgs) != before+1 {
+				t.Fatalf("lmtp=%v %s: sink got %d new messages; want 1", lmtp, tc.name, len(msgs)-before)
+			}
+			data := string(msgs[len(msgs)-1].data)
+			checkCRLF(t, []byte(data))
+			n := strings.Count(data, "Delivered-To:")
+			switch {
+			case tc.want == "" && n != 0:
+				t.Errorf("lmtp=%v %s: copy has Delivered-To; want none:\n%s", lmtp, tc.name, data)
+			case tc.want != "" && (n != 1 || !strings.Contains(data, "\r\nDelivered-To: "+tc.want+"\r\nSubject: x\r\n")):
+				t.Errorf("lmtp=%v %s: copy lacks \"Delivered-To: %s\" right after Received:\n%s", lmtp, tc.name, tc.want, data)
+			}
+		}
+	}
+}
+
 func TestSMTPEnvelopeSender(t *testing.T) {
 	for _, tc := range []struct {
 		opt, arg, raw, want string
