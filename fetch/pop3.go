@@ -14,7 +14,6 @@ import (
 	"log/slog"
 	"net"
 	"os"
-	"strconv"
 	"strings"
 	"sync"
 	"time"
@@ -132,12 +131,12 @@ func (g *guardConn) emptyLine(n uint64) bool {
 }
 
 // expect sets the limits for reading the next reply: at most max bytes
-// (plus what go-pop3's buffer may read ahead) within d.
-func (g *guardConn) expect(max int64, d time.Duration) {
+// (plus what go-pop3's buffer may read ahead), by the deadline.
+func (g *guardConn) expect(max int64, deadline time.Time) {
 	g.mu.Lock()
 	g.budget = max + readAhead
 	g.mu.Unlock()
-	g.Conn.SetDeadline(time.Now().Add(d))
+	g.Conn.SetDeadline(deadline)
 }
 
 // conn is one POP3 session: go-pop3 for the wire, plus popfetch's policy.
@@ -377,15 +376,18 @@ func (c *conn) send(verb string, args ...any) error {
 	return nil
 }
 
+// deadline is when a reply to a command sent now must have arrived.
+func (c *conn) deadline() time.Time { return time.Now().Add(c.timeout) }
+
 // status reads the status line of the reply to verb within the given
-// budget. An -ERR becomes a *respError; an i/o or budget error botches the
-// session. go-pop3 maps "-ERR text" to errors.New(text); anything else it
-// returns is an i/o or framing failure.
-func (c *conn) status(verb string, budget int64, d time.Duration) ([]byte, error) {
+// budget, by the deadline. An -ERR becomes a *respError; an i/o or budget
+// error botches the session. go-pop3 maps "-ERR text" to errors.New(text);
+// anything else it returns is an i/o or framing failure.
+func (c *conn) status(verb string, budget int64, deadline time.Time) ([]byte, error) {
 	if c.botched != nil {
 		return nil, c.botched
 	}
-	c.g.expect(budget, d)
+	c.g.expect(budget, deadline)
 	b, err := c.c.ReadOne()
 	n := c.lines
 	c.lines++
@@ -410,9 +412,10 @@ func (c *conn) status(verb string, budget int64, d time.Duration) ([]byte, error
 	return nil, &respError{Cmd: verb, Code: respCode(text), Text: text}
 }
 
-// body reads the rest of a multi-line reply (go-pop3 unstuffs dots).
-func (c *conn) body(verb string, budget int64, d time.Duration) ([]byte, error) {
-	c.g.expect(budget, d)
+// body reads the rest of a multi-line reply (go-pop3 unstuffs dots) by the
+// deadline, which is the status line's: one bound for the whole reply.
+func (c *conn) body(verb string, budget int64, deadline time.Time) ([]byte, error) {
+	c.g.expect(budget, deadline)
 	buf, err := c.c.ReadAll()
 	if err != nil {
 		// EOF before the terminating "." means a truncated reply: the
@@ -432,17 +435,18 @@ func (c *conn) cmd(verb string, multi bool, budget int64, args ...any) ([]byte, 
 		return nil, err
 	}
 	if !multi {
-		return c.status(verb, lineBudget, c.timeout)
+		return c.status(verb, lineBudget, c.deadline())
 	}
 	return c.reply(verb, budget)
 }
 
 // reply reads a whole multi-line reply to a command sent before.
 func (c *conn) reply(verb string, budget int64) ([]byte, error) {
-	if _, err := c.status(verb, lineBudget, c.timeout); err != nil {
+	d := c.deadline()
+	if _, err := c.status(verb, lineBudget, d); err != nil {
 		return nil, err
 	}
-	return c.body(verb, budget, c.timeout)
+	return c.body(verb, budget, d)
 }
 
 // login sends USER/PASS. The password is never logged or put in an error.
@@ -496,17 +500,38 @@ func (c *conn) close() {
 	c.g.Close()
 }
 
-// retrBudget bounds a RETR reply: the LIST size, plus room for dot-stuffing
-// and bare-LF lines turned into CRLF by the server, never unbounded.
-func retrBudget(size int64) int64 {
-	return size + size/8 + 64<<10
+// Bounds on one message. go-pop3 reads a whole RETR reply into memory, so
+// the server's LIST size is trusted only up to maxMessageSize: a message
+// claiming more is left on the server like one over the account's limit.
+const (
+	maxMessageSize = 1 << 30 // bytes; documented in popfetch.hcl(5) under limit
+	// maxReplyBytes caps what a RETR reply may send: the largest message
+	// plus room for dot-stuffing and CRLF line ends.
+	maxReplyBytes = maxMessageSize + maxMessageSize/8
+	minRate       = 32 << 10 // bytes/s that any link popfetch supports sustains
+)
+
+// clampSize bounds a LIST size to 0..maxMessageSize, so the arithmetic
+// below cannot overflow whatever a server claims.
+func clampSize(size int64) int64 {
+	return min(max(size, 0), maxMessageSize)
 }
 
-// retrDeadline bounds a RETR as a whole, not only per read: a server
-// trickling a byte a second must not keep a poll alive (slowloris).
+// retrBudget bounds a RETR reply: twice the LIST size plus 1 MiB, so that a
+// server whose LIST undercounts (dot-stuffing, bare LF sent as CRLF, a size
+// that is simply wrong) still gets the message through, and never more than
+// maxReplyBytes.
+func retrBudget(size int64) int64 {
+	return min(2*clampSize(size)+1<<20, maxReplyBytes)
+}
+
+// retrDeadline bounds a RETR as a whole, status line and body together, not
+// only per read: a server trickling a byte a second must not keep a poll
+// alive (slowloris). It is the account's timeout plus one second per
+// minRate bytes of the LIST size: at most timeout + 9.1 h for the largest
+// message.
 func retrDeadline(timeout time.Duration, size int64) time.Duration {
-	const minRate = 32 << 10 // bytes/s that any link we support sustains
-	return timeout + time.Duration(size/minRate)*time.Second
+	return timeout + time.Duration(clampSize(size)/minRate)*time.Second
 }
 
 func localHost() string {
@@ -516,5 +541,3 @@ func localHost() string {
 	}
 	return h
 }
-
-var _ = strconv.Itoa

@@ -268,7 +268,7 @@ func (s *session) transact(ctx context.Context) error {
 			break
 		}
 	}
-	st, err := c.status("STAT", lineBudget, c.timeout)
+	st, err := c.status("STAT", lineBudget, c.deadline())
 	if err != nil {
 		return err
 	}
@@ -340,12 +340,15 @@ func (s *session) transact(ctx context.Context) error {
 		case s.store.Has(e.UID) && !s.a.FetchAll:
 			seen = append(seen, e)
 		case s.a.Limit > 0 && sz > s.a.Limit:
-			s.res.Skipped++
-			if !s.store.Noted(e.UID) {
-				s.log.Warn("message larger than limit left on the server", "uid", e.UID, "msgnum", e.Num, "size", sz, "limit", s.a.Limit)
-				if err := s.store.Note(e.UID, s.p.now()); err != nil {
-					return fmt.Errorf("uidl store: %w", err)
-				}
+			if err := s.leave(e, "message larger than limit left on the server", "limit", s.a.Limit); err != nil {
+				return err
+			}
+		case sz > maxMessageSize:
+			// popfetch holds a whole message in memory while it
+			// delivers it; a server's word that one is this big is
+			// not taken as a reason to try.
+			if err := s.leave(e, "message larger than popfetch's maximum message size left on the server", "limit", int64(maxMessageSize)); err != nil {
+				return err
 			}
 		default:
 			todo = append(todo, e)
@@ -364,6 +367,21 @@ func (s *session) transact(ctx context.Context) error {
 		dele = seen
 	}
 	return s.fetch(ctx, todo, dele)
+}
+
+// leave leaves e on the server for good (it is not retrieved while the
+// reason holds), counts it as skipped and logs why, once: the note in the
+// store keeps later polls quiet about it.
+func (s *session) leave(e entry, why string, args ...any) error {
+	s.res.Skipped++
+	if s.store.Noted(e.UID) {
+		return nil
+	}
+	s.log.Warn(why, append([]any{"uid", e.UID, "msgnum", e.Num, "size", e.Size}, args...)...)
+	if err := s.store.Note(e.UID, s.p.now()); err != nil {
+		return fmt.Errorf("uidl store: note %s: %w", e.UID, err)
+	}
+	return nil
 }
 
 // op is one pipelined command awaiting its reply.
@@ -397,6 +415,7 @@ func (s *session) fetch(ctx context.Context, todo, dele []entry) error {
 		window = maxWindow
 	}
 	var inflight int64   // LIST sizes of the outstanding RETRs
+	var held int64       // bytes of the messages being delivered
 	var queue []op       // sent, reply not yet read, in command order
 	var deles []entry    // recorded durably, DELE not yet sent
 	var recorded []entry // delivered and recorded, awaiting the store's fsync
@@ -406,6 +425,7 @@ func (s *session) fetch(ctx context.Context, todo, dele []entry) error {
 	var fatal error
 	collect := func(d delivery) {
 		running--
+		held -= d.size
 		switch {
 		case d.err != nil:
 			if fatal == nil {
@@ -468,7 +488,14 @@ func (s *session) fetch(ctx context.Context, todo, dele []entry) error {
 		}
 		for len(queue) < window && next < len(todo) && !stopping(ctx) && ctx.Err() == nil {
 			e := todo[next]
-			if retrs > 0 && inflight+e.Size > windowBytes {
+			// go-pop3 reads each reply whole into memory, and a
+			// message stays there until its delivery is over. So the
+			// byte window counts the messages being delivered too, and
+			// a message bigger than the window is retrieved only when
+			// nothing else is in flight or being delivered: a mailbox
+			// of large messages never holds more than one at a time,
+			// which, with maxMessageSize, bounds a session's memory.
+			if (retrs > 0 || running > 0) && inflight+held+e.Size > windowBytes {
 				break
 			}
 			inflight += e.Size
@@ -496,7 +523,7 @@ func (s *session) fetch(ctx context.Context, todo, dele []entry) error {
 		queue = queue[1:]
 		switch o.verb {
 		case "DELE":
-			if _, err := c.status("DELE", lineBudget, c.timeout); err != nil {
+			if _, err := c.status("DELE", lineBudget, c.deadline()); err != nil {
 				if !isERR(err) {
 					return err
 				}
@@ -526,6 +553,7 @@ func (s *session) fetch(ctx context.Context, todo, dele []entry) error {
 				collect(<-results)
 			}
 			running++
+			held += int64(len(m.Raw))
 			go func() { results <- s.deliver(ctx, o.e, m) }()
 		}
 	}
@@ -535,15 +563,16 @@ func (s *session) fetch(ctx context.Context, todo, dele []entry) error {
 const (
 	deliverers  = 4       // concurrent deliveries
 	maxWindow   = 128     // outstanding commands (RETR and DELE) with PIPELINING
-	windowBytes = 4 << 20 // their LIST sizes together (one message may exceed it alone)
+	windowBytes = 4 << 20 // LIST sizes of outstanding RETRs plus messages being delivered (one message may exceed it alone)
 	batch       = 16      // UIDs recorded per journal fsync
 )
 
 // delivery is the outcome of one message's delivery goroutine.
 type delivery struct {
-	e   entry
-	ok  bool  // delivered and recorded
-	err error // the session cannot go on (the store failed)
+	e    entry
+	size int64 // of the message in memory, released now
+	ok   bool  // delivered and recorded
+	err  error // the session cannot go on (the store failed)
 }
 
 // retrieve reads one RETR reply. It returns an error only when the session
@@ -551,7 +580,7 @@ type delivery struct {
 // is returned for it.
 func (s *session) retrieve(e entry) (*deliver.Message, error) {
 	c := s.c
-	d := retrDeadline(c.timeout, e.Size)
+	d := time.Now().Add(retrDeadline(c.timeout, e.Size))
 	if _, err := c.status("RETR", lineBudget, d); err != nil {
 		if isERR(err) {
 			s.res.Failed++
@@ -571,17 +600,17 @@ func (s *session) retrieve(e entry) (*deliver.Message, error) {
 // goroutine; the Dispatcher and the store are safe for concurrent use. A
 // failed delivery is logged here; the message stays on the server.
 func (s *session) deliver(ctx context.Context, e entry, m *deliver.Message) (d delivery) {
-	d.e = e
+	d.e, d.size = e, int64(len(m.Raw))
 	log := s.log.With(slog.String("uid", e.UID), slog.Int("msgnum", e.Num))
 	defer func() {
 		// A panic in a target must not take the daemon down, nor count
 		// as delivered.
 		if r := recover(); r != nil {
 			log.Error("delivery panicked; message stays on the server", "panic", r)
-			d = delivery{e: e}
+			d = delivery{e: e, size: int64(len(m.Raw))}
 		}
 	}()
-	if err := s.disp.Dispatch(ctx, m, &progress{s: s.store, uid: e.UID, now: s.p.now}); err != nil {
+	if err := s.disp.Dispatch(withLog(ctx, log), m, &progress{s: s.store, uid: e.UID, now: s.p.now}); err != nil {
 		log.Error("delivery failed; message stays on the server and is retried next poll", "size", len(m.Raw), "err", err)
 		return d
 	}

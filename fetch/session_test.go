@@ -1,9 +1,11 @@
 package fetch
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
+	"log/slog"
 	"os"
 	"path/filepath"
 	"slices"
@@ -258,18 +260,177 @@ func TestPollServerStopsAnswering(t *testing.T) {
 	}
 }
 
-// A server trickling its answer must hit the per-message deadline, not an
-// idle timeout that each byte resets.
+// splitAnswer returns a RETR answer's status line and the rest.
+func splitAnswer(ans []byte) (status, rest []byte) {
+	i := bytes.IndexByte(ans, '\n') + 1
+	return ans[:i], ans[i:]
+}
+
+// A server trickling a message must hit the per-message deadline, not an
+// idle timeout that each byte resets. The status line comes at once, so it
+// is the body that runs into the deadline, not the status line's read.
 func TestPollTrickleHitsMessageDeadline(t *testing.T) {
 	srv := pop3test.NewServer(t, pop3test.Options{
 		Messages: msgs(1),
-		Faults:   []pop3test.Fault{{Cmd: "RETR", N: 1, Action: pop3test.Trickle}},
+		Faults: []pop3test.Fault{{Cmd: "RETR", N: 1, Action: pop3test.Custom, Func: func(c *pop3test.Conn) {
+			status, body := splitAnswer(c.Answer())
+			if _, err := c.Write(status); err != nil {
+				return
+			}
+			for i := range body {
+				time.Sleep(200 * time.Millisecond) // the pace of the trickle, not synchronisation
+				if _, err := c.Write(body[i : i+1]); err != nil {
+					return // the client gave up
+				}
+			}
+		}}},
 	})
 	a := testAccount(t, srv)
 	a.Timeout = 700 * time.Millisecond // each byte arrives within it; the whole message cannot
 	res := poller(&recorder{}).Poll(context.Background(), a)
-	if res.Err == nil || res.Delivered != 0 {
+	if !errors.Is(res.Err, os.ErrDeadlineExceeded) || res.Delivered != 0 {
 		t.Fatalf("Poll = %+v; want a deadline error", res)
+	}
+	if !strings.Contains(res.Err.Error(), "incomplete multi-line reply") {
+		t.Fatalf("Poll error = %v; want it to hit the body, after the status line", res.Err)
+	}
+}
+
+// One deadline covers a RETR's status line and body together: a server
+// that spends most of it before the status line gets no fresh deadline for
+// the body (which would double the bound).
+func TestPollMessageDeadlineCoversStatusAndBody(t *testing.T) {
+	srv := pop3test.NewServer(t, pop3test.Options{
+		Messages: msgs(1),
+		Faults: []pop3test.Fault{{Cmd: "RETR", N: 1, Action: pop3test.Custom, Func: func(c *pop3test.Conn) {
+			status, body := splitAnswer(c.Answer())
+			// Pacing: the status line at 0.6 s, the rest at 1.3 s,
+			// within 1 s of the status line but not of the RETR.
+			time.Sleep(600 * time.Millisecond)
+			if _, err := c.Write(append(status, body[:len(body)/2]...)); err != nil {
+				return
+			}
+			time.Sleep(700 * time.Millisecond)
+			c.Write(body[len(body)/2:])
+		}}},
+	})
+	a := testAccount(t, srv)
+	a.Timeout = time.Second
+	res := poller(&recorder{}).Poll(context.Background(), a)
+	if !errors.Is(res.Err, os.ErrDeadlineExceeded) || res.Delivered != 0 {
+		t.Fatalf("Poll = %+v; want a deadline error", res)
+	}
+}
+
+func TestRetrBounds(t *testing.T) {
+	const timeout = time.Minute
+	for _, size := range []int64{-1, 0, 1, 1000, windowBytes, maxMessageSize - 1, maxMessageSize, maxMessageSize + 1, 10 << 30, 1<<63 - 1} {
+		b, d := retrBudget(size), retrDeadline(timeout, size)
+		if b < 2*max(size, 0)+1<<20 && b != maxReplyBytes {
+			t.Errorf("retrBudget(%d) = %d; want 2×size + 1 MiB, at most %d", size, b, int64(maxReplyBytes))
+		}
+		if b <= 0 || b > maxReplyBytes {
+			t.Errorf("retrBudget(%d) = %d; want 1..%d", size, b, int64(maxReplyBytes))
+		}
+		if maxD := timeout + maxMessageSize/minRate*time.Second; d < timeout || d > maxD {
+			t.Errorf("retrDeadline(%v, %d) = %v; want %v..%v", timeout, size, d, timeout, maxD)
+		}
+	}
+	if d := retrDeadline(timeout, 32<<20); d != timeout+1024*time.Second {
+		t.Errorf("retrDeadline(%v, 32 MiB) = %v; want timeout + 1 s per 32 KiB", timeout, d)
+	}
+}
+
+// logCapture collects a Poller's log output.
+type logCapture struct {
+	mu  sync.Mutex
+	buf bytes.Buffer
+}
+
+func (l *logCapture) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.buf.Write(p)
+}
+
+func (l *logCapture) String() string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.buf.String()
+}
+
+func (l *logCapture) logger() *slog.Logger {
+	return slog.New(slog.NewTextHandler(l, &slog.HandlerOptions{Level: slog.LevelDebug}))
+}
+
+// A LIST size above the hard maximum (the whole message would be held in
+// memory) leaves the message on the server like one over limit: noted and
+// warned about once, never retrieved, the rest of the mailbox fetched.
+func TestPollMessageOverHardMax(t *testing.T) {
+	for _, claim := range []string{"1073741825", "9223372036854775807"} {
+		t.Run(claim, func(t *testing.T) {
+			srv := pop3test.NewServer(t, pop3test.Options{
+				Messages: msgs(2),
+				Faults: []pop3test.Fault{
+					{Cmd: "LIST", Session: 1, Action: pop3test.Reply, Reply: "+OK\r\n1 " + claim + "\r\n2 100\r\n."},
+					{Cmd: "LIST", Session: 2, Action: pop3test.Reply, Reply: "+OK\r\n1 " + claim + "\r\n."}, // 2 was deleted
+				},
+			})
+			a := testAccount(t, srv)
+			logs := &logCapture{}
+			for i := 0; i < 2; i++ {
+				p := poller(&recorder{})
+				p.Log = logs.logger()
+				if res := p.Poll(context.Background(), a); res.Err != nil || res.Skipped != 1 || res.Delivered != 1-i {
+					t.Fatalf("Poll %d = %+v", i, res)
+				}
+			}
+			if slices.Contains(srv.Commands(), "RETR 1") {
+				t.Fatal("message over the hard maximum retrieved")
+			}
+			if got := uidsOn(srv); len(got) != 1 || got[0] != "uid-0001" {
+				t.Fatalf("server holds %v; want uid-0001 only", got)
+			}
+			if n := strings.Count(logs.String(), "uid=uid-0001"); n != 1 {
+				t.Fatalf("%d log lines about uid-0001; want one warning:\n%s", n, logs)
+			}
+		})
+	}
+}
+
+// go-pop3 holds a whole message in memory. However many messages larger
+// than the RETR byte window come, at most one is held at a time: the next
+// RETR waits until its delivery is over.
+func TestPollOneBigMessageAtATime(t *testing.T) {
+	var big []pop3test.Message
+	for i := 1; i <= 3; i++ {
+		big = append(big, pop3test.Message{UID: fmt.Sprintf("big-%d", i), Data: []byte("Subject: big\r\n\r\n" + strings.Repeat("0123456789abcdef0123456789abcdef0123456789abcdef012345678901234\r\n", windowBytes/64+1000))})
+	}
+	srv := pop3test.NewServer(t, pop3test.Options{Messages: big})
+	a := testAccount(t, srv)
+	var mu sync.Mutex
+	var overlaps []string
+	rec := &recorder{fail: func(uid string) error {
+		// While this big message is being delivered, no RETR for the
+		// next may go out. Watch the server for a while: a client that
+		// sends it does so at once.
+		next := fmt.Sprintf("RETR %d", uid[len(uid)-1]-'0'+1)
+		for range 20 {
+			if slices.Contains(srv.Commands(), next) {
+				mu.Lock()
+				overlaps = append(overlaps, next+" while "+uid+" was being delivered")
+				mu.Unlock()
+				break
+			}
+			time.Sleep(10 * time.Millisecond)
+		}
+		return nil
+	}}
+	if res := poller(rec).Poll(context.Background(), a); res.Err != nil || res.Delivered != 3 {
+		t.Fatalf("Poll = %+v", res)
+	}
+	if len(overlaps) > 0 {
+		t.Fatalf("more than one big message in memory: %v", overlaps)
 	}
 }
 
