@@ -62,8 +62,11 @@ type SMTP struct {
 }
 
 // maxReplyBytes bounds everything a server may send us on one connection
-// (on top of a per-recipient allowance): go-smtp bounds a reply line, but
-// not the number of lines in a multiline reply.
+// (on top of a per-recipient allowance): go-smtp bounds a reply line (2000
+// bytes), but not the number of lines in a multiline reply, which
+// net/textproto joins in memory (RELIABILITY §3, fetchmail CVE-2025-61962,
+// Go CVE-2025-61724). A reply cut off by either limit is an i/o error,
+// never a success.
 const maxReplyBytes = 1 << 20
 
 // NewSMTP returns an SMTP/LMTP target. Option errors are not returned
@@ -570,7 +573,7 @@ func (d *SMTP) classify(ctx context.Context, stage string, err error) *Error {
 		}
 		return &Error{Target: d.target, Reason: fmt.Sprintf("%stimed out after %v", prefix, limit), Err: err}
 	}
-	return &Error{Target: d.target, Reason: SafeValue(prefix+err.Error(), 200), Err: err}
+	return &Error{Target: d.target, Reason: strings.ToValidUTF8(SafeValue(prefix+err.Error(), 200), "?"), Err: err}
 }
 
 // replyReason renders a server reply for X-Popfetch-Reason and logs, e.g.

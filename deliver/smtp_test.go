@@ -18,6 +18,7 @@ import (
 	"sync"
 	"testing"
 	"time"
+	"unicode/utf8"
 
 	"github.com/emersion/go-smtp"
 
@@ -702,6 +703,121 @@ func TestSMTPUTF8(t *testing.T) {
 	}
 }
 
+// checkReasons fails unless every failure's reason is one bounded line of
+// valid UTF-8 without control characters: it goes into X-Popfetch-Reason
+// and the log, and comes from the server.
+func checkReasons(t testing.TB, errs []error) {
+	t.Helper()
+	for i, err := range errs {
+		var de *Error
+		if err == nil || !errors.As(err, &de) {
+			continue
+		}
+		if len(de.Reason) > 200 || !utf8.ValidString(de.Reason) || strings.ContainsFunc(de.Reason, func(r rune) bool { return r < 0x20 || r == 0x7f }) {
+			t.Errorf("result %d reason %q: want one line, at most 200 bytes, valid UTF-8, no control characters", i, de.Reason)
+		}
+	}
+}
+
+// TestSMTPMalformedReplies plays malformed, multiline and oversized
+// replies at each stage (RELIABILITY §3, fetchmail CVE-2025-61962): no
+// hang, no unbounded read, a bounded one-line reason, and success only for
+// a well-formed 2xx to the final dot.
+func TestSMTPMalformedReplies(t *testing.T) {
+	huge := strings.Repeat("x", 2*maxReplyBytes)
+	// afterData plays a normal dialogue for two recipients up to the final
+	// dot, then sends final.
+	afterData := func(final string) func(c net.Conn, r *bufio.Reader) {
+		return func(c net.Conn, r *bufio.Reader) {
+			rawDialogue(c, r, 2)
+			rawReadData(r)
+			io.WriteString(c, final)
+			rawCmd(c, r, "221 bye")
+		}
+	}
+	// afterDataClose sends final and hangs up.
+	afterDataClose := func(final string) func(c net.Conn, r *bufio.Reader) {
+		return func(c net.Conn, r *bufio.Reader) {
+			rawDialogue(c, r, 2)
+			rawReadData(r)
+			io.WriteString(c, final)
+		}
+	}
+	for _, tc := range []struct {
+		name   string
+		lmtp   bool
+		script func(c net.Conn, r *bufio.Reader)
+		want   []string
+	}{
+		{name: "hugeGreetingLine", script: func(c net.Conn, r *bufio.Reader) {
+			io.WriteString(c, "220 "+huge)
+		}, want: []string{"temp:too long a line", "temp:too long a line"}},
+		{name: "manyGreetingLines", script: func(c net.Conn, r *bufio.Reader) {
+			io.WriteString(c, strings.Repeat("220-x\r\n", 400_000)+"220 x\r\n")
+		}, want: []string{"temp:more reply data", "temp:more reply data"}},
+		// A 250 that does not end within the budget is not a delivery.
+		{name: "hugeFinalReply", script: afterData("250 " + huge + "\r\n"), want: []string{"temp:final dot", "temp:final dot"}},
+		{name: "endlessFinalContinuation", script: afterData(strings.Repeat("250-queued\r\n", 200_000) + "250 queued\r\n"), want: []string{"temp:final dot", "temp:final dot"}},
+		{name: "multilineFinal", script: afterData("250-2.0.0 ok\r\n250-2.0.0 still ok\r\n250 2.0.0 queued\r\n"), want: []string{"", ""}},
+		{name: "multilinePermanent", script: afterData("550-5.7.1 first\r\n550-5.7.1 \x1b[2Jsecond\r\n550 5.7.1 third\r\n"),
+			want: []string{"perm:SMTP 550 5.7.1 first", "perm:SMTP 550 5.7.1 first"}},
+		// A continuation with another code does not end the reply; the
+		// drop after it leaves the message undelivered.
+		{name: "mismatchedContinuation", script: afterDataClose("250-ok\r\n550 no\r\n"), want: []string{"temp:final dot", "temp:final dot"}},
+		// net/textproto rejects a bare code (RFC 5321 allows it); that
+		// errs toward a duplicate, never a loss.
+		{name: "codeOnly", script: afterData("250\r\n"), want: []string{"temp:final dot: short response", "temp:final dot: short response"}},
+		{name: "nonNumericCode", script: afterData("2x0 ok\r\n"), want: []string{"temp:final dot: invalid response code", "temp:final dot: invalid response code"}},
+		{name: "code999", script: afterData("999 what\r\n"), want: []string{"temp:SMTP 999", "temp:SMTP 999"}},
+		// The whole reply arrived, only its CRLF is missing.
+		{name: "noCRLFThenClose", script: afterDataClose("250 ok"), want: []string{"", ""}},
+		{name: "cutCodeThenClose", script: afterDataClose("25"), want: []string{"temp:final dot", "temp:final dot"}},
+		{name: "cutContinuationThenClose", script: afterDataClose("250-ok\r\n250"), want: []string{"temp:final dot", "temp:final dot"}},
+		// Lenient like most clients: bare LF ends a reply line.
+		{name: "bareLF", script: func(c net.Conn, r *bufio.Reader) {
+			io.WriteString(c, "220 raw\n")
+			for _, reply := range []string{"250-raw\n250 8BITMIME\n", "250 ok\n", "250 ok\n", "250 ok\n", "354 go\n"} {
+				r.ReadString('\n')
+				io.WriteString(c, reply)
+			}
+			rawReadData(r)
+			io.WriteString(c, "250 ok\n")
+			r.ReadString('\n')
+			io.WriteString(c, "221 bye\n")
+		}, want: []string{"", ""}},
+		{name: "controlAndInvalidUTF8", script: func(c net.Conn, r *bufio.Reader) {
+			io.WriteString(c, "220 raw\r\n")
+			rawCmd(c, r, "250 raw")
+			rawCmd(c, r, "550 5.1.0 \x00bad\xff\xfe\x1b]0;title\x07 sender")
+			rawCmd(c, r, "221 bye")
+		}, want: []string{"perm:SMTP 550 5.1.0", "perm:SMTP 550 5.1.0"}},
+		{name: "longPermanentReason", script: afterData("554 5.6.0 " + strings.Repeat("y", 1900) + "\r\n"), want: []string{"perm:SMTP 554 5.6.0 yyy", "perm:SMTP 554 5.6.0 yyy"}},
+		// Over go-smtp's line limit even a 5xx is only an i/o error:
+		// the message waits on the server rather than being refused on
+		// the strength of a reply nobody could read.
+		{name: "overlongPermanentReason", script: afterData("554 5.6.0 " + strings.Repeat("y", 100_000) + "\r\n"), want: []string{"temp:final dot: smtp: too long a line", "temp:final dot: smtp: too long a line"}},
+		// 334 is an AUTH challenge (the CVE-2025-61962 reply), here in
+		// answer to MAIL: an odd code, temporary, the session ended.
+		{name: "challengeToMail", script: func(c net.Conn, r *bufio.Reader) {
+			io.WriteString(c, "220 raw\r\n")
+			rawCmd(c, r, "250 raw")
+			rawCmd(c, r, "334 "+strings.Repeat("=", 1000))
+			rawCmd(c, r, "221 bye")
+		}, want: []string{"temp:SMTP 334", "temp:SMTP 334"}},
+		{name: "badEnhancedCode", script: afterData("550 5.99999999999999999999.1 x\r\n"), want: []string{"perm:SMTP 550", "perm:SMTP 550"}},
+		{name: "lmtpMultilinePerRecipient", lmtp: true, script: afterData("250-2.0.0 a\r\n250 2.0.0 a ok\r\n452-4.2.2 b\r\n452 4.2.2 b full\r\n"),
+			want: []string{"", "temp:LMTP 452 4.2.2 b b full"}},
+		{name: "lmtpHugeFirstReply", lmtp: true, script: afterData("250 " + huge + "\r\n250 2.0.0 b ok\r\n"), want: []string{"temp:final dot", "temp:final dot"}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			d := NewSMTP(SMTPOptions{Addr: smtpRaw(t, tc.script), LMTP: tc.lmtp, Timeout: 2 * time.Second})
+			errs := d.Deliver(context.Background(), smtpMsg("Subject: x\r\n\r\nbody\r\n"), "s@x", []Recipient{{Address: "a@x"}, {Address: "b@x"}}, nil)
+			checkResults(t, errs, tc.want...)
+			checkReasons(t, errs)
+		})
+	}
+}
+
 // FuzzSMTPReplies feeds arbitrary server output to the client: it must not
 // panic or hang, every failure must be an *Error, and nil (delivered) is
 // allowed only if the client really sent the final dot.
@@ -712,6 +828,9 @@ func FuzzSMTPReplies(f *testing.F) {
 	f.Add([]byte("220-x\r\n220 x\r\n250 x\n250 x\r\n25"), false)
 	f.Add([]byte("220 x\r\n250 x\r\n334 =\r\n999 \xff\x00\r\n"), true)
 	f.Add([]byte("220 x\r\n250 x\r\n250 x\r\n250 x\r\n354 x\r\n250-x\r\n250 x\r\n"), true)
+	f.Add([]byte("220 x\r\n250 x\r\n250 x\r\n250 x\r\n250 x\r\n354 x\r\n250-ok\r\n550 no\r\n"), false)
+	f.Add([]byte("220 x\n250 x\n250 x\n250 x\n250 x\n354 x\n250"), false)
+	f.Add([]byte("220 x\r\n250 x\r\n334 "+strings.Repeat("=", 2100)+"\r\n"), false)
 	f.Fuzz(func(t *testing.T, script []byte, lmtp bool) {
 		l, err := net.Listen("tcp", "127.0.0.1:0")
 		if err != nil {
@@ -744,6 +863,7 @@ func FuzzSMTPReplies(f *testing.F) {
 				t.Errorf("result %d = %v; want *Error", i, err)
 			}
 		}
+		checkReasons(t, errs)
 	})
 }
 
