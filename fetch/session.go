@@ -134,6 +134,9 @@ type session struct {
 	store  *uidl.Store
 	c      *conn
 	disp   Dispatcher
+	// retrieved counts the messages whose RETR reply was read whole: each
+	// is one the server may consider retrieved (RFC 2449 EXPIRE).
+	retrieved int
 }
 
 func (s *session) run(ctx context.Context) error {
@@ -191,6 +194,7 @@ func (s *session) run(ctx context.Context) error {
 	if s.keepConnUpdate() {
 		return s.c.quit()
 	}
+	s.log.Info("closing without QUIT: the server may expire retrieved messages (EXPIRE 0) and not all of them were delivered", "messages", s.retrieved, "delivered", s.res.Delivered)
 	return nil
 }
 
@@ -246,10 +250,14 @@ func syncDir(dir string) error {
 }
 
 // keepConnUpdate reports whether to end with QUIT. A server with EXPIRE 0
-// may delete what was retrieved on its own in the UPDATE state, so after a
-// failed delivery the connection is dropped instead (RFC 2449 §6.7).
+// may delete what was retrieved on its own in the UPDATE state (RFC 2449
+// §6.7), so unless every message retrieved in this session was delivered
+// (none failed, none was left undelivered by a graceful stop) the
+// connection is dropped instead: without QUIT no UPDATE state happens and
+// nothing is removed (RFC 1939 §6). Recorded messages are deleted by the
+// next poll.
 func (s *session) keepConnUpdate() bool {
-	return !(s.c.caps.expire0 && s.res.Failed > 0)
+	return !s.c.caps.expire0 || s.res.Failed == 0 && s.retrieved == s.res.Delivered
 }
 
 // transact is the TRANSACTION state: list, select, fetch, deliver, record,
@@ -593,6 +601,7 @@ func (s *session) retrieve(e entry) (*deliver.Message, error) {
 	if err != nil {
 		return nil, fmt.Errorf("retr %d (uid %s): %w", e.Num, e.UID, err)
 	}
+	s.retrieved++
 	return &deliver.Message{Account: s.a.Name, Server: s.a.Server, User: s.a.Username, UID: e.UID, Fetched: s.p.now(), Raw: raw}, nil
 }
 

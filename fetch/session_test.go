@@ -664,17 +664,62 @@ func TestPollCancelAbortsWithoutQuit(t *testing.T) {
 	}
 }
 
+// A server with EXPIRE 0 may remove every retrieved message in the UPDATE
+// state, delivered or not (RFC 2449 §6.7). So a session that retrieved a
+// message it did not deliver, for whatever reason, must end without QUIT.
 func TestPollExpireZeroDropsWithoutQuitAfterFailure(t *testing.T) {
-	srv := pop3test.NewServer(t, pop3test.Options{Messages: msgs(2), Capa: []string{"USER", "UIDL", "EXPIRE 0"}})
-	a := testAccount(t, srv)
-	a.Keep = true
-	rec := &recorder{fail: func(uid string) error { return errors.New("nope") }}
-	poller(rec).Poll(context.Background(), a)
-	for _, c := range srv.Commands() {
-		if c == "QUIT" {
+	quitSent := func(srv *pop3test.Server) bool { return slices.Contains(srv.Commands(), "QUIT") }
+	t.Run("delivery failed", func(t *testing.T) {
+		srv := pop3test.NewServer(t, pop3test.Options{Messages: msgs(2), Capa: []string{"USER", "UIDL", "EXPIRE 0"}})
+		a := testAccount(t, srv)
+		a.Keep = true
+		rec := &recorder{fail: func(uid string) error { return errors.New("nope") }}
+		poller(rec).Poll(context.Background(), a)
+		if quitSent(srv) {
 			t.Fatal("QUIT sent after a failed delivery on an EXPIRE 0 server")
 		}
-	}
+	})
+	// A graceful stop reads the RETR replies already on their way but
+	// delivers none of them: those messages were retrieved, not delivered.
+	t.Run("graceful stop", func(t *testing.T) {
+		srv := pop3test.NewServer(t, pop3test.Options{Messages: msgs(50), Capa: []string{"USER", "UIDL", "PIPELINING", "EXPIRE 0"}})
+		a := testAccount(t, srv)
+		stop := make(chan struct{})
+		calls := 0
+		rec := &recorder{fail: func(uid string) error {
+			if calls++; calls == 3 {
+				close(stop)
+			}
+			return nil
+		}}
+		res := poller(rec).Poll(WithGraceful(context.Background(), stop), a)
+		if res.Err != nil || res.Delivered >= 50 {
+			t.Fatalf("Poll = %+v; want a stop part-way", res)
+		}
+		if quitSent(srv) {
+			t.Fatalf("QUIT sent with %d of 50 messages retrieved but not delivered on an EXPIRE 0 server", 50-res.Delivered)
+		}
+		// Nothing is lost: the next poll delivers the rest and deletes
+		// everything, delivering nothing twice.
+		res = poller(rec).Poll(context.Background(), a)
+		if res.Err != nil || len(srv.Messages()) != 0 {
+			t.Fatalf("second Poll = %+v, server %d", res, len(srv.Messages()))
+		}
+		got := slices.Clone(rec.got)
+		slices.Sort(got)
+		if len(slices.Compact(got)) != 50 || len(rec.got) != 50 {
+			t.Fatalf("%d deliveries of %d messages; want each of the 50 once", len(rec.got), len(slices.Compact(got)))
+		}
+	})
+	// Everything retrieved was delivered: QUIT as usual, so that the DELEs
+	// take effect.
+	t.Run("all delivered", func(t *testing.T) {
+		srv := pop3test.NewServer(t, pop3test.Options{Messages: msgs(3), Capa: []string{"USER", "UIDL", "PIPELINING", "EXPIRE 0"}})
+		a := testAccount(t, srv)
+		if res := poller(&recorder{}).Poll(context.Background(), a); res.Err != nil || res.Delivered != 3 || !quitSent(srv) || len(srv.Messages()) != 0 {
+			t.Fatalf("Poll = %+v, QUIT sent %v, server %d", res, quitSent(srv), len(srv.Messages()))
+		}
+	})
 }
 
 func TestPollPermanentFailureToPostmaster(t *testing.T) {
