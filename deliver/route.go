@@ -19,20 +19,29 @@ import (
 // Multidrop routing (RELIABILITY §4): one catch-all POP3 mailbox is split
 // among local users by the message header. RouteHeader is a pure function of
 // the header bytes and the Rules, so every decision is table- and
-// fuzz-testable; the fetch package delivers to Route.Rcpts, or to the
-// postmaster with Route.Reason when Rcpts is empty.
+// fuzz-testable; the fetch package delivers to Route.Rcpts, and to the
+// postmaster with Route.Reason when Rcpts is empty or the route is partial.
 //
-// Addresses are parsed by this file's own RFC 5322 §3.4 parser, not by
-// net/mail (which go-message's mail.ParseAddressList wraps): net/mail
-// rejects whole lists for inputs the spec requires us to route
-// ("joe(comment)@example.com", "(x) joe@example.com (y)", obs-route
-// "<@relay:joe@example.com>", "joe@example.com.", one bad address among
-// good ones), drops the quoting of local parts, and has had quadratic and
-// recursive-descent DoS bugs (CVE-2025-61725, CVE-2026-39820,
-// CVE-2026-42499). The parser below is a single left-to-right scan per
-// header value with no recursion, so its cost is linear in the header size
-// (CVE-2002-1365). go-message's textproto reads the header fields and its
-// mail package parses Message-ID.
+// Addresses are parsed in two steps. splitList, this file's own single
+// left-to-right scan (no recursion, linear in the header size,
+// CVE-2002-1365), cuts a header value into one piece per mailbox: net/mail
+// (which go-message's mail.ParseAddressList wraps) rejects a whole list for
+// one bad address, so it cannot do that step without losing the good ones.
+// Each piece then goes to go-message's mail.ParseAddress first, the common
+// RFC 5322 parser the issue asks for; the addr-spec it returns is split at
+// its last '@' and checked like any other (parseLocal, normDomain: length,
+// unsafe characters, NFC, IDNA). The own parser (parseMailboxOwn) stays as
+// the fallback for what net/mail rejects but the spec requires us to route
+// ("joe(comment)@example.com" after splitList's comment removal,
+// obs-route "<@relay:joe@example.com>", "joe@example.com."), for quoted
+// local parts (net/mail returns them unquoted, so `"joe@x"@example.com`
+// would come back as joe@x@example.com and split at the wrong '@'), for
+// group syntax (splitList's job: net/mail would accept a nested group), and
+// for pieces over maxGoParse bytes, so net/mail's quadratic and
+// recursive-descent DoS history (CVE-2025-61725, CVE-2026-39820,
+// CVE-2026-42499) cannot cost more than a bounded amount per piece.
+// go-message's textproto reads the header fields and its mail package
+// parses Message-ID.
 
 // Rules is the routing policy of one multidrop account (translated from
 // rcfile.Multidrop by the fetch package). The zero value of a field means
@@ -40,9 +49,16 @@ import (
 // translator, except EnvelopeCount and MaxRecipients whose zero means the
 // default here too.
 type Rules struct {
-	LocalDomains    []string // lower-case A-labels; "*.example.com" matches example.com and its subdomains
-	EnvelopeHeader  string   // "Delivered-To", "X-Original-To", "Envelope-To", "X-Envelope-To", "Received", or "" (none)
-	EnvelopeCount   int      // trust only the topmost N occurrences (default 1; lower ones can be forged by the sender)
+	LocalDomains   []string // lower-case A-labels; "*.example.com" matches the subdomains of example.com, not example.com itself
+	EnvelopeHeader string   // "Delivered-To", "X-Original-To", "Envelope-To", "X-Envelope-To", "Received", or "" (none)
+	EnvelopeCount  int      // trust only the topmost N occurrences (default 1; lower ones can be forged by the sender); for "Received", only the topmost N Received lines
+	// EnvelopeIgnore are addresses an envelope header names on every
+	// message, so they say nothing about its recipient: the catch-all
+	// mailbox itself (a Postfix virtual catch-all stamps
+	// "Delivered-To: catchall@example.com" on all mail). They are never
+	// recipients, and an envelope header naming only these counts as
+	// absent.
+	EnvelopeIgnore  []string
 	ReceivedBy      string   // for "Received": only a Received line whose "by" host equals this counts ("" = any)
 	FallbackHeaders []string // e.g. To, Cc, Resent-To, Resent-Cc, Apparently-To; empty = no guessing
 	DetailDelimiter string   // "+" usually; "" = none; strips "joe+lists" → "joe" when "joe+lists" is not mapped itself
@@ -56,33 +72,57 @@ type Rules struct {
 //
 // Rcpts empty means: deliver to the postmaster, with Reason as the
 // X-Popfetch-Reason (never drop the message). Rcpts non-empty with a
-// non-empty Reason means a partial route: the message goes to Rcpts and
-// Reason says what was not routed (unknown users, unparseable addresses,
-// the recipient cap, a loop for some recipients) for the log.
+// non-empty Reason is a partial route (Partial): the message goes to Rcpts,
+// and Reason says what was not routed (unknown users, unparseable
+// addresses, the recipient or user cap, a header cut at MaxHeaderBytes, a
+// loop for some recipients), so that the postmaster gets a copy too.
 type Route struct {
 	Rcpts   []Recipient // one per local user, in first-seen order
 	Via     string      // "envelope Delivered-To", "header To/Cc", ...
 	Reason  string      // why nothing (or not everything) was routed
 	Unknown []string    // local-domain addresses with no user
-	// Loop is set when every local recipient was dropped because the
-	// message already carries a Delivered-To line below its topmost
-	// Received line naming that recipient's address (it went through
-	// popfetch, or a local delivery, before). Rcpts is then empty and
-	// Reason starts with "mail loop". Recommended handling: deliver to the
-	// postmaster (or a quarantine Maildir) once and DELE, like any
-	// unroutable message. Re-routing it to the users would continue the
-	// loop, and leaving it on the server would refetch it every poll.
+	// Loop is set when the message is quarantined as a mail loop: every
+	// local recipient was dropped because popfetch delivered this message
+	// to that address before (see collectLoopMarkers), or the message
+	// already passed through popfetch MaxPopfetchHops times. Rcpts is then
+	// empty and Reason starts with "mail loop". Recommended handling:
+	// deliver to the postmaster (or a quarantine Maildir) once and DELE,
+	// like any unroutable message. Re-routing it to the users would
+	// continue the loop, and leaving it on the server would refetch it
+	// every poll.
 	Loop bool
 }
+
+// Partial reports whether the message goes to some users while something
+// else named in it was not routed (Reason says what): the postmaster
+// should get a copy too, or the rest is dropped without a trace.
+func (r Route) Partial() bool { return len(r.Rcpts) > 0 && r.Reason != "" }
 
 // Limits of RouteHeader (CVE-2002-1174, CVE-2002-1365).
 const (
 	MaxHeaderBytes       = 1 << 20 // header bytes read; the rest is ignored and noted
 	DefaultMaxRecipients = 1000
-	maxLocalPart         = 64  // RFC 5321 §4.5.3.1.1
-	maxDomain            = 255 // RFC 5321 §4.5.3.1.2
-	maxListed            = 5   // addresses named in Reason before "and N more"
-	maxSnippet           = 60  // bytes of a bad address quoted in Reason
+	// MaxRoutedUsers caps the users one message is delivered to; the
+	// others are named in Reason (a partial route, so the postmaster gets
+	// the message for them). The UIDL store keeps at most
+	// uidl.MaxRecipients (1000) progress records per message, one per user
+	// plus one for the postmaster: an alias expanding past that could never
+	// be recorded as done, so the message would never be deleted and the
+	// users past the cap would get it again every poll.
+	MaxRoutedUsers = 500
+	// MaxPopfetchHops is how many of popfetch's own Received fields a
+	// message may carry before it is quarantined as a loop: a loop through
+	// SMTP or a forward adds no Delivered-To of popfetch's own, but every
+	// trip through popfetch adds its Received field.
+	MaxPopfetchHops = 3
+	// maxGoParse bounds the pieces handed to go-message's parser (see the
+	// top of this file); longer ones go to the linear own parser. 998 is
+	// RFC 5322 §2.1.1's line limit: a real mailbox fits.
+	maxGoParse   = 998
+	maxLocalPart = 64  // RFC 5321 §4.5.3.1.1
+	maxDomain    = 255 // RFC 5321 §4.5.3.1.2
+	maxListed    = 5   // addresses named in Reason before "and N more"
+	maxSnippet   = 60  // bytes of a bad address quoted in Reason
 )
 
 // envelopeHeaders and fallbackHeaders are the only header fields routing
@@ -174,11 +214,15 @@ type router struct {
 
 	route    Route
 	users    map[string]bool
+	overCap  []string // users past MaxRoutedUsers
 	unknown  map[string]bool
 	bad      []string // `To: "snippet"` of unparseable addresses
 	loops    []string // addresses dropped as a loop
 	loopSet  map[string]bool
-	local    bool // the current source named a local-domain address
+	hops     int             // popfetch's own Received fields
+	ignore   map[string]bool // EnvelopeIgnore, as addrKey
+	ignored  []string        // envelope addresses skipped by ignore
+	local    bool            // the current source named a local-domain address
 	viaHdrs  []string
 	details  []string // why nothing was found, for "no local recipient found (...)"
 	viaSeen  map[string]bool
@@ -192,19 +236,23 @@ type router struct {
 // Order (RELIABILITY §4):
 //  1. The envelope header, if configured: only its topmost EnvelopeCount
 //     occurrences (lower ones are part of what the sender wrote). For
-//     "Received", only lines whose "by" host is ReceivedBy, and only a
-//     single uncommented "for <addr>" clause. An envelope that names any
-//     address in a local domain is authoritative, even if that user is
-//     unknown: the provider said whom this copy is for, and guessing from
-//     To/Cc would hand Bcc copies to the wrong user and duplicate copies
-//     the provider stored for the To recipients themselves.
-//  2. Otherwise the FallbackHeaders in header order (never From, Reply-To
-//     or Sender).
+//     "Received", only the topmost EnvelopeCount Received lines, of those
+//     only lines whose "by" host is ReceivedBy, and only a single
+//     uncommented "for <addr>" clause. Addresses in EnvelopeIgnore (the
+//     catch-all mailbox itself) are skipped. An envelope that names any
+//     other address in a local domain is authoritative, even if that user
+//     is unknown: the provider said whom this copy is for, and guessing
+//     from To/Cc would hand Bcc copies to the wrong user and duplicate
+//     copies the provider stored for the To recipients themselves.
+//  2. Otherwise (no envelope header, or one naming only ignored or
+//     non-local addresses) the FallbackHeaders in header order (never
+//     From, Reply-To or Sender).
 //
 // Only addresses in LocalDomains that the Directory maps are delivered;
 // everything else is ignored (never relayed off-host). Display names and
 // comments are never scraped for addresses. The result never contains a
-// user twice.
+// user twice, nor more than MaxRoutedUsers users. Recipients popfetch
+// already delivered this message to are dropped as a loop.
 func RouteHeader(raw []byte, r *Rules) Route {
 	if r == nil {
 		r = &Rules{}
@@ -219,6 +267,14 @@ func RouteHeader(raw []byte, r *Rules) Route {
 	}
 	if rt.max <= 0 {
 		rt.max = DefaultMaxRecipients
+	}
+	for _, ig := range r.EnvelopeIgnore {
+		if a, ok := parseMailbox(ig); ok && !a.empty {
+			if rt.ignore == nil {
+				rt.ignore = make(map[string]bool)
+			}
+			rt.ignore[rt.addrKey(a)] = true
+		}
 	}
 	for _, ld := range r.LocalDomains {
 		ld = strings.TrimSpace(ld)
@@ -291,15 +347,17 @@ func (rt *router) envelope(fs []field) map[int]bool {
 		if f.key != key {
 			continue
 		}
+		// Counted before the "by" check: only the topmost N lines
+		// were written by the provider. If its own line does not
+		// match received_by (a changed host name, a new internal
+		// relay), looking further down would reach lines the sender
+		// wrote, which may say "by mx.isp.example for <root@...>".
+		n--
 		if key == "Received" {
 			host, ok := receivedBy(f.value)
 			if by != "" && (!ok || host != by) {
-				// Another hop (e.g. the provider's internal relay
-				// above its MX): not the configured stamp; keep
-				// looking down for it, but never past it.
 				continue
 			}
-			n--
 			used[i] = true
 			matched++
 			addr, ok := receivedFor(f.value)
@@ -310,19 +368,27 @@ func (rt *router) envelope(fs []field) map[int]bool {
 			rt.list(addr, "Received", true)
 			continue
 		}
-		n--
 		used[i] = true
 		matched++
 		rt.list(f.value, key, true)
 	}
-	if matched == 0 {
-		if key == "Received" {
-			rt.details = append(rt.details, "no Received by "+snippet(rt.r.ReceivedBy))
-		} else if hasReceived(fs) {
-			rt.details = append(rt.details, "no "+key+" header above the first Received")
-		} else {
-			rt.details = append(rt.details, "no "+key+" header")
+	switch {
+	case matched == 0 && key == "Received":
+		where := "the topmost Received line"
+		if c := rt.r.EnvelopeCount; c > 1 {
+			where = fmt.Sprintf("the topmost %d Received lines", c)
 		}
+		if by == "" {
+			rt.details = append(rt.details, "no Received line")
+		} else {
+			rt.details = append(rt.details, "no Received by "+snippet(rt.r.ReceivedBy)+" in "+where)
+		}
+	case matched == 0 && hasReceived(fs):
+		rt.details = append(rt.details, "no "+key+" header above the first Received")
+	case matched == 0:
+		rt.details = append(rt.details, "no "+key+" header")
+	case len(rt.ignored) > 0 && !rt.local:
+		rt.details = append(rt.details, key+" names only the mailbox itself ("+listSome(rt.ignored)+")")
 	}
 	return used
 }
@@ -374,34 +440,69 @@ func (rt *router) fallbackHeaders(fs []field) {
 	}
 }
 
-// collectLoopMarkers records the Delivered-To addresses that prove an
-// earlier local delivery: those below the topmost Received field. A
-// Delivered-To above every Received line is the provider's stamp for the
-// delivery into the POP3 mailbox itself (Postfix, qmail and Exim prepend it
-// at final delivery), not a loop; popfetch's own Delivered-To sits below
-// the Received lines that a message picks up when it travels out and back.
+// collectLoopMarkers finds the traces of earlier trips through popfetch.
+// Every copy popfetch delivers starts with its own Received field ("by
+// HOST with POP3 (popfetch VERSION)", header.go), and the recipient's
+// Delivered-To directly below it (maildir.go, mda.go, and smtp.go for a
+// single-RCPT transaction write them in that order); a multi-RCPT SMTP
+// copy has none of its own, so the field below is the provider's stamp of
+// that earlier trip. Such a Delivered-To names an address this message
+// was already delivered to.
+// Any other Delivered-To is not evidence of a loop: providers differ in
+// whether they write their Received above or below their Delivered-To,
+// and a sender can write any number of them. The popfetch Received fields
+// are counted too (hops), for loops that add no Delivered-To at all.
 func (rt *router) collectLoopMarkers(fs []field, envIdx map[int]bool) {
-	below := false
 	budget := rt.max
 	for i, f := range fs {
-		if f.key == "Received" {
-			below = true
+		if f.key != "Received" || !isPopfetchReceived(f.value) {
 			continue
 		}
-		if !below || f.key != "Delivered-To" || envIdx[i] {
+		rt.hops++
+		if i+1 >= len(fs) || budget <= 0 {
 			continue
 		}
-		splitList(f.value, func(p string, bad bool) bool {
+		next := fs[i+1]
+		if next.key != "Delivered-To" || envIdx[i+1] {
+			continue
+		}
+		splitList(next.value, func(p string, bad bool) bool {
 			budget--
-			if a, ok := parseMailbox(p); ok && !bad {
+			if a, ok := parseMailbox(p); ok && !bad && !a.empty {
 				rt.loopSet[strings.ToLower(a.String())] = true
 			}
 			return budget > 0
 		})
-		if budget <= 0 {
-			return
-		}
 	}
+}
+
+// isPopfetchReceived reports whether a Received value is popfetch's own
+// trace field (see Received in header.go): "with POP3 (popfetch" with any
+// white space, including a fold, between the words. Linear in len(v).
+func isPopfetchReceived(v string) bool {
+	for rest := v; ; {
+		i := strings.Index(rest, "(popfetch")
+		if i < 0 {
+			return false
+		}
+		if w, ok := cutLastWord(rest[:i], "POP3"); ok {
+			if _, ok := cutLastWord(w, "with"); ok {
+				return true
+			}
+		}
+		rest = rest[i+1:]
+	}
+}
+
+// cutLastWord removes trailing white space and then word from s; ok is
+// false unless s ends in word as a whole word.
+func cutLastWord(s, word string) (string, bool) {
+	s = strings.TrimRight(s, " \t\r\n")
+	p, ok := strings.CutSuffix(s, word)
+	if !ok || p != "" && strings.IndexByte(" \t\r\n", p[len(p)-1]) < 0 {
+		return "", false
+	}
+	return p, true
 }
 
 // list routes every address of one header value.
@@ -431,6 +532,14 @@ func (rt *router) list(v, hdr string, env bool) {
 
 // add routes one parsed address.
 func (rt *router) add(a addr, hdr string, env bool) {
+	if env && rt.ignore[rt.addrKey(a)] {
+		// Named on every message (the catch-all mailbox itself):
+		// neither a recipient nor a reason to skip To/Cc.
+		if !contains(rt.ignored, a.String()) { // at most len(EnvelopeIgnore) entries
+			rt.ignored = append(rt.ignored, a.String())
+		}
+		return
+	}
 	local, domain := a.local, a.domain
 	rcptDomain := domain
 	switch {
@@ -461,12 +570,26 @@ func (rt *router) add(a addr, hdr string, env bool) {
 			continue
 		}
 		rt.users[u] = true
+		if len(rt.route.Rcpts) >= MaxRoutedUsers {
+			rt.overCap = append(rt.overCap, u)
+			continue
+		}
 		rt.route.Rcpts = append(rt.route.Rcpts, Recipient{User: u, Address: address, Domain: rcptDomain})
 	}
 	if !rt.viaSeen[hdr] {
 		rt.viaSeen[hdr] = true
 		rt.viaHdrs = append(rt.viaHdrs, hdr)
 	}
+}
+
+// addrKey is the comparison form of an address for EnvelopeIgnore: the
+// local part folded like the Directory folds it, the normalised domain.
+func (rt *router) addrKey(a addr) string {
+	local := a.local
+	if !rt.r.CaseSensitive {
+		local = strings.ToLower(local)
+	}
+	return local + "@" + a.domain
 }
 
 // lookup maps a local part to users: the full local part first (an explicit
@@ -556,11 +679,22 @@ func (rt *router) finish(truncated bool) {
 	// Limits are notes, not reasons of their own: they explain why the
 	// route may be incomplete (RELIABILITY §4: partial results plus a
 	// note, never a silent drop).
+	if len(rt.overCap) > 0 {
+		parts = append(parts, fmt.Sprintf("more than %d users: not routed to %s", MaxRoutedUsers, listSome(rt.overCap)))
+	}
 	if rt.capped {
 		parts = append(parts, fmt.Sprintf("recipient cap reached after %d addresses", rt.examined))
 	}
 	if truncated {
 		parts = append(parts, "header truncated at 1 MiB")
+	}
+	if rt.hops >= MaxPopfetchHops {
+		// Whatever the routing found, a message that keeps coming back
+		// through popfetch is quarantined; the other findings stay in
+		// the reason for whoever untangles the loop.
+		r.Rcpts = nil
+		r.Loop = true
+		parts = append([]string{fmt.Sprintf("mail loop: already fetched by popfetch %d times", rt.hops)}, parts...)
 	}
 	r.Reason = strings.Join(parts, "; ")
 }
@@ -593,12 +727,14 @@ func hasPrefixFold(s, prefix string, caseSensitive bool) bool {
 }
 
 // isLocal reports whether the normalised domain is one of LocalDomains. A
-// "*.example.com" entry matches example.com and every subdomain. Domain
-// literals ("[192.0.2.1]") and "localhost" match only when listed.
+// "*.example.com" entry matches every subdomain of example.com but not
+// example.com itself, as the rc file's validation and popfetch.hcl(5)
+// say: whoever wants both lists both. Domain literals ("[192.0.2.1]") and
+// "localhost" match only when listed.
 func (rt *router) isLocal(domain string) bool {
 	for _, ld := range rt.domains {
 		if rest, ok := strings.CutPrefix(ld, "*."); ok {
-			if domain == rest || strings.HasSuffix(domain, "."+rest) {
+			if strings.HasSuffix(domain, "."+rest) {
 				return true
 			}
 			continue
@@ -832,8 +968,8 @@ func (a addr) String() string { return a.local + "@" + a.domain }
 // parseMailbox parses one piece from splitList: an addr-spec, or an
 // angle-addr with an ignored display name in front (RFC 5322 §3.4). The
 // display name is never looked at, so `"admin@example.com" <eve@evil.test>`
-// yields eve@evil.test only. An obs-route (§4.4, "<@relay:joe@x>") is
-// dropped in favour of the final addr-spec.
+// yields eve@evil.test only. go-message's parser is tried first, this
+// file's own parser is the fallback (see the top of this file).
 func parseMailbox(p string) (addr, bool) {
 	p = trimWSP(p)
 	if p == "" {
@@ -847,6 +983,56 @@ func parseMailbox(p string) (addr, bool) {
 			return addr{}, false
 		}
 	}
+	if a, ok, used := parseMailboxGo(p); used {
+		return a, ok
+	}
+	return parseMailboxOwn(p)
+}
+
+// parseMailboxGo parses p with go-message's mail.ParseAddress. used is
+// false when the own parser must decide instead: p is too long, has group
+// syntax or a quoted local part, or go-message rejects it. When used, ok
+// says whether the addr-spec passed the same local-part and domain checks
+// the own parser applies.
+func parseMailboxGo(p string) (a addr, ok, used bool) {
+	if len(p) > maxGoParse || strings.IndexByte(p, ':') >= 0 {
+		// ':' is a group (splitList already opened the only one
+		// allowed; net/mail would accept a nested one) or an
+		// obs-route, which net/mail rejects anyway.
+		return addr{}, false, false
+	}
+	spec := p
+	if lt := indexUnquoted(p, '<'); lt >= 0 {
+		spec = p[lt:]
+	}
+	if strings.IndexByte(spec, '"') >= 0 {
+		// net/mail returns a quoted local part unquoted: "joe@x"@y
+		// would come back as joe@x@y.
+		return addr{}, false, false
+	}
+	ma, err := mail.ParseAddress(p)
+	if err != nil {
+		return addr{}, false, false
+	}
+	at := strings.LastIndexByte(ma.Address, '@')
+	if at <= 0 {
+		return addr{}, false, false
+	}
+	local, quoted, ok := parseLocal(ma.Address[:at])
+	if !ok {
+		return addr{}, false, true
+	}
+	dom, ok := normDomain(ma.Address[at+1:])
+	if !ok {
+		return addr{}, false, true
+	}
+	return addr{local: local, domain: dom, quoted: quoted}, true, true
+}
+
+// parseMailboxOwn is this file's own parser for one piece (control
+// characters already rejected by parseMailbox). An obs-route (§4.4,
+// "<@relay:joe@x>") is dropped in favour of the final addr-spec.
+func parseMailboxOwn(p string) (addr, bool) {
 	spec := p
 	if lt := indexUnquoted(p, '<'); lt >= 0 {
 		rest := p[lt+1:]
@@ -1141,37 +1327,4 @@ func MessageID(raw []byte) string {
 		return id
 	}
 	return ""
-}
-
-// Deduper suppresses a second copy of a message for the same user within
-// one poll, by Message-ID: the same message fetched twice (the provider
-// stored one copy per local recipient, and header guessing routed both to
-// the same user). It is off by default in the rc file, because distinct
-// messages can share a Message-ID (RELIABILITY §4: header-MD5 duplicate
-// suppression can drop legitimate copies). Not safe for concurrent use;
-// make one per poll.
-type Deduper struct {
-	seen map[dedupeKey]struct{}
-}
-
-// dedupeKey is a struct, not a joined string, so no user name and
-// Message-ID pair can collide with another.
-type dedupeKey struct{ user, id string }
-
-// NewDeduper returns an empty Deduper.
-func NewDeduper() *Deduper { return &Deduper{seen: make(map[dedupeKey]struct{})} }
-
-// Seen records (user, messageID) and reports whether it was recorded
-// before. An empty messageID is never a duplicate: without an ID two
-// messages cannot be told apart, and dropping one would lose mail.
-func (d *Deduper) Seen(user, messageID string) bool {
-	if messageID == "" {
-		return false
-	}
-	k := dedupeKey{user, messageID}
-	if _, ok := d.seen[k]; ok {
-		return true
-	}
-	d.seen[k] = struct{}{}
-	return false
 }

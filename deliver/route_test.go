@@ -2,6 +2,7 @@ package deliver
 
 import (
 	"bytes"
+	"context"
 	"flag"
 	"fmt"
 	"os"
@@ -147,6 +148,8 @@ func (c routeCase) build(t *testing.T) ([]byte, *Rules) {
 			r.LocalDomains = strings.Split(val, ",")
 		case "@max":
 			r.MaxRecipients, _ = strconv.Atoi(val)
+		case "@ignore":
+			r.EnvelopeIgnore = strings.Split(val, ",")
 		case "@lf":
 			eol = "\n"
 		default:
@@ -253,6 +256,9 @@ func checkRouteInvariants(t testing.TB, name string, rt Route, r *Rules) {
 	}
 	if rt.Loop && len(rt.Rcpts) > 0 {
 		t.Errorf("%s: Loop set with recipients", name)
+	}
+	if len(rt.Rcpts) > MaxRoutedUsers {
+		t.Errorf("%s: %d recipients; at most MaxRoutedUsers (%d)", name, len(rt.Rcpts), MaxRoutedUsers)
 	}
 	users := map[string]bool{}
 	for _, rc := range rt.Rcpts {
@@ -476,6 +482,121 @@ func TestRouteDoesNotMutateInput(t *testing.T) {
 	}
 }
 
+// TestRouteUserCap: an alias reaching more users than the UIDL store can
+// record per message gives a partial route capped at MaxRoutedUsers; the
+// rest are named in Reason (for the postmaster copy), none is dropped
+// silently and none is routed twice.
+func TestRouteUserCap(t *testing.T) {
+	const n = MaxRoutedUsers + 100
+	users := map[string][]string{}
+	var names []string
+	for i := range n {
+		u := fmt.Sprintf("u%03d", i)
+		users[u] = []string{u}
+		names = append(names, u)
+	}
+	aliases := filepath.Join(t.TempDir(), "aliases")
+	if err := os.WriteFile(aliases, []byte("everyone: "+strings.Join(names, ", ")+"\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	d := NewDirectory(users, false)
+	if err := d.LoadAliases(aliases); err != nil {
+		t.Fatal(err)
+	}
+	r := &Rules{LocalDomains: []string{"example.com"}, FallbackHeaders: []string{"To"}, Directory: d}
+	for _, hdr := range []string{
+		"To: everyone@example.com\r\n",
+		"To: " + strings.Join(names, "@example.com, ") + "@example.com\r\n",
+		"To: u000@example.com, everyone@example.com\r\n", // u000 counted once
+	} {
+		got := RouteHeader([]byte(hdr+"\r\nbody\r\n"), r)
+		checkRouteInvariants(t, "user cap", got, r)
+		if len(got.Rcpts) != MaxRoutedUsers || !got.Partial() {
+			t.Fatalf("RouteHeader(%.40q...) = %d recipients, partial %v; want %d, partial", hdr, len(got.Rcpts), got.Partial(), MaxRoutedUsers)
+		}
+		want := fmt.Sprintf("more than %d users: not routed to u%03d, ", MaxRoutedUsers, MaxRoutedUsers)
+		if !strings.HasPrefix(got.Reason, want) || !strings.HasSuffix(got.Reason, "(and 95 more)") {
+			t.Errorf("Reason = %q; want %q... (and 95 more)", got.Reason, want)
+		}
+		if got.Rcpts[0].User != "u000" || got.Rcpts[MaxRoutedUsers-1].User != fmt.Sprintf("u%03d", MaxRoutedUsers-1) {
+			t.Errorf("recipients %s..%s; want the first %d in order", got.Rcpts[0].User, got.Rcpts[len(got.Rcpts)-1].User, MaxRoutedUsers)
+		}
+	}
+}
+
+// TestRouteLoopOfOwnMaildirCopy routes what popfetch's Maildir target
+// really wrote: a copy that comes back (a user's forward to the domain)
+// is a loop for that user, and for no one else. This ties
+// collectLoopMarkers to the order maildir.go writes Received and
+// Delivered-To in.
+func TestRouteLoopOfOwnMaildirCopy(t *testing.T) {
+	dir := filepath.Join(t.TempDir(), "Maildir")
+	md := NewMaildir(dir, MaildirOptions{LocalHost: "host.example.com"})
+	orig := "Delivered-To: alice@example.com\r\nReceived: from a.test by mx.isp.example; Tue, 1 Jan 2030 00:00:00 +0000\r\n" +
+		"To: alice@example.com, bob@example.com\r\nSubject: x\r\n\r\nbody\r\n"
+	m := &Message{Account: "example.com", Server: "pop.isp.example", User: "catchall", UID: "17", Raw: []byte(orig)}
+	rc := Recipient{User: "alice", Address: "alice@example.com", Domain: "example.com"}
+	if errs := md.Deliver(context.Background(), m, "", []Recipient{rc}, nil); errs[0] != nil {
+		t.Fatal(errs[0])
+	}
+	names, err := os.ReadDir(filepath.Join(dir, "new"))
+	if err != nil || len(names) != 1 {
+		t.Fatalf("new/ = %v, %v", names, err)
+	}
+	stored, err := os.ReadFile(filepath.Join(dir, "new", names[0].Name()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	// The copy is forwarded back to the domain: the provider stamps it
+	// again on top.
+	back := append([]byte("Delivered-To: alice@example.com\nReceived: from host.example.com by mx.isp.example; Tue, 1 Jan 2030 00:01:00 +0000\n"), stored...)
+	got := RouteHeader(back, fixtureRules(t, false))
+	if !got.Loop || len(got.Rcpts) != 0 || got.Reason != "mail loop: already delivered to alice@example.com" {
+		t.Errorf("returned copy for alice: %+v; want a loop", got)
+	}
+	// The same copy forwarded to bob is not a loop for bob.
+	back = append([]byte("Delivered-To: bob@example.com\nReceived: from host.example.com by mx.isp.example; Tue, 1 Jan 2030 00:01:00 +0000\n"), stored...)
+	got = RouteHeader(back, fixtureRules(t, false))
+	if got.Loop || len(got.Rcpts) != 1 || got.Rcpts[0].User != "bob" || got.Reason != "" {
+		t.Errorf("copy forwarded to bob: %+v; want bob, no loop", got)
+	}
+	// Three trips through popfetch without any Delivered-To (an SMTP
+	// target) are a loop too; two are not.
+	hop := "Received: " + Received(m, "host.example.com", "").Value + "\r\n"
+	for n, wantLoop := range map[int]bool{2: false, MaxPopfetchHops: true} {
+		raw := "Delivered-To: bob@example.com\r\n" + strings.Repeat(hop, n) + "To: bob@example.com\r\n\r\nbody\r\n"
+		got := RouteHeader([]byte(raw), fixtureRules(t, false))
+		if got.Loop != wantLoop {
+			t.Errorf("%d popfetch Received fields: %+v; want loop %v", n, got, wantLoop)
+		}
+	}
+}
+
+func TestIsPopfetchReceived(t *testing.T) {
+	m := &Message{Server: "pop.isp.example", Account: "a", User: "u", UID: "1"}
+	tests := []struct {
+		v    string
+		want bool
+	}{
+		{Received(m, "host", "joe@example.com").Value, true},
+		{Received(m, "host", "").Value, true},
+		{"from x by y with POP3 (popfetch 1.0); date", true},
+		{"from x by y with\r\n\tPOP3\r\n (popfetch); date", true},
+		{"from x (popfetch) by y with POP3 (popfetch 2); date", true},
+		{"from x by y with POP3 (fetchmail-6.4); date", false},
+		{"from x by y with SMTP (popfetch 1); date", false},
+		{"from x by y withPOP3 (popfetch 1); date", false},
+		{"from x by y with xPOP3 (popfetch 1); date", false},
+		{"from x by y with POP3; (popfetch) date", false},
+		{"", false},
+	}
+	for _, tc := range tests {
+		if got := isPopfetchReceived(tc.v); got != tc.want {
+			t.Errorf("isPopfetchReceived(%q) = %v; want %v", tc.v, got, tc.want)
+		}
+	}
+}
+
 func routeSeeds(f *testing.F) {
 	data, err := os.ReadFile(routeCases)
 	if err != nil {
@@ -535,6 +656,60 @@ func FuzzRouteHeader(f *testing.F) {
 			t.Errorf("MessageID = %q; unsafe", id)
 		}
 	})
+}
+
+// FuzzAddressParsers is the differential property of the two address
+// parsers: whenever go-message accepts a piece that has no quoted local
+// part (parseMailboxGo used), the own parser reaches the same decision and
+// the same address. A difference means one of them routes mail the other
+// would not.
+func FuzzAddressParsers(f *testing.F) {
+	for _, c := range parseRouteCasesF(mustRead(f, routeCases)) {
+		for _, h := range c.header {
+			if _, v, ok := strings.Cut(unescape(h), ":"); ok {
+				f.Add(v)
+			}
+		}
+	}
+	for _, s := range []string{
+		"Joe Q. Public <joe@example.com>", "joe @ example.com", "joe@example.com.", "a.b.c@d.e.f",
+		"=?utf-8?q?J=C3=B6rg?= <jörg@bücher.example>", "joe@[192.0.2.1]", "joe@[IPv6:2001:db8::1]",
+		"<joe@example.com> trailing", "joe@xn--bcher-kva.example", "JOE+tag@EXAMPLE.COM", "joe..x@example.com",
+		"joe.@example.com", "joe@-example.com", "joe@example..com", "a@b", "<a@b>", "x <a@b> <c@d>",
+	} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, v string) {
+		splitList(v, func(p string, bad bool) bool {
+			p = trimWSP(p)
+			for i := 0; i < len(p); i++ {
+				if c := p[i]; c < 0x20 && c != '\t' || c == 0x7f {
+					return true // parseMailbox rejects these before either parser
+				}
+			}
+			if p == "" {
+				return true
+			}
+			ga, gok, used := parseMailboxGo(p)
+			if !used {
+				return true
+			}
+			oa, ook := parseMailboxOwn(p)
+			if gok != ook || gok && ga != oa {
+				t.Errorf("piece %q: go-message path = %+v, %v; own parser = %+v, %v", p, ga, gok, oa, ook)
+			}
+			return true
+		})
+	})
+}
+
+func mustRead(f *testing.F, path string) string {
+	f.Helper()
+	b, err := os.ReadFile(path)
+	if err != nil {
+		f.Fatal(err)
+	}
+	return string(b)
 }
 
 // typicalHeader is a realistic multidrop message header: the provider's
@@ -601,30 +776,7 @@ func BenchmarkRouteHostile(b *testing.B) {
 	}
 }
 
-func TestDedupe(t *testing.T) {
-	d := NewDeduper()
-	steps := []struct {
-		user, id string
-		want     bool
-	}{
-		{"alice", "a@x", false},
-		{"alice", "a@x", true}, // same message fetched twice for alice
-		{"bob", "a@x", false},  // another user's copy is not a duplicate
-		{"alice", "b@x", false},
-		{"alice", "A@x", false}, // msg-ids compare exactly
-		{"alice", "", false},    // no Message-ID: never a duplicate
-		{"alice", "", false},
-		{"alice\x00a", "x", false}, // the key separator cannot collide...
-		{"alice", "a\x00x", false}, // ...with a NUL in either part
-	}
-	for i, s := range steps {
-		if got := d.Seen(s.user, s.id); got != s.want {
-			t.Errorf("step %d: Seen(%q, %q) = %v; want %v", i, s.user, s.id, got, s.want)
-		}
-	}
-}
-
-func TestDedupeMessageID(t *testing.T) {
+func TestMessageID(t *testing.T) {
 	tests := []struct {
 		header, want string
 	}{
