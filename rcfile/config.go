@@ -100,12 +100,18 @@ type SMTP struct {
 
 // Multidrop distributes one catch-all mailbox to local users by headers.
 type Multidrop struct {
-	LocalDomains []string // lower-case, IDNA A-labels; "*.example.com" matches subdomains
+	LocalDomains []string // lower-case, IDNA A-labels; "*.example.com" matches subdomains only, not example.com
 	// EnvelopeHeader is Delivered-To, X-Original-To, Envelope-To,
 	// X-Envelope-To or Received (the "for <addr>" clause); "" = none.
 	EnvelopeHeader string
 	EnvelopeCount  int    // trust only this many topmost occurrences; default 1
 	ReceivedBy     string // with EnvelopeHeader = "Received": only lines "by" this host count
+	// EnvelopeIgnore are full addresses (local part folded as for users,
+	// domain in lower-case A-labels) that the envelope header names on
+	// every message, such as the catch-all mailbox: never a recipient.
+	// The fetch package adds the account's username when it is an
+	// address.
+	EnvelopeIgnore []string
 	// FallbackHeaders are consulted only when the envelope header names no
 	// local recipient. Default To, Cc, Resent-To, Resent-Cc.
 	FallbackHeaders []string

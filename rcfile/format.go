@@ -47,6 +47,7 @@ func (c *Config) Format(w io.Writer) error {
 			mn.attr("envelope_header", hclString(m.EnvelopeHeader))
 			mn.attr("envelope_count", strconv.Itoa(m.EnvelopeCount))
 			mn.attr("received_by", hclString(m.ReceivedBy))
+			mn.attr("envelope_ignore", hclList(m.EnvelopeIgnore))
 			mn.attr("fallback_headers", hclList(m.FallbackHeaders))
 			mn.attr("detail_delimiter", hclString(m.DetailDelimiter))
 			mn.attr("case_sensitive", strconv.FormatBool(m.CaseSensitive))

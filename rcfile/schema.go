@@ -122,6 +122,8 @@ type multidropHCL struct {
 	EnvelopeCountRange   hcl.Range  `hcl:"envelope_count,attr_range"`
 	ReceivedBy           *string    `hcl:"received_by,optional"`
 	ReceivedByRange      hcl.Range  `hcl:"received_by,attr_range"`
+	EnvelopeIgnore       *[]string  `hcl:"envelope_ignore,optional"`
+	EnvelopeIgnoreRange  hcl.Range  `hcl:"envelope_ignore,attr_range"`
 	FallbackHeaders      *[]string  `hcl:"fallback_headers,optional"`
 	FallbackHeadersRange hcl.Range  `hcl:"fallback_headers,attr_range"`
 	DetailDelimiter      *string    `hcl:"detail_delimiter,optional"`

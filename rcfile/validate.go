@@ -739,6 +739,20 @@ func (p *parser) multidrop(m *multidropHCL) *Multidrop {
 	if m.DedupeMessageID != nil {
 		out.DedupeMessageID = *m.DedupeMessageID
 	}
+	if m.EnvelopeIgnore != nil {
+		out.EnvelopeIgnore = []string{}
+		for _, a := range *m.EnvelopeIgnore {
+			norm, _, dom, ok := p.address(a, m.EnvelopeIgnoreRange, out)
+			if ok && dom == "" {
+				p.errorf(m.EnvelopeIgnoreRange, "Invalid envelope_ignore",
+					`envelope_ignore lists full addresses such as "catchall@example.com", not the local part %q alone.`, a)
+				continue
+			}
+			if ok {
+				out.EnvelopeIgnore = append(out.EnvelopeIgnore, norm)
+			}
+		}
+	}
 	p.users(m, out)
 	if len(m.Users) == 0 && out.AliasesFile == "" && !out.SystemUsers {
 		p.errorf(m.DefRange, "No local users",
