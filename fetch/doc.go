@@ -32,6 +32,6 @@
 //
 // Log keys (stable): account, server, user, uid, msgnum, size, rcpt, target,
 // err, elapsed, messages, new, delivered, deleted, skipped, failed, path;
-// the scheduler adds failures, retry_in, previous_err, generation, polls, limit,
-// panic, stack.
+// multidrop routing adds via, users, reason; the scheduler adds failures,
+// retry_in, previous_err, generation, polls, limit, panic, stack.
 package fetch

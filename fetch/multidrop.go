@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"log/slog"
 	"strings"
 	"sync"
 
@@ -52,10 +53,19 @@ func newMultidrop(a *rcfile.Account, def, pm deliver.Target, host string) (Dispa
 		}
 	}
 	dir.SetSystemUsers(md.SystemUsers)
+	ignore := append([]string(nil), md.EnvelopeIgnore...)
+	if strings.Contains(a.Username, "@") {
+		// The catch-all mailbox's own address: a Postfix virtual
+		// catch-all stamps it as Delivered-To on every message, and
+		// taken for a recipient it would send all mail to the
+		// postmaster as an unknown user.
+		ignore = append(ignore, a.Username)
+	}
 	d.rules = &deliver.Rules{
 		LocalDomains:    md.LocalDomains,
 		EnvelopeHeader:  md.EnvelopeHeader,
 		EnvelopeCount:   md.EnvelopeCount,
+		EnvelopeIgnore:  ignore,
 		ReceivedBy:      md.ReceivedBy,
 		FallbackHeaders: md.FallbackHeaders,
 		DetailDelimiter: md.DetailDelimiter,
@@ -74,15 +84,21 @@ func (d *multidrop) target(user string) deliver.Target {
 }
 
 // Dispatch delivers m to every routed user. It returns nil when every user
-// has a durable copy or the postmaster has it; otherwise an error, and the
-// message stays on the server. Permanent per-user failures (MDA exit 67,
-// SMTP 550) go to the postmaster with the reasons; a temporary failure of
-// any user keeps the message for the next poll, which serves only the users
-// whose progress is not yet recorded.
+// has a durable copy and the postmaster has one if it needs one;
+// otherwise an error, and the message stays on the server. The postmaster
+// gets one copy, with every reason in X-Popfetch-Reason, when the route
+// found no user, when it is partial (deliver.Route.Partial: unknown users,
+// unparseable addresses, caps, loops), or when a user's delivery failed
+// permanently (MDA exit 67, SMTP 550). A temporary failure of any user
+// keeps the message for the next poll, which serves only the users whose
+// progress is not yet recorded; the postmaster copy waits for that poll
+// too, so that its reason covers every user and it is made only once.
 func (d *multidrop) Dispatch(ctx context.Context, m *deliver.Message, p Progress) error {
 	rt := deliver.RouteHeader(m.Raw, d.rules)
+	log := logFrom(ctx)
 	sender := deliver.ReturnPath(m.Raw)
 	if len(rt.Rcpts) == 0 {
+		log.Warn("multidrop: no local recipient; message goes to the postmaster", "via", rt.Via, "reason", rt.Reason)
 		return d.toPostmaster(ctx, m, sender, p, rt.Reason)
 	}
 	mid := ""
@@ -141,12 +157,61 @@ func (d *multidrop) Dispatch(ctx context.Context, m *deliver.Message, p Progress
 			}
 		}
 	}
-	if len(perm) > 0 {
-		if err := d.toPostmaster(ctx, m, sender, p, "delivery failed for "+strings.Join(perm, "; ")); err != nil {
-			temp = append(temp, err)
-		}
+	if len(temp) > 0 {
+		return errors.Join(temp...)
 	}
-	return errors.Join(temp...)
+	var reasons []string
+	if rt.Partial() {
+		reasons = append(reasons, "partly routed (to "+someUsers(rt.Rcpts)+"); not routed: "+rt.Reason)
+	}
+	if len(perm) > 0 {
+		reasons = append(reasons, "delivery failed for "+strings.Join(perm, "; "))
+	}
+	switch {
+	case len(reasons) == 0:
+		log.Info("multidrop: routed", "via", rt.Via, "users", len(rt.Rcpts))
+		return nil
+	case len(perm) == 0 && d.postmaster == nil:
+		// The users have their copies. Keeping the message on the
+		// server for the unrouted rest would fetch it again every poll
+		// and never resolve; the warning is the trace (popfetch.hcl(5),
+		// postmaster).
+		log.Warn("multidrop: partly routed and no postmaster configured; the unrouted part is only in this log",
+			"via", rt.Via, "users", len(rt.Rcpts), "reason", rt.Reason)
+		return nil
+	}
+	log.Warn("multidrop: partly routed or partly failed; a copy goes to the postmaster",
+		"via", rt.Via, "users", len(rt.Rcpts), "reason", strings.Join(reasons, "; "))
+	return d.toPostmaster(ctx, m, sender, p, strings.Join(reasons, "; "))
+}
+
+// someUsers names the first few users of a route for X-Popfetch-Reason.
+func someUsers(rs []deliver.Recipient) string {
+	const max = 5
+	var names []string
+	for _, r := range rs[:min(len(rs), max)] {
+		names = append(names, r.User)
+	}
+	s := strings.Join(names, ", ")
+	if len(rs) > max {
+		s += fmt.Sprintf(" and %d more", len(rs)-max)
+	}
+	return s
+}
+
+type logKey struct{}
+
+// withLog returns ctx carrying the logger of one message's delivery
+// (account, uid, msgnum already attached), for what a Dispatcher decides.
+func withLog(ctx context.Context, log *slog.Logger) context.Context {
+	return context.WithValue(ctx, logKey{}, log)
+}
+
+func logFrom(ctx context.Context) *slog.Logger {
+	if l, ok := ctx.Value(logKey{}).(*slog.Logger); ok && l != nil {
+		return l
+	}
+	return slog.New(slog.DiscardHandler)
 }
 
 // claim reserves (user, Message-ID) for one delivery in this poll; false

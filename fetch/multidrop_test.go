@@ -3,6 +3,8 @@ package fetch
 import (
 	"context"
 	"errors"
+	"fmt"
+	"log/slog"
 	"slices"
 	"strings"
 	"sync"
@@ -11,6 +13,7 @@ import (
 	"github.com/popfetch/popfetch/deliver"
 	"github.com/popfetch/popfetch/fetch/pop3test"
 	"github.com/popfetch/popfetch/rcfile"
+	"github.com/popfetch/popfetch/uidl"
 )
 
 // fakeTarget records copies per user and fails users on demand.
@@ -50,26 +53,70 @@ func domainMsg(uid, headers string) pop3test.Message {
 
 func multidropPoller(t *testing.T, users, pm *fakeTarget, dedupe bool) *Poller {
 	t.Helper()
-	a := &rcfile.Account{Multidrop: &rcfile.Multidrop{
+	return mdPoller(t, users, pm, func(md *rcfile.Multidrop) { md.DedupeMessageID = dedupe }, nil)
+}
+
+// mdPoller is a Poller whose accounts are multidrop with users alice
+// (alice, sales), bob and carol; edit changes the multidrop block.
+func mdPoller(t *testing.T, users, pm *fakeTarget, edit func(*rcfile.Multidrop), log *slog.Logger) *Poller {
+	t.Helper()
+	md := &rcfile.Multidrop{
 		LocalDomains:    []string{"example.com"},
 		EnvelopeHeader:  "Delivered-To",
 		EnvelopeCount:   1,
 		FallbackHeaders: []string{"To", "Cc"},
 		DetailDelimiter: "+",
-		DedupeMessageID: dedupe,
 		Users: []*rcfile.User{
 			{Name: "alice", Addresses: []string{"alice", "sales"}},
 			{Name: "bob", Addresses: []string{"bob"}},
 			{Name: "carol", Addresses: []string{"carol"}},
 		},
-	}}
-	return &Poller{Dispatcher: func(*rcfile.Account) (Dispatcher, error) {
+	}
+	if edit != nil {
+		edit(md)
+	}
+	return &Poller{Log: log, Dispatcher: func(a *rcfile.Account) (Dispatcher, error) {
+		b := *a // the polled account (its username matters), made multidrop
+		b.Multidrop = md
 		var p deliver.Target
 		if pm != nil {
 			p = pm
 		}
-		return newMultidrop(a, users, p, "test.host")
+		return newMultidrop(&b, users, p, "test.host")
 	}}
+}
+
+// mdLogs collects a Poller's log output.
+type mdLogs struct {
+	mu sync.Mutex
+	b  strings.Builder
+}
+
+func (l *mdLogs) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.Write(p)
+}
+
+// lines returns the log lines that contain every one of subs.
+func (l *mdLogs) lines(subs ...string) []string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	var out []string
+next:
+	for _, line := range strings.Split(l.b.String(), "\n") {
+		for _, s := range subs {
+			if !strings.Contains(line, s) {
+				continue next
+			}
+		}
+		out = append(out, line)
+	}
+	return out
+}
+
+func (l *mdLogs) logger() *slog.Logger {
+	return slog.New(slog.NewTextHandler(l, &slog.HandlerOptions{Level: slog.LevelDebug}))
 }
 
 func TestMultidropRoutes(t *testing.T) {
@@ -174,5 +221,180 @@ func TestMultidropDedupeMessageID(t *testing.T) {
 	slices.Sort(got)
 	if s := strings.Join(got, ","); s != "m1,m3" && s != "m2,m3" {
 		t.Fatalf("alice got %s; want m3 and one of m1, m2 (the same message twice)", s)
+	}
+}
+
+// A partial route (some users found, something else not routable) gives
+// the users their copies and the postmaster one copy naming what was not
+// routed; both are logged with Via and Reason. Before, the rest vanished
+// without a trace.
+func TestMultidropPartialRoute(t *testing.T) {
+	srv := pop3test.NewServer(t, pop3test.Options{Messages: []pop3test.Message{
+		domainMsg("m1", "To: alice@example.com, dave@example.com\nMessage-ID: <1@x>"),           // unknown user
+		domainMsg("m2", "To: bob@example.com, a@b@@c\nMessage-ID: <2@x>"),                       // unparseable (bad-among-good)
+		domainMsg("m3", "To: carol@example.com\nCc: someone@elsewhere.test\nMessage-ID: <3@x>"), // fully routed: non-local is not "unrouted"
+		domainMsg("m4", "Received: from pop.isp.example by h with POP3 (popfetch 1) (account a, user b, uid 9); x\n"+ // a loop for bob only
+			"Delivered-To: bob@example.com\nTo: bob@example.com, carol@example.com\nMessage-ID: <4@x>"),
+	}})
+	users, pm, logs := newFakeTarget(), newFakeTarget(), &mdLogs{}
+	res := mdPoller(t, users, pm, nil, logs.logger()).Poll(context.Background(), testAccount(t, srv))
+	if res.Err != nil || res.Delivered != 4 || len(srv.Messages()) != 0 {
+		t.Fatalf("Poll = %+v, %d left on the server", res, len(srv.Messages()))
+	}
+	for u, want := range map[string]string{"alice": "m1", "bob": "m2", "carol": "m3,m4"} {
+		got := slices.Clone(users.copies[u])
+		slices.Sort(got)
+		if strings.Join(got, ",") != want {
+			t.Errorf("%s got %v; want %s", u, got, want)
+		}
+	}
+	pmGot := slices.Clone(pm.copies["postmaster"])
+	slices.Sort(pmGot)
+	if strings.Join(pmGot, ",") != "m1,m2,m4" {
+		t.Fatalf("postmaster got %v; want m1, m2, m4 once each", pmGot)
+	}
+	for uid, want := range map[string]string{
+		"m1": "partly routed (to alice); not routed: unknown user dave@example.com",
+		"m2": `partly routed (to bob); not routed: unparseable To: "a@b@@c"`,
+		"m4": "partly routed (to carol); not routed: mail loop: already delivered to bob@example.com",
+	} {
+		if got := pm.extra[uid]; got != want {
+			t.Errorf("X-Popfetch-Reason of %s = %q; want %q", uid, got, want)
+		}
+	}
+	if l := logs.lines("level=WARN", "uid=m1", "partly routed", `via="header To"`, "dave@example.com"); len(l) != 1 {
+		t.Errorf("want one warning for m1 with via and reason; log:\n%s", logs.b.String())
+	}
+	if l := logs.lines("level=INFO", "uid=m3", "multidrop: routed", `via="header To"`, "users=1"); len(l) != 1 {
+		t.Errorf("want one info line for m3 with via; log:\n%s", logs.b.String())
+	}
+}
+
+// The postmaster copy of a partial route is made once: it waits while a
+// user's delivery fails temporarily, and a retry after it neither repeats
+// it nor any user's copy.
+func TestMultidropPartialRouteRetry(t *testing.T) {
+	srv := pop3test.NewServer(t, pop3test.Options{Messages: []pop3test.Message{
+		domainMsg("m1", "To: alice@example.com, bob@example.com, dave@example.com\nMessage-ID: <1@x>"),
+	}})
+	a := testAccount(t, srv)
+	users, pm := newFakeTarget(), newFakeTarget()
+	users.fail["alice"] = &deliver.Error{Target: "fake", Err: errors.New("mailbox busy")}
+	if res := mdPoller(t, users, pm, nil, nil).Poll(context.Background(), a); res.Failed != 1 || len(srv.Messages()) != 1 {
+		t.Fatalf("first Poll = %+v", res)
+	}
+	if n := len(pm.copies["postmaster"]); n != 0 {
+		t.Fatalf("postmaster got %d copies while alice's delivery is pending; want 0", n)
+	}
+	// Now the postmaster's target fails: the users are done, the message
+	// still stays.
+	delete(users.fail, "alice")
+	pm.fail["postmaster"] = &deliver.Error{Target: "fake", Err: errors.New("disk full")}
+	if res := mdPoller(t, users, pm, nil, nil).Poll(context.Background(), a); res.Failed != 1 || len(srv.Messages()) != 1 {
+		t.Fatalf("second Poll = %+v", res)
+	}
+	delete(pm.fail, "postmaster")
+	if res := mdPoller(t, users, pm, nil, nil).Poll(context.Background(), a); res.Err != nil || res.Delivered != 1 || len(srv.Messages()) != 0 {
+		t.Fatalf("third Poll = %+v", res)
+	}
+	for _, u := range []string{"alice", "bob", "postmaster"} {
+		got := len(users.copies[u]) + len(pm.copies[u])
+		if got != 1 {
+			t.Errorf("%s has %d copies; want 1", u, got)
+		}
+	}
+	if r := pm.extra["m1"]; !strings.Contains(r, "unknown user dave@example.com") || !strings.Contains(r, "alice, bob") {
+		t.Errorf("X-Popfetch-Reason = %q", r)
+	}
+}
+
+// Without a postmaster, a partial route still reaches its users and the
+// message is deleted (keeping it would refetch it forever); the unrouted
+// part is in a warning. Nothing routed at all still stays on the server.
+func TestMultidropPartialRouteNoPostmaster(t *testing.T) {
+	srv := pop3test.NewServer(t, pop3test.Options{Messages: []pop3test.Message{
+		domainMsg("m1", "To: alice@example.com, dave@example.com\nMessage-ID: <1@x>"),
+		domainMsg("m2", "To: dave@example.com\nMessage-ID: <2@x>"),
+	}})
+	users, logs := newFakeTarget(), &mdLogs{}
+	res := mdPoller(t, users, nil, nil, logs.logger()).Poll(context.Background(), testAccount(t, srv))
+	if res.Delivered != 1 || res.Failed != 1 {
+		t.Fatalf("Poll = %+v", res)
+	}
+	if left := srv.Messages(); len(left) != 1 || left[0].UID != "m2" {
+		t.Fatalf("left on the server: %v; want m2 only", left)
+	}
+	if got := users.copies["alice"]; len(got) != 1 || got[0] != "m1" {
+		t.Errorf("alice got %v; want m1", got)
+	}
+	if l := logs.lines("level=WARN", "uid=m1", "no postmaster configured", "unknown user dave@example.com"); len(l) != 1 {
+		t.Errorf("want one warning naming dave for m1; log:\n%s", logs.b.String())
+	}
+}
+
+// A Postfix virtual catch-all stamps the mailbox's own address as
+// Delivered-To on every message: it is ignored (the account's username
+// automatically, others by envelope_ignore), so To/Cc route the message.
+func TestMultidropCatchAllEnvelopeIgnored(t *testing.T) {
+	srv := pop3test.NewServer(t, pop3test.Options{User: "catchall@example.com", Messages: []pop3test.Message{
+		domainMsg("m1", "Delivered-To: catchall@example.com\nTo: bob@example.com\nMessage-ID: <1@x>"),
+		domainMsg("m2", "Delivered-To: <CatchAll@Example.com>\nCc: Carol <carol@example.com>\nMessage-ID: <2@x>"),
+		domainMsg("m3", "Delivered-To: old-box@example.com\nTo: alice@example.com\nMessage-ID: <3@x>"),
+		domainMsg("m4", "Delivered-To: alice@example.com\nTo: bob@example.com\nMessage-ID: <4@x>"), // a real envelope still wins
+	}})
+	a := testAccount(t, srv)
+	a.Username = "catchall@example.com"
+	users, pm := newFakeTarget(), newFakeTarget()
+	edit := func(md *rcfile.Multidrop) { md.EnvelopeIgnore = []string{"old-box@example.com"} }
+	res := mdPoller(t, users, pm, edit, nil).Poll(context.Background(), a)
+	if res.Err != nil || res.Delivered != 4 || len(srv.Messages()) != 0 {
+		t.Fatalf("Poll = %+v", res)
+	}
+	if got := pm.copies["postmaster"]; len(got) != 0 {
+		t.Errorf("postmaster got %v (reasons %v); want nothing", got, pm.extra)
+	}
+	for u, want := range map[string]string{"alice": "m3,m4", "bob": "m1", "carol": "m2"} {
+		got := slices.Clone(users.copies[u])
+		slices.Sort(got)
+		if strings.Join(got, ",") != want {
+			t.Errorf("%s got %v; want %s", u, got, want)
+		}
+	}
+}
+
+// An alias reaching more users than the UIDL store can record per message
+// used to leave the message stuck on the server, re-delivered to the users
+// past the store's cap every poll. Now the route is capped below the
+// store's limit, the rest goes to the postmaster, and the message is done.
+func TestMultidropUserCap(t *testing.T) {
+	if deliver.MaxRoutedUsers+1 > uidl.MaxRecipients { // +1: the postmaster's record
+		t.Fatalf("deliver.MaxRoutedUsers = %d does not fit uidl.MaxRecipients = %d", deliver.MaxRoutedUsers, uidl.MaxRecipients)
+	}
+	const n = deliver.MaxRoutedUsers + 50
+	var cfgUsers []*rcfile.User
+	var addrs []string
+	for i := range n {
+		u := fmt.Sprintf("u%03d", i)
+		cfgUsers = append(cfgUsers, &rcfile.User{Name: u, Addresses: []string{u}})
+		addrs = append(addrs, u+"@example.com")
+	}
+	srv := pop3test.NewServer(t, pop3test.Options{Messages: []pop3test.Message{
+		domainMsg("m1", "To: "+strings.Join(addrs, ",\n\t")+"\nMessage-ID: <1@x>"),
+	}})
+	a := testAccount(t, srv)
+	users, pm := newFakeTarget(), newFakeTarget()
+	edit := func(md *rcfile.Multidrop) { md.Users = cfgUsers }
+	res := mdPoller(t, users, pm, edit, nil).Poll(context.Background(), a)
+	if res.Err != nil || res.Delivered != 1 || len(srv.Messages()) != 0 {
+		t.Fatalf("Poll = %+v, %d left on the server", res, len(srv.Messages()))
+	}
+	if len(users.copies) != deliver.MaxRoutedUsers || len(users.copies["u000"]) != 1 || len(users.copies[fmt.Sprintf("u%03d", deliver.MaxRoutedUsers)]) != 0 {
+		t.Errorf("%d users got a copy; want the first %d", len(users.copies), deliver.MaxRoutedUsers)
+	}
+	if got := pm.copies["postmaster"]; len(got) != 1 {
+		t.Fatalf("postmaster got %v; want one copy", got)
+	}
+	if r := pm.extra["m1"]; !strings.Contains(r, fmt.Sprintf("more than %d users: not routed to u%03d", deliver.MaxRoutedUsers, deliver.MaxRoutedUsers)) {
+		t.Errorf("X-Popfetch-Reason = %q", r)
 	}
 }
