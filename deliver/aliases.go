@@ -200,7 +200,7 @@ func (d *Directory) expand(raw map[string][]string, name string, path []string, 
 			continue
 		}
 		// A configured user name or address wins over an alias of the
-		// same name, as in Lookup.
+		// same name, as in LookupAll.
 		if d.users[t] {
 			exp.add(t)
 			continue

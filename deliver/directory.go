@@ -15,7 +15,7 @@ import (
 // is never delivered, whatever the message claims.
 //
 // A Directory is configured once (NewDirectory, LoadAliases, SetSystemUsers)
-// and then only read; Lookup and LookupAll are safe for concurrent use.
+// and then only read; LookupAll is safe for concurrent use.
 //
 // Lookup order for a local part and a domain (first hit wins):
 //  1. an explicit full address of a user ("joe@example.com"),
@@ -161,20 +161,10 @@ func (d *Directory) SetSystemUsers(on bool) {
 	d.mu.Unlock()
 }
 
-// Lookup returns the user that localPart@domain belongs to. For an alias
-// that expands to several users it returns the first; RouteHeader uses
-// LookupAll. domain is compared case-insensitively; localPart according to
-// the Directory's case sensitivity.
-func (d *Directory) Lookup(localPart, domain string) (user string, ok bool) {
-	us := d.LookupAll(localPart, domain)
-	if len(us) == 0 {
-		return "", false
-	}
-	return us[0], true
-}
-
 // LookupAll returns every user that localPart@domain reaches, in alias
-// order, without duplicates; nil if none.
+// order, without duplicates; nil if none. domain is compared
+// case-insensitively; localPart according to the Directory's case
+// sensitivity.
 func (d *Directory) LookupAll(localPart, domain string) []string {
 	if d == nil || localPart == "" || hasUnsafe(localPart) {
 		return nil

@@ -6,6 +6,13 @@ import (
 	"testing"
 )
 
+// lookupOne is LookupAll joined with ",", for names that reach at most
+// one user.
+func lookupOne(d *Directory, local, domain string) (string, bool) {
+	us := d.LookupAll(local, domain)
+	return strings.Join(us, ","), len(us) > 0
+}
+
 func TestDirectoryLookup(t *testing.T) {
 	d := NewDirectory(map[string][]string{
 		"alice": {"alice", "a.smith", "Sales@Example.COM"},
@@ -35,9 +42,9 @@ func TestDirectoryLookup(t *testing.T) {
 		{"alice\r\nRCPT TO:<x>", "example.com", ""}, // CR/LF never looked up
 	}
 	for _, tc := range tests {
-		got, ok := d.Lookup(tc.local, tc.domain)
+		got, ok := lookupOne(d, tc.local, tc.domain)
 		if got != tc.want || ok != (tc.want != "") {
-			t.Errorf("Lookup(%q, %q) = %q, %v; want %q", tc.local, tc.domain, got, ok, tc.want)
+			t.Errorf("LookupAll(%q, %q) = %q, %v; want %q", tc.local, tc.domain, got, ok, tc.want)
 		}
 	}
 	ign := strings.Join(d.Ignored(), "\n")
@@ -51,8 +58,8 @@ func TestDirectoryLookup(t *testing.T) {
 func TestDirectoryCaseSensitive(t *testing.T) {
 	d := NewDirectory(map[string][]string{"Joe": {"Joe"}, "joe": {"joe"}}, true)
 	for _, tc := range []struct{ local, want string }{{"Joe", "Joe"}, {"joe", "joe"}, {"JOE", ""}} {
-		if got, _ := d.Lookup(tc.local, "EXAMPLE.com"); got != tc.want {
-			t.Errorf("case-sensitive Lookup(%q) = %q; want %q", tc.local, got, tc.want)
+		if got, _ := lookupOne(d, tc.local, "EXAMPLE.com"); got != tc.want {
+			t.Errorf("case-sensitive LookupAll(%q) = %q; want %q", tc.local, got, tc.want)
 		}
 	}
 }
@@ -70,7 +77,7 @@ func TestDirectorySystemUsers(t *testing.T) {
 		return d
 	}
 	d := newDir()
-	if _, ok := d.Lookup("joe", "example.com"); ok {
+	if _, ok := lookupOne(d, "joe", "example.com"); ok {
 		t.Errorf("system user found while SetSystemUsers is off")
 	}
 	d.SetSystemUsers(true)
@@ -80,13 +87,13 @@ func TestDirectorySystemUsers(t *testing.T) {
 		{"ghost", ""}, {"../joe", ""}, {"-joe", ""}, {"1joe", ""}, {strings.Repeat("j", 33), ""},
 		{`"joe"`, ""}, {"alice", "alice"},
 	} {
-		if got, _ := d.Lookup(tc.local, "example.com"); got != tc.want {
-			t.Errorf("Lookup(%q) with system users = %q; want %q", tc.local, got, tc.want)
+		if got, _ := lookupOne(d, tc.local, "example.com"); got != tc.want {
+			t.Errorf("LookupAll(%q) with system users = %q; want %q", tc.local, got, tc.want)
 		}
 	}
 	before := calls
-	d.Lookup("joe", "example.com")
-	d.Lookup("ghost", "example.com")
+	lookupOne(d, "joe", "example.com")
+	lookupOne(d, "ghost", "example.com")
 	if calls != before {
 		t.Errorf("system user lookups are not cached: %d new calls", calls-before)
 	}
@@ -123,8 +130,8 @@ func TestDirectoryRouteQuoted(t *testing.T) {
 // configuration and in mail, and only through an explicit mapping.
 func TestDirectoryUTF8(t *testing.T) {
 	d := NewDirectory(map[string][]string{"joerg": {"jo\u0308rg"}}, false) // NFD in the config
-	if u, _ := d.Lookup("jörg", "example.com"); u != "joerg" {
-		t.Errorf("Lookup(NFC jörg) = %q; want joerg", u)
+	if u, _ := lookupOne(d, "jörg", "example.com"); u != "joerg" {
+		t.Errorf("LookupAll(NFC jörg) = %q; want joerg", u)
 	}
 	r := fixtureRules(t, false)
 	r.Directory = d
