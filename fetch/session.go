@@ -9,6 +9,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/popfetch/popfetch/deliver"
@@ -29,6 +30,69 @@ type Poller struct {
 	// poll's outcome itself, idle polls at Debug and an error once per
 	// change, so that hundreds of idle accounts do not flood the log.
 	NoPollLog bool
+
+	mu sync.Mutex
+	// failures counts, per mailbox (its UIDL store path) and UID, the
+	// consecutive polls whose session broke while retrieving that
+	// message (see poisonPolls). It lives as long as the Poller: the
+	// daemon's whole run, or one `popfetch fetch`.
+	failures map[string]map[string]int
+}
+
+// poisonPolls is how many consecutive polls may break on the same message
+// before popfetch gives up on it. A message that never downloads (its reply
+// is far larger than LIST said, or never completes within its deadline)
+// would otherwise come first in every poll and block the whole mailbox.
+const poisonPolls = 3
+
+// retrFailed counts a poll whose session broke while retrieving uid and
+// returns the count so far.
+func (p *Poller) retrFailed(mailbox, uid string) int {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.failures == nil {
+		p.failures = map[string]map[string]int{}
+	}
+	m := p.failures[mailbox]
+	if m == nil {
+		m = map[string]int{}
+		p.failures[mailbox] = m
+	}
+	m[uid]++
+	return m[uid]
+}
+
+// retrOK resets the count of uid: it was retrieved.
+func (p *Poller) retrOK(mailbox, uid string) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	delete(p.failures[mailbox], uid)
+}
+
+// givenUp reports whether uid failed in poisonPolls consecutive polls.
+func (p *Poller) givenUp(mailbox, uid string) bool {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.failures[mailbox][uid] >= poisonPolls
+}
+
+// forgetGone drops the counts of messages no longer on the server.
+func (p *Poller) forgetGone(mailbox string, onServer []string) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	m := p.failures[mailbox]
+	if len(m) == 0 {
+		return
+	}
+	keep := make(map[string]bool, len(onServer))
+	for _, u := range onServer {
+		keep[u] = true
+	}
+	for u := range m {
+		if !keep[u] {
+			delete(m, u)
+		}
+	}
 }
 
 // Dispatcher delivers one fetched message to everyone it is for. It returns
@@ -132,8 +196,10 @@ type session struct {
 	res    *Result
 	dryRun bool
 	store  *uidl.Store
-	c      *conn
-	disp   Dispatcher
+	// mailbox is the store's path: the key of the Poller's failure counts.
+	mailbox string
+	c       *conn
+	disp    Dispatcher
 	// retrieved counts the messages whose RETR reply was read whole: each
 	// is one the server may consider retrieved (RFC 2449 EXPIRE).
 	retrieved int
@@ -142,7 +208,8 @@ type session struct {
 func (s *session) run(ctx context.Context) error {
 	a := s.a
 	var err error
-	s.store, err = uidl.Open(uidl.Path(a.StateDir, a.Username, a.Server, a.Port))
+	s.mailbox = uidl.Path(a.StateDir, a.Username, a.Server, a.Port)
+	s.store, err = uidl.Open(s.mailbox)
 	if err != nil {
 		if errors.Is(err, uidl.ErrLocked) {
 			return fmt.Errorf("%w: %v", ErrLocked, err)
@@ -335,6 +402,7 @@ func (s *session) transact(ctx context.Context) error {
 	if err := s.store.Retain(onServer); err != nil {
 		return fmt.Errorf("uidl store: %w", err)
 	}
+	s.p.forgetGone(s.mailbox, onServer)
 
 	var todo []entry
 	var seen []entry // delivered earlier but still on the server: DELE lost to a crash or a failed QUIT
@@ -351,6 +419,9 @@ func (s *session) transact(ctx context.Context) error {
 			if err := s.leave(e, "message larger than limit left on the server", "limit", s.a.Limit); err != nil {
 				return err
 			}
+		case s.p.givenUp(s.mailbox, e.UID):
+			// Logged loudly when popfetch gave up on it.
+			s.res.Skipped++
 		case sz > maxMessageSize:
 			// popfetch holds a whole message in memory while it
 			// delivers it; a server's word that one is this big is
@@ -544,7 +615,7 @@ func (s *session) fetch(ctx context.Context, todo, dele []entry) error {
 		case "RETR":
 			retrs--
 			inflight -= o.e.Size
-			m, err := s.retrieve(o.e)
+			m, err := s.retrieve(ctx, o.e)
 			if err != nil {
 				return err
 			}
@@ -586,7 +657,7 @@ type delivery struct {
 // retrieve reads one RETR reply. It returns an error only when the session
 // cannot go on; a message the server refuses is logged and counted, and nil
 // is returned for it.
-func (s *session) retrieve(e entry) (*deliver.Message, error) {
+func (s *session) retrieve(ctx context.Context, e entry) (*deliver.Message, error) {
 	c := s.c
 	d := time.Now().Add(retrDeadline(c.timeout, e.Size))
 	if _, err := c.status("RETR", lineBudget, d); err != nil {
@@ -595,14 +666,35 @@ func (s *session) retrieve(e entry) (*deliver.Message, error) {
 			s.log.Warn("RETR refused; message stays on the server", "uid", e.UID, "msgnum", e.Num, "err", err)
 			return nil, nil
 		}
-		return nil, fmt.Errorf("retr %d (uid %s): %w", e.Num, e.UID, err)
+		return nil, s.retrFailed(ctx, e, err)
 	}
 	raw, err := c.body("RETR", retrBudget(e.Size), d)
 	if err != nil {
-		return nil, fmt.Errorf("retr %d (uid %s): %w", e.Num, e.UID, err)
+		return nil, s.retrFailed(ctx, e, err)
 	}
 	s.retrieved++
+	s.p.retrOK(s.mailbox, e.UID)
 	return &deliver.Message{Account: s.a.Name, Server: s.a.Server, User: s.a.Username, UID: e.UID, Fetched: s.p.now(), Raw: raw}, nil
+}
+
+// retrFailed handles a RETR reply that broke the session (budget,
+// deadline, dropped connection): the poll fails, and once the same message
+// has broken poisonPolls polls in a row, popfetch gives up on it so that
+// the rest of the mailbox can flow. Cancellation is not the message's fault
+// and is not counted.
+func (s *session) retrFailed(ctx context.Context, e entry, err error) error {
+	err = fmt.Errorf("retr %d (uid %s): %w", e.Num, e.UID, err)
+	if ctx.Err() != nil {
+		return err
+	}
+	if n := s.p.retrFailed(s.mailbox, e.UID); n == poisonPolls {
+		s.log.Error(fmt.Sprintf("message could not be retrieved in %d polls in a row; leaving it on the server and skipping it from now on (hint: fetch or delete it with another client)", n),
+			"uid", e.UID, "msgnum", e.Num, "size", e.Size, "err", err)
+		if nerr := s.store.Note(e.UID, s.p.now()); nerr != nil {
+			s.log.Warn("uidl store: note failed", "uid", e.UID, "err", nerr)
+		}
+	}
+	return err
 }
 
 // deliver dispatches one message and records its UID. It runs on its own

@@ -95,6 +95,16 @@ func storeHas(t *testing.T, a *rcfile.Account, uid string) bool {
 	return s.Has(uid)
 }
 
+func storeNoted(t *testing.T, a *rcfile.Account, uid string) bool {
+	t.Helper()
+	s, err := uidl.Open(uidl.Path(a.StateDir, a.Username, a.Server, a.Port))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	return s.Noted(uid)
+}
+
 func uidsOn(srv *pop3test.Server) []string {
 	var out []string
 	for _, m := range srv.Messages() {
@@ -395,6 +405,105 @@ func TestPollMessageOverHardMax(t *testing.T) {
 				t.Fatalf("%d log lines about uid-0001; want one warning:\n%s", n, logs)
 			}
 		})
+	}
+}
+
+// A LIST size smaller than the message is common enough (dot-stuffing, bare
+// LF sent as CRLF, servers that count wrong): the budget leaves room for
+// twice the size plus 1 MiB.
+func TestPollListUndercounts(t *testing.T) {
+	m := pop3test.Message{UID: "under", Data: []byte("Subject: under\r\n\r\n" + strings.Repeat("x", 200<<10) + "\r\n")}
+	srv := pop3test.NewServer(t, pop3test.Options{
+		Messages: []pop3test.Message{m},
+		Faults:   []pop3test.Fault{{Cmd: "LIST", Action: pop3test.Reply, Reply: "+OK\r\n1 1000\r\n."}},
+	})
+	a := testAccount(t, srv)
+	if res := poller(&recorder{}).Poll(context.Background(), a); res.Err != nil || res.Delivered != 1 {
+		t.Fatalf("Poll = %+v", res)
+	}
+}
+
+// A message that can never be downloaded (here: its reply runs past any
+// budget) must not block the mailbox forever. After it failed in
+// poisonPolls consecutive polls it is left on the server, warned about
+// once, and skipped, and the rest flows.
+func TestPollPoisonMessageSkipped(t *testing.T) {
+	poison := func(c *pop3test.Conn) {
+		ans := c.Answer()
+		if !bytes.Contains(ans, []byte("Subject: test 1\r\n")) {
+			c.Write(ans)
+			return
+		}
+		c.WriteLine("+OK here it comes")
+		chunk := bytes.Repeat([]byte("poison poison poison poison poison poison poison\r\n"), 1000)
+		for range 64 << 20 / len(chunk) {
+			if _, err := c.Write(chunk); err != nil {
+				break // the client gave up
+			}
+		}
+		c.Close()
+	}
+	srv := pop3test.NewServer(t, pop3test.Options{
+		Messages: msgs(3),
+		Faults:   []pop3test.Fault{{Cmd: "RETR", Action: pop3test.Custom, Func: poison}},
+	})
+	a := testAccount(t, srv)
+	logs := &logCapture{}
+	p := poller(&recorder{})
+	p.Log = logs.logger()
+	for i := 1; i <= poisonPolls; i++ {
+		res := p.Poll(context.Background(), a)
+		if !errors.Is(res.Err, ErrProtocol) || !strings.Contains(res.Err.Error(), "uid-0001") || res.Delivered != 0 {
+			t.Fatalf("Poll %d = %+v; want the poison message to fail the poll", i, res)
+		}
+	}
+	if !strings.Contains(logs.String(), "level=ERROR") || !strings.Contains(logs.String(), "account=test") {
+		t.Fatalf("no loud warning naming the account after %d failed polls:\n%s", poisonPolls, logs)
+	}
+	retr1 := func() int { return strings.Count(strings.Join(srv.Commands(), "\n")+"\n", "RETR 1\n") }
+	before := retr1()
+	for i := 0; i < 2; i++ {
+		res := p.Poll(context.Background(), a)
+		if res.Err != nil || res.Skipped != 1 || res.Delivered != 2*(1-i) {
+			t.Fatalf("Poll after giving up = %+v", res)
+		}
+	}
+	if got := uidsOn(srv); len(got) != 1 || got[0] != "uid-0001" {
+		t.Fatalf("server holds %v; want the poison message only", got)
+	}
+	if retr1() != before {
+		t.Fatal("poison message retrieved again after it was given up")
+	}
+	if n := strings.Count(logs.String(), "level=ERROR"); n != 1 {
+		t.Fatalf("%d ERROR lines; want the one warning:\n%s", n, logs)
+	}
+	if !storeNoted(t, a, "uid-0001") {
+		t.Fatal("poison message not noted in the store")
+	}
+}
+
+// The count is of consecutive polls: one that retrieves the message resets
+// it, and each mailbox counts on its own.
+func TestRetrFailures(t *testing.T) {
+	p := &Poller{}
+	for range poisonPolls - 1 {
+		p.retrFailed("box", "u")
+	}
+	p.retrOK("box", "u")
+	for i := range poisonPolls - 1 {
+		if n := p.retrFailed("box", "u"); n != i+1 || p.givenUp("box", "u") {
+			t.Fatalf("retrFailed after a success: %d, given up %v", n, p.givenUp("box", "u"))
+		}
+	}
+	if p.givenUp("other", "u") {
+		t.Fatal("another mailbox's message given up")
+	}
+	if p.retrFailed("box", "u"); !p.givenUp("box", "u") {
+		t.Fatalf("not given up after %d failures", poisonPolls)
+	}
+	p.forgetGone("box", []string{"v"})
+	if p.givenUp("box", "u") {
+		t.Fatal("a message gone from the server is still remembered")
 	}
 }
 
