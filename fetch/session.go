@@ -5,6 +5,7 @@ import (
 	"crypto/x509"
 	"errors"
 	"fmt"
+	"io/fs"
 	"log/slog"
 	"os"
 	"path/filepath"
@@ -203,20 +204,50 @@ type session struct {
 	// retrieved counts the messages whose RETR reply was read whole: each
 	// is one the server may consider retrieved (RFC 2449 EXPIRE).
 	retrieved int
+	// recovered holds, in a dry run, the UIDs recover found delivered
+	// but did not record (a dry run writes nothing).
+	recovered map[string]bool
+}
+
+// has reports whether uid was delivered before.
+func (s *session) has(uid string) bool {
+	return s.recovered[uid] || s.store != nil && s.store.Has(uid)
+}
+
+// noted reports whether uid was noted as left on the server (see leave).
+func (s *session) noted(uid string) bool {
+	return s.store != nil && s.store.Noted(uid)
+}
+
+// retain forgets what the server no longer lists; a dry run forgets
+// nothing.
+func (s *session) retain(onServer []string) error {
+	if s.dryRun {
+		return nil
+	}
+	if err := s.store.Retain(onServer); err != nil {
+		return fmt.Errorf("uidl store: %w", err)
+	}
+	s.p.forgetGone(s.mailbox, onServer)
+	return nil
 }
 
 func (s *session) run(ctx context.Context) error {
 	a := s.a
 	var err error
 	s.mailbox = uidl.Path(a.StateDir, a.Username, a.Server, a.Port)
-	s.store, err = uidl.Open(s.mailbox)
-	if err != nil {
-		if errors.Is(err, uidl.ErrLocked) {
-			return fmt.Errorf("%w: %v", ErrLocked, err)
+	// A dry run with no journal yet has nothing to read, and opening one
+	// would create it (and the state directory).
+	if _, serr := os.Lstat(s.mailbox); !s.dryRun || !errors.Is(serr, fs.ErrNotExist) {
+		s.store, err = uidl.Open(s.mailbox)
+		if err != nil {
+			if errors.Is(err, uidl.ErrLocked) {
+				return fmt.Errorf("%w: %v", ErrLocked, err)
+			}
+			return fmt.Errorf("uidl store: %w", err)
 		}
-		return fmt.Errorf("uidl store: %w", err)
+		defer s.store.Close()
 	}
-	defer s.store.Close()
 	if err := s.recover(); err != nil {
 		return err
 	}
@@ -268,11 +299,22 @@ func (s *session) run(ctx context.Context) error {
 // recover closes the window a kill leaves between a Maildir copy appearing
 // in new/ and its UID being recorded: a UID whose recorded intent names a
 // file that exists (in new/, or moved to cur/ by a mail reader) is
-// delivered, so it is recorded now instead of being delivered again.
+// delivered, so it is recorded now instead of being delivered again. A dry
+// run only counts it as delivered.
 func (s *session) recover() error {
+	if s.store == nil {
+		return nil
+	}
 	for uid, path := range s.store.Intents() {
 		if !copyExists(path) {
 			continue // not linked before the kill: fetched again, no duplicate
+		}
+		if s.dryRun {
+			if s.recovered == nil {
+				s.recovered = map[string]bool{}
+			}
+			s.recovered[uid] = true
+			continue
 		}
 		// The file may so far exist only in the page cache of a killed
 		// process's writes: make its directory entry durable first.
@@ -353,7 +395,7 @@ func (s *session) transact(ctx context.Context) error {
 	}
 	s.res.Messages = count
 	if count == 0 && !pipelined {
-		return s.store.Retain(nil)
+		return s.retain(nil)
 	}
 	// Each UIDL line is at most "nnnnnnn " + 70 + CRLF.
 	listBudget := int64(count)*96 + lineBudget
@@ -387,7 +429,7 @@ func (s *session) transact(ctx context.Context) error {
 		return fmt.Errorf("list: %w", err)
 	}
 	if count == 0 {
-		return s.store.Retain(nil)
+		return s.retain(nil)
 	}
 	size := make(map[int]int64, len(sizes))
 	for _, e := range sizes {
@@ -399,10 +441,9 @@ func (s *session) transact(ctx context.Context) error {
 	}
 	// Forget only what a complete, valid listing no longer shows
 	// (RELIABILITY §1.5): never because QUIT said +OK.
-	if err := s.store.Retain(onServer); err != nil {
-		return fmt.Errorf("uidl store: %w", err)
+	if err := s.retain(onServer); err != nil {
+		return err
 	}
-	s.p.forgetGone(s.mailbox, onServer)
 
 	var todo []entry
 	var seen []entry // delivered earlier but still on the server: DELE lost to a crash or a failed QUIT
@@ -413,7 +454,7 @@ func (s *session) transact(ctx context.Context) error {
 		}
 		e.Size = sz
 		switch {
-		case s.store.Has(e.UID) && !s.a.FetchAll:
+		case s.has(e.UID) && !s.a.FetchAll:
 			seen = append(seen, e)
 		case s.a.Limit > 0 && sz > s.a.Limit:
 			if err := s.leave(e, "message larger than limit left on the server", "limit", s.a.Limit); err != nil {
@@ -433,14 +474,16 @@ func (s *session) transact(ctx context.Context) error {
 			todo = append(todo, e)
 		}
 	}
+	if s.dryRun {
+		// What is new, not what one poll would take of it.
+		s.res.New = len(todo)
+		return nil
+	}
 	if n := s.a.FetchLimit; n > 0 && len(todo) > n {
 		s.res.Skipped += len(todo) - n
 		todo = todo[:n]
 	}
 	s.res.New = len(todo)
-	if s.dryRun {
-		return nil
-	}
 	var dele []entry
 	if !s.a.Keep {
 		dele = seen
@@ -450,13 +493,17 @@ func (s *session) transact(ctx context.Context) error {
 
 // leave leaves e on the server for good (it is not retrieved while the
 // reason holds), counts it as skipped and logs why, once: the note in the
-// store keeps later polls quiet about it.
+// store keeps later polls quiet about it. A dry run logs but notes nothing,
+// so the poll that follows still warns.
 func (s *session) leave(e entry, why string, args ...any) error {
 	s.res.Skipped++
-	if s.store.Noted(e.UID) {
+	if s.noted(e.UID) {
 		return nil
 	}
 	s.log.Warn(why, append([]any{"uid", e.UID, "msgnum", e.Num, "size", e.Size}, args...)...)
+	if s.dryRun {
+		return nil
+	}
 	if err := s.store.Note(e.UID, s.p.now()); err != nil {
 		return fmt.Errorf("uidl store: note %s: %w", e.UID, err)
 	}

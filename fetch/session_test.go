@@ -641,6 +641,65 @@ func TestPollLimit(t *testing.T) {
 	}
 }
 
+// popfetch check --connect changes nothing: no note for an over-limit
+// message (so the real poll still warns about it), no forgetting, no
+// recovery records, not even a journal where there was none; and it
+// counts the new messages before fetch_limit.
+func TestCheckWritesNothing(t *testing.T) {
+	big := pop3test.Message{UID: "big", Data: []byte("Subject: big\r\n\r\n" + strings.Repeat("x", 5000) + "\r\n")}
+	srv := pop3test.NewServer(t, pop3test.Options{Messages: append(msgs(3), big)})
+	a := testAccount(t, srv)
+	a.Limit = 1000
+	a.FetchLimit = 1
+	journal := uidl.Path(a.StateDir, a.Username, a.Server, a.Port)
+
+	res := poller(nil).Check(context.Background(), a)
+	if res.Err != nil || res.New != 3 || res.Messages != 4 {
+		t.Fatalf("Check = %+v; want 3 new (fetch_limit applies to fetching only)", res)
+	}
+	if _, err := os.Stat(a.StateDir); !os.IsNotExist(err) {
+		t.Fatalf("Check created the state directory (stat: %v)", err)
+	}
+
+	// A journal with a message gone from the server, and an intent whose
+	// file exists (a real poll would record uid-0002 as delivered).
+	inNew := filepath.Join(a.Deliver.Maildir, "new", "2.M2P2.host,S=10")
+	os.MkdirAll(filepath.Dir(inNew), 0o700)
+	os.WriteFile(inNew, []byte("x"), 0o600)
+	st, err := uidl.Open(journal)
+	if err != nil {
+		t.Fatal(err)
+	}
+	st.Add("gone-from-server", time.Now())
+	st.Intend("uid-0002", inNew)
+	st.Close()
+	before, _ := os.ReadFile(journal)
+
+	logs := &logCapture{}
+	p := poller(nil)
+	p.Log = logs.logger()
+	res = p.Check(context.Background(), a)
+	if res.Err != nil || res.New != 2 {
+		t.Fatalf("Check = %+v; want 2 new (uid-0002 is in the Maildir already)", res)
+	}
+	if after, _ := os.ReadFile(journal); !bytes.Equal(before, after) {
+		t.Fatalf("Check changed the journal:\n%s\nto\n%s", before, after)
+	}
+	if len(srv.Messages()) != 4 || slices.ContainsFunc(srv.Commands(), func(c string) bool { return strings.HasPrefix(c, "RETR") }) {
+		t.Fatal("Check retrieved or deleted messages")
+	}
+
+	// The real poll still warns about the big message.
+	logs = &logCapture{}
+	p.Log = logs.logger()
+	if res := p.Poll(context.Background(), a); res.Err != nil || res.Delivered != 1 {
+		t.Fatalf("Poll = %+v", res)
+	}
+	if !strings.Contains(logs.String(), "larger than limit") {
+		t.Fatalf("the poll after check did not warn about the big message:\n%s", logs)
+	}
+}
+
 func TestPollFetchLimit(t *testing.T) {
 	srv := pop3test.NewServer(t, pop3test.Options{Messages: msgs(5)})
 	a := testAccount(t, srv)
