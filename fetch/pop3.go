@@ -186,17 +186,24 @@ func dial(ctx context.Context, o dialOptions) (*conn, error) {
 	c.stopCtx = stop
 	// RFC 2595 §4: after STLS the client MUST discard cached capabilities
 	// and SHOULD re-issue CAPA; connect's pre-TLS CAPA is thrown away.
+	if err := c.capa(); err != nil {
+		c.close()
+		return nil, err
+	}
+	return c, nil
+}
+
+// capa (re)reads the server's capabilities. A server without CAPA (it is
+// optional, RFC 2449) answers -ERR and keeps what was known.
+func (c *conn) capa() error {
 	body, err := c.cmd("CAPA", true, lineBudget*4)
 	switch {
 	case err == nil:
 		c.caps = parseCapa(body)
-	case isERR(err):
-		// CAPA is optional (RFC 2449); an old server answers -ERR.
-	default:
-		c.close()
-		return nil, fmt.Errorf("capa: %w", err)
+	case !isERR(err):
+		return fmt.Errorf("capa: %w", err)
 	}
-	return c, nil
+	return nil
 }
 
 type dialerFunc func(network, addr string) (net.Conn, error)
@@ -459,6 +466,11 @@ func (c *conn) login(user, pass string) error {
 	}
 	if _, err := c.cmd("PASS", false, 0, pass); err != nil {
 		return classifyLogin(err)
+	}
+	if c.caps.perUser {
+		// "LOGIN-DELAY n USER" or "EXPIRE n USER": the real values are
+		// the user's, given only in the TRANSACTION state.
+		return c.capa()
 	}
 	return nil
 }

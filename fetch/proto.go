@@ -128,8 +128,11 @@ type capabilities struct {
 	respCodes  bool
 	expire0    bool  // EXPIRE 0: retrieved messages may be deleted by the server on its own
 	loginDelay int64 // seconds, 0 = none
-	sasl       []string
-	impl       string
+	// perUser: LOGIN-DELAY or EXPIRE said USER, so their value varies per
+	// user and the CAPA after login has the real one (RFC 2449 §6.5, §6.7).
+	perUser bool
+	sasl    []string
+	impl    string
 }
 
 func parseCapa(body []byte) capabilities {
@@ -152,7 +155,9 @@ func parseCapa(body []byte) capabilities {
 			c.respCodes = true
 		case "EXPIRE":
 			c.expire0 = len(f) > 1 && f[1] == "0"
+			c.perUser = c.perUser || len(f) > 2 && strings.EqualFold(f[2], "USER")
 		case "LOGIN-DELAY":
+			c.perUser = c.perUser || len(f) > 2 && strings.EqualFold(f[2], "USER")
 			if len(f) > 1 {
 				if n, err := strconv.ParseInt(f[1], 10, 64); err == nil && n > 0 && n < 1<<20 {
 					c.loginDelay = n

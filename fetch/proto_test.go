@@ -123,8 +123,13 @@ func TestParseCapa(t *testing.T) {
 	if strings.ContainsRune(c.impl, 0x1b) {
 		t.Fatalf("IMPLEMENTATION not sanitized: %q", c.impl)
 	}
-	if c := parseCapa([]byte("EXPIRE 30\r\nLOGIN-DELAY -5\r\n")); c.expire0 || c.loginDelay != 0 {
+	if c := parseCapa([]byte("EXPIRE 30\r\nLOGIN-DELAY -5\r\n")); c.expire0 || c.loginDelay != 0 || c.perUser {
 		t.Fatalf("parseCapa = %+v", c)
+	}
+	for _, in := range []string{"LOGIN-DELAY 900 USER", "EXPIRE 0 user", "EXPIRE NEVER USER"} {
+		if c := parseCapa([]byte(in)); !c.perUser {
+			t.Errorf("parseCapa(%q) = %+v; want perUser", in, c)
+		}
 	}
 }
 

@@ -742,6 +742,43 @@ func TestPollLoginDelay(t *testing.T) {
 // Without PIPELINING every command waits for the previous answer: RETRs,
 // and DELEs too, however many are due at once (keep switched off on a
 // mailbox fetched with keep: every message is deleted in one session).
+// RFC 2449 §6.5, §6.7: "LOGIN-DELAY n USER" and "EXPIRE n USER" before
+// login mean the value varies per user; the CAPA after login has the real
+// one, and that is the one that counts.
+func TestPollPerUserCapabilities(t *testing.T) {
+	preLogin := func(tags string) pop3test.Fault {
+		return pop3test.Fault{Cmd: "CAPA", N: 1, Action: pop3test.Reply, Reply: "+OK\r\nUSER\r\nUIDL\r\n" + tags + "\r\n."}
+	}
+	capaAfterPass := func(srv *pop3test.Server) bool {
+		cmds := srv.Commands()
+		i := slices.IndexFunc(cmds, func(c string) bool { return strings.HasPrefix(c, "PASS") })
+		return i >= 0 && slices.Contains(cmds[i:], "CAPA")
+	}
+	t.Run("login delay", func(t *testing.T) {
+		srv := pop3test.NewServer(t, pop3test.Options{Capa: []string{"USER", "UIDL", "LOGIN-DELAY 3600"}, Faults: []pop3test.Fault{preLogin("LOGIN-DELAY 900 USER")}})
+		res := poller(nil).Poll(context.Background(), testAccount(t, srv))
+		if res.Err != nil || res.LoginDelay != time.Hour || !capaAfterPass(srv) {
+			t.Fatalf("Poll = %+v, commands %q; want the login delay of the CAPA after login", res, srv.Commands())
+		}
+	})
+	t.Run("expire", func(t *testing.T) {
+		srv := pop3test.NewServer(t, pop3test.Options{Messages: msgs(1), Capa: []string{"USER", "UIDL", "EXPIRE 0"}, Faults: []pop3test.Fault{preLogin("EXPIRE 30 USER")}})
+		a := testAccount(t, srv)
+		rec := &recorder{fail: func(string) error { return errors.New("nope") }}
+		poller(rec).Poll(context.Background(), a)
+		if slices.Contains(srv.Commands(), "QUIT") {
+			t.Fatalf("QUIT sent after a failed delivery; the CAPA after login said EXPIRE 0: %q", srv.Commands())
+		}
+	})
+	t.Run("not per user", func(t *testing.T) {
+		srv := pop3test.NewServer(t, pop3test.Options{Capa: []string{"USER", "UIDL", "LOGIN-DELAY 900"}})
+		res := poller(nil).Poll(context.Background(), testAccount(t, srv))
+		if res.Err != nil || res.LoginDelay != 900*time.Second || capaAfterPass(srv) {
+			t.Fatalf("Poll = %+v, commands %q; want one CAPA, before login", res, srv.Commands())
+		}
+	})
+}
+
 func TestPollWithoutPipelining(t *testing.T) {
 	srv := pop3test.NewServer(t, pop3test.Options{Messages: msgs(3), Capa: []string{"USER", "UIDL"}, CheckPipelining: true})
 	a := testAccount(t, srv)
