@@ -112,6 +112,10 @@ func Open(path string) (*Store, error) {
 	return s, nil
 }
 
+// lockGrace is how long Open waits for a lock held by someone else before
+// it reports ErrLocked (a variable for tests).
+var lockGrace = 2 * time.Second
+
 // lockFile takes an exclusive non-blocking flock on a separate lock file. The
 // journal itself is not locked because compaction replaces it by rename; a
 // flock dies with its process, so a killed popfetch cannot leave it stuck.
@@ -126,11 +130,21 @@ func lockFile(name string) (*os.File, error) {
 		f.Close()
 		return nil, err
 	}
-	for {
+	// A lock that looks held may belong to a child this process is forking
+	// (an MDA, or another account's): between fork and exec the child
+	// shares every open file description, the lock file of a Store closed
+	// a moment ago included, so it holds that flock for a few moments.
+	// Retrying for lockGrace tells that apart from a real second popfetch.
+	deadline := time.Now().Add(lockGrace)
+	for wait := time.Millisecond; ; wait = min(2*wait, 100*time.Millisecond) {
 		err = syscall.Flock(int(f.Fd()), syscall.LOCK_EX|syscall.LOCK_NB)
-		if err != syscall.EINTR {
+		if err == syscall.EINTR {
+			continue
+		}
+		if err != syscall.EWOULDBLOCK || time.Now().After(deadline) {
 			break
 		}
+		time.Sleep(wait)
 	}
 	if err != nil {
 		f.Close()

@@ -660,6 +660,33 @@ func TestLock(t *testing.T) {
 	mustOpen(t, path)
 }
 
+// TestLockWaitsForBriefHolder: a lock held for a moment, as a forking child
+// holds a just-closed Store's lock until it execs, is waited for rather
+// than reported as another popfetch.
+func TestLockWaitsForBriefHolder(t *testing.T) {
+	path := journalPath(t)
+	mustOpen(t, path).Close()
+	// Another open file description of the lock file, as the child has.
+	f, err := os.OpenFile(path+".lock", os.O_RDWR, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	if err := syscall.Flock(int(f.Fd()), syscall.LOCK_EX|syscall.LOCK_NB); err != nil {
+		t.Fatal(err)
+	}
+	go func() {
+		time.Sleep(lockGrace / 5)
+		syscall.Flock(int(f.Fd()), syscall.LOCK_UN)
+	}()
+	// Without the grace this is ErrLocked at once: the flock is held.
+	s, err := Open(path)
+	if err != nil {
+		t.Fatalf("Open while the lock is held briefly = %v; want it to wait", err)
+	}
+	s.Close()
+}
+
 func TestLockReleasedOnKill(t *testing.T) {
 	if testing.Short() {
 		t.Skip("starts a child process")
