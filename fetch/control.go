@@ -396,7 +396,7 @@ func WriteStatus(w io.Writer, s Status) {
 		case StatePolling:
 			next = "(polling)"
 		case StateAuthHold:
-			next = "held: fix the account or run `popfetch now`"
+			next = "held: fix the account, then SIGHUP or `popfetch now`"
 		}
 		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%d\t%d\t%d\t%s\n",
 			printable(a.Name, 60), a.State, last, took, nw, dlv, del, next,

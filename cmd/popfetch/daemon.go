@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"os"
 	"os/signal"
+	"sync"
 	"syscall"
 	"time"
 
@@ -26,12 +27,14 @@ func (g *globals) daemon(ctx context.Context, args []string) int {
 		fmt.Fprintln(g.stderr, "popfetch run takes no arguments")
 		return exitUsage
 	}
-	cfg, path, ok := g.load()
+	log := g.logger(slog.LevelInfo)
+	cfg, path, ok := g.loadForRun(log)
 	if !ok {
 		return exitConfig
 	}
-	log := g.logger(slog.LevelInfo)
-	p := &fetch.Poller{Log: log}
+	// The daemon logs each poll's outcome itself (idle polls at Debug,
+	// an error once per change), not the session.
+	p := &fetch.Poller{Log: log, NoPollLog: true}
 	d := fetch.NewDaemon(cfg, p.Poll, fetch.DaemonOptions{Log: log})
 	// The control socket first: a second daemon on the same state fails
 	// here, before it polls anything.
@@ -43,20 +46,23 @@ func (g *globals) daemon(ctx context.Context, args []string) int {
 	ctx, stop := context.WithCancel(ctx)
 	defer stop()
 
+	// SIGHUP and the file watcher reload on different goroutines. Load
+	// and apply happen under one lock, so the config applied last is
+	// always the one read last: an older read cannot overwrite a newer.
+	var reloadMu sync.Mutex
 	reload := func(why string) {
+		reloadMu.Lock()
+		defer reloadMu.Unlock()
 		c, diags := rcfile.Load(path)
-		for _, x := range diags {
-			lvl := slog.LevelWarn
-			if x.Severity == hcl.DiagError {
-				lvl = slog.LevelError
-			}
-			log.Log(ctx, lvl, "rc file", "path", path, "diag", rcfile.FormatDiagnostic(x))
-		}
+		logDiagnostics(log, path, diags)
 		if diags.HasErrors() {
 			log.Error("rc file has errors; the running configuration stays in effect", "path", path, "trigger", why)
 			return
 		}
-		d.Reload(c)
+		if err := d.Reload(c); err != nil {
+			log.Error("rc file not applied; the running configuration stays in effect", "path", path, "trigger", why, "err", err)
+			return
+		}
 		log.Info("rc file reloaded", "path", path, "trigger", why, "accounts", len(c.Accounts), "generation", d.Status().Generation)
 	}
 	sigs := make(chan os.Signal, 4)
@@ -76,6 +82,12 @@ func (g *globals) daemon(ctx context.Context, args []string) int {
 			switch s {
 			case syscall.SIGHUP:
 				reload("SIGHUP")
+				// The rc file only names a password's source; after
+				// fixing the file, variable or command the operator's
+				// SIGHUP is the signal to try held accounts again.
+				if n := d.LiftAuthHolds(); n > 0 {
+					log.Info("SIGHUP: authentication holds lifted", "accounts", n)
+				}
 			case syscall.SIGUSR1:
 				log.Info("SIGUSR1: polling every account now")
 				go d.PollNow(ctx, nil)
@@ -112,6 +124,38 @@ func (g *globals) daemon(ctx context.Context, args []string) int {
 	}
 	log.Info("popfetch daemon stopped")
 	return exitOK
+}
+
+// loadForRun is load for `popfetch run`. With --log-format json the
+// diagnostics are log records like every other line the daemon writes
+// (one JSON object per line, for log collectors), not source snippets.
+func (g *globals) loadForRun(log *slog.Logger) (*rcfile.Config, string, bool) {
+	if g.logFormat != "json" {
+		return g.load()
+	}
+	path, err := rcfile.Find(g.config)
+	if err != nil {
+		log.Error("no rc file", "err", err)
+		return nil, "", false
+	}
+	cfg, diags := rcfile.Load(path)
+	logDiagnostics(log, path, diags)
+	if diags.HasErrors() {
+		log.Error("rc file has errors", "path", path)
+		return nil, path, false
+	}
+	return cfg, path, true
+}
+
+// logDiagnostics logs one line per diagnostic, with its file:line:col.
+func logDiagnostics(log *slog.Logger, path string, diags hcl.Diagnostics) {
+	for _, x := range diags {
+		lvl := slog.LevelWarn
+		if x.Severity == hcl.DiagError {
+			lvl = slog.LevelError
+		}
+		log.Log(context.Background(), lvl, "rc file", "path", path, "diag", rcfile.FormatDiagnostic(x))
+	}
 }
 
 // controlPath finds the running daemon's socket from the rc file's
