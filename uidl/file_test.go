@@ -672,12 +672,16 @@ func TestLockWaitsForBriefHolder(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer f.Close()
-	if err := syscall.Flock(int(f.Fd()), syscall.LOCK_EX|syscall.LOCK_NB); err != nil {
+	fd := int(f.Fd())
+	if err := syscall.Flock(fd, syscall.LOCK_EX|syscall.LOCK_NB); err != nil {
 		t.Fatal(err)
 	}
+	done := make(chan struct{})
+	defer func() { <-done }() // before f.Close
 	go func() {
+		defer close(done)
 		time.Sleep(lockGrace / 5)
-		syscall.Flock(int(f.Fd()), syscall.LOCK_UN)
+		syscall.Flock(fd, syscall.LOCK_UN)
 	}()
 	// Without the grace this is ErrLocked at once: the flock is held.
 	s, err := Open(path)
