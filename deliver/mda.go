@@ -16,7 +16,6 @@ import (
 	"time"
 	"unicode"
 	"unicode/utf8"
-	"unsafe"
 )
 
 // MDAOptions configures an MDA target. The zero value is usable.
@@ -405,22 +404,6 @@ func withStderr(err error, said string) error {
 		return err
 	}
 	return fmt.Errorf("%w; stderr: %s", err, said)
-}
-
-// waitExited blocks until process pid has exited, without reaping it
-// (waitid with WNOWAIT), so that its pid stays reserved until cmd.Wait.
-func waitExited(pid int) error {
-	const pPID = 1     // idtype_t P_PID
-	var info [128]byte // siginfo_t, unused
-	for {
-		_, _, e := syscall.Syscall6(syscall.SYS_WAITID, pPID, uintptr(pid), uintptr(unsafe.Pointer(&info[0])), syscall.WEXITED|syscall.WNOWAIT, 0, 0)
-		if e != syscall.EINTR {
-			if e != 0 {
-				return e
-			}
-			return nil
-		}
-	}
 }
 
 // killedError describes an MDA we killed. The MDA's own status decides
