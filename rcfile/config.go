@@ -79,7 +79,7 @@ type Destination struct {
 	// {domain} {sender} each become exactly one argv element.
 	MDA            []string
 	MDATimeout     time.Duration // default 5m; the whole process group is killed after it
-	MDAAllowStderr bool          // default false: output on stderr with exit 0 counts as a failure
+	MDAAllowStderr bool          // default false: output on stderr with exit 0 is a permanent failure
 	// MDATempExitCodes are the exit statuses that leave the message on the
 	// server for the next poll; any other non-zero status is permanent.
 	// Default [75] (EX_TEMPFAIL).
