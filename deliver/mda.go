@@ -372,13 +372,13 @@ func (d *MDA) run(ctx context.Context, argv []string, msg io.Reader) error {
 			if killed {
 				return d.killedError(ctx)
 			}
-			return &Error{Target: d.target, Reason: reasonLine(fmt.Sprintf("MDA killed by signal %d (%v)", int(st.Signal()), st.Signal()), said), Err: withStderr(waitErr, said)}
+			return &Error{Target: d.target, Reason: reasonLine(fmt.Sprintf("MDA killed by signal %d (%v)", int(st.Signal()), st.Signal()), said), Err: waitErr}
 		}
 		code := ee.ExitCode()
 		if slices.Contains(d.opts.TempExitCodes, code) {
-			return &Error{Target: d.target, Reason: reasonLine("MDA exit "+strconv.Itoa(code), said), Err: withStderr(waitErr, said)}
+			return &Error{Target: d.target, Reason: reasonLine("MDA exit "+strconv.Itoa(code), said), Err: waitErr}
 		}
-		return &Error{Target: d.target, Permanent: true, Reason: reasonLine("MDA exit "+strconv.Itoa(code), said), Err: withStderr(waitErr, said)}
+		return &Error{Target: d.target, Permanent: true, Reason: reasonLine("MDA exit "+strconv.Itoa(code), said), Err: waitErr}
 	default:
 		return &Error{Target: d.target, Reason: reasonLine("MDA wait failed", SafeValue(waitErr.Error(), 200)), Err: waitErr}
 	}
@@ -394,16 +394,6 @@ func (d *MDA) run(ctx context.Context, argv []string, msg io.Reader) error {
 		return &Error{Target: d.target, Permanent: true, Reason: "MDA exit 0 but wrote to stderr: " + said}
 	}
 	return nil
-}
-
-// withStderr adds the MDA's own words to err, so that the log line of a
-// failure (Error.Error shows Err) says what the MDA said, not only its
-// status.
-func withStderr(err error, said string) error {
-	if said == "" {
-		return err
-	}
-	return fmt.Errorf("%w; stderr: %s", err, said)
 }
 
 // killedError describes an MDA we killed. The MDA's own status decides
