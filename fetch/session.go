@@ -38,6 +38,10 @@ type Poller struct {
 	// message (see poisonPolls). It lives as long as the Poller: the
 	// daemon's whole run, or one `popfetch fetch`.
 	failures map[string]map[string]int
+
+	// afterSync, if set (tests), runs each time a session has made the
+	// UIDL records of a batch durable, before any DELE for them is sent.
+	afterSync func()
 }
 
 // poisonPolls is how many consecutive polls may break on the same message
@@ -576,6 +580,9 @@ func (s *session) fetch(ctx context.Context, todo, dele []entry) error {
 		}
 		if err := s.store.Sync(); err != nil {
 			return fmt.Errorf("uidl store: %w", err)
+		}
+		if s.p.afterSync != nil {
+			s.p.afterSync()
 		}
 		if !s.a.Keep {
 			deles = append(deles, recorded...)

@@ -192,6 +192,51 @@ func TestPollNeverDeletesUndelivered(t *testing.T) {
 	}
 }
 
+// The invariant, checked at the server: when DELE n arrives, the UID of
+// message n is already in the part of the journal that was fsynced.
+func TestPollRecordDurableBeforeDele(t *testing.T) {
+	var mu sync.Mutex
+	var journal string
+	synced := 0 // bytes of the journal known durable
+	var problems []string
+	checkDele := func(c *pop3test.Conn) {
+		defer c.Write(c.Answer()) // +OK, without marking: only the order is tested here
+		ans := string(c.Answer())
+		var n int
+		fmt.Sscanf(ans, "+OK message %d deleted", &n)
+		mu.Lock()
+		defer mu.Unlock()
+		b, _ := os.ReadFile(journal)
+		if want := fmt.Sprintf("\n+ uid-%04d ", n); !strings.Contains(string(b[:min(synced, len(b))]), want) {
+			problems = append(problems, fmt.Sprintf("DELE %d before its record was fsynced", n))
+		}
+	}
+	for _, capa := range [][]string{nil, {"USER", "UIDL"}} {
+		srv := pop3test.NewServer(t, pop3test.Options{Messages: msgs(2*batch + 3), Capa: capa, Faults: []pop3test.Fault{{Cmd: "DELE", Action: pop3test.Custom, Func: checkDele}}})
+		a := testAccount(t, srv)
+		mu.Lock()
+		journal, synced = uidl.Path(a.StateDir, a.Username, a.Server, a.Port), 0
+		mu.Unlock()
+		p := poller(&recorder{})
+		p.afterSync = func() {
+			mu.Lock()
+			defer mu.Unlock()
+			fi, err := os.Stat(journal)
+			if err != nil {
+				t.Error(err)
+				return
+			}
+			synced = int(fi.Size())
+		}
+		if res := p.Poll(context.Background(), a); res.Err != nil || res.Deleted != 2*batch+3 {
+			t.Fatalf("Poll = %+v", res)
+		}
+	}
+	if len(problems) > 0 {
+		t.Fatalf("invariant broken: %v", problems)
+	}
+}
+
 // Connection dropped after RETR's answer, before DELE's: the message was
 // delivered and recorded, the session never reached UPDATE, so the server
 // keeps it; the next poll deletes it without delivering it again.

@@ -7,6 +7,7 @@ import (
 	"crypto/x509"
 	"encoding/hex"
 	"errors"
+	"slices"
 	"strings"
 	"testing"
 
@@ -96,6 +97,46 @@ func TestTLS(t *testing.T) {
 			// No credential byte before the TLS gate.
 			if sentCredentials(srv) {
 				t.Fatalf("credentials sent although the TLS policy failed:\n%s", srv.Transcript())
+			}
+		})
+	}
+}
+
+// RFC 2595 §4: after STLS the client discards the capabilities it was told
+// in plaintext and asks again; what the server says over TLS is what counts.
+// Here PIPELINING is on one side of the handshake only, and the server
+// checks whether the client pipelines.
+func TestCapaAfterSTLS(t *testing.T) {
+	caPEM, serverTLS, _ := pop3test.GenerateCert(t)
+	for _, tt := range []struct {
+		name           string
+		plain, overTLS []string
+		wantPipelined  bool
+	}{
+		{"pipelining only over TLS", []string{"USER", "UIDL"}, []string{"USER", "UIDL", "PIPELINING"}, true},
+		{"pipelining only in plaintext", []string{"USER", "UIDL", "PIPELINING"}, []string{"USER", "UIDL"}, false},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			srv := pop3test.NewServer(t, pop3test.Options{
+				Messages: msgs(2), TLS: serverTLS, STLS: true, Capa: tt.overTLS, CheckPipelining: true,
+				Faults: []pop3test.Fault{{Cmd: "CAPA", N: 1, Action: pop3test.Reply,
+					Reply: "+OK\r\n" + strings.Join(append(tt.plain, "STLS"), "\r\n") + "\r\n."}},
+			})
+			a := testAccount(t, srv)
+			a.TLS, a.Server, a.CAFile = rcfile.TLSStartTLS, "localhost", pop3test.WriteCAFile(t, caPEM)
+			res := poller(&recorder{}).Poll(context.Background(), a)
+			if res.Err != nil || res.Delivered != 2 {
+				t.Fatalf("Poll = %+v", res)
+			}
+			cmds := srv.Commands()
+			stls := slices.Index(cmds, "STLS")
+			if stls < 0 || !slices.Contains(cmds[stls:], "CAPA") {
+				t.Fatalf("commands %q: want CAPA again after STLS", cmds)
+			}
+			// Without PIPELINING over TLS, the server itself fails the
+			// test (CheckPipelining) if the client pipelines anyway.
+			if got := srv.Pipelined() > 0; got != tt.wantPipelined {
+				t.Fatalf("client pipelined: %v; want %v (it must follow the capabilities given over TLS)", got, tt.wantPipelined)
 			}
 		})
 	}
