@@ -210,6 +210,7 @@ type account struct {
 
 	running  bool
 	runHost  string        // the host key the running poll counts against
+	runBox   string        // the mailbox key of the running poll
 	changed  bool          // the config changed while polling: a failure is the old config's
 	removed  bool          // left the config while running; dropped when the poll ends
 	liftHold bool          // LiftAuthHolds came while polling: an auth failure of this poll does not hold
@@ -267,6 +268,10 @@ func interval(a *rcfile.Account) time.Duration {
 // case-insensitive.
 func hostKey(a *rcfile.Account) string { return strings.ToLower(a.Server) }
 
+// mailboxKey names the mailbox an account polls, whatever its port or
+// state_dir (the same rule as rcfile's duplicate-mailbox check).
+func mailboxKey(a *rcfile.Account) string { return a.Username + "@" + hostKey(a) }
+
 type pollDone struct {
 	a *account
 	r Result
@@ -313,6 +318,10 @@ type Daemon struct {
 	phase    phase
 	nrun     int            // sessions running
 	perHost  map[string]int // sessions running per host key
+	// mailboxes running, by mailboxKey: rcfile rejects two accounts for
+	// one mailbox, but a reload that renames an account starts the new
+	// name while the old name's last poll may still run.
+	busyBoxes map[string]bool
 }
 
 // NewDaemon returns a daemon for cfg (generation 1). Each account's first
@@ -342,6 +351,7 @@ func NewDaemon(cfg *rcfile.Config, poll PollFunc, opts DaemonOptions) *Daemon {
 			return rand.N(max + 1)
 		}
 	}
+	d.busyBoxes = map[string]bool{}
 	d.abortCtx, d.abort = context.WithCancel(context.Background())
 	d.cfg = &rcfile.Config{}
 	d.Reload(cfg) // generation 0: nothing to compare with, never refused
@@ -491,7 +501,7 @@ func (d *Daemon) startDueLocked() (wait time.Duration, ok bool) {
 			break
 		}
 		host := hostKey(c.a.cfg)
-		if d.perHost[host] >= perServer {
+		if d.perHost[host] >= perServer || d.busyBoxes[mailboxKey(c.a.cfg)] {
 			continue
 		}
 		d.startLocked(c.a, host)
@@ -504,7 +514,8 @@ func (d *Daemon) startDueLocked() (wait time.Duration, ok bool) {
 
 func (d *Daemon) startLocked(a *account, host string) {
 	a.running = true
-	a.runHost = host
+	a.runHost, a.runBox = host, mailboxKey(a.cfg)
+	d.busyBoxes[a.runBox] = true
 	a.stop, a.stopped, a.cut = make(chan struct{}), false, false
 	a.deadline = d.clock.Now().Add(pollTimeLimit(a.cfg))
 	d.nrun++
@@ -565,6 +576,7 @@ func (d *Daemon) finishLocked(done pollDone) {
 	if d.perHost[a.runHost]--; d.perHost[a.runHost] <= 0 {
 		delete(d.perHost, a.runHost)
 	}
+	delete(d.busyBoxes, a.runBox)
 	waiters := a.inflight
 	a.inflight = nil
 	defer answer(waiters, r)

@@ -1333,3 +1333,41 @@ func TestDaemonPollTimeLimit(t *testing.T) {
 		t.Errorf("%d time-limit lines; want 1:\n%s", n, h.logs)
 	}
 }
+
+// TestDaemonRenameWaitsForOldPoll: a reload that renames an account starts
+// the new name only after the old name's last poll has ended: one mailbox
+// never has two sessions, even across a rename (and a changed port).
+func TestDaemonRenameWaitsForOldPoll(t *testing.T) {
+	old := acct("old", "pop.example", time.Hour)
+	old.Username = "joe"
+	old.Timeout = time.Hour // time limit 30h: not the scheduler's timer here
+	h := newHarness(t, config(old, acct("other", "other.example", time.Hour)), nil)
+	h.start()
+	polls := map[string]*call{}
+	for range 2 {
+		c := h.next()
+		polls[c.name] = c
+	}
+	polls["other"].ret(Result{})
+	h.waitIdleOrBackoff("other")
+
+	renamed := acct("new", "POP.example", time.Hour)
+	renamed.Username, renamed.Port = "joe", 995
+	h.clock.waitTimer(t, t0.Add(time.Hour))
+	// other's new interval moves the scheduler's timer: once it shows,
+	// the scheduler has acted on the reload.
+	if err := h.d.Reload(config(renamed, acct("other", "other.example", 50*time.Minute))); err != nil {
+		t.Fatal(err)
+	}
+	h.clock.waitTimer(t, t0.Add(50*time.Minute))
+	if st := h.status("new"); st.State != StateIdle || h.polling() != 0 {
+		t.Fatalf("new started while the old name's poll of the same mailbox runs: %+v", st)
+	}
+	polls["old"].ret(Result{})
+	h.nextFor("new").ret(Result{})
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	if h.maxHost > 1 {
+		t.Fatalf("%d sessions to pop.example at once; want 1", h.maxHost)
+	}
+}
