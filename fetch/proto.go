@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"strconv"
 	"strings"
+	"unicode/utf8"
 )
 
 // maxMessages caps what a server may claim in STAT (fetchmail 5.9.10: "don't
@@ -142,7 +143,13 @@ func parseCapa(body []byte) capabilities {
 		if len(f) == 0 {
 			continue
 		}
-		switch strings.ToUpper(f[0]) {
+		// Tags are ASCII (RFC 2449 §5); strings.ToUpper alone would also
+		// turn "PıPELINING" into PIPELINING.
+		tag := f[0]
+		if strings.ContainsFunc(tag, func(r rune) bool { return r >= utf8.RuneSelf }) {
+			continue
+		}
+		switch strings.ToUpper(tag) {
 		case "STLS":
 			c.stls = true
 		case "USER":

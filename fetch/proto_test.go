@@ -2,8 +2,14 @@ package fetch
 
 import (
 	"errors"
+	"fmt"
+	"reflect"
+	"slices"
+	"strconv"
 	"strings"
 	"testing"
+	"unicode"
+	"unicode/utf8"
 )
 
 func TestValidUID(t *testing.T) {
@@ -191,12 +197,112 @@ func FuzzParseStat(f *testing.F) {
 	})
 }
 
+// formatCapa renders c as a CAPA body, the inverse of parseCapa for every
+// field but impl (sanitized, so not round-trippable).
+func formatCapa(c capabilities) []byte {
+	var b []byte
+	for tag, on := range map[string]bool{"STLS": c.stls, "USER": c.user, "UIDL": c.uidl, "PIPELINING": c.pipelining, "RESP-CODES": c.respCodes} {
+		if on {
+			b = append(b, tag+"\r\n"...)
+		}
+	}
+	user := ""
+	if c.perUser {
+		user = " USER"
+	}
+	switch {
+	case c.expire0:
+		b = append(b, "EXPIRE 0"+user+"\r\n"...)
+	case c.perUser:
+		b = append(b, "EXPIRE NEVER USER\r\n"...)
+	}
+	if c.loginDelay > 0 {
+		b = fmt.Appendf(b, "LOGIN-DELAY %d\r\n", c.loginDelay)
+	}
+	if c.sasl != nil {
+		b = append(b, "SASL "+strings.Join(c.sasl, " ")+"\r\n"...)
+	}
+	return b
+}
+
 func FuzzParseCapa(f *testing.F) {
 	f.Add([]byte("STLS\r\nLOGIN-DELAY 900\r\n"))
+	f.Add([]byte("TOP\r\nUSER\r\nUIDL\r\nPIPELINING\r\nRESP-CODES\r\nEXPIRE 0 USER\r\nLOGIN-DELAY 900 USER\r\nSASL PLAIN LOGIN\r\nIMPLEMENTATION \x1b[31mevil\r\n"))
+	f.Add([]byte("pipelining\nexpire 0\nEXPIRE 30\nLOGIN-DELAY 99999999999\nSASL\n  STLS extra\n"))
+	f.Add([]byte("P\u0131PELINING\r\n\u017fTLS\r\n")) // ToUpper maps these to PIPELINING and STLS
 	f.Fuzz(func(t *testing.T, b []byte) {
 		c := parseCapa(b)
-		if c.loginDelay < 0 {
-			t.Fatal("negative login delay")
+		// An independent reading of the same lines: a tag is on only if
+		// some line's first field is that tag, ASCII case-insensitively.
+		var want capabilities
+		var delays []int64
+		for _, line := range strings.Split(string(b), "\n") {
+			f := strings.Fields(line)
+			if len(f) == 0 {
+				continue
+			}
+			tag := f[0]
+			switch {
+			case asciiEqualFold(tag, "STLS"):
+				want.stls = true
+			case asciiEqualFold(tag, "USER"):
+				want.user = true
+			case asciiEqualFold(tag, "UIDL"):
+				want.uidl = true
+			case asciiEqualFold(tag, "PIPELINING"):
+				want.pipelining = true
+			case asciiEqualFold(tag, "RESP-CODES"):
+				want.respCodes = true
+			case asciiEqualFold(tag, "EXPIRE"):
+				want.expire0 = len(f) > 1 && f[1] == "0" // the last EXPIRE line counts
+			case asciiEqualFold(tag, "LOGIN-DELAY"):
+				if len(f) > 1 {
+					if n, err := strconv.ParseInt(f[1], 10, 64); err == nil {
+						delays = append(delays, n)
+					}
+				}
+			}
+		}
+		if c.stls != want.stls || c.user != want.user || c.uidl != want.uidl || c.pipelining != want.pipelining || c.respCodes != want.respCodes || c.expire0 != want.expire0 {
+			t.Fatalf("parseCapa(%q) = %+v; flags want %+v", b, c, want)
+		}
+		if c.loginDelay < 0 || c.loginDelay >= 1<<20 || c.loginDelay > 0 && !slices.Contains(delays, c.loginDelay) {
+			t.Fatalf("parseCapa(%q): login delay %d; advertised %v", b, c.loginDelay, delays)
+		}
+		for _, m := range c.sasl {
+			if m == "" || strings.ContainsFunc(m, unicode.IsSpace) {
+				t.Fatalf("parseCapa(%q): SASL mechanism %q", b, m)
+			}
+		}
+		if len(c.impl) > 80+len("…") || strings.ContainsFunc(c.impl, func(r rune) bool { return r < 0x20 || r == 0x7f || r >= 0x80 && r < 0xa0 }) || !utf8.ValidString(c.impl) {
+			t.Fatalf("parseCapa(%q): IMPLEMENTATION %q is not safe to log", b, c.impl)
+		}
+		// What was understood survives being said again.
+		back := parseCapa(formatCapa(c))
+		back.impl = c.impl
+		if !reflect.DeepEqual(back, c) {
+			t.Fatalf("parseCapa(formatCapa(%+v)) = %+v", c, back)
 		}
 	})
+}
+
+// asciiEqualFold compares ASCII case-insensitively; any other byte must
+// match exactly.
+func asciiEqualFold(a, b string) bool {
+	if len(a) != len(b) {
+		return false
+	}
+	for i := 0; i < len(a); i++ {
+		x, y := a[i], b[i]
+		if 'a' <= x && x <= 'z' {
+			x -= 'a' - 'A'
+		}
+		if 'a' <= y && y <= 'z' {
+			y -= 'a' - 'A'
+		}
+		if x != y {
+			return false
+		}
+	}
+	return true
 }
