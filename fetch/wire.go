@@ -89,6 +89,9 @@ func toPostmaster(ctx context.Context, pm deliver.Target, m *deliver.Message, se
 	if errs[0] != nil {
 		return fmt.Errorf("%v; postmaster delivery failed too: %w", cause, errs[0])
 	}
+	// Delivered, but not where the user expects it: say so once, where
+	// the admin looks, as the multidrop path does for partial routes.
+	logFrom(ctx).Warn("delivered to the postmaster", "reason", reason)
 	return nil
 }
 
