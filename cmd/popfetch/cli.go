@@ -15,7 +15,6 @@ import (
 	"syscall"
 	"time"
 
-	"github.com/hashicorp/hcl/v2"
 	"github.com/popfetch/popfetch/deliver"
 	"github.com/popfetch/popfetch/fetch"
 	"github.com/popfetch/popfetch/rcfile"
@@ -85,6 +84,7 @@ type globals struct {
 	logFormat string
 	stdout    io.Writer
 	stderr    io.Writer
+	helped    bool // a subcommand's -h/--help printed the usage
 }
 
 func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
@@ -113,7 +113,16 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		return exitOK
 	}
 	deliver.Version = strings.TrimPrefix(versionString(), "popfetch ")
-	cmd, cargs := rest[0], rest[1:]
+	code := g.command(ctx, rest[0], rest[1:])
+	if g.helped {
+		// "popfetch fetch --help" asked for the usage and got it.
+		return exitOK
+	}
+	return code
+}
+
+func (g *globals) command(ctx context.Context, cmd string, cargs []string) int {
+	stdout, stderr := g.stdout, g.stderr
 	switch cmd {
 	case "fetch":
 		return g.fetch(ctx, cargs)
@@ -160,6 +169,7 @@ func (g *globals) parse(fs *flag.FlagSet, args []string) bool {
 	if err := fs.Parse(args); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
 			fmt.Fprint(g.stdout, usage)
+			g.helped = true
 		} else {
 			fmt.Fprintf(g.stderr, "popfetch %s: %v\n\n%s", fs.Name(), err, usage)
 		}
@@ -306,6 +316,11 @@ func summaryLine(r fetch.PollSummary) string {
 }
 
 func exitCodeFor(r fetch.Result) int {
+	if errors.Is(r.Err, rcfile.ErrInsecureFile) {
+		// A password_file that became readable by others after the rc
+		// file was loaded: the same configuration error Load reports.
+		return exitConfig
+	}
 	return exitCodeForSummary(fetch.Summarize(r))
 }
 
@@ -373,5 +388,3 @@ func (g *globals) check(ctx context.Context, args []string) int {
 	}
 	return code
 }
-
-var _ hcl.Diagnostics

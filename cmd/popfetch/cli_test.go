@@ -3,6 +3,7 @@ package main
 import (
 	"bytes"
 	"context"
+	"errors"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -10,7 +11,9 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/popfetch/popfetch/fetch"
 	"github.com/popfetch/popfetch/fetch/pop3test"
+	"github.com/popfetch/popfetch/rcfile"
 )
 
 func runCLI(t *testing.T, args ...string) (code int, stdout, stderr string) {
@@ -36,6 +39,27 @@ func TestHelpAndVersion(t *testing.T) {
 	}
 	if code, _, _ := runCLI(t, "fetch", "--no-such-flag"); code != exitUsage {
 		t.Fatalf("unknown flag = %d; want %d", code, exitUsage)
+	}
+	// Asking for help is not a usage error, whichever command it follows.
+	for _, cmd := range []string{"fetch", "check", "run", "now", "status", "demo"} {
+		for _, flag := range []string{"--help", "-h"} {
+			if code, out, errs := runCLI(t, cmd, flag); code != exitOK || !strings.Contains(out, "Usage:") || errs != "" {
+				t.Errorf("%s %s = %d, usage on stdout %v, stderr %q; want %d and the usage on stdout", cmd, flag, code, strings.Contains(out, "Usage:"), errs, exitOK)
+			}
+		}
+	}
+}
+
+// A password_file found readable by others when the account is polled (it
+// was missing or private when the rc file was loaded) is a configuration
+// error, like one found at load time.
+func TestExitCodeInsecurePasswordFile(t *testing.T) {
+	res := fetch.Result{Account: "x", Err: fmt.Errorf("account x: password: password_file /p has mode 0644: %w", rcfile.ErrInsecureFile)}
+	if got := exitCodeFor(res); got != exitConfig {
+		t.Fatalf("exitCodeFor(%v) = %d; want %d", res.Err, got, exitConfig)
+	}
+	if got := exitCodeFor(fetch.Result{Err: errors.New("connection refused")}); got != exitFail {
+		t.Fatalf("exitCodeFor(connection refused) = %d; want %d", got, exitFail)
 	}
 }
 
