@@ -432,10 +432,12 @@ func (d *Daemon) shutdown() error {
 }
 
 // startDueLocked starts every due account that fits under the limits,
-// earliest first (operator requests before scheduled polls). It returns how
-// long until the next account not yet due becomes due; ok is false if
-// none is waiting on time. Due accounts held back by a limit need no
-// timer: a finishing poll frees the slot and wakes the loop.
+// earliest first (operator requests before scheduled polls), and asks
+// polls that reached their time limit to stop. It returns how long until
+// the next account not yet due becomes due or the next running poll
+// reaches its limit; ok is false if nothing is waiting on time. Due
+// accounts held back by a limit need no timer: a finishing poll frees the
+// slot and wakes the loop.
 func (d *Daemon) startDueLocked() (wait time.Duration, ok bool) {
 	now := d.clock.Now()
 	type cand struct {
@@ -505,6 +507,11 @@ func (d *Daemon) startDueLocked() (wait time.Duration, ok bool) {
 			continue
 		}
 		d.startLocked(c.a, host)
+		// Its time limit needs a timer too: nothing else may wake the
+		// loop before it.
+		if wake.IsZero() || c.a.deadline.Before(wake) {
+			wake = c.a.deadline
+		}
 	}
 	if wake.IsZero() {
 		return 0, false

@@ -1296,14 +1296,19 @@ func TestDaemonPollTimeLimit(t *testing.T) {
 	other.Timeout = time.Hour      // 30h: not reached here
 	cfg := config(slow, other)
 	cfg.MaxParallel = 1
-	h := newHarness(t, cfg, nil)
+	// Both first polls 1s after start: the session starts on a timer, not
+	// on the wake-up of start-up, so the scheduler must plan the new
+	// session's time limit when it starts it.
+	h := newHarness(t, cfg, func(time.Duration) time.Duration { return time.Second })
 	h.start()
-	c := h.nextFor("a-slow") // both due at t0; names break the tie
+	h.clock.waitTimer(t, t0.Add(time.Second))
+	h.clock.Advance(time.Second)
+	c := h.nextFor("a-slow") // both due at t0+1s; names break the tie
 	limit := pollTimeLimit(slow)
 	if limit != time.Hour {
 		t.Fatalf("pollTimeLimit = %v; want 1h", limit)
 	}
-	h.clock.waitTimer(t, t0.Add(limit))
+	h.clock.waitTimer(t, t0.Add(time.Second+limit))
 	h.clock.Advance(limit - time.Second)
 	if stopping(c.ctx) {
 		t.Fatalf("poll told to stop before its limit")
@@ -1325,8 +1330,8 @@ func TestDaemonPollTimeLimit(t *testing.T) {
 	if stopping(c.ctx) {
 		t.Fatalf("the new session starts already stopped")
 	}
-	if got := h.clock.Now(); !got.Equal(t0.Add(limit)) {
-		t.Fatalf("second session at t0+%v; want t0+%v", got.Sub(t0), limit)
+	if got := h.clock.Now(); !got.Equal(t0.Add(time.Second + limit)) {
+		t.Fatalf("second session at t0+%v; want t0+%v", got.Sub(t0), time.Second+limit)
 	}
 	c.ret(Result{})
 	if n := h.countLog("poll reached its time limit"); n != 1 {
