@@ -10,10 +10,13 @@
 //	  → TLS gate: no credential byte before it → USER/PASS
 //	  → STAT, UIDL (every UID checked: 1–70 chars in 0x21–0x7E, RFC 1939 §7)
 //	  → LIST sizes → select new UIDs (not in the store, unless fetch_all;
-//	    over the size limit → left on the server, noted once)
-//	  → pipelined RETR (RFC 2449 PIPELINING) into a bounded in-memory spool
+//	    over the size limit or the 1 GiB hard maximum → left on the server,
+//	    noted once; given up after breaking 3 polls in a row → skipped)
+//	  → pipelined RETR (RFC 2449 PIPELINING; one command at a time
+//	    without it) into a bounded in-memory spool, one deadline per message
 //	  → Deliver (up to 4 at once) → UIDL record → per batch: fsync of the
-//	    UIDL journal, then DELE for the batch (unless keep) → QUIT.
+//	    UIDL journal, then DELE for the batch (unless keep), through the same
+//	    command window as RETR → QUIT.
 //
 // The invariant, which every change here must keep: a message's UID is
 // recorded only after the message is durably delivered, and DELE is sent only
@@ -21,7 +24,9 @@
 // message on the server; the worst outcome is a duplicate of a message that
 // was in flight, never a loss. If delivery fails, the session sends no DELE
 // for that message and closes without QUIT when the server might expunge
-// retrieved mail on its own (RFC 2449 EXPIRE 0).
+// retrieved mail on its own (RFC 2449 EXPIRE 0); so does a session that
+// retrieved a message it did not deliver for any other reason (a graceful
+// stop).
 //
 // Closing the duplicate window: for a single-drop Maildir the session
 // records an intent (the new/ file name) just before the copy is linked;
