@@ -401,14 +401,16 @@ func (s *session) transact(ctx context.Context) error {
 	if count == 0 && !pipelined {
 		return s.retain(nil)
 	}
-	// Each UIDL line is at most "nnnnnnn " + 70 + CRLF.
-	listBudget := int64(count)*96 + lineBudget
+	// Each UIDL line is at most "nnnnnnn " + 70 + CRLF; a LIST line is
+	// shorter, but may carry more after the size (RFC 1939 §5).
+	uidlBudget := int64(count)*96 + lineBudget
+	listBudget := int64(count)*128 + lineBudget
 	if !pipelined {
 		if err := c.send("UIDL"); err != nil {
 			return err
 		}
 	}
-	body, err := c.reply("UIDL", listBudget)
+	body, err := c.reply("UIDL", uidlBudget)
 	if err != nil {
 		if isERR(err) {
 			return fmt.Errorf("server does not support UIDL, which popfetch needs to know which messages are new: %w", err)
@@ -679,7 +681,9 @@ func (s *session) fetch(ctx context.Context, todo, dele []entry) error {
 			if stopping(ctx) {
 				// Graceful stop: what is being delivered is finished;
 				// a reply that was already on its way is read (the
-				// session must reach QUIT) but left on the server.
+				// session must reach QUIT) but left on the server. A
+				// server with EXPIRE 0 then gets no QUIT at all (see
+				// keepConnUpdate), as it might expire this message.
 				continue
 			}
 			for running >= deliverers {
