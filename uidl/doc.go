@@ -20,6 +20,8 @@
 //	+ <uid> <unix-seconds>            delivered to every recipient
 //	r <uid> <unix-seconds> <rcpt>     multidrop: this recipient is done
 //	n <uid> <unix-seconds>            too large, left on server, logged once
+//	p <uid> <unix-seconds>            cannot be retrieved, left on server, logged once
+//	i <uid> <unix-seconds> <name>     Maildir: a delivery is about to link new/<name>
 //	- <uid>                           forgotten: the server no longer lists it
 //
 // Fields are separated by one space. A UID is 1–70 bytes in 0x21–0x7E

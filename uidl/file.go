@@ -529,6 +529,23 @@ func (s *Store) Note(uid string, t time.Time) error {
 	return s.record('n', uid, t, "", true)
 }
 
+// GiveUp records that uid cannot be retrieved (its reply overruns any
+// sane bound, or it keeps missing its deadline): it stays on the server,
+// was logged once, and later polls skip it. Unlike Note it does not depend
+// on a setting, so raising `limit` does not bring it back; only its
+// disappearance from the server (Retain) or an admin's edit of the
+// journal does. Durable before it returns.
+func (s *Store) GiveUp(uid string, t time.Time) error {
+	return s.record('p', uid, t, "", true)
+}
+
+// GivenUp reports whether uid was given up (see GiveUp).
+func (s *Store) GivenUp(uid string) bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.st.m[uid].givenUp
+}
+
 func (s *Store) record(kind byte, uid string, t time.Time, rcpt string, sync bool) error {
 	if !ValidUID(uid) {
 		return fmt.Errorf("%w: %q", ErrBadUID, uid)
@@ -540,7 +557,7 @@ func (s *Store) record(kind byte, uid string, t time.Time, rcpt string, sync boo
 	}
 	e, ok := s.st.m[uid]
 	switch {
-	case e.delivered && kind != 'n', kind == 'n' && e.noted,
+	case e.delivered && kind != 'n' && kind != 'p', kind == 'n' && e.noted, kind == 'p' && e.givenUp,
 		kind == 'r' && slices.Contains(e.rcpts, rcpt):
 		return nil // already durable; writing again would only make garbage
 	case kind == 'r' && len(e.rcpts) >= MaxRecipients:

@@ -438,6 +438,8 @@ func TestMultidropAndNote(t *testing.T) {
 		{"rcpt a x again", func() error { return s.AddRecipient("a", "x@example.com", t0) }},
 		{"note big", func() error { return s.Note("big", t0.Add(2*time.Second)) }},
 		{"note big again", func() error { return s.Note("big", t0.Add(3*time.Second)) }},
+		{"give up bad", func() error { return s.GiveUp("bad", t0.Add(5*time.Second)) }},
+		{"give up bad again", func() error { return s.GiveUp("bad", t0.Add(6*time.Second)) }},
 		{"rcpt b x", func() error { return s.AddRecipient("b", "x@example.com", t0) }},
 		{"add b", func() error { return s.Add("b", t0.Add(4*time.Second)) }},
 		{"rcpt b after delivery", func() error { return s.AddRecipient("b", "z@example.com", t0) }},
@@ -461,6 +463,9 @@ func TestMultidropAndNote(t *testing.T) {
 		if !s.Noted("big") || s.Noted("a") {
 			t.Errorf("%s: Noted(big,a) = %v,%v", when, s.Noted("big"), s.Noted("a"))
 		}
+		if !s.GivenUp("bad") || s.GivenUp("big") || s.Has("bad") || s.Noted("bad") {
+			t.Errorf("%s: GivenUp(bad,big) = %v,%v, Has(bad) = %v, Noted(bad) = %v; want true,false,false,false", when, s.GivenUp("bad"), s.GivenUp("big"), s.Has("bad"), s.Noted("bad"))
+		}
 		if ft, _ := s.FirstSeen("big"); ft.Unix() != t0.Unix()+2 {
 			t.Errorf("%s: FirstSeen(big) = %v", when, ft)
 		}
@@ -476,6 +481,7 @@ func TestMultidropAndNote(t *testing.T) {
 		"r a 1700000000 x@example.com\n" +
 		"r a 1700000000 y@example.com\n" +
 		"n big 1700000002\n" +
+		"p bad 1700000005\n" +
 		"r b 1700000000 x@example.com\n" +
 		"+ b 1700000000\n"
 	if got := readFile(t, path); got != want {

@@ -85,6 +85,7 @@ type entry struct {
 	first     int64    // unix seconds of the first record since the UID was last forgotten
 	delivered bool     // "+": delivered to every recipient
 	noted     bool     // "n": too large, left on the server, already logged
+	givenUp   bool     // "p": cannot be retrieved, left on the server, already logged
 	rcpts     []string // "r": recipients done while not yet delivered
 	intent    string   // "i": the file a delivery in progress is about to create (escaped)
 }
@@ -93,6 +94,9 @@ type entry struct {
 func (e *entry) liveRecords() int {
 	n := 0
 	if e.noted {
+		n++
+	}
+	if e.givenUp {
 		n++
 	}
 	if e.delivered {
@@ -148,6 +152,8 @@ func (st *state) apply(kind byte, uid string, t int64, rcpt string) {
 		e.intent = ""
 	case 'n':
 		e.noted = true
+	case 'p':
+		e.givenUp = true
 	case 'r':
 		if !e.delivered && !slices.Contains(e.rcpts, rcpt) {
 			e.rcpts = append(e.rcpts, rcpt)
@@ -278,7 +284,7 @@ func parseRecord(st *state, line []byte) error {
 	switch kind {
 	case '-':
 		want = 1
-	case '+', 'n':
+	case '+', 'n', 'p':
 		want = 2
 	case 'r', 'i':
 		want = 3
@@ -438,6 +444,10 @@ func writeCompact(w io.Writer, st *state) (int, error) {
 		buf = buf[:0]
 		if e.noted {
 			buf = appendRecord(buf, 'n', uid, e.first, "")
+			n++
+		}
+		if e.givenUp {
+			buf = appendRecord(buf, 'p', uid, e.first, "")
 			n++
 		}
 		if e.delivered {

@@ -33,6 +33,7 @@ func FuzzParse(f *testing.F) {
 		h + "+ a 1\r\n",
 		h + "i a 1 /m/new/1.M2P3%20x\nr a 1 q\n",
 		h + "i a 1 /m/new/1\n+ a 2\ni b 3 \n",
+		h + "p a 1\nn a 2\np a 3\n+ b 4\np b 5\n- a\np c 6 x\n",
 	} {
 		f.Add([]byte(seed))
 	}
