@@ -11,7 +11,8 @@
 //	  → STAT, UIDL (every UID checked: 1–70 chars in 0x21–0x7E, RFC 1939 §7)
 //	  → LIST sizes → select new UIDs (not in the store, unless fetch_all;
 //	    over the size limit or the 1 GiB hard maximum → left on the server,
-//	    noted once; given up after breaking 3 polls in a row → skipped)
+//	    noted once; given up, durably, when its reply overruns its bound
+//	    or it misses its deadline 3 polls in a row → skipped)
 //	  → pipelined RETR (RFC 2449 PIPELINING; one command at a time
 //	    without it) into a bounded in-memory spool, one deadline per message
 //	  → Deliver (up to 4 at once) → UIDL record → per batch: fsync of the

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io/fs"
 	"log/slog"
+	"net"
 	"os"
 	"path/filepath"
 	"strings"
@@ -221,6 +222,12 @@ func (s *session) has(uid string) bool {
 // noted reports whether uid was noted as left on the server (see leave).
 func (s *session) noted(uid string) bool {
 	return s.store != nil && s.store.Noted(uid)
+}
+
+// givenUp reports whether popfetch gave up retrieving uid (see retrFailed),
+// in an earlier run or in this one.
+func (s *session) givenUp(uid string) bool {
+	return s.store != nil && s.store.GivenUp(uid) || s.p.givenUp(s.mailbox, uid)
 }
 
 // retain forgets what the server no longer lists; a dry run forgets
@@ -466,7 +473,7 @@ func (s *session) transact(ctx context.Context) error {
 			if err := s.leave(e, "message larger than limit left on the server", "limit", s.a.Limit); err != nil {
 				return err
 			}
-		case s.p.givenUp(s.mailbox, e.UID):
+		case s.givenUp(e.UID):
 			// Logged loudly when popfetch gave up on it.
 			s.res.Skipped++
 		case sz > maxMessageSize:
@@ -735,22 +742,40 @@ func (s *session) retrieve(ctx context.Context, e entry) (*deliver.Message, erro
 	return &deliver.Message{Account: s.a.Name, Server: s.a.Server, User: s.a.Username, UID: e.UID, Fetched: s.p.now(), Raw: raw}, nil
 }
 
-// retrFailed handles a RETR reply that broke the session (budget,
-// deadline, dropped connection): the poll fails, and once the same message
-// has broken poisonPolls polls in a row, popfetch gives up on it so that
-// the rest of the mailbox can flow. Cancellation is not the message's fault
-// and is not counted.
+// retrFailed handles a RETR reply that broke the session. A reply larger
+// than its budget (2×LIST size + 1 MiB) is the message's own fault and will
+// be again: it is noted at once, like a message over `limit`, so that the
+// rest of the mailbox flows even for a one-shot `popfetch fetch`. A
+// message that misses its deadline in poisonPolls polls in a row (counted
+// for the Poller's life) is given up the same way. A dropped connection or
+// a cancelled poll says nothing about the message and is not counted:
+// otherwise a flaky link would make popfetch abandon whatever happened to be
+// on the wire.
 func (s *session) retrFailed(ctx context.Context, e entry, err error) error {
 	err = fmt.Errorf("retr %d (uid %s): %w", e.Num, e.UID, err)
 	if ctx.Err() != nil {
 		return err
 	}
-	if n := s.p.retrFailed(s.mailbox, e.UID); n == poisonPolls {
-		s.log.Error(fmt.Sprintf("message could not be retrieved in %d polls in a row; leaving it on the server and skipping it from now on (hint: fetch or delete it with another client)", n),
-			"uid", e.UID, "msgnum", e.Num, "size", e.Size, "err", err)
-		if nerr := s.store.Note(e.UID, s.p.now()); nerr != nil {
-			s.log.Warn("uidl store: note failed", "uid", e.UID, "err", nerr)
+	var why string
+	var ne net.Error
+	switch {
+	case errors.Is(err, errBudget):
+		why = "its reply is far larger than the server's LIST size"
+	case errors.As(err, &ne) && ne.Timeout():
+		if n := s.p.retrFailed(s.mailbox, e.UID); n < poisonPolls {
+			return err
 		}
+		why = fmt.Sprintf("it missed its deadline in %d polls in a row", poisonPolls)
+	default:
+		return err
+	}
+	s.log.Error("message cannot be retrieved: "+why+"; leaving it on the server and skipping it from now on (hint: fetch or delete it with another client)",
+		"uid", e.UID, "msgnum", e.Num, "size", e.Size, "err", err)
+	if s.dryRun {
+		return err
+	}
+	if nerr := s.store.GiveUp(e.UID, s.p.now()); nerr != nil {
+		s.log.Warn("uidl store: recording the message as given up failed", "uid", e.UID, "err", nerr)
 	}
 	return err
 }

@@ -95,14 +95,14 @@ func storeHas(t *testing.T, a *rcfile.Account, uid string) bool {
 	return s.Has(uid)
 }
 
-func storeNoted(t *testing.T, a *rcfile.Account, uid string) bool {
+func storeGivenUp(t *testing.T, a *rcfile.Account, uid string) bool {
 	t.Helper()
 	s, err := uidl.Open(uidl.Path(a.StateDir, a.Username, a.Server, a.Port))
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer s.Close()
-	return s.Noted(uid)
+	return s.GivenUp(uid)
 }
 
 func uidsOn(srv *pop3test.Server) []string {
@@ -468,10 +468,10 @@ func TestPollListUndercounts(t *testing.T) {
 	}
 }
 
-// A message that can never be downloaded (here: its reply runs past any
-// budget) must not block the mailbox forever. After it failed in
-// poisonPolls consecutive polls it is left on the server, warned about
-// once, and skipped, and the rest flows.
+// A message whose reply overruns any sane bound for its LIST size will do
+// so again: popfetch gives up on it at once (durably, so a one-shot fetch
+// from cron is not blocked either), says so loudly once, and the rest of
+// the mailbox flows.
 func TestPollPoisonMessageSkipped(t *testing.T) {
 	poison := func(c *pop3test.Conn) {
 		ans := c.Answer()
@@ -496,18 +496,23 @@ func TestPollPoisonMessageSkipped(t *testing.T) {
 	logs := &logCapture{}
 	p := poller(&recorder{})
 	p.Log = logs.logger()
-	for i := 1; i <= poisonPolls; i++ {
-		res := p.Poll(context.Background(), a)
-		if !errors.Is(res.Err, ErrProtocol) || !strings.Contains(res.Err.Error(), "uid-0001") || res.Delivered != 0 {
-			t.Fatalf("Poll %d = %+v; want the poison message to fail the poll", i, res)
-		}
+	res := p.Poll(context.Background(), a)
+	if !errors.Is(res.Err, ErrProtocol) || !strings.Contains(res.Err.Error(), "uid-0001") || res.Delivered != 0 {
+		t.Fatalf("Poll = %+v; want the poison message to fail the poll", res)
 	}
 	if !strings.Contains(logs.String(), "level=ERROR") || !strings.Contains(logs.String(), "account=test") {
-		t.Fatalf("no loud warning naming the account after %d failed polls:\n%s", poisonPolls, logs)
+		t.Fatalf("no loud warning naming the account:\n%s", logs)
+	}
+	if !storeGivenUp(t, a, "uid-0001") {
+		t.Fatal("poison message not recorded as given up in the store")
 	}
 	retr1 := func() int { return strings.Count(strings.Join(srv.Commands(), "\n")+"\n", "RETR 1\n") }
 	before := retr1()
+	// A new Poller each time: what was given up is remembered on disk,
+	// as for `popfetch fetch` run from cron.
 	for i := 0; i < 2; i++ {
+		p := poller(&recorder{})
+		p.Log = logs.logger()
 		res := p.Poll(context.Background(), a)
 		if res.Err != nil || res.Skipped != 1 || res.Delivered != 2*(1-i) {
 			t.Fatalf("Poll after giving up = %+v", res)
@@ -522,8 +527,45 @@ func TestPollPoisonMessageSkipped(t *testing.T) {
 	if n := strings.Count(logs.String(), "level=ERROR"); n != 1 {
 		t.Fatalf("%d ERROR lines; want the one warning:\n%s", n, logs)
 	}
-	if !storeNoted(t, a, "uid-0001") {
-		t.Fatal("poison message not noted in the store")
+}
+
+// A message that keeps missing its whole-message deadline is given up after
+// poisonPolls polls in a row; a dropped connection, however often, is the
+// link's fault, not the message's, and never makes popfetch give up.
+func TestPollGiveUpOnlyForTheMessagesFault(t *testing.T) {
+	for _, tc := range []struct {
+		name   string
+		action pop3test.Action
+		giveUp bool
+	}{
+		{"deadline", pop3test.Hang, true},
+		{"dropped", pop3test.Drop, false},
+		{"truncated", pop3test.Truncate, false},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			srv := pop3test.NewServer(t, pop3test.Options{
+				Messages: msgs(2),
+				Faults:   []pop3test.Fault{{Cmd: "RETR", N: 1, Action: tc.action}},
+			})
+			a := testAccount(t, srv)
+			a.Timeout = 200 * time.Millisecond
+			p := poller(&recorder{})
+			for i := 1; i <= poisonPolls+1; i++ {
+				res := p.Poll(context.Background(), a)
+				if res.Err == nil {
+					if !tc.giveUp || i <= poisonPolls {
+						t.Fatalf("Poll %d = %+v; want it to fail on uid-0001", i, res)
+					}
+					if res.Skipped != 1 || res.Delivered != 1 {
+						t.Fatalf("Poll %d after giving up = %+v; want uid-0001 skipped, uid-0002 delivered", i, res)
+					}
+				}
+			}
+			if got := storeGivenUp(t, a, "uid-0001"); got != tc.giveUp {
+				t.Fatalf("given up = %v after %d polls; want %v", got, poisonPolls+1, tc.giveUp)
+			}
+		})
 	}
 }
 
