@@ -64,8 +64,8 @@ Commands:
 
 Global flags:
   -f, --config FILE        rc file (default: $POPFETCH_CONFIG, then
-                           ~/.config/popfetch/popfetch.hcl, then
-                           /etc/popfetch/popfetch.hcl)
+                           ~/.config/popfetch/popfetch.hcl (or under
+                           $XDG_CONFIG_HOME), then /etc/popfetch/popfetch.hcl)
   -v, --verbose            debug logging
       --log-format FMT     text (default) or json, on stderr
       --version            print the version and exit
