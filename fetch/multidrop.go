@@ -169,7 +169,8 @@ func (d *multidrop) Dispatch(ctx context.Context, m *deliver.Message, p Progress
 	}
 	switch {
 	case len(reasons) == 0:
-		log.Info("multidrop: routed", "via", rt.Via, "users", len(rt.Rcpts))
+		// A decision, not news: one Info line per poll is the rule (fetch/doc.go).
+		log.Debug("multidrop: routed", "via", rt.Via, "users", len(rt.Rcpts))
 		return nil
 	case len(perm) == 0 && d.postmaster == nil:
 		// The users have their copies. Keeping the message on the

@@ -265,8 +265,8 @@ func TestMultidropPartialRoute(t *testing.T) {
 	if l := logs.lines("level=WARN", "uid=m1", "partly routed", `via="header To"`, "dave@example.com"); len(l) != 1 {
 		t.Errorf("want one warning for m1 with via and reason; log:\n%s", logs.b.String())
 	}
-	if l := logs.lines("level=INFO", "uid=m3", "multidrop: routed", `via="header To"`, "users=1"); len(l) != 1 {
-		t.Errorf("want one info line for m3 with via; log:\n%s", logs.b.String())
+	if l := logs.lines("level=DEBUG", "uid=m3", "multidrop: routed", `via="header To"`, "users=1"); len(l) != 1 {
+		t.Errorf("want one debug line for m3 with via; log:\n%s", logs.b.String())
 	}
 }
 
