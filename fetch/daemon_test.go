@@ -569,21 +569,9 @@ func TestDaemonSameAccountQueued(t *testing.T) {
 	h := newHarness(t, config(acct("a", "pop.example", time.Minute)), nil)
 	h.start()
 	first := h.nextFor("a")
-	done := make(chan []Result, 2)
-	for range 2 { // two concurrent requests share the extra poll
-		go func() {
-			res, err := h.d.PollNow(context.Background(), []string{"a"})
-			if err != nil {
-				t.Errorf("PollNow: %v", err)
-			}
-			done <- res
-		}()
-	}
-	// Let the requests register; the poll in flight must not answer them.
-	deadline := time.Now().Add(wait)
-	for h.queued("a") < 2 && time.Now().Before(deadline) {
-		time.Sleep(time.Millisecond)
-	}
+	// Two concurrent requests share the extra poll; the poll in flight
+	// must not answer them.
+	done := h.queueNow(t, "a", 2)
 	first.ret(Result{New: 1})
 	second := h.nextFor("a")
 	second.ret(Result{New: 2})
@@ -603,6 +591,28 @@ func (h *harness) queued(name string) int {
 	h.d.mu.Lock()
 	defer h.d.mu.Unlock()
 	return len(h.d.accts[name].now)
+}
+
+// queueNow starts n PollNow requests for name, each on its own goroutine,
+// and returns once the daemon has queued them all (or after wait); their
+// results arrive on the channel.
+func (h *harness) queueNow(t *testing.T, name string, n int) <-chan []Result {
+	t.Helper()
+	done := make(chan []Result, n)
+	for range n {
+		go func() {
+			res, err := h.d.PollNow(context.Background(), []string{name})
+			if err != nil {
+				t.Errorf("PollNow: %v", err)
+			}
+			done <- res
+		}()
+	}
+	deadline := time.Now().Add(wait)
+	for h.queued(name) < n && time.Now().Before(deadline) {
+		time.Sleep(time.Millisecond)
+	}
+	return done
 }
 
 // TestDaemonSlowAccount: an account stuck in a poll holds only its slot;
@@ -877,25 +887,14 @@ func TestDaemonReloadRemovesQueued(t *testing.T) {
 		c := h.next()
 		polls[c.name] = c
 	}
-	done := make(chan []Result, 1)
-	go func() {
-		res, err := h.d.PollNow(context.Background(), []string{"a"})
-		if err != nil {
-			t.Errorf("PollNow: %v", err)
-		}
-		done <- res
-	}()
-	deadline := time.Now().Add(wait)
-	for h.queued("a") < 1 && time.Now().Before(deadline) {
-		time.Sleep(time.Millisecond)
-	}
+	done := h.queueNow(t, "a", 1)
 	h.d.Reload(config(acct("b", "pop.example", time.Hour)))
 	if res := <-done; len(res) != 1 || !errors.Is(res[0].Err, ErrRemoved) {
 		t.Fatalf("queued PollNow after removal = %+v; want ErrRemoved", res)
 	}
 	polls["a"].ret(Result{})
 	polls["b"].ret(Result{})
-	deadline = time.Now().Add(wait)
+	deadline := time.Now().Add(wait)
 	for {
 		h.d.mu.Lock()
 		_, still := h.d.accts["a"]
@@ -1221,18 +1220,7 @@ func TestDaemonLoginDelayAnswersQueued(t *testing.T) {
 	h := newHarness(t, config(acct("a", "pop.example", time.Minute)), nil)
 	h.start()
 	c := h.nextFor("a")
-	done := make(chan []Result, 1)
-	go func() {
-		res, err := h.d.PollNow(context.Background(), []string{"a"})
-		if err != nil {
-			t.Errorf("PollNow: %v", err)
-		}
-		done <- res
-	}()
-	deadline := time.Now().Add(wait)
-	for h.queued("a") < 1 && time.Now().Before(deadline) {
-		time.Sleep(time.Millisecond)
-	}
+	done := h.queueNow(t, "a", 1)
 	c.ret(Result{LoginDelay: time.Hour})
 	select {
 	case res := <-done:
