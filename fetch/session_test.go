@@ -897,21 +897,27 @@ func TestPollLockedByAnotherProcess(t *testing.T) {
 	}
 }
 
-func TestPollGracefulStop(t *testing.T) {
-	srv := pop3test.NewServer(t, pop3test.Options{Messages: msgs(50)})
-	a := testAccount(t, srv)
+// stopAtThirdDelivery returns a graceful-stop channel closed by the third
+// delivery to start, and the recorder that closes it. It counts starts, not
+// a given message: delivery goroutines do not start in the order they were
+// launched (Go runs the newest first), so the one for uid-0003 may start
+// only after a dozen later ones have finished. The recorder calls fail
+// under its mutex, so the count needs no lock of its own.
+func stopAtThirdDelivery() (chan struct{}, *recorder) {
 	stop := make(chan struct{})
-	// Stop at the third delivery to start, not at the delivery of a
-	// given message: delivery goroutines do not start in the order they
-	// were launched (Go runs the newest first), so the one for uid-0003
-	// may start only after a dozen later ones have finished.
 	calls := 0
-	rec := &recorder{fail: func(uid string) error {
+	return stop, &recorder{fail: func(uid string) error {
 		if calls++; calls == 3 {
 			close(stop)
 		}
 		return nil
 	}}
+}
+
+func TestPollGracefulStop(t *testing.T) {
+	srv := pop3test.NewServer(t, pop3test.Options{Messages: msgs(50)})
+	a := testAccount(t, srv)
+	stop, rec := stopAtThirdDelivery()
 	res := poller(rec).Poll(WithGraceful(context.Background(), stop), a)
 	if res.Err != nil {
 		t.Fatalf("Poll = %+v", res)
@@ -984,14 +990,7 @@ func TestPollExpireZeroDropsWithoutQuitAfterFailure(t *testing.T) {
 	t.Run("graceful stop", func(t *testing.T) {
 		srv := pop3test.NewServer(t, pop3test.Options{Messages: msgs(50), Capa: []string{"USER", "UIDL", "PIPELINING", "EXPIRE 0"}})
 		a := testAccount(t, srv)
-		stop := make(chan struct{})
-		calls := 0
-		rec := &recorder{fail: func(uid string) error {
-			if calls++; calls == 3 {
-				close(stop)
-			}
-			return nil
-		}}
+		stop, rec := stopAtThirdDelivery()
 		res := poller(rec).Poll(WithGraceful(context.Background(), stop), a)
 		if res.Err != nil || res.Delivered >= 50 {
 			t.Fatalf("Poll = %+v; want a stop part-way", res)
