@@ -86,39 +86,6 @@ func mdPoller(t *testing.T, users, pm *fakeTarget, edit func(*rcfile.Multidrop),
 	}}
 }
 
-// mdLogs collects a Poller's log output.
-type mdLogs struct {
-	mu sync.Mutex
-	b  strings.Builder
-}
-
-func (l *mdLogs) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.Write(p)
-}
-
-// lines returns the log lines that contain every one of subs.
-func (l *mdLogs) lines(subs ...string) []string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	var out []string
-next:
-	for _, line := range strings.Split(l.b.String(), "\n") {
-		for _, s := range subs {
-			if !strings.Contains(line, s) {
-				continue next
-			}
-		}
-		out = append(out, line)
-	}
-	return out
-}
-
-func (l *mdLogs) logger() *slog.Logger {
-	return slog.New(slog.NewTextHandler(l, &slog.HandlerOptions{Level: slog.LevelDebug}))
-}
-
 func TestMultidropRoutes(t *testing.T) {
 	srv := pop3test.NewServer(t, pop3test.Options{Messages: []pop3test.Message{
 		domainMsg("m1", "Delivered-To: alice@example.com\nTo: someone@example.net\nMessage-ID: <1@x>"), // bcc via envelope
@@ -236,7 +203,7 @@ func TestMultidropPartialRoute(t *testing.T) {
 		domainMsg("m4", "Received: from pop.isp.example by h with POP3 (popfetch 1) (account a, user b, uid 9); x\n"+ // a loop for bob only
 			"Delivered-To: bob@example.com\nTo: bob@example.com, carol@example.com\nMessage-ID: <4@x>"),
 	}})
-	users, pm, logs := newFakeTarget(), newFakeTarget(), &mdLogs{}
+	users, pm, logs := newFakeTarget(), newFakeTarget(), &logCapture{}
 	res := mdPoller(t, users, pm, nil, logs.logger()).Poll(context.Background(), testAccount(t, srv))
 	if res.Err != nil || res.Delivered != 4 || len(srv.Messages()) != 0 {
 		t.Fatalf("Poll = %+v, %d left on the server", res, len(srv.Messages()))
@@ -263,10 +230,10 @@ func TestMultidropPartialRoute(t *testing.T) {
 		}
 	}
 	if l := logs.lines("level=WARN", "uid=m1", "partly routed", `via="header To"`, "dave@example.com"); len(l) != 1 {
-		t.Errorf("want one warning for m1 with via and reason; log:\n%s", logs.b.String())
+		t.Errorf("want one warning for m1 with via and reason; log:\n%s", logs.String())
 	}
 	if l := logs.lines("level=DEBUG", "uid=m3", "multidrop: routed", `via="header To"`, "users=1"); len(l) != 1 {
-		t.Errorf("want one debug line for m3 with via; log:\n%s", logs.b.String())
+		t.Errorf("want one debug line for m3 with via; log:\n%s", logs.String())
 	}
 }
 
@@ -316,7 +283,7 @@ func TestMultidropPartialRouteNoPostmaster(t *testing.T) {
 		domainMsg("m1", "To: alice@example.com, dave@example.com\nMessage-ID: <1@x>"),
 		domainMsg("m2", "To: dave@example.com\nMessage-ID: <2@x>"),
 	}})
-	users, logs := newFakeTarget(), &mdLogs{}
+	users, logs := newFakeTarget(), &logCapture{}
 	res := mdPoller(t, users, nil, nil, logs.logger()).Poll(context.Background(), testAccount(t, srv))
 	if res.Delivered != 1 || res.Failed != 1 {
 		t.Fatalf("Poll = %+v", res)
@@ -328,7 +295,7 @@ func TestMultidropPartialRouteNoPostmaster(t *testing.T) {
 		t.Errorf("alice got %v; want m1", got)
 	}
 	if l := logs.lines("level=WARN", "uid=m1", "no postmaster configured", "unknown user dave@example.com"); len(l) != 1 {
-		t.Errorf("want one warning naming dave for m1; log:\n%s", logs.b.String())
+		t.Errorf("want one warning naming dave for m1; log:\n%s", logs.String())
 	}
 }
 

@@ -396,22 +396,23 @@ func TestRetrBounds(t *testing.T) {
 	}
 }
 
-// logCapture collects a Poller's log output.
-type logCapture struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
+// logCapture collects a Poller's log output (syncBuffer: the Poller logs
+// from its delivery goroutines).
+type logCapture struct{ syncBuffer }
 
-func (l *logCapture) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.buf.Write(p)
-}
-
-func (l *logCapture) String() string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.buf.String()
+// lines returns the log lines that contain every one of subs.
+func (l *logCapture) lines(subs ...string) []string {
+	var out []string
+next:
+	for _, line := range strings.Split(l.String(), "\n") {
+		for _, s := range subs {
+			if !strings.Contains(line, s) {
+				continue next
+			}
+		}
+		out = append(out, line)
+	}
+	return out
 }
 
 func (l *logCapture) logger() *slog.Logger {
