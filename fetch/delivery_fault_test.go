@@ -52,17 +52,7 @@ func faultAccount(t *testing.T, srv *pop3test.Server, d rcfile.Destination) *rcf
 	a := testAccount(t, srv)
 	a.Deliver = d
 	a.Postmaster = &rcfile.Destination{Maildir: filepath.Join(t.TempDir(), "postmaster")}
-	a.Multidrop = &rcfile.Multidrop{
-		LocalDomains:    []string{"example.com"},
-		EnvelopeHeader:  "Delivered-To",
-		EnvelopeCount:   1,
-		FallbackHeaders: []string{"To", "Cc"},
-		DetailDelimiter: "+",
-		Users: []*rcfile.User{
-			{Name: "alice", Addresses: []string{"alice"}},
-			{Name: "bob", Addresses: []string{"bob"}},
-		},
-	}
+	a.Multidrop = testMultidrop(mdUser("alice", "alice"), mdUser("bob", "bob"))
 	return a
 }
 

@@ -254,21 +254,9 @@ func mdAccount(t *testing.T, srv *dovecottest.Server, mb *dovecottest.Mailbox, m
 		t.Fatal(err)
 	}
 	a.Postmaster = &rcfile.Destination{Maildir: filepath.Join(dir, "postmaster")}
-	a.Multidrop = &rcfile.Multidrop{
-		LocalDomains:    []string{"example.com"},
-		EnvelopeHeader:  "Delivered-To",
-		EnvelopeCount:   1,
-		FallbackHeaders: []string{"To", "Cc"},
-		DetailDelimiter: "+",
-		AliasesFile:     aliases,
-		DedupeMessageID: true,
-		Users: []*rcfile.User{
-			{Name: "alice", Addresses: []string{"alice", "sales"}},
-			{Name: "bob", Addresses: []string{"bob"}},
-			{Name: "carol", Addresses: []string{"carol"}},
-			{Name: "dave", Addresses: []string{"dave"}},
-		},
-	}
+	a.Multidrop = testMultidrop(mdUser("alice", "alice", "sales"), mdUser("bob", "bob"), mdUser("carol", "carol"), mdUser("dave", "dave"))
+	a.Multidrop.AliasesFile = aliases
+	a.Multidrop.DedupeMessageID = true
 	return a
 }
 

@@ -56,22 +56,28 @@ func multidropPoller(t *testing.T, users, pm *fakeTarget, dedupe bool) *Poller {
 	return mdPoller(t, users, pm, func(md *rcfile.Multidrop) { md.DedupeMessageID = dedupe }, nil)
 }
 
-// mdPoller is a Poller whose accounts are multidrop with users alice
-// (alice, sales), bob and carol; edit changes the multidrop block.
-func mdPoller(t *testing.T, users, pm *fakeTarget, edit func(*rcfile.Multidrop), log *slog.Logger) *Poller {
-	t.Helper()
-	md := &rcfile.Multidrop{
+// testMultidrop is the multidrop block the tests share: example.com, the
+// topmost Delivered-To, then To/Cc, "+" details, and the given users.
+func testMultidrop(users ...*rcfile.User) *rcfile.Multidrop {
+	return &rcfile.Multidrop{
 		LocalDomains:    []string{"example.com"},
 		EnvelopeHeader:  "Delivered-To",
 		EnvelopeCount:   1,
 		FallbackHeaders: []string{"To", "Cc"},
 		DetailDelimiter: "+",
-		Users: []*rcfile.User{
-			{Name: "alice", Addresses: []string{"alice", "sales"}},
-			{Name: "bob", Addresses: []string{"bob"}},
-			{Name: "carol", Addresses: []string{"carol"}},
-		},
+		Users:           users,
 	}
+}
+
+func mdUser(name string, addrs ...string) *rcfile.User {
+	return &rcfile.User{Name: name, Addresses: addrs}
+}
+
+// mdPoller is a Poller whose accounts are multidrop with users alice
+// (alice, sales), bob and carol; edit changes the multidrop block.
+func mdPoller(t *testing.T, users, pm *fakeTarget, edit func(*rcfile.Multidrop), log *slog.Logger) *Poller {
+	t.Helper()
+	md := testMultidrop(mdUser("alice", "alice", "sales"), mdUser("bob", "bob"), mdUser("carol", "carol"))
 	if edit != nil {
 		edit(md)
 	}
