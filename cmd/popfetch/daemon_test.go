@@ -1197,13 +1197,21 @@ func TestDaemonScheduledPoll(t *testing.T) {
 	if now := time.Now(); now.Before(next) {
 		t.Errorf("the mail was fetched %v before the scheduled poll", next.Sub(now))
 	}
+	// The copy lands in the Maildir before the poll ends (record, DELE,
+	// QUIT, then the status and the log line): wait for the end.
+	pollDone := func() int {
+		return len(d.log.lines("level=INFO", `msg="poll done"`, "account=sched", "delivered=1"))
+	}
+	waitFor(t, 10*time.Second, "the scheduled poll to end", func() bool {
+		return statusPolls(t, rc)["sched"] >= 2 && pollDone() >= 1
+	})
 	if polls := statusPolls(t, rc)["sched"]; polls != 2 {
 		t.Errorf("sched was polled %d times; want 2 (start-up, then the scheduled poll)", polls)
 	}
 	if l := d.log.lines("SIGUSR1"); len(l) != 0 {
 		t.Errorf("something sent SIGUSR1: %s", l[0])
 	}
-	if n := len(d.log.lines("level=INFO", `msg="poll done"`, "account=sched", "delivered=1")); n != 1 {
+	if n := pollDone(); n != 1 {
 		t.Errorf("%d Info \"poll done\" lines with the delivery; want 1:\n%s", n, d.log.String())
 	}
 }
