@@ -1,14 +1,12 @@
 package deliver
 
 import (
-	"bufio"
-	"bytes"
 	"errors"
 	"fmt"
-	"net/mail"
-	"net/textproto"
 	"strings"
 	"time"
+
+	"github.com/emersion/go-message/mail"
 )
 
 // Message is one message fetched from a POP3 mailbox, spooled whole before
@@ -74,20 +72,26 @@ func IsPermanent(err error) bool {
 }
 
 // ReturnPath returns the address of the message's first Return-Path field,
-// or "". Only the first 64 KiB are parsed and a long value is ignored:
-// net/mail had quadratic-time bugs (RELIABILITY §3), and the envelope
-// sender is never worth a slow parse. It is the default {sender} of an
-// MDA and MAIL FROM of SMTP; it is never used to route.
+// or "". The header is read by the same bounded reader routing uses, and
+// the address parsed by go-message's parser; a value over 512 bytes is
+// ignored: the envelope sender is never worth a long parse (RELIABILITY
+// §3). It is the default {sender} of an MDA and MAIL FROM of SMTP; it is
+// never used to route.
 func ReturnPath(raw []byte) string {
-	raw = raw[:min(len(raw), 64<<10)]
-	h, _ := textproto.NewReader(bufio.NewReader(bytes.NewReader(raw))).ReadMIMEHeader()
-	v := strings.TrimSpace(h.Get("Return-Path"))
-	if v == "" || v == "<>" || len(v) > 512 {
-		return ""
+	fs, _ := readHeader(raw)
+	for _, f := range fs {
+		if f.key != "Return-Path" {
+			continue
+		}
+		v := strings.TrimSpace(f.value)
+		if v == "" || v == "<>" || len(v) > 512 {
+			return ""
+		}
+		a, err := mail.ParseAddress(v)
+		if err != nil {
+			return ""
+		}
+		return a.Address
 	}
-	a, err := mail.ParseAddress(v)
-	if err != nil {
-		return ""
-	}
-	return a.Address
+	return ""
 }
