@@ -35,8 +35,8 @@ type Poller struct {
 
 	mu sync.Mutex
 	// failures counts, per mailbox (its UIDL store path) and UID, the
-	// consecutive polls whose session broke while retrieving that
-	// message (see poisonPolls). It lives as long as the Poller: the
+	// consecutive polls that missed that message's deadline (see
+	// poisonPolls). It lives as long as the Poller: the
 	// daemon's whole run, or one `popfetch fetch`.
 	failures map[string]map[string]int
 
@@ -45,13 +45,13 @@ type Poller struct {
 	afterSync func()
 }
 
-// poisonPolls is how many consecutive polls may break on the same message
-// before popfetch gives up on it. A message that never downloads (its reply
-// is far larger than LIST said, or never completes within its deadline)
-// would otherwise come first in every poll and block the whole mailbox.
+// poisonPolls is how many consecutive polls may miss the deadline of the
+// same message before popfetch gives up on it (see retrFailed). A message
+// that never completes within its deadline would otherwise come first in
+// every poll and block the whole mailbox.
 const poisonPolls = 3
 
-// retrFailed counts a poll whose session broke while retrieving uid and
+// retrFailed counts a poll that missed the deadline of uid and
 // returns the count so far.
 func (p *Poller) retrFailed(mailbox, uid string) int {
 	p.mu.Lock()
@@ -73,13 +73,6 @@ func (p *Poller) retrOK(mailbox, uid string) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	delete(p.failures[mailbox], uid)
-}
-
-// givenUp reports whether uid failed in poisonPolls consecutive polls.
-func (p *Poller) givenUp(mailbox, uid string) bool {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	return p.failures[mailbox][uid] >= poisonPolls
 }
 
 // forgetGone drops the counts of messages no longer on the server.
@@ -224,10 +217,11 @@ func (s *session) noted(uid string) bool {
 	return s.store != nil && s.store.Noted(uid)
 }
 
-// givenUp reports whether popfetch gave up retrieving uid (see retrFailed),
-// in an earlier run or in this one.
+// givenUp reports whether popfetch gave up retrieving uid (see
+// retrFailed). The journal is the one record of it, for the daemon and a
+// one-shot run alike.
 func (s *session) givenUp(uid string) bool {
-	return s.store != nil && s.store.GivenUp(uid) || s.p.givenUp(s.mailbox, uid)
+	return s.store != nil && s.store.GivenUp(uid)
 }
 
 // retain forgets what the server no longer lists; a dry run forgets
