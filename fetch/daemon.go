@@ -268,10 +268,6 @@ func interval(a *rcfile.Account) time.Duration {
 // case-insensitive.
 func hostKey(a *rcfile.Account) string { return strings.ToLower(a.Server) }
 
-// mailboxKey names the mailbox an account polls, whatever its port or
-// state_dir (the same rule as rcfile's duplicate-mailbox check).
-func mailboxKey(a *rcfile.Account) string { return a.Username + "@" + hostKey(a) }
-
 type pollDone struct {
 	a *account
 	r Result
@@ -318,7 +314,7 @@ type Daemon struct {
 	phase    phase
 	nrun     int            // sessions running
 	perHost  map[string]int // sessions running per host key
-	// mailboxes running, by mailboxKey: rcfile rejects two accounts for
+	// mailboxes running, by rcfile.Account.Mailbox: rcfile rejects two accounts for
 	// one mailbox, but a reload that renames an account starts the new
 	// name while the old name's last poll may still run.
 	busyBoxes map[string]bool
@@ -503,7 +499,7 @@ func (d *Daemon) startDueLocked() (wait time.Duration, ok bool) {
 			break
 		}
 		host := hostKey(c.a.cfg)
-		if d.perHost[host] >= perServer || d.busyBoxes[mailboxKey(c.a.cfg)] {
+		if d.perHost[host] >= perServer || d.busyBoxes[c.a.cfg.Mailbox()] {
 			continue
 		}
 		d.startLocked(c.a, host)
@@ -521,7 +517,7 @@ func (d *Daemon) startDueLocked() (wait time.Duration, ok bool) {
 
 func (d *Daemon) startLocked(a *account, host string) {
 	a.running = true
-	a.runHost, a.runBox = host, mailboxKey(a.cfg)
+	a.runHost, a.runBox = host, a.cfg.Mailbox()
 	d.busyBoxes[a.runBox] = true
 	a.stop, a.stopped, a.cut = make(chan struct{}), false, false
 	a.deadline = d.clock.Now().Add(pollTimeLimit(a.cfg))

@@ -11,6 +11,7 @@
 package rcfile
 
 import (
+	"strings"
 	"time"
 
 	"github.com/hashicorp/hcl/v2"
@@ -60,6 +61,12 @@ type Account struct {
 
 	DeclRange hcl.Range // where the account block starts, for diagnostics at run time
 }
+
+// Mailbox names the mailbox a polls: its username at its server (DNS names
+// are case-insensitive), whatever the port or state_dir. Two accounts with
+// one Mailbox are a config error, and the daemon never polls one Mailbox
+// twice at once.
+func (a *Account) Mailbox() string { return a.Username + "@" + strings.ToLower(a.Server) }
 
 // Password is one password source. Exactly one field is set.
 type Password struct {

@@ -924,7 +924,7 @@ func (p *parser) mailboxes(accts []*Account) {
 		if a.Server == "" || a.Username == "" {
 			continue // already reported as missing
 		}
-		key := a.Username + "@" + strings.ToLower(a.Server)
+		key := a.Mailbox()
 		if prev, ok := seen[key]; ok {
 			p.errorf(a.DeclRange, "Duplicate mailbox",
 				"Mailbox %s is already declared at %s (account %q); two accounts for one mailbox would fetch and deliver every message twice.",
