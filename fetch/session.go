@@ -788,6 +788,12 @@ func (s *session) deliver(ctx context.Context, e entry, m *deliver.Message) (d d
 			d = delivery{e: e, size: int64(len(m.Raw))}
 		}
 	}()
+	if err := s.store.Err(); err != nil {
+		// The journal failed (a full or failing disk): a copy made now
+		// could not be recorded and would be delivered again next poll.
+		d.err = fmt.Errorf("uidl store: not delivering %s: %w", e.UID, err)
+		return d
+	}
 	if err := s.disp.Dispatch(withLog(ctx, log), m, &progress{s: s.store, uid: e.UID, now: s.p.now}); err != nil {
 		log.Error("delivery failed; message stays on the server and is retried next poll", "size", len(m.Raw), "err", err)
 		return d

@@ -53,10 +53,19 @@
 //     dropped state means refetching, i.e. duplicates for every message
 //     still on the server. The admin fixes or removes the line (removing the
 //     whole file costs one refetch of the mailbox, never a loss).
-//   - A failed write or fsync makes the Store refuse further mutations: after
-//     a failed fsync the file's content is unknown (and a record written
-//     behind a torn one would look like corruption). Reopening replays what
-//     actually reached the disk.
+//   - A failed write or fsync (a full or failing disk) makes the Store
+//     refuse further mutations: after a failed fsync the file's content is
+//     unknown (and a record written behind a torn one would look like
+//     corruption). Nothing that write(2) accepted is cut off, synced or
+//     not: every record states something already true when it was written
+//     (a durable copy, a recipient done, a link about to happen), so a
+//     record that reached the disk despite the error is never wrong, while
+//     cutting it would lose the record or intent of a copy already
+//     delivered. Only the bytes of a short write are removed (best effort;
+//     otherwise they are a torn tail). The session stops without DELE;
+//     reopening replays what actually reached the disk, and the next poll
+//     resolves intents as after a crash. The duplicates this can cause are
+//     the deliveries in flight whose intent could not be written.
 //
 // Compaction never edits the journal in place: it writes the live records to
 // the .tmp file (O_EXCL, 0600), fsyncs it, renames it over the journal and

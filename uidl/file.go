@@ -40,6 +40,13 @@ const minGarbage = 1024
 // recording the operations instead (RELIABILITY.md §3.1).
 var fsTrace func(op, path string)
 
+// fileWrite and fileSync are the journal's write(2) and fsync(2). Tests
+// replace them to inject ENOSPC or EIO after N operations (failpoints).
+var (
+	fileWrite = (*os.File).Write
+	fileSync  = (*os.File).Sync
+)
+
 func trace(op, path string) {
 	if fsTrace != nil {
 		fsTrace(op, path)
@@ -228,9 +235,9 @@ func (s *Store) open() error {
 }
 
 // append writes b at the end of the journal and fsyncs it. On failure it
-// tries to cut the partial write off and marks the store broken: after a
-// failed fsync the page cache state is unknown, so no further record may
-// follow (a later record behind a torn one would read as corruption).
+// marks the store broken (see fail): after a failed fsync the page cache
+// state is unknown, so no further record may follow (a later record behind
+// a torn one would read as corruption).
 func (s *Store) append(b []byte) error {
 	return s.write(b, true)
 }
@@ -240,7 +247,16 @@ func (s *Store) write(b []byte, sync bool) error {
 	if s.broken != nil {
 		return s.broken
 	}
-	if _, err := s.f.Write(b); err != nil {
+	if n, err := fileWrite(s.f, b); err != nil {
+		if n > 0 {
+			// A short write (ENOSPC part-way) left the start of a line
+			// that nobody was told about. Cut only those bytes, best
+			// effort: if the cut fails too, replay drops them as a
+			// torn tail.
+			if s.f.Truncate(s.size) == nil {
+				trace("truncate", s.path)
+			}
+		}
 		return s.fail(fmt.Errorf("uidl: write %s: %w", s.path, err))
 	}
 	trace("write", s.path)
@@ -256,7 +272,7 @@ func (s *Store) syncLocked() error {
 	if s.broken != nil {
 		return s.broken
 	}
-	if err := s.f.Sync(); err != nil {
+	if err := fileSync(s.f); err != nil {
 		return s.fail(fmt.Errorf("uidl: fsync %s: %w", s.path, err))
 	}
 	trace("sync", s.path)
@@ -279,15 +295,27 @@ func (s *Store) Sync() error {
 	return s.syncLocked()
 }
 
+// fail marks the store broken after a failed write or fsync. It keeps
+// every whole record that write(2) accepted, synced or not: each record
+// states something that was already true when it was written (a copy is
+// durable, a recipient is done, a link is about to happen), so one that
+// reaches the disk although its write or fsync failed is never a lie,
+// while cutting it would throw away the record, or the intent, of a copy
+// already in the Maildir and deliver it again on the next poll. The
+// session stops without DELE; reopening replays what reached the disk and
+// the next poll resolves the intents as it does after a crash.
 func (s *Store) fail(err error) error {
-	// Cut back to what is known durable: after a failed write or fsync the
-	// state of the unsynced tail is unknown.
-	s.size = s.synced
-	if s.f.Truncate(s.size) == nil {
-		s.f.Sync()
-	}
 	s.broken = fmt.Errorf("%w (store unusable until reopened)", err)
 	return err
+}
+
+// Err returns the error that broke the store (a failed write or fsync), or
+// nil. A caller checks it before starting work whose record it could not
+// write.
+func (s *Store) Err() error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.broken
 }
 
 // compact writes the live state to path.tmp (0600, O_EXCL), fsyncs it,

@@ -1086,3 +1086,116 @@ func TestIntent(t *testing.T) {
 		t.Fatalf("after Retain Intents = %q; want none", got)
 	}
 }
+
+// failAfter makes the journal's n-th write(2) or fsync(2) from now (and
+// every one after it) fail with errno; short makes a failing write put
+// half its bytes in the file first, as a write that runs out of space
+// part-way does.
+func failAfter(t *testing.T, op string, n int, errno syscall.Errno, short bool) {
+	count := 0
+	fail := func() bool { count++; return count >= n }
+	switch op {
+	case "write":
+		fileWrite = func(f *os.File, b []byte) (int, error) {
+			if !fail() {
+				return f.Write(b)
+			}
+			if short {
+				k, _ := f.Write(b[:len(b)/2])
+				return k, &os.PathError{Op: "write", Path: f.Name(), Err: errno}
+			}
+			return 0, &os.PathError{Op: "write", Path: f.Name(), Err: errno}
+		}
+	case "sync":
+		fileSync = func(f *os.File) error {
+			if !fail() {
+				return f.Sync()
+			}
+			return &os.PathError{Op: "sync", Path: f.Name(), Err: errno}
+		}
+	}
+	t.Cleanup(func() { fileWrite, fileSync = (*os.File).Write, (*os.File).Sync })
+}
+
+// TestJournalFailpoints breaks the journal's n-th write or fsync the way
+// a full or failing disk does, in the middle of a session's pattern of
+// records (intent, delivery record, an fsync per batch), and checks what
+// the next Open finds: every record whose write was accepted, synced or
+// not, so that no copy already delivered is fetched again (the only
+// duplicate allowed is the message whose own intent could not be
+// written), the store refuses records after the failure, and the journal
+// replays cleanly.
+func TestJournalFailpoints(t *testing.T) {
+	tests := []struct {
+		op    string
+		n     int
+		errno syscall.Errno
+		short bool
+	}{
+		{"write", 1, syscall.ENOSPC, false},
+		{"write", 7, syscall.ENOSPC, false},
+		{"write", 8, syscall.ENOSPC, true},
+		{"write", 13, syscall.EIO, true},
+		{"sync", 1, syscall.EIO, false},
+		{"sync", 2, syscall.ENOSPC, false},
+		{"sync", 3, syscall.EIO, false},
+	}
+	for _, tt := range tests {
+		t.Run(fmt.Sprintf("%s%d-%s-short=%v", tt.op, tt.n, tt.errno, tt.short), func(t *testing.T) {
+			path := journalPath(t)
+			s := mustOpen(t, path)
+			if err := s.Add("old", t0); err != nil {
+				t.Fatal(err)
+			}
+			failAfter(t, tt.op, tt.n, tt.errno, tt.short)
+			intended := map[string]bool{} // Intend returned nil
+			added := map[string]bool{}    // AddLater returned nil
+			var failed error
+			for i := 0; i < 40 && failed == nil; i++ {
+				uid := fmt.Sprintf("uid-%02d", i)
+				if failed = s.Intend(uid, "/m/new/"+uid); failed != nil {
+					break
+				}
+				intended[uid] = true
+				if failed = s.AddLater(uid, t0); failed != nil {
+					break
+				}
+				added[uid] = true
+				if i%4 == 3 {
+					failed = s.Sync()
+				}
+			}
+			if failed == nil {
+				t.Fatal("no failure injected")
+			}
+			if !errors.Is(failed, tt.errno) {
+				t.Errorf("error = %v; want %v", failed, tt.errno)
+			}
+			if s.Err() == nil {
+				t.Error("Err() = nil after a failed write")
+			}
+			if err := s.Add("after", t0); err == nil {
+				t.Error("Add after a failure succeeded")
+			}
+			s.Close()
+			fileWrite, fileSync = (*os.File).Write, (*os.File).Sync
+			s2 := mustOpen(t, path)
+			intents := s2.Intents()
+			if !s2.Has("old") {
+				t.Error("a synced record was lost")
+			}
+			for uid := range intended {
+				if added[uid] && !s2.Has(uid) {
+					t.Errorf("%s: accepted record lost: the next poll delivers it again", uid)
+				}
+				if !s2.Has(uid) && intents[uid] == "" {
+					t.Errorf("%s: neither record nor intent survived", uid)
+				}
+			}
+			if s2.Has("after") {
+				t.Error("a record written after the failure is in the journal")
+			}
+			parseFile(t, path) // whole lines only
+		})
+	}
+}

@@ -1,0 +1,135 @@
+package fetch
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"syscall"
+	"testing"
+
+	"github.com/popfetch/popfetch/fetch/pop3test"
+	"github.com/popfetch/popfetch/uidl"
+)
+
+// fillTmpfs mounts a small tmpfs at dir (skipping the test where mount is
+// not allowed) and returns a function that fills it up, so that a journal
+// already on it can grow only to the end of its current page.
+func fillTmpfs(t *testing.T, dir string) (fill, free func()) {
+	t.Helper()
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		t.Fatal(err)
+	}
+	if err := syscall.Mount("tmpfs", dir, "tmpfs", 0, "size=64k,mode=0700"); err != nil {
+		t.Skipf("cannot mount tmpfs (needs root): %v", err)
+	}
+	t.Cleanup(func() { syscall.Unmount(dir, syscall.MNT_DETACH) })
+	filler := filepath.Join(dir, "filler")
+	fill = func() {
+		f, err := os.OpenFile(filler, os.O_WRONLY|os.O_CREATE|os.O_APPEND, 0o600)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer f.Close()
+		page := make([]byte, 4096)
+		for {
+			if _, err := f.Write(page); err != nil {
+				if !errors.Is(err, syscall.ENOSPC) {
+					t.Fatal(err)
+				}
+				return
+			}
+		}
+	}
+	free = func() {
+		if err := os.Remove(filler); err != nil {
+			t.Fatal(err)
+		}
+	}
+	return fill, free
+}
+
+// maildirCopies counts the copies of each message (by its Message-ID) in
+// the Maildir's new/.
+func maildirCopies(t *testing.T, maildir string) map[int]int {
+	t.Helper()
+	ents, err := os.ReadDir(filepath.Join(maildir, "new"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	out := map[int]int{}
+	for _, e := range ents {
+		b, err := os.ReadFile(filepath.Join(maildir, "new", e.Name()))
+		if err != nil {
+			t.Fatal(err)
+		}
+		i := bytes.Index(b, []byte("Message-ID: <"))
+		var n int
+		if i < 0 {
+			t.Fatalf("%s: no Message-ID", e.Name())
+		}
+		if _, err := fmt.Sscanf(string(b[i:]), "Message-ID: <%d@", &n); err != nil {
+			t.Fatalf("%s: %v", e.Name(), err)
+		}
+		out[n]++
+	}
+	return out
+}
+
+// TestPollJournalDiskFull runs out of space on the state disk in the
+// middle of a session (the journal lives on a tmpfs that is full but for
+// the rest of its page), with the Maildir elsewhere. The session must stop
+// with the error and delete nothing; once space is back, the next poll
+// delivers the rest, and every message is in the Maildir once: the records
+// and intents written before the failure are kept, so the only copies
+// delivered twice are those whose intent could not be written, at most
+// the deliveries running when the disk filled up.
+func TestPollJournalDiskFull(t *testing.T) {
+	const n = 60
+	srv := pop3test.NewServer(t, pop3test.Options{Messages: msgs(n)})
+	a := testAccount(t, srv)
+	fill, free := fillTmpfs(t, a.StateDir)
+	s, err := uidl.Open(uidl.Path(a.StateDir, a.Username, a.Server, a.Port))
+	if err != nil {
+		t.Fatal(err)
+	}
+	s.Close()
+	fill()
+
+	res := poller(nil).Poll(context.Background(), a)
+	if !errors.Is(res.Err, syscall.ENOSPC) {
+		t.Fatalf("Poll on a full state disk = %+v; want ENOSPC", res)
+	}
+	if left := len(srv.Messages()); left != n {
+		t.Fatalf("server has %d messages after the failed poll; want all %d (no DELE takes effect)", left, n)
+	}
+	first := maildirCopies(t, a.Deliver.Maildir)
+	if len(first) == 0 || len(first) == n {
+		t.Fatalf("first poll delivered %d messages; the test wants the disk to fill part-way", len(first))
+	}
+
+	free()
+	res = poller(nil).Poll(context.Background(), a)
+	if res.Err != nil {
+		t.Fatalf("Poll after freeing space = %+v", res)
+	}
+	if left := srv.Messages(); len(left) != 0 {
+		t.Fatalf("server still has %v", uidsOn(srv))
+	}
+	copies := maildirCopies(t, a.Deliver.Maildir)
+	dups := 0
+	for i := 1; i <= n; i++ {
+		switch c := copies[i]; {
+		case c == 0:
+			t.Errorf("message %d lost", i)
+		case c > 1:
+			dups += c - 1
+		}
+	}
+	t.Logf("first poll delivered %d, duplicates %d", len(first), dups)
+	if dups > deliverers {
+		t.Errorf("%d duplicates; want at most %d (the deliveries in flight when the disk filled)", dups, deliverers)
+	}
+}
