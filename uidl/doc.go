@@ -7,7 +7,9 @@
 // stateDir/uidl/USER@SERVER:PORT (escaped, see Path). It is keyed by the
 // mailbox, not by the config's account name, so renaming an account block
 // does not refetch everything. Beside it live USER@SERVER:PORT.lock (the
-// flock, never removed) and, only during compaction, USER@SERVER:PORT.tmp.
+// flock, never removed), USER@SERVER:PORT.len (the length mark, see
+// below) and, only during compaction or the mark's creation,
+// USER@SERVER:PORT.tmp and USER@SERVER:PORT.len.tmp.
 // Directories are created 0700 and files 0600 at creation time (never chmod
 // afterwards, fetchmail CVE-2005-3088); files or directories found open to
 // group or others are refused with ErrInsecure.
@@ -74,6 +76,45 @@
 // UIDs, "r" records of delivered UIDs) outnumber live ones, so its O(n) cost
 // is amortised over at least as many appends; no message ever rewrites the
 // whole file.
+//
+// # Length mark
+//
+// A journal cut to a valid prefix, emptied, deleted, edited or replaced by
+// an older backup replays without error, yet it lost records: trusted, it
+// would make popfetch fetch again every message those records described
+// (a keep mode mailbox in full). So the journal's length is recorded
+// beside it, in JOURNAL.len, one line of fixed size:
+//
+//	popfetch-uidl-len 1 <bytes> <lines> <crc32>
+//
+// bytes and lines (header included) are 20 zero-padded decimal digits, the
+// CRC-32 (IEEE) of what precedes it 8 lower-case hex digits. It claims
+// that the journal held at least that many bytes in that many complete
+// lines. Open refuses a journal shorter in either (ErrCorrupt and
+// ErrShortened, naming both files and the fix: restore the journal from a
+// backup, or remove the .len file to accept the loss and refetch what the
+// lost records described), and a missing journal whose mark claims
+// records. A mark that does not parse is refused the same way (remove it
+// if the journal is intact).
+//
+// Crash safety of the mark: it is raised only right after an fsync of the
+// journal, to what that fsync made durable, so it is never ahead of the
+// disk; a crash can only lose unsynced records, which the mark never
+// claimed, or leave the mark behind (an older, smaller claim: safe). It
+// is rewritten in place by one pwrite of its fixed size and not fsynced,
+// so its cost is one pwrite per journal fsync (per batch of records, not
+// per message) and, at Open, one small read. It is created once, through
+// a temporary file and a rename, so it is either absent or complete.
+// Compaction shortens the journal: before its rename the mark is lowered,
+// durably (one more fsync per compaction), to what the old and the new
+// journal both hold, and raised after it.
+//
+// What it cannot tell: a journal without a mark is accepted and gets one
+// (journals written before the mark existed; an admin who removed it), so
+// removing the mark and cutting the journal goes unnoticed, and removing
+// both is indistinguishable from a new mailbox, whose first poll fetches
+// everything on the server. An admin who removes a corrupt line (see
+// above) also shortens the journal and must remove the mark too.
 //
 // The crash window that remains is between delivery and Add: the message is
 // delivered but its UID not recorded, so the next poll fetches it again. That

@@ -1,6 +1,7 @@
 package uidl
 
 import (
+	"bytes"
 	"errors"
 	"fmt"
 	"io"
@@ -71,6 +72,16 @@ type Store struct {
 	unsynced bool
 	broken   error // sticky: a failed write or sync left the file state unknown
 	closed   bool
+
+	// lines and syncedLines count the complete lines (header included)
+	// in the first size and synced bytes.
+	lines, syncedLines int64
+	// markF is the length mark (path + ".len", see mark.go), nil if there
+	// is none; claim is what it says. markStale: a failed update left a
+	// mark that could not be removed, so compaction must not run.
+	markF     *os.File
+	claim     mark
+	markStale bool
 }
 
 // Path returns the journal path for a mailbox under stateDir:
@@ -112,6 +123,9 @@ func Open(path string) (*Store, error) {
 	if err := s.open(); err != nil {
 		if s.f != nil {
 			s.f.Close()
+		}
+		if s.markF != nil {
+			s.markF.Close()
 		}
 		lock.Close()
 		return nil, err
@@ -169,6 +183,19 @@ func (s *Store) open() error {
 	if err := os.Remove(s.path + ".tmp"); err != nil && !errors.Is(err, fs.ErrNotExist) {
 		return fmt.Errorf("uidl: remove stale %s.tmp: %w", s.path, err)
 	}
+	claim, err := readMark(s.path)
+	if err != nil {
+		return err
+	}
+	if claim != nil {
+		// A missing journal with a mark that claims records was
+		// deleted; creating a new one would refetch what it recorded.
+		if _, err := os.Lstat(s.path); errors.Is(err, fs.ErrNotExist) {
+			if err := checkMark(s.path, claim, false, replayResult{}); err != nil {
+				return err
+			}
+		}
+	}
 	f, err := os.OpenFile(s.path, os.O_RDWR|os.O_APPEND|os.O_CREATE|os.O_EXCL|syscall.O_NOFOLLOW|syscall.O_CLOEXEC, 0o600)
 	if err == nil {
 		// The new name must survive a crash like the records in it.
@@ -194,9 +221,15 @@ func (s *Store) open() error {
 	if err != nil {
 		return err
 	}
+	// Before anything is written to it: a refused journal stays as found.
+	if err := checkMark(s.path, claim, true, res); err != nil {
+		return err
+	}
 	s.st = st
 	s.size = res.good
 	s.synced = res.good
+	s.lines = res.lines
+	s.syncedLines = res.lines
 	if res.torn {
 		// Cut the torn tail so the next append starts a fresh line. Its
 		// write never returned success, so nothing promised is lost.
@@ -222,6 +255,14 @@ func (s *Store) open() error {
 		if err := s.append([]byte(header + "\n")); err != nil {
 			return err
 		}
+	}
+	if claim == nil {
+		// A new journal, one from before popfetch kept a mark, or one
+		// whose mark the admin removed.
+		s.createMark()
+	} else {
+		s.openMark(*claim)
+		s.raiseMark()
 	}
 	if dead := st.records - st.live(); dead > st.live() && dead >= minGarbage {
 		// Best effort: if compaction fails before its rename, the journal
@@ -261,6 +302,7 @@ func (s *Store) write(b []byte, sync bool) error {
 	}
 	trace("write", s.path)
 	s.size += int64(len(b))
+	s.lines += int64(bytes.Count(b, []byte{'\n'}))
 	if !sync {
 		s.unsynced = true
 		return nil
@@ -277,7 +319,9 @@ func (s *Store) syncLocked() error {
 	}
 	trace("sync", s.path)
 	s.synced = s.size
+	s.syncedLines = s.lines
 	s.unsynced = false
+	s.raiseMark()
 	return nil
 }
 
@@ -349,6 +393,16 @@ func (s *Store) compact(st *state) error {
 		os.Remove(tmp)
 		return fmt.Errorf("uidl: compact %s: %w", s.path, err)
 	}
+	// The rename may reach the disk at any moment after it is issued, and
+	// the mark must hold for the old journal and the new one alike: lower
+	// its claim to what both satisfy, durably, before the rename.
+	low := mark{min(s.claim.size, size), min(s.claim.lines, int64(n)+1)}
+	if s.markF != nil && low != s.claim || s.markStale {
+		if err := s.writeMark(low, true); err != nil {
+			os.Remove(tmp)
+			return fmt.Errorf("uidl: compact %s: %w", s.path, err)
+		}
+	}
 	if err := os.Rename(tmp, s.path); err != nil {
 		os.Remove(tmp)
 		return fmt.Errorf("uidl: compact %s: rename: %w", s.path, err)
@@ -371,7 +425,10 @@ func (s *Store) compact(st *state) error {
 	s.st = st
 	s.size = size
 	s.synced = size
+	s.lines = int64(n) + 1
+	s.syncedLines = s.lines
 	s.unsynced = false
+	s.raiseMark()
 	return nil
 }
 
@@ -681,6 +738,9 @@ func (s *Store) Close() error {
 	}
 	if cerr := s.f.Close(); err == nil {
 		err = cerr
+	}
+	if s.markF != nil {
+		s.markF.Close()
 	}
 	if lerr := s.lock.Close(); err == nil {
 		err = lerr

@@ -334,9 +334,10 @@ func TestAddDurable(t *testing.T) {
 		t.Fatalf("Add = %v", err)
 	}
 	// Durable before return: the fsync follows the write, and the record is
-	// in the file (read without the Store) as soon as Add returned.
+	// in the file (read without the Store) as soon as Add returned. The
+	// length mark is raised only after the fsync, and not fsynced itself.
 	base := filepath.Base(path)
-	if want := []string{"write " + base, "sync " + base}; !slices.Equal(*ops, want) {
+	if want := []string{"write " + base, "sync " + base, "write " + base + ".len"}; !slices.Equal(*ops, want) {
 		t.Errorf("ops = %q; want %q", *ops, want)
 	}
 	if got := readFile(t, path); got != header+"\n+ uid-1 1700000000\n" {
@@ -553,8 +554,8 @@ func TestRetainAppendsForgetRecords(t *testing.T) {
 		t.Fatal(err)
 	}
 	base := filepath.Base(path)
-	if want := []string{"write " + base, "sync " + base}; !slices.Equal(*ops, want) {
-		t.Errorf("ops = %q; want one write and one fsync", *ops)
+	if want := []string{"write " + base, "sync " + base, "write " + base + ".len"}; !slices.Equal(*ops, want) {
+		t.Errorf("ops = %q; want one write and one fsync (and the mark's pwrite)", *ops)
 	}
 	if got, want := readFile(t, path), header+"\n+ a 1\n+ b 2\n+ c 3\n- a\n- c\n"; got != want {
 		t.Errorf("journal = %q; want %q", got, want)
@@ -598,7 +599,10 @@ func TestRetainCompacts(t *testing.T) {
 		t.Fatal(err)
 	}
 	base := filepath.Base(path)
-	want := []string{"write " + base + ".tmp", "sync " + base + ".tmp", "rename " + base, "syncdir " + filepath.Base(filepath.Dir(path))}
+	// The mark is lowered to what old and new journal both hold, durably,
+	// before the rename.
+	want := []string{"write " + base + ".tmp", "sync " + base + ".tmp", "write " + base + ".len", "sync " + base + ".len",
+		"rename " + base, "syncdir " + filepath.Base(filepath.Dir(path))}
 	if !slices.Equal(*ops, want) {
 		t.Errorf("compaction ops = %q; want %q", *ops, want)
 	}
@@ -751,6 +755,7 @@ func TestModes(t *testing.T) {
 		{filepath.Dir(path), 0o700},
 		{path, 0o600},
 		{path + ".lock", 0o600},
+		{path + ".len", 0o600},
 	} {
 		fi, err := os.Stat(c.name)
 		if err != nil {
@@ -934,6 +939,8 @@ func TestOpenCreatesDurably(t *testing.T) {
 		"syncdir uidl", // created the journal
 		"write " + base,
 		"sync " + base,
+		"rename " + base + ".len", // the length mark, complete or absent
+		"syncdir uidl",
 	}
 	if !slices.Equal(*ops, want) {
 		t.Errorf("ops = %q\nwant  %q", *ops, want)
@@ -1018,7 +1025,7 @@ func TestAddLaterSync(t *testing.T) {
 	if err := s.Sync(); err != nil { // nothing pending: no second fsync
 		t.Fatal(err)
 	}
-	if want := []string{"sync " + base}; !slices.Equal(*ops, want) {
+	if want := []string{"sync " + base, "write " + base + ".len"}; !slices.Equal(*ops, want) {
 		t.Errorf("ops after Sync = %q; want %q", *ops, want)
 	}
 	*ops = nil
@@ -1028,7 +1035,7 @@ func TestAddLaterSync(t *testing.T) {
 	if err := s.Close(); err != nil {
 		t.Fatal(err)
 	}
-	if want := []string{"write " + base, "sync " + base}; !slices.Equal(*ops, want) {
+	if want := []string{"write " + base, "sync " + base, "write " + base + ".len"}; !slices.Equal(*ops, want) {
 		t.Errorf("ops through Close = %q; want %q", *ops, want)
 	}
 	*ops = nil

@@ -175,6 +175,7 @@ type replayResult struct {
 	good      int64 // length of the valid prefix; the file is truncated to it
 	torn      bool  // a torn tail (after good) must be cut off
 	hasHeader bool  // false only for an empty (or fully torn) file
+	lines     int64 // complete lines in the valid prefix, header included
 }
 
 // replay parses a journal of size bytes read from r. name is used in errors.
@@ -220,6 +221,7 @@ func replay(r io.Reader, size int64, name string) (*state, replayResult, error) 
 			return nil, res, fmt.Errorf("%w: %s:%d: %w", ErrCorrupt, name, lineNo, perr)
 		}
 		off += n
+		res.lines++
 	}
 	res.good = off
 	return st, res, nil
