@@ -219,4 +219,3 @@ func FuzzParseMark(f *testing.F) {
 		}
 	})
 }
-
