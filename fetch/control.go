@@ -390,6 +390,9 @@ func WriteStatus(w io.Writer, s Status) {
 			last, took = at(l.Start), l.Elapsed.Round(time.Millisecond).String()
 			nw, dlv, del = fmt.Sprint(l.New), fmt.Sprint(l.Delivered), fmt.Sprint(l.Deleted)
 			errText = printable(l.Err, 100)
+			if l.Undeletable > 0 && errText == "" {
+				errText = fmt.Sprintf("server refuses DELE of %d delivered messages", l.Undeletable)
+			}
 		}
 		next := at(a.NextPoll)
 		switch a.State {

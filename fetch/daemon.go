@@ -123,17 +123,20 @@ const (
 // PollSummary is a Result in a form that survives JSON (the control
 // socket) and status output: the error is its text.
 type PollSummary struct {
-	Account    string        `json:"account"`
-	Start      time.Time     `json:"start"`
-	Elapsed    time.Duration `json:"elapsed"`
-	Messages   int           `json:"messages"`
-	New        int           `json:"new"`
-	Delivered  int           `json:"delivered"`
-	Deleted    int           `json:"deleted"`
-	Skipped    int           `json:"skipped"`
-	Failed     int           `json:"failed"`
-	LoginDelay time.Duration `json:"login_delay,omitempty"`
-	Err        string        `json:"err,omitempty"`
+	Account   string        `json:"account"`
+	Start     time.Time     `json:"start"`
+	Elapsed   time.Duration `json:"elapsed"`
+	Messages  int           `json:"messages"`
+	New       int           `json:"new"`
+	Delivered int           `json:"delivered"`
+	Deleted   int           `json:"deleted"`
+	Skipped   int           `json:"skipped"`
+	Failed    int           `json:"failed"`
+	// Undeletable: delivered messages the server keeps refusing to
+	// delete (Result.Undeletable).
+	Undeletable int           `json:"undeletable,omitempty"`
+	LoginDelay  time.Duration `json:"login_delay,omitempty"`
+	Err         string        `json:"err,omitempty"`
 	// AuthFailed survives JSON where errors.Is(Err, ErrAuth) does not:
 	// `popfetch now` maps it to the authentication exit status.
 	AuthFailed bool `json:"auth_failed,omitempty"`
@@ -156,7 +159,7 @@ func Summarize(r Result) PollSummary {
 	s := PollSummary{
 		Account: r.Account, Start: r.Start, Elapsed: r.Elapsed,
 		Messages: r.Messages, New: r.New, Delivered: r.Delivered, Deleted: r.Deleted,
-		Skipped: r.Skipped, Failed: r.Failed, LoginDelay: r.LoginDelay,
+		Skipped: r.Skipped, Failed: r.Failed, Undeletable: r.Undeletable, LoginDelay: r.LoginDelay,
 	}
 	if r.Err != nil {
 		s.Err = r.Err.Error()
@@ -209,15 +212,19 @@ type account struct {
 	authHold  bool      // ErrAuth (RFC 3206 [AUTH]): do not retry on our own
 
 	running  bool
-	runHost  string        // the host key the running poll counts against
-	runBox   string        // the mailbox key of the running poll
-	changed  bool          // the config changed while polling: a failure is the old config's
-	removed  bool          // left the config while running; dropped when the poll ends
-	liftHold bool          // LiftAuthHolds came while polling: an auth failure of this poll does not hold
-	stop     chan struct{} // the running poll's WithGraceful channel
-	stopped  bool          // stop is closed
-	deadline time.Time     // when the running poll is asked to stop (pollTimeLimit)
-	cut      bool          // the running poll was stopped at its deadline: more mail may wait
+	runHost  string // the host key the running poll counts against
+	runBox   string // the mailbox key of the running poll
+	changed  bool   // the config changed while polling: a failure is the old config's
+	removed  bool   // left the config while running; dropped when the poll ends
+	liftHold bool   // LiftAuthHolds came while polling: an auth failure of this poll does not hold
+	// retryDele: the next poll asks again for the DELEs the server kept
+	// refusing (an operator's SIGHUP or a config change since the last
+	// poll started; PollNow does so too).
+	retryDele bool
+	stop      chan struct{} // the running poll's WithGraceful channel
+	stopped   bool          // stop is closed
+	deadline  time.Time     // when the running poll is asked to stop (pollTimeLimit)
+	cut       bool          // the running poll was stopped at its deadline: more mail may wait
 
 	now      []chan Result // PollNow waiters for a poll not yet started
 	inflight []chan Result // PollNow waiters for the running poll
@@ -527,7 +534,9 @@ func (d *Daemon) startLocked(a *account, host string) {
 	if len(a.inflight) > 0 {
 		a.authHold = false // an explicit operator request lifts the hold
 	}
-	go d.runPoll(a, a.cfg, a.stop)
+	retryDele := a.retryDele || len(a.inflight) > 0
+	a.retryDele = false
+	go d.runPoll(a, a.cfg, a.stop, retryDele)
 }
 
 // stopPoll asks a's running poll to stop after the messages in flight.
@@ -541,7 +550,7 @@ func stopPoll(a *account) {
 // runPoll runs one session. A panic in the PollFunc is logged with its
 // stack and becomes a failed Result, so the daemon and the account's
 // schedule survive it.
-func (d *Daemon) runPoll(a *account, cfg *rcfile.Account, stop <-chan struct{}) {
+func (d *Daemon) runPoll(a *account, cfg *rcfile.Account, stop <-chan struct{}, retryDele bool) {
 	start := d.clock.Now()
 	var r Result
 	defer func() {
@@ -560,7 +569,11 @@ func (d *Daemon) runPoll(a *account, cfg *rcfile.Account, stop <-chan struct{}) 
 		}
 		d.results <- pollDone{a, r}
 	}()
-	r = d.poll(WithGraceful(d.abortCtx, stop), cfg)
+	ctx := WithGraceful(d.abortCtx, stop)
+	if retryDele {
+		ctx = withRetryDele(ctx)
+	}
+	r = d.poll(ctx, cfg)
 }
 
 // finishLocked records a finished poll, logs its outcome and plans the
@@ -631,14 +644,14 @@ func (d *Daemon) finishLocked(done pollDone) {
 		}
 		lvl := slog.LevelDebug
 		switch {
-		case r.Failed > 0:
+		case r.Failed > 0 || r.Undeletable > 0:
 			lvl = slog.LevelWarn
 		case r.New > 0 || r.Delivered > 0 || r.Deleted > 0:
 			lvl = slog.LevelInfo
 		}
 		d.log.Log(context.Background(), lvl, "poll done", "account", name, "messages", r.Messages, "new", r.New,
 			"delivered", r.Delivered, "deleted", r.Deleted, "skipped", r.Skipped, "failed", r.Failed,
-			"elapsed", r.Elapsed.Round(time.Millisecond))
+			"undeletable", r.Undeletable, "elapsed", r.Elapsed.Round(time.Millisecond))
 		a.failures, a.lastErr = 0, ""
 		a.next = now.Add(iv)
 		if cut {
@@ -766,6 +779,7 @@ func (d *Daemon) Reload(cfg *rcfile.Config) error {
 		}
 		a.cfg = na
 		a.changed = a.running
+		a.retryDele = true
 		d.log.Info("account changed", "account", na.Name)
 		switch {
 		case a.authHold || a.failures > 0:
@@ -805,13 +819,15 @@ func (d *Daemon) Reload(cfg *rcfile.Config) error {
 // a password comes from, so fixing the password file, variable or command
 // does not show as a changed account; the operator's explicit reload is
 // the signal instead. A poll running now that fails authentication gets
-// one more try, as it may have read the old password. It returns how many
-// held accounts were released.
+// one more try, as it may have read the old password. Every account's next
+// poll also asks again for the DELEs the server kept refusing (see
+// deleRefusalPolls). It returns how many held accounts were released.
 func (d *Daemon) LiftAuthHolds() int {
 	d.mu.Lock()
 	now := d.clock.Now()
 	n := 0
 	for name, a := range d.accts {
+		a.retryDele = true // SIGHUP: ask again for refused DELEs too
 		switch {
 		case a.removed:
 		case a.running:

@@ -1364,3 +1364,56 @@ func TestDaemonRenameWaitsForOldPoll(t *testing.T) {
 		t.Fatalf("%d sessions to pop.example at once; want 1", h.maxHost)
 	}
 }
+
+// TestDaemonRetryRefusedDele: a scheduled poll does not ask again for the
+// DELEs a server kept refusing; a poll an operator asks for (PollNow),
+// the first poll after SIGHUP (LiftAuthHolds) and the first after a change
+// of the account's config do, once each.
+func TestDaemonRetryRefusedDele(t *testing.T) {
+	h := newHarness(t, config(acct("a", "pop.example", time.Minute)), nil)
+	h.start()
+	retrying := func(c *call) bool { v, _ := c.ctx.Value(retryDeleKey{}).(bool); return v }
+	step := func(what string, want bool) {
+		t.Helper()
+		c := h.nextFor("a")
+		if got := retrying(c); got != want {
+			t.Errorf("%s: poll retries refused DELEs = %v; want %v", what, got, want)
+		}
+		c.ret(Result{Undeletable: 1})
+		h.waitIdleOrBackoff("a")
+	}
+	step("first scheduled poll", false)
+	h.clock.Advance(time.Minute)
+	step("next scheduled poll", false)
+
+	done := make(chan []Result, 1)
+	go func() { res, _ := h.d.PollNow(context.Background(), []string{"a"}); done <- res }()
+	step("PollNow", true)
+	if res := <-done; len(res) != 1 || res[0].Undeletable != 1 {
+		t.Errorf("PollNow = %+v", res)
+	}
+
+	h.d.LiftAuthHolds()
+	h.clock.Advance(time.Minute)
+	step("first poll after SIGHUP", true)
+	h.clock.Advance(time.Minute)
+	step("the one after", false)
+
+	h.d.Reload(config(acct("a", "pop.example", time.Minute)))
+	h.clock.Advance(time.Minute)
+	step("after an unchanged reload", false)
+	changed := acct("a", "pop.example", time.Minute)
+	changed.Keep = true
+	h.d.Reload(config(changed))
+	h.clock.Advance(time.Minute)
+	step("after a config change", true)
+
+	if st := h.status("a"); st.Last == nil || st.Last.Undeletable != 1 {
+		t.Errorf("status Last = %+v; want Undeletable 1", st.Last)
+	}
+	var out bytes.Buffer
+	WriteStatus(&out, h.d.Status())
+	if !strings.Contains(out.String(), "server refuses DELE of 1 delivered messages") {
+		t.Errorf("status table does not show the undeletable message:\n%s", out.String())
+	}
+}

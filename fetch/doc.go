@@ -36,8 +36,24 @@
 // Multidrop records each recipient's copy as it completes, so a retry serves
 // only the recipients not yet done.
 //
+// A full or failing state disk: when a journal write or fsync fails, the
+// session delivers nothing more, sends no further DELE and ends without
+// QUIT, so no DELE of this session takes effect (RFC 1939 §6). The journal
+// keeps every record written before the failure (see package uidl), and
+// the next poll resolves the intents as after a crash; the copies
+// delivered twice are at most the deliveries in flight at the failure.
+//
+// A refused DELE (-ERR) leaves the message on the server; it is recorded,
+// so the next poll asks again. The refusals of each message are counted
+// in the journal (a one-shot run from cron sees the count too): after
+// deleRefusalPolls polls in a row the refusal is an Error, the message
+// counts in Result.Undeletable (`popfetch fetch` exits 7, the status shows
+// it) and popfetch stops asking until deleRetryAfter has passed, an
+// operator's SIGHUP or `popfetch now`, or a change of the account's config.
+//
 // Log keys (stable): account, server, user, uid, msgnum, size, rcpt, target,
-// err, elapsed, messages, new, delivered, deleted, skipped, failed, path;
+// err, elapsed, messages, new, delivered, deleted, skipped, failed,
+// undeletable, refusals, path;
 // multidrop routing adds via, users, reason; the scheduler adds failures,
 // retry_in, previous_err, generation, polls, limit, panic, stack.
 package fetch

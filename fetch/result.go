@@ -37,6 +37,11 @@ type Result struct {
 	Deleted   int // DELE answered +OK
 	Skipped   int // left on the server: over the size limit or fetch_limit
 	Failed    int // delivery failed; left on the server for the next poll
+	// Undeletable counts delivered messages whose DELE the server refused
+	// in deleRefusalPolls polls in a row (refused again in this poll, or
+	// not asked again yet): they stay on the server, and `popfetch fetch`
+	// exits non-zero.
+	Undeletable int
 	// LoginDelay is the server's LOGIN-DELAY (RFC 2449), 0 if none: the
 	// scheduler must not start the next session sooner.
 	LoginDelay time.Duration

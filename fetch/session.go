@@ -51,6 +51,28 @@ type Poller struct {
 // every poll and block the whole mailbox.
 const poisonPolls = 3
 
+// deleRefusalPolls is how many polls in a row a server may refuse DELE of
+// the same message before popfetch escalates (an Error line, a non-zero
+// exit of `popfetch fetch`, the status) and stops asking: a server that
+// refuses on every poll would otherwise get the same DELE, and the admin
+// the same warning, forever. deleRetryAfter is when popfetch asks again
+// anyway; an operator's request (SIGHUP, `popfetch now`) or a change of
+// the account's config asks at once (see withRetryDele).
+const (
+	deleRefusalPolls = 3
+	deleRetryAfter   = 24 * time.Hour
+)
+
+type retryDeleKey struct{}
+
+// withRetryDele returns a ctx whose poll sends DELE again for messages
+// whose deletion the server kept refusing (see deleRefusalPolls): the
+// daemon uses it for a poll an operator asked for, and the first one
+// after SIGHUP or a change of the account's config.
+func withRetryDele(ctx context.Context) context.Context {
+	return context.WithValue(ctx, retryDeleKey{}, true)
+}
+
 // retrFailed counts a poll that missed the deadline of uid and
 // returns the count so far.
 func (p *Poller) retrFailed(mailbox, uid string) int {
@@ -177,11 +199,12 @@ func (p *Poller) run(ctx context.Context, a *rcfile.Account, dryRun bool) (res R
 		}
 		// One line per poll (the scheduler logs changes of error itself).
 		lvl := slog.LevelInfo
-		if res.Failed > 0 {
+		if res.Failed > 0 || res.Undeletable > 0 {
 			lvl = slog.LevelWarn
 		}
 		log.Log(context.Background(), lvl, "poll done", "messages", res.Messages, "new", res.New, "delivered", res.Delivered,
-			"deleted", res.Deleted, "skipped", res.Skipped, "failed", res.Failed, "elapsed", res.Elapsed.Round(time.Millisecond), "err", res.Err)
+			"deleted", res.Deleted, "skipped", res.Skipped, "failed", res.Failed, "undeletable", res.Undeletable,
+			"elapsed", res.Elapsed.Round(time.Millisecond), "err", res.Err)
 	}()
 	s := &session{p: p, a: a, log: log, res: &res, dryRun: dryRun}
 	res.Err = s.run(ctx)
@@ -493,9 +516,46 @@ func (s *session) transact(ctx context.Context) error {
 	s.res.New = len(todo)
 	var dele []entry
 	if !s.a.Keep {
-		dele = seen
+		dele = s.deletable(ctx, seen)
 	}
 	return s.fetch(ctx, todo, dele)
+}
+
+// deletable returns the messages of seen to send DELE for: all but those
+// whose deletion the server refused in deleRefusalPolls polls in a row,
+// less than deleRetryAfter ago, unless ctx asks to retry them. Those stay
+// on the server, counted in Result.Undeletable, and are not logged again.
+func (s *session) deletable(ctx context.Context, seen []entry) []entry {
+	retry, _ := ctx.Value(retryDeleKey{}).(bool)
+	out := seen[:0:0]
+	for _, e := range seen {
+		n, last := s.store.DeleRefusals(e.UID)
+		if n >= deleRefusalPolls && !retry && s.p.now().Sub(last) < deleRetryAfter {
+			s.res.Undeletable++
+			s.log.Debug("not asking for DELE again: the server kept refusing it", "uid", e.UID, "msgnum", e.Num, "refusals", n)
+			continue
+		}
+		out = append(out, e)
+	}
+	return out
+}
+
+// deleRefused handles a -ERR to DELE of e: the message stays on the
+// server, and since it is recorded the next poll asks again, until the
+// server has refused deleRefusalPolls polls in a row; then the refusal
+// is an Error and counts in Result.Undeletable.
+func (s *session) deleRefused(e entry, err error) {
+	n, serr := s.store.RefuseDele(e.UID, s.p.now())
+	if serr != nil {
+		s.log.Warn("uidl store: recording a refused DELE failed", "uid", e.UID, "err", serr)
+	}
+	if n < deleRefusalPolls {
+		s.log.Warn("DELE refused; message stays on the server and is deleted next poll", "uid", e.UID, "msgnum", e.Num, "refusals", n, "err", err)
+		return
+	}
+	s.res.Undeletable++
+	s.log.Error(fmt.Sprintf("the server refused DELE in %d polls in a row; the message stays on the server, and popfetch asks again only after %v, on SIGHUP or `popfetch now`, or when the account's config changes (hint: delete it with another client, or ask the provider why)", n, deleRetryAfter),
+		"uid", e.UID, "msgnum", e.Num, "refusals", n, "err", err)
 }
 
 // leave leaves e on the server for good (it is not retrieved while the
@@ -663,12 +723,15 @@ func (s *session) fetch(ctx context.Context, todo, dele []entry) error {
 				if !isERR(err) {
 					return err
 				}
-				// The message stays; it is recorded, so the next poll
+				// The message stays; it is recorded, so a later poll
 				// tries DELE again.
-				s.log.Warn("DELE refused; message stays on the server and is deleted next poll", "uid", o.e.UID, "msgnum", o.e.Num, "err", err)
+				s.deleRefused(o.e, err)
 				continue
 			}
 			s.res.Deleted++
+			if err := s.store.DeleAccepted(o.e.UID, s.p.now()); err != nil {
+				s.log.Warn("uidl store: recording an accepted DELE failed", "uid", o.e.UID, "err", err)
+			}
 		case "RETR":
 			retrs--
 			inflight -= o.e.Size

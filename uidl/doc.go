@@ -24,19 +24,28 @@
 //	n <uid> <unix-seconds>            too large, left on server, logged once
 //	p <uid> <unix-seconds>            cannot be retrieved, left on server, logged once
 //	i <uid> <unix-seconds> <name>     Maildir: a delivery is about to link new/<name>
+//	d <uid> <unix-seconds> <count>    the server refused DELE in <count> polls in a row (0: it accepted)
 //	- <uid>                           forgotten: the server no longer lists it
 //
 // Fields are separated by one space. A UID is 1–70 bytes in 0x21–0x7E
 // (RFC 1939 §7), a recipient 1–320 bytes of UTF-8 without whitespace or
 // control characters, so no value can contain a separator or newline. The
 // time is when the UID was first recorded since it was last forgotten (the
-// clock for a later "delete after N days"). Records are replayed in order;
-// "+" subsumes earlier "r" records of the same UID; duplicates are harmless.
+// clock for a later "delete after N days"), except in a "d" record, where
+// it is the time of the last refusal (the clock for asking again). A "d"
+// record applies only to a UID already recorded; its count, 0 to 999999
+// without leading zeros, replaces the previous one. Records are replayed
+// in order; "+" subsumes earlier "r" records of the same UID; duplicates
+// are harmless.
 //
 // # Crash safety
 //
 // Every mutation appends whole lines with a single Write to a file opened with
-// O_APPEND and fsyncs it before returning nil. The caller (package fetch)
+// O_APPEND and fsyncs it before returning nil; the exceptions are written
+// without an fsync and made durable by the next one (Sync, Close, any
+// fsynced mutation): AddLater (the caller calls Sync before DELE), Intend,
+// and the "d" records, whose loss to a power failure costs at most a
+// duplicate or a delayed escalation. The caller (package fetch)
 // sends DELE only after Add returned nil, so a UID the server may have removed
 // is always on disk. Writes are strictly sequential and each is fsynced
 // before the next begins, hence after a crash only the last write can be

@@ -9,6 +9,7 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
+	"strconv"
 	"sync"
 	"syscall"
 	"time"
@@ -622,6 +623,62 @@ func (s *Store) Note(uid string, t time.Time) error {
 // journal does. Durable before it returns.
 func (s *Store) GiveUp(uid string, t time.Time) error {
 	return s.record('p', uid, t, "", true)
+}
+
+// RefuseDele records that the server refused DELE of uid (answered -ERR)
+// at t, and returns how many polls in a row have now been refused; uid
+// must have a record (DELE is sent only for delivered UIDs). The
+// count lives in the journal so that one-shot runs (cron) see it too. It
+// is written without an fsync: losing it to a power failure only delays
+// the escalation.
+func (s *Store) RefuseDele(uid string, t time.Time) (int, error) {
+	if !ValidUID(uid) {
+		return 0, fmt.Errorf("%w: %q", ErrBadUID, uid)
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	n := min(s.st.m[uid].refused+1, maxRefusals)
+	return n, s.writeRefusals(uid, t, n)
+}
+
+// DeleAccepted ends the run of refusals of uid (the server answered DELE
+// with +OK), so a later refusal counts from one again. It writes nothing
+// when there was no refusal.
+func (s *Store) DeleAccepted(uid string, t time.Time) error {
+	if !ValidUID(uid) {
+		return fmt.Errorf("%w: %q", ErrBadUID, uid)
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.st.m[uid].refused == 0 {
+		return nil
+	}
+	return s.writeRefusals(uid, t, 0)
+}
+
+func (s *Store) writeRefusals(uid string, t time.Time, n int) error {
+	if s.closed {
+		return fmt.Errorf("%w: %s", ErrClosed, s.path)
+	}
+	c := strconv.Itoa(n)
+	if err := s.write(appendRecord(nil, 'd', uid, t.Unix(), c), false); err != nil {
+		return fmt.Errorf("record DELE refusal of uid %q: %w", uid, err)
+	}
+	s.st.apply('d', uid, t.Unix(), c)
+	s.st.records++
+	return nil
+}
+
+// DeleRefusals returns how many polls in a row the server refused DELE of
+// uid, and when it last did (see RefuseDele).
+func (s *Store) DeleRefusals(uid string) (int, time.Time) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	e := s.st.m[uid]
+	if e.refused == 0 {
+		return 0, time.Time{}
+	}
+	return e.refused, time.Unix(e.refusedAt, 0)
 }
 
 // GivenUp reports whether uid was given up (see GiveUp).

@@ -1206,3 +1206,55 @@ func TestJournalFailpoints(t *testing.T) {
 		})
 	}
 }
+
+// DELE refusals are counted per UID across reopens (one-shot runs), kept
+// by compaction, reset by an accepted DELE and forgotten with the UID.
+func TestDeleRefusals(t *testing.T) {
+	path := journalPath(t)
+	s := mustOpen(t, path)
+	if err := s.Add("a", t0); err != nil {
+		t.Fatal(err)
+	}
+	for i := 1; i <= 3; i++ {
+		s.Close()
+		s = mustOpen(t, path)
+		n, err := s.RefuseDele("a", t0.Add(time.Duration(i)*time.Hour))
+		if err != nil || n != i {
+			t.Fatalf("RefuseDele #%d = %d, %v", i, n, err)
+		}
+	}
+	if err := s.compactNow(); err != nil {
+		t.Fatal(err)
+	}
+	s.Close()
+	s = mustOpen(t, path)
+	if n, at := s.DeleRefusals("a"); n != 3 || !at.Equal(t0.Add(3*time.Hour)) || !s.Has("a") {
+		t.Fatalf("after compaction: DeleRefusals = %d, %v; Has = %v", n, at, s.Has("a"))
+	}
+	if ft, _ := s.FirstSeen("a"); !ft.Equal(t0) {
+		t.Errorf("FirstSeen = %v; the refusal time must not replace it", ft)
+	}
+	if err := s.DeleAccepted("a", t0); err != nil {
+		t.Fatal(err)
+	}
+	s.Close()
+	s = mustOpen(t, path)
+	if n, _ := s.DeleRefusals("a"); n != 0 {
+		t.Errorf("after DeleAccepted: %d refusals", n)
+	}
+	if n, _ := s.RefuseDele("a", t0); n != 1 {
+		t.Errorf("a refusal after an accepted DELE counts %d; want 1", n)
+	}
+	if err := s.Retain(nil); err != nil {
+		t.Fatal(err)
+	}
+	if n, _ := s.DeleRefusals("a"); n != 0 {
+		t.Errorf("after Retain: %d refusals", n)
+	}
+	for _, bad := range []string{"d a 10\n", "d a 10 x\n", "d a 10 01\n", "d a 10 -1\n", "d a 10 1234567\n", "d a 10 1 2\n"} {
+		p := writeJournal(t, header+"\n"+bad)
+		if _, err := Open(p); !errors.Is(err, ErrCorrupt) {
+			t.Errorf("journal with %q: Open = %v; want ErrCorrupt", bad, err)
+		}
+	}
+}

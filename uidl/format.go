@@ -88,6 +88,8 @@ type entry struct {
 	givenUp   bool     // "p": cannot be retrieved, left on the server, already logged
 	rcpts     []string // "r": recipients done while not yet delivered
 	intent    string   // "i": the file a delivery in progress is about to create (escaped)
+	refused   int      // "d": consecutive polls whose DELE the server refused
+	refusedAt int64    // "d": unix seconds of the last refusal
 }
 
 // liveRecords is how many lines compaction writes for e.
@@ -97,6 +99,9 @@ func (e *entry) liveRecords() int {
 		n++
 	}
 	if e.givenUp {
+		n++
+	}
+	if e.refused > 0 {
 		n++
 	}
 	if e.delivered {
@@ -139,6 +144,12 @@ func (st *state) apply(kind byte, uid string, t int64, rcpt string) {
 		}
 		return
 	}
+	if kind == 'd' && !ok {
+		// DELE is sent only for a recorded UID; a refusal of anything
+		// else is meaningless, and would make an entry whose
+		// first-seen time compaction cannot keep.
+		return
+	}
 	if !ok {
 		e.first = t
 	}
@@ -162,6 +173,11 @@ func (st *state) apply(kind byte, uid string, t int64, rcpt string) {
 		if !e.delivered {
 			e.intent = rcpt
 		}
+	case 'd':
+		// rcpt holds the count, validated by parseRecord; t is the
+		// time of the refusal, not a first-seen time.
+		e.refused, _ = strconv.Atoi(rcpt)
+		e.refusedAt = t
 	}
 	st.m[uid] = e
 }
@@ -288,7 +304,7 @@ func parseRecord(st *state, line []byte) error {
 		want = 1
 	case '+', 'n', 'p':
 		want = 2
-	case 'r', 'i':
+	case 'r', 'i', 'd':
 		want = 3
 	default:
 		return fmt.Errorf("unknown record kind %q", kind)
@@ -317,7 +333,12 @@ func parseRecord(st *state, line []byte) error {
 		}
 	}
 	var rcpt string
-	if kind == 'i' {
+	if kind == 'd' {
+		if !validCount(f[2]) {
+			return fmt.Errorf("record %q: bad refusal count", line)
+		}
+		rcpt = string(f[2])
+	} else if kind == 'i' {
 		if !validIntent(string(f[2])) {
 			return fmt.Errorf("record %q: bad intent path", line)
 		}
@@ -334,6 +355,23 @@ func parseRecord(st *state, line []byte) error {
 	st.apply(kind, string(uid), t, rcpt)
 	st.records++
 	return nil
+}
+
+// maxRefusals caps the refusal count of a "d" record.
+const maxRefusals = 999999
+
+// validCount reports whether b is a refusal count: 1 to 6 decimal digits
+// without a leading zero (or "0" itself), so a record has one spelling.
+func validCount(b []byte) bool {
+	if len(b) < 1 || len(b) > 6 || len(b) > 1 && b[0] == '0' {
+		return false
+	}
+	for _, c := range b {
+		if c < '0' || c > '9' {
+			return false
+		}
+	}
+	return true
 }
 
 // parseUnix parses a decimal unix time: an optional '-' and 1 to 19 digits,
@@ -367,7 +405,7 @@ func appendRecord(buf []byte, kind byte, uid string, t int64, rcpt string) []byt
 	}
 	buf = append(buf, ' ')
 	buf = strconv.AppendInt(buf, t, 10)
-	if kind == 'r' || kind == 'i' {
+	if kind == 'r' || kind == 'i' || kind == 'd' {
 		buf = append(buf, ' ')
 		buf = append(buf, rcpt...)
 	}
@@ -464,6 +502,12 @@ func writeCompact(w io.Writer, st *state) (int, error) {
 				buf = appendRecord(buf, 'i', uid, e.first, e.intent)
 				n++
 			}
+		}
+		if e.refused > 0 {
+			// Last, so the UID's first-seen time comes from the
+			// records above.
+			buf = appendRecord(buf, 'd', uid, e.refusedAt, strconv.Itoa(e.refused))
+			n++
 		}
 		bw.Write(buf)
 	}

@@ -3,7 +3,9 @@ package uidl
 import (
 	"bytes"
 	"errors"
+	"fmt"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"testing"
@@ -34,6 +36,7 @@ func FuzzParse(f *testing.F) {
 		h + "i a 1 /m/new/1.M2P3%20x\nr a 1 q\n",
 		h + "i a 1 /m/new/1\n+ a 2\ni b 3 \n",
 		h + "p a 1\nn a 2\np a 3\n+ b 4\np b 5\n- a\np c 6 x\n",
+		h + "+ a 1\nd a 5 1\nd a 6 2\nd b 7 0\nd c 8 3\nd c 9 0\nd a 9 01\n",
 	} {
 		f.Add([]byte(seed))
 	}
@@ -48,14 +51,14 @@ func FuzzParse(f *testing.F) {
 		if res.good < 0 || res.good > int64(len(data)) || (!res.torn && res.good != int64(len(data))) {
 			t.Fatalf("good = %d, torn = %v, len = %d", res.good, res.torn, len(data))
 		}
-		want := viewOf(st).String()
+		want := viewOf(st).String() + refusals(st)
 
 		kept := data[:res.good]
 		st2, res2, err := replay(bytes.NewReader(kept), int64(len(kept)), "fuzz")
 		if err != nil || res2.torn || res2.good != res.good {
 			t.Fatalf("replay of the kept prefix: %v, torn=%v good=%d; want clean %d", err, res2.torn, res2.good, res.good)
 		}
-		if got := viewOf(st2).String(); got != want {
+		if got := viewOf(st2).String() + refusals(st2); got != want {
 			t.Fatalf("kept prefix state = %s; want %s", got, want)
 		}
 
@@ -68,13 +71,25 @@ func FuzzParse(f *testing.F) {
 		if err != nil || res3.torn || !res3.hasHeader || res3.good != int64(buf.Len()) {
 			t.Fatalf("compacted journal %q does not re-parse cleanly: %v %+v", buf.Bytes(), err, res3)
 		}
-		if got := viewOf(st3).String(); got != want {
+		if got := viewOf(st3).String() + refusals(st3); got != want {
 			t.Fatalf("compacted state = %s; want %s", got, want)
 		}
 		if st3.records != n || n != st.live() || st3.delivered != st.delivered {
 			t.Fatalf("records %d, written %d, live %d, delivered %d vs %d", st3.records, n, st.live(), st3.delivered, st.delivered)
 		}
 	})
+}
+
+// refusals lists the DELE refusal counts of st, which viewOf leaves out.
+func refusals(st *state) string {
+	var out []string
+	for uid, e := range st.m {
+		if e.refused > 0 {
+			out = append(out, fmt.Sprintf("%s:%d@%d", uid, e.refused, e.refusedAt))
+		}
+	}
+	slices.Sort(out)
+	return " refused=" + strings.Join(out, ",")
 }
 
 // decodeName inverts fileName for names that were not shortened.

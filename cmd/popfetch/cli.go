@@ -21,13 +21,17 @@ import (
 )
 
 // Exit codes, documented in popfetch(1). They follow fetchmail where the
-// meaning matches (3 = authentication, 5 = bad configuration).
+// meaning matches (3 = authentication, 5 = bad configuration, 7 = an error
+// condition reported by the server).
 const (
 	exitOK     = 0 // every account polled without error
 	exitFail   = 1 // at least one account failed, or a message could not be delivered
 	exitUsage  = 2 // bad command line
 	exitAuth   = 3 // the server rejected the credentials of at least one account
 	exitConfig = 5 // the rc file is missing or invalid
+	// exitUndeletable: everything was delivered, but the server kept
+	// refusing DELE of a delivered message (fetch.Result.Undeletable).
+	exitUndeletable = 7
 )
 
 // version is set with -ldflags "-X main.version=..."; otherwise it comes
@@ -74,6 +78,7 @@ Global flags:
 Exit status:
   0  success            1  an account failed or a message was not delivered
   2  usage error        3  authentication failed      5  rc file invalid
+  7  the server keeps refusing to delete a delivered message
 
 See popfetch(1) and popfetch.hcl(5).
 `
@@ -308,6 +313,9 @@ func summaryLine(r fetch.PollSummary) string {
 	if r.Failed > 0 {
 		fmt.Fprintf(&b, ", %d failed", r.Failed)
 	}
+	if r.Undeletable > 0 {
+		fmt.Fprintf(&b, ", %d the server refuses to delete", r.Undeletable)
+	}
 	fmt.Fprintf(&b, " (%s)", r.Elapsed.Round(time.Millisecond))
 	if r.Err != "" {
 		fmt.Fprintf(&b, "; error: %s", r.Err)
@@ -330,11 +338,15 @@ func exitCodeForSummary(r fetch.PollSummary) int {
 		return exitAuth
 	case r.Err != "" || r.Failed > 0:
 		return exitFail
+	case r.Undeletable > 0:
+		return exitUndeletable
 	}
 	return exitOK
 }
 
-// worse orders exit codes by severity: config > auth > fail > ok.
+// worse orders exit codes by severity: config > auth > fail > undeletable
+// > ok. A message that was not delivered weighs more than one delivered
+// that the server will not delete.
 func worse(a, b int) int {
 	rank := func(c int) int {
 		switch c {
@@ -344,6 +356,8 @@ func worse(a, b int) int {
 			return 3
 		case exitFail:
 			return 2
+		case exitUndeletable:
+			return 1
 		case exitOK:
 			return 0
 		}

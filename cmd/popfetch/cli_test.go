@@ -63,6 +63,38 @@ func TestExitCodeInsecurePasswordFile(t *testing.T) {
 	}
 }
 
+// A delivered message the server keeps refusing to delete is its own exit
+// status, below a failure (mail not delivered) and above success, also
+// across accounts.
+func TestExitCodeUndeletable(t *testing.T) {
+	tests := []struct {
+		sum  fetch.PollSummary
+		want int
+	}{
+		{fetch.PollSummary{Undeletable: 1}, exitUndeletable},
+		{fetch.PollSummary{Undeletable: 1, Failed: 1}, exitFail},
+		{fetch.PollSummary{Undeletable: 1, Err: "connection reset"}, exitFail},
+		{fetch.PollSummary{Undeletable: 1, AuthFailed: true, Err: "auth"}, exitAuth},
+		{fetch.PollSummary{Deleted: 3}, exitOK},
+	}
+	for _, tt := range tests {
+		if got := exitCodeForSummary(tt.sum); got != tt.want {
+			t.Errorf("exitCodeForSummary(%+v) = %d; want %d", tt.sum, got, tt.want)
+		}
+	}
+	if got := exitCodeFor(fetch.Result{Undeletable: 2}); got != exitUndeletable {
+		t.Errorf("exitCodeFor(Undeletable: 2) = %d; want %d", got, exitUndeletable)
+	}
+	for _, c := range [][3]int{{exitOK, exitUndeletable, exitUndeletable}, {exitUndeletable, exitFail, exitFail}, {exitFail, exitUndeletable, exitFail}, {exitUndeletable, exitOK, exitUndeletable}} {
+		if got := worse(c[0], c[1]); got != c[2] {
+			t.Errorf("worse(%d, %d) = %d; want %d", c[0], c[1], got, c[2])
+		}
+	}
+	if line := summaryLine(fetch.PollSummary{Account: "a", Undeletable: 2}); !strings.Contains(line, "2 the server refuses to delete") {
+		t.Errorf("summary line %q does not show the undeletable messages", line)
+	}
+}
+
 // The help text and popfetch(1) must not drift apart: every command the
 // help lists has a section in the man page, and every exit status too.
 func TestHelpMatchesManPage(t *testing.T) {
@@ -82,7 +114,7 @@ func TestHelpMatchesManPage(t *testing.T) {
 			t.Errorf("command %q is in --help but has no entry in man/popfetch.1", c[1])
 		}
 	}
-	for _, code := range []int{exitOK, exitFail, exitUsage, exitAuth, exitConfig} {
+	for _, code := range []int{exitOK, exitFail, exitUsage, exitAuth, exitConfig, exitUndeletable} {
 		if !bytes.Contains(man, []byte(fmt.Sprintf(".B %d\n", code))) {
 			t.Errorf("exit status %d is not documented in man/popfetch.1", code)
 		}
