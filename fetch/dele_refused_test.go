@@ -84,3 +84,31 @@ func TestPollDeleRefusedAcrossPolls(t *testing.T) {
 		t.Errorf("deliveries %v; want one", rec.got)
 	}
 }
+
+// With fetch_all a recorded message is fetched again on every poll; a DELE
+// the server kept refusing is not sent again for it either.
+func TestPollDeleRefusedFetchAll(t *testing.T) {
+	srv := pop3test.NewServer(t, pop3test.Options{Messages: msgs(1),
+		Faults: []pop3test.Fault{{Cmd: "DELE", Action: pop3test.Reply, Reply: "-ERR cannot delete"}}})
+	a := testAccount(t, srv)
+	a.FetchAll = true
+	for i, want := range []int{1, 1, 1, 0, 0} {
+		before := len(srv.Commands())
+		res := poller(&recorder{}).Poll(context.Background(), a)
+		if res.Err != nil {
+			t.Fatalf("poll %d: %v", i+1, res.Err)
+		}
+		sent := 0
+		for _, c := range srv.Commands()[before:] {
+			if strings.HasPrefix(c, "DELE") {
+				sent++
+			}
+		}
+		if sent != want {
+			t.Errorf("poll %d: %d DELE sent; want %d", i+1, sent, want)
+		}
+		if wantU := min(1, i/2); res.Undeletable != wantU {
+			t.Errorf("poll %d: Undeletable = %d; want %d", i+1, res.Undeletable, wantU)
+		}
+	}
+}

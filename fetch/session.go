@@ -648,7 +648,9 @@ func (s *session) fetch(ctx context.Context, todo, dele []entry) error {
 			s.p.afterSync()
 		}
 		if !s.a.Keep {
-			deles = append(deles, recorded...)
+			// A message fetched again (fetch_all) may be one whose
+			// DELE the server keeps refusing.
+			deles = append(deles, s.deletable(ctx, recorded)...)
 		}
 		recorded = recorded[:0]
 		return nil
