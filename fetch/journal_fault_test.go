@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"strings"
 	"syscall"
 	"testing"
 
@@ -131,5 +132,49 @@ func TestPollJournalDiskFull(t *testing.T) {
 	t.Logf("first poll delivered %d, duplicates %d", len(first), dups)
 	if dups > deliverers {
 		t.Errorf("%d duplicates; want at most %d (the deliveries in flight when the disk filled)", dups, deliverers)
+	}
+}
+
+// A keep mode mailbox whose journal lost records (here: emptied, or cut
+// to a valid prefix) is refused with the fix in the error, instead of
+// being fetched again in full; restoring the journal lets it flow again.
+func TestPollShortenedJournalRefused(t *testing.T) {
+	for _, cut := range []string{"emptied", "prefix"} {
+		t.Run(cut, func(t *testing.T) {
+			srv := pop3test.NewServer(t, pop3test.Options{Messages: msgs(4)})
+			a := testAccount(t, srv)
+			a.Keep = true
+			rec := &recorder{}
+			if res := poller(rec).Poll(context.Background(), a); res.Err != nil || res.Delivered != 4 {
+				t.Fatalf("first poll = %+v", res)
+			}
+			path := uidl.Path(a.StateDir, a.Username, a.Server, a.Port)
+			whole, err := os.ReadFile(path)
+			if err != nil {
+				t.Fatal(err)
+			}
+			short := []byte{}
+			if cut == "prefix" {
+				short = whole[:bytes.IndexByte(whole, '\n')+1] // the header
+				short = append(short, whole[len(short):][:bytes.IndexByte(whole[len(short):], '\n')+1]...)
+			}
+			if err := os.WriteFile(path, short, 0o600); err != nil {
+				t.Fatal(err)
+			}
+			res := poller(rec).Poll(context.Background(), a)
+			if !errors.Is(res.Err, uidl.ErrShortened) || !errors.Is(res.Err, uidl.ErrCorrupt) ||
+				!strings.Contains(res.Err.Error(), "remove "+path+".len") {
+				t.Fatalf("poll with a shortened journal = %+v; want ErrShortened telling the fix", res)
+			}
+			if len(rec.got) != 4 || res.Delivered != 0 {
+				t.Fatalf("deliveries %v after the refused poll; want the 4 of the first poll only", rec.got)
+			}
+			if err := os.WriteFile(path, whole, 0o600); err != nil {
+				t.Fatal(err)
+			}
+			if res := poller(rec).Poll(context.Background(), a); res.Err != nil || res.New != 0 {
+				t.Fatalf("poll with the journal restored = %+v", res)
+			}
+		})
 	}
 }
