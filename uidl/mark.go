@@ -168,15 +168,22 @@ func (s *Store) createMark() {
 	}
 	trace("rename", name)
 	if syncDir(filepath.Dir(s.path)) != nil {
+		// The mark may or may not survive a crash; it claims only what
+		// is synced, so either is safe, but it cannot be lowered
+		// without markF.
+		s.markStale = true
 		return
 	}
 	s.openMark(m)
 }
 
-// openMark opens the existing mark for in-place updates; it claims m.
+// openMark opens the existing mark for in-place updates; it claims m. If
+// it cannot be opened, the mark on disk cannot be lowered before a
+// compaction, so compaction is refused (markStale).
 func (s *Store) openMark(m mark) {
 	f, err := os.OpenFile(s.path+markSuffix, os.O_RDWR|syscall.O_NOFOLLOW|syscall.O_CLOEXEC, 0)
 	if err != nil {
+		s.markStale = true
 		return
 	}
 	s.markF, s.claim = f, m
@@ -190,7 +197,7 @@ func (s *Store) openMark(m mark) {
 func (s *Store) writeMark(m mark, sync bool) error {
 	if s.markF == nil {
 		if s.markStale {
-			return fmt.Errorf("uidl: %s%s could not be updated nor removed", s.path, markSuffix)
+			return fmt.Errorf("uidl: %s%s could not be opened, updated or removed; reopening the journal retries", s.path, markSuffix)
 		}
 		return nil
 	}
