@@ -23,7 +23,8 @@ func fillTmpfs(t *testing.T, dir string) (fill, free func()) {
 	if err := os.MkdirAll(dir, 0o700); err != nil {
 		t.Fatal(err)
 	}
-	if err := syscall.Mount("tmpfs", dir, "tmpfs", 0, "size=64k,mode=0700"); err != nil {
+	opts := fmt.Sprintf("size=%d,mode=0700", 16*os.Getpagesize())
+	if err := syscall.Mount("tmpfs", dir, "tmpfs", 0, opts); err != nil {
 		t.Skipf("cannot mount tmpfs (needs root): %v", err)
 	}
 	t.Cleanup(func() { syscall.Unmount(dir, syscall.MNT_DETACH) })
@@ -34,7 +35,7 @@ func fillTmpfs(t *testing.T, dir string) (fill, free func()) {
 			t.Fatal(err)
 		}
 		defer f.Close()
-		page := make([]byte, 4096)
+		page := make([]byte, os.Getpagesize())
 		for {
 			if _, err := f.Write(page); err != nil {
 				if !errors.Is(err, syscall.ENOSPC) {
@@ -88,7 +89,9 @@ func maildirCopies(t *testing.T, maildir string) map[int]int {
 // delivered twice are those whose intent could not be written, at most
 // the deliveries running when the disk filled up.
 func TestPollJournalDiskFull(t *testing.T) {
-	const n = 60
+	// The journal can grow to the end of its page, about 200 bytes per
+	// message (intent and record): fill it about three times over.
+	n := max(60, 3*os.Getpagesize()/200)
 	srv := pop3test.NewServer(t, pop3test.Options{Messages: msgs(n)})
 	a := testAccount(t, srv)
 	fill, free := fillTmpfs(t, a.StateDir)
