@@ -218,8 +218,8 @@ type account struct {
 	removed  bool   // left the config while running; dropped when the poll ends
 	liftHold bool   // LiftAuthHolds came while polling: an auth failure of this poll does not hold
 	// retryDele: the next poll asks again for the DELEs the server kept
-	// refusing (an operator's SIGHUP or a config change since the last
-	// poll started; PollNow does so too).
+	// refusing (the daemon's start, an operator's SIGHUP or a config
+	// change since the last poll started; PollNow does so too).
 	retryDele bool
 	stop      chan struct{} // the running poll's WithGraceful channel
 	stopped   bool          // stop is closed
@@ -766,7 +766,9 @@ func (d *Daemon) Reload(cfg *rcfile.Config) error {
 		iv := interval(na)
 		a, ok := d.accts[na.Name]
 		if !ok {
-			d.accts[na.Name] = &account{cfg: na, next: now.Add(d.jitter(firstPollJitter(iv)))}
+			// retryDele: a start (or a new account) is an operator's act
+			// too; its first poll asks again for refused DELEs.
+			d.accts[na.Name] = &account{cfg: na, next: now.Add(d.jitter(firstPollJitter(iv))), retryDele: true}
 			if d.gen > 0 {
 				d.log.Info("account added", "account", na.Name)
 			}

@@ -1366,9 +1366,10 @@ func TestDaemonRenameWaitsForOldPoll(t *testing.T) {
 }
 
 // TestDaemonRetryRefusedDele: a scheduled poll does not ask again for the
-// DELEs a server kept refusing; a poll an operator asks for (PollNow),
-// the first poll after SIGHUP (LiftAuthHolds) and the first after a change
-// of the account's config do, once each.
+// DELEs a server kept refusing; the first poll after the daemon starts, a
+// poll an operator asks for (PollNow), the first poll after SIGHUP
+// (LiftAuthHolds) and the first after a change of the account's config
+// do, once each.
 func TestDaemonRetryRefusedDele(t *testing.T) {
 	h := newHarness(t, config(acct("a", "pop.example", time.Minute)), nil)
 	h.start()
@@ -1382,7 +1383,7 @@ func TestDaemonRetryRefusedDele(t *testing.T) {
 		c.ret(Result{Undeletable: 1})
 		h.waitIdleOrBackoff("a")
 	}
-	step("first scheduled poll", false)
+	step("first poll after the start", true)
 	h.clock.Advance(time.Minute)
 	step("next scheduled poll", false)
 

@@ -48,8 +48,9 @@
 // in the journal (a one-shot run from cron sees the count too): after
 // deleRefusalPolls polls in a row the refusal is an Error, the message
 // counts in Result.Undeletable (`popfetch fetch` exits 7, the status shows
-// it) and popfetch stops asking until deleRetryAfter has passed, an
-// operator's SIGHUP or `popfetch now`, or a change of the account's config.
+// it) and popfetch stops asking until deleRetryAfter has passed, the
+// daemon starts, an operator's SIGHUP or `popfetch now`, or a change of
+// the account's config.
 //
 // Log keys (stable): account, server, user, uid, msgnum, size, rcpt, target,
 // err, elapsed, messages, new, delivered, deleted, skipped, failed,

@@ -56,8 +56,9 @@ const poisonPolls = 3
 // exit of `popfetch fetch`, the status) and stops asking: a server that
 // refuses on every poll would otherwise get the same DELE, and the admin
 // the same warning, forever. deleRetryAfter is when popfetch asks again
-// anyway; an operator's request (SIGHUP, `popfetch now`) or a change of
-// the account's config asks at once (see withRetryDele).
+// anyway; the daemon's start, an operator's request (SIGHUP, `popfetch
+// now`) or a change of the account's config asks at once (see
+// withRetryDele).
 const (
 	deleRefusalPolls = 3
 	deleRetryAfter   = 24 * time.Hour
@@ -67,8 +68,9 @@ type retryDeleKey struct{}
 
 // withRetryDele returns a ctx whose poll sends DELE again for messages
 // whose deletion the server kept refusing (see deleRefusalPolls): the
-// daemon uses it for a poll an operator asked for, and the first one
-// after SIGHUP or a change of the account's config.
+// daemon uses it for its first poll of an account, a poll an operator
+// asked for, and the first one after SIGHUP or a change of the account's
+// config.
 func withRetryDele(ctx context.Context) context.Context {
 	return context.WithValue(ctx, retryDeleKey{}, true)
 }
@@ -554,7 +556,7 @@ func (s *session) deleRefused(e entry, err error) {
 		return
 	}
 	s.res.Undeletable++
-	s.log.Error(fmt.Sprintf("the server refused DELE in %d polls in a row; the message stays on the server, and popfetch asks again only after %v, on SIGHUP or `popfetch now`, or when the account's config changes (hint: delete it with another client, or ask the provider why)", n, deleRetryAfter),
+	s.log.Error(fmt.Sprintf("the server refused DELE in %d polls in a row; the message stays on the server, and popfetch asks again only after %v, when the daemon starts, on SIGHUP or `popfetch now`, or when the account's config changes (hint: delete it with another client, or ask the provider why)", n, deleRetryAfter),
 		"uid", e.UID, "msgnum", e.Num, "refusals", n, "err", err)
 }
 
