@@ -186,6 +186,34 @@ account "fake" {
 	}
 }
 
+// `popfetch fetch` from cron against a server that refuses DELE: exit 0
+// while the refusals are new, then 7 (and an ERROR on stderr) from the
+// third run in a row on, while the message stays on the server.
+func TestFetchExitUndeletable(t *testing.T) {
+	srv := pop3test.NewServer(t, pop3test.Options{
+		Messages: []pop3test.Message{{UID: "a", Data: []byte("Subject: x\r\n\r\nhi\r\n")}},
+		Faults:   []pop3test.Fault{{Cmd: "DELE", Action: pop3test.Reply, Reply: "-ERR [SYS/PERM] mailbox is read-only"}},
+	})
+	dir := t.TempDir()
+	rc := filepath.Join(dir, "rc.hcl")
+	writeFile(t, rc, fmt.Sprintf("state_dir = %q\naccount \"fake\" {\n server = \"127.0.0.1\"\n port = %d\n tls = \"none\"\n username = \"user\"\n password = \"pass\"\n deliver { maildir = %q }\n}\n", dir, srv.Port(), filepath.Join(dir, "M")))
+	for run, want := range []int{exitOK, exitOK, exitUndeletable, exitUndeletable} {
+		code, out, errs := runCLI(t, "fetch", "-f", rc)
+		if code != want {
+			t.Fatalf("run %d: exit %d; want %d\n%s%s", run+1, code, want, out, errs)
+		}
+		if want == exitUndeletable && !strings.Contains(out, "1 the server refuses to delete") {
+			t.Errorf("run %d: summary does not show it: %s", run+1, out)
+		}
+		if run == 2 && !strings.Contains(errs, "level=ERROR") {
+			t.Errorf("run %d: no ERROR on stderr:\n%s", run+1, errs)
+		}
+	}
+	if len(srv.Messages()) != 1 {
+		t.Fatalf("server has %d messages; want the undeletable one", len(srv.Messages()))
+	}
+}
+
 func TestCheckConnect(t *testing.T) {
 	srv := pop3test.NewServer(t, pop3test.Options{Messages: []pop3test.Message{{UID: "a", Data: []byte("Subject: x\r\n\r\nhi\r\n")}, {UID: "b", Data: []byte("Subject: y\r\n\r\nhi\r\n")}}})
 	dir := t.TempDir()
