@@ -123,23 +123,23 @@ const (
 // PollSummary is a Result in a form that survives JSON (the control
 // socket) and status output: the error is its text.
 type PollSummary struct {
-	Account   string        `json:"account"`
-	Start     time.Time     `json:"start"`
-	Elapsed   time.Duration `json:"elapsed"`
-	Messages  int           `json:"messages"`
-	New       int           `json:"new"`
-	Delivered int           `json:"delivered"`
-	Deleted   int           `json:"deleted"`
-	Skipped   int           `json:"skipped"`
-	Failed    int           `json:"failed"`
-	// Undeletable: delivered messages the server keeps refusing to
-	// delete (Result.Undeletable).
-	Undeletable int           `json:"undeletable,omitempty"`
-	LoginDelay  time.Duration `json:"login_delay,omitempty"`
-	Err         string        `json:"err,omitempty"`
+	Account    string        `json:"account"`
+	Start      time.Time     `json:"start"`
+	Elapsed    time.Duration `json:"elapsed"`
+	Messages   int           `json:"messages"`
+	New        int           `json:"new"`
+	Delivered  int           `json:"delivered"`
+	Deleted    int           `json:"deleted"`
+	Skipped    int           `json:"skipped"`
+	Failed     int           `json:"failed"`
+	LoginDelay time.Duration `json:"login_delay,omitempty"`
+	Err        string        `json:"err,omitempty"`
 	// AuthFailed survives JSON where errors.Is(Err, ErrAuth) does not:
 	// `popfetch now` maps it to the authentication exit status.
 	AuthFailed bool `json:"auth_failed,omitempty"`
+	// Undeletable: delivered messages the server keeps refusing to
+	// delete (Result.Undeletable).
+	Undeletable int `json:"undeletable,omitempty"`
 }
 
 // localAddr matches the "local->" part of a net.OpError text
@@ -212,25 +212,26 @@ type account struct {
 	authHold  bool      // ErrAuth (RFC 3206 [AUTH]): do not retry on our own
 
 	running  bool
-	runHost  string // the host key the running poll counts against
-	runBox   string // the mailbox key of the running poll
-	changed  bool   // the config changed while polling: a failure is the old config's
-	removed  bool   // left the config while running; dropped when the poll ends
-	liftHold bool   // LiftAuthHolds came while polling: an auth failure of this poll does not hold
-	// retryDele: the next poll asks again for the DELEs the server kept
-	// refusing (the daemon's start, an operator's SIGHUP or a config
-	// change since the last poll started; PollNow does so too).
-	retryDele bool
-	stop      chan struct{} // the running poll's WithGraceful channel
-	stopped   bool          // stop is closed
-	deadline  time.Time     // when the running poll is asked to stop (pollTimeLimit)
-	cut       bool          // the running poll was stopped at its deadline: more mail may wait
+	runHost  string        // the host key the running poll counts against
+	runBox   string        // the mailbox key of the running poll
+	changed  bool          // the config changed while polling: a failure is the old config's
+	removed  bool          // left the config while running; dropped when the poll ends
+	liftHold bool          // LiftAuthHolds came while polling: an auth failure of this poll does not hold
+	stop     chan struct{} // the running poll's WithGraceful channel
+	stopped  bool          // stop is closed
+	deadline time.Time     // when the running poll is asked to stop (pollTimeLimit)
+	cut      bool          // the running poll was stopped at its deadline: more mail may wait
 
 	now      []chan Result // PollNow waiters for a poll not yet started
 	inflight []chan Result // PollNow waiters for the running poll
 
 	last   *PollSummary
 	totals Totals
+
+	// retryDele: the next poll asks again for the DELEs the server kept
+	// refusing (the daemon's start, an operator's SIGHUP or a config
+	// change since the last poll started; PollNow does so too).
+	retryDele bool
 }
 
 func (a *account) state() AccountState {
