@@ -45,11 +45,11 @@
 // without an fsync and made durable by the next one (Sync, Close, any
 // fsynced mutation): AddLater (the caller calls Sync before DELE), Intend,
 // and the "d" records, whose loss to a power failure costs at most a
-// duplicate or a delayed escalation. The caller (package fetch)
-// sends DELE only after Add returned nil, so a UID the server may have removed
-// is always on disk. Writes are strictly sequential and each is fsynced
-// before the next begins, hence after a crash only the last write can be
-// incomplete, and it is at the end of the file:
+// duplicate or a delayed escalation. The caller (package fetch) sends DELE
+// only after Add or Sync returned nil, so a UID the server may have removed
+// is always on disk. Writes are strictly sequential, and the ones not yet
+// fsynced are the last few (a batch of records and intents, far less than
+// 64 KiB), hence after a crash only the end of the file can be incomplete:
 //
 //   - A final line without '\n' is a torn write. Open ignores it and
 //     truncates the file to the last complete line. Its caller never saw
@@ -62,8 +62,9 @@
 //     header) is not something a crash produces. Open refuses the journal
 //     with ErrCorrupt naming file:line instead of silently dropping state:
 //     dropped state means refetching, i.e. duplicates for every message
-//     still on the server. The admin fixes or removes the line (removing the
-//     whole file costs one refetch of the mailbox, never a loss).
+//     still on the server. The admin fixes the line, or removes it and the
+//     length mark (see below; removing the journal and its mark costs one
+//     refetch of the mailbox, never a loss).
 //   - A failed write or fsync (a full or failing disk) makes the Store
 //     refuse further mutations: after a failed fsync the file's content is
 //     unknown (and a record written behind a torn one would look like
