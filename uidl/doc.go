@@ -48,8 +48,9 @@
 // duplicate or a delayed escalation. The caller (package fetch) sends DELE
 // only after Add or Sync returned nil, so a UID the server may have removed
 // is always on disk. Writes are strictly sequential, and the ones not yet
-// fsynced are the last few (a batch of records and intents, far less than
-// 64 KiB), hence after a crash only the end of the file can be incomplete:
+// fsynced are the last few (a batch of records and the intents written
+// since the last fsync, normally far less than 64 KiB), hence after a
+// crash only the end of the file can be incomplete:
 //
 //   - A final line without '\n' is a torn write. Open ignores it and
 //     truncates the file to the last complete line. Its caller never saw
