@@ -47,8 +47,11 @@
 //     new/ was fsynced. Directories the delivery created are fsynced
 //     in their parents. A failure at any step removes the tmp file, so
 //     new/ only ever holds complete files.
-//   - MDA: the process exited 0 and, unless allowed, wrote nothing to
-//     stderr.
+//   - MDA: the process exited 0, read its copy and, unless allowed, wrote
+//     nothing to stderr. The copy is its stdin as a complete file (a
+//     sealed memfd, or an unlinked 0600 temporary file), never a pipe, so
+//     an MDA that outlives a killed popfetch cannot read a truncated
+//     message.
 //   - SMTP/LMTP: a 2xx reply after the final dot, for that recipient.
 //
 // # Temporary and permanent failures
