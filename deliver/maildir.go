@@ -104,11 +104,13 @@ func NewMaildir(path string, opts MaildirOptions) *Maildir {
 // {user} or {domain} value that may not name a directory. sender is not
 // used: the envelope sender is the Return-Path of the original message.
 func (d *Maildir) Deliver(ctx context.Context, m *Message, sender string, rcpts []Recipient, extra []Field) []error {
-	errs := make([]error, len(rcpts))
+	res := newResults(ctx, len(rcpts))
 	for i, rc := range rcpts {
-		errs[i] = d.deliverOne(ctx, m, rc, extra)
+		// Reported copy by copy (WithResultHook): each is durable on its
+		// own, whatever happens to the ones after it.
+		res.set(i, d.deliverOne(ctx, m, rc, extra))
 	}
-	return errs
+	return res.done()
 }
 
 func (d *Maildir) deliverOne(ctx context.Context, m *Message, rc Recipient, extra []Field) error {

@@ -282,15 +282,15 @@ func (d *MDA) args(sender string, r Recipient) ([]string, error) {
 // the MDA has exited, whatever is left of its process group is killed, so
 // no helper outlives the delivery.
 func (d *MDA) Deliver(ctx context.Context, m *Message, sender string, rcpts []Recipient, extra []Field) []error {
-	errs := make([]error, len(rcpts))
+	res := newResults(ctx, len(rcpts))
 	for i, r := range rcpts {
 		if err := ctx.Err(); err != nil {
-			errs[i] = &Error{Target: d.target, Reason: "delivery cancelled", Err: err}
+			res.set(i, &Error{Target: d.target, Reason: "delivery cancelled", Err: err})
 			continue
 		}
 		argv, err := d.args(sender, r)
 		if err != nil {
-			errs[i] = &Error{Target: d.target, Permanent: true, Reason: SafeValue("MDA argument rejected: "+err.Error(), 200), Err: err}
+			res.set(i, &Error{Target: d.target, Permanent: true, Reason: SafeValue("MDA argument rejected: "+err.Error(), 200), Err: err})
 			continue
 		}
 		fields := append([]Field(nil), extra...)
@@ -298,9 +298,10 @@ func (d *MDA) Deliver(ctx context.Context, m *Message, sender string, rcpts []Re
 		if r.Address != "" {
 			fields = append(fields, Field{Name: "Delivered-To", Value: SafeValue(r.Address, 320)})
 		}
-		errs[i] = d.run(ctx, argv, Open(m, fields, true))
+		// Reported run by run (WithResultHook).
+		res.set(i, d.run(ctx, argv, Open(m, fields, true)))
 	}
-	return errs
+	return res.done()
 }
 
 // run executes one MDA and classifies the outcome.
