@@ -3,7 +3,6 @@ module github.com/popfetch/popfetch
 go 1.26.8
 
 require (
-	github.com/emersion/go-maildir v0.6.0
 	github.com/emersion/go-message v0.18.2
 	github.com/emersion/go-smtp v0.25.1
 	github.com/fsnotify/fsnotify v1.10.1

@@ -69,5 +69,10 @@
 // A Maildir path may hold {user} and {domain}. They are replaced only by
 // values that are one plain path component: non-empty, at most 64 bytes,
 // no '/', control character or NUL, and not starting with '.' or '-'. A
-// hostile header can therefore never choose a path.
+// hostile header can therefore never choose a path. Nor can a local user:
+// from the first placeholder on, and for tmp/, new/ and cur/, no symlink
+// is followed (O_NOFOLLOW), and each copy is written, linked and removed
+// through directory descriptors (openat, linkat, unlinkat), so a directory
+// swapped for a symlink meanwhile does not redirect it. The path before
+// the first placeholder is the admin's, and may hold symlinks.
 package deliver
