@@ -229,3 +229,27 @@ func FuzzReplyTap(f *testing.F) {
 		}
 	})
 }
+
+// SMTP reports its transaction's result before QUIT, which a slow server
+// may take seconds to answer: the copies are durable at the final reply.
+func TestSMTPResultBeforeQuit(t *testing.T) {
+	quitAnswered := make(chan time.Time, 1)
+	addr := smtpRaw(t, func(c net.Conn, r *bufio.Reader) {
+		rawDialogue(c, r, 2)
+		rawReadData(r)
+		io.WriteString(c, "250 queued\r\n")
+		r.ReadString('\n') // QUIT
+		time.Sleep(time.Second)
+		quitAnswered <- time.Now()
+		io.WriteString(c, "221 bye\r\n")
+	})
+	d := NewSMTP(SMTPOptions{Addr: addr, Timeout: 4 * time.Second})
+	var reported []time.Time
+	hook := func(i int, err error) { reported = append(reported, time.Now()) }
+	errs := d.Deliver(WithResultHook(context.Background(), hook), smtpMsg("Subject: x\r\n\r\nb\r\n"), "", []Recipient{{Address: "a@x"}, {Address: "b@x"}}, nil)
+	checkResults(t, errs, "", "")
+	q := <-quitAnswered
+	if len(reported) != 2 || !reported[1].Before(q) {
+		t.Errorf("results reported at %v; QUIT answered at %v; want both before", reported, q)
+	}
+}

@@ -500,6 +500,9 @@ func (d *SMTP) Deliver(ctx context.Context, m *Message, sender string, rcpts []R
 		} else {
 			setAll(accepted, nil)
 		}
+		// Reported before QUIT, which may take its time: the copies are
+		// durable now.
+		res.done()
 		quit()
 		return res.done()
 	}
@@ -514,7 +517,7 @@ func (d *SMTP) Deliver(ctx context.Context, m *Message, sender string, rcpts []R
 	// confirmed again. go-smtp reads all the replies before it returns, so
 	// a tap on the connection (replyTap) parses them as they come in.
 	tapped := make([]bool, len(accepted))
-	wc.top.tap = &replyTap{lineLen: 1, onReply: func(k, code int) {
+	tap := &replyTap{lineLen: 1, onReply: func(k, code int) {
 		if code != 250 || k >= len(accepted) {
 			return
 		}
@@ -523,8 +526,13 @@ func (d *SMTP) Deliver(ctx context.Context, m *Message, sender string, rcpts []R
 			res.report(i, nil)
 		}
 	}}
+	if wc.top != nil { // connect makes one for every LMTP client
+		wc.top.tap = tap
+	}
 	resp, err := w.CloseWithLMTPResponse()
-	wc.top.tap = nil
+	if wc.top != nil {
+		wc.top.tap = nil
+	}
 	var perRcpt smtp.LMTPDataError
 	errors.As(err, &perRcpt)
 	broken := false
@@ -541,6 +549,7 @@ func (d *SMTP) Deliver(ctx context.Context, m *Message, sender string, rcpts []R
 			set(g, d.classify(ctx, "final dot", lmtpFailure(err)))
 		}
 	}
+	res.done() // before QUIT, as for SMTP
 	if !broken {
 		quit()
 	}
