@@ -216,6 +216,17 @@ func (s *Store) open() error {
 			return err
 		}
 	}
+	if res.hasHeader && res.version < 2 {
+		// An older popfetch's journal: rewrite it as the current
+		// version before any record of the new format is appended, so
+		// that the older popfetch, if started again, refuses the file
+		// (unknown version) instead of misreading it. Unlike garbage
+		// compaction this must succeed.
+		if err := s.compact(st); err != nil {
+			return fmt.Errorf("uidl: upgrade %s to %q: %w", s.path, header, err)
+		}
+		return nil
+	}
 	if dead := st.records - st.live(); dead > st.live() && dead >= minGarbage {
 		// Best effort: if compaction fails before its rename, the journal
 		// is intact and appending to it stays correct, so only a failure
@@ -467,7 +478,29 @@ func (s *Store) Len() int {
 // first-seen time if uid has no record yet. Adding a delivered UID again
 // writes nothing.
 func (s *Store) Add(uid string, t time.Time) error {
-	return s.record('+', uid, t, "", true)
+	return s.record('+', uid, t, "", Identity{}, true)
+}
+
+// AddIdentity records uid as delivered like Add, together with the identity
+// of the message delivered (see Identity). A UID may hold several
+// identities: a server that reuses UIDs gives one UID to several messages
+// over time, or at once to identical ones. Recording an identity the UID
+// already holds writes nothing. sync=false writes without an fsync, as
+// AddLater does.
+func (s *Store) AddIdentity(uid string, id Identity, t time.Time, sync bool) error {
+	if !validIdentity(id) {
+		return fmt.Errorf("uidl: invalid identity %+v for uid %q", id, uid)
+	}
+	return s.record('+', uid, t, "", id, sync)
+}
+
+// Identities returns the identities recorded for uid, oldest first; nil if
+// uid is not delivered or was recorded without one (format version 1,
+// or Add).
+func (s *Store) Identities(uid string) []Identity {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return slices.Clone(s.st.m[uid].ids)
 }
 
 // AddLater records uid as delivered like Add, but only writes the record
@@ -478,7 +511,7 @@ func (s *Store) Add(uid string, t time.Time) error {
 // Sync can then cause duplicates of the batch, never a loss, because no
 // DELE was sent for it.
 func (s *Store) AddLater(uid string, t time.Time) error {
-	return s.record('+', uid, t, "", false)
+	return s.record('+', uid, t, "", Identity{}, false)
 }
 
 // Intend records that a delivery of uid is about to create the file at path
@@ -488,11 +521,28 @@ func (s *Store) AddLater(uid string, t time.Time) error {
 // (see Intents), so that the next poll does not deliver it again. Losing it
 // to a power failure costs at most that duplicate.
 func (s *Store) Intend(uid, path string) error {
+	return s.IntendIdentity(uid, path, Identity{})
+}
+
+// IntendIdentity is Intend for the message with identity id (zero if
+// unknown): recovering the intent then records the UID with it (see
+// IntentIdentity).
+func (s *Store) IntendIdentity(uid, path string, id Identity) error {
 	esc := escapeIntent(path)
 	if !validIntent(esc) {
 		return fmt.Errorf("uidl: intent path too long for uid %q", uid)
 	}
-	return s.record('i', uid, time.Now(), esc, false)
+	if id.Known() && !validIdentity(id) {
+		return fmt.Errorf("uidl: invalid identity %+v for uid %q", id, uid)
+	}
+	return s.record('i', uid, time.Now(), esc, id, false)
+}
+
+// IntentIdentity returns the identity recorded with uid's intent, if any.
+func (s *Store) IntentIdentity(uid string) Identity {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.st.m[uid].intentID
 }
 
 // Intents returns, for every UID not delivered that has an intent, the path
@@ -520,13 +570,13 @@ func (s *Store) AddRecipient(uid, rcpt string, t time.Time) error {
 	if !ValidRecipient(rcpt) {
 		return fmt.Errorf("%w: %q (uid %q)", ErrBadRecipient, rcpt, uid)
 	}
-	return s.record('r', uid, t, rcpt, true)
+	return s.record('r', uid, t, rcpt, Identity{}, true)
 }
 
 // Note records that uid was too large, left on the server and logged once,
 // so later polls stay quiet about it. Durable before it returns.
 func (s *Store) Note(uid string, t time.Time) error {
-	return s.record('n', uid, t, "", true)
+	return s.record('n', uid, t, "", Identity{}, true)
 }
 
 // GiveUp records that uid cannot be retrieved (its reply overruns any
@@ -536,7 +586,7 @@ func (s *Store) Note(uid string, t time.Time) error {
 // disappearance from the server (Retain) or an admin's edit of the
 // journal does. Durable before it returns.
 func (s *Store) GiveUp(uid string, t time.Time) error {
-	return s.record('p', uid, t, "", true)
+	return s.record('p', uid, t, "", Identity{}, true)
 }
 
 // GivenUp reports whether uid was given up (see GiveUp).
@@ -546,7 +596,7 @@ func (s *Store) GivenUp(uid string) bool {
 	return s.st.m[uid].givenUp
 }
 
-func (s *Store) record(kind byte, uid string, t time.Time, rcpt string, sync bool) error {
+func (s *Store) record(kind byte, uid string, t time.Time, rcpt string, id Identity, sync bool) error {
 	if !ValidUID(uid) {
 		return fmt.Errorf("%w: %q", ErrBadUID, uid)
 	}
@@ -557,6 +607,8 @@ func (s *Store) record(kind byte, uid string, t time.Time, rcpt string, sync boo
 	}
 	e, ok := s.st.m[uid]
 	switch {
+	case kind == '+' && e.delivered && id.Known() && !slices.Contains(e.ids, id):
+		// A new identity for a delivered UID: recorded below.
 	case e.delivered && kind != 'n' && kind != 'p', kind == 'n' && e.noted, kind == 'p' && e.givenUp,
 		kind == 'r' && slices.Contains(e.rcpts, rcpt):
 		return nil // already durable; writing again would only make garbage
@@ -567,10 +619,10 @@ func (s *Store) record(kind byte, uid string, t time.Time, rcpt string, sync boo
 	if ok {
 		first = e.first
 	}
-	if err := s.write(appendRecord(nil, kind, uid, first, rcpt), sync); err != nil {
+	if err := s.write(appendRecord(nil, kind, uid, first, rcpt, id), sync); err != nil {
 		return fmt.Errorf("record uid %q: %w", uid, err)
 	}
-	s.st.apply(kind, uid, first, rcpt)
+	s.st.apply(kind, uid, first, rcpt, id)
 	s.st.records++
 	return nil
 }
@@ -607,7 +659,7 @@ func (s *Store) Retain(onServer []string) error {
 	slices.Sort(gone) // deterministic journal content
 	var buf []byte
 	for _, uid := range gone {
-		buf = appendRecord(buf, '-', uid, 0, "")
+		buf = appendRecord(buf, '-', uid, 0, "", Identity{})
 	}
 	// Decide on the state after forgetting without touching s.st until the
 	// change is durable.
@@ -622,7 +674,7 @@ func (s *Store) Retain(onServer []string) error {
 			next.m[uid] = e
 		}
 		for _, uid := range gone {
-			next.apply('-', uid, 0, "")
+			next.apply('-', uid, 0, "", Identity{})
 		}
 		if err := s.compact(next); err != nil {
 			return fmt.Errorf("retain: %w", err)
@@ -633,7 +685,7 @@ func (s *Store) Retain(onServer []string) error {
 		return fmt.Errorf("retain: forget %d uids: %w", len(gone), err)
 	}
 	for _, uid := range gone {
-		s.st.apply('-', uid, 0, "")
+		s.st.apply('-', uid, 0, "", Identity{})
 	}
 	s.st.records += len(gone)
 	return nil

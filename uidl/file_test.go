@@ -158,6 +158,7 @@ type view struct {
 	rcpts     map[string][]string
 	noted     []string
 	first     map[string]int64
+	ids       map[string]string // identities and intent identity, by uid (nil if none)
 }
 
 func viewOf(st *state) view {
@@ -173,6 +174,12 @@ func viewOf(st *state) view {
 			v.rcpts[uid] = e.rcpts
 		}
 		v.first[uid] = e.first
+		if len(e.ids) > 0 || e.intentID.Known() {
+			if v.ids == nil {
+				v.ids = map[string]string{}
+			}
+			v.ids[uid] = fmt.Sprint(e.ids, e.intentID)
+		}
 	}
 	slices.Sort(v.delivered)
 	slices.Sort(v.noted)
@@ -180,7 +187,11 @@ func viewOf(st *state) view {
 }
 
 func (v view) String() string {
-	return fmt.Sprintf("delivered=%v rcpts=%v noted=%v first=%v", v.delivered, v.rcpts, v.noted, v.first)
+	s := fmt.Sprintf("delivered=%v rcpts=%v noted=%v first=%v", v.delivered, v.rcpts, v.noted, v.first)
+	if v.ids != nil {
+		s += fmt.Sprintf(" ids=%v", v.ids)
+	}
+	return s
 }
 
 func TestOpenReplay(t *testing.T) {
@@ -253,7 +264,11 @@ func TestOpenReplay(t *testing.T) {
 			want:    "delivered=[] rcpts=map[] noted=[] first=map[]",
 		},
 		{name: "missing header", content: "+ a 10\n", wantErr: ":1: missing header"},
-		{name: "future version", content: "popfetch-uidl 2\n", wantErr: ":1: unsupported format"},
+		{name: "future version", content: "popfetch-uidl 3\n", wantErr: ":1: unsupported format"},
+		{name: "identity in a version 1 journal", content: headerV1 + "\n+ a 10 5 ab\n", wantErr: ":2: record"},
+		{name: "identity not hex", content: h + "+ a 10 5 AB\n", wantErr: ":2: record"},
+		{name: "identity negative size", content: h + "+ a 10 -5 ab\n", wantErr: ":2: record"},
+		{name: "identity without digest", content: h + "+ a 10 5\n", wantErr: ":2: record"},
 		{name: "unknown kind", content: h + "+ a 10\nx a 10\n+ b 11\n", wantErr: ":3: unknown record kind"},
 		{name: "invalid uid", content: h + "+ a\x7fb 10\n+ b 11\n", wantErr: ":2: record"},
 		{name: "uid too long", content: h + "+ " + strings.Repeat("u", 71) + " 10\n", wantErr: ":2: record"},

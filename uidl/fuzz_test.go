@@ -27,13 +27,20 @@ func FuzzParse(f *testing.F) {
 		h + "+ a 1\n\x00\x00+ b 2\n",
 		h + "+ a -5\n+ b 9223372036854775807\n",
 		"+ a 1\n",           // missing header
-		"popfetch-uidl 2\n", // future version
+		"popfetch-uidl 3\n", // future version
 		h + "x a 1\n",       // unknown kind
 		h + "+ a 99999999999999999999\n",
 		h + "+ a 1\r\n",
 		h + "i a 1 /m/new/1.M2P3%20x\nr a 1 q\n",
 		h + "i a 1 /m/new/1\n+ a 2\ni b 3 \n",
 		h + "p a 1\nn a 2\np a 3\n+ b 4\np b 5\n- a\np c 6 x\n",
+		h + "+ a 1 100 0123abcd\n+ a 2 100 0123abcd\n+ a 3 120 ff\n+ b 4\n+ b 5 7 aa\n",
+		h + "i a 1 /m/new/1 100 ab\n+ a 2 100 ab\ni b 3 /m/new/2 5 c\nr b 4 q\n",
+		h + "+ a 1 100\n",
+		h + "+ a 1 -1 ab\n",
+		h + "+ a 1 1 " + strings.Repeat("f", 65) + "\n",
+		headerV1 + "\n+ a 1\nr b 2 x@example.com\ni c 3 /m/new/3\n",
+		headerV1 + "\n+ a 1 100 ab\n",
 	} {
 		f.Add([]byte(seed))
 	}
