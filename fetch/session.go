@@ -205,6 +205,9 @@ type session struct {
 	// recovered holds, in a dry run, the UIDs recover found delivered
 	// but did not record (a dry run writes nothing).
 	recovered map[string]bool
+	// v is what the identity checks of messages seen before need (see
+	// reuse.go).
+	v verifyState
 }
 
 // has reports whether uid was delivered before.
@@ -306,7 +309,7 @@ func (s *session) run(ctx context.Context) error {
 // file that exists (in new/, or moved to cur/ by a mail reader) is
 // delivered, so it is recorded now instead of being delivered again. A dry
 // run only counts it as delivered.
-func (s *session) recover() error {
+func (s *session) recover() (err error) {
 	if s.store == nil {
 		return nil
 	}
@@ -326,7 +329,14 @@ func (s *session) recover() error {
 		if err := syncDir(filepath.Dir(path)); err != nil {
 			return fmt.Errorf("recover %s: %w", uid, err)
 		}
-		if err := s.store.Add(uid, s.p.now()); err != nil {
+		// With the identity the intent recorded, so the copy on the
+		// server can be confirmed and deleted (see reuse.go).
+		if id := s.store.IntentIdentity(uid); id.Known() {
+			err = s.store.AddIdentity(uid, id, s.p.now(), true)
+		} else {
+			err = s.store.Add(uid, s.p.now())
+		}
+		if err != nil {
 			return fmt.Errorf("uidl store: %w", err)
 		}
 		s.log.Info("delivery of an interrupted run found in the Maildir; not fetching it again", "uid", uid, "path", path)
@@ -446,38 +456,35 @@ func (s *session) transact(ctx context.Context) error {
 	for i, e := range uids {
 		onServer[i] = e.UID
 	}
+	// Before retain forgets the UIDs the listing no longer shows.
+	renumbered := s.renumbered(uids)
 	// Forget only what a complete, valid listing no longer shows
 	// (RELIABILITY §1.5): never because QUIT said +OK.
 	if err := s.retain(onServer); err != nil {
 		return err
 	}
 
-	var todo []entry
-	var seen []entry // delivered earlier but still on the server: DELE lost to a crash or a failed QUIT
+	var todo, verify []entry
 	for _, e := range uids {
 		sz, ok := size[e.Num]
 		if !ok {
 			return fmt.Errorf("%w: message %d in UIDL but not in LIST", ErrProtocol, e.Num)
 		}
 		e.Size = sz
-		switch {
-		case s.has(e.UID) && !s.a.FetchAll:
-			seen = append(seen, e)
-		case s.a.Limit > 0 && sz > s.a.Limit:
-			if err := s.leave(e, "message larger than limit left on the server", "limit", s.a.Limit); err != nil {
-				return err
+		if s.has(e.UID) && !s.a.FetchAll || renumbered != nil {
+			switch s.classify(e, renumbered) {
+			case checkNone:
+				continue
+			case checkTop:
+				verify = append(verify, e)
+				continue
 			}
-		case s.givenUp(e.UID):
-			// Logged loudly when popfetch gave up on it.
-			s.res.Skipped++
-		case sz > maxMessageSize:
-			// popfetch holds a whole message in memory while it
-			// delivers it; a server's word that one is this big is
-			// not taken as a reason to try.
-			if err := s.leave(e, "message larger than popfetch's maximum message size left on the server", "limit", int64(maxMessageSize)); err != nil {
-				return err
-			}
-		default:
+		}
+		add, err := s.selectNew(e)
+		if err != nil {
+			return err
+		}
+		if add {
 			todo = append(todo, e)
 		}
 	}
@@ -491,11 +498,26 @@ func (s *session) transact(ctx context.Context) error {
 		todo = todo[:n]
 	}
 	s.res.New = len(todo)
-	var dele []entry
-	if !s.a.Keep {
-		dele = seen
+	return s.fetch(ctx, todo, verify)
+}
+
+// selectNew decides whether e, a message not delivered before, is
+// retrieved in this poll.
+func (s *session) selectNew(e entry) (bool, error) {
+	switch {
+	case s.a.Limit > 0 && e.Size > s.a.Limit:
+		return false, s.leave(e, "message larger than limit left on the server", "limit", s.a.Limit)
+	case s.givenUp(e.UID):
+		// Logged loudly when popfetch gave up on it.
+		s.res.Skipped++
+		return false, nil
+	case e.Size > maxMessageSize:
+		// popfetch holds a whole message in memory while it
+		// delivers it; a server's word that one is this big is
+		// not taken as a reason to try.
+		return false, s.leave(e, "message larger than popfetch's maximum message size left on the server", "limit", int64(maxMessageSize))
 	}
-	return s.fetch(ctx, todo, dele)
+	return true, nil
 }
 
 // leave leaves e on the server for good (it is not retrieved while the
@@ -541,7 +563,11 @@ type op struct {
 // batch (store.Sync), and a batch's DELEs are queued only after that. So the
 // invariant holds for every message, while a session pays neither one
 // journal fsync per message nor one fsync wait at a time.
-func (s *session) fetch(ctx context.Context, todo, dele []entry) error {
+//
+// verify holds messages seen before whose identity is to be confirmed (see
+// reuse.go): a `TOP n 0` each, through the same window; a confirmed one is
+// deleted (delete mode), one that turns out to be new joins todo.
+func (s *session) fetch(ctx context.Context, todo, verify []entry) error {
 	c := s.c
 	window := 1
 	if c.caps.pipelining {
@@ -593,7 +619,35 @@ func (s *session) fetch(ctx context.Context, todo, dele []entry) error {
 		recorded = recorded[:0]
 		return nil
 	}
-	deles = append(deles, dele...)
+	// confirmed queues DELE for a message delivered before whose
+	// identity was just confirmed; anything its check recorded is made
+	// durable first.
+	confirmed := func(e entry) error {
+		if s.a.Keep {
+			return nil
+		}
+		if err := s.store.Sync(); err != nil {
+			return fmt.Errorf("uidl store: %w", err)
+		}
+		deles = append(deles, e)
+		return nil
+	}
+	// checked handles the identity of a message from verify.
+	checked := func(e entry, id uidl.Identity) error {
+		old, err := s.verified(e, id)
+		switch {
+		case err != nil:
+			return err
+		case old:
+			return confirmed(e)
+		}
+		add, err := s.selectNew(e)
+		if add {
+			todo = append(todo, e)
+			s.res.New++
+		}
+		return err
+	}
 	next := 0
 	for {
 		if fatal != nil {
@@ -621,6 +675,20 @@ func (s *session) fetch(ctx context.Context, todo, dele []entry) error {
 			}
 			deles = deles[1:]
 			queue = append(queue, op{"DELE", e})
+		}
+		for len(queue) < window && len(verify) > 0 {
+			e := verify[0]
+			verify = verify[1:]
+			if s.v.noTop {
+				if s.checkByCopy(e) {
+					todo = append(todo, e)
+				}
+				continue
+			}
+			if err := c.send("TOP", e.Num, 0); err != nil {
+				return err
+			}
+			queue = append(queue, op{"TOP", e})
 		}
 		for len(queue) < window && next < len(todo) && !stopping(ctx) && ctx.Err() == nil {
 			e := todo[next]
@@ -650,7 +718,7 @@ func (s *session) fetch(ctx context.Context, todo, dele []entry) error {
 			if err := flush(); err != nil {
 				return err
 			}
-			if len(deles) > 0 {
+			if len(deles) > 0 || len(verify) > 0 {
 				continue
 			}
 			return ctx.Err()
@@ -669,6 +737,21 @@ func (s *session) fetch(ctx context.Context, todo, dele []entry) error {
 				continue
 			}
 			s.res.Deleted++
+		case "TOP":
+			head, err := s.top(o.e)
+			if err != nil {
+				return err
+			}
+			if head == nil {
+				// Refused: check this one, and those still to come,
+				// by their retrieved copies.
+				s.v.noTop = true
+				verify = append(verify, o.e)
+				continue
+			}
+			if err := checked(o.e, identityOf(o.e.Size, head)); err != nil {
+				return err
+			}
 		case "RETR":
 			retrs--
 			inflight -= o.e.Size
@@ -678,6 +761,24 @@ func (s *session) fetch(ctx context.Context, todo, dele []entry) error {
 			}
 			if m == nil {
 				continue // refused by the server; counted
+			}
+			if s.v.byCopy[o.e.Num] {
+				// A check by the copy (the server refused TOP).
+				delete(s.v.byCopy, o.e.Num)
+				old, err := s.verified(o.e, identityOf(o.e.Size, m.Raw))
+				if err != nil {
+					return err
+				}
+				if old {
+					// Delivered before: a server that expires it
+					// now loses nothing (keepConnUpdate).
+					s.retrieved--
+					if err := confirmed(o.e); err != nil {
+						return err
+					}
+					continue
+				}
+				s.res.New++
 			}
 			if stopping(ctx) {
 				// Graceful stop: what is being delivered is finished;
@@ -788,13 +889,14 @@ func (s *session) deliver(ctx context.Context, e entry, m *deliver.Message) (d d
 			d = delivery{e: e, size: int64(len(m.Raw))}
 		}
 	}()
-	if err := s.disp.Dispatch(withLog(ctx, log), m, &progress{s: s.store, uid: e.UID, now: s.p.now}); err != nil {
+	id := identityOf(e.Size, m.Raw)
+	if err := s.disp.Dispatch(withLog(ctx, log), m, &progress{s: s.store, uid: e.UID, id: id, now: s.p.now}); err != nil {
 		log.Error("delivery failed; message stays on the server and is retried next poll", "size", len(m.Raw), "err", err)
 		return d
 	}
 	// The invariant (doc.go): recorded only after delivery; DELE only after
 	// the store's Sync in fetch's flush.
-	if err := s.store.AddLater(e.UID, s.p.now()); err != nil {
+	if err := s.store.AddIdentity(e.UID, id, s.p.now(), false); err != nil {
 		d.err = fmt.Errorf("uidl store: record %s: %w", e.UID, err)
 		return d
 	}
@@ -806,6 +908,7 @@ func (s *session) deliver(ctx context.Context, e entry, m *deliver.Message) (d d
 type progress struct {
 	s   *uidl.Store
 	uid string
+	id  uidl.Identity // of the message, recorded with an intent
 	now func() time.Time
 	got []string
 }
@@ -828,7 +931,7 @@ func (p *progress) Done(rcpt string) bool {
 func (p *progress) Intend(path string) {
 	// Best effort: without the intent a kill at the wrong moment costs a
 	// duplicate, nothing more.
-	_ = p.s.Intend(p.uid, path)
+	_ = p.s.IntendIdentity(p.uid, path, p.id)
 }
 
 func (p *progress) Record(rcpt string) error {

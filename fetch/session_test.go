@@ -1056,25 +1056,32 @@ func TestPollPermanentFailureToPostmaster(t *testing.T) {
 
 // A run killed after a copy reached new/ but before its UID was recorded
 // leaves an intent; the next poll finds the file (in new/, or moved to cur/
-// by a reader) and records the UID instead of delivering it again. An
-// intent whose file never appeared changes nothing.
+// by a reader) and records the UID, with the identity the intent carries,
+// instead of delivering it again. An intent whose file never appeared
+// changes nothing. An intent without identity (written by an older
+// popfetch) confirms nothing on the server: that message is delivered
+// again rather than deleted on its UID alone.
 func TestPollRecoversInterruptedDelivery(t *testing.T) {
-	srv := pop3test.NewServer(t, pop3test.Options{Messages: msgs(3)})
+	srv := pop3test.NewServer(t, pop3test.Options{Messages: msgs(4)})
 	a := testAccount(t, srv)
 	for _, sub := range []string{"new", "cur", "tmp"} {
 		os.MkdirAll(filepath.Join(a.Deliver.Maildir, sub), 0o700)
 	}
 	inNew := filepath.Join(a.Deliver.Maildir, "new", "1.M1P1.host,S=10")
 	inCur := filepath.Join(a.Deliver.Maildir, "new", "2.M2P2.host,S=10")
+	legacy := filepath.Join(a.Deliver.Maildir, "new", "4.M4P4.host,S=10")
 	os.WriteFile(inNew, []byte("x"), 0o600)
+	os.WriteFile(legacy, []byte("x"), 0o600)
 	os.WriteFile(filepath.Join(a.Deliver.Maildir, "cur", "2.M2P2.host,S=10:2,S"), []byte("x"), 0o600)
 	s, err := uidl.Open(uidl.Path(a.StateDir, a.Username, a.Server, a.Port))
 	if err != nil {
 		t.Fatal(err)
 	}
-	s.Intend("uid-0001", inNew)
-	s.Intend("uid-0002", inCur)
-	s.Intend("uid-0003", filepath.Join(a.Deliver.Maildir, "new", "never-linked"))
+	idOf := func(i int) uidl.Identity { d := msg(i).Data; return identityOf(int64(len(d)), d) }
+	s.IntendIdentity("uid-0001", inNew, idOf(1))
+	s.IntendIdentity("uid-0002", inCur, idOf(2))
+	s.IntendIdentity("uid-0003", filepath.Join(a.Deliver.Maildir, "new", "never-linked"), idOf(3))
+	s.Intend("uid-0004", legacy)
 	s.Close()
 
 	rec := &recorder{}
@@ -1082,7 +1089,8 @@ func TestPollRecoversInterruptedDelivery(t *testing.T) {
 	if res.Err != nil || len(srv.Messages()) != 0 {
 		t.Fatalf("Poll = %+v, server %v", res, uidsOn(srv))
 	}
-	if strings.Join(rec.got, ",") != "uid-0003" {
-		t.Fatalf("delivered %v; want only uid-0003 (1 and 2 were already in the Maildir)", rec.got)
+	slices.Sort(rec.got)
+	if strings.Join(rec.got, ",") != "uid-0003,uid-0004" {
+		t.Fatalf("delivered %v; want only uid-0003 and uid-0004 (1 and 2 were already in the Maildir)", rec.got)
 	}
 }
