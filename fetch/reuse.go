@@ -26,7 +26,8 @@ import (
 //   - Keep mode: a matching size is taken as the same message, with no
 //     TOP, so a keep-mode mailbox costs nothing more per poll; a reused
 //     UID whose new message has exactly the size of the old one is not
-//     noticed there (nothing is deleted, but it is not fetched either).
+//     noticed there (nothing is deleted, but it is not fetched either),
+//     unless the UID is listed more than once, which is always checked.
 //     A size that differs is checked with TOP (or the retrieved copy): the
 //     same digest means the server rewrote the message (an mbox server
 //     that adds Status:) and the new size is recorded; another digest
@@ -69,6 +70,9 @@ type verifyState struct {
 	// copy is digested and delivered only if it is not the message
 	// delivered before.
 	byCopy map[int]bool
+	// listed counts the listing's messages by UID (more than one: a
+	// server that gives one UID to several messages).
+	listed map[string]int
 }
 
 // candidates is what the identity of one listed message is compared with.
@@ -86,10 +90,15 @@ func (s *session) expect(e entry, c candidates) check {
 	return checkTop
 }
 
-// renumbered returns, when a keep-mode listing shares no UID with a
-// non-trivial set of delivered messages, their identities (non-nil, maybe
-// empty); otherwise nil. It must run before retain forgets those UIDs.
-func (s *session) renumbered(uids []entry) []uidl.Identity {
+// survey counts the listing's UIDs and returns, when a keep-mode listing
+// shares no UID with a non-trivial set of delivered messages, their
+// identities (non-nil, maybe empty); otherwise nil. It must run before
+// retain forgets those UIDs.
+func (s *session) survey(uids []entry) []uidl.Identity {
+	s.v.listed = make(map[string]int, len(uids))
+	for _, e := range uids {
+		s.v.listed[e.UID]++
+	}
 	if !s.a.Keep || s.a.FetchAll || s.store == nil || len(uids) == 0 {
 		return nil
 	}
@@ -152,7 +161,7 @@ func (s *session) classify(e entry, renumbered []uidl.Identity) check {
 		sameSize = sameSize || id.Size == e.Size
 	}
 	switch {
-	case s.a.Keep && sameSize, !s.a.Keep && sameSize && s.dryRun:
+	case s.a.Keep && sameSize && s.v.listed[e.UID] < 2, sameSize && s.dryRun:
 		return checkNone
 	case s.a.Keep && !s.dryRun:
 		return s.expect(e, candidates{ids: ids, anySize: true})

@@ -457,7 +457,7 @@ func (s *session) transact(ctx context.Context) error {
 		onServer[i] = e.UID
 	}
 	// Before retain forgets the UIDs the listing no longer shows.
-	renumbered := s.renumbered(uids)
+	renumbered := s.survey(uids)
 	// Forget only what a complete, valid listing no longer shows
 	// (RELIABILITY §1.5): never because QUIT said +OK.
 	if err := s.retain(onServer); err != nil {

@@ -1,0 +1,295 @@
+package fetch
+
+import (
+	"context"
+	"fmt"
+	"maps"
+	"slices"
+	"strings"
+	"sync"
+	"testing"
+
+	"github.com/popfetch/popfetch/deliver"
+	"github.com/popfetch/popfetch/fetch/pop3test"
+	"github.com/popfetch/popfetch/rcfile"
+)
+
+// note returns message n under uid. Every note has the same size (n <
+// 1000), so only the header digest tells them apart: the case the LIST size
+// alone gets wrong.
+func note(n int, uid string) pop3test.Message {
+	return pop3test.Message{UID: uid, Data: fmt.Appendf(nil,
+		"From: monitor@example.com\r\nTo: b@example.com\r\nDate: Fri, 4 Dec 2026 10:%02d:00 +0000\r\nSubject: disk %03d\r\nMessage-ID: <%03d@example.com>\r\n\r\nbody %03d\r\n",
+		n%60, n, n, n)}
+}
+
+// bigNote is note n with a longer body: another size.
+func bigNote(n int, uid string) pop3test.Message {
+	m := note(n, uid)
+	m.Data = append(m.Data, "more text\r\n"...)
+	return m
+}
+
+// mailbox runs polls of one account against a fake server whose content
+// the test changes between polls, and checks after each poll that nothing
+// left the server undelivered, and at the end that every message put on
+// it was delivered exactly once per copy.
+type mailbox struct {
+	t    *testing.T
+	srv  *pop3test.Server
+	a    *rcfile.Account
+	p    *Poller
+	logs *logCapture
+
+	mu       sync.Mutex
+	got      map[string]int // deliveries by Message-ID
+	inserted map[string]int // copies put on the server, by Message-ID
+}
+
+func newMailbox(t *testing.T, opts pop3test.Options, keep bool) *mailbox {
+	m := &mailbox{t: t, got: map[string]int{}, inserted: map[string]int{}, logs: &logCapture{}}
+	m.srv = pop3test.NewServer(t, opts)
+	m.a = testAccount(t, m.srv)
+	m.a.Keep = keep
+	m.p = &Poller{Log: m.logs.logger(), Dispatcher: func(*rcfile.Account) (Dispatcher, error) { return m, nil }}
+	return m
+}
+
+func (m *mailbox) Dispatch(_ context.Context, msg *deliver.Message, _ Progress) error {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	m.got[headerValue(msg.Raw, "Message-ID")]++
+	return nil
+}
+
+func mids(msgs []pop3test.Message) map[string]int {
+	out := map[string]int{}
+	for _, x := range msgs {
+		out[headerValue(x.Data, "Message-ID")]++
+	}
+	return out
+}
+
+// add puts msgs on the server beside what is there.
+func (m *mailbox) add(msgs ...pop3test.Message) {
+	m.srv.SetMessages(append(m.srv.Messages(), msgs...))
+	for id, n := range mids(msgs) {
+		m.inserted[id] += n
+	}
+}
+
+// replace sets the server's content; copies it did not hold before count
+// as new mail.
+func (m *mailbox) replace(msgs ...pop3test.Message) {
+	before := mids(m.srv.Messages())
+	for id, n := range mids(msgs) {
+		m.inserted[id] += max(0, n-before[id])
+	}
+	m.srv.SetMessages(msgs)
+}
+
+// poll runs one poll and checks it: no error, and every copy that left
+// the server was delivered.
+func (m *mailbox) poll() Result {
+	m.t.Helper()
+	return m.pollErr(false)
+}
+
+// pollErr is poll; with failing, the poll must fail instead.
+func (m *mailbox) pollErr(failing bool) Result {
+	m.t.Helper()
+	before := mids(m.srv.Messages())
+	res := m.p.Poll(context.Background(), m.a)
+	if (res.Err != nil) != failing {
+		m.t.Fatalf("Poll: %v\n%s", res.Err, m.srv.Transcript())
+	}
+	after := mids(m.srv.Messages())
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	for id, n := range before {
+		if gone := n - after[id]; gone > m.got[id] {
+			m.t.Fatalf("%d copies of %s left the server, %d delivered\n%s", gone, id, m.got[id], m.srv.Transcript())
+		}
+	}
+	return res
+}
+
+// check verifies that every copy put on the server was delivered exactly
+// once.
+func (m *mailbox) check() {
+	m.t.Helper()
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if !maps.Equal(m.got, m.inserted) {
+		m.t.Fatalf("deliveries by Message-ID = %v; want %v\n%s", m.got, m.inserted, m.srv.Transcript())
+	}
+}
+
+// modes runs f for delete and keep mode, with and without TOP.
+func modes(t *testing.T, f func(t *testing.T, keep, noTop bool)) {
+	for _, keep := range []bool{false, true} {
+		for _, noTop := range []bool{false, true} {
+			t.Run(fmt.Sprintf("keep=%v/noTop=%v", keep, noTop), func(t *testing.T) { f(t, keep, noTop) })
+		}
+	}
+}
+
+// A server that derives UIDs from message numbers gives new mail the UIDs
+// of messages popfetch delivered and deleted. Same size or not, the new
+// message is delivered, never deleted unread.
+func TestReusedUIDs(t *testing.T) {
+	modes(t, func(t *testing.T, keep, noTop bool) {
+		m := newMailbox(t, pop3test.Options{NoTOP: noTop}, keep)
+		m.add(note(1, "1"), note(2, "2"))
+		m.poll()
+		if keep {
+			// The user removes message 1 with another client; the
+			// server gives its UID to new mail of another size (in
+			// keep mode a reused UID is checked only when the size
+			// differs: see reuse.go).
+			m.replace(note(2, "2"), bigNote(3, "1"))
+		} else {
+			m.add(note(3, "1"), note(4, "3")) // same size as message 1
+		}
+		m.poll()
+		if keep {
+			m.replace(note(2, "2"), bigNote(3, "1"), note(5, "3"))
+		} else {
+			m.add(bigNote(5, "1"), note(6, "2"))
+		}
+		m.poll()
+		res := m.poll()
+		if res.New != 0 || res.Delivered != 0 {
+			t.Fatalf("idle poll = %+v; want nothing new", res)
+		}
+		m.check()
+		if !keep && len(m.srv.Messages()) != 0 {
+			t.Fatalf("server still holds %v", uidsOn(m.srv))
+		}
+	})
+}
+
+// Messages delivered but left on the server (QUIT dropped, so no UPDATE)
+// are confirmed by TOP, or by their retrieved copy without TOP, and deleted
+// by the next poll without being delivered again; every DELE of a message
+// the session did not deliver follows its check.
+func TestSeenMessagesConfirmedBeforeDele(t *testing.T) {
+	for _, noTop := range []bool{false, true} {
+		t.Run(fmt.Sprintf("noTop=%v", noTop), func(t *testing.T) {
+			m := newMailbox(t, pop3test.Options{NoTOP: noTop, Faults: []pop3test.Fault{{Cmd: "QUIT", Session: 1, Action: pop3test.Drop}}}, false)
+			m.add(note(1, "1"), note(2, "2"), note(3, "3"))
+			m.pollErr(true)
+			if len(m.srv.Messages()) != 3 {
+				t.Fatalf("QUIT was dropped, yet the server holds %d", len(m.srv.Messages()))
+			}
+			n := len(m.srv.Commands())
+			res := m.poll()
+			if res.Deleted != 3 || res.Delivered != 0 || len(m.srv.Messages()) != 0 {
+				t.Fatalf("second poll = %+v, server %v", res, uidsOn(m.srv))
+			}
+			m.check()
+			check := "TOP %d 0"
+			if noTop {
+				check = "RETR %d"
+			}
+			cmds := m.srv.Commands()[n:]
+			for i, c := range cmds {
+				var num int
+				if _, err := fmt.Sscanf(c, "DELE %d", &num); err != nil {
+					continue
+				}
+				if !slices.Contains(cmds[:i], fmt.Sprintf(check, num)) {
+					t.Fatalf("%q sent before %q: %v", c, fmt.Sprintf(check, num), cmds)
+				}
+			}
+		})
+	}
+}
+
+// The same UID listed twice for two different messages (RFC 1939 §7 says
+// it must not happen) blocks nothing: both are delivered once, and the
+// rest of the mailbox flows, over several polls with new mail between.
+func TestDuplicateUIDListed(t *testing.T) {
+	modes(t, func(t *testing.T, keep, noTop bool) {
+		m := newMailbox(t, pop3test.Options{NoTOP: noTop}, keep)
+		m.add(note(1, "a"), note(2, "dup"), note(3, "dup"), bigNote(4, "dup"), note(5, "b"))
+		res := m.poll()
+		if res.Delivered != 5 {
+			t.Fatalf("first poll = %+v; want 5 delivered", res)
+		}
+		m.add(note(6, "dup"), note(7, "c"))
+		m.poll()
+		m.poll()
+		m.check()
+	})
+}
+
+// popa3d and solid-pop3d give identical messages one UID. Each copy
+// present in a poll is delivered once; in delete mode each is deleted (one
+// whose DELE was refused is confirmed and deleted by the next poll, not
+// delivered again); later polls deliver nothing.
+func TestIdenticalMessagesSameUID(t *testing.T) {
+	modes(t, func(t *testing.T, keep, noTop bool) {
+		m := newMailbox(t, pop3test.Options{NoTOP: noTop, Faults: []pop3test.Fault{{Cmd: "DELE", N: 1, Session: 1, Action: pop3test.Reply, Reply: "-ERR busy"}}}, keep)
+		m.add(note(1, "same"), note(1, "same"), note(2, "x"))
+		res := m.poll()
+		if res.Delivered != 3 {
+			t.Fatalf("first poll = %+v; want 3 delivered", res)
+		}
+		m.poll()
+		res = m.poll()
+		if res.Delivered != 0 {
+			t.Fatalf("third poll = %+v; want nothing delivered", res)
+		}
+		m.check()
+		if want := map[bool]int{false: 0, true: 3}[keep]; len(m.srv.Messages()) != want {
+			t.Fatalf("server holds %v; want %d messages", uidsOn(m.srv), want)
+		}
+	})
+}
+
+// A keep-mode server that renumbers every UID at once (a rebuilt index)
+// gets one ERROR, and the messages delivered before are recognised by size
+// and header digest rather than fetched again; new mail that arrived meanwhile
+// is delivered.
+func TestRenumberedListing(t *testing.T) {
+	for _, noTop := range []bool{false, true} {
+		t.Run(fmt.Sprintf("noTop=%v", noTop), func(t *testing.T) {
+			m := newMailbox(t, pop3test.Options{NoTOP: noTop}, true)
+			m.add(note(1, "a1"), note(2, "a2"), bigNote(3, "a3"))
+			m.poll()
+			m.replace(note(1, "b1"), note(2, "b2"), bigNote(3, "b3"), note(4, "b4"))
+			res := m.poll()
+			if res.Delivered != 1 {
+				t.Fatalf("poll after renumbering = %+v; want only the new message", res)
+			}
+			m.poll()
+			m.check()
+			if n := len(m.logs.lines("level=ERROR", "renumbered")); n != 1 {
+				t.Fatalf("%d ERROR lines about renumbering; want 1\n%s", n, m.logs.String())
+			}
+		})
+	}
+}
+
+// An mbox server that rewrites a kept message (Status: after it was read)
+// changes its size, not its identity: it is not delivered again.
+func TestKeepRewrittenMessage(t *testing.T) {
+	m := newMailbox(t, pop3test.Options{}, true)
+	m.add(note(1, "1"), note(2, "2"))
+	m.poll()
+	rewritten := note(1, "1")
+	rewritten.Data = []byte(strings.Replace(string(rewritten.Data), "\r\n\r\n", "\r\nStatus: RO\r\n\r\n", 1))
+	m.replace(rewritten, note(2, "2"))
+	if res := m.poll(); res.Delivered != 0 {
+		t.Fatalf("poll after the rewrite = %+v; want nothing delivered", res)
+	}
+	n := len(m.srv.Commands())
+	m.poll()
+	for _, c := range m.srv.Commands()[n:] {
+		if strings.HasPrefix(c, "TOP") {
+			t.Fatalf("the rewritten size was not recorded: %q sent again", c)
+		}
+	}
+	m.check()
+}
