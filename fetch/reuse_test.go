@@ -4,6 +4,8 @@ import (
 	"context"
 	"fmt"
 	"maps"
+	"os"
+	"path/filepath"
 	"slices"
 	"strings"
 	"sync"
@@ -12,6 +14,7 @@ import (
 	"github.com/popfetch/popfetch/deliver"
 	"github.com/popfetch/popfetch/fetch/pop3test"
 	"github.com/popfetch/popfetch/rcfile"
+	"github.com/popfetch/popfetch/uidl"
 )
 
 // note returns message n under uid. Every note has the same size (n <
@@ -292,4 +295,72 @@ func TestKeepRewrittenMessage(t *testing.T) {
 		}
 	}
 	m.check()
+}
+
+// One mailbox is one journal whatever the port (rcfile.Account.Mailbox):
+// moving a keep-mode account from one port to another (STLS on 110 to
+// implicit TLS on 995) fetches nothing again.
+func TestJournalSurvivesPortChange(t *testing.T) {
+	srv1 := pop3test.NewServer(t, pop3test.Options{Messages: msgs(3)})
+	srv2 := pop3test.NewServer(t, pop3test.Options{Messages: msgs(3)})
+	a := testAccount(t, srv1)
+	a.Keep = true
+	rec := &recorder{}
+	if res := poller(rec).Poll(context.Background(), a); res.Err != nil || res.Delivered != 3 {
+		t.Fatalf("first poll = %+v", res)
+	}
+	a.Port = srv2.Port()
+	if res := poller(rec).Poll(context.Background(), a); res.Err != nil || res.Delivered != 0 {
+		t.Fatalf("poll on the other port = %+v; want nothing delivered again", res)
+	}
+}
+
+// A journal an older popfetch kept per port (USER@SERVER:PORT, format 1)
+// is moved to the mailbox's name on the first poll: a keep-mode mailbox is
+// not fetched again, and the messages it lists get their identity.
+func TestPollMigratesPortJournal(t *testing.T) {
+	srv := pop3test.NewServer(t, pop3test.Options{Messages: msgs(3)})
+	a := testAccount(t, srv)
+	a.Keep = true
+	old := uidl.LegacyPath(a.StateDir, a.Username, a.Server, 995)
+	if err := os.MkdirAll(filepath.Dir(old), 0o700); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(old, []byte("popfetch-uidl 1\n+ uid-0001 1\n+ uid-0002 1\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	rec := &recorder{}
+	res := poller(rec).Poll(context.Background(), a)
+	if res.Err != nil || strings.Join(rec.got, ",") != "uid-0003" {
+		t.Fatalf("Poll = %+v, delivered %v; want only uid-0003", res, rec.got)
+	}
+	if _, err := os.Lstat(old); !os.IsNotExist(err) {
+		t.Fatalf("old journal still there: %v", err)
+	}
+	s, err := uidl.Open(uidl.Path(a.StateDir, a.Mailbox()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	for _, uid := range []string{"uid-0001", "uid-0002", "uid-0003"} {
+		if ids := s.Identities(uid); len(ids) != 1 {
+			t.Errorf("Identities(%s) = %v; want the one from TOP or the copy", uid, ids)
+		}
+	}
+}
+
+// mailbox_id tells two mailboxes behind one host and user apart (two
+// tunnels): each keeps its own journal, and both are fetched.
+func TestMailboxIDSeparatesJournals(t *testing.T) {
+	srv1 := pop3test.NewServer(t, pop3test.Options{Messages: msgs(2)})
+	srv2 := pop3test.NewServer(t, pop3test.Options{Messages: msgs(2)})
+	a1, a2 := testAccount(t, srv1), testAccount(t, srv2)
+	a1.Keep, a2.Keep = true, true
+	a2.StateDir = a1.StateDir
+	a1.MailboxID, a2.MailboxID = "tunnel1", "tunnel2"
+	for _, a := range []*rcfile.Account{a1, a2} {
+		if res := poller(&recorder{}).Poll(context.Background(), a); res.Err != nil || res.Delivered != 2 {
+			t.Fatalf("Poll(%s) = %+v; want 2 delivered", a.MailboxID, res)
+		}
+	}
 }

@@ -87,7 +87,7 @@ func maildirCount(t *testing.T, a *rcfile.Account) int {
 
 func storeHas(t *testing.T, a *rcfile.Account, uid string) bool {
 	t.Helper()
-	s, err := uidl.Open(uidl.Path(a.StateDir, a.Username, a.Server, a.Port))
+	s, err := uidl.Open(uidl.Path(a.StateDir, a.Mailbox()))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -97,7 +97,7 @@ func storeHas(t *testing.T, a *rcfile.Account, uid string) bool {
 
 func storeGivenUp(t *testing.T, a *rcfile.Account, uid string) bool {
 	t.Helper()
-	s, err := uidl.Open(uidl.Path(a.StateDir, a.Username, a.Server, a.Port))
+	s, err := uidl.Open(uidl.Path(a.StateDir, a.Mailbox()))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -215,7 +215,7 @@ func TestPollRecordDurableBeforeDele(t *testing.T) {
 		srv := pop3test.NewServer(t, pop3test.Options{Messages: msgs(2*batch + 3), Capa: capa, Faults: []pop3test.Fault{{Cmd: "DELE", Action: pop3test.Custom, Func: checkDele}}})
 		a := testAccount(t, srv)
 		mu.Lock()
-		journal, synced = uidl.Path(a.StateDir, a.Username, a.Server, a.Port), 0
+		journal, synced = uidl.Path(a.StateDir, a.Mailbox()), 0
 		mu.Unlock()
 		p := poller(&recorder{})
 		p.afterSync = func() {
@@ -726,7 +726,7 @@ func TestPollLimit(t *testing.T) {
 			t.Fatal("oversized message retrieved")
 		}
 	}
-	s, err := uidl.Open(uidl.Path(a.StateDir, a.Username, a.Server, a.Port))
+	s, err := uidl.Open(uidl.Path(a.StateDir, a.Mailbox()))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -746,7 +746,7 @@ func TestCheckWritesNothing(t *testing.T) {
 	a := testAccount(t, srv)
 	a.Limit = 1000
 	a.FetchLimit = 1
-	journal := uidl.Path(a.StateDir, a.Username, a.Server, a.Port)
+	journal := uidl.Path(a.StateDir, a.Mailbox())
 
 	res := poller(nil).Check(context.Background(), a)
 	if res.Err != nil || res.New != 3 || res.Messages != 4 {
@@ -894,7 +894,7 @@ func TestPollWithoutPipelining(t *testing.T) {
 func TestPollLockedByAnotherProcess(t *testing.T) {
 	srv := pop3test.NewServer(t, pop3test.Options{Messages: msgs(1)})
 	a := testAccount(t, srv)
-	s, err := uidl.Open(uidl.Path(a.StateDir, a.Username, a.Server, a.Port))
+	s, err := uidl.Open(uidl.Path(a.StateDir, a.Mailbox()))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -1073,7 +1073,7 @@ func TestPollRecoversInterruptedDelivery(t *testing.T) {
 	os.WriteFile(inNew, []byte("x"), 0o600)
 	os.WriteFile(legacy, []byte("x"), 0o600)
 	os.WriteFile(filepath.Join(a.Deliver.Maildir, "cur", "2.M2P2.host,S=10:2,S"), []byte("x"), 0o600)
-	s, err := uidl.Open(uidl.Path(a.StateDir, a.Username, a.Server, a.Port))
+	s, err := uidl.Open(uidl.Path(a.StateDir, a.Mailbox()))
 	if err != nil {
 		t.Fatal(err)
 	}

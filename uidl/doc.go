@@ -3,26 +3,36 @@
 //
 // # Files
 //
-// Path(stateDir, user, server, port) names the journal
-// stateDir/uidl/USER@SERVER:PORT (escaped, see Path). It is keyed by the
-// mailbox, not by the config's account name, so renaming an account block
-// does not refetch everything. Beside it live USER@SERVER:PORT.lock (the
-// flock, never removed) and, only during compaction, USER@SERVER:PORT.tmp.
-// Directories are created 0700 and files 0600 at creation time (never chmod
-// afterwards, fetchmail CVE-2005-3088); files or directories found open to
-// group or others are refused with ErrInsecure.
+// Path(stateDir, mailbox) names the journal stateDir/uidl/MAILBOX.uidl
+// (escaped, see Path), where mailbox is rcfile.Account.Mailbox: the
+// username at the lower-cased server, whatever the port, or the account's
+// mailbox_id. It is keyed by the mailbox, not by the config's account name
+// or port, so renaming an account block or moving it from STLS on 110 to
+// implicit TLS on 995 does not refetch everything. Beside it live
+// MAILBOX.uidl.lock (the flock, never removed) and, only during
+// compaction, MAILBOX.uidl.tmp. Directories are created 0700 and files
+// 0600 at creation time (never chmod afterwards, fetchmail CVE-2005-3088);
+// files or directories found open to group or others are refused with
+// ErrInsecure.
+//
+// Versions before format 2 named the journal USER@SERVER:PORT
+// (LegacyPath). OpenMigrating moves such a journal to the new name on
+// first open, under its own lock and the new one (link, fsync the
+// directory, remove the old name and its lock file); several of them (one
+// per port) are refused with ErrAmbiguous, as they may be different
+// mailboxes that only the admin can tell apart (mailbox_id).
 //
 // # Format
 //
 // Text, one record per line, so admins can grep it:
 //
-//	popfetch-uidl 1
-//	+ <uid> <unix-seconds>            delivered to every recipient
-//	r <uid> <unix-seconds> <rcpt>     multidrop: this recipient is done
-//	n <uid> <unix-seconds>            too large, left on server, logged once
-//	p <uid> <unix-seconds>            cannot be retrieved, left on server, logged once
-//	i <uid> <unix-seconds> <name>     Maildir: a delivery is about to link new/<name>
-//	- <uid>                           forgotten: the server no longer lists it
+//	popfetch-uidl 2
+//	+ <uid> <unix-seconds> [<size> <digest>]         delivered to every recipient
+//	r <uid> <unix-seconds> <rcpt>                    multidrop: this recipient is done
+//	n <uid> <unix-seconds>                           too large, left on server, logged once
+//	p <uid> <unix-seconds>                           cannot be retrieved, left on server, logged once
+//	i <uid> <unix-seconds> <name> [<size> <digest>]  Maildir: a delivery is about to link new/<name>
+//	- <uid>                                          forgotten: the server no longer lists it
 //
 // Fields are separated by one space. A UID is 1–70 bytes in 0x21–0x7E
 // (RFC 1939 §7), a recipient 1–320 bytes of UTF-8 without whitespace or
@@ -30,6 +40,20 @@
 // time is when the UID was first recorded since it was last forgotten (the
 // clock for a later "delete after N days"). Records are replayed in order;
 // "+" subsumes earlier "r" records of the same UID; duplicates are harmless.
+//
+// <size> <digest> is the message's identity (Identity: its LIST size and a
+// hex digest of its header, computed by package fetch), because a UID
+// alone does not identify a message: servers reuse UIDs, and some give
+// identical messages one UID. A UID keeps the set of identities delivered
+// under it (at most MaxIdentities, oldest dropped); a "+" without identity
+// (format 1, or a UID recorded without one) means "delivered, identity
+// unknown". An "i" record's identity is recorded with the UID when its
+// intent is recovered.
+//
+// Format 1 (before identities) is read as before; Open rewrites such a
+// journal as format 2 (by compaction) before appending anything, so an
+// older popfetch refuses the upgraded file instead of misreading it. A
+// header with a version this package does not know is refused (ErrCorrupt).
 //
 // # Crash safety
 //

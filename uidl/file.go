@@ -8,6 +8,7 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
+	"strings"
 	"sync"
 	"syscall"
 	"time"
@@ -66,22 +67,6 @@ type Store struct {
 	closed   bool
 }
 
-// Path returns the journal path for a mailbox under stateDir:
-// stateDir/uidl/USER@SERVER:PORT, one file per (user, server, port), so
-// renaming an account block in the config keeps its state.
-//
-// The name is readable (admins grep it) and safe for any input: '%', '/',
-// bytes outside 0x21–0x7E, a leading '.' or '-' of the user, and '@' in the
-// server are percent-escaped, so the name never leaves the directory, is
-// never hidden, and parses back uniquely (the server is what follows the last
-// '@', the port what follows the last ':'). The server is ASCII-lowercased,
-// since host names are case-insensitive (RFC 4343). A name that would exceed
-// file-name limits keeps a readable prefix and ends in "%~" plus the SHA-256
-// of the full name, which no unshortened name contains.
-func Path(stateDir, user, server string, port int) string {
-	return filepath.Join(stateDir, "uidl", fileName(user, server, port))
-}
-
 // Open opens (creating if needed) the journal at path, takes the mailbox lock
 // (path + ".lock", exclusive, non-blocking: ErrLocked if held), replays the
 // journal, truncates a torn final write, and compacts when dead records
@@ -90,6 +75,23 @@ func Path(stateDir, user, server string, port int) string {
 // others is refused (ErrInsecure). A corrupt line other than a torn tail
 // makes Open fail with ErrCorrupt naming file:line.
 func Open(path string) (*Store, error) {
+	return OpenMigrating(path, nil)
+}
+
+// ErrAmbiguous means several journals of an older version (one per port)
+// could each be the mailbox's journal.
+var ErrAmbiguous = errors.New("uidl: several old journals for one mailbox")
+
+// OpenMigrating is Open for a journal that an older version may have kept
+// under another name (LegacyPath: one per port). If path does not exist
+// and legacy names one existing journal, that journal is moved to path
+// first, under both locks (its own .lock, so no older popfetch is using
+// it, and path's): linked to path, the directory fsynced, the old name
+// and its lock file removed. Several legacy journals are refused with
+// ErrAmbiguous rather than guessed between or merged: they may belong to
+// different mailboxes (two tunnels on one host), which only the admin can
+// tell. Once path exists, legacy is ignored.
+func OpenMigrating(path string, legacy []string) (*Store, error) {
 	dir := filepath.Dir(path)
 	if err := mkdirAllSync(dir); err != nil {
 		return nil, err
@@ -101,6 +103,10 @@ func Open(path string) (*Store, error) {
 	if err != nil {
 		return nil, err
 	}
+	if err := migrate(path, legacy); err != nil {
+		lock.Close()
+		return nil, err
+	}
 	s := &Store{path: path, lock: lock}
 	if err := s.open(); err != nil {
 		if s.f != nil {
@@ -110,6 +116,56 @@ func Open(path string) (*Store, error) {
 		return nil, err
 	}
 	return s, nil
+}
+
+// migrate moves the one journal in legacy to path, which does not exist;
+// the caller holds path's lock.
+func migrate(path string, legacy []string) error {
+	if len(legacy) == 0 {
+		return nil
+	}
+	if _, err := os.Lstat(path); err == nil {
+		return nil
+	} else if !errors.Is(err, fs.ErrNotExist) {
+		return fmt.Errorf("uidl: stat %s: %w", path, err)
+	}
+	if len(legacy) > 1 {
+		return fmt.Errorf("%w: %s: keep the one of the port this account uses now, rename it to %s and remove the others (or, if they are different mailboxes behind one host name, give each account its own mailbox_id)",
+			ErrAmbiguous, strings.Join(legacy, ", "), path)
+	}
+	old := legacy[0]
+	oldLock, err := lockFile(old + ".lock")
+	if err != nil {
+		return fmt.Errorf("uidl: migrate %s: %w", old, err)
+	}
+	defer oldLock.Close()
+	f, err := os.OpenFile(old, os.O_RDONLY|syscall.O_NOFOLLOW|syscall.O_CLOEXEC, 0)
+	if err != nil {
+		return fmt.Errorf("uidl: migrate %s: %w", old, err)
+	}
+	err = checkPrivateFile(f, old)
+	f.Close()
+	if err != nil {
+		return err
+	}
+	// A link, not a rename: it cannot replace a journal that appeared
+	// meanwhile, and a crash leaves the journal under one name or both,
+	// never neither (with both, path wins from then on).
+	if err := os.Link(old, path); err != nil {
+		return fmt.Errorf("uidl: migrate %s to %s: %w", old, path, err)
+	}
+	trace("link", path)
+	dir := filepath.Dir(path)
+	if err := syncDir(dir); err != nil {
+		return err
+	}
+	if err := os.Remove(old); err != nil {
+		return fmt.Errorf("uidl: migrate %s: remove old name: %w", old, err)
+	}
+	// Removed while held: nobody can be waiting to use the journal it
+	// guarded, which is gone from that name.
+	os.Remove(old + ".lock")
+	return syncDir(dir)
 }
 
 // lockGrace is how long Open waits for a lock held by someone else before

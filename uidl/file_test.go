@@ -50,7 +50,7 @@ var t0 = time.Unix(1_700_000_000, 0)
 
 func journalPath(t testing.TB) string {
 	t.Helper()
-	return Path(t.TempDir(), "joe", "pop.example.com", 995)
+	return Path(t.TempDir(), "joe@pop.example.com")
 }
 
 func writeJournal(t testing.TB, content string) string {
@@ -755,7 +755,7 @@ func TestModes(t *testing.T) {
 	old := syscall.Umask(0)
 	defer syscall.Umask(old)
 	state := filepath.Join(t.TempDir(), "a", "b")
-	path := Path(state, "joe", "pop.example.com", 995)
+	path := Path(state, "joe@pop.example.com")
 	mustOpen(t, path)
 	for _, c := range []struct {
 		name string
@@ -844,7 +844,7 @@ func TestConcurrentUse(t *testing.T) {
 	}
 }
 
-func TestPath(t *testing.T) {
+func TestLegacyPath(t *testing.T) {
 	tests := []struct {
 		user, server string
 		port         int
@@ -867,14 +867,14 @@ func TestPath(t *testing.T) {
 		{"", "", 0, "@:0"},
 	}
 	for _, tt := range tests {
-		got := Path("/state", tt.user, tt.server, tt.port)
+		got := LegacyPath("/state", tt.user, tt.server, tt.port)
 		if want := "/state/uidl/" + tt.want; got != want {
-			t.Errorf("Path(%q, %q, %d) = %q; want %q", tt.user, tt.server, tt.port, got, want)
+			t.Errorf("LegacyPath(%q, %q, %d) = %q; want %q", tt.user, tt.server, tt.port, got, want)
 		}
 	}
 }
 
-func TestPathUniqueAndContained(t *testing.T) {
+func TestLegacyPathUniqueAndContained(t *testing.T) {
 	users := []string{"", "joe", "Joe", "joe@x", "joe@x@y", "joe:1", ".", "..", "/", "a/../b", "%", "%25", "%2F",
 		"\x00", " ", "-", ".x", "%2Ex", "a@b", strings.Repeat("u", 300), strings.Repeat("u", 301), strings.Repeat("%", 200)}
 	servers := []string{"", "h", "x@y", "y", "h:1", "::1", "/", "..", "%40", "@", strings.Repeat("s", 300)}
@@ -883,7 +883,7 @@ func TestPathUniqueAndContained(t *testing.T) {
 	for _, u := range users {
 		for _, h := range servers {
 			for _, p := range ports {
-				path := Path("/state", u, h, p)
+				path := LegacyPath("/state", u, h, p)
 				key := fmt.Sprintf("%q %q %d", u, h, p)
 				if prev, ok := seen[path]; ok {
 					t.Fatalf("%s and %s both map to %s", prev, key, path)
@@ -914,7 +914,7 @@ func TestAddFailureBreaksStore(t *testing.T) {
 		t.Skipf("cannot mount tmpfs (needs root): %v", err)
 	}
 	defer syscall.Unmount(dir, 0)
-	path := Path(dir, "joe", "h", 1)
+	path := Path(dir, "joe@h")
 	s := mustOpen(t, path)
 	var err error
 	i := 0
@@ -937,7 +937,7 @@ func TestAddFailureBreaksStore(t *testing.T) {
 
 func TestOpenCreatesDurably(t *testing.T) {
 	state := filepath.Join(t.TempDir(), "new")
-	path := Path(state, "joe", "h", 1)
+	path := Path(state, "joe@h")
 	ops := recordOps(t)
 	mustOpen(t, path)
 	// Each new directory entry is fsynced in its parent before anything is

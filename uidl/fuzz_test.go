@@ -119,17 +119,17 @@ func decodeName(name string) (user, server string, port int, ok bool) {
 	return u, h, p, ok1 && ok2
 }
 
-// FuzzPath checks that journal names stay inside the uidl directory, are
-// valid file names, and are injective: an unshortened name decodes back to
-// its (user, lower-cased server, port).
-func FuzzPath(f *testing.F) {
+// FuzzLegacyPath checks that old journal names stay inside the uidl
+// directory, are valid file names, and are injective: an unshortened name
+// decodes back to its (user, lower-cased server, port).
+func FuzzLegacyPath(f *testing.F) {
 	f.Add("joe", "pop.example.com", 995)
 	f.Add("joe@example.com", "POP.example.com", 110)
 	f.Add("../..", "a/b", -1)
 	f.Add(".x\x00%", "@:", 0)
 	f.Add(strings.Repeat("%", 120), strings.Repeat("Z", 200), 1)
 	f.Fuzz(func(t *testing.T, user, server string, port int) {
-		path := Path("/state", user, server, port)
+		path := LegacyPath("/state", user, server, port)
 		dir, base := filepath.Split(path)
 		if dir != "/state/uidl/" || base == "" || strings.HasPrefix(base, ".") || strings.ContainsAny(base, "/\x00") {
 			t.Fatalf("Path = %q escapes, hides or is invalid", path)
