@@ -45,5 +45,6 @@
 // Log keys (stable): account, server, user, uid, msgnum, size, rcpt, target,
 // err, elapsed, messages, new, delivered, deleted, skipped, failed, path;
 // multidrop routing adds via, users, reason; the scheduler adds failures,
-// retry_in, previous_err, generation, polls, limit, panic, stack.
+// retry_in, previous_err, generation, polls, limit, panic, stack; a
+// renumbered listing adds previous.
 package fetch

@@ -111,7 +111,7 @@ func (s *session) survey(uids []entry) []uidl.Identity {
 			return nil
 		}
 	}
-	s.log.Error("the server's UIDL shares no UID with the messages delivered before: it seems to have renumbered them; recognising them by size and header digest instead of fetching them again (hint: check the server)",
+	s.log.Error("the server's UIDL shares no UID with the messages delivered before: the server renumbered them, or another client removed them all; recognising them by size and header digest instead of fetching them again",
 		"messages", len(uids), "previous", prev)
 	ids := s.store.DeliveredIdentities()
 	if ids == nil {
@@ -221,7 +221,9 @@ func (s *session) top(e entry) ([]byte, error) {
 	d := time.Now().Add(retrDeadline(c.timeout, e.Size))
 	if _, err := c.status("TOP", lineBudget, d); err != nil {
 		if isERR(err) {
-			s.log.Info("TOP refused; checking messages seen before by retrieving them instead", "uid", e.UID, "msgnum", e.Num, "err", err)
+			if !s.v.noTop {
+				s.log.Info("TOP refused; checking messages seen before by retrieving them instead", "uid", e.UID, "msgnum", e.Num, "err", err)
+			}
 			return nil, nil
 		}
 		return nil, fmt.Errorf("top %d (uid %s): %w", e.Num, e.UID, err)
