@@ -39,11 +39,15 @@ import (
 //     copies (same UID, size and digest) present in one poll are each
 //     delivered once and, in delete mode, each deleted; a copy identical
 //     to one delivered earlier is taken as delivered.
-//   - A keep-mode listing that shares no UID with at least minRenumbered
-//     delivered messages is logged at ERROR once (the server renumbered its
-//     UIDs), and each listed message whose size and digest match a
-//     delivered one is recorded under its new UID instead of being fetched
-//     again.
+//   - A listing that shares no UID with at least minRenumbered delivered
+//     messages may come from a server that renumbered its UIDs: each listed
+//     message whose size matches a delivered one is checked, and one whose
+//     digest matches too is recorded under its new UID (and, in delete
+//     mode, deleted) instead of being fetched again. In keep mode such a
+//     listing is logged at ERROR at once (the messages were expected to
+//     stay); in delete mode the journal still holds the UIDs the last poll
+//     deleted, so an all-new listing is normal there, and the ERROR is
+//     logged only when a message turns out to be one delivered before.
 
 // minRenumbered is the smallest set of delivered messages whose complete
 // disappearance from the listing counts as renumbering rather than an
@@ -73,6 +77,9 @@ type verifyState struct {
 	// listed counts the listing's messages by UID (more than one: a
 	// server that gives one UID to several messages).
 	listed map[string]int
+	// renumbered is set when the listing shares no UID with the
+	// journal (see survey); loud once it was logged at ERROR.
+	renumbered, loud bool
 }
 
 // candidates is what the identity of one listed message is compared with.
@@ -90,16 +97,16 @@ func (s *session) expect(e entry, c candidates) check {
 	return checkTop
 }
 
-// survey counts the listing's UIDs and returns, when a keep-mode listing
-// shares no UID with a non-trivial set of delivered messages, their
-// identities (non-nil, maybe empty); otherwise nil. It must run before
-// retain forgets those UIDs.
+// survey counts the listing's UIDs and returns, when the listing shares no
+// UID with a non-trivial set of delivered messages, their identities
+// (non-nil, maybe empty); otherwise nil. It must run before retain forgets
+// those UIDs.
 func (s *session) survey(uids []entry) []uidl.Identity {
 	s.v.listed = make(map[string]int, len(uids))
 	for _, e := range uids {
 		s.v.listed[e.UID]++
 	}
-	if !s.a.Keep || s.a.FetchAll || s.store == nil || len(uids) == 0 {
+	if s.a.FetchAll || s.store == nil || len(uids) == 0 {
 		return nil
 	}
 	prev := s.store.Len()
@@ -111,13 +118,24 @@ func (s *session) survey(uids []entry) []uidl.Identity {
 			return nil
 		}
 	}
-	s.log.Error("the server's UIDL shares no UID with the messages delivered before: the server renumbered them, or another client removed them all; recognising them by size and header digest instead of fetching them again",
-		"messages", len(uids), "previous", prev)
+	s.v.renumbered = true
+	if s.a.Keep {
+		s.renumberedError(len(uids), prev)
+	}
 	ids := s.store.DeliveredIdentities()
 	if ids == nil {
 		ids = []uidl.Identity{}
 	}
 	return ids
+}
+
+func (s *session) renumberedError(messages, prev int) {
+	if s.v.loud {
+		return
+	}
+	s.v.loud = true
+	s.log.Error("the server's UIDL shares no UID with the messages delivered before: the server renumbered them, or another client removed them all; recognising them by size and header digest instead of fetching them again",
+		"messages", messages, "previous", prev)
 }
 
 // classify decides what e, listed under a UID delivered before (or any UID
@@ -188,8 +206,13 @@ func (s *session) verified(e entry, id uidl.Identity) (bool, error) {
 		match = match || r.Digest == id.Digest && (r.Size == id.Size || c.anySize)
 	}
 	if !match {
-		s.reused(e)
+		if !s.v.renumbered {
+			s.reused(e)
+		}
 		return false, nil
+	}
+	if s.v.renumbered {
+		s.renumberedError(len(s.v.listed), s.store.Len())
 	}
 	if err := s.store.AddIdentity(e.UID, id, s.p.now(), false); err != nil {
 		return false, fmt.Errorf("uidl store: record identity of %s: %w", e.UID, err)
