@@ -244,16 +244,20 @@ func (s *session) run(ctx context.Context) error {
 	a := s.a
 	var err error
 	s.mailbox = uidl.Path(a.StateDir, a.Mailbox())
-	// A journal that an older popfetch kept per port is moved to the
-	// mailbox's name on first open: for a mailbox_id only its own port's
-	// (two tunnels on one host had one journal each), else any port's.
-	legacy, err := uidl.LegacyPaths(a.StateDir, a.Username, a.Server, a.Port, a.MailboxID == "")
-	if err != nil {
-		return fmt.Errorf("uidl store: %w", err)
+	_, serr := os.Lstat(s.mailbox)
+	var legacy []string
+	if errors.Is(serr, fs.ErrNotExist) {
+		// A journal that an older popfetch kept per port is moved to
+		// the mailbox's name on first open: for a mailbox_id only its
+		// own port's (two tunnels on one host had one journal each),
+		// else any port's.
+		if legacy, err = uidl.LegacyPaths(a.StateDir, a.Username, a.Server, a.Port, a.MailboxID == ""); err != nil {
+			return fmt.Errorf("uidl store: %w", err)
+		}
 	}
 	// A dry run with no journal yet has nothing to read, and opening one
 	// would create it (and the state directory).
-	if _, serr := os.Lstat(s.mailbox); !s.dryRun || !errors.Is(serr, fs.ErrNotExist) || len(legacy) > 0 {
+	if !s.dryRun || !errors.Is(serr, fs.ErrNotExist) || len(legacy) > 0 {
 		s.store, err = uidl.OpenMigrating(s.mailbox, legacy)
 		if err != nil {
 			if errors.Is(err, uidl.ErrLocked) {
