@@ -361,7 +361,7 @@ func TestPollMigratesPortJournal(t *testing.T) {
 }
 
 // mailbox_id tells two mailboxes behind one host and user apart (two
-// tunnels): each keeps its own journal, and both are fetched.
+// tunnels): each keeps its own journal, moved from its own port's old one.
 func TestMailboxIDSeparatesJournals(t *testing.T) {
 	srv1 := pop3test.NewServer(t, pop3test.Options{Messages: msgs(2)})
 	srv2 := pop3test.NewServer(t, pop3test.Options{Messages: msgs(2)})
@@ -369,9 +369,20 @@ func TestMailboxIDSeparatesJournals(t *testing.T) {
 	a1.Keep, a2.Keep = true, true
 	a2.StateDir = a1.StateDir
 	a1.MailboxID, a2.MailboxID = "tunnel1", "tunnel2"
-	for _, a := range []*rcfile.Account{a1, a2} {
-		if res := poller(&recorder{}).Poll(context.Background(), a); res.Err != nil || res.Delivered != 2 {
-			t.Fatalf("Poll(%s) = %+v; want 2 delivered", a.MailboxID, res)
+	// Older popfetch versions kept one journal per port: each tunnel's
+	// moves to its own mailbox_id; without mailbox_id the two would be
+	// ambiguous (and the config a duplicate).
+	for i, a := range []*rcfile.Account{a1, a2} {
+		old := uidl.LegacyPath(a.StateDir, a.Username, a.Server, a.Port)
+		os.MkdirAll(filepath.Dir(old), 0o700)
+		if err := os.WriteFile(old, fmt.Appendf(nil, "popfetch-uidl 1\n+ uid-000%d 1\n", i+1), 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for i, a := range []*rcfile.Account{a1, a2} {
+		rec := &recorder{}
+		if res := poller(rec).Poll(context.Background(), a); res.Err != nil || res.Delivered != 1 || rec.got[0] != fmt.Sprintf("uid-000%d", 2-i) {
+			t.Fatalf("Poll(%s) = %+v, delivered %v; want only the message its old journal lacks", a.MailboxID, res, rec.got)
 		}
 	}
 }
