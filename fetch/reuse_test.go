@@ -10,6 +10,7 @@ import (
 	"strings"
 	"sync"
 	"testing"
+	"time"
 
 	"github.com/popfetch/popfetch/deliver"
 	"github.com/popfetch/popfetch/fetch/pop3test"
@@ -385,4 +386,30 @@ func TestMailboxIDSeparatesJournals(t *testing.T) {
 			t.Fatalf("Poll(%s) = %+v, delivered %v; want only the message its old journal lacks", a.MailboxID, res, rec.got)
 		}
 	}
+}
+
+// A message given up is skipped, but a message of another size that the
+// server lists later under its UID (numbered UIDs) is fetched.
+func TestGivenUpUIDReused(t *testing.T) {
+	m := newMailbox(t, pop3test.Options{}, false)
+	given := bigNote(1, "1")
+	s, err := uidl.Open(uidl.Path(m.a.StateDir, m.a.Mailbox()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := s.GiveUpSize("1", int64(len(given.Data)), time.Now()); err != nil {
+		t.Fatal(err)
+	}
+	s.Close()
+	m.add(given, note(2, "2"))
+	delete(m.inserted, headerValue(given.Data, "Message-ID")) // never to be delivered
+	if res := m.poll(); res.Delivered != 1 || res.Skipped != 1 {
+		t.Fatalf("poll = %+v; want message 2 delivered, the given-up one skipped", res)
+	}
+	// Another client removed the given-up message; new mail took its UID.
+	m.replace(note(3, "1"))
+	if res := m.poll(); res.Delivered != 1 {
+		t.Fatalf("poll = %+v; want the new message under the given-up UID delivered", res)
+	}
+	m.check()
 }

@@ -220,11 +220,12 @@ func (s *session) noted(uid string) bool {
 	return s.store != nil && s.store.Noted(uid)
 }
 
-// givenUp reports whether popfetch gave up retrieving uid (see
-// retrFailed). The journal is the one record of it, for the daemon and a
-// one-shot run alike.
-func (s *session) givenUp(uid string) bool {
-	return s.store != nil && s.store.GivenUp(uid)
+// givenUp reports whether popfetch gave up retrieving e (see
+// retrFailed): its UID, with its size unless the record predates sizes, as
+// a server may give the UID to another message. The journal is the one
+// record of it, for the daemon and a one-shot run alike.
+func (s *session) givenUp(e entry) bool {
+	return s.store != nil && s.store.GivenUpAt(e.UID, e.Size)
 }
 
 // retain forgets what the server no longer lists; a dry run forgets
@@ -518,7 +519,7 @@ func (s *session) selectNew(e entry) (bool, error) {
 	switch {
 	case s.a.Limit > 0 && e.Size > s.a.Limit:
 		return false, s.leave(e, "message larger than limit left on the server", "limit", s.a.Limit)
-	case s.givenUp(e.UID):
+	case s.givenUp(e):
 		// Logged loudly when popfetch gave up on it.
 		s.res.Skipped++
 		return false, nil
@@ -880,7 +881,7 @@ func (s *session) retrFailed(ctx context.Context, e entry, err error) error {
 	if s.dryRun {
 		return err
 	}
-	if nerr := s.store.GiveUp(e.UID, s.p.now()); nerr != nil {
+	if nerr := s.store.GiveUpSize(e.UID, e.Size, s.p.now()); nerr != nil {
 		s.log.Warn("uidl store: recording the message as given up failed", "uid", e.UID, "err", nerr)
 	}
 	return err

@@ -642,7 +642,17 @@ func (s *Store) Note(uid string, t time.Time) error {
 // disappearance from the server (Retain) or an admin's edit of the
 // journal does. Durable before it returns.
 func (s *Store) GiveUp(uid string, t time.Time) error {
-	return s.record('p', uid, t, "", Identity{}, true)
+	return s.record('p', uid, t, "", Identity{Size: -1}, true)
+}
+
+// GiveUpSize is GiveUp for the message of LIST size size: a message listed
+// later under the same UID with another size is not the one given up (a
+// server that reuses UIDs), see GivenUpAt.
+func (s *Store) GiveUpSize(uid string, size int64, t time.Time) error {
+	if size < 0 || size > maxSize {
+		return fmt.Errorf("uidl: invalid size %d for uid %q", size, uid)
+	}
+	return s.record('p', uid, t, "", Identity{Size: size}, true)
 }
 
 // GivenUp reports whether uid was given up (see GiveUp).
@@ -650,6 +660,16 @@ func (s *Store) GivenUp(uid string) bool {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	return s.st.m[uid].givenUp
+}
+
+// GivenUpAt reports whether the message listed as uid with LIST size size
+// is the one given up: uid was given up, with that size or with none
+// recorded.
+func (s *Store) GivenUpAt(uid string, size int64) bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	e := s.st.m[uid]
+	return e.givenUp && (e.givenUpSize < 0 || e.givenUpSize == size)
 }
 
 func (s *Store) record(kind byte, uid string, t time.Time, rcpt string, id Identity, sync bool) error {
@@ -665,7 +685,7 @@ func (s *Store) record(kind byte, uid string, t time.Time, rcpt string, id Ident
 	switch {
 	case kind == '+' && e.delivered && id.Known() && !slices.Contains(e.ids, id):
 		// A new identity for a delivered UID: recorded below.
-	case e.delivered && kind != 'n' && kind != 'p', kind == 'n' && e.noted, kind == 'p' && e.givenUp,
+	case e.delivered && kind != 'n' && kind != 'p', kind == 'n' && e.noted, kind == 'p' && e.givenUp && e.givenUpSize == id.Size,
 		kind == 'r' && slices.Contains(e.rcpts, rcpt):
 		return nil // already durable; writing again would only make garbage
 	case kind == 'r' && len(e.rcpts) >= MaxRecipients:

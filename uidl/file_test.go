@@ -174,11 +174,11 @@ func viewOf(st *state) view {
 			v.rcpts[uid] = e.rcpts
 		}
 		v.first[uid] = e.first
-		if len(e.ids) > 0 || e.intentID.Known() {
+		if len(e.ids) > 0 || e.intentID.Known() || e.givenUp {
 			if v.ids == nil {
 				v.ids = map[string]string{}
 			}
-			v.ids[uid] = fmt.Sprint(e.ids, e.intentID)
+			v.ids[uid] = fmt.Sprint(e.ids, e.intentID, e.givenUp, e.givenUpSize)
 		}
 	}
 	slices.Sort(v.delivered)

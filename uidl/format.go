@@ -131,9 +131,12 @@ type entry struct {
 	ids       []Identity // "+" with identity: the messages delivered under this UID, oldest first
 	noted     bool       // "n": too large, left on the server, already logged
 	givenUp   bool       // "p": cannot be retrieved, left on the server, already logged
-	rcpts     []string   // "r": recipients done while not yet delivered
-	intent    string     // "i": the file a delivery in progress is about to create (escaped)
-	intentID  Identity   // "i" with identity: the message that delivery is of
+	// givenUpSize is the LIST size of the message given up (format 2),
+	// or -1: a reused UID with another size is another message.
+	givenUpSize int64
+	rcpts       []string // "r": recipients done while not yet delivered
+	intent      string   // "i": the file a delivery in progress is about to create (escaped)
+	intentID    Identity // "i" with identity: the message that delivery is of
 }
 
 // liveRecords is how many lines compaction writes for e.
@@ -207,7 +210,9 @@ func (st *state) apply(kind byte, uid string, t int64, rcpt string, id Identity)
 	case 'n':
 		e.noted = true
 	case 'p':
+		// id.Size is the size of the message given up, -1 if unknown.
 		e.givenUp = true
+		e.givenUpSize = id.Size
 	case 'r':
 		if !e.delivered && !slices.Contains(e.rcpts, rcpt) {
 			e.rcpts = append(e.rcpts, rcpt)
@@ -348,8 +353,10 @@ func parseRecord(st *state, line []byte, version int) error {
 	switch kind {
 	case '-':
 		want = []int{1}
-	case 'n', 'p':
+	case 'n':
 		want = []int{2}
+	case 'p':
+		want = []int{2, 3}
 	case '+':
 		want = []int{2, 4}
 	case 'r':
@@ -393,7 +400,16 @@ func parseRecord(st *state, line []byte, version int) error {
 		}
 	}
 	var id Identity
-	if n := len(f); n == want[len(want)-1] && len(want) > 1 {
+	if kind == 'p' {
+		id.Size = -1
+		if len(f) == 3 {
+			size, err := parseUnix(f[2])
+			if err != nil || f[2][0] == '-' || size > maxSize {
+				return fmt.Errorf("record %q: bad size", line)
+			}
+			id.Size = size
+		}
+	} else if n := len(f); n == want[len(want)-1] && len(want) > 1 {
 		size, err := parseUnix(f[n-2])
 		id = Identity{Size: size, Digest: string(f[n-1])}
 		if err != nil || !validIdentity(id) || f[n-2][0] == '-' {
@@ -440,6 +456,10 @@ func appendRecord(buf []byte, kind byte, uid string, t int64, rcpt string, id Id
 	if kind == 'r' || kind == 'i' {
 		buf = append(buf, ' ')
 		buf = append(buf, rcpt...)
+	}
+	if kind == 'p' && id.Size >= 0 {
+		buf = append(buf, ' ')
+		buf = strconv.AppendInt(buf, id.Size, 10)
 	}
 	if (kind == '+' || kind == 'i') && id.Known() {
 		buf = append(buf, ' ')
@@ -525,7 +545,7 @@ func writeCompact(w io.Writer, st *state) (int, error) {
 			n++
 		}
 		if e.givenUp {
-			buf = appendRecord(buf, 'p', uid, e.first, "", Identity{})
+			buf = appendRecord(buf, 'p', uid, e.first, "", Identity{Size: e.givenUpSize})
 			n++
 		}
 		if e.delivered && len(e.ids) == 0 {

@@ -41,6 +41,8 @@ func FuzzParse(f *testing.F) {
 		h + "+ a 1 1 " + strings.Repeat("f", 65) + "\n",
 		headerV1 + "\n+ a 1\nr b 2 x@example.com\ni c 3 /m/new/3\n",
 		headerV1 + "\n+ a 1 100 ab\n",
+		h + "p a 1 100\np b 2\np a 3 7\np c 4 -1\n",
+		headerV1 + "\np a 1 100\n",
 	} {
 		f.Add([]byte(seed))
 	}

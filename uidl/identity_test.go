@@ -123,3 +123,53 @@ func TestOpenUpgradesV1(t *testing.T) {
 		t.Fatalf("journal = %q", got)
 	}
 }
+
+// TestGiveUpSize: a message given up is recorded with its size, so that
+// another message the server lists later under the same UID (another size)
+// is not skipped with it; a record without size (format 1, GiveUp) still
+// covers any size.
+func TestGiveUpSize(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "uidl", "j")
+	s := mustOpen(t, path)
+	now := time.Unix(1700000000, 0)
+	if err := s.GiveUpSize("u", 100, now); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.GiveUpSize("u", 100, now); err != nil { // again: nothing written
+		t.Fatal(err)
+	}
+	if err := s.GiveUp("v", now); err != nil {
+		t.Fatal(err)
+	}
+	check := func(s *Store) {
+		t.Helper()
+		for _, c := range []struct {
+			uid  string
+			size int64
+			want bool
+		}{{"u", 100, true}, {"u", 101, false}, {"v", 7, true}, {"w", 100, false}} {
+			if got := s.GivenUpAt(c.uid, c.size); got != c.want {
+				t.Errorf("GivenUpAt(%s, %d) = %v; want %v", c.uid, c.size, got, c.want)
+			}
+		}
+	}
+	check(s)
+	s.Close()
+	if got, want := readFile(t, path), header+"\np u 1700000000 100\np v 1700000000\n"; got != want {
+		t.Fatalf("journal = %q; want %q", got, want)
+	}
+	s = mustOpen(t, path)
+	defer s.Close()
+	check(s)
+	if err := s.compactNow(); err != nil {
+		t.Fatal(err)
+	}
+	check(s)
+	// The UID given up again for a message of another size.
+	if err := s.GiveUpSize("u", 5, now); err != nil {
+		t.Fatal(err)
+	}
+	if !s.GivenUpAt("u", 5) || s.GivenUpAt("u", 100) {
+		t.Fatal("a second GiveUpSize did not replace the size")
+	}
+}
