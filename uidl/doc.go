@@ -30,7 +30,7 @@
 //	+ <uid> <unix-seconds> [<size> <digest>]         delivered to every recipient
 //	r <uid> <unix-seconds> <rcpt>                    multidrop: this recipient is done
 //	n <uid> <unix-seconds>                           too large, left on server, logged once
-//	p <uid> <unix-seconds>                           cannot be retrieved, left on server, logged once
+//	p <uid> <unix-seconds> [<size>]                  cannot be retrieved, left on server, logged once
 //	i <uid> <unix-seconds> <name> [<size> <digest>]  Maildir: a delivery is about to link new/<name>
 //	- <uid>                                          forgotten: the server no longer lists it
 //
@@ -48,7 +48,8 @@
 // under it (at most MaxIdentities, oldest dropped); a "+" without identity
 // (format 1, or a UID recorded without one) means "delivered, identity
 // unknown". An "i" record's identity is recorded with the UID when its
-// intent is recovered.
+// intent is recovered. A "p" record's size is the LIST size of the message
+// given up: a message of another size under that UID is not skipped.
 //
 // Format 1 (before identities) is read as before; Open rewrites such a
 // journal as format 2 (by compaction) before appending anything, so an
