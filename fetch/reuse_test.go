@@ -413,3 +413,48 @@ func TestGivenUpUIDReused(t *testing.T) {
 	}
 	m.check()
 }
+
+// partialDisp serves one recipient of each message through Progress and
+// fails message 1 after it, as a multidrop delivery that failed part-way.
+type partialDisp struct {
+	mu    sync.Mutex
+	calls []string
+}
+
+func (d *partialDisp) Dispatch(_ context.Context, m *deliver.Message, p Progress) error {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	mid := headerValue(m.Raw, "Message-ID")
+	done := p.Done("r1@example.com")
+	d.calls = append(d.calls, fmt.Sprintf("%s done=%v", mid, done))
+	if !done {
+		if err := p.Record("r1@example.com"); err != nil {
+			return err
+		}
+	}
+	if mid == "<001@example.com>" {
+		return fmt.Errorf("r2: temporary failure")
+	}
+	return nil
+}
+
+// The recipients a failed multidrop delivery recorded belong to that
+// message: new mail the server lists later under its UID (the first
+// message removed by another client) is served to all of them.
+func TestPartialProgressNotInherited(t *testing.T) {
+	srv := pop3test.NewServer(t, pop3test.Options{Messages: []pop3test.Message{note(1, "u")}})
+	a := testAccount(t, srv)
+	d := &partialDisp{}
+	p := &Poller{Dispatcher: func(*rcfile.Account) (Dispatcher, error) { return d, nil }}
+	if res := p.Poll(context.Background(), a); res.Err != nil || res.Failed != 1 {
+		t.Fatalf("first poll = %+v", res)
+	}
+	srv.SetMessages([]pop3test.Message{note(2, "u")})
+	if res := p.Poll(context.Background(), a); res.Err != nil || res.Delivered != 1 {
+		t.Fatalf("second poll = %+v", res)
+	}
+	want := []string{"<001@example.com> done=false", "<002@example.com> done=false"}
+	if !slices.Equal(d.calls, want) {
+		t.Fatalf("dispatches = %q; want %q (message 2 never reached r1)", d.calls, want)
+	}
+}

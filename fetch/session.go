@@ -927,7 +927,7 @@ type progress struct {
 
 func (p *progress) Done(rcpt string) bool {
 	if p.got == nil {
-		p.got = p.s.Recipients(p.uid)
+		p.got = p.s.RecipientsOf(p.uid, p.id)
 		if p.got == nil {
 			p.got = []string{}
 		}
@@ -947,7 +947,7 @@ func (p *progress) Intend(path string) {
 }
 
 func (p *progress) Record(rcpt string) error {
-	if err := p.s.AddRecipient(p.uid, rcpt, p.now()); err != nil {
+	if err := p.s.AddRecipientIdentity(p.uid, rcpt, p.id, p.now()); err != nil {
 		return err
 	}
 	p.got = append(p.got, rcpt)

@@ -28,7 +28,7 @@
 //
 //	popfetch-uidl 2
 //	+ <uid> <unix-seconds> [<size> <digest>]         delivered to every recipient
-//	r <uid> <unix-seconds> <rcpt>                    multidrop: this recipient is done
+//	r <uid> <unix-seconds> <rcpt> [<size> <digest>]  multidrop: this recipient is done
 //	n <uid> <unix-seconds>                           too large, left on server, logged once
 //	p <uid> <unix-seconds> [<size>]                  cannot be retrieved, left on server, logged once
 //	i <uid> <unix-seconds> <name> [<size> <digest>]  Maildir: a delivery is about to link new/<name>
@@ -48,7 +48,10 @@
 // under it (at most MaxIdentities, oldest dropped); a "+" without identity
 // (format 1, or a UID recorded without one) means "delivered, identity
 // unknown". An "i" record's identity is recorded with the UID when its
-// intent is recovered. A "p" record's size is the LIST size of the message
+// intent is recovered. An "r" record's identity is the message the
+// recipient was served for: an "r" of another identity under the same UID
+// starts its recipients again, so new mail under a reused UID is not
+// withheld from the recipients of an earlier message. A "p" record's size is the LIST size of the message
 // given up: a message of another size under that UID is not skipped.
 //
 // Format 1 (before identities) is read as before; Open rewrites such a

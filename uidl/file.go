@@ -515,6 +515,20 @@ func (s *Store) Recipients(uid string) []string {
 	return slices.Clone(s.st.m[uid].rcpts)
 }
 
+// RecipientsOf is Recipients for the message of identity id: recipients
+// recorded for another message under the same UID (a server that reuses
+// UIDs) are not done for this one. Those recorded without identity (format
+// 1) count for any message.
+func (s *Store) RecipientsOf(uid string, id Identity) []string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	e := s.st.m[uid]
+	if e.rcptsID.Known() && e.rcptsID != id {
+		return nil
+	}
+	return slices.Clone(e.rcpts)
+}
+
 // Noted reports whether uid was noted as too large (see Note).
 func (s *Store) Noted(uid string) bool {
 	s.mu.Lock()
@@ -626,7 +640,20 @@ func (s *Store) AddRecipient(uid, rcpt string, t time.Time) error {
 	if !ValidRecipient(rcpt) {
 		return fmt.Errorf("%w: %q (uid %q)", ErrBadRecipient, rcpt, uid)
 	}
-	return s.record('r', uid, t, rcpt, Identity{}, true)
+	return s.AddRecipientIdentity(uid, rcpt, Identity{}, t)
+}
+
+// AddRecipientIdentity is AddRecipient for the message of identity id (zero
+// if unknown). A recipient of another identity than those already recorded
+// for uid starts the list again (see RecipientsOf).
+func (s *Store) AddRecipientIdentity(uid, rcpt string, id Identity, t time.Time) error {
+	if !ValidRecipient(rcpt) {
+		return fmt.Errorf("%w: %q (uid %q)", ErrBadRecipient, rcpt, uid)
+	}
+	if id.Known() && !validIdentity(id) {
+		return fmt.Errorf("uidl: invalid identity %+v for uid %q", id, uid)
+	}
+	return s.record('r', uid, t, rcpt, id, true)
 }
 
 // Note records that uid was too large, left on the server and logged once,
@@ -686,9 +713,9 @@ func (s *Store) record(kind byte, uid string, t time.Time, rcpt string, id Ident
 	case kind == '+' && e.delivered && id.Known() && !slices.Contains(e.ids, id):
 		// A new identity for a delivered UID: recorded below.
 	case e.delivered && kind != 'n' && kind != 'p', kind == 'n' && e.noted, kind == 'p' && e.givenUp && e.givenUpSize == id.Size,
-		kind == 'r' && slices.Contains(e.rcpts, rcpt):
+		kind == 'r' && slices.Contains(e.rcpts, rcpt) && (!id.Known() || id == e.rcptsID):
 		return nil // already durable; writing again would only make garbage
-	case kind == 'r' && len(e.rcpts) >= MaxRecipients:
+	case kind == 'r' && len(e.rcpts) >= MaxRecipients && (!id.Known() || id == e.rcptsID):
 		return fmt.Errorf("%w: more than %d recipients for uid %q", ErrBadRecipient, MaxRecipients, uid)
 	}
 	first := t.Unix()

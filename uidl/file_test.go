@@ -174,11 +174,11 @@ func viewOf(st *state) view {
 			v.rcpts[uid] = e.rcpts
 		}
 		v.first[uid] = e.first
-		if len(e.ids) > 0 || e.intentID.Known() || e.givenUp {
+		if len(e.ids) > 0 || e.intentID.Known() || e.givenUp || e.rcptsID.Known() {
 			if v.ids == nil {
 				v.ids = map[string]string{}
 			}
-			v.ids[uid] = fmt.Sprint(e.ids, e.intentID, e.givenUp, e.givenUpSize)
+			v.ids[uid] = fmt.Sprint(e.ids, e.intentID, e.givenUp, e.givenUpSize, e.rcptsID)
 		}
 	}
 	slices.Sort(v.delivered)

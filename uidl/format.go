@@ -135,8 +135,13 @@ type entry struct {
 	// or -1: a reused UID with another size is another message.
 	givenUpSize int64
 	rcpts       []string // "r": recipients done while not yet delivered
-	intent      string   // "i": the file a delivery in progress is about to create (escaped)
-	intentID    Identity // "i" with identity: the message that delivery is of
+	// rcptsID is the identity of the message rcpts were done for (zero:
+	// unknown, format 1). An "r" record of another identity starts the
+	// list again: a server that reuses the UID lists another message,
+	// whose recipients are all still to be served.
+	rcptsID  Identity
+	intent   string   // "i": the file a delivery in progress is about to create (escaped)
+	intentID Identity // "i" with identity: the message that delivery is of
 }
 
 // liveRecords is how many lines compaction writes for e.
@@ -199,6 +204,7 @@ func (st *state) apply(kind byte, uid string, t int64, rcpt string, id Identity)
 		}
 		e.delivered = true
 		e.rcpts = nil // partial progress is subsumed by full delivery
+		e.rcptsID = Identity{}
 		e.intent = ""
 		e.intentID = Identity{}
 		if id.Known() && !slices.Contains(e.ids, id) {
@@ -214,8 +220,11 @@ func (st *state) apply(kind byte, uid string, t int64, rcpt string, id Identity)
 		e.givenUp = true
 		e.givenUpSize = id.Size
 	case 'r':
+		if !e.delivered && id.Known() && id != e.rcptsID {
+			e.rcpts, e.rcptsID = nil, id
+		}
 		if !e.delivered && !slices.Contains(e.rcpts, rcpt) {
-			e.rcpts = append(e.rcpts, rcpt)
+			e.rcpts = append(slices.Clip(e.rcpts), rcpt)
 		}
 	case 'i':
 		if !e.delivered {
@@ -360,7 +369,7 @@ func parseRecord(st *state, line []byte, version int) error {
 	case '+':
 		want = []int{2, 4}
 	case 'r':
-		want = []int{3}
+		want = []int{3, 5}
 	case 'i':
 		want = []int{3, 5}
 	default:
@@ -395,9 +404,6 @@ func parseRecord(st *state, line []byte, version int) error {
 			return fmt.Errorf("record %q: %w", line, ErrBadRecipient)
 		}
 		rcpt = string(f[2])
-		if e := st.m[string(uid)]; !e.delivered && len(e.rcpts) >= MaxRecipients && !slices.Contains(e.rcpts, rcpt) {
-			return fmt.Errorf("record %q: more than %d recipients for one uid", line, MaxRecipients)
-		}
 	}
 	var id Identity
 	if kind == 'p' {
@@ -414,6 +420,11 @@ func parseRecord(st *state, line []byte, version int) error {
 		id = Identity{Size: size, Digest: string(f[n-1])}
 		if err != nil || !validIdentity(id) || f[n-2][0] == '-' {
 			return fmt.Errorf("record %q: bad identity", line)
+		}
+	}
+	if kind == 'r' {
+		if e := st.m[string(uid)]; !e.delivered && len(e.rcpts) >= MaxRecipients && !slices.Contains(e.rcpts, rcpt) && (!id.Known() || id == e.rcptsID) {
+			return fmt.Errorf("record %q: more than %d recipients for one uid", line, MaxRecipients)
 		}
 	}
 	st.apply(kind, string(uid), t, rcpt, id)
@@ -461,7 +472,7 @@ func appendRecord(buf []byte, kind byte, uid string, t int64, rcpt string, id Id
 		buf = append(buf, ' ')
 		buf = strconv.AppendInt(buf, id.Size, 10)
 	}
-	if (kind == '+' || kind == 'i') && id.Known() {
+	if (kind == '+' || kind == 'i' || kind == 'r') && id.Known() {
 		buf = append(buf, ' ')
 		buf = strconv.AppendInt(buf, id.Size, 10)
 		buf = append(buf, ' ')
@@ -560,7 +571,7 @@ func writeCompact(w io.Writer, st *state) (int, error) {
 			}
 		} else {
 			for _, r := range e.rcpts {
-				buf = appendRecord(buf, 'r', uid, e.first, r, Identity{})
+				buf = appendRecord(buf, 'r', uid, e.first, r, e.rcptsID)
 				n++
 			}
 			if e.intent != "" {

@@ -42,6 +42,7 @@ func FuzzParse(f *testing.F) {
 		headerV1 + "\n+ a 1\nr b 2 x@example.com\ni c 3 /m/new/3\n",
 		headerV1 + "\n+ a 1 100 ab\n",
 		h + "p a 1 100\np b 2\np a 3 7\np c 4 -1\n",
+		h + "r a 1 x@y 5 aa\nr a 2 z@y 5 aa\nr a 3 x@y 6 bb\nr b 4 q\nr b 5 w 1 cc\n+ a 6 5 aa\n",
 		headerV1 + "\np a 1 100\n",
 	} {
 		f.Add([]byte(seed))

@@ -173,3 +173,48 @@ func TestGiveUpSize(t *testing.T) {
 		t.Fatal("a second GiveUpSize did not replace the size")
 	}
 }
+
+// TestRecipientsOf: the recipients a multidrop delivery recorded belong to
+// one message; another message under the same UID (a server that reuses
+// it) starts with none, and its records replace the first one's.
+func TestRecipientsOf(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "uidl", "j")
+	s := mustOpen(t, path)
+	x, y := Identity{Size: 10, Digest: "aa"}, Identity{Size: 10, Digest: "bb"}
+	now := time.Unix(1700000000, 0)
+	for _, r := range []string{"r1@x", "r2@x"} {
+		if err := s.AddRecipientIdentity("u", r, x, now); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := s.AddRecipient("v", "q@x", now); err != nil { // format 1 style
+		t.Fatal(err)
+	}
+	check := func(s *Store, uid string, id Identity, want ...string) {
+		t.Helper()
+		if got := s.RecipientsOf(uid, id); !slices.Equal(got, want) {
+			t.Errorf("RecipientsOf(%s, %v) = %v; want %v", uid, id, got, want)
+		}
+	}
+	check(s, "u", x, "r1@x", "r2@x")
+	check(s, "u", y)
+	check(s, "v", y, "q@x")
+	if err := s.AddRecipientIdentity("u", "r2@x", y, now); err != nil {
+		t.Fatal(err)
+	}
+	check(s, "u", y, "r2@x")
+	check(s, "u", x)
+	s.Close()
+	want := header + "\nr u 1700000000 r1@x 10 aa\nr u 1700000000 r2@x 10 aa\nr v 1700000000 q@x\nr u 1700000000 r2@x 10 bb\n"
+	if got := readFile(t, path); got != want {
+		t.Fatalf("journal = %q; want %q", got, want)
+	}
+	s = mustOpen(t, path)
+	defer s.Close()
+	check(s, "u", y, "r2@x")
+	if err := s.compactNow(); err != nil {
+		t.Fatal(err)
+	}
+	check(s, "u", y, "r2@x")
+	check(s, "v", x, "q@x")
+}
