@@ -220,12 +220,19 @@ func (s *session) verified(e entry, id uidl.Identity) (bool, error) {
 	return true, nil
 }
 
-// byCopy reports whether e's check is to retrieve it, when TOP is refused;
-// false means e stays on the server unchecked (an adoption, or a message
-// too large to retrieve).
+// checkByCopy reports whether e's check is to retrieve it, when TOP is
+// refused; false means e stays on the server unchecked (an adoption, or a
+// message too large to retrieve).
 func (s *session) checkByCopy(e entry) bool {
 	c := s.v.cand[e.Num]
-	if c.adopt || s.a.Limit > 0 && e.Size > s.a.Limit || e.Size > maxMessageSize {
+	if c.adopt {
+		return false
+	}
+	if s.a.Limit > 0 && e.Size > s.a.Limit || e.Size > maxMessageSize {
+		// Neither deleted nor fetched: without TOP its identity cannot
+		// be confirmed, and it is too large to retrieve.
+		s.res.Skipped++
+		s.log.Debug("message seen before cannot be confirmed without TOP and is too large to retrieve; leaving it on the server", "uid", e.UID, "msgnum", e.Num, "size", e.Size)
 		return false
 	}
 	if s.v.byCopy == nil {
