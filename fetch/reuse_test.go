@@ -178,9 +178,18 @@ func TestReusedUIDs(t *testing.T) {
 // by the next poll without being delivered again; every DELE of a message
 // the session did not deliver follows its check.
 func TestSeenMessagesConfirmedBeforeDele(t *testing.T) {
-	for _, noTop := range []bool{false, true} {
-		t.Run(fmt.Sprintf("noTop=%v", noTop), func(t *testing.T) {
-			m := newMailbox(t, pop3test.Options{NoTOP: noTop, Faults: []pop3test.Fault{{Cmd: "QUIT", Session: 1, Action: pop3test.Drop}}}, false)
+	for _, tc := range []struct {
+		noTop, noPipelining bool
+	}{{false, false}, {true, false}, {false, true}} {
+		noTop := tc.noTop
+		t.Run(fmt.Sprintf("noTop=%v/noPipelining=%v", tc.noTop, tc.noPipelining), func(t *testing.T) {
+			opts := pop3test.Options{NoTOP: noTop, Faults: []pop3test.Fault{{Cmd: "QUIT", Session: 1, Action: pop3test.Drop}}}
+			if tc.noPipelining {
+				// One command at a time: the server reports any
+				// command sent before the previous answer.
+				opts.Capa, opts.CheckPipelining = []string{"USER", "UIDL", "TOP"}, true
+			}
+			m := newMailbox(t, opts, false)
 			m.add(note(1, "1"), note(2, "2"), note(3, "3"))
 			m.pollErr(true)
 			if len(m.srv.Messages()) != 3 {
