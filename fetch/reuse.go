@@ -48,6 +48,10 @@ import (
 //     stay); in delete mode the journal still holds the UIDs the last poll
 //     deleted, so an all-new listing is normal there, and the ERROR is
 //     logged only when a message turns out to be one delivered before.
+//   - The other records of a UID follow its message too: a given-up
+//     message is skipped only at the size it had, and the recipients a
+//     multidrop delivery already served count only for the message of the
+//     same identity.
 
 // minRenumbered is the smallest set of delivered messages whose complete
 // disappearance from the listing counts as renumbering rather than an
