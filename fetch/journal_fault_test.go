@@ -95,7 +95,7 @@ func TestPollJournalDiskFull(t *testing.T) {
 	srv := pop3test.NewServer(t, pop3test.Options{Messages: msgs(n)})
 	a := testAccount(t, srv)
 	fill, free := fillTmpfs(t, a.StateDir)
-	s, err := uidl.Open(uidl.Path(a.StateDir, a.Username, a.Server, a.Port))
+	s, err := uidl.Open(uidl.Path(a.StateDir, a.Mailbox()))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -151,7 +151,7 @@ func TestPollShortenedJournalRefused(t *testing.T) {
 			if res := poller(rec).Poll(context.Background(), a); res.Err != nil || res.Delivered != 4 {
 				t.Fatalf("first poll = %+v", res)
 			}
-			path := uidl.Path(a.StateDir, a.Username, a.Server, a.Port)
+			path := uidl.Path(a.StateDir, a.Mailbox())
 			whole, err := os.ReadFile(path)
 			if err != nil {
 				t.Fatal(err)

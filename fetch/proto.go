@@ -57,14 +57,16 @@ func parseStat(b []byte) (count int, size int64, err error) {
 // parseListing parses the body of a multi-line UIDL (uidl=true) or LIST
 // reply. Every message number must be within 1..count and appear exactly
 // once (CVE-2001-1009): a listing that leaves out a message STAT counted
-// would leave it unfetched without a word. Every UID must be valid and
-// unique (RFC 1939 §7, CVE-2005-2335). A malformed line is a protocol error,
+// would leave it unfetched without a word. Every UID must be valid (RFC
+// 1939 §7, CVE-2005-2335). A UID may appear twice, against RFC 1939 §7:
+// popa3d and solid-pop3d give identical messages one UID, and refusing the
+// listing would block the whole mailbox; the session tells such messages
+// apart by their identity (reuse.go). A malformed line is a protocol error,
 // never skipped: a skipped line could make popfetch believe a message is
 // gone and forget it.
 func parseListing(body []byte, count int, uidl bool) ([]entry, error) {
 	var out []entry
 	seenNum := make(map[int]bool)
-	seenUID := make(map[string]bool)
 	for len(body) > 0 {
 		var line []byte
 		if i := bytes.IndexByte(body, '\n'); i >= 0 {
@@ -100,10 +102,6 @@ func parseListing(body []byte, count int, uidl bool) ([]entry, error) {
 			if !validUID(e.UID) {
 				return nil, fmt.Errorf("%w: invalid UID %s for message %d (RFC 1939 §7: 1-70 chars in 0x21-0x7E)", ErrProtocol, quote(f[1]), n)
 			}
-			if seenUID[e.UID] {
-				return nil, fmt.Errorf("%w: UID %q listed twice", ErrProtocol, e.UID)
-			}
-			seenUID[e.UID] = true
 		} else {
 			s, err := strconv.ParseInt(string(f[1]), 10, 64)
 			if err != nil || s < 0 {

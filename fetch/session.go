@@ -230,6 +230,9 @@ type session struct {
 	// recovered holds, in a dry run, the UIDs recover found delivered
 	// but did not record (a dry run writes nothing).
 	recovered map[string]bool
+	// v is what the identity checks of messages seen before need (see
+	// reuse.go).
+	v verifyState
 }
 
 // has reports whether uid was delivered before.
@@ -242,11 +245,12 @@ func (s *session) noted(uid string) bool {
 	return s.store != nil && s.store.Noted(uid)
 }
 
-// givenUp reports whether popfetch gave up retrieving uid (see
-// retrFailed). The journal is the one record of it, for the daemon and a
-// one-shot run alike.
-func (s *session) givenUp(uid string) bool {
-	return s.store != nil && s.store.GivenUp(uid)
+// givenUp reports whether popfetch gave up retrieving e (see
+// retrFailed): its UID, with its size unless the record predates sizes, as
+// a server may give the UID to another message. The journal is the one
+// record of it, for the daemon and a one-shot run alike.
+func (s *session) givenUp(e entry) bool {
+	return s.store != nil && s.store.GivenUpAt(e.UID, e.Size)
 }
 
 // retain forgets what the server no longer lists; a dry run forgets
@@ -265,11 +269,22 @@ func (s *session) retain(onServer []string) error {
 func (s *session) run(ctx context.Context) error {
 	a := s.a
 	var err error
-	s.mailbox = uidl.Path(a.StateDir, a.Username, a.Server, a.Port)
+	s.mailbox = uidl.Path(a.StateDir, a.Mailbox())
+	_, serr := os.Lstat(s.mailbox)
+	var legacy []string
+	if errors.Is(serr, fs.ErrNotExist) {
+		// A journal that an older popfetch kept per port is moved to
+		// the mailbox's name on first open: for a mailbox_id only its
+		// own port's (two tunnels on one host had one journal each),
+		// else any port's.
+		if legacy, err = uidl.LegacyPaths(a.StateDir, a.Username, a.Server, a.Port, a.MailboxID == ""); err != nil {
+			return fmt.Errorf("uidl store: %w", err)
+		}
+	}
 	// A dry run with no journal yet has nothing to read, and opening one
 	// would create it (and the state directory).
-	if _, serr := os.Lstat(s.mailbox); !s.dryRun || !errors.Is(serr, fs.ErrNotExist) {
-		s.store, err = uidl.Open(s.mailbox)
+	if !s.dryRun || !errors.Is(serr, fs.ErrNotExist) || len(legacy) > 0 {
+		s.store, err = uidl.OpenMigrating(s.mailbox, legacy)
 		if err != nil {
 			if errors.Is(err, uidl.ErrLocked) {
 				return fmt.Errorf("%w: %v", ErrLocked, err)
@@ -331,7 +346,7 @@ func (s *session) run(ctx context.Context) error {
 // file that exists (in new/, or moved to cur/ by a mail reader) is
 // delivered, so it is recorded now instead of being delivered again. A dry
 // run only counts it as delivered.
-func (s *session) recover() error {
+func (s *session) recover() (err error) {
 	if s.store == nil {
 		return nil
 	}
@@ -351,7 +366,14 @@ func (s *session) recover() error {
 		if err := syncDir(filepath.Dir(path)); err != nil {
 			return fmt.Errorf("recover %s: %w", uid, err)
 		}
-		if err := s.store.Add(uid, s.p.now()); err != nil {
+		// With the identity the intent recorded, so the copy on the
+		// server can be confirmed and deleted (see reuse.go).
+		if id := s.store.IntentIdentity(uid); id.Known() {
+			err = s.store.AddIdentity(uid, id, s.p.now(), true)
+		} else {
+			err = s.store.Add(uid, s.p.now())
+		}
+		if err != nil {
 			return fmt.Errorf("uidl store: %w", err)
 		}
 		s.log.Info("delivery of an interrupted run found in the Maildir; not fetching it again", "uid", uid, "path", path)
@@ -471,38 +493,40 @@ func (s *session) transact(ctx context.Context) error {
 	for i, e := range uids {
 		onServer[i] = e.UID
 	}
+	// Before retain forgets the UIDs the listing no longer shows.
+	renumbered := s.survey(uids)
 	// Forget only what a complete, valid listing no longer shows
 	// (RELIABILITY §1.5): never because QUIT said +OK.
 	if err := s.retain(onServer); err != nil {
 		return err
 	}
 
-	var todo []entry
-	var seen []entry // delivered earlier but still on the server: DELE lost to a crash or a failed QUIT
+	var todo, verify []entry
 	for _, e := range uids {
 		sz, ok := size[e.Num]
 		if !ok {
 			return fmt.Errorf("%w: message %d in UIDL but not in LIST", ErrProtocol, e.Num)
 		}
 		e.Size = sz
-		switch {
-		case s.has(e.UID) && !s.a.FetchAll:
-			seen = append(seen, e)
-		case s.a.Limit > 0 && sz > s.a.Limit:
-			if err := s.leave(e, "message larger than limit left on the server", "limit", s.a.Limit); err != nil {
-				return err
+		if s.has(e.UID) && !s.a.FetchAll || renumbered != nil {
+			if !s.a.Keep && !s.dryRun && renumbered == nil && s.deleSuspended(ctx, e) {
+				// Checking its identity would only lead to a DELE
+				// the server keeps refusing.
+				continue
 			}
-		case s.givenUp(e.UID):
-			// Logged loudly when popfetch gave up on it.
-			s.res.Skipped++
-		case sz > maxMessageSize:
-			// popfetch holds a whole message in memory while it
-			// delivers it; a server's word that one is this big is
-			// not taken as a reason to try.
-			if err := s.leave(e, "message larger than popfetch's maximum message size left on the server", "limit", int64(maxMessageSize)); err != nil {
-				return err
+			switch s.classify(e, renumbered) {
+			case checkNone:
+				continue
+			case checkTop:
+				verify = append(verify, e)
+				continue
 			}
-		default:
+		}
+		add, err := s.selectNew(e)
+		if err != nil {
+			return err
+		}
+		if add {
 			todo = append(todo, e)
 		}
 	}
@@ -516,11 +540,26 @@ func (s *session) transact(ctx context.Context) error {
 		todo = todo[:n]
 	}
 	s.res.New = len(todo)
-	var dele []entry
-	if !s.a.Keep {
-		dele = s.deletable(ctx, seen)
+	return s.fetch(ctx, todo, verify)
+}
+
+// selectNew decides whether e, a message not delivered before, is
+// retrieved in this poll.
+func (s *session) selectNew(e entry) (bool, error) {
+	switch {
+	case s.a.Limit > 0 && e.Size > s.a.Limit:
+		return false, s.leave(e, "message larger than limit left on the server", "limit", s.a.Limit)
+	case s.givenUp(e):
+		// Logged loudly when popfetch gave up on it.
+		s.res.Skipped++
+		return false, nil
+	case e.Size > maxMessageSize:
+		// popfetch holds a whole message in memory while it
+		// delivers it; a server's word that one is this big is
+		// not taken as a reason to try.
+		return false, s.leave(e, "message larger than popfetch's maximum message size left on the server", "limit", int64(maxMessageSize))
 	}
-	return s.fetch(ctx, todo, dele)
+	return true, nil
 }
 
 // deletable returns the messages of seen to send DELE for: all but those
@@ -528,18 +567,26 @@ func (s *session) transact(ctx context.Context) error {
 // less than deleRetryAfter ago, unless ctx asks to retry them. Those stay
 // on the server, counted in Result.Undeletable, and are not logged again.
 func (s *session) deletable(ctx context.Context, seen []entry) []entry {
-	retry, _ := ctx.Value(retryDeleKey{}).(bool)
 	out := seen[:0:0]
 	for _, e := range seen {
-		n, last := s.store.DeleRefusals(e.UID)
-		if n >= deleRefusalPolls && !retry && s.p.now().Sub(last) < deleRetryAfter {
-			s.res.Undeletable++
-			s.log.Debug("not asking for DELE again: the server kept refusing it", "uid", e.UID, "msgnum", e.Num, "refusals", n)
-			continue
+		if !s.deleSuspended(ctx, e) {
+			out = append(out, e)
 		}
-		out = append(out, e)
 	}
 	return out
+}
+
+// deleSuspended reports whether DELE of e is not to be asked for now (see
+// deletable); if so, e is counted in Result.Undeletable.
+func (s *session) deleSuspended(ctx context.Context, e entry) bool {
+	retry, _ := ctx.Value(retryDeleKey{}).(bool)
+	n, last := s.store.DeleRefusals(e.UID)
+	if n >= deleRefusalPolls && !retry && s.p.now().Sub(last) < deleRetryAfter {
+		s.res.Undeletable++
+		s.log.Debug("not asking for DELE again: the server kept refusing it", "uid", e.UID, "msgnum", e.Num, "refusals", n)
+		return true
+	}
+	return false
 }
 
 // deleRefused handles a -ERR to DELE of e: the message stays on the
@@ -603,7 +650,11 @@ type op struct {
 // batch (store.Sync), and a batch's DELEs are queued only after that. So the
 // invariant holds for every message, while a session pays neither one
 // journal fsync per message nor one fsync wait at a time.
-func (s *session) fetch(ctx context.Context, todo, dele []entry) error {
+//
+// verify holds messages seen before whose identity is to be confirmed (see
+// reuse.go): a `TOP n 0` each, through the same window; a confirmed one is
+// deleted (delete mode), one that turns out to be new joins todo.
+func (s *session) fetch(ctx context.Context, todo, verify []entry) error {
 	c := s.c
 	window := 1
 	if c.caps.pipelining {
@@ -657,7 +708,35 @@ func (s *session) fetch(ctx context.Context, todo, dele []entry) error {
 		recorded = recorded[:0]
 		return nil
 	}
-	deles = append(deles, dele...)
+	// confirmed queues DELE for a message delivered before whose
+	// identity was just confirmed; anything its check recorded is made
+	// durable first.
+	confirmed := func(e entry) error {
+		if s.a.Keep {
+			return nil
+		}
+		if err := s.store.Sync(); err != nil {
+			return fmt.Errorf("uidl store: %w", err)
+		}
+		deles = append(deles, e)
+		return nil
+	}
+	// checked handles the identity of a message from verify.
+	checked := func(e entry, id uidl.Identity) error {
+		old, err := s.verified(e, id)
+		switch {
+		case err != nil:
+			return err
+		case old:
+			return confirmed(e)
+		}
+		add, err := s.selectNew(e)
+		if add {
+			todo = append(todo, e)
+			s.res.New++
+		}
+		return err
+	}
 	next := 0
 	for {
 		if fatal != nil {
@@ -685,6 +764,20 @@ func (s *session) fetch(ctx context.Context, todo, dele []entry) error {
 			}
 			deles = deles[1:]
 			queue = append(queue, op{"DELE", e})
+		}
+		for len(queue) < window && len(verify) > 0 {
+			e := verify[0]
+			verify = verify[1:]
+			if s.v.noTop {
+				if s.checkByCopy(e) {
+					todo = append(todo, e)
+				}
+				continue
+			}
+			if err := c.send("TOP", e.Num, 0); err != nil {
+				return err
+			}
+			queue = append(queue, op{"TOP", e})
 		}
 		for len(queue) < window && next < len(todo) && !stopping(ctx) && ctx.Err() == nil {
 			e := todo[next]
@@ -714,7 +807,7 @@ func (s *session) fetch(ctx context.Context, todo, dele []entry) error {
 			if err := flush(); err != nil {
 				return err
 			}
-			if len(deles) > 0 {
+			if len(deles) > 0 || len(verify) > 0 {
 				continue
 			}
 			return ctx.Err()
@@ -736,6 +829,21 @@ func (s *session) fetch(ctx context.Context, todo, dele []entry) error {
 			if err := s.store.DeleAccepted(o.e.UID, s.p.now()); err != nil {
 				s.log.Warn("uidl store: recording an accepted DELE failed", "uid", o.e.UID, "err", err)
 			}
+		case "TOP":
+			head, err := s.top(o.e)
+			if err != nil {
+				return err
+			}
+			if head == nil {
+				// Refused: check this one, and those still to come,
+				// by their retrieved copies.
+				s.v.noTop = true
+				verify = append(verify, o.e)
+				continue
+			}
+			if err := checked(o.e, identityOf(o.e.Size, head)); err != nil {
+				return err
+			}
 		case "RETR":
 			retrs--
 			inflight -= o.e.Size
@@ -745,6 +853,24 @@ func (s *session) fetch(ctx context.Context, todo, dele []entry) error {
 			}
 			if m == nil {
 				continue // refused by the server; counted
+			}
+			if s.v.byCopy[o.e.Num] {
+				// A check by the copy (the server refused TOP).
+				delete(s.v.byCopy, o.e.Num)
+				old, err := s.verified(o.e, identityOf(o.e.Size, m.Raw))
+				if err != nil {
+					return err
+				}
+				if old {
+					// Delivered before: a server that expires it
+					// now loses nothing (keepConnUpdate).
+					s.retrieved--
+					if err := confirmed(o.e); err != nil {
+						return err
+					}
+					continue
+				}
+				s.res.New++
 			}
 			if stopping(ctx) {
 				// Graceful stop: what is being delivered is finished;
@@ -835,7 +961,7 @@ func (s *session) retrFailed(ctx context.Context, e entry, err error) error {
 	if s.dryRun {
 		return err
 	}
-	if nerr := s.store.GiveUp(e.UID, s.p.now()); nerr != nil {
+	if nerr := s.store.GiveUpSize(e.UID, e.Size, s.p.now()); nerr != nil {
 		s.log.Warn("uidl store: recording the message as given up failed", "uid", e.UID, "err", nerr)
 	}
 	return err
@@ -861,13 +987,14 @@ func (s *session) deliver(ctx context.Context, e entry, m *deliver.Message) (d d
 		d.err = fmt.Errorf("uidl store: not delivering %s: %w", e.UID, err)
 		return d
 	}
-	if err := s.disp.Dispatch(withLog(ctx, log), m, &progress{s: s.store, uid: e.UID, now: s.p.now}); err != nil {
+	id := identityOf(e.Size, m.Raw)
+	if err := s.disp.Dispatch(withLog(ctx, log), m, &progress{s: s.store, uid: e.UID, id: id, now: s.p.now}); err != nil {
 		log.Error("delivery failed; message stays on the server and is retried next poll", "size", len(m.Raw), "err", err)
 		return d
 	}
 	// The invariant (doc.go): recorded only after delivery; DELE only after
 	// the store's Sync in fetch's flush.
-	if err := s.store.AddLater(e.UID, s.p.now()); err != nil {
+	if err := s.store.AddIdentity(e.UID, id, s.p.now(), false); err != nil {
 		d.err = fmt.Errorf("uidl store: record %s: %w", e.UID, err)
 		return d
 	}
@@ -879,13 +1006,14 @@ func (s *session) deliver(ctx context.Context, e entry, m *deliver.Message) (d d
 type progress struct {
 	s   *uidl.Store
 	uid string
+	id  uidl.Identity // of the message, recorded with an intent
 	now func() time.Time
 	got []string
 }
 
 func (p *progress) Done(rcpt string) bool {
 	if p.got == nil {
-		p.got = p.s.Recipients(p.uid)
+		p.got = p.s.RecipientsOf(p.uid, p.id)
 		if p.got == nil {
 			p.got = []string{}
 		}
@@ -901,11 +1029,11 @@ func (p *progress) Done(rcpt string) bool {
 func (p *progress) Intend(path string) {
 	// Best effort: without the intent a kill at the wrong moment costs a
 	// duplicate, nothing more.
-	_ = p.s.Intend(p.uid, path)
+	_ = p.s.IntendIdentity(p.uid, path, p.id)
 }
 
 func (p *progress) Record(rcpt string) error {
-	if err := p.s.AddRecipient(p.uid, rcpt, p.now()); err != nil {
+	if err := p.s.AddRecipientIdentity(p.uid, rcpt, p.id, p.now()); err != nil {
 		return err
 	}
 	p.got = append(p.got, rcpt)

@@ -87,7 +87,7 @@ func maildirCount(t *testing.T, a *rcfile.Account) int {
 
 func storeHas(t *testing.T, a *rcfile.Account, uid string) bool {
 	t.Helper()
-	s, err := uidl.Open(uidl.Path(a.StateDir, a.Username, a.Server, a.Port))
+	s, err := uidl.Open(uidl.Path(a.StateDir, a.Mailbox()))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -97,7 +97,7 @@ func storeHas(t *testing.T, a *rcfile.Account, uid string) bool {
 
 func storeGivenUp(t *testing.T, a *rcfile.Account, uid string) bool {
 	t.Helper()
-	s, err := uidl.Open(uidl.Path(a.StateDir, a.Username, a.Server, a.Port))
+	s, err := uidl.Open(uidl.Path(a.StateDir, a.Mailbox()))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -215,7 +215,7 @@ func TestPollRecordDurableBeforeDele(t *testing.T) {
 		srv := pop3test.NewServer(t, pop3test.Options{Messages: msgs(2*batch + 3), Capa: capa, Faults: []pop3test.Fault{{Cmd: "DELE", Action: pop3test.Custom, Func: checkDele}}})
 		a := testAccount(t, srv)
 		mu.Lock()
-		journal, synced = uidl.Path(a.StateDir, a.Username, a.Server, a.Port), 0
+		journal, synced = uidl.Path(a.StateDir, a.Mailbox()), 0
 		mu.Unlock()
 		p := poller(&recorder{})
 		p.afterSync = func() {
@@ -726,7 +726,7 @@ func TestPollLimit(t *testing.T) {
 			t.Fatal("oversized message retrieved")
 		}
 	}
-	s, err := uidl.Open(uidl.Path(a.StateDir, a.Username, a.Server, a.Port))
+	s, err := uidl.Open(uidl.Path(a.StateDir, a.Mailbox()))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -746,7 +746,7 @@ func TestCheckWritesNothing(t *testing.T) {
 	a := testAccount(t, srv)
 	a.Limit = 1000
 	a.FetchLimit = 1
-	journal := uidl.Path(a.StateDir, a.Username, a.Server, a.Port)
+	journal := uidl.Path(a.StateDir, a.Mailbox())
 
 	res := poller(nil).Check(context.Background(), a)
 	if res.Err != nil || res.New != 3 || res.Messages != 4 {
@@ -894,7 +894,7 @@ func TestPollWithoutPipelining(t *testing.T) {
 func TestPollLockedByAnotherProcess(t *testing.T) {
 	srv := pop3test.NewServer(t, pop3test.Options{Messages: msgs(1)})
 	a := testAccount(t, srv)
-	s, err := uidl.Open(uidl.Path(a.StateDir, a.Username, a.Server, a.Port))
+	s, err := uidl.Open(uidl.Path(a.StateDir, a.Mailbox()))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -1056,25 +1056,32 @@ func TestPollPermanentFailureToPostmaster(t *testing.T) {
 
 // A run killed after a copy reached new/ but before its UID was recorded
 // leaves an intent; the next poll finds the file (in new/, or moved to cur/
-// by a reader) and records the UID instead of delivering it again. An
-// intent whose file never appeared changes nothing.
+// by a reader) and records the UID, with the identity the intent carries,
+// instead of delivering it again. An intent whose file never appeared
+// changes nothing. An intent without identity (written by an older
+// popfetch) confirms nothing on the server: that message is delivered
+// again rather than deleted on its UID alone.
 func TestPollRecoversInterruptedDelivery(t *testing.T) {
-	srv := pop3test.NewServer(t, pop3test.Options{Messages: msgs(3)})
+	srv := pop3test.NewServer(t, pop3test.Options{Messages: msgs(4)})
 	a := testAccount(t, srv)
 	for _, sub := range []string{"new", "cur", "tmp"} {
 		os.MkdirAll(filepath.Join(a.Deliver.Maildir, sub), 0o700)
 	}
 	inNew := filepath.Join(a.Deliver.Maildir, "new", "1.M1P1.host,S=10")
 	inCur := filepath.Join(a.Deliver.Maildir, "new", "2.M2P2.host,S=10")
+	legacy := filepath.Join(a.Deliver.Maildir, "new", "4.M4P4.host,S=10")
 	os.WriteFile(inNew, []byte("x"), 0o600)
+	os.WriteFile(legacy, []byte("x"), 0o600)
 	os.WriteFile(filepath.Join(a.Deliver.Maildir, "cur", "2.M2P2.host,S=10:2,S"), []byte("x"), 0o600)
-	s, err := uidl.Open(uidl.Path(a.StateDir, a.Username, a.Server, a.Port))
+	s, err := uidl.Open(uidl.Path(a.StateDir, a.Mailbox()))
 	if err != nil {
 		t.Fatal(err)
 	}
-	s.Intend("uid-0001", inNew)
-	s.Intend("uid-0002", inCur)
-	s.Intend("uid-0003", filepath.Join(a.Deliver.Maildir, "new", "never-linked"))
+	idOf := func(i int) uidl.Identity { d := msg(i).Data; return identityOf(int64(len(d)), d) }
+	s.IntendIdentity("uid-0001", inNew, idOf(1))
+	s.IntendIdentity("uid-0002", inCur, idOf(2))
+	s.IntendIdentity("uid-0003", filepath.Join(a.Deliver.Maildir, "new", "never-linked"), idOf(3))
+	s.Intend("uid-0004", legacy)
 	s.Close()
 
 	rec := &recorder{}
@@ -1082,7 +1089,8 @@ func TestPollRecoversInterruptedDelivery(t *testing.T) {
 	if res.Err != nil || len(srv.Messages()) != 0 {
 		t.Fatalf("Poll = %+v, server %v", res, uidsOn(srv))
 	}
-	if strings.Join(rec.got, ",") != "uid-0003" {
-		t.Fatalf("delivered %v; want only uid-0003 (1 and 2 were already in the Maildir)", rec.got)
+	slices.Sort(rec.got)
+	if strings.Join(rec.got, ",") != "uid-0003,uid-0004" {
+		t.Fatalf("delivered %v; want only uid-0003 and uid-0004 (1 and 2 were already in the Maildir)", rec.got)
 	}
 }

@@ -58,15 +58,28 @@ type Account struct {
 	Multidrop  *Multidrop   // nil for a single-drop account
 
 	StateDir string // inherited from the top level unless set per account
+	// MailboxID, when set, replaces USERNAME@SERVER as the mailbox's name
+	// (see Mailbox): for two different mailboxes behind one host name and
+	// user (two tunnels on 127.0.0.1). It never contains '@', so it never
+	// equals the name of an account without one.
+	MailboxID string
 
 	DeclRange hcl.Range // where the account block starts, for diagnostics at run time
 }
 
 // Mailbox names the mailbox a polls: its username at its server (DNS names
-// are case-insensitive), whatever the port or state_dir. Two accounts with
-// one Mailbox are a config error, and the daemon never polls one Mailbox
-// twice at once.
-func (a *Account) Mailbox() string { return a.Username + "@" + strings.ToLower(a.Server) }
+// are case-insensitive), whatever the port, TLS mode or state_dir, or its
+// mailbox_id if set. It is the one rule for "the same mailbox": two
+// accounts with one Mailbox are a config error, the daemon never polls one
+// Mailbox twice at once, and the seen-UID journal is named by it
+// (uidl.Path), so moving from STLS on 110 to implicit TLS on 995 keeps the
+// journal.
+func (a *Account) Mailbox() string {
+	if a.MailboxID != "" {
+		return a.MailboxID
+	}
+	return a.Username + "@" + strings.ToLower(a.Server)
+}
 
 // Password is one password source. Exactly one field is set.
 type Password struct {

@@ -37,6 +37,9 @@ func (c *Config) Format(w io.Writer) error {
 		n.attr("timeout", hclString(fmtDuration(a.Timeout)))
 		n.attr("interval", hclString(fmtDuration(a.Interval)))
 		n.attr("state_dir", hclString(a.StateDir))
+		if a.MailboxID != "" {
+			n.attr("mailbox_id", hclString(a.MailboxID))
+		}
 		formatDest(n.block("deliver"), &a.Deliver)
 		if a.Postmaster != nil {
 			formatDest(n.block("postmaster"), a.Postmaster)

@@ -167,6 +167,11 @@ func (p *parser) build(top *fileHCL, body hcl.Body) *Config {
 			continue
 		}
 		p.decode(d.Body, &defaults)
+		if defaults.MailboxID != nil {
+			p.errorf(defaults.MailboxIDRange, "mailbox_id in defaults",
+				"mailbox_id names one mailbox; set it in the account block it belongs to, not in defaults.")
+			defaults.MailboxID = nil
+		}
 	}
 
 	if len(top.Accounts) == 0 {

@@ -233,6 +233,10 @@ func TestErrors(t *testing.T) {
 		{`server = "[::1]:995"`, "Invalid server"},
 		{`server = "mail.example.com:110"`, "port = 110"},
 		{`frobnicate = 1`, "Unsupported argument"},
+		{`mailbox_id = "joe@pop.example.com"`, "Invalid mailbox_id"}, // could equal another account's USERNAME@SERVER
+		{`mailbox_id = ""`, "Invalid mailbox_id"},
+		{`mailbox_id = "-x"`, "Invalid mailbox_id"},
+		{`mailbox_id = "a/b"`, "Invalid mailbox_id"},
 		{"deliver {\nmaildir = \"/a\"\n}\ndeliver {\nmaildir = \"/b\"\n}", "Duplicate deliver block"},
 	}
 	for _, tt := range tests {
@@ -612,5 +616,65 @@ func TestHCLString(t *testing.T) {
 		if diags.HasErrors() || v.AsString() != s {
 			t.Errorf("hclString(%q) = %s, reads back as %#v (%v)", s, q, v, diags)
 		}
+	}
+}
+
+// TestMailboxID: one rule names a mailbox (Account.Mailbox): the same user
+// at the same server, in any case and on any port, is one mailbox, unless
+// mailbox_id tells two apart; the duplicate check honours the override,
+// and defaults cannot set it.
+func TestMailboxID(t *testing.T) {
+	fixedEnv(t)
+	const tmpl = `
+defaults {
+  server       = "127.0.0.1"
+  username     = "joe"
+  password_env = "PW"
+  tls          = "none"
+  deliver {
+    maildir = "/var/mail/joe"
+  }
+}
+account "one" {
+  port = 1110
+  %s
+}
+account "two" {
+  server = "127.0.0.1"
+  port = 2110
+  %s
+}
+`
+	tests := []struct {
+		name, one, two string
+		wantErr        string
+		wantBoxes      [2]string
+	}{
+		{"ports differ, one mailbox", "", "", "Duplicate mailbox", [2]string{}},
+		{"override tells two tunnels apart", `mailbox_id = "tunnel1"`, `mailbox_id = "tunnel2"`, "", [2]string{"tunnel1", "tunnel2"}},
+		{"override on one side only", `mailbox_id = "tunnel1"`, "", "", [2]string{"tunnel1", "joe@127.0.0.1"}},
+		{"same override twice", `mailbox_id = "t"`, `mailbox_id = "t"`, "Duplicate mailbox", [2]string{}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			cfg, diags := parseOne(t, fmt.Sprintf(tmpl, tt.one, tt.two))
+			out := string(render(t, diags))
+			if tt.wantErr != "" {
+				if !diags.HasErrors() || !strings.Contains(out, tt.wantErr) {
+					t.Fatalf("diagnostics:\n%s\nwant an error containing %q", out, tt.wantErr)
+				}
+				return
+			}
+			if diags.HasErrors() {
+				t.Fatalf("diagnostics:\n%s", out)
+			}
+			if got := [2]string{cfg.Accounts[0].Mailbox(), cfg.Accounts[1].Mailbox()}; got != tt.wantBoxes {
+				t.Fatalf("Mailbox() = %q; want %q", got, tt.wantBoxes)
+			}
+		})
+	}
+	src := strings.Replace(fmt.Sprintf(tmpl, "", `mailbox_id = "x"`), `tls          = "none"`, `tls          = "none"`+"\n  mailbox_id = \"t\"", 1)
+	if _, diags := parseOne(t, src); !diags.HasErrors() || !strings.Contains(string(render(t, diags)), "mailbox_id in defaults") {
+		t.Fatalf("mailbox_id in defaults accepted:\n%s", render(t, diags))
 	}
 }

@@ -75,6 +75,8 @@ type settingsHCL struct {
 	IntervalRange   hcl.Range      `hcl:"interval,attr_range"`
 	StateDir        *string        `hcl:"state_dir,optional"`
 	StateDirRange   hcl.Range      `hcl:"state_dir,attr_range"`
+	MailboxID       *string        `hcl:"mailbox_id,optional"`
+	MailboxIDRange  hcl.Range      `hcl:"mailbox_id,attr_range"`
 	Deliver         *destHCL       `hcl:"deliver,block"`
 	Postmaster      *destHCL       `hcl:"postmaster,block"`
 	Multidrop       *multidropHCL  `hcl:"multidrop,block"`

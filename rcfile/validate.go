@@ -53,6 +53,8 @@ func defaultStateDir() (string, error) {
 
 var accountNameRE = regexp.MustCompile(`^[A-Za-z0-9_][A-Za-z0-9._@+-]*$`)
 
+var mailboxIDRE = regexp.MustCompile(`^[A-Za-z0-9_][A-Za-z0-9._+-]*$`)
+
 func (p *parser) account(ah *accountHCL, s *settingsHCL, topState string) *Account {
 	a := &Account{Name: ah.Name, DeclRange: ah.DefRange, StateDir: topState}
 	// The name ends up in state file names and log lines.
@@ -124,6 +126,15 @@ func (p *parser) account(ah *accountHCL, s *settingsHCL, topState string) *Accou
 	}
 	if s.StateDir != nil {
 		a.StateDir, _ = p.path(*s.StateDir, s.StateDirRange)
+	}
+	if s.MailboxID != nil {
+		a.MailboxID = *s.MailboxID
+		// No '@': an id never equals the USERNAME@SERVER of an account
+		// without one. It names a journal file too.
+		if !mailboxIDRE.MatchString(a.MailboxID) || len(a.MailboxID) > 64 {
+			p.errorf(s.MailboxIDRange, "Invalid mailbox_id",
+				"mailbox_id %q may use letters, digits and . _ + - (not first), at most 64 characters.", a.MailboxID)
+		}
 	}
 
 	if s.Multidrop != nil {
@@ -912,12 +923,13 @@ func (p *parser) sharedBox(a *Account, s *settingsHCL) {
 	}
 }
 
-// mailboxes rejects two accounts for one mailbox: the same server (DNS
-// names are case-insensitive) and the same username. The daemon keeps one
-// session per account and the UIDL store is keyed by state_dir and port
-// too, so two such blocks that differ in state_dir or port (110 and 995 of
-// one server) would poll in parallel with separate seen-UID records and
-// deliver every message twice.
+// mailboxes rejects two accounts for one mailbox (Account.Mailbox: the
+// same server, DNS names being case-insensitive, and the same username,
+// unless mailbox_id says otherwise). The daemon keeps one session per
+// account and the UIDL store is keyed by state_dir too, so two such blocks
+// that differ in state_dir or port (110 and 995 of one server) would poll
+// in parallel with separate seen-UID records and deliver every message
+// twice.
 func (p *parser) mailboxes(accts []*Account) {
 	seen := map[string]*Account{}
 	for _, a := range accts {
@@ -927,7 +939,7 @@ func (p *parser) mailboxes(accts []*Account) {
 		key := a.Mailbox()
 		if prev, ok := seen[key]; ok {
 			p.errorf(a.DeclRange, "Duplicate mailbox",
-				"Mailbox %s is already declared at %s (account %q); two accounts for one mailbox would fetch and deliver every message twice.",
+				"Mailbox %s is already declared at %s (account %q); two accounts for one mailbox would fetch and deliver every message twice. If they are two different mailboxes behind one host name (two tunnels), give each a distinct mailbox_id.",
 				key, prev.DeclRange, prev.Name)
 			continue
 		}

@@ -3,29 +3,44 @@
 //
 // # Files
 //
-// Path(stateDir, user, server, port) names the journal
-// stateDir/uidl/USER@SERVER:PORT (escaped, see Path). It is keyed by the
-// mailbox, not by the config's account name, so renaming an account block
-// does not refetch everything. Beside it live USER@SERVER:PORT.lock (the
-// flock, never removed), USER@SERVER:PORT.len (the length mark, see
-// below) and, only during compaction or the mark's creation,
-// USER@SERVER:PORT.tmp and USER@SERVER:PORT.len.tmp.
-// Directories are created 0700 and files 0600 at creation time (never chmod
-// afterwards, fetchmail CVE-2005-3088); files or directories found open to
-// group or others are refused with ErrInsecure.
+// Path(stateDir, mailbox) names the journal stateDir/uidl/MAILBOX.uidl
+// (escaped, see Path), where mailbox is rcfile.Account.Mailbox: the
+// username at the lower-cased server, whatever the port, or the account's
+// mailbox_id. It is keyed by the mailbox, not by the config's account name
+// or port, so renaming an account block or moving it from STLS on 110 to
+// implicit TLS on 995 does not refetch everything. Beside it live
+// MAILBOX.uidl.lock (the flock, never removed), MAILBOX.uidl.len (the
+// length mark, see below) and, only during compaction or the mark's
+// creation, MAILBOX.uidl.tmp and MAILBOX.uidl.len.tmp. Every journal name
+// ends in ".uidl" and every sibling in ".lock", ".tmp" or ".len", so no
+// file of one mailbox can be named like a file of another (see Path).
+// Directories are created 0700 and files 0600 at creation time (never
+// chmod afterwards, fetchmail CVE-2005-3088); files or directories found
+// open to group or others are refused with ErrInsecure.
+//
+// Versions before format 2 named the journal USER@SERVER:PORT
+// (LegacyPath), its length mark USER@SERVER:PORT.len. OpenMigrating moves
+// such a journal to the new name on first open, under its own lock and the
+// new one: it links the length mark to MAILBOX.uidl.len and then the
+// journal to MAILBOX.uidl, fsyncs the directory, and removes the old names,
+// their stale temporary files and the old lock file. A length mark left
+// without its journal moves too, so Open refuses the deleted journal under
+// the new name as it did under the old one. Several old journals (one per
+// port) are refused with ErrAmbiguous, as they may be different mailboxes
+// that only the admin can tell apart (mailbox_id).
 //
 // # Format
 //
 // Text, one record per line, so admins can grep it:
 //
-//	popfetch-uidl 1
-//	+ <uid> <unix-seconds>            delivered to every recipient
-//	r <uid> <unix-seconds> <rcpt>     multidrop: this recipient is done
-//	n <uid> <unix-seconds>            too large, left on server, logged once
-//	p <uid> <unix-seconds>            cannot be retrieved, left on server, logged once
-//	i <uid> <unix-seconds> <name>     Maildir: a delivery is about to link new/<name>
-//	d <uid> <unix-seconds> <count>    the server refused DELE in <count> polls in a row (0: it accepted)
-//	- <uid>                           forgotten: the server no longer lists it
+//	popfetch-uidl 2
+//	+ <uid> <unix-seconds> [<size> <digest>]         delivered to every recipient
+//	r <uid> <unix-seconds> <rcpt> [<size> <digest>]  multidrop: this recipient is done
+//	n <uid> <unix-seconds>                           too large, left on server, logged once
+//	p <uid> <unix-seconds> [<size>]                  cannot be retrieved, left on server, logged once
+//	i <uid> <unix-seconds> <name> [<size> <digest>]  Maildir: a delivery is about to link new/<name>
+//	d <uid> <unix-seconds> <count>                   the server refused DELE in <count> polls in a row (0: it accepted)
+//	- <uid>                                          forgotten: the server no longer lists it
 //
 // Fields are separated by one space. A UID is 1–70 bytes in 0x21–0x7E
 // (RFC 1939 §7), a recipient 1–320 bytes of UTF-8 without whitespace or
@@ -37,6 +52,29 @@
 // without leading zeros, replaces the previous one. Records are replayed
 // in order; "+" subsumes earlier "r" records of the same UID; duplicates
 // are harmless.
+//
+// <size> <digest> is the message's identity (Identity: its LIST size and a
+// hex digest of its header, computed by package fetch), because a UID
+// alone does not identify a message: servers reuse UIDs, and some give
+// identical messages one UID. A UID keeps the set of identities delivered
+// under it (at most MaxIdentities, oldest dropped); a "+" without identity
+// (format 1, or a UID recorded without one) means "delivered, identity
+// unknown". An "i" record's identity is recorded with the UID when its
+// intent is recovered. An "r" record's identity is the message the
+// recipient was served for: an "r" of another identity under the same UID
+// starts its recipients again, so new mail under a reused UID is not
+// withheld from the recipients of an earlier message. A "p" record's size
+// is the LIST size of the message given up: a message of another size
+// under that UID is not skipped.
+//
+// Format 1 (before identities; its records are those above without the
+// bracketed fields, "d" included) is read as before; Open rewrites such a
+// journal as format 2 (by compaction) before appending anything, so an
+// older popfetch refuses the upgraded file instead of misreading it. The
+// upgrade is an ordinary compaction, so it keeps the length mark right (a
+// format 1 journal without a mark gets one first, and the mark is lowered
+// before the rename and raised after it). A
+// header with a version this package does not know is refused (ErrCorrupt).
 //
 // # Crash safety
 //

@@ -10,6 +10,7 @@ import (
 	"path/filepath"
 	"slices"
 	"strconv"
+	"strings"
 	"sync"
 	"syscall"
 	"time"
@@ -85,22 +86,6 @@ type Store struct {
 	markStale bool
 }
 
-// Path returns the journal path for a mailbox under stateDir:
-// stateDir/uidl/USER@SERVER:PORT, one file per (user, server, port), so
-// renaming an account block in the config keeps its state.
-//
-// The name is readable (admins grep it) and safe for any input: '%', '/',
-// bytes outside 0x21–0x7E, a leading '.' or '-' of the user, and '@' in the
-// server are percent-escaped, so the name never leaves the directory, is
-// never hidden, and parses back uniquely (the server is what follows the last
-// '@', the port what follows the last ':'). The server is ASCII-lowercased,
-// since host names are case-insensitive (RFC 4343). A name that would exceed
-// file-name limits keeps a readable prefix and ends in "%~" plus the SHA-256
-// of the full name, which no unshortened name contains.
-func Path(stateDir, user, server string, port int) string {
-	return filepath.Join(stateDir, "uidl", fileName(user, server, port))
-}
-
 // Open opens (creating if needed) the journal at path, takes the mailbox lock
 // (path + ".lock", exclusive, non-blocking: ErrLocked if held), replays the
 // journal, truncates a torn final write, and compacts when dead records
@@ -109,6 +94,24 @@ func Path(stateDir, user, server string, port int) string {
 // others is refused (ErrInsecure). A corrupt line other than a torn tail
 // makes Open fail with ErrCorrupt naming file:line.
 func Open(path string) (*Store, error) {
+	return OpenMigrating(path, nil)
+}
+
+// ErrAmbiguous means several journals of an older version (one per port)
+// could each be the mailbox's journal.
+var ErrAmbiguous = errors.New("uidl: several old journals for one mailbox")
+
+// OpenMigrating is Open for a journal that an older version may have kept
+// under another name (LegacyPath: one per port). If path does not exist
+// and legacy names one existing journal, that journal is moved to path
+// first, under both locks (its own .lock, so no older popfetch is using
+// it, and path's): its length mark (".len") and then the journal linked
+// to path's names, the directory fsynced, the old names and the old lock
+// file removed. Several legacy journals are refused with
+// ErrAmbiguous rather than guessed between or merged: they may belong to
+// different mailboxes (two tunnels on one host), which only the admin can
+// tell. Once path exists, legacy is ignored.
+func OpenMigrating(path string, legacy []string) (*Store, error) {
 	dir := filepath.Dir(path)
 	if err := mkdirAllSync(dir); err != nil {
 		return nil, err
@@ -118,6 +121,10 @@ func Open(path string) (*Store, error) {
 	}
 	lock, err := lockFile(path + ".lock")
 	if err != nil {
+		return nil, err
+	}
+	if err := migrate(path, legacy); err != nil {
+		lock.Close()
 		return nil, err
 	}
 	s := &Store{path: path, lock: lock}
@@ -132,6 +139,114 @@ func Open(path string) (*Store, error) {
 		return nil, err
 	}
 	return s, nil
+}
+
+// migrate moves the one journal in legacy to path, which does not exist;
+// the caller holds path's lock. The journal's length mark (".len") moves
+// with it, first: a journal under the new name without its mark would lose
+// the check that it was not shortened, and a mark whose journal is gone
+// (deleted under the old name) must make Open refuse the new name too.
+// Stale temporary files of the old name are removed with it.
+func migrate(path string, legacy []string) error {
+	if len(legacy) == 0 {
+		return nil
+	}
+	if _, err := os.Lstat(path); err == nil {
+		return nil
+	} else if !errors.Is(err, fs.ErrNotExist) {
+		return fmt.Errorf("uidl: stat %s: %w", path, err)
+	}
+	if len(legacy) > 1 {
+		return fmt.Errorf("%w: %s: keep the one of the port this account uses now, rename it (and its %s file) to %s and remove the others (or, if they are different mailboxes behind one host name, give each account its own mailbox_id)",
+			ErrAmbiguous, strings.Join(legacy, ", "), markSuffix, path)
+	}
+	old := legacy[0]
+	oldLock, err := lockFile(old + ".lock")
+	if err != nil {
+		return fmt.Errorf("uidl: migrate %s: %w", old, err)
+	}
+	defer oldLock.Close()
+	journal := true
+	f, err := os.OpenFile(old, os.O_RDONLY|syscall.O_NOFOLLOW|syscall.O_CLOEXEC, 0)
+	if errors.Is(err, fs.ErrNotExist) {
+		journal = false // only its mark is left: moved, so Open refuses
+	} else if err != nil {
+		return fmt.Errorf("uidl: migrate %s: %w", old, err)
+	} else {
+		err = checkPrivateFile(f, old)
+		f.Close()
+		if err != nil {
+			return err
+		}
+	}
+	movedMark, err := migrateMark(old, path)
+	if err != nil {
+		return err
+	}
+	if !journal && !movedMark {
+		return nil // nothing left to move (both gone meanwhile)
+	}
+	dir := filepath.Dir(path)
+	if journal {
+		// A link, not a rename: it cannot replace a journal that
+		// appeared meanwhile, and a crash leaves the journal under one
+		// name or both, never neither (with both, path wins from then
+		// on). The mark is linked before it, so a crash in between
+		// leaves the mark under both names, which the next migration
+		// accepts (same file).
+		if err := os.Link(old, path); err != nil {
+			return fmt.Errorf("uidl: migrate %s to %s: %w", old, path, err)
+		}
+		trace("link", path)
+	}
+	if err := syncDir(dir); err != nil {
+		return err
+	}
+	if journal {
+		if err := os.Remove(old); err != nil {
+			return fmt.Errorf("uidl: migrate %s: remove old name: %w", old, err)
+		}
+	}
+	if movedMark {
+		if err := os.Remove(old + markSuffix); err != nil && !errors.Is(err, fs.ErrNotExist) {
+			return fmt.Errorf("uidl: migrate %s: remove old name: %w", old+markSuffix, err)
+		}
+	}
+	os.Remove(old + ".tmp")
+	os.Remove(old + markSuffix + ".tmp")
+	// Removed while held: nobody can be waiting to use the journal it
+	// guarded, which is gone from that name.
+	os.Remove(old + ".lock")
+	return syncDir(dir)
+}
+
+// migrateMark links old's length mark, if any, to path's name. A mark
+// already under path's name is accepted only if it is the same file (a
+// migration interrupted after this step); any other is a mark of a
+// journal deleted under the new name, and which of the two records is
+// right only the admin can tell.
+func migrateMark(old, path string) (bool, error) {
+	oldInfo, err := os.Lstat(old + markSuffix)
+	if errors.Is(err, fs.ErrNotExist) {
+		return false, nil
+	} else if err != nil {
+		return false, fmt.Errorf("uidl: migrate %s: %w", old+markSuffix, err)
+	}
+	err = os.Link(old+markSuffix, path+markSuffix)
+	if errors.Is(err, fs.ErrExist) {
+		info, serr := os.Lstat(path + markSuffix)
+		if serr == nil && os.SameFile(oldInfo, info) {
+			return true, nil
+		}
+		return false, fmt.Errorf("%w: migrate %s to %s: both %s and %s exist, but %s does not: "+
+			"remove the length mark of the journal you do not keep",
+			ErrCorrupt, old, path, old+markSuffix, path+markSuffix, path)
+	}
+	if err != nil {
+		return false, fmt.Errorf("uidl: migrate %s to %s: %w", old+markSuffix, path+markSuffix, err)
+	}
+	trace("link", path+markSuffix)
+	return true, nil
 }
 
 // lockGrace is how long Open waits for a lock held by someone else before
@@ -264,6 +379,19 @@ func (s *Store) open() error {
 	} else {
 		s.openMark(*claim)
 		s.raiseMark()
+	}
+	if res.hasHeader && res.version < 2 {
+		// An older popfetch's journal: rewrite it as the current
+		// version before any record of the new format is appended, so
+		// that the older popfetch, if started again, refuses the file
+		// (unknown version) instead of misreading it. Unlike garbage
+		// compaction this must succeed. It runs after the length mark
+		// is in place, so compaction lowers the mark around its rename
+		// and raises it to the new file, as any compaction does.
+		if err := s.compact(st); err != nil {
+			return fmt.Errorf("uidl: upgrade %s to %q: %w", s.path, header, err)
+		}
+		return nil
 	}
 	if dead := st.records - st.live(); dead > st.live() && dead >= minGarbage {
 		// Best effort: if compaction fails before its rename, the journal
@@ -534,6 +662,20 @@ func (s *Store) Recipients(uid string) []string {
 	return slices.Clone(s.st.m[uid].rcpts)
 }
 
+// RecipientsOf is Recipients for the message of identity id: recipients
+// recorded for another message under the same UID (a server that reuses
+// UIDs) are not done for this one. Those recorded without identity (format
+// 1) count for any message.
+func (s *Store) RecipientsOf(uid string, id Identity) []string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	e := s.st.m[uid]
+	if e.rcptsID.Known() && e.rcptsID != id {
+		return nil
+	}
+	return slices.Clone(e.rcpts)
+}
+
 // Noted reports whether uid was noted as too large (see Note).
 func (s *Store) Noted(uid string) bool {
 	s.mu.Lock()
@@ -553,7 +695,29 @@ func (s *Store) Len() int {
 // first-seen time if uid has no record yet. Adding a delivered UID again
 // writes nothing.
 func (s *Store) Add(uid string, t time.Time) error {
-	return s.record('+', uid, t, "", true)
+	return s.record('+', uid, t, "", Identity{}, true)
+}
+
+// AddIdentity records uid as delivered like Add, together with the identity
+// of the message delivered (see Identity). A UID may hold several
+// identities: a server that reuses UIDs gives one UID to several messages
+// over time, or at once to identical ones. Recording an identity the UID
+// already holds writes nothing. sync=false writes without an fsync, as
+// AddLater does.
+func (s *Store) AddIdentity(uid string, id Identity, t time.Time, sync bool) error {
+	if !validIdentity(id) {
+		return fmt.Errorf("uidl: invalid identity %+v for uid %q", id, uid)
+	}
+	return s.record('+', uid, t, "", id, sync)
+}
+
+// Identities returns the identities recorded for uid, oldest first; nil if
+// uid is not delivered or was recorded without one (format version 1,
+// or Add).
+func (s *Store) Identities(uid string) []Identity {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return slices.Clone(s.st.m[uid].ids)
 }
 
 // AddLater records uid as delivered like Add, but only writes the record
@@ -564,7 +728,7 @@ func (s *Store) Add(uid string, t time.Time) error {
 // Sync can then cause duplicates of the batch, never a loss, because no
 // DELE was sent for it.
 func (s *Store) AddLater(uid string, t time.Time) error {
-	return s.record('+', uid, t, "", false)
+	return s.record('+', uid, t, "", Identity{}, false)
 }
 
 // Intend records that a delivery of uid is about to create the file at path
@@ -574,11 +738,28 @@ func (s *Store) AddLater(uid string, t time.Time) error {
 // (see Intents), so that the next poll does not deliver it again. Losing it
 // to a power failure costs at most that duplicate.
 func (s *Store) Intend(uid, path string) error {
+	return s.IntendIdentity(uid, path, Identity{})
+}
+
+// IntendIdentity is Intend for the message with identity id (zero if
+// unknown): recovering the intent then records the UID with it (see
+// IntentIdentity).
+func (s *Store) IntendIdentity(uid, path string, id Identity) error {
 	esc := escapeIntent(path)
 	if !validIntent(esc) {
 		return fmt.Errorf("uidl: intent path too long for uid %q", uid)
 	}
-	return s.record('i', uid, time.Now(), esc, false)
+	if id.Known() && !validIdentity(id) {
+		return fmt.Errorf("uidl: invalid identity %+v for uid %q", id, uid)
+	}
+	return s.record('i', uid, time.Now(), esc, id, false)
+}
+
+// IntentIdentity returns the identity recorded with uid's intent, if any.
+func (s *Store) IntentIdentity(uid string) Identity {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.st.m[uid].intentID
 }
 
 // Intents returns, for every UID not delivered that has an intent, the path
@@ -606,13 +787,26 @@ func (s *Store) AddRecipient(uid, rcpt string, t time.Time) error {
 	if !ValidRecipient(rcpt) {
 		return fmt.Errorf("%w: %q (uid %q)", ErrBadRecipient, rcpt, uid)
 	}
-	return s.record('r', uid, t, rcpt, true)
+	return s.AddRecipientIdentity(uid, rcpt, Identity{}, t)
+}
+
+// AddRecipientIdentity is AddRecipient for the message of identity id (zero
+// if unknown). A recipient of another identity than those already recorded
+// for uid starts the list again (see RecipientsOf).
+func (s *Store) AddRecipientIdentity(uid, rcpt string, id Identity, t time.Time) error {
+	if !ValidRecipient(rcpt) {
+		return fmt.Errorf("%w: %q (uid %q)", ErrBadRecipient, rcpt, uid)
+	}
+	if id.Known() && !validIdentity(id) {
+		return fmt.Errorf("uidl: invalid identity %+v for uid %q", id, uid)
+	}
+	return s.record('r', uid, t, rcpt, id, true)
 }
 
 // Note records that uid was too large, left on the server and logged once,
 // so later polls stay quiet about it. Durable before it returns.
 func (s *Store) Note(uid string, t time.Time) error {
-	return s.record('n', uid, t, "", true)
+	return s.record('n', uid, t, "", Identity{}, true)
 }
 
 // GiveUp records that uid cannot be retrieved (its reply overruns any
@@ -622,7 +816,17 @@ func (s *Store) Note(uid string, t time.Time) error {
 // disappearance from the server (Retain) or an admin's edit of the
 // journal does. Durable before it returns.
 func (s *Store) GiveUp(uid string, t time.Time) error {
-	return s.record('p', uid, t, "", true)
+	return s.record('p', uid, t, "", Identity{Size: -1}, true)
+}
+
+// GiveUpSize is GiveUp for the message of LIST size size: a message listed
+// later under the same UID with another size is not the one given up (a
+// server that reuses UIDs), see GivenUpAt.
+func (s *Store) GiveUpSize(uid string, size int64, t time.Time) error {
+	if size < 0 || size > maxSize {
+		return fmt.Errorf("uidl: invalid size %d for uid %q", size, uid)
+	}
+	return s.record('p', uid, t, "", Identity{Size: size}, true)
 }
 
 // RefuseDele records that the server refused DELE of uid (answered -ERR)
@@ -661,10 +865,10 @@ func (s *Store) writeRefusals(uid string, t time.Time, n int) error {
 		return fmt.Errorf("%w: %s", ErrClosed, s.path)
 	}
 	c := strconv.Itoa(n)
-	if err := s.write(appendRecord(nil, 'd', uid, t.Unix(), c), false); err != nil {
+	if err := s.write(appendRecord(nil, 'd', uid, t.Unix(), c, Identity{}), false); err != nil {
 		return fmt.Errorf("record DELE refusal of uid %q: %w", uid, err)
 	}
-	s.st.apply('d', uid, t.Unix(), c)
+	s.st.apply('d', uid, t.Unix(), c, Identity{})
 	s.st.records++
 	return nil
 }
@@ -688,7 +892,17 @@ func (s *Store) GivenUp(uid string) bool {
 	return s.st.m[uid].givenUp
 }
 
-func (s *Store) record(kind byte, uid string, t time.Time, rcpt string, sync bool) error {
+// GivenUpAt reports whether the message listed as uid with LIST size size
+// is the one given up: uid was given up, with that size or with none
+// recorded.
+func (s *Store) GivenUpAt(uid string, size int64) bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	e := s.st.m[uid]
+	return e.givenUp && (e.givenUpSize < 0 || e.givenUpSize == size)
+}
+
+func (s *Store) record(kind byte, uid string, t time.Time, rcpt string, id Identity, sync bool) error {
 	if !ValidUID(uid) {
 		return fmt.Errorf("%w: %q", ErrBadUID, uid)
 	}
@@ -699,20 +913,22 @@ func (s *Store) record(kind byte, uid string, t time.Time, rcpt string, sync boo
 	}
 	e, ok := s.st.m[uid]
 	switch {
-	case e.delivered && kind != 'n' && kind != 'p', kind == 'n' && e.noted, kind == 'p' && e.givenUp,
-		kind == 'r' && slices.Contains(e.rcpts, rcpt):
+	case kind == '+' && e.delivered && id.Known() && !slices.Contains(e.ids, id):
+		// A new identity for a delivered UID: recorded below.
+	case e.delivered && kind != 'n' && kind != 'p', kind == 'n' && e.noted, kind == 'p' && e.givenUp && e.givenUpSize == id.Size,
+		kind == 'r' && slices.Contains(e.rcpts, rcpt) && (!id.Known() || id == e.rcptsID):
 		return nil // already durable; writing again would only make garbage
-	case kind == 'r' && len(e.rcpts) >= MaxRecipients:
+	case kind == 'r' && len(e.rcpts) >= MaxRecipients && (!id.Known() || id == e.rcptsID):
 		return fmt.Errorf("%w: more than %d recipients for uid %q", ErrBadRecipient, MaxRecipients, uid)
 	}
 	first := t.Unix()
 	if ok {
 		first = e.first
 	}
-	if err := s.write(appendRecord(nil, kind, uid, first, rcpt), sync); err != nil {
+	if err := s.write(appendRecord(nil, kind, uid, first, rcpt, id), sync); err != nil {
 		return fmt.Errorf("record uid %q: %w", uid, err)
 	}
-	s.st.apply(kind, uid, first, rcpt)
+	s.st.apply(kind, uid, first, rcpt, id)
 	s.st.records++
 	return nil
 }
@@ -749,7 +965,7 @@ func (s *Store) Retain(onServer []string) error {
 	slices.Sort(gone) // deterministic journal content
 	var buf []byte
 	for _, uid := range gone {
-		buf = appendRecord(buf, '-', uid, 0, "")
+		buf = appendRecord(buf, '-', uid, 0, "", Identity{})
 	}
 	// Decide on the state after forgetting without touching s.st until the
 	// change is durable.
@@ -764,7 +980,7 @@ func (s *Store) Retain(onServer []string) error {
 			next.m[uid] = e
 		}
 		for _, uid := range gone {
-			next.apply('-', uid, 0, "")
+			next.apply('-', uid, 0, "", Identity{})
 		}
 		if err := s.compact(next); err != nil {
 			return fmt.Errorf("retain: %w", err)
@@ -775,7 +991,7 @@ func (s *Store) Retain(onServer []string) error {
 		return fmt.Errorf("retain: forget %d uids: %w", len(gone), err)
 	}
 	for _, uid := range gone {
-		s.st.apply('-', uid, 0, "")
+		s.st.apply('-', uid, 0, "", Identity{})
 	}
 	s.st.records += len(gone)
 	return nil

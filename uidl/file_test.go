@@ -50,7 +50,7 @@ var t0 = time.Unix(1_700_000_000, 0)
 
 func journalPath(t testing.TB) string {
 	t.Helper()
-	return Path(t.TempDir(), "joe", "pop.example.com", 995)
+	return Path(t.TempDir(), "joe@pop.example.com")
 }
 
 func writeJournal(t testing.TB, content string) string {
@@ -158,6 +158,7 @@ type view struct {
 	rcpts     map[string][]string
 	noted     []string
 	first     map[string]int64
+	ids       map[string]string // identities and intent identity, by uid (nil if none)
 }
 
 func viewOf(st *state) view {
@@ -173,6 +174,12 @@ func viewOf(st *state) view {
 			v.rcpts[uid] = e.rcpts
 		}
 		v.first[uid] = e.first
+		if len(e.ids) > 0 || e.intentID.Known() || e.givenUp || e.rcptsID.Known() {
+			if v.ids == nil {
+				v.ids = map[string]string{}
+			}
+			v.ids[uid] = fmt.Sprint(e.ids, e.intentID, e.givenUp, e.givenUpSize, e.rcptsID)
+		}
 	}
 	slices.Sort(v.delivered)
 	slices.Sort(v.noted)
@@ -180,7 +187,11 @@ func viewOf(st *state) view {
 }
 
 func (v view) String() string {
-	return fmt.Sprintf("delivered=%v rcpts=%v noted=%v first=%v", v.delivered, v.rcpts, v.noted, v.first)
+	s := fmt.Sprintf("delivered=%v rcpts=%v noted=%v first=%v", v.delivered, v.rcpts, v.noted, v.first)
+	if v.ids != nil {
+		s += fmt.Sprintf(" ids=%v", v.ids)
+	}
+	return s
 }
 
 func TestOpenReplay(t *testing.T) {
@@ -253,7 +264,11 @@ func TestOpenReplay(t *testing.T) {
 			want:    "delivered=[] rcpts=map[] noted=[] first=map[]",
 		},
 		{name: "missing header", content: "+ a 10\n", wantErr: ":1: missing header"},
-		{name: "future version", content: "popfetch-uidl 2\n", wantErr: ":1: unsupported format"},
+		{name: "future version", content: "popfetch-uidl 3\n", wantErr: ":1: unsupported format"},
+		{name: "identity in a version 1 journal", content: headerV1 + "\n+ a 10 5 ab\n", wantErr: ":2: record"},
+		{name: "identity not hex", content: h + "+ a 10 5 AB\n", wantErr: ":2: record"},
+		{name: "identity negative size", content: h + "+ a 10 -5 ab\n", wantErr: ":2: record"},
+		{name: "identity without digest", content: h + "+ a 10 5\n", wantErr: ":2: record"},
 		{name: "unknown kind", content: h + "+ a 10\nx a 10\n+ b 11\n", wantErr: ":3: unknown record kind"},
 		{name: "invalid uid", content: h + "+ a\x7fb 10\n+ b 11\n", wantErr: ":2: record"},
 		{name: "uid too long", content: h + "+ " + strings.Repeat("u", 71) + " 10\n", wantErr: ":2: record"},
@@ -744,7 +759,7 @@ func TestModes(t *testing.T) {
 	old := syscall.Umask(0)
 	defer syscall.Umask(old)
 	state := filepath.Join(t.TempDir(), "a", "b")
-	path := Path(state, "joe", "pop.example.com", 995)
+	path := Path(state, "joe@pop.example.com")
 	mustOpen(t, path)
 	for _, c := range []struct {
 		name string
@@ -834,7 +849,7 @@ func TestConcurrentUse(t *testing.T) {
 	}
 }
 
-func TestPath(t *testing.T) {
+func TestLegacyPath(t *testing.T) {
 	tests := []struct {
 		user, server string
 		port         int
@@ -857,14 +872,14 @@ func TestPath(t *testing.T) {
 		{"", "", 0, "@:0"},
 	}
 	for _, tt := range tests {
-		got := Path("/state", tt.user, tt.server, tt.port)
+		got := LegacyPath("/state", tt.user, tt.server, tt.port)
 		if want := "/state/uidl/" + tt.want; got != want {
-			t.Errorf("Path(%q, %q, %d) = %q; want %q", tt.user, tt.server, tt.port, got, want)
+			t.Errorf("LegacyPath(%q, %q, %d) = %q; want %q", tt.user, tt.server, tt.port, got, want)
 		}
 	}
 }
 
-func TestPathUniqueAndContained(t *testing.T) {
+func TestLegacyPathUniqueAndContained(t *testing.T) {
 	users := []string{"", "joe", "Joe", "joe@x", "joe@x@y", "joe:1", ".", "..", "/", "a/../b", "%", "%25", "%2F",
 		"\x00", " ", "-", ".x", "%2Ex", "a@b", strings.Repeat("u", 300), strings.Repeat("u", 301), strings.Repeat("%", 200)}
 	servers := []string{"", "h", "x@y", "y", "h:1", "::1", "/", "..", "%40", "@", strings.Repeat("s", 300)}
@@ -873,7 +888,7 @@ func TestPathUniqueAndContained(t *testing.T) {
 	for _, u := range users {
 		for _, h := range servers {
 			for _, p := range ports {
-				path := Path("/state", u, h, p)
+				path := LegacyPath("/state", u, h, p)
 				key := fmt.Sprintf("%q %q %d", u, h, p)
 				if prev, ok := seen[path]; ok {
 					t.Fatalf("%s and %s both map to %s", prev, key, path)
@@ -904,7 +919,7 @@ func TestAddFailureBreaksStore(t *testing.T) {
 		t.Skipf("cannot mount tmpfs (needs root): %v", err)
 	}
 	defer syscall.Unmount(dir, 0)
-	path := Path(dir, "joe", "h", 1)
+	path := Path(dir, "joe@h")
 	s := mustOpen(t, path)
 	var err error
 	i := 0
@@ -927,7 +942,7 @@ func TestAddFailureBreaksStore(t *testing.T) {
 
 func TestOpenCreatesDurably(t *testing.T) {
 	state := filepath.Join(t.TempDir(), "new")
-	path := Path(state, "joe", "h", 1)
+	path := Path(state, "joe@h")
 	ops := recordOps(t)
 	mustOpen(t, path)
 	// Each new directory entry is fsynced in its parent before anything is

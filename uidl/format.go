@@ -15,7 +15,14 @@ import (
 
 // header is the first line of every journal. The number is the format
 // version: a reader refuses versions it does not know rather than guess.
-const header = "popfetch-uidl 1"
+// Version 2 added the message identity to "+" and "i" records; a version 1
+// journal is still read, and Open rewrites it as version 2 (by compaction)
+// before anything is appended, so an older popfetch refuses the upgraded
+// file instead of misreading it.
+const header = "popfetch-uidl 2"
+
+// headerV1 is the header of journals written before identities existed.
+const headerV1 = "popfetch-uidl 1"
 
 const (
 	maxUID  = 70  // RFC 1939 §7: "1 to 70 characters"
@@ -26,9 +33,16 @@ const (
 	// (the multidrop router caps recipients far lower: CVE-2002-1365).
 	MaxRecipients = 1000
 
-	// maxLine bounds a journal line: kind, uid, time, rcpt and separators
-	// (1+1+70+1+20+1+320 = 414). Longer lines are corrupt by construction.
-	maxLine = 512
+	// maxLine bounds a journal line: kind, uid, time, rcpt or intent,
+	// identity and separators (1+1+70+1+20+1+400+1+13+1+64 = 573). Longer
+	// lines are corrupt by construction.
+	maxLine = 640
+
+	// MaxIdentities bounds the identities kept for one UID (a server that
+	// reuses a UID for many messages in a row): the oldest is dropped, so
+	// at worst a message still on the server under that UID is fetched
+	// again (a duplicate, never a loss).
+	MaxIdentities = 32
 
 	// maxWrite bounds one write(2) to the journal (Retain's batch of "-"
 	// records; a bigger batch compacts instead). Only the last write can be
@@ -80,14 +94,54 @@ func ValidRecipient(rcpt string) bool {
 	return true
 }
 
+// Identity is what tells a message apart beyond its UID, which some servers
+// reuse (for a new message after a deletion, or for identical messages at
+// once): the size the server lists for it, and a digest of some of its
+// header fields (package fetch computes it, from TOP or from the retrieved
+// copy). The zero Identity means "unknown": a record written before
+// identities existed (format version 1).
+type Identity struct {
+	Size   int64  // the server's LIST size, in octets
+	Digest string // lower-case hex, 1–64 digits
+}
+
+// Known reports whether id holds an identity.
+func (id Identity) Known() bool { return id.Digest != "" }
+
+// maxSize bounds a recorded size (13 decimal digits, about 9 TB).
+const maxSize = 1e13 - 1
+
+// validIdentity reports whether id can be stored in a record.
+func validIdentity(id Identity) bool {
+	if id.Size < 0 || id.Size > maxSize || len(id.Digest) < 1 || len(id.Digest) > 64 {
+		return false
+	}
+	for i := 0; i < len(id.Digest); i++ {
+		if c := id.Digest[i]; (c < '0' || c > '9') && (c < 'a' || c > 'f') {
+			return false
+		}
+	}
+	return true
+}
+
 // entry is what the store knows about one UID.
 type entry struct {
-	first     int64    // unix seconds of the first record since the UID was last forgotten
-	delivered bool     // "+": delivered to every recipient
-	noted     bool     // "n": too large, left on the server, already logged
-	givenUp   bool     // "p": cannot be retrieved, left on the server, already logged
-	rcpts     []string // "r": recipients done while not yet delivered
+	first     int64      // unix seconds of the first record since the UID was last forgotten
+	delivered bool       // "+": delivered to every recipient
+	ids       []Identity // "+" with identity: the messages delivered under this UID, oldest first
+	noted     bool       // "n": too large, left on the server, already logged
+	givenUp   bool       // "p": cannot be retrieved, left on the server, already logged
+	// givenUpSize is the LIST size of the message given up (format 2),
+	// or -1: a reused UID with another size is another message.
+	givenUpSize int64
+	rcpts       []string // "r": recipients done while not yet delivered
+	// rcptsID is the identity of the message rcpts were done for (zero:
+	// unknown, format 1). An "r" record of another identity starts the
+	// list again: a server that reuses the UID lists another message,
+	// whose recipients are all still to be served.
+	rcptsID   Identity
 	intent    string   // "i": the file a delivery in progress is about to create (escaped)
+	intentID  Identity // "i" with identity: the message that delivery is of
 	refused   int      // "d": consecutive polls whose DELE the server refused
 	refusedAt int64    // "d": unix seconds of the last refusal
 }
@@ -105,7 +159,7 @@ func (e *entry) liveRecords() int {
 		n++
 	}
 	if e.delivered {
-		n++
+		n += max(1, len(e.ids))
 	} else {
 		n += len(e.rcpts)
 		if e.intent != "" {
@@ -132,8 +186,9 @@ func (st *state) live() int {
 }
 
 // apply changes st by one record. It is the single definition of the record
-// semantics, shared by replay and by the Store's mutations.
-func (st *state) apply(kind byte, uid string, t int64, rcpt string) {
+// semantics, shared by replay and by the Store's mutations. id is the
+// identity a "+" or "i" record carries (zero if none).
+func (st *state) apply(kind byte, uid string, t int64, rcpt string, id Identity) {
 	e, ok := st.m[uid]
 	if kind == '-' {
 		if ok {
@@ -160,18 +215,32 @@ func (st *state) apply(kind byte, uid string, t int64, rcpt string) {
 		}
 		e.delivered = true
 		e.rcpts = nil // partial progress is subsumed by full delivery
+		e.rcptsID = Identity{}
 		e.intent = ""
+		e.intentID = Identity{}
+		if id.Known() && !slices.Contains(e.ids, id) {
+			if len(e.ids) >= MaxIdentities {
+				e.ids = slices.Delete(slices.Clone(e.ids), 0, 1)
+			}
+			e.ids = append(slices.Clip(e.ids), id)
+		}
 	case 'n':
 		e.noted = true
 	case 'p':
+		// id.Size is the size of the message given up, -1 if unknown.
 		e.givenUp = true
+		e.givenUpSize = id.Size
 	case 'r':
+		if !e.delivered && id.Known() && id != e.rcptsID {
+			e.rcpts, e.rcptsID = nil, id
+		}
 		if !e.delivered && !slices.Contains(e.rcpts, rcpt) {
-			e.rcpts = append(e.rcpts, rcpt)
+			e.rcpts = append(slices.Clip(e.rcpts), rcpt)
 		}
 	case 'i':
 		if !e.delivered {
 			e.intent = rcpt
+			e.intentID = id
 		}
 	case 'd':
 		// rcpt holds the count, validated by parseRecord; t is the
@@ -192,6 +261,7 @@ type replayResult struct {
 	torn      bool  // a torn tail (after good) must be cut off
 	hasHeader bool  // false only for an empty (or fully torn) file
 	lines     int64 // complete lines in the valid prefix, header included
+	version   int   // the header's format version (1 or 2) when hasHeader
 }
 
 // replay parses a journal of size bytes read from r. name is used in errors.
@@ -224,10 +294,10 @@ func replay(r io.Reader, size int64, name string) (*state, replayResult, error) 
 		}
 		var perr error
 		if lineNo == 1 {
-			perr = checkHeader(line)
+			res.version, perr = checkHeader(line)
 			res.hasHeader = perr == nil
 		} else {
-			perr = parseRecord(st, line)
+			perr = parseRecord(st, line, res.version)
 		}
 		if perr != nil {
 			if hasNUL && off >= size-maxWrite {
@@ -278,18 +348,25 @@ func appendCapped(dst, src []byte) []byte {
 	return append(dst, src[:min(len(src), max(0, maxLine+1-len(dst)))]...)
 }
 
-func checkHeader(line []byte) error {
-	if string(line) == header {
-		return nil
+// checkHeader returns the format version of a header line. A version it
+// does not know is refused: a newer popfetch may have written records this
+// one would misread.
+func checkHeader(line []byte) (int, error) {
+	switch string(line) {
+	case header:
+		return 2, nil
+	case headerV1:
+		return 1, nil
 	}
 	if bytes.HasPrefix(line, []byte("popfetch-uidl ")) {
-		return fmt.Errorf("unsupported format %q (want %q)", line, header)
+		return 0, fmt.Errorf("unsupported format %q (want %q or %q; written by a newer popfetch?)", line, header, headerV1)
 	}
-	return fmt.Errorf("missing header %q", header)
+	return 0, fmt.Errorf("missing header %q", header)
 }
 
-// parseRecord parses one record line and applies it to st.
-func parseRecord(st *state, line []byte) error {
+// parseRecord parses one record line of a journal of the given format
+// version and applies it to st.
+func parseRecord(st *state, line []byte, version int) error {
 	if len(line) > maxLine {
 		return errTooLong
 	}
@@ -297,36 +374,40 @@ func parseRecord(st *state, line []byte) error {
 		return fmt.Errorf("malformed record %q", line)
 	}
 	kind := line[0]
-	rest := line[2:]
-	var want int
+	// want lists the field counts (after the kind) a record may have;
+	// version 2 adds "size digest" to "+" and "i".
+	var want []int
 	switch kind {
 	case '-':
-		want = 1
-	case '+', 'n', 'p':
-		want = 2
-	case 'r', 'i', 'd':
-		want = 3
+		want = []int{1}
+	case 'n':
+		want = []int{2}
+	case 'p':
+		want = []int{2, 3}
+	case '+':
+		want = []int{2, 4}
+	case 'r':
+		want = []int{3, 5}
+	case 'i':
+		want = []int{3, 5}
+	case 'd':
+		want = []int{3}
 	default:
 		return fmt.Errorf("unknown record kind %q", kind)
 	}
-	var f [3][]byte
-	for i := range want {
-		if i == want-1 {
-			f[i] = rest
-			break
-		}
-		sp := bytes.IndexByte(rest, ' ')
-		if sp < 0 {
-			return fmt.Errorf("record %q: want %d fields", line, want+1)
-		}
-		f[i], rest = rest[:sp], rest[sp+1:]
+	if version < 2 {
+		want = want[:1]
+	}
+	f := bytes.Split(line[2:], []byte{' '})
+	if !slices.Contains(want, len(f)) {
+		return fmt.Errorf("record %q: want %d fields", line, want[0]+1)
 	}
 	uid := f[0]
 	if !ValidUID(string(uid)) {
 		return fmt.Errorf("record %q: %w", line, ErrBadUID)
 	}
 	var t int64
-	if want >= 2 {
+	if len(f) >= 2 {
 		var err error
 		if t, err = parseUnix(f[1]); err != nil {
 			return fmt.Errorf("record %q: %w", line, err)
@@ -343,16 +424,35 @@ func parseRecord(st *state, line []byte) error {
 			return fmt.Errorf("record %q: bad intent path", line)
 		}
 		rcpt = string(f[2])
-	} else if want == 3 {
+	} else if kind == 'r' {
 		if !ValidRecipient(string(f[2])) {
 			return fmt.Errorf("record %q: %w", line, ErrBadRecipient)
 		}
 		rcpt = string(f[2])
-		if e := st.m[string(uid)]; !e.delivered && len(e.rcpts) >= MaxRecipients && !slices.Contains(e.rcpts, rcpt) {
+	}
+	var id Identity
+	if kind == 'p' {
+		id.Size = -1
+		if len(f) == 3 {
+			size, err := parseUnix(f[2])
+			if err != nil || f[2][0] == '-' || size > maxSize {
+				return fmt.Errorf("record %q: bad size", line)
+			}
+			id.Size = size
+		}
+	} else if n := len(f); n == want[len(want)-1] && len(want) > 1 {
+		size, err := parseUnix(f[n-2])
+		id = Identity{Size: size, Digest: string(f[n-1])}
+		if err != nil || !validIdentity(id) || f[n-2][0] == '-' {
+			return fmt.Errorf("record %q: bad identity", line)
+		}
+	}
+	if kind == 'r' {
+		if e := st.m[string(uid)]; !e.delivered && len(e.rcpts) >= MaxRecipients && !slices.Contains(e.rcpts, rcpt) && (!id.Known() || id == e.rcptsID) {
 			return fmt.Errorf("record %q: more than %d recipients for one uid", line, MaxRecipients)
 		}
 	}
-	st.apply(kind, string(uid), t, rcpt)
+	st.apply(kind, string(uid), t, rcpt, id)
 	st.records++
 	return nil
 }
@@ -396,8 +496,9 @@ func parseUnix(b []byte) (int64, error) {
 	return v, nil
 }
 
-// appendRecord appends one record line (with '\n') to buf.
-func appendRecord(buf []byte, kind byte, uid string, t int64, rcpt string) []byte {
+// appendRecord appends one record line (with '\n') to buf. id is written
+// for "+" and "i" records when it is known.
+func appendRecord(buf []byte, kind byte, uid string, t int64, rcpt string, id Identity) []byte {
 	buf = append(buf, kind, ' ')
 	buf = append(buf, uid...)
 	if kind == '-' {
@@ -408,6 +509,16 @@ func appendRecord(buf []byte, kind byte, uid string, t int64, rcpt string) []byt
 	if kind == 'r' || kind == 'i' || kind == 'd' {
 		buf = append(buf, ' ')
 		buf = append(buf, rcpt...)
+	}
+	if kind == 'p' && id.Size >= 0 {
+		buf = append(buf, ' ')
+		buf = strconv.AppendInt(buf, id.Size, 10)
+	}
+	if (kind == '+' || kind == 'i' || kind == 'r') && id.Known() {
+		buf = append(buf, ' ')
+		buf = strconv.AppendInt(buf, id.Size, 10)
+		buf = append(buf, ' ')
+		buf = append(buf, id.Digest...)
 	}
 	return append(buf, '\n')
 }
@@ -483,30 +594,37 @@ func writeCompact(w io.Writer, st *state) (int, error) {
 		e := st.m[uid]
 		buf = buf[:0]
 		if e.noted {
-			buf = appendRecord(buf, 'n', uid, e.first, "")
+			buf = appendRecord(buf, 'n', uid, e.first, "", Identity{})
 			n++
 		}
 		if e.givenUp {
-			buf = appendRecord(buf, 'p', uid, e.first, "")
+			buf = appendRecord(buf, 'p', uid, e.first, "", Identity{Size: e.givenUpSize})
 			n++
 		}
-		if e.delivered {
-			buf = appendRecord(buf, '+', uid, e.first, "")
+		if e.delivered && len(e.ids) == 0 {
+			buf = appendRecord(buf, '+', uid, e.first, "", Identity{})
 			n++
+		} else if e.delivered {
+			// Oldest first, so that replay keeps the same ones when
+			// MaxIdentities drops the oldest.
+			for _, id := range e.ids {
+				buf = appendRecord(buf, '+', uid, e.first, "", id)
+				n++
+			}
 		} else {
 			for _, r := range e.rcpts {
-				buf = appendRecord(buf, 'r', uid, e.first, r)
+				buf = appendRecord(buf, 'r', uid, e.first, r, e.rcptsID)
 				n++
 			}
 			if e.intent != "" {
-				buf = appendRecord(buf, 'i', uid, e.first, e.intent)
+				buf = appendRecord(buf, 'i', uid, e.first, e.intent, e.intentID)
 				n++
 			}
 		}
 		if e.refused > 0 {
 			// Last, so the UID's first-seen time comes from the
 			// records above.
-			buf = appendRecord(buf, 'd', uid, e.refusedAt, strconv.Itoa(e.refused))
+			buf = appendRecord(buf, 'd', uid, e.refusedAt, strconv.Itoa(e.refused), Identity{})
 			n++
 		}
 		bw.Write(buf)

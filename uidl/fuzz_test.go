@@ -29,7 +29,7 @@ func FuzzParse(f *testing.F) {
 		h + "+ a 1\n\x00\x00+ b 2\n",
 		h + "+ a -5\n+ b 9223372036854775807\n",
 		"+ a 1\n",           // missing header
-		"popfetch-uidl 2\n", // future version
+		"popfetch-uidl 3\n", // future version
 		h + "x a 1\n",       // unknown kind
 		h + "+ a 99999999999999999999\n",
 		h + "+ a 1\r\n",
@@ -37,6 +37,18 @@ func FuzzParse(f *testing.F) {
 		h + "i a 1 /m/new/1\n+ a 2\ni b 3 \n",
 		h + "p a 1\nn a 2\np a 3\n+ b 4\np b 5\n- a\np c 6 x\n",
 		h + "+ a 1\nd a 5 1\nd a 6 2\nd b 7 0\nd c 8 3\nd c 9 0\nd a 9 01\n",
+		h + "+ a 1 100 0123abcd\n+ a 2 100 0123abcd\n+ a 3 120 ff\n+ b 4\n+ b 5 7 aa\n",
+		h + "i a 1 /m/new/1 100 ab\n+ a 2 100 ab\ni b 3 /m/new/2 5 c\nr b 4 q\n",
+		h + "+ a 1 100\n",
+		h + "+ a 1 -1 ab\n",
+		h + "+ a 1 1 " + strings.Repeat("f", 65) + "\n",
+		headerV1 + "\n+ a 1\nr b 2 x@example.com\ni c 3 /m/new/3\n",
+		headerV1 + "\n+ a 1 100 ab\n",
+		h + "p a 1 100\np b 2\np a 3 7\np c 4 -1\n",
+		h + "r a 1 x@y 5 aa\nr a 2 z@y 5 aa\nr a 3 x@y 6 bb\nr b 4 q\nr b 5 w 1 cc\n+ a 6 5 aa\n",
+		headerV1 + "\np a 1 100\n",
+		headerV1 + "\n+ a 1\nd a 5 1\nd a 6 2\n",
+		h + "+ a 1 100 ab\nd a 5 1\nd a 6 1 100 ab\n",
 	} {
 		f.Add([]byte(seed))
 	}
@@ -127,17 +139,17 @@ func decodeName(name string) (user, server string, port int, ok bool) {
 	return u, h, p, ok1 && ok2
 }
 
-// FuzzPath checks that journal names stay inside the uidl directory, are
-// valid file names, and are injective: an unshortened name decodes back to
-// its (user, lower-cased server, port).
-func FuzzPath(f *testing.F) {
+// FuzzLegacyPath checks that old journal names stay inside the uidl
+// directory, are valid file names, and are injective: an unshortened name
+// decodes back to its (user, lower-cased server, port).
+func FuzzLegacyPath(f *testing.F) {
 	f.Add("joe", "pop.example.com", 995)
 	f.Add("joe@example.com", "POP.example.com", 110)
 	f.Add("../..", "a/b", -1)
 	f.Add(".x\x00%", "@:", 0)
 	f.Add(strings.Repeat("%", 120), strings.Repeat("Z", 200), 1)
 	f.Fuzz(func(t *testing.T, user, server string, port int) {
-		path := Path("/state", user, server, port)
+		path := LegacyPath("/state", user, server, port)
 		dir, base := filepath.Split(path)
 		if dir != "/state/uidl/" || base == "" || strings.HasPrefix(base, ".") || strings.ContainsAny(base, "/\x00") {
 			t.Fatalf("Path = %q escapes, hides or is invalid", path)

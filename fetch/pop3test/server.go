@@ -40,6 +40,7 @@ type Options struct {
 	Implicit bool        // TLS from the first byte (POP3S); needs TLS
 	STLS     bool        // offer STLS (RFC 2595); needs TLS
 	NoUIDL   bool        // UIDL answers -ERR (it is optional, RFC 1939 §7)
+	NoTOP    bool        // TOP answers -ERR (optional too) and is left out of the default Capa
 	Greeting string      // default "+OK pop3test ready"
 	Faults   []Fault
 	// CheckPipelining makes the server look, before answering each
@@ -202,6 +203,9 @@ func Start(opts Options) (*Server, error) {
 		opts.Capa = []string{"USER", "UIDL", "TOP", "PIPELINING", "RESP-CODES", "AUTH-RESP-CODE"}
 		if opts.NoUIDL {
 			opts.Capa = []string{"USER", "TOP", "PIPELINING", "RESP-CODES", "AUTH-RESP-CODE"}
+		}
+		if opts.NoTOP {
+			opts.Capa = slices.DeleteFunc(opts.Capa, func(c string) bool { return c == "TOP" })
 		}
 	}
 	// Copy what the caller might mutate after the call.
@@ -690,6 +694,9 @@ func (ss *session) answer(verb, arg string) answer {
 		}
 		return errAnswer("too many arguments")
 	case "RETR", "TOP":
+		if verb == "TOP" && ss.s.opts.NoTOP {
+			return errAnswer("TOP not supported")
+		}
 		if want := map[string]int{"RETR": 1, "TOP": 2}[verb]; len(args) != want {
 			return errAnswer(fmt.Sprintf("%s needs %d argument(s)", verb, want))
 		}

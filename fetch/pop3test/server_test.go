@@ -306,6 +306,20 @@ func TestNoUIDL(t *testing.T) {
 	c.want("UIDL 1", "-ERR")
 }
 
+func TestNoTOP(t *testing.T) {
+	t.Parallel()
+	s := NewServer(t, Options{Messages: twoMessages(), NoTOP: true})
+	dump(t, s)
+	c := dial(t, s)
+	c.line()
+	if capa := c.multi("CAPA"); slices.Contains(capa, "TOP") || !slices.Contains(capa, "UIDL") {
+		t.Errorf("CAPA = %q; want UIDL without TOP", capa)
+	}
+	c.login()
+	c.want("TOP 1 0", "-ERR")
+	c.want("RETR 1", "+OK")
+}
+
 func tlsClient(t testing.TB, pool *x509.CertPool, conn net.Conn) *client {
 	t.Helper()
 	tc := tls.Client(conn, &tls.Config{RootCAs: pool, ServerName: "127.0.0.1", MinVersion: tls.VersionTLS12})

@@ -1,0 +1,85 @@
+package fetch
+
+import (
+	"bytes"
+	"testing"
+)
+
+const digestBase = "Received: from a by b; Fri, 4 Dec 2026 10:00:00 +0000\r\nFrom: a@example.com\r\nTo: b@example.com\r\nSubject: hello world\r\nDate: Fri, 4 Dec 2026 10:00:00 +0000\r\nMessage-ID: <1@example.com>\r\n\r\nbody\r\n"
+
+func TestHeaderDigest(t *testing.T) {
+	base := headerDigest([]byte(digestBase))
+	if len(base) != 32 {
+		t.Fatalf("digest %q: want 32 hex digits", base)
+	}
+	tests := []struct {
+		name string
+		raw  string
+		same bool
+	}{
+		{"top reply (header and blank line)", "Received: from a by b; Fri, 4 Dec 2026 10:00:00 +0000\r\nFrom: a@example.com\r\nTo: b@example.com\r\nSubject: hello world\r\nDate: Fri, 4 Dec 2026 10:00:00 +0000\r\nMessage-ID: <1@example.com>\r\n\r\n", true},
+		{"bare LF", "Received: from a by b; Fri, 4 Dec 2026 10:00:00 +0000\nFrom: a@example.com\nTo: b@example.com\nSubject: hello world\nDate: Fri, 4 Dec 2026 10:00:00 +0000\nMessage-ID: <1@example.com>\n\nbody\n", true},
+		{"folded and spaced", "Received: from a by b;\r\n\tFri, 4 Dec 2026 10:00:00 +0000\r\nfrom:  a@example.com\r\nTO: b@example.com\r\nSubject: hello\r\n   world \r\nDate: Fri, 4 Dec 2026 10:00:00 +0000\r\nMessage-Id: <1@example.com>\r\n\r\nbody\r\n", true},
+		{"other body", digestBase + "more\r\n", true},
+		{"status added by an mbox server", "Status: RO\r\nX-UIDL: 77\r\n" + digestBase, true},
+		{"later duplicate field", "Subject: hello world\r\n" + digestBase[:len(digestBase)-8] + "Subject: other\r\n\r\nbody\r\n", true},
+		{"header after the blank line", digestBase + "Subject: other\r\n", true},
+		{"other message-id", replace(digestBase, "<1@", "<2@"), false},
+		{"other date", replace(digestBase, "10:00:00 +0000\r\nM", "10:00:01 +0000\r\nM"), false},
+		{"other from", replace(digestBase, "From: a@", "From: c@"), false},
+		{"other subject", replace(digestBase, "hello world", "hello there"), false},
+		{"other received", replace(digestBase, "from a by b", "from x by b"), false},
+		{"empty subject vs none", replace(digestBase, "Subject: hello world\r\n", "Subject:\r\n"), false},
+		{"no subject", replace(digestBase, "Subject: hello world\r\n", ""), false},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			if got := headerDigest([]byte(tt.raw)) == base; got != tt.same {
+				t.Fatalf("digest equal = %v; want %v", got, tt.same)
+			}
+		})
+	}
+	if headerDigest([]byte("Subject:\r\n\r\n")) == headerDigest([]byte("\r\nSubject:\r\n")) {
+		t.Fatal("an empty Subject and a headerless message digest alike")
+	}
+}
+
+func replace(s, old, new string) string {
+	return string(bytes.Replace([]byte(s), []byte(old), []byte(new), 1))
+}
+
+// topOf is what `TOP n 0` returns for raw: the header section and the
+// blank line (the whole message if it has no blank line).
+func topOf(raw []byte) []byte {
+	for i := 0; i < len(raw); {
+		j := bytes.IndexByte(raw[i:], '\n')
+		if j < 0 {
+			break
+		}
+		line := bytes.TrimSuffix(raw[i:i+j], []byte("\r"))
+		i += j + 1
+		if len(line) == 0 {
+			return raw[:i]
+		}
+	}
+	return raw
+}
+
+// FuzzHeaderDigest: the digest never panics, is 32 hex digits, and is the
+// same from the whole message as from its TOP reply.
+func FuzzHeaderDigest(f *testing.F) {
+	f.Add([]byte(digestBase))
+	f.Add([]byte("\r\n"))
+	f.Add([]byte("Subject: a\r\n b\r\n\tc\r\n\r\nx"))
+	f.Add([]byte("From x Fri Dec 4\nSubject : y\n\nbody"))
+	f.Add([]byte(" leading continuation\r\nDate:\r\n"))
+	f.Fuzz(func(t *testing.T, raw []byte) {
+		d := headerDigest(raw)
+		if len(d) != 32 {
+			t.Fatalf("digest %q", d)
+		}
+		if top := headerDigest(topOf(raw)); top != d {
+			t.Fatalf("TOP digest %s != RETR digest %s", top, d)
+		}
+	})
+}

@@ -1,0 +1,469 @@
+package fetch
+
+import (
+	"context"
+	"fmt"
+	"maps"
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/popfetch/popfetch/deliver"
+	"github.com/popfetch/popfetch/fetch/pop3test"
+	"github.com/popfetch/popfetch/rcfile"
+	"github.com/popfetch/popfetch/uidl"
+)
+
+// note returns message n under uid. Every note has the same size (n <
+// 1000), so only the header digest tells them apart: the case the LIST size
+// alone gets wrong.
+func note(n int, uid string) pop3test.Message {
+	return pop3test.Message{UID: uid, Data: fmt.Appendf(nil,
+		"From: monitor@example.com\r\nTo: b@example.com\r\nDate: Fri, 4 Dec 2026 10:%02d:00 +0000\r\nSubject: disk %03d\r\nMessage-ID: <%03d@example.com>\r\n\r\nbody %03d\r\n",
+		n%60, n, n, n)}
+}
+
+// bigNote is note n with a longer body: another size.
+func bigNote(n int, uid string) pop3test.Message {
+	m := note(n, uid)
+	m.Data = append(m.Data, "more text\r\n"...)
+	return m
+}
+
+// mailbox runs polls of one account against a fake server whose content
+// the test changes between polls, and checks after each poll that nothing
+// left the server undelivered, and at the end that every message put on
+// it was delivered exactly once per copy.
+type mailbox struct {
+	t    *testing.T
+	srv  *pop3test.Server
+	a    *rcfile.Account
+	p    *Poller
+	logs *logCapture
+
+	mu       sync.Mutex
+	got      map[string]int // deliveries by Message-ID
+	inserted map[string]int // copies put on the server, by Message-ID
+}
+
+func newMailbox(t *testing.T, opts pop3test.Options, keep bool) *mailbox {
+	m := &mailbox{t: t, got: map[string]int{}, inserted: map[string]int{}, logs: &logCapture{}}
+	m.srv = pop3test.NewServer(t, opts)
+	m.a = testAccount(t, m.srv)
+	m.a.Keep = keep
+	m.p = &Poller{Log: m.logs.logger(), Dispatcher: func(*rcfile.Account) (Dispatcher, error) { return m, nil }}
+	return m
+}
+
+func (m *mailbox) Dispatch(_ context.Context, msg *deliver.Message, _ Progress) error {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	m.got[headerValue(msg.Raw, "Message-ID")]++
+	return nil
+}
+
+func mids(msgs []pop3test.Message) map[string]int {
+	out := map[string]int{}
+	for _, x := range msgs {
+		out[headerValue(x.Data, "Message-ID")]++
+	}
+	return out
+}
+
+// add puts msgs on the server beside what is there.
+func (m *mailbox) add(msgs ...pop3test.Message) {
+	m.srv.SetMessages(append(m.srv.Messages(), msgs...))
+	for id, n := range mids(msgs) {
+		m.inserted[id] += n
+	}
+}
+
+// replace sets the server's content; copies it did not hold before count
+// as new mail.
+func (m *mailbox) replace(msgs ...pop3test.Message) {
+	before := mids(m.srv.Messages())
+	for id, n := range mids(msgs) {
+		m.inserted[id] += max(0, n-before[id])
+	}
+	m.srv.SetMessages(msgs)
+}
+
+// poll runs one poll and checks it: no error, and every copy that left
+// the server was delivered.
+func (m *mailbox) poll() Result {
+	m.t.Helper()
+	return m.pollErr(false)
+}
+
+// pollErr is poll; with failing, the poll must fail instead.
+func (m *mailbox) pollErr(failing bool) Result {
+	m.t.Helper()
+	before := mids(m.srv.Messages())
+	res := m.p.Poll(context.Background(), m.a)
+	if (res.Err != nil) != failing {
+		m.t.Fatalf("Poll: %v\n%s", res.Err, m.srv.Transcript())
+	}
+	after := mids(m.srv.Messages())
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	for id, n := range before {
+		if gone := n - after[id]; gone > m.got[id] {
+			m.t.Fatalf("%d copies of %s left the server, %d delivered\n%s", gone, id, m.got[id], m.srv.Transcript())
+		}
+	}
+	return res
+}
+
+// check verifies that every copy put on the server was delivered exactly
+// once.
+func (m *mailbox) check() {
+	m.t.Helper()
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if !maps.Equal(m.got, m.inserted) {
+		m.t.Fatalf("deliveries by Message-ID = %v; want %v\n%s", m.got, m.inserted, m.srv.Transcript())
+	}
+}
+
+// modes runs f for delete and keep mode, with and without TOP.
+func modes(t *testing.T, f func(t *testing.T, keep, noTop bool)) {
+	for _, keep := range []bool{false, true} {
+		for _, noTop := range []bool{false, true} {
+			t.Run(fmt.Sprintf("keep=%v/noTop=%v", keep, noTop), func(t *testing.T) { f(t, keep, noTop) })
+		}
+	}
+}
+
+// A server that derives UIDs from message numbers gives new mail the UIDs
+// of messages popfetch delivered and deleted. Same size or not, the new
+// message is delivered, never deleted unread.
+func TestReusedUIDs(t *testing.T) {
+	modes(t, func(t *testing.T, keep, noTop bool) {
+		m := newMailbox(t, pop3test.Options{NoTOP: noTop}, keep)
+		m.add(note(1, "1"), note(2, "2"))
+		m.poll()
+		if keep {
+			// The user removes message 1 with another client; the
+			// server gives its UID to new mail of another size (in
+			// keep mode a reused UID is checked only when the size
+			// differs: see reuse.go).
+			m.replace(note(2, "2"), bigNote(3, "1"))
+		} else {
+			m.add(note(3, "1"), note(4, "3")) // same size as message 1
+		}
+		m.poll()
+		if keep {
+			m.replace(note(2, "2"), bigNote(3, "1"), note(5, "3"))
+		} else {
+			m.add(bigNote(5, "1"), note(6, "2"))
+		}
+		m.poll()
+		res := m.poll()
+		if res.New != 0 || res.Delivered != 0 {
+			t.Fatalf("idle poll = %+v; want nothing new", res)
+		}
+		m.check()
+		if !keep && len(m.srv.Messages()) != 0 {
+			t.Fatalf("server still holds %v", uidsOn(m.srv))
+		}
+	})
+}
+
+// Messages delivered but left on the server (QUIT dropped, so no UPDATE)
+// are confirmed by TOP, or by their retrieved copy without TOP, and deleted
+// by the next poll without being delivered again; every DELE of a message
+// the session did not deliver follows its check.
+func TestSeenMessagesConfirmedBeforeDele(t *testing.T) {
+	for _, tc := range []struct {
+		noTop, noPipelining bool
+	}{{false, false}, {true, false}, {false, true}} {
+		noTop := tc.noTop
+		t.Run(fmt.Sprintf("noTop=%v/noPipelining=%v", tc.noTop, tc.noPipelining), func(t *testing.T) {
+			opts := pop3test.Options{NoTOP: noTop, Faults: []pop3test.Fault{{Cmd: "QUIT", Session: 1, Action: pop3test.Drop}}}
+			if tc.noPipelining {
+				// One command at a time: the server reports any
+				// command sent before the previous answer.
+				opts.Capa, opts.CheckPipelining = []string{"USER", "UIDL", "TOP"}, true
+			}
+			m := newMailbox(t, opts, false)
+			m.add(note(1, "1"), note(2, "2"), note(3, "3"))
+			m.pollErr(true)
+			if len(m.srv.Messages()) != 3 {
+				t.Fatalf("QUIT was dropped, yet the server holds %d", len(m.srv.Messages()))
+			}
+			n := len(m.srv.Commands())
+			res := m.poll()
+			if res.Deleted != 3 || res.Delivered != 0 || len(m.srv.Messages()) != 0 {
+				t.Fatalf("second poll = %+v, server %v", res, uidsOn(m.srv))
+			}
+			m.check()
+			check := "TOP %d 0"
+			if noTop {
+				check = "RETR %d"
+			}
+			cmds := m.srv.Commands()[n:]
+			for i, c := range cmds {
+				var num int
+				if _, err := fmt.Sscanf(c, "DELE %d", &num); err != nil {
+					continue
+				}
+				if !slices.Contains(cmds[:i], fmt.Sprintf(check, num)) {
+					t.Fatalf("%q sent before %q: %v", c, fmt.Sprintf(check, num), cmds)
+				}
+			}
+		})
+	}
+}
+
+// The same UID listed twice for two different messages (RFC 1939 §7 says
+// it must not happen) blocks nothing: both are delivered once, and the
+// rest of the mailbox flows, over several polls with new mail between.
+func TestDuplicateUIDListed(t *testing.T) {
+	modes(t, func(t *testing.T, keep, noTop bool) {
+		m := newMailbox(t, pop3test.Options{NoTOP: noTop}, keep)
+		m.add(note(1, "a"), note(2, "dup"), note(3, "dup"), bigNote(4, "dup"), note(5, "b"))
+		res := m.poll()
+		if res.Delivered != 5 {
+			t.Fatalf("first poll = %+v; want 5 delivered", res)
+		}
+		m.add(note(6, "dup"), note(7, "c"))
+		m.poll()
+		m.poll()
+		m.check()
+	})
+}
+
+// popa3d and solid-pop3d give identical messages one UID. Each copy
+// present in a poll is delivered once; in delete mode each is deleted (one
+// whose DELE was refused is confirmed and deleted by the next poll, not
+// delivered again); later polls deliver nothing.
+func TestIdenticalMessagesSameUID(t *testing.T) {
+	modes(t, func(t *testing.T, keep, noTop bool) {
+		m := newMailbox(t, pop3test.Options{NoTOP: noTop, Faults: []pop3test.Fault{{Cmd: "DELE", N: 1, Session: 1, Action: pop3test.Reply, Reply: "-ERR busy"}}}, keep)
+		m.add(note(1, "same"), note(1, "same"), note(2, "x"))
+		res := m.poll()
+		if res.Delivered != 3 {
+			t.Fatalf("first poll = %+v; want 3 delivered", res)
+		}
+		m.poll()
+		res = m.poll()
+		if res.Delivered != 0 {
+			t.Fatalf("third poll = %+v; want nothing delivered", res)
+		}
+		m.check()
+		if want := map[bool]int{false: 0, true: 3}[keep]; len(m.srv.Messages()) != want {
+			t.Fatalf("server holds %v; want %d messages", uidsOn(m.srv), want)
+		}
+	})
+}
+
+// A server that renumbers every UID at once (a rebuilt index) gets one
+// ERROR, and the messages delivered before are recognised by size and
+// header digest rather than fetched again; new mail that arrived meanwhile
+// is delivered. In delete mode the messages still there are those a failed
+// QUIT left: they are deleted, not delivered again. In delete mode an
+// all-new listing after a clean poll is normal and logs nothing.
+func TestRenumberedListing(t *testing.T) {
+	modes(t, func(t *testing.T, keep, noTop bool) {
+		opts := pop3test.Options{NoTOP: noTop}
+		if !keep {
+			opts.Faults = []pop3test.Fault{{Cmd: "QUIT", Session: 1, Action: pop3test.Drop}}
+		}
+		m := newMailbox(t, opts, keep)
+		m.add(note(1, "a1"), note(2, "a2"), bigNote(3, "a3"))
+		m.pollErr(!keep)
+		m.replace(note(1, "b1"), note(2, "b2"), bigNote(3, "b3"), note(4, "b4"))
+		res := m.poll()
+		if res.Delivered != 1 {
+			t.Fatalf("poll after renumbering = %+v; want only the new message", res)
+		}
+		if !keep && len(m.srv.Messages()) != 0 {
+			t.Fatalf("server still holds %v", uidsOn(m.srv))
+		}
+		if !keep {
+			m.add(note(5, "c1"), note(6, "c2"))
+		}
+		m.poll()
+		m.poll()
+		m.check()
+		if n := len(m.logs.lines("level=ERROR", "renumbered")); n != 1 {
+			t.Fatalf("%d ERROR lines about renumbering; want 1\n%s", n, m.logs.String())
+		}
+	})
+}
+
+// An mbox server that rewrites a kept message (Status: after it was read)
+// changes its size, not its identity: it is not delivered again.
+func TestKeepRewrittenMessage(t *testing.T) {
+	m := newMailbox(t, pop3test.Options{}, true)
+	m.add(note(1, "1"), note(2, "2"))
+	m.poll()
+	rewritten := note(1, "1")
+	rewritten.Data = []byte(strings.Replace(string(rewritten.Data), "\r\n\r\n", "\r\nStatus: RO\r\n\r\n", 1))
+	m.replace(rewritten, note(2, "2"))
+	if res := m.poll(); res.Delivered != 0 {
+		t.Fatalf("poll after the rewrite = %+v; want nothing delivered", res)
+	}
+	n := len(m.srv.Commands())
+	m.poll()
+	for _, c := range m.srv.Commands()[n:] {
+		if strings.HasPrefix(c, "TOP") {
+			t.Fatalf("the rewritten size was not recorded: %q sent again", c)
+		}
+	}
+	m.check()
+}
+
+// One mailbox is one journal whatever the port (rcfile.Account.Mailbox):
+// moving a keep-mode account from one port to another (STLS on 110 to
+// implicit TLS on 995) fetches nothing again.
+func TestJournalSurvivesPortChange(t *testing.T) {
+	srv1 := pop3test.NewServer(t, pop3test.Options{Messages: msgs(3)})
+	srv2 := pop3test.NewServer(t, pop3test.Options{Messages: msgs(3)})
+	a := testAccount(t, srv1)
+	a.Keep = true
+	rec := &recorder{}
+	if res := poller(rec).Poll(context.Background(), a); res.Err != nil || res.Delivered != 3 {
+		t.Fatalf("first poll = %+v", res)
+	}
+	a.Port = srv2.Port()
+	if res := poller(rec).Poll(context.Background(), a); res.Err != nil || res.Delivered != 0 {
+		t.Fatalf("poll on the other port = %+v; want nothing delivered again", res)
+	}
+}
+
+// A journal an older popfetch kept per port (USER@SERVER:PORT, format 1)
+// is moved to the mailbox's name on the first poll: a keep-mode mailbox is
+// not fetched again, and the messages it lists get their identity.
+func TestPollMigratesPortJournal(t *testing.T) {
+	srv := pop3test.NewServer(t, pop3test.Options{Messages: msgs(3)})
+	a := testAccount(t, srv)
+	a.Keep = true
+	old := uidl.LegacyPath(a.StateDir, a.Username, a.Server, 995)
+	if err := os.MkdirAll(filepath.Dir(old), 0o700); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(old, []byte("popfetch-uidl 1\n+ uid-0001 1\n+ uid-0002 1\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	rec := &recorder{}
+	res := poller(rec).Poll(context.Background(), a)
+	if res.Err != nil || strings.Join(rec.got, ",") != "uid-0003" {
+		t.Fatalf("Poll = %+v, delivered %v; want only uid-0003", res, rec.got)
+	}
+	if _, err := os.Lstat(old); !os.IsNotExist(err) {
+		t.Fatalf("old journal still there: %v", err)
+	}
+	s, err := uidl.Open(uidl.Path(a.StateDir, a.Mailbox()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	for _, uid := range []string{"uid-0001", "uid-0002", "uid-0003"} {
+		if ids := s.Identities(uid); len(ids) != 1 {
+			t.Errorf("Identities(%s) = %v; want the one from TOP or the copy", uid, ids)
+		}
+	}
+}
+
+// mailbox_id tells two mailboxes behind one host and user apart (two
+// tunnels): each keeps its own journal, moved from its own port's old one.
+func TestMailboxIDSeparatesJournals(t *testing.T) {
+	srv1 := pop3test.NewServer(t, pop3test.Options{Messages: msgs(2)})
+	srv2 := pop3test.NewServer(t, pop3test.Options{Messages: msgs(2)})
+	a1, a2 := testAccount(t, srv1), testAccount(t, srv2)
+	a1.Keep, a2.Keep = true, true
+	a2.StateDir = a1.StateDir
+	a1.MailboxID, a2.MailboxID = "tunnel1", "tunnel2"
+	// Older popfetch versions kept one journal per port: each tunnel's
+	// moves to its own mailbox_id; without mailbox_id the two would be
+	// ambiguous (and the config a duplicate).
+	for i, a := range []*rcfile.Account{a1, a2} {
+		old := uidl.LegacyPath(a.StateDir, a.Username, a.Server, a.Port)
+		os.MkdirAll(filepath.Dir(old), 0o700)
+		if err := os.WriteFile(old, fmt.Appendf(nil, "popfetch-uidl 1\n+ uid-000%d 1\n", i+1), 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for i, a := range []*rcfile.Account{a1, a2} {
+		rec := &recorder{}
+		if res := poller(rec).Poll(context.Background(), a); res.Err != nil || res.Delivered != 1 || rec.got[0] != fmt.Sprintf("uid-000%d", 2-i) {
+			t.Fatalf("Poll(%s) = %+v, delivered %v; want only the message its old journal lacks", a.MailboxID, res, rec.got)
+		}
+	}
+}
+
+// A message given up is skipped, but a message of another size that the
+// server lists later under its UID (numbered UIDs) is fetched.
+func TestGivenUpUIDReused(t *testing.T) {
+	m := newMailbox(t, pop3test.Options{}, false)
+	given := bigNote(1, "1")
+	s, err := uidl.Open(uidl.Path(m.a.StateDir, m.a.Mailbox()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := s.GiveUpSize("1", int64(len(given.Data)), time.Now()); err != nil {
+		t.Fatal(err)
+	}
+	s.Close()
+	m.add(given, note(2, "2"))
+	delete(m.inserted, headerValue(given.Data, "Message-ID")) // never to be delivered
+	if res := m.poll(); res.Delivered != 1 || res.Skipped != 1 {
+		t.Fatalf("poll = %+v; want message 2 delivered, the given-up one skipped", res)
+	}
+	// Another client removed the given-up message; new mail took its UID.
+	m.replace(note(3, "1"))
+	if res := m.poll(); res.Delivered != 1 {
+		t.Fatalf("poll = %+v; want the new message under the given-up UID delivered", res)
+	}
+	m.check()
+}
+
+// partialDisp serves one recipient of each message through Progress and
+// fails message 1 after it, as a multidrop delivery that failed part-way.
+type partialDisp struct {
+	mu    sync.Mutex
+	calls []string
+}
+
+func (d *partialDisp) Dispatch(_ context.Context, m *deliver.Message, p Progress) error {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	mid := headerValue(m.Raw, "Message-ID")
+	done := p.Done("r1@example.com")
+	d.calls = append(d.calls, fmt.Sprintf("%s done=%v", mid, done))
+	if !done {
+		if err := p.Record("r1@example.com"); err != nil {
+			return err
+		}
+	}
+	if mid == "<001@example.com>" {
+		return fmt.Errorf("r2: temporary failure")
+	}
+	return nil
+}
+
+// The recipients a failed multidrop delivery recorded belong to that
+// message: new mail the server lists later under its UID (the first
+// message removed by another client) is served to all of them.
+func TestPartialProgressNotInherited(t *testing.T) {
+	srv := pop3test.NewServer(t, pop3test.Options{Messages: []pop3test.Message{note(1, "u")}})
+	a := testAccount(t, srv)
+	d := &partialDisp{}
+	p := &Poller{Dispatcher: func(*rcfile.Account) (Dispatcher, error) { return d, nil }}
+	if res := p.Poll(context.Background(), a); res.Err != nil || res.Failed != 1 {
+		t.Fatalf("first poll = %+v", res)
+	}
+	srv.SetMessages([]pop3test.Message{note(2, "u")})
+	if res := p.Poll(context.Background(), a); res.Err != nil || res.Delivered != 1 {
+		t.Fatalf("second poll = %+v", res)
+	}
+	want := []string{"<001@example.com> done=false", "<002@example.com> done=false"}
+	if !slices.Equal(d.calls, want) {
+		t.Fatalf("dispatches = %q; want %q (message 2 never reached r1)", d.calls, want)
+	}
+}
