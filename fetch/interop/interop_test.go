@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -261,36 +262,105 @@ func TestKeep(t *testing.T) {
 	}
 }
 
+// checkColliding polls twice and checks a mailbox in which the messages
+// of group may share a UID (popa3d and solid-pop3d derive it from the
+// content) while other's do not. Each message of group is told apart by a
+// marker line in its body; a message may occur in group more than once
+// (identical copies). popfetch may deliver the whole group or leave it all
+// on the server with a loud warning, but every copy must be accounted for:
+// delivered byte for byte, or still on the server, never both and never
+// neither; and other flows as usual.
+func checkColliding(t *testing.T, s *Server, group [][]byte, markers []string, other []byte) {
+	t.Helper()
+	a := account(t, s)
+	for i := 0; i < 2; i++ {
+		if res := poll(t, s, a); res.Err != nil {
+			t.Errorf("poll %d: %v", i+1, res.Err)
+		}
+	}
+	got := delivered(t, s, a.Deliver.Maildir)
+	if o := got[seqOf(other)]; len(o) != 1 || !bytes.Equal(o[0], want(s, other)) {
+		t.Errorf("the other message: %d copies; want 1 byte for byte", len(o))
+	}
+	var copies [][]byte
+	for seq, c := range got {
+		if seq != seqOf(other) {
+			copies = append(copies, c...)
+		}
+	}
+	stored := s.Stored(t)
+	total := 0
+	for i, m := range group {
+		if slices.Index(markers, markers[i]) != i {
+			continue // counted with its first copy
+		}
+		k := 0
+		for _, mk := range markers {
+			if mk == markers[i] {
+				k++
+			}
+		}
+		d, left := 0, 0
+		for _, c := range copies {
+			if bytes.Contains(c, []byte(markers[i]+"\n")) {
+				if !bytes.Equal(c, want(s, m)) {
+					t.Errorf("%s:\ngot  %q\nwant %q", markers[i], c, want(s, m))
+				}
+				d++
+			}
+		}
+		for _, st := range stored {
+			if bytes.Contains(st, []byte(markers[i]+"\n")) {
+				left++
+			}
+		}
+		if d+left != k {
+			t.Errorf("%s: %d delivered, %d left on the server; want %d in all (nothing lost, nothing twice)", markers[i], d, left, k)
+		}
+		total += d
+	}
+	switch total {
+	case len(group):
+		t.Logf("%s: all %d colliding messages delivered", s.Name, total)
+	case 0:
+		t.Logf("%s: the %d colliding messages were left on the server", s.Name, len(group))
+	default:
+		t.Errorf("%s: %d of %d colliding messages delivered; want all or none", s.Name, total, len(group))
+	}
+	if len(copies) != total {
+		t.Errorf("%d unexpected copies delivered", len(copies)-total)
+	}
+}
+
 // TestIdentical stores the same message twice beside a different one.
-// popa3d and solid-pop3d give both copies the same UID. Either both copies
-// are delivered, or both stay on the server; the other message flows in
-// any case, and nothing is deleted undelivered.
+// popa3d and solid-pop3d give both copies the same UID.
 func TestIdentical(t *testing.T) {
 	for _, c := range configs {
 		t.Run(c.name, func(t *testing.T) {
 			s := c.start(t)
-			twin, other := message(1), message(2)
+			twin := []byte("From: a@example.net\nSubject: twin\nMessage-ID: <twin@example.net>\nX-Seq: twin\n\nmarker-twin\n")
+			other := message(2)
 			s.Put(t, twin, other, twin)
-			a := account(t, s)
-			for i := 0; i < 2; i++ {
-				if res := poll(t, s, a); res.Err != nil {
-					t.Errorf("poll %d: %v", i+1, res.Err)
-				}
-			}
-			got := delivered(t, s, a.Deliver.Maildir)
-			if len(got["2"]) != 1 || !bytes.Equal(got["2"][0], want(s, other)) {
-				t.Errorf("the other message: %d copies; want 1 byte for byte", len(got["2"]))
-			}
-			for _, c := range got["1"] {
-				if !bytes.Equal(c, want(s, twin)) {
-					t.Errorf("twin:\ngot  %q\nwant %q", c, want(s, twin))
-				}
-			}
-			if n, left := len(got["1"]), s.Count(t); n+left != 2 {
-				t.Errorf("twins: %d delivered, %d left on the server; want 2 in all", n, left)
-			} else if n != 2 {
-				t.Errorf("twins: %d delivered, %d left on the server; want both delivered", n, left)
-			}
+			checkColliding(t, s, [][]byte{twin, twin}, []string{"marker-twin", "marker-twin"}, other)
+		})
+	}
+}
+
+// TestSameHeader stores two messages with the same header and bodies of
+// the same size but different content (a resent or duplicated notice
+// whose copy was altered): solid-pop3d's UID digests the header only, so
+// both get one UID, and a header digest with the size cannot tell them
+// apart either. Taking the second for the first would delete it unread.
+func TestSameHeader(t *testing.T) {
+	for _, c := range configs {
+		t.Run(c.name, func(t *testing.T) {
+			s := c.start(t)
+			hdr := "From: a@example.net\nSubject: same header\nMessage-ID: <same@example.net>\nX-Seq: same\n\n"
+			m1 := []byte(hdr + "marker-alpha\n")
+			m2 := []byte(hdr + "marker-bravo\n")
+			other := message(3)
+			s.Put(t, m1, other, m2)
+			checkColliding(t, s, [][]byte{m1, m2}, []string{"marker-alpha", "marker-bravo"}, other)
 		})
 	}
 }
@@ -321,5 +391,92 @@ func TestExpire0Failure(t *testing.T) {
 	checkDelivered(t, s, a, msgs)
 	if n := s.Count(t); n != 0 {
 		t.Errorf("server holds %d messages; want 0", n)
+	}
+}
+
+// place counts the delivered copies of the message with marker, checking
+// each byte for byte, and its copies still on the server.
+func place(t *testing.T, s *Server, a *rcfile.Account, msg []byte, marker string) (d, left int) {
+	t.Helper()
+	for _, copies := range delivered(t, s, a.Deliver.Maildir) {
+		for _, c := range copies {
+			if bytes.Contains(c, []byte(marker+"\n")) {
+				if !bytes.Equal(c, want(s, msg)) {
+					t.Errorf("%s:\ngot  %q\nwant %q", marker, c, want(s, msg))
+				}
+				d++
+			}
+		}
+	}
+	for _, st := range s.Stored(t) {
+		if bytes.Contains(st, []byte(marker+"\n")) {
+			left++
+		}
+	}
+	return d, left
+}
+
+// TestReusedUID: popa3d and solid-pop3d derive a UID from a few header
+// fields (popa3d: Date, Message-ID, Received; solid-pop3d: Subject, Date,
+// Received), so a new message can arrive under the UID of one that
+// popfetch delivered and deleted in the previous poll, while that UID is
+// still in the journal. The new message must be delivered, never deleted
+// unread. With the same header and the same size, LIST and TOP cannot tell
+// the two apart at all: what tells them apart is that the old one was
+// deleted (DELE answered +OK and QUIT completed) before the UID came back.
+func TestReusedUID(t *testing.T) {
+	hdr := "From: a@example.net\nSubject: reused\nMessage-ID: <reused@example.net>\nX-Seq: reused\n\n"
+	first := []byte(hdr + "marker-one\n")
+	cases := []struct {
+		name   string
+		second []byte
+		keep   bool // the first poll keeps the first message
+	}{
+		{"other size", []byte(hdr + "marker-two\nand a longer body\n"), false},
+		{"same size", []byte(hdr + "marker-two\n"), false},
+		{"kept, same size", []byte(hdr + "marker-two\n"), true},
+	}
+	for _, c := range configs {
+		t.Run(c.name, func(t *testing.T) {
+			for _, tc := range cases {
+				if tc.keep && !c.keep {
+					continue
+				}
+				t.Run(tc.name, func(t *testing.T) {
+					s := c.start(t)
+					s.Put(t, first)
+					a := account(t, s)
+					a.Keep = tc.keep
+					if res := poll(t, s, a); res.Err != nil || res.Delivered != 1 {
+						t.Fatalf("first poll = %+v; want 1 delivered", res)
+					}
+					s.Put(t, tc.second)
+					a.Keep = false
+					for i := 0; i < 2; i++ {
+						if res := poll(t, s, a); res.Err != nil {
+							t.Errorf("poll %d after the second message: %v", i+2, res.Err)
+						}
+					}
+					// Kept, both share the UID in one listing: popfetch
+					// may deliver the second or leave both on the server
+					// with a warning. Otherwise only the second carries
+					// the UID and must be delivered.
+					d, left := place(t, s, a, first, "marker-one")
+					if d != 1 || left != 0 && !tc.keep {
+						t.Errorf("first message: %d delivered, %d left on the server; want 1 and 0", d, left)
+					}
+					switch d, left := place(t, s, a, tc.second, "marker-two"); {
+					case d+left == 0:
+						t.Errorf("second message: deleted from the server, never delivered: lost")
+					case d+left != 1:
+						t.Errorf("second message: %d delivered, %d left on the server; want 1 in all", d, left)
+					case d == 0 && !tc.keep:
+						t.Errorf("second message: left on the server, never delivered")
+					case d == 0:
+						t.Logf("second message: left on the server with the first (one UID listed twice)")
+					}
+				})
+			}
+		})
 	}
 }

@@ -54,6 +54,28 @@ func (m *maildir) put(t testing.TB, msgs ...[]byte) {
 	}
 }
 
+func (m *maildir) stored(t testing.TB) [][]byte {
+	t.Helper()
+	var out [][]byte
+	for _, sub := range []string{"new", "cur"} {
+		ents, err := os.ReadDir(filepath.Join(m.dir, sub))
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, e := range ents {
+			if strings.HasPrefix(e.Name(), ".") || !e.Type().IsRegular() {
+				continue
+			}
+			b, err := os.ReadFile(filepath.Join(m.dir, sub, e.Name()))
+			if err != nil {
+				t.Fatal(err)
+			}
+			out = append(out, b)
+		}
+	}
+	return out
+}
+
 func (m *maildir) count(t testing.TB) int {
 	t.Helper()
 	n := 0
@@ -125,24 +147,31 @@ func (m *mbox) put(t testing.TB, msgs ...[]byte) {
 	}
 }
 
-// count counts the separator lines: a "From " line at the start of the
-// file or after an empty line.
-func (m *mbox) count(t testing.TB) int {
+// stored splits the spool at its separator lines: a "From " line at the
+// start of the file or after an empty line.
+func (m *mbox) stored(t testing.TB) [][]byte {
 	t.Helper()
 	b, err := os.ReadFile(m.path)
 	if os.IsNotExist(err) {
-		return 0
+		return nil
 	}
 	if err != nil {
 		t.Fatal(err)
 	}
-	n := 0
+	var out [][]byte
 	prevEmpty := true
-	for _, l := range strings.SplitAfter(string(b), "\n") {
-		if prevEmpty && strings.HasPrefix(l, "From ") {
-			n++
+	for _, l := range bytes.SplitAfter(b, []byte("\n")) {
+		if prevEmpty && bytes.HasPrefix(l, []byte("From ")) {
+			out = append(out, nil)
+		} else if len(out) > 0 {
+			out[len(out)-1] = append(out[len(out)-1], l...)
 		}
-		prevEmpty = l == "\n"
+		prevEmpty = string(l) == "\n"
 	}
-	return n
+	return out
+}
+
+func (m *mbox) count(t testing.TB) int {
+	t.Helper()
+	return len(m.stored(t))
 }

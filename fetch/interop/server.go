@@ -109,6 +109,7 @@ type Server struct {
 type mailbox interface {
 	put(t testing.TB, msgs ...[]byte)
 	count(t testing.TB) int
+	stored(t testing.TB) [][]byte
 }
 
 // Served returns what the server serves for a stored message, with LF
@@ -140,6 +141,13 @@ func (s *Server) Put(t testing.TB, msgs ...[]byte) {
 func (s *Server) Count(t testing.TB) int {
 	t.Helper()
 	return s.box.count(t)
+}
+
+// Stored returns the raw messages the server holds, as stored (an mbox
+// message without its separator line), in no particular order.
+func (s *Server) Stored(t testing.TB) [][]byte {
+	t.Helper()
+	return s.box.stored(t)
 }
 
 // Log returns what the server processes wrote to stderr.

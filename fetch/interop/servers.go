@@ -152,9 +152,11 @@ func needUnshare(t testing.TB, name string) string {
 // created on the system if missing, as the package's postinst does.
 //
 // What it does: the greeting is a bare "+OK"; there is no CAPA (so no
-// PIPELINING, no STLS, no TLS at all); a UIDL is a digest of the message
-// (header and body), so identical messages get the same UID; RETR serves a
-// message as stored, ">From " lines included.
+// PIPELINING, no STLS, no TLS at all); a UIDL is a digest of the Date,
+// Message-ID and Received fields only (checked: From, To, Subject, other
+// fields, the body and the size do not change it), so identical messages,
+// and messages that differ elsewhere, share a UID; RETR serves a message
+// as stored, ">From " lines included.
 func StartPopa3d(t testing.TB) *Server {
 	t.Helper()
 	bin := filepath.Join(cacheDir(), "popa3d", "usr", "sbin", "popa3d")
@@ -201,8 +203,10 @@ func StartPopa3d(t testing.TB) *Server {
 //
 // What it does: the greeting carries an APOP timestamp (AllowAPOP is left
 // at its default); no CAPA; commands sent before the reply to PASS are
-// discarded (no pipelining); a UIDL is a digest of the message's header,
-// so identical messages get the same UID; RETR serves a message as stored
+// discarded (no pipelining); a UIDL is a digest of the Subject, Date and
+// Received fields only (checked: Message-ID, From, To, the body and the
+// size do not change it), so identical messages, and messages that differ
+// elsewhere, share a UID; RETR serves a message as stored
 // followed by the empty line that separates it from the next one in the
 // mbox.
 func StartSolidPOP3d(t testing.TB) *Server {
