@@ -366,31 +366,64 @@ func TestSameHeader(t *testing.T) {
 }
 
 // TestExpire0Failure: a server with "expire 0" deletes every retrieved
-// message at QUIT. When delivery fails, popfetch must leave the session
+// message at QUIT. When a delivery fails, popfetch must leave the session
 // without QUIT, so the message stays; once delivery works, every message
 // arrives once.
 func TestExpire0Failure(t *testing.T) {
-	s := StartMailutils(t, MailutilsOptions{Expire0: true})
-	msgs := messages(1, 4)
-	s.Put(t, msgs...)
-	a := account(t, s)
-	maildir := a.Deliver.Maildir
-	// EX_TEMPFAIL: the message stays on the server for the next poll.
-	a.Deliver = rcfile.Destination{MDA: []string{"/bin/sh", "-c", "cat >/dev/null; exit 75"}}
-	res := poll(t, s, a)
-	if res.Delivered != 0 || res.Deleted != 0 || res.Failed == 0 {
-		t.Errorf("poll with a failing MDA = %+v; want failures, nothing delivered or deleted", res)
-	}
-	if n := s.Count(t); n != len(msgs) {
-		t.Fatalf("server holds %d of %d messages after failed deliveries: expire 0 expunged undelivered mail", n, len(msgs))
-	}
-	a.Deliver = rcfile.Destination{Maildir: maildir}
-	if res := poll(t, s, a); res.Err != nil || res.Delivered != len(msgs) {
-		t.Errorf("poll with a working Maildir = %+v; want %d delivered", res, len(msgs))
-	}
-	checkDelivered(t, s, a, msgs)
-	if n := s.Count(t); n != 0 {
-		t.Errorf("server holds %d messages; want 0", n)
+	for _, tc := range []struct {
+		name   string
+		failed string // the X-Seq values whose delivery fails; "" = all
+	}{
+		{"all fail", ""},
+		{"one of four fails", "2"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			s := StartMailutils(t, MailutilsOptions{Expire0: true})
+			msgs := messages(1, 4)
+			s.Put(t, msgs...)
+			a := account(t, s)
+			maildir := a.Deliver.Maildir
+			// The MDA writes into the same Maildir's new/, so that
+			// checkDelivered sees all copies; it fails with EX_TEMPFAIL
+			// (the message stays on the server for the next poll) for
+			// the chosen messages.
+			script := fmt.Sprintf(`set -e
+d=%q/new
+mkdir -p "$d"
+f=$(mktemp "$d/.mda.XXXXXX")
+cat >"$f"
+if [ -z "$1" ] || grep -q "^X-Seq: $1\$" "$f"; then rm -f "$f"; exit 75; fi
+mv "$f" "$d/mda.${f##*.}"
+`, maildir)
+			a.Deliver = rcfile.Destination{MDA: []string{"/bin/sh", "-c", script, "mda", tc.failed}}
+			wantFailed := len(msgs)
+			if tc.failed != "" {
+				wantFailed = 1
+			}
+			res := poll(t, s, a)
+			if res.Failed != wantFailed || res.Delivered != len(msgs)-wantFailed {
+				t.Errorf("poll with a failing MDA = %+v; want %d failed", res, wantFailed)
+			}
+			for _, m := range msgs {
+				seq := seqOf(m)
+				if tc.failed != "" && seq != tc.failed {
+					continue
+				}
+				if _, left := place(t, s, a, m, "X-Seq: "+seq); left != 1 {
+					t.Errorf("message %s: delivery failed and it is gone from the server: expire 0 expunged undelivered mail", seq)
+				}
+			}
+			a.Deliver = rcfile.Destination{Maildir: maildir}
+			for i := 0; i < 2; i++ {
+				if res := poll(t, s, a); res.Err != nil {
+					t.Errorf("poll %d with a working Maildir: %v", i+2, res.Err)
+				}
+			}
+			checkDelivered(t, s, a, msgs)
+			if n := s.Count(t); n != 0 {
+				t.Errorf("server holds %d messages; want 0", n)
+			}
+		})
 	}
 }
 
