@@ -17,7 +17,9 @@ import (
 
 // Every test below checks the one promise against each real server: every
 // message is delivered byte for byte (as the server stores and serves it)
-// exactly once, and nothing leaves the server undelivered.
+// exactly once, and nothing leaves the server undelivered. Each subtest has
+// its own server instance, so they run in parallel: the time goes into
+// process start-up and the servers' own waits, not CPU.
 
 type config struct {
 	name  string
@@ -49,9 +51,11 @@ func account(t *testing.T, s *Server) *rcfile.Account {
 
 func poll(t *testing.T, s *Server, a *rcfile.Account) fetch.Result {
 	t.Helper()
+	start := time.Now()
 	res := (&fetch.Poller{}).Poll(context.Background(), a)
 	// The server may still be writing its mailbox after QUIT.
 	s.WaitIdle(t)
+	t.Logf("poll: %v (idle after %v)", res.Elapsed.Round(time.Millisecond), time.Since(start).Round(time.Millisecond))
 	return res
 }
 
@@ -186,8 +190,10 @@ func seqOf(msg []byte) string {
 }
 
 func TestDelete(t *testing.T) {
+	t.Parallel()
 	for _, c := range configs {
 		t.Run(c.name, func(t *testing.T) {
+			t.Parallel()
 			s := c.start(t)
 			first := messages(1, 12)
 			s.Put(t, first...)
@@ -221,11 +227,13 @@ func TestDelete(t *testing.T) {
 }
 
 func TestKeep(t *testing.T) {
+	t.Parallel()
 	for _, c := range configs {
 		if !c.keep {
 			continue
 		}
 		t.Run(c.name, func(t *testing.T) {
+			t.Parallel()
 			s := c.start(t)
 			first := messages(1, 6)
 			s.Put(t, first...)
@@ -335,8 +343,10 @@ func checkColliding(t *testing.T, s *Server, group [][]byte, markers []string, o
 // TestIdentical stores the same message twice beside a different one.
 // popa3d and solid-pop3d give both copies the same UID.
 func TestIdentical(t *testing.T) {
+	t.Parallel()
 	for _, c := range configs {
 		t.Run(c.name, func(t *testing.T) {
+			t.Parallel()
 			s := c.start(t)
 			twin := []byte("From: a@example.net\nSubject: twin\nMessage-ID: <twin@example.net>\nX-Seq: twin\n\nmarker-twin\n")
 			other := message(2)
@@ -352,8 +362,10 @@ func TestIdentical(t *testing.T) {
 // both get one UID, and a header digest with the size cannot tell them
 // apart either. Taking the second for the first would delete it unread.
 func TestSameHeader(t *testing.T) {
+	t.Parallel()
 	for _, c := range configs {
 		t.Run(c.name, func(t *testing.T) {
+			t.Parallel()
 			s := c.start(t)
 			hdr := "From: a@example.net\nSubject: same header\nMessage-ID: <same@example.net>\nX-Seq: same\n\n"
 			m1 := []byte(hdr + "marker-alpha\n")
@@ -370,6 +382,7 @@ func TestSameHeader(t *testing.T) {
 // without QUIT, so the message stays; once delivery works, every message
 // arrives once.
 func TestExpire0Failure(t *testing.T) {
+	t.Parallel()
 	for _, tc := range []struct {
 		name   string
 		failed string // the X-Seq values whose delivery fails; "" = all
@@ -378,6 +391,7 @@ func TestExpire0Failure(t *testing.T) {
 		{"one of four fails", "2"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
 			s := StartMailutils(t, MailutilsOptions{Expire0: true})
 			msgs := messages(1, 4)
 			s.Put(t, msgs...)
@@ -458,6 +472,7 @@ func place(t *testing.T, s *Server, a *rcfile.Account, msg []byte, marker string
 // the two apart at all: what tells them apart is that the old one was
 // deleted (DELE answered +OK and QUIT completed) before the UID came back.
 func TestReusedUID(t *testing.T) {
+	t.Parallel()
 	hdr := "From: a@example.net\nSubject: reused\nMessage-ID: <reused@example.net>\nX-Seq: reused\n\n"
 	first := []byte(hdr + "marker-one\n")
 	cases := []struct {
@@ -471,11 +486,13 @@ func TestReusedUID(t *testing.T) {
 	}
 	for _, c := range configs {
 		t.Run(c.name, func(t *testing.T) {
+			t.Parallel()
 			for _, tc := range cases {
 				if tc.keep && !c.keep {
 					continue
 				}
 				t.Run(tc.name, func(t *testing.T) {
+					t.Parallel()
 					s := c.start(t)
 					s.Put(t, first)
 					a := account(t, s)
