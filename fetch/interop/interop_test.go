@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"fmt"
+	"log/slog"
 	"os"
 	"path/filepath"
 	"slices"
@@ -49,10 +50,20 @@ func account(t *testing.T, s *Server) *rcfile.Account {
 	}
 }
 
+// testLog writes popfetch's log lines into the test's log, so that a
+// failure shows what popfetch did and said.
+type testLog struct{ t *testing.T }
+
+func (l testLog) Write(p []byte) (int, error) {
+	l.t.Helper()
+	l.t.Log(strings.TrimRight(string(p), "\n"))
+	return len(p), nil
+}
+
 func poll(t *testing.T, s *Server, a *rcfile.Account) fetch.Result {
 	t.Helper()
 	start := time.Now()
-	res := (&fetch.Poller{}).Poll(context.Background(), a)
+	res := (&fetch.Poller{Log: slog.New(slog.NewTextHandler(testLog{t}, &slog.HandlerOptions{Level: slog.LevelDebug}))}).Poll(context.Background(), a)
 	// The server may still be writing its mailbox after QUIT.
 	s.WaitIdle(t)
 	t.Logf("poll: %v (idle after %v)", res.Elapsed.Round(time.Millisecond), time.Since(start).Round(time.Millisecond))
