@@ -3,6 +3,7 @@ package interop
 import (
 	"bytes"
 	"context"
+	"errors"
 	"fmt"
 	"log/slog"
 	"os"
@@ -538,6 +539,59 @@ func TestReusedUID(t *testing.T) {
 					}
 				})
 			}
+		})
+	}
+}
+
+// TestLoginRefused: a -ERR to PASS means "wrong password" only when the
+// server says [AUTH] (RFC 3206). popa3d and solid-pop3d have no response
+// codes and refuse PASS also when the mailbox is damaged (popa3d: a bare
+// "-ERR", solid-pop3d: "-ERR mailbox is damaged"); holding the account as
+// if the password were wrong would stop it for good over a mailbox problem
+// that the admin may fix any time. Once the mailbox is repaired, the next
+// poll delivers.
+func TestLoginRefused(t *testing.T) {
+	t.Parallel()
+	for _, c := range configs {
+		t.Run(c.name, func(t *testing.T) {
+			t.Parallel()
+			s := c.start(t)
+			msg := message(1)
+			s.Put(t, msg)
+			a := account(t, s)
+			a.Password = rcfile.Password{Inline: "wrong-" + s.Pass}
+			res := poll(t, s, a)
+			if s.Name == "mailutils" {
+				// AUTH-RESP-CODE: "-ERR [AUTH] Bad login".
+				if !errors.Is(res.Err, fetch.ErrAuth) {
+					t.Errorf("wrong password: %v; want ErrAuth ([AUTH])", res.Err)
+				}
+				return
+			}
+			if res.Err == nil || errors.Is(res.Err, fetch.ErrAuth) {
+				t.Errorf("wrong password without [AUTH]: %v; want an error that is not ErrAuth (the cause is unknown)", res.Err)
+			}
+			a.Password = rcfile.Password{Inline: s.Pass}
+			box := s.box.(*mbox)
+			good, err := os.ReadFile(box.path)
+			if err != nil {
+				t.Fatal(err)
+			}
+			// Not an mbox: the first line is no "From " separator.
+			if err := os.WriteFile(box.path, append([]byte("garbage\n"), good...), 0o600); err != nil {
+				t.Fatal(err)
+			}
+			res = poll(t, s, a)
+			if res.Err == nil || errors.Is(res.Err, fetch.ErrAuth) {
+				t.Errorf("damaged mailbox: %v; want an error that is not ErrAuth", res.Err)
+			}
+			if err := os.WriteFile(box.path, good, 0o600); err != nil {
+				t.Fatal(err)
+			}
+			if res := poll(t, s, a); res.Err != nil || res.Delivered != 1 {
+				t.Errorf("poll after the repair = %+v; want 1 delivered", res)
+			}
+			checkDelivered(t, s, a, [][]byte{msg})
 		})
 	}
 }
