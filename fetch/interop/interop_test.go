@@ -34,6 +34,7 @@ var configs = []config{
 	{"mailutils/stls", func(t testing.TB) *Server { return StartMailutils(t, MailutilsOptions{TLS: STLS}) }, true},
 	{"mailutils/implicit", func(t testing.TB) *Server { return StartMailutils(t, MailutilsOptions{TLS: Implicit}) }, true},
 	{"mailutils/expire0", func(t testing.TB) *Server { return StartMailutils(t, MailutilsOptions{Expire0: true}) }, false},
+	{"mailutils/mbox", func(t testing.TB) *Server { return StartMailutils(t, MailutilsOptions{Mbox: true}) }, true},
 	{"popa3d", StartPopa3d, true},
 	{"solid-pop3d", StartSolidPOP3d, true},
 }

@@ -92,6 +92,10 @@ type Server struct {
 	// "From " is stored (and served) quoted as ">From ", and a message is
 	// served with a final line end whether or not it had one.
 	Mbox bool
+	// UnquotesFrom is true for an mbox server that serves a stored
+	// ">From " line as "From " (mailutils): it serves the message as it
+	// was before it was stored.
+	UnquotesFrom bool
 	// ServesSeparator is true for a server that serves the empty line
 	// that ends a message in an mbox as the message's last line
 	// (solid-pop3d).
@@ -118,7 +122,7 @@ type mailbox interface {
 // line ends. POP3 carries a message as lines, so one stored without a
 // final line end is served with one.
 func (s *Server) Served(msg []byte) []byte {
-	if s.Mbox {
+	if s.Mbox && !s.UnquotesFrom {
 		b := MboxStored(msg)
 		if s.ServesSeparator {
 			b = append(b, '\n')

@@ -11,6 +11,8 @@ import (
 // MailutilsOptions selects a GNU mailutils pop3d configuration.
 type MailutilsOptions struct {
 	TLS TLSMode
+	// Mbox keeps the mailbox in an mbox file instead of a Maildir.
+	Mbox bool
 	// Expire0 sets "expire 0": the server deletes every message that was
 	// retrieved (RETR) when the session ends with QUIT, DELE or not, and
 	// says so in CAPA (mailutils 3.15 spells it "EXPIRE0"; without the
@@ -34,10 +36,18 @@ const (
 // What it does, as configured here (mailutils 3.15):
 //   - The user is alice@interop.test from a private virtdomain passwd file
 //     (crypt(3) hash, checked by the "generic" authentication module); the
-//     mailbox is the Maildir HOME/INBOX.
+//     mailbox is the Maildir HOME/INBOX, or with Mbox the mbox file
+//     HOME/INBOX.
 //   - RETR inserts an "X-UIDL: <uid>" field at the end of the header and
 //     writes it into the stored message too; UIDLs are
-//     "<hex>.<time>.<n>" and stay stable.
+//     "<hex>.<time>.<n>" and stay stable. LIST sizes do not count that
+//     field: the first RETR of a message is longer than LIST said.
+//   - On an mbox, the first QUIT after a RETR rewrites the mailbox with
+//     X-IMAPbase, X-UID and Status fields: from then on LIST sizes and
+//     TOP headers differ from the first session's. RETR serves a stored
+//     ">From " line as "From ".
+//   - A Maildir file with CRLF line ends is served as an empty message
+//     (no header parsed, LIST size 2): messages must be stored with LF.
 //   - CAPA after login: TOP UIDL RESP-CODES PIPELINING AUTH-RESP-CODE,
 //     EXPIRENEVER or EXPIRE0, USER, IMPLEMENTATION; STLS before login when
 //     TLS is STLS. The greeting carries an APOP timestamp, so it is longer
@@ -61,8 +71,18 @@ func StartMailutils(t testing.TB, opts MailutilsOptions) *Server {
 	s.Added = []string{"X-UIDL"}
 	home := filepath.Join(s.Dir, "mail", "alice")
 	inbox := filepath.Join(home, "INBOX")
-	mkdirOwned(t, uid, gid, 0o700, home, inbox, filepath.Join(inbox, "new"), filepath.Join(inbox, "cur"), filepath.Join(inbox, "tmp"))
-	s.box = &maildir{dir: inbox, uid: uid, gid: gid}
+	if opts.Mbox {
+		mkdirOwned(t, uid, gid, 0o700, home)
+		s.box = &mbox{path: inbox, uid: uid, gid: gid}
+		s.Mbox, s.UnquotesFrom = true, true
+		// Written into the mbox at the first QUIT after a RETR, and
+		// served from then on.
+		s.Added = append(s.Added, "X-IMAPbase", "X-UID", "Status")
+		s.box.put(t) // an empty mbox: mailutils must detect the format
+	} else {
+		mkdirOwned(t, uid, gid, 0o700, home, inbox, filepath.Join(inbox, "new"), filepath.Join(inbox, "cur"), filepath.Join(inbox, "tmp"))
+		s.box = &maildir{dir: inbox, uid: uid, gid: gid}
+	}
 	for _, d := range []string{"virtdomain", "lock"} {
 		if err := os.Mkdir(filepath.Join(s.Dir, d), 0o700); err != nil {
 			t.Fatal(err)
