@@ -1,8 +1,9 @@
 // Package interop starts real POP3 servers other than dovecot privately on
 // loopback, one instance per test, so that popfetch is tried against the
 // servers its users have: GNU mailutils pop3d (maildir, with plain, STLS,
-// implicit-TLS and "expire 0" configurations), popa3d and solid-pop3d (both
-// on mbox spools). fetch/dovecottest does the same for dovecot.
+// implicit-TLS and "expire 0" configurations, and on an mbox), popa3d and
+// solid-pop3d (both on mbox spools). fetch/dovecottest does the same for
+// dovecot.
 //
 // Every server runs in inetd mode: the harness listens on 127.0.0.1 on a
 // port picked by the kernel and starts one server process per connection
@@ -17,8 +18,8 @@
 // runs them):
 //   - mailutils pop3d reads only the configuration file written for the
 //     instance (--config-file implies --no-config); users come from a
-//     private virtdomain passwd file, mail from a private maildir, locks go
-//     to a private directory.
+//     private virtdomain passwd file, mail from a private maildir or mbox,
+//     locks go to a private directory.
 //   - popa3d and solid-pop3d authenticate through PAM and popa3d reads the
 //     compiled-in /var/mail/USER. Each connection runs in its own mount
 //     namespace (unshare -m, private propagation) in which a private
