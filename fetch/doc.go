@@ -13,9 +13,10 @@
 //	    over the size limit or the 1 GiB hard maximum → left on the server,
 //	    noted once; given up, durably, when its reply overruns its bound
 //	    or it misses its deadline 3 polls in a row → skipped); a UID in the
-//	    store is checked against the identity recorded with it (LIST size,
-//	    then a header digest from a pipelined `TOP n 0` or, without TOP, the
-//	    retrieved copy): a mismatch is a new message (reuse.go)
+//	    store is checked against the identity recorded with it (a digest
+//	    of some header fields and of the body, from the retrieved copy; the
+//	    LIST size is a hint that only keep mode trusts, when unchanged): a
+//	    mismatch is a new message (reuse.go)
 //	  → pipelined RETR (RFC 2449 PIPELINING; one command at a time
 //	    without it) into a bounded in-memory spool, one deadline per message
 //	  → Deliver (up to 4 at once) → UIDL record → per batch: fsync of the
@@ -25,9 +26,9 @@
 // The invariant, which every change here must keep: a message's UID is
 // recorded only after the message is durably delivered, and DELE is sent only
 // after the UID is durably recorded. A UID alone is never enough for DELE:
-// a message this session did not deliver is deleted only once its identity
-// (size and header digest) matched the one recorded, by a TOP or RETR
-// answered before that DELE is sent. A crash between any two steps leaves the
+// a message this session did not deliver is deleted only once its retrieved
+// copy matched the identity recorded (header digest and body digest; the
+// size decides nothing), by a RETR answered before that DELE is sent. A crash between any two steps leaves the
 // message on the server; the worst outcome is a duplicate of a message that
 // was in flight, never a loss. If delivery fails, the session sends no DELE
 // for that message and closes without QUIT when the server might expunge

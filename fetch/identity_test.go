@@ -2,6 +2,7 @@ package fetch
 
 import (
 	"bytes"
+	"strings"
 	"testing"
 )
 
@@ -80,6 +81,57 @@ func FuzzHeaderDigest(f *testing.F) {
 		}
 		if top := headerDigest(topOf(raw)); top != d {
 			t.Fatalf("TOP digest %s != RETR digest %s", top, d)
+		}
+	})
+}
+
+// TestIdentityOf: the identity is the header digest and the body digest;
+// the body digest sees a changed body of the same size, not a rewritten
+// header, and reads CRLF and LF alike.
+func TestIdentityOf(t *testing.T) {
+	base := identityOf(int64(len(digestBase)), []byte(digestBase))
+	if len(base.Digest) != fullDigestLen || base.Digest[:32] != headerDigest([]byte(digestBase)) {
+		t.Fatalf("identityOf = %+v; want the header digest then the body digest", base)
+	}
+	tests := []struct {
+		name, raw string
+		same      bool // same body digest as digestBase
+	}{
+		{"same", digestBase, true},
+		{"other body, same size", replace(digestBase, "\r\n\r\nbody", "\r\n\r\nBODY"), false},
+		{"header rewritten (mailutils)", replace(digestBase, "\r\n\r\n", "\r\nX-IMAPbase: 1 2\r\nX-UID: 1\r\nStatus: RO\r\n\r\n"), true},
+		{"LF line ends", strings.ReplaceAll(digestBase, "\r\n", "\n"), true},
+		{"body line added", digestBase + "more\r\n", false},
+		{"trailing empty line added", digestBase + "\r\n", false},
+		{"no body", replace(digestBase, "\r\n\r\nbody\r\n", "\r\n"), false},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			if got := bodyDigest([]byte(tt.raw)) == bodyDigest([]byte(digestBase)); got != tt.same {
+				t.Errorf("body digest equal = %v; want %v", got, tt.same)
+			}
+		})
+	}
+	if bodyDigest([]byte("a: b\r\n")) == bodyDigest([]byte("a: b\r\n\r\n")) {
+		t.Error("a message without a body digests like one with an empty body")
+	}
+}
+
+// FuzzBodyDigest: never panics, is 32 hex digits, and a message gives the
+// same body digest with LF as with CRLF line ends.
+func FuzzBodyDigest(f *testing.F) {
+	for _, s := range []string{digestBase, "", "\n", "\r\n\r\n", "a: b\n\nc\r\r\n", "x"} {
+		f.Add([]byte(s))
+	}
+	f.Fuzz(func(t *testing.T, raw []byte) {
+		d := bodyDigest(raw)
+		if len(d) != 32 {
+			t.Fatalf("bodyDigest = %q", d)
+		}
+		lf := bytes.ReplaceAll(raw, []byte("\r"), nil)
+		crlf := bytes.ReplaceAll(lf, []byte("\n"), []byte("\r\n"))
+		if bodyDigest(lf) != bodyDigest(crlf) {
+			t.Fatalf("LF and CRLF forms of %q digest differently", lf)
 		}
 	})
 }

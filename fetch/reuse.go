@@ -2,52 +2,61 @@ package fetch
 
 import (
 	"fmt"
-	"time"
 
 	"github.com/popfetch/popfetch/uidl"
 )
 
 // A UID alone is never proof that a message was delivered: some servers
 // derive UIDs from message numbers or reuse them after a deletion, and some
-// (popa3d, solid-pop3d) give identical messages one UID. So the journal
-// records with each UID the identity of the message delivered under it (its
-// LIST size and a digest of its header, see identityOf), and a message
-// listed under a UID seen before is checked against it:
+// (popa3d, solid-pop3d) derive them from a few header fields, so identical
+// messages, and new ones that repeat those fields, get the UID of an old
+// one. So the journal records with each UID the identity of the message
+// delivered under it: a digest of some header fields and a digest of the
+// body, both from the retrieved copy, plus its LIST size as a hint (see
+// identityOf). A message listed under a UID seen before is checked
+// against it:
 //
-//   - Delete mode: a size that matches no recorded identity means a new
-//     message (no TOP needed). A matching size is confirmed with `TOP n 0`
-//     (pipelined like RETR, and always answered before the DELE it
-//     allows); without TOP, by retrieving the message and digesting the
-//     copy, which is then not delivered again. Only a confirmed message is
-//     deleted; one that does not match is fetched as new. A UID recorded
-//     without identity (a journal of an older popfetch) confirms nothing:
-//     the message is fetched and delivered again rather than deleted on
-//     its UID alone (a duplicate, once, never a loss).
-//   - Keep mode: a matching size is taken as the same message, with no
-//     TOP, so a keep-mode mailbox costs nothing more per poll; a reused
+//   - Delete mode: a seen UID still on the server is rare (a DELE lost to
+//     a crash or a failed QUIT, a refused DELE, a reused UID, or the switch
+//     from keep to delete mode), so before any DELE of a message this
+//     session did not deliver, the message is retrieved and its identity
+//     compared with the recorded ones, header digest and body digest
+//     alike: equal means the message delivered before, deleted without
+//     delivering it again; different means a new message, delivered. The
+//     size decides nothing: a new message may have the old one's size and
+//     header fields (only its body differs), and an mbox server that
+//     rewrites a message's header at QUIT changes its size, not its
+//     identity. A UID recorded without a full identity (a journal of an
+//     older popfetch, format 1 or a header digest alone) confirms nothing:
+//     the message is delivered again rather than deleted on its UID alone
+//     (a duplicate, once, never a loss).
+//   - Keep mode: an unchanged size is taken as the same message, with no
+//     command, so a keep mode mailbox costs nothing more per poll; a reused
 //     UID whose new message has exactly the size of the old one is not
-//     noticed there (nothing is deleted, but it is not fetched either),
-//     unless the UID is listed more than once, which is always checked.
-//     A size that differs is checked with TOP (or the retrieved copy): the
-//     same digest means the server rewrote the message (an mbox server
-//     that adds Status:) and the new size is recorded; another digest
-//     means a new message, which is fetched. A UID recorded without
-//     identity gets one from TOP the first time (no TOP: it stays as it
-//     is).
+//     noticed there (nothing is deleted, but it is not fetched either;
+//     switching to delete mode later retrieves and compares it, so it is
+//     delivered then), unless the UID is listed more than once, which is
+//     always checked. A size that differs is checked by retrieving the
+//     message: the same identity means the server rewrote the message (an
+//     mbox server that adds Status:), and the new size is recorded;
+//     another identity, or none recorded, means a new message, delivered.
+//     A UID recorded without identity (format 1) at an unknown size stays
+//     as it is.
 //   - The same UID listed twice: each listed message is checked on its
 //     own, so two different messages are each delivered once. Identical
-//     copies (same UID, size and digest) present in one poll are each
+//     copies (same UID and identity) present in one poll are each
 //     delivered once and, in delete mode, each deleted; a copy identical
 //     to one delivered earlier is taken as delivered.
 //   - A listing that shares no UID with at least minRenumbered delivered
 //     messages may come from a server that renumbered its UIDs: each listed
-//     message whose size matches a delivered one is checked, and one whose
-//     digest matches too is recorded under its new UID (and, in delete
-//     mode, deleted) instead of being fetched again. In keep mode such a
-//     listing is logged at ERROR at once (the messages were expected to
-//     stay); in delete mode the journal still holds the UIDs the last poll
-//     deleted, so an all-new listing is normal there, and the ERROR is
-//     logged only when a message turns out to be one delivered before.
+//     message is retrieved (it would be as new mail anyway) and one whose
+//     identity matches a delivered one is recorded under its new UID (and,
+//     in delete mode, deleted) instead of being delivered again. In keep
+//     mode such a listing is logged at ERROR at once (the messages were
+//     expected to stay); in delete mode the journal still holds the UIDs
+//     the last poll deleted, so an all-new listing is normal there, and the
+//     ERROR is logged only when a message turns out to be one delivered
+//     before.
 //   - The other records of a UID follow its message too: a given-up
 //     message is skipped only at the size it had, and the recipients a
 //     multidrop delivery already served count only for the message of the
@@ -64,19 +73,16 @@ type check int
 const (
 	checkNew  check = iota // fetch it as a new message
 	checkNone              // it is the message delivered before; nothing to do
-	checkTop               // confirm its identity (TOP, or the retrieved copy)
+	checkCopy              // retrieve it and compare its identity (see verified)
 )
 
 // verifyState is a session's bookkeeping of identity checks.
 type verifyState struct {
-	// noTop is set once the server refused TOP: later checks retrieve
-	// the message instead.
-	noTop bool
-	// cand holds, by message number, what a check compares with.
-	cand map[int]candidates
-	// byCopy marks the messages (by number) whose check is a RETR: the
-	// copy is digested and delivered only if it is not the message
-	// delivered before.
+	// cand holds, by message number, the identities a check compares
+	// with.
+	cand map[int][]uidl.Identity
+	// byCopy marks the messages (by number) whose RETR is a check: the
+	// copy is delivered only if it is not the message delivered before.
 	byCopy map[int]bool
 	// listed counts the listing's messages by UID (more than one: a
 	// server that gives one UID to several messages).
@@ -86,19 +92,13 @@ type verifyState struct {
 	renumbered, loud bool
 }
 
-// candidates is what the identity of one listed message is compared with.
-type candidates struct {
-	ids     []uidl.Identity
-	anySize bool // keep mode: the digest alone decides (the size changed)
-	adopt   bool // recorded without identity: record the one found
-}
-
-func (s *session) expect(e entry, c candidates) check {
+// expect makes e's check compare its retrieved copy with ids.
+func (s *session) expect(e entry, ids []uidl.Identity) check {
 	if s.v.cand == nil {
-		s.v.cand = map[int]candidates{}
+		s.v.cand = map[int][]uidl.Identity{}
 	}
-	s.v.cand[e.Num] = c
-	return checkTop
+	s.v.cand[e.Num] = ids
+	return checkCopy
 }
 
 // survey counts the listing's UIDs and returns, when the listing shares no
@@ -126,7 +126,7 @@ func (s *session) survey(uids []entry) []uidl.Identity {
 	if s.a.Keep {
 		s.renumberedError(len(uids), prev)
 	}
-	ids := s.store.DeliveredIdentities()
+	ids := fullIdentities(s.store.DeliveredIdentities())
 	if ids == nil {
 		ids = []uidl.Identity{}
 	}
@@ -138,7 +138,7 @@ func (s *session) renumberedError(messages, prev int) {
 		return
 	}
 	s.v.loud = true
-	s.log.Error("the server's UIDL shares no UID with the messages delivered before: the server renumbered them, or another client removed them all; recognising them by size and header digest instead of fetching them again",
+	s.log.Error("the server's UIDL shares no UID with the messages delivered before: the server renumbered them, or another client removed them all; recognising them by their identity (header and body digests) instead of delivering them again",
 		"messages", messages, "previous", prev)
 }
 
@@ -146,19 +146,15 @@ func (s *session) renumberedError(messages, prev int) {
 // of a renumbered listing), needs.
 func (s *session) classify(e entry, renumbered []uidl.Identity) check {
 	if renumbered != nil {
-		var c []uidl.Identity
-		for _, id := range renumbered {
-			if id.Size == e.Size {
-				c = append(c, id)
+		if s.dryRun {
+			for _, id := range renumbered {
+				if id.Size == e.Size {
+					return checkNone // probably one delivered before
+				}
 			}
-		}
-		if len(c) == 0 {
 			return checkNew
 		}
-		if s.dryRun {
-			return checkNone
-		}
-		return s.expect(e, candidates{ids: c, anySize: true})
+		return s.expect(e, renumbered)
 	}
 	if s.recovered[e.UID] {
 		return checkNone // dry run only
@@ -167,47 +163,49 @@ func (s *session) classify(e entry, renumbered []uidl.Identity) check {
 	if s.store != nil {
 		ids = s.store.Identities(e.UID)
 	}
-	if len(ids) == 0 {
-		switch {
-		case s.a.Keep && s.dryRun:
-			return checkNone
-		case s.a.Keep:
-			return s.expect(e, candidates{adopt: true})
-		}
-		s.log.Info("message was delivered by an older popfetch that recorded no identity; fetching it again rather than deleting it on its UID alone",
-			"uid", e.UID, "msgnum", e.Num, "size", e.Size)
-		return checkNew
-	}
+	full := fullIdentities(ids)
 	sameSize := false
 	for _, id := range ids {
 		sameSize = sameSize || id.Size == e.Size
 	}
-	switch {
-	case s.a.Keep && sameSize && s.v.listed[e.UID] < 2, sameSize && s.dryRun:
-		return checkNone
-	case s.a.Keep && !s.dryRun:
-		return s.expect(e, candidates{ids: ids, anySize: true})
-	case sameSize:
-		return s.expect(e, candidates{ids: ids})
+	once := s.v.listed[e.UID] < 2
+	if s.a.Keep {
+		switch {
+		case len(ids) == 0 && once, sameSize && once:
+			// No command per poll for a kept message (see above).
+			return checkNone
+		case s.dryRun:
+			return checkNew
+		}
+		return s.expect(e, full)
 	}
-	s.reused(e)
-	return checkNew
+	if len(full) == 0 {
+		if !s.dryRun {
+			s.log.Info("message was delivered by an older popfetch that recorded no full identity; fetching it again rather than deleting it on its UID alone",
+				"uid", e.UID, "msgnum", e.Num, "size", e.Size)
+		}
+		return checkNew
+	}
+	if s.dryRun {
+		return checkNone
+	}
+	return s.expect(e, full)
 }
 
 func (s *session) reused(e entry) {
-	s.log.Warn("the server reuses a UID for a different message; fetching it as a new message", "uid", e.UID, "msgnum", e.Num, "size", e.Size)
+	s.log.Warn("the server reuses a UID for a different message; delivering it as a new message", "uid", e.UID, "msgnum", e.Num, "size", e.Size)
 }
 
-// verified compares the identity of e, from TOP or from its retrieved
-// copy, with what its check expects. It reports whether e is a message
-// delivered before; if so, an identity the journal lacks (adopted, or the
-// new size of a rewritten message) is recorded, without an fsync: the
-// caller syncs before any DELE.
+// verified compares id, the identity of e's retrieved copy, with what its
+// check expects: header digest and body digest, never the size. It
+// reports whether e is a message delivered before; if so, its identity is
+// recorded when the journal lacks it (the new size of a rewritten
+// message, or a new UID after renumbering), without an fsync: the caller
+// syncs before any DELE.
 func (s *session) verified(e entry, id uidl.Identity) (bool, error) {
-	c := s.v.cand[e.Num]
-	match := c.adopt
-	for _, r := range c.ids {
-		match = match || r.Digest == id.Digest && (r.Size == id.Size || c.anySize)
+	match := false
+	for _, r := range s.v.cand[e.Num] {
+		match = match || r.Digest == id.Digest
 	}
 	if !match {
 		if !s.v.renumbered {
@@ -224,19 +222,14 @@ func (s *session) verified(e entry, id uidl.Identity) (bool, error) {
 	return true, nil
 }
 
-// checkByCopy reports whether e's check is to retrieve it, when TOP is
-// refused; false means e stays on the server unchecked (an adoption, or a
-// message too large to retrieve).
+// checkByCopy reports whether e's check is to retrieve it; false means e
+// stays on the server unchecked (too large to retrieve).
 func (s *session) checkByCopy(e entry) bool {
-	c := s.v.cand[e.Num]
-	if c.adopt {
-		return false
-	}
 	if s.a.Limit > 0 && e.Size > s.a.Limit || e.Size > maxMessageSize {
-		// Neither deleted nor fetched: without TOP its identity cannot
-		// be confirmed, and it is too large to retrieve.
+		// Neither deleted nor fetched: its identity cannot be
+		// confirmed without retrieving it.
 		s.res.Skipped++
-		s.log.Debug("message seen before cannot be confirmed without TOP and is too large to retrieve; leaving it on the server", "uid", e.UID, "msgnum", e.Num, "size", e.Size)
+		s.log.Debug("message seen before is too large to retrieve for its identity check; leaving it on the server", "uid", e.UID, "msgnum", e.Num, "size", e.Size)
 		return false
 	}
 	if s.v.byCopy == nil {
@@ -244,27 +237,4 @@ func (s *session) checkByCopy(e entry) bool {
 	}
 	s.v.byCopy[e.Num] = true
 	return true
-}
-
-// top reads the reply to `TOP n 0` for e: the header section. A refusal
-// (TOP is optional, RFC 1939 §7) returns nil, nil; any other failure ends
-// the session. The reply is bounded like RETR's, as a header is never
-// larger than its message.
-func (s *session) top(e entry) ([]byte, error) {
-	c := s.c
-	d := time.Now().Add(retrDeadline(c.timeout, e.Size))
-	if _, err := c.status("TOP", lineBudget, d); err != nil {
-		if isERR(err) {
-			if !s.v.noTop {
-				s.log.Info("TOP refused; checking messages seen before by retrieving them instead", "uid", e.UID, "msgnum", e.Num, "err", err)
-			}
-			return nil, nil
-		}
-		return nil, fmt.Errorf("top %d (uid %s): %w", e.Num, e.UID, err)
-	}
-	head, err := c.body("TOP", retrBudget(e.Size), d)
-	if err != nil {
-		return nil, fmt.Errorf("top %d (uid %s): %w", e.Num, e.UID, err)
-	}
-	return head, nil
 }

@@ -517,7 +517,19 @@ func (s *session) transact(ctx context.Context) error {
 			switch s.classify(e, renumbered) {
 			case checkNone:
 				continue
-			case checkTop:
+			case checkCopy:
+				if renumbered != nil {
+					// Retrieved as new mail would be: what
+					// selectNew leaves on the server (given
+					// up, too large) is not retrieved either.
+					add, err := s.selectNew(e)
+					if err != nil {
+						return err
+					}
+					if !add {
+						continue
+					}
+				}
 				verify = append(verify, e)
 				continue
 			}
@@ -540,7 +552,14 @@ func (s *session) transact(ctx context.Context) error {
 		todo = todo[:n]
 	}
 	s.res.New = len(todo)
-	return s.fetch(ctx, todo, verify)
+	// Checks by copy are retrieved after the new mail; each is counted
+	// as new (and delivered) only once its copy turns out to be new.
+	for _, e := range verify {
+		if s.checkByCopy(e) {
+			todo = append(todo, e)
+		}
+	}
+	return s.fetch(ctx, todo)
 }
 
 // selectNew decides whether e, a message not delivered before, is
@@ -651,10 +670,11 @@ type op struct {
 // invariant holds for every message, while a session pays neither one
 // journal fsync per message nor one fsync wait at a time.
 //
-// verify holds messages seen before whose identity is to be confirmed (see
-// reuse.go): a `TOP n 0` each, through the same window; a confirmed one is
-// deleted (delete mode), one that turns out to be new joins todo.
-func (s *session) fetch(ctx context.Context, todo, verify []entry) error {
+// Some of todo are checks of messages seen before (see reuse.go): a
+// retrieved copy that is the message delivered before is not delivered
+// again; in delete mode it is deleted once any record its check made is
+// durable.
+func (s *session) fetch(ctx context.Context, todo []entry) error {
 	c := s.c
 	window := 1
 	if c.caps.pipelining {
@@ -721,22 +741,6 @@ func (s *session) fetch(ctx context.Context, todo, verify []entry) error {
 		deles = append(deles, e)
 		return nil
 	}
-	// checked handles the identity of a message from verify.
-	checked := func(e entry, id uidl.Identity) error {
-		old, err := s.verified(e, id)
-		switch {
-		case err != nil:
-			return err
-		case old:
-			return confirmed(e)
-		}
-		add, err := s.selectNew(e)
-		if add {
-			todo = append(todo, e)
-			s.res.New++
-		}
-		return err
-	}
 	next := 0
 	for {
 		if fatal != nil {
@@ -764,20 +768,6 @@ func (s *session) fetch(ctx context.Context, todo, verify []entry) error {
 			}
 			deles = deles[1:]
 			queue = append(queue, op{"DELE", e})
-		}
-		for len(queue) < window && len(verify) > 0 {
-			e := verify[0]
-			verify = verify[1:]
-			if s.v.noTop {
-				if s.checkByCopy(e) {
-					todo = append(todo, e)
-				}
-				continue
-			}
-			if err := c.send("TOP", e.Num, 0); err != nil {
-				return err
-			}
-			queue = append(queue, op{"TOP", e})
 		}
 		for len(queue) < window && next < len(todo) && !stopping(ctx) && ctx.Err() == nil {
 			e := todo[next]
@@ -807,7 +797,7 @@ func (s *session) fetch(ctx context.Context, todo, verify []entry) error {
 			if err := flush(); err != nil {
 				return err
 			}
-			if len(deles) > 0 || len(verify) > 0 {
+			if len(deles) > 0 {
 				continue
 			}
 			return ctx.Err()
@@ -829,21 +819,6 @@ func (s *session) fetch(ctx context.Context, todo, verify []entry) error {
 			if err := s.store.DeleAccepted(o.e.UID, s.p.now()); err != nil {
 				s.log.Warn("uidl store: recording an accepted DELE failed", "uid", o.e.UID, "err", err)
 			}
-		case "TOP":
-			head, err := s.top(o.e)
-			if err != nil {
-				return err
-			}
-			if head == nil {
-				// Refused: check this one, and those still to come,
-				// by their retrieved copies.
-				s.v.noTop = true
-				verify = append(verify, o.e)
-				continue
-			}
-			if err := checked(o.e, identityOf(o.e.Size, head)); err != nil {
-				return err
-			}
 		case "RETR":
 			retrs--
 			inflight -= o.e.Size
@@ -855,7 +830,7 @@ func (s *session) fetch(ctx context.Context, todo, verify []entry) error {
 				continue // refused by the server; counted
 			}
 			if s.v.byCopy[o.e.Num] {
-				// A check by the copy (the server refused TOP).
+				// A check of a message seen before (see reuse.go).
 				delete(s.v.byCopy, o.e.Num)
 				old, err := s.verified(o.e, identityOf(o.e.Size, m.Raw))
 				if err != nil {

@@ -53,10 +53,19 @@
 // in order; "+" subsumes earlier "r" records of the same UID; duplicates
 // are harmless.
 //
-// <size> <digest> is the message's identity (Identity: its LIST size and a
-// hex digest of its header, computed by package fetch), because a UID
-// alone does not identify a message: servers reuse UIDs, and some give
-// identical messages one UID. A UID keeps the set of identities delivered
+// <size> <digest> is the message's identity (Identity), because a UID
+// alone does not identify a message: servers reuse UIDs, and some derive
+// them from a few header fields, so identical messages and new ones that
+// repeat those fields share one. The digest, computed by package fetch
+// from the retrieved copy, is 64 hex digits: 32 of a digest of some header
+// fields, then 32 of a digest of the body. The size is the LIST size, a
+// hint only: package fetch never decides on it that a message is new in
+// delete mode (mbox servers rewrite a message's header as it is read,
+// which changes its size) nor that one is the same, except in keep mode
+// when it is unchanged. This package stores the digest as given (1–64
+// lower-case hex digits); a shorter one, written by a development version
+// of format 2 from the header alone, is kept and read, and package fetch
+// treats it as unknown, like a "+" without identity. A UID keeps the set of identities delivered
 // under it (at most MaxIdentities, oldest dropped); a "+" without identity
 // (format 1, or a UID recorded without one) means "delivered, identity
 // unknown". An "i" record's identity is recorded with the UID when its
@@ -73,8 +82,8 @@
 // older popfetch refuses the upgraded file instead of misreading it. The
 // upgrade is an ordinary compaction, so it keeps the length mark right (a
 // format 1 journal without a mark gets one first, and the mark is lowered
-// before the rename and raised after it). A
-// header with a version this package does not know is refused (ErrCorrupt).
+// before the rename and raised after it). A header with a version this
+// package does not know is refused (ErrCorrupt).
 //
 // # Crash safety
 //

@@ -96,10 +96,10 @@ func ValidRecipient(rcpt string) bool {
 
 // Identity is what tells a message apart beyond its UID, which some servers
 // reuse (for a new message after a deletion, or for identical messages at
-// once): the size the server lists for it, and a digest of some of its
-// header fields (package fetch computes it, from TOP or from the retrieved
-// copy). The zero Identity means "unknown": a record written before
-// identities existed (format version 1).
+// once): the size the server lists for it (a hint), and a digest that
+// package fetch computes from the retrieved copy (its header fields and its
+// body, see doc.go). The zero Identity means "unknown": a record written
+// before identities existed (format version 1).
 type Identity struct {
 	Size   int64  // the server's LIST size, in octets
 	Digest string // lower-case hex, 1–64 digits
