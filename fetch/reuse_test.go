@@ -552,3 +552,39 @@ func TestRewrittenMessageNotDeliveredAgain(t *testing.T) {
 		})
 	}
 }
+
+// mailutilsRewrite is what mailutils pop3d does to an mbox message read
+// by RETR, at the session's QUIT: X-IMAPbase (first message only), X-UID
+// and Status fields added once.
+func mailutilsRewrite(m pop3test.Message) pop3test.Message {
+	if strings.Contains(string(m.Data), "\r\nX-UID: ") {
+		return m
+	}
+	m.Data = []byte(strings.Replace(string(m.Data), "\r\n\r\n", "\r\nX-IMAPbase: 1764840000 2\r\nX-UID: 1\r\nStatus: O\r\n\r\n", 1))
+	return m
+}
+
+// The same as TestRewrittenMessageNotDeliveredAgain, with the server doing
+// the rewrite itself at the QUIT after each RETR (pop3test's
+// RewriteRetrieved), as mailutils does: kept messages are not delivered
+// again in keep mode, nor when keep is switched off, and are then deleted.
+func TestMboxRewriteAtQuit(t *testing.T) {
+	for _, keepPolls := range []int{1, 3} {
+		t.Run(fmt.Sprintf("keepPolls=%d", keepPolls), func(t *testing.T) {
+			m := newMailbox(t, pop3test.Options{RewriteRetrieved: mailutilsRewrite}, true)
+			m.add(note(1, "1"), note(2, "2"))
+			for i := range keepPolls {
+				if res := m.poll(); i > 0 && res.Delivered != 0 {
+					t.Fatalf("keep mode poll %d = %+v; want nothing delivered\n%s", i+1, res, m.srv.Transcript())
+				}
+			}
+			m.add(note(3, "3"))
+			m.a.Keep = false
+			res := m.poll()
+			if res.Delivered != 1 || res.Deleted != 3 || len(m.srv.Messages()) != 0 {
+				t.Fatalf("delete mode poll = %+v, server %v; want 1 delivered, 3 deleted\n%s", res, uidsOn(m.srv), m.srv.Transcript())
+			}
+			m.check()
+		})
+	}
+}

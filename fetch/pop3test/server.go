@@ -51,6 +51,13 @@ type Options struct {
 	// Close. The look waits up to pipelineGrace for input, so this slows
 	// every command down: use it in tests of a few commands.
 	CheckPipelining bool
+	// RewriteRetrieved, if set, is applied at the UPDATE of a session (a
+	// QUIT after login) to each message the session retrieved (RETR +OK)
+	// and did not delete, replacing it in the mailbox under the same UID:
+	// mailutils pop3d serving an mbox rewrites a message read this way,
+	// adding X-IMAPbase, X-UID and Status fields, so its LIST size grows
+	// while it stays the same message.
+	RewriteRetrieved func(Message) Message
 }
 
 // Fault changes the server's answer to the Nth occurrence of a command.
@@ -433,6 +440,7 @@ type session struct {
 	authed  bool
 	msgs    []entry // snapshot taken at login
 	deleted []bool
+	read    map[int]bool // indexes into msgs retrieved (RewriteRetrieved)
 
 	counts map[string]int
 }
@@ -715,7 +723,16 @@ func (ss *session) answer(verb, arg string) answer {
 			status = "+OK top of message follows"
 		}
 		b := append(line(status), dotStuff(data)...)
-		return answer{data: append(b, ".\r\n"...), multi: true}
+		a := answer{data: append(b, ".\r\n"...), multi: true}
+		if verb == "RETR" {
+			a.commit = func() {
+				if ss.read == nil {
+					ss.read = map[int]bool{}
+				}
+				ss.read[i] = true
+			}
+		}
+		return a
 	case "DELE":
 		if len(args) != 1 {
 			return errAnswer("DELE needs one argument")
@@ -763,15 +780,22 @@ func (ss *session) login() {
 // update is the UPDATE state: remove the messages this session marked.
 func (ss *session) update() {
 	gone := make(map[uint64]bool)
+	read := make(map[uint64]bool)
 	for i, e := range ss.msgs {
 		if ss.deleted[i] {
 			gone[e.id] = true
+		} else if ss.read[i] && ss.s.opts.RewriteRetrieved != nil {
+			read[e.id] = true
 		}
 	}
 	ss.s.mu.Lock()
 	defer ss.s.mu.Unlock()
 	kept := ss.s.mailbox[:0:0]
 	for _, e := range ss.s.mailbox {
+		if read[e.id] {
+			m := ss.s.opts.RewriteRetrieved(Message{UID: e.msg.UID, Data: append([]byte(nil), e.msg.Data...)})
+			e.msg = Message{UID: m.UID, Data: m.Data}
+		}
 		if !gone[e.id] {
 			kept = append(kept, e)
 		}

@@ -930,3 +930,28 @@ func TestCheckPipelining(t *testing.T) {
 		})
 	}
 }
+
+// RewriteRetrieved changes, at a QUIT, exactly the messages that session
+// retrieved and did not delete; a session without QUIT changes nothing.
+func TestRewriteRetrieved(t *testing.T) {
+	t.Parallel()
+	mark := func(m Message) Message {
+		m.Data = append([]byte("X-UID: 1\r\n"), m.Data...)
+		return m
+	}
+	s := NewServer(t, Options{Messages: append(twoMessages(), Message{UID: "c", Data: []byte("Subject: c\r\n\r\nc\r\n")}), RewriteRetrieved: mark})
+	dump(t, s)
+	c := dial(t, s)
+	c.line()
+	c.login()
+	c.want("RETR 1", "+OK")
+	c.body()
+	c.want("RETR 2", "+OK")
+	c.body()
+	c.want("DELE 2", "+OK")
+	c.want("QUIT", "+OK")
+	got := s.Messages()
+	if len(got) != 2 || got[0].UID != msgA.UID || string(got[0].Data) != "X-UID: 1\r\n"+string(msgA.Data) || string(got[1].Data) != "Subject: c\r\n\r\nc\r\n" {
+		t.Fatalf("mailbox after QUIT = %q", got)
+	}
+}
