@@ -57,14 +57,22 @@ func TestPollDeleRefusedAcrossPolls(t *testing.T) {
 		if res.Err != nil {
 			t.Fatalf("poll %d: %v", i+1, res.Err)
 		}
-		sent := 0
+		sent, retr := 0, 0
 		for _, c := range srv.Commands()[before:] {
-			if c == "DELE 1" {
+			switch c {
+			case "DELE 1":
 				sent++
+			case "RETR 1":
+				retr++
 			}
 		}
 		if (sent == 1) != st.wantDele || sent > 1 {
 			t.Errorf("poll %d: DELE 1 sent %d times; want sent = %v", i+1, sent, st.wantDele)
+		}
+		if !st.wantDele && retr > 0 {
+			// The identity check before a DELE retrieves the
+			// message; with no DELE to send it is not checked.
+			t.Errorf("poll %d: RETR 1 sent for a DELE that is not asked for", i+1)
 		}
 		if res.Undeletable != st.undeletable {
 			t.Errorf("poll %d: Undeletable = %d; want %d", i+1, res.Undeletable, st.undeletable)
