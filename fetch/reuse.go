@@ -49,9 +49,11 @@ import (
 //     to one delivered earlier is taken as delivered.
 //   - A listing that shares no UID with at least minRenumbered delivered
 //     messages may come from a server that renumbered its UIDs: each listed
-//     message is retrieved (it would be as new mail anyway) and one whose
-//     identity matches a delivered one is recorded under its new UID (and,
-//     in delete mode, deleted) instead of being delivered again. In keep
+//     message is retrieved (it would be as new mail anyway, within
+//     fetch_limit; in keep mode one whose size matches a delivered
+//     message's is checked at once) and one whose identity matches a
+//     delivered one is recorded under its new UID (and, in delete mode,
+//     deleted) instead of being delivered again. In keep
 //     mode such a listing is logged at ERROR at once (the messages were
 //     expected to stay); in delete mode the journal still holds the UIDs
 //     the last poll deleted, so an all-new listing is normal there, and the
@@ -71,9 +73,10 @@ const minRenumbered = 2
 type check int
 
 const (
-	checkNew  check = iota // fetch it as a new message
-	checkNone              // it is the message delivered before; nothing to do
-	checkCopy              // retrieve it and compare its identity (see verified)
+	checkNew       check = iota // fetch it as a new message
+	checkNone                   // it is the message delivered before; nothing to do
+	checkCopy                   // retrieve it and compare its identity (see verified)
+	checkCopyAsNew              // checkCopy, selected and counted like new mail
 )
 
 // verifyState is a session's bookkeeping of identity checks.
@@ -84,6 +87,10 @@ type verifyState struct {
 	// byCopy marks the messages (by number) whose RETR is a check: the
 	// copy is delivered only if it is not the message delivered before.
 	byCopy map[int]bool
+	// counted marks the checks (by number) that were selected and
+	// counted as new mail (a renumbered listing's), rather than queued
+	// after it: one that turns out to be delivered before is uncounted.
+	counted map[int]bool
 	// listed counts the listing's messages by UID (more than one: a
 	// server that gives one UID to several messages).
 	listed map[string]int
@@ -146,15 +153,28 @@ func (s *session) renumberedError(messages, prev int) {
 // of a renumbered listing), needs.
 func (s *session) classify(e entry, renumbered []uidl.Identity) check {
 	if renumbered != nil {
-		if s.dryRun {
-			for _, id := range renumbered {
-				if id.Size == e.Size {
-					return checkNone // probably one delivered before
-				}
-			}
-			return checkNew
+		// Every message of such a listing is retrieved, as it would be
+		// as new mail, and goes through selection like new mail
+		// (fetch_limit). In keep mode the size is a hint: one that
+		// matches a delivered message's is likely that message, and is
+		// checked outside fetch_limit, as a limited poll would leave it
+		// to a next poll, whose listing shares the UIDs recorded now
+		// and so is no longer taken as renumbered. (In delete mode the
+		// next poll's listing still shares no UID with the journal.)
+		sameSize := false
+		for _, id := range renumbered {
+			sameSize = sameSize || id.Size == e.Size
 		}
-		return s.expect(e, renumbered)
+		switch {
+		case s.dryRun && sameSize:
+			return checkNone // probably one delivered before
+		case s.dryRun:
+			return checkNew
+		case sameSize && s.a.Keep:
+			return s.expect(e, renumbered)
+		}
+		s.expect(e, renumbered)
+		return checkCopyAsNew
 	}
 	if s.recovered[e.UID] {
 		return checkNone // dry run only
@@ -220,6 +240,18 @@ func (s *session) verified(e entry, id uidl.Identity) (bool, error) {
 		return false, fmt.Errorf("uidl store: record identity of %s: %w", e.UID, err)
 	}
 	return true, nil
+}
+
+// asNew marks e, a message of a renumbered listing that goes through
+// selection like new mail, to be checked by its copy when it is retrieved.
+func (v *verifyState) asNew(e entry) {
+	if v.byCopy == nil {
+		v.byCopy = map[int]bool{}
+	}
+	if v.counted == nil {
+		v.counted = map[int]bool{}
+	}
+	v.byCopy[e.Num], v.counted[e.Num] = true, true
 }
 
 // checkByCopy reports whether e's check is to retrieve it; false means e

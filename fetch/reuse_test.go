@@ -588,3 +588,23 @@ func TestMboxRewriteAtQuit(t *testing.T) {
 		})
 	}
 }
+
+// In delete mode a listing that shares no UID with the journal is normal
+// (the last poll deleted what it listed), and each of its messages is
+// checked by its retrieved copy as it is delivered: fetch_limit still
+// bounds what one poll retrieves.
+func TestFetchLimitAllNewListing(t *testing.T) {
+	m := newMailbox(t, pop3test.Options{}, false)
+	m.add(note(1, "a1"), note(2, "a2"))
+	if res := m.poll(); res.Delivered != 2 {
+		t.Fatalf("first poll = %+v", res)
+	}
+	m.a.FetchLimit = 1
+	m.add(note(3, "b1"), note(4, "b2"), note(5, "b3"))
+	for i := range 3 {
+		if res := m.poll(); res.Delivered != 1 || res.New != 1 {
+			t.Fatalf("poll %d = %+v; want 1 new and delivered (fetch_limit 1)", i+2, res)
+		}
+	}
+	m.check()
+}

@@ -519,9 +519,9 @@ func (s *session) transact(ctx context.Context) error {
 				continue
 			case checkCopy:
 				if renumbered != nil {
-					// Retrieved as new mail would be: what
-					// selectNew leaves on the server (given
-					// up, too large) is not retrieved either.
+					// What selectNew leaves on the server
+					// (given up, too large) is not
+					// retrieved either.
 					add, err := s.selectNew(e)
 					if err != nil {
 						return err
@@ -532,6 +532,10 @@ func (s *session) transact(ctx context.Context) error {
 				}
 				verify = append(verify, e)
 				continue
+			case checkCopyAsNew:
+				// Retrieved as new mail would be (selectNew,
+				// fetch_limit), and checked by its copy.
+				s.v.asNew(e)
 			}
 		}
 		add, err := s.selectNew(e)
@@ -840,12 +844,17 @@ func (s *session) fetch(ctx context.Context, todo []entry) error {
 					// Delivered before: a server that expires it
 					// now loses nothing (keepConnUpdate).
 					s.retrieved--
+					if s.v.counted[o.e.Num] {
+						s.res.New--
+					}
 					if err := confirmed(o.e); err != nil {
 						return err
 					}
 					continue
 				}
-				s.res.New++
+				if !s.v.counted[o.e.Num] {
+					s.res.New++
+				}
 			}
 			if stopping(ctx) {
 				// Graceful stop: what is being delivered is finished;
