@@ -153,7 +153,8 @@ func (m *mailbox) check() {
 	}
 }
 
-// modes runs f for delete and keep mode, with and without TOP.
+// modes runs f for delete and keep mode, on servers with and without TOP
+// (popfetch does not use TOP; both must behave alike).
 func modes(t *testing.T, f func(t *testing.T, keep, noTop bool)) {
 	for _, keep := range []bool{false, true} {
 		for _, noTop := range []bool{false, true} {
