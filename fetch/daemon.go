@@ -738,13 +738,25 @@ func answer(waiters []chan Result, r Result) {
 // and the daemon lock stay where they are, `popfetch now` and `status`
 // would look for them in the new place, and every account would start
 // with an empty UIDL store there (keep = true refetches everything).
-// Every other setting applies at run time.
+// A changed per-account state_dir is refused the same way, for the same
+// UIDL reason: the account's journal stays in the old directory, and
+// applied at once the new, empty one would fetch a keep-mode mailbox again
+// in full. The account is matched by its mailbox (rcfile.Account.Mailbox),
+// not its name, because the journal belongs to the mailbox: a rename that
+// also moves state_dir is the same trap. Every other setting applies at run
+// time.
 func (d *Daemon) Reload(cfg *rcfile.Config) error {
 	d.mu.Lock()
 	if d.gen > 0 && cfg.StateDir != d.cfg.StateDir {
 		old := d.cfg.StateDir
 		d.mu.Unlock()
 		return fmt.Errorf("state_dir changed from %s to %s: %w", old, cfg.StateDir, ErrRestartRequired)
+	}
+	if d.gen > 0 {
+		if err := d.stateDirMovedLocked(cfg); err != nil {
+			d.mu.Unlock()
+			return err
+		}
 	}
 	now := d.clock.Now()
 	seen := make(map[string]bool, len(cfg.Accounts))
@@ -797,6 +809,30 @@ func (d *Daemon) Reload(cfg *rcfile.Config) error {
 		d.log.Info("config reloaded", "generation", gen, "accounts", len(cfg.Accounts))
 	}
 	d.wake()
+	return nil
+}
+
+// stateDirMovedLocked returns ErrRestartRequired, naming the account and
+// both directories, if an account of cfg polls a mailbox that a running
+// account polls with a different state_dir. Accounts are visited in a
+// fixed order so the error names the same account every time.
+func (d *Daemon) stateDirMovedLocked(cfg *rcfile.Config) error {
+	names := make([]string, 0, len(d.accts))
+	for name := range d.accts {
+		names = append(names, name)
+	}
+	slices.Sort(names)
+	for _, na := range cfg.Accounts {
+		for _, name := range names {
+			oa := d.accts[name].cfg
+			if oa.Mailbox() != na.Mailbox() || oa.StateDir == na.StateDir {
+				continue
+			}
+			return fmt.Errorf("account %s: state_dir changed from %s to %s; its UIDL journal stays in the old directory "+
+				"(starting empty in the new one would fetch a keep mailbox again in full): stop popfetch, move the journal, then start it: %w",
+				na.Name, oa.StateDir, na.StateDir, ErrRestartRequired)
+		}
+	}
 	return nil
 }
 

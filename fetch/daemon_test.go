@@ -1213,6 +1213,56 @@ func TestDaemonReloadStateDirRefused(t *testing.T) {
 	}
 }
 
+// TestDaemonReloadAccountStateDirRefused: a per-account state_dir is
+// where that mailbox's UIDL journal lives; moving it in a running daemon
+// would start the mailbox with an empty journal (a keep mailbox fetched
+// again in full). Such a reload is refused whole like a top-level one,
+// also when the account is renamed at the same time (same mailbox), and
+// the running config stays.
+func TestDaemonReloadAccountStateDirRefused(t *testing.T) {
+	withDir := func(name, user, dir string) *rcfile.Account {
+		a := acct(name, "pop.example", time.Hour)
+		a.Username, a.StateDir = user, dir
+		return a
+	}
+	cfg := config(withDir("a", "joe", "/var/lib/popfetch"), withDir("b", "ann", "/var/lib/popfetch"))
+	cfg.StateDir = "/var/lib/popfetch"
+	for _, tc := range []struct {
+		name string
+		next *rcfile.Config
+		want string // "" = applied
+	}{
+		{"moved", config(withDir("a", "joe", "/srv/a"), withDir("b", "ann", "/var/lib/popfetch")), "account a: state_dir changed from /var/lib/popfetch to /srv/a"},
+		{"renamed and moved", config(withDir("x", "joe", "/srv/a"), withDir("b", "ann", "/var/lib/popfetch")), "account x: state_dir changed"},
+		{"other mailbox", config(withDir("a", "joe", "/var/lib/popfetch"), withDir("b", "ann", "/var/lib/popfetch"), withDir("c", "eve", "/srv/c")), ""},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			h := newHarness(t, cfg, nil)
+			tc.next.StateDir = cfg.StateDir
+			err := h.d.Reload(tc.next)
+			if tc.want == "" {
+				if err != nil || h.d.Status().Generation != 2 {
+					t.Fatalf("Reload = %v, generation %d; want nil, 2", err, h.d.Status().Generation)
+				}
+				return
+			}
+			if !errors.Is(err, ErrRestartRequired) || !strings.Contains(err.Error(), tc.want) {
+				t.Fatalf("Reload = %v; want ErrRestartRequired containing %q", err, tc.want)
+			}
+			st := h.d.Status()
+			if st.Generation != 1 || len(st.Accounts) != 2 || h.status("a").Name != "a" {
+				t.Fatalf("after a refused reload: generation %d, accounts %+v; want 1 and the old ones", st.Generation, st.Accounts)
+			}
+			h.d.mu.Lock()
+			dir := h.d.accts["a"].cfg.StateDir
+			h.d.mu.Unlock()
+			if dir != "/var/lib/popfetch" {
+				t.Fatalf("account a polls with state_dir %s after a refused reload; want the old one", dir)
+			}
+		})
+	}
+}
+
 // TestDaemonLoginDelayAnswersQueued: a PollNow queued behind a poll that
 // ends with a LOGIN-DELAY is answered when that poll ends, not when the
 // delay does.
