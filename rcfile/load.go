@@ -20,9 +20,14 @@ var ErrInsecureFile = errors.New("file with a password is readable by group or o
 // maxFileSize bounds the rc file read; a real one is a few kilobytes.
 const maxFileSize = 1 << 20
 
-// Load reads path, parses it with Parse, and enforces the permission rule
-// (RELIABILITY.md §5 rule 7, fetchmail's rc check):
+// Load reads path, parses it with Parse, and enforces the permission rules
+// (fetchmail's rc check):
 //
+//   - the rc file must pass CheckTrusted (owned by popfetch's user or
+//     root, writable by nobody else, in directories nobody else can
+//     change), or it is not parsed at all: its mda and password_command
+//     would run commands chosen by someone else;
+//   - so must a password_file and an aliases_file that exist;
 //   - if the file contains an inline password attribute anywhere and is
 //     readable by group or others, that is an error at the attribute;
 //   - a password_file that is readable by group or others is an error at
@@ -36,12 +41,16 @@ const maxFileSize = 1 << 20
 func Load(path string) (*Config, hcl.Diagnostics) {
 	src, mode, err := readFile(path)
 	if err != nil {
-		return nil, hcl.Diagnostics{{
+		d := &hcl.Diagnostic{
 			Severity: hcl.DiagError,
 			Summary:  "Cannot read rc file",
 			Detail:   err.Error() + ".",
 			Subject:  &hcl.Range{Filename: path, Start: hcl.InitialPos, End: hcl.InitialPos},
-		}}
+		}
+		if errors.Is(err, ErrUntrustedFile) {
+			d.Summary, d.Extra = "Unsafe rc file", ErrUntrustedFile
+		}
+		return nil, hcl.Diagnostics{d}
 	}
 	cfg, diags := Parse(src, path)
 	if mode&0o044 != 0 {
@@ -61,6 +70,9 @@ func Load(path string) (*Config, hcl.Diagnostics) {
 			if a.Password.File != "" {
 				diags = append(diags, checkPasswordFile(a.Password)...)
 			}
+			if m := a.Multidrop; m != nil && m.AliasesFile != "" {
+				diags = append(diags, checkAliasesFile(m.AliasesFile, m.AliasesFileRange)...)
+			}
 		}
 	}
 	diags = sortDiags(diags)
@@ -71,7 +83,8 @@ func Load(path string) (*Config, hcl.Diagnostics) {
 }
 
 // readFile reads the file and its mode from one descriptor, so the mode
-// checked is that of the bytes parsed.
+// checked is that of the bytes parsed, and refuses a file that another
+// user can change (CheckTrusted, on the same descriptor).
 func readFile(path string) ([]byte, fs.FileMode, error) {
 	f, err := os.Open(path)
 	if err != nil {
@@ -84,6 +97,9 @@ func readFile(path string) ([]byte, fs.FileMode, error) {
 	}
 	if !fi.Mode().IsRegular() {
 		return nil, 0, fmt.Errorf("%s is not a regular file", path)
+	}
+	if err := checkTrustedInfo(path, fi); err != nil {
+		return nil, 0, err
 	}
 	src, err := io.ReadAll(io.LimitReader(f, maxFileSize+1))
 	if err != nil {
@@ -148,7 +164,31 @@ func checkPasswordFile(p Password) hcl.Diagnostics {
 			Extra:   ErrInsecureFile,
 		}}
 	}
+	if err := checkTrustedInfo(p.File, fi); err != nil {
+		return hcl.Diagnostics{untrustedDiag("Unsafe password_file", err, p.Range)}
+	}
 	return nil
+}
+
+// checkAliasesFile applies CheckTrusted's rules to an aliases_file that
+// exists. One that does not is left to the poll, which reports it.
+func checkAliasesFile(path string, rng hcl.Range) hcl.Diagnostics {
+	fi, err := os.Stat(path)
+	if err != nil {
+		return nil
+	}
+	if err := checkTrustedInfo(path, fi); err != nil {
+		return hcl.Diagnostics{untrustedDiag("Unsafe aliases_file", err, rng)}
+	}
+	return nil
+}
+
+func untrustedDiag(summary string, err error, rng hcl.Range) *hcl.Diagnostic {
+	d := &hcl.Diagnostic{Severity: hcl.DiagError, Summary: summary, Detail: err.Error() + ".", Subject: rng.Ptr()}
+	if errors.Is(err, ErrUntrustedFile) {
+		d.Extra = ErrUntrustedFile
+	}
+	return d
 }
 
 // systemConfig is a variable so tests need not write to /etc.

@@ -726,6 +726,7 @@ func (p *parser) multidrop(m *multidropHCL) *Multidrop {
 	}
 	if m.AliasesFile != nil {
 		out.AliasesFile = p.optPath(*m.AliasesFile, m.AliasesFileRange)
+		out.AliasesFileRange = m.AliasesFileRange
 	}
 	if m.SystemUsers != nil {
 		out.SystemUsers = *m.SystemUsers

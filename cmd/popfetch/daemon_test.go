@@ -631,6 +631,43 @@ func TestDaemonReload(t *testing.T) {
 		}
 	})
 
+	t.Run("unsafe-file-refused", func(t *testing.T) {
+		// A new version that others may write (mode 0602, saved by
+		// rename) is refused at reload like at start: it could name any
+		// mda or password_command. The daemon keeps running on the old
+		// config and takes the next safe version.
+		e := setup(t, "unsafe", byRename)
+		tmp := e.rc + ".new"
+		writeFile(t, tmp, rcText(e.state, nil, e.a, e.b))
+		if err := os.Chmod(tmp, 0o602); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.Rename(tmp, e.rc); err != nil {
+			t.Fatal(err)
+		}
+		waitFor(t, 5*time.Second, "the daemon to refuse the unsafe rc file", func() bool {
+			return len(e.d.log.lines("stays in effect")) > 0
+		})
+		if diag := e.d.log.lines("Unsafe rc file", "writable by every user", "chmod go-w"); len(diag) != 1 {
+			t.Errorf("the log has %d \"Unsafe rc file\" lines naming the fix; want 1; log:\n%s", len(diag), e.d.log.String())
+		}
+		if g := statusGeneration(t, e.rc); g != 1 {
+			t.Errorf("generation after an unsafe rc file = %d; want 1 (unchanged)", g)
+		}
+		e.mbA.Put(t, seqMsg("A", 2, 2))
+		if err := e.d.cmd.Process.Signal(syscall.SIGUSR1); err != nil {
+			t.Fatal(err)
+		}
+		waitMaildir(t, e.a.maildir, 2, 5*time.Second)
+		if n := maildirCount(t, e.b.maildir); n != 0 {
+			t.Errorf("B was polled (%d messages) although the unsafe rc file was refused", n)
+		}
+		if e.d.exited() {
+			t.Fatalf("the daemon exited after an unsafe rc file")
+		}
+		addB(t, e, byRename)
+	})
+
 	t.Run("state-dir-needs-restart", func(t *testing.T) {
 		// A new state_dir (with B added) is refused whole: the control
 		// socket, the daemon lock and every UIDL store would move.
