@@ -275,7 +275,7 @@ func (p *parser) password(s *settingsHCL, block hcl.Range) Password {
 		pw.Env, pw.Range = *s.PasswordEnv, s.PasswordEnvRange
 		if !envNameRE.MatchString(pw.Env) {
 			p.errorf(s.PasswordEnvRange, "Invalid password_env",
-				"password_env is the name of an environment variable (letters, digits, _), not %q.", pw.Env)
+				"password_env is the name of an environment variable (letters, digits, _); this value is not one (it is not repeated here in case it is the password itself).")
 		}
 	}
 	if s.PasswordCommand != nil {
