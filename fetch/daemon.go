@@ -224,6 +224,14 @@ type account struct {
 
 	last   *PollSummary
 	totals Totals
+
+	// fetchAllDone: this account's fetch_all pass is over. fetch_all
+	// means one pass over the mailbox (messages already delivered
+	// included) per start of the daemon or change of the account's
+	// settings, not every poll: with keep, or a server that refuses DELE,
+	// every poll would deliver the whole mailbox again. Later polls run
+	// as without fetch_all. Reset by Reload when the account changes.
+	fetchAllDone bool
 }
 
 func (a *account) state() AccountState {
@@ -527,7 +535,13 @@ func (d *Daemon) startLocked(a *account, host string) {
 	if len(a.inflight) > 0 {
 		a.authHold = false // an explicit operator request lifts the hold
 	}
-	go d.runPoll(a, a.cfg, a.stop)
+	cfg := a.cfg
+	if cfg.FetchAll && a.fetchAllDone {
+		c := *cfg
+		c.FetchAll = false
+		cfg = &c
+	}
+	go d.runPoll(a, cfg, a.stop)
 }
 
 // stopPoll asks a's running poll to stop after the messages in flight.
@@ -687,6 +701,14 @@ func (d *Daemon) finishLocked(done pollDone) {
 		a.lastErr = msg
 	}
 
+	if !a.changed && !aborted && (r.Err == nil || r.Delivered > 0) {
+		// The fetch_all pass is used up by a poll that got through, or
+		// that delivered something before it failed (each message
+		// comes again at most once per pass). One that failed before
+		// delivering anything leaves it for the next poll. A poll that
+		// ran on settings a Reload has since replaced does not count.
+		a.fetchAllDone = true
+	}
 	if a.changed {
 		a.changed = false
 		if r.Err != nil {
@@ -729,6 +751,9 @@ func answer(waiters []chan Result, r Result) {
 //     during the Reload and that poll fails, the failure is blamed on the
 //     old settings: no hold or backoff, the new ones are tried soon;
 //   - unchanged ones keep their schedule and state.
+//
+// A changed account with fetch_all gets a new fetch_all pass (see
+// account.fetchAllDone).
 //
 // The session limits apply to sessions started from now on. The
 // generation counter increases and the load time is recorded.
@@ -778,6 +803,7 @@ func (d *Daemon) Reload(cfg *rcfile.Config) error {
 		}
 		a.cfg = na
 		a.changed = a.running
+		a.fetchAllDone = false // the new settings get their own fetch_all pass
 		d.log.Info("account changed", "account", na.Name)
 		switch {
 		case a.authHold || a.failures > 0:

@@ -1263,6 +1263,57 @@ func TestDaemonReloadAccountStateDirRefused(t *testing.T) {
 	}
 }
 
+// TestDaemonFetchAllOncePerPass: fetch_all is one pass over the mailbox
+// per start or change of the account, not every poll (with keep, every
+// poll would deliver the whole mailbox again). A poll that fails before
+// delivering anything leaves the pass for the next one; one that got
+// through, or delivered something, ends it; a changed account gets a new
+// pass. The account's config itself is never changed.
+func TestDaemonFetchAllOncePerPass(t *testing.T) {
+	a := acct("a", "pop.example", time.Hour)
+	a.FetchAll, a.Keep = true, true
+	h := newHarness(t, config(a), nil)
+	h.start()
+	first := true
+	poll := func(wantFetchAll bool, res Result) {
+		t.Helper()
+		var c *call
+		done := make(chan struct{})
+		if first {
+			c, first = h.nextFor("a"), false // the scheduled first poll
+			close(done)
+		} else {
+			go func() { h.d.PollNow(context.Background(), []string{"a"}); close(done) }()
+			c = h.nextFor("a")
+		}
+		got := c.acct.FetchAll
+		c.ret(res)
+		<-done
+		h.waitIdleOrBackoff("a")
+		if got != wantFetchAll {
+			t.Fatalf("poll given FetchAll = %v; want %v", got, wantFetchAll)
+		}
+	}
+	refused := errors.New("connection refused")
+	poll(true, Result{Err: refused})  // failed before delivering: the pass is still due
+	poll(true, Result{Delivered: 3})  // got through: the pass is over
+	poll(false, Result{})             // only new mail from now on
+	poll(false, Result{Err: refused}) //
+	if !a.FetchAll {
+		t.Fatalf("the daemon changed the account's config")
+	}
+	// An unchanged reload starts no new pass.
+	h.d.Reload(config(a))
+	poll(false, Result{})
+	// A change of the account (here its interval) does; a poll that
+	// delivered something before it failed ends it too.
+	b := *a
+	b.Interval = 2 * time.Hour
+	h.d.Reload(config(&b))
+	poll(true, Result{Err: refused, Delivered: 1})
+	poll(false, Result{})
+}
+
 // TestDaemonLoginDelayAnswersQueued: a PollNow queued behind a poll that
 // ends with a LOGIN-DELAY is answered when that poll ends, not when the
 // delay does.

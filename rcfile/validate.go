@@ -102,6 +102,16 @@ func (p *parser) account(ah *accountHCL, s *settingsHCL, topState string) *Accou
 	if s.FetchAll != nil {
 		a.FetchAll = *s.FetchAll
 	}
+	if a.FetchAll && a.Keep {
+		// Without keep the first run deletes what it fetched, so the
+		// next has nothing to fetch again; with keep every run finds
+		// the whole mailbox again. (A server that refuses DELE does the
+		// same, but that is not known here.)
+		p.warnf(s.FetchAllRange, "fetch_all with keep fetches everything again",
+			"Account %q keeps its mail on the server and fetches mail it already delivered: every \"popfetch fetch\" run delivers the whole mailbox again, "+
+				"and so does the daemon's first poll after it starts or this account changes (later polls take only new mail). "+
+				"Use fetch_all for one run, then remove it.", a.Name)
+	}
 	if isSet(s.LimitRange) {
 		a.Limit = p.limit(s.Limit, s.LimitRange)
 	}
