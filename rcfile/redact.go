@@ -207,6 +207,7 @@ type maskedSource struct {
 	text  []byte
 	spans []span // in src
 	moved []span // the same spans in text
+	lines []int  // the offset in text where each line starts
 }
 
 // maskSource replaces each span's text with mask, line by line, so that
@@ -232,23 +233,27 @@ func maskSource(src []byte) *maskedSource {
 	}
 	b.Write(src[prev:])
 	m.text = b.Bytes()
+	m.lines = []int{0}
+	for i, c := range m.text {
+		if c == '\n' {
+			m.lines = append(m.lines, i+1)
+		}
+	}
 	return m
 }
 
 // offset maps a byte offset of src to text: inside a masked span, to the
 // span's start.
 func (m *maskedSource) offset(o int) int {
-	shift := 0
-	for k, s := range m.spans {
-		if o < s.start {
-			break
-		}
-		if o < s.end {
-			return m.moved[k].start
-		}
-		shift = m.moved[k].end - s.end
+	// k is the number of spans that start at or before o.
+	k := sort.Search(len(m.spans), func(i int) bool { return m.spans[i].start > o })
+	if k == 0 {
+		return o
 	}
-	return o + shift
+	if s := m.spans[k-1]; o < s.end {
+		return m.moved[k-1].start
+	}
+	return o + m.moved[k-1].end - m.spans[k-1].end
 }
 
 // overlaps says whether rng touches a secret span.
@@ -256,12 +261,14 @@ func (m *maskedSource) overlaps(rng *hcl.Range) bool {
 	if rng == nil {
 		return false
 	}
-	for _, s := range m.spans {
-		if rng.Start.Byte < s.end && s.start < rng.End.Byte || rng.Start.Byte == rng.End.Byte && rng.Start.Byte >= s.start && rng.Start.Byte < s.end {
-			return true
-		}
+	// The first span that ends after the range starts is the only
+	// candidate: spans are sorted and disjoint.
+	k := sort.Search(len(m.spans), func(i int) bool { return m.spans[i].end > rng.Start.Byte })
+	if k == len(m.spans) {
+		return false
 	}
-	return false
+	s := m.spans[k]
+	return s.start < rng.End.Byte || s.start <= rng.Start.Byte // the latter: an empty range inside s
 }
 
 var quoted = regexp.MustCompile(`"(?:[^"\\]|\\.)*"`)
@@ -325,16 +332,15 @@ func redactDiags(src []byte, diags hcl.Diagnostics) hcl.Diagnostics {
 // (in runes) and width of rng on it, for WriteDiagnostics' carets. ok is
 // false if the line does not exist.
 func (m *maskedSource) snippet(rng *hcl.Range) (line string, col, width int, ok bool) {
-	lines := strings.Split(string(m.text), "\n")
 	n := rng.Start.Line - 1
-	if n < 0 || n >= len(lines) {
+	if n < 0 || n >= len(m.lines) {
 		return "", 0, 0, false
 	}
-	line = strings.TrimRight(lines[n], "\r")
-	lineStart := 0
-	for _, l := range lines[:n] {
-		lineStart += len(l) + 1
+	lineStart, lineEnd := m.lines[n], len(m.text)
+	if n+1 < len(m.lines) {
+		lineEnd = m.lines[n+1] - 1
 	}
+	line = strings.TrimRight(string(m.text[lineStart:lineEnd]), "\r")
 	start, end := m.offset(rng.Start.Byte), m.offset(rng.End.Byte)
 	if start >= lineStart && start <= lineStart+len(line) {
 		col = utf8.RuneCount(m.text[lineStart:start])

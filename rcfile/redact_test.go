@@ -145,6 +145,10 @@ func FuzzMaskSource(f *testing.F) {
 		}
 	}
 	f.Fuzz(func(t *testing.T, src []byte) {
+		for bytes.Contains(src, []byte(testSecret)) {
+			// Only the appended line may hold it.
+			src = bytes.ReplaceAll(src, []byte(testSecret), nil)
+		}
 		src = append(src, "\n  password = \""+testSecret+"\"\n"...)
 		m := maskSource(src)
 		if bytes.Count(m.text, []byte("\n")) != bytes.Count(src, []byte("\n")) {
