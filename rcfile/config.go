@@ -92,6 +92,8 @@ type Destination struct {
 	// Default [75] (EX_TEMPFAIL).
 	MDATempExitCodes []int
 	SMTP             *SMTP
+
+	MDARange hcl.Range // where mda is set, for diagnostics
 }
 
 // SMTP is an SMTP or LMTP delivery target.

@@ -6,6 +6,7 @@ import (
 	"io"
 	"io/fs"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strings"
 
@@ -27,7 +28,8 @@ const maxFileSize = 1 << 20
 //     root, writable by nobody else, in directories nobody else can
 //     change), or it is not parsed at all: its mda and password_command
 //     would run commands chosen by someone else;
-//   - so must a password_file and an aliases_file that exist;
+//   - so must a password_file and an aliases_file that exist, and the
+//     programs named by mda and password_command;
 //   - if the file contains an inline password attribute anywhere and is
 //     readable by group or others, that is an error at the attribute;
 //   - a password_file that is readable by group or others is an error at
@@ -66,6 +68,7 @@ func Load(path string) (*Config, hcl.Diagnostics) {
 		}
 	}
 	if cfg != nil {
+		seen := map[hcl.Range]bool{} // an inherited mda is checked once
 		for _, a := range cfg.Accounts {
 			if a.Password.File != "" {
 				diags = append(diags, checkPasswordFile(a.Password)...)
@@ -73,6 +76,7 @@ func Load(path string) (*Config, hcl.Diagnostics) {
 			if m := a.Multidrop; m != nil && m.AliasesFile != "" {
 				diags = append(diags, checkAliasesFile(m.AliasesFile, m.AliasesFileRange)...)
 			}
+			diags = append(diags, checkPrograms(a, seen)...)
 		}
 	}
 	diags = sortDiags(diags)
@@ -181,6 +185,48 @@ func checkAliasesFile(path string, rng hcl.Range) hcl.Diagnostics {
 		return hcl.Diagnostics{untrustedDiag("Unsafe aliases_file", err, rng)}
 	}
 	return nil
+}
+
+// checkPrograms applies CheckTrusted's rules to the programs an account
+// runs, mda and password_command, where they exist: whoever can change
+// the program runs code as popfetch just as whoever can change the rc
+// file. A bare password_command name is checked where $PATH finds it now.
+// A program that does not exist is left to the run, which reports it.
+func checkPrograms(a *Account, seen map[hcl.Range]bool) hcl.Diagnostics {
+	var diags hcl.Diagnostics
+	check := func(prog, what string, rng hcl.Range) {
+		if !filepath.IsAbs(prog) {
+			p, err := exec.LookPath(prog)
+			if err != nil {
+				return
+			}
+			prog = p
+		}
+		fi, err := os.Stat(prog)
+		if err != nil {
+			return
+		}
+		if err := checkTrustedInfo(prog, fi); err != nil {
+			diags = append(diags, untrustedDiag("Unsafe "+what+" program", err, rng))
+		}
+	}
+	if c := a.Password.Command; len(c) > 0 && c[0] != "" {
+		check(c[0], "password_command", a.Password.Range)
+	}
+	dests := []*Destination{&a.Deliver, a.Postmaster}
+	if a.Multidrop != nil {
+		for _, u := range a.Multidrop.Users {
+			dests = append(dests, u.Deliver)
+		}
+	}
+	for _, d := range dests {
+		if d == nil || len(d.MDA) == 0 || seen[d.MDARange] || strings.Contains(d.MDA[0], "{") {
+			continue
+		}
+		seen[d.MDARange] = true
+		check(d.MDA[0], "mda", d.MDARange)
+	}
+	return diags
 }
 
 func untrustedDiag(summary string, err error, rng hcl.Range) *hcl.Diagnostic {

@@ -167,8 +167,9 @@ func TestPrivateGroup(t *testing.T) {
 	}
 }
 
-// TestLoadUntrusted: Load refuses an rc file, password_file or
-// aliases_file that another user can change, at the right place and with
+// TestLoadUntrusted: Load refuses an rc file, password_file,
+// aliases_file, mda or password_command program that another user can
+// change, at the right place and with
 // the fix; Resolve and OpenTrusted refuse them at use too.
 func TestLoadUntrusted(t *testing.T) {
 	fixedEnv(t)
@@ -176,7 +177,7 @@ func TestLoadUntrusted(t *testing.T) {
   server   = "pop.example.com"
   username = "joe"
   %s
-  deliver { maildir = "/var/mail/%s" }
+  deliver { %s }
   %s
 }
 `
@@ -201,6 +202,11 @@ func TestLoadUntrusted(t *testing.T) {
 		{"aliases_file 0644", 0o644, false, "aliases_file", "", 0},
 		{"aliases_file group-writable", 0o664, false, "aliases_file", "Unsafe aliases_file; ", 8},
 		{"aliases_file foreign", 0o644, true, "aliases_file", "is owned by nobody", 8},
+		{"mda 0755", 0o755, false, "mda", "", 0},
+		{"mda other-writable", 0o757, false, "mda", "Unsafe mda program; ", 5},
+		{"mda foreign", 0o755, true, "mda", "is owned by nobody", 5},
+		{"password_command 0755", 0o755, false, "password_command", "", 0},
+		{"password_command group-writable", 0o775, false, "password_command", "Unsafe password_command program; ", 4},
 	} {
 		t.Run(tt.name, func(t *testing.T) {
 			dir := privateDir(t)
@@ -220,18 +226,22 @@ func TestLoadUntrusted(t *testing.T) {
 					}
 				}
 			}
-			pw, box, md := `password = "x"`, "joe", ""
+			pw, dest, md := `password = "x"`, `maildir = "/var/mail/joe"`, ""
 			switch tt.what {
 			case "password_file":
 				pw = fmt.Sprintf("password_file = %q", target)
 			case "aliases_file":
-				box, md = "{user}", multidrop(target)
+				dest, md = `maildir = "/var/mail/{user}"`, multidrop(target)
+			case "password_command":
+				pw = fmt.Sprintf("password_command = [%q]", target)
+			case "mda":
+				dest = fmt.Sprintf("mda = [%q, \"-d\", \"joe\"]", target)
 			}
 			rcMode := os.FileMode(0o600)
 			if tt.what == "rc" {
 				rcMode = tt.mode
 			}
-			p := writeFile(t, dir, "rc.hcl", fmt.Sprintf(rc, pw, box, md), rcMode)
+			p := writeFile(t, dir, "rc.hcl", fmt.Sprintf(rc, pw, dest, md), rcMode)
 			if tt.what == "rc" {
 				own(p)
 			} else {

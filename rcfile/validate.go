@@ -508,7 +508,7 @@ func (p *parser) dest(d *destHCL, what string, perUser bool) *Destination {
 		out.Maildir, _ = p.path(out.Maildir, d.MaildirRange)
 	}
 	if d.MDA != nil {
-		out.MDA = *d.MDA
+		out.MDA, out.MDARange = *d.MDA, d.MDARange
 		p.mda(out.MDA, d.MDARange, what, perUser)
 	}
 	if d.MDA == nil && (d.MDATimeout != nil || d.MDAAllowStderr != nil || d.MDATempExitCodes != nil) {
