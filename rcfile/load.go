@@ -68,7 +68,7 @@ func Load(path string) (*Config, hcl.Diagnostics) {
 		}
 	}
 	if cfg != nil {
-		seen := map[hcl.Range]bool{} // an inherited mda is checked once
+		seen := map[hcl.Range]bool{} // an inherited program is checked once
 		for _, a := range cfg.Accounts {
 			if a.Password.File != "" {
 				diags = append(diags, checkPasswordFile(a.Password)...)
@@ -90,7 +90,7 @@ func Load(path string) (*Config, hcl.Diagnostics) {
 // checked is that of the bytes parsed, and refuses a file that another
 // user can change (CheckTrusted, on the same descriptor).
 func readFile(path string) ([]byte, fs.FileMode, error) {
-	f, err := os.Open(path)
+	f, err := openNonBlock(path)
 	if err != nil {
 		return nil, 0, err
 	}
@@ -210,7 +210,8 @@ func checkPrograms(a *Account, seen map[hcl.Range]bool) hcl.Diagnostics {
 			diags = append(diags, untrustedDiag("Unsafe "+what+" program", err, rng))
 		}
 	}
-	if c := a.Password.Command; len(c) > 0 && c[0] != "" {
+	if c := a.Password.Command; len(c) > 0 && c[0] != "" && !seen[a.Password.Range] {
+		seen[a.Password.Range] = true
 		check(c[0], "password_command", a.Password.Range)
 	}
 	dests := []*Destination{&a.Deliver, a.Postmaster}

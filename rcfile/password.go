@@ -90,7 +90,7 @@ func checkSecret(s, from string) error {
 }
 
 func readPasswordFile(path string) (string, error) {
-	f, err := os.Open(path)
+	f, err := openNonBlock(path)
 	if err != nil {
 		return "", fmt.Errorf("password_file: %w", err)
 	}

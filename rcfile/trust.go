@@ -28,7 +28,7 @@ var ErrUntrustedFile = errors.New("file can be changed by another user")
 // accepts the opened file. The check is made on the descriptor (fstat),
 // so the file read is the file checked.
 func OpenTrusted(path string) (*os.File, error) {
-	f, err := os.Open(path)
+	f, err := openNonBlock(path)
 	if err != nil {
 		return nil, err
 	}
@@ -37,6 +37,13 @@ func OpenTrusted(path string) (*os.File, error) {
 		return nil, err
 	}
 	return f, nil
+}
+
+// openNonBlock opens path for reading without blocking on a FIFO (which
+// CheckTrusted then refuses as not a regular file); for a regular file
+// O_NONBLOCK changes nothing.
+func openNonBlock(path string) (*os.File, error) {
+	return os.OpenFile(path, os.O_RDONLY|syscall.O_NONBLOCK, 0)
 }
 
 // CheckTrusted checks the open file f, opened as path:

@@ -9,6 +9,7 @@ import (
 	"strings"
 	"syscall"
 	"testing"
+	"time"
 )
 
 // nobody is the uid and gid the tests give files that must belong to
@@ -279,5 +280,49 @@ func TestLoadUntrusted(t *testing.T) {
 				}
 			}
 		})
+	}
+}
+
+// TestFIFONotOpenedBlocking: an rc file, password_file or aliases_file
+// that is a FIFO is refused at once, not waited on for a writer.
+func TestFIFONotOpenedBlocking(t *testing.T) {
+	p := filepath.Join(privateDir(t), "fifo")
+	if err := syscall.Mkfifo(p, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	for name, open := range map[string]func() error{
+		"Load": func() error {
+			if _, diags := Load(p); !diags.HasErrors() || !strings.Contains(diags[0].Detail, "not a regular file") {
+				return fmt.Errorf("Load = %v; want not a regular file", diags)
+			}
+			return nil
+		},
+		"Resolve": func() error {
+			if _, err := (Password{File: p}).Resolve(context.Background()); !errors.Is(err, ErrUntrustedFile) {
+				return fmt.Errorf("Resolve = %v; want ErrUntrustedFile", err)
+			}
+			return nil
+		},
+		"OpenTrusted": func() error {
+			f, err := OpenTrusted(p)
+			if err == nil {
+				f.Close()
+			}
+			if !errors.Is(err, ErrUntrustedFile) {
+				return fmt.Errorf("OpenTrusted = %v; want ErrUntrustedFile", err)
+			}
+			return nil
+		},
+	} {
+		done := make(chan error, 1)
+		go func() { done <- open() }()
+		select {
+		case err := <-done:
+			if err != nil {
+				t.Errorf("%s: %v", name, err)
+			}
+		case <-time.After(5 * time.Second):
+			t.Fatalf("%s blocks on a FIFO", name)
+		}
 	}
 }
