@@ -668,6 +668,34 @@ func TestDaemonReload(t *testing.T) {
 		addB(t, e, byRename)
 	})
 
+	t.Run("account-state-dir-needs-restart", func(t *testing.T) {
+		// A per-account state_dir holds that account's UIDL journal:
+		// moved at run time, A would start with an empty journal (and
+		// with keep fetch its whole mailbox again). Refused like the
+		// top-level one.
+		e := setup(t, "acctstate", byRename)
+		moved := e.a
+		moved.extra = []string{fmt.Sprintf("state_dir = %q", filepath.Join(e.dir, "stateA"))}
+		byRename(e, rcText(e.state, nil, moved, e.b))
+		waitFor(t, 5*time.Second, "the daemon to refuse the account's new state_dir", func() bool {
+			return len(e.d.log.lines("rc file not applied", "account A: state_dir changed")) > 0
+		})
+		e.mbA.Put(t, seqMsg("A", 2, 2))
+		if err := e.d.cmd.Process.Signal(syscall.SIGUSR1); err != nil {
+			t.Fatal(err)
+		}
+		waitMaildir(t, e.a.maildir, 2, 5*time.Second)
+		if n := maildirCount(t, e.b.maildir); n != 0 {
+			t.Errorf("B was polled (%d messages) although the reload was refused", n)
+		}
+		if _, err := os.Stat(filepath.Join(e.dir, "stateA")); !os.IsNotExist(err) {
+			t.Errorf("the refused state_dir was created or used: %v", err)
+		}
+		if g := statusGeneration(t, e.rc); g != 1 {
+			t.Errorf("generation = %d; want 1", g)
+		}
+	})
+
 	t.Run("state-dir-needs-restart", func(t *testing.T) {
 		// A new state_dir (with B added) is refused whole: the control
 		// socket, the daemon lock and every UIDL store would move.
