@@ -28,8 +28,8 @@ const maxFileSize = 1 << 20
 //     root, writable by nobody else, in directories nobody else can
 //     change), or it is not parsed at all: its mda and password_command
 //     would run commands chosen by someone else;
-//   - so must a password_file and an aliases_file that exist, and the
-//     programs named by mda and password_command;
+//   - so must a password_file, an aliases_file and a ca_file that exist,
+//     and the programs named by mda and password_command;
 //   - if the file contains an inline password attribute anywhere and is
 //     readable by group or others, that is an error at the attribute;
 //   - a password_file that is readable by group or others is an error at
@@ -77,6 +77,7 @@ func Load(path string) (*Config, hcl.Diagnostics) {
 				diags = append(diags, checkAliasesFile(m.AliasesFile, m.AliasesFileRange)...)
 			}
 			diags = append(diags, checkPrograms(a, seen)...)
+			diags = append(diags, checkCAFiles(a)...)
 		}
 	}
 	diags = sortDiags(diags)
@@ -226,6 +227,41 @@ func checkPrograms(a *Account, seen map[hcl.Range]bool) hcl.Diagnostics {
 		}
 		seen[d.MDARange] = true
 		check(d.MDA[0], "mda", d.MDARange)
+	}
+	return diags
+}
+
+// checkCAFiles applies CheckTrusted's rules to the ca_file of the POP3
+// server and of SMTP/LMTP targets, where they exist: whoever can change
+// the trust anchors can impersonate the server and take the password.
+// The diagnostic points at the account (the ca_file may be inherited).
+func checkCAFiles(a *Account) hcl.Diagnostics {
+	files := []string{a.CAFile}
+	dests := []*Destination{&a.Deliver, a.Postmaster}
+	if a.Multidrop != nil {
+		for _, u := range a.Multidrop.Users {
+			dests = append(dests, u.Deliver)
+		}
+	}
+	for _, d := range dests {
+		if d != nil && d.SMTP != nil {
+			files = append(files, d.SMTP.CAFile)
+		}
+	}
+	var diags hcl.Diagnostics
+	done := map[string]bool{}
+	for _, f := range files {
+		if f == "" || done[f] {
+			continue
+		}
+		done[f] = true
+		fi, err := os.Stat(f)
+		if err != nil {
+			continue // left to the connection, which reports it
+		}
+		if err := checkTrustedInfo(f, fi); err != nil {
+			diags = append(diags, untrustedDiag("Unsafe ca_file", fmt.Errorf("account %s: ca_file %w", a.Name, err), a.DeclRange))
+		}
 	}
 	return diags
 }

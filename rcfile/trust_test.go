@@ -208,6 +208,8 @@ func TestLoadUntrusted(t *testing.T) {
 		{"mda foreign", 0o755, true, "mda", "is owned by nobody", 5},
 		{"password_command 0755", 0o755, false, "password_command", "", 0},
 		{"password_command group-writable", 0o775, false, "password_command", "Unsafe password_command program; ", 4},
+		{"ca_file 0644", 0o644, false, "ca_file", "", 0},
+		{"ca_file other-writable", 0o646, false, "ca_file", "Unsafe ca_file; account a: ca_file ", 1},
 	} {
 		t.Run(tt.name, func(t *testing.T) {
 			dir := privateDir(t)
@@ -235,6 +237,8 @@ func TestLoadUntrusted(t *testing.T) {
 				dest, md = `maildir = "/var/mail/{user}"`, multidrop(target)
 			case "password_command":
 				pw = fmt.Sprintf("password_command = [%q]", target)
+			case "ca_file":
+				md = fmt.Sprintf("ca_file = %q", target)
 			case "mda":
 				dest = fmt.Sprintf("mda = [%q, \"-d\", \"joe\"]", target)
 			}
