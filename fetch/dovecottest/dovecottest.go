@@ -574,6 +574,11 @@ var (
 
 const mailUserName = "popfetchtest"
 
+// MailUser returns the uid and gid of the unprivileged system user that owns
+// the test mailboxes (created on first use, see mailUser). Harnesses for
+// other servers (fetch/interop) use the same user.
+func MailUser() (uid, gid int, err error) { return mailUser() }
+
 // mailUser returns the uid and gid that own the test Maildirs. Dovecot
 // refuses to access mail as root, so a dedicated system user is created on
 // first use; if that is impossible, nobody will do.
