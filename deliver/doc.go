@@ -47,8 +47,11 @@
 //     new/ was fsynced. Directories the delivery created are fsynced
 //     in their parents. A failure at any step removes the tmp file, so
 //     new/ only ever holds complete files.
-//   - MDA: the process exited 0 and, unless allowed, wrote nothing to
-//     stderr.
+//   - MDA: the process exited 0, read its copy and, unless allowed, wrote
+//     nothing to stderr. The copy is its stdin as a complete file (a
+//     sealed memfd, or an unlinked 0600 temporary file), never a pipe, so
+//     an MDA that outlives a killed popfetch cannot read a truncated
+//     message.
 //   - SMTP/LMTP: a 2xx reply after the final dot, for that recipient.
 //
 // # Temporary and permanent failures
@@ -66,5 +69,10 @@
 // A Maildir path may hold {user} and {domain}. They are replaced only by
 // values that are one plain path component: non-empty, at most 64 bytes,
 // no '/', control character or NUL, and not starting with '.' or '-'. A
-// hostile header can therefore never choose a path.
+// hostile header can therefore never choose a path. Nor can a local user:
+// from the first placeholder on, and for tmp/, new/ and cur/, no symlink
+// is followed (O_NOFOLLOW), and each copy is written, linked and removed
+// through directory descriptors (openat, linkat, unlinkat), so a directory
+// swapped for a symlink meanwhile does not redirect it. The path before
+// the first placeholder is the admin's, and may hold symlinks.
 package deliver

@@ -1,14 +1,11 @@
 package deliver
 
 import (
-	"sync"
-
 	"context"
 	"crypto/rand"
 	"encoding/hex"
 	"errors"
 	"fmt"
-	"github.com/emersion/go-maildir"
 	"io"
 	"io/fs"
 	"log/slog"
@@ -16,6 +13,7 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"syscall"
 	"time"
@@ -46,8 +44,12 @@ type Maildir struct {
 	log    *slog.Logger
 	fs     maildirFS
 	expand bool // path holds {user} or {domain}
-	// ready holds the Maildirs already checked by init in this process,
-	// so each message costs no Stat calls for them.
+	// trailing counts the components of path from the first one holding a
+	// placeholder to its end: below the admin's fixed prefix, where no
+	// symlink is followed (see open). 0 without placeholders.
+	trailing int
+	// ready holds the Maildirs whose stale tmp/ files were cleaned in
+	// this process.
 	ready sync.Map
 }
 
@@ -85,6 +87,15 @@ func NewMaildir(path string, opts MaildirOptions) *Maildir {
 		fs:     opts.fs,
 		expand: strings.Contains(path, placeholderUser) || strings.Contains(path, placeholderDomain),
 	}
+	if d.expand {
+		comps := pathComponents(path)
+		for i, c := range comps {
+			if strings.Contains(c, placeholderUser) || strings.Contains(c, placeholderDomain) {
+				d.trailing = len(comps) - i
+				break
+			}
+		}
+	}
 	if d.log == nil {
 		d.log = slog.New(slog.DiscardHandler)
 	}
@@ -104,11 +115,13 @@ func NewMaildir(path string, opts MaildirOptions) *Maildir {
 // {user} or {domain} value that may not name a directory. sender is not
 // used: the envelope sender is the Return-Path of the original message.
 func (d *Maildir) Deliver(ctx context.Context, m *Message, sender string, rcpts []Recipient, extra []Field) []error {
-	errs := make([]error, len(rcpts))
+	res := newResults(ctx, len(rcpts))
 	for i, rc := range rcpts {
-		errs[i] = d.deliverOne(ctx, m, rc, extra)
+		// Reported copy by copy (WithResultHook): each is durable on its
+		// own, whatever happens to the ones after it.
+		res.set(i, d.deliverOne(ctx, m, rc, extra))
 	}
-	return errs
+	return res.done()
 }
 
 func (d *Maildir) deliverOne(ctx context.Context, m *Message, rc Recipient, extra []Field) error {
@@ -122,9 +135,11 @@ func (d *Maildir) deliverOne(ctx context.Context, m *Message, rc Recipient, extr
 	if err := ctx.Err(); err != nil {
 		return &Error{Target: target, Reason: "delivery cancelled", Err: err}
 	}
-	if err := d.init(dir); err != nil {
-		return tempError(target, "create maildir", withPath(dir, err))
+	md, err := d.open(dir)
+	if err != nil {
+		return tempError(target, "open maildir", withPath(dir, err))
 	}
+	defer md.close()
 
 	fields := make([]Field, 0, len(extra)+2)
 	fields = append(fields, extra...)
@@ -132,42 +147,151 @@ func (d *Maildir) deliverOne(ctx context.Context, m *Message, rc Recipient, extr
 	if rc.Address != "" {
 		fields = append(fields, Field{Name: "Delivered-To", Value: SafeValue(rc.Address, 320)})
 	}
-	err = d.write(dir, target, Open(m, fields, true), linkHook(ctx))
-	if err != nil {
-		// The Maildir may have been removed or replaced meanwhile: check
-		// (and re-create) it again next time.
-		d.ready.Delete(dir)
-	}
-	return err
+	return d.write(md, target, Open(m, fields, true), linkHook(ctx))
 }
 
-// write stores r as one message in dir: the Maildir protocol with the
+// openMaildir is one Maildir's directories, opened for one copy. All
+// file operations go through these descriptors (openat, linkat,
+// unlinkat), never through a path again: a directory swapped for a
+// symlink after open cannot redirect the copy.
+type openMaildir struct {
+	path          string
+	tmp, new, cur *os.File
+}
+
+func (md *openMaildir) close() {
+	for _, f := range []*os.File{md.tmp, md.new, md.cur} {
+		if f != nil {
+			f.Close()
+		}
+	}
+}
+
+// open opens the Maildir at dir, creating what is missing (mode 0700,
+// each new directory fsynced in its parent): its path one component at a
+// time, then tmp/, new/ and cur/.
+//
+// Symlinks: the components of the configured path before the first
+// placeholder are the admin's and are followed, so a Maildir (or a
+// template's fixed prefix) that is a symlink chosen by the admin works.
+// From the first placeholder on (the per-user or per-domain directories,
+// which their users may own) and for tmp/, new/ and cur/ of every Maildir,
+// a symlink is refused (O_NOFOLLOW): followed, it would let whoever can
+// write there send the copy, written by popfetch (perhaps root), anywhere,
+// and the message would then be deleted from the server. The refusal is a
+// temporary failure, so the message stays on the server until an admin
+// replaces the symlink with a directory.
+func (d *Maildir) open(dir string) (*openMaildir, error) {
+	abs, err := filepath.Abs(dir)
+	if err != nil {
+		return nil, err
+	}
+	comps := pathComponents(abs)
+	follow := len(comps) - d.trailing
+	cur, err := d.fs.OpenDir(nil, "/", true)
+	if err != nil {
+		return nil, err
+	}
+	for i, c := range comps {
+		next, err := d.openOrCreate(cur, c, i < follow)
+		cur.Close()
+		if err != nil {
+			return nil, err
+		}
+		cur = next
+	}
+	root := cur
+	defer root.Close()
+	md := &openMaildir{path: abs}
+	for _, sub := range []struct {
+		name string
+		f    **os.File
+	}{{"tmp", &md.tmp}, {"new", &md.new}, {"cur", &md.cur}} {
+		if *sub.f, err = d.openOrCreate(root, sub.name, false); err != nil {
+			md.close()
+			return nil, err
+		}
+	}
+	// A delivery killed between creating its tmp/ file and removing it
+	// leaves the file behind; the Maildir spec lets a writer remove tmp/
+	// files older than 36 hours. Once per Maildir per process is enough.
+	// It only tidies, so its error is logged, not returned.
+	if _, done := d.ready.Load(abs); !done {
+		if _, real := d.fs.(osFS); real {
+			if err := cleanTmp(md.tmp); err != nil {
+				d.log.Warn("cleaning stale tmp/ files", "path", md.tmp.Name(), "err", err)
+			}
+		}
+		d.ready.Store(abs, true)
+	}
+	return md, nil
+}
+
+// openOrCreate opens the directory name in parent, creating it (mode 0700,
+// then an fsync of parent: otherwise a crash could take a fresh new/, and
+// the message durably linked into it, with it) if it is missing.
+func (d *Maildir) openOrCreate(parent *os.File, name string, follow bool) (*os.File, error) {
+	f, err := d.fs.OpenDir(parent, name, follow)
+	if !errors.Is(err, fs.ErrNotExist) {
+		return f, err
+	}
+	switch err := d.fs.Mkdir(parent, name, 0o700); {
+	case errors.Is(err, fs.ErrExist): // a concurrent delivery made it
+	case err != nil:
+		return nil, err
+	default:
+		if err := d.fs.SyncDir(parent); err != nil {
+			return nil, withPath(parent.Name(), err)
+		}
+	}
+	return d.fs.OpenDir(parent, name, follow)
+}
+
+// pathComponents splits a cleaned path into its components ("/a/b" →
+// a, b); the root itself has none.
+func pathComponents(p string) []string {
+	p = filepath.Clean(p)
+	var out []string
+	for _, c := range strings.Split(p, string(filepath.Separator)) {
+		if c != "" {
+			out = append(out, c)
+		}
+	}
+	return out
+}
+
+// staleTmp is the Maildir spec's age after which a file in tmp/ may be
+// removed.
+const staleTmp = 36 * time.Hour
+
+// write stores r as one message in md: the Maildir protocol with the
 // fsyncs it leaves implicit, in the order that makes new/ hold only
 // complete, durable files (STYLE.md §A, mox store/account.go).
-func (d *Maildir) write(dir, target string, r io.Reader, hook func(path string)) error {
+func (d *Maildir) write(md *openMaildir, target string, r io.Reader, hook func(path string)) error {
 	// tmp/: O_EXCL so that a clash never appends to someone else's file.
 	var (
-		base, tmp string
-		f         maildirFile
-		err       error
+		base string
+		f    maildirFile
+		err  error
 	)
 	for range maxNameTries {
 		if base, err = d.uniqueName(); err != nil {
 			return tempError(target, "make unique name", err)
 		}
-		tmp = filepath.Join(dir, "tmp", base)
-		f, err = d.fs.OpenExcl(tmp, 0o600)
+		f, err = d.fs.OpenExcl(md.tmp, base, 0o600)
 		if !errors.Is(err, fs.ErrExist) {
 			break
 		}
 	}
+	tmpName := base
+	tmp := filepath.Join(md.tmp.Name(), tmpName)
 	if err != nil {
-		return tempError(target, "create tmp file", err)
+		return tempError(target, "create tmp file", withPath(tmp, err))
 	}
 	fail := func(step string, err error) error {
 		// The tmp file is incomplete or not durable: it must not linger
 		// for a reader that ignores tmp/'s 36-hour rule.
-		if rerr := d.fs.Remove(tmp); rerr != nil && !errors.Is(rerr, fs.ErrNotExist) {
+		if rerr := d.fs.Remove(md.tmp, tmpName); rerr != nil && !errors.Is(rerr, fs.ErrNotExist) {
 			d.log.Warn("maildir: removing tmp file", "path", tmp, "err", rerr)
 		}
 		return tempError(target, step, withPath(tmp, err))
@@ -188,16 +312,16 @@ func (d *Maildir) write(dir, target string, r io.Reader, hook func(path string))
 		return fail("close tmp file", err)
 	}
 
-	// new/: link, not rename (os.Rename overwrites). ",S=" is the file
+	// new/: link, not rename (rename overwrites). ",S=" is the file
 	// size, which dovecot reads instead of stat'ing the file.
-	newDir := filepath.Join(dir, "new")
-	var final string
+	newDir := md.new.Name()
+	var name string
 	for range maxNameTries {
-		final = filepath.Join(newDir, base+",S="+strconv.FormatInt(cw.n, 10))
+		name = base + ",S=" + strconv.FormatInt(cw.n, 10)
 		if hook != nil {
-			hook(final)
+			hook(filepath.Join(newDir, name))
 		}
-		err = d.fs.Link(tmp, final)
+		err = d.fs.Link(md.tmp, tmpName, md.new, name)
 		if !errors.Is(err, fs.ErrExist) {
 			break
 		}
@@ -211,19 +335,19 @@ func (d *Maildir) write(dir, target string, r io.Reader, hook func(path string))
 	}
 	// Without this a crash can lose the directory entry even though the
 	// file's data is on disk.
-	if err := d.fs.SyncDir(newDir); err != nil {
+	if err := d.fs.SyncDir(md.new); err != nil {
 		// The copy is visible but may not survive a crash. Failing leaves
 		// the message on the server; withdrawing the copy keeps the retry
 		// from producing a duplicate (unless a reader took it already).
-		if rerr := d.fs.Remove(final); rerr != nil && !errors.Is(rerr, fs.ErrNotExist) {
-			d.log.Warn("maildir: withdrawing copy after failed fsync", "path", final, "err", rerr)
+		if rerr := d.fs.Remove(md.new, name); rerr != nil && !errors.Is(rerr, fs.ErrNotExist) {
+			d.log.Warn("maildir: withdrawing copy after failed fsync", "path", filepath.Join(newDir, name), "err", rerr)
 		}
 		return fail("fsync new directory", withPath(newDir, err))
 	}
 	// Delivered. A tmp/ leftover is harmless (readers clean tmp/ after 36
 	// hours) and must not turn a durable delivery into a failure, which
 	// would deliver the message twice.
-	if err := d.fs.Remove(tmp); err != nil {
+	if err := d.fs.Remove(md.tmp, tmpName); err != nil {
 		d.log.Warn("maildir: removing tmp file after delivery", "path", tmp, "err", err)
 	}
 	return nil
@@ -281,60 +405,6 @@ func validComponent(v string) error {
 		}
 	}
 	return nil
-}
-
-// init makes sure dir/{tmp,new,cur} exist, creating what is missing with
-// mode 0700, parents included.
-func (d *Maildir) init(dir string) error {
-	if _, ok := d.ready.Load(dir); ok {
-		return nil
-	}
-	for _, sub := range []string{"tmp", "new", "cur"} {
-		if err := d.mkdirs(filepath.Join(dir, sub)); err != nil {
-			return err
-		}
-	}
-	// A delivery killed between creating its tmp/ file and removing it
-	// leaves the file behind; the Maildir spec lets a writer remove tmp/
-	// files older than 36 hours, which go-maildir's Clean does. Once per
-	// Maildir per process is enough. It only tidies, so its error is
-	// logged, not returned.
-	if _, real := d.fs.(osFS); real {
-		if err := maildir.Dir(dir).Clean(); err != nil {
-			d.log.Warn("cleaning stale tmp/ files", "path", dir, "err", err)
-		}
-	}
-	d.ready.Store(dir, true)
-	return nil
-}
-
-// mkdirs is os.MkdirAll plus an fsync of each parent that gained an entry:
-// otherwise a crash could take a fresh new/ directory, and the message
-// durably linked into it, with it.
-func (d *Maildir) mkdirs(path string) error {
-	fi, err := d.fs.Stat(path)
-	if err == nil {
-		if !fi.IsDir() {
-			return fmt.Errorf("%s: %w", path, syscall.ENOTDIR)
-		}
-		return nil
-	}
-	if !errors.Is(err, fs.ErrNotExist) {
-		return err
-	}
-	parent := filepath.Dir(path)
-	if parent != path {
-		if err := d.mkdirs(parent); err != nil {
-			return err
-		}
-	}
-	if err := d.fs.Mkdir(path, 0o700); err != nil {
-		if errors.Is(err, fs.ErrExist) { // a concurrent delivery made it
-			return nil
-		}
-		return err
-	}
-	return d.fs.SyncDir(parent)
 }
 
 type linkHookKey struct{}
@@ -416,14 +486,19 @@ func (c *countWriter) Write(p []byte) (int, error) {
 	return n, err
 }
 
-// maildirFS is the filesystem seam of Maildir.
+// maildirFS is the filesystem seam of Maildir. Directories are open
+// files, and names are single components relative to one (the *at system
+// calls). Errors name the full path, for the operator.
 type maildirFS interface {
-	Stat(name string) (fs.FileInfo, error)
-	Mkdir(name string, perm fs.FileMode) error
-	OpenExcl(name string, perm fs.FileMode) (maildirFile, error)
-	Link(oldname, newname string) error
-	SyncDir(name string) error
-	Remove(name string) error
+	// OpenDir opens the directory name in dir (nil: name is absolute),
+	// following a symlink only if follow is set; a refused symlink is
+	// errSymlink.
+	OpenDir(dir *os.File, name string, follow bool) (*os.File, error)
+	Mkdir(dir *os.File, name string, perm fs.FileMode) error
+	OpenExcl(dir *os.File, name string, perm fs.FileMode) (maildirFile, error)
+	Link(olddir *os.File, oldname string, newdir *os.File, newname string) error
+	SyncDir(dir *os.File) error
+	Remove(dir *os.File, name string) error
 }
 
 // maildirFile is what Maildir does with an open tmp file.
@@ -433,36 +508,6 @@ type maildirFile interface {
 	Close() error
 }
 
-// osFS is the real filesystem.
-type osFS struct{}
-
-func (osFS) Stat(name string) (fs.FileInfo, error) { return os.Stat(name) }
-
-func (osFS) Mkdir(name string, perm fs.FileMode) error {
-	if err := os.Mkdir(name, perm); err != nil {
-		return err
-	}
-	// The umask may have narrowed perm, and a Maildir the owner cannot
-	// enter is useless; chmod never widens it beyond perm.
-	return os.Chmod(name, perm)
-}
-
-func (osFS) OpenExcl(name string, perm fs.FileMode) (maildirFile, error) {
-	return os.OpenFile(name, os.O_WRONLY|os.O_CREATE|os.O_EXCL, perm)
-}
-
-func (osFS) Link(oldname, newname string) error { return os.Link(oldname, newname) }
-
-func (osFS) SyncDir(name string) error {
-	f, err := os.Open(name)
-	if err != nil {
-		return err
-	}
-	if err := f.Sync(); err != nil {
-		f.Close()
-		return err
-	}
-	return f.Close()
-}
-
-func (osFS) Remove(name string) error { return os.Remove(name) }
+// errSymlink is the reason a symlink where popfetch follows none (see
+// Maildir.open) is refused.
+var errSymlink = errors.New("is a symbolic link, which popfetch does not follow below a Maildir template's fixed prefix or for tmp/, new/ and cur/ (hint: replace it with a directory, or configure the real path)")

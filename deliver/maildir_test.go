@@ -361,61 +361,58 @@ type recFS struct {
 	clobber int
 }
 
-// op is "<verb> <dir>" with dir the Maildir subdirectory (tmp, new) or
-// the base name of a directory.
-func (r *recFS) op(verb, path string) error {
-	where := filepath.Base(filepath.Dir(path))
-	if verb == "mkdir" || verb == "syncdir" {
-		where = filepath.Base(path)
-	}
+// op is "<verb> <where>": where is the Maildir subdirectory (tmp, new)
+// or the base name of a directory.
+func (r *recFS) op(verb, where string) error {
 	op := verb + " " + where
 	r.ops = append(r.ops, op)
 	return r.fail[op]
 }
 
-func (r *recFS) Mkdir(name string, perm fs.FileMode) error {
+func (r *recFS) Mkdir(dir *os.File, name string, perm fs.FileMode) error {
 	if err := r.op("mkdir", name); err != nil {
 		return err
 	}
-	return r.osFS.Mkdir(name, perm)
+	return r.osFS.Mkdir(dir, name, perm)
 }
 
-func (r *recFS) OpenExcl(name string, perm fs.FileMode) (maildirFile, error) {
-	if err := r.op("create", name); err != nil {
-		return nil, &fs.PathError{Op: "open", Path: name, Err: err}
+func (r *recFS) OpenExcl(dir *os.File, name string, perm fs.FileMode) (maildirFile, error) {
+	path := filepath.Join(dir.Name(), name)
+	if err := r.op("create", filepath.Base(dir.Name())); err != nil {
+		return nil, &fs.PathError{Op: "open", Path: path, Err: err}
 	}
-	f, err := r.osFS.OpenExcl(name, perm)
+	f, err := r.osFS.OpenExcl(dir, name, perm)
 	if err != nil {
 		return nil, err
 	}
-	return &recFile{r: r, f: f.(*os.File), name: name}, nil
+	return &recFile{r: r, f: f.(*os.File), name: path}, nil
 }
 
-func (r *recFS) Link(oldname, newname string) error {
-	if err := r.op("link", oldname); err != nil {
-		return &os.LinkError{Op: "link", Old: oldname, New: newname, Err: err}
+func (r *recFS) Link(olddir *os.File, oldname string, newdir *os.File, newname string) error {
+	if err := r.op("link", filepath.Base(olddir.Name())); err != nil {
+		return &os.LinkError{Op: "link", Old: filepath.Join(olddir.Name(), oldname), New: filepath.Join(newdir.Name(), newname), Err: err}
 	}
 	if r.clobber > 0 {
 		r.clobber--
-		if err := os.WriteFile(newname, []byte("someone else's"), 0o600); err != nil {
+		if err := os.WriteFile(filepath.Join(newdir.Name(), newname), []byte("someone else's"), 0o600); err != nil {
 			r.t.Fatal(err)
 		}
 	}
-	return r.osFS.Link(oldname, newname)
+	return r.osFS.Link(olddir, oldname, newdir, newname)
 }
 
-func (r *recFS) SyncDir(name string) error {
-	if err := r.op("syncdir", name); err != nil {
+func (r *recFS) SyncDir(dir *os.File) error {
+	if err := r.op("syncdir", filepath.Base(dir.Name())); err != nil {
 		return err
 	}
-	return r.osFS.SyncDir(name)
+	return r.osFS.SyncDir(dir)
 }
 
-func (r *recFS) Remove(name string) error {
-	if err := r.op("remove", name); err != nil {
+func (r *recFS) Remove(dir *os.File, name string) error {
+	if err := r.op("remove", filepath.Base(dir.Name())); err != nil {
 		return err
 	}
-	return r.osFS.Remove(name)
+	return r.osFS.Remove(dir, name)
 }
 
 type recFile struct {
@@ -425,21 +422,21 @@ type recFile struct {
 }
 
 func (f *recFile) Write(p []byte) (int, error) {
-	if err := f.r.op("write", f.name); err != nil {
+	if err := f.r.op("write", filepath.Base(filepath.Dir(f.name))); err != nil {
 		return 0, &fs.PathError{Op: "write", Path: f.name, Err: err}
 	}
 	return f.f.Write(p)
 }
 
 func (f *recFile) Sync() error {
-	if err := f.r.op("sync", f.name); err != nil {
+	if err := f.r.op("sync", filepath.Base(filepath.Dir(f.name))); err != nil {
 		return err
 	}
 	return f.f.Sync()
 }
 
 func (f *recFile) Close() error {
-	err := f.r.op("close", f.name)
+	err := f.r.op("close", filepath.Base(filepath.Dir(f.name)))
 	// Close the real file either way: the injected error stands for a
 	// deferred write error, after which the descriptor is gone too.
 	if cerr := f.f.Close(); err == nil {
@@ -716,8 +713,8 @@ func TestMaildirCleansStaleTmp(t *testing.T) {
 	}
 }
 
-// A Maildir removed while popfetch runs is re-created: the cache of checked
-// Maildirs forgets one whose delivery failed.
+// A Maildir removed while popfetch runs is re-created: each copy opens its
+// Maildir afresh.
 func TestMaildirRecreatedAfterRemoval(t *testing.T) {
 	dir := filepath.Join(t.TempDir(), "Maildir")
 	d := NewMaildir(dir, MaildirOptions{LocalHost: "h"})
@@ -728,12 +725,10 @@ func TestMaildirRecreatedAfterRemoval(t *testing.T) {
 	if err := os.RemoveAll(dir); err != nil {
 		t.Fatal(err)
 	}
-	if err := deliverOK(); err == nil || IsPermanent(err) {
-		t.Fatalf("delivery into a removed Maildir = %v; want a temporary error", err)
-	}
 	if err := deliverOK(); err != nil {
-		t.Fatalf("after the failure the Maildir should be re-created: %v", err)
+		t.Fatalf("delivery into a removed Maildir = %v; want it re-created", err)
 	}
+	wantClean(t, dir, 1)
 }
 
 // The link hook sees the final new/ path just before the file appears there.

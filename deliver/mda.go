@@ -264,8 +264,8 @@ func (d *MDA) args(sender string, r Recipient) ([]string, error) {
 // address, and the message, with LF line endings.
 //
 // Results:
-//   - exit 0 with all of stdin read and, unless AllowStderr, nothing on
-//     stderr: delivered.
+//   - exit 0 with all of stdin read (see unreadCopy) and, unless
+//     AllowStderr, nothing on stderr: delivered.
 //   - exit 0 with output on stderr: permanent (see AllowStderr).
 //   - exit 0 without reading all of stdin: temporary (it may have
 //     delivered half a message).
@@ -282,15 +282,15 @@ func (d *MDA) args(sender string, r Recipient) ([]string, error) {
 // the MDA has exited, whatever is left of its process group is killed, so
 // no helper outlives the delivery.
 func (d *MDA) Deliver(ctx context.Context, m *Message, sender string, rcpts []Recipient, extra []Field) []error {
-	errs := make([]error, len(rcpts))
+	res := newResults(ctx, len(rcpts))
 	for i, r := range rcpts {
 		if err := ctx.Err(); err != nil {
-			errs[i] = &Error{Target: d.target, Reason: "delivery cancelled", Err: err}
+			res.set(i, &Error{Target: d.target, Reason: "delivery cancelled", Err: err})
 			continue
 		}
 		argv, err := d.args(sender, r)
 		if err != nil {
-			errs[i] = &Error{Target: d.target, Permanent: true, Reason: SafeValue("MDA argument rejected: "+err.Error(), 200), Err: err}
+			res.set(i, &Error{Target: d.target, Permanent: true, Reason: SafeValue("MDA argument rejected: "+err.Error(), 200), Err: err})
 			continue
 		}
 		fields := append([]Field(nil), extra...)
@@ -298,9 +298,10 @@ func (d *MDA) Deliver(ctx context.Context, m *Message, sender string, rcpts []Re
 		if r.Address != "" {
 			fields = append(fields, Field{Name: "Delivered-To", Value: SafeValue(r.Address, 320)})
 		}
-		errs[i] = d.run(ctx, argv, Open(m, fields, true))
+		// Reported run by run (WithResultHook).
+		res.set(i, d.run(ctx, argv, Open(m, fields, true)))
 	}
-	return errs
+	return res.done()
 }
 
 // run executes one MDA and classifies the outcome.
@@ -308,16 +309,16 @@ func (d *MDA) run(ctx context.Context, argv []string, msg io.Reader) error {
 	ctx, cancel := context.WithTimeout(ctx, d.opts.Timeout)
 	defer cancel()
 
-	// We keep our own copy of the read end of the stdin pipe. Relying on
-	// EPIPE misses an MDA that exits 0 without reading a message smaller
-	// than the pipe buffer; instead, once the MDA is gone, we drain what it
-	// left unread. Holding the read end also means the writer never sees
-	// EPIPE: it can only block, and the drain unblocks it.
-	pr, pw, err := os.Pipe()
+	// The whole copy is in a file before the MDA starts, and that file is
+	// its stdin: an MDA outlives a popfetch killed with SIGKILL (it runs in
+	// its own process group), and from a pipe it would then read EOF in the
+	// middle of the message and deliver the truncated part. From a file it
+	// reads the complete message whatever happens to popfetch.
+	in, size, err := writeCopy(msg)
 	if err != nil {
-		return &Error{Target: d.target, Reason: "MDA stdin pipe failed", Err: err}
+		return &Error{Target: d.target, Reason: "MDA input file: " + SafeValue(err.Error(), 150), Err: err}
 	}
-	defer pr.Close()
+	defer in.Close()
 
 	stderr := &headBuffer{max: 4096}
 	cmd := &exec.Cmd{
@@ -325,7 +326,7 @@ func (d *MDA) run(ctx context.Context, argv []string, msg io.Reader) error {
 		Args:   argv,
 		Env:    d.opts.Env,
 		Dir:    "/", // not popfetch's cwd, which may be anywhere (or gone)
-		Stdin:  pr,
+		Stdin:  in,
 		Stderr: stderr,
 		// A new process group, so the timeout kills the MDA's helpers too.
 		SysProcAttr: &syscall.SysProcAttr{Setpgid: true},
@@ -333,18 +334,10 @@ func (d *MDA) run(ctx context.Context, argv []string, msg io.Reader) error {
 		WaitDelay: d.waitDelay,
 	}
 	if err := cmd.Start(); err != nil {
-		pw.Close()
 		return &Error{Target: d.target, Reason: SafeValue("MDA could not be started (check the mda setting): "+err.Error(), 200), Err: err}
 	}
 	pgid := cmd.Process.Pid
 	stopKill := context.AfterFunc(ctx, func() { syscall.Kill(-pgid, syscall.SIGKILL) })
-
-	writeErr := make(chan error, 1)
-	go func() {
-		_, err := io.Copy(pw, msg)
-		pw.Close()
-		writeErr <- err
-	}()
 
 	// Kill what is left of the group while the exited MDA is still an
 	// unreaped zombie: its pid, and so the group id, cannot be reused by
@@ -356,9 +349,7 @@ func (d *MDA) run(ctx context.Context, argv []string, msg io.Reader) error {
 	}
 	waitErr := cmd.Wait()
 	killed := !stopKill() // the AfterFunc ran: timeout or cancellation
-	// The MDA is gone; whatever is still in the pipe it never read.
-	unread, _ := io.Copy(io.Discard, pr)
-	werr := <-writeErr
+	unread := unreadCopy(in, size)
 
 	said := stderrHead(stderr.Bytes())
 	var ee *exec.ExitError
@@ -382,10 +373,10 @@ func (d *MDA) run(ctx context.Context, argv []string, msg io.Reader) error {
 	default:
 		return &Error{Target: d.target, Reason: reasonLine("MDA wait failed", SafeValue(waitErr.Error(), 200)), Err: waitErr}
 	}
-	if unread > 0 || werr != nil {
+	if unread {
 		// fetchmail and getmail treat this as an error too: a procmail that
 		// exits 0 after reading half a message may have delivered half.
-		return &Error{Target: d.target, Reason: "MDA exit 0 without reading all of the message", Err: werr}
+		return &Error{Target: d.target, Reason: "MDA exit 0 without reading all of the message"}
 	}
 	if stderr.n > 0 && !d.opts.AllowStderr {
 		if said == "" {
@@ -394,6 +385,64 @@ func (d *MDA) run(ctx context.Context, argv []string, msg io.Reader) error {
 		return &Error{Target: d.target, Permanent: true, Reason: "MDA exit 0 but wrote to stderr: " + said}
 	}
 	return nil
+}
+
+// writeCopy writes the whole of r into a new anonymous file (see
+// newCopyFile), seals it where the system can, and returns it positioned at
+// its start, with its size.
+func writeCopy(r io.Reader) (*os.File, int64, error) {
+	f, err := newCopyFile()
+	if err != nil {
+		return nil, 0, err
+	}
+	n, err := io.Copy(f, r)
+	if err == nil {
+		sealCopy(f)
+		_, err = f.Seek(0, io.SeekStart)
+	}
+	if err == nil {
+		err = markUnread(f)
+	}
+	if err != nil {
+		f.Close()
+		return nil, 0, err
+	}
+	return f, n, nil
+}
+
+// newUnlinkedTemp returns a 0600 temporary file that no longer has a
+// name: only popfetch and the MDA it hands the descriptor to can reach it,
+// and the kernel frees it when both are done, even if popfetch is killed.
+func newUnlinkedTemp() (*os.File, error) {
+	f, err := os.CreateTemp("", "popfetch-mda-*")
+	if err != nil {
+		return nil, err
+	}
+	if err := os.Remove(f.Name()); err != nil {
+		f.Close()
+		return nil, err
+	}
+	return f, nil
+}
+
+// unreadCopy reports whether an MDA that exited left its input (the copy
+// file, size bytes) unread. The MDA shares the file's offset with us, so
+// an offset at the end means it read everything with read(2); one part-way
+// means it stopped reading (it may have delivered half). An offset still at
+// 0 means either nothing read it or it used pread(2) or mmap(2), which
+// leave the offset alone (dovecot-lda does): the access time tells them
+// apart (see readAny).
+func unreadCopy(f *os.File, size int64) bool {
+	off, err := f.Seek(0, io.SeekCurrent)
+	switch {
+	case err != nil:
+		return true
+	case off >= size:
+		return false
+	case off > 0:
+		return true
+	}
+	return !readAny(f)
 }
 
 // killedError describes an MDA we killed. The MDA's own status decides

@@ -1,6 +1,7 @@
 package deliver
 
 import (
+	"bytes"
 	"context"
 	"crypto/tls"
 	"crypto/x509"
@@ -198,6 +199,8 @@ type wireConn struct {
 	net.Conn
 	budget        int64
 	clampDeadline time.Duration
+	// top is the connection go-smtp reads from, for replyTap (LMTP).
+	top *tapConn
 }
 
 var errReplyBudget = errors.New("server sent more reply data than any transaction needs")
@@ -277,7 +280,8 @@ func (d *SMTP) connect(ctx context.Context, rcpts int) (c *smtp.Client, wc *wire
 		fallthrough
 	case "none":
 		if d.opts.LMTP {
-			c = smtp.NewClientLMTP(conn)
+			wc.top = &tapConn{Conn: conn}
+			c = smtp.NewClientLMTP(wc.top)
 		} else {
 			c = smtp.NewClient(conn)
 		}
@@ -350,7 +354,8 @@ func soleAddress(rcpts []Recipient, g *rcptGroup) string {
 // for every recipient not yet confirmed; nil is returned only after a 2xx
 // reply to the final dot.
 func (d *SMTP) Deliver(ctx context.Context, m *Message, sender string, rcpts []Recipient, extra []Field) []error {
-	errs := make([]error, len(rcpts))
+	res := newResults(ctx, len(rcpts))
+	errs := res.errs
 	var groups []*rcptGroup
 	byAddr := make(map[string]*rcptGroup)
 	for i, r := range rcpts {
@@ -379,15 +384,15 @@ func (d *SMTP) Deliver(ctx context.Context, m *Message, sender string, rcpts []R
 		}
 	}
 	if len(groups) == 0 {
-		return errs
+		return res.done()
 	}
 	if d.cfgErr != nil {
 		setAll(groups, &Error{Target: d.target, Reason: SafeValue("configuration: "+d.cfgErr.Error(), 200), Err: d.cfgErr})
-		return errs
+		return res.done()
 	}
 	if err := ctx.Err(); err != nil {
 		setAll(groups, d.classify(ctx, "connect", err))
-		return errs
+		return res.done()
 	}
 
 	c, wc, stop, err := d.connect(ctx, len(groups))
@@ -397,7 +402,7 @@ func (d *SMTP) Deliver(ctx context.Context, m *Message, sender string, rcpts []R
 		e := d.classify(ctx, "", err)
 		e.Permanent = false
 		setAll(groups, e)
-		return errs
+		return res.done()
 	}
 	defer stop()
 	defer c.Close()
@@ -438,7 +443,7 @@ func (d *SMTP) Deliver(ctx context.Context, m *Message, sender string, rcpts []R
 		if ok, _ := c.Extension("SMTPUTF8"); !ok {
 			setAll(groups, &Error{Target: d.target, Permanent: true, Reason: d.proto + " server lacks SMTPUTF8 for a non-ASCII address"})
 			quit()
-			return errs
+			return res.done()
 		}
 		mailOpts.UTF8 = true
 	}
@@ -447,7 +452,7 @@ func (d *SMTP) Deliver(ctx context.Context, m *Message, sender string, rcpts []R
 		if isReply(err) {
 			quit()
 		}
-		return errs
+		return res.done()
 	}
 	var accepted []*rcptGroup
 	for i, g := range groups {
@@ -458,7 +463,7 @@ func (d *SMTP) Deliver(ctx context.Context, m *Message, sender string, rcpts []R
 				// for those already accepted nor for those still to come.
 				setAll(accepted, e)
 				setAll(groups[i:], e)
-				return errs
+				return res.done()
 			}
 			set(g, e)
 			continue
@@ -467,7 +472,7 @@ func (d *SMTP) Deliver(ctx context.Context, m *Message, sender string, rcpts []R
 	}
 	if len(accepted) == 0 {
 		quit()
-		return errs
+		return res.done()
 	}
 
 	w, err := c.Data()
@@ -476,39 +481,66 @@ func (d *SMTP) Deliver(ctx context.Context, m *Message, sender string, rcpts []R
 		if isReply(err) {
 			quit()
 		}
-		return errs
+		return res.done()
 	}
 	// Open normalises every bare CR and LF to CRLF before go-smtp's
 	// DotWriter dot-stuffs, so no "\n.\n" or "\r.\r" can end the data
 	// early at a lenient server (SMTP smuggling, CVE-2023-51764).
 	if _, err := io.Copy(&dataWriter{w: w, conn: wc, timeout: d.opts.Timeout}, Open(m, fields, false)); err != nil {
 		setAll(accepted, d.classify(ctx, "sending message data", err))
-		return errs
+		return res.done()
 	}
 
 	if !d.opts.LMTP {
 		if _, err := w.CloseWithResponse(); err != nil {
 			setAll(accepted, d.classify(ctx, "final dot", err))
 			if !isReply(err) {
-				return errs
+				return res.done()
 			}
 		} else {
 			setAll(accepted, nil)
 		}
+		// Reported before QUIT, which may take its time: the copies are
+		// durable now.
+		res.done()
 		quit()
-		return errs
+		return res.done()
 	}
 
 	// LMTP: one reply per accepted RCPT, in order. A recipient is
 	// delivered only if its own 2xx arrived; after a drop, the rest stay
 	// temporary.
+	//
+	// Each 250 is passed on as it arrives (WithResultHook), not when the
+	// last one is in: a server delivering to many users takes a while, and
+	// a popfetch killed meanwhile must not serve the users already
+	// confirmed again. go-smtp reads all the replies before it returns, so
+	// a tap on the connection (replyTap) parses them as they come in.
+	tapped := make([]bool, len(accepted))
+	tap := &replyTap{lineLen: 1, onReply: func(k, code int) {
+		if code != 250 || k >= len(accepted) {
+			return
+		}
+		tapped[k] = true
+		for _, i := range accepted[k].idx {
+			res.report(i, nil)
+		}
+	}}
+	if wc.top != nil { // connect makes one for every LMTP client
+		wc.top.tap = tap
+	}
 	resp, err := w.CloseWithLMTPResponse()
+	if wc.top != nil {
+		wc.top.tap = nil
+	}
 	var perRcpt smtp.LMTPDataError
 	errors.As(err, &perRcpt)
 	broken := false
-	for _, g := range accepted {
+	for k, g := range accepted {
 		switch {
-		case resp[g.addr] != nil:
+		case resp[g.addr] != nil || tapped[k]:
+			// tapped alone cannot happen (the tap is no more lenient
+			// than go-smtp), but a reported copy has been recorded.
 			set(g, nil)
 		case perRcpt[g.addr] != nil:
 			set(g, d.classify(ctx, "final dot", perRcpt[g.addr]))
@@ -517,10 +549,11 @@ func (d *SMTP) Deliver(ctx context.Context, m *Message, sender string, rcpts []R
 			set(g, d.classify(ctx, "final dot", lmtpFailure(err)))
 		}
 	}
+	res.done() // before QUIT, as for SMTP
 	if !broken {
 		quit()
 	}
-	return errs
+	return res.done()
 }
 
 // lmtpFailure returns what ended the LMTP replies early. go-smtp joins it
@@ -603,4 +636,105 @@ func isASCIIString(s string) bool {
 		}
 	}
 	return true
+}
+
+// replyTap follows the replies to an LMTP final dot in the bytes go-smtp
+// reads, as they arrive, and calls onReply(k, code) when the k-th reply is
+// complete. It parses exactly as net/textproto's ReadResponse under
+// go-smtp's lineLimitReader (a reply ends at a line "ddd " with its first
+// line's code; a line that is not "ddd-" or "ddd " with that code continues
+// it; a read holding a line over 2000 bytes fails whole), so it never sees
+// a reply that go-smtp does not; at the first line go-smtp would reject it
+// stops for good.
+type replyTap struct {
+	onReply func(k, code int)
+	line    []byte
+	lineLen int // lineLimitReader's count: bytes since the last '\n', plus one
+	code    int // of the reply in progress; 0 between replies
+	n       int // replies completed
+	dead    bool
+}
+
+// tapLineLimit is go-smtp's client line limit (lineLimitReader).
+const tapLineLimit = 2000
+
+func (t *replyTap) feed(p []byte) {
+	if t.dead {
+		return
+	}
+	n := t.lineLen
+	for _, c := range p {
+		if c == '\n' {
+			n = 0
+		}
+		n++
+		if n > tapLineLimit {
+			t.dead = true
+			return
+		}
+	}
+	t.lineLen = n
+	for len(p) > 0 && !t.dead {
+		i := bytes.IndexByte(p, '\n')
+		if i < 0 {
+			t.line = append(t.line, p...)
+			return
+		}
+		t.line = append(t.line, p[:i]...)
+		p = p[i+1:]
+		t.endLine(strings.TrimSuffix(string(t.line), "\r"))
+		t.line = t.line[:0]
+	}
+}
+
+// tapConn is the connection go-smtp reads from, above TLS: while tap is
+// set, it sees every byte go-smtp gets.
+type tapConn struct {
+	net.Conn
+	tap *replyTap
+}
+
+func (c *tapConn) Read(p []byte) (int, error) {
+	n, err := c.Conn.Read(p)
+	if c.tap != nil {
+		c.tap.feed(p[:n])
+	}
+	return n, err
+}
+
+func (t *replyTap) endLine(l string) {
+	code, final, ok := tapCodeLine(l)
+	if t.code == 0 {
+		// The first line of a reply must parse, or go-smtp fails.
+		if !ok {
+			t.dead = true
+			return
+		}
+		t.code = code
+	} else if !ok || code != t.code {
+		return // a continuation line for textproto
+	}
+	if final {
+		t.onReply(t.n, t.code)
+		t.n++
+		t.code = 0
+	}
+}
+
+// tapCodeLine parses "ddd " or "ddd-" as net/textproto's parseCodeLine
+// does: three digits making a code of at least 100.
+func tapCodeLine(l string) (code int, final, ok bool) {
+	if len(l) < 4 || l[3] != ' ' && l[3] != '-' {
+		return 0, false, false
+	}
+	for _, c := range []byte(l[:3]) {
+		if c < '0' || c > '9' {
+			return 0, false, false
+		}
+		code = code*10 + int(c-'0')
+	}
+	if code < 100 {
+		return 0, false, false
+	}
+	return code, l[3] == ' ', true
 }

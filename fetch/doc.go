@@ -33,8 +33,13 @@
 // records an intent (the new/ file name) just before the copy is linked;
 // the next poll checks unresolved intents and records as delivered any whose
 // file exists, so a kill between link and record duplicates nothing.
-// Multidrop records each recipient's copy as it completes, so a retry serves
-// only the recipients not yet done.
+// Multidrop records each recipient's copy as it completes (as the target
+// reports it through deliver.WithResultHook: per Maildir copy, per MDA run,
+// per LMTP reply as it arrives), not when the whole group of users sharing
+// a target returns, so a retry serves only the recipients not yet done and
+// a kill duplicates only the copies in flight. With dedupe_message_id a
+// second copy of the same message (same deliver.DuplicateKey) is settled
+// for a user only once the first copy is durable there.
 //
 // Log keys (stable): account, server, user, uid, msgnum, size, rcpt, target,
 // err, elapsed, messages, new, delivered, deleted, skipped, failed, path;

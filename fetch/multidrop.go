@@ -25,17 +25,17 @@ type multidrop struct {
 	users      map[string]deliver.Target // users with a deliver block of their own
 	postmaster deliver.Target
 	dedupe     bool
-	// delivered remembers (user, Message-ID) pairs delivered in this poll
-	// for dedupe_message_id; a Dispatcher is built per poll, and its
+	// claims holds the (user, deliver.DuplicateKey) pairs of this poll for
+	// dedupe_message_id; a Dispatcher is built per poll, and its
 	// deliveries run concurrently.
-	mu        sync.Mutex
-	delivered map[string]bool
+	mu     sync.Mutex
+	claims map[string]*claim
 }
 
 func newMultidrop(a *rcfile.Account, def, pm deliver.Target, host string) (Dispatcher, error) {
 	md := a.Multidrop
 	users := map[string][]string{}
-	d := &multidrop{def: def, postmaster: pm, dedupe: md.DedupeMessageID, users: map[string]deliver.Target{}, delivered: map[string]bool{}}
+	d := &multidrop{def: def, postmaster: pm, dedupe: md.DedupeMessageID, users: map[string]deliver.Target{}, claims: map[string]*claim{}}
 	for _, u := range md.Users {
 		users[u.Name] = u.Addresses
 		if u.Deliver != nil {
@@ -102,6 +102,10 @@ func (d *multidrop) target(user string) deliver.Target {
 // keeps the message for the next poll, which serves only the users whose
 // progress is not yet recorded; the postmaster copy waits for that poll
 // too, so that its reason covers every user and it is made only once.
+//
+// Each user's copy is recorded as soon as it is durable (see deliverUsers),
+// so a popfetch killed in the middle of a message to many users delivers
+// again only the copies that were in flight.
 func (d *multidrop) Dispatch(ctx context.Context, m *deliver.Message, p Progress) error {
 	rt := deliver.RouteHeader(m.Raw, d.rules)
 	log := logFrom(ctx)
@@ -110,18 +114,13 @@ func (d *multidrop) Dispatch(ctx context.Context, m *deliver.Message, p Progress
 		log.Warn("multidrop: no local recipient; message goes to the postmaster", "via", rt.Via, "reason", rt.Reason)
 		return d.toPostmaster(ctx, m, sender, p, rt.Reason)
 	}
-	mid := ""
+	key := ""
 	if d.dedupe {
-		mid = deliver.MessageID(m.Raw)
+		key = deliver.DuplicateKey(m.Raw)
 	}
-	// Group the users by target so an LMTP target gets one transaction
-	// with one RCPT per user.
-	type group struct {
-		t     deliver.Target
-		rcpts []deliver.Recipient
-	}
-	var groups []*group
-	byTarget := map[deliver.Target]*group{}
+	o := &outcome{}
+	var own []deliver.Recipient
+	var waits []waiting
 	for _, r := range rt.Rcpts {
 		if p.Done("u:" + r.User) {
 			continue
@@ -129,46 +128,54 @@ func (d *multidrop) Dispatch(ctx context.Context, m *deliver.Message, p Progress
 		// Claimed before delivery, not marked after it: copies of one
 		// message are delivered concurrently, and both would pass a
 		// check made before either finished.
-		if mid != "" && !d.claim(r.User, mid) {
-			continue
-		}
-		t := d.target(r.User)
-		g := byTarget[t]
-		if g == nil {
-			g = &group{t: t}
-			byTarget[t] = g
-			groups = append(groups, g)
-		}
-		g.rcpts = append(g.rcpts, r)
-	}
-	var temp []error
-	var perm []string
-	for _, g := range groups {
-		errs := g.t.Deliver(ctx, m, sender, g.rcpts, nil)
-		for i, err := range errs {
-			r := g.rcpts[i]
-			if err != nil && mid != "" {
-				d.release(r.User, mid)
+		if key != "" {
+			c, mine := d.claim(r.User, key)
+			if !mine {
+				waits = append(waits, waiting{r, c})
+				continue
 			}
-			switch {
-			case err == nil:
-				if err := p.Record("u:" + r.User); err != nil {
-					// The copy exists but its record does not: the
-					// message stays, and the retry duplicates this one
-					// copy rather than losing anyone's.
-					temp = append(temp, fmt.Errorf("record delivery to %s: %w", r.User, err))
-					continue
+			o.claims = append(o.claims, c)
+		}
+		own = append(own, r)
+	}
+	d.deliverUsers(ctx, m, sender, p, own, o)
+	// A user whose copy another copy of this message claimed is settled
+	// only once that copy is durable: if it failed (even permanently, on
+	// its way to the postmaster), this copy is delivered after all. Waiting
+	// only here, after this copy's own claims are settled, cannot deadlock.
+	for len(waits) > 0 {
+		var again []deliver.Recipient
+		var still []waiting
+		for _, w := range waits {
+			select {
+			case <-w.c.done:
+			case <-ctx.Done():
+				o.temp = append(o.temp, fmt.Errorf("user %s: waiting for another copy of the message: %w", w.r.User, ctx.Err()))
+				continue
+			}
+			if w.c.delivered {
+				// Recorded for this copy too, so a retry of it does not
+				// deliver to the user again.
+				if err := p.Record("u:" + w.r.User); err != nil {
+					o.temp = append(o.temp, fmt.Errorf("record delivery to %s: %w", w.r.User, err))
 				}
-			case deliver.IsPermanent(err):
-				perm = append(perm, fmt.Sprintf("%s: %s", r.User, reasonOf(err)))
-			default:
-				temp = append(temp, fmt.Errorf("user %s: %w", r.User, err))
+				continue
 			}
+			c, mine := d.claim(w.r.User, key)
+			if !mine {
+				still = append(still, waiting{w.r, c})
+				continue
+			}
+			o.claims = append(o.claims, c)
+			again = append(again, w.r)
 		}
+		d.deliverUsers(ctx, m, sender, p, again, o)
+		waits = still
 	}
-	if len(temp) > 0 {
-		return errors.Join(temp...)
+	if len(o.temp) > 0 {
+		return errors.Join(o.temp...)
 	}
+	perm := o.perm
 	var reasons []string
 	if rt.Partial() {
 		reasons = append(reasons, "partly routed (to "+someUsers(rt.Rcpts)+"); not routed: "+rt.Reason)
@@ -193,6 +200,92 @@ func (d *multidrop) Dispatch(ctx context.Context, m *deliver.Message, p Progress
 	log.Warn("multidrop: partly routed or partly failed; a copy goes to the postmaster",
 		"via", rt.Via, "users", len(rt.Rcpts), "reason", strings.Join(reasons, "; "))
 	return d.toPostmaster(ctx, m, sender, p, strings.Join(reasons, "; "))
+}
+
+// outcome collects what the deliveries of one message came to.
+type outcome struct {
+	temp   []error
+	perm   []string // "user: reason"
+	claims []*claim // this copy's dedupe claims, settled as each delivery ends
+}
+
+// waiting is a user whose copy another copy of the message claimed.
+type waiting struct {
+	r deliver.Recipient
+	c *claim
+}
+
+// deliverUsers delivers m to rcpts, grouped by target so an LMTP target
+// gets one transaction with one RCPT per user, and records each user's
+// copy as soon as the target reports it durable (deliver.WithResultHook):
+// per copy for a Maildir or an MDA, per reply for LMTP, not when the whole
+// group returns. A record that fails stops the group (its ctx is
+// cancelled): a copy that could not be recorded would only be delivered
+// again by the retry.
+func (d *multidrop) deliverUsers(ctx context.Context, m *deliver.Message, sender string, p Progress, rcpts []deliver.Recipient, o *outcome) {
+	type group struct {
+		t     deliver.Target
+		rcpts []deliver.Recipient
+	}
+	var groups []*group
+	byTarget := map[deliver.Target]*group{}
+	for _, r := range rcpts {
+		t := d.target(r.User)
+		g := byTarget[t]
+		if g == nil {
+			g = &group{t: t}
+			byTarget[t] = g
+			groups = append(groups, g)
+		}
+		g.rcpts = append(g.rcpts, r)
+	}
+	// Whatever happens (a panic in a target), no claim stays unsettled:
+	// another copy waits for it.
+	defer func() {
+		for _, c := range o.claims {
+			d.settle(c, false)
+		}
+	}()
+	for _, g := range groups {
+		gctx, stop := context.WithCancelCause(ctx)
+		reported := make([]bool, len(g.rcpts))
+		recErr := make([]error, len(g.rcpts))
+		hook := func(i int, err error) {
+			if i < 0 || i >= len(g.rcpts) || reported[i] {
+				return
+			}
+			reported[i] = true
+			r := g.rcpts[i]
+			if c := d.claimOf(r.User, o); c != nil {
+				d.settle(c, err == nil)
+			}
+			if err != nil {
+				return
+			}
+			if rerr := p.Record("u:" + r.User); rerr != nil {
+				recErr[i] = rerr
+				stop(rerr)
+			}
+		}
+		errs := g.t.Deliver(deliver.WithResultHook(gctx, hook), m, sender, g.rcpts, nil)
+		stop(nil)
+		for i, err := range errs {
+			hook(i, err) // a target that reports nothing early
+			r := g.rcpts[i]
+			switch {
+			case err == nil && recErr[i] != nil:
+				// The copy exists but its record does not: the
+				// message stays, and the retry duplicates this one
+				// copy rather than losing anyone's.
+				o.temp = append(o.temp, fmt.Errorf("record delivery to %s: %w", r.User, recErr[i]))
+			case err == nil:
+			case deliver.IsPermanent(err):
+				o.perm = append(o.perm, fmt.Sprintf("%s: %s", r.User, reasonOf(err)))
+			default:
+				o.temp = append(o.temp, fmt.Errorf("user %s: %w", r.User, err))
+			}
+		}
+	}
 }
 
 // someUsers names the first few users of a route for X-Popfetch-Reason.
@@ -224,25 +317,56 @@ func logFrom(ctx context.Context) *slog.Logger {
 	return slog.New(slog.DiscardHandler)
 }
 
-// claim reserves (user, Message-ID) for one delivery in this poll; false
-// means another copy has it.
-func (d *multidrop) claim(user, mid string) bool {
-	d.mu.Lock()
-	defer d.mu.Unlock()
-	k := user + "\x00" + mid
-	if d.delivered[k] {
-		return false
-	}
-	d.delivered[k] = true
-	return true
+// claim is one (user, message) pair of dedupe_message_id: the first copy
+// of a message to reach a user claims it, and the others wait until the
+// claim is settled (done closed): delivered, or failed and given up.
+type claim struct {
+	user      string
+	key       string
+	done      chan struct{}
+	delivered bool
 }
 
-// release gives a claim back after a failed delivery, so that another copy
-// may be delivered.
-func (d *multidrop) release(user, mid string) {
+// claim reserves (user, key) for one delivery in this poll; false means
+// another copy has it, and the returned claim is that copy's.
+func (d *multidrop) claim(user, key string) (*claim, bool) {
 	d.mu.Lock()
 	defer d.mu.Unlock()
-	delete(d.delivered, user+"\x00"+mid)
+	k := user + "\x00" + key
+	if c := d.claims[k]; c != nil {
+		return c, false
+	}
+	c := &claim{user: user, key: key, done: make(chan struct{})}
+	d.claims[k] = c
+	return c, true
+}
+
+// claimOf returns this copy's claim for user, if it holds one.
+func (d *multidrop) claimOf(user string, o *outcome) *claim {
+	for _, c := range o.claims {
+		if c.user == user {
+			return c
+		}
+	}
+	return nil
+}
+
+// settle ends a claim once: delivered keeps it (later copies of the
+// message skip the user), a failure gives it back so that another copy
+// may be delivered.
+func (d *multidrop) settle(c *claim, delivered bool) {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	select {
+	case <-c.done:
+		return
+	default:
+	}
+	c.delivered = delivered
+	if k := c.user + "\x00" + c.key; !delivered && d.claims[k] == c {
+		delete(d.claims, k)
+	}
+	close(c.done)
 }
 
 func (d *multidrop) toPostmaster(ctx context.Context, m *deliver.Message, sender string, p Progress, reason string) error {

@@ -55,6 +55,7 @@ type mdBuilder struct {
 	header []string
 	body   string
 	mid    string
+	subj   string // default "multidrop <seq>"
 }
 
 func (b *mdBuilder) add(f string, args ...any) { b.header = append(b.header, fmt.Sprintf(f, args...)) }
@@ -68,7 +69,11 @@ func (b *mdBuilder) bytes() []byte {
 	if mid == "" {
 		mid = fmt.Sprintf("<md-%d@example.net>", b.seq)
 	}
-	fmt.Fprintf(&out, "Message-ID: %s\r\nX-Seq: %d\r\nSubject: multidrop %d\r\n\r\n", mid, b.seq, b.seq)
+	subj := b.subj
+	if subj == "" {
+		subj = fmt.Sprintf("multidrop %d", b.seq)
+	}
+	fmt.Fprintf(&out, "Message-ID: %s\r\nX-Seq: %d\r\nSubject: %s\r\n\r\n", mid, b.seq, subj)
 	out.WriteString(b.body)
 	return out.Bytes()
 }
@@ -177,9 +182,13 @@ func mdMessages(n int) []mdCase {
 		func(seq int) []mdCase { // the ISP stored two copies of one message for one user
 			u := user()
 			var out []mdCase
+			first := newB(seq)
 			for i := range 2 {
-				b := newB(seq + i)
+				// The same message (author's fields and body); only
+				// the provider's fields and X-Seq differ.
+				b := &mdBuilder{seq: seq + i, body: first.body, header: slices.Clone(first.header)}
 				b.mid = fmt.Sprintf("<dup-%d@example.net>", seq)
+				b.subj = fmt.Sprintf("dup %d", seq)
 				b.header = append([]string{fmt.Sprintf("Delivered-To: %s@example.com", u)}, b.header...)
 				b.add("To: %s@example.com", u)
 				c := mdCase{seq: seq + i, kind: "duplicate", raw: b.bytes(), users: []string{u}, pair: seq}

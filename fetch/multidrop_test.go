@@ -11,6 +11,7 @@ import (
 	"strings"
 	"sync"
 	"testing"
+	"time"
 
 	"github.com/popfetch/popfetch/deliver"
 	"github.com/popfetch/popfetch/fetch/pop3test"
@@ -396,5 +397,81 @@ func TestMultidropAliasesFileUntrusted(t *testing.T) {
 	}
 	if _, err := newMultidrop(a, nil, nil, "pop.example"); !errors.Is(err, rcfile.ErrUntrustedFile) || !strings.Contains(err.Error(), "aliases_file") {
 		t.Fatalf("newMultidrop(other-writable aliases) = %v; want ErrUntrustedFile naming aliases_file", err)
+	}
+}
+
+// failFirst fails the first delivery to user, permanently, after a delay
+// long enough for another copy of the message to look at the claim, and
+// passes everything else to next.
+type failFirst struct {
+	next   deliver.Target
+	user   string
+	mu     sync.Mutex
+	failed bool
+}
+
+func (f *failFirst) Deliver(ctx context.Context, m *deliver.Message, sender string, rcpts []deliver.Recipient, extra []deliver.Field) []error {
+	f.mu.Lock()
+	first := !f.failed && len(rcpts) == 1 && rcpts[0].User == f.user
+	f.failed = f.failed || first
+	f.mu.Unlock()
+	if first {
+		time.Sleep(300 * time.Millisecond)
+		return []error{&deliver.Error{Target: "fake", Permanent: true, Reason: "MDA exit 67"}}
+	}
+	return f.next.Deliver(ctx, m, sender, rcpts, extra)
+}
+
+// dedupe_message_id settles a second copy only once the first is durable:
+// when the first fails permanently (and goes to the postmaster), the second
+// is delivered after all. Before, the second was deleted as soon as the
+// first was claimed, and the user got neither.
+func TestMultidropDedupeWaitsForDurableCopy(t *testing.T) {
+	srv := pop3test.NewServer(t, pop3test.Options{Messages: []pop3test.Message{
+		domainMsg("m1", "To: alice@example.com\nMessage-ID: <same@x>"),
+		domainMsg("m2", "To: alice@example.com\nMessage-ID: <same@x>"),
+	}})
+	users, pm := newFakeTarget(), newFakeTarget()
+	p := mdPoller(t, nil, pm, func(md *rcfile.Multidrop) { md.DedupeMessageID = true }, nil)
+	build := p.Dispatcher
+	p.Dispatcher = func(a *rcfile.Account) (Dispatcher, error) {
+		d, err := build(a)
+		if err == nil {
+			d.(*multidrop).def = &failFirst{next: users, user: "alice"}
+		}
+		return d, err
+	}
+	res := p.Poll(context.Background(), testAccount(t, srv))
+	if res.Err != nil || res.Delivered != 2 || len(srv.Messages()) != 0 {
+		t.Fatalf("Poll = %+v", res)
+	}
+	if got := users.copies["alice"]; len(got) != 1 {
+		t.Errorf("alice got %v; want one copy (the first copy failed, so the second is delivered)", got)
+	}
+	if got := pm.copies["postmaster"]; len(got) != 1 {
+		t.Errorf("postmaster got %v; want the copy that failed", got)
+	}
+}
+
+// Two messages that share only a Message-ID (a forged or reused one) are
+// two messages: both are delivered. Copies that also share the author's
+// fields and the body are one.
+func TestMultidropDedupeNeedsSameContent(t *testing.T) {
+	msg := func(uid, body string) pop3test.Message {
+		return pop3test.Message{UID: uid, Data: []byte("From: a@x\r\nTo: alice@example.com\r\nMessage-ID: <same@x>\r\n\r\n" + body + "\r\n")}
+	}
+	srv := pop3test.NewServer(t, pop3test.Options{Messages: []pop3test.Message{
+		msg("m1", "the real message"), msg("m2", "a forgery reusing its Message-ID"),
+		{UID: "m3", Data: []byte("Delivered-To: alice@example.com\r\nFrom: a@x\r\nTo: alice@example.com\r\nMessage-ID: <same@x>\r\n\r\nthe real message\r\n")},
+	}})
+	users := newFakeTarget()
+	res := multidropPoller(t, users, newFakeTarget(), true).Poll(context.Background(), testAccount(t, srv))
+	if res.Err != nil || res.Delivered != 3 || len(srv.Messages()) != 0 {
+		t.Fatalf("Poll = %+v", res)
+	}
+	got := slices.Clone(users.copies["alice"])
+	slices.Sort(got)
+	if s := strings.Join(got, ","); s != "m1,m2" && s != "m2,m3" {
+		t.Fatalf("alice got %s; want m2 and one of m1, m3 (the same message twice)", s)
 	}
 }

@@ -1,0 +1,177 @@
+package main
+
+import (
+	"bytes"
+	"fmt"
+	"io/fs"
+	"math/rand/v2"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/popfetch/popfetch/fetch/dovecottest"
+)
+
+// TestMultidropCrashSafety kills a real `popfetch fetch` with SIGKILL in the
+// middle of multidrop messages to many users who share one target (a
+// {user} Maildir template, one MDA argv), restarts it, and checks that
+// every user gets every message and that each kill duplicates at most the
+// copies in flight: one per message being delivered (up to 2 here), not
+// every user already served. Before each copy was recorded as it
+// completed, a kill duplicated all the users the run had served.
+func TestMultidropCrashSafety(t *testing.T) {
+	if testing.Short() {
+		t.Skip("slow: several kills")
+	}
+	srv := dovecottest.Start(t, dovecottest.Options{})
+	const users, msgs = 60, 2
+	var addrs, userBlocks []string
+	for i := range users {
+		addrs = append(addrs, fmt.Sprintf("u%02d@example.com", i))
+		userBlocks = append(userBlocks, fmt.Sprintf("    user %q {}", fmt.Sprintf("u%02d", i)))
+	}
+	for _, kind := range []string{"maildir", "mda"} {
+		t.Run(kind, func(t *testing.T) {
+			mb := srv.AddUser(t, "mdcrash"+kind, "pw")
+			var raw [][]byte
+			for i := 1; i <= msgs; i++ {
+				raw = append(raw, fmt.Appendf(nil, "From: a@example.net\r\nTo: %s\r\nSubject: to all %d\r\nMessage-ID: <all-%d@example.net>\r\nX-Seq: %d\r\n\r\nbody\r\n",
+					strings.Join(addrs, ",\r\n\t"), i, i, i))
+			}
+			mb.Put(t, raw...)
+			dir := t.TempDir()
+			out := filepath.Join(dir, "out")
+			if err := os.Mkdir(out, 0o700); err != nil {
+				t.Fatal(err)
+			}
+			deliverBlock := fmt.Sprintf("maildir = %q", filepath.Join(out, "{user}"))
+			if kind == "mda" {
+				// A complete file per copy, named when it is complete.
+				script := filepath.Join(dir, "mda.sh")
+				writeFile(t, script, fmt.Sprintf("#!/bin/sh\nmkdir -p %[1]q/\"$1\"/new && f=%[1]q/\"$1\"/new/$$ && cat > \"$f.part\" && mv \"$f.part\" \"$f\"\n", out))
+				if err := os.Chmod(script, 0o700); err != nil {
+					t.Fatal(err)
+				}
+				deliverBlock = fmt.Sprintf("mda = [%q, \"{user}\"]", script)
+			}
+			rc := filepath.Join(dir, "popfetch.hcl")
+			writeFile(t, filepath.Join(dir, "pw"), "pw\n")
+			writeFile(t, rc, fmt.Sprintf(`
+state_dir = %q
+account "md" {
+  server        = "127.0.0.1"
+  port          = %d
+  tls           = "none"
+  username      = %q
+  password_file = %q
+  deliver { %s }
+  multidrop {
+    local_domains    = ["example.com"]
+    fallback_headers = ["To"]
+%s
+  }
+}
+`, filepath.Join(dir, "state"), srv.PlainPort, mb.User, filepath.Join(dir, "pw"), deliverBlock, strings.Join(userBlocks, "\n")))
+
+			// copies counts the complete copies per user and X-Seq.
+			copies := func() (map[string]int, int) {
+				got := map[string]int{}
+				total := 0
+				filepath.WalkDir(out, func(p string, e fs.DirEntry, err error) error {
+					if err != nil || e.IsDir() || filepath.Base(filepath.Dir(p)) != "new" || strings.HasSuffix(p, ".part") {
+						return nil
+					}
+					b, _ := os.ReadFile(p)
+					i := bytes.Index(b, []byte("\nX-Seq: "))
+					if i < 0 {
+						return nil
+					}
+					rest := b[i+8:]
+					seq, _ := strconv.Atoi(string(rest[:max(0, bytes.IndexByte(rest, '\n'))]))
+					got[fmt.Sprintf("%s/%d", filepath.Base(filepath.Dir(filepath.Dir(p))), seq)]++
+					total++
+					return nil
+				})
+				return got, total
+			}
+			rng := rand.New(rand.NewPCG(uint64(time.Now().UnixNano()), 2))
+			const wantKills = 5
+			var killedAt []int
+			for attempt := 0; ; attempt++ {
+				if attempt > 30 {
+					t.Fatalf("popfetch did not complete in 30 attempts")
+				}
+				_, base := copies()
+				cmd := exec.Command(popfetchBin, "-f", rc, "fetch")
+				var log bytes.Buffer
+				cmd.Stdout, cmd.Stderr = &log, &log
+				if err := cmd.Start(); err != nil {
+					t.Fatal(err)
+				}
+				done := make(chan error, 1)
+				go func() { done <- cmd.Wait() }()
+				target := -1
+				if left := users*msgs - base; len(killedAt) < wantKills && left > 10 {
+					target = base + 5 + rng.IntN(min(left-5, 25))
+				}
+				killed := false
+				giveUp := time.After(2 * time.Minute)
+			watch:
+				for {
+					select {
+					case err := <-done:
+						if err != nil {
+							t.Fatalf("popfetch fetch failed: %v\n%s", err, log.String())
+						}
+						break watch
+					case <-time.After(2 * time.Millisecond):
+						if _, c := copies(); target >= 0 && c >= target {
+							cmd.Process.Signal(syscall.SIGKILL)
+							<-done
+							killedAt = append(killedAt, c)
+							killed = true
+							break watch
+						}
+					case <-giveUp:
+						cmd.Process.Signal(syscall.SIGKILL)
+						<-done
+						t.Fatalf("popfetch fetch still running after 2 minutes\n%s", log.String())
+					}
+				}
+				if !killed {
+					break
+				}
+				// An MDA outlives the kill: let the ones in flight finish
+				// before counting for the next run.
+				time.Sleep(200 * time.Millisecond)
+			}
+			got, total := copies()
+			dups := 0
+			for u := range users {
+				for seq := 1; seq <= msgs; seq++ {
+					switch c := got[fmt.Sprintf("u%02d/%d", u, seq)]; {
+					case c == 0:
+						t.Errorf("u%02d never got message %d", u, seq)
+					case c > 1:
+						dups += c - 1
+					}
+				}
+			}
+			t.Logf("copies at each kill %v; %d copies, %d duplicates", killedAt, total, dups)
+			if len(killedAt) < wantKills/2 {
+				t.Fatalf("only %d kills landed during delivery: the test proved little", len(killedAt))
+			}
+			if limit := len(killedAt) * msgs; dups > limit {
+				t.Errorf("%d duplicates after %d kills; want at most %d (the copies in flight: one per message being delivered)", dups, len(killedAt), limit)
+			}
+			if c := mb.Count(t); c != 0 {
+				t.Errorf("server holds %d messages; want 0", c)
+			}
+		})
+	}
+}
