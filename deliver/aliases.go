@@ -148,9 +148,15 @@ func (d *Directory) LoadAliases(path string) error {
 		return fmt.Errorf("open aliases: %w", err)
 	}
 	defer f.Close()
-	raw, err := ParseAliases(f)
+	return d.ReadAliases(f, path)
+}
+
+// ReadAliases is LoadAliases for a file the caller opened (and checked);
+// name is used in errors.
+func (d *Directory) ReadAliases(r io.Reader, name string) error {
+	raw, err := ParseAliases(r)
 	if err != nil {
-		return fmt.Errorf("%s: %w", path, err)
+		return fmt.Errorf("%s: %w", name, err)
 	}
 	d.setAliases(raw)
 	return nil

@@ -232,6 +232,14 @@ type account struct {
 	// refusing (the daemon's start, an operator's SIGHUP or a config
 	// change since the last poll started; PollNow does so too).
 	retryDele bool
+
+	// fetchAllDone: this account's fetch_all pass is over. fetch_all
+	// means one pass over the mailbox (messages already delivered
+	// included) per start of the daemon or change of the account's
+	// settings, not every poll: with keep, or a server that refuses DELE,
+	// every poll would deliver the whole mailbox again. Later polls run
+	// as without fetch_all. Reset by Reload when the account changes.
+	fetchAllDone bool
 }
 
 func (a *account) state() AccountState {
@@ -537,7 +545,13 @@ func (d *Daemon) startLocked(a *account, host string) {
 	}
 	retryDele := a.retryDele || len(a.inflight) > 0
 	a.retryDele = false
-	go d.runPoll(a, a.cfg, a.stop, retryDele)
+	cfg := a.cfg
+	if cfg.FetchAll && a.fetchAllDone {
+		c := *cfg
+		c.FetchAll = false
+		cfg = &c
+	}
+	go d.runPoll(a, cfg, a.stop, retryDele)
 }
 
 // stopPoll asks a's running poll to stop after the messages in flight.
@@ -701,6 +715,14 @@ func (d *Daemon) finishLocked(done pollDone) {
 		a.lastErr = msg
 	}
 
+	if !a.changed && !aborted && (r.Err == nil || r.Delivered > 0) {
+		// The fetch_all pass is used up by a poll that got through, or
+		// that delivered something before it failed (each message
+		// comes again at most once per pass). One that failed before
+		// delivering anything leaves it for the next poll. A poll that
+		// ran on settings a Reload has since replaced does not count.
+		a.fetchAllDone = true
+	}
 	if a.changed {
 		a.changed = false
 		if r.Err != nil {
@@ -744,6 +766,9 @@ func answer(waiters []chan Result, r Result) {
 //     old settings: no hold or backoff, the new ones are tried soon;
 //   - unchanged ones keep their schedule and state.
 //
+// A changed account with fetch_all gets a new fetch_all pass (see
+// account.fetchAllDone).
+//
 // The session limits apply to sessions started from now on. The
 // generation counter increases and the load time is recorded.
 //
@@ -752,13 +777,25 @@ func answer(waiters []chan Result, r Result) {
 // and the daemon lock stay where they are, `popfetch now` and `status`
 // would look for them in the new place, and every account would start
 // with an empty UIDL store there (keep = true refetches everything).
-// Every other setting applies at run time.
+// A changed per-account state_dir is refused the same way, for the same
+// UIDL reason: the account's journal stays in the old directory, and
+// applied at once the new, empty one would fetch a keep-mode mailbox again
+// in full. The account is matched by its mailbox (rcfile.Account.Mailbox),
+// not its name, because the journal belongs to the mailbox: a rename that
+// also moves state_dir is the same trap. Every other setting applies at run
+// time.
 func (d *Daemon) Reload(cfg *rcfile.Config) error {
 	d.mu.Lock()
 	if d.gen > 0 && cfg.StateDir != d.cfg.StateDir {
 		old := d.cfg.StateDir
 		d.mu.Unlock()
 		return fmt.Errorf("state_dir changed from %s to %s: %w", old, cfg.StateDir, ErrRestartRequired)
+	}
+	if d.gen > 0 {
+		if err := d.stateDirMovedLocked(cfg); err != nil {
+			d.mu.Unlock()
+			return err
+		}
 	}
 	now := d.clock.Now()
 	seen := make(map[string]bool, len(cfg.Accounts))
@@ -783,6 +820,7 @@ func (d *Daemon) Reload(cfg *rcfile.Config) error {
 		a.cfg = na
 		a.changed = a.running
 		a.retryDele = true
+		a.fetchAllDone = false // the new settings get their own fetch_all pass
 		d.log.Info("account changed", "account", na.Name)
 		switch {
 		case a.authHold || a.failures > 0:
@@ -814,6 +852,30 @@ func (d *Daemon) Reload(cfg *rcfile.Config) error {
 		d.log.Info("config reloaded", "generation", gen, "accounts", len(cfg.Accounts))
 	}
 	d.wake()
+	return nil
+}
+
+// stateDirMovedLocked returns ErrRestartRequired, naming the account and
+// both directories, if an account of cfg polls a mailbox that a running
+// account polls with a different state_dir. Accounts are visited in a
+// fixed order so the error names the same account every time.
+func (d *Daemon) stateDirMovedLocked(cfg *rcfile.Config) error {
+	names := make([]string, 0, len(d.accts))
+	for name := range d.accts {
+		names = append(names, name)
+	}
+	slices.Sort(names)
+	for _, na := range cfg.Accounts {
+		for _, name := range names {
+			oa := d.accts[name].cfg
+			if oa.Mailbox() != na.Mailbox() || oa.StateDir == na.StateDir {
+				continue
+			}
+			return fmt.Errorf("account %s: state_dir changed from %s to %s; its UIDL journal stays in the old directory "+
+				"(starting empty in the new one would fetch a keep mailbox again in full): stop popfetch, move the journal, then start it: %w",
+				na.Name, oa.StateDir, na.StateDir, ErrRestartRequired)
+		}
+	}
 	return nil
 }
 

@@ -1213,6 +1213,107 @@ func TestDaemonReloadStateDirRefused(t *testing.T) {
 	}
 }
 
+// TestDaemonReloadAccountStateDirRefused: a per-account state_dir is
+// where that mailbox's UIDL journal lives; moving it in a running daemon
+// would start the mailbox with an empty journal (a keep mailbox fetched
+// again in full). Such a reload is refused whole like a top-level one,
+// also when the account is renamed at the same time (same mailbox), and
+// the running config stays.
+func TestDaemonReloadAccountStateDirRefused(t *testing.T) {
+	withDir := func(name, user, dir string) *rcfile.Account {
+		a := acct(name, "pop.example", time.Hour)
+		a.Username, a.StateDir = user, dir
+		return a
+	}
+	cfg := config(withDir("a", "joe", "/var/lib/popfetch"), withDir("b", "ann", "/var/lib/popfetch"))
+	cfg.StateDir = "/var/lib/popfetch"
+	for _, tc := range []struct {
+		name string
+		next *rcfile.Config
+		want string // "" = applied
+	}{
+		{"moved", config(withDir("a", "joe", "/srv/a"), withDir("b", "ann", "/var/lib/popfetch")), "account a: state_dir changed from /var/lib/popfetch to /srv/a"},
+		{"renamed and moved", config(withDir("x", "joe", "/srv/a"), withDir("b", "ann", "/var/lib/popfetch")), "account x: state_dir changed"},
+		{"other mailbox", config(withDir("a", "joe", "/var/lib/popfetch"), withDir("b", "ann", "/var/lib/popfetch"), withDir("c", "eve", "/srv/c")), ""},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			h := newHarness(t, cfg, nil)
+			tc.next.StateDir = cfg.StateDir
+			err := h.d.Reload(tc.next)
+			if tc.want == "" {
+				if err != nil || h.d.Status().Generation != 2 {
+					t.Fatalf("Reload = %v, generation %d; want nil, 2", err, h.d.Status().Generation)
+				}
+				return
+			}
+			if !errors.Is(err, ErrRestartRequired) || !strings.Contains(err.Error(), tc.want) {
+				t.Fatalf("Reload = %v; want ErrRestartRequired containing %q", err, tc.want)
+			}
+			st := h.d.Status()
+			if st.Generation != 1 || len(st.Accounts) != 2 || h.status("a").Name != "a" {
+				t.Fatalf("after a refused reload: generation %d, accounts %+v; want 1 and the old ones", st.Generation, st.Accounts)
+			}
+			h.d.mu.Lock()
+			dir := h.d.accts["a"].cfg.StateDir
+			h.d.mu.Unlock()
+			if dir != "/var/lib/popfetch" {
+				t.Fatalf("account a polls with state_dir %s after a refused reload; want the old one", dir)
+			}
+		})
+	}
+}
+
+// TestDaemonFetchAllOncePerPass: fetch_all is one pass over the mailbox
+// per start or change of the account, not every poll (with keep, every
+// poll would deliver the whole mailbox again). A poll that fails before
+// delivering anything leaves the pass for the next one; one that got
+// through, or delivered something, ends it; a changed account gets a new
+// pass. The account's config itself is never changed.
+func TestDaemonFetchAllOncePerPass(t *testing.T) {
+	a := acct("a", "pop.example", time.Hour)
+	a.FetchAll, a.Keep = true, true
+	h := newHarness(t, config(a), nil)
+	h.start()
+	first := true
+	poll := func(wantFetchAll bool, res Result) {
+		t.Helper()
+		var c *call
+		done := make(chan struct{})
+		if first {
+			c, first = h.nextFor("a"), false // the scheduled first poll
+			close(done)
+		} else {
+			go func() { h.d.PollNow(context.Background(), []string{"a"}); close(done) }()
+			c = h.nextFor("a")
+		}
+		got := c.acct.FetchAll
+		c.ret(res)
+		<-done
+		h.waitIdleOrBackoff("a")
+		if got != wantFetchAll {
+			t.Fatalf("poll given FetchAll = %v; want %v", got, wantFetchAll)
+		}
+	}
+	refused := errors.New("connection refused")
+	poll(true, Result{Err: refused})  // failed before delivering: the pass is still due
+	poll(true, Result{Delivered: 3})  // got through: the pass is over
+	poll(false, Result{})             // only new mail from now on
+	poll(false, Result{Err: refused}) //
+	if !a.FetchAll {
+		t.Fatalf("the daemon changed the account's config")
+	}
+	// An unchanged reload starts no new pass.
+	h.d.Reload(config(a))
+	poll(false, Result{})
+	// A change of the account (here its interval) does; a poll that
+	// delivered something before it failed ends it too.
+	b := *a
+	b.Interval = 2 * time.Hour
+	h.d.Reload(config(&b))
+	poll(true, Result{Err: refused, Delivered: 1})
+	poll(false, Result{})
+}
+
 // TestDaemonLoginDelayAnswersQueued: a PollNow queued behind a poll that
 // ends with a LOGIN-DELAY is answered when that poll ends, not when the
 // delay does.

@@ -48,7 +48,16 @@ func newMultidrop(a *rcfile.Account, def, pm deliver.Target, host string) (Dispa
 	}
 	dir := deliver.NewDirectory(users, md.CaseSensitive)
 	if md.AliasesFile != "" {
-		if err := dir.LoadAliases(md.AliasesFile); err != nil {
+		// Checked at each poll on the descriptor read, not only when the
+		// rc file was loaded: whoever can change the aliases chooses who
+		// receives the mail.
+		f, err := rcfile.OpenTrusted(md.AliasesFile)
+		if err != nil {
+			return nil, fmt.Errorf("aliases_file: %w", err)
+		}
+		err = dir.ReadAliases(f, md.AliasesFile)
+		f.Close()
+		if err != nil {
 			return nil, fmt.Errorf("aliases_file: %w", err)
 		}
 	}

@@ -5,6 +5,8 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"os"
+	"path/filepath"
 	"slices"
 	"strings"
 	"sync"
@@ -370,6 +372,31 @@ func TestMultidropUserCap(t *testing.T) {
 	}
 	if r := pm.extra["m1"]; !strings.Contains(r, fmt.Sprintf("more than %d users: not routed to u%03d", deliver.MaxRoutedUsers, deliver.MaxRoutedUsers)) {
 		t.Errorf("X-Popfetch-Reason = %q", r)
+	}
+}
+
+// TestMultidropAliasesFileUntrusted: the aliases file is checked on the
+// descriptor read at each poll, not only when the rc file was loaded:
+// one made writable by others since is refused, nothing routed by it.
+func TestMultidropAliasesFileUntrusted(t *testing.T) {
+	dir := filepath.Join(t.TempDir(), "d")
+	if err := os.Mkdir(dir, 0o700); err != nil {
+		t.Fatal(err)
+	}
+	aliases := filepath.Join(dir, "aliases")
+	if err := os.WriteFile(aliases, []byte("info: alice\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	a := &rcfile.Account{Name: "md", Username: "catchall", Multidrop: testMultidrop(mdUser("alice", "alice"))}
+	a.Multidrop.AliasesFile = aliases
+	if _, err := newMultidrop(a, nil, nil, "pop.example"); err != nil {
+		t.Fatalf("newMultidrop(0644 aliases) = %v", err)
+	}
+	if err := os.Chmod(aliases, 0o646); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := newMultidrop(a, nil, nil, "pop.example"); !errors.Is(err, rcfile.ErrUntrustedFile) || !strings.Contains(err.Error(), "aliases_file") {
+		t.Fatalf("newMultidrop(other-writable aliases) = %v; want ErrUntrustedFile naming aliases_file", err)
 	}
 }
 

@@ -105,6 +105,8 @@ type Destination struct {
 	// Default [75] (EX_TEMPFAIL).
 	MDATempExitCodes []int
 	SMTP             *SMTP
+
+	MDARange hcl.Range // where mda is set, for diagnostics
 }
 
 // SMTP is an SMTP or LMTP delivery target.
@@ -138,10 +140,12 @@ type Multidrop struct {
 	DetailDelimiter string // sub-address delimiter stripped before lookup; default "+", "" = off
 	CaseSensitive   bool   // local parts; default false
 	AliasesFile     string // /etc/aliases format; "" = none
-	SystemUsers     bool   // every local part that is a system user (os/user) is a user
-	QVirtual        string // qmail virtual-domain prefix stripped from envelope addresses
-	DedupeMessageID bool   // drop a second copy with the same Message-ID for the same user in one poll
-	Users           []*User
+	// AliasesFileRange is where aliases_file is set, for diagnostics.
+	AliasesFileRange hcl.Range
+	SystemUsers      bool   // every local part that is a system user (os/user) is a user
+	QVirtual         string // qmail virtual-domain prefix stripped from envelope addresses
+	DedupeMessageID  bool   // drop a second copy with the same Message-ID for the same user in one poll
+	Users            []*User
 }
 
 // User is a local user of a multidrop domain.

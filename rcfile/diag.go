@@ -36,33 +36,34 @@ var oneLine = strings.NewReplacer("\r\n", " ", "\n", " ", "\r", " ")
 // WriteDiagnostics writes each diagnostic as a FormatDiagnostic line. If
 // files holds the diagnostic's file (see SourceFiles), the offending source
 // line follows, tab-indented, with carets under the subject: what a person
-// at a terminal wants. Pass nil files for logs and golden tests.
+// at a terminal wants. Pass nil files for logs and golden tests. Secrets
+// in the source line (the value of password and of any attribute with an
+// unknown name) are shown as *** (see maskSource), also when the
+// diagnostic is about something else on that line.
 //
 // This is used instead of hcl.NewDiagnosticTextWriter because every line
-// must start with file:line:col so that editors and grep can jump to it.
+// must start with file:line:col so that editors and grep can jump to it,
+// and because that writer would print secrets.
 func WriteDiagnostics(w io.Writer, diags hcl.Diagnostics, files map[string]*hcl.File) error {
 	bw := bufio.NewWriter(w)
+	masked := map[string]*maskedSource{}
 	for _, d := range diags {
 		fmt.Fprintln(bw, FormatDiagnostic(d))
 		if d.Subject == nil || files[d.Subject.Filename] == nil {
 			continue
 		}
-		lines := strings.Split(string(files[d.Subject.Filename].Bytes), "\n")
-		n := d.Subject.Start.Line - 1
-		if n < 0 || n >= len(lines) {
+		m := masked[d.Subject.Filename]
+		if m == nil {
+			m = maskSource(files[d.Subject.Filename].Bytes)
+			masked[d.Subject.Filename] = m
+		}
+		line, col, width, ok := m.snippet(d.Subject)
+		if !ok {
 			continue
 		}
-		line := strings.TrimRight(lines[n], "\r")
-		width := 1
-		if d.Subject.End.Line == d.Subject.Start.Line && d.Subject.End.Column > d.Subject.Start.Column {
-			width = d.Subject.End.Column - d.Subject.Start.Column
-		}
-		col := max(d.Subject.Start.Column-1, 0)
 		// Keep tabs in the pad so the carets line up under tabbed source.
 		pad := []rune(line)
-		if col > len(pad) {
-			col = len(pad)
-		}
+		col = min(col, len(pad))
 		for i, r := range pad[:col] {
 			if r != '\t' {
 				pad[i] = ' '

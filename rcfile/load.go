@@ -6,6 +6,7 @@ import (
 	"io"
 	"io/fs"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strings"
 
@@ -20,9 +21,15 @@ var ErrInsecureFile = errors.New("file with a password is readable by group or o
 // maxFileSize bounds the rc file read; a real one is a few kilobytes.
 const maxFileSize = 1 << 20
 
-// Load reads path, parses it with Parse, and enforces the permission rule
-// (RELIABILITY.md §5 rule 7, fetchmail's rc check):
+// Load reads path, parses it with Parse, and enforces the permission rules
+// (fetchmail's rc check):
 //
+//   - the rc file must pass CheckTrusted (owned by popfetch's user or
+//     root, writable by nobody else, in directories nobody else can
+//     change), or it is not parsed at all: its mda and password_command
+//     would run commands chosen by someone else;
+//   - so must a password_file, an aliases_file and a ca_file that exist,
+//     and the programs named by mda and password_command;
 //   - if the file contains an inline password attribute anywhere and is
 //     readable by group or others, that is an error at the attribute;
 //   - a password_file that is readable by group or others is an error at
@@ -36,12 +43,16 @@ const maxFileSize = 1 << 20
 func Load(path string) (*Config, hcl.Diagnostics) {
 	src, mode, err := readFile(path)
 	if err != nil {
-		return nil, hcl.Diagnostics{{
+		d := &hcl.Diagnostic{
 			Severity: hcl.DiagError,
 			Summary:  "Cannot read rc file",
 			Detail:   err.Error() + ".",
 			Subject:  &hcl.Range{Filename: path, Start: hcl.InitialPos, End: hcl.InitialPos},
-		}}
+		}
+		if errors.Is(err, ErrUntrustedFile) {
+			d.Summary, d.Extra = "Unsafe rc file", ErrUntrustedFile
+		}
+		return nil, hcl.Diagnostics{d}
 	}
 	cfg, diags := Parse(src, path)
 	if mode&0o044 != 0 {
@@ -57,10 +68,16 @@ func Load(path string) (*Config, hcl.Diagnostics) {
 		}
 	}
 	if cfg != nil {
+		seen := map[hcl.Range]bool{} // an inherited program is checked once
 		for _, a := range cfg.Accounts {
 			if a.Password.File != "" {
 				diags = append(diags, checkPasswordFile(a.Password)...)
 			}
+			if m := a.Multidrop; m != nil && m.AliasesFile != "" {
+				diags = append(diags, checkAliasesFile(m.AliasesFile, m.AliasesFileRange)...)
+			}
+			diags = append(diags, checkPrograms(a, seen)...)
+			diags = append(diags, checkCAFiles(a)...)
 		}
 	}
 	diags = sortDiags(diags)
@@ -71,9 +88,10 @@ func Load(path string) (*Config, hcl.Diagnostics) {
 }
 
 // readFile reads the file and its mode from one descriptor, so the mode
-// checked is that of the bytes parsed.
+// checked is that of the bytes parsed, and refuses a file that another
+// user can change (CheckTrusted, on the same descriptor).
 func readFile(path string) ([]byte, fs.FileMode, error) {
-	f, err := os.Open(path)
+	f, err := openNonBlock(path)
 	if err != nil {
 		return nil, 0, err
 	}
@@ -84,6 +102,9 @@ func readFile(path string) ([]byte, fs.FileMode, error) {
 	}
 	if !fi.Mode().IsRegular() {
 		return nil, 0, fmt.Errorf("%s is not a regular file", path)
+	}
+	if err := checkTrustedInfo(path, fi); err != nil {
+		return nil, 0, err
 	}
 	src, err := io.ReadAll(io.LimitReader(f, maxFileSize+1))
 	if err != nil {
@@ -148,7 +169,109 @@ func checkPasswordFile(p Password) hcl.Diagnostics {
 			Extra:   ErrInsecureFile,
 		}}
 	}
+	if err := checkTrustedInfo(p.File, fi); err != nil {
+		return hcl.Diagnostics{untrustedDiag("Unsafe password_file", err, p.Range)}
+	}
 	return nil
+}
+
+// checkAliasesFile applies CheckTrusted's rules to an aliases_file that
+// exists. One that does not is left to the poll, which reports it.
+func checkAliasesFile(path string, rng hcl.Range) hcl.Diagnostics {
+	fi, err := os.Stat(path)
+	if err != nil {
+		return nil
+	}
+	if err := checkTrustedInfo(path, fi); err != nil {
+		return hcl.Diagnostics{untrustedDiag("Unsafe aliases_file", err, rng)}
+	}
+	return nil
+}
+
+// checkPrograms applies CheckTrusted's rules to the programs an account
+// runs, mda and password_command, where they exist: whoever can change
+// the program runs code as popfetch just as whoever can change the rc
+// file. A bare password_command name is checked where $PATH finds it now.
+// A program that does not exist is left to the run, which reports it.
+func checkPrograms(a *Account, seen map[hcl.Range]bool) hcl.Diagnostics {
+	var diags hcl.Diagnostics
+	check := func(prog, what string, rng hcl.Range) {
+		if !filepath.IsAbs(prog) {
+			p, err := exec.LookPath(prog)
+			if err != nil {
+				return
+			}
+			prog = p
+		}
+		fi, err := os.Stat(prog)
+		if err != nil {
+			return
+		}
+		if err := checkTrustedInfo(prog, fi); err != nil {
+			diags = append(diags, untrustedDiag("Unsafe "+what+" program", err, rng))
+		}
+	}
+	if c := a.Password.Command; len(c) > 0 && c[0] != "" && !seen[a.Password.Range] {
+		seen[a.Password.Range] = true
+		check(c[0], "password_command", a.Password.Range)
+	}
+	dests := []*Destination{&a.Deliver, a.Postmaster}
+	if a.Multidrop != nil {
+		for _, u := range a.Multidrop.Users {
+			dests = append(dests, u.Deliver)
+		}
+	}
+	for _, d := range dests {
+		if d == nil || len(d.MDA) == 0 || seen[d.MDARange] || strings.Contains(d.MDA[0], "{") {
+			continue
+		}
+		seen[d.MDARange] = true
+		check(d.MDA[0], "mda", d.MDARange)
+	}
+	return diags
+}
+
+// checkCAFiles applies CheckTrusted's rules to the ca_file of the POP3
+// server and of SMTP/LMTP targets, where they exist: whoever can change
+// the trust anchors can impersonate the server and take the password.
+// The diagnostic points at the account (the ca_file may be inherited).
+func checkCAFiles(a *Account) hcl.Diagnostics {
+	files := []string{a.CAFile}
+	dests := []*Destination{&a.Deliver, a.Postmaster}
+	if a.Multidrop != nil {
+		for _, u := range a.Multidrop.Users {
+			dests = append(dests, u.Deliver)
+		}
+	}
+	for _, d := range dests {
+		if d != nil && d.SMTP != nil {
+			files = append(files, d.SMTP.CAFile)
+		}
+	}
+	var diags hcl.Diagnostics
+	done := map[string]bool{}
+	for _, f := range files {
+		if f == "" || done[f] {
+			continue
+		}
+		done[f] = true
+		fi, err := os.Stat(f)
+		if err != nil {
+			continue // left to the connection, which reports it
+		}
+		if err := checkTrustedInfo(f, fi); err != nil {
+			diags = append(diags, untrustedDiag("Unsafe ca_file", fmt.Errorf("account %s: ca_file %w", a.Name, err), a.DeclRange))
+		}
+	}
+	return diags
+}
+
+func untrustedDiag(summary string, err error, rng hcl.Range) *hcl.Diagnostic {
+	d := &hcl.Diagnostic{Severity: hcl.DiagError, Summary: summary, Detail: err.Error() + ".", Subject: rng.Ptr()}
+	if errors.Is(err, ErrUntrustedFile) {
+		d.Extra = ErrUntrustedFile
+	}
+	return d
 }
 
 // systemConfig is a variable so tests need not write to /etc.

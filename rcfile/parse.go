@@ -21,20 +21,20 @@ import (
 //
 // Every problem in the file is reported in one pass. The Config is nil
 // whenever the diagnostics hold an error; warnings come with a Config.
-// Diagnostics are sorted by position.
+// Diagnostics are sorted by position, and hold no secret (redactDiags).
 func Parse(src []byte, filename string) (*Config, hcl.Diagnostics) {
 	f, diags := hclsyntax.ParseConfig(src, filename, hcl.InitialPos)
 	if diags.HasErrors() {
 		// Without a complete syntax tree every further message would be
 		// a guess; HCL's own syntax errors are precise enough.
-		return nil, sortDiags(diags)
+		return nil, redactDiags(src, sortDiags(diags))
 	}
 	p := newParser(filename)
 	var top fileHCL
 	p.decode(f.Body, &top)
 	cfg := p.build(&top, f.Body)
 	diags = append(diags, p.diags...)
-	diags = sortDiags(diags)
+	diags = redactDiags(src, sortDiags(diags))
 	if diags.HasErrors() {
 		return nil, diags
 	}

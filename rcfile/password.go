@@ -23,7 +23,7 @@ const maxSecretRead = 4096
 
 // Resolve returns the password from its source: the inline value; the
 // first line of password_file (which must not be readable by group or
-// others: ErrInsecureFile); the environment variable (unset or empty is an
+// others: ErrInsecureFile, and must pass CheckTrusted: ErrUntrustedFile); the environment variable (unset or empty is an
 // error); or the first line of password_command's stdout. The command runs
 // without a shell, argv[0] absolute or looked up in $PATH, with stdin
 // empty, a CommandTimeout limit and its stderr quoted in the error.
@@ -90,7 +90,7 @@ func checkSecret(s, from string) error {
 }
 
 func readPasswordFile(path string) (string, error) {
-	f, err := os.Open(path)
+	f, err := openNonBlock(path)
 	if err != nil {
 		return "", fmt.Errorf("password_file: %w", err)
 	}
@@ -101,6 +101,9 @@ func readPasswordFile(path string) (string, error) {
 	}
 	if fi.Mode().Perm()&0o044 != 0 {
 		return "", fmt.Errorf("password_file %s has mode %04o: %w (hint: chmod 600 %s)", path, fi.Mode().Perm(), ErrInsecureFile, path)
+	}
+	if err := checkTrustedInfo(path, fi); err != nil {
+		return "", fmt.Errorf("password_file: %w", err)
 	}
 	b, err := io.ReadAll(io.LimitReader(f, maxSecretRead))
 	if err != nil {

@@ -257,6 +257,9 @@ func TestWarnings(t *testing.T) {
 		{`tls = "none"` + "\n" + `server = "127.0.0.1"`, ""},
 		{`tls = "none"` + "\n" + `server = "localhost"`, ""},
 		{`interval = "1m"`, ""},
+		{"keep = true\nfetch_all = true", `fetch_all with keep fetches everything again; Account "a" keeps its mail`},
+		{"fetch_all = true", ""},
+		{"keep = true\nfetch_all = false", ""},
 	}
 	for _, tt := range tests {
 		cfg, diags := parseOne(t, fmt.Sprintf(minimal, tt.body))

@@ -104,6 +104,16 @@ func (p *parser) account(ah *accountHCL, s *settingsHCL, topState string) *Accou
 	if s.FetchAll != nil {
 		a.FetchAll = *s.FetchAll
 	}
+	if a.FetchAll && a.Keep {
+		// Without keep the first run deletes what it fetched, so the
+		// next has nothing to fetch again; with keep every run finds
+		// the whole mailbox again. (A server that refuses DELE does the
+		// same, but that is not known here.)
+		p.warnf(s.FetchAllRange, "fetch_all with keep fetches everything again",
+			"Account %q keeps its mail on the server and fetches mail it already delivered: every \"popfetch fetch\" run delivers the whole mailbox again, "+
+				"and so does the daemon's first poll after it starts or this account changes (later polls take only new mail). "+
+				"Use fetch_all for one run, then remove it.", a.Name)
+	}
 	if isSet(s.LimitRange) {
 		a.Limit = p.limit(s.Limit, s.LimitRange)
 	}
@@ -286,7 +296,7 @@ func (p *parser) password(s *settingsHCL, block hcl.Range) Password {
 		pw.Env, pw.Range = *s.PasswordEnv, s.PasswordEnvRange
 		if !envNameRE.MatchString(pw.Env) {
 			p.errorf(s.PasswordEnvRange, "Invalid password_env",
-				"password_env is the name of an environment variable (letters, digits, _), not %q.", pw.Env)
+				"password_env is the name of an environment variable (letters, digits, _); this value is not one (it is not repeated here in case it is the password itself).")
 		}
 	}
 	if s.PasswordCommand != nil {
@@ -509,7 +519,7 @@ func (p *parser) dest(d *destHCL, what string, perUser bool) *Destination {
 		out.Maildir, _ = p.path(out.Maildir, d.MaildirRange)
 	}
 	if d.MDA != nil {
-		out.MDA = *d.MDA
+		out.MDA, out.MDARange = *d.MDA, d.MDARange
 		p.mda(out.MDA, d.MDARange, what, perUser)
 	}
 	if d.MDA == nil && (d.MDATimeout != nil || d.MDAAllowStderr != nil || d.MDATempExitCodes != nil) {
@@ -737,6 +747,7 @@ func (p *parser) multidrop(m *multidropHCL) *Multidrop {
 	}
 	if m.AliasesFile != nil {
 		out.AliasesFile = p.optPath(*m.AliasesFile, m.AliasesFileRange)
+		out.AliasesFileRange = m.AliasesFileRange
 	}
 	if m.SystemUsers != nil {
 		out.SystemUsers = *m.SystemUsers

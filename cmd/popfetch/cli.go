@@ -324,9 +324,11 @@ func summaryLine(r fetch.PollSummary) string {
 }
 
 func exitCodeFor(r fetch.Result) int {
-	if errors.Is(r.Err, rcfile.ErrInsecureFile) {
-		// A password_file that became readable by others after the rc
-		// file was loaded: the same configuration error Load reports.
+	if errors.Is(r.Err, rcfile.ErrInsecureFile) || errors.Is(r.Err, rcfile.ErrUntrustedFile) {
+		// A password_file that became readable by others (or an
+		// aliases_file or password_file that became writable by them)
+		// after the rc file was loaded: the same configuration error
+		// Load reports.
 		return exitConfig
 	}
 	return exitCodeForSummary(fetch.Summarize(r))

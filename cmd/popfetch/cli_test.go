@@ -127,7 +127,17 @@ func TestCheckExamples(t *testing.T) {
 	if len(files) < 5 {
 		t.Fatalf("only %d example rc files", len(files))
 	}
+	dir := t.TempDir()
 	for _, f := range files {
+		// A copy this user owns: the checkout may belong to another
+		// user (a CI container runs the tests as root on a runner's
+		// files), and popfetch refuses an rc file another user owns.
+		b, err := os.ReadFile(f)
+		if err != nil {
+			t.Fatal(err)
+		}
+		f = filepath.Join(dir, filepath.Base(f))
+		writeFile(t, f, string(b))
 		code, out, errs := runCLI(t, "check", "-f", f)
 		if code != exitOK || !strings.Contains(out, "account ") {
 			t.Errorf("check %s = %d\n%s%s", f, code, out, errs)

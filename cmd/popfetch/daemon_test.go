@@ -631,6 +631,71 @@ func TestDaemonReload(t *testing.T) {
 		}
 	})
 
+	t.Run("unsafe-file-refused", func(t *testing.T) {
+		// A new version that others may write (mode 0602, saved by
+		// rename) is refused at reload like at start: it could name any
+		// mda or password_command. The daemon keeps running on the old
+		// config and takes the next safe version.
+		e := setup(t, "unsafe", byRename)
+		tmp := e.rc + ".new"
+		writeFile(t, tmp, rcText(e.state, nil, e.a, e.b))
+		if err := os.Chmod(tmp, 0o602); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.Rename(tmp, e.rc); err != nil {
+			t.Fatal(err)
+		}
+		waitFor(t, 5*time.Second, "the daemon to refuse the unsafe rc file", func() bool {
+			return len(e.d.log.lines("stays in effect")) > 0
+		})
+		if diag := e.d.log.lines("Unsafe rc file", "writable by every user", "chmod go-w"); len(diag) != 1 {
+			t.Errorf("the log has %d \"Unsafe rc file\" lines naming the fix; want 1; log:\n%s", len(diag), e.d.log.String())
+		}
+		if g := statusGeneration(t, e.rc); g != 1 {
+			t.Errorf("generation after an unsafe rc file = %d; want 1 (unchanged)", g)
+		}
+		e.mbA.Put(t, seqMsg("A", 2, 2))
+		if err := e.d.cmd.Process.Signal(syscall.SIGUSR1); err != nil {
+			t.Fatal(err)
+		}
+		waitMaildir(t, e.a.maildir, 2, 5*time.Second)
+		if n := maildirCount(t, e.b.maildir); n != 0 {
+			t.Errorf("B was polled (%d messages) although the unsafe rc file was refused", n)
+		}
+		if e.d.exited() {
+			t.Fatalf("the daemon exited after an unsafe rc file")
+		}
+		addB(t, e, byRename)
+	})
+
+	t.Run("account-state-dir-needs-restart", func(t *testing.T) {
+		// A per-account state_dir holds that account's UIDL journal:
+		// moved at run time, A would start with an empty journal (and
+		// with keep fetch its whole mailbox again). Refused like the
+		// top-level one.
+		e := setup(t, "acctstate", byRename)
+		moved := e.a
+		moved.extra = []string{fmt.Sprintf("state_dir = %q", filepath.Join(e.dir, "stateA"))}
+		byRename(e, rcText(e.state, nil, moved, e.b))
+		waitFor(t, 5*time.Second, "the daemon to refuse the account's new state_dir", func() bool {
+			return len(e.d.log.lines("rc file not applied", "account A: state_dir changed")) > 0
+		})
+		e.mbA.Put(t, seqMsg("A", 2, 2))
+		if err := e.d.cmd.Process.Signal(syscall.SIGUSR1); err != nil {
+			t.Fatal(err)
+		}
+		waitMaildir(t, e.a.maildir, 2, 5*time.Second)
+		if n := maildirCount(t, e.b.maildir); n != 0 {
+			t.Errorf("B was polled (%d messages) although the reload was refused", n)
+		}
+		if _, err := os.Stat(filepath.Join(e.dir, "stateA")); !os.IsNotExist(err) {
+			t.Errorf("the refused state_dir was created or used: %v", err)
+		}
+		if g := statusGeneration(t, e.rc); g != 1 {
+			t.Errorf("generation = %d; want 1", g)
+		}
+	})
+
 	t.Run("state-dir-needs-restart", func(t *testing.T) {
 		// A new state_dir (with B added) is refused whole: the control
 		// socket, the daemon lock and every UIDL store would move.

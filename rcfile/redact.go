@@ -1,0 +1,362 @@
+package rcfile
+
+import (
+	"bytes"
+	"reflect"
+	"regexp"
+	"sort"
+	"strings"
+	"unicode/utf8"
+
+	"github.com/hashicorp/hcl/v2"
+	"github.com/hashicorp/hcl/v2/hclsyntax"
+)
+
+// The rc file may hold a secret (password = "..."), and a diagnostic may
+// show the source line it points at, or quote part of a value in its
+// detail. No diagnostic, log line or check output may show a secret, so
+// every rendering goes through the masking below. It works on the
+// source text, not on the syntax tree, because it must also hold for a
+// file that does not parse: an unterminated string, a misspelt attribute
+// name, a heredoc.
+
+// mask replaces a secret in rendered source and diagnostics.
+const mask = "***"
+
+// isSecretName says whether an attribute of this name holds a secret: the
+// password, and any token or secret an account may get later (named
+// token, secret, or ending in _password, _token or _secret). The names
+// of a secret's source (password_file, password_env, password_command)
+// are paths and names, not secrets.
+func isSecretName(name string) bool {
+	name = strings.ToLower(name)
+	for _, s := range []string{"password", "token", "secret"} {
+		if name == s || strings.HasSuffix(name, "_"+s) {
+			return true
+		}
+	}
+	return false
+}
+
+// knownAttrs is every attribute name of the schema. The value of an
+// attribute that is not one of them is masked too: it is an error anyway,
+// and a misspelt "passwrd" holds a password just the same.
+var knownAttrs = func() map[string]bool {
+	m := map[string]bool{}
+	seen := map[reflect.Type]bool{}
+	var walk func(t reflect.Type)
+	walk = func(t reflect.Type) {
+		for t.Kind() == reflect.Pointer || t.Kind() == reflect.Slice {
+			t = t.Elem()
+		}
+		if t.Kind() != reflect.Struct || seen[t] {
+			return
+		}
+		seen[t] = true
+		for i := 0; i < t.NumField(); i++ {
+			name, kind := fieldTag(t.Field(i))
+			switch kind {
+			case "attr", "optional":
+				m[name] = true
+			case "block":
+				walk(t.Field(i).Type)
+			}
+		}
+	}
+	for _, t := range []reflect.Type{reflect.TypeFor[fileHCL](), reflect.TypeFor[settingsHCL]()} {
+		walk(t)
+	}
+	return m
+}()
+
+// secretLine finds a line that starts (after blanks, an optional quote or
+// an opening brace) with a secret attribute's name, whatever follows: the
+// fallback for text the lexer does not see as an attribute, such as a
+// "password" line swallowed by an unterminated string above it, or
+// `password "x"` without the equals sign.
+// A commented-out password line counts too.
+var secretLine = regexp.MustCompile(`(?im)(?:^|\{)[ \t]*(?:#|//)?[ \t]*"?[a-z0-9_-]*(?:password|token|secret)"?(?:[^a-z0-9_\n][^\n]*)$`)
+
+// secretNameEnd finds where the name ends in a secretLine match.
+var secretNameEnd = regexp.MustCompile(`(?i)^(?:\{)?[ \t]*(?:#|//)?[ \t]*"?[a-z0-9_-]*(?:password|token|secret)"?[ \t]*[=:]?[ \t]*`)
+
+// span is a byte range [start, end) of the source; named says it is the
+// value of an attribute with a secret's name (not only an unknown one).
+type span struct {
+	start, end int
+	named      bool
+}
+
+// secretSpans returns the byte ranges of src that may hold a secret,
+// sorted and merged: the value of every attribute with a secret or an
+// unknown name, found with the HCL lexer (which also tokenizes broken
+// files; a value runs to the end of its line, or further while a string,
+// heredoc or bracket is open), plus the rest of every secretLine.
+func secretSpans(src []byte) []span {
+	var out []span
+	toks, _ := hclsyntax.LexConfig(src, "", hcl.InitialPos)
+	lineStart := true
+	for i := 0; i < len(toks); i++ {
+		tk := toks[i]
+		start := lineStart
+		lineStart = tk.Type == hclsyntax.TokenNewline || tk.Type == hclsyntax.TokenOBrace
+		if tk.Type == hclsyntax.TokenComment {
+			// A # or // comment includes its newline.
+			lineStart = bytes.HasSuffix(tk.Bytes, []byte("\n")) || start && bytes.HasPrefix(tk.Bytes, []byte("/*"))
+			continue
+		}
+		if !start || tk.Type != hclsyntax.TokenIdent || i+1 >= len(toks) {
+			continue
+		}
+		name := string(tk.Bytes)
+		next := toks[i+1].Type
+		assign := next == hclsyntax.TokenEqual || next == hclsyntax.TokenColon
+		secret := isSecretName(name) || name == "password_env" && assign && !envName(toks[i+2:])
+		if !secret && (!assign || knownAttrs[name]) {
+			continue
+		}
+		j := i + 1
+		if assign {
+			j++
+		}
+		end := valueEnd(toks, j)
+		if end > j {
+			out = append(out, span{toks[j].Range.Start.Byte, toks[end-1].Range.End.Byte, secret})
+		}
+		i = end - 1
+	}
+	lexed := len(out)
+	for _, m := range secretLine.FindAllIndex(src, -1) {
+		n := secretNameEnd.FindIndex(src[m[0]:m[1]])
+		s := m[0] + n[1]
+		if len(bytes.TrimSpace(src[s:m[1]])) == 0 || overlapsAny(out[:lexed], s, m[1]) {
+			// Nothing to hide, or the lexer found this value already
+			// (and knows better where it ends).
+			continue
+		}
+		out = append(out, span{s, m[1], true})
+	}
+	return mergeSpans(out)
+}
+
+// envName says whether toks start with a quoted environment variable
+// name. A password_env whose value is anything else may be a password put
+// in the wrong attribute, and is masked like one.
+func envName(toks hclsyntax.Tokens) bool {
+	if len(toks) < 3 || toks[0].Type != hclsyntax.TokenOQuote || toks[1].Type != hclsyntax.TokenQuotedLit || toks[2].Type != hclsyntax.TokenCQuote {
+		return false
+	}
+	return envNameRE.Match(toks[1].Bytes)
+}
+
+func overlapsAny(spans []span, start, end int) bool {
+	for _, s := range spans {
+		if s.start < end && start < s.end {
+			return true
+		}
+	}
+	return false
+}
+
+// valueEnd returns the index after the last token of the value that
+// starts at toks[i]: the value ends before a newline or a closing brace
+// outside any string, heredoc, template or bracket, or at EOF.
+func valueEnd(toks hclsyntax.Tokens, i int) int {
+	depth := 0
+	for ; i < len(toks); i++ {
+		switch toks[i].Type {
+		case hclsyntax.TokenEOF:
+			return i
+		case hclsyntax.TokenNewline, hclsyntax.TokenCBrace:
+			if depth <= 0 {
+				return i
+			}
+			if toks[i].Type == hclsyntax.TokenCBrace {
+				depth--
+			}
+		case hclsyntax.TokenOQuote, hclsyntax.TokenOHeredoc, hclsyntax.TokenOBrace, hclsyntax.TokenOBrack,
+			hclsyntax.TokenOParen, hclsyntax.TokenTemplateInterp, hclsyntax.TokenTemplateControl:
+			depth++
+		case hclsyntax.TokenCQuote, hclsyntax.TokenCHeredoc, hclsyntax.TokenCBrack, hclsyntax.TokenCParen,
+			hclsyntax.TokenTemplateSeqEnd:
+			depth--
+		}
+	}
+	return i
+}
+
+func mergeSpans(in []span) []span {
+	sort.Slice(in, func(i, j int) bool { return in[i].start < in[j].start })
+	var out []span
+	for _, s := range in {
+		if s.end <= s.start {
+			continue
+		}
+		if n := len(out); n > 0 && s.start <= out[n-1].end {
+			out[n-1].end = max(out[n-1].end, s.end)
+			out[n-1].named = out[n-1].named || s.named
+			continue
+		}
+		out = append(out, s)
+	}
+	return out
+}
+
+// maskedSource is src with every secret span replaced.
+type maskedSource struct {
+	text  []byte
+	spans []span // in src
+	moved []span // the same spans in text
+	lines []int  // the offset in text where each line starts
+}
+
+// maskSource replaces each span's text with mask, line by line, so that
+// line numbers stay as they were: a heredoc secret of three lines becomes
+// three lines of "***".
+func maskSource(src []byte) *maskedSource {
+	m := &maskedSource{spans: secretSpans(src)}
+	var b bytes.Buffer
+	prev := 0
+	for _, s := range m.spans {
+		b.Write(src[prev:s.start])
+		start := b.Len()
+		for k, part := range bytes.Split(src[s.start:s.end], []byte("\n")) {
+			if k > 0 {
+				b.WriteByte('\n')
+			}
+			if len(bytes.TrimRight(part, "\r")) > 0 {
+				b.WriteString(mask)
+			}
+		}
+		m.moved = append(m.moved, span{start, b.Len(), s.named})
+		prev = s.end
+	}
+	b.Write(src[prev:])
+	m.text = b.Bytes()
+	m.lines = []int{0}
+	for i, c := range m.text {
+		if c == '\n' {
+			m.lines = append(m.lines, i+1)
+		}
+	}
+	return m
+}
+
+// offset maps a byte offset of src to text: inside a masked span, to the
+// span's start.
+func (m *maskedSource) offset(o int) int {
+	// k is the number of spans that start at or before o.
+	k := sort.Search(len(m.spans), func(i int) bool { return m.spans[i].start > o })
+	if k == 0 {
+		return o
+	}
+	if s := m.spans[k-1]; o < s.end {
+		return m.moved[k-1].start
+	}
+	return o + m.moved[k-1].end - m.spans[k-1].end
+}
+
+// overlaps says whether rng touches a secret span.
+func (m *maskedSource) overlaps(rng *hcl.Range) bool {
+	if rng == nil {
+		return false
+	}
+	// The first span that ends after the range starts is the only
+	// candidate: spans are sorted and disjoint.
+	k := sort.Search(len(m.spans), func(i int) bool { return m.spans[i].end > rng.Start.Byte })
+	if k == len(m.spans) {
+		return false
+	}
+	s := m.spans[k]
+	return s.start < rng.End.Byte || s.start <= rng.Start.Byte // the latter: an empty range inside s
+}
+
+var quoted = regexp.MustCompile(`"(?:[^"\\]|\\.)*"`)
+
+// redactDiags removes from each diagnostic's summary and detail anything
+// that may come from a secret in src: where the diagnostic points into a
+// masked span, every quoted fragment that occurs in that span's text
+// (HCL's "The symbol "q" is not a valid escape sequence", "There is no
+// function named ..."); and everywhere, the whole text (4 bytes or more)
+// of a secret-named attribute's value. (An unknown attribute's value is
+// not removed everywhere: "sever" = "pop.example.com" must not blank out
+// every example host name.)
+func redactDiags(src []byte, diags hcl.Diagnostics) hcl.Diagnostics {
+	m := maskSource(src)
+	if len(m.spans) == 0 {
+		return diags
+	}
+	var secrets, named []string
+	for _, s := range m.spans {
+		v := strings.TrimSpace(string(src[s.start:s.end]))
+		for _, l := range append(strings.Split(v, "\n"), v) {
+			l = strings.TrimSpace(l)
+			forms := []string{l}
+			if u := strings.Trim(l, `"`); u != l {
+				forms = append(forms, u)
+			}
+			secrets = append(secrets, forms...)
+			if s.named {
+				named = append(named, forms...)
+			}
+		}
+	}
+	scrub := func(text string, inSecret bool) string {
+		if inSecret {
+			text = quoted.ReplaceAllStringFunc(text, func(q string) string {
+				inner := q[1 : len(q)-1]
+				for _, s := range secrets {
+					if inner != "" && strings.Contains(s, inner) {
+						return `"` + mask + `"`
+					}
+				}
+				return q
+			})
+		}
+		for _, s := range named {
+			if len(s) >= 4 {
+				text = strings.ReplaceAll(text, s, mask)
+			}
+		}
+		return text
+	}
+	for _, d := range diags {
+		in := m.overlaps(d.Subject) || m.overlaps(d.Context)
+		d.Summary = scrub(d.Summary, in)
+		d.Detail = scrub(d.Detail, in)
+	}
+	return diags
+}
+
+// snippet returns source line n (1-based) of m's text and the column
+// (in runes) and width of rng on it, for WriteDiagnostics' carets. ok is
+// false if the line does not exist.
+func (m *maskedSource) snippet(rng *hcl.Range) (line string, col, width int, ok bool) {
+	n := rng.Start.Line - 1
+	if n < 0 || n >= len(m.lines) {
+		return "", 0, 0, false
+	}
+	lineStart, lineEnd := m.lines[n], len(m.text)
+	if n+1 < len(m.lines) {
+		lineEnd = m.lines[n+1] - 1
+	}
+	line = strings.TrimRight(string(m.text[lineStart:lineEnd]), "\r")
+	start, end := m.offset(rng.Start.Byte), m.offset(rng.End.Byte)
+	if start >= lineStart && start <= lineStart+len(line) {
+		col = utf8.RuneCount(m.text[lineStart:start])
+	} else {
+		// The byte offset is not on this line (a file changed since
+		// it was parsed): fall back on the column.
+		col = min(max(rng.Start.Column-1, 0), utf8.RuneCountInString(line))
+		start = -1
+	}
+	width = 1
+	if rng.End.Line == rng.Start.Line {
+		if start >= 0 && end > start && end <= lineStart+len(line) {
+			width = max(utf8.RuneCount(m.text[start:end]), 1)
+		} else if start < 0 && rng.End.Column > rng.Start.Column {
+			width = rng.End.Column - rng.Start.Column
+		}
+	}
+	return line, col, width, true
+}

@@ -1,0 +1,332 @@
+package rcfile
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+)
+
+// nobody is the uid and gid the tests give files that must belong to
+// someone else (nobody/nogroup on Debian).
+const nobody = 65534
+
+// needRoot skips a test that must chown files to another user.
+func needRoot(t *testing.T) {
+	t.Helper()
+	if os.Geteuid() != 0 {
+		t.Skip("needs root to give a file to another user")
+	}
+}
+
+// privateDir is a fresh 0700 directory whose own ancestors are trusted
+// (t.TempDir is under the sticky /tmp, or wherever TMPDIR points).
+func privateDir(t *testing.T) string {
+	t.Helper()
+	dir := filepath.Join(t.TempDir(), "d")
+	if err := os.Mkdir(dir, 0o700); err != nil {
+		t.Fatal(err)
+	}
+	return dir
+}
+
+// TestCheckTrusted: CheckTrusted refuses a file another user can change,
+// directly or by replacing it in its directory, and says how to fix it.
+func TestCheckTrusted(t *testing.T) {
+	if err := CheckTrustedPath(t, "/etc/passwd"); err != nil {
+		t.Skipf("this machine's own /etc is not trusted (%v); the rules cannot be tested here", err)
+	}
+	type setup func(t *testing.T, dir string) string
+	file := func(mode os.FileMode, uid, gid int) setup {
+		return func(t *testing.T, dir string) string {
+			p := writeFile(t, dir, "f", "x\n", mode)
+			if uid >= 0 || gid >= 0 {
+				needRoot(t)
+				if err := os.Chown(p, uid, gid); err != nil {
+					t.Fatal(err)
+				}
+			}
+			return p
+		}
+	}
+	dirMode := func(mode os.FileMode, uid int) setup {
+		return func(t *testing.T, dir string) string {
+			sub := filepath.Join(dir, "sub")
+			if err := os.Mkdir(sub, 0o700); err != nil {
+				t.Fatal(err)
+			}
+			if err := os.Chmod(sub, mode); err != nil {
+				t.Fatal(err)
+			}
+			if uid >= 0 {
+				needRoot(t)
+				if err := os.Chown(sub, uid, -1); err != nil {
+					t.Fatal(err)
+				}
+			}
+			return writeFile(t, sub, "f", "x\n", 0o600)
+		}
+	}
+	tests := []struct {
+		name  string
+		setup setup
+		want  string // "" = trusted
+	}{
+		{"0600", file(0o600, -1, -1), ""},
+		{"0644", file(0o644, -1, -1), ""},
+		{"0400", file(0o400, -1, -1), ""},
+		{"other-writable", file(0o602, -1, -1), "writable by every user; run \"chmod go-w "},
+		{"group-writable, foreign group", file(0o620, -1, nobody), "writable by the group nogroup; run \"chmod go-w "},
+		{"owned by nobody", file(0o600, nobody, -1), "is owned by nobody, not by root; check its content, then run \"chown root "},
+		{"directory other-writable", dirMode(0o777, -1), "in the directory %s/sub, which is writable by every user, so that user can replace the file; run \"chmod go-w %[1]s/sub\""},
+		{"directory group-writable, foreign group", func(t *testing.T, dir string) string {
+			p := dirMode(0o770, -1)(t, dir)
+			needRoot(t)
+			if err := os.Chown(filepath.Dir(p), -1, nobody); err != nil {
+				t.Fatal(err)
+			}
+			return p
+		}, "which is writable by the group nogroup"},
+		{"directory sticky and other-writable", dirMode(0o777|os.ModeSticky, -1), ""},
+		{"directory owned by nobody", dirMode(0o755, nobody), "which is owned by nobody"},
+		{"symlink into an unsafe directory", func(t *testing.T, dir string) string {
+			target := dirMode(0o777, -1)(t, dir)
+			link := filepath.Join(dir, "link")
+			if err := os.Symlink(target, link); err != nil {
+				t.Fatal(err)
+			}
+			return link
+		}, "which is writable by every user"},
+		{"fifo", func(t *testing.T, dir string) string {
+			p := filepath.Join(dir, "fifo")
+			if err := syscall.Mkfifo(p, 0o600); err != nil {
+				t.Fatal(err)
+			}
+			return p
+		}, "is not a regular file"},
+		{"directory itself", func(t *testing.T, dir string) string { return dir }, "is not a regular file"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			dir := privateDir(t)
+			p := tt.setup(t, dir)
+			err := CheckTrustedPath(t, p)
+			want := tt.want
+			if strings.Contains(want, "%") {
+				want = fmt.Sprintf(want, dir)
+			}
+			switch {
+			case want == "" && err != nil:
+				t.Fatalf("CheckTrusted(%s) = %v; want nil", p, err)
+			case want != "" && (!errors.Is(err, ErrUntrustedFile) || !strings.Contains(err.Error(), want)):
+				t.Fatalf("CheckTrusted(%s) = %v; want ErrUntrustedFile containing %q", p, err, want)
+			}
+		})
+	}
+}
+
+// CheckTrustedPath opens p without blocking (p may be a FIFO) and checks
+// it with CheckTrusted.
+func CheckTrustedPath(t *testing.T, p string) error {
+	t.Helper()
+	f, err := os.OpenFile(p, os.O_RDONLY|syscall.O_NONBLOCK, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	return CheckTrusted(f, p)
+}
+
+// TestPrivateGroup: group write is harmless only where the group is the
+// owner's primary group and lists nobody else.
+func TestPrivateGroup(t *testing.T) {
+	needRoot(t) // the file must belong to root, whose primary group is 0
+	dir := privateDir(t)
+	p := writeFile(t, dir, "f", "x\n", 0o660)
+	for _, tt := range []struct {
+		groups string
+		ok     bool
+	}{
+		{"root:x:0:\n", true},
+		{"root:x:0:root\n", true},
+		{"daemon:x:1:\nroot:x:0:root,eve\n", false},
+		{"daemon:x:1:\n", false}, // not listed: not known to be private
+	} {
+		gf := writeFile(t, t.TempDir(), "group", tt.groups, 0o644)
+		old := groupFile
+		groupFile = gf
+		err := CheckTrustedPath(t, p)
+		groupFile = old
+		if (err == nil) != tt.ok {
+			t.Errorf("/etc/group %q: CheckTrusted = %v; want ok %v", tt.groups, err, tt.ok)
+		}
+	}
+}
+
+// TestLoadUntrusted: Load refuses an rc file, password_file,
+// aliases_file, mda or password_command program that another user can
+// change, at the right place and with
+// the fix; Resolve and OpenTrusted refuse them at use too.
+func TestLoadUntrusted(t *testing.T) {
+	fixedEnv(t)
+	const rc = `account "a" {
+  server   = "pop.example.com"
+  username = "joe"
+  %s
+  deliver { %s }
+  %s
+}
+`
+	multidrop := func(aliases string) string {
+		return fmt.Sprintf("multidrop {\n    local_domains = [\"example.com\"]\n    aliases_file = %q\n  }", aliases)
+	}
+	for _, tt := range []struct {
+		name    string
+		mode    os.FileMode // of the file under test
+		foreign bool        // owned by nobody
+		what    string      // "rc", "password_file", "aliases_file"
+		want    string      // "" = loads
+		line    int
+	}{
+		{"rc 0600", 0o600, false, "rc", "", 0},
+		{"rc other-writable", 0o602, false, "rc", "Unsafe rc file; ", 1},
+		{"rc group-writable", 0o620, false, "rc", "writable by the group nogroup", 1},
+		{"rc foreign", 0o600, true, "rc", "is owned by nobody", 1},
+		{"password_file 0600", 0o600, false, "password_file", "", 0},
+		{"password_file other-writable", 0o602, false, "password_file", "Unsafe password_file; ", 4},
+		{"password_file foreign", 0o600, true, "password_file", "is owned by nobody", 4},
+		{"aliases_file 0644", 0o644, false, "aliases_file", "", 0},
+		{"aliases_file group-writable", 0o664, false, "aliases_file", "Unsafe aliases_file; ", 8},
+		{"aliases_file foreign", 0o644, true, "aliases_file", "is owned by nobody", 8},
+		{"mda 0755", 0o755, false, "mda", "", 0},
+		{"mda other-writable", 0o757, false, "mda", "Unsafe mda program; ", 5},
+		{"mda foreign", 0o755, true, "mda", "is owned by nobody", 5},
+		{"password_command 0755", 0o755, false, "password_command", "", 0},
+		{"password_command group-writable", 0o775, false, "password_command", "Unsafe password_command program; ", 4},
+		{"ca_file 0644", 0o644, false, "ca_file", "", 0},
+		{"ca_file other-writable", 0o646, false, "ca_file", "Unsafe ca_file; account a: ca_file ", 1},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			dir := privateDir(t)
+			target := writeFile(t, dir, "target", "postmaster: joe\n", tt.mode)
+			if tt.what == "password_file" {
+				target = writeFile(t, dir, "target", "hunter2\n", tt.mode)
+			}
+			own := func(p string) {
+				if tt.foreign || strings.Contains(tt.name, "group") {
+					needRoot(t)
+					uid, gid := -1, nobody
+					if tt.foreign {
+						uid = nobody
+					}
+					if err := os.Chown(p, uid, gid); err != nil {
+						t.Fatal(err)
+					}
+				}
+			}
+			pw, dest, md := `password = "x"`, `maildir = "/var/mail/joe"`, ""
+			switch tt.what {
+			case "password_file":
+				pw = fmt.Sprintf("password_file = %q", target)
+			case "aliases_file":
+				dest, md = `maildir = "/var/mail/{user}"`, multidrop(target)
+			case "password_command":
+				pw = fmt.Sprintf("password_command = [%q]", target)
+			case "ca_file":
+				md = fmt.Sprintf("ca_file = %q", target)
+			case "mda":
+				dest = fmt.Sprintf("mda = [%q, \"-d\", \"joe\"]", target)
+			}
+			rcMode := os.FileMode(0o600)
+			if tt.what == "rc" {
+				rcMode = tt.mode
+			}
+			p := writeFile(t, dir, "rc.hcl", fmt.Sprintf(rc, pw, dest, md), rcMode)
+			if tt.what == "rc" {
+				own(p)
+			} else {
+				own(target)
+			}
+			cfg, diags := Load(p)
+			out := string(render(t, diags))
+			if tt.want == "" {
+				if diags.HasErrors() {
+					t.Fatalf("Load errors:\n%s", out)
+				}
+				return
+			}
+			if cfg != nil || !strings.Contains(out, tt.want) || !strings.Contains(out, "run \"ch") {
+				t.Fatalf("Load diagnostics:\n%s\nwant an error containing %q and the command that fixes it", out, tt.want)
+			}
+			d := diags[0]
+			if d.Subject.Start.Line != tt.line || d.Extra != ErrUntrustedFile {
+				t.Fatalf("diagnostic at line %d, Extra %v; want line %d, ErrUntrustedFile:\n%s", d.Subject.Start.Line, d.Extra, tt.line, out)
+			}
+			// Made unsafe after a load: refused at use as well.
+			switch tt.what {
+			case "password_file":
+				_, err := Password{File: target}.Resolve(context.Background())
+				if !errors.Is(err, ErrUntrustedFile) {
+					t.Fatalf("Resolve = %v; want ErrUntrustedFile", err)
+				}
+			case "aliases_file":
+				f, err := OpenTrusted(target)
+				if err == nil {
+					f.Close()
+				}
+				if !errors.Is(err, ErrUntrustedFile) {
+					t.Fatalf("OpenTrusted = %v; want ErrUntrustedFile", err)
+				}
+			}
+		})
+	}
+}
+
+// TestFIFONotOpenedBlocking: an rc file, password_file or aliases_file
+// that is a FIFO is refused at once, not waited on for a writer.
+func TestFIFONotOpenedBlocking(t *testing.T) {
+	p := filepath.Join(privateDir(t), "fifo")
+	if err := syscall.Mkfifo(p, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	for name, open := range map[string]func() error{
+		"Load": func() error {
+			if _, diags := Load(p); !diags.HasErrors() || !strings.Contains(diags[0].Detail, "not a regular file") {
+				return fmt.Errorf("Load = %v; want not a regular file", diags)
+			}
+			return nil
+		},
+		"Resolve": func() error {
+			if _, err := (Password{File: p}).Resolve(context.Background()); !errors.Is(err, ErrUntrustedFile) {
+				return fmt.Errorf("Resolve = %v; want ErrUntrustedFile", err)
+			}
+			return nil
+		},
+		"OpenTrusted": func() error {
+			f, err := OpenTrusted(p)
+			if err == nil {
+				f.Close()
+			}
+			if !errors.Is(err, ErrUntrustedFile) {
+				return fmt.Errorf("OpenTrusted = %v; want ErrUntrustedFile", err)
+			}
+			return nil
+		},
+	} {
+		done := make(chan error, 1)
+		go func() { done <- open() }()
+		select {
+		case err := <-done:
+			if err != nil {
+				t.Errorf("%s: %v", name, err)
+			}
+		case <-time.After(5 * time.Second):
+			t.Fatalf("%s blocks on a FIFO", name)
+		}
+	}
+}
