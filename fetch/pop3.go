@@ -244,6 +244,7 @@ func connect(ctx context.Context, network, addr string, o dialOptions) (*guardCo
 		// connection (mutt GHSA-346p-qx4x-g348).
 		return fail(fmt.Errorf("%w: server greeting %s", ErrProtocol, quote(greeting)))
 	}
+	pre := append(bytes.Clone(greeting), '\r', '\n')
 	if o.TLS == "starttls" {
 		if _, err := io.WriteString(c, "CAPA\r\n"); err != nil {
 			return fail(fmt.Errorf("capa: %w", err))
@@ -284,7 +285,10 @@ func connect(ctx context.Context, network, addr string, o dialOptions) (*guardCo
 		}
 		c = tc
 	}
-	return &guardConn{Conn: c, pre: append(greeting, '\r', '\n')}, nil
+	// greeting is a slice of br's buffer, which the CAPA and STLS reads
+	// above overwrote whenever the greeting was the longer (an APOP
+	// timestamp makes it so): replay a copy taken before them.
+	return &guardConn{Conn: c, pre: pre}, nil
 }
 
 func handshake(ctx context.Context, raw net.Conn, o dialOptions) (*tls.Conn, error) {
