@@ -25,7 +25,8 @@
 // message on the server; the worst outcome is a duplicate of a message that
 // was in flight, never a loss. If delivery fails, the session sends no DELE
 // for that message and closes without QUIT when the server might expunge
-// retrieved mail on its own (RFC 2449 EXPIRE 0); so does a session that
+// retrieved mail on its own (RFC 2449 EXPIRE 0, also spelt EXPIRE0; an
+// EXPIRE value that cannot be read counts as 0); so does a session that
 // retrieved a message it did not deliver for any other reason (a graceful
 // stop).
 //

@@ -983,14 +983,27 @@ func TestPollCancelAbortsWithoutQuit(t *testing.T) {
 // message it did not deliver, for whatever reason, must end without QUIT.
 func TestPollExpireZeroDropsWithoutQuitAfterFailure(t *testing.T) {
 	quitSent := func(srv *pop3test.Server) bool { return slices.Contains(srv.Commands(), "QUIT") }
-	t.Run("delivery failed", func(t *testing.T) {
-		srv := pop3test.NewServer(t, pop3test.Options{Messages: msgs(2), Capa: []string{"USER", "UIDL", "EXPIRE 0"}})
+	// Every spelling that means (or may mean) EXPIRE 0; GNU mailutils
+	// pop3d writes "EXPIRE0".
+	for _, expire := range []string{"EXPIRE 0", "EXPIRE0", "EXPIRE 0 USER", "EXPIRE", "EXPIRE soon"} {
+		t.Run("delivery failed/"+expire, func(t *testing.T) {
+			srv := pop3test.NewServer(t, pop3test.Options{Messages: msgs(2), Capa: []string{"USER", "UIDL", expire}})
+			a := testAccount(t, srv)
+			a.Keep = true
+			rec := &recorder{fail: func(uid string) error { return errors.New("nope") }}
+			poller(rec).Poll(context.Background(), a)
+			if quitSent(srv) {
+				t.Fatalf("QUIT sent after a failed delivery on a server that said %q", expire)
+			}
+		})
+	}
+	t.Run("delivery failed/EXPIRENEVER", func(t *testing.T) {
+		srv := pop3test.NewServer(t, pop3test.Options{Messages: msgs(2), Capa: []string{"USER", "UIDL", "EXPIRENEVER"}})
 		a := testAccount(t, srv)
-		a.Keep = true
 		rec := &recorder{fail: func(uid string) error { return errors.New("nope") }}
 		poller(rec).Poll(context.Background(), a)
-		if quitSent(srv) {
-			t.Fatal("QUIT sent after a failed delivery on an EXPIRE 0 server")
+		if !quitSent(srv) {
+			t.Fatal("no QUIT on a server that keeps retrieved mail (EXPIRENEVER)")
 		}
 	})
 	// A graceful stop reads the RETR replies already on their way but
