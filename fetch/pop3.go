@@ -487,6 +487,10 @@ func classifyLogin(err error) error {
 		return err
 	}
 	switch re.Code {
+	case "AUTH":
+		// RFC 3206 §4: the credentials themselves. Retrying them is
+		// what locks accounts: hold until the operator acts.
+		return fmt.Errorf("%w: %v", ErrAuth, err)
 	case "IN-USE":
 		return fmt.Errorf("%w: %v", ErrInUse, err)
 	case "LOGIN-DELAY":
@@ -494,9 +498,11 @@ func classifyLogin(err error) error {
 	case "SYS/TEMP":
 		return err
 	}
-	// [AUTH], [SYS/PERM] or no code at all: a wrong password is the usual
-	// cause, and retrying it is what locks accounts.
-	return fmt.Errorf("%w: %v", ErrAuth, err)
+	// No code (every -ERR of a server without RESP-CODES), [SYS/PERM] or
+	// a code popfetch does not know: perhaps a wrong password, perhaps
+	// the mailbox (solid-pop3d answers PASS "-ERR message is damaged").
+	// Not a reason to stop for good, nor to retry every poll.
+	return fmt.Errorf("%w (the server gave no [AUTH] code, so the cause may be the credentials or the mailbox): %v", ErrLoginRefused, err)
 }
 
 // quit ends the session; the server enters UPDATE and removes the messages

@@ -818,6 +818,42 @@ func TestPollAuthFailure(t *testing.T) {
 	}
 }
 
+// RFC 3206: only [AUTH] says the credentials are wrong. A server without
+// response codes answers PASS with a bare -ERR for anything (solid-pop3d:
+// "-ERR message is damaged"), which must not hold the account for good.
+func TestPollLoginClassification(t *testing.T) {
+	for _, tt := range []struct {
+		cmd, reply string
+		want       error // nil: a temporary failure, none of the sentinels
+	}{
+		{"PASS", "-ERR [AUTH] invalid credentials", ErrAuth},
+		{"PASS", "-ERR [auth] bad password", ErrAuth},
+		{"USER", "-ERR [AUTH] no such user", ErrAuth},
+		{"PASS", "-ERR message is damaged", ErrLoginRefused},
+		{"PASS", "-ERR", ErrLoginRefused},
+		{"PASS", "-ERR invalid password", ErrLoginRefused},
+		{"USER", "-ERR unknown user", ErrLoginRefused},
+		{"PASS", "-ERR [SYS/PERM] account disabled", ErrLoginRefused},
+		{"PASS", "-ERR [X-UNKNOWN] something", ErrLoginRefused},
+		{"PASS", "-ERR [IN-USE] mailbox locked", ErrInUse},
+		{"PASS", "-ERR [LOGIN-DELAY] too soon", ErrLoginDelay},
+		{"PASS", "-ERR [SYS/TEMP] try later", nil},
+	} {
+		t.Run(tt.cmd+" "+tt.reply, func(t *testing.T) {
+			srv := pop3test.NewServer(t, pop3test.Options{Capa: []string{"USER", "UIDL"}, Faults: []pop3test.Fault{{Cmd: tt.cmd, Action: pop3test.Reply, Reply: tt.reply}}})
+			res := poller(nil).Poll(context.Background(), testAccount(t, srv))
+			if res.Err == nil {
+				t.Fatal("Poll succeeded; want a login failure")
+			}
+			for _, s := range []error{ErrAuth, ErrLoginRefused, ErrInUse, ErrLoginDelay} {
+				if errors.Is(res.Err, s) != (s == tt.want) {
+					t.Fatalf("Poll error = %v; want it to wrap %v and no other sentinel", res.Err, tt.want)
+				}
+			}
+		})
+	}
+}
+
 func TestPollInUse(t *testing.T) {
 	srv := pop3test.NewServer(t, pop3test.Options{Faults: []pop3test.Fault{{Cmd: "PASS", Action: pop3test.Reply, Reply: "-ERR [IN-USE] mailbox locked"}}})
 	res := poller(nil).Poll(context.Background(), testAccount(t, srv))
