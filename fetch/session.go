@@ -1,6 +1,7 @@
 package fetch
 
 import (
+	"bytes"
 	"context"
 	"crypto/x509"
 	"errors"
@@ -10,6 +11,7 @@ import (
 	"net"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"sync"
 	"time"
@@ -525,14 +527,25 @@ type op struct {
 
 // fetch retrieves todo and deletes dele, pipelining commands when the server
 // offers PIPELINING (RFC 2449 §6.6): up to maxWindow commands, and up to
-// windowBytes of messages by their LIST sizes, are outstanding, so a
-// high-latency link costs about one round trip per window, not per message.
-// Without PIPELINING the window is one command: each waits for the answer
-// to the one before. Replies arrive in command order, so a FIFO of sent
-// commands is all the bookkeeping the wire needs. DELEs go through the same
-// window as RETRs, and replies are read while commands are sent, so a long
-// run of DELEs can never fill both directions of the connection at once
-// (the write/write deadlock of RFC 2449 §6.6).
+// windowBytes of messages by their LIST sizes, go out in one round, so a
+// high-latency link costs about one round trip per window, not per
+// message. Without PIPELINING a round is one command: each waits for the
+// answer to the one before. Replies arrive in command order, so a FIFO of
+// sent commands is all the bookkeeping the wire needs. DELEs go through the
+// same rounds as RETRs, and a round's replies are read before the next
+// round is sent, so a long run of DELEs can never fill both directions of
+// the connection at once (the write/write deadlock of RFC 2449 §6.6).
+//
+// A round ends when every reply to it has been read and the server has
+// sent nothing more (conn.idle): only then is it known that each reply
+// answered its own command. A server that sent one reply too many, or
+// skipped one, would otherwise have every later message taken for the
+// one before or after it, delivered and recorded under the wrong UID, and
+// the right one deleted unread. So a message read in a round is delivered
+// only once its round has ended in step; a round that breaks off (a reply
+// out of step, a missing reply that runs into its deadline) delivers
+// nothing, records nothing and deletes nothing, and the next poll starts
+// afresh.
 //
 // Deliveries run on up to deliverers goroutines while this loop goes on
 // reading: most of a delivery is waiting for fsync, and concurrent fsyncs
@@ -547,12 +560,14 @@ func (s *session) fetch(ctx context.Context, todo, dele []entry) error {
 	if c.caps.pipelining {
 		window = maxWindow
 	}
-	var inflight int64   // LIST sizes of the outstanding RETRs
-	var held int64       // bytes of the messages being delivered
-	var queue []op       // sent, reply not yet read, in command order
-	var deles []entry    // recorded durably, DELE not yet sent
-	var recorded []entry // delivered and recorded, awaiting the store's fsync
-	retrs := 0           // RETRs in queue
+	var inflight int64        // LIST sizes of the outstanding RETRs
+	var held int64            // bytes of the messages read and not yet delivered, or being delivered
+	var queue []op            // sent, reply not yet read, in command order
+	var deles []entry         // recorded durably, DELE not yet sent
+	var recorded []entry      // delivered and recorded, awaiting the store's fsync
+	var unchecked []retrieved // read in the current round, which has not ended yet
+	var ready []retrieved     // read in a round that ended in step, to be delivered
+	retrs := 0                // RETRs in queue
 	results := make(chan delivery, deliverers)
 	running := 0 // deliveries not yet collected
 	var fatal error
@@ -572,6 +587,8 @@ func (s *session) fetch(ctx context.Context, todo, dele []entry) error {
 		}
 	}
 	// Whatever happens, no delivery is abandoned half-way: wait for all.
+	// Only deliveries of messages whose round ended in step are running;
+	// what was read after a desync was never started.
 	defer func() {
 		for running > 0 {
 			collect(<-results)
@@ -609,42 +626,65 @@ func (s *session) fetch(ctx context.Context, todo, dele []entry) error {
 				break drain
 			}
 		}
+		if stopping(ctx) && len(ready) > 0 {
+			// Graceful stop: what is being delivered is finished; a
+			// message read but not yet being delivered is left on the
+			// server. A server with EXPIRE 0 then gets no QUIT at all
+			// (see keepConnUpdate), as it might expire it.
+			for _, r := range ready {
+				held -= int64(len(r.m.Raw))
+			}
+			ready = nil
+		}
+		for running < deliverers && len(ready) > 0 {
+			r := ready[0]
+			ready = ready[1:]
+			running++
+			go func() { results <- s.deliver(ctx, r.e, r.m) }()
+		}
 		if len(recorded) >= batch {
 			if err := flush(); err != nil {
 				return err
 			}
 		}
-		for len(queue) < window && len(deles) > 0 {
-			e := deles[0]
-			if err := c.send("DELE", e.Num); err != nil {
-				return err
+		if len(queue) == 0 {
+			// A new round.
+			for len(queue) < window && len(deles) > 0 {
+				e := deles[0]
+				if err := c.send("DELE", e.Num); err != nil {
+					return err
+				}
+				deles = deles[1:]
+				queue = append(queue, op{"DELE", e})
 			}
-			deles = deles[1:]
-			queue = append(queue, op{"DELE", e})
-		}
-		for len(queue) < window && next < len(todo) && !stopping(ctx) && ctx.Err() == nil {
-			e := todo[next]
-			// go-pop3 reads each reply whole into memory, and a
-			// message stays there until its delivery is over. So the
-			// byte window counts the messages being delivered too, and
-			// a message bigger than the window is retrieved only when
-			// nothing else is in flight or being delivered: a mailbox
-			// of large messages never holds more than one at a time,
-			// which, with maxMessageSize, bounds a session's memory.
-			if (retrs > 0 || running > 0) && inflight+held+e.Size > windowBytes {
-				break
+			for len(queue) < window && next < len(todo) && !stopping(ctx) && ctx.Err() == nil {
+				e := todo[next]
+				// go-pop3 reads each reply whole into memory, and a
+				// message stays there until its delivery is over. So
+				// the byte window counts the messages read and being
+				// delivered too, and a message bigger than the window
+				// is retrieved only when nothing else is in flight,
+				// waiting or being delivered: a mailbox of large
+				// messages never holds more than one at a time, which,
+				// with maxMessageSize, bounds a session's memory.
+				if (retrs > 0 || held > 0) && inflight+held+e.Size > windowBytes {
+					break
+				}
+				inflight += e.Size
+				next++
+				if err := c.send("RETR", e.Num); err != nil {
+					return err
+				}
+				queue = append(queue, op{"RETR", e})
+				retrs++
 			}
-			inflight += e.Size
-			next++
-			if err := c.send("RETR", e.Num); err != nil {
-				return err
-			}
-			queue = append(queue, op{"RETR", e})
-			retrs++
 		}
 		if len(queue) == 0 {
 			if running > 0 {
 				collect(<-results)
+				continue
+			}
+			if len(ready) > 0 {
 				continue
 			}
 			if err := flush(); err != nil {
@@ -666,9 +706,9 @@ func (s *session) fetch(ctx context.Context, todo, dele []entry) error {
 				// The message stays; it is recorded, so the next poll
 				// tries DELE again.
 				s.log.Warn("DELE refused; message stays on the server and is deleted next poll", "uid", o.e.UID, "msgnum", o.e.Num, "err", err)
-				continue
+			} else {
+				s.res.Deleted++
 			}
-			s.res.Deleted++
 		case "RETR":
 			retrs--
 			inflight -= o.e.Size
@@ -676,25 +716,23 @@ func (s *session) fetch(ctx context.Context, todo, dele []entry) error {
 			if err != nil {
 				return err
 			}
-			if m == nil {
-				continue // refused by the server; counted
-			}
-			if stopping(ctx) {
-				// Graceful stop: what is being delivered is finished;
-				// a reply that was already on its way is read (the
-				// session must reach QUIT) but left on the server. A
-				// server with EXPIRE 0 then gets no QUIT at all (see
-				// keepConnUpdate), as it might expire this message.
-				continue
-			}
-			for running >= deliverers {
-				collect(<-results)
-			}
-			running++
 			held += int64(len(m.Raw))
-			go func() { results <- s.deliver(ctx, o.e, m) }()
+			unchecked = append(unchecked, retrieved{o.e, m})
+		}
+		if len(queue) == 0 {
+			// The round ended in step (the last reply's read checked
+			// that nothing more came): its messages are the ones their
+			// UIDs name.
+			ready = append(ready, unchecked...)
+			unchecked = unchecked[:0]
 		}
 	}
+}
+
+// retrieved is a message read in full, not yet handed to a delivery.
+type retrieved struct {
+	e entry
+	m *deliver.Message
 }
 
 // Pipelining and batching limits of one session.
@@ -713,38 +751,97 @@ type delivery struct {
 	err  error // the session cannot go on (the store failed)
 }
 
-// retrieve reads one RETR reply. It returns an error only when the session
-// cannot go on; a message the server refuses is logged and counted, and nil
-// is returned for it.
+// retrieve reads one RETR reply. Any error ends the session: a message
+// that LIST has just listed is not refused by a server whose replies are
+// in step, so an -ERR is taken as a sign that they are not, as is a reply
+// that does not fit the message (see checkRetr).
 func (s *session) retrieve(ctx context.Context, e entry) (*deliver.Message, error) {
 	c := s.c
 	d := time.Now().Add(retrDeadline(c.timeout, e.Size))
-	if _, err := c.status("RETR", lineBudget, d); err != nil {
+	st, err := c.head("RETR", lineBudget, d)
+	if err != nil {
 		if isERR(err) {
-			s.res.Failed++
-			s.log.Warn("RETR refused; message stays on the server", "uid", e.UID, "msgnum", e.Num, "err", err)
-			return nil, nil
+			err = c.outOfStep(fmt.Errorf("%w; a message LIST has just listed was refused, so the replies may be out of step: ending the session", err))
 		}
 		return nil, s.retrFailed(ctx, e, err)
+	}
+	if n, ok := retrOctets(st); ok && n != e.Size {
+		return nil, s.retrFailed(ctx, e, c.outOfStep(fmt.Errorf("%w (RETR %d announces %d octets, LIST said %d)", errMismatch, e.Num, n, e.Size)))
 	}
 	raw, err := c.body("RETR", retrBudget(e.Size), d)
 	if err != nil {
 		return nil, s.retrFailed(ctx, e, err)
+	}
+	if err := checkRetr(e, raw); err != nil {
+		return nil, s.retrFailed(ctx, e, c.outOfStep(err))
 	}
 	s.retrieved++
 	s.p.retrOK(s.mailbox, e.UID)
 	return &deliver.Message{Account: s.a.Name, Server: s.a.Server, User: s.a.Username, UID: e.UID, Fetched: s.p.now(), Raw: raw}, nil
 }
 
+// retrOctets reads the size a RETR status line announces ("+OK 120
+// octets", RFC 1939 §7); ok is false if it announces none. Servers that
+// announce one count it as they count LIST sizes (octets as stored with
+// CRLF line ends, before dot-stuffing), so it must equal the LIST size: a
+// different number is another message's reply.
+func retrOctets(st []byte) (n int64, ok bool) {
+	f := bytes.Fields(st)
+	if len(f) == 0 || len(f[0]) > 18 || len(bytes.TrimLeft(f[0], "0123456789")) != 0 {
+		return 0, false
+	}
+	if len(f) > 1 && !bytes.HasPrefix(bytes.ToLower(f[1]), []byte("octet")) {
+		return 0, false // "+OK 2 messages follow", not a size
+	}
+	n, err := strconv.ParseInt(string(f[0]), 10, 64)
+	return n, err == nil
+}
+
+// checkRetr checks that a message read whole fits the entry it was asked
+// for. A first line that is itself a POP3 status line is the real status
+// line of this reply behind a surplus "+OK" the server sent before it (a
+// message begins with a header field, RFC 5322 §2.1, and "+OK ..." is
+// not one). The size must be within the bounds set for the reply: at most
+// retrBudget of the LIST size, and the LIST size at most retrBudget of
+// the size read. That is loose on purpose: servers whose LIST sizes are
+// approximate are common enough that fetchmail only warns about a
+// mismatch; within it, equal and near-equal sizes are not told apart,
+// which is why the primary defence is that no reply may arrive when none
+// is due (conn.idle).
+func checkRetr(e entry, raw []byte) error {
+	first, _, _ := bytes.Cut(raw, []byte("\r\n"))
+	if isStatusLine(first) {
+		return fmt.Errorf("%w (message %d begins with the status line %s)", errMismatch, e.Num, quote(first))
+	}
+	if got := int64(len(raw)); got > retrBudget(e.Size) || e.Size > retrBudget(got) {
+		return fmt.Errorf("%w (message %d has %d octets, LIST said %d)", errMismatch, e.Num, got, e.Size)
+	}
+	return nil
+}
+
+// isStatusLine reports whether line is a POP3 status line as go-pop3 reads
+// one.
+func isStatusLine(line []byte) bool {
+	for _, p := range []string{"+OK", "-ERR"} {
+		if rest, ok := bytes.CutPrefix(line, []byte(p)); ok && (len(rest) == 0 || rest[0] == ' ') {
+			return true
+		}
+	}
+	return false
+}
+
 // retrFailed handles a RETR reply that broke the session. A reply larger
 // than its budget (2×LIST size + 1 MiB) is the message's own fault and will
 // be again: it is noted at once, like a message over `limit`, so that the
 // rest of the mailbox flows even for a one-shot `popfetch fetch`. A
-// message that misses its deadline in poisonPolls polls in a row (counted
-// for the Poller's life) is given up the same way. A dropped connection or
-// a cancelled poll says nothing about the message and is not counted:
-// otherwise a flaky link would make popfetch abandon whatever happened to be
-// on the wire.
+// message that misses its deadline, is refused (-ERR) or gets a reply that
+// does not fit it (errMismatch) in poisonPolls polls in a row (counted for
+// the Poller's life) is given up the same way: a stray reply from the
+// server lands on a different message each time, a message the server
+// cannot send does not. A dropped connection, a cancelled poll or a surplus
+// reply after this message's own says nothing about the message and is not
+// counted: otherwise a flaky link would make popfetch abandon whatever
+// happened to be on the wire.
 func (s *session) retrFailed(ctx context.Context, e entry, err error) error {
 	err = fmt.Errorf("retr %d (uid %s): %w", e.Num, e.UID, err)
 	if ctx.Err() != nil {
@@ -755,11 +852,11 @@ func (s *session) retrFailed(ctx context.Context, e entry, err error) error {
 	switch {
 	case errors.Is(err, errBudget):
 		why = "its reply is far larger than the server's LIST size"
-	case errors.As(err, &ne) && ne.Timeout():
+	case errors.As(err, &ne) && ne.Timeout(), isERR(err), errors.Is(err, errMismatch):
 		if n := s.p.retrFailed(s.mailbox, e.UID); n < poisonPolls {
 			return err
 		}
-		why = fmt.Sprintf("it missed its deadline in %d polls in a row", poisonPolls)
+		why = fmt.Sprintf("its retrieval failed the same way in %d polls in a row", poisonPolls)
 	default:
 		return err
 	}

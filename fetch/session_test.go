@@ -428,7 +428,7 @@ func TestPollMessageOverHardMax(t *testing.T) {
 			srv := pop3test.NewServer(t, pop3test.Options{
 				Messages: msgs(2),
 				Faults: []pop3test.Fault{
-					{Cmd: "LIST", Session: 1, Action: pop3test.Reply, Reply: "+OK\r\n1 " + claim + "\r\n2 100\r\n."},
+					{Cmd: "LIST", Session: 1, Action: pop3test.Reply, Reply: "+OK\r\n1 " + claim + "\r\n2 " + fmt.Sprint(len(msg(2).Data)) + "\r\n."},
 					{Cmd: "LIST", Session: 2, Action: pop3test.Reply, Reply: "+OK\r\n1 " + claim + "\r\n."}, // 2 was deleted
 				},
 			})
@@ -456,12 +456,19 @@ func TestPollMessageOverHardMax(t *testing.T) {
 
 // A LIST size smaller than the message is common enough (dot-stuffing, bare
 // LF sent as CRLF, servers that count wrong): the budget leaves room for
-// twice the size plus 1 MiB.
+// twice the size plus 1 MiB. Such a server's RETR announces the same wrong
+// size, if any.
 func TestPollListUndercounts(t *testing.T) {
 	m := pop3test.Message{UID: "under", Data: []byte("Subject: under\r\n\r\n" + strings.Repeat("x", 200<<10) + "\r\n")}
 	srv := pop3test.NewServer(t, pop3test.Options{
 		Messages: []pop3test.Message{m},
-		Faults:   []pop3test.Fault{{Cmd: "LIST", Action: pop3test.Reply, Reply: "+OK\r\n1 1000\r\n."}},
+		Faults: []pop3test.Fault{
+			{Cmd: "LIST", Action: pop3test.Reply, Reply: "+OK\r\n1 1000\r\n."},
+			{Cmd: "RETR", Action: pop3test.Custom, Func: func(c *pop3test.Conn) {
+				_, rest := splitAnswer(c.Answer())
+				c.Write(append([]byte("+OK 1000 octets\r\n"), rest...))
+			}},
+		},
 	})
 	a := testAccount(t, srv)
 	if res := poller(&recorder{}).Poll(context.Background(), a); res.Err != nil || res.Delivered != 1 {
