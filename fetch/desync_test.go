@@ -73,19 +73,34 @@ func TestPollRepliesOutOfStep(t *testing.T) {
 		{"DELE reply missing", pop3test.Fault{Cmd: "DELE", N: 1, Action: pop3test.Skip}},
 		{"stray +OK after LIST", pop3test.Fault{Cmd: "LIST", N: 1, Action: pop3test.Append, Reply: "+OK stray"}},
 	}
-	for _, pipelining := range []bool{true, false} {
+	caPEM, serverTLS, _ := pop3test.GenerateCert(t)
+	for _, mode := range []struct {
+		name       string
+		pipelining bool
+		tls        bool
+	}{
+		{"pipelined", true, false},
+		{"without pipelining", false, false},
+		{"pipelined over TLS", true, true},
+	} {
 		capa := []string{"USER", "UIDL", "TOP", "RESP-CODES"}
-		mode := "without pipelining"
-		if pipelining {
-			capa, mode = append(capa, "PIPELINING"), "pipelined"
+		if mode.pipelining {
+			capa = append(capa, "PIPELINING")
 		}
 		for _, tt := range faults {
-			t.Run(mode+"/"+tt.name, func(t *testing.T) {
+			t.Run(mode.name+"/"+tt.name, func(t *testing.T) {
 				f := tt.fault
 				f.Session = 1
-				srv := pop3test.NewServer(t, pop3test.Options{Messages: mailbox, Capa: capa, Faults: []pop3test.Fault{f}})
+				opts := pop3test.Options{Messages: mailbox, Capa: capa, Faults: []pop3test.Fault{f}}
+				if mode.tls {
+					opts.TLS, opts.Implicit = serverTLS, true
+				}
+				srv := pop3test.NewServer(t, opts)
 				a := testAccount(t, srv)
 				a.Timeout = time.Second
+				if mode.tls {
+					a.TLS, a.Server, a.CAFile = rcfile.TLSImplicit, "localhost", pop3test.WriteCAFile(t, caPEM)
+				}
 				rec := &contentRecorder{}
 				p := poller(nil)
 				p.Dispatcher = func(*rcfile.Account) (Dispatcher, error) { return rec, nil }

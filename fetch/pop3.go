@@ -144,6 +144,17 @@ const tlsPeek = 20 * time.Millisecond
 // only when no reply is due, so any such byte is one too many; a byte read
 // here is not given back, as the session ends on it.
 func (g *guardConn) waiting() bool {
+	var b [1]byte
+	if g.raw != g.Conn {
+		// crypto/tls keeps what it decrypted beyond the bytes asked for,
+		// and whole records it received: with a deadline already past,
+		// Read returns from those or times out at once (a timeout does
+		// not break a tls.Conn).
+		g.Conn.SetReadDeadline(time.Unix(1, 0))
+		if n, _ := g.Conn.Read(b[:]); n > 0 {
+			return true
+		}
+	}
 	// An expired read deadline would make the look fail; the next reply
 	// sets its own (expect).
 	g.raw.SetReadDeadline(time.Time{})
@@ -154,7 +165,6 @@ func (g *guardConn) waiting() bool {
 		return true
 	}
 	g.Conn.SetReadDeadline(time.Now().Add(tlsPeek))
-	var b [1]byte
 	n, _ := g.Conn.Read(b[:])
 	return n > 0
 }
