@@ -13,11 +13,23 @@
 //	    over the size limit or the 1 GiB hard maximum → left on the server,
 //	    noted once; given up, durably, when its reply overruns its bound
 //	    or it misses its deadline 3 polls in a row → skipped)
-//	  → pipelined RETR (RFC 2449 PIPELINING; one command at a time
-//	    without it) into a bounded in-memory spool, one deadline per message
-//	  → Deliver (up to 4 at once) → UIDL record → per batch: fsync of the
-//	    UIDL journal, then DELE for the batch (unless keep), through the same
-//	    command window as RETR → QUIT.
+//	  → RETR in rounds (RFC 2449 PIPELINING: up to 128 commands or 4 MiB
+//	    per round; one command per round without it) into a bounded
+//	    in-memory spool, one deadline per message
+//	  → once the round's every reply is read and the server is silent:
+//	    Deliver (up to 4 at once) → UIDL record → per batch: fsync of the
+//	    UIDL journal, then DELE for the batch (unless keep), in the same
+//	    rounds as RETR → QUIT.
+//
+// Replies are counted against commands. When no reply is due the server
+// must have sent nothing (checked in go-pop3's buffer, in crypto/tls and on
+// the socket); a RETR reply must fit its message (an "+OK n octets" equal
+// to the LIST size, no status line as the first line, a size within the
+// reply's budget of LIST's); a -ERR to RETR of a listed message, a reply
+// that does not fit, a surplus or a missing reply (its deadline) ends the
+// session at once: nothing read in the broken round is delivered or
+// recorded, and no further command (DELE, QUIT) is sent. Otherwise one
+// stray line would shift every later reply onto the wrong message.
 //
 // The invariant, which every change here must keep: a message's UID is
 // recorded only after the message is durably delivered, and DELE is sent only
