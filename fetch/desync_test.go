@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"fmt"
 	"slices"
 	"sync"
 	"testing"
@@ -204,5 +205,57 @@ func TestCheckRetr(t *testing.T) {
 		if err := checkRetr(e, tt.raw); (err == nil) != tt.ok {
 			t.Errorf("%s: checkRetr = %v; want ok %v", tt.name, err, tt.ok)
 		}
+	}
+}
+
+// A RETR reply announcing another size than LIST is another message's
+// reply, unless what follows is exactly what LIST counted (the server only
+// announced a wrong number). A mismatch ends the poll, delivering nothing
+// of its round; the message is retried, and given up after poisonPolls
+// polls in a row.
+func TestPollRetrAnnouncedSize(t *testing.T) {
+	announce := func(status string) func(c *pop3test.Conn) {
+		return func(c *pop3test.Conn) {
+			_, rest := splitAnswer(c.Answer())
+			c.Write(append([]byte(status+"\r\n"), rest...))
+		}
+	}
+	size := len(msg(1).Data)
+	for _, tt := range []struct {
+		name, status string
+		listSize     string // "" = the true size
+		ok           bool
+	}{
+		{"as LIST", fmt.Sprintf("+OK %d octets", size), "", true},
+		{"none", "+OK message follows", "", true},
+		{"wrong number, right message", fmt.Sprintf("+OK %d octets", size+7), "", true},
+		{"another message's", fmt.Sprintf("+OK %d octets", size), fmt.Sprint(size + 7), false},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			faults := []pop3test.Fault{{Cmd: "RETR", Action: pop3test.Custom, Func: announce(tt.status)}}
+			if tt.listSize != "" {
+				faults = append(faults, pop3test.Fault{Cmd: "LIST", Action: pop3test.Reply, Reply: "+OK\r\n1 " + tt.listSize + "\r\n."})
+			}
+			srv := pop3test.NewServer(t, pop3test.Options{Messages: msgs(1), Faults: faults})
+			a := testAccount(t, srv)
+			rec := &recorder{}
+			p := poller(rec)
+			res := p.Poll(context.Background(), a)
+			if tt.ok {
+				if res.Err != nil || len(rec.got) != 1 || len(srv.Messages()) != 0 {
+					t.Fatalf("Poll = %+v, delivered %v", res, rec.got)
+				}
+				return
+			}
+			if !errors.Is(res.Err, errMismatch) || len(rec.got) != 0 || len(srv.Messages()) != 1 {
+				t.Fatalf("Poll = %+v, delivered %v; want a mismatch and nothing delivered", res, rec.got)
+			}
+			for i := 2; i <= poisonPolls; i++ {
+				p.Poll(context.Background(), a)
+			}
+			if !storeGivenUp(t, a, "uid-0001") || len(rec.got) != 0 {
+				t.Fatalf("after %d mismatches: given up %v, delivered %v; want given up, never delivered", poisonPolls, storeGivenUp(t, a, "uid-0001"), rec.got)
+			}
+		})
 	}
 }

@@ -765,12 +765,14 @@ func (s *session) retrieve(ctx context.Context, e entry) (*deliver.Message, erro
 		}
 		return nil, s.retrFailed(ctx, e, err)
 	}
-	if n, ok := retrOctets(st); ok && n != e.Size {
-		return nil, s.retrFailed(ctx, e, c.outOfStep(fmt.Errorf("%w (RETR %d announces %d octets, LIST said %d)", errMismatch, e.Num, n, e.Size)))
-	}
 	raw, err := c.body("RETR", retrBudget(e.Size), d)
 	if err != nil {
 		return nil, s.retrFailed(ctx, e, err)
+	}
+	// Another message's reply announces that message's size. A server
+	// that merely announces a wrong one still sends what LIST counted.
+	if n, ok := retrOctets(st); ok && n != e.Size && int64(len(raw)) != e.Size {
+		return nil, s.retrFailed(ctx, e, c.outOfStep(fmt.Errorf("%w (RETR %d announces %d octets, LIST said %d)", errMismatch, e.Num, n, e.Size)))
 	}
 	if err := checkRetr(e, raw); err != nil {
 		return nil, s.retrFailed(ctx, e, c.outOfStep(err))
@@ -784,7 +786,8 @@ func (s *session) retrieve(ctx context.Context, e entry) (*deliver.Message, erro
 // octets", RFC 1939 §7); ok is false if it announces none. Servers that
 // announce one count it as they count LIST sizes (octets as stored with
 // CRLF line ends, before dot-stuffing), so it must equal the LIST size: a
-// different number is another message's reply.
+// different number is another message's reply, unless the message that
+// follows has exactly the LIST size (see retrieve).
 func retrOctets(st []byte) (n int64, ok bool) {
 	f := bytes.Fields(st)
 	if len(f) == 0 || len(f[0]) > 18 || len(bytes.TrimLeft(f[0], "0123456789")) != 0 {
