@@ -727,7 +727,7 @@ func (d *Daemon) finishLocked(done pollDone) {
 		if r.Err != nil {
 			// The failure belongs to the settings Reload replaced: give
 			// the new ones a fresh start instead of a hold or backoff.
-			a.authHold, a.failures, a.lastErr = false, 0, ""
+			a.authHold, a.refused, a.failures, a.lastErr = false, false, 0, ""
 			a.next = now.Add(d.jitter(firstPollJitter(iv)))
 		}
 	}
@@ -804,7 +804,7 @@ func (d *Daemon) Reload(cfg *rcfile.Config) error {
 		d.log.Info("account changed", "account", na.Name)
 		switch {
 		case a.authHold || a.failures > 0:
-			a.authHold, a.failures, a.lastErr = false, 0, ""
+			a.authHold, a.refused, a.failures, a.lastErr = false, false, 0, ""
 			a.next = now.Add(d.jitter(firstPollJitter(iv)))
 		case !a.lastEnd.IsZero():
 			a.next = maxTime(a.lastEnd.Add(iv), now)
