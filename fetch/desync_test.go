@@ -6,6 +6,8 @@ import (
 	"errors"
 	"fmt"
 	"slices"
+	"strconv"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -258,4 +260,40 @@ func TestPollRetrAnnouncedSize(t *testing.T) {
 			}
 		})
 	}
+}
+
+func FuzzRetrOctets(f *testing.F) {
+	f.Add([]byte("120 octets"))
+	f.Add([]byte("0120 Octets follow"))
+	f.Add([]byte("2 messages"))
+	f.Add([]byte("99999999999999999999 octets"))
+	f.Fuzz(func(t *testing.T, st []byte) {
+		n, ok := retrOctets(st)
+		if !ok {
+			return
+		}
+		first := bytes.Fields(st)[0]
+		if n < 0 || strings.TrimLeft(string(first), "0") != strings.TrimLeft(strconv.FormatInt(n, 10), "0") {
+			t.Fatalf("retrOctets(%q) = %d from %q", st, n, first)
+		}
+	})
+}
+
+func FuzzCheckRetr(f *testing.F) {
+	f.Add([]byte("Subject: x\r\n\r\nbody\r\n"), int64(20))
+	f.Add([]byte("+OK 20 octets\r\nSubject: x\r\n"), int64(20))
+	f.Add([]byte("-ERR"), int64(4))
+	f.Fuzz(func(t *testing.T, raw []byte, size int64) {
+		if size < 0 {
+			return // LIST sizes are never negative (parseListing)
+		}
+		err := checkRetr(entry{Num: 1, UID: "u", Size: size}, raw)
+		first, _, _ := bytes.Cut(raw, []byte("\r\n"))
+		if isStatusLine(first) && err == nil {
+			t.Fatalf("checkRetr accepted a message that begins with the status line %q", first)
+		}
+		if err != nil && !errors.Is(err, errMismatch) {
+			t.Fatalf("checkRetr error %v does not wrap errMismatch", err)
+		}
+	})
 }
