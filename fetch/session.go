@@ -566,10 +566,15 @@ func (s *session) fetch(ctx context.Context, todo, dele []entry) error {
 	var deles []entry         // recorded durably, DELE not yet sent
 	var recorded []entry      // delivered and recorded, awaiting the store's fsync
 	var unchecked []retrieved // read in the current round, which has not ended yet
-	var ready []retrieved     // read in a round that ended in step, to be delivered
 	retrs := 0                // RETRs in queue
 	results := make(chan delivery, deliverers)
-	running := 0 // deliveries not yet collected
+	running := 0 // deliveries started and not yet collected
+	// A round's messages are started together when it ends; sem lets
+	// deliverers of them run at once, and the rest wait their turn
+	// without holding up this loop, which may be blocked on the next
+	// round's replies meanwhile.
+	sem := make(chan struct{}, deliverers)
+	ended := make(chan struct{}) // closed when fetch returns: deliveries not yet begun are not begun
 	var fatal error
 	collect := func(d delivery) {
 		running--
@@ -582,18 +587,45 @@ func (s *session) fetch(ctx context.Context, todo, dele []entry) error {
 		case d.ok:
 			s.res.Delivered++
 			recorded = append(recorded, d.e)
+		case d.skipped:
 		default:
 			s.res.Failed++
 		}
 	}
 	// Whatever happens, no delivery is abandoned half-way: wait for all.
-	// Only deliveries of messages whose round ended in step are running;
-	// what was read after a desync was never started.
+	// Only messages whose round ended in step are ever started; what was
+	// read after a desync never is. One started but still waiting for its
+	// turn is left on the server.
 	defer func() {
+		close(ended)
 		for running > 0 {
 			collect(<-results)
 		}
 	}()
+	start := func(r retrieved) {
+		running++
+		go func() {
+			sem <- struct{}{}
+			var d delivery
+			select {
+			case <-ended:
+				d = delivery{e: r.e, size: int64(len(r.m.Raw)), skipped: true}
+			default:
+				if stopping(ctx) || ctx.Err() != nil {
+					// Graceful stop: what is being delivered is
+					// finished; a message read but not yet being
+					// delivered is left on the server. A server with
+					// EXPIRE 0 then gets no QUIT at all (see
+					// keepConnUpdate), as it might expire it.
+					d = delivery{e: r.e, size: int64(len(r.m.Raw)), skipped: true}
+				} else {
+					d = s.deliver(ctx, r.e, r.m)
+				}
+			}
+			<-sem
+			results <- d
+		}()
+	}
 	flush := func() error {
 		if len(recorded) == 0 {
 			return nil
@@ -625,22 +657,6 @@ func (s *session) fetch(ctx context.Context, todo, dele []entry) error {
 			default:
 				break drain
 			}
-		}
-		if stopping(ctx) && len(ready) > 0 {
-			// Graceful stop: what is being delivered is finished; a
-			// message read but not yet being delivered is left on the
-			// server. A server with EXPIRE 0 then gets no QUIT at all
-			// (see keepConnUpdate), as it might expire it.
-			for _, r := range ready {
-				held -= int64(len(r.m.Raw))
-			}
-			ready = nil
-		}
-		for running < deliverers && len(ready) > 0 {
-			r := ready[0]
-			ready = ready[1:]
-			running++
-			go func() { results <- s.deliver(ctx, r.e, r.m) }()
 		}
 		if len(recorded) >= batch {
 			if err := flush(); err != nil {
@@ -684,9 +700,6 @@ func (s *session) fetch(ctx context.Context, todo, dele []entry) error {
 				collect(<-results)
 				continue
 			}
-			if len(ready) > 0 {
-				continue
-			}
 			if err := flush(); err != nil {
 				return err
 			}
@@ -723,7 +736,9 @@ func (s *session) fetch(ctx context.Context, todo, dele []entry) error {
 			// The round ended in step (the last reply's read checked
 			// that nothing more came): its messages are the ones their
 			// UIDs name.
-			ready = append(ready, unchecked...)
+			for _, r := range unchecked {
+				start(r)
+			}
 			unchecked = unchecked[:0]
 		}
 	}
@@ -745,10 +760,11 @@ const (
 
 // delivery is the outcome of one message's delivery goroutine.
 type delivery struct {
-	e    entry
-	size int64 // of the message in memory, released now
-	ok   bool  // delivered and recorded
-	err  error // the session cannot go on (the store failed)
+	e       entry
+	size    int64 // of the message in memory, released now
+	ok      bool  // delivered and recorded
+	skipped bool  // not begun (a stop, or the session ended first): left on the server
+	err     error // the session cannot go on (the store failed)
 }
 
 // retrieve reads one RETR reply. Any error ends the session: a message

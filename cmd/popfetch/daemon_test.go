@@ -776,7 +776,10 @@ func TestDaemonSecondSignalAborts(t *testing.T) {
 	for i := range msgs {
 		msgs[i] = pop3test.Message{UID: fmt.Sprintf("uid-%04d", i+1), Data: seqMsg("abort", i+1, 10)}
 	}
-	srv := pop3test.NewServer(t, pop3test.Options{Messages: msgs,
+	// Without PIPELINING each RETR is a round of its own, so the messages
+	// before the stuck one are delivered (a pipelined round is delivered
+	// only once all its replies are in).
+	srv := pop3test.NewServer(t, pop3test.Options{Messages: msgs, Capa: []string{"USER", "UIDL", "TOP", "RESP-CODES"},
 		Faults: []pop3test.Fault{{Cmd: "RETR", N: stuck, Session: 1, Action: pop3test.Hang}}})
 	dir := t.TempDir()
 	maildir := filepath.Join(dir, "Maildir")
