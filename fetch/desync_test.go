@@ -297,3 +297,37 @@ func FuzzCheckRetr(f *testing.F) {
 		}
 	})
 }
+
+// A pipelined round is delivered once all its replies are in, while the
+// loop already waits for the next round: a stuck reply in round two holds
+// up none of round one's deliveries, and delivers nothing of round two.
+func TestPollRoundsDeliverWhileNextRoundWaits(t *testing.T) {
+	const n, stuck = maxWindow + 20, maxWindow + 10
+	srv := pop3test.NewServer(t, pop3test.Options{Messages: msgs(n),
+		Faults: []pop3test.Fault{{Cmd: "RETR", N: stuck, Session: 1, Action: pop3test.Hang}}})
+	a := testAccount(t, srv)
+	a.Keep = true
+	a.Timeout = 3 * time.Second
+	rec := &contentRecorder{}
+	p := poller(nil)
+	p.Dispatcher = func(*rcfile.Account) (Dispatcher, error) { return rec, nil }
+	done := make(chan Result, 1)
+	go func() { done <- p.Poll(context.Background(), a) }()
+	count := func() int {
+		rec.mu.Lock()
+		defer rec.mu.Unlock()
+		return len(rec.got)
+	}
+	if !eventually(func() bool { return count() == maxWindow }) {
+		t.Fatalf("%d of the first round's %d messages delivered while the second round waited", count(), maxWindow)
+	}
+	res := <-done
+	if res.Err == nil || count() != maxWindow {
+		t.Fatalf("Poll = %+v with %d delivered; want a deadline error and only the first round", res, count())
+	}
+	for i := maxWindow + 1; i <= n; i++ {
+		if len(rec.delivered(msg(i).UID)) != 0 {
+			t.Fatalf("%s of the broken round was delivered", msg(i).UID)
+		}
+	}
+}
