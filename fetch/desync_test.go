@@ -71,6 +71,11 @@ func TestPollRepliesOutOfStep(t *testing.T) {
 		{"late stray -ERR after RETR", pop3test.Fault{Cmd: "RETR", N: 2, Action: pop3test.Custom, Func: late("-ERR stray")}},
 		{"late stray +OK after RETR", pop3test.Fault{Cmd: "RETR", N: 2, Action: pop3test.Custom, Func: late("+OK stray")}},
 		{"RETR reply sent twice", pop3test.Fault{Cmd: "RETR", N: 2, Action: pop3test.Custom, Func: func(c *pop3test.Conn) { c.Write(append(c.Answer(), c.Answer()...)) }}},
+		{"RETR reply sent twice, late", pop3test.Fault{Cmd: "RETR", N: 2, Action: pop3test.Custom, Func: func(c *pop3test.Conn) {
+			c.Write(c.Answer())
+			time.Sleep(50 * time.Millisecond)
+			c.Write(c.Answer())
+		}}},
 		{"RETR reply missing", pop3test.Fault{Cmd: "RETR", N: 2, Action: pop3test.Skip}},
 		{"stray +OK after DELE", pop3test.Fault{Cmd: "DELE", N: 1, Action: pop3test.Append, Reply: "+OK stray"}},
 		{"DELE reply missing", pop3test.Fault{Cmd: "DELE", N: 1, Action: pop3test.Skip}},
@@ -236,7 +241,7 @@ func TestPollRetrAnnouncedSize(t *testing.T) {
 		t.Run(tt.name, func(t *testing.T) {
 			faults := []pop3test.Fault{{Cmd: "RETR", Action: pop3test.Custom, Func: announce(tt.status)}}
 			if tt.listSize != "" {
-				faults = append(faults, pop3test.Fault{Cmd: "LIST", Action: pop3test.Reply, Reply: "+OK\r\n1 " + tt.listSize + "\r\n."})
+				faults = append(faults, pop3test.Fault{Cmd: "LIST", N: 1, Action: pop3test.Reply, Reply: "+OK\r\n1 " + tt.listSize + "\r\n."})
 			}
 			srv := pop3test.NewServer(t, pop3test.Options{Messages: msgs(1), Faults: faults})
 			a := testAccount(t, srv)
@@ -307,7 +312,7 @@ func TestPollRoundsDeliverWhileNextRoundWaits(t *testing.T) {
 		Faults: []pop3test.Fault{{Cmd: "RETR", N: stuck, Session: 1, Action: pop3test.Hang}}})
 	a := testAccount(t, srv)
 	a.Keep = true
-	a.Timeout = 3 * time.Second
+	a.Timeout = 5 * time.Second // the stuck reply's deadline; eventually waits at most 3s
 	rec := &contentRecorder{}
 	p := poller(nil)
 	p.Dispatcher = func(*rcfile.Account) (Dispatcher, error) { return rec, nil }
@@ -329,5 +334,27 @@ func TestPollRoundsDeliverWhileNextRoundWaits(t *testing.T) {
 		if len(rec.delivered(msg(i).UID)) != 0 {
 			t.Fatalf("%s of the broken round was delivered", msg(i).UID)
 		}
+	}
+}
+
+// A poll that starts with a full round of DELEs (the previous poll
+// delivered maxWindow messages and ended before deleting them) goes on to
+// retrieve the rest in the rounds after it.
+func TestPollDeleRoundThenRetrieve(t *testing.T) {
+	const n, stuck = maxWindow + 72, maxWindow + 22
+	srv := pop3test.NewServer(t, pop3test.Options{Messages: msgs(n),
+		Faults: []pop3test.Fault{{Cmd: "RETR", N: stuck, Session: 1, Action: pop3test.Hang}}})
+	a := testAccount(t, srv)
+	a.Timeout = time.Second
+	rec := &recorder{}
+	p := poller(rec)
+	if res := p.Poll(context.Background(), a); res.Err == nil || res.Delivered != maxWindow {
+		t.Fatalf("first Poll = %+v; want the first round delivered, then a deadline error", res)
+	}
+	if res := p.Poll(context.Background(), a); res.Err != nil || res.Delivered != n-maxWindow || res.Deleted != n || len(srv.Messages()) != 0 {
+		t.Fatalf("second Poll = %+v, %d left; want the other %d delivered and all %d deleted", res, len(srv.Messages()), n-maxWindow, n)
+	}
+	if len(rec.got) != n {
+		t.Fatalf("%d deliveries; want %d", len(rec.got), n)
 	}
 }

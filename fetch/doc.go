@@ -13,10 +13,11 @@
 //	    over the size limit or the 1 GiB hard maximum → left on the server,
 //	    noted once; given up, durably, when its reply overruns its bound
 //	    or it misses its deadline 3 polls in a row → skipped)
-//	  → RETR in rounds (RFC 2449 PIPELINING: up to 128 commands or 4 MiB
-//	    per round; one command per round without it) into a bounded
+//	  → RETR in rounds of up to 128 commands or 4 MiB (sent at once with
+//	    RFC 2449 PIPELINING, one at a time without it) into a bounded
 //	    in-memory spool, one deadline per message
-//	  → once the round's every reply is read and the server is silent:
+//	  → once the round's every reply is read, the server is silent and
+//	    the round's closing "LIST n" is answered for message n:
 //	    Deliver (up to 4 at once) → UIDL record → per batch: fsync of the
 //	    UIDL journal, then DELE for the batch (unless keep), in the same
 //	    rounds as RETR → QUIT.

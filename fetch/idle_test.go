@@ -56,10 +56,11 @@ func guardPair(t *testing.T, useTLS bool) (*guardConn, net.Conn) {
 	return &guardConn{Conn: c, raw: raw}, srv
 }
 
-// eventually polls cond for up to a second: bytes written on loopback
-// arrive within microseconds, but not synchronously.
+// eventually polls cond for up to 3 seconds: bytes written on loopback
+// arrive within microseconds, but not synchronously, and a loaded test
+// machine can be slow.
 func eventually(cond func() bool) bool {
-	for range 100 {
+	for range 300 {
 		if cond() {
 			return true
 		}

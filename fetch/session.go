@@ -536,9 +536,12 @@ type op struct {
 // round is sent, so a long run of DELEs can never fill both directions of
 // the connection at once (the write/write deadlock of RFC 2449 §6.6).
 //
-// A round ends when every reply to it has been read and the server has
-// sent nothing more (conn.idle): only then is it known that each reply
-// answered its own command. A server that sent one reply too many, or
+// A round ends when every reply to it has been read, the server has sent
+// nothing more (conn.idle) and, for a round with RETRs, the reply to a
+// closing "LIST n" names message n (closeRound): only then is it known
+// that each reply answered its own command. Without PIPELINING the
+// commands of a round go one at a time; the round is still up to
+// maxWindow of them, so the closing LIST costs one round trip in 128. A server that sent one reply too many, or
 // skipped one, would otherwise have every later message taken for the
 // one before or after it, delivered and recorded under the wrong UID, and
 // the right one deleted unread. So a message read in a round is delivered
@@ -558,14 +561,21 @@ func (s *session) fetch(ctx context.Context, todo, dele []entry) error {
 	c := s.c
 	window := 1
 	if c.caps.pipelining {
-		window = maxWindow
+		window = maxWindow + 1 // and the closing LIST
 	}
-	var inflight int64        // LIST sizes of the outstanding RETRs
-	var held int64            // bytes of the messages read and not yet delivered, or being delivered
-	var queue []op            // sent, reply not yet read, in command order
-	var deles []entry         // recorded durably, DELE not yet sent
-	var recorded []entry      // delivered and recorded, awaiting the store's fsync
-	var unchecked []retrieved // read in the current round, which has not ended yet
+	var inflight int64   // LIST sizes of the outstanding RETRs
+	var held int64       // bytes of the messages read and not yet delivered, or being delivered
+	var queue []op       // sent, reply not yet read, in command order
+	var deles []entry    // recorded durably, DELE not yet sent
+	var recorded []entry // delivered and recorded, awaiting the store's fsync
+	// A round is the commands between two points where the replies are
+	// known to be in step: up to maxWindow commands and windowBytes of
+	// messages, all sent at once with PIPELINING, one after the other
+	// without it, closed by closeRound's LIST when it holds a RETR.
+	var unchecked []retrieved // read in the open round
+	var last entry            // the open round's last RETR; zero if none
+	roundCmds := 0            // commands sent in the open round
+	closing := false          // the round's closing LIST is sent
 	retrs := 0                // RETRs in queue
 	results := make(chan delivery, deliverers)
 	running := 0 // deliveries started and not yet collected
@@ -663,17 +673,23 @@ func (s *session) fetch(ctx context.Context, todo, dele []entry) error {
 				return err
 			}
 		}
-		if len(queue) == 0 {
-			// A new round.
-			for len(queue) < window && len(deles) > 0 {
+		if len(queue) == 0 && last.Num == 0 {
+			roundCmds = 0 // a round of DELEs only ends with its replies: nothing to verify
+		}
+		if !closing {
+			// Fill the open round: DELEs first, then RETRs, as far as
+			// the window and the round's limits allow.
+			for len(queue) < window && roundCmds < maxWindow && len(deles) > 0 {
 				e := deles[0]
 				if err := c.send("DELE", e.Num); err != nil {
 					return err
 				}
 				deles = deles[1:]
 				queue = append(queue, op{"DELE", e})
+				roundCmds++
 			}
-			for len(queue) < window && next < len(todo) && !stopping(ctx) && ctx.Err() == nil {
+			more := false // another RETR may join this round later
+			for next < len(todo) && !stopping(ctx) && ctx.Err() == nil && roundCmds < maxWindow {
 				e := todo[next]
 				// go-pop3 reads each reply whole into memory, and a
 				// message stays there until its delivery is over. So
@@ -686,6 +702,10 @@ func (s *session) fetch(ctx context.Context, todo, dele []entry) error {
 				if (retrs > 0 || held > 0) && inflight+held+e.Size > windowBytes {
 					break
 				}
+				if len(queue) >= window {
+					more = true
+					break
+				}
 				inflight += e.Size
 				next++
 				if err := c.send("RETR", e.Num); err != nil {
@@ -693,6 +713,17 @@ func (s *session) fetch(ctx context.Context, todo, dele []entry) error {
 				}
 				queue = append(queue, op{"RETR", e})
 				retrs++
+				roundCmds++
+				last = e
+			}
+			if !more && last.Num != 0 && len(queue) < window {
+				// Nothing more joins this round: close it with a
+				// command whose reply names itself (see closeRound).
+				if err := c.send("LIST", last.Num); err != nil {
+					return err
+				}
+				queue = append(queue, op{"LIST", last})
+				closing = true
 			}
 		}
 		if len(queue) == 0 {
@@ -731,17 +762,44 @@ func (s *session) fetch(ctx context.Context, todo, dele []entry) error {
 			}
 			held += int64(len(m.Raw))
 			unchecked = append(unchecked, retrieved{o.e, m})
-		}
-		if len(queue) == 0 {
-			// The round ended in step (the last reply's read checked
-			// that nothing more came): its messages are the ones their
+		case "LIST":
+			if err := s.closeRound(o.e); err != nil {
+				return err
+			}
+			// The round ended in step: its messages are the ones their
 			// UIDs name.
 			for _, r := range unchecked {
 				start(r)
 			}
 			unchecked = unchecked[:0]
+			closing, last, roundCmds = false, entry{}, 0
 		}
 	}
+}
+
+// closeRound reads the reply to the "LIST n" that closes a round, n being
+// the round's last RETR. Its reply, "+OK n size" (RFC 1939 §5), names the
+// message and its size, so it cannot be taken for any other reply: if the
+// server sent one reply too many in the round, this read gets one of the
+// round's own replies instead; if it skipped one, the last RETR got this
+// one as its status line and runs into its deadline. Either way the round
+// never ends in step and none of it is delivered. conn.idle catches most
+// surplus sooner; this closes the race with a surplus reply that arrives
+// just after the last one was read.
+func (s *session) closeRound(e entry) error {
+	c := s.c
+	b, err := c.status("LIST", lineBudget, c.deadline())
+	if err != nil {
+		if isERR(err) {
+			return c.outOfStep(fmt.Errorf("%w (LIST %d, closing a round, answered %v)", errMismatch, e.Num, err))
+		}
+		return err
+	}
+	f := bytes.Fields(b)
+	if len(f) < 2 || string(f[0]) != strconv.Itoa(e.Num) || string(f[1]) != strconv.FormatInt(e.Size, 10) {
+		return c.outOfStep(fmt.Errorf("%w (LIST %d, closing a round, answered %s; want \"%d %d\")", errMismatch, e.Num, quote(b), e.Num, e.Size))
+	}
+	return nil
 }
 
 // retrieved is a message read in full, not yet handed to a delivery.
@@ -753,7 +811,7 @@ type retrieved struct {
 // Pipelining and batching limits of one session.
 const (
 	deliverers  = 4       // concurrent deliveries
-	maxWindow   = 128     // outstanding commands (RETR and DELE) with PIPELINING
+	maxWindow   = 128     // commands (RETR and DELE) per round; with PIPELINING all outstanding at once
 	windowBytes = 4 << 20 // LIST sizes of outstanding RETRs plus messages being delivered (one message may exceed it alone)
 	batch       = 16      // UIDs recorded per journal fsync
 )

@@ -428,8 +428,8 @@ func TestPollMessageOverHardMax(t *testing.T) {
 			srv := pop3test.NewServer(t, pop3test.Options{
 				Messages: msgs(2),
 				Faults: []pop3test.Fault{
-					{Cmd: "LIST", Session: 1, Action: pop3test.Reply, Reply: "+OK\r\n1 " + claim + "\r\n2 " + fmt.Sprint(len(msg(2).Data)) + "\r\n."},
-					{Cmd: "LIST", Session: 2, Action: pop3test.Reply, Reply: "+OK\r\n1 " + claim + "\r\n."}, // 2 was deleted
+					{Cmd: "LIST", N: 1, Session: 1, Action: pop3test.Reply, Reply: "+OK\r\n1 " + claim + "\r\n2 " + fmt.Sprint(len(msg(2).Data)) + "\r\n."},
+					{Cmd: "LIST", N: 1, Session: 2, Action: pop3test.Reply, Reply: "+OK\r\n1 " + claim + "\r\n."}, // 2 was deleted
 				},
 			})
 			a := testAccount(t, srv)
@@ -463,7 +463,8 @@ func TestPollListUndercounts(t *testing.T) {
 	srv := pop3test.NewServer(t, pop3test.Options{
 		Messages: []pop3test.Message{m},
 		Faults: []pop3test.Fault{
-			{Cmd: "LIST", Action: pop3test.Reply, Reply: "+OK\r\n1 1000\r\n."},
+			{Cmd: "LIST", N: 1, Action: pop3test.Reply, Reply: "+OK\r\n1 1000\r\n."},
+			{Cmd: "LIST", N: 2, Action: pop3test.Reply, Reply: "+OK 1 1000"}, // LIST 1, as the server counts
 			{Cmd: "RETR", Action: pop3test.Custom, Func: func(c *pop3test.Conn) {
 				_, rest := splitAnswer(c.Answer())
 				c.Write(append([]byte("+OK 1000 octets\r\n"), rest...))
