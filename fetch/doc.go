@@ -17,7 +17,8 @@
 //	    RFC 2449 PIPELINING, one at a time without it) into a bounded
 //	    in-memory spool, one deadline per message
 //	  → once the round's every reply is read, the server is silent and
-//	    the round's closing "LIST n" is answered for message n:
+//	    the round's closing command is answered as only it can be
+//	    ("LIST n" with "+OK n size"; STAT after a round of DELEs):
 //	    Deliver (up to 4 at once) → UIDL record → per batch: fsync of the
 //	    UIDL journal, then DELE for the batch (unless keep), in the same
 //	    rounds as RETR → QUIT.

@@ -537,9 +537,10 @@ type op struct {
 // the connection at once (the write/write deadlock of RFC 2449 §6.6).
 //
 // A round ends when every reply to it has been read, the server has sent
-// nothing more (conn.idle) and, for a round with RETRs, the reply to a
-// closing "LIST n" names message n (closeRound): only then is it known
-// that each reply answered its own command. Without PIPELINING the
+// nothing more (conn.idle) and the reply to the round's closing command
+// names itself ("LIST n" for a round with RETRs, STAT for one of DELEs
+// only; see closeRound): only then is it known that each reply answered
+// its own command. Without PIPELINING the
 // commands of a round go one at a time; the round is still up to
 // maxWindow of them, so the closing LIST costs one round trip in 128. A server that sent one reply too many, or
 // skipped one, would otherwise have every later message taken for the
@@ -571,7 +572,7 @@ func (s *session) fetch(ctx context.Context, todo, dele []entry) error {
 	// A round is the commands between two points where the replies are
 	// known to be in step: up to maxWindow commands and windowBytes of
 	// messages, all sent at once with PIPELINING, one after the other
-	// without it, closed by closeRound's LIST when it holds a RETR.
+	// without it, then the closing command (closeRound).
 	var unchecked []retrieved // read in the open round
 	var last entry            // the open round's last RETR; zero if none
 	roundCmds := 0            // commands sent in the open round
@@ -673,9 +674,6 @@ func (s *session) fetch(ctx context.Context, todo, dele []entry) error {
 				return err
 			}
 		}
-		if len(queue) == 0 && last.Num == 0 {
-			roundCmds = 0 // a round of DELEs only ends with its replies: nothing to verify
-		}
 		if !closing {
 			// Fill the open round: DELEs first, then RETRs, as far as
 			// the window and the round's limits allow.
@@ -688,24 +686,21 @@ func (s *session) fetch(ctx context.Context, todo, dele []entry) error {
 				queue = append(queue, op{"DELE", e})
 				roundCmds++
 			}
-			more := false // another RETR may join this round later
-			for next < len(todo) && !stopping(ctx) && ctx.Err() == nil && roundCmds < maxWindow {
+			// go-pop3 reads each reply whole into memory, and a message
+			// stays there until its delivery is over. So the byte window
+			// counts the messages read and being delivered too, and a
+			// message bigger than the window is retrieved only when
+			// nothing else is in flight, waiting or being delivered: a
+			// mailbox of large messages never holds more than one at a
+			// time, which, with maxMessageSize, bounds a session's memory.
+			retrOK := func() bool {
+				if next >= len(todo) || stopping(ctx) || ctx.Err() != nil || roundCmds >= maxWindow {
+					return false
+				}
+				return (retrs == 0 && held == 0) || inflight+held+todo[next].Size <= windowBytes
+			}
+			for len(queue) < window && retrOK() {
 				e := todo[next]
-				// go-pop3 reads each reply whole into memory, and a
-				// message stays there until its delivery is over. So
-				// the byte window counts the messages read and being
-				// delivered too, and a message bigger than the window
-				// is retrieved only when nothing else is in flight,
-				// waiting or being delivered: a mailbox of large
-				// messages never holds more than one at a time, which,
-				// with maxMessageSize, bounds a session's memory.
-				if (retrs > 0 || held > 0) && inflight+held+e.Size > windowBytes {
-					break
-				}
-				if len(queue) >= window {
-					more = true
-					break
-				}
 				inflight += e.Size
 				next++
 				if err := c.send("RETR", e.Num); err != nil {
@@ -716,13 +711,18 @@ func (s *session) fetch(ctx context.Context, todo, dele []entry) error {
 				roundCmds++
 				last = e
 			}
-			if !more && last.Num != 0 && len(queue) < window {
+			more := roundCmds < maxWindow && len(deles) > 0 || retrOK()
+			if !more && roundCmds > 0 && len(queue) < window {
 				// Nothing more joins this round: close it with a
 				// command whose reply names itself (see closeRound).
-				if err := c.send("LIST", last.Num); err != nil {
+				verb, args := "STAT", []any(nil)
+				if last.Num != 0 {
+					verb, args = "LIST", []any{last.Num}
+				}
+				if err := c.send(verb, args...); err != nil {
 					return err
 				}
-				queue = append(queue, op{"LIST", last})
+				queue = append(queue, op{verb, last})
 				closing = true
 			}
 		}
@@ -762,8 +762,8 @@ func (s *session) fetch(ctx context.Context, todo, dele []entry) error {
 			}
 			held += int64(len(m.Raw))
 			unchecked = append(unchecked, retrieved{o.e, m})
-		case "LIST":
-			if err := s.closeRound(o.e); err != nil {
+		case "LIST", "STAT":
+			if err := s.closeRound(o.verb, o.e); err != nil {
 				return err
 			}
 			// The round ended in step: its messages are the ones their
@@ -777,27 +777,36 @@ func (s *session) fetch(ctx context.Context, todo, dele []entry) error {
 	}
 }
 
-// closeRound reads the reply to the "LIST n" that closes a round, n being
-// the round's last RETR. Its reply, "+OK n size" (RFC 1939 §5), names the
-// message and its size, so it cannot be taken for any other reply: if the
-// server sent one reply too many in the round, this read gets one of the
-// round's own replies instead; if it skipped one, the last RETR got this
-// one as its status line and runs into its deadline. Either way the round
-// never ends in step and none of it is delivered. conn.idle catches most
-// surplus sooner; this closes the race with a surplus reply that arrives
-// just after the last one was read.
-func (s *session) closeRound(e entry) error {
+// closeRound reads the reply to the command that closes a round. For a
+// round with RETRs that is "LIST n", n being its last RETR: the reply,
+// "+OK n size" (RFC 1939 §5), names the message and its size. For a round
+// of DELEs only it is STAT: "+OK count size", two numbers where a reply to
+// DELE has words or nothing. Neither can be taken for any
+// other reply: if the server sent one reply too many in the round, this
+// read gets one of the round's own replies instead; if it skipped one, the
+// round's last command got this one and runs into its deadline (or
+// mistakes it likewise). Either way the round never ends in step and none
+// of it is delivered. conn.idle catches most surplus sooner; this closes
+// the race with a surplus reply that arrives just after the last one was
+// read.
+func (s *session) closeRound(verb string, e entry) error {
 	c := s.c
-	b, err := c.status("LIST", lineBudget, c.deadline())
+	b, err := c.status(verb, lineBudget, c.deadline())
 	if err != nil {
 		if isERR(err) {
-			return c.outOfStep(fmt.Errorf("%w (LIST %d, closing a round, answered %v)", errMismatch, e.Num, err))
+			return c.outOfStep(fmt.Errorf("%w (%s closing a round answered %v)", errMismatch, verb, err))
 		}
 		return err
 	}
+	if verb == "STAT" {
+		if _, _, err := parseStat(b); err != nil {
+			return c.outOfStep(fmt.Errorf("%w (STAT closing a round answered %s)", errMismatch, quote(b)))
+		}
+		return nil
+	}
 	f := bytes.Fields(b)
 	if len(f) < 2 || string(f[0]) != strconv.Itoa(e.Num) || string(f[1]) != strconv.FormatInt(e.Size, 10) {
-		return c.outOfStep(fmt.Errorf("%w (LIST %d, closing a round, answered %s; want \"%d %d\")", errMismatch, e.Num, quote(b), e.Num, e.Size))
+		return c.outOfStep(fmt.Errorf("%w (LIST %d closing a round answered %s; want \"%d %d\")", errMismatch, e.Num, quote(b), e.Num, e.Size))
 	}
 	return nil
 }
