@@ -66,6 +66,14 @@ const (
 	// stays 24h) nor, for short intervals, less than hourly.
 	backoffMin    = 30 * time.Second
 	backoffMaxCap = time.Hour
+	// refusedMin and refusedMax bound the backoff after ErrLoginRefused
+	// (a login refused without an [AUTH] code): max(interval, 1h), then
+	// doubling per refusal up to max(interval, 8h). A wrong password is
+	// then tried at most a few times a day, far below the failed-login
+	// rate that lockout policies act on, while a mailbox problem the
+	// server reports the same way still heals by itself.
+	refusedMin = time.Hour
+	refusedMax = 8 * time.Hour
 	// defaultInterval is used only if a hand-built Config leaves Interval
 	// zero; rcfile always sets one (30s..24h).
 	defaultInterval    = 5 * time.Minute
@@ -110,6 +118,17 @@ func backoffDelay(interval time.Duration, n int) time.Duration {
 	return min(d, limit)
 }
 
+// refusedDelay is the wait after the n-th consecutive failure (n ≥ 1) when
+// the last one was ErrLoginRefused.
+func refusedDelay(interval time.Duration, n int) time.Duration {
+	limit := max(interval, refusedMax)
+	d := max(interval, refusedMin)
+	for i := 1; i < n && d < limit; i++ {
+		d *= 2 // bounded by limit, so no overflow
+	}
+	return min(d, limit)
+}
+
 // AccountState is what the scheduler is doing with an account.
 type AccountState string
 
@@ -135,7 +154,8 @@ type PollSummary struct {
 	LoginDelay time.Duration `json:"login_delay,omitempty"`
 	Err        string        `json:"err,omitempty"`
 	// AuthFailed survives JSON where errors.Is(Err, ErrAuth) does not:
-	// `popfetch now` maps it to the authentication exit status.
+	// `popfetch now` maps it to the authentication exit status. It is
+	// set for ErrLoginRefused too: the login failed either way.
 	AuthFailed bool `json:"auth_failed,omitempty"`
 	// Undeletable: delivered messages the server keeps refusing to
 	// delete (Result.Undeletable).
@@ -163,7 +183,7 @@ func Summarize(r Result) PollSummary {
 	}
 	if r.Err != nil {
 		s.Err = r.Err.Error()
-		s.AuthFailed = errors.Is(r.Err, ErrAuth)
+		s.AuthFailed = errors.Is(r.Err, ErrAuth) || errors.Is(r.Err, ErrLoginRefused)
 	}
 	return s
 }
@@ -210,6 +230,7 @@ type account struct {
 	failures  int       // consecutive temporary failures
 	lastErr   string    // for logging once per change of error
 	authHold  bool      // ErrAuth (RFC 3206 [AUTH]): do not retry on our own
+	refused   bool      // the last poll ended in ErrLoginRefused: in its long backoff
 
 	running  bool
 	runHost  string        // the host key the running poll counts against
@@ -652,6 +673,7 @@ func (d *Daemon) finishLocked(done pollDone) {
 		msg = errorKey(r.Err)
 	}
 
+	a.refused = false
 	switch {
 	case r.Err == nil:
 		if a.lastErr != "" {
@@ -689,6 +711,19 @@ func (d *Daemon) finishLocked(done pollDone) {
 		a.lastErr = msg
 		d.log.Error("authentication failed; not retrying until the account's config changes, SIGHUP or `popfetch now`",
 			"account", name, "server", a.cfg.Server, "user", a.cfg.Username, "err", r.Err)
+
+	case errors.Is(r.Err, ErrLoginRefused):
+		// Maybe the password, maybe the mailbox: the server did not say.
+		// Not held (a mailbox problem heals without the operator), but
+		// retried rarely, as a wrong password retried every poll is
+		// what locks accounts; loud every time, as mail is not flowing.
+		a.failures++
+		a.refused = true
+		delay := refusedDelay(iv, a.failures)
+		a.next = now.Add(delay)
+		a.lastErr = msg
+		d.log.Error("login refused without an [AUTH] code (wrong password, or a mailbox problem the server does not name); retrying after a long backoff so that the account is not locked",
+			"account", name, "server", a.cfg.Server, "user", a.cfg.Username, "err", r.Err, "failures", a.failures, "retry_in", delay)
 
 	case errors.Is(r.Err, ErrLocked):
 		// Another popfetch owns the mailbox right now; that is normal
@@ -728,7 +763,7 @@ func (d *Daemon) finishLocked(done pollDone) {
 		if r.Err != nil {
 			// The failure belongs to the settings Reload replaced: give
 			// the new ones a fresh start instead of a hold or backoff.
-			a.authHold, a.failures, a.lastErr = false, 0, ""
+			a.authHold, a.refused, a.failures, a.lastErr = false, false, 0, ""
 			a.next = now.Add(d.jitter(firstPollJitter(iv)))
 		}
 	}
@@ -824,7 +859,7 @@ func (d *Daemon) Reload(cfg *rcfile.Config) error {
 		d.log.Info("account changed", "account", na.Name)
 		switch {
 		case a.authHold || a.failures > 0:
-			a.authHold, a.failures, a.lastErr = false, 0, ""
+			a.authHold, a.refused, a.failures, a.lastErr = false, false, 0, ""
 			a.next = now.Add(d.jitter(firstPollJitter(iv)))
 		case !a.lastEnd.IsZero():
 			a.next = maxTime(a.lastEnd.Add(iv), now)
@@ -879,8 +914,9 @@ func (d *Daemon) stateDirMovedLocked(cfg *rcfile.Config) error {
 	return nil
 }
 
-// LiftAuthHolds ends every auth-hold (SIGHUP): the account is polled
-// again soon, within its first-poll jitter. The rc file names only where
+// LiftAuthHolds ends every auth-hold, and the long backoff after a refused
+// login (ErrLoginRefused), on SIGHUP: the account is polled again soon,
+// within its first-poll jitter. The rc file names only where
 // a password comes from, so fixing the password file, variable or command
 // does not show as a changed account; the operator's explicit reload is
 // the signal instead. A poll running now that fails authentication gets
@@ -897,8 +933,10 @@ func (d *Daemon) LiftAuthHolds() int {
 		case a.removed:
 		case a.running:
 			a.liftHold = true
-		case a.authHold:
-			a.authHold, a.lastErr = false, ""
+		case a.authHold || a.refused:
+			// A refused login waits hours; the operator who fixed the
+			// password gets the same prompt retry as for a hold.
+			a.authHold, a.refused, a.failures, a.lastErr = false, false, 0, ""
 			a.next = now.Add(d.jitter(firstPollJitter(interval(a.cfg))))
 			n++
 			d.log.Info("authentication hold lifted by the operator; polling again", "account", name)

@@ -413,6 +413,56 @@ func (h *harness) waitIdleOrBackoff(name string) AccountStatus {
 	return AccountStatus{}
 }
 
+// TestDaemonLoginRefused: a login refused without an [AUTH] code is neither
+// held for good nor retried every poll: the backoff starts at an hour and
+// doubles up to 8 hours, every refusal is an Error line, and SIGHUP (the
+// operator fixed the password) or a success ends it.
+func TestDaemonLoginRefused(t *testing.T) {
+	h := newHarness(t, config(acct("a", "pop.example", time.Minute)), nil)
+	h.start()
+	refused := fmt.Errorf("pass: %w: -ERR message is damaged", ErrLoginRefused)
+	at := t0
+	for i, delay := range []time.Duration{time.Hour, 2 * time.Hour, 4 * time.Hour, 8 * time.Hour, 8 * time.Hour} {
+		h.nextFor("a").ret(Result{Err: refused})
+		h.clock.waitTimer(t, at.Add(delay))
+		st := h.status("a")
+		if st.State != StateBackoff || !st.NextPoll.Equal(at.Add(delay)) || st.Failures != i+1 {
+			t.Fatalf("after refusal %d: status = %+v; want backoff until +%v", i+1, st, at.Add(delay).Sub(t0))
+		}
+		if !st.Last.AuthFailed {
+			t.Fatalf("after refusal %d: last poll not flagged as a failed login: %+v", i+1, st.Last)
+		}
+		if n := h.countLog(`level=ERROR msg="login refused`); n != i+1 {
+			t.Fatalf("%d Error lines after %d refusals; want one each:\n%s", n, i+1, h.logs)
+		}
+		// Not a minute earlier.
+		h.clock.Advance(delay - time.Minute)
+		if h.polling() != 0 {
+			t.Fatalf("polled %v after refusal %d; want %v", delay-time.Minute, i+1, delay)
+		}
+		h.clock.Advance(time.Minute)
+		at = at.Add(delay)
+	}
+	// A long interval is not shortened by the backoff.
+	if got := refusedDelay(24*time.Hour, 1); got != 24*time.Hour {
+		t.Fatalf("refusedDelay(24h, 1) = %v; want 24h", got)
+	}
+
+	// SIGHUP cuts the backoff short, as it lifts a hold.
+	h.nextFor("a").ret(Result{Err: refused})
+	h.clock.waitTimer(t, at.Add(8*time.Hour))
+	if n := h.d.LiftAuthHolds(); n != 1 {
+		t.Fatalf("LiftAuthHolds = %d; want 1", n)
+	}
+	h.nextFor("a").ret(Result{})
+	if st := h.waitIdleOrBackoff("a"); st.State != StateIdle || st.Failures != 0 {
+		t.Fatalf("after success: status = %+v; want idle", st)
+	}
+	if n := h.countLog(`level=ERROR msg="authentication failed`); n != 0 {
+		t.Fatalf("a refused login was taken for wrong credentials (auth-hold):\n%s", h.logs)
+	}
+}
+
 // TestDaemonAuthHold: ErrAuth stops the account's polls until PollNow or
 // a Reload that changes the account; an unchanged reload keeps the hold.
 func TestDaemonAuthHold(t *testing.T) {

@@ -14,14 +14,28 @@
 //	    noted once; given up, durably, when its reply overruns its bound
 //	    or it misses its deadline 3 polls in a row → skipped); a UID in the
 //	    store is checked against the identity recorded with it (a digest
-//	    of some header fields and of the body, from the retrieved copy; the
-//	    LIST size is a hint that only keep mode trusts, when unchanged): a
-//	    mismatch is a new message (reuse.go)
-//	  → pipelined RETR (RFC 2449 PIPELINING; one command at a time
-//	    without it) into a bounded in-memory spool, one deadline per message
-//	  → Deliver (up to 4 at once) → UIDL record → per batch: fsync of the
-//	    UIDL journal, then DELE for the batch (unless keep), through the same
-//	    command window as RETR → QUIT.
+//	    of some header fields and of the body, from the retrieved copy, once
+//	    its round ended in step; the LIST size is a hint that only keep mode
+//	    trusts, when unchanged): a mismatch is a new message (reuse.go)
+//	  → RETR in rounds of up to 128 commands or 4 MiB (sent at once with
+//	    RFC 2449 PIPELINING, one at a time without it) into a bounded
+//	    in-memory spool, one deadline per message
+//	  → once the round's every reply is read, the server is silent and
+//	    the round's closing command is answered as only it can be
+//	    ("LIST n" with "+OK n size"; STAT after a round of DELEs):
+//	    Deliver (up to 4 at once) → UIDL record → per batch: fsync of the
+//	    UIDL journal, then DELE for the batch (unless keep), in the same
+//	    rounds as RETR → QUIT.
+//
+// Replies are counted against commands. When no reply is due the server
+// must have sent nothing (checked in go-pop3's buffer, in crypto/tls and on
+// the socket); a RETR reply must fit its message (an "+OK n octets" equal
+// to the LIST size, no status line as the first line, a size within the
+// reply's budget of LIST's); a -ERR to RETR of a listed message, a reply
+// that does not fit, a surplus or a missing reply (its deadline) ends the
+// session at once: nothing read in the broken round is delivered or
+// recorded, and no further command (DELE, QUIT) is sent. Otherwise one
+// stray line would shift every later reply onto the wrong message.
 //
 // The invariant, which every change here must keep: a message's UID is
 // recorded only after the message is durably delivered, and DELE is sent only
@@ -32,7 +46,8 @@
 // message on the server; the worst outcome is a duplicate of a message that
 // was in flight, never a loss. If delivery fails, the session sends no DELE
 // for that message and closes without QUIT when the server might expunge
-// retrieved mail on its own (RFC 2449 EXPIRE 0); so does a session that
+// retrieved mail on its own (RFC 2449 EXPIRE 0, also spelt EXPIRE0; an
+// EXPIRE value that cannot be read counts as 0); so does a session that
 // retrieved a message it did not deliver for any other reason (a graceful
 // stop).
 //

@@ -52,6 +52,9 @@ type dialOptions struct {
 // asks, by line number, which of the two a status line was.
 type guardConn struct {
 	net.Conn
+	// raw is the TCP connection under Conn (Conn itself without TLS):
+	// where waiting tells whether the server has sent more.
+	raw    net.Conn
 	mu     sync.Mutex
 	budget int64
 	pre    []byte // the greeting, already read and checked, replayed to go-pop3
@@ -130,6 +133,42 @@ func (g *guardConn) emptyLine(n uint64) bool {
 	return g.empty[n%uint64(len(g.empty))]
 }
 
+// tlsPeek bounds the read that tells, when the socket holds bytes while no
+// reply is due, whether they are application data or a TLS post-handshake
+// message (a session ticket), which is not a reply.
+const tlsPeek = 20 * time.Millisecond
+
+// waiting reports whether the server has sent bytes that nobody has read
+// yet, without waiting for any: a look at the socket (socketReadable), and
+// under TLS a short read to tell data from TLS housekeeping. It is called
+// only when no reply is due, so any such byte is one too many; a byte read
+// here is not given back, as the session ends on it.
+func (g *guardConn) waiting() bool {
+	var b [1]byte
+	if g.raw != g.Conn {
+		// crypto/tls keeps what it decrypted beyond the bytes asked for,
+		// and whole records it received: with a deadline already past,
+		// Read returns from those or times out at once (a timeout does
+		// not break a tls.Conn).
+		g.Conn.SetReadDeadline(time.Unix(1, 0))
+		if n, _ := g.Conn.Read(b[:]); n > 0 {
+			return true
+		}
+	}
+	// An expired read deadline would make the look fail; the next reply
+	// sets its own (expect).
+	g.raw.SetReadDeadline(time.Time{})
+	if !socketReadable(g.raw) {
+		return false
+	}
+	if g.raw == g.Conn {
+		return true
+	}
+	g.Conn.SetReadDeadline(time.Now().Add(tlsPeek))
+	n, _ := g.Conn.Read(b[:])
+	return n > 0
+}
+
 // expect sets the limits for reading the next reply: at most max bytes
 // (plus what go-pop3's buffer may read ahead), by the deadline.
 func (g *guardConn) expect(max int64, deadline time.Time) {
@@ -152,6 +191,68 @@ type conn struct {
 	// lines is the number of lines go-pop3 has consumed from the stream,
 	// so that the next status line is line number lines (see emptyLine).
 	lines uint64
+	// due is the number of commands sent whose reply has not been read
+	// in full. Replies come in command order (RFC 1939 §3, RFC 2449
+	// §6.6), so when due is 0 the server has nothing to say, and
+	// anything it has said anyway (see idle) means its replies and
+	// popfetch's commands are out of step: every later reply would be
+	// taken for the answer to the wrong command.
+	due int
+}
+
+// Replies out of step with their commands. errSurplus: the server sent
+// something when no reply was due. errMismatch: a reply does not fit the
+// command it answers (a RETR reply announcing another size than LIST, a
+// message that begins with a status line). Either ends the session at
+// once: no further command, no DELE, no QUIT, and nothing read after the
+// point where the replies may have gone out of step is delivered.
+var (
+	errSurplus  = fmt.Errorf("%w: replies out of step with commands: the server sent data when no reply was due", ErrProtocol)
+	errMismatch = fmt.Errorf("%w: replies out of step with commands: a reply does not fit its command", ErrProtocol)
+)
+
+// outOfStep ends the session for err (wrapping errSurplus or errMismatch).
+func (c *conn) outOfStep(err error) error {
+	if c.botched == nil {
+		c.botched = err
+	}
+	return c.botched
+}
+
+// idle checks, when no reply is due, that the server has sent nothing:
+// no line or part of one in go-pop3's read buffer (the guard counts the
+// lines that arrived, c.lines those go-pop3 consumed) and nothing on the
+// socket. when says where in the dialogue the check is, for the error.
+func (c *conn) idle(when string) error {
+	if c.botched != nil {
+		return c.botched
+	}
+	g := c.g
+	g.mu.Lock()
+	arrived, partial := g.lines, g.lineLen > 0
+	g.mu.Unlock()
+	switch {
+	case arrived != c.lines:
+		return c.outOfStep(fmt.Errorf("%w (%d line(s) %s)", errSurplus, int64(arrived-c.lines), when))
+	case partial:
+		return c.outOfStep(fmt.Errorf("%w (part of a line %s)", errSurplus, when))
+	case g.waiting():
+		return c.outOfStep(fmt.Errorf("%w (data %s)", errSurplus, when))
+	}
+	return nil
+}
+
+// replied notes that the reply to verb has been read in full; err is the
+// reply's own -ERR or nil. With no further reply due, the server must have
+// fallen silent.
+func (c *conn) replied(verb string, err error) error {
+	c.due--
+	if c.due == 0 && verb != "QUIT" {
+		if e := c.idle("after the reply to " + verb); e != nil {
+			return e
+		}
+	}
+	return err
 }
 
 // dial connects, passes the TLS gate and returns a session in the
@@ -244,6 +345,12 @@ func connect(ctx context.Context, network, addr string, o dialOptions) (*guardCo
 		// connection (mutt GHSA-346p-qx4x-g348).
 		return fail(fmt.Errorf("%w: server greeting %s", ErrProtocol, quote(greeting)))
 	}
+	if br.Buffered() > 0 {
+		// Only the greeting is replayed to go-pop3: more would be
+		// dropped here, or, arriving later, taken for a reply.
+		return fail(fmt.Errorf("%w (after the greeting)", errSurplus))
+	}
+	pre := append(bytes.Clone(greeting), '\r', '\n')
 	if o.TLS == "starttls" {
 		if _, err := io.WriteString(c, "CAPA\r\n"); err != nil {
 			return fail(fmt.Errorf("capa: %w", err))
@@ -259,6 +366,9 @@ func connect(ctx context.Context, network, addr string, o dialOptions) (*guardCo
 				return fail(fmt.Errorf("capa: %w", err))
 			}
 			stls = parseCapa(body).stls
+		}
+		if br.Buffered() > 0 {
+			return fail(fmt.Errorf("%w (after the reply to CAPA)", errSurplus))
 		}
 		if !stls {
 			return fail(fmt.Errorf("%w: tls = \"starttls\" but the server does not offer STLS (refusing to continue in plaintext)", ErrTLS))
@@ -284,7 +394,10 @@ func connect(ctx context.Context, network, addr string, o dialOptions) (*guardCo
 		}
 		c = tc
 	}
-	return &guardConn{Conn: c, pre: append(greeting, '\r', '\n')}, nil
+	// greeting is a slice of br's buffer, which the CAPA and STLS reads
+	// above overwrote whenever the greeting was the longer (an APOP
+	// timestamp makes it so): replay a copy taken before them.
+	return &guardConn{Conn: c, raw: raw, pre: pre}, nil
 }
 
 func handshake(ctx context.Context, raw net.Conn, o dialOptions) (*tls.Conn, error) {
@@ -371,6 +484,12 @@ func (c *conn) send(verb string, args ...any) error {
 	if c.botched != nil {
 		return c.botched
 	}
+	if c.due == 0 {
+		// Whatever arrived since the last reply arrived unasked.
+		if err := c.idle("before " + verb); err != nil {
+			return err
+		}
+	}
 	line := verb
 	for _, a := range args {
 		line += " " + fmt.Sprint(a)
@@ -380,17 +499,40 @@ func (c *conn) send(verb string, args ...any) error {
 		c.botched = fmt.Errorf("%s: %w", verb, err)
 		return c.botched
 	}
+	c.due++
 	return nil
 }
 
 // deadline is when a reply to a command sent now must have arrived.
 func (c *conn) deadline() time.Time { return time.Now().Add(c.timeout) }
 
-// status reads the status line of the reply to verb within the given
+// status reads the single-line reply to verb (see readStatus).
+func (c *conn) status(verb string, budget int64, deadline time.Time) ([]byte, error) {
+	b, err := c.readStatus(verb, budget, deadline)
+	if c.botched != nil {
+		return nil, c.botched
+	}
+	if err := c.replied(verb, err); err != nil {
+		return nil, err
+	}
+	return b, nil
+}
+
+// head reads the status line of the multi-line reply to verb (see
+// readStatus); the body follows unless it is an -ERR.
+func (c *conn) head(verb string, budget int64, deadline time.Time) ([]byte, error) {
+	b, err := c.readStatus(verb, budget, deadline)
+	if err != nil && c.botched == nil {
+		return nil, c.replied(verb, err) // an -ERR is the whole reply
+	}
+	return b, err
+}
+
+// readStatus reads the status line of the reply to verb within the given
 // budget, by the deadline. An -ERR becomes a *respError; an i/o or budget
 // error botches the session. go-pop3 maps "-ERR text" to errors.New(text);
 // anything else it returns is an i/o or framing failure.
-func (c *conn) status(verb string, budget int64, deadline time.Time) ([]byte, error) {
+func (c *conn) readStatus(verb string, budget int64, deadline time.Time) ([]byte, error) {
 	if c.botched != nil {
 		return nil, c.botched
 	}
@@ -433,6 +575,9 @@ func (c *conn) body(verb string, budget int64, deadline time.Time) ([]byte, erro
 	// ReadAll ends every line it consumed with CRLF (a line holds no LF
 	// of its own), and consumed the "." line besides.
 	c.lines += uint64(bytes.Count(buf.Bytes(), []byte("\n"))) + 1
+	if err := c.replied(verb, nil); err != nil {
+		return nil, err
+	}
 	return buf.Bytes(), nil
 }
 
@@ -450,7 +595,7 @@ func (c *conn) cmd(verb string, multi bool, budget int64, args ...any) ([]byte, 
 // reply reads a whole multi-line reply to a command sent before.
 func (c *conn) reply(verb string, budget int64) ([]byte, error) {
 	d := c.deadline()
-	if _, err := c.status(verb, lineBudget, d); err != nil {
+	if _, err := c.head(verb, lineBudget, d); err != nil {
 		return nil, err
 	}
 	return c.body(verb, budget, d)
@@ -483,6 +628,10 @@ func classifyLogin(err error) error {
 		return err
 	}
 	switch re.Code {
+	case "AUTH":
+		// RFC 3206 §4: the credentials themselves. Retrying them is
+		// what locks accounts: hold until the operator acts.
+		return fmt.Errorf("%w: %v", ErrAuth, err)
 	case "IN-USE":
 		return fmt.Errorf("%w: %v", ErrInUse, err)
 	case "LOGIN-DELAY":
@@ -490,9 +639,11 @@ func classifyLogin(err error) error {
 	case "SYS/TEMP":
 		return err
 	}
-	// [AUTH], [SYS/PERM] or no code at all: a wrong password is the usual
-	// cause, and retrying it is what locks accounts.
-	return fmt.Errorf("%w: %v", ErrAuth, err)
+	// No code (every -ERR of a server without RESP-CODES), [SYS/PERM] or
+	// a code popfetch does not know: perhaps a wrong password, perhaps
+	// the mailbox (solid-pop3d answers PASS "-ERR message is damaged").
+	// Not a reason to stop for good, nor to retry every poll.
+	return fmt.Errorf("%w (the server gave no [AUTH] code, so the cause may be the credentials or the mailbox): %v", ErrLoginRefused, err)
 }
 
 // quit ends the session; the server enters UPDATE and removes the messages

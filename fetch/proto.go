@@ -125,7 +125,7 @@ type capabilities struct {
 	uidl       bool
 	pipelining bool
 	respCodes  bool
-	expire0    bool  // EXPIRE 0: retrieved messages may be deleted by the server on its own
+	expire0    bool  // EXPIRE 0, or an EXPIRE popfetch cannot read: retrieved messages may be deleted by the server on its own (see expireMayDelete)
 	loginDelay int64 // seconds, 0 = none
 	// perUser: LOGIN-DELAY or EXPIRE said USER, so their value varies per
 	// user and the CAPA after login has the real one (RFC 2449 §6.5, §6.7).
@@ -147,7 +147,21 @@ func parseCapa(body []byte) capabilities {
 		if strings.ContainsFunc(tag, func(r rune) bool { return r >= utf8.RuneSelf }) {
 			continue
 		}
-		switch strings.ToUpper(tag) {
+		tag = strings.ToUpper(tag)
+		if v, ok := strings.CutPrefix(tag, "EXPIRE"); ok {
+			// "EXPIRE 0" (RFC 2449 §6.7), or run together as GNU
+			// mailutils pop3d writes it: "EXPIRE0", "EXPIRENEVER".
+			args := f[1:]
+			if v == "" && len(args) > 0 {
+				v, args = args[0], args[1:]
+			}
+			// Any EXPIRE line that may mean 0 counts: a server that
+			// says it twice is trusted on the side that loses nothing.
+			c.expire0 = c.expire0 || expireMayDelete(v)
+			c.perUser = c.perUser || len(args) > 0 && strings.EqualFold(args[0], "USER")
+			continue
+		}
+		switch tag {
 		case "STLS":
 			c.stls = true
 		case "USER":
@@ -158,9 +172,6 @@ func parseCapa(body []byte) capabilities {
 			c.pipelining = true
 		case "RESP-CODES":
 			c.respCodes = true
-		case "EXPIRE":
-			c.expire0 = len(f) > 1 && f[1] == "0"
-			c.perUser = c.perUser || len(f) > 2 && strings.EqualFold(f[2], "USER")
 		case "LOGIN-DELAY":
 			c.perUser = c.perUser || len(f) > 2 && strings.EqualFold(f[2], "USER")
 			if len(f) > 1 {
@@ -175,6 +186,22 @@ func parseCapa(body []byte) capabilities {
 		}
 	}
 	return c
+}
+
+// expireMayDelete reports whether an EXPIRE value (RFC 2449 §6.7) allows
+// the server to delete a message once it has been retrieved: "0" does,
+// "NEVER" and a number of days do not. Anything else (no value, a
+// negative number, a word popfetch does not know) is taken as 0: treating
+// such a server as one that keeps mail would QUIT after a failed delivery
+// and let it expunge the undelivered message.
+func expireMayDelete(v string) bool {
+	if strings.EqualFold(v, "NEVER") {
+		return false
+	}
+	if v == "" || strings.TrimLeft(v, "0123456789") != "" {
+		return true
+	}
+	return strings.TrimLeft(v, "0") == "" // 0, 00, …; an overlong number of days is still days
 }
 
 // respCode extracts an RFC 2449 §8 / RFC 3206 response code from -ERR text:

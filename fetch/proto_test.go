@@ -139,6 +139,48 @@ func TestParseCapa(t *testing.T) {
 	}
 }
 
+// Every spelling of EXPIRE that servers send; what popfetch cannot read is
+// taken as EXPIRE 0, the reading that loses nothing.
+func TestParseCapaExpire(t *testing.T) {
+	for _, tt := range []struct {
+		capa             string
+		expire0, perUser bool
+	}{
+		{"EXPIRE 0", true, false},
+		{"EXPIRE0", true, false}, // GNU mailutils pop3d
+		{"expire0", true, false},
+		{"EXPIRE 00", true, false},
+		{"EXPIRE 0 USER", true, true},
+		{"EXPIRE0 USER", true, true},
+		{"EXPIRE NEVER", false, false},
+		{"EXPIRENEVER", false, false}, // GNU mailutils pop3d
+		{"EXPIRE never", false, false},
+		{"EXPIRE NEVER USER", false, true},
+		{"EXPIRENEVER USER", false, true},
+		{"EXPIRE 30", false, false},
+		{"EXPIRE30", false, false},
+		{"EXPIRE 30 USER", false, true},
+		{"EXPIRE 99999999999999999999999", false, false},
+		// In doubt: may delete.
+		{"EXPIRE", true, false},
+		{"EXPIRE -1", true, false},
+		{"EXPIRE +5", true, false},
+		{"EXPIRE soon", true, false},
+		{"EXPIRE 1.5", true, false},
+		{"EXPIRE USER", true, false},
+		{"EXPIRE-NEVER", true, false},
+		// The side that loses nothing wins.
+		{"EXPIRE NEVER\r\nEXPIRE 0", true, false},
+		{"EXPIRE 0\r\nEXPIRE NEVER", true, false},
+		{"USER\r\nUIDL", false, false},
+	} {
+		c := parseCapa([]byte(tt.capa + "\r\n"))
+		if c.expire0 != tt.expire0 || c.perUser != tt.perUser {
+			t.Errorf("parseCapa(%q): expire0 %v, perUser %v; want %v, %v", tt.capa, c.expire0, c.perUser, tt.expire0, tt.perUser)
+		}
+	}
+}
+
 func TestRespCode(t *testing.T) {
 	for in, want := range map[string]string{
 		"[IN-USE] locked":                    "IN-USE",
@@ -230,6 +272,7 @@ func FuzzParseCapa(f *testing.F) {
 	f.Add([]byte("TOP\r\nUSER\r\nUIDL\r\nPIPELINING\r\nRESP-CODES\r\nEXPIRE 0 USER\r\nLOGIN-DELAY 900 USER\r\nSASL PLAIN LOGIN\r\nIMPLEMENTATION \x1b[31mevil\r\n"))
 	f.Add([]byte("pipelining\nexpire 0\nEXPIRE 30\nLOGIN-DELAY 99999999999\nSASL\n  STLS extra\n"))
 	f.Add([]byte("P\u0131PELINING\r\n\u017fTLS\r\n")) // ToUpper maps these to PIPELINING and STLS
+	f.Add([]byte("EXPIRENEVER\r\nEXPIRE0 USER\r\nexpire 007\r\nEXPIRE\r\nEXPIRE \u0131\r\n"))
 	f.Fuzz(func(t *testing.T, b []byte) {
 		c := parseCapa(b)
 		// An independent reading of the same lines: a tag is on only if
@@ -253,8 +296,18 @@ func FuzzParseCapa(f *testing.F) {
 				want.pipelining = true
 			case asciiEqualFold(tag, "RESP-CODES"):
 				want.respCodes = true
-			case asciiEqualFold(tag, "EXPIRE"):
-				want.expire0 = len(f) > 1 && f[1] == "0" // the last EXPIRE line counts
+			case len(tag) >= 6 && asciiEqualFold(tag[:6], "EXPIRE") && !strings.ContainsFunc(tag, func(r rune) bool { return r >= utf8.RuneSelf }):
+				// Any EXPIRE line counts; its value is the rest of the
+				// tag or else the next field.
+				v := tag[6:]
+				if v == "" && len(f) > 1 {
+					v = f[1]
+				}
+				never := len(v) == 5 && asciiEqualFold(v, "NEVER")
+				days := v != "" && strings.Trim(v, "0123456789") == ""
+				if !never && (!days || strings.Trim(v, "0") == "") {
+					want.expire0 = true
+				}
 			case asciiEqualFold(tag, "LOGIN-DELAY"):
 				if len(f) > 1 {
 					if n, err := strconv.ParseInt(f[1], 10, 64); err == nil {

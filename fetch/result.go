@@ -12,6 +12,13 @@ var (
 	// 3206). Retrying would risk locking the account, so the daemon waits
 	// for a config change or an explicit "popfetch now".
 	ErrAuth = errors.New("authentication failed")
+	// ErrLoginRefused: the server answered USER or PASS with -ERR and no
+	// [AUTH] code (RFC 3206), so it did not say whether the credentials
+	// are wrong: servers without response codes also refuse a login for a
+	// damaged or locked mailbox. The daemon retries only after a long
+	// backoff (a wrong password retried every poll is what locks an
+	// account) and logs an error each time.
+	ErrLoginRefused = errors.New("login refused")
 	// ErrProtocol: the server said something RFC 1939 does not allow (bad
 	// UID, message number out of range, oversized line, malformed reply).
 	ErrProtocol = errors.New("pop3 protocol error")

@@ -1,6 +1,7 @@
 package fetch
 
 import (
+	"bytes"
 	"context"
 	"crypto/x509"
 	"errors"
@@ -10,6 +11,7 @@ import (
 	"net"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"sync"
 	"time"
@@ -657,14 +659,29 @@ type op struct {
 
 // fetch retrieves todo and deletes dele, pipelining commands when the server
 // offers PIPELINING (RFC 2449 §6.6): up to maxWindow commands, and up to
-// windowBytes of messages by their LIST sizes, are outstanding, so a
-// high-latency link costs about one round trip per window, not per message.
-// Without PIPELINING the window is one command: each waits for the answer
-// to the one before. Replies arrive in command order, so a FIFO of sent
-// commands is all the bookkeeping the wire needs. DELEs go through the same
-// window as RETRs, and replies are read while commands are sent, so a long
-// run of DELEs can never fill both directions of the connection at once
-// (the write/write deadlock of RFC 2449 §6.6).
+// windowBytes of messages by their LIST sizes, go out in one round, so a
+// high-latency link costs about one round trip per window, not per
+// message. Without PIPELINING a round is one command: each waits for the
+// answer to the one before. Replies arrive in command order, so a FIFO of
+// sent commands is all the bookkeeping the wire needs. DELEs go through the
+// same rounds as RETRs, and a round's replies are read before the next
+// round is sent, so a long run of DELEs can never fill both directions of
+// the connection at once (the write/write deadlock of RFC 2449 §6.6).
+//
+// A round ends when every reply to it has been read, the server has sent
+// nothing more (conn.idle) and the reply to the round's closing command
+// names itself ("LIST n" for a round with RETRs, STAT for one of DELEs
+// only; see closeRound): only then is it known that each reply answered
+// its own command. Without PIPELINING the
+// commands of a round go one at a time; the round is still up to
+// maxWindow of them, so the closing LIST costs one round trip in 128. A server that sent one reply too many, or
+// skipped one, would otherwise have every later message taken for the
+// one before or after it, delivered and recorded under the wrong UID, and
+// the right one deleted unread. So a message read in a round is delivered
+// only once its round has ended in step; a round that breaks off (a reply
+// out of step, a missing reply that runs into its deadline) delivers
+// nothing, records nothing and deletes nothing, and the next poll starts
+// afresh.
 //
 // Deliveries run on up to deliverers goroutines while this loop goes on
 // reading: most of a delivery is waiting for fsync, and concurrent fsyncs
@@ -682,16 +699,30 @@ func (s *session) fetch(ctx context.Context, todo []entry) error {
 	c := s.c
 	window := 1
 	if c.caps.pipelining {
-		window = maxWindow
+		window = maxWindow + 1 // and the closing LIST
 	}
 	var inflight int64   // LIST sizes of the outstanding RETRs
-	var held int64       // bytes of the messages being delivered
+	var held int64       // bytes of the messages read and not yet delivered, or being delivered
 	var queue []op       // sent, reply not yet read, in command order
 	var deles []entry    // recorded durably, DELE not yet sent
 	var recorded []entry // delivered and recorded, awaiting the store's fsync
-	retrs := 0           // RETRs in queue
+	// A round is the commands between two points where the replies are
+	// known to be in step: up to maxWindow commands and windowBytes of
+	// messages, all sent at once with PIPELINING, one after the other
+	// without it, then the closing command (closeRound).
+	var unchecked []retrieved // read in the open round
+	var last entry            // the open round's last RETR; zero if none
+	roundCmds := 0            // commands sent in the open round
+	closing := false          // the round's closing LIST is sent
+	retrs := 0                // RETRs in queue
 	results := make(chan delivery, deliverers)
-	running := 0 // deliveries not yet collected
+	running := 0 // deliveries started and not yet collected
+	// A round's messages are started together when it ends; sem lets
+	// deliverers of them run at once, and the rest wait their turn
+	// without holding up this loop, which may be blocked on the next
+	// round's replies meanwhile.
+	sem := make(chan struct{}, deliverers)
+	ended := make(chan struct{}) // closed when fetch returns: deliveries not yet begun are not begun
 	var fatal error
 	collect := func(d delivery) {
 		running--
@@ -704,16 +735,45 @@ func (s *session) fetch(ctx context.Context, todo []entry) error {
 		case d.ok:
 			s.res.Delivered++
 			recorded = append(recorded, d.e)
+		case d.skipped:
 		default:
 			s.res.Failed++
 		}
 	}
 	// Whatever happens, no delivery is abandoned half-way: wait for all.
+	// Only messages whose round ended in step are ever started; what was
+	// read after a desync never is. One started but still waiting for its
+	// turn is left on the server.
 	defer func() {
+		close(ended)
 		for running > 0 {
 			collect(<-results)
 		}
 	}()
+	start := func(r retrieved) {
+		running++
+		go func() {
+			sem <- struct{}{}
+			var d delivery
+			select {
+			case <-ended:
+				d = delivery{e: r.e, size: int64(len(r.m.Raw)), skipped: true}
+			default:
+				if stopping(ctx) || ctx.Err() != nil {
+					// Graceful stop: what is being delivered is
+					// finished; a message read but not yet being
+					// delivered is left on the server. A server with
+					// EXPIRE 0 then gets no QUIT at all (see
+					// keepConnUpdate), as it might expire it.
+					d = delivery{e: r.e, size: int64(len(r.m.Raw)), skipped: true}
+				} else {
+					d = s.deliver(ctx, r.e, r.m)
+				}
+			}
+			<-sem
+			results <- d
+		}()
+	}
 	flush := func() error {
 		if len(recorded) == 0 {
 			return nil
@@ -765,33 +825,57 @@ func (s *session) fetch(ctx context.Context, todo []entry) error {
 				return err
 			}
 		}
-		for len(queue) < window && len(deles) > 0 {
-			e := deles[0]
-			if err := c.send("DELE", e.Num); err != nil {
-				return err
+		if !closing {
+			// Fill the open round: DELEs first, then RETRs, as far as
+			// the window and the round's limits allow.
+			for len(queue) < window && roundCmds < maxWindow && len(deles) > 0 {
+				e := deles[0]
+				if err := c.send("DELE", e.Num); err != nil {
+					return err
+				}
+				deles = deles[1:]
+				queue = append(queue, op{"DELE", e})
+				roundCmds++
 			}
-			deles = deles[1:]
-			queue = append(queue, op{"DELE", e})
-		}
-		for len(queue) < window && next < len(todo) && !stopping(ctx) && ctx.Err() == nil {
-			e := todo[next]
-			// go-pop3 reads each reply whole into memory, and a
-			// message stays there until its delivery is over. So the
-			// byte window counts the messages being delivered too, and
-			// a message bigger than the window is retrieved only when
-			// nothing else is in flight or being delivered: a mailbox
-			// of large messages never holds more than one at a time,
-			// which, with maxMessageSize, bounds a session's memory.
-			if (retrs > 0 || running > 0) && inflight+held+e.Size > windowBytes {
-				break
+			// go-pop3 reads each reply whole into memory, and a message
+			// stays there until its delivery is over. So the byte window
+			// counts the messages read and being delivered too, and a
+			// message bigger than the window is retrieved only when
+			// nothing else is in flight, waiting or being delivered: a
+			// mailbox of large messages never holds more than one at a
+			// time, which, with maxMessageSize, bounds a session's memory.
+			retrOK := func() bool {
+				if next >= len(todo) || stopping(ctx) || ctx.Err() != nil || roundCmds >= maxWindow {
+					return false
+				}
+				return (retrs == 0 && held == 0) || inflight+held+todo[next].Size <= windowBytes
 			}
-			inflight += e.Size
-			next++
-			if err := c.send("RETR", e.Num); err != nil {
-				return err
+			for len(queue) < window && retrOK() {
+				e := todo[next]
+				inflight += e.Size
+				next++
+				if err := c.send("RETR", e.Num); err != nil {
+					return err
+				}
+				queue = append(queue, op{"RETR", e})
+				retrs++
+				roundCmds++
+				last = e
 			}
-			queue = append(queue, op{"RETR", e})
-			retrs++
+			more := roundCmds < maxWindow && len(deles) > 0 || retrOK()
+			if !more && roundCmds > 0 && len(queue) < window {
+				// Nothing more joins this round: close it with a
+				// command whose reply names itself (see closeRound).
+				verb, args := "STAT", []any(nil)
+				if last.Num != 0 {
+					verb, args = "LIST", []any{last.Num}
+				}
+				if err := c.send(verb, args...); err != nil {
+					return err
+				}
+				queue = append(queue, op{verb, last})
+				closing = true
+			}
 		}
 		if len(queue) == 0 {
 			if running > 0 {
@@ -830,77 +914,118 @@ func (s *session) fetch(ctx context.Context, todo []entry) error {
 			if err != nil {
 				return err
 			}
-			if m == nil {
-				continue // refused by the server; counted
+			held += int64(len(m.Raw))
+			unchecked = append(unchecked, retrieved{o.e, m})
+		case "LIST", "STAT":
+			if err := s.closeRound(o.verb, o.e); err != nil {
+				return err
 			}
-			if s.v.byCopy[o.e.Num] {
-				// A check of a message seen before (see reuse.go).
-				delete(s.v.byCopy, o.e.Num)
-				old, err := s.verified(o.e, identityOf(o.e.Size, m.Raw))
+			// The round ended in step: its messages are the ones their
+			// UIDs name. Only now may a check of a message seen before
+			// (reuse.go) decide anything: a copy read out of step would
+			// be another message's.
+			for _, r := range unchecked {
+				if !s.v.byCopy[r.e.Num] {
+					start(r)
+					continue
+				}
+				delete(s.v.byCopy, r.e.Num)
+				old, err := s.verified(r.e, identityOf(r.e.Size, r.m.Raw))
 				if err != nil {
 					return err
 				}
-				if old {
-					// Delivered before: a server that expires it
-					// now loses nothing (keepConnUpdate).
-					s.retrieved--
-					if s.v.counted[o.e.Num] {
-						s.res.New--
+				if !old {
+					if !s.v.counted[r.e.Num] {
+						s.res.New++
 					}
-					if err := confirmed(o.e); err != nil {
-						return err
-					}
+					start(r)
 					continue
 				}
-				if !s.v.counted[o.e.Num] {
-					s.res.New++
+				// Delivered before: a server that expires it now loses
+				// nothing (keepConnUpdate).
+				held -= int64(len(r.m.Raw))
+				s.retrieved--
+				if s.v.counted[r.e.Num] {
+					s.res.New--
+				}
+				if err := confirmed(r.e); err != nil {
+					return err
 				}
 			}
-			if stopping(ctx) {
-				// Graceful stop: what is being delivered is finished;
-				// a reply that was already on its way is read (the
-				// session must reach QUIT) but left on the server. A
-				// server with EXPIRE 0 then gets no QUIT at all (see
-				// keepConnUpdate), as it might expire this message.
-				continue
-			}
-			for running >= deliverers {
-				collect(<-results)
-			}
-			running++
-			held += int64(len(m.Raw))
-			go func() { results <- s.deliver(ctx, o.e, m) }()
+			unchecked = unchecked[:0]
+			closing, last, roundCmds = false, entry{}, 0
 		}
 	}
+}
+
+// closeRound reads the reply to the command that closes a round. For a
+// round with RETRs that is "LIST n", n being its last RETR: the reply,
+// "+OK n size" (RFC 1939 §5), names the message and its size. For a round
+// of DELEs only it is STAT: "+OK count size", two numbers where a reply to
+// DELE has words or nothing. Neither can be taken for any
+// other reply: if the server sent one reply too many in the round, this
+// read gets one of the round's own replies instead; if it skipped one, the
+// round's last command got this one and runs into its deadline (or
+// mistakes it likewise). Either way the round never ends in step and none
+// of it is delivered. conn.idle catches most surplus sooner; this closes
+// the race with a surplus reply that arrives just after the last one was
+// read.
+func (s *session) closeRound(verb string, e entry) error {
+	c := s.c
+	b, err := c.status(verb, lineBudget, c.deadline())
+	if err != nil {
+		if isERR(err) {
+			return c.outOfStep(fmt.Errorf("%w (%s closing a round answered %v)", errMismatch, verb, err))
+		}
+		return err
+	}
+	if verb == "STAT" {
+		if _, _, err := parseStat(b); err != nil {
+			return c.outOfStep(fmt.Errorf("%w (STAT closing a round answered %s)", errMismatch, quote(b)))
+		}
+		return nil
+	}
+	f := bytes.Fields(b)
+	if len(f) < 2 || string(f[0]) != strconv.Itoa(e.Num) || string(f[1]) != strconv.FormatInt(e.Size, 10) {
+		return c.outOfStep(fmt.Errorf("%w (LIST %d closing a round answered %s; want \"%d %d\")", errMismatch, e.Num, quote(b), e.Num, e.Size))
+	}
+	return nil
+}
+
+// retrieved is a message read in full, not yet handed to a delivery.
+type retrieved struct {
+	e entry
+	m *deliver.Message
 }
 
 // Pipelining and batching limits of one session.
 const (
 	deliverers  = 4       // concurrent deliveries
-	maxWindow   = 128     // outstanding commands (RETR and DELE) with PIPELINING
+	maxWindow   = 128     // commands (RETR and DELE) per round; with PIPELINING all outstanding at once
 	windowBytes = 4 << 20 // LIST sizes of outstanding RETRs plus messages being delivered (one message may exceed it alone)
 	batch       = 16      // UIDs recorded per journal fsync
 )
 
 // delivery is the outcome of one message's delivery goroutine.
 type delivery struct {
-	e    entry
-	size int64 // of the message in memory, released now
-	ok   bool  // delivered and recorded
-	err  error // the session cannot go on (the store failed)
+	e       entry
+	size    int64 // of the message in memory, released now
+	ok      bool  // delivered and recorded
+	skipped bool  // not begun (a stop, or the session ended first): left on the server
+	err     error // the session cannot go on (the store failed)
 }
 
-// retrieve reads one RETR reply. It returns an error only when the session
-// cannot go on; a message the server refuses is logged and counted, and nil
-// is returned for it.
+// retrieve reads one RETR reply. Any error ends the session: a message
+// that LIST has just listed is not refused by a server whose replies are
+// in step, so an -ERR is taken as a sign that they are not, as is a reply
+// that does not fit the message (see checkRetr).
 func (s *session) retrieve(ctx context.Context, e entry) (*deliver.Message, error) {
 	c := s.c
 	d := time.Now().Add(retrDeadline(c.timeout, e.Size))
-	if _, err := c.status("RETR", lineBudget, d); err != nil {
+	st, err := c.head("RETR", lineBudget, d)
+	if err != nil {
 		if isERR(err) {
-			s.res.Failed++
-			s.log.Warn("RETR refused; message stays on the server", "uid", e.UID, "msgnum", e.Num, "err", err)
-			return nil, nil
+			err = c.outOfStep(fmt.Errorf("%w; a message LIST has just listed was refused, so the replies may be out of step: ending the session", err))
 		}
 		return nil, s.retrFailed(ctx, e, err)
 	}
@@ -908,20 +1033,82 @@ func (s *session) retrieve(ctx context.Context, e entry) (*deliver.Message, erro
 	if err != nil {
 		return nil, s.retrFailed(ctx, e, err)
 	}
+	// Another message's reply announces that message's size. A server
+	// that merely announces a wrong one still sends what LIST counted.
+	if n, ok := retrOctets(st); ok && n != e.Size && int64(len(raw)) != e.Size {
+		return nil, s.retrFailed(ctx, e, c.outOfStep(fmt.Errorf("%w (RETR %d announces %d octets, LIST said %d)", errMismatch, e.Num, n, e.Size)))
+	}
+	if err := checkRetr(e, raw); err != nil {
+		return nil, s.retrFailed(ctx, e, c.outOfStep(err))
+	}
 	s.retrieved++
 	s.p.retrOK(s.mailbox, e.UID)
 	return &deliver.Message{Account: s.a.Name, Server: s.a.Server, User: s.a.Username, UID: e.UID, Fetched: s.p.now(), Raw: raw}, nil
+}
+
+// retrOctets reads the size a RETR status line announces ("+OK 120
+// octets", RFC 1939 §7); ok is false if it announces none. Servers that
+// announce one count it as they count LIST sizes (octets as stored with
+// CRLF line ends, before dot-stuffing), so it must equal the LIST size: a
+// different number is another message's reply, unless the message that
+// follows has exactly the LIST size (see retrieve).
+func retrOctets(st []byte) (n int64, ok bool) {
+	f := bytes.Fields(st)
+	if len(f) == 0 || len(f[0]) > 18 || len(bytes.TrimLeft(f[0], "0123456789")) != 0 {
+		return 0, false
+	}
+	if len(f) > 1 && !bytes.HasPrefix(bytes.ToLower(f[1]), []byte("octet")) {
+		return 0, false // "+OK 2 messages follow", not a size
+	}
+	n, err := strconv.ParseInt(string(f[0]), 10, 64)
+	return n, err == nil
+}
+
+// checkRetr checks that a message read whole fits the entry it was asked
+// for. A first line that is itself a POP3 status line is the real status
+// line of this reply behind a surplus "+OK" the server sent before it (a
+// message begins with a header field, RFC 5322 §2.1, and "+OK ..." is
+// not one). The size must be within the bounds set for the reply: at most
+// retrBudget of the LIST size, and the LIST size at most retrBudget of
+// the size read. That is loose on purpose: servers whose LIST sizes are
+// approximate are common enough that fetchmail only warns about a
+// mismatch; within it, equal and near-equal sizes are not told apart,
+// which is why the primary defence is that no reply may arrive when none
+// is due (conn.idle).
+func checkRetr(e entry, raw []byte) error {
+	first, _, _ := bytes.Cut(raw, []byte("\r\n"))
+	if isStatusLine(first) {
+		return fmt.Errorf("%w (message %d begins with the status line %s)", errMismatch, e.Num, quote(first))
+	}
+	if got := int64(len(raw)); got > retrBudget(e.Size) || e.Size > retrBudget(got) {
+		return fmt.Errorf("%w (message %d has %d octets, LIST said %d)", errMismatch, e.Num, got, e.Size)
+	}
+	return nil
+}
+
+// isStatusLine reports whether line is a POP3 status line as go-pop3 reads
+// one.
+func isStatusLine(line []byte) bool {
+	for _, p := range []string{"+OK", "-ERR"} {
+		if rest, ok := bytes.CutPrefix(line, []byte(p)); ok && (len(rest) == 0 || rest[0] == ' ') {
+			return true
+		}
+	}
+	return false
 }
 
 // retrFailed handles a RETR reply that broke the session. A reply larger
 // than its budget (2×LIST size + 1 MiB) is the message's own fault and will
 // be again: it is noted at once, like a message over `limit`, so that the
 // rest of the mailbox flows even for a one-shot `popfetch fetch`. A
-// message that misses its deadline in poisonPolls polls in a row (counted
-// for the Poller's life) is given up the same way. A dropped connection or
-// a cancelled poll says nothing about the message and is not counted:
-// otherwise a flaky link would make popfetch abandon whatever happened to be
-// on the wire.
+// message that misses its deadline, is refused (-ERR) or gets a reply that
+// does not fit it (errMismatch) in poisonPolls polls in a row (counted for
+// the Poller's life) is given up the same way: a stray reply from the
+// server lands on a different message each time, a message the server
+// cannot send does not. A dropped connection, a cancelled poll or a surplus
+// reply after this message's own says nothing about the message and is not
+// counted: otherwise a flaky link would make popfetch abandon whatever
+// happened to be on the wire.
 func (s *session) retrFailed(ctx context.Context, e entry, err error) error {
 	err = fmt.Errorf("retr %d (uid %s): %w", e.Num, e.UID, err)
 	if ctx.Err() != nil {
@@ -932,11 +1119,11 @@ func (s *session) retrFailed(ctx context.Context, e entry, err error) error {
 	switch {
 	case errors.Is(err, errBudget):
 		why = "its reply is far larger than the server's LIST size"
-	case errors.As(err, &ne) && ne.Timeout():
+	case errors.As(err, &ne) && ne.Timeout(), isERR(err), errors.Is(err, errMismatch):
 		if n := s.p.retrFailed(s.mailbox, e.UID); n < poisonPolls {
 			return err
 		}
-		why = fmt.Sprintf("it missed its deadline in %d polls in a row", poisonPolls)
+		why = fmt.Sprintf("its retrieval failed the same way in %d polls in a row", poisonPolls)
 	default:
 		return err
 	}

@@ -428,8 +428,8 @@ func TestPollMessageOverHardMax(t *testing.T) {
 			srv := pop3test.NewServer(t, pop3test.Options{
 				Messages: msgs(2),
 				Faults: []pop3test.Fault{
-					{Cmd: "LIST", Session: 1, Action: pop3test.Reply, Reply: "+OK\r\n1 " + claim + "\r\n2 100\r\n."},
-					{Cmd: "LIST", Session: 2, Action: pop3test.Reply, Reply: "+OK\r\n1 " + claim + "\r\n."}, // 2 was deleted
+					{Cmd: "LIST", N: 1, Session: 1, Action: pop3test.Reply, Reply: "+OK\r\n1 " + claim + "\r\n2 " + fmt.Sprint(len(msg(2).Data)) + "\r\n."},
+					{Cmd: "LIST", N: 1, Session: 2, Action: pop3test.Reply, Reply: "+OK\r\n1 " + claim + "\r\n."}, // 2 was deleted
 				},
 			})
 			a := testAccount(t, srv)
@@ -456,12 +456,20 @@ func TestPollMessageOverHardMax(t *testing.T) {
 
 // A LIST size smaller than the message is common enough (dot-stuffing, bare
 // LF sent as CRLF, servers that count wrong): the budget leaves room for
-// twice the size plus 1 MiB.
+// twice the size plus 1 MiB. Such a server's RETR announces the same wrong
+// size, if any.
 func TestPollListUndercounts(t *testing.T) {
 	m := pop3test.Message{UID: "under", Data: []byte("Subject: under\r\n\r\n" + strings.Repeat("x", 200<<10) + "\r\n")}
 	srv := pop3test.NewServer(t, pop3test.Options{
 		Messages: []pop3test.Message{m},
-		Faults:   []pop3test.Fault{{Cmd: "LIST", Action: pop3test.Reply, Reply: "+OK\r\n1 1000\r\n."}},
+		Faults: []pop3test.Fault{
+			{Cmd: "LIST", N: 1, Action: pop3test.Reply, Reply: "+OK\r\n1 1000\r\n."},
+			{Cmd: "LIST", N: 2, Action: pop3test.Reply, Reply: "+OK 1 1000"}, // LIST 1, as the server counts
+			{Cmd: "RETR", Action: pop3test.Custom, Func: func(c *pop3test.Conn) {
+				_, rest := splitAnswer(c.Answer())
+				c.Write(append([]byte("+OK 1000 octets\r\n"), rest...))
+			}},
+		},
 	})
 	a := testAccount(t, srv)
 	if res := poller(&recorder{}).Poll(context.Background(), a); res.Err != nil || res.Delivered != 1 {
@@ -818,6 +826,42 @@ func TestPollAuthFailure(t *testing.T) {
 	}
 }
 
+// RFC 3206: only [AUTH] says the credentials are wrong. A server without
+// response codes answers PASS with a bare -ERR for anything (solid-pop3d:
+// "-ERR message is damaged"), which must not hold the account for good.
+func TestPollLoginClassification(t *testing.T) {
+	for _, tt := range []struct {
+		cmd, reply string
+		want       error // nil: a temporary failure, none of the sentinels
+	}{
+		{"PASS", "-ERR [AUTH] invalid credentials", ErrAuth},
+		{"PASS", "-ERR [auth] bad password", ErrAuth},
+		{"USER", "-ERR [AUTH] no such user", ErrAuth},
+		{"PASS", "-ERR message is damaged", ErrLoginRefused},
+		{"PASS", "-ERR", ErrLoginRefused},
+		{"PASS", "-ERR invalid password", ErrLoginRefused},
+		{"USER", "-ERR unknown user", ErrLoginRefused},
+		{"PASS", "-ERR [SYS/PERM] account disabled", ErrLoginRefused},
+		{"PASS", "-ERR [X-UNKNOWN] something", ErrLoginRefused},
+		{"PASS", "-ERR [IN-USE] mailbox locked", ErrInUse},
+		{"PASS", "-ERR [LOGIN-DELAY] too soon", ErrLoginDelay},
+		{"PASS", "-ERR [SYS/TEMP] try later", nil},
+	} {
+		t.Run(tt.cmd+" "+tt.reply, func(t *testing.T) {
+			srv := pop3test.NewServer(t, pop3test.Options{Capa: []string{"USER", "UIDL"}, Faults: []pop3test.Fault{{Cmd: tt.cmd, Action: pop3test.Reply, Reply: tt.reply}}})
+			res := poller(nil).Poll(context.Background(), testAccount(t, srv))
+			if res.Err == nil {
+				t.Fatal("Poll succeeded; want a login failure")
+			}
+			for _, s := range []error{ErrAuth, ErrLoginRefused, ErrInUse, ErrLoginDelay} {
+				if errors.Is(res.Err, s) != (s == tt.want) {
+					t.Fatalf("Poll error = %v; want it to wrap %v and no other sentinel", res.Err, tt.want)
+				}
+			}
+		})
+	}
+}
+
 func TestPollInUse(t *testing.T) {
 	srv := pop3test.NewServer(t, pop3test.Options{Faults: []pop3test.Fault{{Cmd: "PASS", Action: pop3test.Reply, Reply: "-ERR [IN-USE] mailbox locked"}}})
 	res := poller(nil).Poll(context.Background(), testAccount(t, srv))
@@ -983,14 +1027,27 @@ func TestPollCancelAbortsWithoutQuit(t *testing.T) {
 // message it did not deliver, for whatever reason, must end without QUIT.
 func TestPollExpireZeroDropsWithoutQuitAfterFailure(t *testing.T) {
 	quitSent := func(srv *pop3test.Server) bool { return slices.Contains(srv.Commands(), "QUIT") }
-	t.Run("delivery failed", func(t *testing.T) {
-		srv := pop3test.NewServer(t, pop3test.Options{Messages: msgs(2), Capa: []string{"USER", "UIDL", "EXPIRE 0"}})
+	// Every spelling that means (or may mean) EXPIRE 0; GNU mailutils
+	// pop3d writes "EXPIRE0".
+	for _, expire := range []string{"EXPIRE 0", "EXPIRE0", "EXPIRE 0 USER", "EXPIRE", "EXPIRE soon"} {
+		t.Run("delivery failed/"+expire, func(t *testing.T) {
+			srv := pop3test.NewServer(t, pop3test.Options{Messages: msgs(2), Capa: []string{"USER", "UIDL", expire}})
+			a := testAccount(t, srv)
+			a.Keep = true
+			rec := &recorder{fail: func(uid string) error { return errors.New("nope") }}
+			poller(rec).Poll(context.Background(), a)
+			if quitSent(srv) {
+				t.Fatalf("QUIT sent after a failed delivery on a server that said %q", expire)
+			}
+		})
+	}
+	t.Run("delivery failed/EXPIRENEVER", func(t *testing.T) {
+		srv := pop3test.NewServer(t, pop3test.Options{Messages: msgs(2), Capa: []string{"USER", "UIDL", "EXPIRENEVER"}})
 		a := testAccount(t, srv)
-		a.Keep = true
 		rec := &recorder{fail: func(uid string) error { return errors.New("nope") }}
 		poller(rec).Poll(context.Background(), a)
-		if quitSent(srv) {
-			t.Fatal("QUIT sent after a failed delivery on an EXPIRE 0 server")
+		if !quitSent(srv) {
+			t.Fatal("no QUIT on a server that keeps retrieved mail (EXPIRENEVER)")
 		}
 	})
 	// A graceful stop reads the RETR replies already on their way but

@@ -35,6 +35,11 @@ func sentCredentials(srv *pop3test.Server) bool {
 	return false
 }
 
+// longGreeting is a greeting with an APOP timestamp (RFC 1939 §7), as
+// GNU mailutils pop3d sends, padded past the replies that follow it.
+const longGreeting = "+OK POP3 server ready on mail.example.org, GNU Mailutils 3.15, please use STLS before logging in " +
+	"<2786.1733309130.1234567890@mail.example.org>"
+
 func TestTLS(t *testing.T) {
 	caPEM, serverTLS, _ := pop3test.GenerateCert(t)
 	otherCA, _, _ := pop3test.GenerateCert(t)
@@ -57,6 +62,10 @@ func TestTLS(t *testing.T) {
 		{name: "stls advertised then refused", opts: pop3test.Options{STLS: true, Faults: []pop3test.Fault{{Cmd: "STLS", Action: pop3test.Reply, Reply: "-ERR not now"}}}, mode: rcfile.TLSStartTLS, ca: caPEM, wantErr: ErrTLS},
 		{name: "stls response injection", opts: pop3test.Options{STLS: true, Faults: []pop3test.Fault{{Cmd: "STLS", Action: pop3test.Reply, Reply: "+OK begin TLS\r\n+OK injected"}}}, mode: rcfile.TLSStartTLS, ca: caPEM, wantErr: ErrTLS},
 		{name: "stls server hangs after +OK", opts: pop3test.Options{STLS: true, Faults: []pop3test.Fault{{Cmd: "STLS", Action: pop3test.Custom, Func: func(c *pop3test.Conn) { c.WriteLine("+OK go ahead"); c.Hang() }}}}, mode: rcfile.TLSStartTLS, ca: caPEM, wantErr: nil},
+		// mailutils and solid-pop3d greet with an APOP timestamp, longer
+		// than the CAPA and STLS replies read after it.
+		{name: "starttls long greeting", opts: pop3test.Options{STLS: true, Greeting: longGreeting}, mode: rcfile.TLSStartTLS, ca: caPEM},
+		{name: "implicit long greeting", opts: pop3test.Options{Implicit: true, Greeting: longGreeting}, mode: rcfile.TLSImplicit, ca: caPEM},
 		{name: "bad greeting", opts: pop3test.Options{Implicit: true, Greeting: "* IMAP here"}, mode: rcfile.TLSImplicit, ca: caPEM, wantErr: ErrProtocol},
 	}
 	for _, tt := range tests {

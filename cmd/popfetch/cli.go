@@ -27,7 +27,7 @@ const (
 	exitOK     = 0 // every account polled without error
 	exitFail   = 1 // at least one account failed, or a message could not be delivered
 	exitUsage  = 2 // bad command line
-	exitAuth   = 3 // the server rejected the credentials of at least one account
+	exitAuth   = 3 // the server refused the login of at least one account ([AUTH], or -ERR without a code)
 	exitConfig = 5 // the rc file is missing or invalid
 	// exitUndeletable: everything was delivered, but the server kept
 	// refusing DELE of a delivered message (fetch.Result.Undeletable).

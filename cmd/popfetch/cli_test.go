@@ -95,6 +95,19 @@ func TestExitCodeUndeletable(t *testing.T) {
 	}
 }
 
+// A refused login is exit status 3 whether or not the server said [AUTH]:
+// the login failed either way.
+func TestExitCodeLoginRefused(t *testing.T) {
+	for _, err := range []error{
+		fmt.Errorf("account x: %w: PASS: -ERR [AUTH] bad", fetch.ErrAuth),
+		fmt.Errorf("account x: %w: PASS: -ERR message is damaged", fetch.ErrLoginRefused),
+	} {
+		if got := exitCodeFor(fetch.Result{Account: "x", Err: err}); got != exitAuth {
+			t.Errorf("exitCodeFor(%v) = %d; want %d", err, got, exitAuth)
+		}
+	}
+}
+
 // The help text and popfetch(1) must not drift apart: every command the
 // help lists has a section in the man page, and every exit status too.
 func TestHelpMatchesManPage(t *testing.T) {

@@ -836,7 +836,10 @@ func TestDaemonSIGTERMDuringBigFetch(t *testing.T) {
 // failure, the server deleted nothing, and a restarted `popfetch run`
 // completes the fetch with nothing lost or duplicated.
 func TestDaemonSecondSignalAborts(t *testing.T) {
-	const n, stuck = 200, 100
+	// A session delivers a round of commands (128, see fetch's maxWindow)
+	// only once all its replies are in: the stuck RETR is in the second
+	// round, so the first is delivered before the session gets stuck.
+	const n, stuck, firstRound = 200, 150, 128
 	msgs := make([]pop3test.Message, n)
 	for i := range msgs {
 		msgs[i] = pop3test.Message{UID: fmt.Sprintf("uid-%04d", i+1), Data: seqMsg("abort", i+1, 10)}
@@ -850,7 +853,7 @@ func TestDaemonSecondSignalAborts(t *testing.T) {
 		rcAccount{name: "stuck", port: srv.Port(), user: "user", pass: "pass", maildir: maildir}))
 
 	d := startDaemon(t, rc)
-	waitMaildir(t, maildir, stuck-1, 20*time.Second)
+	waitMaildir(t, maildir, firstRound, 20*time.Second)
 	if err := d.cmd.Process.Signal(syscall.SIGTERM); err != nil {
 		t.Fatal(err)
 	}

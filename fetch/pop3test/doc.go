@@ -6,7 +6,7 @@
 // that goes silent or trickles one byte at a time, an endless line, a
 // multi-line answer without its terminating ".", a truncated message, a
 // forged UIDL or LIST listing, response injection after STLS, "-ERR [IN-USE]"
-// on PASS. Ordinary behaviour of a real server is tested against dovecot
+// on PASS, a reply sent twice (Append) or not at all (Skip). Ordinary behaviour of a real server is tested against dovecot
 // elsewhere (fetch/dovecottest); this package only has to be right enough
 // for the fault tests to mean something.
 //
@@ -20,8 +20,8 @@
 // replaces the server's answer with an Action. The normal side effect of the
 // command (DELE marking, PASS logging in, STLS starting TLS, QUIT expunging)
 // happens only when the client is told "+OK": with the normal answer, with a
-// Reply that starts with "+OK", or with DropAfter and Trickle. Drop, Hang,
-// Truncate, the endless actions and Custom have no side effect.
+// Reply that starts with "+OK", or with DropAfter, Trickle and Append. Drop,
+// Hang, Truncate, Skip, the endless actions and Custom have no side effect.
 //
 // Only tests import this package.
 package pop3test

@@ -117,9 +117,16 @@ const (
 	Truncate
 	// Custom calls Fault.Func instead of answering.
 	Custom
+	// Append sends the normal answer (the command takes effect) followed,
+	// in the same write, by Fault.Reply: lines no command asked for, as a
+	// server that answers twice sends them.
+	Append
+	// Skip sends no answer at all (the command does not take effect) and
+	// goes on reading commands: a server that loses one reply.
+	Skip
 )
 
-var actionNames = [...]string{"Reply", "Drop", "DropAfter", "Hang", "Trickle", "EndlessLine", "EndlessMulti", "Truncate", "Custom"}
+var actionNames = [...]string{"Reply", "Drop", "DropAfter", "Hang", "Trickle", "EndlessLine", "EndlessMulti", "Truncate", "Custom", "Append", "Skip"}
 
 func (a Action) String() string {
 	if a >= 0 && int(a) < len(actionNames) {
@@ -895,6 +902,10 @@ func (ss *session) respond(verb string, a answer) bool {
 	case Truncate:
 		ss.write(truncated(a))
 		return false
+	case Append:
+		return ss.ok(a, append(a.data[:len(a.data):len(a.data)], replyBytes(f.Reply)...))
+	case Skip:
+		return !a.end
 	case Custom:
 		c := &Conn{ss: ss, answer: a.data}
 		if f.Func != nil {

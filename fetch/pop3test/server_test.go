@@ -535,6 +535,35 @@ func TestFaultDropAfter(t *testing.T) {
 	}
 }
 
+// Append: the normal answer, then the extra lines; the command takes
+// effect. Skip: no answer, the command does not take effect, and the next
+// command is answered as usual.
+func TestFaultAppendAndSkip(t *testing.T) {
+	t.Parallel()
+	s := NewServer(t, Options{Messages: twoMessages(), Faults: []Fault{
+		{Cmd: "DELE", N: 1, Action: Append, Reply: "-ERR stray\r\n+OK stray"},
+		{Cmd: "DELE", N: 2, Action: Skip},
+	}})
+	dump(t, s)
+	c := dial(t, s)
+	c.line()
+	c.login()
+	c.want("DELE 1", "+OK")
+	c.want("NOOP", "-ERR stray")
+	if got := c.line(); got != "+OK stray" {
+		t.Fatalf("second appended line = %q", got)
+	}
+	if got := c.line(); got != "+OK" {
+		t.Fatalf("NOOP answer = %q", got)
+	}
+	c.send("DELE 2")
+	c.want("STAT", "+OK 1 ") // DELE 2 skipped: unanswered, message 2 not marked
+	c.want("QUIT", "+OK")
+	if got := s.Messages(); len(got) != 1 || got[0].UID != msgB.UID {
+		t.Fatalf("Messages() = %v; want only %s (DELE 1 took effect, the skipped DELE 2 did not)", got, msgB.UID)
+	}
+}
+
 func TestFaultHang(t *testing.T) {
 	t.Parallel()
 	s := NewServer(t, Options{Faults: []Fault{{Cmd: "CAPA", Action: Hang}}})
