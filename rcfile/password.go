@@ -122,9 +122,24 @@ func runPasswordCommand(ctx context.Context, argv []string) (string, error) {
 		// something relative to whatever the working directory is.
 		return "", fmt.Errorf("password_command %s: must be an absolute path or a bare name", argv[0])
 	}
+	// Checked at load too, but the program may have been missing then or
+	// changed since; a bare name is checked where $PATH finds it now, and
+	// that file is the one run.
+	prog := argv[0]
+	if !filepath.IsAbs(prog) {
+		p, err := exec.LookPath(prog)
+		if err != nil {
+			return "", fmt.Errorf("password_command %s: %w", argv[0], err)
+		}
+		prog = p
+	}
+	if err := CheckPath(prog); err != nil {
+		return "", fmt.Errorf("password_command: %w", err)
+	}
 	ctx, cancel := context.WithTimeout(ctx, CommandTimeout)
 	defer cancel()
-	cmd := exec.CommandContext(ctx, argv[0], argv[1:]...)
+	cmd := exec.CommandContext(ctx, prog, argv[1:]...)
+	cmd.Args[0] = argv[0]
 	var stdout, stderr capWriter
 	stdout.max, stderr.max = maxSecretRead, 1024
 	cmd.Stdout, cmd.Stderr = &stdout, &stderr
