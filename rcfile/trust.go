@@ -206,8 +206,13 @@ func resolveChecked(path, abs string) (string, error) {
 		fi, err := os.Lstat(next)
 		if errors.Is(err, fs.ErrNotExist) {
 			if p := untrusted(dfi, false, cur); p != "" {
+				fix := fixFor(p, cur)
+				if dfi.Mode()&fs.ModeSticky != 0 {
+					// chmod would break /tmp for everybody else.
+					fix = "create it first, or name a file in a directory nobody else can write"
+				}
 				return "", fmt.Errorf("%s does not exist, and the directory %s, where it would be created, %s, so that user can create it; %s: %w",
-					path, cur, p, fixFor(p, cur), ErrUntrustedFile)
+					path, cur, p, fix, ErrUntrustedFile)
 			}
 			return "", fmt.Errorf("%s: %w", path, err)
 		}
