@@ -16,6 +16,8 @@ import (
 	"time"
 	"unicode"
 	"unicode/utf8"
+
+	"github.com/popfetch/popfetch/rcfile"
 )
 
 // MDAOptions configures an MDA target. The zero value is usable.
@@ -308,6 +310,14 @@ func (d *MDA) Deliver(ctx context.Context, m *Message, sender string, rcpts []Re
 func (d *MDA) run(ctx context.Context, argv []string, msg io.Reader) error {
 	ctx, cancel := context.WithTimeout(ctx, d.opts.Timeout)
 	defer cancel()
+
+	// The program is checked when the rc file loads, but it may have been
+	// missing then, or changed since: whoever can change it or a directory
+	// on its way runs code as popfetch. Temporary: the message stays on
+	// the server until the program is safe again.
+	if err := rcfile.CheckPath(argv[0]); err != nil {
+		return &Error{Target: d.target, Reason: SafeValue("MDA program refused: "+err.Error(), 300), Err: err}
+	}
 
 	// The whole copy is in a file before the MDA starts, and that file is
 	// its stdin: an MDA outlives a popfetch killed with SIGKILL (it runs in

@@ -537,3 +537,34 @@ func TestMDAProcmail(t *testing.T) {
 		t.Fatalf("Deliver with EXITCODE=75 = %v; want temporary", err)
 	}
 }
+
+// TestMDAProgramCheckedAtUse: an MDA program that another user can
+// change (here: other-writable) when the message is delivered is not
+// run, and the failure is temporary, so the message stays on the server.
+func TestMDAProgramCheckedAtUse(t *testing.T) {
+	dir := filepath.Join(t.TempDir(), "bin")
+	if err := os.Mkdir(dir, 0o700); err != nil {
+		t.Fatal(err)
+	}
+	prog := filepath.Join(dir, "mda")
+	if err := os.WriteFile(prog, []byte("#!/bin/sh\ncat >/dev/null\ntouch \"$OUT/ran\"\n"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	d, out := newTestMDA(t, []string{prog}, MDAOptions{})
+	rc := []Recipient{{User: "joe", Address: "joe@example.com", Domain: "example.com"}}
+	if errs := d.Deliver(context.Background(), mdaMessage("Subject: x\r\n\r\nx\r\n"), "", rc, nil); errs[0] != nil {
+		t.Fatalf("safe program: Deliver = %v", errs)
+	}
+	os.Remove(filepath.Join(out, "ran"))
+	if err := os.Chmod(prog, 0o757); err != nil {
+		t.Fatal(err)
+	}
+	errs := d.Deliver(context.Background(), mdaMessage("Subject: x\r\n\r\nx\r\n"), "", rc, nil)
+	var de *Error
+	if !errors.As(errs[0], &de) || de.Permanent || !strings.Contains(de.Reason, "writable by every user") {
+		t.Fatalf("other-writable program: Deliver = %v; want a temporary error saying why", errs)
+	}
+	if _, err := os.Stat(filepath.Join(out, "ran")); err == nil {
+		t.Fatal("other-writable program: it ran")
+	}
+}

@@ -355,6 +355,12 @@ type Daemon struct {
 	// one mailbox, but a reload that renames an account starts the new
 	// name while the old name's last poll may still run.
 	busyBoxes map[string]bool
+	// boxDirs maps each mailbox (rcfile.Account.Mailbox) polled in this
+	// daemon's lifetime to the state_dir its journal is in: the first
+	// one it was polled with. Kept after the account is removed, so that
+	// removing it in one reload and adding it back with another state_dir
+	// in the next is refused as a move too.
+	boxDirs map[string]string
 }
 
 // NewDaemon returns a daemon for cfg (generation 1). Each account's first
@@ -385,6 +391,7 @@ func NewDaemon(cfg *rcfile.Config, poll PollFunc, opts DaemonOptions) *Daemon {
 		}
 	}
 	d.busyBoxes = map[string]bool{}
+	d.boxDirs = map[string]string{}
 	d.abortCtx, d.abort = context.WithCancel(context.Background())
 	d.cfg = &rcfile.Config{}
 	d.Reload(cfg) // generation 0: nothing to compare with, never refused
@@ -817,7 +824,10 @@ func answer(waiters []chan Result, r Result) {
 // applied at once the new, empty one would fetch a keep-mode mailbox again
 // in full. The account is matched by its mailbox (rcfile.Account.Mailbox),
 // not its name, because the journal belongs to the mailbox: a rename that
-// also moves state_dir is the same trap. Every other setting applies at run
+// also moves state_dir is the same trap. The mailbox is compared with
+// every mailbox polled since the daemon started, not only the accounts
+// configured now: removing an account and adding it back with a new
+// state_dir in the next reload is the same move. Every other setting applies at run
 // time.
 func (d *Daemon) Reload(cfg *rcfile.Config) error {
 	d.mu.Lock()
@@ -878,6 +888,11 @@ func (d *Daemon) Reload(cfg *rcfile.Config) error {
 		}
 		d.log.Info("account removed", "account", name)
 	}
+	for _, na := range cfg.Accounts {
+		if _, ok := d.boxDirs[na.Mailbox()]; !ok {
+			d.boxDirs[na.Mailbox()] = na.StateDir
+		}
+	}
 	d.cfg = cfg
 	d.gen++
 	d.loadedAt = now
@@ -891,25 +906,19 @@ func (d *Daemon) Reload(cfg *rcfile.Config) error {
 }
 
 // stateDirMovedLocked returns ErrRestartRequired, naming the account and
-// both directories, if an account of cfg polls a mailbox that a running
-// account polls with a different state_dir. Accounts are visited in a
-// fixed order so the error names the same account every time.
+// both directories, if an account of cfg polls a mailbox that this daemon
+// has polled with a different state_dir (boxDirs), whether the account
+// that did is still configured or not. cfg's accounts are visited in
+// order, so the error names the same account every time.
 func (d *Daemon) stateDirMovedLocked(cfg *rcfile.Config) error {
-	names := make([]string, 0, len(d.accts))
-	for name := range d.accts {
-		names = append(names, name)
-	}
-	slices.Sort(names)
 	for _, na := range cfg.Accounts {
-		for _, name := range names {
-			oa := d.accts[name].cfg
-			if oa.Mailbox() != na.Mailbox() || oa.StateDir == na.StateDir {
-				continue
-			}
-			return fmt.Errorf("account %s: state_dir changed from %s to %s; its UIDL journal stays in the old directory "+
-				"(starting empty in the new one would fetch a keep mailbox again in full): stop popfetch, move the journal, then start it: %w",
-				na.Name, oa.StateDir, na.StateDir, ErrRestartRequired)
+		old, ok := d.boxDirs[na.Mailbox()]
+		if !ok || old == na.StateDir {
+			continue
 		}
+		return fmt.Errorf("account %s: state_dir changed from %s to %s; its UIDL journal stays in the old directory "+
+			"(starting empty in the new one would fetch a keep mailbox again in full): stop popfetch, move the journal, then start it: %w",
+			na.Name, old, na.StateDir, ErrRestartRequired)
 	}
 	return nil
 }

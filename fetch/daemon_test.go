@@ -1313,6 +1313,43 @@ func TestDaemonReloadAccountStateDirRefused(t *testing.T) {
 	}
 }
 
+// TestDaemonReloadStateDirRemovedReadded: removing an account in one
+// reload and adding its mailbox back with another state_dir in the next
+// is a move of its journal too, refused; back with the old state_dir, or
+// under another name with it, is fine.
+func TestDaemonReloadStateDirRemovedReadded(t *testing.T) {
+	withDir := func(name, user, dir string) *rcfile.Account {
+		a := acct(name, "pop.example", time.Hour)
+		a.Username, a.StateDir = user, dir
+		return a
+	}
+	cfg := config(withDir("a", "joe", "/var/lib/popfetch"), withDir("b", "ann", "/var/lib/popfetch"))
+	cfg.StateDir = "/var/lib/popfetch"
+	h := newHarness(t, cfg, nil)
+	for i, step := range []struct {
+		next *rcfile.Config
+		want string // "" = applied
+	}{
+		{config(withDir("b", "ann", "/var/lib/popfetch")), ""}, // a removed
+		{config(withDir("a", "joe", "/srv/a"), withDir("b", "ann", "/var/lib/popfetch")), "account a: state_dir changed from /var/lib/popfetch to /srv/a"},
+		{config(withDir("x", "joe", "/srv/a"), withDir("b", "ann", "/var/lib/popfetch")), "account x: state_dir changed from /var/lib/popfetch to /srv/a"},
+		{config(withDir("x", "joe", "/var/lib/popfetch"), withDir("b", "ann", "/var/lib/popfetch")), ""},
+	} {
+		step.next.StateDir = cfg.StateDir
+		gen := h.d.Status().Generation
+		err := h.d.Reload(step.next)
+		if step.want == "" {
+			if err != nil || h.d.Status().Generation != gen+1 {
+				t.Fatalf("step %d: Reload = %v, generation %d; want nil, %d", i, err, h.d.Status().Generation, gen+1)
+			}
+			continue
+		}
+		if !errors.Is(err, ErrRestartRequired) || !strings.Contains(err.Error(), step.want) || h.d.Status().Generation != gen {
+			t.Fatalf("step %d: Reload = %v, generation %d; want ErrRestartRequired containing %q, generation %d", i, err, h.d.Status().Generation, step.want, gen)
+		}
+	}
+}
+
 // TestDaemonFetchAllOncePerPass: fetch_all is one pass over the mailbox
 // per start or change of the account, not every poll (with keep, every
 // poll would deliver the whole mailbox again). A poll that fails before

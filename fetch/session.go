@@ -313,9 +313,11 @@ func (s *session) run(ctx context.Context) error {
 	}
 	opts := dialOptions{Host: a.Server, Port: a.Port, TLS: string(a.TLS), Fingerprint: a.Fingerprint, Timeout: a.Timeout, Log: s.log}
 	if a.CAFile != "" {
-		pem, err := os.ReadFile(a.CAFile)
+		// Read through the trust check: whoever can change the trust
+		// anchors can impersonate the server and take the password.
+		pem, err := rcfile.ReadTrusted(a.CAFile)
 		if err != nil {
-			return fmt.Errorf("%w: ca_file: %v", ErrTLS, err)
+			return fmt.Errorf("%w: ca_file: %w", ErrTLS, err)
 		}
 		opts.RootCAs = x509.NewCertPool()
 		if !opts.RootCAs.AppendCertsFromPEM(pem) {

@@ -3,7 +3,6 @@ package fetch
 import (
 	"crypto/x509"
 	"fmt"
-	"os"
 
 	"github.com/popfetch/popfetch/deliver"
 	"github.com/popfetch/popfetch/rcfile"
@@ -24,7 +23,7 @@ func newSMTPTarget(s *rcfile.SMTP, host string) (deliver.Target, error) {
 		LocalHost: host,
 	}
 	if s.CAFile != "" {
-		pem, err := os.ReadFile(s.CAFile)
+		pem, err := rcfile.ReadTrusted(s.CAFile) // trust anchors: see fetch/session.go
 		if err != nil {
 			return nil, fmt.Errorf("smtp ca_file: %w", err)
 		}

@@ -192,7 +192,9 @@ func checkAliasesFile(path string, rng hcl.Range) hcl.Diagnostics {
 // runs, mda and password_command, where they exist: whoever can change
 // the program runs code as popfetch just as whoever can change the rc
 // file. A bare password_command name is checked where $PATH finds it now.
-// A program that does not exist is left to the run, which reports it.
+// A program that does not exist must be missing from a directory nobody
+// else can write (CheckPath), so that nobody else can create it later;
+// the run checks it again.
 func checkPrograms(a *Account, seen map[hcl.Range]bool) hcl.Diagnostics {
 	var diags hcl.Diagnostics
 	check := func(prog, what string, rng hcl.Range) {
@@ -203,11 +205,7 @@ func checkPrograms(a *Account, seen map[hcl.Range]bool) hcl.Diagnostics {
 			}
 			prog = p
 		}
-		fi, err := os.Stat(prog)
-		if err != nil {
-			return
-		}
-		if err := checkTrustedInfo(prog, fi); err != nil {
+		if err := CheckPath(prog); errors.Is(err, ErrUntrustedFile) {
 			diags = append(diags, untrustedDiag("Unsafe "+what+" program", err, rng))
 		}
 	}
@@ -232,7 +230,8 @@ func checkPrograms(a *Account, seen map[hcl.Range]bool) hcl.Diagnostics {
 }
 
 // checkCAFiles applies CheckTrusted's rules to the ca_file of the POP3
-// server and of SMTP/LMTP targets, where they exist: whoever can change
+// server and of SMTP/LMTP targets (CheckPath: a missing one must be
+// missing from a directory nobody else can write): whoever can change
 // the trust anchors can impersonate the server and take the password.
 // The diagnostic points at the account (the ca_file may be inherited).
 func checkCAFiles(a *Account) hcl.Diagnostics {
@@ -255,11 +254,9 @@ func checkCAFiles(a *Account) hcl.Diagnostics {
 			continue
 		}
 		done[f] = true
-		fi, err := os.Stat(f)
-		if err != nil {
-			continue // left to the connection, which reports it
-		}
-		if err := checkTrustedInfo(f, fi); err != nil {
+		// A missing or unreadable file is left to the connection, which
+		// reports it, unless another user could create it first.
+		if err := CheckPath(f); errors.Is(err, ErrUntrustedFile) {
 			diags = append(diags, untrustedDiag("Unsafe ca_file", fmt.Errorf("account %s: ca_file %w", a.Name, err), a.DeclRange))
 		}
 	}

@@ -12,6 +12,7 @@ import (
 	"path/filepath"
 	"strings"
 	"time"
+	"unicode/utf8"
 )
 
 // CommandTimeout bounds password_command: a password manager waiting for a
@@ -25,8 +26,10 @@ const maxSecretRead = 4096
 // first line of password_file (which must not be readable by group or
 // others: ErrInsecureFile, and must pass CheckTrusted: ErrUntrustedFile); the environment variable (unset or empty is an
 // error); or the first line of password_command's stdout. The command runs
-// without a shell, argv[0] absolute or looked up in $PATH, with stdin
-// empty, a CommandTimeout limit and its stderr quoted in the error.
+// without a shell, argv[0] absolute or looked up in $PATH (and checked
+// with CheckPath where it is found), with stdin empty, a CommandTimeout
+// limit and the first line of its stderr quoted in the error (see
+// stderrHint).
 //
 // A line ends at LF only. The result must not contain CR, LF or NUL and
 // must not be empty: a CR (say from a CRLF file) is an error, not
@@ -122,9 +125,24 @@ func runPasswordCommand(ctx context.Context, argv []string) (string, error) {
 		// something relative to whatever the working directory is.
 		return "", fmt.Errorf("password_command %s: must be an absolute path or a bare name", argv[0])
 	}
+	// Checked at load too, but the program may have been missing then or
+	// changed since; a bare name is checked where $PATH finds it now, and
+	// that file is the one run.
+	prog := argv[0]
+	if !filepath.IsAbs(prog) {
+		p, err := exec.LookPath(prog)
+		if err != nil {
+			return "", fmt.Errorf("password_command %s: %w", argv[0], err)
+		}
+		prog = p
+	}
+	if err := CheckPath(prog); err != nil {
+		return "", fmt.Errorf("password_command: %w", err)
+	}
 	ctx, cancel := context.WithTimeout(ctx, CommandTimeout)
 	defer cancel()
-	cmd := exec.CommandContext(ctx, argv[0], argv[1:]...)
+	cmd := exec.CommandContext(ctx, prog, argv[1:]...)
+	cmd.Args[0] = argv[0]
 	var stdout, stderr capWriter
 	stdout.max, stderr.max = maxSecretRead, 1024
 	cmd.Stdout, cmd.Stderr = &stdout, &stderr
@@ -137,13 +155,43 @@ func runPasswordCommand(ctx context.Context, argv []string) (string, error) {
 			err = fmt.Errorf("timed out after %s", CommandTimeout)
 		}
 		msg := fmt.Sprintf("password_command %s: %v", argv[0], err)
-		if e := strings.TrimSpace(stderr.buf.String()); e != "" {
+		if e := stderrHint(stderr.buf.Bytes(), stdout.buf.Bytes()); e != "" {
 			msg += fmt.Sprintf(" (stderr: %q)", e)
 		}
 		return "", errors.New(msg)
 	}
 	line, _, _ := bytes.Cut(stdout.buf.Bytes(), []byte("\n"))
 	return string(line), nil
+}
+
+// maxStderrHint bounds the stderr quoted in a password_command error.
+const maxStderrHint = 80
+
+// stderrHint is what a failed password_command's error quotes of its
+// stderr: the first non-blank line, at most maxStderrHint bytes, and
+// nothing at all if the command wrote anything to stdout, which is
+// where the secret goes (a helper that fails after printing it may
+// repeat it on stderr). Only the first line: a helper that prints the
+// secret on stderr usually does so after its message.
+func stderrHint(stderr, stdout []byte) string {
+	if len(bytes.TrimSpace(stdout)) > 0 {
+		return ""
+	}
+	var line []byte
+	for l := range bytes.SplitSeq(stderr, []byte("\n")) {
+		if l = bytes.TrimSpace(l); len(l) > 0 {
+			line = l
+			break
+		}
+	}
+	if len(line) > maxStderrHint {
+		line = line[:maxStderrHint]
+		for len(line) > 0 && !utf8.Valid(line) {
+			line = line[:len(line)-1] // not in the middle of a character
+		}
+		return string(line) + "..."
+	}
+	return string(line)
 }
 
 // capWriter keeps the first max bytes and discards the rest while still

@@ -531,6 +531,37 @@ func TestResolve(t *testing.T) {
 	}
 }
 
+// TestPasswordCommandStderr: a failed password_command's error quotes at
+// most the first line of its stderr, truncated, and nothing of it once the
+// command printed to stdout, so a helper that prints the secret and fails
+// does not put it in the log.
+func TestPasswordCommandStderr(t *testing.T) {
+	const secret = "Zq9x-Hunter2-SECRET"
+	long := strings.Repeat("é", 60) // 120 bytes
+	for _, tt := range []struct {
+		name, script string
+		want         string // the quoted stderr; "" = none
+	}{
+		{"message", "echo vault locked >&2; exit 3", `(stderr: "vault locked")`},
+		{"secret on the second line", "echo 'bad PIN' >&2; echo " + secret + " >&2; exit 1", `(stderr: "bad PIN")`},
+		{"blank line first", "echo >&2; echo 'no agent' >&2; exit 1", `(stderr: "no agent")`},
+		{"stdout printed", "echo " + secret + "; echo oops " + secret + " >&2; exit 1", ""},
+		{"long line", "echo " + long + " >&2; exit 1", `(stderr: "` + strings.Repeat("é", 40) + `...")`},
+	} {
+		_, err := Password{Command: []string{"sh", "-c", tt.script}}.Resolve(context.Background())
+		if err == nil {
+			t.Fatalf("%s: Resolve succeeded", tt.name)
+		}
+		msg := err.Error()
+		if strings.Contains(msg, "Hunter2") {
+			t.Errorf("%s: error shows the secret: %s", tt.name, msg)
+		}
+		if tt.want == "" && strings.Contains(msg, "stderr") || tt.want != "" && !strings.Contains(msg, tt.want) {
+			t.Errorf("%s: error = %s; want stderr quoted as %q", tt.name, msg, tt.want)
+		}
+	}
+}
+
 func TestFind(t *testing.T) {
 	fixedEnv(t)
 	home := t.TempDir()

@@ -6,6 +6,7 @@ import (
 	"regexp"
 	"sort"
 	"strings"
+	"unicode"
 	"unicode/utf8"
 
 	"github.com/hashicorp/hcl/v2"
@@ -69,16 +70,47 @@ var knownAttrs = func() map[string]bool {
 	return m
 }()
 
-// secretLine finds a line that starts (after blanks, an optional quote or
-// an opening brace) with a secret attribute's name, whatever follows: the
-// fallback for text the lexer does not see as an attribute, such as a
-// "password" line swallowed by an unterminated string above it, or
-// `password "x"` without the equals sign.
-// A commented-out password line counts too.
-var secretLine = regexp.MustCompile(`(?im)(?:^|\{)[ \t]*(?:#|//)?[ \t]*"?[a-z0-9_-]*(?:password|token|secret)"?(?:[^a-z0-9_\n][^\n]*)$`)
+// secretName finds a secret attribute's name anywhere in folded text
+// (see fold), with the rest of its line: the fallback for text the lexer
+// does not see as an attribute, such as a "password" line swallowed by an
+// unterminated string above it, `password "x"` without the equals sign,
+// a commented-out password line, or a name after a character HCL does
+// not know. The name must not go on as a longer identifier
+// (password_file is not a secret), and "password" inside a value (a host
+// named mypassword.example.com) costs only the masked rest of its line.
+var secretName = regexp.MustCompile(`(?im)(?:password|token|secret)"?(?:[^a-z0-9_\n][^\n]*)?$`)
 
-// secretNameEnd finds where the name ends in a secretLine match.
-var secretNameEnd = regexp.MustCompile(`(?i)^(?:\{)?[ \t]*(?:#|//)?[ \t]*"?[a-z0-9_-]*(?:password|token|secret)"?[ \t]*[=:]?[ \t]*`)
+// secretNameEnd finds where the name ends in a secretName match: after
+// it, blanks, an = or : and blanks.
+var secretNameEnd = regexp.MustCompile(`(?i)^(?:password|token|secret)"?[ \t]*[=:]?[ \t]*`)
+
+// fold returns src as the fallback sees it, with off[k] the offset in
+// src of byte k of the result (and off[len] = len(src)): a CR is a line
+// break (a file with CR line endings is one long line to HCL), form feed
+// and vertical tab are blanks, and non-ASCII spaces and invisible
+// formatting characters (no-break space, zero-width space, BOM) are
+// removed, so that "pass\u200bword" is seen as password.
+func fold(src []byte) (out []byte, off []int) {
+	out = make([]byte, 0, len(src))
+	off = make([]int, 0, len(src)+1)
+	for i := 0; i < len(src); {
+		r, n := utf8.DecodeRune(src[i:])
+		switch {
+		case r == '\r':
+			out, off = append(out, '\n'), append(off, i)
+		case r == '\f' || r == '\v':
+			out, off = append(out, ' '), append(off, i)
+		case r >= utf8.RuneSelf && (unicode.IsSpace(r) || unicode.Is(unicode.Cf, r)):
+			// dropped
+		default:
+			for k := range n {
+				out, off = append(out, src[i+k]), append(off, i+k)
+			}
+		}
+		i += n
+	}
+	return out, append(off, len(src))
+}
 
 // span is a byte range [start, end) of the source; named says it is the
 // value of an attribute with a secret's name (not only an unknown one).
@@ -105,14 +137,18 @@ func secretSpans(src []byte) []span {
 			lineStart = bytes.HasSuffix(tk.Bytes, []byte("\n")) || start && bytes.HasPrefix(tk.Bytes, []byte("/*"))
 			continue
 		}
-		if !start || tk.Type != hclsyntax.TokenIdent || i+1 >= len(toks) {
+		if tk.Type != hclsyntax.TokenIdent || i+1 >= len(toks) {
 			continue
 		}
 		name := string(tk.Bytes)
 		next := toks[i+1].Type
 		assign := next == hclsyntax.TokenEqual || next == hclsyntax.TokenColon
 		secret := isSecretName(name) || name == "password_env" && assign && !envName(toks[i+2:])
-		if !secret && (!assign || knownAttrs[name]) {
+		// An identifier followed by = or : is an attribute wherever it
+		// is: after another one on the same line (a one-line block), after
+		// a ; or , or a character HCL does not know. A secret's name
+		// without = counts only at the start of a line.
+		if !assign && !(secret && start) || !secret && knownAttrs[name] {
 			continue
 		}
 		j := i + 1
@@ -126,15 +162,17 @@ func secretSpans(src []byte) []span {
 		i = end - 1
 	}
 	lexed := len(out)
-	for _, m := range secretLine.FindAllIndex(src, -1) {
-		n := secretNameEnd.FindIndex(src[m[0]:m[1]])
-		s := m[0] + n[1]
-		if len(bytes.TrimSpace(src[s:m[1]])) == 0 || overlapsAny(out[:lexed], s, m[1]) {
+	folded, off := fold(src)
+	for _, m := range secretName.FindAllIndex(folded, -1) {
+		n := secretNameEnd.FindIndex(folded[m[0]:m[1]])
+		fs := m[0] + n[1]
+		s, e := off[fs], off[m[1]]
+		if len(bytes.TrimSpace(folded[fs:m[1]])) == 0 || overlapsAny(out[:lexed], s, e) {
 			// Nothing to hide, or the lexer found this value already
 			// (and knows better where it ends).
 			continue
 		}
-		out = append(out, span{s, m[1], true})
+		out = append(out, span{s, e, true})
 	}
 	return mergeSpans(out)
 }
@@ -341,6 +379,9 @@ func (m *maskedSource) snippet(rng *hcl.Range) (line string, col, width int, ok 
 		lineEnd = m.lines[n+1] - 1
 	}
 	line = strings.TrimRight(string(m.text[lineStart:lineEnd]), "\r")
+	if unmasked(line) {
+		return hiddenLine, 0, 1, true
+	}
 	start, end := m.offset(rng.Start.Byte), m.offset(rng.End.Byte)
 	if start >= lineStart && start <= lineStart+len(line) {
 		col = utf8.RuneCount(m.text[lineStart:start])
@@ -359,4 +400,26 @@ func (m *maskedSource) snippet(rng *hcl.Range) (line string, col, width int, ok 
 		}
 	}
 	return line, col, width, true
+}
+
+// hiddenLine is shown instead of a source line that unmasked finds fault
+// with.
+const hiddenLine = "(source line not shown: it may hold a secret)"
+
+// unmasked is the last line of defence for a snippet: it says whether
+// line, already masked, still has a secret's name (as the fallback sees
+// it) followed by anything but the mask, which the masking above missed
+// somehow. Such a line is not printed.
+func unmasked(line string) bool {
+	folded, _ := fold([]byte(line))
+	for _, l := range bytes.Split(folded, []byte("\n")) {
+		for _, m := range secretName.FindAllIndex(l, -1) {
+			n := secretNameEnd.FindIndex(l[m[0]:m[1]])
+			rest := bytes.TrimSpace(l[m[0]+n[1] : m[1]])
+			if len(rest) > 0 && !bytes.HasPrefix(rest, []byte(mask)) {
+				return true
+			}
+		}
+	}
+	return false
 }

@@ -43,6 +43,15 @@ var brokenSecretFiles = []struct{ name, src string }{
 	{"commented out", "account \"a\" {\n  # password = \"%s\"\n  server = 5 # here\n}\n"},
 	{"garbage after", "account \"a\" {\n  password = \"%s\" junk\n}\n"},
 	{"block comment", "account \"a\" {\n  /* x */ password = \"%s\" = 1\n}\n"},
+	{"one-line block", `account "a" { server = "x" username = "u" password = "%s" }` + "\n"},
+	{"second attribute on the line", "account \"a\" {\n  server = \"x\"\n  limit = 5 password = \"%s\"\n  deliver { maildir = \"/tmp/x\" }\n}\n"},
+	{"after a semicolon", "account \"a\" {\n  server = \"x\"; password = \"%s\"\n}\n"},
+	{"after a comma", "account \"a\" {\n  server = \"x\", password = \"%s\"\n}\n"},
+	{"no-break space", "account \"a\" {\n  server = \"x\"\n  \u00a0password = \"%s\"\n  deliver { maildir = \"/tmp/x\" }\n}\n"},
+	{"form feed", "account \"a\" {\n  server = \"x\"\n  \fpassword = \"%s\"\n  deliver { maildir = \"/tmp/x\" }\n}\n"},
+	{"CR line endings", "account \"a\" {\r  server = \"x\"\r  username = \"u\"\r  password = \"%s\"\r  deliver { maildir = \"/tmp/x\" }\r}\r"},
+	{"zero-width space in the name", "account \"a\" {\n  server = \"x\"\n  pass\u200bword = \"%s\"\n}\n"},
+	{"zero-width space and no equals sign", "account \"a\" {\n  server = 5\n  pass\u200bword \"%s\"\n}\n"},
 }
 
 // secretFor fills a broken file's %s: the password, or where the
@@ -133,7 +142,8 @@ func TestMaskSourceKeepsOthers(t *testing.T) {
 }
 
 // FuzzMaskSource: masking never panics, keeps every line where it was,
-// and a password line appended to anything is masked.
+// and a password line appended to anything is masked; the diagnostics
+// never show a password appended on the last line either.
 func FuzzMaskSource(f *testing.F) {
 	for _, tt := range brokenSecretFiles {
 		f.Add([]byte(fmt.Sprintf(tt.src, "x")))
@@ -148,6 +158,15 @@ func FuzzMaskSource(f *testing.F) {
 		for bytes.Contains(src, []byte(testSecret)) {
 			// Only the appended line may hold it.
 			src = bytes.ReplaceAll(src, []byte(testSecret), nil)
+		}
+		_, diags := Parse(append(src, " password = \""+testSecret+"\"\n"...), "fuzz.hcl")
+		var b bytes.Buffer
+		WriteDiagnostics(&b, diags, map[string]*hcl.File{"fuzz.hcl": {Bytes: append(src, " password = \""+testSecret+"\"\n"...)}})
+		for _, d := range diags {
+			fmt.Fprintln(&b, FormatDiagnostic(d))
+		}
+		if bytes.Contains(b.Bytes(), []byte(testSecret)) {
+			t.Fatalf("the diagnostics show the password appended on the same line:\n%s", b.String())
 		}
 		src = append(src, "\n  password = \""+testSecret+"\"\n"...)
 		m := maskSource(src)
@@ -165,11 +184,38 @@ func FuzzMaskSource(f *testing.F) {
 			}
 			prev = n
 		}
-		_, diags := Parse(src, "fuzz.hcl")
-		var b bytes.Buffer
+		_, diags = Parse(src, "fuzz.hcl")
+		b.Reset()
 		WriteDiagnostics(&b, diags, map[string]*hcl.File{"fuzz.hcl": {Bytes: src}})
 		if bytes.Contains(b.Bytes(), []byte(testSecret)) {
 			t.Fatalf("the diagnostics show the password:\n%s", b.String())
 		}
 	})
+}
+
+// TestSnippetHidesUnmasked: a snippet line that still shows a secret's
+// name with something other than the mask after it (as the fallback sees
+// it: through zero-width and no-break spaces, CR as a line break) is not
+// printed, whatever the masking before missed.
+func TestSnippetHidesUnmasked(t *testing.T) {
+	for _, tt := range []struct {
+		line string
+		hide bool
+	}{
+		{`  password = ***`, false},
+		{`  password_file = "/etc/pw"`, false},
+		{`  password_command = ["pass", "show", "x"]`, false},
+		{`  server = "x" # password = ***`, false},
+		{`  password = "S"`, true},
+		{`  limit = 5, api_token: "S"`, true},
+		{"  pass\u200bword = \"S\"", true},
+		{"  \u00a0secret \"S\"", true},
+		{"  server = \"x\"\r  password = \"S\"", true},
+	} {
+		m := &maskedSource{text: []byte(tt.line + "\n"), lines: []int{0, len(tt.line) + 1}}
+		line, _, _, ok := m.snippet(&hcl.Range{Start: hcl.Pos{Line: 1, Column: 1}, End: hcl.Pos{Line: 1, Column: 2, Byte: 1}})
+		if !ok || (line == hiddenLine) != tt.hide {
+			t.Errorf("snippet(%q) = %q, %v; want hidden %v", tt.line, line, ok, tt.hide)
+		}
+	}
 }

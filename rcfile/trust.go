@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"errors"
 	"fmt"
+	"io"
 	"io/fs"
 	"os"
 	"os/user"
@@ -39,6 +40,27 @@ func OpenTrusted(path string) (*os.File, error) {
 	return f, nil
 }
 
+// maxTrustedRead bounds ReadTrusted: a CA bundle is a few hundred KB.
+const maxTrustedRead = 16 << 20
+
+// ReadTrusted reads the whole file at path through OpenTrusted, for a
+// file popfetch hands to a library (a ca_file) rather than parses itself.
+func ReadTrusted(path string) ([]byte, error) {
+	f, err := OpenTrusted(path)
+	if err != nil {
+		return nil, err
+	}
+	defer f.Close()
+	b, err := io.ReadAll(io.LimitReader(f, maxTrustedRead+1))
+	if err != nil {
+		return nil, err
+	}
+	if len(b) > maxTrustedRead {
+		return nil, fmt.Errorf("%s is larger than %d bytes", path, maxTrustedRead)
+	}
+	return b, nil
+}
+
 // openNonBlock opens path for reading without blocking on a FIFO (which
 // CheckTrusted then refuses as not a regular file); for a regular file
 // O_NONBLOCK changes nothing.
@@ -52,17 +74,54 @@ func openNonBlock(path string) (*os.File, error) {
 //   - it is owned by the user popfetch runs as (the effective uid) or by
 //     root;
 //   - it is not writable by others, nor by its group unless that group is
-//     the owner's private group (its primary group, with no other member
-//     listed in /etc/group: the user-private-group scheme of umask 002
-//     systems, where group write grants nobody else anything);
-//   - every directory from its real location (symlinks resolved) up to /
-//     obeys the same owner and write rules, except that a directory with
-//     the sticky bit (/tmp) may be writable by all: there only an entry's
-//     owner can remove or rename it, so nobody else can replace the file.
+//     the owner's private group (the user-private-group scheme of umask
+//     002 systems, where group write grants nobody else anything): its
+//     primary group, named as the user, the primary group of no other
+//     user in /etc/passwd and with no other member in /etc/group;
+//   - no POSIX ACL on it lets another user or group write it;
+//   - every directory in which its name is looked up, symlinks followed
+//     one by one (the directory of each link as well as the directories
+//     of the file finally reached), up to /, obeys the same owner, write
+//     and ACL rules, and no default ACL there grants others write,
+//     except that a directory with the sticky bit (/tmp) may be writable
+//     by all: there only an entry's owner can remove or rename it, so
+//     nobody else can replace the file;
+//   - every symlink followed is owned by root or the user popfetch runs
+//     as (in a sticky directory its owner could replace it).
 //
 // Errors wrap ErrUntrustedFile and say how to fix the problem.
 func CheckTrusted(f *os.File, path string) error {
 	fi, err := f.Stat()
+	if err != nil {
+		return err
+	}
+	return checkTrustedInfo(path, fi)
+}
+
+// CheckPath applies CheckTrusted's rules to the file path names now
+// (symlinks followed), for a program about to be run or a file about to
+// be named to another program. When path does not exist, the directory
+// where its lookup stops and every directory above it must obey the
+// directory rules, without the sticky bit's exception: then only root
+// or the user popfetch runs as can create the file later, and a missing
+// file is accepted (its use reports it).
+func CheckPath(path string) error {
+	fi, err := os.Stat(path)
+	if errors.Is(err, fs.ErrNotExist) {
+		abs, err := filepath.Abs(path)
+		if err != nil {
+			return err
+		}
+		_, err = resolveChecked(path, abs)
+		if errors.Is(err, fs.ErrNotExist) {
+			return nil
+		}
+		if err == nil {
+			// Created in between: check what is there now.
+			return CheckPath(path)
+		}
+		return err
+	}
 	if err != nil {
 		return err
 	}
@@ -75,45 +134,121 @@ func checkTrustedInfo(path string, fi fs.FileInfo) error {
 	if !fi.Mode().IsRegular() {
 		return fmt.Errorf("%s is not a regular file (%s): %w", path, fi.Mode().Type(), ErrUntrustedFile)
 	}
-	if p := untrusted(fi, false); p != "" {
-		return fmt.Errorf("%s %s: %w", path, problemFix(p, path), ErrUntrustedFile)
-	}
 	abs, err := filepath.Abs(path)
 	if err != nil {
 		return err
 	}
-	real, err := filepath.EvalSymlinks(abs)
+	real, err := resolveChecked(path, abs)
 	if err != nil {
 		return err
 	}
+	if p := untrusted(fi, false, real); p != "" {
+		return fmt.Errorf("%s %s: %w", path, problemFix(p, path), ErrUntrustedFile)
+	}
 	// The name must still lead to the file checked; otherwise it was
-	// replaced in between, and the directories below are not its own.
+	// replaced in between, and the directories checked are not its own.
 	if rfi, err := os.Stat(real); err != nil {
 		return err
 	} else if !os.SameFile(rfi, fi) {
 		return fmt.Errorf("%s was replaced while popfetch checked it: %w", path, ErrUntrustedFile)
 	}
-	for dir := filepath.Dir(real); ; dir = filepath.Dir(dir) {
-		dfi, err := os.Lstat(dir)
-		if err != nil {
-			return err
-		}
-		if p := untrusted(dfi, true); p != "" {
-			return fmt.Errorf("%s is in the directory %s, which %s, so that user can replace the file; %s: %w",
-				path, dir, p, fixFor(p, dir), ErrUntrustedFile)
-		}
-		if dir == filepath.Dir(dir) {
-			return nil
-		}
-	}
+	return nil
 }
 
-// untrusted says what is wrong with fi ("" if nothing). dir allows the
-// sticky bit's exception.
-func untrusted(fi fs.FileInfo, dir bool) string {
+// maxLinks bounds the symbolic links followed for one name, as the
+// kernel's own limit (40 on Linux) does.
+const maxLinks = 40
+
+// resolveChecked resolves the absolute name abs (given as path) the way
+// the kernel does, one component at a time, and checks every directory in
+// which it looks a name up and every symbolic link it follows: whoever
+// can change any of them chooses which file the name leads to, not only
+// whoever can change the directories of the file finally reached. It
+// returns the real path. When a name on the way is missing it returns an
+// error wrapping fs.ErrNotExist if the directory where the lookup stopped
+// lets nobody else create it (the sticky bit's exception does not apply:
+// in /tmp anybody can create a missing name), else ErrUntrustedFile.
+func resolveChecked(path, abs string) (string, error) {
+	checked := map[string]bool{}
+	checkDir := func(dir string) (fs.FileInfo, error) {
+		dfi, err := os.Lstat(dir)
+		if err != nil {
+			return nil, err
+		}
+		if checked[dir] {
+			return dfi, nil
+		}
+		if p := untrusted(dfi, true, dir); p != "" {
+			return nil, fmt.Errorf("%s is in the directory %s, which %s, so that user can replace the file; %s: %w",
+				path, dir, p, fixFor(p, dir), ErrUntrustedFile)
+		}
+		checked[dir] = true
+		return dfi, nil
+	}
+	cur := "/"
+	rest := strings.Split(abs, "/")
+	links := 0
+	for len(rest) > 0 {
+		c := rest[0]
+		rest = rest[1:]
+		switch c {
+		case "", ".":
+			continue
+		case "..":
+			cur = filepath.Dir(cur) // cur is real: its parent was checked on the way down
+			continue
+		}
+		dfi, err := checkDir(cur)
+		if err != nil {
+			return "", err
+		}
+		next := filepath.Join(cur, c)
+		fi, err := os.Lstat(next)
+		if errors.Is(err, fs.ErrNotExist) {
+			if p := untrusted(dfi, false, cur); p != "" {
+				fix := fixFor(p, cur)
+				if dfi.Mode()&fs.ModeSticky != 0 {
+					// chmod would break /tmp for everybody else.
+					fix = "create it first, or name a file in a directory nobody else can write"
+				}
+				return "", fmt.Errorf("%s does not exist, and the directory %s, where it would be created, %s, so that user can create it; %s: %w",
+					path, cur, p, fix, ErrUntrustedFile)
+			}
+			return "", fmt.Errorf("%s: %w", path, err)
+		}
+		if err != nil {
+			return "", err
+		}
+		if fi.Mode()&fs.ModeSymlink == 0 {
+			cur = next
+			continue
+		}
+		if links++; links > maxLinks {
+			return "", fmt.Errorf("%s: too many levels of symbolic links", path)
+		}
+		// A link cannot be changed, only replaced, which its directory
+		// governs; but in a sticky directory its owner may replace it.
+		if p := untrustedOwner(fi); p != "" {
+			return "", fmt.Errorf("%s goes through the symbolic link %s, which %s, so that user chooses the file; check it, then run \"chown -h %s %s\": %w",
+				path, next, p, userName(uint32(os.Geteuid())), shellQuote(next), ErrUntrustedFile)
+		}
+		target, err := os.Readlink(next)
+		if err != nil {
+			return "", err
+		}
+		if filepath.IsAbs(target) {
+			cur = "/"
+		}
+		rest = append(strings.Split(target, "/"), rest...)
+	}
+	return cur, nil
+}
+
+// untrustedOwner says what is wrong with fi's owner ("" if nothing).
+func untrustedOwner(fi fs.FileInfo) string {
 	st, ok := fi.Sys().(*syscall.Stat_t)
 	if !ok {
-		return "" // not a Unix file system view; nothing to check
+		return ""
 	}
 	me := uint32(os.Geteuid())
 	if st.Uid != 0 && st.Uid != me {
@@ -122,12 +257,37 @@ func untrusted(fi fs.FileInfo, dir bool) string {
 		}
 		return fmt.Sprintf("is owned by %s, not by %s or root", userName(st.Uid), userName(me))
 	}
+	return ""
+}
+
+// untrusted says what is wrong with fi ("" if nothing), found at the
+// real path real (for its ACLs). dir allows the sticky bit's exception.
+func untrusted(fi fs.FileInfo, dir bool, real string) string {
+	st, ok := fi.Sys().(*syscall.Stat_t)
+	if !ok {
+		return "" // not a Unix file system view; nothing to check
+	}
+	if p := untrustedOwner(fi); p != "" {
+		return p
+	}
 	perm := fi.Mode().Perm()
 	if dir && fi.Mode()&fs.ModeSticky != 0 {
 		return ""
 	}
 	if perm&0o002 != 0 {
 		return "is writable by every user"
+	}
+	// With an access ACL the group bits are its mask, the most any
+	// named user or group may get; the ACL itself says who does.
+	if p := aclWriters(real, "system.posix_acl_access", st.Uid, st.Gid); p != "" {
+		return p
+	}
+	if dir {
+		// New entries inherit a default ACL: a file created here later
+		// by root or the owner would be writable by those it names.
+		if p := aclWriters(real, "system.posix_acl_default", st.Uid, st.Gid); p != "" {
+			return p
+		}
 	}
 	if perm&0o020 != 0 && !privateGroup(st.Gid, st.Uid) {
 		return fmt.Sprintf("is writable by the group %s", groupName(st.Gid))
@@ -171,35 +331,65 @@ func groupName(gid uint32) string {
 	return "gid " + strconv.FormatUint(uint64(gid), 10)
 }
 
-// groupFile is a variable so tests can use their own.
-var groupFile = "/etc/group"
+// groupFile and passwdFile are variables so tests can use their own.
+var (
+	groupFile  = "/etc/group"
+	passwdFile = "/etc/passwd"
+)
 
-// privateGroup says whether gid is the primary group of uid and has no
-// other member listed in groupFile. A group that is not in groupFile (a
-// directory service) is not known to be private, so it does not count.
+// privateGroup says whether gid is the private group of uid in the
+// user-private-group scheme: uid's primary group, named as the user, the
+// primary group of no other user in passwdFile, with no other member
+// listed in groupFile. A shared primary group (users, gid 100, whose
+// members /etc/group does not list) is not private. A group that is not
+// in groupFile (a directory service) is not known to be private, so it
+// does not count.
 func privateGroup(gid, uid uint32) bool {
 	u, err := user.LookupId(strconv.FormatUint(uint64(uid), 10))
 	if err != nil || u.Gid != strconv.FormatUint(uint64(gid), 10) {
 		return false
 	}
-	f, err := os.Open(groupFile)
+	// name:password:uid:gid:...
+	others := false
+	if !scanColon(passwdFile, func(f []string) bool {
+		if len(f) >= 4 && f[3] == u.Gid && f[0] != u.Username {
+			others = true
+		}
+		return others
+	}) || others {
+		return false
+	}
+	// name:password:gid:member,member
+	private := false
+	scanColon(groupFile, func(f []string) bool {
+		if len(f) != 4 || f[2] != u.Gid {
+			return false
+		}
+		private = f[0] == u.Username
+		for _, m := range strings.Split(f[3], ",") {
+			if m != "" && m != u.Username {
+				private = false
+			}
+		}
+		return true
+	})
+	return private
+}
+
+// scanColon calls line with the colon-separated fields of each line of
+// the file name until it returns true. It returns false if the file could
+// not be read whole.
+func scanColon(name string, line func([]string) bool) bool {
+	f, err := os.Open(name)
 	if err != nil {
 		return false
 	}
 	defer f.Close()
 	sc := bufio.NewScanner(f)
 	for sc.Scan() {
-		// name:password:gid:member,member
-		fields := strings.Split(sc.Text(), ":")
-		if len(fields) != 4 || fields[2] != u.Gid {
-			continue
+		if line(strings.Split(sc.Text(), ":")) {
+			return true
 		}
-		for _, m := range strings.Split(fields[3], ",") {
-			if m != "" && m != u.Username {
-				return false
-			}
-		}
-		return true
 	}
-	return false
+	return sc.Err() == nil
 }

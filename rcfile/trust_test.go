@@ -102,6 +102,45 @@ func TestCheckTrusted(t *testing.T) {
 			}
 			return link
 		}, "which is writable by every user"},
+		{"symlink in a foreign directory", func(t *testing.T, dir string) string {
+			target := writeFile(t, dir, "f", "x\n", 0o600)
+			return foreignLink(t, dir, target)
+		}, "is in the directory %s/foreign, which is owned by nobody"},
+		{"symlink to a symlink in a foreign directory", func(t *testing.T, dir string) string {
+			target := writeFile(t, dir, "f", "x\n", 0o600)
+			link := filepath.Join(dir, "link")
+			if err := os.Symlink(foreignLink(t, dir, target), link); err != nil {
+				t.Fatal(err)
+			}
+			return link
+		}, "is in the directory %s/foreign, which is owned by nobody"},
+		{"relative symlink in a trusted directory", func(t *testing.T, dir string) string {
+			writeFile(t, dir, "f", "x\n", 0o600)
+			link := filepath.Join(dir, "link")
+			if err := os.Symlink("../d/./f", link); err != nil {
+				t.Fatal(err)
+			}
+			return link
+		}, ""},
+		{"foreign symlink in a sticky directory", func(t *testing.T, dir string) string {
+			needRoot(t)
+			target := writeFile(t, dir, "f", "x\n", 0o600)
+			sticky := filepath.Join(dir, "tmp")
+			if err := os.Mkdir(sticky, 0o700); err != nil {
+				t.Fatal(err)
+			}
+			if err := os.Chmod(sticky, 0o777|os.ModeSticky); err != nil {
+				t.Fatal(err)
+			}
+			link := filepath.Join(sticky, "link")
+			if err := os.Symlink(target, link); err != nil {
+				t.Fatal(err)
+			}
+			if err := os.Lchown(link, nobody, nobody); err != nil {
+				t.Fatal(err)
+			}
+			return link
+		}, "goes through the symbolic link %s/tmp/link, which is owned by nobody, not by root"},
 		{"fifo", func(t *testing.T, dir string) string {
 			p := filepath.Join(dir, "fifo")
 			if err := syscall.Mkfifo(p, 0o600); err != nil {
@@ -130,6 +169,25 @@ func TestCheckTrusted(t *testing.T) {
 	}
 }
 
+// foreignLink makes a symlink to target in dir/foreign, a directory
+// owned by nobody, and returns its path.
+func foreignLink(t *testing.T, dir, target string) string {
+	t.Helper()
+	needRoot(t)
+	foreign := filepath.Join(dir, "foreign")
+	if err := os.Mkdir(foreign, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	link := filepath.Join(foreign, "link")
+	if err := os.Symlink(target, link); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Chown(foreign, nobody, nobody); err != nil {
+		t.Fatal(err)
+	}
+	return link
+}
+
 // CheckTrustedPath opens p without blocking (p may be a FIFO) and checks
 // it with CheckTrusted.
 func CheckTrustedPath(t *testing.T, p string) error {
@@ -143,27 +201,34 @@ func CheckTrustedPath(t *testing.T, p string) error {
 }
 
 // TestPrivateGroup: group write is harmless only where the group is the
-// owner's primary group and lists nobody else.
+// owner's private group: its primary group, named as the user, nobody
+// else's primary group, and listing nobody else.
 func TestPrivateGroup(t *testing.T) {
 	needRoot(t) // the file must belong to root, whose primary group is 0
 	dir := privateDir(t)
 	p := writeFile(t, dir, "f", "x\n", 0o660)
+	const rootPw = "root:x:0:0:root:/root:/bin/sh\n"
 	for _, tt := range []struct {
-		groups string
-		ok     bool
+		passwd, groups string
+		ok             bool
 	}{
-		{"root:x:0:\n", true},
-		{"root:x:0:root\n", true},
-		{"daemon:x:1:\nroot:x:0:root,eve\n", false},
-		{"daemon:x:1:\n", false}, // not listed: not known to be private
+		{rootPw, "root:x:0:\n", true},
+		{rootPw, "root:x:0:root\n", true},
+		{rootPw, "daemon:x:1:\nroot:x:0:root,eve\n", false},
+		{rootPw, "daemon:x:1:\n", false}, // not listed: not known to be private
+		{rootPw, "wheel:x:0:\n", false},  // not named as the user
+		// Another user with the same primary group (users:x:100: on
+		// most systems) can write it although /etc/group lists nobody.
+		{rootPw + "eve:x:1000:0::/home/eve:/bin/sh\n", "root:x:0:\n", false},
 	} {
 		gf := writeFile(t, t.TempDir(), "group", tt.groups, 0o644)
-		old := groupFile
-		groupFile = gf
+		pf := writeFile(t, t.TempDir(), "passwd", tt.passwd, 0o644)
+		oldG, oldP := groupFile, passwdFile
+		groupFile, passwdFile = gf, pf
 		err := CheckTrustedPath(t, p)
-		groupFile = old
+		groupFile, passwdFile = oldG, oldP
 		if (err == nil) != tt.ok {
-			t.Errorf("/etc/group %q: CheckTrusted = %v; want ok %v", tt.groups, err, tt.ok)
+			t.Errorf("/etc/passwd %q, /etc/group %q: CheckTrusted = %v; want ok %v", tt.passwd, tt.groups, err, tt.ok)
 		}
 	}
 }
@@ -328,5 +393,134 @@ func TestFIFONotOpenedBlocking(t *testing.T) {
 		case <-time.After(5 * time.Second):
 			t.Fatalf("%s blocks on a FIFO", name)
 		}
+	}
+}
+
+// TestMissingFileChecked: a program or ca_file that does not exist when
+// the rc file loads is accepted only where nobody else can create it
+// later, and the programs are checked again when they run.
+func TestMissingFileChecked(t *testing.T) {
+	fixedEnv(t)
+	const rc = `account "a" {
+  server   = "pop.example.com"
+  username = "joe"
+  %s
+  deliver { %s }
+  %s
+}
+`
+	for _, tt := range []struct {
+		name string
+		dir  string // of the missing file: "private", "foreign" (nobody's 0755), "sticky" (1777)
+		what string
+		want string // "" = loads
+		line int
+	}{
+		{"mda in private dir", "private", "mda", "", 0},
+		{"mda in foreign dir", "foreign", "mda", "Unsafe mda program; ", 5},
+		{"mda in sticky dir", "sticky", "mda", "where it would be created, is writable by every user, so that user can create it; create it first, or name a file in a directory nobody else can write", 5},
+		{"mda under missing dir in foreign dir", "foreign/sub", "mda", "Unsafe mda program; ", 5},
+		{"password_command in private dir", "private", "password_command", "", 0},
+		{"password_command in foreign dir", "foreign", "password_command", "Unsafe password_command program; ", 4},
+		{"ca_file in private dir", "private", "ca_file", "", 0},
+		{"ca_file in foreign dir", "foreign", "ca_file", "Unsafe ca_file; account a: ca_file ", 1},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			dir := privateDir(t)
+			sub := dir
+			switch {
+			case strings.HasPrefix(tt.dir, "foreign"):
+				needRoot(t)
+				sub = filepath.Join(dir, "foreign")
+				if err := os.Mkdir(sub, 0o755); err != nil {
+					t.Fatal(err)
+				}
+				if err := os.Chown(sub, nobody, nobody); err != nil {
+					t.Fatal(err)
+				}
+				if tt.dir == "foreign/sub" {
+					sub = filepath.Join(sub, "sub")
+				}
+			case tt.dir == "sticky":
+				sub = filepath.Join(dir, "sticky")
+				if err := os.Mkdir(sub, 0o700); err != nil {
+					t.Fatal(err)
+				}
+				if err := os.Chmod(sub, 0o777|os.ModeSticky); err != nil {
+					t.Fatal(err)
+				}
+			}
+			target := filepath.Join(sub, "missing")
+			pw, dest, extra := `password = "x"`, `maildir = "/var/mail/joe"`, ""
+			switch tt.what {
+			case "mda":
+				dest = fmt.Sprintf("mda = [%q]", target)
+			case "password_command":
+				pw = fmt.Sprintf("password_command = [%q]", target)
+			case "ca_file":
+				extra = fmt.Sprintf("ca_file = %q", target)
+			}
+			p := writeFile(t, dir, "rc.hcl", fmt.Sprintf(rc, pw, dest, extra), 0o600)
+			cfg, diags := Load(p)
+			out := string(render(t, diags))
+			if tt.want == "" {
+				if diags.HasErrors() {
+					t.Fatalf("Load errors:\n%s", out)
+				}
+				if err := CheckPath(target); err != nil {
+					t.Fatalf("CheckPath(%s) = %v; want nil (missing where only root can create it)", target, err)
+				}
+				return
+			}
+			if cfg != nil || !strings.Contains(out, tt.want) || !strings.Contains(out, "run \"ch") && !strings.Contains(out, "create it first") {
+				t.Fatalf("Load diagnostics:\n%s\nwant an error containing %q and how to fix it", out, tt.want)
+			}
+			if d := diags[0]; d.Subject.Start.Line != tt.line || d.Extra != ErrUntrustedFile {
+				t.Fatalf("diagnostic at line %d, Extra %v; want line %d, ErrUntrustedFile:\n%s", d.Subject.Start.Line, d.Extra, tt.line, out)
+			}
+		})
+	}
+}
+
+// TestProgramCheckedAtUse: a password_command program (by absolute path
+// or found in $PATH) that became unsafe after the load is not run.
+func TestProgramCheckedAtUse(t *testing.T) {
+	dir := privateDir(t)
+	ran := filepath.Join(dir, "ran")
+	prog := writeFile(t, dir, "pw", "#!/bin/sh\ntouch "+ran+"\necho hunter2\n", 0o755)
+	for _, argv := range [][]string{{prog}, {"pw"}} {
+		t.Setenv("PATH", dir)
+		if s, err := (Password{Command: argv}).Resolve(context.Background()); err != nil || s != "hunter2" {
+			t.Fatalf("%q while safe: Resolve = %q, %v", argv, s, err)
+		}
+		if err := os.Chmod(prog, 0o757); err != nil {
+			t.Fatal(err)
+		}
+		os.Remove(ran)
+		_, err := (Password{Command: argv}).Resolve(context.Background())
+		if !errors.Is(err, ErrUntrustedFile) {
+			t.Fatalf("%q other-writable: Resolve = %v; want ErrUntrustedFile", argv, err)
+		}
+		if _, err := os.Stat(ran); err == nil {
+			t.Fatalf("%q other-writable: the program ran", argv)
+		}
+		if err := os.Chmod(prog, 0o755); err != nil {
+			t.Fatal(err)
+		}
+	}
+}
+
+// TestReadTrusted: a ca_file is read only if it passes CheckTrusted.
+func TestReadTrusted(t *testing.T) {
+	dir := privateDir(t)
+	p := writeFile(t, dir, "ca.pem", "pem\n", 0o644)
+	if b, err := ReadTrusted(p); err != nil || string(b) != "pem\n" {
+		t.Fatalf("ReadTrusted = %q, %v", b, err)
+	}
+	if err := os.Chmod(p, 0o646); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := ReadTrusted(p); !errors.Is(err, ErrUntrustedFile) {
+		t.Fatalf("other-writable: ReadTrusted = %v; want ErrUntrustedFile", err)
 	}
 }

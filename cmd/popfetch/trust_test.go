@@ -11,8 +11,8 @@ import (
 
 // TestCheckUntrustedAsNobody: run as an ordinary user (nobody), popfetch
 // accepts rc files owned by itself or root and refuses one another user
-// owns or can replace, with the fix; a group-writable file of its own
-// private group is fine.
+// owns or can replace, with the fix; a group-writable file of its
+// primary group nogroup, which is no user's private group, is refused.
 func TestCheckUntrustedAsNobody(t *testing.T) {
 	if os.Geteuid() != 0 {
 		t.Skip("needs root to run a command as user nobody and to give files to other users")
@@ -72,7 +72,9 @@ func TestCheckUntrustedAsNobody(t *testing.T) {
 	}{
 		{"own file", place(0, nobody, nobody, 0o600), ""},
 		{"root's file", place(0, 0, 0, 0o644), ""},
-		{"own private group may write", place(0, nobody, nobody, 0o660), ""},
+		// nogroup is nobody's primary group but not named as the user:
+		// not a private group, so group write is refused.
+		{"own primary group nogroup may write", place(0, nobody, nobody, 0o660), "is writable by the group nogroup; run \"chmod go-w "},
 		{"another user's file", place(0, daemonUID, daemonUID, 0o644), "is owned by daemon, not by nobody or root; check its content, then run \"chown nobody "},
 		{"writable by all", place(0, nobody, nobody, 0o606), "is writable by every user; run \"chmod go-w "},
 		{"in another user's directory", place(daemonUID, nobody, nobody, 0o600), "which is owned by daemon, not by nobody or root, so that user can replace the file"},

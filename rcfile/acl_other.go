@@ -1,0 +1,7 @@
+//go:build !linux
+
+package rcfile
+
+// aclWriters knows only Linux's ACL storage; elsewhere the mode bits
+// alone decide.
+func aclWriters(path, attr string, uid, gid uint32) string { return "" }
