@@ -3,6 +3,7 @@ package fetch
 import (
 	"bytes"
 	"context"
+	"errors"
 	"fmt"
 	"slices"
 	"testing"
@@ -179,6 +180,58 @@ func TestPollBrokenReplyBlamesItsMessage(t *testing.T) {
 				}
 				if t.Failed() {
 					t.Logf("errors: %v\n%s", errs, logs.String())
+				}
+			})
+		}
+	}
+}
+
+// The LIST after a RETR names the message by its number; its size may
+// differ from the listing's (GNU mailutils pop3d on an mbox grows a
+// message once it has been retrieved), within the bounds a RETR reply is
+// held to. Another number, or a size far outside them, is out of step.
+func TestPollListAfterRetr(t *testing.T) {
+	size := len(msg(1).Data)
+	for _, tt := range []struct {
+		name  string
+		reply string
+		ok    bool
+	}{
+		{"same size", fmt.Sprintf("+OK 1 %d", size), true},
+		{"grown", fmt.Sprintf("+OK 1 %d", size+118), true},
+		{"shrunk", fmt.Sprintf("+OK 1 %d", size-10), true},
+		{"text after the size", fmt.Sprintf("+OK 1 %d octets", size), true},
+		{"another message", fmt.Sprintf("+OK 2 %d", size), false},
+		{"size far too large", "+OK 1 999999999", false},
+		{"no size", "+OK 1", false},
+		{"size not a number", "+OK 1 octets", false},
+		{"-ERR", "-ERR no such message", false},
+	} {
+		for _, pipelining := range []bool{true, false} {
+			capa := []string{"USER", "UIDL", "RESP-CODES"}
+			if pipelining {
+				capa = append(capa, "PIPELINING")
+			}
+			t.Run(fmt.Sprintf("%s/pipelining=%v", tt.name, pipelining), func(t *testing.T) {
+				// LIST 1 is the session's second LIST, after the listing.
+				srv := pop3test.NewServer(t, pop3test.Options{Messages: msgs(2), Capa: capa,
+					Faults: []pop3test.Fault{{Cmd: "LIST", N: 2, Session: 1, Reply: tt.reply}}})
+				a := testAccount(t, srv)
+				rec := &contentRecorder{}
+				p := poller(nil)
+				p.Dispatcher = func(*rcfile.Account) (Dispatcher, error) { return rec, nil }
+				res := p.Poll(context.Background(), a)
+				if !slices.Contains(srv.Commands(), "LIST 1") {
+					t.Fatalf("no LIST 1 after RETR 1: %q", srv.Commands())
+				}
+				if tt.ok {
+					if res.Err != nil || res.Delivered != 2 {
+						t.Fatalf("Poll = %+v; want both delivered", res)
+					}
+					return
+				}
+				if !errors.Is(res.Err, errMismatch) || res.Delivered != 0 || len(srv.Messages()) != 2 {
+					t.Fatalf("Poll = %+v, server holds %d; want a mismatch, nothing delivered or deleted", res, len(srv.Messages()))
 				}
 			})
 		}
