@@ -7,7 +7,8 @@
 // One poll of an account:
 //
 //	connect (implicit TLS, or STLS after CAPA; certificate verified)
-//	  → TLS gate: no credential byte before it → USER/PASS
+//	  → TLS gate: no credential byte before it → USER/PASS → CAPA again
+//	    (RFC 2449 §5: what counts after login; EXPIRE 0 from either)
 //	  → STAT, UIDL (every UID checked: 1–70 chars in 0x21–0x7E, RFC 1939 §7)
 //	  → LIST sizes → select new UIDs (not in the store, unless fetch_all;
 //	    over the size limit or the 1 GiB hard maximum → left on the server,
@@ -18,11 +19,12 @@
 //	    its round ended in step; the LIST size is a hint that only keep mode
 //	    trusts, when unchanged): a mismatch is a new message (reuse.go)
 //	  → RETR in rounds of up to 128 commands or 4 MiB (sent at once with
-//	    RFC 2449 PIPELINING, one at a time without it) into a bounded
-//	    in-memory spool, one deadline per message
-//	  → once the round's every reply is read, the server is silent and
-//	    the round's closing command is answered as only it can be
-//	    ("LIST n" with "+OK n size"; STAT after a round of DELEs):
+//	    RFC 2449 PIPELINING, one at a time without it), each "RETR n"
+//	    followed by "LIST n", into a bounded in-memory spool, one
+//	    deadline per message
+//	  → once the round's every reply is read, each RETR reply followed
+//	    by its own LIST's ("+OK n size"), the server is silent and the
+//	    round's last reply names itself (that LIST; STAT after DELEs):
 //	    Deliver (up to 4 at once) → UIDL record → per batch: fsync of the
 //	    UIDL journal, then DELE for the batch (unless keep), in the same
 //	    rounds as RETR → QUIT.
@@ -35,7 +37,13 @@
 // that does not fit, a surplus or a missing reply (its deadline) ends the
 // session at once: nothing read in the broken round is delivered or
 // recorded, and no further command (DELE, QUIT) is sent. Otherwise one
-// stray line would shift every later reply onto the wrong message.
+// stray line would shift every later reply onto the wrong message. The
+// LIST behind every RETR catches one reply lost and another sent twice,
+// which leave the count right, and pins a reply that runs into the next
+// ones (a "." glued to its last line) to its own message, which alone is
+// counted towards being given up. After a round broke off, the account's
+// next polls take one message per round without pipelining, so the
+// messages around a broken one keep flowing, until a poll gets through.
 //
 // The invariant, which every change here must keep: a message's UID is
 // recorded only after the message is durably delivered, and DELE is sent only

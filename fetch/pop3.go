@@ -612,11 +612,24 @@ func (c *conn) login(user, pass string) error {
 	if _, err := c.cmd("PASS", false, 0, pass); err != nil {
 		return classifyLogin(err)
 	}
-	if c.caps.perUser {
-		// "LOGIN-DELAY n USER" or "EXPIRE n USER": the real values are
-		// the user's, given only in the TRANSACTION state.
-		return c.capa()
+	return c.capaAfterLogin()
+}
+
+// capaAfterLogin re-reads the capabilities in the TRANSACTION state. RFC
+// 2449 §5 lets them differ from those announced before login, and not
+// only where "LOGIN-DELAY n USER" or "EXPIRE n USER" says so: a server may
+// announce EXPIRE 0 or PIPELINING only to a logged-in user. The reply
+// after login decides what the session uses (PIPELINING, LOGIN-DELAY),
+// except that EXPIRE 0 sticks once either reply said it: taking a server
+// for one that keeps retrieved mail when it may not would QUIT after a
+// failed delivery and let it expunge the message. A server that answers
+// -ERR here keeps what it said before login.
+func (c *conn) capaAfterLogin() error {
+	pre := c.caps
+	if err := c.capa(); err != nil {
+		return err
 	}
+	c.caps.expire0 = c.caps.expire0 || pre.expire0
 	return nil
 }
 

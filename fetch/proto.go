@@ -128,7 +128,8 @@ type capabilities struct {
 	expire0    bool  // EXPIRE 0, or an EXPIRE popfetch cannot read: retrieved messages may be deleted by the server on its own (see expireMayDelete)
 	loginDelay int64 // seconds, 0 = none
 	// perUser: LOGIN-DELAY or EXPIRE said USER, so their value varies per
-	// user and the CAPA after login has the real one (RFC 2449 §6.5, §6.7).
+	// user and the CAPA after login has the real one (RFC 2449 §6.5, §6.7;
+	// that CAPA is read in any case, see capaAfterLogin).
 	perUser bool
 	sasl    []string
 	impl    string

@@ -41,6 +41,10 @@ type Poller struct {
 	// poisonPolls). It lives as long as the Poller: the
 	// daemon's whole run, or one `popfetch fetch`.
 	failures map[string]map[string]int
+	// careful holds the mailboxes (UIDL store paths) whose last poll
+	// broke off in a round of RETRs: their polls fetch one message per
+	// round without pipelining until one gets through (see fetch).
+	careful map[string]bool
 
 	// afterSync, if set (tests), runs each time a session has made the
 	// UIDL records of a batch durable, before any DELE for them is sent.
@@ -92,6 +96,27 @@ func (p *Poller) retrFailed(mailbox, uid string) int {
 	}
 	m[uid]++
 	return m[uid]
+}
+
+// setCareful notes whether the polls of mailbox fetch one message per
+// round (see Poller.careful).
+func (p *Poller) setCareful(mailbox string, on bool) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if !on {
+		delete(p.careful, mailbox)
+		return
+	}
+	if p.careful == nil {
+		p.careful = map[string]bool{}
+	}
+	p.careful[mailbox] = true
+}
+
+func (p *Poller) isCareful(mailbox string) bool {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.careful[mailbox]
 }
 
 // retrOK resets the count of uid: it was retrieved.
@@ -657,6 +682,10 @@ func (s *session) leave(e entry, why string, args ...any) error {
 type op struct {
 	verb string
 	e    entry
+	// bracket: the "LIST n" sent right behind "RETR n" (see fetch).
+	bracket bool
+	// close: the round ends with this reply (see closeRound).
+	close bool
 }
 
 // fetch retrieves todo and deletes dele, pipelining commands when the server
@@ -670,20 +699,33 @@ type op struct {
 // round is sent, so a long run of DELEs can never fill both directions of
 // the connection at once (the write/write deadlock of RFC 2449 §6.6).
 //
+// Every "RETR n" is followed by "LIST n" (with PIPELINING in the same
+// write, so it costs no round trip; without it once the RETR reply is
+// read), whose reply, "+OK n size", names the message and its size and
+// can be taken for no other reply (see closeRound). A RETR reply is
+// trusted only when the reply after it is its own LIST's: a server that
+// sent one reply twice and lost another would leave the count of replies
+// right, and a check at the end of the round alone would take a message
+// for the one whose reply was lost. The bracket also pins a reply that
+// runs into the next one (a "." glued to the last line of a message) to
+// its own message (see retrFailed).
+//
 // A round ends when every reply to it has been read, the server has sent
-// nothing more (conn.idle) and the reply to the round's closing command
-// names itself ("LIST n" for a round with RETRs, STAT for one of DELEs
-// only; see closeRound): only then is it known that each reply answered
-// its own command. Without PIPELINING the
-// commands of a round go one at a time; the round is still up to
-// maxWindow of them, so the closing LIST costs one round trip in 128. A server that sent one reply too many, or
-// skipped one, would otherwise have every later message taken for the
-// one before or after it, delivered and recorded under the wrong UID, and
-// the right one deleted unread. So a message read in a round is delivered
-// only once its round has ended in step; a round that breaks off (a reply
-// out of step, a missing reply that runs into its deadline) delivers
-// nothing, records nothing and deletes nothing, and the next poll starts
-// afresh.
+// nothing more (conn.idle) and the round's last reply names itself (the
+// LIST after its last RETR, or STAT for a round of DELEs only, or after
+// DELEs that follow the last RETR): only then is it known that each reply
+// answered its own command. Without PIPELINING the commands of a round go
+// one at a time; the round is still up to maxWindow RETRs and DELEs. A
+// server that sent one reply too many, or skipped one, would otherwise
+// have every later message taken for the one before or after it,
+// delivered and recorded under the wrong UID, and the right one deleted
+// unread. So a message read in a round is delivered only once its round
+// has ended in step; a round that breaks off (a reply out of step, a
+// missing reply that runs into its deadline) delivers nothing, records
+// nothing and deletes nothing. The next polls of the account then take one
+// message per round, without pipelining (Poller.careful), so that the
+// messages before the broken one are delivered and only the broken one
+// keeps failing, until it is given up or a poll gets through.
 //
 // Deliveries run on up to deliverers goroutines while this loop goes on
 // reading: most of a delivery is waiting for fsync, and concurrent fsyncs
@@ -697,12 +739,31 @@ type op struct {
 // retrieved copy that is the message delivered before is not delivered
 // again; in delete mode it is deleted once any record its check made is
 // durable.
-func (s *session) fetch(ctx context.Context, todo []entry) error {
+func (s *session) fetch(ctx context.Context, todo []entry) (err error) {
 	c := s.c
+	careful := s.p.isCareful(s.mailbox)
+	pipelined := c.caps.pipelining && !careful
 	window := 1
-	if c.caps.pipelining {
-		window = maxWindow + 1 // and the closing LIST
+	if pipelined {
+		window = 2*maxWindow + 1 // each RETR with its LIST, and a closing command
 	}
+	// Round limits: RETRs and DELEs, RETRs alone.
+	perRound, retrsPerRound := maxWindow, maxWindow
+	if careful {
+		retrsPerRound = 1
+	}
+	defer func() {
+		switch {
+		case err == nil:
+			if careful {
+				s.p.setCareful(s.mailbox, false)
+			}
+		case c.botched != nil && ctx.Err() == nil:
+			// A round broke off: replies out of step, or one that
+			// missed its deadline.
+			s.p.setCareful(s.mailbox, true)
+		}
+	}()
 	var inflight int64   // LIST sizes of the outstanding RETRs
 	var held int64       // bytes of the messages read and not yet delivered, or being delivered
 	var queue []op       // sent, reply not yet read, in command order
@@ -714,8 +775,10 @@ func (s *session) fetch(ctx context.Context, todo []entry) error {
 	// without it, then the closing command (closeRound).
 	var unchecked []retrieved // read in the open round
 	var last entry            // the open round's last RETR; zero if none
-	roundCmds := 0            // commands sent in the open round
-	closing := false          // the round's closing LIST is sent
+	roundCmds := 0            // RETRs and DELEs sent in the open round
+	roundRetrs := 0           // RETRs sent in the open round
+	tailBracket := false      // the last command sent in the round is the LIST after its last RETR
+	closing := false          // the round's closing command is known
 	retrs := 0                // RETRs in queue
 	results := make(chan delivery, deliverers)
 	running := 0 // deliveries started and not yet collected
@@ -807,6 +870,44 @@ func (s *session) fetch(ctx context.Context, todo []entry) error {
 		deles = append(deles, e)
 		return nil
 	}
+	// endRound starts the deliveries of a round that ended in step.
+	endRound := func() error {
+		// The round ended in step: its messages are the ones their
+		// UIDs name. Only now may a check of a message seen before
+		// (reuse.go) decide anything: a copy read out of step would
+		// be another message's.
+		for _, r := range unchecked {
+			if !s.v.byCopy[r.e.Num] {
+				start(r)
+				continue
+			}
+			delete(s.v.byCopy, r.e.Num)
+			old, err := s.verified(r.e, identityOf(r.e.Size, r.m.Raw))
+			if err != nil {
+				return err
+			}
+			if !old {
+				if !s.v.counted[r.e.Num] {
+					s.res.New++
+				}
+				start(r)
+				continue
+			}
+			// Delivered before: a server that expires it now loses
+			// nothing (keepConnUpdate).
+			held -= int64(len(r.m.Raw))
+			s.retrieved--
+			if s.v.counted[r.e.Num] {
+				s.res.New--
+			}
+			if err := confirmed(r.e); err != nil {
+				return err
+			}
+		}
+		unchecked = unchecked[:0]
+		closing, last, roundCmds, roundRetrs, tailBracket = false, entry{}, 0, 0, false
+		return nil
+	}
 	next := 0
 	for {
 		if fatal != nil {
@@ -830,14 +931,15 @@ func (s *session) fetch(ctx context.Context, todo []entry) error {
 		if !closing {
 			// Fill the open round: DELEs first, then RETRs, as far as
 			// the window and the round's limits allow.
-			for len(queue) < window && roundCmds < maxWindow && len(deles) > 0 {
+			for len(queue) < window && roundCmds < perRound && len(deles) > 0 {
 				e := deles[0]
 				if err := c.send("DELE", e.Num); err != nil {
 					return err
 				}
 				deles = deles[1:]
-				queue = append(queue, op{"DELE", e})
+				queue = append(queue, op{verb: "DELE", e: e})
 				roundCmds++
+				tailBracket = false
 			}
 			// go-pop3 reads each reply whole into memory, and a message
 			// stays there until its delivery is over. So the byte window
@@ -847,7 +949,7 @@ func (s *session) fetch(ctx context.Context, todo []entry) error {
 			// mailbox of large messages never holds more than one at a
 			// time, which, with maxMessageSize, bounds a session's memory.
 			retrOK := func() bool {
-				if next >= len(todo) || stopping(ctx) || ctx.Err() != nil || roundCmds >= maxWindow {
+				if next >= len(todo) || stopping(ctx) || ctx.Err() != nil || roundCmds >= perRound || roundRetrs >= retrsPerRound {
 					return false
 				}
 				return (retrs == 0 && held == 0) || inflight+held+todo[next].Size <= windowBytes
@@ -859,24 +961,48 @@ func (s *session) fetch(ctx context.Context, todo []entry) error {
 				if err := c.send("RETR", e.Num); err != nil {
 					return err
 				}
-				queue = append(queue, op{"RETR", e})
+				queue = append(queue, op{verb: "RETR", e: e})
 				retrs++
 				roundCmds++
+				roundRetrs++
 				last = e
+				tailBracket = false
+				if pipelined {
+					// Its bracket, in the same write; without
+					// PIPELINING it follows the RETR reply.
+					if err := c.send("LIST", e.Num); err != nil {
+						return err
+					}
+					queue = append(queue, op{verb: "LIST", e: e, bracket: true})
+					tailBracket = true
+				}
 			}
-			more := roundCmds < maxWindow && len(deles) > 0 || retrOK()
-			if !more && roundCmds > 0 && len(queue) < window {
-				// Nothing more joins this round: close it with a
-				// command whose reply names itself (see closeRound).
-				verb, args := "STAT", []any(nil)
-				if last.Num != 0 {
-					verb, args = "LIST", []any{last.Num}
+			more := roundCmds < perRound && len(deles) > 0 || retrOK()
+			if !more && roundCmds > 0 && (len(queue) < window || tailBracket) {
+				// Nothing more joins this round: it ends with a reply
+				// that names itself (see closeRound). The LIST after
+				// its last RETR is one, if nothing came after it.
+				switch {
+				case tailBracket && len(queue) == 0:
+					// Read and found in step already (without
+					// PIPELINING), and the server silent since.
+					if err := endRound(); err != nil {
+						return err
+					}
+				case tailBracket:
+					queue[len(queue)-1].close = true
+					closing = true
+				default:
+					verb, args := "STAT", []any(nil)
+					if last.Num != 0 {
+						verb, args = "LIST", []any{last.Num}
+					}
+					if err := c.send(verb, args...); err != nil {
+						return err
+					}
+					queue = append(queue, op{verb: verb, e: last, close: true})
+					closing = true
 				}
-				if err := c.send(verb, args...); err != nil {
-					return err
-				}
-				queue = append(queue, op{verb, last})
-				closing = true
 			}
 		}
 		if len(queue) == 0 {
@@ -918,50 +1044,37 @@ func (s *session) fetch(ctx context.Context, todo []entry) error {
 			}
 			held += int64(len(m.Raw))
 			unchecked = append(unchecked, retrieved{o.e, m})
+			if !pipelined {
+				// Its bracket: the queue is empty, the server
+				// silent (checked as the reply ended).
+				if err := c.send("LIST", o.e.Num); err != nil {
+					return err
+				}
+				queue = append(queue, op{verb: "LIST", e: o.e, bracket: true, close: o.close})
+				tailBracket = true // nothing was sent after the RETR
+			}
 		case "LIST", "STAT":
 			if err := s.closeRound(o.verb, o.e); err != nil {
+				if o.bracket {
+					// The reply to RETR n ran into the next one, or
+					// stood where another should: n's own fault.
+					return s.retrFailed(ctx, o.e, err)
+				}
 				return err
 			}
-			// The round ended in step: its messages are the ones their
-			// UIDs name. Only now may a check of a message seen before
-			// (reuse.go) decide anything: a copy read out of step would
-			// be another message's.
-			for _, r := range unchecked {
-				if !s.v.byCopy[r.e.Num] {
-					start(r)
-					continue
-				}
-				delete(s.v.byCopy, r.e.Num)
-				old, err := s.verified(r.e, identityOf(r.e.Size, r.m.Raw))
-				if err != nil {
-					return err
-				}
-				if !old {
-					if !s.v.counted[r.e.Num] {
-						s.res.New++
-					}
-					start(r)
-					continue
-				}
-				// Delivered before: a server that expires it now loses
-				// nothing (keepConnUpdate).
-				held -= int64(len(r.m.Raw))
-				s.retrieved--
-				if s.v.counted[r.e.Num] {
-					s.res.New--
-				}
-				if err := confirmed(r.e); err != nil {
+			if o.close {
+				if err := endRound(); err != nil {
 					return err
 				}
 			}
-			unchecked = unchecked[:0]
-			closing, last, roundCmds = false, entry{}, 0
 		}
 	}
 }
 
-// closeRound reads the reply to the command that closes a round. For a
-// round with RETRs that is "LIST n", n being its last RETR: the reply,
+// closeRound reads the reply to a command whose reply names itself: the
+// "LIST n" after each "RETR n" (which, after a round's last RETR, also
+// closes the round), or the command that closes a round ending in DELEs.
+// That is "LIST n", n being the round's last RETR: the reply,
 // "+OK n size" (RFC 1939 §5), names the message and its size. For a round
 // of DELEs only it is STAT: "+OK count size", two numbers where a reply to
 // DELE has words or nothing. Neither can be taken for any
@@ -987,9 +1100,21 @@ func (s *session) closeRound(verb string, e entry) error {
 		}
 		return nil
 	}
+	// The number names the message. The size is held only to the bounds
+	// a RETR reply is held to (checkRetr): GNU mailutils pop3d serving
+	// an mbox answers LIST n after RETR n with a size other than the one
+	// its listing gave (246 before, 364 after, for a message with a
+	// "From " line in its body).
 	f := bytes.Fields(b)
-	if len(f) < 2 || string(f[0]) != strconv.Itoa(e.Num) || string(f[1]) != strconv.FormatInt(e.Size, 10) {
-		return c.outOfStep(fmt.Errorf("%w (LIST %d closing a round answered %s; want \"%d %d\")", errMismatch, e.Num, quote(b), e.Num, e.Size))
+	var size int64 = -1
+	if len(f) >= 2 && len(f[1]) <= 18 && len(bytes.TrimLeft(f[1], "0123456789")) == 0 {
+		size, _ = strconv.ParseInt(string(f[1]), 10, 64)
+	}
+	if len(f) < 2 || string(f[0]) != strconv.Itoa(e.Num) || size < 0 || size > retrBudget(e.Size) || e.Size > retrBudget(size) {
+		return c.outOfStep(fmt.Errorf("%w (LIST %d answered %s; want \"%d %d\")", errMismatch, e.Num, quote(b), e.Num, e.Size))
+	}
+	if size != e.Size {
+		s.log.Debug("LIST size changed after RETR", "uid", e.UID, "msgnum", e.Num, "size", size, "previous", e.Size)
 	}
 	return nil
 }
@@ -1104,13 +1229,19 @@ func isStatusLine(line []byte) bool {
 // be again: it is noted at once, like a message over `limit`, so that the
 // rest of the mailbox flows even for a one-shot `popfetch fetch`. A
 // message that misses its deadline, is refused (-ERR) or gets a reply that
-// does not fit it (errMismatch) in poisonPolls polls in a row (counted for
-// the Poller's life) is given up the same way: a stray reply from the
-// server lands on a different message each time, a message the server
-// cannot send does not. A dropped connection, a cancelled poll or a surplus
-// reply after this message's own says nothing about the message and is not
-// counted: otherwise a flaky link would make popfetch abandon whatever
-// happened to be on the wire.
+// does not fit it (errMismatch), its own or that of the "LIST n" right
+// behind it, in poisonPolls polls in a row (counted for the Poller's life)
+// is given up the same way: a stray reply from the server lands on a
+// different message each time, a message the server cannot send does not.
+// Replies are read in command order and every RETR reply is checked by the
+// LIST after it before the next RETR's is read, so the failure is pinned
+// to this message even in a pipelined round: a reply that runs into the
+// next ones (a "." glued to its last line) fails at its own LIST, not at
+// the round's last RETR, which was sent later and is not to blame. A
+// dropped connection, a cancelled poll or a surplus reply after this
+// message's own says nothing about the message and is not counted:
+// otherwise a flaky link would make popfetch abandon whatever happened to
+// be on the wire.
 func (s *session) retrFailed(ctx context.Context, e entry, err error) error {
 	err = fmt.Errorf("retr %d (uid %s): %w", e.Num, e.UID, err)
 	if ctx.Err() != nil {

@@ -912,10 +912,68 @@ func TestPollPerUserCapabilities(t *testing.T) {
 	t.Run("not per user", func(t *testing.T) {
 		srv := pop3test.NewServer(t, pop3test.Options{Capa: []string{"USER", "UIDL", "LOGIN-DELAY 900"}})
 		res := poller(nil).Poll(context.Background(), testAccount(t, srv))
-		if res.Err != nil || res.LoginDelay != 900*time.Second || capaAfterPass(srv) {
-			t.Fatalf("Poll = %+v, commands %q; want one CAPA, before login", res, srv.Commands())
+		if res.Err != nil || res.LoginDelay != 900*time.Second || !capaAfterPass(srv) {
+			t.Fatalf("Poll = %+v, commands %q; want the CAPA read again after login", res, srv.Commands())
 		}
 	})
+}
+
+// RFC 2449 §5: the capabilities after login may differ from those before
+// it, per user or not. EXPIRE 0 announced in either reply counts (a server
+// taken for one that keeps retrieved mail would get QUIT after a failed
+// delivery and expunge the message); PIPELINING counts as the reply after
+// login says; a server that refuses CAPA after login keeps what it said
+// before.
+func TestPollCapabilitiesAfterLogin(t *testing.T) {
+	capaReply := func(tags ...string) string { return "+OK\r\n" + strings.Join(tags, "\r\n") + "\r\n." }
+	for _, tt := range []struct {
+		name      string
+		capa      []string // the server's CAPA; the reply after login unless faulted
+		faults    []pop3test.Fault
+		wantQuit  bool // after a failed delivery: only if the server keeps retrieved mail
+		wantPiped bool
+	}{
+		{"EXPIRE 0 only after login", []string{"USER", "UIDL", "PIPELINING", "EXPIRE 0"},
+			[]pop3test.Fault{{Cmd: "CAPA", N: 1, Reply: capaReply("USER", "UIDL", "PIPELINING")}}, false, true},
+		{"EXPIRE0 only after login", []string{"USER", "UIDL", "EXPIRE0"},
+			[]pop3test.Fault{{Cmd: "CAPA", N: 1, Reply: capaReply("USER", "UIDL")}}, false, false},
+		{"EXPIRE 0 only before login", []string{"USER", "UIDL", "PIPELINING"},
+			[]pop3test.Fault{{Cmd: "CAPA", N: 1, Reply: capaReply("USER", "UIDL", "PIPELINING", "EXPIRE 0")}}, false, true},
+		{"EXPIRE 0 before, NEVER after login", []string{"USER", "UIDL", "EXPIRE NEVER"},
+			[]pop3test.Fault{{Cmd: "CAPA", N: 1, Reply: capaReply("USER", "UIDL", "EXPIRE 0")}}, false, false},
+		{"CAPA refused after login", []string{"USER", "UIDL", "PIPELINING", "EXPIRE 0"},
+			[]pop3test.Fault{{Cmd: "CAPA", N: 2, Reply: "-ERR not now"}}, false, true},
+		{"PIPELINING only after login", []string{"USER", "UIDL", "PIPELINING"},
+			[]pop3test.Fault{{Cmd: "CAPA", N: 1, Reply: capaReply("USER", "UIDL")}}, true, true},
+		// CheckPipelining reports a pipelined command as a violation.
+		{"PIPELINING only before login", []string{"USER", "UIDL"},
+			[]pop3test.Fault{{Cmd: "CAPA", N: 1, Reply: capaReply("USER", "UIDL", "PIPELINING")}}, true, false},
+		{"EXPIRE NEVER throughout", []string{"USER", "UIDL", "EXPIRE NEVER"}, nil, true, false},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			srv := pop3test.NewServer(t, pop3test.Options{Messages: msgs(3), Capa: tt.capa, Faults: tt.faults, CheckPipelining: true})
+			a := testAccount(t, srv)
+			rec := &recorder{fail: func(uid string) error {
+				if uid == "uid-0002" {
+					return errors.New("temporary failure")
+				}
+				return nil
+			}}
+			res := poller(rec).Poll(context.Background(), a)
+			if res.Err != nil || res.Delivered != 2 || res.Failed != 1 {
+				t.Fatalf("Poll = %+v; want 2 delivered, 1 failed", res)
+			}
+			if quit := slices.Contains(srv.Commands(), "QUIT"); quit != tt.wantQuit {
+				t.Errorf("QUIT sent: %v, want %v (commands %q)", quit, tt.wantQuit, srv.Commands())
+			}
+			if piped := srv.Pipelined() > 0; piped != tt.wantPiped {
+				t.Errorf("pipelined: %v, want %v (commands %q)", piped, tt.wantPiped, srv.Commands())
+			}
+			if !slices.Contains(uidsOn(srv), "uid-0002") {
+				t.Errorf("uid-0002, not delivered, is gone from the server: %v", uidsOn(srv))
+			}
+		})
+	}
 }
 
 func TestPollWithoutPipelining(t *testing.T) {
