@@ -110,7 +110,7 @@ func TestNoSecretInRefusedReload(t *testing.T) {
 				if err := os.Rename(tmp, rc); err != nil {
 					t.Fatal(err)
 				}
-				waitFor(t, 5*time.Second, b.name+": the daemon to refuse the broken rc file", func() bool {
+				waitFor(t, 30*time.Second, b.name+": the daemon to refuse the broken rc file", func() bool {
 					return len(d.log.lines("stays in effect")) > i
 				})
 			}
