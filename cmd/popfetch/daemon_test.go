@@ -383,7 +383,7 @@ func TestDaemonFetchesNowAndStatus(t *testing.T) {
 	waitMaildir(t, maildir, 3, 10*time.Second)
 	firstPoll := time.Since(start)
 	// Delivered first, then DELE and QUIT, then the poll's log line.
-	waitFor(t, 5*time.Second, "the first poll to end", func() bool { return len(d.log.lines("msg=\"poll done\"", "account=alice")) > 0 })
+	waitFor(t, 30*time.Second, "the first poll to end", func() bool { return len(d.log.lines("msg=\"poll done\"", "account=alice")) > 0 })
 	if n := mb.Count(t); n != 0 {
 		t.Errorf("after the first poll the server still holds %d messages; want 0 (keep = false)", n)
 	}
@@ -576,7 +576,7 @@ func TestDaemonReload(t *testing.T) {
 		badLine := bad + 1
 		byRename(e, strings.Join(lines, "\n"))
 
-		waitFor(t, 5*time.Second, "the daemon to log that the rc file has errors", func() bool {
+		waitFor(t, 30*time.Second, "the daemon to log that the rc file has errors", func() bool {
 			return len(e.d.log.lines("stays in effect")) > 0
 		})
 		where := fmt.Sprintf("rc.hcl:%d:", badLine)
@@ -619,7 +619,7 @@ func TestDaemonReload(t *testing.T) {
 
 		// Fixed, and B removed: applied.
 		byRename(e, rcText(e.state, nil, e.a))
-		waitFor(t, 5*time.Second, "the fixed rc file to be applied", func() bool {
+		waitFor(t, 30*time.Second, "the fixed rc file to be applied", func() bool {
 			return len(e.d.log.lines("rc file reloaded")) >= 2
 		})
 		rows, out := statusRows(t, e.rc)
@@ -645,7 +645,7 @@ func TestDaemonReload(t *testing.T) {
 		if err := os.Rename(tmp, e.rc); err != nil {
 			t.Fatal(err)
 		}
-		waitFor(t, 5*time.Second, "the daemon to refuse the unsafe rc file", func() bool {
+		waitFor(t, 30*time.Second, "the daemon to refuse the unsafe rc file", func() bool {
 			return len(e.d.log.lines("stays in effect")) > 0
 		})
 		if diag := e.d.log.lines("Unsafe rc file", "writable by every user", "chmod go-w"); len(diag) != 1 {
@@ -677,7 +677,7 @@ func TestDaemonReload(t *testing.T) {
 		moved := e.a
 		moved.extra = []string{fmt.Sprintf("state_dir = %q", filepath.Join(e.dir, "stateA"))}
 		byRename(e, rcText(e.state, nil, moved, e.b))
-		waitFor(t, 5*time.Second, "the daemon to refuse the account's new state_dir", func() bool {
+		waitFor(t, 30*time.Second, "the daemon to refuse the account's new state_dir", func() bool {
 			return len(e.d.log.lines("rc file not applied", "account A: state_dir changed")) > 0
 		})
 		e.mbA.Put(t, seqMsg("A", 2, 2))
@@ -701,7 +701,7 @@ func TestDaemonReload(t *testing.T) {
 		// socket, the daemon lock and every UIDL store would move.
 		e := setup(t, "statedir", byRename)
 		byRename(e, rcText(filepath.Join(e.dir, "state2"), nil, e.a, e.b))
-		waitFor(t, 5*time.Second, "the daemon to refuse the new state_dir", func() bool {
+		waitFor(t, 30*time.Second, "the daemon to refuse the new state_dir", func() bool {
 			return len(e.d.log.lines("rc file not applied", "state_dir changed")) > 0
 		})
 		if n := len(e.d.log.lines("config reloaded")); n != 0 {
@@ -859,7 +859,7 @@ func TestDaemonSecondSignalAborts(t *testing.T) {
 	}
 	// Two signals sent back to back would merge into one (standard
 	// signals do not queue): send the second once the first was handled.
-	waitFor(t, 5*time.Second, "the first SIGTERM to be handled", func() bool {
+	waitFor(t, 30*time.Second, "the first SIGTERM to be handled", func() bool {
 		return len(d.log.lines("stopping after the messages in flight")) > 0
 	})
 	if d.exited() {

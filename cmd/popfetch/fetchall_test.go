@@ -40,7 +40,7 @@ func TestFetchAllWithKeep(t *testing.T) {
 
 	d := startDaemon(t, rc)
 	waitMaildir(t, maildir, 6, 10*time.Second)
-	waitFor(t, 5*time.Second, "the first poll to end", func() bool { return len(d.log.lines("poll done")) > 0 })
+	waitFor(t, 30*time.Second, "the first poll to end", func() bool { return len(d.log.lines("poll done")) > 0 })
 	for i := range 2 {
 		r := daemonCLI(t, rc, "now")
 		if r.code != 0 || !strings.Contains(r.stdout, "fake: 0 new") {
