@@ -94,6 +94,14 @@ type verifyState struct {
 	// listed counts the listing's messages by UID (more than one: a
 	// server that gives one UID to several messages).
 	listed map[string]int
+	// fresh marks the messages (by number) listed under a known UID
+	// whose check found a new message: a DELE suspension of the UID
+	// (see deleSuspended) is not theirs.
+	fresh map[int]bool
+	// refused marks the UIDs whose DELE the server refused in this
+	// poll: another message listed under the same UID neither counts a
+	// second refusal nor, if its DELE is accepted, ends the run.
+	refused map[string]bool
 	// renumbered is set when the listing shares no UID with the
 	// journal (see survey); loud once it was logged at ERROR.
 	renumbered, loud bool
@@ -108,10 +116,23 @@ func (s *session) expect(e entry, ids []uidl.Identity) check {
 	return checkCopy
 }
 
-// survey counts the listing's UIDs and returns, when the listing shares no
-// UID with a non-trivial set of delivered messages, their identities
-// (non-nil, maybe empty); otherwise nil. It must run before retain forgets
-// those UIDs.
+// survey counts the listing's UIDs and returns, in keep mode, when the
+// listing shares no UID with a non-trivial set of delivered messages, their
+// identities (non-nil, maybe empty); otherwise nil. It must run before
+// retain forgets those UIDs.
+//
+// Only keep mode matches a message against the identities of other UIDs:
+// there every delivered message was on the server at the previous poll
+// and was expected to stay. In delete mode the journal mostly holds UIDs
+// the last poll deleted, so an all-new listing is the normal case, and a
+// message under a new UID is new mail even if it looks like one delivered
+// before (a provider stores one copy per recipient of a multidrop message,
+// and the copies may differ only in fields it adds): it is delivered,
+// never deleted on another message's identity. A renumbered delete mode
+// mailbox holds only messages whose DELE failed, so delivering them again
+// costs a bounded duplicate. There renumbering is only a warning, when the
+// listing shows none of the UIDs known to be still on the server: those
+// whose DELE the server refused.
 func (s *session) survey(uids []entry) []uidl.Identity {
 	s.v.listed = make(map[string]int, len(uids))
 	for _, e := range uids {
@@ -120,8 +141,8 @@ func (s *session) survey(uids []entry) []uidl.Identity {
 	if s.a.FetchAll || s.store == nil || len(uids) == 0 {
 		return nil
 	}
-	prev := s.store.Len()
-	if prev < minRenumbered {
+	prev := s.store.Delivered(!s.a.Keep)
+	if len(prev) < minRenumbered {
 		return nil
 	}
 	for _, e := range uids {
@@ -129,13 +150,16 @@ func (s *session) survey(uids []entry) []uidl.Identity {
 			return nil
 		}
 	}
-	s.v.renumbered = true
-	if s.a.Keep {
-		s.renumberedError(len(uids), prev)
+	if !s.a.Keep {
+		s.log.Warn("the server's UIDL lists none of the messages whose DELE it refused: it renumbered its UIDs, or another client removed them; any still there are delivered again under their new UIDs (duplicates, once)",
+			"messages", len(uids), "previous", len(prev))
+		return nil
 	}
-	ids := fullIdentities(s.store.DeliveredIdentities())
-	if ids == nil {
-		ids = []uidl.Identity{}
+	s.v.renumbered = true
+	s.renumberedError(len(uids), len(prev))
+	ids := []uidl.Identity{}
+	for _, v := range prev {
+		ids = append(ids, fullIdentities(v)...)
 	}
 	return ids
 }
@@ -153,14 +177,13 @@ func (s *session) renumberedError(messages, prev int) {
 // of a renumbered listing), needs.
 func (s *session) classify(e entry, renumbered []uidl.Identity) check {
 	if renumbered != nil {
-		// Every message of such a listing is retrieved, as it would be
-		// as new mail, and goes through selection like new mail
-		// (fetch_limit). In keep mode the size is a hint: one that
-		// matches a delivered message's is likely that message, and is
-		// checked outside fetch_limit, as a limited poll would leave it
-		// to a next poll, whose listing shares the UIDs recorded now
-		// and so is no longer taken as renumbered. (In delete mode the
-		// next poll's listing still shares no UID with the journal.)
+		// Keep mode only (see survey). Every message of such a listing
+		// is retrieved, as it would be as new mail, and goes through
+		// selection like new mail (fetch_limit). The size is a hint:
+		// one that matches a delivered message's is likely that
+		// message, and is checked outside fetch_limit, as a limited
+		// poll would leave it to a next poll, whose listing shares the
+		// UIDs recorded now and so is no longer taken as renumbered.
 		sameSize := false
 		for _, id := range renumbered {
 			sameSize = sameSize || id.Size == e.Size
@@ -170,7 +193,7 @@ func (s *session) classify(e entry, renumbered []uidl.Identity) check {
 			return checkNone // probably one delivered before
 		case s.dryRun:
 			return checkNew
-		case sameSize && s.a.Keep:
+		case sameSize:
 			return s.expect(e, renumbered)
 		}
 		s.expect(e, renumbered)
@@ -231,10 +254,11 @@ func (s *session) verified(e entry, id uidl.Identity) (bool, error) {
 		if !s.v.renumbered {
 			s.reused(e)
 		}
+		if s.v.fresh == nil {
+			s.v.fresh = map[int]bool{}
+		}
+		s.v.fresh[e.Num] = true
 		return false, nil
-	}
-	if s.v.renumbered {
-		s.renumberedError(len(s.v.listed), s.store.Len())
 	}
 	if err := s.store.AddIdentity(e.UID, id, s.p.now(), false); err != nil {
 		return false, fmt.Errorf("uidl store: record identity of %s: %w", e.UID, err)
@@ -269,4 +293,35 @@ func (s *session) checkByCopy(e entry) bool {
 	}
 	s.v.byCopy[e.Num] = true
 	return true
+}
+
+// asRecorded reports whether e may be the message recorded under its UID
+// without looking at it: the UID is listed once, at a size one of its
+// recorded identities has (or none is recorded with a size). A suspended
+// DELE (see deleSuspended) skips only such a message; one listed twice or
+// at another size is checked by its copy first, as it may be new mail
+// under a reused UID.
+func (s *session) asRecorded(e entry) bool {
+	if s.v.listed[e.UID] > 1 {
+		return false
+	}
+	ids := fullIdentities(s.store.Identities(e.UID))
+	if len(ids) == 0 {
+		return true
+	}
+	for _, id := range ids {
+		if id.Size == e.Size {
+			return true
+		}
+	}
+	return false
+}
+
+// deleAccepted ends the run of DELE refusals of e's UID, unless another
+// message is listed under that UID: its DELE may be the one refused.
+func (s *session) deleAccepted(e entry) error {
+	if s.v.refused[e.UID] || s.v.listed[e.UID] > 1 {
+		return nil
+	}
+	return s.store.DeleAccepted(e.UID, s.p.now())
 }

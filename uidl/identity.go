@@ -1,16 +1,17 @@
 package uidl
 
-// DeliveredIdentities returns the identities of every delivered UID, in no
-// particular order. A server that renumbers all its UIDs at once still
-// lists the same messages; their identities let package fetch recognise
-// them instead of fetching the whole mailbox again.
-func (s *Store) DeliveredIdentities() []Identity {
+// Delivered returns the identities of the delivered UIDs, by UID (an
+// empty slice for a UID recorded without identity). With refusedOnly, only
+// the UIDs whose last DELE the server refused: in delete mode the only
+// ones known to be still on the server. Package fetch uses them to tell a
+// server that renumbered its UIDs from one that lists new mail.
+func (s *Store) Delivered(refusedOnly bool) map[string][]Identity {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	var out []Identity
-	for _, e := range s.st.m {
-		if e.delivered {
-			out = append(out, e.ids...)
+	out := map[string][]Identity{}
+	for uid, e := range s.st.m {
+		if e.delivered && (!refusedOnly || e.refused > 0) {
+			out[uid] = append([]Identity{}, e.ids...)
 		}
 	}
 	return out

@@ -1,0 +1,174 @@
+package fetch
+
+import (
+	"context"
+	"strings"
+	"sync"
+	"testing"
+
+	"github.com/popfetch/popfetch/deliver"
+	"github.com/popfetch/popfetch/fetch/pop3test"
+	"github.com/popfetch/popfetch/rcfile"
+)
+
+// rawRec records every delivered message byte for byte.
+type rawRec struct {
+	mu  sync.Mutex
+	got []string
+}
+
+func (r *rawRec) Dispatch(_ context.Context, m *deliver.Message, _ Progress) error {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.got = append(r.got, string(m.Raw))
+	return nil
+}
+
+// has counts the deliveries of exactly s.
+func (r *rawRec) has(s string) int {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	n := 0
+	for _, g := range r.got {
+		if g == s {
+			n++
+		}
+	}
+	return n
+}
+
+// rawPoller is a Poller delivering to rec and logging to logs.
+func rawPoller(rec *rawRec, logs *logCapture) *Poller {
+	return &Poller{Log: logs.logger(), Dispatcher: func(*rcfile.Account) (Dispatcher, error) { return rec, nil }}
+}
+
+// noLoss fails t if a message of want left the server without having been
+// delivered.
+func noLoss(t *testing.T, srv *pop3test.Server, rec *rawRec, want ...pop3test.Message) {
+	t.Helper()
+	on := map[string]bool{}
+	for _, m := range srv.Messages() {
+		on[string(m.Data)] = true
+	}
+	for _, m := range want {
+		if !on[string(m.Data)] && rec.has(string(m.Data)) == 0 {
+			t.Fatalf("message %q (uid %s) left the server undelivered\n%s", m.Data, m.UID, srv.Transcript())
+		}
+	}
+}
+
+// multidropBody is one message a provider stores once per recipient,
+// each copy with its own envelope field on top.
+const multidropBody = "Received: from mx by pop with ESMTP id 1234; Fri, 4 Dec 2026 10:00:00 +0000\r\nFrom: x@example.org\r\nTo: a@example.com, b@example.com\r\nSubject: hi\r\nDate: Fri, 4 Dec 2026 10:00:00 +0000\r\nMessage-ID: <1@example.org>\r\n\r\nhello\r\n"
+
+// An ordinary server (unique UIDs) in delete mode: the next poll's listing
+// shares no UID with the journal, which is normal. A per-recipient copy
+// under a new UID, or any new message, is never compared with the
+// identities of other UIDs: it is delivered. Nothing is logged as
+// renumbering.
+func TestDeleteModeNewUIDsNeverMatchOthers(t *testing.T) {
+	headerless := func(uid, s string) pop3test.Message {
+		return pop3test.Message{UID: uid, Data: []byte(s + "\r\n")}
+	}
+	same := func(uid string) pop3test.Message { return pop3test.Message{UID: uid, Data: []byte(multidropBody)} }
+	for _, tc := range []struct {
+		name        string
+		first, next []pop3test.Message
+	}{
+		{"multidrop copy", []pop3test.Message{{UID: "u1", Data: []byte("Delivered-To: a@example.com\r\n" + multidropBody)}, withUID(msg(9), "u2")},
+			[]pop3test.Message{{UID: "u3", Data: []byte("Delivered-To: b@example.com\r\n" + multidropBody)}}},
+		{"headerless", []pop3test.Message{headerless("u1", "backup of host-a failed"), headerless("u2", "backup of host-b ok")},
+			[]pop3test.Message{headerless("u3", "RAID degraded on host-c, replace disk 3 now")}},
+		// Even a byte-identical message under a new UID is new mail
+		// (the server delivered it twice): a duplicate, never a loss.
+		{"identical", []pop3test.Message{same("u1"), withUID(msg(9), "u2")}, []pop3test.Message{same("u3")}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			srv := pop3test.NewServer(t, pop3test.Options{Messages: tc.first})
+			a := testAccount(t, srv)
+			rec, logs := &rawRec{}, &logCapture{}
+			p := rawPoller(rec, logs)
+			if res := p.Poll(context.Background(), a); res.Err != nil || res.Delivered != len(tc.first) {
+				t.Fatalf("first poll = %+v", res)
+			}
+			srv.SetMessages(tc.next)
+			if res := p.Poll(context.Background(), a); res.Err != nil || res.Delivered != len(tc.next) {
+				t.Fatalf("second poll = %+v; want %d delivered\n%s", res, len(tc.next), logs.String())
+			}
+			noLoss(t, srv, rec, tc.next...)
+			if l := logs.lines("renumber"); len(l) != 0 {
+				t.Fatalf("a normal delete mode poll logged renumbering: %q", l)
+			}
+		})
+	}
+}
+
+func withUID(m pop3test.Message, uid string) pop3test.Message {
+	m.UID = uid
+	return m
+}
+
+// fetch_limit makes the previous case deterministic: both per-recipient
+// copies are on the server from the start, under distinct UIDs, and the
+// second is left to the next poll.
+func TestFetchLimitMultidropCopies(t *testing.T) {
+	o1, o2 := msg(8), msg(9)
+	ca := pop3test.Message{UID: "u3", Data: []byte("X-Original-To: a@example.com\r\n" + multidropBody)}
+	cb := pop3test.Message{UID: "u4", Data: []byte("X-Original-To: b@example.com\r\n" + multidropBody)}
+	srv := pop3test.NewServer(t, pop3test.Options{Messages: []pop3test.Message{o1, o2, ca, cb}})
+	a := testAccount(t, srv)
+	a.FetchLimit = 3
+	rec, logs := &rawRec{}, &logCapture{}
+	p := rawPoller(rec, logs)
+	for i := range 2 {
+		if res := p.Poll(context.Background(), a); res.Err != nil {
+			t.Fatalf("poll %d: %v", i+1, res.Err)
+		}
+	}
+	noLoss(t, srv, rec, o1, o2, ca, cb)
+	if len(srv.Messages()) != 0 || len(rec.got) != 4 {
+		t.Fatalf("server holds %v, %d delivered; want all 4 delivered and deleted", uidsOn(srv), len(rec.got))
+	}
+}
+
+// A UID whose DELE the server kept refusing is suspended only for the
+// message recorded under it: a new message the server lists under the
+// same UID (beside it, or in its place) is delivered at once.
+func TestSuspendedDeleNewMailSameUID(t *testing.T) {
+	old := pop3test.Message{UID: "x", Data: []byte("From: a@b\r\nSubject: old\r\nMessage-ID: <o@x>\r\n\r\nold\r\n")}
+	nw := pop3test.Message{UID: "x", Data: []byte("From: c@d\r\nSubject: NEW\r\nMessage-ID: <n@x>\r\n\r\nnew mail\r\n")}
+	for _, tc := range []struct {
+		name string
+		next []pop3test.Message
+	}{
+		{"listed twice", []pop3test.Message{old, nw}},
+		{"in its place", []pop3test.Message{nw}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			srv := pop3test.NewServer(t, pop3test.Options{Messages: []pop3test.Message{old},
+				Faults: []pop3test.Fault{{Cmd: "DELE", Reply: "-ERR [SYS/PERM] mailbox read-only"}}})
+			a := testAccount(t, srv)
+			rec, logs := &rawRec{}, &logCapture{}
+			p := rawPoller(rec, logs)
+			for range deleRefusalPolls + 1 {
+				p.Poll(context.Background(), a)
+			}
+			if !strings.Contains(logs.String(), "not asking for DELE again") {
+				t.Fatalf("DELE not suspended after %d refusals\n%s", deleRefusalPolls, logs.String())
+			}
+			srv.SetMessages(tc.next)
+			res := p.Poll(context.Background(), a)
+			if rec.has(string(nw.Data)) != 1 {
+				t.Fatalf("poll = %+v: new message under the suspended UID delivered %d times; want 1", res, rec.has(string(nw.Data)))
+			}
+			if rec.has(string(old.Data)) != 1 {
+				t.Fatalf("old message delivered %d times; want 1", rec.has(string(old.Data)))
+			}
+			// Neither is delivered again by later polls.
+			p.Poll(context.Background(), a)
+			if rec.has(string(nw.Data)) != 1 || rec.has(string(old.Data)) != 1 {
+				t.Fatalf("later poll delivered again: %d new, %d old", rec.has(string(nw.Data)), rec.has(string(old.Data)))
+			}
+		})
+	}
+}
