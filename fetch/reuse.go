@@ -11,10 +11,12 @@ import (
 // (popa3d, solid-pop3d) derive them from a few header fields, so identical
 // messages, and new ones that repeat those fields, get the UID of an old
 // one. So the journal records with each UID the identity of the message
-// delivered under it: a digest of some header fields and a digest of the
-// body, both from the retrieved copy, plus its LIST size as a hint (see
-// identityOf). A message listed under a UID seen before is checked
-// against it:
+// delivered under it: a digest of its header (less the fields mbox servers
+// rewrite) and a digest of its body, both from the retrieved copy, plus
+// its LIST size as a hint (see identityOf). A message listed under a UID
+// seen before is checked against the identities recorded under that UID,
+// never against another UID's (except in keep mode after renumbering,
+// below):
 //
 //   - Delete mode: a seen UID still on the server is rare (a DELE lost to
 //     a crash or a failed QUIT, a refused DELE, a reused UID, or the switch
@@ -47,18 +49,29 @@ import (
 //     copies (same UID and identity) present in one poll are each
 //     delivered once and, in delete mode, each deleted; a copy identical
 //     to one delivered earlier is taken as delivered.
-//   - A listing that shares no UID with at least minRenumbered delivered
-//     messages may come from a server that renumbered its UIDs: each listed
-//     message is retrieved (it would be as new mail anyway, within
-//     fetch_limit; in keep mode one whose size matches a delivered
+//   - A keep mode listing that shares no UID with at least minRenumbered
+//     delivered messages (all on the server at the previous poll, as
+//     keep mode deletes nothing) comes from a server that renumbered its
+//     UIDs, or from another client that removed them all: it is logged at
+//     ERROR, each listed message is retrieved (it would be as new mail
+//     anyway, within fetch_limit; one whose size matches a delivered
 //     message's is checked at once) and one whose identity matches a
-//     delivered one is recorded under its new UID (and, in delete mode,
-//     deleted) instead of being delivered again. In keep
-//     mode such a listing is logged at ERROR at once (the messages were
-//     expected to stay); in delete mode the journal still holds the UIDs
-//     the last poll deleted, so an all-new listing is normal there, and the
-//     ERROR is logged only when a message turns out to be one delivered
-//     before.
+//     delivered one is recorded under its new UID instead of being
+//     delivered again.
+//   - Delete mode never matches a message against another UID's
+//     identities, as an all-new listing is normal there (the journal holds
+//     the UIDs the last poll deleted) and a provider's per-recipient
+//     copies of one message may differ in nothing the identity sees: a
+//     message under a new UID is new mail, delivered, and a UID is DELEd
+//     only when this session delivered its message or its own recorded
+//     identity matched. A renumbered delete mode mailbox holds only
+//     messages whose DELE failed; they are delivered again (a duplicate,
+//     once), with a warning when the listing shows none of the UIDs whose
+//     DELE the server refused.
+//   - A DELE suspended after repeated refusals (deleSuspended) skips only
+//     the message recorded: a UID listed once at a recorded size. One
+//     listed twice, or at another size, is checked by its copy first; a
+//     new message under it is delivered and its DELE asked.
 //   - The other records of a UID follow its message too: a given-up
 //     message is skipped only at the size it had, and the recipients a
 //     multidrop delivery already served count only for the message of the

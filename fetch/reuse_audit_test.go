@@ -2,13 +2,16 @@ package fetch
 
 import (
 	"context"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
+	"time"
 
 	"github.com/popfetch/popfetch/deliver"
 	"github.com/popfetch/popfetch/fetch/pop3test"
 	"github.com/popfetch/popfetch/rcfile"
+	"github.com/popfetch/popfetch/uidl"
 )
 
 // rawRec records every delivered message byte for byte.
@@ -168,6 +171,105 @@ func TestSuspendedDeleNewMailSameUID(t *testing.T) {
 			p.Poll(context.Background(), a)
 			if rec.has(string(nw.Data)) != 1 || rec.has(string(old.Data)) != 1 {
 				t.Fatalf("later poll delivered again: %d new, %d old", rec.has(string(nw.Data)), rec.has(string(old.Data)))
+			}
+		})
+	}
+}
+
+// Messages without a header/body separator are identified by their whole
+// content: a new one under a reused UID is delivered, not deleted as the
+// old one.
+func TestHeaderlessMessageReusedUID(t *testing.T) {
+	a1 := pop3test.Message{UID: "1", Data: []byte("alert: disk full on host-a\r\n")}
+	b1 := pop3test.Message{UID: "1", Data: []byte("alert: power failure in rack 7\r\n")}
+	srv := pop3test.NewServer(t, pop3test.Options{Messages: []pop3test.Message{a1}})
+	a := testAccount(t, srv)
+	rec, logs := &rawRec{}, &logCapture{}
+	p := rawPoller(rec, logs)
+	if res := p.Poll(context.Background(), a); res.Err != nil || res.Delivered != 1 {
+		t.Fatalf("first poll = %+v", res)
+	}
+	srv.SetMessages([]pop3test.Message{b1}) // the server reuses UID 1 for new mail
+	if res := p.Poll(context.Background(), a); res.Err != nil || res.Delivered != 1 {
+		t.Fatalf("second poll = %+v; want the new message delivered\n%s", res, srv.Transcript())
+	}
+	noLoss(t, srv, rec, b1)
+	if rec.has(string(b1.Data)) != 1 {
+		t.Fatalf("new message delivered %d times; want 1", rec.has(string(b1.Data)))
+	}
+}
+
+// Per-recipient copies (Delivered-To differs) that a server whose UIDs
+// derive from a few header fields (popa3d, solid-pop3d) lists under one
+// UID, the second arriving after the first was delivered and deleted: the
+// second is a new message.
+func TestEnvelopeCopiesReusedUID(t *testing.T) {
+	for _, field := range []string{"Delivered-To", "X-Original-To", "Envelope-To"} {
+		t.Run(field, func(t *testing.T) {
+			ca := pop3test.Message{UID: "h1", Data: []byte(field + ": a@example.com\r\n" + multidropBody)}
+			cb := pop3test.Message{UID: "h1", Data: []byte(field + ": b@example.com\r\n" + multidropBody)}
+			srv := pop3test.NewServer(t, pop3test.Options{Messages: []pop3test.Message{ca}})
+			a := testAccount(t, srv)
+			rec, logs := &rawRec{}, &logCapture{}
+			p := rawPoller(rec, logs)
+			if res := p.Poll(context.Background(), a); res.Err != nil {
+				t.Fatal(res.Err)
+			}
+			srv.SetMessages([]pop3test.Message{cb})
+			if res := p.Poll(context.Background(), a); res.Err != nil || res.Delivered != 1 {
+				t.Fatalf("second poll = %+v; want the copy for b delivered", res)
+			}
+			noLoss(t, srv, rec, cb)
+		})
+	}
+}
+
+// A digest recorded by an older popfetch (another rule for the header
+// digest) matches no retrieved copy: the message is delivered again, once,
+// and recorded with its new identity; later polls neither deliver nor
+// retrieve it again. In keep mode an unchanged size still counts as the
+// same message (no command); a changed size costs the one duplicate.
+func TestOldDigestDeliveredOnce(t *testing.T) {
+	for _, tc := range []struct {
+		name      string
+		keep      bool
+		sizeDelta int64
+		want      int // deliveries of the message
+	}{
+		{"delete mode", false, 0, 1},
+		{"keep mode, same size", true, 0, 0},
+		{"keep mode, size changed", true, 7, 1},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			m := note(1, "1")
+			srv := pop3test.NewServer(t, pop3test.Options{Messages: []pop3test.Message{m}})
+			a := testAccount(t, srv)
+			a.Keep = tc.keep
+			s, err := uidl.Open(uidl.Path(a.StateDir, a.Mailbox()))
+			if err != nil {
+				t.Fatal(err)
+			}
+			old := uidl.Identity{Size: int64(len(m.Data)) + tc.sizeDelta, Digest: strings.Repeat("5a", 32)}
+			if err := s.AddIdentity("1", old, time.Now(), true); err != nil {
+				t.Fatal(err)
+			}
+			s.Close()
+			rec, logs := &rawRec{}, &logCapture{}
+			p := rawPoller(rec, logs)
+			for i := range 3 {
+				n := len(srv.Commands())
+				if res := p.Poll(context.Background(), a); res.Err != nil {
+					t.Fatalf("poll %d: %v", i+1, res.Err)
+				}
+				if i > 0 && slices.ContainsFunc(srv.Commands()[n:], func(c string) bool { return strings.HasPrefix(c, "RETR") }) {
+					t.Fatalf("poll %d retrieved again: %v", i+1, srv.Commands()[n:])
+				}
+			}
+			if got := rec.has(string(m.Data)); got != tc.want {
+				t.Fatalf("delivered %d times; want %d", got, tc.want)
+			}
+			if !tc.keep && len(srv.Messages()) != 0 {
+				t.Fatalf("server still holds %v", uidsOn(srv))
 			}
 		})
 	}

@@ -57,8 +57,19 @@
 // alone does not identify a message: servers reuse UIDs, and some derive
 // them from a few header fields, so identical messages and new ones that
 // repeat those fields share one. The digest, computed by package fetch
-// from the retrieved copy, is 64 hex digits: 32 of a digest of some header
-// fields, then 32 of a digest of the body. The size is the LIST size, a
+// from the retrieved copy, is 64 hex digits: 32 of a digest of the header
+// (all of it but the fields mbox servers rewrite, such as Status and
+// X-UID; the whole message when it has no empty line ending the header),
+// then 32 of a digest of the body. Until the header digest covered the
+// whole header (it covered Message-ID, Date, From, To, Subject and the top
+// Received only) the same format 2 records held digests computed the old
+// way. The format is unchanged, as a mismatch is safe either way: package
+// fetch takes a recorded digest that matches no copy as another message,
+// so in delete mode a message recorded the old way and still on the
+// server is delivered again once (a bounded duplicate, never a deletion
+// without delivery) and recorded with its new digest; in keep mode an
+// unchanged size is still taken as the same message, and a changed one
+// delivers it again once, after which its new identity matches. The size is the LIST size, a
 // hint only: package fetch never decides on it that a message is new in
 // delete mode (mbox servers rewrite a message's header as it is read,
 // which changes its size) nor that one is the same, except in keep mode
