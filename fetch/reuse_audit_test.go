@@ -274,3 +274,34 @@ func TestOldDigestDeliveredOnce(t *testing.T) {
 		})
 	}
 }
+
+// Two messages under one UID, the server refusing DELE of one and
+// accepting the other's: the refusals are counted per poll, and the
+// accepted DELE does not end the run, so the refusal escalates after
+// deleRefusalPolls polls as it does for a UID listed once.
+func TestDeleRefusalsSharedUID(t *testing.T) {
+	stuck := note(1, "dup")
+	srv := pop3test.NewServer(t, pop3test.Options{Messages: []pop3test.Message{stuck},
+		// The first DELE of each session is the stuck message's: it is
+		// confirmed by its copy when its round ends, before the new
+		// message's delivery is recorded and its DELE queued.
+		Faults: []pop3test.Fault{{Cmd: "DELE", N: 1, Action: pop3test.Reply, Reply: "-ERR [IN-USE] locked"}}})
+	a := testAccount(t, srv)
+	rec, logs := &rawRec{}, &logCapture{}
+	p := rawPoller(rec, logs)
+	var res Result
+	for i := range deleRefusalPolls {
+		if i > 0 {
+			srv.SetMessages([]pop3test.Message{stuck, bigNote(10+i, "dup")})
+		}
+		if res = p.Poll(context.Background(), a); res.Err != nil {
+			t.Fatalf("poll %d: %v", i+1, res.Err)
+		}
+	}
+	if res.Undeletable != 1 || len(logs.lines("level=ERROR", "refused DELE in 3 polls")) != 1 {
+		t.Fatalf("poll %d = %+v; want the stuck message undeletable, one ERROR\n%s", deleRefusalPolls, res, logs.String())
+	}
+	if len(rec.got) != deleRefusalPolls {
+		t.Fatalf("%d deliveries; want %d (each message once)", len(rec.got), deleRefusalPolls)
+	}
+}

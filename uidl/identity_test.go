@@ -218,3 +218,33 @@ func TestRecipientsOf(t *testing.T) {
 	check(s, "u", y, "r2@x")
 	check(s, "v", x, "q@x")
 }
+
+// TestDelivered: the delivered UIDs with their identities; refusedOnly
+// keeps those whose last DELE the server refused.
+func TestDelivered(t *testing.T) {
+	s := mustOpen(t, filepath.Join(t.TempDir(), "uidl", "j"))
+	now := time.Unix(1700000000, 0)
+	a := Identity{Size: 10, Digest: "aa"}
+	must := func(err error) {
+		t.Helper()
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
+	must(s.AddIdentity("u1", a, now, true))
+	must(s.Add("u2", now))
+	must(s.AddIdentity("u3", a, now, true))
+	must(s.AddRecipient("u4", "r@example.com", now)) // not delivered
+	_, err := s.RefuseDele("u3", now)
+	must(err)
+	_, err = s.RefuseDele("u1", now)
+	must(err)
+	must(s.DeleAccepted("u1", now))
+	all := s.Delivered(false)
+	if len(all) != 3 || !slices.Equal(all["u1"], []Identity{a}) || all["u2"] == nil || len(all["u2"]) != 0 {
+		t.Fatalf("Delivered(false) = %v; want u1 [a], u2 [], u3 [a]", all)
+	}
+	if got := s.Delivered(true); len(got) != 1 || !slices.Equal(got["u3"], []Identity{a}) {
+		t.Fatalf("Delivered(true) = %v; want only u3", got)
+	}
+}
