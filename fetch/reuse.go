@@ -2,6 +2,7 @@ package fetch
 
 import (
 	"fmt"
+	"sync"
 
 	"github.com/popfetch/popfetch/uidl"
 )
@@ -37,8 +38,10 @@ import (
 //     UID whose new message has exactly the size of the old one is not
 //     noticed there (nothing is deleted, but it is not fetched either;
 //     switching to delete mode later retrieves and compares it, so it is
-//     delivered then), unless the UID is listed more than once, which is
-//     always checked. A size that differs is checked by retrieving the
+//     delivered then). A UID listed more than once is checked until each
+//     listed copy has a recorded identity of its size (identical copies
+//     are recorded once per copy, see recordCopy); then it costs no
+//     command either. A size that differs is checked by retrieving the
 //     message: the same identity means the server rewrote the message (an
 //     mbox server that adds Status:), and the new size is recorded;
 //     another identity, or none recorded, means a new message, delivered.
@@ -111,6 +114,15 @@ type verifyState struct {
 	// whose check found a new message: a DELE suspension of the UID
 	// (see deleSuspended) is not theirs.
 	fresh map[int]bool
+	// sizes holds the listing's LIST sizes by UID, for UIDs listed more
+	// than once (see allRecorded).
+	sizes map[string][]int64
+	// mu guards copies, which deliveries update concurrently.
+	mu sync.Mutex
+	// copies counts, by UID and digest, the copies of one message this
+	// session delivered or confirmed under a UID listed more than once
+	// (see recordCopy).
+	copies map[string]int
 	// refused marks the UIDs whose DELE the server refused in this
 	// poll: another message listed under the same UID neither counts a
 	// second refusal nor, if its DELE is accepted, ends the run.
@@ -227,7 +239,7 @@ func (s *session) classify(e entry, renumbered []uidl.Identity) check {
 	once := s.v.listed[e.UID] < 2
 	if s.a.Keep {
 		switch {
-		case len(ids) == 0 && once, sameSize && once:
+		case len(ids) == 0 && once, sameSize && once, !once && s.allRecorded(e.UID, ids):
 			// No command per poll for a kept message (see above).
 			return checkNone
 		case s.dryRun:
@@ -276,7 +288,70 @@ func (s *session) verified(e entry, id uidl.Identity) (bool, error) {
 	if err := s.store.AddIdentity(e.UID, id, s.p.now(), false); err != nil {
 		return false, fmt.Errorf("uidl store: record identity of %s: %w", e.UID, err)
 	}
+	if err := s.recordCopy(e, id); err != nil {
+		return false, err
+	}
 	return true, nil
+}
+
+// listSizes notes the LIST sizes (size, by message number) of the UIDs
+// listed more than once, for allRecorded. It runs after survey.
+func (s *session) listSizes(uids []entry, size map[int]int64) {
+	for _, e := range uids {
+		if s.v.listed[e.UID] > 1 {
+			if s.v.sizes == nil {
+				s.v.sizes = map[string][]int64{}
+			}
+			s.v.sizes[e.UID] = append(s.v.sizes[e.UID], size[e.Num])
+		}
+	}
+}
+
+// allRecorded reports whether every copy listed under uid (listed more
+// than once) has a recorded identity of its size, each its own: in keep
+// mode the sizes then say that every copy was delivered (see recordCopy),
+// as an unchanged size does for a UID listed once, so a UID listed twice
+// costs no RETR per poll. A new copy of a recorded size is the same gap as
+// for a UID listed once (see above).
+func (s *session) allRecorded(uid string, ids []uidl.Identity) bool {
+	used := make([]bool, len(ids))
+next:
+	for _, size := range s.v.sizes[uid] {
+		for i, id := range ids {
+			if !used[i] && id.Size == size {
+				used[i] = true
+				continue next
+			}
+		}
+		return false
+	}
+	return true
+}
+
+// recordCopy counts e, a message of identity id delivered or confirmed
+// under a UID listed more than once, and records in the journal as many
+// copies of id as this session has seen (Store.AddCopies): identical
+// copies share one identity, and allRecorded needs one per copy. Safe for
+// concurrent use (deliveries call it).
+func (s *session) recordCopy(e entry, id uidl.Identity) error {
+	if s.v.listed[e.UID] < 2 {
+		return nil
+	}
+	s.v.mu.Lock()
+	if s.v.copies == nil {
+		s.v.copies = map[string]int{}
+	}
+	k := e.UID + " " + id.Digest
+	s.v.copies[k]++
+	n := s.v.copies[k]
+	s.v.mu.Unlock()
+	if n < 2 {
+		return nil
+	}
+	if err := s.store.AddCopies(e.UID, id, n, s.p.now()); err != nil {
+		return fmt.Errorf("uidl store: record copies of %s: %w", e.UID, err)
+	}
+	return nil
 }
 
 // asNew marks e, a message of a renumbered listing that goes through

@@ -305,3 +305,39 @@ func TestDeleRefusalsSharedUID(t *testing.T) {
 		t.Fatalf("%d deliveries; want %d (each message once)", len(rec.got), deleRefusalPolls)
 	}
 }
+
+// In keep mode a UID listed twice is checked until every copy is recorded
+// (identical copies once each, as popa3d and solid-pop3d list them); then
+// polls send no RETR for it, as for a UID listed once.
+func TestKeepDuplicateUIDNotFetchedEveryPoll(t *testing.T) {
+	for _, tc := range []struct {
+		name string
+		msgs []pop3test.Message
+	}{
+		{"identical", []pop3test.Message{note(1, "same"), note(1, "same"), note(2, "x")}},
+		{"same size", []pop3test.Message{note(1, "dup"), twinNote(1, "dup")}},
+		{"other sizes", []pop3test.Message{note(1, "dup"), bigNote(2, "dup")}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			m := newMailbox(t, pop3test.Options{}, true)
+			m.add(tc.msgs...)
+			if res := m.poll(); res.Delivered != len(tc.msgs) {
+				t.Fatalf("first poll = %+v; want %d delivered", res, len(tc.msgs))
+			}
+			m.poll() // a second poll may still check
+			n := len(m.srv.Commands())
+			m.poll()
+			m.poll()
+			for _, c := range m.srv.Commands()[n:] {
+				if strings.HasPrefix(c, "RETR") {
+					t.Fatalf("%q sent by a later poll: %v", c, m.srv.Commands()[n:])
+				}
+			}
+			// A new message under the UID, of another size, is
+			// still delivered.
+			m.add(withUID(bigNote(9, ""), tc.msgs[0].UID))
+			m.poll()
+			m.check()
+		})
+	}
+}

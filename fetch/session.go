@@ -497,6 +497,7 @@ func (s *session) transact(ctx context.Context) error {
 	}
 	// Before retain forgets the UIDs the listing no longer shows.
 	renumbered := s.survey(uids)
+	s.listSizes(uids, size)
 	// Forget only what a complete, valid listing no longer shows
 	// (RELIABILITY §1.5): never because QUIT said +OK.
 	if err := s.retain(onServer); err != nil {
@@ -1180,6 +1181,10 @@ func (s *session) deliver(ctx context.Context, e entry, m *deliver.Message) (d d
 	// the store's Sync in fetch's flush.
 	if err := s.store.AddIdentity(e.UID, id, s.p.now(), false); err != nil {
 		d.err = fmt.Errorf("uidl store: record %s: %w", e.UID, err)
+		return d
+	}
+	if err := s.recordCopy(e, id); err != nil {
+		d.err = err
 		return d
 	}
 	log.Debug("delivered", "size", len(m.Raw))

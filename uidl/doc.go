@@ -76,8 +76,10 @@
 // when it is unchanged. This package stores the digest as given (1–64
 // lower-case hex digits); a shorter one, written by a development version
 // of format 2 from the header alone, is kept and read, and package fetch
-// treats it as unknown, like a "+" without identity. A UID keeps the set of identities delivered
-// under it (at most MaxIdentities, oldest dropped); a "+" without identity
+// treats it as unknown, like a "+" without identity. A UID keeps the identities delivered
+// under it (at most MaxIdentities, oldest dropped), each once, except
+// that AddCopies repeats one for each identical copy listed under the UID
+// at once (an older popfetch reads the repeats as one); a "+" without identity
 // (format 1, or a UID recorded without one) means "delivered, identity
 // unknown". An "i" record's identity is recorded with the UID when its
 // intent is recovered. An "r" record's identity is the message the

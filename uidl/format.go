@@ -218,7 +218,10 @@ func (st *state) apply(kind byte, uid string, t int64, rcpt string, id Identity)
 		e.rcptsID = Identity{}
 		e.intent = ""
 		e.intentID = Identity{}
-		if id.Known() && !slices.Contains(e.ids, id) {
+		// An identity already held is added again only by AddCopies
+		// (record writes no other duplicate): identical copies listed
+		// under the UID at once.
+		if id.Known() {
 			if len(e.ids) >= MaxIdentities {
 				e.ids = slices.Delete(slices.Clone(e.ids), 0, 1)
 			}

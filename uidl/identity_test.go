@@ -248,3 +248,47 @@ func TestDelivered(t *testing.T) {
 		t.Fatalf("Delivered(true) = %v; want only u3", got)
 	}
 }
+
+// TestAddCopies: identical copies listed under one UID at once are held as
+// that many identities, across reopening and compaction; nothing is
+// written for a UID not delivered with that identity.
+func TestAddCopies(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "uidl", "j")
+	s := mustOpen(t, path)
+	now := time.Unix(1700000000, 0)
+	a, b := Identity{Size: 10, Digest: "aa"}, Identity{Size: 10, Digest: "bb"}
+	if err := s.AddIdentity("u", a, now, true); err != nil {
+		t.Fatal(err)
+	}
+	for _, step := range []struct {
+		uid string
+		id  Identity
+		n   int
+	}{{"u", a, 2}, {"u", a, 2}, {"u", b, 3}, {"v", a, 2}, {"u", a, 3}} {
+		if err := s.AddCopies(step.uid, step.id, step.n, now); err != nil {
+			t.Fatal(err)
+		}
+	}
+	want := []Identity{a, a, a}
+	if got := s.Identities("u"); !slices.Equal(got, want) {
+		t.Fatalf("Identities = %v; want %v", got, want)
+	}
+	if s.Has("v") {
+		t.Fatal("AddCopies recorded an undelivered UID")
+	}
+	s.Close()
+	s = mustOpen(t, path)
+	if got := s.Identities("u"); !slices.Equal(got, want) {
+		t.Fatalf("after reopening: Identities = %v; want %v", got, want)
+	}
+	var st state
+	st.m = map[string]entry{"u": s.st.m["u"]}
+	var buf strings.Builder
+	if _, err := writeCompact(&buf, &st); err != nil {
+		t.Fatal(err)
+	}
+	if n := strings.Count(buf.String(), "\n+ u "); n != 3 {
+		t.Fatalf("compaction wrote %d records of u; want 3\n%s", n, buf.String())
+	}
+	s.Close()
+}
