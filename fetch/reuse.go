@@ -53,8 +53,9 @@ import (
 //     delivered once and, in delete mode, each deleted; a copy identical
 //     to one delivered earlier is taken as delivered.
 //   - A keep mode listing that shares no UID with at least minRenumbered
-//     delivered messages (all on the server at the previous poll, as
-//     keep mode deletes nothing) comes from a server that renumbered its
+//     delivered messages that were on the server at the previous poll
+//     (not those whose DELE the server accepted, when delete mode came
+//     before) comes from a server that renumbered its
 //     UIDs, or from another client that removed them all: it is logged at
 //     ERROR, each listed message is retrieved (it would be as new mail
 //     anyway, within fetch_limit; one whose size matches a delivered
@@ -69,8 +70,8 @@ import (
 //     only when this session delivered its message or its own recorded
 //     identity matched. A renumbered delete mode mailbox holds only
 //     messages whose DELE failed; they are delivered again (a duplicate,
-//     once), with a warning when the listing shows none of the UIDs whose
-//     DELE the server refused.
+//     once), with a warning when the listing shows none of the UIDs
+//     known to be still on the server (DELE refused or never sent).
 //   - A DELE suspended after repeated refusals (deleSuspended) skips only
 //     the message recorded: a UID listed once at a recorded size. One
 //     listed twice, or at another size, is checked by its copy first; a
@@ -155,9 +156,12 @@ func (s *session) expect(e entry, ids []uidl.Identity) check {
 // and the copies may differ only in fields it adds): it is delivered,
 // never deleted on another message's identity. A renumbered delete mode
 // mailbox holds only messages whose DELE failed, so delivering them again
-// costs a bounded duplicate. There renumbering is only a warning, when the
-// listing shows none of the UIDs known to be still on the server: those
-// whose DELE the server refused.
+// costs a bounded duplicate. There renumbering is only a warning.
+//
+// Either way the previous set is the UIDs known to be still on the
+// server (Store.OnServer: delivered, and DELE not accepted since), so a
+// keep mode poll after delete mode polls does not take the messages those
+// deleted for ones expected to stay.
 func (s *session) survey(uids []entry) []uidl.Identity {
 	s.v.listed = make(map[string]int, len(uids))
 	for _, e := range uids {
@@ -166,7 +170,7 @@ func (s *session) survey(uids []entry) []uidl.Identity {
 	if s.a.FetchAll || s.store == nil || len(uids) == 0 {
 		return nil
 	}
-	prev := s.store.Delivered(!s.a.Keep)
+	prev := s.store.OnServer()
 	if len(prev) < minRenumbered {
 		return nil
 	}
@@ -176,7 +180,7 @@ func (s *session) survey(uids []entry) []uidl.Identity {
 		}
 	}
 	if !s.a.Keep {
-		s.log.Warn("the server's UIDL lists none of the messages whose DELE it refused: it renumbered its UIDs, or another client removed them; any still there are delivered again under their new UIDs (duplicates, once)",
+		s.log.Warn("the server's UIDL lists none of the delivered messages it had not deleted: it renumbered its UIDs, or another client removed them; any still there are delivered again under their new UIDs (duplicates, once)",
 			"messages", len(uids), "previous", len(prev))
 		return nil
 	}

@@ -341,3 +341,23 @@ func TestKeepDuplicateUIDNotFetchedEveryPoll(t *testing.T) {
 		})
 	}
 }
+
+// A keep mode poll after delete mode polls: the messages those deleted are
+// not expected to stay, so an all-new listing is not taken as renumbered,
+// and a message identical to one deleted (the sender's MTA delivered it
+// twice) is delivered, not recorded as seen.
+func TestKeepAfterDeleteNotRenumbered(t *testing.T) {
+	m := newMailbox(t, pop3test.Options{}, false)
+	m.add(note(1, "a1"), note(2, "a2"))
+	if res := m.poll(); res.Deleted != 2 {
+		t.Fatalf("delete mode poll = %+v", res)
+	}
+	m.a.Keep = true
+	m.add(note(1, "b1"), note(3, "b2"))
+	if res := m.poll(); res.Delivered != 2 {
+		t.Fatalf("keep mode poll = %+v; want both delivered\n%s", res, m.logs.String())
+	}
+	if l := m.logs.lines("renumber"); len(l) != 0 {
+		t.Fatalf("logged renumbering: %q", l)
+	}
+}

@@ -49,7 +49,12 @@
 // clock for a later "delete after N days"), except in a "d" record, where
 // it is the time of the last refusal (the clock for asking again). A "d"
 // record applies only to a UID already recorded; its count, 0 to 999999
-// without leading zeros, replaces the previous one. Records are replayed
+// without leading zeros, replaces the previous one. Count 0 is written
+// for every accepted DELE (without an fsync): the message delivered under
+// the UID is then no longer known to be on the server (Store.OnServer),
+// until a "+" records another message under it. Older journals lack those
+// records; their UIDs count as still on the server, which costs at most
+// one warning about renumbering in delete mode. Records are replayed
 // in order; "+" subsumes earlier "r" records of the same UID; duplicates
 // are harmless.
 //

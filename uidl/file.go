@@ -889,16 +889,18 @@ func (s *Store) RefuseDele(uid string, t time.Time) (int, error) {
 	return n, s.writeRefusals(uid, t, n)
 }
 
-// DeleAccepted ends the run of refusals of uid (the server answered DELE
-// with +OK), so a later refusal counts from one again. It writes nothing
-// when there was no refusal.
+// DeleAccepted records that the server answered DELE of uid with +OK: it
+// ends the run of refusals, so a later refusal counts from one again, and
+// marks the message as no longer known to be on the server (see
+// OnServer). It writes a "d" record with count 0, without an fsync, and
+// nothing when that is already the UID's state.
 func (s *Store) DeleAccepted(uid string, t time.Time) error {
 	if !ValidUID(uid) {
 		return fmt.Errorf("%w: %q", ErrBadUID, uid)
 	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	if s.st.m[uid].refused == 0 {
+	if e, ok := s.st.m[uid]; !ok || e.refused == 0 && e.deleted {
 		return nil
 	}
 	return s.writeRefusals(uid, t, 0)

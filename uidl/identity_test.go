@@ -219,12 +219,14 @@ func TestRecipientsOf(t *testing.T) {
 	check(s, "v", x, "q@x")
 }
 
-// TestDelivered: the delivered UIDs with their identities; refusedOnly
-// keeps those whose last DELE the server refused.
-func TestDelivered(t *testing.T) {
-	s := mustOpen(t, filepath.Join(t.TempDir(), "uidl", "j"))
+// TestOnServer: the delivered UIDs with their identities, less those
+// whose DELE the server accepted since, across reopening and compaction;
+// a new message delivered under such a UID is on the server again.
+func TestOnServer(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "uidl", "j")
+	s := mustOpen(t, path)
 	now := time.Unix(1700000000, 0)
-	a := Identity{Size: 10, Digest: "aa"}
+	a, b := Identity{Size: 10, Digest: "aa"}, Identity{Size: 11, Digest: "bb"}
 	must := func(err error) {
 		t.Helper()
 		if err != nil {
@@ -234,19 +236,30 @@ func TestDelivered(t *testing.T) {
 	must(s.AddIdentity("u1", a, now, true))
 	must(s.Add("u2", now))
 	must(s.AddIdentity("u3", a, now, true))
-	must(s.AddRecipient("u4", "r@example.com", now)) // not delivered
+	must(s.AddIdentity("u4", a, now, true))
+	must(s.AddRecipient("u5", "r@example.com", now)) // not delivered
 	_, err := s.RefuseDele("u3", now)
 	must(err)
-	_, err = s.RefuseDele("u1", now)
-	must(err)
 	must(s.DeleAccepted("u1", now))
-	all := s.Delivered(false)
-	if len(all) != 3 || !slices.Equal(all["u1"], []Identity{a}) || all["u2"] == nil || len(all["u2"]) != 0 {
-		t.Fatalf("Delivered(false) = %v; want u1 [a], u2 [], u3 [a]", all)
+	must(s.DeleAccepted("u4", now))
+	must(s.AddIdentity("u4", b, now, true)) // new mail under u4
+	must(s.DeleAccepted("u5", now))
+	check := func(when string) {
+		t.Helper()
+		got := s.OnServer()
+		if len(got) != 3 || got["u2"] == nil || len(got["u2"]) != 0 || !slices.Equal(got["u3"], []Identity{a}) || !slices.Equal(got["u4"], []Identity{a, b}) {
+			t.Fatalf("%s: OnServer = %v; want u2 [], u3 [a], u4 [a b]", when, got)
+		}
 	}
-	if got := s.Delivered(true); len(got) != 1 || !slices.Equal(got["u3"], []Identity{a}) {
-		t.Fatalf("Delivered(true) = %v; want only u3", got)
-	}
+	check("at once")
+	s.Close()
+	s = mustOpen(t, path)
+	check("after reopening")
+	must(s.compactNow())
+	s.Close()
+	s = mustOpen(t, path)
+	check("after compaction")
+	s.Close()
 }
 
 // TestAddCopies: identical copies listed under one UID at once are held as
