@@ -106,6 +106,8 @@ func FuzzHeaderDigest(f *testing.F) {
 	f.Add([]byte("Subject: a\r\n b\r\n\tc\r\n\r\nx"))
 	f.Add([]byte("From x Fri Dec 4\nSubject : y\n\nbody"))
 	f.Add([]byte(" leading continuation\r\nDate:\r\n"))
+	f.Add([]byte("Status: RO\r\n\tfolded\r\nX-UID: 1\r\nSubject:\r\n x  y \r\n\r\nb"))
+	f.Add([]byte("no separator\r\nat all"))
 	f.Fuzz(func(t *testing.T, raw []byte) {
 		d := headerDigest(raw)
 		if len(d) != 32 {
@@ -113,6 +115,11 @@ func FuzzHeaderDigest(f *testing.F) {
 		}
 		if top := headerDigest(topOf(raw)); top != d {
 			t.Fatalf("TOP digest %s != RETR digest %s", top, d)
+		}
+		lf := bytes.ReplaceAll(raw, []byte("\r"), nil)
+		crlf := bytes.ReplaceAll(lf, []byte("\n"), []byte("\r\n"))
+		if headerDigest(lf) != headerDigest(crlf) {
+			t.Fatalf("LF and CRLF forms of %q digest differently", lf)
 		}
 	})
 }
