@@ -15,9 +15,12 @@
 //	    noted once; given up, durably, when its reply overruns its bound
 //	    or it misses its deadline 3 polls in a row → skipped); a UID in the
 //	    store is checked against the identity recorded with it (a digest
-//	    of some header fields and of the body, from the retrieved copy, once
-//	    its round ended in step; the LIST size is a hint that only keep mode
-//	    trusts, when unchanged): a mismatch is a new message (reuse.go)
+//	    of the header, less the fields mbox servers rewrite, and of the
+//	    body, from the retrieved copy, once its round ended in step; the
+//	    LIST size is a hint that only keep mode trusts, when unchanged): a
+//	    mismatch is a new message; a new UID is new mail, never matched
+//	    with another UID's identity, except after a keep mode mailbox was
+//	    renumbered (reuse.go)
 //	  → RETR in rounds of up to 128 commands or 4 MiB (sent at once with
 //	    RFC 2449 PIPELINING, one at a time without it), each "RETR n"
 //	    followed by "LIST n", into a bounded in-memory spool, one
@@ -49,8 +52,9 @@
 // recorded only after the message is durably delivered, and DELE is sent only
 // after the UID is durably recorded. A UID alone is never enough for DELE:
 // a message this session did not deliver is deleted only once its retrieved
-// copy matched the identity recorded (header digest and body digest; the
-// size decides nothing), by a RETR answered before that DELE is sent. A crash between any two steps leaves the
+// copy matched an identity recorded under that same UID (header digest and
+// body digest; the size decides nothing), by a RETR answered before that
+// DELE is sent. A crash between any two steps leaves the
 // message on the server; the worst outcome is a duplicate of a message that
 // was in flight, never a loss. If delivery fails, the session sends no DELE
 // for that message and closes without QUIT when the server might expunge
@@ -85,7 +89,11 @@
 // counts in Result.Undeletable (`popfetch fetch` exits 7, the status shows
 // it) and popfetch stops asking until deleRetryAfter has passed, the
 // daemon starts, an operator's SIGHUP or `popfetch now`, or a change of
-// the account's config.
+// the account's config. That applies to the message recorded only: a UID
+// listed twice or at another size is checked by its copy first, so new
+// mail under it is delivered. The count is of polls: two messages under
+// one UID count one refusal per poll, and an accepted DELE of one does
+// not end the run of the other.
 //
 // Log keys (stable): account, server, user, uid, msgnum, size, rcpt, target,
 // err, elapsed, messages, new, delivered, deleted, skipped, failed,

@@ -23,7 +23,17 @@ func TestHeaderDigest(t *testing.T) {
 		{"folded and spaced", "Received: from a by b;\r\n\tFri, 4 Dec 2026 10:00:00 +0000\r\nfrom:  a@example.com\r\nTO: b@example.com\r\nSubject: hello\r\n   world \r\nDate: Fri, 4 Dec 2026 10:00:00 +0000\r\nMessage-Id: <1@example.com>\r\n\r\nbody\r\n", true},
 		{"other body", digestBase + "more\r\n", true},
 		{"status added by an mbox server", "Status: RO\r\nX-UIDL: 77\r\n" + digestBase, true},
-		{"later duplicate field", "Subject: hello world\r\n" + digestBase[:len(digestBase)-8] + "Subject: other\r\n\r\nbody\r\n", true},
+		{"folded right after the colon", replace(digestBase, "Subject: hello world", "Subject:\r\n hello\r\n\tworld  "), true},
+		{"mbox fields added (dovecot, mailutils, qpopper, Mozilla)", replace(digestBase, "\r\n\r\n", "\r\nX-IMAPbase: 1764840000 3\r\nX-IMAP: 1 2\r\nX-UID: 1\r\nX-Keywords: $label1\r\n\tjunk\r\nStatus: RO\r\nX-Status: A\r\nContent-Length: 6\r\nLines: 1\r\nX-UIDL: abc\r\nX-Mozilla-Status: 0001\r\nX-Mozilla-Status2: 00000000\r\nX-Mozilla-Keys: \r\n\r\n"), true},
+		{"mbox field rewritten", "Status: O\r\n" + digestBase, true},
+		{"later duplicate field", "Subject: hello world\r\n" + digestBase[:len(digestBase)-8] + "Subject: other\r\n\r\nbody\r\n", false},
+		{"Delivered-To added", "Delivered-To: a@example.com\r\n" + digestBase, false},
+		{"X-Original-To added", "X-Original-To: a@example.com\r\n" + digestBase, false},
+		{"Envelope-To added", "Envelope-To: a@example.com\r\n" + digestBase, false},
+		{"any other field added", replace(digestBase, "\r\n\r\n", "\r\nX-Spam-Score: 1\r\n\r\n"), false},
+		{"field order", "From: a@example.com\r\nReceived: from a by b; Fri, 4 Dec 2026 10:00:00 +0000\r\n" + strings.SplitN(digestBase, "\r\n", 3)[2], false},
+		{"line that is not a field", "garbage line\r\n" + digestBase, false},
+		{"no separator", strings.TrimSuffix(digestBase, "\r\nbody\r\n"), false},
 		{"header after the blank line", digestBase + "Subject: other\r\n", true},
 		{"other message-id", replace(digestBase, "<1@", "<2@"), false},
 		{"other date", replace(digestBase, "10:00:00 +0000\r\nM", "10:00:01 +0000\r\nM"), false},
@@ -42,6 +52,28 @@ func TestHeaderDigest(t *testing.T) {
 	}
 	if headerDigest([]byte("Subject:\r\n\r\n")) == headerDigest([]byte("\r\nSubject:\r\n")) {
 		t.Fatal("an empty Subject and a headerless message digest alike")
+	}
+}
+
+// Messages without a header/body separator are identified by their whole
+// content (line ends aside): two such messages never share an identity.
+func TestIdentityNoSeparator(t *testing.T) {
+	tests := []struct {
+		a, b string
+		same bool
+	}{
+		{"alert: disk full on host-a\r\n", "alert: power failure in rack 7\r\n", false},
+		{"backup of host-a failed\r\n", "backup of host-b ok\r\n", false},
+		{"Subject: a\r\nline two\r\n", "Subject: a\r\nline 2\r\n", false},
+		{"Status: RO\r\nx\r\n", "Status: O\r\nx\r\n", false}, // no header to rewrite: all of it counts
+		{"no newline at the end", "no newline at the end!", false},
+		{"a\r\nb\r\n", "a\nb\n", true},
+	}
+	for _, tt := range tests {
+		ia, ib := identityOf(1, []byte(tt.a)), identityOf(1, []byte(tt.b))
+		if (ia.Digest == ib.Digest) != tt.same {
+			t.Errorf("%q and %q: same identity = %v; want %v", tt.a, tt.b, ia.Digest == ib.Digest, tt.same)
+		}
 	}
 }
 
@@ -74,6 +106,8 @@ func FuzzHeaderDigest(f *testing.F) {
 	f.Add([]byte("Subject: a\r\n b\r\n\tc\r\n\r\nx"))
 	f.Add([]byte("From x Fri Dec 4\nSubject : y\n\nbody"))
 	f.Add([]byte(" leading continuation\r\nDate:\r\n"))
+	f.Add([]byte("Status: RO\r\n\tfolded\r\nX-UID: 1\r\nSubject:\r\n x  y \r\n\r\nb"))
+	f.Add([]byte("no separator\r\nat all"))
 	f.Fuzz(func(t *testing.T, raw []byte) {
 		d := headerDigest(raw)
 		if len(d) != 32 {
@@ -81,6 +115,11 @@ func FuzzHeaderDigest(f *testing.F) {
 		}
 		if top := headerDigest(topOf(raw)); top != d {
 			t.Fatalf("TOP digest %s != RETR digest %s", top, d)
+		}
+		lf := bytes.ReplaceAll(raw, []byte("\r"), nil)
+		crlf := bytes.ReplaceAll(lf, []byte("\n"), []byte("\r\n"))
+		if headerDigest(lf) != headerDigest(crlf) {
+			t.Fatalf("LF and CRLF forms of %q digest differently", lf)
 		}
 	})
 }

@@ -2,6 +2,7 @@ package fetch
 
 import (
 	"fmt"
+	"sync"
 
 	"github.com/popfetch/popfetch/uidl"
 )
@@ -11,10 +12,12 @@ import (
 // (popa3d, solid-pop3d) derive them from a few header fields, so identical
 // messages, and new ones that repeat those fields, get the UID of an old
 // one. So the journal records with each UID the identity of the message
-// delivered under it: a digest of some header fields and a digest of the
-// body, both from the retrieved copy, plus its LIST size as a hint (see
-// identityOf). A message listed under a UID seen before is checked
-// against it:
+// delivered under it: a digest of its header (less the fields mbox servers
+// rewrite) and a digest of its body, both from the retrieved copy, plus
+// its LIST size as a hint (see identityOf). A message listed under a UID
+// seen before is checked against the identities recorded under that UID,
+// never against another UID's (except in keep mode after renumbering,
+// below):
 //
 //   - Delete mode: a seen UID still on the server is rare (a DELE lost to
 //     a crash or a failed QUIT, a refused DELE, a reused UID, or the switch
@@ -35,8 +38,10 @@ import (
 //     UID whose new message has exactly the size of the old one is not
 //     noticed there (nothing is deleted, but it is not fetched either;
 //     switching to delete mode later retrieves and compares it, so it is
-//     delivered then), unless the UID is listed more than once, which is
-//     always checked. A size that differs is checked by retrieving the
+//     delivered then). A UID listed more than once is checked until each
+//     listed copy has a recorded identity of its size (identical copies
+//     are recorded once per copy, see recordCopy); then it costs no
+//     command either. A size that differs is checked by retrieving the
 //     message: the same identity means the server rewrote the message (an
 //     mbox server that adds Status:), and the new size is recorded;
 //     another identity, or none recorded, means a new message, delivered.
@@ -47,18 +52,30 @@ import (
 //     copies (same UID and identity) present in one poll are each
 //     delivered once and, in delete mode, each deleted; a copy identical
 //     to one delivered earlier is taken as delivered.
-//   - A listing that shares no UID with at least minRenumbered delivered
-//     messages may come from a server that renumbered its UIDs: each listed
-//     message is retrieved (it would be as new mail anyway, within
-//     fetch_limit; in keep mode one whose size matches a delivered
+//   - A keep mode listing that shares no UID with at least minRenumbered
+//     delivered messages that were on the server at the previous poll
+//     (not those whose DELE the server accepted, when delete mode came
+//     before) comes from a server that renumbered its
+//     UIDs, or from another client that removed them all: it is logged at
+//     ERROR, each listed message is retrieved (it would be as new mail
+//     anyway, within fetch_limit; one whose size matches a delivered
 //     message's is checked at once) and one whose identity matches a
-//     delivered one is recorded under its new UID (and, in delete mode,
-//     deleted) instead of being delivered again. In keep
-//     mode such a listing is logged at ERROR at once (the messages were
-//     expected to stay); in delete mode the journal still holds the UIDs
-//     the last poll deleted, so an all-new listing is normal there, and the
-//     ERROR is logged only when a message turns out to be one delivered
-//     before.
+//     delivered one is recorded under its new UID instead of being
+//     delivered again.
+//   - Delete mode never matches a message against another UID's
+//     identities, as an all-new listing is normal there (the journal holds
+//     the UIDs the last poll deleted) and a provider's per-recipient
+//     copies of one message may differ in nothing the identity sees: a
+//     message under a new UID is new mail, delivered, and a UID is DELEd
+//     only when this session delivered its message or its own recorded
+//     identity matched. A renumbered delete mode mailbox holds only
+//     messages whose DELE failed; they are delivered again (a duplicate,
+//     once), with a warning when the listing shows none of the UIDs
+//     known to be still on the server (DELE refused or never sent).
+//   - A DELE suspended after repeated refusals (deleSuspended) skips only
+//     the message recorded: a UID listed once at a recorded size. One
+//     listed twice, or at another size, is checked by its copy first; a
+//     new message under it is delivered and its DELE asked.
 //   - The other records of a UID follow its message too: a given-up
 //     message is skipped only at the size it had, and the recipients a
 //     multidrop delivery already served count only for the message of the
@@ -94,6 +111,23 @@ type verifyState struct {
 	// listed counts the listing's messages by UID (more than one: a
 	// server that gives one UID to several messages).
 	listed map[string]int
+	// fresh marks the messages (by number) listed under a known UID
+	// whose check found a new message: a DELE suspension of the UID
+	// (see deleSuspended) is not theirs.
+	fresh map[int]bool
+	// sizes holds the listing's LIST sizes by UID, for UIDs listed more
+	// than once (see allRecorded).
+	sizes map[string][]int64
+	// mu guards copies, which deliveries update concurrently.
+	mu sync.Mutex
+	// copies counts, by UID and digest, the copies of one message this
+	// session delivered or confirmed under a UID listed more than once
+	// (see recordCopy).
+	copies map[string]int
+	// refused marks the UIDs whose DELE the server refused in this
+	// poll: another message listed under the same UID neither counts a
+	// second refusal nor, if its DELE is accepted, ends the run.
+	refused map[string]bool
 	// renumbered is set when the listing shares no UID with the
 	// journal (see survey); loud once it was logged at ERROR.
 	renumbered, loud bool
@@ -108,10 +142,26 @@ func (s *session) expect(e entry, ids []uidl.Identity) check {
 	return checkCopy
 }
 
-// survey counts the listing's UIDs and returns, when the listing shares no
-// UID with a non-trivial set of delivered messages, their identities
-// (non-nil, maybe empty); otherwise nil. It must run before retain forgets
-// those UIDs.
+// survey counts the listing's UIDs and returns, in keep mode, when the
+// listing shares no UID with a non-trivial set of delivered messages, their
+// identities (non-nil, maybe empty); otherwise nil. It must run before
+// retain forgets those UIDs.
+//
+// Only keep mode matches a message against the identities of other UIDs:
+// there every delivered message was on the server at the previous poll
+// and was expected to stay. In delete mode the journal mostly holds UIDs
+// the last poll deleted, so an all-new listing is the normal case, and a
+// message under a new UID is new mail even if it looks like one delivered
+// before (a provider stores one copy per recipient of a multidrop message,
+// and the copies may differ only in fields it adds): it is delivered,
+// never deleted on another message's identity. A renumbered delete mode
+// mailbox holds only messages whose DELE failed, so delivering them again
+// costs a bounded duplicate. There renumbering is only a warning.
+//
+// Either way the previous set is the UIDs known to be still on the
+// server (Store.OnServer: delivered, and DELE not accepted since), so a
+// keep mode poll after delete mode polls does not take the messages those
+// deleted for ones expected to stay.
 func (s *session) survey(uids []entry) []uidl.Identity {
 	s.v.listed = make(map[string]int, len(uids))
 	for _, e := range uids {
@@ -120,8 +170,8 @@ func (s *session) survey(uids []entry) []uidl.Identity {
 	if s.a.FetchAll || s.store == nil || len(uids) == 0 {
 		return nil
 	}
-	prev := s.store.Len()
-	if prev < minRenumbered {
+	prev := s.store.OnServer()
+	if len(prev) < minRenumbered {
 		return nil
 	}
 	for _, e := range uids {
@@ -129,13 +179,16 @@ func (s *session) survey(uids []entry) []uidl.Identity {
 			return nil
 		}
 	}
-	s.v.renumbered = true
-	if s.a.Keep {
-		s.renumberedError(len(uids), prev)
+	if !s.a.Keep {
+		s.log.Warn("the server's UIDL lists none of the delivered messages it had not deleted: it renumbered its UIDs, or another client removed them; any still there are delivered again under their new UIDs (duplicates, once)",
+			"messages", len(uids), "previous", len(prev))
+		return nil
 	}
-	ids := fullIdentities(s.store.DeliveredIdentities())
-	if ids == nil {
-		ids = []uidl.Identity{}
+	s.v.renumbered = true
+	s.renumberedError(len(uids), len(prev))
+	ids := []uidl.Identity{}
+	for _, v := range prev {
+		ids = append(ids, fullIdentities(v)...)
 	}
 	return ids
 }
@@ -153,14 +206,13 @@ func (s *session) renumberedError(messages, prev int) {
 // of a renumbered listing), needs.
 func (s *session) classify(e entry, renumbered []uidl.Identity) check {
 	if renumbered != nil {
-		// Every message of such a listing is retrieved, as it would be
-		// as new mail, and goes through selection like new mail
-		// (fetch_limit). In keep mode the size is a hint: one that
-		// matches a delivered message's is likely that message, and is
-		// checked outside fetch_limit, as a limited poll would leave it
-		// to a next poll, whose listing shares the UIDs recorded now
-		// and so is no longer taken as renumbered. (In delete mode the
-		// next poll's listing still shares no UID with the journal.)
+		// Keep mode only (see survey). Every message of such a listing
+		// is retrieved, as it would be as new mail, and goes through
+		// selection like new mail (fetch_limit). The size is a hint:
+		// one that matches a delivered message's is likely that
+		// message, and is checked outside fetch_limit, as a limited
+		// poll would leave it to a next poll, whose listing shares the
+		// UIDs recorded now and so is no longer taken as renumbered.
 		sameSize := false
 		for _, id := range renumbered {
 			sameSize = sameSize || id.Size == e.Size
@@ -170,7 +222,7 @@ func (s *session) classify(e entry, renumbered []uidl.Identity) check {
 			return checkNone // probably one delivered before
 		case s.dryRun:
 			return checkNew
-		case sameSize && s.a.Keep:
+		case sameSize:
 			return s.expect(e, renumbered)
 		}
 		s.expect(e, renumbered)
@@ -191,7 +243,7 @@ func (s *session) classify(e entry, renumbered []uidl.Identity) check {
 	once := s.v.listed[e.UID] < 2
 	if s.a.Keep {
 		switch {
-		case len(ids) == 0 && once, sameSize && once:
+		case len(ids) == 0 && once, sameSize && once, !once && s.allRecorded(e.UID, ids):
 			// No command per poll for a kept message (see above).
 			return checkNone
 		case s.dryRun:
@@ -231,15 +283,79 @@ func (s *session) verified(e entry, id uidl.Identity) (bool, error) {
 		if !s.v.renumbered {
 			s.reused(e)
 		}
+		if s.v.fresh == nil {
+			s.v.fresh = map[int]bool{}
+		}
+		s.v.fresh[e.Num] = true
 		return false, nil
-	}
-	if s.v.renumbered {
-		s.renumberedError(len(s.v.listed), s.store.Len())
 	}
 	if err := s.store.AddIdentity(e.UID, id, s.p.now(), false); err != nil {
 		return false, fmt.Errorf("uidl store: record identity of %s: %w", e.UID, err)
 	}
+	if err := s.recordCopy(e, id); err != nil {
+		return false, err
+	}
 	return true, nil
+}
+
+// listSizes notes the LIST sizes (size, by message number) of the UIDs
+// listed more than once, for allRecorded. It runs after survey.
+func (s *session) listSizes(uids []entry, size map[int]int64) {
+	for _, e := range uids {
+		if s.v.listed[e.UID] > 1 {
+			if s.v.sizes == nil {
+				s.v.sizes = map[string][]int64{}
+			}
+			s.v.sizes[e.UID] = append(s.v.sizes[e.UID], size[e.Num])
+		}
+	}
+}
+
+// allRecorded reports whether every copy listed under uid (listed more
+// than once) has a recorded identity of its size, each its own: in keep
+// mode the sizes then say that every copy was delivered (see recordCopy),
+// as an unchanged size does for a UID listed once, so a UID listed twice
+// costs no RETR per poll. A new copy of a recorded size is the same gap as
+// for a UID listed once (see above).
+func (s *session) allRecorded(uid string, ids []uidl.Identity) bool {
+	used := make([]bool, len(ids))
+next:
+	for _, size := range s.v.sizes[uid] {
+		for i, id := range ids {
+			if !used[i] && id.Size == size {
+				used[i] = true
+				continue next
+			}
+		}
+		return false
+	}
+	return true
+}
+
+// recordCopy counts e, a message of identity id delivered or confirmed
+// under a UID listed more than once, and records in the journal as many
+// copies of id as this session has seen (Store.AddCopies): identical
+// copies share one identity, and allRecorded needs one per copy. Safe for
+// concurrent use (deliveries call it).
+func (s *session) recordCopy(e entry, id uidl.Identity) error {
+	if s.v.listed[e.UID] < 2 {
+		return nil
+	}
+	s.v.mu.Lock()
+	if s.v.copies == nil {
+		s.v.copies = map[string]int{}
+	}
+	k := e.UID + " " + id.Digest
+	s.v.copies[k]++
+	n := s.v.copies[k]
+	s.v.mu.Unlock()
+	if n < 2 {
+		return nil
+	}
+	if err := s.store.AddCopies(e.UID, id, n, s.p.now()); err != nil {
+		return fmt.Errorf("uidl store: record copies of %s: %w", e.UID, err)
+	}
+	return nil
 }
 
 // asNew marks e, a message of a renumbered listing that goes through
@@ -269,4 +385,35 @@ func (s *session) checkByCopy(e entry) bool {
 	}
 	s.v.byCopy[e.Num] = true
 	return true
+}
+
+// asRecorded reports whether e may be the message recorded under its UID
+// without looking at it: the UID is listed once, at a size one of its
+// recorded identities has (or none is recorded with a size). A suspended
+// DELE (see deleSuspended) skips only such a message; one listed twice or
+// at another size is checked by its copy first, as it may be new mail
+// under a reused UID.
+func (s *session) asRecorded(e entry) bool {
+	if s.v.listed[e.UID] > 1 {
+		return false
+	}
+	ids := fullIdentities(s.store.Identities(e.UID))
+	if len(ids) == 0 {
+		return true
+	}
+	for _, id := range ids {
+		if id.Size == e.Size {
+			return true
+		}
+	}
+	return false
+}
+
+// deleAccepted ends the run of DELE refusals of e's UID, unless another
+// message is listed under that UID: its DELE may be the one refused.
+func (s *session) deleAccepted(e entry) error {
+	if s.v.refused[e.UID] || s.v.listed[e.UID] > 1 {
+		return nil
+	}
+	return s.store.DeleAccepted(e.UID, s.p.now())
 }

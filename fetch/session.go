@@ -524,6 +524,7 @@ func (s *session) transact(ctx context.Context) error {
 	}
 	// Before retain forgets the UIDs the listing no longer shows.
 	renumbered := s.survey(uids)
+	s.listSizes(uids, size)
 	// Forget only what a complete, valid listing no longer shows
 	// (RELIABILITY §1.5): never because QUIT said +OK.
 	if err := s.retain(onServer); err != nil {
@@ -538,7 +539,7 @@ func (s *session) transact(ctx context.Context) error {
 		}
 		e.Size = sz
 		if s.has(e.UID) && !s.a.FetchAll || renumbered != nil {
-			if !s.a.Keep && !s.dryRun && renumbered == nil && s.deleSuspended(ctx, e) {
+			if !s.a.Keep && !s.dryRun && renumbered == nil && s.asRecorded(e) && s.deleSuspended(ctx, e) {
 				// Checking its identity would only lead to a DELE
 				// the server keeps refusing.
 				continue
@@ -621,7 +622,8 @@ func (s *session) selectNew(e entry) (bool, error) {
 func (s *session) deletable(ctx context.Context, seen []entry) []entry {
 	out := seen[:0:0]
 	for _, e := range seen {
-		if !s.deleSuspended(ctx, e) {
+		// A new message under the UID is not the one refused.
+		if s.v.fresh[e.Num] || !s.deleSuspended(ctx, e) {
 			out = append(out, e)
 		}
 	}
@@ -646,9 +648,21 @@ func (s *session) deleSuspended(ctx context.Context, e entry) bool {
 // server has refused deleRefusalPolls polls in a row; then the refusal
 // is an Error and counts in Result.Undeletable.
 func (s *session) deleRefused(e entry, err error) {
-	n, serr := s.store.RefuseDele(e.UID, s.p.now())
-	if serr != nil {
-		s.log.Warn("uidl store: recording a refused DELE failed", "uid", e.UID, "err", serr)
+	var n int
+	if s.v.refused[e.UID] {
+		// Another message listed under the same UID was refused in
+		// this poll: the count is of polls, not of DELEs.
+		n, _ = s.store.DeleRefusals(e.UID)
+	} else {
+		var serr error
+		n, serr = s.store.RefuseDele(e.UID, s.p.now())
+		if serr != nil {
+			s.log.Warn("uidl store: recording a refused DELE failed", "uid", e.UID, "err", serr)
+		}
+		if s.v.refused == nil {
+			s.v.refused = map[string]bool{}
+		}
+		s.v.refused[e.UID] = true
 	}
 	if n < deleRefusalPolls {
 		s.log.Warn("DELE refused; message stays on the server and is deleted next poll", "uid", e.UID, "msgnum", e.Num, "refusals", n, "err", err)
@@ -861,7 +875,7 @@ func (s *session) fetch(ctx context.Context, todo []entry) (err error) {
 	// identity was just confirmed; anything its check recorded is made
 	// durable first.
 	confirmed := func(e entry) error {
-		if s.a.Keep {
+		if s.a.Keep || s.deleSuspended(ctx, e) {
 			return nil
 		}
 		if err := s.store.Sync(); err != nil {
@@ -1032,7 +1046,7 @@ func (s *session) fetch(ctx context.Context, todo []entry) (err error) {
 				continue
 			}
 			s.res.Deleted++
-			if err := s.store.DeleAccepted(o.e.UID, s.p.now()); err != nil {
+			if err := s.deleAccepted(o.e); err != nil {
 				s.log.Warn("uidl store: recording an accepted DELE failed", "uid", o.e.UID, "err", err)
 			}
 		case "RETR":
@@ -1300,6 +1314,10 @@ func (s *session) deliver(ctx context.Context, e entry, m *deliver.Message) (d d
 	// the store's Sync in fetch's flush.
 	if err := s.store.AddIdentity(e.UID, id, s.p.now(), false); err != nil {
 		d.err = fmt.Errorf("uidl store: record %s: %w", e.UID, err)
+		return d
+	}
+	if err := s.recordCopy(e, id); err != nil {
+		d.err = err
 		return d
 	}
 	log.Debug("delivered", "size", len(m.Raw))

@@ -49,7 +49,12 @@
 // clock for a later "delete after N days"), except in a "d" record, where
 // it is the time of the last refusal (the clock for asking again). A "d"
 // record applies only to a UID already recorded; its count, 0 to 999999
-// without leading zeros, replaces the previous one. Records are replayed
+// without leading zeros, replaces the previous one. Count 0 is written
+// for every accepted DELE (without an fsync): the message delivered under
+// the UID is then no longer known to be on the server (Store.OnServer),
+// until a "+" records another message under it. Older journals lack those
+// records; their UIDs count as still on the server, which costs at most
+// one warning about renumbering in delete mode. Records are replayed
 // in order; "+" subsumes earlier "r" records of the same UID; duplicates
 // are harmless.
 //
@@ -57,16 +62,29 @@
 // alone does not identify a message: servers reuse UIDs, and some derive
 // them from a few header fields, so identical messages and new ones that
 // repeat those fields share one. The digest, computed by package fetch
-// from the retrieved copy, is 64 hex digits: 32 of a digest of some header
-// fields, then 32 of a digest of the body. The size is the LIST size, a
+// from the retrieved copy, is 64 hex digits: 32 of a digest of the header
+// (all of it but the fields mbox servers rewrite, such as Status and
+// X-UID; the whole message when it has no empty line ending the header),
+// then 32 of a digest of the body. Until the header digest covered the
+// whole header (it covered Message-ID, Date, From, To, Subject and the top
+// Received only) the same format 2 records held digests computed the old
+// way. The format is unchanged, as a mismatch is safe either way: package
+// fetch takes a recorded digest that matches no copy as another message,
+// so in delete mode a message recorded the old way and still on the
+// server is delivered again once (a bounded duplicate, never a deletion
+// without delivery) and recorded with its new digest; in keep mode an
+// unchanged size is still taken as the same message, and a changed one
+// delivers it again once, after which its new identity matches. The size is the LIST size, a
 // hint only: package fetch never decides on it that a message is new in
 // delete mode (mbox servers rewrite a message's header as it is read,
 // which changes its size) nor that one is the same, except in keep mode
 // when it is unchanged. This package stores the digest as given (1–64
 // lower-case hex digits); a shorter one, written by a development version
 // of format 2 from the header alone, is kept and read, and package fetch
-// treats it as unknown, like a "+" without identity. A UID keeps the set of identities delivered
-// under it (at most MaxIdentities, oldest dropped); a "+" without identity
+// treats it as unknown, like a "+" without identity. A UID keeps the identities delivered
+// under it (at most MaxIdentities, oldest dropped), each once, except
+// that AddCopies repeats one for each identical copy listed under the UID
+// at once (an older popfetch reads the repeats as one); a "+" without identity
 // (format 1, or a UID recorded without one) means "delivered, identity
 // unknown". An "i" record's identity is recorded with the UID when its
 // intent is recovered. An "r" record's identity is the message the

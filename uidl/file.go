@@ -711,6 +711,50 @@ func (s *Store) AddIdentity(uid string, id Identity, t time.Time, sync bool) err
 	return s.record('+', uid, t, "", id, sync)
 }
 
+// AddCopies records that uid, delivered with identity id, holds n
+// identical copies of that message at once (popa3d and solid-pop3d give
+// identical messages one UID): id is then held n times (up to
+// MaxIdentities), so that package fetch can tell, by their sizes alone,
+// that every copy the server lists was delivered. It writes one "+" per
+// missing copy, without an fsync (as AddLater), and nothing when uid is
+// not delivered with id.
+func (s *Store) AddCopies(uid string, id Identity, n int, t time.Time) error {
+	if !validIdentity(id) {
+		return fmt.Errorf("uidl: invalid identity %+v for uid %q", id, uid)
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.closed {
+		return fmt.Errorf("%w: %s", ErrClosed, s.path)
+	}
+	e := s.st.m[uid]
+	have := 0
+	for _, x := range e.ids {
+		if x == id {
+			have++
+		}
+	}
+	if !e.delivered || have == 0 {
+		return nil
+	}
+	var buf []byte
+	add := min(n, MaxIdentities) - have
+	for range add {
+		buf = appendRecord(buf, '+', uid, e.first, "", id)
+	}
+	if add <= 0 {
+		return nil
+	}
+	if err := s.write(buf, false); err != nil {
+		return fmt.Errorf("record copies of uid %q: %w", uid, err)
+	}
+	for range add {
+		s.st.apply('+', uid, e.first, "", id)
+		s.st.records++
+	}
+	return nil
+}
+
 // Identities returns the identities recorded for uid, oldest first; nil if
 // uid is not delivered or was recorded without one (format version 1,
 // or Add).
@@ -845,16 +889,18 @@ func (s *Store) RefuseDele(uid string, t time.Time) (int, error) {
 	return n, s.writeRefusals(uid, t, n)
 }
 
-// DeleAccepted ends the run of refusals of uid (the server answered DELE
-// with +OK), so a later refusal counts from one again. It writes nothing
-// when there was no refusal.
+// DeleAccepted records that the server answered DELE of uid with +OK: it
+// ends the run of refusals, so a later refusal counts from one again, and
+// marks the message as no longer known to be on the server (see
+// OnServer). It writes a "d" record with count 0, without an fsync, and
+// nothing when that is already the UID's state.
 func (s *Store) DeleAccepted(uid string, t time.Time) error {
 	if !ValidUID(uid) {
 		return fmt.Errorf("%w: %q", ErrBadUID, uid)
 	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	if s.st.m[uid].refused == 0 {
+	if e, ok := s.st.m[uid]; !ok || e.refused == 0 && e.deleted {
 		return nil
 	}
 	return s.writeRefusals(uid, t, 0)

@@ -143,7 +143,11 @@ type entry struct {
 	intent    string   // "i": the file a delivery in progress is about to create (escaped)
 	intentID  Identity // "i" with identity: the message that delivery is of
 	refused   int      // "d": consecutive polls whose DELE the server refused
-	refusedAt int64    // "d": unix seconds of the last refusal
+	refusedAt int64    // "d": unix seconds of the last refusal (or acceptance)
+	// deleted is set by a "d" record with count 0: the server accepted
+	// DELE of the message last delivered under the UID (it may still be
+	// there if the QUIT failed); a "+" of a new identity clears it.
+	deleted bool
 }
 
 // liveRecords is how many lines compaction writes for e.
@@ -155,7 +159,7 @@ func (e *entry) liveRecords() int {
 	if e.givenUp {
 		n++
 	}
-	if e.refused > 0 {
+	if e.refused > 0 || e.deleted {
 		n++
 	}
 	if e.delivered {
@@ -218,7 +222,13 @@ func (st *state) apply(kind byte, uid string, t int64, rcpt string, id Identity)
 		e.rcptsID = Identity{}
 		e.intent = ""
 		e.intentID = Identity{}
-		if id.Known() && !slices.Contains(e.ids, id) {
+		// An identity already held is added again only by AddCopies
+		// (record writes no other duplicate): identical copies listed
+		// under the UID at once.
+		if id.Known() {
+			if !slices.Contains(e.ids, id) {
+				e.deleted = false // a new message under the UID
+			}
 			if len(e.ids) >= MaxIdentities {
 				e.ids = slices.Delete(slices.Clone(e.ids), 0, 1)
 			}
@@ -247,6 +257,7 @@ func (st *state) apply(kind byte, uid string, t int64, rcpt string, id Identity)
 		// time of the refusal, not a first-seen time.
 		e.refused, _ = strconv.Atoi(rcpt)
 		e.refusedAt = t
+		e.deleted = e.refused == 0
 	}
 	st.m[uid] = e
 }
@@ -621,7 +632,7 @@ func writeCompact(w io.Writer, st *state) (int, error) {
 				n++
 			}
 		}
-		if e.refused > 0 {
+		if e.refused > 0 || e.deleted {
 			// Last, so the UID's first-seen time comes from the
 			// records above.
 			buf = appendRecord(buf, 'd', uid, e.refusedAt, strconv.Itoa(e.refused), Identity{})

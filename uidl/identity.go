@@ -1,16 +1,18 @@
 package uidl
 
-// DeliveredIdentities returns the identities of every delivered UID, in no
-// particular order. A server that renumbers all its UIDs at once still
-// lists the same messages; their identities let package fetch recognise
-// them instead of fetching the whole mailbox again.
-func (s *Store) DeliveredIdentities() []Identity {
+// OnServer returns the identities of the delivered UIDs whose message is
+// known to be still on the server, by UID (an empty slice for a UID
+// recorded without identity): those whose DELE the server has not
+// accepted since the message was delivered (keep mode, a refused DELE, a
+// session that ended before its DELE). Package fetch uses them to tell a
+// server that renumbered its UIDs from one that lists new mail.
+func (s *Store) OnServer() map[string][]Identity {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	var out []Identity
-	for _, e := range s.st.m {
-		if e.delivered {
-			out = append(out, e.ids...)
+	out := map[string][]Identity{}
+	for uid, e := range s.st.m {
+		if e.delivered && !e.deleted {
+			out[uid] = append([]Identity{}, e.ids...)
 		}
 	}
 	return out

@@ -218,3 +218,90 @@ func TestRecipientsOf(t *testing.T) {
 	check(s, "u", y, "r2@x")
 	check(s, "v", x, "q@x")
 }
+
+// TestOnServer: the delivered UIDs with their identities, less those
+// whose DELE the server accepted since, across reopening and compaction;
+// a new message delivered under such a UID is on the server again.
+func TestOnServer(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "uidl", "j")
+	s := mustOpen(t, path)
+	now := time.Unix(1700000000, 0)
+	a, b := Identity{Size: 10, Digest: "aa"}, Identity{Size: 11, Digest: "bb"}
+	must := func(err error) {
+		t.Helper()
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
+	must(s.AddIdentity("u1", a, now, true))
+	must(s.Add("u2", now))
+	must(s.AddIdentity("u3", a, now, true))
+	must(s.AddIdentity("u4", a, now, true))
+	must(s.AddRecipient("u5", "r@example.com", now)) // not delivered
+	_, err := s.RefuseDele("u3", now)
+	must(err)
+	must(s.DeleAccepted("u1", now))
+	must(s.DeleAccepted("u4", now))
+	must(s.AddIdentity("u4", b, now, true)) // new mail under u4
+	must(s.DeleAccepted("u5", now))
+	check := func(when string) {
+		t.Helper()
+		got := s.OnServer()
+		if len(got) != 3 || got["u2"] == nil || len(got["u2"]) != 0 || !slices.Equal(got["u3"], []Identity{a}) || !slices.Equal(got["u4"], []Identity{a, b}) {
+			t.Fatalf("%s: OnServer = %v; want u2 [], u3 [a], u4 [a b]", when, got)
+		}
+	}
+	check("at once")
+	s.Close()
+	s = mustOpen(t, path)
+	check("after reopening")
+	must(s.compactNow())
+	s.Close()
+	s = mustOpen(t, path)
+	check("after compaction")
+	s.Close()
+}
+
+// TestAddCopies: identical copies listed under one UID at once are held as
+// that many identities, across reopening and compaction; nothing is
+// written for a UID not delivered with that identity.
+func TestAddCopies(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "uidl", "j")
+	s := mustOpen(t, path)
+	now := time.Unix(1700000000, 0)
+	a, b := Identity{Size: 10, Digest: "aa"}, Identity{Size: 10, Digest: "bb"}
+	if err := s.AddIdentity("u", a, now, true); err != nil {
+		t.Fatal(err)
+	}
+	for _, step := range []struct {
+		uid string
+		id  Identity
+		n   int
+	}{{"u", a, 2}, {"u", a, 2}, {"u", b, 3}, {"v", a, 2}, {"u", a, 3}} {
+		if err := s.AddCopies(step.uid, step.id, step.n, now); err != nil {
+			t.Fatal(err)
+		}
+	}
+	want := []Identity{a, a, a}
+	if got := s.Identities("u"); !slices.Equal(got, want) {
+		t.Fatalf("Identities = %v; want %v", got, want)
+	}
+	if s.Has("v") {
+		t.Fatal("AddCopies recorded an undelivered UID")
+	}
+	s.Close()
+	s = mustOpen(t, path)
+	if got := s.Identities("u"); !slices.Equal(got, want) {
+		t.Fatalf("after reopening: Identities = %v; want %v", got, want)
+	}
+	var st state
+	st.m = map[string]entry{"u": s.st.m["u"]}
+	var buf strings.Builder
+	if _, err := writeCompact(&buf, &st); err != nil {
+		t.Fatal(err)
+	}
+	if n := strings.Count(buf.String(), "\n+ u "); n != 3 {
+		t.Fatalf("compaction wrote %d records of u; want 3\n%s", n, buf.String())
+	}
+	s.Close()
+}
