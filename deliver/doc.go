@@ -51,7 +51,11 @@
 //     nothing to stderr. The copy is its stdin as a complete file (a
 //     sealed memfd, or an unlinked 0600 temporary file), never a pipe, so
 //     an MDA that outlives a killed popfetch cannot read a truncated
-//     message.
+//     message. "Read its copy" is the shared file offset at the end, or,
+//     for an MDA that uses pread(2) or mmap(2) and leaves the offset at 0,
+//     a changed access time: that shows only that something was read, so
+//     such an MDA that reads part of its input and exits 0 counts as
+//     delivered (a known limit).
 //   - SMTP/LMTP: a 2xx reply after the final dot, for that recipient.
 //
 // # Temporary and permanent failures
