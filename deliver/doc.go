@@ -56,7 +56,10 @@
 //     a changed access time: that shows only that something was read, so
 //     such an MDA that reads part of its input and exits 0 counts as
 //     delivered (a known limit).
-//   - SMTP/LMTP: a 2xx reply after the final dot, for that recipient.
+//   - SMTP/LMTP: a 250 reply after the final dot, for that recipient,
+//     with every reply of the session counted against its command: a
+//     reply that was not due, a missing one or LMTP replies naming each
+//     other's recipients make the whole transaction temporary.
 //
 // # Temporary and permanent failures
 //

@@ -9,9 +9,11 @@ type resultHookKey struct{}
 
 // WithResultHook returns a ctx under which a Target calls hook(i, err)
 // with the result of rcpts[i] as soon as that result is final, before
-// Deliver returns: a Maildir or MDA after each copy, an LMTP target as each
-// recipient's reply to the final dot arrives, SMTP once for the whole
-// transaction. Deliver's return value still holds every result. hook is
+// Deliver returns: a Maildir or MDA after each copy, SMTP and LMTP once
+// for the whole transaction, when its last reply is in and the session
+// was in step (before QUIT). An LMTP reply is not final when it arrives: a
+// stray reply after it would show that the server was out of step and
+// that reply perhaps answered another recipient. Deliver's return value still holds every result. hook is
 // called once per index, from one goroutine at a time, and must not block
 // for long (it may fsync a record).
 //

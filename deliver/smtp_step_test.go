@@ -1,0 +1,186 @@
+package deliver
+
+import (
+	"bufio"
+	"context"
+	"io"
+	"net"
+	"testing"
+	"time"
+)
+
+// TestSMTPRepliesInStep plays servers whose replies are out of step with
+// the commands: a stray reply after 354, after RCPT or after the final
+// replies, a missing reply, one too many, LMTP replies in the wrong order.
+// go-smtp alone matches the n-th reply with the n-th command, so such a
+// server made a recipient whose own reply was 450 count as delivered (and
+// its message be deleted from the POP3 server). No recipient may be
+// reported delivered unless the server said 250 for it in step.
+func TestSMTPRepliesInStep(t *testing.T) {
+	defer func(w time.Duration) { strayWait = w }(strayWait)
+	strayWait = 100 * time.Millisecond // the delayed strays below come after 10ms
+	greet := func(c net.Conn, r *bufio.Reader) {
+		io.WriteString(c, "220 raw.test ESMTP\r\n")
+		rawCmd(c, r, "250-raw.test\r\n250 8BITMIME")
+		rawCmd(c, r, "250 ok") // MAIL
+	}
+	// final plays RCPT a, RCPT b, DATA (354 + after354), the data, then
+	// sends replies and answers QUIT.
+	final := func(after354, replies string) func(c net.Conn, r *bufio.Reader) {
+		return func(c net.Conn, r *bufio.Reader) {
+			greet(c, r)
+			rawCmd(c, r, "250 ok")
+			rawCmd(c, r, "250 ok")
+			rawCmd(c, r, "354 go ahead"+after354)
+			rawReadData(r)
+			io.WriteString(c, replies)
+			rawCmd(c, r, "221 bye")
+		}
+	}
+	for _, tc := range []struct {
+		name    string
+		lmtp    bool
+		timeout time.Duration
+		script  func(c net.Conn, r *bufio.Reader)
+		want    []string
+	}{
+		// In step, for reference.
+		{name: "smtpInStep", script: final("", "250 2.0.0 queued\r\n"), want: []string{"", ""}},
+		{name: "lmtpInStep", lmtp: true, script: final("", "250 2.0.0 <a@x> ok\r\n450 4.2.0 <b@x> busy\r\n"), want: []string{"", "temp:LMTP 450"}},
+		{name: "smtpMultilineInStep", script: final("", "250-2.0.0 ok\r\n250 2.0.0 queued\r\n"), want: []string{"", ""}},
+
+		// The audit's case: the stray 250 comes with the 354.
+		{name: "lmtpStrayWith354", lmtp: true, script: final("\r\n250 2.0.0 stray", "450 4.2.0 <a@x> busy\r\n250 2.0.0 <b@x> ok\r\n"), want: []string{"temp:out of step", "temp:out of step"}},
+		{name: "smtpStrayWith354", script: final("\r\n250 2.0.0 stray", "450 4.2.0 busy\r\n"), want: []string{"temp:out of step", "temp:out of step"}},
+		{name: "smtpStrayPartWith354", script: final("\r\n25", "450 4.2.0 busy\r\n"), want: []string{"temp:out of step", "temp:out of step"}},
+		{name: "smtpStrayAfter354", script: func(c net.Conn, r *bufio.Reader) {
+			greet(c, r)
+			rawCmd(c, r, "250 ok")
+			rawCmd(c, r, "250 ok")
+			rawCmd(c, r, "354 go ahead")
+			time.Sleep(10 * time.Millisecond)
+			io.WriteString(c, "250 2.0.0 stray\r\n")
+			rawReadData(r)
+			io.WriteString(c, "450 4.2.0 busy\r\n")
+			rawCmd(c, r, "221 bye")
+		}, want: []string{"temp:out of step", "temp:out of step"}},
+		// A reply to the final dot before the data was complete, then
+		// the real one.
+		{name: "smtpReplyDuringData", script: func(c net.Conn, r *bufio.Reader) {
+			greet(c, r)
+			rawCmd(c, r, "250 ok")
+			rawCmd(c, r, "250 ok")
+			rawCmd(c, r, "354 go ahead")
+			r.ReadString('\n')
+			time.Sleep(50 * time.Millisecond)
+			io.WriteString(c, "250 2.0.0 early\r\n")
+			rawReadData(r)
+			io.WriteString(c, "451 4.3.0 failed\r\n")
+			rawCmd(c, r, "221 bye")
+		}, want: []string{"temp:out of step", "temp:out of step"}},
+		{name: "smtpStrayAfterRcpt", script: func(c net.Conn, r *bufio.Reader) {
+			greet(c, r)
+			rawCmd(c, r, "250 ok")
+			rawCmd(c, r, "250 ok\r\n354 go ahead")
+			r.ReadString('\n') // DATA, answered in advance
+			rawReadData(r)
+			io.WriteString(c, "250 2.0.0 queued\r\n")
+			rawCmd(c, r, "221 bye")
+		}, want: []string{"temp:out of step", "temp:out of step"}},
+		{name: "lmtpStrayAfterRcpt", lmtp: true, script: func(c net.Conn, r *bufio.Reader) {
+			greet(c, r)
+			rawCmd(c, r, "250 ok\r\n250 ok")
+			rawCmd(c, r, "354 go ahead") // read as DATA's reply: b's RCPT got the stray
+			r.ReadString('\n')
+			rawReadData(r)
+			io.WriteString(c, "450 4.2.0 <a@x> busy\r\n250 2.0.0 <b@x> ok\r\n")
+			rawCmd(c, r, "221 bye")
+		}, want: []string{"temp", "temp"}},
+		{name: "smtpStrayAfterFinal", script: final("", "450 4.2.0 busy\r\n250 2.0.0 queued\r\n"), want: []string{"temp:out of step", "temp:out of step"}},
+		{name: "smtpStrayAfterFinalLate", script: final("", "250 2.0.0 queued\r\n"+"\x00"), want: []string{"temp:out of step", "temp:out of step"}},
+		{name: "smtpDelayedStrayAfterFinal", script: func(c net.Conn, r *bufio.Reader) {
+			greet(c, r)
+			rawCmd(c, r, "250 ok")
+			rawCmd(c, r, "250 ok")
+			rawCmd(c, r, "354 go ahead")
+			rawReadData(r)
+			io.WriteString(c, "250 2.0.0 stray\r\n")
+			time.Sleep(10 * time.Millisecond)
+			io.WriteString(c, "450 4.2.0 busy\r\n")
+			rawCmd(c, r, "221 bye")
+		}, want: []string{"temp:out of step", "temp:out of step"}},
+		{name: "lmtpOneTooMany", lmtp: true, script: final("", "250 2.0.0 stray\r\n450 4.2.0 <a@x> busy\r\n250 2.0.0 <b@x> ok\r\n"), want: []string{"temp:out of step", "temp:out of step"}},
+		{name: "lmtpOneTooManyLater", lmtp: true, script: func(c net.Conn, r *bufio.Reader) {
+			greet(c, r)
+			rawCmd(c, r, "250 ok")
+			rawCmd(c, r, "250 ok")
+			rawCmd(c, r, "354 go ahead")
+			rawReadData(r)
+			io.WriteString(c, "250 2.0.0 stray\r\n250 2.0.0 <a@x> ok\r\n")
+			time.Sleep(10 * time.Millisecond)
+			io.WriteString(c, "450 4.2.0 <b@x> busy\r\n")
+			rawCmd(c, r, "221 bye")
+		}, want: []string{"temp:out of step", "temp:out of step"}},
+		// One reply missing: a's 250 came in step, b's never did.
+		{name: "lmtpMissingReply", lmtp: true, timeout: 300 * time.Millisecond, script: func(c net.Conn, r *bufio.Reader) {
+			greet(c, r)
+			rawCmd(c, r, "250 ok")
+			rawCmd(c, r, "250 ok")
+			rawCmd(c, r, "354 go ahead")
+			rawReadData(r)
+			io.WriteString(c, "250 2.0.0 <a@x> ok\r\n")
+			r.ReadString('\n')
+		}, want: []string{"", "temp:final dot"}},
+		{name: "smtpMissing354", timeout: 300 * time.Millisecond, script: func(c net.Conn, r *bufio.Reader) {
+			greet(c, r)
+			rawCmd(c, r, "250 ok")
+			rawCmd(c, r, "250 ok")
+			r.ReadString('\n')
+			r.ReadString('\n')
+		}, want: []string{"temp:DATA", "temp:DATA"}},
+		{name: "lmtpWrongOrder", lmtp: true, script: final("", "250 2.0.0 <b@x> ok\r\n450 4.2.0 <a@x> busy\r\n"), want: []string{"temp:out of step", "temp:out of step"}},
+		{name: "lmtpWrongOrderCase", lmtp: true, script: final("", "250 2.0.0 <B@X> ok\r\n250 2.0.0 <A@x> ok\r\n"), want: []string{"temp:out of step", "temp:out of step"}},
+		{name: "lmtpNamesBoth", lmtp: true, script: final("", "250 2.0.0 <a@x> ok, not <b@x>\r\n450 4.2.0 <b@x> busy\r\n"), want: []string{"", "temp:LMTP 450"}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			opts := SMTPOptions{Addr: smtpRaw(t, tc.script), LMTP: tc.lmtp, Timeout: tc.timeout}
+			if opts.Timeout == 0 {
+				opts.Timeout = 4 * time.Second
+			}
+			d := NewSMTP(opts)
+			var delivered []int
+			hook := func(i int, err error) {
+				if err == nil {
+					delivered = append(delivered, i)
+				}
+			}
+			errs := d.Deliver(WithResultHook(context.Background(), hook), smtpMsg("Subject: x\r\n\r\nb\r\n"), "", []Recipient{{Address: "a@x"}, {Address: "b@x"}}, nil)
+			checkResults(t, errs, tc.want...)
+			checkReasons(t, errs)
+			var want []int
+			for i, w := range tc.want {
+				if w == "" {
+					want = append(want, i)
+				}
+			}
+			if len(delivered) != len(want) {
+				t.Errorf("hook reported %v delivered; want %v", delivered, want)
+			}
+		})
+	}
+}
+
+// Bytes after the 220 to STARTTLS would be read as if they came over TLS
+// (STARTTLS response injection): the connection is refused.
+func TestSMTPStartTLSInjection(t *testing.T) {
+	_, pool := smtpTestCert(t)
+	addr := smtpRaw(t, func(c net.Conn, r *bufio.Reader) {
+		io.WriteString(c, "220 raw.test ESMTP\r\n")
+		rawCmd(c, r, "250-raw.test\r\n250 STARTTLS")
+		rawCmd(c, r, "220 go ahead\r\n250-injected\r\n250 AUTH PLAIN")
+		r.ReadString('\n')
+	})
+	d := NewSMTP(SMTPOptions{Addr: addr, TLS: "starttls", RootCAs: pool, Timeout: 2 * time.Second})
+	errs := d.Deliver(context.Background(), smtpMsg("Subject: x\r\n\r\nb\r\n"), "", []Recipient{{Address: "a@x"}}, nil)
+	checkResults(t, errs, "temp:starttls required: server sent data after its reply to STARTTLS")
+}
