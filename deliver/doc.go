@@ -82,4 +82,14 @@
 // through directory descriptors (openat, linkat, unlinkat), so a directory
 // swapped for a symlink meanwhile does not redirect it. The path before
 // the first placeholder is the admin's, and may hold symlinks.
+//
+// Ownership: when popfetch runs as root (euid 0) and a Maildir path holds
+// {user}, every directory and file it creates from the {user} component
+// on (the Maildir, tmp/, new/, cur/, each message) is given to the system
+// user of that name (os/user.Lookup: uid and primary gid), through the new
+// descriptor (fchown) before it is used; a message file before it is
+// linked into new/. Directories it creates above that component are
+// root's with mode 0711, for users to pass through. A name that is no
+// system user leaves root's files and one warning per user; a failing
+// lookup is a temporary failure. Existing directories are not changed.
 package deliver
