@@ -5,6 +5,7 @@ import (
 	"context"
 	"io"
 	"net"
+	"strings"
 	"testing"
 	"time"
 )
@@ -183,4 +184,50 @@ func TestSMTPStartTLSInjection(t *testing.T) {
 	d := NewSMTP(SMTPOptions{Addr: addr, TLS: "starttls", RootCAs: pool, Timeout: 2 * time.Second})
 	errs := d.Deliver(context.Background(), smtpMsg("Subject: x\r\n\r\nb\r\n"), "", []Recipient{{Address: "a@x"}}, nil)
 	checkResults(t, errs, "temp:starttls required: server sent data after its reply to STARTTLS")
+}
+
+// FuzzReplyTapStep: whatever the server sends, a tap that reports itself
+// in step at a point where no reply is due has seen exactly the replies
+// that were due, no more and no fewer.
+func FuzzReplyTapStep(f *testing.F) {
+	f.Add([]byte("250 ok\r\n250-a\r\n250 b\r\n"), uint8(2), uint8(3))
+	f.Add([]byte("354 go\r\n250 stray\r\n"), uint8(1), uint8(5))
+	f.Add([]byte("250 ok\r\n25"), uint8(1), uint8(0))
+	f.Add([]byte("250-a\r\n550 x\r\n250 b\r\n250 c\n"), uint8(2), uint8(1))
+	f.Fuzz(func(t *testing.T, data []byte, due, step uint8) {
+		tap := newReplyTap()
+		tap.due = int(due)
+		var n int
+		tap.onReply = func(k, code int, _ string) { n++ }
+		for rest := data; len(rest) > 0; {
+			c := min(len(rest), int(step)+1)
+			tap.feed(rest[:c])
+			rest = rest[c:]
+		}
+		if tap.stray == "" && !tap.dead && tap.due == 0 && !tap.partial() && n != int(due) {
+			t.Fatalf("in step with %d replies; %d were due", n, due)
+		}
+		if n > int(due) && tap.stray == "" {
+			t.Fatalf("%d replies for %d due, still in step", n, due)
+		}
+	})
+}
+
+// FuzzLMTPOrder: lmtpOrder never panics, and accepts replies that name
+// only their own recipient.
+func FuzzLMTPOrder(f *testing.F) {
+	f.Add("a@x", "b@x", "250 2.0.0 <a@x> ok", "250 2.0.0 <b@x> ok")
+	f.Add("a@x", "b@x", "250 <b@x>", "450 <a@x")
+	f.Add("a@x", "b@x", "250 <<a@x>>", "<>")
+	f.Fuzz(func(t *testing.T, a, b, ta, tb string) {
+		groups := []*rcptGroup{{addr: a}, {addr: b}}
+		lmtpOrder(groups, func(k int) string { return []string{ta, tb}[k] })
+		if a == b || strings.EqualFold(a, b) {
+			return
+		}
+		own := lmtpOrder(groups, func(k int) string { return "250 2.0.0 <" + groups[k].addr + "> ok" })
+		if own != nil && !strings.ContainsAny(a+b, "<>") {
+			t.Fatalf("replies naming their own recipients refused: %v", own)
+		}
+	})
 }
