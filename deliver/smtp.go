@@ -272,7 +272,7 @@ func (d *SMTP) connect(ctx context.Context, rcpts int) (c *smtp.Client, wc *wire
 		host, _, _ := net.SplitHostPort(d.opts.Addr)
 		tlsConfig = &tls.Config{ServerName: host, RootCAs: d.opts.RootCAs, MinVersion: tls.VersionTLS12}
 	}
-	top := &tapConn{tap: newReplyTap()}
+	top := &tapConn{tap: newReplyTap(), raw: raw}
 	switch d.opts.TLS {
 	case "implicit":
 		tc := tls.Client(wc, tlsConfig)
@@ -542,6 +542,13 @@ func (d *SMTP) Deliver(ctx context.Context, m *Message, sender string, rcpts []R
 	// DotWriter dot-stuffs, so no "\n.\n" or "\r.\r" can end the data
 	// early at a lenient server (SMTP smuggling, CVE-2023-51764).
 	if _, err := io.Copy(&dataWriter{w: w, conn: wc, timeout: d.opts.Timeout}, Open(m, fields, false)); err != nil {
+		setAll(accepted, d.classify(ctx, "sending message data", err))
+		return res.done()
+	}
+	// No reply is due while the data goes out (the final dot is still in
+	// go-smtp's buffer): one that came now would be taken for the reply
+	// to the final dot.
+	if err := top.inStep(); err != nil {
 		setAll(accepted, d.classify(ctx, "sending message data", err))
 		return res.done()
 	}
@@ -894,6 +901,7 @@ type tapConn struct {
 	net.Conn
 	tap *replyTap
 	pre []byte
+	raw net.Conn // the socket, under TLS and wireConn, for pending
 }
 
 func (c *tapConn) Read(p []byte) (int, error) {
@@ -917,15 +925,23 @@ func (c *tapConn) Write(p []byte) (int, error) {
 	return c.Conn.Write(p)
 }
 
-// strayWait is how long inStep waits for bytes the server should not
-// send: a server that sends a stray reply sends it with the reply before
-// it, so a short wait finds it.
-var strayWait = 20 * time.Millisecond
+// tlsRecordWait bounds the read inStep makes when, under TLS, the socket
+// holds bytes at a point where no reply is due: they may be a record that
+// carries no data (a TLS 1.3 session ticket or key update), which only
+// reading tells apart from a stray reply. The socket holds the record
+// already, so the read ends at once unless the record is incomplete.
+var tlsRecordWait = 20 * time.Millisecond
 
 // inStep returns an error unless the session is in step at a point where
 // no reply is due: every reply due has arrived, none more, no part of
-// another, and nothing more arrives within strayWait. Bytes it reads are
-// lost to go-smtp; the session is not used again after a failure.
+// another, and nothing more is waiting to be read. It never waits for the
+// server: what go-smtp has buffered the tap has seen already, and the
+// socket is looked at without blocking (pending). A stray reply that the
+// server sends after this check is read as the reply to the next command
+// and found then as one reply too many, when the server answers that
+// command too; one that comes after the last reply of the session is not
+// found at all. Bytes it reads are lost to go-smtp; the session is not
+// used again after a failure.
 func (c *tapConn) inStep() error {
 	t := c.tap
 	switch {
@@ -936,19 +952,38 @@ func (c *tapConn) inStep() error {
 		t.outOfStep(fmt.Sprintf("%d replies missing", t.due))
 	case t.partial():
 		t.outOfStep("the server sent part of a reply that was not due")
-	default:
-		c.Conn.SetReadDeadline(time.Now().Add(strayWait))
-		var b [512]byte
-		n, _ := c.Read(b[:])
-		c.Conn.SetReadDeadline(time.Time{})
-		if n > 0 {
-			t.outOfStep("the server sent data when no reply was due")
-		}
+	case c.pending():
+		t.outOfStep("the server sent data when no reply was due")
 	}
 	if t.stray != "" {
 		return fmt.Errorf("server out of step: %s", t.stray)
 	}
 	return nil
+}
+
+// pending reports, without waiting for the server, whether it has sent
+// bytes that go-smtp has not read: on the socket (a non-blocking peek), or
+// under TLS in records the TLS layer has read off the socket but not
+// returned yet (a read with a deadline in the past returns only those).
+func (c *tapConn) pending() bool {
+	if len(c.pre) > 0 {
+		return true
+	}
+	tc, ok := c.Conn.(*tls.Conn)
+	if !ok {
+		return socketReadable(c.raw)
+	}
+	read := func(deadline time.Time) bool {
+		tc.SetReadDeadline(deadline)
+		defer tc.SetReadDeadline(time.Time{})
+		var b [512]byte
+		n, _ := c.Read(b[:])
+		return n > 0
+	}
+	if read(time.Unix(1, 0)) {
+		return true
+	}
+	return socketReadable(c.raw) && read(time.Now().Add(tlsRecordWait))
 }
 
 // tapCodeLine parses "ddd " or "ddd-" as net/textproto's parseCodeLine

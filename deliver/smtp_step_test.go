@@ -3,9 +3,11 @@ package deliver
 import (
 	"bufio"
 	"context"
+	"crypto/tls"
 	"io"
 	"net"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 )
@@ -18,8 +20,12 @@ import (
 // its message be deleted from the POP3 server). No recipient may be
 // reported delivered unless the server said 250 for it in step.
 func TestSMTPRepliesInStep(t *testing.T) {
-	defer func(w time.Duration) { strayWait = w }(strayWait)
-	strayWait = 100 * time.Millisecond // the delayed strays below come after 10ms
+	// A delayed stray reaches the socket before the check it is meant
+	// for: the server signals strayed once it has written it, and the
+	// waitAt-th look at the socket (1: after 354, 2: before the final
+	// dot, 3: after the final replies) waits for that.
+	var strayed chan struct{} // new for each case
+	signal := func() { strayed <- struct{}{} }
 	greet := func(c net.Conn, r *bufio.Reader) {
 		io.WriteString(c, "220 raw.test ESMTP\r\n")
 		rawCmd(c, r, "250-raw.test\r\n250 8BITMIME")
@@ -43,6 +49,7 @@ func TestSMTPRepliesInStep(t *testing.T) {
 		lmtp    bool
 		timeout time.Duration
 		script  func(c net.Conn, r *bufio.Reader)
+		waitAt  int
 		want    []string
 	}{
 		// In step, for reference.
@@ -61,10 +68,11 @@ func TestSMTPRepliesInStep(t *testing.T) {
 			rawCmd(c, r, "354 go ahead")
 			time.Sleep(10 * time.Millisecond)
 			io.WriteString(c, "250 2.0.0 stray\r\n")
+			signal()
 			rawReadData(r)
 			io.WriteString(c, "450 4.2.0 busy\r\n")
 			rawCmd(c, r, "221 bye")
-		}, want: []string{"temp:out of step", "temp:out of step"}},
+		}, waitAt: 1, want: []string{"temp:out of step", "temp:out of step"}},
 		// A reply to the final dot before the data was complete, then
 		// the real one.
 		{name: "smtpReplyDuringData", script: func(c net.Conn, r *bufio.Reader) {
@@ -77,8 +85,9 @@ func TestSMTPRepliesInStep(t *testing.T) {
 			io.WriteString(c, "250 2.0.0 early\r\n")
 			rawReadData(r)
 			io.WriteString(c, "451 4.3.0 failed\r\n")
+			signal()
 			rawCmd(c, r, "221 bye")
-		}, want: []string{"temp:out of step", "temp:out of step"}},
+		}, waitAt: 3, want: []string{"temp:out of step", "temp:out of step"}},
 		{name: "smtpStrayAfterRcpt", script: func(c net.Conn, r *bufio.Reader) {
 			greet(c, r)
 			rawCmd(c, r, "250 ok")
@@ -108,8 +117,9 @@ func TestSMTPRepliesInStep(t *testing.T) {
 			io.WriteString(c, "250 2.0.0 stray\r\n")
 			time.Sleep(10 * time.Millisecond)
 			io.WriteString(c, "450 4.2.0 busy\r\n")
+			signal()
 			rawCmd(c, r, "221 bye")
-		}, want: []string{"temp:out of step", "temp:out of step"}},
+		}, waitAt: 3, want: []string{"temp:out of step", "temp:out of step"}},
 		{name: "lmtpOneTooMany", lmtp: true, script: final("", "250 2.0.0 stray\r\n450 4.2.0 <a@x> busy\r\n250 2.0.0 <b@x> ok\r\n"), want: []string{"temp:out of step", "temp:out of step"}},
 		{name: "lmtpOneTooManyLater", lmtp: true, script: func(c net.Conn, r *bufio.Reader) {
 			greet(c, r)
@@ -120,8 +130,9 @@ func TestSMTPRepliesInStep(t *testing.T) {
 			io.WriteString(c, "250 2.0.0 stray\r\n250 2.0.0 <a@x> ok\r\n")
 			time.Sleep(10 * time.Millisecond)
 			io.WriteString(c, "450 4.2.0 <b@x> busy\r\n")
+			signal()
 			rawCmd(c, r, "221 bye")
-		}, want: []string{"temp:out of step", "temp:out of step"}},
+		}, waitAt: 3, want: []string{"temp:out of step", "temp:out of step"}},
 		// One reply missing: a's 250 came in step, b's never did.
 		{name: "lmtpMissingReply", lmtp: true, timeout: 300 * time.Millisecond, script: func(c net.Conn, r *bufio.Reader) {
 			greet(c, r)
@@ -144,11 +155,30 @@ func TestSMTPRepliesInStep(t *testing.T) {
 		{name: "lmtpNamesBoth", lmtp: true, script: final("", "250 2.0.0 <a@x> ok, not <b@x>\r\n450 4.2.0 <b@x> busy\r\n"), want: []string{"", "temp:LMTP 450"}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
+			strayed = make(chan struct{}, 1)
 			opts := SMTPOptions{Addr: smtpRaw(t, tc.script), LMTP: tc.lmtp, Timeout: tc.timeout}
 			if opts.Timeout == 0 {
 				opts.Timeout = 4 * time.Second
 			}
 			d := NewSMTP(opts)
+			if tc.waitAt > 0 {
+				dial, looks := d.dial, 0
+				d.dial = func(ctx context.Context, network, addr string) (net.Conn, error) {
+					c, err := dial(ctx, network, addr)
+					if err != nil {
+						return nil, err
+					}
+					return &peekHookConn{TCPConn: c.(*net.TCPConn), before: func() {
+						if looks++; looks == tc.waitAt {
+							select {
+							case <-strayed:
+							case <-time.After(2 * time.Second):
+								t.Errorf("look %d at the socket: the server sent no stray", looks)
+							}
+						}
+					}}, nil
+				}
+			}
 			var delivered []int
 			hook := func(i int, err error) {
 				if err == nil {
@@ -169,6 +199,18 @@ func TestSMTPRepliesInStep(t *testing.T) {
 			}
 		})
 	}
+}
+
+// peekHookConn calls before whenever the client looks at the socket for
+// bytes not yet read (socketReadable asks for SyscallConn).
+type peekHookConn struct {
+	*net.TCPConn
+	before func()
+}
+
+func (c *peekHookConn) SyscallConn() (syscall.RawConn, error) {
+	c.before()
+	return c.TCPConn.SyscallConn()
 }
 
 // Bytes after the 220 to STARTTLS would be read as if they came over TLS
@@ -230,4 +272,103 @@ func FuzzLMTPOrder(f *testing.F) {
 			t.Fatalf("replies naming their own recipients refused: %v", own)
 		}
 	})
+}
+
+// The checks that the session is in step cost no waiting: a delivery in
+// step takes a round trip per command, not a pause for stray replies
+// (which once made every transaction take 40ms more, capping throughput
+// at 25 messages a second per connection).
+func TestSMTPInStepNoWait(t *testing.T) {
+	cfg, pool := smtpTestCert(t)
+	for _, tc := range []struct {
+		name     string
+		lmtp     bool
+		tls      string
+		implicit bool
+	}{
+		{name: "smtp"},
+		{name: "lmtp", lmtp: true},
+		{name: "starttls", tls: "starttls"},
+		{name: "implicit", tls: "implicit", implicit: true},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			sink := &smtpSink{}
+			var scfg *tls.Config
+			if tc.tls != "" {
+				scfg = cfg
+			}
+			d := NewSMTP(SMTPOptions{Addr: startSink(t, sink, tc.lmtp, scfg, tc.implicit), LMTP: tc.lmtp, TLS: tc.tls, RootCAs: pool, Timeout: 4 * time.Second})
+			const n = 20
+			start := time.Now()
+			for range n {
+				errs := d.Deliver(context.Background(), smtpMsg("Subject: x\r\n\r\nb\r\n"), "", []Recipient{{Address: "a@x"}, {Address: "b@x"}}, nil)
+				checkResults(t, errs, "", "")
+			}
+			// 20ms a delivery is ten times what one takes here.
+			if el := time.Since(start); el > n*20*time.Millisecond {
+				t.Errorf("%d deliveries took %v; want less than %v", n, el, n*20*time.Millisecond)
+			}
+		})
+	}
+}
+
+// Under TLS a stray reply is found in the record of the 354, in a record
+// the TLS layer has read but not returned, or on the socket.
+func TestSMTPTLSStray(t *testing.T) {
+	cfg, pool := smtpTestCert(t)
+	for _, tc := range []struct {
+		name  string
+		write func(c net.Conn) // after the DATA command
+		look  bool             // wait for the write before the first look at the socket
+	}{
+		{name: "sameRecord", write: func(c net.Conn) { io.WriteString(c, "354 go ahead\r\n250 2.0.0 stray\r\n") }},
+		{name: "nextRecord", write: func(c net.Conn) {
+			io.WriteString(c, "354 go ahead\r\n")
+			io.WriteString(c, "250 2.0.0 stray\r\n")
+		}, look: true},
+		{name: "later", write: func(c net.Conn) {
+			io.WriteString(c, "354 go ahead\r\n")
+			time.Sleep(10 * time.Millisecond)
+			io.WriteString(c, "250 2.0.0 stray\r\n")
+		}, look: true},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			written := make(chan struct{}, 1)
+			addr := smtpRaw(t, func(raw net.Conn, _ *bufio.Reader) {
+				c := tls.Server(raw, cfg)
+				r := bufio.NewReader(c)
+				io.WriteString(c, "220 raw.test ESMTP\r\n")
+				rawCmd(c, r, "250-raw.test\r\n250 8BITMIME")
+				rawCmd(c, r, "250 ok")
+				rawCmd(c, r, "250 ok")
+				rawCmd(c, r, "250 ok")
+				r.ReadString('\n') // DATA
+				tc.write(c)
+				written <- struct{}{}
+				rawReadData(r)
+				io.WriteString(c, "450 4.2.0 busy\r\n")
+				rawCmd(c, r, "221 bye")
+			})
+			d := NewSMTP(SMTPOptions{Addr: addr, TLS: "implicit", RootCAs: pool, Timeout: 4 * time.Second})
+			if tc.look {
+				dial := d.dial
+				d.dial = func(ctx context.Context, network, addr string) (net.Conn, error) {
+					c, err := dial(ctx, network, addr)
+					if err != nil {
+						return nil, err
+					}
+					first := true
+					return &peekHookConn{TCPConn: c.(*net.TCPConn), before: func() {
+						if first {
+							first = false
+							<-written
+						}
+					}}, nil
+				}
+			}
+			errs := d.Deliver(context.Background(), smtpMsg("Subject: x\r\n\r\nb\r\n"), "", []Recipient{{Address: "a@x"}, {Address: "b@x"}}, nil)
+			// Found by the check after the 354, before any data.
+			checkResults(t, errs, "temp:DATA: server out of step", "temp:DATA: server out of step")
+		})
+	}
 }
