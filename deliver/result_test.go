@@ -99,25 +99,75 @@ func TestResultHookCancelStops(t *testing.T) {
 	}
 }
 
-// LMTP: the results are reported once every reply is in and nothing
-// follows them (a stray reply after them would mean the server was out of
-// step, and none of them could be trusted), and before QUIT. Multi-line
-// replies and replies split across reads count once.
-func TestLMTPResultsAfterLastReply(t *testing.T) {
+// LMTP: each recipient's 250 that names it (as dovecot's do) is reported
+// as it arrives, before the server sends the next reply (which it does
+// here only once the previous one was reported, or after a second), so a
+// popfetch killed in the middle of a long transaction does not serve the
+// users already confirmed again. Multi-line replies and replies split
+// across reads count once; a failure is reported at the end.
+func TestLMTPResultsAsTheyArrive(t *testing.T) {
+	reported := make(chan int, 10)
+	var late []string
+	addr := smtpRaw(t, func(c net.Conn, r *bufio.Reader) {
+		rawDialogue(c, r, 4)
+		rawReadData(r)
+		for k, reply := range []string{"250 2.0.0 <a@x> ok\r\n", "250-2.0.0 <b@x>\r\n250 2.0.0 ok", "\r\n550 5.1.1 <c@x> no\r\n", "250 2.0.0 <d@x> ok\r\n"} {
+			io.WriteString(c, reply)
+			// b's reply is split (complete with the third write); c fails.
+			want, ok := map[int]int{0: 0, 2: 1, 3: 3}[k]
+			if !ok {
+				continue
+			}
+			select {
+			case i := <-reported:
+				if i != want {
+					late = append(late, fmt.Sprintf("reported %d after reply %d", i, k))
+				}
+			case <-time.After(time.Second):
+				late = append(late, fmt.Sprintf("reply %d", k))
+			}
+		}
+		rawCmd(c, r, "221 bye")
+	})
+	d := NewSMTP(SMTPOptions{Addr: addr, LMTP: true, Timeout: 4 * time.Second})
+	h := &hookLog{}
+	hook := func(i int, err error) {
+		h.hook(i, err)
+		if err == nil {
+			reported <- i
+		}
+	}
+	rcpts := []Recipient{{Address: "a@x"}, {Address: "b@x"}, {Address: "c@x"}, {Address: "d@x"}}
+	errs := d.Deliver(WithResultHook(context.Background(), hook), smtpMsg("Subject: x\r\n\r\nb\r\n"), "", rcpts, nil)
+	checkResults(t, errs, "", "", "perm:LMTP 550", "")
+	if late != nil {
+		t.Errorf("not reported before the next reply: %v", late)
+	}
+	if got := strings.Join(h.calls, " "); got != "0:ok 1:ok 3:ok 2:err" {
+		t.Errorf("hook calls %q; want the 250s as they came, the failure at the end", got)
+	}
+}
+
+// LMTP: replies that name no recipient are reported once every reply is
+// in and nothing follows them (a stray reply among them would shift every
+// later reply onto the wrong recipient, which only the count at the end
+// shows), and before QUIT. Multi-line replies and replies split across
+// reads count once.
+func TestLMTPUnnamedResultsAfterLastReply(t *testing.T) {
 	var reportedEarly bool
 	var h hookLog
 	quitAnswered := make(chan struct{})
 	addr := smtpRaw(t, func(c net.Conn, r *bufio.Reader) {
 		rawDialogue(c, r, 4)
 		rawReadData(r)
-		for _, reply := range []string{"250 2.0.0 <a@x> ok\r\n", "250-2.0.0 <b@x>\r\n250 2.0.0 ok", "\r\n550 5.1.1 <c@x> no\r\n"} {
+		for _, reply := range []string{"250 2.0.0 ok\r\n", "250-2.0.0 Saved\r\n250 2.0.0 ok", "\r\n550 5.1.1 no\r\n"} {
 			io.WriteString(c, reply)
 			time.Sleep(50 * time.Millisecond)
 		}
 		h.mu.Lock()
 		reportedEarly = len(h.calls) > 0
 		h.mu.Unlock()
-		io.WriteString(c, "250 2.0.0 <d@x> ok\r\n")
+		io.WriteString(c, "250 2.0.0 ok\r\n")
 		r.ReadString('\n') // QUIT
 		time.Sleep(500 * time.Millisecond)
 		close(quitAnswered)

@@ -559,6 +559,16 @@ func (d *SMTP) Deliver(ctx context.Context, m *Message, sender string, rcpts []R
 	// the last reply: a reply that was not due, a missing one or bytes
 	// after the last one mean go-smtp may have matched a reply with the
 	// wrong command, and then no result of the transaction can be trusted.
+	//
+	// An LMTP 250 that names in angle brackets exactly the recipient it is
+	// due for (dovecot: "250 2.0.0 <alice@example.com> ... Saved"), read
+	// with the session in step so far, is reported at once: a reply
+	// shifted by a stray would name another recipient or none. The
+	// delivery of hundreds of users can take a while, and a popfetch killed
+	// meanwhile must not serve those already confirmed again. A 250 that
+	// names no recipient is held until the last reply is in and nothing
+	// follows it. A reply that names another recipient instead of its own
+	// puts the session out of step.
 	type reply struct {
 		code int
 		text string
@@ -569,9 +579,29 @@ func (d *SMTP) Deliver(ctx context.Context, m *Message, sender string, rcpts []R
 		want = len(accepted)
 	}
 	first := top.tap.n
+	early := make([]bool, len(accepted))
+	var own map[string]int
+	if d.opts.LMTP {
+		own = lmtpOwn(accepted)
+	}
 	top.tap.onReply = func(k, code int, text string) {
-		if k >= first {
-			finals = append(finals, reply{code, text})
+		if k < first {
+			return
+		}
+		finals = append(finals, reply{code, text})
+		j := k - first
+		if !d.opts.LMTP || j >= len(accepted) {
+			return // one too many: the tap is out of step already
+		}
+		mine, other := lmtpNames(own, j, text)
+		switch {
+		case other >= 0 && !mine:
+			top.tap.outOfStep(fmt.Sprintf("LMTP reply %d names <%s>, expected <%s>", j, accepted[other].addr, accepted[j].addr))
+		case mine && other < 0 && code == 250 && top.tap.stray == "":
+			early[j] = true
+			for _, i := range accepted[j].idx {
+				res.report(i, nil)
+			}
 		}
 	}
 	top.tap.due += want
@@ -626,6 +656,10 @@ func (d *SMTP) Deliver(ctx context.Context, m *Message, sender string, rcpts []R
 		}
 		se := perRcpt[g.addr]
 		switch {
+		case d.opts.LMTP && early[k]:
+			// Its own 250, naming it, in step when it came: reported
+			// (and recorded by the caller) already.
+			set(g, nil)
 		case stepErr != nil:
 			set(g, d.classify(ctx, "final dot", stepErr))
 		case resp[g.addr] != nil && tapCode == 250:
@@ -653,36 +687,55 @@ func (d *SMTP) Deliver(ctx context.Context, m *Message, sender string, rcpts []R
 // name the recipient so): replies in the wrong order would give one
 // recipient's result to another. text(k) is the text of the k-th reply.
 func lmtpOrder(accepted []*rcptGroup, text func(k int) string) error {
-	own := make(map[string]int, len(accepted))
-	for k, g := range accepted {
-		own[strings.ToLower(g.addr)] = k
-	}
+	own := lmtpOwn(accepted)
 	for k := range accepted {
-		t := text(k)
-		named, mine := -1, false
-		for {
-			i := strings.IndexByte(t, '<')
-			if i < 0 {
-				break
-			}
-			j := strings.IndexByte(t[i:], '>')
-			if j < 0 {
-				break
-			}
-			if o, ok := own[strings.ToLower(t[i+1:i+j])]; ok {
-				if o == k {
-					mine = true
-				} else {
-					named = o
-				}
-			}
-			t = t[i+j:]
-		}
-		if named >= 0 && !mine {
-			return fmt.Errorf("server out of step: LMTP reply %d names <%s>, expected <%s>", k, accepted[named].addr, accepted[k].addr)
+		if mine, other := lmtpNames(own, k, text(k)); other >= 0 && !mine {
+			return fmt.Errorf("server out of step: LMTP reply %d names <%s>, expected <%s>", k, accepted[other].addr, accepted[k].addr)
 		}
 	}
 	return nil
+}
+
+// lmtpOwn maps each accepted address, in lower case, to its index; an
+// address accepted twice in different case maps to -1: a reply naming it
+// could be either's.
+func lmtpOwn(accepted []*rcptGroup) map[string]int {
+	own := make(map[string]int, len(accepted))
+	for k, g := range accepted {
+		a := strings.ToLower(g.addr)
+		if _, dup := own[a]; dup {
+			own[a] = -1
+			continue
+		}
+		own[a] = k
+	}
+	return own
+}
+
+// lmtpNames reports which accepted recipients the text of LMTP reply k
+// names in angle brackets: whether it names accepted[k] (mine), and one
+// other accepted recipient it names (other, or -1).
+func lmtpNames(own map[string]int, k int, t string) (mine bool, other int) {
+	other = -1
+	for {
+		i := strings.IndexByte(t, '<')
+		if i < 0 {
+			break
+		}
+		j := strings.IndexByte(t[i:], '>')
+		if j < 0 {
+			break
+		}
+		if o, ok := own[strings.ToLower(t[i+1:i+j])]; ok && o >= 0 {
+			if o == k {
+				mine = true
+			} else {
+				other = o
+			}
+		}
+		t = t[i+j:]
+	}
+	return mine, other
 }
 
 // lmtpFailure returns what ended the LMTP replies early. go-smtp joins it

@@ -133,6 +133,37 @@ func TestSMTPRepliesInStep(t *testing.T) {
 			signal()
 			rawCmd(c, r, "221 bye")
 		}, waitAt: 3, want: []string{"temp:out of step", "temp:out of step"}},
+		// LMTP replies that name no recipient are held to the end, and
+		// count if the session ends in step.
+		{name: "lmtpUnnamedInStep", lmtp: true, script: final("", "250 2.0.0 ok\r\n250 2.0.0 ok\r\n"), want: []string{"", ""}},
+		{name: "lmtpNamedStrayWith354", lmtp: true, script: final("\r\n250 2.0.0 <a@x> stray", "450 4.2.0 <a@x> busy\r\n250 2.0.0 <b@x> ok\r\n"), want: []string{"temp:out of step", "temp:out of step"}},
+		// A reply to the final dot while the data was going out: read as
+		// a's reply, it names b (or no one, and then b's reply names a).
+		{name: "lmtpReplyDuringDataNamed", lmtp: true, script: func(c net.Conn, r *bufio.Reader) {
+			greet(c, r)
+			rawCmd(c, r, "250 ok")
+			rawCmd(c, r, "250 ok")
+			rawCmd(c, r, "354 go ahead")
+			r.ReadString('\n')
+			io.WriteString(c, "250 2.0.0 <b@x> early\r\n")
+			rawReadData(r)
+			io.WriteString(c, "450 4.2.0 <a@x> busy\r\n250 2.0.0 <b@x> ok\r\n")
+			rawCmd(c, r, "221 bye")
+		}, want: []string{"temp:out of step", "temp:out of step"}},
+		{name: "lmtpReplyDuringDataUnnamed", lmtp: true, script: func(c net.Conn, r *bufio.Reader) {
+			greet(c, r)
+			rawCmd(c, r, "250 ok")
+			rawCmd(c, r, "250 ok")
+			rawCmd(c, r, "354 go ahead")
+			r.ReadString('\n')
+			io.WriteString(c, "250 2.0.0 early\r\n")
+			rawReadData(r)
+			io.WriteString(c, "450 4.2.0 <a@x> busy\r\n250 2.0.0 <b@x> ok\r\n")
+			rawCmd(c, r, "221 bye")
+		}, want: []string{"temp:out of step", "temp:out of step"}},
+		// a's own 250, naming a, came in step and was reported at once;
+		// the stray after it voids only what was not yet reported.
+		{name: "lmtpNamedThenStray", lmtp: true, script: final("", "250 2.0.0 <a@x> ok\r\n250 2.0.0 stray\r\n450 4.2.0 <b@x> busy\r\n"), want: []string{"", "temp:out of step"}},
 		// One reply missing: a's 250 came in step, b's never did.
 		{name: "lmtpMissingReply", lmtp: true, timeout: 300 * time.Millisecond, script: func(c net.Conn, r *bufio.Reader) {
 			greet(c, r)
@@ -270,6 +301,18 @@ func FuzzLMTPOrder(f *testing.F) {
 		own := lmtpOrder(groups, func(k int) string { return "250 2.0.0 <" + groups[k].addr + "> ok" })
 		if own != nil && !strings.ContainsAny(a+b, "<>") {
 			t.Fatalf("replies naming their own recipients refused: %v", own)
+		}
+		// What makes a reply count as it arrives: it names its own
+		// recipient and no other.
+		m := lmtpOwn(groups)
+		for k, g := range groups {
+			mine, other := lmtpNames(m, k, "250 2.0.0 <"+g.addr+"> ok")
+			if !strings.ContainsAny(a+b, "<>") && (!mine || other >= 0) {
+				t.Fatalf("reply naming <%s> for recipient %d: mine %v, other %d", g.addr, k, mine, other)
+			}
+			if mine, _ := lmtpNames(m, 1-k, "250 2.0.0 <"+g.addr+"> ok"); mine && !strings.ContainsAny(a+b, "<>") {
+				t.Fatalf("reply naming <%s> taken as recipient %d's", g.addr, 1-k)
+			}
 		}
 	})
 }
