@@ -58,8 +58,14 @@
 //     delivered (a known limit).
 //   - SMTP/LMTP: a 250 reply after the final dot, for that recipient,
 //     with every reply of the session counted against its command: a
-//     reply that was not due, a missing one or LMTP replies naming each
-//     other's recipients make the whole transaction temporary.
+//     reply that was not due, a missing one or an LMTP reply naming
+//     another recipient than its own make the transaction temporary for
+//     every recipient not yet reported. An LMTP 250 naming exactly its own
+//     recipient in angle brackets (as dovecot's do), read in step, is
+//     final as it arrives; one naming no recipient only once the last
+//     reply is in, in step. The checks look at what was read and at the
+//     socket without waiting, so a stray that arrives later than the
+//     check is found only as one reply too many for the next command.
 //
 // # Temporary and permanent failures
 //
