@@ -51,8 +51,21 @@
 //     nothing to stderr. The copy is its stdin as a complete file (a
 //     sealed memfd, or an unlinked 0600 temporary file), never a pipe, so
 //     an MDA that outlives a killed popfetch cannot read a truncated
-//     message.
-//   - SMTP/LMTP: a 2xx reply after the final dot, for that recipient.
+//     message. "Read its copy" is the shared file offset at the end, or,
+//     for an MDA that uses pread(2) or mmap(2) and leaves the offset at 0,
+//     a changed access time: that shows only that something was read, so
+//     such an MDA that reads part of its input and exits 0 counts as
+//     delivered (a known limit).
+//   - SMTP/LMTP: a 250 reply after the final dot, for that recipient,
+//     with every reply of the session counted against its command: a
+//     reply that was not due, a missing one or an LMTP reply naming
+//     another recipient than its own make the transaction temporary for
+//     every recipient not yet reported. An LMTP 250 naming exactly its own
+//     recipient in angle brackets (as dovecot's do), read in step, is
+//     final as it arrives; one naming no recipient only once the last
+//     reply is in, in step. The checks look at what was read and at the
+//     socket without waiting, so a stray that arrives later than the
+//     check is found only as one reply too many for the next command.
 //
 // # Temporary and permanent failures
 //
@@ -75,4 +88,14 @@
 // through directory descriptors (openat, linkat, unlinkat), so a directory
 // swapped for a symlink meanwhile does not redirect it. The path before
 // the first placeholder is the admin's, and may hold symlinks.
+//
+// Ownership: when popfetch runs as root (euid 0) and a Maildir path holds
+// {user}, every directory and file it creates from the {user} component
+// on (the Maildir, tmp/, new/, cur/, each message) is given to the system
+// user of that name (os/user.Lookup: uid and primary gid), through the new
+// descriptor (fchown) before it is used; a message file before it is
+// linked into new/. Directories it creates above that component are
+// root's with mode 0711, for users to pass through. A name that is no
+// system user leaves root's files and one warning per user; a failing
+// lookup is a temporary failure. Existing directories are not changed.
 package deliver

@@ -25,8 +25,8 @@ type Recipient struct {
 
 // Target is one destination (a Maildir, an MDA, an SMTP/LMTP server).
 // Deliver returns one result per recipient, in order; nil means that copy is
-// durably delivered (Maildir: file and directory fsynced; MDA: exit 0; SMTP:
-// 2xx after the final dot). A non-nil result should be an *Error saying
+// durably delivered (Maildir: file and directory fsynced; MDA: exit 0;
+// SMTP/LMTP: 250 after the final dot, read in step). A non-nil result should be an *Error saying
 // whether the failure is temporary or permanent. Under a ctx from
 // WithResultHook each result is also reported as soon as it is final.
 //

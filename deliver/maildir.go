@@ -10,6 +10,7 @@ import (
 	"io/fs"
 	"log/slog"
 	"os"
+	"os/user"
 	"path/filepath"
 	"strconv"
 	"strings"
@@ -32,6 +33,11 @@ type MaildirOptions struct {
 	// to record the order of operations (fsync on tmpfs proves nothing)
 	// and to inject failures at each step.
 	fs maildirFS
+	// asRoot makes the Maildir give what it creates below {user} to that
+	// user, as when running as root; lookupUser replaces os/user.Lookup.
+	// For tests.
+	asRoot     bool
+	lookupUser func(name string) (*user.User, error)
 }
 
 // Maildir is a Target delivering into a Maildir (cr.yp.to/proto/maildir.html),
@@ -48,6 +54,14 @@ type Maildir struct {
 	// placeholder to its end: below the admin's fixed prefix, where no
 	// symlink is followed (see open). 0 without placeholders.
 	trailing int
+	// userTrailing likewise counts from the first component holding
+	// {user}: what popfetch creates there belongs to that user (see
+	// owner). 0 when the path has no {user} or popfetch is not root.
+	userTrailing int
+	// owners caches owner lookups: user name → *fileOwner, or nil for a
+	// name that is no system user (warned about once).
+	owners     sync.Map
+	lookupUser func(name string) (*user.User, error)
 	// ready holds the Maildirs whose stale tmp/ files were cleaned in
 	// this process.
 	ready sync.Map
@@ -95,6 +109,14 @@ func NewMaildir(path string, opts MaildirOptions) *Maildir {
 				break
 			}
 		}
+		if os.Geteuid() == 0 || opts.asRoot {
+			for i, c := range comps {
+				if strings.Contains(c, placeholderUser) {
+					d.userTrailing = len(comps) - i
+					break
+				}
+			}
+		}
 	}
 	if d.log == nil {
 		d.log = slog.New(slog.DiscardHandler)
@@ -102,7 +124,52 @@ func NewMaildir(path string, opts MaildirOptions) *Maildir {
 	if d.fs == nil {
 		d.fs = osFS{}
 	}
+	d.lookupUser = opts.lookupUser
+	if d.lookupUser == nil {
+		d.lookupUser = user.Lookup
+	}
 	return d
+}
+
+// fileOwner is the owner popfetch gives what it creates in a user's
+// Maildir.
+type fileOwner struct{ uid, gid int }
+
+// owner returns the owner of what popfetch creates for rc below the first
+// {user} component of a multidrop Maildir template, or nil to leave it as
+// created. popfetch running as root would otherwise leave a new Maildir
+// (directories 0700, files 0600) readable by root only, and its user could
+// not read mail that is already deleted from the server. The owner is the
+// system user named by the routed user (uid and primary gid, from
+// os/user.Lookup); a routed user that is no system user (a virtual
+// mailbox) leaves the files root's, with a warning once per user. A lookup
+// that fails otherwise (NSS unavailable) is an error: the copy waits rather
+// than being written with the wrong owner.
+func (d *Maildir) owner(rc Recipient) (*fileOwner, error) {
+	if d.userTrailing == 0 {
+		return nil, nil
+	}
+	if o, ok := d.owners.Load(rc.User); ok {
+		return o.(*fileOwner), nil
+	}
+	u, err := d.lookupUser(rc.User)
+	if err != nil {
+		if !errors.As(err, new(user.UnknownUserError)) {
+			return nil, fmt.Errorf("look up the owner of user %q's Maildir: %w", rc.User, err)
+		}
+		if _, warned := d.owners.LoadOrStore(rc.User, (*fileOwner)(nil)); !warned {
+			d.log.Warn("maildir: no system user of this name; what popfetch creates in the Maildir stays owned by root", "user", rc.User, "path", d.path)
+		}
+		return nil, nil
+	}
+	uid, err1 := strconv.Atoi(u.Uid)
+	gid, err2 := strconv.Atoi(u.Gid)
+	if err := errors.Join(err1, err2); err != nil {
+		return nil, fmt.Errorf("owner of user %q's Maildir: %w", rc.User, err)
+	}
+	o := &fileOwner{uid: uid, gid: gid}
+	d.owners.Store(rc.User, o)
+	return o, nil
 }
 
 // Deliver writes one copy of m per recipient, each with its own Received:
@@ -135,7 +202,11 @@ func (d *Maildir) deliverOne(ctx context.Context, m *Message, rc Recipient, extr
 	if err := ctx.Err(); err != nil {
 		return &Error{Target: target, Reason: "delivery cancelled", Err: err}
 	}
-	md, err := d.open(dir)
+	own, err := d.owner(rc)
+	if err != nil {
+		return tempError(target, "open maildir", err)
+	}
+	md, err := d.open(dir, own)
 	if err != nil {
 		return tempError(target, "open maildir", withPath(dir, err))
 	}
@@ -157,6 +228,7 @@ func (d *Maildir) deliverOne(ctx context.Context, m *Message, rc Recipient, extr
 type openMaildir struct {
 	path          string
 	tmp, new, cur *os.File
+	own           *fileOwner // of the files created, nil to leave them
 }
 
 func (md *openMaildir) close() {
@@ -181,19 +253,41 @@ func (md *openMaildir) close() {
 // and the message would then be deleted from the server. The refusal is a
 // temporary failure, so the message stays on the server until an admin
 // replaces the symlink with a directory.
-func (d *Maildir) open(dir string) (*openMaildir, error) {
+//
+// Ownership: what open creates from the first {user} component on, and
+// tmp/, new/ and cur/ there, is given to own (see owner) right after it is
+// created and before it is used; existing directories are left alone.
+// When popfetch gives Maildirs away (root, a {user} template), the
+// directories it creates above the {user} component stay root's with mode
+// 0711, so that each user can pass through to their own.
+func (d *Maildir) open(dir string, own *fileOwner) (*openMaildir, error) {
 	abs, err := filepath.Abs(dir)
 	if err != nil {
 		return nil, err
 	}
 	comps := pathComponents(abs)
 	follow := len(comps) - d.trailing
+	owned := len(comps) - d.userTrailing
+	if d.userTrailing == 0 {
+		own = nil
+	}
 	cur, err := d.fs.OpenDir(nil, "/", true)
 	if err != nil {
 		return nil, err
 	}
 	for i, c := range comps {
-		next, err := d.openOrCreate(cur, c, i < follow)
+		var o *fileOwner
+		perm := fs.FileMode(0o700)
+		switch {
+		case i >= owned:
+			o = own
+		case d.userTrailing > 0:
+			// Above the user's directory (a {domain} level, or a missing
+			// part of the fixed prefix): root's, and its users must pass
+			// through it to reach their own, without listing the others.
+			perm = 0o711
+		}
+		next, err := d.openOrCreate(cur, c, i < follow, perm, o)
 		cur.Close()
 		if err != nil {
 			return nil, err
@@ -202,12 +296,12 @@ func (d *Maildir) open(dir string) (*openMaildir, error) {
 	}
 	root := cur
 	defer root.Close()
-	md := &openMaildir{path: abs}
+	md := &openMaildir{path: abs, own: own}
 	for _, sub := range []struct {
 		name string
 		f    **os.File
 	}{{"tmp", &md.tmp}, {"new", &md.new}, {"cur", &md.cur}} {
-		if *sub.f, err = d.openOrCreate(root, sub.name, false); err != nil {
+		if *sub.f, err = d.openOrCreate(root, sub.name, false, 0o700, own); err != nil {
 			md.close()
 			return nil, err
 		}
@@ -227,15 +321,16 @@ func (d *Maildir) open(dir string) (*openMaildir, error) {
 	return md, nil
 }
 
-// openOrCreate opens the directory name in parent, creating it (mode 0700,
-// then an fsync of parent: otherwise a crash could take a fresh new/, and
-// the message durably linked into it, with it) if it is missing.
-func (d *Maildir) openOrCreate(parent *os.File, name string, follow bool) (*os.File, error) {
+// openOrCreate opens the directory name in parent, creating it (mode
+// perm, owned by own unless nil, then an fsync of parent: otherwise a
+// crash could take a fresh new/, and the message durably linked into it,
+// with it) if it is missing.
+func (d *Maildir) openOrCreate(parent *os.File, name string, follow bool, perm fs.FileMode, own *fileOwner) (*os.File, error) {
 	f, err := d.fs.OpenDir(parent, name, follow)
 	if !errors.Is(err, fs.ErrNotExist) {
 		return f, err
 	}
-	switch err := d.fs.Mkdir(parent, name, 0o700); {
+	switch err := d.fs.Mkdir(parent, name, perm, own); {
 	case errors.Is(err, fs.ErrExist): // a concurrent delivery made it
 	case err != nil:
 		return nil, err
@@ -297,6 +392,13 @@ func (d *Maildir) write(md *openMaildir, target string, r io.Reader, hook func(p
 		return tempError(target, step, withPath(tmp, err))
 	}
 
+	if md.own != nil {
+		// Through the descriptor, before the file is linked into new/.
+		if err := f.Chown(md.own.uid, md.own.gid); err != nil {
+			f.Close()
+			return fail("chown tmp file", err)
+		}
+	}
 	cw := &countWriter{w: f}
 	if _, err := io.Copy(cw, r); err != nil {
 		f.Close()
@@ -494,7 +596,9 @@ type maildirFS interface {
 	// following a symlink only if follow is set; a refused symlink is
 	// errSymlink.
 	OpenDir(dir *os.File, name string, follow bool) (*os.File, error)
-	Mkdir(dir *os.File, name string, perm fs.FileMode) error
+	// Mkdir creates the directory name in dir with mode perm exactly (no
+	// umask), owned by own unless nil.
+	Mkdir(dir *os.File, name string, perm fs.FileMode, own *fileOwner) error
 	OpenExcl(dir *os.File, name string, perm fs.FileMode) (maildirFile, error)
 	Link(olddir *os.File, oldname string, newdir *os.File, newname string) error
 	SyncDir(dir *os.File) error
@@ -504,6 +608,7 @@ type maildirFS interface {
 // maildirFile is what Maildir does with an open tmp file.
 type maildirFile interface {
 	io.Writer
+	Chown(uid, gid int) error
 	Sync() error
 	Close() error
 }

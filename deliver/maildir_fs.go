@@ -50,7 +50,7 @@ func (osFS) OpenDir(dir *os.File, name string, follow bool) (*os.File, error) {
 	return os.NewFile(uintptr(fd), path), nil
 }
 
-func (osFS) Mkdir(dir *os.File, name string, perm fs.FileMode) error {
+func (osFS) Mkdir(dir *os.File, name string, perm fs.FileMode, own *fileOwner) error {
 	path := joinName(dir, name)
 	if err := unix.Mkdirat(dirFd(dir), name, uint32(perm)); err != nil {
 		return &fs.PathError{Op: "mkdir", Path: path, Err: err}
@@ -64,6 +64,13 @@ func (osFS) Mkdir(dir *os.File, name string, perm fs.FileMode) error {
 		return &fs.PathError{Op: "open", Path: path, Err: err}
 	}
 	defer unix.Close(fd)
+	if own != nil {
+		// Before anything is created inside: a directory of its user's
+		// Maildir, which root created.
+		if err := unix.Fchown(fd, own.uid, own.gid); err != nil {
+			return &fs.PathError{Op: "chown", Path: path, Err: err}
+		}
+	}
 	if err := unix.Fchmod(fd, uint32(perm)); err != nil {
 		return &fs.PathError{Op: "chmod", Path: path, Err: err}
 	}

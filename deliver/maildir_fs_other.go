@@ -15,7 +15,7 @@ type osFS struct{}
 var errNoMaildir = errors.New("maildir delivery is only implemented on Linux")
 
 func (osFS) OpenDir(*os.File, string, bool) (*os.File, error)            { return nil, errNoMaildir }
-func (osFS) Mkdir(*os.File, string, fs.FileMode) error                   { return errNoMaildir }
+func (osFS) Mkdir(*os.File, string, fs.FileMode, *fileOwner) error       { return errNoMaildir }
 func (osFS) OpenExcl(*os.File, string, fs.FileMode) (maildirFile, error) { return nil, errNoMaildir }
 func (osFS) Link(*os.File, string, *os.File, string) error               { return errNoMaildir }
 func (osFS) SyncDir(*os.File) error                                      { return errNoMaildir }

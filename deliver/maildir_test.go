@@ -369,11 +369,11 @@ func (r *recFS) op(verb, where string) error {
 	return r.fail[op]
 }
 
-func (r *recFS) Mkdir(dir *os.File, name string, perm fs.FileMode) error {
+func (r *recFS) Mkdir(dir *os.File, name string, perm fs.FileMode, own *fileOwner) error {
 	if err := r.op("mkdir", name); err != nil {
 		return err
 	}
-	return r.osFS.Mkdir(dir, name, perm)
+	return r.osFS.Mkdir(dir, name, perm, own)
 }
 
 func (r *recFS) OpenExcl(dir *os.File, name string, perm fs.FileMode) (maildirFile, error) {
@@ -426,6 +426,13 @@ func (f *recFile) Write(p []byte) (int, error) {
 		return 0, &fs.PathError{Op: "write", Path: f.name, Err: err}
 	}
 	return f.f.Write(p)
+}
+
+func (f *recFile) Chown(uid, gid int) error {
+	if err := f.r.op("chown", filepath.Base(filepath.Dir(f.name))); err != nil {
+		return err
+	}
+	return f.f.Chown(uid, gid)
 }
 
 func (f *recFile) Sync() error {

@@ -9,9 +9,15 @@ type resultHookKey struct{}
 
 // WithResultHook returns a ctx under which a Target calls hook(i, err)
 // with the result of rcpts[i] as soon as that result is final, before
-// Deliver returns: a Maildir or MDA after each copy, an LMTP target as each
-// recipient's reply to the final dot arrives, SMTP once for the whole
-// transaction. Deliver's return value still holds every result. hook is
+// Deliver returns: a Maildir or MDA after each copy; LMTP as each 250
+// arrives when it names, in angle brackets, exactly the recipient it is
+// due for (as dovecot's do) and the session is in step so far; SMTP, and
+// LMTP replies that name no recipient, once for the whole transaction,
+// when its last reply is in and the session was in step (before QUIT): a
+// stray reply among unnamed ones would shift each later reply onto the
+// wrong recipient, which only the count at the end shows, while a shifted
+// named reply names another recipient. Deliver's return value still
+// holds every result. hook is
 // called once per index, from one goroutine at a time, and must not block
 // for long (it may fsync a record).
 //

@@ -99,10 +99,12 @@ func TestResultHookCancelStops(t *testing.T) {
 	}
 }
 
-// LMTP: each recipient's 250 is reported as it arrives, before the server
-// sends the next reply (which it does here only once the previous one was
-// reported, or after a second). Multi-line replies and replies split
-// across reads count once.
+// LMTP: each recipient's 250 that names it (as dovecot's do) is reported
+// as it arrives, before the server sends the next reply (which it does
+// here only once the previous one was reported, or after a second), so a
+// popfetch killed in the middle of a long transaction does not serve the
+// users already confirmed again. Multi-line replies and replies split
+// across reads count once; a failure is reported at the end.
 func TestLMTPResultsAsTheyArrive(t *testing.T) {
 	reported := make(chan int, 10)
 	var late []string
@@ -143,6 +145,58 @@ func TestLMTPResultsAsTheyArrive(t *testing.T) {
 	}
 	if got := strings.Join(h.calls, " "); got != "0:ok 1:ok 3:ok 2:err" {
 		t.Errorf("hook calls %q; want the 250s as they came, the failure at the end", got)
+	}
+}
+
+// LMTP: replies that name no recipient are reported once every reply is
+// in and nothing follows them (a stray reply among them would shift every
+// later reply onto the wrong recipient, which only the count at the end
+// shows), and before QUIT. Multi-line replies and replies split across
+// reads count once.
+func TestLMTPUnnamedResultsAfterLastReply(t *testing.T) {
+	var reportedEarly bool
+	var h hookLog
+	quitAnswered := make(chan struct{})
+	addr := smtpRaw(t, func(c net.Conn, r *bufio.Reader) {
+		rawDialogue(c, r, 4)
+		rawReadData(r)
+		for _, reply := range []string{"250 2.0.0 ok\r\n", "250-2.0.0 Saved\r\n250 2.0.0 ok", "\r\n550 5.1.1 no\r\n"} {
+			io.WriteString(c, reply)
+			time.Sleep(50 * time.Millisecond)
+		}
+		h.mu.Lock()
+		reportedEarly = len(h.calls) > 0
+		h.mu.Unlock()
+		io.WriteString(c, "250 2.0.0 ok\r\n")
+		r.ReadString('\n') // QUIT
+		time.Sleep(500 * time.Millisecond)
+		close(quitAnswered)
+		io.WriteString(c, "221 bye\r\n")
+	})
+	d := NewSMTP(SMTPOptions{Addr: addr, LMTP: true, Timeout: 4 * time.Second})
+	var atHook []bool
+	hook := func(i int, err error) {
+		h.hook(i, err)
+		select {
+		case <-quitAnswered:
+			atHook = append(atHook, true)
+		default:
+			atHook = append(atHook, false)
+		}
+	}
+	rcpts := []Recipient{{Address: "a@x"}, {Address: "b@x"}, {Address: "c@x"}, {Address: "d@x"}}
+	errs := d.Deliver(WithResultHook(context.Background(), hook), smtpMsg("Subject: x\r\n\r\nb\r\n"), "", rcpts, nil)
+	checkResults(t, errs, "", "", "perm:LMTP 550", "")
+	if reportedEarly {
+		t.Errorf("results reported before the last reply")
+	}
+	if got := strings.Join(h.calls, " "); got != "0:ok 1:ok 2:err 3:ok" {
+		t.Errorf("hook calls %q; want every result once", got)
+	}
+	for _, late := range atHook {
+		if late {
+			t.Errorf("results reported after QUIT was answered")
+		}
 	}
 }
 
@@ -208,7 +262,7 @@ func FuzzReplyTap(f *testing.F) {
 			rest = rest[n:]
 		}
 		var got []int
-		tap := &replyTap{lineLen: 1, onReply: func(k, code int) {
+		tap := &replyTap{lineLen: 1, onReply: func(k, code int, _ string) {
 			if k != len(got) {
 				t.Fatalf("reply %d reported after %d", k, len(got))
 			}

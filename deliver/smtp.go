@@ -1,6 +1,7 @@
 package deliver
 
 import (
+	"bufio"
 	"bytes"
 	"context"
 	"crypto/tls"
@@ -9,6 +10,7 @@ import (
 	"fmt"
 	"io"
 	"net"
+	"net/textproto"
 	"os"
 	"strings"
 	"time"
@@ -25,9 +27,8 @@ type SMTPOptions struct {
 	Addr string
 	// LMTP speaks RFC 2033: LHLO, and one reply per recipient after DATA.
 	LMTP bool
-	// Helo is the name in EHLO/LHLO; default os.Hostname(). With STARTTLS
-	// the first EHLO, before encryption, says "localhost" (go-smtp's
-	// NewClientStartTLS offers no way to set it), the second uses Helo.
+	// Helo is the name in EHLO/LHLO; default os.Hostname(), also in the
+	// EHLO before STARTTLS.
 	Helo string
 	// TLS is "none" (the default), "starttls" or "implicit". With
 	// "starttls" a server that does not offer STARTTLS is an error, never
@@ -199,7 +200,8 @@ type wireConn struct {
 	net.Conn
 	budget        int64
 	clampDeadline time.Duration
-	// top is the connection go-smtp reads from, for replyTap (LMTP).
+	// top is the connection go-smtp reads from and writes to, above TLS:
+	// its replyTap sees every byte of the session.
 	top *tapConn
 }
 
@@ -270,6 +272,7 @@ func (d *SMTP) connect(ctx context.Context, rcpts int) (c *smtp.Client, wc *wire
 		host, _, _ := net.SplitHostPort(d.opts.Addr)
 		tlsConfig = &tls.Config{ServerName: host, RootCAs: d.opts.RootCAs, MinVersion: tls.VersionTLS12}
 	}
+	top := &tapConn{tap: newReplyTap(), raw: raw}
 	switch d.opts.TLS {
 	case "implicit":
 		tc := tls.Client(wc, tlsConfig)
@@ -277,21 +280,26 @@ func (d *SMTP) connect(ctx context.Context, rcpts int) (c *smtp.Client, wc *wire
 			return nil, nil, nil, fmt.Errorf("tls handshake: %w", err)
 		}
 		conn = tc
-		fallthrough
-	case "none":
-		if d.opts.LMTP {
-			wc.top = &tapConn{Conn: conn}
-			c = smtp.NewClientLMTP(wc.top)
-		} else {
-			c = smtp.NewClient(conn)
-		}
 	case "starttls":
-		// NewClientStartTLS fails when STARTTLS is not offered or refused:
-		// no downgrade to plain text.
-		c, err = smtp.NewClientStartTLS(conn, tlsConfig)
+		// popfetch runs STARTTLS itself rather than through go-smtp, so
+		// that the tap sits above TLS as in the other modes. A server that
+		// does not offer STARTTLS or refuses it is an error: no downgrade
+		// to plain text.
+		tc, err := d.startTLS(dctx, wc, tlsConfig)
 		if err != nil {
 			return nil, nil, nil, fmt.Errorf("starttls required: %w", err)
 		}
+		conn = tc
+		// RFC 3207 §4.2: the session starts over after the handshake,
+		// without a new greeting; go-smtp wants one.
+		top.pre = []byte("220 TLS started\r\n")
+	}
+	top.Conn = conn
+	wc.top = top
+	if d.opts.LMTP {
+		c = smtp.NewClientLMTP(top)
+	} else {
+		c = smtp.NewClient(top)
 	}
 	c.CommandTimeout = d.opts.Timeout
 	c.SubmissionTimeout = d.opts.FinalTimeout
@@ -299,13 +307,51 @@ func (d *SMTP) connect(ctx context.Context, rcpts int) (c *smtp.Client, wc *wire
 	if err := c.Hello(d.opts.Helo); err != nil {
 		return nil, nil, nil, fmt.Errorf("hello: %w", err)
 	}
-	if d.opts.TLS == "starttls" {
-		// The TLS handshake happens lazily, during the second EHLO.
-		if _, ok := c.TLSConnectionState(); !ok {
-			return nil, nil, nil, errors.New("starttls required: connection is not encrypted")
+	return c, wc, hook, nil
+}
+
+// startTLS greets, says EHLO and runs STARTTLS (RFC 3207) on wc, then the
+// TLS handshake. Nothing may follow the server's 220 to STARTTLS before
+// the handshake: such bytes would be read as if they came over TLS
+// (STARTTLS response injection, CVE-2021-22947, CVE-2020-14954).
+func (d *SMTP) startTLS(ctx context.Context, wc *wireConn, cfg *tls.Config) (*tls.Conn, error) {
+	wc.SetDeadline(time.Now().Add(d.opts.Timeout))
+	defer wc.SetDeadline(time.Time{})
+	br := bufio.NewReaderSize(wc, 4096)
+	tr := textproto.NewReader(br)
+	if _, _, err := tr.ReadResponse(220); err != nil {
+		return nil, fmt.Errorf("greeting: %w", err)
+	}
+	if _, err := io.WriteString(wc, "EHLO "+d.opts.Helo+"\r\n"); err != nil {
+		return nil, fmt.Errorf("EHLO: %w", err)
+	}
+	_, msg, err := tr.ReadResponse(250)
+	if err != nil {
+		return nil, fmt.Errorf("EHLO: %w", err)
+	}
+	offered := false
+	for _, l := range strings.Split(msg, "\n")[1:] {
+		if f := strings.Fields(l); len(f) > 0 && strings.EqualFold(f[0], "STARTTLS") {
+			offered = true
 		}
 	}
-	return c, wc, hook, nil
+	if !offered {
+		return nil, errors.New("server does not offer STARTTLS")
+	}
+	if _, err := io.WriteString(wc, "STARTTLS\r\n"); err != nil {
+		return nil, fmt.Errorf("STARTTLS: %w", err)
+	}
+	if _, _, err := tr.ReadResponse(220); err != nil {
+		return nil, fmt.Errorf("STARTTLS: %w", err)
+	}
+	if br.Buffered() > 0 {
+		return nil, errors.New("server sent data after its reply to STARTTLS")
+	}
+	tc := tls.Client(wc, cfg)
+	if err := tc.HandshakeContext(ctx); err != nil {
+		return nil, fmt.Errorf("tls handshake: %w", err)
+	}
+	return tc, nil
 }
 
 // rcptGroup is one distinct RCPT address and the recipients it serves.
@@ -351,8 +397,9 @@ func soleAddress(rcpts []Recipient, g *rcptGroup) string {
 // (4xx) or permanent (5xx) error; after DATA, SMTP gives one result for
 // all accepted recipients and LMTP one per recipient. A dropped
 // connection, a timeout, a garbled reply or ctx cancellation is temporary
-// for every recipient not yet confirmed; nil is returned only after a 2xx
-// reply to the final dot.
+// for every recipient not yet confirmed; nil is returned only after a 250
+// reply to the final dot for that recipient, read with the session in step
+// (see replyTap): a server out of step makes every result temporary.
 func (d *SMTP) Deliver(ctx context.Context, m *Message, sender string, rcpts []Recipient, extra []Field) []error {
 	res := newResults(ctx, len(rcpts))
 	errs := res.errs
@@ -483,6 +530,14 @@ func (d *SMTP) Deliver(ctx context.Context, m *Message, sender string, rcpts []R
 		}
 		return res.done()
 	}
+	// Every reply so far answered its command, and nothing more has come:
+	// a stray reply here would be taken for the reply to the final dot.
+	top := wc.top
+	top.tap.inData = true
+	if err := top.inStep(); err != nil {
+		setAll(accepted, d.classify(ctx, "DATA", err))
+		return res.done()
+	}
 	// Open normalises every bare CR and LF to CRLF before go-smtp's
 	// DotWriter dot-stuffs, so no "\n.\n" or "\r.\r" can end the data
 	// early at a lenient server (SMTP smuggling, CVE-2023-51764).
@@ -490,70 +545,197 @@ func (d *SMTP) Deliver(ctx context.Context, m *Message, sender string, rcpts []R
 		setAll(accepted, d.classify(ctx, "sending message data", err))
 		return res.done()
 	}
-
-	if !d.opts.LMTP {
-		if _, err := w.CloseWithResponse(); err != nil {
-			setAll(accepted, d.classify(ctx, "final dot", err))
-			if !isReply(err) {
-				return res.done()
-			}
-		} else {
-			setAll(accepted, nil)
-		}
-		// Reported before QUIT, which may take its time: the copies are
-		// durable now.
-		res.done()
-		quit()
+	// No reply is due while the data goes out (the final dot is still in
+	// go-smtp's buffer): one that came now would be taken for the reply
+	// to the final dot.
+	if err := top.inStep(); err != nil {
+		setAll(accepted, d.classify(ctx, "sending message data", err))
 		return res.done()
 	}
 
-	// LMTP: one reply per accepted RCPT, in order. A recipient is
-	// delivered only if its own 2xx arrived; after a drop, the rest stay
-	// temporary.
+	// The final replies: one for SMTP, one per accepted RCPT in order for
+	// LMTP. A recipient is delivered only if go-smtp and the tap agree on
+	// its reply (a 250 from both), and the session is still in step after
+	// the last reply: a reply that was not due, a missing one or bytes
+	// after the last one mean go-smtp may have matched a reply with the
+	// wrong command, and then no result of the transaction can be trusted.
 	//
-	// Each 250 is passed on as it arrives (WithResultHook), not when the
-	// last one is in: a server delivering to many users takes a while, and
-	// a popfetch killed meanwhile must not serve the users already
-	// confirmed again. go-smtp reads all the replies before it returns, so
-	// a tap on the connection (replyTap) parses them as they come in.
-	tapped := make([]bool, len(accepted))
-	tap := &replyTap{lineLen: 1, onReply: func(k, code int) {
-		if code != 250 || k >= len(accepted) {
+	// An LMTP 250 that names in angle brackets exactly the recipient it is
+	// due for (dovecot: "250 2.0.0 <alice@example.com> ... Saved"), read
+	// with the session in step so far, is reported at once: a reply
+	// shifted by a stray would name another recipient or none. The
+	// delivery of hundreds of users can take a while, and a popfetch killed
+	// meanwhile must not serve those already confirmed again. A 250 that
+	// names no recipient is held until the last reply is in and nothing
+	// follows it. A reply that names another recipient instead of its own
+	// puts the session out of step.
+	type reply struct {
+		code int
+		text string
+	}
+	var finals []reply
+	want := 1
+	if d.opts.LMTP {
+		want = len(accepted)
+	}
+	first := top.tap.n
+	early := make([]bool, len(accepted))
+	var own map[string]int
+	if d.opts.LMTP {
+		own = lmtpOwn(accepted)
+	}
+	top.tap.onReply = func(k, code int, text string) {
+		if k < first {
 			return
 		}
-		tapped[k] = true
-		for _, i := range accepted[k].idx {
-			res.report(i, nil)
+		finals = append(finals, reply{code, text})
+		j := k - first
+		if !d.opts.LMTP || j >= len(accepted) {
+			return // one too many: the tap is out of step already
 		}
-	}}
-	if wc.top != nil { // connect makes one for every LMTP client
-		wc.top.tap = tap
-	}
-	resp, err := w.CloseWithLMTPResponse()
-	if wc.top != nil {
-		wc.top.tap = nil
-	}
-	var perRcpt smtp.LMTPDataError
-	errors.As(err, &perRcpt)
-	broken := false
-	for k, g := range accepted {
+		mine, other := lmtpNames(own, j, text)
 		switch {
-		case resp[g.addr] != nil || tapped[k]:
-			// tapped alone cannot happen (the tap is no more lenient
-			// than go-smtp), but a reported copy has been recorded.
-			set(g, nil)
-		case perRcpt[g.addr] != nil:
-			set(g, d.classify(ctx, "final dot", perRcpt[g.addr]))
-		default:
-			broken = true
-			set(g, d.classify(ctx, "final dot", lmtpFailure(err)))
+		case other >= 0 && !mine:
+			top.tap.outOfStep(fmt.Sprintf("LMTP reply %d names <%s>, expected <%s>", j, accepted[other].addr, accepted[j].addr))
+		case mine && other < 0 && code == 250 && top.tap.stray == "":
+			early[j] = true
+			for _, i := range accepted[j].idx {
+				res.report(i, nil)
+			}
 		}
 	}
-	res.done() // before QUIT, as for SMTP
-	if !broken {
+	top.tap.due += want
+	var (
+		resp    map[string]*smtp.DataResponse
+		perRcpt smtp.LMTPDataError
+	)
+	if d.opts.LMTP {
+		resp, err = w.CloseWithLMTPResponse()
+		errors.As(err, &perRcpt)
+	} else {
+		// One reply for every accepted recipient.
+		var r *smtp.DataResponse
+		r, err = w.CloseWithResponse()
+		var se *smtp.SMTPError
+		errors.As(err, &se)
+		resp, perRcpt = map[string]*smtp.DataResponse{}, smtp.LMTPDataError{}
+		for _, g := range accepted {
+			if err == nil {
+				resp[g.addr] = r
+			} else if se != nil {
+				perRcpt[g.addr] = se
+			}
+		}
+	}
+	top.tap.inData = false
+	top.tap.onReply = nil
+	// The connection failed (not a reply): what was read is all there is.
+	_, onlyReplies := err.(smtp.LMTPDataError)
+	ioFailed := err != nil && !onlyReplies && !(!d.opts.LMTP && isReply(err))
+	var stepErr error
+	if !ioFailed {
+		stepErr = top.inStep()
+	} else if top.tap.stray != "" {
+		stepErr = fmt.Errorf("server out of step: %s", top.tap.stray)
+	}
+	if stepErr == nil && d.opts.LMTP {
+		stepErr = lmtpOrder(accepted, func(k int) string {
+			if k < len(finals) {
+				return finals[k].text
+			}
+			return ""
+		})
+	}
+	for k, g := range accepted {
+		if !d.opts.LMTP {
+			k = 0
+		}
+		tapCode := 0
+		if k < len(finals) {
+			tapCode = finals[k].code
+		}
+		se := perRcpt[g.addr]
+		switch {
+		case d.opts.LMTP && early[k]:
+			// Its own 250, naming it, in step when it came: reported
+			// (and recorded by the caller) already.
+			set(g, nil)
+		case stepErr != nil:
+			set(g, d.classify(ctx, "final dot", stepErr))
+		case resp[g.addr] != nil && tapCode == 250:
+			set(g, nil)
+		case se != nil && tapCode == se.Code:
+			set(g, d.classify(ctx, "final dot", se))
+		case ioFailed:
+			set(g, d.classify(ctx, "final dot", lmtpFailure(err)))
+		default:
+			stepErr = fmt.Errorf("server out of step: go-smtp and the reply tap disagree on reply %d", k)
+			set(g, d.classify(ctx, "final dot", stepErr))
+		}
+	}
+	// Reported before QUIT, which may take its time: the copies are
+	// durable now.
+	res.done()
+	if !ioFailed && stepErr == nil {
 		quit()
 	}
 	return res.done()
+}
+
+// lmtpOrder checks that no LMTP final reply names, in angle brackets,
+// another accepted recipient instead of its own (dovecot and postfix
+// name the recipient so): replies in the wrong order would give one
+// recipient's result to another. text(k) is the text of the k-th reply.
+func lmtpOrder(accepted []*rcptGroup, text func(k int) string) error {
+	own := lmtpOwn(accepted)
+	for k := range accepted {
+		if mine, other := lmtpNames(own, k, text(k)); other >= 0 && !mine {
+			return fmt.Errorf("server out of step: LMTP reply %d names <%s>, expected <%s>", k, accepted[other].addr, accepted[k].addr)
+		}
+	}
+	return nil
+}
+
+// lmtpOwn maps each accepted address, in lower case, to its index; an
+// address accepted twice in different case maps to -1: a reply naming it
+// could be either's.
+func lmtpOwn(accepted []*rcptGroup) map[string]int {
+	own := make(map[string]int, len(accepted))
+	for k, g := range accepted {
+		a := strings.ToLower(g.addr)
+		if _, dup := own[a]; dup {
+			own[a] = -1
+			continue
+		}
+		own[a] = k
+	}
+	return own
+}
+
+// lmtpNames reports which accepted recipients the text of LMTP reply k
+// names in angle brackets: whether it names accepted[k] (mine), and one
+// other accepted recipient it names (other, or -1).
+func lmtpNames(own map[string]int, k int, t string) (mine bool, other int) {
+	other = -1
+	for {
+		i := strings.IndexByte(t, '<')
+		if i < 0 {
+			break
+		}
+		j := strings.IndexByte(t[i:], '>')
+		if j < 0 {
+			break
+		}
+		if o, ok := own[strings.ToLower(t[i+1:i+j])]; ok && o >= 0 {
+			if o == k {
+				mine = true
+			} else {
+				other = o
+			}
+		}
+		t = t[i+j:]
+	}
+	return mine, other
 }
 
 // lmtpFailure returns what ended the LMTP replies early. go-smtp joins it
@@ -638,25 +820,48 @@ func isASCIIString(s string) bool {
 	return true
 }
 
-// replyTap follows the replies to an LMTP final dot in the bytes go-smtp
-// reads, as they arrive, and calls onReply(k, code) when the k-th reply is
-// complete. It parses exactly as net/textproto's ReadResponse under
-// go-smtp's lineLimitReader (a reply ends at a line "ddd " with its first
-// line's code; a line that is not "ddd-" or "ddd " with that code continues
-// it; a read holding a line over 2000 bytes fails whole), so it never sees
-// a reply that go-smtp does not; at the first line go-smtp would reject it
-// stops for good.
+// replyTap follows the session in the bytes go-smtp reads and writes, so
+// that every reply is counted against the command it answers. It parses
+// replies exactly as net/textproto's ReadResponse under go-smtp's
+// lineLimitReader (a reply ends at a line "ddd " with its first line's
+// code; a line that is not "ddd-" or "ddd " with that code continues it; a
+// read holding a line over 2000 bytes fails whole), so the k-th reply it
+// sees is the k-th go-smtp reads, with the same code. Each command line the
+// client writes outside message data makes one reply due; a reply or any
+// byte that arrives when none is due puts the session out of step for good
+// (stray). go-smtp alone would take such a reply as the answer to the next
+// command (a stray 250 after 354 as the reply to the final dot) and every
+// later reply as the answer to the command before it.
 type replyTap struct {
-	onReply func(k, code int)
+	// onReply, if set, is called with the code and text (lines joined by
+	// "\n", bounded) of every complete reply, numbered from 0.
+	onReply func(k, code int, text string)
 	line    []byte
-	lineLen int // lineLimitReader's count: bytes since the last '\n', plus one
-	code    int // of the reply in progress; 0 between replies
-	n       int // replies completed
-	dead    bool
+	text    []byte // of the reply in progress
+	lineLen int    // lineLimitReader's count: bytes since the last '\n', plus one
+	code    int    // of the reply in progress; 0 between replies
+	n       int    // replies completed
+	dead    bool   // a line go-smtp rejects (and fails on): parsing stops for good
+
+	due    int    // replies the client asked for and has not received
+	inData bool   // writes are message data (after 354 up to the dot), not commands
+	stray  string // why the session is out of step; "" while it is in step
 }
+
+// newReplyTap returns a tap for a new connection, whose greeting is due.
+func newReplyTap() *replyTap { return &replyTap{lineLen: 1, due: 1} }
 
 // tapLineLimit is go-smtp's client line limit (lineLimitReader).
 const tapLineLimit = 2000
+
+// maxTapText bounds the text a tap keeps of one reply.
+const maxTapText = 1024
+
+func (t *replyTap) outOfStep(why string) {
+	if t.stray == "" {
+		t.stray = why
+	}
+}
 
 func (t *replyTap) feed(p []byte) {
 	if t.dead {
@@ -675,6 +880,9 @@ func (t *replyTap) feed(p []byte) {
 	}
 	t.lineLen = n
 	for len(p) > 0 && !t.dead {
+		if t.code == 0 && len(t.line) == 0 && t.due <= 0 {
+			t.outOfStep("the server sent data when no reply was due")
+		}
 		i := bytes.IndexByte(p, '\n')
 		if i < 0 {
 			t.line = append(t.line, p...)
@@ -687,20 +895,25 @@ func (t *replyTap) feed(p []byte) {
 	}
 }
 
-// tapConn is the connection go-smtp reads from, above TLS: while tap is
-// set, it sees every byte go-smtp gets.
-type tapConn struct {
-	net.Conn
-	tap *replyTap
+// wrote counts the replies due for what the client wrote: one per command
+// line, none for message data.
+func (t *replyTap) wrote(p []byte) {
+	if !t.inData {
+		t.due += bytes.Count(p, []byte{'\n'})
+	}
 }
 
-func (c *tapConn) Read(p []byte) (int, error) {
-	n, err := c.Conn.Read(p)
-	if c.tap != nil {
-		c.tap.feed(p[:n])
+// eof ends a last line that has no newline, as bufio.Reader's ReadLine
+// (under net/textproto) returns it at the end of the stream.
+func (t *replyTap) eof() {
+	if len(t.line) > 0 && !t.dead {
+		t.endLine(strings.TrimSuffix(string(t.line), "\r"))
+		t.line = t.line[:0]
 	}
-	return n, err
 }
+
+// partial reports whether part of a reply has been read.
+func (t *replyTap) partial() bool { return t.code != 0 || len(t.line) > 0 }
 
 func (t *replyTap) endLine(l string) {
 	code, final, ok := tapCodeLine(l)
@@ -711,14 +924,119 @@ func (t *replyTap) endLine(l string) {
 			return
 		}
 		t.code = code
+		t.text = t.text[:0]
 	} else if !ok || code != t.code {
-		return // a continuation line for textproto
+		ok = false // a continuation line for textproto
 	}
-	if final {
-		t.onReply(t.n, t.code)
+	if len(t.text) < maxTapText {
+		if len(t.text) > 0 {
+			t.text = append(t.text, '\n')
+		}
+		t.text = append(t.text, l[:min(len(l), maxTapText-len(t.text))]...)
+	}
+	if ok && final {
+		if t.due <= 0 {
+			t.outOfStep(fmt.Sprintf("reply %d when none was due", code))
+		}
+		t.due--
+		if t.onReply != nil {
+			t.onReply(t.n, t.code, string(t.text))
+		}
 		t.n++
 		t.code = 0
 	}
+}
+
+// tapConn is the connection go-smtp reads from and writes to, above TLS:
+// its tap sees every byte of the session. pre is returned first, before
+// anything from Conn (the greeting go-smtp waits for after STARTTLS).
+type tapConn struct {
+	net.Conn
+	tap *replyTap
+	pre []byte
+	raw net.Conn // the socket, under TLS and wireConn, for pending
+}
+
+func (c *tapConn) Read(p []byte) (int, error) {
+	var n int
+	var err error
+	if len(c.pre) > 0 {
+		n = copy(p, c.pre)
+		c.pre = c.pre[n:]
+	} else {
+		n, err = c.Conn.Read(p)
+	}
+	c.tap.feed(p[:n])
+	if err == io.EOF {
+		c.tap.eof()
+	}
+	return n, err
+}
+
+func (c *tapConn) Write(p []byte) (int, error) {
+	c.tap.wrote(p)
+	return c.Conn.Write(p)
+}
+
+// tlsRecordWait bounds the read inStep makes when, under TLS, the socket
+// holds bytes at a point where no reply is due: they may be a record that
+// carries no data (a TLS 1.3 session ticket or key update), which only
+// reading tells apart from a stray reply. The socket holds the record
+// already, so the read ends at once unless the record is incomplete.
+var tlsRecordWait = 20 * time.Millisecond
+
+// inStep returns an error unless the session is in step at a point where
+// no reply is due: every reply due has arrived, none more, no part of
+// another, and nothing more is waiting to be read. It never waits for the
+// server: what go-smtp has buffered the tap has seen already, and the
+// socket is looked at without blocking (pending). A stray reply that the
+// server sends after this check is read as the reply to the next command
+// and found then as one reply too many, when the server answers that
+// command too; one that comes after the last reply of the session is not
+// found at all. Bytes it reads are lost to go-smtp; the session is not
+// used again after a failure.
+func (c *tapConn) inStep() error {
+	t := c.tap
+	switch {
+	case t.stray != "":
+	case t.dead:
+		t.outOfStep("a reply the client cannot parse")
+	case t.due != 0:
+		t.outOfStep(fmt.Sprintf("%d replies missing", t.due))
+	case t.partial():
+		t.outOfStep("the server sent part of a reply that was not due")
+	case c.pending():
+		t.outOfStep("the server sent data when no reply was due")
+	}
+	if t.stray != "" {
+		return fmt.Errorf("server out of step: %s", t.stray)
+	}
+	return nil
+}
+
+// pending reports, without waiting for the server, whether it has sent
+// bytes that go-smtp has not read: on the socket (a non-blocking peek), or
+// under TLS in records the TLS layer has read off the socket but not
+// returned yet (a read with a deadline in the past returns only those).
+func (c *tapConn) pending() bool {
+	if len(c.pre) > 0 {
+		return true
+	}
+	tc, ok := c.Conn.(*tls.Conn)
+	if !ok {
+		return socketReadable(c.raw)
+	}
+	read := func(deadline time.Time) bool {
+		tc.SetReadDeadline(deadline)
+		defer tc.SetReadDeadline(time.Time{})
+		var b [512]byte
+		n, _ := c.Read(b[:])
+		return n > 0
+	}
+	if read(time.Unix(1, 0)) {
+		return true
+	}
+	return socketReadable(c.raw) && read(time.Now().Add(tlsRecordWait))
 }
 
 // tapCodeLine parses "ddd " or "ddd-" as net/textproto's parseCodeLine

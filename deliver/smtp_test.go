@@ -571,8 +571,8 @@ func TestSMTPTLS(t *testing.T) {
 	}{
 		{name: "starttls", serverTLS: true, mode: "starttls", roots: pool},
 		{name: "implicit", serverTLS: true, implicit: true, mode: "implicit", roots: pool},
-		{name: "starttlsNotOffered", mode: "starttls", roots: pool, want: "temp:starttls required: smtp: server doesn't support STARTTLS"},
-		{name: "starttlsUntrusted", serverTLS: true, mode: "starttls", roots: x509.NewCertPool(), want: "temp:hello: tls: failed to verify certificate"},
+		{name: "starttlsNotOffered", mode: "starttls", roots: pool, want: "temp:starttls required: server does not offer STARTTLS"},
+		{name: "starttlsUntrusted", serverTLS: true, mode: "starttls", roots: x509.NewCertPool(), want: "temp:starttls required: tls handshake: tls: failed to verify certificate"},
 		{name: "implicitUntrusted", serverTLS: true, implicit: true, mode: "implicit", roots: x509.NewCertPool(), want: "temp:tls handshake"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {

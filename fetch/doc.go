@@ -69,7 +69,8 @@
 // file exists, so a kill between link and record duplicates nothing.
 // Multidrop records each recipient's copy as it completes (as the target
 // reports it through deliver.WithResultHook: per Maildir copy, per MDA run,
-// per LMTP reply as it arrives), not when the whole group of users sharing
+// per LMTP reply that names its recipient as it arrives, else per SMTP/LMTP
+// transaction), not when the whole group of users sharing
 // a target returns, so a retry serves only the recipients not yet done and
 // a kill duplicates only the copies in flight. With dedupe_message_id a
 // second copy of the same message (same deliver.DuplicateKey) is settled

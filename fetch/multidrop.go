@@ -218,7 +218,8 @@ type waiting struct {
 // deliverUsers delivers m to rcpts, grouped by target so an LMTP target
 // gets one transaction with one RCPT per user, and records each user's
 // copy as soon as the target reports it durable (deliver.WithResultHook):
-// per copy for a Maildir or an MDA, per reply for LMTP, not when the whole
+// per copy for a Maildir or an MDA, per reply for LMTP replies that name
+// their recipient, else per transaction for SMTP/LMTP, not when the whole
 // group returns. A record that fails stops the group (its ctx is
 // cancelled): a copy that could not be recorded would only be delivered
 // again by the retry.

@@ -50,7 +50,8 @@ func (d *dyingProgress) Record(rcpt string) error {
 }
 
 // recordSink is an LMTP server that stores one copy per recipient and
-// sends its reply, then waits (up to a second) until the client has
+// sends its reply, which names the recipient as dovecot's do (go-smtp's
+// server sends "250 2.0.0 <rcpt> OK: queued"), then waits (up to a second) until the client has
 // recorded that copy before it stores the next: if the client records
 // only when the whole transaction is over, every wait runs out, which the
 // sink reports as late.
