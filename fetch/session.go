@@ -1306,7 +1306,7 @@ func (s *session) deliver(ctx context.Context, e entry, m *deliver.Message) (d d
 		return d
 	}
 	id := identityOf(e.Size, m.Raw)
-	if err := s.disp.Dispatch(withLog(ctx, log), m, &progress{s: s.store, uid: e.UID, id: id, now: s.p.now}); err != nil {
+	if err := s.disp.Dispatch(withLog(ctx, log), m, &progress{s: s.store, uid: e.UID, id: id, shared: s.v.listed[e.UID] > 1, now: s.p.now}); err != nil {
 		log.Error("delivery failed; message stays on the server and is retried next poll", "size", len(m.Raw), "err", err)
 		return d
 	}
@@ -1329,13 +1329,16 @@ type progress struct {
 	s   *uidl.Store
 	uid string
 	id  uidl.Identity // of the message, recorded with an intent
-	now func() time.Time
-	got []string
+	// shared: the listing names more than one message with this UID, so
+	// recipients recorded without an identity are not taken as done.
+	shared bool
+	now    func() time.Time
+	got    []string
 }
 
 func (p *progress) Done(rcpt string) bool {
 	if p.got == nil {
-		p.got = p.s.RecipientsOf(p.uid, p.id)
+		p.got = p.s.RecipientsOf(p.uid, p.id, p.shared)
 		if p.got == nil {
 			p.got = []string{}
 		}

@@ -665,12 +665,16 @@ func (s *Store) Recipients(uid string) []string {
 // RecipientsOf is Recipients for the message of identity id: recipients
 // recorded for another message under the same UID (a server that reuses
 // UIDs) are not done for this one. Those recorded without identity (format
-// 1) count for any message.
-func (s *Store) RecipientsOf(uid string, id Identity) []string {
+// 1) count for the message only while its UID names one message (shared is
+// false): when the server lists the UID more than once, they could be of
+// any of its messages, and taking them as done for all of them would leave
+// a recipient without a message that is then deleted. Not counting them
+// costs a duplicate at most.
+func (s *Store) RecipientsOf(uid string, id Identity, shared bool) []string {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	e := s.st.m[uid]
-	if e.rcptsID.Known() && e.rcptsID != id {
+	if e.rcptsID.Known() && e.rcptsID != id || !e.rcptsID.Known() && shared {
 		return nil
 	}
 	return slices.Clone(e.rcpts)
