@@ -28,7 +28,7 @@ const (
 	exitFail   = 1 // at least one account failed, or a message could not be delivered
 	exitUsage  = 2 // bad command line
 	exitAuth   = 3 // the server refused the login of at least one account ([AUTH], or -ERR without a code)
-	exitConfig = 5 // the rc file is missing or invalid
+	exitConfig = 5 // the rc file is missing, invalid or changeable by another user
 	// exitUndeletable: everything was delivered, but the server kept
 	// refusing DELE of a delivered message (fetch.Result.Undeletable).
 	exitUndeletable = 7
@@ -77,7 +77,7 @@ Global flags:
 
 Exit status:
   0  success            1  an account failed or a message was not delivered
-  2  usage error        3  authentication failed      5  rc file invalid
+  2  usage error        3  login refused              5  rc file invalid or unsafe
   7  the server keeps refusing to delete a delivered message
 
 See popfetch(1) and popfetch.hcl(5).
