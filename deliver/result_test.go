@@ -123,7 +123,7 @@ func TestLMTPResultsAsTheyArrive(t *testing.T) {
 				if i != want {
 					late = append(late, fmt.Sprintf("reported %d after reply %d", i, k))
 				}
-			case <-time.After(time.Second):
+			case <-time.After(10 * time.Second):
 				late = append(late, fmt.Sprintf("reply %d", k))
 			}
 		}

@@ -90,7 +90,7 @@ func (s *recordSession) LMTPData(r io.Reader, status smtp.StatusCollector) error
 		status.SetStatus(rc, nil)
 		select {
 		case <-s.sink.recorded:
-		case <-time.After(time.Second):
+		case <-time.After(10 * time.Second):
 			s.sink.mu.Lock()
 			s.sink.late++
 			s.sink.mu.Unlock()
