@@ -17,6 +17,8 @@ import (
 	"unicode/utf8"
 
 	"github.com/emersion/go-smtp"
+
+	"github.com/popfetch/popfetch/internal/sockpeek"
 )
 
 // SMTPOptions configures an SMTP or LMTP target. The zero value of every
@@ -1024,7 +1026,7 @@ func (c *tapConn) pending() bool {
 	}
 	tc, ok := c.Conn.(*tls.Conn)
 	if !ok {
-		return socketReadable(c.raw)
+		return sockpeek.Readable(c.raw)
 	}
 	read := func(deadline time.Time) bool {
 		tc.SetReadDeadline(deadline)
@@ -1036,7 +1038,7 @@ func (c *tapConn) pending() bool {
 	if read(time.Unix(1, 0)) {
 		return true
 	}
-	return socketReadable(c.raw) && read(time.Now().Add(tlsRecordWait))
+	return sockpeek.Readable(c.raw) && read(time.Now().Add(tlsRecordWait))
 }
 
 // tapCodeLine parses "ddd " or "ddd-" as net/textproto's parseCodeLine

@@ -233,7 +233,7 @@ func TestSMTPRepliesInStep(t *testing.T) {
 }
 
 // peekHookConn calls before whenever the client looks at the socket for
-// bytes not yet read (socketReadable asks for SyscallConn).
+// bytes not yet read (sockpeek.Readable asks for SyscallConn).
 type peekHookConn struct {
 	*net.TCPConn
 	before func()

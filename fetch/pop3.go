@@ -19,6 +19,8 @@ import (
 	"time"
 
 	pop3 "github.com/knadh/go-pop3"
+
+	"github.com/popfetch/popfetch/internal/sockpeek"
 )
 
 // Limits on what a server may send. RFC 1939 §3 caps a response line at 512
@@ -139,7 +141,7 @@ func (g *guardConn) emptyLine(n uint64) bool {
 const tlsPeek = 20 * time.Millisecond
 
 // waiting reports whether the server has sent bytes that nobody has read
-// yet, without waiting for any: a look at the socket (socketReadable), and
+// yet, without waiting for any: a look at the socket (sockpeek.Readable), and
 // under TLS a short read to tell data from TLS housekeeping. It is called
 // only when no reply is due, so any such byte is one too many; a byte read
 // here is not given back, as the session ends on it.
@@ -158,7 +160,7 @@ func (g *guardConn) waiting() bool {
 	// An expired read deadline would make the look fail; the next reply
 	// sets its own (expect).
 	g.raw.SetReadDeadline(time.Time{})
-	if !socketReadable(g.raw) {
+	if !sockpeek.Readable(g.raw) {
 		return false
 	}
 	if g.raw == g.Conn {

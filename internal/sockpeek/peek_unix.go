@@ -1,16 +1,16 @@
 //go:build linux || darwin || freebsd || netbsd || openbsd || dragonfly
 
-package fetch
+package sockpeek
 
 import (
 	"net"
 	"syscall"
 )
 
-// socketReadable reports whether c's socket holds bytes not yet read,
+// Readable reports whether c's socket holds bytes not yet read,
 // without reading them or waiting (recv with MSG_PEEK|MSG_DONTWAIT). A
 // connection without a file descriptor (net.Pipe in tests) never does.
-func socketReadable(c net.Conn) bool {
+func Readable(c net.Conn) bool {
 	sc, ok := c.(syscall.Conn)
 	if !ok {
 		return false
