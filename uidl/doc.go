@@ -40,6 +40,7 @@
 //	p <uid> <unix-seconds> [<size>]                  cannot be retrieved, left on server, logged once
 //	i <uid> <unix-seconds> <name> [<size> <digest>]  Maildir: a delivery is about to link new/<name>
 //	d <uid> <unix-seconds> <count>                   the server refused DELE in <count> polls in a row (0: it accepted)
+//	f <uid> <unix-seconds> <count>                   RETR of this message failed in <count> polls in a row (0: it succeeded)
 //	- <uid>                                          forgotten: the server no longer lists it
 //
 // Fields are separated by one space. A UID is 1–70 bytes in 0x21–0x7E
@@ -52,7 +53,15 @@
 // without leading zeros, replaces the previous one. Count 0 is written
 // for every accepted DELE (without an fsync): the message delivered under
 // the UID is then no longer known to be on the server (Store.OnServer),
-// until a "+" records another message under it. Older journals lack those
+// until a "+" records another message under it. An "f" record (format 2
+// only) counts the polls in a row whose RETR of the UID failed in a way
+// that may be the message's own fault, so that one-shot runs can give it
+// up ("p") as the daemon does; its time is that of the last failure, its
+// count is spelled like a "d" record's and replaces the previous one. It
+// may be a UID's only record (a message never retrieved); count 0, written
+// after a retrieval only when the count was not already 0, ends the run,
+// and a UID that had nothing else recorded is then unknown again. A "p"
+// record ends the run too. Older journals lack those
 // records; their UIDs count as still on the server, which costs at most
 // one warning about renumbering in delete mode. Records are replayed
 // in order; "+" subsumes earlier "r" records of the same UID; duplicates
@@ -109,8 +118,8 @@
 // O_APPEND and fsyncs it before returning nil; the exceptions are written
 // without an fsync and made durable by the next one (Sync, Close, any
 // fsynced mutation): AddLater (the caller calls Sync before DELE), Intend,
-// and the "d" records, whose loss to a power failure costs at most a
-// duplicate or a delayed escalation. The caller (package fetch) sends DELE
+// and the "d" and "f" records, whose loss to a power failure costs at most a
+// duplicate, a delayed escalation or a message given up a poll later. The caller (package fetch) sends DELE
 // only after Add or Sync returned nil, so a UID the server may have removed
 // is always on disk. Writes are strictly sequential, and the ones not yet
 // fsynced are the last few (a batch of records and the intents written

@@ -923,6 +923,59 @@ func (s *Store) writeRefusals(uid string, t time.Time, n int) error {
 	return nil
 }
 
+// RetrFailed records that RETR of uid failed in a way that may be the
+// message's own fault (a -ERR, a missed deadline, a reply that broke its
+// round) at t, and returns how many polls in a row it has now failed.
+// uid need not have a record: a message that cannot be retrieved was
+// never delivered. The count lives in the journal so that one-shot runs
+// (cron) see it too. It is written without an fsync: losing it to a power
+// failure only delays giving the message up.
+func (s *Store) RetrFailed(uid string, t time.Time) (int, error) {
+	if !ValidUID(uid) {
+		return 0, fmt.Errorf("%w: %q", ErrBadUID, uid)
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	n := min(s.st.m[uid].retrFails+1, maxRefusals)
+	return n, s.writeRetrFails(uid, t, n)
+}
+
+// RetrOK records that uid was retrieved in step, ending its run of failed
+// polls (see RetrFailed). It writes an "f" record with count 0, without an
+// fsync, and nothing when the count is already 0.
+func (s *Store) RetrOK(uid string, t time.Time) error {
+	if !ValidUID(uid) {
+		return fmt.Errorf("%w: %q", ErrBadUID, uid)
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.st.m[uid].retrFails == 0 {
+		return nil
+	}
+	return s.writeRetrFails(uid, t, 0)
+}
+
+func (s *Store) writeRetrFails(uid string, t time.Time, n int) error {
+	if s.closed {
+		return fmt.Errorf("%w: %s", ErrClosed, s.path)
+	}
+	c := strconv.Itoa(n)
+	if err := s.write(appendRecord(nil, 'f', uid, t.Unix(), c, Identity{}), false); err != nil {
+		return fmt.Errorf("record RETR failures of uid %q: %w", uid, err)
+	}
+	s.st.apply('f', uid, t.Unix(), c, Identity{})
+	s.st.records++
+	return nil
+}
+
+// RetrFailures returns how many polls in a row RETR of uid failed (see
+// RetrFailed).
+func (s *Store) RetrFailures(uid string) int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.st.m[uid].retrFails
+}
+
 // DeleRefusals returns how many polls in a row the server refused DELE of
 // uid, and when it last did (see RefuseDele).
 func (s *Store) DeleRefusals(uid string) (int, time.Time) {

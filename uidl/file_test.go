@@ -1273,3 +1273,101 @@ func TestDeleRefusals(t *testing.T) {
 		}
 	}
 }
+
+// RETR failures are counted per UID across reopens (one-shot runs), for a
+// UID with no other record too, kept by compaction, reset by a successful
+// retrieval (written only when there was a count), ended by giving the
+// message up and forgotten with the UID.
+func TestRetrFailures(t *testing.T) {
+	path := journalPath(t)
+	s := mustOpen(t, path)
+	if err := s.Add("b", t0); err != nil {
+		t.Fatal(err)
+	}
+	for i := 1; i <= 3; i++ {
+		s.Close()
+		s = mustOpen(t, path)
+		for _, uid := range []string{"a", "b"} {
+			n, err := s.RetrFailed(uid, t0.Add(time.Duration(i)*time.Hour))
+			if err != nil || n != i {
+				t.Fatalf("RetrFailed(%s) #%d = %d, %v", uid, i, n, err)
+			}
+		}
+	}
+	if s.Has("a") || s.GivenUp("a") || s.Noted("a") {
+		t.Fatal("a failure recorded the UID as delivered, given up or noted")
+	}
+	if err := s.compactNow(); err != nil {
+		t.Fatal(err)
+	}
+	s.Close()
+	s = mustOpen(t, path)
+	if a, b := s.RetrFailures("a"), s.RetrFailures("b"); a != 3 || b != 3 || !s.Has("b") {
+		t.Fatalf("after compaction: RetrFailures = %d, %d; Has(b) = %v", a, b, s.Has("b"))
+	}
+	if ft, _ := s.FirstSeen("b"); !ft.Equal(t0) {
+		t.Errorf("FirstSeen(b) = %v; the failure time must not replace it", ft)
+	}
+	if err := s.RetrOK("a", t0); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.RetrOK("b", t0); err != nil {
+		t.Fatal(err)
+	}
+	s.Close()
+	s = mustOpen(t, path)
+	if a, b := s.RetrFailures("a"), s.RetrFailures("b"); a != 0 || b != 0 || !s.Has("b") {
+		t.Fatalf("after RetrOK: RetrFailures = %d, %d; Has(b) = %v", a, b, s.Has("b"))
+	}
+	if _, ok := s.FirstSeen("a"); ok {
+		t.Error("a UID known only by its failures is still known after they ended")
+	}
+	// No count, nothing written.
+	before := fileSize(t, path)
+	if err := s.RetrOK("a", t0); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.RetrOK("b", t0); err != nil {
+		t.Fatal(err)
+	}
+	if after := fileSize(t, path); after != before {
+		t.Errorf("RetrOK without a count wrote %d bytes", after-before)
+	}
+	if n, _ := s.RetrFailed("a", t0); n != 1 {
+		t.Errorf("a failure after a success counts %d; want 1", n)
+	}
+	if err := s.GiveUpSize("a", 10, t0); err != nil {
+		t.Fatal(err)
+	}
+	if n := s.RetrFailures("a"); n != 0 {
+		t.Errorf("after GiveUpSize: %d failures", n)
+	}
+	if n, _ := s.RetrFailed("b", t0); n != 1 {
+		t.Fatalf("RetrFailed(b) = %d", n)
+	}
+	if err := s.Retain(nil); err != nil {
+		t.Fatal(err)
+	}
+	if n := s.RetrFailures("b"); n != 0 {
+		t.Errorf("after Retain: %d failures", n)
+	}
+	s.Close()
+	for _, bad := range []string{"f a 10\n", "f a 10 x\n", "f a 10 01\n", "f a 10 -1\n", "f a 10 1234567\n", "f a 10 1 2\n"} {
+		p := writeJournal(t, header+"\n"+bad)
+		if _, err := Open(p); !errors.Is(err, ErrCorrupt) {
+			t.Errorf("journal with %q: Open = %v; want ErrCorrupt", bad, err)
+		}
+	}
+	if _, err := Open(writeJournal(t, headerV1+"\n+ a 1\nf a 2 1\n")); !errors.Is(err, ErrCorrupt) {
+		t.Errorf("format 1 journal with an f record: Open = %v; want ErrCorrupt", err)
+	}
+}
+
+func fileSize(t *testing.T, path string) int64 {
+	t.Helper()
+	fi, err := os.Stat(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return fi.Size()
+}

@@ -144,6 +144,10 @@ type entry struct {
 	intentID  Identity // "i" with identity: the message that delivery is of
 	refused   int      // "d": consecutive polls whose DELE the server refused
 	refusedAt int64    // "d": unix seconds of the last refusal (or acceptance)
+	// retrFails counts the polls in a row whose RETR of the UID failed
+	// ("f"); retrFailAt is when the last one did (or succeeded).
+	retrFails  int
+	retrFailAt int64
 	// deleted is set by a "d" record with count 0: the server accepted
 	// DELE of the message last delivered under the UID (it may still be
 	// there if the QUIT failed); a "+" of a new identity clears it.
@@ -160,6 +164,9 @@ func (e *entry) liveRecords() int {
 		n++
 	}
 	if e.refused > 0 || e.deleted {
+		n++
+	}
+	if e.retrFails > 0 {
 		n++
 	}
 	if e.delivered {
@@ -209,6 +216,9 @@ func (st *state) apply(kind byte, uid string, t int64, rcpt string, id Identity)
 		// first-seen time compaction cannot keep.
 		return
 	}
+	if kind == 'f' && !ok && rcpt == "0" {
+		return // nothing to reset
+	}
 	if !ok {
 		e.first = t
 	}
@@ -240,6 +250,9 @@ func (st *state) apply(kind byte, uid string, t int64, rcpt string, id Identity)
 		// id.Size is the size of the message given up, -1 if unknown.
 		e.givenUp = true
 		e.givenUpSize = id.Size
+		// Its failures led here; a message of another size listed
+		// under the UID later counts from zero.
+		e.retrFails, e.retrFailAt = 0, 0
 	case 'r':
 		if !e.delivered && id.Known() && id != e.rcptsID {
 			e.rcpts, e.rcptsID = nil, id
@@ -258,6 +271,16 @@ func (st *state) apply(kind byte, uid string, t int64, rcpt string, id Identity)
 		e.refused, _ = strconv.Atoi(rcpt)
 		e.refusedAt = t
 		e.deleted = e.refused == 0
+	case 'f':
+		// rcpt holds the count, validated by parseRecord; t is the
+		// time of the last failure (or success).
+		e.retrFails, _ = strconv.Atoi(rcpt)
+		e.retrFailAt = t
+		if e.retrFails == 0 && e.liveRecords() == 0 {
+			// Only the failures kept the UID: it is unknown again.
+			delete(st.m, uid)
+			return
+		}
 	}
 	st.m[uid] = e
 }
@@ -403,6 +426,13 @@ func parseRecord(st *state, line []byte, version int) error {
 		want = []int{3, 5}
 	case 'd':
 		want = []int{3}
+	case 'f':
+		if version < 2 {
+			// Added in format 2: a format 1 journal is upgraded
+			// before anything is appended to it.
+			return fmt.Errorf("unknown record kind %q in format %d", kind, version)
+		}
+		want = []int{3}
 	default:
 		return fmt.Errorf("unknown record kind %q", kind)
 	}
@@ -425,9 +455,9 @@ func parseRecord(st *state, line []byte, version int) error {
 		}
 	}
 	var rcpt string
-	if kind == 'd' {
+	if kind == 'd' || kind == 'f' {
 		if !validCount(f[2]) {
-			return fmt.Errorf("record %q: bad refusal count", line)
+			return fmt.Errorf("record %q: bad count", line)
 		}
 		rcpt = string(f[2])
 	} else if kind == 'i' {
@@ -468,7 +498,7 @@ func parseRecord(st *state, line []byte, version int) error {
 	return nil
 }
 
-// maxRefusals caps the refusal count of a "d" record.
+// maxRefusals caps the count of a "d" or "f" record.
 const maxRefusals = 999999
 
 // validCount reports whether b is a refusal count: 1 to 6 decimal digits
@@ -517,7 +547,7 @@ func appendRecord(buf []byte, kind byte, uid string, t int64, rcpt string, id Id
 	}
 	buf = append(buf, ' ')
 	buf = strconv.AppendInt(buf, t, 10)
-	if kind == 'r' || kind == 'i' || kind == 'd' {
+	if kind == 'r' || kind == 'i' || kind == 'd' || kind == 'f' {
 		buf = append(buf, ' ')
 		buf = append(buf, rcpt...)
 	}
@@ -631,6 +661,13 @@ func writeCompact(w io.Writer, st *state) (int, error) {
 				buf = appendRecord(buf, 'i', uid, e.first, e.intent, e.intentID)
 				n++
 			}
+		}
+		if e.retrFails > 0 {
+			// After the records above, so the UID's first-seen time
+			// comes from them; before a "d", which needs the UID
+			// recorded.
+			buf = appendRecord(buf, 'f', uid, e.retrFailAt, strconv.Itoa(e.retrFails), Identity{})
+			n++
 		}
 		if e.refused > 0 || e.deleted {
 			// Last, so the UID's first-seen time comes from the

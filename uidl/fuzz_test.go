@@ -49,6 +49,8 @@ func FuzzParse(f *testing.F) {
 		headerV1 + "\np a 1 100\n",
 		headerV1 + "\n+ a 1\nd a 5 1\nd a 6 2\n",
 		h + "+ a 1 100 ab\nd a 5 1\nd a 6 1 100 ab\n",
+		h + "f a 1 1\nf a 2 2\nf a 3 0\nf b 4 0\n+ c 5\nf c 6 3\nd c 7 1\np c 8 9\nf d 9 01\n",
+		headerV1 + "\n+ a 1\nf a 2 1\n",
 	} {
 		f.Add([]byte(seed))
 	}
