@@ -13,7 +13,8 @@
 //	  → LIST sizes → select new UIDs (not in the store, unless fetch_all;
 //	    over the size limit or the 1 GiB hard maximum → left on the server,
 //	    noted once; given up, durably, when its reply overruns its bound
-//	    or it misses its deadline 3 polls in a row → skipped); a UID in the
+//	    or its RETR fails 3 polls in a row, counted in the journal →
+//	    skipped); a UID in the
 //	    store is checked against the identity recorded with it (a digest
 //	    of the header, less the fields mbox servers rewrite, and of the
 //	    body, from the retrieved copy, once its round ended in step; the
@@ -44,9 +45,15 @@
 // LIST behind every RETR catches one reply lost and another sent twice,
 // which leave the count right, and pins a reply that runs into the next
 // ones (a "." glued to its last line) to its own message, which alone is
-// counted towards being given up. After a round broke off, the account's
-// next polls take one message per round without pipelining, so the
-// messages around a broken one keep flowing, until a poll gets through.
+// counted towards being given up. The count is the UIDL journal's ("f"
+// records), not the Poller's, so that `popfetch fetch` from cron, a new
+// process each poll, gives such a message up as the daemon does instead of
+// ending every session on it; a dropped connection or a cancelled poll is
+// not counted. After a round broke off, the account's next polls take one
+// message per round without pipelining, so the messages around a broken
+// one keep flowing, until a poll gets through: the daemon's Poller
+// remembers the broken round, and any poll, one-shot runs too, does so
+// while a message it is to fetch has a failure count.
 //
 // The invariant, which every change here must keep: a message's UID is
 // recorded only after the message is durably delivered, and DELE is sent only

@@ -36,14 +36,12 @@ type Poller struct {
 	NoPollLog bool
 
 	mu sync.Mutex
-	// failures counts, per mailbox (its UIDL store path) and UID, the
-	// consecutive polls that missed that message's deadline (see
-	// poisonPolls). It lives as long as the Poller: the
-	// daemon's whole run, or one `popfetch fetch`.
-	failures map[string]map[string]int
 	// careful holds the mailboxes (UIDL store paths) whose last poll
 	// broke off in a round of RETRs: their polls fetch one message per
-	// round without pipelining until one gets through (see fetch).
+	// round without pipelining until one gets through (see fetch). It
+	// lives as long as the Poller; a poll is careful as well while a
+	// message it is to fetch has failed before (uidl Store.RetrFailures),
+	// which one-shot runs see too.
 	careful map[string]bool
 
 	// afterSync, if set (tests), runs each time a session has made the
@@ -81,23 +79,6 @@ func withRetryDele(ctx context.Context) context.Context {
 	return context.WithValue(ctx, retryDeleKey{}, true)
 }
 
-// retrFailed counts a poll that missed the deadline of uid and
-// returns the count so far.
-func (p *Poller) retrFailed(mailbox, uid string) int {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	if p.failures == nil {
-		p.failures = map[string]map[string]int{}
-	}
-	m := p.failures[mailbox]
-	if m == nil {
-		m = map[string]int{}
-		p.failures[mailbox] = m
-	}
-	m[uid]++
-	return m[uid]
-}
-
 // setCareful notes whether the polls of mailbox fetch one message per
 // round (see Poller.careful).
 func (p *Poller) setCareful(mailbox string, on bool) {
@@ -117,32 +98,6 @@ func (p *Poller) isCareful(mailbox string) bool {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	return p.careful[mailbox]
-}
-
-// retrOK resets the count of uid: it was retrieved.
-func (p *Poller) retrOK(mailbox, uid string) {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	delete(p.failures[mailbox], uid)
-}
-
-// forgetGone drops the counts of messages no longer on the server.
-func (p *Poller) forgetGone(mailbox string, onServer []string) {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	m := p.failures[mailbox]
-	if len(m) == 0 {
-		return
-	}
-	keep := make(map[string]bool, len(onServer))
-	for _, u := range onServer {
-		keep[u] = true
-	}
-	for u := range m {
-		if !keep[u] {
-			delete(m, u)
-		}
-	}
 }
 
 // Dispatcher delivers one fetched message to everyone it is for. It returns
@@ -247,7 +202,7 @@ type session struct {
 	res    *Result
 	dryRun bool
 	store  *uidl.Store
-	// mailbox is the store's path: the key of the Poller's failure counts.
+	// mailbox is the store's path: the key of Poller.careful.
 	mailbox string
 	c       *conn
 	disp    Dispatcher
@@ -289,7 +244,6 @@ func (s *session) retain(onServer []string) error {
 	if err := s.store.Retain(onServer); err != nil {
 		return fmt.Errorf("uidl store: %w", err)
 	}
-	s.p.forgetGone(s.mailbox, onServer)
 	return nil
 }
 
@@ -755,7 +709,7 @@ type op struct {
 // durable.
 func (s *session) fetch(ctx context.Context, todo []entry) (err error) {
 	c := s.c
-	careful := s.p.isCareful(s.mailbox)
+	careful := s.p.isCareful(s.mailbox) || s.failedBefore(todo)
 	pipelined := c.caps.pipelining && !careful
 	window := 1
 	if pipelined {
@@ -891,6 +845,7 @@ func (s *session) fetch(ctx context.Context, todo []entry) (err error) {
 		// (reuse.go) decide anything: a copy read out of step would
 		// be another message's.
 		for _, r := range unchecked {
+			s.retrOK(r.e)
 			if !s.v.byCopy[r.e.Num] {
 				start(r)
 				continue
@@ -1183,7 +1138,6 @@ func (s *session) retrieve(ctx context.Context, e entry) (*deliver.Message, erro
 		return nil, s.retrFailed(ctx, e, c.outOfStep(err))
 	}
 	s.retrieved++
-	s.p.retrOK(s.mailbox, e.UID)
 	return &deliver.Message{Account: s.a.Name, Server: s.a.Server, User: s.a.Username, UID: e.UID, Fetched: s.p.now(), Raw: raw}, nil
 }
 
@@ -1244,8 +1198,8 @@ func isStatusLine(line []byte) bool {
 // rest of the mailbox flows even for a one-shot `popfetch fetch`. A
 // message that misses its deadline, is refused (-ERR) or gets a reply that
 // does not fit it (errMismatch), its own or that of the "LIST n" right
-// behind it, in poisonPolls polls in a row (counted for the Poller's life)
-// is given up the same way: a stray reply from the server lands on a
+// behind it, in poisonPolls polls in a row (counted in the UIDL journal,
+// so that one-shot runs from cron count too) is given up the same way: a stray reply from the server lands on a
 // different message each time, a message the server cannot send does not.
 // Replies are read in command order and every RETR reply is checked by the
 // LIST after it before the next RETR's is read, so the failure is pinned
@@ -1267,7 +1221,7 @@ func (s *session) retrFailed(ctx context.Context, e entry, err error) error {
 	case errors.Is(err, errBudget):
 		why = "its reply is far larger than the server's LIST size"
 	case errors.As(err, &ne) && ne.Timeout(), isERR(err), errors.Is(err, errMismatch):
-		if n := s.p.retrFailed(s.mailbox, e.UID); n < poisonPolls {
+		if n := s.retrFailures(e); n < poisonPolls {
 			return err
 		}
 		why = fmt.Sprintf("its retrieval failed the same way in %d polls in a row", poisonPolls)
@@ -1283,6 +1237,53 @@ func (s *session) retrFailed(ctx context.Context, e entry, err error) error {
 		s.log.Warn("uidl store: recording the message as given up failed", "uid", e.UID, "err", nerr)
 	}
 	return err
+}
+
+// retrFailures counts a poll that failed to retrieve e (see retrFailed)
+// and returns the count so far. The journal holds the count, so that
+// separate processes (`popfetch fetch` from cron) count together; a dry
+// run writes nothing and only reads it.
+func (s *session) retrFailures(e entry) int {
+	if s.store == nil {
+		return 1
+	}
+	if s.dryRun {
+		return s.store.RetrFailures(e.UID) + 1
+	}
+	n, err := s.store.RetrFailed(e.UID, s.p.now())
+	if err != nil {
+		s.log.Warn("uidl store: recording a failed retrieval failed", "uid", e.UID, "err", err)
+	}
+	return n
+}
+
+// retrOK ends e's run of failed retrievals: its reply was read whole, in
+// step with its round. Only then, not as soon as the reply is read: a
+// reply that runs into the LIST after it fails at that LIST, and must not
+// count from zero every time.
+func (s *session) retrOK(e entry) {
+	if s.store == nil || s.dryRun {
+		return
+	}
+	if err := s.store.RetrOK(e.UID, s.p.now()); err != nil {
+		s.log.Warn("uidl store: recording a retrieval failed", "uid", e.UID, "err", err)
+	}
+}
+
+// failedBefore reports whether a message of todo failed to be retrieved
+// in the polls before this one and has not been retrieved since: such a
+// poll is careful (see fetch), so that the messages before the one that
+// fails are delivered, also by a new process each poll.
+func (s *session) failedBefore(todo []entry) bool {
+	if s.store == nil {
+		return false
+	}
+	for _, e := range todo {
+		if s.store.RetrFailures(e.UID) > 0 {
+			return true
+		}
+	}
+	return false
 }
 
 // deliver dispatches one message and records its UID. It runs on its own

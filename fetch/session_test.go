@@ -578,35 +578,67 @@ func TestPollGiveUpOnlyForTheMessagesFault(t *testing.T) {
 	}
 }
 
-// failureCount is the Poller's count of consecutive missed deadlines.
-func (p *Poller) failureCount(mailbox, uid string) int {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	return p.failures[mailbox][uid]
-}
-
-// The count is of consecutive polls: one that retrieves the message resets
-// it, and each mailbox counts on its own.
-func TestRetrFailures(t *testing.T) {
-	p := &Poller{}
-	for range poisonPolls - 1 {
-		p.retrFailed("box", "u")
-	}
-	p.retrOK("box", "u")
-	for i := range poisonPolls - 1 {
-		if n := p.retrFailed("box", "u"); n != i+1 || p.failureCount("box", "u") >= poisonPolls {
-			t.Fatalf("retrFailed after a success: %d, given up %v", n, p.failureCount("box", "u") >= poisonPolls)
-		}
-	}
-	if p.failureCount("other", "u") >= poisonPolls {
-		t.Fatal("another mailbox's message given up")
-	}
-	if p.retrFailed("box", "u"); p.failureCount("box", "u") < poisonPolls {
-		t.Fatalf("not given up after %d failures", poisonPolls)
-	}
-	p.forgetGone("box", []string{"v"})
-	if p.failureCount("box", "u") >= poisonPolls {
-		t.Fatal("a message gone from the server is still remembered")
+// A message the server never gives whole ends every session, so each
+// `popfetch fetch` from cron, a new process every time, must count it as
+// the daemon does: the count lives in the journal. A new Poller per poll
+// stands for such a run. After poisonPolls runs the message is given up
+// and the next run delivers the others; a dropped connection, however
+// often, is never the message's fault.
+func TestPollGiveUpAcrossOneShotRuns(t *testing.T) {
+	bad := []byte("Message-ID: <2@example.com>")
+	for _, tc := range []struct {
+		name   string
+		fault  func(c *pop3test.Conn)
+		giveUp bool
+	}{
+		{"err", func(c *pop3test.Conn) { c.WriteLine("-ERR cannot read message") }, true},
+		{"deadline", func(c *pop3test.Conn) { c.Hang() }, true},
+		{"dropped", func(c *pop3test.Conn) { c.Close() }, false},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			srv := pop3test.NewServer(t, pop3test.Options{
+				Messages: msgs(4),
+				Faults: []pop3test.Fault{{Cmd: "RETR", Action: pop3test.Custom, Func: func(c *pop3test.Conn) {
+					if bytes.Contains(c.Answer(), bad) {
+						tc.fault(c)
+						return
+					}
+					c.Write(c.Answer())
+				}}},
+			})
+			a := testAccount(t, srv)
+			a.Timeout = 300 * time.Millisecond
+			rec := &recorder{}
+			for i := 1; i <= poisonPolls; i++ {
+				if res := poller(rec).Poll(context.Background(), a); res.Err == nil {
+					t.Fatalf("run %d = %+v; want it to fail on uid-0002", i, res)
+				}
+			}
+			if got := storeGivenUp(t, a, "uid-0002"); got != tc.giveUp {
+				t.Fatalf("given up = %v after %d runs; want %v", got, poisonPolls, tc.giveUp)
+			}
+			res := poller(rec).Poll(context.Background(), a)
+			if !tc.giveUp {
+				if res.Err == nil || storeGivenUp(t, a, "uid-0002") {
+					t.Fatalf("run %d = %+v, given up %v; want a failure, not given up", poisonPolls+1, res, storeGivenUp(t, a, "uid-0002"))
+				}
+				return
+			}
+			if res.Err != nil {
+				t.Fatalf("run %d after giving up = %+v", poisonPolls+1, res)
+			}
+			rec.mu.Lock()
+			got := slices.Clone(rec.got)
+			rec.mu.Unlock()
+			slices.Sort(got)
+			if want := []string{"uid-0001", "uid-0003", "uid-0004"}; !slices.Equal(slices.Compact(got), want) {
+				t.Fatalf("delivered %v; want %v", got, want)
+			}
+			if on := uidsOn(srv); !slices.Equal(on, []string{"uid-0002"}) {
+				t.Fatalf("server holds %v; want the refused message only", on)
+			}
+		})
 	}
 }
 
