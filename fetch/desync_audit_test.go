@@ -108,7 +108,9 @@ func TestPollReplyLostAndAnotherDoubled(t *testing.T) {
 // given up, not the messages whose replies the broken one ran into; and
 // the messages before and after it must keep flowing: after a round
 // breaks, the next polls of the account fetch one message per round
-// without pipelining until a poll gets through.
+// without pipelining until a poll gets through. The same holds for
+// one-shot runs (a new Poller each poll, as `popfetch fetch` from cron),
+// which know of earlier polls only what the UIDL journal holds.
 func TestPollBrokenReplyBlamesItsMessage(t *testing.T) {
 	// pop3test counts a command's occurrences per session, and message
 	// numbers change as messages are deleted: the faults pick their
@@ -137,13 +139,15 @@ func TestPollBrokenReplyBlamesItsMessage(t *testing.T) {
 		{"message 4 terminator glued", of(4, glued), "uid-0004"},
 		{"message 2 never answered", of(2, silent), "uid-0002"},
 	} {
-		for _, pipelining := range []bool{true, false} {
-			name := tt.name + "/pipelined"
+		for _, mode := range []struct {
+			name       string
+			pipelining bool
+			oneShot    bool
+		}{{"pipelined", true, false}, {"without pipelining", false, false}, {"pipelined, one-shot runs", true, true}} {
+			name := tt.name + "/" + mode.name
 			capa := []string{"USER", "UIDL", "RESP-CODES"}
-			if pipelining {
+			if mode.pipelining {
 				capa = append(capa, "PIPELINING")
-			} else {
-				name = tt.name + "/without pipelining"
 			}
 			t.Run(name, func(t *testing.T) {
 				mailbox := msgs(4)
@@ -152,11 +156,18 @@ func TestPollBrokenReplyBlamesItsMessage(t *testing.T) {
 				a.Timeout = 300 * time.Millisecond
 				rec := &contentRecorder{}
 				logs := &logCapture{}
-				p := poller(nil)
-				p.Log = logs.logger()
-				p.Dispatcher = func(*rcfile.Account) (Dispatcher, error) { return rec, nil }
+				newPoller := func() *Poller {
+					p := poller(nil)
+					p.Log = logs.logger()
+					p.Dispatcher = func(*rcfile.Account) (Dispatcher, error) { return rec, nil }
+					return p
+				}
+				p := newPoller()
 				var errs []error
 				for poll := 1; poll <= 8; poll++ {
+					if mode.oneShot {
+						p = newPoller()
+					}
 					errs = append(errs, p.Poll(context.Background(), a).Err)
 				}
 				if left := uidsOn(srv); !slices.Equal(left, []string{tt.bad}) {

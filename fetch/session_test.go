@@ -642,6 +642,34 @@ func TestPollGiveUpAcrossOneShotRuns(t *testing.T) {
 	}
 }
 
+// A RETR reply read whole does not end the message's run of failures:
+// the LIST behind it may still show it out of step (here the server
+// answers "LIST 2" with another message's number), and that failure is
+// the message's too. Were the count reset as the reply was read, it would
+// never reach poisonPolls.
+func TestPollRetrCountResetOnlyInStep(t *testing.T) {
+	srv := pop3test.NewServer(t, pop3test.Options{
+		Messages: msgs(3),
+		Faults: []pop3test.Fault{{Cmd: "LIST", Action: pop3test.Custom, Func: func(c *pop3test.Conn) {
+			ans := c.Answer()
+			if rest, ok := bytes.CutPrefix(ans, []byte("+OK 2 ")); ok {
+				ans = append([]byte("+OK 3 "), rest...)
+			}
+			c.Write(ans)
+		}}},
+	})
+	a := testAccount(t, srv)
+	rec := &recorder{}
+	for i := 1; i <= poisonPolls; i++ {
+		if res := poller(rec).Poll(context.Background(), a); res.Err == nil {
+			t.Fatalf("run %d = %+v; want it to fail on uid-0002", i, res)
+		}
+	}
+	if !storeGivenUp(t, a, "uid-0002") {
+		t.Fatalf("uid-0002 not given up after %d runs", poisonPolls)
+	}
+}
+
 // go-pop3 holds a whole message in memory. However many messages larger
 // than the RETR byte window come, at most one is held at a time: the next
 // RETR waits until its delivery is over.
