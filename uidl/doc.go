@@ -48,22 +48,22 @@
 // control characters, so no value can contain a separator or newline. The
 // time is when the UID was first recorded since it was last forgotten (the
 // clock for a later "delete after N days"), except in a "d" record, where
-// it is the time of the last refusal (the clock for asking again). A "d"
+// it is the time of the last refusal (the clock for asking again), and
+// an "f" record, where it is the time of the last failure. A "d"
 // record applies only to a UID already recorded; its count, 0 to 999999
 // without leading zeros, replaces the previous one. Count 0 is written
 // for every accepted DELE (without an fsync): the message delivered under
 // the UID is then no longer known to be on the server (Store.OnServer),
-// until a "+" records another message under it. An "f" record (format 2
+// until a "+" records another message under it. Older journals lack those
+// records; their UIDs count as still on the server, which costs at most
+// one warning about renumbering in delete mode. An "f" record (format 2
 // only) counts the polls in a row whose RETR of the UID failed in a way
 // that may be the message's own fault, so that one-shot runs can give it
-// up ("p") as the daemon does; its time is that of the last failure, its
-// count is spelled like a "d" record's and replaces the previous one. It
-// may be a UID's only record (a message never retrieved); count 0, written
-// after a retrieval only when the count was not already 0, ends the run,
-// and a UID that had nothing else recorded is then unknown again. A "p"
-// record ends the run too. Older journals lack those
-// records; their UIDs count as still on the server, which costs at most
-// one warning about renumbering in delete mode. Records are replayed
+// up ("p") as the daemon does; its count is spelled like a "d" record's
+// and replaces the previous one. It may be a UID's only record (a message
+// never retrieved); count 0, written after a retrieval only when the count
+// was not already 0, ends the run, and a UID that had nothing else
+// recorded is then unknown again. A "p" record ends the run too. Records are replayed
 // in order; "+" subsumes earlier "r" records of the same UID; duplicates
 // are harmless.
 //
@@ -118,8 +118,9 @@
 // O_APPEND and fsyncs it before returning nil; the exceptions are written
 // without an fsync and made durable by the next one (Sync, Close, any
 // fsynced mutation): AddLater (the caller calls Sync before DELE), Intend,
-// and the "d" and "f" records, whose loss to a power failure costs at most a
-// duplicate, a delayed escalation or a message given up a poll later. The caller (package fetch) sends DELE
+// and the "d" and "f" records, whose loss to a power failure costs at most
+// a duplicate, a delayed escalation or a message given up a poll later.
+// The caller (package fetch) sends DELE
 // only after Add or Sync returned nil, so a UID the server may have removed
 // is always on disk. Writes are strictly sequential, and the ones not yet
 // fsynced are the last few (a batch of records and the intents written
