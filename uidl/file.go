@@ -890,7 +890,7 @@ func (s *Store) RefuseDele(uid string, t time.Time) (int, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	n := min(s.st.m[uid].refused+1, maxRefusals)
-	return n, s.writeRefusals(uid, t, n)
+	return n, s.writeCount('d', "DELE refusal", uid, t, n)
 }
 
 // DeleAccepted records that the server answered DELE of uid with +OK: it
@@ -907,18 +907,21 @@ func (s *Store) DeleAccepted(uid string, t time.Time) error {
 	if e, ok := s.st.m[uid]; !ok || e.refused == 0 && e.deleted {
 		return nil
 	}
-	return s.writeRefusals(uid, t, 0)
+	return s.writeCount('d', "DELE refusal", uid, t, 0)
 }
 
-func (s *Store) writeRefusals(uid string, t time.Time, n int) error {
+// writeCount appends a counting record (kind 'd' or 'f', what says what
+// it counts in errors) of uid with count n, without an fsync: a lost count
+// only delays an escalation. s.mu is held.
+func (s *Store) writeCount(kind byte, what, uid string, t time.Time, n int) error {
 	if s.closed {
 		return fmt.Errorf("%w: %s", ErrClosed, s.path)
 	}
 	c := strconv.Itoa(n)
-	if err := s.write(appendRecord(nil, 'd', uid, t.Unix(), c, Identity{}), false); err != nil {
-		return fmt.Errorf("record DELE refusal of uid %q: %w", uid, err)
+	if err := s.write(appendRecord(nil, kind, uid, t.Unix(), c, Identity{}), false); err != nil {
+		return fmt.Errorf("record %s of uid %q: %w", what, uid, err)
 	}
-	s.st.apply('d', uid, t.Unix(), c, Identity{})
+	s.st.apply(kind, uid, t.Unix(), c, Identity{})
 	s.st.records++
 	return nil
 }
@@ -937,7 +940,7 @@ func (s *Store) RetrFailed(uid string, t time.Time) (int, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	n := min(s.st.m[uid].retrFails+1, maxRefusals)
-	return n, s.writeRetrFails(uid, t, n)
+	return n, s.writeCount('f', "RETR failures", uid, t, n)
 }
 
 // RetrOK records that uid was retrieved in step, ending its run of failed
@@ -952,20 +955,7 @@ func (s *Store) RetrOK(uid string, t time.Time) error {
 	if s.st.m[uid].retrFails == 0 {
 		return nil
 	}
-	return s.writeRetrFails(uid, t, 0)
-}
-
-func (s *Store) writeRetrFails(uid string, t time.Time, n int) error {
-	if s.closed {
-		return fmt.Errorf("%w: %s", ErrClosed, s.path)
-	}
-	c := strconv.Itoa(n)
-	if err := s.write(appendRecord(nil, 'f', uid, t.Unix(), c, Identity{}), false); err != nil {
-		return fmt.Errorf("record RETR failures of uid %q: %w", uid, err)
-	}
-	s.st.apply('f', uid, t.Unix(), c, Identity{})
-	s.st.records++
-	return nil
+	return s.writeCount('f', "RETR failures", uid, t, 0)
 }
 
 // RetrFailures returns how many polls in a row RETR of uid failed (see
