@@ -136,10 +136,12 @@ func splitTargets(s string) []string {
 // other bare names are kept as candidates for SetSystemUsers. Everything
 // else is ignored and listed by Ignored, never acted on:
 //   - "|command" and "/file": popfetch never executes or writes what a
-//     message can select (RELIABILITY §3, MDA injection),
+//     message can select: a header would pick the command or the file
+//     (the MDA argument-injection class, PHPMailer CVE-2016-10033),
 //   - ":include:/path": reading a further file on behalf of the aliases file
 //     is sendmail's classic privilege problem; list the names instead,
-//   - anything with '@': never forward off-host (RELIABILITY §4, no relay).
+//   - anything with '@': never forward off-host (no relaying: a message
+//     must not be able to make popfetch an open relay).
 //
 // A syntax error leaves d unchanged, so a reload keeps the old aliases.
 func (d *Directory) LoadAliases(path string) error {

@@ -11,8 +11,8 @@ import (
 )
 
 // Directory maps the addresses of a multidrop domain to local users. It is
-// the whitelist of RELIABILITY §4: an address that the Directory does not map
-// is never delivered, whatever the message claims.
+// the whitelist of multidrop routing: an address that the Directory does not
+// map is never delivered, whatever the message claims.
 //
 // A Directory is configured once (NewDirectory, LoadAliases, SetSystemUsers)
 // and then only read; LookupAll is safe for concurrent use.

@@ -17,8 +17,8 @@ import (
 
 // TestCrashSafety kills a real `popfetch fetch` with SIGKILL at random
 // moments of a 500-message fetch from a real dovecot (while messages are
-// arriving in the Maildir), restarts it, and checks the promise of
-// RELIABILITY §1: every message ends up in the Maildir, and each kill
+// arriving in the Maildir), restarts it, and checks the delivery promise
+// (fetch/doc.go): every message ends up in the Maildir, and each kill
 // duplicates at most the one message in flight.
 func TestCrashSafety(t *testing.T) {
 	if testing.Short() {

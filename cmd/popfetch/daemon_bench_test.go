@@ -18,10 +18,10 @@ import (
 )
 
 // BenchmarkDaemon500 runs the real `popfetch run` against 500 accounts on
-// one local dovecot (500 passwd-file users) and reports what the issue asks
-// for: the wall time of one full cycle (`now` for every account) with no new
-// mail and with 5 new messages per account, the daemon's peak RSS, and its
-// CPU time per idle cycle. The targets (idle cycle < 5 s, peak RSS < 60 MB)
+// one local dovecot (500 passwd-file users) and reports the wall time of
+// one full cycle (`now` for every account) with no new mail and with 5 new
+// messages per account, the daemon's peak RSS, and its CPU time per idle
+// cycle. The targets (idle cycle < 5 s, peak RSS < 60 MB)
 // are reported, not asserted: the figures depend on the machine and its
 // load. What is asserted is correctness: every poll succeeds, every message
 // is delivered exactly once, the daemon exits 0 on SIGTERM.
