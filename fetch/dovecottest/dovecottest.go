@@ -116,8 +116,10 @@ var libexecDirs = []string{"/usr/lib/dovecot", "/usr/libexec/dovecot"}
 
 const howToRun = "run as root with dovecot-pop3d installed: apt-get install dovecot-pop3d dovecot-lmtpd, or bash .ci/run"
 
-// required reports whether a missing dovecot is a failure instead of a skip.
-func required() bool {
+// Required reports whether a missing integration server (dovecot, or the
+// servers of package interop) is a failure instead of a skip: in CI a
+// missing server must not turn the suite into silent skips.
+func Required() bool {
 	return os.Getenv("POPFETCH_REQUIRE_DOVECOT") == "1" || os.Getenv("CI") == "true"
 }
 
@@ -125,7 +127,7 @@ func required() bool {
 func unavailable(t testing.TB, why string) {
 	t.Helper()
 	msg := fmt.Sprintf("dovecottest: %s; %s", why, howToRun)
-	if required() {
+	if Required() {
 		t.Fatal(msg + " (required: CI=true or POPFETCH_REQUIRE_DOVECOT=1)")
 	}
 	t.Skip(msg)

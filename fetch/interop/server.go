@@ -172,15 +172,11 @@ func cacheDir() string {
 	return "/var/cache/popfetch-ci"
 }
 
-func required() bool {
-	return os.Getenv("POPFETCH_REQUIRE_DOVECOT") == "1" || os.Getenv("CI") == "true"
-}
-
 // unavailable skips the test, or fails it where the servers are required.
 func unavailable(t testing.TB, server, why string) {
 	t.Helper()
 	msg := fmt.Sprintf("interop: %s: %s; run as root after `bash .ci/run` has installed it (apt-get install mailutils-pop3d; popa3d and solid-pop3d: apt-get download + dpkg -x into %s)", server, why, cacheDir())
-	if required() {
+	if dovecottest.Required() {
 		t.Fatal(msg + " (required: CI=true or POPFETCH_REQUIRE_DOVECOT=1)")
 	}
 	t.Skip(msg)
