@@ -330,14 +330,14 @@ func (d *Maildir) openOrCreate(parent *os.File, name string, follow bool, perm f
 	if !errors.Is(err, fs.ErrNotExist) {
 		return f, err
 	}
-	switch err := d.fs.Mkdir(parent, name, perm, own); {
-	case errors.Is(err, fs.ErrExist): // a concurrent delivery made it
-	case err != nil:
+	// ErrExist: a concurrent delivery made it, and may not have fsynced
+	// parent yet (or may fail before it does): this copy must not go on
+	// before the directory entry is durable either.
+	if err := d.fs.Mkdir(parent, name, perm, own); err != nil && !errors.Is(err, fs.ErrExist) {
 		return nil, err
-	default:
-		if err := d.fs.SyncDir(parent); err != nil {
-			return nil, withPath(parent.Name(), err)
-		}
+	}
+	if err := d.fs.SyncDir(parent); err != nil {
+		return nil, withPath(parent.Name(), err)
 	}
 	return d.fs.OpenDir(parent, name, follow)
 }

@@ -64,15 +64,22 @@ func (osFS) Mkdir(dir *os.File, name string, perm fs.FileMode, own *fileOwner) e
 		return &fs.PathError{Op: "open", Path: path, Err: err}
 	}
 	defer unix.Close(fd)
+	// A directory left with the wrong owner or mode would never be fixed
+	// (an existing directory is used as it is): remove it, so the next
+	// try creates it again. It is empty: nothing was created inside yet.
+	undo := func(op string, err error) error {
+		unix.Unlinkat(dirFd(dir), name, unix.AT_REMOVEDIR)
+		return &fs.PathError{Op: op, Path: path, Err: err}
+	}
 	if own != nil {
 		// Before anything is created inside: a directory of its user's
 		// Maildir, which root created.
 		if err := unix.Fchown(fd, own.uid, own.gid); err != nil {
-			return &fs.PathError{Op: "chown", Path: path, Err: err}
+			return undo("chown", err)
 		}
 	}
 	if err := unix.Fchmod(fd, uint32(perm)); err != nil {
-		return &fs.PathError{Op: "chmod", Path: path, Err: err}
+		return undo("chmod", err)
 	}
 	return nil
 }
