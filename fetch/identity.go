@@ -86,16 +86,7 @@ func bodyDigest(raw []byte) string {
 		h.Write([]byte{0})
 	} else {
 		h.Write([]byte{1})
-		for len(body) > 0 {
-			i := bytes.Index(body, []byte("\r\n"))
-			if i < 0 {
-				h.Write(body)
-				break
-			}
-			h.Write(body[:i])
-			h.Write([]byte{'\n'})
-			body = body[i+2:]
-		}
+		writeLF(h, body)
 	}
 	return hex.EncodeToString(h.Sum(nil)[:16])
 }

@@ -656,7 +656,8 @@ type op struct {
 	close bool
 }
 
-// fetch retrieves todo and deletes dele, pipelining commands when the server
+// fetch retrieves todo and deletes what was delivered (now, or before and
+// confirmed by its identity), pipelining commands when the server
 // offers PIPELINING (RFC 2449 §6.6): up to maxWindow commands, and up to
 // windowBytes of messages by their LIST sizes, go out in one round, so a
 // high-latency link costs about one round trip per window, not per
@@ -834,6 +835,9 @@ func (s *session) fetch(ctx context.Context, todo []entry) (err error) {
 		}
 		if err := s.store.Sync(); err != nil {
 			return fmt.Errorf("uidl store: %w", err)
+		}
+		if s.p.afterSync != nil {
+			s.p.afterSync()
 		}
 		deles = append(deles, e)
 		return nil
