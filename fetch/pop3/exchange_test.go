@@ -99,3 +99,31 @@ func TestExchange(t *testing.T) {
 		})
 	}
 }
+
+// FuzzContinuation: whatever line go-pop3 reports as an unknown response
+// comes back whole from unknownResponse, and is a continuation exactly
+// when it is "+" or starts with "+ ".
+func FuzzContinuation(f *testing.F) {
+	f.Add("+ dGVzdA==")
+	f.Add("+")
+	f.Add("+OKAY")
+	f.Add("+ a. Neither -ERR, nor +OK")
+	f.Fuzz(func(t *testing.T, line string) {
+		if strings.ContainsAny(line, "\r\n") {
+			return
+		}
+		pc, _ := goPOP3(t, line+"\r\n")
+		_, err := pc.ReadOne()
+		if err == nil || !strings.HasPrefix(err.Error(), "unknown response:") {
+			return // a status line or an empty one
+		}
+		got, ok := unknownResponse(err)
+		if !ok || string(got) != line {
+			t.Fatalf("unknownResponse(%q) = %q, %v; want the line %q", err, got, ok, line)
+		}
+		text, isCont := continuation(got)
+		if want := line == "+" || strings.HasPrefix(line, "+ "); isCont != want || isCont && "+ "+string(text) != line && line != "+" {
+			t.Fatalf("continuation(%q) = %q, %v", line, text, isCont)
+		}
+	})
+}
