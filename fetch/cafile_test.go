@@ -47,7 +47,7 @@ func TestPOP3CAFileTrusted(t *testing.T) {
 	if !errors.Is(res.Err, rcfile.ErrUntrustedFile) || !errors.Is(res.Err, ErrTLS) {
 		t.Fatalf("Poll with an other-writable ca_file = %v; want ErrTLS and ErrUntrustedFile", res.Err)
 	}
-	if sentCredentials(srv) {
+	if srv.SentCredentials() {
 		t.Fatalf("credentials sent:\n%s", srv.Transcript())
 	}
 }

@@ -9,6 +9,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/popfetch/popfetch/fetch/pop3"
 	"github.com/popfetch/popfetch/fetch/pop3test"
 	"github.com/popfetch/popfetch/rcfile"
 )
@@ -241,7 +242,7 @@ func TestPollListAfterRetr(t *testing.T) {
 					}
 					return
 				}
-				if !errors.Is(res.Err, errMismatch) || res.Delivered != 0 || len(srv.Messages()) != 2 {
+				if !errors.Is(res.Err, pop3.ErrMismatch) || res.Delivered != 0 || len(srv.Messages()) != 2 {
 					t.Fatalf("Poll = %+v, server holds %d; want a mismatch, nothing delivered or deleted", res, len(srv.Messages()))
 				}
 			})

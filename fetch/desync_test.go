@@ -6,13 +6,12 @@ import (
 	"errors"
 	"fmt"
 	"slices"
-	"strconv"
-	"strings"
 	"sync"
 	"testing"
 	"time"
 
 	"github.com/popfetch/popfetch/deliver"
+	"github.com/popfetch/popfetch/fetch/pop3"
 	"github.com/popfetch/popfetch/fetch/pop3test"
 	"github.com/popfetch/popfetch/rcfile"
 )
@@ -154,7 +153,7 @@ func TestPollOutOfStepSendsNothingMore(t *testing.T) {
 		Faults: []pop3test.Fault{{Cmd: "RETR", N: 3, Action: pop3test.Append, Reply: "+OK stray"}}})
 	a := testAccount(t, srv)
 	res := poller(&recorder{}).Poll(context.Background(), a)
-	if !errors.Is(res.Err, errSurplus) {
+	if !errors.Is(res.Err, pop3.ErrSurplus) {
 		t.Fatalf("Poll = %+v; want a surplus reply error", res)
 	}
 	cmds := srv.Commands()
@@ -163,55 +162,6 @@ func TestPollOutOfStepSendsNothingMore(t *testing.T) {
 	}
 	if len(srv.Messages()) != 3 {
 		t.Fatalf("server holds %d messages; want 3 (no QUIT, no UPDATE)", len(srv.Messages()))
-	}
-}
-
-func TestRetrOctets(t *testing.T) {
-	for _, tt := range []struct {
-		st string
-		n  int64
-		ok bool
-	}{
-		{"120 octets", 120, true},
-		{"120 Octets follow.", 120, true},
-		{"120", 120, true},
-		{"0 octets", 0, true},
-		{"", 0, false},
-		{"message follows", 0, false},
-		{"2 messages follow", 0, false},
-		{"-5 octets", 0, false},
-		{"99999999999999999999 octets", 0, false},
-	} {
-		n, ok := retrOctets([]byte(tt.st))
-		if n != tt.n || ok != tt.ok {
-			t.Errorf("retrOctets(%q) = %d, %v; want %d, %v", tt.st, n, ok, tt.n, tt.ok)
-		}
-	}
-}
-
-func TestCheckRetr(t *testing.T) {
-	e := entry{Num: 1, UID: "u", Size: 1000}
-	body := bytes.Repeat([]byte("x"), 998)
-	for _, tt := range []struct {
-		name string
-		raw  []byte
-		size int64
-		ok   bool
-	}{
-		{"exact", append([]byte("Subject: x\r\n\r\n"), body[:986]...), 1000, true},
-		{"LIST approximate", []byte("Subject: x\r\n\r\nshort\r\n"), 1000, true},
-		{"status line first", append([]byte("+OK 1000 octets\r\n"), body[:983]...), 1000, false},
-		{"bare +OK first", []byte("+OK\r\nSubject: x\r\n\r\n"), 20, false},
-		{"-ERR first", []byte("-ERR stray\r\nSubject: x\r\n\r\n"), 20, false},
-		{"+OK: a header", []byte("+OK: x\r\n\r\n"), 10, true},
-		{"+OKAY", []byte("+OKAY\r\n\r\n"), 9, true},
-		{"far larger than LIST", bytes.Repeat([]byte("x"), 3<<20), 1000, false},
-		{"far smaller than LIST", []byte("x\r\n"), 3 << 20, false},
-	} {
-		e.Size = tt.size
-		if err := checkRetr(e, tt.raw); (err == nil) != tt.ok {
-			t.Errorf("%s: checkRetr = %v; want ok %v", tt.name, err, tt.ok)
-		}
 	}
 }
 
@@ -254,7 +204,7 @@ func TestPollRetrAnnouncedSize(t *testing.T) {
 				}
 				return
 			}
-			if !errors.Is(res.Err, errMismatch) || len(rec.got) != 0 || len(srv.Messages()) != 1 {
+			if !errors.Is(res.Err, pop3.ErrMismatch) || len(rec.got) != 0 || len(srv.Messages()) != 1 {
 				t.Fatalf("Poll = %+v, delivered %v; want a mismatch and nothing delivered", res, rec.got)
 			}
 			for i := 2; i <= poisonPolls; i++ {
@@ -265,42 +215,6 @@ func TestPollRetrAnnouncedSize(t *testing.T) {
 			}
 		})
 	}
-}
-
-func FuzzRetrOctets(f *testing.F) {
-	f.Add([]byte("120 octets"))
-	f.Add([]byte("0120 Octets follow"))
-	f.Add([]byte("2 messages"))
-	f.Add([]byte("99999999999999999999 octets"))
-	f.Fuzz(func(t *testing.T, st []byte) {
-		n, ok := retrOctets(st)
-		if !ok {
-			return
-		}
-		first := bytes.Fields(st)[0]
-		if n < 0 || strings.TrimLeft(string(first), "0") != strings.TrimLeft(strconv.FormatInt(n, 10), "0") {
-			t.Fatalf("retrOctets(%q) = %d from %q", st, n, first)
-		}
-	})
-}
-
-func FuzzCheckRetr(f *testing.F) {
-	f.Add([]byte("Subject: x\r\n\r\nbody\r\n"), int64(20))
-	f.Add([]byte("+OK 20 octets\r\nSubject: x\r\n"), int64(20))
-	f.Add([]byte("-ERR"), int64(4))
-	f.Fuzz(func(t *testing.T, raw []byte, size int64) {
-		if size < 0 {
-			return // LIST sizes are never negative (parseListing)
-		}
-		err := checkRetr(entry{Num: 1, UID: "u", Size: size}, raw)
-		first, _, _ := bytes.Cut(raw, []byte("\r\n"))
-		if isStatusLine(first) && err == nil {
-			t.Fatalf("checkRetr accepted a message that begins with the status line %q", first)
-		}
-		if err != nil && !errors.Is(err, errMismatch) {
-			t.Fatalf("checkRetr error %v does not wrap errMismatch", err)
-		}
-	})
 }
 
 // A pipelined round is delivered once all its replies are in, while the
@@ -323,7 +237,7 @@ func TestPollRoundsDeliverWhileNextRoundWaits(t *testing.T) {
 		defer rec.mu.Unlock()
 		return len(rec.got)
 	}
-	if !eventually(func() bool { return count() == maxWindow }) {
+	if !pop3test.Eventually(func() bool { return count() == maxWindow }) {
 		t.Fatalf("%d of the first round's %d messages delivered while the second round waited", count(), maxWindow)
 	}
 	res := <-done

@@ -1,8 +1,10 @@
 // Package fetch runs POP3 sessions: the per-account poll and the daemon's
-// scheduler. It wraps github.com/knadh/go-pop3 with what that library lacks
-// (CAPA, STLS, response codes, deadlines per command and per message, byte
-// budgets on every read, validation of everything the server says) through
-// the net.Conn its Dialer hook returns.
+// scheduler. The wire is package fetch/pop3, popfetch's POP3 client (the
+// TLS gate, CAPA and STLS, response codes, deadlines per command and per
+// message, byte budgets on every read, validation of everything the server
+// says, and the count of replies against commands); this package decides
+// what to fetch, delivers, records and deletes, and groups the commands
+// into rounds.
 //
 // One poll of an account:
 //
@@ -33,9 +35,9 @@
 //	    UIDL journal, then DELE for the batch (unless keep), in the same
 //	    rounds as RETR → QUIT.
 //
-// Replies are counted against commands. When no reply is due the server
-// must have sent nothing (checked in go-pop3's buffer, in crypto/tls and on
-// the socket); a RETR reply must fit its message (an "+OK n octets" equal
+// Replies are counted against commands (package pop3). When no reply is
+// due the server must have sent nothing (checked in go-pop3's buffer, in
+// crypto/tls and on the socket); a RETR reply must fit its message (an "+OK n octets" equal
 // to the LIST size, no status line as the first line, a size within the
 // reply's budget of LIST's); a -ERR to RETR of a listed message, a reply
 // that does not fit, a surplus or a missing reply (its deadline) ends the

@@ -119,7 +119,7 @@ func bodyOf(raw []byte) ([]byte, bool) {
 // header/body boundary: its digest is that of the whole message, every
 // CRLF read as LF. It streams over raw (no copy, no bound on the header
 // needed: the cost is linear in the message, which is bounded by
-// maxMessageSize) and is the first 128 bits of SHA-256, in hex.
+// pop3.MaxMessageSize) and is the first 128 bits of SHA-256, in hex.
 func headerDigest(raw []byte) string {
 	h := sha256.New()
 	if _, ok := bodyOf(raw); !ok {

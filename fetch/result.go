@@ -3,32 +3,21 @@ package fetch
 import (
 	"errors"
 	"time"
+
+	"github.com/popfetch/popfetch/fetch/pop3"
 )
 
 // Sentinels, tested with errors.Is. The package that detects a condition
-// owns its sentinel; cmd maps them to exit codes.
+// owns its sentinel; cmd maps them to exit codes. The POP3 client's are
+// package pop3's own values under the same names, so errors.Is matches
+// either spelling (see pop3.ErrAuth and the others for their meaning).
 var (
-	// ErrAuth: the server rejected the credentials (or said [AUTH], RFC
-	// 3206). Retrying would risk locking the account, so the daemon waits
-	// for a config change or an explicit "popfetch now".
-	ErrAuth = errors.New("authentication failed")
-	// ErrLoginRefused: the server answered USER or PASS with -ERR and no
-	// [AUTH] code (RFC 3206), so it did not say whether the credentials
-	// are wrong: servers without response codes also refuse a login for a
-	// damaged or locked mailbox. The daemon retries only after a long
-	// backoff (a wrong password retried every poll is what locks an
-	// account) and logs an error each time.
-	ErrLoginRefused = errors.New("login refused")
-	// ErrProtocol: the server said something RFC 1939 does not allow (bad
-	// UID, message number out of range, oversized line, malformed reply).
-	ErrProtocol = errors.New("pop3 protocol error")
-	// ErrTLS: the TLS policy could not be met (no STLS offered or STLS
-	// refused when required, certificate not verified, pin mismatch).
-	ErrTLS = errors.New("tls policy not met")
-	// ErrInUse: the maildrop is locked by another session ([IN-USE]); retry later.
-	ErrInUse = errors.New("mailbox in use")
-	// ErrLoginDelay: the server asked for a pause between logins ([LOGIN-DELAY]).
-	ErrLoginDelay = errors.New("login delay")
+	ErrAuth         = pop3.ErrAuth         // the server rejected the credentials ([AUTH]): hold until the operator acts
+	ErrLoginRefused = pop3.ErrLoginRefused // USER or PASS refused with no [AUTH] code: retry after a long backoff
+	ErrProtocol     = pop3.ErrProtocol     // the server said something RFC 1939 does not allow
+	ErrTLS          = pop3.ErrTLS          // the TLS policy could not be met
+	ErrInUse        = pop3.ErrInUse        // the maildrop is locked by another session ([IN-USE]); retry later
+	ErrLoginDelay   = pop3.ErrLoginDelay   // the server asked for a pause between logins ([LOGIN-DELAY])
 	// ErrLocked: another popfetch process is polling this mailbox (state lock held).
 	ErrLocked = errors.New("mailbox state locked by another popfetch process")
 )

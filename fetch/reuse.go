@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"sync"
 
+	"github.com/popfetch/popfetch/fetch/pop3"
 	"github.com/popfetch/popfetch/uidl"
 )
 
@@ -373,7 +374,7 @@ func (v *verifyState) asNew(e entry) {
 // checkByCopy reports whether e's check is to retrieve it; false means e
 // stays on the server unchecked (too large to retrieve).
 func (s *session) checkByCopy(e entry) bool {
-	if s.a.Limit > 0 && e.Size > s.a.Limit || e.Size > maxMessageSize {
+	if s.a.Limit > 0 && e.Size > s.a.Limit || e.Size > pop3.MaxMessageSize {
 		// Neither deleted nor fetched: its identity cannot be
 		// confirmed without retrieving it.
 		s.res.Skipped++

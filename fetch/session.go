@@ -1,7 +1,6 @@
 package fetch
 
 import (
-	"bytes"
 	"context"
 	"crypto/x509"
 	"errors"
@@ -11,12 +10,12 @@ import (
 	"net"
 	"os"
 	"path/filepath"
-	"strconv"
 	"strings"
 	"sync"
 	"time"
 
 	"github.com/popfetch/popfetch/deliver"
+	"github.com/popfetch/popfetch/fetch/pop3"
 	"github.com/popfetch/popfetch/rcfile"
 	"github.com/popfetch/popfetch/uidl"
 )
@@ -195,6 +194,9 @@ func (p *Poller) run(ctx context.Context, a *rcfile.Account, dryRun bool) (res R
 	return res
 }
 
+// entry is one message of the server's listing (number, UID, size).
+type entry = pop3.Entry
+
 type session struct {
 	p      *Poller
 	a      *rcfile.Account
@@ -204,7 +206,7 @@ type session struct {
 	store  *uidl.Store
 	// mailbox is the store's path: the key of Poller.careful.
 	mailbox string
-	c       *conn
+	c       *pop3.Conn
 	disp    Dispatcher
 	// retrieved counts the messages whose RETR reply was read whole: each
 	// is one the server may consider retrieved (RFC 2449 EXPIRE).
@@ -290,7 +292,7 @@ func (s *session) run(ctx context.Context) error {
 	if err != nil {
 		return fmt.Errorf("password: %w", err)
 	}
-	opts := dialOptions{Host: a.Server, Port: a.Port, TLS: string(a.TLS), Fingerprint: a.Fingerprint, Timeout: a.Timeout, Log: s.log}
+	opts := pop3.Options{Host: a.Server, Port: a.Port, TLS: pop3.TLSMode(a.TLS), Fingerprint: a.Fingerprint, Timeout: a.Timeout}
 	if a.CAFile != "" {
 		// Read through the trust check: whoever can change the trust
 		// anchors can impersonate the server and take the password.
@@ -303,22 +305,22 @@ func (s *session) run(ctx context.Context) error {
 			return fmt.Errorf("%w: ca_file %s holds no PEM certificate", ErrTLS, a.CAFile)
 		}
 	}
-	s.c, err = dial(ctx, opts)
+	s.c, err = pop3.Dial(ctx, opts)
 	if err != nil {
 		return err
 	}
-	defer s.c.close()
-	if err := s.c.login(a.Username, pass); err != nil {
+	defer s.c.Close()
+	if err := s.c.Login(a.Username, pass); err != nil {
 		return err
 	}
-	if d := s.c.caps.loginDelay; d > 0 {
-		s.res.LoginDelay = time.Duration(d) * time.Second
+	if d := s.c.LoginDelay(); d > 0 {
+		s.res.LoginDelay = d
 	}
 	if err := s.transact(ctx); err != nil {
 		return err
 	}
 	if s.keepConnUpdate() {
-		return s.c.quit()
+		return s.c.Quit()
 	}
 	s.log.Info("closing without QUIT: the server may expire retrieved messages (EXPIRE 0) and not all of them were delivered", "messages", s.retrieved, "delivered", s.res.Delivered)
 	return nil
@@ -401,97 +403,39 @@ func syncDir(dir string) error {
 // nothing is removed (RFC 1939 §6). Recorded messages are deleted by the
 // next poll.
 func (s *session) keepConnUpdate() bool {
-	return !s.c.caps.expire0 || s.res.Failed == 0 && s.retrieved == s.res.Delivered
+	return !s.c.Expire0() || s.res.Failed == 0 && s.retrieved == s.res.Delivered
 }
 
 // transact is the TRANSACTION state: list, select, fetch, deliver, record,
 // delete.
 func (s *session) transact(ctx context.Context) error {
-	c := s.c
-	// With PIPELINING the three listings cost one round trip, not three
-	// (RFC 2449 §6.6); their budgets are set as each reply is read, by
-	// which time STAT's count is known.
-	pipelined := c.caps.pipelining
-	for _, verb := range []string{"STAT", "UIDL", "LIST"} {
-		if err := c.send(verb); err != nil {
-			return err
-		}
-		if !pipelined {
-			break
-		}
-	}
-	st, err := c.status("STAT", lineBudget, c.deadline())
-	if err != nil {
-		return err
-	}
-	count, _, err := parseStat(st)
-	if err != nil {
-		return err
-	}
+	// STAT, UIDL and LIST, checked against each other (package pop3).
+	count, uids, err := s.c.Listing()
 	s.res.Messages = count
-	if count == 0 && !pipelined {
-		return s.retain(nil)
-	}
-	// Each UIDL line is at most "nnnnnnn " + 70 + CRLF; a LIST line is
-	// shorter, but may carry more after the size (RFC 1939 §5).
-	uidlBudget := int64(count)*96 + lineBudget
-	listBudget := int64(count)*128 + lineBudget
-	if !pipelined {
-		if err := c.send("UIDL"); err != nil {
-			return err
-		}
-	}
-	body, err := c.reply("UIDL", uidlBudget)
-	if err != nil {
-		if isERR(err) {
-			return fmt.Errorf("server does not support UIDL, which popfetch needs to know which messages are new: %w", err)
-		}
-		return err
-	}
-	uids, err := parseListing(body, count, true)
-	if err != nil {
-		return fmt.Errorf("uidl: %w", err)
-	}
-	if !pipelined {
-		if err := c.send("LIST"); err != nil {
-			return err
-		}
-	}
-	body, err = c.reply("LIST", listBudget)
 	if err != nil {
 		return err
-	}
-	sizes, err := parseListing(body, count, false)
-	if err != nil {
-		return fmt.Errorf("list: %w", err)
 	}
 	if count == 0 {
 		return s.retain(nil)
 	}
-	size := make(map[int]int64, len(sizes))
-	for _, e := range sizes {
-		size[e.Num] = e.Size
-	}
+	size := make(map[int]int64, len(uids))
 	onServer := make([]string, len(uids))
 	for i, e := range uids {
+		size[e.Num] = e.Size
 		onServer[i] = e.UID
 	}
 	// Before retain forgets the UIDs the listing no longer shows.
 	renumbered := s.survey(uids)
 	s.listSizes(uids, size)
-	// Forget only what a complete, valid listing no longer shows
-	// (RELIABILITY §1.5): never because QUIT said +OK.
+	// Forget only what a complete, valid listing no longer shows: never
+	// because QUIT said +OK, as QUIT may fail part-way and RFC 1939 §6
+	// lets the server remove "some or none" of the messages marked.
 	if err := s.retain(onServer); err != nil {
 		return err
 	}
 
 	var todo, verify []entry
 	for _, e := range uids {
-		sz, ok := size[e.Num]
-		if !ok {
-			return fmt.Errorf("%w: message %d in UIDL but not in LIST", ErrProtocol, e.Num)
-		}
-		e.Size = sz
 		if s.has(e.UID) && !s.a.FetchAll || renumbered != nil {
 			if !s.a.Keep && !s.dryRun && renumbered == nil && s.asRecorded(e) && s.deleSuspended(ctx, e) {
 				// Checking its identity would only lead to a DELE
@@ -560,11 +504,11 @@ func (s *session) selectNew(e entry) (bool, error) {
 		// Logged loudly when popfetch gave up on it.
 		s.res.Skipped++
 		return false, nil
-	case e.Size > maxMessageSize:
+	case e.Size > pop3.MaxMessageSize:
 		// popfetch holds a whole message in memory while it
 		// delivers it; a server's word that one is this big is
 		// not taken as a reason to try.
-		return false, s.leave(e, "message larger than popfetch's maximum message size left on the server", "limit", int64(maxMessageSize))
+		return false, s.leave(e, "message larger than popfetch's maximum message size left on the server", "limit", int64(pop3.MaxMessageSize))
 	}
 	return true, nil
 }
@@ -680,7 +624,7 @@ type op struct {
 // its own message (see retrFailed).
 //
 // A round ends when every reply to it has been read, the server has sent
-// nothing more (conn.idle) and the round's last reply names itself (the
+// nothing more (pop3.Conn) and the round's last reply names itself (the
 // LIST after its last RETR, or STAT for a round of DELEs only, or after
 // DELEs that follow the last RETR): only then is it known that each reply
 // answered its own command. Without PIPELINING the commands of a round go
@@ -711,7 +655,7 @@ type op struct {
 func (s *session) fetch(ctx context.Context, todo []entry) (err error) {
 	c := s.c
 	careful := s.p.isCareful(s.mailbox) || s.failedBefore(todo)
-	pipelined := c.caps.pipelining && !careful
+	pipelined := c.Pipelining() && !careful
 	window := 1
 	if pipelined {
 		window = 2*maxWindow + 1 // each RETR with its LIST, and a closing command
@@ -727,7 +671,7 @@ func (s *session) fetch(ctx context.Context, todo []entry) (err error) {
 			if careful {
 				s.p.setCareful(s.mailbox, false)
 			}
-		case c.botched != nil && ctx.Err() == nil:
+		case c.Broken() != nil && ctx.Err() == nil:
 			// A round broke off: replies out of step, or one that
 			// missed its deadline.
 			s.p.setCareful(s.mailbox, true)
@@ -906,7 +850,7 @@ func (s *session) fetch(ctx context.Context, todo []entry) (err error) {
 			// the window and the round's limits allow.
 			for len(queue) < window && roundCmds < perRound && len(deles) > 0 {
 				e := deles[0]
-				if err := c.send("DELE", e.Num); err != nil {
+				if err := c.SendDele(e.Num); err != nil {
 					return err
 				}
 				deles = deles[1:]
@@ -914,13 +858,13 @@ func (s *session) fetch(ctx context.Context, todo []entry) (err error) {
 				roundCmds++
 				tailBracket = false
 			}
-			// go-pop3 reads each reply whole into memory, and a message
+			// package pop3 reads each reply whole into memory, and a message
 			// stays there until its delivery is over. So the byte window
 			// counts the messages read and being delivered too, and a
 			// message bigger than the window is retrieved only when
 			// nothing else is in flight, waiting or being delivered: a
 			// mailbox of large messages never holds more than one at a
-			// time, which, with maxMessageSize, bounds a session's memory.
+			// time, which, with pop3.MaxMessageSize, bounds a session's memory.
 			retrOK := func() bool {
 				if next >= len(todo) || stopping(ctx) || ctx.Err() != nil || roundCmds >= perRound || roundRetrs >= retrsPerRound {
 					return false
@@ -931,7 +875,7 @@ func (s *session) fetch(ctx context.Context, todo []entry) (err error) {
 				e := todo[next]
 				inflight += e.Size
 				next++
-				if err := c.send("RETR", e.Num); err != nil {
+				if err := c.SendRetr(e.Num); err != nil {
 					return err
 				}
 				queue = append(queue, op{verb: "RETR", e: e})
@@ -943,7 +887,7 @@ func (s *session) fetch(ctx context.Context, todo []entry) (err error) {
 				if pipelined {
 					// Its bracket, in the same write; without
 					// PIPELINING it follows the RETR reply.
-					if err := c.send("LIST", e.Num); err != nil {
+					if err := c.SendList(e.Num); err != nil {
 						return err
 					}
 					queue = append(queue, op{verb: "LIST", e: e, bracket: true})
@@ -966,11 +910,11 @@ func (s *session) fetch(ctx context.Context, todo []entry) (err error) {
 					queue[len(queue)-1].close = true
 					closing = true
 				default:
-					verb, args := "STAT", []any(nil)
+					verb, send := "STAT", c.SendStat
 					if last.Num != 0 {
-						verb, args = "LIST", []any{last.Num}
+						verb, send = "LIST", func() error { return c.SendList(last.Num) }
 					}
-					if err := c.send(verb, args...); err != nil {
+					if err := send(); err != nil {
 						return err
 					}
 					queue = append(queue, op{verb: verb, e: last, close: true})
@@ -995,8 +939,8 @@ func (s *session) fetch(ctx context.Context, todo []entry) (err error) {
 		queue = queue[1:]
 		switch o.verb {
 		case "DELE":
-			if _, err := c.status("DELE", lineBudget, c.deadline()); err != nil {
-				if !isERR(err) {
+			if err := c.ReadDele(); err != nil {
+				if !pop3.IsERR(err) {
 					return err
 				}
 				// The message stays; it is recorded, so a later poll
@@ -1020,7 +964,7 @@ func (s *session) fetch(ctx context.Context, todo []entry) (err error) {
 			if !pipelined {
 				// Its bracket: the queue is empty, the server
 				// silent (checked as the reply ended).
-				if err := c.send("LIST", o.e.Num); err != nil {
+				if err := c.SendList(o.e.Num); err != nil {
 					return err
 				}
 				queue = append(queue, op{verb: "LIST", e: o.e, bracket: true, close: o.close})
@@ -1047,44 +991,21 @@ func (s *session) fetch(ctx context.Context, todo []entry) (err error) {
 // closeRound reads the reply to a command whose reply names itself: the
 // "LIST n" after each "RETR n" (which, after a round's last RETR, also
 // closes the round), or the command that closes a round ending in DELEs.
-// That is "LIST n", n being the round's last RETR: the reply,
-// "+OK n size" (RFC 1939 §5), names the message and its size. For a round
-// of DELEs only it is STAT: "+OK count size", two numbers where a reply to
-// DELE has words or nothing. Neither can be taken for any
-// other reply: if the server sent one reply too many in the round, this
-// read gets one of the round's own replies instead; if it skipped one, the
-// round's last command got this one and runs into its deadline (or
-// mistakes it likewise). Either way the round never ends in step and none
-// of it is delivered. conn.idle catches most surplus sooner; this closes
-// the race with a surplus reply that arrives just after the last one was
-// read.
+// That is "LIST n", n being the round's last RETR, or for a round of DELEs
+// only STAT (see pop3.Conn.ReadListOf and ReadStat): if the server sent
+// one reply too many in the round, this read gets one of the round's own
+// replies instead; if it skipped one, the round's last command got this
+// one and runs into its deadline (or mistakes it likewise). Either way the
+// round never ends in step and none of it is delivered. The Conn catches
+// most surplus sooner (a reply when none is due); this closes the race
+// with a surplus reply that arrives just after the last one was read.
 func (s *session) closeRound(verb string, e entry) error {
-	c := s.c
-	b, err := c.status(verb, lineBudget, c.deadline())
-	if err != nil {
-		if isERR(err) {
-			return c.outOfStep(fmt.Errorf("%w (%s closing a round answered %v)", errMismatch, verb, err))
-		}
-		return err
-	}
 	if verb == "STAT" {
-		if _, _, err := parseStat(b); err != nil {
-			return c.outOfStep(fmt.Errorf("%w (STAT closing a round answered %s)", errMismatch, quote(b)))
-		}
-		return nil
+		return s.c.ReadStat()
 	}
-	// The number names the message. The size is held only to the bounds
-	// a RETR reply is held to (checkRetr): GNU mailutils pop3d serving
-	// an mbox answers LIST n after RETR n with a size other than the one
-	// its listing gave (246 before, 364 after, for a message with a
-	// "From " line in its body).
-	f := bytes.Fields(b)
-	var size int64 = -1
-	if len(f) >= 2 && len(f[1]) <= 18 && len(bytes.TrimLeft(f[1], "0123456789")) == 0 {
-		size, _ = strconv.ParseInt(string(f[1]), 10, 64)
-	}
-	if len(f) < 2 || string(f[0]) != strconv.Itoa(e.Num) || size < 0 || size > retrBudget(e.Size) || e.Size > retrBudget(size) {
-		return c.outOfStep(fmt.Errorf("%w (LIST %d answered %s; want \"%d %d\")", errMismatch, e.Num, quote(b), e.Num, e.Size))
+	size, err := s.c.ReadListOf(e)
+	if err != nil {
+		return err
 	}
 	if size != e.Size {
 		s.log.Debug("LIST size changed after RETR", "uid", e.UID, "msgnum", e.Num, "size", size, "previous", e.Size)
@@ -1115,85 +1036,15 @@ type delivery struct {
 	err     error // the session cannot go on (the store failed)
 }
 
-// retrieve reads one RETR reply. Any error ends the session: a message
-// that LIST has just listed is not refused by a server whose replies are
-// in step, so an -ERR is taken as a sign that they are not, as is a reply
-// that does not fit the message (see checkRetr).
+// retrieve reads one RETR reply (see pop3.Conn.ReadRetr: any error ends
+// the session).
 func (s *session) retrieve(ctx context.Context, e entry) (*deliver.Message, error) {
-	c := s.c
-	d := time.Now().Add(retrDeadline(c.timeout, e.Size))
-	st, err := c.head("RETR", lineBudget, d)
-	if err != nil {
-		if isERR(err) {
-			err = c.outOfStep(fmt.Errorf("%w; a message LIST has just listed was refused, so the replies may be out of step: ending the session", err))
-		}
-		return nil, s.retrFailed(ctx, e, err)
-	}
-	raw, err := c.body("RETR", retrBudget(e.Size), d)
+	raw, err := s.c.ReadRetr(e)
 	if err != nil {
 		return nil, s.retrFailed(ctx, e, err)
-	}
-	// Another message's reply announces that message's size. A server
-	// that merely announces a wrong one still sends what LIST counted.
-	if n, ok := retrOctets(st); ok && n != e.Size && int64(len(raw)) != e.Size {
-		return nil, s.retrFailed(ctx, e, c.outOfStep(fmt.Errorf("%w (RETR %d announces %d octets, LIST said %d)", errMismatch, e.Num, n, e.Size)))
-	}
-	if err := checkRetr(e, raw); err != nil {
-		return nil, s.retrFailed(ctx, e, c.outOfStep(err))
 	}
 	s.retrieved++
 	return &deliver.Message{Account: s.a.Name, Server: s.a.Server, User: s.a.Username, UID: e.UID, Fetched: s.p.now(), Raw: raw}, nil
-}
-
-// retrOctets reads the size a RETR status line announces ("+OK 120
-// octets", RFC 1939 §7); ok is false if it announces none. Servers that
-// announce one count it as they count LIST sizes (octets as stored with
-// CRLF line ends, before dot-stuffing), so it must equal the LIST size: a
-// different number is another message's reply, unless the message that
-// follows has exactly the LIST size (see retrieve).
-func retrOctets(st []byte) (n int64, ok bool) {
-	f := bytes.Fields(st)
-	if len(f) == 0 || len(f[0]) > 18 || len(bytes.TrimLeft(f[0], "0123456789")) != 0 {
-		return 0, false
-	}
-	if len(f) > 1 && !bytes.HasPrefix(bytes.ToLower(f[1]), []byte("octet")) {
-		return 0, false // "+OK 2 messages follow", not a size
-	}
-	n, err := strconv.ParseInt(string(f[0]), 10, 64)
-	return n, err == nil
-}
-
-// checkRetr checks that a message read whole fits the entry it was asked
-// for. A first line that is itself a POP3 status line is the real status
-// line of this reply behind a surplus "+OK" the server sent before it (a
-// message begins with a header field, RFC 5322 §2.1, and "+OK ..." is
-// not one). The size must be within the bounds set for the reply: at most
-// retrBudget of the LIST size, and the LIST size at most retrBudget of
-// the size read. That is loose on purpose: servers whose LIST sizes are
-// approximate are common enough that fetchmail only warns about a
-// mismatch; within it, equal and near-equal sizes are not told apart,
-// which is why the primary defence is that no reply may arrive when none
-// is due (conn.idle).
-func checkRetr(e entry, raw []byte) error {
-	first, _, _ := bytes.Cut(raw, []byte("\r\n"))
-	if isStatusLine(first) {
-		return fmt.Errorf("%w (message %d begins with the status line %s)", errMismatch, e.Num, quote(first))
-	}
-	if got := int64(len(raw)); got > retrBudget(e.Size) || e.Size > retrBudget(got) {
-		return fmt.Errorf("%w (message %d has %d octets, LIST said %d)", errMismatch, e.Num, got, e.Size)
-	}
-	return nil
-}
-
-// isStatusLine reports whether line is a POP3 status line as go-pop3 reads
-// one.
-func isStatusLine(line []byte) bool {
-	for _, p := range []string{"+OK", "-ERR"} {
-		if rest, ok := bytes.CutPrefix(line, []byte(p)); ok && (len(rest) == 0 || rest[0] == ' ') {
-			return true
-		}
-	}
-	return false
 }
 
 // retrFailed handles a RETR reply that broke the session. A reply larger
@@ -1201,7 +1052,7 @@ func isStatusLine(line []byte) bool {
 // be again: it is noted at once, like a message over `limit`, so that the
 // rest of the mailbox flows even for a one-shot `popfetch fetch`. A
 // message that misses its deadline, is refused (-ERR) or gets a reply that
-// does not fit it (errMismatch), its own or that of the "LIST n" right
+// does not fit it (pop3.ErrMismatch), its own or that of the "LIST n" right
 // behind it, in poisonPolls polls in a row (counted in the UIDL journal,
 // so that one-shot runs from cron count too) is given up the same way: a stray reply from the server lands on a
 // different message each time, a message the server cannot send does not.
@@ -1222,9 +1073,9 @@ func (s *session) retrFailed(ctx context.Context, e entry, err error) error {
 	var why string
 	var ne net.Error
 	switch {
-	case errors.Is(err, errBudget):
+	case errors.Is(err, pop3.ErrBudget):
 		why = "its reply is far larger than the server's LIST size"
-	case errors.As(err, &ne) && ne.Timeout(), isERR(err), errors.Is(err, errMismatch):
+	case errors.As(err, &ne) && ne.Timeout(), pop3.IsERR(err), errors.Is(err, pop3.ErrMismatch):
 		if n := s.retrFailures(e); n < poisonPolls {
 			return err
 		}

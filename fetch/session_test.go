@@ -377,25 +377,6 @@ func TestPollMessageDeadlineCoversStatusAndBody(t *testing.T) {
 	}
 }
 
-func TestRetrBounds(t *testing.T) {
-	const timeout = time.Minute
-	for _, size := range []int64{-1, 0, 1, 1000, windowBytes, maxMessageSize - 1, maxMessageSize, maxMessageSize + 1, 10 << 30, 1<<63 - 1} {
-		b, d := retrBudget(size), retrDeadline(timeout, size)
-		if b < 2*max(size, 0)+1<<20 && b != maxReplyBytes {
-			t.Errorf("retrBudget(%d) = %d; want 2×size + 1 MiB, at most %d", size, b, int64(maxReplyBytes))
-		}
-		if b <= 0 || b > maxReplyBytes {
-			t.Errorf("retrBudget(%d) = %d; want 1..%d", size, b, int64(maxReplyBytes))
-		}
-		if maxD := timeout + maxMessageSize/minRate*time.Second; d < timeout || d > maxD {
-			t.Errorf("retrDeadline(%v, %d) = %v; want %v..%v", timeout, size, d, timeout, maxD)
-		}
-	}
-	if d := retrDeadline(timeout, 32<<20); d != timeout+1024*time.Second {
-		t.Errorf("retrDeadline(%v, 32 MiB) = %v; want timeout + 1 s per 32 KiB", timeout, d)
-	}
-}
-
 // logCapture collects a Poller's log output (syncBuffer: the Poller logs
 // from its delivery goroutines).
 type logCapture struct{ syncBuffer }

@@ -2,10 +2,6 @@ package fetch
 
 import (
 	"context"
-	"crypto/sha256"
-	"crypto/tls"
-	"crypto/x509"
-	"encoding/hex"
 	"errors"
 	"slices"
 	"strings"
@@ -15,97 +11,46 @@ import (
 	"github.com/popfetch/popfetch/rcfile"
 )
 
-// spkiPin returns the tls_fingerprint of the server certificate in cfg.
-func spkiPin(t *testing.T, cfg *tls.Config) string {
-	t.Helper()
-	leaf, err := x509.ParseCertificate(cfg.Certificates[0].Certificate[0])
-	if err != nil {
-		t.Fatal(err)
-	}
-	sum := sha256.Sum256(leaf.RawSubjectPublicKeyInfo)
-	return hex.EncodeToString(sum[:])
-}
-
-func sentCredentials(srv *pop3test.Server) bool {
-	for _, c := range srv.Commands() {
-		if strings.HasPrefix(c, "USER") || strings.HasPrefix(c, "PASS") {
-			return true
-		}
-	}
-	return false
-}
-
-// longGreeting is a greeting with an APOP timestamp (RFC 1939 §7), as
-// GNU mailutils pop3d sends, padded past the replies that follow it.
-const longGreeting = "+OK POP3 server ready on mail.example.org, GNU Mailutils 3.15, please use STLS before logging in " +
-	"<2786.1733309130.1234567890@mail.example.org>"
-
-func TestTLS(t *testing.T) {
+// TestPollTLSSettings: the account's TLS settings reach the POP3 client
+// (the TLS gate itself is tested in package pop3, TestTLS): ca_file is
+// trusted, tls_fingerprint pins the key, and a failed gate sends no
+// credentials.
+func TestPollTLSSettings(t *testing.T) {
 	caPEM, serverTLS, _ := pop3test.GenerateCert(t)
-	otherCA, _, _ := pop3test.GenerateCert(t)
-	tests := []struct {
+	for _, tt := range []struct {
 		name    string
-		opts    pop3test.Options
-		mode    rcfile.TLSMode
-		ca      []byte
-		pin     string
-		wantErr error // nil = success
+		ca, pin bool
+		badPin  bool
+		wantErr error
 	}{
-		{name: "implicit verified", opts: pop3test.Options{Implicit: true}, mode: rcfile.TLSImplicit, ca: caPEM},
-		{name: "starttls verified", opts: pop3test.Options{STLS: true}, mode: rcfile.TLSStartTLS, ca: caPEM},
-		{name: "implicit wrong CA", opts: pop3test.Options{Implicit: true}, mode: rcfile.TLSImplicit, ca: otherCA, wantErr: ErrTLS},
-		{name: "implicit system roots reject test CA", opts: pop3test.Options{Implicit: true}, mode: rcfile.TLSImplicit, wantErr: ErrTLS},
-		{name: "starttls wrong CA", opts: pop3test.Options{STLS: true}, mode: rcfile.TLSStartTLS, ca: otherCA, wantErr: ErrTLS},
-		{name: "implicit pinned", opts: pop3test.Options{Implicit: true}, mode: rcfile.TLSImplicit, pin: "self"},
-		{name: "implicit pin mismatch", opts: pop3test.Options{Implicit: true}, mode: rcfile.TLSImplicit, pin: strings.Repeat("ab", 32), wantErr: ErrTLS},
-		{name: "stls not offered", opts: pop3test.Options{}, mode: rcfile.TLSStartTLS, ca: caPEM, wantErr: ErrTLS},
-		{name: "stls advertised then refused", opts: pop3test.Options{STLS: true, Faults: []pop3test.Fault{{Cmd: "STLS", Action: pop3test.Reply, Reply: "-ERR not now"}}}, mode: rcfile.TLSStartTLS, ca: caPEM, wantErr: ErrTLS},
-		{name: "stls response injection", opts: pop3test.Options{STLS: true, Faults: []pop3test.Fault{{Cmd: "STLS", Action: pop3test.Reply, Reply: "+OK begin TLS\r\n+OK injected"}}}, mode: rcfile.TLSStartTLS, ca: caPEM, wantErr: ErrTLS},
-		{name: "stls server hangs after +OK", opts: pop3test.Options{STLS: true, Faults: []pop3test.Fault{{Cmd: "STLS", Action: pop3test.Custom, Func: func(c *pop3test.Conn) { c.WriteLine("+OK go ahead"); c.Hang() }}}}, mode: rcfile.TLSStartTLS, ca: caPEM, wantErr: nil},
-		// mailutils and solid-pop3d greet with an APOP timestamp, longer
-		// than the CAPA and STLS replies read after it.
-		{name: "starttls long greeting", opts: pop3test.Options{STLS: true, Greeting: longGreeting}, mode: rcfile.TLSStartTLS, ca: caPEM},
-		{name: "implicit long greeting", opts: pop3test.Options{Implicit: true, Greeting: longGreeting}, mode: rcfile.TLSImplicit, ca: caPEM},
-		{name: "bad greeting", opts: pop3test.Options{Implicit: true, Greeting: "* IMAP here"}, mode: rcfile.TLSImplicit, ca: caPEM, wantErr: ErrProtocol},
-	}
-	for _, tt := range tests {
+		{name: "ca_file", ca: true},
+		{name: "tls_fingerprint", pin: true},
+		{name: "tls_fingerprint mismatch", badPin: true, wantErr: ErrTLS},
+		{name: "system roots", wantErr: ErrTLS},
+	} {
 		t.Run(tt.name, func(t *testing.T) {
-			tt.opts.TLS = serverTLS
-			tt.opts.Messages = msgs(1)
-			srv := pop3test.NewServer(t, tt.opts)
+			srv := pop3test.NewServer(t, pop3test.Options{Implicit: true, TLS: serverTLS, Messages: msgs(1)})
 			a := testAccount(t, srv)
-			a.TLS = tt.mode
-			a.Server = "localhost"
-			a.Timeout = 1500e6
-			if tt.ca != nil {
-				a.CAFile = pop3test.WriteCAFile(t, tt.ca)
+			a.TLS, a.Server, a.Timeout = rcfile.TLSImplicit, "localhost", 1500e6
+			if tt.ca {
+				a.CAFile = pop3test.WriteCAFile(t, caPEM)
 			}
-			if tt.pin == "self" {
-				a.Fingerprint = spkiPin(t, serverTLS)
-			} else {
-				a.Fingerprint = tt.pin
+			if tt.pin {
+				a.Fingerprint = pop3test.SPKIPin(t, serverTLS)
+			}
+			if tt.badPin {
+				a.Fingerprint = strings.Repeat("ab", 32)
 			}
 			rec := &recorder{}
 			res := poller(rec).Poll(context.Background(), a)
-			if tt.name == "stls server hangs after +OK" {
-				// CVE-2011-1947: the handshake deadline fires.
-				if res.Err == nil || sentCredentials(srv) {
-					t.Fatalf("Poll = %+v; want a handshake timeout and no credentials", res)
-				}
-				return
-			}
 			if tt.wantErr == nil {
 				if res.Err != nil || len(rec.got) != 1 {
 					t.Fatalf("Poll = %+v", res)
 				}
 				return
 			}
-			if !errors.Is(res.Err, tt.wantErr) {
-				t.Fatalf("Poll error = %v; want %v", res.Err, tt.wantErr)
-			}
-			// No credential byte before the TLS gate.
-			if sentCredentials(srv) {
-				t.Fatalf("credentials sent although the TLS policy failed:\n%s", srv.Transcript())
+			if !errors.Is(res.Err, tt.wantErr) || srv.SentCredentials() {
+				t.Fatalf("Poll error = %v, credentials sent %v; want %v and none sent", res.Err, srv.SentCredentials(), tt.wantErr)
 			}
 		})
 	}

@@ -4,9 +4,11 @@ import (
 	"crypto/ecdsa"
 	"crypto/elliptic"
 	"crypto/rand"
+	"crypto/sha256"
 	"crypto/tls"
 	"crypto/x509"
 	"crypto/x509/pkix"
+	"encoding/hex"
 	"encoding/pem"
 	"fmt"
 	"math/big"
@@ -40,6 +42,18 @@ func NewCert(hosts ...string) (caPEM []byte, server *tls.Config, pool *x509.Cert
 	pool.AppendCertsFromPEM(caPEM)
 	server = &tls.Config{Certificates: []tls.Certificate{pair}, MinVersion: tls.VersionTLS12}
 	return caPEM, server, pool, nil
+}
+
+// SPKIPin returns the tls_fingerprint of the server certificate in cfg:
+// the hex SHA-256 of its SubjectPublicKeyInfo.
+func SPKIPin(t testing.TB, cfg *tls.Config) string {
+	t.Helper()
+	leaf, err := x509.ParseCertificate(cfg.Certificates[0].Certificate[0])
+	if err != nil {
+		t.Fatal(err)
+	}
+	sum := sha256.Sum256(leaf.RawSubjectPublicKeyInfo)
+	return hex.EncodeToString(sum[:])
 }
 
 // NewCertPEM is NewCert for servers configured with files (dovecot): the

@@ -333,6 +333,33 @@ func (s *Server) Commands() []string {
 	return append([]string(nil), s.commands...)
 }
 
+// SentCredentials reports whether a client sent a credential command
+// (USER, PASS, APOP or AUTH) in any session: what a TLS gate that failed
+// must never let through.
+func (s *Server) SentCredentials() bool {
+	for _, c := range s.Commands() {
+		verb, _, _ := strings.Cut(c, " ")
+		switch strings.ToUpper(verb) {
+		case "USER", "PASS", "APOP", "AUTH":
+			return true
+		}
+	}
+	return false
+}
+
+// Eventually polls cond for up to 3 seconds: bytes written on loopback
+// arrive within microseconds, but not synchronously, and a loaded test
+// machine can be slow.
+func Eventually(cond func() bool) bool {
+	for range 300 {
+		if cond() {
+			return true
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	return false
+}
+
 // Transcript returns a readable log of every session: "C: " lines from the
 // client, "S: " lines from the server, "-- " notes for faults and errors.
 // Long answers are abbreviated. It is meant for t.Log on failure.

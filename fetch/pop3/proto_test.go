@@ -1,4 +1,4 @@
-package fetch
+package pop3
 
 import (
 	"errors"
@@ -10,6 +10,8 @@ import (
 	"testing"
 	"unicode"
 	"unicode/utf8"
+
+	"github.com/popfetch/popfetch/uidl"
 )
 
 func TestValidUID(t *testing.T) {
@@ -30,8 +32,14 @@ func TestValidUID(t *testing.T) {
 		{"!~", true},
 	}
 	for _, tt := range tests {
-		if got := validUID(tt.uid); got != tt.want {
-			t.Errorf("validUID(%q) = %v; want %v", tt.uid, got, tt.want)
+		// The journal's rule (uidl.ValidUID) is the one a listing is
+		// held to.
+		if got := uidl.ValidUID(tt.uid); got != tt.want {
+			t.Errorf("uidl.ValidUID(%q) = %v; want %v", tt.uid, got, tt.want)
+		}
+		_, err := parseListing([]byte("1 "+tt.uid+"\r\n"), 1, true)
+		if got := err == nil; got != tt.want {
+			t.Errorf("parseListing of UID %q: %v; want valid %v", tt.uid, err, tt.want)
 		}
 	}
 }
@@ -70,16 +78,16 @@ func TestParseListing(t *testing.T) {
 		body    string
 		count   int
 		uidl    bool
-		want    []entry
+		want    []Entry
 		wantErr string
 	}{
-		{"uidl", "1 abc\r\n2 def\r\n", 2, true, []entry{{Num: 1, UID: "abc"}, {Num: 2, UID: "def"}}, ""},
-		{"list", "1 120\r\n2 300\r\n", 2, false, []entry{{Num: 1, Size: 120}, {Num: 2, Size: 300}}, ""},
-		{"list extra fields", "1 120 x y\r\n2 300 \r\n", 2, false, []entry{{Num: 1, Size: 120}, {Num: 2, Size: 300}}, ""}, // RFC 1939 §5
+		{"uidl", "1 abc\r\n2 def\r\n", 2, true, []Entry{{Num: 1, UID: "abc"}, {Num: 2, UID: "def"}}, ""},
+		{"list", "1 120\r\n2 300\r\n", 2, false, []Entry{{Num: 1, Size: 120}, {Num: 2, Size: 300}}, ""},
+		{"list extra fields", "1 120 x y\r\n2 300 \r\n", 2, false, []Entry{{Num: 1, Size: 120}, {Num: 2, Size: 300}}, ""}, // RFC 1939 §5
 		{"fewer than stat", "2 def\r\n", 3, true, nil, "lists 1 of STAT's 3"},                                             // message 1 and 3 would never be fetched
 		{"list fewer than stat", "1 120\r\n", 2, false, nil, "lists 1 of STAT's 2"},
-		{"bare lf", "1 abc\n", 1, true, []entry{{Num: 1, UID: "abc"}}, ""},
-		{"dup uid", "1 a\r\n2 a\r\n", 2, true, []entry{{Num: 1, UID: "a"}, {Num: 2, UID: "a"}}, ""},
+		{"bare lf", "1 abc\n", 1, true, []Entry{{Num: 1, UID: "abc"}}, ""},
+		{"dup uid", "1 a\r\n2 a\r\n", 2, true, []Entry{{Num: 1, UID: "a"}, {Num: 2, UID: "a"}}, ""},
 		{"empty", "", 0, true, nil, ""},
 		{"zero", "0 abc\r\n", 1, true, nil, "out of range"},
 		{"negative", "-1 abc\r\n", 1, true, nil, "out of range"},                           // CVE-2001-1009
@@ -201,11 +209,11 @@ func FuzzParseListing(f *testing.F) {
 	f.Add([]byte("1 120\r\n2 300\r\n"), 2, false)
 	f.Add([]byte("-1 x\r\n0 y\r\n99999999999999999999 z\r\n"), 3, true)
 	f.Add([]byte("1 "+strings.Repeat("u", 200)+"\r\n"), 1, true)
-	f.Fuzz(func(t *testing.T, body []byte, count int, uidl bool) {
+	f.Fuzz(func(t *testing.T, body []byte, count int, byUID bool) {
 		if count < 0 || count > maxMessages {
 			return
 		}
-		got, err := parseListing(body, count, uidl)
+		got, err := parseListing(body, count, byUID)
 		if err != nil {
 			return
 		}
@@ -218,10 +226,10 @@ func FuzzParseListing(f *testing.F) {
 				t.Fatalf("bad entry %+v", e)
 			}
 			nums[e.Num] = true
-			if uidl && !validUID(e.UID) {
+			if byUID && !uidl.ValidUID(e.UID) {
 				t.Fatalf("invalid UID accepted: %q", e.UID)
 			}
-			if !uidl && e.Size < 0 {
+			if !byUID && e.Size < 0 {
 				t.Fatalf("negative size accepted")
 			}
 		}

@@ -1,4 +1,4 @@
-package fetch
+package pop3
 
 import (
 	"crypto/tls"
@@ -56,19 +56,6 @@ func guardPair(t *testing.T, useTLS bool) (*guardConn, net.Conn) {
 	return &guardConn{Conn: c, raw: raw}, srv
 }
 
-// eventually polls cond for up to 3 seconds: bytes written on loopback
-// arrive within microseconds, but not synchronously, and a loaded test
-// machine can be slow.
-func eventually(cond func() bool) bool {
-	for range 300 {
-		if cond() {
-			return true
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
-	return false
-}
-
 // waiting sees bytes the server sent when none was asked for: on the
 // socket, or (TLS) already decrypted and kept by crypto/tls; but not TLS
 // session tickets, which TLS 1.3 servers send after the handshake.
@@ -89,7 +76,7 @@ func TestGuardWaiting(t *testing.T) {
 				time.Sleep(10 * time.Millisecond)
 			}
 			srv.Write([]byte("+OK stray\r\n"))
-			if !eventually(g.waiting) {
+			if !pop3test.Eventually(g.waiting) {
 				t.Fatal("waiting() = false after the server sent a line")
 			}
 		})

@@ -1,4 +1,4 @@
-package fetch
+package pop3
 
 import (
 	"bufio"
@@ -11,14 +11,12 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"log/slog"
 	"net"
-	"os"
 	"strings"
 	"sync"
 	"time"
 
-	pop3 "github.com/knadh/go-pop3"
+	gopop3 "github.com/knadh/go-pop3"
 
 	"github.com/popfetch/popfetch/internal/sockpeek"
 )
@@ -29,19 +27,31 @@ import (
 const (
 	lineBudget = 16 << 10 // one status line, plus bufio read-ahead
 	// readAhead is go-pop3's bufio.Reader size: bytes of the next reply it
-	// may already have pulled while reading the current one.
+	// may already have pulled while reading the current one (pinned by
+	// TestGoPOP3PinsReadAhead).
 	readAhead = 4096
 )
 
-// dialOptions are the connection settings of one session.
-type dialOptions struct {
+// TLSMode is how a connection gets its TLS: the values of the rc file's
+// tls setting.
+type TLSMode string
+
+const (
+	TLSImplicit TLSMode = "implicit" // TLS from the first byte (POP3S, RFC 8314)
+	TLSStartTLS TLSMode = "starttls" // STLS after CAPA (RFC 2595), required: never plaintext
+	TLSNone     TLSMode = "none"     // plaintext
+)
+
+// Options are the connection settings of one session.
+type Options struct {
 	Host        string
 	Port        int
-	TLS         string // "implicit", "starttls", "none"
-	RootCAs     *x509.CertPool
-	Fingerprint string // hex SHA-256 of the server's SPKI; "" = none
-	Timeout     time.Duration
-	Log         *slog.Logger
+	TLS         TLSMode
+	RootCAs     *x509.CertPool // nil = the system roots
+	Fingerprint string         // hex SHA-256 of the server's SPKI; "" = none
+	// Timeout bounds the connect, the TLS handshake and each reply; a
+	// RETR gets more by its size (retrDeadline). 0 = 60 s.
+	Timeout time.Duration
 }
 
 // guardConn is the net.Conn go-pop3 reads from. go-pop3 reads lines with an
@@ -70,8 +80,6 @@ type guardConn struct {
 	empty [2 * readAhead]bool
 }
 
-var errBudget = fmt.Errorf("%w: reply exceeds its size limit", ErrProtocol)
-
 func (g *guardConn) Read(p []byte) (int, error) {
 	g.mu.Lock()
 	if len(g.pre) > 0 {
@@ -84,7 +92,7 @@ func (g *guardConn) Read(p []byte) (int, error) {
 	b := g.budget
 	g.mu.Unlock()
 	if b <= 0 {
-		return 0, errBudget
+		return 0, ErrBudget
 	}
 	if int64(len(p)) > b {
 		p = p[:b]
@@ -180,14 +188,13 @@ func (g *guardConn) expect(max int64, deadline time.Time) {
 	g.Conn.SetDeadline(deadline)
 }
 
-// conn is one POP3 session: go-pop3 for the wire, plus popfetch's policy.
-type conn struct {
-	c       *pop3.Conn
+// Conn is one POP3 session: go-pop3 for the wire, plus popfetch's bounds
+// and reply bookkeeping. It is not safe for concurrent use.
+type Conn struct {
+	c       *gopop3.Conn
 	g       *guardConn
 	caps    capabilities
 	timeout time.Duration
-	log     *slog.Logger
-	tls     bool
 	stopCtx func() bool
 	botched error // set after a desync or i/o error: no further commands
 	// lines is the number of lines go-pop3 has consumed from the stream,
@@ -200,21 +207,13 @@ type conn struct {
 	// popfetch's commands are out of step: every later reply would be
 	// taken for the answer to the wrong command.
 	due int
+	// cont: the last reply read was a continuation (see Exchange); the
+	// command's reply is still due, after the client's next line.
+	cont bool
 }
 
-// Replies out of step with their commands. errSurplus: the server sent
-// something when no reply was due. errMismatch: a reply does not fit the
-// command it answers (a RETR reply announcing another size than LIST, a
-// message that begins with a status line). Either ends the session at
-// once: no further command, no DELE, no QUIT, and nothing read after the
-// point where the replies may have gone out of step is delivered.
-var (
-	errSurplus  = fmt.Errorf("%w: replies out of step with commands: the server sent data when no reply was due", ErrProtocol)
-	errMismatch = fmt.Errorf("%w: replies out of step with commands: a reply does not fit its command", ErrProtocol)
-)
-
-// outOfStep ends the session for err (wrapping errSurplus or errMismatch).
-func (c *conn) outOfStep(err error) error {
+// outOfStep ends the session for err (wrapping ErrSurplus or ErrMismatch).
+func (c *Conn) outOfStep(err error) error {
 	if c.botched == nil {
 		c.botched = err
 	}
@@ -225,7 +224,7 @@ func (c *conn) outOfStep(err error) error {
 // no line or part of one in go-pop3's read buffer (the guard counts the
 // lines that arrived, c.lines those go-pop3 consumed) and nothing on the
 // socket. when says where in the dialogue the check is, for the error.
-func (c *conn) idle(when string) error {
+func (c *Conn) idle(when string) error {
 	if c.botched != nil {
 		return c.botched
 	}
@@ -235,11 +234,11 @@ func (c *conn) idle(when string) error {
 	g.mu.Unlock()
 	switch {
 	case arrived != c.lines:
-		return c.outOfStep(fmt.Errorf("%w (%d line(s) %s)", errSurplus, int64(arrived-c.lines), when))
+		return c.outOfStep(fmt.Errorf("%w (%d line(s) %s)", ErrSurplus, int64(arrived-c.lines), when))
 	case partial:
-		return c.outOfStep(fmt.Errorf("%w (part of a line %s)", errSurplus, when))
+		return c.outOfStep(fmt.Errorf("%w (part of a line %s)", ErrSurplus, when))
 	case g.waiting():
-		return c.outOfStep(fmt.Errorf("%w (data %s)", errSurplus, when))
+		return c.outOfStep(fmt.Errorf("%w (data %s)", ErrSurplus, when))
 	}
 	return nil
 }
@@ -247,7 +246,7 @@ func (c *conn) idle(when string) error {
 // replied notes that the reply to verb has been read in full; err is the
 // reply's own -ERR or nil. With no further reply due, the server must have
 // fallen silent.
-func (c *conn) replied(verb string, err error) error {
+func (c *Conn) replied(verb string, err error) error {
 	c.due--
 	if c.due == 0 && verb != "QUIT" {
 		if e := c.idle("after the reply to " + verb); e != nil {
@@ -257,10 +256,11 @@ func (c *conn) replied(verb string, err error) error {
 	return err
 }
 
-// dial connects, passes the TLS gate and returns a session in the
+// Dial connects, passes the TLS gate and returns a session in the
 // AUTHORIZATION state with the capabilities read over the final transport.
-// No credential byte is sent here.
-func dial(ctx context.Context, o dialOptions) (*conn, error) {
+// No credential byte is sent here. Cancelling ctx closes the connection
+// (without QUIT) at any time until Close or Quit.
+func Dial(ctx context.Context, o Options) (*Conn, error) {
 	if o.Timeout <= 0 {
 		o.Timeout = 60 * time.Second
 	}
@@ -273,7 +273,7 @@ func dial(ctx context.Context, o dialOptions) (*conn, error) {
 		}
 		return g, nil
 	})
-	cl := pop3.New(pop3.Opt{Host: o.Host, Port: o.Port, Dialer: d})
+	cl := gopop3.New(gopop3.Opt{Host: o.Host, Port: o.Port, Dialer: d})
 	pc, err := cl.NewConn()
 	if err != nil {
 		if dialErr != nil {
@@ -284,13 +284,13 @@ func dial(ctx context.Context, o dialOptions) (*conn, error) {
 		}
 		return nil, fmt.Errorf("greeting: %w", err)
 	}
-	c := &conn{c: pc, g: g, timeout: o.Timeout, log: o.Log, tls: o.TLS != "none", lines: 1} // the greeting
+	c := &Conn{c: pc, g: g, timeout: o.Timeout, lines: 1} // the greeting
 	stop := context.AfterFunc(ctx, func() { g.Close() })
 	c.stopCtx = stop
 	// RFC 2595 §4: after STLS the client MUST discard cached capabilities
 	// and SHOULD re-issue CAPA; connect's pre-TLS CAPA is thrown away.
 	if err := c.capa(); err != nil {
-		c.close()
+		c.Close()
 		return nil, err
 	}
 	return c, nil
@@ -298,12 +298,12 @@ func dial(ctx context.Context, o dialOptions) (*conn, error) {
 
 // capa (re)reads the server's capabilities. A server without CAPA (it is
 // optional, RFC 2449) answers -ERR and keeps what was known.
-func (c *conn) capa() error {
+func (c *Conn) capa() error {
 	body, err := c.cmd("CAPA", true, lineBudget*4)
 	switch {
 	case err == nil:
 		c.caps = parseCapa(body)
-	case !isERR(err):
+	case !IsERR(err):
 		return fmt.Errorf("capa: %w", err)
 	}
 	return nil
@@ -316,7 +316,7 @@ func (f dialerFunc) Dial(network, addr string) (net.Conn, error) { return f(netw
 // connect dials, reads and checks the greeting, and applies the TLS policy:
 // implicit TLS from the first byte, or CAPA + STLS before anything else.
 // It returns a guardConn that replays the greeting to go-pop3.
-func connect(ctx context.Context, network, addr string, o dialOptions) (*guardConn, error) {
+func connect(ctx context.Context, network, addr string, o Options) (*guardConn, error) {
 	dctx, cancel := context.WithTimeout(ctx, o.Timeout)
 	defer cancel()
 	var nd net.Dialer
@@ -329,7 +329,7 @@ func connect(ctx context.Context, network, addr string, o dialOptions) (*guardCo
 		return nil, err
 	}
 	var c net.Conn = raw
-	if o.TLS == "implicit" {
+	if o.TLS == TLSImplicit {
 		tc, err := handshake(dctx, raw, o)
 		if err != nil {
 			return fail(err)
@@ -350,10 +350,10 @@ func connect(ctx context.Context, network, addr string, o dialOptions) (*guardCo
 	if br.Buffered() > 0 {
 		// Only the greeting is replayed to go-pop3: more would be
 		// dropped here, or, arriving later, taken for a reply.
-		return fail(fmt.Errorf("%w (after the greeting)", errSurplus))
+		return fail(fmt.Errorf("%w (after the greeting)", ErrSurplus))
 	}
 	pre := append(bytes.Clone(greeting), '\r', '\n')
-	if o.TLS == "starttls" {
+	if o.TLS == TLSStartTLS {
 		if _, err := io.WriteString(c, "CAPA\r\n"); err != nil {
 			return fail(fmt.Errorf("capa: %w", err))
 		}
@@ -370,7 +370,7 @@ func connect(ctx context.Context, network, addr string, o dialOptions) (*guardCo
 			stls = parseCapa(body).stls
 		}
 		if br.Buffered() > 0 {
-			return fail(fmt.Errorf("%w (after the reply to CAPA)", errSurplus))
+			return fail(fmt.Errorf("%w (after the reply to CAPA)", ErrSurplus))
 		}
 		if !stls {
 			return fail(fmt.Errorf("%w: tls = \"starttls\" but the server does not offer STLS (refusing to continue in plaintext)", ErrTLS))
@@ -402,7 +402,7 @@ func connect(ctx context.Context, network, addr string, o dialOptions) (*guardCo
 	return &guardConn{Conn: c, raw: raw, pre: pre}, nil
 }
 
-func handshake(ctx context.Context, raw net.Conn, o dialOptions) (*tls.Conn, error) {
+func handshake(ctx context.Context, raw net.Conn, o Options) (*tls.Conn, error) {
 	cfg := &tls.Config{
 		ServerName: o.Host,
 		RootCAs:    o.RootCAs,
@@ -467,49 +467,45 @@ func readMulti(br *bufio.Reader, max int) ([]byte, error) {
 	}
 }
 
-// respError is a server's -ERR reply to a command.
-type respError struct {
-	Cmd  string // the command verb only: never its arguments (PASS!)
-	Code string // RFC 2449 response code, e.g. "IN-USE", "AUTH", "SYS/TEMP"
-	Text string // sanitized
-}
-
-func (e *respError) Error() string { return fmt.Sprintf("%s: server said -ERR %s", e.Cmd, e.Text) }
-
-func isERR(err error) bool {
-	var re *respError
-	return errors.As(err, &re)
-}
-
 // send writes one command. The verb alone is logged, so PASS never is.
-func (c *conn) send(verb string, args ...any) error {
-	if c.botched != nil {
-		return c.botched
-	}
-	if c.due == 0 {
-		// Whatever arrived since the last reply arrived unasked.
-		if err := c.idle("before " + verb); err != nil {
-			return err
-		}
-	}
+func (c *Conn) send(verb string, args ...any) error {
 	line := verb
 	for _, a := range args {
 		line += " " + fmt.Sprint(a)
+	}
+	if err := c.write(verb, line); err != nil {
+		return err
+	}
+	c.due++
+	return nil
+}
+
+// write writes one line for verb: a command, or a client's response within
+// an exchange (see Exchange). Errors name the verb only, never the line.
+func (c *Conn) write(verb, line string) error {
+	if c.botched != nil {
+		return c.botched
+	}
+	if c.due == 0 || c.cont {
+		// Whatever arrived since the last reply (or continuation)
+		// arrived unasked.
+		if err := c.idle("before " + verb); err != nil {
+			return err
+		}
 	}
 	c.g.Conn.SetWriteDeadline(time.Now().Add(c.timeout))
 	if err := c.c.Send(line); err != nil {
 		c.botched = fmt.Errorf("%s: %w", verb, err)
 		return c.botched
 	}
-	c.due++
 	return nil
 }
 
 // deadline is when a reply to a command sent now must have arrived.
-func (c *conn) deadline() time.Time { return time.Now().Add(c.timeout) }
+func (c *Conn) deadline() time.Time { return time.Now().Add(c.timeout) }
 
 // status reads the single-line reply to verb (see readStatus).
-func (c *conn) status(verb string, budget int64, deadline time.Time) ([]byte, error) {
+func (c *Conn) status(verb string, budget int64, deadline time.Time) ([]byte, error) {
 	b, err := c.readStatus(verb, budget, deadline)
 	if c.botched != nil {
 		return nil, c.botched
@@ -522,7 +518,7 @@ func (c *conn) status(verb string, budget int64, deadline time.Time) ([]byte, er
 
 // head reads the status line of the multi-line reply to verb (see
 // readStatus); the body follows unless it is an -ERR.
-func (c *conn) head(verb string, budget int64, deadline time.Time) ([]byte, error) {
+func (c *Conn) head(verb string, budget int64, deadline time.Time) ([]byte, error) {
 	b, err := c.readStatus(verb, budget, deadline)
 	if err != nil && c.botched == nil {
 		return nil, c.replied(verb, err) // an -ERR is the whole reply
@@ -531,12 +527,20 @@ func (c *conn) head(verb string, budget int64, deadline time.Time) ([]byte, erro
 }
 
 // readStatus reads the status line of the reply to verb within the given
-// budget, by the deadline. An -ERR becomes a *respError; an i/o or budget
+// budget, by the deadline. An -ERR becomes a *RespError; an i/o or budget
 // error botches the session. go-pop3 maps "-ERR text" to errors.New(text);
-// anything else it returns is an i/o or framing failure.
-func (c *conn) readStatus(verb string, budget int64, deadline time.Time) ([]byte, error) {
+// anything else it returns is an i/o or framing failure
+// (TestGoPOP3PinsErrorTexts, TestGoPOP3PinsReadErrors).
+func (c *Conn) readStatus(verb string, budget int64, deadline time.Time) ([]byte, error) {
+	b, _, err := c.readReply(verb, budget, deadline, false)
+	return b, err
+}
+
+// readReply is readStatus that, if cont, also takes a continuation line
+// ("+ text" or "+", RFC 5034 §4) and returns its text with cont true.
+func (c *Conn) readReply(verb string, budget int64, deadline time.Time, cont bool) (_ []byte, isCont bool, _ error) {
 	if c.botched != nil {
-		return nil, c.botched
+		return nil, false, c.botched
 	}
 	c.g.expect(budget, deadline)
 	b, err := c.c.ReadOne()
@@ -545,37 +549,45 @@ func (c *conn) readStatus(verb string, budget int64, deadline time.Time) ([]byte
 	if err == nil {
 		if b == nil && c.g.emptyLine(n) {
 			// go-pop3 returns nil, nil for "+OK" and for an empty
-			// line alike; only the first is a success.
+			// line alike; only the first is a success
+			// (TestGoPOP3PinsStatusLines).
 			c.botched = fmt.Errorf("%s: %w: empty status line", verb, ErrProtocol)
-			return nil, c.botched
+			return nil, false, c.botched
 		}
-		return b, nil
+		return b, false, nil
 	}
-	if ne := new(net.Error); errors.As(err, ne) || errors.Is(err, io.EOF) || errors.Is(err, errBudget) || errors.Is(err, io.ErrUnexpectedEOF) || errors.Is(err, net.ErrClosed) {
+	if ne := new(net.Error); errors.As(err, ne) || errors.Is(err, io.EOF) || errors.Is(err, ErrBudget) || errors.Is(err, io.ErrUnexpectedEOF) || errors.Is(err, net.ErrClosed) {
 		c.botched = fmt.Errorf("%s: %w", verb, err)
-		return nil, c.botched
+		return nil, false, c.botched
 	}
 	if strings.HasPrefix(err.Error(), "unknown response:") {
+		if line, ok := unknownResponse(err); ok && cont {
+			if text, ok := continuation(line); ok {
+				return text, true, nil
+			}
+		}
 		c.botched = fmt.Errorf("%s: %w: %s", verb, ErrProtocol, sanitize(err.Error(), 160))
-		return nil, c.botched
+		return nil, false, c.botched
 	}
 	text := sanitize(err.Error(), 200)
-	return nil, &respError{Cmd: verb, Code: respCode(text), Text: text}
+	return nil, false, &RespError{Cmd: verb, Code: respCode(text), Text: text}
 }
 
 // body reads the rest of a multi-line reply (go-pop3 unstuffs dots) by the
 // deadline, which is the status line's: one bound for the whole reply.
-func (c *conn) body(verb string, budget int64, deadline time.Time) ([]byte, error) {
+func (c *Conn) body(verb string, budget int64, deadline time.Time) ([]byte, error) {
 	c.g.expect(budget, deadline)
 	buf, err := c.c.ReadAll()
 	if err != nil {
 		// EOF before the terminating "." means a truncated reply: the
-		// message must never be delivered (RELIABILITY §3.1 DotReader).
+		// message must never be delivered: a partial message handed
+		// on would be delivered truncated.
 		c.botched = fmt.Errorf("%s: incomplete multi-line reply: %w", verb, err)
 		return nil, c.botched
 	}
 	// ReadAll ends every line it consumed with CRLF (a line holds no LF
-	// of its own), and consumed the "." line besides.
+	// of its own), and consumed the "." line besides
+	// (TestGoPOP3PinsMultiLine).
 	c.lines += uint64(bytes.Count(buf.Bytes(), []byte("\n"))) + 1
 	if err := c.replied(verb, nil); err != nil {
 		return nil, err
@@ -584,7 +596,7 @@ func (c *conn) body(verb string, budget int64, deadline time.Time) ([]byte, erro
 }
 
 // cmd sends a command and reads its whole reply.
-func (c *conn) cmd(verb string, multi bool, budget int64, args ...any) ([]byte, error) {
+func (c *Conn) cmd(verb string, multi bool, budget int64, args ...any) ([]byte, error) {
 	if err := c.send(verb, args...); err != nil {
 		return nil, err
 	}
@@ -595,7 +607,7 @@ func (c *conn) cmd(verb string, multi bool, budget int64, args ...any) ([]byte, 
 }
 
 // reply reads a whole multi-line reply to a command sent before.
-func (c *conn) reply(verb string, budget int64) ([]byte, error) {
+func (c *Conn) reply(verb string, budget int64) ([]byte, error) {
 	d := c.deadline()
 	if _, err := c.head(verb, lineBudget, d); err != nil {
 		return nil, err
@@ -603,8 +615,11 @@ func (c *conn) reply(verb string, budget int64) ([]byte, error) {
 	return c.body(verb, budget, d)
 }
 
-// login sends USER/PASS. The password is never logged or put in an error.
-func (c *conn) login(user, pass string) error {
+// Login sends USER/PASS and re-reads the capabilities (see
+// capaAfterLogin). The password is never logged or put in an error. A
+// refusal wraps ErrAuth, ErrInUse, ErrLoginDelay or ErrLoginRefused, or is
+// a -ERR with [SYS/TEMP] (see classifyLogin).
+func (c *Conn) Login(user, pass string) error {
 	if c.botched != nil {
 		return c.botched
 	}
@@ -626,7 +641,7 @@ func (c *conn) login(user, pass string) error {
 // for one that keeps retrieved mail when it may not would QUIT after a
 // failed delivery and let it expunge the message. A server that answers
 // -ERR here keeps what it said before login.
-func (c *conn) capaAfterLogin() error {
+func (c *Conn) capaAfterLogin() error {
 	pre := c.caps
 	if err := c.capa(); err != nil {
 		return err
@@ -638,7 +653,7 @@ func (c *conn) capaAfterLogin() error {
 // classifyLogin maps a failed USER/PASS to the sentinels the scheduler acts
 // on (RFC 2449 §8.1, RFC 3206).
 func classifyLogin(err error) error {
-	var re *respError
+	var re *RespError
 	if !errors.As(err, &re) {
 		return err
 	}
@@ -661,38 +676,41 @@ func classifyLogin(err error) error {
 	return fmt.Errorf("%w (the server gave no [AUTH] code, so the cause may be the credentials or the mailbox): %v", ErrLoginRefused, err)
 }
 
-// quit ends the session; the server enters UPDATE and removes the messages
-// marked with DELE (RFC 1939 §6).
-func (c *conn) quit() error {
-	defer c.close()
+// Quit ends the session; the server enters UPDATE and removes the messages
+// marked with DELE (RFC 1939 §6). A Conn out of step sends no QUIT.
+func (c *Conn) Quit() error {
+	defer c.Close()
 	_, err := c.cmd("QUIT", false, 0)
 	return err
 }
 
-// close drops the connection without QUIT: the server must not remove any
-// message (RFC 1939 §6).
-func (c *conn) close() {
+// Close drops the connection without QUIT: the server must not remove any
+// message (RFC 1939 §6). It may be called more than once.
+func (c *Conn) Close() {
 	if c.stopCtx != nil {
 		c.stopCtx()
 	}
 	c.g.Close()
 }
 
-// Bounds on one message. go-pop3 reads a whole RETR reply into memory, so
-// the server's LIST size is trusted only up to maxMessageSize: a message
-// claiming more is left on the server like one over the account's limit.
+// MaxMessageSize bounds one message. go-pop3 reads a whole RETR reply
+// into memory, so the server's LIST size is trusted only up to
+// MaxMessageSize: the caller leaves a message claiming more on the server,
+// as it does one over the account's limit. Documented in popfetch.hcl(5)
+// under limit.
+const MaxMessageSize = 1 << 30 // bytes
+
 const (
-	maxMessageSize = 1 << 30 // bytes; documented in popfetch.hcl(5) under limit
 	// maxReplyBytes caps what a RETR reply may send: the largest message
 	// plus room for dot-stuffing and CRLF line ends.
-	maxReplyBytes = maxMessageSize + maxMessageSize/8
+	maxReplyBytes = MaxMessageSize + MaxMessageSize/8
 	minRate       = 32 << 10 // bytes/s that any link popfetch supports sustains
 )
 
-// clampSize bounds a LIST size to 0..maxMessageSize, so the arithmetic
+// clampSize bounds a LIST size to 0..MaxMessageSize, so the arithmetic
 // below cannot overflow whatever a server claims.
 func clampSize(size int64) int64 {
-	return min(max(size, 0), maxMessageSize)
+	return min(max(size, 0), MaxMessageSize)
 }
 
 // retrBudget bounds a RETR reply: twice the LIST size plus 1 MiB, so that a
@@ -710,12 +728,4 @@ func retrBudget(size int64) int64 {
 // message.
 func retrDeadline(timeout time.Duration, size int64) time.Duration {
 	return timeout + time.Duration(clampSize(size)/minRate)*time.Second
-}
-
-func localHost() string {
-	h, err := os.Hostname()
-	if err != nil || h == "" {
-		return "localhost"
-	}
-	return h
 }

@@ -1,4 +1,4 @@
-package fetch
+package pop3
 
 import (
 	"bytes"
@@ -6,32 +6,17 @@ import (
 	"strconv"
 	"strings"
 	"unicode/utf8"
+
+	"github.com/popfetch/popfetch/uidl"
 )
 
 // maxMessages caps what a server may claim in STAT (fetchmail 5.9.10: "don't
 // trust the message count"). Nothing is ever allocated from the claim itself.
 const maxMessages = 1 << 20
 
-// maxUIDLen is RFC 1939 §7: "The unique-id of a message is an arbitrary
-// server-determined string, consisting of one to 70 characters in the range
-// 0x21 to 0x7E".
-const maxUIDLen = 70
-
-// validUID reports whether uid is a legal RFC 1939 §7 unique-id.
-func validUID(uid string) bool {
-	if len(uid) == 0 || len(uid) > maxUIDLen {
-		return false
-	}
-	for i := 0; i < len(uid); i++ {
-		if uid[i] < 0x21 || uid[i] > 0x7e {
-			return false
-		}
-	}
-	return true
-}
-
-// entry is one line of a UIDL or LIST listing.
-type entry struct {
+// Entry is one message of a listing: its number in this session, its UID
+// (UIDL) and its size (LIST).
+type Entry struct {
 	Num  int
 	UID  string // UIDL
 	Size int64  // LIST
@@ -54,18 +39,18 @@ func parseStat(b []byte) (count int, size int64, err error) {
 	return c, s, nil
 }
 
-// parseListing parses the body of a multi-line UIDL (uidl=true) or LIST
+// parseListing parses the body of a multi-line UIDL (byUID=true) or LIST
 // reply. Every message number must be within 1..count and appear exactly
 // once (CVE-2001-1009): a listing that leaves out a message STAT counted
 // would leave it unfetched without a word. Every UID must be valid (RFC
 // 1939 §7, CVE-2005-2335). A UID may appear twice, against RFC 1939 §7:
 // popa3d and solid-pop3d give identical messages one UID, and refusing the
 // listing would block the whole mailbox; the session tells such messages
-// apart by their identity (reuse.go). A malformed line is a protocol error,
-// never skipped: a skipped line could make popfetch believe a message is
-// gone and forget it.
-func parseListing(body []byte, count int, uidl bool) ([]entry, error) {
-	var out []entry
+// apart by their identity (package fetch, reuse.go). A malformed line is
+// a protocol error, never skipped: a skipped line could make popfetch
+// believe a message is gone and forget it.
+func parseListing(body []byte, count int, byUID bool) ([]Entry, error) {
+	var out []Entry
 	seenNum := make(map[int]bool)
 	for len(body) > 0 {
 		var line []byte
@@ -85,7 +70,7 @@ func parseListing(body []byte, count int, uidl bool) ([]entry, error) {
 		// RFC 1939 §5 LIST: "This memo makes no requirement on what
 		// follows the message size in the scan listing"; §7 UIDL: "No
 		// information follows the unique-id in the unique-id listing."
-		if len(f) < 2 || uidl && len(f) != 2 {
+		if len(f) < 2 || byUID && len(f) != 2 {
 			return nil, fmt.Errorf("%w: malformed listing line %s", ErrProtocol, quote(line))
 		}
 		n, err := strconv.Atoi(string(f[0]))
@@ -96,10 +81,10 @@ func parseListing(body []byte, count int, uidl bool) ([]entry, error) {
 			return nil, fmt.Errorf("%w: message number %d listed twice", ErrProtocol, n)
 		}
 		seenNum[n] = true
-		e := entry{Num: n}
-		if uidl {
+		e := Entry{Num: n}
+		if byUID {
 			e.UID = string(f[1])
-			if !validUID(e.UID) {
+			if !uidl.ValidUID(e.UID) {
 				return nil, fmt.Errorf("%w: invalid UID %s for message %d (RFC 1939 §7: 1-70 chars in 0x21-0x7E)", ErrProtocol, quote(f[1]), n)
 			}
 		} else {
