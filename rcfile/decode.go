@@ -3,154 +3,182 @@ package rcfile
 import (
 	"fmt"
 	"reflect"
-	"strings"
 
 	"github.com/hashicorp/hcl/v2"
+	"github.com/hashicorp/hcl/v2/gohcl"
+	"github.com/hashicorp/hcl/v2/hclsyntax"
 	"github.com/zclconf/go-cty/cty"
-	"github.com/zclconf/go-cty/cty/convert"
 	"github.com/zclconf/go-cty/cty/gocty"
 )
 
-// decodeBody is a small subset of gohcl.DecodeBody driven by the same
-// struct tags (attr, optional, block, label, remain, def_range,
-// label_range, attr_range).
+// decodeBody decodes body into the schema struct v points to with
+// gohcl.DecodeBody, plus two rules gohcl does not keep:
 //
-// Why not gohcl itself: in hcl v2.25.0 package gohcl imports hclwrite,
-// which needs github.com/google/go-cmp, and that module is not in this
-// repository's go.sum (adding it is a go.mod change outside rcfile). The
-// parts users see are unaffected: unknown attributes and blocks, with
-// "Did you mean" suggestions, are reported by hclsyntax's Body.Content,
-// exactly as under gohcl. If go-cmp is added later, this file can be
-// replaced by gohcl.DecodeBody without touching the schema.
+//   - A block that the schema allows once and that appears again is
+//     reported at the repeat, and the first one is still decoded.
+//     gohcl decodes neither, so a second deliver block would also bring
+//     "Missing deliver block", or the defaults' deliver block inherited
+//     in silence (see dropRepeatedBlocks).
+//   - A value that fails to decode is reported once, in the words of
+//     someone who writes config ("port must be a whole number", not
+//     "Unsuitable value: a number is required"), and leaves its field
+//     unset. gohcl may have set the field to a zero value before it
+//     failed, which a later check would then report as a second error
+//     about a value nobody wrote ("port must be between 1 and 65535, not
+//     0"), and after an expression that fails to evaluate it adds
+//     "value must be known" (see fixDecodeErrors).
 func decodeBody(body hcl.Body, ctx *hcl.EvalContext, v any) hcl.Diagnostics {
 	val := reflect.ValueOf(v).Elem()
-	t := val.Type()
-	schema, remain := bodySchema(t)
-	var content *hcl.BodyContent
-	var leftovers hcl.Body
-	var diags hcl.Diagnostics
-	if remain >= 0 {
-		content, leftovers, diags = body.PartialContent(schema)
-		val.Field(remain).Set(reflect.ValueOf(&leftovers).Elem())
-	} else {
-		content, diags = body.Content(schema)
-	}
-	if content == nil {
-		return diags
-	}
-	blocks := content.Blocks.ByType()
-	for i := 0; i < t.NumField(); i++ {
-		name, kind := fieldTag(t.Field(i))
-		f := val.Field(i)
-		switch kind {
-		case "attr", "optional":
-			attr := content.Attributes[name]
-			if attr == nil {
-				if f.Type() == exprType {
-					f.Set(reflect.ValueOf(hcl.StaticExpr(cty.NullVal(cty.DynamicPseudoType), body.MissingItemRange())))
-				}
-				continue
-			}
-			if f.Type() == exprType {
-				f.Set(reflect.ValueOf(attr.Expr))
-				continue
-			}
-			diags = append(diags, decodeAttr(attr, ctx, f)...)
-		case "attr_range":
-			if attr := content.Attributes[name]; attr != nil {
-				f.Set(reflect.ValueOf(attr.Range))
-			}
-		case "block":
-			diags = append(diags, decodeBlocks(name, blocks[name], ctx, f)...)
-		}
-	}
-	return diags
+	diags := dropRepeatedBlocks(body, val.Type())
+	diags = append(diags, gohcl.DecodeBody(body, ctx, v)...)
+	return fixDecodeErrors(diags, val)
 }
 
-var exprType = reflect.TypeOf((*hcl.Expression)(nil)).Elem()
-
-func fieldTag(f reflect.StructField) (name, kind string) {
-	tag, ok := f.Tag.Lookup("hcl")
+// dropRepeatedBlocks reports every repeat of a block that schema struct t
+// takes at most once, and removes it from the syntax tree (which Parse
+// owns), in body and in the blocks nested in it. Blocks with the wrong
+// number of labels are left to gohcl, which reports and skips them, so
+// they do not count as the first.
+func dropRepeatedBlocks(body hcl.Body, t reflect.Type) hcl.Diagnostics {
+	b, ok := body.(*hclsyntax.Body)
 	if !ok {
-		return "", ""
+		return nil // every body here comes from hclsyntax
 	}
-	name, kind, found := strings.Cut(tag, ",")
-	if !found {
-		kind = "attr"
+	type blockType struct {
+		t      reflect.Type
+		once   bool
+		labels int
 	}
-	return name, kind
-}
-
-// bodySchema derives the hcl.BodySchema from the tags; remain is the index
-// of the remain field or -1.
-func bodySchema(t reflect.Type) (*hcl.BodySchema, int) {
-	s := &hcl.BodySchema{}
-	remain := -1
-	for i := 0; i < t.NumField(); i++ {
-		name, kind := fieldTag(t.Field(i))
-		switch kind {
-		case "attr", "optional":
-			s.Attributes = append(s.Attributes, hcl.AttributeSchema{Name: name, Required: kind == "attr"})
+	var diags hcl.Diagnostics
+	types := map[string]blockType{}
+	for i := range t.NumField() {
+		switch name, kind := fieldTag(t.Field(i)); kind {
 		case "block":
-			et := t.Field(i).Type
-			for et.Kind() == reflect.Slice || et.Kind() == reflect.Pointer {
-				et = et.Elem()
+			et, once := blockElem(t.Field(i))
+			labels := 0
+			for j := range et.NumField() {
+				if _, kind := fieldTag(et.Field(j)); kind == "label" {
+					labels++
+				}
 			}
-			s.Blocks = append(s.Blocks, hcl.BlockHeaderSchema{Type: name, LabelNames: labelNames(et)})
+			types[name] = blockType{et, once, labels}
 		case "remain":
-			remain = i
+			// The same body, decoded again into the remain struct.
+			diags = append(diags, dropRepeatedBlocks(body, t.Field(i).Type)...)
 		}
 	}
-	return s, remain
-}
-
-func labelNames(t reflect.Type) []string {
-	var names []string
-	for i := 0; i < t.NumField(); i++ {
-		if name, kind := fieldTag(t.Field(i)); kind == "label" {
-			names = append(names, name)
+	first := map[string]*hclsyntax.Block{}
+	kept := make([]*hclsyntax.Block, 0, len(b.Blocks))
+	for _, blk := range b.Blocks {
+		bt, known := types[blk.Type]
+		if !known || len(blk.Labels) != bt.labels {
+			kept = append(kept, blk)
+			continue
 		}
+		if prev := first[blk.Type]; prev != nil && bt.once {
+			diags = append(diags, &hcl.Diagnostic{
+				Severity: hcl.DiagError,
+				Summary:  fmt.Sprintf("Duplicate %s block", blk.Type),
+				Detail:   fmt.Sprintf("Only one %s block is allowed; one was already declared at %s.", blk.Type, prev.DefRange()),
+				Subject:  blk.DefRange().Ptr(),
+			})
+			continue
+		}
+		first[blk.Type] = blk
+		kept = append(kept, blk)
+		diags = append(diags, dropRepeatedBlocks(blk.Body, bt.t)...)
 	}
-	return names
+	b.Blocks = kept
+	return diags
 }
 
-// decodeAttr evaluates one attribute into f (a pointer or plain Go value).
-func decodeAttr(attr *hcl.Attribute, ctx *hcl.EvalContext, f reflect.Value) hcl.Diagnostics {
-	v, diags := attr.Expr.Value(ctx)
-	if diags.HasErrors() {
+// unsuitable is the summary of gohcl's error for a value it cannot
+// convert to the field's type (TestBad's wrong_type.hcl pins it).
+const unsuitable = "Unsuitable value type"
+
+// fixDecodeErrors visits every attribute decoded into val (a schema
+// struct) and its blocks. An attribute with an error inside it is left
+// unset; gohcl's unsuitable-type error becomes "Wrong type" at the whole
+// value, or is dropped when evaluating the value already failed.
+func fixDecodeErrors(diags hcl.Diagnostics, val reflect.Value) hcl.Diagnostics {
+	if !diags.HasErrors() {
 		return diags
 	}
-	ty, err := gocty.ImpliedType(f.Addr().Interface())
-	if err != nil {
-		panic(fmt.Sprintf("rcfile: bad schema field for %s: %v", attr.Name, err)) // a bug in this package
+	drop := map[*hcl.Diagnostic]bool{}
+	var visit func(s reflect.Value)
+	visit = func(s reflect.Value) {
+		t := s.Type()
+		for _, a := range attrFields(t) {
+			f := s.Field(a.val)
+			if a.rng < 0 || f.Type() == exprType {
+				continue // an expression is not evaluated by gohcl
+			}
+			rng := s.Field(a.rng).Interface().(hcl.Range)
+			if !isSet(rng) {
+				continue // absent
+			}
+			var wrong *hcl.Diagnostic
+			failed := false
+			for _, d := range diags {
+				if d.Severity != hcl.DiagError || d.Subject == nil || !within(*d.Subject, rng) {
+					continue
+				}
+				if d.Summary == unsuitable && d.Context != nil {
+					wrong = d
+				} else {
+					failed = true
+				}
+			}
+			if wrong == nil && !failed {
+				continue
+			}
+			f.Set(reflect.Zero(f.Type()))
+			switch {
+			case wrong == nil:
+			case failed:
+				drop[wrong] = true
+			default:
+				ty, err := gocty.ImpliedType(f.Addr().Interface())
+				if err != nil {
+					panic(fmt.Sprintf("rcfile: bad schema field for %s: %v", a.name, err)) // a bug in this package
+				}
+				wrong.Summary = "Wrong type"
+				wrong.Detail = fmt.Sprintf("%s must be %s.", a.name, typeWords(ty))
+				wrong.Subject, wrong.Context = wrong.Context, nil // the whole value, not its first token
+			}
+		}
+		for i := range t.NumField() {
+			_, kind := fieldTag(t.Field(i))
+			switch f := s.Field(i); {
+			case kind == "remain" && f.Kind() == reflect.Struct:
+				visit(f)
+			case kind != "block":
+			case f.Kind() == reflect.Pointer:
+				if !f.IsNil() {
+					visit(f.Elem())
+				}
+			case f.Kind() == reflect.Slice:
+				for j := range f.Len() {
+					visit(f.Index(j).Elem())
+				}
+			}
+		}
 	}
-	bad := func() hcl.Diagnostics {
-		return append(diags, &hcl.Diagnostic{
-			Severity:    hcl.DiagError,
-			Summary:     "Wrong type",
-			Detail:      fmt.Sprintf("%s must be %s.", attr.Name, typeWords(ty)),
-			Subject:     attr.Expr.Range().Ptr(),
-			Expression:  attr.Expr,
-			EvalContext: ctx,
-		})
+	visit(val)
+	out := diags[:0]
+	for _, d := range diags {
+		if !drop[d] {
+			out = append(out, d)
+		}
 	}
-	if !v.IsWhollyKnown() {
-		return bad()
-	}
-	cv, err := convert.Convert(v, ty)
-	if err != nil {
-		return bad()
-	}
-	// Decode into a fresh value: gocty may allocate the pointer before it
-	// fails, and a half-set field would trigger follow-up errors
-	// ("port must be between 1 and 65535, not 0") about a value the user
-	// never wrote.
-	tmp := reflect.New(f.Type())
-	if err := gocty.FromCtyValue(cv, tmp.Interface()); err != nil {
-		return bad()
-	}
-	f.Set(tmp.Elem())
-	return diags
+	return out
+}
+
+var exprType = reflect.TypeFor[hcl.Expression]()
+
+// within says whether r lies inside outer.
+func within(r, outer hcl.Range) bool {
+	return r.Filename == outer.Filename && r.Start.Byte >= outer.Start.Byte && r.End.Byte <= outer.End.Byte
 }
 
 // typeWords describes a cty type for someone who writes config, not Go.
@@ -166,65 +194,4 @@ func typeWords(ty cty.Type) string {
 		return `a list of strings, e.g. ["a", "b"]`
 	}
 	return ty.FriendlyName()
-}
-
-// decodeBlocks decodes the blocks of one type into a *struct (at most one
-// block) or a []*struct field.
-func decodeBlocks(typeName string, blocks hcl.Blocks, ctx *hcl.EvalContext, f reflect.Value) hcl.Diagnostics {
-	var diags hcl.Diagnostics
-	isSlice := f.Kind() == reflect.Slice
-	elem := f.Type()
-	if isSlice {
-		elem = elem.Elem()
-	}
-	if !isSlice && len(blocks) > 1 {
-		for _, b := range blocks[1:] {
-			diags = append(diags, &hcl.Diagnostic{
-				Severity: hcl.DiagError,
-				Summary:  fmt.Sprintf("Duplicate %s block", typeName),
-				Detail:   fmt.Sprintf("Only one %s block is allowed here; one was already declared at %s.", typeName, blocks[0].DefRange),
-				Subject:  b.DefRange.Ptr(),
-			})
-		}
-		blocks = blocks[:1]
-	}
-	for _, b := range blocks {
-		ptr := reflect.New(elem.Elem())
-		diags = append(diags, decodeBlock(b, ctx, ptr)...)
-		if isSlice {
-			f.Set(reflect.Append(f, ptr))
-		} else {
-			f.Set(ptr)
-		}
-	}
-	return diags
-}
-
-func decodeBlock(b *hcl.Block, ctx *hcl.EvalContext, ptr reflect.Value) hcl.Diagnostics {
-	val := ptr.Elem()
-	t := val.Type()
-	li := 0
-	labelIdx := map[string]int{}
-	for i := 0; i < t.NumField(); i++ {
-		name, kind := fieldTag(t.Field(i))
-		switch kind {
-		case "label":
-			// hclsyntax has already checked the label count.
-			if li < len(b.Labels) {
-				val.Field(i).SetString(b.Labels[li])
-				labelIdx[name] = li
-			}
-			li++
-		case "def_range":
-			val.Field(i).Set(reflect.ValueOf(b.DefRange))
-		}
-	}
-	for i := 0; i < t.NumField(); i++ {
-		if name, kind := fieldTag(t.Field(i)); kind == "label_range" {
-			if j, ok := labelIdx[name]; ok && j < len(b.LabelRanges) {
-				val.Field(i).Set(reflect.ValueOf(b.LabelRanges[j]))
-			}
-		}
-	}
-	return decodeBody(b.Body, ctx, ptr.Interface())
 }

@@ -6,7 +6,6 @@ import (
 	"path/filepath"
 	"reflect"
 	"sort"
-	"strings"
 
 	"github.com/hashicorp/hcl/v2"
 	"github.com/hashicorp/hcl/v2/hclsyntax"
@@ -104,7 +103,7 @@ func (p *parser) decode(body hcl.Body, v any) {
 // reported says whether gohcl already reported an error inside rng.
 func (p *parser) reported(rng hcl.Range) bool {
 	for _, r := range p.decodeErrs {
-		if r.Filename == rng.Filename && r.Start.Byte >= rng.Start.Byte && r.End.Byte <= rng.End.Byte {
+		if within(r, rng) {
 			return true
 		}
 	}
@@ -160,13 +159,8 @@ func (p *parser) build(top *fileHCL, body hcl.Body) *Config {
 	}
 
 	var defaults settingsHCL
-	for i, d := range top.Defaults {
-		if i > 0 {
-			p.errorf(d.DefRange, "Duplicate defaults block",
-				"Only one defaults block is allowed; one was already declared at %s.", top.Defaults[0].DefRange)
-			continue
-		}
-		p.decode(d.Body, &defaults)
+	if top.Defaults != nil {
+		defaults = top.Defaults.Settings
 		if defaults.MailboxID != nil {
 			p.errorf(defaults.MailboxIDRange, "mailbox_id in defaults",
 				"mailbox_id names one mailbox; set it in the account block it belongs to, not in defaults.")
@@ -186,8 +180,7 @@ func (p *parser) build(top *fileHCL, body hcl.Body) *Config {
 		} else {
 			seen[ah.Name] = ah.DefRange
 		}
-		var s settingsHCL
-		p.decode(ah.Body, &s)
+		s := ah.Settings
 		inherit(&s, &defaults)
 		if a := p.account(ah, &s, cfg.StateDir); a != nil {
 			cfg.Accounts = append(cfg.Accounts, a)
@@ -218,34 +211,15 @@ func inherit(acct, defs *settingsHCL) {
 	av := reflect.ValueOf(acct).Elem()
 	dv := reflect.ValueOf(defs).Elem()
 	t := av.Type()
-	ranges := map[string]int{}
-	for i := 0; i < t.NumField(); i++ {
-		name, kind, _ := strings.Cut(t.Field(i).Tag.Get("hcl"), ",")
-		if kind == "attr_range" {
-			ranges[name] = i
+	for _, a := range attrFields(t) { // each has a range (TestSchemaRanges)
+		if !isSet(av.Field(a.rng).Interface().(hcl.Range)) {
+			av.Field(a.val).Set(dv.Field(a.val))
+			av.Field(a.rng).Set(dv.Field(a.rng))
 		}
 	}
-	for i := 0; i < t.NumField(); i++ {
-		name, kind, _ := strings.Cut(t.Field(i).Tag.Get("hcl"), ",")
-		switch kind {
-		case "optional":
-			ri, ok := ranges[name]
-			if !ok {
-				// Without a range we cannot tell "absent" from
-				// "set"; fall back to nil for pointers.
-				if av.Field(i).Kind() == reflect.Pointer && av.Field(i).IsNil() {
-					av.Field(i).Set(dv.Field(i))
-				}
-				continue
-			}
-			if !isSet(av.Field(ri).Interface().(hcl.Range)) {
-				av.Field(i).Set(dv.Field(i))
-				av.Field(ri).Set(dv.Field(ri))
-			}
-		case "block":
-			if av.Field(i).IsNil() {
-				av.Field(i).Set(dv.Field(i))
-			}
+	for i := range t.NumField() {
+		if _, kind := fieldTag(t.Field(i)); kind == "block" && av.Field(i).IsNil() {
+			av.Field(i).Set(dv.Field(i))
 		}
 	}
 }

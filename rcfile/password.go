@@ -13,6 +13,8 @@ import (
 	"strings"
 	"time"
 	"unicode/utf8"
+
+	"github.com/zclconf/go-cty/cty"
 )
 
 // CommandTimeout bounds password_command: a password manager waiting for a
@@ -211,17 +213,27 @@ func (w *capWriter) Write(p []byte) (int, error) {
 // String describes the source with the secret masked, in the form Format
 // prints; it is safe to log.
 func (p Password) String() string {
+	k, v := p.setting()
+	if k == "" {
+		return "no password"
+	}
+	return k + " = " + hclValue(v)
+}
+
+// setting is the attribute that describes the source, with an inline
+// secret replaced by ********; k is "" if there is no source.
+func (p Password) setting() (k string, v cty.Value) {
 	switch {
 	case p.Command != nil:
-		return "password_command = " + hclList(p.Command)
+		return "password_command", stringList(p.Command)
 	case p.File != "":
-		return "password_file = " + hclString(p.File)
+		return "password_file", cty.StringVal(p.File)
 	case p.Env != "":
-		return "password_env = " + hclString(p.Env)
+		return "password_env", cty.StringVal(p.Env)
 	case p.Inline != "":
-		return `password = "********"`
+		return "password", cty.StringVal("********")
 	}
-	return "no password"
+	return "", cty.NilVal
 }
 
 // GoString keeps %#v from printing the inline secret.

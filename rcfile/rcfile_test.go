@@ -15,11 +15,13 @@ import (
 	"testing"
 	"time"
 
+	"github.com/google/go-cmp/cmp"
 	"github.com/hashicorp/hcl/v2"
 	"github.com/hashicorp/hcl/v2/hclsyntax"
+	"github.com/zclconf/go-cty/cty"
 )
 
-var update = flag.Bool("update", false, "rewrite the golden files in testdata/rc")
+var update = flag.Bool("update", false, "rewrite the golden files in testdata/rc and rcfile/testdata")
 
 const rcDir = "../testdata/rc"
 
@@ -109,6 +111,9 @@ func TestGood(t *testing.T) {
 			cfg2, diags2 := Parse(b.Bytes()[len(out):], filepath.Base(f))
 			if diags2.HasErrors() {
 				t.Fatalf("Format output does not parse:\n%s", render(t, diags2))
+			}
+			if diff := cmp.Diff(cfg, cfg2, ignorePositions); diff != "" {
+				t.Errorf("Format output parses to another Config (-want +got):\n%s", diff)
 			}
 			var b2 bytes.Buffer
 			cfg2.Format(&b2)
@@ -640,15 +645,15 @@ func FuzzParse(f *testing.F) {
 // the template introducers ${ and %{ that must not be evaluated.
 func TestHCLString(t *testing.T) {
 	for _, s := range []string{"", "plain", `a"b`, `a\b`, "${HOME}", "%{ if x }", "$", "$$", "tab\there", "nl\nand\rcr", "\x01\x7f", "bücher", "😀", "\u2028"} {
-		q := hclString(s)
+		q := hclValue(cty.StringVal(s))
 		expr, diags := hclsyntax.ParseExpression([]byte(q), "q", hcl.InitialPos)
 		if diags.HasErrors() {
-			t.Errorf("hclString(%q) = %s: %s", s, q, diags.Error())
+			t.Errorf("hclValue(%q) = %s: %s", s, q, diags.Error())
 			continue
 		}
 		v, diags := expr.Value(nil)
 		if diags.HasErrors() || v.AsString() != s {
-			t.Errorf("hclString(%q) = %s, reads back as %#v (%v)", s, q, v, diags)
+			t.Errorf("hclValue(%q) = %s, reads back as %#v (%v)", s, q, v, diags)
 		}
 	}
 }

@@ -44,29 +44,11 @@ func isSecretName(name string) bool {
 // and a misspelt "passwrd" holds a password just the same.
 var knownAttrs = func() map[string]bool {
 	m := map[string]bool{}
-	seen := map[reflect.Type]bool{}
-	var walk func(t reflect.Type)
-	walk = func(t reflect.Type) {
-		for t.Kind() == reflect.Pointer || t.Kind() == reflect.Slice {
-			t = t.Elem()
+	walkSchema(reflect.TypeFor[fileHCL](), func(_ reflect.Type, name, kind string) {
+		if kind != "block" {
+			m[name] = true
 		}
-		if t.Kind() != reflect.Struct || seen[t] {
-			return
-		}
-		seen[t] = true
-		for i := 0; i < t.NumField(); i++ {
-			name, kind := fieldTag(t.Field(i))
-			switch kind {
-			case "attr", "optional":
-				m[name] = true
-			case "block":
-				walk(t.Field(i).Type)
-			}
-		}
-	}
-	for _, t := range []reflect.Type{reflect.TypeFor[fileHCL](), reflect.TypeFor[settingsHCL]()} {
-		walk(t)
-	}
+	})
 	return m
 }()
 

@@ -1,41 +1,45 @@
 package rcfile
 
-import "github.com/hashicorp/hcl/v2"
+import (
+	"reflect"
+	"strings"
+
+	"github.com/hashicorp/hcl/v2"
+)
 
 // The private structs below are the rc file's schema, in gohcl's tag
-// language (decoded by decode.go, see there why not by gohcl itself).
+// language, decoded by gohcl (decode.go adds what gohcl lacks).
 // Attributes are pointers so that "absent" differs from the zero value:
 // that is what lets an account inherit from the defaults block, and lets
 // fallback_headers = [] mean "off" while an absent one means "default".
 // Each attribute has an attr_range twin so that semantic errors found
-// after decoding still point at file:line:col. doc_test.go walks these
+// after decoding still point at file:line:col, and so that decode.go can
+// tell which attribute a type error belongs to. doc_test.go walks these
 // tags, so every name here must be documented in man/popfetch.hcl.5.
 
 // fileHCL is the top level of the rc file.
 type fileHCL struct {
-	StateDir         *string        `hcl:"state_dir,optional"`
-	StateDirRange    hcl.Range      `hcl:"state_dir,attr_range"`
-	MaxParallel      *int           `hcl:"max_parallel,optional"`
-	MaxParallelRange hcl.Range      `hcl:"max_parallel,attr_range"`
-	PerServer        *int           `hcl:"per_server,optional"`
-	PerServerRange   hcl.Range      `hcl:"per_server,attr_range"`
-	Defaults         []*defaultsHCL `hcl:"defaults,block"`
-	Accounts         []*accountHCL  `hcl:"account,block"`
+	StateDir         *string       `hcl:"state_dir,optional"`
+	StateDirRange    hcl.Range     `hcl:"state_dir,attr_range"`
+	MaxParallel      *int          `hcl:"max_parallel,optional"`
+	MaxParallelRange hcl.Range     `hcl:"max_parallel,attr_range"`
+	PerServer        *int          `hcl:"per_server,optional"`
+	PerServerRange   hcl.Range     `hcl:"per_server,attr_range"`
+	Defaults         *defaultsHCL  `hcl:"defaults,block"`
+	Accounts         []*accountHCL `hcl:"account,block"`
 }
 
-// defaultsHCL and accountHCL keep their bodies undecoded: both decode the
-// same settingsHCL, which gohcl cannot express for a labelled and an
-// unlabelled block in one struct.
+// The defaults block and every account block hold the same settings;
+// parse.go's inherit merges them.
 type defaultsHCL struct {
-	Body     hcl.Body  `hcl:",remain"`
-	DefRange hcl.Range `hcl:",def_range"`
+	Settings settingsHCL `hcl:",remain"`
 }
 
 type accountHCL struct {
-	Name      string    `hcl:"name,label"`
-	NameRange hcl.Range `hcl:"name,label_range"`
-	Body      hcl.Body  `hcl:",remain"`
-	DefRange  hcl.Range `hcl:",def_range"`
+	Name      string      `hcl:"name,label"`
+	NameRange hcl.Range   `hcl:"name,label_range"`
+	Settings  settingsHCL `hcl:",remain"`
+	DefRange  hcl.Range   `hcl:",def_range"`
 }
 
 // settingsHCL is everything an account (or the defaults block) may set.
@@ -102,6 +106,7 @@ type smtpHCL struct {
 	Server       *string   `hcl:"server,optional"`
 	ServerRange  hcl.Range `hcl:"server,attr_range"`
 	LMTP         *bool     `hcl:"lmtp,optional"`
+	LMTPRange    hcl.Range `hcl:"lmtp,attr_range"`
 	Helo         *string   `hcl:"helo,optional"`
 	HeloRange    hcl.Range `hcl:"helo,attr_range"`
 	TLS          *string   `hcl:"tls,optional"`
@@ -131,12 +136,15 @@ type multidropHCL struct {
 	DetailDelimiter      *string    `hcl:"detail_delimiter,optional"`
 	DetailDelimiterRange hcl.Range  `hcl:"detail_delimiter,attr_range"`
 	CaseSensitive        *bool      `hcl:"case_sensitive,optional"`
+	CaseSensitiveRange   hcl.Range  `hcl:"case_sensitive,attr_range"`
 	AliasesFile          *string    `hcl:"aliases_file,optional"`
 	AliasesFileRange     hcl.Range  `hcl:"aliases_file,attr_range"`
 	SystemUsers          *bool      `hcl:"system_users,optional"`
+	SystemUsersRange     hcl.Range  `hcl:"system_users,attr_range"`
 	QVirtual             *string    `hcl:"qvirtual,optional"`
 	QVirtualRange        hcl.Range  `hcl:"qvirtual,attr_range"`
 	DedupeMessageID      *bool      `hcl:"dedupe_message_id,optional"`
+	DedupeMessageIDRange hcl.Range  `hcl:"dedupe_message_id,attr_range"`
 	Users                []*userHCL `hcl:"user,block"`
 	DefRange             hcl.Range  `hcl:",def_range"`
 }
@@ -148,4 +156,82 @@ type userHCL struct {
 	AddressesRange hcl.Range `hcl:"addresses,attr_range"`
 	Deliver        *destHCL  `hcl:"deliver,block"`
 	DefRange       hcl.Range `hcl:",def_range"`
+}
+
+// fieldTag splits a field's hcl tag into the name and the kind (attr,
+// optional, block, label, remain, attr_range, ...), as gohcl reads it.
+func fieldTag(f reflect.StructField) (name, kind string) {
+	tag, ok := f.Tag.Lookup("hcl")
+	if !ok {
+		return "", ""
+	}
+	name, kind, found := strings.Cut(tag, ",")
+	if !found {
+		kind = "attr"
+	}
+	return name, kind
+}
+
+// attrField is one attribute of a schema struct: the indexes of its value
+// field and of its attr_range twin (-1 if it has none).
+type attrField struct {
+	name     string
+	val, rng int
+}
+
+// attrFields lists the attributes of the schema struct t.
+func attrFields(t reflect.Type) []attrField {
+	var out []attrField
+	ranges := map[string]int{}
+	for i := range t.NumField() {
+		switch name, kind := fieldTag(t.Field(i)); kind {
+		case "attr", "optional":
+			out = append(out, attrField{name: name, val: i, rng: -1})
+		case "attr_range":
+			ranges[name] = i
+		}
+	}
+	for i, a := range out {
+		if r, ok := ranges[a.name]; ok {
+			out[i].rng = r
+		}
+	}
+	return out
+}
+
+// blockElem is the struct type that a block field decodes into, and
+// whether the field takes at most one block.
+func blockElem(f reflect.StructField) (t reflect.Type, once bool) {
+	t, once = f.Type, f.Type.Kind() != reflect.Slice
+	for t.Kind() == reflect.Pointer || t.Kind() == reflect.Slice {
+		t = t.Elem()
+	}
+	return t, once
+}
+
+// walkSchema calls fn for every attribute and block name of the schema
+// struct t and of the blocks nested in it, with the struct that holds it.
+func walkSchema(t reflect.Type, fn func(owner reflect.Type, name, kind string)) {
+	seen := map[reflect.Type]bool{}
+	var walk func(t reflect.Type)
+	walk = func(t reflect.Type) {
+		if seen[t] {
+			return
+		}
+		seen[t] = true
+		for i := range t.NumField() {
+			name, kind := fieldTag(t.Field(i))
+			switch kind {
+			case "attr", "optional":
+				fn(t, name, kind)
+			case "block":
+				fn(t, name, kind)
+				et, _ := blockElem(t.Field(i))
+				walk(et)
+			case "remain":
+				walk(t.Field(i).Type)
+			}
+		}
+	}
+	walk(t)
 }
