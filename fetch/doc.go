@@ -1,5 +1,5 @@
-// Package fetch runs POP3 sessions: the per-account poll and the daemon's
-// scheduler. It wraps github.com/knadh/go-pop3 with what that library lacks
+// Package fetch runs the POP3 session that polls one account (package
+// fetch/daemon schedules the polls of every account). It wraps github.com/knadh/go-pop3 with what that library lacks
 // (CAPA, STLS, response codes, deadlines per command and per message, byte
 // budgets on every read, validation of everything the server says) through
 // the net.Conn its Dialer hook returns.
@@ -106,7 +106,7 @@
 // Log keys (stable): account, server, user, uid, msgnum, size, rcpt, target,
 // err, elapsed, messages, new, delivered, deleted, skipped, failed,
 // undeletable, refusals, path;
-// multidrop routing adds via, users, reason; the scheduler adds failures,
-// retry_in, previous_err, generation, polls, limit, panic, stack; a
-// renumbered listing adds previous.
+// multidrop routing adds via, users, reason; the scheduler (package
+// fetch/daemon) adds failures, retry_in, previous_err, generation, polls,
+// limit, panic, stack; a renumbered listing adds previous.
 package fetch
