@@ -28,8 +28,7 @@ type PollFunc func(ctx context.Context, a *rcfile.Account, opts fetch.PollOption
 
 // DaemonOptions are the daemon's seams. The zero value is usable.
 type DaemonOptions struct {
-	Clock Clock        // default SystemClock
-	Log   *slog.Logger // default: discard
+	Log *slog.Logger // default: discard
 	// Jitter returns a random duration in [0, max]; default uniform. Tests
 	// make it deterministic.
 	Jitter func(max time.Duration) time.Duration
@@ -286,7 +285,6 @@ const (
 // pollTimeLimit).
 type Daemon struct {
 	poll   PollFunc
-	clock  Clock
 	log    *slog.Logger
 	jitter func(time.Duration) time.Duration
 
@@ -319,6 +317,10 @@ type Daemon struct {
 	// removing it in one reload and adding it back with another state_dir
 	// in the next is refused as a move too.
 	boxDirs map[string]string
+	// timerAt is the time of the latest timer the scheduler set: when it
+	// next wakes on its own unless a poll, Reload or PollNow wakes it
+	// first. Only the tests read it, to check the plan.
+	timerAt time.Time
 }
 
 // NewDaemon returns a daemon for cfg (generation 1). Each account's first
@@ -326,16 +328,12 @@ type Daemon struct {
 func NewDaemon(cfg *rcfile.Config, poll PollFunc, opts DaemonOptions) *Daemon {
 	d := &Daemon{
 		poll:    poll,
-		clock:   opts.Clock,
 		log:     opts.Log,
 		jitter:  opts.Jitter,
 		kick:    make(chan struct{}, 1),
 		results: make(chan pollDone),
 		accts:   map[string]*account{},
 		perHost: map[string]int{},
-	}
-	if d.clock == nil {
-		d.clock = SystemClock{}
 	}
 	if d.log == nil {
 		d.log = slog.New(slog.DiscardHandler)
@@ -373,7 +371,7 @@ func (d *Daemon) Run(ctx context.Context) error {
 		return errors.New("daemon: Run called more than once")
 	}
 	d.phase = phaseRunning
-	d.started = d.clock.Now()
+	d.started = time.Now()
 	d.mu.Unlock()
 	d.log.Info("daemon started", "accounts", len(d.Status().Accounts))
 
@@ -383,7 +381,7 @@ func (d *Daemon) Run(ctx context.Context) error {
 		d.mu.Unlock()
 		var timer <-chan time.Time
 		if ok {
-			timer = d.clock.After(wait)
+			timer = time.After(wait) // an unreferenced, unfired timer is garbage collected (Go 1.23)
 		}
 		select {
 		case <-ctx.Done():
@@ -437,7 +435,7 @@ func (d *Daemon) shutdown() error {
 // accounts held back by a limit need no timer: a finishing poll frees the
 // slot and wakes the loop.
 func (d *Daemon) startDueLocked() (wait time.Duration, ok bool) {
-	now := d.clock.Now()
+	now := time.Now()
 	type cand struct {
 		a      *account
 		due    time.Time
@@ -514,6 +512,7 @@ func (d *Daemon) startDueLocked() (wait time.Duration, ok bool) {
 	if wake.IsZero() {
 		return 0, false
 	}
+	d.timerAt = wake
 	return wake.Sub(now), true
 }
 
@@ -522,7 +521,7 @@ func (d *Daemon) startLocked(a *account, host string) {
 	a.runHost, a.runBox = host, a.cfg.Mailbox()
 	d.busyBoxes[a.runBox] = true
 	a.stop, a.stopped, a.cut = make(chan struct{}), false, false
-	a.deadline = d.clock.Now().Add(pollTimeLimit(a.cfg))
+	a.deadline = time.Now().Add(pollTimeLimit(a.cfg))
 	d.nrun++
 	d.perHost[host]++
 	a.inflight, a.now = a.now, nil
@@ -552,7 +551,7 @@ func stopPoll(a *account) {
 // stack and becomes a failed Result, so the daemon and the account's
 // schedule survive it.
 func (d *Daemon) runPoll(a *account, cfg *rcfile.Account, stop <-chan struct{}, retryDele bool) {
-	start := d.clock.Now()
+	start := time.Now()
 	var r fetch.Result
 	defer func() {
 		if v := recover(); v != nil {
@@ -566,7 +565,7 @@ func (d *Daemon) runPoll(a *account, cfg *rcfile.Account, stop <-chan struct{}, 
 			r.Start = start
 		}
 		if r.Elapsed == 0 {
-			r.Elapsed = d.clock.Now().Sub(start)
+			r.Elapsed = time.Now().Sub(start)
 		}
 		d.results <- pollDone{a, r}
 	}()
@@ -582,7 +581,7 @@ func (d *Daemon) runPoll(a *account, cfg *rcfile.Account, stop <-chan struct{}, 
 // Debug while the same error repeats.
 func (d *Daemon) finishLocked(done pollDone) {
 	a, r := done.a, done.r
-	now := d.clock.Now()
+	now := time.Now()
 	name := a.cfg.Name
 	a.running = false
 	d.nrun--
@@ -796,7 +795,7 @@ func (d *Daemon) Reload(cfg *rcfile.Config) error {
 			return err
 		}
 	}
-	now := d.clock.Now()
+	now := time.Now()
 	seen := make(map[string]bool, len(cfg.Accounts))
 	for _, na := range cfg.Accounts {
 		seen[na.Name] = true
@@ -888,7 +887,7 @@ func (d *Daemon) stateDirMovedLocked(cfg *rcfile.Config) error {
 // deleRefusalPolls). It returns how many held accounts were released.
 func (d *Daemon) LiftAuthHolds() int {
 	d.mu.Lock()
-	now := d.clock.Now()
+	now := time.Now()
 	n := 0
 	for name, a := range d.accts {
 		a.retryDele = true // SIGHUP: ask again for refused DELEs too
@@ -955,7 +954,7 @@ func (d *Daemon) PollNow(ctx context.Context, names []string) ([]fetch.Result, e
 		d.mu.Unlock()
 		return nil, fmt.Errorf("%w: %s", ErrUnknownAccount, strings.Join(unknown, ", "))
 	}
-	now := d.clock.Now()
+	now := time.Now()
 	chans := make([]chan fetch.Result, len(names))
 	for i, name := range names {
 		a := d.accts[name]
@@ -986,7 +985,7 @@ func (d *Daemon) PollNow(ctx context.Context, names []string) ([]fetch.Result, e
 func (d *Daemon) Status() Status {
 	d.mu.Lock()
 	defer d.mu.Unlock()
-	now := d.clock.Now()
+	now := time.Now()
 	s := Status{
 		Started:    d.started,
 		Generation: d.gen,
