@@ -36,7 +36,7 @@ func (g *globals) daemon(ctx context.Context, args []string) int {
 	// The daemon logs each poll's outcome itself (idle polls at Debug,
 	// an error once per change), not the session.
 	p := &fetch.Poller{Log: log, NoPollLog: true}
-	d := daemon.NewDaemon(cfg, p.PollWith, daemon.DaemonOptions{Log: log})
+	d := daemon.New(cfg, p.PollWith, daemon.Options{Log: log})
 	// The control socket first: a second daemon on the same state fails
 	// here, before it polls anything.
 	ctl, err := daemon.ListenControl(daemon.ControlPath(cfg.StateDir), log)

@@ -33,8 +33,8 @@ func controlDaemon(t *testing.T) *Daemon {
 		}
 		return fetch.Result{Account: a.Name, New: 3, Delivered: 3, Deleted: 3}
 	}
-	d := NewDaemon(config(acct("a", "pop.example", time.Hour), acct("bad", "pop.example", time.Hour)), poll,
-		DaemonOptions{Jitter: func(m time.Duration) time.Duration { return m }})
+	d := New(config(acct("a", "pop.example", time.Hour), acct("bad", "pop.example", time.Hour)), poll,
+		Options{Jitter: func(m time.Duration) time.Duration { return m }})
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
 	go func() { done <- d.Run(ctx) }()

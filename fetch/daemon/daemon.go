@@ -26,8 +26,8 @@ import (
 // DELEs the server kept refusing.
 type PollFunc func(ctx context.Context, a *rcfile.Account, opts fetch.PollOptions) fetch.Result
 
-// DaemonOptions are the daemon's seams. The zero value is usable.
-type DaemonOptions struct {
+// Options are the daemon's seams. The zero value is usable.
+type Options struct {
 	Log *slog.Logger // default: discard
 	// Jitter returns a random duration in [0, max]; default uniform. Tests
 	// make it deterministic.
@@ -323,9 +323,9 @@ type Daemon struct {
 	timerAt time.Time
 }
 
-// NewDaemon returns a daemon for cfg (generation 1). Each account's first
+// New returns a daemon for cfg (generation 1). Each account's first
 // poll is due after a random jitter of up to min(interval/10, 30s) from now.
-func NewDaemon(cfg *rcfile.Config, poll PollFunc, opts DaemonOptions) *Daemon {
+func New(cfg *rcfile.Config, poll PollFunc, opts Options) *Daemon {
 	d := &Daemon{
 		poll:    poll,
 		log:     opts.Log,

@@ -144,7 +144,7 @@ func newHarness(t *testing.T, cfg *rcfile.Config, jitter func(time.Duration) tim
 	if now := time.Now(); !now.Equal(t0) {
 		t.Fatalf("the harness runs at %v; want t0 (%v), in a fresh synctest bubble", now, t0)
 	}
-	h.d = NewDaemon(cfg, h.poll, DaemonOptions{Log: log, Jitter: jitter})
+	h.d = New(cfg, h.poll, Options{Log: log, Jitter: jitter})
 	h.clock.d = h.d
 	return h
 }
@@ -1406,7 +1406,7 @@ func TestDaemonAbortIsNotAFailure(t *testing.T) {
 			return fetch.Result{Err: fmt.Errorf("account a: retr 7: read tcp 127.0.0.1:4242->127.0.0.1:110: use of closed network connection")}
 		}
 		logs := &syncBuffer{}
-		d := NewDaemon(config(acct("a", "pop.example", time.Hour)), poll, DaemonOptions{
+		d := New(config(acct("a", "pop.example", time.Hour)), poll, Options{
 			Jitter: func(time.Duration) time.Duration { return 0 },
 			Log:    slog.New(slog.NewTextHandler(logs, &slog.HandlerOptions{Level: slog.LevelDebug})),
 		})
