@@ -48,12 +48,8 @@ func TestPollDeleRefusedAcrossPolls(t *testing.T) {
 		p := poller(rec)
 		p.Log = logs.logger()
 		p.Now = func() time.Time { return now }
-		ctx := context.Background()
-		if st.retry {
-			ctx = withRetryDele(ctx)
-		}
 		before := len(srv.Commands())
-		res := p.Poll(ctx, a)
+		res := p.PollWith(context.Background(), a, PollOptions{RetryDele: st.retry})
 		if res.Err != nil {
 			t.Fatalf("poll %d: %v", i+1, res.Err)
 		}

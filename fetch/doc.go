@@ -1,10 +1,10 @@
-// Package fetch runs POP3 sessions: the per-account poll and the daemon's
-// scheduler. The wire is package fetch/pop3, popfetch's POP3 client (the
-// TLS gate, CAPA and STLS, response codes, deadlines per command and per
-// message, byte budgets on every read, validation of everything the server
-// says, and the count of replies against commands); this package decides
-// what to fetch, delivers, records and deletes, and groups the commands
-// into rounds.
+// Package fetch runs the POP3 session that polls one account (package
+// fetch/daemon schedules the polls of every account). The wire is package
+// fetch/pop3, popfetch's POP3 client (the TLS gate, CAPA and STLS, response
+// codes, deadlines per command and per message, byte budgets on every read,
+// validation of everything the server says, and the count of replies against
+// commands); this package decides what to fetch, delivers, records and
+// deletes, and groups the commands into rounds.
 //
 // One poll of an account:
 //
@@ -108,7 +108,7 @@
 // Log keys (stable): account, server, user, uid, msgnum, size, rcpt, target,
 // err, elapsed, messages, new, delivered, deleted, skipped, failed,
 // undeletable, refusals, path;
-// multidrop routing adds via, users, reason; the scheduler adds failures,
-// retry_in, previous_err, generation, polls, limit, panic, stack; a
-// renumbered listing adds previous.
+// multidrop routing adds via, users, reason; the scheduler (package
+// fetch/daemon) adds failures, retry_in, previous_err, generation, polls,
+// limit, panic, stack; a renumbered listing adds previous.
 package fetch

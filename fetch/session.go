@@ -61,22 +61,11 @@ const poisonPolls = 3
 // the same warning, forever. deleRetryAfter is when popfetch asks again
 // anyway; the daemon's start, an operator's request (SIGHUP, `popfetch
 // now`) or a change of the account's config asks at once (see
-// withRetryDele).
+// PollOptions.RetryDele).
 const (
 	deleRefusalPolls = 3
 	deleRetryAfter   = 24 * time.Hour
 )
-
-type retryDeleKey struct{}
-
-// withRetryDele returns a ctx whose poll sends DELE again for messages
-// whose deletion the server kept refusing (see deleRefusalPolls): the
-// daemon uses it for its first poll of an account, a poll an operator
-// asked for, and the first one after SIGHUP or a change of the account's
-// config.
-func withRetryDele(ctx context.Context) context.Context {
-	return context.WithValue(ctx, retryDeleKey{}, true)
-}
 
 // setCareful notes whether the polls of mailbox fetch one message per
 // round (see Poller.careful).
@@ -119,23 +108,26 @@ type Progress interface {
 	Intend(path string)
 }
 
-type gracefulKey struct{}
-
-// WithGraceful returns a ctx whose polls stop fetching once stop is closed:
-// the message in flight is finished (delivered, recorded, DELEd) and the
-// session ends with QUIT. Cancelling ctx itself aborts at once, without
-// QUIT, which is safe too: nothing is deleted that was not recorded.
-func WithGraceful(ctx context.Context, stop <-chan struct{}) context.Context {
-	return context.WithValue(ctx, gracefulKey{}, stop)
+// PollOptions are what the caller decides about one poll besides its
+// account. The zero value is a plain poll.
+type PollOptions struct {
+	// Stop, once closed, makes the poll stop fetching: the message in
+	// flight is finished (delivered, recorded, DELEd) and the session
+	// ends with QUIT. Cancelling the poll's ctx instead aborts at once,
+	// without QUIT, which is safe too: nothing is deleted that was not
+	// recorded. nil never stops.
+	Stop <-chan struct{}
+	// RetryDele sends DELE again for messages whose deletion the server
+	// kept refusing (see deleRefusalPolls): the daemon sets it for its
+	// first poll of an account, a poll an operator asked for, and the
+	// first one after SIGHUP or a change of the account's config.
+	RetryDele bool
 }
 
-func stopping(ctx context.Context) bool {
-	stop, _ := ctx.Value(gracefulKey{}).(<-chan struct{})
-	if stop == nil {
-		return false
-	}
+// stopping reports whether the poll was asked to stop (PollOptions.Stop).
+func (s *session) stopping() bool {
 	select {
-	case <-stop:
+	case <-s.opts.Stop:
 		return true
 	default:
 		return false
@@ -160,16 +152,21 @@ func (p *Poller) now() time.Time {
 // the account; delivery failures of single messages do not fail the poll
 // (the messages stay on the server and are counted in Result.Failed).
 func (p *Poller) Poll(ctx context.Context, a *rcfile.Account) Result {
-	return p.run(ctx, a, false)
+	return p.run(ctx, a, PollOptions{}, false)
+}
+
+// PollWith is Poll with the options of a daemon's or a signalled poll.
+func (p *Poller) PollWith(ctx context.Context, a *rcfile.Account, opts PollOptions) Result {
+	return p.run(ctx, a, opts, false)
 }
 
 // Check logs in and counts the new messages without fetching anything
 // (`popfetch check --connect`).
 func (p *Poller) Check(ctx context.Context, a *rcfile.Account) Result {
-	return p.run(ctx, a, true)
+	return p.run(ctx, a, PollOptions{}, true)
 }
 
-func (p *Poller) run(ctx context.Context, a *rcfile.Account, dryRun bool) (res Result) {
+func (p *Poller) run(ctx context.Context, a *rcfile.Account, opts PollOptions, dryRun bool) (res Result) {
 	res = Result{Account: a.Name, Start: p.now()}
 	log := p.log().With(slog.String("account", a.Name), slog.String("server", a.Server), slog.String("user", a.Username))
 	defer func() {
@@ -189,7 +186,7 @@ func (p *Poller) run(ctx context.Context, a *rcfile.Account, dryRun bool) (res R
 			"deleted", res.Deleted, "skipped", res.Skipped, "failed", res.Failed, "undeletable", res.Undeletable,
 			"elapsed", res.Elapsed.Round(time.Millisecond), "err", res.Err)
 	}()
-	s := &session{p: p, a: a, log: log, res: &res, dryRun: dryRun}
+	s := &session{p: p, a: a, log: log, res: &res, opts: opts, dryRun: dryRun}
 	res.Err = s.run(ctx)
 	return res
 }
@@ -202,6 +199,7 @@ type session struct {
 	a      *rcfile.Account
 	log    *slog.Logger
 	res    *Result
+	opts   PollOptions
 	dryRun bool
 	store  *uidl.Store
 	// mailbox is the store's path: the key of Poller.careful.
@@ -437,7 +435,7 @@ func (s *session) transact(ctx context.Context) error {
 	var todo, verify []entry
 	for _, e := range uids {
 		if s.has(e.UID) && !s.a.FetchAll || renumbered != nil {
-			if !s.a.Keep && !s.dryRun && renumbered == nil && s.asRecorded(e) && s.deleSuspended(ctx, e) {
+			if !s.a.Keep && !s.dryRun && renumbered == nil && s.asRecorded(e) && s.deleSuspended(e) {
 				// Checking its identity would only lead to a DELE
 				// the server keeps refusing.
 				continue
@@ -515,13 +513,13 @@ func (s *session) selectNew(e entry) (bool, error) {
 
 // deletable returns the messages of seen to send DELE for: all but those
 // whose deletion the server refused in deleRefusalPolls polls in a row,
-// less than deleRetryAfter ago, unless ctx asks to retry them. Those stay
+// less than deleRetryAfter ago, unless PollOptions.RetryDele asks again. Those stay
 // on the server, counted in Result.Undeletable, and are not logged again.
-func (s *session) deletable(ctx context.Context, seen []entry) []entry {
+func (s *session) deletable(seen []entry) []entry {
 	out := seen[:0:0]
 	for _, e := range seen {
 		// A new message under the UID is not the one refused.
-		if s.v.fresh[e.Num] || !s.deleSuspended(ctx, e) {
+		if s.v.fresh[e.Num] || !s.deleSuspended(e) {
 			out = append(out, e)
 		}
 	}
@@ -530,8 +528,8 @@ func (s *session) deletable(ctx context.Context, seen []entry) []entry {
 
 // deleSuspended reports whether DELE of e is not to be asked for now (see
 // deletable); if so, e is counted in Result.Undeletable.
-func (s *session) deleSuspended(ctx context.Context, e entry) bool {
-	retry, _ := ctx.Value(retryDeleKey{}).(bool)
+func (s *session) deleSuspended(e entry) bool {
+	retry := s.opts.RetryDele
 	n, last := s.store.DeleRefusals(e.UID)
 	if n >= deleRefusalPolls && !retry && s.p.now().Sub(last) < deleRetryAfter {
 		s.res.Undeletable++
@@ -737,7 +735,7 @@ func (s *session) fetch(ctx context.Context, todo []entry) (err error) {
 			case <-ended:
 				d = delivery{e: r.e, size: int64(len(r.m.Raw)), skipped: true}
 			default:
-				if stopping(ctx) || ctx.Err() != nil {
+				if s.stopping() || ctx.Err() != nil {
 					// Graceful stop: what is being delivered is
 					// finished; a message read but not yet being
 					// delivered is left on the server. A server with
@@ -765,7 +763,7 @@ func (s *session) fetch(ctx context.Context, todo []entry) (err error) {
 		if !s.a.Keep {
 			// A message fetched again (fetch_all) may be one whose
 			// DELE the server keeps refusing.
-			deles = append(deles, s.deletable(ctx, recorded)...)
+			deles = append(deles, s.deletable(recorded)...)
 		}
 		recorded = recorded[:0]
 		return nil
@@ -774,7 +772,7 @@ func (s *session) fetch(ctx context.Context, todo []entry) (err error) {
 	// identity was just confirmed; anything its check recorded is made
 	// durable first.
 	confirmed := func(e entry) error {
-		if s.a.Keep || s.deleSuspended(ctx, e) {
+		if s.a.Keep || s.deleSuspended(e) {
 			return nil
 		}
 		if err := s.store.Sync(); err != nil {
@@ -866,7 +864,7 @@ func (s *session) fetch(ctx context.Context, todo []entry) (err error) {
 			// mailbox of large messages never holds more than one at a
 			// time, which, with pop3.MaxMessageSize, bounds a session's memory.
 			retrOK := func() bool {
-				if next >= len(todo) || stopping(ctx) || ctx.Err() != nil || roundCmds >= perRound || roundRetrs >= retrsPerRound {
+				if next >= len(todo) || s.stopping() || ctx.Err() != nil || roundCmds >= perRound || roundRetrs >= retrsPerRound {
 					return false
 				}
 				return (retrs == 0 && held == 0) || inflight+held+todo[next].Size <= windowBytes

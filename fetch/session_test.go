@@ -1069,7 +1069,7 @@ func TestPollGracefulStop(t *testing.T) {
 	srv := pop3test.NewServer(t, pop3test.Options{Messages: msgs(50)})
 	a := testAccount(t, srv)
 	stop, rec := stopAtThirdDelivery()
-	res := poller(rec).Poll(WithGraceful(context.Background(), stop), a)
+	res := poller(rec).PollWith(context.Background(), a, PollOptions{Stop: stop})
 	if res.Err != nil {
 		t.Fatalf("Poll = %+v", res)
 	}
@@ -1155,7 +1155,7 @@ func TestPollExpireZeroDropsWithoutQuitAfterFailure(t *testing.T) {
 		srv := pop3test.NewServer(t, pop3test.Options{Messages: msgs(50), Capa: []string{"USER", "UIDL", "PIPELINING", "EXPIRE 0"}})
 		a := testAccount(t, srv)
 		stop, rec := stopAtThirdDelivery()
-		res := poller(rec).Poll(WithGraceful(context.Background(), stop), a)
+		res := poller(rec).PollWith(context.Background(), a, PollOptions{Stop: stop})
 		if res.Err != nil || res.Delivered >= 50 {
 			t.Fatalf("Poll = %+v; want a stop part-way", res)
 		}

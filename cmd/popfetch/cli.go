@@ -253,7 +253,7 @@ func (g *globals) fetch(ctx context.Context, args []string) int {
 		fmt.Fprintf(g.stderr, "popfetch: %v\n", err)
 		return exitUsage
 	}
-	ctx, stop := signalContext(ctx, g.stderr)
+	ctx, graceful, stop := signalContext(ctx, g.stderr)
 	defer stop()
 	p := &fetch.Poller{Log: g.logger(slog.LevelWarn)}
 	code := exitOK
@@ -261,7 +261,7 @@ func (g *globals) fetch(ctx context.Context, args []string) int {
 		if ctx.Err() != nil {
 			break
 		}
-		res := p.Poll(ctx, a)
+		res := p.PollWith(ctx, a, fetch.PollOptions{Stop: graceful})
 		fmt.Fprintln(g.stdout, summary(res))
 		code = worse(code, exitCodeFor(res))
 	}
@@ -273,8 +273,9 @@ func (g *globals) fetch(ctx context.Context, args []string) int {
 
 // signalContext makes the first SIGINT/SIGTERM a graceful stop (finish the
 // message in flight, then QUIT) and the second an abort (close without QUIT,
-// which deletes nothing that is not recorded).
-func signalContext(parent context.Context, stderr io.Writer) (context.Context, func()) {
+// which deletes nothing that is not recorded). The graceful stop is the
+// returned channel (fetch.PollOptions.Stop), the abort the context.
+func signalContext(parent context.Context, stderr io.Writer) (context.Context, <-chan struct{}, func()) {
 	ctx, cancel := context.WithCancel(parent)
 	stopCh := make(chan struct{})
 	sig := make(chan os.Signal, 2)
@@ -297,7 +298,7 @@ func signalContext(parent context.Context, stderr io.Writer) (context.Context, f
 			}
 		}
 	}()
-	return fetch.WithGraceful(ctx, stopCh), func() { signal.Stop(sig); cancel() }
+	return ctx, stopCh, func() { signal.Stop(sig); cancel() }
 }
 
 func summary(r fetch.Result) string {

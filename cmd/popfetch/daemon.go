@@ -13,6 +13,7 @@ import (
 
 	"github.com/hashicorp/hcl/v2"
 	"github.com/popfetch/popfetch/fetch"
+	"github.com/popfetch/popfetch/fetch/daemon"
 	"github.com/popfetch/popfetch/rcfile"
 )
 
@@ -35,10 +36,10 @@ func (g *globals) daemon(ctx context.Context, args []string) int {
 	// The daemon logs each poll's outcome itself (idle polls at Debug,
 	// an error once per change), not the session.
 	p := &fetch.Poller{Log: log, NoPollLog: true}
-	d := fetch.NewDaemon(cfg, p.Poll, fetch.DaemonOptions{Log: log})
+	d := daemon.New(cfg, p.PollWith, daemon.Options{Log: log})
 	// The control socket first: a second daemon on the same state fails
 	// here, before it polls anything.
-	ctl, err := fetch.ListenControl(fetch.ControlPath(cfg.StateDir), log)
+	ctl, err := daemon.ListenControl(daemon.ControlPath(cfg.StateDir), log)
 	if err != nil {
 		log.Error("control socket", "err", err)
 		return exitFail
@@ -112,7 +113,7 @@ func (g *globals) daemon(ctx context.Context, args []string) int {
 	}()
 	served := make(chan error, 1)
 	go func() { served <- ctl.Serve(ctx, d) }()
-	log.Info("popfetch daemon started", "version", versionString(), "config", path, "accounts", len(cfg.Accounts), "control", fetch.ControlPath(cfg.StateDir))
+	log.Info("popfetch daemon started", "version", versionString(), "config", path, "accounts", len(cfg.Accounts), "control", daemon.ControlPath(cfg.StateDir))
 	err = d.Run(ctx)
 	stop()
 	if cerr := <-served; cerr != nil && err == nil {
@@ -173,7 +174,7 @@ func (g *globals) controlPath() (string, bool) {
 		fmt.Fprintf(g.stderr, "popfetch: %v\n", err)
 		return "", false
 	}
-	return fetch.ControlPath(dir), true
+	return daemon.ControlPath(dir), true
 }
 
 // now is `popfetch now`: ask the daemon to poll at once and wait.
@@ -186,7 +187,7 @@ func (g *globals) now(ctx context.Context, args []string) int {
 	if !ok {
 		return exitConfig
 	}
-	res, err := fetch.ControlNow(ctx, sock, fs.Args())
+	res, err := daemon.ControlNow(ctx, sock, fs.Args())
 	if err != nil {
 		return g.controlError(err, sock)
 	}
@@ -208,16 +209,16 @@ func (g *globals) status(ctx context.Context, args []string) int {
 	if !ok {
 		return exitConfig
 	}
-	st, err := fetch.ControlStatus(ctx, sock)
+	st, err := daemon.ControlStatus(ctx, sock)
 	if err != nil {
 		return g.controlError(err, sock)
 	}
-	fetch.WriteStatus(g.stdout, st)
+	writeStatus(g.stdout, st)
 	return exitOK
 }
 
 func (g *globals) controlError(err error, sock string) int {
-	if errors.Is(err, fetch.ErrUnknownAccount) {
+	if errors.Is(err, daemon.ErrUnknownAccount) {
 		fmt.Fprintf(g.stderr, "popfetch: %v\n", err)
 		return exitUsage
 	}

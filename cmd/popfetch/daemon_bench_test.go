@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/popfetch/popfetch/fetch"
+	"github.com/popfetch/popfetch/fetch/daemon"
 	"github.com/popfetch/popfetch/fetch/dovecottest"
 )
 
@@ -136,7 +137,7 @@ func benchDaemon(b *testing.B, srv *dovecottest.Server, mbs []*dovecottest.Mailb
 		b.Fatalf("%s\ndaemon log, last part:\n%s", fmt.Sprintf(format, args...), benchTail(string(log), 4000))
 	}
 	pid := cmd.Process.Pid
-	sock := fetch.ControlPath(filepath.Join(dir, "state"))
+	sock := daemon.ControlPath(filepath.Join(dir, "state"))
 
 	// The first cycle (2 messages per account): each account's first
 	// scheduled poll is jittered over min(24h/10, 30s), so instead of
@@ -153,7 +154,7 @@ func benchDaemon(b *testing.B, srv *dovecottest.Server, mbs []*dovecottest.Mailb
 			fail("daemon exited at start-up: %v", err)
 		default:
 		}
-		_, err := fetch.ControlStatus(ctx, sock)
+		_, err := daemon.ControlStatus(ctx, sock)
 		if err == nil {
 			break
 		}
@@ -164,11 +165,11 @@ func benchDaemon(b *testing.B, srv *dovecottest.Server, mbs []*dovecottest.Mailb
 	}
 	up := time.Since(start)
 	t0 := time.Now()
-	if _, err := fetch.ControlNow(ctx, sock, nil); err != nil {
+	if _, err := daemon.ControlNow(ctx, sock, nil); err != nil {
 		fail("first cycle: %v", err)
 	}
 	first := time.Since(t0)
-	st, err := fetch.ControlStatus(ctx, sock)
+	st, err := daemon.ControlStatus(ctx, sock)
 	if err != nil {
 		fail("status: %v", err)
 	}
@@ -176,7 +177,7 @@ func benchDaemon(b *testing.B, srv *dovecottest.Server, mbs []*dovecottest.Mailb
 		fail("status lists %d accounts; want %d", len(st.Accounts), benchAccounts)
 	}
 	for _, a := range st.Accounts {
-		if a.Last == nil || a.Last.Err != "" || a.State != fetch.StateIdle || a.Totals.Failures != 0 || a.Totals.Delivered != benchInitial {
+		if a.Last == nil || a.Last.Err != "" || a.State != daemon.StateIdle || a.Totals.Failures != 0 || a.Totals.Delivered != benchInitial {
 			fail("after the first cycle, %s: state %s, last %+v, totals %+v; want idle, %d delivered, no failures",
 				a.Name, a.State, a.Last, a.Totals, benchInitial)
 		}
@@ -191,7 +192,7 @@ func benchDaemon(b *testing.B, srv *dovecottest.Server, mbs []*dovecottest.Mailb
 	b.StartTimer()
 	for range cycles {
 		t0 := time.Now()
-		res, err := fetch.ControlNow(ctx, sock, nil)
+		res, err := daemon.ControlNow(ctx, sock, nil)
 		el := time.Since(t0)
 		if err != nil {
 			fail("idle cycle: %v", err)
@@ -210,7 +211,7 @@ func benchDaemon(b *testing.B, srv *dovecottest.Server, mbs []*dovecottest.Mailb
 		mb.Put(b, benchMsgs(mb.User, i, benchInitial, benchBusy)...)
 	}
 	t0 = time.Now()
-	res, err := fetch.ControlNow(ctx, sock, nil)
+	res, err := daemon.ControlNow(ctx, sock, nil)
 	busy := time.Since(t0)
 	if err != nil {
 		fail("busy cycle: %v", err)

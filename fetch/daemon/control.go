@@ -1,12 +1,13 @@
 //go:build linux
 
-package fetch
+package daemon
 
 import (
 	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
+	"github.com/popfetch/popfetch/fetch"
 	"io"
 	"io/fs"
 	"log/slog"
@@ -17,9 +18,7 @@ import (
 	"strings"
 	"sync"
 	"syscall"
-	"text/tabwriter"
 	"time"
-	"unicode"
 )
 
 // The control socket lets `popfetch now` and `popfetch status` talk to a
@@ -58,9 +57,9 @@ type controlRequest struct {
 }
 
 type controlResponse struct {
-	Error   string        `json:"error,omitempty"`
-	Results []PollSummary `json:"results,omitempty"`
-	Status  *Status       `json:"status,omitempty"`
+	Error   string              `json:"error,omitempty"`
+	Results []fetch.PollSummary `json:"results,omitempty"`
+	Status  *Status             `json:"status,omitempty"`
 }
 
 // ServeControl serves the control socket at path until ctx is done, then
@@ -302,9 +301,9 @@ func serveControlConn(ctx context.Context, conn net.Conn, d *Daemon, log *slog.L
 			resp.Error = err.Error()
 			break
 		}
-		resp.Results = make([]PollSummary, len(res))
+		resp.Results = make([]fetch.PollSummary, len(res))
 		for i, r := range res {
-			resp.Results[i] = Summarize(r)
+			resp.Results[i] = fetch.Summarize(r)
 		}
 	default:
 		resp.Error = fmt.Sprintf("unknown command %q", req.Cmd)
@@ -354,7 +353,7 @@ func ctxOr(ctx context.Context, err error) error {
 // ControlNow asks the daemon at path to poll accounts (all if empty) now
 // and returns their results. Errors of single polls are in the results;
 // the error is for the request as a whole (no daemon, unknown account).
-func ControlNow(ctx context.Context, path string, accounts []string) ([]PollSummary, error) {
+func ControlNow(ctx context.Context, path string, accounts []string) ([]fetch.PollSummary, error) {
 	resp, err := controlRoundTrip(ctx, path, controlRequest{Cmd: "now", Accounts: accounts})
 	return resp.Results, err
 }
@@ -369,62 +368,4 @@ func ControlStatus(ctx context.Context, path string) (Status, error) {
 		return Status{}, errors.New("popfetch daemon: empty status response")
 	}
 	return *resp.Status, nil
-}
-
-// WriteStatus prints s as a table for `popfetch status`.
-func WriteStatus(w io.Writer, s Status) {
-	const layout = "2006-01-02 15:04:05"
-	at := func(t time.Time) string {
-		if t.IsZero() {
-			return "-"
-		}
-		return t.Format(layout)
-	}
-	fmt.Fprintf(w, "daemon started %s; config %s generation %d loaded %s\n\n",
-		at(s.Started), printable(s.ConfigPath, 200), s.Generation, at(s.LoadedAt))
-	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
-	fmt.Fprintln(tw, "ACCOUNT\tSTATE\tLAST POLL\tTOOK\tNEW\tDELIVERED\tDELETED\tNEXT POLL\tPOLLS\tFAILED\tDELIVERED TOTAL\tERROR")
-	for _, a := range s.Accounts {
-		last, took, nw, dlv, del, errText := "never", "-", "-", "-", "-", ""
-		if l := a.Last; l != nil {
-			last, took = at(l.Start), l.Elapsed.Round(time.Millisecond).String()
-			nw, dlv, del = fmt.Sprint(l.New), fmt.Sprint(l.Delivered), fmt.Sprint(l.Deleted)
-			errText = printable(l.Err, 100)
-			if l.Undeletable > 0 && errText == "" {
-				errText = fmt.Sprintf("server refuses DELE of %d delivered messages", l.Undeletable)
-			}
-		}
-		next := at(a.NextPoll)
-		switch a.State {
-		case StatePolling:
-			next = "(polling)"
-		case StateAuthHold:
-			next = "held: fix the account, then SIGHUP or `popfetch now`"
-		}
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%d\t%d\t%d\t%s\n",
-			printable(a.Name, 60), a.State, last, took, nw, dlv, del, next,
-			a.Totals.Polls, a.Totals.Failures, a.Totals.Delivered, errText)
-	}
-	tw.Flush()
-}
-
-// printable escapes control characters and cuts s to n runes: error texts
-// quote what the server said, and a terminal must not interpret it
-// (fetchmail CVE-2021-36386 class).
-func printable(s string, n int) string {
-	var b strings.Builder
-	i := 0
-	for _, r := range s {
-		if i == n {
-			b.WriteString("…")
-			break
-		}
-		if unicode.IsControl(r) || r == unicode.ReplacementChar {
-			fmt.Fprintf(&b, "\\x%02x", r)
-		} else {
-			b.WriteRune(r)
-		}
-		i++
-	}
-	return b.String()
 }

@@ -1,12 +1,12 @@
-package fetch
+package daemon
 
 import (
 	"context"
 	"errors"
 	"fmt"
+	"github.com/popfetch/popfetch/fetch"
 	"log/slog"
 	"math/rand/v2"
-	"reflect"
 	"regexp"
 	"runtime/debug"
 	"slices"
@@ -14,22 +14,21 @@ import (
 	"sync"
 	"time"
 
-	"github.com/hashicorp/hcl/v2"
 	"github.com/popfetch/popfetch/rcfile"
 )
 
 // PollFunc polls one account once; in the daemon it is the POP3 session
-// (Poller.Poll). It must honour ctx: cancellation aborts the session
-// without DELE, which the UIDL store makes safe (see the package doc). The
-// daemon cancels ctx only on Abort. On a graceful stop it closes the
-// WithGraceful channel of ctx instead, so a poll in flight finishes the
-// message it is delivering and ends with QUIT.
-type PollFunc func(ctx context.Context, a *rcfile.Account) Result
+// (fetch.Poller.PollWith). It must honour ctx: cancellation aborts the
+// session without DELE, which the UIDL store makes safe (see package
+// fetch). The daemon cancels ctx only on Abort. On a graceful stop it
+// closes opts.Stop instead, so a poll in flight finishes the message it
+// is delivering and ends with QUIT. opts.RetryDele asks again for the
+// DELEs the server kept refusing.
+type PollFunc func(ctx context.Context, a *rcfile.Account, opts fetch.PollOptions) fetch.Result
 
-// DaemonOptions are the daemon's seams. The zero value is usable.
-type DaemonOptions struct {
-	Clock Clock        // default SystemClock
-	Log   *slog.Logger // default: discard
+// Options are the daemon's seams. The zero value is usable.
+type Options struct {
+	Log *slog.Logger // default: discard
 	// Jitter returns a random duration in [0, max]; default uniform. Tests
 	// make it deterministic.
 	Jitter func(max time.Duration) time.Duration
@@ -107,22 +106,17 @@ func firstPollJitter(interval time.Duration) time.Duration {
 	return min(interval/10, firstJitterMax)
 }
 
-// backoffDelay is the wait after the n-th consecutive temporary failure (n ≥ 1).
-func backoffDelay(interval time.Duration, n int) time.Duration {
-	base := max(interval/4, backoffMin)
-	limit := max(interval, min(8*interval, backoffMaxCap))
-	d := base
-	for i := 1; i < n && d < limit; i++ {
-		d *= 2 // bounded by limit, so no overflow
+// backoffDelay is the wait after the n-th consecutive failure (n ≥ 1):
+// a first delay, doubled per further failure up to a limit. The last
+// failure decides which: a temporary one starts at max(interval/4,
+// backoffMin) up to max(interval, min(8*interval, backoffMaxCap)); a
+// refused login (refused) at max(interval, refusedMin) up to
+// max(interval, refusedMax).
+func backoffDelay(interval time.Duration, n int, refused bool) time.Duration {
+	d, limit := max(interval/4, backoffMin), max(interval, min(8*interval, backoffMaxCap))
+	if refused {
+		d, limit = max(interval, refusedMin), max(interval, refusedMax)
 	}
-	return min(d, limit)
-}
-
-// refusedDelay is the wait after the n-th consecutive failure (n ≥ 1) when
-// the last one was ErrLoginRefused.
-func refusedDelay(interval time.Duration, n int) time.Duration {
-	limit := max(interval, refusedMax)
-	d := max(interval, refusedMin)
 	for i := 1; i < n && d < limit; i++ {
 		d *= 2 // bounded by limit, so no overflow
 	}
@@ -139,29 +133,6 @@ const (
 	StateAuthHold AccountState = "auth-hold" // the server rejected the credentials; no polls until the account's config changes, LiftAuthHolds (SIGHUP) or PollNow
 )
 
-// PollSummary is a Result in a form that survives JSON (the control
-// socket) and status output: the error is its text.
-type PollSummary struct {
-	Account    string        `json:"account"`
-	Start      time.Time     `json:"start"`
-	Elapsed    time.Duration `json:"elapsed"`
-	Messages   int           `json:"messages"`
-	New        int           `json:"new"`
-	Delivered  int           `json:"delivered"`
-	Deleted    int           `json:"deleted"`
-	Skipped    int           `json:"skipped"`
-	Failed     int           `json:"failed"`
-	LoginDelay time.Duration `json:"login_delay,omitempty"`
-	Err        string        `json:"err,omitempty"`
-	// AuthFailed survives JSON where errors.Is(Err, ErrAuth) does not:
-	// `popfetch now` maps it to the authentication exit status. It is
-	// set for ErrLoginRefused too: the login failed either way.
-	AuthFailed bool `json:"auth_failed,omitempty"`
-	// Undeletable: delivered messages the server keeps refusing to
-	// delete (Result.Undeletable).
-	Undeletable int `json:"undeletable,omitempty"`
-}
-
 // localAddr matches the "local->" part of a net.OpError text
 // ("read tcp 127.0.0.1:58954->192.0.2.1:995: i/o timeout"): the ephemeral
 // port differs on every connection.
@@ -172,20 +143,6 @@ var localAddr = regexp.MustCompile(`(?:\d{1,3}(?:\.\d{1,3}){3}|\[[0-9A-Fa-f:.%a-
 // change on every attempt.
 func errorKey(err error) string {
 	return localAddr.ReplaceAllString(err.Error(), "")
-}
-
-// Summarize converts a Result for status and the control socket.
-func Summarize(r Result) PollSummary {
-	s := PollSummary{
-		Account: r.Account, Start: r.Start, Elapsed: r.Elapsed,
-		Messages: r.Messages, New: r.New, Delivered: r.Delivered, Deleted: r.Deleted,
-		Skipped: r.Skipped, Failed: r.Failed, Undeletable: r.Undeletable, LoginDelay: r.LoginDelay,
-	}
-	if r.Err != nil {
-		s.Err = r.Err.Error()
-		s.AuthFailed = errors.Is(r.Err, ErrAuth) || errors.Is(r.Err, ErrLoginRefused)
-	}
-	return s
 }
 
 // Totals are an account's counters since the daemon started.
@@ -204,11 +161,11 @@ type AccountStatus struct {
 	State  AccountState `json:"state"`
 	// NextPoll is when the next poll is due; zero while polling or in
 	// auth-hold. It already accounts for LOGIN-DELAY.
-	NextPoll  time.Time    `json:"next_poll,omitzero"`
-	NotBefore time.Time    `json:"not_before,omitzero"` // the server's LOGIN-DELAY ends; zero if none
-	Failures  int          `json:"failures"`            // consecutive temporary failures
-	Last      *PollSummary `json:"last,omitempty"`      // nil until the first poll finished
-	Totals    Totals       `json:"totals"`
+	NextPoll  time.Time          `json:"next_poll,omitzero"`
+	NotBefore time.Time          `json:"not_before,omitzero"` // the server's LOGIN-DELAY ends; zero if none
+	Failures  int                `json:"failures"`            // consecutive temporary failures
+	Last      *fetch.PollSummary `json:"last,omitempty"`      // nil until the first poll finished
+	Totals    Totals             `json:"totals"`
 }
 
 // Status is a snapshot of the daemon for `popfetch status`.
@@ -229,7 +186,7 @@ type account struct {
 	lastEnd   time.Time // when the last poll finished
 	failures  int       // consecutive temporary failures
 	lastErr   string    // for logging once per change of error
-	authHold  bool      // ErrAuth (RFC 3206 [AUTH]): do not retry on our own
+	authHold  bool      // fetch.ErrAuth (RFC 3206 [AUTH]): do not retry on our own
 	refused   bool      // the last poll ended in ErrLoginRefused: in its long backoff
 
 	running  bool
@@ -238,15 +195,15 @@ type account struct {
 	changed  bool          // the config changed while polling: a failure is the old config's
 	removed  bool          // left the config while running; dropped when the poll ends
 	liftHold bool          // LiftAuthHolds came while polling: an auth failure of this poll does not hold
-	stop     chan struct{} // the running poll's WithGraceful channel
+	stop     chan struct{} // the running poll's PollOptions.Stop
 	stopped  bool          // stop is closed
 	deadline time.Time     // when the running poll is asked to stop (pollTimeLimit)
 	cut      bool          // the running poll was stopped at its deadline: more mail may wait
 
-	now      []chan Result // PollNow waiters for a poll not yet started
-	inflight []chan Result // PollNow waiters for the running poll
+	now      []chan fetch.Result // PollNow waiters for a poll not yet started
+	inflight []chan fetch.Result // PollNow waiters for the running poll
 
-	last   *PollSummary
+	last   *fetch.PollSummary
 	totals Totals
 
 	// retryDele: the next poll asks again for the DELEs the server kept
@@ -307,7 +264,7 @@ func hostKey(a *rcfile.Account) string { return strings.ToLower(a.Server) }
 
 type pollDone struct {
 	a *account
-	r Result
+	r fetch.Result
 }
 
 type phase int
@@ -328,14 +285,13 @@ const (
 // pollTimeLimit).
 type Daemon struct {
 	poll   PollFunc
-	clock  Clock
 	log    *slog.Logger
 	jitter func(time.Duration) time.Duration
 
 	// abortCtx is the PollFunc's context. It is separate from Run's ctx so
 	// that a graceful stop lets sessions finish; Abort cancels it. A
 	// graceful stop (Run's ctx ends, or a poll reaches its time limit)
-	// closes the poll's own WithGraceful channel (account.stop).
+	// closes the poll's own PollOptions.Stop (account.stop).
 	abortCtx context.Context
 	abort    context.CancelFunc
 
@@ -361,23 +317,23 @@ type Daemon struct {
 	// removing it in one reload and adding it back with another state_dir
 	// in the next is refused as a move too.
 	boxDirs map[string]string
+	// timerAt is the time of the latest timer the scheduler set: when it
+	// next wakes on its own unless a poll, Reload or PollNow wakes it
+	// first. Only the tests read it, to check the plan.
+	timerAt time.Time
 }
 
-// NewDaemon returns a daemon for cfg (generation 1). Each account's first
+// New returns a daemon for cfg (generation 1). Each account's first
 // poll is due after a random jitter of up to min(interval/10, 30s) from now.
-func NewDaemon(cfg *rcfile.Config, poll PollFunc, opts DaemonOptions) *Daemon {
+func New(cfg *rcfile.Config, poll PollFunc, opts Options) *Daemon {
 	d := &Daemon{
 		poll:    poll,
-		clock:   opts.Clock,
 		log:     opts.Log,
 		jitter:  opts.Jitter,
 		kick:    make(chan struct{}, 1),
 		results: make(chan pollDone),
 		accts:   map[string]*account{},
 		perHost: map[string]int{},
-	}
-	if d.clock == nil {
-		d.clock = SystemClock{}
 	}
 	if d.log == nil {
 		d.log = slog.New(slog.DiscardHandler)
@@ -405,7 +361,7 @@ func (d *Daemon) Abort() { d.abort() }
 
 // Run schedules polls until ctx is done. Then it starts no new session,
 // fails PollNow requests that have not started, tells the polls in flight
-// to stop after their current message (WithGraceful), waits for them
+// to stop after their current message (PollOptions.Stop), waits for them
 // (their context is cancelled only by Abort) and returns nil.
 // Run may be called once.
 func (d *Daemon) Run(ctx context.Context) error {
@@ -415,7 +371,7 @@ func (d *Daemon) Run(ctx context.Context) error {
 		return errors.New("daemon: Run called more than once")
 	}
 	d.phase = phaseRunning
-	d.started = d.clock.Now()
+	d.started = time.Now()
 	d.mu.Unlock()
 	d.log.Info("daemon started", "accounts", len(d.Status().Accounts))
 
@@ -425,7 +381,7 @@ func (d *Daemon) Run(ctx context.Context) error {
 		d.mu.Unlock()
 		var timer <-chan time.Time
 		if ok {
-			timer = d.clock.After(wait)
+			timer = time.After(wait) // an unreferenced, unfired timer is garbage collected (Go 1.23)
 		}
 		select {
 		case <-ctx.Done():
@@ -445,7 +401,7 @@ func (d *Daemon) shutdown() error {
 	d.mu.Lock()
 	d.phase = phaseStopping
 	for _, a := range d.accts {
-		answer(a.now, Result{Account: a.cfg.Name, Err: ErrStopped})
+		answer(a.now, fetch.Result{Account: a.cfg.Name, Err: ErrStopped})
 		a.now = nil
 		if a.running {
 			stopPoll(a)
@@ -479,7 +435,7 @@ func (d *Daemon) shutdown() error {
 // accounts held back by a limit need no timer: a finishing poll frees the
 // slot and wakes the loop.
 func (d *Daemon) startDueLocked() (wait time.Duration, ok bool) {
-	now := d.clock.Now()
+	now := time.Now()
 	type cand struct {
 		a      *account
 		due    time.Time
@@ -556,6 +512,7 @@ func (d *Daemon) startDueLocked() (wait time.Duration, ok bool) {
 	if wake.IsZero() {
 		return 0, false
 	}
+	d.timerAt = wake
 	return wake.Sub(now), true
 }
 
@@ -564,7 +521,7 @@ func (d *Daemon) startLocked(a *account, host string) {
 	a.runHost, a.runBox = host, a.cfg.Mailbox()
 	d.busyBoxes[a.runBox] = true
 	a.stop, a.stopped, a.cut = make(chan struct{}), false, false
-	a.deadline = d.clock.Now().Add(pollTimeLimit(a.cfg))
+	a.deadline = time.Now().Add(pollTimeLimit(a.cfg))
 	d.nrun++
 	d.perHost[host]++
 	a.inflight, a.now = a.now, nil
@@ -594,12 +551,12 @@ func stopPoll(a *account) {
 // stack and becomes a failed Result, so the daemon and the account's
 // schedule survive it.
 func (d *Daemon) runPoll(a *account, cfg *rcfile.Account, stop <-chan struct{}, retryDele bool) {
-	start := d.clock.Now()
-	var r Result
+	start := time.Now()
+	var r fetch.Result
 	defer func() {
 		if v := recover(); v != nil {
 			d.log.Error("panic in poll", "account", cfg.Name, "panic", fmt.Sprint(v), "stack", string(debug.Stack()))
-			r = Result{Err: fmt.Errorf("%w: %v", ErrPanic, v)}
+			r = fetch.Result{Err: fmt.Errorf("%w: %v", ErrPanic, v)}
 		}
 		if r.Account == "" {
 			r.Account = cfg.Name
@@ -608,15 +565,11 @@ func (d *Daemon) runPoll(a *account, cfg *rcfile.Account, stop <-chan struct{}, 
 			r.Start = start
 		}
 		if r.Elapsed == 0 {
-			r.Elapsed = d.clock.Now().Sub(start)
+			r.Elapsed = time.Now().Sub(start)
 		}
 		d.results <- pollDone{a, r}
 	}()
-	ctx := WithGraceful(d.abortCtx, stop)
-	if retryDele {
-		ctx = withRetryDele(ctx)
-	}
-	r = d.poll(ctx, cfg)
+	r = d.poll(d.abortCtx, cfg, fetch.PollOptions{Stop: stop, RetryDele: retryDele})
 }
 
 // finishLocked records a finished poll, logs its outcome and plans the
@@ -628,7 +581,7 @@ func (d *Daemon) runPoll(a *account, cfg *rcfile.Account, stop <-chan struct{}, 
 // Debug while the same error repeats.
 func (d *Daemon) finishLocked(done pollDone) {
 	a, r := done.a, done.r
-	now := d.clock.Now()
+	now := time.Now()
 	name := a.cfg.Name
 	a.running = false
 	d.nrun--
@@ -652,7 +605,7 @@ func (d *Daemon) finishLocked(done pollDone) {
 	// what it returns then ("use of closed network connection", a
 	// cancelled context, ...) is the abort, not the server's fault.
 	aborted := r.Err != nil && d.abortCtx.Err() != nil
-	sum := Summarize(r)
+	sum := fetch.Summarize(r)
 	a.last = &sum
 	a.lastEnd = now
 	a.totals.Polls++
@@ -710,7 +663,7 @@ func (d *Daemon) finishLocked(done pollDone) {
 		d.log.Info("poll aborted", "account", name)
 		a.next = now.Add(iv)
 
-	case errors.Is(r.Err, ErrAuth):
+	case errors.Is(r.Err, fetch.ErrAuth):
 		// RFC 3206 [AUTH]: retrying could lock the account at the
 		// provider, so wait for a config change, SIGHUP or PollNow.
 		a.authHold = true
@@ -719,20 +672,20 @@ func (d *Daemon) finishLocked(done pollDone) {
 		d.log.Error("authentication failed; not retrying until the account's config changes, SIGHUP or `popfetch now`",
 			"account", name, "server", a.cfg.Server, "user", a.cfg.Username, "err", r.Err)
 
-	case errors.Is(r.Err, ErrLoginRefused):
+	case errors.Is(r.Err, fetch.ErrLoginRefused):
 		// Maybe the password, maybe the mailbox: the server did not say.
 		// Not held (a mailbox problem heals without the operator), but
 		// retried rarely, as a wrong password retried every poll is
 		// what locks accounts; loud every time, as mail is not flowing.
 		a.failures++
 		a.refused = true
-		delay := refusedDelay(iv, a.failures)
+		delay := backoffDelay(iv, a.failures, true)
 		a.next = now.Add(delay)
 		a.lastErr = msg
 		d.log.Error("login refused without an [AUTH] code (wrong password, or a mailbox problem the server does not name); retrying after a long backoff so that the account is not locked",
 			"account", name, "server", a.cfg.Server, "user", a.cfg.Username, "err", r.Err, "failures", a.failures, "retry_in", delay)
 
-	case errors.Is(r.Err, ErrLocked):
+	case errors.Is(r.Err, fetch.ErrLocked):
 		// Another popfetch owns the mailbox right now; that is normal
 		// (a one-shot run), not a failure of the server.
 		retry := min(iv, lockedRetry)
@@ -747,7 +700,7 @@ func (d *Daemon) finishLocked(done pollDone) {
 		// protocol and TLS errors, panics. Unknown errors are temporary too
 		// (maddy's IsTemporaryOrUnspec); the session never DELEs on them.
 		a.failures++
-		delay := backoffDelay(iv, a.failures)
+		delay := backoffDelay(iv, a.failures, false)
 		a.next = now.Add(delay)
 		if msg != a.lastErr {
 			d.log.Warn("poll failed; will retry", "account", name, "err", r.Err, "failures", a.failures, "retry_in", delay)
@@ -784,12 +737,12 @@ func (d *Daemon) finishLocked(done pollDone) {
 
 // loginDelayResult answers a PollNow that cannot start a session before
 // the server's LOGIN-DELAY ends.
-func loginDelayResult(name string, now, notBefore time.Time) Result {
-	return Result{Account: name, Start: now, Err: fmt.Errorf("%w: the server asked not to log in again before %s",
-		ErrLoginDelay, notBefore.Format(time.RFC3339))}
+func loginDelayResult(name string, now, notBefore time.Time) fetch.Result {
+	return fetch.Result{Account: name, Start: now, Err: fmt.Errorf("%w: the server asked not to log in again before %s",
+		fetch.ErrLoginDelay, notBefore.Format(time.RFC3339))}
 }
 
-func answer(waiters []chan Result, r Result) {
+func answer(waiters []chan fetch.Result, r fetch.Result) {
 	for _, ch := range waiters {
 		ch <- r // buffered 1, one send per channel
 	}
@@ -842,7 +795,7 @@ func (d *Daemon) Reload(cfg *rcfile.Config) error {
 			return err
 		}
 	}
-	now := d.clock.Now()
+	now := time.Now()
 	seen := make(map[string]bool, len(cfg.Accounts))
 	for _, na := range cfg.Accounts {
 		seen[na.Name] = true
@@ -858,7 +811,7 @@ func (d *Daemon) Reload(cfg *rcfile.Config) error {
 			continue
 		}
 		a.removed = false
-		if sameAccount(a.cfg, na) {
+		if rcfile.SameAccount(a.cfg, na) {
 			a.cfg = na // keep the fresh positions for diagnostics
 			continue
 		}
@@ -879,7 +832,7 @@ func (d *Daemon) Reload(cfg *rcfile.Config) error {
 		if seen[name] || a.removed {
 			continue
 		}
-		answer(a.now, Result{Account: name, Err: ErrRemoved})
+		answer(a.now, fetch.Result{Account: name, Err: ErrRemoved})
 		a.now = nil
 		if a.running {
 			a.removed = true
@@ -934,7 +887,7 @@ func (d *Daemon) stateDirMovedLocked(cfg *rcfile.Config) error {
 // deleRefusalPolls). It returns how many held accounts were released.
 func (d *Daemon) LiftAuthHolds() int {
 	d.mu.Lock()
-	now := d.clock.Now()
+	now := time.Now()
 	n := 0
 	for name, a := range d.accts {
 		a.retryDele = true // SIGHUP: ask again for refused DELEs too
@@ -963,86 +916,6 @@ func (d *Daemon) wake() {
 	}
 }
 
-// sameAccount compares two account configs, ignoring where anything is
-// declared in the file: adding a comment line above a block, or moving
-// it, must not count as a change (which would lift holds and reset
-// backoffs: a retry storm). Every hcl.Range, at any depth, is skipped,
-// so a position field added to rcfile later is ignored too.
-func sameAccount(x, y *rcfile.Account) bool {
-	return equalIgnoringRanges(reflect.ValueOf(x), reflect.ValueOf(y))
-}
-
-var rangeType = reflect.TypeFor[hcl.Range]()
-
-// equalIgnoringRanges is reflect.DeepEqual, except that hcl.Range values
-// are always equal. Config values hold no cycles. Funcs and channels,
-// which a config does not hold either, compare equal only when both are
-// nil: an unknown kind counts as a change, which costs a re-plan, never
-// a missed one.
-func equalIgnoringRanges(x, y reflect.Value) bool {
-	if !x.IsValid() || !y.IsValid() {
-		return x.IsValid() == y.IsValid()
-	}
-	if x.Type() != y.Type() {
-		return false
-	}
-	if x.Type() == rangeType {
-		return true
-	}
-	switch x.Kind() {
-	case reflect.Pointer, reflect.Interface:
-		if x.IsNil() || y.IsNil() {
-			return x.IsNil() == y.IsNil()
-		}
-		return equalIgnoringRanges(x.Elem(), y.Elem())
-	case reflect.Struct:
-		for i := range x.NumField() {
-			if !equalIgnoringRanges(x.Field(i), y.Field(i)) {
-				return false
-			}
-		}
-		return true
-	case reflect.Slice:
-		if x.IsNil() != y.IsNil() {
-			return false
-		}
-		fallthrough
-	case reflect.Array:
-		if x.Len() != y.Len() {
-			return false
-		}
-		for i := range x.Len() {
-			if !equalIgnoringRanges(x.Index(i), y.Index(i)) {
-				return false
-			}
-		}
-		return true
-	case reflect.Map:
-		if x.IsNil() != y.IsNil() || x.Len() != y.Len() {
-			return false
-		}
-		for _, k := range x.MapKeys() {
-			if !equalIgnoringRanges(x.MapIndex(k), y.MapIndex(k)) {
-				return false
-			}
-		}
-		return true
-	case reflect.Bool:
-		return x.Bool() == y.Bool()
-	case reflect.Int, reflect.Int8, reflect.Int16, reflect.Int32, reflect.Int64:
-		return x.Int() == y.Int()
-	case reflect.Uint, reflect.Uint8, reflect.Uint16, reflect.Uint32, reflect.Uint64, reflect.Uintptr:
-		return x.Uint() == y.Uint()
-	case reflect.Float32, reflect.Float64:
-		return x.Float() == y.Float()
-	case reflect.Complex64, reflect.Complex128:
-		return x.Complex() == y.Complex()
-	case reflect.String:
-		return x.String() == y.String()
-	}
-	return x.IsNil() && y.IsNil() // Func, Chan, UnsafePointer
-}
-
 // PollNow polls the named accounts (all if names is empty) at once,
 // bypassing their schedule, backoff and auth-hold, and returns their
 // results in the order of names. It fails without polling anything if a
@@ -1057,7 +930,7 @@ func equalIgnoringRanges(x, y reflect.Value) bool {
 // 2449): an idle account inside its delay is not polled, and its Result
 // carries ErrLoginDelay at once. If ctx ends first PollNow returns
 // ctx.Err(); the polls it asked for still run.
-func (d *Daemon) PollNow(ctx context.Context, names []string) ([]Result, error) {
+func (d *Daemon) PollNow(ctx context.Context, names []string) ([]fetch.Result, error) {
 	d.mu.Lock()
 	if d.phase >= phaseStopping {
 		d.mu.Unlock()
@@ -1081,11 +954,11 @@ func (d *Daemon) PollNow(ctx context.Context, names []string) ([]Result, error) 
 		d.mu.Unlock()
 		return nil, fmt.Errorf("%w: %s", ErrUnknownAccount, strings.Join(unknown, ", "))
 	}
-	now := d.clock.Now()
-	chans := make([]chan Result, len(names))
+	now := time.Now()
+	chans := make([]chan fetch.Result, len(names))
 	for i, name := range names {
 		a := d.accts[name]
-		ch := make(chan Result, 1)
+		ch := make(chan fetch.Result, 1)
 		chans[i] = ch
 		if !a.running && a.notBefore.After(now) {
 			ch <- loginDelayResult(name, now, a.notBefore)
@@ -1096,7 +969,7 @@ func (d *Daemon) PollNow(ctx context.Context, names []string) ([]Result, error) 
 	d.mu.Unlock()
 	d.wake()
 
-	results := make([]Result, len(names))
+	results := make([]fetch.Result, len(names))
 	for i, ch := range chans {
 		select {
 		case results[i] = <-ch:
@@ -1112,7 +985,7 @@ func (d *Daemon) PollNow(ctx context.Context, names []string) ([]Result, error) 
 func (d *Daemon) Status() Status {
 	d.mu.Lock()
 	defer d.mu.Unlock()
-	now := d.clock.Now()
+	now := time.Now()
 	s := Status{
 		Started:    d.started,
 		Generation: d.gen,

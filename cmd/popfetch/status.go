@@ -1,0 +1,70 @@
+package main
+
+import (
+	"fmt"
+	"io"
+	"strings"
+	"text/tabwriter"
+	"time"
+	"unicode"
+
+	"github.com/popfetch/popfetch/fetch/daemon"
+)
+
+// writeStatus prints s as a table for `popfetch status`.
+func writeStatus(w io.Writer, s daemon.Status) {
+	const layout = "2006-01-02 15:04:05"
+	at := func(t time.Time) string {
+		if t.IsZero() {
+			return "-"
+		}
+		return t.Format(layout)
+	}
+	fmt.Fprintf(w, "daemon started %s; config %s generation %d loaded %s\n\n",
+		at(s.Started), printable(s.ConfigPath, 200), s.Generation, at(s.LoadedAt))
+	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
+	fmt.Fprintln(tw, "ACCOUNT\tSTATE\tLAST POLL\tTOOK\tNEW\tDELIVERED\tDELETED\tNEXT POLL\tPOLLS\tFAILED\tDELIVERED TOTAL\tERROR")
+	for _, a := range s.Accounts {
+		last, took, nw, dlv, del, errText := "never", "-", "-", "-", "-", ""
+		if l := a.Last; l != nil {
+			last, took = at(l.Start), l.Elapsed.Round(time.Millisecond).String()
+			nw, dlv, del = fmt.Sprint(l.New), fmt.Sprint(l.Delivered), fmt.Sprint(l.Deleted)
+			errText = printable(l.Err, 100)
+			if l.Undeletable > 0 && errText == "" {
+				errText = fmt.Sprintf("server refuses DELE of %d delivered messages", l.Undeletable)
+			}
+		}
+		next := at(a.NextPoll)
+		switch a.State {
+		case daemon.StatePolling:
+			next = "(polling)"
+		case daemon.StateAuthHold:
+			next = "held: fix the account, then SIGHUP or `popfetch now`"
+		}
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%d\t%d\t%d\t%s\n",
+			printable(a.Name, 60), a.State, last, took, nw, dlv, del, next,
+			a.Totals.Polls, a.Totals.Failures, a.Totals.Delivered, errText)
+	}
+	tw.Flush()
+}
+
+// printable escapes control characters and cuts s to n runes: error texts
+// quote what the server said, and a terminal must not interpret it
+// (fetchmail CVE-2021-36386 class).
+func printable(s string, n int) string {
+	var b strings.Builder
+	i := 0
+	for _, r := range s {
+		if i == n {
+			b.WriteString("…")
+			break
+		}
+		if unicode.IsControl(r) || r == unicode.ReplacementChar {
+			fmt.Fprintf(&b, "\\x%02x", r)
+		} else {
+			b.WriteRune(r)
+		}
+		i++
+	}
+	return b.String()
+}

@@ -1,0 +1,91 @@
+package main
+
+import (
+	"bytes"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/popfetch/popfetch/fetch"
+	"github.com/popfetch/popfetch/fetch/daemon"
+)
+
+// TestWriteStatus: the table of `popfetch status` shows the daemon's
+// generation, one row per account with its state and the last poll's
+// error (escaped: it quotes the server), and says so when the server
+// refuses to delete delivered mail.
+func TestWriteStatus(t *testing.T) {
+	t0 := time.Date(2026, 11, 25, 12, 0, 0, 0, time.UTC)
+	tests := []struct {
+		name    string
+		st      daemon.Status
+		want    []string
+		notWant []string
+	}{{
+		// What TestControlRoundTrip (fetch/daemon) gets from a daemon
+		// with one good and one failing account.
+		name: "round trip",
+		st: daemon.Status{Started: t0, Generation: 1, LoadedAt: t0, ConfigPath: "/etc/popfetch.hcl", Accounts: []daemon.AccountStatus{
+			{Name: "a", Server: "pop.example", State: daemon.StateIdle, NextPoll: t0.Add(time.Hour),
+				Last: &fetch.PollSummary{Account: "a", Start: t0, New: 3, Delivered: 3, Deleted: 3}, Totals: daemon.Totals{Polls: 2, Delivered: 6}},
+			{Name: "bad", Server: "pop.example", State: daemon.StateBackoff, Failures: 1, NextPoll: t0.Add(time.Minute),
+				Last: &fetch.PollSummary{Account: "bad", Start: t0, Err: "account bad: mailbox in use: [IN-USE] locked"}, Totals: daemon.Totals{Polls: 2, Failures: 2}},
+		}},
+		want: []string{"generation 1", "ACCOUNT", "\na ", "\nbad ", "backoff", "[IN-USE] locked"},
+	}, {
+		// What TestDaemonRetryRefusedDele (fetch/daemon) gets.
+		name: "undeletable",
+		st: daemon.Status{Generation: 3, Accounts: []daemon.AccountStatus{
+			{Name: "a", State: daemon.StateIdle, Last: &fetch.PollSummary{Account: "a", Undeletable: 1}},
+		}},
+		want: []string{"generation 3", "server refuses DELE of 1 delivered messages"},
+	}, {
+		name: "polling and held",
+		st: daemon.Status{Generation: 1, Accounts: []daemon.AccountStatus{
+			{Name: "p", State: daemon.StatePolling},
+			{Name: "h", State: daemon.StateAuthHold},
+		}},
+		want: []string{"(polling)", "held: fix the account, then SIGHUP or `popfetch now`", "never"},
+	}, {
+		name: "control characters from the server",
+		st: daemon.Status{Generation: 1, Accounts: []daemon.AccountStatus{
+			{Name: "a", State: daemon.StateBackoff, Last: &fetch.PollSummary{Err: "-ERR \x1b[31mred\r\nX"}},
+		}},
+		want:    []string{`-ERR \x1b[31mred\x0d\x0aX`},
+		notWant: []string{"\x1b", "\r"},
+	}}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			var out bytes.Buffer
+			writeStatus(&out, tt.st)
+			for _, want := range tt.want {
+				if !strings.Contains(out.String(), want) {
+					t.Errorf("writeStatus output lacks %q:\n%s", want, out.String())
+				}
+			}
+			for _, bad := range tt.notWant {
+				if strings.Contains(out.String(), bad) {
+					t.Errorf("writeStatus output has %q:\n%s", bad, out.String())
+				}
+			}
+		})
+	}
+}
+
+func TestPrintable(t *testing.T) {
+	tests := []struct {
+		in   string
+		n    int
+		want string
+	}{
+		{"plain", 10, "plain"},
+		{"a\x00b\x7f", 10, `a\x00b\x7f`},
+		{"abcdef", 3, "abc…"},
+		{"\ufffd", 5, `\xfffd`},
+	}
+	for _, tt := range tests {
+		if got := printable(tt.in, tt.n); got != tt.want {
+			t.Errorf("printable(%q, %d) = %q; want %q", tt.in, tt.n, got, tt.want)
+		}
+	}
+}

@@ -1,0 +1,40 @@
+package rcfile
+
+import (
+	"reflect"
+
+	"github.com/google/go-cmp/cmp"
+	"github.com/google/go-cmp/cmp/cmpopts"
+	"github.com/hashicorp/hcl/v2"
+)
+
+// sameAccountOpts make every setting count and no position:
+//   - hcl.Range, at any depth, is where something is declared, not what
+//     it says; a position field added to these types later is ignored
+//     too;
+//   - unexported fields are compared like exported ones, as
+//     reflect.DeepEqual does: without an Exporter cmp.Equal panics on
+//     them, and a field nobody has thought about must count as a change
+//     (which costs a re-plan), never as sameness (a missed change).
+//
+// Nil and empty slices differ, and funcs or channels are equal only when
+// both are nil: the rc file never produces those, and a difference where
+// there is none only costs a re-plan.
+var sameAccountOpts = []cmp.Option{
+	cmpopts.IgnoreTypes(hcl.Range{}),
+	cmp.Exporter(func(reflect.Type) bool { return true }),
+}
+
+// SameAccount reports whether x and y configure the same account,
+// ignoring where anything is declared in the file: adding a comment line
+// above a block, or moving it, does not change an account, while editing
+// any setting, also deep inside nested blocks, does. The daemon relies on
+// it on reload: a changed account has its auth-hold lifted and its
+// backoff reset, so counting a moved block as a change would retry every
+// failing account at once.
+//
+// It is a function, not an Equal method: cmp.Equal calls a type's Equal
+// method, which would then call itself.
+func SameAccount(x, y *Account) bool {
+	return cmp.Equal(x, y, sameAccountOpts...)
+}
