@@ -17,6 +17,7 @@ import (
 	"time"
 
 	"github.com/popfetch/popfetch/deliver"
+	"github.com/popfetch/popfetch/internal/durable"
 	"github.com/popfetch/popfetch/rcfile"
 	"github.com/popfetch/popfetch/uidl"
 )
@@ -346,7 +347,7 @@ func (s *session) recover() (err error) {
 		}
 		// The file may so far exist only in the page cache of a killed
 		// process's writes: make its directory entry durable first.
-		if err := syncDir(filepath.Dir(path)); err != nil {
+		if err := durable.SyncDir(filepath.Dir(path)); err != nil {
 			return fmt.Errorf("recover %s: %w", uid, err)
 		}
 		// With the identity the intent recorded, so the copy on the
@@ -382,15 +383,6 @@ func copyExists(path string) bool {
 		}
 	}
 	return false
-}
-
-func syncDir(dir string) error {
-	d, err := os.Open(dir)
-	if err != nil {
-		return err
-	}
-	defer d.Close()
-	return d.Sync()
 }
 
 // keepConnUpdate reports whether to end with QUIT. A server with EXPIRE 0
