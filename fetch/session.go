@@ -10,14 +10,11 @@ import (
 	"log/slog"
 	"net"
 	"os"
-	"path/filepath"
 	"strconv"
-	"strings"
 	"sync"
 	"time"
 
 	"github.com/popfetch/popfetch/deliver"
-	"github.com/popfetch/popfetch/internal/durable"
 	"github.com/popfetch/popfetch/rcfile"
 	"github.com/popfetch/popfetch/uidl"
 )
@@ -116,8 +113,9 @@ type Progress interface {
 	Done(rcpt string) bool
 	Record(rcpt string) error
 	// Intend notes the file a single-copy delivery is about to create
-	// (see deliver.WithLinkHook), so that a run killed right after it can
-	// be recognised as delivered. Best effort.
+	// (deliver.Prepared.Path), before each attempt to commit it, so that a
+	// run killed right after it can be recognised as delivered
+	// (deliver.Committed). Best effort.
 	Intend(path string)
 }
 
@@ -327,15 +325,15 @@ func (s *session) run(ctx context.Context) error {
 
 // recover closes the window a kill leaves between a Maildir copy appearing
 // in new/ and its UID being recorded: a UID whose recorded intent names a
-// file that exists (in new/, or moved to cur/ by a mail reader) is
-// delivered, so it is recorded now instead of being delivered again. A dry
-// run only counts it as delivered.
+// copy that deliver finds committed (in new/, or moved to cur/ by a mail
+// reader) is delivered, so it is recorded now instead of being delivered
+// again. A dry run only counts it as delivered.
 func (s *session) recover() (err error) {
 	if s.store == nil {
 		return nil
 	}
 	for uid, path := range s.store.Intents() {
-		if !copyExists(path) {
+		if !deliver.Committed(path) {
 			continue // not linked before the kill: fetched again, no duplicate
 		}
 		if s.dryRun {
@@ -345,9 +343,9 @@ func (s *session) recover() (err error) {
 			s.recovered[uid] = true
 			continue
 		}
-		// The file may so far exist only in the page cache of a killed
-		// process's writes: make its directory entry durable first.
-		if err := durable.SyncDir(filepath.Dir(path)); err != nil {
+		// The link may so far exist only in the page cache of a killed
+		// process's writes: make it durable first.
+		if err := deliver.SyncCommitted(path); err != nil {
 			return fmt.Errorf("recover %s: %w", uid, err)
 		}
 		// With the identity the intent recorded, so the copy on the
@@ -363,26 +361,6 @@ func (s *session) recover() (err error) {
 		s.log.Info("delivery of an interrupted run found in the Maildir; not fetching it again", "uid", uid, "path", path)
 	}
 	return nil
-}
-
-// copyExists reports whether the Maildir file at path (…/new/NAME) exists,
-// in new/ or in cur/ as NAME or NAME:2,FLAGS.
-func copyExists(path string) bool {
-	if _, err := os.Stat(path); err == nil {
-		return true
-	}
-	name := filepath.Base(path)
-	cur := filepath.Join(filepath.Dir(filepath.Dir(path)), "cur")
-	ents, err := os.ReadDir(cur)
-	if err != nil {
-		return false
-	}
-	for _, e := range ents {
-		if n := e.Name(); n == name || strings.HasPrefix(n, name+":") {
-			return true
-		}
-	}
-	return false
 }
 
 // keepConnUpdate reports whether to end with QUIT. A server with EXPIRE 0
