@@ -102,9 +102,11 @@ func (p *Poller) isCareful(mailbox string) bool {
 // nil only when every recipient has the message durably, or the postmaster
 // has it; the UID is recorded and DELE sent only after that. done/progress
 // let a multidrop delivery that failed part-way resume with the recipients
-// not yet served, so a retry never duplicates a finished copy.
+// not yet served, so a retry never duplicates a finished copy. log is the
+// message's logger (account, uid and msgnum attached), for what the
+// Dispatcher decides; nil logs nothing.
 type Dispatcher interface {
-	Dispatch(ctx context.Context, m *deliver.Message, p Progress) error
+	Dispatch(ctx context.Context, m *deliver.Message, p Progress, log *slog.Logger) error
 }
 
 // Progress is the per-recipient record of one message, kept durably in the
@@ -1281,7 +1283,7 @@ func (s *session) deliver(ctx context.Context, e entry, m *deliver.Message) (d d
 		return d
 	}
 	id := identityOf(e.Size, m.Raw)
-	if err := s.disp.Dispatch(withLog(ctx, log), m, &progress{s: s.store, uid: e.UID, id: id, shared: s.v.listed[e.UID] > 1, now: s.p.now}); err != nil {
+	if err := s.disp.Dispatch(ctx, m, &progress{s: s.store, uid: e.UID, id: id, shared: s.v.listed[e.UID] > 1, now: s.p.now}, log); err != nil {
 		log.Error("delivery failed; message stays on the server and is retried next poll", "size", len(m.Raw), "err", err)
 		return d
 	}

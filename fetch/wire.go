@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"log/slog"
 	"os/user"
 	"sync"
 
@@ -61,7 +62,7 @@ type singleDrop struct {
 	rcpt       deliver.Recipient
 }
 
-func (d *singleDrop) Dispatch(ctx context.Context, m *deliver.Message, p Progress) error {
+func (d *singleDrop) Dispatch(ctx context.Context, m *deliver.Message, p Progress, log *slog.Logger) error {
 	sender := deliver.ReturnPath(m.Raw)
 	// One copy per message here (the user's, or else the postmaster's),
 	// so an intent names it unambiguously.
@@ -69,7 +70,7 @@ func (d *singleDrop) Dispatch(ctx context.Context, m *deliver.Message, p Progres
 	if err == nil {
 		return nil
 	}
-	return toPostmaster(ctx, d.postmaster, m, sender, err, p.Intend)
+	return toPostmaster(ctx, d.postmaster, m, sender, err, p.Intend, orDiscard(log))
 }
 
 // twoPhase is a target that delivers a copy in two phases (as
@@ -112,7 +113,7 @@ func deliverCopy(ctx context.Context, t deliver.Target, m *deliver.Message, send
 // postmaster with the reason in X-Popfetch-Reason. A temporary failure, or
 // no postmaster, or a failing postmaster returns an error: the message then
 // stays on the server (fetchmail's softbounce), it is never dropped.
-func toPostmaster(ctx context.Context, pm deliver.Target, m *deliver.Message, sender string, cause error, intend func(string)) error {
+func toPostmaster(ctx context.Context, pm deliver.Target, m *deliver.Message, sender string, cause error, intend func(string), log *slog.Logger) error {
 	if !deliver.IsPermanent(cause) {
 		return cause
 	}
@@ -125,7 +126,7 @@ func toPostmaster(ctx context.Context, pm deliver.Target, m *deliver.Message, se
 	}
 	// Delivered, but not where the user expects it: say so once, where
 	// the admin looks, as the multidrop path does for partial routes.
-	logFrom(ctx).Warn("delivered to the postmaster", "reason", reason)
+	log.Warn("delivered to the postmaster", "reason", reason)
 	return nil
 }
 

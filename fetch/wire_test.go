@@ -57,7 +57,7 @@ func TestSingleDropIntent(t *testing.T) {
 				d.postmaster = deliver.NewMaildir(filepath.Join(dir, "pm"), deliver.MaildirOptions{LocalHost: "h"})
 			}
 			p := &intentLog{t: t}
-			if err := d.Dispatch(context.Background(), &deliver.Message{UID: "u1", Raw: []byte("Subject: x\r\n\r\nbody\r\n")}, p); err != nil {
+			if err := d.Dispatch(context.Background(), &deliver.Message{UID: "u1", Raw: []byte("Subject: x\r\n\r\nbody\r\n")}, p, nil); err != nil {
 				t.Fatal(err)
 			}
 			if tt.want == "" {
