@@ -364,17 +364,15 @@ func (d *multidrop) settle(c *claim, delivered bool) {
 	close(c.done)
 }
 
+// toPostmaster makes the message's one postmaster copy (see the function
+// toPostmaster), unless its progress has it already, and records it.
+// Without intent: the record is its progress entry, as for the users.
 func (d *multidrop) toPostmaster(ctx context.Context, m *deliver.Message, sender string, p Progress, reason string) error {
 	if p.Done(postmasterKey) {
 		return nil
 	}
-	if d.postmaster == nil {
-		return fmt.Errorf("%s; no postmaster configured, so the message stays on the server", reason)
-	}
-	errs := d.postmaster.Deliver(ctx, m, sender, []deliver.Recipient{{User: "postmaster"}},
-		[]deliver.Field{{Name: "X-Popfetch-Reason", Value: deliver.SafeValue(reason, 500)}})
-	if errs[0] != nil {
-		return fmt.Errorf("%s; postmaster delivery failed: %w", reason, errs[0])
+	if _, err := toPostmaster(ctx, d.postmaster, m, sender, errors.New(reason), nil); err != nil {
+		return err
 	}
 	return p.Record(postmasterKey)
 }

@@ -70,7 +70,20 @@ func (d *singleDrop) Dispatch(ctx context.Context, m *deliver.Message, p Progres
 	if err == nil {
 		return nil
 	}
-	return toPostmaster(ctx, d.postmaster, m, sender, err, p.Intend, orDiscard(log))
+	// A temporary failure keeps the message for the next poll
+	// (fetchmail's softbounce); only a permanent one goes to the
+	// postmaster.
+	if !deliver.IsPermanent(err) {
+		return err
+	}
+	reason, err := toPostmaster(ctx, d.postmaster, m, sender, err, p.Intend)
+	if err != nil {
+		return err
+	}
+	// Delivered, but not where the user expects it: say so once, where
+	// the admin looks, as the multidrop path does for partial routes.
+	orDiscard(log).Warn("delivered to the postmaster", "reason", reason)
+	return nil
 }
 
 // twoPhase is a target that delivers a copy in two phases (as
@@ -107,33 +120,4 @@ func deliverCopy(ctx context.Context, t deliver.Target, m *deliver.Message, send
 			return err
 		}
 	}
-}
-
-// toPostmaster hands a message whose delivery failed permanently to the
-// postmaster with the reason in X-Popfetch-Reason. A temporary failure, or
-// no postmaster, or a failing postmaster returns an error: the message then
-// stays on the server (fetchmail's softbounce), it is never dropped.
-func toPostmaster(ctx context.Context, pm deliver.Target, m *deliver.Message, sender string, cause error, intend func(string), log *slog.Logger) error {
-	if !deliver.IsPermanent(cause) {
-		return cause
-	}
-	if pm == nil {
-		return fmt.Errorf("%w (permanent; no postmaster configured, so the message stays on the server)", cause)
-	}
-	reason := deliver.SafeValue(reasonOf(cause), 300)
-	if err := deliverCopy(ctx, pm, m, sender, deliver.Recipient{User: "postmaster"}, []deliver.Field{{Name: "X-Popfetch-Reason", Value: reason}}, intend); err != nil {
-		return fmt.Errorf("%v; postmaster delivery failed too: %w", cause, err)
-	}
-	// Delivered, but not where the user expects it: say so once, where
-	// the admin looks, as the multidrop path does for partial routes.
-	log.Warn("delivered to the postmaster", "reason", reason)
-	return nil
-}
-
-func reasonOf(err error) string {
-	var de *deliver.Error
-	if errors.As(err, &de) && de.Reason != "" {
-		return de.Reason
-	}
-	return err.Error()
 }
