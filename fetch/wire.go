@@ -96,6 +96,9 @@ type twoPhase interface {
 	Prepare(ctx context.Context, m *deliver.Message, sender string, rc deliver.Recipient, extra []deliver.Field) (*deliver.Prepared, error)
 }
 
+// A Maildir that stopped being twoPhase would silently lose its intents.
+var _ twoPhase = (*deliver.Maildir)(nil)
+
 // deliverCopy delivers the one copy of m for rc through t. With intend
 // set and a two-phase target, intend gets the copy's final path before
 // each attempt to commit it; other targets deliver in one step.
