@@ -46,7 +46,12 @@
 //     fsynced and closed (each step checked), then linked into new/, and
 //     new/ was fsynced. Directories the delivery created are fsynced
 //     in their parents. A failure at any step removes the tmp file, so
-//     new/ only ever holds complete files.
+//     new/ only ever holds complete files. [Maildir.Prepare] splits this
+//     in two for a caller that records the copy's final name first (an
+//     intent): everything up to the link, then [Prepared.Commit] (link,
+//     fsync of new/) or [Prepared.Abort]; after a crash, [Committed]
+//     tells whether that name was committed. Targets that cannot do two
+//     phases (MDA, SMTP/LMTP) deliver in one step only.
 //   - MDA: the process exited 0, read its copy and, unless allowed, wrote
 //     nothing to stderr. The copy is its stdin as a complete file (a
 //     sealed memfd, or an unlinked 0600 temporary file), never a pipe, so

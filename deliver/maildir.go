@@ -18,6 +18,8 @@ import (
 	"sync/atomic"
 	"syscall"
 	"time"
+
+	"github.com/popfetch/popfetch/internal/durable"
 )
 
 // MaildirOptions configures a Maildir target.
@@ -192,25 +194,43 @@ func (d *Maildir) Deliver(ctx context.Context, m *Message, sender string, rcpts 
 }
 
 func (d *Maildir) deliverOne(ctx context.Context, m *Message, rc Recipient, extra []Field) error {
-	dir, err := d.dir(rc)
+	p, err := d.Prepare(ctx, m, "", rc, extra)
 	if err != nil {
 		return err
+	}
+	for {
+		if err := p.Commit(); !errors.Is(err, ErrNameTaken) {
+			return err
+		}
+	}
+}
+
+// Prepare is the first of Deliver's two phases for one copy, for a caller
+// that records the copy's final name before it appears (an intent): the
+// copy of m for rc is written in tmp/, fsynced and closed, and its name in
+// new/ is chosen (Prepared.Path). Commit then makes it a delivery, Abort
+// withdraws it; one of them must follow, as the copy holds the Maildir's
+// directories open. The errors are Deliver's. sender is not used (see
+// Deliver).
+func (d *Maildir) Prepare(ctx context.Context, m *Message, sender string, rc Recipient, extra []Field) (*Prepared, error) {
+	dir, err := d.dir(rc)
+	if err != nil {
+		return nil, err
 	}
 	target := "maildir " + dir
 	// Checked per copy, before any file exists: a copy is either written
 	// completely or not started.
 	if err := ctx.Err(); err != nil {
-		return &Error{Target: target, Reason: "delivery cancelled", Err: err}
+		return nil, &Error{Target: target, Reason: "delivery cancelled", Err: err}
 	}
 	own, err := d.owner(rc)
 	if err != nil {
-		return tempError(target, "open maildir", err)
+		return nil, tempError(target, "open maildir", err)
 	}
 	md, err := d.open(dir, own)
 	if err != nil {
-		return tempError(target, "open maildir", withPath(dir, err))
+		return nil, tempError(target, "open maildir", withPath(dir, err))
 	}
-	defer md.close()
 
 	fields := make([]Field, 0, len(extra)+2)
 	fields = append(fields, extra...)
@@ -218,7 +238,12 @@ func (d *Maildir) deliverOne(ctx context.Context, m *Message, rc Recipient, extr
 	if rc.Address != "" {
 		fields = append(fields, Field{Name: "Delivered-To", Value: SafeValue(rc.Address, 320)})
 	}
-	return d.write(md, target, Open(m, fields, true), linkHook(ctx))
+	p, err := d.prepare(md, target, Open(m, fields, true))
+	if err != nil {
+		md.close()
+		return nil, err
+	}
+	return p, nil
 }
 
 // openMaildir is one Maildir's directories, opened for one copy. All
@@ -359,10 +384,33 @@ func pathComponents(p string) []string {
 // removed.
 const staleTmp = 36 * time.Hour
 
-// write stores r as one message in md: the Maildir protocol with the
-// fsyncs it leaves implicit, in the order that makes new/ hold only
-// complete, durable files (STYLE.md §A, mox store/account.go).
-func (d *Maildir) write(md *openMaildir, target string, r io.Reader, hook func(path string)) error {
+// Prepared is a copy written durably in a Maildir's tmp/ whose name in
+// new/ is chosen but not yet taken: the first phase of a delivery (see
+// Maildir.Prepare). It is not safe for concurrent use.
+type Prepared struct {
+	d       *Maildir
+	md      *openMaildir // nil once committed or withdrawn
+	target  string
+	tmpDir  string // md's tmp/ and new/, for the messages and Path
+	newDir  string
+	tmpName string
+	size    int64  // for the ",S=" of the name
+	name    string // in new/
+	clashes int    // names found taken so far
+}
+
+// ErrNameTaken is wrapped by the error of a Prepared.Commit that found its
+// name in new/ taken by another file (see maxNameTries): the copy is still
+// prepared, under a fresh name. The caller records the new Path and calls
+// Commit again, or Abort.
+var ErrNameTaken = errors.New("maildir: name in new/ taken; the copy has a fresh name")
+
+// prepare stores r as one message in md's tmp/ and chooses its name in
+// new/: the Maildir protocol up to the link, with the fsyncs it leaves
+// implicit, in the order that makes new/ hold only complete, durable
+// files (mox store/account.go does the same). On success the Prepared
+// owns md.
+func (d *Maildir) prepare(md *openMaildir, target string, r io.Reader) (*Prepared, error) {
 	// tmp/: O_EXCL so that a clash never appends to someone else's file.
 	var (
 		base string
@@ -371,69 +419,83 @@ func (d *Maildir) write(md *openMaildir, target string, r io.Reader, hook func(p
 	)
 	for range maxNameTries {
 		if base, err = d.uniqueName(); err != nil {
-			return tempError(target, "make unique name", err)
+			return nil, tempError(target, "make unique name", err)
 		}
 		f, err = d.fs.OpenExcl(md.tmp, base, 0o600)
 		if !errors.Is(err, fs.ErrExist) {
 			break
 		}
 	}
-	tmpName := base
-	tmp := filepath.Join(md.tmp.Name(), tmpName)
 	if err != nil {
-		return tempError(target, "create tmp file", withPath(tmp, err))
+		return nil, tempError(target, "create tmp file", withPath(filepath.Join(md.tmp.Name(), base), err))
 	}
-	fail := func(step string, err error) error {
-		// The tmp file is incomplete or not durable: it must not linger
-		// for a reader that ignores tmp/'s 36-hour rule.
-		if rerr := d.fs.Remove(md.tmp, tmpName); rerr != nil && !errors.Is(rerr, fs.ErrNotExist) {
-			d.log.Warn("maildir: removing tmp file", "path", tmp, "err", rerr)
-		}
-		return tempError(target, step, withPath(tmp, err))
-	}
+	p := &Prepared{d: d, md: md, target: target, tmpDir: md.tmp.Name(), newDir: md.new.Name(), tmpName: base}
 
 	if md.own != nil {
 		// Through the descriptor, before the file is linked into new/.
 		if err := f.Chown(md.own.uid, md.own.gid); err != nil {
 			f.Close()
-			return fail("chown tmp file", err)
+			return nil, p.fail("chown tmp file", err)
 		}
 	}
 	cw := &countWriter{w: f}
 	if _, err := io.Copy(cw, r); err != nil {
 		f.Close()
-		return fail("write tmp file", err)
+		return nil, p.fail("write tmp file", err)
 	}
 	if err := f.Sync(); err != nil {
 		f.Close()
-		return fail("fsync tmp file", err)
+		return nil, p.fail("fsync tmp file", err)
 	}
 	// Close can report a deferred write error (NFS, quota): unchecked, a
 	// short file would be linked into new/.
 	if err := f.Close(); err != nil {
-		return fail("close tmp file", err)
+		return nil, p.fail("close tmp file", err)
 	}
+	p.size = cw.n
+	p.setName(base)
+	return p, nil
+}
 
-	// new/: link, not rename (rename overwrites). ",S=" is the file
-	// size, which dovecot reads instead of stat'ing the file.
-	newDir := md.new.Name()
-	var name string
-	for range maxNameTries {
-		name = base + ",S=" + strconv.FormatInt(cw.n, 10)
-		if hook != nil {
-			hook(filepath.Join(newDir, name))
+// setName names the copy in new/ after base: ",S=" is the file size,
+// which dovecot reads instead of stat'ing the file.
+func (p *Prepared) setName(base string) {
+	p.name = base + ",S=" + strconv.FormatInt(p.size, 10)
+}
+
+// Path is where the copy appears in new/ once committed: an absolute path
+// for Committed to look for after a crash.
+func (p *Prepared) Path() string {
+	return filepath.Join(p.newDir, p.name)
+}
+
+// Commit is the second phase: it links the copy into new/ under Path
+// (never overwriting: a link, not a rename) and fsyncs new/. A nil result
+// means the copy is durable. A name that another file took meanwhile
+// gives an error wrapping ErrNameTaken and a fresh Path, up to
+// maxNameTries names; every other failure is a temporary *Error, and the
+// copy is gone from tmp/ and new/ alike.
+func (p *Prepared) Commit() error {
+	if p.md == nil {
+		return errors.New("maildir: Commit of a copy already committed or withdrawn")
+	}
+	d, md := p.d, p.md
+	err := d.fs.Link(md.tmp, p.tmpName, md.new, p.name)
+	if errors.Is(err, fs.ErrExist) {
+		if p.clashes++; p.clashes < maxNameTries {
+			base, uerr := d.uniqueName()
+			if uerr == nil {
+				taken := p.Path()
+				p.setName(base)
+				return fmt.Errorf("%w: %s", ErrNameTaken, taken)
+			}
+			err = uerr
+		} else {
+			err = fs.ErrExist // keep the reason once the tries run out
 		}
-		err = d.fs.Link(md.tmp, tmpName, md.new, name)
-		if !errors.Is(err, fs.ErrExist) {
-			break
-		}
-		if base, err = d.uniqueName(); err != nil {
-			break
-		}
-		err = fs.ErrExist // keep the reason if the tries run out
 	}
 	if err != nil {
-		return fail("link into new", err)
+		return p.fail("link into new", err)
 	}
 	// Without this a crash can lose the directory entry even though the
 	// file's data is on disk.
@@ -441,18 +503,83 @@ func (d *Maildir) write(md *openMaildir, target string, r io.Reader, hook func(p
 		// The copy is visible but may not survive a crash. Failing leaves
 		// the message on the server; withdrawing the copy keeps the retry
 		// from producing a duplicate (unless a reader took it already).
-		if rerr := d.fs.Remove(md.new, name); rerr != nil && !errors.Is(rerr, fs.ErrNotExist) {
-			d.log.Warn("maildir: withdrawing copy after failed fsync", "path", filepath.Join(newDir, name), "err", rerr)
+		if rerr := d.fs.Remove(md.new, p.name); rerr != nil && !errors.Is(rerr, fs.ErrNotExist) {
+			d.log.Warn("maildir: withdrawing copy after failed fsync", "path", p.Path(), "err", rerr)
 		}
-		return fail("fsync new directory", withPath(newDir, err))
+		return p.fail("fsync new directory", withPath(p.newDir, err))
 	}
 	// Delivered. A tmp/ leftover is harmless (readers clean tmp/ after 36
 	// hours) and must not turn a durable delivery into a failure, which
 	// would deliver the message twice.
-	if err := d.fs.Remove(md.tmp, tmpName); err != nil {
-		d.log.Warn("maildir: removing tmp file after delivery", "path", tmp, "err", err)
+	if err := d.fs.Remove(md.tmp, p.tmpName); err != nil {
+		d.log.Warn("maildir: removing tmp file after delivery", "path", p.tmpPath(), "err", err)
 	}
+	p.finish()
 	return nil
+}
+
+// Abort withdraws a prepared copy: its tmp file is removed. It does
+// nothing after Commit returned nil or a failure other than ErrNameTaken.
+func (p *Prepared) Abort() {
+	if p.md == nil {
+		return
+	}
+	p.removeTmp()
+	p.finish()
+}
+
+// fail removes the tmp file, ends the copy and returns the temporary
+// *Error for step.
+func (p *Prepared) fail(step string, err error) error {
+	tmp := p.tmpPath()
+	p.removeTmp()
+	p.finish()
+	return tempError(p.target, step, withPath(tmp, err))
+}
+
+// removeTmp removes the tmp file: incomplete, not durable or not wanted,
+// it must not linger for a reader that ignores tmp/'s 36-hour rule.
+func (p *Prepared) removeTmp() {
+	if err := p.d.fs.Remove(p.md.tmp, p.tmpName); err != nil && !errors.Is(err, fs.ErrNotExist) {
+		p.d.log.Warn("maildir: removing tmp file", "path", p.tmpPath(), "err", err)
+	}
+}
+
+func (p *Prepared) tmpPath() string { return filepath.Join(p.tmpDir, p.tmpName) }
+
+func (p *Prepared) finish() {
+	p.md.close()
+	p.md = nil
+}
+
+// Committed reports whether the copy a Prepared named path (its Path) is
+// in its Maildir: in new/, or moved to cur/ by a mail reader, as NAME or
+// NAME:2,FLAGS. A run killed between recording a copy's Path and
+// recording the delivery asks it on the next start, so as not to deliver
+// that copy again.
+func Committed(path string) bool {
+	if _, err := os.Stat(path); err == nil {
+		return true
+	}
+	name := filepath.Base(path)
+	cur := filepath.Join(filepath.Dir(filepath.Dir(path)), "cur")
+	ents, err := os.ReadDir(cur)
+	if err != nil {
+		return false
+	}
+	for _, e := range ents {
+		if n := e.Name(); n == name || strings.HasPrefix(n, name+":") {
+			return true
+		}
+	}
+	return false
+}
+
+// SyncCommitted makes the link of the copy Committed found at path
+// durable (fsync of new/): the link of a killed run may so far exist only
+// in the page cache.
+func SyncCommitted(path string) error {
+	return durable.SyncDir(filepath.Dir(path))
 }
 
 // dir expands the placeholders in d.path for rc.
@@ -507,23 +634,6 @@ func validComponent(v string) error {
 		}
 	}
 	return nil
-}
-
-type linkHookKey struct{}
-
-// WithLinkHook returns a ctx under which a Maildir target calls hook with
-// the path of a copy in new/ just before it creates it. popfetch records
-// that path (an intent) so that, if it is killed after the link but before
-// the message's UID is recorded, the next poll finds the file and does not
-// deliver the message again. Use it only when one Deliver call makes one
-// copy (single-drop); hook must not block for long.
-func WithLinkHook(ctx context.Context, hook func(path string)) context.Context {
-	return context.WithValue(ctx, linkHookKey{}, hook)
-}
-
-func linkHook(ctx context.Context) func(string) {
-	h, _ := ctx.Value(linkHookKey{}).(func(string))
-	return h
 }
 
 // delivered counts names made by this process (the spec's Q field).

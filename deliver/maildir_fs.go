@@ -9,6 +9,7 @@ import (
 	"path/filepath"
 	"time"
 
+	"github.com/popfetch/popfetch/internal/durable"
 	"golang.org/x/sys/unix"
 )
 
@@ -103,16 +104,7 @@ func (osFS) Link(olddir *os.File, oldname string, newdir *os.File, newname strin
 }
 
 func (osFS) SyncDir(dir *os.File) error {
-	// An O_PATH descriptor cannot be fsynced: open the directory itself.
-	fd, err := openat(dirFd(dir), ".", unix.O_RDONLY|unix.O_DIRECTORY|unix.O_CLOEXEC, 0)
-	if err != nil {
-		return &fs.PathError{Op: "open", Path: dir.Name(), Err: err}
-	}
-	defer unix.Close(fd)
-	if err := unix.Fsync(fd); err != nil {
-		return &fs.PathError{Op: "fsync", Path: dir.Name(), Err: err}
-	}
-	return nil
+	return durable.SyncDirFile(dir)
 }
 
 func (osFS) Remove(dir *os.File, name string) error {

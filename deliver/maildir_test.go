@@ -738,22 +738,128 @@ func TestMaildirRecreatedAfterRemoval(t *testing.T) {
 	wantClean(t, dir, 1)
 }
 
-// The link hook sees the final new/ path just before the file appears there.
-func TestMaildirLinkHook(t *testing.T) {
+// Two phases: Prepare leaves a complete copy in tmp/ and names its file in
+// new/ (Path) before it exists there; Commit links it under that name,
+// Abort withdraws it. (This replaces the link hook that reported the name
+// through the context.)
+func TestMaildirPrepareCommit(t *testing.T) {
 	dir := filepath.Join(t.TempDir(), "Maildir")
 	d := NewMaildir(dir, MaildirOptions{LocalHost: "h"})
-	var seen []string
-	ctx := WithLinkHook(context.Background(), func(p string) {
-		if _, err := os.Stat(p); !os.IsNotExist(err) {
-			t.Errorf("hook called after %s was created (stat err %v)", p, err)
-		}
-		seen = append(seen, p)
-	})
-	if errs := d.Deliver(ctx, testMessage(10), "", []Recipient{{}}, nil); errs[0] != nil {
-		t.Fatal(errs[0])
+	m := testMessage(10)
+	p, err := d.Prepare(context.Background(), m, "", Recipient{}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	path := p.Path()
+	if _, err := os.Stat(path); !os.IsNotExist(err) {
+		t.Errorf("%s exists before Commit (stat err %v)", path, err)
+	}
+	if tmp := dirNames(t, filepath.Join(dir, "tmp")); len(tmp) != 1 {
+		t.Fatalf("tmp/ = %q; want the prepared copy", tmp)
+	}
+	if Committed(path) {
+		t.Error("Committed before Commit")
+	}
+	if err := p.Commit(); err != nil {
+		t.Fatal(err)
 	}
 	names := dirNames(t, filepath.Join(dir, "new"))
-	if len(seen) != 1 || len(names) != 1 || seen[0] != filepath.Join(dir, "new", names[0]) {
-		t.Fatalf("hook saw %q; new/ holds %q", seen, names)
+	if len(names) != 1 || path != filepath.Join(dir, "new", names[0]) {
+		t.Fatalf("Path was %q; new/ holds %q", path, names)
+	}
+	if b, _ := os.ReadFile(path); !bytes.HasSuffix(b, []byte(lf(string(m.Raw)))) {
+		t.Errorf("%s is not the message", path)
+	}
+	wantClean(t, dir, 1)
+	if !Committed(path) {
+		t.Error("not Committed after Commit")
+	}
+	if err := p.Commit(); err == nil {
+		t.Error("a second Commit succeeded")
+	}
+	p.Abort() // after Commit: nothing
+	wantClean(t, dir, 1)
+
+	p, err = d.Prepare(context.Background(), m, "", Recipient{}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	p.Abort()
+	wantClean(t, dir, 1)
+	if Committed(p.Path()) {
+		t.Error("an aborted copy is Committed")
+	}
+	if err := p.Commit(); err == nil {
+		t.Error("Commit after Abort succeeded")
+	}
+
+	// Cancelled before Prepare: no file at all.
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel()
+	if _, err := d.Prepare(ctx, m, "", Recipient{}, nil); !errors.Is(err, context.Canceled) {
+		t.Errorf("Prepare with a cancelled ctx = %v", err)
+	}
+	wantClean(t, dir, 1)
+}
+
+// A name in new/ taken between Prepare and Commit: Commit says so
+// (ErrNameTaken) and offers a fresh Path, which a caller records before
+// committing again; the other file is left alone.
+func TestMaildirCommitNameTaken(t *testing.T) {
+	dir := filepath.Join(t.TempDir(), "Maildir")
+	makeMaildir(t, dir)
+	r := &recFS{t: t, clobber: 1}
+	d := NewMaildir(dir, MaildirOptions{LocalHost: "h", fs: r})
+	p, err := d.Prepare(context.Background(), testMessage(10), "", Recipient{}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	first := p.Path()
+	err = p.Commit()
+	if !errors.Is(err, ErrNameTaken) {
+		t.Fatalf("Commit = %v; want ErrNameTaken", err)
+	}
+	second := p.Path()
+	if second == first || Committed(second) {
+		t.Fatalf("Path after the clash = %q (was %q); want a fresh, free name", second, first)
+	}
+	if err := p.Commit(); err != nil {
+		t.Fatal(err)
+	}
+	if b, _ := os.ReadFile(first); string(b) != "someone else's" {
+		t.Errorf("the other file was changed: %q", b)
+	}
+	if !Committed(second) {
+		t.Error("copy not committed under its fresh name")
+	}
+	wantClean(t, dir, 2)
+}
+
+// Committed finds a copy in new/ or, moved by a mail reader, in cur/ with
+// or without flags; nothing else.
+func TestCommitted(t *testing.T) {
+	dir := filepath.Join(t.TempDir(), "Maildir")
+	makeMaildir(t, dir)
+	for _, f := range []string{"new/a,S=1", "cur/b,S=1", "cur/c,S=1:2,S", "cur/d,S=10"} {
+		if err := os.WriteFile(filepath.Join(dir, f), []byte("x"), 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for _, tt := range []struct {
+		name string
+		want bool
+	}{
+		{"a,S=1", true},
+		{"b,S=1", true},
+		{"c,S=1", true},
+		{"d,S=1", false}, // a longer name is another file
+		{"e,S=1", false},
+	} {
+		if got := Committed(filepath.Join(dir, "new", tt.name)); got != tt.want {
+			t.Errorf("Committed(new/%s) = %v; want %v", tt.name, got, tt.want)
+		}
+	}
+	if err := SyncCommitted(filepath.Join(dir, "new", "a,S=1")); err != nil {
+		t.Errorf("SyncCommitted = %v", err)
 	}
 }

@@ -5,6 +5,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"log/slog"
 	"slices"
 	"sync"
 	"testing"
@@ -22,7 +23,7 @@ type contentRecorder struct {
 	got map[string][][]byte
 }
 
-func (r *contentRecorder) Dispatch(_ context.Context, m *deliver.Message, _ Progress) error {
+func (r *contentRecorder) Dispatch(_ context.Context, m *deliver.Message, _ Progress, _ *slog.Logger) error {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	if r.got == nil {

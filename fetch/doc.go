@@ -72,10 +72,13 @@
 // retrieved a message it did not deliver for any other reason (a graceful
 // stop).
 //
-// Closing the duplicate window: for a single-drop Maildir the session
-// records an intent (the new/ file name) just before the copy is linked;
-// the next poll checks unresolved intents and records as delivered any whose
-// file exists, so a kill between link and record duplicates nothing.
+// Closing the duplicate window: for a single-drop Maildir the copy is
+// delivered in two phases (deliver.Maildir.Prepare, then Commit): the
+// session records an intent (the new/ file name) after the copy is
+// prepared in tmp/ and before it is committed into new/; the next poll
+// checks unresolved intents and records as delivered any whose copy
+// deliver finds committed (deliver.Committed), so a kill between commit
+// and record duplicates nothing.
 // Multidrop records each recipient's copy as it completes (as the target
 // reports it through deliver.WithResultHook: per Maildir copy, per MDA run,
 // per LMTP reply that names its recipient as it arrives, else per SMTP/LMTP

@@ -106,9 +106,9 @@ func (d *multidrop) target(user string) deliver.Target {
 // Each user's copy is recorded as soon as it is durable (see deliverUsers),
 // so a popfetch killed in the middle of a message to many users delivers
 // again only the copies that were in flight.
-func (d *multidrop) Dispatch(ctx context.Context, m *deliver.Message, p Progress) error {
+func (d *multidrop) Dispatch(ctx context.Context, m *deliver.Message, p Progress, log *slog.Logger) error {
 	rt := deliver.RouteHeader(m.Raw, d.rules)
-	log := logFrom(ctx)
+	log = orDiscard(log)
 	sender := deliver.ReturnPath(m.Raw)
 	if len(rt.Rcpts) == 0 {
 		log.Warn("multidrop: no local recipient; message goes to the postmaster", "via", rt.Via, "reason", rt.Reason)
@@ -303,19 +303,13 @@ func someUsers(rs []deliver.Recipient) string {
 	return s
 }
 
-type logKey struct{}
-
-// withLog returns ctx carrying the logger of one message's delivery
-// (account, uid, msgnum already attached), for what a Dispatcher decides.
-func withLog(ctx context.Context, log *slog.Logger) context.Context {
-	return context.WithValue(ctx, logKey{}, log)
-}
-
-func logFrom(ctx context.Context) *slog.Logger {
-	if l, ok := ctx.Value(logKey{}).(*slog.Logger); ok && l != nil {
-		return l
+// orDiscard returns log, or a logger that discards everything if log is
+// nil.
+func orDiscard(log *slog.Logger) *slog.Logger {
+	if log == nil {
+		return slog.New(slog.DiscardHandler)
 	}
-	return slog.New(slog.DiscardHandler)
+	return log
 }
 
 // claim is one (user, message) pair of dedupe_message_id: the first copy
@@ -370,17 +364,15 @@ func (d *multidrop) settle(c *claim, delivered bool) {
 	close(c.done)
 }
 
+// toPostmaster makes the message's one postmaster copy (see the function
+// toPostmaster), unless its progress has it already, and records it.
+// Without intent: the record is its progress entry, as for the users.
 func (d *multidrop) toPostmaster(ctx context.Context, m *deliver.Message, sender string, p Progress, reason string) error {
 	if p.Done(postmasterKey) {
 		return nil
 	}
-	if d.postmaster == nil {
-		return fmt.Errorf("%s; no postmaster configured, so the message stays on the server", reason)
-	}
-	errs := d.postmaster.Deliver(ctx, m, sender, []deliver.Recipient{{User: "postmaster"}},
-		[]deliver.Field{{Name: "X-Popfetch-Reason", Value: deliver.SafeValue(reason, 500)}})
-	if errs[0] != nil {
-		return fmt.Errorf("%s; postmaster delivery failed: %w", reason, errs[0])
+	if _, err := toPostmaster(ctx, d.postmaster, m, sender, errors.New(reason), nil); err != nil {
+		return err
 	}
 	return p.Record(postmasterKey)
 }

@@ -86,7 +86,7 @@ func runDispatch(b *testing.B, a *rcfile.Account, m *deliver.Message) {
 	ctx := context.Background()
 	b.SetBytes(int64(len(m.Raw)))
 	for b.Loop() {
-		if err := d.Dispatch(ctx, m, nopProgress{}); err != nil {
+		if err := d.Dispatch(ctx, m, nopProgress{}, nil); err != nil {
 			b.Fatal(err)
 		}
 	}

@@ -214,7 +214,7 @@ func TestMultidropRecordsEachCopy(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			if err := disp.Dispatch(context.Background(), m, dp); err == nil {
+			if err := disp.Dispatch(context.Background(), m, dp, nil); err == nil {
 				t.Fatal("Dispatch = nil; want the record failure")
 			}
 			if got := store.Recipients("m1"); len(got) != k-1 {
@@ -249,7 +249,7 @@ func TestMultidropRecordsEachCopy(t *testing.T) {
 					tc.after()
 				}
 			}}
-			if err := disp.Dispatch(context.Background(), m, p); err != nil {
+			if err := disp.Dispatch(context.Background(), m, p, nil); err != nil {
 				t.Fatalf("retry: Dispatch = %v", err)
 			}
 			dups := 0

@@ -2,6 +2,7 @@ package fetch
 
 import (
 	"context"
+	"log/slog"
 	"slices"
 	"strings"
 	"sync"
@@ -20,7 +21,7 @@ type rawRec struct {
 	got []string
 }
 
-func (r *rawRec) Dispatch(_ context.Context, m *deliver.Message, _ Progress) error {
+func (r *rawRec) Dispatch(_ context.Context, m *deliver.Message, _ Progress, _ *slog.Logger) error {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	r.got = append(r.got, string(m.Raw))

@@ -3,6 +3,7 @@ package fetch
 import (
 	"context"
 	"fmt"
+	"log/slog"
 	"maps"
 	"os"
 	"path/filepath"
@@ -77,7 +78,7 @@ func newMailbox(t *testing.T, opts pop3test.Options, keep bool) *mailbox {
 	return m
 }
 
-func (m *mailbox) Dispatch(_ context.Context, msg *deliver.Message, _ Progress) error {
+func (m *mailbox) Dispatch(_ context.Context, msg *deliver.Message, _ Progress, _ *slog.Logger) error {
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	m.got[msgKey(msg.Raw)]++
@@ -481,7 +482,7 @@ type partialDisp struct {
 	calls []string
 }
 
-func (d *partialDisp) Dispatch(_ context.Context, m *deliver.Message, p Progress) error {
+func (d *partialDisp) Dispatch(_ context.Context, m *deliver.Message, p Progress, _ *slog.Logger) error {
 	d.mu.Lock()
 	defer d.mu.Unlock()
 	mid := headerValue(m.Raw, "Message-ID")

@@ -9,8 +9,6 @@ import (
 	"log/slog"
 	"net"
 	"os"
-	"path/filepath"
-	"strings"
 	"sync"
 	"time"
 
@@ -92,9 +90,11 @@ func (p *Poller) isCareful(mailbox string) bool {
 // nil only when every recipient has the message durably, or the postmaster
 // has it; the UID is recorded and DELE sent only after that. done/progress
 // let a multidrop delivery that failed part-way resume with the recipients
-// not yet served, so a retry never duplicates a finished copy.
+// not yet served, so a retry never duplicates a finished copy. log is the
+// message's logger (account, uid and msgnum attached), for what the
+// Dispatcher decides; nil logs nothing.
 type Dispatcher interface {
-	Dispatch(ctx context.Context, m *deliver.Message, p Progress) error
+	Dispatch(ctx context.Context, m *deliver.Message, p Progress, log *slog.Logger) error
 }
 
 // Progress is the per-recipient record of one message, kept durably in the
@@ -103,8 +103,9 @@ type Progress interface {
 	Done(rcpt string) bool
 	Record(rcpt string) error
 	// Intend notes the file a single-copy delivery is about to create
-	// (see deliver.WithLinkHook), so that a run killed right after it can
-	// be recognised as delivered. Best effort.
+	// (deliver.Prepared.Path), before each attempt to commit it, so that a
+	// run killed right after it can be recognised as delivered
+	// (deliver.Committed). Best effort.
 	Intend(path string)
 }
 
@@ -326,15 +327,15 @@ func (s *session) run(ctx context.Context) error {
 
 // recover closes the window a kill leaves between a Maildir copy appearing
 // in new/ and its UID being recorded: a UID whose recorded intent names a
-// file that exists (in new/, or moved to cur/ by a mail reader) is
-// delivered, so it is recorded now instead of being delivered again. A dry
-// run only counts it as delivered.
+// copy that deliver finds committed (in new/, or moved to cur/ by a mail
+// reader) is delivered, so it is recorded now instead of being delivered
+// again. A dry run only counts it as delivered.
 func (s *session) recover() (err error) {
 	if s.store == nil {
 		return nil
 	}
 	for uid, path := range s.store.Intents() {
-		if !copyExists(path) {
+		if !deliver.Committed(path) {
 			continue // not linked before the kill: fetched again, no duplicate
 		}
 		if s.dryRun {
@@ -344,9 +345,9 @@ func (s *session) recover() (err error) {
 			s.recovered[uid] = true
 			continue
 		}
-		// The file may so far exist only in the page cache of a killed
-		// process's writes: make its directory entry durable first.
-		if err := syncDir(filepath.Dir(path)); err != nil {
+		// The link may so far exist only in the page cache of a killed
+		// process's writes: make it durable first.
+		if err := deliver.SyncCommitted(path); err != nil {
 			return fmt.Errorf("recover %s: %w", uid, err)
 		}
 		// With the identity the intent recorded, so the copy on the
@@ -362,35 +363,6 @@ func (s *session) recover() (err error) {
 		s.log.Info("delivery of an interrupted run found in the Maildir; not fetching it again", "uid", uid, "path", path)
 	}
 	return nil
-}
-
-// copyExists reports whether the Maildir file at path (…/new/NAME) exists,
-// in new/ or in cur/ as NAME or NAME:2,FLAGS.
-func copyExists(path string) bool {
-	if _, err := os.Stat(path); err == nil {
-		return true
-	}
-	name := filepath.Base(path)
-	cur := filepath.Join(filepath.Dir(filepath.Dir(path)), "cur")
-	ents, err := os.ReadDir(cur)
-	if err != nil {
-		return false
-	}
-	for _, e := range ents {
-		if n := e.Name(); n == name || strings.HasPrefix(n, name+":") {
-			return true
-		}
-	}
-	return false
-}
-
-func syncDir(dir string) error {
-	d, err := os.Open(dir)
-	if err != nil {
-		return err
-	}
-	defer d.Close()
-	return d.Sync()
 }
 
 // keepConnUpdate reports whether to end with QUIT. A server with EXPIRE 0
@@ -1160,7 +1132,7 @@ func (s *session) deliver(ctx context.Context, e entry, m *deliver.Message) (d d
 		return d
 	}
 	id := identityOf(e.Size, m.Raw)
-	if err := s.disp.Dispatch(withLog(ctx, log), m, &progress{s: s.store, uid: e.UID, id: id, shared: s.v.listed[e.UID] > 1, now: s.p.now}); err != nil {
+	if err := s.disp.Dispatch(ctx, m, &progress{s: s.store, uid: e.UID, id: id, shared: s.v.listed[e.UID] > 1, now: s.p.now}, log); err != nil {
 		log.Error("delivery failed; message stays on the server and is retried next poll", "size", len(m.Raw), "err", err)
 		return d
 	}

@@ -56,7 +56,7 @@ type recorder struct {
 	fail func(uid string) error
 }
 
-func (r *recorder) Dispatch(ctx context.Context, m *deliver.Message, _ Progress) error {
+func (r *recorder) Dispatch(ctx context.Context, m *deliver.Message, _ Progress, _ *slog.Logger) error {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	if r.fail != nil {

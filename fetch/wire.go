@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"log/slog"
 	"os/user"
 	"sync"
 
@@ -61,44 +62,65 @@ type singleDrop struct {
 	rcpt       deliver.Recipient
 }
 
-func (d *singleDrop) Dispatch(ctx context.Context, m *deliver.Message, p Progress) error {
+func (d *singleDrop) Dispatch(ctx context.Context, m *deliver.Message, p Progress, log *slog.Logger) error {
 	sender := deliver.ReturnPath(m.Raw)
 	// One copy per message here (the user's, or else the postmaster's),
 	// so an intent names it unambiguously.
-	ctx = deliver.WithLinkHook(ctx, p.Intend)
-	err := d.target.Deliver(ctx, m, sender, []deliver.Recipient{d.rcpt}, nil)[0]
+	err := deliverCopy(ctx, d.target, m, sender, d.rcpt, nil, p.Intend)
 	if err == nil {
 		return nil
 	}
-	return toPostmaster(ctx, d.postmaster, m, sender, err)
-}
-
-// toPostmaster hands a message whose delivery failed permanently to the
-// postmaster with the reason in X-Popfetch-Reason. A temporary failure, or
-// no postmaster, or a failing postmaster returns an error: the message then
-// stays on the server (fetchmail's softbounce), it is never dropped.
-func toPostmaster(ctx context.Context, pm deliver.Target, m *deliver.Message, sender string, cause error) error {
-	if !deliver.IsPermanent(cause) {
-		return cause
+	// A temporary failure keeps the message for the next poll
+	// (fetchmail's softbounce); only a permanent one goes to the
+	// postmaster.
+	if !deliver.IsPermanent(err) {
+		return err
 	}
-	if pm == nil {
-		return fmt.Errorf("%w (permanent; no postmaster configured, so the message stays on the server)", cause)
-	}
-	reason := deliver.SafeValue(reasonOf(cause), 300)
-	errs := pm.Deliver(ctx, m, sender, []deliver.Recipient{{User: "postmaster"}}, []deliver.Field{{Name: "X-Popfetch-Reason", Value: reason}})
-	if errs[0] != nil {
-		return fmt.Errorf("%v; postmaster delivery failed too: %w", cause, errs[0])
+	reason, err := toPostmaster(ctx, d.postmaster, m, sender, err, p.Intend)
+	if err != nil {
+		return err
 	}
 	// Delivered, but not where the user expects it: say so once, where
 	// the admin looks, as the multidrop path does for partial routes.
-	logFrom(ctx).Warn("delivered to the postmaster", "reason", reason)
+	orDiscard(log).Warn("delivered to the postmaster", "reason", reason)
 	return nil
 }
 
-func reasonOf(err error) string {
-	var de *deliver.Error
-	if errors.As(err, &de) && de.Reason != "" {
-		return de.Reason
+// twoPhase is a target that delivers a copy in two phases (as
+// deliver.Maildir does): prepared, with its final name known, then
+// committed or aborted. Between the two the caller records the name (an
+// intent), so that a run killed after the commit but before the UID is
+// recorded finds the copy (deliver.Committed) instead of delivering it
+// again.
+type twoPhase interface {
+	Prepare(ctx context.Context, m *deliver.Message, sender string, rc deliver.Recipient, extra []deliver.Field) (*deliver.Prepared, error)
+}
+
+// A Maildir that stopped being twoPhase would silently lose its intents.
+var _ twoPhase = (*deliver.Maildir)(nil)
+
+// deliverCopy delivers the one copy of m for rc through t. With intend
+// set and a two-phase target, intend gets the copy's final path before
+// each attempt to commit it; other targets deliver in one step.
+func deliverCopy(ctx context.Context, t deliver.Target, m *deliver.Message, sender string, rc deliver.Recipient, extra []deliver.Field, intend func(path string)) error {
+	tp, ok := t.(twoPhase)
+	if !ok || intend == nil {
+		return t.Deliver(ctx, m, sender, []deliver.Recipient{rc}, extra)[0]
 	}
-	return err.Error()
+	c, err := tp.Prepare(ctx, m, sender, rc, extra)
+	if err != nil {
+		return err
+	}
+	// Nothing after a Commit that ended the copy; the tmp file otherwise
+	// (a panic in intend).
+	defer c.Abort()
+	for {
+		// Recorded before every attempt: after a name clash the intent
+		// must name the fresh name, not the other file that holds the
+		// old one.
+		intend(c.Path())
+		if err := c.Commit(); !errors.Is(err, deliver.ErrNameTaken) {
+			return err
+		}
+	}
 }

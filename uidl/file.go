@@ -14,6 +14,8 @@ import (
 	"sync"
 	"syscall"
 	"time"
+
+	"github.com/popfetch/popfetch/internal/durable"
 )
 
 var (
@@ -589,13 +591,8 @@ func mkdirAllSync(dir string) error {
 }
 
 func syncDir(dir string) error {
-	d, err := os.Open(dir)
-	if err != nil {
-		return fmt.Errorf("uidl: open directory %s: %w", dir, err)
-	}
-	defer d.Close()
-	if err := d.Sync(); err != nil {
-		return fmt.Errorf("uidl: fsync directory %s: %w", dir, err)
+	if err := durable.SyncDir(dir); err != nil {
+		return fmt.Errorf("uidl: directory: %w", err) // err names dir
 	}
 	trace("syncdir", dir)
 	return nil
