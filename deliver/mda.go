@@ -17,7 +17,7 @@ import (
 	"unicode"
 	"unicode/utf8"
 
-	"github.com/popfetch/popfetch/rcfile"
+	"github.com/popfetch/popfetch/internal/trust"
 )
 
 // MDAOptions configures an MDA target. The zero value is usable.
@@ -315,7 +315,7 @@ func (d *MDA) run(ctx context.Context, argv []string, msg io.Reader) error {
 	// missing then, or changed since: whoever can change it or a directory
 	// on its way runs code as popfetch. Temporary: the message stays on
 	// the server until the program is safe again.
-	if err := rcfile.CheckPath(argv[0]); err != nil {
+	if err := trust.CheckPath(argv[0]); err != nil {
 		return &Error{Target: d.target, Reason: SafeValue("MDA program refused: "+err.Error(), 300), Err: err}
 	}
 
