@@ -17,7 +17,7 @@ import (
 // one bad address, so it cannot do that step without losing the good ones.
 // Each piece then goes to go-message's mail.ParseAddress first, the common
 // RFC 5322 parser the issue asks for; the addr-spec it returns is split at
-// its last '@' and checked like any other (parseLocal, normDomain: length,
+// its last '@' and checked like any other (parseLocal, NormalizeDomain: length,
 // unsafe characters, NFC, IDNA). The own parser (parseMailboxOwn) stays as
 // the fallback for what net/mail rejects but the spec requires us to route
 // ("joe(comment)@example.com" after splitList's comment removal,
@@ -233,7 +233,7 @@ func parseMailboxGo(p string) (a addr, ok, used bool) {
 	if !ok {
 		return addr{}, false, true
 	}
-	dom, ok := normDomain(ma.Address[at+1:])
+	dom, ok := NormalizeDomain(ma.Address[at+1:])
 	if !ok {
 		return addr{}, false, true
 	}
@@ -273,7 +273,7 @@ func parseMailboxOwn(p string) (addr, bool) {
 	if !ok {
 		return addr{}, false
 	}
-	dom, ok := normDomain(trimWSP(spec[at+1:]))
+	dom, ok := NormalizeDomain(trimWSP(spec[at+1:]))
 	if !ok {
 		return addr{}, false
 	}
@@ -470,14 +470,22 @@ func hasUnsafe(s string) bool {
 // idnaProfile maps a domain for comparison the way a resolver would
 // (UTS #46 lookup mapping, bidi rule), so bücher.example and
 // xn--bcher-kva.example compare equal and a homograph such as exаmple.com
-// (Cyrillic а) becomes a different A-label.
+// (Cyrillic а) becomes a different A-label. It is the only IDNA profile in
+// popfetch: the rc file's validation normalises configured domains and
+// host names through NormalizeDomain too.
 var idnaProfile = idna.New(idna.MapForLookup(), idna.BidiRule(), idna.ValidateLabels(true), idna.StrictDomainName(true))
 
-// normDomain returns the comparison form of a domain: lower-case A-labels
-// without a trailing dot (RFC 5321 §2.3.5 names are absolute), or a domain
-// literal as written, lower-cased. ok is false for anything invalid,
-// including an invalid IDN: such an address matches nothing.
-func normDomain(d string) (string, bool) {
+// NormalizeDomain returns the comparison form of a domain: lower-case
+// A-labels without a trailing dot (RFC 5321 §2.3.5 names are absolute),
+// or a domain literal as written, lower-cased. ok is false for anything
+// invalid, including an invalid IDN, an empty label, a label over 63
+// octets or a name over 255 (RFC 5321 §4.5.3.1.2): such an address
+// matches nothing. It is the one normalisation of mail domains: routing
+// applies it to header addresses and to Rules.LocalDomains, the Directory
+// to its addresses, and the rc file's validation to local_domains, user
+// addresses and the server name, so that what is configured compares
+// equal to what routing computes.
+func NormalizeDomain(d string) (string, bool) {
 	if d == "" || len(d) > 4*maxDomain {
 		return "", false
 	}

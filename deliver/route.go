@@ -176,7 +176,7 @@ func RouteHeader(raw []byte, r *Rules) Route {
 	for _, ld := range r.LocalDomains {
 		ld = strings.TrimSpace(ld)
 		wild := strings.HasPrefix(ld, "*.")
-		if n, ok := normDomain(strings.TrimPrefix(ld, "*.")); ok {
+		if n, ok := NormalizeDomain(strings.TrimPrefix(ld, "*.")); ok {
 			if wild {
 				n = "*." + n
 			}

@@ -18,7 +18,8 @@ import (
 	"github.com/hashicorp/hcl/v2"
 	"github.com/zclconf/go-cty/cty"
 	"github.com/zclconf/go-cty/cty/gocty"
-	"golang.org/x/net/idna"
+
+	"github.com/popfetch/popfetch/deliver"
 )
 
 // Limits on credential strings. fetchmail 6.4.0 fixed a crash on a very
@@ -227,8 +228,8 @@ func (p *parser) host(v string, rng hcl.Range) string {
 			"server is a host name without a port; write server = %q and port = %s.", h, port)
 		return v
 	}
-	h, err := idna.Lookup.ToASCII(strings.TrimSuffix(v, "."))
-	if err != nil || h == "" || len(h) > 253 || strings.ContainsAny(h, " /\\@") {
+	h, ok := deliver.NormalizeDomain(v)
+	if !ok || len(h) > 253 || strings.ContainsAny(h, " /\\@[") {
 		p.errorf(rng, "Invalid server", "%q is not a valid host name.", v)
 		return v
 	}
@@ -783,18 +784,17 @@ func (p *parser) multidrop(m *multidropHCL) *Multidrop {
 	return out
 }
 
-// domain lower-cases a local domain and converts an IDN to A-labels so
-// that it compares equal to what the router computes from headers.
+// domain normalises a local domain with the router's own normalisation
+// (deliver.NormalizeDomain: lower-case A-labels), so that it compares
+// equal to what the router computes from headers.
 func (p *parser) domain(d string, rng hcl.Range) string {
 	wild := strings.HasPrefix(d, "*.")
-	name := strings.TrimSuffix(strings.TrimPrefix(d, "*."), ".")
-	a, err := idna.Lookup.ToASCII(name)
-	if err != nil || a == "" || !strings.Contains(a, ".") && a != "localhost" || strings.ContainsAny(a, "*@ /") {
+	a, ok := deliver.NormalizeDomain(strings.TrimPrefix(d, "*."))
+	if !ok || !strings.Contains(a, ".") && a != "localhost" || strings.ContainsAny(a, "*@ /[") {
 		p.errorf(rng, "Invalid local domain",
 			`%q is not a domain name; write e.g. "example.com", "*.example.com" or "bücher.example".`, d)
 		return strings.ToLower(d)
 	}
-	a = strings.ToLower(a)
 	if wild {
 		return "*." + a
 	}
@@ -886,12 +886,12 @@ func (p *parser) address(a string, rng hcl.Range, m *Multidrop) (norm, local, do
 	if domain == "" {
 		return local, local, "", true
 	}
-	d, err := idna.Lookup.ToASCII(strings.TrimSuffix(domain, "."))
-	if err != nil {
+	d, ok := deliver.NormalizeDomain(domain)
+	if !ok || d[0] == '[' {
 		p.errorf(rng, "Invalid address", "The domain of %q is not a valid domain name.", a)
 		return "", "", "", false
 	}
-	domain = strings.ToLower(d)
+	domain = d
 	return local + "@" + domain, local, domain, true
 }
 
