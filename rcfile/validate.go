@@ -576,8 +576,6 @@ func (p *parser) mdaTempExitCodes(codes []int, rng hcl.Range) []int {
 	return slices.Clone(codes)
 }
 
-var mdaPlaceholders = map[string]bool{"{user}": true, "{address}": true, "{domain}": true, "{sender}": true}
-
 // mda checks an mda argv. perUser says whether there is a routed
 // recipient address: only in multidrop deliver and user blocks. Elsewhere
 // {address} and {domain} would be empty for every message, and the MDA
@@ -597,8 +595,13 @@ func (p *parser) mda(argv []string, rng hcl.Range, what string, perUser bool) {
 		if strings.IndexByte(a, 0) >= 0 {
 			p.errorf(rng, "Invalid mda", "Argument %d contains a NUL byte.", i)
 		}
-		for _, ph := range placeholderRE.FindAllString(a, -1) {
-			if !mdaPlaceholders[ph] {
+		phs := deliver.MDAPlaceholders(a)
+		if i == 0 && len(phs) == 0 && strings.ContainsRune(a, '{') {
+			p.errorf(rng, "Invalid mda", "The mda program path %q must not contain '{'.", a)
+		}
+		for _, x := range phs {
+			ph := x.Text
+			if !x.Known {
 				p.errorf(rng, "Unknown placeholder",
 					"mda argument %q contains %s; the placeholders are {user}, {address}, {domain} and {sender}.", a, ph)
 			} else if i == 0 {
