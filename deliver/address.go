@@ -28,8 +28,6 @@ import (
 // for pieces over maxGoParse bytes, so net/mail's quadratic and
 // recursive-descent DoS history (CVE-2025-61725, CVE-2026-39820,
 // CVE-2026-42499) cannot cost more than a bounded amount per piece.
-// go-message's textproto reads the header fields and its mail package
-// parses Message-ID.
 
 // stripComments replaces every RFC 5322 §3.2.2 comment (nested, with
 // quoted-pairs) by a space; quoted strings are kept. Linear time.

@@ -11,10 +11,47 @@ import (
 	"github.com/emersion/go-message/textproto"
 )
 
+// The header reader: routing (RouteHeader), the envelope sender
+// (ReturnPath), the Message-ID and the fields of DuplicateKey all read a
+// message's header through readHeader, so they agree on where the header
+// ends and what a field holds:
+//
+//   - the header ends at the first empty line (CRLF or bare LF), or at a
+//     line that is neither a field nor a continuation (what follows is
+//     body, as in Postfix's cleanup(8));
+//   - at most MaxHeaderBytes are read; the field the limit falls into is
+//     dropped, never used cut short, and the caller is told (truncated);
+//   - fields are unfolded (RFC 5322 §2.2.3), their names canonical
+//     (net/textproto.CanonicalMIMEHeaderKey), their values trimmed of
+//     surrounding white space; go-message's textproto does the reading;
+//   - every field is kept, duplicates included, in header order. Routing
+//     reads all of them (the order matters: only the topmost envelope
+//     fields are trusted); a reader that wants one value takes the first
+//     (header.first): the topmost Return-Path is the one the final
+//     delivery wrote, and RFC 5322 §3.6 allows one Message-ID, From, Date,
+//     Subject, To and Cc, so a second one is not the author's.
+//
+// Each reader applies its own bound on the value it parses (ReturnPath
+// 512 bytes, MessageID 998) on top of MaxHeaderBytes.
+
 // field is one unfolded header field.
 type field struct {
 	key   string // canonical (textproto.CanonicalMIMEHeaderKey)
 	value string
+}
+
+// header is the fields of one header section, in order.
+type header []field
+
+// first returns the value of the first field named key (canonical form),
+// and whether there is one.
+func (h header) first(key string) (string, bool) {
+	for _, f := range h {
+		if f.key == key {
+			return f.value, true
+		}
+	}
+	return "", false
 }
 
 // readHeader returns the header fields of raw in order, reading at most
@@ -23,7 +60,7 @@ type field struct {
 // cleanup(8): what follows is body. truncated reports that the cap cut the
 // header; the field the cap fell into is dropped rather than used cut short
 // ("alice@example.com.evil" cut to "alice@example.com" must not route).
-func readHeader(raw []byte) (fs []field, truncated bool) {
+func readHeader(raw []byte) (fs header, truncated bool) {
 	sec := raw
 	if end := headerEnd(raw); end >= 0 {
 		sec = raw[:end]
@@ -87,18 +124,16 @@ func canonical(k string) string {
 // angle brackets (RFC 5322 §3.6.4), or "" if there is none or it is
 // malformed or unsafe (whitespace, control characters, over 998 bytes).
 func MessageID(raw []byte) string {
-	fs, _ := readHeader(raw)
-	for _, f := range fs {
-		if f.key != "Message-Id" {
-			continue
-		}
-		var h mail.Header
-		h.Set("Message-Id", f.value)
-		id, err := h.MessageID()
-		if err != nil || id == "" || len(id) > 998 || hasUnsafe(id) || !utf8.ValidString(id) {
-			return ""
-		}
-		return id
+	h, _ := readHeader(raw)
+	v, ok := h.first("Message-Id")
+	if !ok {
+		return ""
 	}
-	return ""
+	var mh mail.Header
+	mh.Set("Message-Id", v)
+	id, err := mh.MessageID()
+	if err != nil || id == "" || len(id) > 998 || hasUnsafe(id) || !utf8.ValidString(id) {
+		return ""
+	}
+	return id
 }
