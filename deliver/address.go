@@ -10,16 +10,19 @@ import (
 	"golang.org/x/text/unicode/norm"
 )
 
-// Addresses are parsed in two steps. splitList, this file's own single
-// left-to-right scan (no recursion, linear in the header size,
-// CVE-2002-1365), cuts a header value into one piece per mailbox: net/mail
-// (which go-message's mail.ParseAddressList wraps) rejects a whole list for
-// one bad address, so it cannot do that step without losing the good ones.
-// Each piece then goes to go-message's mail.ParseAddress first, the common
-// RFC 5322 parser the issue asks for; the addr-spec it returns is split at
-// its last '@' and checked like any other (parseLocal, NormalizeDomain: length,
-// unsafe characters, NFC, IDNA). The own parser (parseMailboxOwn) stays as
-// the fallback for what net/mail rejects but the spec requires us to route
+// The RFC 5322 address parser of routing (one parser: the Directory and
+// the rc file use its NormalizeDomain too). Addresses are parsed in two
+// steps. splitList, this file's own single left-to-right scan (no
+// recursion, linear in the header size, CVE-2002-1365), cuts a header
+// value into one piece per mailbox: net/mail (which go-message's
+// mail.ParseAddressList wraps) rejects a whole list for one bad address,
+// so it cannot do that step without losing the good ones. Each piece then
+// goes to go-message's mail.ParseAddress first, the common RFC 5322
+// parser, which FuzzAddressParsers holds the own parser to; the addr-spec
+// it returns is split at its last '@' and checked like any other
+// (parseLocal, NormalizeDomain: length, unsafe characters, NFC, IDNA).
+// The own parser (parseMailboxOwn) stays as the fallback for what
+// net/mail rejects but the spec requires us to route
 // ("joe(comment)@example.com" after splitList's comment removal,
 // obs-route "<@relay:joe@example.com>", "joe@example.com."), for quoted
 // local parts (net/mail returns them unquoted, so `"joe@x"@example.com`
@@ -300,7 +303,7 @@ func indexUnquoted(s string, c byte) int {
 
 // lastAt returns the index of the last '@' outside quotes and domain
 // literals: the local part may be `"joe@other"`, and the split is at the
-// last unquoted '@' (RELIABILITY §4).
+// last unquoted '@' (RFC 5322 §3.4.1: a quoted local part may hold '@').
 func lastAt(s string) int {
 	at := -1
 	inQuote, inLit := false, false

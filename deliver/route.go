@@ -6,11 +6,16 @@ import (
 	"strings"
 )
 
-// Multidrop routing (RELIABILITY §4): one catch-all POP3 mailbox is split
-// among local users by the message header. RouteHeader is a pure function of
-// the header bytes and the Rules, so every decision is table- and
-// fuzz-testable; the fetch package delivers to Route.Rcpts, and to the
-// postmaster with Route.Reason when Rcpts is empty or the route is partial.
+// Multidrop routing: one catch-all POP3 mailbox is split among local users
+// by the message header. The rules: the envelope header the provider wrote
+// comes first, guessing from To/Cc only when configured; only configured
+// local users receive mail, nothing is relayed off-host; what cannot be
+// routed goes to the postmaster, never dropped; each user gets one copy;
+// parsing is bounded in bytes, count and time. RouteHeader is a pure
+// function of the header bytes and the Rules, so every decision is table-
+// and fuzz-testable (testdata/route/cases.txt); the fetch package delivers
+// to Route.Rcpts, and to the postmaster with Route.Reason when Rcpts is
+// empty or the route is partial.
 
 // Rules is the routing policy of one multidrop account (translated from
 // rcfile.Multidrop by the fetch package). The zero value of a field means
@@ -85,7 +90,7 @@ const (
 	// trip through popfetch adds its Received field.
 	MaxPopfetchHops = 3
 	// maxGoParse bounds the pieces handed to go-message's parser (see the
-	// top of this file); longer ones go to the linear own parser. 998 is
+	// top of address.go); longer ones go to the linear own parser. 998 is
 	// RFC 5322 §2.1.1's line limit: a real mailbox fits.
 	maxGoParse   = 998
 	maxLocalPart = 64  // RFC 5321 §4.5.3.1.1
@@ -130,7 +135,7 @@ type router struct {
 // RouteHeader routes a message by its header section (raw may be the whole
 // message; reading stops at the first empty line and after MaxHeaderBytes).
 //
-// Order (RELIABILITY §4):
+// Order (envelope first, then guessing only as configured):
 //  1. The envelope header, if configured: only its topmost EnvelopeCount
 //     occurrences (lower ones are part of what the sender wrote). For
 //     "Received", only the topmost EnvelopeCount Received lines, of those
@@ -237,8 +242,9 @@ func (rt *router) envelope(fs []field) map[int]bool {
 			// local(8)/virtual(8), qmail-local, Exim envelope_to_add,
 			// Dovecot LMTP), above every Received line. One below the
 			// topmost Received was written by the sender or an earlier
-			// hop: trusting it is the forged "Delivered-To: root"
-			// escalation of RELIABILITY §4.
+			// hop: trusting it would let a sender who writes
+			// "Delivered-To: root@example.com" into the message get it
+			// delivered to root.
 			break
 		}
 		if f.key != key {
@@ -313,8 +319,8 @@ func (rt *router) fallbackHeaders(fs []field) {
 				rt.fbNames = append(rt.fbNames, k)
 			}
 		} else {
-			// Never route by From, Reply-To or Sender (RELIABILITY
-			// §4): the sender writes them.
+			// Never route by From, Reply-To or Sender: the sender
+			// writes them.
 			rt.details = append(rt.details, "unsupported fallback header "+snippet(h)+" ignored")
 		}
 	}
@@ -574,8 +580,8 @@ func (rt *router) finish(truncated bool) {
 		parts = append(parts, msg)
 	}
 	// Limits are notes, not reasons of their own: they explain why the
-	// route may be incomplete (RELIABILITY §4: partial results plus a
-	// note, never a silent drop).
+	// route may be incomplete (partial results plus a note, and the
+	// postmaster gets a copy: never a silent drop).
 	if len(rt.overCap) > 0 {
 		parts = append(parts, fmt.Sprintf("more than %d users: not routed to %s", MaxRoutedUsers, listSome(rt.overCap)))
 	}

@@ -284,8 +284,10 @@ func checkRouteInvariants(t testing.TB, name string, rt Route, r *Rules) {
 	}
 }
 
-// TestRouteHostile feeds the inputs of RELIABILITY §3 (CVE-2002-1365,
-// CVE-2002-1174, the Go address-parser DoS CVEs) and checks the results.
+// TestRouteHostile feeds the hostile inputs of fetchmail's and Go's
+// security history (CVE-2002-1365, CVE-2002-1174, the Go address-parser
+// DoS CVEs: huge headers, many recipients, deep nesting) and checks the
+// results.
 // Timing is left to BenchmarkRouteHostile; every input here is at most a
 // few MiB, so a quadratic parser would still show as a very slow test.
 func TestRouteHostile(t *testing.T) {
