@@ -27,15 +27,11 @@ func DuplicateKey(raw []byte) string {
 		return ""
 	}
 	h := sha256.New()
-	fs, _ := readHeader(raw)
+	hdr, _ := readHeader(raw)
 	for _, name := range duplicateFields {
 		h.Write([]byte(name + ":"))
-		for _, f := range fs {
-			if f.key == name {
-				h.Write([]byte(f.value))
-				break
-			}
-		}
+		v, _ := hdr.first(name)
+		h.Write([]byte(v))
 		h.Write([]byte{0})
 	}
 	body := raw

@@ -108,7 +108,7 @@ func (d *Directory) addAddress(name, a string) {
 	}
 	m, key := d.byLocal, d.fold(a)
 	if i := strings.LastIndexByte(a, '@'); i >= 0 {
-		dom, ok := normDomain(a[i+1:])
+		dom, ok := NormalizeDomain(a[i+1:])
 		if i == 0 || !ok {
 			d.ignored = append(d.ignored, "user "+name+": invalid address "+strconv.Quote(a))
 			return
@@ -169,7 +169,7 @@ func (d *Directory) LookupAll(localPart, domain string) []string {
 	if d == nil || localPart == "" || hasUnsafe(localPart) {
 		return nil
 	}
-	if dom, ok := normDomain(domain); ok {
+	if dom, ok := NormalizeDomain(domain); ok {
 		domain = dom
 	} else {
 		domain = strings.ToLower(domain)

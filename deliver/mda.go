@@ -17,7 +17,7 @@ import (
 	"unicode"
 	"unicode/utf8"
 
-	"github.com/popfetch/popfetch/rcfile"
+	"github.com/popfetch/popfetch/internal/trust"
 )
 
 // MDAOptions configures an MDA target. The zero value is usable.
@@ -68,9 +68,10 @@ type MDA struct {
 	waitDelay time.Duration // how long Wait waits for a grandchild holding stderr open
 }
 
-// Placeholders an MDA argument may contain. Each occurrence is replaced
-// inside its own argv element, so a value becomes part of exactly one
-// argument whatever it contains.
+// mdaPlaceholders are the placeholders an MDA argument may contain, by
+// name. Each occurrence is replaced inside its own argv element, so a
+// value becomes part of exactly one argument whatever it contains. The rc
+// file's validation asks MDAPlaceholders, so this is the only list.
 var mdaPlaceholders = map[string]bool{"user": true, "address": true, "domain": true, "sender": true}
 
 // mdaMaxValue caps a substituted value; no real user, address or domain
@@ -143,23 +144,62 @@ func NewMDA(argv []string, opts MDAOptions) (*MDA, error) {
 	}, nil
 }
 
+// MDAPlaceholder is one placeholder written in an MDA argument.
+type MDAPlaceholder struct {
+	Text  string // as written, braces included: "{user}"
+	Known bool   // one of {user}, {address}, {domain} and {sender}
+}
+
+// MDAPlaceholders returns the placeholders written in one MDA argument, in
+// order. A placeholder is "{name}" with a name of letters, digits and '_'
+// and no brace inside (in "{{user}" it is "{user}", after a literal '{');
+// any other braces ("{}", "a{b c}", an unclosed "{") are literal text,
+// passed to the program as they are. An unknown name ("{recipient}",
+// "${HOME}"'s "{HOME}") is an error for NewMDA and the rc file alike,
+// rather than a literal passed to the MDA for every message. This is the
+// one definition of the syntax: NewMDA checks with it, Deliver expands
+// with it, and the rc file's validation calls it.
+func MDAPlaceholders(a string) []MDAPlaceholder {
+	var out []MDAPlaceholder
+	scanPlaceholders(a, func(i, j int, name string) {
+		out = append(out, MDAPlaceholder{Text: a[i:j], Known: mdaPlaceholders[name]})
+	})
+	return out
+}
+
+// scanPlaceholders calls f for each placeholder in a: a[i:j] is "{name}".
+// Linear in len(a).
+func scanPlaceholders(a string, f func(i, j int, name string)) {
+	for i := 0; i < len(a); i++ {
+		if a[i] != '{' {
+			continue
+		}
+		k := i + 1
+		for k < len(a) && a[k] != '{' && a[k] != '}' {
+			k++
+		}
+		if k == len(a) {
+			return
+		}
+		if a[k] == '{' {
+			i = k - 1 // the '{' at k may open a placeholder
+			continue
+		}
+		if name := a[i+1 : k]; isIdent(name) {
+			f(i, k+1, name)
+		}
+		i = k
+	}
+}
+
 // checkPlaceholders reports an unknown {name} in a.
 func checkPlaceholders(a string) error {
-	for {
-		i := strings.IndexByte(a, '{')
-		if i < 0 {
-			return nil
-		}
-		a = a[i+1:]
-		j := strings.IndexByte(a, '}')
-		if j < 0 {
-			return nil
-		}
-		name := a[:j]
-		if isIdent(name) && !mdaPlaceholders[name] {
-			return fmt.Errorf("mda: unknown placeholder {%s} (known: {user} {address} {domain} {sender})", name)
+	for _, ph := range MDAPlaceholders(a) {
+		if !ph.Known {
+			return fmt.Errorf("mda: unknown placeholder %s (known: {user} {address} {domain} {sender})", ph.Text)
 		}
 	}
+	return nil
 }
 
 func isIdent(s string) bool {
@@ -178,36 +218,25 @@ func isIdent(s string) bool {
 // placeholders are replaced; other braces stay literal.
 func expand(a string, vals map[string]string) string {
 	var b strings.Builder
-	for {
-		i := strings.IndexByte(a, '{')
-		if i < 0 {
-			b.WriteString(a)
-			return b.String()
-		}
-		j := strings.IndexByte(a[i:], '}')
-		if j < 0 {
-			b.WriteString(a)
-			return b.String()
-		}
-		name := a[i+1 : i+j]
+	last := 0
+	scanPlaceholders(a, func(i, j int, name string) {
 		if v, ok := vals[name]; ok && mdaPlaceholders[name] {
-			b.WriteString(a[:i])
+			b.WriteString(a[last:i])
 			b.WriteString(v)
-		} else {
-			b.WriteString(a[:i+j+1])
+			last = j
 		}
-		a = a[i+j+1:]
-	}
+	})
+	b.WriteString(a[last:])
+	return b.String()
 }
 
-// usesPlaceholder reports whether any argument mentions {name}.
+// usesPlaceholder reports whether any argument has the placeholder {name}.
 func (d *MDA) usesPlaceholder(name string) bool {
+	used := false
 	for _, a := range d.argv[1:] {
-		if strings.Contains(a, "{"+name+"}") {
-			return true
-		}
+		scanPlaceholders(a, func(_, _ int, n string) { used = used || n == name })
 	}
-	return false
+	return used
 }
 
 // checkValue validates a value before it goes into an argv element
@@ -315,7 +344,7 @@ func (d *MDA) run(ctx context.Context, argv []string, msg io.Reader) error {
 	// missing then, or changed since: whoever can change it or a directory
 	// on its way runs code as popfetch. Temporary: the message stays on
 	// the server until the program is safe again.
-	if err := rcfile.CheckPath(argv[0]); err != nil {
+	if err := trust.CheckPath(argv[0]); err != nil {
 		return &Error{Target: d.target, Reason: SafeValue("MDA program refused: "+err.Error(), 300), Err: err}
 	}
 

@@ -78,20 +78,15 @@ func IsPermanent(err error) bool {
 // §3). It is the default {sender} of an MDA and MAIL FROM of SMTP; it is
 // never used to route.
 func ReturnPath(raw []byte) string {
-	fs, _ := readHeader(raw)
-	for _, f := range fs {
-		if f.key != "Return-Path" {
-			continue
-		}
-		v := strings.TrimSpace(f.value)
-		if v == "" || v == "<>" || len(v) > 512 {
-			return ""
-		}
-		a, err := mail.ParseAddress(v)
-		if err != nil {
-			return ""
-		}
-		return a.Address
+	h, _ := readHeader(raw)
+	v, ok := h.first("Return-Path")
+	v = strings.TrimSpace(v)
+	if !ok || v == "" || v == "<>" || len(v) > 512 {
+		return ""
 	}
-	return ""
+	a, err := mail.ParseAddress(v)
+	if err != nil {
+		return ""
+	}
+	return a.Address
 }

@@ -8,6 +8,7 @@ import (
 	"testing"
 
 	"github.com/popfetch/popfetch/fetch/pop3test"
+	"github.com/popfetch/popfetch/internal/trust"
 	"github.com/popfetch/popfetch/rcfile"
 )
 
@@ -27,7 +28,7 @@ func TestSMTPCAFileTrusted(t *testing.T) {
 		t.Fatal(err)
 	}
 	_, err := newSMTPTarget(&rcfile.SMTP{Server: "127.0.0.1:25", CAFile: ca}, "h")
-	if !errors.Is(err, rcfile.ErrUntrustedFile) {
+	if !errors.Is(err, trust.ErrUntrustedFile) {
 		t.Fatalf("newSMTPTarget with an other-writable ca_file = %v; want ErrUntrustedFile", err)
 	}
 }
@@ -44,7 +45,7 @@ func TestPOP3CAFileTrusted(t *testing.T) {
 		t.Fatal(err)
 	}
 	res := poller(&recorder{}).Poll(context.Background(), a)
-	if !errors.Is(res.Err, rcfile.ErrUntrustedFile) || !errors.Is(res.Err, ErrTLS) {
+	if !errors.Is(res.Err, trust.ErrUntrustedFile) || !errors.Is(res.Err, ErrTLS) {
 		t.Fatalf("Poll with an other-writable ca_file = %v; want ErrTLS and ErrUntrustedFile", res.Err)
 	}
 	if srv.SentCredentials() {

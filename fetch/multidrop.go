@@ -9,6 +9,7 @@ import (
 	"sync"
 
 	"github.com/popfetch/popfetch/deliver"
+	"github.com/popfetch/popfetch/internal/trust"
 	"github.com/popfetch/popfetch/rcfile"
 )
 
@@ -51,7 +52,7 @@ func newMultidrop(a *rcfile.Account, def, pm deliver.Target, host string) (Dispa
 		// Checked at each poll on the descriptor read, not only when the
 		// rc file was loaded: whoever can change the aliases chooses who
 		// receives the mail.
-		f, err := rcfile.OpenTrusted(md.AliasesFile)
+		f, err := trust.OpenTrusted(md.AliasesFile)
 		if err != nil {
 			return nil, fmt.Errorf("aliases_file: %w", err)
 		}

@@ -15,6 +15,7 @@ import (
 
 	"github.com/popfetch/popfetch/deliver"
 	"github.com/popfetch/popfetch/fetch/pop3test"
+	"github.com/popfetch/popfetch/internal/trust"
 	"github.com/popfetch/popfetch/rcfile"
 	"github.com/popfetch/popfetch/uidl"
 )
@@ -395,7 +396,7 @@ func TestMultidropAliasesFileUntrusted(t *testing.T) {
 	if err := os.Chmod(aliases, 0o646); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := newMultidrop(a, nil, nil, "pop.example"); !errors.Is(err, rcfile.ErrUntrustedFile) || !strings.Contains(err.Error(), "aliases_file") {
+	if _, err := newMultidrop(a, nil, nil, "pop.example"); !errors.Is(err, trust.ErrUntrustedFile) || !strings.Contains(err.Error(), "aliases_file") {
 		t.Fatalf("newMultidrop(other-writable aliases) = %v; want ErrUntrustedFile naming aliases_file", err)
 	}
 }

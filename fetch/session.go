@@ -14,6 +14,7 @@ import (
 
 	"github.com/popfetch/popfetch/deliver"
 	"github.com/popfetch/popfetch/fetch/pop3"
+	"github.com/popfetch/popfetch/internal/trust"
 	"github.com/popfetch/popfetch/rcfile"
 	"github.com/popfetch/popfetch/uidl"
 )
@@ -295,7 +296,7 @@ func (s *session) run(ctx context.Context) error {
 	if a.CAFile != "" {
 		// Read through the trust check: whoever can change the trust
 		// anchors can impersonate the server and take the password.
-		pem, err := rcfile.ReadTrusted(a.CAFile)
+		pem, err := trust.ReadTrusted(a.CAFile)
 		if err != nil {
 			return fmt.Errorf("%w: ca_file: %w", ErrTLS, err)
 		}

@@ -5,6 +5,7 @@ import (
 	"fmt"
 
 	"github.com/popfetch/popfetch/deliver"
+	"github.com/popfetch/popfetch/internal/trust"
 	"github.com/popfetch/popfetch/rcfile"
 )
 
@@ -23,7 +24,7 @@ func newSMTPTarget(s *rcfile.SMTP, host string) (deliver.Target, error) {
 		LocalHost: host,
 	}
 	if s.CAFile != "" {
-		pem, err := rcfile.ReadTrusted(s.CAFile) // trust anchors: see fetch/session.go
+		pem, err := trust.ReadTrusted(s.CAFile) // trust anchors: see fetch/session.go
 		if err != nil {
 			return nil, fmt.Errorf("smtp ca_file: %w", err)
 		}

@@ -1,6 +1,10 @@
 // Package rcfile reads popfetch's HCL run-control file: the schema, its
 // defaults, and validation that reports every problem as an HCL diagnostic
-// with file:line:col. It imports nothing else from popfetch.
+// with file:line:col. Of popfetch it imports only internal/trust (whether
+// a file it reads may be trusted) and deliver, the owner of the rules that
+// validation must agree with: domain normalisation
+// (deliver.NormalizeDomain) and the MDA placeholders
+// (deliver.MDAPlaceholders).
 //
 // Find picks the file, Load reads it (adding the permission rule for
 // passwords) and Parse does the pure work; WriteDiagnostics and

@@ -12,6 +12,7 @@ import (
 
 	"github.com/hashicorp/hcl/v2"
 	"github.com/hashicorp/hcl/v2/hclsyntax"
+	"github.com/popfetch/popfetch/internal/trust"
 )
 
 // ErrInsecureFile marks a secret-bearing file that group or others can
@@ -24,7 +25,7 @@ const maxFileSize = 1 << 20
 // Load reads path, parses it with Parse, and enforces the permission rules
 // (fetchmail's rc check):
 //
-//   - the rc file must pass CheckTrusted (owned by popfetch's user or
+//   - the rc file must pass trust.CheckTrusted (owned by popfetch's user or
 //     root, writable by nobody else, in directories nobody else can
 //     change), or it is not parsed at all: its mda and password_command
 //     would run commands chosen by someone else;
@@ -49,8 +50,8 @@ func Load(path string) (*Config, hcl.Diagnostics) {
 			Detail:   err.Error() + ".",
 			Subject:  &hcl.Range{Filename: path, Start: hcl.InitialPos, End: hcl.InitialPos},
 		}
-		if errors.Is(err, ErrUntrustedFile) {
-			d.Summary, d.Extra = "Unsafe rc file", ErrUntrustedFile
+		if errors.Is(err, trust.ErrUntrustedFile) {
+			d.Summary, d.Extra = "Unsafe rc file", trust.ErrUntrustedFile
 		}
 		return nil, hcl.Diagnostics{d}
 	}
@@ -89,9 +90,9 @@ func Load(path string) (*Config, hcl.Diagnostics) {
 
 // readFile reads the file and its mode from one descriptor, so the mode
 // checked is that of the bytes parsed, and refuses a file that another
-// user can change (CheckTrusted, on the same descriptor).
+// user can change (trust.CheckTrusted, on the same descriptor).
 func readFile(path string) ([]byte, fs.FileMode, error) {
-	f, err := openNonBlock(path)
+	f, err := trust.OpenNonBlock(path)
 	if err != nil {
 		return nil, 0, err
 	}
@@ -103,7 +104,7 @@ func readFile(path string) ([]byte, fs.FileMode, error) {
 	if !fi.Mode().IsRegular() {
 		return nil, 0, fmt.Errorf("%s is not a regular file", path)
 	}
-	if err := checkTrustedInfo(path, fi); err != nil {
+	if err := trust.CheckInfo(path, fi); err != nil {
 		return nil, 0, err
 	}
 	src, err := io.ReadAll(io.LimitReader(f, maxFileSize+1))
@@ -169,31 +170,31 @@ func checkPasswordFile(p Password) hcl.Diagnostics {
 			Extra:   ErrInsecureFile,
 		}}
 	}
-	if err := checkTrustedInfo(p.File, fi); err != nil {
+	if err := trust.CheckInfo(p.File, fi); err != nil {
 		return hcl.Diagnostics{untrustedDiag("Unsafe password_file", err, p.Range)}
 	}
 	return nil
 }
 
-// checkAliasesFile applies CheckTrusted's rules to an aliases_file that
+// checkAliasesFile applies trust.CheckTrusted's rules to an aliases_file that
 // exists. One that does not is left to the poll, which reports it.
 func checkAliasesFile(path string, rng hcl.Range) hcl.Diagnostics {
 	fi, err := os.Stat(path)
 	if err != nil {
 		return nil
 	}
-	if err := checkTrustedInfo(path, fi); err != nil {
+	if err := trust.CheckInfo(path, fi); err != nil {
 		return hcl.Diagnostics{untrustedDiag("Unsafe aliases_file", err, rng)}
 	}
 	return nil
 }
 
-// checkPrograms applies CheckTrusted's rules to the programs an account
+// checkPrograms applies trust.CheckTrusted's rules to the programs an account
 // runs, mda and password_command, where they exist: whoever can change
 // the program runs code as popfetch just as whoever can change the rc
 // file. A bare password_command name is checked where $PATH finds it now.
 // A program that does not exist must be missing from a directory nobody
-// else can write (CheckPath), so that nobody else can create it later;
+// else can write (trust.CheckPath), so that nobody else can create it later;
 // the run checks it again.
 func checkPrograms(a *Account, seen map[hcl.Range]bool) hcl.Diagnostics {
 	var diags hcl.Diagnostics
@@ -205,7 +206,7 @@ func checkPrograms(a *Account, seen map[hcl.Range]bool) hcl.Diagnostics {
 			}
 			prog = p
 		}
-		if err := CheckPath(prog); errors.Is(err, ErrUntrustedFile) {
+		if err := trust.CheckPath(prog); errors.Is(err, trust.ErrUntrustedFile) {
 			diags = append(diags, untrustedDiag("Unsafe "+what+" program", err, rng))
 		}
 	}
@@ -229,8 +230,8 @@ func checkPrograms(a *Account, seen map[hcl.Range]bool) hcl.Diagnostics {
 	return diags
 }
 
-// checkCAFiles applies CheckTrusted's rules to the ca_file of the POP3
-// server and of SMTP/LMTP targets (CheckPath: a missing one must be
+// checkCAFiles applies trust.CheckTrusted's rules to the ca_file of the POP3
+// server and of SMTP/LMTP targets (trust.CheckPath: a missing one must be
 // missing from a directory nobody else can write): whoever can change
 // the trust anchors can impersonate the server and take the password.
 // The diagnostic points at the account (the ca_file may be inherited).
@@ -256,7 +257,7 @@ func checkCAFiles(a *Account) hcl.Diagnostics {
 		done[f] = true
 		// A missing or unreadable file is left to the connection, which
 		// reports it, unless another user could create it first.
-		if err := CheckPath(f); errors.Is(err, ErrUntrustedFile) {
+		if err := trust.CheckPath(f); errors.Is(err, trust.ErrUntrustedFile) {
 			diags = append(diags, untrustedDiag("Unsafe ca_file", fmt.Errorf("account %s: ca_file %w", a.Name, err), a.DeclRange))
 		}
 	}
@@ -265,8 +266,8 @@ func checkCAFiles(a *Account) hcl.Diagnostics {
 
 func untrustedDiag(summary string, err error, rng hcl.Range) *hcl.Diagnostic {
 	d := &hcl.Diagnostic{Severity: hcl.DiagError, Summary: summary, Detail: err.Error() + ".", Subject: rng.Ptr()}
-	if errors.Is(err, ErrUntrustedFile) {
-		d.Extra = ErrUntrustedFile
+	if errors.Is(err, trust.ErrUntrustedFile) {
+		d.Extra = trust.ErrUntrustedFile
 	}
 	return d
 }

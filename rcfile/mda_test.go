@@ -55,3 +55,28 @@ func TestMDATempExitCodesErrors(t *testing.T) {
 		}
 	}
 }
+
+// The rc file reads MDA placeholders with deliver.MDAPlaceholders, the
+// syntax the MDA target expands: braces around anything but a name are
+// literal text there, so they are accepted here too; "{{user}" holds the
+// placeholder {user}; an unknown name and a program path with '{' are
+// errors.
+func TestMDAPlaceholderSyntax(t *testing.T) {
+	fixedEnv(t)
+	for _, tt := range []struct{ argv, want string }{
+		{`["/usr/bin/x", "{}", "a{b c}", "{a/b}", "{not closed"]`, ""},
+		{`["/usr/bin/x", "-d", "{{user}"]`, ""},
+		{`["/usr/bin/x", "{{address}"]`, "Placeholder not allowed here"},
+		{`["/usr/bin/x", "{recipient}"]`, "Unknown placeholder"},
+		{`["/usr/bin/x", "{User}"]`, "Unknown placeholder"},
+		{`["/usr/bin/{user}"]`, "Placeholder not allowed here"},
+		{`["/usr/bin/{}"]`, "must not contain '{'"},
+	} {
+		body := "deliver {\nmda = " + tt.argv + "\n}"
+		_, diags := parseOne(t, fmt.Sprintf(minimal, body))
+		out := string(render(t, diags))
+		if tt.want == "" && len(diags) != 0 || tt.want != "" && (!diags.HasErrors() || !strings.Contains(out, tt.want)) {
+			t.Errorf("mda = %s: diagnostics:\n%s\nwant %q", tt.argv, out, tt.want)
+		}
+	}
+}

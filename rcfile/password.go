@@ -14,6 +14,7 @@ import (
 	"time"
 	"unicode/utf8"
 
+	"github.com/popfetch/popfetch/internal/trust"
 	"github.com/zclconf/go-cty/cty"
 )
 
@@ -26,10 +27,10 @@ const maxSecretRead = 4096
 
 // Resolve returns the password from its source: the inline value; the
 // first line of password_file (which must not be readable by group or
-// others: ErrInsecureFile, and must pass CheckTrusted: ErrUntrustedFile); the environment variable (unset or empty is an
+// others: ErrInsecureFile, and must pass trust.CheckTrusted: trust.ErrUntrustedFile); the environment variable (unset or empty is an
 // error); or the first line of password_command's stdout. The command runs
 // without a shell, argv[0] absolute or looked up in $PATH (and checked
-// with CheckPath where it is found), with stdin empty, a CommandTimeout
+// with trust.CheckPath where it is found), with stdin empty, a CommandTimeout
 // limit and the first line of its stderr quoted in the error (see
 // stderrHint).
 //
@@ -95,7 +96,7 @@ func checkSecret(s, from string) error {
 }
 
 func readPasswordFile(path string) (string, error) {
-	f, err := openNonBlock(path)
+	f, err := trust.OpenNonBlock(path)
 	if err != nil {
 		return "", fmt.Errorf("password_file: %w", err)
 	}
@@ -107,7 +108,7 @@ func readPasswordFile(path string) (string, error) {
 	if fi.Mode().Perm()&0o044 != 0 {
 		return "", fmt.Errorf("password_file %s has mode %04o: %w (hint: chmod 600 %s)", path, fi.Mode().Perm(), ErrInsecureFile, path)
 	}
-	if err := checkTrustedInfo(path, fi); err != nil {
+	if err := trust.CheckInfo(path, fi); err != nil {
 		return "", fmt.Errorf("password_file: %w", err)
 	}
 	b, err := io.ReadAll(io.LimitReader(f, maxSecretRead))
@@ -138,7 +139,7 @@ func runPasswordCommand(ctx context.Context, argv []string) (string, error) {
 		}
 		prog = p
 	}
-	if err := CheckPath(prog); err != nil {
+	if err := trust.CheckPath(prog); err != nil {
 		return "", fmt.Errorf("password_command: %w", err)
 	}
 	ctx, cancel := context.WithTimeout(ctx, CommandTimeout)

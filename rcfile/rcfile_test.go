@@ -236,6 +236,8 @@ func TestErrors(t *testing.T) {
 		{`password_command = []`, "program and its arguments"},
 		{`password_command = ["bin/pw"]`, "absolute path or a bare name"},
 		{`server = "[::1]:995"`, "Invalid server"},
+		{`server = "[192.0.2.1]"`, "Invalid server"},
+		{`server = "pop..example.com"`, "Invalid server"}, // an empty label: deliver.NormalizeDomain's rules
 		{`server = "mail.example.com:110"`, "port = 110"},
 		{`frobnicate = 1`, "Unsupported argument"},
 		{`mailbox_id = "joe@pop.example.com"`, "Invalid mailbox_id"}, // could equal another account's USERNAME@SERVER

@@ -18,7 +18,8 @@ import (
 	"github.com/hashicorp/hcl/v2"
 	"github.com/zclconf/go-cty/cty"
 	"github.com/zclconf/go-cty/cty/gocty"
-	"golang.org/x/net/idna"
+
+	"github.com/popfetch/popfetch/deliver"
 )
 
 // Limits on credential strings. fetchmail 6.4.0 fixed a crash on a very
@@ -229,8 +230,8 @@ func (p *parser) host(v string, rng hcl.Range) string {
 			"server is a host name without a port; write server = %q and port = %s.", h, port)
 		return v
 	}
-	h, err := idna.Lookup.ToASCII(strings.TrimSuffix(v, "."))
-	if err != nil || h == "" || len(h) > 253 || strings.ContainsAny(h, " /\\@") {
+	h, ok := deliver.NormalizeDomain(v)
+	if !ok || len(h) > 253 || strings.ContainsAny(h, " /\\@[") {
 		p.errorf(rng, "Invalid server", "%q is not a valid host name.", v)
 		return v
 	}
@@ -577,8 +578,6 @@ func (p *parser) mdaTempExitCodes(codes []int, rng hcl.Range) []int {
 	return slices.Clone(codes)
 }
 
-var mdaPlaceholders = map[string]bool{"{user}": true, "{address}": true, "{domain}": true, "{sender}": true}
-
 // mda checks an mda argv. perUser says whether there is a routed
 // recipient address: only in multidrop deliver and user blocks. Elsewhere
 // {address} and {domain} would be empty for every message, and the MDA
@@ -598,8 +597,13 @@ func (p *parser) mda(argv []string, rng hcl.Range, what string, perUser bool) {
 		if strings.IndexByte(a, 0) >= 0 {
 			p.errorf(rng, "Invalid mda", "Argument %d contains a NUL byte.", i)
 		}
-		for _, ph := range placeholderRE.FindAllString(a, -1) {
-			if !mdaPlaceholders[ph] {
+		phs := deliver.MDAPlaceholders(a)
+		if i == 0 && len(phs) == 0 && strings.ContainsRune(a, '{') {
+			p.errorf(rng, "Invalid mda", "The mda program path %q must not contain '{'.", a)
+		}
+		for _, x := range phs {
+			ph := x.Text
+			if !x.Known {
 				p.errorf(rng, "Unknown placeholder",
 					"mda argument %q contains %s; the placeholders are {user}, {address}, {domain} and {sender}.", a, ph)
 			} else if i == 0 {
@@ -785,18 +789,17 @@ func (p *parser) multidrop(m *multidropHCL) *Multidrop {
 	return out
 }
 
-// domain lower-cases a local domain and converts an IDN to A-labels so
-// that it compares equal to what the router computes from headers.
+// domain normalises a local domain with the router's own normalisation
+// (deliver.NormalizeDomain: lower-case A-labels), so that it compares
+// equal to what the router computes from headers.
 func (p *parser) domain(d string, rng hcl.Range) string {
 	wild := strings.HasPrefix(d, "*.")
-	name := strings.TrimSuffix(strings.TrimPrefix(d, "*."), ".")
-	a, err := idna.Lookup.ToASCII(name)
-	if err != nil || a == "" || !strings.Contains(a, ".") && a != "localhost" || strings.ContainsAny(a, "*@ /") {
+	a, ok := deliver.NormalizeDomain(strings.TrimPrefix(d, "*."))
+	if !ok || !strings.Contains(a, ".") && a != "localhost" || strings.ContainsAny(a, "*@ /[") {
 		p.errorf(rng, "Invalid local domain",
 			`%q is not a domain name; write e.g. "example.com", "*.example.com" or "bücher.example".`, d)
 		return strings.ToLower(d)
 	}
-	a = strings.ToLower(a)
 	if wild {
 		return "*." + a
 	}
@@ -888,12 +891,12 @@ func (p *parser) address(a string, rng hcl.Range, m *Multidrop) (norm, local, do
 	if domain == "" {
 		return local, local, "", true
 	}
-	d, err := idna.Lookup.ToASCII(strings.TrimSuffix(domain, "."))
-	if err != nil {
+	d, ok := deliver.NormalizeDomain(domain)
+	if !ok || d[0] == '[' {
 		p.errorf(rng, "Invalid address", "The domain of %q is not a valid domain name.", a)
 		return "", "", "", false
 	}
-	domain = strings.ToLower(d)
+	domain = d
 	return local + "@" + domain, local, domain, true
 }
 

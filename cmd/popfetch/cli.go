@@ -17,6 +17,7 @@ import (
 
 	"github.com/popfetch/popfetch/deliver"
 	"github.com/popfetch/popfetch/fetch"
+	"github.com/popfetch/popfetch/internal/trust"
 	"github.com/popfetch/popfetch/rcfile"
 )
 
@@ -325,7 +326,7 @@ func summaryLine(r fetch.PollSummary) string {
 }
 
 func exitCodeFor(r fetch.Result) int {
-	if errors.Is(r.Err, rcfile.ErrInsecureFile) || errors.Is(r.Err, rcfile.ErrUntrustedFile) {
+	if errors.Is(r.Err, rcfile.ErrInsecureFile) || errors.Is(r.Err, trust.ErrUntrustedFile) {
 		// A password_file that became readable by others (or an
 		// aliases_file or password_file that became writable by them)
 		// after the rc file was loaded: the same configuration error

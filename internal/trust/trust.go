@@ -1,4 +1,4 @@
-package rcfile
+package trust
 
 import (
 	"bufio"
@@ -29,7 +29,7 @@ var ErrUntrustedFile = errors.New("file can be changed by another user")
 // accepts the opened file. The check is made on the descriptor (fstat),
 // so the file read is the file checked.
 func OpenTrusted(path string) (*os.File, error) {
-	f, err := openNonBlock(path)
+	f, err := OpenNonBlock(path)
 	if err != nil {
 		return nil, err
 	}
@@ -61,10 +61,10 @@ func ReadTrusted(path string) ([]byte, error) {
 	return b, nil
 }
 
-// openNonBlock opens path for reading without blocking on a FIFO (which
+// OpenNonBlock opens path for reading without blocking on a FIFO (which
 // CheckTrusted then refuses as not a regular file); for a regular file
 // O_NONBLOCK changes nothing.
-func openNonBlock(path string) (*os.File, error) {
+func OpenNonBlock(path string) (*os.File, error) {
 	return os.OpenFile(path, os.O_RDONLY|syscall.O_NONBLOCK, 0)
 }
 
@@ -95,7 +95,7 @@ func CheckTrusted(f *os.File, path string) error {
 	if err != nil {
 		return err
 	}
-	return checkTrustedInfo(path, fi)
+	return CheckInfo(path, fi)
 }
 
 // CheckPath applies CheckTrusted's rules to the file path names now
@@ -125,12 +125,12 @@ func CheckPath(path string) error {
 	if err != nil {
 		return err
 	}
-	return checkTrustedInfo(path, fi)
+	return CheckInfo(path, fi)
 }
 
-// checkTrustedInfo is CheckTrusted for a file already stat'ed: fi is
+// CheckInfo is CheckTrusted for a file already stat'ed: fi is
 // the file's own status (fstat or stat), path how it was named.
-func checkTrustedInfo(path string, fi fs.FileInfo) error {
+func CheckInfo(path string, fi fs.FileInfo) error {
 	if !fi.Mode().IsRegular() {
 		return fmt.Errorf("%s is not a regular file (%s): %w", path, fi.Mode().Type(), ErrUntrustedFile)
 	}

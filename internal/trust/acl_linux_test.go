@@ -1,4 +1,4 @@
-package rcfile
+package trust
 
 import (
 	"encoding/binary"

@@ -10,6 +10,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/popfetch/popfetch/internal/trust"
 )
 
 // nobody is the uid and gid the tests give files that must belong to
@@ -33,204 +35,6 @@ func privateDir(t *testing.T) string {
 		t.Fatal(err)
 	}
 	return dir
-}
-
-// TestCheckTrusted: CheckTrusted refuses a file another user can change,
-// directly or by replacing it in its directory, and says how to fix it.
-func TestCheckTrusted(t *testing.T) {
-	if err := CheckTrustedPath(t, "/etc/passwd"); err != nil {
-		t.Skipf("this machine's own /etc is not trusted (%v); the rules cannot be tested here", err)
-	}
-	type setup func(t *testing.T, dir string) string
-	file := func(mode os.FileMode, uid, gid int) setup {
-		return func(t *testing.T, dir string) string {
-			p := writeFile(t, dir, "f", "x\n", mode)
-			if uid >= 0 || gid >= 0 {
-				needRoot(t)
-				if err := os.Chown(p, uid, gid); err != nil {
-					t.Fatal(err)
-				}
-			}
-			return p
-		}
-	}
-	dirMode := func(mode os.FileMode, uid int) setup {
-		return func(t *testing.T, dir string) string {
-			sub := filepath.Join(dir, "sub")
-			if err := os.Mkdir(sub, 0o700); err != nil {
-				t.Fatal(err)
-			}
-			if err := os.Chmod(sub, mode); err != nil {
-				t.Fatal(err)
-			}
-			if uid >= 0 {
-				needRoot(t)
-				if err := os.Chown(sub, uid, -1); err != nil {
-					t.Fatal(err)
-				}
-			}
-			return writeFile(t, sub, "f", "x\n", 0o600)
-		}
-	}
-	tests := []struct {
-		name  string
-		setup setup
-		want  string // "" = trusted
-	}{
-		{"0600", file(0o600, -1, -1), ""},
-		{"0644", file(0o644, -1, -1), ""},
-		{"0400", file(0o400, -1, -1), ""},
-		{"other-writable", file(0o602, -1, -1), "writable by every user; run \"chmod go-w "},
-		{"group-writable, foreign group", file(0o620, -1, nobody), "writable by the group nogroup; run \"chmod go-w "},
-		{"owned by nobody", file(0o600, nobody, -1), "is owned by nobody, not by root; check its content, then run \"chown root "},
-		{"directory other-writable", dirMode(0o777, -1), "in the directory %s/sub, which is writable by every user, so that user can replace the file; run \"chmod go-w %[1]s/sub\""},
-		{"directory group-writable, foreign group", func(t *testing.T, dir string) string {
-			p := dirMode(0o770, -1)(t, dir)
-			needRoot(t)
-			if err := os.Chown(filepath.Dir(p), -1, nobody); err != nil {
-				t.Fatal(err)
-			}
-			return p
-		}, "which is writable by the group nogroup"},
-		{"directory sticky and other-writable", dirMode(0o777|os.ModeSticky, -1), ""},
-		{"directory owned by nobody", dirMode(0o755, nobody), "which is owned by nobody"},
-		{"symlink into an unsafe directory", func(t *testing.T, dir string) string {
-			target := dirMode(0o777, -1)(t, dir)
-			link := filepath.Join(dir, "link")
-			if err := os.Symlink(target, link); err != nil {
-				t.Fatal(err)
-			}
-			return link
-		}, "which is writable by every user"},
-		{"symlink in a foreign directory", func(t *testing.T, dir string) string {
-			target := writeFile(t, dir, "f", "x\n", 0o600)
-			return foreignLink(t, dir, target)
-		}, "is in the directory %s/foreign, which is owned by nobody"},
-		{"symlink to a symlink in a foreign directory", func(t *testing.T, dir string) string {
-			target := writeFile(t, dir, "f", "x\n", 0o600)
-			link := filepath.Join(dir, "link")
-			if err := os.Symlink(foreignLink(t, dir, target), link); err != nil {
-				t.Fatal(err)
-			}
-			return link
-		}, "is in the directory %s/foreign, which is owned by nobody"},
-		{"relative symlink in a trusted directory", func(t *testing.T, dir string) string {
-			writeFile(t, dir, "f", "x\n", 0o600)
-			link := filepath.Join(dir, "link")
-			if err := os.Symlink("../d/./f", link); err != nil {
-				t.Fatal(err)
-			}
-			return link
-		}, ""},
-		{"foreign symlink in a sticky directory", func(t *testing.T, dir string) string {
-			needRoot(t)
-			target := writeFile(t, dir, "f", "x\n", 0o600)
-			sticky := filepath.Join(dir, "tmp")
-			if err := os.Mkdir(sticky, 0o700); err != nil {
-				t.Fatal(err)
-			}
-			if err := os.Chmod(sticky, 0o777|os.ModeSticky); err != nil {
-				t.Fatal(err)
-			}
-			link := filepath.Join(sticky, "link")
-			if err := os.Symlink(target, link); err != nil {
-				t.Fatal(err)
-			}
-			if err := os.Lchown(link, nobody, nobody); err != nil {
-				t.Fatal(err)
-			}
-			return link
-		}, "goes through the symbolic link %s/tmp/link, which is owned by nobody, not by root"},
-		{"fifo", func(t *testing.T, dir string) string {
-			p := filepath.Join(dir, "fifo")
-			if err := syscall.Mkfifo(p, 0o600); err != nil {
-				t.Fatal(err)
-			}
-			return p
-		}, "is not a regular file"},
-		{"directory itself", func(t *testing.T, dir string) string { return dir }, "is not a regular file"},
-	}
-	for _, tt := range tests {
-		t.Run(tt.name, func(t *testing.T) {
-			dir := privateDir(t)
-			p := tt.setup(t, dir)
-			err := CheckTrustedPath(t, p)
-			want := tt.want
-			if strings.Contains(want, "%") {
-				want = fmt.Sprintf(want, dir)
-			}
-			switch {
-			case want == "" && err != nil:
-				t.Fatalf("CheckTrusted(%s) = %v; want nil", p, err)
-			case want != "" && (!errors.Is(err, ErrUntrustedFile) || !strings.Contains(err.Error(), want)):
-				t.Fatalf("CheckTrusted(%s) = %v; want ErrUntrustedFile containing %q", p, err, want)
-			}
-		})
-	}
-}
-
-// foreignLink makes a symlink to target in dir/foreign, a directory
-// owned by nobody, and returns its path.
-func foreignLink(t *testing.T, dir, target string) string {
-	t.Helper()
-	needRoot(t)
-	foreign := filepath.Join(dir, "foreign")
-	if err := os.Mkdir(foreign, 0o755); err != nil {
-		t.Fatal(err)
-	}
-	link := filepath.Join(foreign, "link")
-	if err := os.Symlink(target, link); err != nil {
-		t.Fatal(err)
-	}
-	if err := os.Chown(foreign, nobody, nobody); err != nil {
-		t.Fatal(err)
-	}
-	return link
-}
-
-// CheckTrustedPath opens p without blocking (p may be a FIFO) and checks
-// it with CheckTrusted.
-func CheckTrustedPath(t *testing.T, p string) error {
-	t.Helper()
-	f, err := os.OpenFile(p, os.O_RDONLY|syscall.O_NONBLOCK, 0)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer f.Close()
-	return CheckTrusted(f, p)
-}
-
-// TestPrivateGroup: group write is harmless only where the group is the
-// owner's private group: its primary group, named as the user, nobody
-// else's primary group, and listing nobody else.
-func TestPrivateGroup(t *testing.T) {
-	needRoot(t) // the file must belong to root, whose primary group is 0
-	dir := privateDir(t)
-	p := writeFile(t, dir, "f", "x\n", 0o660)
-	const rootPw = "root:x:0:0:root:/root:/bin/sh\n"
-	for _, tt := range []struct {
-		passwd, groups string
-		ok             bool
-	}{
-		{rootPw, "root:x:0:\n", true},
-		{rootPw, "root:x:0:root\n", true},
-		{rootPw, "daemon:x:1:\nroot:x:0:root,eve\n", false},
-		{rootPw, "daemon:x:1:\n", false}, // not listed: not known to be private
-		{rootPw, "wheel:x:0:\n", false},  // not named as the user
-		// Another user with the same primary group (users:x:100: on
-		// most systems) can write it although /etc/group lists nobody.
-		{rootPw + "eve:x:1000:0::/home/eve:/bin/sh\n", "root:x:0:\n", false},
-	} {
-		gf := writeFile(t, t.TempDir(), "group", tt.groups, 0o644)
-		pf := writeFile(t, t.TempDir(), "passwd", tt.passwd, 0o644)
-		oldG, oldP := groupFile, passwdFile
-		groupFile, passwdFile = gf, pf
-		err := CheckTrustedPath(t, p)
-		groupFile, passwdFile = oldG, oldP
-		if (err == nil) != tt.ok {
-			t.Errorf("/etc/passwd %q, /etc/group %q: CheckTrusted = %v; want ok %v", tt.passwd, tt.groups, err, tt.ok)
-		}
-	}
 }
 
 // TestLoadUntrusted: Load refuses an rc file, password_file,
@@ -329,23 +133,23 @@ func TestLoadUntrusted(t *testing.T) {
 				t.Fatalf("Load diagnostics:\n%s\nwant an error containing %q and the command that fixes it", out, tt.want)
 			}
 			d := diags[0]
-			if d.Subject.Start.Line != tt.line || d.Extra != ErrUntrustedFile {
-				t.Fatalf("diagnostic at line %d, Extra %v; want line %d, ErrUntrustedFile:\n%s", d.Subject.Start.Line, d.Extra, tt.line, out)
+			if d.Subject.Start.Line != tt.line || d.Extra != trust.ErrUntrustedFile {
+				t.Fatalf("diagnostic at line %d, Extra %v; want line %d, trust.ErrUntrustedFile:\n%s", d.Subject.Start.Line, d.Extra, tt.line, out)
 			}
 			// Made unsafe after a load: refused at use as well.
 			switch tt.what {
 			case "password_file":
 				_, err := Password{File: target}.Resolve(context.Background())
-				if !errors.Is(err, ErrUntrustedFile) {
+				if !errors.Is(err, trust.ErrUntrustedFile) {
 					t.Fatalf("Resolve = %v; want ErrUntrustedFile", err)
 				}
 			case "aliases_file":
-				f, err := OpenTrusted(target)
+				f, err := trust.OpenTrusted(target)
 				if err == nil {
 					f.Close()
 				}
-				if !errors.Is(err, ErrUntrustedFile) {
-					t.Fatalf("OpenTrusted = %v; want ErrUntrustedFile", err)
+				if !errors.Is(err, trust.ErrUntrustedFile) {
+					t.Fatalf("trust.OpenTrusted = %v; want ErrUntrustedFile", err)
 				}
 			}
 		})
@@ -367,18 +171,18 @@ func TestFIFONotOpenedBlocking(t *testing.T) {
 			return nil
 		},
 		"Resolve": func() error {
-			if _, err := (Password{File: p}).Resolve(context.Background()); !errors.Is(err, ErrUntrustedFile) {
+			if _, err := (Password{File: p}).Resolve(context.Background()); !errors.Is(err, trust.ErrUntrustedFile) {
 				return fmt.Errorf("Resolve = %v; want ErrUntrustedFile", err)
 			}
 			return nil
 		},
 		"OpenTrusted": func() error {
-			f, err := OpenTrusted(p)
+			f, err := trust.OpenTrusted(p)
 			if err == nil {
 				f.Close()
 			}
-			if !errors.Is(err, ErrUntrustedFile) {
-				return fmt.Errorf("OpenTrusted = %v; want ErrUntrustedFile", err)
+			if !errors.Is(err, trust.ErrUntrustedFile) {
+				return fmt.Errorf("trust.OpenTrusted = %v; want ErrUntrustedFile", err)
 			}
 			return nil
 		},
@@ -467,16 +271,16 @@ func TestMissingFileChecked(t *testing.T) {
 				if diags.HasErrors() {
 					t.Fatalf("Load errors:\n%s", out)
 				}
-				if err := CheckPath(target); err != nil {
-					t.Fatalf("CheckPath(%s) = %v; want nil (missing where only root can create it)", target, err)
+				if err := trust.CheckPath(target); err != nil {
+					t.Fatalf("trust.CheckPath(%s) = %v; want nil (missing where only root can create it)", target, err)
 				}
 				return
 			}
 			if cfg != nil || !strings.Contains(out, tt.want) || !strings.Contains(out, "run \"ch") && !strings.Contains(out, "create it first") {
 				t.Fatalf("Load diagnostics:\n%s\nwant an error containing %q and how to fix it", out, tt.want)
 			}
-			if d := diags[0]; d.Subject.Start.Line != tt.line || d.Extra != ErrUntrustedFile {
-				t.Fatalf("diagnostic at line %d, Extra %v; want line %d, ErrUntrustedFile:\n%s", d.Subject.Start.Line, d.Extra, tt.line, out)
+			if d := diags[0]; d.Subject.Start.Line != tt.line || d.Extra != trust.ErrUntrustedFile {
+				t.Fatalf("diagnostic at line %d, Extra %v; want line %d, trust.ErrUntrustedFile:\n%s", d.Subject.Start.Line, d.Extra, tt.line, out)
 			}
 		})
 	}
@@ -498,7 +302,7 @@ func TestProgramCheckedAtUse(t *testing.T) {
 		}
 		os.Remove(ran)
 		_, err := (Password{Command: argv}).Resolve(context.Background())
-		if !errors.Is(err, ErrUntrustedFile) {
+		if !errors.Is(err, trust.ErrUntrustedFile) {
 			t.Fatalf("%q other-writable: Resolve = %v; want ErrUntrustedFile", argv, err)
 		}
 		if _, err := os.Stat(ran); err == nil {
@@ -507,20 +311,5 @@ func TestProgramCheckedAtUse(t *testing.T) {
 		if err := os.Chmod(prog, 0o755); err != nil {
 			t.Fatal(err)
 		}
-	}
-}
-
-// TestReadTrusted: a ca_file is read only if it passes CheckTrusted.
-func TestReadTrusted(t *testing.T) {
-	dir := privateDir(t)
-	p := writeFile(t, dir, "ca.pem", "pem\n", 0o644)
-	if b, err := ReadTrusted(p); err != nil || string(b) != "pem\n" {
-		t.Fatalf("ReadTrusted = %q, %v", b, err)
-	}
-	if err := os.Chmod(p, 0o646); err != nil {
-		t.Fatal(err)
-	}
-	if _, err := ReadTrusted(p); !errors.Is(err, ErrUntrustedFile) {
-		t.Fatalf("other-writable: ReadTrusted = %v; want ErrUntrustedFile", err)
 	}
 }

@@ -1,6 +1,6 @@
 //go:build !linux
 
-package rcfile
+package trust
 
 // aclWriters knows only Linux's ACL storage; elsewhere the mode bits
 // alone decide.
