@@ -13,7 +13,6 @@ import (
 	"net"
 	"os"
 	"path/filepath"
-	"testing"
 	"time"
 )
 
@@ -120,7 +119,7 @@ func mustSerial() *big.Int {
 }
 
 // GenerateCert is NewCert for tests: it fails the test on error.
-func GenerateCert(t testing.TB, hosts ...string) (caPEM []byte, server *tls.Config, pool *x509.CertPool) {
+func GenerateCert(t TB, hosts ...string) (caPEM []byte, server *tls.Config, pool *x509.CertPool) {
 	t.Helper()
 	caPEM, server, pool, err := NewCert(hosts...)
 	if err != nil {
@@ -131,7 +130,7 @@ func GenerateCert(t testing.TB, hosts ...string) (caPEM []byte, server *tls.Conf
 
 // WriteCAFile writes caPEM to a file in t.TempDir and returns its path, for
 // clients configured with a CA file path rather than a pool.
-func WriteCAFile(t testing.TB, caPEM []byte) string {
+func WriteCAFile(t TB, caPEM []byte) string {
 	t.Helper()
 	path := filepath.Join(t.TempDir(), "ca.pem")
 	if err := os.WriteFile(path, caPEM, 0o644); err != nil {
