@@ -361,7 +361,7 @@ const staleTmp = 36 * time.Hour
 
 // write stores r as one message in md: the Maildir protocol with the
 // fsyncs it leaves implicit, in the order that makes new/ hold only
-// complete, durable files (STYLE.md §A, mox store/account.go).
+// complete, durable files (doc/design.md §2.2, mox store/account.go).
 func (d *Maildir) write(md *openMaildir, target string, r io.Reader, hook func(path string)) error {
 	// tmp/: O_EXCL so that a clash never appends to someone else's file.
 	var (

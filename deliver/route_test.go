@@ -284,7 +284,7 @@ func checkRouteInvariants(t testing.TB, name string, rt Route, r *Rules) {
 	}
 }
 
-// TestRouteHostile feeds the inputs of RELIABILITY §3 (CVE-2002-1365,
+// TestRouteHostile feeds hostile headers (doc/design.md §3.6: CVE-2002-1365,
 // CVE-2002-1174, the Go address-parser DoS CVEs) and checks the results.
 // Timing is left to BenchmarkRouteHostile; every input here is at most a
 // few MiB, so a quadratic parser would still show as a very slow test.

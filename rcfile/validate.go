@@ -71,7 +71,7 @@ func (p *parser) account(ah *accountHCL, s *settingsHCL, topState string) *Accou
 		a.TLS = p.tlsMode(*s.TLS, s.TLSRange)
 	}
 	if a.TLS == TLSNone && a.Server != "" && !isLoopback(a.Server) {
-		// Allowed because it is explicit (RELIABILITY.md §3, CVE-2006-5867:
+		// Allowed because it is explicit (doc/design.md §3.1, CVE-2006-5867:
 		// never an implicit downgrade), but worth saying out loud.
 		p.warnf(s.TLSRange, "Password sent in clear text",
 			`tls = "none" sends the password unencrypted to %s; use "implicit" or "starttls" unless this is a test server.`, a.Server)
@@ -183,7 +183,7 @@ func (p *parser) required(v *string, rng, block hcl.Range, name, example string)
 }
 
 // credential rejects what would let a config value inject protocol lines:
-// CR, LF and NUL (RELIABILITY.md §3), and overlong values.
+// CR, LF and NUL (doc/design.md §3.3), and overlong values.
 func (p *parser) credential(v string, rng hcl.Range, name string, max int) {
 	if i := strings.IndexAny(v, "\r\n\x00"); i >= 0 {
 		p.errorf(rng, "Invalid "+name,
