@@ -212,3 +212,69 @@ func clip(s string) string {
 	}
 	return s
 }
+
+// TestReadmeSetUp keeps the README's set-up section and layout table true:
+// the two set-up commands exist as written, the README names every step
+// .ci/test runs, and every package directory is in the layout table.
+func TestReadmeSetUp(t *testing.T) {
+	readme, err := os.ReadFile(filepath.Join(repoRoot, "README.md"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, cmd := range []string{"go run ./cmd/popfetch demo", "sudo bash .ci/run"} {
+		if !bytes.Contains(readme, []byte("\n"+cmd+" ")) {
+			t.Errorf("README.md lacks the set-up command %q at the start of a line", cmd)
+		}
+	}
+	if !regexp.MustCompile(`(?m)^  demo `).MatchString(usage) {
+		t.Errorf("README.md runs `popfetch demo`, but --help lists no demo command")
+	}
+	run, err := os.ReadFile(filepath.Join(repoRoot, ".ci", "run"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !regexp.MustCompile(`(?m)^bash \.ci/test\b`).Match(run) {
+		t.Errorf(".ci/run does not run .ci/test")
+	}
+	ciTest, err := os.ReadFile(filepath.Join(repoRoot, ".ci", "test"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	// Each step: what .ci/test runs, and how the README names it.
+	for _, step := range []struct{ script, readme string }{
+		{"\ngo vet ./...", "`go vet`"},
+		{"\ngo run \"honnef.co/go/tools/cmd/staticcheck@", "`staticcheck`"},
+		{"\ngo mod tidy -diff", "`go mod tidy -diff`"},
+		{"\ngo test -race -shuffle=on", "`go test -race -shuffle=on ./...`"},
+		{" -fuzz ", "fuzz smoke run"},
+	} {
+		if !bytes.Contains(ciTest, []byte(step.script)) {
+			t.Errorf(".ci/test does not run %q", strings.TrimSpace(step.script))
+		} else if !bytes.Contains(readme, []byte(step.readme)) {
+			t.Errorf(".ci/test runs %q, but README.md does not say %s", strings.TrimSpace(step.script), step.readme)
+		}
+	}
+	// The layout table: "| `dir` | job |" for every directory holding a
+	// non-test .go file (the root package aside: it only embeds the
+	// sample mail).
+	listed := map[string]bool{}
+	for _, m := range regexp.MustCompile("(?m)^\\| `([a-z0-9/]+)` \\|").FindAllSubmatch(readme, -1) {
+		listed[string(m[1])] = true
+	}
+	dirs := map[string]bool{}
+	for file := range goComments(t) {
+		if dir := filepath.Dir(file); dir != "." && !strings.HasSuffix(file, "_test.go") {
+			dirs[filepath.ToSlash(dir)] = true
+		}
+	}
+	for dir := range dirs {
+		if !listed[dir] {
+			t.Errorf("README.md's layout table lacks the package %s", dir)
+		}
+	}
+	for dir := range listed {
+		if _, err := os.Stat(filepath.Join(repoRoot, dir)); err != nil {
+			t.Errorf("README.md's layout table lists %s: %v", dir, err)
+		}
+	}
+}
