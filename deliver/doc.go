@@ -1,6 +1,7 @@
 // Package deliver hands fetched messages to their local destinations: it
 // routes multidrop mail to local users and writes each copy durably into
-// a Maildir, pipes it to an MDA or sends it over SMTP or LMTP.
+// a Maildir, pipes it to an MDA or sends it over SMTP or LMTP. The rules
+// it keeps (durability, routing, no shell) are in doc/design.md §2-§4.
 //
 // # Pipeline
 //
@@ -11,7 +12,7 @@
 //     recipients from the configured envelope header at its configured
 //     position, mapped through a whitelist ([Directory], aliases). It never
 //     relays to non-local addresses, and it falls back to the postmaster
-//     when nothing matches (RELIABILITY §4). A single-drop account has one
+//     when nothing matches (doc/design.md §4). A single-drop account has one
 //     [Recipient] whose fields are empty.
 //  2. Delivery. A [Target] ([Maildir], [MDA], [SMTP]) writes one copy per
 //     recipient, with [Received] and Delivered-To fields in front of the

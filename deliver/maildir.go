@@ -408,7 +408,7 @@ var ErrNameTaken = errors.New("maildir: name in new/ taken; the copy has a fresh
 // prepare stores r as one message in md's tmp/ and chooses its name in
 // new/: the Maildir protocol up to the link, with the fsyncs it leaves
 // implicit, in the order that makes new/ hold only complete, durable
-// files (mox store/account.go does the same). On success the Prepared
+// files (doc/design.md §2.2; mox store/account.go does the same). On success the Prepared
 // owns md.
 func (d *Maildir) prepare(md *openMaildir, target string, r io.Reader) (*Prepared, error) {
 	// tmp/: O_EXCL so that a clash never appends to someone else's file.

@@ -240,7 +240,7 @@ func (d *MDA) usesPlaceholder(name string) bool {
 }
 
 // checkValue validates a value before it goes into an argv element
-// (RELIABILITY §3, PHPMailer CVE-2016-10033): no control characters (a
+// (doc/design.md §3.4, PHPMailer CVE-2016-10033): no control characters (a
 // newline could start a new line in a generated file or header), no
 // leading '-' (it would be read as an option, e.g. sendmail -X), and for
 // {user} nothing that walks a path. Splitting is impossible anyway because

@@ -10,7 +10,7 @@ import (
 )
 
 // Message is one message fetched from a POP3 mailbox, spooled whole before
-// any delivery starts (RELIABILITY §1.1: never stream a RETR into a target,
+// any delivery starts (doc/design.md §2.1: never stream a RETR into a target,
 // because a target that sees EOF would deliver a truncated message).
 //
 // Raw holds the message exactly as the server sent it after dot-unstuffing,
@@ -74,8 +74,8 @@ func IsPermanent(err error) bool {
 // ReturnPath returns the address of the message's first Return-Path field,
 // or "". The header is read by the same bounded reader routing uses, and
 // the address parsed by go-message's parser; a value over 512 bytes is
-// ignored: the envelope sender is never worth a long parse (RELIABILITY
-// §3). It is the default {sender} of an MDA and MAIL FROM of SMTP; it is
+// ignored: the envelope sender is never worth a long parse (doc/design.md
+// §3.5). It is the default {sender} of an MDA and MAIL FROM of SMTP; it is
 // never used to route.
 func ReturnPath(raw []byte) string {
 	h, _ := readHeader(raw)

@@ -68,7 +68,7 @@ type SMTP struct {
 // maxReplyBytes bounds everything a server may send us on one connection
 // (on top of a per-recipient allowance): go-smtp bounds a reply line (2000
 // bytes), but not the number of lines in a multiline reply, which
-// net/textproto joins in memory (RELIABILITY §3, fetchmail CVE-2025-61962,
+// net/textproto joins in memory (doc/design.md §3.6, fetchmail CVE-2025-61962,
 // Go CVE-2025-61724). A reply cut off by either limit is an i/o error,
 // never a success.
 const maxReplyBytes = 1 << 20
@@ -488,7 +488,7 @@ func (d *SMTP) Deliver(ctx context.Context, m *Message, sender string, rcpts []R
 	}
 	if needUTF8 {
 		// RFC 6531: non-ASCII addresses need SMTPUTF8 downstream; without
-		// it the message goes to the postmaster (RELIABILITY §4).
+		// it the message goes to the postmaster (doc/design.md §5.5).
 		if ok, _ := c.Extension("SMTPUTF8"); !ok {
 			setAll(groups, &Error{Target: d.target, Permanent: true, Reason: d.proto + " server lacks SMTPUTF8 for a non-ASCII address"})
 			quit()

@@ -720,7 +720,7 @@ func checkReasons(t testing.TB, errs []error) {
 }
 
 // TestSMTPMalformedReplies plays malformed, multiline and oversized
-// replies at each stage (RELIABILITY §3, fetchmail CVE-2025-61962): no
+// replies at each stage (doc/design.md §3.6, fetchmail CVE-2025-61962): no
 // hang, no unbounded read, a bounded one-line reason, and success only for
 // a well-formed 2xx to the final dot.
 func TestSMTPMalformedReplies(t *testing.T) {

@@ -24,7 +24,7 @@ import (
 	"github.com/popfetch/popfetch/rcfile"
 )
 
-// Delivery faults end to end (issue 3): a multidrop mailbox on the fake
+// Delivery faults end to end: a multidrop mailbox on the fake
 // POP3 server holds one message for alice and bob; the real NewDispatcher
 // delivers it to a real target (an in-process go-smtp server scripted per
 // RCPT and per recipient after DATA, or an MDA script) with a Maildir

@@ -57,6 +57,9 @@
 // remembers the broken round, and any poll, one-shot runs too, does so
 // while a message it is to fetch has a failure count.
 //
+// The delivery contract, the security rules and the RFC points behind
+// this package are in doc/design.md.
+//
 // The invariant, which every change here must keep: a message's UID is
 // recorded only after the message is durably delivered, and DELE is sent only
 // after the UID is durably recorded. A UID alone is never enough for DELE:

@@ -16,8 +16,8 @@ import (
 	"github.com/popfetch/popfetch/rcfile"
 )
 
-// Integration tests against a real dovecot-pop3d (RELIABILITY: real parts
-// where users have them). dovecottest skips them when dovecot is missing,
+// Integration tests against a real dovecot-pop3d: the server users run,
+// not only the fake one. dovecottest skips them when dovecot is missing,
 // and fails them in CI.
 
 func dovecotAccount(t *testing.T, srv *dovecottest.Server, mb *dovecottest.Mailbox, mode rcfile.TLSMode) *rcfile.Account {

@@ -17,7 +17,7 @@ import (
 	"github.com/popfetch/popfetch/rcfile"
 )
 
-// The proof: a multidrop mailbox of ~200 varied messages on a real
+// Multidrop end to end: a mailbox of ~200 varied messages on a real
 // dovecot, fetched once through the real NewDispatcher into real targets
 // (per-user Maildirs, dovecot's LMTP, procmail), lands in exactly the right
 // places: every user copy once, the unroutable ones at the postmaster with

@@ -1,5 +1,6 @@
 // Package uidl is popfetch's durable memory of which POP3 messages were
 // already delivered: one journal of seen UIDLs (RFC 1939 §7) per mailbox.
+// The delivery contract it serves is doc/design.md §2.
 //
 // # Files
 //
@@ -204,7 +205,7 @@
 //
 // The crash window that remains is between delivery and Add: the message is
 // delivered but its UID not recorded, so the next poll fetches it again. That
-// is one duplicate, never a loss (RELIABILITY.md §1 step 3).
+// is one duplicate, never a loss (doc/design.md §2.7).
 //
 // # Locking
 //

@@ -42,7 +42,7 @@ const minGarbage = 1024
 // fsTrace, when set by tests, is called after each durability-relevant
 // filesystem operation ("write", "sync", "rename", "syncdir", ...) with the
 // path it concerns. fsync on tmpfs is a no-op, so ordering is checked by
-// recording the operations instead (RELIABILITY.md §3.1).
+// recording the operations instead.
 var fsTrace func(op, path string)
 
 // fileWrite and fileSync are the journal's write(2) and fsync(2). Tests

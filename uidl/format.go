@@ -274,6 +274,13 @@ func (st *state) apply(kind byte, uid string, t int64, rcpt string, id Identity)
 	case 'f':
 		// rcpt holds the count, validated by parseRecord; t is the
 		// time of the last failure (or success).
+		if e.retrFails > 0 && e.liveRecords() == 1 {
+			// Only failures keep the UID, so compaction writes it back
+			// as one "f" record with the last failure's time: the
+			// UID's first-seen time must follow that time, or a
+			// compaction would change it.
+			e.first = t
+		}
 		e.retrFails, _ = strconv.Atoi(rcpt)
 		e.retrFailAt = t
 		if e.retrFails == 0 && e.liveRecords() == 0 {

@@ -15,7 +15,6 @@ import (
 	"net"
 	"os"
 	"path/filepath"
-	"testing"
 	"time"
 )
 
@@ -46,11 +45,11 @@ func NewCert(hosts ...string) (caPEM []byte, server *tls.Config, pool *x509.Cert
 
 // SPKIPin returns the tls_fingerprint of the server certificate in cfg:
 // the hex SHA-256 of its SubjectPublicKeyInfo.
-func SPKIPin(t testing.TB, cfg *tls.Config) string {
+func SPKIPin(t TB, cfg *tls.Config) string {
 	t.Helper()
 	leaf, err := x509.ParseCertificate(cfg.Certificates[0].Certificate[0])
 	if err != nil {
-		t.Fatal(err)
+		t.Fatalf("pop3test: %v", err)
 	}
 	sum := sha256.Sum256(leaf.RawSubjectPublicKeyInfo)
 	return hex.EncodeToString(sum[:])
@@ -134,7 +133,7 @@ func mustSerial() *big.Int {
 }
 
 // GenerateCert is NewCert for tests: it fails the test on error.
-func GenerateCert(t testing.TB, hosts ...string) (caPEM []byte, server *tls.Config, pool *x509.CertPool) {
+func GenerateCert(t TB, hosts ...string) (caPEM []byte, server *tls.Config, pool *x509.CertPool) {
 	t.Helper()
 	caPEM, server, pool, err := NewCert(hosts...)
 	if err != nil {
@@ -145,7 +144,7 @@ func GenerateCert(t testing.TB, hosts ...string) (caPEM []byte, server *tls.Conf
 
 // WriteCAFile writes caPEM to a file in t.TempDir and returns its path, for
 // clients configured with a CA file path rather than a pool.
-func WriteCAFile(t testing.TB, caPEM []byte) string {
+func WriteCAFile(t TB, caPEM []byte) string {
 	t.Helper()
 	path := filepath.Join(t.TempDir(), "ca.pem")
 	if err := os.WriteFile(path, caPEM, 0o644); err != nil {

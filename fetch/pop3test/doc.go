@@ -23,5 +23,8 @@
 // Reply that starts with "+OK", or with DropAfter, Trickle and Append. Drop,
 // Hang, Truncate, Skip, the endless actions and Custom have no side effect.
 //
-// Only tests import this package.
+// Tests import this package, and so does popfetch demo, which runs Start
+// and NewCert in the shipped binary: so the package does not import
+// testing (its helpers take the small TB interface that *testing.T
+// satisfies), and cmd/popfetch's TestBinaryLinksNoTestCode keeps it so.
 package pop3test

@@ -13,7 +13,6 @@ import (
 	"strconv"
 	"strings"
 	"sync"
-	"testing"
 	"time"
 )
 
@@ -157,9 +156,22 @@ const (
 	pipelineGrace = 20 * time.Millisecond
 )
 
+// TB is the part of testing.TB this package uses; *testing.T,
+// *testing.B and *testing.F satisfy it. It is an interface of its own, not
+// testing.TB, so that importing this package does not link the testing
+// package: popfetch demo runs this server in the shipped binary (Start,
+// NewCert), which must carry no test code.
+type TB interface {
+	Helper()
+	Cleanup(func())
+	Errorf(format string, args ...any)
+	Fatalf(format string, args ...any)
+	TempDir() string
+}
+
 // Server is a fake POP3 server listening on 127.0.0.1.
 type Server struct {
-	t    testing.TB
+	t    TB
 	opts Options
 	ln   net.Listener
 	done chan struct{} // closed by Close: releases Hang and Trickle
@@ -186,7 +198,7 @@ type entry struct {
 
 // NewServer starts a server on 127.0.0.1:0. It serves any number of
 // sequential and concurrent sessions and is closed by t.Cleanup.
-func NewServer(t testing.TB, opts Options) *Server {
+func NewServer(t TB, opts Options) *Server {
 	t.Helper()
 	s, err := Start(opts)
 	if err != nil {
@@ -202,7 +214,7 @@ func NewServer(t testing.TB, opts Options) *Server {
 // in the transcript.
 func Start(opts Options) (*Server, error) {
 	if (opts.Implicit || opts.STLS) && opts.TLS == nil {
-		return nil, fmt.Errorf("Implicit and STLS need Options.TLS (see GenerateCert)")
+		return nil, errors.New("options Implicit and STLS need Options.TLS (see GenerateCert)")
 	}
 	if opts.User == "" {
 		opts.User = "user"

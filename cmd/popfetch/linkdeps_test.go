@@ -1,0 +1,42 @@
+package main
+
+import (
+	"os/exec"
+	"slices"
+	"strings"
+	"testing"
+)
+
+// TestBinaryLinksNoTestCode: the shipped binary must not link the testing
+// package (or anything under testing/): test code in a release binary is
+// dead weight at best and registers test flags at worst. popfetch demo runs
+// fetch/pop3test's server, which is why that package takes its own small TB
+// interface instead of testing.TB.
+func TestBinaryLinksNoTestCode(t *testing.T) {
+	out, err := exec.Command("go", "list", "-deps", ".").Output()
+	if err != nil {
+		t.Fatalf("go list -deps .: %v", err)
+	}
+	var bad []string
+	for _, p := range strings.Fields(string(out)) {
+		if p == "testing" || strings.HasPrefix(p, "testing/") {
+			bad = append(bad, p)
+		}
+	}
+	if len(bad) > 0 {
+		why, _ := exec.Command("go", "list", "-f", `{{.ImportPath}}: {{join .Imports " "}}`, "-deps", ".").Output()
+		var importers []string
+		for _, line := range strings.Split(string(why), "\n") {
+			pkg, imports, ok := strings.Cut(line, ":")
+			if !ok {
+				continue
+			}
+			for _, b := range bad {
+				if slices.Contains(strings.Fields(imports), b) {
+					importers = append(importers, pkg)
+				}
+			}
+		}
+		t.Errorf("go list -deps ./cmd/popfetch links %v (imported by %v); the binary must carry no test code", bad, importers)
+	}
+}
