@@ -3,12 +3,7 @@ package fetch
 import (
 	"bytes"
 	"sync"
-	"time"
 )
-
-// wait bounds every wait on a goroutine of a test; it only matters when a
-// test fails.
-const wait = 5 * time.Second
 
 // syncBuffer is a bytes.Buffer that a logger may write from several
 // goroutines while the test reads it.

@@ -565,7 +565,7 @@ func (d *Daemon) runPoll(a *account, cfg *rcfile.Account, stop <-chan struct{}, 
 			r.Start = start
 		}
 		if r.Elapsed == 0 {
-			r.Elapsed = time.Now().Sub(start)
+			r.Elapsed = time.Since(start)
 		}
 		d.results <- pollDone{a, r}
 	}()

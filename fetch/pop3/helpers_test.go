@@ -1,9 +1,7 @@
 package pop3
 
 import (
-	"context"
 	"fmt"
-	"testing"
 	"time"
 
 	"github.com/popfetch/popfetch/fetch/pop3test"
@@ -27,20 +25,6 @@ func msgs(n int) []pop3test.Message {
 // plainOptions are the Options for srv without TLS.
 func plainOptions(srv *pop3test.Server) Options {
 	return Options{Host: srv.Host(), Port: srv.Port(), TLS: TLSNone, Timeout: 5 * time.Second}
-}
-
-// login dials srv and logs in as pop3test's default user.
-func login(t *testing.T, o Options) *Conn {
-	t.Helper()
-	c, err := Dial(context.Background(), o)
-	if err != nil {
-		t.Fatalf("Dial: %v", err)
-	}
-	t.Cleanup(c.Close)
-	if err := c.Login("user", "pass"); err != nil {
-		t.Fatalf("Login: %v", err)
-	}
-	return c
 }
 
 // retrieveAll lists the maildrop and retrieves every message, one command
