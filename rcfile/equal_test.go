@@ -94,7 +94,7 @@ account "one" {
 
 func parseRC(t *testing.T, src string) (*Config, map[string]*Account) {
 	t.Helper()
-	cfg, diags := Parse([]byte(src), "/etc/popfetch/popfetch.hcl")
+	cfg, diags := parseAs([]byte(src), "/etc/popfetch/popfetch.hcl", testEUID)
 	if diags.HasErrors() {
 		t.Fatalf("Parse: %v", diags)
 	}
@@ -109,6 +109,7 @@ func parseRC(t *testing.T, src string) (*Config, map[string]*Account) {
 // a comment line is not a change; editing any setting, also deep inside
 // nested blocks, is.
 func TestSameAccountIgnoresPositions(t *testing.T) {
+	t.Parallel()
 	_, a := parseRC(t, rcA)
 	_, moved := parseRC(t, rcAMoved)
 	for name, x := range a {
@@ -155,6 +156,7 @@ func TestSameAccountIgnoresPositions(t *testing.T) {
 // TestSameAccount: each field the rc file sets counts, at any depth;
 // positions (hcl.Range) do not.
 func TestSameAccount(t *testing.T) {
+	t.Parallel()
 	pos := func(line int) hcl.Range {
 		return hcl.Range{Filename: "/etc/popfetch.hcl", Start: hcl.Pos{Line: line, Column: 1, Byte: 10 * line}, End: hcl.Pos{Line: line, Column: 9, Byte: 10*line + 8}}
 	}

@@ -42,6 +42,11 @@ const maxFileSize = 1 << 20
 //
 // The Config is nil whenever the diagnostics hold an error.
 func Load(path string) (*Config, hcl.Diagnostics) {
+	return loadAs(path, os.Geteuid())
+}
+
+// loadAs is Load for a process whose effective user ID is euid (see parseAs).
+func loadAs(path string, euid int) (*Config, hcl.Diagnostics) {
 	src, mode, err := readFile(path)
 	if err != nil {
 		d := &hcl.Diagnostic{
@@ -55,7 +60,7 @@ func Load(path string) (*Config, hcl.Diagnostics) {
 		}
 		return nil, hcl.Diagnostics{d}
 	}
-	cfg, diags := Parse(src, path)
+	cfg, diags := parseAs(src, path, euid)
 	if mode&0o044 != 0 {
 		for _, rng := range inlinePasswords(src, path) {
 			diags = append(diags, &hcl.Diagnostic{

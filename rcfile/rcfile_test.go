@@ -26,7 +26,8 @@ var update = flag.Bool("update", false, "rewrite the golden files in testdata/rc
 const rcDir = "../testdata/rc"
 
 // fixedEnv makes Parse's environment-dependent defaults (home, state
-// directory, euid) the same on every machine, so golden files are stable.
+// directory) the same on every machine, so golden files are stable; the
+// euid is pinned by parsing with testEUID.
 func fixedEnv(t *testing.T) {
 	t.Helper()
 	t.Setenv("HOME", "/home/joe")
@@ -36,10 +37,11 @@ func fixedEnv(t *testing.T) {
 		t.Setenv(v, "")
 		os.Unsetenv(v)
 	}
-	old := geteuid
-	geteuid = func() int { return 1000 }
-	t.Cleanup(func() { geteuid = old })
 }
+
+// testEUID is the effective user ID the tests parse as: a user, not root,
+// so the default state_dir is under $HOME on every machine.
+const testEUID = 1000
 
 func golden(t *testing.T, path string, got []byte) {
 	t.Helper()
@@ -94,7 +96,7 @@ func TestGood(t *testing.T) {
 			if len(inlinePasswords(src, f)) > 0 {
 				t.Errorf("%s: examples must not contain inline passwords (git does not keep 0600)", f)
 			}
-			cfg, diags := Parse(src, filepath.Base(f))
+			cfg, diags := parseAs(src, filepath.Base(f), testEUID)
 			out := render(t, diags)
 			if diags.HasErrors() {
 				t.Fatalf("Parse(%s) errors:\n%s", f, out)
@@ -108,7 +110,7 @@ func TestGood(t *testing.T) {
 
 			// The effective settings must themselves be a valid file
 			// that means the same thing.
-			cfg2, diags2 := Parse(b.Bytes()[len(out):], filepath.Base(f))
+			cfg2, diags2 := parseAs(b.Bytes()[len(out):], filepath.Base(f), testEUID)
 			if diags2.HasErrors() {
 				t.Fatalf("Format output does not parse:\n%s", render(t, diags2))
 			}
@@ -137,7 +139,7 @@ func TestBad(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			cfg, diags := Parse(src, filepath.Base(f))
+			cfg, diags := parseAs(src, filepath.Base(f), testEUID)
 			if !diags.HasErrors() || cfg != nil {
 				t.Errorf("Parse(%s) = %v, no error; want errors", f, cfg)
 			}
@@ -149,7 +151,7 @@ func TestBad(t *testing.T) {
 // parseOne parses a small file built from an account body.
 func parseOne(t *testing.T, src string) (*Config, hcl.Diagnostics) {
 	t.Helper()
-	return Parse([]byte(src), "/etc/popfetch/test.hcl")
+	return parseAs([]byte(src), "/etc/popfetch/test.hcl", testEUID)
 }
 
 // minimal puts the required settings in defaults, so that the account
@@ -435,7 +437,7 @@ account "a" {
 	}
 	for _, tt := range tests {
 		p := writeFile(t, dir, "rc.hcl", tt.src, tt.mode)
-		cfg, diags := Load(p)
+		cfg, diags := loadAs(p, testEUID)
 		out := string(render(t, diags))
 		if tt.wantErr == "" {
 			if diags.HasErrors() || cfg == nil {
@@ -453,7 +455,7 @@ account "a" {
 		}
 	}
 
-	if _, diags := Load(filepath.Join(dir, "nope.hcl")); !diags.HasErrors() || !diagLine.MatchString(string(render(t, diags))) {
+	if _, diags := loadAs(filepath.Join(dir, "nope.hcl"), testEUID); !diags.HasErrors() || !diagLine.MatchString(string(render(t, diags))) {
 		t.Errorf("Load(missing file) = %v; want one positioned error", diags)
 	}
 }
@@ -543,6 +545,7 @@ func TestResolve(t *testing.T) {
 // command printed to stdout, so a helper that prints the secret and fails
 // does not put it in the log.
 func TestPasswordCommandStderr(t *testing.T) {
+	t.Parallel()
 	const secret = "Zq9x-Hunter2-SECRET"
 	long := strings.Repeat("é", 60) // 120 bytes
 	for _, tt := range []struct {
@@ -605,7 +608,7 @@ func TestFind(t *testing.T) {
 func TestWriteDiagnosticsSnippet(t *testing.T) {
 	fixedEnv(t)
 	src := "account \"a\" {\n\tserver = 5\n\ttls = \"ssl\"\n}\n"
-	_, diags := Parse([]byte(src), "x.hcl")
+	_, diags := parseAs([]byte(src), "x.hcl", testEUID)
 	var b bytes.Buffer
 	WriteDiagnostics(&b, diags, map[string]*hcl.File{"x.hcl": {Bytes: []byte(src)}})
 	if !strings.Contains(b.String(), "x.hcl:3:2: error: Invalid tls mode;") ||
@@ -627,7 +630,7 @@ func FuzzParse(f *testing.F) {
 		f.Add(b)
 	}
 	f.Fuzz(func(t *testing.T, src []byte) {
-		cfg, diags := Parse(src, "fuzz.hcl")
+		cfg, diags := parseAs(src, "fuzz.hcl", testEUID)
 		if (cfg == nil) != diags.HasErrors() {
 			t.Fatalf("cfg = %v with errors = %v", cfg, diags.HasErrors())
 		}
@@ -646,6 +649,7 @@ func FuzzParse(f *testing.F) {
 // TestHCLString: what Format quotes, HCL reads back unchanged, including
 // the template introducers ${ and %{ that must not be evaluated.
 func TestHCLString(t *testing.T) {
+	t.Parallel()
 	for _, s := range []string{"", "plain", `a"b`, `a\b`, "${HOME}", "%{ if x }", "$", "$$", "tab\there", "nl\nand\rcr", "\x01\x7f", "bücher", "😀", "\u2028"} {
 		q := hclValue(cty.StringVal(s))
 		expr, diags := hclsyntax.ParseExpression([]byte(q), "q", hcl.InitialPos)

@@ -121,7 +121,7 @@ func TestLoadUntrusted(t *testing.T) {
 			} else {
 				own(target)
 			}
-			cfg, diags := Load(p)
+			cfg, diags := loadAs(p, testEUID)
 			out := string(render(t, diags))
 			if tt.want == "" {
 				if diags.HasErrors() {
@@ -159,13 +159,14 @@ func TestLoadUntrusted(t *testing.T) {
 // TestFIFONotOpenedBlocking: an rc file, password_file or aliases_file
 // that is a FIFO is refused at once, not waited on for a writer.
 func TestFIFONotOpenedBlocking(t *testing.T) {
+	t.Parallel()
 	p := filepath.Join(privateDir(t), "fifo")
 	if err := syscall.Mkfifo(p, 0o600); err != nil {
 		t.Fatal(err)
 	}
 	for name, open := range map[string]func() error{
 		"Load": func() error {
-			if _, diags := Load(p); !diags.HasErrors() || !strings.Contains(diags[0].Detail, "not a regular file") {
+			if _, diags := loadAs(p, testEUID); !diags.HasErrors() || !strings.Contains(diags[0].Detail, "not a regular file") {
 				return fmt.Errorf("Load = %v; want not a regular file", diags)
 			}
 			return nil
@@ -265,7 +266,7 @@ func TestMissingFileChecked(t *testing.T) {
 				extra = fmt.Sprintf("ca_file = %q", target)
 			}
 			p := writeFile(t, dir, "rc.hcl", fmt.Sprintf(rc, pw, dest, extra), 0o600)
-			cfg, diags := Load(p)
+			cfg, diags := loadAs(p, testEUID)
 			out := string(render(t, diags))
 			if tt.want == "" {
 				if diags.HasErrors() {
