@@ -576,19 +576,17 @@ func TestFind(t *testing.T) {
 	fixedEnv(t)
 	home := t.TempDir()
 	t.Setenv("HOME", home)
-	old := systemConfig
-	systemConfig = filepath.Join(t.TempDir(), "etc-popfetch.hcl")
-	t.Cleanup(func() { systemConfig = old })
+	systemConfig := filepath.Join(t.TempDir(), "etc-popfetch.hcl")
 	user := filepath.Join(home, ".config", "popfetch", "popfetch.hcl")
 
 	// Nothing exists: the error lists every place looked.
-	_, err := Find("")
+	_, err := find("", systemConfig)
 	if !errors.Is(err, fs.ErrNotExist) || !strings.Contains(err.Error(), user) || !strings.Contains(err.Error(), systemConfig) {
 		t.Errorf("Find() with no files = %v; want ErrNotExist naming %s and %s", err, user, systemConfig)
 	}
 	check := func(flag, want string) {
 		t.Helper()
-		if got, err := Find(flag); got != want || err != nil {
+		if got, err := find(flag, systemConfig); got != want || err != nil {
 			t.Errorf("Find(%q) = %q, %v; want %q", flag, got, err, want)
 		}
 	}
