@@ -19,6 +19,8 @@ import (
 	"github.com/hashicorp/hcl/v2"
 	"github.com/hashicorp/hcl/v2/hclsyntax"
 	"github.com/zclconf/go-cty/cty"
+
+	"github.com/popfetch/popfetch/internal/testutil"
 )
 
 var update = flag.Bool("update", false, "rewrite the golden files in testdata/rc and rcfile/testdata")
@@ -390,20 +392,6 @@ account "d" {
 	}
 }
 
-// writeFile creates name in dir with the given mode (chmod after create,
-// because the umask would mask the mode given to WriteFile).
-func writeFile(t *testing.T, dir, name, content string, mode os.FileMode) string {
-	t.Helper()
-	p := filepath.Join(dir, name)
-	if err := os.WriteFile(p, []byte(content), 0o600); err != nil {
-		t.Fatal(err)
-	}
-	if err := os.Chmod(p, mode); err != nil {
-		t.Fatal(err)
-	}
-	return p
-}
-
 func TestLoadPermissions(t *testing.T) {
 	fixedEnv(t)
 	dir := t.TempDir()
@@ -418,7 +406,7 @@ account "a" {
 }
 `
 	pwFile := func(mode os.FileMode) string {
-		return fmt.Sprintf(minimal, `password_file = "`+writeFile(t, dir, fmt.Sprintf("pw%o", mode), "pw\n", mode)+`"`)
+		return fmt.Sprintf(minimal, `password_file = "`+testutil.WriteFile(t, dir, fmt.Sprintf("pw%o", mode), "pw\n", mode)+`"`)
 	}
 	tests := []struct {
 		name, src string
@@ -436,7 +424,7 @@ account "a" {
 		{"password_file missing", fmt.Sprintf(minimal, `password_file = "missing"`), 0o644, "", 0},
 	}
 	for _, tt := range tests {
-		p := writeFile(t, dir, "rc.hcl", tt.src, tt.mode)
+		p := testutil.WriteFile(t, dir, "rc.hcl", tt.src, tt.mode)
 		cfg, diags := loadAs(p, testEUID)
 		out := string(render(t, diags))
 		if tt.wantErr == "" {
@@ -496,11 +484,11 @@ func TestResolve(t *testing.T) {
 		wantErr string
 	}{
 		{"inline", Password{Inline: "abc"}, "abc", ""},
-		{"file", Password{File: writeFile(t, dir, "a", "from-file\nsecond line\n", 0o600)}, "from-file", ""},
-		{"file no newline", Password{File: writeFile(t, dir, "b", "x y", 0o400)}, "x y", ""},
-		{"file group readable", Password{File: writeFile(t, dir, "c", "x\n", 0o640)}, "", "chmod 600"},
-		{"file CRLF", Password{File: writeFile(t, dir, "d", "x\r\n", 0o600)}, "", "carriage return"},
-		{"file empty", Password{File: writeFile(t, dir, "e", "\nx\n", 0o600)}, "", "empty"},
+		{"file", Password{File: testutil.WriteFile(t, dir, "a", "from-file\nsecond line\n", 0o600)}, "from-file", ""},
+		{"file no newline", Password{File: testutil.WriteFile(t, dir, "b", "x y", 0o400)}, "x y", ""},
+		{"file group readable", Password{File: testutil.WriteFile(t, dir, "c", "x\n", 0o640)}, "", "chmod 600"},
+		{"file CRLF", Password{File: testutil.WriteFile(t, dir, "d", "x\r\n", 0o600)}, "", "carriage return"},
+		{"file empty", Password{File: testutil.WriteFile(t, dir, "e", "\nx\n", 0o600)}, "", "empty"},
 		{"file missing", Password{File: filepath.Join(dir, "nope")}, "", "no such file"},
 		{"env", Password{Env: "PF_PW"}, "from-env", ""},
 		{"env empty", Password{Env: "PF_EMPTY"}, "", "unset or empty"},
@@ -590,10 +578,10 @@ func TestFind(t *testing.T) {
 			t.Errorf("Find(%q) = %q, %v; want %q", flag, got, err, want)
 		}
 	}
-	writeFile(t, filepath.Dir(systemConfig), filepath.Base(systemConfig), "", 0o600)
+	testutil.WriteFile(t, filepath.Dir(systemConfig), filepath.Base(systemConfig), "", 0o600)
 	check("", systemConfig)
 	os.MkdirAll(filepath.Dir(user), 0o700)
-	writeFile(t, filepath.Dir(user), "popfetch.hcl", "", 0o600)
+	testutil.WriteFile(t, filepath.Dir(user), "popfetch.hcl", "", 0o600)
 	check("", user)
 	xdg := t.TempDir()
 	t.Setenv("XDG_CONFIG_HOME", xdg)

@@ -9,6 +9,8 @@ import (
 	"testing"
 
 	"github.com/hashicorp/hcl/v2"
+
+	"github.com/popfetch/popfetch/internal/testutil"
 )
 
 // testSecret is the password of the broken rc files below; leakFragments
@@ -103,7 +105,7 @@ func TestDiagnosticsMaskSecrets(t *testing.T) {
 // readable file points at the password line; its snippet shows ***.
 func TestLoadReadableMasksSnippet(t *testing.T) {
 	fixedEnv(t)
-	p := writeFile(t, privateDir(t), "rc.hcl", fmt.Sprintf(minimal, `password = "`+testSecret+`"`), 0o644)
+	p := testutil.WriteFile(t, testutil.PrivateDir(t), "rc.hcl", fmt.Sprintf(minimal, `password = "`+testSecret+`"`), 0o644)
 	_, diags := loadAs(p, testEUID)
 	var b bytes.Buffer
 	WriteDiagnostics(&b, diags, SourceFiles(diags))
