@@ -251,11 +251,18 @@ func TestErrors(t *testing.T) {
 		{"deliver {\nmaildir = \"/a\"\n}\ndeliver {\nmaildir = \"/b\"\n}", "Duplicate deliver block"},
 	}
 	for _, tt := range tests {
-		_, diags := parseOne(t, fmt.Sprintf(minimal, tt.body))
-		out := string(render(t, diags))
-		if !diags.HasErrors() || !strings.Contains(out, tt.want) {
-			t.Errorf("Parse(%s) diagnostics:\n%s\nwant an error containing %q", tt.body, out, tt.want)
-		}
+		wantParseError(t, tt.body, tt.want)
+	}
+}
+
+// wantParseError requires that the minimal rc file with body in its
+// account fails to parse, with an error containing want.
+func wantParseError(t *testing.T, body, want string) {
+	t.Helper()
+	_, diags := parseOne(t, fmt.Sprintf(minimal, body))
+	out := string(render(t, diags))
+	if !diags.HasErrors() || !strings.Contains(out, want) {
+		t.Errorf("Parse(%s) diagnostics:\n%s\nwant an error containing %q", body, out, want)
 	}
 }
 

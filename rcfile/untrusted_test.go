@@ -15,13 +15,9 @@ import (
 	"github.com/popfetch/popfetch/internal/trust"
 )
 
-// TestLoadUntrusted: Load refuses an rc file, password_file,
-// aliases_file, mda or password_command program that another user can
-// change, at the right place and with
-// the fix; Resolve and OpenTrusted refuse them at use too.
-func TestLoadUntrusted(t *testing.T) {
-	fixedEnv(t)
-	const rc = `account "a" {
+// rc is the rc file of the trust tests: an account with, in this order, a
+// password line, the deliver block's body, and more lines.
+const rc = `account "a" {
   server   = "pop.example.com"
   username = "joe"
   %s
@@ -29,6 +25,13 @@ func TestLoadUntrusted(t *testing.T) {
   %s
 }
 `
+
+// TestLoadUntrusted: Load refuses an rc file, password_file,
+// aliases_file, mda or password_command program that another user can
+// change, at the right place and with
+// the fix; Resolve and OpenTrusted refuse them at use too.
+func TestLoadUntrusted(t *testing.T) {
+	fixedEnv(t)
 	multidrop := func(aliases string) string {
 		return fmt.Sprintf("multidrop {\n    local_domains = [\"example.com\"]\n    aliases_file = %q\n  }", aliases)
 	}
@@ -184,14 +187,6 @@ func TestFIFONotOpenedBlocking(t *testing.T) {
 // later, and the programs are checked again when they run.
 func TestMissingFileChecked(t *testing.T) {
 	fixedEnv(t)
-	const rc = `account "a" {
-  server   = "pop.example.com"
-  username = "joe"
-  %s
-  deliver { %s }
-  %s
-}
-`
 	for _, tt := range []struct {
 		name string
 		dir  string // of the missing file: "private", "foreign" (nobody's 0755), "sticky" (1777)

@@ -233,6 +233,20 @@ func TestDaemonReload(t *testing.T) {
 		}
 	}
 
+	// stillOldConfig checks that after a refused reload (why) the daemon
+	// runs the old config, A only: SIGUSR1 polls A, and B is not polled.
+	stillOldConfig := func(t *testing.T, e *env, why string) {
+		t.Helper()
+		e.mbA.Put(t, seqMsg("A", 2, 2))
+		if err := e.d.cmd.Process.Signal(syscall.SIGUSR1); err != nil {
+			t.Fatal(err)
+		}
+		waitMaildir(t, e.a.maildir, 2, 5*time.Second)
+		if n := maildirCount(t, e.b.maildir); n != 0 {
+			t.Errorf("B was polled (%d messages) although the %s", n, why)
+		}
+	}
+
 	t.Run("in-place", func(t *testing.T) {
 		// Truncate and rewrite the same inode, as `cat > rc` does.
 		inPlace := func(e *env, text string) {
@@ -394,14 +408,7 @@ func TestDaemonReload(t *testing.T) {
 		if g := statusGeneration(t, e.rc); g != 1 {
 			t.Errorf("generation after an unsafe rc file = %d; want 1 (unchanged)", g)
 		}
-		e.mbA.Put(t, seqMsg("A", 2, 2))
-		if err := e.d.cmd.Process.Signal(syscall.SIGUSR1); err != nil {
-			t.Fatal(err)
-		}
-		waitMaildir(t, e.a.maildir, 2, 5*time.Second)
-		if n := maildirCount(t, e.b.maildir); n != 0 {
-			t.Errorf("B was polled (%d messages) although the unsafe rc file was refused", n)
-		}
+		stillOldConfig(t, e, "unsafe rc file was refused")
 		if e.d.exited() {
 			t.Fatalf("the daemon exited after an unsafe rc file")
 		}
@@ -420,14 +427,7 @@ func TestDaemonReload(t *testing.T) {
 		waitFor(t, 30*time.Second, "the daemon to refuse the account's new state_dir", func() bool {
 			return len(e.d.log.lines("rc file not applied", "account A: state_dir changed")) > 0
 		})
-		e.mbA.Put(t, seqMsg("A", 2, 2))
-		if err := e.d.cmd.Process.Signal(syscall.SIGUSR1); err != nil {
-			t.Fatal(err)
-		}
-		waitMaildir(t, e.a.maildir, 2, 5*time.Second)
-		if n := maildirCount(t, e.b.maildir); n != 0 {
-			t.Errorf("B was polled (%d messages) although the reload was refused", n)
-		}
+		stillOldConfig(t, e, "reload was refused")
 		if _, err := os.Stat(filepath.Join(e.dir, "stateA")); !os.IsNotExist(err) {
 			t.Errorf("the refused state_dir was created or used: %v", err)
 		}
@@ -447,16 +447,8 @@ func TestDaemonReload(t *testing.T) {
 		if n := len(e.d.log.lines("config reloaded")); n != 0 {
 			t.Errorf("the log has %d \"config reloaded\" lines; want none", n)
 		}
-		// Still the old config (A only), in the old place: SIGUSR1 polls A,
-		// and B is not polled.
-		e.mbA.Put(t, seqMsg("A", 2, 2))
-		if err := e.d.cmd.Process.Signal(syscall.SIGUSR1); err != nil {
-			t.Fatal(err)
-		}
-		waitMaildir(t, e.a.maildir, 2, 5*time.Second)
-		if n := maildirCount(t, e.b.maildir); n != 0 {
-			t.Errorf("B was polled (%d messages) although the reload was refused", n)
-		}
+		// Still the old config (A only), in the old place.
+		stillOldConfig(t, e, "reload was refused")
 		if _, err := os.Stat(filepath.Join(e.dir, "state2")); !os.IsNotExist(err) {
 			t.Errorf("the refused state_dir was created or used: %v", err)
 		}
