@@ -34,6 +34,7 @@ func setACL(t *testing.T, path, attr string, entries ...[3]uint32) {
 // a directory on its way is refused, though the mode's group bits (the
 // ACL's mask) look like a private group's.
 func TestACL(t *testing.T) {
+	t.Parallel()
 	testutil.NeedRoot(t) // root's group 0 is private on this machine's /etc files
 	if err := CheckTrustedPath(t, testutil.WriteFile(t, testutil.PrivateDir(t), "f", "x\n", 0o660)); err != nil {
 		t.Skipf("root's group is not private here (%v)", err)

@@ -15,6 +15,7 @@ import (
 // TestCheckTrusted: CheckTrusted refuses a file another user can change,
 // directly or by replacing it in its directory, and says how to fix it.
 func TestCheckTrusted(t *testing.T) {
+	t.Parallel()
 	if err := CheckTrustedPath(t, "/etc/passwd"); err != nil {
 		t.Skipf("this machine's own /etc is not trusted (%v); the rules cannot be tested here", err)
 	}
@@ -169,18 +170,25 @@ func foreignLink(t *testing.T, dir, target string) string {
 // it with CheckTrusted.
 func CheckTrustedPath(t *testing.T, p string) error {
 	t.Helper()
+	return checkTrustedPath(t, systemDB(), p)
+}
+
+// checkTrustedPath is CheckTrustedPath with the account files of db.
+func checkTrustedPath(t *testing.T, db userDB, p string) error {
+	t.Helper()
 	f, err := os.OpenFile(p, os.O_RDONLY|syscall.O_NONBLOCK, 0)
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer f.Close()
-	return CheckTrusted(f, p)
+	return db.checkTrusted(f, p)
 }
 
 // TestPrivateGroup: group write is harmless only where the group is the
 // owner's private group: its primary group, named as the user, nobody
 // else's primary group, and listing nobody else.
 func TestPrivateGroup(t *testing.T) {
+	t.Parallel()
 	testutil.NeedRoot(t) // the file must belong to root, whose primary group is 0
 	dir := testutil.PrivateDir(t)
 	p := testutil.WriteFile(t, dir, "f", "x\n", 0o660)
@@ -200,10 +208,7 @@ func TestPrivateGroup(t *testing.T) {
 	} {
 		gf := testutil.WriteFile(t, t.TempDir(), "group", tt.groups, 0o644)
 		pf := testutil.WriteFile(t, t.TempDir(), "passwd", tt.passwd, 0o644)
-		oldG, oldP := groupFile, passwdFile
-		groupFile, passwdFile = gf, pf
-		err := CheckTrustedPath(t, p)
-		groupFile, passwdFile = oldG, oldP
+		err := checkTrustedPath(t, userDB{passwdFile: pf, groupFile: gf}, p)
 		if (err == nil) != tt.ok {
 			t.Errorf("/etc/passwd %q, /etc/group %q: CheckTrusted = %v; want ok %v", tt.passwd, tt.groups, err, tt.ok)
 		}
@@ -212,6 +217,7 @@ func TestPrivateGroup(t *testing.T) {
 
 // TestReadTrusted: a ca_file is read only if it passes CheckTrusted.
 func TestReadTrusted(t *testing.T) {
+	t.Parallel()
 	dir := testutil.PrivateDir(t)
 	p := testutil.WriteFile(t, dir, "ca.pem", "pem\n", 0o644)
 	if b, err := ReadTrusted(p); err != nil || string(b) != "pem\n" {
