@@ -16,6 +16,7 @@ import (
 // one set to null, and decodeBody to find the attribute a type error
 // belongs to.
 func TestSchemaRanges(t *testing.T) {
+	t.Parallel()
 	n := 0
 	walkSchema(reflect.TypeFor[fileHCL](), func(owner reflect.Type, name, kind string) {
 		if kind == "block" {
@@ -48,6 +49,7 @@ func ptr[T any](v T) *T { return &v }
 // decode leaves its field unset, reported once, and that the first of two
 // blocks allowed once is still decoded.
 func TestDecodeBody(t *testing.T) {
+	t.Parallel()
 	tests := []struct {
 		name, body string
 		want       settingsHCL
@@ -156,7 +158,7 @@ deliver { maildir = "/b" }`,
 				t.Fatal(diags)
 			}
 			var top fileHCL
-			diags = sortDiags(decodeBody(f.Body, newParser("t.hcl").ctx, &top))
+			diags = sortDiags(decodeBody(f.Body, newParser("t.hcl", testEUID).ctx, &top))
 			var got []string
 			for _, d := range diags {
 				got = append(got, d.Summary+"; "+d.Detail)

@@ -13,6 +13,7 @@ import (
 // fall behind the code. A name counts as described when a .B or .BR
 // request starts with it (how the page introduces each term).
 func TestManPageCoversSchema(t *testing.T) {
+	t.Parallel()
 	man, err := os.ReadFile("../man/popfetch.hcl.5")
 	if err != nil {
 		t.Fatal(err)

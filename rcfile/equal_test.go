@@ -1,6 +1,8 @@
 package rcfile
 
 import (
+	"os"
+	"path/filepath"
 	"reflect"
 	"strings"
 	"testing"
@@ -9,92 +11,26 @@ import (
 	"github.com/hashicorp/hcl/v2"
 )
 
-// rcA is a real rc file with every kind of nested block, so that positions
-// (hcl.Range) occur at several depths: account, password, multidrop user.
-const rcA = `state_dir = "/var/lib/popfetch"
-defaults {
-  username      = "joe"
-  password_file = "/etc/popfetch/pw"
-  deliver { maildir = "/var/mail/joe" }
-}
-account "one" {
-  server   = "pop.one.example"
-  interval = "2m"
-}
-account "two" {
-  server           = "pop.two.example"
-  password_command = ["pass", "show", "two"]
-  postmaster { maildir = "/var/mail/pm" }
-  multidrop {
-    local_domains = ["example.com"]
-    user "alice" { addresses = ["alice", "a.smith"] }
-    user "bob" {
-      deliver { mda = ["/usr/bin/procmail", "-d", "{user}"] }
-    }
-  }
-  deliver { maildir = "/var/vmail/{user}" }
-}
-account "three" {
-  server   = "pop.three.example"
-  username = "jim"
-  deliver {
-    smtp {
-      server = "localhost:24"
-      lmtp   = true
-    }
-  }
-}
-`
+// sameDir holds two rc files for the comparison tests: a.hcl, a real rc
+// file with every kind of nested block, so that positions (hcl.Range)
+// occur at several depths (account, password, multidrop user), and
+// a-moved.hcl, which means the same: a comment on top, the blocks in
+// another order, other alignment. fetch/daemon's reload tests read them too.
+const sameDir = "../testdata/rc/same"
 
-// rcAMoved means the same as rcA: a comment on top, the blocks in another
-// order, other alignment.
-const rcAMoved = `# popfetch.hcl
-# (a comment added on top shifts every line below)
-
-account "three" {
-  server = "pop.three.example"
-  username = "jim"
-  deliver {
-    smtp {
-      lmtp = true
-      server = "localhost:24"
-    }
-  }
+// readRC returns the rc file name in sameDir.
+func readRC(t *testing.T, name string) string {
+	t.Helper()
+	b, err := os.ReadFile(filepath.Join(sameDir, name))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return string(b)
 }
-
-account "two" {
-  server = "pop.two.example"
-  password_command = ["pass", "show", "two"]
-  deliver { maildir = "/var/vmail/{user}" }
-  multidrop {
-    local_domains = ["example.com"]
-    user "alice" {
-      addresses = ["alice", "a.smith"]
-    }
-    user "bob" {
-      deliver { mda = ["/usr/bin/procmail", "-d", "{user}"] }
-    }
-  }
-  postmaster { maildir = "/var/mail/pm" }
-}
-
-defaults {
-  username = "joe"
-  password_file = "/etc/popfetch/pw"
-  deliver { maildir = "/var/mail/joe" }
-}
-
-state_dir = "/var/lib/popfetch"
-
-account "one" {
-  interval = "2m"
-  server = "pop.one.example"
-}
-`
 
 func parseRC(t *testing.T, src string) (*Config, map[string]*Account) {
 	t.Helper()
-	cfg, diags := Parse([]byte(src), "/etc/popfetch/popfetch.hcl")
+	cfg, diags := parseAs([]byte(src), "/etc/popfetch/popfetch.hcl", testEUID)
 	if diags.HasErrors() {
 		t.Fatalf("Parse: %v", diags)
 	}
@@ -109,8 +45,10 @@ func parseRC(t *testing.T, src string) (*Config, map[string]*Account) {
 // a comment line is not a change; editing any setting, also deep inside
 // nested blocks, is.
 func TestSameAccountIgnoresPositions(t *testing.T) {
+	t.Parallel()
+	rcA := readRC(t, "a.hcl")
 	_, a := parseRC(t, rcA)
-	_, moved := parseRC(t, rcAMoved)
+	_, moved := parseRC(t, readRC(t, "a-moved.hcl"))
 	for name, x := range a {
 		y := moved[name]
 		if reflect.DeepEqual(x, y) {
@@ -137,7 +75,7 @@ func TestSameAccountIgnoresPositions(t *testing.T) {
 	}
 	for _, e := range edits {
 		if !strings.Contains(rcA, e.old) {
-			t.Fatalf("rcA has no %q", e.old)
+			t.Fatalf("a.hcl has no %q", e.old)
 		}
 		_, b := parseRC(t, strings.Replace(rcA, e.old, e.new, 1))
 		var changed []string
@@ -155,6 +93,7 @@ func TestSameAccountIgnoresPositions(t *testing.T) {
 // TestSameAccount: each field the rc file sets counts, at any depth;
 // positions (hcl.Range) do not.
 func TestSameAccount(t *testing.T) {
+	t.Parallel()
 	pos := func(line int) hcl.Range {
 		return hcl.Range{Filename: "/etc/popfetch.hcl", Start: hcl.Pos{Line: line, Column: 1, Byte: 10 * line}, End: hcl.Pos{Line: line, Column: 9, Byte: 10*line + 8}}
 	}

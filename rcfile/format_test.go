@@ -93,7 +93,7 @@ account "multi" {
 // that prints the same text.
 func TestFormatRoundTrip(t *testing.T) {
 	fixedEnv(t)
-	cfg, diags := Parse([]byte(roundTripSrc), "/etc/popfetch/rt.hcl")
+	cfg, diags := parseAs([]byte(roundTripSrc), "/etc/popfetch/rt.hcl", testEUID)
 	if diags.HasErrors() {
 		t.Fatal(string(render(t, diags)))
 	}
@@ -105,7 +105,7 @@ func TestFormatRoundTrip(t *testing.T) {
 	if strings.Contains(out.String(), "s3cr3t") || !regexp.MustCompile(`\n +password += "\*{8}"\n`).MatchString(out.String()) {
 		t.Errorf("Format does not mask the inline password:\n%s", out.String())
 	}
-	cfg2, diags := Parse(out.Bytes(), "/etc/popfetch/rt.hcl")
+	cfg2, diags := parseAs(out.Bytes(), "/etc/popfetch/rt.hcl", testEUID)
 	if diags.HasErrors() {
 		t.Fatalf("Format output does not parse:\n%s\n%s", render(t, diags), out.String())
 	}

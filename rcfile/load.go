@@ -42,6 +42,11 @@ const maxFileSize = 1 << 20
 //
 // The Config is nil whenever the diagnostics hold an error.
 func Load(path string) (*Config, hcl.Diagnostics) {
+	return loadAs(path, os.Geteuid())
+}
+
+// loadAs is Load for a process whose effective user ID is euid (see parseAs).
+func loadAs(path string, euid int) (*Config, hcl.Diagnostics) {
 	src, mode, err := readFile(path)
 	if err != nil {
 		d := &hcl.Diagnostic{
@@ -55,7 +60,7 @@ func Load(path string) (*Config, hcl.Diagnostics) {
 		}
 		return nil, hcl.Diagnostics{d}
 	}
-	cfg, diags := Parse(src, path)
+	cfg, diags := parseAs(src, path, euid)
 	if mode&0o044 != 0 {
 		for _, rng := range inlinePasswords(src, path) {
 			diags = append(diags, &hcl.Diagnostic{
@@ -272,8 +277,8 @@ func untrustedDiag(summary string, err error, rng hcl.Range) *hcl.Diagnostic {
 	return d
 }
 
-// systemConfig is a variable so tests need not write to /etc.
-var systemConfig = "/etc/popfetch/popfetch.hcl"
+// systemConfig is the system-wide rc file Find falls back to.
+const systemConfig = "/etc/popfetch/popfetch.hcl"
 
 // Find returns the rc file to use: flag if non-empty, else
 // $POPFETCH_CONFIG if non-empty (both returned even if the file does not
@@ -282,6 +287,12 @@ var systemConfig = "/etc/popfetch/popfetch.hcl"
 // ~/.config) and /etc/popfetch/popfetch.hcl. When none exists the error
 // lists every place looked and wraps fs.ErrNotExist.
 func Find(flag string) (string, error) {
+	return find(flag, systemConfig)
+}
+
+// find is Find with the system-wide rc file named by system, so tests
+// need not write to /etc.
+func find(flag, system string) (string, error) {
 	if flag != "" {
 		return flag, nil
 	}
@@ -292,7 +303,7 @@ func Find(flag string) (string, error) {
 	if dir := userConfigDir(); dir != "" {
 		looked = append(looked, filepath.Join(dir, "popfetch", "popfetch.hcl"))
 	}
-	looked = append(looked, systemConfig)
+	looked = append(looked, system)
 	for _, p := range looked {
 		// A file that exists but cannot be stat'ed (EACCES on the
 		// directory) is still the one meant; Load will say why.

@@ -48,11 +48,7 @@ func TestMDATempExitCodesErrors(t *testing.T) {
 		{mdaDeliver(`mda_temp_exit_codes = "75"`), "mda_temp_exit_codes"},
 		{"deliver {\nmaildir = \"/var/mail/joe\"\nmda_temp_exit_codes = [75]\n}", "only apply to an mda target"},
 	} {
-		_, diags := parseOne(t, fmt.Sprintf(minimal, tt.body))
-		out := string(render(t, diags))
-		if !diags.HasErrors() || !strings.Contains(out, tt.want) {
-			t.Errorf("Parse(%s) diagnostics:\n%s\nwant an error containing %q", tt.body, out, tt.want)
-		}
+		wantParseError(t, tt.body, tt.want)
 	}
 }
 

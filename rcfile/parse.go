@@ -22,13 +22,19 @@ import (
 // whenever the diagnostics hold an error; warnings come with a Config.
 // Diagnostics are sorted by position, and hold no secret (redactDiags).
 func Parse(src []byte, filename string) (*Config, hcl.Diagnostics) {
+	return parseAs(src, filename, os.Geteuid())
+}
+
+// parseAs is Parse for a process whose effective user ID is euid, which
+// picks the default state_dir; tests pin it instead of reading the real one.
+func parseAs(src []byte, filename string, euid int) (*Config, hcl.Diagnostics) {
 	f, diags := hclsyntax.ParseConfig(src, filename, hcl.InitialPos)
 	if diags.HasErrors() {
 		// Without a complete syntax tree every further message would be
 		// a guess; HCL's own syntax errors are precise enough.
 		return nil, redactDiags(src, sortDiags(diags))
 	}
-	p := newParser(filename)
+	p := newParser(filename, euid)
 	var top fileHCL
 	p.decode(f.Body, &top)
 	cfg := p.build(&top, f.Body)
@@ -48,12 +54,13 @@ type parser struct {
 	dir      string // absolute directory of filename: the base of relative paths
 	ctx      *hcl.EvalContext
 	diags    hcl.Diagnostics
+	euid     int // the process's effective user ID: picks the default state_dir
 	// decodeErrs are the ranges gohcl already complained about; later
 	// checks stay quiet about them instead of piling on a second message.
 	decodeErrs []hcl.Range
 }
 
-func newParser(filename string) *parser {
+func newParser(filename string, euid int) *parser {
 	dir := filepath.Dir(filename)
 	if abs, err := filepath.Abs(dir); err == nil {
 		dir = abs
@@ -61,6 +68,7 @@ func newParser(filename string) *parser {
 	return &parser{
 		filename: filename,
 		dir:      dir,
+		euid:     euid,
 		ctx: &hcl.EvalContext{
 			Functions: map[string]function.Function{"env": envFunc},
 		},
@@ -136,7 +144,7 @@ func (p *parser) build(top *fileHCL, body hcl.Body) *Config {
 	if top.StateDir != nil {
 		cfg.StateDir, _ = p.path(*top.StateDir, top.StateDirRange)
 	} else {
-		dir, err := defaultStateDir()
+		dir, err := defaultStateDir(p.euid)
 		if err != nil {
 			p.errorf(body.MissingItemRange(), "No state directory",
 				"%v; set state_dir at the top of the file.", err)

@@ -19,6 +19,8 @@ import (
 	"github.com/hashicorp/hcl/v2"
 	"github.com/hashicorp/hcl/v2/hclsyntax"
 	"github.com/zclconf/go-cty/cty"
+
+	"github.com/popfetch/popfetch/internal/testutil"
 )
 
 var update = flag.Bool("update", false, "rewrite the golden files in testdata/rc and rcfile/testdata")
@@ -26,7 +28,8 @@ var update = flag.Bool("update", false, "rewrite the golden files in testdata/rc
 const rcDir = "../testdata/rc"
 
 // fixedEnv makes Parse's environment-dependent defaults (home, state
-// directory, euid) the same on every machine, so golden files are stable.
+// directory) the same on every machine, so golden files are stable; the
+// euid is pinned by parsing with testEUID.
 func fixedEnv(t *testing.T) {
 	t.Helper()
 	t.Setenv("HOME", "/home/joe")
@@ -36,10 +39,11 @@ func fixedEnv(t *testing.T) {
 		t.Setenv(v, "")
 		os.Unsetenv(v)
 	}
-	old := geteuid
-	geteuid = func() int { return 1000 }
-	t.Cleanup(func() { geteuid = old })
 }
+
+// testEUID is the effective user ID the tests parse as: a user, not root,
+// so the default state_dir is under $HOME on every machine.
+const testEUID = 1000
 
 func golden(t *testing.T, path string, got []byte) {
 	t.Helper()
@@ -94,7 +98,7 @@ func TestGood(t *testing.T) {
 			if len(inlinePasswords(src, f)) > 0 {
 				t.Errorf("%s: examples must not contain inline passwords (git does not keep 0600)", f)
 			}
-			cfg, diags := Parse(src, filepath.Base(f))
+			cfg, diags := parseAs(src, filepath.Base(f), testEUID)
 			out := render(t, diags)
 			if diags.HasErrors() {
 				t.Fatalf("Parse(%s) errors:\n%s", f, out)
@@ -108,7 +112,7 @@ func TestGood(t *testing.T) {
 
 			// The effective settings must themselves be a valid file
 			// that means the same thing.
-			cfg2, diags2 := Parse(b.Bytes()[len(out):], filepath.Base(f))
+			cfg2, diags2 := parseAs(b.Bytes()[len(out):], filepath.Base(f), testEUID)
 			if diags2.HasErrors() {
 				t.Fatalf("Format output does not parse:\n%s", render(t, diags2))
 			}
@@ -137,7 +141,7 @@ func TestBad(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			cfg, diags := Parse(src, filepath.Base(f))
+			cfg, diags := parseAs(src, filepath.Base(f), testEUID)
 			if !diags.HasErrors() || cfg != nil {
 				t.Errorf("Parse(%s) = %v, no error; want errors", f, cfg)
 			}
@@ -149,7 +153,7 @@ func TestBad(t *testing.T) {
 // parseOne parses a small file built from an account body.
 func parseOne(t *testing.T, src string) (*Config, hcl.Diagnostics) {
 	t.Helper()
-	return Parse([]byte(src), "/etc/popfetch/test.hcl")
+	return parseAs([]byte(src), "/etc/popfetch/test.hcl", testEUID)
 }
 
 // minimal puts the required settings in defaults, so that the account
@@ -247,11 +251,18 @@ func TestErrors(t *testing.T) {
 		{"deliver {\nmaildir = \"/a\"\n}\ndeliver {\nmaildir = \"/b\"\n}", "Duplicate deliver block"},
 	}
 	for _, tt := range tests {
-		_, diags := parseOne(t, fmt.Sprintf(minimal, tt.body))
-		out := string(render(t, diags))
-		if !diags.HasErrors() || !strings.Contains(out, tt.want) {
-			t.Errorf("Parse(%s) diagnostics:\n%s\nwant an error containing %q", tt.body, out, tt.want)
-		}
+		wantParseError(t, tt.body, tt.want)
+	}
+}
+
+// wantParseError requires that the minimal rc file with body in its
+// account fails to parse, with an error containing want.
+func wantParseError(t *testing.T, body, want string) {
+	t.Helper()
+	_, diags := parseOne(t, fmt.Sprintf(minimal, body))
+	out := string(render(t, diags))
+	if !diags.HasErrors() || !strings.Contains(out, want) {
+		t.Errorf("Parse(%s) diagnostics:\n%s\nwant an error containing %q", body, out, want)
 	}
 }
 
@@ -388,20 +399,6 @@ account "d" {
 	}
 }
 
-// writeFile creates name in dir with the given mode (chmod after create,
-// because the umask would mask the mode given to WriteFile).
-func writeFile(t *testing.T, dir, name, content string, mode os.FileMode) string {
-	t.Helper()
-	p := filepath.Join(dir, name)
-	if err := os.WriteFile(p, []byte(content), 0o600); err != nil {
-		t.Fatal(err)
-	}
-	if err := os.Chmod(p, mode); err != nil {
-		t.Fatal(err)
-	}
-	return p
-}
-
 func TestLoadPermissions(t *testing.T) {
 	fixedEnv(t)
 	dir := t.TempDir()
@@ -416,7 +413,7 @@ account "a" {
 }
 `
 	pwFile := func(mode os.FileMode) string {
-		return fmt.Sprintf(minimal, `password_file = "`+writeFile(t, dir, fmt.Sprintf("pw%o", mode), "pw\n", mode)+`"`)
+		return fmt.Sprintf(minimal, `password_file = "`+testutil.WriteFile(t, dir, fmt.Sprintf("pw%o", mode), "pw\n", mode)+`"`)
 	}
 	tests := []struct {
 		name, src string
@@ -434,8 +431,8 @@ account "a" {
 		{"password_file missing", fmt.Sprintf(minimal, `password_file = "missing"`), 0o644, "", 0},
 	}
 	for _, tt := range tests {
-		p := writeFile(t, dir, "rc.hcl", tt.src, tt.mode)
-		cfg, diags := Load(p)
+		p := testutil.WriteFile(t, dir, "rc.hcl", tt.src, tt.mode)
+		cfg, diags := loadAs(p, testEUID)
 		out := string(render(t, diags))
 		if tt.wantErr == "" {
 			if diags.HasErrors() || cfg == nil {
@@ -453,7 +450,7 @@ account "a" {
 		}
 	}
 
-	if _, diags := Load(filepath.Join(dir, "nope.hcl")); !diags.HasErrors() || !diagLine.MatchString(string(render(t, diags))) {
+	if _, diags := loadAs(filepath.Join(dir, "nope.hcl"), testEUID); !diags.HasErrors() || !diagLine.MatchString(string(render(t, diags))) {
 		t.Errorf("Load(missing file) = %v; want one positioned error", diags)
 	}
 }
@@ -494,11 +491,11 @@ func TestResolve(t *testing.T) {
 		wantErr string
 	}{
 		{"inline", Password{Inline: "abc"}, "abc", ""},
-		{"file", Password{File: writeFile(t, dir, "a", "from-file\nsecond line\n", 0o600)}, "from-file", ""},
-		{"file no newline", Password{File: writeFile(t, dir, "b", "x y", 0o400)}, "x y", ""},
-		{"file group readable", Password{File: writeFile(t, dir, "c", "x\n", 0o640)}, "", "chmod 600"},
-		{"file CRLF", Password{File: writeFile(t, dir, "d", "x\r\n", 0o600)}, "", "carriage return"},
-		{"file empty", Password{File: writeFile(t, dir, "e", "\nx\n", 0o600)}, "", "empty"},
+		{"file", Password{File: testutil.WriteFile(t, dir, "a", "from-file\nsecond line\n", 0o600)}, "from-file", ""},
+		{"file no newline", Password{File: testutil.WriteFile(t, dir, "b", "x y", 0o400)}, "x y", ""},
+		{"file group readable", Password{File: testutil.WriteFile(t, dir, "c", "x\n", 0o640)}, "", "chmod 600"},
+		{"file CRLF", Password{File: testutil.WriteFile(t, dir, "d", "x\r\n", 0o600)}, "", "carriage return"},
+		{"file empty", Password{File: testutil.WriteFile(t, dir, "e", "\nx\n", 0o600)}, "", "empty"},
 		{"file missing", Password{File: filepath.Join(dir, "nope")}, "", "no such file"},
 		{"env", Password{Env: "PF_PW"}, "from-env", ""},
 		{"env empty", Password{Env: "PF_EMPTY"}, "", "unset or empty"},
@@ -543,6 +540,7 @@ func TestResolve(t *testing.T) {
 // command printed to stdout, so a helper that prints the secret and fails
 // does not put it in the log.
 func TestPasswordCommandStderr(t *testing.T) {
+	t.Parallel()
 	const secret = "Zq9x-Hunter2-SECRET"
 	long := strings.Repeat("é", 60) // 120 bytes
 	for _, tt := range []struct {
@@ -573,26 +571,24 @@ func TestFind(t *testing.T) {
 	fixedEnv(t)
 	home := t.TempDir()
 	t.Setenv("HOME", home)
-	old := systemConfig
-	systemConfig = filepath.Join(t.TempDir(), "etc-popfetch.hcl")
-	t.Cleanup(func() { systemConfig = old })
+	systemConfig := filepath.Join(t.TempDir(), "etc-popfetch.hcl")
 	user := filepath.Join(home, ".config", "popfetch", "popfetch.hcl")
 
 	// Nothing exists: the error lists every place looked.
-	_, err := Find("")
+	_, err := find("", systemConfig)
 	if !errors.Is(err, fs.ErrNotExist) || !strings.Contains(err.Error(), user) || !strings.Contains(err.Error(), systemConfig) {
 		t.Errorf("Find() with no files = %v; want ErrNotExist naming %s and %s", err, user, systemConfig)
 	}
 	check := func(flag, want string) {
 		t.Helper()
-		if got, err := Find(flag); got != want || err != nil {
+		if got, err := find(flag, systemConfig); got != want || err != nil {
 			t.Errorf("Find(%q) = %q, %v; want %q", flag, got, err, want)
 		}
 	}
-	writeFile(t, filepath.Dir(systemConfig), filepath.Base(systemConfig), "", 0o600)
+	testutil.WriteFile(t, filepath.Dir(systemConfig), filepath.Base(systemConfig), "", 0o600)
 	check("", systemConfig)
 	os.MkdirAll(filepath.Dir(user), 0o700)
-	writeFile(t, filepath.Dir(user), "popfetch.hcl", "", 0o600)
+	testutil.WriteFile(t, filepath.Dir(user), "popfetch.hcl", "", 0o600)
 	check("", user)
 	xdg := t.TempDir()
 	t.Setenv("XDG_CONFIG_HOME", xdg)
@@ -605,7 +601,7 @@ func TestFind(t *testing.T) {
 func TestWriteDiagnosticsSnippet(t *testing.T) {
 	fixedEnv(t)
 	src := "account \"a\" {\n\tserver = 5\n\ttls = \"ssl\"\n}\n"
-	_, diags := Parse([]byte(src), "x.hcl")
+	_, diags := parseAs([]byte(src), "x.hcl", testEUID)
 	var b bytes.Buffer
 	WriteDiagnostics(&b, diags, map[string]*hcl.File{"x.hcl": {Bytes: []byte(src)}})
 	if !strings.Contains(b.String(), "x.hcl:3:2: error: Invalid tls mode;") ||
@@ -627,7 +623,7 @@ func FuzzParse(f *testing.F) {
 		f.Add(b)
 	}
 	f.Fuzz(func(t *testing.T, src []byte) {
-		cfg, diags := Parse(src, "fuzz.hcl")
+		cfg, diags := parseAs(src, "fuzz.hcl", testEUID)
 		if (cfg == nil) != diags.HasErrors() {
 			t.Fatalf("cfg = %v with errors = %v", cfg, diags.HasErrors())
 		}
@@ -646,6 +642,7 @@ func FuzzParse(f *testing.F) {
 // TestHCLString: what Format quotes, HCL reads back unchanged, including
 // the template introducers ${ and %{ that must not be evaluated.
 func TestHCLString(t *testing.T) {
+	t.Parallel()
 	for _, s := range []string{"", "plain", `a"b`, `a\b`, "${HOME}", "%{ if x }", "$", "$$", "tab\there", "nl\nand\rcr", "\x01\x7f", "bücher", "😀", "\u2028"} {
 		q := hclValue(cty.StringVal(s))
 		expr, diags := hclsyntax.ParseExpression([]byte(q), "q", hcl.InitialPos)

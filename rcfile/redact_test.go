@@ -9,6 +9,8 @@ import (
 	"testing"
 
 	"github.com/hashicorp/hcl/v2"
+
+	"github.com/popfetch/popfetch/internal/testutil"
 )
 
 // testSecret is the password of the broken rc files below; leakFragments
@@ -80,7 +82,7 @@ func TestDiagnosticsMaskSecrets(t *testing.T) {
 	for _, tt := range brokenSecretFiles {
 		t.Run(tt.name, func(t *testing.T) {
 			src := []byte(fmt.Sprintf(tt.src, secretFor(tt.name)))
-			_, diags := Parse(src, "rc.hcl")
+			_, diags := parseAs(src, "rc.hcl", testEUID)
 			if len(diags) == 0 {
 				t.Fatalf("no diagnostics for\n%s", src)
 			}
@@ -103,8 +105,8 @@ func TestDiagnosticsMaskSecrets(t *testing.T) {
 // readable file points at the password line; its snippet shows ***.
 func TestLoadReadableMasksSnippet(t *testing.T) {
 	fixedEnv(t)
-	p := writeFile(t, privateDir(t), "rc.hcl", fmt.Sprintf(minimal, `password = "`+testSecret+`"`), 0o644)
-	_, diags := Load(p)
+	p := testutil.WriteFile(t, testutil.PrivateDir(t), "rc.hcl", fmt.Sprintf(minimal, `password = "`+testSecret+`"`), 0o644)
+	_, diags := loadAs(p, testEUID)
 	var b bytes.Buffer
 	WriteDiagnostics(&b, diags, SourceFiles(diags))
 	out := b.String()
@@ -134,6 +136,7 @@ func TestWriteDiagnosticsMaskedCarets(t *testing.T) {
 // TestMaskSourceKeepsOthers: only secrets and unknown attributes' values
 // are masked; everything else, including password_file paths, stays.
 func TestMaskSourceKeepsOthers(t *testing.T) {
+	t.Parallel()
 	src := "account \"a\" {\n  server = \"pop.example.com\"\n  password_file = \"/etc/pw\"\n  password = <<EOT\nsecret one\n  two\nEOT\n  api_token = \"t0k\"\n  bogus = \"b\"\n  deliver { maildir = \"/m\" }\n}\n"
 	want := "account \"a\" {\n  server = \"pop.example.com\"\n  password_file = \"/etc/pw\"\n  password = ***\n***\n***\n***\n  api_token = ***\n  bogus = ***\n  deliver { maildir = \"/m\" }\n}\n"
 	if got := string(maskSource([]byte(src)).text); got != want {
@@ -159,7 +162,7 @@ func FuzzMaskSource(f *testing.F) {
 			// Only the appended line may hold it.
 			src = bytes.ReplaceAll(src, []byte(testSecret), nil)
 		}
-		_, diags := Parse(append(src, " password = \""+testSecret+"\"\n"...), "fuzz.hcl")
+		_, diags := parseAs(append(src, " password = \""+testSecret+"\"\n"...), "fuzz.hcl", testEUID)
 		var b bytes.Buffer
 		WriteDiagnostics(&b, diags, map[string]*hcl.File{"fuzz.hcl": {Bytes: append(src, " password = \""+testSecret+"\"\n"...)}})
 		for _, d := range diags {
@@ -184,7 +187,7 @@ func FuzzMaskSource(f *testing.F) {
 			}
 			prev = n
 		}
-		_, diags = Parse(src, "fuzz.hcl")
+		_, diags = parseAs(src, "fuzz.hcl", testEUID)
 		b.Reset()
 		WriteDiagnostics(&b, diags, map[string]*hcl.File{"fuzz.hcl": {Bytes: src}})
 		if bytes.Contains(b.Bytes(), []byte(testSecret)) {
@@ -198,6 +201,7 @@ func FuzzMaskSource(f *testing.F) {
 // it: through zero-width and no-break spaces, CR as a line break) is not
 // printed, whatever the masking before missed.
 func TestSnippetHidesUnmasked(t *testing.T) {
+	t.Parallel()
 	for _, tt := range []struct {
 		line string
 		hide bool

@@ -16,11 +16,17 @@ import (
 // of a file that is now broken. Only a top-level state_dir that parses and
 // evaluates is used; otherwise the default.
 func StateDirOf(path string) (string, error) {
+	return stateDirOf(path, os.Geteuid())
+}
+
+// stateDirOf is StateDirOf for a process whose effective user ID is euid
+// (see parseAs).
+func stateDirOf(path string, euid int) (string, error) {
 	src, err := os.ReadFile(path)
 	if err != nil {
 		return "", err
 	}
-	p := newParser(path)
+	p := newParser(path, euid)
 	if f, diags := hclsyntax.ParseConfig(src, path, hcl.InitialPos); !diags.HasErrors() {
 		content, _, _ := f.Body.PartialContent(&hcl.BodySchema{Attributes: []hcl.AttributeSchema{{Name: "state_dir"}}})
 		if attr, ok := content.Attributes["state_dir"]; ok {
@@ -32,7 +38,7 @@ func StateDirOf(path string) (string, error) {
 			}
 		}
 	}
-	dir, err := defaultStateDir()
+	dir, err := defaultStateDir(euid)
 	if err != nil {
 		return "", fmt.Errorf("state directory: %w", err)
 	}

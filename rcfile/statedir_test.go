@@ -10,8 +10,6 @@ func TestStateDirOf(t *testing.T) {
 	dir := t.TempDir()
 	t.Setenv("HOME", dir)
 	t.Setenv("XDG_STATE_HOME", "")
-	geteuid = func() int { return 1000 }
-	t.Cleanup(func() { geteuid = os.Geteuid })
 	tests := []struct {
 		name, src, want string
 	}{
@@ -27,10 +25,23 @@ func TestStateDirOf(t *testing.T) {
 			if err := os.WriteFile(p, []byte(tt.src), 0o600); err != nil {
 				t.Fatal(err)
 			}
-			got, err := StateDirOf(p)
+			got, err := stateDirOf(p, testEUID)
 			if err != nil || got != tt.want {
 				t.Fatalf("StateDirOf = %q, %v; want %q", got, err, tt.want)
 			}
 		})
+	}
+}
+
+// TestStateDirOfRoot: root's default state directory is the FHS one,
+// whatever $HOME says.
+func TestStateDirOfRoot(t *testing.T) {
+	t.Parallel()
+	p := filepath.Join(t.TempDir(), "rc.hcl")
+	if err := os.WriteFile(p, []byte("account \"a\" {}\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if got, err := stateDirOf(p, 0); err != nil || got != "/var/lib/popfetch" {
+		t.Fatalf("stateDirOf as root = %q, %v; want /var/lib/popfetch", got, err)
 	}
 }

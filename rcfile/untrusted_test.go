@@ -11,39 +11,13 @@ import (
 	"testing"
 	"time"
 
+	"github.com/popfetch/popfetch/internal/testutil"
 	"github.com/popfetch/popfetch/internal/trust"
 )
 
-// nobody is the uid and gid the tests give files that must belong to
-// someone else (nobody/nogroup on Debian).
-const nobody = 65534
-
-// needRoot skips a test that must chown files to another user.
-func needRoot(t *testing.T) {
-	t.Helper()
-	if os.Geteuid() != 0 {
-		t.Skip("needs root to give a file to another user")
-	}
-}
-
-// privateDir is a fresh 0700 directory whose own ancestors are trusted
-// (t.TempDir is under the sticky /tmp, or wherever TMPDIR points).
-func privateDir(t *testing.T) string {
-	t.Helper()
-	dir := filepath.Join(t.TempDir(), "d")
-	if err := os.Mkdir(dir, 0o700); err != nil {
-		t.Fatal(err)
-	}
-	return dir
-}
-
-// TestLoadUntrusted: Load refuses an rc file, password_file,
-// aliases_file, mda or password_command program that another user can
-// change, at the right place and with
-// the fix; Resolve and OpenTrusted refuse them at use too.
-func TestLoadUntrusted(t *testing.T) {
-	fixedEnv(t)
-	const rc = `account "a" {
+// rc is the rc file of the trust tests: an account with, in this order, a
+// password line, the deliver block's body, and more lines.
+const rc = `account "a" {
   server   = "pop.example.com"
   username = "joe"
   %s
@@ -51,6 +25,13 @@ func TestLoadUntrusted(t *testing.T) {
   %s
 }
 `
+
+// TestLoadUntrusted: Load refuses an rc file, password_file,
+// aliases_file, mda or password_command program that another user can
+// change, at the right place and with
+// the fix; Resolve and OpenTrusted refuse them at use too.
+func TestLoadUntrusted(t *testing.T) {
+	fixedEnv(t)
 	multidrop := func(aliases string) string {
 		return fmt.Sprintf("multidrop {\n    local_domains = [\"example.com\"]\n    aliases_file = %q\n  }", aliases)
 	}
@@ -81,17 +62,17 @@ func TestLoadUntrusted(t *testing.T) {
 		{"ca_file other-writable", 0o646, false, "ca_file", "Unsafe ca_file; account a: ca_file ", 1},
 	} {
 		t.Run(tt.name, func(t *testing.T) {
-			dir := privateDir(t)
-			target := writeFile(t, dir, "target", "postmaster: joe\n", tt.mode)
+			dir := testutil.PrivateDir(t)
+			target := testutil.WriteFile(t, dir, "target", "postmaster: joe\n", tt.mode)
 			if tt.what == "password_file" {
-				target = writeFile(t, dir, "target", "hunter2\n", tt.mode)
+				target = testutil.WriteFile(t, dir, "target", "hunter2\n", tt.mode)
 			}
 			own := func(p string) {
 				if tt.foreign || strings.Contains(tt.name, "group") {
-					needRoot(t)
-					uid, gid := -1, nobody
+					testutil.NeedRoot(t)
+					uid, gid := -1, testutil.Nobody
 					if tt.foreign {
-						uid = nobody
+						uid = testutil.Nobody
 					}
 					if err := os.Chown(p, uid, gid); err != nil {
 						t.Fatal(err)
@@ -115,13 +96,13 @@ func TestLoadUntrusted(t *testing.T) {
 			if tt.what == "rc" {
 				rcMode = tt.mode
 			}
-			p := writeFile(t, dir, "rc.hcl", fmt.Sprintf(rc, pw, dest, md), rcMode)
+			p := testutil.WriteFile(t, dir, "rc.hcl", fmt.Sprintf(rc, pw, dest, md), rcMode)
 			if tt.what == "rc" {
 				own(p)
 			} else {
 				own(target)
 			}
-			cfg, diags := Load(p)
+			cfg, diags := loadAs(p, testEUID)
 			out := string(render(t, diags))
 			if tt.want == "" {
 				if diags.HasErrors() {
@@ -159,13 +140,14 @@ func TestLoadUntrusted(t *testing.T) {
 // TestFIFONotOpenedBlocking: an rc file, password_file or aliases_file
 // that is a FIFO is refused at once, not waited on for a writer.
 func TestFIFONotOpenedBlocking(t *testing.T) {
-	p := filepath.Join(privateDir(t), "fifo")
+	t.Parallel()
+	p := filepath.Join(testutil.PrivateDir(t), "fifo")
 	if err := syscall.Mkfifo(p, 0o600); err != nil {
 		t.Fatal(err)
 	}
 	for name, open := range map[string]func() error{
 		"Load": func() error {
-			if _, diags := Load(p); !diags.HasErrors() || !strings.Contains(diags[0].Detail, "not a regular file") {
+			if _, diags := loadAs(p, testEUID); !diags.HasErrors() || !strings.Contains(diags[0].Detail, "not a regular file") {
 				return fmt.Errorf("Load = %v; want not a regular file", diags)
 			}
 			return nil
@@ -205,14 +187,6 @@ func TestFIFONotOpenedBlocking(t *testing.T) {
 // later, and the programs are checked again when they run.
 func TestMissingFileChecked(t *testing.T) {
 	fixedEnv(t)
-	const rc = `account "a" {
-  server   = "pop.example.com"
-  username = "joe"
-  %s
-  deliver { %s }
-  %s
-}
-`
 	for _, tt := range []struct {
 		name string
 		dir  string // of the missing file: "private", "foreign" (nobody's 0755), "sticky" (1777)
@@ -230,16 +204,16 @@ func TestMissingFileChecked(t *testing.T) {
 		{"ca_file in foreign dir", "foreign", "ca_file", "Unsafe ca_file; account a: ca_file ", 1},
 	} {
 		t.Run(tt.name, func(t *testing.T) {
-			dir := privateDir(t)
+			dir := testutil.PrivateDir(t)
 			sub := dir
 			switch {
 			case strings.HasPrefix(tt.dir, "foreign"):
-				needRoot(t)
+				testutil.NeedRoot(t)
 				sub = filepath.Join(dir, "foreign")
 				if err := os.Mkdir(sub, 0o755); err != nil {
 					t.Fatal(err)
 				}
-				if err := os.Chown(sub, nobody, nobody); err != nil {
+				if err := os.Chown(sub, testutil.Nobody, testutil.Nobody); err != nil {
 					t.Fatal(err)
 				}
 				if tt.dir == "foreign/sub" {
@@ -264,8 +238,8 @@ func TestMissingFileChecked(t *testing.T) {
 			case "ca_file":
 				extra = fmt.Sprintf("ca_file = %q", target)
 			}
-			p := writeFile(t, dir, "rc.hcl", fmt.Sprintf(rc, pw, dest, extra), 0o600)
-			cfg, diags := Load(p)
+			p := testutil.WriteFile(t, dir, "rc.hcl", fmt.Sprintf(rc, pw, dest, extra), 0o600)
+			cfg, diags := loadAs(p, testEUID)
 			out := string(render(t, diags))
 			if tt.want == "" {
 				if diags.HasErrors() {
@@ -289,9 +263,9 @@ func TestMissingFileChecked(t *testing.T) {
 // TestProgramCheckedAtUse: a password_command program (by absolute path
 // or found in $PATH) that became unsafe after the load is not run.
 func TestProgramCheckedAtUse(t *testing.T) {
-	dir := privateDir(t)
+	dir := testutil.PrivateDir(t)
 	ran := filepath.Join(dir, "ran")
-	prog := writeFile(t, dir, "pw", "#!/bin/sh\ntouch "+ran+"\necho hunter2\n", 0o755)
+	prog := testutil.WriteFile(t, dir, "pw", "#!/bin/sh\ntouch "+ran+"\necho hunter2\n", 0o755)
 	for _, argv := range [][]string{{prog}, {"pw"}} {
 		t.Setenv("PATH", dir)
 		if s, err := (Password{Command: argv}).Resolve(context.Background()); err != nil || s != "hunter2" {

@@ -33,13 +33,10 @@ const (
 // MinInterval is the shortest poll interval an rc file may set.
 const MinInterval = 30 * time.Second
 
-// geteuid is a variable so tests can pin the default state_dir.
-var geteuid = os.Geteuid
-
 // defaultStateDir follows the XDG base directory spec for users and the
-// FHS for root (a system daemon).
-func defaultStateDir() (string, error) {
-	if geteuid() == 0 {
+// FHS for root (a system daemon); euid says which.
+func defaultStateDir(euid int) (string, error) {
+	if euid == 0 {
 		return "/var/lib/popfetch", nil
 	}
 	if x := os.Getenv("XDG_STATE_HOME"); filepath.IsAbs(x) {

@@ -12,15 +12,20 @@ import (
 	"github.com/fsnotify/fsnotify"
 )
 
-// Seams for tests.
-var (
-	// watchPollInterval is the fallback check of the file's identity, for
-	// file systems where inotify says nothing (NFS, some FUSE) or when the
-	// inotify limits are exhausted.
-	watchPollInterval = 3 * time.Second
-	newWatcher        = fsnotify.NewWatcher
-	testHookWatching  = func() {} // called once the watches are in place
-)
+// watchSeams are what tests change in Watch: each test builds its own, so
+// watch tests share no state and run in parallel.
+type watchSeams struct {
+	// pollInterval is the fallback check of the file's identity, for
+	// file systems where inotify says nothing (NFS, some FUSE) or when
+	// the inotify limits are exhausted.
+	pollInterval time.Duration
+	newWatcher   func() (*fsnotify.Watcher, error)
+	watching     func() // if set, called once the watches are in place
+}
+
+func defaultWatchSeams() watchSeams {
+	return watchSeams{pollInterval: 3 * time.Second, newWatcher: fsnotify.NewWatcher}
+}
 
 // Watch calls onChange when the rc file at path changes, until ctx is
 // done; then it returns nil. Bursts of changes within debounce collapse
@@ -39,6 +44,10 @@ var (
 // available, the file's identity (resolved path, inode, size, mtime) is
 // checked every few seconds, as mox does lazily.
 func Watch(ctx context.Context, path string, debounce time.Duration, onChange func()) error {
+	return defaultWatchSeams().watch(ctx, path, debounce, onChange)
+}
+
+func (ws watchSeams) watch(ctx context.Context, path string, debounce time.Duration, onChange func()) error {
 	path, err := filepath.Abs(path)
 	if err != nil {
 		return fmt.Errorf("watch rc file: %w", err)
@@ -47,7 +56,7 @@ func Watch(ctx context.Context, path string, debounce time.Duration, onChange fu
 
 	var events chan fsnotify.Event
 	var errs chan error
-	w, err := newWatcher()
+	w, err := ws.newWatcher()
 	if err == nil {
 		defer w.Close()
 		events, errs = w.Events, w.Errors
@@ -55,7 +64,7 @@ func Watch(ctx context.Context, path string, debounce time.Duration, onChange fu
 	}
 	// else: inotify unavailable (or out of instances); polling alone works.
 
-	tick := time.NewTicker(watchPollInterval)
+	tick := time.NewTicker(ws.pollInterval)
 	defer tick.Stop()
 	debounceTimer := time.NewTimer(time.Hour)
 	debounceTimer.Stop()
@@ -72,7 +81,9 @@ func Watch(ctx context.Context, path string, debounce time.Duration, onChange fu
 			debounceTimer.Reset(debounce)
 		}
 	}
-	testHookWatching()
+	if ws.watching != nil {
+		ws.watching()
+	}
 
 	for {
 		select {

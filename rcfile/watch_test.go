@@ -22,16 +22,20 @@ const (
 
 // startWatch runs Watch on path and returns the channel of its calls. It
 // returns once the watches are in place, so later changes are seen.
-// The tests change package-level hooks, so they do not run in parallel.
 func startWatch(t *testing.T, path string) (calls chan struct{}, stop func() error) {
 	t.Helper()
+	return startWatchSeams(t, path, defaultWatchSeams())
+}
+
+// startWatchSeams is startWatch with Watch's seams given.
+func startWatchSeams(t *testing.T, path string, ws watchSeams) (calls chan struct{}, stop func() error) {
+	t.Helper()
 	ready := make(chan struct{})
-	testHookWatching = func() { close(ready) }
-	t.Cleanup(func() { testHookWatching = func() {} })
+	ws.watching = func() { close(ready) }
 	calls = make(chan struct{}, 10)
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
-	go func() { done <- Watch(ctx, path, watchDebounce, func() { calls <- struct{}{} }) }()
+	go func() { done <- ws.watch(ctx, path, watchDebounce, func() { calls <- struct{}{} }) }()
 	select {
 	case <-ready:
 	case err := <-done:
@@ -106,6 +110,7 @@ func k8sLayout(t *testing.T, dir string) string {
 }
 
 func TestWatch(t *testing.T) {
+	t.Parallel()
 	tests := []struct {
 		name   string
 		setup  func(t *testing.T, dir string) string // returns the watched path
@@ -149,6 +154,7 @@ func TestWatch(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
 			dir := t.TempDir()
 			path := tt.setup(t, dir)
 			calls, _ := startWatch(t, path)
@@ -167,6 +173,7 @@ func plainFile(t *testing.T, dir string) string {
 // TestWatchSecondSwap: after a swap, the new target is watched (and the
 // old one no longer matters).
 func TestWatchSecondSwap(t *testing.T) {
+	t.Parallel()
 	dir := t.TempDir()
 	path := k8sLayout(t, dir)
 	calls, _ := startWatch(t, path)
@@ -188,14 +195,14 @@ func TestWatchSecondSwap(t *testing.T) {
 // TestWatchPollingFallback: without inotify the periodic identity check
 // still reports a change, once.
 func TestWatchPollingFallback(t *testing.T) {
-	oldNew, oldPoll := newWatcher, watchPollInterval
-	newWatcher = func() (*fsnotify.Watcher, error) { return nil, errors.New("inotify: too many instances") }
-	watchPollInterval = 20 * time.Millisecond
-	t.Cleanup(func() { newWatcher, watchPollInterval = oldNew, oldPoll })
-
+	t.Parallel()
+	ws := watchSeams{
+		pollInterval: 20 * time.Millisecond,
+		newWatcher:   func() (*fsnotify.Watcher, error) { return nil, errors.New("inotify: too many instances") },
+	}
 	dir := t.TempDir()
 	path := plainFile(t, dir)
-	calls, _ := startWatch(t, path)
+	calls, _ := startWatchSeams(t, path, ws)
 	tmp := filepath.Join(dir, "new")
 	write(t, tmp, "new version")
 	rename(t, tmp, path)
@@ -205,6 +212,7 @@ func TestWatchPollingFallback(t *testing.T) {
 }
 
 func TestWatchCancel(t *testing.T) {
+	t.Parallel()
 	_, stop := startWatch(t, plainFile(t, t.TempDir()))
 	if err := stop(); err != nil {
 		t.Fatalf("Watch after cancel = %v; want nil", err)

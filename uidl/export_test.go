@@ -9,7 +9,10 @@ func (s *Store) compactNow() error {
 	return s.compact(s.st)
 }
 
-func init() {
-	// Tests that expect ErrLocked need not wait for the fork grace.
-	lockGrace = 50 * time.Millisecond
+// testHooks are the production seams with a short fork grace, so tests
+// that expect ErrLocked need not wait for it.
+func testHooks() *hooks {
+	h := defaultHooks()
+	h.lockGrace = 50 * time.Millisecond
+	return h
 }

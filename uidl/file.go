@@ -39,22 +39,33 @@ var (
 // many, so its cost is amortised over the appends that made the garbage.
 const minGarbage = 1024
 
-// fsTrace, when set by tests, is called after each durability-relevant
-// filesystem operation ("write", "sync", "rename", "syncdir", ...) with the
-// path it concerns. fsync on tmpfs is a no-op, so ordering is checked by
-// recording the operations instead.
-var fsTrace func(op, path string)
+// hooks are the seams through which tests watch and break a Store's
+// filesystem work. Each Store carries its own (Open uses defaultHooks), so
+// tests that set them share no state and can run in parallel.
+type hooks struct {
+	// trace, if set, is called after each durability-relevant filesystem
+	// operation ("write", "sync", "rename", "syncdir", ...) with the path
+	// it concerns. fsync on tmpfs is a no-op, so tests check the order by
+	// recording the operations instead.
+	trace func(op, path string)
+	// lockGrace is how long Open waits for a lock held by someone else
+	// before it reports ErrLocked.
+	lockGrace time.Duration
+	// write and sync are the journal's write(2) and fsync(2); tests
+	// inject ENOSPC or EIO after N operations (failpoints).
+	write func(f *os.File, b []byte) (int, error)
+	sync  func(f *os.File) error
+}
 
-// fileWrite and fileSync are the journal's write(2) and fsync(2). Tests
-// replace them to inject ENOSPC or EIO after N operations (failpoints).
-var (
-	fileWrite = (*os.File).Write
-	fileSync  = (*os.File).Sync
-)
+// defaultHooks are the production seams: no trace, the fork grace of
+// lockFile, and the plain system calls.
+func defaultHooks() *hooks {
+	return &hooks{lockGrace: 2 * time.Second, write: (*os.File).Write, sync: (*os.File).Sync}
+}
 
-func trace(op, path string) {
-	if fsTrace != nil {
-		fsTrace(op, path)
+func (h *hooks) traceOp(op, path string) {
+	if h.trace != nil {
+		h.trace(op, path)
 	}
 }
 
@@ -64,6 +75,7 @@ func trace(op, path string) {
 // concurrent use.
 type Store struct {
 	path string
+	h    *hooks
 
 	mu   sync.Mutex
 	st   *state
@@ -114,22 +126,27 @@ var ErrAmbiguous = errors.New("uidl: several old journals for one mailbox")
 // different mailboxes (two tunnels on one host), which only the admin can
 // tell. Once path exists, legacy is ignored.
 func OpenMigrating(path string, legacy []string) (*Store, error) {
+	return openHooks(path, legacy, defaultHooks())
+}
+
+// openHooks is OpenMigrating with the Store's seams given.
+func openHooks(path string, legacy []string, h *hooks) (*Store, error) {
 	dir := filepath.Dir(path)
-	if err := mkdirAllSync(dir); err != nil {
+	if err := h.mkdirAllSync(dir); err != nil {
 		return nil, err
 	}
 	if err := checkPrivate(dir, 0o022); err != nil {
 		return nil, err
 	}
-	lock, err := lockFile(path + ".lock")
+	lock, err := h.lockFile(path + ".lock")
 	if err != nil {
 		return nil, err
 	}
-	if err := migrate(path, legacy); err != nil {
+	if err := h.migrate(path, legacy); err != nil {
 		lock.Close()
 		return nil, err
 	}
-	s := &Store{path: path, lock: lock}
+	s := &Store{path: path, h: h, lock: lock}
 	if err := s.open(); err != nil {
 		if s.f != nil {
 			s.f.Close()
@@ -149,7 +166,7 @@ func OpenMigrating(path string, legacy []string) (*Store, error) {
 // the check that it was not shortened, and a mark whose journal is gone
 // (deleted under the old name) must make Open refuse the new name too.
 // Stale temporary files of the old name are removed with it.
-func migrate(path string, legacy []string) error {
+func (h *hooks) migrate(path string, legacy []string) error {
 	if len(legacy) == 0 {
 		return nil
 	}
@@ -163,7 +180,7 @@ func migrate(path string, legacy []string) error {
 			ErrAmbiguous, strings.Join(legacy, ", "), markSuffix, path)
 	}
 	old := legacy[0]
-	oldLock, err := lockFile(old + ".lock")
+	oldLock, err := h.lockFile(old + ".lock")
 	if err != nil {
 		return fmt.Errorf("uidl: migrate %s: %w", old, err)
 	}
@@ -181,7 +198,7 @@ func migrate(path string, legacy []string) error {
 			return err
 		}
 	}
-	movedMark, err := migrateMark(old, path)
+	movedMark, err := h.migrateMark(old, path)
 	if err != nil {
 		return err
 	}
@@ -199,9 +216,9 @@ func migrate(path string, legacy []string) error {
 		if err := os.Link(old, path); err != nil {
 			return fmt.Errorf("uidl: migrate %s to %s: %w", old, path, err)
 		}
-		trace("link", path)
+		h.traceOp("link", path)
 	}
-	if err := syncDir(dir); err != nil {
+	if err := h.syncDir(dir); err != nil {
 		return err
 	}
 	if journal {
@@ -219,7 +236,7 @@ func migrate(path string, legacy []string) error {
 	// Removed while held: nobody can be waiting to use the journal it
 	// guarded, which is gone from that name.
 	os.Remove(old + ".lock")
-	return syncDir(dir)
+	return h.syncDir(dir)
 }
 
 // migrateMark links old's length mark, if any, to path's name. A mark
@@ -227,7 +244,7 @@ func migrate(path string, legacy []string) error {
 // migration interrupted after this step); any other is a mark of a
 // journal deleted under the new name, and which of the two records is
 // right only the admin can tell.
-func migrateMark(old, path string) (bool, error) {
+func (h *hooks) migrateMark(old, path string) (bool, error) {
 	oldInfo, err := os.Lstat(old + markSuffix)
 	if errors.Is(err, fs.ErrNotExist) {
 		return false, nil
@@ -247,20 +264,16 @@ func migrateMark(old, path string) (bool, error) {
 	if err != nil {
 		return false, fmt.Errorf("uidl: migrate %s to %s: %w", old+markSuffix, path+markSuffix, err)
 	}
-	trace("link", path+markSuffix)
+	h.traceOp("link", path+markSuffix)
 	return true, nil
 }
-
-// lockGrace is how long Open waits for a lock held by someone else before
-// it reports ErrLocked (a variable for tests).
-var lockGrace = 2 * time.Second
 
 // lockFile takes an exclusive non-blocking flock on a separate lock file. The
 // journal itself is not locked because compaction replaces it by rename; a
 // flock dies with its process, so a killed popfetch cannot leave it stuck.
 // The lock file is never removed: removing it would let two processes lock
 // two different inodes of the same name.
-func lockFile(name string) (*os.File, error) {
+func (h *hooks) lockFile(name string) (*os.File, error) {
 	f, err := os.OpenFile(name, os.O_RDWR|os.O_CREATE|syscall.O_NOFOLLOW|syscall.O_CLOEXEC, 0o600)
 	if err != nil {
 		return nil, fmt.Errorf("uidl: open lock file %s: %w", name, err)
@@ -273,8 +286,8 @@ func lockFile(name string) (*os.File, error) {
 	// (an MDA, or another account's): between fork and exec the child
 	// shares every open file description, the lock file of a Store closed
 	// a moment ago included, so it holds that flock for a few moments.
-	// Retrying for lockGrace tells that apart from a real second popfetch.
-	deadline := time.Now().Add(lockGrace)
+	// Retrying for h.lockGrace tells that apart from a real second popfetch.
+	deadline := time.Now().Add(h.lockGrace)
 	for wait := time.Millisecond; ; wait = min(2*wait, 100*time.Millisecond) {
 		err = syscall.Flock(int(f.Fd()), syscall.LOCK_EX|syscall.LOCK_NB)
 		if err == syscall.EINTR {
@@ -317,7 +330,7 @@ func (s *Store) open() error {
 	f, err := os.OpenFile(s.path, os.O_RDWR|os.O_APPEND|os.O_CREATE|os.O_EXCL|syscall.O_NOFOLLOW|syscall.O_CLOEXEC, 0o600)
 	if err == nil {
 		// The new name must survive a crash like the records in it.
-		if err := syncDir(filepath.Dir(s.path)); err != nil {
+		if err := s.h.syncDir(filepath.Dir(s.path)); err != nil {
 			f.Close()
 			return err
 		}
@@ -354,11 +367,11 @@ func (s *Store) open() error {
 		if err := f.Truncate(res.good); err != nil {
 			return fmt.Errorf("uidl: truncate torn tail of %s: %w", s.path, err)
 		}
-		trace("truncate", s.path)
+		s.h.traceOp("truncate", s.path)
 		if err := f.Sync(); err != nil {
 			return fmt.Errorf("uidl: fsync %s: %w", s.path, err)
 		}
-		trace("sync", s.path)
+		s.h.traceOp("sync", s.path)
 	} else if res.good > 0 {
 		// A predecessor killed after AddLater may have left records that
 		// are only in the page cache; make them durable before anyone
@@ -366,7 +379,7 @@ func (s *Store) open() error {
 		if err := f.Sync(); err != nil {
 			return fmt.Errorf("uidl: fsync %s: %w", s.path, err)
 		}
-		trace("sync", s.path)
+		s.h.traceOp("sync", s.path)
 	}
 	if !res.hasHeader {
 		// Empty file: a fresh journal, or a crash while writing the header.
@@ -419,19 +432,19 @@ func (s *Store) write(b []byte, sync bool) error {
 	if s.broken != nil {
 		return s.broken
 	}
-	if n, err := fileWrite(s.f, b); err != nil {
+	if n, err := s.h.write(s.f, b); err != nil {
 		if n > 0 {
 			// A short write (ENOSPC part-way) left the start of a line
 			// that nobody was told about. Cut only those bytes, best
 			// effort: if the cut fails too, replay drops them as a
 			// torn tail.
 			if s.f.Truncate(s.size) == nil {
-				trace("truncate", s.path)
+				s.h.traceOp("truncate", s.path)
 			}
 		}
 		return s.fail(fmt.Errorf("uidl: write %s: %w", s.path, err))
 	}
-	trace("write", s.path)
+	s.h.traceOp("write", s.path)
 	s.size += int64(len(b))
 	s.lines += int64(bytes.Count(b, []byte{'\n'}))
 	if !sync {
@@ -445,10 +458,10 @@ func (s *Store) syncLocked() error {
 	if s.broken != nil {
 		return s.broken
 	}
-	if err := fileSync(s.f); err != nil {
+	if err := s.h.sync(s.f); err != nil {
 		return s.fail(fmt.Errorf("uidl: fsync %s: %w", s.path, err))
 	}
-	trace("sync", s.path)
+	s.h.traceOp("sync", s.path)
 	s.synced = s.size
 	s.syncedLines = s.lines
 	s.unsynced = false
@@ -510,11 +523,11 @@ func (s *Store) compact(st *state) error {
 	}
 	n, err := writeCompact(f, st)
 	if err == nil {
-		trace("write", tmp)
+		s.h.traceOp("write", tmp)
 		err = f.Sync()
 	}
 	if err == nil {
-		trace("sync", tmp)
+		s.h.traceOp("sync", tmp)
 	}
 	size, _ := f.Seek(0, io.SeekCurrent)
 	if cerr := f.Close(); err == nil {
@@ -538,7 +551,7 @@ func (s *Store) compact(st *state) error {
 		os.Remove(tmp)
 		return fmt.Errorf("uidl: compact %s: rename: %w", s.path, err)
 	}
-	trace("rename", s.path)
+	s.h.traceOp("rename", s.path)
 	// From here s.f is the old, unlinked inode: appending to it would lose
 	// records, so any failure leaves the store broken.
 	nf, err := os.OpenFile(s.path, os.O_RDWR|os.O_APPEND|syscall.O_NOFOLLOW|syscall.O_CLOEXEC, 0)
@@ -548,7 +561,7 @@ func (s *Store) compact(st *state) error {
 	}
 	s.f.Close()
 	s.f = nf
-	if err := syncDir(filepath.Dir(s.path)); err != nil {
+	if err := s.h.syncDir(filepath.Dir(s.path)); err != nil {
 		s.broken = err
 		return err
 	}
@@ -567,7 +580,7 @@ func (s *Store) compact(st *state) error {
 // by any umask, which can only remove bits) and fsyncs each parent after a
 // child is created: otherwise a crash soon after the first poll could lose
 // the new directory, and with it the journal (a full refetch).
-func mkdirAllSync(dir string) error {
+func (h *hooks) mkdirAllSync(dir string) error {
 	dir = filepath.Clean(dir)
 	if fi, err := os.Stat(dir); err == nil {
 		if !fi.IsDir() {
@@ -577,7 +590,7 @@ func mkdirAllSync(dir string) error {
 	}
 	parent := filepath.Dir(dir)
 	if parent != dir {
-		if err := mkdirAllSync(parent); err != nil {
+		if err := h.mkdirAllSync(parent); err != nil {
 			return err
 		}
 	}
@@ -587,14 +600,14 @@ func mkdirAllSync(dir string) error {
 		}
 		return fmt.Errorf("uidl: create state directory %s: %w", dir, err)
 	}
-	return syncDir(parent)
+	return h.syncDir(parent)
 }
 
-func syncDir(dir string) error {
+func (h *hooks) syncDir(dir string) error {
 	if err := durable.SyncDir(dir); err != nil {
 		return fmt.Errorf("uidl: directory: %w", err) // err names dir
 	}
-	trace("syncdir", dir)
+	h.traceOp("syncdir", dir)
 	return nil
 }
 

@@ -67,7 +67,13 @@ func writeJournal(t testing.TB, content string) string {
 
 func mustOpen(t testing.TB, path string) *Store {
 	t.Helper()
-	s, err := Open(path)
+	return mustOpenHooks(t, path, testHooks())
+}
+
+// mustOpenHooks is mustOpen with the Store's seams given.
+func mustOpenHooks(t testing.TB, path string, h *hooks) *Store {
+	t.Helper()
+	s, err := openHooks(path, nil, h)
 	if err != nil {
 		t.Fatalf("Open(%s) = %v", path, err)
 	}
@@ -100,6 +106,7 @@ func parseFile(t testing.TB, path string) *state {
 }
 
 func TestValidUID(t *testing.T) {
+	t.Parallel()
 	tests := []struct {
 		uid  string
 		want bool
@@ -126,6 +133,7 @@ func TestValidUID(t *testing.T) {
 }
 
 func TestValidRecipient(t *testing.T) {
+	t.Parallel()
 	tests := []struct {
 		rcpt string
 		want bool
@@ -195,6 +203,7 @@ func (v view) String() string {
 }
 
 func TestOpenReplay(t *testing.T) {
+	t.Parallel()
 	const h = header + "\n"
 	tests := []struct {
 		name     string
@@ -328,23 +337,23 @@ func TestOpenReplay(t *testing.T) {
 	}
 }
 
-// recordOps captures the durability-relevant operations of one test.
-func recordOps(t *testing.T) *[]string {
+// recordOps captures the durability-relevant operations done through h.
+func recordOps(h *hooks) *[]string {
 	var mu sync.Mutex
 	ops := &[]string{}
-	fsTrace = func(op, path string) {
+	h.trace = func(op, path string) {
 		mu.Lock()
 		defer mu.Unlock()
 		*ops = append(*ops, op+" "+filepath.Base(path))
 	}
-	t.Cleanup(func() { fsTrace = nil })
 	return ops
 }
 
 func TestAddDurable(t *testing.T) {
+	t.Parallel()
 	path := journalPath(t)
 	s := mustOpen(t, path)
-	ops := recordOps(t)
+	ops := recordOps(s.h)
 	if err := s.Add("uid-1", t0); err != nil {
 		t.Fatalf("Add = %v", err)
 	}
@@ -380,6 +389,7 @@ func TestAddDurable(t *testing.T) {
 }
 
 func TestMutationErrors(t *testing.T) {
+	t.Parallel()
 	s := mustOpen(t, journalPath(t))
 	tests := []struct {
 		name string
@@ -427,6 +437,7 @@ func rcptRecords(n int) string {
 }
 
 func TestMaxRecipients(t *testing.T) {
+	t.Parallel()
 	s := mustOpen(t, writeJournal(t, header+"\n"+rcptRecords(MaxRecipients)))
 	if got := len(s.Recipients("m")); got != MaxRecipients {
 		t.Fatalf("Recipients = %d", got)
@@ -443,6 +454,7 @@ func TestMaxRecipients(t *testing.T) {
 }
 
 func TestMultidropAndNote(t *testing.T) {
+	t.Parallel()
 	path := journalPath(t)
 	s := mustOpen(t, path)
 	steps := []struct {
@@ -508,6 +520,7 @@ func TestMultidropAndNote(t *testing.T) {
 }
 
 func TestRetain(t *testing.T) {
+	t.Parallel()
 	tests := []struct {
 		name     string
 		journal  string
@@ -562,9 +575,10 @@ func TestRetain(t *testing.T) {
 }
 
 func TestRetainAppendsForgetRecords(t *testing.T) {
+	t.Parallel()
 	path := writeJournal(t, header+"\n+ a 1\n+ b 2\n+ c 3\n")
 	s := mustOpen(t, path)
-	ops := recordOps(t)
+	ops := recordOps(s.h)
 	if err := s.Retain([]string{"b"}); err != nil {
 		t.Fatal(err)
 	}
@@ -596,10 +610,11 @@ func uids(from, to int) []string {
 }
 
 func TestRetainCompacts(t *testing.T) {
+	t.Parallel()
 	const n = 3 * minGarbage
 	path := writeJournal(t, bigJournal(n))
 	s := mustOpen(t, path)
-	ops := recordOps(t)
+	ops := recordOps(s.h)
 
 	// Forgetting a third leaves dead (n/3) < live (2n/3): append only.
 	if err := s.Retain(uids(n/3, n)); err != nil {
@@ -641,12 +656,14 @@ func TestRetainCompacts(t *testing.T) {
 }
 
 func TestOpenCompactsGarbage(t *testing.T) {
+	t.Parallel()
 	// Duplicates are dead records too.
 	j := bigJournal(minGarbage + 1)
 	j += strings.TrimPrefix(j, header+"\n")
 	path := writeJournal(t, j+"+ x 1\n- x\n")
-	ops := recordOps(t)
-	s := mustOpen(t, path)
+	h := testHooks()
+	ops := recordOps(h)
+	s := mustOpenHooks(t, path, h)
 	if !slices.Contains(*ops, "rename "+filepath.Base(path)) {
 		t.Fatalf("Open did not compact: %q", *ops)
 	}
@@ -659,6 +676,7 @@ func TestOpenCompactsGarbage(t *testing.T) {
 }
 
 func TestStaleTmpRemoved(t *testing.T) {
+	t.Parallel()
 	path := writeJournal(t, header+"\n+ a 1\n")
 	if err := os.WriteFile(path+".tmp", []byte("half a compaction"), 0o600); err != nil {
 		t.Fatal(err)
@@ -673,9 +691,10 @@ func TestStaleTmpRemoved(t *testing.T) {
 }
 
 func TestLock(t *testing.T) {
+	t.Parallel()
 	path := journalPath(t)
 	s := mustOpen(t, path)
-	_, err := Open(path)
+	_, err := openHooks(path, nil, testHooks())
 	if !errors.Is(err, ErrLocked) || !strings.Contains(err.Error(), path+".lock") {
 		t.Fatalf("second Open = %v; want ErrLocked naming the lock file", err)
 	}
@@ -701,15 +720,16 @@ func TestLockWaitsForBriefHolder(t *testing.T) {
 	if err := syscall.Flock(fd, syscall.LOCK_EX|syscall.LOCK_NB); err != nil {
 		t.Fatal(err)
 	}
+	h := testHooks()
 	done := make(chan struct{})
 	defer func() { <-done }() // before f.Close
 	go func() {
 		defer close(done)
-		time.Sleep(lockGrace / 5)
+		time.Sleep(h.lockGrace / 5)
 		syscall.Flock(fd, syscall.LOCK_UN)
 	}()
 	// Without the grace this is ErrLocked at once: the flock is held.
-	s, err := Open(path)
+	s, err := openHooks(path, nil, h)
 	if err != nil {
 		t.Fatalf("Open while the lock is held briefly = %v; want it to wait", err)
 	}
@@ -717,6 +737,7 @@ func TestLockWaitsForBriefHolder(t *testing.T) {
 }
 
 func TestLockReleasedOnKill(t *testing.T) {
+	t.Parallel()
 	if testing.Short() {
 		t.Skip("starts a child process")
 	}
@@ -741,7 +762,7 @@ func TestLockReleasedOnKill(t *testing.T) {
 		cmd.Wait()
 		t.Fatalf("child said %q, %v", line, err)
 	}
-	if _, err := Open(path); !errors.Is(err, ErrLocked) {
+	if _, err := openHooks(path, nil, testHooks()); !errors.Is(err, ErrLocked) {
 		t.Errorf("Open while child holds the lock = %v; want ErrLocked", err)
 	}
 	if err := cmd.Process.Signal(syscall.SIGKILL); err != nil {
@@ -811,6 +832,7 @@ func TestInsecureRefused(t *testing.T) {
 }
 
 func TestSymlinkRefused(t *testing.T) {
+	t.Parallel()
 	path := journalPath(t)
 	if err := os.MkdirAll(filepath.Dir(path), 0o700); err != nil {
 		t.Fatal(err)
@@ -829,6 +851,7 @@ func TestSymlinkRefused(t *testing.T) {
 }
 
 func TestConcurrentUse(t *testing.T) {
+	t.Parallel()
 	s := mustOpen(t, journalPath(t))
 	var wg sync.WaitGroup
 	for g := range 4 {
@@ -850,6 +873,7 @@ func TestConcurrentUse(t *testing.T) {
 }
 
 func TestLegacyPath(t *testing.T) {
+	t.Parallel()
 	tests := []struct {
 		user, server string
 		port         int
@@ -880,6 +904,7 @@ func TestLegacyPath(t *testing.T) {
 }
 
 func TestLegacyPathUniqueAndContained(t *testing.T) {
+	t.Parallel()
 	users := []string{"", "joe", "Joe", "joe@x", "joe@x@y", "joe:1", ".", "..", "/", "a/../b", "%", "%25", "%2F",
 		"\x00", " ", "-", ".x", "%2Ex", "a@b", strings.Repeat("u", 300), strings.Repeat("u", 301), strings.Repeat("%", 200)}
 	servers := []string{"", "h", "x@y", "y", "h:1", "::1", "/", "..", "%40", "@", strings.Repeat("s", 300)}
@@ -914,6 +939,7 @@ func TestLegacyPathUniqueAndContained(t *testing.T) {
 // TestAddFailureBreaksStore fills a tiny tmpfs so a write fails: the store
 // must refuse further records and leave a journal that reopens cleanly.
 func TestAddFailureBreaksStore(t *testing.T) {
+	t.Parallel()
 	dir := t.TempDir()
 	if err := syscall.Mount("tmpfs", dir, "tmpfs", 0, "size=8k"); err != nil {
 		t.Skipf("cannot mount tmpfs (needs root): %v", err)
@@ -941,10 +967,12 @@ func TestAddFailureBreaksStore(t *testing.T) {
 }
 
 func TestOpenCreatesDurably(t *testing.T) {
+	t.Parallel()
 	state := filepath.Join(t.TempDir(), "new")
 	path := Path(state, "joe@h")
-	ops := recordOps(t)
-	mustOpen(t, path)
+	h := testHooks()
+	ops := recordOps(h)
+	mustOpenHooks(t, path, h)
 	// Each new directory entry is fsynced in its parent before anything is
 	// written below it; the header is fsynced before Open returns.
 	base := filepath.Base(path)
@@ -966,6 +994,7 @@ func TestOpenCreatesDurably(t *testing.T) {
 }
 
 func TestRetainLargeBatchCompacts(t *testing.T) {
+	t.Parallel()
 	// 1200 forgotten 60-byte UIDs make a "-" batch over maxWrite: compact
 	// rather than issue one write that a crash could tear across pages.
 	var b strings.Builder
@@ -980,7 +1009,7 @@ func TestRetainLargeBatchCompacts(t *testing.T) {
 	}
 	path := writeJournal(t, b.String())
 	s := mustOpen(t, path)
-	ops := recordOps(t)
+	ops := recordOps(s.h)
 	if err := s.Retain(keep); err != nil {
 		t.Fatal(err)
 	}
@@ -993,6 +1022,7 @@ func TestRetainLargeBatchCompacts(t *testing.T) {
 }
 
 func TestRetainCompactionFailureKeepsStore(t *testing.T) {
+	t.Parallel()
 	path := writeJournal(t, bigJournal(minGarbage))
 	s := mustOpen(t, path)
 	// A non-empty directory where the .tmp file goes makes compaction fail
@@ -1015,9 +1045,10 @@ func TestRetainCompactionFailureKeepsStore(t *testing.T) {
 // fsyncs only on Sync; Close syncs what is pending; Open of a journal left
 // with unsynced records fsyncs it before anyone relies on them.
 func TestAddLaterSync(t *testing.T) {
+	t.Parallel()
 	path := journalPath(t)
 	s := mustOpen(t, path)
-	ops := recordOps(t)
+	ops := recordOps(s.h)
 	base := filepath.Base(path)
 	for _, u := range []string{"uid-1", "uid-2"} {
 		if err := s.AddLater(u, t0); err != nil {
@@ -1054,7 +1085,7 @@ func TestAddLaterSync(t *testing.T) {
 		t.Errorf("ops through Close = %q; want %q", *ops, want)
 	}
 	*ops = nil
-	s2 := mustOpen(t, path)
+	s2 := mustOpenHooks(t, path, s.h)
 	defer s2.Close()
 	if !s2.Has("uid-3") || s2.Len() != 3 {
 		t.Errorf("after reopen Has(uid-3) = %v, Len = %d", s2.Has("uid-3"), s2.Len())
@@ -1068,6 +1099,7 @@ func TestAddLaterSync(t *testing.T) {
 // superseded by Add, forgotten with its UID, kept by compaction, and its
 // path round-trips through the escaping whatever bytes it holds.
 func TestIntent(t *testing.T) {
+	t.Parallel()
 	path := journalPath(t)
 	s := mustOpen(t, path)
 	weird := "/tmp/My Mail/new/1.M2P3 %41\tx\u00e9"
@@ -1113,12 +1145,12 @@ func TestIntent(t *testing.T) {
 // every one after it) fail with errno; short makes a failing write put
 // half its bytes in the file first, as a write that runs out of space
 // part-way does.
-func failAfter(t *testing.T, op string, n int, errno syscall.Errno, short bool) {
+func failAfter(h *hooks, op string, n int, errno syscall.Errno, short bool) {
 	count := 0
 	fail := func() bool { count++; return count >= n }
 	switch op {
 	case "write":
-		fileWrite = func(f *os.File, b []byte) (int, error) {
+		h.write = func(f *os.File, b []byte) (int, error) {
 			if !fail() {
 				return f.Write(b)
 			}
@@ -1129,14 +1161,13 @@ func failAfter(t *testing.T, op string, n int, errno syscall.Errno, short bool) 
 			return 0, &os.PathError{Op: "write", Path: f.Name(), Err: errno}
 		}
 	case "sync":
-		fileSync = func(f *os.File) error {
+		h.sync = func(f *os.File) error {
 			if !fail() {
 				return f.Sync()
 			}
 			return &os.PathError{Op: "sync", Path: f.Name(), Err: errno}
 		}
 	}
-	t.Cleanup(func() { fileWrite, fileSync = (*os.File).Write, (*os.File).Sync })
 }
 
 // TestJournalFailpoints breaks the journal's n-th write or fsync the way
@@ -1148,6 +1179,7 @@ func failAfter(t *testing.T, op string, n int, errno syscall.Errno, short bool) 
 // written), the store refuses records after the failure, and the journal
 // replays cleanly.
 func TestJournalFailpoints(t *testing.T) {
+	t.Parallel()
 	tests := []struct {
 		op    string
 		n     int
@@ -1169,7 +1201,7 @@ func TestJournalFailpoints(t *testing.T) {
 			if err := s.Add("old", t0); err != nil {
 				t.Fatal(err)
 			}
-			failAfter(t, tt.op, tt.n, tt.errno, tt.short)
+			failAfter(s.h, tt.op, tt.n, tt.errno, tt.short)
 			intended := map[string]bool{} // Intend returned nil
 			added := map[string]bool{}    // AddLater returned nil
 			var failed error
@@ -1200,7 +1232,6 @@ func TestJournalFailpoints(t *testing.T) {
 				t.Error("Add after a failure succeeded")
 			}
 			s.Close()
-			fileWrite, fileSync = (*os.File).Write, (*os.File).Sync
 			s2 := mustOpen(t, path)
 			intents := s2.Intents()
 			if !s2.Has("old") {
@@ -1225,6 +1256,7 @@ func TestJournalFailpoints(t *testing.T) {
 // DELE refusals are counted per UID across reopens (one-shot runs), kept
 // by compaction, reset by an accepted DELE and forgotten with the UID.
 func TestDeleRefusals(t *testing.T) {
+	t.Parallel()
 	path := journalPath(t)
 	s := mustOpen(t, path)
 	if err := s.Add("a", t0); err != nil {
@@ -1279,6 +1311,7 @@ func TestDeleRefusals(t *testing.T) {
 // retrieval (written only when there was a count), ended by giving the
 // message up and forgotten with the UID.
 func TestRetrFailures(t *testing.T) {
+	t.Parallel()
 	path := journalPath(t)
 	s := mustOpen(t, path)
 	if err := s.Add("b", t0); err != nil {

@@ -13,6 +13,7 @@ import (
 // it), each written once, and they survive reopening and compaction in
 // order.
 func TestIdentities(t *testing.T) {
+	t.Parallel()
 	path := filepath.Join(t.TempDir(), "uidl", "j")
 	s := mustOpen(t, path)
 	a := Identity{Size: 100, Digest: "0123abcd"}
@@ -59,6 +60,7 @@ func TestIdentities(t *testing.T) {
 // TestIdentitiesBounded: the oldest identity of a UID is dropped beyond
 // MaxIdentities, the same way on replay as in memory.
 func TestIdentitiesBounded(t *testing.T) {
+	t.Parallel()
 	path := filepath.Join(t.TempDir(), "uidl", "j")
 	s := mustOpen(t, path)
 	for i := range MaxIdentities + 3 {
@@ -81,6 +83,7 @@ func TestIdentitiesBounded(t *testing.T) {
 // TestIntentIdentity: an intent carries the identity of its message, so
 // that recovering it records the UID with that identity.
 func TestIntentIdentity(t *testing.T) {
+	t.Parallel()
 	path := filepath.Join(t.TempDir(), "uidl", "j")
 	s := mustOpen(t, path)
 	id := Identity{Size: 42, Digest: "abc"}
@@ -105,6 +108,7 @@ func TestIntentIdentity(t *testing.T) {
 // no identities) is read as before and rewritten as the current version
 // on open, before anything of the new format is appended to it.
 func TestOpenUpgradesV1(t *testing.T) {
+	t.Parallel()
 	path := writeJournal(t, headerV1+"\n+ a 10\nr b 11 x@example.com\ni c 12 /m/new/1\n+ d 13\n- d\n")
 	s := mustOpen(t, path)
 	if !s.Has("a") || s.Identities("a") != nil || !slices.Equal(s.Recipients("b"), []string{"x@example.com"}) || s.Intents()["c"] != "/m/new/1" || s.Has("d") {
@@ -129,6 +133,7 @@ func TestOpenUpgradesV1(t *testing.T) {
 // is not skipped with it; a record without size (format 1, GiveUp) still
 // covers any size.
 func TestGiveUpSize(t *testing.T) {
+	t.Parallel()
 	path := filepath.Join(t.TempDir(), "uidl", "j")
 	s := mustOpen(t, path)
 	now := time.Unix(1700000000, 0)
@@ -178,6 +183,7 @@ func TestGiveUpSize(t *testing.T) {
 // one message; another message under the same UID (a server that reuses
 // it) starts with none, and its records replace the first one's.
 func TestRecipientsOf(t *testing.T) {
+	t.Parallel()
 	path := filepath.Join(t.TempDir(), "uidl", "j")
 	s := mustOpen(t, path)
 	x, y := Identity{Size: 10, Digest: "aa"}, Identity{Size: 10, Digest: "bb"}
@@ -228,6 +234,7 @@ func TestRecipientsOf(t *testing.T) {
 // whose DELE the server accepted since, across reopening and compaction;
 // a new message delivered under such a UID is on the server again.
 func TestOnServer(t *testing.T) {
+	t.Parallel()
 	path := filepath.Join(t.TempDir(), "uidl", "j")
 	s := mustOpen(t, path)
 	now := time.Unix(1700000000, 0)
@@ -271,6 +278,7 @@ func TestOnServer(t *testing.T) {
 // that many identities, across reopening and compaction; nothing is
 // written for a UID not delivered with that identity.
 func TestAddCopies(t *testing.T) {
+	t.Parallel()
 	path := filepath.Join(t.TempDir(), "uidl", "j")
 	s := mustOpen(t, path)
 	now := time.Unix(1700000000, 0)

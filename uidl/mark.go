@@ -166,8 +166,8 @@ func (s *Store) createMark() {
 		os.Remove(tmp)
 		return
 	}
-	trace("rename", name)
-	if syncDir(filepath.Dir(s.path)) != nil {
+	s.h.traceOp("rename", name)
+	if s.h.syncDir(filepath.Dir(s.path)) != nil {
 		// The mark may or may not survive a crash; it claims only what
 		// is synced, so either is safe, but it cannot be lowered
 		// without markF.
@@ -203,10 +203,10 @@ func (s *Store) writeMark(m mark, sync bool) error {
 	}
 	_, err := s.markF.WriteAt(encodeMark(m), 0)
 	if err == nil {
-		trace("write", s.path+markSuffix)
+		s.h.traceOp("write", s.path+markSuffix)
 		if sync {
 			if err = s.markF.Sync(); err == nil {
-				trace("sync", s.path+markSuffix)
+				s.h.traceOp("sync", s.path+markSuffix)
 			}
 		}
 	}

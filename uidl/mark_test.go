@@ -39,6 +39,7 @@ func writeFile(t *testing.T, path, content string) {
 // what cannot be told from a new mailbox (no journal and no mark) are
 // accepted.
 func TestShortenedJournalRefused(t *testing.T) {
+	t.Parallel()
 	lastLine := func(c string) string { // drops the last line
 		c = strings.TrimSuffix(c, "\n")
 		return c[:strings.LastIndexByte(c, '\n')+1]
@@ -114,6 +115,7 @@ func TestShortenedJournalRefused(t *testing.T) {
 // gone, and the mark never claims those: a journal cut back to its synced
 // length, with the mark as it was, opens.
 func TestMarkTrailsFsync(t *testing.T) {
+	t.Parallel()
 	path := journalPath(t)
 	s := mustOpen(t, path)
 	if err := s.Add("synced", t0); err != nil {
@@ -144,20 +146,20 @@ func TestMarkTrailsFsync(t *testing.T) {
 // must hold for the old journal until the rename and for the new one
 // after it, and a cut of the compacted journal is still caught.
 func TestMarkAcrossCompaction(t *testing.T) {
+	t.Parallel()
 	path := writeJournal(t, bigJournal(3*minGarbage))
 	s := mustOpen(t, path)
 	oldSize := int64(len(readFile(t, path)))
 	var atRename *mark
-	fsTrace = func(op, p string) {
+	s.h.trace = func(op, p string) {
 		if op == "rename" && p == path {
 			atRename, _ = readMark(path)
 		}
 	}
-	defer func() { fsTrace = nil }()
 	if err := s.Retain(uids(0, 10)); err != nil {
 		t.Fatal(err)
 	}
-	fsTrace = nil
+	s.h.trace = nil
 	newContent := readFile(t, path)
 	if atRename == nil {
 		t.Fatal("no compaction or no mark at the rename")
@@ -184,6 +186,7 @@ func TestMarkAcrossCompaction(t *testing.T) {
 // A mark that is not exactly what popfetch writes (torn, edited, another
 // file) is refused, naming the file and the fix.
 func TestMarkMalformed(t *testing.T) {
+	t.Parallel()
 	good := string(encodeMark(mark{100, 5}))
 	if m, err := parseMark([]byte(good)); err != nil || m != (mark{100, 5}) {
 		t.Fatalf("parseMark(encodeMark) = %+v, %v", m, err)

@@ -10,6 +10,7 @@ import (
 )
 
 func TestPath(t *testing.T) {
+	t.Parallel()
 	tests := []struct{ mailbox, want string }{
 		{"joe@pop.example.com", "joe@pop.example.com.uidl"},
 		{"tunnel2", "tunnel2.uidl"},
@@ -90,6 +91,7 @@ func unhex(s string) (byte, bool) {
 // the mailbox's name on first open, under both locks, with its content; a
 // later open ignores leftovers. Two old journals (two ports) are refused.
 func TestOpenMigrating(t *testing.T) {
+	t.Parallel()
 	state := t.TempDir()
 	old := LegacyPath(state, "joe", "Pop.Example.com", 110)
 	if err := os.MkdirAll(filepath.Dir(old), 0o700); err != nil {
@@ -159,17 +161,18 @@ func TestOpenMigrating(t *testing.T) {
 // Migration waits for no one: an older popfetch holding the old journal's
 // lock makes the open fail with ErrLocked, and nothing moves.
 func TestOpenMigratingLocked(t *testing.T) {
+	t.Parallel()
 	state := t.TempDir()
 	old := LegacyPath(state, "joe", "h", 110)
 	os.MkdirAll(filepath.Dir(old), 0o700)
 	os.WriteFile(old, []byte(headerV1+"\n+ a 1\n"), 0o600)
-	held, err := lockFile(old + ".lock")
+	held, err := testHooks().lockFile(old + ".lock")
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer held.Close()
 	path := Path(state, "joe@h")
-	if _, err := OpenMigrating(path, []string{old}); !errors.Is(err, ErrLocked) {
+	if _, err := openHooks(path, []string{old}, testHooks()); !errors.Is(err, ErrLocked) {
 		t.Fatalf("OpenMigrating while the old journal is locked = %v; want ErrLocked", err)
 	}
 	if _, err := os.Lstat(old); err != nil {

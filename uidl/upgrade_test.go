@@ -24,6 +24,7 @@ func markOf(content string) string {
 // journal is still caught. A format 1 journal shorter than its mark is
 // refused, not upgraded.
 func TestUpgradeKeepsMark(t *testing.T) {
+	t.Parallel()
 	const want = header + "\n+ a 10\n+ b 11\nd b 20 2\nr c 12 x@example.com\n"
 	tests := []struct {
 		name   string
@@ -43,15 +44,15 @@ func TestUpgradeKeepsMark(t *testing.T) {
 			}
 			var atRename *mark
 			renamed := false
-			fsTrace = func(op, p string) {
+			h := testHooks()
+			h.trace = func(op, p string) {
 				if op == "rename" && p == path {
 					renamed = true
 					atRename, _ = readMark(path)
 				}
 			}
-			defer func() { fsTrace = nil }()
-			s, err := Open(path)
-			fsTrace = nil
+			s, err := openHooks(path, nil, h)
+			h.trace = nil
 			if tt.refuse {
 				if err == nil {
 					s.Close()
@@ -105,6 +106,7 @@ func TestUpgradeKeepsMark(t *testing.T) {
 // interrupted between the mark and the journal completes; a new name's
 // mark that is another file is not overwritten.
 func TestMigrateMovesMark(t *testing.T) {
+	t.Parallel()
 	const content = headerV1 + "\n+ a 10\n+ b 11\n"
 	tests := []struct {
 		name    string

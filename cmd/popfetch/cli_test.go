@@ -163,17 +163,8 @@ func TestExitCodes(t *testing.T) {
 	dir := t.TempDir()
 	rc := func(pass string) string {
 		p := filepath.Join(dir, "rc-"+pass+".hcl")
-		writeFile(t, p, fmt.Sprintf(`
-state_dir = %q
-account "fake" {
-  server   = "127.0.0.1"
-  port     = %d
-  tls      = "none"
-  username = "user"
-  password = %q
-  deliver { maildir = %q }
-}
-`, filepath.Join(dir, "state"), srv.Port(), pass, filepath.Join(dir, "Maildir")))
+		writeFile(t, p, rcText(filepath.Join(dir, "state"), nil,
+			rcAccount{name: "fake", port: srv.Port(), user: "user", pass: pass, maildir: filepath.Join(dir, "Maildir")}))
 		return p
 	}
 	code, out, errs := runCLI(t, "-f", rc("wrong"), "fetch")
@@ -219,7 +210,7 @@ func TestFetchExitUndeletable(t *testing.T) {
 	})
 	dir := t.TempDir()
 	rc := filepath.Join(dir, "rc.hcl")
-	writeFile(t, rc, fmt.Sprintf("state_dir = %q\naccount \"fake\" {\n server = \"127.0.0.1\"\n port = %d\n tls = \"none\"\n username = \"user\"\n password = \"pass\"\n deliver { maildir = %q }\n}\n", dir, srv.Port(), filepath.Join(dir, "M")))
+	writeFile(t, rc, rcText(dir, nil, rcAccount{name: "fake", port: srv.Port(), user: "user", pass: "pass", maildir: filepath.Join(dir, "M")}))
 	for run, want := range []int{exitOK, exitOK, exitUndeletable, exitUndeletable} {
 		code, out, errs := runCLI(t, "fetch", "-f", rc)
 		if code != want {
@@ -241,7 +232,7 @@ func TestCheckConnect(t *testing.T) {
 	srv := pop3test.NewServer(t, pop3test.Options{Messages: []pop3test.Message{{UID: "a", Data: []byte("Subject: x\r\n\r\nhi\r\n")}, {UID: "b", Data: []byte("Subject: y\r\n\r\nhi\r\n")}}})
 	dir := t.TempDir()
 	rc := filepath.Join(dir, "rc.hcl")
-	writeFile(t, rc, fmt.Sprintf("state_dir = %q\naccount \"fake\" {\n server = \"127.0.0.1\"\n port = %d\n tls = \"none\"\n username = \"user\"\n password = \"pass\"\n deliver { maildir = %q }\n}\n", dir, srv.Port(), filepath.Join(dir, "M")))
+	writeFile(t, rc, rcText(dir, nil, rcAccount{name: "fake", port: srv.Port(), user: "user", pass: "pass", maildir: filepath.Join(dir, "M")}))
 	code, out, errs := runCLI(t, "check", "--connect", "-f", rc)
 	if code != exitOK || !strings.Contains(out, "2 messages on the server, 2 new") || strings.Contains(out, `"pass"`) {
 		t.Fatalf("check --connect = %d\n%s%s", code, out, errs)

@@ -5,10 +5,7 @@ import (
 	"fmt"
 	"math/rand/v2"
 	"os"
-	"os/exec"
 	"path/filepath"
-	"strconv"
-	"syscall"
 	"testing"
 	"time"
 
@@ -38,77 +35,22 @@ func TestCrashSafety(t *testing.T) {
 			maildir := filepath.Join(dir, "Maildir")
 			rc := filepath.Join(dir, "popfetch.hcl")
 			writeFile(t, filepath.Join(dir, "pw"), "pw\n")
-			writeFile(t, rc, fmt.Sprintf(`
-state_dir = %q
-account "crash" {
-  server        = "127.0.0.1"
-  port          = %d
-  tls           = "none"
-  username      = %q
-  password_file = %q
-  keep          = %v
-  deliver { maildir = %q }
-}
-`, filepath.Join(dir, "state"), srv.PlainPort, mb.User, filepath.Join(dir, "pw"), keep, maildir))
+			writeFile(t, rc, rcText(filepath.Join(dir, "state"), nil, rcAccount{
+				name: "crash", port: srv.PlainPort, user: mb.User, passFile: filepath.Join(dir, "pw"), keep: keep, maildir: maildir,
+			}))
 
 			rng := rand.New(rand.NewPCG(uint64(time.Now().UnixNano()), 1))
-			countNew := func() int {
-				ents, _ := os.ReadDir(filepath.Join(maildir, "new"))
-				return len(ents)
-			}
 			// Each kill lands a random few messages into a run, judged
 			// by the Maildir growing, so it hits a fetch in progress
 			// rather than the connect or the login. After 8 kills the
 			// run may finish.
 			const wantKills = 8
-			var killedAt []int // Maildir count at each kill
-			for attempt := 0; ; attempt++ {
-				if attempt > 40 {
-					t.Fatalf("popfetch did not complete in 40 attempts")
+			killedAt := killLoop(t, rc, 41, func() int { return maildirCount(t, maildir) }, func(base, kills int) int {
+				if left := n - base; kills < wantKills && left > 1 {
+					return base + 1 + rng.IntN(min(left-1, 60))
 				}
-				cmd := exec.Command(popfetchBin, "-f", rc, "fetch")
-				var out bytes.Buffer
-				cmd.Stdout, cmd.Stderr = &out, &out
-				base := countNew()
-				if err := cmd.Start(); err != nil {
-					t.Fatal(err)
-				}
-				done := make(chan error, 1)
-				go func() { done <- cmd.Wait() }()
-				target := -1 // run to completion
-				if left := n - base; len(killedAt) < wantKills && left > 1 {
-					target = base + 1 + rng.IntN(min(left-1, 60))
-				}
-				tick := time.NewTicker(2 * time.Millisecond)
-				giveUp := time.After(2 * time.Minute)
-				killed := false
-			watch:
-				for {
-					select {
-					case err := <-done:
-						if err != nil {
-							t.Fatalf("popfetch fetch failed: %v\n%s", err, out.String())
-						}
-						break watch
-					case <-tick.C:
-						if c := countNew(); target >= 0 && c >= target {
-							cmd.Process.Signal(syscall.SIGKILL)
-							<-done
-							killedAt = append(killedAt, c)
-							killed = true
-							break watch
-						}
-					case <-giveUp:
-						cmd.Process.Signal(syscall.SIGKILL)
-						<-done
-						t.Fatalf("popfetch fetch still running after 2 minutes, Maildir at %d\n%s", countNew(), out.String())
-					}
-				}
-				tick.Stop()
-				if !killed {
-					break
-				}
-			}
+				return -1 // run to completion
+			}, nil)
 			kills := len(killedAt)
 			midFetch := 0
 			for _, c := range killedAt {
@@ -120,27 +62,7 @@ account "crash" {
 			if midFetch < wantKills/2 {
 				t.Fatalf("only %d of %d kills landed while messages were being fetched (Maildir counts %v): the test proved little", midFetch, kills, killedAt)
 			}
-			seen := map[int]int{}
-			ents, err := os.ReadDir(filepath.Join(maildir, "new"))
-			if err != nil {
-				t.Fatal(err)
-			}
-			for _, e := range ents {
-				b, err := os.ReadFile(filepath.Join(maildir, "new", e.Name()))
-				if err != nil {
-					t.Fatal(err)
-				}
-				i := bytes.Index(b, []byte("\nX-Seq: "))
-				if i < 0 {
-					t.Fatalf("%s has no X-Seq", e.Name())
-				}
-				rest := b[i+8:]
-				seq, err := strconv.Atoi(string(rest[:bytes.IndexByte(rest, '\n')]))
-				if err != nil {
-					t.Fatal(err)
-				}
-				seen[seq]++
-			}
+			seen := seqCounts(t, maildir)
 			dups := 0
 			for i := 1; i <= n; i++ {
 				switch c := seen[i]; {
@@ -163,12 +85,5 @@ account "crash" {
 				t.Errorf("server holds %d messages; want %d", got, want)
 			}
 		})
-	}
-}
-
-func writeFile(t *testing.T, path, s string) {
-	t.Helper()
-	if err := os.WriteFile(path, []byte(s), 0o600); err != nil {
-		t.Fatal(err)
 	}
 }

@@ -86,24 +86,14 @@ func benchDaemon(b *testing.B, srv *dovecottest.Server, mbs []*dovecottest.Mailb
 	b.StopTimer()
 	dir := b.TempDir()
 	pwFile := filepath.Join(dir, "pw")
-	benchWrite(b, pwFile, "pw\n")
-	var rc strings.Builder
-	fmt.Fprintf(&rc, "state_dir = %q\n%s\n", filepath.Join(dir, "state"), limits)
+	writeFile(b, pwFile, "pw\n")
+	var accts []rcAccount
 	for _, mb := range mbs {
-		fmt.Fprintf(&rc, `account %q {
-  server        = "127.0.0.1"
-  port          = %d
-  tls           = "none"
-  username      = %q
-  password_file = %q
-  keep          = false
-  interval      = "24h"
-  deliver { maildir = %q }
-}
-`, mb.User, srv.PlainPort, mb.User, pwFile, filepath.Join(dir, "mail", mb.User))
+		accts = append(accts, rcAccount{name: mb.User, port: srv.PlainPort, user: mb.User, passFile: pwFile,
+			maildir: filepath.Join(dir, "mail", mb.User), extra: []string{`interval = "24h"`}})
 	}
 	rcPath := filepath.Join(dir, "popfetch.hcl")
-	benchWrite(b, rcPath, rc.String())
+	writeFile(b, rcPath, rcText(filepath.Join(dir, "state"), strings.Split(limits, "\n"), accts...))
 	for i, mb := range mbs {
 		mb.Put(b, benchMsgs(mb.User, i, 0, benchInitial)...)
 	}
@@ -223,7 +213,7 @@ func benchDaemon(b *testing.B, srv *dovecottest.Server, mbs []*dovecottest.Mailb
 	}
 	delivered := 0
 	for _, mb := range mbs {
-		n := countFiles(b, filepath.Join(dir, "mail", mb.User, "new"))
+		n := maildirCount(b, filepath.Join(dir, "mail", mb.User))
 		if n != benchInitial+benchBusy {
 			fail("%s: %d messages in the Maildir; want %d", mb.User, n, benchInitial+benchBusy)
 		}
@@ -303,33 +293,11 @@ func benchMsgs(user string, i, first, n int) [][]byte {
 	return out
 }
 
-func benchWrite(b *testing.B, path, s string) {
-	b.Helper()
-	if err := os.WriteFile(path, []byte(s), 0o600); err != nil {
-		b.Fatal(err)
-	}
-}
-
 func benchTail(s string, n int) string {
 	if len(s) <= n {
 		return s
 	}
 	return "…" + s[len(s)-n:]
-}
-
-func countFiles(b *testing.B, dir string) int {
-	b.Helper()
-	ents, err := os.ReadDir(dir)
-	if err != nil {
-		b.Fatal(err)
-	}
-	n := 0
-	for _, e := range ents {
-		if e.Type().IsRegular() && !strings.HasPrefix(e.Name(), ".") {
-			n++
-		}
-	}
-	return n
 }
 
 // procStatusKB reads a numeric field of /proc/PID/status (kB for Vm*).

@@ -11,7 +11,6 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"io"
 	"net"
@@ -22,7 +21,6 @@ import (
 	"slices"
 	"strconv"
 	"strings"
-	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -30,157 +28,6 @@ import (
 	"github.com/popfetch/popfetch/fetch/dovecottest"
 	"github.com/popfetch/popfetch/fetch/pop3test"
 )
-
-// lockedBuffer is the daemon's stderr: written by os/exec's copier,
-// read by the test while the daemon runs.
-type lockedBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (l *lockedBuffer) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.Write(p)
-}
-
-func (l *lockedBuffer) String() string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.String()
-}
-
-// lines returns the log lines that contain every one of subs.
-func (l *lockedBuffer) lines(subs ...string) []string {
-	var out []string
-	for _, ln := range strings.Split(l.String(), "\n") {
-		ok := ln != ""
-		for _, s := range subs {
-			ok = ok && strings.Contains(ln, s)
-		}
-		if ok {
-			out = append(out, ln)
-		}
-	}
-	return out
-}
-
-// daemonProc is one running `popfetch -f rc run`.
-type daemonProc struct {
-	rc   string
-	cmd  *exec.Cmd
-	log  *lockedBuffer
-	done chan struct{} // closed when the process has exited
-	err  error         // cmd.Wait's result, set before done is closed
-}
-
-// startDaemon starts `popfetch -f rc [flags...] run` and waits until it
-// serves its control socket. t.Cleanup stops it with SIGTERM and requires
-// exit status 0 within 20 s.
-func startDaemon(t *testing.T, rc string, flags ...string) *daemonProc {
-	t.Helper()
-	d := &daemonProc{rc: rc, log: &lockedBuffer{}, done: make(chan struct{})}
-	d.cmd = exec.Command(popfetchBin, append(append([]string{"-f", rc}, flags...), "run")...)
-	d.cmd.Stdout, d.cmd.Stderr = d.log, d.log
-	if err := d.cmd.Start(); err != nil {
-		t.Fatalf("start popfetch run: %v", err)
-	}
-	go func() {
-		d.err = d.cmd.Wait()
-		close(d.done)
-	}()
-	t.Cleanup(func() {
-		if !d.exited() {
-			d.cmd.Process.Signal(syscall.SIGTERM)
-		}
-		select {
-		case <-d.done:
-			if code := d.cmd.ProcessState.ExitCode(); code != 0 {
-				t.Errorf("popfetch run exited with status %d (%v) after SIGTERM; want 0", code, d.err)
-			}
-		case <-time.After(20 * time.Second):
-			d.cmd.Process.Kill()
-			<-d.done
-			t.Errorf("popfetch run did not exit within 20 s of SIGTERM")
-		}
-		if t.Failed() {
-			t.Logf("popfetch run log:\n%s", d.log.String())
-		}
-	})
-	waitFor(t, 10*time.Second, "the daemon to start", func() bool {
-		if d.exited() {
-			t.Fatalf("popfetch run exited at start-up: %v\n%s", d.err, d.log.String())
-		}
-		return len(d.log.lines("popfetch daemon started")) > 0
-	})
-	return d
-}
-
-func (d *daemonProc) exited() bool {
-	select {
-	case <-d.done:
-		return true
-	default:
-		return false
-	}
-}
-
-// waitFor polls cond every 50 ms until it holds or timeout passes.
-func waitFor(t *testing.T, timeout time.Duration, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(timeout)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out after %v waiting for %s", timeout, what)
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
-}
-
-// cliResult is one run of the popfetch binary.
-type cliResult struct {
-	stdout, stderr string
-	code           int
-	took           time.Duration
-}
-
-// popfetchCmd runs the popfetch binary (bin, or popfetchBin if empty) to
-// completion, at most 60 s; cred runs it as another user.
-func popfetchCmd(t *testing.T, bin string, cred *syscall.Credential, args ...string) cliResult {
-	t.Helper()
-	if bin == "" {
-		bin = popfetchBin
-	}
-	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
-	defer cancel()
-	cmd := exec.CommandContext(ctx, bin, args...)
-	var out, errb bytes.Buffer
-	cmd.Stdout, cmd.Stderr = &out, &errb
-	if cred != nil {
-		cmd.SysProcAttr = &syscall.SysProcAttr{Credential: cred}
-		cmd.Dir = "/"
-	}
-	start := time.Now()
-	err := cmd.Run()
-	r := cliResult{stdout: out.String(), stderr: errb.String(), took: time.Since(start)}
-	if err != nil {
-		var ee *exec.ExitError
-		if !errors.As(err, &ee) {
-			t.Fatalf("popfetch %s: %v", strings.Join(args, " "), err)
-		}
-	}
-	if ctx.Err() != nil {
-		t.Fatalf("popfetch %s did not finish within 60 s\nstdout:\n%s\nstderr:\n%s", strings.Join(args, " "), r.stdout, r.stderr)
-	}
-	r.code = cmd.ProcessState.ExitCode()
-	return r
-}
-
-// daemonCLI runs `popfetch -f rc args...` as the current user.
-func daemonCLI(t *testing.T, rc string, args ...string) cliResult {
-	t.Helper()
-	return popfetchCmd(t, "", nil, append([]string{"-f", rc}, args...)...)
-}
 
 var generationRE = regexp.MustCompile(`generation (\d+)`)
 
@@ -252,113 +99,6 @@ func statusRows(t *testing.T, rc string) (map[string]map[string]string, string) 
 		t.Fatalf("popfetch status prints no table:\n%s", r.stdout)
 	}
 	return rows, r.stdout
-}
-
-// rcAccount is one account block of a test rc file.
-type rcAccount struct {
-	name     string
-	port     int
-	server   string // default 127.0.0.1
-	user     string
-	pass     string // inline, unless passFile is set
-	passFile string
-	maildir  string
-	keep     bool
-	extra    []string // more attribute lines, e.g. `timeout = "2s"`
-}
-
-// rcText renders an rc file: state_dir, top-level lines, then accounts,
-// each polled every 30 s (the minimum; first poll within 3 s of start)
-// unless extra says otherwise.
-func rcText(stateDir string, top []string, accts ...rcAccount) string {
-	var b strings.Builder
-	fmt.Fprintf(&b, "state_dir = %q\n", stateDir)
-	for _, l := range top {
-		fmt.Fprintln(&b, l)
-	}
-	for _, a := range accts {
-		server := a.server
-		if server == "" {
-			server = "127.0.0.1"
-		}
-		fmt.Fprintf(&b, "account %q {\n", a.name)
-		fmt.Fprintf(&b, "  server   = %q\n  port     = %d\n  tls      = \"none\"\n  username = %q\n", server, a.port, a.user)
-		if a.passFile != "" {
-			fmt.Fprintf(&b, "  password_file = %q\n", a.passFile)
-		} else {
-			fmt.Fprintf(&b, "  password = %q\n", a.pass)
-		}
-		fmt.Fprintf(&b, "  keep     = %v\n", a.keep)
-		if !strings.Contains(strings.Join(a.extra, "\n"), "interval") {
-			fmt.Fprintln(&b, `  interval = "30s"`)
-		}
-		for _, l := range a.extra {
-			fmt.Fprintf(&b, "  %s\n", l)
-		}
-		fmt.Fprintf(&b, "  deliver { maildir = %q }\n}\n", a.maildir)
-	}
-	return b.String()
-}
-
-// seqMsg is a message with an X-Seq header and lines body lines.
-func seqMsg(tag string, seq, lines int) []byte {
-	return fmt.Appendf(nil, "From: a@example.net\r\nTo: b@example.com\r\nSubject: %s %d\r\nX-Seq: %d\r\n\r\n%s", tag, seq, seq,
-		strings.Repeat(fmt.Sprintf("%s message %d: body line of some length to give it weight\r\n", tag, seq), lines))
-}
-
-// maildirFiles lists the message files in a Maildir's new/ and cur/; a
-// Maildir not created yet has none.
-func maildirFiles(t *testing.T, dir string) []string {
-	t.Helper()
-	var out []string
-	for _, sub := range []string{"new", "cur"} {
-		ents, err := os.ReadDir(filepath.Join(dir, sub))
-		if os.IsNotExist(err) {
-			continue
-		} else if err != nil {
-			t.Fatal(err)
-		}
-		for _, e := range ents {
-			if !strings.HasPrefix(e.Name(), ".") {
-				out = append(out, filepath.Join(dir, sub, e.Name()))
-			}
-		}
-	}
-	return out
-}
-
-func maildirCount(t *testing.T, dir string) int {
-	t.Helper()
-	return len(maildirFiles(t, dir))
-}
-
-// waitMaildir waits until dir holds at least n messages.
-func waitMaildir(t *testing.T, dir string, n int, timeout time.Duration) {
-	t.Helper()
-	waitFor(t, timeout, fmt.Sprintf("%d messages in %s", n, dir), func() bool { return maildirCount(t, dir) >= n })
-}
-
-// seqCounts counts the messages of dir by their X-Seq header.
-func seqCounts(t *testing.T, dir string) map[int]int {
-	t.Helper()
-	seen := map[int]int{}
-	for _, p := range maildirFiles(t, dir) {
-		b, err := os.ReadFile(p)
-		if err != nil {
-			t.Fatal(err)
-		}
-		i := bytes.Index(b, []byte("\nX-Seq: "))
-		if i < 0 {
-			t.Fatalf("%s has no X-Seq header", p)
-		}
-		rest := b[i+len("\nX-Seq: "):]
-		seq, err := strconv.Atoi(strings.TrimSpace(string(rest[:bytes.IndexByte(rest, '\n')])))
-		if err != nil {
-			t.Fatalf("%s: X-Seq: %v", p, err)
-		}
-		seen[seq]++
-	}
-	return seen
 }
 
 var timestampRE = regexp.MustCompile(`^\d{4}-\d\d-\d\d \d\d:\d\d:\d\d$`)
@@ -490,6 +230,20 @@ func TestDaemonReload(t *testing.T) {
 		}
 		if e.d.exited() {
 			t.Fatalf("the daemon exited")
+		}
+	}
+
+	// stillOldConfig checks that after a refused reload (why) the daemon
+	// runs the old config, A only: SIGUSR1 polls A, and B is not polled.
+	stillOldConfig := func(t *testing.T, e *env, why string) {
+		t.Helper()
+		e.mbA.Put(t, seqMsg("A", 2, 2))
+		if err := e.d.cmd.Process.Signal(syscall.SIGUSR1); err != nil {
+			t.Fatal(err)
+		}
+		waitMaildir(t, e.a.maildir, 2, 5*time.Second)
+		if n := maildirCount(t, e.b.maildir); n != 0 {
+			t.Errorf("B was polled (%d messages) although the %s", n, why)
 		}
 	}
 
@@ -654,14 +408,7 @@ func TestDaemonReload(t *testing.T) {
 		if g := statusGeneration(t, e.rc); g != 1 {
 			t.Errorf("generation after an unsafe rc file = %d; want 1 (unchanged)", g)
 		}
-		e.mbA.Put(t, seqMsg("A", 2, 2))
-		if err := e.d.cmd.Process.Signal(syscall.SIGUSR1); err != nil {
-			t.Fatal(err)
-		}
-		waitMaildir(t, e.a.maildir, 2, 5*time.Second)
-		if n := maildirCount(t, e.b.maildir); n != 0 {
-			t.Errorf("B was polled (%d messages) although the unsafe rc file was refused", n)
-		}
+		stillOldConfig(t, e, "unsafe rc file was refused")
 		if e.d.exited() {
 			t.Fatalf("the daemon exited after an unsafe rc file")
 		}
@@ -680,14 +427,7 @@ func TestDaemonReload(t *testing.T) {
 		waitFor(t, 30*time.Second, "the daemon to refuse the account's new state_dir", func() bool {
 			return len(e.d.log.lines("rc file not applied", "account A: state_dir changed")) > 0
 		})
-		e.mbA.Put(t, seqMsg("A", 2, 2))
-		if err := e.d.cmd.Process.Signal(syscall.SIGUSR1); err != nil {
-			t.Fatal(err)
-		}
-		waitMaildir(t, e.a.maildir, 2, 5*time.Second)
-		if n := maildirCount(t, e.b.maildir); n != 0 {
-			t.Errorf("B was polled (%d messages) although the reload was refused", n)
-		}
+		stillOldConfig(t, e, "reload was refused")
 		if _, err := os.Stat(filepath.Join(e.dir, "stateA")); !os.IsNotExist(err) {
 			t.Errorf("the refused state_dir was created or used: %v", err)
 		}
@@ -707,16 +447,8 @@ func TestDaemonReload(t *testing.T) {
 		if n := len(e.d.log.lines("config reloaded")); n != 0 {
 			t.Errorf("the log has %d \"config reloaded\" lines; want none", n)
 		}
-		// Still the old config (A only), in the old place: SIGUSR1 polls A,
-		// and B is not polled.
-		e.mbA.Put(t, seqMsg("A", 2, 2))
-		if err := e.d.cmd.Process.Signal(syscall.SIGUSR1); err != nil {
-			t.Fatal(err)
-		}
-		waitMaildir(t, e.a.maildir, 2, 5*time.Second)
-		if n := maildirCount(t, e.b.maildir); n != 0 {
-			t.Errorf("B was polled (%d messages) although the reload was refused", n)
-		}
+		// Still the old config (A only), in the old place.
+		stillOldConfig(t, e, "reload was refused")
 		if _, err := os.Stat(filepath.Join(e.dir, "state2")); !os.IsNotExist(err) {
 			t.Errorf("the refused state_dir was created or used: %v", err)
 		}
@@ -769,23 +501,6 @@ func signalMidFetch(t *testing.T, d *daemonProc, maildir string, n int, sigs ...
 		t.Fatalf("all %d messages were delivered before the signal took effect; the interruption was not exercised", n)
 	}
 	return atSignal, afterExit
-}
-
-// checkComplete requires every message 1..n in the Maildir exactly once.
-func checkComplete(t *testing.T, maildir string, n int) {
-	t.Helper()
-	seen := seqCounts(t, maildir)
-	for i := 1; i <= n; i++ {
-		switch c := seen[i]; {
-		case c == 0:
-			t.Errorf("message X-Seq %d lost", i)
-		case c > 1:
-			t.Errorf("message X-Seq %d delivered %d times", i, c)
-		}
-	}
-	if len(seen) != n {
-		t.Errorf("Maildir holds %d distinct messages; want %d", len(seen), n)
-	}
 }
 
 // restartCompletes starts `popfetch run` again and waits until its first

@@ -93,6 +93,7 @@ type commentText struct {
 // reader of this repository cannot open (TestCitationPatterns has
 // examples) is a dead end. It must state the rule or cite doc/design.md.
 func TestCommentsCiteOnlyThisRepository(t *testing.T) {
+	t.Parallel()
 	files := goComments(t)
 	for file, groups := range files {
 		var hits []string
@@ -122,6 +123,7 @@ func TestCommentsCiteOnlyThisRepository(t *testing.T) {
 // is a numbered heading of doc/design.md, and the README and the package
 // docs of fetch, uidl and deliver link the document.
 func TestDesignSectionsExist(t *testing.T) {
+	t.Parallel()
 	design, err := os.ReadFile(filepath.Join(repoRoot, "doc", "design.md"))
 	if err != nil {
 		t.Fatal(err)
@@ -161,6 +163,7 @@ func TestDesignSectionsExist(t *testing.T) {
 // TestCitationPatterns keeps the two patterns above honest: each must
 // catch what it is for and nothing a legitimate comment says.
 func TestCitationPatterns(t *testing.T) {
+	t.Parallel()
 	for _, tc := range []struct {
 		text string
 		want bool
@@ -211,6 +214,7 @@ func clip(s string) string {
 // the two set-up commands exist as written, the README names every step
 // .ci/test runs, and every package directory is in the layout table.
 func TestReadmeSetUp(t *testing.T) {
+	t.Parallel()
 	readme, err := os.ReadFile(filepath.Join(repoRoot, "README.md"))
 	if err != nil {
 		t.Fatal(err)

@@ -13,6 +13,7 @@ import (
 // fetch/pop3test's server, which is why that package takes its own small TB
 // interface instead of testing.TB.
 func TestBinaryLinksNoTestCode(t *testing.T) {
+	t.Parallel()
 	out, err := exec.Command("go", "list", "-deps", ".").Output()
 	if err != nil {
 		t.Fatalf("go list -deps .: %v", err)

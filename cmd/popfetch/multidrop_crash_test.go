@@ -1,16 +1,11 @@
 package main
 
 import (
-	"bytes"
 	"fmt"
-	"io/fs"
 	"math/rand/v2"
 	"os"
-	"os/exec"
 	"path/filepath"
-	"strconv"
 	"strings"
-	"syscall"
 	"testing"
 	"time"
 
@@ -61,95 +56,45 @@ func TestMultidropCrashSafety(t *testing.T) {
 			}
 			rc := filepath.Join(dir, "popfetch.hcl")
 			writeFile(t, filepath.Join(dir, "pw"), "pw\n")
-			writeFile(t, rc, fmt.Sprintf(`
-state_dir = %q
-account "md" {
-  server        = "127.0.0.1"
-  port          = %d
-  tls           = "none"
-  username      = %q
-  password_file = %q
-  deliver { %s }
-  multidrop {
+			writeFile(t, rc, rcText(filepath.Join(dir, "state"), nil, rcAccount{
+				name: "md", port: srv.PlainPort, user: mb.User, passFile: filepath.Join(dir, "pw"), deliver: deliverBlock,
+				extra: []string{fmt.Sprintf(`multidrop {
     local_domains    = ["example.com"]
     fallback_headers = ["To"]
 %s
-  }
-}
-`, filepath.Join(dir, "state"), srv.PlainPort, mb.User, filepath.Join(dir, "pw"), deliverBlock, strings.Join(userBlocks, "\n")))
+  }`, strings.Join(userBlocks, "\n"))},
+			}))
 
-			// copies counts the complete copies per user and X-Seq.
+			// copies counts the complete copies per user and X-Seq, in
+			// the Maildir of every user that got one.
 			copies := func() (map[string]int, int) {
 				got := map[string]int{}
 				total := 0
-				filepath.WalkDir(out, func(p string, e fs.DirEntry, err error) error {
-					if err != nil || e.IsDir() || filepath.Base(filepath.Dir(p)) != "new" || strings.HasSuffix(p, ".part") {
-						return nil
+				ents, _ := os.ReadDir(out)
+				for _, e := range ents {
+					if !e.IsDir() {
+						continue
 					}
-					b, _ := os.ReadFile(p)
-					i := bytes.Index(b, []byte("\nX-Seq: "))
-					if i < 0 {
-						return nil
+					for seq, c := range seqCounts(t, filepath.Join(out, e.Name())) {
+						got[fmt.Sprintf("%s/%d", e.Name(), seq)] += c
+						total += c
 					}
-					rest := b[i+8:]
-					seq, _ := strconv.Atoi(string(rest[:max(0, bytes.IndexByte(rest, '\n'))]))
-					got[fmt.Sprintf("%s/%d", filepath.Base(filepath.Dir(filepath.Dir(p))), seq)]++
-					total++
-					return nil
-				})
+				}
 				return got, total
 			}
+			count := func() int { _, n := copies(); return n }
 			rng := rand.New(rand.NewPCG(uint64(time.Now().UnixNano()), 2))
 			const wantKills = 5
-			var killedAt []int
-			for attempt := 0; ; attempt++ {
-				if attempt > 30 {
-					t.Fatalf("popfetch did not complete in 30 attempts")
+			killedAt := killLoop(t, rc, 31, count, func(base, kills int) int {
+				if left := users*msgs - base; kills < wantKills && left > 10 {
+					return base + 5 + rng.IntN(min(left-5, 25))
 				}
-				_, base := copies()
-				cmd := exec.Command(popfetchBin, "-f", rc, "fetch")
-				var log bytes.Buffer
-				cmd.Stdout, cmd.Stderr = &log, &log
-				if err := cmd.Start(); err != nil {
-					t.Fatal(err)
-				}
-				done := make(chan error, 1)
-				go func() { done <- cmd.Wait() }()
-				target := -1
-				if left := users*msgs - base; len(killedAt) < wantKills && left > 10 {
-					target = base + 5 + rng.IntN(min(left-5, 25))
-				}
-				killed := false
-				giveUp := time.After(2 * time.Minute)
-			watch:
-				for {
-					select {
-					case err := <-done:
-						if err != nil {
-							t.Fatalf("popfetch fetch failed: %v\n%s", err, log.String())
-						}
-						break watch
-					case <-time.After(2 * time.Millisecond):
-						if _, c := copies(); target >= 0 && c >= target {
-							cmd.Process.Signal(syscall.SIGKILL)
-							<-done
-							killedAt = append(killedAt, c)
-							killed = true
-							break watch
-						}
-					case <-giveUp:
-						cmd.Process.Signal(syscall.SIGKILL)
-						<-done
-						t.Fatalf("popfetch fetch still running after 2 minutes\n%s", log.String())
-					}
-				}
-				if !killed {
-					break
-				}
-				// An MDA outlives the kill: let the ones in flight finish
-				// before counting for the next run.
+				return -1
+			}, func() {
+				// An MDA outlives the kill: let the ones in flight
+				// finish before counting for the next run.
 				time.Sleep(200 * time.Millisecond)
-			}
+			})
 			got, total := copies()
 			dups := 0
 			for u := range users {

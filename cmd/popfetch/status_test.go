@@ -15,6 +15,7 @@ import (
 // error (escaped: it quotes the server), and says so when the server
 // refuses to delete delivered mail.
 func TestWriteStatus(t *testing.T) {
+	t.Parallel()
 	t0 := time.Date(2026, 11, 25, 12, 0, 0, 0, time.UTC)
 	tests := []struct {
 		name    string
@@ -73,6 +74,7 @@ func TestWriteStatus(t *testing.T) {
 }
 
 func TestPrintable(t *testing.T) {
+	t.Parallel()
 	tests := []struct {
 		in   string
 		n    int

@@ -7,6 +7,8 @@ import (
 	"fmt"
 	"github.com/popfetch/popfetch/fetch"
 	"log/slog"
+	"os"
+	"path/filepath"
 	"strings"
 	"sync"
 	"testing"
@@ -992,88 +994,17 @@ func TestDaemonErrorKeyIgnoresEphemeralPort(t *testing.T) {
 	}
 }
 
-// rcA is a real rc file with every kind of nested block, so that positions
-// (hcl.Range) occur at several depths: account, password, multidrop user.
-const rcA = `state_dir = "/var/lib/popfetch"
-defaults {
-  username      = "joe"
-  password_file = "/etc/popfetch/pw"
-  deliver { maildir = "/var/mail/joe" }
+// readRC returns an rc file of ../../testdata/rc/same (see rcfile's
+// equal_test.go): a.hcl, with every kind of nested block, and a-moved.hcl,
+// which means the same with its blocks moved and a comment on top.
+func readRC(t *testing.T, name string) string {
+	t.Helper()
+	b, err := os.ReadFile(filepath.Join("../../testdata/rc/same", name))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return string(b)
 }
-account "one" {
-  server   = "pop.one.example"
-  interval = "2m"
-}
-account "two" {
-  server           = "pop.two.example"
-  password_command = ["pass", "show", "two"]
-  postmaster { maildir = "/var/mail/pm" }
-  multidrop {
-    local_domains = ["example.com"]
-    user "alice" { addresses = ["alice", "a.smith"] }
-    user "bob" {
-      deliver { mda = ["/usr/bin/procmail", "-d", "{user}"] }
-    }
-  }
-  deliver { maildir = "/var/vmail/{user}" }
-}
-account "three" {
-  server   = "pop.three.example"
-  username = "jim"
-  deliver {
-    smtp {
-      server = "localhost:24"
-      lmtp   = true
-    }
-  }
-}
-`
-
-// rcAMoved means the same as rcA: a comment on top, the blocks in another
-// order, other alignment.
-const rcAMoved = `# popfetch.hcl
-# (a comment added on top shifts every line below)
-
-account "three" {
-  server = "pop.three.example"
-  username = "jim"
-  deliver {
-    smtp {
-      lmtp = true
-      server = "localhost:24"
-    }
-  }
-}
-
-account "two" {
-  server = "pop.two.example"
-  password_command = ["pass", "show", "two"]
-  deliver { maildir = "/var/vmail/{user}" }
-  multidrop {
-    local_domains = ["example.com"]
-    user "alice" {
-      addresses = ["alice", "a.smith"]
-    }
-    user "bob" {
-      deliver { mda = ["/usr/bin/procmail", "-d", "{user}"] }
-    }
-  }
-  postmaster { maildir = "/var/mail/pm" }
-}
-
-defaults {
-  username = "joe"
-  password_file = "/etc/popfetch/pw"
-  deliver { maildir = "/var/mail/joe" }
-}
-
-state_dir = "/var/lib/popfetch"
-
-account "one" {
-  interval = "2m"
-  server = "pop.one.example"
-}
-`
 
 func parseRC(t *testing.T, src string) (*rcfile.Config, map[string]*rcfile.Account) {
 	t.Helper()
@@ -1093,7 +1024,7 @@ func parseRC(t *testing.T, src string) (*rcfile.Config, map[string]*rcfile.Accou
 // hold stays held, the schedule is unchanged, nothing is "changed".
 func TestDaemonReloadMovedBlocks(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
-		cfg, _ := parseRC(t, rcA)
+		cfg, _ := parseRC(t, readRC(t, "a.hcl"))
 		h := newHarness(t, cfg, nil)
 		h.start()
 		polls := map[string]*call{}
@@ -1110,7 +1041,7 @@ func TestDaemonReloadMovedBlocks(t *testing.T) {
 		}
 		h.clock.waitTimer(t, t0.Add(backoffDelay(2*time.Minute, 1, false)))
 
-		moved, _ := parseRC(t, rcAMoved)
+		moved, _ := parseRC(t, readRC(t, "a-moved.hcl"))
 		if err := h.d.Reload(moved); err != nil {
 			t.Fatalf("Reload = %v", err)
 		}

@@ -19,6 +19,7 @@ import (
 // so only the errors are observable here: package uidl and package
 // deliver record the order of their fsyncs.
 func TestSyncDir(t *testing.T) {
+	t.Parallel()
 	dir := t.TempDir()
 	missing := filepath.Join(dir, "missing")
 	openPath := func(t *testing.T, p string) *os.File {

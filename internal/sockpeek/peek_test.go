@@ -9,6 +9,7 @@ import (
 )
 
 func TestReadable(t *testing.T) {
+	t.Parallel()
 	if runtime.GOOS != "linux" {
 		t.Skip("Readable looks at the socket on Unix systems only; CI runs Linux")
 	}

@@ -28,7 +28,7 @@ const (
 // private group included ("" if nobody, or if there is no such ACL). The
 // mode's group bits hide this: with an ACL they show its mask, so a file
 // of a private group with an entry user:eve:rw looks like mode 0660.
-func aclWriters(path, attr string, uid, gid uint32) string {
+func (db userDB) aclWriters(path, attr string, uid, gid uint32) string {
 	buf := make([]byte, 4096)
 	n, err := unix.Lgetxattr(path, attr, buf)
 	switch {
@@ -67,7 +67,7 @@ func aclWriters(path, attr string, uid, gid uint32) string {
 			if en.tag == aclGroupObj {
 				id = gid
 			}
-			if w && mask&aclWrite != 0 && !privateGroup(id, uid) {
+			if w && mask&aclWrite != 0 && !db.privateGroup(id, uid) {
 				return fmt.Sprintf("has an ACL that lets the group %s write it (see getfacl)", groupName(id))
 			}
 		case aclOther:

@@ -9,6 +9,8 @@ import (
 	"testing"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/popfetch/popfetch/internal/testutil"
 )
 
 // setACL stores a POSIX ACL in attr of path: entries of tag, perm, id.
@@ -32,13 +34,14 @@ func setACL(t *testing.T, path, attr string, entries ...[3]uint32) {
 // a directory on its way is refused, though the mode's group bits (the
 // ACL's mask) look like a private group's.
 func TestACL(t *testing.T) {
-	needRoot(t) // root's group 0 is private on this machine's /etc files
-	if err := CheckTrustedPath(t, writeFile(t, privateDir(t), "f", "x\n", 0o660)); err != nil {
+	t.Parallel()
+	testutil.NeedRoot(t) // root's group 0 is private on this machine's /etc files
+	if err := CheckTrustedPath(t, testutil.WriteFile(t, testutil.PrivateDir(t), "f", "x\n", 0o660)); err != nil {
 		t.Skipf("root's group is not private here (%v)", err)
 	}
 	const rw, r, any = 6, 4, 0xffffffff
 	entries := func(userPerm, mask uint32) [][3]uint32 {
-		return [][3]uint32{{aclUserObj, rw, any}, {aclUser, userPerm, nobody}, {aclGroupObj, r, any}, {aclMask, mask, any}, {aclOther, 0, any}}
+		return [][3]uint32{{aclUserObj, rw, any}, {aclUser, userPerm, testutil.Nobody}, {aclGroupObj, r, any}, {aclMask, mask, any}, {aclOther, 0, any}}
 	}
 	for _, tt := range []struct {
 		name  string
@@ -51,18 +54,18 @@ func TestACL(t *testing.T) {
 		{"file, user nobody r", false, "system.posix_acl_access", entries(r, r), ""},
 		{"file, user nobody rw masked to r", false, "system.posix_acl_access", entries(rw, r), ""},
 		{"file, group nogroup rw", false, "system.posix_acl_access",
-			[][3]uint32{{aclUserObj, rw, any}, {aclGroupObj, r, any}, {aclGroup, rw, nobody}, {aclMask, rw, any}, {aclOther, 0, any}},
+			[][3]uint32{{aclUserObj, rw, any}, {aclGroupObj, r, any}, {aclGroup, rw, testutil.Nobody}, {aclMask, rw, any}, {aclOther, 0, any}},
 			"has an ACL that lets the group nogroup write it"},
 		{"directory, user nobody rwx", true, "system.posix_acl_access", entries(7, 7), "which has an ACL that lets nobody write it"},
 		{"directory, default user nobody rw", true, "system.posix_acl_default", entries(rw, rw), "which has an ACL that lets nobody write it"},
 	} {
 		t.Run(tt.name, func(t *testing.T) {
-			dir := privateDir(t)
+			dir := testutil.PrivateDir(t)
 			sub := filepath.Join(dir, "sub")
 			if err := os.Mkdir(sub, 0o700); err != nil {
 				t.Fatal(err)
 			}
-			p := writeFile(t, sub, "f", "x\n", 0o600)
+			p := testutil.WriteFile(t, sub, "f", "x\n", 0o600)
 			on := p
 			if tt.onDir {
 				on = sub

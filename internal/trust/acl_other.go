@@ -4,4 +4,4 @@ package trust
 
 // aclWriters knows only Linux's ACL storage; elsewhere the mode bits
 // alone decide.
-func aclWriters(path, attr string, uid, gid uint32) string { return "" }
+func (userDB) aclWriters(path, attr string, uid, gid uint32) string { return "" }

@@ -91,11 +91,15 @@ func OpenNonBlock(path string) (*os.File, error) {
 //
 // Errors wrap ErrUntrustedFile and say how to fix the problem.
 func CheckTrusted(f *os.File, path string) error {
+	return systemDB().checkTrusted(f, path)
+}
+
+func (db userDB) checkTrusted(f *os.File, path string) error {
 	fi, err := f.Stat()
 	if err != nil {
 		return err
 	}
-	return CheckInfo(path, fi)
+	return db.checkInfo(path, fi)
 }
 
 // CheckPath applies CheckTrusted's rules to the file path names now
@@ -106,31 +110,39 @@ func CheckTrusted(f *os.File, path string) error {
 // or the user popfetch runs as can create the file later, and a missing
 // file is accepted (its use reports it).
 func CheckPath(path string) error {
+	return systemDB().checkPath(path)
+}
+
+func (db userDB) checkPath(path string) error {
 	fi, err := os.Stat(path)
 	if errors.Is(err, fs.ErrNotExist) {
 		abs, err := filepath.Abs(path)
 		if err != nil {
 			return err
 		}
-		_, err = resolveChecked(path, abs)
+		_, err = db.resolveChecked(path, abs)
 		if errors.Is(err, fs.ErrNotExist) {
 			return nil
 		}
 		if err == nil {
 			// Created in between: check what is there now.
-			return CheckPath(path)
+			return db.checkPath(path)
 		}
 		return err
 	}
 	if err != nil {
 		return err
 	}
-	return CheckInfo(path, fi)
+	return db.checkInfo(path, fi)
 }
 
 // CheckInfo is CheckTrusted for a file already stat'ed: fi is
 // the file's own status (fstat or stat), path how it was named.
 func CheckInfo(path string, fi fs.FileInfo) error {
+	return systemDB().checkInfo(path, fi)
+}
+
+func (db userDB) checkInfo(path string, fi fs.FileInfo) error {
 	if !fi.Mode().IsRegular() {
 		return fmt.Errorf("%s is not a regular file (%s): %w", path, fi.Mode().Type(), ErrUntrustedFile)
 	}
@@ -138,11 +150,11 @@ func CheckInfo(path string, fi fs.FileInfo) error {
 	if err != nil {
 		return err
 	}
-	real, err := resolveChecked(path, abs)
+	real, err := db.resolveChecked(path, abs)
 	if err != nil {
 		return err
 	}
-	if p := untrusted(fi, false, real); p != "" {
+	if p := db.untrusted(fi, false, real); p != "" {
 		return fmt.Errorf("%s %s: %w", path, problemFix(p, path), ErrUntrustedFile)
 	}
 	// The name must still lead to the file checked; otherwise it was
@@ -168,7 +180,7 @@ const maxLinks = 40
 // error wrapping fs.ErrNotExist if the directory where the lookup stopped
 // lets nobody else create it (the sticky bit's exception does not apply:
 // in /tmp anybody can create a missing name), else ErrUntrustedFile.
-func resolveChecked(path, abs string) (string, error) {
+func (db userDB) resolveChecked(path, abs string) (string, error) {
 	checked := map[string]bool{}
 	checkDir := func(dir string) (fs.FileInfo, error) {
 		dfi, err := os.Lstat(dir)
@@ -178,7 +190,7 @@ func resolveChecked(path, abs string) (string, error) {
 		if checked[dir] {
 			return dfi, nil
 		}
-		if p := untrusted(dfi, true, dir); p != "" {
+		if p := db.untrusted(dfi, true, dir); p != "" {
 			return nil, fmt.Errorf("%s is in the directory %s, which %s, so that user can replace the file; %s: %w",
 				path, dir, p, fixFor(p, dir), ErrUntrustedFile)
 		}
@@ -205,7 +217,7 @@ func resolveChecked(path, abs string) (string, error) {
 		next := filepath.Join(cur, c)
 		fi, err := os.Lstat(next)
 		if errors.Is(err, fs.ErrNotExist) {
-			if p := untrusted(dfi, false, cur); p != "" {
+			if p := db.untrusted(dfi, false, cur); p != "" {
 				fix := fixFor(p, cur)
 				if dfi.Mode()&fs.ModeSticky != 0 {
 					// chmod would break /tmp for everybody else.
@@ -262,7 +274,7 @@ func untrustedOwner(fi fs.FileInfo) string {
 
 // untrusted says what is wrong with fi ("" if nothing), found at the
 // real path real (for its ACLs). dir allows the sticky bit's exception.
-func untrusted(fi fs.FileInfo, dir bool, real string) string {
+func (db userDB) untrusted(fi fs.FileInfo, dir bool, real string) string {
 	st, ok := fi.Sys().(*syscall.Stat_t)
 	if !ok {
 		return "" // not a Unix file system view; nothing to check
@@ -279,17 +291,17 @@ func untrusted(fi fs.FileInfo, dir bool, real string) string {
 	}
 	// With an access ACL the group bits are its mask, the most any
 	// named user or group may get; the ACL itself says who does.
-	if p := aclWriters(real, "system.posix_acl_access", st.Uid, st.Gid); p != "" {
+	if p := db.aclWriters(real, "system.posix_acl_access", st.Uid, st.Gid); p != "" {
 		return p
 	}
 	if dir {
 		// New entries inherit a default ACL: a file created here later
 		// by root or the owner would be writable by those it names.
-		if p := aclWriters(real, "system.posix_acl_default", st.Uid, st.Gid); p != "" {
+		if p := db.aclWriters(real, "system.posix_acl_default", st.Uid, st.Gid); p != "" {
 			return p
 		}
 	}
-	if perm&0o020 != 0 && !privateGroup(st.Gid, st.Uid) {
+	if perm&0o020 != 0 && !db.privateGroup(st.Gid, st.Uid) {
 		return fmt.Sprintf("is writable by the group %s", groupName(st.Gid))
 	}
 	return ""
@@ -331,11 +343,16 @@ func groupName(gid uint32) string {
 	return "gid " + strconv.FormatUint(uint64(gid), 10)
 }
 
-// groupFile and passwdFile are variables so tests can use their own.
-var (
-	groupFile  = "/etc/group"
-	passwdFile = "/etc/passwd"
-)
+// userDB names the account files privateGroup reads; tests give their
+// own instead of the system's.
+type userDB struct {
+	passwdFile, groupFile string
+}
+
+// systemDB is the system's account files.
+func systemDB() userDB {
+	return userDB{passwdFile: "/etc/passwd", groupFile: "/etc/group"}
+}
 
 // privateGroup says whether gid is the private group of uid in the
 // user-private-group scheme: uid's primary group, named as the user, the
@@ -344,14 +361,14 @@ var (
 // members /etc/group does not list) is not private. A group that is not
 // in groupFile (a directory service) is not known to be private, so it
 // does not count.
-func privateGroup(gid, uid uint32) bool {
+func (db userDB) privateGroup(gid, uid uint32) bool {
 	u, err := user.LookupId(strconv.FormatUint(uint64(uid), 10))
 	if err != nil || u.Gid != strconv.FormatUint(uint64(gid), 10) {
 		return false
 	}
 	// name:password:uid:gid:...
 	others := false
-	if !scanColon(passwdFile, func(f []string) bool {
+	if !scanColon(db.passwdFile, func(f []string) bool {
 		if len(f) >= 4 && f[3] == u.Gid && f[0] != u.Username {
 			others = true
 		}
@@ -361,7 +378,7 @@ func privateGroup(gid, uid uint32) bool {
 	}
 	// name:password:gid:member,member
 	private := false
-	scanColon(groupFile, func(f []string) bool {
+	scanColon(db.groupFile, func(f []string) bool {
 		if len(f) != 4 || f[2] != u.Gid {
 			return false
 		}

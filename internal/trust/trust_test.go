@@ -8,43 +8,23 @@ import (
 	"strings"
 	"syscall"
 	"testing"
+
+	"github.com/popfetch/popfetch/internal/testutil"
 )
-
-// nobody is the uid and gid the tests give files that must belong to
-// someone else (nobody/nogroup on Debian).
-const nobody = 65534
-
-// needRoot skips a test that must chown files to another user.
-func needRoot(t *testing.T) {
-	t.Helper()
-	if os.Geteuid() != 0 {
-		t.Skip("needs root to give a file to another user")
-	}
-}
-
-// privateDir is a fresh 0700 directory whose own ancestors are trusted
-// (t.TempDir is under the sticky /tmp, or wherever TMPDIR points).
-func privateDir(t *testing.T) string {
-	t.Helper()
-	dir := filepath.Join(t.TempDir(), "d")
-	if err := os.Mkdir(dir, 0o700); err != nil {
-		t.Fatal(err)
-	}
-	return dir
-}
 
 // TestCheckTrusted: CheckTrusted refuses a file another user can change,
 // directly or by replacing it in its directory, and says how to fix it.
 func TestCheckTrusted(t *testing.T) {
+	t.Parallel()
 	if err := CheckTrustedPath(t, "/etc/passwd"); err != nil {
 		t.Skipf("this machine's own /etc is not trusted (%v); the rules cannot be tested here", err)
 	}
 	type setup func(t *testing.T, dir string) string
 	file := func(mode os.FileMode, uid, gid int) setup {
 		return func(t *testing.T, dir string) string {
-			p := writeFile(t, dir, "f", "x\n", mode)
+			p := testutil.WriteFile(t, dir, "f", "x\n", mode)
 			if uid >= 0 || gid >= 0 {
-				needRoot(t)
+				testutil.NeedRoot(t)
 				if err := os.Chown(p, uid, gid); err != nil {
 					t.Fatal(err)
 				}
@@ -62,12 +42,12 @@ func TestCheckTrusted(t *testing.T) {
 				t.Fatal(err)
 			}
 			if uid >= 0 {
-				needRoot(t)
+				testutil.NeedRoot(t)
 				if err := os.Chown(sub, uid, -1); err != nil {
 					t.Fatal(err)
 				}
 			}
-			return writeFile(t, sub, "f", "x\n", 0o600)
+			return testutil.WriteFile(t, sub, "f", "x\n", 0o600)
 		}
 	}
 	tests := []struct {
@@ -79,19 +59,19 @@ func TestCheckTrusted(t *testing.T) {
 		{"0644", file(0o644, -1, -1), ""},
 		{"0400", file(0o400, -1, -1), ""},
 		{"other-writable", file(0o602, -1, -1), "writable by every user; run \"chmod go-w "},
-		{"group-writable, foreign group", file(0o620, -1, nobody), "writable by the group nogroup; run \"chmod go-w "},
-		{"owned by nobody", file(0o600, nobody, -1), "is owned by nobody, not by root; check its content, then run \"chown root "},
+		{"group-writable, foreign group", file(0o620, -1, testutil.Nobody), "writable by the group nogroup; run \"chmod go-w "},
+		{"owned by nobody", file(0o600, testutil.Nobody, -1), "is owned by nobody, not by root; check its content, then run \"chown root "},
 		{"directory other-writable", dirMode(0o777, -1), "in the directory %s/sub, which is writable by every user, so that user can replace the file; run \"chmod go-w %[1]s/sub\""},
 		{"directory group-writable, foreign group", func(t *testing.T, dir string) string {
 			p := dirMode(0o770, -1)(t, dir)
-			needRoot(t)
-			if err := os.Chown(filepath.Dir(p), -1, nobody); err != nil {
+			testutil.NeedRoot(t)
+			if err := os.Chown(filepath.Dir(p), -1, testutil.Nobody); err != nil {
 				t.Fatal(err)
 			}
 			return p
 		}, "which is writable by the group nogroup"},
 		{"directory sticky and other-writable", dirMode(0o777|os.ModeSticky, -1), ""},
-		{"directory owned by nobody", dirMode(0o755, nobody), "which is owned by nobody"},
+		{"directory owned by nobody", dirMode(0o755, testutil.Nobody), "which is owned by nobody"},
 		{"symlink into an unsafe directory", func(t *testing.T, dir string) string {
 			target := dirMode(0o777, -1)(t, dir)
 			link := filepath.Join(dir, "link")
@@ -101,11 +81,11 @@ func TestCheckTrusted(t *testing.T) {
 			return link
 		}, "which is writable by every user"},
 		{"symlink in a foreign directory", func(t *testing.T, dir string) string {
-			target := writeFile(t, dir, "f", "x\n", 0o600)
+			target := testutil.WriteFile(t, dir, "f", "x\n", 0o600)
 			return foreignLink(t, dir, target)
 		}, "is in the directory %s/foreign, which is owned by nobody"},
 		{"symlink to a symlink in a foreign directory", func(t *testing.T, dir string) string {
-			target := writeFile(t, dir, "f", "x\n", 0o600)
+			target := testutil.WriteFile(t, dir, "f", "x\n", 0o600)
 			link := filepath.Join(dir, "link")
 			if err := os.Symlink(foreignLink(t, dir, target), link); err != nil {
 				t.Fatal(err)
@@ -113,7 +93,7 @@ func TestCheckTrusted(t *testing.T) {
 			return link
 		}, "is in the directory %s/foreign, which is owned by nobody"},
 		{"relative symlink in a trusted directory", func(t *testing.T, dir string) string {
-			writeFile(t, dir, "f", "x\n", 0o600)
+			testutil.WriteFile(t, dir, "f", "x\n", 0o600)
 			link := filepath.Join(dir, "link")
 			if err := os.Symlink("../d/./f", link); err != nil {
 				t.Fatal(err)
@@ -121,8 +101,8 @@ func TestCheckTrusted(t *testing.T) {
 			return link
 		}, ""},
 		{"foreign symlink in a sticky directory", func(t *testing.T, dir string) string {
-			needRoot(t)
-			target := writeFile(t, dir, "f", "x\n", 0o600)
+			testutil.NeedRoot(t)
+			target := testutil.WriteFile(t, dir, "f", "x\n", 0o600)
 			sticky := filepath.Join(dir, "tmp")
 			if err := os.Mkdir(sticky, 0o700); err != nil {
 				t.Fatal(err)
@@ -134,7 +114,7 @@ func TestCheckTrusted(t *testing.T) {
 			if err := os.Symlink(target, link); err != nil {
 				t.Fatal(err)
 			}
-			if err := os.Lchown(link, nobody, nobody); err != nil {
+			if err := os.Lchown(link, testutil.Nobody, testutil.Nobody); err != nil {
 				t.Fatal(err)
 			}
 			return link
@@ -150,7 +130,7 @@ func TestCheckTrusted(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			dir := privateDir(t)
+			dir := testutil.PrivateDir(t)
 			p := tt.setup(t, dir)
 			err := CheckTrustedPath(t, p)
 			want := tt.want
@@ -171,7 +151,7 @@ func TestCheckTrusted(t *testing.T) {
 // owned by nobody, and returns its path.
 func foreignLink(t *testing.T, dir, target string) string {
 	t.Helper()
-	needRoot(t)
+	testutil.NeedRoot(t)
 	foreign := filepath.Join(dir, "foreign")
 	if err := os.Mkdir(foreign, 0o755); err != nil {
 		t.Fatal(err)
@@ -180,7 +160,7 @@ func foreignLink(t *testing.T, dir, target string) string {
 	if err := os.Symlink(target, link); err != nil {
 		t.Fatal(err)
 	}
-	if err := os.Chown(foreign, nobody, nobody); err != nil {
+	if err := os.Chown(foreign, testutil.Nobody, testutil.Nobody); err != nil {
 		t.Fatal(err)
 	}
 	return link
@@ -190,21 +170,28 @@ func foreignLink(t *testing.T, dir, target string) string {
 // it with CheckTrusted.
 func CheckTrustedPath(t *testing.T, p string) error {
 	t.Helper()
+	return checkTrustedPath(t, systemDB(), p)
+}
+
+// checkTrustedPath is CheckTrustedPath with the account files of db.
+func checkTrustedPath(t *testing.T, db userDB, p string) error {
+	t.Helper()
 	f, err := os.OpenFile(p, os.O_RDONLY|syscall.O_NONBLOCK, 0)
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer f.Close()
-	return CheckTrusted(f, p)
+	return db.checkTrusted(f, p)
 }
 
 // TestPrivateGroup: group write is harmless only where the group is the
 // owner's private group: its primary group, named as the user, nobody
 // else's primary group, and listing nobody else.
 func TestPrivateGroup(t *testing.T) {
-	needRoot(t) // the file must belong to root, whose primary group is 0
-	dir := privateDir(t)
-	p := writeFile(t, dir, "f", "x\n", 0o660)
+	t.Parallel()
+	testutil.NeedRoot(t) // the file must belong to root, whose primary group is 0
+	dir := testutil.PrivateDir(t)
+	p := testutil.WriteFile(t, dir, "f", "x\n", 0o660)
 	const rootPw = "root:x:0:0:root:/root:/bin/sh\n"
 	for _, tt := range []struct {
 		passwd, groups string
@@ -219,12 +206,9 @@ func TestPrivateGroup(t *testing.T) {
 		// most systems) can write it although /etc/group lists nobody.
 		{rootPw + "eve:x:1000:0::/home/eve:/bin/sh\n", "root:x:0:\n", false},
 	} {
-		gf := writeFile(t, t.TempDir(), "group", tt.groups, 0o644)
-		pf := writeFile(t, t.TempDir(), "passwd", tt.passwd, 0o644)
-		oldG, oldP := groupFile, passwdFile
-		groupFile, passwdFile = gf, pf
-		err := CheckTrustedPath(t, p)
-		groupFile, passwdFile = oldG, oldP
+		gf := testutil.WriteFile(t, t.TempDir(), "group", tt.groups, 0o644)
+		pf := testutil.WriteFile(t, t.TempDir(), "passwd", tt.passwd, 0o644)
+		err := checkTrustedPath(t, userDB{passwdFile: pf, groupFile: gf}, p)
 		if (err == nil) != tt.ok {
 			t.Errorf("/etc/passwd %q, /etc/group %q: CheckTrusted = %v; want ok %v", tt.passwd, tt.groups, err, tt.ok)
 		}
@@ -233,8 +217,9 @@ func TestPrivateGroup(t *testing.T) {
 
 // TestReadTrusted: a ca_file is read only if it passes CheckTrusted.
 func TestReadTrusted(t *testing.T) {
-	dir := privateDir(t)
-	p := writeFile(t, dir, "ca.pem", "pem\n", 0o644)
+	t.Parallel()
+	dir := testutil.PrivateDir(t)
+	p := testutil.WriteFile(t, dir, "ca.pem", "pem\n", 0o644)
 	if b, err := ReadTrusted(p); err != nil || string(b) != "pem\n" {
 		t.Fatalf("ReadTrusted = %q, %v", b, err)
 	}
@@ -244,16 +229,4 @@ func TestReadTrusted(t *testing.T) {
 	if _, err := ReadTrusted(p); !errors.Is(err, ErrUntrustedFile) {
 		t.Fatalf("other-writable: ReadTrusted = %v; want ErrUntrustedFile", err)
 	}
-}
-
-func writeFile(t *testing.T, dir, name, content string, mode os.FileMode) string {
-	t.Helper()
-	p := filepath.Join(dir, name)
-	if err := os.WriteFile(p, []byte(content), 0o600); err != nil {
-		t.Fatal(err)
-	}
-	if err := os.Chmod(p, mode); err != nil {
-		t.Fatal(err)
-	}
-	return p
 }
