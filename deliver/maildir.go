@@ -184,9 +184,15 @@ func (d *Maildir) owner(rc Recipient) (*fileOwner, error) {
 // {user} or {domain} value that may not name a directory. sender is not
 // used: the envelope sender is the Return-Path of the original message.
 func (d *Maildir) Deliver(ctx context.Context, m *Message, sender string, rcpts []Recipient, extra []Field) []error {
-	res := newResults(ctx, len(rcpts))
+	return d.DeliverReporting(ctx, m, sender, rcpts, extra, nil)
+}
+
+// DeliverReporting is Deliver, passing each copy's result to report as
+// soon as it is final (see ResultFunc).
+func (d *Maildir) DeliverReporting(ctx context.Context, m *Message, sender string, rcpts []Recipient, extra []Field, report ResultFunc) []error {
+	res := newResults(len(rcpts), report)
 	for i, rc := range rcpts {
-		// Reported copy by copy (WithResultHook): each is durable on its
+		// Reported copy by copy: each is durable on its
 		// own, whatever happens to the ones after it.
 		res.set(i, d.deliverOne(ctx, m, rc, extra))
 	}

@@ -403,7 +403,13 @@ func soleAddress(rcpts []Recipient, g *rcptGroup) string {
 // reply to the final dot for that recipient, read with the session in step
 // (see replyTap): a server out of step makes every result temporary.
 func (d *SMTP) Deliver(ctx context.Context, m *Message, sender string, rcpts []Recipient, extra []Field) []error {
-	res := newResults(ctx, len(rcpts))
+	return d.DeliverReporting(ctx, m, sender, rcpts, extra, nil)
+}
+
+// DeliverReporting is Deliver, passing each recipient's result to report
+// as soon as it is final (see ResultFunc).
+func (d *SMTP) DeliverReporting(ctx context.Context, m *Message, sender string, rcpts []Recipient, extra []Field, report ResultFunc) []error {
+	res := newResults(len(rcpts), report)
 	errs := res.errs
 	var groups []*rcptGroup
 	byAddr := make(map[string]*rcptGroup)

@@ -216,7 +216,7 @@ func TestSMTPRepliesInStep(t *testing.T) {
 					delivered = append(delivered, i)
 				}
 			}
-			errs := d.Deliver(WithResultHook(context.Background(), hook), smtpMsg("Subject: x\r\n\r\nb\r\n"), "", []Recipient{{Address: "a@x"}, {Address: "b@x"}}, nil)
+			errs := d.DeliverReporting(context.Background(), smtpMsg("Subject: x\r\n\r\nb\r\n"), "", []Recipient{{Address: "a@x"}, {Address: "b@x"}}, nil, hook)
 			checkResults(t, errs, tc.want...)
 			checkReasons(t, errs)
 			var want []int

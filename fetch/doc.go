@@ -83,7 +83,7 @@
 // deliver finds committed (deliver.Committed), so a kill between commit
 // and record duplicates nothing.
 // Multidrop records each recipient's copy as it completes (as the target
-// reports it through deliver.WithResultHook: per Maildir copy, per MDA run,
+// reports it through deliver.DeliverReporting: per Maildir copy, per MDA run,
 // per LMTP reply that names its recipient as it arrives, else per SMTP/LMTP
 // transaction), not when the whole group of users sharing
 // a target returns, so a retry serves only the recipients not yet done and
