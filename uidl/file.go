@@ -881,13 +881,9 @@ func (s *Store) GiveUpSize(uid string, size int64, t time.Time) error {
 // is written without an fsync: losing it to a power failure only delays
 // the escalation.
 func (s *Store) RefuseDele(uid string, t time.Time) (int, error) {
-	if !ValidUID(uid) {
-		return 0, fmt.Errorf("%w: %q", ErrBadUID, uid)
-	}
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	n := min(s.st.m[uid].refused+1, maxRefusals)
-	return n, s.writeCount('d', "DELE refusal", uid, t, n)
+	return s.count('d', "DELE refusal", uid, t, func(e entry, _ bool) (int, bool) {
+		return min(e.refused+1, maxRefusals), true
+	})
 }
 
 // DeleAccepted records that the server answered DELE of uid with +OK: it
@@ -896,31 +892,37 @@ func (s *Store) RefuseDele(uid string, t time.Time) (int, error) {
 // OnServer). It writes a "d" record with count 0, without an fsync, and
 // nothing when that is already the UID's state.
 func (s *Store) DeleAccepted(uid string, t time.Time) error {
+	_, err := s.count('d', "DELE refusal", uid, t, func(e entry, ok bool) (int, bool) {
+		return 0, ok && !(e.refused == 0 && e.deleted)
+	})
+	return err
+}
+
+// count appends a counting record (kind 'd' or 'f', what says what it
+// counts in errors) of uid at t, without an fsync: a lost count only
+// delays an escalation. next returns the new count from uid's entry (ok:
+// uid has one) and whether to write it; count returns it.
+func (s *Store) count(kind byte, what, uid string, t time.Time, next func(e entry, ok bool) (int, bool)) (int, error) {
 	if !ValidUID(uid) {
-		return fmt.Errorf("%w: %q", ErrBadUID, uid)
+		return 0, fmt.Errorf("%w: %q", ErrBadUID, uid)
 	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	if e, ok := s.st.m[uid]; !ok || e.refused == 0 && e.deleted {
-		return nil
+	e, ok := s.st.m[uid]
+	n, write := next(e, ok)
+	if !write {
+		return n, nil
 	}
-	return s.writeCount('d', "DELE refusal", uid, t, 0)
-}
-
-// writeCount appends a counting record (kind 'd' or 'f', what says what
-// it counts in errors) of uid with count n, without an fsync: a lost count
-// only delays an escalation. s.mu is held.
-func (s *Store) writeCount(kind byte, what, uid string, t time.Time, n int) error {
 	if s.closed {
-		return fmt.Errorf("%w: %s", ErrClosed, s.path)
+		return n, fmt.Errorf("%w: %s", ErrClosed, s.path)
 	}
 	c := strconv.Itoa(n)
 	if err := s.write(appendRecord(nil, kind, uid, t.Unix(), c, Identity{}), false); err != nil {
-		return fmt.Errorf("record %s of uid %q: %w", what, uid, err)
+		return n, fmt.Errorf("record %s of uid %q: %w", what, uid, err)
 	}
 	s.st.apply(kind, uid, t.Unix(), c, Identity{})
 	s.st.records++
-	return nil
+	return n, nil
 }
 
 // RetrFailed records that RETR of uid failed in a way that may be the
@@ -931,28 +933,19 @@ func (s *Store) writeCount(kind byte, what, uid string, t time.Time, n int) erro
 // (cron) see it too. It is written without an fsync: losing it to a power
 // failure only delays giving the message up.
 func (s *Store) RetrFailed(uid string, t time.Time) (int, error) {
-	if !ValidUID(uid) {
-		return 0, fmt.Errorf("%w: %q", ErrBadUID, uid)
-	}
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	n := min(s.st.m[uid].retrFails+1, maxRefusals)
-	return n, s.writeCount('f', "RETR failures", uid, t, n)
+	return s.count('f', "RETR failures", uid, t, func(e entry, _ bool) (int, bool) {
+		return min(e.retrFails+1, maxRefusals), true
+	})
 }
 
 // RetrOK records that uid was retrieved in step, ending its run of failed
 // polls (see RetrFailed). It writes an "f" record with count 0, without an
 // fsync, and nothing when the count is already 0.
 func (s *Store) RetrOK(uid string, t time.Time) error {
-	if !ValidUID(uid) {
-		return fmt.Errorf("%w: %q", ErrBadUID, uid)
-	}
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	if s.st.m[uid].retrFails == 0 {
-		return nil
-	}
-	return s.writeCount('f', "RETR failures", uid, t, 0)
+	_, err := s.count('f', "RETR failures", uid, t, func(e entry, _ bool) (int, bool) {
+		return 0, e.retrFails != 0
+	})
+	return err
 }
 
 // RetrFailures returns how many polls in a row RETR of uid failed (see
