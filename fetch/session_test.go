@@ -815,7 +815,7 @@ func TestCheckWritesNothing(t *testing.T) {
 		t.Fatal(err)
 	}
 	st.Add("gone-from-server", time.Now())
-	st.Intend("uid-0002", inNew)
+	st.IntendIdentity("uid-0002", inNew, uidl.Identity{})
 	st.Close()
 	before, _ := os.ReadFile(journal)
 
@@ -1237,7 +1237,7 @@ func TestPollRecoversInterruptedDelivery(t *testing.T) {
 	s.IntendIdentity("uid-0001", inNew, idOf(1))
 	s.IntendIdentity("uid-0002", inCur, idOf(2))
 	s.IntendIdentity("uid-0003", filepath.Join(a.Deliver.Maildir, "new", "never-linked"), idOf(3))
-	s.Intend("uid-0004", legacy)
+	s.IntendIdentity("uid-0004", legacy, uidl.Identity{})
 	s.Close()
 
 	rec := &recorder{}

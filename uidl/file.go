@@ -71,7 +71,7 @@ type Store struct {
 	lock *os.File // holds the flock; closing it releases the lock
 	size int64    // bytes of the journal known to be complete
 	// synced is the part of size known durable; unsynced is set while
-	// AddLater records await Sync.
+	// records written without an fsync await Sync.
 	synced   int64
 	unsynced bool
 	broken   error // sticky: a failed write or sync left the file state unknown
@@ -360,7 +360,7 @@ func (s *Store) open() error {
 		}
 		trace("sync", s.path)
 	} else if res.good > 0 {
-		// A predecessor killed after AddLater may have left records that
+		// A predecessor killed after a write without an fsync may have left records that
 		// are only in the page cache; make them durable before anyone
 		// sends DELE on their strength.
 		if err := f.Sync(); err != nil {
@@ -456,7 +456,7 @@ func (s *Store) syncLocked() error {
 	return nil
 }
 
-// Sync makes every record written by AddLater durable. Call it before
+// Sync makes every record written without an fsync durable. Call it before
 // sending DELE for any of those UIDs.
 func (s *Store) Sync() error {
 	s.mu.Lock()
@@ -650,16 +650,9 @@ func (s *Store) FirstSeen(uid string) (time.Time, bool) {
 	return time.Unix(e.first, 0), true
 }
 
-// Recipients returns the recipients already done for uid while it is not yet
-// fully delivered (multidrop partial progress), in the order recorded. It
-// returns nil once uid is delivered.
-func (s *Store) Recipients(uid string) []string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return slices.Clone(s.st.m[uid].rcpts)
-}
-
-// RecipientsOf is Recipients for the message of identity id: recipients
+// RecipientsOf returns the recipients already done for uid while it is not
+// yet fully delivered (multidrop partial progress), in the order recorded,
+// for the message of identity id; nil once uid is delivered. Recipients
 // recorded for another message under the same UID (a server that reuses
 // UIDs) are not done for this one. Those recorded without identity (format
 // 1) count for the message only while its UID names one message (shared is
@@ -703,8 +696,14 @@ func (s *Store) Add(uid string, t time.Time) error {
 // of the message delivered (see Identity). A UID may hold several
 // identities: a server that reuses UIDs gives one UID to several messages
 // over time, or at once to identical ones. Recording an identity the UID
-// already holds writes nothing. sync=false writes without an fsync, as
-// AddLater does.
+// already holds writes nothing.
+//
+// sync=false only writes the record (write(2)) without an fsync: it
+// survives a crash of popfetch, which is what matters for duplicates, but
+// not yet a power loss. The caller must call Sync before sending DELE for
+// uid. This lets a session pay one fsync per batch of messages instead of
+// one per message; a power loss before Sync can then cause duplicates of
+// the batch, never a loss, because no DELE was sent for it.
 func (s *Store) AddIdentity(uid string, id Identity, t time.Time, sync bool) error {
 	if !validIdentity(id) {
 		return fmt.Errorf("uidl: invalid identity %+v for uid %q", id, uid)
@@ -717,7 +716,7 @@ func (s *Store) AddIdentity(uid string, id Identity, t time.Time, sync bool) err
 // identical messages one UID): id is then held n times (up to
 // MaxIdentities), so that package fetch can tell, by their sizes alone,
 // that every copy the server lists was delivered. It writes one "+" per
-// missing copy, without an fsync (as AddLater), and nothing when uid is
+// missing copy, without an fsync (as AddIdentity with sync=false), and nothing when uid is
 // not delivered with id.
 func (s *Store) AddCopies(uid string, id Identity, n int, t time.Time) error {
 	if !validIdentity(id) {
@@ -765,30 +764,14 @@ func (s *Store) Identities(uid string) []Identity {
 	return slices.Clone(s.st.m[uid].ids)
 }
 
-// AddLater records uid as delivered like Add, but only writes the record
-// (write(2)) without an fsync: it survives a crash of popfetch, which is
-// what matters for duplicates, but not yet a power loss. The caller must
-// call Sync before sending DELE for uid. This lets a session pay one fsync
-// per batch of messages instead of one per message; a power loss before
-// Sync can then cause duplicates of the batch, never a loss, because no
-// DELE was sent for it.
-func (s *Store) AddLater(uid string, t time.Time) error {
-	return s.record('+', uid, t, "", Identity{}, false)
-}
-
-// Intend records that a delivery of uid is about to create the file at path
-// (a Maildir's new/NAME), just before the file appears there. It is written
-// without an fsync: it only serves to recognise, after popfetch was killed
-// between creating the file and Add, that the message is already delivered
-// (see Intents), so that the next poll does not deliver it again. Losing it
-// to a power failure costs at most that duplicate.
-func (s *Store) Intend(uid, path string) error {
-	return s.IntendIdentity(uid, path, Identity{})
-}
-
-// IntendIdentity is Intend for the message with identity id (zero if
-// unknown): recovering the intent then records the UID with it (see
-// IntentIdentity).
+// IntendIdentity records that a delivery of uid, the message with identity
+// id (zero if unknown), is about to create the file at path (a Maildir's
+// new/NAME), just before the file appears there. It is written without an
+// fsync: it only serves to recognise, after popfetch was killed between
+// creating the file and recording the delivery, that the message is
+// already delivered (see Intents; recovering the intent then records the
+// UID with id, see IntentIdentity), so that the next poll does not deliver
+// it again. Losing it to a power failure costs at most that duplicate.
 func (s *Store) IntendIdentity(uid, path string, id Identity) error {
 	esc := escapeIntent(path)
 	if !validIntent(esc) {
@@ -854,19 +837,14 @@ func (s *Store) Note(uid string, t time.Time) error {
 	return s.record('n', uid, t, "", Identity{}, true)
 }
 
-// GiveUp records that uid cannot be retrieved (its reply overruns any
-// sane bound, or it keeps missing its deadline): it stays on the server,
-// was logged once, and later polls skip it. Unlike Note it does not depend
-// on a setting, so raising `limit` does not bring it back; only its
-// disappearance from the server (Retain) or an admin's edit of the
-// journal does. Durable before it returns.
-func (s *Store) GiveUp(uid string, t time.Time) error {
-	return s.record('p', uid, t, "", Identity{Size: -1}, true)
-}
-
-// GiveUpSize is GiveUp for the message of LIST size size: a message listed
-// later under the same UID with another size is not the one given up (a
-// server that reuses UIDs), see GivenUpAt.
+// GiveUpSize records that uid, the message of LIST size size, cannot be
+// retrieved (its reply overruns any sane bound, or it keeps missing its
+// deadline): it stays on the server, was logged once, and later polls skip
+// it. Unlike Note it does not depend on a setting, so raising `limit` does
+// not bring it back; only its disappearance from the server (Retain) or an
+// admin's edit of the journal does. A message listed later under the same
+// UID with another size is not the one given up (a server that reuses
+// UIDs), see GivenUpAt. Durable before it returns.
 func (s *Store) GiveUpSize(uid string, size int64, t time.Time) error {
 	if size < 0 || size > maxSize {
 		return fmt.Errorf("uidl: invalid size %d for uid %q", size, uid)
@@ -968,7 +946,8 @@ func (s *Store) DeleRefusals(uid string) (int, time.Time) {
 	return e.refused, time.Unix(e.refusedAt, 0)
 }
 
-// GivenUp reports whether uid was given up (see GiveUp).
+// GivenUp reports whether uid was given up, whatever the size of the
+// message given up (see GiveUpSize; GivenUpAt asks for one message).
 func (s *Store) GivenUp(uid string) bool {
 	s.mu.Lock()
 	defer s.mu.Unlock()
