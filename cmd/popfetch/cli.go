@@ -395,7 +395,7 @@ func (g *globals) check(ctx context.Context, args []string) int {
 	if !ok {
 		return exitConfig
 	}
-	fmt.Fprintf(g.stdout, "# %s: ok\n", path)
+	fmt.Fprintf(g.stdout, "# %s: ok\n", rcfile.QuotePath(path))
 	cfg.Format(g.stdout)
 	if !*connect {
 		return exitOK
