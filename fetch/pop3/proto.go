@@ -137,9 +137,8 @@ func parseCapa(body []byte) capabilities {
 		if v, ok := strings.CutPrefix(tag, "EXPIRE"); ok {
 			// "EXPIRE 0" (RFC 2449 §6.7), or run together as GNU
 			// mailutils pop3d writes it: "EXPIRE0", "EXPIRENEVER".
-			args := f[1:]
-			if v == "" && len(args) > 0 {
-				v, args = args[0], args[1:]
+			if v == "" && len(f) > 1 {
+				v = f[1]
 			}
 			// Any EXPIRE line that may mean 0 counts: a server that
 			// says it twice is trusted on the side that loses nothing.
