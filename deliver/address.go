@@ -36,41 +36,65 @@ import (
 // quoted-pairs) by a space; quoted strings are kept. Linear time.
 func stripComments(s string) string {
 	var b strings.Builder
-	depth, inQuote := 0, false
+	var q commentQuote
 	for i := 0; i < len(s); i++ {
-		c := s[i]
-		switch {
-		case depth > 0:
-			switch c {
-			case '\\':
-				i++
-			case '(':
-				depth++
-			case ')':
-				depth--
-				if depth == 0 {
-					b.WriteByte(' ')
-				}
-			}
-		case inQuote:
-			b.WriteByte(c)
-			if c == '\\' && i+1 < len(s) {
-				i++
-				b.WriteByte(s[i])
-			} else if c == '"' {
-				inQuote = false
-			}
-		case c == '(':
-			depth = 1
-		default:
-			if c == '"' {
-				inQuote = true
-			}
-			b.WriteByte(c)
+		if j, ok := q.step(s, i, &b); ok {
+			i = j
+			continue
 		}
+		b.WriteByte(s[i])
 	}
 	return b.String()
 }
+
+// commentQuote follows RFC 5322 §3.2.2 comments (nested, with
+// quoted-pairs) and §3.2.4 quoted strings through a byte scan, for
+// stripComments and splitList: a comment is replaced by one space, a
+// quoted string is kept as it is.
+type commentQuote struct {
+	depth   int // comment nesting
+	inQuote bool
+}
+
+// step takes s[i] if it is inside or opens a comment or a quoted string,
+// writing what is kept to b, and returns the index of the last byte it
+// used; ok is false, and nothing is written, for any other byte.
+func (q *commentQuote) step(s string, i int, b *strings.Builder) (last int, ok bool) {
+	c := s[i]
+	switch {
+	case q.depth > 0:
+		switch c {
+		case '\\':
+			i++
+		case '(':
+			q.depth++
+		case ')':
+			q.depth--
+			if q.depth == 0 {
+				b.WriteByte(' ')
+			}
+		}
+	case q.inQuote:
+		b.WriteByte(c)
+		if c == '\\' && i+1 < len(s) {
+			i++
+			b.WriteByte(s[i])
+		} else if c == '"' {
+			q.inQuote = false
+		}
+	case c == '(':
+		q.depth = 1
+	case c == '"':
+		q.inQuote = true
+		b.WriteByte(c)
+	default:
+		return i, false
+	}
+	return i, true
+}
+
+// open reports an unterminated comment or quoted string.
+func (q *commentQuote) open() bool { return q.depth > 0 || q.inQuote }
 
 // splitList splits an RFC 5322 §3.4 address-list into one string per
 // mailbox, in one pass: commas outside quotes, comments, domain literals
@@ -82,8 +106,8 @@ func stripComments(s string) string {
 // this level means one bad address costs only itself.
 func splitList(s string, emit func(piece string, bad bool) bool) {
 	var b strings.Builder
-	depth := 0
-	inQuote, inLit, inAngle, inGroup := false, false, false, false
+	var q commentQuote
+	inLit, inAngle, inGroup := false, false, false
 	flush := func(bad bool) bool {
 		p := b.String()
 		b.Reset()
@@ -91,78 +115,58 @@ func splitList(s string, emit func(piece string, bad bool) bool) {
 	}
 	for i := 0; i < len(s); i++ {
 		c := s[i]
-		switch {
-		case depth > 0:
-			switch c {
-			case '\\':
-				i++
-			case '(':
-				depth++
-			case ')':
-				depth--
-				if depth == 0 {
-					b.WriteByte(' ')
-				}
-			}
-		case inQuote:
-			b.WriteByte(c)
-			if c == '\\' && i+1 < len(s) {
-				i++
-				b.WriteByte(s[i])
-			} else if c == '"' {
-				inQuote = false
-			}
-		case inLit:
+		if inLit {
+			// A domain literal (RFC 5322 §3.4.1) holds no comment or
+			// quoted string.
 			b.WriteByte(c)
 			if c == ']' {
 				inLit = false
 			}
-		default:
-			switch c {
-			case '(':
-				depth = 1
-			case '"':
-				inQuote = true
+			continue
+		}
+		if j, ok := q.step(s, i, &b); ok {
+			i = j
+			continue
+		}
+		switch c {
+		case '[':
+			inLit = true
+			b.WriteByte(c)
+		case '<':
+			inAngle = true
+			b.WriteByte(c)
+		case '>':
+			inAngle = false
+			b.WriteByte(c)
+		case ',':
+			if inAngle {
 				b.WriteByte(c)
-			case '[':
-				inLit = true
-				b.WriteByte(c)
-			case '<':
-				inAngle = true
-				b.WriteByte(c)
-			case '>':
-				inAngle = false
-				b.WriteByte(c)
-			case ',':
-				if inAngle {
-					b.WriteByte(c)
-				} else if !flush(false) {
-					return
-				}
-			case ':':
-				if !inAngle && !inGroup {
-					// RFC 5322 §3.4 group: the display name
-					// before ':' is discarded, members follow.
-					b.Reset()
-					inGroup = true
-				} else {
-					b.WriteByte(c)
-				}
-			case ';':
-				if !inAngle && inGroup {
-					inGroup = false
-					if !flush(false) {
-						return
-					}
-				} else {
-					b.WriteByte(c)
-				}
-			default:
+			} else if !flush(false) {
+				return
+			}
+		case ':':
+			if !inAngle && !inGroup {
+				// RFC 5322 §3.4 group: the display name
+				// before ':' is discarded, members follow.
+				b.Reset()
+				inGroup = true
+			} else {
 				b.WriteByte(c)
 			}
+		case ';':
+			if !inAngle && inGroup {
+				inGroup = false
+				if !flush(false) {
+					return
+				}
+			} else {
+				b.WriteByte(c)
+			}
+		default:
+			b.WriteByte(c)
 		}
 	}
-	flush(depth > 0 || inQuote || inLit || inAngle)
+	flush(q.open() || inLit || inAngle)
 }
 
 // addr is one parsed mailbox.

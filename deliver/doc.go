@@ -51,7 +51,8 @@
 //     in two for a caller that records the copy's final name first (an
 //     intent): everything up to the link, then [Prepared.Commit] (link,
 //     fsync of new/) or [Prepared.Abort]; after a crash, [Committed]
-//     tells whether that name was committed. Targets that cannot do two
+//     tells whether a file holds that name, and [ReadCommitted] whether
+//     it can be the copy (its size is the one the name carries). Targets that cannot do two
 //     phases (MDA, SMTP/LMTP) deliver in one step only.
 //   - MDA: the process exited 0, read its copy and, unless allowed, wrote
 //     nothing to stderr. The copy is its stdin as a complete file (a

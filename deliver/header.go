@@ -27,8 +27,8 @@ type Recipient struct {
 // Deliver returns one result per recipient, in order; nil means that copy is
 // durably delivered (Maildir: file and directory fsynced; MDA: exit 0;
 // SMTP/LMTP: 250 after the final dot, read in step). A non-nil result should be an *Error saying
-// whether the failure is temporary or permanent. Under a ctx from
-// WithResultHook each result is also reported as soon as it is final.
+// whether the failure is temporary or permanent. A Reporter can also
+// report each result as soon as it is final (DeliverReporting).
 //
 // extra are header fields written in front of the message for every copy
 // (e.g. X-Popfetch-Reason for the postmaster); targets add the Received:

@@ -184,9 +184,15 @@ func (d *Maildir) owner(rc Recipient) (*fileOwner, error) {
 // {user} or {domain} value that may not name a directory. sender is not
 // used: the envelope sender is the Return-Path of the original message.
 func (d *Maildir) Deliver(ctx context.Context, m *Message, sender string, rcpts []Recipient, extra []Field) []error {
-	res := newResults(ctx, len(rcpts))
+	return d.DeliverReporting(ctx, m, sender, rcpts, extra, nil)
+}
+
+// DeliverReporting is Deliver, passing each copy's result to report as
+// soon as it is final (see ResultFunc).
+func (d *Maildir) DeliverReporting(ctx context.Context, m *Message, sender string, rcpts []Recipient, extra []Field, report ResultFunc) []error {
+	res := newResults(len(rcpts), report)
 	for i, rc := range rcpts {
-		// Reported copy by copy (WithResultHook): each is durable on its
+		// Reported copy by copy: each is durable on its
 		// own, whatever happens to the ones after it.
 		res.set(i, d.deliverOne(ctx, m, rc, extra))
 	}
@@ -552,27 +558,91 @@ func (p *Prepared) finish() {
 	p.md = nil
 }
 
-// Committed reports whether the copy a Prepared named path (its Path) is
-// in its Maildir: in new/, or moved to cur/ by a mail reader, as NAME or
-// NAME:2,FLAGS. A run killed between recording a copy's Path and
-// recording the delivery asks it on the next start, so as not to deliver
-// that copy again.
+// Committed reports whether a file holds the name of the copy a Prepared
+// named path (its Path) in its Maildir: in new/, or moved to cur/ by a
+// mail reader, as NAME or NAME:2,FLAGS. A run killed between recording a
+// copy's Path and recording the delivery asks it on the next start, so as
+// not to deliver that copy again; ReadCommitted then tells whether that
+// file can be the copy.
 func Committed(path string) bool {
+	_, ok := findCommitted(path)
+	return ok
+}
+
+// findCommitted returns the file Committed finds for path.
+func findCommitted(path string) (string, bool) {
 	if _, err := os.Stat(path); err == nil {
-		return true
+		return path, true
 	}
 	name := filepath.Base(path)
 	cur := filepath.Join(filepath.Dir(filepath.Dir(path)), "cur")
 	ents, err := os.ReadDir(cur)
 	if err != nil {
-		return false
+		return "", false
 	}
 	for _, e := range ents {
 		if n := e.Name(); n == name || strings.HasPrefix(n, name+":") {
-			return true
+			return filepath.Join(cur, n), true
 		}
 	}
-	return false
+	return "", false
+}
+
+// ErrNotCopy is wrapped by ReadCommitted's error for a file that holds a
+// copy's name but cannot be the copy Prepare wrote.
+var ErrNotCopy = errors.New("maildir: the file is not the copy popfetch wrote")
+
+// ReadCommitted returns the content of the file Committed finds for path,
+// if it can be the copy a Prepared wrote there: a regular file (not
+// followed if a symlink, not waited on if a FIFO) of the size its name
+// carries (",S=", see Prepared.setName). Otherwise the error wraps
+// ErrNotCopy, or fs.ErrNotExist when no file holds the name. A Commit
+// that found its name taken (ErrNameTaken) leaves another's file there,
+// and a run killed before recording the fresh name leaves that name as
+// its intent: that file must not be taken for the delivery. The content
+// is the copy as Open writes it with LF line ends: the fields popfetch
+// added, then the message; the caller compares it with what it knows of
+// the message.
+func ReadCommitted(path string) ([]byte, error) {
+	found, ok := findCommitted(path)
+	if !ok {
+		return nil, fmt.Errorf("maildir: %s: %w", path, fs.ErrNotExist)
+	}
+	name, _, _ := strings.Cut(filepath.Base(path), ":")
+	i := strings.LastIndex(name, ",S=")
+	if i < 0 {
+		return nil, fmt.Errorf("%w: %s: no size in the name", ErrNotCopy, found)
+	}
+	want, err := strconv.ParseInt(name[i+len(",S="):], 10, 64)
+	if err != nil || want < 0 {
+		return nil, fmt.Errorf("%w: %s: no size in the name", ErrNotCopy, found)
+	}
+	f, err := os.OpenFile(found, os.O_RDONLY|syscall.O_NOFOLLOW|syscall.O_NONBLOCK, 0)
+	if err != nil {
+		if errors.Is(err, syscall.ELOOP) {
+			return nil, fmt.Errorf("%w: %s: a symlink", ErrNotCopy, found)
+		}
+		return nil, err
+	}
+	defer f.Close()
+	st, err := f.Stat()
+	if err != nil {
+		return nil, err
+	}
+	if !st.Mode().IsRegular() {
+		return nil, fmt.Errorf("%w: %s: not a regular file", ErrNotCopy, found)
+	}
+	if st.Size() != want {
+		return nil, fmt.Errorf("%w: %s: %d bytes, the copy had %d", ErrNotCopy, found, st.Size(), want)
+	}
+	b, err := io.ReadAll(io.LimitReader(f, want+1))
+	if err != nil {
+		return nil, err
+	}
+	if int64(len(b)) != want {
+		return nil, fmt.Errorf("%w: %s: %d bytes read, the copy had %d", ErrNotCopy, found, len(b), want)
+	}
+	return b, nil
 }
 
 // SyncCommitted makes the link of the copy Committed found at path

@@ -313,7 +313,13 @@ func (d *MDA) args(sender string, r Recipient) ([]string, error) {
 // the MDA has exited, whatever is left of its process group is killed, so
 // no helper outlives the delivery.
 func (d *MDA) Deliver(ctx context.Context, m *Message, sender string, rcpts []Recipient, extra []Field) []error {
-	res := newResults(ctx, len(rcpts))
+	return d.DeliverReporting(ctx, m, sender, rcpts, extra, nil)
+}
+
+// DeliverReporting is Deliver, passing each run's result to report as soon
+// as it is final (see ResultFunc).
+func (d *MDA) DeliverReporting(ctx context.Context, m *Message, sender string, rcpts []Recipient, extra []Field, report ResultFunc) []error {
+	res := newResults(len(rcpts), report)
 	for i, r := range rcpts {
 		if err := ctx.Err(); err != nil {
 			res.set(i, &Error{Target: d.target, Reason: "delivery cancelled", Err: err})
@@ -329,7 +335,7 @@ func (d *MDA) Deliver(ctx context.Context, m *Message, sender string, rcpts []Re
 		if r.Address != "" {
 			fields = append(fields, Field{Name: "Delivered-To", Value: SafeValue(r.Address, 320)})
 		}
-		// Reported run by run (WithResultHook).
+		// Reported run by run.
 		res.set(i, d.run(ctx, argv, Open(m, fields, true)))
 	}
 	return res.done()

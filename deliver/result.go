@@ -5,44 +5,62 @@ import (
 	"sync"
 )
 
-type resultHookKey struct{}
-
-// WithResultHook returns a ctx under which a Target calls hook(i, err)
-// with the result of rcpts[i] as soon as that result is final, before
-// Deliver returns: a Maildir or MDA after each copy; LMTP as each 250
-// arrives when it names, in angle brackets, exactly the recipient it is
-// due for (as dovecot's do) and the session is in step so far; SMTP, and
-// LMTP replies that name no recipient, once for the whole transaction,
-// when its last reply is in and the session was in step (before QUIT): a
-// stray reply among unnamed ones would shift each later reply onto the
-// wrong recipient, which only the count at the end shows, while a shifted
-// named reply names another recipient. Deliver's return value still
-// holds every result. hook is
-// called once per index, from one goroutine at a time, and must not block
-// for long (it may fsync a record).
+// ResultFunc receives the result of rcpts[i] of a Deliver as soon as that
+// result is final, before Deliver returns: a Maildir or MDA after each copy;
+// LMTP as each 250 arrives when it names, in angle brackets, exactly the
+// recipient it is due for (as dovecot's do) and the session is in step so
+// far; SMTP, and LMTP replies that name no recipient, once for the whole
+// transaction, when its last reply is in and the session was in step
+// (before QUIT): a stray reply among unnamed ones would shift each later
+// reply onto the wrong recipient, which only the count at the end shows,
+// while a shifted named reply names another recipient. Deliver's return
+// value still holds every result. It is called once per index, from one
+// goroutine at a time, and must not block for long (it may fsync a record).
 //
-// A caller records each copy in hook, so that when popfetch is killed in
-// the middle of a message to many users, the retry serves only the users
-// whose copies were not yet recorded: the duplicates are the copies in
-// flight, not the whole group. To stop a Deliver early (its record failed),
-// cancel ctx: the targets check it before each copy.
-func WithResultHook(ctx context.Context, hook func(i int, err error)) context.Context {
-	return context.WithValue(ctx, resultHookKey{}, hook)
+// A caller records each copy in it, so that when popfetch is killed in the
+// middle of a message to many users, the retry serves only the users whose
+// copies were not yet recorded: the duplicates are the copies in flight,
+// not the whole group. To stop a Deliver early (its record failed), cancel
+// ctx: the targets check it before each copy.
+type ResultFunc func(i int, err error)
+
+// Reporter is a Target that can report each recipient's result as soon as
+// it is final (Maildir, MDA, SMTP/LMTP). Deliver is DeliverReporting with a
+// nil report.
+type Reporter interface {
+	Target
+	DeliverReporting(ctx context.Context, m *Message, sender string, rcpts []Recipient, extra []Field, report ResultFunc) []error
+}
+
+// DeliverReporting delivers m through t and passes each recipient's result
+// to report (if not nil): as soon as it is final when t is a Reporter, else
+// when t's Deliver returns.
+func DeliverReporting(ctx context.Context, t Target, m *Message, sender string, rcpts []Recipient, extra []Field, report ResultFunc) []error {
+	if r, ok := t.(Reporter); ok {
+		return r.DeliverReporting(ctx, m, sender, rcpts, extra, report)
+	}
+	errs := t.Deliver(ctx, m, sender, rcpts, extra)
+	if report != nil {
+		for i, err := range errs {
+			report(i, err)
+		}
+	}
+	return errs
 }
 
 // results collects a Deliver's per-recipient results and passes each to
-// the ctx's hook (WithResultHook) once.
+// its ResultFunc once.
 type results struct {
 	errs []error
-	hook func(int, error)
+	hook ResultFunc
 	mu   sync.Mutex
 	sent []bool
 }
 
-func newResults(ctx context.Context, n int) *results {
+func newResults(n int, hook ResultFunc) *results {
 	r := &results{errs: make([]error, n)}
-	if h, ok := ctx.Value(resultHookKey{}).(func(int, error)); ok && h != nil {
-		r.hook = h
+	if hook != nil {
+		r.hook = hook
 		r.sent = make([]bool, n)
 	}
 	return r
@@ -75,3 +93,10 @@ func (r *results) done() []error {
 	}
 	return r.errs
 }
+
+// The targets that report each result as it is final.
+var (
+	_ Reporter = (*Maildir)(nil)
+	_ Reporter = (*MDA)(nil)
+	_ Reporter = (*SMTP)(nil)
+)

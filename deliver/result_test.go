@@ -17,7 +17,7 @@ import (
 	"time"
 )
 
-// hookLog records WithResultHook calls, and what exists at each call.
+// hookLog records ResultFunc calls, and what exists at each call.
 type hookLog struct {
 	mu    sync.Mutex
 	calls []string // "i:ok" or "i:err"
@@ -65,7 +65,7 @@ func TestResultHookPerCopy(t *testing.T) {
 		{"mda", mda, countFiles(t, filepath.Join(out, "*"))},
 	} {
 		h := &hookLog{count: tc.count}
-		errs := tc.tg.Deliver(WithResultHook(context.Background(), h.hook), smtpMsg("Subject: x\r\n\r\nb\r\n"), "", rcpts, nil)
+		errs := DeliverReporting(context.Background(), tc.tg, smtpMsg("Subject: x\r\n\r\nb\r\n"), "", rcpts, nil, h.hook)
 		if errs[0] != nil || errs[1] == nil || errs[2] != nil {
 			t.Fatalf("%s: Deliver = %v", tc.name, errs)
 		}
@@ -87,7 +87,7 @@ func TestResultHookCancelStops(t *testing.T) {
 	mda, out := newTestMDA(t, []string{mdaScript(t, "peruser.sh"), "{user}"}, MDAOptions{})
 	for name, tg := range map[string]Target{"maildir": md, "mda": mda} {
 		ctx, cancel := context.WithCancel(context.Background())
-		errs := tg.Deliver(WithResultHook(ctx, func(i int, err error) { cancel() }), smtpMsg("Subject: x\r\n\r\nb\r\n"), "", rcpts, nil)
+		errs := DeliverReporting(ctx, tg, smtpMsg("Subject: x\r\n\r\nb\r\n"), "", rcpts, nil, func(i int, err error) { cancel() })
 		if errs[0] != nil || errs[1] == nil || errs[2] == nil || IsPermanent(errs[1]) {
 			t.Errorf("%s: Deliver = %v; want the first only, the rest temporary", name, errs)
 		}
@@ -138,7 +138,7 @@ func TestLMTPResultsAsTheyArrive(t *testing.T) {
 		}
 	}
 	rcpts := []Recipient{{Address: "a@x"}, {Address: "b@x"}, {Address: "c@x"}, {Address: "d@x"}}
-	errs := d.Deliver(WithResultHook(context.Background(), hook), smtpMsg("Subject: x\r\n\r\nb\r\n"), "", rcpts, nil)
+	errs := d.DeliverReporting(context.Background(), smtpMsg("Subject: x\r\n\r\nb\r\n"), "", rcpts, nil, hook)
 	checkResults(t, errs, "", "", "perm:LMTP 550", "")
 	if late != nil {
 		t.Errorf("not reported before the next reply: %v", late)
@@ -185,7 +185,7 @@ func TestLMTPUnnamedResultsAfterLastReply(t *testing.T) {
 		}
 	}
 	rcpts := []Recipient{{Address: "a@x"}, {Address: "b@x"}, {Address: "c@x"}, {Address: "d@x"}}
-	errs := d.Deliver(WithResultHook(context.Background(), hook), smtpMsg("Subject: x\r\n\r\nb\r\n"), "", rcpts, nil)
+	errs := d.DeliverReporting(context.Background(), smtpMsg("Subject: x\r\n\r\nb\r\n"), "", rcpts, nil, hook)
 	checkResults(t, errs, "", "", "perm:LMTP 550", "")
 	if reportedEarly {
 		t.Errorf("results reported before the last reply")
@@ -300,7 +300,7 @@ func TestSMTPResultBeforeQuit(t *testing.T) {
 	d := NewSMTP(SMTPOptions{Addr: addr, Timeout: 4 * time.Second})
 	var reported []time.Time
 	hook := func(i int, err error) { reported = append(reported, time.Now()) }
-	errs := d.Deliver(WithResultHook(context.Background(), hook), smtpMsg("Subject: x\r\n\r\nb\r\n"), "", []Recipient{{Address: "a@x"}, {Address: "b@x"}}, nil)
+	errs := d.DeliverReporting(context.Background(), smtpMsg("Subject: x\r\n\r\nb\r\n"), "", []Recipient{{Address: "a@x"}, {Address: "b@x"}}, nil, hook)
 	checkResults(t, errs, "", "")
 	q := <-quitAnswered
 	if len(reported) != 2 || !reported[1].Before(q) {

@@ -403,7 +403,13 @@ func soleAddress(rcpts []Recipient, g *rcptGroup) string {
 // reply to the final dot for that recipient, read with the session in step
 // (see replyTap): a server out of step makes every result temporary.
 func (d *SMTP) Deliver(ctx context.Context, m *Message, sender string, rcpts []Recipient, extra []Field) []error {
-	res := newResults(ctx, len(rcpts))
+	return d.DeliverReporting(ctx, m, sender, rcpts, extra, nil)
+}
+
+// DeliverReporting is Deliver, passing each recipient's result to report
+// as soon as it is final (see ResultFunc).
+func (d *SMTP) DeliverReporting(ctx context.Context, m *Message, sender string, rcpts []Recipient, extra []Field, report ResultFunc) []error {
+	res := newResults(len(rcpts), report)
 	errs := res.errs
 	var groups []*rcptGroup
 	byAddr := make(map[string]*rcptGroup)
@@ -640,14 +646,6 @@ func (d *SMTP) Deliver(ctx context.Context, m *Message, sender string, rcpts []R
 	} else if top.tap.stray != "" {
 		stepErr = fmt.Errorf("server out of step: %s", top.tap.stray)
 	}
-	if stepErr == nil && d.opts.LMTP {
-		stepErr = lmtpOrder(accepted, func(k int) string {
-			if k < len(finals) {
-				return finals[k].text
-			}
-			return ""
-		})
-	}
 	for k, g := range accepted {
 		if !d.opts.LMTP {
 			k = 0
@@ -682,20 +680,6 @@ func (d *SMTP) Deliver(ctx context.Context, m *Message, sender string, rcpts []R
 		quit()
 	}
 	return res.done()
-}
-
-// lmtpOrder checks that no LMTP final reply names, in angle brackets,
-// another accepted recipient instead of its own (dovecot and postfix
-// name the recipient so): replies in the wrong order would give one
-// recipient's result to another. text(k) is the text of the k-th reply.
-func lmtpOrder(accepted []*rcptGroup, text func(k int) string) error {
-	own := lmtpOwn(accepted)
-	for k := range accepted {
-		if mine, other := lmtpNames(own, k, text(k)); other >= 0 && !mine {
-			return fmt.Errorf("server out of step: LMTP reply %d names <%s>, expected <%s>", k, accepted[other].addr, accepted[k].addr)
-		}
-	}
-	return nil
 }
 
 // lmtpOwn maps each accepted address, in lower case, to its index; an

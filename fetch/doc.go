@@ -80,10 +80,13 @@
 // session records an intent (the new/ file name) after the copy is
 // prepared in tmp/ and before it is committed into new/; the next poll
 // checks unresolved intents and records as delivered any whose copy
-// deliver finds committed (deliver.Committed), so a kill between commit
-// and record duplicates nothing.
+// deliver finds committed (deliver.Committed) and that is the copy
+// popfetch wrote (ourCopy: deliver.ReadCommitted checks the size its name
+// carries, and its body has the digest of the intent's identity), so a
+// kill between commit and record duplicates nothing, and another's file
+// under the name of an intent is never taken for the delivery.
 // Multidrop records each recipient's copy as it completes (as the target
-// reports it through deliver.WithResultHook: per Maildir copy, per MDA run,
+// reports it through deliver.DeliverReporting: per Maildir copy, per MDA run,
 // per LMTP reply that names its recipient as it arrives, else per SMTP/LMTP
 // transaction), not when the whole group of users sharing
 // a target returns, so a retry serves only the recipients not yet done and

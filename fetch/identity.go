@@ -4,8 +4,10 @@ import (
 	"bytes"
 	"crypto/sha256"
 	"encoding/hex"
+	"errors"
 	"io"
 
+	"github.com/popfetch/popfetch/deliver"
 	"github.com/popfetch/popfetch/uidl"
 )
 
@@ -71,6 +73,32 @@ func fullIdentities(ids []uidl.Identity) []uidl.Identity {
 		}
 	}
 	return out
+}
+
+// ourCopy checks that the Maildir file deliver finds committed for the
+// intent path is the copy of the message of identity id (the identity
+// its intent recorded) that popfetch wrote: deliver.ReadCommitted checks
+// the size the copy's name carries, and the body of the file must have
+// the body digest of id. The body of a Maildir copy is the retrieved
+// body with LF line ends (deliver.Open), which bodyDigest reads as it
+// reads CRLF. What Open changes beyond line ends cannot be shown to be
+// the copy: a bare CR in the body (Open turns it into LF), a missing
+// final line end (Open adds one; a POP3 reply always ends the message's
+// last line). Nor can an intent without a full identity (written by an
+// older popfetch). Each is fetched again, a duplicate at worst.
+func ourCopy(path string, id uidl.Identity) error {
+	if len(id.Digest) != fullDigestLen {
+		return errors.New("no message identity recorded with the intent")
+	}
+	content, err := deliver.ReadCommitted(path)
+	if err != nil {
+		return err
+	}
+	want := id.Digest[fullDigestLen/2:]
+	if bodyDigest(content) != want {
+		return errors.New("its body is not the message's")
+	}
+	return nil
 }
 
 // bodyDigest is a digest of the body of raw: everything after the empty

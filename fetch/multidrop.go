@@ -218,7 +218,7 @@ type waiting struct {
 
 // deliverUsers delivers m to rcpts, grouped by target so an LMTP target
 // gets one transaction with one RCPT per user, and records each user's
-// copy as soon as the target reports it durable (deliver.WithResultHook):
+// copy as soon as the target reports it durable (deliver.DeliverReporting):
 // per copy for a Maildir or an MDA, per reply for LMTP replies that name
 // their recipient, else per transaction for SMTP/LMTP, not when the whole
 // group returns. A record that fails stops the group (its ctx is
@@ -269,7 +269,7 @@ func (d *multidrop) deliverUsers(ctx context.Context, m *deliver.Message, sender
 				stop(rerr)
 			}
 		}
-		errs := g.t.Deliver(deliver.WithResultHook(gctx, hook), m, sender, g.rcpts, nil)
+		errs := deliver.DeliverReporting(gctx, g.t, m, sender, g.rcpts, nil, hook)
 		stop(nil)
 		for i, err := range errs {
 			hook(i, err) // a target that reports nothing early

@@ -217,7 +217,7 @@ func TestMultidropRecordsEachCopy(t *testing.T) {
 			if err := disp.Dispatch(context.Background(), m, dp, nil); err == nil {
 				t.Fatal("Dispatch = nil; want the record failure")
 			}
-			if got := store.Recipients("m1"); len(got) != k-1 {
+			if got := store.RecipientsOf("m1", uidl.Identity{}, false); len(got) != k-1 {
 				t.Errorf("journal holds %d recipients %v; want the %d recorded before the kill", len(got), got, k-1)
 			}
 			if atFail > k {
@@ -265,7 +265,7 @@ func TestMultidropRecordsEachCopy(t *testing.T) {
 			if dups > inFlight {
 				t.Errorf("%d users got two copies; want at most %d (the copies in flight at the kill)", dups, inFlight)
 			}
-			for _, rc := range store.Recipients("m1")[:k-1] {
+			for _, rc := range store.RecipientsOf("m1", uidl.Identity{}, false)[:k-1] {
 				if c := tc.perUser(strings.TrimPrefix(rc, "u:")); c != 1 {
 					t.Errorf("%s, recorded before the kill, has %d copies; want 1", rc, c)
 				}

@@ -330,7 +330,12 @@ func (s *session) run(ctx context.Context) error {
 // in new/ and its UID being recorded: a UID whose recorded intent names a
 // copy that deliver finds committed (in new/, or moved to cur/ by a mail
 // reader) is delivered, so it is recorded now instead of being delivered
-// again. A dry run only counts it as delivered.
+// again. The file found must be that copy (see ourCopy): a Commit that
+// found its name taken leaves another's file under the name its intent
+// recorded, until the fresh name is recorded. A file that is not the
+// copy, or cannot be shown to be, leaves the message to be fetched
+// again: a duplicate at worst, where taking it for the copy would delete
+// a message never delivered. A dry run only counts it as delivered.
 func (s *session) recover() (err error) {
 	if s.store == nil {
 		return nil
@@ -338,6 +343,10 @@ func (s *session) recover() (err error) {
 	for uid, path := range s.store.Intents() {
 		if !deliver.Committed(path) {
 			continue // not linked before the kill: fetched again, no duplicate
+		}
+		if err := ourCopy(path, s.store.IntentIdentity(uid)); err != nil {
+			s.log.Warn("a file holds the name of an interrupted delivery but is not shown to be its copy; fetching the message again", "uid", uid, "path", path, "err", err)
+			continue
 		}
 		if s.dryRun {
 			if s.recovered == nil {
@@ -351,14 +360,10 @@ func (s *session) recover() (err error) {
 		if err := deliver.SyncCommitted(path); err != nil {
 			return fmt.Errorf("recover %s: %w", uid, err)
 		}
-		// With the identity the intent recorded, so the copy on the
-		// server can be confirmed and deleted (see reuse.go).
-		if id := s.store.IntentIdentity(uid); id.Known() {
-			err = s.store.AddIdentity(uid, id, s.p.now(), true)
-		} else {
-			err = s.store.Add(uid, s.p.now())
-		}
-		if err != nil {
+		// With the identity the intent recorded (ourCopy requires one),
+		// so the copy on the server can be confirmed and deleted (see
+		// reuse.go).
+		if err := s.store.AddIdentity(uid, s.store.IntentIdentity(uid), s.p.now(), true); err != nil {
 			return fmt.Errorf("uidl store: %w", err)
 		}
 		s.log.Info("delivery of an interrupted run found in the Maildir; not fetching it again", "uid", uid, "path", path)

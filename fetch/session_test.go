@@ -806,16 +806,14 @@ func TestCheckWritesNothing(t *testing.T) {
 	}
 
 	// A journal with a message gone from the server, and an intent whose
-	// file exists (a real poll would record uid-0002 as delivered).
-	inNew := filepath.Join(a.Deliver.Maildir, "new", "2.M2P2.host,S=10")
-	os.MkdirAll(filepath.Dir(inNew), 0o700)
-	os.WriteFile(inNew, []byte("x"), 0o600)
+	// copy exists (a real poll would record uid-0002 as delivered).
+	inNew := commitCopy(t, a.Deliver.Maildir, "uid-0002", msg(2).Data)
 	st, err := uidl.Open(journal)
 	if err != nil {
 		t.Fatal(err)
 	}
 	st.Add("gone-from-server", time.Now())
-	st.Intend("uid-0002", inNew)
+	st.IntendIdentity("uid-0002", inNew, identityOf(int64(len(msg(2).Data)), msg(2).Data))
 	st.Close()
 	before, _ := os.ReadFile(journal)
 
@@ -1223,12 +1221,14 @@ func TestPollRecoversInterruptedDelivery(t *testing.T) {
 	for _, sub := range []string{"new", "cur", "tmp"} {
 		os.MkdirAll(filepath.Join(a.Deliver.Maildir, sub), 0o700)
 	}
-	inNew := filepath.Join(a.Deliver.Maildir, "new", "1.M1P1.host,S=10")
-	inCur := filepath.Join(a.Deliver.Maildir, "new", "2.M2P2.host,S=10")
-	legacy := filepath.Join(a.Deliver.Maildir, "new", "4.M4P4.host,S=10")
-	os.WriteFile(inNew, []byte("x"), 0o600)
-	os.WriteFile(legacy, []byte("x"), 0o600)
-	os.WriteFile(filepath.Join(a.Deliver.Maildir, "cur", "2.M2P2.host,S=10:2,S"), []byte("x"), 0o600)
+	// The copies as a Maildir delivery writes them (recovery checks
+	// that the file is the copy, see TestRecoverOnlyOurCopy).
+	inNew := commitCopy(t, a.Deliver.Maildir, "uid-0001", msg(1).Data)
+	inCur := commitCopy(t, a.Deliver.Maildir, "uid-0002", msg(2).Data)
+	legacy := commitCopy(t, a.Deliver.Maildir, "uid-0004", msg(4).Data)
+	if err := os.Rename(inCur, filepath.Join(a.Deliver.Maildir, "cur", filepath.Base(inCur)+":2,S")); err != nil {
+		t.Fatal(err)
+	}
 	s, err := uidl.Open(uidl.Path(a.StateDir, a.Mailbox()))
 	if err != nil {
 		t.Fatal(err)
@@ -1237,7 +1237,7 @@ func TestPollRecoversInterruptedDelivery(t *testing.T) {
 	s.IntendIdentity("uid-0001", inNew, idOf(1))
 	s.IntendIdentity("uid-0002", inCur, idOf(2))
 	s.IntendIdentity("uid-0003", filepath.Join(a.Deliver.Maildir, "new", "never-linked"), idOf(3))
-	s.Intend("uid-0004", legacy)
+	s.IntendIdentity("uid-0004", legacy, uidl.Identity{})
 	s.Close()
 
 	rec := &recorder{}

@@ -2,12 +2,29 @@ package rcfile
 
 import (
 	"io"
+	"strconv"
 	"strings"
+	"unicode"
+	"unicode/utf8"
 
 	"github.com/hashicorp/hcl/v2/hclsyntax"
 	"github.com/hashicorp/hcl/v2/hclwrite"
 	"github.com/zclconf/go-cty/cty"
 )
+
+// QuotePath returns p as it is when it prints as one plain line (valid
+// UTF-8 of printable characters and spaces), else quoted as a Go string
+// literal: a path printed in a comment ("popfetch check") or a message
+// can then neither end the line, so that the rest of it reads as
+// settings, nor carry terminal control sequences.
+func QuotePath(p string) string {
+	for _, r := range p {
+		if r == utf8.RuneError || !unicode.IsPrint(r) {
+			return strconv.Quote(p)
+		}
+	}
+	return p
+}
 
 // Format writes the effective configuration: every account with every
 // default and inherited value filled in, in HCL syntax, for "popfetch
@@ -22,7 +39,7 @@ func (c *Config) Format(w io.Writer) error {
 	if c.Path != "" {
 		top.AppendUnstructuredTokens(hclwrite.Tokens{{
 			Type:  hclsyntax.TokenComment,
-			Bytes: []byte("# Effective settings of " + c.Path + ", with every default applied.\n"),
+			Bytes: []byte("# Effective settings of " + QuotePath(c.Path) + ", with every default applied.\n"),
 		}})
 	}
 	top.SetAttributeValue("state_dir", cty.StringVal(c.StateDir))

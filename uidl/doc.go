@@ -118,7 +118,8 @@
 // Every mutation appends whole lines with a single Write to a file opened with
 // O_APPEND and fsyncs it before returning nil; the exceptions are written
 // without an fsync and made durable by the next one (Sync, Close, any
-// fsynced mutation): AddLater (the caller calls Sync before DELE), Intend,
+// fsynced mutation): AddIdentity with sync=false (the caller calls Sync
+// before DELE), IntendIdentity,
 // and the "d" and "f" records, whose loss to a power failure costs at most
 // a duplicate, a delayed escalation or a message given up a poll later.
 // The caller (package fetch) sends DELE

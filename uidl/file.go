@@ -83,7 +83,7 @@ type Store struct {
 	lock *os.File // holds the flock; closing it releases the lock
 	size int64    // bytes of the journal known to be complete
 	// synced is the part of size known durable; unsynced is set while
-	// AddLater records await Sync.
+	// records written without an fsync await Sync.
 	synced   int64
 	unsynced bool
 	broken   error // sticky: a failed write or sync left the file state unknown
@@ -373,7 +373,7 @@ func (s *Store) open() error {
 		}
 		s.h.traceOp("sync", s.path)
 	} else if res.good > 0 {
-		// A predecessor killed after AddLater may have left records that
+		// A predecessor killed after a write without an fsync may have left records that
 		// are only in the page cache; make them durable before anyone
 		// sends DELE on their strength.
 		if err := f.Sync(); err != nil {
@@ -469,7 +469,7 @@ func (s *Store) syncLocked() error {
 	return nil
 }
 
-// Sync makes every record written by AddLater durable. Call it before
+// Sync makes every record written without an fsync durable. Call it before
 // sending DELE for any of those UIDs.
 func (s *Store) Sync() error {
 	s.mu.Lock()
@@ -663,16 +663,9 @@ func (s *Store) FirstSeen(uid string) (time.Time, bool) {
 	return time.Unix(e.first, 0), true
 }
 
-// Recipients returns the recipients already done for uid while it is not yet
-// fully delivered (multidrop partial progress), in the order recorded. It
-// returns nil once uid is delivered.
-func (s *Store) Recipients(uid string) []string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return slices.Clone(s.st.m[uid].rcpts)
-}
-
-// RecipientsOf is Recipients for the message of identity id: recipients
+// RecipientsOf returns the recipients already done for uid while it is not
+// yet fully delivered (multidrop partial progress), in the order recorded,
+// for the message of identity id; nil once uid is delivered. Recipients
 // recorded for another message under the same UID (a server that reuses
 // UIDs) are not done for this one. Those recorded without identity (format
 // 1) count for the message only while its UID names one message (shared is
@@ -716,8 +709,14 @@ func (s *Store) Add(uid string, t time.Time) error {
 // of the message delivered (see Identity). A UID may hold several
 // identities: a server that reuses UIDs gives one UID to several messages
 // over time, or at once to identical ones. Recording an identity the UID
-// already holds writes nothing. sync=false writes without an fsync, as
-// AddLater does.
+// already holds writes nothing.
+//
+// sync=false only writes the record (write(2)) without an fsync: it
+// survives a crash of popfetch, which is what matters for duplicates, but
+// not yet a power loss. The caller must call Sync before sending DELE for
+// uid. This lets a session pay one fsync per batch of messages instead of
+// one per message; a power loss before Sync can then cause duplicates of
+// the batch, never a loss, because no DELE was sent for it.
 func (s *Store) AddIdentity(uid string, id Identity, t time.Time, sync bool) error {
 	if !validIdentity(id) {
 		return fmt.Errorf("uidl: invalid identity %+v for uid %q", id, uid)
@@ -730,7 +729,7 @@ func (s *Store) AddIdentity(uid string, id Identity, t time.Time, sync bool) err
 // identical messages one UID): id is then held n times (up to
 // MaxIdentities), so that package fetch can tell, by their sizes alone,
 // that every copy the server lists was delivered. It writes one "+" per
-// missing copy, without an fsync (as AddLater), and nothing when uid is
+// missing copy, without an fsync (as AddIdentity with sync=false), and nothing when uid is
 // not delivered with id.
 func (s *Store) AddCopies(uid string, id Identity, n int, t time.Time) error {
 	if !validIdentity(id) {
@@ -778,30 +777,14 @@ func (s *Store) Identities(uid string) []Identity {
 	return slices.Clone(s.st.m[uid].ids)
 }
 
-// AddLater records uid as delivered like Add, but only writes the record
-// (write(2)) without an fsync: it survives a crash of popfetch, which is
-// what matters for duplicates, but not yet a power loss. The caller must
-// call Sync before sending DELE for uid. This lets a session pay one fsync
-// per batch of messages instead of one per message; a power loss before
-// Sync can then cause duplicates of the batch, never a loss, because no
-// DELE was sent for it.
-func (s *Store) AddLater(uid string, t time.Time) error {
-	return s.record('+', uid, t, "", Identity{}, false)
-}
-
-// Intend records that a delivery of uid is about to create the file at path
-// (a Maildir's new/NAME), just before the file appears there. It is written
-// without an fsync: it only serves to recognise, after popfetch was killed
-// between creating the file and Add, that the message is already delivered
-// (see Intents), so that the next poll does not deliver it again. Losing it
-// to a power failure costs at most that duplicate.
-func (s *Store) Intend(uid, path string) error {
-	return s.IntendIdentity(uid, path, Identity{})
-}
-
-// IntendIdentity is Intend for the message with identity id (zero if
-// unknown): recovering the intent then records the UID with it (see
-// IntentIdentity).
+// IntendIdentity records that a delivery of uid, the message with identity
+// id (zero if unknown), is about to create the file at path (a Maildir's
+// new/NAME), just before the file appears there. It is written without an
+// fsync: it only serves to recognise, after popfetch was killed between
+// creating the file and recording the delivery, that the message is
+// already delivered (see Intents; recovering the intent then records the
+// UID with id, see IntentIdentity), so that the next poll does not deliver
+// it again. Losing it to a power failure costs at most that duplicate.
 func (s *Store) IntendIdentity(uid, path string, id Identity) error {
 	esc := escapeIntent(path)
 	if !validIntent(esc) {
@@ -867,19 +850,14 @@ func (s *Store) Note(uid string, t time.Time) error {
 	return s.record('n', uid, t, "", Identity{}, true)
 }
 
-// GiveUp records that uid cannot be retrieved (its reply overruns any
-// sane bound, or it keeps missing its deadline): it stays on the server,
-// was logged once, and later polls skip it. Unlike Note it does not depend
-// on a setting, so raising `limit` does not bring it back; only its
-// disappearance from the server (Retain) or an admin's edit of the
-// journal does. Durable before it returns.
-func (s *Store) GiveUp(uid string, t time.Time) error {
-	return s.record('p', uid, t, "", Identity{Size: -1}, true)
-}
-
-// GiveUpSize is GiveUp for the message of LIST size size: a message listed
-// later under the same UID with another size is not the one given up (a
-// server that reuses UIDs), see GivenUpAt.
+// GiveUpSize records that uid, the message of LIST size size, cannot be
+// retrieved (its reply overruns any sane bound, or it keeps missing its
+// deadline): it stays on the server, was logged once, and later polls skip
+// it. Unlike Note it does not depend on a setting, so raising `limit` does
+// not bring it back; only its disappearance from the server (Retain) or an
+// admin's edit of the journal does. A message listed later under the same
+// UID with another size is not the one given up (a server that reuses
+// UIDs), see GivenUpAt. Durable before it returns.
 func (s *Store) GiveUpSize(uid string, size int64, t time.Time) error {
 	if size < 0 || size > maxSize {
 		return fmt.Errorf("uidl: invalid size %d for uid %q", size, uid)
@@ -894,13 +872,9 @@ func (s *Store) GiveUpSize(uid string, size int64, t time.Time) error {
 // is written without an fsync: losing it to a power failure only delays
 // the escalation.
 func (s *Store) RefuseDele(uid string, t time.Time) (int, error) {
-	if !ValidUID(uid) {
-		return 0, fmt.Errorf("%w: %q", ErrBadUID, uid)
-	}
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	n := min(s.st.m[uid].refused+1, maxRefusals)
-	return n, s.writeCount('d', "DELE refusal", uid, t, n)
+	return s.count('d', "DELE refusal", uid, t, func(e entry, _ bool) (int, bool) {
+		return min(e.refused+1, maxRefusals), true
+	})
 }
 
 // DeleAccepted records that the server answered DELE of uid with +OK: it
@@ -909,31 +883,37 @@ func (s *Store) RefuseDele(uid string, t time.Time) (int, error) {
 // OnServer). It writes a "d" record with count 0, without an fsync, and
 // nothing when that is already the UID's state.
 func (s *Store) DeleAccepted(uid string, t time.Time) error {
+	_, err := s.count('d', "DELE refusal", uid, t, func(e entry, ok bool) (int, bool) {
+		return 0, ok && !(e.refused == 0 && e.deleted)
+	})
+	return err
+}
+
+// count appends a counting record (kind 'd' or 'f', what says what it
+// counts in errors) of uid at t, without an fsync: a lost count only
+// delays an escalation. next returns the new count from uid's entry (ok:
+// uid has one) and whether to write it; count returns it.
+func (s *Store) count(kind byte, what, uid string, t time.Time, next func(e entry, ok bool) (int, bool)) (int, error) {
 	if !ValidUID(uid) {
-		return fmt.Errorf("%w: %q", ErrBadUID, uid)
+		return 0, fmt.Errorf("%w: %q", ErrBadUID, uid)
 	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	if e, ok := s.st.m[uid]; !ok || e.refused == 0 && e.deleted {
-		return nil
+	e, ok := s.st.m[uid]
+	n, write := next(e, ok)
+	if !write {
+		return n, nil
 	}
-	return s.writeCount('d', "DELE refusal", uid, t, 0)
-}
-
-// writeCount appends a counting record (kind 'd' or 'f', what says what
-// it counts in errors) of uid with count n, without an fsync: a lost count
-// only delays an escalation. s.mu is held.
-func (s *Store) writeCount(kind byte, what, uid string, t time.Time, n int) error {
 	if s.closed {
-		return fmt.Errorf("%w: %s", ErrClosed, s.path)
+		return n, fmt.Errorf("%w: %s", ErrClosed, s.path)
 	}
 	c := strconv.Itoa(n)
 	if err := s.write(appendRecord(nil, kind, uid, t.Unix(), c, Identity{}), false); err != nil {
-		return fmt.Errorf("record %s of uid %q: %w", what, uid, err)
+		return n, fmt.Errorf("record %s of uid %q: %w", what, uid, err)
 	}
 	s.st.apply(kind, uid, t.Unix(), c, Identity{})
 	s.st.records++
-	return nil
+	return n, nil
 }
 
 // RetrFailed records that RETR of uid failed in a way that may be the
@@ -944,28 +924,19 @@ func (s *Store) writeCount(kind byte, what, uid string, t time.Time, n int) erro
 // (cron) see it too. It is written without an fsync: losing it to a power
 // failure only delays giving the message up.
 func (s *Store) RetrFailed(uid string, t time.Time) (int, error) {
-	if !ValidUID(uid) {
-		return 0, fmt.Errorf("%w: %q", ErrBadUID, uid)
-	}
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	n := min(s.st.m[uid].retrFails+1, maxRefusals)
-	return n, s.writeCount('f', "RETR failures", uid, t, n)
+	return s.count('f', "RETR failures", uid, t, func(e entry, _ bool) (int, bool) {
+		return min(e.retrFails+1, maxRefusals), true
+	})
 }
 
 // RetrOK records that uid was retrieved in step, ending its run of failed
 // polls (see RetrFailed). It writes an "f" record with count 0, without an
 // fsync, and nothing when the count is already 0.
 func (s *Store) RetrOK(uid string, t time.Time) error {
-	if !ValidUID(uid) {
-		return fmt.Errorf("%w: %q", ErrBadUID, uid)
-	}
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	if s.st.m[uid].retrFails == 0 {
-		return nil
-	}
-	return s.writeCount('f', "RETR failures", uid, t, 0)
+	_, err := s.count('f', "RETR failures", uid, t, func(e entry, _ bool) (int, bool) {
+		return 0, e.retrFails != 0
+	})
+	return err
 }
 
 // RetrFailures returns how many polls in a row RETR of uid failed (see
@@ -988,7 +959,8 @@ func (s *Store) DeleRefusals(uid string) (int, time.Time) {
 	return e.refused, time.Unix(e.refusedAt, 0)
 }
 
-// GivenUp reports whether uid was given up (see GiveUp).
+// GivenUp reports whether uid was given up, whatever the size of the
+// message given up (see GiveUpSize; GivenUpAt asks for one message).
 func (s *Store) GivenUp(uid string) bool {
 	s.mu.Lock()
 	defer s.mu.Unlock()

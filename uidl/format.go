@@ -56,12 +56,16 @@ const (
 // ValidUID reports whether uid is a UID a POP3 server may send: 1 to 70
 // characters in the range 0x21 to 0x7E (RFC 1939 §7, "UIDL"). Anything else
 // is refused everywhere, so it can never split a journal line.
-func ValidUID(uid string) bool {
-	if len(uid) < 1 || len(uid) > maxUID {
+func ValidUID(uid string) bool { return printable(uid, maxUID) }
+
+// printable reports whether s is 1 to max bytes in the range 0x21 to 0x7E:
+// one record field, without spaces, safe to print.
+func printable(s string, max int) bool {
+	if len(s) < 1 || len(s) > max {
 		return false
 	}
-	for i := 0; i < len(uid); i++ {
-		if uid[i] < 0x21 || uid[i] > 0x7E {
+	for i := 0; i < len(s); i++ {
+		if s[i] < 0x21 || s[i] > 0x7E {
 			return false
 		}
 	}
@@ -576,17 +580,7 @@ const maxIntent = 400
 
 // validIntent reports whether s is an escaped intent path: printable ASCII
 // without spaces, within maxIntent.
-func validIntent(s string) bool {
-	if len(s) < 1 || len(s) > maxIntent {
-		return false
-	}
-	for i := 0; i < len(s); i++ {
-		if s[i] < 0x21 || s[i] > 0x7e {
-			return false
-		}
-	}
-	return true
-}
+func validIntent(s string) bool { return printable(s, maxIntent) }
 
 // escapeIntent percent-encodes the bytes of a path that cannot stand in a
 // record field (space, controls, non-ASCII) and '%' itself.

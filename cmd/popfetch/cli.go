@@ -188,6 +188,18 @@ func (g *globals) parse(fs *flag.FlagSet, args []string) bool {
 	return true
 }
 
+// parseNoArgs is parse for a command that takes flags only.
+func (g *globals) parseNoArgs(fs *flag.FlagSet, args []string) bool {
+	if !g.parse(fs, args) {
+		return false
+	}
+	if fs.NArg() > 0 {
+		fmt.Fprintf(g.stderr, "popfetch %s takes no arguments\n", fs.Name())
+		return false
+	}
+	return true
+}
+
 // logger builds the process's one slog handler; nothing else picks one.
 func (g *globals) logger(level slog.Level) *slog.Logger {
 	if g.verbose {
@@ -383,7 +395,7 @@ func (g *globals) check(ctx context.Context, args []string) int {
 	if !ok {
 		return exitConfig
 	}
-	fmt.Fprintf(g.stdout, "# %s: ok\n", path)
+	fmt.Fprintf(g.stdout, "# %s: ok\n", rcfile.QuotePath(path))
 	cfg.Format(g.stdout)
 	if !*connect {
 		return exitOK

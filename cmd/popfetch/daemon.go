@@ -21,11 +21,7 @@ import (
 // socket for now/status, and the rc file watched for changes.
 func (g *globals) daemon(ctx context.Context, args []string) int {
 	fs := g.flags("run")
-	if !g.parse(fs, args) {
-		return exitUsage
-	}
-	if fs.NArg() > 0 {
-		fmt.Fprintln(g.stderr, "popfetch run takes no arguments")
+	if !g.parseNoArgs(fs, args) {
 		return exitUsage
 	}
 	log := g.logger(slog.LevelInfo)

@@ -66,11 +66,7 @@ account "example.com" {
 
 func (g *globals) demo(ctx context.Context, args []string) int {
 	fs := g.flags("demo")
-	if !g.parse(fs, args) {
-		return exitUsage
-	}
-	if fs.NArg() > 0 {
-		fmt.Fprintf(g.stderr, "popfetch demo takes no arguments\n")
+	if !g.parseNoArgs(fs, args) {
 		return exitUsage
 	}
 	if err := g.runDemo(ctx); err != nil {

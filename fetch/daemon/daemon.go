@@ -317,6 +317,11 @@ type Daemon struct {
 	// removing it in one reload and adding it back with another state_dir
 	// in the next is refused as a move too.
 	boxDirs map[string]string
+	// boxesAt maps each login (see login) polled in this daemon's
+	// lifetime to the mailboxes (rcfile.Account.Mailbox, the journal's
+	// name) it was polled as. Kept after the account is removed, like
+	// boxDirs: a changed mailbox_id is a move of the journal too.
+	boxesAt map[string][]string
 	// timerAt is the time of the latest timer the scheduler set: when it
 	// next wakes on its own unless a poll, Reload or PollNow wakes it
 	// first. Only the tests read it, to check the plan.
@@ -348,6 +353,7 @@ func New(cfg *rcfile.Config, poll PollFunc, opts Options) *Daemon {
 	}
 	d.busyBoxes = map[string]bool{}
 	d.boxDirs = map[string]string{}
+	d.boxesAt = map[string][]string{}
 	d.abortCtx, d.abort = context.WithCancel(context.Background())
 	d.cfg = &rcfile.Config{}
 	d.Reload(cfg) // generation 0: nothing to compare with, never refused
@@ -780,8 +786,12 @@ func answer(waiters []chan fetch.Result, r fetch.Result) {
 // also moves state_dir is the same trap. The mailbox is compared with
 // every mailbox polled since the daemon started, not only the accounts
 // configured now: removing an account and adding it back with a new
-// state_dir in the next reload is the same move. Every other setting applies at run
-// time.
+// state_dir in the next reload is the same move. A changed mailbox_id
+// (set, changed or removed) is refused the same way: it names the journal,
+// so the account would start with a new, empty one. Here the account is
+// matched by where it logs in (user name, server and port), which a
+// mailbox_id does not change (see mailboxMovedLocked). Every other setting
+// applies at run time.
 func (d *Daemon) Reload(cfg *rcfile.Config) error {
 	d.mu.Lock()
 	if d.gen > 0 && cfg.StateDir != d.cfg.StateDir {
@@ -791,6 +801,10 @@ func (d *Daemon) Reload(cfg *rcfile.Config) error {
 	}
 	if d.gen > 0 {
 		if err := d.stateDirMovedLocked(cfg); err != nil {
+			d.mu.Unlock()
+			return err
+		}
+		if err := d.mailboxMovedLocked(cfg); err != nil {
 			d.mu.Unlock()
 			return err
 		}
@@ -845,6 +859,9 @@ func (d *Daemon) Reload(cfg *rcfile.Config) error {
 		if _, ok := d.boxDirs[na.Mailbox()]; !ok {
 			d.boxDirs[na.Mailbox()] = na.StateDir
 		}
+		if l := login(na); !slices.Contains(d.boxesAt[l], na.Mailbox()) {
+			d.boxesAt[l] = append(d.boxesAt[l], na.Mailbox())
+		}
 	}
 	d.cfg = cfg
 	d.gen++
@@ -872,6 +889,34 @@ func (d *Daemon) stateDirMovedLocked(cfg *rcfile.Config) error {
 		return fmt.Errorf("account %s: state_dir changed from %s to %s; its UIDL journal stays in the old directory "+
 			"(starting empty in the new one would fetch a keep mailbox again in full): stop popfetch, move the journal, then start it: %w",
 			na.Name, old, na.StateDir, ErrRestartRequired)
+	}
+	return nil
+}
+
+// login names where an account logs in, whatever its mailbox_id: user
+// name, server (case-insensitive, as in rcfile.Account.Mailbox) and port.
+func login(a *rcfile.Account) string {
+	return fmt.Sprintf("%s@%s:%d", a.Username, strings.ToLower(a.Server), a.Port)
+}
+
+// mailboxMovedLocked returns ErrRestartRequired, naming the account and
+// both journals, if an account of cfg logs in where this daemon has
+// polled, but as none of the mailboxes it polled there (boxesAt): its
+// mailbox_id was set, changed or removed (also under a new account name,
+// or after the account was removed), and the new name would start with an
+// empty journal. Two accounts that logged in to one place with their own
+// mailbox_id from the start stay as they are. cfg's accounts are visited
+// in order, so the error names the same account every time.
+func (d *Daemon) mailboxMovedLocked(cfg *rcfile.Config) error {
+	for _, na := range cfg.Accounts {
+		l := login(na)
+		old := d.boxesAt[l]
+		if len(old) == 0 || slices.Contains(old, na.Mailbox()) {
+			continue
+		}
+		return fmt.Errorf("account %s: mailbox_id changed: %s was polled with the journal %s, not %s "+
+			"(starting empty with the new one would fetch a keep mailbox again in full): stop popfetch, rename the journal, then start it: %w",
+			na.Name, l, strings.Join(old, ", "), na.Mailbox(), ErrRestartRequired)
 	}
 	return nil
 }

@@ -110,14 +110,14 @@ type capabilities struct {
 	uidl       bool
 	pipelining bool
 	respCodes  bool
-	expire0    bool  // EXPIRE 0, or an EXPIRE popfetch cannot read: retrieved messages may be deleted by the server on its own (see expireMayDelete)
-	loginDelay int64 // seconds, 0 = none
-	// perUser: LOGIN-DELAY or EXPIRE said USER, so their value varies per
-	// user and the CAPA after login has the real one (RFC 2449 §6.5, §6.7;
-	// that CAPA is read in any case, see capaAfterLogin).
-	perUser bool
-	sasl    []string
-	impl    string
+	expire0    bool // EXPIRE 0, or an EXPIRE popfetch cannot read: retrieved messages may be deleted by the server on its own (see expireMayDelete)
+	// loginDelay is in seconds, 0 = none. A "USER" after the value of
+	// LOGIN-DELAY or EXPIRE (RFC 2449 §6.5, §6.7) needs no field: the CAPA
+	// after login, which has the per-user value, is read in any case (see
+	// capaAfterLogin).
+	loginDelay int64
+	sasl       []string
+	impl       string
 }
 
 func parseCapa(body []byte) capabilities {
@@ -137,14 +137,12 @@ func parseCapa(body []byte) capabilities {
 		if v, ok := strings.CutPrefix(tag, "EXPIRE"); ok {
 			// "EXPIRE 0" (RFC 2449 §6.7), or run together as GNU
 			// mailutils pop3d writes it: "EXPIRE0", "EXPIRENEVER".
-			args := f[1:]
-			if v == "" && len(args) > 0 {
-				v, args = args[0], args[1:]
+			if v == "" && len(f) > 1 {
+				v = f[1]
 			}
 			// Any EXPIRE line that may mean 0 counts: a server that
 			// says it twice is trusted on the side that loses nothing.
 			c.expire0 = c.expire0 || expireMayDelete(v)
-			c.perUser = c.perUser || len(args) > 0 && strings.EqualFold(args[0], "USER")
 			continue
 		}
 		switch tag {
@@ -159,7 +157,6 @@ func parseCapa(body []byte) capabilities {
 		case "RESP-CODES":
 			c.respCodes = true
 		case "LOGIN-DELAY":
-			c.perUser = c.perUser || len(f) > 2 && strings.EqualFold(f[2], "USER")
 			if len(f) > 1 {
 				if n, err := strconv.ParseInt(f[1], 10, 64); err == nil && n > 0 && n < 1<<20 {
 					c.loginDelay = n

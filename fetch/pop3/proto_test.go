@@ -137,12 +137,18 @@ func TestParseCapa(t *testing.T) {
 	if strings.ContainsRune(c.impl, 0x1b) {
 		t.Fatalf("IMPLEMENTATION not sanitized: %q", c.impl)
 	}
-	if c := parseCapa([]byte("EXPIRE 30\r\nLOGIN-DELAY -5\r\n")); c.expire0 || c.loginDelay != 0 || c.perUser {
+	if c := parseCapa([]byte("EXPIRE 30\r\nLOGIN-DELAY -5\r\n")); c.expire0 || c.loginDelay != 0 {
 		t.Fatalf("parseCapa = %+v", c)
 	}
-	for _, in := range []string{"LOGIN-DELAY 900 USER", "EXPIRE 0 user", "EXPIRE NEVER USER"} {
-		if c := parseCapa([]byte(in)); !c.perUser {
-			t.Errorf("parseCapa(%q) = %+v; want perUser", in, c)
+	// A per-user value ("USER" after it) is read like any other: the
+	// CAPA after login says what applies.
+	for in, want := range map[string]capabilities{
+		"LOGIN-DELAY 900 USER": {known: true, loginDelay: 900},
+		"EXPIRE 0 user":        {known: true, expire0: true},
+		"EXPIRE NEVER USER":    {known: true},
+	} {
+		if c := parseCapa([]byte(in)); c.loginDelay != want.loginDelay || c.expire0 != want.expire0 {
+			t.Errorf("parseCapa(%q) = %+v; want %+v", in, c, want)
 		}
 	}
 }
@@ -151,40 +157,40 @@ func TestParseCapa(t *testing.T) {
 // taken as EXPIRE 0, the reading that loses nothing.
 func TestParseCapaExpire(t *testing.T) {
 	for _, tt := range []struct {
-		capa             string
-		expire0, perUser bool
+		capa    string
+		expire0 bool
 	}{
-		{"EXPIRE 0", true, false},
-		{"EXPIRE0", true, false}, // GNU mailutils pop3d
-		{"expire0", true, false},
-		{"EXPIRE 00", true, false},
-		{"EXPIRE 0 USER", true, true},
-		{"EXPIRE0 USER", true, true},
-		{"EXPIRE NEVER", false, false},
-		{"EXPIRENEVER", false, false}, // GNU mailutils pop3d
-		{"EXPIRE never", false, false},
-		{"EXPIRE NEVER USER", false, true},
-		{"EXPIRENEVER USER", false, true},
-		{"EXPIRE 30", false, false},
-		{"EXPIRE30", false, false},
-		{"EXPIRE 30 USER", false, true},
-		{"EXPIRE 99999999999999999999999", false, false},
+		{"EXPIRE 0", true},
+		{"EXPIRE0", true}, // GNU mailutils pop3d
+		{"expire0", true},
+		{"EXPIRE 00", true},
+		{"EXPIRE 0 USER", true},
+		{"EXPIRE0 USER", true},
+		{"EXPIRE NEVER", false},
+		{"EXPIRENEVER", false}, // GNU mailutils pop3d
+		{"EXPIRE never", false},
+		{"EXPIRE NEVER USER", false},
+		{"EXPIRENEVER USER", false},
+		{"EXPIRE 30", false},
+		{"EXPIRE30", false},
+		{"EXPIRE 30 USER", false},
+		{"EXPIRE 99999999999999999999999", false},
 		// In doubt: may delete.
-		{"EXPIRE", true, false},
-		{"EXPIRE -1", true, false},
-		{"EXPIRE +5", true, false},
-		{"EXPIRE soon", true, false},
-		{"EXPIRE 1.5", true, false},
-		{"EXPIRE USER", true, false},
-		{"EXPIRE-NEVER", true, false},
+		{"EXPIRE", true},
+		{"EXPIRE -1", true},
+		{"EXPIRE +5", true},
+		{"EXPIRE soon", true},
+		{"EXPIRE 1.5", true},
+		{"EXPIRE USER", true},
+		{"EXPIRE-NEVER", true},
 		// The side that loses nothing wins.
-		{"EXPIRE NEVER\r\nEXPIRE 0", true, false},
-		{"EXPIRE 0\r\nEXPIRE NEVER", true, false},
-		{"USER\r\nUIDL", false, false},
+		{"EXPIRE NEVER\r\nEXPIRE 0", true},
+		{"EXPIRE 0\r\nEXPIRE NEVER", true},
+		{"USER\r\nUIDL", false},
 	} {
 		c := parseCapa([]byte(tt.capa + "\r\n"))
-		if c.expire0 != tt.expire0 || c.perUser != tt.perUser {
-			t.Errorf("parseCapa(%q): expire0 %v, perUser %v; want %v, %v", tt.capa, c.expire0, c.perUser, tt.expire0, tt.perUser)
+		if c.expire0 != tt.expire0 {
+			t.Errorf("parseCapa(%q): expire0 %v; want %v", tt.capa, c.expire0, tt.expire0)
 		}
 	}
 }
@@ -256,15 +262,8 @@ func formatCapa(c capabilities) []byte {
 			b = append(b, tag+"\r\n"...)
 		}
 	}
-	user := ""
-	if c.perUser {
-		user = " USER"
-	}
-	switch {
-	case c.expire0:
-		b = append(b, "EXPIRE 0"+user+"\r\n"...)
-	case c.perUser:
-		b = append(b, "EXPIRE NEVER USER\r\n"...)
+	if c.expire0 {
+		b = append(b, "EXPIRE 0\r\n"...)
 	}
 	if c.loginDelay > 0 {
 		b = fmt.Appendf(b, "LOGIN-DELAY %d\r\n", c.loginDelay)
