@@ -113,7 +113,7 @@
 //
 // Log keys (stable): account, server, user, uid, msgnum, size, rcpt, target,
 // err, elapsed, messages, new, delivered, deleted, skipped, failed,
-// undeletable, refusals, path;
+// undeletable, refusals, path, mechanism (how the session logged in);
 // multidrop routing adds via, users, reason; the scheduler (package
 // fetch/daemon) adds failures, retry_in, previous_err, generation, polls,
 // limit, panic, stack; a renumbered listing adds previous.
