@@ -527,3 +527,32 @@ func FuzzAPOPTimestamp(f *testing.F) {
 		}
 	})
 }
+
+// FuzzOAuthError: whatever a server puts in its error challenge, the
+// client answers it with the response that lets the server finish, and
+// the error reports it without control characters.
+func FuzzOAuthError(f *testing.F) {
+	f.Add([]byte(`{"status":"invalid_token","schemes":"bearer","scope":"https://mail.google.com/"}`))
+	f.Add([]byte(`{"status":400}`))
+	f.Add([]byte("not json \x1b[31m"))
+	f.Add([]byte(`{"status":"\u001b[2J"}`))
+	f.Fuzz(func(t *testing.T, ch []byte) {
+		for _, m := range []Mechanism{MechXOAUTH2, MechOAUTHBEARER} {
+			o := &oauthClient{m: m}
+			resp, err := o.next(ch)
+			var oe *OAuthError
+			if !errors.As(err, &oe) {
+				t.Fatalf("next(%q) = %v; want an *OAuthError", ch, err)
+			}
+			if want := map[Mechanism]string{MechXOAUTH2: "", MechOAUTHBEARER: "\x01"}[m]; resp == nil || string(resp) != want {
+				t.Fatalf("%s: next(%q) responds %q", m, ch, resp)
+			}
+			if strings.ContainsFunc(oe.Status+oe.Scope+oe.Schemes, func(r rune) bool { return r < 0x20 || r == 0x7f }) {
+				t.Fatalf("next(%q): unsanitized %+v", ch, oe)
+			}
+			if _, err := o.next(ch); err == nil {
+				t.Fatal("a second challenge was answered")
+			}
+		}
+	})
+}
