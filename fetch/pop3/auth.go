@@ -75,8 +75,9 @@ type Credentials struct {
 }
 
 // ErrMechanism: the mechanism asked for (or every one auto could pick) is
-// not offered by the server, or cannot run over this connection. Nothing
-// was sent; it does not wrap ErrAuth, as no credential was tried.
+// not offered by the server, or cannot run over this connection (then the
+// error wraps ErrTLS too). Nothing was sent; it does not wrap ErrAuth, as
+// no credential was tried.
 var ErrMechanism = errors.New("no usable authentication mechanism")
 
 // Bounds on a SASL exchange (RFC 5034 §4 leaves them to the client): a
@@ -132,8 +133,8 @@ func (c *Conn) Authenticate(ctx context.Context, cr Credentials) error {
 	switch m {
 	case MechUser, MechPlain, MechXOAUTH2, MechOAUTHBEARER:
 		if !c.secure(cr) {
-			return fmt.Errorf("%w: %s would send the secret in clear text over a connection without TLS to %s; use tls = \"implicit\" or \"starttls\"",
-				ErrMechanism, m, c.g.raw.RemoteAddr())
+			return fmt.Errorf("%w: %w: %s would send the secret in clear text over a connection without TLS to %s; use tls = \"implicit\" or \"starttls\"",
+				ErrTLS, ErrMechanism, m, c.g.raw.RemoteAddr())
 		}
 	}
 	switch m {

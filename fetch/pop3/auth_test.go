@@ -217,7 +217,7 @@ func TestAuthenticateRefused(t *testing.T) {
 		{name: "+OK after cancel ends the session", sasl: "SASL SCRAM-SHA-256", opts: pop3test.Options{Faults: []pop3test.Fault{{Cmd: "AUTH", Action: pop3test.Custom, Func: okAfterCancel}}},
 			cr: pw, wantErr: ErrProtocol, broken: true, lastSent: "*"},
 		{name: "PLAIN only, remote without TLS: nothing sent", sasl: "SASL PLAIN", cr: pw, remote: true,
-			wantErr: ErrMechanism, wantText: []string{"clear text"}, sent: []string{}, noSecrets: true},
+			wantErr: ErrTLS, wantText: []string{"clear text"}, sent: []string{}, noSecrets: true},
 		{name: "USER, remote without TLS: nothing sent", cr: pw, remote: true,
 			wantErr: ErrMechanism, sent: []string{}, noSecrets: true},
 		{name: "XOAUTH2, remote without TLS: nothing sent", sasl: "SASL XOAUTH2", remote: true,
