@@ -356,6 +356,7 @@ func (g *goSASL) verified() bool { return true }
 // channel binding, no authorization identity.
 type scramClient struct {
 	conv *scram.ClientConversation
+	step int // challenges taken
 }
 
 func newSCRAM(m Mechanism, user, pass string) (*scramClient, error) {
@@ -377,19 +378,28 @@ func (s *scramClient) start() ([]byte, error) {
 }
 
 func (s *scramClient) next(ch []byte) ([]byte, error) {
-	if s.conv.Done() {
-		return nil, fmt.Errorf("%w: challenge after the server's final message", ErrProtocol)
+	s.step++
+	switch s.step {
+	case 1: // server-first-message: nonce, salt, iterations
+		if n, ok := scramIterations(ch); ok && n > maxSCRAMIters {
+			return nil, fmt.Errorf("%w: the server asks for %d iterations (limit %d)", ErrProtocol, n, maxSCRAMIters)
+		}
+		resp, err := s.conv.Step(string(ch))
+		if err != nil {
+			// The library's errors quote no secret.
+			return nil, fmt.Errorf("%w: server-first-message: %v", ErrProtocol, err)
+		}
+		return []byte(resp), nil
+	case 2: // server-final-message: the server's signature, or e=
+		if e, ok := strings.CutPrefix(string(ch), "e="); ok {
+			return nil, fmt.Errorf("%w: the server refused the credentials (%s)", ErrAuth, sanitize(e, 80))
+		}
+		if _, err := s.conv.Step(string(ch)); err != nil {
+			return nil, fmt.Errorf("%w: the server failed SCRAM (%v): it cannot prove that it knows the password", ErrAuth, err)
+		}
+		return []byte{}, nil
 	}
-	if n, ok := scramIterations(ch); ok && n > maxSCRAMIters {
-		return nil, fmt.Errorf("server asks for %d iterations (limit %d)", n, maxSCRAMIters)
-	}
-	resp, err := s.conv.Step(string(ch))
-	if err != nil {
-		// The library's errors say "server validation failed" for a
-		// wrong server signature and quote no secret.
-		return nil, fmt.Errorf("%w: the server failed SCRAM (%v): it cannot prove that it knows the password", ErrAuth, err)
-	}
-	return []byte(resp), nil
+	return nil, fmt.Errorf("%w: a challenge after the server's final message", ErrProtocol)
 }
 
 func (s *scramClient) verified() bool { return s.conv.Valid() }

@@ -207,7 +207,7 @@ func TestAuthenticateRefused(t *testing.T) {
 		{name: "endless continuations, PLAIN", sasl: "SASL PLAIN", opts: pop3test.Options{Faults: []pop3test.Fault{{Cmd: "AUTH", Action: pop3test.Custom, Func: endless}}},
 			cr: pw, wantErr: ErrProtocol, wantText: []string{"unexpected challenge"}, lastSent: "*", maxSent: 2},
 		{name: "endless continuations, SCRAM", sasl: "SASL SCRAM-SHA-256", opts: pop3test.Options{Faults: []pop3test.Fault{{Cmd: "AUTH", Action: pop3test.Custom, Func: endless}}},
-			cr: pw, wantErr: ErrAuth, lastSent: "*", maxSent: 2},
+			cr: pw, wantErr: ErrProtocol, wantText: []string{"server-first-message"}, lastSent: "*", maxSent: 2},
 		{name: "endless continuations, XOAUTH2", sasl: "SASL XOAUTH2", opts: pop3test.Options{Faults: []pop3test.Fault{{Cmd: "AUTH", Action: pop3test.Custom, Func: endless}}},
 			cr: Credentials{Username: "user", Token: (&tokenStub{stale: "tok"}).fn}, wantErr: ErrProtocol, broken: true, maxSent: 3},
 		{name: "oversized challenge", sasl: "SASL SCRAM-SHA-256", opts: pop3test.Options{Faults: []pop3test.Fault{{Cmd: "AUTH", Action: pop3test.Custom, Func: huge}}},
@@ -311,6 +311,53 @@ func TestSCRAMUnproven(t *testing.T) {
 	}
 	if err := c.capa(); err == nil {
 		t.Error("a command was sent after the unproven +OK")
+	}
+}
+
+// TestSCRAMServerMessages: what a SCRAM server says is checked before the
+// client computes or sends anything: the nonce must extend the client's,
+// the PBKDF2 rounds are bounded, and an e= in the final message is a
+// refusal of the credentials.
+func TestSCRAMServerMessages(t *testing.T) {
+	for _, tt := range []struct {
+		name    string
+		first   func(nonce string) string // the server-first-message
+		final   string                    // the server-final-message, "" = none
+		wantErr error
+		want    string
+	}{
+		{"nonce not extended", func(string) string { return "r=other,s=c2FsdA==,i=4096" }, "", ErrProtocol, "did not extend"},
+		{"too many iterations", func(n string) string { return "r=" + n + "x,s=c2FsdA==,i=100000000" }, "", ErrProtocol, "iterations"},
+		{"e= in the final message", func(n string) string { return "r=" + n + "x,s=c2FsdA==,i=4096" }, "e=invalid-proof", ErrAuth, "refused the credentials (invalid-proof)"},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			var srv *pop3test.Server
+			srv = authServer(t, pop3test.Options{Faults: []pop3test.Fault{{Cmd: "AUTH", Action: pop3test.Custom, Func: func(c *pop3test.Conn) {
+				cmds := srv.Commands()
+				_, ir, _ := strings.Cut(cmds[len(cmds)-1], "SCRAM-SHA-256 ")
+				first, _ := base64.StdEncoding.DecodeString(ir)
+				_, nonce, _ := strings.Cut(string(first), ",r=")
+				c.WriteLine("+ " + base64.StdEncoding.EncodeToString([]byte(tt.first(nonce))))
+				l, _ := c.ReadLine()
+				if l != "*" && tt.final != "" {
+					c.WriteLine("+ " + base64.StdEncoding.EncodeToString([]byte(tt.final)))
+					l, _ = c.ReadLine()
+				}
+				if l == "*" {
+					c.WriteLine("-ERR cancelled")
+					return
+				}
+				c.WriteLine("+OK")
+			}}}}, "SASL SCRAM-SHA-256")
+			c := dialAuth(t, srv)
+			err := c.Authenticate(context.Background(), Credentials{Username: "user", Password: "pass"})
+			if !errors.Is(err, tt.wantErr) || !strings.Contains(err.Error(), tt.want) {
+				t.Fatalf("Authenticate = %v; want %v saying %q\n%s", err, tt.wantErr, tt.want, srv.Transcript())
+			}
+			if sent := afterGreeting(srv); sent[len(sent)-1] != "*" || c.Broken() != nil {
+				t.Errorf("client sent %q (broken %v); want the exchange cancelled", sent, c.Broken())
+			}
+		})
 	}
 }
 
