@@ -131,7 +131,7 @@ type exchange struct {
 // challenge sends "+ base64(ch)" and reads the client's response. ok is
 // false when the client cancelled ("*"), sent no base64, or went away.
 func (x *exchange) challenge(ch []byte) ([]byte, bool) {
-	if _, err := x.ss.write(line(strings.TrimSpace("+ " + base64.StdEncoding.EncodeToString(ch)))); err != nil {
+	if _, err := x.ss.write(line("+ " + base64.StdEncoding.EncodeToString(ch))); err != nil {
 		x.err = err
 		return nil, false
 	}
