@@ -173,7 +173,10 @@ func (x *exchange) scram(mech string, c1 []byte) (answer, bool) {
 	if err != nil {
 		return errAnswer("bad credentials configured"), true
 	}
-	stored := cl.GetStoredCredentials(scram.KeyFactors{Salt: scramSalt, Iters: scramIters})
+	stored, err := cl.GetStoredCredentialsWithError(scram.KeyFactors{Salt: scramSalt, Iters: scramIters})
+	if err != nil {
+		return errAnswer("bad credentials configured"), true
+	}
 	srv, err := h.NewServer(func(user string) (scram.StoredCredentials, error) {
 		if user != ss.s.opts.User {
 			return scram.StoredCredentials{}, errors.New("unknown user")
