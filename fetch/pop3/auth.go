@@ -548,7 +548,7 @@ func (c *Conn) oauth(ctx context.Context, m Mechanism, cr Credentials) error {
 		if m == MechXOAUTH2 {
 			o.ir = []byte("user=" + cr.Username + "\x01auth=Bearer " + tok + "\x01\x01")
 		} else {
-			_, o.ir, _ = sasl.NewOAuthBearerClient(&sasl.OAuthBearerOptions{Username: cr.Username, Token: tok}).Start()
+			_, o.ir, _ = sasl.NewOAuthBearerClient(&sasl.OAuthBearerOptions{Username: cr.Username, Token: tok, Host: c.host, Port: c.port}).Start()
 		}
 		return c.sasl(m, o, m == MechXOAUTH2)
 	}

@@ -7,6 +7,7 @@ import (
 	"errors"
 	"net"
 	"slices"
+	"strconv"
 	"strings"
 	"testing"
 
@@ -80,9 +81,10 @@ func TestAuthenticate(t *testing.T) {
 		sasl   string
 		opts   pop3test.Options
 		cr     Credentials
-		want   string   // the server's login mechanism
-		wire   []string // the client's lines after CAPA, up to the CAPA after login; nil = not checked
-		prefix []string // the first client lines; nil = not checked
+		want   string                     // the server's login mechanism
+		wire   []string                   // the client's lines after CAPA, up to the CAPA after login; nil = not checked
+		prefix []string                   // the first client lines; nil = not checked
+		wireAt func(port string) []string // wire, for the server's port
 	}{
 		{name: "auto without SASL is USER/PASS, byte for byte", cr: Credentials{Username: "user", Password: "pass"},
 			want: "USER", wire: []string{"USER user", "PASS pass"}},
@@ -93,7 +95,9 @@ func TestAuthenticate(t *testing.T) {
 		{name: "auto never picks APOP", sasl: "SASL LOGIN", opts: pop3test.Options{APOP: true}, cr: Credentials{Username: "user", Password: "pass"}, want: "USER"},
 		{name: "auto with a token picks OAUTHBEARER", sasl: allSASL, opts: pop3test.Options{ValidToken: tokenIs("tok")},
 			cr: Credentials{Username: "user", Password: "pass", Token: (&tokenStub{stale: "tok"}).fn}, want: "OAUTHBEARER",
-			wire: []string{"AUTH OAUTHBEARER " + b64("n,a=user,\x01auth=Bearer tok\x01\x01")}},
+			wireAt: func(port string) []string {
+				return []string{"AUTH OAUTHBEARER " + b64("n,a=user,\x01host=127.0.0.1\x01port="+port+"\x01auth=Bearer tok\x01\x01")}
+			}},
 		{name: "auto with a token picks XOAUTH2 without OAUTHBEARER", sasl: "SASL PLAIN XOAUTH2", opts: pop3test.Options{ValidToken: tokenIs("tok")},
 			cr: Credentials{Username: "user", Token: (&tokenStub{stale: "tok"}).fn}, want: "XOAUTH2"},
 		{name: "user", sasl: allSASL, cr: Credentials{Mechanism: MechUser, Username: "user", Password: "pass"}, want: "USER"},
@@ -112,7 +116,9 @@ func TestAuthenticate(t *testing.T) {
 			wire: []string{"AUTH XOAUTH2", b64("user=user\x01auth=Bearer tok\x01\x01")}},
 		{name: "oauthbearer, long token: two lines", sasl: allSASL, opts: pop3test.Options{ValidToken: tokenIs(long)},
 			cr: Credentials{Mechanism: MechOAUTHBEARER, Username: "user", Token: (&tokenStub{stale: long}).fn}, want: "OAUTHBEARER",
-			wire: []string{"AUTH OAUTHBEARER", b64("n,a=user,\x01auth=Bearer " + long + "\x01\x01")}},
+			wireAt: func(port string) []string {
+				return []string{"AUTH OAUTHBEARER", b64("n,a=user,\x01host=127.0.0.1\x01port=" + port + "\x01auth=Bearer " + long + "\x01\x01")}
+			}},
 	} {
 		t.Run(tt.name, func(t *testing.T) {
 			srv := authServer(t, tt.opts, tt.sasl)
@@ -131,6 +137,9 @@ func TestAuthenticate(t *testing.T) {
 				sent = sent[:i]
 			} else {
 				t.Fatalf("no CAPA after login: %q", sent)
+			}
+			if tt.wireAt != nil {
+				tt.wire = tt.wireAt(strconv.Itoa(srv.Port()))
 			}
 			if tt.wire != nil && !slices.Equal(sent, tt.wire) {
 				t.Errorf("client sent %q; want %q", sent, tt.wire)

@@ -215,6 +215,10 @@ type Conn struct {
 	greeting []byte
 	// mech is how the session logged in (see Authenticate).
 	mech Mechanism
+	// host and port are Options.Host and Port, which OAUTHBEARER names
+	// in its response (RFC 7628 §3.1).
+	host string
+	port int
 }
 
 // outOfStep ends the session for err (wrapping ErrSurplus or ErrMismatch).
@@ -291,7 +295,7 @@ func Dial(ctx context.Context, o Options) (*Conn, error) {
 		}
 		return nil, fmt.Errorf("greeting: %w", err)
 	}
-	c := &Conn{c: pc, g: g, timeout: o.Timeout, lines: 1, greeting: greeting} // the greeting
+	c := &Conn{c: pc, g: g, timeout: o.Timeout, lines: 1, greeting: greeting, host: o.Host, port: o.Port} // the greeting
 	stop := context.AfterFunc(ctx, func() { g.Close() })
 	c.stopCtx = stop
 	// RFC 2595 §4: after STLS the client MUST discard cached capabilities
