@@ -9,7 +9,7 @@
 // One poll of an account:
 //
 //	connect (implicit TLS, or STLS after CAPA; certificate verified)
-//	  → TLS gate: no credential byte before it → USER/PASS → CAPA again
+//	  → TLS gate: no credential byte before it → login (auth) → CAPA again
 //	    (RFC 2449 §5: what counts after login; EXPIRE 0 from either)
 //	  → STAT, UIDL (every UID checked: 1–70 chars in 0x21–0x7E, RFC 1939 §7)
 //	  → LIST sizes → select new UIDs (not in the store, unless fetch_all;
