@@ -9,7 +9,7 @@
 // One poll of an account:
 //
 //	connect (implicit TLS, or STLS after CAPA; certificate verified)
-//	  → TLS gate: no credential byte before it → USER/PASS → CAPA again
+//	  → TLS gate: no credential byte before it → login (auth) → CAPA again
 //	    (RFC 2449 §5: what counts after login; EXPIRE 0 from either)
 //	  → STAT, UIDL (every UID checked: 1–70 chars in 0x21–0x7E, RFC 1939 §7)
 //	  → LIST sizes → select new UIDs (not in the store, unless fetch_all;
@@ -116,7 +116,7 @@
 //
 // Log keys (stable): account, server, user, uid, msgnum, size, rcpt, target,
 // err, elapsed, messages, new, delivered, deleted, skipped, failed,
-// undeletable, refusals, path;
+// undeletable, refusals, path, mechanism (how the session logged in);
 // multidrop routing adds via, users, reason; the scheduler (package
 // fetch/daemon) adds failures, retry_in, previous_err, generation, polls,
 // limit, panic, stack; a renumbered listing adds previous.

@@ -28,6 +28,11 @@ type Poller struct {
 	// Dispatcher builds the delivery side of an account; nil = the real
 	// targets from the rc file (tests inject failing ones).
 	Dispatcher func(a *rcfile.Account) (Dispatcher, error)
+	// Token returns the OAuth2 access token source of an account, nil
+	// for an account without one; nil Token: no account has one. With a
+	// source, auth = "auto" logs in with OAUTHBEARER or XOAUTH2 (see
+	// pop3.Conn.Authenticate).
+	Token func(a *rcfile.Account) pop3.TokenFunc
 	// NoPollLog leaves out the "poll done" line: the daemon logs each
 	// poll's outcome itself, idle polls at Debug and an error once per
 	// change, so that hundreds of idle accounts do not flood the log.
@@ -288,9 +293,17 @@ func (s *session) run(ctx context.Context) error {
 			return err
 		}
 	}
-	pass, err := a.Password.Resolve(ctx)
-	if err != nil {
-		return fmt.Errorf("password: %w", err)
+	var token pop3.TokenFunc
+	if s.p.Token != nil {
+		token = s.p.Token(a)
+	}
+	var pass string
+	pw := a.Password
+	if token == nil || pw.Inline != "" || pw.File != "" || pw.Env != "" || pw.Command != nil {
+		// An OAuth2 account may have no password at all.
+		if pass, err = a.Password.Resolve(ctx); err != nil {
+			return fmt.Errorf("password: %w", err)
+		}
 	}
 	opts := pop3.Options{Host: a.Server, Port: a.Port, TLS: pop3.TLSMode(a.TLS), Fingerprint: a.Fingerprint, Timeout: a.Timeout}
 	if a.CAFile != "" {
@@ -310,9 +323,13 @@ func (s *session) run(ctx context.Context) error {
 		return err
 	}
 	defer s.c.Close()
-	if err := s.c.Login(a.Username, pass); err != nil {
+	cr := pop3.Credentials{Mechanism: pop3.Mechanism(a.Auth), Username: a.Username, Password: pass, Token: token,
+		// tls = "none" is the explicit opt-in to a password in clear text.
+		Cleartext: a.TLS == rcfile.TLSNone}
+	if err := s.c.Authenticate(ctx, cr); err != nil {
 		return err
 	}
+	s.log.Debug("logged in", "mechanism", s.c.Mechanism().String())
 	if d := s.c.LoginDelay(); d > 0 {
 		s.res.LoginDelay = d
 	}

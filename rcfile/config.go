@@ -30,6 +30,24 @@ const (
 	TLSNone     TLSMode = "none"     // plaintext: only for loopback or tests
 )
 
+// AuthMethod is how an account logs in (the auth setting). The values are
+// those of package fetch/pop3's Mechanism, which runs them.
+type AuthMethod string
+
+const (
+	AuthAuto        AuthMethod = "auto" // the strongest the server offers (see popfetch.hcl(5))
+	AuthUser        AuthMethod = "user" // USER/PASS
+	AuthAPOP        AuthMethod = "apop"
+	AuthPlain       AuthMethod = "plain"
+	AuthSCRAMSHA256 AuthMethod = "scram-sha-256"
+	AuthSCRAMSHA1   AuthMethod = "scram-sha-1"
+	AuthXOAUTH2     AuthMethod = "xoauth2"
+	AuthOAUTHBEARER AuthMethod = "oauthbearer"
+)
+
+// AuthMethods lists every AuthMethod, auto first.
+var AuthMethods = []AuthMethod{AuthAuto, AuthUser, AuthAPOP, AuthPlain, AuthSCRAMSHA256, AuthSCRAMSHA1, AuthXOAUTH2, AuthOAUTHBEARER}
+
 // Config is a validated rc file with every default applied.
 type Config struct {
 	Path        string // the file it was read from
@@ -49,6 +67,7 @@ type Account struct {
 	Fingerprint string  // lower-case hex SHA-256 of the server certificate's SubjectPublicKeyInfo; "" = no pin
 	Username    string
 	Password    Password
+	Auth        AuthMethod // default auto
 
 	Keep       bool          // leave mail on the server (no DELE)
 	FetchAll   bool          // fetch messages already seen too

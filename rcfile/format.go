@@ -56,6 +56,9 @@ func (c *Config) Format(w io.Writer) error {
 		if k, v := a.Password.setting(); k != "" {
 			n.SetAttributeValue(k, v)
 		}
+		if a.Auth != AuthAuto && a.Auth != "" {
+			n.SetAttributeValue("auth", cty.StringVal(string(a.Auth)))
+		}
 		n.SetAttributeValue("keep", cty.BoolVal(a.Keep))
 		n.SetAttributeValue("fetch_all", cty.BoolVal(a.FetchAll))
 		n.SetAttributeValue("limit", cty.NumberIntVal(a.Limit))

@@ -64,6 +64,8 @@ type settingsHCL struct {
 	PasswordEnvRange     hcl.Range `hcl:"password_env,attr_range"`
 	PasswordCommand      *[]string `hcl:"password_command,optional"`
 	PasswordCommandRange hcl.Range `hcl:"password_command,attr_range"`
+	Auth                 *string   `hcl:"auth,optional"`
+	AuthRange            hcl.Range `hcl:"auth,attr_range"`
 	Keep                 *bool     `hcl:"keep,optional"`
 	KeepRange            hcl.Range `hcl:"keep,attr_range"`
 	FetchAll             *bool     `hcl:"fetch_all,optional"`

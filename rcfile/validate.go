@@ -96,6 +96,10 @@ func (p *parser) account(ah *accountHCL, s *settingsHCL, topState string) *Accou
 		a.Username = v
 	}
 	a.Password = p.password(s, ah.DefRange)
+	a.Auth = AuthAuto
+	if s.Auth != nil {
+		a.Auth = p.authMethod(*s.Auth, s.AuthRange)
+	}
 
 	if s.Keep != nil {
 		a.Keep = *s.Keep
@@ -241,6 +245,23 @@ func isLoopback(host string) bool {
 	}
 	h := strings.ToLower(strings.TrimSuffix(host, "."))
 	return h == "localhost" || strings.HasSuffix(h, ".localhost")
+}
+
+func (p *parser) authMethod(v string, rng hcl.Range) AuthMethod {
+	m := AuthMethod(strings.ToLower(v))
+	if slices.Contains(AuthMethods, m) {
+		if m == AuthAPOP {
+			p.warnf(rng, "APOP uses MD5",
+				`auth = "apop" answers the server's challenge with MD5, which is broken (RFC 6151); prefer "auto" (SCRAM when the server offers it) over TLS.`)
+		}
+		return m
+	}
+	names := make([]string, len(AuthMethods))
+	for i, a := range AuthMethods {
+		names[i] = strconv.Quote(string(a))
+	}
+	p.errorf(rng, "Invalid auth method", "auth must be one of %s, not %q.", strings.Join(names, ", "), v)
+	return AuthAuto
 }
 
 func (p *parser) tlsMode(v string, rng hcl.Range) TLSMode {

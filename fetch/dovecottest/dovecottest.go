@@ -28,8 +28,10 @@
 //     (pop3_uidl_format = %08Xu%08Xv), e.g. "000000016b072337"; messages
 //     Put in one call get increasing UIDs in argument order.
 //   - LIST sizes count CRLF line ends, also for messages stored with LF.
-//   - CAPA before login lists STLS, USER and SASL PLAIN LOGIN; after login
-//     only TOP UIDL RESP-CODES PIPELINING AUTH-RESP-CODE.
+//   - CAPA before login lists STLS, USER and SASL PLAIN LOGIN APOP
+//     SCRAM-SHA-1 SCRAM-SHA-256 (so popfetch's auth = "auto" logs in with
+//     SCRAM-SHA-256); after login only TOP UIDL RESP-CODES PIPELINING
+//     AUTH-RESP-CODE. The greeting carries an APOP timestamp.
 //   - A failed PASS answers "-ERR [AUTH] Authentication failed." after about
 //     0.5 s (dovecot's failure delay check interval; the delay itself is 0).
 //   - LMTP looks users up by local part: RCPT TO:<alice@example.com>,
@@ -329,7 +331,10 @@ last_valid_gid = %[6]d
 # Loopback test server: USER/PASS in the clear is fine, and a wrong password
 # must not cost every negative test dovecot's default 2 s.
 disable_plaintext_auth = no
-auth_mechanisms = plain login
+# Every password mechanism popfetch speaks: SCRAM and APOP work from the
+# plaintext passdb below ({PLAIN}), and apop puts a timestamp in the
+# greeting.
+auth_mechanisms = plain login apop scram-sha-1 scram-sha-256
 auth_failure_delay = 0
 auth_verbose = yes
 # username_format=%%n: the POP3 user "alice" and the LMTP recipient

@@ -210,6 +210,15 @@ type Conn struct {
 	// cont: the last reply read was a continuation (see Exchange); the
 	// command's reply is still due, after the client's next line.
 	cont bool
+	// greeting is the server's greeting line without its CRLF: APOP
+	// takes its timestamp from it.
+	greeting []byte
+	// mech is how the session logged in (see Authenticate).
+	mech Mechanism
+	// host and port are Options.Host and Port, which OAUTHBEARER names
+	// in its response (RFC 7628 §3.1).
+	host string
+	port int
 }
 
 // outOfStep ends the session for err (wrapping ErrSurplus or ErrMismatch).
@@ -266,11 +275,13 @@ func Dial(ctx context.Context, o Options) (*Conn, error) {
 	}
 	var g *guardConn
 	var dialErr error
+	var greeting []byte
 	d := dialerFunc(func(network, addr string) (net.Conn, error) {
 		g, dialErr = connect(ctx, network, addr, o)
 		if dialErr != nil {
 			return nil, dialErr
 		}
+		greeting = bytes.TrimRight(bytes.Clone(g.pre), "\r\n")
 		return g, nil
 	})
 	cl := gopop3.New(gopop3.Opt{Host: o.Host, Port: o.Port, Dialer: d})
@@ -284,7 +295,7 @@ func Dial(ctx context.Context, o Options) (*Conn, error) {
 		}
 		return nil, fmt.Errorf("greeting: %w", err)
 	}
-	c := &Conn{c: pc, g: g, timeout: o.Timeout, lines: 1} // the greeting
+	c := &Conn{c: pc, g: g, timeout: o.Timeout, lines: 1, greeting: greeting, host: o.Host, port: o.Port} // the greeting
 	stop := context.AfterFunc(ctx, func() { g.Close() })
 	c.stopCtx = stop
 	// RFC 2595 §4: after STLS the client MUST discard cached capabilities

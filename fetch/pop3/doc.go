@@ -8,7 +8,7 @@
 //     else (no data after the STLS reply: CVE-2020-14954), the certificate
 //     verified or its key pinned, TLS 1.2 or later, a deadline on the
 //     handshake; no credential byte is sent before it, and a session that
-//     fails it never gets as far as Login;
+//     fails it never gets as far as Authenticate;
 //   - CAPA (RFC 2449), read again after STLS (RFC 2595 §4) and after login
 //     (RFC 2449 §5), and response codes (RFC 2449 §8, RFC 3206), which
 //     classify a refused login (ErrAuth, ErrInUse, ErrLoginDelay,
@@ -28,16 +28,25 @@
 //     the session at once (ErrSurplus, ErrMismatch) and nothing more is
 //     sent, not even QUIT. The caller then delivers nothing read in the
 //     round that broke: one stray line would otherwise shift every later
-//     reply onto the wrong message.
+//     reply onto the wrong message;
+//   - the login (Authenticate, auth.go): USER/PASS, APOP, or SASL AUTH
+//     (RFC 5034) with PLAIN, SCRAM-SHA-1, SCRAM-SHA-256 (the server's
+//     signature verified), XOAUTH2 and OAUTHBEARER (RFC 7628, one retry
+//     with a fresh token from a TokenFunc), picked from CAPA SASL (RFC
+//     2449) by the caller's Mechanism; never a weaker mechanism after a
+//     failure, never a secret in clear text to a remote host without the
+//     caller's opt-in, initial responses only within RFC 2449's 255
+//     octets, bounded challenges, "*" to cancel.
 //
 // What to fetch, when to delete and how commands are grouped into rounds
 // are the caller's (package fetch). Exchange, a line out and one reply
-// in, which may be a continuation, is the primitive a SASL AUTH (RFC
-// 5034) runs on. What this package assumes about go-pop3 (its buffer
-// size, its error texts, how it reads an empty line and a multi-line
-// reply) is pinned by the TestGoPOP3Pins tests.
+// in, which may be a continuation, is the primitive AUTH runs on. What
+// this package assumes about go-pop3 (its buffer size, its error texts,
+// how it reads an empty line and a multi-line reply) is pinned by the
+// TestGoPOP3Pins tests.
 //
 // Server data put in an error is sanitized and truncated (quote,
 // sanitize): logging raw server data crashed fetchmail (CVE-2008-2711).
-// Errors name the command verb only, never its arguments (PASS).
+// Errors name the command verb only, never its arguments (PASS), and a
+// mechanism's name, never its responses.
 package pop3

@@ -10,9 +10,14 @@
 // elsewhere (fetch/dovecottest); this package only has to be right enough
 // for the fault tests to mean something.
 //
-// The server speaks RFC 1939 (USER/PASS, STAT, LIST, UIDL, RETR, TOP, DELE,
-// NOOP, RSET, QUIT with the UPDATE state), RFC 2449 (CAPA, PIPELINING, the
-// 255-octet command limit) and RFC 2595 (STLS), plus implicit TLS (POP3S).
+// The server speaks RFC 1939 (USER/PASS, APOP, STAT, LIST, UIDL, RETR, TOP,
+// DELE, NOOP, RSET, QUIT with the UPDATE state), RFC 2449 (CAPA,
+// PIPELINING, the 255-octet command limit), RFC 2595 (STLS) and RFC 5034
+// (AUTH with PLAIN, SCRAM-SHA-1, SCRAM-SHA-256, XOAUTH2 and OAUTHBEARER,
+// each offered when Options.Capa's SASL line names it; a rejected token
+// gets the JSON error challenge of RFC 7628, and a SCRAM server that
+// cannot prove it knows the password can be played), plus implicit TLS
+// (POP3S).
 // Deletions are applied only by a successful QUIT (RFC 1939 §6), so a test
 // can check exactly which messages a client's session removed.
 //

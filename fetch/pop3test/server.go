@@ -57,6 +57,23 @@ type Options struct {
 	// adding X-IMAPbase, X-UID and Status fields, so its LIST size grows
 	// while it stays the same message.
 	RewriteRetrieved func(Message) Message
+
+	// APOP accepts APOP (RFC 1939 §7) and, unless Greeting is set, puts
+	// the timestamp <1896.697170952@pop3test> in the greeting.
+	APOP bool
+	// ValidToken says whether an XOAUTH2 or OAUTHBEARER bearer token is
+	// accepted; nil accepts none. Those mechanisms, like PLAIN and SCRAM,
+	// are offered when Capa has a "SASL" line naming them (see auth.go).
+	ValidToken func(token string) bool
+	// OAuthError is the JSON of the error challenge to a rejected token;
+	// "" is an invalid_token error (RFC 7628 §3.2.2).
+	OAuthError string
+	// XOAUTH2TwoLine refuses XOAUTH2 with an initial response on the
+	// command line, as Microsoft documents its servers.
+	XOAUTH2TwoLine bool
+	// SCRAMBadSignature makes SCRAM end with a wrong server signature:
+	// a server that cannot prove it knows the password.
+	SCRAMBadSignature bool
 }
 
 // Fault changes the server's answer to the Nth occurrence of a command.
@@ -186,6 +203,8 @@ type Server struct {
 	conns    map[net.Conn]struct{}
 	problems []string // panics of session goroutines and CheckPipelining violations, reported by Close
 	piped    int      // commands that arrived before the previous answer (CheckPipelining)
+	logins   []string // mechanism of each successful login (Logins)
+	tokens   []string // bearer tokens presented (Tokens)
 }
 
 // entry gives each message an identity, so a session's QUIT removes exactly
@@ -224,6 +243,9 @@ func Start(opts Options) (*Server, error) {
 	}
 	if opts.Greeting == "" {
 		opts.Greeting = "+OK pop3test ready"
+		if opts.APOP {
+			opts.Greeting += " " + apopTimestamp
+		}
 	}
 	if opts.Capa == nil {
 		opts.Capa = []string{"USER", "UIDL", "TOP", "PIPELINING", "RESP-CODES", "AUTH-RESP-CODE"}
@@ -648,6 +670,9 @@ type answer struct {
 	commit func()      // the command's effect; run only if the client is told +OK
 	after  func() bool // run after a +OK is sent (STLS handshake); false ends the session
 	end    bool        // close after answering (QUIT)
+	// exchange, if set, runs a SASL exchange (AUTH) before the answer
+	// is sent and returns the real answer; false ends the session.
+	exchange func() (answer, bool)
 }
 
 func line(s string) []byte { return []byte(s + "\r\n") }
@@ -696,7 +721,11 @@ func (ss *session) answer(verb, arg string) answer {
 				ss.hasUser = false
 				return errAnswer("[AUTH] invalid credentials")
 			}
-			return answer{data: line("+OK logged in"), commit: ss.login}
+			return ss.loggedIn("USER")
+		case "APOP":
+			return ss.apop(args)
+		case "AUTH":
+			return ss.auth(arg)
 		case "STLS":
 			switch {
 			case !ss.s.opts.STLS:
@@ -891,6 +920,12 @@ func (ss *session) fault(verb string) *Fault {
 func (ss *session) respond(verb string, a answer) bool {
 	f := ss.fault(verb)
 	if f == nil {
+		if a.exchange != nil {
+			var goOn bool
+			if a, goOn = a.exchange(); !goOn {
+				return false
+			}
+		}
 		return ss.ok(a, a.data)
 	}
 	ss.notef("fault: %s #%d → %v", verb, ss.counts[verb], f.Action)
