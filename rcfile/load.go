@@ -74,6 +74,9 @@ func Load(path string) (*Config, hcl.Diagnostics) {
 			if a.Password.File != "" {
 				diags = append(diags, checkPasswordFile(a.Password)...)
 			}
+			if o := a.OAuth2; o != nil && o.ClientSecretFile != "" {
+				diags = append(diags, checkPasswordFile(Password{File: o.ClientSecretFile, Range: o.Range})...)
+			}
 			if m := a.Multidrop; m != nil && m.AliasesFile != "" {
 				diags = append(diags, checkAliasesFile(m.AliasesFile, m.AliasesFileRange)...)
 			}
@@ -129,7 +132,7 @@ func inlinePasswords(src []byte, filename string) []hcl.Range {
 	var walk func(b *hclsyntax.Body)
 	walk = func(b *hclsyntax.Body) {
 		for name, a := range b.Attributes {
-			if name == "password" {
+			if name == "password" || name == "client_secret" {
 				out = append(out, a.SrcRange)
 			}
 		}
@@ -213,6 +216,10 @@ func checkPrograms(a *Account, seen map[hcl.Range]bool) hcl.Diagnostics {
 	if c := a.Password.Command; len(c) > 0 && c[0] != "" && !seen[a.Password.Range] {
 		seen[a.Password.Range] = true
 		check(c[0], "password_command", a.Password.Range)
+	}
+	if c := a.OAuth2TokenCommand; len(c) > 0 && c[0] != "" && !seen[a.DeclRange] {
+		seen[a.DeclRange] = true
+		check(c[0], "oauth2_token_command", a.DeclRange)
 	}
 	dests := []*Destination{&a.Deliver, a.Postmaster}
 	if a.Multidrop != nil {

@@ -208,6 +208,13 @@ func inherit(acct, defs *settingsHCL) {
 		d.PasswordCommand, d.PasswordCommandRange = nil, hcl.Range{}
 		defs = &d
 	}
+	if acct.OAuth2 != nil || isSet(acct.OAuth2TokenCommandRange) {
+		// The two OAuth2 token sources are one group, as the passwords are.
+		d := *defs
+		d.OAuth2 = nil
+		d.OAuth2TokenCommand, d.OAuth2TokenCommandRange = nil, hcl.Range{}
+		defs = &d
+	}
 	av := reflect.ValueOf(acct).Elem()
 	dv := reflect.ValueOf(defs).Elem()
 	t := av.Type()
