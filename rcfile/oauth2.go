@@ -33,16 +33,16 @@ const (
 // flow allows only a short list of scopes, which does not include mail,
 // so Google defaults to the browser flow.
 const (
-	microsoftBase        = "https://login.microsoftonline.com/"
-	MicrosoftScopeUser   = "https://outlook.office.com/POP.AccessAsUser.All"
-	MicrosoftScopeApp    = "https://outlook.office365.com/.default"
-	googleAuthURL        = "https://accounts.google.com/o/oauth2/v2/auth"
-	googleTokenURL       = "https://oauth2.googleapis.com/token"
-	googleDeviceURL      = "https://oauth2.googleapis.com/device/code"
-	GoogleScopeMail      = "https://mail.google.com/"
-	maxOAuth2Value       = 2048
-	defaultTenant        = "common"
-	microsoftOffline     = "offline_access"
+	microsoftBase      = "https://login.microsoftonline.com/"
+	MicrosoftScopeUser = "https://outlook.office.com/POP.AccessAsUser.All"
+	MicrosoftScopeApp  = "https://outlook.office365.com/.default"
+	googleAuthURL      = "https://accounts.google.com/o/oauth2/v2/auth"
+	googleTokenURL     = "https://oauth2.googleapis.com/token"
+	googleDeviceURL    = "https://oauth2.googleapis.com/device/code"
+	GoogleScopeMail    = "https://mail.google.com/"
+	maxOAuth2Value     = 2048
+	defaultTenant      = "common"
+	microsoftOffline   = "offline_access"
 )
 
 // OAuth2 is an account's OAuth2 client: what package fetch/oauth needs to

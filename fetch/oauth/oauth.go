@@ -166,7 +166,9 @@ func (s *Source) Token(ctx context.Context, fresh bool) (string, error) {
 	return s.hand(nt), nil
 }
 
-func (s *Source) wrap(err error) error { return fmt.Errorf("account %s: oauth2 token: %w", s.acct, err) }
+func (s *Source) wrap(err error) error {
+	return fmt.Errorf("account %s: oauth2 token: %w", s.acct, err)
+}
 
 // usable says whether t's access token can be handed out: valid for
 // RefreshAhead more, and, when the server rejected the last one, another

@@ -35,9 +35,9 @@ func account(t *testing.T, idp *oauthtest.Server, flow string) *rcfile.Account {
 // lines is an io.Writer that hands each complete line to a channel and
 // keeps everything written.
 type lines struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-	ch  chan string
+	mu   sync.Mutex
+	buf  bytes.Buffer
+	ch   chan string
 	part string
 }
 
