@@ -181,3 +181,46 @@ func TestLoginWrongAccounts(t *testing.T) {
 		t.Errorf("login of two accounts = %d; want %d", c, exitUsage)
 	}
 }
+
+// TestOAuth2Status: `popfetch status` shows per OAuth2 account when the
+// access token expires and when the refresh token was last used, says
+// what to run before the first sign-in, and never shows a token.
+func TestOAuth2Status(t *testing.T) {
+	idp := oauthtest.Start()
+	defer idp.Close()
+	idp.ClientSecret = "cli-s3cret-value"
+	idp.AutoApprove = true
+	rc, _ := loginRC(t, idp, "device")
+	cfg, diags := rcfile.Load(rc)
+	if diags.HasErrors() {
+		t.Fatal(diags)
+	}
+	var b strings.Builder
+	writeOAuth2Status(&b, cfg)
+	if !strings.Contains(b.String(), "not signed in: run `popfetch login work`") || strings.Contains(b.String(), "\npw ") {
+		t.Errorf("before login:\n%s", b.String())
+	}
+	if c, out, errs := runCLI(t, "-f", rc, "login", "work"); c != exitOK {
+		t.Fatalf("login = %d\n%s%s", c, out, errs)
+	}
+	idp.ExpireAccess()
+	tf, err := fetch.OAuth2Token(cfg.Accounts[0], nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := tf(context.Background(), true); err != nil { // a refresh
+		t.Fatal(err)
+	}
+	b.Reset()
+	writeOAuth2Status(&b, cfg)
+	out := b.String()
+	today := time.Now().Format("2006-01-02")
+	if !regexp.MustCompile(`(?m)^work\s+device\s+` + today + ` \S+\s+` + today + ` `).MatchString(out) {
+		t.Errorf("after login and refresh, no expiry and last use:\n%s", out)
+	}
+	for _, s := range idp.Secrets() {
+		if strings.Contains(out, s) {
+			t.Errorf("status shows secret %.8s...", s)
+		}
+	}
+}
