@@ -73,11 +73,14 @@ func (l *syncLines) await(t *testing.T, re *regexp.Regexp) string {
 }
 
 func runLogin(t *testing.T, out *syncLines, args ...string) <-chan int {
+	return runLoginErr(t, out, &lockedBuffer{}, args...)
+}
+
+func runLoginErr(t *testing.T, out *syncLines, errb *lockedBuffer, args ...string) <-chan int {
 	t.Helper()
 	done := make(chan int, 1)
-	var errb lockedBuffer
 	go func() {
-		code := run(context.Background(), args, out, &errb)
+		code := run(context.Background(), args, out, errb)
 		if code != exitOK {
 			t.Logf("stderr: %s", errb.String())
 		}
@@ -112,7 +115,8 @@ func TestLoginDevice(t *testing.T) {
 	idp.ClientSecret = "cli-s3cret-value"
 	rc, state := loginRC(t, idp, "device")
 	out := &syncLines{}
-	done := runLogin(t, out, "-f", rc, "login", "work")
+	var errb lockedBuffer
+	done := runLoginErr(t, out, &errb, "-v", "--log-format", "json", "-f", rc, "login", "work")
 	code := out.await(t, regexp.MustCompile(`enter the code (\S+)`))
 	idp.Approve(code)
 	if c := <-done; c != exitOK {
@@ -127,12 +131,16 @@ func TestLoginDevice(t *testing.T) {
 	}
 	checkToken(t, idp, rc)
 
-	// Nothing secret in what login printed, nor in check's output.
-	c, checkOut, checkErr := runCLI(t, "-f", rc, "check")
+	// Nothing secret in what login printed or logged at -v, nor in
+	// check's output, nor in the status table.
+	c, checkOut, checkErr := runCLI(t, "-v", "--log-format", "json", "-f", rc, "check")
 	if c != exitOK {
 		t.Fatalf("check = %d\n%s%s", c, checkOut, checkErr)
 	}
-	all := out.String() + checkOut + checkErr
+	cfg, _ := rcfile.Load(rc)
+	var st strings.Builder
+	writeOAuth2Status(&st, cfg)
+	all := out.String() + errb.String() + checkOut + checkErr + st.String()
 	for _, s := range idp.Secrets() {
 		if strings.Contains(all, s) {
 			t.Errorf("secret %.8s... shown by login or check", s)
