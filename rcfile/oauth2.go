@@ -133,7 +133,7 @@ func RunTokenCommand(ctx context.Context, argv []string) (string, error) {
 }
 
 // oauth2 validates an oauth2 block and applies the provider's presets.
-func (p *parser) oauth2(o *oauth2HCL, acct string) *OAuth2 {
+func (p *parser) oauth2(o *oauth2HCL) *OAuth2 {
 	out := &OAuth2{Range: o.DefRange}
 	if o.Provider == nil {
 		p.errorf(o.DefRange, "Missing provider",
@@ -335,11 +335,11 @@ func tenantRE(t string) bool {
 
 // oauth2Source validates the account's oauth2 block or
 // oauth2_token_command; at most one of the two may be set.
-func (p *parser) oauth2Source(s *settingsHCL, acct string) (*OAuth2, []string) {
+func (p *parser) oauth2Source(s *settingsHCL) (*OAuth2, []string) {
 	var o *OAuth2
 	var cmd []string
 	if s.OAuth2 != nil {
-		o = p.oauth2(s.OAuth2, acct)
+		o = p.oauth2(s.OAuth2)
 	}
 	if s.OAuth2TokenCommand != nil {
 		cmd = *s.OAuth2TokenCommand

@@ -98,7 +98,7 @@ func (p *parser) account(ah *accountHCL, s *settingsHCL, topState string) *Accou
 		p.credential(v, s.UsernameRange, "username", maxUsername)
 		a.Username = v
 	}
-	a.OAuth2, a.OAuth2TokenCommand = p.oauth2Source(s, a.Name)
+	a.OAuth2, a.OAuth2TokenCommand = p.oauth2Source(s)
 	a.Password = p.password(s, ah.DefRange, s.OAuth2 != nil || s.OAuth2TokenCommand != nil || isSet(s.OAuth2TokenCommandRange))
 
 	if s.Keep != nil {

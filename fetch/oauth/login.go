@@ -129,7 +129,9 @@ func (s *Source) browserLogin(ctx context.Context, secret string, lio LoginIO) (
 		return nil, fmt.Errorf("account %s: loopback redirect listener: %w", s.acct, err)
 	}
 	defer ln.Close()
-	redirect := "http://" + ln.Addr().String() + "/"
+	// No path: it matches a registration of plain http://127.0.0.1,
+	// whose port providers ignore for loopback (RFC 8252 §7.3).
+	redirect := "http://" + ln.Addr().String()
 	c := config(s.cfg, secret, redirect)
 	state := randomString()
 	verifier := oauth2.GenerateVerifier()

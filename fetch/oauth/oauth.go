@@ -62,16 +62,15 @@ const RefreshAhead = 5 * time.Minute
 
 // Source hands out the access token of one account.
 type Source struct {
-	acct     string
-	path     string
-	cfg      *rcfile.OAuth2
-	command  []string
-	client   *http.Client
-	now      func() time.Time
-	log      *slog.Logger
-	mu       sync.Mutex
-	last     string // the access token Token returned last: the one a server may reject
-	lastInfo stored
+	acct    string
+	path    string
+	cfg     *rcfile.OAuth2
+	command []string
+	client  *http.Client
+	now     func() time.Time
+	log     *slog.Logger
+	mu      sync.Mutex
+	last    string // the access token Token returned last: the one a server may reject
 	// handed counts the tokens handed out that differ from the one
 	// before; a caller that finds it changed while it waited for mu gets
 	// the newer token instead of refreshing again.
@@ -189,7 +188,7 @@ func (s *Source) hand(t stored) string {
 	if t.AccessToken != s.last {
 		s.handed.Add(1)
 	}
-	s.last, s.lastInfo = t.AccessToken, t
+	s.last = t.AccessToken
 	return t.AccessToken
 }
 
