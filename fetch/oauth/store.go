@@ -60,7 +60,7 @@ func readTokens(path string) (t stored, ok bool, err error) {
 	if !fi.Mode().IsRegular() {
 		return stored{}, false, fmt.Errorf("%s is not a regular file", path)
 	}
-	if fi.Mode().Perm()&0o077 != 0 {
+	if fi.Mode().Perm()&0o044 != 0 {
 		return stored{}, false, fmt.Errorf("%s has mode %04o: %w (hint: chmod 600 %s, and consider the tokens leaked: run popfetch login again)",
 			path, fi.Mode().Perm(), ErrInsecureTokenFile, path)
 	}
