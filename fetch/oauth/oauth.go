@@ -264,7 +264,7 @@ func (s *Source) refresh(ctx context.Context, t stored, have bool) (stored, erro
 	if nt.RefreshToken != t.RefreshToken {
 		s.log.Info("oauth2 refresh token rotated; saved", "account", s.acct)
 	}
-	s.log.Debug("oauth2 access token refreshed", "account", s.acct, "expiry", nt.Expiry)
+	s.log.Debug("oauth2 access token refreshed", "account", s.acct)
 	return nt, nil
 }
 
