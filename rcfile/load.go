@@ -75,7 +75,7 @@ func Load(path string) (*Config, hcl.Diagnostics) {
 				diags = append(diags, checkPasswordFile(a.Password)...)
 			}
 			if o := a.OAuth2; o != nil && o.ClientSecretFile != "" {
-				diags = append(diags, checkPasswordFile(Password{File: o.ClientSecretFile, Range: o.Range})...)
+				diags = append(diags, checkSecretFile(o.ClientSecretFile, o.Range, "client_secret_file", "client secret")...)
 			}
 			if m := a.Multidrop; m != nil && m.AliasesFile != "" {
 				diags = append(diags, checkAliasesFile(m.AliasesFile, m.AliasesFileRange)...)
@@ -147,34 +147,41 @@ func inlinePasswords(src []byte, filename string) []hcl.Range {
 }
 
 func checkPasswordFile(p Password) hcl.Diagnostics {
+	return checkSecretFile(p.File, p.Range, "password_file", "password")
+}
+
+// checkSecretFile checks a file that holds a secret (what): the
+// password_file rules, for the attribute attr at rng.
+func checkSecretFile(path string, rng hcl.Range, attr, what string) hcl.Diagnostics {
+	p := Password{File: path, Range: rng}
 	fi, err := os.Stat(p.File)
 	switch {
 	case errors.Is(err, fs.ErrNotExist):
 		return hcl.Diagnostics{{
 			Severity: hcl.DiagWarning,
-			Summary:  "Missing password_file",
+			Summary:  "Missing " + attr,
 			Detail:   fmt.Sprintf("%s does not exist (yet); polling this account will fail until it does.", p.File),
 			Subject:  p.Range.Ptr(),
 		}}
 	case err != nil:
 		return hcl.Diagnostics{{
 			Severity: hcl.DiagError,
-			Summary:  "Unreadable password_file",
+			Summary:  "Unreadable " + attr,
 			Detail:   err.Error() + ".",
 			Subject:  p.Range.Ptr(),
 		}}
 	case fi.Mode().Perm()&0o044 != 0:
 		return hcl.Diagnostics{{
 			Severity: hcl.DiagError,
-			Summary:  "Readable password_file",
-			Detail: fmt.Sprintf("%s has mode %04o, so other users can read the password; run \"chmod 600 %s\".",
-				p.File, fi.Mode().Perm(), p.File),
+			Summary:  "Readable " + attr,
+			Detail: fmt.Sprintf("%s has mode %04o, so other users can read the %s; run \"chmod 600 %s\".",
+				p.File, fi.Mode().Perm(), what, p.File),
 			Subject: p.Range.Ptr(),
 			Extra:   ErrInsecureFile,
 		}}
 	}
 	if err := trust.CheckInfo(p.File, fi); err != nil {
-		return hcl.Diagnostics{untrustedDiag("Unsafe password_file", err, p.Range)}
+		return hcl.Diagnostics{untrustedDiag("Unsafe "+attr, err, p.Range)}
 	}
 	return nil
 }

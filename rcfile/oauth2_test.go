@@ -135,7 +135,7 @@ func TestOAuth2Secrets(t *testing.T) {
 	sf := writeFile(t, dir, "secret", secret+"\n", 0o644)
 	withFile := fmt.Sprintf(oauthMinimal, `provider = "microsoft"`+"\n"+`client_id = "c"`+"\n"+`client_secret_file = "`+sf+`"`)
 	cfg, diags = Load(writeFile(t, dir, "rc2.hcl", withFile, 0o600))
-	if cfg != nil || !strings.Contains(string(render(t, diags)), "chmod 600 "+sf) {
+	if out := string(render(t, diags)); cfg != nil || !strings.Contains(out, "chmod 600 "+sf) || !strings.Contains(out, "Readable client_secret_file") {
 		t.Errorf("readable client_secret_file: Load =\n%s", render(t, diags))
 	}
 	cfg, _ = Parse([]byte(withFile), "x.hcl")
