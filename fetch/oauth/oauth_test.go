@@ -423,7 +423,9 @@ func TestConcurrentRefresh(t *testing.T) {
 	// Usually one refresh; a caller that starts only after another of its
 	// Source has already refreshed cannot tell its rejected token from
 	// the new one and refreshes again, which costs a request, not a token.
-	if n := idp.Count("refresh"); n < 1 || n > 8 {
+	n := idp.Count("refresh")
+	t.Logf("refreshes: %d", n)
+	if n < 1 || n > 8 {
 		t.Errorf("refreshes = %d; want 1 to 8", n)
 	}
 	idp.ExpireAccess()
