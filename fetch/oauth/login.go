@@ -100,9 +100,6 @@ func (s *Source) deviceLogin(ctx context.Context, secret string, lio LoginIO) (*
 	fmt.Fprintf(lio.Out, "Waiting for the sign-in (until %s)...\n", expiryText(da.Expiry, s.now().Add(LoginTimeout)))
 	tok, err := c.DeviceAccessToken(ctx, da)
 	if err != nil {
-		if errors.Is(err, context.DeadlineExceeded) {
-			return nil, fmt.Errorf("account %s: the sign-in was not completed in time; run popfetch login again", s.acct)
-		}
 		return nil, s.loginErr("device sign-in", err)
 	}
 	return tok, nil
@@ -227,6 +224,9 @@ func codeFrom(q url.Values, state string) (string, error) {
 }
 
 func (s *Source) loginErr(what string, err error) error {
+	if errors.Is(err, context.DeadlineExceeded) {
+		return fmt.Errorf("account %s: the sign-in was not completed in time; run popfetch login again", s.acct)
+	}
 	var re *oauth2.RetrieveError
 	if errors.As(err, &re) {
 		return fmt.Errorf("account %s: %s: the identity provider said %s: %s", s.acct, what, clip(re.ErrorCode, 80), clip(re.ErrorDescription, 200))
