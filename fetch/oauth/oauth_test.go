@@ -4,10 +4,12 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"fmt"
 	"io"
 	"log/slog"
 	"net/http"
 	"os"
+	"os/exec"
 	"regexp"
 	"strings"
 	"sync"
@@ -544,4 +546,79 @@ func errString(err error) string {
 		return ""
 	}
 	return err.Error() + "\n"
+}
+
+// TestTwoProcessesRefresh: two popfetch processes whose access token was
+// rejected refresh at once, against a provider that rotates refresh
+// tokens, answers slowly (so the two overlap) and revokes the grant when
+// a rotated-away refresh token comes back: one refreshes, the other waits
+// for the lock and takes the new token from the file; both end with a
+// token the provider accepts, and the saved refresh token still works.
+func TestTwoProcessesRefresh(t *testing.T) {
+	idp := oauthtest.Start()
+	defer idp.Close()
+	idp.Rotate = true
+	a := account(t, idp, rcfile.FlowDevice)
+	deviceLogin(t, idp, newSource(t, a, Options{}))
+	idp.ExpireAccess()
+	idp.SetTokenDelay(500 * time.Millisecond)
+	env := "POPFETCH_OAUTH_CHILD=" + strings.Join([]string{a.StateDir, idp.TokenURL(), idp.DeviceURL(), idp.ClientID}, "\n")
+	var cmds []*exec.Cmd
+	var outs []*bytes.Buffer
+	for range 2 {
+		cmd := exec.Command(os.Args[0], "-test.run=^TestRefreshChild$", "-test.v")
+		cmd.Env = append(os.Environ(), env)
+		var out bytes.Buffer
+		cmd.Stdout, cmd.Stderr = &out, &out
+		if err := cmd.Start(); err != nil {
+			t.Fatal(err)
+		}
+		cmds, outs = append(cmds, cmd), append(outs, &out)
+	}
+	tokRE := regexp.MustCompile(`(?m)^child token: (\S+)$`)
+	for i, cmd := range cmds {
+		if err := cmd.Wait(); err != nil {
+			t.Fatalf("child %d: %v\n%s", i, err, outs[i])
+		}
+		m := tokRE.FindStringSubmatch(outs[i].String())
+		if m == nil {
+			t.Fatalf("child %d printed no token:\n%s", i, outs[i])
+		}
+		if _, ok := idp.Active(m[1]); !ok {
+			t.Errorf("child %d ended with a token the provider does not accept", i)
+		}
+	}
+	if n := idp.Count("reuse"); n != 0 {
+		t.Errorf("a rotated-away refresh token was presented %d times (the grant is revoked)", n)
+	}
+	if n := idp.Count("refresh"); n != 1 {
+		t.Errorf("refreshes = %d; want 1 (the second process takes the first one's token)", n)
+	}
+	idp.SetTokenDelay(0)
+	idp.ExpireAccess()
+	mustToken(t, idp, newSource(t, a, Options{}), true)
+}
+
+// TestRefreshChild is TestTwoProcessesRefresh's child process: it takes
+// the token on file, which the server rejected, and asks for a fresh one.
+func TestRefreshChild(t *testing.T) {
+	env := os.Getenv("POPFETCH_OAUTH_CHILD")
+	if env == "" {
+		t.Skip("child of TestTwoProcessesRefresh only")
+	}
+	f := strings.Split(env, "\n")
+	a := &rcfile.Account{Name: "acct", StateDir: f[0], OAuth2: &rcfile.OAuth2{
+		Provider: rcfile.ProviderGeneric, ClientID: f[3], Scopes: []string{"pop"}, Flow: rcfile.FlowDevice,
+		TokenURL: f[1], DeviceURL: f[2],
+	}}
+	src := newSource(t, a, Options{})
+	ctx := context.Background()
+	if _, err := src.Token(ctx, false); err != nil {
+		t.Fatal(err)
+	}
+	tok, err := src.Token(ctx, true)
+	if err != nil {
+		t.Fatal(err)
+	}
+	fmt.Printf("child token: %s\n", tok)
 }

@@ -55,6 +55,7 @@ type Server struct {
 	codes    map[string]*authCode
 	counts   map[string]int
 	down     bool
+	delay    time.Duration
 }
 
 type grant struct {
@@ -155,6 +156,14 @@ func (s *Server) SetDown(down bool) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	s.down = down
+}
+
+// SetTokenDelay makes the token endpoint wait d before it answers, so
+// that tests can make two clients' requests overlap.
+func (s *Server) SetTokenDelay(d time.Duration) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.delay = d
 }
 
 // Count reports how many requests of a kind were served: "refresh",
@@ -304,6 +313,10 @@ func (s *Server) handleToken(w http.ResponseWriter, r *http.Request) {
 		oauthError(w, 400, "invalid_request", "POST a form")
 		return
 	}
+	s.mu.Lock()
+	d := s.delay
+	s.mu.Unlock()
+	time.Sleep(d)
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if s.down {
