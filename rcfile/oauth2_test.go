@@ -56,8 +56,9 @@ func TestOAuth2Values(t *testing.T) {
 	}
 }
 
-// TestOAuth2Inherit: the oauth2 block and oauth2_token_command are
-// inherited from defaults as one group, like the password sources.
+// TestOAuth2Inherit: the oauth2 block, oauth2_token_command and the
+// password sources are inherited from defaults as one group: an account
+// that sets any of them inherits none.
 func TestOAuth2Inherit(t *testing.T) {
 	fixedEnv(t)
 	src := `
@@ -92,8 +93,8 @@ account "c" {
 	if b.OAuth2 != nil || len(b.OAuth2TokenCommand) != 2 {
 		t.Errorf("b: oauth2 %v, command %v; want the command only", b.OAuth2, b.OAuth2TokenCommand)
 	}
-	if c.OAuth2 == nil || c.Password.Env != "PW" {
-		t.Errorf("c: oauth2 %v, password %v; want both", c.OAuth2, c.Password)
+	if c.OAuth2 != nil || c.Password.Env != "PW" {
+		t.Errorf("c: oauth2 %v, password %v; want the password only", c.OAuth2, c.Password)
 	}
 }
 
