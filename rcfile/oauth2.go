@@ -275,6 +275,10 @@ func (p *parser) oauth2(o *oauth2HCL) *OAuth2 {
 	if len(out.Scopes) == 0 && out.Provider == ProviderGeneric && !isSet(o.ScopesRange) {
 		p.errorf(o.DefRange, "Missing scopes", `provider = "generic" needs scopes = [...], the scopes that give POP3 access.`)
 	}
+	if out.Provider == ProviderMicrosoft && out.Flow != FlowClientCredentials && o.Scopes != nil && !slices.Contains(out.Scopes, microsoftOffline) {
+		p.warnf(o.ScopesRange, "No offline_access scope",
+			"Without offline_access Microsoft issues no refresh token, and popfetch login will fail; add \"offline_access\" to scopes.")
+	}
 	if out.Provider == ProviderGoogle && out.Flow == FlowDevice && slices.Contains(out.Scopes, GoogleScopeMail) {
 		p.errorf(o.FlowRange, "Google's device flow cannot read mail",
 			`Google's device flow does not allow the %s scope; use flow = "browser" (popfetch login offers a paste-the-URL fallback for servers without a browser).`, GoogleScopeMail)

@@ -166,3 +166,12 @@ func TestRunTokenCommand(t *testing.T) {
 		t.Errorf("failing helper: %v; want an error without its stdout", err)
 	}
 }
+
+func TestOAuth2OfflineAccessWarning(t *testing.T) {
+	fixedEnv(t)
+	body := `provider = "microsoft"` + "\n" + `client_id = "c"` + "\n" + `scopes = ["https://outlook.office.com/POP.AccessAsUser.All"]`
+	_, diags := parseOne(t, fmt.Sprintf(oauthMinimal, body))
+	if out := string(render(t, diags)); diags.HasErrors() || !strings.Contains(out, "warning: No offline_access scope") {
+		t.Errorf("scopes without offline_access:\n%s", out)
+	}
+}
