@@ -29,7 +29,8 @@ type Poller struct {
 	// targets from the rc file (tests inject failing ones).
 	Dispatcher func(a *rcfile.Account) (Dispatcher, error)
 	// Token returns the OAuth2 access token source of an account, nil
-	// for an account without one; nil Token: no account has one. With a
+	// for an account without one; nil Token: the account's oauth2 block or
+	// oauth2_token_command (see OAuth2Token). With a
 	// source, auth = "auto" logs in with OAUTHBEARER or XOAUTH2 (see
 	// pop3.Conn.Authenticate).
 	Token func(a *rcfile.Account) pop3.TokenFunc
@@ -296,6 +297,14 @@ func (s *session) run(ctx context.Context) error {
 	var token pop3.TokenFunc
 	if s.p.Token != nil {
 		token = s.p.Token(a)
+	} else {
+		tf, err := OAuth2Token(a, s.log)
+		if err != nil {
+			return fmt.Errorf("oauth2: %w", err)
+		}
+		if tf != nil {
+			token = tf
+		}
 	}
 	var pass string
 	pw := a.Password

@@ -88,6 +88,14 @@ type Account struct {
 	MailboxID string
 
 	DeclRange hcl.Range // where the account block starts, for diagnostics at run time
+
+	// OAuth2 signs in with an OAuth2 access token that package fetch/oauth
+	// obtains (popfetch login) and refreshes; nil if not configured.
+	// OAuth2TokenCommand is the alternative: a helper that prints the
+	// access token (RunTokenCommand). At most one of them is set; with
+	// either, the password is optional.
+	OAuth2             *OAuth2
+	OAuth2TokenCommand []string
 }
 
 // Mailbox names the mailbox a polls: its username at its server (DNS names

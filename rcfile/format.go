@@ -69,6 +69,7 @@ func (c *Config) Format(w io.Writer) error {
 		if a.MailboxID != "" {
 			n.SetAttributeValue("mailbox_id", cty.StringVal(a.MailboxID))
 		}
+		formatOAuth2(n, a)
 		formatDest(block(n, "deliver"), &a.Deliver)
 		if a.Postmaster != nil {
 			formatDest(block(n, "postmaster"), a.Postmaster)
@@ -98,6 +99,37 @@ func (c *Config) Format(w io.Writer) error {
 	}
 	_, err := w.Write(hclwrite.Format(f.Bytes()))
 	return err
+}
+
+// formatOAuth2 prints the account's OAuth2 token source, the client
+// secret only by its source.
+func formatOAuth2(n *hclwrite.Body, a *Account) {
+	if a.OAuth2TokenCommand != nil {
+		n.SetAttributeValue("oauth2_token_command", stringList(a.OAuth2TokenCommand))
+	}
+	o := a.OAuth2
+	if o == nil {
+		return
+	}
+	b := block(n, "oauth2")
+	b.SetAttributeValue("provider", cty.StringVal(o.Provider))
+	b.SetAttributeValue("client_id", cty.StringVal(o.ClientID))
+	switch {
+	case o.ClientSecretFile != "":
+		b.SetAttributeValue("client_secret_file", cty.StringVal(o.ClientSecretFile))
+	case o.ClientSecret != "":
+		b.SetAttributeValue("client_secret", cty.StringVal("********"))
+	}
+	if o.Tenant != "" {
+		b.SetAttributeValue("tenant", cty.StringVal(o.Tenant))
+	}
+	b.SetAttributeValue("scopes", stringList(o.Scopes))
+	b.SetAttributeValue("flow", cty.StringVal(o.Flow))
+	if o.Provider == ProviderGeneric {
+		b.SetAttributeValue("auth_url", cty.StringVal(o.AuthURL))
+		b.SetAttributeValue("token_url", cty.StringVal(o.TokenURL))
+		b.SetAttributeValue("device_url", cty.StringVal(o.DeviceURL))
+	}
 }
 
 // block appends a nested block after a blank line.

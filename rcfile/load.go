@@ -79,6 +79,9 @@ func loadAs(path string, euid int) (*Config, hcl.Diagnostics) {
 			if a.Password.File != "" {
 				diags = append(diags, checkPasswordFile(a.Password)...)
 			}
+			if o := a.OAuth2; o != nil && o.ClientSecretFile != "" {
+				diags = append(diags, checkSecretFile(o.ClientSecretFile, o.Range, "client_secret_file", "client secret")...)
+			}
 			if m := a.Multidrop; m != nil && m.AliasesFile != "" {
 				diags = append(diags, checkAliasesFile(m.AliasesFile, m.AliasesFileRange)...)
 			}
@@ -134,7 +137,7 @@ func inlinePasswords(src []byte, filename string) []hcl.Range {
 	var walk func(b *hclsyntax.Body)
 	walk = func(b *hclsyntax.Body) {
 		for name, a := range b.Attributes {
-			if name == "password" {
+			if name == "password" || name == "client_secret" {
 				out = append(out, a.SrcRange)
 			}
 		}
@@ -149,34 +152,41 @@ func inlinePasswords(src []byte, filename string) []hcl.Range {
 }
 
 func checkPasswordFile(p Password) hcl.Diagnostics {
+	return checkSecretFile(p.File, p.Range, "password_file", "password")
+}
+
+// checkSecretFile checks a file that holds a secret (what): the
+// password_file rules, for the attribute attr at rng.
+func checkSecretFile(path string, rng hcl.Range, attr, what string) hcl.Diagnostics {
+	p := Password{File: path, Range: rng}
 	fi, err := os.Stat(p.File)
 	switch {
 	case errors.Is(err, fs.ErrNotExist):
 		return hcl.Diagnostics{{
 			Severity: hcl.DiagWarning,
-			Summary:  "Missing password_file",
+			Summary:  "Missing " + attr,
 			Detail:   fmt.Sprintf("%s does not exist (yet); polling this account will fail until it does.", p.File),
 			Subject:  p.Range.Ptr(),
 		}}
 	case err != nil:
 		return hcl.Diagnostics{{
 			Severity: hcl.DiagError,
-			Summary:  "Unreadable password_file",
+			Summary:  "Unreadable " + attr,
 			Detail:   err.Error() + ".",
 			Subject:  p.Range.Ptr(),
 		}}
 	case fi.Mode().Perm()&0o044 != 0:
 		return hcl.Diagnostics{{
 			Severity: hcl.DiagError,
-			Summary:  "Readable password_file",
-			Detail: fmt.Sprintf("%s has mode %04o, so other users can read the password; run \"chmod 600 %s\".",
-				p.File, fi.Mode().Perm(), p.File),
+			Summary:  "Readable " + attr,
+			Detail: fmt.Sprintf("%s has mode %04o, so other users can read the %s; run \"chmod 600 %s\".",
+				p.File, fi.Mode().Perm(), what, p.File),
 			Subject: p.Range.Ptr(),
 			Extra:   ErrInsecureFile,
 		}}
 	}
 	if err := trust.CheckInfo(p.File, fi); err != nil {
-		return hcl.Diagnostics{untrustedDiag("Unsafe password_file", err, p.Range)}
+		return hcl.Diagnostics{untrustedDiag("Unsafe "+attr, err, p.Range)}
 	}
 	return nil
 }
@@ -218,6 +228,10 @@ func checkPrograms(a *Account, seen map[hcl.Range]bool) hcl.Diagnostics {
 	if c := a.Password.Command; len(c) > 0 && c[0] != "" && !seen[a.Password.Range] {
 		seen[a.Password.Range] = true
 		check(c[0], "password_command", a.Password.Range)
+	}
+	if c := a.OAuth2TokenCommand; len(c) > 0 && c[0] != "" && !seen[a.DeclRange] {
+		seen[a.DeclRange] = true
+		check(c[0], "oauth2_token_command", a.DeclRange)
 	}
 	dests := []*Destination{&a.Deliver, a.Postmaster}
 	if a.Multidrop != nil {

@@ -208,12 +208,18 @@ func (p *parser) build(top *fileHCL, body hcl.Body) *Config {
 // none, so password_env in an account simply replaces a default
 // password_file instead of clashing with it.
 func inherit(acct, defs *settingsHCL) {
-	if isSet(acct.PasswordRange) || isSet(acct.PasswordFileRange) || isSet(acct.PasswordEnvRange) || isSet(acct.PasswordCommandRange) {
+	// The OAuth2 token sources belong to the same group: an account
+	// that says how it signs in (a password for one server, OAuth2 for
+	// another) inherits no credential from defaults.
+	if isSet(acct.PasswordRange) || isSet(acct.PasswordFileRange) || isSet(acct.PasswordEnvRange) || isSet(acct.PasswordCommandRange) ||
+		acct.OAuth2 != nil || isSet(acct.OAuth2TokenCommandRange) {
 		d := *defs
 		d.Password, d.PasswordRange = nil, hcl.Range{}
 		d.PasswordFile, d.PasswordFileRange = nil, hcl.Range{}
 		d.PasswordEnv, d.PasswordEnvRange = nil, hcl.Range{}
 		d.PasswordCommand, d.PasswordCommandRange = nil, hcl.Range{}
+		d.OAuth2 = nil
+		d.OAuth2TokenCommand, d.OAuth2TokenCommandRange = nil, hcl.Range{}
 		defs = &d
 	}
 	av := reflect.ValueOf(acct).Elem()

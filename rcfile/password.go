@@ -43,9 +43,9 @@ func (p Password) Resolve(ctx context.Context) (string, error) {
 	var err error
 	switch {
 	case p.Command != nil:
-		s, err = runPasswordCommand(ctx, p.Command)
+		s, err = runSecretCommand(ctx, p.Command, "password_command", maxSecretRead)
 	case p.File != "":
-		s, err = readPasswordFile(p.File)
+		s, err = readSecretFile(p.File, "password_file")
 	case p.Env != "":
 		v, ok := os.LookupEnv(p.Env)
 		if !ok || v == "" {
@@ -95,38 +95,43 @@ func checkSecret(s, from string) error {
 	return nil
 }
 
-func readPasswordFile(path string) (string, error) {
+// readSecretFile reads the first line of a secret file set by attribute
+// attr (password_file, client_secret_file).
+func readSecretFile(path, attr string) (string, error) {
 	f, err := trust.OpenNonBlock(path)
 	if err != nil {
-		return "", fmt.Errorf("password_file: %w", err)
+		return "", fmt.Errorf("%s: %w", attr, err)
 	}
 	defer f.Close()
 	fi, err := f.Stat()
 	if err != nil {
-		return "", fmt.Errorf("password_file: %w", err)
+		return "", fmt.Errorf("%s: %w", attr, err)
 	}
 	if fi.Mode().Perm()&0o044 != 0 {
-		return "", fmt.Errorf("password_file %s has mode %04o: %w (hint: chmod 600 %s)", path, fi.Mode().Perm(), ErrInsecureFile, path)
+		return "", fmt.Errorf("%s %s has mode %04o: %w (hint: chmod 600 %s)", attr, path, fi.Mode().Perm(), ErrInsecureFile, path)
 	}
 	if err := trust.CheckInfo(path, fi); err != nil {
-		return "", fmt.Errorf("password_file: %w", err)
+		return "", fmt.Errorf("%s: %w", attr, err)
 	}
 	b, err := io.ReadAll(io.LimitReader(f, maxSecretRead))
 	if err != nil {
-		return "", fmt.Errorf("password_file %s: %w", path, err)
+		return "", fmt.Errorf("%s %s: %w", attr, path, err)
 	}
 	line, _, _ := bytes.Cut(b, []byte("\n"))
 	return string(line), nil
 }
 
-func runPasswordCommand(ctx context.Context, argv []string) (string, error) {
+// runSecretCommand runs a command set by attribute attr
+// (password_command, oauth2_token_command) and returns the first line of
+// its stdout, of which it reads at most max bytes.
+func runSecretCommand(ctx context.Context, argv []string, attr string, max int) (string, error) {
 	if len(argv) == 0 || argv[0] == "" {
-		return "", errors.New("password_command is empty")
+		return "", errors.New(attr + " is empty")
 	}
 	if strings.Contains(argv[0], "/") && !filepath.IsAbs(argv[0]) {
 		// Parse rejects this too; a hand-built Password must not run
 		// something relative to whatever the working directory is.
-		return "", fmt.Errorf("password_command %s: must be an absolute path or a bare name", argv[0])
+		return "", fmt.Errorf("%s %s: must be an absolute path or a bare name", attr, argv[0])
 	}
 	// Checked at load too, but the program may have been missing then or
 	// changed since; a bare name is checked where $PATH finds it now, and
@@ -135,19 +140,19 @@ func runPasswordCommand(ctx context.Context, argv []string) (string, error) {
 	if !filepath.IsAbs(prog) {
 		p, err := exec.LookPath(prog)
 		if err != nil {
-			return "", fmt.Errorf("password_command %s: %w", argv[0], err)
+			return "", fmt.Errorf("%s %s: %w", attr, argv[0], err)
 		}
 		prog = p
 	}
 	if err := trust.CheckPath(prog); err != nil {
-		return "", fmt.Errorf("password_command: %w", err)
+		return "", fmt.Errorf("%s: %w", attr, err)
 	}
 	ctx, cancel := context.WithTimeout(ctx, CommandTimeout)
 	defer cancel()
 	cmd := exec.CommandContext(ctx, prog, argv[1:]...)
 	cmd.Args[0] = argv[0]
 	var stdout, stderr capWriter
-	stdout.max, stderr.max = maxSecretRead, 1024
+	stdout.max, stderr.max = max, 1024
 	cmd.Stdout, cmd.Stderr = &stdout, &stderr
 	// A grandchild that keeps the pipes open must not hold Run forever
 	// once the command itself has exited or been killed.
@@ -157,7 +162,7 @@ func runPasswordCommand(ctx context.Context, argv []string) (string, error) {
 		if ctx.Err() != nil && errors.Is(ctx.Err(), context.DeadlineExceeded) {
 			err = fmt.Errorf("timed out after %s", CommandTimeout)
 		}
-		msg := fmt.Sprintf("password_command %s: %v", argv[0], err)
+		msg := fmt.Sprintf("%s %s: %v", attr, argv[0], err)
 		if e := stderrHint(stderr.buf.Bytes(), stdout.buf.Bytes()); e != "" {
 			msg += fmt.Sprintf(" (stderr: %q)", e)
 		}

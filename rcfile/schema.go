@@ -86,6 +86,37 @@ type settingsHCL struct {
 	Deliver         *destHCL       `hcl:"deliver,block"`
 	Postmaster      *destHCL       `hcl:"postmaster,block"`
 	Multidrop       *multidropHCL  `hcl:"multidrop,block"`
+
+	// OAuth2 and OAuth2TokenCommand are the two ways to get an OAuth2
+	// access token (oauth2.go).
+	OAuth2                  *oauth2HCL `hcl:"oauth2,block"`
+	OAuth2TokenCommand      *[]string  `hcl:"oauth2_token_command,optional"`
+	OAuth2TokenCommandRange hcl.Range  `hcl:"oauth2_token_command,attr_range"`
+}
+
+// oauth2HCL is an account's OAuth2 client registration (see oauth2.go).
+type oauth2HCL struct {
+	Provider              *string   `hcl:"provider,optional"`
+	ProviderRange         hcl.Range `hcl:"provider,attr_range"`
+	ClientID              *string   `hcl:"client_id,optional"`
+	ClientIDRange         hcl.Range `hcl:"client_id,attr_range"`
+	ClientSecret          *string   `hcl:"client_secret,optional"`
+	ClientSecretRange     hcl.Range `hcl:"client_secret,attr_range"`
+	ClientSecretFile      *string   `hcl:"client_secret_file,optional"`
+	ClientSecretFileRange hcl.Range `hcl:"client_secret_file,attr_range"`
+	Tenant                *string   `hcl:"tenant,optional"`
+	TenantRange           hcl.Range `hcl:"tenant,attr_range"`
+	Scopes                *[]string `hcl:"scopes,optional"`
+	ScopesRange           hcl.Range `hcl:"scopes,attr_range"`
+	Flow                  *string   `hcl:"flow,optional"`
+	FlowRange             hcl.Range `hcl:"flow,attr_range"`
+	AuthURL               *string   `hcl:"auth_url,optional"`
+	AuthURLRange          hcl.Range `hcl:"auth_url,attr_range"`
+	TokenURL              *string   `hcl:"token_url,optional"`
+	TokenURLRange         hcl.Range `hcl:"token_url,attr_range"`
+	DeviceURL             *string   `hcl:"device_url,optional"`
+	DeviceURLRange        hcl.Range `hcl:"device_url,attr_range"`
+	DefRange              hcl.Range `hcl:",def_range"`
 }
 
 // destHCL is a deliver, postmaster or user deliver block.

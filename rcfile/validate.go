@@ -95,7 +95,8 @@ func (p *parser) account(ah *accountHCL, s *settingsHCL, topState string) *Accou
 		p.credential(v, s.UsernameRange, "username", maxUsername)
 		a.Username = v
 	}
-	a.Password = p.password(s, ah.DefRange)
+	a.OAuth2, a.OAuth2TokenCommand = p.oauth2Source(s)
+	a.Password = p.password(s, ah.DefRange, s.OAuth2 != nil || s.OAuth2TokenCommand != nil || isSet(s.OAuth2TokenCommandRange))
 	a.Auth = AuthAuto
 	if s.Auth != nil {
 		a.Auth = p.authMethod(*s.Auth, s.AuthRange)
@@ -293,9 +294,10 @@ func (p *parser) fingerprint(v string, rng hcl.Range) string {
 	return s
 }
 
-// password checks that exactly one source is given; it names both places
-// when there are two, because with defaults the second may be far away.
-func (p *parser) password(s *settingsHCL, block hcl.Range) Password {
+// password checks that exactly one source is given (at most one if the
+// account has an OAuth2 token source); it names both places when there
+// are two, because with defaults the second may be far away.
+func (p *parser) password(s *settingsHCL, block hcl.Range, optional bool) Password {
 	type src struct {
 		name string
 		rng  hcl.Range
@@ -334,6 +336,9 @@ func (p *parser) password(s *settingsHCL, block hcl.Range) Password {
 	}
 	switch len(set) {
 	case 0:
+		if optional {
+			break
+		}
 		p.errorf(block, "No password source",
 			"Set exactly one of password_file, password_env, password_command or password (here or in defaults).")
 	case 1:
@@ -347,20 +352,26 @@ func (p *parser) password(s *settingsHCL, block hcl.Range) Password {
 var envNameRE = regexp.MustCompile(`^[A-Za-z_][A-Za-z0-9_]*$`)
 
 func (p *parser) command(argv []string, rng hcl.Range) {
+	p.commandAttr(argv, rng, "password_command", `["pass", "show", "mail/work"]`)
+}
+
+// commandAttr checks the argv of a command attribute (password_command,
+// oauth2_token_command).
+func (p *parser) commandAttr(argv []string, rng hcl.Range, attr, example string) {
 	if len(argv) == 0 || argv[0] == "" {
-		p.errorf(rng, "Invalid password_command",
-			`password_command is a program and its arguments, e.g. ["pass", "show", "mail/work"].`)
+		p.errorf(rng, "Invalid "+attr,
+			`%s is a program and its arguments, e.g. %s.`, attr, example)
 		return
 	}
 	// A relative path with a slash would depend on the daemon's working
 	// directory; bare names go through $PATH like a shell would.
 	if strings.Contains(argv[0], "/") && !filepath.IsAbs(argv[0]) {
-		p.errorf(rng, "Invalid password_command",
+		p.errorf(rng, "Invalid "+attr,
 			"The program %q must be an absolute path or a bare name found in $PATH.", argv[0])
 	}
 	for _, s := range argv {
 		if strings.IndexByte(s, 0) >= 0 {
-			p.errorf(rng, "Invalid password_command", "An argument contains a NUL byte.")
+			p.errorf(rng, "Invalid "+attr, "An argument contains a NUL byte.")
 		}
 	}
 }

@@ -66,6 +66,11 @@ Commands:
   status                   print the running daemon's per-account status
   demo                     fetch from a built-in loopback POP3 server into a
                            temporary Maildir, to see popfetch work end to end
+  login [--listen ADDR] account
+                           sign an OAuth2 account in (device code, or browser
+                           with a loopback redirect or a pasted address) and
+                           save its tokens; needed once, and again after an
+                           authentication hold that says so
 
 Global flags:
   -f, --config FILE        rc file (default: $POPFETCH_CONFIG, then
@@ -142,6 +147,8 @@ func (g *globals) command(ctx context.Context, cmd string, cargs []string) int {
 		return g.status(ctx, cargs)
 	case "demo":
 		return g.demo(ctx, cargs)
+	case "login":
+		return g.login(ctx, cargs)
 	case "help":
 		fmt.Fprint(stdout, usage)
 		return exitOK

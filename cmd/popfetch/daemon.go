@@ -210,6 +210,11 @@ func (g *globals) status(ctx context.Context, args []string) int {
 		return g.controlError(err, sock)
 	}
 	writeStatus(g.stdout, st)
+	if path, err := rcfile.Find(g.config); err == nil {
+		if cfg, _ := rcfile.Load(path); cfg != nil {
+			writeOAuth2Status(g.stdout, cfg)
+		}
+	}
 	return exitOK
 }
 

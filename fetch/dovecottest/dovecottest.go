@@ -76,6 +76,13 @@ type Options struct {
 	// hundreds of logins use it, so that the server's process start-up
 	// does not hide the client's cost.
 	ReuseProcesses bool
+	// OAuth2IntrospectionURL, when set, adds the SASL mechanisms XOAUTH2
+	// and OAUTHBEARER with dovecot's oauth2 passdb, which asks this RFC
+	// 7662 endpoint about each token (introspection_mode = post, the
+	// "username" attribute names the user, "active" must be true): point
+	// it at a package fetch/oauthtest provider's IntrospectURL. The user
+	// still needs AddUser (the userdb); the password passdb stays first.
+	OAuth2IntrospectionURL string
 }
 
 // Server is one running dovecot instance.
@@ -397,6 +404,9 @@ service pop3 {
 }
 auth_verbose = no
 `)
+	}
+	if opts.OAuth2IntrospectionURL != "" {
+		s.writeOAuth2(&b, opts.OAuth2IntrospectionURL)
 	}
 	if opts.LMTP {
 		_, port, _ := net.SplitHostPort(s.LMTPAddr)

@@ -1,0 +1,167 @@
+package oauth
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"syscall"
+	"time"
+
+	"github.com/popfetch/popfetch/internal/durable"
+	"github.com/popfetch/popfetch/internal/trust"
+)
+
+// ErrInsecureTokenFile: the token file can be read by group or others
+// (or changed by another user), so its tokens may be someone else's too.
+// popfetch neither uses nor overwrites it.
+var ErrInsecureTokenFile = errors.New("token file is readable by group or others")
+
+// stored is the token file's content: one JSON object.
+type stored struct {
+	AccessToken  string    `json:"access_token"`
+	TokenType    string    `json:"token_type,omitempty"`
+	RefreshToken string    `json:"refresh_token,omitempty"`
+	Expiry       time.Time `json:"expiry,omitzero"`
+	// Obtained is when the access token was issued to popfetch.
+	Obtained time.Time `json:"obtained,omitzero"`
+	// RefreshUsed is when the refresh token last got a new access token
+	// (providers expire one left idle: Microsoft after 90 days).
+	RefreshUsed time.Time `json:"refresh_used,omitzero"`
+}
+
+// maxTokenFile bounds the token file read; a real one is a few kilobytes.
+const maxTokenFile = 256 << 10
+
+// TokenPath is the file that holds the tokens of account in stateDir.
+func TokenPath(stateDir, account string) string {
+	return filepath.Join(stateDir, "oauth2-"+account+".json")
+}
+
+// readTokens reads the token file; ok is false if it does not exist. A
+// file that group or others can read is refused (ErrInsecureTokenFile),
+// and so is one another user could have written (internal/trust).
+func readTokens(path string) (t stored, ok bool, err error) {
+	f, err := trust.OpenNonBlock(path)
+	if errors.Is(err, os.ErrNotExist) {
+		return stored{}, false, nil
+	}
+	if err != nil {
+		return stored{}, false, err
+	}
+	defer f.Close()
+	fi, err := f.Stat()
+	if err != nil {
+		return stored{}, false, err
+	}
+	if !fi.Mode().IsRegular() {
+		return stored{}, false, fmt.Errorf("%s is not a regular file", path)
+	}
+	if fi.Mode().Perm()&0o044 != 0 {
+		return stored{}, false, fmt.Errorf("%s has mode %04o: %w (hint: chmod 600 %s, and consider the tokens leaked: run popfetch login again)",
+			path, fi.Mode().Perm(), ErrInsecureTokenFile, path)
+	}
+	if err := trust.CheckInfo(path, fi); err != nil {
+		return stored{}, false, err
+	}
+	b, err := io.ReadAll(io.LimitReader(f, maxTokenFile+1))
+	if err != nil {
+		return stored{}, false, err
+	}
+	if len(b) > maxTokenFile {
+		return stored{}, false, fmt.Errorf("%s is larger than %d bytes", path, maxTokenFile)
+	}
+	if err := json.Unmarshal(b, &t); err != nil {
+		// Never quote the content: it holds tokens.
+		return stored{}, false, fmt.Errorf("%s is not a popfetch token file (invalid JSON at byte %d)", path, jsonOffset(err))
+	}
+	return t, true, nil
+}
+
+func jsonOffset(err error) int64 {
+	var se *json.SyntaxError
+	if errors.As(err, &se) {
+		return se.Offset
+	}
+	return 0
+}
+
+// writeTokens replaces the token file atomically and durably: a new file
+// created 0600 with O_EXCL (never chmod afterwards), written, fsynced,
+// renamed over the old one, and the directory fsynced, so that a crash
+// leaves either the old tokens or the new ones, never a torn file; a
+// rotated refresh token is lost only if the rename is.
+func writeTokens(path string, t stored) error {
+	b, err := json.MarshalIndent(t, "", "  ")
+	if err != nil {
+		return err
+	}
+	dir := filepath.Dir(path)
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		return err
+	}
+	tmp := fmt.Sprintf("%s.tmp%d", path, os.Getpid())
+	f, err := os.OpenFile(tmp, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o600)
+	if errors.Is(err, os.ErrExist) {
+		// Left by a process with our pid that died; we hold the lock,
+		// so nobody else writes it.
+		os.Remove(tmp)
+		f, err = os.OpenFile(tmp, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o600)
+	}
+	if err != nil {
+		return err
+	}
+	_, err = f.Write(append(b, '\n'))
+	if err == nil {
+		err = f.Sync()
+	}
+	if cerr := f.Close(); err == nil {
+		err = cerr
+	}
+	if err == nil {
+		err = os.Rename(tmp, path)
+	}
+	if err != nil {
+		os.Remove(tmp)
+		return fmt.Errorf("write token file %s: %w", path, err)
+	}
+	if err := durable.SyncDir(dir); err != nil {
+		return fmt.Errorf("write token file %s: %w", path, err)
+	}
+	return nil
+}
+
+// lockTokens takes the account's token lock (flock on a separate file:
+// the token file itself is replaced by rename, so a lock on it would be
+// on the old inode), waiting until ctx ends. Two processes, or two
+// Sources in one, never refresh at once: a provider that rotates refresh
+// tokens invalidates the old one, so the loser of a race would send a
+// dead token and could have the whole grant revoked.
+func lockTokens(ctx context.Context, path string) (unlock func(), err error) {
+	if err := os.MkdirAll(filepath.Dir(path), 0o700); err != nil {
+		return nil, err
+	}
+	f, err := os.OpenFile(path+".lock", os.O_RDWR|os.O_CREATE, 0o600)
+	if err != nil {
+		return nil, err
+	}
+	for {
+		err := syscall.Flock(int(f.Fd()), syscall.LOCK_EX|syscall.LOCK_NB)
+		if err == nil {
+			return func() { f.Close() }, nil // closing releases the lock
+		}
+		if !errors.Is(err, syscall.EWOULDBLOCK) && !errors.Is(err, syscall.EINTR) {
+			f.Close()
+			return nil, fmt.Errorf("lock %s: %w", path+".lock", err)
+		}
+		select {
+		case <-ctx.Done():
+			f.Close()
+			return nil, fmt.Errorf("waiting for the token lock %s: %w", path+".lock", ctx.Err())
+		case <-time.After(20 * time.Millisecond):
+		}
+	}
+}
