@@ -8,6 +8,7 @@ import (
 	"testing"
 
 	"github.com/popfetch/popfetch/deliver"
+	"github.com/popfetch/popfetch/deliver/delivertest/fault"
 )
 
 // intentLog is a Progress that keeps the intents of one message and
@@ -45,9 +46,9 @@ func TestSingleDropIntent(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			dir := t.TempDir()
-			fake := newFakeTarget()
+			fake := fault.New()
 			if tt.userFails {
-				fake.fail["joe"] = perm
+				fake.Fail("joe", perm)
 			}
 			d := &singleDrop{target: fake, postmaster: fake, rcpt: deliver.Recipient{User: "joe"}}
 			if tt.user {
