@@ -14,6 +14,8 @@ import (
 	"testing"
 	"time"
 	"unicode/utf8"
+
+	"github.com/popfetch/popfetch/deliver/delivertest"
 )
 
 // mdaScript returns the absolute path of a test MDA in testdata/mda.
@@ -542,21 +544,16 @@ func TestMDAProcmail(t *testing.T) {
 // change (here: other-writable) when the message is delivered is not
 // run, and the failure is temporary, so the message stays on the server.
 func TestMDAProgramCheckedAtUse(t *testing.T) {
-	dir := filepath.Join(t.TempDir(), "bin")
-	if err := os.Mkdir(dir, 0o700); err != nil {
-		t.Fatal(err)
-	}
-	prog := filepath.Join(dir, "mda")
-	if err := os.WriteFile(prog, []byte("#!/bin/sh\ncat >/dev/null\ntouch \"$OUT/ran\"\n"), 0o755); err != nil {
-		t.Fatal(err)
-	}
-	d, out := newTestMDA(t, []string{prog}, MDAOptions{})
+	stub := delivertest.NewMDA(t)
+	d, _ := newTestMDA(t, stub.Argv(), MDAOptions{})
 	rc := []Recipient{{User: "joe", Address: "joe@example.com", Domain: "example.com"}}
 	if errs := d.Deliver(context.Background(), mdaMessage("Subject: x\r\n\r\nx\r\n"), "", rc, nil); errs[0] != nil {
 		t.Fatalf("safe program: Deliver = %v", errs)
 	}
-	os.Remove(filepath.Join(out, "ran"))
-	if err := os.Chmod(prog, 0o757); err != nil {
+	if n := len(stub.Runs(t)); n != 1 {
+		t.Fatalf("safe program: ran %d times; want 1", n)
+	}
+	if err := os.Chmod(stub.Path, 0o757); err != nil {
 		t.Fatal(err)
 	}
 	errs := d.Deliver(context.Background(), mdaMessage("Subject: x\r\n\r\nx\r\n"), "", rc, nil)
@@ -564,7 +561,7 @@ func TestMDAProgramCheckedAtUse(t *testing.T) {
 	if !errors.As(errs[0], &de) || de.Permanent || !strings.Contains(de.Reason, "writable by every user") {
 		t.Fatalf("other-writable program: Deliver = %v; want a temporary error saying why", errs)
 	}
-	if _, err := os.Stat(filepath.Join(out, "ran")); err == nil {
+	if n := len(stub.Runs(t)); n != 1 {
 		t.Fatal("other-writable program: it ran")
 	}
 }

@@ -10,6 +10,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/popfetch/popfetch/deliver/delivertest"
 )
 
 // TestSMTPRepliesInStep plays servers whose replies are out of step with
@@ -335,7 +337,7 @@ func TestSMTPInStepNoWait(t *testing.T) {
 		{name: "implicit", tls: "implicit", implicit: true},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			sink := &smtpSink{}
+			sink := &delivertest.Sink{}
 			var scfg *tls.Config
 			if tc.tls != "" {
 				scfg = cfg
