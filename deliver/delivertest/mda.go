@@ -20,8 +20,9 @@ type MDA struct {
 }
 
 // NewMDA writes a stub MDA. With next, a user without a fault is served by
-// exec'ing next (argv; the message on its standard input) instead of being
-// stored under box/: a fault wrapper around a real MDA.
+// exec'ing next (argv, in which "{user}" stands for the user; the message
+// on its standard input) instead of being stored under box/: a fault
+// wrapper around a real MDA.
 func NewMDA(t testing.TB, next ...string) *MDA {
 	t.Helper()
 	dir := filepath.Join(t.TempDir(), "mda")
@@ -32,7 +33,11 @@ func NewMDA(t testing.TB, next ...string) *MDA {
 	if len(next) > 0 {
 		var q []string
 		for _, a := range next {
-			q = append(q, shellQuote(a))
+			parts := strings.Split(a, "{user}")
+			for i := range parts {
+				parts[i] = shellQuote(parts[i])
+			}
+			q = append(q, strings.Join(parts, `"$user"`))
 		}
 		deliver = "exec " + strings.Join(q, " ")
 	}
