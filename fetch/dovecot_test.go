@@ -14,6 +14,8 @@ import (
 
 	"github.com/popfetch/popfetch/fetch/dovecottest"
 	"github.com/popfetch/popfetch/rcfile"
+
+	"github.com/popfetch/popfetch/deliver/delivertest"
 )
 
 // Integration tests against a real dovecot-pop3d: the server users run,
@@ -50,17 +52,12 @@ func sample(i int) []byte {
 func delivered(t *testing.T, maildir string) map[string][]byte {
 	t.Helper()
 	out := map[string][]byte{}
-	ents, err := os.ReadDir(filepath.Join(maildir, "new"))
-	if err != nil {
+	if _, err := os.Stat(filepath.Join(maildir, "new")); err != nil {
 		t.Fatal(err)
 	}
-	for _, e := range ents {
-		b, err := os.ReadFile(filepath.Join(maildir, "new", e.Name()))
-		if err != nil {
-			t.Fatal(err)
-		}
+	for _, b := range delivertest.MaildirMessages(t, maildir, "new") {
 		if !bytes.HasPrefix(b, []byte("Received: ")) {
-			t.Fatalf("%s does not start with popfetch's Received field", e.Name())
+			t.Fatalf("a delivered message does not start with popfetch's Received field:\n%.400s", b)
 		}
 		// The trace field is folded: skip its continuation lines.
 		i := bytes.IndexByte(b, '\n') + 1

@@ -280,24 +280,7 @@ type mdCopy struct {
 // missing Maildir holds nothing.
 func readCopies(t *testing.T, maildir string) []mdCopy {
 	t.Helper()
-	var raws [][]byte
-	for _, sub := range []string{"new", "cur"} {
-		ents, err := os.ReadDir(filepath.Join(maildir, sub))
-		if os.IsNotExist(err) {
-			continue
-		}
-		if err != nil {
-			t.Fatal(err)
-		}
-		for _, e := range ents {
-			b, err := os.ReadFile(filepath.Join(maildir, sub, e.Name()))
-			if err != nil {
-				t.Fatal(err)
-			}
-			raws = append(raws, b)
-		}
-	}
-	return copiesOf(t, raws)
+	return copiesOf(t, delivertest.MaildirMessages(t, maildir))
 }
 
 func copiesOf(t *testing.T, raws [][]byte) []mdCopy {

@@ -15,6 +15,8 @@ import (
 
 	"github.com/popfetch/popfetch/fetch"
 	"github.com/popfetch/popfetch/rcfile"
+
+	"github.com/popfetch/popfetch/deliver/delivertest"
 )
 
 // Every test below checks the one promise against each real server: every
@@ -117,24 +119,13 @@ func want(s *Server, msg []byte) []byte { return s.Served(msg) }
 func delivered(t *testing.T, s *Server, maildir string) map[string][][]byte {
 	t.Helper()
 	out := map[string][][]byte{}
-	ents, err := os.ReadDir(filepath.Join(maildir, "new"))
-	if os.IsNotExist(err) {
-		return out
-	}
-	if err != nil {
-		t.Fatal(err)
-	}
-	for _, e := range ents {
-		b, err := os.ReadFile(filepath.Join(maildir, "new", e.Name()))
-		if err != nil {
-			t.Fatal(err)
-		}
+	for _, b := range delivertest.MaildirMessages(t, maildir, "new") {
 		if !bytes.HasPrefix(b, []byte("Received: ")) {
-			t.Fatalf("%s does not start with popfetch's Received field:\n%q", e.Name(), b)
+			t.Fatalf("a delivered message does not start with popfetch's Received field:\n%q", b)
 		}
 		hdr, body, ok := bytes.Cut(b, []byte("\n\n"))
 		if !ok {
-			t.Fatalf("%s has no header/body separator", e.Name())
+			t.Fatalf("a delivered message has no header/body separator:\n%q", b)
 		}
 		// Drop Received (folded: its continuation lines too) and the
 		// server's own fields.

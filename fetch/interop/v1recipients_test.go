@@ -11,6 +11,8 @@ import (
 
 	"github.com/popfetch/popfetch/rcfile"
 	"github.com/popfetch/popfetch/uidl"
+
+	"github.com/popfetch/popfetch/deliver/delivertest"
 )
 
 // listUIDs lists the server's UIDL with a plain session of its own.
@@ -81,10 +83,8 @@ func TestV1RecipientsSharedUID(t *testing.T) {
 				}
 			}
 			for _, u := range []string{"a", "b"} {
-				ents, _ := os.ReadDir(filepath.Join(dir, "out", u, "new"))
 				var seqs []string
-				for _, e := range ents {
-					b, _ := os.ReadFile(filepath.Join(dir, "out", u, "new", e.Name()))
+				for _, b := range delivertest.MaildirMessages(t, filepath.Join(dir, "out", u), "new") {
 					_, rest, _ := strings.Cut(string(b), "X-Seq: ")
 					seq, _, _ := strings.Cut(rest, "\n")
 					seqs = append(seqs, seq)
