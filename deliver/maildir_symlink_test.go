@@ -8,6 +8,8 @@ import (
 	"strconv"
 	"strings"
 	"testing"
+
+	"github.com/popfetch/popfetch/deliver/delivertest"
 )
 
 // nobody returns the uid and gid of "nobody" for files another local user
@@ -62,7 +64,7 @@ func TestMaildirSymlinkedSubdir(t *testing.T) {
 			if !strings.Contains(de.Error(), filepath.Join(dir, sub)) || !strings.Contains(de.Error(), "symbolic link") {
 				t.Errorf("error %q does not name the symlink %s", de.Error(), filepath.Join(dir, sub))
 			}
-			if got := dirNames(t, elsewhere); len(got) != 0 {
+			if got := delivertest.Names(t, elsewhere); len(got) != 0 {
 				t.Errorf("the symlink's target holds %q; want nothing", got)
 			}
 		})
@@ -137,7 +139,7 @@ func TestMaildirTemplateSymlink(t *testing.T) {
 		}
 	}
 	for _, dir := range []string{elsewhere, filepath.Join(elsewhere, "Maildir", "new"), filepath.Join(elsewhere, "Maildir", "tmp")} {
-		for _, n := range dirNames(t, dir) {
+		for _, n := range delivertest.Names(t, dir) {
 			if n != "Maildir" {
 				t.Errorf("%s holds %s; want nothing delivered through a symlink", dir, n)
 			}
@@ -180,10 +182,10 @@ func TestMaildirSymlinkSwapRace(t *testing.T) {
 	if err := d.Deliver(context.Background(), testMessage(100), "", []Recipient{{}}, nil)[0]; err != nil {
 		t.Fatal(err)
 	}
-	if got := dirNames(t, elsewhere); len(got) != 0 {
+	if got := delivertest.Names(t, elsewhere); len(got) != 0 {
 		t.Errorf("the swapped-in symlink's target holds %q; want nothing", got)
 	}
-	if got := dirNames(t, filepath.Join(dir, "new.moved")); len(got) != 1 {
+	if got := delivertest.Names(t, filepath.Join(dir, "new.moved")); len(got) != 1 {
 		t.Errorf("the opened new/ holds %q; want the copy", got)
 	}
 }

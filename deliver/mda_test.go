@@ -518,11 +518,11 @@ func TestMDAProcmail(t *testing.T) {
 		log, _ := os.ReadFile(filepath.Join(dir, "log"))
 		t.Fatalf("Deliver = %v; procmail log:\n%s", errs[0], log)
 	}
-	files, _ := filepath.Glob(filepath.Join(dir, "Maildir", "new", "*"))
-	if len(files) != 1 {
-		t.Fatalf("Maildir/new has %d files; want 1", len(files))
+	msgs := delivertest.MaildirMessages(t, filepath.Join(dir, "Maildir"), "new")
+	if len(msgs) != 1 {
+		t.Fatalf("Maildir/new has %d files; want 1", len(msgs))
 	}
-	b, _ := os.ReadFile(files[0])
+	b := msgs[0]
 	for _, w := range []string{"Delivered-To: joe@example.com\n", "Subject: procmail test\n", "\n\nhello\n"} {
 		if !strings.Contains(string(b), w) {
 			t.Errorf("delivered message lacks %q:\n%s", w, b)
