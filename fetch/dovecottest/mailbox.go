@@ -97,6 +97,13 @@ func (s *Server) AddUser(t testing.TB, name, pass string) *Mailbox {
 	return m
 }
 
+// MaildirAt is a Mailbox for a Maildir that dir already is (tmp/, new/,
+// cur/), owned by uid:gid: Put, Count and Messages for the harnesses of
+// other servers (fetch/interop), which share the mail user (MailUser).
+func MaildirAt(dir string, uid, gid int) *Mailbox {
+	return &Mailbox{Maildir: dir, uid: uid, gid: gid}
+}
+
 // Maildir file names must be unique, and dovecot assigns UIDs to new files
 // in the order of the time stamp in their names, so each name gets a time
 // strictly later than the previous one: messages get UIDs in Put order.
