@@ -245,6 +245,33 @@ func containsAll(s string, subs []string) bool {
 	return true
 }
 
+// keptPoll polls a with bob's fault in place: the message stays on the
+// server, the log says why (every one of why), and alice alone has her
+// copy.
+func keptPoll(t *testing.T, srv *pop3test.Server, a *rcfile.Account, sink *delivertest.Sink, why ...string) {
+	t.Helper()
+	logs := &syncBuffer{}
+	res := faultPoll(a, logs)
+	checkKept(t, srv, a, res, logs)
+	if l := logs.String(); !containsAll(l, why) {
+		t.Errorf("log does not say why the message stays:\n%s", l)
+	}
+	if na, nb := sink.Copies(alice), sink.Copies(bob); na != 1 || nb != 0 {
+		t.Fatalf("after the fault: alice %d, bob %d copies; want 1, 0", na, nb)
+	}
+}
+
+// retryPoll polls a once the fault is gone: the message is delivered and
+// deleted, and the retry sent RCPT for retry alone.
+func retryPoll(t *testing.T, srv *pop3test.Server, a *rcfile.Account, sink *delivertest.Sink, retry ...string) {
+	t.Helper()
+	before := len(sink.Tried())
+	checkDeleted(t, srv, faultPoll(a, &syncBuffer{}))
+	if got := sink.TriedSince(before); !slices.Equal(got, retry) {
+		t.Errorf("the retry sent RCPT %v; want only %v", got, retry)
+	}
+}
+
 // A permanent failure whose postmaster delivery fails too is softbounced:
 // the message stays on the server. alice's copy is recorded, so the retry
 // (postmaster fixed) hands only bob's failure to the postmaster.
@@ -262,23 +289,10 @@ func TestDeliveryFaultPostmasterFails(t *testing.T) {
 	}
 	good := a.Postmaster.Maildir
 	a.Postmaster = &rcfile.Destination{Maildir: filepath.Join(blocker, "postmaster")}
-	logs := &syncBuffer{}
-	res := faultPoll(a, logs)
-	checkKept(t, srv, a, res, logs)
-	if l := logs.String(); !containsAll(l, []string{"bob: SMTP 550", "postmaster delivery failed"}) {
-		t.Errorf("log does not say why the message stays:\n%s", l)
-	}
-	if na, nb := sink.Copies(alice), sink.Copies(bob); na != 1 || nb != 0 {
-		t.Fatalf("after the fault: alice %d, bob %d copies; want 1, 0", na, nb)
-	}
+	keptPoll(t, srv, a, sink, "bob: SMTP 550", "postmaster delivery failed")
 
 	a.Postmaster = &rcfile.Destination{Maildir: good}
-	before := len(sink.Tried())
-	res = faultPoll(a, &syncBuffer{})
-	checkDeleted(t, srv, res)
-	if got := sink.TriedSince(before); !slices.Equal(got, []string{bob}) {
-		t.Errorf("the retry sent RCPT %v; want only bob", got)
-	}
+	retryPoll(t, srv, a, sink, bob)
 	if na := sink.Copies(alice); na != 1 {
 		t.Errorf("alice has %d copies; want 1 (no duplicate on the retry)", na)
 	}
@@ -297,23 +311,10 @@ func TestDeliveryFaultNoPostmaster(t *testing.T) {
 	a := faultAccount(t, srv, startFaultSink(t, sink, false))
 	a.Postmaster = nil
 	sink.FailRcpt(bob, smtpErr(550, "no such user bob"))
-	logs := &syncBuffer{}
-	res := faultPoll(a, logs)
-	checkKept(t, srv, a, res, logs)
-	if l := logs.String(); !containsAll(l, []string{"bob: SMTP 550", "no postmaster configured"}) {
-		t.Errorf("log does not say why the message stays:\n%s", l)
-	}
-	if na, nb := sink.Copies(alice), sink.Copies(bob); na != 1 || nb != 0 {
-		t.Fatalf("after the fault: alice %d, bob %d copies; want 1, 0", na, nb)
-	}
+	keptPoll(t, srv, a, sink, "bob: SMTP 550", "no postmaster configured")
 
 	sink.Clear()
-	before := len(sink.Tried())
-	res = faultPoll(a, &syncBuffer{})
-	checkDeleted(t, srv, res)
-	if got := sink.TriedSince(before); !slices.Equal(got, []string{bob}) {
-		t.Errorf("the retry sent RCPT %v; want only bob", got)
-	}
+	retryPoll(t, srv, a, sink, bob)
 	if na, nb := sink.Copies(alice), sink.Copies(bob); na != 1 || nb != 1 {
 		t.Errorf("after the fix: alice %d, bob %d copies; want one each", na, nb)
 	}
