@@ -151,21 +151,29 @@ func TestMultidropNoPostmasterKeepsMail(t *testing.T) {
 	}
 }
 
-func TestMultidropDedupeMessageID(t *testing.T) {
-	srv := pop3test.NewServer(t, pop3test.Options{Messages: []pop3test.Message{
-		domainMsg("m1", "To: alice@example.com, sales@example.com\nMessage-ID: <same@x>"),
-		domainMsg("m2", "To: alice@example.com, sales@example.com\nMessage-ID: <same@x>"),
-		domainMsg("m3", "To: alice@example.com\nMessage-ID: <other@x>"),
-	}})
+// dedupeAlice polls msgs with dedupe_message_id on; every one must be
+// delivered and deleted. It returns the UIDs alice got, sorted, joined by
+// commas.
+func dedupeAlice(t *testing.T, msgs ...pop3test.Message) string {
+	t.Helper()
+	srv := pop3test.NewServer(t, pop3test.Options{Messages: msgs})
 	users := fault.New()
 	res := multidropPoller(t, users, fault.New(), true).Poll(context.Background(), testAccount(t, srv))
-	if res.Err != nil || res.Delivered != 3 || len(srv.Messages()) != 0 {
+	if res.Err != nil || res.Delivered != len(msgs) || len(srv.Messages()) != 0 {
 		t.Fatalf("Poll = %+v", res)
 	}
-	// m1 and m2 are one message: exactly one of them reaches alice.
 	got := users.Copies("alice")
 	slices.Sort(got)
-	if s := strings.Join(got, ","); s != "m1,m3" && s != "m2,m3" {
+	return strings.Join(got, ",")
+}
+
+func TestMultidropDedupeMessageID(t *testing.T) {
+	// m1 and m2 are one message: exactly one of them reaches alice.
+	s := dedupeAlice(t,
+		domainMsg("m1", "To: alice@example.com, sales@example.com\nMessage-ID: <same@x>"),
+		domainMsg("m2", "To: alice@example.com, sales@example.com\nMessage-ID: <same@x>"),
+		domainMsg("m3", "To: alice@example.com\nMessage-ID: <other@x>"))
+	if s != "m1,m3" && s != "m2,m3" {
 		t.Fatalf("alice got %s; want m3 and one of m1, m2 (the same message twice)", s)
 	}
 }
@@ -403,18 +411,9 @@ func TestMultidropDedupeNeedsSameContent(t *testing.T) {
 	msg := func(uid, body string) pop3test.Message {
 		return pop3test.Message{UID: uid, Data: []byte("From: a@x\r\nTo: alice@example.com\r\nMessage-ID: <same@x>\r\n\r\n" + body + "\r\n")}
 	}
-	srv := pop3test.NewServer(t, pop3test.Options{Messages: []pop3test.Message{
-		msg("m1", "the real message"), msg("m2", "a forgery reusing its Message-ID"),
-		{UID: "m3", Data: []byte("Delivered-To: alice@example.com\r\nFrom: a@x\r\nTo: alice@example.com\r\nMessage-ID: <same@x>\r\n\r\nthe real message\r\n")},
-	}})
-	users := fault.New()
-	res := multidropPoller(t, users, fault.New(), true).Poll(context.Background(), testAccount(t, srv))
-	if res.Err != nil || res.Delivered != 3 || len(srv.Messages()) != 0 {
-		t.Fatalf("Poll = %+v", res)
-	}
-	got := users.Copies("alice")
-	slices.Sort(got)
-	if s := strings.Join(got, ","); s != "m1,m2" && s != "m2,m3" {
+	s := dedupeAlice(t, msg("m1", "the real message"), msg("m2", "a forgery reusing its Message-ID"),
+		pop3test.Message{UID: "m3", Data: []byte("Delivered-To: alice@example.com\r\nFrom: a@x\r\nTo: alice@example.com\r\nMessage-ID: <same@x>\r\n\r\nthe real message\r\n")})
+	if s != "m1,m2" && s != "m2,m3" {
 		t.Fatalf("alice got %s; want m2 and one of m1, m3 (the same message twice)", s)
 	}
 }
