@@ -98,6 +98,20 @@ type reply struct {
 
 func (c *call) ret(r fetch.Result) { c.reply <- reply{r: r} }
 
+// succeedsWith answers name's next poll with success after checking that
+// it uses password pass (the new one), and waits for name to be idle.
+func (h *harness) succeedsWith(name, pass string) {
+	h.t.Helper()
+	c := h.nextFor(name)
+	if c.acct.Password.Inline != pass {
+		h.t.Fatalf("poll of %s used password %q; want the new one, %q", name, c.acct.Password.Inline, pass)
+	}
+	c.ret(fetch.Result{})
+	if st := h.waitIdleOrBackoff(name); st.State != StateIdle {
+		h.t.Fatalf("after success: state of %s = %v; want idle", name, st.State)
+	}
+}
+
 type harness struct {
 	t      *testing.T
 	clock  *bubbleClock
@@ -511,14 +525,7 @@ func TestDaemonAuthHold(t *testing.T) {
 		changed := acct("a", "pop.example", time.Minute)
 		changed.Password.Inline = "fixed"
 		h.d.Reload(config(changed, acct("b", "other.example", time.Hour)))
-		c := h.nextFor("a")
-		if c.acct.Password.Inline != "fixed" {
-			t.Fatalf("poll used password %q; want the new one", c.acct.Password.Inline)
-		}
-		c.ret(fetch.Result{})
-		if st := h.waitIdleOrBackoff("a"); st.State != StateIdle {
-			t.Fatalf("after success: state = %v; want idle", st.State)
-		}
+		h.succeedsWith("a", "fixed")
 	})
 }
 
@@ -968,14 +975,7 @@ func TestDaemonReloadDuringPoll(t *testing.T) {
 		fixed.Password.Inline = "fixed"
 		h.d.Reload(config(fixed))
 		c.ret(fetch.Result{Err: fmt.Errorf("%w: -ERR [AUTH] bad password", fetch.ErrAuth)})
-		c = h.nextFor("a") // jitter 0: at once
-		if c.acct.Password.Inline != "fixed" {
-			t.Fatalf("retry used password %q; want the new one", c.acct.Password.Inline)
-		}
-		c.ret(fetch.Result{})
-		if st := h.waitIdleOrBackoff("a"); st.State != StateIdle {
-			t.Fatalf("state = %v; want idle", st.State)
-		}
+		h.succeedsWith("a", "fixed") // jitter 0: at once
 	})
 }
 
