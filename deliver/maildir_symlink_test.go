@@ -42,19 +42,27 @@ func symlinkAs(t *testing.T, target, link string) {
 	}
 }
 
+// maildirAndElsewhere makes a Maildir and, beside it, the empty directory
+// a symlink is to point to.
+func maildirAndElsewhere(t *testing.T) (dir, elsewhere string) {
+	t.Helper()
+	root := t.TempDir()
+	dir = filepath.Join(root, "Maildir")
+	makeMaildir(t, dir)
+	elsewhere = filepath.Join(root, "elsewhere")
+	if err := os.Mkdir(elsewhere, 0o700); err != nil {
+		t.Fatal(err)
+	}
+	return dir, elsewhere
+}
+
 // A tmp/, new/ or cur/ that is a symlink is refused, as a temporary failure
 // naming it; nothing is written where it points. A Maildir root that is a
 // symlink (the admin's choice) is fine.
 func TestMaildirSymlinkedSubdir(t *testing.T) {
 	for _, sub := range []string{"tmp", "new", "cur"} {
 		t.Run(sub, func(t *testing.T) {
-			root := t.TempDir()
-			dir := filepath.Join(root, "Maildir")
-			makeMaildir(t, dir)
-			elsewhere := filepath.Join(root, "elsewhere")
-			if err := os.Mkdir(elsewhere, 0o700); err != nil {
-				t.Fatal(err)
-			}
+			dir, elsewhere := maildirAndElsewhere(t)
 			if err := os.Remove(filepath.Join(dir, sub)); err != nil {
 				t.Fatal(err)
 			}
@@ -171,13 +179,7 @@ func (s *swapFS) OpenDir(dir *os.File, name string, follow bool) (*os.File, erro
 }
 
 func TestMaildirSymlinkSwapRace(t *testing.T) {
-	root := t.TempDir()
-	dir := filepath.Join(root, "Maildir")
-	makeMaildir(t, dir)
-	elsewhere := filepath.Join(root, "elsewhere")
-	if err := os.Mkdir(elsewhere, 0o700); err != nil {
-		t.Fatal(err)
-	}
+	dir, elsewhere := maildirAndElsewhere(t)
 	d := NewMaildir(dir, MaildirOptions{LocalHost: "h", fs: &swapFS{t: t, elsewhere: elsewhere}})
 	if err := d.Deliver(context.Background(), testMessage(100), "", []Recipient{{}}, nil)[0]; err != nil {
 		t.Fatal(err)
