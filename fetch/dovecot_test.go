@@ -12,10 +12,9 @@ import (
 	"testing"
 	"time"
 
+	"github.com/popfetch/popfetch/deliver/delivertest"
 	"github.com/popfetch/popfetch/fetch/dovecottest"
 	"github.com/popfetch/popfetch/rcfile"
-
-	"github.com/popfetch/popfetch/deliver/delivertest"
 )
 
 // Integration tests against a real dovecot-pop3d: the server users run,

@@ -11,10 +11,9 @@ import (
 	"syscall"
 	"testing"
 
+	"github.com/popfetch/popfetch/deliver/delivertest"
 	"github.com/popfetch/popfetch/fetch/pop3test"
 	"github.com/popfetch/popfetch/uidl"
-
-	"github.com/popfetch/popfetch/deliver/delivertest"
 )
 
 // fillTmpfs mounts a small tmpfs at dir (skipping the test where mount is

@@ -9,10 +9,9 @@ import (
 	"testing"
 
 	"github.com/popfetch/popfetch/deliver"
+	"github.com/popfetch/popfetch/deliver/delivertest"
 	"github.com/popfetch/popfetch/fetch/dovecottest"
 	"github.com/popfetch/popfetch/rcfile"
-
-	"github.com/popfetch/popfetch/deliver/delivertest"
 )
 
 // Benchmarks of one multidrop delivery through the real Dispatcher

@@ -378,13 +378,9 @@ func (p *placed) check(t *testing.T, cases []mdCase) {
 // user that does not exist would show up as a stray directory.
 func onlyDirs(t *testing.T, dir string, names []string) {
 	t.Helper()
-	ents, err := os.ReadDir(dir)
-	if err != nil && !os.IsNotExist(err) {
-		t.Fatal(err)
-	}
-	for _, e := range ents {
-		if !slices.Contains(names, e.Name()) {
-			t.Errorf("%s: unexpected entry %s", dir, e.Name())
+	for _, n := range delivertest.Names(t, dir) {
+		if !slices.Contains(names, n) {
+			t.Errorf("%s: unexpected entry %s", dir, n)
 		}
 	}
 }

@@ -15,11 +15,10 @@ import (
 	"time"
 
 	"github.com/popfetch/popfetch/deliver"
+	"github.com/popfetch/popfetch/deliver/delivertest"
 	"github.com/popfetch/popfetch/fetch/pop3test"
 	"github.com/popfetch/popfetch/rcfile"
 	"github.com/popfetch/popfetch/uidl"
-
-	"github.com/popfetch/popfetch/deliver/delivertest"
 )
 
 func msg(i int) pop3test.Message {

@@ -13,10 +13,9 @@ import (
 	"testing"
 	"time"
 
+	"github.com/popfetch/popfetch/deliver/delivertest"
 	"github.com/popfetch/popfetch/fetch"
 	"github.com/popfetch/popfetch/rcfile"
-
-	"github.com/popfetch/popfetch/deliver/delivertest"
 )
 
 // Every test below checks the one promise against each real server: every

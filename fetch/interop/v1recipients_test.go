@@ -9,10 +9,9 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/popfetch/popfetch/deliver/delivertest"
 	"github.com/popfetch/popfetch/rcfile"
 	"github.com/popfetch/popfetch/uidl"
-
-	"github.com/popfetch/popfetch/deliver/delivertest"
 )
 
 // listUIDs lists the server's UIDL with a plain session of its own.
