@@ -77,14 +77,7 @@ func (s *Sink) FailMail(err error) {
 }
 
 // FailRcpt makes RCPT TO for addr answer err (nil: accept).
-func (s *Sink) FailRcpt(addr string, err error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	if s.rcptErr == nil {
-		s.rcptErr = map[string]error{}
-	}
-	s.rcptErr[addr] = err
-}
+func (s *Sink) FailRcpt(addr string, err error) { s.setFault(&s.rcptErr, addr, err) }
 
 // FailData makes SMTP's one reply after the data err: no recipient gets
 // the message.
@@ -95,13 +88,15 @@ func (s *Sink) FailData(err error) {
 }
 
 // FailAfterData makes LMTP's reply for addr after the data err.
-func (s *Sink) FailAfterData(addr string, err error) {
+func (s *Sink) FailAfterData(addr string, err error) { s.setFault(&s.lmtpErr, addr, err) }
+
+func (s *Sink) setFault(m *map[string]error, addr string, err error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	if s.lmtpErr == nil {
-		s.lmtpErr = map[string]error{}
+	if *m == nil {
+		*m = map[string]error{}
 	}
-	s.lmtpErr[addr] = err
+	(*m)[addr] = err
 }
 
 // DropInData makes the server close the connection in the middle of the

@@ -227,6 +227,17 @@ func (h *harness) next() *call {
 	}
 }
 
+// nextN returns the next n polls, which must have started, by account.
+func (h *harness) nextN(n int) map[string]*call {
+	h.t.Helper()
+	polls := map[string]*call{}
+	for range n {
+		c := h.next()
+		polls[c.name] = c
+	}
+	return polls
+}
+
 // nextFor returns the next poll and checks its account.
 func (h *harness) nextFor(name string) *call {
 	h.t.Helper()
@@ -476,11 +487,7 @@ func TestDaemonAuthHold(t *testing.T) {
 		h := newHarness(t, config(a, acct("b", "other.example", time.Hour)), nil)
 		h.start()
 		errAuth := fmt.Errorf("pass: %w: -ERR [AUTH] invalid credentials", fetch.ErrAuth)
-		polls := map[string]*call{}
-		for range 2 {
-			c := h.next()
-			polls[c.name] = c
-		}
+		polls := h.nextN(2)
 		polls["a"].ret(fetch.Result{Err: errAuth})
 		polls["b"].ret(fetch.Result{})
 		h.waitIdleOrBackoff("a")
@@ -668,11 +675,7 @@ func TestDaemonSlowAccount(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		h := newHarness(t, config(acct("slow", "pop.example", time.Minute), acct("fast", "pop.example", time.Minute)), nil)
 		h.start()
-		polls := map[string]*call{}
-		for range 2 {
-			c := h.next()
-			polls[c.name] = c
-		}
+		polls := h.nextN(2)
 		polls["fast"].ret(fetch.Result{})
 		for range 5 {
 			h.clock.waitTimer(t, h.clock.Now().Add(time.Minute))
@@ -697,11 +700,7 @@ func TestDaemonReload(t *testing.T) {
 			acct("same", "other.example", time.Hour),
 		), nil)
 		h.start()
-		polls := map[string]*call{}
-		for range 3 {
-			c := h.next()
-			polls[c.name] = c
-		}
+		polls := h.nextN(3)
 		h.clock.Advance(time.Minute)
 		polls["changed"].ret(fetch.Result{}) // ends at t0+1m
 		polls["same"].ret(fetch.Result{})
@@ -782,11 +781,7 @@ func TestDaemonPollNow(t *testing.T) {
 			}
 			done <- res
 		}()
-		polls := map[string]*call{}
-		for range 2 {
-			c := h.next()
-			polls[c.name] = c
-		}
+		polls := h.nextN(2)
 		polls["b"].ret(fetch.Result{Delivered: 2})
 		polls["a"].ret(fetch.Result{Delivered: 1})
 		res := <-done
@@ -872,11 +867,7 @@ func TestDaemonPanic(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		h := newHarness(t, config(acct("a", "pop.example", time.Minute), acct("b", "pop.example", time.Minute)), nil)
 		h.start()
-		polls := map[string]*call{}
-		for range 2 {
-			c := h.next()
-			polls[c.name] = c
-		}
+		polls := h.nextN(2)
 		polls["a"].reply <- reply{panicVal: "boom"}
 		polls["b"].ret(fetch.Result{})
 		h.waitIdleOrBackoff("b")
@@ -942,11 +933,7 @@ func TestDaemonReloadRemovesQueued(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		h := newHarness(t, config(acct("a", "pop.example", time.Hour), acct("b", "pop.example", time.Hour)), nil)
 		h.start()
-		polls := map[string]*call{}
-		for range 2 {
-			c := h.next()
-			polls[c.name] = c
-		}
+		polls := h.nextN(2)
 		done := h.queueNow(t, "a", 1)
 		h.d.Reload(config(acct("b", "pop.example", time.Hour)))
 		if res := <-done; len(res) != 1 || !errors.Is(res[0].Err, ErrRemoved) {
@@ -1096,11 +1083,7 @@ func TestDaemonReloadMovedBlocks(t *testing.T) {
 		cfg, _ := parseRC(t, rcA)
 		h := newHarness(t, cfg, nil)
 		h.start()
-		polls := map[string]*call{}
-		for range 3 {
-			c := h.next()
-			polls[c.name] = c
-		}
+		polls := h.nextN(3)
 		polls["one"].ret(fetch.Result{Err: errors.New("dial tcp: connection refused")})
 		polls["two"].ret(fetch.Result{Err: fmt.Errorf("%w: -ERR [AUTH] no", fetch.ErrAuth)})
 		polls["three"].ret(fetch.Result{})
@@ -1167,11 +1150,7 @@ func TestDaemonLiftAuthHolds(t *testing.T) {
 		h := newHarness(t, config(acct("a", "pop.example", time.Hour), acct("b", "other.example", time.Hour)), nil)
 		h.start()
 		errAuth := fmt.Errorf("%w: -ERR [AUTH] invalid credentials", fetch.ErrAuth)
-		polls := map[string]*call{}
-		for range 2 {
-			c := h.next()
-			polls[c.name] = c
-		}
+		polls := h.nextN(2)
 		polls["a"].ret(fetch.Result{Err: errAuth})
 		if st := h.waitIdleOrBackoff("a"); st.State != StateAuthHold {
 			t.Fatalf("state = %v; want auth-hold", st.State)
@@ -1494,11 +1473,7 @@ func TestDaemonRenameWaitsForOldPoll(t *testing.T) {
 		old.Timeout = time.Hour // time limit 30h: not the scheduler's timer here
 		h := newHarness(t, config(old, acct("other", "other.example", time.Hour)), nil)
 		h.start()
-		polls := map[string]*call{}
-		for range 2 {
-			c := h.next()
-			polls[c.name] = c
-		}
+		polls := h.nextN(2)
 		polls["other"].ret(fetch.Result{})
 		h.waitIdleOrBackoff("other")
 
