@@ -40,6 +40,17 @@ var configs = []config{
 	{"solid-pop3d", StartSolidPOP3d, true},
 }
 
+// onEachServer runs f as a parallel subtest against a fresh instance of
+// every server configuration.
+func onEachServer(t *testing.T, f func(t *testing.T, s *Server)) {
+	for _, c := range configs {
+		t.Run(c.name, func(t *testing.T) {
+			t.Parallel()
+			f(t, c.start(t))
+		})
+	}
+}
+
 func account(t *testing.T, s *Server) *rcfile.Account {
 	t.Helper()
 	dir := t.TempDir()
@@ -194,39 +205,35 @@ func seqOf(msg []byte) string {
 
 func TestDelete(t *testing.T) {
 	t.Parallel()
-	for _, c := range configs {
-		t.Run(c.name, func(t *testing.T) {
-			t.Parallel()
-			s := c.start(t)
-			first := messages(1, 12)
-			s.Put(t, first...)
-			a := account(t, s)
-			res := poll(t, s, a)
-			if res.Err != nil || res.Delivered != len(first) || res.Deleted != len(first) {
-				t.Errorf("first poll = %+v; want %d delivered and deleted", res, len(first))
-			}
-			checkDelivered(t, s, a, first)
-			if n := s.Count(t); n != 0 {
-				t.Errorf("server holds %d messages after the first poll; want 0", n)
-			}
+	onEachServer(t, func(t *testing.T, s *Server) {
+		first := messages(1, 12)
+		s.Put(t, first...)
+		a := account(t, s)
+		res := poll(t, s, a)
+		if res.Err != nil || res.Delivered != len(first) || res.Deleted != len(first) {
+			t.Errorf("first poll = %+v; want %d delivered and deleted", res, len(first))
+		}
+		checkDelivered(t, s, a, first)
+		if n := s.Count(t); n != 0 {
+			t.Errorf("server holds %d messages after the first poll; want 0", n)
+		}
 
-			// New mail between polls.
-			more := messages(13, 15)
-			s.Put(t, more...)
-			res = poll(t, s, a)
-			if res.Err != nil || res.New != len(more) || res.Deleted != len(more) {
-				t.Errorf("second poll = %+v; want %d new and deleted", res, len(more))
-			}
-			all := append(first, more...)
-			checkDelivered(t, s, a, all)
-			if res = poll(t, s, a); res.Err != nil || res.Messages != 0 || res.New != 0 {
-				t.Errorf("third poll = %+v; want an empty mailbox", res)
-			}
-			if n := s.Count(t); n != 0 {
-				t.Errorf("server holds %d messages; want 0", n)
-			}
-		})
-	}
+		// New mail between polls.
+		more := messages(13, 15)
+		s.Put(t, more...)
+		res = poll(t, s, a)
+		if res.Err != nil || res.New != len(more) || res.Deleted != len(more) {
+			t.Errorf("second poll = %+v; want %d new and deleted", res, len(more))
+		}
+		all := append(first, more...)
+		checkDelivered(t, s, a, all)
+		if res = poll(t, s, a); res.Err != nil || res.Messages != 0 || res.New != 0 {
+			t.Errorf("third poll = %+v; want an empty mailbox", res)
+		}
+		if n := s.Count(t); n != 0 {
+			t.Errorf("server holds %d messages; want 0", n)
+		}
+	})
 }
 
 func TestKeep(t *testing.T) {
@@ -347,16 +354,12 @@ func checkColliding(t *testing.T, s *Server, group [][]byte, markers []string, o
 // popa3d and solid-pop3d give both copies the same UID.
 func TestIdentical(t *testing.T) {
 	t.Parallel()
-	for _, c := range configs {
-		t.Run(c.name, func(t *testing.T) {
-			t.Parallel()
-			s := c.start(t)
-			twin := []byte("From: a@example.net\nSubject: twin\nMessage-ID: <twin@example.net>\nX-Seq: twin\n\nmarker-twin\n")
-			other := message(2)
-			s.Put(t, twin, other, twin)
-			checkColliding(t, s, [][]byte{twin, twin}, []string{"marker-twin", "marker-twin"}, other)
-		})
-	}
+	onEachServer(t, func(t *testing.T, s *Server) {
+		twin := []byte("From: a@example.net\nSubject: twin\nMessage-ID: <twin@example.net>\nX-Seq: twin\n\nmarker-twin\n")
+		other := message(2)
+		s.Put(t, twin, other, twin)
+		checkColliding(t, s, [][]byte{twin, twin}, []string{"marker-twin", "marker-twin"}, other)
+	})
 }
 
 // TestSameHeader stores two messages with the same header and bodies of
@@ -366,18 +369,14 @@ func TestIdentical(t *testing.T) {
 // apart either. Taking the second for the first would delete it unread.
 func TestSameHeader(t *testing.T) {
 	t.Parallel()
-	for _, c := range configs {
-		t.Run(c.name, func(t *testing.T) {
-			t.Parallel()
-			s := c.start(t)
-			hdr := "From: a@example.net\nSubject: same header\nMessage-ID: <same@example.net>\nX-Seq: same\n\n"
-			m1 := []byte(hdr + "marker-alpha\n")
-			m2 := []byte(hdr + "marker-bravo\n")
-			other := message(3)
-			s.Put(t, m1, other, m2)
-			checkColliding(t, s, [][]byte{m1, m2}, []string{"marker-alpha", "marker-bravo"}, other)
-		})
-	}
+	onEachServer(t, func(t *testing.T, s *Server) {
+		hdr := "From: a@example.net\nSubject: same header\nMessage-ID: <same@example.net>\nX-Seq: same\n\n"
+		m1 := []byte(hdr + "marker-alpha\n")
+		m2 := []byte(hdr + "marker-bravo\n")
+		other := message(3)
+		s.Put(t, m1, other, m2)
+		checkColliding(t, s, [][]byte{m1, m2}, []string{"marker-alpha", "marker-bravo"}, other)
+	})
 }
 
 // TestExpire0Failure: a server with "expire 0" deletes every retrieved
@@ -543,46 +542,42 @@ func TestReusedUID(t *testing.T) {
 // poll delivers.
 func TestLoginRefused(t *testing.T) {
 	t.Parallel()
-	for _, c := range configs {
-		t.Run(c.name, func(t *testing.T) {
-			t.Parallel()
-			s := c.start(t)
-			msg := message(1)
-			s.Put(t, msg)
-			a := account(t, s)
-			a.Password = rcfile.Password{Inline: "wrong-" + s.Pass}
-			res := poll(t, s, a)
-			if s.Name == "mailutils" {
-				// AUTH-RESP-CODE: "-ERR [AUTH] Bad login".
-				if !errors.Is(res.Err, fetch.ErrAuth) {
-					t.Errorf("wrong password: %v; want ErrAuth ([AUTH])", res.Err)
-				}
-				return
+	onEachServer(t, func(t *testing.T, s *Server) {
+		msg := message(1)
+		s.Put(t, msg)
+		a := account(t, s)
+		a.Password = rcfile.Password{Inline: "wrong-" + s.Pass}
+		res := poll(t, s, a)
+		if s.Name == "mailutils" {
+			// AUTH-RESP-CODE: "-ERR [AUTH] Bad login".
+			if !errors.Is(res.Err, fetch.ErrAuth) {
+				t.Errorf("wrong password: %v; want ErrAuth ([AUTH])", res.Err)
 			}
-			if res.Err == nil || errors.Is(res.Err, fetch.ErrAuth) {
-				t.Errorf("wrong password without [AUTH]: %v; want an error that is not ErrAuth (the cause is unknown)", res.Err)
-			}
-			a.Password = rcfile.Password{Inline: s.Pass}
-			box := s.box.(*mbox)
-			good, err := os.ReadFile(box.path)
-			if err != nil {
-				t.Fatal(err)
-			}
-			// Not an mbox: the first line is no "From " separator.
-			if err := os.WriteFile(box.path, append([]byte("garbage\n"), good...), 0o600); err != nil {
-				t.Fatal(err)
-			}
-			res = poll(t, s, a)
-			if res.Err == nil || errors.Is(res.Err, fetch.ErrAuth) {
-				t.Errorf("damaged mailbox: %v; want an error that is not ErrAuth", res.Err)
-			}
-			if err := os.WriteFile(box.path, good, 0o600); err != nil {
-				t.Fatal(err)
-			}
-			if res := poll(t, s, a); res.Err != nil || res.Delivered != 1 {
-				t.Errorf("poll after the repair = %+v; want 1 delivered", res)
-			}
-			checkDelivered(t, s, a, [][]byte{msg})
-		})
-	}
+			return
+		}
+		if res.Err == nil || errors.Is(res.Err, fetch.ErrAuth) {
+			t.Errorf("wrong password without [AUTH]: %v; want an error that is not ErrAuth (the cause is unknown)", res.Err)
+		}
+		a.Password = rcfile.Password{Inline: s.Pass}
+		box := s.box.(*mbox)
+		good, err := os.ReadFile(box.path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		// Not an mbox: the first line is no "From " separator.
+		if err := os.WriteFile(box.path, append([]byte("garbage\n"), good...), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		res = poll(t, s, a)
+		if res.Err == nil || errors.Is(res.Err, fetch.ErrAuth) {
+			t.Errorf("damaged mailbox: %v; want an error that is not ErrAuth", res.Err)
+		}
+		if err := os.WriteFile(box.path, good, 0o600); err != nil {
+			t.Fatal(err)
+		}
+		if res := poll(t, s, a); res.Err != nil || res.Delivered != 1 {
+			t.Errorf("poll after the repair = %+v; want 1 delivered", res)
+		}
+		checkDelivered(t, s, a, [][]byte{msg})
+	})
 }
