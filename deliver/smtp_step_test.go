@@ -52,6 +52,21 @@ func TestSMTPRepliesInStep(t *testing.T) {
 			rawCmd(c, r, "221 bye")
 		}
 	}
+	// duringData sends early after the first line of the data, while the
+	// client is still sending, then a's and b's replies to the final dot.
+	duringData := func(early string) func(c net.Conn, r *bufio.Reader) {
+		return func(c net.Conn, r *bufio.Reader) {
+			greet(c, r)
+			rawCmd(c, r, "250 ok")
+			rawCmd(c, r, "250 ok")
+			rawCmd(c, r, "354 go ahead")
+			r.ReadString('\n')
+			io.WriteString(c, early)
+			rawReadData(r)
+			io.WriteString(c, "450 4.2.0 <a@x> busy\r\n250 2.0.0 <b@x> ok\r\n")
+			rawCmd(c, r, "221 bye")
+		}
+	}
 	for _, tc := range []struct {
 		name    string
 		lmtp    bool
@@ -125,28 +140,8 @@ func TestSMTPRepliesInStep(t *testing.T) {
 		{name: "lmtpNamedStrayWith354", lmtp: true, script: final("\r\n250 2.0.0 <a@x> stray", "450 4.2.0 <a@x> busy\r\n250 2.0.0 <b@x> ok\r\n"), want: []string{"temp:out of step", "temp:out of step"}},
 		// A reply to the final dot while the data was going out: read as
 		// a's reply, it names b (or no one, and then b's reply names a).
-		{name: "lmtpReplyDuringDataNamed", lmtp: true, script: func(c net.Conn, r *bufio.Reader) {
-			greet(c, r)
-			rawCmd(c, r, "250 ok")
-			rawCmd(c, r, "250 ok")
-			rawCmd(c, r, "354 go ahead")
-			r.ReadString('\n')
-			io.WriteString(c, "250 2.0.0 <b@x> early\r\n")
-			rawReadData(r)
-			io.WriteString(c, "450 4.2.0 <a@x> busy\r\n250 2.0.0 <b@x> ok\r\n")
-			rawCmd(c, r, "221 bye")
-		}, want: []string{"temp:out of step", "temp:out of step"}},
-		{name: "lmtpReplyDuringDataUnnamed", lmtp: true, script: func(c net.Conn, r *bufio.Reader) {
-			greet(c, r)
-			rawCmd(c, r, "250 ok")
-			rawCmd(c, r, "250 ok")
-			rawCmd(c, r, "354 go ahead")
-			r.ReadString('\n')
-			io.WriteString(c, "250 2.0.0 early\r\n")
-			rawReadData(r)
-			io.WriteString(c, "450 4.2.0 <a@x> busy\r\n250 2.0.0 <b@x> ok\r\n")
-			rawCmd(c, r, "221 bye")
-		}, want: []string{"temp:out of step", "temp:out of step"}},
+		{name: "lmtpReplyDuringDataNamed", lmtp: true, script: duringData("250 2.0.0 <b@x> early\r\n"), want: []string{"temp:out of step", "temp:out of step"}},
+		{name: "lmtpReplyDuringDataUnnamed", lmtp: true, script: duringData("250 2.0.0 early\r\n"), want: []string{"temp:out of step", "temp:out of step"}},
 		// a's own 250, naming a, came in step and was reported at once;
 		// the stray after it voids only what was not yet reported.
 		{name: "lmtpNamedThenStray", lmtp: true, script: final("", "250 2.0.0 <a@x> ok\r\n250 2.0.0 stray\r\n450 4.2.0 <b@x> busy\r\n"), want: []string{"", "temp:out of step"}},
