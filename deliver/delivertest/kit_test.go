@@ -111,13 +111,22 @@ func TestSinkScriptsSMTP(t *testing.T) {
 
 func TestSinkScriptsLMTP(t *testing.T) {
 	s := &Sink{}
-	var after []string
-	s.AfterStatus = func(rc string) { after = append(after, rc) }
+	afterc := make(chan string, 3)
+	s.AfterStatus = func(rc string) { afterc <- rc }
 	addr := s.Start(t, SinkOptions{LMTP: true, Unix: true})
 	s.FailAfterData("b@x", SMTPError(452, "full"))
 	_, de := send(t, addr, true, "a@x", "b@x", "c@x")
 	if len(de) != 3 || de[0] != nil || code(de[1]) != 452 || de[2] != nil {
 		t.Fatalf("LMTP replies %v; want 250, 452, 250", de)
+	}
+	var after []string
+	for range 3 {
+		select {
+		case rc := <-afterc:
+			after = append(after, rc)
+		case <-time.After(5 * time.Second):
+			t.Fatalf("AfterStatus ran for %v only", after)
+		}
 	}
 	if s.Copies("a@x") != 1 || s.Copies("b@x") != 0 || s.Copies("c@x") != 1 || !slices.Equal(after, []string{"a@x", "b@x", "c@x"}) {
 		t.Errorf("copies %d %d %d, AfterStatus %v", s.Copies("a@x"), s.Copies("b@x"), s.Copies("c@x"), after)
