@@ -16,6 +16,8 @@ import (
 	"strings"
 	"syscall"
 	"testing"
+
+	"github.com/popfetch/popfetch/deliver/delivertest"
 )
 
 // ownerOf returns the uid and gid of path.
@@ -76,7 +78,7 @@ func TestMaildirOwnedByUser(t *testing.T) {
 	for _, sub := range []string{"tmp", "new", "cur"} {
 		paths = append(paths, filepath.Join(home, "Maildir", sub))
 	}
-	files, _ := filepath.Glob(filepath.Join(home, "Maildir", "new", "*"))
+	files := delivertest.MaildirFiles(t, filepath.Join(home, "Maildir"), "new")
 	if len(files) != 1 {
 		t.Fatalf("new/ holds %v; want one message", files)
 	}
@@ -92,7 +94,7 @@ func TestMaildirOwnedByUser(t *testing.T) {
 		t.Errorf("nobody cannot read its message: %v", err)
 	}
 
-	ghostFiles, _ := filepath.Glob(filepath.Join(dom, ghost, "Maildir", "new", "*"))
+	ghostFiles := delivertest.MaildirFiles(t, filepath.Join(dom, ghost, "Maildir"), "new")
 	if len(ghostFiles) != 1 {
 		t.Fatalf("ghost's new/ holds %v; want one message", ghostFiles)
 	}
@@ -109,7 +111,7 @@ func TestMaildirOwnedByUser(t *testing.T) {
 	if u, _ := ownerOf(t, home); u != 0 {
 		t.Errorf("existing %s was given to uid %d", home, u)
 	}
-	files, _ = filepath.Glob(filepath.Join(home, "Maildir", "new", "*"))
+	files = delivertest.MaildirFiles(t, filepath.Join(home, "Maildir"), "new")
 	for _, f := range files {
 		if u, g := ownerOf(t, f); u != uid || g != gid {
 			t.Errorf("%s owned by %d:%d; want %d:%d", f, u, g, uid, gid)
@@ -174,7 +176,7 @@ func TestMaildirOwnerOrder(t *testing.T) {
 	errs = d.Deliver(context.Background(), smtpMsg("Subject: x\r\n\r\nb\r\n"), "", []Recipient{{User: "ann"}}, nil)
 	checkResults(t, errs, "temp:chown tmp file")
 	for _, sub := range []string{"tmp", "new"} {
-		if names, _ := filepath.Glob(filepath.Join(base, "ann", "Maildir", sub, "*")); len(names) != 0 {
+		if names := delivertest.Names(t, filepath.Join(base, "ann", "Maildir", sub)); len(names) != 0 {
 			t.Errorf("%s/ holds %v after a failed chown", sub, names)
 		}
 	}

@@ -8,6 +8,8 @@ import (
 	"strconv"
 	"strings"
 	"testing"
+
+	"github.com/popfetch/popfetch/deliver/delivertest"
 )
 
 // nobody returns the uid and gid of "nobody" for files another local user
@@ -40,19 +42,27 @@ func symlinkAs(t *testing.T, target, link string) {
 	}
 }
 
+// maildirAndElsewhere makes a Maildir and, beside it, the empty directory
+// a symlink is to point to.
+func maildirAndElsewhere(t *testing.T) (dir, elsewhere string) {
+	t.Helper()
+	root := t.TempDir()
+	dir = filepath.Join(root, "Maildir")
+	makeMaildir(t, dir)
+	elsewhere = filepath.Join(root, "elsewhere")
+	if err := os.Mkdir(elsewhere, 0o700); err != nil {
+		t.Fatal(err)
+	}
+	return dir, elsewhere
+}
+
 // A tmp/, new/ or cur/ that is a symlink is refused, as a temporary failure
 // naming it; nothing is written where it points. A Maildir root that is a
 // symlink (the admin's choice) is fine.
 func TestMaildirSymlinkedSubdir(t *testing.T) {
 	for _, sub := range []string{"tmp", "new", "cur"} {
 		t.Run(sub, func(t *testing.T) {
-			root := t.TempDir()
-			dir := filepath.Join(root, "Maildir")
-			makeMaildir(t, dir)
-			elsewhere := filepath.Join(root, "elsewhere")
-			if err := os.Mkdir(elsewhere, 0o700); err != nil {
-				t.Fatal(err)
-			}
+			dir, elsewhere := maildirAndElsewhere(t)
 			if err := os.Remove(filepath.Join(dir, sub)); err != nil {
 				t.Fatal(err)
 			}
@@ -62,7 +72,7 @@ func TestMaildirSymlinkedSubdir(t *testing.T) {
 			if !strings.Contains(de.Error(), filepath.Join(dir, sub)) || !strings.Contains(de.Error(), "symbolic link") {
 				t.Errorf("error %q does not name the symlink %s", de.Error(), filepath.Join(dir, sub))
 			}
-			if got := dirNames(t, elsewhere); len(got) != 0 {
+			if got := delivertest.Names(t, elsewhere); len(got) != 0 {
 				t.Errorf("the symlink's target holds %q; want nothing", got)
 			}
 		})
@@ -137,7 +147,7 @@ func TestMaildirTemplateSymlink(t *testing.T) {
 		}
 	}
 	for _, dir := range []string{elsewhere, filepath.Join(elsewhere, "Maildir", "new"), filepath.Join(elsewhere, "Maildir", "tmp")} {
-		for _, n := range dirNames(t, dir) {
+		for _, n := range delivertest.Names(t, dir) {
 			if n != "Maildir" {
 				t.Errorf("%s holds %s; want nothing delivered through a symlink", dir, n)
 			}
@@ -169,21 +179,15 @@ func (s *swapFS) OpenDir(dir *os.File, name string, follow bool) (*os.File, erro
 }
 
 func TestMaildirSymlinkSwapRace(t *testing.T) {
-	root := t.TempDir()
-	dir := filepath.Join(root, "Maildir")
-	makeMaildir(t, dir)
-	elsewhere := filepath.Join(root, "elsewhere")
-	if err := os.Mkdir(elsewhere, 0o700); err != nil {
-		t.Fatal(err)
-	}
+	dir, elsewhere := maildirAndElsewhere(t)
 	d := NewMaildir(dir, MaildirOptions{LocalHost: "h", fs: &swapFS{t: t, elsewhere: elsewhere}})
 	if err := d.Deliver(context.Background(), testMessage(100), "", []Recipient{{}}, nil)[0]; err != nil {
 		t.Fatal(err)
 	}
-	if got := dirNames(t, elsewhere); len(got) != 0 {
+	if got := delivertest.Names(t, elsewhere); len(got) != 0 {
 		t.Errorf("the swapped-in symlink's target holds %q; want nothing", got)
 	}
-	if got := dirNames(t, filepath.Join(dir, "new.moved")); len(got) != 1 {
+	if got := delivertest.Names(t, filepath.Join(dir, "new.moved")); len(got) != 1 {
 		t.Errorf("the opened new/ holds %q; want the copy", got)
 	}
 }

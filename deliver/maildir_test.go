@@ -14,6 +14,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/popfetch/popfetch/deliver/delivertest"
 )
 
 var _ Target = (*Maildir)(nil)
@@ -40,23 +42,6 @@ func testMessage(bodySize int) *Message {
 
 // lf is the LF form of a CRLF text.
 func lf(s string) string { return strings.ReplaceAll(s, "\r\n", "\n") }
-
-// dirNames lists dir's entries, nil if it does not exist.
-func dirNames(t *testing.T, dir string) []string {
-	t.Helper()
-	es, err := os.ReadDir(dir)
-	if errors.Is(err, fs.ErrNotExist) {
-		return nil
-	}
-	if err != nil {
-		t.Fatal(err)
-	}
-	var names []string
-	for _, e := range es {
-		names = append(names, e.Name())
-	}
-	return names
-}
 
 // makeMaildir creates dir/{tmp,new,cur}.
 func makeMaildir(t *testing.T, dir string) {
@@ -99,10 +84,10 @@ func wantPermanent(t *testing.T, err error) {
 // wantClean fails unless tmp/ is empty and new/ holds exactly n files.
 func wantClean(t *testing.T, dir string, n int) {
 	t.Helper()
-	if got := dirNames(t, filepath.Join(dir, "tmp")); len(got) != 0 {
+	if got := delivertest.Names(t, filepath.Join(dir, "tmp")); len(got) != 0 {
 		t.Errorf("tmp/ = %q; want empty", got)
 	}
-	if got := dirNames(t, filepath.Join(dir, "new")); len(got) != n {
+	if got := delivertest.Names(t, filepath.Join(dir, "new")); len(got) != n {
 		t.Errorf("new/ = %q; want %d files", got, n)
 	}
 }
@@ -130,7 +115,7 @@ func TestMaildirDeliver(t *testing.T) {
 		}
 	}
 
-	name := dirNames(t, filepath.Join(dir, "new"))[0]
+	name := delivertest.Names(t, filepath.Join(dir, "new"))[0]
 	path := filepath.Join(dir, "new", name)
 	fi, err := os.Stat(path)
 	if err != nil {
@@ -174,7 +159,7 @@ func TestMaildirExtraFieldsAndSingleDrop(t *testing.T) {
 	if errs := d.Deliver(context.Background(), m, "", []Recipient{{}}, extra); errs[0] != nil {
 		t.Fatal(errs[0])
 	}
-	got, err := os.ReadFile(filepath.Join(dir, "new", dirNames(t, filepath.Join(dir, "new"))[0]))
+	got, err := os.ReadFile(filepath.Join(dir, "new", delivertest.Names(t, filepath.Join(dir, "new"))[0]))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -200,7 +185,7 @@ func TestMaildirMultipleRecipients(t *testing.T) {
 		}
 		dir := filepath.Join(root, rc.Domain, rc.User, "Maildir")
 		wantClean(t, dir, 1)
-		got, err := os.ReadFile(filepath.Join(dir, "new", dirNames(t, filepath.Join(dir, "new"))[0]))
+		got, err := os.ReadFile(filepath.Join(dir, "new", delivertest.Names(t, filepath.Join(dir, "new"))[0]))
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -218,7 +203,7 @@ func TestMaildirMultipleRecipients(t *testing.T) {
 	}
 	wantClean(t, shared, 2)
 	var seen []string
-	for _, n := range dirNames(t, filepath.Join(shared, "new")) {
+	for _, n := range delivertest.Names(t, filepath.Join(shared, "new")) {
 		b, err := os.ReadFile(filepath.Join(shared, "new", n))
 		if err != nil {
 			t.Fatal(err)
@@ -266,10 +251,10 @@ func TestMaildirPlaceholderInjection(t *testing.T) {
 			if !errors.Is(errs[0], errBadComponent) {
 				t.Errorf("error %v does not wrap errBadComponent", errs[0])
 			}
-			if got := dirNames(t, sandbox); len(got) != 0 {
+			if got := delivertest.Names(t, sandbox); len(got) != 0 {
 				t.Errorf("sandbox holds %q; want nothing written", got)
 			}
-			if got := dirNames(t, root); len(got) != 1 {
+			if got := delivertest.Names(t, root); len(got) != 1 {
 				t.Errorf("root holds %q; want only the sandbox", got)
 			}
 		})
@@ -540,7 +525,7 @@ func TestMaildirLinkExists(t *testing.T) {
 	if n := strings.Count(strings.Join(r.ops, ","), "link tmp"); n != 3 {
 		t.Errorf("%d links; want 3 (two clashes, then a fresh name)", n)
 	}
-	names := dirNames(t, filepath.Join(dir, "new"))
+	names := delivertest.Names(t, filepath.Join(dir, "new"))
 	if len(names) != 3 {
 		t.Fatalf("new/ = %q; want the 2 existing files and the message", names)
 	}
@@ -561,7 +546,7 @@ func TestMaildirLinkExists(t *testing.T) {
 	if mine != 1 {
 		t.Errorf("%d copies of the message; want 1", mine)
 	}
-	if got := dirNames(t, filepath.Join(dir, "tmp")); len(got) != 0 {
+	if got := delivertest.Names(t, filepath.Join(dir, "tmp")); len(got) != 0 {
 		t.Errorf("tmp/ = %q; want empty", got)
 	}
 
@@ -754,7 +739,7 @@ func TestMaildirPrepareCommit(t *testing.T) {
 	if _, err := os.Stat(path); !os.IsNotExist(err) {
 		t.Errorf("%s exists before Commit (stat err %v)", path, err)
 	}
-	if tmp := dirNames(t, filepath.Join(dir, "tmp")); len(tmp) != 1 {
+	if tmp := delivertest.Names(t, filepath.Join(dir, "tmp")); len(tmp) != 1 {
 		t.Fatalf("tmp/ = %q; want the prepared copy", tmp)
 	}
 	if Committed(path) {
@@ -763,7 +748,7 @@ func TestMaildirPrepareCommit(t *testing.T) {
 	if err := p.Commit(); err != nil {
 		t.Fatal(err)
 	}
-	names := dirNames(t, filepath.Join(dir, "new"))
+	names := delivertest.Names(t, filepath.Join(dir, "new"))
 	if len(names) != 1 || path != filepath.Join(dir, "new", names[0]) {
 		t.Fatalf("Path was %q; new/ holds %q", path, names)
 	}

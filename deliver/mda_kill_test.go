@@ -12,6 +12,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/popfetch/popfetch/deliver/delivertest"
 )
 
 // killMessage is a 1 MiB message, far more than a pipe buffer holds.
@@ -106,12 +108,16 @@ func TestMDAInputRead(t *testing.T) {
 		script string
 		ok     bool
 	}{
-		{"dump.sh", true},
+		{"stub", true}, // delivertest's stub MDA: reads it all
 		{"pread.sh", true},
 		{"noread.sh", false},
 		{"partread.sh", false},
 	} {
-		d, _ := newTestMDA(t, []string{mdaScript(t, tc.script)}, MDAOptions{})
+		prog := delivertest.NewMDA(t).Path
+		if tc.script != "stub" {
+			prog = mdaScript(t, tc.script)
+		}
+		d, _ := newTestMDA(t, []string{prog}, MDAOptions{})
 		err := d.Deliver(context.Background(), mdaMessage(raw), "", []Recipient{{}}, nil)[0]
 		if (err == nil) != tc.ok {
 			t.Errorf("%s: Deliver = %v; want ok=%v", tc.script, err, tc.ok)

@@ -14,6 +14,8 @@ import (
 	"testing"
 	"time"
 	"unicode/utf8"
+
+	"github.com/popfetch/popfetch/deliver/delivertest"
 )
 
 // mdaScript returns the absolute path of a test MDA in testdata/mda.
@@ -48,15 +50,6 @@ func newTestMDA(t *testing.T, argv []string, opts MDAOptions, env ...string) (*M
 		t.Fatalf("NewMDA(%q) = %v", argv, err)
 	}
 	return d, out
-}
-
-func mdaReadArgv(t *testing.T, out string) []string {
-	t.Helper()
-	b, err := os.ReadFile(filepath.Join(out, "argv"))
-	if err != nil {
-		t.Fatalf("MDA did not record its argv: %v", err)
-	}
-	return strings.Split(strings.TrimSuffix(string(b), "\x00"), "\x00")
 }
 
 func TestMDANew(t *testing.T) {
@@ -101,18 +94,23 @@ func TestMDADefaultEnv(t *testing.T) {
 }
 
 func TestMDADelivered(t *testing.T) {
-	d, out := newTestMDA(t, []string{mdaScript(t, "dump.sh"), "-f", "{sender}", "-d", "{user}", "--", "{address}", "x{domain}y"}, MDAOptions{})
+	stub := delivertest.NewMDA(t)
+	d, _ := newTestMDA(t, stub.Argv("-f", "{sender}", "-d", "{user}", "--", "{address}", "x{domain}y"), MDAOptions{})
 	m := mdaMessage("From: a@example.org\r\nSubject: hi\r\n\r\nline1\r\nbare\rcr\nlf\r\n")
 	rc := Recipient{User: "joe", Address: "joe@example.com", Domain: "example.com"}
 	errs := d.Deliver(context.Background(), m, "", []Recipient{rc}, []Field{{"X-Popfetch-Reason", "test"}})
 	if len(errs) != 1 || errs[0] != nil {
 		t.Fatalf("Deliver = %v; want [nil]", errs)
 	}
-	want := []string{mdaScript(t, "dump.sh"), "-f", "MAILER-DAEMON", "-d", "joe", "--", "joe@example.com", "xexample.comy"}
-	if got := mdaReadArgv(t, out); strings.Join(got, "|") != strings.Join(want, "|") {
+	want := stub.Argv("-f", "MAILER-DAEMON", "-d", "joe", "--", "joe@example.com", "xexample.comy")
+	if got := stub.LastArgv(t); strings.Join(got, "|") != strings.Join(want, "|") {
 		t.Errorf("argv = %q; want %q", got, want)
 	}
-	body, _ := os.ReadFile(filepath.Join(out, "stdin"))
+	stdin := stub.Messages(t, "-f") // the stub files a message under its first argument
+	if len(stdin) != 1 {
+		t.Fatalf("the MDA stored %d messages; want 1", len(stdin))
+	}
+	body := stdin[0]
 	if bytes.Contains(body, []byte("\r")) {
 		t.Errorf("stdin has CR; want LF only:\n%q", body)
 	}
@@ -128,17 +126,21 @@ func TestMDADelivered(t *testing.T) {
 }
 
 func TestMDAOneRunPerRecipient(t *testing.T) {
-	d, out := newTestMDA(t, []string{mdaScript(t, "dump.sh"), "{user}"}, MDAOptions{})
+	stub := delivertest.NewMDA(t)
+	d, _ := newTestMDA(t, stub.Argv("{user}"), MDAOptions{})
 	m := mdaMessage("Subject: x\r\n\r\nb\r\n")
 	rcpts := []Recipient{{User: "a"}, {User: "../etc"}, {User: "b"}}
 	errs := d.Deliver(context.Background(), m, "s@x", rcpts, nil)
 	if errs[0] != nil || errs[2] != nil || !IsPermanent(errs[1]) {
 		t.Fatalf("Deliver = %v; want [nil permanent nil]", errs)
 	}
-	if got := mdaReadArgv(t, out); got[1] != "b" {
+	if got := stub.LastArgv(t); got[1] != "b" {
 		t.Errorf("last run argv = %q", got)
 	}
-	body, _ := os.ReadFile(filepath.Join(out, "stdin"))
+	if runs := stub.Runs(t); strings.Join(runs, " ") != "a b" {
+		t.Errorf("MDA runs for %q; want a and b, each once", runs)
+	}
+	body := stub.Messages(t, "b")[0]
 	if bytes.Contains(body, []byte("Delivered-To")) {
 		t.Errorf("Delivered-To without an address:\n%s", body)
 	}
@@ -422,7 +424,8 @@ func TestMDAArgumentInjection(t *testing.T) {
 		{"spaces", Recipient{User: "u", Address: "a b@x", Domain: "x"}, "s@x", "s@x"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			d, out := newTestMDA(t, []string{mdaScript(t, "dump.sh"), "-f", "{sender}", "{user}", "{address}", "{domain}"}, MDAOptions{})
+			stub := delivertest.NewMDA(t)
+			d, _ := newTestMDA(t, stub.Argv("-f", "{sender}", "{user}", "{address}", "{domain}"), MDAOptions{})
 			// Unused placeholders are not validated; use them all here.
 			if tc.rcpt.Address == "" {
 				d.argv = d.argv[:4]
@@ -432,7 +435,7 @@ func TestMDAArgumentInjection(t *testing.T) {
 				if !IsPermanent(err) {
 					t.Fatalf("Deliver = %v; want permanent rejection", err)
 				}
-				if _, statErr := os.Stat(filepath.Join(out, "argv")); statErr == nil {
+				if runs := stub.Runs(t); len(runs) != 0 {
 					t.Fatalf("MDA ran despite the rejection")
 				}
 				return
@@ -440,7 +443,7 @@ func TestMDAArgumentInjection(t *testing.T) {
 			if err != nil {
 				t.Fatalf("Deliver = %v; want nil", err)
 			}
-			got := mdaReadArgv(t, out)
+			got := stub.LastArgv(t)
 			want := []string{d.argv[0], "-f", tc.want, tc.rcpt.User, tc.rcpt.Address, tc.rcpt.Domain}
 			if strings.Join(got, "\x00") != strings.Join(want, "\x00") {
 				t.Errorf("argv = %q; want %q (each value exactly one element)", got, want)
@@ -516,11 +519,11 @@ func TestMDAProcmail(t *testing.T) {
 		log, _ := os.ReadFile(filepath.Join(dir, "log"))
 		t.Fatalf("Deliver = %v; procmail log:\n%s", errs[0], log)
 	}
-	files, _ := filepath.Glob(filepath.Join(dir, "Maildir", "new", "*"))
-	if len(files) != 1 {
-		t.Fatalf("Maildir/new has %d files; want 1", len(files))
+	msgs := delivertest.MaildirMessages(t, filepath.Join(dir, "Maildir"), "new")
+	if len(msgs) != 1 {
+		t.Fatalf("Maildir/new has %d files; want 1", len(msgs))
 	}
-	b, _ := os.ReadFile(files[0])
+	b := msgs[0]
 	for _, w := range []string{"Delivered-To: joe@example.com\n", "Subject: procmail test\n", "\n\nhello\n"} {
 		if !strings.Contains(string(b), w) {
 			t.Errorf("delivered message lacks %q:\n%s", w, b)
@@ -542,21 +545,16 @@ func TestMDAProcmail(t *testing.T) {
 // change (here: other-writable) when the message is delivered is not
 // run, and the failure is temporary, so the message stays on the server.
 func TestMDAProgramCheckedAtUse(t *testing.T) {
-	dir := filepath.Join(t.TempDir(), "bin")
-	if err := os.Mkdir(dir, 0o700); err != nil {
-		t.Fatal(err)
-	}
-	prog := filepath.Join(dir, "mda")
-	if err := os.WriteFile(prog, []byte("#!/bin/sh\ncat >/dev/null\ntouch \"$OUT/ran\"\n"), 0o755); err != nil {
-		t.Fatal(err)
-	}
-	d, out := newTestMDA(t, []string{prog}, MDAOptions{})
+	stub := delivertest.NewMDA(t)
+	d, _ := newTestMDA(t, stub.Argv(), MDAOptions{})
 	rc := []Recipient{{User: "joe", Address: "joe@example.com", Domain: "example.com"}}
 	if errs := d.Deliver(context.Background(), mdaMessage("Subject: x\r\n\r\nx\r\n"), "", rc, nil); errs[0] != nil {
 		t.Fatalf("safe program: Deliver = %v", errs)
 	}
-	os.Remove(filepath.Join(out, "ran"))
-	if err := os.Chmod(prog, 0o757); err != nil {
+	if n := len(stub.Runs(t)); n != 1 {
+		t.Fatalf("safe program: ran %d times; want 1", n)
+	}
+	if err := os.Chmod(stub.Path, 0o757); err != nil {
 		t.Fatal(err)
 	}
 	errs := d.Deliver(context.Background(), mdaMessage("Subject: x\r\n\r\nx\r\n"), "", rc, nil)
@@ -564,7 +562,7 @@ func TestMDAProgramCheckedAtUse(t *testing.T) {
 	if !errors.As(errs[0], &de) || de.Permanent || !strings.Contains(de.Reason, "writable by every user") {
 		t.Fatalf("other-writable program: Deliver = %v; want a temporary error saying why", errs)
 	}
-	if _, err := os.Stat(filepath.Join(out, "ran")); err == nil {
+	if n := len(stub.Runs(t)); n != 1 {
 		t.Fatal("other-writable program: it ran")
 	}
 }

@@ -15,6 +15,8 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/popfetch/popfetch/deliver/delivertest"
 )
 
 // hookLog records ResultFunc calls, and what exists at each call.
@@ -55,14 +57,15 @@ func TestResultHookPerCopy(t *testing.T) {
 	rcpts := []Recipient{{User: "ann", Address: "ann@x", Domain: "x"}, {User: "-bad"}, {User: "bob", Address: "bob@x", Domain: "x"}}
 	dir := t.TempDir()
 	md := NewMaildir(filepath.Join(dir, "{user}"), MaildirOptions{LocalHost: "mx.local"})
-	mda, out := newTestMDA(t, []string{mdaScript(t, "peruser.sh"), "{user}"}, MDAOptions{})
+	stub := delivertest.NewMDA(t)
+	mda, _ := newTestMDA(t, stub.Argv("{user}"), MDAOptions{})
 	for _, tc := range []struct {
 		name  string
 		tg    Target
 		count func() int
 	}{
 		{"maildir", md, countFiles(t, filepath.Join(dir, "*", "new", "*"))},
-		{"mda", mda, countFiles(t, filepath.Join(out, "*"))},
+		{"mda", mda, func() int { return stub.Total(t) }},
 	} {
 		h := &hookLog{count: tc.count}
 		errs := DeliverReporting(context.Background(), tc.tg, smtpMsg("Subject: x\r\n\r\nb\r\n"), "", rcpts, nil, h.hook)
@@ -84,7 +87,8 @@ func TestResultHookCancelStops(t *testing.T) {
 	rcpts := []Recipient{{User: "ann"}, {User: "bob"}, {User: "cy"}}
 	dir := t.TempDir()
 	md := NewMaildir(filepath.Join(dir, "{user}"), MaildirOptions{LocalHost: "mx.local"})
-	mda, out := newTestMDA(t, []string{mdaScript(t, "peruser.sh"), "{user}"}, MDAOptions{})
+	stub := delivertest.NewMDA(t)
+	mda, _ := newTestMDA(t, stub.Argv("{user}"), MDAOptions{})
 	for name, tg := range map[string]Target{"maildir": md, "mda": mda} {
 		ctx, cancel := context.WithCancel(context.Background())
 		errs := DeliverReporting(ctx, tg, smtpMsg("Subject: x\r\n\r\nb\r\n"), "", rcpts, nil, func(i int, err error) { cancel() })
@@ -92,10 +96,11 @@ func TestResultHookCancelStops(t *testing.T) {
 			t.Errorf("%s: Deliver = %v; want the first only, the rest temporary", name, errs)
 		}
 	}
-	for _, p := range []string{filepath.Join(dir, "*", "new", "*"), filepath.Join(out, "*")} {
-		if n := countFiles(t, p)(); n != 1 {
-			t.Errorf("%s: %d copies; want 1", p, n)
-		}
+	if n := countFiles(t, filepath.Join(dir, "*", "new", "*"))(); n != 1 {
+		t.Errorf("maildir: %d copies; want 1", n)
+	}
+	if n := stub.Total(t); n != 1 {
+		t.Errorf("mda: %d copies; want 1", n)
 	}
 }
 

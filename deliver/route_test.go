@@ -11,6 +11,8 @@ import (
 	"strings"
 	"testing"
 	"unicode"
+
+	"github.com/popfetch/popfetch/deliver/delivertest"
 )
 
 var updateRoute = flag.Bool("update-route", false, "rewrite testdata/route/cases.txt with the current results")
@@ -541,14 +543,11 @@ func TestRouteLoopOfOwnMaildirCopy(t *testing.T) {
 	if errs := md.Deliver(context.Background(), m, "", []Recipient{rc}, nil); errs[0] != nil {
 		t.Fatal(errs[0])
 	}
-	names, err := os.ReadDir(filepath.Join(dir, "new"))
-	if err != nil || len(names) != 1 {
-		t.Fatalf("new/ = %v, %v", names, err)
+	msgs := delivertest.MaildirMessages(t, dir, "new")
+	if len(msgs) != 1 {
+		t.Fatalf("new/ holds %d messages; want 1", len(msgs))
 	}
-	stored, err := os.ReadFile(filepath.Join(dir, "new", names[0].Name()))
-	if err != nil {
-		t.Fatal(err)
-	}
+	stored := msgs[0]
 	// The copy is forwarded back to the domain: the provider stamps it
 	// again on top.
 	back := append([]byte("Delivered-To: alice@example.com\nReceived: from host.example.com by mx.isp.example; Tue, 1 Jan 2030 00:01:00 +0000\n"), stored...)

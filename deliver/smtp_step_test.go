@@ -10,6 +10,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/popfetch/popfetch/deliver/delivertest"
 )
 
 // TestSMTPRepliesInStep plays servers whose replies are out of step with
@@ -32,8 +34,9 @@ func TestSMTPRepliesInStep(t *testing.T) {
 		rawCmd(c, r, "250 ok") // MAIL
 	}
 	// final plays RCPT a, RCPT b, DATA (354 + after354), the data, then
-	// sends replies and answers QUIT.
-	final := func(after354, replies string) func(c net.Conn, r *bufio.Reader) {
+	// sends replies and answers QUIT. With later, those replies follow
+	// 10ms after the first ones, and then the server signals.
+	final := func(after354, replies string, later ...string) func(c net.Conn, r *bufio.Reader) {
 		return func(c net.Conn, r *bufio.Reader) {
 			greet(c, r)
 			rawCmd(c, r, "250 ok")
@@ -41,6 +44,26 @@ func TestSMTPRepliesInStep(t *testing.T) {
 			rawCmd(c, r, "354 go ahead"+after354)
 			rawReadData(r)
 			io.WriteString(c, replies)
+			if len(later) > 0 {
+				time.Sleep(10 * time.Millisecond)
+				io.WriteString(c, strings.Join(later, ""))
+				signal()
+			}
+			rawCmd(c, r, "221 bye")
+		}
+	}
+	// duringData sends early after the first line of the data, while the
+	// client is still sending, then a's and b's replies to the final dot.
+	duringData := func(early string) func(c net.Conn, r *bufio.Reader) {
+		return func(c net.Conn, r *bufio.Reader) {
+			greet(c, r)
+			rawCmd(c, r, "250 ok")
+			rawCmd(c, r, "250 ok")
+			rawCmd(c, r, "354 go ahead")
+			r.ReadString('\n')
+			io.WriteString(c, early)
+			rawReadData(r)
+			io.WriteString(c, "450 4.2.0 <a@x> busy\r\n250 2.0.0 <b@x> ok\r\n")
 			rawCmd(c, r, "221 bye")
 		}
 	}
@@ -108,59 +131,17 @@ func TestSMTPRepliesInStep(t *testing.T) {
 		}, want: []string{"temp", "temp"}},
 		{name: "smtpStrayAfterFinal", script: final("", "450 4.2.0 busy\r\n250 2.0.0 queued\r\n"), want: []string{"temp:out of step", "temp:out of step"}},
 		{name: "smtpStrayAfterFinalLate", script: final("", "250 2.0.0 queued\r\n"+"\x00"), want: []string{"temp:out of step", "temp:out of step"}},
-		{name: "smtpDelayedStrayAfterFinal", script: func(c net.Conn, r *bufio.Reader) {
-			greet(c, r)
-			rawCmd(c, r, "250 ok")
-			rawCmd(c, r, "250 ok")
-			rawCmd(c, r, "354 go ahead")
-			rawReadData(r)
-			io.WriteString(c, "250 2.0.0 stray\r\n")
-			time.Sleep(10 * time.Millisecond)
-			io.WriteString(c, "450 4.2.0 busy\r\n")
-			signal()
-			rawCmd(c, r, "221 bye")
-		}, waitAt: 3, want: []string{"temp:out of step", "temp:out of step"}},
+		{name: "smtpDelayedStrayAfterFinal", script: final("", "250 2.0.0 stray\r\n", "450 4.2.0 busy\r\n"), waitAt: 3, want: []string{"temp:out of step", "temp:out of step"}},
 		{name: "lmtpOneTooMany", lmtp: true, script: final("", "250 2.0.0 stray\r\n450 4.2.0 <a@x> busy\r\n250 2.0.0 <b@x> ok\r\n"), want: []string{"temp:out of step", "temp:out of step"}},
-		{name: "lmtpOneTooManyLater", lmtp: true, script: func(c net.Conn, r *bufio.Reader) {
-			greet(c, r)
-			rawCmd(c, r, "250 ok")
-			rawCmd(c, r, "250 ok")
-			rawCmd(c, r, "354 go ahead")
-			rawReadData(r)
-			io.WriteString(c, "250 2.0.0 stray\r\n250 2.0.0 <a@x> ok\r\n")
-			time.Sleep(10 * time.Millisecond)
-			io.WriteString(c, "450 4.2.0 <b@x> busy\r\n")
-			signal()
-			rawCmd(c, r, "221 bye")
-		}, waitAt: 3, want: []string{"temp:out of step", "temp:out of step"}},
+		{name: "lmtpOneTooManyLater", lmtp: true, script: final("", "250 2.0.0 stray\r\n250 2.0.0 <a@x> ok\r\n", "450 4.2.0 <b@x> busy\r\n"), waitAt: 3, want: []string{"temp:out of step", "temp:out of step"}},
 		// LMTP replies that name no recipient are held to the end, and
 		// count if the session ends in step.
 		{name: "lmtpUnnamedInStep", lmtp: true, script: final("", "250 2.0.0 ok\r\n250 2.0.0 ok\r\n"), want: []string{"", ""}},
 		{name: "lmtpNamedStrayWith354", lmtp: true, script: final("\r\n250 2.0.0 <a@x> stray", "450 4.2.0 <a@x> busy\r\n250 2.0.0 <b@x> ok\r\n"), want: []string{"temp:out of step", "temp:out of step"}},
 		// A reply to the final dot while the data was going out: read as
 		// a's reply, it names b (or no one, and then b's reply names a).
-		{name: "lmtpReplyDuringDataNamed", lmtp: true, script: func(c net.Conn, r *bufio.Reader) {
-			greet(c, r)
-			rawCmd(c, r, "250 ok")
-			rawCmd(c, r, "250 ok")
-			rawCmd(c, r, "354 go ahead")
-			r.ReadString('\n')
-			io.WriteString(c, "250 2.0.0 <b@x> early\r\n")
-			rawReadData(r)
-			io.WriteString(c, "450 4.2.0 <a@x> busy\r\n250 2.0.0 <b@x> ok\r\n")
-			rawCmd(c, r, "221 bye")
-		}, want: []string{"temp:out of step", "temp:out of step"}},
-		{name: "lmtpReplyDuringDataUnnamed", lmtp: true, script: func(c net.Conn, r *bufio.Reader) {
-			greet(c, r)
-			rawCmd(c, r, "250 ok")
-			rawCmd(c, r, "250 ok")
-			rawCmd(c, r, "354 go ahead")
-			r.ReadString('\n')
-			io.WriteString(c, "250 2.0.0 early\r\n")
-			rawReadData(r)
-			io.WriteString(c, "450 4.2.0 <a@x> busy\r\n250 2.0.0 <b@x> ok\r\n")
-			rawCmd(c, r, "221 bye")
-		}, want: []string{"temp:out of step", "temp:out of step"}},
+		{name: "lmtpReplyDuringDataNamed", lmtp: true, script: duringData("250 2.0.0 <b@x> early\r\n"), want: []string{"temp:out of step", "temp:out of step"}},
+		{name: "lmtpReplyDuringDataUnnamed", lmtp: true, script: duringData("250 2.0.0 early\r\n"), want: []string{"temp:out of step", "temp:out of step"}},
 		// a's own 250, naming a, came in step and was reported at once;
 		// the stray after it voids only what was not yet reported.
 		{name: "lmtpNamedThenStray", lmtp: true, script: final("", "250 2.0.0 <a@x> ok\r\n250 2.0.0 stray\r\n450 4.2.0 <b@x> busy\r\n"), want: []string{"", "temp:out of step"}},
@@ -340,7 +321,7 @@ func TestSMTPInStepNoWait(t *testing.T) {
 		{name: "implicit", tls: "implicit", implicit: true},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			sink := &smtpSink{}
+			sink := &delivertest.Sink{}
 			var scfg *tls.Config
 			if tc.tls != "" {
 				scfg = cfg

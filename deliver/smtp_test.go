@@ -13,120 +13,22 @@ import (
 	"io"
 	"math/big"
 	"net"
-	"path/filepath"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 	"unicode/utf8"
 
 	"github.com/emersion/go-smtp"
 
+	"github.com/popfetch/popfetch/deliver/delivertest"
 	"github.com/popfetch/popfetch/fetch/dovecottest"
 )
 
-// sinkMsg is one transaction an smtpSink accepted.
-type sinkMsg struct {
-	from  string
-	rcpts []string
-	data  []byte
-	tls   bool
-}
-
-// smtpSink is a go-smtp backend that records what it receives; rcptErr and
-// lmtpStatus inject per-address replies.
-type smtpSink struct {
-	mu         sync.Mutex
-	msgs       []sinkMsg
-	mails      int
-	rcptErr    map[string]error
-	lmtpStatus map[string]error
-}
-
-type sinkSession struct {
-	sink *smtpSink
-	conn *smtp.Conn
-	cur  sinkMsg
-}
-
-func (s *smtpSink) NewSession(c *smtp.Conn) (smtp.Session, error) {
-	return &sinkSession{sink: s, conn: c}, nil
-}
-
-func (s *sinkSession) Reset()        { s.cur = sinkMsg{} }
-func (s *sinkSession) Logout() error { return nil }
-
-func (s *sinkSession) Mail(from string, _ *smtp.MailOptions) error {
-	s.sink.mu.Lock()
-	s.sink.mails++
-	s.sink.mu.Unlock()
-	_, tls := s.conn.TLSConnectionState()
-	s.cur = sinkMsg{from: from, tls: tls}
-	return nil
-}
-
-func (s *sinkSession) Rcpt(to string, _ *smtp.RcptOptions) error {
-	if err := s.sink.rcptErr[to]; err != nil {
-		return err
-	}
-	s.cur.rcpts = append(s.cur.rcpts, to)
-	return nil
-}
-
-func (s *sinkSession) Data(r io.Reader) error {
-	b, err := io.ReadAll(r)
-	if err != nil {
-		return err
-	}
-	s.cur.data = b
-	s.sink.mu.Lock()
-	s.sink.msgs = append(s.sink.msgs, s.cur)
-	s.sink.mu.Unlock()
-	return nil
-}
-
-func (s *sinkSession) LMTPData(r io.Reader, status smtp.StatusCollector) error {
-	if err := s.Data(r); err != nil {
-		return err
-	}
-	for _, rc := range s.cur.rcpts {
-		status.SetStatus(rc, s.sink.lmtpStatus[rc])
-	}
-	return nil
-}
-
-func (s *smtpSink) messages() []sinkMsg {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return append([]sinkMsg(nil), s.msgs...)
-}
-
 // startSink serves sink on a loopback port, or on a unix socket for LMTP.
 // With cfg the server offers STARTTLS, or speaks implicit TLS.
-func startSink(t testing.TB, sink *smtpSink, lmtp bool, cfg *tls.Config, implicit bool) string {
+func startSink(t testing.TB, sink *delivertest.Sink, lmtp bool, cfg *tls.Config, implicit bool) string {
 	t.Helper()
-	s := smtp.NewServer(sink)
-	s.Domain = "sink.test"
-	s.LMTP = lmtp
-	s.TLSConfig = cfg
-	s.ReadTimeout = 5 * time.Second
-	s.WriteTimeout = 5 * time.Second
-	var l net.Listener
-	var err error
-	if lmtp {
-		l, err = net.Listen("unix", filepath.Join(t.TempDir(), "lmtp.sock"))
-	} else {
-		l, err = net.Listen("tcp", "127.0.0.1:0")
-	}
-	if err != nil {
-		t.Fatal(err)
-	}
-	if implicit {
-		l = tls.NewListener(l, cfg)
-	}
-	go s.Serve(l)
-	t.Cleanup(func() { s.Close() })
-	return l.Addr().String()
+	return sink.Start(t, delivertest.SinkOptions{LMTP: lmtp, Unix: lmtp, TLS: cfg, Implicit: implicit})
 }
 
 // smtpTestCert makes a self-signed certificate for 127.0.0.1 and a pool
@@ -264,21 +166,21 @@ func checkCRLF(t *testing.T, data []byte) {
 const smtpRawMsg = "Return-Path: <bounce@example.org>\r\nFrom: a@example.org\r\nSubject: hi\r\n\r\nline1\r\nbare\rcr\nlf\r\n.\r\n..two\r\nend"
 
 func TestSMTPDelivered(t *testing.T) {
-	sink := &smtpSink{}
+	sink := &delivertest.Sink{}
 	d := NewSMTP(SMTPOptions{Addr: startSink(t, sink, false, nil, false), Helo: "popfetch.test", LocalHost: "mx.local", Timeout: 4 * time.Second})
 	rcpts := []Recipient{{User: "a", Address: "a@example.com"}, {User: "b@y"}, {User: "a2", Address: "a@example.com"}}
 	errs := d.Deliver(context.Background(), smtpMsg(smtpRawMsg), "", rcpts, []Field{{"X-Popfetch-Reason", "test"}})
 	checkResults(t, errs, "", "", "")
-	msgs := sink.messages()
+	msgs := sink.Messages()
 	if len(msgs) != 1 {
 		t.Fatalf("sink got %d messages; want 1", len(msgs))
 	}
 	m := msgs[0]
-	if m.from != "bounce@example.org" || strings.Join(m.rcpts, ",") != "a@example.com,b@y" {
-		t.Errorf("envelope = %q %q; want Return-Path and one RCPT per distinct address", m.from, m.rcpts)
+	if m.From != "bounce@example.org" || strings.Join(m.Rcpts, ",") != "a@example.com,b@y" {
+		t.Errorf("envelope = %q %q; want Return-Path and one RCPT per distinct address", m.From, m.Rcpts)
 	}
-	checkCRLF(t, m.data)
-	s := string(m.data)
+	checkCRLF(t, m.Data)
+	s := string(m.Data)
 	if !strings.HasPrefix(s, "X-Popfetch-Reason: test\r\nReceived: from pop.example.net\r\n\tby mx.local") {
 		t.Errorf("copy does not start with extra fields and Received:\n%s", s)
 	}
@@ -295,7 +197,7 @@ func TestSMTPDelivered(t *testing.T) {
 // or the recipient has no routed address.
 func TestSMTPDeliveredTo(t *testing.T) {
 	for _, lmtp := range []bool{false, true} {
-		sink := &smtpSink{}
+		sink := &delivertest.Sink{}
 		d := NewSMTP(SMTPOptions{Addr: startSink(t, sink, lmtp, nil, false), LMTP: lmtp, LocalHost: "mx.local", Timeout: 4 * time.Second})
 		for _, tc := range []struct {
 			name  string
@@ -312,18 +214,18 @@ func TestSMTPDeliveredTo(t *testing.T) {
 			{"oneRcptTwoAddresses", []Recipient{{User: "alice", Address: "sales@example.com", Domain: "example.com"}, {User: "alice", Address: "alice@example.com", Domain: "example.com"}}, ""},
 			{"sameAddressTwice", []Recipient{{User: "u", Address: "u@x", Domain: "x"}, {User: "u", Address: "u@x", Domain: "x"}}, "u@x"},
 		} {
-			before := len(sink.messages())
+			before := len(sink.Messages())
 			errs := d.Deliver(context.Background(), smtpMsg("Subject: x\r\n\r\nb\r\n"), "s@x", tc.rcpts, nil)
 			for i, err := range errs {
 				if err != nil {
 					t.Fatalf("lmtp=%v %s: result %d = %v", lmtp, tc.name, i, err)
 				}
 			}
-			msgs := sink.messages()
+			msgs := sink.Messages()
 			if len(msgs) != before+1 {
 				t.Fatalf("lmtp=%v %s: sink got %d new messages; want 1", lmtp, tc.name, len(msgs)-before)
 			}
-			data := string(msgs[len(msgs)-1].data)
+			data := string(msgs[len(msgs)-1].Data)
 			checkCRLF(t, []byte(data))
 			n := strings.Count(data, "Delivered-To:")
 			switch {
@@ -360,36 +262,34 @@ func TestSMTPEnvelopeSender(t *testing.T) {
 }
 
 func TestSMTPRecipientResults(t *testing.T) {
-	sink := &smtpSink{rcptErr: map[string]error{
-		"temp@x": &smtp.SMTPError{Code: 451, EnhancedCode: smtp.EnhancedCode{4, 3, 0}, Message: "try later"},
-		"gone@x": &smtp.SMTPError{Code: 550, EnhancedCode: smtp.EnhancedCode{5, 1, 1}, Message: "no such user\x1b[2J"},
-	}}
+	sink := &delivertest.Sink{}
+	sink.FailRcpt("temp@x", &smtp.SMTPError{Code: 451, EnhancedCode: smtp.EnhancedCode{4, 3, 0}, Message: "try later"})
+	sink.FailRcpt("gone@x", &smtp.SMTPError{Code: 550, EnhancedCode: smtp.EnhancedCode{5, 1, 1}, Message: "no such user\x1b[2J"})
 	d := NewSMTP(SMTPOptions{Addr: startSink(t, sink, false, nil, false), Timeout: 4 * time.Second})
 	rcpts := []Recipient{{Address: "ok@x"}, {Address: "temp@x"}, {Address: "gone@x"}, {Address: "bad@x>\r\nDATA"}, {}}
 	errs := d.Deliver(context.Background(), smtpMsg("Subject: x\r\n\r\nb\r\n"), "s@x", rcpts, nil)
 	checkResults(t, errs, "", "temp:SMTP 451 4.3.0 try later", "perm:SMTP 550 5.1.1 no such user", "perm:invalid recipient", "perm:invalid recipient")
-	if msgs := sink.messages(); len(msgs) != 1 || strings.Join(msgs[0].rcpts, ",") != "ok@x" {
+	if msgs := sink.Messages(); len(msgs) != 1 || strings.Join(msgs[0].Rcpts, ",") != "ok@x" {
 		t.Errorf("sink got %+v; want one message for ok@x", msgs)
 	}
 
 	// Nobody accepted: no DATA at all.
 	errs = d.Deliver(context.Background(), smtpMsg("Subject: x\r\n\r\nb\r\n"), "s@x", []Recipient{{Address: "temp@x"}, {Address: "gone@x"}}, nil)
 	checkResults(t, errs, "temp", "perm:SMTP 550")
-	if n := len(sink.messages()); n != 1 {
+	if n := len(sink.Messages()); n != 1 {
 		t.Errorf("sink has %d messages after all RCPTs failed; want still 1", n)
 	}
 }
 
 func TestLMTPPerRecipient(t *testing.T) {
-	sink := &smtpSink{lmtpStatus: map[string]error{
-		"full@x": &smtp.SMTPError{Code: 452, EnhancedCode: smtp.EnhancedCode{4, 2, 2}, Message: "mailbox full"},
-		"bad@x":  &smtp.SMTPError{Code: 554, EnhancedCode: smtp.EnhancedCode{5, 6, 0}, Message: "rejected"},
-	}}
+	sink := &delivertest.Sink{}
+	sink.FailAfterData("full@x", &smtp.SMTPError{Code: 452, EnhancedCode: smtp.EnhancedCode{4, 2, 2}, Message: "mailbox full"})
+	sink.FailAfterData("bad@x", &smtp.SMTPError{Code: 554, EnhancedCode: smtp.EnhancedCode{5, 6, 0}, Message: "rejected"})
 	addr := startSink(t, sink, true, nil, false)
 	d := NewSMTP(SMTPOptions{Addr: addr, LMTP: true, Timeout: 4 * time.Second})
 	errs := d.Deliver(context.Background(), smtpMsg("Subject: x\r\n\r\nb\r\n"), "", []Recipient{{Address: "ok@x"}, {Address: "full@x"}, {Address: "bad@x"}}, nil)
 	checkResults(t, errs, "", "temp:LMTP 452 4.2.2", "perm:LMTP 554 5.6.0")
-	if msgs := sink.messages(); len(msgs) != 1 || len(msgs[0].rcpts) != 3 || msgs[0].from != "" {
+	if msgs := sink.Messages(); len(msgs) != 1 || len(msgs[0].Rcpts) != 3 || msgs[0].From != "" {
 		t.Errorf("sink got %+v; want one message, three recipients, null sender", msgs)
 	}
 }
@@ -576,7 +476,7 @@ func TestSMTPTLS(t *testing.T) {
 		{name: "implicitUntrusted", serverTLS: true, implicit: true, mode: "implicit", roots: x509.NewCertPool(), want: "temp:tls handshake"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			sink := &smtpSink{}
+			sink := &delivertest.Sink{}
 			var scfg *tls.Config
 			if tc.serverTLS {
 				scfg = cfg
@@ -585,16 +485,14 @@ func TestSMTPTLS(t *testing.T) {
 			d := NewSMTP(SMTPOptions{Addr: addr, TLS: tc.mode, RootCAs: tc.roots, Timeout: 4 * time.Second})
 			errs := d.Deliver(context.Background(), smtpMsg("Subject: x\r\n\r\nb\r\n"), "s@x", []Recipient{{Address: "a@x"}}, nil)
 			checkResults(t, errs, tc.want)
-			sink.mu.Lock()
-			mails := sink.mails
-			sink.mu.Unlock()
+			mails := sink.Mails()
 			if tc.want != "" {
 				if mails != 0 {
 					t.Errorf("MAIL sent %d times over an unverified or plain connection", mails)
 				}
 				return
 			}
-			if msgs := sink.messages(); len(msgs) != 1 || !msgs[0].tls {
+			if msgs := sink.Messages(); len(msgs) != 1 || !msgs[0].TLS {
 				t.Errorf("sink got %+v; want one message over TLS", msgs)
 			}
 		})
@@ -892,7 +790,7 @@ func TestLMTPDovecot(t *testing.T) {
 // BenchmarkLMTPDeliver measures whole deliveries (connect, LHLO, one
 // transaction, QUIT) to the in-process LMTP server over a unix socket.
 func BenchmarkLMTPDeliver(b *testing.B) {
-	sink := &smtpSink{}
+	sink := &delivertest.Sink{}
 	d := NewSMTP(SMTPOptions{Addr: startSink(b, sink, true, nil, false), LMTP: true, LocalHost: "mx.local", Helo: "popfetch.test"})
 	m := smtpMsg("From: a@example.org\r\nSubject: bench\r\n\r\n" + strings.Repeat("0123456789 abcdefghij 0123456789 abcdefghij 0123456789 abcd\r\n", 64))
 	rcpts := []Recipient{{Address: "a@x"}}
@@ -901,9 +799,7 @@ func BenchmarkLMTPDeliver(b *testing.B) {
 		if errs := d.Deliver(context.Background(), m, "s@x", rcpts, nil); errs[0] != nil {
 			b.Fatal(errs[0])
 		}
-		sink.mu.Lock()
-		sink.msgs = sink.msgs[:0]
-		sink.mu.Unlock()
+		sink.Forget()
 	}
 	b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "msgs/s")
 }

@@ -3,23 +3,18 @@ package fetch
 import (
 	"bytes"
 	"context"
-	"errors"
 	"fmt"
 	"io"
-	"log"
 	"log/slog"
-	"net"
 	"os"
 	"path/filepath"
 	"slices"
 	"strconv"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
-	"github.com/emersion/go-smtp"
-
+	"github.com/popfetch/popfetch/deliver/delivertest"
 	"github.com/popfetch/popfetch/fetch/pop3test"
 	"github.com/popfetch/popfetch/rcfile"
 )
@@ -107,140 +102,21 @@ func postmasterCopies(t *testing.T, a *rcfile.Account) []string {
 	return out
 }
 
-// faultSink is an SMTP or LMTP server whose answers are scripted per
-// recipient address: rcpt answers RCPT TO, data is LMTP's reply for that
-// recipient after the data, and drop closes the connection in the middle
-// of the message data. copies counts the copies it accepted per address.
-type faultSink struct {
-	mu     sync.Mutex
-	rcpt   map[string]error
-	data   map[string]error
-	drop   bool
-	copies map[string]int
-	tried  []string // every RCPT TO address, in order
-}
-
-func newFaultSink() *faultSink {
-	return &faultSink{rcpt: map[string]error{}, data: map[string]error{}, copies: map[string]int{}}
-}
-
-// clear removes every fault.
-func (s *faultSink) clear() {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	clear(s.rcpt)
-	clear(s.data)
-	s.drop = false
-}
-
-func (s *faultSink) count(addr string) int {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.copies[addr]
-}
-
-// triedSince returns the RCPT TO addresses after the first n.
-func (s *faultSink) triedSince(n int) []string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return slices.Clone(s.tried[n:])
-}
-
-func (s *faultSink) triedCount() int {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return len(s.tried)
-}
-
-func (s *faultSink) NewSession(c *smtp.Conn) (smtp.Session, error) {
-	return &faultSession{sink: s, conn: c}, nil
-}
-
-type faultSession struct {
-	sink  *faultSink
-	conn  *smtp.Conn
-	rcpts []string
-}
-
-func (s *faultSession) Reset()        { s.rcpts = nil }
-func (s *faultSession) Logout() error { return nil }
-
-func (s *faultSession) Mail(string, *smtp.MailOptions) error { return nil }
-
-func (s *faultSession) Rcpt(to string, _ *smtp.RcptOptions) error {
-	s.sink.mu.Lock()
-	s.sink.tried = append(s.sink.tried, to)
-	err := s.sink.rcpt[to]
-	s.sink.mu.Unlock()
-	if err != nil {
-		return err
-	}
-	s.rcpts = append(s.rcpts, to)
-	return nil
-}
-
-func (s *faultSession) Data(r io.Reader) error { return s.receive(r, nil) }
-
-func (s *faultSession) LMTPData(r io.Reader, status smtp.StatusCollector) error {
-	return s.receive(r, status)
-}
-
-// receive takes the message data; status is nil for SMTP, whose one reply
-// covers every recipient.
-func (s *faultSession) receive(r io.Reader, status smtp.StatusCollector) error {
-	s.sink.mu.Lock()
-	drop := s.sink.drop
-	s.sink.mu.Unlock()
-	if drop {
-		// Some of the data has arrived; then the connection is gone,
-		// with no reply to the final dot and nothing stored.
-		io.ReadFull(r, make([]byte, 16))
-		s.conn.Conn().Close()
-		return errors.New("connection dropped by the test")
-	}
-	b, err := io.ReadAll(r)
-	if err != nil {
-		return err
-	}
-	if !bytes.Contains(b, []byte("\r\nX-Seq: 1\r\n")) || !bytes.HasSuffix(b, []byte("\r\nbody\r\n")) {
-		return fmt.Errorf("garbled message data: %q", b)
-	}
-	s.sink.mu.Lock()
-	defer s.sink.mu.Unlock()
-	for _, rc := range s.rcpts {
-		err := s.sink.data[rc]
-		if status != nil {
-			status.SetStatus(rc, err)
-		}
-		if err == nil {
-			s.sink.copies[rc]++
-		}
-	}
-	return nil
-}
-
 // startFaultSink serves sink on a loopback TCP port and returns the
-// destination block for it.
-func startFaultSink(t *testing.T, sink *faultSink, lmtp bool) rcfile.Destination {
+// destination block for it. The sink accepts only the test message, whole.
+func startFaultSink(t *testing.T, sink *delivertest.Sink, lmtp bool) rcfile.Destination {
 	t.Helper()
-	s := smtp.NewServer(sink)
-	s.Domain = "sink.test"
-	s.LMTP = lmtp
-	s.ReadTimeout = 5 * time.Second
-	s.WriteTimeout = 5 * time.Second
-	s.ErrorLog = log.New(io.Discard, "", 0) // the drop case makes it complain
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
+	sink.Check = func(b []byte) error {
+		if !bytes.Contains(b, []byte("\r\nX-Seq: 1\r\n")) || !bytes.HasSuffix(b, []byte("\r\nbody\r\n")) {
+			return fmt.Errorf("garbled message data: %q", b)
+		}
+		return nil
 	}
-	go s.Serve(l)
-	t.Cleanup(func() { s.Close() })
-	return rcfile.Destination{SMTP: &rcfile.SMTP{Server: l.Addr().String(), LMTP: lmtp, Helo: "popfetch.test", Timeout: 5 * time.Second}}
+	addr := sink.Start(t, delivertest.SinkOptions{LMTP: lmtp})
+	return rcfile.Destination{SMTP: &rcfile.SMTP{Server: addr, LMTP: lmtp, Helo: "popfetch.test", Timeout: 5 * time.Second}}
 }
 
-func smtpErr(code int, msg string) error {
-	return &smtp.SMTPError{Code: code, EnhancedCode: smtp.EnhancedCode{code / 100, 0, 0}, Message: msg}
-}
+var smtpErr = delivertest.SMTPError
 
 const (
 	alice = "alice@example.com"
@@ -252,7 +128,7 @@ func TestDeliveryFaultSMTP(t *testing.T) {
 	for _, tc := range []struct {
 		name  string
 		lmtp  bool
-		fault func(s *faultSink)
+		fault func(s *delivertest.Sink)
 		// perm: bob's failure is permanent; the postmaster gets the
 		// message with a reason holding reason, and the first poll
 		// deletes it. Otherwise it stays, and the log holds reason.
@@ -266,19 +142,19 @@ func TestDeliveryFaultSMTP(t *testing.T) {
 		{
 			name:   "lmtp-451-after-data",
 			lmtp:   true,
-			fault:  func(s *faultSink) { s.data[bob] = smtpErr(451, "bob's mailbox is busy") },
+			fault:  func(s *delivertest.Sink) { s.FailAfterData(bob, smtpErr(451, "bob's mailbox is busy")) },
 			reason: []string{"user bob:", "451", "bob's mailbox is busy"},
 			alice:  1, retry: []string{bob},
 		},
 		{
 			name:   "smtp-451-rcpt",
-			fault:  func(s *faultSink) { s.rcpt[bob] = smtpErr(451, "bob's mailbox is busy") },
+			fault:  func(s *delivertest.Sink) { s.FailRcpt(bob, smtpErr(451, "bob's mailbox is busy")) },
 			reason: []string{"user bob:", "451", "bob's mailbox is busy"},
 			alice:  1, retry: []string{bob},
 		},
 		{
 			name:   "smtp-550-rcpt",
-			fault:  func(s *faultSink) { s.rcpt[bob] = smtpErr(550, "no such user bob") },
+			fault:  func(s *delivertest.Sink) { s.FailRcpt(bob, smtpErr(550, "no such user bob")) },
 			perm:   true,
 			reason: []string{"bob: SMTP 550", "no such user bob"},
 			alice:  1,
@@ -286,21 +162,21 @@ func TestDeliveryFaultSMTP(t *testing.T) {
 		{
 			name:   "lmtp-550-after-data",
 			lmtp:   true,
-			fault:  func(s *faultSink) { s.data[bob] = smtpErr(550, "no such user bob") },
+			fault:  func(s *delivertest.Sink) { s.FailAfterData(bob, smtpErr(550, "no such user bob")) },
 			perm:   true,
 			reason: []string{"bob: LMTP 550", "no such user bob"},
 			alice:  1,
 		},
 		{
 			name:   "smtp-drop-in-data",
-			fault:  func(s *faultSink) { s.drop = true },
+			fault:  func(s *delivertest.Sink) { s.DropInData() },
 			reason: []string{"user alice:", "user bob:", "temporary failure"},
 			retry:  []string{alice, bob},
 		},
 		{
 			name:   "lmtp-drop-in-data",
 			lmtp:   true,
-			fault:  func(s *faultSink) { s.drop = true },
+			fault:  func(s *delivertest.Sink) { s.DropInData() },
 			reason: []string{"user alice:", "user bob:", "temporary failure"},
 			retry:  []string{alice, bob},
 		},
@@ -308,7 +184,7 @@ func TestDeliveryFaultSMTP(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			t.Parallel()
 			srv := pop3test.NewServer(t, pop3test.Options{Messages: faultMailbox()})
-			sink := newFaultSink()
+			sink := &delivertest.Sink{}
 			a := faultAccount(t, srv, startFaultSink(t, sink, tc.lmtp))
 			tc.fault(sink)
 			logs := &syncBuffer{}
@@ -328,27 +204,27 @@ func TestDeliveryFaultSMTP(t *testing.T) {
 					t.Errorf("postmaster got %q; a temporary failure is not the postmaster's", pm)
 				}
 			}
-			if na, nb := sink.count(alice), sink.count(bob); na != tc.alice || nb != tc.bob {
+			if na, nb := sink.Copies(alice), sink.Copies(bob); na != tc.alice || nb != tc.bob {
 				t.Fatalf("after the fault: alice %d, bob %d copies; want %d, %d", na, nb, tc.alice, tc.bob)
 			}
 
-			sink.clear()
-			before := sink.triedCount()
+			sink.Clear()
+			before := len(sink.Tried())
 			res = faultPoll(a, &syncBuffer{})
 			if tc.perm {
 				if res.Err != nil || res.Messages != 0 || res.Delivered != 0 {
 					t.Errorf("Poll after the fix = %+v; want an empty mailbox", res)
 				}
-				if na, nb := sink.count(alice), sink.count(bob); na != 1 || nb != 0 {
+				if na, nb := sink.Copies(alice), sink.Copies(bob); na != 1 || nb != 0 {
 					t.Errorf("after the fix: alice %d, bob %d copies; want 1, 0 (bob's is the postmaster's)", na, nb)
 				}
 				return
 			}
 			checkDeleted(t, srv, res)
-			if got := sink.triedSince(before); !slices.Equal(got, tc.retry) {
+			if got := sink.TriedSince(before); !slices.Equal(got, tc.retry) {
 				t.Errorf("the retry sent RCPT %v; want %v", got, tc.retry)
 			}
-			if na, nb := sink.count(alice), sink.count(bob); na != 1 || nb != 1 {
+			if na, nb := sink.Copies(alice), sink.Copies(bob); na != 1 || nb != 1 {
 				t.Errorf("after the fix: alice %d, bob %d copies; want one each", na, nb)
 			}
 			if pm := postmasterCopies(t, a); len(pm) != 0 {
@@ -369,15 +245,42 @@ func containsAll(s string, subs []string) bool {
 	return true
 }
 
+// keptPoll polls a with bob's fault in place: the message stays on the
+// server, the log says why (every one of why), and alice alone has her
+// copy.
+func keptPoll(t *testing.T, srv *pop3test.Server, a *rcfile.Account, sink *delivertest.Sink, why ...string) {
+	t.Helper()
+	logs := &syncBuffer{}
+	res := faultPoll(a, logs)
+	checkKept(t, srv, a, res, logs)
+	if l := logs.String(); !containsAll(l, why) {
+		t.Errorf("log does not say why the message stays:\n%s", l)
+	}
+	if na, nb := sink.Copies(alice), sink.Copies(bob); na != 1 || nb != 0 {
+		t.Fatalf("after the fault: alice %d, bob %d copies; want 1, 0", na, nb)
+	}
+}
+
+// retryPoll polls a once the fault is gone: the message is delivered and
+// deleted, and the retry sent RCPT for retry alone.
+func retryPoll(t *testing.T, srv *pop3test.Server, a *rcfile.Account, sink *delivertest.Sink, retry ...string) {
+	t.Helper()
+	before := len(sink.Tried())
+	checkDeleted(t, srv, faultPoll(a, &syncBuffer{}))
+	if got := sink.TriedSince(before); !slices.Equal(got, retry) {
+		t.Errorf("the retry sent RCPT %v; want only %v", got, retry)
+	}
+}
+
 // A permanent failure whose postmaster delivery fails too is softbounced:
 // the message stays on the server. alice's copy is recorded, so the retry
 // (postmaster fixed) hands only bob's failure to the postmaster.
 func TestDeliveryFaultPostmasterFails(t *testing.T) {
 	t.Parallel()
 	srv := pop3test.NewServer(t, pop3test.Options{Messages: faultMailbox()})
-	sink := newFaultSink()
+	sink := &delivertest.Sink{}
 	a := faultAccount(t, srv, startFaultSink(t, sink, false))
-	sink.rcpt[bob] = smtpErr(550, "no such user bob")
+	sink.FailRcpt(bob, smtpErr(550, "no such user bob"))
 	// As root, permissions do not stop a write; a regular file where a
 	// directory must be does: the postmaster's Maildir cannot be made.
 	blocker := filepath.Join(t.TempDir(), "not-a-dir")
@@ -386,24 +289,11 @@ func TestDeliveryFaultPostmasterFails(t *testing.T) {
 	}
 	good := a.Postmaster.Maildir
 	a.Postmaster = &rcfile.Destination{Maildir: filepath.Join(blocker, "postmaster")}
-	logs := &syncBuffer{}
-	res := faultPoll(a, logs)
-	checkKept(t, srv, a, res, logs)
-	if l := logs.String(); !containsAll(l, []string{"bob: SMTP 550", "postmaster delivery failed"}) {
-		t.Errorf("log does not say why the message stays:\n%s", l)
-	}
-	if na, nb := sink.count(alice), sink.count(bob); na != 1 || nb != 0 {
-		t.Fatalf("after the fault: alice %d, bob %d copies; want 1, 0", na, nb)
-	}
+	keptPoll(t, srv, a, sink, "bob: SMTP 550", "postmaster delivery failed")
 
 	a.Postmaster = &rcfile.Destination{Maildir: good}
-	before := sink.triedCount()
-	res = faultPoll(a, &syncBuffer{})
-	checkDeleted(t, srv, res)
-	if got := sink.triedSince(before); !slices.Equal(got, []string{bob}) {
-		t.Errorf("the retry sent RCPT %v; want only bob", got)
-	}
-	if na := sink.count(alice); na != 1 {
+	retryPoll(t, srv, a, sink, bob)
+	if na := sink.Copies(alice); na != 1 {
 		t.Errorf("alice has %d copies; want 1 (no duplicate on the retry)", na)
 	}
 	if pm := postmasterCopies(t, a); len(pm) != 1 || !strings.Contains(pm[0], "bob: SMTP 550") {
@@ -417,83 +307,24 @@ func TestDeliveryFaultPostmasterFails(t *testing.T) {
 func TestDeliveryFaultNoPostmaster(t *testing.T) {
 	t.Parallel()
 	srv := pop3test.NewServer(t, pop3test.Options{Messages: faultMailbox()})
-	sink := newFaultSink()
+	sink := &delivertest.Sink{}
 	a := faultAccount(t, srv, startFaultSink(t, sink, false))
 	a.Postmaster = nil
-	sink.rcpt[bob] = smtpErr(550, "no such user bob")
-	logs := &syncBuffer{}
-	res := faultPoll(a, logs)
-	checkKept(t, srv, a, res, logs)
-	if l := logs.String(); !containsAll(l, []string{"bob: SMTP 550", "no postmaster configured"}) {
-		t.Errorf("log does not say why the message stays:\n%s", l)
-	}
-	if na, nb := sink.count(alice), sink.count(bob); na != 1 || nb != 0 {
-		t.Fatalf("after the fault: alice %d, bob %d copies; want 1, 0", na, nb)
-	}
+	sink.FailRcpt(bob, smtpErr(550, "no such user bob"))
+	keptPoll(t, srv, a, sink, "bob: SMTP 550", "no postmaster configured")
 
-	sink.clear()
-	before := sink.triedCount()
-	res = faultPoll(a, &syncBuffer{})
-	checkDeleted(t, srv, res)
-	if got := sink.triedSince(before); !slices.Equal(got, []string{bob}) {
-		t.Errorf("the retry sent RCPT %v; want only bob", got)
-	}
-	if na, nb := sink.count(alice), sink.count(bob); na != 1 || nb != 1 {
+	sink.Clear()
+	retryPoll(t, srv, a, sink, bob)
+	if na, nb := sink.Copies(alice), sink.Copies(bob); na != 1 || nb != 1 {
 		t.Errorf("after the fix: alice %d, bob %d copies; want one each", na, nb)
 	}
 }
 
-// faultMDAScript writes an MDA ("script {user}") that stores each message
-// it gets as a file under dir/box/USER/, unless dir/fault-USER says what
-// goes wrong for that user: "exit N" (with a line on stderr), "kill" (it
-// dies by SIGKILL), or "hang" (it forks a child, notes the child's PID in
-// dir/child.pid, and waits for it).
-func faultMDAScript(t *testing.T, dir string) []string {
-	t.Helper()
-	script := filepath.Join(dir, "mda")
-	src := fmt.Sprintf(`#!/bin/sh
-dir=%q
-fault=$(cat "$dir/fault-$1" 2>/dev/null)
-case "$fault" in
-exit*)
-	echo "mailbox of $1 is unavailable" >&2
-	exit "${fault#exit }" ;;
-kill)
-	kill -KILL $$ ;;
-hang)
-	sleep 347 &
-	echo $! > "$dir/child.pid"
-	wait
-	exit 0 ;;
-esac
-mkdir -p "$dir/box/$1" && f=$(mktemp "$dir/box/$1/msg.XXXXXX") && exec cat > "$f"
-`, dir)
-	if err := os.WriteFile(script, []byte(src), 0o755); err != nil {
-		t.Fatal(err)
-	}
-	return []string{script, "{user}"}
-}
-
 // mdaCopies counts the copies of the test message the MDA stored for user.
-func mdaCopies(t *testing.T, dir, user string) int {
+func mdaCopies(t *testing.T, mda *delivertest.MDA, user string) int {
 	t.Helper()
-	ents, err := os.ReadDir(filepath.Join(dir, "box", user))
-	if os.IsNotExist(err) {
-		return 0
-	}
-	if err != nil {
-		t.Fatal(err)
-	}
-	var raws [][]byte
-	for _, e := range ents {
-		b, err := os.ReadFile(filepath.Join(dir, "box", user, e.Name()))
-		if err != nil {
-			t.Fatal(err)
-		}
-		raws = append(raws, b)
-	}
 	n := 0
-	for _, c := range copiesOf(t, raws) {
+	for _, c := range copiesOf(t, mda.Messages(t, user)) {
 		if c.seq != "1" {
 			t.Errorf("%s holds X-Seq %s", user, c.seq)
 		}
@@ -518,15 +349,12 @@ func TestDeliveryFaultMDA(t *testing.T) {
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			t.Parallel()
-			dir := t.TempDir()
+			mda := delivertest.NewMDA(t)
 			srv := pop3test.NewServer(t, pop3test.Options{Messages: faultMailbox()})
 			// Short enough for a quick test, long enough for a loaded
 			// machine to start a shell script for alice.
-			a := faultAccount(t, srv, rcfile.Destination{MDA: faultMDAScript(t, dir), MDATimeout: 2 * time.Second})
-			fault := filepath.Join(dir, "fault-bob")
-			if err := os.WriteFile(fault, []byte(tc.fault), 0o644); err != nil {
-				t.Fatal(err)
-			}
+			a := faultAccount(t, srv, rcfile.Destination{MDA: mda.Argv("{user}"), MDATimeout: 2 * time.Second})
+			mda.Fail(t, "bob", tc.fault)
 			logs := &syncBuffer{}
 			res := faultPoll(a, logs)
 			if tc.perm {
@@ -540,16 +368,14 @@ func TestDeliveryFaultMDA(t *testing.T) {
 					t.Errorf("log does not mention %q:\n%s", tc.reason, l)
 				}
 			}
-			if na, nb := mdaCopies(t, dir, "alice"), mdaCopies(t, dir, "bob"); na != 1 || nb != 0 {
+			if na, nb := mdaCopies(t, mda, "alice"), mdaCopies(t, mda, "bob"); na != 1 || nb != 0 {
 				t.Fatalf("after the fault: alice %d, bob %d copies; want 1, 0", na, nb)
 			}
 			if tc.fault == "hang" {
-				checkChildGone(t, filepath.Join(dir, "child.pid"))
+				checkChildGone(t, mda.ChildPID())
 			}
 
-			if err := os.Remove(fault); err != nil {
-				t.Fatal(err)
-			}
+			mda.Fix(t, "bob")
 			res = faultPoll(a, &syncBuffer{})
 			wantBob := 1
 			if tc.perm {
@@ -563,7 +389,7 @@ func TestDeliveryFaultMDA(t *testing.T) {
 					t.Errorf("postmaster got %q; a temporary failure is not the postmaster's", pm)
 				}
 			}
-			if na, nb := mdaCopies(t, dir, "alice"), mdaCopies(t, dir, "bob"); na != 1 || nb != wantBob {
+			if na, nb := mdaCopies(t, mda, "alice"), mdaCopies(t, mda, "bob"); na != 1 || nb != wantBob {
 				t.Errorf("after the fix: alice %d, bob %d copies; want 1, %d", na, nb, wantBob)
 			}
 		})

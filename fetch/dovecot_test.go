@@ -12,6 +12,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/popfetch/popfetch/deliver/delivertest"
 	"github.com/popfetch/popfetch/fetch/dovecottest"
 	"github.com/popfetch/popfetch/rcfile"
 )
@@ -50,17 +51,12 @@ func sample(i int) []byte {
 func delivered(t *testing.T, maildir string) map[string][]byte {
 	t.Helper()
 	out := map[string][]byte{}
-	ents, err := os.ReadDir(filepath.Join(maildir, "new"))
-	if err != nil {
+	if _, err := os.Stat(filepath.Join(maildir, "new")); err != nil {
 		t.Fatal(err)
 	}
-	for _, e := range ents {
-		b, err := os.ReadFile(filepath.Join(maildir, "new", e.Name()))
-		if err != nil {
-			t.Fatal(err)
-		}
+	for _, b := range delivertest.MaildirMessages(t, maildir, "new") {
 		if !bytes.HasPrefix(b, []byte("Received: ")) {
-			t.Fatalf("%s does not start with popfetch's Received field", e.Name())
+			t.Fatalf("a delivered message does not start with popfetch's Received field:\n%.400s", b)
 		}
 		// The trace field is folded: skip its continuation lines.
 		i := bytes.IndexByte(b, '\n') + 1

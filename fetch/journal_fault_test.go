@@ -11,6 +11,7 @@ import (
 	"syscall"
 	"testing"
 
+	"github.com/popfetch/popfetch/deliver/delivertest"
 	"github.com/popfetch/popfetch/fetch/pop3test"
 	"github.com/popfetch/popfetch/uidl"
 )
@@ -57,23 +58,18 @@ func fillTmpfs(t *testing.T, dir string) (fill, free func()) {
 // the Maildir's new/.
 func maildirCopies(t *testing.T, maildir string) map[int]int {
 	t.Helper()
-	ents, err := os.ReadDir(filepath.Join(maildir, "new"))
-	if err != nil {
+	if _, err := os.Stat(filepath.Join(maildir, "new")); err != nil {
 		t.Fatal(err)
 	}
 	out := map[int]int{}
-	for _, e := range ents {
-		b, err := os.ReadFile(filepath.Join(maildir, "new", e.Name()))
-		if err != nil {
-			t.Fatal(err)
-		}
+	for _, b := range delivertest.MaildirMessages(t, maildir, "new") {
 		i := bytes.Index(b, []byte("Message-ID: <"))
 		var n int
 		if i < 0 {
-			t.Fatalf("%s: no Message-ID", e.Name())
+			t.Fatalf("no Message-ID:\n%.400s", b)
 		}
 		if _, err := fmt.Sscanf(string(b[i:]), "Message-ID: <%d@", &n); err != nil {
-			t.Fatalf("%s: %v", e.Name(), err)
+			t.Fatalf("%v:\n%.400s", err, b)
 		}
 		out[n]++
 	}

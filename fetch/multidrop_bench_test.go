@@ -9,6 +9,7 @@ import (
 	"testing"
 
 	"github.com/popfetch/popfetch/deliver"
+	"github.com/popfetch/popfetch/deliver/delivertest"
 	"github.com/popfetch/popfetch/fetch/dovecottest"
 	"github.com/popfetch/popfetch/rcfile"
 )
@@ -91,8 +92,8 @@ func runDispatch(b *testing.B, a *rcfile.Account, m *deliver.Message) {
 		}
 	}
 	b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "msgs/s")
-	if ents, _ := os.ReadDir(filepath.Join(a.Postmaster.Maildir, "new")); len(ents) > 0 {
-		b.Fatalf("%d messages went to the postmaster", len(ents))
+	if n := delivertest.MaildirCount(b, a.Postmaster.Maildir, "new"); n > 0 {
+		b.Fatalf("%d messages went to the postmaster", n)
 	}
 }
 

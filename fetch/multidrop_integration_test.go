@@ -13,6 +13,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/popfetch/popfetch/deliver/delivertest"
 	"github.com/popfetch/popfetch/fetch/dovecottest"
 	"github.com/popfetch/popfetch/rcfile"
 )
@@ -279,24 +280,7 @@ type mdCopy struct {
 // missing Maildir holds nothing.
 func readCopies(t *testing.T, maildir string) []mdCopy {
 	t.Helper()
-	var raws [][]byte
-	for _, sub := range []string{"new", "cur"} {
-		ents, err := os.ReadDir(filepath.Join(maildir, sub))
-		if os.IsNotExist(err) {
-			continue
-		}
-		if err != nil {
-			t.Fatal(err)
-		}
-		for _, e := range ents {
-			b, err := os.ReadFile(filepath.Join(maildir, sub, e.Name()))
-			if err != nil {
-				t.Fatal(err)
-			}
-			raws = append(raws, b)
-		}
-	}
-	return copiesOf(t, raws)
+	return copiesOf(t, delivertest.MaildirMessages(t, maildir))
 }
 
 func copiesOf(t *testing.T, raws [][]byte) []mdCopy {
@@ -394,13 +378,9 @@ func (p *placed) check(t *testing.T, cases []mdCase) {
 // user that does not exist would show up as a stray directory.
 func onlyDirs(t *testing.T, dir string, names []string) {
 	t.Helper()
-	ents, err := os.ReadDir(dir)
-	if err != nil && !os.IsNotExist(err) {
-		t.Fatal(err)
-	}
-	for _, e := range ents {
-		if !slices.Contains(names, e.Name()) {
-			t.Errorf("%s: unexpected entry %s", dir, e.Name())
+	for _, n := range delivertest.Names(t, dir) {
+		if !slices.Contains(names, n) {
+			t.Errorf("%s: unexpected entry %s", dir, n)
 		}
 	}
 }
@@ -528,25 +508,11 @@ func TestMultidropIntegration(t *testing.T) {
 	})
 }
 
-// faultMDA writes a wrapper MDA: for user bob it exits with the status in
-// the file it returns (when that file exists and is not empty), otherwise
-// it runs the real procmail. The fault is fixed by removing the file.
-func faultMDA(t *testing.T, dir, rc string) (argv []string, fault string) {
+// faultMDA is a stub MDA that runs the real procmail for every user but
+// those given a fault (mda.Fail), such as bob's exit status.
+func faultMDA(t *testing.T, rc string) *delivertest.MDA {
 	t.Helper()
-	fault = filepath.Join(dir, "bob-fault")
-	script := filepath.Join(dir, "mda.sh")
-	src := fmt.Sprintf(`#!/bin/sh
-# Test MDA: a fault for bob, procmail for everyone else.
-if [ "$1" = bob ] && [ -s %[1]q ]; then
-	echo "bob's mailbox is unavailable" >&2
-	exit "$(cat %[1]q)"
-fi
-exec /usr/bin/procmail -m "USER=$1" %[2]q
-`, fault, rc)
-	if err := os.WriteFile(script, []byte(src), 0o755); err != nil {
-		t.Fatal(err)
-	}
-	return []string{script, "{user}"}, fault
+	return delivertest.NewMDA(t, "/usr/bin/procmail", "-m", "USER={user}", rc)
 }
 
 func TestMultidropIntegrationFaults(t *testing.T) {
@@ -568,14 +534,12 @@ func TestMultidropIntegrationFaults(t *testing.T) {
 	// his without anyone getting a second one.
 	t.Run("mda-tempfail", func(t *testing.T) {
 		dir := t.TempDir()
-		argv, fault := faultMDA(t, dir, procmailRC(t, dir))
-		if err := os.WriteFile(fault, []byte("75\n"), 0o644); err != nil {
-			t.Fatal(err)
-		}
+		mda := faultMDA(t, procmailRC(t, dir))
+		mda.Fail(t, "bob", "exit 75")
 		mb := srv.AddUser(t, "catchall-tempfail", "pw")
 		mb.Put(t, msg(1, "alice@example.com, bob@example.com, carol@example.com"), msg(2, "alice@example.com"))
 		a := mdAccount(t, srv, mb, rcfile.TLSNone)
-		a.Deliver = rcfile.Destination{MDA: argv}
+		a.Deliver = rcfile.Destination{MDA: mda.Argv("{user}")}
 		res := (&Poller{}).Poll(context.Background(), a)
 		if res.Err != nil || res.Failed != 1 || res.Delivered != 1 || mb.Count(t) != 1 {
 			t.Fatalf("Poll with bob failing = %+v, server %d; want message 1 kept", res, mb.Count(t))
@@ -584,9 +548,7 @@ func TestMultidropIntegrationFaults(t *testing.T) {
 		if a, b, c := count(t, box("alice")), count(t, box("bob")), count(t, box("carol")); a["1"] != 1 || a["2"] != 1 || c["1"] != 1 || len(b) != 0 {
 			t.Fatalf("after the fault: alice %v, bob %v, carol %v", a, b, c)
 		}
-		if err := os.Remove(fault); err != nil {
-			t.Fatal(err)
-		}
+		mda.Fix(t, "bob")
 		res = (&Poller{}).Poll(context.Background(), a)
 		if res.Err != nil || res.Failed != 0 || res.Delivered != 1 || mb.Count(t) != 0 {
 			t.Fatalf("Poll after the fix = %+v, server %d", res, mb.Count(t))
@@ -605,14 +567,12 @@ func TestMultidropIntegrationFaults(t *testing.T) {
 	// with the reason, the others their copies, and it is deleted.
 	t.Run("mda-permanent", func(t *testing.T) {
 		dir := t.TempDir()
-		argv, fault := faultMDA(t, dir, procmailRC(t, dir))
-		if err := os.WriteFile(fault, []byte("1\n"), 0o644); err != nil {
-			t.Fatal(err)
-		}
+		mda := faultMDA(t, procmailRC(t, dir))
+		mda.Fail(t, "bob", "exit 1")
 		mb := srv.AddUser(t, "catchall-permfail", "pw")
 		mb.Put(t, msg(1, "alice@example.com, bob@example.com, carol@example.com"))
 		a := mdAccount(t, srv, mb, rcfile.TLSNone)
-		a.Deliver = rcfile.Destination{MDA: argv}
+		a.Deliver = rcfile.Destination{MDA: mda.Argv("{user}")}
 		res := (&Poller{}).Poll(context.Background(), a)
 		if res.Err != nil || res.Failed != 0 || res.Delivered != 1 || res.Deleted != 1 || mb.Count(t) != 0 {
 			t.Fatalf("Poll = %+v, server %d; want delivered and deleted", res, mb.Count(t))

@@ -4,18 +4,15 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"io"
-	"log"
-	"net"
-	"os"
 	"path/filepath"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
-	"github.com/emersion/go-smtp"
 	"github.com/popfetch/popfetch/deliver"
+	"github.com/popfetch/popfetch/deliver/delivertest"
 	"github.com/popfetch/popfetch/rcfile"
 	"github.com/popfetch/popfetch/uidl"
 )
@@ -51,79 +48,26 @@ func (d *dyingProgress) Record(rcpt string) error {
 
 // recordSink is an LMTP server that stores one copy per recipient and
 // sends its reply, which names the recipient as dovecot's do (go-smtp's
-// server sends "250 2.0.0 <rcpt> OK: queued"), then waits (up to a second) until the client has
-// recorded that copy before it stores the next: if the client records
-// only when the whole transaction is over, every wait runs out, which the
-// sink reports as late.
+// server sends "250 2.0.0 <rcpt> OK: queued"), then waits (up to ten
+// seconds) until the client has recorded that copy (a value on recorded)
+// before it stores the next: if the client records only when the whole
+// transaction is over, every wait runs out, which late counts.
 type recordSink struct {
-	mu       sync.Mutex
-	copies   map[string]int
-	late     int
+	*delivertest.Sink
+	late     atomic.Int32
 	recorded chan struct{}
 }
 
-func (s *recordSink) NewSession(*smtp.Conn) (smtp.Session, error) {
-	return &recordSession{sink: s}, nil
-}
-
-type recordSession struct {
-	sink  *recordSink
-	rcpts []string
-}
-
-func (s *recordSession) Reset()                               { s.rcpts = nil }
-func (s *recordSession) Logout() error                        { return nil }
-func (s *recordSession) Mail(string, *smtp.MailOptions) error { return nil }
-func (s *recordSession) Rcpt(to string, _ *smtp.RcptOptions) error {
-	s.rcpts = append(s.rcpts, to)
-	return nil
-}
-func (s *recordSession) Data(io.Reader) error { return errors.New("LMTP only") }
-func (s *recordSession) LMTPData(r io.Reader, status smtp.StatusCollector) error {
-	if _, err := io.ReadAll(r); err != nil {
-		return err
-	}
-	for _, rc := range s.rcpts {
-		s.sink.mu.Lock()
-		s.sink.copies[rc]++
-		s.sink.mu.Unlock()
-		status.SetStatus(rc, nil)
+func startRecordSink(t *testing.T) (*recordSink, string) {
+	sink := &recordSink{Sink: &delivertest.Sink{}, recorded: make(chan struct{}, 100)}
+	sink.AfterStatus = func(string) {
 		select {
-		case <-s.sink.recorded:
+		case <-sink.recorded:
 		case <-time.After(10 * time.Second):
-			s.sink.mu.Lock()
-			s.sink.late++
-			s.sink.mu.Unlock()
+			sink.late.Add(1)
 		}
 	}
-	return nil
-}
-
-func (s *recordSink) total() int {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	n := 0
-	for _, c := range s.copies {
-		n += c
-	}
-	return n
-}
-
-func startRecordSink(t *testing.T) (*recordSink, string) {
-	sink := &recordSink{copies: map[string]int{}, recorded: make(chan struct{}, 100)}
-	s := smtp.NewServer(sink)
-	s.Domain = "sink.test"
-	s.LMTP = true
-	s.ReadTimeout = 10 * time.Second
-	s.WriteTimeout = 10 * time.Second
-	s.ErrorLog = log.New(io.Discard, "", 0)
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	go s.Serve(l)
-	t.Cleanup(func() { s.Close() })
-	return sink, l.Addr().String()
+	return sink, sink.Start(t, delivertest.SinkOptions{LMTP: true, Timeout: 10 * time.Second})
 }
 
 // countGlob counts the files matching pattern.
@@ -155,15 +99,8 @@ func TestMultidropRecordsEachCopy(t *testing.T) {
 	raw := []byte("To: " + strings.Join(addrs, ",\r\n\t") + "\r\nMessage-ID: <many@x>\r\nSubject: to many\r\n\r\nbody\r\n")
 
 	dir := t.TempDir()
-	script := filepath.Join(dir, "mda.sh")
-	mdaOut := filepath.Join(dir, "mda")
-	if err := os.WriteFile(script, []byte("#!/bin/sh\ncat > \""+mdaOut+"/$1.$$\"\n"), 0o700); err != nil {
-		t.Fatal(err)
-	}
-	if err := os.Mkdir(mdaOut, 0o700); err != nil {
-		t.Fatal(err)
-	}
-	mda, err := deliver.NewMDA([]string{script, "{user}"}, deliver.MDAOptions{Timeout: 10 * time.Second})
+	stub := delivertest.NewMDA(t)
+	mda, err := deliver.NewMDA(stub.Argv("{user}"), deliver.MDAOptions{Timeout: 10 * time.Second})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -177,13 +114,13 @@ func TestMultidropRecordsEachCopy(t *testing.T) {
 	}{
 		{"maildir", deliver.NewMaildir(filepath.Join(dir, "md", "{user}"), deliver.MaildirOptions{LocalHost: "test.host"}),
 			func() int { return countGlob(t, filepath.Join(dir, "md", "*", "new", "*")) },
-			func(u string) int { return countGlob(t, filepath.Join(dir, "md", u, "new", "*")) }, nil},
+			func(u string) int { return delivertest.MaildirCount(t, filepath.Join(dir, "md", u), "new") }, nil},
 		{"mda", mda,
-			func() int { return countGlob(t, filepath.Join(mdaOut, "*")) },
-			func(u string) int { return countGlob(t, filepath.Join(mdaOut, u+".*")) }, nil},
+			func() int { return stub.Total(t) },
+			func(u string) int { return stub.Count(t, u) }, nil},
 		{"lmtp", deliver.NewSMTP(deliver.SMTPOptions{Addr: lmtpAddr, LMTP: true, Timeout: 10 * time.Second}),
-			sink.total,
-			func(u string) int { sink.mu.Lock(); defer sink.mu.Unlock(); return sink.copies[u+"@example.com"] },
+			sink.Total,
+			func(u string) int { return sink.Copies(u + "@example.com") },
 			func() { sink.recorded <- struct{}{} }},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
@@ -199,9 +136,7 @@ func TestMultidropRecordsEachCopy(t *testing.T) {
 			dp.onRecord = func(c int) {
 				if c == k {
 					atFail = tc.copies()
-					sink.mu.Lock()
-					lateAtFail = sink.late
-					sink.mu.Unlock()
+					lateAtFail = int(sink.late.Load())
 				}
 			}
 			if tc.after != nil {
@@ -235,7 +170,7 @@ func TestMultidropRecordsEachCopy(t *testing.T) {
 				for range n {
 					sink.recorded <- struct{}{}
 				}
-				for start := time.Now(); sink.total() < n && time.Since(start) < 10*time.Second; {
+				for start := time.Now(); sink.Total() < n && time.Since(start) < 10*time.Second; {
 					time.Sleep(10 * time.Millisecond)
 				}
 			} else if got := tc.copies(); got > k {

@@ -9,53 +9,22 @@ import (
 	"path/filepath"
 	"slices"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
 	"github.com/popfetch/popfetch/deliver"
+	"github.com/popfetch/popfetch/deliver/delivertest/fault"
 	"github.com/popfetch/popfetch/fetch/pop3test"
 	"github.com/popfetch/popfetch/internal/trust"
 	"github.com/popfetch/popfetch/rcfile"
 	"github.com/popfetch/popfetch/uidl"
 )
 
-// fakeTarget records copies per user and fails users on demand.
-type fakeTarget struct {
-	mu     sync.Mutex
-	copies map[string][]string // user → UIDs
-	extra  map[string]string   // UID → X-Popfetch-Reason seen
-	fail   map[string]error    // user → error
-}
-
-func newFakeTarget() *fakeTarget {
-	return &fakeTarget{copies: map[string][]string{}, extra: map[string]string{}, fail: map[string]error{}}
-}
-
-func (f *fakeTarget) Deliver(ctx context.Context, m *deliver.Message, sender string, rcpts []deliver.Recipient, extra []deliver.Field) []error {
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	errs := make([]error, len(rcpts))
-	for i, r := range rcpts {
-		if err := f.fail[r.User]; err != nil {
-			errs[i] = err
-			continue
-		}
-		f.copies[r.User] = append(f.copies[r.User], m.UID)
-		for _, x := range extra {
-			if x.Name == "X-Popfetch-Reason" {
-				f.extra[m.UID] = x.Value
-			}
-		}
-	}
-	return errs
-}
-
 func domainMsg(uid, headers string) pop3test.Message {
 	return pop3test.Message{UID: uid, Data: []byte(strings.ReplaceAll(headers, "\n", "\r\n") + "\r\n\r\nbody\r\n")}
 }
 
-func multidropPoller(t *testing.T, users, pm *fakeTarget, dedupe bool) *Poller {
+func multidropPoller(t *testing.T, users, pm *fault.Target, dedupe bool) *Poller {
 	t.Helper()
 	return mdPoller(t, users, pm, func(md *rcfile.Multidrop) { md.DedupeMessageID = dedupe }, nil)
 }
@@ -79,7 +48,7 @@ func mdUser(name string, addrs ...string) *rcfile.User {
 
 // mdPoller is a Poller whose accounts are multidrop with users alice
 // (alice, sales), bob and carol; edit changes the multidrop block.
-func mdPoller(t *testing.T, users, pm *fakeTarget, edit func(*rcfile.Multidrop), log *slog.Logger) *Poller {
+func mdPoller(t *testing.T, users, pm *fault.Target, edit func(*rcfile.Multidrop), log *slog.Logger) *Poller {
 	t.Helper()
 	md := testMultidrop(mdUser("alice", "alice", "sales"), mdUser("bob", "bob"), mdUser("carol", "carol"))
 	if edit != nil {
@@ -103,26 +72,26 @@ func TestMultidropRoutes(t *testing.T) {
 		domainMsg("m3", "Delivered-To: nobody@example.com\nTo: nobody@example.com\nMessage-ID: <3@x>"), // unknown
 		domainMsg("m4", "To: list@lists.example.org\nList-Id: <l.example.org>\nMessage-ID: <4@x>"),     // list, no envelope
 	}})
-	users, pm := newFakeTarget(), newFakeTarget()
+	users, pm := fault.New(), fault.New()
 	res := multidropPoller(t, users, pm, false).Poll(context.Background(), testAccount(t, srv))
 	if res.Err != nil || res.Delivered != 4 || len(srv.Messages()) != 0 {
 		t.Fatalf("Poll = %+v", res)
 	}
 	want := map[string]string{"alice": "m1", "bob": "m2", "carol": "m2"}
 	for u, uid := range want {
-		if got := strings.Join(users.copies[u], ","); got != uid {
+		if got := strings.Join(users.Copies(u), ","); got != uid {
 			t.Errorf("%s got %q; want %q", u, got, uid)
 		}
 	}
-	pmGot := slices.Clone(pm.copies["postmaster"])
+	pmGot := pm.Copies("postmaster")
 	slices.Sort(pmGot) // deliveries run concurrently
 	if got := strings.Join(pmGot, ","); got != "m3,m4" {
 		t.Fatalf("postmaster got %q; want m3,m4", got)
 	}
-	if r := pm.extra["m3"]; !strings.Contains(r, "nobody@example.com") {
+	if r := pm.Reason("m3"); !strings.Contains(r, "nobody@example.com") {
 		t.Errorf("reason for m3 = %q", r)
 	}
-	if r := pm.extra["m4"]; r == "" {
+	if r := pm.Reason("m4"); r == "" {
 		t.Errorf("no reason for m4")
 	}
 }
@@ -134,19 +103,19 @@ func TestMultidropResumesWithoutDuplicates(t *testing.T) {
 		domainMsg("m1", "To: alice@example.com, bob@example.com, carol@example.com\nMessage-ID: <1@x>"),
 	}})
 	a := testAccount(t, srv)
-	users := newFakeTarget()
-	users.fail["bob"] = &deliver.Error{Target: "fake", Err: errors.New("mailbox busy")}
-	res := multidropPoller(t, users, newFakeTarget(), false).Poll(context.Background(), a)
+	users := fault.New()
+	users.Temporary("bob", "mailbox busy")
+	res := multidropPoller(t, users, fault.New(), false).Poll(context.Background(), a)
 	if res.Failed != 1 || res.Delivered != 0 || len(srv.Messages()) != 1 {
 		t.Fatalf("Poll = %+v", res)
 	}
-	delete(users.fail, "bob")
-	res = multidropPoller(t, users, newFakeTarget(), false).Poll(context.Background(), a)
+	users.Fail("bob", nil)
+	res = multidropPoller(t, users, fault.New(), false).Poll(context.Background(), a)
 	if res.Err != nil || res.Delivered != 1 || len(srv.Messages()) != 0 {
 		t.Fatalf("retry Poll = %+v", res)
 	}
 	for _, u := range []string{"alice", "bob", "carol"} {
-		if n := len(users.copies[u]); n != 1 {
+		if n := len(users.Copies(u)); n != 1 {
 			t.Errorf("%s has %d copies; want 1", u, n)
 		}
 	}
@@ -158,14 +127,14 @@ func TestMultidropPermanentFailure(t *testing.T) {
 	srv := pop3test.NewServer(t, pop3test.Options{Messages: []pop3test.Message{
 		domainMsg("m1", "To: alice@example.com, bob@example.com\nMessage-ID: <1@x>"),
 	}})
-	users, pm := newFakeTarget(), newFakeTarget()
-	users.fail["bob"] = &deliver.Error{Target: "fake", Permanent: true, Reason: "MDA exit 67"}
+	users, pm := fault.New(), fault.New()
+	users.Permanent("bob", "MDA exit 67")
 	res := multidropPoller(t, users, pm, false).Poll(context.Background(), testAccount(t, srv))
 	if res.Err != nil || res.Delivered != 1 || len(srv.Messages()) != 0 {
 		t.Fatalf("Poll = %+v", res)
 	}
-	if len(users.copies["alice"]) != 1 || len(pm.copies["postmaster"]) != 1 || !strings.Contains(pm.extra["m1"], "bob: MDA exit 67") {
-		t.Fatalf("alice %v, postmaster %v reason %q", users.copies["alice"], pm.copies["postmaster"], pm.extra["m1"])
+	if len(users.Copies("alice")) != 1 || len(pm.Copies("postmaster")) != 1 || !strings.Contains(pm.Reason("m1"), "bob: MDA exit 67") {
+		t.Fatalf("alice %v, postmaster %v reason %q", users.Copies("alice"), pm.Copies("postmaster"), pm.Reason("m1"))
 	}
 }
 
@@ -176,27 +145,35 @@ func TestMultidropNoPostmasterKeepsMail(t *testing.T) {
 		domainMsg("m1", "To: stranger@example.net\nMessage-ID: <1@x>"),
 		domainMsg("m2", ""), // headerless (CVE-2005-4348)
 	}})
-	res := multidropPoller(t, newFakeTarget(), nil, false).Poll(context.Background(), testAccount(t, srv))
+	res := multidropPoller(t, fault.New(), nil, false).Poll(context.Background(), testAccount(t, srv))
 	if res.Failed != 2 || len(srv.Messages()) != 2 {
 		t.Fatalf("Poll = %+v, server %d", res, len(srv.Messages()))
 	}
 }
 
-func TestMultidropDedupeMessageID(t *testing.T) {
-	srv := pop3test.NewServer(t, pop3test.Options{Messages: []pop3test.Message{
-		domainMsg("m1", "To: alice@example.com, sales@example.com\nMessage-ID: <same@x>"),
-		domainMsg("m2", "To: alice@example.com, sales@example.com\nMessage-ID: <same@x>"),
-		domainMsg("m3", "To: alice@example.com\nMessage-ID: <other@x>"),
-	}})
-	users := newFakeTarget()
-	res := multidropPoller(t, users, newFakeTarget(), true).Poll(context.Background(), testAccount(t, srv))
-	if res.Err != nil || res.Delivered != 3 || len(srv.Messages()) != 0 {
+// dedupeAlice polls msgs with dedupe_message_id on; every one must be
+// delivered and deleted. It returns the UIDs alice got, sorted, joined by
+// commas.
+func dedupeAlice(t *testing.T, msgs ...pop3test.Message) string {
+	t.Helper()
+	srv := pop3test.NewServer(t, pop3test.Options{Messages: msgs})
+	users := fault.New()
+	res := multidropPoller(t, users, fault.New(), true).Poll(context.Background(), testAccount(t, srv))
+	if res.Err != nil || res.Delivered != len(msgs) || len(srv.Messages()) != 0 {
 		t.Fatalf("Poll = %+v", res)
 	}
-	// m1 and m2 are one message: exactly one of them reaches alice.
-	got := slices.Clone(users.copies["alice"])
+	got := users.Copies("alice")
 	slices.Sort(got)
-	if s := strings.Join(got, ","); s != "m1,m3" && s != "m2,m3" {
+	return strings.Join(got, ",")
+}
+
+func TestMultidropDedupeMessageID(t *testing.T) {
+	// m1 and m2 are one message: exactly one of them reaches alice.
+	s := dedupeAlice(t,
+		domainMsg("m1", "To: alice@example.com, sales@example.com\nMessage-ID: <same@x>"),
+		domainMsg("m2", "To: alice@example.com, sales@example.com\nMessage-ID: <same@x>"),
+		domainMsg("m3", "To: alice@example.com\nMessage-ID: <other@x>"))
+	if s != "m1,m3" && s != "m2,m3" {
 		t.Fatalf("alice got %s; want m3 and one of m1, m2 (the same message twice)", s)
 	}
 }
@@ -213,19 +190,19 @@ func TestMultidropPartialRoute(t *testing.T) {
 		domainMsg("m4", "Received: from pop.isp.example by h with POP3 (popfetch 1) (account a, user b, uid 9); x\n"+ // a loop for bob only
 			"Delivered-To: bob@example.com\nTo: bob@example.com, carol@example.com\nMessage-ID: <4@x>"),
 	}})
-	users, pm, logs := newFakeTarget(), newFakeTarget(), &logCapture{}
+	users, pm, logs := fault.New(), fault.New(), &logCapture{}
 	res := mdPoller(t, users, pm, nil, logs.logger()).Poll(context.Background(), testAccount(t, srv))
 	if res.Err != nil || res.Delivered != 4 || len(srv.Messages()) != 0 {
 		t.Fatalf("Poll = %+v, %d left on the server", res, len(srv.Messages()))
 	}
 	for u, want := range map[string]string{"alice": "m1", "bob": "m2", "carol": "m3,m4"} {
-		got := slices.Clone(users.copies[u])
+		got := users.Copies(u)
 		slices.Sort(got)
 		if strings.Join(got, ",") != want {
 			t.Errorf("%s got %v; want %s", u, got, want)
 		}
 	}
-	pmGot := slices.Clone(pm.copies["postmaster"])
+	pmGot := pm.Copies("postmaster")
 	slices.Sort(pmGot)
 	if strings.Join(pmGot, ",") != "m1,m2,m4" {
 		t.Fatalf("postmaster got %v; want m1, m2, m4 once each", pmGot)
@@ -235,7 +212,7 @@ func TestMultidropPartialRoute(t *testing.T) {
 		"m2": `partly routed (to bob); not routed: unparseable To: "a@b@@c"`,
 		"m4": "partly routed (to carol); not routed: mail loop: already delivered to bob@example.com",
 	} {
-		if got := pm.extra[uid]; got != want {
+		if got := pm.Reason(uid); got != want {
 			t.Errorf("X-Popfetch-Reason of %s = %q; want %q", uid, got, want)
 		}
 	}
@@ -255,32 +232,32 @@ func TestMultidropPartialRouteRetry(t *testing.T) {
 		domainMsg("m1", "To: alice@example.com, bob@example.com, dave@example.com\nMessage-ID: <1@x>"),
 	}})
 	a := testAccount(t, srv)
-	users, pm := newFakeTarget(), newFakeTarget()
-	users.fail["alice"] = &deliver.Error{Target: "fake", Err: errors.New("mailbox busy")}
+	users, pm := fault.New(), fault.New()
+	users.Temporary("alice", "mailbox busy")
 	if res := mdPoller(t, users, pm, nil, nil).Poll(context.Background(), a); res.Failed != 1 || len(srv.Messages()) != 1 {
 		t.Fatalf("first Poll = %+v", res)
 	}
-	if n := len(pm.copies["postmaster"]); n != 0 {
+	if n := len(pm.Copies("postmaster")); n != 0 {
 		t.Fatalf("postmaster got %d copies while alice's delivery is pending; want 0", n)
 	}
 	// Now the postmaster's target fails: the users are done, the message
 	// still stays.
-	delete(users.fail, "alice")
-	pm.fail["postmaster"] = &deliver.Error{Target: "fake", Err: errors.New("disk full")}
+	users.Fail("alice", nil)
+	pm.Temporary("postmaster", "disk full")
 	if res := mdPoller(t, users, pm, nil, nil).Poll(context.Background(), a); res.Failed != 1 || len(srv.Messages()) != 1 {
 		t.Fatalf("second Poll = %+v", res)
 	}
-	delete(pm.fail, "postmaster")
+	pm.Fail("postmaster", nil)
 	if res := mdPoller(t, users, pm, nil, nil).Poll(context.Background(), a); res.Err != nil || res.Delivered != 1 || len(srv.Messages()) != 0 {
 		t.Fatalf("third Poll = %+v", res)
 	}
 	for _, u := range []string{"alice", "bob", "postmaster"} {
-		got := len(users.copies[u]) + len(pm.copies[u])
+		got := len(users.Copies(u)) + len(pm.Copies(u))
 		if got != 1 {
 			t.Errorf("%s has %d copies; want 1", u, got)
 		}
 	}
-	if r := pm.extra["m1"]; !strings.Contains(r, "unknown user dave@example.com") || !strings.Contains(r, "alice, bob") {
+	if r := pm.Reason("m1"); !strings.Contains(r, "unknown user dave@example.com") || !strings.Contains(r, "alice, bob") {
 		t.Errorf("X-Popfetch-Reason = %q", r)
 	}
 }
@@ -293,7 +270,7 @@ func TestMultidropPartialRouteNoPostmaster(t *testing.T) {
 		domainMsg("m1", "To: alice@example.com, dave@example.com\nMessage-ID: <1@x>"),
 		domainMsg("m2", "To: dave@example.com\nMessage-ID: <2@x>"),
 	}})
-	users, logs := newFakeTarget(), &logCapture{}
+	users, logs := fault.New(), &logCapture{}
 	res := mdPoller(t, users, nil, nil, logs.logger()).Poll(context.Background(), testAccount(t, srv))
 	if res.Delivered != 1 || res.Failed != 1 {
 		t.Fatalf("Poll = %+v", res)
@@ -301,7 +278,7 @@ func TestMultidropPartialRouteNoPostmaster(t *testing.T) {
 	if left := srv.Messages(); len(left) != 1 || left[0].UID != "m2" {
 		t.Fatalf("left on the server: %v; want m2 only", left)
 	}
-	if got := users.copies["alice"]; len(got) != 1 || got[0] != "m1" {
+	if got := users.Copies("alice"); len(got) != 1 || got[0] != "m1" {
 		t.Errorf("alice got %v; want m1", got)
 	}
 	if l := logs.lines("level=WARN", "uid=m1", "no postmaster configured", "unknown user dave@example.com"); len(l) != 1 {
@@ -321,17 +298,17 @@ func TestMultidropCatchAllEnvelopeIgnored(t *testing.T) {
 	}})
 	a := testAccount(t, srv)
 	a.Username = "catchall@example.com"
-	users, pm := newFakeTarget(), newFakeTarget()
+	users, pm := fault.New(), fault.New()
 	edit := func(md *rcfile.Multidrop) { md.EnvelopeIgnore = []string{"old-box@example.com"} }
 	res := mdPoller(t, users, pm, edit, nil).Poll(context.Background(), a)
 	if res.Err != nil || res.Delivered != 4 || len(srv.Messages()) != 0 {
 		t.Fatalf("Poll = %+v", res)
 	}
-	if got := pm.copies["postmaster"]; len(got) != 0 {
-		t.Errorf("postmaster got %v (reasons %v); want nothing", got, pm.extra)
+	if got := pm.Copies("postmaster"); len(got) != 0 {
+		t.Errorf("postmaster got %v (reasons %v); want nothing", got, pm.All())
 	}
 	for u, want := range map[string]string{"alice": "m3,m4", "bob": "m1", "carol": "m2"} {
-		got := slices.Clone(users.copies[u])
+		got := users.Copies(u)
 		slices.Sort(got)
 		if strings.Join(got, ",") != want {
 			t.Errorf("%s got %v; want %s", u, got, want)
@@ -359,19 +336,19 @@ func TestMultidropUserCap(t *testing.T) {
 		domainMsg("m1", "To: "+strings.Join(addrs, ",\n\t")+"\nMessage-ID: <1@x>"),
 	}})
 	a := testAccount(t, srv)
-	users, pm := newFakeTarget(), newFakeTarget()
+	users, pm := fault.New(), fault.New()
 	edit := func(md *rcfile.Multidrop) { md.Users = cfgUsers }
 	res := mdPoller(t, users, pm, edit, nil).Poll(context.Background(), a)
 	if res.Err != nil || res.Delivered != 1 || len(srv.Messages()) != 0 {
 		t.Fatalf("Poll = %+v, %d left on the server", res, len(srv.Messages()))
 	}
-	if len(users.copies) != deliver.MaxRoutedUsers || len(users.copies["u000"]) != 1 || len(users.copies[fmt.Sprintf("u%03d", deliver.MaxRoutedUsers)]) != 0 {
-		t.Errorf("%d users got a copy; want the first %d", len(users.copies), deliver.MaxRoutedUsers)
+	if users.Users() != deliver.MaxRoutedUsers || len(users.Copies("u000")) != 1 || len(users.Copies(fmt.Sprintf("u%03d", deliver.MaxRoutedUsers))) != 0 {
+		t.Errorf("%d users got a copy; want the first %d", users.Users(), deliver.MaxRoutedUsers)
 	}
-	if got := pm.copies["postmaster"]; len(got) != 1 {
+	if got := pm.Copies("postmaster"); len(got) != 1 {
 		t.Fatalf("postmaster got %v; want one copy", got)
 	}
-	if r := pm.extra["m1"]; !strings.Contains(r, fmt.Sprintf("more than %d users: not routed to u%03d", deliver.MaxRoutedUsers, deliver.MaxRoutedUsers)) {
+	if r := pm.Reason("m1"); !strings.Contains(r, fmt.Sprintf("more than %d users: not routed to u%03d", deliver.MaxRoutedUsers, deliver.MaxRoutedUsers)) {
 		t.Errorf("X-Popfetch-Reason = %q", r)
 	}
 }
@@ -401,28 +378,6 @@ func TestMultidropAliasesFileUntrusted(t *testing.T) {
 	}
 }
 
-// failFirst fails the first delivery to user, permanently, after a delay
-// long enough for another copy of the message to look at the claim, and
-// passes everything else to next.
-type failFirst struct {
-	next   deliver.Target
-	user   string
-	mu     sync.Mutex
-	failed bool
-}
-
-func (f *failFirst) Deliver(ctx context.Context, m *deliver.Message, sender string, rcpts []deliver.Recipient, extra []deliver.Field) []error {
-	f.mu.Lock()
-	first := !f.failed && len(rcpts) == 1 && rcpts[0].User == f.user
-	f.failed = f.failed || first
-	f.mu.Unlock()
-	if first {
-		time.Sleep(300 * time.Millisecond)
-		return []error{&deliver.Error{Target: "fake", Permanent: true, Reason: "MDA exit 67"}}
-	}
-	return f.next.Deliver(ctx, m, sender, rcpts, extra)
-}
-
 // dedupe_message_id settles a second copy only once the first is durable:
 // when the first fails permanently (and goes to the postmaster), the second
 // is delivered after all. Before, the second was deleted as soon as the
@@ -432,24 +387,19 @@ func TestMultidropDedupeWaitsForDurableCopy(t *testing.T) {
 		domainMsg("m1", "To: alice@example.com\nMessage-ID: <same@x>"),
 		domainMsg("m2", "To: alice@example.com\nMessage-ID: <same@x>"),
 	}})
-	users, pm := newFakeTarget(), newFakeTarget()
-	p := mdPoller(t, nil, pm, func(md *rcfile.Multidrop) { md.DedupeMessageID = true }, nil)
-	build := p.Dispatcher
-	p.Dispatcher = func(a *rcfile.Account) (Dispatcher, error) {
-		d, err := build(a)
-		if err == nil {
-			d.(*multidrop).def = &failFirst{next: users, user: "alice"}
-		}
-		return d, err
-	}
+	users, pm := fault.New(), fault.New()
+	// The first delivery to alice fails permanently, after a delay long
+	// enough for the other copy of the message to look at the claim.
+	users.FailOnce("alice", &deliver.Error{Target: "fake", Permanent: true, Reason: "MDA exit 67"}, 300*time.Millisecond)
+	p := mdPoller(t, users, pm, func(md *rcfile.Multidrop) { md.DedupeMessageID = true }, nil)
 	res := p.Poll(context.Background(), testAccount(t, srv))
 	if res.Err != nil || res.Delivered != 2 || len(srv.Messages()) != 0 {
 		t.Fatalf("Poll = %+v", res)
 	}
-	if got := users.copies["alice"]; len(got) != 1 {
+	if got := users.Copies("alice"); len(got) != 1 {
 		t.Errorf("alice got %v; want one copy (the first copy failed, so the second is delivered)", got)
 	}
-	if got := pm.copies["postmaster"]; len(got) != 1 {
+	if got := pm.Copies("postmaster"); len(got) != 1 {
 		t.Errorf("postmaster got %v; want the copy that failed", got)
 	}
 }
@@ -461,18 +411,9 @@ func TestMultidropDedupeNeedsSameContent(t *testing.T) {
 	msg := func(uid, body string) pop3test.Message {
 		return pop3test.Message{UID: uid, Data: []byte("From: a@x\r\nTo: alice@example.com\r\nMessage-ID: <same@x>\r\n\r\n" + body + "\r\n")}
 	}
-	srv := pop3test.NewServer(t, pop3test.Options{Messages: []pop3test.Message{
-		msg("m1", "the real message"), msg("m2", "a forgery reusing its Message-ID"),
-		{UID: "m3", Data: []byte("Delivered-To: alice@example.com\r\nFrom: a@x\r\nTo: alice@example.com\r\nMessage-ID: <same@x>\r\n\r\nthe real message\r\n")},
-	}})
-	users := newFakeTarget()
-	res := multidropPoller(t, users, newFakeTarget(), true).Poll(context.Background(), testAccount(t, srv))
-	if res.Err != nil || res.Delivered != 3 || len(srv.Messages()) != 0 {
-		t.Fatalf("Poll = %+v", res)
-	}
-	got := slices.Clone(users.copies["alice"])
-	slices.Sort(got)
-	if s := strings.Join(got, ","); s != "m1,m2" && s != "m2,m3" {
+	s := dedupeAlice(t, msg("m1", "the real message"), msg("m2", "a forgery reusing its Message-ID"),
+		pop3test.Message{UID: "m3", Data: []byte("Delivered-To: alice@example.com\r\nFrom: a@x\r\nTo: alice@example.com\r\nMessage-ID: <same@x>\r\n\r\nthe real message\r\n")})
+	if s != "m1,m2" && s != "m2,m3" {
 		t.Fatalf("alice got %s; want m2 and one of m1, m3 (the same message twice)", s)
 	}
 }

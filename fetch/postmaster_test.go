@@ -7,6 +7,7 @@ import (
 	"unicode/utf8"
 
 	"github.com/popfetch/popfetch/deliver"
+	"github.com/popfetch/popfetch/deliver/delivertest/fault"
 	"github.com/popfetch/popfetch/rcfile"
 )
 
@@ -44,11 +45,11 @@ func TestPostmasterReasonCap(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			users, pm := newFakeTarget(), newFakeTarget()
+			users, pm := fault.New(), fault.New()
 			m := &deliver.Message{UID: "m1", Raw: raw}
 			logs := &logCapture{}
 			var d Dispatcher = &singleDrop{target: users, postmaster: pm, rcpt: deliver.Recipient{User: "joe"}}
-			users.fail["joe"] = &deliver.Error{Target: "fake", Permanent: true, Reason: tt.reason}
+			users.Permanent("joe", tt.reason)
 			if tt.multidrop {
 				a := &rcfile.Account{Name: "t", Username: "catchall", Multidrop: testMultidrop(mdUser("alice", "alice"))}
 				var err error
@@ -59,9 +60,9 @@ func TestPostmasterReasonCap(t *testing.T) {
 			if err := d.Dispatch(context.Background(), m, nopProgress{}, logs.logger()); err != nil {
 				t.Fatal(err)
 			}
-			got, ok := pm.extra["m1"]
-			if !ok || len(pm.copies["postmaster"]) != 1 {
-				t.Fatalf("postmaster copies %v", pm.copies)
+			got, ok := pm.LookupReason("m1")
+			if !ok || len(pm.Copies("postmaster")) != 1 {
+				t.Fatalf("postmaster copies %v", pm.All())
 			}
 			if len(got) > maxReason || !utf8.ValidString(got) {
 				t.Errorf("X-Popfetch-Reason is %d bytes (valid UTF-8: %v); want at most %d", len(got), utf8.ValidString(got), maxReason)

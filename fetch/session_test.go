@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"github.com/popfetch/popfetch/deliver"
+	"github.com/popfetch/popfetch/deliver/delivertest"
 	"github.com/popfetch/popfetch/fetch/pop3test"
 	"github.com/popfetch/popfetch/rcfile"
 	"github.com/popfetch/popfetch/uidl"
@@ -78,11 +79,7 @@ func poller(r *recorder) *Poller {
 
 func maildirCount(t *testing.T, a *rcfile.Account) int {
 	t.Helper()
-	ents, err := os.ReadDir(filepath.Join(a.Deliver.Maildir, "new"))
-	if err != nil && !os.IsNotExist(err) {
-		t.Fatal(err)
-	}
-	return len(ents)
+	return delivertest.MaildirCount(t, a.Deliver.Maildir, "new")
 }
 
 func storeHas(t *testing.T, a *rcfile.Account, uid string) bool {
@@ -127,8 +124,7 @@ func TestPollDeliversDeletesAndRemembers(t *testing.T) {
 		t.Fatalf("server still has %d messages", len(left))
 	}
 	// The delivered copy: Received trace first, LF endings, body intact.
-	ents, _ := os.ReadDir(filepath.Join(a.Deliver.Maildir, "new"))
-	b, _ := os.ReadFile(filepath.Join(a.Deliver.Maildir, "new", ents[0].Name()))
+	b := delivertest.MaildirMessages(t, a.Deliver.Maildir, "new")[0]
 	if !strings.HasPrefix(string(b), "Received: from "+srv.Host()) || strings.Contains(string(b), "\r") || !strings.Contains(string(b), "\n.dotted line\n") {
 		t.Fatalf("delivered copy:\n%s", b)
 	}
@@ -1198,11 +1194,11 @@ func TestPollPermanentFailureToPostmaster(t *testing.T) {
 	if res.Err != nil || res.Delivered != 1 || len(srv.Messages()) != 0 {
 		t.Fatalf("Poll = %+v", res)
 	}
-	ents, _ := os.ReadDir(filepath.Join(dir, "pm", "new"))
-	if len(ents) != 1 {
-		t.Fatalf("postmaster has %d", len(ents))
+	pm := delivertest.MaildirMessages(t, filepath.Join(dir, "pm"), "new")
+	if len(pm) != 1 {
+		t.Fatalf("postmaster has %d", len(pm))
 	}
-	b, _ := os.ReadFile(filepath.Join(dir, "pm", "new", ents[0].Name()))
+	b := pm[0]
 	if !strings.Contains(string(b), "X-Popfetch-Reason: MDA exit 1") {
 		t.Fatalf("postmaster copy lacks the reason:\n%s", b)
 	}

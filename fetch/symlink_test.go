@@ -6,6 +6,7 @@ import (
 	"path/filepath"
 	"testing"
 
+	"github.com/popfetch/popfetch/deliver/delivertest"
 	"github.com/popfetch/popfetch/fetch/pop3test"
 )
 
@@ -33,8 +34,8 @@ func TestMaildirSymlinkKeepsMessage(t *testing.T) {
 	if res.Failed != 1 || res.Delivered != 0 || res.Deleted != 0 || len(srv.Messages()) != 1 {
 		t.Fatalf("Poll = %+v, %d left on the server; want the message kept", res, len(srv.Messages()))
 	}
-	if ents, _ := os.ReadDir(elsewhere); len(ents) != 0 {
-		t.Fatalf("the symlink's target holds %d files", len(ents))
+	if n := delivertest.Names(t, elsewhere); len(n) != 0 {
+		t.Fatalf("the symlink's target holds %q", n)
 	}
 	if l := logs.lines("level=ERROR", "symbolic link", filepath.Join(md, "new")); len(l) != 1 {
 		t.Errorf("want one error naming the symlink; log:\n%s", logs.String())

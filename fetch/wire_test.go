@@ -8,6 +8,8 @@ import (
 	"testing"
 
 	"github.com/popfetch/popfetch/deliver"
+	"github.com/popfetch/popfetch/deliver/delivertest"
+	"github.com/popfetch/popfetch/deliver/delivertest/fault"
 )
 
 // intentLog is a Progress that keeps the intents of one message and
@@ -45,9 +47,9 @@ func TestSingleDropIntent(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			dir := t.TempDir()
-			fake := newFakeTarget()
+			fake := fault.New()
 			if tt.userFails {
-				fake.fail["joe"] = perm
+				fake.Fail("joe", perm)
 			}
 			d := &singleDrop{target: fake, postmaster: fake, rcpt: deliver.Recipient{User: "joe"}}
 			if tt.user {
@@ -66,9 +68,9 @@ func TestSingleDropIntent(t *testing.T) {
 				}
 				return
 			}
-			ents, _ := os.ReadDir(filepath.Join(dir, tt.want, "new"))
-			if len(ents) != 1 || len(p.intents) != 1 || p.intents[0] != filepath.Join(dir, tt.want, "new", ents[0].Name()) {
-				t.Fatalf("intents %q; new/ holds %v", p.intents, ents)
+			files := delivertest.MaildirFiles(t, filepath.Join(dir, tt.want), "new")
+			if len(files) != 1 || len(p.intents) != 1 || p.intents[0] != files[0] {
+				t.Fatalf("intents %q; new/ holds %v", p.intents, files)
 			}
 			if !deliver.Committed(p.intents[0]) {
 				t.Error("the intent's copy is not Committed")

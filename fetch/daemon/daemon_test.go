@@ -100,6 +100,20 @@ type reply struct {
 
 func (c *call) ret(r fetch.Result) { c.reply <- reply{r: r} }
 
+// succeedsWith answers name's next poll with success after checking that
+// it uses password pass (the new one), and waits for name to be idle.
+func (h *harness) succeedsWith(name, pass string) {
+	h.t.Helper()
+	c := h.nextFor(name)
+	if c.acct.Password.Inline != pass {
+		h.t.Fatalf("poll of %s used password %q; want the new one, %q", name, c.acct.Password.Inline, pass)
+	}
+	c.ret(fetch.Result{})
+	if st := h.waitIdleOrBackoff(name); st.State != StateIdle {
+		h.t.Fatalf("after success: state of %s = %v; want idle", name, st.State)
+	}
+}
+
 type harness struct {
 	t      *testing.T
 	clock  *bubbleClock
@@ -213,6 +227,17 @@ func (h *harness) next() *call {
 		h.t.Fatalf("no poll started at t0+%v", time.Since(t0))
 		return nil
 	}
+}
+
+// nextN returns the next n polls, which must have started, by account.
+func (h *harness) nextN(n int) map[string]*call {
+	h.t.Helper()
+	polls := map[string]*call{}
+	for range n {
+		c := h.next()
+		polls[c.name] = c
+	}
+	return polls
 }
 
 // nextFor returns the next poll and checks its account.
@@ -464,11 +489,7 @@ func TestDaemonAuthHold(t *testing.T) {
 		h := newHarness(t, config(a, acct("b", "other.example", time.Hour)), nil)
 		h.start()
 		errAuth := fmt.Errorf("pass: %w: -ERR [AUTH] invalid credentials", fetch.ErrAuth)
-		polls := map[string]*call{}
-		for range 2 {
-			c := h.next()
-			polls[c.name] = c
-		}
+		polls := h.nextN(2)
 		polls["a"].ret(fetch.Result{Err: errAuth})
 		polls["b"].ret(fetch.Result{})
 		h.waitIdleOrBackoff("a")
@@ -513,14 +534,7 @@ func TestDaemonAuthHold(t *testing.T) {
 		changed := acct("a", "pop.example", time.Minute)
 		changed.Password.Inline = "fixed"
 		h.d.Reload(config(changed, acct("b", "other.example", time.Hour)))
-		c := h.nextFor("a")
-		if c.acct.Password.Inline != "fixed" {
-			t.Fatalf("poll used password %q; want the new one", c.acct.Password.Inline)
-		}
-		c.ret(fetch.Result{})
-		if st := h.waitIdleOrBackoff("a"); st.State != StateIdle {
-			t.Fatalf("after success: state = %v; want idle", st.State)
-		}
+		h.succeedsWith("a", "fixed")
 	})
 }
 
@@ -663,11 +677,7 @@ func TestDaemonSlowAccount(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		h := newHarness(t, config(acct("slow", "pop.example", time.Minute), acct("fast", "pop.example", time.Minute)), nil)
 		h.start()
-		polls := map[string]*call{}
-		for range 2 {
-			c := h.next()
-			polls[c.name] = c
-		}
+		polls := h.nextN(2)
 		polls["fast"].ret(fetch.Result{})
 		for range 5 {
 			h.clock.waitTimer(t, h.clock.Now().Add(time.Minute))
@@ -692,11 +702,7 @@ func TestDaemonReload(t *testing.T) {
 			acct("same", "other.example", time.Hour),
 		), nil)
 		h.start()
-		polls := map[string]*call{}
-		for range 3 {
-			c := h.next()
-			polls[c.name] = c
-		}
+		polls := h.nextN(3)
 		h.clock.Advance(time.Minute)
 		polls["changed"].ret(fetch.Result{}) // ends at t0+1m
 		polls["same"].ret(fetch.Result{})
@@ -777,11 +783,7 @@ func TestDaemonPollNow(t *testing.T) {
 			}
 			done <- res
 		}()
-		polls := map[string]*call{}
-		for range 2 {
-			c := h.next()
-			polls[c.name] = c
-		}
+		polls := h.nextN(2)
 		polls["b"].ret(fetch.Result{Delivered: 2})
 		polls["a"].ret(fetch.Result{Delivered: 1})
 		res := <-done
@@ -867,11 +869,7 @@ func TestDaemonPanic(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		h := newHarness(t, config(acct("a", "pop.example", time.Minute), acct("b", "pop.example", time.Minute)), nil)
 		h.start()
-		polls := map[string]*call{}
-		for range 2 {
-			c := h.next()
-			polls[c.name] = c
-		}
+		polls := h.nextN(2)
 		polls["a"].reply <- reply{panicVal: "boom"}
 		polls["b"].ret(fetch.Result{})
 		h.waitIdleOrBackoff("b")
@@ -937,11 +935,7 @@ func TestDaemonReloadRemovesQueued(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		h := newHarness(t, config(acct("a", "pop.example", time.Hour), acct("b", "pop.example", time.Hour)), nil)
 		h.start()
-		polls := map[string]*call{}
-		for range 2 {
-			c := h.next()
-			polls[c.name] = c
-		}
+		polls := h.nextN(2)
 		done := h.queueNow(t, "a", 1)
 		h.d.Reload(config(acct("b", "pop.example", time.Hour)))
 		if res := <-done; len(res) != 1 || !errors.Is(res[0].Err, ErrRemoved) {
@@ -970,14 +964,7 @@ func TestDaemonReloadDuringPoll(t *testing.T) {
 		fixed.Password.Inline = "fixed"
 		h.d.Reload(config(fixed))
 		c.ret(fetch.Result{Err: fmt.Errorf("%w: -ERR [AUTH] bad password", fetch.ErrAuth)})
-		c = h.nextFor("a") // jitter 0: at once
-		if c.acct.Password.Inline != "fixed" {
-			t.Fatalf("retry used password %q; want the new one", c.acct.Password.Inline)
-		}
-		c.ret(fetch.Result{})
-		if st := h.waitIdleOrBackoff("a"); st.State != StateIdle {
-			t.Fatalf("state = %v; want idle", st.State)
-		}
+		h.succeedsWith("a", "fixed") // jitter 0: at once
 	})
 }
 
@@ -1027,11 +1014,7 @@ func TestDaemonReloadMovedBlocks(t *testing.T) {
 		cfg, _ := parseRC(t, readRC(t, "a.hcl"))
 		h := newHarness(t, cfg, nil)
 		h.start()
-		polls := map[string]*call{}
-		for range 3 {
-			c := h.next()
-			polls[c.name] = c
-		}
+		polls := h.nextN(3)
 		polls["one"].ret(fetch.Result{Err: errors.New("dial tcp: connection refused")})
 		polls["two"].ret(fetch.Result{Err: fmt.Errorf("%w: -ERR [AUTH] no", fetch.ErrAuth)})
 		polls["three"].ret(fetch.Result{})
@@ -1098,11 +1081,7 @@ func TestDaemonLiftAuthHolds(t *testing.T) {
 		h := newHarness(t, config(acct("a", "pop.example", time.Hour), acct("b", "other.example", time.Hour)), nil)
 		h.start()
 		errAuth := fmt.Errorf("%w: -ERR [AUTH] invalid credentials", fetch.ErrAuth)
-		polls := map[string]*call{}
-		for range 2 {
-			c := h.next()
-			polls[c.name] = c
-		}
+		polls := h.nextN(2)
 		polls["a"].ret(fetch.Result{Err: errAuth})
 		if st := h.waitIdleOrBackoff("a"); st.State != StateAuthHold {
 			t.Fatalf("state = %v; want auth-hold", st.State)
@@ -1425,11 +1404,7 @@ func TestDaemonRenameWaitsForOldPoll(t *testing.T) {
 		old.Timeout = time.Hour // time limit 30h: not the scheduler's timer here
 		h := newHarness(t, config(old, acct("other", "other.example", time.Hour)), nil)
 		h.start()
-		polls := map[string]*call{}
-		for range 2 {
-			c := h.next()
-			polls[c.name] = c
-		}
+		polls := h.nextN(2)
 		polls["other"].ret(fetch.Result{})
 		h.waitIdleOrBackoff("other")
 

@@ -11,6 +11,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/popfetch/popfetch/deliver/delivertest"
 	"github.com/popfetch/popfetch/fetch/pop3test"
 )
 
@@ -97,6 +98,13 @@ func (s *Server) AddUser(t testing.TB, name, pass string) *Mailbox {
 	return m
 }
 
+// MaildirAt is a Mailbox for a Maildir that dir already is (tmp/, new/,
+// cur/), owned by uid:gid: Put, Count and Messages for the harnesses of
+// other servers (fetch/interop), which share the mail user (MailUser).
+func MaildirAt(dir string, uid, gid int) *Mailbox {
+	return &Mailbox{Maildir: dir, uid: uid, gid: gid}
+}
+
 // Maildir file names must be unique, and dovecot assigns UIDs to new files
 // in the order of the time stamp in their names, so each name gets a time
 // strictly later than the previous one: messages get UIDs in Put order.
@@ -150,28 +158,22 @@ func (m *Mailbox) files(t testing.TB) []string {
 	// A file renamed from new/ to cur/ between the two reads would be seen
 	// twice; the unique part of a Maildir name is what precedes ':'.
 	seen := map[string]bool{}
-	for _, sub := range []string{"new", "cur"} {
-		ents, err := os.ReadDir(filepath.Join(m.Maildir, sub))
+	for _, p := range delivertest.MaildirFiles(t, m.Maildir) {
+		base, _, _ := strings.Cut(filepath.Base(p), ":")
+		if seen[base] {
+			continue
+		}
+		info, err := os.Lstat(p)
 		if err != nil {
-			t.Fatalf("dovecottest: %v", err)
+			// Moved from new/ to cur/ by dovecot meanwhile: the file
+			// is seen in cur/ or was expunged.
+			continue
 		}
-		for _, e := range ents {
-			if strings.HasPrefix(e.Name(), ".") || !e.Type().IsRegular() {
-				continue
-			}
-			base, _, _ := strings.Cut(e.Name(), ":")
-			if seen[base] {
-				continue
-			}
-			seen[base] = true
-			info, err := e.Info()
-			if err != nil {
-				// Moved from new/ to cur/ by dovecot meanwhile: the
-				// file is seen in cur/ or was expunged.
-				continue
-			}
-			fs = append(fs, file{filepath.Join(m.Maildir, sub, e.Name()), info.ModTime()})
+		if !info.Mode().IsRegular() {
+			continue
 		}
+		seen[base] = true
+		fs = append(fs, file{p, info.ModTime()})
 	}
 	slices.SortFunc(fs, func(a, b file) int {
 		return cmp.Or(a.mod.Compare(b.mod), strings.Compare(filepath.Base(a.path), filepath.Base(b.path)))

@@ -13,6 +13,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/popfetch/popfetch/deliver/delivertest"
 	"github.com/popfetch/popfetch/fetch"
 	"github.com/popfetch/popfetch/rcfile"
 )
@@ -37,6 +38,17 @@ var configs = []config{
 	{"mailutils/mbox", func(t testing.TB) *Server { return StartMailutils(t, MailutilsOptions{Mbox: true}) }, true},
 	{"popa3d", StartPopa3d, true},
 	{"solid-pop3d", StartSolidPOP3d, true},
+}
+
+// onEachServer runs f as a parallel subtest against a fresh instance of
+// every server configuration.
+func onEachServer(t *testing.T, f func(t *testing.T, s *Server)) {
+	for _, c := range configs {
+		t.Run(c.name, func(t *testing.T) {
+			t.Parallel()
+			f(t, c.start(t))
+		})
+	}
 }
 
 func account(t *testing.T, s *Server) *rcfile.Account {
@@ -117,24 +129,13 @@ func want(s *Server, msg []byte) []byte { return s.Served(msg) }
 func delivered(t *testing.T, s *Server, maildir string) map[string][][]byte {
 	t.Helper()
 	out := map[string][][]byte{}
-	ents, err := os.ReadDir(filepath.Join(maildir, "new"))
-	if os.IsNotExist(err) {
-		return out
-	}
-	if err != nil {
-		t.Fatal(err)
-	}
-	for _, e := range ents {
-		b, err := os.ReadFile(filepath.Join(maildir, "new", e.Name()))
-		if err != nil {
-			t.Fatal(err)
-		}
+	for _, b := range delivertest.MaildirMessages(t, maildir, "new") {
 		if !bytes.HasPrefix(b, []byte("Received: ")) {
-			t.Fatalf("%s does not start with popfetch's Received field:\n%q", e.Name(), b)
+			t.Fatalf("a delivered message does not start with popfetch's Received field:\n%q", b)
 		}
 		hdr, body, ok := bytes.Cut(b, []byte("\n\n"))
 		if !ok {
-			t.Fatalf("%s has no header/body separator", e.Name())
+			t.Fatalf("a delivered message has no header/body separator:\n%q", b)
 		}
 		// Drop Received (folded: its continuation lines too) and the
 		// server's own fields.
@@ -204,39 +205,35 @@ func seqOf(msg []byte) string {
 
 func TestDelete(t *testing.T) {
 	t.Parallel()
-	for _, c := range configs {
-		t.Run(c.name, func(t *testing.T) {
-			t.Parallel()
-			s := c.start(t)
-			first := messages(1, 12)
-			s.Put(t, first...)
-			a := account(t, s)
-			res := poll(t, s, a)
-			if res.Err != nil || res.Delivered != len(first) || res.Deleted != len(first) {
-				t.Errorf("first poll = %+v; want %d delivered and deleted", res, len(first))
-			}
-			checkDelivered(t, s, a, first)
-			if n := s.Count(t); n != 0 {
-				t.Errorf("server holds %d messages after the first poll; want 0", n)
-			}
+	onEachServer(t, func(t *testing.T, s *Server) {
+		first := messages(1, 12)
+		s.Put(t, first...)
+		a := account(t, s)
+		res := poll(t, s, a)
+		if res.Err != nil || res.Delivered != len(first) || res.Deleted != len(first) {
+			t.Errorf("first poll = %+v; want %d delivered and deleted", res, len(first))
+		}
+		checkDelivered(t, s, a, first)
+		if n := s.Count(t); n != 0 {
+			t.Errorf("server holds %d messages after the first poll; want 0", n)
+		}
 
-			// New mail between polls.
-			more := messages(13, 15)
-			s.Put(t, more...)
-			res = poll(t, s, a)
-			if res.Err != nil || res.New != len(more) || res.Deleted != len(more) {
-				t.Errorf("second poll = %+v; want %d new and deleted", res, len(more))
-			}
-			all := append(first, more...)
-			checkDelivered(t, s, a, all)
-			if res = poll(t, s, a); res.Err != nil || res.Messages != 0 || res.New != 0 {
-				t.Errorf("third poll = %+v; want an empty mailbox", res)
-			}
-			if n := s.Count(t); n != 0 {
-				t.Errorf("server holds %d messages; want 0", n)
-			}
-		})
-	}
+		// New mail between polls.
+		more := messages(13, 15)
+		s.Put(t, more...)
+		res = poll(t, s, a)
+		if res.Err != nil || res.New != len(more) || res.Deleted != len(more) {
+			t.Errorf("second poll = %+v; want %d new and deleted", res, len(more))
+		}
+		all := append(first, more...)
+		checkDelivered(t, s, a, all)
+		if res = poll(t, s, a); res.Err != nil || res.Messages != 0 || res.New != 0 {
+			t.Errorf("third poll = %+v; want an empty mailbox", res)
+		}
+		if n := s.Count(t); n != 0 {
+			t.Errorf("server holds %d messages; want 0", n)
+		}
+	})
 }
 
 func TestKeep(t *testing.T) {
@@ -357,16 +354,12 @@ func checkColliding(t *testing.T, s *Server, group [][]byte, markers []string, o
 // popa3d and solid-pop3d give both copies the same UID.
 func TestIdentical(t *testing.T) {
 	t.Parallel()
-	for _, c := range configs {
-		t.Run(c.name, func(t *testing.T) {
-			t.Parallel()
-			s := c.start(t)
-			twin := []byte("From: a@example.net\nSubject: twin\nMessage-ID: <twin@example.net>\nX-Seq: twin\n\nmarker-twin\n")
-			other := message(2)
-			s.Put(t, twin, other, twin)
-			checkColliding(t, s, [][]byte{twin, twin}, []string{"marker-twin", "marker-twin"}, other)
-		})
-	}
+	onEachServer(t, func(t *testing.T, s *Server) {
+		twin := []byte("From: a@example.net\nSubject: twin\nMessage-ID: <twin@example.net>\nX-Seq: twin\n\nmarker-twin\n")
+		other := message(2)
+		s.Put(t, twin, other, twin)
+		checkColliding(t, s, [][]byte{twin, twin}, []string{"marker-twin", "marker-twin"}, other)
+	})
 }
 
 // TestSameHeader stores two messages with the same header and bodies of
@@ -376,18 +369,14 @@ func TestIdentical(t *testing.T) {
 // apart either. Taking the second for the first would delete it unread.
 func TestSameHeader(t *testing.T) {
 	t.Parallel()
-	for _, c := range configs {
-		t.Run(c.name, func(t *testing.T) {
-			t.Parallel()
-			s := c.start(t)
-			hdr := "From: a@example.net\nSubject: same header\nMessage-ID: <same@example.net>\nX-Seq: same\n\n"
-			m1 := []byte(hdr + "marker-alpha\n")
-			m2 := []byte(hdr + "marker-bravo\n")
-			other := message(3)
-			s.Put(t, m1, other, m2)
-			checkColliding(t, s, [][]byte{m1, m2}, []string{"marker-alpha", "marker-bravo"}, other)
-		})
-	}
+	onEachServer(t, func(t *testing.T, s *Server) {
+		hdr := "From: a@example.net\nSubject: same header\nMessage-ID: <same@example.net>\nX-Seq: same\n\n"
+		m1 := []byte(hdr + "marker-alpha\n")
+		m2 := []byte(hdr + "marker-bravo\n")
+		other := message(3)
+		s.Put(t, m1, other, m2)
+		checkColliding(t, s, [][]byte{m1, m2}, []string{"marker-alpha", "marker-bravo"}, other)
+	})
 }
 
 // TestExpire0Failure: a server with "expire 0" deletes every retrieved
@@ -553,46 +542,42 @@ func TestReusedUID(t *testing.T) {
 // poll delivers.
 func TestLoginRefused(t *testing.T) {
 	t.Parallel()
-	for _, c := range configs {
-		t.Run(c.name, func(t *testing.T) {
-			t.Parallel()
-			s := c.start(t)
-			msg := message(1)
-			s.Put(t, msg)
-			a := account(t, s)
-			a.Password = rcfile.Password{Inline: "wrong-" + s.Pass}
-			res := poll(t, s, a)
-			if s.Name == "mailutils" {
-				// AUTH-RESP-CODE: "-ERR [AUTH] Bad login".
-				if !errors.Is(res.Err, fetch.ErrAuth) {
-					t.Errorf("wrong password: %v; want ErrAuth ([AUTH])", res.Err)
-				}
-				return
+	onEachServer(t, func(t *testing.T, s *Server) {
+		msg := message(1)
+		s.Put(t, msg)
+		a := account(t, s)
+		a.Password = rcfile.Password{Inline: "wrong-" + s.Pass}
+		res := poll(t, s, a)
+		if s.Name == "mailutils" {
+			// AUTH-RESP-CODE: "-ERR [AUTH] Bad login".
+			if !errors.Is(res.Err, fetch.ErrAuth) {
+				t.Errorf("wrong password: %v; want ErrAuth ([AUTH])", res.Err)
 			}
-			if res.Err == nil || errors.Is(res.Err, fetch.ErrAuth) {
-				t.Errorf("wrong password without [AUTH]: %v; want an error that is not ErrAuth (the cause is unknown)", res.Err)
-			}
-			a.Password = rcfile.Password{Inline: s.Pass}
-			box := s.box.(*mbox)
-			good, err := os.ReadFile(box.path)
-			if err != nil {
-				t.Fatal(err)
-			}
-			// Not an mbox: the first line is no "From " separator.
-			if err := os.WriteFile(box.path, append([]byte("garbage\n"), good...), 0o600); err != nil {
-				t.Fatal(err)
-			}
-			res = poll(t, s, a)
-			if res.Err == nil || errors.Is(res.Err, fetch.ErrAuth) {
-				t.Errorf("damaged mailbox: %v; want an error that is not ErrAuth", res.Err)
-			}
-			if err := os.WriteFile(box.path, good, 0o600); err != nil {
-				t.Fatal(err)
-			}
-			if res := poll(t, s, a); res.Err != nil || res.Delivered != 1 {
-				t.Errorf("poll after the repair = %+v; want 1 delivered", res)
-			}
-			checkDelivered(t, s, a, [][]byte{msg})
-		})
-	}
+			return
+		}
+		if res.Err == nil || errors.Is(res.Err, fetch.ErrAuth) {
+			t.Errorf("wrong password without [AUTH]: %v; want an error that is not ErrAuth (the cause is unknown)", res.Err)
+		}
+		a.Password = rcfile.Password{Inline: s.Pass}
+		box := s.box.(*mbox)
+		good, err := os.ReadFile(box.path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		// Not an mbox: the first line is no "From " separator.
+		if err := os.WriteFile(box.path, append([]byte("garbage\n"), good...), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		res = poll(t, s, a)
+		if res.Err == nil || errors.Is(res.Err, fetch.ErrAuth) {
+			t.Errorf("damaged mailbox: %v; want an error that is not ErrAuth", res.Err)
+		}
+		if err := os.WriteFile(box.path, good, 0o600); err != nil {
+			t.Fatal(err)
+		}
+		if res := poll(t, s, a); res.Err != nil || res.Delivered != 1 {
+			t.Errorf("poll after the repair = %+v; want 1 delivered", res)
+		}
+		checkDelivered(t, s, a, [][]byte{msg})
+	})
 }

@@ -113,10 +113,12 @@ type Server struct {
 	done  chan struct{}      // closed when the accept loop ends
 }
 
+// mailbox is the server's mail store: an mbox, or a Maildir
+// (dovecottest.MaildirAt).
 type mailbox interface {
-	put(t testing.TB, msgs ...[]byte)
-	count(t testing.TB) int
-	stored(t testing.TB) [][]byte
+	Put(t testing.TB, msgs ...[]byte)
+	Count(t testing.TB) int
+	Messages(t testing.TB) [][]byte
 }
 
 // Served returns what the server serves for a stored message, with LF
@@ -141,20 +143,20 @@ func (s *Server) Served(msg []byte) []byte {
 // session runs (between polls).
 func (s *Server) Put(t testing.TB, msgs ...[]byte) {
 	t.Helper()
-	s.box.put(t, msgs...)
+	s.box.Put(t, msgs...)
 }
 
 // Count returns the number of messages in the mailbox.
 func (s *Server) Count(t testing.TB) int {
 	t.Helper()
-	return s.box.count(t)
+	return s.box.Count(t)
 }
 
 // Stored returns the raw messages the server holds, as stored (an mbox
 // message without its separator line), in no particular order.
 func (s *Server) Stored(t testing.TB) [][]byte {
 	t.Helper()
-	return s.box.stored(t)
+	return s.box.Messages(t)
 }
 
 // Log returns what the server processes wrote to stderr.

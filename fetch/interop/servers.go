@@ -6,6 +6,8 @@ import (
 	"os/exec"
 	"path/filepath"
 	"testing"
+
+	"github.com/popfetch/popfetch/fetch/dovecottest"
 )
 
 // MailutilsOptions selects a GNU mailutils pop3d configuration.
@@ -78,10 +80,10 @@ func StartMailutils(t testing.TB, opts MailutilsOptions) *Server {
 		// Written into the mbox at the first QUIT after a RETR, and
 		// served from then on.
 		s.Added = append(s.Added, "X-IMAPbase", "X-UID", "Status")
-		s.box.put(t) // an empty mbox: mailutils must detect the format
+		s.box.Put(t) // an empty mbox: mailutils must detect the format
 	} else {
 		mkdirOwned(t, uid, gid, 0o700, home, inbox, filepath.Join(inbox, "new"), filepath.Join(inbox, "cur"), filepath.Join(inbox, "tmp"))
-		s.box = &maildir{dir: inbox, uid: uid, gid: gid}
+		s.box = dovecottest.MaildirAt(inbox, uid, gid)
 	}
 	for _, d := range []string{"virtdomain", "lock"} {
 		if err := os.Mkdir(filepath.Join(s.Dir, d), 0o700); err != nil {

@@ -9,6 +9,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/popfetch/popfetch/deliver/delivertest"
 	"github.com/popfetch/popfetch/rcfile"
 	"github.com/popfetch/popfetch/uidl"
 )
@@ -81,10 +82,8 @@ func TestV1RecipientsSharedUID(t *testing.T) {
 				}
 			}
 			for _, u := range []string{"a", "b"} {
-				ents, _ := os.ReadDir(filepath.Join(dir, "out", u, "new"))
 				var seqs []string
-				for _, e := range ents {
-					b, _ := os.ReadFile(filepath.Join(dir, "out", u, "new", e.Name()))
+				for _, b := range delivertest.MaildirMessages(t, filepath.Join(dir, "out", u), "new") {
 					_, rest, _ := strings.Cut(string(b), "X-Seq: ")
 					seq, _, _ := strings.Cut(rest, "\n")
 					seqs = append(seqs, seq)

@@ -130,6 +130,17 @@ func dump(t *testing.T, s *Server) {
 	})
 }
 
+// greeted starts a server with o (its transcript logged if the test
+// fails) and connects a client that has read the greeting.
+func greeted(t *testing.T, o Options) (*Server, *client) {
+	t.Helper()
+	s := NewServer(t, o)
+	dump(t, s)
+	c := dial(t, s)
+	c.line()
+	return s, c
+}
+
 func TestNormalSession(t *testing.T) {
 	t.Parallel()
 	s := NewServer(t, Options{Messages: twoMessages()})
@@ -211,10 +222,7 @@ func TestNormalSession(t *testing.T) {
 
 func TestRSETAndBadPassword(t *testing.T) {
 	t.Parallel()
-	s := NewServer(t, Options{Messages: twoMessages(), User: "joe", Pass: "s3cret with space"})
-	dump(t, s)
-	c := dial(t, s)
-	c.line()
+	s, c := greeted(t, Options{Messages: twoMessages(), User: "joe", Pass: "s3cret with space"})
 	c.want("PASS x", "-ERR")
 	c.want("USER joe", "+OK")
 	if got := c.cmd("PASS wrong"); got != "-ERR [AUTH] invalid credentials" {
@@ -234,10 +242,7 @@ func TestRSETAndBadPassword(t *testing.T) {
 // RFC 1939 §6: no QUIT, no UPDATE state.
 func TestDropWithoutQUITDeletesNothing(t *testing.T) {
 	t.Parallel()
-	s := NewServer(t, Options{Messages: twoMessages()})
-	dump(t, s)
-	c := dial(t, s)
-	c.line()
+	s, c := greeted(t, Options{Messages: twoMessages()})
 	c.login()
 	c.want("DELE 1", "+OK")
 	c.want("DELE 2", "+OK")
@@ -256,10 +261,7 @@ func TestDropWithoutQUITDeletesNothing(t *testing.T) {
 
 func TestPipelining(t *testing.T) {
 	t.Parallel()
-	s := NewServer(t, Options{Messages: twoMessages()})
-	dump(t, s)
-	c := dial(t, s)
-	c.line()
+	_, c := greeted(t, Options{Messages: twoMessages()})
 	// Everything in one write, before reading any answer (RFC 2449 §6.6).
 	c.send("USER user", "PASS pass", "STAT", "UIDL 1", "RETR 2", "BOGUS", "LIST 2", "NOOP")
 	want := []string{"+OK", "+OK", "+OK 2 ", "+OK 1 uid-a", "+OK", "-ERR", "+OK 2 ", "+OK"}
@@ -279,10 +281,7 @@ func TestPipelining(t *testing.T) {
 // RFC 2449 §4: 255 octets; a longer line is refused, the session goes on.
 func TestLongCommandLine(t *testing.T) {
 	t.Parallel()
-	s := NewServer(t, Options{})
-	dump(t, s)
-	c := dial(t, s)
-	c.line()
+	s, c := greeted(t, Options{})
 	c.want("USER "+strings.Repeat("u", 248), "+OK") // 255 with CRLF
 	c.want("USER "+strings.Repeat("u", 249), "-ERR")
 	c.want("USER "+strings.Repeat("u", 10000), "-ERR")
@@ -294,10 +293,7 @@ func TestLongCommandLine(t *testing.T) {
 
 func TestNoUIDL(t *testing.T) {
 	t.Parallel()
-	s := NewServer(t, Options{Messages: twoMessages(), NoUIDL: true})
-	dump(t, s)
-	c := dial(t, s)
-	c.line()
+	_, c := greeted(t, Options{Messages: twoMessages(), NoUIDL: true})
 	if capa := c.multi("CAPA"); slices.Contains(capa, "UIDL") {
 		t.Errorf("CAPA = %q lists UIDL", capa)
 	}
@@ -308,10 +304,7 @@ func TestNoUIDL(t *testing.T) {
 
 func TestNoTOP(t *testing.T) {
 	t.Parallel()
-	s := NewServer(t, Options{Messages: twoMessages(), NoTOP: true})
-	dump(t, s)
-	c := dial(t, s)
-	c.line()
+	_, c := greeted(t, Options{Messages: twoMessages(), NoTOP: true})
 	if capa := c.multi("CAPA"); slices.Contains(capa, "TOP") || !slices.Contains(capa, "UIDL") {
 		t.Errorf("CAPA = %q; want UIDL without TOP", capa)
 	}
@@ -333,10 +326,7 @@ func tlsClient(t testing.TB, pool *x509.CertPool, conn net.Conn) *client {
 func TestSTLS(t *testing.T) {
 	t.Parallel()
 	_, cfg, pool := GenerateCert(t)
-	s := NewServer(t, Options{Messages: twoMessages(), TLS: cfg, STLS: true})
-	dump(t, s)
-	c := dial(t, s)
-	c.line()
+	_, c := greeted(t, Options{Messages: twoMessages(), TLS: cfg, STLS: true})
 	if capa := c.multi("CAPA"); !slices.Contains(capa, "STLS") {
 		t.Fatalf("CAPA = %q; want STLS", capa)
 	}
@@ -448,10 +438,7 @@ func TestFaultReplyListings(t *testing.T) {
 // mark the message, so QUIT keeps it.
 func TestFaultReplyDELEFails(t *testing.T) {
 	t.Parallel()
-	s := NewServer(t, Options{Messages: twoMessages(), Faults: []Fault{{Cmd: "DELE", N: 1, Action: Reply, Reply: "-ERR DELE failed"}}})
-	dump(t, s)
-	c := dial(t, s)
-	c.line()
+	s, c := greeted(t, Options{Messages: twoMessages(), Faults: []Fault{{Cmd: "DELE", N: 1, Action: Reply, Reply: "-ERR DELE failed"}}})
 	c.login()
 	c.want("DELE 1", "-ERR DELE failed")
 	c.want("DELE 2", "+OK")
@@ -465,10 +452,7 @@ func TestFaultReplyDELEFails(t *testing.T) {
 func TestFaultSTLSInjection(t *testing.T) {
 	t.Parallel()
 	_, cfg, pool := GenerateCert(t)
-	s := NewServer(t, Options{TLS: cfg, STLS: true, Faults: []Fault{{Cmd: "STLS", Action: Reply, Reply: "+OK\r\n+OK injected"}}})
-	dump(t, s)
-	c := dial(t, s)
-	c.line()
+	_, c := greeted(t, Options{TLS: cfg, STLS: true, Faults: []Fault{{Cmd: "STLS", Action: Reply, Reply: "+OK\r\n+OK injected"}}})
 	c.want("STLS", "+OK")
 	// The injected line arrives with the +OK, in plaintext: a careful
 	// client sees bytes buffered here and aborts.
@@ -493,10 +477,7 @@ func TestFaultSTLSRefused(t *testing.T) {
 
 func TestFaultDrop(t *testing.T) {
 	t.Parallel()
-	s := NewServer(t, Options{Messages: twoMessages(), Faults: []Fault{{Cmd: "RETR", Action: Drop}}})
-	dump(t, s)
-	c := dial(t, s)
-	c.line()
+	_, c := greeted(t, Options{Messages: twoMessages(), Faults: []Fault{{Cmd: "RETR", Action: Drop}}})
 	c.login()
 	c.send("RETR 1")
 	c.wantEOF()
@@ -505,10 +486,7 @@ func TestFaultDrop(t *testing.T) {
 // QUIT dropped before its answer: no UPDATE, nothing removed.
 func TestFaultDropQUIT(t *testing.T) {
 	t.Parallel()
-	s := NewServer(t, Options{Messages: twoMessages(), Faults: []Fault{{Cmd: "QUIT", Action: Drop}}})
-	dump(t, s)
-	c := dial(t, s)
-	c.line()
+	s, c := greeted(t, Options{Messages: twoMessages(), Faults: []Fault{{Cmd: "QUIT", Action: Drop}}})
 	c.login()
 	c.want("DELE 1", "+OK")
 	c.send("QUIT")
@@ -522,10 +500,7 @@ func TestFaultDropQUIT(t *testing.T) {
 // answer.
 func TestFaultDropAfter(t *testing.T) {
 	t.Parallel()
-	s := NewServer(t, Options{Messages: twoMessages(), Faults: []Fault{{Cmd: "DELE", Action: DropAfter}}})
-	dump(t, s)
-	c := dial(t, s)
-	c.line()
+	s, c := greeted(t, Options{Messages: twoMessages(), Faults: []Fault{{Cmd: "DELE", Action: DropAfter}}})
 	c.login()
 	c.multi("RETR 1")
 	c.want("DELE 1", "+OK")
@@ -566,10 +541,7 @@ func TestFaultAppendAndSkip(t *testing.T) {
 
 func TestFaultHang(t *testing.T) {
 	t.Parallel()
-	s := NewServer(t, Options{Faults: []Fault{{Cmd: "CAPA", Action: Hang}}})
-	dump(t, s)
-	c := dial(t, s)
-	c.line()
+	_, c := greeted(t, Options{Faults: []Fault{{Cmd: "CAPA", Action: Hang}}})
 	c.send("CAPA")
 	c.c.SetReadDeadline(time.Now().Add(100 * time.Millisecond))
 	_, err := c.r.ReadByte()
@@ -621,10 +593,7 @@ func TestFaultTrickle(t *testing.T) {
 
 func TestFaultEndlessLine(t *testing.T) {
 	t.Parallel()
-	s := NewServer(t, Options{Faults: []Fault{{Cmd: "CAPA", Action: EndlessLine}}})
-	dump(t, s)
-	c := dial(t, s)
-	c.line()
+	_, c := greeted(t, Options{Faults: []Fault{{Cmd: "CAPA", Action: EndlessLine}}})
 	c.send("CAPA")
 	const want = 1<<20 + 1
 	n, err := io.CopyN(io.Discard, readUntilLF{c.r}, want)
@@ -646,10 +615,7 @@ func (r readUntilLF) Read(p []byte) (int, error) {
 
 func TestFaultEndlessMulti(t *testing.T) {
 	t.Parallel()
-	s := NewServer(t, Options{Messages: twoMessages(), Faults: []Fault{{Cmd: "UIDL", Action: EndlessMulti}}})
-	dump(t, s)
-	c := dial(t, s)
-	c.line()
+	_, c := greeted(t, Options{Messages: twoMessages(), Faults: []Fault{{Cmd: "UIDL", Action: EndlessMulti}}})
 	c.login()
 	c.want("UIDL", "+OK")
 	for i := range 50000 {
@@ -661,10 +627,7 @@ func TestFaultEndlessMulti(t *testing.T) {
 
 func TestFaultTruncate(t *testing.T) {
 	t.Parallel()
-	s := NewServer(t, Options{Messages: twoMessages(), Faults: []Fault{{Cmd: "RETR", Action: Truncate}}})
-	dump(t, s)
-	c := dial(t, s)
-	c.line()
+	_, c := greeted(t, Options{Messages: twoMessages(), Faults: []Fault{{Cmd: "RETR", Action: Truncate}}})
 	c.login()
 	c.want("RETR 1", "+OK")
 	rest, err := io.ReadAll(c.r)
@@ -812,10 +775,7 @@ func TestConcurrentSessions(t *testing.T) {
 // marked even if the mailbox was replaced meanwhile.
 func TestSetMessagesDuringSession(t *testing.T) {
 	t.Parallel()
-	s := NewServer(t, Options{Messages: twoMessages()})
-	dump(t, s)
-	c := dial(t, s)
-	c.line()
+	s, c := greeted(t, Options{Messages: twoMessages()})
 	c.login()
 	s.SetMessages([]Message{msgB, {UID: "uid-c", Data: []byte("x\r\n")}})
 	if got := c.cmd("UIDL 1"); got != "+OK 1 uid-a" {
@@ -968,10 +928,7 @@ func TestRewriteRetrieved(t *testing.T) {
 		m.Data = append([]byte("X-UID: 1\r\n"), m.Data...)
 		return m
 	}
-	s := NewServer(t, Options{Messages: append(twoMessages(), Message{UID: "c", Data: []byte("Subject: c\r\n\r\nc\r\n")}), RewriteRetrieved: mark})
-	dump(t, s)
-	c := dial(t, s)
-	c.line()
+	s, c := greeted(t, Options{Messages: append(twoMessages(), Message{UID: "c", Data: []byte("Subject: c\r\n\r\nc\r\n")}), RewriteRetrieved: mark})
 	c.login()
 	c.want("RETR 1", "+OK")
 	c.body()
