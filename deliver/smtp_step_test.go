@@ -327,15 +327,20 @@ func TestSMTPInStepNoWait(t *testing.T) {
 				scfg = cfg
 			}
 			d := NewSMTP(SMTPOptions{Addr: startSink(t, sink, tc.lmtp, scfg, tc.implicit), LMTP: tc.lmtp, TLS: tc.tls, RootCAs: pool, Timeout: 4 * time.Second})
+			// A pause for stray replies is in every delivery; a busy
+			// machine slows some. So the fastest of n deliveries shows a
+			// pause and load does not: 20ms is ten times what one takes
+			// here, and half the pause this test was written against.
 			const n = 20
-			start := time.Now()
+			fastest := time.Hour
 			for range n {
+				start := time.Now()
 				errs := d.Deliver(context.Background(), smtpMsg("Subject: x\r\n\r\nb\r\n"), "", []Recipient{{Address: "a@x"}, {Address: "b@x"}}, nil)
+				fastest = min(fastest, time.Since(start))
 				checkResults(t, errs, "", "")
 			}
-			// 20ms a delivery is ten times what one takes here.
-			if el := time.Since(start); el > n*20*time.Millisecond {
-				t.Errorf("%d deliveries took %v; want less than %v", n, el, n*20*time.Millisecond)
+			if fastest > 20*time.Millisecond {
+				t.Errorf("the fastest of %d deliveries took %v; want less than 20ms", n, fastest)
 			}
 		})
 	}
