@@ -12,13 +12,14 @@ import (
 	"fmt"
 	"os"
 	"os/exec"
-	"path/filepath"
 	"strconv"
 	"strings"
 	"sync"
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/popfetch/popfetch/deliver/delivertest"
 )
 
 func writeFile(t testing.TB, path, s string) {
@@ -236,37 +237,15 @@ func seqMsg(tag string, seq, lines int) []byte {
 		strings.Repeat(fmt.Sprintf("%s message %d: body line of some length to give it weight\r\n", tag, seq), lines))
 }
 
-// maildirFiles lists the message files in a Maildir's new/ and cur/: not
-// dot files, and not the ".part" files the test MDAs write before they
-// rename them. A Maildir not created yet has none.
-func maildirFiles(t testing.TB, dir string) []string {
-	t.Helper()
-	var out []string
-	for _, sub := range []string{"new", "cur"} {
-		ents, err := os.ReadDir(filepath.Join(dir, sub))
-		if os.IsNotExist(err) {
-			continue
-		} else if err != nil {
-			t.Fatal(err)
-		}
-		for _, e := range ents {
-			if !strings.HasPrefix(e.Name(), ".") && !strings.HasSuffix(e.Name(), ".part") {
-				out = append(out, filepath.Join(dir, sub, e.Name()))
-			}
-		}
-	}
-	return out
-}
+// The Maildir reader is deliver/delivertest's.
+var (
+	maildirFiles = delivertest.MaildirFiles
+	maildirCount = delivertest.MaildirCount
+)
 
-func maildirCount(t testing.TB, dir string) int {
-	t.Helper()
-	return len(maildirFiles(t, dir))
-}
-
-// waitMaildir waits until dir holds at least n messages.
 func waitMaildir(t *testing.T, dir string, n int, timeout time.Duration) {
 	t.Helper()
-	waitFor(t, timeout, fmt.Sprintf("%d messages in %s", n, dir), func() bool { return maildirCount(t, dir) >= n })
+	delivertest.WaitMaildir(t, dir, n, timeout)
 }
 
 // seqCounts counts the messages of dir by their X-Seq header.

@@ -46,9 +46,10 @@ func TestMultidropCrashSafety(t *testing.T) {
 			}
 			deliverBlock := fmt.Sprintf("maildir = %q", filepath.Join(out, "{user}"))
 			if kind == "mda" {
-				// A complete file per copy, named when it is complete.
+				// A complete file per copy, written in tmp/ and renamed
+				// into new/ when it is complete (the Maildir protocol).
 				script := filepath.Join(dir, "mda.sh")
-				writeFile(t, script, fmt.Sprintf("#!/bin/sh\nmkdir -p %[1]q/\"$1\"/new && f=%[1]q/\"$1\"/new/$$ && cat > \"$f.part\" && mv \"$f.part\" \"$f\"\n", out))
+				writeFile(t, script, fmt.Sprintf("#!/bin/sh\nd=%[1]q/\"$1\" && mkdir -p \"$d/new\" \"$d/tmp\" && cat > \"$d/tmp/$$\" && mv \"$d/tmp/$$\" \"$d/new/$$\"\n", out))
 				if err := os.Chmod(script, 0o700); err != nil {
 					t.Fatal(err)
 				}
