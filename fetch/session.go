@@ -106,8 +106,9 @@ type Progress interface {
 	// Intend notes the file a single-copy delivery is about to create
 	// (deliver.Prepared.Path), before each attempt to commit it, so that a
 	// run killed right after it can be recognised as delivered
-	// (deliver.Committed). Best effort.
-	Intend(path string)
+	// (deliver.Committed). It reports whether the note is durable; what
+	// a failure means is the caller's to decide (see deliverCopy).
+	Intend(path string) error
 }
 
 // PollOptions are what the caller decides about one poll besides its
@@ -1183,10 +1184,8 @@ func (p *progress) Done(rcpt string) bool {
 	return false
 }
 
-func (p *progress) Intend(path string) {
-	// Best effort: without the intent a kill at the wrong moment costs a
-	// duplicate, nothing more.
-	_ = p.s.IntendIdentity(p.uid, path, p.id)
+func (p *progress) Intend(path string) error {
+	return p.s.IntendIdentity(p.uid, path, p.id)
 }
 
 func (p *progress) Record(rcpt string) error {
