@@ -180,6 +180,10 @@ func (p *Poller) run(ctx context.Context, a *rcfile.Account, opts PollOptions, d
 		if p.NoPollLog {
 			return
 		}
+		if res.NotStarted {
+			log.Info("poll stopped before it connected")
+			return
+		}
 		// One line per poll (the scheduler logs changes of error itself).
 		lvl := slog.LevelInfo
 		if res.Failed > 0 || res.Undeletable > 0 {
@@ -253,6 +257,13 @@ func (s *session) retain(onServer []string) error {
 func (s *session) run(ctx context.Context) error {
 	a := s.a
 	var err error
+	// A poll asked to stop before it began has nothing in flight to
+	// finish: logging in only to list and QUIT would be a session for
+	// nothing (and a password resolved for nothing).
+	if s.stopping() {
+		s.res.NotStarted = true
+		return nil
+	}
 	s.mailbox = uidl.Path(a.StateDir, a.Mailbox())
 	_, serr := os.Lstat(s.mailbox)
 	var legacy []string
@@ -305,6 +316,11 @@ func (s *session) run(ctx context.Context) error {
 		if !opts.RootCAs.AppendCertsFromPEM(pem) {
 			return fmt.Errorf("%w: ca_file %s holds no PEM certificate", ErrTLS, a.CAFile)
 		}
+	}
+	if s.stopping() {
+		// Asked while the journal was read or the password resolved.
+		s.res.NotStarted = true
+		return nil
 	}
 	s.c, err = pop3.Dial(ctx, opts)
 	if err != nil {
