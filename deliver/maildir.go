@@ -69,11 +69,20 @@ type Maildir struct {
 	ready sync.Map
 }
 
-// Placeholders a Maildir path may hold (multidrop).
-const (
-	placeholderUser   = "{user}"
-	placeholderDomain = "{domain}"
-)
+// maildirPlaceholders are the placeholders a Maildir path may hold
+// (multidrop), by name, written as MDAPlaceholders describes: the rc
+// file's validation asks MaildirPlaceholders, so this is the only list.
+var maildirPlaceholders = map[string]bool{"user": true, "domain": true}
+
+// hasPlaceholder reports whether s holds the Maildir placeholder {name},
+// or with name "" any of them.
+func hasPlaceholder(s, name string) bool {
+	found := false
+	scanPlaceholders(s, func(_, _ int, n string) {
+		found = found || maildirPlaceholders[n] && (name == "" || n == name)
+	})
+	return found
+}
 
 // maxNameTries bounds the retries when a generated name exists already.
 // Names carry the time, pid, a counter and 64 random bits, so a clash means
@@ -101,19 +110,19 @@ func NewMaildir(path string, opts MaildirOptions) *Maildir {
 		name:   escapeHost(host),
 		log:    opts.Logger,
 		fs:     opts.fs,
-		expand: strings.Contains(path, placeholderUser) || strings.Contains(path, placeholderDomain),
+		expand: hasPlaceholder(path, ""),
 	}
 	if d.expand {
 		comps := pathComponents(path)
 		for i, c := range comps {
-			if strings.Contains(c, placeholderUser) || strings.Contains(c, placeholderDomain) {
+			if hasPlaceholder(c, "") {
 				d.trailing = len(comps) - i
 				break
 			}
 		}
 		if os.Geteuid() == 0 || opts.asRoot {
 			for i, c := range comps {
-				if strings.Contains(c, placeholderUser) {
+				if hasPlaceholder(c, "user") {
 					d.userTrailing = len(comps) - i
 					break
 				}
@@ -657,26 +666,23 @@ func (d *Maildir) dir(rc Recipient) (string, error) {
 	if !d.expand {
 		return d.path, nil
 	}
-	var oldnew []string
-	for _, p := range []struct{ ph, val, what string }{
-		{placeholderUser, rc.User, "user"},
-		{placeholderDomain, rc.Domain, "domain"},
-	} {
-		if !strings.Contains(d.path, p.ph) {
+	vals := map[string]string{"user": rc.User, "domain": rc.Domain}
+	for _, what := range []string{"user", "domain"} {
+		ph := "{" + what + "}"
+		if !hasPlaceholder(d.path, what) {
 			continue
 		}
-		if err := validComponent(p.val); err != nil {
+		if err := validComponent(vals[what]); err != nil {
 			return "", &Error{
 				Target:    "maildir " + d.path,
 				Permanent: true,
-				Reason:    SafeValue(fmt.Sprintf("invalid %s %q for %s: %v", p.what, p.val, p.ph, err), 200),
-				Err:       fmt.Errorf("expand %s %s in %s: %w", p.what, p.ph, d.path, err),
+				Reason:    SafeValue(fmt.Sprintf("invalid %s %q for %s: %v", what, vals[what], ph, err), 200),
+				Err:       fmt.Errorf("expand %s %s in %s: %w", what, ph, d.path, err),
 			}
 		}
-		oldnew = append(oldnew, p.ph, p.val)
 	}
 	// One pass: a user literally named "{domain}" is not expanded again.
-	return strings.NewReplacer(oldnew...).Replace(d.path), nil
+	return expandKnown(d.path, maildirPlaceholders, vals), nil
 }
 
 // errBadComponent is wrapped by the permanent errors of validComponent.

@@ -144,25 +144,44 @@ func NewMDA(argv []string, opts MDAOptions) (*MDA, error) {
 	}, nil
 }
 
-// MDAPlaceholder is one placeholder written in an MDA argument.
-type MDAPlaceholder struct {
+// Placeholder is one placeholder written in an MDA argument or a Maildir
+// path.
+type Placeholder struct {
 	Text  string // as written, braces included: "{user}"
-	Known bool   // one of {user}, {address}, {domain} and {sender}
+	Known bool   // one the argument or path may contain
 }
 
+// MDAPlaceholder is the Placeholder of an MDA argument.
+type MDAPlaceholder = Placeholder
+
 // MDAPlaceholders returns the placeholders written in one MDA argument, in
-// order. A placeholder is "{name}" with a name of letters, digits and '_'
-// and no brace inside (in "{{user}" it is "{user}", after a literal '{');
-// any other braces ("{}", "a{b c}", an unclosed "{") are literal text,
-// passed to the program as they are. An unknown name ("{recipient}",
-// "${HOME}"'s "{HOME}") is an error for NewMDA and the rc file alike,
-// rather than a literal passed to the MDA for every message. This is the
-// one definition of the syntax: NewMDA checks with it, Deliver expands
-// with it, and the rc file's validation calls it.
-func MDAPlaceholders(a string) []MDAPlaceholder {
-	var out []MDAPlaceholder
-	scanPlaceholders(a, func(i, j int, name string) {
-		out = append(out, MDAPlaceholder{Text: a[i:j], Known: mdaPlaceholders[name]})
+// order; Known is set for {user}, {address}, {domain} and {sender}. A
+// placeholder is "{name}" with a name of letters, digits and '_' and no
+// brace inside (in "{{user}" it is "{user}", after a literal '{'); any
+// other braces ("{}", "a{b c}", an unclosed "{") are literal text, passed
+// to the program as they are. An unknown name ("{recipient}", "${HOME}"'s
+// "{HOME}") is an error for NewMDA and the rc file alike, rather than a
+// literal passed to the MDA for every message. This is the one definition
+// of the syntax, for Maildir paths too (MaildirPlaceholders): NewMDA checks
+// with it, Deliver expands with it, and the rc file's validation calls it.
+func MDAPlaceholders(a string) []Placeholder {
+	return placeholders(a, mdaPlaceholders)
+}
+
+// MaildirPlaceholders returns the placeholders written in a Maildir path,
+// in order, with the syntax of MDAPlaceholders; Known is set for {user}
+// and {domain}, the ones NewMaildir replaces. Other braces are literal
+// directory names. The rc file's validation calls it, so that what it
+// accepts and what a Maildir expands are the same placeholders.
+func MaildirPlaceholders(path string) []Placeholder {
+	return placeholders(path, maildirPlaceholders)
+}
+
+// placeholders lists the placeholders of s, Known for the names in known.
+func placeholders(s string, known map[string]bool) []Placeholder {
+	var out []Placeholder
+	scanPlaceholders(s, func(i, j int, name string) {
+		out = append(out, Placeholder{Text: s[i:j], Known: known[name]})
 	})
 	return out
 }
@@ -217,10 +236,16 @@ func isIdent(s string) bool {
 // expand substitutes the placeholders of one argument. Only names that are
 // placeholders are replaced; other braces stay literal.
 func expand(a string, vals map[string]string) string {
+	return expandKnown(a, mdaPlaceholders, vals)
+}
+
+// expandKnown substitutes in a the placeholders whose names are in known
+// and have a value in vals; everything else stays as written.
+func expandKnown(a string, known map[string]bool, vals map[string]string) string {
 	var b strings.Builder
 	last := 0
 	scanPlaceholders(a, func(i, j int, name string) {
-		if v, ok := vals[name]; ok && mdaPlaceholders[name] {
+		if v, ok := vals[name]; ok && known[name] {
 			b.WriteString(a[last:i])
 			b.WriteString(v)
 			last = j

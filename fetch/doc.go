@@ -84,7 +84,11 @@
 // popfetch wrote (ourCopy: deliver.ReadCommitted checks the size its name
 // carries, and its body has the digest of the intent's identity), so a
 // kill between commit and record duplicates nothing, and another's file
-// under the name of an intent is never taken for the delivery.
+// under the name of an intent is never taken for the delivery. When a
+// commit finds its name taken, the copy's fresh name is recorded before
+// it is committed; if that record fails the copy is aborted and the
+// message fetched again, so no committed copy hides behind an intent
+// that names another's file.
 // Multidrop records each recipient's copy as it completes (as the target
 // reports it through deliver.DeliverReporting: per Maildir copy, per MDA run,
 // per LMTP reply that names its recipient as it arrives, else per SMTP/LMTP

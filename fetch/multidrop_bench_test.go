@@ -25,7 +25,7 @@ type nopProgress struct{}
 
 func (nopProgress) Done(string) bool    { return false }
 func (nopProgress) Record(string) error { return nil }
-func (nopProgress) Intend(string)       {}
+func (nopProgress) Intend(string) error { return nil }
 
 // benchMessage is a typical multidrop message: the provider's envelope
 // header, a few trace fields, To/Cc naming users and outsiders, a 4 KiB

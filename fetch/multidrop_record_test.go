@@ -29,8 +29,8 @@ type dyingProgress struct {
 	onRecord func(n int)
 }
 
-func (d *dyingProgress) Done(rcpt string) bool { return d.p.Done(rcpt) }
-func (d *dyingProgress) Intend(path string)    { d.p.Intend(path) }
+func (d *dyingProgress) Done(rcpt string) bool    { return d.p.Done(rcpt) }
+func (d *dyingProgress) Intend(path string) error { return d.p.Intend(path) }
 
 func (d *dyingProgress) Record(rcpt string) error {
 	d.mu.Lock()

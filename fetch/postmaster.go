@@ -24,7 +24,7 @@ const maxReason = 300
 // in X-Popfetch-Reason, and returns that reason. intend is as for
 // deliverCopy (nil: no intent). No postmaster, or a failing one, returns
 // an error: the message then stays on the server, it is never dropped.
-func toPostmaster(ctx context.Context, pm deliver.Target, m *deliver.Message, sender string, cause error, intend func(path string)) (string, error) {
+func toPostmaster(ctx context.Context, pm deliver.Target, m *deliver.Message, sender string, cause error, intend func(path string) error) (string, error) {
 	if pm == nil {
 		return "", fmt.Errorf("%w (permanent; no postmaster configured, so the message stays on the server)", cause)
 	}

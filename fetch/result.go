@@ -41,5 +41,9 @@ type Result struct {
 	// LoginDelay is the server's LOGIN-DELAY (RFC 2449), 0 if none: the
 	// scheduler must not start the next session sooner.
 	LoginDelay time.Duration
+	// NotStarted: PollOptions.Stop was closed before the session
+	// connected, so the poll did nothing (no login, no journal change):
+	// the account was not polled. Err is nil.
+	NotStarted bool
 	Err        error // nil, or the reason the poll failed (wraps a sentinel above where one applies)
 }

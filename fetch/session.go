@@ -112,8 +112,9 @@ type Progress interface {
 	// Intend notes the file a single-copy delivery is about to create
 	// (deliver.Prepared.Path), before each attempt to commit it, so that a
 	// run killed right after it can be recognised as delivered
-	// (deliver.Committed). Best effort.
-	Intend(path string)
+	// (deliver.Committed). It reports whether the note is durable; what
+	// a failure means is the caller's to decide (see deliverCopy).
+	Intend(path string) error
 }
 
 // PollOptions are what the caller decides about one poll besides its
@@ -183,6 +184,10 @@ func (p *Poller) run(ctx context.Context, a *rcfile.Account, opts PollOptions, d
 			res.Err = fmt.Errorf("account %s: %w", a.Name, res.Err)
 		}
 		if p.NoPollLog {
+			return
+		}
+		if res.NotStarted {
+			log.Info("poll stopped before it connected")
 			return
 		}
 		// One line per poll (the scheduler logs changes of error itself).
@@ -258,6 +263,13 @@ func (s *session) retain(onServer []string) error {
 func (s *session) run(ctx context.Context) error {
 	a := s.a
 	var err error
+	// A poll asked to stop before it began has nothing in flight to
+	// finish: logging in only to list and QUIT would be a session for
+	// nothing (and a password resolved for nothing).
+	if s.stopping() {
+		s.res.NotStarted = true
+		return nil
+	}
 	s.mailbox = uidl.Path(a.StateDir, a.Mailbox())
 	_, serr := os.Lstat(s.mailbox)
 	var legacy []string
@@ -326,6 +338,11 @@ func (s *session) run(ctx context.Context) error {
 		if !opts.RootCAs.AppendCertsFromPEM(pem) {
 			return fmt.Errorf("%w: ca_file %s holds no PEM certificate", ErrTLS, a.CAFile)
 		}
+	}
+	if s.stopping() {
+		// Asked while the journal was read or the password resolved.
+		s.res.NotStarted = true
+		return nil
 	}
 	s.c, err = pop3.Dial(ctx, opts)
 	if err != nil {
@@ -1209,10 +1226,8 @@ func (p *progress) Done(rcpt string) bool {
 	return false
 }
 
-func (p *progress) Intend(path string) {
-	// Best effort: without the intent a kill at the wrong moment costs a
-	// duplicate, nothing more.
-	_ = p.s.IntendIdentity(p.uid, path, p.id)
+func (p *progress) Intend(path string) error {
+	return p.s.IntendIdentity(p.uid, path, p.id)
 }
 
 func (p *progress) Record(rcpt string) error {

@@ -26,6 +26,8 @@ type PollSummary struct {
 	// Undeletable: delivered messages the server keeps refusing to
 	// delete (Result.Undeletable).
 	Undeletable int `json:"undeletable,omitempty"`
+	// NotStarted: stopped before it connected (Result.NotStarted).
+	NotStarted bool `json:"not_started,omitempty"`
 }
 
 // Summarize converts a Result for status and the control socket.
@@ -34,6 +36,7 @@ func Summarize(r Result) PollSummary {
 		Account: r.Account, Start: r.Start, Elapsed: r.Elapsed,
 		Messages: r.Messages, New: r.New, Delivered: r.Delivered, Deleted: r.Deleted,
 		Skipped: r.Skipped, Failed: r.Failed, Undeletable: r.Undeletable, LoginDelay: r.LoginDelay,
+		NotStarted: r.NotStarted,
 	}
 	if r.Err != nil {
 		s.Err = r.Err.Error()

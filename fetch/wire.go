@@ -102,7 +102,7 @@ var _ twoPhase = (*deliver.Maildir)(nil)
 // deliverCopy delivers the one copy of m for rc through t. With intend
 // set and a two-phase target, intend gets the copy's final path before
 // each attempt to commit it; other targets deliver in one step.
-func deliverCopy(ctx context.Context, t deliver.Target, m *deliver.Message, sender string, rc deliver.Recipient, extra []deliver.Field, intend func(path string)) error {
+func deliverCopy(ctx context.Context, t deliver.Target, m *deliver.Message, sender string, rc deliver.Recipient, extra []deliver.Field, intend func(path string) error) error {
 	tp, ok := t.(twoPhase)
 	if !ok || intend == nil {
 		return t.Deliver(ctx, m, sender, []deliver.Recipient{rc}, extra)[0]
@@ -112,13 +112,19 @@ func deliverCopy(ctx context.Context, t deliver.Target, m *deliver.Message, send
 		return err
 	}
 	// Nothing after a Commit that ended the copy; the tmp file otherwise
-	// (a panic in intend).
+	// (a failed or panicking intend).
 	defer c.Abort()
-	for {
+	for first := true; ; first = false {
 		// Recorded before every attempt: after a name clash the intent
 		// must name the fresh name, not the other file that holds the
-		// old one.
-		intend(c.Path())
+		// old one. The first intent is best effort (without it a kill at
+		// the wrong moment costs a duplicate, nothing more); a fresh one
+		// is not, as the intent on record names another's file: the copy
+		// is aborted and the delivery fails temporarily, so the message
+		// stays on the server and is fetched again.
+		if err := intend(c.Path()); err != nil && !first {
+			return fmt.Errorf("record the intent for %s after its first name was taken: %w", c.Path(), err)
+		}
 		if err := c.Commit(); !errors.Is(err, deliver.ErrNameTaken) {
 			return err
 		}

@@ -20,11 +20,12 @@ type intentLog struct {
 	intents []string
 }
 
-func (l *intentLog) Intend(path string) {
+func (l *intentLog) Intend(path string) error {
 	if _, err := os.Stat(path); !os.IsNotExist(err) {
 		l.t.Errorf("intent for %s recorded after it appeared (stat err %v)", path, err)
 	}
 	l.intents = append(l.intents, path)
+	return nil
 }
 
 // A single-drop copy into a Maildir, the user's or, after a permanent

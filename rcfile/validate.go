@@ -498,8 +498,6 @@ func (p *parser) optPath(v string, rng hcl.Range) string {
 	return s
 }
 
-var placeholderRE = regexp.MustCompile(`\{[^{}/]*\}`)
-
 // dest builds a deliver, postmaster or user deliver block. perUser says
 // whether maildir may contain {user} and {domain}: only where there is a
 // user to substitute, i.e. in multidrop deliver and user blocks.
@@ -531,14 +529,15 @@ func (p *parser) dest(d *destHCL, what string, perUser bool) *Destination {
 	out := &Destination{MDATimeout: 5 * time.Minute, MDATempExitCodes: []int{75}}
 	if d.Maildir != nil {
 		out.Maildir = *d.Maildir
-		allowed := map[string]bool{"{user}": perUser, "{domain}": perUser}
-		for _, ph := range placeholderRE.FindAllString(out.Maildir, -1) {
-			ok, known := allowed[ph]
+		// The placeholder syntax is deliver's, which expands the path:
+		// other braces are literal directory names there, so here too.
+		for _, x := range deliver.MaildirPlaceholders(out.Maildir) {
+			ph := x.Text
 			switch {
-			case !known:
+			case !x.Known:
 				p.errorf(d.MaildirRange, "Unknown placeholder",
 					"maildir contains %s; only {user} and {domain} are replaced (in multidrop accounts).", ph)
-			case !ok:
+			case !perUser:
 				where := "the deliver block of a single-drop account"
 				if what != "deliver" {
 					where = "a " + what + " block"

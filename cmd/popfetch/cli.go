@@ -277,8 +277,16 @@ func (g *globals) fetch(ctx context.Context, args []string) int {
 	defer stop()
 	p := &fetch.Poller{Log: g.logger(slog.LevelWarn)}
 	code := exitOK
-	for _, a := range accts {
-		if ctx.Err() != nil {
+	for i, a := range accts {
+		if stopped(graceful) || ctx.Err() != nil {
+			// A stop ends the run at the next account: polling the rest
+			// only to log in, list and QUIT would be sessions for
+			// nothing. Their mail waits for the next run.
+			var names []string
+			for _, b := range accts[i:] {
+				names = append(names, b.Name)
+			}
+			fmt.Fprintf(g.stderr, "popfetch: stopped; not polled: %s\n", strings.Join(names, ", "))
 			break
 		}
 		res := p.PollWith(ctx, a, fetch.PollOptions{Stop: graceful})
@@ -289,6 +297,16 @@ func (g *globals) fetch(ctx context.Context, args []string) int {
 		code = worse(code, exitFail)
 	}
 	return code
+}
+
+// stopped reports whether the graceful stop of signalContext was asked.
+func stopped(graceful <-chan struct{}) bool {
+	select {
+	case <-graceful:
+		return true
+	default:
+		return false
+	}
 }
 
 // signalContext makes the first SIGINT/SIGTERM a graceful stop (finish the
@@ -338,6 +356,9 @@ func summaryLine(r fetch.PollSummary) string {
 		fmt.Fprintf(&b, ", %d the server refuses to delete", r.Undeletable)
 	}
 	fmt.Fprintf(&b, " (%s)", r.Elapsed.Round(time.Millisecond))
+	if r.NotStarted {
+		b.WriteString("; stopped before connecting")
+	}
 	if r.Err != "" {
 		fmt.Fprintf(&b, "; error: %s", r.Err)
 	}

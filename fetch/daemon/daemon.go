@@ -606,6 +606,22 @@ func (d *Daemon) finishLocked(done pollDone) {
 		d.log.Debug("removed account's last poll done", "account", name, "err", r.Err)
 		return
 	}
+	if r.NotStarted {
+		// Stopped before it connected (the daemon stopping, or the
+		// poll's time limit passing before the session began): the
+		// account was not polled, so its last result, totals, error
+		// state and fetch_all pass stay as they were. A hold lifted by
+		// a reload waits for the next poll that ends.
+		d.log.Debug("poll stopped before it connected", "account", name)
+		a.changed, a.liftHold = false, liftHold
+		switch {
+		case cut:
+			a.next = now
+		case !a.next.After(now):
+			a.next = now.Add(interval(a.cfg))
+		}
+		return
+	}
 
 	// A second signal (Abort) closes the connection under the session;
 	// what it returns then ("use of closed network connection", a
