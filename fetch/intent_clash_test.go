@@ -8,6 +8,7 @@ import (
 	"testing"
 
 	"github.com/popfetch/popfetch/deliver"
+	"github.com/popfetch/popfetch/deliver/delivertest/fault"
 )
 
 // clashProgress is a Progress that, at the first intent, puts another
@@ -50,8 +51,8 @@ func TestIntentAfterNameClashFails(t *testing.T) {
 			md := deliver.NewMaildir(box, deliver.MaildirOptions{LocalHost: "h"})
 			d := &singleDrop{target: md, rcpt: deliver.Recipient{User: "joe"}}
 			if tt.pm {
-				fake := newFakeTarget()
-				fake.fail["joe"] = perm
+				fake := fault.New()
+				fake.Fail("joe", perm)
 				d.target, d.postmaster = fake, md
 			}
 			p := &clashProgress{t: t}
