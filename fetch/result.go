@@ -41,5 +41,8 @@ type Result struct {
 	// LoginDelay is the server's LOGIN-DELAY (RFC 2449), 0 if none: the
 	// scheduler must not start the next session sooner.
 	LoginDelay time.Duration
-	Err        error // nil, or the reason the poll failed (wraps a sentinel above where one applies)
+	// Mechanism is how the session logged in (pop3.Mechanism's String:
+	// "SCRAM-SHA-256", "OAUTHBEARER", "USER", ...), "" before a login.
+	Mechanism string
+	Err       error // nil, or the reason the poll failed (wraps a sentinel above where one applies)
 }
