@@ -243,8 +243,8 @@ func TestDovecotOAuth2Lifecycle(t *testing.T) {
 	if !strings.Contains(res.Err.Error(), "run `popfetch login life`") {
 		t.Errorf("hold does not say what to run: %v", res.Err)
 	}
-	if s := Summarize(res); !s.AuthFailed {
-		t.Errorf("Summarize(revoked) = %+v; want AuthFailed", s)
+	if s := Summarize(res); !s.AuthFailed || !s.LoginRequired {
+		t.Errorf("Summarize(revoked) = %+v; want AuthFailed and LoginRequired", s)
 	}
 	if n := mb.Count(t); n != 1 {
 		t.Fatalf("after the hold the server holds %d messages; want 1 (nothing fetched, nothing deleted)", n)
@@ -275,6 +275,9 @@ func TestDovecotOAuth2RejectedTwice(t *testing.T) {
 	res := debugPoller(&log).Poll(context.Background(), a)
 	if !errors.Is(res.Err, ErrAuth) {
 		t.Fatalf("Poll = %v; want ErrAuth (hold)\n%s\n%s", res.Err, log.String(), r.srv.Log(t))
+	}
+	if s := Summarize(res); s.LoginRequired {
+		t.Errorf("Summarize = %+v; a token the server refuses is not a lost grant (no popfetch login to suggest)", s)
 	}
 	if n := r.idp.Count("refresh"); n != 1 {
 		t.Errorf("%d refreshes; want exactly 1", n)

@@ -8,6 +8,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/popfetch/popfetch/fetch"
+	"github.com/popfetch/popfetch/fetch/daemon"
 	"github.com/popfetch/popfetch/fetch/dovecottest"
 	"github.com/popfetch/popfetch/fetch/oauthtest"
 	"github.com/popfetch/popfetch/fetch/pop3test"
@@ -174,5 +176,26 @@ func TestCheckConnectSignIn(t *testing.T) {
 	r = daemonCLI(t, rc, "check", "--connect", "work")
 	if r.code != exitAuth || !strings.Contains(r.stdout, "run `popfetch login work`") {
 		t.Errorf("check --connect with a revoked grant = %d; want %d and the command to run\n%s%s", r.code, exitAuth, r.stdout, r.stderr)
+	}
+}
+
+// TestWriteStatusLoginRequired: a hold for a lost OAuth2 grant says to
+// run `popfetch login ACCOUNT` in the next-poll column, which the error
+// column's cut does not reach; another hold keeps the general advice.
+func TestWriteStatusLoginRequired(t *testing.T) {
+	t.Parallel()
+	long := "account work: XOAUTH2: access token: authentication failed: account work: oauth2 sign-in required: " +
+		"the identity provider refused the refresh token (invalid_grant: revoked); run `popfetch login work` to sign in again"
+	var b strings.Builder
+	writeStatus(&b, daemon.Status{Accounts: []daemon.AccountStatus{
+		{Name: "work", State: daemon.StateAuthHold, Last: &fetch.PollSummary{Err: long, AuthFailed: true, LoginRequired: true}},
+		{Name: "pw", State: daemon.StateAuthHold, Last: &fetch.PollSummary{Err: "account pw: authentication failed", AuthFailed: true}},
+	}})
+	out := b.String()
+	if !strings.Contains(out, "held: run `popfetch login work`, then SIGHUP or `popfetch now`") {
+		t.Errorf("status lacks the login command for work:\n%s", out)
+	}
+	if strings.Contains(out, "popfetch login pw") || !strings.Contains(out, "held: fix the account, then SIGHUP or `popfetch now`") {
+		t.Errorf("status of pw: want the general advice:\n%s", out)
 	}
 }
