@@ -45,5 +45,8 @@ type Result struct {
 	// connected, so the poll did nothing (no login, no journal change):
 	// the account was not polled. Err is nil.
 	NotStarted bool
-	Err        error // nil, or the reason the poll failed (wraps a sentinel above where one applies)
+	// Mechanism is how the session logged in (pop3.Mechanism's String:
+	// "SCRAM-SHA-256", "OAUTHBEARER", "USER", ...), "" before a login.
+	Mechanism string
+	Err       error // nil, or the reason the poll failed (wraps a sentinel above where one applies)
 }

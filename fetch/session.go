@@ -355,7 +355,8 @@ func (s *session) run(ctx context.Context) error {
 	if err := s.c.Authenticate(ctx, cr); err != nil {
 		return err
 	}
-	s.log.Debug("logged in", "mechanism", s.c.Mechanism().String())
+	s.res.Mechanism = s.c.Mechanism().String()
+	s.log.Debug("logged in", "mechanism", s.res.Mechanism)
 	if d := s.c.LoginDelay(); d > 0 {
 		s.res.LoginDelay = d
 	}

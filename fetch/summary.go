@@ -3,6 +3,8 @@ package fetch
 import (
 	"errors"
 	"time"
+
+	"github.com/popfetch/popfetch/fetch/oauth"
 )
 
 // PollSummary is a Result in a form that survives JSON (the control
@@ -23,6 +25,9 @@ type PollSummary struct {
 	// `popfetch now` maps it to the authentication exit status. It is
 	// set for ErrLoginRefused too: the login failed either way.
 	AuthFailed bool `json:"auth_failed,omitempty"`
+	// LoginRequired: the account's OAuth2 grant is gone (revoked,
+	// expired, never signed in); a human must run `popfetch login`.
+	LoginRequired bool `json:"login_required,omitempty"`
 	// Undeletable: delivered messages the server keeps refusing to
 	// delete (Result.Undeletable).
 	Undeletable int `json:"undeletable,omitempty"`
@@ -41,6 +46,7 @@ func Summarize(r Result) PollSummary {
 	if r.Err != nil {
 		s.Err = r.Err.Error()
 		s.AuthFailed = errors.Is(r.Err, ErrAuth) || errors.Is(r.Err, ErrLoginRefused)
+		s.LoginRequired = errors.Is(r.Err, oauth.ErrLoginRequired)
 	}
 	return s
 }

@@ -19,10 +19,10 @@ func TestAuth(t *testing.T) {
 		{fmt.Sprintf(minimal, ``), AuthAuto, ""},
 		{fmt.Sprintf(minimal, `auth = "SCRAM-SHA-256"`), AuthSCRAMSHA256, ""},
 		{fmt.Sprintf(minimal, `auth = "user"`), AuthUser, ""},
-		{fmt.Sprintf(minimal, `auth = "xoauth2"`), AuthXOAUTH2, ""},
+		{fmt.Sprintf(minimal, "auth = \"xoauth2\"\n  oauth2_token_command = [\"/bin/echo\", \"tok\"]"), AuthXOAUTH2, ""},
 		{fmt.Sprintf(minimal, `auth = "apop"`), AuthAPOP, "APOP uses MD5"},
 		{strings.Replace(fmt.Sprintf(minimal, ``), "defaults {", "defaults {\n  auth = \"plain\"", 1), AuthPlain, ""},
-		{strings.Replace(fmt.Sprintf(minimal, `auth = "oauthbearer"`), "defaults {", "defaults {\n  auth = \"plain\"", 1), AuthOAUTHBEARER, ""},
+		{strings.Replace(fmt.Sprintf(minimal, "auth = \"oauthbearer\"\n  oauth2_token_command = [\"/bin/echo\", \"tok\"]"), "defaults {", "defaults {\n  auth = \"plain\"", 1), AuthOAUTHBEARER, ""},
 	} {
 		cfg, diags := parseOne(t, tt.src)
 		if diags.HasErrors() {

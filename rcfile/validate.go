@@ -100,6 +100,7 @@ func (p *parser) account(ah *accountHCL, s *settingsHCL, topState string) *Accou
 	a.Auth = AuthAuto
 	if s.Auth != nil {
 		a.Auth = p.authMethod(*s.Auth, s.AuthRange)
+		p.authCredential(a, s.AuthRange)
 	}
 
 	if s.Keep != nil {
@@ -263,6 +264,29 @@ func (p *parser) authMethod(v string, rng hcl.Range) AuthMethod {
 	}
 	p.errorf(rng, "Invalid auth method", "auth must be one of %s, not %q.", strings.Join(names, ", "), v)
 	return AuthAuto
+}
+
+// authCredential checks that the mechanism auth names has the credential
+// it sends: XOAUTH2 and OAUTHBEARER an OAuth2 token source, the others a
+// password. Without it the account could never log in; every poll would
+// fail on a setting the file can already show to be wrong.
+func (p *parser) authCredential(a *Account, rng hcl.Range) {
+	oauth := a.OAuth2 != nil || a.OAuth2TokenCommand != nil
+	pw := a.Password
+	password := pw.Inline != "" || pw.File != "" || pw.Env != "" || pw.Command != nil
+	switch a.Auth {
+	case AuthAuto:
+	case AuthXOAUTH2, AuthOAUTHBEARER:
+		if !oauth {
+			p.errorf(rng, "auth needs an OAuth2 token",
+				"Account %q has auth = %q, which signs in with an OAuth2 access token; add an oauth2 block or oauth2_token_command (here or in defaults), or choose a password mechanism.", a.Name, a.Auth)
+		}
+	default:
+		if oauth && !password {
+			p.errorf(rng, "auth needs a password",
+				"Account %q has auth = %q, which signs in with a password, but only an OAuth2 token source; set one of password_file, password_env, password_command or password, or use auth = \"auto\", \"xoauth2\" or \"oauthbearer\".", a.Name, a.Auth)
+		}
+	}
 }
 
 func (p *parser) tlsMode(v string, rng hcl.Range) TLSMode {

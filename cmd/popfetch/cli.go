@@ -440,7 +440,7 @@ func (g *globals) check(ctx context.Context, args []string) int {
 		if res.Err != nil {
 			fmt.Fprintf(g.stdout, "%s: error: %v\n", a.Name, res.Err)
 		} else {
-			fmt.Fprintf(g.stdout, "%s: logged in; %d messages on the server, %d new\n", a.Name, res.Messages, res.New)
+			fmt.Fprintf(g.stdout, "%s: logged in with %s; %d messages on the server, %d new\n", a.Name, res.Mechanism, res.Messages, res.New)
 		}
 		code = worse(code, exitCodeFor(res))
 	}

@@ -77,6 +77,9 @@ func statusRows(t *testing.T, rc string) (map[string]map[string]string, string) 
 	for _, ln := range strings.Split(r.stdout, "\n") {
 		ln = strings.TrimSpace(ln)
 		if ln == "" {
+			if len(rows) > 0 {
+				break // the end of the table: the OAuth2 table may follow
+			}
 			continue
 		}
 		cells := columnSep.Split(ln, -1)

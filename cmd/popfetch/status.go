@@ -40,6 +40,11 @@ func writeStatus(w io.Writer, s daemon.Status) {
 			next = "(polling)"
 		case daemon.StateAuthHold:
 			next = "held: fix the account, then SIGHUP or `popfetch now`"
+			if a.Last != nil && a.Last.LoginRequired {
+				// The error column is cut short; the one thing to do
+				// must not be.
+				next = "held: run `popfetch login " + printable(a.Name, 60) + "`, then SIGHUP or `popfetch now`"
+			}
 		}
 		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%d\t%d\t%d\t%s\n",
 			printable(a.Name, 60), a.State, last, took, nw, dlv, del, next,
