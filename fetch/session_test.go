@@ -17,6 +17,7 @@ import (
 	"github.com/popfetch/popfetch/deliver"
 	"github.com/popfetch/popfetch/deliver/delivertest"
 	"github.com/popfetch/popfetch/fetch/pop3test"
+	"github.com/popfetch/popfetch/internal/testutil"
 	"github.com/popfetch/popfetch/rcfile"
 	"github.com/popfetch/popfetch/uidl"
 )
@@ -373,9 +374,9 @@ func TestPollMessageDeadlineCoversStatusAndBody(t *testing.T) {
 	}
 }
 
-// logCapture collects a Poller's log output (syncBuffer: the Poller logs
+// logCapture collects a Poller's log output (a SyncBuffer: the Poller logs
 // from its delivery goroutines).
-type logCapture struct{ syncBuffer }
+type logCapture struct{ testutil.SyncBuffer }
 
 // lines returns the log lines that contain every one of subs.
 func (l *logCapture) lines(subs ...string) []string {

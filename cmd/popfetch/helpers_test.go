@@ -14,12 +14,12 @@ import (
 	"os/exec"
 	"strconv"
 	"strings"
-	"sync"
 	"syscall"
 	"testing"
 	"time"
 
 	"github.com/popfetch/popfetch/deliver/delivertest"
+	"github.com/popfetch/popfetch/internal/testutil"
 )
 
 func writeFile(t testing.TB, path, s string) {
@@ -31,22 +31,7 @@ func writeFile(t testing.TB, path, s string) {
 
 // lockedBuffer is the daemon's stderr: written by os/exec's copier,
 // read by the test while the daemon runs.
-type lockedBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (l *lockedBuffer) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.Write(p)
-}
-
-func (l *lockedBuffer) String() string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.String()
-}
+type lockedBuffer struct{ testutil.SyncBuffer }
 
 // lines returns the log lines that contain every one of subs.
 func (l *lockedBuffer) lines(subs ...string) []string {

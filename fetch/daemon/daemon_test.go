@@ -1,7 +1,6 @@
 package daemon
 
 import (
-	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -15,6 +14,7 @@ import (
 	"testing/synctest"
 	"time"
 
+	"github.com/popfetch/popfetch/internal/testutil"
 	"github.com/popfetch/popfetch/rcfile"
 )
 
@@ -54,23 +54,6 @@ func (c *bubbleClock) waitTimer(t *testing.T, at time.Time) {
 	if !last.Equal(at) {
 		t.Fatalf("scheduler timer = %v; want %v", last.Sub(t0), at.Sub(t0))
 	}
-}
-
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (b *syncBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.b.Write(p)
-}
-
-func (b *syncBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.b.String()
 }
 
 // call is one invocation of the fake PollFunc; the test answers it.
@@ -119,7 +102,7 @@ type harness struct {
 	clock  *bubbleClock
 	d      *Daemon
 	calls  chan *call
-	logs   *syncBuffer
+	logs   *testutil.SyncBuffer
 	cancel context.CancelFunc
 	runErr chan error
 
@@ -149,7 +132,7 @@ func newHarness(t *testing.T, cfg *rcfile.Config, jitter func(time.Duration) tim
 		t:          t,
 		clock:      &bubbleClock{},
 		calls:      make(chan *call),
-		logs:       &syncBuffer{},
+		logs:       &testutil.SyncBuffer{},
 		active:     map[string]int{},
 		activeHost: map[string]int{},
 	}
@@ -1315,7 +1298,7 @@ func TestDaemonAbortIsNotAFailure(t *testing.T) {
 			<-ctx.Done()
 			return fetch.Result{Err: fmt.Errorf("account a: retr 7: read tcp 127.0.0.1:4242->127.0.0.1:110: use of closed network connection")}
 		}
-		logs := &syncBuffer{}
+		logs := &testutil.SyncBuffer{}
 		d := New(config(acct("a", "pop.example", time.Hour)), poll, Options{
 			Jitter: func(time.Duration) time.Duration { return 0 },
 			Log:    slog.New(slog.NewTextHandler(logs, &slog.HandlerOptions{Level: slog.LevelDebug})),

@@ -1,12 +1,14 @@
-// Package testutil holds the file-system fixtures that tests of several
-// packages share: a private directory, a file with an exact mode, and
-// another user to own files. Only _test.go files import it, so the
-// popfetch binary links none of it.
+// Package testutil holds the fixtures that tests of several packages
+// share: a private directory, a file with an exact mode, another user to
+// own files, and a log buffer safe for concurrent use. Only _test.go
+// files import it, so the popfetch binary links none of it.
 package testutil
 
 import (
+	"bytes"
 	"os"
 	"path/filepath"
+	"sync"
 	"testing"
 )
 
@@ -46,4 +48,23 @@ func WriteFile(t testing.TB, dir, name, content string, mode os.FileMode) string
 		t.Fatal(err)
 	}
 	return p
+}
+
+// SyncBuffer is a bytes.Buffer that a logger or a child process's output
+// copier may write from several goroutines while the test reads it.
+type SyncBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (b *SyncBuffer) Write(p []byte) (int, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.b.Write(p)
+}
+
+func (b *SyncBuffer) String() string {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.b.String()
 }
