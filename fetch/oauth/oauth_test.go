@@ -26,11 +26,7 @@ func account(t *testing.T, idp *oauthtest.Server, flow string) *rcfile.Account {
 	return &rcfile.Account{
 		Name:     "acct",
 		StateDir: t.TempDir(),
-		OAuth2: &rcfile.OAuth2{
-			Provider: rcfile.ProviderGeneric, ClientID: idp.ClientID, ClientSecret: idp.ClientSecret,
-			Scopes: []string{"pop"}, Flow: flow,
-			AuthURL: idp.AuthURL(), TokenURL: idp.TokenURL(), DeviceURL: idp.DeviceURL(),
-		},
+		OAuth2:   idp.Registration(flow),
 	}
 }
 
