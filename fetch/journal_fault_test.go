@@ -91,10 +91,7 @@ func TestPollJournalDiskFull(t *testing.T) {
 	srv := pop3test.NewServer(t, pop3test.Options{Messages: msgs(n)})
 	a := testAccount(t, srv)
 	fill, free := fillTmpfs(t, a.StateDir)
-	s, err := uidl.Open(uidl.Path(a.StateDir, a.Mailbox()))
-	if err != nil {
-		t.Fatal(err)
-	}
+	s := openStore(t, a)
 	s.Close()
 	fill()
 
