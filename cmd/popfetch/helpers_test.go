@@ -99,6 +99,25 @@ func startDaemon(t *testing.T, rc string, flags ...string) *daemonProc {
 	return d
 }
 
+// signal sends sig to the daemon.
+func (d *daemonProc) signal(t *testing.T, sig os.Signal) {
+	t.Helper()
+	if err := d.cmd.Process.Signal(sig); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// waitExit fails the test unless the daemon exits within the given time
+// of the event named by after.
+func (d *daemonProc) waitExit(t *testing.T, within time.Duration, after string) {
+	t.Helper()
+	select {
+	case <-d.done:
+	case <-time.After(within):
+		t.Fatalf("popfetch run did not exit within %v of %s", within, after)
+	}
+}
+
 func (d *daemonProc) exited() bool {
 	select {
 	case <-d.done:
