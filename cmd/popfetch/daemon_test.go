@@ -27,6 +27,7 @@ import (
 
 	"github.com/popfetch/popfetch/fetch/dovecottest"
 	"github.com/popfetch/popfetch/fetch/pop3test"
+	"github.com/popfetch/popfetch/internal/testutil"
 )
 
 var generationRE = regexp.MustCompile(`generation (\d+)`)
@@ -734,24 +735,10 @@ func TestDaemonControlSocketRefusesOtherUsers(t *testing.T) {
 	mb := srv.AddUser(t, "owner", "pw-owner")
 
 	// A directory nobody can traverse: t.TempDir's parents are 0700.
-	dir, err := os.MkdirTemp("", "popfetch-nobody-")
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { os.RemoveAll(dir) })
-	if err := os.Chmod(dir, 0o755); err != nil {
-		t.Fatal(err)
-	}
+	dir := testutil.OpenDir(t, "popfetch-nobody-")
 	bin := popfetchBin
 	if fi, err := os.Stat(filepath.Dir(popfetchBin)); err != nil || fi.Mode().Perm()&0o005 != 0o005 {
-		bin = filepath.Join(dir, "popfetch")
-		src, err := os.ReadFile(popfetchBin)
-		if err != nil {
-			t.Fatal(err)
-		}
-		if err := os.WriteFile(bin, src, 0o755); err != nil {
-			t.Fatal(err)
-		}
+		bin = testutil.CopyExecutable(t, popfetchBin, dir, "popfetch")
 	}
 	pw := filepath.Join(dir, "pw")
 	writeFile(t, pw, mb.Pass+"\n") // 0600, root's

@@ -1,7 +1,8 @@
 // Package testutil holds the fixtures that tests of several packages
 // share: a private directory, a file with an exact mode, another user to
-// own files, and a log buffer safe for concurrent use. Only _test.go
-// files import it, so the popfetch binary links none of it.
+// own files, a directory and a program copy that other user can reach,
+// and a log buffer safe for concurrent use. Only _test.go files import
+// it, so the popfetch binary links none of it.
 package testutil
 
 import (
@@ -67,4 +68,34 @@ func (b *SyncBuffer) String() string {
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	return b.b.String()
+}
+
+// OpenDir is a fresh 0755 directory, removed when the test ends, that
+// another user can enter (t.TempDir's parent is 0700).
+func OpenDir(t testing.TB, prefix string) string {
+	t.Helper()
+	dir, err := os.MkdirTemp("", prefix)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { os.RemoveAll(dir) })
+	if err := os.Chmod(dir, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	return dir
+}
+
+// CopyExecutable copies the program src into dir as name, mode 0755, so
+// that another user can run it, and returns the copy's path.
+func CopyExecutable(t testing.TB, src, dir, name string) string {
+	t.Helper()
+	data, err := os.ReadFile(src)
+	if err != nil {
+		t.Fatal(err)
+	}
+	p := filepath.Join(dir, name)
+	if err := os.WriteFile(p, data, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	return p
 }
