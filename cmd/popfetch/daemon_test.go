@@ -668,12 +668,7 @@ func TestDaemonDeadServerDoesNotDelayOthers(t *testing.T) {
 	defer cancel()
 	bg := exec.CommandContext(ctx, popfetchBin, "-f", rc, "now", "dead-hang")
 	var bgOut bytes.Buffer
-	bg.Stdout, bg.Stderr = &bgOut, &bgOut
-	if err := bg.Start(); err != nil {
-		t.Fatal(err)
-	}
-	bgDone := make(chan error, 1)
-	go func() { bgDone <- bg.Wait() }()
+	bgDone := startCmd(t, bg, &bgOut)
 	hangState := func() string {
 		rows, _ := statusRows(t, rc)
 		return rows["dead-hang"]["STATE"]

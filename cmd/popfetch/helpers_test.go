@@ -99,6 +99,19 @@ func startDaemon(t *testing.T, rc string, flags ...string) *daemonProc {
 	return d
 }
 
+// startCmd starts cmd with its output and errors going to out, and
+// returns a channel that gets what cmd.Wait returns.
+func startCmd(t *testing.T, cmd *exec.Cmd, out *bytes.Buffer) <-chan error {
+	t.Helper()
+	cmd.Stdout, cmd.Stderr = out, out
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan error, 1)
+	go func() { done <- cmd.Wait() }()
+	return done
+}
+
 // signal sends sig to the daemon.
 func (d *daemonProc) signal(t *testing.T, sig os.Signal) {
 	t.Helper()
@@ -307,12 +320,7 @@ func killLoop(t *testing.T, rc string, maxRuns int, count func() int, target fun
 		tgt := target(count(), len(killedAt))
 		cmd := exec.Command(popfetchBin, "-f", rc, "fetch")
 		var out bytes.Buffer
-		cmd.Stdout, cmd.Stderr = &out, &out
-		if err := cmd.Start(); err != nil {
-			t.Fatal(err)
-		}
-		done := make(chan error, 1)
-		go func() { done <- cmd.Wait() }()
+		done := startCmd(t, cmd, &out)
 		tick := time.NewTicker(2 * time.Millisecond)
 		giveUp := time.After(2 * time.Minute)
 		killed := false
