@@ -53,6 +53,15 @@ func makeMaildir(t *testing.T, dir string) {
 	}
 }
 
+// recMaildir is a Maildir target for a fresh Maildir whose file system
+// calls go through r.
+func recMaildir(t *testing.T, r *recFS) (string, *Maildir) {
+	t.Helper()
+	dir := filepath.Join(t.TempDir(), "Maildir")
+	makeMaildir(t, dir)
+	return dir, NewMaildir(dir, MaildirOptions{LocalHost: "h", fs: r})
+}
+
 // wantTemporary fails unless err is a temporary *Error.
 func wantTemporary(t *testing.T, err error) *Error {
 	t.Helper()
@@ -449,10 +458,8 @@ func compact(ops []string) []string {
 }
 
 func TestMaildirDurabilityOrder(t *testing.T) {
-	dir := filepath.Join(t.TempDir(), "Maildir")
-	makeMaildir(t, dir)
 	r := &recFS{t: t}
-	d := NewMaildir(dir, MaildirOptions{LocalHost: "h", fs: r})
+	dir, d := recMaildir(t, r)
 	// 100 KB: several writes through the 32 KB copy buffer.
 	if errs := d.Deliver(context.Background(), testMessage(100<<10), "", []Recipient{{}}, nil); errs[0] != nil {
 		t.Fatal(errs[0])
@@ -490,10 +497,8 @@ func TestMaildirFailures(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.op+"/"+tt.err.Error(), func(t *testing.T) {
-			dir := filepath.Join(t.TempDir(), "Maildir")
-			makeMaildir(t, dir)
 			r := &recFS{t: t, fail: map[string]error{tt.op: tt.err}}
-			d := NewMaildir(dir, MaildirOptions{LocalHost: "h", fs: r})
+			dir, d := recMaildir(t, r)
 			errs := d.Deliver(context.Background(), testMessage(100<<10), "", []Recipient{{}}, nil)
 			de := wantTemporary(t, errs[0])
 			if !errors.Is(errs[0], tt.err) {
@@ -514,10 +519,8 @@ func TestMaildirFailures(t *testing.T) {
 }
 
 func TestMaildirLinkExists(t *testing.T) {
-	dir := filepath.Join(t.TempDir(), "Maildir")
-	makeMaildir(t, dir)
 	r := &recFS{t: t, clobber: 2}
-	d := NewMaildir(dir, MaildirOptions{LocalHost: "h", fs: r})
+	dir, d := recMaildir(t, r)
 	m := testMessage(1000)
 	if errs := d.Deliver(context.Background(), m, "", []Recipient{{}}, nil); errs[0] != nil {
 		t.Fatal(errs[0])
@@ -678,11 +681,7 @@ func BenchmarkMaildirDeliver(b *testing.B) {
 // in another process) are left alone.
 func TestMaildirCleansStaleTmp(t *testing.T) {
 	dir := filepath.Join(t.TempDir(), "Maildir")
-	for _, sub := range []string{"tmp", "new", "cur"} {
-		if err := os.MkdirAll(filepath.Join(dir, sub), 0o700); err != nil {
-			t.Fatal(err)
-		}
-	}
+	makeMaildir(t, dir)
 	stale, fresh := filepath.Join(dir, "tmp", "stale"), filepath.Join(dir, "tmp", "fresh")
 	for _, p := range []string{stale, fresh} {
 		if err := os.WriteFile(p, []byte("x"), 0o600); err != nil {
@@ -791,10 +790,8 @@ func TestMaildirPrepareCommit(t *testing.T) {
 // (ErrNameTaken) and offers a fresh Path, which a caller records before
 // committing again; the other file is left alone.
 func TestMaildirCommitNameTaken(t *testing.T) {
-	dir := filepath.Join(t.TempDir(), "Maildir")
-	makeMaildir(t, dir)
 	r := &recFS{t: t, clobber: 1}
-	d := NewMaildir(dir, MaildirOptions{LocalHost: "h", fs: r})
+	dir, d := recMaildir(t, r)
 	p, err := d.Prepare(context.Background(), testMessage(10), "", Recipient{}, nil)
 	if err != nil {
 		t.Fatal(err)

@@ -4,14 +4,10 @@ import (
 	"bufio"
 	"bytes"
 	"context"
-	"crypto/ecdsa"
-	"crypto/elliptic"
-	"crypto/rand"
 	"crypto/tls"
 	"crypto/x509"
 	"errors"
 	"io"
-	"math/big"
 	"net"
 	"strings"
 	"testing"
@@ -22,6 +18,7 @@ import (
 
 	"github.com/popfetch/popfetch/deliver/delivertest"
 	"github.com/popfetch/popfetch/fetch/dovecottest"
+	"github.com/popfetch/popfetch/fetch/pop3test"
 )
 
 // startSink serves sink on a loopback port, or on a unix socket for LMTP.
@@ -31,36 +28,12 @@ func startSink(t testing.TB, sink *delivertest.Sink, lmtp bool, cfg *tls.Config,
 	return sink.Start(t, delivertest.SinkOptions{LMTP: lmtp, Unix: lmtp, TLS: cfg, Implicit: implicit})
 }
 
-// smtpTestCert makes a self-signed certificate for 127.0.0.1 and a pool
-// that trusts it.
+// smtpTestCert makes a server certificate for 127.0.0.1 and localhost
+// and a pool that trusts its issuer.
 func smtpTestCert(t *testing.T) (*tls.Config, *x509.CertPool) {
 	t.Helper()
-	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	if err != nil {
-		t.Fatal(err)
-	}
-	tmpl := &x509.Certificate{
-		SerialNumber:          big.NewInt(1),
-		NotBefore:             time.Now().Add(-time.Hour),
-		NotAfter:              time.Now().Add(time.Hour),
-		IPAddresses:           []net.IP{net.IPv4(127, 0, 0, 1)},
-		DNSNames:              []string{"localhost"},
-		IsCA:                  true,
-		BasicConstraintsValid: true,
-		KeyUsage:              x509.KeyUsageDigitalSignature | x509.KeyUsageCertSign,
-		ExtKeyUsage:           []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth},
-	}
-	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
-	if err != nil {
-		t.Fatal(err)
-	}
-	cert, err := x509.ParseCertificate(der)
-	if err != nil {
-		t.Fatal(err)
-	}
-	pool := x509.NewCertPool()
-	pool.AddCert(cert)
-	return &tls.Config{Certificates: []tls.Certificate{{Certificate: [][]byte{der}, PrivateKey: key}}}, pool
+	_, cfg, pool := pop3test.GenerateCert(t, "127.0.0.1", "localhost")
+	return cfg, pool
 }
 
 // smtpRaw runs script on the first connection to a loopback listener, for

@@ -1,7 +1,6 @@
 package fetch
 
 import (
-	"bytes"
 	"context"
 	"crypto/md5"
 	"encoding/base64"
@@ -11,33 +10,15 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
 	"github.com/popfetch/popfetch/fetch/dovecottest"
 	"github.com/popfetch/popfetch/fetch/pop3"
 	"github.com/popfetch/popfetch/fetch/pop3test"
+	"github.com/popfetch/popfetch/internal/testutil"
 	"github.com/popfetch/popfetch/rcfile"
 )
-
-// authLog is a concurrency-safe log sink for one test.
-type authLog struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (l *authLog) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.Write(p)
-}
-
-func (l *authLog) String() string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.String()
-}
 
 // authAccount is an account on host:port without TLS (loopback) that
 // delivers into a fresh Maildir.
@@ -91,7 +72,7 @@ func TestDovecotAuthMechanisms(t *testing.T) {
 			if tt.tls == rcfile.TLSImplicit {
 				a.Server, a.Port, a.TLS, a.CAFile = "localhost", srv.TLSPort, rcfile.TLSImplicit, srv.CAFile
 			}
-			var log authLog
+			var log testutil.SyncBuffer
 			p := &Poller{Log: slog.New(slog.NewTextHandler(&log, &slog.HandlerOptions{Level: slog.LevelDebug}))}
 			res := p.Poll(context.Background(), a)
 			if res.Err != nil || res.Delivered != 1 || authMaildirCount(t, a) != 1 {
@@ -160,7 +141,7 @@ func TestAuthNoSecretInLogs(t *testing.T) {
 					tokens = oauthStub{stale: token, fresh: fresh}
 					p.Token = func(*rcfile.Account) pop3.TokenFunc { return tokens.fn }
 				}
-				var text, js authLog
+				var text, js testutil.SyncBuffer
 				for _, h := range []slog.Handler{
 					slog.NewTextHandler(&text, &slog.HandlerOptions{Level: slog.LevelDebug}),
 					slog.NewJSONHandler(&js, &slog.HandlerOptions{Level: slog.LevelDebug}),

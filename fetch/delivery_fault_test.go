@@ -16,6 +16,7 @@ import (
 
 	"github.com/popfetch/popfetch/deliver/delivertest"
 	"github.com/popfetch/popfetch/fetch/pop3test"
+	"github.com/popfetch/popfetch/internal/testutil"
 	"github.com/popfetch/popfetch/rcfile"
 )
 
@@ -60,7 +61,7 @@ func faultPoll(a *rcfile.Account, logs io.Writer) Result {
 // checkKept asserts the first poll's side of the contract for a message
 // that is not (fully) delivered: left on the server, no DELE sent, its UID
 // not recorded, counted as failed.
-func checkKept(t *testing.T, srv *pop3test.Server, a *rcfile.Account, res Result, logs *syncBuffer) {
+func checkKept(t *testing.T, srv *pop3test.Server, a *rcfile.Account, res Result, logs *testutil.SyncBuffer) {
 	t.Helper()
 	if res.Err != nil || res.Failed != 1 || res.Delivered != 0 || res.Deleted != 0 {
 		t.Errorf("Poll = %+v; want the message failed, not delivered or deleted", res)
@@ -187,7 +188,7 @@ func TestDeliveryFaultSMTP(t *testing.T) {
 			sink := &delivertest.Sink{}
 			a := faultAccount(t, srv, startFaultSink(t, sink, tc.lmtp))
 			tc.fault(sink)
-			logs := &syncBuffer{}
+			logs := &testutil.SyncBuffer{}
 			res := faultPoll(a, logs)
 			if tc.perm {
 				checkDeleted(t, srv, res)
@@ -210,7 +211,7 @@ func TestDeliveryFaultSMTP(t *testing.T) {
 
 			sink.Clear()
 			before := len(sink.Tried())
-			res = faultPoll(a, &syncBuffer{})
+			res = faultPoll(a, &testutil.SyncBuffer{})
 			if tc.perm {
 				if res.Err != nil || res.Messages != 0 || res.Delivered != 0 {
 					t.Errorf("Poll after the fix = %+v; want an empty mailbox", res)
@@ -250,7 +251,7 @@ func containsAll(s string, subs []string) bool {
 // copy.
 func keptPoll(t *testing.T, srv *pop3test.Server, a *rcfile.Account, sink *delivertest.Sink, why ...string) {
 	t.Helper()
-	logs := &syncBuffer{}
+	logs := &testutil.SyncBuffer{}
 	res := faultPoll(a, logs)
 	checkKept(t, srv, a, res, logs)
 	if l := logs.String(); !containsAll(l, why) {
@@ -266,7 +267,7 @@ func keptPoll(t *testing.T, srv *pop3test.Server, a *rcfile.Account, sink *deliv
 func retryPoll(t *testing.T, srv *pop3test.Server, a *rcfile.Account, sink *delivertest.Sink, retry ...string) {
 	t.Helper()
 	before := len(sink.Tried())
-	checkDeleted(t, srv, faultPoll(a, &syncBuffer{}))
+	checkDeleted(t, srv, faultPoll(a, &testutil.SyncBuffer{}))
 	if got := sink.TriedSince(before); !slices.Equal(got, retry) {
 		t.Errorf("the retry sent RCPT %v; want only %v", got, retry)
 	}
@@ -355,7 +356,7 @@ func TestDeliveryFaultMDA(t *testing.T) {
 			// machine to start a shell script for alice.
 			a := faultAccount(t, srv, rcfile.Destination{MDA: mda.Argv("{user}"), MDATimeout: 2 * time.Second})
 			mda.Fail(t, "bob", tc.fault)
-			logs := &syncBuffer{}
+			logs := &testutil.SyncBuffer{}
 			res := faultPoll(a, logs)
 			if tc.perm {
 				checkDeleted(t, srv, res)
@@ -376,7 +377,7 @@ func TestDeliveryFaultMDA(t *testing.T) {
 			}
 
 			mda.Fix(t, "bob")
-			res = faultPoll(a, &syncBuffer{})
+			res = faultPoll(a, &testutil.SyncBuffer{})
 			wantBob := 1
 			if tc.perm {
 				wantBob = 0 // the postmaster has bob's copy; the message is gone

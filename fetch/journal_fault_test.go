@@ -91,10 +91,7 @@ func TestPollJournalDiskFull(t *testing.T) {
 	srv := pop3test.NewServer(t, pop3test.Options{Messages: msgs(n)})
 	a := testAccount(t, srv)
 	fill, free := fillTmpfs(t, a.StateDir)
-	s, err := uidl.Open(uidl.Path(a.StateDir, a.Mailbox()))
-	if err != nil {
-		t.Fatal(err)
-	}
+	s := openStore(t, a)
 	s.Close()
 	fill()
 
@@ -118,16 +115,7 @@ func TestPollJournalDiskFull(t *testing.T) {
 	if left := srv.Messages(); len(left) != 0 {
 		t.Fatalf("server still has %v", uidsOn(srv))
 	}
-	copies := maildirCopies(t, a.Deliver.Maildir)
-	dups := 0
-	for i := 1; i <= n; i++ {
-		switch c := copies[i]; {
-		case c == 0:
-			t.Errorf("message %d lost", i)
-		case c > 1:
-			dups += c - 1
-		}
-	}
+	dups := delivertest.Duplicates(t, maildirCopies(t, a.Deliver.Maildir), n)
 	t.Logf("first poll delivered %d, duplicates %d", len(first), dups)
 	if dups > deliverers {
 		t.Errorf("%d duplicates; want at most %d (the deliveries in flight when the disk filled)", dups, deliverers)

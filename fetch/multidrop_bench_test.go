@@ -55,23 +55,13 @@ func benchAccount(b *testing.B, d rcfile.Destination) *rcfile.Account {
 	if err := os.WriteFile(aliases, []byte("team: alice, bob\n"), 0o644); err != nil {
 		b.Fatal(err)
 	}
+	md := testMultidrop(mdUser("alice", "alice"), mdUser("bob", "bob"), mdUser("carol", "carol"))
+	md.AliasesFile = aliases
 	return &rcfile.Account{
 		Name:       "bench",
 		Deliver:    d,
 		Postmaster: &rcfile.Destination{Maildir: filepath.Join(dir, "postmaster")},
-		Multidrop: &rcfile.Multidrop{
-			LocalDomains:    []string{"example.com"},
-			EnvelopeHeader:  "Delivered-To",
-			EnvelopeCount:   1,
-			FallbackHeaders: []string{"To", "Cc"},
-			DetailDelimiter: "+",
-			AliasesFile:     aliases,
-			Users: []*rcfile.User{
-				{Name: "alice", Addresses: []string{"alice"}},
-				{Name: "bob", Addresses: []string{"bob"}},
-				{Name: "carol", Addresses: []string{"carol"}},
-			},
-		},
+		Multidrop:  md,
 	}
 }
 

@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"log/slog"
 	"os"
-	"path/filepath"
 	"slices"
 	"strings"
 	"testing"
@@ -15,6 +14,7 @@ import (
 	"github.com/popfetch/popfetch/deliver"
 	"github.com/popfetch/popfetch/deliver/delivertest/fault"
 	"github.com/popfetch/popfetch/fetch/pop3test"
+	"github.com/popfetch/popfetch/internal/testutil"
 	"github.com/popfetch/popfetch/internal/trust"
 	"github.com/popfetch/popfetch/rcfile"
 	"github.com/popfetch/popfetch/uidl"
@@ -357,14 +357,7 @@ func TestMultidropUserCap(t *testing.T) {
 // descriptor read at each poll, not only when the rc file was loaded:
 // one made writable by others since is refused, nothing routed by it.
 func TestMultidropAliasesFileUntrusted(t *testing.T) {
-	dir := filepath.Join(t.TempDir(), "d")
-	if err := os.Mkdir(dir, 0o700); err != nil {
-		t.Fatal(err)
-	}
-	aliases := filepath.Join(dir, "aliases")
-	if err := os.WriteFile(aliases, []byte("info: alice\n"), 0o644); err != nil {
-		t.Fatal(err)
-	}
+	aliases := testutil.WriteFile(t, testutil.PrivateDir(t), "aliases", "info: alice\n", 0o644)
 	a := &rcfile.Account{Name: "md", Username: "catchall", Multidrop: testMultidrop(mdUser("alice", "alice"))}
 	a.Multidrop.AliasesFile = aliases
 	if _, err := newMultidrop(a, nil, nil, "pop.example"); err != nil {

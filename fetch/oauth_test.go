@@ -20,10 +20,7 @@ func TestOAuth2TokenHold(t *testing.T) {
 	idp := oauthtest.Start()
 	defer idp.Close()
 	idp.AutoApprove = true
-	a := &rcfile.Account{Name: "work", StateDir: t.TempDir(), OAuth2: &rcfile.OAuth2{
-		Provider: rcfile.ProviderGeneric, ClientID: idp.ClientID, Scopes: []string{"pop"}, Flow: rcfile.FlowDevice,
-		TokenURL: idp.TokenURL(), DeviceURL: idp.DeviceURL(),
-	}}
+	a := &rcfile.Account{Name: "work", StateDir: t.TempDir(), OAuth2: idp.Registration(rcfile.FlowDevice)}
 	src, err := oauth.New(a, oauth.Options{})
 	if err != nil {
 		t.Fatal(err)

@@ -116,10 +116,7 @@ func TestRecoverOnlyOurCopy(t *testing.T) {
 			if fx.id != nil {
 				id = *fx.id
 			}
-			s, err := uidl.Open(uidl.Path(a.StateDir, a.Mailbox()))
-			if err != nil {
-				t.Fatal(err)
-			}
+			s := openStore(t, a)
 			if err := s.IntendIdentity(tc.msg.UID, fx.path, id); err != nil {
 				t.Fatal(err)
 			}

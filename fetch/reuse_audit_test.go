@@ -246,10 +246,7 @@ func TestOldDigestDeliveredOnce(t *testing.T) {
 			srv := pop3test.NewServer(t, pop3test.Options{Messages: []pop3test.Message{m}})
 			a := testAccount(t, srv)
 			a.Keep = tc.keep
-			s, err := uidl.Open(uidl.Path(a.StateDir, a.Mailbox()))
-			if err != nil {
-				t.Fatal(err)
-			}
+			s := openStore(t, a)
 			old := uidl.Identity{Size: int64(len(m.Data)) + tc.sizeDelta, Digest: strings.Repeat("5a", 32)}
 			if err := s.AddIdentity("1", old, time.Now(), true); err != nil {
 				t.Fatal(err)

@@ -408,10 +408,7 @@ func TestPollMigratesPortJournal(t *testing.T) {
 	if _, err := os.Lstat(old); !os.IsNotExist(err) {
 		t.Fatalf("old journal still there: %v", err)
 	}
-	s, err := uidl.Open(uidl.Path(a.StateDir, a.Mailbox()))
-	if err != nil {
-		t.Fatal(err)
-	}
+	s := openStore(t, a)
 	defer s.Close()
 	// Keep mode leaves the old records as they are (no command per
 	// poll); the new message has a full identity.

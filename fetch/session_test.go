@@ -17,6 +17,7 @@ import (
 	"github.com/popfetch/popfetch/deliver"
 	"github.com/popfetch/popfetch/deliver/delivertest"
 	"github.com/popfetch/popfetch/fetch/pop3test"
+	"github.com/popfetch/popfetch/internal/testutil"
 	"github.com/popfetch/popfetch/rcfile"
 	"github.com/popfetch/popfetch/uidl"
 )
@@ -82,22 +83,27 @@ func maildirCount(t *testing.T, a *rcfile.Account) int {
 	return delivertest.MaildirCount(t, a.Deliver.Maildir, "new")
 }
 
-func storeHas(t *testing.T, a *rcfile.Account, uid string) bool {
+// openStore opens a's UIDL journal; the caller closes it before the next
+// poll, which opens it too.
+func openStore(t *testing.T, a *rcfile.Account) *uidl.Store {
 	t.Helper()
 	s, err := uidl.Open(uidl.Path(a.StateDir, a.Mailbox()))
 	if err != nil {
 		t.Fatal(err)
 	}
+	return s
+}
+
+func storeHas(t *testing.T, a *rcfile.Account, uid string) bool {
+	t.Helper()
+	s := openStore(t, a)
 	defer s.Close()
 	return s.Has(uid)
 }
 
 func storeGivenUp(t *testing.T, a *rcfile.Account, uid string) bool {
 	t.Helper()
-	s, err := uidl.Open(uidl.Path(a.StateDir, a.Mailbox()))
-	if err != nil {
-		t.Fatal(err)
-	}
+	s := openStore(t, a)
 	defer s.Close()
 	return s.GivenUp(uid)
 }
@@ -373,9 +379,9 @@ func TestPollMessageDeadlineCoversStatusAndBody(t *testing.T) {
 	}
 }
 
-// logCapture collects a Poller's log output (syncBuffer: the Poller logs
+// logCapture collects a Poller's log output (a SyncBuffer: the Poller logs
 // from its delivery goroutines).
-type logCapture struct{ syncBuffer }
+type logCapture struct{ testutil.SyncBuffer }
 
 // lines returns the log lines that contain every one of subs.
 func (l *logCapture) lines(subs ...string) []string {
@@ -771,10 +777,7 @@ func TestPollLimit(t *testing.T) {
 			t.Fatal("oversized message retrieved")
 		}
 	}
-	s, err := uidl.Open(uidl.Path(a.StateDir, a.Mailbox()))
-	if err != nil {
-		t.Fatal(err)
-	}
+	s := openStore(t, a)
 	defer s.Close()
 	if !s.Noted("big") {
 		t.Fatal("oversized message not noted (it would be logged every poll)")
@@ -1031,10 +1034,7 @@ func TestPollWithoutPipelining(t *testing.T) {
 func TestPollLockedByAnotherProcess(t *testing.T) {
 	srv := pop3test.NewServer(t, pop3test.Options{Messages: msgs(1)})
 	a := testAccount(t, srv)
-	s, err := uidl.Open(uidl.Path(a.StateDir, a.Mailbox()))
-	if err != nil {
-		t.Fatal(err)
-	}
+	s := openStore(t, a)
 	defer s.Close()
 	res := poller(nil).Poll(context.Background(), a)
 	if !errors.Is(res.Err, ErrLocked) || srv.Sessions() != 0 {
@@ -1225,10 +1225,7 @@ func TestPollRecoversInterruptedDelivery(t *testing.T) {
 	if err := os.Rename(inCur, filepath.Join(a.Deliver.Maildir, "cur", filepath.Base(inCur)+":2,S")); err != nil {
 		t.Fatal(err)
 	}
-	s, err := uidl.Open(uidl.Path(a.StateDir, a.Mailbox()))
-	if err != nil {
-		t.Fatal(err)
-	}
+	s := openStore(t, a)
 	idOf := func(i int) uidl.Identity { d := msg(i).Data; return identityOf(int64(len(d)), d) }
 	s.IntendIdentity("uid-0001", inNew, idOf(1))
 	s.IntendIdentity("uid-0002", inCur, idOf(2))

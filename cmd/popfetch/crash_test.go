@@ -9,6 +9,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/popfetch/popfetch/deliver/delivertest"
 	"github.com/popfetch/popfetch/fetch/dovecottest"
 )
 
@@ -62,16 +63,7 @@ func TestCrashSafety(t *testing.T) {
 			if midFetch < wantKills/2 {
 				t.Fatalf("only %d of %d kills landed while messages were being fetched (Maildir counts %v): the test proved little", midFetch, kills, killedAt)
 			}
-			seen := seqCounts(t, maildir)
-			dups := 0
-			for i := 1; i <= n; i++ {
-				switch c := seen[i]; {
-				case c == 0:
-					t.Errorf("message %d lost", i)
-				case c > 1:
-					dups += c - 1
-				}
-			}
+			dups := delivertest.Duplicates(t, seqCounts(t, maildir), n)
 			tmp, _ := os.ReadDir(filepath.Join(maildir, "tmp"))
 			t.Logf("%d kills, %d duplicates, %d files left in tmp/", kills, dups, len(tmp))
 			if dups > kills {

@@ -27,6 +27,7 @@ import (
 
 	"github.com/popfetch/popfetch/fetch/dovecottest"
 	"github.com/popfetch/popfetch/fetch/pop3test"
+	"github.com/popfetch/popfetch/internal/testutil"
 )
 
 var generationRE = regexp.MustCompile(`generation (\d+)`)
@@ -241,9 +242,7 @@ func TestDaemonReload(t *testing.T) {
 	stillOldConfig := func(t *testing.T, e *env, why string) {
 		t.Helper()
 		e.mbA.Put(t, seqMsg("A", 2, 2))
-		if err := e.d.cmd.Process.Signal(syscall.SIGUSR1); err != nil {
-			t.Fatal(err)
-		}
+		e.d.signal(t, syscall.SIGUSR1)
 		waitMaildir(t, e.a.maildir, 2, 5*time.Second)
 		if n := maildirCount(t, e.b.maildir); n != 0 {
 			t.Errorf("B was polled (%d messages) although the %s", n, why)
@@ -362,9 +361,7 @@ func TestDaemonReload(t *testing.T) {
 				"and a poll of A and B by the running daemon\nstderr:\n%s", r.code, r.stderr)
 			// Make the daemon poll another way, to check the old config
 			// still runs.
-			if err := e.d.cmd.Process.Signal(syscall.SIGUSR1); err != nil {
-				t.Fatal(err)
-			}
+			e.d.signal(t, syscall.SIGUSR1)
 		} else if !strings.Contains(r.stdout, "A: 1 new, 1 delivered") || !strings.Contains(r.stdout, "B: 1 new, 1 delivered") {
 			t.Errorf("popfetch now with a broken rc file printed %q; want one new message each for A and B", r.stdout)
 		}
@@ -572,9 +569,7 @@ func TestDaemonSecondSignalAborts(t *testing.T) {
 
 	d := startDaemon(t, rc)
 	waitMaildir(t, maildir, firstRound, 20*time.Second)
-	if err := d.cmd.Process.Signal(syscall.SIGTERM); err != nil {
-		t.Fatal(err)
-	}
+	d.signal(t, syscall.SIGTERM)
 	// Two signals sent back to back would merge into one (standard
 	// signals do not queue): send the second once the first was handled.
 	waitFor(t, 30*time.Second, "the first SIGTERM to be handled", func() bool {
@@ -583,14 +578,8 @@ func TestDaemonSecondSignalAborts(t *testing.T) {
 	if d.exited() {
 		t.Fatalf("the daemon exited on the first SIGTERM; the stuck RETR should have held the graceful stop:\n%s", srv.Transcript())
 	}
-	if err := d.cmd.Process.Signal(syscall.SIGTERM); err != nil {
-		t.Fatal(err)
-	}
-	select {
-	case <-d.done:
-	case <-time.After(5 * time.Second):
-		t.Fatalf("popfetch run did not exit within 5 s of the second SIGTERM")
-	}
+	d.signal(t, syscall.SIGTERM)
+	d.waitExit(t, 5*time.Second, "the second SIGTERM")
 	if code := d.cmd.ProcessState.ExitCode(); code != 0 {
 		t.Errorf("popfetch run exit status after two SIGTERMs = %d; want 0", code)
 	}
@@ -682,12 +671,7 @@ func TestDaemonDeadServerDoesNotDelayOthers(t *testing.T) {
 	defer cancel()
 	bg := exec.CommandContext(ctx, popfetchBin, "-f", rc, "now", "dead-hang")
 	var bgOut bytes.Buffer
-	bg.Stdout, bg.Stderr = &bgOut, &bgOut
-	if err := bg.Start(); err != nil {
-		t.Fatal(err)
-	}
-	bgDone := make(chan error, 1)
-	go func() { bgDone <- bg.Wait() }()
+	bgDone := startCmd(t, bg, &bgOut)
 	hangState := func() string {
 		rows, _ := statusRows(t, rc)
 		return rows["dead-hang"]["STATE"]
@@ -749,24 +733,10 @@ func TestDaemonControlSocketRefusesOtherUsers(t *testing.T) {
 	mb := srv.AddUser(t, "owner", "pw-owner")
 
 	// A directory nobody can traverse: t.TempDir's parents are 0700.
-	dir, err := os.MkdirTemp("", "popfetch-nobody-")
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { os.RemoveAll(dir) })
-	if err := os.Chmod(dir, 0o755); err != nil {
-		t.Fatal(err)
-	}
+	dir := testutil.OpenDir(t, "popfetch-nobody-")
 	bin := popfetchBin
 	if fi, err := os.Stat(filepath.Dir(popfetchBin)); err != nil || fi.Mode().Perm()&0o005 != 0o005 {
-		bin = filepath.Join(dir, "popfetch")
-		src, err := os.ReadFile(popfetchBin)
-		if err != nil {
-			t.Fatal(err)
-		}
-		if err := os.WriteFile(bin, src, 0o755); err != nil {
-			t.Fatal(err)
-		}
+		bin = testutil.CopyExecutable(t, popfetchBin, dir, "popfetch")
 	}
 	pw := filepath.Join(dir, "pw")
 	writeFile(t, pw, mb.Pass+"\n") // 0600, root's
@@ -939,9 +909,7 @@ func TestDaemonAuthFailureHeld(t *testing.T) {
 	if rows, out := statusRows(t, rc); rows["dave"]["STATE"] != "auth-hold" || statusPolls(t, rc)["dave"] != 1 {
 		t.Errorf("dave after fixing its password file, before SIGHUP: want auth-hold after 1 poll:\n%s", out)
 	}
-	if err := d.cmd.Process.Signal(syscall.SIGHUP); err != nil {
-		t.Fatal(err)
-	}
+	d.signal(t, syscall.SIGHUP)
 	waitMaildir(t, dave.maildir, 1, 8*time.Second)
 	if len(d.log.lines("authentication hold lifted by the operator", "account=dave")) != 1 {
 		t.Errorf("the log does not show dave's hold lifted by SIGHUP")
@@ -1027,14 +995,8 @@ func TestDaemonLogFormatJSON(t *testing.T) {
 	waitFor(t, 10*time.Second, "both first polls in the log", func() bool {
 		return len(d.log.lines(`"msg":"poll done"`)) > 0 && len(d.log.lines(`"msg":"poll failed; will retry"`)) > 0
 	})
-	if err := d.cmd.Process.Signal(syscall.SIGTERM); err != nil {
-		t.Fatal(err)
-	}
-	select {
-	case <-d.done:
-	case <-time.After(20 * time.Second):
-		t.Fatal("popfetch run did not exit after SIGTERM")
-	}
+	d.signal(t, syscall.SIGTERM)
+	d.waitExit(t, 20*time.Second, "SIGTERM")
 
 	records := map[string]map[string]any{} // by msg, the first of each
 	for _, ln := range strings.Split(strings.TrimSpace(d.log.String()), "\n") {

@@ -14,12 +14,12 @@ import (
 	"os/exec"
 	"strconv"
 	"strings"
-	"sync"
 	"syscall"
 	"testing"
 	"time"
 
 	"github.com/popfetch/popfetch/deliver/delivertest"
+	"github.com/popfetch/popfetch/internal/testutil"
 )
 
 func writeFile(t testing.TB, path, s string) {
@@ -31,22 +31,7 @@ func writeFile(t testing.TB, path, s string) {
 
 // lockedBuffer is the daemon's stderr: written by os/exec's copier,
 // read by the test while the daemon runs.
-type lockedBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (l *lockedBuffer) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.Write(p)
-}
-
-func (l *lockedBuffer) String() string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.String()
-}
+type lockedBuffer struct{ testutil.SyncBuffer }
 
 // lines returns the log lines that contain every one of subs.
 func (l *lockedBuffer) lines(subs ...string) []string {
@@ -112,6 +97,38 @@ func startDaemon(t *testing.T, rc string, flags ...string) *daemonProc {
 		return len(d.log.lines("popfetch daemon started")) > 0
 	})
 	return d
+}
+
+// startCmd starts cmd with its output and errors going to out, and
+// returns a channel that gets what cmd.Wait returns.
+func startCmd(t *testing.T, cmd *exec.Cmd, out *bytes.Buffer) <-chan error {
+	t.Helper()
+	cmd.Stdout, cmd.Stderr = out, out
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan error, 1)
+	go func() { done <- cmd.Wait() }()
+	return done
+}
+
+// signal sends sig to the daemon.
+func (d *daemonProc) signal(t *testing.T, sig os.Signal) {
+	t.Helper()
+	if err := d.cmd.Process.Signal(sig); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// waitExit fails the test unless the daemon exits within the given time
+// of the event named by after.
+func (d *daemonProc) waitExit(t *testing.T, within time.Duration, after string) {
+	t.Helper()
+	select {
+	case <-d.done:
+	case <-time.After(within):
+		t.Fatalf("popfetch run did not exit within %v of %s", within, after)
+	}
 }
 
 func (d *daemonProc) exited() bool {
@@ -303,12 +320,7 @@ func killLoop(t *testing.T, rc string, maxRuns int, count func() int, target fun
 		tgt := target(count(), len(killedAt))
 		cmd := exec.Command(popfetchBin, "-f", rc, "fetch")
 		var out bytes.Buffer
-		cmd.Stdout, cmd.Stderr = &out, &out
-		if err := cmd.Start(); err != nil {
-			t.Fatal(err)
-		}
-		done := make(chan error, 1)
-		go func() { done <- cmd.Wait() }()
+		done := startCmd(t, cmd, &out)
 		tick := time.NewTicker(2 * time.Millisecond)
 		giveUp := time.After(2 * time.Minute)
 		killed := false

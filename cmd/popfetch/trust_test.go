@@ -7,6 +7,8 @@ import (
 	"strings"
 	"syscall"
 	"testing"
+
+	"github.com/popfetch/popfetch/internal/testutil"
 )
 
 // TestCheckUntrustedAsNobody: run as an ordinary user (nobody), popfetch
@@ -18,22 +20,8 @@ func TestCheckUntrustedAsNobody(t *testing.T) {
 		t.Skip("needs root to run a command as user nobody and to give files to other users")
 	}
 	const nobody, daemonUID = 65534, 1
-	dir, err := os.MkdirTemp("", "popfetch-trust-")
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { os.RemoveAll(dir) })
-	if err := os.Chmod(dir, 0o755); err != nil {
-		t.Fatal(err)
-	}
-	bin := filepath.Join(dir, "popfetch")
-	src, err := os.ReadFile(popfetchBin)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := os.WriteFile(bin, src, 0o755); err != nil {
-		t.Fatal(err)
-	}
+	dir := testutil.OpenDir(t, "popfetch-trust-")
+	bin := testutil.CopyExecutable(t, popfetchBin, dir, "popfetch")
 	state := filepath.Join(dir, "state")
 	if err := os.Mkdir(state, 0o700); err != nil {
 		t.Fatal(err)

@@ -2,6 +2,7 @@ package delivertest
 
 import (
 	"errors"
+	"fmt"
 	"net"
 	"os"
 	"os/exec"
@@ -242,5 +243,39 @@ func TestMaildirReader(t *testing.T) {
 	}()
 	if got := WaitMaildir(t, dir, 4, 5*time.Second); len(got) != 4 {
 		t.Errorf("WaitMaildir = %q", got)
+	}
+}
+
+// errorsTB records what a helper reports instead of failing the test.
+type errorsTB struct {
+	testing.TB
+	errs []string
+}
+
+func (r *errorsTB) Helper() {}
+
+func (r *errorsTB) Errorf(format string, args ...any) {
+	r.errs = append(r.errs, fmt.Sprintf(format, args...))
+}
+
+func TestDuplicates(t *testing.T) {
+	for _, tt := range []struct {
+		name   string
+		copies map[int]int
+		n      int
+		dups   int
+		errs   []string
+	}{
+		{"each once", map[int]int{1: 1, 2: 1, 3: 1}, 3, 0, nil},
+		{"copies counted", map[int]int{1: 1, 2: 3, 3: 2}, 3, 3, nil},
+		{"lost reported", map[int]int{1: 2, 3: 1}, 4, 1, []string{"message 2 lost", "message 4 lost"}},
+		{"beyond n ignored", map[int]int{1: 1, 2: 5}, 1, 0, nil},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			rec := &errorsTB{TB: t}
+			if got := Duplicates(rec, tt.copies, tt.n); got != tt.dups || !slices.Equal(rec.errs, tt.errs) {
+				t.Errorf("Duplicates = %d, reported %q; want %d, %q", got, rec.errs, tt.dups, tt.errs)
+			}
+		})
 	}
 }

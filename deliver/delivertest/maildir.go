@@ -11,6 +11,24 @@ import (
 	"time"
 )
 
+// Duplicates checks copies, the number of delivered copies of each
+// message by its number, for messages 1..n: each one without a copy is
+// reported as lost. It returns the number of copies beyond the first of
+// each message, all messages together.
+func Duplicates(t testing.TB, copies map[int]int, n int) int {
+	t.Helper()
+	dups := 0
+	for i := 1; i <= n; i++ {
+		switch c := copies[i]; {
+		case c == 0:
+			t.Errorf("message %d lost", i)
+		case c > 1:
+			dups += c - 1
+		}
+	}
+	return dups
+}
+
 // Names lists every entry of dir, dotfiles too, in name order; nil if dir
 // does not exist. For a Maildir's tmp/ or a place nothing may be written
 // to, where any stray file must show.

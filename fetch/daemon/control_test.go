@@ -19,6 +19,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/popfetch/popfetch/internal/testutil"
 	"github.com/popfetch/popfetch/rcfile"
 )
 
@@ -293,22 +294,7 @@ func TestControlOtherUID(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	binDir, err := os.MkdirTemp("", "popfetch-helper")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer os.RemoveAll(binDir)
-	if err := os.Chmod(binDir, 0o755); err != nil {
-		t.Fatal(err)
-	}
-	bin := filepath.Join(binDir, "fetch.test")
-	data, err := os.ReadFile(self)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := os.WriteFile(bin, data, 0o755); err != nil {
-		t.Fatal(err)
-	}
+	bin := testutil.CopyExecutable(t, self, testutil.OpenDir(t, "popfetch-helper"), "fetch.test")
 
 	cmd := exec.Command(bin, "-test.run=^TestControlHelperProcess$", "-test.count=1")
 	cmd.Env = append(os.Environ(), "POPFETCH_CONTROL_HELPER="+path)

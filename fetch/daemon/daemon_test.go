@@ -1,7 +1,6 @@
 package daemon
 
 import (
-	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -15,6 +14,7 @@ import (
 	"testing/synctest"
 	"time"
 
+	"github.com/popfetch/popfetch/internal/testutil"
 	"github.com/popfetch/popfetch/rcfile"
 )
 
@@ -54,23 +54,6 @@ func (c *bubbleClock) waitTimer(t *testing.T, at time.Time) {
 	if !last.Equal(at) {
 		t.Fatalf("scheduler timer = %v; want %v", last.Sub(t0), at.Sub(t0))
 	}
-}
-
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (b *syncBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.b.Write(p)
-}
-
-func (b *syncBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.b.String()
 }
 
 // call is one invocation of the fake PollFunc; the test answers it.
@@ -119,7 +102,7 @@ type harness struct {
 	clock  *bubbleClock
 	d      *Daemon
 	calls  chan *call
-	logs   *syncBuffer
+	logs   *testutil.SyncBuffer
 	cancel context.CancelFunc
 	runErr chan error
 
@@ -137,6 +120,13 @@ func acct(name, server string, iv time.Duration) *rcfile.Account {
 		Password: rcfile.Password{Inline: "secret"}}
 }
 
+// acctIn is account name on pop.example for user, with its own state_dir.
+func acctIn(name, user, dir string) *rcfile.Account {
+	a := acct(name, "pop.example", time.Hour)
+	a.Username, a.StateDir = user, dir
+	return a
+}
+
 func config(accts ...*rcfile.Account) *rcfile.Config {
 	return &rcfile.Config{Path: "/etc/popfetch.hcl", MaxParallel: 8, PerServer: 2, Accounts: accts}
 }
@@ -149,7 +139,7 @@ func newHarness(t *testing.T, cfg *rcfile.Config, jitter func(time.Duration) tim
 		t:          t,
 		clock:      &bubbleClock{},
 		calls:      make(chan *call),
-		logs:       &syncBuffer{},
+		logs:       &testutil.SyncBuffer{},
 		active:     map[string]int{},
 		activeHost: map[string]int{},
 	}
@@ -179,6 +169,15 @@ func (h *harness) start() {
 			h.t.Errorf("Run did not return after cancel and Abort")
 		}
 	})
+}
+
+// startOne starts a harness for the one account "a" on pop.example,
+// polled every interval.
+func startOne(t *testing.T, interval time.Duration) *harness {
+	t.Helper()
+	h := newHarness(t, config(acct("a", "pop.example", interval)), nil)
+	h.start()
+	return h
 }
 
 func (h *harness) poll(ctx context.Context, a *rcfile.Account, opts fetch.PollOptions) fetch.Result {
@@ -313,8 +312,7 @@ func TestDaemonFirstPollJitter(t *testing.T) {
 
 func TestDaemonInterval(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
-		h := newHarness(t, config(acct("a", "pop.example", 5*time.Minute)), nil)
-		h.start()
+		h := startOne(t, 5*time.Minute)
 		for i := range 3 {
 			c := h.nextFor("a")
 			h.clock.Advance(7 * time.Second) // the poll itself takes time
@@ -368,8 +366,7 @@ func TestBackoffDelay(t *testing.T) {
 // up to the cap, and one success brings back the normal interval.
 func TestDaemonBackoff(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
-		h := newHarness(t, config(acct("a", "pop.example", 5*time.Minute)), nil)
-		h.start()
+		h := startOne(t, 5*time.Minute)
 		errNet := errors.New("dial tcp: connection refused")
 		for i := range 7 {
 			h.nextFor("a").ret(fetch.Result{Err: errNet})
@@ -394,8 +391,7 @@ func TestDaemonBackoff(t *testing.T) {
 // a different one is; recovery is logged once at Info.
 func TestDaemonLogOncePerError(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
-		h := newHarness(t, config(acct("a", "pop.example", time.Minute)), nil)
-		h.start()
+		h := startOne(t, time.Minute)
 		errA := fmt.Errorf("%w: [IN-USE] maildrop locked", fetch.ErrInUse)
 		errB := errors.New("[SYS/TEMP] try later")
 		for _, err := range []error{errA, errA, errB, errB, errB, nil, nil} {
@@ -435,8 +431,7 @@ func (h *harness) waitIdleOrBackoff(name string) AccountStatus {
 // operator fixed the password) or a success ends it.
 func TestDaemonLoginRefused(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
-		h := newHarness(t, config(acct("a", "pop.example", time.Minute)), nil)
-		h.start()
+		h := startOne(t, time.Minute)
 		refused := fmt.Errorf("pass: %w: -ERR message is damaged", fetch.ErrLoginRefused)
 		at := t0
 		for i, delay := range []time.Duration{time.Hour, 2 * time.Hour, 4 * time.Hour, 8 * time.Hour, 8 * time.Hour} {
@@ -542,8 +537,7 @@ func TestDaemonAuthHold(t *testing.T) {
 // past the interval, and PollNow inside it does not log in.
 func TestDaemonLoginDelay(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
-		h := newHarness(t, config(acct("a", "pop.example", 2*time.Minute)), nil)
-		h.start()
+		h := startOne(t, 2*time.Minute)
 		h.nextFor("a").ret(fetch.Result{LoginDelay: 10 * time.Minute})
 		next := t0.Add(10 * time.Minute)
 		h.clock.waitTimer(t, next)
@@ -630,8 +624,7 @@ func TestDaemonLimits(t *testing.T) {
 // does not start a second session; it gets one more poll afterwards.
 func TestDaemonSameAccountQueued(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
-		h := newHarness(t, config(acct("a", "pop.example", time.Minute)), nil)
-		h.start()
+		h := startOne(t, time.Minute)
 		first := h.nextFor("a")
 		// Two concurrent requests share the extra poll; the poll in flight
 		// must not answer them.
@@ -805,8 +798,7 @@ func TestDaemonShutdown(t *testing.T) {
 	for _, abort := range []bool{false, true} {
 		t.Run(fmt.Sprintf("abort=%v", abort), func(t *testing.T) {
 			synctest.Test(t, func(t *testing.T) {
-				h := newHarness(t, config(acct("a", "pop.example", time.Hour)), nil)
-				h.start()
+				h := startOne(t, time.Hour)
 				c := h.nextFor("a")
 				h.cancel()
 				synctest.Wait()
@@ -899,8 +891,7 @@ func TestDaemonLocked(t *testing.T) {
 	} {
 		t.Run(tt.interval.String(), func(t *testing.T) {
 			synctest.Test(t, func(t *testing.T) {
-				h := newHarness(t, config(acct("a", "pop.example", tt.interval)), nil)
-				h.start()
+				h := startOne(t, tt.interval)
 				errLocked := fmt.Errorf("%w: uidl: state file locked", fetch.ErrLocked)
 				for range 3 {
 					h.nextFor("a").ret(fetch.Result{Err: errLocked})
@@ -957,8 +948,7 @@ func TestDaemonReloadRemovesQueued(t *testing.T) {
 // already replaced does not put the new settings on hold.
 func TestDaemonReloadDuringPoll(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
-		h := newHarness(t, config(acct("a", "pop.example", time.Hour)), nil)
-		h.start()
+		h := startOne(t, time.Hour)
 		c := h.nextFor("a")
 		fixed := acct("a", "pop.example", time.Hour)
 		fixed.Password.Inline = "fixed"
@@ -1051,8 +1041,7 @@ func TestDaemonReloadMovedBlocks(t *testing.T) {
 // an idle one, Warn when a message could not be delivered.
 func TestDaemonLogLevels(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
-		h := newHarness(t, config(acct("a", "pop.example", time.Minute)), nil)
-		h.start()
+		h := startOne(t, time.Minute)
 		for _, r := range []fetch.Result{{Messages: 4}, {Messages: 6, New: 2, Delivered: 2, Deleted: 2}, {Messages: 4}, {Messages: 5, New: 1, Failed: 1}} {
 			h.nextFor("a").ret(r)
 			h.clock.waitTimer(t, h.clock.Now().Add(time.Minute))
@@ -1141,21 +1130,16 @@ func TestDaemonReloadStateDirRefused(t *testing.T) {
 // also when the account is renamed at the same time (same mailbox), and
 // the running config stays.
 func TestDaemonReloadAccountStateDirRefused(t *testing.T) {
-	withDir := func(name, user, dir string) *rcfile.Account {
-		a := acct(name, "pop.example", time.Hour)
-		a.Username, a.StateDir = user, dir
-		return a
-	}
-	cfg := config(withDir("a", "joe", "/var/lib/popfetch"), withDir("b", "ann", "/var/lib/popfetch"))
+	cfg := config(acctIn("a", "joe", "/var/lib/popfetch"), acctIn("b", "ann", "/var/lib/popfetch"))
 	cfg.StateDir = "/var/lib/popfetch"
 	for _, tc := range []struct {
 		name string
 		next *rcfile.Config
 		want string // "" = applied
 	}{
-		{"moved", config(withDir("a", "joe", "/srv/a"), withDir("b", "ann", "/var/lib/popfetch")), "account a: state_dir changed from /var/lib/popfetch to /srv/a"},
-		{"renamed and moved", config(withDir("x", "joe", "/srv/a"), withDir("b", "ann", "/var/lib/popfetch")), "account x: state_dir changed"},
-		{"other mailbox", config(withDir("a", "joe", "/var/lib/popfetch"), withDir("b", "ann", "/var/lib/popfetch"), withDir("c", "eve", "/srv/c")), ""},
+		{"moved", config(acctIn("a", "joe", "/srv/a"), acctIn("b", "ann", "/var/lib/popfetch")), "account a: state_dir changed from /var/lib/popfetch to /srv/a"},
+		{"renamed and moved", config(acctIn("x", "joe", "/srv/a"), acctIn("b", "ann", "/var/lib/popfetch")), "account x: state_dir changed"},
+		{"other mailbox", config(acctIn("a", "joe", "/var/lib/popfetch"), acctIn("b", "ann", "/var/lib/popfetch"), acctIn("c", "eve", "/srv/c")), ""},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			synctest.Test(t, func(t *testing.T) {
@@ -1192,22 +1176,17 @@ func TestDaemonReloadAccountStateDirRefused(t *testing.T) {
 // under another name with it, is fine.
 func TestDaemonReloadStateDirRemovedReadded(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
-		withDir := func(name, user, dir string) *rcfile.Account {
-			a := acct(name, "pop.example", time.Hour)
-			a.Username, a.StateDir = user, dir
-			return a
-		}
-		cfg := config(withDir("a", "joe", "/var/lib/popfetch"), withDir("b", "ann", "/var/lib/popfetch"))
+		cfg := config(acctIn("a", "joe", "/var/lib/popfetch"), acctIn("b", "ann", "/var/lib/popfetch"))
 		cfg.StateDir = "/var/lib/popfetch"
 		h := newHarness(t, cfg, nil)
 		for i, step := range []struct {
 			next *rcfile.Config
 			want string // "" = applied
 		}{
-			{config(withDir("b", "ann", "/var/lib/popfetch")), ""}, // a removed
-			{config(withDir("a", "joe", "/srv/a"), withDir("b", "ann", "/var/lib/popfetch")), "account a: state_dir changed from /var/lib/popfetch to /srv/a"},
-			{config(withDir("x", "joe", "/srv/a"), withDir("b", "ann", "/var/lib/popfetch")), "account x: state_dir changed from /var/lib/popfetch to /srv/a"},
-			{config(withDir("x", "joe", "/var/lib/popfetch"), withDir("b", "ann", "/var/lib/popfetch")), ""},
+			{config(acctIn("b", "ann", "/var/lib/popfetch")), ""}, // a removed
+			{config(acctIn("a", "joe", "/srv/a"), acctIn("b", "ann", "/var/lib/popfetch")), "account a: state_dir changed from /var/lib/popfetch to /srv/a"},
+			{config(acctIn("x", "joe", "/srv/a"), acctIn("b", "ann", "/var/lib/popfetch")), "account x: state_dir changed from /var/lib/popfetch to /srv/a"},
+			{config(acctIn("x", "joe", "/var/lib/popfetch"), acctIn("b", "ann", "/var/lib/popfetch")), ""},
 		} {
 			step.next.StateDir = cfg.StateDir
 			gen := h.d.Status().Generation
@@ -1283,8 +1262,7 @@ func TestDaemonFetchAllOncePerPass(t *testing.T) {
 // delay does.
 func TestDaemonLoginDelayAnswersQueued(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
-		h := newHarness(t, config(acct("a", "pop.example", time.Minute)), nil)
-		h.start()
+		h := startOne(t, time.Minute)
 		c := h.nextFor("a")
 		done := h.queueNow(t, "a", 1)
 		c.ret(fetch.Result{LoginDelay: time.Hour})
@@ -1315,7 +1293,7 @@ func TestDaemonAbortIsNotAFailure(t *testing.T) {
 			<-ctx.Done()
 			return fetch.Result{Err: fmt.Errorf("account a: retr 7: read tcp 127.0.0.1:4242->127.0.0.1:110: use of closed network connection")}
 		}
-		logs := &syncBuffer{}
+		logs := &testutil.SyncBuffer{}
 		d := New(config(acct("a", "pop.example", time.Hour)), poll, Options{
 			Jitter: func(time.Duration) time.Duration { return 0 },
 			Log:    slog.New(slog.NewTextHandler(logs, &slog.HandlerOptions{Level: slog.LevelDebug})),
@@ -1437,8 +1415,7 @@ func TestDaemonRenameWaitsForOldPoll(t *testing.T) {
 // do, once each.
 func TestDaemonRetryRefusedDele(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
-		h := newHarness(t, config(acct("a", "pop.example", time.Minute)), nil)
-		h.start()
+		h := startOne(t, time.Minute)
 		retrying := func(c *call) bool { return c.opts.RetryDele }
 		step := func(what string, want bool) {
 			t.Helper()

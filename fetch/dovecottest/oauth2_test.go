@@ -40,10 +40,7 @@ func TestOAuth2Passdb(t *testing.T) {
 	mb := s.AddUser(t, "alice", "not-the-token")
 	mb.Put(t, []byte("Subject: hi\r\n\r\nbody\r\n"))
 
-	a := &rcfile.Account{Name: "alice", StateDir: t.TempDir(), OAuth2: &rcfile.OAuth2{
-		Provider: rcfile.ProviderGeneric, ClientID: idp.ClientID, Scopes: []string{"pop"}, Flow: rcfile.FlowDevice,
-		TokenURL: idp.TokenURL(), DeviceURL: idp.DeviceURL(),
-	}}
+	a := &rcfile.Account{Name: "alice", StateDir: t.TempDir(), OAuth2: idp.Registration(rcfile.FlowDevice)}
 	src, err := oauth.New(a, oauth.Options{})
 	if err != nil {
 		t.Fatal(err)

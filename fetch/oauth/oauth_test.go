@@ -26,11 +26,7 @@ func account(t *testing.T, idp *oauthtest.Server, flow string) *rcfile.Account {
 	return &rcfile.Account{
 		Name:     "acct",
 		StateDir: t.TempDir(),
-		OAuth2: &rcfile.OAuth2{
-			Provider: rcfile.ProviderGeneric, ClientID: idp.ClientID, ClientSecret: idp.ClientSecret,
-			Scopes: []string{"pop"}, Flow: flow,
-			AuthURL: idp.AuthURL(), TokenURL: idp.TokenURL(), DeviceURL: idp.DeviceURL(),
-		},
+		OAuth2:   idp.Registration(flow),
 	}
 }
 
@@ -91,13 +87,20 @@ var (
 	urlRE  = regexp.MustCompile(`^\s+(http\S+/authorize\S+)$`)
 )
 
+// startLogin runs src.Login in the background, reading the user's
+// answers from in (nil for none), and returns its output and its result.
+func startLogin(src *Source, in io.Reader) (*lines, <-chan error) {
+	out := newLines()
+	errc := make(chan error, 1)
+	go func() { errc <- src.Login(context.Background(), LoginIO{Out: out, In: in}) }()
+	return out, errc
+}
+
 // deviceLogin signs a in with the device flow, approving the code as the
 // user would.
 func deviceLogin(t *testing.T, idp *oauthtest.Server, src *Source) string {
 	t.Helper()
-	out := newLines()
-	errc := make(chan error, 1)
-	go func() { errc <- src.Login(context.Background(), LoginIO{Out: out}) }()
+	out, errc := startLogin(src, nil)
 	code := out.await(t, codeRE)
 	if !idp.Approve(code) {
 		t.Fatalf("Approve(%q) = false", code)
@@ -106,6 +109,14 @@ func deviceLogin(t *testing.T, idp *oauthtest.Server, src *Source) string {
 		t.Fatalf("Login = %v; output:\n%s", err, out)
 	}
 	return out.String()
+}
+
+// startIdP starts a fake OAuth2 provider for one test.
+func startIdP(t *testing.T) *oauthtest.Server {
+	t.Helper()
+	idp := oauthtest.Start()
+	t.Cleanup(idp.Close)
+	return idp
 }
 
 func newSource(t *testing.T, a *rcfile.Account, o Options) *Source {
@@ -130,8 +141,7 @@ func mustToken(t *testing.T, idp *oauthtest.Server, s *Source, fresh bool) strin
 }
 
 func TestDeviceLogin(t *testing.T) {
-	idp := oauthtest.Start()
-	defer idp.Close()
+	idp := startIdP(t)
 	a := account(t, idp, rcfile.FlowDevice)
 	src := newSource(t, a, Options{})
 	out := deviceLogin(t, idp, src)
@@ -152,12 +162,9 @@ func TestDeviceLogin(t *testing.T) {
 }
 
 func TestDeviceLoginDenied(t *testing.T) {
-	idp := oauthtest.Start()
-	defer idp.Close()
+	idp := startIdP(t)
 	src := newSource(t, account(t, idp, rcfile.FlowDevice), Options{})
-	out := newLines()
-	errc := make(chan error, 1)
-	go func() { errc <- src.Login(context.Background(), LoginIO{Out: out}) }()
+	out, errc := startLogin(src, nil)
 	idp.Deny(out.await(t, codeRE))
 	err := <-errc
 	if err == nil || !strings.Contains(err.Error(), "access_denied") {
@@ -169,8 +176,7 @@ func TestDeviceLoginDenied(t *testing.T) {
 }
 
 func TestDeviceLoginTimesOut(t *testing.T) {
-	idp := oauthtest.Start()
-	defer idp.Close()
+	idp := startIdP(t)
 	src := newSource(t, account(t, idp, rcfile.FlowDevice), Options{})
 	ctx, cancel := context.WithTimeout(context.Background(), 1500*time.Millisecond)
 	defer cancel()
@@ -184,9 +190,7 @@ func TestDeviceLoginTimesOut(t *testing.T) {
 // provider's redirect to the loopback listener.
 func browserLogin(t *testing.T, idp *oauthtest.Server, src *Source) {
 	t.Helper()
-	out := newLines()
-	errc := make(chan error, 1)
-	go func() { errc <- src.Login(context.Background(), LoginIO{Out: out}) }()
+	out, errc := startLogin(src, nil)
 	u := out.await(t, urlRE)
 	resp, err := http.Get(u)
 	if err != nil {
@@ -203,8 +207,7 @@ func browserLogin(t *testing.T, idp *oauthtest.Server, src *Source) {
 }
 
 func TestBrowserLogin(t *testing.T) {
-	idp := oauthtest.Start()
-	defer idp.Close()
+	idp := startIdP(t)
 	idp.ClientSecret = "client-s3cret"
 	a := account(t, idp, rcfile.FlowBrowser)
 	src := newSource(t, a, Options{})
@@ -219,13 +222,10 @@ func TestBrowserLogin(t *testing.T) {
 // another machine, whose browser cannot reach the loopback redirect, and
 // pastes the address it was sent to.
 func TestBrowserLoginPaste(t *testing.T) {
-	idp := oauthtest.Start()
-	defer idp.Close()
+	idp := startIdP(t)
 	src := newSource(t, account(t, idp, rcfile.FlowBrowser), Options{})
-	out := newLines()
 	pr, pw := io.Pipe()
-	errc := make(chan error, 1)
-	go func() { errc <- src.Login(context.Background(), LoginIO{Out: out, In: pr}) }()
+	out, errc := startLogin(src, pr)
 	u := out.await(t, urlRE)
 	noFollow := &http.Client{CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}
 	resp, err := noFollow.Get(u)
@@ -246,13 +246,10 @@ func TestBrowserLoginPaste(t *testing.T) {
 }
 
 func TestBrowserLoginForgedState(t *testing.T) {
-	idp := oauthtest.Start()
-	defer idp.Close()
+	idp := startIdP(t)
 	src := newSource(t, account(t, idp, rcfile.FlowBrowser), Options{})
-	out := newLines()
 	pr, pw := io.Pipe()
-	errc := make(chan error, 1)
-	go func() { errc <- src.Login(context.Background(), LoginIO{Out: out, In: pr}) }()
+	out, errc := startLogin(src, pr)
 	out.await(t, urlRE)
 	io.WriteString(pw, "http://127.0.0.1:1/?code=stolen&state=other\n")
 	if err := <-errc; err == nil || !strings.Contains(err.Error(), "state does not match") {
@@ -261,8 +258,7 @@ func TestBrowserLoginForgedState(t *testing.T) {
 }
 
 func TestExpiredAccessTokenRefreshed(t *testing.T) {
-	idp := oauthtest.Start()
-	defer idp.Close()
+	idp := startIdP(t)
 	a := account(t, idp, rcfile.FlowDevice)
 	now := time.Now()
 	clock := func() time.Time { return now }
@@ -288,8 +284,7 @@ func TestExpiredAccessTokenRefreshed(t *testing.T) {
 }
 
 func TestRotatedRefreshTokenSaved(t *testing.T) {
-	idp := oauthtest.Start()
-	defer idp.Close()
+	idp := startIdP(t)
 	idp.Rotate = true
 	a := account(t, idp, rcfile.FlowDevice)
 	src := newSource(t, a, Options{})
@@ -319,8 +314,7 @@ func TestRotatedRefreshTokenSaved(t *testing.T) {
 }
 
 func TestRevokedHoldsAndKeepsTokens(t *testing.T) {
-	idp := oauthtest.Start()
-	defer idp.Close()
+	idp := startIdP(t)
 	a := account(t, idp, rcfile.FlowDevice)
 	src := newSource(t, a, Options{})
 	deviceLogin(t, idp, src)
@@ -346,8 +340,7 @@ func TestRevokedHoldsAndKeepsTokens(t *testing.T) {
 }
 
 func TestNoTokensYetNeedsLogin(t *testing.T) {
-	idp := oauthtest.Start()
-	defer idp.Close()
+	idp := startIdP(t)
 	src := newSource(t, account(t, idp, rcfile.FlowBrowser), Options{})
 	_, err := src.Token(context.Background(), false)
 	if !errors.Is(err, ErrLoginRequired) || !strings.Contains(err.Error(), "popfetch login acct") {
@@ -382,8 +375,7 @@ func TestProviderDownIsTemporary(t *testing.T) {
 // that rotates refresh tokens and revokes the grant when an old one is
 // reused: only one refresh may happen, and everybody gets a valid token.
 func TestConcurrentRefresh(t *testing.T) {
-	idp := oauthtest.Start()
-	defer idp.Close()
+	idp := startIdP(t)
 	idp.Rotate = true
 	a := account(t, idp, rcfile.FlowDevice)
 	deviceLogin(t, idp, newSource(t, a, Options{}))
@@ -435,8 +427,7 @@ func TestConcurrentRefresh(t *testing.T) {
 }
 
 func TestTokenFileReadableRefused(t *testing.T) {
-	idp := oauthtest.Start()
-	defer idp.Close()
+	idp := startIdP(t)
 	a := account(t, idp, rcfile.FlowDevice)
 	src := newSource(t, a, Options{})
 	deviceLogin(t, idp, src)
@@ -452,8 +443,7 @@ func TestTokenFileReadableRefused(t *testing.T) {
 }
 
 func TestClientCredentials(t *testing.T) {
-	idp := oauthtest.Start()
-	defer idp.Close()
+	idp := startIdP(t)
 	idp.ClientSecret = "app-s3cret"
 	a := account(t, idp, rcfile.FlowClientCredentials)
 	src := newSource(t, a, Options{})
@@ -493,8 +483,7 @@ func TestTokenCommand(t *testing.T) {
 // logging, and looks for every token, code and the client secret in the
 // log, the login output and the errors.
 func TestSecretsNeverShown(t *testing.T) {
-	idp := oauthtest.Start()
-	defer idp.Close()
+	idp := startIdP(t)
 	idp.Rotate = true
 	idp.ClientSecret = "client-s3cret-value"
 	var logBuf bytes.Buffer
@@ -555,8 +544,7 @@ func errString(err error) string {
 // for the lock and takes the new token from the file; both end with a
 // token the provider accepts, and the saved refresh token still works.
 func TestTwoProcessesRefresh(t *testing.T) {
-	idp := oauthtest.Start()
-	defer idp.Close()
+	idp := startIdP(t)
 	idp.Rotate = true
 	a := account(t, idp, rcfile.FlowDevice)
 	deviceLogin(t, idp, newSource(t, a, Options{}))

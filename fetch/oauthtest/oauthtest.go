@@ -23,6 +23,8 @@ import (
 	"strings"
 	"sync"
 	"time"
+
+	"github.com/popfetch/popfetch/rcfile"
 )
 
 // Server is a running fake identity provider.
@@ -105,6 +107,16 @@ func (s *Server) DeviceURL() string     { return s.URL + "/device" }
 func (s *Server) AuthURL() string       { return s.URL + "/authorize" }
 func (s *Server) TokenURL() string      { return s.URL + "/token" }
 func (s *Server) IntrospectURL() string { return s.URL + "/introspect" }
+
+// Registration is an account's oauth2 block for this provider: its
+// client (and secret, if set) with scope "pop", its endpoints, and flow.
+func (s *Server) Registration(flow string) *rcfile.OAuth2 {
+	return &rcfile.OAuth2{
+		Provider: rcfile.ProviderGeneric, ClientID: s.ClientID, ClientSecret: s.ClientSecret,
+		Scopes: []string{"pop"}, Flow: flow,
+		AuthURL: s.AuthURL(), TokenURL: s.TokenURL(), DeviceURL: s.DeviceURL(),
+	}
+}
 
 // Approve approves the device sign-in with this user code, as the user
 // would in a browser. It reports whether the code was pending.

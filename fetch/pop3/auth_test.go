@@ -299,16 +299,24 @@ func TestAuthenticateRefused(t *testing.T) {
 	}
 }
 
+// scramClientNonce is the nonce in the client-first-message of the last
+// AUTH SCRAM-SHA-256 command srv received (RFC 5802 §7: r= after the GS2
+// header and the user name).
+func scramClientNonce(srv *pop3test.Server) string {
+	cmds := srv.Commands()
+	_, ir, _ := strings.Cut(cmds[len(cmds)-1], "SCRAM-SHA-256 ")
+	first, _ := base64.StdEncoding.DecodeString(ir)
+	_, nonce, _ := strings.Cut(string(first), ",r=")
+	return nonce
+}
+
 // TestSCRAMUnproven: a server that says +OK to SCRAM's client-final
 // without sending its signature (RFC 5802 §5: the client must verify it)
 // is refused, and nothing more is sent to it.
 func TestSCRAMUnproven(t *testing.T) {
 	var srv *pop3test.Server
 	srv = authServer(t, pop3test.Options{Faults: []pop3test.Fault{{Cmd: "AUTH", Action: pop3test.Custom, Func: func(c *pop3test.Conn) {
-		cmds := srv.Commands()
-		_, ir, _ := strings.Cut(cmds[len(cmds)-1], "SCRAM-SHA-256 ")
-		first, _ := base64.StdEncoding.DecodeString(ir)
-		_, nonce, _ := strings.Cut(string(first), ",r=")
+		nonce := scramClientNonce(srv)
 		c.WriteLine("+ " + base64.StdEncoding.EncodeToString([]byte("r="+nonce+"srv,s=c2FsdA==,i=4096")))
 		c.ReadLine()
 		c.WriteLine("+OK welcome")
@@ -342,10 +350,7 @@ func TestSCRAMServerMessages(t *testing.T) {
 		t.Run(tt.name, func(t *testing.T) {
 			var srv *pop3test.Server
 			srv = authServer(t, pop3test.Options{Faults: []pop3test.Fault{{Cmd: "AUTH", Action: pop3test.Custom, Func: func(c *pop3test.Conn) {
-				cmds := srv.Commands()
-				_, ir, _ := strings.Cut(cmds[len(cmds)-1], "SCRAM-SHA-256 ")
-				first, _ := base64.StdEncoding.DecodeString(ir)
-				_, nonce, _ := strings.Cut(string(first), ",r=")
+				nonce := scramClientNonce(srv)
 				c.WriteLine("+ " + base64.StdEncoding.EncodeToString([]byte(tt.first(nonce))))
 				l, _ := c.ReadLine()
 				if l != "*" && tt.final != "" {

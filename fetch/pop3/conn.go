@@ -365,12 +365,9 @@ func connect(ctx context.Context, network, addr string, o Options) (*guardConn, 
 	}
 	pre := append(bytes.Clone(greeting), '\r', '\n')
 	if o.TLS == TLSStartTLS {
-		if _, err := io.WriteString(c, "CAPA\r\n"); err != nil {
-			return fail(fmt.Errorf("capa: %w", err))
-		}
-		st, err := readLine(br)
+		st, err := command(c, br, "CAPA")
 		if err != nil {
-			return fail(fmt.Errorf("capa: %w", err))
+			return fail(err)
 		}
 		stls := false
 		if bytes.HasPrefix(st, []byte("+OK")) {
@@ -386,12 +383,9 @@ func connect(ctx context.Context, network, addr string, o Options) (*guardConn, 
 		if !stls {
 			return fail(fmt.Errorf("%w: tls = \"starttls\" but the server does not offer STLS (refusing to continue in plaintext)", ErrTLS))
 		}
-		if _, err := io.WriteString(c, "STLS\r\n"); err != nil {
-			return fail(fmt.Errorf("stls: %w", err))
-		}
-		st, err = readLine(br)
+		st, err = command(c, br, "STLS")
 		if err != nil {
-			return fail(fmt.Errorf("stls: %w", err))
+			return fail(err)
 		}
 		if !bytes.HasPrefix(st, []byte("+OK")) {
 			return fail(fmt.Errorf("%w: server refused STLS: %s", ErrTLS, quote(st)))
@@ -446,6 +440,19 @@ func handshake(ctx context.Context, raw net.Conn, o Options) (*tls.Conn, error) 
 		return nil, fmt.Errorf("tls handshake: %w", err)
 	}
 	return tc, nil
+}
+
+// command sends cmd, before go-pop3 takes the connection over, and reads
+// its status line; an error names the command.
+func command(w io.Writer, br *bufio.Reader, cmd string) ([]byte, error) {
+	if _, err := io.WriteString(w, cmd+"\r\n"); err != nil {
+		return nil, fmt.Errorf("%s: %w", strings.ToLower(cmd), err)
+	}
+	st, err := readLine(br)
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", strings.ToLower(cmd), err)
+	}
+	return st, nil
 }
 
 // readLine reads one CRLF- or LF-terminated line from a reader that is

@@ -1,12 +1,15 @@
-// Package testutil holds the file-system fixtures that tests of several
-// packages share: a private directory, a file with an exact mode, and
-// another user to own files. Only _test.go files import it, so the
-// popfetch binary links none of it.
+// Package testutil holds the fixtures that tests of several packages
+// share: a private directory, a file with an exact mode, another user to
+// own files, a directory and a program copy that other user can reach,
+// and a log buffer safe for concurrent use. Only _test.go files import
+// it, so the popfetch binary links none of it.
 package testutil
 
 import (
+	"bytes"
 	"os"
 	"path/filepath"
+	"sync"
 	"testing"
 )
 
@@ -43,6 +46,55 @@ func WriteFile(t testing.TB, dir, name, content string, mode os.FileMode) string
 		t.Fatal(err)
 	}
 	if err := os.Chmod(p, mode); err != nil {
+		t.Fatal(err)
+	}
+	return p
+}
+
+// SyncBuffer is a bytes.Buffer that a logger or a child process's output
+// copier may write from several goroutines while the test reads it.
+type SyncBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (b *SyncBuffer) Write(p []byte) (int, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.b.Write(p)
+}
+
+func (b *SyncBuffer) String() string {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.b.String()
+}
+
+// OpenDir is a fresh 0755 directory, removed when the test ends, that
+// another user can enter (t.TempDir's parent is 0700).
+func OpenDir(t testing.TB, prefix string) string {
+	t.Helper()
+	dir, err := os.MkdirTemp("", prefix)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { os.RemoveAll(dir) })
+	if err := os.Chmod(dir, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	return dir
+}
+
+// CopyExecutable copies the program src into dir as name, mode 0755, so
+// that another user can run it, and returns the copy's path.
+func CopyExecutable(t testing.TB, src, dir, name string) string {
+	t.Helper()
+	data, err := os.ReadFile(src)
+	if err != nil {
+		t.Fatal(err)
+	}
+	p := filepath.Join(dir, name)
+	if err := os.WriteFile(p, data, 0o755); err != nil {
 		t.Fatal(err)
 	}
 	return p
