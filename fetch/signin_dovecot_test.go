@@ -15,6 +15,7 @@ import (
 	"github.com/popfetch/popfetch/fetch/oauth"
 	"github.com/popfetch/popfetch/fetch/oauthtest"
 	"github.com/popfetch/popfetch/fetch/pop3test"
+	"github.com/popfetch/popfetch/internal/testutil"
 	"github.com/popfetch/popfetch/rcfile"
 )
 
@@ -140,7 +141,7 @@ func TestDovecotOAuth2Mechanisms(t *testing.T) {
 				r.login(t, a, user)
 			}
 			before := r.idp.Count("introspect")
-			var log authLog
+			var log testutil.SyncBuffer
 			res := debugPoller(&log).Poll(context.Background(), a)
 			if res.Err != nil || res.Delivered != 2 || authMaildirCount(t, a) != 2 || mb.Count(t) != 0 {
 				t.Fatalf("Poll: %v, delivered %d; server holds %d\n%s\n%s", res.Err, res.Delivered, mb.Count(t), log.String(), r.srv.Log(t))
@@ -176,7 +177,7 @@ func TestDovecotOAuth2Lifecycle(t *testing.T) {
 	a := r.account(t, "life", "life", rcfile.AuthAuto)
 	r.login(t, a, "life")
 	ctx := context.Background()
-	var log authLog
+	var log testutil.SyncBuffer
 	p := debugPoller(&log)
 	poll := func(step string, seq int, wantErr error) Result {
 		t.Helper()
@@ -271,7 +272,7 @@ func TestDovecotOAuth2RejectedTwice(t *testing.T) {
 	mb.Put(t, sample(1))
 	a := r.account(t, "bob", "bob", rcfile.AuthXOAUTH2)
 	r.login(t, a, "mallory") // tokens for someone else
-	var log authLog
+	var log testutil.SyncBuffer
 	res := debugPoller(&log).Poll(context.Background(), a)
 	if !errors.Is(res.Err, ErrAuth) {
 		t.Fatalf("Poll = %v; want ErrAuth (hold)\n%s\n%s", res.Err, log.String(), r.srv.Log(t))
