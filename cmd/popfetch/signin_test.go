@@ -121,6 +121,8 @@ func TestDaemonOAuth2Hold(t *testing.T) {
 				t.Fatal(err)
 			}
 			waitMaildir(t, maildir, seq, 10*time.Second)
+			// The copy lands before its DELE and QUIT: wait for those too.
+			waitFor(t, 10*time.Second, "the server to be empty", func() bool { return mb.Count(t) == 0 })
 		}
 		if n := mb.Count(t); n != 0 || maildirCount(t, maildir) != seq {
 			t.Fatalf("after %s: server %d, Maildir %d; want 0, %d", lift, n, maildirCount(t, maildir), seq)
