@@ -8,6 +8,7 @@ import (
 	"bytes"
 	"context"
 	"crypto/tls"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -285,5 +286,48 @@ func TestAccountNamedByCaller(t *testing.T) {
 	mustToken(t, idp, src, false)
 	if logs.Len() == 0 || strings.Contains(logs.String(), "account=") {
 		t.Errorf("log lines name the account (or none were written):\n%s", &logs)
+	}
+}
+
+// TestStaleTempTokenFile: a process killed between writing its new tokens
+// to the temporary file and renaming it leaves oauth2-ACCOUNT.json.tmpPID.
+// With a rotating provider that file holds the only live refresh token:
+// the next holder of the lock adopts it. A torn or older one is removed.
+func TestStaleTempTokenFile(t *testing.T) {
+	idp := oauthtest.Start()
+	defer idp.Close()
+	idp.Rotate = true
+	a := account(t, idp, rcfile.FlowDevice)
+	now := time.Now()
+	src := newSource(t, a, Options{Now: func() time.Time { return now }})
+	deviceLogin(t, idp, src)
+	old, _, _ := readTokens(src.Path())
+	// The killed process's refresh, as the provider saw it.
+	resp, err := http.PostForm(idp.TokenURL(), map[string][]string{"grant_type": {"refresh_token"}, "refresh_token": {old.RefreshToken},
+		"client_id": {idp.ClientID}, "client_secret": {idp.ClientSecret}})
+	if err != nil || resp.StatusCode != 200 {
+		t.Fatalf("simulated refresh: %v %v", resp, err)
+	}
+	var nt stored
+	json.NewDecoder(resp.Body).Decode(&nt)
+	resp.Body.Close()
+	nt.Obtained = old.Obtained.Add(time.Minute)
+	nt.Expiry = now.Add(time.Hour)
+	b, _ := json.Marshal(nt)
+	if err := os.WriteFile(src.Path()+".tmp999999", b, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(src.Path()+".tmp999998", b[:len(b)/2], 0o600); err != nil {
+		t.Fatal(err)
+	}
+	now = now.Add(2 * time.Hour) // expired: refresh under the lock
+	mustToken(t, idp, src, false)
+	if n := idp.Count("reuse"); n != 0 {
+		t.Errorf("the rotated-away refresh token was presented %d times: the temporary file was not adopted", n)
+	}
+	for _, tmp := range []string{".tmp999999", ".tmp999998"} {
+		if _, err := os.Lstat(src.Path() + tmp); err == nil {
+			t.Errorf("%s left in place", tmp)
+		}
 	}
 }

@@ -170,6 +170,7 @@ func (s *Source) Token(ctx context.Context, fresh bool) (string, error) {
 		return "", s.wrap(err)
 	}
 	defer unlock()
+	s.recoverTemp()
 	// Read again under the lock: another process may have refreshed (and
 	// rotated the refresh token) while we waited.
 	t, ok, err := readTokens(s.path)
@@ -195,6 +196,22 @@ func (s *Source) Token(ctx context.Context, fresh bool) (string, error) {
 	}
 	s.save(nt, onDisk)
 	return s.hand(nt), nil
+}
+
+// recoverTemp adopts or removes temporary token files left by a killed
+// process (see recoverTemp in store.go); the caller holds the lock.
+func (s *Source) recoverTemp() {
+	var ours time.Time
+	if s.unsaved != nil {
+		ours = s.unsaved.Obtained
+	}
+	adopted, err := recoverTemp(s.path, ours)
+	if err != nil {
+		s.log.Warn("could not clean up a temporary token file", "path", s.path, "err", err)
+	}
+	if adopted {
+		s.log.Warn("adopted the newer tokens of a popfetch process that was stopped while saving them", "path", s.path)
+	}
 }
 
 // save writes t to the token file. If that fails, t stays in memory

@@ -8,6 +8,7 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+	"strings"
 	"syscall"
 	"time"
 
@@ -220,4 +221,60 @@ func checkLockFile(f *os.File, name string) error {
 		return fmt.Errorf("the token lock %s is owned by uid %d, not by the user popfetch runs as (uid %d): check who made it, then remove it", name, st.Uid, os.Geteuid())
 	}
 	return nil
+}
+
+// recoverTemp deals with the temporary files writeTokens leaves when
+// popfetch is killed between creating one and renaming it over path.
+// The caller holds the token lock, so no live process is writing one. A
+// complete token file obtained after both the one at path and newer
+// (popfetch's tokens in memory, or zero) may hold a rotated refresh
+// token that exists nowhere else: it is fsynced and renamed into place
+// (adopted reports that). Anything else is removed.
+func recoverTemp(path string, newer time.Time) (adopted bool, err error) {
+	dir, base := filepath.Dir(path), filepath.Base(path)+".tmp"
+	ents, err := os.ReadDir(dir)
+	if err != nil {
+		return false, err
+	}
+	for _, e := range ents {
+		pid, ok := strings.CutPrefix(e.Name(), base)
+		if !ok || pid == "" || strings.Trim(pid, "0123456789") != "" {
+			continue
+		}
+		tmp := filepath.Join(dir, e.Name())
+		t, ok, rerr := readTokens(tmp)
+		cur, cok, cerr := readTokens(path)
+		if cok && cur.Obtained.After(newer) {
+			newer = cur.Obtained
+		}
+		if rerr != nil || !ok || t.AccessToken == "" || !t.Obtained.After(newer) || cerr != nil && !errors.Is(cerr, errCorrupt) {
+			if err := os.Remove(tmp); err != nil && !errors.Is(err, os.ErrNotExist) {
+				return adopted, err
+			}
+			continue
+		}
+		if err := syncFile(tmp); err != nil {
+			return adopted, err
+		}
+		if err := os.Rename(tmp, path); err != nil {
+			return adopted, err
+		}
+		if err := durable.SyncDir(dir); err != nil {
+			return adopted, err
+		}
+		adopted = true
+	}
+	return adopted, nil
+}
+
+// syncFile makes a file's content durable before it is renamed into
+// place: a temporary file left by a killed process may not have been
+// fsynced.
+func syncFile(name string) error {
+	f, err := os.OpenFile(name, os.O_RDONLY|syscall.O_NOFOLLOW|syscall.O_CLOEXEC, 0)
+	if err != nil {
+		return err
+	}
+	defer f.Close()
+	return f.Sync()
 }
