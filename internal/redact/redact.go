@@ -36,6 +36,11 @@ func Secrets(text string, secrets ...string) string {
 	sort.Slice(ss, func(i, j int) bool { return len(ss[i]) > len(ss[j]) })
 	for _, s := range ss {
 		text = strings.ReplaceAll(text, s, Mask)
+		// The mask next to what was left may spell the secret again
+		// ("x***" in "xx***"); each round shortens the text.
+		for len(s) > len(Mask) && strings.Contains(text, s) {
+			text = strings.ReplaceAll(text, s, Mask)
+		}
 	}
 	var b strings.Builder
 	for i := 0; i < len(text); {

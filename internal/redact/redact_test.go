@@ -19,6 +19,7 @@ func TestSecrets(t *testing.T) {
 		{"nothing secret here", []string{"", "zzzzzzzzzz"}, "nothing secret here"},
 		{"short frag AHVz end", []string{"AHVzZXIAcGFzcw=="}, "short frag AHVz end"},
 		{"no secrets", nil, "no secrets"},
+		{"xx***", []string{"x***"}, "***"},
 	} {
 		if got := Secrets(tt.text, tt.secrets...); got != tt.want {
 			t.Errorf("Secrets(%q, %q) = %q; want %q", tt.text, tt.secrets, got, tt.want)
