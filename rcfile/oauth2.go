@@ -117,12 +117,14 @@ const maxTokenRead = 16 << 10
 // RunTokenCommand runs oauth2_token_command as Resolve runs
 // password_command (no shell, trusted program, empty stdin, bounded time
 // and output) and returns the first line of its stdout: the access token.
-// Errors never contain the token.
+// A CR before the LF is trimmed, as no token holds one (Resolve refuses
+// it in a password instead). Errors never contain the token.
 func RunTokenCommand(ctx context.Context, argv []string) (string, error) {
 	s, err := runSecretCommand(ctx, argv, "oauth2_token_command", maxTokenRead)
 	if err != nil {
 		return "", err
 	}
+	s = strings.TrimSuffix(s, "\r")
 	if s == "" {
 		return "", fmt.Errorf("oauth2_token_command %s printed no token", argv[0])
 	}

@@ -123,7 +123,8 @@ func readSecretFile(path, attr string) (string, error) {
 
 // runSecretCommand runs a command set by attribute attr
 // (password_command, oauth2_token_command) and returns the first line of
-// its stdout, of which it reads at most max bytes.
+// its stdout, of which it reads at most max bytes. A first line that does
+// not end within them is an error: its beginning is not the secret.
 func runSecretCommand(ctx context.Context, argv []string, attr string, max int) (string, error) {
 	if len(argv) == 0 || argv[0] == "" {
 		return "", errors.New(attr + " is empty")
@@ -168,7 +169,10 @@ func runSecretCommand(ctx context.Context, argv []string, attr string, max int) 
 		}
 		return "", errors.New(msg)
 	}
-	line, _, _ := bytes.Cut(stdout.buf.Bytes(), []byte("\n"))
+	line, _, found := bytes.Cut(stdout.buf.Bytes(), []byte("\n"))
+	if !found && stdout.over {
+		return "", fmt.Errorf("%s %s: the first line of its output is longer than %d bytes", attr, argv[0], max)
+	}
 	return string(line), nil
 }
 
@@ -205,13 +209,18 @@ func stderrHint(stderr, stdout []byte) string {
 // capWriter keeps the first max bytes and discards the rest while still
 // reporting success, so a chatty command does not die of EPIPE.
 type capWriter struct {
-	buf bytes.Buffer
-	max int
+	buf  bytes.Buffer
+	max  int
+	over bool // more than max bytes were written
 }
 
 func (w *capWriter) Write(p []byte) (int, error) {
-	if room := w.max - w.buf.Len(); room > 0 {
+	room := w.max - w.buf.Len()
+	if room > 0 {
 		w.buf.Write(p[:min(room, len(p))])
+	}
+	if len(p) > max(room, 0) {
+		w.over = true
 	}
 	return len(p), nil
 }

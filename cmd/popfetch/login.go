@@ -50,7 +50,8 @@ func (g *globals) login(ctx context.Context, args []string) int {
 		fmt.Fprintf(g.stderr, "popfetch login: account %s has no oauth2 block; it signs in with its password\n", a.Name)
 		return exitUsage
 	}
-	src, err := oauth.New(a, oauth.Options{Log: g.logger(slog.LevelWarn)})
+	// The account is named here, once, for log lines and errors alike.
+	src, err := oauth.New(a, oauth.Options{Log: g.logger(slog.LevelWarn).With(slog.String("account", a.Name))})
 	if err != nil {
 		fmt.Fprintf(g.stderr, "popfetch login: %v\n", err)
 		return exitFail
@@ -63,7 +64,7 @@ func (g *globals) login(ctx context.Context, args []string) int {
 		fmt.Fprintf(g.stdout, "%s: %v; popfetch gets its tokens by itself.\n", a.Name, err)
 		return exitOK
 	case err != nil:
-		fmt.Fprintf(g.stderr, "popfetch login: %v\n", err)
+		fmt.Fprintf(g.stderr, "popfetch login: account %s: %v\n", a.Name, err)
 		return exitFail
 	}
 	fmt.Fprintf(g.stdout, "%s: signed in. A daemon holding this account resumes on SIGHUP or `popfetch now %s`.\n", a.Name, a.Name)

@@ -12,6 +12,7 @@ import (
 	"net"
 	"net/http"
 	"net/url"
+	"path/filepath"
 	"strings"
 	"time"
 
@@ -44,13 +45,18 @@ type LoginIO struct {
 // client_credentials.
 func (s *Source) Login(ctx context.Context, io LoginIO) error {
 	if s.cfg == nil {
-		return fmt.Errorf("account %s uses oauth2_token_command: its helper signs in, not popfetch", s.acct)
+		return errors.New("the account uses oauth2_token_command: its helper signs in, not popfetch")
 	}
 	if s.cfg.Flow == rcfile.FlowClientCredentials {
 		return ErrNoLoginNeeded
 	}
 	secret, err := s.cfg.Secret()
 	if err != nil {
+		return s.wrap(err)
+	}
+	// Before the human is asked for anything: tokens must not be saved
+	// where another user could replace them.
+	if err := checkStateDir(filepath.Dir(s.path)); err != nil {
 		return s.wrap(err)
 	}
 	ctx, cancel := context.WithTimeout(ctx, LoginTimeout)
@@ -68,7 +74,7 @@ func (s *Source) Login(ctx context.Context, io LoginIO) error {
 	}
 	if tok.RefreshToken == "" {
 		// Without it every access token expiry would need a human.
-		return fmt.Errorf("account %s: the identity provider issued no refresh token; check that the scopes allow offline access (Microsoft: offline_access)", s.acct)
+		return errors.New("the identity provider issued no refresh token; check that the scopes allow offline access (Microsoft: offline_access)")
 	}
 	now := s.now()
 	unlock, err := lockTokens(ctx, s.path)
@@ -87,7 +93,7 @@ func (s *Source) deviceLogin(ctx context.Context, secret string, lio LoginIO) (*
 	c := config(s.cfg, secret, "")
 	da, err := c.DeviceAuth(ctx)
 	if err != nil {
-		return nil, s.loginErr("device authorization request", err)
+		return nil, s.loginErr("device authorization request", err, secret)
 	}
 	uri := da.VerificationURIComplete
 	if uri == "" {
@@ -100,7 +106,7 @@ func (s *Source) deviceLogin(ctx context.Context, secret string, lio LoginIO) (*
 	fmt.Fprintf(lio.Out, "Waiting for the sign-in (until %s)...\n", expiryText(da.Expiry, s.now().Add(LoginTimeout)))
 	tok, err := c.DeviceAccessToken(ctx, da)
 	if err != nil {
-		return nil, s.loginErr("device sign-in", err)
+		return nil, s.loginErr("device sign-in", err, secret, da.DeviceCode)
 	}
 	return tok, nil
 }
@@ -121,9 +127,12 @@ func (s *Source) browserLogin(ctx context.Context, secret string, lio LoginIO) (
 	if addr == "" {
 		addr = "127.0.0.1:0"
 	}
+	if err := loopbackAddr(addr); err != nil {
+		return nil, err
+	}
 	ln, err := net.Listen("tcp", addr)
 	if err != nil {
-		return nil, fmt.Errorf("account %s: loopback redirect listener: %w", s.acct, err)
+		return nil, fmt.Errorf("loopback redirect listener: %w", err)
 	}
 	defer ln.Close()
 	// No path: it matches a registration of plain http://127.0.0.1,
@@ -194,14 +203,14 @@ func (s *Source) browserLogin(ctx context.Context, secret string, lio LoginIO) (
 	select {
 	case res = <-done:
 	case <-ctx.Done():
-		return nil, fmt.Errorf("account %s: the sign-in was not completed in time; run popfetch login again", s.acct)
+		return nil, errors.New("the sign-in was not completed in time; run popfetch login again")
 	}
 	if res.err != nil {
-		return nil, fmt.Errorf("account %s: %w", s.acct, res.err)
+		return nil, res.err
 	}
 	tok, err := c.Exchange(ctx, res.code, oauth2.VerifierOption(verifier))
 	if err != nil {
-		return nil, s.loginErr("authorization code exchange", err)
+		return nil, s.loginErr("authorization code exchange", err, secret, res.code, verifier)
 	}
 	return tok, nil
 }
@@ -223,15 +232,31 @@ func codeFrom(q url.Values, state string) (string, error) {
 	return code, nil
 }
 
-func (s *Source) loginErr(what string, err error) error {
+// loginErr describes a failed step of a sign-in; the provider's text is
+// quoted with the secrets of the request masked (see providerText).
+func (s *Source) loginErr(what string, err error, secrets ...string) error {
 	if errors.Is(err, context.DeadlineExceeded) {
-		return fmt.Errorf("account %s: the sign-in was not completed in time; run popfetch login again", s.acct)
+		return errors.New("the sign-in was not completed in time; run popfetch login again")
 	}
 	var re *oauth2.RetrieveError
 	if errors.As(err, &re) {
-		return fmt.Errorf("account %s: %s: the identity provider said %s: %s", s.acct, what, clip(re.ErrorCode, 80), clip(re.ErrorDescription, 200))
+		return fmt.Errorf("%s: the identity provider said %s: %s", what, providerText(re.ErrorCode, 80, secrets...), providerText(re.ErrorDescription, 200, secrets...))
 	}
-	return fmt.Errorf("account %s: %s: %w", s.acct, what, err)
+	return fmt.Errorf("%s: %w", what, err)
+}
+
+// loopbackAddr accepts only a listen address on a loopback IP (RFC 8252
+// §7.3: the redirect listener must not be reachable from the network),
+// given as a literal: a name could resolve to anything.
+func loopbackAddr(addr string) error {
+	host, _, err := net.SplitHostPort(addr)
+	if err != nil {
+		return fmt.Errorf("redirect listener address %s: %w", clip(addr, 100), err)
+	}
+	if ip := net.ParseIP(host); ip == nil || !ip.IsLoopback() {
+		return fmt.Errorf("redirect listener address %s: must be a loopback address such as 127.0.0.1:0 or [::1]:8400 (the redirect carries the authorization code)", clip(addr, 100))
+	}
+	return nil
 }
 
 func oneLine(s string) string { return clip(s, 512) }

@@ -18,7 +18,9 @@
 // (the refresh token was revoked, expired, or never obtained): package
 // fetch turns it into an authentication hold. Any other error (the
 // identity provider unreachable, a 5xx) is temporary. No error, log line
-// or String ever contains a token or the client secret.
+// or String ever contains a token or the client secret, nor the name of
+// the account: the caller's logger and error context (the session, or
+// `popfetch login`) name it once.
 package oauth
 
 import (
@@ -35,6 +37,7 @@ import (
 	"golang.org/x/oauth2"
 	"golang.org/x/oauth2/clientcredentials"
 
+	"github.com/popfetch/popfetch/internal/redact"
 	"github.com/popfetch/popfetch/rcfile"
 )
 
@@ -50,7 +53,7 @@ type LoginRequiredError struct {
 }
 
 func (e *LoginRequiredError) Error() string {
-	return fmt.Sprintf("account %s: %s: %s; run `popfetch login %s` to sign in again", e.Account, ErrLoginRequired, e.Reason, e.Account)
+	return fmt.Sprintf("%s: %s; run `popfetch login %s` to sign in again", ErrLoginRequired, e.Reason, e.Account)
 }
 
 func (e *LoginRequiredError) Is(target error) bool { return target == ErrLoginRequired }
@@ -75,11 +78,21 @@ type Source struct {
 	// before; a caller that finds it changed while it waited for mu gets
 	// the newer token instead of refreshing again.
 	handed atomic.Int64
+	// unsaved holds refreshed tokens that could not be written (disk
+	// full, permissions); nil when the file is current. After a rotation
+	// the refresh token on disk is dead, and presenting it again would
+	// make a provider with reuse detection revoke the whole grant, so the
+	// next refresh uses these, and every later call tries the save again.
+	// unsavedBase is the refresh token on disk when they were obtained:
+	// a file with another one was written since (popfetch login) and
+	// wins.
+	unsaved     *stored
+	unsavedBase string
 }
 
 // Options are a Source's optional settings.
 type Options struct {
-	HTTPClient *http.Client     // nil: one with a 30s timeout
+	HTTPClient *http.Client     // nil: one with a 30s timeout; its redirects are refused either way
 	Log        *slog.Logger     // nil: discard
 	Now        func() time.Time // nil: time.Now
 }
@@ -97,7 +110,11 @@ func New(a *rcfile.Account, o Options) (*Source, error) {
 	}
 	if s.client == nil {
 		s.client = &http.Client{Timeout: 30 * time.Second}
+	} else {
+		c := *s.client
+		s.client = &c
 	}
+	s.client.CheckRedirect = refuseRedirect
 	if s.now == nil {
 		s.now = time.Now
 	}
@@ -105,6 +122,16 @@ func New(a *rcfile.Account, o Options) (*Source, error) {
 		s.log = slog.New(slog.DiscardHandler)
 	}
 	return s, nil
+}
+
+// refuseRedirect is the HTTP client's redirect policy: none is followed.
+// A token, device authorization or introspection endpoint has no reason
+// to redirect, and Go's client would re-post the form (refresh token,
+// client secret, code) after a 307 or 308, wherever it points, plain
+// http included.
+func refuseRedirect(req *http.Request, via []*http.Request) error {
+	return fmt.Errorf("the identity provider's endpoint %s redirected to %s://%s; popfetch follows no redirect from an OAuth2 endpoint (it would send the credentials again): set the final address in the oauth2 block",
+		clip(via[0].URL.Host+via[0].URL.Path, 200), clip(req.URL.Scheme, 10), clip(req.URL.Host, 200))
 }
 
 // Path is the token file ("" for oauth2_token_command).
@@ -127,12 +154,12 @@ func (s *Source) Token(ctx context.Context, fresh bool) (string, error) {
 		// one waited: that is the answer to this caller's rejection.
 		fresh = false
 	}
-	if s.cfg.Flow != rcfile.FlowClientCredentials {
+	if s.cfg.Flow != rcfile.FlowClientCredentials && s.unsaved == nil {
 		// Without the lock first: the common case (a valid token on
 		// disk) costs one read.
 		t, ok, err := readTokens(s.path)
 		if err != nil {
-			return "", s.wrap(err)
+			return "", s.readErr(err)
 		}
 		if ok && s.usable(t, fresh) {
 			return s.hand(t), nil
@@ -143,11 +170,22 @@ func (s *Source) Token(ctx context.Context, fresh bool) (string, error) {
 		return "", s.wrap(err)
 	}
 	defer unlock()
+	s.recoverTemp()
 	// Read again under the lock: another process may have refreshed (and
 	// rotated the refresh token) while we waited.
 	t, ok, err := readTokens(s.path)
 	if err != nil {
-		return "", s.wrap(err)
+		return "", s.readErr(err)
+	}
+	onDisk := t.RefreshToken
+	if s.unsaved != nil {
+		if ok && t.RefreshToken != s.unsavedBase {
+			// Written since (popfetch login): the file wins.
+			s.unsaved = nil
+		} else {
+			t, ok = *s.unsaved, true
+			s.save(t, s.unsavedBase)
+		}
 	}
 	if ok && s.usable(t, fresh) {
 		return s.hand(t), nil
@@ -156,17 +194,56 @@ func (s *Source) Token(ctx context.Context, fresh bool) (string, error) {
 	if err != nil {
 		return "", err
 	}
-	if err := writeTokens(s.path, nt); err != nil {
-		// The new token works now, but a rotated refresh token that is
-		// not on disk is lost at exit; say so loudly.
-		s.log.Error("could not save the refreshed OAuth2 tokens; the next run may need popfetch login", "account", s.acct, "path", s.path, "err", err)
-		return s.hand(nt), nil
-	}
+	s.save(nt, onDisk)
 	return s.hand(nt), nil
 }
 
+// recoverTemp adopts or removes temporary token files left by a killed
+// process (see recoverTemp in store.go); the caller holds the lock.
+func (s *Source) recoverTemp() {
+	var ours time.Time
+	if s.unsaved != nil {
+		ours = s.unsaved.Obtained
+	}
+	adopted, err := recoverTemp(s.path, ours)
+	if err != nil {
+		s.log.Warn("could not clean up a temporary token file", "path", s.path, "err", err)
+	}
+	if adopted {
+		s.log.Warn("adopted the newer tokens of a popfetch process that was stopped while saving them", "path", s.path)
+	}
+}
+
+// save writes t to the token file. If that fails, t stays in memory
+// (unsaved, see Source) and the failure is logged: the refresh token may
+// exist nowhere else.
+func (s *Source) save(t stored, onDisk string) {
+	err := writeTokens(s.path, t)
+	switch {
+	case err == nil && s.unsaved != nil:
+		s.unsaved = nil
+		s.log.Info("oauth2 tokens kept in memory are saved now", "path", s.path)
+	case err != nil:
+		if s.unsaved == nil {
+			s.unsavedBase = onDisk
+		}
+		s.unsaved = &t
+		s.log.Error("could not save the refreshed OAuth2 tokens: they are only in memory, and popfetch login will be needed if popfetch stops before a save succeeds; popfetch tries again at each use: make the state directory writable (disk full? permissions?)",
+			"path", s.path, "err", err)
+	}
+}
+
+// readErr is a failure to read the token file: a corrupt one needs a new
+// sign-in, anything else (permissions, a foreign file) the operator.
+func (s *Source) readErr(err error) error {
+	if errors.Is(err, errCorrupt) {
+		return &LoginRequiredError{Account: s.acct, Reason: err.Error()}
+	}
+	return s.wrap(err)
+}
+
 func (s *Source) wrap(err error) error {
-	return fmt.Errorf("account %s: oauth2 token: %w", s.acct, err)
+	return fmt.Errorf("oauth2 token: %w", err)
 }
 
 // usable says whether t's access token can be handed out: valid for
@@ -245,7 +322,7 @@ func (s *Source) refresh(ctx context.Context, t stored, have bool) (stored, erro
 		cc := clientcredentials.Config{ClientID: s.cfg.ClientID, ClientSecret: secret, TokenURL: s.cfg.TokenURL, Scopes: s.cfg.Scopes, AuthStyle: config(s.cfg, "", "").Endpoint.AuthStyle}
 		tok, err := cc.Token(ctx)
 		if err != nil {
-			return stored{}, s.classify(err)
+			return stored{}, s.classify(err, secret)
 		}
 		return stored{AccessToken: tok.AccessToken, TokenType: tok.TokenType, Expiry: tok.Expiry, Obtained: now}, nil
 	}
@@ -255,23 +332,25 @@ func (s *Source) refresh(ctx context.Context, t stored, have bool) (stored, erro
 	src := config(s.cfg, secret, "").TokenSource(ctx, &oauth2.Token{RefreshToken: t.RefreshToken, Expiry: now.Add(-time.Hour)})
 	tok, err := src.Token()
 	if err != nil {
-		return stored{}, s.classify(err)
+		return stored{}, s.classify(err, secret, t.RefreshToken, t.AccessToken)
 	}
 	nt := stored{AccessToken: tok.AccessToken, TokenType: tok.TokenType, RefreshToken: tok.RefreshToken, Expiry: tok.Expiry, Obtained: now, RefreshUsed: now}
 	if nt.RefreshToken == "" {
 		nt.RefreshToken = t.RefreshToken // not rotated
 	}
 	if nt.RefreshToken != t.RefreshToken {
-		s.log.Info("oauth2 refresh token rotated; saved", "account", s.acct)
+		s.log.Info("oauth2 refresh token rotated")
 	}
-	s.log.Debug("oauth2 access token refreshed", "account", s.acct)
+	s.log.Debug("oauth2 access token refreshed")
 	return nt, nil
 }
 
 // classify turns a token endpoint failure into ErrLoginRequired (the
 // grant is gone: RFC 6749 §5.2 invalid_grant; or the client is refused)
-// or a temporary error. Neither quotes the response body.
-func (s *Source) classify(err error) error {
+// or a temporary error. Neither quotes the response body; the provider's
+// error_description is quoted with the secrets of the request masked
+// (see providerText).
+func (s *Source) classify(err error, secrets ...string) error {
 	var re *oauth2.RetrieveError
 	if !errors.As(err, &re) {
 		// Network, TLS, timeout: temporary; the daemon backs off.
@@ -281,20 +360,30 @@ func (s *Source) classify(err error) error {
 	if re.Response != nil {
 		status = re.Response.StatusCode
 	}
-	desc := clip(re.ErrorDescription, 200)
+	desc := providerText(re.ErrorDescription, 200, secrets...)
+	code := providerText(re.ErrorCode, 80, secrets...)
 	switch re.ErrorCode {
 	case "invalid_grant":
 		return &LoginRequiredError{Account: s.acct, Reason: fmt.Sprintf("the identity provider refused the refresh token (invalid_grant: %s)", desc)}
 	case "invalid_client", "unauthorized_client", "invalid_scope", "access_denied":
-		return &LoginRequiredError{Account: s.acct, Reason: fmt.Sprintf("the identity provider refused the client (%s: %s); check client_id, client_secret and scopes", re.ErrorCode, desc)}
+		return &LoginRequiredError{Account: s.acct, Reason: fmt.Sprintf("the identity provider refused the client (%s: %s); check client_id, client_secret and scopes", code, desc)}
 	}
 	if status >= 500 || status == 429 || status == 0 {
-		return s.wrap(fmt.Errorf("token endpoint failed (HTTP %d %s): temporary", status, re.ErrorCode))
+		return s.wrap(fmt.Errorf("token endpoint failed (HTTP %d %s): temporary", status, code))
 	}
 	if status == 400 || status == 401 {
-		return &LoginRequiredError{Account: s.acct, Reason: fmt.Sprintf("the identity provider said HTTP %d %s", status, re.ErrorCode)}
+		return &LoginRequiredError{Account: s.acct, Reason: fmt.Sprintf("the identity provider said HTTP %d %s", status, code)}
 	}
-	return s.wrap(fmt.Errorf("token endpoint failed (HTTP %d %s)", status, re.ErrorCode))
+	return s.wrap(fmt.Errorf("token endpoint failed (HTTP %d %s)", status, code))
+}
+
+// providerText is text from the identity provider (an error code or
+// description) made fit for an error: every secret of the request masked
+// (a provider, or a proxy in front of it, that echoes the request would
+// hand back the refresh token or the client secret), control characters
+// replaced, at most n bytes.
+func providerText(text string, n int, secrets ...string) string {
+	return clip(redact.Secrets(text, secrets...), n)
 }
 
 func clip(s string, n int) string {

@@ -8,6 +8,7 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+	"strings"
 	"syscall"
 	"time"
 
@@ -19,6 +20,10 @@ import (
 // (or changed by another user), so its tokens may be someone else's too.
 // popfetch neither uses nor overwrites it.
 var ErrInsecureTokenFile = errors.New("token file is readable by group or others")
+
+// errCorrupt marks a token file that is not one (invalid JSON): only a
+// new sign-in can replace it (Source.Token makes it ErrLoginRequired).
+var errCorrupt = errors.New("not a popfetch token file")
 
 // stored is the token file's content: one JSON object.
 type stored struct {
@@ -43,11 +48,16 @@ func TokenPath(stateDir, account string) string {
 
 // readTokens reads the token file; ok is false if it does not exist. A
 // file that group or others can read is refused (ErrInsecureTokenFile),
-// and so is one another user could have written (internal/trust).
+// and so is one another user could have written (internal/trust), and a
+// symbolic link (popfetch replaces the file by rename, never through a
+// link).
 func readTokens(path string) (t stored, ok bool, err error) {
-	f, err := trust.OpenNonBlock(path)
+	f, err := os.OpenFile(path, os.O_RDONLY|syscall.O_NONBLOCK|syscall.O_NOFOLLOW|syscall.O_CLOEXEC, 0)
 	if errors.Is(err, os.ErrNotExist) {
 		return stored{}, false, nil
+	}
+	if errors.Is(err, syscall.ELOOP) {
+		return stored{}, false, fmt.Errorf("%s is a symbolic link; popfetch keeps its tokens in a file of its own there: remove the link and run popfetch login again", path)
 	}
 	if err != nil {
 		return stored{}, false, err
@@ -76,7 +86,7 @@ func readTokens(path string) (t stored, ok bool, err error) {
 	}
 	if err := json.Unmarshal(b, &t); err != nil {
 		// Never quote the content: it holds tokens.
-		return stored{}, false, fmt.Errorf("%s is not a popfetch token file (invalid JSON at byte %d)", path, jsonOffset(err))
+		return stored{}, false, fmt.Errorf("%s is %w (invalid JSON at byte %d)", path, errCorrupt, jsonOffset(err))
 	}
 	return t, true, nil
 }
@@ -104,12 +114,13 @@ func writeTokens(path string, t stored) error {
 		return err
 	}
 	tmp := fmt.Sprintf("%s.tmp%d", path, os.Getpid())
-	f, err := os.OpenFile(tmp, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o600)
+	const flags = os.O_WRONLY | os.O_CREATE | os.O_EXCL | syscall.O_NOFOLLOW | syscall.O_CLOEXEC
+	f, err := os.OpenFile(tmp, flags, 0o600)
 	if errors.Is(err, os.ErrExist) {
 		// Left by a process with our pid that died; we hold the lock,
 		// so nobody else writes it.
 		os.Remove(tmp)
-		f, err = os.OpenFile(tmp, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o600)
+		f, err = os.OpenFile(tmp, flags, 0o600)
 	}
 	if err != nil {
 		return err
@@ -140,12 +151,25 @@ func writeTokens(path string, t stored) error {
 // Sources in one, never refresh at once: a provider that rotates refresh
 // tokens invalidates the old one, so the loser of a race would send a
 // dead token and could have the whole grant revoked.
+//
+// The state directory must pass checkStateDir first, and the lock file is
+// opened without following a symbolic link and must be a regular file of
+// the user popfetch runs as: otherwise a link planted there would make
+// popfetch (root, for a system daemon) create a file wherever it points.
 func lockTokens(ctx context.Context, path string) (unlock func(), err error) {
-	if err := os.MkdirAll(filepath.Dir(path), 0o700); err != nil {
+	if err := checkStateDir(filepath.Dir(path)); err != nil {
 		return nil, err
 	}
-	f, err := os.OpenFile(path+".lock", os.O_RDWR|os.O_CREATE, 0o600)
+	name := path + ".lock"
+	f, err := os.OpenFile(name, os.O_RDWR|os.O_CREATE|syscall.O_NOFOLLOW|syscall.O_CLOEXEC|syscall.O_NONBLOCK, 0o600)
+	if errors.Is(err, syscall.ELOOP) {
+		return nil, fmt.Errorf("the token lock %s is a symbolic link, which popfetch never creates: check who made it, then remove it", name)
+	}
 	if err != nil {
+		return nil, err
+	}
+	if err := checkLockFile(f, name); err != nil {
+		f.Close()
 		return nil, err
 	}
 	for {
@@ -164,4 +188,93 @@ func lockTokens(ctx context.Context, path string) (unlock func(), err error) {
 		case <-time.After(20 * time.Millisecond):
 		}
 	}
+}
+
+// checkStateDir refuses a state directory that another user can write
+// (without the sticky bit) or that another user owns, or any directory
+// above it that such a user could change (internal/trust's rules): that
+// user could rename the token file away, replace it, or plant symbolic
+// links where popfetch creates its files.
+//
+// It creates the directory (0700) if it is missing.
+func checkStateDir(dir string) error {
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		return err
+	}
+	if err := trust.CheckDir(dir); err != nil {
+		return fmt.Errorf("state directory: %w", err)
+	}
+	return nil
+}
+
+// checkLockFile accepts only a regular file owned by the user popfetch
+// runs as.
+func checkLockFile(f *os.File, name string) error {
+	fi, err := f.Stat()
+	if err != nil {
+		return err
+	}
+	if !fi.Mode().IsRegular() {
+		return fmt.Errorf("the token lock %s is not a regular file (%s): check who made it, then remove it", name, fi.Mode().Type())
+	}
+	if st, ok := fi.Sys().(*syscall.Stat_t); ok && int(st.Uid) != os.Geteuid() {
+		return fmt.Errorf("the token lock %s is owned by uid %d, not by the user popfetch runs as (uid %d): check who made it, then remove it", name, st.Uid, os.Geteuid())
+	}
+	return nil
+}
+
+// recoverTemp deals with the temporary files writeTokens leaves when
+// popfetch is killed between creating one and renaming it over path.
+// The caller holds the token lock, so no live process is writing one. A
+// complete token file obtained after both the one at path and newer
+// (popfetch's tokens in memory, or zero) may hold a rotated refresh
+// token that exists nowhere else: it is fsynced and renamed into place
+// (adopted reports that). Anything else is removed.
+func recoverTemp(path string, newer time.Time) (adopted bool, err error) {
+	dir, base := filepath.Dir(path), filepath.Base(path)+".tmp"
+	ents, err := os.ReadDir(dir)
+	if err != nil {
+		return false, err
+	}
+	for _, e := range ents {
+		pid, ok := strings.CutPrefix(e.Name(), base)
+		if !ok || pid == "" || strings.Trim(pid, "0123456789") != "" {
+			continue
+		}
+		tmp := filepath.Join(dir, e.Name())
+		t, ok, rerr := readTokens(tmp)
+		cur, cok, cerr := readTokens(path)
+		if cok && cur.Obtained.After(newer) {
+			newer = cur.Obtained
+		}
+		if rerr != nil || !ok || t.AccessToken == "" || !t.Obtained.After(newer) || cerr != nil && !errors.Is(cerr, errCorrupt) {
+			if err := os.Remove(tmp); err != nil && !errors.Is(err, os.ErrNotExist) {
+				return adopted, err
+			}
+			continue
+		}
+		if err := syncFile(tmp); err != nil {
+			return adopted, err
+		}
+		if err := os.Rename(tmp, path); err != nil {
+			return adopted, err
+		}
+		if err := durable.SyncDir(dir); err != nil {
+			return adopted, err
+		}
+		adopted = true
+	}
+	return adopted, nil
+}
+
+// syncFile makes a file's content durable before it is renamed into
+// place: a temporary file left by a killed process may not have been
+// fsynced.
+func syncFile(name string) error {
+	f, err := os.OpenFile(name, os.O_RDONLY|syscall.O_NOFOLLOW|syscall.O_CLOEXEC, 0)
+	if err != nil {
+		return err
+	}
+	defer f.Close()
+	return f.Sync()
 }

@@ -121,7 +121,8 @@ func (c *Conn) secure(cr Credentials) bool {
 // A refusal wraps ErrAuth, ErrInUse, ErrLoginDelay or ErrLoginRefused (see
 // classifyLogin), or ErrMechanism when nothing was tried. Neither the
 // password, a token, nor any response of a mechanism is ever put in an
-// error; errors name the mechanism and quote the server.
+// error; errors name the mechanism and quote the server, with every
+// credential the session sent masked in its text (see Conn.remember).
 func (c *Conn) Authenticate(ctx context.Context, cr Credentials) error {
 	if c.botched != nil {
 		return c.botched
@@ -130,6 +131,7 @@ func (c *Conn) Authenticate(ctx context.Context, cr Credentials) error {
 	if err != nil {
 		return err
 	}
+	c.remember(cr.Password)
 	switch m {
 	case MechUser, MechPlain, MechXOAUTH2, MechOAUTHBEARER:
 		if !c.secure(cr) {
@@ -248,6 +250,7 @@ func (c *Conn) sasl(m Mechanism, mc saslClient, twoStep bool) error {
 		if len(line)+1+len(enc)+2 <= maxCommandLine {
 			line += " " + enc
 			pending = false
+			c.remember(enc)
 		}
 	}
 	r, err := c.Exchange("AUTH", line, maxChallenge)
@@ -264,14 +267,17 @@ func (c *Conn) sasl(m Mechanism, mc saslClient, twoStep bool) error {
 		} else {
 			ch, derr := decodeChallenge(r.Text)
 			if derr != nil {
-				return c.cancel(m, fmt.Errorf("%w: %s: %v", ErrProtocol, m, derr))
+				// The error quotes the challenge: server text.
+				return c.cancel(m, fmt.Errorf("%w: %s: %s", ErrProtocol, m, c.redact(derr.Error())))
 			}
 			resp, mechErr = mc.next(ch)
 			if mechErr != nil && resp == nil {
 				return c.cancel(m, fmt.Errorf("%s: %w", m, mechErr))
 			}
 		}
-		r, err = c.Exchange("AUTH", base64.StdEncoding.EncodeToString(resp), maxChallenge)
+		enc := base64.StdEncoding.EncodeToString(resp)
+		c.remember(enc)
+		r, err = c.Exchange("AUTH", enc, maxChallenge)
 		if mechErr != nil {
 			if err == nil {
 				// A server that goes on after its own error
@@ -424,7 +430,9 @@ func (c *Conn) apop(user, pass string) error {
 		return fmt.Errorf("%w: auth = \"apop\" but the server greeting has no APOP timestamp <...@...>", ErrMechanism)
 	}
 	sum := md5.Sum([]byte(ts + pass))
-	line := "APOP " + user + " " + hex.EncodeToString(sum[:])
+	digest := hex.EncodeToString(sum[:])
+	c.remember(pass, digest)
+	line := "APOP " + user + " " + digest
 	if len(line)+2 > maxCommandLine {
 		return fmt.Errorf("%w: APOP: the user name is too long for a command line", ErrMechanism)
 	}
@@ -489,9 +497,10 @@ func (e *OAuthError) Error() string {
 
 // oauthClient runs XOAUTH2 or OAUTHBEARER with one access token.
 type oauthClient struct {
-	m    Mechanism
-	ir   []byte
-	fail bool
+	m      Mechanism
+	ir     []byte
+	fail   bool
+	redact func(string) string // the Conn's (see Conn.redact); nil: none
 }
 
 func (o *oauthClient) start() ([]byte, error) { return o.ir, nil }
@@ -510,7 +519,11 @@ func (o *oauthClient) next(ch []byte) ([]byte, error) {
 	if err := json.Unmarshal(ch, &raw); err != nil {
 		e.Status = "(no JSON error)"
 	} else {
-		e.Status, e.Schemes, e.Scope = jsonText(raw.Status), jsonText(raw.Schemes), jsonText(raw.Scope)
+		red := o.redact
+		if red == nil {
+			red = func(s string) string { return s }
+		}
+		e.Status, e.Schemes, e.Scope = jsonText(raw.Status, red), jsonText(raw.Schemes, red), jsonText(raw.Scope, red)
 	}
 	if o.m == MechOAUTHBEARER {
 		return []byte{0x01}, e
@@ -522,12 +535,12 @@ func (o *oauthClient) verified() bool { return true }
 
 // jsonText renders a JSON value for an error: a string's text, or the
 // value as written (Google's status is a string, some servers send a number).
-func jsonText(v json.RawMessage) string {
+func jsonText(v json.RawMessage, redact func(string) string) string {
 	var s string
 	if json.Unmarshal(v, &s) != nil {
 		s = string(v)
 	}
-	return sanitize(s, 200)
+	return sanitize(redact(s), 200)
 }
 
 // oauth logs in with an OAuth2 bearer token: from cr.Token, and if the
@@ -544,7 +557,8 @@ func (c *Conn) oauth(ctx context.Context, m Mechanism, cr Credentials) error {
 		if !validToken(tok) {
 			return fmt.Errorf("%w: %s: the token source returned no valid bearer token (RFC 6750 b64token)", ErrMechanism, m)
 		}
-		o := &oauthClient{m: m}
+		c.remember(tok)
+		o := &oauthClient{m: m, redact: c.redact}
 		if m == MechXOAUTH2 {
 			o.ir = []byte("user=" + cr.Username + "\x01auth=Bearer " + tok + "\x01\x01")
 		} else {

@@ -12,12 +12,14 @@ import (
 	"fmt"
 	"io"
 	"net"
+	"slices"
 	"strings"
 	"sync"
 	"time"
 
 	gopop3 "github.com/knadh/go-pop3"
 
+	"github.com/popfetch/popfetch/internal/redact"
 	"github.com/popfetch/popfetch/internal/sockpeek"
 )
 
@@ -215,6 +217,9 @@ type Conn struct {
 	greeting []byte
 	// mech is how the session logged in (see Authenticate).
 	mech Mechanism
+	// secrets is every credential this session sent or holds (see
+	// remember); server text is masked with them (see redact).
+	secrets []string
 	// host and port are Options.Host and Port, which OAUTHBEARER names
 	// in its response (RFC 7628 §3.1).
 	host string
@@ -584,11 +589,13 @@ func (c *Conn) readReply(verb string, budget int64, deadline time.Time, cont boo
 				return text, true, nil
 			}
 		}
-		c.botched = fmt.Errorf("%s: %w: %s", verb, ErrProtocol, sanitize(err.Error(), 160))
+		c.botched = fmt.Errorf("%s: %w: %s", verb, ErrProtocol, sanitize(c.redact(err.Error()), 160))
 		return nil, false, c.botched
 	}
-	text := sanitize(err.Error(), 200)
-	return nil, false, &RespError{Cmd: verb, Code: respCode(text), Text: text}
+	// The code from the server's own text: masking must not change
+	// how the reply is classified.
+	code := respCode(sanitize(err.Error(), 200))
+	return nil, false, &RespError{Cmd: verb, Code: code, Text: sanitize(c.redact(err.Error()), 200)}
 }
 
 // body reads the rest of a multi-line reply (go-pop3 unstuffs dots) by the
@@ -644,6 +651,7 @@ func (c *Conn) Login(user, pass string) error {
 	if _, err := c.cmd("USER", false, 0, user); err != nil {
 		return classifyLogin(err)
 	}
+	c.remember(pass)
 	if _, err := c.cmd("PASS", false, 0, pass); err != nil {
 		return classifyLogin(err)
 	}
@@ -746,4 +754,24 @@ func retrBudget(size int64) int64 {
 // message.
 func retrDeadline(timeout time.Duration, size int64) time.Duration {
 	return timeout + time.Duration(clampSize(size)/minRate)*time.Second
+}
+
+// remember records credentials the session sends (a PASS argument, the
+// base64 of a SASL response, an APOP digest) or holds (the password, an
+// access token). A server that quotes the offending command line in its
+// -ERR would otherwise put them in an error, and so in the log, the
+// journal and `popfetch status`; redact masks them in every server text
+// that goes into an error. This is the one place that does so.
+func (c *Conn) remember(secrets ...string) {
+	for _, s := range secrets {
+		if s != "" && !slices.Contains(c.secrets, s) {
+			c.secrets = append(c.secrets, s)
+		}
+	}
+}
+
+// redact masks the session's credentials (see remember) in server text,
+// before it is cut to length: a secret cut in two would leave half of it.
+func (c *Conn) redact(text string) string {
+	return redact.Secrets(text, c.secrets...)
 }

@@ -54,7 +54,7 @@ var ErrBudget = fmt.Errorf("%w: reply exceeds its size limit", ErrProtocol)
 type RespError struct {
 	Cmd  string // the command verb only: never its arguments (PASS!)
 	Code string // RFC 2449 response code, e.g. "IN-USE", "AUTH", "SYS/TEMP"
-	Text string // sanitized
+	Text string // sanitized, the session's credentials masked (see Conn.remember)
 }
 
 func (e *RespError) Error() string { return fmt.Sprintf("%s: server said -ERR %s", e.Cmd, e.Text) }

@@ -136,6 +136,39 @@ func (db userDB) checkPath(path string) error {
 	return db.checkInfo(path, fi)
 }
 
+// CheckDir applies CheckTrusted's directory rules to the directory path
+// itself (symlinks followed): it and every directory above it must be
+// owned by root or the user popfetch runs as, and writable by nobody
+// else, except that a directory with the sticky bit may be writable by
+// all. For a directory in which popfetch creates and replaces files of
+// its own (a state directory): whoever else can write there can rename
+// them away or plant a symlink in their place.
+func CheckDir(path string) error {
+	return systemDB().checkDir(path)
+}
+
+func (db userDB) checkDir(path string) error {
+	abs, err := filepath.Abs(path)
+	if err != nil {
+		return err
+	}
+	real, err := db.resolveChecked(path, abs)
+	if err != nil {
+		return err
+	}
+	fi, err := os.Stat(real)
+	if err != nil {
+		return err
+	}
+	if !fi.IsDir() {
+		return fmt.Errorf("%s is not a directory", path)
+	}
+	if p := db.untrusted(fi, true, real); p != "" {
+		return fmt.Errorf("the directory %s %s: %w", path, problemFix(p, path), ErrUntrustedFile)
+	}
+	return nil
+}
+
 // CheckInfo is CheckTrusted for a file already stat'ed: fi is
 // the file's own status (fstat or stat), path how it was named.
 func CheckInfo(path string, fi fs.FileInfo) error {

@@ -1,0 +1,41 @@
+package redact
+
+import (
+	"strings"
+	"testing"
+)
+
+func TestSecrets(t *testing.T) {
+	for _, tt := range []struct {
+		text    string
+		secrets []string
+		want    string
+	}{
+		{"bad command AUTH PLAIN AHVzZXIAcGFzcw==", []string{"AHVzZXIAcGFzcw==", "pass"}, "bad command AUTH PLAIN ***"},
+		{"PASS Sup3rSecretPw rejected", []string{"Sup3rSecretPw"}, "PASS *** rejected"},
+		{"line was AUTH PLAIN AHVzZXIAcG...", []string{"AHVzZXIAcGFzcw=="}, "line was AUTH PLAIN ***..."},
+		{"refresh_token=RT-abc123&x=1", []string{"RT-abc123"}, "refresh_token=***&x=1"},
+		{"ab ab", []string{"ab"}, "*** ***"},
+		{"nothing secret here", []string{"", "zzzzzzzzzz"}, "nothing secret here"},
+		{"short frag AHVz end", []string{"AHVzZXIAcGFzcw=="}, "short frag AHVz end"},
+		{"no secrets", nil, "no secrets"},
+		{"xx***", []string{"x***"}, "***"},
+	} {
+		if got := Secrets(tt.text, tt.secrets...); got != tt.want {
+			t.Errorf("Secrets(%q, %q) = %q; want %q", tt.text, tt.secrets, got, tt.want)
+		}
+	}
+}
+
+// FuzzSecrets: whatever the text, no secret of minFragment bytes or more
+// survives.
+func FuzzSecrets(f *testing.F) {
+	f.Add("-ERR bad AUTH PLAIN AHVzZXIAcGFzcw==", "AHVzZXIAcGFzcw==")
+	f.Add("xx s3cretvalue yy", "s3cretvalue")
+	f.Fuzz(func(t *testing.T, text, secret string) {
+		got := Secrets(text, secret)
+		if len(secret) >= minFragment && strings.Contains(got, secret) {
+			t.Errorf("Secrets(%q, %q) = %q still holds the secret", text, secret, got)
+		}
+	})
+}
