@@ -8,6 +8,7 @@ import (
 	"bytes"
 	"context"
 	"crypto/tls"
+	"encoding/base64"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -15,6 +16,7 @@ import (
 	"log/slog"
 	"net/http"
 	"net/http/httptest"
+	"net/url"
 	"os"
 	"path/filepath"
 	"strings"
@@ -329,5 +331,62 @@ func TestStaleTempTokenFile(t *testing.T) {
 		if _, err := os.Lstat(src.Path() + tmp); err == nil {
 			t.Errorf("%s left in place", tmp)
 		}
+	}
+}
+
+// TestIdPEchoEncoded: a token endpoint (or a proxy in front of it) that
+// echoes the request as it received it quotes the secrets encoded: the
+// form body is application/x-www-form-urlencoded, so a refresh token with
+// "/" or "+" (Google's start "1//0g") arrives as "1%2F%2F0g...", and the
+// client secret arrives base64'd in an Authorization header. Neither may
+// reach the error.
+func TestIdPEchoEncoded(t *testing.T) {
+	const rt = "1//0gAbCdEfGhIjKlMnOpQrStUvWxYz0123456789-abcdefghijkl"
+	const secret = "GOCSPX-Ab+Cd/Ef=GhIjKlMnOp"
+	basic := base64.StdEncoding.EncodeToString([]byte("cid:" + url.QueryEscape(secret)))
+	for _, tt := range []struct {
+		name     string
+		provider string
+		echo     func(r *http.Request) string
+	}{
+		{"form body", rcfile.ProviderMicrosoft, func(r *http.Request) string { b, _ := io.ReadAll(r.Body); return string(b) }},
+		{"path escaped", rcfile.ProviderMicrosoft, func(r *http.Request) string {
+			r.ParseForm()
+			return "/x/" + url.PathEscape(r.PostForm.Get("refresh_token")) + "/" + url.PathEscape(r.PostForm.Get("client_secret"))
+		}},
+		{"auth header", rcfile.ProviderGeneric, func(r *http.Request) string { return r.Header.Get("Authorization") }},
+		{"auth header built", rcfile.ProviderGeneric, func(r *http.Request) string { return "Basic " + basic }},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			idp := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+				e := tt.echo(r)
+				w.Header().Set("Content-Type", "application/json")
+				w.WriteHeader(400)
+				fmt.Fprintf(w, `{"error":"invalid_grant","error_description":%q}`, "bad request: "+e)
+			}))
+			defer idp.Close()
+			dir := t.TempDir()
+			a := &rcfile.Account{Name: "acct", StateDir: dir, OAuth2: &rcfile.OAuth2{
+				Provider: tt.provider, ClientID: "cid", ClientSecret: secret,
+				Flow: rcfile.FlowDevice, TokenURL: idp.URL + "/token", AuthURL: idp.URL + "/a", DeviceURL: idp.URL + "/d",
+			}}
+			if err := writeTokens(TokenPath(dir, "acct"), stored{AccessToken: "old", RefreshToken: rt, Expiry: time.Now().Add(-time.Hour)}); err != nil {
+				t.Fatal(err)
+			}
+			src, err := New(a, Options{})
+			if err != nil {
+				t.Fatal(err)
+			}
+			_, err = src.Token(context.Background(), false)
+			if err == nil {
+				t.Fatal("no error")
+			}
+			msg := err.Error()
+			for _, leak := range []string{"0gAbCdEfGhIjKlMn", "Ab%2BCd%2FEf", "GhIjKlMnOp", basic[4:24]} {
+				if strings.Contains(msg, leak) {
+					t.Errorf("error leaks an encoded secret (%q): %s", leak, msg)
+				}
+			}
+		})
 	}
 }
