@@ -390,3 +390,81 @@ func TestIdPEchoEncoded(t *testing.T) {
 		})
 	}
 }
+
+// TestStickyStateDir: a state directory that other users can write is
+// refused even with the sticky bit: there any local user can create the
+// names popfetch uses (a lock file of their own blocks every refresh).
+func TestStickyStateDir(t *testing.T) {
+	for _, tt := range []struct {
+		mode os.FileMode
+		ok   bool
+	}{
+		{0o700, true},
+		{0o755, true},
+		{0o777 | os.ModeSticky, false},
+		{0o733 | os.ModeSticky, false},
+		{0o770 | os.ModeSticky, false},
+		{0o777, false},
+	} {
+		t.Run(tt.mode.String(), func(t *testing.T) {
+			dir := filepath.Join(t.TempDir(), "state")
+			if err := os.Mkdir(dir, 0o700); err != nil {
+				t.Fatal(err)
+			}
+			if err := os.Chmod(dir, tt.mode); err != nil {
+				t.Fatal(err)
+			}
+			err := checkStateDir(dir)
+			if (err == nil) != tt.ok {
+				t.Fatalf("checkStateDir(%v) = %v; want ok=%v", tt.mode, err, tt.ok)
+			}
+			if err != nil && !strings.Contains(err.Error(), dir) {
+				t.Errorf("the refusal does not name the directory: %v", err)
+			}
+			// Token goes through the same check (or the token file's
+			// own): no refresh in such a directory.
+			idp := startIdP(t)
+			a := account(t, idp, rcfile.FlowDevice)
+			a.StateDir = dir
+			src := newSource(t, a, Options{})
+			if err := writeTokens(src.Path(), stored{AccessToken: "a", RefreshToken: "r", Expiry: time.Now().Add(-time.Hour)}); err != nil {
+				t.Fatal(err)
+			}
+			_, err = src.Token(context.Background(), true)
+			if refused := err != nil && (strings.Contains(err.Error(), "state directory") || strings.Contains(err.Error(), "another user")); refused == tt.ok {
+				t.Errorf("Token in a state directory of mode %v: %v", tt.mode, err)
+			}
+		})
+	}
+}
+
+// TestRecoverTempSkipsUnremovable: a temporary token file that cannot be
+// removed (another user's, or here a directory with content) does not
+// stop recoverTemp before a later one that holds the only copy of a
+// rotated refresh token.
+func TestRecoverTempSkipsUnremovable(t *testing.T) {
+	dir := t.TempDir()
+	path := TokenPath(dir, "acct")
+	if err := os.MkdirAll(filepath.Join(path+".tmp1", "x"), 0o700); err != nil {
+		t.Fatal(err)
+	}
+	good := stored{AccessToken: "AT-new", RefreshToken: "RT-new", Expiry: time.Now().Add(time.Hour), Obtained: time.Now()}
+	b, err := json.Marshal(good)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(path+".tmp2", b, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	adopted, err := recoverTemp(path, time.Time{})
+	if !adopted {
+		t.Fatalf("recoverTemp stopped at the unremovable temporary file: adopted=false, err=%v", err)
+	}
+	if err == nil {
+		t.Error("recoverTemp does not report the temporary file it could not remove")
+	}
+	got, ok, err := readTokens(path)
+	if err != nil || !ok || got.RefreshToken != "RT-new" {
+		t.Errorf("token file after recovery: %+v, %v, %v; want the adopted one", got, ok, err)
+	}
+}
