@@ -468,3 +468,48 @@ func TestRecoverTempSkipsUnremovable(t *testing.T) {
 		t.Errorf("token file after recovery: %+v, %v, %v; want the adopted one", got, ok, err)
 	}
 }
+
+// TestCorruptFileWithTemp: a corrupt token file with a complete temporary
+// file beside it (a process killed while saving, a damaged file) is
+// repaired by adopting the temporary file, not put on a sign-in hold; a
+// corrupt file alone still asks for popfetch login.
+func TestCorruptFileWithTemp(t *testing.T) {
+	for _, tt := range []struct {
+		name    string
+		temp    bool
+		wantErr error
+	}{
+		{"with temp", true, nil},
+		{"alone", false, ErrLoginRequired},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			idp := startIdP(t)
+			a := account(t, idp, rcfile.FlowDevice)
+			a.StateDir = t.TempDir()
+			src := newSource(t, a, Options{})
+			if tt.temp {
+				good := stored{AccessToken: "AT-good", TokenType: "Bearer", RefreshToken: "RT-good", Expiry: time.Now().Add(time.Hour), Obtained: time.Now()}
+				b, err := json.Marshal(good)
+				if err != nil {
+					t.Fatal(err)
+				}
+				if err := os.WriteFile(src.Path()+".tmp4242", b, 0o600); err != nil {
+					t.Fatal(err)
+				}
+			}
+			if err := os.WriteFile(src.Path(), []byte(`{"access_tok`), 0o600); err != nil {
+				t.Fatal(err)
+			}
+			tok, err := src.Token(context.Background(), false)
+			if tt.wantErr == nil {
+				if err != nil || tok != "AT-good" {
+					t.Errorf("Token = %q, %v; want the temporary file's AT-good", tok, err)
+				}
+				return
+			}
+			if !errors.Is(err, tt.wantErr) {
+				t.Errorf("Token = %q, %v; want %v", tok, err, tt.wantErr)
+			}
+		})
+	}
+}

@@ -157,11 +157,14 @@ func (s *Source) Token(ctx context.Context, fresh bool) (string, error) {
 	if s.cfg.Flow != rcfile.FlowClientCredentials && s.unsaved == nil {
 		// Without the lock first: the common case (a valid token on
 		// disk) costs one read.
+		// A corrupt file is decided under the lock: a killed process
+		// may have left complete tokens in a temporary file beside it
+		// (recoverTemp).
 		t, ok, err := readTokens(s.path)
-		if err != nil {
+		if err != nil && !errors.Is(err, errCorrupt) {
 			return "", s.readErr(err)
 		}
-		if ok && s.usable(t, fresh) {
+		if err == nil && ok && s.usable(t, fresh) {
 			return s.hand(t), nil
 		}
 	}
