@@ -513,3 +513,50 @@ func TestCorruptFileWithTemp(t *testing.T) {
 		})
 	}
 }
+
+// TestLoginEchoEncoded: loginErr masks the encoded secrets as classify
+// does: a token endpoint that answers the device flow's poll by echoing
+// the request quotes the client secret form-encoded (or base64'd in the
+// Authorization header) and the device code.
+func TestLoginEchoEncoded(t *testing.T) {
+	const secret = "GOCSPX-Ab+Cd/Ef=GhIjKlMnOp"
+	const device = "DC/0gAbCd+EfGhIjKlMnOp=="
+	for _, provider := range []string{rcfile.ProviderMicrosoft, rcfile.ProviderGeneric} {
+		t.Run(provider, func(t *testing.T) {
+			var idp *httptest.Server
+			idp = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+				w.Header().Set("Content-Type", "application/json")
+				if r.URL.Path == "/d" {
+					fmt.Fprintf(w, `{"device_code":%q,"user_code":"ABCD","verification_uri":%q,"expires_in":60,"interval":1}`, device, idp.URL+"/verify")
+					return
+				}
+				b, _ := io.ReadAll(r.Body)
+				w.WriteHeader(400)
+				fmt.Fprintf(w, `{"error":"access_denied","error_description":%q}`, "denied: "+r.Header.Get("Authorization")+" "+string(b))
+			}))
+			defer idp.Close()
+			a := &rcfile.Account{Name: "acct", StateDir: t.TempDir(), OAuth2: &rcfile.OAuth2{
+				Provider: provider, ClientID: "cid", ClientSecret: secret,
+				Flow: rcfile.FlowDevice, TokenURL: idp.URL + "/token", AuthURL: idp.URL + "/a", DeviceURL: idp.URL + "/d",
+			}}
+			src, err := New(a, Options{})
+			if err != nil {
+				t.Fatal(err)
+			}
+			err = src.Login(context.Background(), LoginIO{Out: io.Discard})
+			if err == nil {
+				t.Fatal("no error")
+			}
+			msg := err.Error()
+			if !strings.Contains(msg, "denied") {
+				t.Fatalf("the provider's text is not quoted, so nothing is tested: %s", msg)
+			}
+			basic := base64.StdEncoding.EncodeToString([]byte("cid:" + url.QueryEscape(secret)))
+			for _, leak := range []string{"Ab%2BCd%2FEf", "GhIjKlMnOp", "0gAbCd%2BEf", basic[4:24]} {
+				if strings.Contains(msg, leak) {
+					t.Errorf("error leaks an encoded secret (%q): %s", leak, msg)
+				}
+			}
+		})
+	}
+}
