@@ -5,6 +5,11 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"reflect"
+	"slices"
+	"sync"
+
+	"github.com/hashicorp/hcl/v2"
 
 	"github.com/popfetch/popfetch/fetch/oauth"
 	"github.com/popfetch/popfetch/rcfile"
@@ -22,9 +27,16 @@ type TokenFunc = func(ctx context.Context, fresh bool) (string, error)
 // instead of retrying, and its text says to run `popfetch login ACCOUNT`;
 // a provider that cannot be reached is a temporary failure.
 func OAuth2Token(a *rcfile.Account, log *slog.Logger) (TokenFunc, error) {
+	tf, _, err := oauth2Token(a, log)
+	return tf, err
+}
+
+// oauth2Token is OAuth2Token that also returns the Source behind the
+// TokenFunc.
+func oauth2Token(a *rcfile.Account, log *slog.Logger) (TokenFunc, *oauth.Source, error) {
 	src, err := oauth.New(a, oauth.Options{Log: log})
 	if err != nil || src == nil {
-		return nil, err
+		return nil, nil, err
 	}
 	return func(ctx context.Context, fresh bool) (string, error) {
 		tok, err := src.Token(ctx, fresh)
@@ -32,5 +44,48 @@ func OAuth2Token(a *rcfile.Account, log *slog.Logger) (TokenFunc, error) {
 			return "", fmt.Errorf("%w: %w", ErrAuth, err)
 		}
 		return tok, err
-	}, nil
+	}, src, nil
+}
+
+// oauthSources keeps one oauth.Source per account for a Poller's
+// lifetime. A Source holds in memory a rotated refresh token it could not
+// save (disk full); a new Source per poll would read the rotated-away one
+// from disk again, and a provider with reuse detection revokes the whole
+// grant when it is presented. A Source is built again only when the
+// account's oauth2 settings change (a reloaded rc file).
+type oauthSources struct {
+	mu sync.Mutex
+	m  map[string]oauthSource // by account name
+}
+
+type oauthSource struct {
+	stateDir string
+	cfg      rcfile.OAuth2 // Range cleared: moving the block is no change
+	command  []string
+	tf       TokenFunc
+	src      *oauth.Source
+}
+
+// token returns account a's TokenFunc as OAuth2Token does, the same one
+// for as long as a's oauth2 settings stay the same.
+func (c *oauthSources) token(a *rcfile.Account, log *slog.Logger) (TokenFunc, error) {
+	var cfg rcfile.OAuth2
+	if a.OAuth2 != nil {
+		cfg = *a.OAuth2
+		cfg.Range = hcl.Range{}
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if e, ok := c.m[a.Name]; ok && e.stateDir == a.StateDir && reflect.DeepEqual(e.cfg, cfg) && slices.Equal(e.command, a.OAuth2TokenCommand) {
+		return e.tf, nil
+	}
+	tf, src, err := oauth2Token(a, log)
+	if err != nil {
+		return nil, err
+	}
+	if c.m == nil {
+		c.m = make(map[string]oauthSource)
+	}
+	c.m[a.Name] = oauthSource{stateDir: a.StateDir, cfg: cfg, command: slices.Clone(a.OAuth2TokenCommand), tf: tf, src: src}
+	return tf, nil
 }

@@ -47,6 +47,9 @@ type Poller struct {
 	// message it is to fetch has failed before (uidl Store.RetrFailures),
 	// which one-shot runs see too.
 	careful map[string]bool
+	// oauth keeps each account's OAuth2 token source across polls (see
+	// oauthSources).
+	oauth oauthSources
 
 	// afterSync, if set (tests), runs each time a session has made the
 	// UIDL records of a batch durable, before any DELE for them is sent.
@@ -310,7 +313,7 @@ func (s *session) run(ctx context.Context) error {
 	if s.p.Token != nil {
 		token = s.p.Token(a)
 	} else {
-		tf, err := OAuth2Token(a, s.log)
+		tf, err := s.p.oauth.token(a, s.log)
 		if err != nil {
 			return fmt.Errorf("oauth2: %w", err)
 		}

@@ -8,6 +8,7 @@ import (
 	"bytes"
 	"context"
 	"crypto/tls"
+	"encoding/base64"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -15,6 +16,7 @@ import (
 	"log/slog"
 	"net/http"
 	"net/http/httptest"
+	"net/url"
 	"os"
 	"path/filepath"
 	"strings"
@@ -329,5 +331,232 @@ func TestStaleTempTokenFile(t *testing.T) {
 		if _, err := os.Lstat(src.Path() + tmp); err == nil {
 			t.Errorf("%s left in place", tmp)
 		}
+	}
+}
+
+// TestIdPEchoEncoded: a token endpoint (or a proxy in front of it) that
+// echoes the request as it received it quotes the secrets encoded: the
+// form body is application/x-www-form-urlencoded, so a refresh token with
+// "/" or "+" (Google's start "1//0g") arrives as "1%2F%2F0g...", and the
+// client secret arrives base64'd in an Authorization header. Neither may
+// reach the error.
+func TestIdPEchoEncoded(t *testing.T) {
+	const rt = "1//0gAbCdEfGhIjKlMnOpQrStUvWxYz0123456789-abcdefghijkl"
+	const secret = "GOCSPX-Ab+Cd/Ef=GhIjKlMnOp"
+	basic := base64.StdEncoding.EncodeToString([]byte("cid:" + url.QueryEscape(secret)))
+	for _, tt := range []struct {
+		name     string
+		provider string
+		echo     func(r *http.Request) string
+	}{
+		{"form body", rcfile.ProviderMicrosoft, func(r *http.Request) string { b, _ := io.ReadAll(r.Body); return string(b) }},
+		{"path escaped", rcfile.ProviderMicrosoft, func(r *http.Request) string {
+			r.ParseForm()
+			return "/x/" + url.PathEscape(r.PostForm.Get("refresh_token")) + "/" + url.PathEscape(r.PostForm.Get("client_secret"))
+		}},
+		{"auth header", rcfile.ProviderGeneric, func(r *http.Request) string { return r.Header.Get("Authorization") }},
+		{"auth header built", rcfile.ProviderGeneric, func(r *http.Request) string { return "Basic " + basic }},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			idp := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+				e := tt.echo(r)
+				w.Header().Set("Content-Type", "application/json")
+				w.WriteHeader(400)
+				fmt.Fprintf(w, `{"error":"invalid_grant","error_description":%q}`, "bad request: "+e)
+			}))
+			defer idp.Close()
+			dir := t.TempDir()
+			a := &rcfile.Account{Name: "acct", StateDir: dir, OAuth2: &rcfile.OAuth2{
+				Provider: tt.provider, ClientID: "cid", ClientSecret: secret,
+				Flow: rcfile.FlowDevice, TokenURL: idp.URL + "/token", AuthURL: idp.URL + "/a", DeviceURL: idp.URL + "/d",
+			}}
+			if err := writeTokens(TokenPath(dir, "acct"), stored{AccessToken: "old", RefreshToken: rt, Expiry: time.Now().Add(-time.Hour)}); err != nil {
+				t.Fatal(err)
+			}
+			src, err := New(a, Options{})
+			if err != nil {
+				t.Fatal(err)
+			}
+			_, err = src.Token(context.Background(), false)
+			if err == nil {
+				t.Fatal("no error")
+			}
+			msg := err.Error()
+			for _, leak := range []string{"0gAbCdEfGhIjKlMn", "Ab%2BCd%2FEf", "GhIjKlMnOp", basic[4:24]} {
+				if strings.Contains(msg, leak) {
+					t.Errorf("error leaks an encoded secret (%q): %s", leak, msg)
+				}
+			}
+		})
+	}
+}
+
+// TestStickyStateDir: a state directory that other users can write is
+// refused even with the sticky bit: there any local user can create the
+// names popfetch uses (a lock file of their own blocks every refresh).
+func TestStickyStateDir(t *testing.T) {
+	for _, tt := range []struct {
+		mode os.FileMode
+		ok   bool
+	}{
+		{0o700, true},
+		{0o755, true},
+		{0o777 | os.ModeSticky, false},
+		{0o733 | os.ModeSticky, false},
+		{0o770 | os.ModeSticky, false},
+		{0o777, false},
+	} {
+		t.Run(tt.mode.String(), func(t *testing.T) {
+			dir := filepath.Join(t.TempDir(), "state")
+			if err := os.Mkdir(dir, 0o700); err != nil {
+				t.Fatal(err)
+			}
+			if err := os.Chmod(dir, tt.mode); err != nil {
+				t.Fatal(err)
+			}
+			err := checkStateDir(dir)
+			if (err == nil) != tt.ok {
+				t.Fatalf("checkStateDir(%v) = %v; want ok=%v", tt.mode, err, tt.ok)
+			}
+			if err != nil && !strings.Contains(err.Error(), dir) {
+				t.Errorf("the refusal does not name the directory: %v", err)
+			}
+			// Token goes through the same check (or the token file's
+			// own): no refresh in such a directory.
+			idp := startIdP(t)
+			a := account(t, idp, rcfile.FlowDevice)
+			a.StateDir = dir
+			src := newSource(t, a, Options{})
+			if err := writeTokens(src.Path(), stored{AccessToken: "a", RefreshToken: "r", Expiry: time.Now().Add(-time.Hour)}); err != nil {
+				t.Fatal(err)
+			}
+			_, err = src.Token(context.Background(), true)
+			if refused := err != nil && (strings.Contains(err.Error(), "state directory") || strings.Contains(err.Error(), "another user")); refused == tt.ok {
+				t.Errorf("Token in a state directory of mode %v: %v", tt.mode, err)
+			}
+		})
+	}
+}
+
+// TestRecoverTempSkipsUnremovable: a temporary token file that cannot be
+// removed (another user's, or here a directory with content) does not
+// stop recoverTemp before a later one that holds the only copy of a
+// rotated refresh token.
+func TestRecoverTempSkipsUnremovable(t *testing.T) {
+	dir := t.TempDir()
+	path := TokenPath(dir, "acct")
+	if err := os.MkdirAll(filepath.Join(path+".tmp1", "x"), 0o700); err != nil {
+		t.Fatal(err)
+	}
+	good := stored{AccessToken: "AT-new", RefreshToken: "RT-new", Expiry: time.Now().Add(time.Hour), Obtained: time.Now()}
+	b, err := json.Marshal(good)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(path+".tmp2", b, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	adopted, err := recoverTemp(path, time.Time{})
+	if !adopted {
+		t.Fatalf("recoverTemp stopped at the unremovable temporary file: adopted=false, err=%v", err)
+	}
+	if err == nil {
+		t.Error("recoverTemp does not report the temporary file it could not remove")
+	}
+	got, ok, err := readTokens(path)
+	if err != nil || !ok || got.RefreshToken != "RT-new" {
+		t.Errorf("token file after recovery: %+v, %v, %v; want the adopted one", got, ok, err)
+	}
+}
+
+// TestCorruptFileWithTemp: a corrupt token file with a complete temporary
+// file beside it (a process killed while saving, a damaged file) is
+// repaired by adopting the temporary file, not put on a sign-in hold; a
+// corrupt file alone still asks for popfetch login.
+func TestCorruptFileWithTemp(t *testing.T) {
+	for _, tt := range []struct {
+		name    string
+		temp    bool
+		wantErr error
+	}{
+		{"with temp", true, nil},
+		{"alone", false, ErrLoginRequired},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			idp := startIdP(t)
+			a := account(t, idp, rcfile.FlowDevice)
+			a.StateDir = t.TempDir()
+			src := newSource(t, a, Options{})
+			if tt.temp {
+				good := stored{AccessToken: "AT-good", TokenType: "Bearer", RefreshToken: "RT-good", Expiry: time.Now().Add(time.Hour), Obtained: time.Now()}
+				b, err := json.Marshal(good)
+				if err != nil {
+					t.Fatal(err)
+				}
+				if err := os.WriteFile(src.Path()+".tmp4242", b, 0o600); err != nil {
+					t.Fatal(err)
+				}
+			}
+			if err := os.WriteFile(src.Path(), []byte(`{"access_tok`), 0o600); err != nil {
+				t.Fatal(err)
+			}
+			tok, err := src.Token(context.Background(), false)
+			if tt.wantErr == nil {
+				if err != nil || tok != "AT-good" {
+					t.Errorf("Token = %q, %v; want the temporary file's AT-good", tok, err)
+				}
+				return
+			}
+			if !errors.Is(err, tt.wantErr) {
+				t.Errorf("Token = %q, %v; want %v", tok, err, tt.wantErr)
+			}
+		})
+	}
+}
+
+// TestLoginEchoEncoded: loginErr masks the encoded secrets as classify
+// does: a token endpoint that answers the device flow's poll by echoing
+// the request quotes the client secret form-encoded (or base64'd in the
+// Authorization header) and the device code.
+func TestLoginEchoEncoded(t *testing.T) {
+	const secret = "GOCSPX-Ab+Cd/Ef=GhIjKlMnOp"
+	const device = "DC/0gAbCd+EfGhIjKlMnOp=="
+	for _, provider := range []string{rcfile.ProviderMicrosoft, rcfile.ProviderGeneric} {
+		t.Run(provider, func(t *testing.T) {
+			var idp *httptest.Server
+			idp = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+				w.Header().Set("Content-Type", "application/json")
+				if r.URL.Path == "/d" {
+					fmt.Fprintf(w, `{"device_code":%q,"user_code":"ABCD","verification_uri":%q,"expires_in":60,"interval":1}`, device, idp.URL+"/verify")
+					return
+				}
+				b, _ := io.ReadAll(r.Body)
+				w.WriteHeader(400)
+				fmt.Fprintf(w, `{"error":"access_denied","error_description":%q}`, "denied: "+r.Header.Get("Authorization")+" "+string(b))
+			}))
+			defer idp.Close()
+			a := &rcfile.Account{Name: "acct", StateDir: t.TempDir(), OAuth2: &rcfile.OAuth2{
+				Provider: provider, ClientID: "cid", ClientSecret: secret,
+				Flow: rcfile.FlowDevice, TokenURL: idp.URL + "/token", AuthURL: idp.URL + "/a", DeviceURL: idp.URL + "/d",
+			}}
+			src, err := New(a, Options{})
+			if err != nil {
+				t.Fatal(err)
+			}
+			err = src.Login(context.Background(), LoginIO{Out: io.Discard})
+			if err == nil {
+				t.Fatal("no error")
+			}
+			msg := err.Error()
+			if !strings.Contains(msg, "denied") {
+				t.Fatalf("the provider's text is not quoted, so nothing is tested: %s", msg)
+			}
+			basic := base64.StdEncoding.EncodeToString([]byte("cid:" + url.QueryEscape(secret)))
+			for _, leak := range []string{"Ab%2BCd%2FEf", "GhIjKlMnOp", "0gAbCd%2BEf", basic[4:24]} {
+				if strings.Contains(msg, leak) {
+					t.Errorf("error leaks an encoded secret (%q): %s", leak, msg)
+				}
+			}
+		})
 	}
 }

@@ -233,13 +233,15 @@ func codeFrom(q url.Values, state string) (string, error) {
 }
 
 // loginErr describes a failed step of a sign-in; the provider's text is
-// quoted with the secrets of the request masked (see providerText).
-func (s *Source) loginErr(what string, err error, secrets ...string) error {
+// quoted with the secrets of the request masked (see providerText):
+// secret is the client secret, others the rest.
+func (s *Source) loginErr(what string, err error, secret string, others ...string) error {
 	if errors.Is(err, context.DeadlineExceeded) {
 		return errors.New("the sign-in was not completed in time; run popfetch login again")
 	}
 	var re *oauth2.RetrieveError
 	if errors.As(err, &re) {
+		secrets := s.masks(secret, others...)
 		return fmt.Errorf("%s: the identity provider said %s: %s", what, providerText(re.ErrorCode, 80, secrets...), providerText(re.ErrorDescription, 200, secrets...))
 	}
 	return fmt.Errorf("%s: %w", what, err)

@@ -157,11 +157,14 @@ func (s *Source) Token(ctx context.Context, fresh bool) (string, error) {
 	if s.cfg.Flow != rcfile.FlowClientCredentials && s.unsaved == nil {
 		// Without the lock first: the common case (a valid token on
 		// disk) costs one read.
+		// A corrupt file is decided under the lock: a killed process
+		// may have left complete tokens in a temporary file beside it
+		// (recoverTemp).
 		t, ok, err := readTokens(s.path)
-		if err != nil {
+		if err != nil && !errors.Is(err, errCorrupt) {
 			return "", s.readErr(err)
 		}
-		if ok && s.usable(t, fresh) {
+		if err == nil && ok && s.usable(t, fresh) {
 			return s.hand(t), nil
 		}
 	}
@@ -349,8 +352,8 @@ func (s *Source) refresh(ctx context.Context, t stored, have bool) (stored, erro
 // grant is gone: RFC 6749 §5.2 invalid_grant; or the client is refused)
 // or a temporary error. Neither quotes the response body; the provider's
 // error_description is quoted with the secrets of the request masked
-// (see providerText).
-func (s *Source) classify(err error, secrets ...string) error {
+// (see providerText): secret is the client secret, others the rest.
+func (s *Source) classify(err error, secret string, others ...string) error {
 	var re *oauth2.RetrieveError
 	if !errors.As(err, &re) {
 		// Network, TLS, timeout: temporary; the daemon backs off.
@@ -360,6 +363,7 @@ func (s *Source) classify(err error, secrets ...string) error {
 	if re.Response != nil {
 		status = re.Response.StatusCode
 	}
+	secrets := s.masks(secret, others...)
 	desc := providerText(re.ErrorDescription, 200, secrets...)
 	code := providerText(re.ErrorCode, 80, secrets...)
 	switch re.ErrorCode {
@@ -375,6 +379,14 @@ func (s *Source) classify(err error, secrets ...string) error {
 		return &LoginRequiredError{Account: s.acct, Reason: fmt.Sprintf("the identity provider said HTTP %d %s", status, code)}
 	}
 	return s.wrap(fmt.Errorf("token endpoint failed (HTTP %d %s)", status, code))
+}
+
+// masks are the secrets of a request to the identity provider in every
+// form an echo of the request may show: as given, percent-encoded (the
+// form body, RFC 6749 §4.1.3, §6) and, for the client secret, as HTTP
+// Basic credentials (RFC 6749 §2.3.1).
+func (s *Source) masks(secret string, others ...string) []string {
+	return append(redact.Encoded(append([]string{secret}, others...)...), redact.Basic(s.cfg.ClientID, secret)...)
 }
 
 // providerText is text from the identity provider (an error code or

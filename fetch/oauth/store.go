@@ -191,10 +191,13 @@ func lockTokens(ctx context.Context, path string) (unlock func(), err error) {
 }
 
 // checkStateDir refuses a state directory that another user can write
-// (without the sticky bit) or that another user owns, or any directory
-// above it that such a user could change (internal/trust's rules): that
-// user could rename the token file away, replace it, or plant symbolic
-// links where popfetch creates its files.
+// or that another user owns, or any directory above it that such a user
+// could change (internal/trust's rules): that user could rename the token
+// file away, replace it, or plant symbolic links where popfetch creates
+// its files. Unlike internal/trust, it refuses the state directory itself
+// even with the sticky bit (as /tmp has): there another user could still
+// create the names popfetch uses, a lock file of their own that blocks
+// every refresh, or temporary token files it cannot remove.
 //
 // It creates the directory (0700) if it is missing.
 func checkStateDir(dir string) error {
@@ -203,6 +206,17 @@ func checkStateDir(dir string) error {
 	}
 	if err := trust.CheckDir(dir); err != nil {
 		return fmt.Errorf("state directory: %w", err)
+	}
+	fi, err := os.Stat(dir)
+	if err != nil {
+		return err
+	}
+	if perm := fi.Mode().Perm(); perm&0o022 != 0 {
+		if fi.Mode()&os.ModeSticky != 0 {
+			perm |= 0o1000
+		}
+		return fmt.Errorf("state directory: %s has mode %04o: other users can create files in it (the sticky bit does not prevent that), such as a token lock that blocks every refresh: give popfetch a directory of its own (chmod 700 %s, or set state_dir)",
+			dir, perm, dir)
 	}
 	return nil
 }
@@ -229,7 +243,8 @@ func checkLockFile(f *os.File, name string) error {
 // complete token file obtained after both the one at path and newer
 // (popfetch's tokens in memory, or zero) may hold a rotated refresh
 // token that exists nowhere else: it is fsynced and renamed into place
-// (adopted reports that). Anything else is removed.
+// (adopted reports that). Anything else is removed; one that cannot be
+// (err reports the first) does not stop the others.
 func recoverTemp(path string, newer time.Time) (adopted bool, err error) {
 	dir, base := filepath.Dir(path), filepath.Base(path)+".tmp"
 	ents, err := os.ReadDir(dir)
@@ -248,8 +263,10 @@ func recoverTemp(path string, newer time.Time) (adopted bool, err error) {
 			newer = cur.Obtained
 		}
 		if rerr != nil || !ok || t.AccessToken == "" || !t.Obtained.After(newer) || cerr != nil && !errors.Is(cerr, errCorrupt) {
-			if err := os.Remove(tmp); err != nil && !errors.Is(err, os.ErrNotExist) {
-				return adopted, err
+			if rmErr := os.Remove(tmp); rmErr != nil && !errors.Is(rmErr, os.ErrNotExist) && err == nil {
+				// Go on: a later one may hold the only copy of a
+				// rotated refresh token.
+				err = rmErr
 			}
 			continue
 		}
@@ -264,7 +281,7 @@ func recoverTemp(path string, newer time.Time) (adopted bool, err error) {
 		}
 		adopted = true
 	}
-	return adopted, nil
+	return adopted, err
 }
 
 // syncFile makes a file's content durable before it is renamed into

@@ -6,6 +6,8 @@
 package redact
 
 import (
+	"encoding/base64"
+	"net/url"
 	"sort"
 	"strings"
 )
@@ -76,4 +78,40 @@ func fragment(run string, secrets []string) string {
 
 func tokenChar(c byte) bool {
 	return 'a' <= c && c <= 'z' || 'A' <= c && c <= 'Z' || '0' <= c && c <= '9' || strings.IndexByte("+/=-._~", c) >= 0
+}
+
+// Encoded returns secrets together with the forms an HTTP request
+// carries them in, for Secrets: percent-encoded as in a form body or a
+// query (application/x-www-form-urlencoded) and as in a path. A peer that
+// echoes the request it received quotes these, not the secret itself.
+func Encoded(secrets ...string) []string {
+	var out []string
+	for _, s := range secrets {
+		if s == "" {
+			continue
+		}
+		out = append(out, s)
+		for _, e := range []string{url.QueryEscape(s), url.PathEscape(s)} {
+			if e != s {
+				out = append(out, e)
+			}
+		}
+	}
+	return out
+}
+
+// Basic returns, for Secrets, the credentials of HTTP Basic
+// authentication (RFC 7617) that user and password make: base64 of
+// "user:password", and of both form-encoded first as OAuth2 clients send
+// them (RFC 6749 §2.3.1).
+func Basic(user, password string) []string {
+	if password == "" {
+		return nil
+	}
+	raw := base64.StdEncoding.EncodeToString([]byte(user + ":" + password))
+	enc := base64.StdEncoding.EncodeToString([]byte(url.QueryEscape(user) + ":" + url.QueryEscape(password)))
+	if enc == raw {
+		return []string{raw}
+	}
+	return []string{raw, enc}
 }

@@ -1,6 +1,8 @@
 package redact
 
 import (
+	"encoding/base64"
+	"net/url"
 	"strings"
 	"testing"
 )
@@ -38,4 +40,39 @@ func FuzzSecrets(f *testing.F) {
 			t.Errorf("Secrets(%q, %q) = %q still holds the secret", text, secret, got)
 		}
 	})
+}
+
+// TestEncoded: a secret echoed as an HTTP request carried it (form body,
+// path, Basic credentials) is masked like the secret itself.
+func TestEncoded(t *testing.T) {
+	const rt = "1//0gAbCdEfGhIjKl+Mn="
+	const secret = "GOCSPX-Ab+Cd/Ef=Gh"
+	basic := base64.StdEncoding.EncodeToString([]byte("cid:" + url.QueryEscape(secret)))
+	for _, tt := range []struct {
+		name, text string
+	}{
+		{"form body", "bad request: grant_type=refresh_token&refresh_token=" + url.QueryEscape(rt) + "&client_secret=" + url.QueryEscape(secret)},
+		{"path", "no route /revoke/" + url.PathEscape(rt)},
+		{"basic header", "bad request: Basic " + basic},
+		{"basic header raw", "bad request: Basic " + base64.StdEncoding.EncodeToString([]byte("cid:"+secret))},
+		{"basic header cut", "bad request: Basic " + basic[:20] + "..."},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			got := Secrets(tt.text, append(Encoded(rt, secret), Basic("cid", secret)...)...)
+			for _, leak := range []string{"0gAbCdEf", "Ab%2BCd%2FEf", "IjKl%2BMn", basic[4:20]} {
+				if strings.Contains(got, leak) {
+					t.Errorf("Secrets(%q) = %q still holds %q", tt.text, got, leak)
+				}
+			}
+			if !strings.Contains(got, Mask) {
+				t.Errorf("Secrets(%q) = %q masks nothing", tt.text, got)
+			}
+		})
+	}
+	if got := Encoded("", "plain"); len(got) != 1 || got[0] != "plain" {
+		t.Errorf("Encoded(\"\", \"plain\") = %q; want [plain]", got)
+	}
+	if got := Basic("cid", ""); got != nil {
+		t.Errorf("Basic with no password = %q; want none", got)
+	}
 }

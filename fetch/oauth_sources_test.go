@@ -1,0 +1,114 @@
+package fetch
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"testing"
+	"time"
+
+	"github.com/popfetch/popfetch/fetch/oauth"
+	"github.com/popfetch/popfetch/fetch/oauthtest"
+	"github.com/popfetch/popfetch/rcfile"
+)
+
+// TestUnsavedTokenAcrossPolls: a rotated refresh token that could not be
+// saved lives only in the memory of the account's oauth.Source; the next
+// poll of the same Poller must use it, not the rotated-away one on disk,
+// which a provider with reuse detection answers by revoking the grant.
+// This drives the token source exactly as two consecutive polls do.
+func TestUnsavedTokenAcrossPolls(t *testing.T) {
+	idp := oauthtest.Start()
+	defer idp.Close()
+	idp.AutoApprove = true
+	idp.Rotate = true
+	a := &rcfile.Account{Name: "work", StateDir: t.TempDir(), OAuth2: idp.Registration(rcfile.FlowDevice)}
+	src, err := oauth.New(a, oauth.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if err := src.Login(ctx, oauth.LoginIO{Out: io.Discard}); err != nil {
+		t.Fatal(err)
+	}
+	// The disk "fills up": writeTokens' temporary file cannot be made.
+	block := fmt.Sprintf("%s.tmp%d", src.Path(), os.Getpid())
+	if err := os.MkdirAll(filepath.Join(block, "x"), 0o700); err != nil {
+		t.Fatal(err)
+	}
+	p := &Poller{}
+	idp.ExpireAccess()
+	poll1, err := p.oauth.token(a, nil) // poll 1 (session.go)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := poll1(ctx, true); err != nil {
+		t.Fatalf("poll 1: %v", err)
+	}
+	os.RemoveAll(block) // the disk is fine again
+	idp.ExpireAccess()
+	// Poll 2, with the account as a reloaded rc file gives it: equal
+	// settings in new structs, the oauth2 block moved.
+	b := *a
+	reg := *a.OAuth2
+	reg.Range.Start.Line += 3
+	b.OAuth2 = &reg
+	poll2, err := p.oauth.token(&b, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, err = poll2(ctx, true)
+	if n := idp.Count("reuse"); n != 0 || err != nil {
+		t.Errorf("next poll after a failed save: err=%v; rotated-away refresh token presented %d times (grant revoked by reuse detection)", err, n)
+	}
+}
+
+// TestOAuthSourcesRebuilt: a change to the account's oauth2 settings
+// gives a new token source (the old one would keep the old endpoints or
+// client), equal settings the same one.
+func TestOAuthSourcesRebuilt(t *testing.T) {
+	base := func() *rcfile.Account {
+		return &rcfile.Account{Name: "work", StateDir: "/var/lib/popfetch", OAuth2: &rcfile.OAuth2{
+			Provider: rcfile.ProviderGeneric, ClientID: "cid", Flow: rcfile.FlowDevice, Scopes: []string{"mail"},
+			TokenURL: "https://idp.example/token", DeviceURL: "https://idp.example/device"}}
+	}
+	for _, tt := range []struct {
+		name   string
+		change func(a *rcfile.Account)
+		same   bool
+	}{
+		{"unchanged", func(a *rcfile.Account) {}, true},
+		{"block moved", func(a *rcfile.Account) { a.OAuth2.Range.Start.Line = 9 }, true},
+		{"client_id", func(a *rcfile.Account) { a.OAuth2.ClientID = "other" }, false},
+		{"client_secret", func(a *rcfile.Account) { a.OAuth2.ClientSecret = "s" }, false},
+		{"scopes", func(a *rcfile.Account) { a.OAuth2.Scopes = []string{"mail", "offline"} }, false},
+		{"token_url", func(a *rcfile.Account) { a.OAuth2.TokenURL = "https://idp2.example/token" }, false},
+		{"state_dir", func(a *rcfile.Account) { a.StateDir = "/var/lib/other" }, false},
+		{"token command", func(a *rcfile.Account) { a.OAuth2 = nil; a.OAuth2TokenCommand = []string{"helper"} }, false},
+		{"other account", func(a *rcfile.Account) { a.Name = "home" }, false},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			var c oauthSources
+			a := base()
+			if _, err := c.token(a, nil); err != nil {
+				t.Fatal(err)
+			}
+			first := c.m[a.Name].src
+			b := base()
+			tt.change(b)
+			if _, err := c.token(b, nil); err != nil {
+				t.Fatal(err)
+			}
+			second := c.m[b.Name].src
+			if first == nil || second == nil {
+				t.Fatal("no token source cached")
+			}
+			if same := first == second; same != tt.same {
+				t.Errorf("same token source = %v, want %v", same, tt.same)
+			}
+		})
+	}
+}
