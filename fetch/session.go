@@ -47,6 +47,9 @@ type Poller struct {
 	// message it is to fetch has failed before (uidl Store.RetrFailures),
 	// which one-shot runs see too.
 	careful map[string]bool
+	// scramRefused holds the accounts (by name) whose auth = "auto" login
+	// fell back from SCRAM in this process (see noSCRAM).
+	scramRefused map[string]bool
 
 	// afterSync, if set (tests), runs each time a session has made the
 	// UIDL records of a batch durable, before any DELE for them is sent.
@@ -351,10 +354,11 @@ func (s *session) run(ctx context.Context) error {
 	defer s.c.Close()
 	cr := pop3.Credentials{Mechanism: pop3.Mechanism(a.Auth), Username: a.Username, Password: pass, Token: token,
 		// tls = "none" is the explicit opt-in to a password in clear text.
-		Cleartext: a.TLS == rcfile.TLSNone}
+		Cleartext: a.TLS == rcfile.TLSNone, NoSCRAM: s.p.noSCRAM(a)}
 	if err := s.c.Authenticate(ctx, cr); err != nil {
 		return err
 	}
+	s.p.loggedIn(s.log, a, s.c)
 	s.res.Mechanism = s.c.Mechanism().String()
 	s.log.Debug("logged in", "mechanism", s.res.Mechanism)
 	if d := s.c.LoginDelay(); d > 0 {

@@ -72,6 +72,10 @@ type Credentials struct {
 	// host other than loopback: the account's explicit tls = "none".
 	// Without it such a mechanism is refused before a byte is sent.
 	Cleartext bool
+	// NoSCRAM makes auto pass over SCRAM: an earlier login of this
+	// account saw SCRAM refused and PLAIN or USER/PASS accepted (see
+	// Conn.FellBack), so the failed attempt is not repeated every poll.
+	NoSCRAM bool
 }
 
 // ErrMechanism: the mechanism asked for (or every one auto could pick) is
@@ -103,6 +107,15 @@ var peerLoopback = func(a net.Addr) bool {
 // before it.
 func (c *Conn) Mechanism() Mechanism { return c.mech }
 
+// FellBack returns the SCRAM mechanism that auto chose and the server
+// refused before the login succeeded with Mechanism (see Authenticate), ""
+// when there was no such fallback.
+func (c *Conn) FellBack() Mechanism { return c.fellBack }
+
+// verifiedTLS reports whether the session runs over TLS; Dial only returns
+// a TLS connection whose server was verified (by the roots or the pin).
+func (c *Conn) verifiedTLS() bool { return c.g.raw != c.g.Conn }
+
 // secure reports whether a secret sent in the clear is protected: TLS, a
 // loopback peer, or the account's explicit opt-in.
 func (c *Conn) secure(cr Credentials) bool {
@@ -113,10 +126,21 @@ func (c *Conn) secure(cr Credentials) bool {
 // capabilities (see capaAfterLogin). It runs after Dial, so after the TLS
 // gate; a mechanism that would send the secret itself over a connection
 // that is not secure (see Credentials.Cleartext) is refused before any byte
-// of it is sent. A failed mechanism is never followed by another one: a
-// server (or an attacker in the path) that fails SCRAM must not get the
-// password by PLAIN next. Only the OAuth2 mechanisms retry, once, with a
-// fresh token (see oauth).
+// of it is sent.
+//
+// A failed mechanism is followed by another one in one case only: auto
+// chose SCRAM, the session runs over verified TLS, and the server refused
+// the login as an authentication failure (many servers, Dovecot among
+// them, list SCRAM while their password database holds hashes SCRAM cannot
+// use). Then PLAIN, if offered, else USER/PASS, if offered (or CAPA was
+// not answered), is tried once on the same connection (RFC 5034 §4 lets
+// the client try again after -ERR); FellBack reports it. This cannot be
+// forced by an attacker to get the password: verified TLS already
+// authenticates the server, and the password goes only to it. There is
+// never a fallback after a failure on a connection without verified TLS,
+// for an explicitly configured mechanism, or to a mechanism the server did
+// not offer. The OAuth2 mechanisms retry, once, with a fresh token (see
+// oauth).
 //
 // A refusal wraps ErrAuth, ErrInUse, ErrLoginDelay or ErrLoginRefused (see
 // classifyLogin), or ErrMechanism when nothing was tried. Neither the
@@ -157,6 +181,18 @@ func (c *Conn) Authenticate(ctx context.Context, cr Credentials) error {
 			err = c.sasl(m, sc, false)
 		}
 		err = classifyLogin(err)
+		if next := c.fallback(cr, err); next != "" {
+			c.fellBack = m
+			if next == MechUser {
+				err = c.Login(cr.Username, cr.Password)
+				if err == nil {
+					c.mech = next
+				}
+				return err
+			}
+			m = next
+			err = classifyLogin(c.sasl(m, &goSASL{c: sasl.NewPlainClient("", cr.Username, cr.Password)}, false))
+		}
 	case MechXOAUTH2, MechOAUTHBEARER:
 		err = c.oauth(ctx, m, cr)
 	}
@@ -167,6 +203,29 @@ func (c *Conn) Authenticate(ctx context.Context, cr Credentials) error {
 	return c.capaAfterLogin()
 }
 
+// fallback returns the mechanism to try after SCRAM failed with err, ""
+// for none (see Authenticate for the rule).
+func (c *Conn) fallback(cr Credentials, err error) Mechanism {
+	if err == nil || !errors.Is(err, ErrAuth) || c.botched != nil || !c.verifiedTLS() {
+		return ""
+	}
+	if cr.Mechanism != "" && cr.Mechanism != MechAuto {
+		return ""
+	}
+	switch {
+	case c.offered(MechPlain):
+		return MechPlain
+	case c.caps.user || !c.caps.known:
+		return MechUser
+	}
+	return ""
+}
+
+// offered reports whether the server lists m in CAPA SASL.
+func (c *Conn) offered(m Mechanism) bool {
+	return slices.ContainsFunc(c.caps.sasl, func(s string) bool { return strings.EqualFold(s, m.saslName()) })
+}
+
 // choose picks the mechanism. An explicit one must be offered in CAPA SASL
 // when the server announced a list at all (USER and APOP are not SASL and
 // are tried as asked). Auto, with a token source: OAUTHBEARER if offered,
@@ -175,9 +234,7 @@ func (c *Conn) Authenticate(ctx context.Context, cr Credentials) error {
 // without CAPA SASL gets USER/PASS, as it always did). APOP is never picked
 // by auto: its MD5 challenge is broken.
 func (c *Conn) choose(cr Credentials) (Mechanism, error) {
-	offered := func(m Mechanism) bool {
-		return slices.ContainsFunc(c.caps.sasl, func(s string) bool { return strings.EqualFold(s, m.saslName()) })
-	}
+	offered := c.offered
 	m := cr.Mechanism
 	if m == "" {
 		m = MechAuto
@@ -207,6 +264,9 @@ func (c *Conn) choose(cr Credentials) (Mechanism, error) {
 		return "", fmt.Errorf("%w: OAuth2 is configured but the server offers SASL %s, neither OAUTHBEARER nor XOAUTH2", ErrMechanism, sanitize(strings.Join(c.caps.sasl, " "), 120))
 	}
 	for _, m := range []Mechanism{MechSCRAMSHA256, MechSCRAMSHA1, MechPlain} {
+		if cr.NoSCRAM && m != MechPlain {
+			continue
+		}
 		if offered(m) {
 			return m, nil
 		}
