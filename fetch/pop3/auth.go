@@ -178,6 +178,7 @@ func (c *Conn) Authenticate(ctx context.Context, cr Credentials) error {
 	case MechSCRAMSHA256, MechSCRAMSHA1:
 		var sc *scramClient
 		if sc, err = newSCRAM(m, cr.Username, cr.Password); err == nil {
+			sc.redact = c.redact
 			err = c.sasl(m, sc, false)
 		}
 		err = classifyLogin(err)
@@ -421,8 +422,9 @@ func (g *goSASL) verified() bool { return true }
 // scramClient runs SCRAM (RFC 5802, RFC 7677) with the GS2 header "n,,": no
 // channel binding, no authorization identity.
 type scramClient struct {
-	conv *scram.ClientConversation
-	step int // challenges taken
+	conv   *scram.ClientConversation
+	step   int                 // challenges taken
+	redact func(string) string // the Conn's (see Conn.redact); nil: none
 }
 
 func newSCRAM(m Mechanism, user, pass string) (*scramClient, error) {
@@ -458,6 +460,9 @@ func (s *scramClient) next(ch []byte) ([]byte, error) {
 		return []byte(resp), nil
 	case 2: // server-final-message: the server's signature, or e=
 		if e, ok := strings.CutPrefix(string(ch), "e="); ok {
+			if s.redact != nil {
+				e = s.redact(e)
+			}
 			return nil, fmt.Errorf("%w: the server refused the credentials (%s)", ErrAuth, sanitize(e, 80))
 		}
 		if _, err := s.conv.Step(string(ch)); err != nil {
