@@ -80,8 +80,10 @@ type Credentials struct {
 
 // ErrMechanism: the mechanism asked for (or every one auto could pick) is
 // not offered by the server, or cannot run over this connection (then the
-// error wraps ErrTLS too). Nothing was sent; it does not wrap ErrAuth, as
-// no credential was tried.
+// error wraps ErrTLS too): nothing was sent. Or the server refused the AUTH
+// command of a mechanism its CAPA did not list, with no response code (see
+// Conn.notImplemented). It does not wrap ErrAuth: the credential was not
+// judged.
 var ErrMechanism = errors.New("no usable authentication mechanism")
 
 // Bounds on a SASL exchange (RFC 5034 §4 leaves them to the client): a
@@ -143,7 +145,8 @@ func (c *Conn) secure(cr Credentials) bool {
 // oauth).
 //
 // A refusal wraps ErrAuth, ErrInUse, ErrLoginDelay or ErrLoginRefused (see
-// classifyLogin), or ErrMechanism when nothing was tried. Neither the
+// classifyLogin), or ErrMechanism when nothing was tried or the mechanism
+// is not implemented (see notImplemented). Neither the
 // password, a token, nor any response of a mechanism is ever put in an
 // error; errors name the mechanism and quote the server, with every
 // credential the session sent masked in its text (see Conn.remember).
@@ -174,14 +177,14 @@ func (c *Conn) Authenticate(ctx context.Context, cr Credentials) error {
 		err = c.apop(cr.Username, cr.Password)
 	case MechPlain:
 		cl := sasl.NewPlainClient("", cr.Username, cr.Password)
-		err = classifyLogin(c.sasl(m, &goSASL{c: cl}, false))
+		err = c.notImplemented(m, c.sasl(m, &goSASL{c: cl}, false))
 	case MechSCRAMSHA256, MechSCRAMSHA1:
 		var sc *scramClient
 		if sc, err = newSCRAM(m, cr.Username, cr.Password); err == nil {
 			sc.redact = c.redact
 			err = c.sasl(m, sc, false)
 		}
-		err = classifyLogin(err)
+		err = c.notImplemented(m, err)
 		if next := c.fallback(cr, err); next != "" {
 			c.fellBack = m
 			if next == MechUser {
@@ -315,6 +318,10 @@ func (c *Conn) sasl(m Mechanism, mc saslClient, twoStep bool) error {
 		}
 	}
 	r, err := c.Exchange("AUTH", line, maxChallenge)
+	if err != nil {
+		// The answer to the AUTH command itself (see notImplemented).
+		return &authRefused{fmt.Errorf("%s: %w", m, err)}
+	}
 	for n := 0; err == nil && r.Continuation; n++ {
 		if n == maxChallenges {
 			return c.cancel(m, fmt.Errorf("%w: %s: more than %d challenges", ErrProtocol, m, maxChallenges))
@@ -367,6 +374,32 @@ func (c *Conn) sasl(m Mechanism, mc saslClient, twoStep bool) error {
 		return c.botched
 	}
 	return nil
+}
+
+// authRefused is the server's -ERR in answer to the AUTH command itself,
+// before any challenge.
+type authRefused struct{ err error }
+
+func (e *authRefused) Error() string { return e.err.Error() }
+func (e *authRefused) Unwrap() error { return e.err }
+
+// notImplemented turns the -ERR a server without SASL (mailutils pop3d,
+// popa3d, solid-pop3d: "-ERR Not implemented") gives the AUTH command of a
+// mechanism its CAPA did not list into ErrMechanism: the credentials were
+// not judged, so the account is not held as for a wrong password. A reply
+// with a response code (RFC 2449, RFC 3206) says more and is classified as
+// usual (see classifyLogin), as is any error of a listed mechanism.
+func (c *Conn) notImplemented(m Mechanism, err error) error {
+	var ar *authRefused
+	var re *RespError
+	if c.offered(m) || !errors.As(err, &ar) || !errors.As(err, &re) || re.Code != "" {
+		return classifyLogin(err)
+	}
+	what := "does not list SASL in CAPA"
+	if len(c.caps.sasl) > 0 {
+		what = "does not list " + m.String() + " in CAPA SASL"
+	}
+	return fmt.Errorf("%w: auth = %q but the server %s and refused AUTH %s: %v", ErrMechanism, string(m), what, m, err)
 }
 
 // cancel ends an exchange the client cannot continue: "*" (RFC 5034 §4),

@@ -89,3 +89,40 @@ func TestSCRAMFallback(t *testing.T) {
 		})
 	}
 }
+
+// TestAuthNotImplemented: an explicit SASL mechanism against a server
+// whose CAPA did not list it, answered "-ERR Not implemented" (mailutils
+// pop3d, popa3d, solid-pop3d offer no SASL), is a mechanism error, not a
+// refused login; a response code or a listed mechanism is classified as
+// before.
+func TestAuthNotImplemented(t *testing.T) {
+	notImpl := pop3test.Fault{Cmd: "AUTH", Action: pop3test.Reply, Reply: "-ERR Not implemented"}
+	for _, tt := range []struct {
+		name   string
+		sasl   string
+		mech   Mechanism
+		faults []pop3test.Fault
+		want   error
+		not    []error
+	}{
+		{"plain, no SASL listed", "", MechPlain, []pop3test.Fault{notImpl}, ErrMechanism, []error{ErrLoginRefused, ErrAuth}},
+		{"scram, no SASL listed", "", MechSCRAMSHA256, []pop3test.Fault{notImpl}, ErrMechanism, []error{ErrLoginRefused, ErrAuth}},
+		{"plain, fake server default answer", "", MechPlain, nil, ErrMechanism, []error{ErrLoginRefused, ErrAuth}},
+		{"plain, no SASL listed, [AUTH]", "", MechPlain, []pop3test.Fault{{Cmd: "AUTH", Action: pop3test.Reply, Reply: "-ERR [AUTH] bad password"}}, ErrAuth, []error{ErrMechanism}},
+		{"plain listed, no code", "SASL PLAIN", MechPlain, []pop3test.Fault{{Cmd: "AUTH", Action: pop3test.Reply, Reply: "-ERR bad password"}}, ErrLoginRefused, []error{ErrMechanism}},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			srv := authServer(t, pop3test.Options{Pass: "pass", Faults: tt.faults}, tt.sasl)
+			c := dialAuth(t, srv)
+			err := c.Authenticate(context.Background(), Credentials{Mechanism: tt.mech, Username: "user", Password: "pass", Cleartext: true})
+			if !errors.Is(err, tt.want) {
+				t.Fatalf("err = %v; want %v", err, tt.want)
+			}
+			for _, n := range tt.not {
+				if errors.Is(err, n) {
+					t.Errorf("err = %v; is %v too", err, n)
+				}
+			}
+		})
+	}
+}
