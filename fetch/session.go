@@ -50,6 +50,9 @@ type Poller struct {
 	// oauth keeps each account's OAuth2 token source across polls (see
 	// oauthSources).
 	oauth oauthSources
+	// scramRefused holds the accounts (by name) whose auth = "auto" login
+	// fell back from SCRAM in this process (see noSCRAM).
+	scramRefused map[string]bool
 
 	// afterSync, if set (tests), runs each time a session has made the
 	// UIDL records of a batch durable, before any DELE for them is sent.
@@ -354,10 +357,11 @@ func (s *session) run(ctx context.Context) error {
 	defer s.c.Close()
 	cr := pop3.Credentials{Mechanism: pop3.Mechanism(a.Auth), Username: a.Username, Password: pass, Token: token,
 		// tls = "none" is the explicit opt-in to a password in clear text.
-		Cleartext: a.TLS == rcfile.TLSNone}
+		Cleartext: a.TLS == rcfile.TLSNone, NoSCRAM: s.p.noSCRAM(a)}
 	if err := s.c.Authenticate(ctx, cr); err != nil {
 		return err
 	}
+	s.p.loggedIn(s.log, a, s.c)
 	s.res.Mechanism = s.c.Mechanism().String()
 	s.log.Debug("logged in", "mechanism", s.res.Mechanism)
 	if d := s.c.LoginDelay(); d > 0 {

@@ -72,12 +72,18 @@ type Credentials struct {
 	// host other than loopback: the account's explicit tls = "none".
 	// Without it such a mechanism is refused before a byte is sent.
 	Cleartext bool
+	// NoSCRAM makes auto pass over SCRAM: an earlier login of this
+	// account saw SCRAM refused and PLAIN or USER/PASS accepted (see
+	// Conn.FellBack), so the failed attempt is not repeated every poll.
+	NoSCRAM bool
 }
 
 // ErrMechanism: the mechanism asked for (or every one auto could pick) is
 // not offered by the server, or cannot run over this connection (then the
-// error wraps ErrTLS too). Nothing was sent; it does not wrap ErrAuth, as
-// no credential was tried.
+// error wraps ErrTLS too): nothing was sent. Or the server refused the AUTH
+// command of a mechanism its CAPA did not list, with no response code (see
+// Conn.notImplemented). It does not wrap ErrAuth: the credential was not
+// judged.
 var ErrMechanism = errors.New("no usable authentication mechanism")
 
 // Bounds on a SASL exchange (RFC 5034 §4 leaves them to the client): a
@@ -103,6 +109,15 @@ var peerLoopback = func(a net.Addr) bool {
 // before it.
 func (c *Conn) Mechanism() Mechanism { return c.mech }
 
+// FellBack returns the SCRAM mechanism that auto chose and the server
+// refused before the login succeeded with Mechanism (see Authenticate), ""
+// when there was no such fallback.
+func (c *Conn) FellBack() Mechanism { return c.fellBack }
+
+// verifiedTLS reports whether the session runs over TLS; Dial only returns
+// a TLS connection whose server was verified (by the roots or the pin).
+func (c *Conn) verifiedTLS() bool { return c.g.raw != c.g.Conn }
+
 // secure reports whether a secret sent in the clear is protected: TLS, a
 // loopback peer, or the account's explicit opt-in.
 func (c *Conn) secure(cr Credentials) bool {
@@ -113,13 +128,25 @@ func (c *Conn) secure(cr Credentials) bool {
 // capabilities (see capaAfterLogin). It runs after Dial, so after the TLS
 // gate; a mechanism that would send the secret itself over a connection
 // that is not secure (see Credentials.Cleartext) is refused before any byte
-// of it is sent. A failed mechanism is never followed by another one: a
-// server (or an attacker in the path) that fails SCRAM must not get the
-// password by PLAIN next. Only the OAuth2 mechanisms retry, once, with a
-// fresh token (see oauth).
+// of it is sent.
+//
+// A failed mechanism is followed by another one in one case only: auto
+// chose SCRAM, the session runs over verified TLS, and the server refused
+// the login as an authentication failure (many servers, Dovecot among
+// them, list SCRAM while their password database holds hashes SCRAM cannot
+// use). Then PLAIN, if offered, else USER/PASS, if offered (or CAPA was
+// not answered), is tried once on the same connection (RFC 5034 §4 lets
+// the client try again after -ERR); FellBack reports it. This cannot be
+// forced by an attacker to get the password: verified TLS already
+// authenticates the server, and the password goes only to it. There is
+// never a fallback after a failure on a connection without verified TLS,
+// for an explicitly configured mechanism, or to a mechanism the server did
+// not offer. The OAuth2 mechanisms retry, once, with a fresh token (see
+// oauth).
 //
 // A refusal wraps ErrAuth, ErrInUse, ErrLoginDelay or ErrLoginRefused (see
-// classifyLogin), or ErrMechanism when nothing was tried. Neither the
+// classifyLogin), or ErrMechanism when nothing was tried or the mechanism
+// is not implemented (see notImplemented). Neither the
 // password, a token, nor any response of a mechanism is ever put in an
 // error; errors name the mechanism and quote the server, with every
 // credential the session sent masked in its text (see Conn.remember).
@@ -150,13 +177,26 @@ func (c *Conn) Authenticate(ctx context.Context, cr Credentials) error {
 		err = c.apop(cr.Username, cr.Password)
 	case MechPlain:
 		cl := sasl.NewPlainClient("", cr.Username, cr.Password)
-		err = classifyLogin(c.sasl(m, &goSASL{c: cl}, false))
+		err = c.notImplemented(m, c.sasl(m, &goSASL{c: cl}, false))
 	case MechSCRAMSHA256, MechSCRAMSHA1:
 		var sc *scramClient
 		if sc, err = newSCRAM(m, cr.Username, cr.Password); err == nil {
+			sc.redact = c.redact
 			err = c.sasl(m, sc, false)
 		}
-		err = classifyLogin(err)
+		err = c.notImplemented(m, err)
+		if next := c.fallback(cr, err); next != "" {
+			c.fellBack = m
+			if next == MechUser {
+				err = c.Login(cr.Username, cr.Password)
+				if err == nil {
+					c.mech = next
+				}
+				return err
+			}
+			m = next
+			err = classifyLogin(c.sasl(m, &goSASL{c: sasl.NewPlainClient("", cr.Username, cr.Password)}, false))
+		}
 	case MechXOAUTH2, MechOAUTHBEARER:
 		err = c.oauth(ctx, m, cr)
 	}
@@ -167,6 +207,29 @@ func (c *Conn) Authenticate(ctx context.Context, cr Credentials) error {
 	return c.capaAfterLogin()
 }
 
+// fallback returns the mechanism to try after SCRAM failed with err, ""
+// for none (see Authenticate for the rule).
+func (c *Conn) fallback(cr Credentials, err error) Mechanism {
+	if err == nil || !errors.Is(err, ErrAuth) || c.botched != nil || !c.verifiedTLS() {
+		return ""
+	}
+	if cr.Mechanism != "" && cr.Mechanism != MechAuto {
+		return ""
+	}
+	switch {
+	case c.offered(MechPlain):
+		return MechPlain
+	case c.caps.user || !c.caps.known:
+		return MechUser
+	}
+	return ""
+}
+
+// offered reports whether the server lists m in CAPA SASL.
+func (c *Conn) offered(m Mechanism) bool {
+	return slices.ContainsFunc(c.caps.sasl, func(s string) bool { return strings.EqualFold(s, m.saslName()) })
+}
+
 // choose picks the mechanism. An explicit one must be offered in CAPA SASL
 // when the server announced a list at all (USER and APOP are not SASL and
 // are tried as asked). Auto, with a token source: OAUTHBEARER if offered,
@@ -175,9 +238,7 @@ func (c *Conn) Authenticate(ctx context.Context, cr Credentials) error {
 // without CAPA SASL gets USER/PASS, as it always did). APOP is never picked
 // by auto: its MD5 challenge is broken.
 func (c *Conn) choose(cr Credentials) (Mechanism, error) {
-	offered := func(m Mechanism) bool {
-		return slices.ContainsFunc(c.caps.sasl, func(s string) bool { return strings.EqualFold(s, m.saslName()) })
-	}
+	offered := c.offered
 	m := cr.Mechanism
 	if m == "" {
 		m = MechAuto
@@ -207,6 +268,9 @@ func (c *Conn) choose(cr Credentials) (Mechanism, error) {
 		return "", fmt.Errorf("%w: OAuth2 is configured but the server offers SASL %s, neither OAUTHBEARER nor XOAUTH2", ErrMechanism, sanitize(strings.Join(c.caps.sasl, " "), 120))
 	}
 	for _, m := range []Mechanism{MechSCRAMSHA256, MechSCRAMSHA1, MechPlain} {
+		if cr.NoSCRAM && m != MechPlain {
+			continue
+		}
 		if offered(m) {
 			return m, nil
 		}
@@ -254,6 +318,10 @@ func (c *Conn) sasl(m Mechanism, mc saslClient, twoStep bool) error {
 		}
 	}
 	r, err := c.Exchange("AUTH", line, maxChallenge)
+	if err != nil {
+		// The answer to the AUTH command itself (see notImplemented).
+		return &authRefused{fmt.Errorf("%s: %w", m, err)}
+	}
 	for n := 0; err == nil && r.Continuation; n++ {
 		if n == maxChallenges {
 			return c.cancel(m, fmt.Errorf("%w: %s: more than %d challenges", ErrProtocol, m, maxChallenges))
@@ -306,6 +374,32 @@ func (c *Conn) sasl(m Mechanism, mc saslClient, twoStep bool) error {
 		return c.botched
 	}
 	return nil
+}
+
+// authRefused is the server's -ERR in answer to the AUTH command itself,
+// before any challenge.
+type authRefused struct{ err error }
+
+func (e *authRefused) Error() string { return e.err.Error() }
+func (e *authRefused) Unwrap() error { return e.err }
+
+// notImplemented turns the -ERR a server without SASL (mailutils pop3d,
+// popa3d, solid-pop3d: "-ERR Not implemented") gives the AUTH command of a
+// mechanism its CAPA did not list into ErrMechanism: the credentials were
+// not judged, so the account is not held as for a wrong password. A reply
+// with a response code (RFC 2449, RFC 3206) says more and is classified as
+// usual (see classifyLogin), as is any error of a listed mechanism.
+func (c *Conn) notImplemented(m Mechanism, err error) error {
+	var ar *authRefused
+	var re *RespError
+	if c.offered(m) || !errors.As(err, &ar) || !errors.As(err, &re) || re.Code != "" {
+		return classifyLogin(err)
+	}
+	what := "does not list SASL in CAPA"
+	if len(c.caps.sasl) > 0 {
+		what = "does not list " + m.String() + " in CAPA SASL"
+	}
+	return fmt.Errorf("%w: auth = %q but the server %s and refused AUTH %s: %v", ErrMechanism, string(m), what, m, err)
 }
 
 // cancel ends an exchange the client cannot continue: "*" (RFC 5034 §4),
@@ -361,8 +455,9 @@ func (g *goSASL) verified() bool { return true }
 // scramClient runs SCRAM (RFC 5802, RFC 7677) with the GS2 header "n,,": no
 // channel binding, no authorization identity.
 type scramClient struct {
-	conv *scram.ClientConversation
-	step int // challenges taken
+	conv   *scram.ClientConversation
+	step   int                 // challenges taken
+	redact func(string) string // the Conn's (see Conn.redact); nil: none
 }
 
 func newSCRAM(m Mechanism, user, pass string) (*scramClient, error) {
@@ -398,6 +493,9 @@ func (s *scramClient) next(ch []byte) ([]byte, error) {
 		return []byte(resp), nil
 	case 2: // server-final-message: the server's signature, or e=
 		if e, ok := strings.CutPrefix(string(ch), "e="); ok {
+			if s.redact != nil {
+				e = s.redact(e)
+			}
 			return nil, fmt.Errorf("%w: the server refused the credentials (%s)", ErrAuth, sanitize(e, 80))
 		}
 		if _, err := s.conv.Step(string(ch)); err != nil {

@@ -217,6 +217,8 @@ type Conn struct {
 	greeting []byte
 	// mech is how the session logged in (see Authenticate).
 	mech Mechanism
+	// fellBack is the SCRAM mechanism auto tried before mech (see FellBack).
+	fellBack Mechanism
 	// secrets is every credential this session sent or holds (see
 	// remember); server text is masked with them (see redact).
 	secrets []string

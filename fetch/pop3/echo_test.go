@@ -5,6 +5,7 @@ import (
 	"crypto/md5"
 	"encoding/base64"
 	"encoding/hex"
+	"errors"
 	"strings"
 	"testing"
 
@@ -103,5 +104,67 @@ func TestServerEchoOfTokenRedacted(t *testing.T) {
 				}
 			}
 		})
+	}
+}
+
+// TestEchoAfterLogin: replies after login that are +OK yet malformed
+// (STAT, UIDL and LIST lines) are quoted in errors too, and so must be
+// masked like -ERR text: a server that echoes the credential there must
+// not put it in the log, the journal and `popfetch status`.
+func TestEchoAfterLogin(t *testing.T) {
+	const pass = "Sup3rSecretPw"
+	for _, tt := range []struct {
+		name   string
+		faults []pop3test.Fault
+	}{
+		{"STAT +OK echo", []pop3test.Fault{{Cmd: "STAT", Action: pop3test.Reply, Reply: "+OK hello PASS " + pass}}},
+		{"STAT -ERR echo", []pop3test.Fault{{Cmd: "STAT", Action: pop3test.Reply, Reply: "-ERR hello PASS " + pass}}},
+		{"UIDL line echo", []pop3test.Fault{{Cmd: "UIDL", Action: pop3test.Reply, Reply: "+OK\r\n1 PASS:" + pass + "\x01\r\n."}}},
+		{"UIDL number echo", []pop3test.Fault{{Cmd: "UIDL", Action: pop3test.Reply, Reply: "+OK\r\n" + pass + " uid1\r\n."}}},
+		{"LIST size echo", []pop3test.Fault{{Cmd: "LIST", Action: pop3test.Reply, Reply: "+OK\r\n1 " + pass + "\r\n."}}},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			srv := authServer(t, pop3test.Options{Pass: pass, Faults: tt.faults}, "")
+			c := dialAuth(t, srv)
+			if err := c.Authenticate(context.Background(), Credentials{Mechanism: MechUser, Username: "user", Password: pass}); err != nil {
+				t.Fatal(err)
+			}
+			_, _, err := c.Listing()
+			if err == nil {
+				t.Fatal("Listing succeeded")
+			}
+			if strings.Contains(err.Error(), pass) || !strings.Contains(err.Error(), "***") {
+				t.Errorf("error does not mask the password the server echoed: %v", err)
+			}
+		})
+	}
+}
+
+// TestSCRAMErrorEchoRedacted: the e= text of a SCRAM server-final-message
+// (RFC 5802 §7) is server text too.
+func TestSCRAMErrorEchoRedacted(t *testing.T) {
+	const pass = "Sup3rSecretPw"
+	var srv *pop3test.Server
+	fn := func(c *pop3test.Conn) {
+		// The AUTH line carries client-first "n,,n=user,r=<nonce>".
+		cmds := srv.Commands()
+		line := cmds[len(cmds)-1]
+		f := strings.Fields(line)
+		cf, _ := base64.StdEncoding.DecodeString(f[len(f)-1])
+		_, nonce, _ := strings.Cut(string(cf), "r=")
+		c.WriteLine("+ " + base64.StdEncoding.EncodeToString([]byte("r="+nonce+"srv,s="+base64.StdEncoding.EncodeToString([]byte("salt"))+",i=4096")))
+		c.ReadLine() // client-final
+		c.WriteLine("+ " + base64.StdEncoding.EncodeToString([]byte("e=invalid-proof for password "+pass)))
+		c.ReadLine() // "*"
+		c.WriteLine("-ERR [AUTH] cancelled")
+	}
+	srv = authServer(t, pop3test.Options{Pass: pass, Faults: []pop3test.Fault{{Cmd: "AUTH", Action: pop3test.Custom, Func: fn}}}, "SASL SCRAM-SHA-256")
+	c := dialAuth(t, srv)
+	err := c.Authenticate(context.Background(), Credentials{Mechanism: MechSCRAMSHA256, Username: "user", Password: pass})
+	if !errors.Is(err, ErrAuth) {
+		t.Fatalf("err = %v; want ErrAuth", err)
+	}
+	if strings.Contains(err.Error(), pass) || !strings.Contains(err.Error(), "***") {
+		t.Errorf("error does not mask the password in e=: %v", err)
 	}
 }

@@ -23,7 +23,8 @@ type Entry struct {
 }
 
 // parseStat parses the text after "+OK " of a STAT reply: "nn mm ...".
-func parseStat(b []byte) (count int, size int64, err error) {
+// Server text in an error is rendered by quote (the session's Conn.quote).
+func parseStat(b []byte, quote func([]byte) string) (count int, size int64, err error) {
 	f := bytes.Fields(b)
 	if len(f) < 2 {
 		return 0, 0, fmt.Errorf("%w: malformed STAT reply %s", ErrProtocol, quote(b))
@@ -49,7 +50,9 @@ func parseStat(b []byte) (count int, size int64, err error) {
 // apart by their identity (package fetch, reuse.go). A malformed line is
 // a protocol error, never skipped: a skipped line could make popfetch
 // believe a message is gone and forget it.
-func parseListing(body []byte, count int, byUID bool) ([]Entry, error) {
+//
+// Server text in an error is rendered by quote (the session's Conn.quote).
+func parseListing(body []byte, count int, byUID bool, quote func([]byte) string) ([]Entry, error) {
 	var out []Entry
 	seenNum := make(map[int]bool)
 	for len(body) > 0 {
@@ -202,8 +205,17 @@ func respCode(text string) string {
 
 // quote renders protocol bytes for an error or log: escaped, truncated.
 // Logging raw server data crashed fetchmail (CVE-2008-2711, CVE-2021-36386).
+// It masks nothing: it is for text read before any credential was sent;
+// after that, Conn.quote.
 func quote(b []byte) string {
 	return strconv.Quote(sanitize(string(b), 120))
+}
+
+// quote is the package quote with the session's credentials masked first
+// (see Conn.redact): a server may echo a credential in any reply, not only
+// in -ERR.
+func (c *Conn) quote(b []byte) string {
+	return strconv.Quote(sanitize(c.redact(string(b)), 120))
 }
 
 // sanitize cuts s to max bytes and replaces control characters (terminal

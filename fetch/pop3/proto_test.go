@@ -37,7 +37,7 @@ func TestValidUID(t *testing.T) {
 		if got := uidl.ValidUID(tt.uid); got != tt.want {
 			t.Errorf("uidl.ValidUID(%q) = %v; want %v", tt.uid, got, tt.want)
 		}
-		_, err := parseListing([]byte("1 "+tt.uid+"\r\n"), 1, true)
+		_, err := parseListing([]byte("1 "+tt.uid+"\r\n"), 1, true, quote)
 		if got := err == nil; got != tt.want {
 			t.Errorf("parseListing of UID %q: %v; want valid %v", tt.uid, err, tt.want)
 		}
@@ -62,7 +62,7 @@ func TestParseStat(t *testing.T) {
 		{"2000000 5", 0, 0, true},
 	}
 	for _, tt := range tests {
-		c, s, err := parseStat([]byte(tt.in))
+		c, s, err := parseStat([]byte(tt.in), quote)
 		if (err != nil) != tt.wantErr || c != tt.count || s != tt.size {
 			t.Errorf("parseStat(%q) = %d, %d, %v; want %d, %d, err=%v", tt.in, c, s, err, tt.count, tt.size, tt.wantErr)
 		}
@@ -104,7 +104,7 @@ func TestParseListing(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			got, err := parseListing([]byte(tt.body), tt.count, tt.uidl)
+			got, err := parseListing([]byte(tt.body), tt.count, tt.uidl, quote)
 			if tt.wantErr != "" {
 				if err == nil || !strings.Contains(err.Error(), tt.wantErr) && !strings.Contains(err.Error(), "invalid UID") {
 					t.Fatalf("parseListing(%q) err = %v; want %q", tt.body, err, tt.wantErr)
@@ -219,7 +219,7 @@ func FuzzParseListing(f *testing.F) {
 		if count < 0 || count > maxMessages {
 			return
 		}
-		got, err := parseListing(body, count, byUID)
+		got, err := parseListing(body, count, byUID, quote)
 		if err != nil {
 			return
 		}
@@ -246,7 +246,7 @@ func FuzzParseStat(f *testing.F) {
 	f.Add([]byte("2 320"))
 	f.Add([]byte("-1 -1"))
 	f.Fuzz(func(t *testing.T, b []byte) {
-		c, s, err := parseStat(b)
+		c, s, err := parseStat(b, quote)
 		if err == nil && (c < 0 || c > maxMessages || s < 0) {
 			t.Fatalf("parseStat(%q) = %d, %d", b, c, s)
 		}

@@ -56,7 +56,7 @@ func (c *Conn) Listing() (count int, list []Entry, err error) {
 	if err != nil {
 		return 0, nil, err
 	}
-	count, _, err = parseStat(st)
+	count, _, err = parseStat(st, c.quote)
 	if err != nil {
 		return 0, nil, err
 	}
@@ -79,7 +79,7 @@ func (c *Conn) Listing() (count int, list []Entry, err error) {
 		}
 		return count, nil, err
 	}
-	uids, err := parseListing(body, count, true)
+	uids, err := parseListing(body, count, true, c.quote)
 	if err != nil {
 		return count, nil, fmt.Errorf("uidl: %w", err)
 	}
@@ -92,7 +92,7 @@ func (c *Conn) Listing() (count int, list []Entry, err error) {
 	if err != nil {
 		return count, nil, err
 	}
-	sizes, err := parseListing(body, count, false)
+	sizes, err := parseListing(body, count, false, c.quote)
 	if err != nil {
 		return count, nil, fmt.Errorf("list: %w", err)
 	}
@@ -158,7 +158,7 @@ func (c *Conn) ReadRetr(e Entry) ([]byte, error) {
 	if n, ok := retrOctets(st); ok && n != e.Size && int64(len(raw)) != e.Size {
 		return nil, c.outOfStep(fmt.Errorf("%w (RETR %d announces %d octets, LIST said %d)", ErrMismatch, e.Num, n, e.Size))
 	}
-	if err := checkRetr(e, raw); err != nil {
+	if err := checkRetr(e, raw, c.quote); err != nil {
 		return nil, c.outOfStep(err)
 	}
 	return raw, nil
@@ -183,7 +183,7 @@ func (c *Conn) ReadListOf(e Entry) (int64, error) {
 		size, _ = strconv.ParseInt(string(f[1]), 10, 64)
 	}
 	if len(f) < 2 || string(f[0]) != strconv.Itoa(e.Num) || size < 0 || size > retrBudget(e.Size) || e.Size > retrBudget(size) {
-		return 0, c.outOfStep(fmt.Errorf("%w (LIST %d answered %s; want \"%d %d\")", ErrMismatch, e.Num, quote(b), e.Num, e.Size))
+		return 0, c.outOfStep(fmt.Errorf("%w (LIST %d answered %s; want \"%d %d\")", ErrMismatch, e.Num, c.quote(b), e.Num, e.Size))
 	}
 	return size, nil
 }
@@ -196,8 +196,8 @@ func (c *Conn) ReadStat() error {
 	if err != nil {
 		return err
 	}
-	if _, _, err := parseStat(b); err != nil {
-		return c.outOfStep(fmt.Errorf("%w (STAT closing a round answered %s)", ErrMismatch, quote(b)))
+	if _, _, err := parseStat(b, c.quote); err != nil {
+		return c.outOfStep(fmt.Errorf("%w (STAT closing a round answered %s)", ErrMismatch, c.quote(b)))
 	}
 	return nil
 }
@@ -245,7 +245,7 @@ func retrOctets(st []byte) (n int64, ok bool) {
 // mismatch; within it, equal and near-equal sizes are not told apart,
 // which is why the primary defence is that no reply may arrive when none
 // is due (Conn.idle).
-func checkRetr(e Entry, raw []byte) error {
+func checkRetr(e Entry, raw []byte, quote func([]byte) string) error {
 	first, _, _ := bytes.Cut(raw, []byte("\r\n"))
 	if isStatusLine(first) {
 		return fmt.Errorf("%w (message %d begins with the status line %s)", ErrMismatch, e.Num, quote(first))

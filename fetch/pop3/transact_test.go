@@ -52,7 +52,7 @@ func TestCheckRetr(t *testing.T) {
 		{"far smaller than LIST", []byte("x\r\n"), 3 << 20, false},
 	} {
 		e.Size = tt.size
-		if err := checkRetr(e, tt.raw); (err == nil) != tt.ok {
+		if err := checkRetr(e, tt.raw, quote); (err == nil) != tt.ok {
 			t.Errorf("%s: checkRetr = %v; want ok %v", tt.name, err, tt.ok)
 		}
 	}
@@ -83,7 +83,7 @@ func FuzzCheckRetr(f *testing.F) {
 		if size < 0 {
 			return // LIST sizes are never negative (parseListing)
 		}
-		err := checkRetr(Entry{Num: 1, UID: "u", Size: size}, raw)
+		err := checkRetr(Entry{Num: 1, UID: "u", Size: size}, raw, quote)
 		first, _, _ := bytes.Cut(raw, []byte("\r\n"))
 		if isStatusLine(first) && err == nil {
 			t.Fatalf("checkRetr accepted a message that begins with the status line %q", first)

@@ -62,22 +62,27 @@ func Secrets(text string, secrets ...string) string {
 }
 
 // fragment masks run if it, or it without the dots that mark a cut
-// ("AHVz..."), is at least minFragment long and part of a secret.
+// ("AHVz..."), is at least minFragment long and part of a secret, or of
+// the secret re-encoded in the URL-safe base64 alphabet (RFC 4648 §5: "-"
+// and "_" for "+" and "/"), which a peer that decodes and re-encodes a
+// SASL response may echo.
 func fragment(run string, secrets []string) string {
 	core := strings.TrimRight(run, ".")
 	if len(core) < minFragment {
 		return run
 	}
 	for _, s := range secrets {
-		if strings.Contains(s, core) {
+		if strings.Contains(s, core) || strings.Contains(urlSafe.Replace(s), core) {
 			return Mask + run[len(core):]
 		}
 	}
 	return run
 }
 
+var urlSafe = strings.NewReplacer("+", "-", "/", "_")
+
 func tokenChar(c byte) bool {
-	return 'a' <= c && c <= 'z' || 'A' <= c && c <= 'Z' || '0' <= c && c <= '9' || strings.IndexByte("+/=-._~", c) >= 0
+	return 'a' <= c && c <= 'z' || 'A' <= c && c <= 'Z' || '0' <= c && c <= '9' || strings.IndexByte("+/=-_.~", c) >= 0
 }
 
 // Encoded returns secrets together with the forms an HTTP request

@@ -76,3 +76,26 @@ func TestEncoded(t *testing.T) {
 		t.Errorf("Basic with no password = %q; want none", got)
 	}
 }
+
+// TestSecretsURLSafe: a peer that decodes a SASL response and echoes it
+// re-encoded in the URL-safe alphabet (RFC 4648 §5), whole or cut short,
+// is masked like the standard encoding.
+func TestSecretsURLSafe(t *testing.T) {
+	resp := []byte("\x00user\x00" + "Sup3r?Secret>Pw")
+	std := base64.StdEncoding.EncodeToString(resp)
+	url := base64.URLEncoding.EncodeToString(resp)
+	raw := base64.RawURLEncoding.EncodeToString(resp)
+	if url == std || !strings.ContainsAny(url, "-_") {
+		t.Fatalf("test response %q does not tell the alphabets apart", resp)
+	}
+	for _, tt := range []struct{ name, text, want string }{
+		{"whole", "-ERR bad " + url, "-ERR bad ***"},
+		{"unpadded", "-ERR bad " + raw + " end", "-ERR bad *** end"},
+		{"cut short", "-ERR bad " + url[:20] + "...", "-ERR bad ***..."},
+		{"standard still", "-ERR bad " + std, "-ERR bad ***"},
+	} {
+		if got := Secrets(tt.text, std); got != tt.want {
+			t.Errorf("%s: Secrets(%q) = %q; want %q", tt.name, tt.text, got, tt.want)
+		}
+	}
+}
