@@ -50,7 +50,7 @@ type Poller struct {
 	// oauth keeps each account's OAuth2 token source across polls (see
 	// oauthSources).
 	oauth oauthSources
-	// scramRefused holds the accounts (by name) whose auth = "auto" login
+	// scramRefused holds the accounts (by scramKey) whose auth = "auto" login
 	// fell back from SCRAM in this process (see noSCRAM).
 	scramRefused map[string]bool
 

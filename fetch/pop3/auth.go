@@ -207,10 +207,17 @@ func (c *Conn) Authenticate(ctx context.Context, cr Credentials) error {
 	return c.capaAfterLogin()
 }
 
+// errNoProof marks a SCRAM exchange whose server-final message did not
+// carry a valid server signature (RFC 5802 §5): the server cannot prove
+// that it knows the password.
+var errNoProof = errors.New("it cannot prove that it knows the password")
+
 // fallback returns the mechanism to try after SCRAM failed with err, ""
 // for none (see Authenticate for the rule).
 func (c *Conn) fallback(cr Credentials, err error) Mechanism {
-	if err == nil || !errors.Is(err, ErrAuth) || c.botched != nil || !c.verifiedTLS() {
+	if err == nil || !errors.Is(err, ErrAuth) || errors.Is(err, errNoProof) || c.botched != nil || !c.verifiedTLS() {
+		// errNoProof: the server failed mutual authentication, so it
+		// may be an impostor; it gets no password in any form.
 		return ""
 	}
 	if cr.Mechanism != "" && cr.Mechanism != MechAuto {
@@ -268,7 +275,8 @@ func (c *Conn) choose(cr Credentials) (Mechanism, error) {
 		return "", fmt.Errorf("%w: OAuth2 is configured but the server offers SASL %s, neither OAUTHBEARER nor XOAUTH2", ErrMechanism, sanitize(strings.Join(c.caps.sasl, " "), 120))
 	}
 	for _, m := range []Mechanism{MechSCRAMSHA256, MechSCRAMSHA1, MechPlain} {
-		if cr.NoSCRAM && m != MechPlain {
+		// NoSCRAM was learnt over verified TLS and holds only there.
+		if cr.NoSCRAM && c.verifiedTLS() && m != MechPlain {
 			continue
 		}
 		if offered(m) {
@@ -499,7 +507,7 @@ func (s *scramClient) next(ch []byte) ([]byte, error) {
 			return nil, fmt.Errorf("%w: the server refused the credentials (%s)", ErrAuth, sanitize(e, 80))
 		}
 		if _, err := s.conv.Step(string(ch)); err != nil {
-			return nil, fmt.Errorf("%w: the server failed SCRAM (%v): it cannot prove that it knows the password", ErrAuth, err)
+			return nil, fmt.Errorf("%w: the server failed SCRAM (%v): %w", ErrAuth, err, errNoProof)
 		}
 		return []byte{}, nil
 	}
