@@ -5,11 +5,8 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"reflect"
 	"slices"
 	"sync"
-
-	"github.com/hashicorp/hcl/v2"
 
 	"github.com/popfetch/popfetch/fetch/oauth"
 	"github.com/popfetch/popfetch/rcfile"
@@ -59,24 +56,17 @@ type oauthSources struct {
 }
 
 type oauthSource struct {
-	stateDir string
-	cfg      rcfile.OAuth2 // Range cleared: moving the block is no change
-	command  []string
-	tf       TokenFunc
-	src      *oauth.Source
+	acct *rcfile.Account // the settings the source was built from
+	tf   TokenFunc
+	src  *oauth.Source
 }
 
 // token returns account a's TokenFunc as OAuth2Token does, the same one
 // for as long as a's oauth2 settings stay the same.
 func (c *oauthSources) token(a *rcfile.Account, log *slog.Logger) (TokenFunc, error) {
-	var cfg rcfile.OAuth2
-	if a.OAuth2 != nil {
-		cfg = *a.OAuth2
-		cfg.Range = hcl.Range{}
-	}
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	if e, ok := c.m[a.Name]; ok && e.stateDir == a.StateDir && reflect.DeepEqual(e.cfg, cfg) && slices.Equal(e.command, a.OAuth2TokenCommand) {
+	if e, ok := c.m[a.Name]; ok && rcfile.SameSignIn(e.acct, a) {
 		return e.tf, nil
 	}
 	tf, src, err := oauth2Token(a, log)
@@ -86,6 +76,19 @@ func (c *oauthSources) token(a *rcfile.Account, log *slog.Logger) (TokenFunc, er
 	if c.m == nil {
 		c.m = make(map[string]oauthSource)
 	}
-	c.m[a.Name] = oauthSource{stateDir: a.StateDir, cfg: cfg, command: slices.Clone(a.OAuth2TokenCommand), tf: tf, src: src}
+	c.m[a.Name] = oauthSource{acct: signInOf(a), tf: tf, src: src}
 	return tf, nil
+}
+
+// signInOf copies what rcfile.SameSignIn compares, so that a caller that
+// edits its Account afterwards (tests do) cannot make the cache's copy
+// agree with it.
+func signInOf(a *rcfile.Account) *rcfile.Account {
+	c := &rcfile.Account{StateDir: a.StateDir, OAuth2TokenCommand: slices.Clone(a.OAuth2TokenCommand)}
+	if a.OAuth2 != nil {
+		o := *a.OAuth2
+		o.Scopes = slices.Clone(o.Scopes)
+		c.OAuth2 = &o
+	}
+	return c
 }

@@ -38,3 +38,13 @@ var sameAccountOpts = []cmp.Option{
 func SameAccount(x, y *Account) bool {
 	return cmp.Equal(x, y, sameAccountOpts...)
 }
+
+// SameSignIn reports whether x and y sign in to the same OAuth2 grant:
+// the same oauth2 block (positions ignored, as in SameAccount), the same
+// oauth2_token_command and the same state_dir (where the tokens live).
+// Package fetch keeps one token source per account while this holds.
+func SameSignIn(x, y *Account) bool {
+	return cmp.Equal(x.OAuth2, y.OAuth2, sameAccountOpts...) &&
+		cmp.Equal(x.OAuth2TokenCommand, y.OAuth2TokenCommand, cmpopts.EquateEmpty()) &&
+		x.StateDir == y.StateDir
+}

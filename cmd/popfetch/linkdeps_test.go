@@ -41,3 +41,33 @@ func TestBinaryLinksNoTestCode(t *testing.T) {
 		t.Errorf("go list -deps ./cmd/popfetch links %v (imported by %v); the binary must carry no test code", bad, importers)
 	}
 }
+
+// TestImportRules pins the package graph's rules: go-pop3 is used only by
+// fetch/pop3 (popfetch's POP3 client wraps it), and hcl only by rcfile and
+// this command (the poll and the daemon see decoded settings, never HCL).
+func TestImportRules(t *testing.T) {
+	t.Parallel()
+	out, err := exec.Command("go", "list", "-f", `{{.ImportPath}} {{join .Imports " "}}`, repoRoot+"/...").Output()
+	if err != nil {
+		t.Fatalf("go list: %v", err)
+	}
+	const mod = "github.com/popfetch/popfetch"
+	allowed := map[string][]string{
+		"github.com/knadh/go-pop3":      {mod + "/fetch/pop3"},
+		"github.com/hashicorp/hcl/v2":   {mod + "/rcfile", mod + "/cmd/popfetch"},
+		"github.com/hashicorp/hcl/v2/*": {mod + "/rcfile"},
+	}
+	for _, line := range strings.Split(strings.TrimSpace(string(out)), "\n") {
+		f := strings.Fields(line)
+		pkg, imports := f[0], f[1:]
+		for _, imp := range imports {
+			key := imp
+			if strings.HasPrefix(imp, "github.com/hashicorp/hcl/v2/") {
+				key = "github.com/hashicorp/hcl/v2/*"
+			}
+			if who, ok := allowed[key]; ok && !slices.Contains(who, pkg) {
+				t.Errorf("%s imports %s; only %v may", pkg, imp, who)
+			}
+		}
+	}
+}
