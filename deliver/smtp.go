@@ -774,7 +774,7 @@ func (d *SMTP) classify(ctx context.Context, stage string, err error) *Error {
 		}
 		return &Error{Target: d.target, Reason: fmt.Sprintf("%stimed out after %v", prefix, limit), Err: err}
 	}
-	return &Error{Target: d.target, Reason: strings.ToValidUTF8(SafeValue(prefix+err.Error(), 200), "?"), Err: err}
+	return &Error{Target: d.target, Reason: reasonText(prefix + err.Error()), Err: err}
 }
 
 // replyReason renders a server reply for X-Popfetch-Reason and logs, e.g.
@@ -787,7 +787,15 @@ func (d *SMTP) replyReason(se *smtp.SMTPError) string {
 	if msg := strings.TrimSpace(se.Message); msg != "" {
 		s += " " + msg
 	}
-	return strings.ToValidUTF8(SafeValue(s, 200), "?")
+	return reasonText(s)
+}
+
+// reasonText makes s a reason: one line of at most 200 bytes of valid
+// UTF-8 without control characters. SafeValue keeps a TAB, which a header
+// field may hold; a reason is also a log value and a table cell, where a
+// TAB from the server would misalign what the admin reads.
+func reasonText(s string) string {
+	return strings.ToValidUTF8(strings.ReplaceAll(SafeValue(s, 200), "\t", " "), "?")
 }
 
 // copySize is the size of the CRLF copy, for the SIZE parameter (RFC
