@@ -3,13 +3,11 @@ package fetch
 import (
 	"context"
 	"fmt"
-	"io"
 	"os"
 	"path/filepath"
 	"testing"
 	"time"
 
-	"github.com/popfetch/popfetch/fetch/oauth"
 	"github.com/popfetch/popfetch/fetch/oauthtest"
 	"github.com/popfetch/popfetch/rcfile"
 )
@@ -25,15 +23,9 @@ func TestUnsavedTokenAcrossPolls(t *testing.T) {
 	idp.AutoApprove = true
 	idp.Rotate = true
 	a := &rcfile.Account{Name: "work", StateDir: t.TempDir(), OAuth2: idp.Registration(rcfile.FlowDevice)}
-	src, err := oauth.New(a, oauth.Options{})
-	if err != nil {
-		t.Fatal(err)
-	}
+	src := oauthLogin(t, a)
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
-	if err := src.Login(ctx, oauth.LoginIO{Out: io.Discard}); err != nil {
-		t.Fatal(err)
-	}
 	// The disk "fills up": writeTokens' temporary file cannot be made.
 	block := fmt.Sprintf("%s.tmp%d", src.Path(), os.Getpid())
 	if err := os.MkdirAll(filepath.Join(block, "x"), 0o700); err != nil {

@@ -21,15 +21,9 @@ func TestOAuth2TokenHold(t *testing.T) {
 	defer idp.Close()
 	idp.AutoApprove = true
 	a := &rcfile.Account{Name: "work", StateDir: t.TempDir(), OAuth2: idp.Registration(rcfile.FlowDevice)}
-	src, err := oauth.New(a, oauth.Options{})
-	if err != nil {
-		t.Fatal(err)
-	}
+	oauthLogin(t, a)
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
-	if err := src.Login(ctx, oauth.LoginIO{Out: io.Discard}); err != nil {
-		t.Fatal(err)
-	}
 	tf, err := OAuth2Token(a, nil)
 	if err != nil || tf == nil {
 		t.Fatalf("OAuth2Token = %v, %v", tf, err)
@@ -60,4 +54,20 @@ func TestOAuth2TokenHold(t *testing.T) {
 	if tf, err := OAuth2Token(&rcfile.Account{Name: "pw"}, nil); tf != nil || err != nil {
 		t.Errorf("OAuth2Token(password account) = %v, %v; want nil, nil", tf != nil, err)
 	}
+}
+
+// oauthLogin signs a in at its provider, as `popfetch login` does, and
+// returns the token source it used.
+func oauthLogin(t *testing.T, a *rcfile.Account) *oauth.Source {
+	t.Helper()
+	src, err := oauth.New(a, oauth.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	if err := src.Login(ctx, oauth.LoginIO{Out: io.Discard}); err != nil {
+		t.Fatal(err)
+	}
+	return src
 }

@@ -61,15 +61,7 @@ func (r *oauthRig) account(t *testing.T, name, user string, auth rcfile.AuthMeth
 func (r *oauthRig) login(t *testing.T, a *rcfile.Account, user string) {
 	t.Helper()
 	r.idp.User = user
-	src, err := oauth.New(a, oauth.Options{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
-	defer cancel()
-	if err := src.Login(ctx, oauth.LoginIO{Out: io.Discard}); err != nil {
-		t.Fatal(err)
-	}
+	oauthLogin(t, a)
 }
 
 // logins counts dovecot's log lines about sign-ins of user with method

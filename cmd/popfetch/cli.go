@@ -244,6 +244,17 @@ func (g *globals) loadRC(warn bool) (*rcfile.Config, string, bool) {
 }
 
 // selectAccounts returns the accounts named (all when names is empty).
+// selectAccounts selects as the function of that name does and says an
+// unknown name on stderr; the command then exits with exitUsage.
+func (g *globals) selectAccounts(cfg *rcfile.Config, names []string) ([]*rcfile.Account, bool) {
+	accts, err := selectAccounts(cfg, names)
+	if err != nil {
+		fmt.Fprintf(g.stderr, "popfetch: %v\n", err)
+		return nil, false
+	}
+	return accts, true
+}
+
 func selectAccounts(cfg *rcfile.Config, names []string) ([]*rcfile.Account, error) {
 	if len(names) == 0 {
 		return cfg.Accounts, nil
@@ -268,9 +279,8 @@ func (g *globals) fetch(ctx context.Context, args []string) int {
 	if !ok {
 		return exitConfig
 	}
-	accts, err := selectAccounts(cfg, fs.Args())
-	if err != nil {
-		fmt.Fprintf(g.stderr, "popfetch: %v\n", err)
+	accts, ok := g.selectAccounts(cfg, fs.Args())
+	if !ok {
 		return exitUsage
 	}
 	ctx, graceful, stop := signalContext(ctx, g.stderr)
@@ -428,9 +438,8 @@ func (g *globals) check(ctx context.Context, args []string) int {
 	if !*connect {
 		return exitOK
 	}
-	accts, err := selectAccounts(cfg, fs.Args())
-	if err != nil {
-		fmt.Fprintf(g.stderr, "popfetch: %v\n", err)
+	accts, ok := g.selectAccounts(cfg, fs.Args())
+	if !ok {
 		return exitUsage
 	}
 	p := &fetch.Poller{Log: g.logger(slog.LevelWarn)}

@@ -36,9 +36,8 @@ func (g *globals) login(ctx context.Context, args []string) int {
 	if !ok {
 		return exitConfig
 	}
-	accts, err := selectAccounts(cfg, fs.Args())
-	if err != nil {
-		fmt.Fprintf(g.stderr, "popfetch: %v\n", err)
+	accts, ok := g.selectAccounts(cfg, fs.Args())
+	if !ok {
 		return exitUsage
 	}
 	a := accts[0]
