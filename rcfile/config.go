@@ -177,6 +177,47 @@ type Multidrop struct {
 	QVirtual         string // qmail virtual-domain prefix stripped from envelope addresses
 	DedupeMessageID  bool   // drop a second copy with the same Message-ID for the same user in one poll
 	Users            []*User
+	// LDAP, when set, adds the users and addresses of an LDAP or Active
+	// Directory directory to Users (configured users win a conflict).
+	LDAP *LDAP
+}
+
+// LDAP is a multidrop directory kept in LDAP or Active Directory
+// (multidrop { ldap { } }). It is loaded whole and kept for Refresh, never
+// looked up per message; the fetch package owns that cache.
+type LDAP struct {
+	// URL is ldaps://host[:port] (TLS from the start) or ldap://host[:port]
+	// (StartTLS, required: never a plain-text bind). The certificate is
+	// verified like a POP3 server's, against CAFile or the system roots.
+	URL      string
+	CAFile   string
+	BindDN   string   // "" = anonymous (then Password is zero)
+	Password Password // the bind password, resolved only when binding
+	BaseDN   string
+	// Filter selects the user entries. The default fits Active
+	// Directory: enabled person/user objects.
+	Filter string
+	// UserAttribute holds the local user name ({user}), lower-cased:
+	// sAMAccountName (the default) for AD, uid for OpenLDAP.
+	UserAttribute string
+	// AddressAttributes hold the user's addresses; default mail,
+	// proxyAddresses. Values of proxyAddresses count only with the smtp:
+	// or SMTP: prefix (other address types are ignored).
+	AddressAttributes []string
+	// Groups expands groups: an address of an entry matching GroupFilter
+	// delivers to every user entry its MemberAttribute names (by DN).
+	Groups          bool
+	GroupFilter     string        // default (objectClass=group)
+	MemberAttribute string        // default member
+	Refresh         time.Duration // reload after this long; default 5m
+	// Grace is how long the last good copy keeps serving while the
+	// directory cannot be loaded; default 24h, 0 = never (mail waits on
+	// the server until the directory answers).
+	Grace      time.Duration
+	Timeout    time.Duration // connect, bind and the whole search; default 30s
+	MaxEntries int           // entries read at most (users and groups); default 100000
+
+	Range hcl.Range // the ldap block, for diagnostics
 }
 
 // User is a local user of a multidrop domain.
