@@ -20,14 +20,17 @@ import (
 // Lookup order for a local part and a domain (first hit wins):
 //  1. an explicit full address of a user ("joe@example.com"),
 //  2. an explicit local part of a user ("joe", any local domain),
-//  3. an alias from LoadAliases (alias names are case-insensitive, as in
+//  3. a group address from AddGroup (full addresses only), expanding to
+//     its members,
+//  4. an alias from LoadAliases (alias names are case-insensitive, as in
 //     sendmail's aliases(5)), expanding to one or more users,
-//  4. a system user, when SetSystemUsers(true) was called.
+//  5. a system user, when SetSystemUsers(true) was called.
 type Directory struct {
 	caseSensitive bool
 	users         map[string]bool     // configured user names
 	byAddr        map[string]string   // "local@domain" → user
 	byLocal       map[string]string   // "local" → user
+	groups        map[string][]string // "local@domain" → member users (AddGroup)
 	aliases       map[string]aliasExp // alias name (lower-case) → expansion
 	ignored       []string            // from NewDirectory
 	aliasIgnored  []string            // from the last LoadAliases
@@ -78,6 +81,7 @@ func NewDirectory(users map[string][]string, caseSensitive bool) *Directory {
 		users:         make(map[string]bool, len(users)),
 		byAddr:        make(map[string]string),
 		byLocal:       make(map[string]string),
+		groups:        make(map[string][]string),
 		aliases:       make(map[string]aliasExp),
 		lookupUID:     lookupSystemUID,
 		sysCache:      make(map[string]bool),
@@ -181,6 +185,9 @@ func (d *Directory) LookupAll(localPart, domain string) []string {
 	if u, ok := d.byLocal[key]; ok {
 		return []string{u}
 	}
+	if g, ok := d.groups[key+"@"+domain]; ok {
+		return append([]string(nil), g...)
+	}
 	if a, ok := d.aliases[strings.ToLower(localPart)]; ok {
 		out := append([]string(nil), a.users...)
 		for _, s := range a.sys {
@@ -261,4 +268,103 @@ func lookupSystemUID(name string) (uint64, bool) {
 		return 0, false
 	}
 	return uid, true
+}
+
+// AddUsers adds the users of an external directory (an LDAP snapshot) to
+// a Directory built by NewDirectory, naming them source in Ignored. The
+// configured users win: an address already mapped, also through a
+// configured bare local part, stays with its user and the conflict is
+// noted; a name that is also a configured user keeps that user (and its
+// deliver block, which the caller keys by name) and gains the addresses.
+// Only full addresses count ("joe@example.com"): a directory maps
+// mailboxes, not local parts of every domain. Call it before AddGroup and
+// before the Directory is used.
+func (d *Directory) AddUsers(users map[string][]string, source string) {
+	names := make([]string, 0, len(users))
+	for name := range users {
+		names = append(names, name)
+	}
+	sort.Strings(names)
+	// The bare local parts mapped so far are the configured ones: a
+	// directory's full address must not take mail that a configured
+	// local part already receives.
+	configured := make(map[string]string, len(d.byLocal))
+	for k, v := range d.byLocal {
+		configured[k] = v
+	}
+	for _, name := range names {
+		if !safeToken(name) {
+			d.ignored = append(d.ignored, source+" user "+strconv.Quote(name)+": invalid user name")
+			continue
+		}
+		d.users[name] = true
+		for _, a := range users[name] {
+			a = strings.TrimSpace(a)
+			i := strings.LastIndexByte(a, '@')
+			if i <= 0 || !safeToken(a) {
+				d.ignored = append(d.ignored, source+" user "+name+": invalid address "+strconv.Quote(a))
+				continue
+			}
+			if prev, ok := configured[d.fold(a[:i])]; ok && prev != name {
+				d.ignored = append(d.ignored, source+" address "+a+" of user "+name+" already belongs to "+prev)
+				continue
+			}
+			n := len(d.ignored)
+			d.addAddress(name, a)
+			for j := n; j < len(d.ignored); j++ {
+				d.ignored[j] = source + " " + d.ignored[j]
+			}
+		}
+	}
+}
+
+// AddGroup makes the full address addr deliver to users, like an alias
+// that resolves to them, looked up after the users' own addresses: an
+// address that a user has keeps going to that user. Members must be users
+// of the Directory already (NewDirectory, AddUsers); others are skipped
+// and noted with source in Ignored, as is a group left with no member.
+func (d *Directory) AddGroup(addr string, users []string, source string) {
+	addr = strings.TrimSpace(addr)
+	i := strings.LastIndexByte(addr, '@')
+	dom, ok := "", false
+	if i > 0 && safeToken(addr) {
+		dom, ok = NormalizeDomain(addr[i+1:])
+	}
+	if !ok {
+		d.ignored = append(d.ignored, source+" group: invalid address "+strconv.Quote(addr))
+		return
+	}
+	key := d.fold(addr[:i]) + "@" + dom
+	if u, ok := d.byAddr[key]; ok {
+		d.ignored = append(d.ignored, source+" group address "+addr+" already belongs to user "+u)
+		return
+	}
+	if u, ok := d.byLocal[d.fold(addr[:i])]; ok {
+		d.ignored = append(d.ignored, source+" group address "+addr+" already belongs to user "+u)
+		return
+	}
+	members := append([]string(nil), d.groups[key]...)
+	for _, u := range users {
+		switch {
+		case !d.users[u]:
+			d.ignored = append(d.ignored, source+" group "+addr+": member "+strconv.Quote(u)+" is not a user")
+		case !contains(members, u):
+			members = append(members, u)
+		}
+	}
+	if len(members) == 0 {
+		d.ignored = append(d.ignored, source+" group "+addr+": no member is a user")
+		return
+	}
+	d.groups[key] = members
+}
+
+// HasUser reports whether name is a user that mail can be delivered to:
+// configured (NewDirectory), added (AddUsers), or a system user when
+// SetSystemUsers(true) was called. An alias reaches only such users.
+func (d *Directory) HasUser(name string) bool {
+	if d == nil || !safeToken(name) {
+		return false
+	}
+	return d.users[name] || d.systemUser(name)
 }
