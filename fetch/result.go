@@ -20,6 +20,10 @@ var (
 	ErrLoginDelay   = pop3.ErrLoginDelay   // the server asked for a pause between logins ([LOGIN-DELAY])
 	// ErrLocked: another popfetch process is polling this mailbox (state lock held).
 	ErrLocked = errors.New("mailbox state locked by another popfetch process")
+	// ErrDirectory: the account's user directory (multidrop ldap) could
+	// not be loaded and no good copy within its grace period exists; a
+	// temporary failure, and nothing was fetched.
+	ErrDirectory = errors.New("user directory unavailable")
 )
 
 // Result is the outcome of one poll of one account.
@@ -48,5 +52,8 @@ type Result struct {
 	// Mechanism is how the session logged in (pop3.Mechanism's String:
 	// "SCRAM-SHA-256", "OAUTHBEARER", "USER", ...), "" before a login.
 	Mechanism string
+	// Directory is the state of the account's user directory (multidrop
+	// ldap) in this poll; nil without one.
+	Directory *DirectoryState
 	Err       error // nil, or the reason the poll failed (wraps a sentinel above where one applies)
 }

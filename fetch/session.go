@@ -38,6 +38,9 @@ type Poller struct {
 	// poll's outcome itself, idle polls at Debug and an error once per
 	// change, so that hundreds of idle accounts do not flood the log.
 	NoPollLog bool
+	// LoadDirectory loads a multidrop account's LDAP directory; nil =
+	// ldapdir.Load (tests inject a fake one).
+	LoadDirectory LoadDirectoryFunc
 
 	mu sync.Mutex
 	// careful holds the mailboxes (UIDL store paths) whose last poll
@@ -50,6 +53,9 @@ type Poller struct {
 	// oauth keeps each account's OAuth2 token source across polls (see
 	// oauthSources).
 	oauth oauthSources
+	// dirs keeps each multidrop account's LDAP directory across polls
+	// (see directories).
+	dirs directories
 	// scramRefused holds the accounts (by scramKey) whose auth = "auto" login
 	// fell back from SCRAM in this process (see noSCRAM).
 	scramRefused map[string]bool
@@ -137,6 +143,10 @@ type PollOptions struct {
 	// first poll of an account, a poll an operator asked for, and the
 	// first one after SIGHUP or a change of the account's config.
 	RetryDele bool
+	// FreshDirectory loads the account's user directory (multidrop
+	// ldap) even if its copy is younger than the refresh interval: the
+	// daemon sets it where it sets RetryDele.
+	FreshDirectory bool
 }
 
 // stopping reports whether the poll was asked to stop (PollOptions.Stop).
@@ -304,6 +314,11 @@ func (s *session) run(ctx context.Context) error {
 		return err
 	}
 	if !s.dryRun {
+		// Before connecting: a poll that cannot route must not fetch.
+		snap, err := s.loadDirectory(ctx)
+		if err != nil {
+			return err
+		}
 		build := s.p.Dispatcher
 		if build == nil {
 			build = NewDispatcher
@@ -311,6 +326,7 @@ func (s *session) run(ctx context.Context) error {
 		if s.disp, err = build(a); err != nil {
 			return err
 		}
+		s.useDirectory(snap)
 	}
 	var token pop3.TokenFunc
 	if s.p.Token != nil {

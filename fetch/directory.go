@@ -1,0 +1,325 @@
+package fetch
+
+import (
+	"context"
+	"crypto/x509"
+	"fmt"
+	"log/slog"
+	"reflect"
+	"slices"
+	"sort"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/google/go-cmp/cmp"
+
+	"github.com/popfetch/popfetch/deliver/ldapdir"
+	"github.com/popfetch/popfetch/internal/trust"
+	"github.com/popfetch/popfetch/rcfile"
+)
+
+// defaultDirectoryRefresh is rcfile.LDAP.Refresh's default, for an LDAP
+// value built without the rc file's defaults.
+const defaultDirectoryRefresh = 5 * time.Minute
+
+// DirectoryState is what a poll knows of its account's user directory
+// (multidrop ldap): the copy it routed with, and the last failure to load
+// one. `popfetch status` shows it.
+type DirectoryState struct {
+	Source    string    `json:"source"` // "ldap"
+	URL       string    `json:"url"`
+	Users     int       `json:"users"`              // in the copy in use
+	Addresses int       `json:"addresses"`          // in the copy in use
+	Groups    int       `json:"groups"`             // in the copy in use
+	LoadedAt  time.Time `json:"loaded_at,omitzero"` // when the copy in use was loaded; zero: none
+	// Stale: the last load failed and the poll used the last good copy,
+	// which serves until GraceUntil.
+	Stale      bool      `json:"stale,omitempty"`
+	GraceUntil time.Time `json:"grace_until,omitzero"`
+	// LastError is the last failed load's error while loads keep
+	// failing ("" once one succeeds); FailingSince is the first failure
+	// of that streak, LastErrorAt the latest.
+	LastError    string    `json:"last_error,omitempty"`
+	LastErrorAt  time.Time `json:"last_error_at,omitzero"`
+	FailingSince time.Time `json:"failing_since,omitzero"`
+}
+
+// Available reports whether the poll had a directory copy to route with.
+func (s *DirectoryState) Available() bool { return s != nil && !s.LoadedAt.IsZero() }
+
+// LoadDirectoryFunc loads an LDAP directory once: the shape of
+// ldapdir.Load.
+type LoadDirectoryFunc = func(ctx context.Context, c ldapdir.Config) (*ldapdir.Snapshot, error)
+
+// directories keeps one LDAP snapshot per account for a Poller's
+// lifetime, like oauthSources: loaded whole at the start of a poll when
+// it is older than the account's refresh (or the poll asks for a fresh
+// one), never per message. A copy is dropped when the account's ldap
+// settings change.
+//
+// A load that fails, or yields no user, is a temporary condition: the
+// last good copy serves while it is younger than the grace period (a
+// short outage does not stop mail); after that, or with no copy, the poll
+// fails before it connects, so the mail waits on the server. A message is
+// never sent to the postmaster as for an unknown user because the
+// directory could not be read.
+type directories struct {
+	mu sync.Mutex // guards m only; a load holds its entry's lock
+	m  map[string]*dirEntry
+}
+
+// dirEntry is one account's directory. Its mutex is held while loading,
+// so a slow server delays only that account's poll.
+type dirEntry struct {
+	mu       sync.Mutex
+	ldap     *rcfile.LDAP // the settings the copy was loaded with
+	snap     *ldapdir.Snapshot
+	loadedAt time.Time // by the Poller's clock
+	// The failure streak since the last good load.
+	lastErr      string
+	lastErrAt    time.Time
+	failingSince time.Time
+	// warned: the streak's first use of the old copy was logged as Warn;
+	// logged: the current copy's ignored entries were logged.
+	warned, logged bool
+}
+
+// entry returns account a's entry, a new one if a's ldap settings
+// changed.
+func (c *directories) entry(a *rcfile.Account) *dirEntry {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	l := a.Multidrop.LDAP
+	if e, ok := c.m[a.Name]; ok && sameLDAP(e.ldap, l) {
+		return e
+	}
+	if c.m == nil {
+		c.m = map[string]*dirEntry{}
+	}
+	e := &dirEntry{ldap: ldapOf(l)}
+	c.m[a.Name] = e
+	return e
+}
+
+// forget drops account name's copy (its ldap block is gone).
+func (c *directories) forget(name string) {
+	c.mu.Lock()
+	delete(c.m, name)
+	c.mu.Unlock()
+}
+
+// directory returns the snapshot that account a's poll routes with, and
+// the state to report. fresh forces a load. The error wraps ErrDirectory.
+func (p *Poller) directory(ctx context.Context, a *rcfile.Account, fresh bool, log *slog.Logger) (*ldapdir.Snapshot, *DirectoryState, error) {
+	l := a.Multidrop.LDAP
+	e := p.dirs.entry(a)
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	refresh := l.Refresh
+	if refresh <= 0 {
+		refresh = defaultDirectoryRefresh
+	}
+	now := p.now()
+	if e.snap != nil && !fresh && now.Sub(e.loadedAt) < refresh {
+		return e.snap, e.state(l, now), nil
+	}
+	snap, err := p.loadDirectory(ctx, l)
+	now = p.now()
+	if err == nil {
+		if !e.failingSince.IsZero() {
+			log.Info("directory available again", "url", l.URL, "down_since", e.failingSince, "users", len(snap.Users))
+		} else {
+			log.Debug("directory loaded", "url", l.URL, "users", len(snap.Users), "entries", snap.Entries, "skipped", len(snap.Skipped))
+		}
+		e.snap, e.loadedAt = snap, now
+		e.lastErr, e.lastErrAt, e.failingSince, e.warned, e.logged = "", time.Time{}, time.Time{}, false, false
+		return snap, e.state(l, now), nil
+	}
+	if e.failingSince.IsZero() {
+		e.failingSince = now
+	}
+	e.lastErr, e.lastErrAt = err.Error(), now
+	if e.snap != nil && l.Grace > 0 && now.Sub(e.loadedAt) < l.Grace {
+		lvl := slog.LevelDebug
+		if !e.warned {
+			// Once per failure streak: visible, but not every poll.
+			lvl, e.warned = slog.LevelWarn, true
+		}
+		log.Log(ctx, lvl, "directory unavailable; routing with the last good copy", "url", l.URL, "err", err,
+			"loaded", e.loadedAt, "grace_until", e.loadedAt.Add(l.Grace))
+		return e.snap, e.state(l, now), nil
+	}
+	st := e.state(l, now)
+	if e.snap != nil {
+		return nil, st, fmt.Errorf("%w: %w; the last good copy (loaded %s) is older than the grace period %s; the mail waits on the server",
+			ErrDirectory, err, e.loadedAt.Format(time.DateTime), l.Grace)
+	}
+	return nil, st, fmt.Errorf("%w: %w; no good copy: the mail waits on the server", ErrDirectory, err)
+}
+
+// state is the DirectoryState of e at now: the copy in use is e.snap
+// unless it is past its grace while loads fail.
+func (e *dirEntry) state(l *rcfile.LDAP, now time.Time) *DirectoryState {
+	s := &DirectoryState{Source: "ldap", URL: l.URL, LastError: e.lastErr, LastErrorAt: e.lastErrAt, FailingSince: e.failingSince}
+	if e.snap == nil {
+		return s
+	}
+	if e.lastErr != "" {
+		if l.Grace <= 0 || now.Sub(e.loadedAt) >= l.Grace {
+			return s
+		}
+		s.Stale, s.GraceUntil = true, e.loadedAt.Add(l.Grace)
+	}
+	s.LoadedAt = e.loadedAt
+	s.Users, s.Groups = len(e.snap.Users), len(e.snap.Groups)
+	for _, as := range e.snap.Users {
+		s.Addresses += len(as)
+	}
+	return s
+}
+
+// loadDirectory loads l once through Poller.LoadDirectory (ldapdir.Load
+// by default). A directory with no user is an error: a wrong base_dn,
+// filter or read permission is far more likely than an office with
+// nobody, and routing with it would send everyone's mail to the
+// postmaster as unknown.
+func (p *Poller) loadDirectory(ctx context.Context, l *rcfile.LDAP) (*ldapdir.Snapshot, error) {
+	c := ldapdir.Config{URL: l.URL, BindDN: l.BindDN, BaseDN: l.BaseDN, Filter: l.Filter, UserAttribute: l.UserAttribute,
+		AddressAttributes: slices.Clone(l.AddressAttributes), Groups: l.Groups, GroupFilter: l.GroupFilter,
+		MemberAttribute: l.MemberAttribute, Timeout: l.Timeout, MaxEntries: l.MaxEntries}
+	if l.CAFile != "" {
+		// Read through the trust check: whoever can change the trust
+		// anchors can impersonate the directory and choose who
+		// receives the mail (see the POP3 ca_file in session.go).
+		pem, err := trust.ReadTrusted(l.CAFile)
+		if err != nil {
+			return nil, fmt.Errorf("ldap ca_file: %w", err)
+		}
+		c.RootCAs = x509.NewCertPool()
+		if !c.RootCAs.AppendCertsFromPEM(pem) {
+			return nil, fmt.Errorf("ldap ca_file %s holds no PEM certificate", l.CAFile)
+		}
+	}
+	if l.BindDN != "" {
+		pw, err := l.Password.Resolve(ctx)
+		if err != nil {
+			return nil, fmt.Errorf("ldap password: %w", err)
+		}
+		c.Password = pw
+	}
+	load := p.LoadDirectory
+	if load == nil {
+		load = ldapdir.Load
+	}
+	snap, err := load(ctx, c)
+	if err != nil {
+		return nil, fmt.Errorf("ldap %s: %w", l.URL, err)
+	}
+	if snap == nil || len(snap.Users) == 0 {
+		return nil, fmt.Errorf("ldap %s: the directory yields no users under base_dn %q: check base_dn, filter and the bind's read permission",
+			l.URL, l.BaseDN)
+	}
+	return snap, nil
+}
+
+// CheckDirectory loads account a's LDAP directory once, without the cache
+// or its grace period, for `popfetch check --connect`. It returns nil, nil
+// for an account without one; an error wraps ErrDirectory.
+func (p *Poller) CheckDirectory(ctx context.Context, a *rcfile.Account) (*ldapdir.Snapshot, error) {
+	if a.Multidrop == nil || a.Multidrop.LDAP == nil {
+		return nil, nil
+	}
+	snap, err := p.loadDirectory(ctx, a.Multidrop.LDAP)
+	if err != nil {
+		return nil, fmt.Errorf("%w: %w", ErrDirectory, err)
+	}
+	return snap, nil
+}
+
+// useDirectory adds snap's users and groups to d's routing: configured
+// users win a conflict (deliver.Directory.AddUsers), and a directory user
+// delivers through the account's deliver block with {user}, unless a
+// configured user of that name has its own. It returns the entries the
+// merge skipped.
+func (d *multidrop) useDirectory(snap *ldapdir.Snapshot) []string {
+	dir := d.rules.Directory
+	before := len(dir.Ignored())
+	dir.AddUsers(snap.Users, "ldap")
+	addrs := make([]string, 0, len(snap.Groups))
+	for g := range snap.Groups {
+		addrs = append(addrs, g)
+	}
+	sort.Strings(addrs) // Ignored in a stable order
+	for _, g := range addrs {
+		dir.AddGroup(g, snap.Groups[g], "ldap")
+	}
+	return dir.Ignored()[before:]
+}
+
+// ldapTypeRange is the type of the position fields (hcl.Range), which
+// sameLDAP ignores. Named by its string: package fetch does not import
+// hcl (only rcfile and cmd do).
+const ldapTypeRange = "hcl.Range"
+
+// sameLDAP reports whether x and y load the same directory, ignoring
+// where anything is declared in the rc file.
+// An rcfile.SameLDAP, once rcfile has one, replaces it.
+func sameLDAP(x, y *rcfile.LDAP) bool {
+	return cmp.Equal(x, y, cmp.FilterPath(func(p cmp.Path) bool {
+		t := p.Last().Type()
+		return t != nil && t.String() == ldapTypeRange
+	}, cmp.Ignore()), cmp.Exporter(func(reflect.Type) bool { return true }))
+}
+
+// ldapOf copies l, so that a caller that edits its Account afterwards
+// (tests do) cannot make the cache's copy agree with it.
+func ldapOf(l *rcfile.LDAP) *rcfile.LDAP {
+	c := *l
+	c.AddressAttributes = slices.Clone(l.AddressAttributes)
+	c.Password.Command = slices.Clone(l.Password.Command)
+	return &c
+}
+
+// loadDirectory returns the directory copy the poll routes with (nil for
+// an account without ldap) and sets Result.Directory.
+func (s *session) loadDirectory(ctx context.Context) (*ldapdir.Snapshot, error) {
+	a := s.a
+	if a.Multidrop == nil || a.Multidrop.LDAP == nil {
+		s.p.dirs.forget(a.Name)
+		return nil, nil
+	}
+	snap, st, err := s.p.directory(ctx, a, s.opts.FreshDirectory, s.log)
+	s.res.Directory = st
+	return snap, err
+}
+
+// useDirectory merges snap into the poll's multidrop routing, logging
+// the entries it skipped once per loaded copy.
+func (s *session) useDirectory(snap *ldapdir.Snapshot) {
+	md, ok := s.disp.(*multidrop)
+	if snap == nil || !ok {
+		return
+	}
+	ignored := md.useDirectory(snap)
+	e := s.p.dirs.entry(s.a)
+	e.mu.Lock()
+	first := !e.logged && e.snap == snap
+	if first {
+		e.logged = true
+	}
+	e.mu.Unlock()
+	if !first {
+		return
+	}
+	all := append(slices.Clone(snap.Skipped), ignored...)
+	if len(all) == 0 {
+		return
+	}
+	// One line with the first reasons; all of them at Debug.
+	url := s.a.Multidrop.LDAP.URL
+	s.log.Info("directory entries skipped", "url", url, "count", len(all), "first", strings.Join(all[:min(len(all), 5)], "; "))
+	for _, why := range all {
+		s.log.Debug("directory entry skipped", "url", url, "reason", why)
+	}
+}
