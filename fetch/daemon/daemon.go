@@ -166,6 +166,9 @@ type AccountStatus struct {
 	Failures  int                `json:"failures"`            // consecutive temporary failures
 	Last      *fetch.PollSummary `json:"last,omitempty"`      // nil until the first poll finished
 	Totals    Totals             `json:"totals"`
+	// Directory is the user directory (multidrop ldap) as the last poll
+	// that reached it saw it; nil for an account without one.
+	Directory *fetch.DirectoryState `json:"directory,omitempty"`
 }
 
 // Status is a snapshot of the daemon for `popfetch status`.
@@ -205,6 +208,9 @@ type account struct {
 
 	last   *fetch.PollSummary
 	totals Totals
+	// directory: the last poll's Result.Directory (kept while a poll
+	// fails before it reaches the directory).
+	directory *fetch.DirectoryState
 
 	// retryDele: the next poll asks again for the DELEs the server kept
 	// refusing (the daemon's start, an operator's SIGHUP or a config
@@ -575,7 +581,9 @@ func (d *Daemon) runPoll(a *account, cfg *rcfile.Account, stop <-chan struct{}, 
 		}
 		d.results <- pollDone{a, r}
 	}()
-	r = d.poll(d.abortCtx, cfg, fetch.PollOptions{Stop: stop, RetryDele: retryDele})
+	// An operator's act (start, SIGHUP, `popfetch now`, a changed
+	// account) also reloads the user directory.
+	r = d.poll(d.abortCtx, cfg, fetch.PollOptions{Stop: stop, RetryDele: retryDele, FreshDirectory: retryDele})
 }
 
 // finishLocked records a finished poll, logs its outcome and plans the
@@ -629,6 +637,9 @@ func (d *Daemon) finishLocked(done pollDone) {
 	aborted := r.Err != nil && d.abortCtx.Err() != nil
 	sum := fetch.Summarize(r)
 	a.last = &sum
+	if r.Directory != nil || a.cfg.Multidrop == nil || a.cfg.Multidrop.LDAP == nil {
+		a.directory = r.Directory
+	}
 	a.lastEnd = now
 	a.totals.Polls++
 	a.totals.New += r.New
@@ -1074,6 +1085,10 @@ func (d *Daemon) Status() Status {
 		if a.last != nil {
 			l := *a.last
 			as.Last = &l
+		}
+		if a.directory != nil {
+			ds := *a.directory
+			as.Directory = &ds
 		}
 		s.Accounts = append(s.Accounts, as)
 	}

@@ -1412,7 +1412,8 @@ func TestDaemonRenameWaitsForOldPoll(t *testing.T) {
 // DELEs a server kept refusing; the first poll after the daemon starts, a
 // poll an operator asks for (PollNow), the first poll after SIGHUP
 // (LiftAuthHolds) and the first after a change of the account's config
-// do, once each.
+// do, once each. The same polls reload the user directory
+// (FreshDirectory).
 func TestDaemonRetryRefusedDele(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		h := startOne(t, time.Minute)
@@ -1422,6 +1423,9 @@ func TestDaemonRetryRefusedDele(t *testing.T) {
 			c := h.nextFor("a")
 			if got := retrying(c); got != want {
 				t.Errorf("%s: poll retries refused DELEs = %v; want %v", what, got, want)
+			}
+			if got := c.opts.FreshDirectory; got != want {
+				t.Errorf("%s: poll loads the directory afresh = %v; want %v", what, got, want)
 			}
 			c.ret(fetch.Result{Undeletable: 1})
 			h.waitIdleOrBackoff("a")
@@ -1454,6 +1458,52 @@ func TestDaemonRetryRefusedDele(t *testing.T) {
 
 		if st := h.status("a"); st.Last == nil || st.Last.Undeletable != 1 {
 			t.Errorf("status Last = %+v; want Undeletable 1", st.Last)
+		}
+	})
+}
+
+// TestDaemonStatusDirectory: Status carries each account's directory state
+// from its last poll, keeps it through a poll that failed before reaching
+// the directory (the state lock held elsewhere), and drops it when the
+// account's ldap block is gone.
+func TestDaemonStatusDirectory(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		a := acct("a", "pop.example", time.Minute)
+		a.Multidrop = &rcfile.Multidrop{LocalDomains: []string{"example.com"}, LDAP: &rcfile.LDAP{URL: "ldaps://dc.example.com"}}
+		h := newHarness(t, config(a), nil)
+		h.start()
+		t0 := time.Now()
+		ok := &fetch.DirectoryState{Source: "ldap", URL: "ldaps://dc.example.com", Users: 42, Addresses: 97, LoadedAt: t0}
+		stale := &fetch.DirectoryState{Source: "ldap", URL: "ldaps://dc.example.com", Users: 42, Addresses: 97, LoadedAt: t0,
+			Stale: true, GraceUntil: t0.Add(time.Hour), LastError: "connection refused", LastErrorAt: t0.Add(time.Minute), FailingSince: t0.Add(time.Minute)}
+		down := &fetch.DirectoryState{Source: "ldap", URL: "ldaps://dc.example.com", LastError: "connection refused",
+			LastErrorAt: t0.Add(3 * time.Minute), FailingSince: t0.Add(time.Minute)}
+		steps := []struct {
+			name string
+			res  fetch.Result
+			want *fetch.DirectoryState
+		}{
+			{"loaded", fetch.Result{Directory: ok}, ok},
+			{"stale copy", fetch.Result{Directory: stale}, stale},
+			{"no good copy", fetch.Result{Directory: down, Err: fmt.Errorf("account a: %w: connection refused", fetch.ErrDirectory)}, down},
+			{"failed before the directory", fetch.Result{Err: fetch.ErrLocked}, down},
+		}
+		for _, s := range steps {
+			h.nextFor("a").ret(s.res)
+			st := h.waitIdleOrBackoff("a")
+			if got := st.Directory; fmt.Sprintf("%+v", got) != fmt.Sprintf("%+v", s.want) {
+				t.Fatalf("%s: Status Directory = %+v; want %+v", s.name, got, s.want)
+			}
+			h.clock.Advance(time.Until(st.NextPoll)) // the backoff after a failure
+		}
+		h.nextFor("a").ret(fetch.Result{})
+		h.waitIdleOrBackoff("a")
+		h.d.Reload(config(acct("a", "pop.example", time.Minute)))
+		h.clock.Advance(time.Minute)
+		h.nextFor("a").ret(fetch.Result{})
+		h.waitIdleOrBackoff("a")
+		if got := h.status("a").Directory; got != nil {
+			t.Fatalf("without ldap: Status Directory = %+v", got)
 		}
 	})
 }
