@@ -14,6 +14,7 @@ import (
 
 	"github.com/google/go-cmp/cmp"
 
+	"github.com/popfetch/popfetch/deliver"
 	"github.com/popfetch/popfetch/deliver/ldapdir"
 	"github.com/popfetch/popfetch/internal/trust"
 	"github.com/popfetch/popfetch/rcfile"
@@ -322,4 +323,20 @@ func (s *session) useDirectory(snap *ldapdir.Snapshot) {
 	for _, why := range all {
 		s.log.Debug("directory entry skipped", "url", url, "reason", why)
 	}
+}
+
+// DirectoryConflicts lists what routing would skip when merging snap
+// into account a's configured users (see multidrop.useDirectory), for
+// `popfetch check --connect`.
+func DirectoryConflicts(a *rcfile.Account, snap *ldapdir.Snapshot) []string {
+	users := map[string][]string{}
+	md := a.Multidrop
+	if md == nil {
+		return nil
+	}
+	for _, u := range md.Users {
+		users[u.Name] = u.Addresses
+	}
+	d := &multidrop{rules: &deliver.Rules{Directory: deliver.NewDirectory(users, md.CaseSensitive)}}
+	return d.useDirectory(snap)
 }

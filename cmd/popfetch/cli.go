@@ -445,6 +445,7 @@ func (g *globals) check(ctx context.Context, args []string) int {
 	p := &fetch.Poller{Log: g.logger(slog.LevelWarn)}
 	code := exitOK
 	for _, a := range accts {
+		code = worse(code, checkDirectory(ctx, g.stdout, p, a))
 		res := p.Check(ctx, a)
 		if res.Err != nil {
 			fmt.Fprintf(g.stdout, "%s: error: %v\n", a.Name, res.Err)

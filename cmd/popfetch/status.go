@@ -8,12 +8,20 @@ import (
 	"time"
 	"unicode"
 
+	"github.com/popfetch/popfetch/fetch"
 	"github.com/popfetch/popfetch/fetch/daemon"
 )
 
 // writeStatus prints s as a table for `popfetch status`.
 func writeStatus(w io.Writer, s daemon.Status) {
-	const layout = "2006-01-02 15:04:05"
+	writeStatusAt(w, s, time.Now())
+}
+
+const statusLayout = "2006-01-02 15:04:05"
+
+// writeStatusAt is writeStatus with the time the ages are counted to.
+func writeStatusAt(w io.Writer, s daemon.Status, now time.Time) {
+	const layout = statusLayout
 	at := func(t time.Time) string {
 		if t.IsZero() {
 			return "-"
@@ -51,6 +59,33 @@ func writeStatus(w io.Writer, s daemon.Status) {
 			a.Totals.Polls, a.Totals.Failures, a.Totals.Delivered, errText)
 	}
 	tw.Flush()
+	for _, a := range s.Accounts {
+		if a.Directory != nil {
+			fmt.Fprintf(w, "%s: %s\n", printable(a.Name, 60), directoryLine(a.Directory, now))
+		}
+	}
+}
+
+// directoryLine describes an account's user directory (multidrop ldap):
+// the copy in use and its age, or since when it cannot be loaded and
+// whether mail still routes (a copy within its grace period) or waits on
+// the server.
+func directoryLine(d *fetch.DirectoryState, now time.Time) string {
+	at := func(t time.Time) string { return t.Format(statusLayout) }
+	head := "directory " + printable(d.Source, 20) + " " + printable(d.URL, 200)
+	if d.LastError == "" {
+		if !d.Available() {
+			return head + ": not loaded yet"
+		}
+		return fmt.Sprintf("%s: %d users, %d addresses, %d groups, loaded %s (%s ago)", head,
+			d.Users, d.Addresses, d.Groups, at(d.LoadedAt), now.Sub(d.LoadedAt).Round(time.Second))
+	}
+	down := fmt.Sprintf("%s UNAVAILABLE since %s (%s)", head, at(d.FailingSince), printable(d.LastError, 200))
+	if d.Available() {
+		return fmt.Sprintf("%s; using the copy loaded %s (%d users, %d addresses), grace until %s", down,
+			at(d.LoadedAt), d.Users, d.Addresses, at(d.GraceUntil))
+	}
+	return down + "; no good copy: mail waits on the server"
 }
 
 // printable escapes control characters and cuts s to n runes: error texts

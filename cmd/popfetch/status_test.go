@@ -91,3 +91,39 @@ func TestPrintable(t *testing.T) {
 		}
 	}
 }
+
+// TestWriteStatusDirectory: `popfetch status` shows each account's user
+// directory: the copy in use and its age, an outage with the copy still
+// in use until its grace ends, and an outage with no copy, when mail
+// waits on the server; the error is escaped.
+func TestWriteStatusDirectory(t *testing.T) {
+	t.Parallel()
+	t0 := time.Date(2026, 12, 4, 19, 35, 0, 0, time.UTC)
+	now := t0.Add(3 * time.Minute)
+	url := "ldaps://dc.example.com"
+	tests := []struct {
+		name string
+		d    *fetch.DirectoryState
+		want string
+	}{
+		{"loaded", &fetch.DirectoryState{Source: "ldap", URL: url, Users: 42, Addresses: 97, Groups: 3, LoadedAt: t0},
+			"a: directory ldap ldaps://dc.example.com: 42 users, 97 addresses, 3 groups, loaded 2026-12-04 19:35:00 (3m0s ago)\n"},
+		{"stale", &fetch.DirectoryState{Source: "ldap", URL: url, Users: 42, Addresses: 97, LoadedAt: t0, Stale: true,
+			GraceUntil: t0.Add(24 * time.Hour), LastError: "connection refused", LastErrorAt: now, FailingSince: t0.Add(time.Minute)},
+			"a: directory ldap ldaps://dc.example.com UNAVAILABLE since 2026-12-04 19:36:00 (connection refused); using the copy loaded 2026-12-04 19:35:00 (42 users, 97 addresses), grace until 2026-12-05 19:35:00\n"},
+		{"no good copy", &fetch.DirectoryState{Source: "ldap", URL: url, LastError: "bind: \x1b[31m invalid", LastErrorAt: now, FailingSince: t0},
+			"a: directory ldap ldaps://dc.example.com UNAVAILABLE since 2026-12-04 19:35:00 (bind: \\x1b[31m invalid); no good copy: mail waits on the server\n"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			var out bytes.Buffer
+			writeStatusAt(&out, daemon.Status{Accounts: []daemon.AccountStatus{{Name: "a", State: daemon.StateIdle, Directory: tt.d}, {Name: "plain"}}}, now)
+			if !strings.HasSuffix(out.String(), "\n"+tt.want) {
+				t.Errorf("status output does not end with\n%q:\n%s", tt.want, out.String())
+			}
+			if strings.Contains(out.String(), "plain: directory") {
+				t.Errorf("an account without a directory shows one:\n%s", out.String())
+			}
+		})
+	}
+}
