@@ -105,7 +105,7 @@ func isNumber(w string) bool {
 }
 
 // quoted reads the quoted string at the start of b (b[0] is the quote,
-// '"' or, as fetchmail's lexer also takes, '\'') with
+// '"' or, as fetchmail's lexer also takes, '\”) with
 // fetchmail's escapes: \n \t \b \r, \nnn decimal (not starting with 0),
 // \0ooo octal, \xhh hex, a backslash before a line end joins the lines,
 // and a backslash before any other character is that character. It
