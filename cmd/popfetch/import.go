@@ -9,6 +9,7 @@ import (
 	"path/filepath"
 
 	"github.com/popfetch/popfetch/internal/durable"
+	"github.com/popfetch/popfetch/rcfile"
 	"github.com/popfetch/popfetch/rcfile/fetchmailrc"
 )
 
@@ -63,6 +64,24 @@ func (g *globals) importCmd(_ context.Context, args []string) int {
 	for _, n := range res.Notes {
 		fmt.Fprintln(g.stderr, n)
 	}
+	// The output is checked as popfetch will read it, so that a value
+	// popfetch refuses (a server name, a user name) is found now and not
+	// at the first poll; the file is still written, to be fixed.
+	name := *out
+	if name == "" {
+		name = "<stdout>"
+	}
+	code := exitOK
+	if res.Accounts > 0 {
+		_, diags := rcfile.Parse(res.HCL, name)
+		if len(diags) > 0 {
+			rcfile.WriteDiagnostics(g.stderr, diags, nil)
+		}
+		if diags.HasErrors() {
+			fmt.Fprintf(g.stderr, "popfetch import: the converted file has errors (above); fix them before use\n")
+			code = exitFail
+		}
+	}
 	if *out == "" {
 		if _, err := g.stdout.Write(res.HCL); err != nil {
 			fmt.Fprintf(g.stderr, "popfetch import: %v\n", err)
@@ -80,7 +99,7 @@ func (g *globals) importCmd(_ context.Context, args []string) int {
 	if res.Accounts == 0 {
 		fmt.Fprintln(g.stderr, "popfetch import: no account could be converted; the output is not a usable rc file yet")
 	}
-	return exitOK
+	return code
 }
 
 // writeNew writes data to path with mode 0600, atomically: a temporary

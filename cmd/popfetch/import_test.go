@@ -72,3 +72,19 @@ func TestImportFetchmailrc(t *testing.T) {
 		t.Errorf("import fetchids = %d; want %d", code, exitUsage)
 	}
 }
+
+// TestImportInvalidValue: a value popfetch refuses is reported at import
+// time with exit status 1, and the file is still written to be fixed.
+func TestImportInvalidValue(t *testing.T) {
+	dir := t.TempDir()
+	src := filepath.Join(dir, "fetchmailrc")
+	os.WriteFile(src, []byte("poll \"bad host!\" proto pop3 user u pass p\n"), 0o600)
+	dst := filepath.Join(dir, "out.hcl")
+	code, _, errs := runCLI(t, "import", "fetchmailrc", "-o", dst, src)
+	if code != exitFail || !strings.Contains(errs, "converted file has errors") {
+		t.Errorf("import = %d\n%s", code, errs)
+	}
+	if _, err := os.Stat(dst); err != nil {
+		t.Errorf("output not written: %v", err)
+	}
+}

@@ -54,7 +54,7 @@ func Convert(src []byte, o Options) (*Result, error) {
 	if err != nil {
 		return nil, err
 	}
-	c := &converter{opts: o, names: map[string]bool{}}
+	c := &converter{opts: o, names: map[string]bool{}, seen: map[Note]bool{}}
 	return c.convert(f), nil
 }
 
@@ -62,6 +62,7 @@ type converter struct {
 	opts   Options
 	names  map[string]bool // account names taken
 	notes  []Note          // every note, for stderr
+	seen   map[Note]bool   // the notes already in notes
 	global []Note          // notes for the top of the file
 	res    Result
 
@@ -72,7 +73,8 @@ type converter struct {
 func (c *converter) note(dst *[]Note, line int, format string, args ...any) {
 	n := Note{Line: line, Text: fmt.Sprintf(format, args...)}
 	*dst = append(*dst, n)
-	if !slices.Contains(c.notes, n) {
+	if !c.seen[n] {
+		c.seen[n] = true
 		c.notes = append(c.notes, n)
 	}
 }
@@ -286,7 +288,10 @@ func (o Option) arg() string {
 	return o.Args[len(o.Args)-1]
 }
 
-var nameBad = regexp.MustCompile(`[^A-Za-z0-9._@+-]`)
+var (
+	nameBad = regexp.MustCompile(`[^A-Za-z0-9._@+-]`)
+	envBad  = regexp.MustCompile(`[^A-Za-z0-9]`)
+)
 
 // accountName is a unique popfetch account name for user@server.
 func (c *converter) accountName(user, server string) string {
@@ -427,7 +432,7 @@ func (c *converter) account(e *Poll, u *User, defs []Option) []byte {
 		b.SetAttributeValue("password", cty.StringVal(p.arg()))
 		c.res.Passwords++
 	} else {
-		env := "PASSWORD_" + strings.ToUpper(regexp.MustCompile(`[^A-Za-z0-9]`).ReplaceAllString(name, "_"))
+		env := "PASSWORD_" + strings.ToUpper(envBad.ReplaceAllString(name, "_"))
 		b.SetAttributeValue("password_env", cty.StringVal(env))
 		c.note(&notes, u.Line, "no password: fetchmail asked for it or read ~/.netrc; set $%s, or use password_file or password_command", env)
 	}
