@@ -67,6 +67,7 @@ type converter struct {
 	res    Result
 
 	daemon     int    // set daemon, seconds; 0 = not set
+	daemonLine int
 	postmaster string // set postmaster
 }
 
@@ -173,7 +174,7 @@ func (c *converter) globals(set []Option) {
 				c.note(g, o.Line, "%s: not a number of seconds; the accounts keep popfetch's default interval", show(o))
 				continue
 			}
-			c.daemon = n
+			c.daemon, c.daemonLine = n, o.Line
 		case "postmaster":
 			c.postmaster = arg
 			c.note(g, o.Line, "%s: becomes the postmaster block of the multidrop accounts (mail that matches no user); a single-drop account keeps what it cannot deliver on the server", show(o))
@@ -569,11 +570,11 @@ func (c *converter) interval(b *hclwrite.Body, r *resolved, notes *[]Note) {
 		return
 	}
 	if secs < 30 {
-		c.note(notes, 0, "'set daemon %d': popfetch polls at most every 30s", c.daemon)
+		c.note(notes, c.daemonLine, "poll interval of %ds: popfetch polls at most every 30s", secs)
 		secs = 30
 	}
 	if secs > 86400 {
-		c.note(notes, 0, "poll interval of %ds: popfetch polls at least every 24h", secs)
+		c.note(notes, c.daemonLine, "poll interval of %ds: popfetch polls at least every 24h", secs)
 		secs = 86400
 	}
 	b.SetAttributeValue("interval", cty.StringVal(fmt.Sprintf("%ds", secs)))

@@ -75,8 +75,11 @@ func lex(src []byte) ([]token, error) {
 			i += n
 			line += lines
 		default:
+			// An unquoted string runs to the next blank or separator; a
+			// quote or '#' inside it is part of it, as in fetchmail's
+			// lexer, which takes the longest match.
 			j := i
-			for j < len(src) && !strings.ContainsRune(" \t\r\n\f\v,;:=\"'", rune(src[j])) {
+			for j < len(src) && !strings.ContainsRune(" \t\r\n\f\v,;:=", rune(src[j])) {
 				j++
 			}
 			w := string(src[i:j])

@@ -362,7 +362,9 @@ func (p *parser) option(t token) (Option, error) {
 	switch kw.arg {
 	case argOne:
 		v, ok := p.next()
-		if !ok || !isValue(v) {
+		// "auth password": fetchmail's grammar takes the keyword there.
+		authPassword := o.Key == "auth" && v.kind == tWord && strings.EqualFold(v.text, "password")
+		if !ok || !isValue(v) && !authPassword {
 			return o, fmt.Errorf("line %d: %s needs a value", t.line, t.text)
 		}
 		o.Args = []string{v.text}
