@@ -66,7 +66,7 @@ type converter struct {
 	global []Note          // notes for the top of the file
 	res    Result
 
-	daemon     int    // set daemon, seconds; 0 = not set
+	daemon     int // set daemon, seconds; 0 = not set
 	daemonLine int
 	postmaster string // set postmaster
 }
