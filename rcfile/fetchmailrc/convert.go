@@ -527,6 +527,12 @@ func (c *converter) account(e *Poll, u *User, defs []Option) []byte {
 		if reason == "" {
 			reason = "no equivalent"
 		}
+		if o.No {
+			// "no stripcr", "no dns": turning a feature off that popfetch
+			// does not have.
+			c.note(&notes, o.Line, "%s: nothing to convert (%s)", show(o), reason)
+			continue
+		}
 		c.note(&notes, o.Line, "%s is not supported: %s", show(o), reason)
 	}
 

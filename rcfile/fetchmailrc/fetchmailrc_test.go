@@ -5,6 +5,7 @@ import (
 	"flag"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"testing"
 
@@ -184,5 +185,25 @@ func TestMDAArgv(t *testing.T) {
 		if strings.Join(got, "\x00") != strings.Join(tc.want, "\x00") {
 			t.Errorf("mdaArgv(%q) = %q; want %q", tc.cmd, got, tc.want)
 		}
+	}
+}
+
+// TestValuesRoundTrip: values with HCL template introducers, quotes,
+// backslashes and non-ASCII bytes reach popfetch's parser unchanged.
+func TestValuesRoundTrip(t *testing.T) {
+	pass := "a${b}%{c}\\\"d\u00e9 $HOME ~"
+	user := "u${x}"
+	src := "poll pop.example.com proto pop3 ssl user " + strconv.Quote(user) + " pass " + strconv.Quote(pass) + "\n"
+	res, err := Convert([]byte(src), Options{User: "me"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg, diags := rcfile.Parse(res.HCL, "/x.hcl")
+	if diags.HasErrors() {
+		t.Fatalf("%v\n%s", diags, res.HCL)
+	}
+	a := cfg.Accounts[0]
+	if a.Password.Inline != pass || a.Username != user {
+		t.Errorf("got user %q password %q; want %q %q\n%s", a.Username, a.Password.Inline, user, pass, res.HCL)
 	}
 }
