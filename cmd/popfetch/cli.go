@@ -71,6 +71,10 @@ Commands:
                            with a loopback redirect or a pasted address) and
                            save its tokens; needed once, and again after an
                            authentication hold that says so
+  import fetchmailrc [-o FILE [--force]] [FILE]
+                           convert a fetchmailrc (default ~/.fetchmailrc) into
+                           a popfetch rc file, on stdout or into a new 0600
+                           FILE; what cannot be converted is listed on stderr
 
 Global flags:
   -f, --config FILE        rc file (default: $POPFETCH_CONFIG, then
@@ -149,6 +153,8 @@ func (g *globals) command(ctx context.Context, cmd string, cargs []string) int {
 		return g.demo(ctx, cargs)
 	case "login":
 		return g.login(ctx, cargs)
+	case "import":
+		return g.importCmd(ctx, cargs)
 	case "help":
 		fmt.Fprint(stdout, usage)
 		return exitOK
