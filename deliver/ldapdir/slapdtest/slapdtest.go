@@ -34,7 +34,8 @@
 //
 // The read-only bind user BindDN may read everything but passwords; it is
 // subject to a size limit (Options.SizeLimit, default 500 like slapd's own
-// default) that only a paged search gets past. Anonymous binds see nothing.
+// default) that only a paged search gets past. Anonymous binds may search
+// but find nothing.
 //
 // POPFETCH_KEEP_SLAPD=1 keeps the instance directory after the test.
 package slapdtest
@@ -311,9 +312,14 @@ maxsize 104857600
 # (size.prtotal defaults to the hard limit otherwise).
 limits dn.exact="%[5]s" size.soft=%[6]d size.hard=%[6]d size.prtotal=unlimited
 
+# Anonymous may search (so a search under the base succeeds) but reads
+# nothing: it finds zero entries, not an error.
 access to attrs=userPassword
 	by anonymous auth
 	by * none
+access to dn.base="%[2]s" attrs=entry
+	by dn.exact="%[5]s" read
+	by * search
 access to *
 	by dn.exact="%[5]s" read
 	by * none
