@@ -38,7 +38,7 @@ func UserName(v string) (string, error) {
 // Address checks one address value (mail, or any address attribute but
 // proxyAddresses): exactly one "@" with something on both sides, valid
 // UTF-8 of at most MaxValueLen bytes, no white space, control characters
-// or the characters that delimit addresses in headers (<>,;"\()).
+// or the characters that delimit addresses or their types (<>,;:"\()).
 func Address(v string) (string, error) {
 	if len(v) > MaxValueLen {
 		return "", fmt.Errorf("of %d bytes (at most %d)", len(v), MaxValueLen)
@@ -51,7 +51,7 @@ func Address(v string) (string, error) {
 		return "", fmt.Errorf("%q is not an address (one @ with a local part and a domain)", v)
 	}
 	for _, r := range v {
-		if unicode.IsSpace(r) || unicode.IsControl(r) || strings.ContainsRune("<>,;\"\\()", r) {
+		if unicode.IsSpace(r) || unicode.IsControl(r) || strings.ContainsRune("<>,;:\"\\()", r) {
 			return "", fmt.Errorf("%q: %q is not allowed in an address", v, r)
 		}
 	}
