@@ -29,6 +29,8 @@ import (
 	"time"
 
 	"github.com/go-ldap/ldap/v3"
+
+	"github.com/popfetch/popfetch/internal/redact"
 )
 
 // Config is what one load needs. The zero value of a field means the
@@ -116,7 +118,7 @@ func Load(ctx context.Context, c Config) (*Snapshot, error) {
 	}
 	snap, err := load(ctx, c, target, host)
 	if err != nil {
-		return nil, redact(fmt.Errorf("ldap directory %s: %w", target.display, err), c.Password)
+		return nil, redactPassword(fmt.Errorf("ldap directory %s: %w", target.display, err), c.Password)
 	}
 	return snap, nil
 }
@@ -407,9 +409,11 @@ func (b *budgetConn) Read(p []byte) (int, error) {
 	return n, err
 }
 
-// redact replaces the password in err's text (as given, and as Go would
-// quote it) while keeping err for errors.Is and errors.As.
-func redact(err error, password string) error {
+// redactPassword masks the password in err's text (as given, as Go would
+// quote it, and a cut-off echo of it: package internal/redact) while
+// keeping err for errors.Is and errors.As. A server's diagnostic message
+// may quote the request it refused.
+func redactPassword(err error, password string) error {
 	if err == nil || password == "" {
 		return err
 	}
@@ -422,15 +426,8 @@ type redacted struct {
 }
 
 func (r redacted) Error() string {
-	s := r.err.Error()
 	q := strconv.Quote(r.password)
-	q = q[1 : len(q)-1]
-	for _, p := range []string{r.password, q} {
-		if p != "" {
-			s = strings.ReplaceAll(s, p, "[password]")
-		}
-	}
-	return s
+	return redact.Secrets(r.err.Error(), r.password, q[1:len(q)-1])
 }
 
 func (r redacted) Unwrap() error { return r.err }

@@ -15,6 +15,7 @@ import (
 
 	"github.com/popfetch/popfetch/deliver/ldapdir/slapdtest"
 	"github.com/popfetch/popfetch/fetch/pop3test"
+	"github.com/popfetch/popfetch/internal/redact"
 )
 
 // adTree is an Active Directory shaped tree: what the default filter must
@@ -450,7 +451,7 @@ func TestErrorRedactsPassword(t *testing.T) {
 	}
 	msg := err.Error()
 	q := fmt.Sprintf("%q", pw)
-	if strings.Contains(msg, pw) || strings.Contains(msg, q[1:len(q)-1]) || !strings.Contains(msg, "[password]") {
+	if strings.Contains(msg, pw) || strings.Contains(msg, q[1:len(q)-1]) || !strings.Contains(msg, redact.Mask) {
 		t.Fatalf("error text %q shows the password", msg)
 	}
 	if !ldap.IsErrorWithCode(errors.Unwrap(err), ldap.LDAPResultInvalidCredentials) && !ldap.IsErrorWithCode(err, ldap.LDAPResultInvalidCredentials) {
