@@ -179,7 +179,11 @@ func TestLoadGroups(t *testing.T) {
 		slapdtest.ADGroup("former", "former@example.com", carol) +
 		// No address: not routable itself, but its members count in "outer".
 		slapdtest.ADGroup("inner", "", slapdtest.ADUserDN("Gina")) +
-		slapdtest.ADGroup("outer", "outer@example.com", slapdtest.ADGroupDN("inner"))
+		slapdtest.ADGroup("outer", "outer@example.com", slapdtest.ADGroupDN("inner")) +
+		// An address a user has, and one an earlier group has: the user,
+		// and the first group, keep it.
+		slapdtest.ADGroup("clash", "alice@example.com", bob) +
+		slapdtest.ADGroup("staff2", "STAFF@example.com", slapdtest.ADUserDN("Dave"))
 	// A chain deeper than MaxNestingDepth: deep0 -> deep1 -> ... -> deep7 (hank).
 	for i := 0; i < 8; i++ {
 		var m string
@@ -212,6 +216,8 @@ func TestLoadGroups(t *testing.T) {
 	checkNotes(t, snap.Skipped, []string{
 		`"cn=former,ou=groups,dc=example,dc=com": no member is a loaded user`,
 		`groups nested deeper than 5`,
+		`"cn=clash,ou=groups,dc=example,dc=com": address "alice@example.com" belongs to user "alice" already`,
+		`"cn=staff2,ou=groups,dc=example,dc=com": address "STAFF@example.com" belongs to group "cn=staff,ou=groups,dc=example,dc=com" already`,
 	})
 	if d := cmp.Diff(adWantUsers, snap.Users); d != "" {
 		t.Errorf("Users (-want +got):\n%s", d)
@@ -457,4 +463,63 @@ func TestErrorRedactsPassword(t *testing.T) {
 	if !ldap.IsErrorWithCode(errors.Unwrap(err), ldap.LDAPResultInvalidCredentials) && !ldap.IsErrorWithCode(err, ldap.LDAPResultInvalidCredentials) {
 		t.Errorf("the LDAP error is not reachable through the redaction: %v", err)
 	}
+}
+
+// TestNotesBounded: Skipped holds at most MaxSkipped lines and then says
+// how many more there were.
+func TestNotesBounded(t *testing.T) {
+	n := &notes{}
+	for i := range MaxSkipped + 7 {
+		n.add("entry %d", i)
+	}
+	got := n.list()
+	if len(got) != MaxSkipped+1 || got[MaxSkipped-1] != fmt.Sprintf("entry %d", MaxSkipped-1) || got[MaxSkipped] != "and 7 more" {
+		t.Fatalf("got %d lines, last %q", len(got), got[len(got)-1])
+	}
+	n = &notes{}
+	n.add("one")
+	if got := n.list(); len(got) != 1 {
+		t.Fatalf("one note: %q", got)
+	}
+}
+
+// TestGroupMemberRange: Active Directory returns the members of a large
+// group in ranges ("member;range=0-1499"); the first range's members
+// count, and the cut is noted (range retrieval is not implemented).
+func TestGroupMemberRange(t *testing.T) {
+	_, serverTLS, pool := pop3test.GenerateCert(t, "127.0.0.1")
+	searches := 0
+	f := startFake(t, serverTLS, func(id int64, tag int, _ *ber.Packet) []*ber.Packet {
+		switch tag {
+		case ldap.ApplicationBindRequest:
+			return []*ber.Packet{result(id, ldap.ApplicationBindResponse, 0, "")}
+		case ldap.ApplicationSearchRequest:
+			searches++
+			done := result(id, ldap.ApplicationSearchResultDone, 0, "")
+			if searches == 1 {
+				return []*ber.Packet{
+					entry(id, "CN=Alice,DC=x", map[string][]string{"sAMAccountName": {"alice"}, "mail": {"alice@x.example"}}),
+					entry(id, "CN=Bob,DC=x", map[string][]string{"SAMACCOUNTNAME": {"bob"}, "PROXYADDRESSES": {"SMTP:bob@x.example", "X500:/o=x"}}),
+					done,
+				}
+			}
+			return []*ber.Packet{
+				entry(id, "CN=Big,DC=x", map[string][]string{"mail": {"big@x.example"}, "member;range=0-1": {"cn=alice,dc=x", "cn=bob,dc=x"}}),
+				done,
+			}
+		}
+		return nil
+	})
+	c := Config{URL: "ldaps://" + f.addr(), RootCAs: pool, BindDN: "cn=r,dc=x", Password: "pw", BaseDN: "dc=x", Groups: true, Timeout: 5 * time.Second}
+	snap, err := Load(context.Background(), c)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if d := cmp.Diff(map[string][]string{"alice": {"alice@x.example"}, "bob": {"bob@x.example"}}, snap.Users); d != "" {
+		t.Errorf("Users (-want +got):\n%s", d)
+	}
+	if d := cmp.Diff(map[string][]string{"big@x.example": {"alice", "bob"}}, snap.Groups); d != "" {
+		t.Errorf("Groups (-want +got):\n%s", d)
+	}
+	checkNotes(t, snap.Skipped, []string{`"CN=Big,DC=x": member returned in ranges (member;range=0-1); only the first range is read`})
 }

@@ -37,6 +37,10 @@
 // default) that only a paged search gets past. Anonymous binds may search
 // but find nothing.
 //
+// Where AppArmor enforces Debian's profile for /usr/sbin/slapd, slapd may
+// not read an instance's files below the temporary directory; the start
+// then fails with slapd's own message in the test log.
+//
 // POPFETCH_KEEP_SLAPD=1 keeps the instance directory after the test.
 package slapdtest
 
