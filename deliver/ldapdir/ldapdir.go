@@ -401,8 +401,12 @@ type budgetConn struct {
 var errBudget = errors.New("the server sent more than max_bytes")
 
 func (b *budgetConn) Read(p []byte) (int, error) {
-	if atomic.LoadInt64(&b.left) <= 0 {
+	left := atomic.LoadInt64(&b.left)
+	if left <= 0 {
 		return 0, errBudget
+	}
+	if int64(len(p)) > left {
+		p = p[:left]
 	}
 	n, err := b.Conn.Read(p)
 	atomic.AddInt64(&b.left, -int64(n))

@@ -292,6 +292,7 @@ func TestLoadServerErrors(t *testing.T) {
 		{"ldaps to the plain port", func(c *Config) { c.URL = strings.Replace(s.StartTLSURL(), "ldap:", "ldaps:", 1) }, "TLS"},
 		{"no such base", func(c *Config) { c.BaseDN = "ou=nowhere,dc=example,dc=com" }, "No Such Object"},
 		{"bad filter attribute", func(c *Config) { c.Filter = "(objectClass=user" }, "filter"},
+		{"more bytes than MaxBytes", func(c *Config) { c.MaxBytes = 2500 }, "max_bytes"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			c := config(s)
