@@ -3,13 +3,34 @@
 // paged, bounded search per load, over verified TLS. It only reads; when
 // to load again, and what to do while the server cannot be reached, is the
 // caller's (package fetch) decision.
+//
+// Every error Load returns names the server's URL and never the password.
+// Errors wrapping ErrConfig are mistakes in the Config (retrying cannot
+// help); every other error (connection, TLS, bind refused, search failed,
+// time or size exceeded) is a condition of the server or the network, a
+// temporary one for the caller. A directory that yields no users is not
+// an error here.
 package ldapdir
 
 import (
 	"context"
+	"crypto/tls"
 	"crypto/x509"
 	"errors"
+	"fmt"
+	"math"
+	"net"
+	"net/url"
+	"slices"
+	"sort"
+	"strconv"
+	"strings"
+	"sync/atomic"
 	"time"
+
+	"github.com/go-ldap/ldap/v3"
+
+	"github.com/popfetch/popfetch/internal/redact"
 )
 
 // Config is what one load needs. The zero value of a field means the
@@ -30,6 +51,9 @@ type Config struct {
 	MemberAttribute   string        // default "member"
 	Timeout           time.Duration // the whole load; default 30s
 	MaxEntries        int           // default 100000
+	// MaxBytes bounds what the server may send in one load (all of the
+	// connection's bytes, TLS included); default 256 MiB.
+	MaxBytes int64
 }
 
 // DefaultFilter selects the enabled users of Active Directory (bit 2 of
@@ -37,24 +61,617 @@ type Config struct {
 // bitwise-AND matching rule, which OpenLDAP implements too).
 const DefaultFilter = "(&(objectCategory=person)(objectClass=user)(!(userAccountControl:1.2.840.113556.1.4.803:=2)))"
 
+// Defaults of the Config fields.
+const (
+	DefaultUserAttribute   = "sAMAccountName"
+	DefaultGroupFilter     = "(objectClass=group)"
+	DefaultMemberAttribute = "member"
+	DefaultTimeout         = 30 * time.Second
+	DefaultMaxEntries      = 100000
+	DefaultMaxBytes        = 256 << 20
+)
+
+// DefaultAddressAttributes are the attributes read for addresses by default.
+var DefaultAddressAttributes = []string{"mail", "proxyAddresses"}
+
+// Limits of one entry. A value longer than these, or an entry with more
+// values, is skipped (the rest of the entry still counts) and noted.
+const (
+	MaxValueLen       = 1024 // a user name or an address
+	MaxDNLen          = 4096 // a member DN
+	MaxValuesPerEntry = 1000 // address values of one entry
+	MaxNestingDepth   = 5    // groups in groups
+	MaxSkipped        = 100  // Snapshot.Skipped lines, plus one "and N more"
+	pageSize          = 500
+)
+
 // Snapshot is one load's result.
 type Snapshot struct {
 	// Users maps a user name (lower-cased) to its addresses, as the
 	// directory spells them (full addresses; proxyAddresses without the
-	// smtp: prefix).
+	// smtp: prefix). A user without a usable address maps to an empty list.
 	Users map[string][]string
 	// Groups maps a group's address to the user names of its members
-	// (only with Config.Groups).
+	// (only with Config.Groups), sorted, nested groups expanded.
 	Groups  map[string][]string
 	Entries int      // entries read, users and groups
 	Skipped []string // entries or values ignored, and why (bounded)
 	Loaded  time.Time
 }
 
-// ErrNotBuilt is returned until the LDAP client lands.
-var ErrNotBuilt = errors.New("ldap directory: not built yet")
+// ErrConfig marks an error in the Config itself: retrying cannot help.
+var ErrConfig = errors.New("ldap directory: bad configuration")
+
+// ErrTooManyEntries is wrapped when the directory holds more entries than
+// Config.MaxEntries: a load is all or nothing, never silently cut short.
+var ErrTooManyEntries = errors.New("more entries than max_entries")
 
 // Load binds and reads the directory once.
 func Load(ctx context.Context, c Config) (*Snapshot, error) {
-	return nil, ErrNotBuilt
+	c = c.withDefaults()
+	target, host, err := checkURL(c.URL)
+	if err != nil {
+		return nil, err
+	}
+	if err := c.check(); err != nil {
+		return nil, fmt.Errorf("%w: %s: %w", ErrConfig, target.display, err)
+	}
+	snap, err := load(ctx, c, target, host)
+	if err != nil {
+		return nil, redactPassword(fmt.Errorf("ldap directory %s: %w", target.display, err), c.Password)
+	}
+	return snap, nil
+}
+
+func (c Config) withDefaults() Config {
+	if c.Filter == "" {
+		c.Filter = DefaultFilter
+	}
+	if c.UserAttribute == "" {
+		c.UserAttribute = DefaultUserAttribute
+	}
+	if len(c.AddressAttributes) == 0 {
+		c.AddressAttributes = DefaultAddressAttributes
+	}
+	if c.GroupFilter == "" {
+		c.GroupFilter = DefaultGroupFilter
+	}
+	if c.MemberAttribute == "" {
+		c.MemberAttribute = DefaultMemberAttribute
+	}
+	if c.Timeout <= 0 {
+		c.Timeout = DefaultTimeout
+	}
+	if c.MaxEntries <= 0 {
+		c.MaxEntries = DefaultMaxEntries
+	}
+	if c.MaxBytes <= 0 {
+		c.MaxBytes = DefaultMaxBytes
+	}
+	return c
+}
+
+func (c Config) check() error {
+	// RFC 4513 section 5.1.2: a name with an empty password is an
+	// unauthenticated bind, which servers may accept without checking
+	// anything. A missing password must not turn into that.
+	if c.BindDN != "" && c.Password == "" {
+		return fmt.Errorf("bind_dn %q without a password (that would be an unauthenticated bind, RFC 4513 section 5.1.2)", c.BindDN)
+	}
+	if c.BindDN == "" && c.Password != "" {
+		return errors.New("a password without bind_dn")
+	}
+	if c.BindDN != "" {
+		if _, err := ldap.ParseDN(c.BindDN); err != nil {
+			return fmt.Errorf("bind_dn %q: %w", c.BindDN, err)
+		}
+	}
+	if _, err := ldap.ParseDN(c.BaseDN); err != nil {
+		return fmt.Errorf("base_dn %q: %w", c.BaseDN, err)
+	}
+	for _, f := range []string{c.Filter, c.GroupFilter} {
+		if _, err := ldap.CompileFilter(f); err != nil {
+			return fmt.Errorf("filter %q: %w", f, err)
+		}
+	}
+	for _, a := range append([]string{c.UserAttribute, c.MemberAttribute}, c.AddressAttributes...) {
+		if !validAttrName(a) {
+			return fmt.Errorf("attribute name %q", a)
+		}
+	}
+	return nil
+}
+
+// validAttrName accepts an attribute description's type (RFC 4512
+// section 2.5: a keystring or a numeric OID), no options.
+func validAttrName(a string) bool {
+	if a == "" || len(a) > 128 {
+		return false
+	}
+	for i := 0; i < len(a); i++ {
+		c := a[i]
+		if !(c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || c == '-' || c == '.') {
+			return false
+		}
+	}
+	return true
+}
+
+type target struct {
+	display string // scheme://host:port, for messages
+	tls     bool   // ldaps
+	addr    string // host:port
+}
+
+// checkURL accepts ldaps://host[:port] and ldap://host[:port], optionally
+// with a trailing "/": no user info, DN, attributes or filter in the URL
+// (RFC 4516 allows them; the Config has fields for what is meant).
+func checkURL(raw string) (target, string, error) {
+	u, err := url.Parse(raw)
+	if err != nil {
+		// url's error quotes the input; a URL holds no password here
+		// (user info is refused below), but keep the message short.
+		return target{}, "", fmt.Errorf("%w: url %q: not a URL", ErrConfig, raw)
+	}
+	var t target
+	switch u.Scheme {
+	case "ldaps":
+		t.tls = true
+	case "ldap":
+	default:
+		return target{}, "", fmt.Errorf("%w: url %q: the scheme must be ldaps:// or ldap:// (with StartTLS)", ErrConfig, u.Redacted())
+	}
+	if u.User != nil {
+		return target{}, "", fmt.Errorf("%w: url %q: user info in the URL (use bind_dn and the password settings)", ErrConfig, u.Redacted())
+	}
+	if (u.Path != "" && u.Path != "/") || u.RawQuery != "" || u.Fragment != "" || u.Opaque != "" {
+		return target{}, "", fmt.Errorf("%w: url %q: only scheme://host[:port] (base_dn and filter are settings of their own)", ErrConfig, raw)
+	}
+	host := u.Hostname()
+	if host == "" {
+		return target{}, "", fmt.Errorf("%w: url %q: no host", ErrConfig, raw)
+	}
+	port := u.Port()
+	if port == "" {
+		port = "389"
+		if t.tls {
+			port = "636"
+		}
+	} else if n, err := strconv.Atoi(port); err != nil || n < 1 || n > 65535 {
+		return target{}, "", fmt.Errorf("%w: url %q: bad port", ErrConfig, raw)
+	}
+	t.addr = net.JoinHostPort(host, port)
+	t.display = u.Scheme + "://" + t.addr
+	return t, host, nil
+}
+
+// load does the network part; its errors are wrapped by Load.
+func load(ctx context.Context, c Config, t target, host string) (*Snapshot, error) {
+	ctx, cancel := context.WithTimeout(ctx, c.Timeout)
+	defer cancel()
+	deadline, _ := ctx.Deadline()
+
+	raw, err := (&net.Dialer{}).DialContext(ctx, "tcp", t.addr)
+	if err != nil {
+		return nil, fmt.Errorf("connect: %w", err)
+	}
+	// One deadline for every read and write of the load (the library's
+	// StartTLS handshake and reads have none of their own), pulled in at
+	// once when ctx ends early; the byte budget bounds what a server can
+	// make us read and hold.
+	bc := &budgetConn{Conn: raw, left: c.MaxBytes}
+	raw.SetDeadline(deadline)
+	stop := context.AfterFunc(ctx, func() { raw.SetDeadline(time.Unix(1, 0)) })
+	defer stop()
+
+	tlsConfig := &tls.Config{
+		ServerName: host,
+		RootCAs:    c.RootCAs,
+		MinVersion: tls.VersionTLS12,
+	}
+	var l *ldap.Conn
+	if t.tls {
+		tc := tls.Client(bc, tlsConfig)
+		if err := tc.HandshakeContext(ctx); err != nil {
+			raw.Close()
+			return nil, fmt.Errorf("TLS: %w", ctxErr(ctx, err))
+		}
+		l = ldap.NewConn(tc, true)
+		l.Start()
+	} else {
+		l = ldap.NewConn(bc, false)
+		l.Start()
+		// StartTLS is required: there is no fall-back to a plain bind.
+		if err := l.StartTLS(tlsConfig); err != nil {
+			l.Close()
+			return nil, fmt.Errorf("StartTLS: %w", ctxErr(ctx, err))
+		}
+		if st, ok := l.TLSConnectionState(); !ok || !st.HandshakeComplete {
+			l.Close()
+			return nil, errors.New("StartTLS: no TLS session")
+		}
+	}
+	defer l.Close()
+	l.SetTimeout(time.Until(deadline))
+
+	if c.BindDN == "" {
+		err = l.UnauthenticatedBind("")
+	} else {
+		err = l.Bind(c.BindDN, c.Password)
+	}
+	if err != nil {
+		if c.BindDN == "" {
+			return nil, fmt.Errorf("anonymous bind: %w", ctxErr(ctx, err))
+		}
+		return nil, fmt.Errorf("bind as %q: %w", c.BindDN, ctxErr(ctx, err))
+	}
+
+	r := &reader{c: c, notes: &notes{}}
+	s := &searcher{l: l, ctx: ctx, deadline: deadline, c: c}
+	attrs := append([]string{c.UserAttribute}, c.AddressAttributes...)
+	users, err := s.search(c.Filter, attrs, &r.entries)
+	if err != nil {
+		return nil, fmt.Errorf("search %q under %q: %w", c.Filter, c.BaseDN, ctxErr(ctx, err))
+	}
+	snap := &Snapshot{Users: map[string][]string{}}
+	r.users(users, snap)
+	if c.Groups {
+		groups, err := s.search(c.GroupFilter, append(slices.Clone(c.AddressAttributes), c.MemberAttribute), &r.entries)
+		if err != nil {
+			return nil, fmt.Errorf("group search %q under %q: %w", c.GroupFilter, c.BaseDN, ctxErr(ctx, err))
+		}
+		snap.Groups = map[string][]string{}
+		r.groups(groups, snap)
+	}
+	snap.Entries = r.entries
+	snap.Skipped = r.notes.list()
+	snap.Loaded = time.Now()
+	return snap, nil
+}
+
+// ctxErr prefers the context's reason: the library reports a deadline
+// reached, or pulled in by a cancelled ctx, as a read error or a closed
+// connection. The connection's deadline is ctx's, so a read can time out
+// a moment before ctx reports it.
+func ctxErr(ctx context.Context, err error) error {
+	ce := ctx.Err()
+	if ce == nil {
+		if d, ok := ctx.Deadline(); ok && time.Until(d) < 50*time.Millisecond {
+			select {
+			case <-ctx.Done():
+				ce = ctx.Err()
+			case <-time.After(time.Until(d) + 10*time.Millisecond):
+				ce = ctx.Err()
+			}
+		}
+	}
+	if ce != nil && !errors.Is(err, ce) {
+		return fmt.Errorf("%w (%v)", ce, err)
+	}
+	return err
+}
+
+type searcher struct {
+	l        *ldap.Conn
+	ctx      context.Context
+	deadline time.Time
+	c        Config
+}
+
+// search runs one paged search (RFC 2696) under BaseDN and returns every
+// entry, counting them into *count; more than MaxEntries in all is an
+// error. Each page is a request of its own, so a server's size limit for
+// unpaged searches does not cut the result.
+func (s *searcher) search(filter string, attrs []string, count *int) ([]*ldap.Entry, error) {
+	paging := ldap.NewControlPaging(pageSize)
+	var out []*ldap.Entry
+	for {
+		if err := s.ctx.Err(); err != nil {
+			return nil, err
+		}
+		secs := int(math.Ceil(time.Until(s.deadline).Seconds()))
+		if secs < 1 {
+			secs = 1
+		}
+		req := ldap.NewSearchRequest(s.c.BaseDN, ldap.ScopeWholeSubtree, ldap.NeverDerefAliases,
+			0, secs, false, filter, attrs, []ldap.Control{paging})
+		res, err := s.l.Search(req)
+		if err != nil {
+			return nil, err
+		}
+		*count += len(res.Entries)
+		if *count > s.c.MaxEntries {
+			return nil, fmt.Errorf("%w (%d)", ErrTooManyEntries, s.c.MaxEntries)
+		}
+		out = append(out, res.Entries...)
+		pc, _ := ldap.FindControl(res.Controls, ldap.ControlTypePaging).(*ldap.ControlPaging)
+		if pc == nil || len(pc.Cookie) == 0 {
+			return out, nil
+		}
+		paging.SetCookie(pc.Cookie)
+	}
+}
+
+// budgetConn fails reads past its byte budget.
+type budgetConn struct {
+	net.Conn
+	left int64 // atomic
+}
+
+var errBudget = errors.New("the server sent more than max_bytes")
+
+func (b *budgetConn) Read(p []byte) (int, error) {
+	left := atomic.LoadInt64(&b.left)
+	if left <= 0 {
+		return 0, errBudget
+	}
+	if int64(len(p)) > left {
+		p = p[:left]
+	}
+	n, err := b.Conn.Read(p)
+	atomic.AddInt64(&b.left, -int64(n))
+	return n, err
+}
+
+// redactPassword masks the password in err's text (as given, as Go would
+// quote it, and a cut-off echo of it: package internal/redact) while
+// keeping err for errors.Is and errors.As. A server's diagnostic message
+// may quote the request it refused.
+func redactPassword(err error, password string) error {
+	if err == nil || password == "" {
+		return err
+	}
+	return redacted{err: err, password: password}
+}
+
+type redacted struct {
+	err      error
+	password string
+}
+
+func (r redacted) Error() string {
+	q := strconv.Quote(r.password)
+	return redact.Secrets(r.err.Error(), r.password, q[1:len(q)-1])
+}
+
+func (r redacted) Unwrap() error { return r.err }
+
+// notes collects Snapshot.Skipped, bounded.
+type notes struct {
+	lines []string
+	more  int
+}
+
+func (n *notes) add(format string, args ...any) {
+	if len(n.lines) >= MaxSkipped {
+		n.more++
+		return
+	}
+	n.lines = append(n.lines, fmt.Sprintf(format, args...))
+}
+
+func (n *notes) list() []string {
+	if n.more > 0 {
+		return append(n.lines, fmt.Sprintf("and %d more", n.more))
+	}
+	return n.lines
+}
+
+type reader struct {
+	c       Config
+	notes   *notes
+	entries int
+	userDNs map[string]string // normalised DN -> user name
+	owner   map[string]string // lower-cased address -> `user "x"` or `group "dn"`
+}
+
+// users fills snap.Users from the user entries, in the order the server
+// returned them: the first of two entries with the same name wins.
+func (r *reader) users(entries []*ldap.Entry, snap *Snapshot) {
+	r.userDNs = map[string]string{}
+	r.owner = map[string]string{}
+	for _, e := range entries {
+		vals := e.GetEqualFoldAttributeValues(r.c.UserAttribute)
+		if len(vals) == 0 {
+			r.notes.add("%s: no %s, skipped", quoteDN(e.DN), r.c.UserAttribute)
+			continue
+		}
+		if len(vals) > 1 {
+			r.notes.add("%s: %d values of %s, skipped (which one is the user is ambiguous)", quoteDN(e.DN), len(vals), r.c.UserAttribute)
+			continue
+		}
+		name, err := UserName(vals[0])
+		if err != nil {
+			r.notes.add("%s: %s %s, skipped", quoteDN(e.DN), r.c.UserAttribute, err)
+			continue
+		}
+		if _, dup := snap.Users[name]; dup {
+			r.notes.add("%s: user name %q taken by an earlier entry, skipped", quoteDN(e.DN), name)
+			continue
+		}
+		var addrs []string
+		for _, a := range r.addresses(e) {
+			key := strings.ToLower(a)
+			if o, taken := r.owner[key]; taken {
+				r.notes.add("%s: address %q belongs to %s already, skipped", quoteDN(e.DN), a, o)
+				continue
+			}
+			r.owner[key] = fmt.Sprintf("user %q", name)
+			addrs = append(addrs, a)
+		}
+		if addrs == nil {
+			addrs = []string{}
+		}
+		snap.Users[name] = addrs
+		if key, ok := normDN(e.DN); ok {
+			r.userDNs[key] = name
+		}
+	}
+}
+
+// addresses returns e's usable addresses, in AddressAttributes order,
+// without duplicates (case-insensitive); what is unusable is noted.
+func (r *reader) addresses(e *ldap.Entry) []string {
+	var out []string
+	seen := map[string]bool{}
+	n := 0
+	for _, attr := range r.c.AddressAttributes {
+		proxy := strings.EqualFold(attr, "proxyAddresses")
+		for _, v := range e.GetEqualFoldAttributeValues(attr) {
+			n++
+			if n > MaxValuesPerEntry {
+				r.notes.add("%s: more than %d address values, the rest skipped", quoteDN(e.DN), MaxValuesPerEntry)
+				return out
+			}
+			var a string
+			var err error
+			if proxy {
+				var ok bool
+				a, ok, err = ProxyAddress(v)
+				if err == nil && !ok {
+					continue // X500:, SIP:, X400: ...: not mail
+				}
+			} else {
+				a, err = Address(v)
+			}
+			if err != nil {
+				r.notes.add("%s: %s value %s, skipped", quoteDN(e.DN), attr, err)
+				continue
+			}
+			if k := strings.ToLower(a); !seen[k] {
+				seen[k] = true
+				out = append(out, a)
+			}
+		}
+	}
+	return out
+}
+
+type group struct {
+	dn      string
+	addrs   []string
+	members []string // normalised DNs
+}
+
+// groups fills snap.Groups: every address of a group maps to the users
+// it holds, directly or through groups in it (up to MaxNestingDepth).
+func (r *reader) groups(entries []*ldap.Entry, snap *Snapshot) {
+	byDN := map[string]*group{}
+	var order []*group
+	for _, e := range entries {
+		g := &group{dn: e.DN, addrs: r.addresses(e)}
+		var vals []string
+		for _, a := range e.Attributes {
+			// Active Directory returns at most 1500 (MaxValRange) values
+			// of a large attribute, as "member;range=0-1499", and wants
+			// the rest asked for range by range.
+			if strings.HasPrefix(strings.ToLower(a.Name), strings.ToLower(r.c.MemberAttribute)+";range=") {
+				r.notes.add("%s: %s returned in ranges (%s); only the first range is read", quoteDN(e.DN), r.c.MemberAttribute, a.Name)
+				vals = append(vals, a.Values...)
+			}
+		}
+		vals = append(vals, e.GetEqualFoldAttributeValues(r.c.MemberAttribute)...)
+		if len(vals) > r.c.MaxEntries {
+			r.notes.add("%s: %d members, only the first %d read", quoteDN(e.DN), len(vals), r.c.MaxEntries)
+			vals = vals[:r.c.MaxEntries]
+		}
+		for _, v := range vals {
+			if len(v) > MaxDNLen {
+				r.notes.add("%s: a %s value of %d bytes, skipped", quoteDN(e.DN), r.c.MemberAttribute, len(v))
+				continue
+			}
+			key, ok := normDN(v)
+			if !ok {
+				r.notes.add("%s: %s %q is not a DN, skipped", quoteDN(e.DN), r.c.MemberAttribute, v)
+				continue
+			}
+			g.members = append(g.members, key)
+		}
+		key, ok := normDN(e.DN)
+		if !ok {
+			continue
+		}
+		if _, dup := byDN[key]; dup {
+			continue
+		}
+		byDN[key] = g
+		order = append(order, g)
+	}
+	for _, g := range order {
+		if len(g.addrs) == 0 {
+			continue // nothing to route to it; its members still count in groups holding it
+		}
+		set := map[string]bool{}
+		r.expand(g, byDN, set, map[*group]bool{g: true}, 0)
+		if len(set) == 0 {
+			r.notes.add("%s: no member is a loaded user, skipped", quoteDN(g.dn))
+			continue
+		}
+		members := make([]string, 0, len(set))
+		for u := range set {
+			members = append(members, u)
+		}
+		sort.Strings(members)
+		for _, a := range g.addrs {
+			key := strings.ToLower(a)
+			if o, taken := r.owner[key]; taken {
+				r.notes.add("%s: address %q belongs to %s already, skipped", quoteDN(g.dn), a, o)
+				continue
+			}
+			r.owner[key] = "group " + quoteDN(g.dn)
+			snap.Groups[a] = members
+		}
+	}
+}
+
+// expand adds the users in g to set; path holds the groups being expanded
+// (a group in itself, directly or not, is a cycle and stops there).
+func (r *reader) expand(g *group, byDN map[string]*group, set map[string]bool, path map[*group]bool, depth int) {
+	for _, m := range g.members {
+		if u, ok := r.userDNs[m]; ok {
+			set[u] = true
+			continue
+		}
+		sub, ok := byDN[m]
+		if !ok || path[sub] {
+			continue
+		}
+		if depth+1 > MaxNestingDepth {
+			r.notes.add("%s: groups nested deeper than %d, %s not expanded", quoteDN(g.dn), MaxNestingDepth, quoteDN(sub.dn))
+			continue
+		}
+		path[sub] = true
+		r.expand(sub, byDN, set, path, depth+1)
+		delete(path, sub)
+	}
+}
+
+// normDN is the comparison key of a DN: attribute types and values
+// case-folded, escapes resolved (ldap.ParseDN), so that member values
+// written in another case or escaping match the entry's own DN.
+func normDN(dn string) (string, bool) {
+	d, err := ldap.ParseDN(dn)
+	if err != nil || len(d.RDNs) == 0 {
+		return "", false
+	}
+	var b strings.Builder
+	for i, rdn := range d.RDNs {
+		if i > 0 {
+			b.WriteByte(',')
+		}
+		parts := make([]string, 0, len(rdn.Attributes))
+		for _, a := range rdn.Attributes {
+			parts = append(parts, ldap.EscapeDN(strings.ToLower(a.Type))+"="+ldap.EscapeDN(strings.ToLower(a.Value)))
+		}
+		sort.Strings(parts)
+		b.WriteString(strings.Join(parts, "+"))
+	}
+	return b.String(), true
+}
+
+func quoteDN(dn string) string {
+	if len(dn) > 200 {
+		dn = dn[:200] + "…"
+	}
+	return strconv.Quote(dn)
 }
