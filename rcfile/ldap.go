@@ -67,12 +67,9 @@ func (p *parser) ldap(l *ldapHCL) *LDAP {
 		MaxEntries:        defaultLDAPMaxEntries,
 		Range:             l.DefRange,
 	}
-	switch {
-	case l.URL != nil:
-		out.URL = p.ldapURL(*l.URL, l.URLRange)
-	case !isSet(l.URLRange):
-		p.errorf(l.DefRange, "Missing url",
-			`An ldap block needs the directory server's url, e.g. url = "ldaps://dc1.example.com".`)
+	if v, ok := p.ldapRequired(l.URL, l.URLRange, l.DefRange, "url",
+		`the directory server's url, e.g. url = "ldaps://dc1.example.com"`); ok {
+		out.URL = p.ldapURL(v, l.URLRange)
 	}
 	if l.CAFile != nil {
 		out.CAFile = p.optPath(*l.CAFile, l.CAFileRange)
@@ -91,8 +88,9 @@ func (p *parser) ldap(l *ldapHCL) *LDAP {
 		// and anonymous rights: a directory that then looks empty.
 		out.Password = p.passwordSource(pw, l.BindDNRange, false,
 			"bind_dn is set, so the bind needs a password: set exactly one of password_file, password_env, password_command or password in this ldap block.")
-	case isSet(l.BindDNRange):
-		// bind_dn failed to decode and was reported.
+	case isSet(l.BindDNRange) && p.reported(l.BindDNRange):
+		// bind_dn failed to decode and was reported. (bind_dn = null
+		// is absent, as in HCL generally.)
 	case pw.set():
 		rng := pw.InlineRange
 		for _, r := range []hcl.Range{pw.FileRange, pw.EnvRange, pw.CommandRange} {
@@ -104,16 +102,13 @@ func (p *parser) ldap(l *ldapHCL) *LDAP {
 			"A bind password needs bind_dn, the name to bind as; set bind_dn, or remove the password for an anonymous bind.")
 	}
 
-	switch {
-	case l.BaseDN != nil:
-		out.BaseDN = *l.BaseDN
+	if v, ok := p.ldapRequired(l.BaseDN, l.BaseDNRange, l.DefRange, "base_dn",
+		`base_dn, where the search starts, e.g. base_dn = "DC=example,DC=com"`); ok {
+		out.BaseDN = v
 		if why := checkDN(out.BaseDN); why != "" {
 			p.errorf(l.BaseDNRange, "Invalid base_dn",
 				`base_dn %s; write the DN the search starts at, such as "DC=example,DC=com" or "ou=people,dc=example,dc=org".`, why)
 		}
-	case !isSet(l.BaseDNRange):
-		p.errorf(l.DefRange, "Missing base_dn",
-			`An ldap block needs base_dn, where the search starts, e.g. base_dn = "DC=example,DC=com".`)
 	}
 	if l.Filter != nil {
 		out.Filter = *l.Filter
@@ -176,6 +171,21 @@ func (p *parser) ldap(l *ldapHCL) *LDAP {
 		}
 	}
 	return out
+}
+
+// ldapRequired returns *v, reporting a missing attribute at the ldap
+// block (what says what is needed), or a null one at itself. One that
+// failed to decode was reported already.
+func (p *parser) ldapRequired(v *string, rng, block hcl.Range, name, what string) (string, bool) {
+	switch {
+	case v != nil:
+		return *v, true
+	case !isSet(rng):
+		p.errorf(block, "Missing "+name, "An ldap block needs %s.", what)
+	case !p.reported(rng):
+		p.errorf(rng, "Missing "+name, "%s must not be null.", name)
+	}
+	return "", false
 }
 
 // ldapURL checks url and returns it as scheme://host[:port]: ldaps
