@@ -48,3 +48,18 @@ func SameSignIn(x, y *Account) bool {
 		cmp.Equal(x.OAuth2TokenCommand, y.OAuth2TokenCommand, cmpopts.EquateEmpty()) &&
 		x.StateDir == y.StateDir
 }
+
+// SameLDAP reports whether x and y read the same multidrop directory:
+// the same ldap block (positions ignored, as in SameAccount), or neither
+// has one. Package fetch keeps an account's directory cache, and its last
+// good copy, while this holds, and loads afresh when it does not.
+func SameLDAP(x, y *Account) bool {
+	return cmp.Equal(accountLDAP(x), accountLDAP(y), sameAccountOpts...)
+}
+
+func accountLDAP(a *Account) *LDAP {
+	if a == nil || a.Multidrop == nil {
+		return nil
+	}
+	return a.Multidrop.LDAP
+}

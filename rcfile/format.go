@@ -88,6 +88,9 @@ func (c *Config) Format(w io.Writer) error {
 			mn.SetAttributeValue("system_users", cty.BoolVal(m.SystemUsers))
 			mn.SetAttributeValue("qvirtual", cty.StringVal(m.QVirtual))
 			mn.SetAttributeValue("dedupe_message_id", cty.BoolVal(m.DedupeMessageID))
+			if m.LDAP != nil {
+				formatLDAP(block(mn, "ldap"), m.LDAP)
+			}
 			for _, u := range m.Users {
 				un := block(mn, "user", u.Name)
 				un.SetAttributeValue("addresses", stringList(u.Addresses))
@@ -130,6 +133,33 @@ func formatOAuth2(n *hclwrite.Body, a *Account) {
 		b.SetAttributeValue("token_url", cty.StringVal(o.TokenURL))
 		b.SetAttributeValue("device_url", cty.StringVal(o.DeviceURL))
 	}
+}
+
+// formatLDAP prints a multidrop ldap block, the bind password only by
+// its source (Password.String), and the group settings only with groups
+// (the file may not set them without).
+func formatLDAP(n *hclwrite.Body, l *LDAP) {
+	n.SetAttributeValue("url", cty.StringVal(l.URL))
+	n.SetAttributeValue("ca_file", cty.StringVal(l.CAFile))
+	if l.BindDN != "" {
+		n.SetAttributeValue("bind_dn", cty.StringVal(l.BindDN))
+	}
+	if k, v := l.Password.setting(); k != "" {
+		n.SetAttributeValue(k, v)
+	}
+	n.SetAttributeValue("base_dn", cty.StringVal(l.BaseDN))
+	n.SetAttributeValue("filter", cty.StringVal(l.Filter))
+	n.SetAttributeValue("user_attribute", cty.StringVal(l.UserAttribute))
+	n.SetAttributeValue("address_attributes", stringList(l.AddressAttributes))
+	n.SetAttributeValue("groups", cty.BoolVal(l.Groups))
+	if l.Groups {
+		n.SetAttributeValue("group_filter", cty.StringVal(l.GroupFilter))
+		n.SetAttributeValue("member_attribute", cty.StringVal(l.MemberAttribute))
+	}
+	n.SetAttributeValue("refresh", cty.StringVal(fmtDuration(l.Refresh)))
+	n.SetAttributeValue("grace", cty.StringVal(fmtDuration(l.Grace)))
+	n.SetAttributeValue("timeout", cty.StringVal(fmtDuration(l.Timeout)))
+	n.SetAttributeValue("max_entries", cty.NumberIntVal(int64(l.MaxEntries)))
 }
 
 // block appends a nested block after a blank line.

@@ -83,6 +83,21 @@ account "multi" {
       }
     }
     user "bob" {}
+    ldap {
+      url                = "ldap://[::1]:3890"
+      ca_file            = "/etc/ssl/ldap \"ca\".pem"
+      bind_dn            = "cn=pop\\, \"fetch\",dc=example,dc=org"
+      password_env       = "LDAP_PW"
+      base_dn            = "dc=example,dc=org"
+      filter             = "(&(cn=$${x}%%{y}\\2a)(sn=é*))"
+      user_attribute     = "uid"
+      address_attributes = ["mail", "mailAlternateAddress"]
+      groups             = true
+      member_attribute   = "uniqueMember"
+      grace              = "0"
+      refresh            = "90m"
+      max_entries        = 5
+    }
   }
 }
 `

@@ -29,8 +29,9 @@ const maxFileSize = 1 << 20
 //     root, writable by nobody else, in directories nobody else can
 //     change), or it is not parsed at all: its mda and password_command
 //     would run commands chosen by someone else;
-//   - so must a password_file, an aliases_file and a ca_file that exist,
-//     and the programs named by mda and password_command;
+//   - so must a password_file, an aliases_file and a ca_file that exist
+//     (also those of a multidrop ldap block), and the programs named by
+//     mda and password_command;
 //   - if the file contains an inline password attribute anywhere and is
 //     readable by group or others, that is an error at the attribute;
 //   - a password_file that is readable by group or others is an error at
@@ -84,6 +85,9 @@ func loadAs(path string, euid int) (*Config, hcl.Diagnostics) {
 			}
 			if m := a.Multidrop; m != nil && m.AliasesFile != "" {
 				diags = append(diags, checkAliasesFile(m.AliasesFile, m.AliasesFileRange)...)
+			}
+			if m := a.Multidrop; m != nil && m.LDAP != nil && m.LDAP.Password.File != "" {
+				diags = append(diags, checkPasswordFile(m.LDAP.Password)...)
 			}
 			diags = append(diags, checkPrograms(a, seen)...)
 			diags = append(diags, checkCAFiles(a)...)
@@ -229,6 +233,12 @@ func checkPrograms(a *Account, seen map[hcl.Range]bool) hcl.Diagnostics {
 		seen[a.Password.Range] = true
 		check(c[0], "password_command", a.Password.Range)
 	}
+	if m := a.Multidrop; m != nil && m.LDAP != nil {
+		if c := m.LDAP.Password.Command; len(c) > 0 && c[0] != "" && !seen[m.LDAP.Password.Range] {
+			seen[m.LDAP.Password.Range] = true
+			check(c[0], "password_command", m.LDAP.Password.Range)
+		}
+	}
 	if c := a.OAuth2TokenCommand; len(c) > 0 && c[0] != "" && !seen[a.DeclRange] {
 		seen[a.DeclRange] = true
 		check(c[0], "oauth2_token_command", a.DeclRange)
@@ -250,10 +260,11 @@ func checkPrograms(a *Account, seen map[hcl.Range]bool) hcl.Diagnostics {
 }
 
 // checkCAFiles applies trust.CheckTrusted's rules to the ca_file of the POP3
-// server and of SMTP/LMTP targets (trust.CheckPath: a missing one must be
-// missing from a directory nobody else can write): whoever can change
-// the trust anchors can impersonate the server and take the password.
-// The diagnostic points at the account (the ca_file may be inherited).
+// server, of SMTP/LMTP targets and of the multidrop ldap directory
+// (trust.CheckPath: a missing one must be missing from a directory nobody
+// else can write): whoever can change the trust anchors can impersonate
+// the server and take the password. The diagnostic points at the account
+// (the ca_file may be inherited), or at the ldap block.
 func checkCAFiles(a *Account) hcl.Diagnostics {
 	files := []string{a.CAFile}
 	dests := []*Destination{&a.Deliver, a.Postmaster}
@@ -268,6 +279,14 @@ func checkCAFiles(a *Account) hcl.Diagnostics {
 		}
 	}
 	var diags hcl.Diagnostics
+	if a.Multidrop != nil && a.Multidrop.LDAP != nil && a.Multidrop.LDAP.CAFile != "" {
+		// The directory decides who receives the mail, and gets the
+		// bind password: its trust anchors need the same care.
+		l := a.Multidrop.LDAP
+		if err := trust.CheckPath(l.CAFile); errors.Is(err, trust.ErrUntrustedFile) {
+			diags = append(diags, untrustedDiag("Unsafe ca_file", fmt.Errorf("account %s: ldap ca_file %w", a.Name, err), l.Range))
+		}
+	}
 	done := map[string]bool{}
 	for _, f := range files {
 		if f == "" || done[f] {

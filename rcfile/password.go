@@ -3,6 +3,7 @@ package rcfile
 import (
 	"bytes"
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -256,3 +257,8 @@ func (p Password) GoString() string { return "rcfile.Password{" + p.String() + "
 
 // LogValue keeps slog from printing the inline secret.
 func (p Password) LogValue() slog.Value { return slog.StringValue(p.String()) }
+
+// MarshalJSON keeps encoding/json from printing the inline secret, as
+// slog's JSON handler does with a struct that holds a Password (an
+// Account, an LDAP): LogValue covers only a Password logged by itself.
+func (p Password) MarshalJSON() ([]byte, error) { return json.Marshal(p.String()) }

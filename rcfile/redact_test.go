@@ -54,6 +54,8 @@ var brokenSecretFiles = []struct{ name, src string }{
 	{"CR line endings", "account \"a\" {\r  server = \"x\"\r  username = \"u\"\r  password = \"%s\"\r  deliver { maildir = \"/tmp/x\" }\r}\r"},
 	{"zero-width space in the name", "account \"a\" {\n  server = \"x\"\n  pass\u200bword = \"%s\"\n}\n"},
 	{"zero-width space and no equals sign", "account \"a\" {\n  server = 5\n  pass\u200bword \"%s\"\n}\n"},
+	{"ldap bind password", "account \"a\" {\n  multidrop {\n    ldap {\n      url = 5\n      password = \"%s\"\n    }\n  }\n}\n"},
+	{"ldap bind password on the bind_dn line", "account \"a\" {\n  multidrop {\n    ldap { bind_dn = \"x\" password = \"%s\" }\n  }\n}\n"},
 }
 
 // secretFor fills a broken file's %s: the password, or where the

@@ -179,7 +179,50 @@ type multidropHCL struct {
 	DedupeMessageID      *bool      `hcl:"dedupe_message_id,optional"`
 	DedupeMessageIDRange hcl.Range  `hcl:"dedupe_message_id,attr_range"`
 	Users                []*userHCL `hcl:"user,block"`
+	LDAP                 *ldapHCL   `hcl:"ldap,block"`
 	DefRange             hcl.Range  `hcl:",def_range"`
+}
+
+// ldapHCL is a multidrop block's directory (see ldap.go). The four
+// password attributes are the account's, with the account's rules.
+type ldapHCL struct {
+	URL                    *string   `hcl:"url,optional"`
+	URLRange               hcl.Range `hcl:"url,attr_range"`
+	CAFile                 *string   `hcl:"ca_file,optional"`
+	CAFileRange            hcl.Range `hcl:"ca_file,attr_range"`
+	BindDN                 *string   `hcl:"bind_dn,optional"`
+	BindDNRange            hcl.Range `hcl:"bind_dn,attr_range"`
+	Password               *string   `hcl:"password,optional"`
+	PasswordRange          hcl.Range `hcl:"password,attr_range"`
+	PasswordFile           *string   `hcl:"password_file,optional"`
+	PasswordFileRange      hcl.Range `hcl:"password_file,attr_range"`
+	PasswordEnv            *string   `hcl:"password_env,optional"`
+	PasswordEnvRange       hcl.Range `hcl:"password_env,attr_range"`
+	PasswordCommand        *[]string `hcl:"password_command,optional"`
+	PasswordCommandRange   hcl.Range `hcl:"password_command,attr_range"`
+	BaseDN                 *string   `hcl:"base_dn,optional"`
+	BaseDNRange            hcl.Range `hcl:"base_dn,attr_range"`
+	Filter                 *string   `hcl:"filter,optional"`
+	FilterRange            hcl.Range `hcl:"filter,attr_range"`
+	UserAttribute          *string   `hcl:"user_attribute,optional"`
+	UserAttributeRange     hcl.Range `hcl:"user_attribute,attr_range"`
+	AddressAttributes      *[]string `hcl:"address_attributes,optional"`
+	AddressAttributesRange hcl.Range `hcl:"address_attributes,attr_range"`
+	Groups                 *bool     `hcl:"groups,optional"`
+	GroupsRange            hcl.Range `hcl:"groups,attr_range"`
+	GroupFilter            *string   `hcl:"group_filter,optional"`
+	GroupFilterRange       hcl.Range `hcl:"group_filter,attr_range"`
+	MemberAttribute        *string   `hcl:"member_attribute,optional"`
+	MemberAttributeRange   hcl.Range `hcl:"member_attribute,attr_range"`
+	Refresh                *string   `hcl:"refresh,optional"`
+	RefreshRange           hcl.Range `hcl:"refresh,attr_range"`
+	Grace                  *string   `hcl:"grace,optional"`
+	GraceRange             hcl.Range `hcl:"grace,attr_range"`
+	Timeout                *string   `hcl:"timeout,optional"`
+	TimeoutRange           hcl.Range `hcl:"timeout,attr_range"`
+	MaxEntries             *int      `hcl:"max_entries,optional"`
+	MaxEntriesRange        hcl.Range `hcl:"max_entries,attr_range"`
+	DefRange               hcl.Range `hcl:",def_range"`
 }
 
 type userHCL struct {

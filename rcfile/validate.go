@@ -322,38 +322,67 @@ func (p *parser) fingerprint(v string, rng hcl.Range) string {
 // account has an OAuth2 token source); it names both places when there
 // are two, because with defaults the second may be far away.
 func (p *parser) password(s *settingsHCL, block hcl.Range, optional bool) Password {
+	return p.passwordSource(passwordAttrs{
+		s.Password, s.PasswordRange, s.PasswordFile, s.PasswordFileRange,
+		s.PasswordEnv, s.PasswordEnvRange, s.PasswordCommand, s.PasswordCommandRange,
+	}, block, optional,
+		"Set exactly one of password_file, password_env, password_command or password (here or in defaults).")
+}
+
+// passwordAttrs are the four password attributes of a block: an
+// account's, or an ldap block's bind password (ldap.go).
+type passwordAttrs struct {
+	Inline       *string
+	InlineRange  hcl.Range
+	File         *string
+	FileRange    hcl.Range
+	Env          *string
+	EnvRange     hcl.Range
+	Command      *[]string
+	CommandRange hcl.Range
+}
+
+// set says whether any of the four attributes is written.
+func (a passwordAttrs) set() bool {
+	return isSet(a.InlineRange) || isSet(a.FileRange) || isSet(a.EnvRange) || isSet(a.CommandRange)
+}
+
+// passwordSource checks one block's password attributes, with the same
+// rules wherever they are: exactly one source (at most one if optional),
+// missing reported at block with the detail missing.
+func (p *parser) passwordSource(s passwordAttrs, block hcl.Range, optional bool, missing string) Password {
 	type src struct {
 		name string
 		rng  hcl.Range
 	}
 	var set []src
 	var pw Password
-	if s.Password != nil {
-		set = append(set, src{"password", s.PasswordRange})
-		pw.Inline, pw.Range = *s.Password, s.PasswordRange
-		p.credential(pw.Inline, s.PasswordRange, "password", maxPassword)
+	if s.Inline != nil {
+		set = append(set, src{"password", s.InlineRange})
+		pw.Inline, pw.Range = *s.Inline, s.InlineRange
+		p.credential(pw.Inline, s.InlineRange, "password", maxPassword)
 	}
-	if s.PasswordFile != nil {
-		set = append(set, src{"password_file", s.PasswordFileRange})
-		pw.File, _ = p.path(*s.PasswordFile, s.PasswordFileRange)
-		pw.Range = s.PasswordFileRange
+	if s.File != nil {
+		set = append(set, src{"password_file", s.FileRange})
+		pw.File, _ = p.path(*s.File, s.FileRange)
+		pw.Range = s.FileRange
 	}
-	if s.PasswordEnv != nil {
-		set = append(set, src{"password_env", s.PasswordEnvRange})
-		pw.Env, pw.Range = *s.PasswordEnv, s.PasswordEnvRange
+	if s.Env != nil {
+		set = append(set, src{"password_env", s.EnvRange})
+		pw.Env, pw.Range = *s.Env, s.EnvRange
 		if !envNameRE.MatchString(pw.Env) {
-			p.errorf(s.PasswordEnvRange, "Invalid password_env",
+			p.errorf(s.EnvRange, "Invalid password_env",
 				"password_env is the name of an environment variable (letters, digits, _); this value is not one (it is not repeated here in case it is the password itself).")
 		}
 	}
-	if s.PasswordCommand != nil {
-		set = append(set, src{"password_command", s.PasswordCommandRange})
-		pw.Command, pw.Range = *s.PasswordCommand, s.PasswordCommandRange
-		p.command(pw.Command, s.PasswordCommandRange)
+	if s.Command != nil {
+		set = append(set, src{"password_command", s.CommandRange})
+		pw.Command, pw.Range = *s.Command, s.CommandRange
+		p.command(pw.Command, s.CommandRange)
 	}
 	// A source that is present but failed to decode was reported already;
 	// "no password source" on top of it would be wrong.
-	for _, r := range []hcl.Range{s.PasswordRange, s.PasswordFileRange, s.PasswordEnvRange, s.PasswordCommandRange} {
+	for _, r := range []hcl.Range{s.InlineRange, s.FileRange, s.EnvRange, s.CommandRange} {
 		if isSet(r) && p.reported(r) {
 			return pw
 		}
@@ -363,8 +392,7 @@ func (p *parser) password(s *settingsHCL, block hcl.Range, optional bool) Passwo
 		if optional {
 			break
 		}
-		p.errorf(block, "No password source",
-			"Set exactly one of password_file, password_env, password_command or password (here or in defaults).")
+		p.errorf(block, "No password source", "%s", missing)
 	case 1:
 	default:
 		p.errorf(set[1].rng, "Two password sources",
@@ -834,9 +862,12 @@ func (p *parser) multidrop(m *multidropHCL) *Multidrop {
 		}
 	}
 	p.users(m, out)
-	if len(m.Users) == 0 && out.AliasesFile == "" && !out.SystemUsers {
+	if m.LDAP != nil {
+		out.LDAP = p.ldap(m.LDAP)
+	}
+	if len(m.Users) == 0 && out.AliasesFile == "" && !out.SystemUsers && m.LDAP == nil {
 		p.errorf(m.DefRange, "No local users",
-			"This multidrop block names no recipients: add user \"name\" { ... } blocks, an aliases_file, or system_users = true.")
+			"This multidrop block names no recipients: add user \"name\" { ... } blocks, an aliases_file, an ldap { ... } directory, or system_users = true.")
 	}
 	return out
 }
@@ -979,7 +1010,7 @@ func (p *parser) sharedBox(a *Account, s *settingsHCL) {
 	if !shared {
 		return
 	}
-	fallthroughUsers := a.Multidrop.SystemUsers || a.Multidrop.AliasesFile != ""
+	fallthroughUsers := a.Multidrop.SystemUsers || a.Multidrop.AliasesFile != "" || a.Multidrop.LDAP != nil
 	for _, u := range a.Multidrop.Users {
 		if u.Deliver == nil {
 			fallthroughUsers = true
