@@ -5,14 +5,11 @@ import (
 	"crypto/x509"
 	"fmt"
 	"log/slog"
-	"reflect"
 	"slices"
 	"sort"
 	"strings"
 	"sync"
 	"time"
-
-	"github.com/google/go-cmp/cmp"
 
 	"github.com/popfetch/popfetch/deliver"
 	"github.com/popfetch/popfetch/deliver/ldapdir"
@@ -92,7 +89,7 @@ func (c *directories) entry(a *rcfile.Account) *dirEntry {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	l := a.Multidrop.LDAP
-	if e, ok := c.m[a.Name]; ok && sameLDAP(e.ldap, l) {
+	if e, ok := c.m[a.Name]; ok && e.ldap.Same(l) {
 		return e
 	}
 	if c.m == nil {
@@ -256,21 +253,6 @@ func (d *multidrop) useDirectory(snap *ldapdir.Snapshot) []string {
 		dir.AddGroup(g, snap.Groups[g], "ldap")
 	}
 	return dir.Ignored()[before:]
-}
-
-// ldapTypeRange is the type of the position fields (hcl.Range), which
-// sameLDAP ignores. Named by its string: package fetch does not import
-// hcl (only rcfile and cmd do).
-const ldapTypeRange = "hcl.Range"
-
-// sameLDAP reports whether x and y load the same directory, ignoring
-// where anything is declared in the rc file.
-// An rcfile.SameLDAP, once rcfile has one, replaces it.
-func sameLDAP(x, y *rcfile.LDAP) bool {
-	return cmp.Equal(x, y, cmp.FilterPath(func(p cmp.Path) bool {
-		t := p.Last().Type()
-		return t != nil && t.String() == ldapTypeRange
-	}, cmp.Ignore()), cmp.Exporter(func(reflect.Type) bool { return true }))
 }
 
 // ldapOf copies l, so that a caller that edits its Account afterwards

@@ -54,7 +54,13 @@ func SameSignIn(x, y *Account) bool {
 // has one. Package fetch keeps an account's directory cache, and its last
 // good copy, while this holds, and loads afresh when it does not.
 func SameLDAP(x, y *Account) bool {
-	return cmp.Equal(accountLDAP(x), accountLDAP(y), sameAccountOpts...)
+	return accountLDAP(x).Same(accountLDAP(y))
+}
+
+// Same reports whether l and o load the same directory (positions
+// ignored); two nil blocks are the same.
+func (l *LDAP) Same(o *LDAP) bool {
+	return cmp.Equal(l, o, sameAccountOpts...)
 }
 
 func accountLDAP(a *Account) *LDAP {

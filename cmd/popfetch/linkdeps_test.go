@@ -43,8 +43,9 @@ func TestBinaryLinksNoTestCode(t *testing.T) {
 }
 
 // TestImportRules pins the package graph's rules: go-pop3 is used only by
-// fetch/pop3 (popfetch's POP3 client wraps it), and hcl only by rcfile and
-// this command (the poll and the daemon see decoded settings, never HCL).
+// fetch/pop3 (popfetch's POP3 client wraps it), go-ldap only by
+// deliver/ldapdir (and its test harness), and hcl only by rcfile and this
+// command (the poll and the daemon see decoded settings, never HCL).
 func TestImportRules(t *testing.T) {
 	t.Parallel()
 	out, err := exec.Command("go", "list", "-f", `{{.ImportPath}} {{join .Imports " "}}`, repoRoot+"/...").Output()
@@ -54,6 +55,7 @@ func TestImportRules(t *testing.T) {
 	const mod = "github.com/popfetch/popfetch"
 	allowed := map[string][]string{
 		"github.com/knadh/go-pop3":      {mod + "/fetch/pop3"},
+		"github.com/go-ldap/ldap/v3":    {mod + "/deliver/ldapdir", mod + "/deliver/ldapdir/slapdtest"},
 		"github.com/hashicorp/hcl/v2":   {mod + "/rcfile", mod + "/cmd/popfetch"},
 		"github.com/hashicorp/hcl/v2/*": {mod + "/rcfile", mod + "/rcfile/fetchmailrc"}, // the importer writes HCL
 	}
