@@ -184,13 +184,27 @@ func validListID(id string) (string, bool) {
 // maxFieldAddresses bounds FieldAddresses.
 const maxFieldAddresses = 1000
 
-// FieldAddresses returns the addresses in the first field named key of
-// the header section of raw, in canonical form (the form routing compares
-// and a learned route stores), without duplicates; unparseable pieces are
-// skipped. At most 1000 pieces are looked at.
+// FieldAddresses returns the addresses in the first field named key above
+// the first Received field of the header section of raw, in canonical form
+// (the form routing compares and a learned route stores), without
+// duplicates; unparseable pieces are skipped, and at most 1000 pieces are
+// looked at. Only fields above the first Received count: those are what
+// the last host added (popfetch puts its own fields, such as those of a
+// postmaster copy, above its Received field); a field below it may have
+// been written by the sender.
 func FieldAddresses(raw []byte, key string) []string {
 	h, _ := readHeader(raw)
-	v, ok := h.first(canonical(key))
+	key = canonical(key)
+	v, ok := "", false
+	for _, f := range h {
+		if f.key == "Received" {
+			break
+		}
+		if f.key == key {
+			v, ok = f.value, true
+			break
+		}
+	}
 	if !ok {
 		return nil
 	}

@@ -117,6 +117,11 @@ func TestFieldAddresses(t *testing.T) {
 	if got := FieldAddresses(raw, "Cc"); got != nil {
 		t.Errorf("FieldAddresses(Cc) = %q; want nil", got)
 	}
+	// Below the first Received the sender wrote it: not used.
+	raw = []byte("X-Popfetch-Reason: x\r\nReceived: by host with POP3 (popfetch 1.0); date\r\nX-Popfetch-Unrouted: ceo@example.com\r\n\r\n")
+	if got := FieldAddresses(raw, "X-Popfetch-Unrouted"); got != nil {
+		t.Errorf("FieldAddresses(below Received) = %q; want nil", got)
+	}
 }
 
 // FuzzListID: never panics; a result is a lower-case dot-atom that
