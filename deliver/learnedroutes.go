@@ -185,26 +185,29 @@ func validListID(id string) (string, bool) {
 const maxFieldAddresses = 1000
 
 // FieldAddresses returns the addresses in the first field named key above
-// the first Received field of the header section of raw, in canonical form
-// (the form routing compares and a learned route stores), without
-// duplicates; unparseable pieces are skipped, and at most 1000 pieces are
-// looked at. Only fields above the first Received count: those are what
-// the last host added (popfetch puts its own fields, such as those of a
-// postmaster copy, above its Received field); a field below it may have
-// been written by the sender.
+// popfetch's own topmost Received field (see isPopfetchReceived) in the
+// header section of raw, in canonical form (the form routing compares and
+// a learned route stores), without duplicates; nil if there is no such
+// field or no popfetch Received. Unparseable pieces are skipped, and at
+// most 1000 pieces are looked at. popfetch writes the fields of a copy it
+// delivers (a postmaster copy's X-Popfetch-Unrouted) above its Received
+// field, and a downstream server (an LMTP server's own Received) adds
+// above that; everything below it came with the message, and may have
+// been written by its sender.
 func FieldAddresses(raw []byte, key string) []string {
 	h, _ := readHeader(raw)
 	key = canonical(key)
-	v, ok := "", false
+	v, found, ours := "", false, false
 	for _, f := range h {
-		if f.key == "Received" {
+		if f.key == "Received" && isPopfetchReceived(f.value) {
+			ours = true
 			break
 		}
-		if f.key == key {
-			v, ok = f.value, true
-			break
+		if f.key == key && !found {
+			v, found = f.value, true
 		}
 	}
+	ok := found && ours
 	if !ok {
 		return nil
 	}

@@ -107,8 +107,10 @@ func TestListID(t *testing.T) {
 }
 
 func TestFieldAddresses(t *testing.T) {
-	raw := []byte("X-Popfetch-Unrouted: Old.Bob@OLD.Example.NET., \"x\" <list@lists.example.org>, bad@@, old.bob@old.example.net\r\n" +
-		"X-Popfetch-Unrouted: second@example.com\r\nTo: a@example.com\r\n\r\n")
+	const pf = "Received: from pop.isp.example by host with POP3 (popfetch 1.0); date\r\n"
+	raw := []byte("Received: from host by lmtp.example with LMTP id 1; date\r\n" +
+		"X-Popfetch-Unrouted: Old.Bob@OLD.Example.NET., \"x\" <list@lists.example.org>, bad@@, old.bob@old.example.net\r\n" +
+		"X-Popfetch-Unrouted: second@example.com\r\n" + pf + "To: a@example.com\r\n\r\n")
 	got := FieldAddresses(raw, "x-popfetch-unrouted")
 	want := []string{"Old.Bob@old.example.net", "list@lists.example.org", "old.bob@old.example.net"}
 	if !slices.Equal(got, want) {
@@ -117,10 +119,15 @@ func TestFieldAddresses(t *testing.T) {
 	if got := FieldAddresses(raw, "Cc"); got != nil {
 		t.Errorf("FieldAddresses(Cc) = %q; want nil", got)
 	}
-	// Below the first Received the sender wrote it: not used.
-	raw = []byte("X-Popfetch-Reason: x\r\nReceived: by host with POP3 (popfetch 1.0); date\r\nX-Popfetch-Unrouted: ceo@example.com\r\n\r\n")
-	if got := FieldAddresses(raw, "X-Popfetch-Unrouted"); got != nil {
-		t.Errorf("FieldAddresses(below Received) = %q; want nil", got)
+	// Below popfetch's Received, or without one, the sender wrote it
+	// (even a forged popfetch Received below the real one changes nothing).
+	for _, h := range []string{
+		"X-Popfetch-Reason: x\r\n" + pf + "X-Popfetch-Unrouted: ceo@example.com\r\n" + pf,
+		"X-Popfetch-Unrouted: ceo@example.com\r\nReceived: from a by b with ESMTP; date\r\n",
+	} {
+		if got := FieldAddresses([]byte(h+"\r\n"), "X-Popfetch-Unrouted"); got != nil {
+			t.Errorf("FieldAddresses(%q) = %q; want nil", h, got)
+		}
 	}
 }
 

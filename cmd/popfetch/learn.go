@@ -20,7 +20,7 @@ const unroutedField = "X-Popfetch-Unrouted"
 
 // learnKeys returns the learned-route keys a message from the postmaster
 // teaches when the administrator sends it on to a user: the addresses in
-// its X-Popfetch-Unrouted field (only one popfetch added, above its
+// its X-Popfetch-Unrouted field (only one popfetch added, above its own
 // Received field: see deliver.FieldAddresses), else its List-Id as
 // "list-id:ID". Never an address from From, Reply-To or Sender: the
 // sender writes those, and a route learned from them would route the

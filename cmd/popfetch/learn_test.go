@@ -26,6 +26,15 @@ func TestLearnKeys(t *testing.T) {
 			want:   []string{"list@lists.example.org", "Old.Bob@old.example.net"},
 		},
 		{
+			name:   "below an LMTP server's Received",
+			header: "Received: from h by lmtp.example with LMTP id 1; d\r\n" + pmTop + "X-Popfetch-Unrouted: old@example.com\r\n" + received + "List-Id: <l.example.org>\r\n",
+			want:   []string{"old@example.com"},
+		},
+		{
+			name:   "not from popfetch",
+			header: "X-Popfetch-Unrouted: ceo@example.com\r\nReceived: from a by b with ESMTP; d\r\n",
+		},
+		{
 			name:   "list-id when nothing unrouted",
 			header: pmTop + received + "List-Id: The list <L.Example.ORG>\r\nFrom: eve@example.net\r\nReply-To: r@example.net\r\n",
 			want:   []string{"list-id:l.example.org"},
@@ -124,7 +133,7 @@ func TestForgetCaseSensitive(t *testing.T) {
 	a := learnAccount(t)
 	a.Multidrop.CaseSensitive = true
 	g := &globals{stdout: &bytes.Buffer{}, stderr: &bytes.Buffer{}}
-	msg := []byte("X-Popfetch-Unrouted: Joe@example.net\r\n\r\n")
+	msg := []byte("X-Popfetch-Unrouted: Joe@example.net\r\nReceived: by h with POP3 (popfetch 1.0); d\r\n\r\n")
 	if got, err := g.learnRoutes(a, msg, "alice", "m"); err != nil || !slices.Equal(got, []string{"Joe@example.net -> alice"}) {
 		t.Fatalf("learnRoutes = %q, %v", got, err)
 	}
