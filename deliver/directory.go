@@ -14,8 +14,8 @@ import (
 // the whitelist of multidrop routing: an address that the Directory does not
 // map is never delivered, whatever the message claims.
 //
-// A Directory is configured once (NewDirectory, LoadAliases, SetSystemUsers)
-// and then only read; LookupAll is safe for concurrent use.
+// A Directory is configured once (NewDirectory, LoadAliases, SetSystemUsers,
+// SetLearned) and then only read; LookupAll is safe for concurrent use.
 //
 // Lookup order for a local part and a domain (first hit wins):
 //  1. an explicit full address of a user ("joe@example.com"),
