@@ -14,17 +14,23 @@ import (
 // the whitelist of multidrop routing: an address that the Directory does not
 // map is never delivered, whatever the message claims.
 //
-// A Directory is configured once (NewDirectory, LoadAliases, SetSystemUsers)
-// and then only read; LookupAll is safe for concurrent use.
+// A Directory is configured once (NewDirectory, LoadAliases, SetSystemUsers,
+// SetLearned) and then only read; LookupAll is safe for concurrent use.
 //
 // Lookup order for a local part and a domain (first hit wins):
 //  1. an explicit full address of a user ("joe@example.com"),
 //  2. an explicit local part of a user ("joe", any local domain),
 //  3. a group address from AddGroup (full addresses only), expanding to
 //     its members,
-//  4. an alias from LoadAliases (alias names are case-insensitive, as in
+//  4. a learned full address (SetLearned: a route the administrator
+//     taught with popfetch reroute --learn),
+//  5. an alias from LoadAliases (alias names are case-insensitive, as in
 //     sendmail's aliases(5)), expanding to one or more users,
-//  5. a system user, when SetSystemUsers(true) was called.
+//  6. a system user, when SetSystemUsers(true) was called.
+//
+// Learned addresses may lie outside the local domains (a mailing list's
+// address, an old address of a person); LearnedAddress and LearnedListID
+// answer for those.
 type Directory struct {
 	caseSensitive bool
 	users         map[string]bool     // configured user names
@@ -34,6 +40,10 @@ type Directory struct {
 	aliases       map[string]aliasExp // alias name (lower-case) → expansion
 	ignored       []string            // from NewDirectory
 	aliasIgnored  []string            // from the last LoadAliases
+
+	learnedAddr    map[string]string // folded "local@domain" → user (SetLearned)
+	learnedList    map[string]string // List-Id identifier (lower-case) → user
+	learnedIgnored []string          // from the last SetLearned
 
 	systemUsers bool
 	// lookupUID finds a system account; a field so tests need not depend on
@@ -151,7 +161,9 @@ func (d *Directory) fold(local string) string {
 // pipes, files, :include: lists, remote addresses, unknown names, loops or
 // too deep. The caller logs them once after loading.
 func (d *Directory) Ignored() []string {
-	return append(append([]string(nil), d.ignored...), d.aliasIgnored...)
+	out := append(append([]string(nil), d.ignored...), d.aliasIgnored...)
+	out = append(out, d.learnedIgnored...)
+	return append(out, d.learnedUnknown()...)
 }
 
 // SetSystemUsers makes a local part that names a system account (os/user)
@@ -170,8 +182,14 @@ func (d *Directory) SetSystemUsers(on bool) {
 // case-insensitively; localPart according to the Directory's case
 // sensitivity.
 func (d *Directory) LookupAll(localPart, domain string) []string {
+	us, _ := d.lookupAll(localPart, domain)
+	return us
+}
+
+// lookupAll is LookupAll; learned reports that a learned route answered.
+func (d *Directory) lookupAll(localPart, domain string) (users []string, learned bool) {
 	if d == nil || localPart == "" || hasUnsafe(localPart) {
-		return nil
+		return nil, false
 	}
 	if dom, ok := NormalizeDomain(domain); ok {
 		domain = dom
@@ -180,14 +198,21 @@ func (d *Directory) LookupAll(localPart, domain string) []string {
 	}
 	key := d.fold(localPart)
 	if u, ok := d.byAddr[key+"@"+domain]; ok {
-		return []string{u}
+		return []string{u}, false
 	}
 	if u, ok := d.byLocal[key]; ok {
-		return []string{u}
+		return []string{u}, false
 	}
 	if g, ok := d.groups[key+"@"+domain]; ok {
-		return append([]string(nil), g...)
+		return append([]string(nil), g...), false
 	}
+	if u, ok := d.learnedAddr[key+"@"+domain]; ok && d.knownUser(u) {
+		return []string{u}, true
+	}
+	return d.lookupAliasOrSystem(localPart, key), false
+}
+
+func (d *Directory) lookupAliasOrSystem(localPart, key string) []string {
 	if a, ok := d.aliases[strings.ToLower(localPart)]; ok {
 		out := append([]string(nil), a.users...)
 		for _, s := range a.sys {

@@ -130,6 +130,8 @@ type router struct {
 	viaSeen  map[string]bool
 	fallback bool
 	fbNames  []string // the accepted FallbackHeaders, canonical
+	learned  bool     // a learned address routed a recipient
+	byListID bool     // the learned List-Id routed the message
 }
 
 // RouteHeader routes a message by its header section (raw may be the whole
@@ -150,8 +152,13 @@ type router struct {
 //     non-local addresses) the FallbackHeaders in header order (never
 //     From, Reply-To or Sender).
 //
-// Only addresses in LocalDomains that the Directory maps are delivered;
-// everything else is ignored (never relayed off-host). Display names and
+// Only addresses in LocalDomains that the Directory maps are delivered,
+// and addresses outside them that the Directory has learned (a learned
+// route, named in Via); everything else is ignored (never relayed
+// off-host). A learned address in the envelope is a local recipient for
+// rule 1. When all this finds no recipient (and the message is not a
+// loop), a learned List-Id identifier in the topmost List-Id field routes
+// it (Via "learned List-Id"). Display names and
 // comments are never scraped for addresses. The result never contains a
 // user twice, nor more than MaxRoutedUsers users. Recipients popfetch
 // already delivered this message to are dropped as a loop.
@@ -205,8 +212,33 @@ func RouteHeader(raw []byte, r *Rules) Route {
 		rt.fallbackHeaders(fs)
 	}
 	rt.applyLoops()
+	if len(rt.route.Rcpts) == 0 && len(rt.loops) == 0 && rt.hops < MaxPopfetchHops {
+		rt.listID(fs)
+	}
 	rt.finish(truncated)
 	return rt.route
+}
+
+// listID routes a message no address routed by its List-Id identifier,
+// if the Directory learned it. The recipient's domain is the first local
+// domain, as for a learned address outside them (see add).
+func (rt *router) listID(fs header) {
+	v, ok := fs.first("List-Id")
+	if !ok {
+		return
+	}
+	id, ok := parseListID(v)
+	if !ok {
+		return
+	}
+	u, ok := rt.r.Directory.learnedListID(id)
+	dom := rt.firstLocalDomain()
+	if !ok || dom == "" {
+		return
+	}
+	rt.users[u] = true
+	rt.route.Rcpts = append(rt.route.Rcpts, Recipient{User: u, Address: u + "@" + dom, Domain: dom})
+	rt.byListID = true
 }
 
 // envelope routes by the configured envelope header and returns the
@@ -459,19 +491,39 @@ func (rt *router) add(a addr, hdr string, env bool) {
 			return
 		}
 	case !rt.isLocal(domain):
-		return // never relay off-host
+		u, ok := rt.r.Directory.learnedAddress(local, domain)
+		dom := rt.firstLocalDomain()
+		if !ok || dom == "" {
+			return // never relay off-host
+		}
+		// Taught by the administrator: delivered to a local user, at
+		// a local domain (the RCPT of an SMTP/LMTP target is
+		// user@Domain, which must never name the foreign domain).
+		rt.local = true
+		if rt.addUsers([]string{u}, a.String(), dom, hdr) {
+			rt.learned = true
+		}
+		return
 	}
 	rt.local = true
-	users := rt.lookup(local, rcptDomain, a.quoted)
+	users, learned := rt.lookup(local, rcptDomain, a.quoted)
 	if len(users) == 0 {
 		rt.addUnknown(a.String())
 		return
 	}
-	address := a.String()
+	if rt.addUsers(users, a.String(), rcptDomain, hdr) && learned {
+		rt.learned = true
+	}
+}
+
+// addUsers adds the users one address reached; added reports whether
+// any of them was new.
+func (rt *router) addUsers(users []string, address, rcptDomain, hdr string) (added bool) {
 	for _, u := range users {
 		if rt.users[u] {
 			continue
 		}
+		added = true
 		rt.users[u] = true
 		if len(rt.route.Rcpts) >= MaxRoutedUsers {
 			rt.overCap = append(rt.overCap, u)
@@ -483,6 +535,7 @@ func (rt *router) add(a addr, hdr string, env bool) {
 		rt.viaSeen[hdr] = true
 		rt.viaHdrs = append(rt.viaHdrs, hdr)
 	}
+	return added
 }
 
 // addrKey is the comparison form of an address for EnvelopeIgnore: the
@@ -499,23 +552,24 @@ func (rt *router) addrKey(a addr) string {
 // "joe+lists" mapping wins), then the part before the detail delimiter
 // (RFC 5233 sub-addressing). A quoted local part is matched literally and
 // never split: it only reaches a user through an explicit mapping.
-func (rt *router) lookup(local, domain string, quoted bool) []string {
+// learned reports that a learned route answered.
+func (rt *router) lookup(local, domain string, quoted bool) (users []string, learned bool) {
 	if !rt.r.CaseSensitive {
 		local = strings.ToLower(local)
 	}
 	d := rt.r.Directory
-	if us := d.LookupAll(local, domain); len(us) > 0 {
-		return us
+	if us, learned := d.lookupAll(local, domain); len(us) > 0 {
+		return us, learned
 	}
 	del := rt.r.DetailDelimiter
 	if quoted || del == "" {
-		return nil
+		return nil, false
 	}
 	base, _, ok := strings.Cut(local, del)
 	if !ok || base == "" {
-		return nil // "+tag@": empty base never matches
+		return nil, false // "+tag@": empty base never matches
 	}
-	return d.LookupAll(base, domain)
+	return d.lookupAll(base, domain)
 }
 
 func (rt *router) addUnknown(a string) {
@@ -557,6 +611,11 @@ func (rt *router) finish(truncated bool) {
 		}
 	} else if rt.fallback {
 		r.Via = "header " + strings.Join(rt.fbNames, "/")
+	}
+	if rt.byListID {
+		r.Via = "learned List-Id"
+	} else if rt.learned && len(r.Rcpts) > 0 {
+		r.Via += " (learned)"
 	}
 	if len(r.Rcpts) == 0 {
 		r.Rcpts = nil

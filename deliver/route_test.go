@@ -27,12 +27,30 @@ var fixtureUsers = map[string][]string{
 	"carol": {"carol"},
 }
 
+// fixtureLearnedAddrs and fixtureLearnedListIDs are the learned routes of
+// the golden table (see the brief in testdata/route/cases.txt): a learned
+// local address, two outside the local domains, one that a configured
+// address overrides, one to an unknown user and an invalid one (both
+// ignored at load).
+var (
+	fixtureLearnedAddrs = map[string]string{
+		"erin@example.com":           "carol",
+		"old.bob@old.example.net":    "bob",
+		"announce@lists.example.net": "alice",
+		"carol@example.com":          "bob",
+		"ghost@example.com":          "mallory",
+		"bad@":                       "alice",
+	}
+	fixtureLearnedListIDs = map[string]string{"news.lists.example.net": "carol"}
+)
+
 func fixtureRules(t testing.TB, caseSensitive bool) *Rules {
 	t.Helper()
 	d := NewDirectory(fixtureUsers, caseSensitive)
 	if err := d.LoadAliases("../testdata/route/aliases"); err != nil {
 		t.Fatalf("LoadAliases = %v", err)
 	}
+	d.SetLearned(fixtureLearnedAddrs, fixtureLearnedListIDs)
 	return &Rules{
 		LocalDomains:    []string{"example.com", "example.org"},
 		EnvelopeHeader:  "Delivered-To",

@@ -63,6 +63,9 @@ func newMultidrop(a *rcfile.Account, def, pm deliver.Target, host string) (Dispa
 		}
 	}
 	dir.SetSystemUsers(md.SystemUsers)
+	if err := loadLearned(a, dir); err != nil {
+		return nil, err
+	}
 	ignore := append([]string(nil), md.EnvelopeIgnore...)
 	if strings.Contains(a.Username, "@") {
 		// The catch-all mailbox's own address: a Postfix virtual

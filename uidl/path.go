@@ -39,6 +39,15 @@ const journalSuffix = ".uidl"
 // limits keeps a readable prefix and ends in "%~" plus the SHA-256 of the
 // full name, which no unshortened name contains.
 func Path(stateDir, mailbox string) string {
+	return filepath.Join(stateDir, "uidl", FileName(mailbox, journalSuffix))
+}
+
+// FileName is the file name Path gives mailbox's journal, with suffix in
+// place of ".uidl": escaped and shortened by the same rule, at most 240
+// bytes with the suffix. Other per-mailbox files in the state directory
+// (the learned routes of a multidrop mailbox, fetch.LearnedPath) are named
+// by it, so one mailbox's files share one readable, collision-free name.
+func FileName(mailbox, suffix string) string {
 	b := make([]byte, 0, len(mailbox)+8)
 	if mailbox == "" {
 		// Never hidden; a lone '%' is no escape, so no other mailbox
@@ -49,7 +58,7 @@ func Path(stateDir, mailbox string) string {
 		c := mailbox[i]
 		b = escapeByte(b, c, i == 0 && (c == '.' || c == '-'))
 	}
-	return filepath.Join(stateDir, "uidl", string(shorten(b, maxName-len(journalSuffix)))+journalSuffix)
+	return string(shorten(b, maxName-len(suffix))) + suffix
 }
 
 // LegacyPath is the journal path versions before Path's rule used:

@@ -441,6 +441,9 @@ func (g *globals) check(ctx context.Context, args []string) int {
 	}
 	fmt.Fprintf(g.stdout, "# %s: ok\n", rcfile.QuotePath(path))
 	cfg.Format(g.stdout)
+	if !printLearned(g.stdout, cfg) {
+		return exitConfig
+	}
 	if !*connect {
 		return exitOK
 	}
