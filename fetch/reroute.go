@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/popfetch/popfetch/deliver"
+	"github.com/popfetch/popfetch/fetch/pop3"
 	"github.com/popfetch/popfetch/rcfile"
 )
 
@@ -227,4 +228,14 @@ func fieldName(line []byte) (string, bool) {
 		}
 	}
 	return string(name), true
+}
+
+// MaxSize bounds the message file Deliver may be given: the account's
+// limit with room for the header fields popfetch added to the postmaster
+// copy, else the largest message a poll accepts (pop3.MaxMessageSize).
+func (r *Rerouter) MaxSize() int64 {
+	if r.a.Limit > 0 {
+		return min(r.a.Limit+1<<20, pop3.MaxMessageSize)
+	}
+	return pop3.MaxMessageSize
 }
