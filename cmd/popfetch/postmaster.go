@@ -70,6 +70,7 @@ func (g *globals) postmaster(ctx context.Context, args []string) int {
 	if *asJSON {
 		enc := json.NewEncoder(g.stdout)
 		for _, w := range list {
+			w.Received = w.Received.UTC()
 			enc.Encode(w)
 		}
 		return exitOK
@@ -153,8 +154,9 @@ func readWaiting(path string, e fs.DirEntry) waiting {
 	if t, ok := maildirTime(e.Name()); ok {
 		w.Received = t
 	}
+	w.Unrouted = []string{}
 	fail := func(err error) waiting {
-		w.Error = termSafe(err.Error(), 200)
+		w.Error = termSafe(strings.TrimSpace(err.Error()), 200)
 		return w
 	}
 	switch {
@@ -259,16 +261,20 @@ func decodeWords(v string) string {
 	return v
 }
 
-// fromAddress is the address of the first mailbox in From, or the raw
-// value (made safe) if it does not parse. A long value is not parsed:
-// a From is never that long, and address parsers have had quadratic
-// cases.
+// fromAddress is the address of the first mailbox in From; if the value
+// does not parse, the <...> it ends with, else the raw value (made safe).
+// A long value is not parsed: a From is never that long, and address
+// parsers have had quadratic cases.
 func fromAddress(v string) string {
 	if len(v) <= 2000 {
 		p := mail.AddressParser{WordDecoder: wordDecoder}
 		if l, err := p.ParseList(v); err == nil && len(l) > 0 {
 			return termSafe(l[0].Address, 320)
 		}
+	}
+	v = strings.TrimSpace(v)
+	if i := strings.LastIndexByte(v, '<'); i >= 0 && strings.HasSuffix(v, ">") && i < len(v)-2 {
+		v = v[i+1 : len(v)-1]
 	}
 	return termSafe(v, 320)
 }
