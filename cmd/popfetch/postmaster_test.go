@@ -41,7 +41,7 @@ func postmasterFixture(t *testing.T) string {
 		"new/1700000400.M1P1Q2.host": "this is no header at all\n\njust text\n",
 		"new/no-time-in-name": "From: x@example.com\nSubject: " + strings.Repeat("long subject ", 10) + "\n" +
 			"X-Popfetch-Reason: " + strings.Repeat("a very long reason ", 10) + "\n\n",
-		"new/.hidden": "From: hidden@example.com\n\n",
+		"new/.hidden":                "From: hidden@example.com\n\n",
 		"tmp/1700000000.M1P1Q1.host": "From: tmp@example.com\n\n",
 	}
 	for name, content := range files {
