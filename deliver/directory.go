@@ -34,6 +34,7 @@ import (
 type Directory struct {
 	caseSensitive bool
 	users         map[string]bool     // configured user names
+	addrs         map[string][]string // user → its addresses as configured, in order (Addresses)
 	byAddr        map[string]string   // "local@domain" → user
 	byLocal       map[string]string   // "local" → user
 	groups        map[string][]string // "local@domain" → member users (AddGroup)
@@ -89,6 +90,7 @@ func NewDirectory(users map[string][]string, caseSensitive bool) *Directory {
 	d := &Directory{
 		caseSensitive: caseSensitive,
 		users:         make(map[string]bool, len(users)),
+		addrs:         make(map[string][]string, len(users)),
 		byAddr:        make(map[string]string),
 		byLocal:       make(map[string]string),
 		groups:        make(map[string][]string),
@@ -120,20 +122,21 @@ func (d *Directory) addAddress(name, a string) {
 		d.ignored = append(d.ignored, "user "+name+": invalid address "+strconv.Quote(a))
 		return
 	}
-	m, key := d.byLocal, d.fold(a)
+	m, key, canon := d.byLocal, d.fold(a), a
 	if i := strings.LastIndexByte(a, '@'); i >= 0 {
 		dom, ok := NormalizeDomain(a[i+1:])
 		if i == 0 || !ok {
 			d.ignored = append(d.ignored, "user "+name+": invalid address "+strconv.Quote(a))
 			return
 		}
-		m, key = d.byAddr, d.fold(a[:i])+"@"+dom
+		m, key, canon = d.byAddr, d.fold(a[:i])+"@"+dom, a[:i]+"@"+dom
 	}
 	if prev, dup := m[key]; dup && prev != name {
 		d.ignored = append(d.ignored, "address "+a+" of user "+name+" already belongs to "+prev)
 		return
 	}
 	m[key] = name
+	d.addrs[name] = append(d.addrs[name], canon)
 }
 
 // safeToken reports whether s can be a user name or a configured address:
@@ -386,10 +389,31 @@ func (d *Directory) AddGroup(addr string, users []string, source string) {
 
 // HasUser reports whether name is a user that mail can be delivered to:
 // configured (NewDirectory), added (AddUsers), or a system user when
-// SetSystemUsers(true) was called. An alias reaches only such users.
+// SetSystemUsers(true) was called. An alias reaches only such users. It is
+// what a message can reach, so `popfetch reroute` asks it before
+// delivering to a user named on its command line.
 func (d *Directory) HasUser(name string) bool {
 	if d == nil || !safeToken(name) {
 		return false
 	}
 	return d.users[name] || d.systemUser(name)
+}
+
+// Addresses returns the addresses configured for user, in configuration
+// order: full addresses with their domain normalised (NormalizeDomain),
+// bare local parts as written. Nil for a system user or a user without
+// addresses.
+func (d *Directory) Addresses(user string) []string {
+	if d == nil {
+		return nil
+	}
+	return append([]string(nil), d.addrs[user]...)
+}
+
+// ValidUserName reports whether name can be a user name anywhere popfetch
+// substitutes one: what NewDirectory accepts (no white space or control
+// characters) and what a {user} placeholder accepts as one path component
+// (not empty, at most 64 bytes, no '/', not starting with '.' or '-').
+func ValidUserName(name string) bool {
+	return safeToken(name) && validComponent(name) == nil
 }

@@ -147,3 +147,49 @@ func TestDirectoryNil(t *testing.T) {
 		t.Errorf("nil Directory LookupAll = %v", got)
 	}
 }
+
+// HasUser knows the users a message can reach (configured, and system
+// users only when they are on), never an alias name or an address;
+// Addresses gives a user's addresses in configuration order.
+func TestDirectoryHasUser(t *testing.T) {
+	d := NewDirectory(map[string][]string{
+		"alice": {"alice", "Alice.Smith@EXAMPLE.com", "ali@bücher.example"},
+		"bob":   nil,
+	}, false)
+	d.lookupUID = func(name string) (uint64, bool) {
+		u, ok := map[string]uint64{"joe": 1000, "root": 0}[name]
+		return u, ok
+	}
+	if err := d.LoadAliases(writeAliases(t, "staff: joe, alice\n")); err != nil {
+		t.Fatal(err)
+	}
+	check := func(when string, want map[string]bool) {
+		t.Helper()
+		for name, w := range want {
+			if got := d.HasUser(name); got != w {
+				t.Errorf("%s: HasUser(%q) = %v; want %v", when, name, got, w)
+			}
+		}
+	}
+	check("without system users", map[string]bool{
+		"alice": true, "bob": true, "joe": false, "staff": false, "root": false,
+		"Alice": false, "alice.smith": false, "": false, "a b": false,
+	})
+	d.SetSystemUsers(true)
+	check("with system users", map[string]bool{"joe": true, "root": false, "staff": false, "ghost": false, "../joe": false})
+	if got, want := d.Addresses("alice"), []string{"alice", "Alice.Smith@example.com", "ali@xn--bcher-kva.example"}; !reflect.DeepEqual(got, want) {
+		t.Errorf("Addresses(alice) = %q; want %q", got, want)
+	}
+	if got := d.Addresses("joe"); got != nil {
+		t.Errorf("Addresses(joe) = %q; want none", got)
+	}
+	var nilDir *Directory
+	if nilDir.HasUser("alice") || nilDir.Addresses("alice") != nil {
+		t.Errorf("a nil Directory knows someone")
+	}
+	for name, want := range map[string]bool{"joe": true, "j.doe-2": true, "Jörg": true, "": false, "-x": false, ".x": false, "a/b": false, "a b": false, "a\x00": false, strings.Repeat("x", 65): false} {
+		if got := ValidUserName(name); got != want {
+			t.Errorf("ValidUserName(%q) = %v; want %v", name, got, want)
+		}
+	}
+}

@@ -116,7 +116,7 @@ func (d *multidrop) Dispatch(ctx context.Context, m *deliver.Message, p Progress
 	sender := deliver.ReturnPath(m.Raw)
 	if len(rt.Rcpts) == 0 {
 		log.Warn("multidrop: no local recipient; message goes to the postmaster", "via", rt.Via, "reason", rt.Reason)
-		return d.toPostmaster(ctx, m, sender, p, rt.Reason)
+		return d.toPostmaster(ctx, m, sender, p, rt.Reason, rt.Unknown)
 	}
 	key := ""
 	if d.dedupe {
@@ -203,7 +203,7 @@ func (d *multidrop) Dispatch(ctx context.Context, m *deliver.Message, p Progress
 	}
 	log.Warn("multidrop: partly routed or partly failed; a copy goes to the postmaster",
 		"via", rt.Via, "users", len(rt.Rcpts), "reason", strings.Join(reasons, "; "))
-	return d.toPostmaster(ctx, m, sender, p, strings.Join(reasons, "; "))
+	return d.toPostmaster(ctx, m, sender, p, strings.Join(reasons, "; "), append(append([]string(nil), rt.Unknown...), o.permAddrs...))
 }
 
 // outcome collects what the deliveries of one message came to.
@@ -211,6 +211,10 @@ type outcome struct {
 	temp   []error
 	perm   []string // "user: reason"
 	claims []*claim // this copy's dedupe claims, settled as each delivery ends
+
+	// permAddrs are the addresses of the users in perm, for
+	// X-Popfetch-Unrouted.
+	permAddrs []string
 }
 
 // waiting is a user whose copy another copy of the message claimed.
@@ -286,6 +290,7 @@ func (d *multidrop) deliverUsers(ctx context.Context, m *deliver.Message, sender
 			case err == nil:
 			case deliver.IsPermanent(err):
 				o.perm = append(o.perm, fmt.Sprintf("%s: %s", r.User, reasonOf(err)))
+				o.permAddrs = append(o.permAddrs, r.Address)
 			default:
 				o.temp = append(o.temp, fmt.Errorf("user %s: %w", r.User, err))
 			}
@@ -371,11 +376,11 @@ func (d *multidrop) settle(c *claim, delivered bool) {
 // toPostmaster makes the message's one postmaster copy (see the function
 // toPostmaster), unless its progress has it already, and records it.
 // Without intent: the record is its progress entry, as for the users.
-func (d *multidrop) toPostmaster(ctx context.Context, m *deliver.Message, sender string, p Progress, reason string) error {
+func (d *multidrop) toPostmaster(ctx context.Context, m *deliver.Message, sender string, p Progress, reason string, unrouted []string) error {
 	if p.Done(postmasterKey) {
 		return nil
 	}
-	if _, err := toPostmaster(ctx, d.postmaster, m, sender, errors.New(reason), nil); err != nil {
+	if _, err := toPostmaster(ctx, d.postmaster, m, sender, errors.New(reason), unrouted, nil); err != nil {
 		return err
 	}
 	return p.Record(postmasterKey)

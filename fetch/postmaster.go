@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"strings"
 
 	"github.com/popfetch/popfetch/deliver"
 )
@@ -18,18 +19,31 @@ import (
 // downstream.
 const maxReason = 300
 
+// maxUnrouted bounds X-Popfetch-Unrouted, in bytes: whole addresses only,
+// and "(N more)", an RFC 5322 comment that address parsers skip, when the
+// rest does not fit. With the field name the line stays below RFC 5322
+// §2.1.1's 998 characters.
+const maxUnrouted = 900
+
 // toPostmaster is the postmaster fallback of single-drop and multidrop
 // alike: it delivers the one postmaster copy of m through pm with the
 // reason (cause's deliver.Error Reason, else its text), cut to maxReason,
 // in X-Popfetch-Reason, and returns that reason. intend is as for
-// deliverCopy (nil: no intent). No postmaster, or a failing one, returns
-// an error: the message then stays on the server, it is never dropped.
-func toPostmaster(ctx context.Context, pm deliver.Target, m *deliver.Message, sender string, cause error, intend func(path string) error) (string, error) {
+// deliverCopy (nil: no intent). unrouted are the addresses that reached
+// nobody (unknown users, and the users whose delivery failed
+// permanently), listed in X-Popfetch-Unrouted when there are any, so that
+// whoever works through the postmaster's mailbox (popfetch postmaster)
+// need not parse the reason. No postmaster, or a failing one, returns an
+// error: the message then stays on the server, it is never dropped.
+func toPostmaster(ctx context.Context, pm deliver.Target, m *deliver.Message, sender string, cause error, unrouted []string, intend func(path string) error) (string, error) {
 	if pm == nil {
 		return "", fmt.Errorf("%w (permanent; no postmaster configured, so the message stays on the server)", cause)
 	}
 	reason := deliver.SafeValue(reasonOf(cause), maxReason)
 	extra := []deliver.Field{{Name: "X-Popfetch-Reason", Value: reason}}
+	if v := unroutedValue(unrouted); v != "" {
+		extra = append(extra, deliver.Field{Name: "X-Popfetch-Unrouted", Value: v})
+	}
 	if err := deliverCopy(ctx, pm, m, sender, deliver.Recipient{User: "postmaster"}, extra, intend); err != nil {
 		return "", fmt.Errorf("%v; postmaster delivery failed too: %w", cause, err)
 	}
@@ -43,4 +57,42 @@ func reasonOf(err error) string {
 		return de.Reason
 	}
 	return err.Error()
+}
+
+// unroutedValue is the X-Popfetch-Unrouted value for addrs: each address
+// made safe (deliver.SafeValue), duplicates (ignoring case) and empty ones
+// dropped, joined by ", ", and cut to maxUnrouted bytes after a whole
+// address, with "(N more)" for the rest.
+func unroutedValue(addrs []string) string {
+	var b strings.Builder
+	seen := map[string]bool{}
+	var list []string
+	for _, a := range addrs {
+		a = strings.TrimSpace(deliver.SafeValue(a, 320))
+		if k := strings.ToLower(a); a != "" && !seen[k] {
+			seen[k] = true
+			list = append(list, a)
+		}
+	}
+	for i, a := range list {
+		more := ""
+		if rest := len(list) - i - 1; rest > 0 {
+			more = fmt.Sprintf(" (%d more)", rest)
+		}
+		sep := ""
+		if i > 0 {
+			sep = ", "
+		}
+		if b.Len()+len(sep)+len(a)+len(more) > maxUnrouted {
+			if i == 0 {
+				// Not even one fits (it cannot: 320 < maxUnrouted); say
+				// how many rather than cut an address.
+				return fmt.Sprintf("(%d addresses)", len(list))
+			}
+			fmt.Fprintf(&b, " (%d more)", len(list)-i)
+			break
+		}
+		b.WriteString(sep + a)
+	}
+	return b.String()
 }

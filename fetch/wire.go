@@ -76,7 +76,7 @@ func (d *singleDrop) Dispatch(ctx context.Context, m *deliver.Message, p Progres
 	if !deliver.IsPermanent(err) {
 		return err
 	}
-	reason, err := toPostmaster(ctx, d.postmaster, m, sender, err, p.Intend)
+	reason, err := toPostmaster(ctx, d.postmaster, m, sender, err, nil, p.Intend)
 	if err != nil {
 		return err
 	}

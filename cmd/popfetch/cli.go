@@ -75,6 +75,13 @@ Commands:
                            convert a fetchmailrc (default ~/.fetchmailrc) into
                            a popfetch rc file, on stdout or into a new 0600
                            FILE; what cannot be converted is listed on stderr
+  postmaster [--account NAME] [--json]
+                           list the messages waiting in an account's postmaster
+                           Maildir, oldest first, with reason and file
+  reroute [--account NAME] [--force] --to USER FILE...
+                           deliver postmaster messages (files) to a user of a
+                           multidrop account through the user's destination,
+                           then remove each file
 
 Global flags:
   -f, --config FILE        rc file (default: $POPFETCH_CONFIG, then
@@ -89,6 +96,7 @@ Exit status:
   0  success            1  an account failed or a message was not delivered
   2  usage error        3  login refused              5  rc file invalid or unsafe
   7  the server keeps refusing to delete a delivered message
+  75 reroute: a delivery failed for now; try again later
 
 See popfetch(1) and popfetch.hcl(5).
 `
@@ -155,6 +163,10 @@ func (g *globals) command(ctx context.Context, cmd string, cargs []string) int {
 		return g.login(ctx, cargs)
 	case "import":
 		return g.importCmd(ctx, cargs)
+	case "reroute":
+		return g.reroute(ctx, cargs)
+	case "postmaster":
+		return g.postmaster(ctx, cargs)
 	case "help":
 		fmt.Fprint(stdout, usage)
 		return exitOK
@@ -404,17 +416,19 @@ func exitCodeForSummary(r fetch.PollSummary) int {
 	return exitOK
 }
 
-// worse orders exit codes by severity: config > auth > fail > undeletable
-// > ok. A message that was not delivered weighs more than one delivered
+// worse orders exit codes by severity: config > auth > fail > tempfail >
+// undeletable > ok. A message that was not delivered weighs more than one delivered
 // that the server will not delete.
 func worse(a, b int) int {
 	rank := func(c int) int {
 		switch c {
 		case exitConfig:
-			return 4
+			return 5
 		case exitAuth:
-			return 3
+			return 4
 		case exitFail:
+			return 3
+		case exitTempFail:
 			return 2
 		case exitUndeletable:
 			return 1

@@ -41,7 +41,7 @@ func TestHelpAndVersion(t *testing.T) {
 		t.Fatalf("unknown flag = %d; want %d", code, exitUsage)
 	}
 	// Asking for help is not a usage error, whichever command it follows.
-	for _, cmd := range []string{"fetch", "check", "run", "now", "status", "demo"} {
+	for _, cmd := range []string{"fetch", "check", "run", "now", "status", "demo", "postmaster", "reroute"} {
 		for _, flag := range []string{"--help", "-h"} {
 			if code, out, errs := runCLI(t, cmd, flag); code != exitOK || !strings.Contains(out, "Usage:") || errs != "" {
 				t.Errorf("%s %s = %d, usage on stdout %v, stderr %q; want %d and the usage on stdout", cmd, flag, code, strings.Contains(out, "Usage:"), errs, exitOK)
@@ -127,7 +127,7 @@ func TestHelpMatchesManPage(t *testing.T) {
 			t.Errorf("command %q is in --help but has no entry in man/popfetch.1", c[1])
 		}
 	}
-	for _, code := range []int{exitOK, exitFail, exitUsage, exitAuth, exitConfig, exitUndeletable} {
+	for _, code := range []int{exitOK, exitFail, exitUsage, exitAuth, exitConfig, exitUndeletable, exitTempFail} {
 		if !bytes.Contains(man, []byte(fmt.Sprintf(".B %d\n", code))) {
 			t.Errorf("exit status %d is not documented in man/popfetch.1", code)
 		}
