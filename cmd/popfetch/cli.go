@@ -78,10 +78,14 @@ Commands:
   postmaster [--account NAME] [--json]
                            list the messages waiting in an account's postmaster
                            Maildir, oldest first, with reason and file
-  reroute [--account NAME] [--force] --to USER FILE...
+  reroute [--account NAME] [--force] [--learn] --to USER FILE...
                            deliver postmaster messages (files) to a user of a
                            multidrop account through the user's destination,
-                           then remove each file
+                           then remove each file; --learn also routes the
+                           file's unrouted addresses (or List-Id) to USER
+                           from now on
+  reroute [--account NAME] --forget ADDRESS
+                           remove a learned route (ADDRESS or list-id:ID)
 
 Global flags:
   -f, --config FILE        rc file (default: $POPFETCH_CONFIG, then

@@ -106,12 +106,19 @@ func (g *globals) reroute(ctx context.Context, args []string) int {
 	account := fs.String("account", "", "")
 	to := fs.String("to", "", "")
 	force := fs.Bool("force", false, "")
+	learn := fs.Bool("learn", false, "")
+	forget := fs.String("forget", "", "")
 	files, ok := g.parseInterleaved(fs, args)
 	if !ok {
 		return exitUsage
 	}
-	if *to == "" || len(files) == 0 {
-		fmt.Fprintf(g.stderr, "popfetch reroute: usage: popfetch reroute [--account NAME] [--force] --to USER FILE...\n")
+	if *forget != "" {
+		if *to != "" || *learn || *force || len(files) > 0 {
+			fmt.Fprintf(g.stderr, "popfetch reroute: usage: popfetch reroute [--account NAME] --forget ADDRESS (nothing else)\n")
+			return exitUsage
+		}
+	} else if *to == "" || len(files) == 0 {
+		fmt.Fprintf(g.stderr, "popfetch reroute: usage: popfetch reroute [--account NAME] [--force] [--learn] --to USER FILE...\n")
 		return exitUsage
 	}
 	cfg, _, ok := g.load()
@@ -122,6 +129,9 @@ func (g *globals) reroute(ctx context.Context, args []string) int {
 	if err != nil {
 		fmt.Fprintf(g.stderr, "popfetch reroute: %v\n", err)
 		return exitUsage
+	}
+	if *forget != "" {
+		return g.forget(a, *forget)
 	}
 	rr, err := fetch.NewRerouter(a)
 	if err != nil {
@@ -142,21 +152,54 @@ func (g *globals) reroute(ctx context.Context, args []string) int {
 			code = worse(code, exitTempFail)
 			break
 		}
-		line, c := g.rerouteOne(ctx, rr, path, *to, *force, log)
+		var lrn *rcfile.Account
+		if *learn {
+			lrn = a
+		}
+		line, c := g.rerouteOne(ctx, rr, path, *to, *force, lrn, log)
 		fmt.Fprintf(g.stdout, "%s: %s\n", path, line)
 		code = worse(code, c)
 	}
 	return code
 }
 
+// forget removes the learned route of key from account a's file
+// (`popfetch reroute --forget ADDRESS`).
+func (g *globals) forget(a *rcfile.Account, key string) int {
+	existed, err := g.forgetRoute(a, key)
+	switch {
+	case err != nil:
+		fmt.Fprintf(g.stderr, "popfetch reroute: forget %s: %v\n", key, err)
+		return exitFail
+	case !existed:
+		fmt.Fprintf(g.stderr, "popfetch reroute: account %s has no learned route for %s\n", a.Name, key)
+		return exitFail
+	}
+	fmt.Fprintf(g.stdout, "forgot %s (account %s)\n", key, a.Name)
+	return exitOK
+}
+
 // rerouteOne delivers one file and removes it; it returns the line to
-// print after "FILE: " and the exit status it calls for.
-func (g *globals) rerouteOne(ctx context.Context, rr *fetch.Rerouter, path, user string, force bool, log *slog.Logger) (string, int) {
+// print after "FILE: " and the exit status it calls for. With learn (the
+// account, for --learn) the routes the message teaches are written first:
+// a message that teaches nothing is not delivered, so a rerun with or
+// without --learn starts from a clean state, and a delivery that fails
+// after the route was learned leaves only the route (what the admin asked
+// for) and the file.
+func (g *globals) rerouteOne(ctx context.Context, rr *fetch.Rerouter, path, user string, force bool, learn *rcfile.Account, log *slog.Logger) (string, int) {
 	src, err := openSource(path, rr.MaxSize())
 	if err != nil {
 		return fmt.Sprintf("error: %v; nothing delivered", err), exitFail
 	}
 	defer src.close()
+	var taught string
+	if learn != nil {
+		lines, err := g.learnRoutes(learn, src.data, user, path)
+		if err != nil {
+			return fmt.Sprintf("not delivered: %v; the file stays", err), exitFail
+		}
+		taught = "; learned " + strings.Join(lines, ", ")
+	}
 	res, err := rr.Deliver(ctx, src.data, user, force, log)
 	switch {
 	case err != nil && deliver.IsPermanent(err):
@@ -167,11 +210,9 @@ func (g *globals) rerouteOne(ctx context.Context, rr *fetch.Rerouter, path, user
 		}
 		return fmt.Sprintf("not delivered (temporary failure, try again later): %v; the file stays", err), exitTempFail
 	}
-	done := fmt.Sprintf("delivered to %s (%s)", res.User, res.Target)
-	// The copy is durable. Whatever has to follow a successful delivery
-	// (such as remembering the route the admin just taught) goes here,
-	// before the source is removed: a crash or failure up to the removal
-	// leaves the file, so it can be run again.
+	done := fmt.Sprintf("delivered to %s (%s)%s", res.User, res.Target, taught)
+	// The copy is durable; only now may the source go. A crash or failure
+	// up to the removal leaves the file, so it can be run again.
 	if err := src.remove(); err != nil {
 		return fmt.Sprintf("%s; removing the file: %v; see that the postmaster's copy goes", done, err), exitFail
 	}
