@@ -53,7 +53,7 @@ type LoadDirectoryFunc = func(ctx context.Context, c ldapdir.Config) (*ldapdir.S
 // directories keeps one LDAP snapshot per account for a Poller's
 // lifetime, like oauthSources: loaded whole at the start of a poll when
 // it is older than the account's refresh (or the poll asks for a fresh
-// one), never per message. A copy is dropped when the account's ldap
+// one, or the last load failed), never per message. A copy is dropped when the account's ldap
 // settings change.
 //
 // A load that fails, or yields no user, is a temporary condition: the
@@ -119,7 +119,11 @@ func (p *Poller) directory(ctx context.Context, a *rcfile.Account, fresh bool, l
 		refresh = defaultDirectoryRefresh
 	}
 	now := p.now()
-	if e.snap != nil && !fresh && now.Sub(e.loadedAt) < refresh {
+	// While loads fail, every poll tries again: the copy is no longer
+	// "fresh" because it is younger than refresh (a forced load may have
+	// failed a minute after it), and only the grace period may cover for
+	// it; with grace 0 routing with it would contradict the state shown.
+	if e.snap != nil && !fresh && e.lastErr == "" && now.Sub(e.loadedAt) < refresh {
 		return e.snap, e.state(l, now), nil
 	}
 	snap, err := p.loadDirectory(ctx, l)

@@ -536,6 +536,30 @@ func (s *Server) Restart(t testing.TB) {
 	}
 }
 
+// Pause freezes slapd (SIGSTOP): the kernel still accepts connections on
+// its ports, but nothing answers, like a hung or overloaded server; a
+// client is bounded only by its own timeout. Resume lets it run again.
+func (s *Server) Pause(t testing.TB) {
+	t.Helper()
+	s.signal(t, syscall.SIGSTOP)
+}
+
+// Resume continues a paused slapd (SIGCONT).
+func (s *Server) Resume(t testing.TB) {
+	t.Helper()
+	s.signal(t, syscall.SIGCONT)
+}
+
+func (s *Server) signal(t testing.TB, sig syscall.Signal) {
+	t.Helper()
+	s.mu.Lock()
+	pid := s.pid
+	s.mu.Unlock()
+	if err := syscall.Kill(-pid, sig); err != nil {
+		t.Fatalf("slapdtest: %v to slapd: %v", sig, err)
+	}
+}
+
 // ldapTool runs ldapmodify or ldapdelete as the root DN over ldap://
 // (plain: loopback, test data only).
 func (s *Server) ldapTool(t testing.TB, tool string, stdin string, args ...string) {
