@@ -164,6 +164,21 @@ func TestShardThreeDaemons(t *testing.T) {
 		}
 	}
 
+	// A reload keeps the shard of the flag and the environment, not the
+	// rc file's 0/3: the file changes (a comment), each daemon reloads.
+	writeFile(t, rc, "# changed\n"+strings.Replace(text, `state_dir = "STATE"`, `state_dir = env("SHARD_TEST_STATE")`, 1))
+	for i, st := range states {
+		var s daemon.Status
+		waitFor(t, 10*time.Second, fmt.Sprintf("shard %d/3 to reload", i), func() bool {
+			var err error
+			s, err = daemon.ControlStatus(context.Background(), daemon.ControlPath(st))
+			return err == nil && s.Generation == 2
+		})
+		if s.Shard == nil || s.Shard.Shard != fmt.Sprintf("%d/3", i) || len(s.Accounts) != len(res[i]) {
+			t.Errorf("after a reload the daemon of shard %d/3 runs shard %+v with %d accounts; want %d/3 with %d", i, s.Shard, len(s.Accounts), i, len(res[i]))
+		}
+	}
+
 	// `popfetch now` and a one-shot fetch of an account of another shard
 	// say so, and poll nothing.
 	var theirs string
