@@ -55,6 +55,12 @@ type Config struct {
 	MaxParallel int    // sessions at once across all servers; default 8
 	PerServer   int    // sessions at once to one server host; default 2
 	Accounts    []*Account
+
+	// Shard is the part of the accounts this replica polls (shard =
+	// "i/N"); zero = all. The command line and the environment override
+	// it (popfetch(1), --shard), so Accounts keeps every account.
+	Shard      Shard
+	ShardRange hcl.Range // where shard is set, for diagnostics; zero if it is not
 }
 
 // Account is one POP3 mailbox and where its mail goes.

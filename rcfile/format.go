@@ -45,6 +45,9 @@ func (c *Config) Format(w io.Writer) error {
 	top.SetAttributeValue("state_dir", cty.StringVal(c.StateDir))
 	top.SetAttributeValue("max_parallel", cty.NumberIntVal(int64(c.MaxParallel)))
 	top.SetAttributeValue("per_server", cty.NumberIntVal(int64(c.PerServer)))
+	if c.Shard.Count > 0 {
+		top.SetAttributeValue("shard", cty.StringVal(c.Shard.String()))
+	}
 	for _, a := range c.Accounts {
 		n := block(top, "account", a.Name)
 		n.SetAttributeValue("server", cty.StringVal(a.Server))

@@ -166,6 +166,14 @@ func (p *parser) build(top *fileHCL, body hcl.Body) *Config {
 		}
 	}
 
+	if top.Shard != nil {
+		sh, err := ParseShard(*top.Shard)
+		if err != nil {
+			p.errorf(top.ShardRange, "Invalid shard", "%v; the first of N replicas is 0/N.", err)
+		}
+		cfg.Shard, cfg.ShardRange = sh, top.ShardRange
+	}
+
 	var defaults settingsHCL
 	if top.Defaults != nil {
 		defaults = top.Defaults.Settings

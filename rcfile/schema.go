@@ -25,6 +25,8 @@ type fileHCL struct {
 	MaxParallelRange hcl.Range     `hcl:"max_parallel,attr_range"`
 	PerServer        *int          `hcl:"per_server,optional"`
 	PerServerRange   hcl.Range     `hcl:"per_server,attr_range"`
+	Shard            *string       `hcl:"shard,optional"`
+	ShardRange       hcl.Range     `hcl:"shard,attr_range"`
 	Defaults         *defaultsHCL  `hcl:"defaults,block"`
 	Accounts         []*accountHCL `hcl:"account,block"`
 }

@@ -56,12 +56,15 @@ Usage:
   popfetch [global flags] <command> [flags] [account...]
 
 Commands:
-  fetch [account...]       poll the named (default: all) accounts once and exit
+  fetch [--shard i/N] [account...]
+                           poll the named (default: all) accounts once and exit;
+                           --shard: only shard i of N (see popfetch(1))
   check [--connect]        validate the rc file and print the effective settings
                            (passwords masked); --connect also logs in and counts
                            the new messages, fetching nothing
-  run                      run as a daemon in the foreground: poll every account
-                           on its interval, reload the rc file when it changes
+  run [--shard i/N]        run as a daemon in the foreground: poll every account
+                           (of shard i/N) on its interval, reload the rc file
+                           when it changes
   now [account...]         ask the running daemon to poll at once; print results
   status                   print the running daemon's per-account status
   demo                     fetch from a built-in loopback POP3 server into a
@@ -294,6 +297,7 @@ func selectAccounts(cfg *rcfile.Config, names []string) ([]*rcfile.Account, erro
 
 func (g *globals) fetch(ctx context.Context, args []string) int {
 	fs := g.flags("fetch")
+	shard := registerShard(fs)
 	if !g.parse(fs, args) {
 		return exitUsage
 	}
@@ -303,6 +307,9 @@ func (g *globals) fetch(ctx context.Context, args []string) int {
 	}
 	accts, ok := g.selectAccounts(cfg, fs.Args())
 	if !ok {
+		return exitUsage
+	}
+	if accts, ok = g.shardAccounts(shard, cfg, accts, fs.NArg() > 0); !ok {
 		return exitUsage
 	}
 	ctx, graceful, stop := signalContext(ctx, g.stderr)

@@ -21,6 +21,7 @@ import (
 // socket for now/status, and the rc file watched for changes.
 func (g *globals) daemon(ctx context.Context, args []string) int {
 	fs := g.flags("run")
+	shard := registerShard(fs)
 	if !g.parseNoArgs(fs, args) {
 		return exitUsage
 	}
@@ -28,6 +29,10 @@ func (g *globals) daemon(ctx context.Context, args []string) int {
 	cfg, path, ok := g.loadForRun(log)
 	if !ok {
 		return exitConfig
+	}
+	applyShard, ok := g.applyShard(shard, cfg)
+	if !ok {
+		return exitUsage
 	}
 	// The daemon logs each poll's outcome itself (idle polls at Debug,
 	// an error once per change), not the session.
@@ -56,6 +61,7 @@ func (g *globals) daemon(ctx context.Context, args []string) int {
 			log.Error("rc file has errors; the running configuration stays in effect", "path", path, "trigger", why)
 			return
 		}
+		applyShard(c) // --shard and the environment win over the file
 		if err := d.Reload(c); err != nil {
 			log.Error("rc file not applied; the running configuration stays in effect", "path", path, "trigger", why, "err", err)
 			return
@@ -109,7 +115,8 @@ func (g *globals) daemon(ctx context.Context, args []string) int {
 	}()
 	served := make(chan error, 1)
 	go func() { served <- ctl.Serve(ctx, d) }()
-	log.Info("popfetch daemon started", "version", versionString(), "config", path, "accounts", len(cfg.Accounts), "control", daemon.ControlPath(cfg.StateDir))
+	log.Info("popfetch daemon started", "version", versionString(), "config", path, "accounts", len(cfg.Accounts),
+		"shard", cfg.Shard.String(), "shard_accounts", len(cfg.Shard.Owned(cfg.Accounts)), "control", daemon.ControlPath(cfg.StateDir))
 	err = d.Run(ctx)
 	stop()
 	if cerr := <-served; cerr != nil && err == nil {
@@ -219,7 +226,7 @@ func (g *globals) status(ctx context.Context, args []string) int {
 }
 
 func (g *globals) controlError(err error, sock string) int {
-	if errors.Is(err, daemon.ErrUnknownAccount) {
+	if errors.Is(err, daemon.ErrUnknownAccount) || errors.Is(err, daemon.ErrOtherShard) {
 		fmt.Fprintf(g.stderr, "popfetch: %v\n", err)
 		return exitUsage
 	}

@@ -62,8 +62,16 @@ type daemonProc struct {
 // exit status 0 within 20 s.
 func startDaemon(t *testing.T, rc string, flags ...string) *daemonProc {
 	t.Helper()
+	return startDaemonArgs(t, rc, nil, append(append([]string{"-f", rc}, flags...), "run")...)
+}
+
+// startDaemonArgs is startDaemon for `popfetch args...` (which must run
+// the daemon on rc), with env added to the environment.
+func startDaemonArgs(t *testing.T, rc string, env []string, args ...string) *daemonProc {
+	t.Helper()
 	d := &daemonProc{rc: rc, log: &lockedBuffer{}, done: make(chan struct{})}
-	d.cmd = exec.Command(popfetchBin, append(append([]string{"-f", rc}, flags...), "run")...)
+	d.cmd = exec.Command(popfetchBin, args...)
+	d.cmd.Env = append(os.Environ(), env...)
 	d.cmd.Stdout, d.cmd.Stderr = d.log, d.log
 	if err := d.cmd.Start(); err != nil {
 		t.Fatalf("start popfetch run: %v", err)

@@ -30,6 +30,12 @@ func writeStatusAt(w io.Writer, s daemon.Status, now time.Time) {
 	}
 	fmt.Fprintf(w, "daemon started %s; config %s generation %d loaded %s\n\n",
 		at(s.Started), printable(s.ConfigPath, 200), s.Generation, at(s.LoadedAt))
+	if sh := s.Shard; sh != nil {
+		// The other accounts are other replicas' business: not listed,
+		// and not failing here.
+		fmt.Fprintf(w, "shard %s: %d of the %d accounts in the rc file; the others belong to other shards\n\n",
+			printable(sh.Shard, 20), sh.Owned, sh.Accounts)
+	}
 	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
 	fmt.Fprintln(tw, "ACCOUNT\tSTATE\tLAST POLL\tTOOK\tNEW\tDELIVERED\tDELETED\tNEXT POLL\tPOLLS\tFAILED\tDELIVERED TOTAL\tERROR")
 	for _, a := range s.Accounts {

@@ -54,6 +54,16 @@ func TestWriteStatus(t *testing.T) {
 		}},
 		want:    []string{`-ERR \x1b[31mred\x0d\x0aX`},
 		notWant: []string{"\x1b", "\r"},
+	}, {
+		name: "shard",
+		st: daemon.Status{Generation: 1, Shard: &daemon.ShardStatus{Shard: "1/3", Owned: 1, Accounts: 3}, Accounts: []daemon.AccountStatus{
+			{Name: "a", State: daemon.StateIdle},
+		}},
+		want: []string{"shard 1/3: 1 of the 3 accounts in the rc file; the others belong to other shards"},
+	}, {
+		name:    "no shard",
+		st:      daemon.Status{Generation: 1, Accounts: []daemon.AccountStatus{{Name: "a", State: daemon.StateIdle}}},
+		notWant: []string{"shard"},
 	}}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

@@ -33,7 +33,10 @@ import (
 //
 //	{"cmd":"status"}                   → {"status":{...}}
 //	{"cmd":"now","accounts":["a",...]} → {"results":[...]}   (no accounts = all)
-//	any failure                        → {"error":"..."}
+//	any failure                        → {"error":"...","kind":"..."}
+//
+// kind names the sentinel of a failure the client acts on
+// (controlKinds); the client's error then matches it with errors.Is.
 //
 // The client keeps its side open until the response arrives: the server
 // reads EOF as "the client went away" and stops waiting for a "now".
@@ -58,6 +61,7 @@ type controlRequest struct {
 
 type controlResponse struct {
 	Error   string              `json:"error,omitempty"`
+	Kind    string              `json:"kind,omitempty"` // a key of controlKinds
 	Results []fetch.PollSummary `json:"results,omitempty"`
 	Status  *Status             `json:"status,omitempty"`
 }
@@ -299,6 +303,11 @@ func serveControlConn(ctx context.Context, conn net.Conn, d *Daemon, log *slog.L
 		cancel()
 		if err != nil {
 			resp.Error = err.Error()
+			for k, sentinel := range controlKinds {
+				if errors.Is(err, sentinel) {
+					resp.Kind = k
+				}
+			}
 			break
 		}
 		resp.Results = make([]fetch.PollSummary, len(res))
@@ -337,10 +346,28 @@ func controlRoundTrip(ctx context.Context, path string, req controlRequest) (con
 		return resp, ctxOr(ctx, fmt.Errorf("read control response: %w", err))
 	}
 	if resp.Error != "" {
-		return resp, fmt.Errorf("popfetch daemon: %s", resp.Error)
+		return resp, &remoteError{msg: resp.Error, kind: controlKinds[resp.Kind]}
 	}
 	return resp, nil
 }
+
+// controlKinds are the failures of a request that the client tells apart:
+// a `popfetch now` for an account the daemon does not poll is a usage
+// error, not a daemon out of reach.
+var controlKinds = map[string]error{
+	"unknown-account": ErrUnknownAccount,
+	"other-shard":     ErrOtherShard,
+}
+
+// remoteError is a failure the daemon reported; it matches its sentinel
+// (controlKinds), if any, with errors.Is.
+type remoteError struct {
+	msg  string
+	kind error // nil for any other failure
+}
+
+func (e *remoteError) Error() string { return "popfetch daemon: " + e.msg }
+func (e *remoteError) Unwrap() error { return e.kind }
 
 // ctxOr prefers the context's error: a closed conn after cancel is noise.
 func ctxOr(ctx context.Context, err error) error {

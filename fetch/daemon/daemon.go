@@ -40,6 +40,9 @@ var (
 	ErrStopped = errors.New("daemon stopped")
 	// ErrUnknownAccount: PollNow named an account that is not in the config.
 	ErrUnknownAccount = errors.New("unknown account")
+	// ErrOtherShard: PollNow named an account of the config that another
+	// shard polls (rcfile.Shard).
+	ErrOtherShard = errors.New("account of another shard")
 	// ErrRemoved: the account left the config before a requested poll started.
 	ErrRemoved = errors.New("account removed from config")
 	// ErrPanic: the PollFunc panicked; the poll counts as a temporary failure.
@@ -177,7 +180,19 @@ type Status struct {
 	Generation int             `json:"generation"`
 	LoadedAt   time.Time       `json:"loaded_at"`
 	ConfigPath string          `json:"config_path,omitempty"`
-	Accounts   []AccountStatus `json:"accounts"` // sorted by name
+	Accounts   []AccountStatus `json:"accounts"` // sorted by name; only the shard's own
+	// Shard is the part of the accounts this daemon polls; nil if it
+	// polls them all.
+	Shard *ShardStatus `json:"shard,omitempty"`
+}
+
+// ShardStatus says which shard a daemon runs and how many of the
+// config's accounts it owns; the others are not its business, so they
+// are neither polled nor listed.
+type ShardStatus struct {
+	Shard    string `json:"shard"`    // "i/N"
+	Owned    int    `json:"owned"`    // accounts this shard polls
+	Accounts int    `json:"accounts"` // accounts in the config
 }
 
 // account is the scheduler's state for one configured account. Guarded by
@@ -800,6 +815,11 @@ func answer(waiters []chan fetch.Result, r fetch.Result) {
 // The session limits apply to sessions started from now on. The
 // generation counter increases and the load time is recorded.
 //
+// Only the accounts of cfg.Shard count (rcfile.Shard.Owned): the others
+// are as absent, so a changed shard removes and adds accounts as above,
+// and the state_dir and mailbox_id checks below see only the accounts
+// this daemon polls.
+//
 // A config whose top-level state_dir differs from the running one is
 // refused with ErrRestartRequired and nothing changes: the control socket
 // and the daemon lock stay where they are, `popfetch now` and `status`
@@ -826,19 +846,23 @@ func (d *Daemon) Reload(cfg *rcfile.Config) error {
 		d.mu.Unlock()
 		return fmt.Errorf("state_dir changed from %s to %s: %w", old, cfg.StateDir, ErrRestartRequired)
 	}
+	owned := cfg.Shard.Owned(cfg.Accounts)
 	if d.gen > 0 {
-		if err := d.stateDirMovedLocked(cfg); err != nil {
+		if err := d.stateDirMovedLocked(owned); err != nil {
 			d.mu.Unlock()
 			return err
 		}
-		if err := d.mailboxMovedLocked(cfg); err != nil {
+		if err := d.mailboxMovedLocked(owned); err != nil {
 			d.mu.Unlock()
 			return err
+		}
+		if old := d.cfg.Shard; old != cfg.Shard {
+			d.log.Info("shard changed", "from", old.String(), "to", cfg.Shard.String(), "accounts", len(owned))
 		}
 	}
 	now := time.Now()
-	seen := make(map[string]bool, len(cfg.Accounts))
-	for _, na := range cfg.Accounts {
+	seen := make(map[string]bool, len(owned))
+	for _, na := range owned {
 		seen[na.Name] = true
 		iv := interval(na)
 		a, ok := d.accts[na.Name]
@@ -882,7 +906,7 @@ func (d *Daemon) Reload(cfg *rcfile.Config) error {
 		}
 		d.log.Info("account removed", "account", name)
 	}
-	for _, na := range cfg.Accounts {
+	for _, na := range owned {
 		if _, ok := d.boxDirs[na.Mailbox()]; !ok {
 			d.boxDirs[na.Mailbox()] = na.StateDir
 		}
@@ -896,7 +920,7 @@ func (d *Daemon) Reload(cfg *rcfile.Config) error {
 	gen := d.gen
 	d.mu.Unlock()
 	if gen > 1 {
-		d.log.Info("config reloaded", "generation", gen, "accounts", len(cfg.Accounts))
+		d.log.Info("config reloaded", "generation", gen, "accounts", len(owned), "shard", cfg.Shard.String())
 	}
 	d.wake()
 	return nil
@@ -905,10 +929,10 @@ func (d *Daemon) Reload(cfg *rcfile.Config) error {
 // stateDirMovedLocked returns ErrRestartRequired, naming the account and
 // both directories, if an account of cfg polls a mailbox that this daemon
 // has polled with a different state_dir (boxDirs), whether the account
-// that did is still configured or not. cfg's accounts are visited in
+// that did is still configured or not. The accounts are visited in
 // order, so the error names the same account every time.
-func (d *Daemon) stateDirMovedLocked(cfg *rcfile.Config) error {
-	for _, na := range cfg.Accounts {
+func (d *Daemon) stateDirMovedLocked(accts []*rcfile.Account) error {
+	for _, na := range accts {
 		old, ok := d.boxDirs[na.Mailbox()]
 		if !ok || old == na.StateDir {
 			continue
@@ -932,10 +956,10 @@ func login(a *rcfile.Account) string {
 // mailbox_id was set, changed or removed (also under a new account name,
 // or after the account was removed), and the new name would start with an
 // empty journal. Two accounts that logged in to one place with their own
-// mailbox_id from the start stay as they are. cfg's accounts are visited
+// mailbox_id from the start stay as they are. The accounts are visited
 // in order, so the error names the same account every time.
-func (d *Daemon) mailboxMovedLocked(cfg *rcfile.Config) error {
-	for _, na := range cfg.Accounts {
+func (d *Daemon) mailboxMovedLocked(accts []*rcfile.Account) error {
+	for _, na := range accts {
 		l := login(na)
 		old := d.boxesAt[l]
 		if len(old) == 0 || slices.Contains(old, na.Mailbox()) {
@@ -991,7 +1015,8 @@ func (d *Daemon) wake() {
 // PollNow polls the named accounts (all if names is empty) at once,
 // bypassing their schedule, backoff and auth-hold, and returns their
 // results in the order of names. It fails without polling anything if a
-// name is unknown.
+// name is unknown (ErrUnknownAccount), or names an account of the config
+// that another shard polls (ErrOtherShard).
 //
 // An account that is already polling is polled once more after the poll
 // in flight: the result returned always comes from a session that started
@@ -1016,15 +1041,27 @@ func (d *Daemon) PollNow(ctx context.Context, names []string) ([]fetch.Result, e
 		}
 		slices.Sort(names)
 	}
-	var unknown []string
+	var unknown, others []string
 	for _, name := range names {
-		if a, ok := d.accts[name]; !ok || a.removed {
+		if a, ok := d.accts[name]; ok && !a.removed {
+			continue
+		}
+		i := slices.IndexFunc(d.cfg.Accounts, func(a *rcfile.Account) bool { return a.Name == name })
+		if i < 0 {
 			unknown = append(unknown, name)
+		} else {
+			sh := d.cfg.Shard
+			others = append(others, fmt.Sprintf("%s is polled by shard %d/%d", name, rcfile.ShardOf(d.cfg.Accounts[i].Mailbox(), sh.Count), sh.Count))
 		}
 	}
 	if len(unknown) > 0 {
 		d.mu.Unlock()
 		return nil, fmt.Errorf("%w: %s", ErrUnknownAccount, strings.Join(unknown, ", "))
+	}
+	if len(others) > 0 {
+		sh := d.cfg.Shard
+		d.mu.Unlock()
+		return nil, fmt.Errorf("%w: %s, not by this daemon (shard %s)", ErrOtherShard, strings.Join(others, "; "), sh)
 	}
 	now := time.Now()
 	chans := make([]chan fetch.Result, len(names))
@@ -1064,6 +1101,9 @@ func (d *Daemon) Status() Status {
 		LoadedAt:   d.loadedAt,
 		ConfigPath: d.cfg.Path,
 		Accounts:   make([]AccountStatus, 0, len(d.accts)),
+	}
+	if d.cfg.Shard.Sharded() {
+		s.Shard = &ShardStatus{Shard: d.cfg.Shard.String(), Owned: len(d.cfg.Shard.Owned(d.cfg.Accounts)), Accounts: len(d.cfg.Accounts)}
 	}
 	for name, a := range d.accts {
 		if a.removed {
