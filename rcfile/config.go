@@ -70,6 +70,9 @@ type Account struct {
 	Auth        AuthMethod // default auto
 
 	Keep       bool          // leave mail on the server (no DELE)
+	// DeleteAfter, with Keep, deletes a message from the server once it
+	// was recorded as delivered this long ago; 0 = never.
+	DeleteAfter time.Duration
 	FetchAll   bool          // fetch messages already seen too
 	Limit      int64         // bytes; larger messages stay on the server; 0 = no limit
 	FetchLimit int           // max messages per poll; 0 = no limit
