@@ -139,8 +139,8 @@ type entry struct {
 	// deliveredAt is the time of the first "+" record since the UID
 	// was last forgotten.
 	deliveredAt int64
-	noted     bool       // "n": too large, left on the server, already logged
-	givenUp   bool       // "p": cannot be retrieved, left on the server, already logged
+	noted       bool // "n": too large, left on the server, already logged
+	givenUp     bool // "p": cannot be retrieved, left on the server, already logged
 	// givenUpSize is the LIST size of the message given up (format 2),
 	// or -1: a reused UID with another size is another message.
 	givenUpSize int64
