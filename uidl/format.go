@@ -133,14 +133,8 @@ type entry struct {
 	first     int64      // unix seconds of the first record since the UID was last forgotten
 	delivered bool       // "+": delivered to every recipient
 	ids       []Identity // "+" with identity: the messages delivered under this UID, oldest first
-	// idAt holds, for each of ids, the time of the "+" record that
-	// added it: when that message was delivered (see DeliveredAt).
-	idAt []int64
-	// deliveredAt is the time of the first "+" record since the UID
-	// was last forgotten.
-	deliveredAt int64
-	noted       bool // "n": too large, left on the server, already logged
-	givenUp     bool // "p": cannot be retrieved, left on the server, already logged
+	noted     bool       // "n": too large, left on the server, already logged
+	givenUp   bool       // "p": cannot be retrieved, left on the server, already logged
 	// givenUpSize is the LIST size of the message given up (format 2),
 	// or -1: a reused UID with another size is another message.
 	givenUpSize int64
@@ -162,6 +156,12 @@ type entry struct {
 	// DELE of the message last delivered under the UID (it may still be
 	// there if the QUIT failed); a "+" of a new identity clears it.
 	deleted bool
+	// idAt holds, for each of ids, the time of the "+" record that
+	// added it: when that message was delivered (see DeliveredAt).
+	idAt []int64
+	// deliveredAt is the time of the first "+" record since the UID
+	// was last forgotten.
+	deliveredAt int64
 }
 
 // keepsFirst reports whether compaction writes a "+" without identity at
