@@ -290,7 +290,13 @@ func (s *session) verified(e entry, id uidl.Identity) (bool, error) {
 		s.v.fresh[e.Num] = true
 		return false, nil
 	}
-	if err := s.store.AddIdentity(e.UID, id, s.p.now(), false); err != nil {
+	// A new size of a message delivered before (a server that rewrote
+	// it) keeps the time of its delivery, the clock of delete_after.
+	at := s.p.now()
+	if t, ok := s.store.DeliveredAt(e.UID, id.Digest); ok {
+		at = t
+	}
+	if err := s.store.AddIdentity(e.UID, id, at, false); err != nil {
 		return false, fmt.Errorf("uidl store: record identity of %s: %w", e.UID, err)
 	}
 	if err := s.recordCopy(e, id); err != nil {
