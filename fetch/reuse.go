@@ -39,7 +39,8 @@ import (
 //     UID whose new message has exactly the size of the old one is not
 //     noticed there (nothing is deleted, but it is not fetched either;
 //     switching to delete mode later retrieves and compares it, so it is
-//     delivered then). A UID listed more than once is checked until each
+//     delivered then, or when delete_after makes it due: see
+//     deleteafter.go). A UID listed more than once is checked until each
 //     listed copy has a recorded identity of its size (identical copies
 //     are recorded once per copy, see recordCopy); then it costs no
 //     command either. A size that differs is checked by retrieving the
