@@ -33,7 +33,9 @@
 //	    round's last reply names itself (that LIST; STAT after DELEs):
 //	    Deliver (up to 4 at once) → UIDL record → per batch: fsync of the
 //	    UIDL journal, then DELE for the batch (unless keep), in the same
-//	    rounds as RETR → QUIT.
+//	    rounds as RETR; in keep mode with delete_after, DELE of a kept
+//	    message delivered long enough ago, once its copy matched its
+//	    recorded identity (deleteafter.go) → QUIT.
 //
 // Replies are counted against commands (package pop3). When no reply is
 // due the server must have sent nothing (checked in go-pop3's buffer, in
@@ -123,5 +125,6 @@
 // undeletable, refusals, path, mechanism (how the session logged in);
 // multidrop routing adds via, users, reason; the scheduler (package
 // fetch/daemon) adds failures, retry_in, previous_err, generation, polls,
-// limit, panic, stack; a renumbered listing adds previous.
+// limit, panic, stack; a renumbered listing adds previous; a deletion by
+// delete_after (deleteafter.go) adds age, the time since its delivery.
 package fetch

@@ -39,7 +39,8 @@ import (
 //     UID whose new message has exactly the size of the old one is not
 //     noticed there (nothing is deleted, but it is not fetched either;
 //     switching to delete mode later retrieves and compares it, so it is
-//     delivered then). A UID listed more than once is checked until each
+//     delivered then, or when delete_after makes it due: see
+//     deleteafter.go). A UID listed more than once is checked until each
 //     listed copy has a recorded identity of its size (identical copies
 //     are recorded once per copy, see recordCopy); then it costs no
 //     command either. A size that differs is checked by retrieving the
@@ -290,7 +291,13 @@ func (s *session) verified(e entry, id uidl.Identity) (bool, error) {
 		s.v.fresh[e.Num] = true
 		return false, nil
 	}
-	if err := s.store.AddIdentity(e.UID, id, s.p.now(), false); err != nil {
+	// A new size of a message delivered before (a server that rewrote
+	// it) keeps the time of its delivery, the clock of delete_after.
+	at := s.p.now()
+	if t, ok := s.store.DeliveredAt(e.UID, id.Digest); ok {
+		at = t
+	}
+	if err := s.store.AddIdentity(e.UID, id, at, false); err != nil {
 		return false, fmt.Errorf("uidl store: record identity of %s: %w", e.UID, err)
 	}
 	if err := s.recordCopy(e, id); err != nil {

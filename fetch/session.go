@@ -244,6 +244,8 @@ type session struct {
 	// v is what the identity checks of messages seen before need (see
 	// reuse.go).
 	v verifyState
+	// exp is what delete_after needs (see deleteafter.go).
+	exp expiry
 }
 
 // has reports whether uid was delivered before.
@@ -487,6 +489,11 @@ func (s *session) transact(ctx context.Context) error {
 			}
 			switch s.classify(e, renumbered) {
 			case checkNone:
+				if renumbered == nil && s.dueCheck(e) {
+					// Kept long enough: retrieved and
+					// compared before any DELE (see dueCheck).
+					verify = append(verify, e)
+				}
 				continue
 			case checkCopy:
 				if renumbered != nil {
@@ -816,8 +823,8 @@ func (s *session) fetch(ctx context.Context, todo []entry) (err error) {
 	// confirmed queues DELE for a message delivered before whose
 	// identity was just confirmed; anything its check recorded is made
 	// durable first.
-	confirmed := func(e entry) error {
-		if s.a.Keep || s.deleSuspended(e) {
+	confirmed := func(e entry, id uidl.Identity) error {
+		if s.a.Keep && !s.expired(e, id) || s.deleSuspended(e) {
 			return nil
 		}
 		if err := s.store.Sync(); err != nil {
@@ -842,7 +849,8 @@ func (s *session) fetch(ctx context.Context, todo []entry) (err error) {
 				continue
 			}
 			delete(s.v.byCopy, r.e.Num)
-			old, err := s.verified(r.e, identityOf(r.e.Size, r.m.Raw))
+			id := identityOf(r.e.Size, r.m.Raw)
+			old, err := s.verified(r.e, id)
 			if err != nil {
 				return err
 			}
@@ -860,7 +868,7 @@ func (s *session) fetch(ctx context.Context, todo []entry) (err error) {
 			if s.v.counted[r.e.Num] {
 				s.res.New--
 			}
-			if err := confirmed(r.e); err != nil {
+			if err := confirmed(r.e, id); err != nil {
 				return err
 			}
 		}
@@ -992,6 +1000,10 @@ func (s *session) fetch(ctx context.Context, todo []entry) (err error) {
 				continue
 			}
 			s.res.Deleted++
+			if age, ok := s.exp.age[o.e.Num]; ok {
+				// The audit line of a kept message's deletion.
+				s.log.Info("deleted from the server: delivered longer ago than delete_after", "uid", o.e.UID, "msgnum", o.e.Num, "size", o.e.Size, "age", age.Round(time.Second))
+			}
 			if err := s.deleAccepted(o.e); err != nil {
 				s.log.Warn("uidl store: recording an accepted DELE failed", "uid", o.e.UID, "err", err)
 			}

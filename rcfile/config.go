@@ -75,12 +75,15 @@ type Account struct {
 	Password    Password
 	Auth        AuthMethod // default auto
 
-	Keep       bool          // leave mail on the server (no DELE)
-	FetchAll   bool          // fetch messages already seen too
-	Limit      int64         // bytes; larger messages stay on the server; 0 = no limit
-	FetchLimit int           // max messages per poll; 0 = no limit
-	Timeout    time.Duration // per command and per TLS handshake; default 60s
-	Interval   time.Duration // daemon poll interval; default 5m
+	Keep bool // leave mail on the server (no DELE)
+	// DeleteAfter, with Keep, deletes a message from the server once it
+	// was recorded as delivered this long ago; 0 = never.
+	DeleteAfter time.Duration
+	FetchAll    bool          // fetch messages already seen too
+	Limit       int64         // bytes; larger messages stay on the server; 0 = no limit
+	FetchLimit  int           // max messages per poll; 0 = no limit
+	Timeout     time.Duration // per command and per TLS handshake; default 60s
+	Interval    time.Duration // daemon poll interval; default 5m
 
 	Deliver    Destination  // single-drop target, or the default for multidrop users
 	Postmaster *Destination // permanent failures and unroutable multidrop mail; nil = keep on server and alert

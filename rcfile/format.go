@@ -63,6 +63,9 @@ func (c *Config) Format(w io.Writer) error {
 			n.SetAttributeValue("auth", cty.StringVal(string(a.Auth)))
 		}
 		n.SetAttributeValue("keep", cty.BoolVal(a.Keep))
+		if a.DeleteAfter > 0 {
+			n.SetAttributeValue("delete_after", cty.StringVal(fmtDays(a.DeleteAfter)))
+		}
 		n.SetAttributeValue("fetch_all", cty.BoolVal(a.FetchAll))
 		n.SetAttributeValue("limit", cty.NumberIntVal(a.Limit))
 		n.SetAttributeValue("fetch_limit", cty.NumberIntVal(int64(a.FetchLimit)))

@@ -119,6 +119,13 @@ func (p *parser) account(ah *accountHCL, s *settingsHCL, topState string) *Accou
 				"and so does the daemon's first poll after it starts or this account changes (later polls take only new mail). "+
 				"Use fetch_all for one run, then remove it.", a.Name)
 	}
+	if s.DeleteAfter != nil {
+		a.DeleteAfter = p.deleteAfter(*s.DeleteAfter, s.DeleteAfterRange)
+		if !a.Keep && a.DeleteAfter > 0 {
+			p.errorf(s.DeleteAfterRange, "delete_after without keep",
+				"Account %q deletes every message as soon as it is delivered (keep is false), so delete_after has nothing to do. Set keep = true to leave mail on the server for %s, or remove delete_after.", a.Name, fmtDays(a.DeleteAfter))
+		}
+	}
 	if isSet(s.LimitRange) {
 		a.Limit = p.limit(s.Limit, s.LimitRange)
 	}
@@ -444,6 +451,72 @@ func (p *parser) duration(v *string, rng hcl.Range, name string, def, min, max t
 		return def
 	}
 	return d
+}
+
+// Bounds of delete_after: below an hour it is hardly "leaving mail on
+// the server"; ten years is far beyond any retention anyone asks for.
+const (
+	minDeleteAfter = time.Hour
+	maxDeleteAfter = 3650 * 24 * time.Hour
+)
+
+// deleteAfter parses delete_after: a duration that may count whole days
+// (see parseDays), within minDeleteAfter and maxDeleteAfter.
+func (p *parser) deleteAfter(v string, rng hcl.Range) time.Duration {
+	d, err := parseDays(v)
+	if err != nil {
+		p.errorf(rng, "Invalid duration",
+			`delete_after = %q is not a duration; write a number with a unit (d, h, m), such as "7d", "36h" or "1d12h".`, v)
+		return 0
+	}
+	if d < minDeleteAfter || d > maxDeleteAfter {
+		p.errorf(rng, "Invalid delete_after", "delete_after must be between %s and %s, not %s.", fmtDays(minDeleteAfter), fmtDays(maxDeleteAfter), v)
+		return 0
+	}
+	return d
+}
+
+// parseDays parses a Go duration (time.ParseDuration) that may begin
+// with a whole number of days, "7d" or "1d12h": time.ParseDuration has no
+// unit longer than an hour, and retention is counted in days.
+func parseDays(v string) (time.Duration, error) {
+	v = strings.TrimSpace(v)
+	days, rest := int64(0), v
+	if i := strings.IndexByte(v, 'd'); i >= 0 {
+		num := v[:i]
+		if num == "" || len(num) > 6 || strings.Trim(num, "0123456789") != "" {
+			return 0, fmt.Errorf("bad number of days in %q", v)
+		}
+		days, _ = strconv.ParseInt(num, 10, 64)
+		rest = v[i+1:]
+		if rest == "" {
+			return time.Duration(days) * 24 * time.Hour, nil
+		}
+		if rest[0] == '-' || rest[0] == '+' {
+			return 0, fmt.Errorf("bad duration %q", v)
+		}
+	}
+	d, err := time.ParseDuration(rest)
+	if err != nil {
+		return 0, err
+	}
+	if d < 0 {
+		return 0, fmt.Errorf("negative duration %q", v)
+	}
+	return time.Duration(days)*24*time.Hour + d, nil
+}
+
+// fmtDays prints a duration of whole days as "7d", the way delete_after
+// is usually written, and any other as fmtDuration does.
+func fmtDays(d time.Duration) string {
+	const day = 24 * time.Hour
+	if d > 0 && d%day == 0 {
+		return strconv.FormatInt(int64(d/day), 10) + "d"
+	}
+	if d > day {
+		return strconv.FormatInt(int64(d/day), 10) + "d" + fmtDuration(d%day)
+	}
+	return fmtDuration(d)
 }
 
 // limit is a byte count: a whole number, or a string with a unit. K, M, G

@@ -47,8 +47,14 @@
 // Fields are separated by one space. A UID is 1–70 bytes in 0x21–0x7E
 // (RFC 1939 §7), a recipient 1–320 bytes of UTF-8 without whitespace or
 // control characters, so no value can contain a separator or newline. The
-// time is when the UID was first recorded since it was last forgotten (the
-// clock for a later "delete after N days"), except in a "d" record, where
+// time is when the UID was first recorded since it was last forgotten,
+// except in a "+" record, where it is when that message was delivered to
+// every recipient (Store.DeliveredAt, the clock of delete_after: a message
+// may be seen, noted as too large or served to some recipients long before
+// it is delivered; compaction keeps each identity's time, and a "+" without
+// identity ahead of them when the UID was first seen earlier; journals
+// written before this carry the first-seen time there too, which
+// DeliveredAt does not trust for a UID also noted or given up), in a "d" record, where
 // it is the time of the last refusal (the clock for asking again), and
 // an "f" record, where it is the time of the last failure. A "d"
 // record applies only to a UID already recorded; its count, 0 to 999999

@@ -652,7 +652,10 @@ func (s *Store) Has(uid string) bool {
 }
 
 // FirstSeen returns when uid was first recorded (by Add, AddRecipient or Note)
-// since it was last forgotten; this is the clock for "delete after N days".
+// since it was last forgotten (after a compaction, for a delivered UID
+// neither noted nor given up, when it was first delivered). It is not the
+// clock of delete_after, which is DeliveredAt: a message may be seen long
+// before it is delivered.
 func (s *Store) FirstSeen(uid string) (time.Time, bool) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -661,6 +664,33 @@ func (s *Store) FirstSeen(uid string) (time.Time, bool) {
 		return time.Time{}, false
 	}
 	return time.Unix(e.first, 0), true
+}
+
+// DeliveredAt returns when the message of identity digest was delivered
+// under uid: the time of the "+" record that recorded it (the latest, if
+// the UID holds that message more than once). ok is false when uid holds
+// no such identity, or when the time is not known to be the delivery's:
+// a journal written before "+" records carried their own time gave them
+// the UID's first-seen time, which for a UID also noted or given up
+// (seen, and left on the server, before its delivery) may be long before
+// the delivery. Such a message is never taken as old enough to delete.
+func (s *Store) DeliveredAt(uid, digest string) (at time.Time, ok bool) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	e := s.st.m[uid]
+	if !e.delivered {
+		return time.Time{}, false
+	}
+	var t int64
+	for i, id := range e.ids {
+		if id.Digest == digest {
+			t, ok = e.idAt[i], true
+		}
+	}
+	if !ok || (e.noted || e.givenUp) && t == e.first {
+		return time.Time{}, false
+	}
+	return time.Unix(t, 0), true
 }
 
 // RecipientsOf returns the recipients already done for uid while it is not
@@ -750,10 +780,17 @@ func (s *Store) AddCopies(uid string, id Identity, n int, t time.Time) error {
 	if !e.delivered || have == 0 {
 		return nil
 	}
+	// The copies carry the time of the identity's latest delivery.
+	at := e.deliveredAt
+	for i, x := range e.ids {
+		if x == id {
+			at = e.idAt[i]
+		}
+	}
 	var buf []byte
 	add := min(n, MaxIdentities) - have
 	for range add {
-		buf = appendRecord(buf, '+', uid, e.first, "", id)
+		buf = appendRecord(buf, '+', uid, at, "", id)
 	}
 	if add <= 0 {
 		return nil
@@ -762,7 +799,7 @@ func (s *Store) AddCopies(uid string, id Identity, n int, t time.Time) error {
 		return fmt.Errorf("record copies of uid %q: %w", uid, err)
 	}
 	for range add {
-		s.st.apply('+', uid, e.first, "", id)
+		s.st.apply('+', uid, at, "", id)
 		s.st.records++
 	}
 	return nil
@@ -997,7 +1034,10 @@ func (s *Store) record(kind byte, uid string, t time.Time, rcpt string, id Ident
 		return fmt.Errorf("%w: more than %d recipients for uid %q", ErrBadRecipient, MaxRecipients, uid)
 	}
 	first := t.Unix()
-	if ok {
+	if ok && kind != '+' {
+		// A "+" carries the time of its delivery, the clock of
+		// delete_after (see DeliveredAt); the other records the UID's
+		// first-seen time.
 		first = e.first
 	}
 	if err := s.write(appendRecord(nil, kind, uid, first, rcpt, id), sync); err != nil {

@@ -186,7 +186,7 @@ func viewOf(st *state) view {
 			if v.ids == nil {
 				v.ids = map[string]string{}
 			}
-			v.ids[uid] = fmt.Sprint(e.ids, e.intentID, e.givenUp, e.givenUpSize, e.rcptsID)
+			v.ids[uid] = fmt.Sprint(e.ids, e.idAt, e.intentID, e.givenUp, e.givenUpSize, e.rcptsID)
 		}
 	}
 	slices.Sort(v.delivered)
@@ -511,7 +511,7 @@ func TestMultidropAndNote(t *testing.T) {
 		"n big 1700000002\n" +
 		"p bad 1700000005\n" +
 		"r b 1700000000 x@example.com\n" +
-		"+ b 1700000000\n"
+		"+ b 1700000004\n" // a "+" carries its delivery's time
 	if got := readFile(t, path); got != want {
 		t.Errorf("journal =\n%s\nwant\n%s", got, want)
 	}

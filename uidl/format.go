@@ -156,6 +156,21 @@ type entry struct {
 	// DELE of the message last delivered under the UID (it may still be
 	// there if the QUIT failed); a "+" of a new identity clears it.
 	deleted bool
+	// idAt holds, for each of ids, the time of the "+" record that
+	// added it: when that message was delivered (see DeliveredAt).
+	idAt []int64
+	// deliveredAt is the time of the first "+" record since the UID
+	// was last forgotten.
+	deliveredAt int64
+}
+
+// keepsFirst reports whether compaction writes a "+" without identity at
+// the UID's first-seen time ahead of its identities: their records carry
+// the times of their deliveries, and the UID was seen at another time
+// before (partial multidrop progress, an intent), which no other record
+// it keeps (a note, a give-up) carries.
+func (e *entry) keepsFirst() bool {
+	return e.delivered && len(e.ids) > 0 && !e.noted && !e.givenUp && e.first != e.idAt[0]
 }
 
 // liveRecords is how many lines compaction writes for e.
@@ -175,6 +190,9 @@ func (e *entry) liveRecords() int {
 	}
 	if e.delivered {
 		n += max(1, len(e.ids))
+		if e.keepsFirst() {
+			n++
+		}
 	} else {
 		n += len(e.rcpts)
 		if e.intent != "" {
@@ -230,6 +248,7 @@ func (st *state) apply(kind byte, uid string, t int64, rcpt string, id Identity)
 	case '+':
 		if !e.delivered {
 			st.delivered++
+			e.deliveredAt = t
 		}
 		e.delivered = true
 		e.rcpts = nil // partial progress is subsumed by full delivery
@@ -245,8 +264,10 @@ func (st *state) apply(kind byte, uid string, t int64, rcpt string, id Identity)
 			}
 			if len(e.ids) >= MaxIdentities {
 				e.ids = slices.Delete(slices.Clone(e.ids), 0, 1)
+				e.idAt = slices.Delete(slices.Clone(e.idAt), 0, 1)
 			}
 			e.ids = append(slices.Clip(e.ids), id)
+			e.idAt = append(slices.Clip(e.idAt), t)
 		}
 	case 'n':
 		e.noted = true
@@ -616,7 +637,10 @@ func unescapeIntent(s string) string {
 // writeCompact writes the header and the live records of st to w, ordered by
 // first-seen time then UID, so a compacted journal reads like a history.
 // Every record of a UID carries its first-seen time, which is what replay
-// keeps. It returns the number of records written.
+// keeps, except a "+", which carries the time of its delivery: for a
+// UID delivered after it was first seen (a multidrop delivery that took
+// several polls) and not noted or given up, the first-seen time after a
+// compaction is that of its first delivery. It returns the number of records written.
 func writeCompact(w io.Writer, st *state) (int, error) {
 	uids := make([]string, 0, len(st.m))
 	for uid := range st.m {
@@ -644,13 +668,20 @@ func writeCompact(w io.Writer, st *state) (int, error) {
 			n++
 		}
 		if e.delivered && len(e.ids) == 0 {
+			// Its first-seen time: without an identity its
+			// delivery time serves nothing (DeliveredAt).
 			buf = appendRecord(buf, '+', uid, e.first, "", Identity{})
 			n++
 		} else if e.delivered {
+			if e.keepsFirst() {
+				buf = appendRecord(buf, '+', uid, e.first, "", Identity{})
+				n++
+			}
 			// Oldest first, so that replay keeps the same ones when
-			// MaxIdentities drops the oldest.
-			for _, id := range e.ids {
-				buf = appendRecord(buf, '+', uid, e.first, "", id)
+			// MaxIdentities drops the oldest; each with the time
+			// of its delivery.
+			for i, id := range e.ids {
+				buf = appendRecord(buf, '+', uid, e.idAt[i], "", id)
 				n++
 			}
 		} else {

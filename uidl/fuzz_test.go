@@ -51,6 +51,7 @@ func FuzzParse(f *testing.F) {
 		h + "+ a 1 100 ab\nd a 5 1\nd a 6 1 100 ab\n",
 		h + "f a 1 1\nf a 2 2\nf a 3 0\nf b 4 0\n+ c 5\nf c 6 3\nd c 7 1\np c 8 9\nf d 9 01\n",
 		headerV1 + "\n+ a 1\nf a 2 1\n",
+		h + "r a 1 x@y 5 aa\n+ a 7 5 aa\n+ a 9 6 bb\nn b 2\n+ b 8 3 cc\n+ c 4\n+ c 6 1 dd\n+ d 9 1 ee\n+ d 3 2 ff\n",
 	} {
 		f.Add([]byte(seed))
 	}

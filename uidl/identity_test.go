@@ -123,7 +123,8 @@ func TestOpenUpgradesV1(t *testing.T) {
 		t.Fatal(err)
 	}
 	s.Close()
-	if got := readFile(t, path); got != want+"+ a 10 5 ab\n" {
+	// The time of this delivery, not the UID's first-seen time.
+	if got := readFile(t, path); got != want+"+ a 20 5 ab\n" {
 		t.Fatalf("journal = %q", got)
 	}
 }
