@@ -246,7 +246,13 @@ func (p *Poller) CheckDirectory(ctx context.Context, a *rcfile.Account) (*ldapdi
 // merge skipped.
 func (d *multidrop) useDirectory(snap *ldapdir.Snapshot) []string {
 	dir := d.rules.Directory
-	before := len(dir.Ignored())
+	// What the merge skipped is what Ignored lists after it and did not
+	// before. Not a suffix: Ignored also lists the learned routes whose
+	// user is unknown, and the merge may make that user known.
+	before := make(map[string]int)
+	for _, s := range dir.Ignored() {
+		before[s]++
+	}
 	dir.AddUsers(snap.Users, "ldap")
 	addrs := make([]string, 0, len(snap.Groups))
 	for g := range snap.Groups {
@@ -256,7 +262,15 @@ func (d *multidrop) useDirectory(snap *ldapdir.Snapshot) []string {
 	for _, g := range addrs {
 		dir.AddGroup(g, snap.Groups[g], "ldap")
 	}
-	return dir.Ignored()[before:]
+	var skipped []string
+	for _, s := range dir.Ignored() {
+		if before[s] > 0 {
+			before[s]--
+			continue
+		}
+		skipped = append(skipped, s)
+	}
+	return skipped
 }
 
 // ldapOf copies l, so that a caller that edits its Account afterwards

@@ -14,6 +14,7 @@ import (
 	"github.com/popfetch/popfetch/deliver"
 	"github.com/popfetch/popfetch/deliver/delivertest/fault"
 	"github.com/popfetch/popfetch/deliver/ldapdir"
+	"github.com/popfetch/popfetch/deliver/learned"
 	"github.com/popfetch/popfetch/fetch/pop3test"
 	"github.com/popfetch/popfetch/internal/testutil"
 	"github.com/popfetch/popfetch/rcfile"
@@ -336,6 +337,40 @@ func TestDirectoryMerge(t *testing.T) {
 	}
 	if l := r.logs.String(); !strings.Contains(l, "boss@example.com of user dave already belongs to alice") {
 		t.Errorf("conflict not logged:\n%s", l)
+	}
+}
+
+// A learned route to a user only the directory has routes at the poll,
+// and the merge reports only its own skipped entries: not a learned route
+// whose user the merge made known (once counted among the ignored, which
+// made the merge's report shrink under it), nor one to a user still
+// unknown.
+func TestDirectoryLearnedRouteToDirectoryUser(t *testing.T) {
+	r := newLDAPRig(t,
+		domainMsg("m1", "To: old.dave@example.com\nMessage-ID: <1@x>"),
+		domainMsg("m2", "To: alice@example.com\nMessage-ID: <2@x>"),
+	)
+	path := LearnedPath(r.a)
+	for _, l := range []struct{ key, user string }{{"old.dave@example.com", "dave"}, {"old.zed@example.com", "zed"}} {
+		if _, err := learned.Add(path, l.key, l.user, "test"); err != nil {
+			t.Fatal(err)
+		}
+	}
+	r.dir.set(func(f *fakeLDAP) {
+		f.users = map[string][]string{"dave": {"dave@example.com"}, "erin": {"alice@example.com"}}
+	})
+	res := r.poll(t, PollOptions{})
+	if res.Err != nil || res.Delivered != 2 {
+		t.Fatalf("Poll = %+v", res)
+	}
+	for who, want := range map[string]string{"dave": "m1", "alice": "m2"} {
+		if got := copies(r.users, who); got != want {
+			t.Errorf("%s got %q; want %q", who, got, want)
+		}
+	}
+	l := r.logs.String()
+	if !strings.Contains(l, "alice@example.com of user erin already belongs to alice") || strings.Contains(l, "learned route") {
+		t.Errorf("want the merge's conflict logged and no learned route among its skipped entries:\n%s", l)
 	}
 }
 

@@ -34,6 +34,7 @@ type Rerouter struct {
 	a       *rcfile.Account
 	md      *multidrop
 	domains []string
+	dirUsed bool // UseDirectory added the LDAP directory's users
 }
 
 // NewRerouter builds the delivery side of the multidrop account a, as a
@@ -67,6 +68,26 @@ func (r *Rerouter) Check(user string, force bool) error {
 		return nil
 	}
 	return fmt.Errorf("account %s: %s: %w (a configured user, an alias target or, with system_users, a system user; --force delivers to the default destination anyway)", r.a.Name, user, ErrUnknownUser)
+}
+
+// UseDirectory loads the account's LDAP directory (multidrop ldap) once
+// and adds its users and groups as a poll does (configured users win a
+// conflict), so that Check knows a user only the directory has and the
+// copy's Delivered-To names the user's directory address. NewRerouter
+// does not: a reroute to a configured user must not need the directory
+// server. An account without ldap needs nothing; an error wraps
+// ErrDirectory, a temporary condition.
+func (r *Rerouter) UseDirectory(ctx context.Context) error {
+	if r.a.Multidrop.LDAP == nil || r.dirUsed {
+		return nil
+	}
+	snap, err := (&Poller{}).CheckDirectory(ctx, r.a)
+	if err != nil {
+		return fmt.Errorf("account %s: %w", r.a.Name, err)
+	}
+	r.md.useDirectory(snap)
+	r.dirUsed = true
+	return nil
 }
 
 // Rerouted says where Deliver put a message.

@@ -138,7 +138,18 @@ func (g *globals) reroute(ctx context.Context, args []string) int {
 		fmt.Fprintf(g.stderr, "popfetch reroute: %v\n", err)
 		return exitConfig
 	}
-	if err := rr.Check(*to, *force); err != nil {
+	err = rr.Check(*to, *force)
+	if errors.Is(err, fetch.ErrUnknownUser) && a.Multidrop.LDAP != nil {
+		// Not configured: the LDAP directory may have the user. A poll
+		// loads it before routing; so does a reroute, but only when
+		// it needs to.
+		if derr := rr.UseDirectory(ctx); derr != nil {
+			fmt.Fprintf(g.stderr, "popfetch reroute: %v; nothing delivered, try again later (--force delivers to the default destination without it)\n", derr)
+			return exitTempFail
+		}
+		err = rr.Check(*to, *force)
+	}
+	if err != nil {
 		fmt.Fprintf(g.stderr, "popfetch reroute: %v\n", err)
 		return exitUsage
 	}
