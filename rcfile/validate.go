@@ -583,7 +583,7 @@ func (p *parser) dest(d *destHCL, what string, perUser bool) *Destination {
 	}
 	out := &Destination{MDATimeout: 5 * time.Minute, MDATempExitCodes: []int{75}}
 	if d.Maildir != nil {
-		out.Maildir = *d.Maildir
+		out.Maildir, out.MaildirRange = *d.Maildir, d.MaildirRange
 		// The placeholder syntax is deliver's, which expands the path:
 		// other braces are literal directory names there, so here too.
 		for _, x := range deliver.MaildirPlaceholders(out.Maildir) {

@@ -441,15 +441,15 @@ func (g *globals) check(ctx context.Context, args []string) int {
 	}
 	fmt.Fprintf(g.stdout, "# %s: ok\n", rcfile.QuotePath(path))
 	cfg.Format(g.stdout)
-	if !*connect {
-		return exitOK
-	}
 	accts, ok := g.selectAccounts(cfg, fs.Args())
 	if !ok {
 		return exitUsage
 	}
+	code := printFindings(g.stdout, checkFiles(accts, nil))
+	if !*connect {
+		return code
+	}
 	p := &fetch.Poller{Log: g.logger(slog.LevelWarn)}
-	code := exitOK
 	for _, a := range accts {
 		code = worse(code, checkDirectory(ctx, g.stdout, p, a))
 		res := p.Check(ctx, a)
