@@ -58,8 +58,13 @@ Usage:
 Commands:
   fetch [account...]       poll the named (default: all) accounts once and exit
   check [--connect]        validate the rc file and print the effective settings
-                           (passwords masked); --connect also logs in and counts
-                           the new messages, fetching nothing
+                           (passwords masked) and what will fail (Maildirs, MDAs,
+                           state directory); --connect also opens the SMTP/LMTP
+                           targets, logs in and counts the new messages,
+                           fetching nothing
+  check --route [--account NAME] FILE...
+                           show where multidrop routing would send each message
+                           file and why, delivering nothing
   run                      run as a daemon in the foreground: poll every account
                            on its interval, reload the rc file when it changes
   now [account...]         ask the running daemon to poll at once; print results
@@ -432,12 +437,17 @@ func worse(a, b int) int {
 func (g *globals) check(ctx context.Context, args []string) int {
 	fs := g.flags("check")
 	connect := fs.Bool("connect", false, "log in and count new messages")
+	route := fs.Bool("route", false, "show where multidrop routing sends each message file")
+	routeAcct := fs.String("account", "", "the multidrop account --route routes with")
 	if !g.parse(fs, args) {
 		return exitUsage
 	}
 	cfg, path, ok := g.load()
 	if !ok {
 		return exitConfig
+	}
+	if *route {
+		return g.checkRoute(ctx, cfg, *routeAcct, *connect, fs.Args())
 	}
 	fmt.Fprintf(g.stdout, "# %s: ok\n", rcfile.QuotePath(path))
 	cfg.Format(g.stdout)
