@@ -1,6 +1,7 @@
 package main
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"io"
@@ -9,6 +10,7 @@ import (
 
 	"github.com/hashicorp/hcl/v2"
 	"github.com/popfetch/popfetch/deliver"
+	"github.com/popfetch/popfetch/fetch"
 	"github.com/popfetch/popfetch/internal/trust"
 	"github.com/popfetch/popfetch/rcfile"
 	"github.com/popfetch/popfetch/uidl"
@@ -125,6 +127,49 @@ func printFindings(w io.Writer, fs []finding) int {
 		if !f.warning {
 			code = exitFail
 		}
+	}
+	return code
+}
+
+// checkSMTPTargets opens each SMTP or LMTP target of a (deliver,
+// postmaster, users' own) as a delivery would, says EHLO/LHLO (and
+// STARTTLS if configured) and QUIT, without MAIL FROM, for `check
+// --connect`; each target once. It returns exitFail when one cannot be
+// reached: mail would wait on the server.
+func checkSMTPTargets(ctx context.Context, w io.Writer, a *rcfile.Account) int {
+	dests := []*rcfile.Destination{&a.Deliver, a.Postmaster}
+	if a.Multidrop != nil {
+		for _, u := range a.Multidrop.Users {
+			dests = append(dests, u.Deliver)
+		}
+	}
+	code := exitOK
+	seen := map[rcfile.SMTP]bool{}
+	for _, d := range dests {
+		if d == nil || d.SMTP == nil || seen[*d.SMTP] {
+			continue
+		}
+		seen[*d.SMTP] = true
+		proto := "smtp"
+		if d.SMTP.LMTP {
+			proto = "lmtp"
+		}
+		if err := fetch.CheckSMTP(ctx, d.SMTP); err != nil {
+			fmt.Fprintf(w, "%s: %s %s: error: %s\n", printable(a.Name, 60), proto, printable(d.SMTP.Server, 200), printable(err.Error(), 500))
+			code = exitFail
+			continue
+		}
+		steps := "EHLO"
+		if d.SMTP.LMTP {
+			steps = "LHLO"
+		}
+		switch d.SMTP.TLS {
+		case rcfile.TLSStartTLS:
+			steps += ", STARTTLS"
+		case rcfile.TLSImplicit:
+			steps = "TLS, " + steps
+		}
+		fmt.Fprintf(w, "%s: %s %s: ok (%s, QUIT)\n", printable(a.Name, 60), proto, printable(d.SMTP.Server, 200), steps)
 	}
 	return code
 }

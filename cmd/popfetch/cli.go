@@ -461,6 +461,7 @@ func (g *globals) check(ctx context.Context, args []string) int {
 	}
 	p := &fetch.Poller{Log: g.logger(slog.LevelWarn)}
 	for _, a := range accts {
+		code = worse(code, checkSMTPTargets(ctx, g.stdout, a))
 		code = worse(code, checkDirectory(ctx, g.stdout, p, a))
 		res := p.Check(ctx, a)
 		if res.Err != nil {

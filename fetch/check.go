@@ -1,6 +1,7 @@
 package fetch
 
 import (
+	"context"
 	"errors"
 
 	"github.com/popfetch/popfetch/deliver"
@@ -28,4 +29,14 @@ func RouteRules(a *rcfile.Account, snap *ldapdir.Snapshot) (rules *deliver.Rules
 		ignored = md.useDirectory(snap)
 	}
 	return md.rules, ignored, nil
+}
+
+// CheckSMTP opens the SMTP or LMTP target s as a delivery would
+// and says QUIT (deliver.SMTP.Check), for `popfetch check --connect`.
+func CheckSMTP(ctx context.Context, s *rcfile.SMTP) error {
+	t, err := newSMTPTarget(s, localHostOnce())
+	if err != nil {
+		return err
+	}
+	return t.(*deliver.SMTP).Check(ctx)
 }
