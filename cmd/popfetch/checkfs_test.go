@@ -134,8 +134,9 @@ func TestCheckFindings(t *testing.T) {
 }
 
 // TestCheckFindingsAsNobody runs check as an ordinary user against the
-// real access(2): a Maildir in a directory only root can write, and the
-// issue's broken config, a Maildir path that is a file.
+// real access(2): a Maildir in a directory only root can write, and a
+// Maildir path that is a file (which used to pass check and then fail
+// every message of every poll).
 func TestCheckFindingsAsNobody(t *testing.T) {
 	testutil.NeedRoot(t)
 	const nobody = testutil.Nobody
