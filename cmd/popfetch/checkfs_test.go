@@ -91,6 +91,12 @@ func TestCheckFindings(t *testing.T) {
 			rc := filepath.Join(t.TempDir(), "rc.hcl")
 			writeFile(t, rc, src)
 			code, out, errOut := runCLI(t, "-f", rc, "check")
+			// Nothing created: neither the state directory nor a Maildir.
+			for _, p := range []string{state, filepath.Join(dir, "new"), filepath.Join(dir, "x"), filepath.Join(md, "tmp")} {
+				if _, err := os.Lstat(p); err == nil {
+					t.Errorf("check created %s", p)
+				}
+			}
 			if tt.code == exitConfig {
 				if code != exitConfig {
 					t.Fatalf("check = %d; want %d\n%s", code, exitConfig, errOut)
