@@ -146,7 +146,8 @@ type Destination struct {
 	MDATempExitCodes []int
 	SMTP             *SMTP
 
-	MDARange hcl.Range // where mda is set, for diagnostics
+	MDARange     hcl.Range // where mda is set, for diagnostics
+	MaildirRange hcl.Range // where maildir is set, for diagnostics
 }
 
 // SMTP is an SMTP or LMTP delivery target.

@@ -31,7 +31,7 @@ func decodeBody(body hcl.Body, ctx *hcl.EvalContext, v any) hcl.Diagnostics {
 	val := reflect.ValueOf(v).Elem()
 	diags := dropRepeatedBlocks(body, val.Type())
 	diags = append(diags, gohcl.DecodeBody(body, ctx, v)...)
-	return fixDecodeErrors(diags, val)
+	return fixDecodeErrors(diags, val, body, ctx)
 }
 
 // dropRepeatedBlocks reports every repeat of a block that schema struct t
@@ -100,7 +100,7 @@ const unsuitable = "Unsuitable value type"
 // struct) and its blocks. An attribute with an error inside it is left
 // unset; gohcl's unsuitable-type error becomes "Wrong type" at the whole
 // value, or is dropped when evaluating the value already failed.
-func fixDecodeErrors(diags hcl.Diagnostics, val reflect.Value) hcl.Diagnostics {
+func fixDecodeErrors(diags hcl.Diagnostics, val reflect.Value, body hcl.Body, ctx *hcl.EvalContext) hcl.Diagnostics {
 	if !diags.HasErrors() {
 		return diags
 	}
@@ -144,6 +144,12 @@ func fixDecodeErrors(diags hcl.Diagnostics, val reflect.Value) hcl.Diagnostics {
 				}
 				wrong.Summary = "Wrong type"
 				wrong.Detail = fmt.Sprintf("%s must be %s.", a.name, typeWords(ty))
+				if e := attrExpr(body, a.name, rng); a.name == "mda" && e != nil {
+					// fetchmail's mda is one command line.
+					if v, d := e.Value(ctx); !d.HasErrors() && v.Type() == cty.String && v.IsKnown() && !v.IsNull() {
+						wrong.Detail = "mda is a list: the program and each argument as a string of its own, run without a shell. Here: " + mdaListHint(v.AsString()) + "."
+					}
+				}
 				wrong.Subject, wrong.Context = wrong.Context, nil // the whole value, not its first token
 			}
 		}
@@ -175,6 +181,24 @@ func fixDecodeErrors(diags hcl.Diagnostics, val reflect.Value) hcl.Diagnostics {
 }
 
 var exprType = reflect.TypeFor[hcl.Expression]()
+
+// attrExpr finds the expression of the attribute name set at rng in body
+// or a block nested in it, or nil.
+func attrExpr(body hcl.Body, name string, rng hcl.Range) hcl.Expression {
+	b, ok := body.(*hclsyntax.Body)
+	if !ok {
+		return nil
+	}
+	if a, ok := b.Attributes[name]; ok && a.SrcRange == rng {
+		return a.Expr
+	}
+	for _, blk := range b.Blocks {
+		if e := attrExpr(blk.Body, name, rng); e != nil {
+			return e
+		}
+	}
+	return nil
+}
 
 // within says whether r lies inside outer.
 func within(r, outer hcl.Range) bool {

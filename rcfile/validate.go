@@ -643,6 +643,9 @@ func (p *parser) dest(d *destHCL, what string, perUser bool) *Destination {
 	}
 	switch len(set) {
 	case 0:
+		if isSet(d.MaildirRange) || isSet(d.MDARange) {
+			return nil // written, but with the wrong type: that error is reported
+		}
 		p.errorf(d.DefRange, "No delivery target",
 			"A %s block needs exactly one of maildir = \"path\", mda = [\"/path\", ...] or an smtp { ... } block.", what)
 		return nil
@@ -653,7 +656,7 @@ func (p *parser) dest(d *destHCL, what string, perUser bool) *Destination {
 	}
 	out := &Destination{MDATimeout: 5 * time.Minute, MDATempExitCodes: []int{75}}
 	if d.Maildir != nil {
-		out.Maildir = *d.Maildir
+		out.Maildir, out.MaildirRange = *d.Maildir, d.MaildirRange
 		// The placeholder syntax is deliver's, which expands the path:
 		// other braces are literal directory names there, so here too.
 		for _, x := range deliver.MaildirPlaceholders(out.Maildir) {
@@ -769,6 +772,19 @@ func (p *parser) mda(argv []string, rng hcl.Range, what string, perUser bool) {
 				p.errorf(rng, "Placeholder not allowed here",
 					"mda argument %q contains %s, but %s has no routed recipient address; %s is only known in a multidrop account's deliver and user blocks. Use {user} (here: %s).",
 					a, ph, where, ph, userHere(what))
+			}
+		}
+	}
+	// A placeholder pasted into a shell script is an injection path: the
+	// shell parses the substituted value (an address from a message's
+	// header) as code. Passed as a positional parameter it stays one word.
+	if i := shellScript(argv); i > 0 {
+		for _, x := range deliver.MDAPlaceholders(argv[i]) {
+			if x.Known {
+				p.errorf(rng, "Placeholder in a shell script",
+					"mda argument %d is the script of %s -c and contains %s; the shell would run the substituted value as code. Pass it as a positional parameter of the shell instead, e.g. [\"/bin/sh\", \"-c\", \"procmail -d \\\"$1\\\"\", \"sh\", \"%s\"].",
+					i, filepath.Base(argv[0]), x.Text, x.Text)
+				break
 			}
 		}
 	}

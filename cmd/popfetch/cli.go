@@ -60,8 +60,13 @@ Commands:
                            poll the named (default: all) accounts once and exit;
                            --shard: only shard i of N (see popfetch(1))
   check [--connect]        validate the rc file and print the effective settings
-                           (passwords masked); --connect also logs in and counts
-                           the new messages, fetching nothing
+                           (passwords masked) and what will fail (Maildirs, MDAs,
+                           state directory); --connect also opens the SMTP/LMTP
+                           targets, logs in and counts the new messages,
+                           fetching nothing
+  check --route [--account NAME] FILE...
+                           show where multidrop routing would send each message
+                           file and why, delivering nothing
   run [--shard i/N]        run as a daemon in the foreground: poll every account
                            (of shard i/N) on its interval, reload the rc file
                            when it changes
@@ -457,6 +462,8 @@ func worse(a, b int) int {
 func (g *globals) check(ctx context.Context, args []string) int {
 	fs := g.flags("check")
 	connect := fs.Bool("connect", false, "log in and count new messages")
+	route := fs.Bool("route", false, "show where multidrop routing sends each message file")
+	routeAcct := fs.String("account", "", "the multidrop account --route routes with")
 	if !g.parse(fs, args) {
 		return exitUsage
 	}
@@ -464,21 +471,25 @@ func (g *globals) check(ctx context.Context, args []string) int {
 	if !ok {
 		return exitConfig
 	}
+	if *route {
+		return g.checkRoute(ctx, cfg, *routeAcct, *connect, fs.Args())
+	}
 	fmt.Fprintf(g.stdout, "# %s: ok\n", rcfile.QuotePath(path))
 	cfg.Format(g.stdout)
 	if !printLearned(g.stdout, cfg) {
 		return exitConfig
 	}
-	if !*connect {
-		return exitOK
-	}
 	accts, ok := g.selectAccounts(cfg, fs.Args())
 	if !ok {
 		return exitUsage
 	}
+	code := printFindings(g.stdout, checkFiles(accts, nil))
+	if !*connect {
+		return code
+	}
 	p := &fetch.Poller{Log: g.logger(slog.LevelWarn)}
-	code := exitOK
 	for _, a := range accts {
+		code = worse(code, checkSMTPTargets(ctx, g.stdout, a))
 		code = worse(code, checkDirectory(ctx, g.stdout, p, a))
 		res := p.Check(ctx, a)
 		if res.Err != nil {

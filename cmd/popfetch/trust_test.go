@@ -30,7 +30,7 @@ func TestCheckUntrustedAsNobody(t *testing.T) {
 		t.Fatal(err)
 	}
 	rcBody := fmt.Sprintf("state_dir = %q\naccount \"a\" {\n  server = \"pop.example.com\"\n  username = \"joe\"\n  password_env = \"PW\"\n  deliver { maildir = %q }\n}\n",
-		state, filepath.Join(dir, "Maildir"))
+		state, filepath.Join(state, "Maildir")) // where nobody can create it (check says so otherwise)
 	// place writes the rc file into a new directory of the given owner
 	// and mode, then gives the file its owner, group and mode.
 	n := 0
