@@ -348,7 +348,7 @@ func (s *session) run(ctx context.Context) error {
 			return fmt.Errorf("password: %w", err)
 		}
 	}
-	opts := pop3.Options{Host: a.Server, Port: a.Port, TLS: pop3.TLSMode(a.TLS), Fingerprint: a.Fingerprint, Timeout: a.Timeout}
+	opts := pop3.Options{Host: a.Server, Port: a.Port, TLS: pop3.TLSMode(a.TLS), Fingerprint: a.Fingerprint, CheckName: a.CheckName, Timeout: a.Timeout}
 	if a.CAFile != "" {
 		// Read through the trust check: whoever can change the trust
 		// anchors can impersonate the server and take the password.

@@ -91,6 +91,7 @@ func (p *parser) account(ah *accountHCL, s *settingsHCL, topState string) *Accou
 	if s.Fingerprint != nil {
 		a.Fingerprint = p.fingerprint(*s.Fingerprint, s.FingerprintRange)
 	}
+	p.pinSettings(a, s)
 	if v, ok := p.required(s.Username, s.UsernameRange, ah.DefRange, "username", `username = "joe"`); ok {
 		p.credential(v, s.UsernameRange, "username", maxUsername)
 		a.Username = v
@@ -316,6 +317,28 @@ func (p *parser) fingerprint(v string, rng hcl.Range) string {
 		return ""
 	}
 	return s
+}
+
+// pinSettings checks what goes with a pin: a pin replaces the chain check,
+// so a ca_file next to it would never be read, and without a pin the name
+// is always checked, so tls_check_name = false would not do what it says.
+// (An account that sets either of ca_file and tls_fingerprint inherits
+// neither from defaults: see inherit.)
+func (p *parser) pinSettings(a *Account, s *settingsHCL) {
+	if a.Fingerprint != "" && a.CAFile != "" {
+		p.errorf(s.CAFileRange, "ca_file with tls_fingerprint",
+			"Account %q sets both ca_file and tls_fingerprint (at %s); the pin replaces the certificate chain check, so ca_file would never be read. Remove one of them.",
+			a.Name, s.FingerprintRange.String())
+	}
+	if s.CheckName == nil {
+		return
+	}
+	if a.Fingerprint != "" {
+		a.CheckName = *s.CheckName
+	} else if !*s.CheckName {
+		p.errorf(s.CheckNameRange, "tls_check_name without tls_fingerprint",
+			"Account %q has tls_check_name = false but no tls_fingerprint: without a pin the certificate is always checked against the system roots (or ca_file) and the server name. Pin the server's key with tls_fingerprint, or remove tls_check_name.", a.Name)
+	}
 }
 
 // password checks that exactly one source is given (at most one if the
