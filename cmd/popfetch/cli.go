@@ -291,7 +291,9 @@ func (g *globals) fetch(ctx context.Context, args []string) int {
 	}
 	ctx, graceful, stop := signalContext(ctx, g.stderr)
 	defer stop()
-	p := &fetch.Poller{Log: g.logger(slog.LevelWarn)}
+	// The summary line is each poll's outcome: no "poll done" log line
+	// to say it again.
+	p := &fetch.Poller{Log: g.logger(slog.LevelWarn), NoPollLog: true}
 	code := exitOK
 	for i, a := range accts {
 		if stopped(graceful) || ctx.Err() != nil {
@@ -376,9 +378,15 @@ func summaryLine(r fetch.PollSummary) string {
 		b.WriteString("; stopped before connecting")
 	}
 	if r.Err != "" {
-		fmt.Fprintf(&b, "; error: %s", r.Err)
+		fmt.Fprintf(&b, "; error: %s", errText(r.Account, r.Err))
 	}
 	return b.String()
+}
+
+// errText is an account's error for a line that starts with the account's
+// name: without the "account NAME: " the error itself starts with.
+func errText(account, err string) string {
+	return strings.TrimPrefix(err, "account "+account+": ")
 }
 
 func exitCodeFor(r fetch.Result) int {
@@ -448,13 +456,13 @@ func (g *globals) check(ctx context.Context, args []string) int {
 	if !ok {
 		return exitUsage
 	}
-	p := &fetch.Poller{Log: g.logger(slog.LevelWarn)}
+	p := &fetch.Poller{Log: g.logger(slog.LevelWarn), NoPollLog: true}
 	code := exitOK
 	for _, a := range accts {
 		code = worse(code, checkDirectory(ctx, g.stdout, p, a))
 		res := p.Check(ctx, a)
 		if res.Err != nil {
-			fmt.Fprintf(g.stdout, "%s: error: %v\n", a.Name, res.Err)
+			fmt.Fprintf(g.stdout, "%s: error: %s\n", a.Name, errText(a.Name, res.Err.Error()))
 		} else {
 			fmt.Fprintf(g.stdout, "%s: logged in with %s; %d messages on the server, %d new\n", a.Name, res.Mechanism, res.Messages, res.New)
 		}

@@ -341,7 +341,7 @@ func connect(ctx context.Context, network, addr string, o Options) (*guardConn, 
 	var nd net.Dialer
 	raw, err := nd.DialContext(dctx, network, addr)
 	if err != nil {
-		return nil, fmt.Errorf("connect %s: %w", addr, err)
+		return nil, &dialError{addr: addr, err: err}
 	}
 	fail := func(err error) (*guardConn, error) {
 		raw.Close()

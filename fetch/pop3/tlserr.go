@@ -9,6 +9,7 @@ import (
 	"errors"
 	"fmt"
 	"net"
+	"os"
 	"strings"
 	"time"
 )
@@ -159,3 +160,31 @@ func greetingError(err error, o Options) error {
 	}
 	return fmt.Errorf("greeting: %w", err)
 }
+
+// dialError is a failed connect. net.OpError says "dial tcp ADDR: connect:
+// connection refused", or "dial tcp: lookup HOST on RESOLVER: no such
+// host": the message names the address once and keeps the cause, while
+// errors.As still finds the net.OpError.
+type dialError struct {
+	addr string
+	err  error
+}
+
+func (e *dialError) Error() string {
+	var de *net.DNSError
+	if errors.As(e.err, &de) {
+		return fmt.Sprintf("connect %s: DNS lookup failed: %s", e.addr, de.Err)
+	}
+	cause := e.err
+	var oe *net.OpError
+	if errors.As(e.err, &oe) && oe.Err != nil {
+		cause = oe.Err
+	}
+	var se *os.SyscallError
+	if errors.As(cause, &se) {
+		cause = se.Err // "connect: connection refused"
+	}
+	return fmt.Sprintf("connect %s: %v", e.addr, cause)
+}
+
+func (e *dialError) Unwrap() error { return e.err }
