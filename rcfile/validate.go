@@ -30,6 +30,11 @@ const (
 	maxPassword = 255
 )
 
+// ShortIntervalWarning is the summary of the warning about an interval
+// under a minute. It concerns the daemon's schedule only, so commands that
+// poll once leave it out.
+const ShortIntervalWarning = "Short poll interval"
+
 // MinInterval is the shortest poll interval an rc file may set.
 const MinInterval = 30 * time.Second
 
@@ -137,7 +142,7 @@ func (p *parser) account(ah *accountHCL, s *settingsHCL, topState string) *Accou
 	if s.Interval != nil && a.Interval >= MinInterval && a.Interval < time.Minute {
 		// Allowed, but many providers throttle or block clients that log
 		// in more often than once a minute.
-		p.warnf(s.IntervalRange, "Short poll interval",
+		p.warnf(s.IntervalRange, ShortIntervalWarning,
 			"interval %s polls more than once a minute; many providers throttle or block that. Consider 1m or more.", fmtDuration(a.Interval))
 	}
 	if s.StateDir != nil {
