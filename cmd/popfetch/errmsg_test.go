@@ -4,16 +4,18 @@ import (
 	"fmt"
 	"net"
 	"path/filepath"
+	"regexp"
 	"strings"
 	"testing"
 
+	"github.com/popfetch/popfetch/fetch/dovecottest"
 	"github.com/popfetch/popfetch/fetch/pop3test"
 )
 
 // errRC writes an rc file with one account "isp" at 127.0.0.1:port (or
-// server) with the given tls line and password, delivering to a Maildir in
+// server) with the given tls line, user and password, delivering to a Maildir in
 // dir, and returns its path.
-func errRC(t *testing.T, dir, server string, port int, tls, pass string, extra ...string) string {
+func errRC(t *testing.T, dir, server string, port int, tls, user, pass string, extra ...string) string {
 	t.Helper()
 	if server == "" {
 		server = "127.0.0.1"
@@ -24,13 +26,13 @@ account "isp" {
   server   = %q
   port     = %d
   %s
-  username = "user"
+  username = %q
   password = %q
   timeout  = "5s"
   %s
   deliver { maildir = %q }
 }
-`, filepath.Join(dir, "state"), server, port, tls, pass, strings.Join(extra, "\n  "), filepath.Join(dir, "Maildir")))
+`, filepath.Join(dir, "state"), server, port, tls, user, pass, strings.Join(extra, "\n  "), filepath.Join(dir, "Maildir")))
 	return rc
 }
 
@@ -99,7 +101,7 @@ func TestFailureOutput(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			dir := t.TempDir()
-			rc := errRC(t, dir, tt.server, tt.port, tt.tls, tt.pass)
+			rc := errRC(t, dir, tt.server, tt.port, tt.tls, "user", tt.pass)
 			if tt.maildirFile {
 				writeFile(t, filepath.Join(dir, "Maildir"), "not a directory\n")
 			}
@@ -136,5 +138,40 @@ func TestFailureOutput(t *testing.T) {
 				}
 			}
 		})
+	}
+}
+
+var pinLine = regexp.MustCompile(`tls_fingerprint = "sha256:[0-9a-f]{64}"`)
+
+// TestTLSAdviceDovecot: against a real dovecot, implicit TLS on its plain
+// POP3 port says the port speaks plain text and names tls = "starttls";
+// its certificate (from a CA popfetch is not told about) is refused with a
+// tls_fingerprint line, and that line, pasted into the account, makes the
+// next fetch deliver; with tls_check_name = true too, as the certificate
+// names 127.0.0.1.
+func TestTLSAdviceDovecot(t *testing.T) {
+	srv := dovecottest.Start(t, dovecottest.Options{})
+	mb := srv.AddUser(t, "tlsadvice", "pw")
+	mb.Put(t, []byte("From: a@example.net\r\nTo: b@example.com\r\nSubject: pin\r\n\r\nbody\r\n"))
+	dir := t.TempDir()
+
+	r := daemonCLI(t, errRC(t, dir, srv.Host, srv.PlainPort, `tls = "implicit"`, mb.User, "pw"), "fetch")
+	if r.code != exitFail || !strings.Contains(r.stdout, `answered in plain text ("+OK`) || !strings.Contains(r.stdout, `set tls = "starttls"`) {
+		t.Fatalf("implicit TLS on the plain port: exit %d\n%s%s", r.code, r.stdout, r.stderr)
+	}
+
+	rc := errRC(t, dir, srv.Host, srv.TLSPort, `tls = "implicit"`, mb.User, "pw")
+	r = daemonCLI(t, rc, "fetch")
+	line := pinLine.FindString(r.stdout)
+	if r.code != exitFail || line == "" || !strings.Contains(r.stdout, "its name matches "+srv.Host) {
+		t.Fatalf("unknown CA: exit %d, no pin line or name\n%s%s", r.code, r.stdout, r.stderr)
+	}
+	if strings.Count(r.stdout, line) != 1 {
+		t.Errorf("the pin line is printed %d times", strings.Count(r.stdout, line))
+	}
+	rc = errRC(t, dir, srv.Host, srv.TLSPort, `tls = "implicit"`, mb.User, "pw", line, "tls_check_name = true", "keep = true")
+	r = daemonCLI(t, rc, "fetch")
+	if r.code != exitOK || !strings.Contains(r.stdout, "1 new, 1 delivered") {
+		t.Fatalf("with %s: exit %d\n%s%s", line, r.code, r.stdout, r.stderr)
 	}
 }
