@@ -49,11 +49,16 @@ func (f *firstBytes) Read(p []byte) (int, error) {
 }
 
 // handshakeError turns a failed handshake, after the server sent read,
-// into the error Dial returns. Every error that says the policy was not met wraps ErrTLS once.
+// into the error Dial returns. Every error that says the policy was not
+// met wraps ErrTLS once.
 func handshakeError(err error, read []byte, o Options) error {
 	addr := net.JoinHostPort(o.Host, fmt.Sprint(o.Port))
 	var rh tls.RecordHeaderError
 	if errors.As(err, &rh) && plainText(rh.RecordHeader[:]) {
+		if o.TLS == TLSStartTLS {
+			return fmt.Errorf("%w: %s accepted STLS but went on in plain text (%s) instead of a TLS handshake",
+				ErrTLS, addr, quote(firstLine(read)))
+		}
 		return fmt.Errorf("%w: %s answered in plain text (%s) where a TLS handshake was expected (tls = %q): %s",
 			ErrTLS, addr, quote(firstLine(read)), o.TLS, plainAdvice(o))
 	}

@@ -47,6 +47,24 @@ func TestPlainTextAnswer(t *testing.T) {
 	}
 }
 
+// TestSTLSThenPlainText: a server that answers STLS with +OK and then
+// goes on in plain text is not told to use STLS.
+func TestSTLSThenPlainText(t *testing.T) {
+	_, serverTLS, _ := pop3test.GenerateCert(t)
+	srv := pop3test.NewServer(t, pop3test.Options{STLS: true, TLS: serverTLS, Messages: msgs(1),
+		Faults: []pop3test.Fault{{Cmd: "STLS", Action: pop3test.Custom, Func: func(c *pop3test.Conn) {
+			c.WriteLine("+OK begin TLS")
+			time.Sleep(100 * time.Millisecond) // after the ClientHello
+			c.WriteLine("+OK only joking")
+		}}}})
+	o := Options{Host: "localhost", Port: srv.Port(), TLS: TLSStartTLS, Timeout: 1500 * time.Millisecond}
+	_, err := Dial(context.Background(), o)
+	if !errors.Is(err, ErrTLS) || !strings.Contains(err.Error(), "accepted STLS but went on in plain text") || strings.Contains(err.Error(), "set tls") {
+		t.Fatalf("Dial = %v; want ErrTLS saying the server went on in plain text", err)
+	}
+	once(t, err.Error())
+}
+
 func TestPlainAdvice(t *testing.T) {
 	for _, tt := range []struct {
 		port int
