@@ -2,6 +2,7 @@ package main
 
 import (
 	"io"
+	"maps"
 	"net"
 	"path/filepath"
 	"slices"
@@ -110,4 +111,49 @@ func TestCheckExitStatus(t *testing.T) {
 			t.Errorf("%s: popfetch %s = %d; want %d\n%s%s", tt.name, strings.Join(tt.args, " "), code, tt.want, out, errs)
 		}
 	}
+}
+
+// FuzzFlagsFirst: flagsFirst only moves arguments (none lost, none made
+// up but the "--" it adds), and what follows its "--" is read as account
+// names, never as flags.
+func FuzzFlagsFirst(f *testing.F) {
+	f.Add("isp\x00-v\x00-f\x00rc")
+	f.Add("--connect\x00--\x00-v")
+	f.Add("-f")
+	f.Add("-\x00--config=x\x00a")
+	f.Fuzz(func(t *testing.T, joined string) {
+		args := strings.Split(joined, "\x00")
+		g := &globals{stdout: io.Discard, stderr: io.Discard}
+		fs := g.flags("check")
+		fs.Bool("connect", false, "")
+		out := flagsFirst(fs, args)
+		count := func(s []string) map[string]int {
+			m := map[string]int{}
+			for _, a := range s {
+				if a != "--" {
+					m[a]++
+				}
+			}
+			return m
+		}
+		in, got := count(args), count(out)
+		for a, n := range got {
+			if n > in[a] {
+				t.Fatalf("flagsFirst(%q) = %q: %q made up", args, out, a)
+			}
+		}
+		i := slices.Index(out, "--")
+		if i < 0 {
+			if !maps.Equal(in, got) && len(out) >= len(args) {
+				t.Fatalf("flagsFirst(%q) = %q", args, out)
+			}
+			return
+		}
+		if !maps.Equal(in, got) {
+			t.Fatalf("flagsFirst(%q) = %q: arguments lost", args, out)
+		}
+		if err := fs.Parse(out); err == nil && !slices.Equal(fs.Args(), out[i+1:]) {
+			t.Fatalf("flagsFirst(%q) = %q: flag reads %q as the names", args, out, fs.Args())
+		}
+	})
 }
