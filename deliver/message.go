@@ -37,6 +37,15 @@ type Error struct {
 	Err       error
 }
 
+// sameStep reports whether reason and err start with the same step
+// ("open maildir: not a directory" and "open maildir: open /m: not a
+// directory"): err then says all that reason does, and printing both
+// would repeat the step.
+func sameStep(reason, err string) bool {
+	step, _, ok := strings.Cut(reason, ": ")
+	return ok && strings.HasPrefix(err, step+": ")
+}
+
 func (e *Error) Error() string {
 	kind := "temporary"
 	if e.Permanent {
@@ -45,7 +54,7 @@ func (e *Error) Error() string {
 	switch {
 	case e.Err == nil:
 		return fmt.Sprintf("%s: %s failure: %s", e.Target, kind, e.Reason)
-	case e.Reason == "" || strings.Contains(e.Err.Error(), e.Reason):
+	case e.Reason == "" || strings.Contains(e.Err.Error(), e.Reason) || sameStep(e.Reason, e.Err.Error()):
 		return fmt.Sprintf("%s: %s failure: %v", e.Target, kind, e.Err)
 	}
 	// Both: the reason says at which step (e.g. "no reply to the final

@@ -211,9 +211,16 @@ func (p *Poller) run(ctx context.Context, a *rcfile.Account, opts PollOptions, d
 		if res.Failed > 0 || res.Undeletable > 0 {
 			lvl = slog.LevelWarn
 		}
-		log.Log(context.Background(), lvl, "poll done", "messages", res.Messages, "new", res.New, "delivered", res.Delivered,
+		args := []any{"messages", res.Messages, "new", res.New, "delivered", res.Delivered,
 			"deleted", res.Deleted, "skipped", res.Skipped, "failed", res.Failed, "undeletable", res.Undeletable,
-			"elapsed", res.Elapsed.Round(time.Millisecond), "err", res.Err)
+			"elapsed", res.Elapsed.Round(time.Millisecond)}
+		if res.Err != nil {
+			// Only a poll that failed has an err (no err=<nil>), and
+			// that is a warning.
+			lvl = slog.LevelWarn
+			args = append(args, "err", res.Err)
+		}
+		log.Log(context.Background(), lvl, "poll done", args...)
 	}()
 	s := &session{p: p, a: a, log: log, res: &res, opts: opts, dryRun: dryRun}
 	res.Err = s.run(ctx)
@@ -350,7 +357,7 @@ func (s *session) run(ctx context.Context) error {
 			return fmt.Errorf("password: %w", err)
 		}
 	}
-	opts := pop3.Options{Host: a.Server, Port: a.Port, TLS: pop3.TLSMode(a.TLS), Fingerprint: a.Fingerprint, Timeout: a.Timeout}
+	opts := pop3.Options{Host: a.Server, Port: a.Port, TLS: pop3.TLSMode(a.TLS), Fingerprint: a.Fingerprint, CheckName: a.CheckName, Timeout: a.Timeout}
 	if a.CAFile != "" {
 		// Read through the trust check: whoever can change the trust
 		// anchors can impersonate the server and take the password.

@@ -71,6 +71,7 @@ type Account struct {
 	TLS         TLSMode // default implicit
 	CAFile      string  // PEM bundle replacing the system roots; "" = system roots
 	Fingerprint string  // lower-case hex SHA-256 of the server certificate's SubjectPublicKeyInfo; "" = no pin
+	CheckName   bool    // with a Fingerprint, the certificate must name Server too (without one it always must)
 	Username    string
 	Password    Password
 	Auth        AuthMethod // default auto

@@ -55,6 +55,9 @@ func (c *Config) Format(w io.Writer) error {
 		n.SetAttributeValue("tls", cty.StringVal(string(a.TLS)))
 		n.SetAttributeValue("ca_file", cty.StringVal(a.CAFile))
 		n.SetAttributeValue("tls_fingerprint", cty.StringVal(a.Fingerprint))
+		if a.Fingerprint != "" {
+			n.SetAttributeValue("tls_check_name", cty.BoolVal(a.CheckName))
+		}
 		n.SetAttributeValue("username", cty.StringVal(a.Username))
 		if k, v := a.Password.setting(); k != "" {
 			n.SetAttributeValue(k, v)

@@ -230,6 +230,16 @@ func inherit(acct, defs *settingsHCL) {
 		d.OAuth2TokenCommand, d.OAuth2TokenCommandRange = nil, hcl.Range{}
 		defs = &d
 	}
+	// ca_file and tls_fingerprint are one group too: they are two ways to
+	// trust a server (a pin replaces the chain check), so an account that
+	// pins a key does not get the default ca_file, nor the default pin an
+	// account that names its CA.
+	if isSet(acct.CAFileRange) || isSet(acct.FingerprintRange) {
+		d := *defs
+		d.CAFile, d.CAFileRange = nil, hcl.Range{}
+		d.Fingerprint, d.FingerprintRange = nil, hcl.Range{}
+		defs = &d
+	}
 	av := reflect.ValueOf(acct).Elem()
 	dv := reflect.ValueOf(defs).Elem()
 	t := av.Type()

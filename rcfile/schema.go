@@ -56,6 +56,8 @@ type settingsHCL struct {
 	CAFileRange          hcl.Range `hcl:"ca_file,attr_range"`
 	Fingerprint          *string   `hcl:"tls_fingerprint,optional"`
 	FingerprintRange     hcl.Range `hcl:"tls_fingerprint,attr_range"`
+	CheckName            *bool     `hcl:"tls_check_name,optional"`
+	CheckNameRange       hcl.Range `hcl:"tls_check_name,attr_range"`
 	Username             *string   `hcl:"username,optional"`
 	UsernameRange        hcl.Range `hcl:"username,attr_range"`
 	Password             *string   `hcl:"password,optional"`

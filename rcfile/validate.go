@@ -30,6 +30,11 @@ const (
 	maxPassword = 255
 )
 
+// ShortIntervalWarning is the summary of the warning about an interval
+// under a minute. It concerns the daemon's schedule only, so commands that
+// poll once leave it out.
+const ShortIntervalWarning = "Short poll interval"
+
 // MinInterval is the shortest poll interval an rc file may set.
 const MinInterval = 30 * time.Second
 
@@ -91,6 +96,7 @@ func (p *parser) account(ah *accountHCL, s *settingsHCL, topState string) *Accou
 	if s.Fingerprint != nil {
 		a.Fingerprint = p.fingerprint(*s.Fingerprint, s.FingerprintRange)
 	}
+	p.pinSettings(a, s)
 	if v, ok := p.required(s.Username, s.UsernameRange, ah.DefRange, "username", `username = "joe"`); ok {
 		p.credential(v, s.UsernameRange, "username", maxUsername)
 		a.Username = v
@@ -143,7 +149,7 @@ func (p *parser) account(ah *accountHCL, s *settingsHCL, topState string) *Accou
 	if s.Interval != nil && a.Interval >= MinInterval && a.Interval < time.Minute {
 		// Allowed, but many providers throttle or block clients that log
 		// in more often than once a minute.
-		p.warnf(s.IntervalRange, "Short poll interval",
+		p.warnf(s.IntervalRange, ShortIntervalWarning,
 			"interval %s polls more than once a minute; many providers throttle or block that. Consider 1m or more.", fmtDuration(a.Interval))
 	}
 	if s.StateDir != nil {
@@ -323,6 +329,28 @@ func (p *parser) fingerprint(v string, rng hcl.Range) string {
 		return ""
 	}
 	return s
+}
+
+// pinSettings checks what goes with a pin: a pin replaces the chain check,
+// so a ca_file next to it would never be read, and without a pin the name
+// is always checked, so tls_check_name = false would not do what it says.
+// (An account that sets either of ca_file and tls_fingerprint inherits
+// neither from defaults: see inherit.)
+func (p *parser) pinSettings(a *Account, s *settingsHCL) {
+	if a.Fingerprint != "" && a.CAFile != "" {
+		p.errorf(s.CAFileRange, "ca_file with tls_fingerprint",
+			"Account %q sets both ca_file and tls_fingerprint (at %s); the pin replaces the certificate chain check, so ca_file would never be read. Remove one of them.",
+			a.Name, s.FingerprintRange.String())
+	}
+	if s.CheckName == nil {
+		return
+	}
+	if a.Fingerprint != "" {
+		a.CheckName = *s.CheckName
+	} else if !*s.CheckName {
+		p.errorf(s.CheckNameRange, "tls_check_name without tls_fingerprint",
+			"Account %q has tls_check_name = false but no tls_fingerprint: without a pin the certificate is always checked against the system roots (or ca_file) and the server name. Pin the server's key with tls_fingerprint, or remove tls_check_name.", a.Name)
+	}
 }
 
 // password checks that exactly one source is given (at most one if the

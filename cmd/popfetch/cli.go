@@ -15,6 +15,8 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/hashicorp/hcl/v2"
+
 	"github.com/popfetch/popfetch/deliver"
 	"github.com/popfetch/popfetch/fetch"
 	"github.com/popfetch/popfetch/internal/trust"
@@ -39,15 +41,51 @@ const (
 // from the module's build info.
 var version = ""
 
-func versionString() string {
-	v := version
-	if v == "" {
-		v = "devel"
-		if bi, ok := debug.ReadBuildInfo(); ok && bi.Main.Version != "" && bi.Main.Version != "(devel)" {
-			v = bi.Main.Version
-		}
+// shortVersion is the version alone: -ldflags's, else the main module's
+// version in the build info (a tag, or the pseudo-version go build derives
+// from the VCS revision), else "devel". It goes into trace headers.
+func shortVersion() string {
+	if version != "" {
+		return version
 	}
-	return "popfetch " + v
+	if bi, ok := debug.ReadBuildInfo(); ok && bi.Main.Version != "" && bi.Main.Version != "(devel)" {
+		return bi.Main.Version
+	}
+	return "devel"
+}
+
+// versionString is what --version prints: the version, then the VCS
+// revision, its commit time and whether the tree had local changes, and
+// the Go version, all from the build info (go build records the revision
+// when it builds inside a git checkout, unless -buildvcs=false).
+func versionString() string {
+	bi, ok := debug.ReadBuildInfo()
+	if !ok {
+		return "popfetch " + shortVersion() + " (no build information)"
+	}
+	setting := func(k string) string {
+		for _, s := range bi.Settings {
+			if s.Key == k {
+				return s.Value
+			}
+		}
+		return ""
+	}
+	var detail []string
+	if rev := setting("vcs.revision"); rev != "" {
+		d := setting("vcs") + " " + rev
+		if t := setting("vcs.time"); t != "" {
+			d += " " + t
+		}
+		if setting("vcs.modified") == "true" {
+			d += " with local changes"
+		}
+		detail = append(detail, d)
+	} else {
+		detail = append(detail, "no VCS revision: not built in a git checkout, or built with -buildvcs=false")
+	}
+	detail = append(detail, bi.GoVersion)
+	return "popfetch " + shortVersion() + " (" + strings.Join(detail, "; ") + ")"
 }
 
 const usage = `popfetch - fetch mail from POP3 mailboxes and deliver it locally
@@ -103,6 +141,8 @@ Global flags:
       --log-format FMT     text (default) or json, on stderr
       --version            print the version and exit
   -h, --help               this help
+Flags may come before or after the account names; after -- every argument
+is an account name.
 
 Exit status:
   0  success            1  an account failed or a message was not delivered
@@ -147,7 +187,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		fmt.Fprint(stdout, usage)
 		return exitOK
 	}
-	deliver.Version = strings.TrimPrefix(versionString(), "popfetch ")
+	deliver.Version = shortVersion()
 	code := g.command(ctx, rest[0], rest[1:])
 	if g.helped {
 		// "popfetch fetch --help" asked for the usage and got it.
@@ -208,8 +248,11 @@ func (g *globals) flags(name string) *flag.FlagSet {
 }
 
 // parse parses a subcommand's arguments, reporting errors with the usage.
+// Flags may come after the account names too ("popfetch fetch isp -v"):
+// package flag stops at the first argument that is not a flag, so the
+// flags are moved first; "--" still ends the flags.
 func (g *globals) parse(fs *flag.FlagSet, args []string) bool {
-	if err := fs.Parse(args); err != nil {
+	if err := fs.Parse(flagsFirst(fs, args)); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
 			fmt.Fprint(g.stdout, usage)
 			g.helped = true
@@ -223,6 +266,46 @@ func (g *globals) parse(fs *flag.FlagSet, args []string) bool {
 		return false
 	}
 	return true
+}
+
+// flagsFirst returns args with every flag (and the value of a flag that
+// takes one, "-f FILE") before the other arguments, which follow a "--"
+// so that none of them is read as a flag. Arguments after a "--" in args
+// are never flags.
+func flagsFirst(fs *flag.FlagSet, args []string) []string {
+	var flags, rest []string
+	for i := 0; i < len(args); i++ {
+		a := args[i]
+		if a == "--" {
+			rest = append(rest, args[i+1:]...)
+			break
+		}
+		if len(a) < 2 || a[0] != '-' {
+			rest = append(rest, a)
+			continue
+		}
+		flags = append(flags, a)
+		name := strings.TrimPrefix(strings.TrimPrefix(a, "-"), "-")
+		if strings.Contains(name, "=") {
+			continue
+		}
+		if f := fs.Lookup(name); f != nil && !isBoolFlag(f) {
+			if i+1 == len(args) {
+				// Its value is missing: flag says so, as it
+				// would of the flag last on the line.
+				return flags
+			}
+			i++
+			flags = append(flags, args[i])
+		}
+	}
+	return append(append(flags, "--"), rest...)
+}
+
+// isBoolFlag reports whether f takes no value, as package flag decides.
+func isBoolFlag(f *flag.Flag) bool {
+	b, ok := f.Value.(interface{ IsBoolFlag() bool })
+	return ok && b.IsBoolFlag()
 }
 
 // parseNoArgs is parse for a command that takes flags only.
@@ -252,20 +335,34 @@ func (g *globals) logger(level slog.Level) *slog.Logger {
 // load finds and loads the rc file, printing every diagnostic. ok is false
 // when there are errors.
 func (g *globals) load() (*rcfile.Config, string, bool) {
-	return g.loadRC(true)
+	return g.loadRC(nil)
 }
 
-// loadRC is load; warnings are printed only if warn (now and status only
-// need the state directory, and the daemon has already warned).
-func (g *globals) loadRC(warn bool) (*rcfile.Config, string, bool) {
+// loadOneShot is load for a command that polls once: warnings about the
+// daemon's schedule (rcfile.ShortIntervalWarning) do not concern it.
+func (g *globals) loadOneShot() (*rcfile.Config, string, bool) {
+	return g.loadRC(func(d *hcl.Diagnostic) bool { return d.Summary != rcfile.ShortIntervalWarning })
+}
+
+// loadRC is load; a warning is printed only if show (nil: all) says so.
+func (g *globals) loadRC(show func(*hcl.Diagnostic) bool) (*rcfile.Config, string, bool) {
 	path, err := rcfile.Find(g.config)
 	if err != nil {
 		fmt.Fprintf(g.stderr, "popfetch: %v\n", err)
 		return nil, "", false
 	}
 	cfg, diags := rcfile.Load(path)
-	if diags.HasErrors() || warn && len(diags) > 0 {
-		rcfile.WriteDiagnostics(g.stderr, diags, rcfile.SourceFiles(diags))
+	shown := diags
+	if show != nil {
+		shown = nil
+		for _, d := range diags {
+			if d.Severity == hcl.DiagError || show(d) {
+				shown = append(shown, d)
+			}
+		}
+	}
+	if len(shown) > 0 {
+		rcfile.WriteDiagnostics(g.stderr, shown, rcfile.SourceFiles(shown))
 	}
 	if diags.HasErrors() {
 		return nil, path, false
@@ -306,7 +403,7 @@ func (g *globals) fetch(ctx context.Context, args []string) int {
 	if !g.parse(fs, args) {
 		return exitUsage
 	}
-	cfg, _, ok := g.load()
+	cfg, _, ok := g.loadOneShot()
 	if !ok {
 		return exitConfig
 	}
@@ -319,7 +416,9 @@ func (g *globals) fetch(ctx context.Context, args []string) int {
 	}
 	ctx, graceful, stop := signalContext(ctx, g.stderr)
 	defer stop()
-	p := &fetch.Poller{Log: g.logger(slog.LevelWarn)}
+	// The summary line is each poll's outcome: no "poll done" log line
+	// to say it again.
+	p := &fetch.Poller{Log: g.logger(slog.LevelWarn), NoPollLog: true}
 	code := exitOK
 	for i, a := range accts {
 		if stopped(graceful) || ctx.Err() != nil {
@@ -404,9 +503,15 @@ func summaryLine(r fetch.PollSummary) string {
 		b.WriteString("; stopped before connecting")
 	}
 	if r.Err != "" {
-		fmt.Fprintf(&b, "; error: %s", r.Err)
+		fmt.Fprintf(&b, "; error: %s", errText(r.Account, r.Err))
 	}
 	return b.String()
+}
+
+// errText is an account's error for a line that starts with the account's
+// name: without the "account NAME: " the error itself starts with.
+func errText(account, err string) string {
+	return strings.TrimPrefix(err, "account "+account+": ")
 }
 
 func exitCodeFor(r fetch.Result) int {
@@ -474,26 +579,26 @@ func (g *globals) check(ctx context.Context, args []string) int {
 	if *route {
 		return g.checkRoute(ctx, cfg, *routeAcct, *connect, fs.Args())
 	}
+	accts, ok := g.selectAccounts(cfg, fs.Args())
+	if !ok {
+		return exitUsage
+	}
 	fmt.Fprintf(g.stdout, "# %s: ok\n", rcfile.QuotePath(path))
 	cfg.Format(g.stdout)
 	if !printLearned(g.stdout, cfg) {
 		return exitConfig
 	}
-	accts, ok := g.selectAccounts(cfg, fs.Args())
-	if !ok {
-		return exitUsage
-	}
 	code := printFindings(g.stdout, checkFiles(accts, nil))
 	if !*connect {
 		return code
 	}
-	p := &fetch.Poller{Log: g.logger(slog.LevelWarn)}
+	p := &fetch.Poller{Log: g.logger(slog.LevelWarn), NoPollLog: true}
 	for _, a := range accts {
 		code = worse(code, checkSMTPTargets(ctx, g.stdout, a))
 		code = worse(code, checkDirectory(ctx, g.stdout, p, a))
 		res := p.Check(ctx, a)
 		if res.Err != nil {
-			fmt.Fprintf(g.stdout, "%s: error: %v\n", a.Name, res.Err)
+			fmt.Fprintf(g.stdout, "%s: error: %s\n", a.Name, errText(a.Name, res.Err.Error()))
 		} else {
 			fmt.Fprintf(g.stdout, "%s: logged in with %s; %d messages on the server, %d new\n", a.Name, res.Mechanism, res.Messages, res.New)
 		}

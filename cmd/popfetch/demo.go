@@ -128,7 +128,7 @@ func (g *globals) runDemo(ctx context.Context) error {
 		rcfile.WriteDiagnostics(g.stderr, diags, rcfile.SourceFiles(diags))
 		return fmt.Errorf("the demo's rc file is invalid")
 	}
-	p := &fetch.Poller{Log: g.logger(slog.LevelWarn)}
+	p := &fetch.Poller{Log: g.logger(slog.LevelWarn), NoPollLog: true}
 	poll := func(title string) error {
 		fmt.Fprintf(out, "$ popfetch -f %s fetch    # %s\n", rcPath, title)
 		for _, a := range cfg.Accounts {

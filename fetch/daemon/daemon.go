@@ -626,7 +626,11 @@ func (d *Daemon) finishLocked(done pollDone) {
 
 	if a.removed {
 		delete(d.accts, name)
-		d.log.Debug("removed account's last poll done", "account", name, "err", r.Err)
+		if r.Err != nil {
+			d.log.Debug("removed account's last poll done", "account", name, "err", r.Err)
+		} else {
+			d.log.Debug("removed account's last poll done", "account", name)
+		}
 		return
 	}
 	if r.NotStarted {

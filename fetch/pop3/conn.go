@@ -4,10 +4,8 @@ import (
 	"bufio"
 	"bytes"
 	"context"
-	"crypto/sha256"
 	"crypto/tls"
 	"crypto/x509"
-	"encoding/hex"
 	"errors"
 	"fmt"
 	"io"
@@ -51,6 +49,9 @@ type Options struct {
 	TLS         TLSMode
 	RootCAs     *x509.CertPool // nil = the system roots
 	Fingerprint string         // hex SHA-256 of the server's SPKI; "" = none
+	// CheckName: with a Fingerprint, the certificate must also name Host
+	// (without one the name is always checked, with the chain).
+	CheckName bool
 	// Timeout bounds the connect, the TLS handshake and each reply; a
 	// RETR gets more by its size (retrDeadline). 0 = 60 s.
 	Timeout time.Duration
@@ -340,7 +341,7 @@ func connect(ctx context.Context, network, addr string, o Options) (*guardConn, 
 	var nd net.Dialer
 	raw, err := nd.DialContext(dctx, network, addr)
 	if err != nil {
-		return nil, fmt.Errorf("connect %s: %w", addr, err)
+		return nil, &dialError{addr: addr, err: err}
 	}
 	fail := func(err error) (*guardConn, error) {
 		raw.Close()
@@ -358,7 +359,7 @@ func connect(ctx context.Context, network, addr string, o Options) (*guardConn, 
 	br := bufio.NewReaderSize(&io.LimitedReader{R: c, N: lineBudget * 8}, 1024)
 	greeting, err := readLine(br)
 	if err != nil {
-		return fail(fmt.Errorf("greeting: %w", err))
+		return fail(greetingError(err, o))
 	}
 	if !bytes.HasPrefix(greeting, []byte("+OK")) {
 		// A malformed greeting while TLS is required must close the
@@ -422,29 +423,32 @@ func handshake(ctx context.Context, raw net.Conn, o Options) (*tls.Conn, error) 
 	}
 	if o.Fingerprint != "" {
 		// A pin replaces chain verification: self-signed certificates are
-		// the usual reason to pin. The pin itself is the trust anchor.
+		// the usual reason to pin. The pin itself is the trust anchor;
+		// the name is checked too only if asked (CheckName).
 		cfg.InsecureSkipVerify = true
 		want := o.Fingerprint
 		cfg.VerifyConnection = func(cs tls.ConnectionState) error {
 			if len(cs.PeerCertificates) == 0 {
 				return fmt.Errorf("%w: no server certificate", ErrTLS)
 			}
-			sum := sha256.Sum256(cs.PeerCertificates[0].RawSubjectPublicKeyInfo)
-			if got := hex.EncodeToString(sum[:]); got != want {
+			leaf := cs.PeerCertificates[0]
+			if got := SPKIFingerprint(leaf); got != want {
 				return fmt.Errorf("%w: server key fingerprint sha256:%s does not match tls_fingerprint sha256:%s", ErrTLS, got, want)
+			}
+			if o.CheckName {
+				if err := leaf.VerifyHostname(o.Host); err != nil {
+					return fmt.Errorf("%w: the server key matches tls_fingerprint, but the certificate is not for %s (it is for %s) and tls_check_name = true", ErrTLS, o.Host, certNames(leaf))
+				}
 			}
 			return nil
 		}
 	}
-	tc := tls.Client(raw, cfg)
+	first := &firstBytes{Conn: raw}
+	tc := tls.Client(first, cfg)
 	hctx, cancel := context.WithTimeout(ctx, o.Timeout)
 	defer cancel()
 	if err := tc.HandshakeContext(hctx); err != nil {
-		var verr *tls.CertificateVerificationError
-		if errors.As(err, &verr) || errors.Is(err, ErrTLS) {
-			return nil, fmt.Errorf("%w: %v", ErrTLS, err)
-		}
-		return nil, fmt.Errorf("tls handshake: %w", err)
+		return nil, handshakeError(err, first.b, o)
 	}
 	return tc, nil
 }

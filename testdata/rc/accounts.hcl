@@ -33,5 +33,13 @@ account "lab" {
   username        = "joe.lab"
   password_env    = "LAB_MAIL_PASSWORD" # replaces the default password_file
   ca_file         = env("LAB_CA_FILE", "/etc/ssl/lab-ca.pem")
+}
+
+account "selfsigned" {
+  server          = "pop.home.internal"
+  username        = "joe"
+  # A self-signed server: the pin replaces the chain check (not with
+  # ca_file); the certificate must still name the server.
   tls_fingerprint = "sha256:9F:86:D0:81:88:4C:7D:65:9A:2F:EA:A0:C5:5A:D0:15:A3:BF:4F:1B:2B:0B:82:2C:D1:5D:6C:15:B0:F0:0A:08"
+  tls_check_name  = true
 }
