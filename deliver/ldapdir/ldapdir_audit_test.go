@@ -1,0 +1,476 @@
+package ldapdir
+
+// Probes of a hostile or broken LDAP server: the load must end (within
+// Config.Timeout), hold bounded memory, and never report success with a
+// directory cut short.
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"crypto/tls"
+	"errors"
+	"fmt"
+	"net"
+	"runtime"
+	"sync"
+	"testing"
+	"time"
+
+	ber "github.com/go-asn1-ber/asn1-ber"
+	"github.com/go-ldap/ldap/v3"
+
+	"github.com/popfetch/popfetch/fetch/pop3test"
+)
+
+// startRaw runs handle on every connection (TLS with tlsConfig, else
+// plain) until the test ends.
+func startRaw(t *testing.T, tlsConfig *tls.Config, handle func(c net.Conn, r *bufio.Reader)) string {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var mu sync.Mutex
+	var conns []net.Conn
+	t.Cleanup(func() {
+		ln.Close()
+		mu.Lock()
+		for _, c := range conns {
+			c.Close()
+		}
+		mu.Unlock()
+	})
+	go func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			mu.Lock()
+			conns = append(conns, c)
+			mu.Unlock()
+			if tlsConfig != nil {
+				c = tls.Server(c, tlsConfig)
+			}
+			go func() {
+				defer c.Close()
+				handle(c, bufio.NewReader(c))
+			}()
+		}
+	}()
+	return ln.Addr().String()
+}
+
+// readOp reads one request and returns its message ID and tag.
+func readOp(r *bufio.Reader) (int64, int, *ber.Packet, error) {
+	p, err := ber.ReadPacket(r)
+	if err != nil {
+		return 0, 0, nil, err
+	}
+	if len(p.Children) < 2 {
+		return 0, 0, nil, errors.New("short packet")
+	}
+	id, _ := p.Children[0].Value.(int64)
+	return id, int(p.Children[1].Tag), p.Children[1], nil
+}
+
+// noticeOfDisconnection is RFC 4511 section 4.4.1's unsolicited
+// notification: message ID 0, an ExtendedResponse naming
+// 1.3.6.1.4.1.1466.20036.
+func noticeOfDisconnection() *ber.Packet {
+	p := result(0, ldap.ApplicationExtendedResponse, ldap.LDAPResultUnavailable, "going down")
+	p.Children[1].AppendChild(ber.NewString(ber.ClassContext, ber.TypePrimitive, 10, "1.3.6.1.4.1.1466.20036", "responseName"))
+	return p
+}
+
+// loadWithin runs Load and fails the test if it has not returned within
+// limit (the goroutine is then leaked: the test binary ends soon).
+func loadWithin(t *testing.T, c Config, limit time.Duration) (*Snapshot, error) {
+	t.Helper()
+	type out struct {
+		s   *Snapshot
+		err error
+	}
+	ch := make(chan out, 1)
+	go func() {
+		s, err := Load(context.Background(), c)
+		ch <- out{s, err}
+	}()
+	select {
+	case o := <-ch:
+		return o.s, o.err
+	case <-time.After(limit):
+		t.Fatalf("Load has not returned after %v (Timeout %v): it hangs", limit, c.Timeout)
+		return nil, nil
+	}
+}
+
+// TestAuditStartTLSUnsolicitedNotice: a server (or a man in the middle of
+// the still plain connection) that answers StartTLS with an unsolicited
+// notification (message ID 0) first. go-ldap's reader stops after the
+// first packet it reads during StartTLS, the notice is dropped as an
+// unknown message ID, and StartTLS waits for a response that nobody
+// reads: no request timeout applies to StartTLS, and the connection
+// deadline only ends reads. The load must still end within Timeout.
+func TestAuditStartTLSUnsolicitedNotice(t *testing.T) {
+	addr := startRaw(t, nil, func(c net.Conn, r *bufio.Reader) {
+		id, tag, _, err := readOp(r)
+		if err != nil || tag != ldap.ApplicationExtendedRequest {
+			return
+		}
+		c.Write(noticeOfDisconnection().Bytes())
+		time.Sleep(50 * time.Millisecond)
+		c.Write(result(id, ldap.ApplicationExtendedResponse, 0, "").Bytes())
+		c.Read(make([]byte, 1)) // hold the connection open
+	})
+	c := Config{URL: "ldap://" + addr, BindDN: "cn=r,dc=x", Password: "pw", BaseDN: "dc=x", Timeout: time.Second}
+	_, err := loadWithin(t, c, 10*time.Second)
+	if err == nil {
+		t.Fatal("Load succeeded without TLS")
+	}
+}
+
+// TestAuditStartTLSSuccessNoTLS: StartTLS answered "success", then no TLS
+// handshake (plain bytes, or silence): an error within Timeout, and no
+// bind sent.
+func TestAuditStartTLSSuccessNoTLS(t *testing.T) {
+	for _, tc := range []struct {
+		name  string
+		after []byte
+	}{
+		{"silence", nil},
+		{"plain bind response", result(2, ldap.ApplicationBindResponse, 0, "").Bytes()},
+		{"garbage", bytes.Repeat([]byte{0x16, 0x03, 0x01, 0xff, 0xff}, 100)},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			var mu sync.Mutex
+			var got []byte
+			addr := startRaw(t, nil, func(c net.Conn, r *bufio.Reader) {
+				id, tag, _, err := readOp(r)
+				if err != nil || tag != ldap.ApplicationExtendedRequest {
+					return
+				}
+				c.Write(result(id, ldap.ApplicationExtendedResponse, 0, "").Bytes())
+				if tc.after != nil {
+					c.Write(tc.after)
+				}
+				buf := make([]byte, 4096)
+				for {
+					n, err := c.Read(buf)
+					mu.Lock()
+					got = append(got, buf[:n]...)
+					mu.Unlock()
+					if err != nil {
+						return
+					}
+				}
+			})
+			const pw = "PlainTextPa55"
+			c := Config{URL: "ldap://" + addr, BindDN: "cn=r,dc=x", Password: pw, BaseDN: "dc=x", Timeout: time.Second}
+			_, err := loadWithin(t, c, 10*time.Second)
+			if err == nil {
+				t.Fatal("Load succeeded")
+			}
+			time.Sleep(50 * time.Millisecond)
+			mu.Lock()
+			defer mu.Unlock()
+			if bytes.Contains(got, []byte(pw)) {
+				t.Fatal("the password went over the plain connection")
+			}
+		})
+	}
+}
+
+// doneWithCookie is a SearchResultDone with a paged results control
+// (RFC 2696) carrying cookie ("" = no control at all).
+func doneWithCookie(id int64, cookie string) *ber.Packet {
+	p := result(id, ldap.ApplicationSearchResultDone, 0, "")
+	if cookie != "" {
+		ctrls := ber.Encode(ber.ClassContext, ber.TypeConstructed, 0, nil, "Controls")
+		pc := ldap.NewControlPaging(500)
+		pc.SetCookie([]byte(cookie))
+		ctrls.AppendChild(pc.Encode())
+		p.AppendChild(ctrls)
+	}
+	return p
+}
+
+func userEntry(id int64, i int) *ber.Packet {
+	return entry(id, fmt.Sprintf("CN=u%d,DC=x", i), map[string][]string{
+		"sAMAccountName": {fmt.Sprintf("u%d", i)}, "mail": {fmt.Sprintf("u%d@x.example", i)}})
+}
+
+// TestAuditEndlessPagingCookie: a server whose every page carries a
+// non-empty cookie. With empty pages the load ends at Timeout with an
+// error; with a page that repeats the same entries it ends at MaxEntries.
+// Never a success.
+func TestAuditEndlessPagingCookie(t *testing.T) {
+	_, serverTLS, pool := pop3test.GenerateCert(t, "127.0.0.1")
+	for _, tc := range []struct {
+		name    string
+		entries int
+	}{{"empty pages", 0}, {"repeating page", 3}} {
+		t.Run(tc.name, func(t *testing.T) {
+			f := startFake(t, serverTLS, func(id int64, tag int, _ *ber.Packet) []*ber.Packet {
+				switch tag {
+				case ldap.ApplicationBindRequest:
+					return []*ber.Packet{result(id, ldap.ApplicationBindResponse, 0, "")}
+				case ldap.ApplicationSearchRequest:
+					var out []*ber.Packet
+					for i := range tc.entries {
+						out = append(out, userEntry(id, i))
+					}
+					return append(out, doneWithCookie(id, "again"))
+				}
+				return nil
+			})
+			c := Config{URL: "ldaps://" + f.addr(), RootCAs: pool, BindDN: "cn=r,dc=x", Password: "pw", BaseDN: "dc=x",
+				Timeout: time.Second, MaxEntries: 1000}
+			t0 := time.Now()
+			snap, err := loadWithin(t, c, 10*time.Second)
+			if err == nil {
+				t.Fatalf("Load succeeded with %d users after endless paging", len(snap.Users))
+			}
+			if took := time.Since(t0); took > 3*time.Second {
+				t.Errorf("took %v", took)
+			}
+			t.Logf("%v: %v", time.Since(t0), err)
+		})
+	}
+}
+
+// TestAuditTruncatedReplies: the server's whole answer (bind response,
+// entries, done) cut after every byte count, then the connection closed:
+// every cut is an error, never a directory with fewer users.
+func TestAuditTruncatedReplies(t *testing.T) {
+	_, serverTLS, pool := pop3test.GenerateCert(t, "127.0.0.1")
+	var stream []byte
+	for i := range 3 {
+		stream = append(stream, userEntry(2, i).Bytes()...)
+	}
+	stream = append(stream, doneWithCookie(2, "").Bytes()...)
+	cut := 0
+	var mu sync.Mutex
+	addr := startRaw(t, serverTLS, func(c net.Conn, r *bufio.Reader) {
+		mu.Lock()
+		k := cut
+		mu.Unlock()
+		for {
+			id, tag, _, err := readOp(r)
+			if err != nil {
+				return
+			}
+			switch tag {
+			case ldap.ApplicationBindRequest:
+				c.Write(result(id, ldap.ApplicationBindResponse, 0, "").Bytes())
+			case ldap.ApplicationSearchRequest:
+				if id != 2 {
+					panic("unexpected message id")
+				}
+				c.Write(stream[:k])
+				return // close
+			default:
+				return
+			}
+		}
+	})
+	c := Config{URL: "ldaps://" + addr, RootCAs: pool, BindDN: "cn=r,dc=x", Password: "pw", BaseDN: "dc=x", Timeout: 2 * time.Second}
+	for k := 0; k <= len(stream); k++ {
+		mu.Lock()
+		cut = k
+		mu.Unlock()
+		snap, err := loadWithin(t, c, 10*time.Second)
+		switch {
+		case k < len(stream) && err == nil:
+			t.Fatalf("cut after %d of %d bytes: success with %d users", k, len(stream), len(snap.Users))
+		case k == len(stream) && (err != nil || len(snap.Users) != 3):
+			t.Fatalf("whole stream: %v", err)
+		}
+	}
+}
+
+// TestAuditBadLengths: BER headers with huge, overlong or indefinite
+// lengths: an error, no panic, no allocation of the declared size.
+func TestAuditBadLengths(t *testing.T) {
+	_, serverTLS, pool := pop3test.GenerateCert(t, "127.0.0.1")
+	for _, tc := range []struct {
+		name string
+		raw  []byte
+	}{
+		{"2^31-1 then close", []byte{0x30, 0x84, 0x7f, 0xff, 0xff, 0xff, 0x02}},
+		{"2^32-1", []byte{0x30, 0x84, 0xff, 0xff, 0xff, 0xff}},
+		{"8-byte length", []byte{0x30, 0x88, 0x7f, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff}},
+		{"9-byte length", []byte{0x30, 0x89, 1, 0, 0, 0, 0, 0, 0, 0, 0}},
+		{"octet string of 2^31-1", []byte{0x30, 0x0a, 0x02, 0x01, 0x02, 0x64, 0x05, 0x04, 0x84, 0x7f, 0xff, 0xff, 0xff}},
+		{"indefinite primitive", []byte{0x30, 0x80, 0x02, 0x80}},
+		{"deep nesting", bytes.Repeat([]byte{0x30, 0x80}, 100000)},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			addr := startRaw(t, serverTLS, func(c net.Conn, r *bufio.Reader) {
+				for {
+					id, tag, _, err := readOp(r)
+					if err != nil {
+						return
+					}
+					if tag == ldap.ApplicationBindRequest {
+						c.Write(result(id, ldap.ApplicationBindResponse, 0, "").Bytes())
+						continue
+					}
+					c.Write(tc.raw)
+					time.Sleep(100 * time.Millisecond)
+					return
+				}
+			})
+			var before runtime.MemStats
+			runtime.ReadMemStats(&before)
+			c := Config{URL: "ldaps://" + addr, RootCAs: pool, BindDN: "cn=r,dc=x", Password: "pw", BaseDN: "dc=x", Timeout: 2 * time.Second}
+			_, err := loadWithin(t, c, 10*time.Second)
+			if err == nil {
+				t.Fatal("success")
+			}
+			var after runtime.MemStats
+			runtime.ReadMemStats(&after)
+			if grew := after.TotalAlloc - before.TotalAlloc; grew > 64<<20 {
+				t.Errorf("allocated %d MiB for a bad header", grew>>20)
+			}
+		})
+	}
+}
+
+// peakHeap samples HeapAlloc until stop is closed and returns the peak.
+func peakHeap(stop <-chan struct{}) <-chan uint64 {
+	out := make(chan uint64, 1)
+	go func() {
+		var peak uint64
+		var m runtime.MemStats
+		for {
+			runtime.ReadMemStats(&m)
+			peak = max(peak, m.HeapAlloc)
+			select {
+			case <-stop:
+				out <- peak
+				return
+			case <-time.After(5 * time.Millisecond):
+			}
+		}
+	}()
+	return out
+}
+
+// TestAuditMemoryTinyValues: MaxBytes is meant to bound what one load can
+// make us hold. One entry whose attribute has millions of empty values
+// (two bytes each on the wire: 04 00) is parsed by go-asn1-ber into one
+// *ber.Packet (with a bytes.Buffer and a Children slice) per value before
+// ldapdir sees it, about a hundred times the bytes received. With the
+// default MaxBytes (256 MiB) that is tens of GiB: the daemon is killed.
+// The probe sends 2 MiB within MaxBytes 3 MiB and wants the heap to grow
+// by less than 8 times MaxBytes.
+func TestAuditMemoryTinyValues(t *testing.T) {
+	const n = 1 << 20 // values; 2 MiB on the wire
+	_, serverTLS, pool := pop3test.GenerateCert(t, "127.0.0.1")
+	// Built by hand: encoding 4M packets with ber would itself cost GiBs.
+	vals := bytes.Repeat([]byte{0x04, 0x00}, n)
+	lenBytes := func(l int) []byte { return []byte{0x84, byte(l >> 24), byte(l >> 16), byte(l >> 8), byte(l)} }
+	set := append(append([]byte{0x31}, lenBytes(len(vals))...), vals...)
+	typ := []byte{0x04, 0x04, 'm', 'a', 'i', 'l'}
+	attr := append(append([]byte{0x30}, lenBytes(len(typ)+len(set))...), append(typ, set...)...)
+	attrs := append(append([]byte{0x30}, lenBytes(len(attr))...), attr...)
+	dn := []byte{0x04, 0x04, 'C', 'N', '=', 'a'}
+	op := append(append([]byte{0x64}, lenBytes(len(dn)+len(attrs))...), append(dn, attrs...)...)
+	id := []byte{0x02, 0x01, 0x02}
+	msg := append(append([]byte{0x30}, lenBytes(len(id)+len(op))...), append(id, op...)...)
+	addr := startRaw(t, serverTLS, func(c net.Conn, r *bufio.Reader) {
+		for {
+			id, tag, _, err := readOp(r)
+			if err != nil {
+				return
+			}
+			switch tag {
+			case ldap.ApplicationBindRequest:
+				c.Write(result(id, ldap.ApplicationBindResponse, 0, "").Bytes())
+			case ldap.ApplicationSearchRequest:
+				c.Write(msg)
+				c.Write(doneWithCookie(id, "").Bytes())
+			default:
+				return
+			}
+		}
+	})
+	const maxBytes = 3 << 20
+	c := Config{URL: "ldaps://" + addr, RootCAs: pool, BindDN: "cn=r,dc=x", Password: "pw", BaseDN: "dc=x",
+		Timeout: 60 * time.Second, MaxBytes: maxBytes}
+	runtime.GC()
+	var base runtime.MemStats
+	runtime.ReadMemStats(&base)
+	stop := make(chan struct{})
+	peak := peakHeap(stop)
+	t0 := time.Now()
+	_, err := loadWithin(t, c, 90*time.Second)
+	close(stop)
+	p := <-peak
+	grew := int64(p) - int64(base.HeapAlloc)
+	t.Logf("load: %v in %v; heap grew by %d MiB for %d MiB received", err, time.Since(t0), grew>>20, len(msg)>>20)
+	if grew > 8*maxBytes {
+		t.Errorf("heap grew by %d MiB with MaxBytes %d MiB: MaxBytes does not bound memory (x%d)", grew>>20, maxBytes>>20, grew/maxBytes)
+	}
+}
+
+// TestAuditGroupNestingBlowup: groups nested as a dense DAG (every group
+// of one level holds every group of the next). expand walks every path,
+// not every group once, so the work is width^depth per group with an
+// address: minutes of CPU after the network part, outside Timeout. A
+// hostile (or merely baroque) directory stalls every poll of the account.
+func TestAuditGroupNestingBlowup(t *testing.T) {
+	const width, levels = 20, 6
+	dn := func(l, i int) string { return fmt.Sprintf("CN=g%d-%d,DC=x", l, i) }
+	mkGroups := func(id int64) []*ber.Packet {
+		var out []*ber.Packet
+		for l := range levels {
+			for i := range width {
+				var members []string
+				if l == levels-1 {
+					members = []string{"CN=u0,DC=x"}
+				} else {
+					for j := range width {
+						members = append(members, dn(l+1, j))
+					}
+				}
+				out = append(out, entry(id, dn(l, i), map[string][]string{
+					"mail": {fmt.Sprintf("g%d-%d@x.example", l, i)}, "member": members}))
+			}
+		}
+		return out
+	}
+	_, serverTLS, pool := pop3test.GenerateCert(t, "127.0.0.1")
+	searches := 0
+	var mu sync.Mutex
+	f := startFake(t, serverTLS, func(id int64, tag int, _ *ber.Packet) []*ber.Packet {
+		switch tag {
+		case ldap.ApplicationBindRequest:
+			return []*ber.Packet{result(id, ldap.ApplicationBindResponse, 0, "")}
+		case ldap.ApplicationSearchRequest:
+			mu.Lock()
+			searches++
+			k := searches
+			mu.Unlock()
+			if k == 1 {
+				return []*ber.Packet{userEntry(id, 0), doneWithCookie(id, "")}
+			}
+			return append(mkGroups(id), doneWithCookie(id, ""))
+		}
+		return nil
+	})
+	c := Config{URL: "ldaps://" + f.addr(), RootCAs: pool, BindDN: "cn=r,dc=x", Password: "pw", BaseDN: "dc=x",
+		Groups: true, Timeout: 2 * time.Second}
+	t0 := time.Now()
+	snap, err := loadWithin(t, c, 20*time.Second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Logf("%d groups in %v", len(snap.Groups), time.Since(t0))
+	if took := time.Since(t0); took > 2*c.Timeout {
+		t.Errorf("load took %v with Timeout %v: group expansion is unbounded", took, c.Timeout)
+	}
+}
+
