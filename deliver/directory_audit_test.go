@@ -1,0 +1,41 @@
+package deliver
+
+import (
+	"fmt"
+	"testing"
+	"time"
+)
+
+// TestAuditAddGroupFanOut: one directory group of 100000 members (an
+// "all staff" list of a large office; ldapdir allows max_entries of them)
+// is merged into the poll's Directory at every poll. AddGroup checks each
+// member against the members so far with a linear scan: quadratic, about
+// 5e9 comparisons, seconds to minutes of CPU per poll before any mail is
+// fetched.
+func TestAuditAddGroupFanOut(t *testing.T) {
+	const n = 100000
+	users := make(map[string][]string, n)
+	members := make([]string, 0, n)
+	for i := range n {
+		name := fmt.Sprintf("u%06d", i)
+		users[name] = []string{name + "@example.com"}
+		members = append(members, name)
+	}
+	d := NewDirectory(nil, false)
+	d.AddUsers(users, "ldap")
+	done := make(chan time.Duration, 1)
+	go func() {
+		t0 := time.Now()
+		d.AddGroup("all@example.com", members, "ldap")
+		done <- time.Since(t0)
+	}()
+	select {
+	case took := <-done:
+		t.Logf("AddGroup of %d members: %v", n, took)
+		if got := d.LookupAll("all", "example.com"); len(got) != n {
+			t.Errorf("group reaches %d users, want %d", len(got), n)
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatalf("AddGroup of %d members has not returned after 5s", n)
+	}
+}
