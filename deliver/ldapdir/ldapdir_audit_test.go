@@ -112,7 +112,11 @@ func loadWithin(t *testing.T, c Config, limit time.Duration) (*Snapshot, error) 
 // first packet it reads during StartTLS, the notice is dropped as an
 // unknown message ID, and StartTLS waits for a response that nobody
 // reads: no request timeout applies to StartTLS, and the connection
-// deadline only ends reads. The load must still end within Timeout.
+// deadline only ends reads. The load hangs for good, holding the
+// account's directory lock: the account never polls again, and the
+// daemon cannot stop (shutdown waits for the poll; Abort's cancelled
+// context does not reach it). The load must end within Timeout, and at
+// once when its context is cancelled.
 func TestAuditStartTLSUnsolicitedNotice(t *testing.T) {
 	addr := startRaw(t, nil, func(c net.Conn, r *bufio.Reader) {
 		id, tag, _, err := readOp(r)
@@ -124,10 +128,24 @@ func TestAuditStartTLSUnsolicitedNotice(t *testing.T) {
 		c.Write(result(id, ldap.ApplicationExtendedResponse, 0, "").Bytes())
 		c.Read(make([]byte, 1)) // hold the connection open
 	})
+	// Cancelling the context (the daemon's Abort on a second SIGTERM)
+	// must end it too.
+	ctx, cancel := context.WithCancel(context.Background())
+	time.AfterFunc(300*time.Millisecond, cancel)
+	done := make(chan error, 1)
+	go func() {
+		_, err := Load(ctx, Config{URL: "ldap://" + addr, BindDN: "cn=r,dc=x", Password: "pw", BaseDN: "dc=x", Timeout: time.Minute})
+		done <- err
+	}()
 	c := Config{URL: "ldap://" + addr, BindDN: "cn=r,dc=x", Password: "pw", BaseDN: "dc=x", Timeout: time.Second}
 	_, err := loadWithin(t, c, 10*time.Second)
 	if err == nil {
 		t.Fatal("Load succeeded without TLS")
+	}
+	select {
+	case <-done:
+	case <-time.After(3 * time.Second):
+		t.Fatal("Load still running 3s after its context was cancelled")
 	}
 }
 
