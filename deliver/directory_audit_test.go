@@ -39,3 +39,22 @@ func TestAuditAddGroupFanOut(t *testing.T) {
 		t.Fatalf("AddGroup of %d members has not returned after 5s", n)
 	}
 }
+
+// TestAuditUnicodeCaseHijack: a directory address whose local part holds
+// a non-ASCII letter that lower-cases to an ASCII one (KELVIN SIGN U+212A
+// lower-cases to "k") is folded onto another person's ASCII address.
+// AddUsers takes users in name order, so "aaron" with the mail value
+// "\u212Aaren@example.com" (self-service mail editing is a common
+// OpenLDAP ACL) takes karen@example.com, and karen's own address is
+// skipped as "already belongs to aaron": her mail goes to aaron. ldapdir
+// guards user names against this (UserName) but not addresses.
+func TestAuditUnicodeCaseHijack(t *testing.T) {
+	d := NewDirectory(nil, false)
+	d.AddUsers(map[string][]string{
+		"aaron": {"\u212Aaren@example.com"},
+		"karen": {"karen@example.com"},
+	}, "ldap")
+	if got := d.LookupAll("karen", "example.com"); len(got) != 1 || got[0] != "karen" {
+		t.Errorf("karen@example.com reaches %v, want [karen]; ignored: %q", got, d.Ignored())
+	}
+}
