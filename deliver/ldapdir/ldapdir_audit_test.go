@@ -492,3 +492,49 @@ func TestAuditGroupNestingBlowup(t *testing.T) {
 	}
 }
 
+
+// TestAuditPartialGroupNotRouted: Active Directory returns a group of
+// more than 1500 members as "member;range=0-1499" and the rest only on
+// request. ldapdir reads the first range and routes the group's address
+// to those members alone: a message to "all@" reaches 1500 people, and
+// the others never see it, with nothing per message to tell anyone (one
+// Info line per loaded copy). A group whose members are not all known
+// (ranges not fetched, nesting cut at MaxNestingDepth, members cut at
+// MaxEntries) must not route to a part of them: fetch the ranges, or
+// leave the address unrouted (the postmaster gets the mail with a
+// reason). Here the range is "0-1" of a larger group.
+func TestAuditPartialGroupNotRouted(t *testing.T) {
+	_, serverTLS, pool := pop3test.GenerateCert(t, "127.0.0.1")
+	var mu sync.Mutex
+	searches := 0
+	f := startFake(t, serverTLS, func(id int64, tag int, op *ber.Packet) []*ber.Packet {
+		switch tag {
+		case ldap.ApplicationBindRequest:
+			return []*ber.Packet{result(id, ldap.ApplicationBindResponse, 0, "")}
+		case ldap.ApplicationSearchRequest:
+			mu.Lock()
+			searches++
+			k := searches
+			mu.Unlock()
+			done := result(id, ldap.ApplicationSearchResultDone, 0, "")
+			switch k {
+			case 1:
+				return []*ber.Packet{userEntry(id, 0), userEntry(id, 1), userEntry(id, 2), done}
+			case 2:
+				return []*ber.Packet{entry(id, "CN=All,DC=x", map[string][]string{
+					"mail": {"all@x.example"}, "member;range=0-1": {"CN=u0,DC=x", "CN=u1,DC=x"}}), done}
+			}
+			// A range request (if any): the rest.
+			return []*ber.Packet{entry(id, "CN=All,DC=x", map[string][]string{"member;range=2-*": {"CN=u2,DC=x"}}), done}
+		}
+		return nil
+	})
+	c := Config{URL: "ldaps://" + f.addr(), RootCAs: pool, BindDN: "cn=r,dc=x", Password: "pw", BaseDN: "dc=x", Groups: true, Timeout: 5 * time.Second}
+	snap, err := Load(context.Background(), c)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if m, ok := snap.Groups["all@x.example"]; ok && len(m) != 3 {
+		t.Errorf("all@x.example routes to %v: a part of its members (u2 is in a range not read)", m)
+	}
+}
