@@ -8,10 +8,17 @@ import (
 	"bufio"
 	"bytes"
 	"context"
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
 	"crypto/tls"
+	"crypto/x509"
+	"crypto/x509/pkix"
 	"errors"
 	"fmt"
+	"math/big"
 	"net"
+	"strings"
 	"runtime"
 	"sync"
 	"testing"
@@ -536,5 +543,181 @@ func TestAuditPartialGroupNotRouted(t *testing.T) {
 	}
 	if m, ok := snap.Groups["all@x.example"]; ok && len(m) != 3 {
 		t.Errorf("all@x.example routes to %v: a part of its members (u2 is in a range not read)", m)
+	}
+}
+
+// expiredCert is a self-signed certificate for 127.0.0.1 that expired an
+// hour ago, and a pool trusting it.
+func expiredCert(t *testing.T) (*tls.Config, *x509.CertPool) {
+	t.Helper()
+	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tmpl := &x509.Certificate{
+		SerialNumber: big.NewInt(7), Subject: pkix.Name{CommonName: "expired"},
+		NotBefore: time.Now().Add(-48 * time.Hour), NotAfter: time.Now().Add(-time.Hour),
+		KeyUsage:    x509.KeyUsageDigitalSignature | x509.KeyUsageCertSign,
+		ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth}, BasicConstraintsValid: true, IsCA: true,
+		IPAddresses: []net.IP{net.ParseIP("127.0.0.1")},
+	}
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cert, _ := x509.ParseCertificate(der)
+	pool := x509.NewCertPool()
+	pool.AddCert(cert)
+	return &tls.Config{Certificates: []tls.Certificate{{Certificate: [][]byte{der}, PrivateKey: key}}}, pool
+}
+
+// TestAuditTLSVerified: a certificate for another host name, or an
+// expired one, fails the load over ldaps and over StartTLS before any
+// bind; the password is never sent.
+func TestAuditTLSVerified(t *testing.T) {
+	_, wrongHost, wrongPool := pop3test.GenerateCert(t, "ldap.other.example")
+	expired, expiredPool := expiredCert(t)
+	for _, tc := range []struct {
+		name string
+		cfg  *tls.Config
+		pool *x509.CertPool
+	}{{"wrong host", wrongHost, wrongPool}, {"expired", expired, expiredPool}} {
+		for _, starttls := range []bool{false, true} {
+			t.Run(fmt.Sprintf("%s starttls=%v", tc.name, starttls), func(t *testing.T) {
+				var mu sync.Mutex
+				bound := false
+				addr := startRaw(t, nil, func(c net.Conn, r *bufio.Reader) {
+					if starttls {
+						id, tag, _, err := readOp(r)
+						if err != nil || tag != ldap.ApplicationExtendedRequest {
+							return
+						}
+						c.Write(result(id, ldap.ApplicationExtendedResponse, 0, "").Bytes())
+					}
+					tc := tls.Server(c, tc.cfg)
+					if tc.Handshake() != nil {
+						return
+					}
+					tr := bufio.NewReader(tc)
+					if _, tag, _, err := readOp(tr); err == nil && tag == ldap.ApplicationBindRequest {
+						mu.Lock()
+						bound = true
+						mu.Unlock()
+					}
+				})
+				scheme := "ldaps://"
+				if starttls {
+					scheme = "ldap://"
+				}
+				c := Config{URL: scheme + addr, RootCAs: tc.pool, BindDN: "cn=r,dc=x", Password: "pw", BaseDN: "dc=x", Timeout: 2 * time.Second}
+				_, err := loadWithin(t, c, 10*time.Second)
+				if err == nil || !strings.Contains(err.Error(), "certificate") {
+					t.Fatalf("err %v, want a certificate error", err)
+				}
+				mu.Lock()
+				defer mu.Unlock()
+				if bound {
+					t.Fatal("a bind was sent")
+				}
+			})
+		}
+	}
+}
+
+// TestAuditServerOddities: continuation references are ignored (the
+// entries count), a referral result, a notice of disconnection in the
+// middle of a search (then silence, or a close), a bind success then a
+// search error: each is an error or, for references, the entries alone;
+// oversized values and entries with thousands of values are skipped and
+// noted, bounded.
+func TestAuditServerOddities(t *testing.T) {
+	_, serverTLS, pool := pop3test.GenerateCert(t, "127.0.0.1")
+	ref := func(id int64) *ber.Packet {
+		p := ber.Encode(ber.ClassUniversal, ber.TypeConstructed, ber.TagSequence, nil, "LDAP Response")
+		p.AppendChild(ber.NewInteger(ber.ClassUniversal, ber.TypePrimitive, ber.TagInteger, id, "MessageID"))
+		op := ber.Encode(ber.ClassApplication, ber.TypeConstructed, ldap.ApplicationSearchResultReference, nil, "Reference")
+		op.AppendChild(ber.NewString(ber.ClassUniversal, ber.TypePrimitive, ber.TagOctetString, "ldap://elsewhere.example/DC=child,DC=x", "uri"))
+		p.AppendChild(op)
+		return p
+	}
+	many := make([]string, 5000)
+	for i := range many {
+		many[i] = fmt.Sprintf("smtp:v%d@x.example", i)
+	}
+	for _, tc := range []struct {
+		name   string
+		search func(id int64, c net.Conn)
+		users  int // -1: an error is wanted
+	}{
+		{"continuation reference", func(id int64, c net.Conn) {
+			c.Write(userEntry(id, 0).Bytes())
+			c.Write(ref(id).Bytes())
+			c.Write(doneWithCookie(id, "").Bytes())
+		}, 1},
+		{"referral result", func(id int64, c net.Conn) {
+			c.Write(userEntry(id, 0).Bytes())
+			c.Write(result(id, ldap.ApplicationSearchResultDone, ldap.LDAPResultReferral, "go elsewhere").Bytes())
+		}, -1},
+		{"notice then silence", func(id int64, c net.Conn) {
+			c.Write(userEntry(id, 0).Bytes())
+			c.Write(noticeOfDisconnection().Bytes())
+			c.Read(make([]byte, 1))
+		}, -1},
+		{"notice then close", func(id int64, c net.Conn) {
+			c.Write(userEntry(id, 0).Bytes())
+			c.Write(noticeOfDisconnection().Bytes())
+		}, -1},
+		{"search error after bind", func(id int64, c net.Conn) {
+			c.Write(result(id, ldap.ApplicationSearchResultDone, ldap.LDAPResultInsufficientAccessRights, "no").Bytes())
+		}, -1},
+		{"size limit exceeded with entries", func(id int64, c net.Conn) {
+			c.Write(userEntry(id, 0).Bytes())
+			c.Write(result(id, ldap.ApplicationSearchResultDone, ldap.LDAPResultSizeLimitExceeded, "").Bytes())
+		}, -1},
+		{"huge values", func(id int64, c net.Conn) {
+			c.Write(entry(id, "CN=big,DC=x", map[string][]string{"sAMAccountName": {strings.Repeat("b", 3<<20)}}).Bytes())
+			c.Write(entry(id, "CN=many,DC=x", map[string][]string{"sAMAccountName": {"many"}, "proxyAddresses": many}).Bytes())
+			c.Write(entry(id, "CN=longmail,DC=x", map[string][]string{"sAMAccountName": {"lm"}, "mail": {strings.Repeat("m", 2<<20) + "@x.example", "lm@x.example"}}).Bytes())
+			c.Write(doneWithCookie(id, "").Bytes())
+		}, 2},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			addr := startRaw(t, serverTLS, func(c net.Conn, r *bufio.Reader) {
+				for {
+					id, tag, _, err := readOp(r)
+					if err != nil {
+						return
+					}
+					switch tag {
+					case ldap.ApplicationBindRequest:
+						c.Write(result(id, ldap.ApplicationBindResponse, 0, "").Bytes())
+					case ldap.ApplicationSearchRequest:
+						tc.search(id, c)
+						return
+					default:
+						return
+					}
+				}
+			})
+			c := Config{URL: "ldaps://" + addr, RootCAs: pool, BindDN: "cn=r,dc=x", Password: "pw", BaseDN: "dc=x", Timeout: 2 * time.Second}
+			snap, err := loadWithin(t, c, 10*time.Second)
+			switch {
+			case tc.users < 0 && err == nil:
+				t.Fatalf("success with %d users", len(snap.Users))
+			case tc.users >= 0 && err != nil:
+				t.Fatal(err)
+			case tc.users >= 0 && len(snap.Users) != tc.users:
+				t.Fatalf("%d users, want %d: %v", len(snap.Users), tc.users, snap.Users)
+			case tc.users >= 0:
+				if n := len(snap.Users["many"]); tc.name == "huge values" && n > MaxValuesPerEntry {
+					t.Errorf("many has %d addresses", n)
+				}
+				for _, s := range snap.Skipped {
+					if len(s) > 2000 {
+						t.Errorf("a Skipped line of %d bytes", len(s))
+					}
+				}
+			}
+		})
 	}
 }
