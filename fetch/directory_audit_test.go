@@ -244,3 +244,36 @@ func TestAuditSecretNowhere(t *testing.T) {
 	}
 	t.Logf("first error: %s", outputs[0])
 }
+
+// TestAuditGraceChangeKeepsCopy: the directory is down and the admin
+// raises grace (or timeout, or refresh) and reloads, precisely to keep
+// mail flowing. The cache compares the whole ldap block (rcfile.LDAP.Same),
+// so the change drops the last good copy: with the server still down
+// the poll has no copy and the mail stops. Settings that do not change
+// what the directory holds (refresh, grace, timeout; also the password
+// source and ca_file) should keep the copy.
+func TestAuditGraceChangeKeepsCopy(t *testing.T) {
+	for _, tc := range []struct {
+		name string
+		edit func(l *rcfile.LDAP)
+	}{
+		{"grace", func(l *rcfile.LDAP) { l.Grace = 48 * time.Hour }},
+		{"timeout", func(l *rcfile.LDAP) { l.Timeout = time.Minute }},
+		{"refresh", func(l *rcfile.LDAP) { l.Refresh = 10 * time.Minute }},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			r := newLDAPRig(t)
+			if res := r.poll(t, PollOptions{}); res.Err != nil {
+				t.Fatal(res.Err)
+			}
+			r.dir.set(func(f *fakeLDAP) { f.err = fmt.Errorf("dial tcp: connection refused") })
+			r.clk.add(10 * time.Minute)
+			tc.edit(r.a.Multidrop.LDAP)
+			r.add(domainMsg("m1", "To: dave@example.com\nMessage-ID: <m1@x>"))
+			res := r.poll(t, PollOptions{})
+			if res.Err != nil || copies(r.users, "dave") != "m1" {
+				t.Errorf("after changing %s during an outage: err %v, dave got %q", tc.name, res.Err, copies(r.users, "dave"))
+			}
+		})
+	}
+}
