@@ -27,6 +27,7 @@ import (
 	ber "github.com/go-asn1-ber/asn1-ber"
 	"github.com/go-ldap/ldap/v3"
 
+	"github.com/popfetch/popfetch/deliver/ldapdir/slapdtest"
 	"github.com/popfetch/popfetch/fetch/pop3test"
 )
 
@@ -719,5 +720,26 @@ func TestAuditServerOddities(t *testing.T) {
 				}
 			}
 		})
+	}
+}
+
+// TestAuditMemberDNEscapes: member values that spell a user's DN with
+// other escapes (hex pairs for "," and UTF-8, other case, spaces after
+// commas) than the entry's own DN still match it, against real slapd.
+func TestAuditMemberDNEscapes(t *testing.T) {
+	ldif := slapdtest.ADUser("jsmith", "Smith, José", 512, "jose@example.com") +
+		slapdtest.ADUser("plus", "a+b", 512, "plus@example.com") +
+		slapdtest.ADUser("hash", "#hash", 512, "hash@example.com") +
+		slapdtest.ADGroup("esc", "esc@example.com",
+			`CN=Smith\2C Jos\C3\A9, OU=People, DC=Example, DC=Com`,
+			`cn=a\+b,ou=people,dc=example,dc=com`,
+			`cn=\23hash,ou=people,dc=example,dc=com`)
+	s := slapdtest.Start(t, slapdtest.Options{LDIF: ldif})
+	c := config(s)
+	c.Groups = true
+	snap := mustLoad(t, c)
+	want := []string{"hash", "jsmith", "plus"}
+	if got := snap.Groups["esc@example.com"]; strings.Join(got, ",") != strings.Join(want, ",") {
+		t.Errorf("esc@example.com = %v, want %v; skipped %q; users %v", got, want, snap.Skipped, snap.Users)
 	}
 }
