@@ -18,7 +18,11 @@ import (
 	"fmt"
 	"math/big"
 	"net"
+	"os"
+	"path/filepath"
+	"strconv"
 	"strings"
+	"syscall"
 	"runtime"
 	"sync"
 	"testing"
@@ -741,5 +745,60 @@ func TestAuditMemberDNEscapes(t *testing.T) {
 	want := []string{"hash", "jsmith", "plus"}
 	if got := snap.Groups["esc@example.com"]; strings.Join(got, ",") != strings.Join(want, ",") {
 		t.Errorf("esc@example.com = %v, want %v; skipped %q; users %v", got, want, snap.Skipped, snap.Users)
+	}
+}
+
+// slapdPID finds the slapd process of s by its private directory in the
+// command line.
+func slapdPID(t *testing.T, s *slapdtest.Server) int {
+	t.Helper()
+	ents, _ := os.ReadDir("/proc")
+	for _, e := range ents {
+		pid, err := strconv.Atoi(e.Name())
+		if err != nil {
+			continue
+		}
+		cmd, _ := os.ReadFile(filepath.Join("/proc", e.Name(), "cmdline"))
+		if bytes.Contains(cmd, []byte("slapd")) && bytes.Contains(cmd, []byte(s.Dir)) {
+			return pid
+		}
+	}
+	t.Fatal("slapd process not found")
+	return 0
+}
+
+// TestAuditSlapdStopped: real slapd frozen (SIGSTOP) before and during a
+// paged load of 3000 users: an error within Timeout, no partial
+// directory; after SIGCONT the same load returns everything.
+func TestAuditSlapdStopped(t *testing.T) {
+	var b strings.Builder
+	for i := range 3000 {
+		b.WriteString(slapdtest.ADUser(fmt.Sprintf("u%d", i), fmt.Sprintf("U%d", i), 512, fmt.Sprintf("u%d@example.com", i)))
+	}
+	s := slapdtest.Start(t, slapdtest.Options{LDIF: b.String()})
+	pid := slapdPID(t, s)
+	defer syscall.Kill(pid, syscall.SIGCONT)
+	c := config(s)
+	c.Timeout = time.Second
+	for _, delay := range []time.Duration{0, 30 * time.Millisecond} {
+		timer := time.AfterFunc(delay, func() { syscall.Kill(pid, syscall.SIGSTOP) })
+		snap, err := loadWithin(t, c, 10*time.Second)
+		timer.Stop()
+		syscall.Kill(pid, syscall.SIGCONT)
+		if err == nil {
+			// The load may have finished before the stop; then it is whole.
+			if len(snap.Users) != 3000 {
+				t.Fatalf("stopped after %v: success with %d users", delay, len(snap.Users))
+			}
+			t.Logf("stopped after %v: the load finished first", delay)
+			continue
+		}
+		if !errors.Is(err, context.DeadlineExceeded) {
+			t.Errorf("stopped after %v: %v, want a deadline", delay, err)
+		}
+	}
+	c.Timeout = 20 * time.Second
+	if snap := mustLoad(t, c); len(snap.Users) != 3000 {
+		t.Fatalf("after SIGCONT: %d users", len(snap.Users))
 	}
 }
