@@ -170,14 +170,14 @@ func secretForms(pw string) []string {
 		url.QueryEscape(pw), fmt.Sprintf("%x", pw)}
 }
 
-// TestAuditSecretNowhere: the bind password, from a password_file, never
+// TestDirectorySecretNowhere: the bind password, from a password_file, never
 // shows in the poll's error, its DirectoryState (what `popfetch status`
 // prints), the Result as JSON, or the log at Debug, in any spelling our
 // own code could produce, while the server echoes it (raw and quoted) in
 // its diagnostic for a refused bind and for a search error after a good
 // bind. The password_file is re-read at every load (a rotated password
 // is used without a restart).
-func TestAuditSecretNowhere(t *testing.T) {
+func TestDirectorySecretNowhere(t *testing.T) {
 	pw1, pw2 := "Pa55\"w\\ord-One\t", "second-Pa55word-2"
 	mode := "bind"
 	var mu sync.Mutex

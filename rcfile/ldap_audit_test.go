@@ -6,11 +6,11 @@ import (
 	"github.com/go-ldap/ldap/v3"
 )
 
-// FuzzAuditFilterCompiles: whatever checkFilter accepts, go-ldap's
+// FuzzCheckFilterCompiles: whatever checkFilter accepts, go-ldap's
 // CompileFilter (which deliver/ldapdir runs at every load, failing it as
 // a configuration error) compiles too: an accepted filter must never
 // turn into a directory that fails at every refresh.
-func FuzzAuditFilterCompiles(f *testing.F) {
+func FuzzCheckFilterCompiles(f *testing.F) {
 	for _, s := range validFilters {
 		f.Add(s)
 	}
