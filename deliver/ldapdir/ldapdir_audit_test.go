@@ -20,11 +20,11 @@ import (
 	"net"
 	"os"
 	"path/filepath"
+	"runtime"
 	"strconv"
 	"strings"
-	"syscall"
-	"runtime"
 	"sync"
+	"syscall"
 	"testing"
 	"time"
 
@@ -503,7 +503,6 @@ func TestAuditGroupNestingBlowup(t *testing.T) {
 		t.Errorf("load took %v with Timeout %v: group expansion is unbounded", took, c.Timeout)
 	}
 }
-
 
 // TestAuditPartialGroupNotRouted: Active Directory returns a group of
 // more than 1500 members as "member;range=0-1499" and the rest only on
