@@ -118,18 +118,18 @@ func loadWithin(t *testing.T, c Config, limit time.Duration) (*Snapshot, error) 
 	}
 }
 
-// TestAuditStartTLSUnsolicitedNotice: a server (or a man in the middle of
+// TestStartTLSUnsolicitedNotice: a server (or a man in the middle of
 // the still plain connection) that answers StartTLS with an unsolicited
-// notification (message ID 0) first. go-ldap's reader stops after the
-// first packet it reads during StartTLS, the notice is dropped as an
-// unknown message ID, and StartTLS waits for a response that nobody
-// reads: no request timeout applies to StartTLS, and the connection
-// deadline only ends reads. The load hangs for good, holding the
+// notification (message ID 0) first. With go-ldap's StartTLS (replaced by
+// this package's own, proto.go) the notice was dropped as an unknown
+// message ID and StartTLS waited for a response that nobody read: no
+// request timeout applies to StartTLS, and the connection deadline only
+// ends reads. The load hung for good, holding the
 // account's directory lock: the account never polls again, and the
 // daemon cannot stop (shutdown waits for the poll; Abort's cancelled
 // context does not reach it). The load must end within Timeout, and at
 // once when its context is cancelled.
-func TestAuditStartTLSUnsolicitedNotice(t *testing.T) {
+func TestStartTLSUnsolicitedNotice(t *testing.T) {
 	addr := startRaw(t, nil, func(c net.Conn, r *bufio.Reader) {
 		id, tag, _, err := readOp(r)
 		if err != nil || tag != ldap.ApplicationExtendedRequest {
@@ -388,15 +388,16 @@ func peakHeap(stop <-chan struct{}) <-chan uint64 {
 	return out
 }
 
-// TestAuditMemoryTinyValues: MaxBytes is meant to bound what one load can
+// TestLoadMemoryTinyValues: MaxBytes is meant to bound what one load can
 // make us hold. One entry whose attribute has millions of empty values
 // (two bytes each on the wire: 04 00) is parsed by go-asn1-ber into one
 // *ber.Packet (with a bytes.Buffer and a Children slice) per value before
-// ldapdir sees it, about a hundred times the bytes received. With the
-// default MaxBytes (256 MiB) that is tens of GiB: the daemon is killed.
+// ldapdir sees it, about a hundred times the bytes received (with the
+// default MaxBytes that was tens of GiB). Messages are now counted before
+// they are decoded (proto.go, maxElements).
 // The probe sends 2 MiB within MaxBytes 3 MiB and wants the heap to grow
 // by less than 8 times MaxBytes.
-func TestAuditMemoryTinyValues(t *testing.T) {
+func TestLoadMemoryTinyValues(t *testing.T) {
 	const n = 1 << 20 // values; 2 MiB on the wire
 	_, serverTLS, pool := pop3test.GenerateCert(t, "127.0.0.1")
 	// Built by hand: encoding 4M packets with ber would itself cost GiBs.
@@ -446,12 +447,12 @@ func TestAuditMemoryTinyValues(t *testing.T) {
 	}
 }
 
-// TestAuditGroupNestingBlowup: groups nested as a dense DAG (every group
-// of one level holds every group of the next). expand walks every path,
-// not every group once, so the work is width^depth per group with an
-// address: minutes of CPU after the network part, outside Timeout. A
+// TestGroupNestingLinear: groups nested as a dense DAG (every group
+// of one level holds every group of the next). An expand that walks
+// every path, not every group once, does width^depth work per group with
+// an address: minutes of CPU after the network part, outside Timeout. A
 // hostile (or merely baroque) directory stalls every poll of the account.
-func TestAuditGroupNestingBlowup(t *testing.T) {
+func TestGroupNestingLinear(t *testing.T) {
 	const width, levels = 20, 6
 	dn := func(l, i int) string { return fmt.Sprintf("CN=g%d-%d,DC=x", l, i) }
 	mkGroups := func(id int64) []*ber.Packet {
@@ -504,17 +505,17 @@ func TestAuditGroupNestingBlowup(t *testing.T) {
 	}
 }
 
-// TestAuditPartialGroupNotRouted: Active Directory returns a group of
+// TestPartialGroupNotRouted: Active Directory returns a group of
 // more than 1500 members as "member;range=0-1499" and the rest only on
-// request. ldapdir reads the first range and routes the group's address
-// to those members alone: a message to "all@" reaches 1500 people, and
+// request. Reading only the first range routed the group's address to
+// those members alone: a message to "all@" reaches 1500 people, and
 // the others never see it, with nothing per message to tell anyone (one
 // Info line per loaded copy). A group whose members are not all known
 // (ranges not fetched, nesting cut at MaxNestingDepth, members cut at
 // MaxEntries) must not route to a part of them: fetch the ranges, or
 // leave the address unrouted (the postmaster gets the mail with a
 // reason). Here the range is "0-1" of a larger group.
-func TestAuditPartialGroupNotRouted(t *testing.T) {
+func TestPartialGroupNotRouted(t *testing.T) {
 	_, serverTLS, pool := pop3test.GenerateCert(t, "127.0.0.1")
 	var mu sync.Mutex
 	searches := 0
@@ -802,5 +803,32 @@ func TestLoadSlapdStopped(t *testing.T) {
 	c.Timeout = 20 * time.Second
 	if snap := mustLoad(t, c); len(snap.Users) != 3000 {
 		t.Fatalf("after SIGCONT: %d users", len(snap.Users))
+	}
+}
+
+// TestLoadSilentAfterBind: a server that answers the bind and then says
+// nothing to the search: the load ends within Timeout (the connection is
+// closed at the deadline), reporting the deadline.
+func TestLoadSilentAfterBind(t *testing.T) {
+	_, serverTLS, pool := pop3test.GenerateCert(t, "127.0.0.1")
+	addr := startRaw(t, serverTLS, func(c net.Conn, r *bufio.Reader) {
+		for {
+			id, tag, _, err := readOp(r)
+			if err != nil {
+				return
+			}
+			if tag == ldap.ApplicationBindRequest {
+				c.Write(result(id, ldap.ApplicationBindResponse, 0, "").Bytes())
+			}
+		}
+	})
+	c := Config{URL: "ldaps://" + addr, RootCAs: pool, BindDN: "cn=r,dc=x", Password: "pw", BaseDN: "dc=x", Timeout: time.Second}
+	t0 := time.Now()
+	_, err := loadWithin(t, c, 10*time.Second)
+	if !errors.Is(err, context.DeadlineExceeded) {
+		t.Errorf("err %v, want the deadline", err)
+	}
+	if took := time.Since(t0); took > c.Timeout+time.Second {
+		t.Errorf("load took %v with Timeout %v", took, c.Timeout)
 	}
 }
