@@ -52,7 +52,10 @@ type Config struct {
 	Timeout           time.Duration // the whole load; default 30s
 	MaxEntries        int           // default 100000
 	// MaxBytes bounds what the server may send in one load (all of the
-	// connection's bytes, TLS included); default 256 MiB.
+	// connection's bytes, TLS included); default 64 MiB. With
+	// MaxLoadValues and the bounds of one message (MaxMessageBytes) it
+	// bounds the memory a load can take, hostile server or not, to a few
+	// hundred MiB at worst; a directory of 100000 users is some 30 MB.
 	MaxBytes int64
 }
 
@@ -68,7 +71,7 @@ const (
 	DefaultMemberAttribute = "member"
 	DefaultTimeout         = 30 * time.Second
 	DefaultMaxEntries      = 100000
-	DefaultMaxBytes        = 256 << 20
+	DefaultMaxBytes        = 64 << 20
 )
 
 // DefaultAddressAttributes are the attributes read for addresses by default.
@@ -308,7 +311,7 @@ func load(ctx context.Context, c Config, t target, host string) (*Snapshot, erro
 	attrs := append([]string{c.UserAttribute}, c.AddressAttributes...)
 	err = s.search(c.Filter, attrs, "", &r.entries, func(e *ldap.Entry) error {
 		r.user(e, snap)
-		return nil
+		return r.tooMany()
 	})
 	if err != nil {
 		return nil, fmt.Errorf("search %q under %q: %w", c.Filter, c.BaseDN, ctxErr(ctx, err))
@@ -318,7 +321,7 @@ func load(ctx context.Context, c Config, t target, host string) (*Snapshot, erro
 		gattrs := append(slices.Clone(c.AddressAttributes), c.MemberAttribute)
 		err := s.search(c.GroupFilter, gattrs, c.MemberAttribute, &r.entries, func(e *ldap.Entry) error {
 			groups = append(groups, r.group(e))
-			return nil
+			return r.tooMany()
 		})
 		if err != nil {
 			return nil, fmt.Errorf("group search %q under %q: %w", c.GroupFilter, c.BaseDN, ctxErr(ctx, err))
@@ -438,7 +441,7 @@ func (s *searcher) ranges(r *reader, g *group) error {
 			}
 			got = true
 			r.members(g, e, start)
-			return nil
+			return r.tooMany()
 		})
 		if err != nil {
 			return err
@@ -522,8 +525,26 @@ type reader struct {
 	c       Config
 	notes   *notes
 	entries int
+	values  int // addresses and member DNs kept
 	userDNs map[string]string // normalised DN -> user name
 	owner   map[string]string // lower-cased address -> `user "x"` or `group "dn"`
+}
+
+// MaxLoadValues bounds the addresses and member DNs one load keeps, in
+// all: each costs some 100 bytes of memory whatever its length, and a few
+// bytes on the wire. More is an error, like more entries than MaxEntries.
+// A variable for tests.
+var MaxLoadValues = 1 << 20
+
+// ErrTooManyValues is wrapped when a load would keep more than
+// MaxLoadValues addresses and member DNs.
+var ErrTooManyValues = errors.New("more address and member values than a load may hold")
+
+func (r *reader) tooMany() error {
+	if r.values > MaxLoadValues {
+		return fmt.Errorf("%w (%d)", ErrTooManyValues, MaxLoadValues)
+	}
+	return nil
 }
 
 // user adds one user entry to snap.Users, in the order the server
@@ -597,6 +618,7 @@ func (r *reader) addresses(e *ldap.Entry) []string {
 			}
 			if k := strings.ToLower(a); !seen[k] {
 				seen[k] = true
+				r.values++
 				out = append(out, a)
 			}
 		}
@@ -684,6 +706,7 @@ func (r *reader) addMembers(g *group, vals []string) {
 			g.incomplete = true
 			continue
 		}
+		r.values++
 		g.members = append(g.members, key)
 	}
 }

@@ -832,3 +832,61 @@ func TestLoadSilentAfterBind(t *testing.T) {
 		t.Errorf("load took %v with Timeout %v", took, c.Timeout)
 	}
 }
+
+// TestLoadTooManyValues: more addresses and member DNs than MaxLoadValues
+// in one load is an error (memory bound), not a cut directory.
+func TestLoadTooManyValues(t *testing.T) {
+	defer func(n int) { MaxLoadValues = n }(MaxLoadValues)
+	MaxLoadValues = 10
+	_, serverTLS, pool := pop3test.GenerateCert(t, "127.0.0.1")
+	for _, tc := range []struct {
+		name   string
+		users  int
+		groups bool
+		ok     bool
+	}{
+		{"within", 3, true, true},
+		{"users", 11, false, false},
+		{"members", 6, true, false},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			var mu sync.Mutex
+			searches := 0
+			f := startFake(t, serverTLS, func(id int64, tag int, _ *ber.Packet) []*ber.Packet {
+				switch tag {
+				case ldap.ApplicationBindRequest:
+					return []*ber.Packet{result(id, ldap.ApplicationBindResponse, 0, "")}
+				case ldap.ApplicationSearchRequest:
+					mu.Lock()
+					searches++
+					k := searches
+					mu.Unlock()
+					var out []*ber.Packet
+					var members []string
+					for i := range tc.users {
+						if k == 1 {
+							out = append(out, userEntry(id, i))
+						}
+						members = append(members, fmt.Sprintf("CN=u%d,DC=x", i))
+					}
+					if k == 2 {
+						out = append(out, entry(id, "CN=All,DC=x", map[string][]string{"mail": {"all@x.example"}, "member": members}))
+					}
+					return append(out, doneWithCookie(id, ""))
+				}
+				return nil
+			})
+			c := Config{URL: "ldaps://" + f.addr(), RootCAs: pool, BindDN: "cn=r,dc=x", Password: "pw", BaseDN: "dc=x", Groups: tc.groups, Timeout: 5 * time.Second}
+			snap, err := Load(context.Background(), c)
+			if tc.ok {
+				if err != nil || len(snap.Groups["all@x.example"]) != tc.users {
+					t.Fatalf("err %v, groups %v", err, snap)
+				}
+				return
+			}
+			if !errors.Is(err, ErrTooManyValues) {
+				t.Fatalf("err %v, want ErrTooManyValues", err)
+			}
+		})
+	}
+}
