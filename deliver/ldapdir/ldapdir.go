@@ -525,7 +525,7 @@ type reader struct {
 	c       Config
 	notes   *notes
 	entries int
-	values  int // addresses and member DNs kept
+	values  int               // addresses and member DNs kept
 	userDNs map[string]string // normalised DN -> user name
 	owner   map[string]string // lower-cased address -> `user "x"` or `group "dn"`
 }
