@@ -84,6 +84,7 @@ const (
 	MaxDNLen          = 4096 // a member DN
 	MaxValuesPerEntry = 1000 // address values of one entry
 	MaxNestingDepth   = 5    // groups in groups
+	MaxAttrNameLen    = 256  // an attribute name in the Config (the rc file checks the same)
 	MaxSkipped        = 100  // Snapshot.Skipped lines, plus one "and N more"
 	pageSize          = 500
 )
@@ -164,7 +165,11 @@ func (c Config) check() error {
 	if c.BindDN == "" && c.Password != "" {
 		return errors.New("a password without bind_dn")
 	}
-	if c.BindDN != "" {
+	// Active Directory also takes a user principal name
+	// ("popfetch@example.com") or a down-level logon name
+	// ("EXAMPLE\\popfetch") as the name of a simple bind: only a name
+	// with "=" in it is meant as a DN, and only that is checked as one.
+	if strings.Contains(c.BindDN, "=") {
 		if _, err := ldap.ParseDN(c.BindDN); err != nil {
 			return fmt.Errorf("bind_dn %q: %w", c.BindDN, err)
 		}
@@ -186,9 +191,10 @@ func (c Config) check() error {
 }
 
 // validAttrName accepts an attribute description's type (RFC 4512
-// section 2.5: a keystring or a numeric OID), no options.
+// section 2.5: a keystring or a numeric OID), no options, of at most
+// MaxAttrNameLen bytes.
 func validAttrName(a string) bool {
-	if a == "" || len(a) > 128 {
+	if a == "" || len(a) > MaxAttrNameLen {
 		return false
 	}
 	for i := 0; i < len(a); i++ {

@@ -361,6 +361,8 @@ func TestLoadConfigErrors(t *testing.T) {
 		{"bad base DN", Config{URL: "ldaps://127.0.0.1:1", BaseDN: "no dn"}},
 		{"bad filter", Config{URL: "ldaps://127.0.0.1:1", BaseDN: "dc=x", Filter: "(&(a=b)"}},
 		{"bad attribute", Config{URL: "ldaps://127.0.0.1:1", BaseDN: "dc=x", AddressAttributes: []string{"mail;lang-de"}}},
+		{"bad bind DN", Config{URL: "ldaps://127.0.0.1:1", BaseDN: "dc=x", BindDN: "cn=r,,dc=x", Password: "pw"}},
+		{"attribute too long", Config{URL: "ldaps://127.0.0.1:1", BaseDN: "dc=x", UserAttribute: strings.Repeat("a", MaxAttrNameLen+1)}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			_, err := Load(context.Background(), tc.c)
@@ -600,6 +602,41 @@ func TestGroupMemberRange(t *testing.T) {
 			defer mu.Unlock()
 			if d := cmp.Diff(tc.requests, requests); d != "" {
 				t.Errorf("range requests (-want +got):\n%s", d)
+			}
+		})
+	}
+}
+
+// TestBindNameForms: Active Directory takes a user principal name or a
+// down-level logon name as a simple bind's name; they reach the server
+// unchanged. Attribute names up to MaxAttrNameLen are accepted.
+func TestBindNameForms(t *testing.T) {
+	_, serverTLS, pool := pop3test.GenerateCert(t, "127.0.0.1")
+	for _, name := range []string{"popfetch@example.com", `EXAMPLE\popfetch`, "CN=Reader,DC=example,DC=com"} {
+		t.Run(name, func(t *testing.T) {
+			var mu sync.Mutex
+			var got string
+			f := startFake(t, serverTLS, func(id int64, tag int, op *ber.Packet) []*ber.Packet {
+				switch tag {
+				case ldap.ApplicationBindRequest:
+					mu.Lock()
+					got, _ = op.Children[1].Value.(string)
+					mu.Unlock()
+					return []*ber.Packet{result(id, ldap.ApplicationBindResponse, 0, "")}
+				case ldap.ApplicationSearchRequest:
+					return []*ber.Packet{result(id, ldap.ApplicationSearchResultDone, 0, "")}
+				}
+				return nil
+			})
+			c := Config{URL: "ldaps://" + f.addr(), RootCAs: pool, BindDN: name, Password: "pw", BaseDN: "dc=x",
+				UserAttribute: strings.Repeat("a", MaxAttrNameLen), Timeout: 5 * time.Second}
+			if _, err := Load(context.Background(), c); err != nil {
+				t.Fatal(err)
+			}
+			mu.Lock()
+			defer mu.Unlock()
+			if got != name {
+				t.Errorf("bind name %q, want %q", got, name)
 			}
 		})
 	}
