@@ -718,8 +718,11 @@ func (r *reader) addMembers(g *group, vals []string) {
 }
 
 // maxExpandSteps bounds the work of expanding nested groups in one load
-// (member values visited, over all groups).
-const maxExpandSteps = 1 << 24
+// (member values visited, over all groups), and with it the size of
+// Snapshot.Groups (a user is listed at most once per step): 4M steps are
+// well under a second, and at most 64 MiB of member lists. Groups past
+// the budget are left out and noted.
+const maxExpandSteps = 1 << 22
 
 // groups fills snap.Groups: every address of a group maps to the users
 // it holds, directly or through groups in it (up to MaxNestingDepth). A
