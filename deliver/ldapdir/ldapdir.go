@@ -722,7 +722,7 @@ func (r *reader) addMembers(g *group, vals []string) {
 // Snapshot.Groups (a user is listed at most once per step): 4M steps are
 // well under a second, and at most 64 MiB of member lists. Groups past
 // the budget are left out and noted.
-const maxExpandSteps = 1 << 22
+var maxExpandSteps = 1 << 22 // a variable for tests
 
 // groups fills snap.Groups: every address of a group maps to the users
 // it holds, directly or through groups in it (up to MaxNestingDepth). A

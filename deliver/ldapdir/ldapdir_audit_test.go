@@ -890,3 +890,42 @@ func TestLoadTooManyValues(t *testing.T) {
 		})
 	}
 }
+
+// TestGroupExpandBudget: past the load's expansion budget a group is left
+// out and noted, not routed to the part expanded so far.
+func TestGroupExpandBudget(t *testing.T) {
+	defer func(n int) { maxExpandSteps = n }(maxExpandSteps)
+	maxExpandSteps = 5
+	_, serverTLS, pool := pop3test.GenerateCert(t, "127.0.0.1")
+	var mu sync.Mutex
+	searches := 0
+	f := startFake(t, serverTLS, func(id int64, tag int, _ *ber.Packet) []*ber.Packet {
+		switch tag {
+		case ldap.ApplicationBindRequest:
+			return []*ber.Packet{result(id, ldap.ApplicationBindResponse, 0, "")}
+		case ldap.ApplicationSearchRequest:
+			mu.Lock()
+			searches++
+			k := searches
+			mu.Unlock()
+			if k == 1 {
+				return []*ber.Packet{userEntry(id, 0), userEntry(id, 1), userEntry(id, 2), doneWithCookie(id, "")}
+			}
+			return []*ber.Packet{
+				entry(id, "CN=A,DC=x", map[string][]string{"mail": {"a@x.example"}, "member": {"CN=u0,DC=x", "CN=u1,DC=x", "CN=u2,DC=x"}}),
+				entry(id, "CN=B,DC=x", map[string][]string{"mail": {"b@x.example"}, "member": {"CN=u0,DC=x", "CN=u1,DC=x", "CN=u2,DC=x"}}),
+				doneWithCookie(id, ""),
+			}
+		}
+		return nil
+	})
+	c := Config{URL: "ldaps://" + f.addr(), RootCAs: pool, BindDN: "cn=r,dc=x", Password: "pw", BaseDN: "dc=x", Groups: true, Timeout: 5 * time.Second}
+	snap, err := Load(context.Background(), c)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(snap.Groups) != 1 || len(snap.Groups["a@x.example"]) != 3 {
+		t.Errorf("Groups %v, want a@ with 3 members only", snap.Groups)
+	}
+	checkNotes(t, snap.Skipped, []string{`"CN=B,DC=x": nested groups too large to expand`})
+}
