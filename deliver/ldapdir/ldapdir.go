@@ -52,7 +52,10 @@ type Config struct {
 	Timeout           time.Duration // the whole load; default 30s
 	MaxEntries        int           // default 100000
 	// MaxBytes bounds what the server may send in one load (all of the
-	// connection's bytes, TLS included); default 256 MiB.
+	// connection's bytes, TLS included); default 64 MiB. With
+	// MaxLoadValues and the bounds of one message (MaxMessageBytes) it
+	// bounds the memory a load can take, hostile server or not, to a few
+	// hundred MiB at worst; a directory of 100000 users is some 30 MB.
 	MaxBytes int64
 }
 
@@ -68,7 +71,7 @@ const (
 	DefaultMemberAttribute = "member"
 	DefaultTimeout         = 30 * time.Second
 	DefaultMaxEntries      = 100000
-	DefaultMaxBytes        = 256 << 20
+	DefaultMaxBytes        = 64 << 20
 )
 
 // DefaultAddressAttributes are the attributes read for addresses by default.
@@ -81,6 +84,7 @@ const (
 	MaxDNLen          = 4096 // a member DN
 	MaxValuesPerEntry = 1000 // address values of one entry
 	MaxNestingDepth   = 5    // groups in groups
+	MaxAttrNameLen    = 256  // an attribute name in the Config (the rc file checks the same)
 	MaxSkipped        = 100  // Snapshot.Skipped lines, plus one "and N more"
 	pageSize          = 500
 )
@@ -161,7 +165,11 @@ func (c Config) check() error {
 	if c.BindDN == "" && c.Password != "" {
 		return errors.New("a password without bind_dn")
 	}
-	if c.BindDN != "" {
+	// Active Directory also takes a user principal name
+	// ("popfetch@example.com") or a down-level logon name
+	// ("EXAMPLE\\popfetch") as the name of a simple bind: only a name
+	// with "=" in it is meant as a DN, and only that is checked as one.
+	if strings.Contains(c.BindDN, "=") {
 		if _, err := ldap.ParseDN(c.BindDN); err != nil {
 			return fmt.Errorf("bind_dn %q: %w", c.BindDN, err)
 		}
@@ -183,9 +191,10 @@ func (c Config) check() error {
 }
 
 // validAttrName accepts an attribute description's type (RFC 4512
-// section 2.5: a keystring or a numeric OID), no options.
+// section 2.5: a keystring or a numeric OID), no options, of at most
+// MaxAttrNameLen bytes.
 func validAttrName(a string) bool {
-	if a == "" || len(a) > 128 {
+	if a == "" || len(a) > MaxAttrNameLen {
 		return false
 	}
 	for i := 0; i < len(a); i++ {
@@ -255,49 +264,45 @@ func load(ctx context.Context, c Config, t target, host string) (*Snapshot, erro
 	if err != nil {
 		return nil, fmt.Errorf("connect: %w", err)
 	}
-	// One deadline for every read and write of the load (the library's
-	// StartTLS handshake and reads have none of their own), pulled in at
-	// once when ctx ends early; the byte budget bounds what a server can
-	// make us read and hold.
-	bc := &budgetConn{Conn: raw, left: c.MaxBytes}
+	defer raw.Close()
+	// One deadline for every read and write of the load, and the
+	// connection closed at once when ctx ends (early or at the
+	// deadline): no step of the load can wait past Timeout, whatever
+	// the server sends or does not send. The byte budget bounds what a
+	// server can make us read.
 	raw.SetDeadline(deadline)
-	stop := context.AfterFunc(ctx, func() { raw.SetDeadline(time.Unix(1, 0)) })
+	stop := context.AfterFunc(ctx, func() { raw.Close() })
 	defer stop()
+	bc := &budgetConn{Conn: raw, left: c.MaxBytes}
 
 	tlsConfig := &tls.Config{
 		ServerName: host,
 		RootCAs:    c.RootCAs,
 		MinVersion: tls.VersionTLS12,
 	}
-	var l *ldap.Conn
-	if t.tls {
-		tc := tls.Client(bc, tlsConfig)
-		if err := tc.HandshakeContext(ctx); err != nil {
-			raw.Close()
-			return nil, fmt.Errorf("TLS: %w", ctxErr(ctx, err))
-		}
-		l = ldap.NewConn(tc, true)
-		l.Start()
-	} else {
-		l = ldap.NewConn(bc, false)
-		l.Start()
+	if !t.tls {
 		// StartTLS is required: there is no fall-back to a plain bind.
-		if err := l.StartTLS(tlsConfig); err != nil {
-			l.Close()
+		// Unbuffered: the TLS handshake's bytes follow the reply.
+		if err := newClient(bc, false).startTLS(); err != nil {
 			return nil, fmt.Errorf("StartTLS: %w", ctxErr(ctx, err))
 		}
-		if st, ok := l.TLSConnectionState(); !ok || !st.HandshakeComplete {
-			l.Close()
-			return nil, errors.New("StartTLS: no TLS session")
-		}
 	}
-	defer l.Close()
-	l.SetTimeout(time.Until(deadline))
+	tc := tls.Client(bc, tlsConfig)
+	if err := tc.HandshakeContext(ctx); err != nil {
+		if !t.tls {
+			return nil, fmt.Errorf("StartTLS: TLS: %w", ctxErr(ctx, err))
+		}
+		return nil, fmt.Errorf("TLS: %w", ctxErr(ctx, err))
+	}
+	if !tc.ConnectionState().HandshakeComplete {
+		return nil, errors.New("TLS: no TLS session")
+	}
+	cl := newClient(tc, true)
 
 	if c.BindDN == "" {
-		err = l.UnauthenticatedBind("")
+		err = cl.bind("", "")
 	} else {
-		err = l.Bind(c.BindDN, c.Password)
+		err = cl.bind(c.BindDN, c.Password)
 	}
 	if err != nil {
 		if c.BindDN == "" {
@@ -306,19 +311,38 @@ func load(ctx context.Context, c Config, t target, host string) (*Snapshot, erro
 		return nil, fmt.Errorf("bind as %q: %w", c.BindDN, ctxErr(ctx, err))
 	}
 
-	r := &reader{c: c, notes: &notes{}}
-	s := &searcher{l: l, ctx: ctx, deadline: deadline, c: c}
+	r := &reader{c: c, notes: &notes{}, userDNs: map[string]string{}, owner: map[string]string{}}
+	s := &searcher{cl: cl, ctx: ctx, deadline: deadline, c: c}
+	snap := &Snapshot{Users: map[string][]string{}}
 	attrs := append([]string{c.UserAttribute}, c.AddressAttributes...)
-	users, err := s.search(c.Filter, attrs, &r.entries)
+	err = s.search(c.Filter, attrs, "", &r.entries, func(e *ldap.Entry) error {
+		r.user(e, snap)
+		return r.tooMany()
+	})
 	if err != nil {
 		return nil, fmt.Errorf("search %q under %q: %w", c.Filter, c.BaseDN, ctxErr(ctx, err))
 	}
-	snap := &Snapshot{Users: map[string][]string{}}
-	r.users(users, snap)
 	if c.Groups {
-		groups, err := s.search(c.GroupFilter, append(slices.Clone(c.AddressAttributes), c.MemberAttribute), &r.entries)
+		var groups []*group
+		gattrs := append(slices.Clone(c.AddressAttributes), c.MemberAttribute)
+		err := s.search(c.GroupFilter, gattrs, c.MemberAttribute, &r.entries, func(e *ldap.Entry) error {
+			groups = append(groups, r.group(e))
+			return r.tooMany()
+		})
 		if err != nil {
 			return nil, fmt.Errorf("group search %q under %q: %w", c.GroupFilter, c.BaseDN, ctxErr(ctx, err))
+		}
+		for _, g := range groups {
+			if g.nextRange < 0 || g.incomplete {
+				continue
+			}
+			if err := s.ranges(r, g); err != nil {
+				if ctx.Err() != nil {
+					return nil, fmt.Errorf("group %s: %w", quoteDN(g.dn), ctxErr(ctx, err))
+				}
+				r.notes.add("%s: reading the ranges of %s failed (%v): the group is not routed", quoteDN(g.dn), c.MemberAttribute, err)
+				g.incomplete = true
+			}
 		}
 		snap.Groups = map[string][]string{}
 		r.groups(groups, snap)
@@ -329,10 +353,10 @@ func load(ctx context.Context, c Config, t target, host string) (*Snapshot, erro
 	return snap, nil
 }
 
-// ctxErr prefers the context's reason: the library reports a deadline
-// reached, or pulled in by a cancelled ctx, as a read error or a closed
-// connection. The connection's deadline is ctx's, so a read can time out
-// a moment before ctx reports it.
+// ctxErr prefers the context's reason: a deadline reached, or a
+// cancelled ctx, shows as a read error or a closed connection. The
+// connection's deadline is ctx's, so a read can time out a moment before
+// ctx reports it.
 func ctxErr(ctx context.Context, err error) error {
 	ce := ctx.Err()
 	if ce == nil {
@@ -352,44 +376,90 @@ func ctxErr(ctx context.Context, err error) error {
 }
 
 type searcher struct {
-	l        *ldap.Conn
+	cl       *client
 	ctx      context.Context
 	deadline time.Time
 	c        Config
 }
 
-// search runs one paged search (RFC 2696) under BaseDN and returns every
-// entry, counting them into *count; more than MaxEntries in all is an
-// error. Each page is a request of its own, so a server's size limit for
-// unpaged searches does not cut the result.
-func (s *searcher) search(filter string, attrs []string, count *int) ([]*ldap.Entry, error) {
+func (s *searcher) timeLimit() int {
+	return max(1, int(math.Ceil(time.Until(s.deadline).Seconds())))
+}
+
+// search runs one paged search (RFC 2696) under BaseDN and hands every
+// entry to fn as it arrives, counting them into *count; more than
+// MaxEntries in all is an error. Each page is a request of its own, so a
+// server's size limit for unpaged searches does not cut the result.
+// ranged names an attribute whose range options are kept.
+func (s *searcher) search(filter string, attrs []string, ranged string, count *int, fn func(*ldap.Entry) error) error {
 	paging := ldap.NewControlPaging(pageSize)
-	var out []*ldap.Entry
+	keep := keepAttrs(attrs, ranged)
 	for {
 		if err := s.ctx.Err(); err != nil {
-			return nil, err
+			return err
 		}
-		secs := int(math.Ceil(time.Until(s.deadline).Seconds()))
-		if secs < 1 {
-			secs = 1
-		}
-		req := ldap.NewSearchRequest(s.c.BaseDN, ldap.ScopeWholeSubtree, ldap.NeverDerefAliases,
-			0, secs, false, filter, attrs, []ldap.Control{paging})
-		res, err := s.l.Search(req)
+		f, err := ldap.CompileFilter(filter)
 		if err != nil {
-			return nil, err
+			return err
 		}
-		*count += len(res.Entries)
-		if *count > s.c.MaxEntries {
-			return nil, fmt.Errorf("%w (%d)", ErrTooManyEntries, s.c.MaxEntries)
+		req := searchReq{base: s.c.BaseDN, scope: ldap.ScopeWholeSubtree, filter: f, attrs: attrs,
+			timeLimit: s.timeLimit(), controls: []ldap.Control{paging}}
+		controls, err := s.cl.search(req, keep, func(e *ldap.Entry) error {
+			*count++
+			if *count > s.c.MaxEntries {
+				return fmt.Errorf("%w (%d)", ErrTooManyEntries, s.c.MaxEntries)
+			}
+			return fn(e)
+		})
+		if err != nil {
+			return err
 		}
-		out = append(out, res.Entries...)
-		pc, _ := ldap.FindControl(res.Controls, ldap.ControlTypePaging).(*ldap.ControlPaging)
+		pc, _ := ldap.FindControl(controls, ldap.ControlTypePaging).(*ldap.ControlPaging)
 		if pc == nil || len(pc.Cookie) == 0 {
-			return out, nil
+			return nil
 		}
 		paging.SetCookie(pc.Cookie)
 	}
+}
+
+// ranges reads the rest of g's members from g.nextRange on, by range
+// retrieval (Active Directory: a base search of the group asking for
+// "member;range=1500-*", answered with "member;range=1500-2999", or
+// "member;range=3000-*" for the last range). The members of one group
+// are bounded by MaxEntries.
+func (s *searcher) ranges(r *reader, g *group) error {
+	attr := s.c.MemberAttribute
+	for g.nextRange >= 0 {
+		if err := s.ctx.Err(); err != nil {
+			return err
+		}
+		f, err := ldap.CompileFilter("(objectClass=*)")
+		if err != nil {
+			return err
+		}
+		start := g.nextRange
+		want := fmt.Sprintf("%s;range=%d-*", attr, start)
+		req := searchReq{base: g.dn, scope: ldap.ScopeBaseObject, filter: f, attrs: []string{want}, timeLimit: s.timeLimit()}
+		got := false
+		_, err = s.cl.search(req, keepAttrs(nil, attr), func(e *ldap.Entry) error {
+			if got {
+				return errors.New("more than one entry for a base search")
+			}
+			got = true
+			r.members(g, e, start)
+			return r.tooMany()
+		})
+		if err != nil {
+			return err
+		}
+		if g.incomplete {
+			return nil // noted
+		}
+		if !got || g.nextRange == start {
+			return fmt.Errorf("no %s range starting at value %d in the reply", attr, start)
+		}
+	}
+	return nil
 }
 
 // budgetConn fails reads past its byte budget.
@@ -461,51 +531,65 @@ type reader struct {
 	c       Config
 	notes   *notes
 	entries int
+	values  int               // addresses and member DNs kept
 	userDNs map[string]string // normalised DN -> user name
 	owner   map[string]string // lower-cased address -> `user "x"` or `group "dn"`
 }
 
-// users fills snap.Users from the user entries, in the order the server
-// returned them: the first of two entries with the same name wins.
-func (r *reader) users(entries []*ldap.Entry, snap *Snapshot) {
-	r.userDNs = map[string]string{}
-	r.owner = map[string]string{}
-	for _, e := range entries {
-		vals := e.GetEqualFoldAttributeValues(r.c.UserAttribute)
-		if len(vals) == 0 {
-			r.notes.add("%s: no %s, skipped", quoteDN(e.DN), r.c.UserAttribute)
+// MaxLoadValues bounds the addresses and member DNs one load keeps, in
+// all: each costs some 100 bytes of memory whatever its length, and a few
+// bytes on the wire. More is an error, like more entries than MaxEntries.
+// A variable for tests.
+var MaxLoadValues = 1 << 20
+
+// ErrTooManyValues is wrapped when a load would keep more than
+// MaxLoadValues addresses and member DNs.
+var ErrTooManyValues = errors.New("more address and member values than a load may hold")
+
+func (r *reader) tooMany() error {
+	if r.values > MaxLoadValues {
+		return fmt.Errorf("%w (%d)", ErrTooManyValues, MaxLoadValues)
+	}
+	return nil
+}
+
+// user adds one user entry to snap.Users, in the order the server
+// returns them: the first of two entries with the same name wins.
+func (r *reader) user(e *ldap.Entry, snap *Snapshot) {
+	vals := e.GetEqualFoldAttributeValues(r.c.UserAttribute)
+	if len(vals) == 0 {
+		r.notes.add("%s: no %s, skipped", quoteDN(e.DN), r.c.UserAttribute)
+		return
+	}
+	if len(vals) > 1 {
+		r.notes.add("%s: %d values of %s, skipped (which one is the user is ambiguous)", quoteDN(e.DN), len(vals), r.c.UserAttribute)
+		return
+	}
+	name, err := UserName(vals[0])
+	if err != nil {
+		r.notes.add("%s: %s %s, skipped", quoteDN(e.DN), r.c.UserAttribute, err)
+		return
+	}
+	if _, dup := snap.Users[name]; dup {
+		r.notes.add("%s: user name %q taken by an earlier entry, skipped", quoteDN(e.DN), name)
+		return
+	}
+	var addrs []string
+	for _, a := range r.addresses(e) {
+		key := strings.ToLower(a)
+		if o, taken := r.owner[key]; taken {
+			r.notes.add("%s: address %q belongs to %s already, skipped", quoteDN(e.DN), a, o)
 			continue
 		}
-		if len(vals) > 1 {
-			r.notes.add("%s: %d values of %s, skipped (which one is the user is ambiguous)", quoteDN(e.DN), len(vals), r.c.UserAttribute)
-			continue
-		}
-		name, err := UserName(vals[0])
-		if err != nil {
-			r.notes.add("%s: %s %s, skipped", quoteDN(e.DN), r.c.UserAttribute, err)
-			continue
-		}
-		if _, dup := snap.Users[name]; dup {
-			r.notes.add("%s: user name %q taken by an earlier entry, skipped", quoteDN(e.DN), name)
-			continue
-		}
-		var addrs []string
-		for _, a := range r.addresses(e) {
-			key := strings.ToLower(a)
-			if o, taken := r.owner[key]; taken {
-				r.notes.add("%s: address %q belongs to %s already, skipped", quoteDN(e.DN), a, o)
-				continue
-			}
-			r.owner[key] = fmt.Sprintf("user %q", name)
-			addrs = append(addrs, a)
-		}
-		if addrs == nil {
-			addrs = []string{}
-		}
-		snap.Users[name] = addrs
-		if key, ok := normDN(e.DN); ok {
-			r.userDNs[key] = name
-		}
+		r.owner[key] = fmt.Sprintf("user %q", name)
+		addrs = append(addrs, a)
+	}
+	if addrs == nil {
+		addrs = []string{}
+	}
+	snap.Users[name] = addrs
+	if key, ok := normDN(e.DN); ok {
+		r.userDNs[key] = name
 	}
 }
 
@@ -540,6 +624,7 @@ func (r *reader) addresses(e *ldap.Entry) []string {
 			}
 			if k := strings.ToLower(a); !seen[k] {
 				seen[k] = true
+				r.values++
 				out = append(out, a)
 			}
 		}
@@ -551,43 +636,103 @@ type group struct {
 	dn      string
 	addrs   []string
 	members []string // normalised DNs
+	// nextRange is the first member value still to be read by range
+	// retrieval, -1 when all are read.
+	nextRange int
+	// incomplete: not every member is known (a value or a range could
+	// not be read, or more than MaxEntries members): the group must not
+	// route to the part that is known, nor count in groups holding it.
+	incomplete bool
 }
 
+// group reduces a group entry to its addresses and member DNs.
+func (r *reader) group(e *ldap.Entry) *group {
+	g := &group{dn: e.DN, addrs: r.addresses(e), nextRange: -1}
+	r.members(g, e, 0)
+	return g
+}
+
+// members adds the members in e (the plain attribute, or the range of it
+// starting at value start) to g, and sets g.nextRange from the range
+// read. Active Directory returns at most 1500 (MaxValRange) values of a
+// large attribute, as "member;range=0-1499", and wants the rest asked
+// for range by range; the last range ends in "*".
+func (r *reader) members(g *group, e *ldap.Entry, start int) {
+	attr := r.c.MemberAttribute
+	prefix := strings.ToLower(attr) + ";range="
+	for _, a := range e.Attributes {
+		name := strings.ToLower(a.Name)
+		switch {
+		case name == strings.ToLower(attr):
+			r.addMembers(g, a.Values)
+			g.nextRange = -1
+		case strings.HasPrefix(name, prefix):
+			lo, hi, ok := strings.Cut(name[len(prefix):], "-")
+			from, err1 := strconv.Atoi(lo)
+			to, err2 := strconv.Atoi(hi)
+			if !ok || err1 != nil || from != start || hi != "*" && (err2 != nil || to < from || to >= math.MaxInt32) {
+				r.notes.add("%s: %s range %q unexpected (want one from %d): the group is not routed", quoteDN(g.dn), attr, a.Name, start)
+				g.incomplete = true
+				return
+			}
+			if hi != "*" && len(a.Values) == 0 {
+				// Each range must bring values, or a server could make
+				// the ranges go on for good.
+				r.notes.add("%s: %s range %q is empty: the group is not routed", quoteDN(g.dn), attr, a.Name)
+				g.incomplete = true
+				return
+			}
+			r.addMembers(g, a.Values)
+			if hi == "*" {
+				g.nextRange = -1
+			} else {
+				g.nextRange = to + 1
+			}
+		}
+	}
+}
+
+func (r *reader) addMembers(g *group, vals []string) {
+	for _, v := range vals {
+		if len(g.members) >= r.c.MaxEntries {
+			if !g.incomplete {
+				r.notes.add("%s: more than %d members: the group is not routed", quoteDN(g.dn), r.c.MaxEntries)
+			}
+			g.incomplete = true
+			return
+		}
+		if len(v) > MaxDNLen {
+			r.notes.add("%s: a %s value of %d bytes: the group is not routed", quoteDN(g.dn), r.c.MemberAttribute, len(v))
+			g.incomplete = true
+			continue
+		}
+		key, ok := normDN(v)
+		if !ok {
+			r.notes.add("%s: %s %q is not a DN: the group is not routed", quoteDN(g.dn), r.c.MemberAttribute, v)
+			g.incomplete = true
+			continue
+		}
+		r.values++
+		g.members = append(g.members, key)
+	}
+}
+
+// maxExpandSteps bounds the work of expanding nested groups in one load
+// (member values visited, over all groups), and with it the size of
+// Snapshot.Groups (a user is listed at most once per step): 4M steps are
+// well under a second, and at most 64 MiB of member lists. Groups past
+// the budget are left out and noted.
+var maxExpandSteps = 1 << 22 // a variable for tests
+
 // groups fills snap.Groups: every address of a group maps to the users
-// it holds, directly or through groups in it (up to MaxNestingDepth).
-func (r *reader) groups(entries []*ldap.Entry, snap *Snapshot) {
+// it holds, directly or through groups in it (up to MaxNestingDepth). A
+// group whose members are not all known is left out: its mail goes to
+// the postmaster rather than to a part of the group.
+func (r *reader) groups(list []*group, snap *Snapshot) {
 	byDN := map[string]*group{}
 	var order []*group
-	for _, e := range entries {
-		g := &group{dn: e.DN, addrs: r.addresses(e)}
-		var vals []string
-		for _, a := range e.Attributes {
-			// Active Directory returns at most 1500 (MaxValRange) values
-			// of a large attribute, as "member;range=0-1499", and wants
-			// the rest asked for range by range.
-			if strings.HasPrefix(strings.ToLower(a.Name), strings.ToLower(r.c.MemberAttribute)+";range=") {
-				r.notes.add("%s: %s returned in ranges (%s); only the first range is read", quoteDN(e.DN), r.c.MemberAttribute, a.Name)
-				vals = append(vals, a.Values...)
-			}
-		}
-		vals = append(vals, e.GetEqualFoldAttributeValues(r.c.MemberAttribute)...)
-		if len(vals) > r.c.MaxEntries {
-			r.notes.add("%s: %d members, only the first %d read", quoteDN(e.DN), len(vals), r.c.MaxEntries)
-			vals = vals[:r.c.MaxEntries]
-		}
-		for _, v := range vals {
-			if len(v) > MaxDNLen {
-				r.notes.add("%s: a %s value of %d bytes, skipped", quoteDN(e.DN), r.c.MemberAttribute, len(v))
-				continue
-			}
-			key, ok := normDN(v)
-			if !ok {
-				r.notes.add("%s: %s %q is not a DN, skipped", quoteDN(e.DN), r.c.MemberAttribute, v)
-				continue
-			}
-			g.members = append(g.members, key)
-		}
-		key, ok := normDN(e.DN)
+	for _, g := range list {
+		key, ok := normDN(g.dn)
 		if !ok {
 			continue
 		}
@@ -597,12 +742,15 @@ func (r *reader) groups(entries []*ldap.Entry, snap *Snapshot) {
 		byDN[key] = g
 		order = append(order, g)
 	}
+	budget := maxExpandSteps
 	for _, g := range order {
 		if len(g.addrs) == 0 {
 			continue // nothing to route to it; its members still count in groups holding it
 		}
-		set := map[string]bool{}
-		r.expand(g, byDN, set, map[*group]bool{g: true}, 0)
+		set, ok := r.expand(g, byDN, &budget)
+		if !ok {
+			continue
+		}
 		if len(set) == 0 {
 			r.notes.add("%s: no member is a loaded user, skipped", quoteDN(g.dn))
 			continue
@@ -624,26 +772,49 @@ func (r *reader) groups(entries []*ldap.Entry, snap *Snapshot) {
 	}
 }
 
-// expand adds the users in g to set; path holds the groups being expanded
-// (a group in itself, directly or not, is a cycle and stops there).
-func (r *reader) expand(g *group, byDN map[string]*group, set map[string]bool, path map[*group]bool, depth int) {
-	for _, m := range g.members {
-		if u, ok := r.userDNs[m]; ok {
-			set[u] = true
-			continue
+// expand returns the users in root, through nested groups level by level
+// (breadth first, each group once: a group in itself, directly or not,
+// adds nothing more, and the work is linear in the member values
+// reached). ok is false, with a note, when the members are not all
+// known: a group in it incomplete, nested deeper than MaxNestingDepth,
+// or the load's expansion budget spent.
+func (r *reader) expand(root *group, byDN map[string]*group, budget *int) (set map[string]bool, ok bool) {
+	set = map[string]bool{}
+	seen := map[*group]bool{root: true}
+	level := []*group{root}
+	for depth := 0; len(level) > 0; depth++ {
+		var next []*group
+		for _, g := range level {
+			if g.incomplete {
+				if g != root { // root's own reason is noted already
+					r.notes.add("%s: holds group %s whose members are not all known: not routed", quoteDN(root.dn), quoteDN(g.dn))
+				}
+				return nil, false
+			}
+			for _, m := range g.members {
+				if *budget--; *budget < 0 {
+					r.notes.add("%s: nested groups too large to expand (more than %d member values in all): not routed", quoteDN(root.dn), maxExpandSteps)
+					return nil, false
+				}
+				if u, ok := r.userDNs[m]; ok {
+					set[u] = true
+					continue
+				}
+				sub, ok := byDN[m]
+				if !ok || seen[sub] {
+					continue
+				}
+				if depth+1 > MaxNestingDepth {
+					r.notes.add("%s: groups nested deeper than %d (%s): not routed", quoteDN(root.dn), MaxNestingDepth, quoteDN(sub.dn))
+					return nil, false
+				}
+				seen[sub] = true
+				next = append(next, sub)
+			}
 		}
-		sub, ok := byDN[m]
-		if !ok || path[sub] {
-			continue
-		}
-		if depth+1 > MaxNestingDepth {
-			r.notes.add("%s: groups nested deeper than %d, %s not expanded", quoteDN(g.dn), MaxNestingDepth, quoteDN(sub.dn))
-			continue
-		}
-		path[sub] = true
-		r.expand(sub, byDN, set, path, depth+1)
-		delete(path, sub)
+		level = next
 	}
+	return set, true
 }
 
 // normDN is the comparison key of a DN: attribute types and values

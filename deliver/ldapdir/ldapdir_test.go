@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -208,7 +209,8 @@ func TestLoadGroups(t *testing.T) {
 		"loop1@example.com": {"alice", "erin"},
 		"loop2@example.com": {"alice", "erin"},
 		"outer@example.com": {"gina"},
-		"deep@example.com":  {"frank"},
+		// deep@ is not routed: its members past MaxNestingDepth are
+		// not known, and a part of a group is not the group.
 	}
 	if d := cmp.Diff(want, snap.Groups); d != "" {
 		t.Errorf("Groups (-want +got):\n%s", d)
@@ -359,6 +361,8 @@ func TestLoadConfigErrors(t *testing.T) {
 		{"bad base DN", Config{URL: "ldaps://127.0.0.1:1", BaseDN: "no dn"}},
 		{"bad filter", Config{URL: "ldaps://127.0.0.1:1", BaseDN: "dc=x", Filter: "(&(a=b)"}},
 		{"bad attribute", Config{URL: "ldaps://127.0.0.1:1", BaseDN: "dc=x", AddressAttributes: []string{"mail;lang-de"}}},
+		{"bad bind DN", Config{URL: "ldaps://127.0.0.1:1", BaseDN: "dc=x", BindDN: "cn=r,,dc=x", Password: "pw"}},
+		{"attribute too long", Config{URL: "ldaps://127.0.0.1:1", BaseDN: "dc=x", UserAttribute: strings.Repeat("a", MaxAttrNameLen+1)}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			_, err := Load(context.Background(), tc.c)
@@ -485,42 +489,155 @@ func TestNotesBounded(t *testing.T) {
 }
 
 // TestGroupMemberRange: Active Directory returns the members of a large
-// group in ranges ("member;range=0-1499"); the first range's members
-// count, and the cut is noted (range retrieval is not implemented).
+// group in ranges ("member;range=0-1499"); the rest is read range by range
+// with base searches of the group. A group whose ranges cannot all be read
+// is not routed (its mail goes to the postmaster), and that is noted.
 func TestGroupMemberRange(t *testing.T) {
-	_, serverTLS, pool := pop3test.GenerateCert(t, "127.0.0.1")
-	searches := 0
-	f := startFake(t, serverTLS, func(id int64, tag int, _ *ber.Packet) []*ber.Packet {
-		switch tag {
-		case ldap.ApplicationBindRequest:
-			return []*ber.Packet{result(id, ldap.ApplicationBindResponse, 0, "")}
-		case ldap.ApplicationSearchRequest:
-			searches++
-			done := result(id, ldap.ApplicationSearchResultDone, 0, "")
-			if searches == 1 {
-				return []*ber.Packet{
-					entry(id, "CN=Alice,DC=x", map[string][]string{"sAMAccountName": {"alice"}, "mail": {"alice@x.example"}}),
-					entry(id, "CN=Bob,DC=x", map[string][]string{"SAMACCOUNTNAME": {"bob"}, "PROXYADDRESSES": {"SMTP:bob@x.example", "X500:/o=x"}}),
-					done,
-				}
-			}
-			return []*ber.Packet{
-				entry(id, "CN=Big,DC=x", map[string][]string{"mail": {"big@x.example"}, "member;range=0-1": {"cn=alice,dc=x", "cn=bob,dc=x"}}),
-				done,
-			}
+	users := func(id int64) []*ber.Packet {
+		return []*ber.Packet{
+			entry(id, "CN=Alice,DC=x", map[string][]string{"sAMAccountName": {"alice"}, "mail": {"alice@x.example"}}),
+			entry(id, "CN=Bob,DC=x", map[string][]string{"SAMACCOUNTNAME": {"bob"}, "PROXYADDRESSES": {"SMTP:bob@x.example", "X500:/o=x"}}),
+			entry(id, "CN=Carol,DC=x", map[string][]string{"sAMAccountName": {"carol"}}),
 		}
-		return nil
-	})
-	c := Config{URL: "ldaps://" + f.addr(), RootCAs: pool, BindDN: "cn=r,dc=x", Password: "pw", BaseDN: "dc=x", Groups: true, Timeout: 5 * time.Second}
-	snap, err := Load(context.Background(), c)
-	if err != nil {
-		t.Fatal(err)
 	}
-	if d := cmp.Diff(map[string][]string{"alice": {"alice@x.example"}, "bob": {"bob@x.example"}}, snap.Users); d != "" {
-		t.Errorf("Users (-want +got):\n%s", d)
+	for _, tc := range []struct {
+		name string
+		// rng answers the range request for "member;range=<from>-*".
+		rng       func(id int64, from string) []*ber.Packet
+		want      map[string][]string
+		wantNotes []string
+		requests  []string
+	}{
+		{
+			name: "all ranges",
+			rng: func(id int64, from string) []*ber.Packet {
+				attr := map[string][]string{"member;range=2-2": {"cn=carol,dc=x"}}
+				if from == "3" {
+					attr = map[string][]string{"Member;Range=3-*": {"CN=Bob,DC=x"}}
+				}
+				return []*ber.Packet{entry(id, "CN=Big,DC=x", attr), result(id, ldap.ApplicationSearchResultDone, 0, "")}
+			},
+			want:     map[string][]string{"big@x.example": {"alice", "bob", "carol"}},
+			requests: []string{"member;range=2-*", "member;range=3-*"},
+		},
+		{
+			name: "range refused",
+			rng: func(id int64, from string) []*ber.Packet {
+				return []*ber.Packet{result(id, ldap.ApplicationSearchResultDone, ldap.LDAPResultUnwillingToPerform, "no")}
+			},
+			want:      map[string][]string{},
+			wantNotes: []string{`"CN=Big,DC=x": reading the ranges of member failed`},
+			requests:  []string{"member;range=2-*"},
+		},
+		{
+			name: "wrong range",
+			rng: func(id int64, from string) []*ber.Packet {
+				return []*ber.Packet{entry(id, "CN=Big,DC=x", map[string][]string{"member;range=0-*": {"cn=carol,dc=x"}}),
+					result(id, ldap.ApplicationSearchResultDone, 0, "")}
+			},
+			want:      map[string][]string{},
+			wantNotes: []string{`"CN=Big,DC=x": member range "member;range=0-*" unexpected (want one from 2): the group is not routed`},
+			requests:  []string{"member;range=2-*"},
+		},
+		{
+			name: "empty range",
+			rng: func(id int64, from string) []*ber.Packet {
+				return []*ber.Packet{entry(id, "CN=Big,DC=x", map[string][]string{"member;range=2-5": {}}),
+					result(id, ldap.ApplicationSearchResultDone, 0, "")}
+			},
+			want:      map[string][]string{},
+			wantNotes: []string{`"CN=Big,DC=x": member range "member;range=2-5" is empty: the group is not routed`},
+			requests:  []string{"member;range=2-*"},
+		},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			_, serverTLS, pool := pop3test.GenerateCert(t, "127.0.0.1")
+			var mu sync.Mutex
+			searches := 0
+			var requests []string
+			f := startFake(t, serverTLS, func(id int64, tag int, op *ber.Packet) []*ber.Packet {
+				switch tag {
+				case ldap.ApplicationBindRequest:
+					return []*ber.Packet{result(id, ldap.ApplicationBindResponse, 0, "")}
+				case ldap.ApplicationSearchRequest:
+					mu.Lock()
+					searches++
+					k := searches
+					mu.Unlock()
+					done := result(id, ldap.ApplicationSearchResultDone, 0, "")
+					switch k {
+					case 1:
+						return append(users(id), done)
+					case 2:
+						return []*ber.Packet{
+							entry(id, "CN=Big,DC=x", map[string][]string{"mail": {"big@x.example"}, "member;range=0-1": {"cn=alice,dc=x", "cn=bob,dc=x"}}),
+							done,
+						}
+					}
+					attr := op.Children[7].Children[0].Value.(string)
+					mu.Lock()
+					requests = append(requests, attr)
+					mu.Unlock()
+					if base := op.Children[0].Value.(string); base != "CN=Big,DC=x" {
+						t.Errorf("range search under %q", base)
+					}
+					from := strings.TrimSuffix(strings.TrimPrefix(attr, "member;range="), "-*")
+					return tc.rng(id, from)
+				}
+				return nil
+			})
+			c := Config{URL: "ldaps://" + f.addr(), RootCAs: pool, BindDN: "cn=r,dc=x", Password: "pw", BaseDN: "dc=x", Groups: true, Timeout: 5 * time.Second}
+			snap, err := Load(context.Background(), c)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if d := cmp.Diff(map[string][]string{"alice": {"alice@x.example"}, "bob": {"bob@x.example"}, "carol": {}}, snap.Users); d != "" {
+				t.Errorf("Users (-want +got):\n%s", d)
+			}
+			if d := cmp.Diff(tc.want, snap.Groups); d != "" {
+				t.Errorf("Groups (-want +got):\n%s", d)
+			}
+			checkNotes(t, snap.Skipped, tc.wantNotes)
+			mu.Lock()
+			defer mu.Unlock()
+			if d := cmp.Diff(tc.requests, requests); d != "" {
+				t.Errorf("range requests (-want +got):\n%s", d)
+			}
+		})
 	}
-	if d := cmp.Diff(map[string][]string{"big@x.example": {"alice", "bob"}}, snap.Groups); d != "" {
-		t.Errorf("Groups (-want +got):\n%s", d)
+}
+
+// TestBindNameForms: Active Directory takes a user principal name or a
+// down-level logon name as a simple bind's name; they reach the server
+// unchanged. Attribute names up to MaxAttrNameLen are accepted.
+func TestBindNameForms(t *testing.T) {
+	_, serverTLS, pool := pop3test.GenerateCert(t, "127.0.0.1")
+	for _, name := range []string{"popfetch@example.com", `EXAMPLE\popfetch`, "CN=Reader,DC=example,DC=com"} {
+		t.Run(name, func(t *testing.T) {
+			var mu sync.Mutex
+			var got string
+			f := startFake(t, serverTLS, func(id int64, tag int, op *ber.Packet) []*ber.Packet {
+				switch tag {
+				case ldap.ApplicationBindRequest:
+					mu.Lock()
+					got, _ = op.Children[1].Value.(string)
+					mu.Unlock()
+					return []*ber.Packet{result(id, ldap.ApplicationBindResponse, 0, "")}
+				case ldap.ApplicationSearchRequest:
+					return []*ber.Packet{result(id, ldap.ApplicationSearchResultDone, 0, "")}
+				}
+				return nil
+			})
+			c := Config{URL: "ldaps://" + f.addr(), RootCAs: pool, BindDN: name, Password: "pw", BaseDN: "dc=x",
+				UserAttribute: strings.Repeat("a", MaxAttrNameLen), Timeout: 5 * time.Second}
+			if _, err := Load(context.Background(), c); err != nil {
+				t.Fatal(err)
+			}
+			mu.Lock()
+			defer mu.Unlock()
+			if got != name {
+				t.Errorf("bind name %q, want %q", got, name)
+			}
+		})
 	}
-	checkNotes(t, snap.Skipped, []string{`"CN=Big,DC=x": member returned in ranges (member;range=0-1); only the first range is read`})
 }

@@ -38,7 +38,8 @@ func UserName(v string) (string, error) {
 // Address checks one address value (mail, or any address attribute but
 // proxyAddresses): exactly one "@" with something on both sides, valid
 // UTF-8 of at most MaxValueLen bytes, no white space, control characters
-// or the characters that delimit addresses or their types (<>,;:"\()).
+// or the characters that delimit addresses or their types (<>,;:"\()),
+// and no non-ASCII letter whose lower or upper case is ASCII.
 func Address(v string) (string, error) {
 	if len(v) > MaxValueLen {
 		return "", fmt.Errorf("of %d bytes (at most %d)", len(v), MaxValueLen)
@@ -53,6 +54,14 @@ func Address(v string) (string, error) {
 	for _, r := range v {
 		if unicode.IsSpace(r) || unicode.IsControl(r) || strings.ContainsRune("<>,;:\"\\()", r) {
 			return "", fmt.Errorf("%q: %q is not allowed in an address", v, r)
+		}
+		// Addresses are compared case-insensitively (strings.ToLower):
+		// a non-ASCII letter whose case mapping is ASCII (KELVIN SIGN
+		// U+212A lower-cases to "k", LATIN SMALL LETTER LONG S U+017F
+		// upper-cases to "S", U+0130 to "i") would make the address
+		// the same as another, all-ASCII one.
+		if r >= utf8.RuneSelf && (unicode.ToLower(r) < utf8.RuneSelf || unicode.ToUpper(r) < utf8.RuneSelf) {
+			return "", fmt.Errorf("%q: %+q folds to an ASCII letter", v, r)
 		}
 	}
 	return v, nil

@@ -72,6 +72,13 @@ func TestAddressValues(t *testing.T) {
 		{in: "a\u00a0@b", err: true}, // NO-BREAK SPACE
 		{in: "a\u2028@b", err: true}, // LINE SEPARATOR
 		{in: "a\xff@b", err: true},
+		{in: "\u212Aaren@example.com", err: true}, // KELVIN SIGN lower-cases to "k"
+		{in: "ali\u017Fe@example.com", err: true}, // LONG S upper-cases to "S"
+		{in: "\u0130nfo@example.com", err: true},  // I WITH DOT ABOVE lower-cases to "i"
+		{in: "\u0131nfo@example.com", err: true},  // DOTLESS I upper-cases to "I"
+		{in: "karen@\u212Aexample.com", err: true},
+		{in: "SMTP:\u212Aaren@example.com", proxy: true, err: true},
+		{in: "\u00C5sa@example.com", want: "\u00C5sa@example.com", ok: true}, // Å folds to å: not ASCII
 		{in: strings.Repeat("a", 1021) + "@b.c", err: true},
 		{in: "SMTP:alice@example.com", proxy: true, want: "alice@example.com", ok: true},
 		{in: "smtp:a.smith@example.com", proxy: true, want: "a.smith@example.com", ok: true},
@@ -116,7 +123,7 @@ func FuzzValues(f *testing.F) {
 		"alice", "Alice.Smith", "../root", "a..b", "\u212Aaren", "",
 		"alice@example.com", "a@b@c", "a b@c", "<a@b>",
 		"SMTP:alice@example.com", "smtp:a@b", "sMtP:x@y", "X500:/o=x", "SIP:a@b", "x400:c=US;a= ;",
-		"SMTP:", ":a@b", "SMTP: a@b", "smtp:a@b\x00", "smtp:a\u2028@b",
+		"SMTP:", ":a@b", "SMTP: a@b", "smtp:a@b\x00", "smtp:a\u2028@b", "\u212Aaren@x.example", "smtp:ali\u017Fe@x",
 	} {
 		f.Add(s)
 	}
@@ -134,6 +141,20 @@ func FuzzValues(f *testing.F) {
 				if unicode.IsSpace(r) || unicode.IsControl(r) {
 					t.Fatalf("address %q from %q has %q", a, v, r)
 				}
+			}
+			// Case folding must not turn a non-ASCII rune into ASCII
+			// (the address would equal another, ASCII one).
+			ascii := func(s string) int {
+				n := 0
+				for i := 0; i < len(s); i++ {
+					if s[i] < utf8.RuneSelf {
+						n++
+					}
+				}
+				return n
+			}
+			if n := ascii(a); ascii(strings.ToLower(a)) != n || ascii(strings.ToUpper(a)) != n {
+				t.Fatalf("address %q from %q folds non-ASCII into ASCII", a, v)
 			}
 		}
 		if a, err := Address(v); err == nil {
