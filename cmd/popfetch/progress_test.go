@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"os/exec"
 	"path/filepath"
 	"regexp"
 	"strings"
@@ -13,6 +14,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/creack/pty"
 	"github.com/popfetch/popfetch/fetch/pop3test"
 )
 
@@ -334,5 +336,70 @@ func TestFetchProgressOnlyOnTerminal(t *testing.T) {
 				}
 			}
 		})
+	}
+}
+
+// TestFetchProgressPty runs the popfetch binary with stdout and stderr on a
+// pseudo-terminal, and with stderr on a pipe: on the terminal the progress
+// is drawn and the screen ends with the summary line and a clean line
+// below it; on the pipe not one escape sequence is written.
+func TestFetchProgressPty(t *testing.T) {
+	rc := progressRC(t, 4, 200*time.Millisecond)
+	ptmx, tty, err := pty.Open()
+	if err != nil {
+		t.Skipf("no pseudo-terminal: %v", err)
+	}
+	defer ptmx.Close()
+	if err := pty.Setsize(ptmx, &pty.Winsize{Rows: 24, Cols: 100}); err != nil {
+		t.Fatal(err)
+	}
+	cmd := exec.Command(popfetchBin, "-f", rc, "fetch")
+	cmd.Stdout, cmd.Stderr = tty, tty
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	tty.Close()
+	var out bytes.Buffer
+	read := make(chan struct{})
+	go func() {
+		defer close(read)
+		io.Copy(&out, ptmx) // ends with EIO once the child has gone
+	}()
+	if err := cmd.Wait(); err != nil {
+		t.Fatalf("popfetch fetch: %v\n%q", err, out.String())
+	}
+	select {
+	case <-read:
+	case <-time.After(10 * time.Second):
+		t.Fatal("the terminal's output did not end")
+	}
+	raw := out.String()
+	if !strings.Contains(raw, "home: 0/4 messages") || !strings.Contains(raw, "\x1b[K") {
+		t.Errorf("no progress drawn on the terminal: %q", raw)
+	}
+	// Above the summary there may be the rc file's warnings; no line
+	// left on the screen is the progress's, or has a piece of it.
+	lines := screen(t, raw)
+	n := len(lines)
+	if n < 2 || !strings.HasPrefix(lines[n-2], "home: 4 new, 4 delivered, 4 deleted") || lines[n-1] != "" {
+		t.Errorf("screen at the end %q; want the summary line and a clean line below (written %q)", lines, raw)
+	}
+	for _, l := range lines {
+		if strings.Contains(l, "messages") {
+			t.Errorf("progress left on the screen: %q", l)
+		}
+	}
+
+	// The same fetch (its messages again, on a new server) with stderr
+	// on a pipe.
+	rc = progressRC(t, 2, 0)
+	cmd = exec.Command(popfetchBin, "-f", rc, "fetch")
+	var stdout, stderr bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &stdout, &stderr
+	if err := cmd.Run(); err != nil {
+		t.Fatalf("popfetch fetch: %v\n%s", err, stderr.String())
+	}
+	if strings.ContainsAny(stdout.String()+stderr.String(), "\x1b\r") || !strings.Contains(stdout.String(), "home: 2 new") {
+		t.Errorf("stderr not a terminal: stdout %q stderr %q; want the summary and no escape sequence", stdout.String(), stderr.String())
 	}
 }
