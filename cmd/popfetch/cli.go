@@ -56,9 +56,11 @@ Usage:
   popfetch [global flags] <command> [flags] [account...]
 
 Commands:
-  fetch [--shard i/N] [account...]
+  fetch [--shard i/N] [-q|--quiet] [account...]
                            poll the named (default: all) accounts once and exit;
-                           --shard: only shard i of N (see popfetch(1))
+                           --shard: only shard i of N (see popfetch(1));
+                           on a terminal a progress line shows on stderr,
+                           --quiet turns it off
   check [--connect]        validate the rc file and print the effective settings
                            (passwords masked); --connect also logs in and counts
                            the new messages, fetching nothing
