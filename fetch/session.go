@@ -147,6 +147,27 @@ type PollOptions struct {
 	// ldap) even if its copy is younger than the refresh interval: the
 	// daemon sets it where it sets RetryDele.
 	FreshDirectory bool
+	// Progress, if not nil, is told what the poll fetches as it goes
+	// (popfetch fetch draws it on a terminal). Its methods are called
+	// from the poll's goroutine and must return at once.
+	Progress PollProgress
+}
+
+// PollProgress follows one poll's retrieval: Start once the listing says what
+// will be retrieved (msgs messages of bytes by their LIST sizes), Done as
+// each of them is finished (delivered, failed, left, or found delivered
+// before), End when the retrieval ends, however it ends.
+type PollProgress interface {
+	Start(account string, msgs int, bytes int64)
+	Done(account string, bytes int64)
+	End(account string)
+}
+
+// progressDone tells PollOptions.Progress that e is finished.
+func (s *session) progressDone(e entry) {
+	if s.opts.Progress != nil {
+		s.opts.Progress.Done(s.a.Name, e.Size)
+	}
 }
 
 // stopping reports whether the poll was asked to stop (PollOptions.Stop).
@@ -710,6 +731,14 @@ type op struct {
 // again; in delete mode it is deleted once any record its check made is
 // durable.
 func (s *session) fetch(ctx context.Context, todo []entry) (err error) {
+	if pr := s.opts.Progress; pr != nil && len(todo) > 0 {
+		var total int64
+		for _, e := range todo {
+			total += e.Size
+		}
+		pr.Start(s.a.Name, len(todo), total)
+		defer pr.End(s.a.Name)
+	}
 	c := s.c
 	careful := s.p.isCareful(s.mailbox) || s.failedBefore(todo)
 	pipelined := c.Pipelining() && !careful
@@ -762,6 +791,7 @@ func (s *session) fetch(ctx context.Context, todo []entry) (err error) {
 	collect := func(d delivery) {
 		running--
 		held -= d.size
+		s.progressDone(d.e)
 		switch {
 		case d.err != nil:
 			if fatal == nil {
@@ -872,6 +902,7 @@ func (s *session) fetch(ctx context.Context, todo []entry) (err error) {
 			// nothing (keepConnUpdate).
 			held -= int64(len(r.m.Raw))
 			s.retrieved--
+			s.progressDone(r.e)
 			if s.v.counted[r.e.Num] {
 				s.res.New--
 			}

@@ -94,9 +94,11 @@ Usage:
   popfetch [global flags] <command> [flags] [account...]
 
 Commands:
-  fetch [--shard i/N] [account...]
+  fetch [--shard i/N] [-q|--quiet] [account...]
                            poll the named (default: all) accounts once and exit;
-                           --shard: only shard i of N (see popfetch(1))
+                           --shard: only shard i of N (see popfetch(1));
+                           on a terminal a progress line shows on stderr,
+                           --quiet turns it off
   check [--connect]        validate the rc file and print the effective settings
                            (passwords masked) and what will fail (Maildirs, MDAs,
                            state directory); --connect also opens the SMTP/LMTP
@@ -160,6 +162,9 @@ type globals struct {
 	stdout    io.Writer
 	stderr    io.Writer
 	helped    bool // a subcommand's -h/--help printed the usage
+	// isTerminal says whether a writer is a terminal (tests force it);
+	// nil is the real check.
+	isTerminal func(io.Writer) bool
 }
 
 func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
@@ -400,6 +405,8 @@ func selectAccounts(cfg *rcfile.Config, names []string) ([]*rcfile.Account, erro
 func (g *globals) fetch(ctx context.Context, args []string) int {
 	fs := g.flags("fetch")
 	shard := registerShard(fs)
+	quiet := fs.Bool("quiet", false, "")
+	fs.BoolVar(quiet, "q", false, "")
 	if !g.parse(fs, args) {
 		return exitUsage
 	}
@@ -413,6 +420,14 @@ func (g *globals) fetch(ctx context.Context, args []string) int {
 	}
 	if accts, ok = g.shardAccounts(shard, cfg, accts, fs.NArg() > 0); !ok {
 		return exitUsage
+	}
+	var progress fetch.PollProgress
+	if prog := g.progress(*quiet); prog != nil {
+		progress = prog
+		defer prog.close()
+		stdout, stderr := g.stdout, g.stderr
+		g.stdout, g.stderr = prog.writer(stdout), prog.writer(stderr)
+		defer func() { g.stdout, g.stderr = stdout, stderr }()
 	}
 	ctx, graceful, stop := signalContext(ctx, g.stderr)
 	defer stop()
@@ -432,7 +447,7 @@ func (g *globals) fetch(ctx context.Context, args []string) int {
 			fmt.Fprintf(g.stderr, "popfetch: stopped; not polled: %s\n", strings.Join(names, ", "))
 			break
 		}
-		res := p.PollWith(ctx, a, fetch.PollOptions{Stop: graceful})
+		res := p.PollWith(ctx, a, fetch.PollOptions{Stop: graceful, Progress: progress})
 		fmt.Fprintln(g.stdout, summary(res))
 		code = worse(code, exitCodeFor(res))
 	}
@@ -440,6 +455,22 @@ func (g *globals) fetch(ctx context.Context, args []string) int {
 		code = worse(code, exitFail)
 	}
 	return code
+}
+
+// progress starts the progress display of `popfetch fetch` on stderr; nil
+// when stderr is not a terminal or the display was turned off (--quiet).
+func (g *globals) progress(quiet bool) *progressLine {
+	is := g.isTerminal
+	if is == nil {
+		is = isTerminal
+	}
+	if quiet || !is(g.stderr) {
+		return nil
+	}
+	w := g.stderr
+	p := newProgressLine(w, time.Now, func() int { return terminalWidth(w) })
+	p.run()
+	return p
 }
 
 // stopped reports whether the graceful stop of signalContext was asked.
