@@ -1,0 +1,184 @@
+package main
+
+import (
+	"bytes"
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
+	"testing"
+
+	"github.com/popfetch/popfetch/deliver/learned"
+	"github.com/popfetch/popfetch/fetch"
+)
+
+// Audit probes for the postmaster's desk (popfetch reroute, --learn,
+// popfetch postmaster). A failing probe here is a finding.
+
+// TestAuditRerouteFollowsSymlinkedDir: root runs popfetch reroute on a
+// message in a Maildir another user owns. That user has replaced the
+// Maildir's new/ by a symbolic link to a directory of root's; the file
+// name the admin typed exists there too. reroute follows the link,
+// delivers root's file to the user named by --to and unlinks it from
+// root's directory. A directory the invoking user does not own (or a
+// symbolic link in the path that such a user owns) should be refused,
+// as internal/trust refuses it for the rc file.
+func TestAuditRerouteFollowsSymlinkedDir(t *testing.T) {
+	if os.Geteuid() != 0 {
+		t.Skip("needs root (chown)")
+	}
+	dir := t.TempDir()
+	rc := deskRC(t, dir, 110, "u", nil)
+	secret := filepath.Join(dir, "rootonly")
+	if err := os.Mkdir(secret, 0o700); err != nil {
+		t.Fatal(err)
+	}
+	const name = "1700000001.M1P1Q1.host"
+	writeFile(t, filepath.Join(secret, name), "Subject: root's file\n\nroot's secret\n")
+	// The other user's Maildir: owned by nobody, new/ a link it made.
+	home := filepath.Join(dir, "home")
+	md := filepath.Join(home, "Maildir")
+	for _, d := range []string{home, md, filepath.Join(md, "cur"), filepath.Join(md, "tmp")} {
+		if err := os.Mkdir(d, 0o755); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.Chown(d, 65534, 65534); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := os.Symlink(secret, filepath.Join(md, "new")); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Lchown(filepath.Join(md, "new"), 65534, 65534); err != nil {
+		t.Fatal(err)
+	}
+	r := daemonCLI(t, rc, "reroute", "--to", "joe", filepath.Join(md, "new", name))
+	if !exists(filepath.Join(secret, name)) || maildirCount(t, filepath.Join(dir, "joe")) != 0 {
+		t.Errorf("reroute through another user's symbolic link = %d, %q: root's file was delivered to joe and removed from root's directory; want it refused", r.code, r.stdout)
+	}
+}
+
+// TestAuditRerouteEmptyAndHeaderless: an empty file and a file with no
+// header section are not postmaster messages popfetch wrote. What does
+// reroute make of them?
+func TestAuditRerouteEmptyAndHeaderless(t *testing.T) {
+	dir := t.TempDir()
+	rc := deskRC(t, dir, 110, "u", nil)
+	pm := filepath.Join(dir, "postmaster")
+	putPostmaster(t, pm, 0)
+	empty := filepath.Join(pm, "new", "1700000001.M1P1Q1.empty")
+	writeFile(t, empty, "")
+	r := daemonCLI(t, rc, "reroute", "--to", "joe", empty)
+	if r.code == exitOK {
+		t.Errorf("reroute of an empty file = %d, %q; want it refused (nothing to deliver), the file kept", r.code, r.stdout)
+	}
+	if !exists(empty) {
+		t.Errorf("reroute removed an empty file: %q", r.stdout)
+	}
+}
+
+// TestAuditRerouteStripsOnlyHeader: a postmaster copy whose popfetch
+// fields are folded, in odd case, and with a body holding lines that
+// look like those fields: the header's go, the body stays byte for byte,
+// and a sender's X-Popfetch-Reason below popfetch's goes too (it is in
+// the header). Regression probe (passes).
+func TestAuditRerouteStripsOnlyHeader(t *testing.T) {
+	dir := t.TempDir()
+	rc := deskRC(t, dir, 110, "u", nil)
+	pm := filepath.Join(dir, "postmaster")
+	putPostmaster(t, pm, 0)
+	p := filepath.Join(pm, "new", "1700000001.M1P1Q1.host")
+	const body = "X-Popfetch-Reason: in the body\nX-Popfetch-Unrouted: body@example.com\n"
+	writeFile(t, p, "x-popfetch-REASON : unknown user\n\tdave@example.com\nX-Popfetch-Unrouted: dave@example.com,\n eve@example.com\n"+
+		"Received: from pop by h with POP3 (popfetch 1.0); d\nX-Popfetch-Reason: forged\nSubject: s\n\n"+body)
+	r := daemonCLI(t, rc, "reroute", "--to", "joe", p)
+	if r.code != exitOK {
+		t.Fatalf("reroute = %d, %q %q", r.code, r.stdout, r.stderr)
+	}
+	got := onlyMessage(t, filepath.Join(dir, "joe"))
+	hdr, gotBody, _ := strings.Cut(got, "\n\n")
+	if strings.Contains(strings.ToLower(hdr), "x-popfetch") || strings.Contains(hdr, "dave@") {
+		t.Errorf("rerouted header keeps popfetch fields:\n%s", hdr)
+	}
+	if gotBody != body {
+		t.Errorf("rerouted body = %q; want %q", gotBody, body)
+	}
+}
+
+func onlyMessage(t *testing.T, md string) string {
+	t.Helper()
+	ents, err := os.ReadDir(filepath.Join(md, "new"))
+	if err != nil || len(ents) != 1 {
+		t.Fatalf("%s/new: %d entries, %v; want 1", md, len(ents), err)
+	}
+	return readString(t, filepath.Join(md, "new", ents[0].Name()))
+}
+
+// TestAuditLearnShadowsAlias: a postmaster copy lists an address in
+// X-Popfetch-Unrouted that routes today (an alias of several users, one
+// of whom failed permanently, is in X-Popfetch-Unrouted as the alias's
+// address). Rerouting it to that one user with --learn teaches
+// "sales@example.com -> anne", and a learned address comes before the
+// aliases file: from then on bob no longer gets sales@ mail. learn
+// should refuse (or at least not silently write) a key that the
+// directory routes today.
+func TestAuditLearnShadowsAlias(t *testing.T) {
+	a := learnAccount(t)
+	aliases := filepath.Join(t.TempDir(), "aliases")
+	writeFile(t, aliases, "sales: alice, bob\n")
+	a.Multidrop.AliasesFile = aliases
+	var stderr bytes.Buffer
+	g := &globals{stdout: &bytes.Buffer{}, stderr: &stderr}
+	msg := []byte("X-Popfetch-Reason: bob: mailbox over quota\r\nX-Popfetch-Unrouted: sales@example.com\r\n" +
+		"Received: by h with POP3 (popfetch 1.0); d\r\nTo: sales@example.com\r\n\r\nbody\r\n")
+	got, err := g.learnRoutes(a, msg, "alice", "new/1.msg")
+	routes, _ := learned.Read(fetch.LearnedPath(a))
+	if slices.ContainsFunc(routes, func(r learned.Route) bool { return r.Key == "sales@example.com" }) {
+		t.Errorf("learnRoutes = %q, %v: learned sales@example.com -> alice, which shadows the alias sales: alice, bob (bob loses sales@ mail)", got, err)
+	}
+}
+
+// TestAuditPostmasterListsForgedUnrouted: popfetch postmaster lists the
+// first X-Popfetch-Unrouted anywhere in the header, so a sender's own
+// field (below popfetch's Received) shows as "the addresses that failed"
+// when popfetch wrote none (a loop, no recipient at all), while --learn
+// rightly ignores it (deliver.FieldAddresses). The listing should read the
+// field as --learn does.
+func TestAuditPostmasterListsForgedUnrouted(t *testing.T) {
+	dir := t.TempDir()
+	rc := deskRC(t, dir, 110, "u", nil)
+	pm := filepath.Join(dir, "postmaster")
+	putPostmaster(t, pm, 0)
+	writeFile(t, filepath.Join(pm, "new", "1700000001.M1P1Q1.host"),
+		"X-Popfetch-Reason: mail forwarding loop for joe@example.com\n"+
+			"Received: from pop by h with POP3 (popfetch 1.0); d\n"+
+			"X-Popfetch-Unrouted: ceo@example.com\nFrom: eve@evil.example\nSubject: hi\n\nbody\n")
+	list := listJSON(t, rc)
+	if len(list) != 1 {
+		t.Fatalf("listing = %+v", list)
+	}
+	if len(list[0].Unrouted) != 0 {
+		t.Errorf("listing shows the sender's X-Popfetch-Unrouted %q as the addresses that failed; want none", list[0].Unrouted)
+	}
+}
+
+// TestAuditRerouteHostileNames: --to values that are options, paths or
+// not user names are refused before anything is read or delivered, even
+// with --force. Regression probe (passes).
+func TestAuditRerouteHostileNames(t *testing.T) {
+	dir := t.TempDir()
+	rc := deskRC(t, dir, 110, "u", nil)
+	files := putPostmaster(t, filepath.Join(dir, "postmaster"), 1)
+	for _, to := range []string{"-rf", "../x", "a/b", ".", "..", "joe\u200b", "joe\n", " joe", strings.Repeat("a", 65)} {
+		r := daemonCLI(t, rc, "reroute", "--force", "--to", to, files[0])
+		if r.code == exitOK || !exists(files[0]) {
+			t.Errorf("reroute --force --to %q = %d, %q; want refused, file kept", to, r.code, r.stdout)
+		}
+	}
+	ents, _ := os.ReadDir(dir)
+	for _, e := range ents {
+		if n := e.Name(); n != "postmaster" && n != "state" && n != "pw" && n != "popfetch.hcl" {
+			t.Errorf("reroute created %s", n)
+		}
+	}
+}
