@@ -2,10 +2,13 @@ package main
 
 import (
 	"bytes"
+	"errors"
+	"io/fs"
 	"os"
 	"path/filepath"
 	"slices"
 	"strings"
+	"syscall"
 	"testing"
 
 	"github.com/popfetch/popfetch/deliver/learned"
@@ -179,6 +182,54 @@ func TestAuditRerouteHostileNames(t *testing.T) {
 	for _, e := range ents {
 		if n := e.Name(); n != "postmaster" && n != "state" && n != "pw" && n != "popfetch.hcl" {
 			t.Errorf("reroute created %s", n)
+		}
+	}
+}
+
+// TestAuditLearnAsRootBreaksDaemon: the daemon runs as an unprivileged
+// user that owns the state directory; the admin runs popfetch reroute
+// --learn as root. learned.Add creates STATE_DIR/learned/ (0700) and the
+// routes file (0600) owned by root, which the daemon's user cannot open:
+// every later poll of the account fails ("learned routes: permission
+// denied") until someone fixes the owner. Mail waits, but the desk stops
+// the mailbox. Add should create them owned by the state directory's
+// owner (or reroute should refuse to run as another user than the state
+// directory's owner).
+func TestAuditLearnAsRootBreaksDaemon(t *testing.T) {
+	if os.Geteuid() != 0 {
+		t.Skip("needs root (chown)")
+	}
+	dir := t.TempDir()
+	rc := deskRC(t, dir, 110, "u", nil)
+	state := filepath.Join(dir, "state")
+	if err := os.MkdirAll(state, 0o700); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Chown(state, 65534, 65534); err != nil {
+		t.Fatal(err)
+	}
+	pm := filepath.Join(dir, "postmaster")
+	putPostmaster(t, pm, 0)
+	msg := filepath.Join(pm, "new", "1700000001.M1P1Q1.host")
+	writeFile(t, msg, "X-Popfetch-Reason: unknown user old@example.com\nX-Popfetch-Unrouted: old@example.com\n"+
+		"Received: from pop by h with POP3 (popfetch 1.0); d\nSubject: s\n\nbody\n")
+	r := daemonCLI(t, rc, "reroute", "--learn", "--to", "joe", msg)
+	// Refused or not, nothing the daemon's user cannot read may be left
+	// in its state directory.
+	paths := []string{filepath.Join(state, "learned")}
+	if m, _ := filepath.Glob(filepath.Join(state, "learned", "*.routes")); len(m) > 0 {
+		paths = append(paths, m...)
+	}
+	for _, p := range paths {
+		fi, err := os.Stat(p)
+		if errors.Is(err, fs.ErrNotExist) {
+			continue
+		}
+		if err != nil {
+			t.Fatal(err)
+		}
+		if uid := fi.Sys().(*syscall.Stat_t).Uid; uid != 65534 {
+			t.Errorf("reroute --learn as root = %d (%s): left %s owned by uid %d (mode %v); the daemon's user (65534, the state dir's owner) cannot open it and every poll fails with a learned routes error", r.code, strings.TrimSpace(r.stdout), p, uid, fi.Mode())
 		}
 	}
 }
