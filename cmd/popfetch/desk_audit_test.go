@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"errors"
 	"io/fs"
+	"os/exec"
 	"os"
 	"path/filepath"
 	"slices"
@@ -231,5 +232,45 @@ func TestAuditLearnAsRootBreaksDaemon(t *testing.T) {
 		if uid := fi.Sys().(*syscall.Stat_t).Uid; uid != 65534 {
 			t.Errorf("reroute --learn as root = %d (%s): left %s owned by uid %d (mode %v); the daemon's user (65534, the state dir's owner) cannot open it and every poll fails with a learned routes error", r.code, strings.TrimSpace(r.stdout), p, uid, fi.Mode())
 		}
+	}
+}
+
+// TestAuditRerouteDiskFull: the user's Maildir is on a full file system:
+// reroute fails for now (exit 75), the postmaster's file stays, and no
+// partial copy shows in the user's new/. Regression probe.
+func TestAuditRerouteDiskFull(t *testing.T) {
+	if os.Geteuid() != 0 {
+		t.Skip("needs root (mount)")
+	}
+	dir := t.TempDir()
+	rc := deskRC(t, dir, 110, "u", nil)
+	joe := filepath.Join(dir, "joe")
+	if err := os.Mkdir(joe, 0o700); err != nil {
+		t.Fatal(err)
+	}
+	if out, err := exec.Command("mount", "-t", "tmpfs", "-o", "size=64k", "tmpfs", joe).CombinedOutput(); err != nil {
+		t.Skipf("mount tmpfs: %v %s", err, out)
+	}
+	t.Cleanup(func() { exec.Command("umount", joe).Run() })
+	for _, sub := range []string{"new", "cur", "tmp"} {
+		if err := os.Mkdir(filepath.Join(joe, sub), 0o700); err != nil {
+			t.Fatal(err)
+		}
+	}
+	filler, err := os.Create(filepath.Join(joe, "filler"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for err == nil {
+		_, err = filler.Write(make([]byte, 1024))
+	}
+	filler.Close()
+	pm := filepath.Join(dir, "postmaster")
+	putPostmaster(t, pm, 0)
+	p := filepath.Join(pm, "new", "1700000001.M1P1Q1.host")
+	writeFile(t, p, "X-Popfetch-Reason: unknown user\nSubject: big\n\n"+strings.Repeat("0123456789abcdef\n", 8<<10))
+	r := daemonCLI(t, rc, "reroute", "--to", "joe", p)
+	if r.code != exitTempFail || !exists(p) || maildirCount(t, joe) != 0 {
+		t.Errorf("reroute to a full Maildir = %d, %q; want %d, the file kept, nothing in joe's new/", r.code, r.stdout, exitTempFail)
 	}
 }
