@@ -3,6 +3,7 @@ package main
 import (
 	"bytes"
 	"errors"
+	"fmt"
 	"io/fs"
 	"os"
 	"os/exec"
@@ -272,5 +273,33 @@ func TestAuditRerouteDiskFull(t *testing.T) {
 	r := daemonCLI(t, rc, "reroute", "--to", "joe", p)
 	if r.code != exitTempFail || !exists(p) || maildirCount(t, joe) != 0 {
 		t.Errorf("reroute to a full Maildir = %d, %q; want %d, the file kept, nothing in joe's new/", r.code, r.stdout, exitTempFail)
+	}
+}
+
+// TestAuditRerouteFileChangedWhileDelivering: reroute takes "any message
+// file"; one that is still being written (or is edited) between the read
+// and the removal is removed anyway: remove checks only that the name
+// holds the same inode, not that the file is what was read. Whatever was
+// written after the read is lost. Here the user's MDA appends to the
+// source while it delivers (a writer still at work). remove should
+// compare size and mtime/ctime with the read's fstat and keep a file that
+// changed.
+func TestAuditRerouteFileChangedWhileDelivering(t *testing.T) {
+	dir := t.TempDir()
+	pm := filepath.Join(dir, "postmaster")
+	putPostmaster(t, pm, 0)
+	src := filepath.Join(pm, "new", "1700000001.M1P1Q1.host")
+	writeFile(t, src, "X-Popfetch-Reason: unknown user\nSubject: s\n\npart one\n")
+	out := filepath.Join(dir, "kimbox")
+	script := filepath.Join(dir, "mda.sh")
+	writeFile(t, script, fmt.Sprintf("#!/bin/sh\ncat > %q || exit 75\nprintf 'part two: the rest of the message\\n' >> %q\nexit 0\n", out, src))
+	if err := os.Chmod(script, 0o700); err != nil {
+		t.Fatal(err)
+	}
+	rc := deskRC(t, dir, 110, "u", map[string]string{"kim": fmt.Sprintf("mda = [%q]", script)})
+	r := daemonCLI(t, rc, "reroute", "--to", "kim", src)
+	got, _ := os.ReadFile(out)
+	if !exists(src) && !strings.Contains(string(got), "part two") {
+		t.Errorf("reroute = %d, %q: the source changed after it was read and was removed anyway; \"part two\" is nowhere (kim got %q)", r.code, strings.TrimSpace(r.stdout), got)
 	}
 }
