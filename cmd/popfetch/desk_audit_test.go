@@ -303,3 +303,45 @@ func TestAuditRerouteFileChangedWhileDelivering(t *testing.T) {
 		t.Errorf("reroute = %d, %q: the source changed after it was read and was removed anyway; \"part two\" is nowhere (kim got %q)", r.code, strings.TrimSpace(r.stdout), got)
 	}
 }
+
+// TestAuditLearnForgetKeyForms: keys learned from X-Popfetch-Unrouted in
+// odd forms (an IDN domain in U-labels, a quoted local part that needs no
+// quotes, upper case) are stored in one canonical form, which routing
+// uses, and --forget finds them whichever form the admin types; a
+// List-Id in upper case with brackets likewise. Local parts alone,
+// quoted strings with spaces, options and empty keys are refused.
+// Regression probe.
+func TestAuditLearnForgetKeyForms(t *testing.T) {
+	a := learnAccount(t)
+	g := &globals{stdout: &bytes.Buffer{}, stderr: &bytes.Buffer{}}
+	msg := []byte("X-Popfetch-Unrouted: Joe@B\u00fccher.Example, \"ann.lee\"@example.net, \"a b\"@example.net\r\n" +
+		"Received: by h with POP3 (popfetch 1.0); d\r\nList-Id: <X.Example.ORG>\r\n\r\nbody\r\n")
+	got, err := g.learnRoutes(a, msg, "alice", "m")
+	if err != nil || len(got) != 2 {
+		t.Fatalf("learnRoutes = %q, %v", got, err)
+	}
+	routes, _ := learned.Read(fetch.LearnedPath(a))
+	addrs, _ := learned.Maps(routes)
+	for _, k := range []string{"joe@xn--bcher-kva.example", "ann.lee@example.net"} {
+		if addrs[k] != "alice" {
+			t.Errorf("learned %v; want %s -> alice", addrs, k)
+		}
+	}
+	for _, k := range []string{"JOE@b\u00fccher.example", "ann.lee@EXAMPLE.NET"} {
+		if ok, err := g.forgetRoute(a, k); !ok || err != nil {
+			t.Errorf("forgetRoute(%q) = %v, %v; want it found", k, ok, err)
+		}
+	}
+	list := []byte("Received: by h with POP3 (popfetch 1.0); d\r\nList-Id: Some list <X.Example.ORG>\r\n\r\n")
+	if _, err := g.learnRoutes(a, list, "bob", "m2"); err != nil {
+		t.Fatal(err)
+	}
+	if ok, err := g.forgetRoute(a, "LIST-ID:<x.EXAMPLE.org>"); !ok || err != nil {
+		t.Errorf("forgetRoute(list-id in odd case) = %v, %v", ok, err)
+	}
+	for _, k := range []string{"joe", "\"a b\"@example.net", "-rf", "list-id:", "list-id:<>", "@example.com", "joe@", "joe@-bad-.example", "joe@exa mple.com", "#x@example.com"} {
+		if _, err := g.forgetRoute(a, k); err == nil {
+			t.Errorf("forgetRoute(%q) = nil error; want the key refused", k)
+		}
+	}
+}
