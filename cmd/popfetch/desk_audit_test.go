@@ -345,3 +345,35 @@ func TestAuditLearnForgetKeyForms(t *testing.T) {
 		}
 	}
 }
+
+// TestAuditRerouteHostileReturnPath: a message whose Return-Path is
+// hostile never puts it into an MDA's argv as an option; but a sender
+// starting with '-' makes the MDA delivery a permanent failure, so the
+// admin cannot reroute the message to a user whose MDA takes {sender} at
+// all (the sender is informational: MDA.args could use MAILER-DAEMON
+// instead, as for the null path). The file stays either way.
+func TestAuditRerouteHostileReturnPath(t *testing.T) {
+	dir := t.TempDir()
+	argvOut := filepath.Join(dir, "argv")
+	script := filepath.Join(dir, "mda.sh")
+	writeFile(t, script, fmt.Sprintf("#!/bin/sh\nprintf '%%s\\n' \"$@\" > %q\ncat >/dev/null\nexit 0\n", argvOut))
+	if err := os.Chmod(script, 0o700); err != nil {
+		t.Fatal(err)
+	}
+	rc := deskRC(t, dir, 110, "u", map[string]string{"kim": fmt.Sprintf("mda = [%q, \"-f\", \"{sender}\", \"--\", \"{user}\"]", script)})
+	pm := filepath.Join(dir, "postmaster")
+	putPostmaster(t, pm, 0)
+	for i, rp := range []string{"<-oQ/tmp/x@evil.example>", "<\"a b> NOTIFY=NEVER\"@evil.example>", "<\"x\r\n-oQ\"@evil.example>"} {
+		p := filepath.Join(pm, "new", fmt.Sprintf("170000000%d.M1P1Q1.host", i))
+		writeFile(t, p, "X-Popfetch-Reason: unknown user\nReturn-Path: "+rp+"\nSubject: s\n\nbody\n")
+		os.Remove(argvOut)
+		r := daemonCLI(t, rc, "reroute", "--to", "kim", p)
+		argv, _ := os.ReadFile(argvOut)
+		if lines := strings.Split(string(argv), "\n"); len(argv) > 0 && (len(lines) < 2 || strings.HasPrefix(lines[1], "-")) {
+			t.Errorf("Return-Path %q: MDA argv %q", rp, argv)
+		}
+		if r.code != exitOK {
+			t.Errorf("Return-Path %q: reroute = %d, %q; the message cannot be rerouted to kim at all (file kept: %v)", rp, r.code, strings.TrimSpace(r.stdout), exists(p))
+		}
+	}
+}
