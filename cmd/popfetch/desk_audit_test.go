@@ -15,6 +15,7 @@ import (
 
 	"github.com/popfetch/popfetch/deliver/learned"
 	"github.com/popfetch/popfetch/fetch"
+	"github.com/popfetch/popfetch/rcfile"
 )
 
 // Audit probes for the postmaster's desk (popfetch reroute, --learn,
@@ -375,5 +376,28 @@ func TestAuditRerouteHostileReturnPath(t *testing.T) {
 		if r.code != exitOK {
 			t.Errorf("Return-Path %q: reroute = %d, %q; the message cannot be rerouted to kim at all (file kept: %v)", rp, r.code, strings.TrimSpace(r.stdout), exists(p))
 		}
+	}
+}
+
+// TestAuditLearnedCommentTerminal: the comment learnRoutes writes names
+// the source file, and popfetch check prints learned comments as they
+// are. cleanComment (deliver/learned) drops C0 controls but keeps C1
+// controls (U+009B is CSI) and bidi overrides (U+202E), and Parse accepts
+// them in a hand-edited comment: a file name chosen by whoever named the
+// file (a user's Maildir rerouted with a glob) reaches the admin's
+// terminal through popfetch check. printLearned should filter the comment
+// as popfetch postmaster filters its cells (termSafe).
+func TestAuditLearnedCommentTerminal(t *testing.T) {
+	a := learnAccount(t)
+	g := &globals{stdout: &bytes.Buffer{}, stderr: &bytes.Buffer{}}
+	msg := []byte("X-Popfetch-Unrouted: old@example.com\r\nReceived: by h with POP3 (popfetch 1.0); d\r\n\r\nbody\r\n")
+	if _, err := g.learnRoutes(a, msg, "alice", "new/1.\u202etxt.exe\u009b2J\x1b]0;t\x07"); err != nil {
+		t.Fatal(err)
+	}
+	cfg := &rcfile.Config{Accounts: []*rcfile.Account{a}}
+	var out bytes.Buffer
+	printLearned(&out, cfg)
+	if s := out.String(); strings.ContainsAny(s, "\u202e\u009b\x1b\x07") {
+		t.Errorf("popfetch check's learned routes carry terminal controls: %q", s)
 	}
 }
