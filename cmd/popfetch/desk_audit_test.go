@@ -21,7 +21,7 @@ import (
 // Audit probes for the postmaster's desk (popfetch reroute, --learn,
 // popfetch postmaster). A failing probe here is a finding.
 
-// TestAuditRerouteFollowsSymlinkedDir: root runs popfetch reroute on a
+// TestRerouteRefusesSymlinkedDir: root runs popfetch reroute on a
 // message in a Maildir another user owns. That user has replaced the
 // Maildir's new/ by a symbolic link to a directory of root's; the file
 // name the admin typed exists there too. reroute follows the link,
@@ -29,7 +29,7 @@ import (
 // root's directory. A directory the invoking user does not own (or a
 // symbolic link in the path that such a user owns) should be refused,
 // as internal/trust refuses it for the rc file.
-func TestAuditRerouteFollowsSymlinkedDir(t *testing.T) {
+func TestRerouteRefusesSymlinkedDir(t *testing.T) {
 	if os.Geteuid() != 0 {
 		t.Skip("needs root (chown)")
 	}
@@ -64,10 +64,10 @@ func TestAuditRerouteFollowsSymlinkedDir(t *testing.T) {
 	}
 }
 
-// TestAuditRerouteEmptyAndHeaderless: an empty file and a file with no
+// TestRerouteRefusesEmptyAndHeaderless: an empty file and a file with no
 // header section are not postmaster messages popfetch wrote. What does
 // reroute make of them?
-func TestAuditRerouteEmptyAndHeaderless(t *testing.T) {
+func TestRerouteRefusesEmptyAndHeaderless(t *testing.T) {
 	dir := t.TempDir()
 	rc := deskRC(t, dir, 110, "u", nil)
 	pm := filepath.Join(dir, "postmaster")
@@ -80,6 +80,17 @@ func TestAuditRerouteEmptyAndHeaderless(t *testing.T) {
 	}
 	if !exists(empty) {
 		t.Errorf("reroute removed an empty file: %q", r.stdout)
+	}
+	for i, content := range []string{"\n\n", "just a body line\nSubject: s\n", "From joe Fri Dec  4 10:00:00 2026\nSubject: s\n\nbody\n", " Subject: s\n\nbody\n", ": s\n\nbody\n"} {
+		p := filepath.Join(pm, "new", fmt.Sprintf("170000001%d.M1P1Q1.nohdr", i))
+		writeFile(t, p, content)
+		r := daemonCLI(t, rc, "reroute", "--to", "joe", p)
+		if r.code != exitFail || !exists(p) || !strings.Contains(r.stdout, "nothing delivered") {
+			t.Errorf("reroute of %q = %d, %q; want %d, the file kept", content, r.code, r.stdout, exitFail)
+		}
+	}
+	if n := maildirCount(t, filepath.Join(dir, "joe")); n != 0 {
+		t.Errorf("joe got %d messages; want none", n)
 	}
 }
 
@@ -277,7 +288,7 @@ func TestAuditRerouteDiskFull(t *testing.T) {
 	}
 }
 
-// TestAuditRerouteFileChangedWhileDelivering: reroute takes "any message
+// TestRerouteKeepsFileChangedWhileDelivering: reroute takes "any message
 // file"; one that is still being written (or is edited) between the read
 // and the removal is removed anyway: remove checks only that the name
 // holds the same inode, not that the file is what was read. Whatever was
@@ -285,7 +296,7 @@ func TestAuditRerouteDiskFull(t *testing.T) {
 // source while it delivers (a writer still at work). remove should
 // compare size and mtime/ctime with the read's fstat and keep a file that
 // changed.
-func TestAuditRerouteFileChangedWhileDelivering(t *testing.T) {
+func TestRerouteKeepsFileChangedWhileDelivering(t *testing.T) {
 	dir := t.TempDir()
 	pm := filepath.Join(dir, "postmaster")
 	putPostmaster(t, pm, 0)
@@ -302,6 +313,9 @@ func TestAuditRerouteFileChangedWhileDelivering(t *testing.T) {
 	got, _ := os.ReadFile(out)
 	if !exists(src) && !strings.Contains(string(got), "part two") {
 		t.Errorf("reroute = %d, %q: the source changed after it was read and was removed anyway; \"part two\" is nowhere (kim got %q)", r.code, strings.TrimSpace(r.stdout), got)
+	}
+	if r.code != exitFail || !strings.Contains(r.stdout, "changed after reroute read it") {
+		t.Errorf("reroute of a file that changed = %d, %q; want %d and a message saying it changed", r.code, r.stdout, exitFail)
 	}
 }
 
@@ -399,5 +413,43 @@ func TestAuditLearnedCommentTerminal(t *testing.T) {
 	printLearned(&out, cfg)
 	if s := out.String(); strings.ContainsAny(s, "\u202e\u009b\x1b\x07") {
 		t.Errorf("popfetch check's learned routes carry terminal controls: %q", s)
+	}
+}
+
+// TestRerouteDirectoryOwners: a message in a directory of another user is
+// refused (that user could swap it between the read and the removal),
+// unless that user owns the account's state directory (the daemon's user,
+// who writes the postmaster's Maildir).
+func TestRerouteDirectoryOwners(t *testing.T) {
+	if os.Geteuid() != 0 {
+		t.Skip("needs root (chown)")
+	}
+	dir := t.TempDir()
+	rc := deskRC(t, dir, 110, "u", nil)
+	other := filepath.Join(dir, "other")
+	for _, d := range []string{other, filepath.Join(other, "new"), filepath.Join(other, "cur"), filepath.Join(other, "tmp")} {
+		if err := os.Mkdir(d, 0o755); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.Chown(d, 65534, 65534); err != nil {
+			t.Fatal(err)
+		}
+	}
+	p := filepath.Join(other, "new", "1700000001.M1P1Q1.host")
+	writeFile(t, p, "Subject: s\n\nbody\n")
+	r := daemonCLI(t, rc, "reroute", "--to", "joe", p)
+	if r.code != exitFail || !exists(p) || !strings.Contains(r.stdout, "belongs to uid 65534") {
+		t.Errorf("reroute from another user's directory = %d, %q; want %d, refused, the file kept", r.code, r.stdout, exitFail)
+	}
+	state := filepath.Join(dir, "state")
+	if err := os.MkdirAll(state, 0o700); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Chown(state, 65534, 65534); err != nil {
+		t.Fatal(err)
+	}
+	r = daemonCLI(t, rc, "reroute", "--to", "joe", p)
+	if r.code != exitOK || exists(p) || maildirCount(t, filepath.Join(dir, "joe")) != 1 {
+		t.Errorf("reroute from the state directory owner's directory = %d, %q %q; want it delivered", r.code, r.stdout, r.stderr)
 	}
 }
