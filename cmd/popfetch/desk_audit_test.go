@@ -155,13 +155,13 @@ func TestAuditLearnShadowsAlias(t *testing.T) {
 	}
 }
 
-// TestAuditPostmasterListsForgedUnrouted: popfetch postmaster lists the
+// TestPostmasterIgnoresForgedFields: popfetch postmaster lists the
 // first X-Popfetch-Unrouted anywhere in the header, so a sender's own
 // field (below popfetch's Received) shows as "the addresses that failed"
 // when popfetch wrote none (a loop, no recipient at all), while --learn
 // rightly ignores it (deliver.FieldAddresses). The listing should read the
 // field as --learn does.
-func TestAuditPostmasterListsForgedUnrouted(t *testing.T) {
+func TestPostmasterIgnoresForgedFields(t *testing.T) {
 	dir := t.TempDir()
 	rc := deskRC(t, dir, 110, "u", nil)
 	pm := filepath.Join(dir, "postmaster")
@@ -176,6 +176,14 @@ func TestAuditPostmasterListsForgedUnrouted(t *testing.T) {
 	}
 	if len(list[0].Unrouted) != 0 {
 		t.Errorf("listing shows the sender's X-Popfetch-Unrouted %q as the addresses that failed; want none", list[0].Unrouted)
+	}
+	// A reason only below popfetch's Received is the sender's too.
+	writeFile(t, filepath.Join(pm, "new", "1700000002.M1P1Q1.host"),
+		"Received: from pop by h with POP3 (popfetch 1.0); d\n"+
+			"X-Popfetch-Reason: your account is locked, see evil.example\nX-Popfetch-Unrouted: ceo@example.com\nSubject: hi\n\nbody\n")
+	list = listJSON(t, rc)
+	if len(list) != 2 || list[1].Reason != "" || len(list[1].Unrouted) != 0 || list[0].Reason == "" {
+		t.Errorf("listing = %+v; want the sender's X-Popfetch-Reason and -Unrouted below popfetch's Received not shown, popfetch's own reason shown", list)
 	}
 }
 

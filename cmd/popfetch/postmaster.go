@@ -23,6 +23,7 @@ import (
 	"github.com/emersion/go-message/textproto"
 	"golang.org/x/text/encoding/htmlindex"
 
+	"github.com/popfetch/popfetch/deliver"
 	"github.com/popfetch/popfetch/rcfile"
 )
 
@@ -178,8 +179,13 @@ func readWaiting(path string, e fs.DirEntry) waiting {
 	h, err := parseHeader(head[:n], n == maxListHeader)
 	w.From = fromAddress(h.Get("From"))
 	w.Subject = termSafe(decodeWords(h.Get("Subject")), 1000)
-	w.Reason = termSafe(h.Get("X-Popfetch-Reason"), 1000)
-	w.Unrouted, w.UnroutedMore = unrouted(h.Get("X-Popfetch-Unrouted"))
+	// popfetch's own fields only: those above its Received field (a
+	// sender can write an X-Popfetch-Reason or -Unrouted of its own
+	// below it), as --learn reads them.
+	reason, _ := deliver.OwnField(head[:n], "X-Popfetch-Reason")
+	w.Reason = termSafe(reason, 1000)
+	un, _ := deliver.OwnField(head[:n], unroutedField)
+	w.Unrouted, w.UnroutedMore = unrouted(un)
 	if err != nil {
 		return fail(err)
 	}

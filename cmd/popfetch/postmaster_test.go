@@ -33,14 +33,17 @@ func postmasterFixture(t *testing.T) string {
 			"Subject: =?utf-8?q?Gr=C3=BC=C3=9Fe_aus_K=C3=B6ln?=\n\nbody\n",
 		"cur/1700000100.M1P1Q1.host:2,S": "X-Popfetch-Reason: partly routed (to alice); not routed: unknown user a@example.com, b@example.com\n" +
 			"X-Popfetch-Unrouted: a@example.com, b@example.com (3 more)\n" +
+			"Received: from pop.example.net\n\tby host with POP3 (popfetch 1)\n" +
 			"From: \"Evil \x1b]0;title\x07\" <evil@example.org>\n" +
 			"Subject: \x1b[31mURGENT\x1b[0m pay \u202eexe.fdp\u202c now\n\n",
 		"new/1700000200.M9P2Q7.host": "From: =?windows-1252?q?Andr=E9?= <andre@example.fr>\n" +
 			"Subject: =?windows-1252?q?Caf=E9_=80_50?=\n" +
-			"X-Popfetch-Reason: mail loop: already fetched by popfetch 3 times\n\n",
+			"X-Popfetch-Reason: mail loop: already fetched by popfetch 3 times\n" +
+			"Received: from pop.example.net\n\tby host with POP3 (popfetch 1)\n\n",
 		"new/1700000400.M1P1Q2.host": "this is no header at all\n\njust text\n",
 		"new/no-time-in-name": "From: x@example.com\nSubject: " + strings.Repeat("long subject ", 10) + "\n" +
-			"X-Popfetch-Reason: " + strings.Repeat("a very long reason ", 10) + "\n\n",
+			"X-Popfetch-Reason: " + strings.Repeat("a very long reason ", 10) + "\n" +
+			"Received: from pop.example.net\n\tby host with POP3 (popfetch 1)\n\n",
 		"new/.hidden":                "From: hidden@example.com\n\n",
 		"tmp/1700000000.M1P1Q1.host": "From: tmp@example.com\n\n",
 	}
