@@ -145,13 +145,12 @@ func listMaildir(dir string) ([]waiting, error) {
 	return list, nil
 }
 
-// readWaiting reads the header of one Maildir file.
+// readWaiting reads the header of one Maildir file. The file is opened
+// without following a symbolic link or blocking on a FIFO, and checked
+// on the descriptor: what e said when the directory was read may no
+// longer be true (anyone who can write the Maildir can swap the name).
 func readWaiting(path string, e fs.DirEntry) waiting {
 	w := waiting{File: path}
-	fi, err := e.Info()
-	if err == nil {
-		w.Received = fi.ModTime()
-	}
 	if t, ok := maildirTime(e.Name()); ok {
 		w.Received = t
 	}
@@ -160,15 +159,29 @@ func readWaiting(path string, e fs.DirEntry) waiting {
 		w.Error = termSafe(strings.TrimSpace(err.Error()), 200)
 		return w
 	}
-	switch {
-	case err != nil:
+	if fi, err := e.Info(); err != nil {
 		return fail(err)
-	case !fi.Mode().IsRegular():
+	} else if !fi.Mode().IsRegular() {
+		if w.Received.IsZero() {
+			w.Received = fi.ModTime()
+		}
 		return fail(errors.New("not a regular file"))
 	}
-	f, err := os.Open(path)
+	f, err := openListed(path)
 	if err != nil {
 		return fail(err)
+	}
+	fi, err := f.Stat()
+	if err != nil {
+		f.Close()
+		return fail(err)
+	}
+	if w.Received.IsZero() {
+		w.Received = fi.ModTime()
+	}
+	if !fi.Mode().IsRegular() {
+		f.Close()
+		return fail(errors.New("not a regular file"))
 	}
 	head := make([]byte, maxListHeader)
 	n, err := io.ReadFull(f, head)

@@ -3,8 +3,10 @@ package main
 import (
 	"bytes"
 	"flag"
+	"io/fs"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -210,4 +212,43 @@ func FuzzParseHeader(f *testing.F) {
 		var out bytes.Buffer
 		writeWaiting(&out, []waiting{w}, time.UTC)
 	})
+}
+
+// swappedEntry is a directory entry read before its name was swapped: it
+// still says "regular file".
+type swappedEntry struct {
+	fs.DirEntry
+	info fs.FileInfo
+}
+
+func (e swappedEntry) Info() (fs.FileInfo, error) { return e.info, nil }
+
+// readWaiting opens the file it lists without following a symbolic link
+// put in place of the file after the directory was read (nor blocking on
+// a FIFO): what the listing shows is never another file's header.
+func TestReadWaitingSwappedForLink(t *testing.T) {
+	dir := t.TempDir()
+	secret := filepath.Join(dir, "secret")
+	writeFile(t, secret, "Subject: the other file\n\nbody\n")
+	name := filepath.Join(dir, "1700000001.M1P1Q1.host")
+	writeFile(t, name, "Subject: s\n\nbody\n")
+	ents, err := os.ReadDir(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	i := slices.IndexFunc(ents, func(e fs.DirEntry) bool { return e.Name() == filepath.Base(name) })
+	info, err := ents[i].Info()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Remove(name); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Symlink(secret, name); err != nil {
+		t.Fatal(err)
+	}
+	w := readWaiting(name, swappedEntry{ents[i], info})
+	if w.Subject != "" || w.Error == "" {
+		t.Errorf("readWaiting of a name swapped for a link = %+v; want an error, nothing of the link's target", w)
+	}
 }

@@ -86,3 +86,6 @@ func (s *sourceFile) close() {}
 
 // stateOwner: without Unix owners there is none (see source_unix.go).
 func stateOwner(*rcfile.Account) int { return -1 }
+
+// openListed opens a file popfetch postmaster lists (see source_unix.go).
+func openListed(path string) (*os.File, error) { return os.Open(path) }

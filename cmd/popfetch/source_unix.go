@@ -198,6 +198,16 @@ func (s *sourceFile) remove() error {
 
 func (s *sourceFile) close() { s.dir.Close() }
 
+// openListed opens a file popfetch postmaster lists: never through a
+// symbolic link (O_NOFOLLOW) and without blocking on a FIFO (O_NONBLOCK).
+func openListed(path string) (*os.File, error) {
+	f, err := os.OpenFile(path, os.O_RDONLY|unix.O_NOFOLLOW|unix.O_NONBLOCK|unix.O_CLOEXEC, 0)
+	if errors.Is(err, unix.ELOOP) {
+		return nil, errors.New("is a symbolic link")
+	}
+	return f, err
+}
+
 func openRetry(open func() (int, error)) (int, error) {
 	for {
 		fd, err := open()
