@@ -401,7 +401,7 @@ func TestAuditRerouteHostileReturnPath(t *testing.T) {
 	}
 }
 
-// TestAuditLearnedCommentTerminal: the comment learnRoutes writes names
+// TestLearnedCommentTerminal: the comment learnRoutes writes names
 // the source file, and popfetch check prints learned comments as they
 // are. cleanComment (deliver/learned) drops C0 controls but keeps C1
 // controls (U+009B is CSI) and bidi overrides (U+202E), and Parse accepts
@@ -409,7 +409,7 @@ func TestAuditRerouteHostileReturnPath(t *testing.T) {
 // file (a user's Maildir rerouted with a glob) reaches the admin's
 // terminal through popfetch check. printLearned should filter the comment
 // as popfetch postmaster filters its cells (termSafe).
-func TestAuditLearnedCommentTerminal(t *testing.T) {
+func TestLearnedCommentTerminal(t *testing.T) {
 	a := learnAccount(t)
 	g := &globals{stdout: &bytes.Buffer{}, stderr: &bytes.Buffer{}}
 	msg := []byte("X-Popfetch-Unrouted: old@example.com\r\nReceived: by h with POP3 (popfetch 1.0); d\r\n\r\nbody\r\n")

@@ -159,7 +159,9 @@ func printLearned(w io.Writer, cfg *rcfile.Config) (ok bool) {
 		for _, r := range routes {
 			line := "# learned route: " + r.Key + " -> " + r.User
 			if r.Comment != "" {
-				line += " (" + r.Comment + ")"
+				// A hand-edited file may hold any printable text;
+				// Parse refuses only C0 controls.
+				line += " (" + termSafe(r.Comment, 0) + ")"
 			}
 			fmt.Fprintln(w, line)
 		}

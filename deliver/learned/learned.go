@@ -323,12 +323,23 @@ func Forget(path, key string) (existed bool, err error) {
 	return existed, err
 }
 
-// cleanComment makes a comment fit one line: control characters become
-// spaces, white space runs collapse, and it is cut at maxComment bytes on
-// a rune boundary.
+// cleanComment makes a comment fit one line and safe to print: control
+// characters (C0, DEL and C1, whose U+009B is a terminal's CSI) become
+// spaces, format characters (Cf: the bidirectional overrides that make
+// text read in another order than it is stored) are dropped, white space
+// runs collapse, and it is cut at maxComment bytes on a rune boundary.
 func cleanComment(c string) string {
 	c = strings.ToValidUTF8(c, "?")
-	c = strings.Join(strings.Fields(deliver.SafeValue(c, len(c))), " ")
+	c = strings.Map(func(r rune) rune {
+		switch {
+		case unicode.IsControl(r):
+			return ' '
+		case unicode.Is(unicode.Cf, r):
+			return -1
+		}
+		return r
+	}, c)
+	c = strings.Join(strings.Fields(c), " ")
 	if len(c) > maxComment {
 		c = deliver.SafeValue(c, maxComment)
 	}

@@ -176,6 +176,15 @@ func TestAddComment(t *testing.T) {
 	if c := rs[0].Comment; !strings.HasPrefix(c, "x y z é") || len(c) > maxComment {
 		t.Errorf("comment = %q (%d bytes)", c, len(c))
 	}
+	// C1 controls (U+009B is CSI) and format characters (bidi
+	// overrides) are no more kept than C0 ones.
+	if _, err := Add(path, "b@example.com", "bob", "new/1.\u202etxt.exe\u009b2J\u200b\u2066x\u0085y"); err != nil {
+		t.Fatal(err)
+	}
+	rs, err = Read(path)
+	if err != nil || len(rs) != 2 || rs[1].Comment != "new/1.txt.exe 2Jx y" {
+		t.Errorf("Read = %+v, %v; want the comment %q", rs, err, "new/1.txt.exe 2Jx y")
+	}
 }
 
 // TestAddConcurrent: writers take the lock, so no update is lost.
