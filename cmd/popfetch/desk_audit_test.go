@@ -369,13 +369,13 @@ func TestAuditLearnForgetKeyForms(t *testing.T) {
 	}
 }
 
-// TestAuditRerouteHostileReturnPath: a message whose Return-Path is
+// TestRerouteHostileReturnPath: a message whose Return-Path is
 // hostile never puts it into an MDA's argv as an option; but a sender
 // starting with '-' makes the MDA delivery a permanent failure, so the
 // admin cannot reroute the message to a user whose MDA takes {sender} at
 // all (the sender is informational: MDA.args could use MAILER-DAEMON
 // instead, as for the null path). The file stays either way.
-func TestAuditRerouteHostileReturnPath(t *testing.T) {
+func TestRerouteHostileReturnPath(t *testing.T) {
 	dir := t.TempDir()
 	argvOut := filepath.Join(dir, "argv")
 	script := filepath.Join(dir, "mda.sh")
