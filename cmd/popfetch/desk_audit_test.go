@@ -208,7 +208,7 @@ func TestAuditRerouteHostileNames(t *testing.T) {
 	}
 }
 
-// TestAuditLearnAsRootBreaksDaemon: the daemon runs as an unprivileged
+// TestLearnAsRootWritesAsStateOwner: the daemon runs as an unprivileged
 // user that owns the state directory; the admin runs popfetch reroute
 // --learn as root. learned.Add creates STATE_DIR/learned/ (0700) and the
 // routes file (0600) owned by root, which the daemon's user cannot open:
@@ -217,7 +217,7 @@ func TestAuditRerouteHostileNames(t *testing.T) {
 // the mailbox. Add should create them owned by the state directory's
 // owner (or reroute should refuse to run as another user than the state
 // directory's owner).
-func TestAuditLearnAsRootBreaksDaemon(t *testing.T) {
+func TestLearnAsRootWritesAsStateOwner(t *testing.T) {
 	if os.Geteuid() != 0 {
 		t.Skip("needs root (chown)")
 	}
@@ -229,6 +229,12 @@ func TestAuditLearnAsRootBreaksDaemon(t *testing.T) {
 	}
 	if err := os.Chown(state, 65534, 65534); err != nil {
 		t.Fatal(err)
+	}
+	// The daemon's user can reach its state directory.
+	for _, d := range []string{dir, filepath.Dir(dir)} {
+		if err := os.Chmod(d, 0o711); err != nil {
+			t.Fatal(err)
+		}
 	}
 	pm := filepath.Join(dir, "postmaster")
 	putPostmaster(t, pm, 0)
@@ -253,6 +259,13 @@ func TestAuditLearnAsRootBreaksDaemon(t *testing.T) {
 		if uid := fi.Sys().(*syscall.Stat_t).Uid; uid != 65534 {
 			t.Errorf("reroute --learn as root = %d (%s): left %s owned by uid %d (mode %v); the daemon's user (65534, the state dir's owner) cannot open it and every poll fails with a learned routes error", r.code, strings.TrimSpace(r.stdout), p, uid, fi.Mode())
 		}
+	}
+	// Written as the state directory's owner, and then delivered as root.
+	if r.code != exitOK || exists(msg) || maildirCount(t, filepath.Join(dir, "joe")) != 1 || len(paths) != 2 {
+		t.Errorf("reroute --learn as root = %d, %q %q; want the route learned and the message delivered", r.code, r.stdout, r.stderr)
+	}
+	if os.Geteuid() != 0 {
+		t.Errorf("popfetch reroute left the test running as uid %d", os.Geteuid())
 	}
 }
 

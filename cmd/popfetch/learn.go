@@ -67,7 +67,11 @@ func (g *globals) learnRoutes(a *rcfile.Account, raw []byte, user string, source
 			fmt.Fprintf(g.stderr, "popfetch: not learned: %v\n", err)
 			continue
 		}
-		prev, err := learned.Add(path, k, user, comment)
+		var prev string
+		err = asStateOwner(a.StateDir, func() (err error) {
+			prev, err = learned.Add(path, k, user, comment)
+			return err
+		})
 		if err != nil {
 			return out, fmt.Errorf("learn %s -> %s: %w", k, user, err)
 		}
@@ -99,14 +103,18 @@ func (g *globals) forgetRoute(a *rcfile.Account, key string) (bool, error) {
 		return false, err
 	}
 	path := fetch.LearnedPath(a)
-	existed, err := learned.Forget(path, key)
-	if err != nil || existed {
-		return existed, err
-	}
-	if k := foldKey(a.Multidrop, key); k != key {
-		return learned.Forget(path, k)
-	}
-	return false, nil
+	var existed bool
+	err := asStateOwner(a.StateDir, func() (err error) {
+		existed, err = learned.Forget(path, key)
+		if err != nil || existed {
+			return err
+		}
+		if k := foldKey(a.Multidrop, key); k != key {
+			existed, err = learned.Forget(path, k)
+		}
+		return err
+	})
+	return existed, err
 }
 
 // foldKey lower-cases the local part of an address key unless the

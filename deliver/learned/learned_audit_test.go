@@ -10,10 +10,10 @@ import (
 	"testing"
 )
 
-// TestAuditAddDiskFull: Add and Forget on a full file system (a 64 KiB
+// TestAddDiskFull: Add and Forget on a full file system (a 64 KiB
 // tmpfs) fail with an error and leave the old file whole, no temporary
 // file behind; once there is room again Add works. Regression probe.
-func TestAuditAddDiskFull(t *testing.T) {
+func TestAddDiskFull(t *testing.T) {
 	if os.Geteuid() != 0 {
 		t.Skip("needs root (mount)")
 	}

@@ -3,6 +3,7 @@ package learned
 import (
 	"errors"
 	"fmt"
+	"io/fs"
 	"os"
 	"path/filepath"
 	"slices"
@@ -289,4 +290,28 @@ func FuzzParse(f *testing.F) {
 			}
 		}
 	})
+}
+
+// TestAddStateDirOfAnotherUser: as root, in a state directory that
+// belongs to another user (the daemon's), Add refuses before creating
+// anything, and says to run as that user (not to chown the directory to
+// root, which would stop the daemon).
+func TestAddStateDirOfAnotherUser(t *testing.T) {
+	if os.Geteuid() != 0 {
+		t.Skip("needs root (chown)")
+	}
+	state := filepath.Join(t.TempDir(), "state")
+	if err := os.Mkdir(state, 0o700); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Chown(state, 65534, 65534); err != nil {
+		t.Fatal(err)
+	}
+	_, err := Add(filepath.Join(state, "learned", "box.routes"), "a@example.com", "alice", "")
+	if err == nil || !strings.Contains(err.Error(), "sudo -u ") || strings.Contains(err.Error(), "chown root") {
+		t.Errorf("Add = %v; want it refused with advice to run as the state directory's owner", err)
+	}
+	if _, err := os.Lstat(filepath.Join(state, "learned")); !errors.Is(err, fs.ErrNotExist) {
+		t.Errorf("Add left %s/learned behind (%v)", state, err)
+	}
 }
