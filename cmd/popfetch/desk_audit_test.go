@@ -131,7 +131,7 @@ func onlyMessage(t *testing.T, md string) string {
 	return readString(t, filepath.Join(md, "new", ents[0].Name()))
 }
 
-// TestAuditLearnShadowsAlias: a postmaster copy lists an address in
+// TestLearnSkipsAddressThatRoutes: a postmaster copy lists an address in
 // X-Popfetch-Unrouted that routes today (an alias of several users, one
 // of whom failed permanently, is in X-Popfetch-Unrouted as the alias's
 // address). Rerouting it to that one user with --learn teaches
@@ -139,7 +139,7 @@ func onlyMessage(t *testing.T, md string) string {
 // aliases file: from then on bob no longer gets sales@ mail. learn
 // should refuse (or at least not silently write) a key that the
 // directory routes today.
-func TestAuditLearnShadowsAlias(t *testing.T) {
+func TestLearnSkipsAddressThatRoutes(t *testing.T) {
 	a := learnAccount(t)
 	aliases := filepath.Join(t.TempDir(), "aliases")
 	writeFile(t, aliases, "sales: alice, bob\n")
@@ -152,6 +152,24 @@ func TestAuditLearnShadowsAlias(t *testing.T) {
 	routes, _ := learned.Read(fetch.LearnedPath(a))
 	if slices.ContainsFunc(routes, func(r learned.Route) bool { return r.Key == "sales@example.com" }) {
 		t.Errorf("learnRoutes = %q, %v: learned sales@example.com -> alice, which shadows the alias sales: alice, bob (bob loses sales@ mail)", got, err)
+	}
+	if err == nil || !strings.Contains(stderr.String(), "sales@example.com already routes to alice, bob") {
+		t.Errorf("learnRoutes = %q, %v, stderr %q; want an error (nothing learned) and a notice", got, err, stderr.String())
+	}
+	// A configured user's address: already routes to that user (said,
+	// not written); another user's: skipped; an unknown one: learned.
+	a.Multidrop.Users[0].Addresses = []string{"alice"}
+	a.Multidrop.Users[1].Addresses = []string{"bob"}
+	a.Multidrop.DetailDelimiter = "+"
+	msg = []byte("X-Popfetch-Unrouted: Alice@example.com, bob+x@example.com, old@example.com\r\n" +
+		"Received: by h with POP3 (popfetch 1.0); d\r\n\r\nbody\r\n")
+	got, err = g.learnRoutes(a, msg, "alice", "new/2.msg")
+	if err != nil || !slices.Equal(got, []string{"alice@example.com already routes to alice", "old@example.com -> alice"}) {
+		t.Errorf("learnRoutes = %q, %v; want alice@ said to route already, bob+x@ skipped, old@ learned", got, err)
+	}
+	routes, _ = learned.Read(fetch.LearnedPath(a))
+	if len(routes) != 1 || routes[0].Key != "old@example.com" {
+		t.Errorf("learned routes = %+v; want only old@example.com", routes)
 	}
 }
 
@@ -263,6 +281,14 @@ func TestLearnAsRootWritesAsStateOwner(t *testing.T) {
 	// Written as the state directory's owner, and then delivered as root.
 	if r.code != exitOK || exists(msg) || maildirCount(t, filepath.Join(dir, "joe")) != 1 || len(paths) != 2 {
 		t.Errorf("reroute --learn as root = %d, %q %q; want the route learned and the message delivered", r.code, r.stdout, r.stderr)
+	}
+	// Again, now that the daemon's user's routes file is there.
+	msg2 := filepath.Join(pm, "new", "1700000002.M1P1Q1.host")
+	writeFile(t, msg2, "X-Popfetch-Reason: unknown user older@example.com\nX-Popfetch-Unrouted: older@example.com\n"+
+		"Received: from pop by h with POP3 (popfetch 1.0); d\nSubject: s\n\nbody\n")
+	r = daemonCLI(t, rc, "reroute", "--learn", "--to", "joe", msg2)
+	if r.code != exitOK || exists(msg2) {
+		t.Errorf("second reroute --learn as root = %d, %q %q; want it learned and delivered", r.code, r.stdout, r.stderr)
 	}
 	if os.Geteuid() != 0 {
 		t.Errorf("popfetch reroute left the test running as uid %d", os.Geteuid())
@@ -468,6 +494,11 @@ func TestRerouteDirectoryOwners(t *testing.T) {
 	}
 	if err := os.Chown(state, 65534, 65534); err != nil {
 		t.Fatal(err)
+	}
+	for _, d := range []string{dir, filepath.Dir(dir)} { // the daemon's user reaches its state
+		if err := os.Chmod(d, 0o711); err != nil {
+			t.Fatal(err)
+		}
 	}
 	r = daemonCLI(t, rc, "reroute", "--to", "joe", p)
 	if r.code != exitOK || exists(p) || maildirCount(t, filepath.Join(dir, "joe")) != 1 {

@@ -56,6 +56,13 @@ func (g *globals) learnRoutes(a *rcfile.Account, raw []byte, user string, source
 	if !knownUser(a.Multidrop, user) {
 		fmt.Fprintf(g.stderr, "popfetch: warning: %s is not a user of account %s; routing ignores its learned routes until it is\n", user, a.Name)
 	}
+	var routes func(string) []string
+	if err := asStateOwner(a.StateDir, func() (err error) {
+		routes, err = fetch.RoutesToday(a)
+		return err
+	}); err != nil {
+		return nil, err
+	}
 	path := fetch.LearnedPath(a)
 	comment := "learned " + time.Now().UTC().Format(time.RFC3339) + " from " + source
 	var out []string
@@ -66,6 +73,20 @@ func (g *globals) learnRoutes(a *rcfile.Account, raw []byte, user string, source
 			skipped = append(skipped, err)
 			fmt.Fprintf(g.stderr, "popfetch: not learned: %v\n", err)
 			continue
+		}
+		if !strings.HasPrefix(k, learned.ListIDPrefix) {
+			// Only an address that reaches nobody today is learned: a
+			// learned route comes first, so one for an address that
+			// routes would take its mail from the users it reaches.
+			if us := routes(k); slices.Equal(us, []string{user}) {
+				out = append(out, k+" already routes to "+user)
+				continue
+			} else if len(us) > 0 {
+				err := fmt.Errorf("%s already routes to %s: not learned (only an address that reaches nobody can be; change the rc file or aliases file instead)", k, strings.Join(us, ", "))
+				skipped = append(skipped, err)
+				fmt.Fprintf(g.stderr, "popfetch: not learned: %v\n", err)
+				continue
+			}
 		}
 		var prev string
 		err = asStateOwner(a.StateDir, func() (err error) {

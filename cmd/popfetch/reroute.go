@@ -155,7 +155,14 @@ func (g *globals) reroute(ctx context.Context, args []string) int {
 	if *forget != "" {
 		return g.forget(a, *forget)
 	}
-	rr, err := fetch.NewRerouter(a)
+	// Built as the daemon would build it (it reads the learned routes in
+	// the state directory, which may be the daemon's user's); delivery
+	// then runs as the caller.
+	var rr *fetch.Rerouter
+	err = asStateOwner(a.StateDir, func() (err error) {
+		rr, err = fetch.NewRerouter(a)
+		return err
+	})
 	if err != nil {
 		fmt.Fprintf(g.stderr, "popfetch reroute: %v\n", err)
 		return exitConfig
