@@ -94,12 +94,12 @@ func TestRerouteRefusesEmptyAndHeaderless(t *testing.T) {
 	}
 }
 
-// TestAuditRerouteStripsOnlyHeader: a postmaster copy whose popfetch
+// TestRerouteStripsOnlyHeader: a postmaster copy whose popfetch
 // fields are folded, in odd case, and with a body holding lines that
 // look like those fields: the header's go, the body stays byte for byte,
 // and a sender's X-Popfetch-Reason below popfetch's goes too (it is in
 // the header). Regression probe (passes).
-func TestAuditRerouteStripsOnlyHeader(t *testing.T) {
+func TestRerouteStripsOnlyHeader(t *testing.T) {
 	dir := t.TempDir()
 	rc := deskRC(t, dir, 110, "u", nil)
 	pm := filepath.Join(dir, "postmaster")
@@ -205,10 +205,10 @@ func TestPostmasterIgnoresForgedFields(t *testing.T) {
 	}
 }
 
-// TestAuditRerouteHostileNames: --to values that are options, paths or
+// TestRerouteHostileNames: --to values that are options, paths or
 // not user names are refused before anything is read or delivered, even
 // with --force. Regression probe (passes).
-func TestAuditRerouteHostileNames(t *testing.T) {
+func TestRerouteHostileNames(t *testing.T) {
 	dir := t.TempDir()
 	rc := deskRC(t, dir, 110, "u", nil)
 	files := putPostmaster(t, filepath.Join(dir, "postmaster"), 1)
@@ -295,10 +295,10 @@ func TestLearnAsRootWritesAsStateOwner(t *testing.T) {
 	}
 }
 
-// TestAuditRerouteDiskFull: the user's Maildir is on a full file system:
+// TestRerouteDiskFull: the user's Maildir is on a full file system:
 // reroute fails for now (exit 75), the postmaster's file stays, and no
 // partial copy shows in the user's new/. Regression probe.
-func TestAuditRerouteDiskFull(t *testing.T) {
+func TestRerouteDiskFull(t *testing.T) {
 	if os.Geteuid() != 0 {
 		t.Skip("needs root (mount)")
 	}
@@ -366,14 +366,14 @@ func TestRerouteKeepsFileChangedWhileDelivering(t *testing.T) {
 	}
 }
 
-// TestAuditLearnForgetKeyForms: keys learned from X-Popfetch-Unrouted in
+// TestLearnForgetKeyForms: keys learned from X-Popfetch-Unrouted in
 // odd forms (an IDN domain in U-labels, a quoted local part that needs no
 // quotes, upper case) are stored in one canonical form, which routing
 // uses, and --forget finds them whichever form the admin types; a
 // List-Id in upper case with brackets likewise. Local parts alone,
 // quoted strings with spaces, options and empty keys are refused.
 // Regression probe.
-func TestAuditLearnForgetKeyForms(t *testing.T) {
+func TestLearnForgetKeyForms(t *testing.T) {
 	a := learnAccount(t)
 	g := &globals{stdout: &bytes.Buffer{}, stderr: &bytes.Buffer{}}
 	msg := []byte("X-Popfetch-Unrouted: Joe@B\u00fccher.Example, \"ann.lee\"@example.net, \"a b\"@example.net\r\n" +
