@@ -182,6 +182,26 @@ func validListID(id string) (string, bool) {
 	return strings.ToLower(id), true
 }
 
+// OwnField returns the value of the first field named key above
+// popfetch's own topmost Received field (see isPopfetchReceived) in the
+// header section of raw, and whether there is one: a field popfetch
+// wrote (see FieldAddresses). A field below that Received, or in a
+// message without one, came with the message and is not popfetch's.
+func OwnField(raw []byte, key string) (string, bool) {
+	h, _ := readHeader(raw)
+	key = canonical(key)
+	v, found := "", false
+	for _, f := range h {
+		if f.key == "Received" && isPopfetchReceived(f.value) {
+			return v, found
+		}
+		if f.key == key && !found {
+			v, found = f.value, true
+		}
+	}
+	return "", false
+}
+
 // maxFieldAddresses bounds FieldAddresses.
 const maxFieldAddresses = 1000
 
@@ -196,19 +216,7 @@ const maxFieldAddresses = 1000
 // above that; everything below it came with the message, and may have
 // been written by its sender.
 func FieldAddresses(raw []byte, key string) []string {
-	h, _ := readHeader(raw)
-	key = canonical(key)
-	v, found, ours := "", false, false
-	for _, f := range h {
-		if f.key == "Received" && isPopfetchReceived(f.value) {
-			ours = true
-			break
-		}
-		if f.key == key && !found {
-			v, found = f.value, true
-		}
-	}
-	ok := found && ours
+	v, ok := OwnField(raw, key)
 	if !ok {
 		return nil
 	}

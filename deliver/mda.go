@@ -82,7 +82,8 @@ const mdaMaxValue = 1024
 // again later".
 const exTempFail = 75
 
-// nullSender is what {sender} becomes for the null reverse path. Postfix's
+// nullSender is what {sender} becomes for the null reverse path (and
+// for a reverse path that is unsafe in an argument: see args). Postfix's
 // pipe(8) uses the same default (null_sender=MAILER-DAEMON): an empty argv
 // element after "-f" confuses MDAs, and "<>" is not an address. The sender
 // is only ever informational (procmail -f, a From_ line), never used to
@@ -293,7 +294,11 @@ func checkValue(name, v string) error {
 
 // args builds the argv for one recipient, or a reason why it must not run.
 func (d *MDA) args(sender string, r Recipient) ([]string, error) {
-	if sender == "" || sender == "<>" {
+	if sender == "" || sender == "<>" || checkValue("sender", sender) != nil {
+		// The sender is informational (see nullSender): one that
+		// cannot go into an argument (a leading '-', a control
+		// character) is replaced rather than making the message
+		// undeliverable to every MDA that takes {sender}.
 		sender = nullSender
 	}
 	vals := map[string]string{"user": r.User, "address": r.Address, "domain": r.Domain, "sender": sender}
@@ -352,7 +357,8 @@ func (d *MDA) DeliverReporting(ctx context.Context, m *Message, sender string, r
 		}
 		argv, err := d.args(sender, r)
 		if err != nil {
-			res.set(i, &Error{Target: d.target, Permanent: true, Reason: SafeValue("MDA argument rejected: "+err.Error(), 200), Err: err})
+			err = fmt.Errorf("MDA argument rejected: %w", err)
+			res.set(i, &Error{Target: d.target, Permanent: true, Reason: SafeValue(err.Error(), 200), Err: err})
 			continue
 		}
 		fields := append([]Field(nil), extra...)

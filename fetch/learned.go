@@ -35,3 +35,34 @@ func loadLearned(a *rcfile.Account, dir *deliver.Directory) error {
 	dir.SetLearned(learned.Maps(routes))
 	return nil
 }
+
+// RoutesToday returns what an address routes to by multidrop account a's
+// configuration as it is, learned routes left out: the users a message
+// addressed (To) to it alone would be delivered to, nil if none (an
+// unknown address, or one outside local_domains). popfetch reroute
+// --learn uses it to learn only addresses that reach nobody: a learned
+// route comes before the aliases file and system users, so one for an
+// address that routes would take its mail from the users it reaches. An
+// LDAP directory is not consulted (it is loaded by a poll).
+func RoutesToday(a *rcfile.Account) (func(addr string) []string, error) {
+	if a.Multidrop == nil {
+		return nil, fmt.Errorf("account %s is not a multidrop account", a.Name)
+	}
+	// Routing only: no destination is needed.
+	d, err := newMultidrop(a, nil, nil, "")
+	if err != nil {
+		return nil, fmt.Errorf("account %s: %w", a.Name, err)
+	}
+	md := d.(*multidrop)
+	md.rules.Directory.SetLearned(nil, nil)
+	rules := *md.rules
+	rules.EnvelopeHeader, rules.EnvelopeIgnore, rules.QVirtual = "", nil, ""
+	rules.FallbackHeaders = []string{"To"}
+	return func(addr string) []string {
+		var users []string
+		for _, rc := range deliver.RouteHeader([]byte("To: <"+addr+">\r\n\r\n"), &rules).Rcpts {
+			users = append(users, rc.User)
+		}
+		return users
+	}, nil
+}

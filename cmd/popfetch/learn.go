@@ -56,6 +56,13 @@ func (g *globals) learnRoutes(a *rcfile.Account, raw []byte, user string, source
 	if !knownUser(a.Multidrop, user) {
 		fmt.Fprintf(g.stderr, "popfetch: warning: %s is not a user of account %s; routing ignores its learned routes until it is\n", user, a.Name)
 	}
+	var routes func(string) []string
+	if err := asStateOwner(a.StateDir, func() (err error) {
+		routes, err = fetch.RoutesToday(a)
+		return err
+	}); err != nil {
+		return nil, err
+	}
 	path := fetch.LearnedPath(a)
 	comment := "learned " + time.Now().UTC().Format(time.RFC3339) + " from " + source
 	var out []string
@@ -67,7 +74,25 @@ func (g *globals) learnRoutes(a *rcfile.Account, raw []byte, user string, source
 			fmt.Fprintf(g.stderr, "popfetch: not learned: %v\n", err)
 			continue
 		}
-		prev, err := learned.Add(path, k, user, comment)
+		if !strings.HasPrefix(k, learned.ListIDPrefix) {
+			// Only an address that reaches nobody today is learned: a
+			// learned route comes first, so one for an address that
+			// routes would take its mail from the users it reaches.
+			if us := routes(k); slices.Equal(us, []string{user}) {
+				out = append(out, k+" already routes to "+user)
+				continue
+			} else if len(us) > 0 {
+				err := fmt.Errorf("%s already routes to %s: not learned (only an address that reaches nobody can be; change the rc file or aliases file instead)", k, strings.Join(us, ", "))
+				skipped = append(skipped, err)
+				fmt.Fprintf(g.stderr, "popfetch: not learned: %v\n", err)
+				continue
+			}
+		}
+		var prev string
+		err = asStateOwner(a.StateDir, func() (err error) {
+			prev, err = learned.Add(path, k, user, comment)
+			return err
+		})
 		if err != nil {
 			return out, fmt.Errorf("learn %s -> %s: %w", k, user, err)
 		}
@@ -99,14 +124,18 @@ func (g *globals) forgetRoute(a *rcfile.Account, key string) (bool, error) {
 		return false, err
 	}
 	path := fetch.LearnedPath(a)
-	existed, err := learned.Forget(path, key)
-	if err != nil || existed {
-		return existed, err
-	}
-	if k := foldKey(a.Multidrop, key); k != key {
-		return learned.Forget(path, k)
-	}
-	return false, nil
+	var existed bool
+	err := asStateOwner(a.StateDir, func() (err error) {
+		existed, err = learned.Forget(path, key)
+		if err != nil || existed {
+			return err
+		}
+		if k := foldKey(a.Multidrop, key); k != key {
+			existed, err = learned.Forget(path, k)
+		}
+		return err
+	})
+	return existed, err
 }
 
 // foldKey lower-cases the local part of an address key unless the
@@ -159,7 +188,9 @@ func printLearned(w io.Writer, cfg *rcfile.Config) (ok bool) {
 		for _, r := range routes {
 			line := "# learned route: " + r.Key + " -> " + r.User
 			if r.Comment != "" {
-				line += " (" + r.Comment + ")"
+				// A hand-edited file may hold any printable text;
+				// Parse refuses only C0 controls.
+				line += " (" + termSafe(r.Comment, 0) + ")"
 			}
 			fmt.Fprintln(w, line)
 		}

@@ -23,6 +23,7 @@ import (
 	"github.com/emersion/go-message/textproto"
 	"golang.org/x/text/encoding/htmlindex"
 
+	"github.com/popfetch/popfetch/deliver"
 	"github.com/popfetch/popfetch/rcfile"
 )
 
@@ -144,13 +145,12 @@ func listMaildir(dir string) ([]waiting, error) {
 	return list, nil
 }
 
-// readWaiting reads the header of one Maildir file.
+// readWaiting reads the header of one Maildir file. The file is opened
+// without following a symbolic link or blocking on a FIFO, and checked
+// on the descriptor: what e said when the directory was read may no
+// longer be true (anyone who can write the Maildir can swap the name).
 func readWaiting(path string, e fs.DirEntry) waiting {
 	w := waiting{File: path}
-	fi, err := e.Info()
-	if err == nil {
-		w.Received = fi.ModTime()
-	}
 	if t, ok := maildirTime(e.Name()); ok {
 		w.Received = t
 	}
@@ -159,15 +159,29 @@ func readWaiting(path string, e fs.DirEntry) waiting {
 		w.Error = termSafe(strings.TrimSpace(err.Error()), 200)
 		return w
 	}
-	switch {
-	case err != nil:
+	if fi, err := e.Info(); err != nil {
 		return fail(err)
-	case !fi.Mode().IsRegular():
+	} else if !fi.Mode().IsRegular() {
+		if w.Received.IsZero() {
+			w.Received = fi.ModTime()
+		}
 		return fail(errors.New("not a regular file"))
 	}
-	f, err := os.Open(path)
+	f, err := openListed(path)
 	if err != nil {
 		return fail(err)
+	}
+	fi, err := f.Stat()
+	if err != nil {
+		f.Close()
+		return fail(err)
+	}
+	if w.Received.IsZero() {
+		w.Received = fi.ModTime()
+	}
+	if !fi.Mode().IsRegular() {
+		f.Close()
+		return fail(errors.New("not a regular file"))
 	}
 	head := make([]byte, maxListHeader)
 	n, err := io.ReadFull(f, head)
@@ -178,8 +192,13 @@ func readWaiting(path string, e fs.DirEntry) waiting {
 	h, err := parseHeader(head[:n], n == maxListHeader)
 	w.From = fromAddress(h.Get("From"))
 	w.Subject = termSafe(decodeWords(h.Get("Subject")), 1000)
-	w.Reason = termSafe(h.Get("X-Popfetch-Reason"), 1000)
-	w.Unrouted, w.UnroutedMore = unrouted(h.Get("X-Popfetch-Unrouted"))
+	// popfetch's own fields only: those above its Received field (a
+	// sender can write an X-Popfetch-Reason or -Unrouted of its own
+	// below it), as --learn reads them.
+	reason, _ := deliver.OwnField(head[:n], "X-Popfetch-Reason")
+	w.Reason = termSafe(reason, 1000)
+	un, _ := deliver.OwnField(head[:n], unroutedField)
+	w.Unrouted, w.UnroutedMore = unrouted(un)
 	if err != nil {
 		return fail(err)
 	}

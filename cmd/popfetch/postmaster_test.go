@@ -3,8 +3,10 @@ package main
 import (
 	"bytes"
 	"flag"
+	"io/fs"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -33,14 +35,17 @@ func postmasterFixture(t *testing.T) string {
 			"Subject: =?utf-8?q?Gr=C3=BC=C3=9Fe_aus_K=C3=B6ln?=\n\nbody\n",
 		"cur/1700000100.M1P1Q1.host:2,S": "X-Popfetch-Reason: partly routed (to alice); not routed: unknown user a@example.com, b@example.com\n" +
 			"X-Popfetch-Unrouted: a@example.com, b@example.com (3 more)\n" +
+			"Received: from pop.example.net\n\tby host with POP3 (popfetch 1)\n" +
 			"From: \"Evil \x1b]0;title\x07\" <evil@example.org>\n" +
 			"Subject: \x1b[31mURGENT\x1b[0m pay \u202eexe.fdp\u202c now\n\n",
 		"new/1700000200.M9P2Q7.host": "From: =?windows-1252?q?Andr=E9?= <andre@example.fr>\n" +
 			"Subject: =?windows-1252?q?Caf=E9_=80_50?=\n" +
-			"X-Popfetch-Reason: mail loop: already fetched by popfetch 3 times\n\n",
+			"X-Popfetch-Reason: mail loop: already fetched by popfetch 3 times\n" +
+			"Received: from pop.example.net\n\tby host with POP3 (popfetch 1)\n\n",
 		"new/1700000400.M1P1Q2.host": "this is no header at all\n\njust text\n",
 		"new/no-time-in-name": "From: x@example.com\nSubject: " + strings.Repeat("long subject ", 10) + "\n" +
-			"X-Popfetch-Reason: " + strings.Repeat("a very long reason ", 10) + "\n\n",
+			"X-Popfetch-Reason: " + strings.Repeat("a very long reason ", 10) + "\n" +
+			"Received: from pop.example.net\n\tby host with POP3 (popfetch 1)\n\n",
 		"new/.hidden":                "From: hidden@example.com\n\n",
 		"tmp/1700000000.M1P1Q1.host": "From: tmp@example.com\n\n",
 	}
@@ -207,4 +212,43 @@ func FuzzParseHeader(f *testing.F) {
 		var out bytes.Buffer
 		writeWaiting(&out, []waiting{w}, time.UTC)
 	})
+}
+
+// swappedEntry is a directory entry read before its name was swapped: it
+// still says "regular file".
+type swappedEntry struct {
+	fs.DirEntry
+	info fs.FileInfo
+}
+
+func (e swappedEntry) Info() (fs.FileInfo, error) { return e.info, nil }
+
+// readWaiting opens the file it lists without following a symbolic link
+// put in place of the file after the directory was read (nor blocking on
+// a FIFO): what the listing shows is never another file's header.
+func TestReadWaitingSwappedForLink(t *testing.T) {
+	dir := t.TempDir()
+	secret := filepath.Join(dir, "secret")
+	writeFile(t, secret, "Subject: the other file\n\nbody\n")
+	name := filepath.Join(dir, "1700000001.M1P1Q1.host")
+	writeFile(t, name, "Subject: s\n\nbody\n")
+	ents, err := os.ReadDir(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	i := slices.IndexFunc(ents, func(e fs.DirEntry) bool { return e.Name() == filepath.Base(name) })
+	info, err := ents[i].Info()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Remove(name); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Symlink(secret, name); err != nil {
+		t.Fatal(err)
+	}
+	w := readWaiting(name, swappedEntry{ents[i], info})
+	if w.Subject != "" || w.Error == "" {
+		t.Errorf("readWaiting of a name swapped for a link = %+v; want an error, nothing of the link's target", w)
+	}
 }

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"flag"
@@ -26,7 +27,28 @@ const exitTempFail = 75
 var (
 	errGone     = errors.New("it is no longer there (moved, to cur/ by a mail reader perhaps, or removed)")
 	errReplaced = errors.New("another file has taken its name")
+	errChanged  = errors.New("it changed after reroute read it (is something still writing it?), so it is kept: what changed may not be in the copy delivered; check the user's copy against the file, then remove the file or reroute it again")
 )
+
+// checkMessage refuses a file that is no message: empty, or not
+// starting with a header field (RFC 5322 §2.2: field-name ":" with
+// printable US-ASCII but ':' in the name). A postmaster copy popfetch
+// wrote always starts with its own fields.
+func checkMessage(data []byte) error {
+	if len(bytes.TrimSpace(data)) == 0 {
+		return errors.New("is empty: there is no message to deliver")
+	}
+	line := data
+	if i := bytes.IndexByte(line, '\n'); i >= 0 {
+		line = line[:i]
+	}
+	name, _, ok := bytes.Cut(line, []byte(":"))
+	name = bytes.TrimRight(name, " \t") // the obsolete syntax allows WSP before ':'
+	if !ok || len(name) == 0 || bytes.IndexFunc(name, func(r rune) bool { return r <= ' ' || r > '~' }) >= 0 {
+		return errors.New("does not start with a header field: not a message popfetch can deliver")
+	}
+	return nil
+}
 
 // inMaildirTmp refuses a file in a Maildir's tmp/: a delivery may still be
 // writing it, and it is no message yet.
@@ -133,7 +155,14 @@ func (g *globals) reroute(ctx context.Context, args []string) int {
 	if *forget != "" {
 		return g.forget(a, *forget)
 	}
-	rr, err := fetch.NewRerouter(a)
+	// Built as the daemon would build it (it reads the learned routes in
+	// the state directory, which may be the daemon's user's); delivery
+	// then runs as the caller.
+	var rr *fetch.Rerouter
+	err = asStateOwner(a.StateDir, func() (err error) {
+		rr, err = fetch.NewRerouter(a)
+		return err
+	})
 	if err != nil {
 		fmt.Fprintf(g.stderr, "popfetch reroute: %v\n", err)
 		return exitConfig
@@ -156,6 +185,7 @@ func (g *globals) reroute(ctx context.Context, args []string) int {
 	ctx, graceful, stop := signalContext(ctx, g.stderr)
 	defer stop()
 	log := g.logger(slog.LevelWarn)
+	owner := stateOwner(a)
 	code := exitOK
 	for i, path := range files {
 		if stopped(graceful) || ctx.Err() != nil {
@@ -167,8 +197,8 @@ func (g *globals) reroute(ctx context.Context, args []string) int {
 		if *learn {
 			lrn = a
 		}
-		line, c := g.rerouteOne(ctx, rr, path, *to, *force, lrn, log)
-		fmt.Fprintf(g.stdout, "%s: %s\n", path, line)
+		line, c := g.rerouteOne(ctx, rr, path, *to, *force, lrn, owner, log)
+		fmt.Fprintf(g.stdout, "%s: %s\n", termSafe(path, 0), line)
 		code = worse(code, c)
 	}
 	return code
@@ -197,12 +227,15 @@ func (g *globals) forget(a *rcfile.Account, key string) int {
 // without --learn starts from a clean state, and a delivery that fails
 // after the route was learned leaves only the route (what the admin asked
 // for) and the file.
-func (g *globals) rerouteOne(ctx context.Context, rr *fetch.Rerouter, path, user string, force bool, learn *rcfile.Account, log *slog.Logger) (string, int) {
-	src, err := openSource(path, rr.MaxSize())
+func (g *globals) rerouteOne(ctx context.Context, rr *fetch.Rerouter, path, user string, force bool, learn *rcfile.Account, owner int, log *slog.Logger) (string, int) {
+	src, err := openSource(path, rr.MaxSize(), owner)
 	if err != nil {
-		return fmt.Sprintf("error: %v; nothing delivered", err), exitFail
+		return fmt.Sprintf("error: %s; nothing delivered", termSafe(err.Error(), 0)), exitFail
 	}
 	defer src.close()
+	if err := checkMessage(src.data); err != nil {
+		return fmt.Sprintf("error: %v; nothing delivered, the file stays", err), exitFail
+	}
 	var taught string
 	if learn != nil {
 		lines, err := g.learnRoutes(learn, src.data, user, path)
@@ -224,7 +257,9 @@ func (g *globals) rerouteOne(ctx context.Context, rr *fetch.Rerouter, path, user
 	done := fmt.Sprintf("delivered to %s (%s)%s", res.User, res.Target, taught)
 	// The copy is durable; only now may the source go. A crash or failure
 	// up to the removal leaves the file, so it can be run again.
-	if err := src.remove(); err != nil {
+	if err := src.remove(); errors.Is(err, errChanged) {
+		return fmt.Sprintf("%s; the file stays: %v", done, err), exitFail
+	} else if err != nil {
 		return fmt.Sprintf("%s; removing the file: %v; see that the postmaster's copy goes", done, err), exitFail
 	}
 	return done, exitOK

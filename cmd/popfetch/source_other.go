@@ -11,6 +11,7 @@ import (
 	"path/filepath"
 
 	"github.com/popfetch/popfetch/internal/durable"
+	"github.com/popfetch/popfetch/rcfile"
 )
 
 // sourceFile is a message file popfetch reroute delivers and then removes
@@ -21,7 +22,7 @@ type sourceFile struct {
 	data []byte
 }
 
-func openSource(path string, max int64) (*sourceFile, error) {
+func openSource(path string, max int64, owner int) (*sourceFile, error) {
 	if err := inMaildirTmp(filepath.Dir(path)); err != nil {
 		return nil, err
 	}
@@ -66,6 +67,8 @@ func (s *sourceFile) remove() error {
 		return err
 	case !os.SameFile(fi, s.fi):
 		return errReplaced
+	case fi.Size() != s.fi.Size() || !fi.ModTime().Equal(s.fi.ModTime()):
+		return errChanged
 	}
 	if err := os.Remove(s.path); err != nil {
 		if errors.Is(err, fs.ErrNotExist) {
@@ -80,3 +83,9 @@ func (s *sourceFile) remove() error {
 }
 
 func (s *sourceFile) close() {}
+
+// stateOwner: without Unix owners there is none (see source_unix.go).
+func stateOwner(*rcfile.Account) int { return -1 }
+
+// openListed opens a file popfetch postmaster lists (see source_unix.go).
+func openListed(path string) (*os.File, error) { return os.Open(path) }

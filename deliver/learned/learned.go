@@ -26,6 +26,7 @@ import (
 	"io"
 	"io/fs"
 	"os"
+	"os/user"
 	"path/filepath"
 	"strconv"
 	"strings"
@@ -323,12 +324,23 @@ func Forget(path, key string) (existed bool, err error) {
 	return existed, err
 }
 
-// cleanComment makes a comment fit one line: control characters become
-// spaces, white space runs collapse, and it is cut at maxComment bytes on
-// a rune boundary.
+// cleanComment makes a comment fit one line and safe to print: control
+// characters (C0, DEL and C1, whose U+009B is a terminal's CSI) become
+// spaces, format characters (Cf: the bidirectional overrides that make
+// text read in another order than it is stored) are dropped, white space
+// runs collapse, and it is cut at maxComment bytes on a rune boundary.
 func cleanComment(c string) string {
 	c = strings.ToValidUTF8(c, "?")
-	c = strings.Join(strings.Fields(deliver.SafeValue(c, len(c))), " ")
+	c = strings.Map(func(r rune) rune {
+		switch {
+		case unicode.IsControl(r):
+			return ' '
+		case unicode.Is(unicode.Cf, r):
+			return -1
+		}
+		return r
+	}, c)
+	c = strings.Join(strings.Fields(c), " ")
 	if len(c) > maxComment {
 		c = deliver.SafeValue(c, maxComment)
 	}
@@ -341,6 +353,12 @@ func cleanComment(c string) string {
 // in place, routes changed in place, new ones appended.
 func update(path string, change func([]Route) ([]Route, bool, error)) error {
 	dir := filepath.Dir(path)
+	// The state directory first, before anything is created in it: a
+	// directory made here by the wrong user (root, for a daemon that runs
+	// as another) would stop every poll of the daemon that cannot read it.
+	if err := checkStateDir(filepath.Dir(dir)); err != nil {
+		return err
+	}
 	if err := os.MkdirAll(dir, 0o700); err != nil {
 		return err
 	}
@@ -365,6 +383,28 @@ func update(path string, change func([]Route) ([]Route, bool, error)) error {
 		return err
 	}
 	return writeFile(path, render(old, routes, next))
+}
+
+// checkStateDir refuses a state directory that belongs to another user
+// than the one popfetch runs as (or root), saying to run as its owner:
+// the daemon that owns it must be able to read and replace what is
+// written there. A missing one is left to MkdirAll and CheckDir.
+func checkStateDir(state string) error {
+	fi, err := os.Stat(state)
+	if errors.Is(err, fs.ErrNotExist) {
+		return nil
+	}
+	if err != nil {
+		return err
+	}
+	if st, ok := fi.Sys().(*syscall.Stat_t); ok && st.Uid != 0 && int(st.Uid) != os.Geteuid() {
+		name := strconv.FormatUint(uint64(st.Uid), 10)
+		if u, err := user.LookupId(name); err == nil {
+			name = u.Username
+		}
+		return fmt.Errorf("the state directory %s belongs to %s, who runs the daemon, not to the user popfetch runs as: learn routes as that user (sudo -u %s popfetch reroute ...): %w", state, name, name, trust.ErrUntrustedFile)
+	}
+	return trust.CheckDir(state)
 }
 
 // readRaw reads the file at path through internal/trust; a missing file

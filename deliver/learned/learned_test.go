@@ -3,6 +3,7 @@ package learned
 import (
 	"errors"
 	"fmt"
+	"io/fs"
 	"os"
 	"path/filepath"
 	"slices"
@@ -176,6 +177,15 @@ func TestAddComment(t *testing.T) {
 	if c := rs[0].Comment; !strings.HasPrefix(c, "x y z é") || len(c) > maxComment {
 		t.Errorf("comment = %q (%d bytes)", c, len(c))
 	}
+	// C1 controls (U+009B is CSI) and format characters (bidi
+	// overrides) are no more kept than C0 ones.
+	if _, err := Add(path, "b@example.com", "bob", "new/1.\u202etxt.exe\u009b2J\u200b\u2066x\u0085y"); err != nil {
+		t.Fatal(err)
+	}
+	rs, err = Read(path)
+	if err != nil || len(rs) != 2 || rs[1].Comment != "new/1.txt.exe 2Jx y" {
+		t.Errorf("Read = %+v, %v; want the comment %q", rs, err, "new/1.txt.exe 2Jx y")
+	}
 }
 
 // TestAddConcurrent: writers take the lock, so no update is lost.
@@ -280,4 +290,28 @@ func FuzzParse(f *testing.F) {
 			}
 		}
 	})
+}
+
+// TestAddStateDirOfAnotherUser: as root, in a state directory that
+// belongs to another user (the daemon's), Add refuses before creating
+// anything, and says to run as that user (not to chown the directory to
+// root, which would stop the daemon).
+func TestAddStateDirOfAnotherUser(t *testing.T) {
+	if os.Geteuid() != 0 {
+		t.Skip("needs root (chown)")
+	}
+	state := filepath.Join(t.TempDir(), "state")
+	if err := os.Mkdir(state, 0o700); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Chown(state, 65534, 65534); err != nil {
+		t.Fatal(err)
+	}
+	_, err := Add(filepath.Join(state, "learned", "box.routes"), "a@example.com", "alice", "")
+	if err == nil || !strings.Contains(err.Error(), "sudo -u ") || strings.Contains(err.Error(), "chown root") {
+		t.Errorf("Add = %v; want it refused with advice to run as the state directory's owner", err)
+	}
+	if _, err := os.Lstat(filepath.Join(state, "learned")); !errors.Is(err, fs.ErrNotExist) {
+		t.Errorf("Add left %s/learned behind (%v)", state, err)
+	}
 }
