@@ -649,7 +649,8 @@ func FuzzCheckFilter(f *testing.F) {
 }
 
 // TestSameLDAP: any change to the ldap block is a new directory; where it
-// is declared, and settings outside it, are not.
+// is declared, and settings outside it, are not. SameContent differs only
+// in refresh, grace and timeout, which do not change what a load yields.
 func TestSameLDAP(t *testing.T) {
 	base := func() *Account {
 		return &Account{
@@ -703,6 +704,14 @@ func TestSameLDAP(t *testing.T) {
 			}
 			if got := SameLDAP(y, x); got != tt.same {
 				t.Errorf("SameLDAP reversed = %v; want %v", got, tt.same)
+			}
+			// Only when and how long it is read leaves the content.
+			content := tt.same || tt.name == "refresh" || tt.name == "grace" || tt.name == "timeout"
+			if got := accountLDAP(x).SameContent(accountLDAP(y)); got != content {
+				t.Errorf("SameContent = %v; want %v", got, content)
+			}
+			if got := accountLDAP(y).SameContent(accountLDAP(x)); got != content {
+				t.Errorf("SameContent reversed = %v; want %v", got, content)
 			}
 		})
 	}
