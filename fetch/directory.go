@@ -247,7 +247,9 @@ func (p *Poller) reloadDirectory(ctx context.Context, a *rcfile.Account, log *sl
 	e.mu.Lock()
 	defer e.mu.Unlock()
 	now := p.now()
-	if e.snap == nil || now.Sub(e.loadedAt) < directoryReloadEvery || now.Sub(e.lastTry) < directoryReloadEvery ||
+	// A stopping poll does not load: its cancelled load would count as
+	// a failure of the directory.
+	if ctx.Err() != nil || e.snap == nil || now.Sub(e.loadedAt) < directoryReloadEvery || now.Sub(e.lastTry) < directoryReloadEvery ||
 		(e.failures > 0 && now.Before(e.retryAt(refreshOf(l)))) {
 		return nil, nil
 	}
