@@ -406,7 +406,10 @@ func parseLocal(s string) (string, bool, bool) {
 	if !utf8.ValidString(local) || hasUnsafe(local) {
 		return "", false, false
 	}
-	if !isASCII(local) {
+	if !isASCII(local) && !foldsToASCII(local) {
+		// A local part with a rune that NFC or case folding turns into
+		// ASCII (KELVIN SIGN → K) stays as written: it must not become
+		// another mailbox's ASCII name (see Directory.fold).
 		local = norm.NFC.String(local)
 	}
 	quoted := quotedAny && !isDotAtom(local)

@@ -6,6 +6,8 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"unicode"
+	"unicode/utf8"
 
 	"golang.org/x/text/unicode/norm"
 )
@@ -122,6 +124,11 @@ func (d *Directory) addAddress(name, a string) {
 		d.ignored = append(d.ignored, "user "+name+": invalid address "+strconv.Quote(a))
 		return
 	}
+	if foldsToASCII(a) {
+		d.ignored = append(d.ignored, "user "+name+": address "+strconv.Quote(a)+
+			" has a non-ASCII character that folds into ASCII (such as KELVIN SIGN into k): it could take another mailbox's mail")
+		return
+	}
 	m, key, canon := d.byLocal, d.fold(a), a
 	if i := strings.LastIndexByte(a, '@'); i >= 0 {
 		dom, ok := NormalizeDomain(a[i+1:])
@@ -149,7 +156,17 @@ func safeToken(s string) bool {
 // fold is the key form of a local part: NFC for UTF-8 local parts (RFC
 // 6532 §3.1, so a decomposed "jörg" in the configuration matches the
 // composed one in mail), lower-case unless case-sensitive.
+//
+// A local part holding a non-ASCII rune that NFC or case folding turns
+// into ASCII (KELVIN SIGN U+212A is K under NFC and k lower-cased;
+// U+0130 lower-cases to i) keeps its exact bytes behind a NUL, which no
+// configured key holds (safeToken): "\u212Aaren" must not reach karen.
+// The Directory refuses such addresses when they are added, so these
+// keys match nothing.
 func (d *Directory) fold(local string) string {
+	if foldsToASCII(local) {
+		return "\x00" + local
+	}
 	if !isASCII(local) {
 		local = norm.NFC.String(local)
 	}
@@ -157,6 +174,24 @@ func (d *Directory) fold(local string) string {
 		return local
 	}
 	return strings.ToLower(local)
+}
+
+// foldsToASCII reports whether s holds a non-ASCII rune that NFC or
+// lower-casing (what fold does) turns into ASCII: such a local part would
+// share its key with an ASCII one of another user. Letters that only
+// upper-case into ASCII (dotless ı) fold to themselves and stay allowed.
+func foldsToASCII(s string) bool {
+	for _, r := range s {
+		if r < utf8.RuneSelf {
+			continue
+		}
+		for _, c := range norm.NFC.String(string(r)) {
+			if c < utf8.RuneSelf || unicode.ToLower(c) < utf8.RuneSelf {
+				return true
+			}
+		}
+	}
+	return false
 }
 
 // Ignored lists configuration entries that were skipped: invalid user
@@ -371,12 +406,24 @@ func (d *Directory) AddGroup(addr string, users []string, source string) {
 		d.ignored = append(d.ignored, source+" group address "+addr+" already belongs to user "+u)
 		return
 	}
+	if foldsToASCII(addr) {
+		d.ignored = append(d.ignored, source+" group address "+strconv.Quote(addr)+
+			" has a non-ASCII character that folds into ASCII (such as KELVIN SIGN into k): it could take another mailbox's mail")
+		return
+	}
 	members := append([]string(nil), d.groups[key]...)
+	// A set, not a scan of members: a group of 100000 members (an "all
+	// staff" list) is merged at every poll.
+	seen := make(map[string]bool, len(members)+len(users))
+	for _, u := range members {
+		seen[u] = true
+	}
 	for _, u := range users {
 		switch {
 		case !d.users[u]:
 			d.ignored = append(d.ignored, source+" group "+addr+": member "+strconv.Quote(u)+" is not a user")
-		case !contains(members, u):
+		case !seen[u]:
+			seen[u] = true
 			members = append(members, u)
 		}
 	}

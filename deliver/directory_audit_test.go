@@ -6,13 +6,13 @@ import (
 	"time"
 )
 
-// TestAuditAddGroupFanOut: one directory group of 100000 members (an
+// TestDirectoryAddGroupFanOut: one directory group of 100000 members (an
 // "all staff" list of a large office; ldapdir allows max_entries of them)
 // is merged into the poll's Directory at every poll. AddGroup checks each
 // member against the members so far with a linear scan: quadratic, about
 // 5e9 comparisons, seconds to minutes of CPU per poll before any mail is
 // fetched.
-func TestAuditAddGroupFanOut(t *testing.T) {
+func TestDirectoryAddGroupFanOut(t *testing.T) {
 	const n = 100000
 	users := make(map[string][]string, n)
 	members := make([]string, 0, n)
@@ -40,7 +40,7 @@ func TestAuditAddGroupFanOut(t *testing.T) {
 	}
 }
 
-// TestAuditUnicodeCaseHijack: a directory address whose local part holds
+// TestDirectoryUnicodeCaseHijack: a directory address whose local part holds
 // a non-ASCII letter that lower-cases to an ASCII one (KELVIN SIGN U+212A
 // lower-cases to "k") is folded onto another person's ASCII address.
 // AddUsers takes users in name order, so "aaron" with the mail value
@@ -48,7 +48,7 @@ func TestAuditAddGroupFanOut(t *testing.T) {
 // OpenLDAP ACL) takes karen@example.com, and karen's own address is
 // skipped as "already belongs to aaron": her mail goes to aaron. ldapdir
 // guards user names against this (UserName) but not addresses.
-func TestAuditUnicodeCaseHijack(t *testing.T) {
+func TestDirectoryUnicodeCaseHijack(t *testing.T) {
 	d := NewDirectory(nil, false)
 	d.AddUsers(map[string][]string{
 		"aaron": {"\u212Aaren@example.com"},

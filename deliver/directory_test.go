@@ -2,6 +2,7 @@ package deliver
 
 import (
 	"reflect"
+	"strconv"
 	"strings"
 	"testing"
 )
@@ -191,5 +192,55 @@ func TestDirectoryHasUser(t *testing.T) {
 		if got := ValidUserName(name); got != want {
 			t.Errorf("ValidUserName(%q) = %v; want %v", name, got, want)
 		}
+	}
+}
+
+// TestDirectoryFoldIntoASCII: a non-ASCII rune that NFC or lower-casing
+// turns into ASCII never makes an address another mailbox's: such an
+// address is refused with a note when added (configured, directory or
+// group), and a message's local part with one reaches nobody (not the
+// ASCII user); real non-ASCII letters still fold among themselves.
+func TestDirectoryFoldIntoASCII(t *testing.T) {
+	d := NewDirectory(map[string][]string{"isa": {"\u0130sa@example.com"}}, false) // İ lower-cases to i
+	d.AddUsers(map[string][]string{
+		"aaron":  {"\u212Aaren@example.com"}, // KELVIN SIGN: K under NFC, k lower-cased
+		"karen":  {"karen@example.com"},
+		"semi":   {"a\u037Eb@example.com"}, // GREEK QUESTION MARK: ';' under NFC
+		"jorg":   {"JÖRG@example.com"},
+		"yildiz": {"yıldız@example.com"}, // dotless ı lower-cases to itself
+		"isa2":   {"isa@example.com"},
+	}, "ldap")
+	d.AddGroup("\u212Aitchen@example.com", []string{"karen"}, "ldap")
+	for _, tc := range []struct{ local, want string }{
+		{"karen", "karen"},
+		{"KAREN", "karen"},
+		{"\u212Aaren", ""},
+		{"\u212AAREN", ""},
+		{"isa", "isa2"},
+		{"\u0130sa", ""},
+		{"a;b", ""},
+		{"jörg", "jorg"},
+		{"jo\u0308rg", "jorg"},
+		{"YILDIZ", ""},
+		{"yıldız", "yildiz"},
+		{"kitchen", ""},
+	} {
+		got := d.LookupAll(tc.local, "example.com")
+		if (tc.want == "" && got != nil) || (tc.want != "" && (len(got) != 1 || got[0] != tc.want)) {
+			t.Errorf("LookupAll(%q) = %v; want %q", tc.local, got, tc.want)
+		}
+	}
+	notes := strings.Join(d.Ignored(), "\n")
+	for _, a := range []string{"\u212Aaren@example.com", "\u0130sa@example.com", "a\u037Eb@example.com", "\u212Aitchen@example.com"} {
+		if !strings.Contains(notes, strconv.Quote(a)) || !strings.Contains(notes, "folds into ASCII") {
+			t.Errorf("no note refusing %q in:\n%s", a, notes)
+		}
+	}
+	// In mail: the message's KELVIN SIGN local part is not normalised
+	// into karen's name.
+	r := fixtureRules(t, false)
+	r.Directory = d
+	if got := RouteHeader([]byte("To: \u212Aaren@example.com\r\n\r\n"), r); len(got.Rcpts) != 0 {
+		t.Errorf("RouteHeader(KELVIN SIGN aren) = %+v; want no recipient", got.Rcpts)
 	}
 }

@@ -542,7 +542,7 @@ func (rt *router) addUsers(users []string, address, rcptDomain, hdr string) (add
 // local part folded like the Directory folds it, the normalised domain.
 func (rt *router) addrKey(a addr) string {
 	local := a.local
-	if !rt.r.CaseSensitive {
+	if !rt.r.CaseSensitive && !foldsToASCII(local) {
 		local = strings.ToLower(local)
 	}
 	return local + "@" + a.domain
@@ -554,7 +554,9 @@ func (rt *router) addrKey(a addr) string {
 // never split: it only reaches a user through an explicit mapping.
 // learned reports that a learned route answered.
 func (rt *router) lookup(local, domain string, quoted bool) (users []string, learned bool) {
-	if !rt.r.CaseSensitive {
+	// Not lower-cased when that would turn a non-ASCII rune into ASCII
+	// (KELVIN SIGN into k): Directory.fold keeps such a local part apart.
+	if !rt.r.CaseSensitive && !foldsToASCII(local) {
 		local = strings.ToLower(local)
 	}
 	d := rt.r.Directory

@@ -25,7 +25,7 @@ import (
 	"github.com/popfetch/popfetch/rcfile"
 )
 
-// TestAuditDirectoryShrink: a refresh that returns 1 user where the last
+// TestDirectoryShrinkNotTaken: a refresh that returns 1 user where the last
 // good copy had 100 (an ACL change, a wrong OU moved, a domain controller
 // answering from a half-replicated partition) is taken as the truth at
 // once: the mail of the 99 others goes to the postmaster as "unknown
@@ -36,7 +36,7 @@ import (
 // a load is treated like a failed one (the last good copy serves within
 // grace, a Warn says why), unless an operator's act (SIGHUP, popfetch
 // now: FreshDirectory) confirms it.
-func TestAuditDirectoryShrink(t *testing.T) {
+func TestDirectoryShrinkNotTaken(t *testing.T) {
 	r := newLDAPRig(t)
 	big := map[string][]string{}
 	for i := range 100 {
@@ -245,14 +245,14 @@ func TestDirectorySecretNowhere(t *testing.T) {
 	t.Logf("first error: %s", outputs[0])
 }
 
-// TestAuditGraceChangeKeepsCopy: the directory is down and the admin
+// TestDirectoryGraceChangeKeepsCopy: the directory is down and the admin
 // raises grace (or timeout, or refresh) and reloads, precisely to keep
 // mail flowing. The cache compares the whole ldap block (rcfile.LDAP.Same),
 // so the change drops the last good copy: with the server still down
 // the poll has no copy and the mail stops. Settings that do not change
 // what the directory holds (refresh, grace, timeout; also the password
 // source and ca_file) should keep the copy.
-func TestAuditGraceChangeKeepsCopy(t *testing.T) {
+func TestDirectoryGraceChangeKeepsCopy(t *testing.T) {
 	for _, tc := range []struct {
 		name string
 		edit func(l *rcfile.LDAP)

@@ -134,7 +134,8 @@ func copies(t *fault.Target, user string) string {
 
 // An LDAP user routes on the first poll; after the refresh interval a
 // user added in LDAP routes too, and before it the directory is not read
-// again.
+// again for mail to known users (mail to an unknown one reloads it: see
+// TestDirectoryReloadForUnknown).
 func TestDirectoryLoadAndRefresh(t *testing.T) {
 	r := newLDAPRig(t, domainMsg("m1", "To: D. Jones <d.jones@example.com>\nMessage-ID: <1@x>"))
 	res := r.poll(t, PollOptions{})
@@ -150,11 +151,11 @@ func TestDirectoryLoadAndRefresh(t *testing.T) {
 	}
 
 	r.dir.set(func(f *fakeLDAP) { f.users["erin"] = []string{"erin@example.com"} })
-	r.add(domainMsg("m2", "To: erin@example.com\nMessage-ID: <2@x>"))
+	r.add(domainMsg("m2", "To: dave@example.com\nMessage-ID: <2@x>"))
 	r.clk.add(4 * time.Minute)
 	res = r.poll(t, PollOptions{})
-	if res.Err != nil || r.dir.count() != 1 || copies(r.pm, "postmaster") != "m2" {
-		t.Fatalf("poll within refresh = %+v; loads %d, postmaster %q", res, r.dir.count(), copies(r.pm, "postmaster"))
+	if res.Err != nil || r.dir.count() != 1 || copies(r.users, "dave") != "m1,m2" || res.Directory.Users != 1 {
+		t.Fatalf("poll within refresh = %+v; loads %d, dave %q", res, r.dir.count(), copies(r.users, "dave"))
 	}
 
 	r.add(domainMsg("m3", "To: erin@example.com\nMessage-ID: <3@x>"))
@@ -270,6 +271,7 @@ func TestDirectoryOutage(t *testing.T) {
 			// The directory answers again: the mail waiting routes, and
 			// a later failure warns again (a new streak).
 			r.dir.set(func(f *fakeLDAP) { f.err, f.users = nil, map[string][]string{"dave": {"dave@example.com"}} })
+			r.clk.add(5 * time.Minute) // past the retry backoff (at most refresh)
 			res := r.poll(t, PollOptions{})
 			if res.Err != nil || res.Directory.LastError != "" || res.Directory.Stale || copies(r.users, "dave") != "m1,m2" || len(r.srv.Messages()) != 0 {
 				t.Fatalf("after recovery: %+v, Directory %+v, dave %q", res, res.Directory, copies(r.users, "dave"))
@@ -443,3 +445,166 @@ func TestCheckDirectory(t *testing.T) {
 }
 
 var _ deliver.Target = (*fault.Target)(nil)
+
+// While loads fail, a regular poll does not load again before the
+// backoff (a minute, doubling per failure up to refresh): within grace it
+// routes with the last good copy, without a copy it fails with
+// ErrDirectory and fetches nothing. A FreshDirectory poll always loads.
+func TestDirectoryRetryBackoff(t *testing.T) {
+	for _, grace := range []time.Duration{time.Hour, 0} {
+		t.Run(fmt.Sprint("grace ", grace), func(t *testing.T) {
+			r := newLDAPRig(t)
+			r.a.Multidrop.LDAP.Grace = grace
+			if res := r.poll(t, PollOptions{}); res.Err != nil {
+				t.Fatal(res.Err)
+			}
+			r.dir.set(func(f *fakeLDAP) { f.err = errors.New("i/o timeout") })
+			r.clk.add(6 * time.Minute)
+			// step: clock advance before the poll, fresh, loads wanted after it.
+			for i, st := range []struct {
+				after time.Duration
+				fresh bool
+				loads int
+			}{
+				{0, false, 2},                // refresh due: loads, fails (1)
+				{30 * time.Second, false, 2}, // within 1m: not tried
+				{30 * time.Second, false, 3}, // 1m after: tries, fails (2)
+				{time.Minute, false, 3},      // within 2m: not tried
+				{0, true, 4},                 // fresh: tries, fails (3)
+				{3 * time.Minute, false, 4},  // within 4m
+				{time.Minute, false, 5},      // 4m after: fails (4)
+				{4 * time.Minute, false, 5},  // within 5m (refresh caps 8m)
+				{time.Minute, false, 6},      // 5m after
+			} {
+				r.clk.add(st.after)
+				r.add(domainMsg(fmt.Sprint("m", i), fmt.Sprintf("To: dave@example.com\nMessage-ID: <%d@x>", i)))
+				res := r.poll(t, PollOptions{FreshDirectory: st.fresh})
+				if got := r.dir.count(); got != st.loads {
+					t.Fatalf("step %d: %d loads; want %d", i, got, st.loads)
+				}
+				if grace > 0 && (res.Err != nil || !res.Directory.Stale) {
+					t.Fatalf("step %d within grace: err %v, directory %+v; want the stale copy", i, res.Err, res.Directory)
+				}
+				if grace == 0 && (!errors.Is(res.Err, ErrDirectory) || res.Messages != 0 || res.Directory.Available()) {
+					t.Fatalf("step %d, grace 0: %+v (err %v); want ErrDirectory before fetching", i, res, res.Err)
+				}
+			}
+			if got := copies(r.pm, "postmaster"); got != "" {
+				t.Errorf("postmaster got %q", got)
+			}
+		})
+	}
+}
+
+// A timed refresh that more than halves the users is not taken (the last
+// good copy serves within grace, one Warn with both counts); a
+// FreshDirectory load (popfetch now, SIGHUP) confirms it; a shrink to
+// half exactly is taken.
+func TestDirectoryShrinkConfirmed(t *testing.T) {
+	r := newLDAPRig(t)
+	big := map[string][]string{}
+	for i := range 10 {
+		big[fmt.Sprintf("u%d", i)] = []string{fmt.Sprintf("u%d@example.com", i)}
+	}
+	r.dir.set(func(f *fakeLDAP) { f.users = big })
+	if res := r.poll(t, PollOptions{}); res.Err != nil {
+		t.Fatal(res.Err)
+	}
+	half := map[string][]string{}
+	for i := range 5 {
+		half[fmt.Sprintf("u%d", i)] = []string{fmt.Sprintf("u%d@example.com", i)}
+	}
+	r.dir.set(func(f *fakeLDAP) { f.users = half })
+	r.clk.add(6 * time.Minute)
+	if res := r.poll(t, PollOptions{}); res.Err != nil || res.Directory.Users != 5 || res.Directory.Stale {
+		t.Fatalf("shrink to half: err %v, directory %+v; want it taken", res.Err, res.Directory)
+	}
+	r.dir.set(func(f *fakeLDAP) { f.users = map[string][]string{"u0": {"u0@example.com"}, "u1": {"u1@example.com"}} })
+	r.clk.add(6 * time.Minute)
+	r.add(domainMsg("m1", "To: u4@example.com\nMessage-ID: <m1@x>"))
+	res := r.poll(t, PollOptions{})
+	if res.Err != nil || !res.Directory.Stale || res.Directory.Users != 5 || !strings.Contains(res.Directory.LastError, "yields 2 users where the last good copy") ||
+		copies(r.users, "u4") != "m1" {
+		t.Fatalf("shrink 5 → 2: err %v, directory %+v, u4 %q; want the last good copy", res.Err, res.Directory, copies(r.users, "u4"))
+	}
+	if !strings.Contains(r.logs.String(), `level=WARN msg="directory shrank by more than half; not used until confirmed (popfetch now or SIGHUP)"`) ||
+		!strings.Contains(r.logs.String(), "users=2 last_good_users=5") {
+		t.Errorf("no Warn with both counts:\n%s", r.logs.String())
+	}
+	r.add(domainMsg("m2", "To: u4@example.com\nMessage-ID: <m2@x>"))
+	res = r.poll(t, PollOptions{FreshDirectory: true})
+	if res.Err != nil || res.Directory.Stale || res.Directory.Users != 2 || copies(r.pm, "postmaster") != "m2" {
+		t.Fatalf("fresh after the shrink: err %v, directory %+v, postmaster %q; want the small copy taken", res.Err, res.Directory, copies(r.pm, "postmaster"))
+	}
+}
+
+// A message to a user added in the directory after the copy was loaded
+// reloads it once (the copy is older than a minute) and reaches the user,
+// not the postmaster; two such messages in one poll cost one load; within
+// a minute of a load there is none, and a failed reload routes with the
+// copy in use (the outage rules apply to the next poll).
+func TestDirectoryReloadForUnknown(t *testing.T) {
+	r := newLDAPRig(t)
+	if res := r.poll(t, PollOptions{}); res.Err != nil {
+		t.Fatal(res.Err)
+	}
+	r.dir.set(func(f *fakeLDAP) {
+		f.users["erin"] = []string{"erin@example.com"}
+		f.users["finn"] = []string{"finn@example.com"}
+	})
+	// Within a minute of the load: no reload, the postmaster gets it.
+	r.clk.add(30 * time.Second)
+	r.add(domainMsg("m0", "To: erin@example.com\nMessage-ID: <m0@x>"))
+	if res := r.poll(t, PollOptions{}); res.Err != nil || r.dir.count() != 1 || copies(r.pm, "postmaster") != "m0" {
+		t.Fatalf("within a minute: err %v, loads %d, postmaster %q", res.Err, r.dir.count(), copies(r.pm, "postmaster"))
+	}
+	r.clk.add(time.Minute)
+	r.add(domainMsg("m1", "To: erin@example.com\nMessage-ID: <m1@x>"),
+		domainMsg("m2", "To: finn@example.com, nobody@example.com\nMessage-ID: <m2@x>"),
+		domainMsg("m3", "To: dave@example.com\nMessage-ID: <m3@x>"))
+	res := r.poll(t, PollOptions{})
+	if res.Err != nil || r.dir.count() != 2 {
+		t.Fatalf("poll = %+v; loads %d, want 2", res, r.dir.count())
+	}
+	if copies(r.users, "erin") != "m1" || copies(r.users, "finn") != "m2" || copies(r.users, "dave") != "m3" {
+		t.Errorf("erin %q, finn %q, dave %q; want m1, m2, m3", copies(r.users, "erin"), copies(r.users, "finn"), copies(r.users, "dave"))
+	}
+	// m2 also names an unknown address: its postmaster copy is expected.
+	if got := copies(r.pm, "postmaster"); got != "m0,m2" {
+		t.Errorf("postmaster %q; want m0,m2", got)
+	}
+	if st := res.Directory; st.Users != 3 || !st.LoadedAt.Equal(r.clk.now()) {
+		t.Errorf("Directory = %+v; want the reloaded copy", st)
+	}
+	// A failed reload: the message routes with the copy in use.
+	r.dir.set(func(f *fakeLDAP) { f.err = errors.New("connection refused") })
+	r.clk.add(2 * time.Minute)
+	r.add(domainMsg("m4", "To: gus@example.com\nMessage-ID: <m4@x>"))
+	res = r.poll(t, PollOptions{})
+	if res.Err != nil || r.dir.count() != 3 || copies(r.pm, "postmaster") != "m0,m2,m4" {
+		t.Fatalf("failed reload: %+v, loads %d, postmaster %q", res, r.dir.count(), copies(r.pm, "postmaster"))
+	}
+	// The next poll knows of the failure: within the backoff it routes
+	// with the stale copy, not silently.
+	r.add(domainMsg("m5", "To: dave@example.com\nMessage-ID: <m5@x>"))
+	res = r.poll(t, PollOptions{})
+	if res.Err != nil || !res.Directory.Stale || r.dir.count() != 3 || copies(r.users, "dave") != "m3,m5" {
+		t.Fatalf("after the failed reload: %+v, directory %+v, loads %d", res, res.Directory, r.dir.count())
+	}
+}
+
+// A loader error that names the server already (ldapdir's do) is not
+// prefixed with the URL again: the status line has room for the reason.
+func TestDirectoryErrorNamesURLOnce(t *testing.T) {
+	for _, tc := range []struct{ err, want string }{
+		{"ldap directory ldaps://dc.example.com:636: bind: Invalid Credentials", "ldap directory ldaps://dc.example.com:636: bind: Invalid Credentials"},
+		{"dial tcp: connection refused", "ldap ldaps://dc.example.com: dial tcp: connection refused"},
+	} {
+		r := newLDAPRig(t)
+		r.dir.set(func(f *fakeLDAP) { f.err = errors.New(tc.err) })
+		res := r.poll(t, PollOptions{})
+		if res.Directory == nil || res.Directory.LastError != tc.want {
+			t.Errorf("LastError = %+v; want %q", res.Directory, tc.want)
+		}
+	}
+}

@@ -123,7 +123,8 @@
 // Log keys (stable): account, server, user, uid, msgnum, size, rcpt, target,
 // err, elapsed, messages, new, delivered, deleted, skipped, failed,
 // undeletable, refusals, path, mechanism (how the session logged in);
-// multidrop routing adds via, users, reason; the scheduler (package
+// multidrop routing adds via, users, reason; the user directory adds url,
+// loaded, grace_until, down_since, last_good_users; the scheduler (package
 // fetch/daemon) adds failures, retry_in, previous_err, generation, polls,
 // limit, panic, stack; a renumbered listing adds previous; a deletion by
 // delete_after (deleteafter.go) adds age, the time since its delivery.

@@ -31,14 +31,54 @@ type multidrop struct {
 	// deliveries run concurrently.
 	mu     sync.Mutex
 	claims map[string]*claim
+
+	// reload, when set (an account with an ldap directory), reloads the
+	// directory for a message with unknown local-domain addresses and
+	// returns a new routing Directory, or nil when it did not (too soon,
+	// or the load failed): a user added in the directory then gets mail
+	// before the next timed refresh rather than the postmaster. reloadMu
+	// serialises reloads, so a concurrent message waits for the new
+	// Directory instead of routing without it.
+	reload   func(ctx context.Context, log *slog.Logger) *deliver.Directory
+	reloadMu sync.Mutex
+}
+
+// routing returns the Rules messages route with now.
+func (d *multidrop) routing() *deliver.Rules {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	return d.rules
+}
+
+// route routes m, reloading the directory once (d.reload) when the route
+// has unknown local-domain addresses, and routing again with it.
+func (d *multidrop) route(ctx context.Context, m *deliver.Message, log *slog.Logger) deliver.Route {
+	rules := d.routing()
+	rt := deliver.RouteHeader(m.Raw, rules)
+	if len(rt.Unknown) == 0 || d.reload == nil {
+		return rt
+	}
+	d.reloadMu.Lock()
+	if cur := d.routing(); cur == rules {
+		if dir := d.reload(ctx, log); dir != nil {
+			nr := *rules
+			nr.Directory = dir
+			d.mu.Lock()
+			d.rules = &nr
+			d.mu.Unlock()
+		}
+	}
+	d.reloadMu.Unlock()
+	if cur := d.routing(); cur != rules {
+		rt = deliver.RouteHeader(m.Raw, cur)
+	}
+	return rt
 }
 
 func newMultidrop(a *rcfile.Account, def, pm deliver.Target, host string) (Dispatcher, error) {
 	md := a.Multidrop
-	users := map[string][]string{}
 	d := &multidrop{def: def, postmaster: pm, dedupe: md.DedupeMessageID, users: map[string]deliver.Target{}, claims: map[string]*claim{}}
 	for _, u := range md.Users {
-		users[u.Name] = u.Addresses
 		if u.Deliver != nil {
 			t, err := newTarget(u.Deliver, host)
 			if err != nil {
@@ -47,23 +87,8 @@ func newMultidrop(a *rcfile.Account, def, pm deliver.Target, host string) (Dispa
 			d.users[u.Name] = t
 		}
 	}
-	dir := deliver.NewDirectory(users, md.CaseSensitive)
-	if md.AliasesFile != "" {
-		// Checked at each poll on the descriptor read, not only when the
-		// rc file was loaded: whoever can change the aliases chooses who
-		// receives the mail.
-		f, err := trust.OpenTrusted(md.AliasesFile)
-		if err != nil {
-			return nil, fmt.Errorf("aliases_file: %w", err)
-		}
-		err = dir.ReadAliases(f, md.AliasesFile)
-		f.Close()
-		if err != nil {
-			return nil, fmt.Errorf("aliases_file: %w", err)
-		}
-	}
-	dir.SetSystemUsers(md.SystemUsers)
-	if err := loadLearned(a, dir); err != nil {
+	dir, err := newRoutingDirectory(a)
+	if err != nil {
 		return nil, err
 	}
 	ignore := append([]string(nil), md.EnvelopeIgnore...)
@@ -89,6 +114,37 @@ func newMultidrop(a *rcfile.Account, def, pm deliver.Target, host string) (Dispa
 	return d, nil
 }
 
+// newRoutingDirectory builds account a's Directory from its rc file
+// settings: the users, the aliases file, system users and the learned
+// routes; an ldap directory is merged in afterwards (useDirectory).
+func newRoutingDirectory(a *rcfile.Account) (*deliver.Directory, error) {
+	md := a.Multidrop
+	users := map[string][]string{}
+	for _, u := range md.Users {
+		users[u.Name] = u.Addresses
+	}
+	dir := deliver.NewDirectory(users, md.CaseSensitive)
+	if md.AliasesFile != "" {
+		// Checked at each poll on the descriptor read, not only when the
+		// rc file was loaded: whoever can change the aliases chooses who
+		// receives the mail.
+		f, err := trust.OpenTrusted(md.AliasesFile)
+		if err != nil {
+			return nil, fmt.Errorf("aliases_file: %w", err)
+		}
+		err = dir.ReadAliases(f, md.AliasesFile)
+		f.Close()
+		if err != nil {
+			return nil, fmt.Errorf("aliases_file: %w", err)
+		}
+	}
+	dir.SetSystemUsers(md.SystemUsers)
+	if err := loadLearned(a, dir); err != nil {
+		return nil, err
+	}
+	return dir, nil
+}
+
 func (d *multidrop) target(user string) deliver.Target {
 	if t, ok := d.users[user]; ok {
 		return t
@@ -111,8 +167,8 @@ func (d *multidrop) target(user string) deliver.Target {
 // so a popfetch killed in the middle of a message to many users delivers
 // again only the copies that were in flight.
 func (d *multidrop) Dispatch(ctx context.Context, m *deliver.Message, p Progress, log *slog.Logger) error {
-	rt := deliver.RouteHeader(m.Raw, d.rules)
 	log = orDiscard(log)
+	rt := d.route(ctx, m, log)
 	sender := deliver.ReturnPath(m.Raw)
 	if len(rt.Rcpts) == 0 {
 		log.Warn("multidrop: no local recipient; message goes to the postmaster", "via", rt.Via, "reason", rt.Reason)

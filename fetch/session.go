@@ -245,6 +245,9 @@ func (p *Poller) run(ctx context.Context, a *rcfile.Account, opts PollOptions, d
 	}()
 	s := &session{p: p, a: a, log: log, res: &res, opts: opts, dryRun: dryRun}
 	res.Err = s.run(ctx)
+	if st := s.reloadedState(); st != nil {
+		res.Directory = st // reloaded for an unknown recipient
+	}
 	return res
 }
 
@@ -263,6 +266,10 @@ type session struct {
 	mailbox string
 	c       *pop3.Conn
 	disp    Dispatcher
+	// reloaded is the directory state after a reload for an unknown
+	// recipient (reloadRouting, called from concurrent deliveries).
+	dirMu    sync.Mutex
+	reloaded *DirectoryState
 	// retrieved counts the messages whose RETR reply was read whole: each
 	// is one the server may consider retrieved (RFC 2449 EXPIRE).
 	retrieved int

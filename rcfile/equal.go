@@ -63,6 +63,24 @@ func (l *LDAP) Same(o *LDAP) bool {
 	return cmp.Equal(l, o, sameAccountOpts...)
 }
 
+// SameContent reports whether l and o read the same directory content:
+// they differ at most in when and how long it is read (refresh, grace,
+// timeout) and in positions. Everything else (url, ca_file, bind_dn, the
+// password source, base_dn, filter, attributes, the group settings,
+// max_entries) can change which entries a load yields, or whom it trusts
+// to yield them. Package fetch keeps an account's last good copy while
+// this holds, so raising grace during an outage keeps the mail flowing.
+// Two nil blocks have the same content.
+func (l *LDAP) SameContent(o *LDAP) bool {
+	if l == nil || o == nil {
+		return l == o
+	}
+	x, y := *l, *o
+	x.Refresh, x.Grace, x.Timeout = 0, 0, 0
+	y.Refresh, y.Grace, y.Timeout = 0, 0, 0
+	return cmp.Equal(&x, &y, sameAccountOpts...)
+}
+
 func accountLDAP(a *Account) *LDAP {
 	if a == nil || a.Multidrop == nil {
 		return nil

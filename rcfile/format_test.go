@@ -86,7 +86,7 @@ account "multi" {
     ldap {
       url                = "ldap://[::1]:3890"
       ca_file            = "/etc/ssl/ldap \"ca\".pem"
-      bind_dn            = "cn=pop\\, \"fetch\",dc=example,dc=org"
+      bind_dn            = "cn=pop\\, \\\"fetch\\\",dc=example,dc=org"
       password_env       = "LDAP_PW"
       base_dn            = "dc=example,dc=org"
       filter             = "(&(cn=$${x}%%{y}\\2a)(sn=é*))"

@@ -1,6 +1,7 @@
 package rcfile
 
 import (
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"net"
@@ -276,18 +277,125 @@ func checkDNChars(v string) string {
 	return ""
 }
 
-// checkDN is a light syntax check of a distinguished name (RFC 4514):
-// it must start with an attribute type and "=". The server checks the
-// rest, and says so at the first load (popfetch check --connect).
+// checkDN checks a distinguished name in the string form of RFC 4514 §3:
+// RDNs separated by ",", each one or more attributeTypeAndValue joined by
+// "+", each an attribute type (a descriptor or a numeric OID), "=" and a
+// value, either a string whose special characters (" + , ; < > \ and a
+// leading # or space) are escaped as \c or \HH, or # and the hex of a
+// BER-encoded string. Spaces around types and values are allowed, as
+// LDAP clients (go-ldap's ParseDN, which the directory load runs) accept
+// them. It is stricter than go-ldap where go-ldap accepts what RFC 4514
+// does not (";" as a separator, an unescaped leading #), so that anything
+// it accepts also loads. It returns "" for a DN, else why not.
 func checkDN(v string) string {
 	if why := checkDNChars(v); why != "" {
 		return why
 	}
-	attr, _, ok := strings.Cut(v, "=")
-	if !ok || !ldapAttrRE.MatchString(strings.TrimSpace(attr)) {
-		return fmt.Sprintf("%q is not a DN (it must start with an attribute and =, as in DC=example)", v)
+	notDN := func(why string) string { return fmt.Sprintf("%q is not a DN (%s)", v, why) }
+	rdn := 1
+	for _, rd := range splitDN(v, ',') {
+		for _, atv := range splitDN(rd, '+') {
+			typ, val, ok := strings.Cut(atv, "=")
+			typ = strings.Trim(typ, " ")
+			switch {
+			case strings.Trim(atv, " ") == "" && len(rd) == len(atv):
+				return notDN(fmt.Sprintf("RDN %d is empty: a DN must not start or end with a comma or hold two in a row", rdn))
+			case strings.Trim(atv, " ") == "":
+				return notDN(fmt.Sprintf("RDN %d has an empty part around +", rdn))
+			case !ok || !ldapAttrRE.MatchString(typ):
+				return notDN(fmt.Sprintf("RDN %d must start with an attribute and =, as in DC=example", rdn))
+			}
+			if why := checkDNValue(val); why != "" {
+				return notDN(fmt.Sprintf("the value of %s in RDN %d %s", typ, rdn, why))
+			}
+		}
+		rdn++
 	}
 	return ""
+}
+
+// splitDN splits s at each sep that no backslash escapes.
+func splitDN(s string, sep byte) []string {
+	var out []string
+	start := 0
+	for i := 0; i < len(s); i++ {
+		switch s[i] {
+		case '\\':
+			i++
+		case sep:
+			out = append(out, s[start:i])
+			start = i + 1
+		}
+	}
+	return append(out, s[start:])
+}
+
+// checkDNValue checks an attribute value of a DN (RFC 4514 §3), with the
+// spaces around it: "" if it is one, else why not.
+func checkDNValue(v string) string {
+	if strings.HasPrefix(v, "#") {
+		b, err := hex.DecodeString(v[1:])
+		if err != nil || !berString(b) {
+			return "after # is not the hex of a BER-encoded string (such as #04024869)"
+		}
+		return ""
+	}
+	v = strings.TrimLeft(v, " ")
+	// Trailing spaces go, unless escaped (an odd run of backslashes).
+	for strings.HasSuffix(v, " ") {
+		bs := len(v) - 1 - len(strings.TrimRight(v[:len(v)-1], "\\"))
+		if bs%2 == 1 {
+			break
+		}
+		v = v[:len(v)-1]
+	}
+	if strings.HasPrefix(v, "#") {
+		return `starts with a # after a space (escape it as \#)`
+	}
+	var dec []byte
+	for i := 0; i < len(v); i++ {
+		c := v[i]
+		switch {
+		case c == '\\' && i+1 < len(v) && strings.IndexByte(` "#+,;<=>\\`, v[i+1]) >= 0:
+			dec = append(dec, v[i+1])
+			i++
+		case c == '\\' && i+2 < len(v) && isHex(v[i+1]) && isHex(v[i+2]):
+			b, _ := hex.DecodeString(v[i+1 : i+3])
+			dec = append(dec, b...)
+			i += 2
+		case c == '\\':
+			return `has a \ that is not followed by a special character or two hex digits (write \\ for a backslash)`
+		case strings.IndexByte(`";<>`, c) >= 0:
+			return fmt.Sprintf(`has an unescaped %q (write it as \%c)`, c, c)
+		default:
+			dec = append(dec, c)
+		}
+	}
+	if !utf8.Valid(dec) {
+		return "is not UTF-8 once its \\HH escapes are decoded"
+	}
+	return ""
+}
+
+// berString reports whether b is one BER-encoded OCTET STRING or
+// UTF8String (X.690 §8.7, §8.23) holding UTF-8, with a definite length
+// in the fewest octets, and nothing after it: the #hex form of a DN
+// value that RFC 4514 §2.4 writes for a string.
+func berString(b []byte) bool {
+	if len(b) < 2 || (b[0] != 0x04 && b[0] != 0x0c) {
+		return false
+	}
+	n, rest := int(b[1]), b[2:]
+	switch {
+	case b[1] < 0x80:
+	case b[1] == 0x81 && len(b) >= 3 && b[2] >= 0x80:
+		n, rest = int(b[2]), b[3:]
+	case b[1] == 0x82 && len(b) >= 4 && b[2] != 0:
+		n, rest = int(b[2])<<8|int(b[3]), b[4:]
+	default:
+		return false
+	}
+	return n == len(rest) && utf8.Valid(rest)
 }
 
 // ldapAttr checks an attribute name setting; it says whether it is one.
@@ -310,7 +418,8 @@ func (p *parser) ldapFilter(v string, rng hcl.Range, name string) {
 
 // checkFilter reports why s is not a search filter in the string form of
 // RFC 4515 §3, or nil: parenthesised and balanced, & and | followed by
-// filters (none is RFC 4526's absolute true or false), ! by one, each
+// one or more filters (RFC 4526's absolute true "(&)" and false "(|)"
+// are refused: one reads every entry as a user, the other none), ! by one, each
 // item an attribute description, an operator (= ~= >= <= or an
 // extensible :rule:=) and a value whose (, ), \ and, outside =, * are
 // escaped as \HH. It refuses what go-ldap's CompileFilter (which the LDAP
@@ -372,11 +481,24 @@ func (f *filterParser) filter(depth int) error {
 	}
 	switch f.s[f.pos] {
 	case '&', '|':
+		op := f.s[f.pos]
 		f.pos++
+		n := 0
 		for f.pos < len(f.s) && f.s[f.pos] == '(' {
 			if err := f.filter(depth + 1); err != nil {
 				return err
 			}
+			n++
+		}
+		if n == 0 && f.pos < len(f.s) && f.s[f.pos] == ')' {
+			// RFC 4526's absolute true and false: (&) reads every
+			// entry under base_dn as a user, (|) none, and servers
+			// without the extension refuse both.
+			f.pos--
+			if op == '&' {
+				return f.errorf("(&) with no filter inside matches every entry (write the filters to combine inside it)")
+			}
+			return f.errorf("(|) with no filter inside matches nothing (write the filters to combine inside it)")
 		}
 	case '!':
 		f.pos++

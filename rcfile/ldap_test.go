@@ -166,7 +166,7 @@ func TestLDAPValues(t *testing.T) {
 		{withStd(`bind_dn = "popfetch@example.com"`, `password_env = "LDAP_PW"`), func(l *LDAP) any { return l.BindDN + " " + l.Password.Env }, "popfetch@example.com LDAP_PW"},
 		{withStd(`bind_dn = "EXAMPLE\\popfetch"`, `password_command = ["pass", "ldap"]`), func(l *LDAP) any { return l.BindDN + " " + l.Password.String() }, `EXAMPLE\popfetch password_command = ["pass", "ldap"]`},
 		{withStd(`bind_dn = "uid=pf,dc=x"`, `password_file = "~/ldap.pw"`), func(l *LDAP) any { return l.Password.File }, "/home/joe/ldap.pw"},
-		{withStd(`filter = "(&)"`), func(l *LDAP) any { return l.Filter }, "(&)"},
+		{withStd(`filter = "(&(mail=*))"`), func(l *LDAP) any { return l.Filter }, "(&(mail=*))"},
 		{withStd(`user_attribute = "uid"`), func(l *LDAP) any { return l.UserAttribute }, "uid"},
 		{withStd(`user_attribute = "0.9.2342.19200300.100.1.1"`), func(l *LDAP) any { return l.UserAttribute }, "0.9.2342.19200300.100.1.1"},
 		{withStd(`address_attributes = ["mail", "otherMailbox"]`), func(l *LDAP) any { return l.AddressAttributes }, []string{"mail", "otherMailbox"}},
@@ -224,6 +224,13 @@ func TestLDAPErrors(t *testing.T) {
 		{[]string{`url = "ldaps://dc1.example.com"`, `base_dn = ["DC=x"]`}, "10:17: error: Wrong type; base_dn must be a string"},
 		{[]string{`url = "ldaps://dc1.example.com"`, `base_dn = "example.com"`}, `10:7: error: Invalid base_dn; base_dn "example.com" is not a DN`},
 		{[]string{`url = "ldaps://dc1.example.com"`, `base_dn = "=example"`}, `10:7: error: Invalid base_dn; base_dn "=example" is not a DN`},
+		{[]string{`url = "ldaps://dc1.example.com"`, `base_dn = "DC=example,DC=com,"`}, `10:7: error: Invalid base_dn; base_dn "DC=example,DC=com," is not a DN (RDN 3 is empty`},
+		{[]string{`url = "ldaps://dc1.example.com"`, `base_dn = "DC=example,,DC=com"`}, `10:7: error: Invalid base_dn; base_dn "DC=example,,DC=com" is not a DN (RDN 2 is empty`},
+		{[]string{`url = "ldaps://dc1.example.com"`, `base_dn = "OU=#zz,DC=com"`}, `10:7: error: Invalid base_dn; base_dn "OU=#zz,DC=com" is not a DN (the value of OU in RDN 1 after # is not the hex`},
+		{[]string{`url = "ldaps://dc1.example.com"`, `base_dn = "DC=x+"`}, `10:7: error: Invalid base_dn; base_dn "DC=x+" is not a DN (RDN 1 has an empty part around +)`},
+		{[]string{`url = "ldaps://dc1.example.com"`, `base_dn = "DC=x\\"`}, `10:7: error: Invalid base_dn; base_dn "DC=x\\" is not a DN (the value of DC in RDN 1 has a \ that is not followed`},
+		{[]string{`url = "ldaps://dc1.example.com"`, `base_dn = "CN=a;b,DC=x"`}, `10:7: error: Invalid base_dn; base_dn "CN=a;b,DC=x" is not a DN (the value of CN in RDN 1 has an unescaped ';'`},
+		{withStd(`bind_dn = "CN=pf,,DC=x"`, `password_env = "X"`), `11:7: error: Invalid bind_dn; bind_dn "CN=pf,,DC=x" is not a DN (RDN 2 is empty`},
 		{[]string{`url = "ldaps://dc1.example.com"`, `base_dn = "DC=example\r\nDC=com"`}, "10:7: error: Invalid base_dn; base_dn contains a control character"},
 		{[]string{`url = "ldaps://dc1.example.com"`, `base_dn = "DC=` + strings.Repeat("x", 1100) + `"`}, "10:7: error: Invalid base_dn; base_dn is 1103 bytes long; at most 1024"},
 		// bind_dn and the password
@@ -467,7 +474,7 @@ func TestLDAPFormatRoundTrip(t *testing.T) {
 	for _, lines := range [][]string{
 		ldapStd,
 		withStd(`groups = true`),
-		withStd(`bind_dn = "CN=a \"b\",DC=x"`, `password_command = ["/usr/bin/pass", "show", "${x}"]`, `filter = "(cn=\\2a$${x}%%{y})"`,
+		withStd(`bind_dn = "CN=a \\\"b\\\",DC=x"`, `password_command = ["/usr/bin/pass", "show", "${x}"]`, `filter = "(cn=\\2a$${x}%%{y})"`,
 			`groups = true`, `group_filter = "(objectClass=groupOfNames)"`, `grace = "0s"`, `refresh = "1h30m"`, `max_entries = 7`),
 	} {
 		src := strings.Replace(ldapRC(lines...), `"${x}"`, `"$${x}"`, 1)
@@ -514,8 +521,6 @@ var validFilters = []string{
 	`(filename=C:\5cMyFile)`,
 	`(sn=Lu\c4\8di\c4\87)`,
 	`(1.3.6.1.4.1.1466.0=\04\02\48\69)`,
-	"(&)",
-	"(|)",
 	"(mail=*)",
 	"(cn=*)",
 	"(sn;lang-de=Müller)",
@@ -528,6 +533,10 @@ var validFilters = []string{
 }
 
 var invalidFilters = []struct{ filter, want string }{
+	{"(&)", "at position 2: (&) with no filter inside matches every entry"},
+	{"(|)", "at position 2: (|) with no filter inside matches nothing"},
+	{"(&(mail=*)(|))", "at position 12: (|) with no filter inside"},
+	{"(!(&))", "at position 4: (&) with no filter inside"},
 	{"", "it is empty"},
 	{"cn=x", "at position 1: expected (, found \"c\""},
 	{" (cn=x)", "at position 1: expected (, found \" \""},
@@ -640,7 +649,8 @@ func FuzzCheckFilter(f *testing.F) {
 }
 
 // TestSameLDAP: any change to the ldap block is a new directory; where it
-// is declared, and settings outside it, are not.
+// is declared, and settings outside it, are not. SameContent differs only
+// in refresh, grace and timeout, which do not change what a load yields.
 func TestSameLDAP(t *testing.T) {
 	base := func() *Account {
 		return &Account{
@@ -694,6 +704,14 @@ func TestSameLDAP(t *testing.T) {
 			}
 			if got := SameLDAP(y, x); got != tt.same {
 				t.Errorf("SameLDAP reversed = %v; want %v", got, tt.same)
+			}
+			// Only when and how long it is read leaves the content.
+			content := tt.same || tt.name == "refresh" || tt.name == "grace" || tt.name == "timeout"
+			if got := accountLDAP(x).SameContent(accountLDAP(y)); got != content {
+				t.Errorf("SameContent = %v; want %v", got, content)
+			}
+			if got := accountLDAP(y).SameContent(accountLDAP(x)); got != content {
+				t.Errorf("SameContent reversed = %v; want %v", got, content)
 			}
 		})
 	}

@@ -86,12 +86,24 @@ func directoryLine(d *fetch.DirectoryState, now time.Time) string {
 		return fmt.Sprintf("%s: %d users, %d addresses, %d groups, loaded %s (%s ago)", head,
 			d.Users, d.Addresses, d.Groups, at(d.LoadedAt), now.Sub(d.LoadedAt).Round(time.Second))
 	}
-	down := fmt.Sprintf("%s UNAVAILABLE since %s (%s)", head, at(d.FailingSince), printable(d.LastError, 200))
+	down := fmt.Sprintf("%s UNAVAILABLE since %s (%s)", head, at(d.FailingSince), printableEnds(d.LastError, 60, 200))
 	if d.Available() {
 		return fmt.Sprintf("%s; using the copy loaded %s (%d users, %d addresses), grace until %s", down,
 			at(d.LoadedAt), d.Users, d.Addresses, at(d.GraceUntil))
 	}
 	return down + "; no good copy: mail waits on the server"
+}
+
+// printableEnds is printable(s) cut to its first head and last tail
+// runes when longer: an error names the operation first (with the whole
+// search filter) and the server's reason last, and the reason is what
+// the administrator needs.
+func printableEnds(s string, head, tail int) string {
+	r := []rune(s)
+	if len(r) <= head+tail {
+		return printable(s, head+tail)
+	}
+	return printable(string(r[:head]), head) + " … " + printable(string(r[len(r)-tail:]), tail)
 }
 
 // printable escapes control characters and cuts s to n runes: error texts
