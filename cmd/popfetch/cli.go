@@ -343,8 +343,9 @@ func (g *globals) load() (*rcfile.Config, string, bool) {
 	return g.loadRC(nil)
 }
 
-// loadOneShot is load for a command that polls once: warnings about the
-// daemon's schedule (rcfile.ShortIntervalWarning) do not concern it.
+// loadOneShot is load for a command that does not run the daemon's
+// schedule (fetch, login, postmaster, reroute): warnings about the
+// schedule (rcfile.ShortIntervalWarning) do not concern it.
 func (g *globals) loadOneShot() (*rcfile.Config, string, bool) {
 	return g.loadRC(func(d *hcl.Diagnostic) bool { return d.Summary != rcfile.ShortIntervalWarning })
 }

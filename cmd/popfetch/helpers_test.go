@@ -196,6 +196,10 @@ func popfetchCmd(t *testing.T, bin string, cred *syscall.Credential, args ...str
 		t.Fatalf("popfetch %s did not finish within 60 s\nstdout:\n%s\nstderr:\n%s", strings.Join(args, " "), r.stdout, r.stderr)
 	}
 	r.code = cmd.ProcessState.ExitCode()
+	if os.Getenv("POPFETCH_TEST_TRANSCRIPT") != "" {
+		// For closing notes and bug reports: what the admin would see.
+		t.Logf("$ popfetch %s\n%s%s(exit %d)", strings.Join(args, " "), r.stdout, r.stderr, r.code)
+	}
 	return r
 }
 

@@ -32,7 +32,7 @@ func (g *globals) login(ctx context.Context, args []string) int {
 		fmt.Fprintf(g.stderr, "popfetch login: name exactly one account\n\n%s", usage)
 		return exitUsage
 	}
-	cfg, _, ok := g.load()
+	cfg, _, ok := g.loadOneShot()
 	if !ok {
 		return exitConfig
 	}

@@ -53,7 +53,7 @@ func (g *globals) postmaster(ctx context.Context, args []string) int {
 	if !g.parseNoArgs(fs, args) {
 		return exitUsage
 	}
-	cfg, _, ok := g.load()
+	cfg, _, ok := g.loadOneShot()
 	if !ok {
 		return exitConfig
 	}

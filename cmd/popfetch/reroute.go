@@ -143,7 +143,7 @@ func (g *globals) reroute(ctx context.Context, args []string) int {
 		fmt.Fprintf(g.stderr, "popfetch reroute: usage: popfetch reroute [--account NAME] [--force] [--learn] --to USER FILE...\n")
 		return exitUsage
 	}
-	cfg, _, ok := g.load()
+	cfg, _, ok := g.loadOneShot()
 	if !ok {
 		return exitConfig
 	}
