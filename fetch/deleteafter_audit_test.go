@@ -1,0 +1,109 @@
+package fetch
+
+import (
+	"context"
+	"fmt"
+	"github.com/popfetch/popfetch/rcfile"
+	"os"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/popfetch/popfetch/fetch/pop3test"
+	"github.com/popfetch/popfetch/uidl"
+)
+
+// oldJournal rewrites k's journal as the popfetch before delivery times
+// wrote it: every "+" record of a UID carries the UID's first-seen time
+// (uidl.Store.record used e.first for every kind), and removes the length
+// mark (a journal without one is accepted).
+func (k *kept) oldJournal() string {
+	k.t.Helper()
+	path := uidl.Path(k.a.StateDir, k.a.Mailbox())
+	b, err := os.ReadFile(path)
+	if err != nil {
+		k.t.Fatal(err)
+	}
+	first := map[string]string{}
+	var out []string
+	for _, l := range strings.SplitAfter(string(b), "\n") {
+		f := strings.Split(l, " ")
+		if len(f) >= 3 && len(f[0]) == 1 {
+			if _, ok := first[f[1]]; !ok {
+				first[f[1]] = f[2]
+			}
+			if f[0] == "+" {
+				f[2] = first[f[1]]
+			}
+		}
+		out = append(out, strings.Join(f, " "))
+	}
+	j := strings.Join(out, "")
+	if err := os.WriteFile(path, []byte(j), 0o600); err != nil {
+		k.t.Fatal(err)
+	}
+	if err := os.Remove(path + ".len"); err != nil && !os.IsNotExist(err) {
+		k.t.Fatal(err)
+	}
+	return j
+}
+
+// TestAuditDeleteAfterOldJournalReusedUID: a journal written before "+"
+// records carried their delivery time holds, under a UID the server
+// reused, a second message delivered a month after the first, recorded
+// (as the older popfetch did) with the UID's first-seen time. After the
+// upgrade, one day after that second delivery, delete_after = 7d must not
+// delete it: it was delivered one day ago.
+func TestAuditDeleteAfterOldJournalReusedUID(t *testing.T) {
+	k := newKept(t, pop3test.Options{Messages: []pop3test.Message{note(1, "u1")}})
+	if res, _ := k.poll(0); res.Delivered != 1 {
+		t.Fatalf("first poll = %+v", res)
+	}
+	// A month later the server gives u1 to new mail; delete_after was
+	// not configured yet (the older popfetch).
+	k.a.DeleteAfter = 0
+	k.srv.SetMessages([]pop3test.Message{bigNote(2, "u1")})
+	if res, _ := k.poll(30 * day); res.Delivered != 1 {
+		t.Fatalf("poll at 30 days = %+v", res)
+	}
+	j := k.oldJournal()
+	k.a.DeleteAfter = 7 * day
+	res, cmds := k.poll(day)
+	if res.Deleted != 0 || count(cmds, "DELE") != 0 {
+		t.Errorf("a message delivered 1 day ago was deleted by delete_after = 7d (poll = %+v, commands %q); journal as the older popfetch wrote it:\n%s\nlog:\n%s", res, cmds, j, k.logs.String())
+	}
+}
+
+// TestAuditDeleteAfterOldJournalMultidropPartial: the same for a
+// multidrop message whose second recipient was served 9 days after the
+// first: the older popfetch's "+" carried the time of the first "r".
+func TestAuditDeleteAfterOldJournalMultidropPartial(t *testing.T) {
+	k := newKept(t, pop3test.Options{Messages: msgs(1)})
+	d := &partial{down: true}
+	poll := func(advance time.Duration) (Result, []string) {
+		k.now = k.now.Add(advance)
+		k.logs = &logCapture{}
+		p := &Poller{Log: k.logs.logger(), Now: func() time.Time { return k.now }, Dispatcher: func(*rcfile.Account) (Dispatcher, error) { return d, nil }}
+		before := len(k.srv.Commands())
+		res := p.Poll(context.Background(), k.a)
+		if res.Err != nil {
+			t.Fatal(res.Err)
+		}
+		return res, k.srv.Commands()[before:]
+	}
+	k.a.DeleteAfter = 0
+	if res, _ := poll(0); res.Failed != 1 {
+		t.Fatalf("first poll = %+v", res)
+	}
+	d.down = false
+	if res, _ := poll(9 * day); res.Delivered != 1 {
+		t.Fatalf("poll at 9 days = %+v", res)
+	}
+	j := k.oldJournal()
+	k.a.DeleteAfter = 7 * day
+	res, cmds := poll(day)
+	if res.Deleted != 0 || count(cmds, "DELE") != 0 {
+		t.Errorf("a message fully delivered 1 day ago was deleted by delete_after = 7d (poll = %+v, commands %q); journal as the older popfetch wrote it:\n%s", res, cmds, j)
+	}
+	_ = fmt.Sprint
+}
