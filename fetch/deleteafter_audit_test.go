@@ -107,3 +107,28 @@ func TestAuditDeleteAfterOldJournalMultidropPartial(t *testing.T) {
 	}
 	_ = fmt.Sprint
 }
+
+// TestAuditDeleteAfterDuplicateUIDListing: the server lists the UID of a
+// message delivered 8 days ago twice, the old message and new mail under
+// the same UID. The new mail is delivered and stays; at most the old
+// copy is deleted.
+func TestAuditDeleteAfterDuplicateUIDListing(t *testing.T) {
+	k := newKept(t, pop3test.Options{Messages: []pop3test.Message{note(1, "u1")}})
+	if res, _ := k.poll(0); res.Delivered != 1 {
+		t.Fatalf("first poll = %+v", res)
+	}
+	k.srv.SetMessages([]pop3test.Message{note(1, "u1"), bigNote(2, "u1")})
+	res, cmds := k.poll(8 * day)
+	if k.delivered("u1") != 2 {
+		t.Fatalf("new mail under the listed-twice UID not delivered: poll %+v, commands %q", res, cmds)
+	}
+	left := k.srv.Messages()
+	if len(left) != 1 || string(left[0].Data) != string(bigNote(2, "u1").Data) {
+		t.Fatalf("on the server after the poll: %d messages; want the new mail only (poll %+v, commands %q)", len(left), res, cmds)
+	}
+	// A week later the new mail is deleted too, once.
+	res, cmds = k.poll(7 * day)
+	if res.Deleted != 1 || len(k.srv.Messages()) != 0 || k.delivered("u1") != 2 {
+		t.Fatalf("poll at 15 days = %+v, commands %q", res, cmds)
+	}
+}
