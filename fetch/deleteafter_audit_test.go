@@ -132,3 +132,54 @@ func TestAuditDeleteAfterDuplicateUIDListing(t *testing.T) {
 		t.Fatalf("poll at 15 days = %+v, commands %q", res, cmds)
 	}
 }
+
+// TestAuditDeleteAfterDropBeforeDele: the connection drops at the DELE
+// that follows a successful check (and, in another session, at the RETR
+// of the check). Nothing is deleted by a session without QUIT, nothing is
+// delivered again, and a later poll deletes the message once.
+func TestAuditDeleteAfterDropBeforeDele(t *testing.T) {
+	for _, cmd := range []string{"DELE", "RETR", "QUIT"} {
+		t.Run(cmd, func(t *testing.T) {
+			k := newKept(t, pop3test.Options{Messages: msgs(2), Faults: []pop3test.Fault{{Cmd: cmd, N: 1, Session: 2, Action: pop3test.Drop}}})
+			k.poll(0)
+			k.now = k.now.Add(8 * day)
+			p := poller(k.rec)
+			p.Now = func() time.Time { return k.now }
+			res := p.Poll(context.Background(), k.a)
+			if res.Err == nil {
+				t.Fatalf("dropped session: no error: %+v", res)
+			}
+			if n := len(k.srv.Messages()); n != 2 {
+				t.Fatalf("after the dropped session %d messages on the server; want 2", n)
+			}
+			res, cmds := k.poll(time.Hour)
+			if res.Deleted != 2 || len(k.srv.Messages()) != 0 || k.delivered("uid-0001") != 1 || k.delivered("uid-0002") != 1 {
+				t.Fatalf("next poll = %+v, commands %q, deliveries %q", res, cmds, k.rec.got)
+			}
+		})
+	}
+}
+
+// TestAuditDeleteAfterClockJumps: a clock that jumps back after a
+// delivery deletes nothing early; one that jumps forward and back again
+// deletes only messages delivered before the jump (delivered, so no
+// loss), and a message delivered while the clock was ahead is not deleted
+// once it is back (its delivery time lies in the future).
+func TestAuditDeleteAfterClockJumps(t *testing.T) {
+	k := newKept(t, pop3test.Options{Messages: msgs(1)})
+	k.poll(0)
+	if res, cmds := k.poll(-30 * day); res.Deleted != 0 || count(cmds, "RETR") != 0 {
+		t.Fatalf("clock 30 days back: %+v %q", res, cmds)
+	}
+	k.srv.SetMessages(append(k.srv.Messages(), msg(2)))
+	// +1 year: both old? uid-0001 was delivered at t0, 1 year before;
+	// uid-0002 is delivered now.
+	res, _ := k.poll(30*day + 365*day)
+	if res.Delivered != 1 || res.Deleted != 1 {
+		t.Fatalf("clock a year ahead: %+v", res)
+	}
+	// Back to t0+1d: uid-0002's delivery is a year ahead: kept.
+	if res, cmds := k.poll(-364 * day); res.Deleted != 0 || count(cmds, "DELE") != 0 || k.delivered("uid-0002") != 1 {
+		t.Fatalf("clock back to normal: %+v %q", res, cmds)
+	}
+}
