@@ -14,8 +14,8 @@ import (
 )
 
 // oldJournal rewrites k's journal as the popfetch before delivery times
-// wrote it: every "+" record of a UID carries the UID's first-seen time
-// (uidl.Store.record used e.first for every kind), and removes the length
+// wrote it: format 2, whose every "+" record of a UID carries the UID's
+// first-seen time (uidl.Store.record used e.first for every kind), and removes the length
 // mark (a journal without one is accepted).
 func (k *kept) oldJournal() string {
 	k.t.Helper()
@@ -26,7 +26,11 @@ func (k *kept) oldJournal() string {
 	}
 	first := map[string]string{}
 	var out []string
-	for _, l := range strings.SplitAfter(string(b), "\n") {
+	for i, l := range strings.SplitAfter(string(b), "\n") {
+		if i == 0 {
+			// The older popfetch's header: format 2.
+			l = "popfetch-uidl 2\n"
+		}
 		f := strings.Split(l, " ")
 		if len(f) >= 3 && len(f[0]) == 1 {
 			if _, ok := first[f[1]]; !ok {
@@ -48,13 +52,13 @@ func (k *kept) oldJournal() string {
 	return j
 }
 
-// TestAuditDeleteAfterOldJournalReusedUID: a journal written before "+"
+// TestDeleteAfterOldJournalReusedUID: a journal written before "+"
 // records carried their delivery time holds, under a UID the server
 // reused, a second message delivered a month after the first, recorded
 // (as the older popfetch did) with the UID's first-seen time. After the
 // upgrade, one day after that second delivery, delete_after = 7d must not
 // delete it: it was delivered one day ago.
-func TestAuditDeleteAfterOldJournalReusedUID(t *testing.T) {
+func TestDeleteAfterOldJournalReusedUID(t *testing.T) {
 	k := newKept(t, pop3test.Options{Messages: []pop3test.Message{note(1, "u1")}})
 	if res, _ := k.poll(0); res.Delivered != 1 {
 		t.Fatalf("first poll = %+v", res)
@@ -74,10 +78,10 @@ func TestAuditDeleteAfterOldJournalReusedUID(t *testing.T) {
 	}
 }
 
-// TestAuditDeleteAfterOldJournalMultidropPartial: the same for a
+// TestDeleteAfterOldJournalMultidropPartial: the same for a
 // multidrop message whose second recipient was served 9 days after the
 // first: the older popfetch's "+" carried the time of the first "r".
-func TestAuditDeleteAfterOldJournalMultidropPartial(t *testing.T) {
+func TestDeleteAfterOldJournalMultidropPartial(t *testing.T) {
 	k := newKept(t, pop3test.Options{Messages: msgs(1)})
 	d := &partial{down: true}
 	poll := func(advance time.Duration) (Result, []string) {
@@ -108,11 +112,11 @@ func TestAuditDeleteAfterOldJournalMultidropPartial(t *testing.T) {
 	_ = fmt.Sprint
 }
 
-// TestAuditDeleteAfterDuplicateUIDListing: the server lists the UID of a
+// TestDeleteAfterDuplicateUIDListing: the server lists the UID of a
 // message delivered 8 days ago twice, the old message and new mail under
 // the same UID. The new mail is delivered and stays; at most the old
 // copy is deleted.
-func TestAuditDeleteAfterDuplicateUIDListing(t *testing.T) {
+func TestDeleteAfterDuplicateUIDListing(t *testing.T) {
 	k := newKept(t, pop3test.Options{Messages: []pop3test.Message{note(1, "u1")}})
 	if res, _ := k.poll(0); res.Delivered != 1 {
 		t.Fatalf("first poll = %+v", res)
@@ -133,11 +137,11 @@ func TestAuditDeleteAfterDuplicateUIDListing(t *testing.T) {
 	}
 }
 
-// TestAuditDeleteAfterDropBeforeDele: the connection drops at the DELE
+// TestDeleteAfterDropBeforeDele: the connection drops at the DELE
 // that follows a successful check (and, in another session, at the RETR
 // of the check). Nothing is deleted by a session without QUIT, nothing is
 // delivered again, and a later poll deletes the message once.
-func TestAuditDeleteAfterDropBeforeDele(t *testing.T) {
+func TestDeleteAfterDropBeforeDele(t *testing.T) {
 	for _, cmd := range []string{"DELE", "RETR", "QUIT"} {
 		t.Run(cmd, func(t *testing.T) {
 			k := newKept(t, pop3test.Options{Messages: msgs(2), Faults: []pop3test.Fault{{Cmd: cmd, N: 1, Session: 2, Action: pop3test.Drop}}})
@@ -160,12 +164,12 @@ func TestAuditDeleteAfterDropBeforeDele(t *testing.T) {
 	}
 }
 
-// TestAuditDeleteAfterClockJumps: a clock that jumps back after a
+// TestDeleteAfterClockJumps: a clock that jumps back after a
 // delivery deletes nothing early; one that jumps forward and back again
 // deletes only messages delivered before the jump (delivered, so no
 // loss), and a message delivered while the clock was ahead is not deleted
 // once it is back (its delivery time lies in the future).
-func TestAuditDeleteAfterClockJumps(t *testing.T) {
+func TestDeleteAfterClockJumps(t *testing.T) {
 	k := newKept(t, pop3test.Options{Messages: msgs(1)})
 	k.poll(0)
 	if res, cmds := k.poll(-30 * day); res.Deleted != 0 || count(cmds, "RETR") != 0 {
@@ -181,5 +185,30 @@ func TestAuditDeleteAfterClockJumps(t *testing.T) {
 	// Back to t0+1d: uid-0002's delivery is a year ahead: kept.
 	if res, cmds := k.poll(-364 * day); res.Deleted != 0 || count(cmds, "DELE") != 0 || k.delivered("uid-0002") != 1 {
 		t.Fatalf("clock back to normal: %+v %q", res, cmds)
+	}
+}
+
+// TestDeleteAfterYoungCopyNotRechecked: a UID whose old message is due
+// but whose listed copy (same size) is a newer message delivered under it
+// recently is not retrieved on every poll: the check waits until the
+// newer message is due itself.
+func TestDeleteAfterYoungCopyNotRechecked(t *testing.T) {
+	k := newKept(t, pop3test.Options{Messages: []pop3test.Message{note(1, "u1")}})
+	if res, _ := k.poll(0); res.Delivered != 1 {
+		t.Fatalf("first poll = %+v", res)
+	}
+	// The server gives u1 to new mail of the same size; the check of
+	// the old message finds and delivers it.
+	k.srv.SetMessages([]pop3test.Message{note(2, "u1")})
+	if res, cmds := k.poll(8 * day); res.Delivered != 1 || res.Deleted != 0 {
+		t.Fatalf("poll at 8 days = %+v, commands %q", res, cmds)
+	}
+	for _, adv := range []time.Duration{time.Hour, day} {
+		if res, cmds := k.poll(adv); count(cmds, "RETR") != 0 || res.Deleted != 0 {
+			t.Fatalf("poll %v later: %+v, commands %q; want no RETR of a copy delivered days ago", adv, res, cmds)
+		}
+	}
+	if res, cmds := k.poll(7 * day); res.Deleted != 1 || k.delivered("u1") != 2 {
+		t.Fatalf("once the newer message is due: %+v, commands %q", res, cmds)
 	}
 }
