@@ -63,12 +63,12 @@ func TestAuditImportSecretInError(t *testing.T) {
 	}
 }
 
-// TestAuditImportMDASenderQuoting: fetchmail's %F inside a larger quoted
+// TestImportMDASenderQuoting: fetchmail's %F inside a larger quoted
 // word must stay one quoted shell word; the sender is the sending
 // server's (attacker's) choice. Run the converted argv with a sender
 // holding a space and a glob, and check the script sees it as one
 // argument, unchanged.
-func TestAuditImportMDASenderQuoting(t *testing.T) {
+func TestImportMDASenderQuoting(t *testing.T) {
 	for _, mda := range []string{
 		`printf '%s\n' "from=%F"`,
 		`printf '%s\n' "%F"`,
