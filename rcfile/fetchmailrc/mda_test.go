@@ -121,3 +121,23 @@ func TestImportMDARefusedNote(t *testing.T) {
 		t.Errorf("no note:\n%s", res.HCL)
 	}
 }
+
+// TestParseSecretNotShown: the second word of an unquoted password with a
+// space is not quoted in the error, which says what to do.
+func TestParseSecretNotShown(t *testing.T) {
+	for _, src := range []string{
+		"poll pop.example.com proto pop3 user u pass hunter2 s3cr3tword\n",
+		"poll pop.example.com proto pop3 user u password hunter2 s3cr3tword keep\n",
+		"poll pop.example.com proto pop3 user u esmtppassword hunter2 s3cr3tword\n",
+		"poll pop.example.com proto pop3 user u pass hunter2 42s3cr3tword\n",
+	} {
+		_, err := Parse([]byte(src))
+		if err == nil || strings.Contains(err.Error(), "s3cr3tword") || !strings.Contains(err.Error(), "line 1:") || !strings.Contains(err.Error(), "a password with a space must be quoted") {
+			t.Errorf("%q: %v", src, err)
+		}
+	}
+	// Elsewhere the unknown word is named.
+	if _, err := Parse([]byte("poll pop.example.com proto pop3 user u keep bogusword\n")); err == nil || !strings.Contains(err.Error(), `"bogusword"`) {
+		t.Errorf("unknown keyword: %v", err)
+	}
+}

@@ -25,10 +25,10 @@ func convertParse(t *testing.T, src string) (*Result, *rcfile.Config) {
 	return res, cfg
 }
 
-// TestAuditImportHCLInjection: quotes, ${...}, %{...}, heredoc markers,
+// TestImportHCLInjection: quotes, ${...}, %{...}, heredoc markers,
 // newlines and comment characters in a fetchmailrc's strings come out as
 // the same string values, never as HCL syntax.
-func TestAuditImportHCLInjection(t *testing.T) {
+func TestImportHCLInjection(t *testing.T) {
 	for _, pw := range []string{
 		`a"b`, `${file("/etc/shadow")}`, `%{if true}x%{endif}`, `<<EOT`, `# not a comment`, `$${x}`, `a"} keep = false #`,
 	} {
@@ -53,10 +53,10 @@ func TestAuditImportHCLInjection(t *testing.T) {
 	}
 }
 
-// TestAuditImportSecretInError: an unquoted password with a space (a
+// TestImportSecretInError: an unquoted password with a space (a
 // fetchmailrc mistake) must not print the password's second word to
 // stderr in the parse error.
-func TestAuditImportSecretInError(t *testing.T) {
+func TestImportSecretInError(t *testing.T) {
 	_, err := Convert([]byte("poll pop.example.com proto pop3 user u pass hunter2 s3cr3tword\n"), Options{User: "me"})
 	if err != nil && strings.Contains(err.Error(), "s3cr3tword") {
 		t.Errorf("the error shows part of the password: %v", err)
