@@ -62,7 +62,7 @@
 // until a "+" records another message under it. Older journals lack those
 // records; their UIDs count as still on the server, which costs at most
 // one warning about renumbering in delete mode. An "f" record (format 2
-// only) counts the polls in a row whose RETR of the UID failed in a way
+// and later) counts the polls in a row whose RETR of the UID failed in a way
 // that may be the message's own fault, so that one-shot runs can give it
 // up ("p") as the daemon does; its count is spelled like a "d" record's
 // and replaces the previous one. It may be a UID's only record (a message
