@@ -37,7 +37,11 @@ import (
 // (limit, pop3.MaxMessageSize) is not checked and stays. With fetch_limit,
 // at most that many messages are checked per poll, so that a mailbox kept
 // for years does not download in full on the first poll with
-// delete_after.
+// delete_after; they come on top of the new mail fetch_limit allows. A
+// UID whose newest recorded message is not due yet and has the size
+// listed is not checked, even when an older message under it is due:
+// otherwise a server that reused the UID would have its new message
+// retrieved on every poll, using up the checks.
 
 // expiry is a session's bookkeeping of delete_after.
 type expiry struct {
@@ -75,6 +79,16 @@ func (s *session) dueCheck(e entry) bool {
 	}
 	if !due {
 		return false
+	}
+	if n := len(full); n > 0 && full[n-1].Size == e.Size {
+		// The newest message delivered under the UID has the size
+		// listed and is not due yet: the copy listed is most likely
+		// that message, and retrieving it now would only keep it, on
+		// every poll until it is due. An older one really listed waits
+		// until then (later, never lost).
+		if at, ok := s.store.DeliveredAt(e.UID, full[n-1].Digest); ok && at.After(cut) {
+			return false
+		}
 	}
 	if s.asRecorded(e) && s.deleSuspended(e) {
 		// Checking it would only lead to a DELE the server keeps

@@ -338,7 +338,7 @@ func (s *session) run(ctx context.Context) error {
 	// A dry run with no journal yet has nothing to read, and opening one
 	// would create it (and the state directory).
 	if !s.dryRun || !errors.Is(serr, fs.ErrNotExist) || len(legacy) > 0 {
-		s.store, err = uidl.OpenMigrating(s.mailbox, legacy)
+		s.store, err = uidl.OpenMigratingAt(s.mailbox, legacy, s.p.now)
 		if err != nil {
 			if errors.Is(err, uidl.ErrLocked) {
 				return fmt.Errorf("%w: %v", ErrLocked, err)

@@ -109,17 +109,34 @@ func TestDeliveredAt(t *testing.T) {
 			want: []want{{"u", "aa", t0, true}},
 		},
 		{
-			name:    "older journal: noted and delivered under one time is ambiguous",
-			journal: header + "\nn u 1700000000\n+ u 1700000000 10 aa\n",
-			want:    []want{{"u", "aa", time.Time{}, false}},
+			// Format 2 gave a "+" the UID's first-seen time: the noted
+			// message may have been delivered much later, so the
+			// upgrade time stands in.
+			name:    "older journal: noted and delivered under one time",
+			journal: headerV2 + "\nn u 1600000000\n+ u 1600000000 10 aa\n",
+			want:    []want{{"u", "aa", t0, true}},
+			first:   map[string]time.Time{"u": time.Unix(1600000000, 0)},
 		},
 		{
-			name:    "older journal: given up and delivered under one time is ambiguous",
-			journal: header + "\np u 1700000000 5\n+ u 1700000000 10 aa\n",
-			want:    []want{{"u", "aa", time.Time{}, false}},
+			name:    "older journal: given up and delivered under one time",
+			journal: headerV2 + "\np u 1600000000 5\n+ u 1600000000 10 aa\n",
+			want:    []want{{"u", "aa", t0, true}},
 		},
 		{
-			name:    "older journal: delivered at first sight",
+			// A reused UID: the second message's record carried the
+			// first one's time.
+			name:    "older journal: a reused UID",
+			journal: headerV2 + "\n+ u 1600000000 10 aa\n+ u 1600000000 20 bb\n",
+			want:    []want{{"u", "aa", t0, true}, {"u", "bb", t0, true}},
+			first:   map[string]time.Time{"u": time.Unix(1600000000, 0)},
+		},
+		{
+			name:    "older journal: multidrop finished later",
+			journal: headerV2 + "\nr u 1600000000 x@example.com 10 aa\n+ u 1600000000 10 aa\n",
+			want:    []want{{"u", "aa", t0, true}},
+		},
+		{
+			name:    "current journal: delivered at first sight",
 			journal: header + "\n+ u 1700000000 10 aa\n",
 			want:    []want{{"u", "aa", t0, true}},
 		},
@@ -142,7 +159,9 @@ func TestDeliveredAt(t *testing.T) {
 				j = header + "\n"
 			}
 			path := writeJournal(t, j)
-			s := mustOpen(t, path)
+			// The upgrade of an older journal happens at t0; reopening
+			// later must not move it.
+			s := mustOpenAt(t, path, t0)
 			if tt.steps != nil {
 				if err := tt.steps(s); err != nil {
 					t.Fatal(err)
@@ -164,15 +183,24 @@ func TestDeliveredAt(t *testing.T) {
 			}
 			check(s, "live")
 			s.Close()
-			s = mustOpen(t, path)
+			s = mustOpenAt(t, path, t0.Add(50*day))
 			check(s, "reopened")
 			if err := s.compactNow(); err != nil {
 				t.Fatal(err)
 			}
 			s.Close()
-			s = mustOpen(t, path)
+			s = mustOpenAt(t, path, t0.Add(90*day))
 			defer s.Close()
 			check(s, "compacted")
 		})
 	}
+}
+
+func mustOpenAt(t *testing.T, path string, now time.Time) *Store {
+	t.Helper()
+	s, err := OpenMigratingAt(path, nil, func() time.Time { return now })
+	if err != nil {
+		t.Fatal(err)
+	}
+	return s
 }

@@ -34,7 +34,7 @@
 //
 // Text, one record per line, so admins can grep it:
 //
-//	popfetch-uidl 2
+//	popfetch-uidl 3
 //	+ <uid> <unix-seconds> [<size> <digest>]         delivered to every recipient
 //	r <uid> <unix-seconds> <rcpt> [<size> <digest>]  multidrop: this recipient is done
 //	n <uid> <unix-seconds>                           too large, left on server, logged once
@@ -52,9 +52,7 @@
 // every recipient (Store.DeliveredAt, the clock of delete_after: a message
 // may be seen, noted as too large or served to some recipients long before
 // it is delivered; compaction keeps each identity's time, and a "+" without
-// identity ahead of them when the UID was first seen earlier; journals
-// written before this carry the first-seen time there too, which
-// DeliveredAt does not trust for a UID also noted or given up), in a "d" record, where
+// identity ahead of them when the UID was first seen earlier), in a "d" record, where
 // it is the time of the last refusal (the clock for asking again), and
 // an "f" record, where it is the time of the last failure. A "d"
 // record applies only to a UID already recorded; its count, 0 to 999999
@@ -64,7 +62,7 @@
 // until a "+" records another message under it. Older journals lack those
 // records; their UIDs count as still on the server, which costs at most
 // one warning about renumbering in delete mode. An "f" record (format 2
-// only) counts the polls in a row whose RETR of the UID failed in a way
+// and later) counts the polls in a row whose RETR of the UID failed in a way
 // that may be the message's own fault, so that one-shot runs can give it
 // up ("p") as the daemon does; its count is spelled like a "d" record's
 // and replaces the previous one. It may be a UID's only record (a message
@@ -110,10 +108,19 @@
 // is the LIST size of the message given up: a message of another size
 // under that UID is not skipped.
 //
-// Format 1 (before identities; its records are those above without the
-// bracketed fields, "d" included) is read as before; Open rewrites such a
-// journal as format 2 (by compaction) before appending anything, so an
-// older popfetch refuses the upgraded file instead of misreading it. The
+// Format 2 has the records above, but its "+" records may carry the UID's
+// first-seen time instead of the delivery's (a reused UID, a multidrop
+// message finished polls later, a message that failed or was noted
+// first). Format 1 (before identities; its records are those above
+// without the bracketed fields, "d" included, and without "f") is read
+// too. Open rewrites either as format 3 (by compaction) before appending
+// anything, and since their delivery times are unknown it gives every
+// identity they recorded the time of the upgrade (the caller's clock,
+// OpenMigratingAt), written into the rewritten "+" records so that a
+// restart does not move it: delete_after counts from the upgrade, never
+// from earlier. An older popfetch refuses the upgraded file (unknown
+// version, ErrCorrupt) instead of misreading it; every popfetch since
+// format 1 refuses a version it does not know. The
 // upgrade is an ordinary compaction, so it keeps the length mark right (a
 // format 1 journal without a mark gets one first, and the mark is lowered
 // before the rename and raised after it). A header with a version this

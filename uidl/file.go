@@ -55,12 +55,14 @@ type hooks struct {
 	// inject ENOSPC or EIO after N operations (failpoints).
 	write func(f *os.File, b []byte) (int, error)
 	sync  func(f *os.File) error
+	// now is the clock of a format upgrade (see open).
+	now func() time.Time
 }
 
 // defaultHooks are the production seams: no trace, the fork grace of
 // lockFile, and the plain system calls.
 func defaultHooks() *hooks {
-	return &hooks{lockGrace: 2 * time.Second, write: (*os.File).Write, sync: (*os.File).Sync}
+	return &hooks{lockGrace: 2 * time.Second, write: (*os.File).Write, sync: (*os.File).Sync, now: time.Now}
 }
 
 func (h *hooks) traceOp(op, path string) {
@@ -127,6 +129,18 @@ var ErrAmbiguous = errors.New("uidl: several old journals for one mailbox")
 // tell. Once path exists, legacy is ignored.
 func OpenMigrating(path string, legacy []string) (*Store, error) {
 	return openHooks(path, legacy, defaultHooks())
+}
+
+// OpenMigratingAt is OpenMigrating whose clock is now: an older journal
+// upgraded by this Open takes now as the delivery time of every message
+// it recorded (see doc.go), so the caller's clock must be the one it
+// compares DeliveredAt with.
+func OpenMigratingAt(path string, legacy []string, now func() time.Time) (*Store, error) {
+	h := defaultHooks()
+	if now != nil {
+		h.now = now
+	}
+	return openHooks(path, legacy, h)
 }
 
 // openHooks is OpenMigrating with the Store's seams given.
@@ -395,7 +409,7 @@ func (s *Store) open() error {
 		s.openMark(*claim)
 		s.raiseMark()
 	}
-	if res.hasHeader && res.version < 2 {
+	if res.hasHeader && res.version < 3 {
 		// An older popfetch's journal: rewrite it as the current
 		// version before any record of the new format is appended, so
 		// that the older popfetch, if started again, refuses the file
@@ -403,6 +417,22 @@ func (s *Store) open() error {
 		// compaction this must succeed. It runs after the length mark
 		// is in place, so compaction lowers the mark around its rename
 		// and raises it to the new file, as any compaction does.
+		//
+		// Its "+" records may carry the UID's first-seen time rather
+		// than the delivery's (a reused UID, a multidrop message
+		// finished polls later, one that failed or was noted first):
+		// the delivery time of every identity is unknown, and the
+		// upgrade time stands in for it, so delete_after counts from
+		// the upgrade, never from earlier. The compaction writes it
+		// into the records, so a restart does not move it.
+		upgraded := s.h.now().Unix()
+		for uid, e := range st.m {
+			if len(e.idAt) == 0 {
+				continue
+			}
+			e.idAt = slices.Repeat([]int64{upgraded}, len(e.idAt))
+			st.m[uid] = e
+		}
 		if err := s.compact(st); err != nil {
 			return fmt.Errorf("uidl: upgrade %s to %q: %w", s.path, header, err)
 		}
@@ -669,11 +699,10 @@ func (s *Store) FirstSeen(uid string) (time.Time, bool) {
 // DeliveredAt returns when the message of identity digest was delivered
 // under uid: the time of the "+" record that recorded it (the latest, if
 // the UID holds that message more than once). ok is false when uid holds
-// no such identity, or when the time is not known to be the delivery's:
-// a journal written before "+" records carried their own time gave them
-// the UID's first-seen time, which for a UID also noted or given up
-// (seen, and left on the server, before its delivery) may be long before
-// the delivery. Such a message is never taken as old enough to delete.
+// no such identity. For a message recorded in a journal written before
+// "+" records carried their own time (format 2 and older), it is when
+// Open upgraded that journal: its recorded time may be the UID's
+// first-seen time, long before the delivery.
 func (s *Store) DeliveredAt(uid, digest string) (at time.Time, ok bool) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -687,7 +716,7 @@ func (s *Store) DeliveredAt(uid, digest string) (at time.Time, ok bool) {
 			t, ok = e.idAt[i], true
 		}
 	}
-	if !ok || (e.noted || e.givenUp) && t == e.first {
+	if !ok {
 		return time.Time{}, false
 	}
 	return time.Unix(t, 0), true

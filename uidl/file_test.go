@@ -273,7 +273,7 @@ func TestOpenReplay(t *testing.T) {
 			want:    "delivered=[] rcpts=map[] noted=[] first=map[]",
 		},
 		{name: "missing header", content: "+ a 10\n", wantErr: ":1: missing header"},
-		{name: "future version", content: "popfetch-uidl 3\n", wantErr: ":1: unsupported format"},
+		{name: "future version", content: "popfetch-uidl 4\n", wantErr: ":1: unsupported format"},
 		{name: "identity in a version 1 journal", content: headerV1 + "\n+ a 10 5 ab\n", wantErr: ":2: record"},
 		{name: "identity not hex", content: h + "+ a 10 5 AB\n", wantErr: ":2: record"},
 		{name: "identity negative size", content: h + "+ a 10 -5 ab\n", wantErr: ":2: record"},

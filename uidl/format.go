@@ -16,13 +16,19 @@ import (
 // header is the first line of every journal. The number is the format
 // version: a reader refuses versions it does not know rather than guess.
 // Version 2 added the message identity to "+" and "i" records; a version 1
-// journal is still read, and Open rewrites it as version 2 (by compaction)
-// before anything is appended, so an older popfetch refuses the upgraded
-// file instead of misreading it.
-const header = "popfetch-uidl 2"
+// journal is still read, and Open rewrites it as the current version (by
+// compaction) before anything is appended, so an older popfetch refuses
+// the upgraded file instead of misreading it. Version 3 is version 2 whose
+// "+" records carry the time of their delivery; in a version 2 journal
+// they may carry the UID's first-seen time (see doc.go).
+const header = "popfetch-uidl 3"
 
 // headerV1 is the header of journals written before identities existed.
 const headerV1 = "popfetch-uidl 1"
+
+// headerV2 is the header of journals whose "+" records may carry the
+// UID's first-seen time instead of the delivery's.
+const headerV2 = "popfetch-uidl 2"
 
 const (
 	maxUID  = 70  // RFC 1939 §7: "1 to 70 characters"
@@ -327,7 +333,7 @@ type replayResult struct {
 	torn      bool  // a torn tail (after good) must be cut off
 	hasHeader bool  // false only for an empty (or fully torn) file
 	lines     int64 // complete lines in the valid prefix, header included
-	version   int   // the header's format version (1 or 2) when hasHeader
+	version   int   // the header's format version (1 to 3) when hasHeader
 }
 
 // replay parses a journal of size bytes read from r. name is used in errors.
@@ -420,12 +426,14 @@ func appendCapped(dst, src []byte) []byte {
 func checkHeader(line []byte) (int, error) {
 	switch string(line) {
 	case header:
+		return 3, nil
+	case headerV2:
 		return 2, nil
 	case headerV1:
 		return 1, nil
 	}
 	if bytes.HasPrefix(line, []byte("popfetch-uidl ")) {
-		return 0, fmt.Errorf("unsupported format %q (want %q or %q; written by a newer popfetch?)", line, header, headerV1)
+		return 0, fmt.Errorf("unsupported format %q (want %q, %q or %q; written by a newer popfetch?)", line, header, headerV2, headerV1)
 	}
 	return 0, fmt.Errorf("missing header %q", header)
 }

@@ -29,7 +29,7 @@ func FuzzParse(f *testing.F) {
 		h + "+ a 1\n\x00\x00+ b 2\n",
 		h + "+ a -5\n+ b 9223372036854775807\n",
 		"+ a 1\n",           // missing header
-		"popfetch-uidl 3\n", // future version
+		"popfetch-uidl 4\n", // future version
 		h + "x a 1\n",       // unknown kind
 		h + "+ a 99999999999999999999\n",
 		h + "+ a 1\r\n",

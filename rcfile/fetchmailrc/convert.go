@@ -630,7 +630,19 @@ func (c *converter) deliver(r *resolved, notes *[]Note, recipient string) destin
 				c.note(notes, s.Line, "%s is not used: fetchmail delivers with the MDA when %s is set too", show(s), show(o))
 			}
 		}
-		return destination{mda: mdaArgv(o.arg(), recipient)}
+		argv, ok := mdaArgv(o.arg(), recipient)
+		if !ok {
+			// Pasting addresses into a script whose quoting is not
+			// understood could run the sender's text as shell: the
+			// MDA is replaced by one that fails temporarily
+			// (EX_TEMPFAIL), so mail waits on the server until the
+			// admin writes it.
+			if notes != &scratch {
+				c.note(notes, o.Line, "%s: the quoting around %%T or %%F is not plain shell quoting popfetch can follow; the MDA is disabled (mail waits on the server): write the mda list by hand, passing the recipient and sender as \"$1\" and \"$2\"", show(o))
+			}
+			argv = []string{"/bin/sh", "-c", "echo 'popfetch: mda not converted from fetchmailrc; see the import notes' >&2; exit 75", "sh"}
+		}
+		return destination{mda: argv}
 	}
 	_, lmtp := r.set("lmtp")
 	d := destination{smtp: &struct {
@@ -673,20 +685,89 @@ func (c *converter) deliver(r *resolved, notes *[]Note, recipient string) destin
 // into it, into popfetch's argument list. The shell stays (the command
 // may use its syntax), but the recipient and the sender are passed as
 // positional parameters ("$1", "$2") instead of being pasted into the
-// script, so no address can inject shell syntax.
-func mdaArgv(cmd, recipient string) []string {
-	script := cmd
-	for _, q := range []string{"'%T'", "\"%T\"", "%T"} {
-		script = strings.ReplaceAll(script, q, `"$1"`)
+// script, so no address can inject shell syntax. Each placeholder is
+// replaced according to the shell quoting around it (POSIX XCU 2.2), so
+// that it stays exactly the one word it was part of: "$1" outside
+// quotes, $1 inside double quotes, '"$1"' inside single quotes. ok is
+// false when the quoting around a placeholder is not plain quoting this
+// function follows with certainty (command substitution, parameter
+// expansion, a backslash before it, unbalanced quotes): the caller must
+// not use the command as it is.
+func mdaArgv(cmd, recipient string) (argv []string, ok bool) {
+	const (
+		out = iota
+		single
+		double
+	)
+	param := map[byte]string{'T': "1", 'F': "2"}
+	var b strings.Builder
+	state, used, complex := out, false, false
+	for i := 0; i < len(cmd); i++ {
+		c := cmd[i]
+		if state == out && (c == '\'' || c == '"') && i+3 < len(cmd) && cmd[i+1] == '%' && param[cmd[i+2]] != "" && cmd[i+3] == c {
+			// The common whole-word forms '%T' and "%T" read better as
+			// plain "$1".
+			b.WriteString(`"$` + param[cmd[i+2]] + `"`)
+			i += 3
+			used = true
+			continue
+		}
+		if c == '%' && i+1 < len(cmd) && param[cmd[i+1]] != "" {
+			n := param[cmd[i+1]]
+			i++
+			used = true
+			switch state {
+			case out:
+				b.WriteString(`"$` + n + `"`)
+			case double:
+				// $1 alone: a positional parameter without braces is
+				// one digit (POSIX XCU 2.5.1), and popfetch reads
+				// {...} in an mda argument as its own placeholder.
+				b.WriteString("$" + n)
+			case single:
+				b.WriteString(`'"$` + n + `"'`)
+			}
+			continue
+		}
+		switch {
+		case c == '`' || c == '$' && i+1 < len(cmd) && (cmd[i+1] == '(' || cmd[i+1] == '{') || c == '<' && strings.HasPrefix(cmd[i:], "<<"):
+			// Quoting inside these is nested: not followed here.
+			complex = true
+		case state == out && c == '\\':
+			if i+1 < len(cmd) && cmd[i+1] == '%' {
+				// fetchmail replaces what follows; the shell then
+				// drops the backslash.
+				complex = true
+			} else if i+1 < len(cmd) {
+				b.WriteByte(c)
+				i++
+				c = cmd[i]
+			}
+		case state == double && c == '\\':
+			if i+1 < len(cmd) && strings.IndexByte("$`\"\\\n", cmd[i+1]) >= 0 {
+				b.WriteByte(c)
+				i++
+				c = cmd[i]
+			}
+		case state == out && c == '\'':
+			state = single
+		case state == single && c == '\'':
+			state = out
+		case state == out && c == '"':
+			state = double
+		case state == double && c == '"':
+			state = out
+		}
+		b.WriteByte(c)
 	}
-	for _, q := range []string{"'%F'", "\"%F\"", "%F"} {
-		script = strings.ReplaceAll(script, q, `"$2"`)
+	if used && (complex || state != out) {
+		return nil, false
 	}
-	argv := []string{"/bin/sh", "-c", script, "sh"}
-	if strings.Contains(script, `"$1"`) || strings.Contains(script, `"$2"`) {
+	argv = []string{"/bin/sh", "-c", b.String(), "sh"}
+	if used {
 		argv = append(argv, recipient, "{sender}")
 	}
-	return argv
+	return argv, true
 }
 
 func (c *converter) multidrop(b *hclwrite.Body, r *resolved, u *User, server string, notes *[]Note) {

@@ -181,7 +181,7 @@ func TestMDAArgv(t *testing.T) {
 		{"sendmail -i -f '%F' -- \"%T\"", "joe", []string{"/bin/sh", "-c", `sendmail -i -f "$2" -- "$1"`, "sh", "joe", "{sender}"}},
 		{"/usr/bin/procmail", "x", []string{"/bin/sh", "-c", "/usr/bin/procmail", "sh"}},
 	} {
-		got := mdaArgv(tc.cmd, tc.rcpt)
+		got, _ := mdaArgv(tc.cmd, tc.rcpt)
 		if strings.Join(got, "\x00") != strings.Join(tc.want, "\x00") {
 			t.Errorf("mdaArgv(%q) = %q; want %q", tc.cmd, got, tc.want)
 		}

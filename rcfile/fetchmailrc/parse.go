@@ -113,6 +113,19 @@ type parser struct {
 	pos  int
 }
 
+// afterSecret reports whether the token at i follows the value of a
+// password option (pass, password, esmtppassword).
+func (p *parser) afterSecret(i int) bool {
+	if i < 2 || i >= len(p.toks) || p.toks[i-2].kind != tWord {
+		return false
+	}
+	switch strings.ToLower(p.toks[i-2].text) {
+	case "pass", "password", "esmtppassword":
+		return true
+	}
+	return false
+}
+
 // Parse reads a fetchmailrc. Errors name the line.
 func Parse(src []byte) (*File, error) {
 	toks, err := lex(src)
@@ -352,6 +365,11 @@ func (p *parser) option(t token) (Option, error) {
 			}
 		}
 		if !ok {
+			if p.afterSecret(p.pos - 1) {
+				// Most likely the rest of a password with a space:
+				// quoting it would print part of the secret.
+				return o, fmt.Errorf("line %d: unknown keyword after a password: a password with a space must be quoted", t.line)
+			}
 			return o, fmt.Errorf("line %d: unknown keyword %q", t.line, t.text)
 		}
 	}

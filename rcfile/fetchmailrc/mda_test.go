@@ -1,0 +1,143 @@
+package fetchmailrc
+
+import (
+	"os/exec"
+	"slices"
+	"strings"
+	"testing"
+)
+
+// hostile recipients and senders: spaces, globs, quotes of both kinds,
+// command substitution, backslashes, an empty value, a leading dash.
+var hostileArgs = []string{
+	"a b*@x", `x'y"z`, "$(touch pwned)@x", "`id`", `\'\"`, "", "-n", "*", "a\tb\nc", "${HOME}",
+}
+
+// runSh runs /bin/sh -c script sh args... in dir and returns the lines
+// it printed.
+func runSh(t *testing.T, dir, script string, args ...string) ([]string, bool) {
+	t.Helper()
+	cmd := exec.Command("/bin/sh", append([]string{"-c", script, "sh"}, args...)...)
+	cmd.Dir = dir
+	out, err := cmd.Output()
+	if err != nil {
+		return nil, false
+	}
+	return strings.Split(string(out), "\x00"), true
+}
+
+// checkMDA converts the fetchmail MDA "printf '%s\\0' WORDS" and checks
+// that the generated script, given hostile values, prints the words the
+// shell makes of WORDS when %T and %F are harmless tokens, with the tokens
+// replaced by the values: each placeholder stays inside the one word it
+// was written in, as the values themselves.
+func checkMDA(t *testing.T, dir, words string) {
+	t.Helper()
+	cmd := `printf '%s\0' ` + words
+	argv, ok := mdaArgv(cmd, "{user}")
+	if !ok {
+		return // refused: disabled with a note, nothing to run
+	}
+	plain := strings.NewReplacer("%T", "XTOKTX", "%F", "XTOKFX").Replace(cmd)
+	want, ok := runSh(t, dir, plain)
+	if !ok {
+		return // not valid shell in the first place
+	}
+	if argv[0] != "/bin/sh" || argv[1] != "-c" || argv[3] != "sh" {
+		t.Fatalf("%q: argv %q", cmd, argv)
+	}
+	for _, rcpt := range hostileArgs {
+		for _, sender := range []string{"b c?@y", `'"`, "$(id)"} {
+			var args []string
+			if len(argv) > 4 {
+				args = []string{rcpt, sender}
+			}
+			got, ok := runSh(t, dir, argv[2], args...)
+			exp := make([]string, len(want))
+			for i, w := range want {
+				exp[i] = strings.NewReplacer("XTOKTX", rcpt, "XTOKFX", sender).Replace(w)
+			}
+			if !ok || !slices.Equal(got, exp) {
+				t.Fatalf("fetchmail mda %q -> script %q with $1=%q $2=%q printed %q; want %q", cmd, argv[2], rcpt, sender, got, exp)
+			}
+		}
+	}
+}
+
+// TestMDAQuoting: %T and %F alone, inside larger words, in each kind of
+// quoting and across quote changes stay the one word they were part of.
+func TestMDAQuoting(t *testing.T) {
+	dir := t.TempDir()
+	for _, words := range []string{
+		`%T`, `%F %T`, `'%T'`, `"%T"`, `from=%F`, `"from=%F"`, `'from=%F'`, `'a b'%T"c d"`,
+		`"x'%T'y"`, `'x"%T"y'`, `"%T%F"`, `'%T%F'`, `%T%F`, `"a\"%T\"b"`, `a\ b%T`, `"\\%T"`,
+		`-f "%F" -- '%T' x`, `'it'"'"'s %T'`, `"%T"'%F'%T`, `"%Tx1" '%F'2`, `%%T`, `"%"T`,
+	} {
+		checkMDA(t, dir, words)
+	}
+}
+
+// TestMDARefused: quoting not followed with certainty disables the MDA.
+func TestMDARefused(t *testing.T) {
+	for _, cmd := range []string{
+		`deliver "$(echo %T)"`, "deliver `echo %F`", `deliver ${X:-%T}`, `deliver \%T`, `deliver "%T`, `deliver '%F`,
+		"deliver <<EOF\n%T\nEOF",
+	} {
+		if argv, ok := mdaArgv(cmd, "{user}"); ok {
+			t.Errorf("mdaArgv(%q) = %q, ok; want refused", cmd, argv)
+		}
+	}
+	// Without a placeholder nothing is pasted: the command stays.
+	if argv, ok := mdaArgv(`procmail -a "$(date)"`, "x"); !ok || argv[2] != `procmail -a "$(date)"` || len(argv) != 4 {
+		t.Errorf("command without placeholders: %q %v", argv, ok)
+	}
+}
+
+// FuzzMDAQuoting: printf of words built from quotes, backslashes, spaces
+// and placeholders (no other shell syntax, so the fuzzer runs nothing but
+// printf).
+func FuzzMDAQuoting(f *testing.F) {
+	for _, s := range []string{`%T`, `'a%T'`, `"%F x"`, `a\ %T`, `"\"%T"`, `'%T'"%F"`} {
+		f.Add(s)
+	}
+	dir := f.TempDir()
+	f.Fuzz(func(t *testing.T, words string) {
+		if len(words) > 64 || strings.Trim(words, `'" \%TFab=-`) != "" {
+			return
+		}
+		checkMDA(t, dir, words)
+	})
+}
+
+// TestImportMDARefusedNote: a refused MDA is converted into one that
+// fails temporarily, with a note naming the line.
+func TestImportMDARefusedNote(t *testing.T) {
+	res, cfg := convertParse(t, "poll pop.example.com proto pop3 user u pass p ssl mda \"deliver `echo %F`\"\n")
+	mda := cfg.Accounts[0].Deliver.MDA
+	if len(mda) != 4 || !strings.Contains(mda[2], "exit 75") || strings.Contains(string(res.HCL), "{sender}") {
+		t.Errorf("mda = %q\n%s", mda, res.HCL)
+	}
+	if !strings.Contains(string(res.HCL), "the MDA is disabled") {
+		t.Errorf("no note:\n%s", res.HCL)
+	}
+}
+
+// TestParseSecretNotShown: the second word of an unquoted password with a
+// space is not quoted in the error, which says what to do.
+func TestParseSecretNotShown(t *testing.T) {
+	for _, src := range []string{
+		"poll pop.example.com proto pop3 user u pass hunter2 s3cr3tword\n",
+		"poll pop.example.com proto pop3 user u password hunter2 s3cr3tword keep\n",
+		"poll pop.example.com proto pop3 user u esmtppassword hunter2 s3cr3tword\n",
+		"poll pop.example.com proto pop3 user u pass hunter2 42s3cr3tword\n",
+	} {
+		_, err := Parse([]byte(src))
+		if err == nil || strings.Contains(err.Error(), "s3cr3tword") || !strings.Contains(err.Error(), "line 1:") || !strings.Contains(err.Error(), "a password with a space must be quoted") {
+			t.Errorf("%q: %v", src, err)
+		}
+	}
+	// Elsewhere the unknown word is named.
+	if _, err := Parse([]byte("poll pop.example.com proto pop3 user u keep bogusword\n")); err == nil || !strings.Contains(err.Error(), `"bogusword"`) {
+		t.Errorf("unknown keyword: %v", err)
+	}
+}
