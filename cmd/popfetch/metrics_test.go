@@ -182,6 +182,18 @@ func TestMetricsEndToEnd(t *testing.T) {
 		t.Errorf("generation after the reload = %v, want 2", v)
 	}
 
+	// A rejected reload shows as 0; the configuration stays at 2.
+	writeFile(t, rc, "this is not HCL {\n")
+	waitFor(t, 10*time.Second, "the rejected reload", func() bool { return len(d.log.lines("rc file has errors")) > 0 })
+	_, text = httpGet(t, uc, "http://popfetch/metrics")
+	uc.CloseIdleConnections()
+	if v, ok := metricValue(text, `popfetch_config_last_reload_success`); !ok || v != 0 {
+		t.Errorf("last reload success after a broken rc file = %v (present %v), want 0", v, ok)
+	}
+	if v, _ := metricValue(text, `popfetch_config_generation`); v != 2 {
+		t.Errorf("generation after a rejected reload = %v, want 2", v)
+	}
+
 	d.signal(t, syscall.SIGTERM)
 	d.waitExit(t, 20*time.Second, "SIGTERM")
 	if _, err := os.Lstat(sock); !errors.Is(err, os.ErrNotExist) {
