@@ -214,3 +214,25 @@ func stillServes(url string) bool {
 	b, _ := io.ReadAll(resp.Body)
 	return strings.Contains(string(b), "popfetch_")
 }
+
+// TestMetricsListenBusy: at start, a metrics_listen that cannot be bound
+// is a fatal error that names it, before any poll.
+func TestMetricsListenBusy(t *testing.T) {
+	t.Parallel()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	dir := t.TempDir()
+	rc := filepath.Join(dir, "popfetch.hcl")
+	writeFile(t, rc, rcText(filepath.Join(dir, "state"), []string{`metrics_listen = "` + ln.Addr().String() + `"`},
+		rcAccount{name: "a", port: 1, user: "a", pass: "pw", maildir: filepath.Join(dir, "mail")}))
+	r := daemonCLI(t, rc, "run")
+	if r.code != exitFail || !strings.Contains(r.stderr, "metrics_listen "+ln.Addr().String()) {
+		t.Errorf("run with a busy metrics_listen: exit %d, stderr:\n%s", r.code, r.stderr)
+	}
+	if strings.Contains(r.stderr, "daemon started") {
+		t.Errorf("the daemon started anyway:\n%s", r.stderr)
+	}
+}
