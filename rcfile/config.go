@@ -61,6 +61,11 @@ type Config struct {
 	// it (popfetch(1), --shard), so Accounts keeps every account.
 	Shard      Shard
 	ShardRange hcl.Range // where shard is set, for diagnostics; zero if it is not
+
+	// MetricsListen is where `popfetch run` serves /metrics and /healthz:
+	// "" (off, the default), host:port or IP:port for TCP, or an absolute
+	// path for a unix socket.
+	MetricsListen string
 }
 
 // Account is one POP3 mailbox and where its mail goes.

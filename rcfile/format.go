@@ -48,6 +48,9 @@ func (c *Config) Format(w io.Writer) error {
 	if c.Shard.Count > 0 {
 		top.SetAttributeValue("shard", cty.StringVal(c.Shard.String()))
 	}
+	if c.MetricsListen != "" {
+		top.SetAttributeValue("metrics_listen", cty.StringVal(c.MetricsListen))
+	}
 	for _, a := range c.Accounts {
 		n := block(top, "account", a.Name)
 		n.SetAttributeValue("server", cty.StringVal(a.Server))

@@ -174,6 +174,13 @@ func (p *parser) build(top *fileHCL, body hcl.Body) *Config {
 		cfg.Shard, cfg.ShardRange = sh, top.ShardRange
 	}
 
+	if top.MetricsListen != nil {
+		if err := CheckMetricsListen(*top.MetricsListen); err != nil {
+			p.errorf(top.MetricsRange, "Invalid metrics_listen", "%v.", err)
+		}
+		cfg.MetricsListen = *top.MetricsListen
+	}
+
 	var defaults settingsHCL
 	if top.Defaults != nil {
 		defaults = top.Defaults.Settings

@@ -27,6 +27,8 @@ type fileHCL struct {
 	PerServerRange   hcl.Range     `hcl:"per_server,attr_range"`
 	Shard            *string       `hcl:"shard,optional"`
 	ShardRange       hcl.Range     `hcl:"shard,attr_range"`
+	MetricsListen    *string       `hcl:"metrics_listen,optional"`
+	MetricsRange     hcl.Range     `hcl:"metrics_listen,attr_range"`
 	Defaults         *defaultsHCL  `hcl:"defaults,block"`
 	Accounts         []*accountHCL `hcl:"account,block"`
 }

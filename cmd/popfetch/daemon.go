@@ -14,6 +14,7 @@ import (
 	"github.com/hashicorp/hcl/v2"
 	"github.com/popfetch/popfetch/fetch"
 	"github.com/popfetch/popfetch/fetch/daemon"
+	"github.com/popfetch/popfetch/fetch/daemon/metrics"
 	"github.com/popfetch/popfetch/rcfile"
 )
 
@@ -37,12 +38,30 @@ func (g *globals) daemon(ctx context.Context, args []string) int {
 	// The daemon logs each poll's outcome itself (idle polls at Debug,
 	// an error once per change), not the session.
 	p := &fetch.Poller{Log: log, NoPollLog: true}
-	d := daemon.New(cfg, p.PollWith, daemon.Options{Log: log})
+	// The metrics count each poll's Result as the PollFunc returns it;
+	// they read everything else from the daemon's Status at scrape time.
+	var mx *metrics.Metrics
+	poll := func(ctx context.Context, a *rcfile.Account, opts fetch.PollOptions) fetch.Result {
+		r := p.PollWith(ctx, a, opts)
+		mx.Observe(r)
+		return r
+	}
+	d := daemon.New(cfg, poll, daemon.Options{Log: log})
+	mx = metrics.New(d, shortVersion())
 	// The control socket first: a second daemon on the same state fails
 	// here, before it polls anything.
 	ctl, err := daemon.ListenControl(daemon.ControlPath(cfg.StateDir), log)
 	if err != nil {
 		log.Error("control socket", "err", err)
+		return exitFail
+	}
+	msrv := metrics.NewServer(mx.Handler(), log)
+	defer msrv.Close()
+	if err := msrv.Set(cfg.MetricsListen); err != nil {
+		log.Error("metrics", "err", err)
+		done, cancel := context.WithCancel(ctx)
+		cancel()
+		ctl.Serve(done, d) // releases the control socket and its lock
 		return exitFail
 	}
 	ctx, stop := context.WithCancel(ctx)
@@ -59,12 +78,21 @@ func (g *globals) daemon(ctx context.Context, args []string) int {
 		logDiagnostics(log, path, diags)
 		if diags.HasErrors() {
 			log.Error("rc file has errors; the running configuration stays in effect", "path", path, "trigger", why)
+			mx.Reloaded(false, time.Now())
 			return
 		}
 		applyShard(c) // --shard and the environment win over the file
 		if err := d.Reload(c); err != nil {
 			log.Error("rc file not applied; the running configuration stays in effect", "path", path, "trigger", why, "err", err)
+			mx.Reloaded(false, time.Now())
 			return
+		}
+		mx.Reloaded(true, time.Now())
+		// A changed metrics_listen moves the listener; one that cannot
+		// be bound leaves metrics off until a reload fixes it, and does
+		// not stop the polls.
+		if err := msrv.Set(c.MetricsListen); err != nil {
+			log.Error("metrics not served", "err", err)
 		}
 		log.Info("rc file reloaded", "path", path, "trigger", why, "accounts", len(c.Accounts), "generation", d.Status().Generation)
 	}

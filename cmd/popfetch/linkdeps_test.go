@@ -44,8 +44,9 @@ func TestBinaryLinksNoTestCode(t *testing.T) {
 
 // TestImportRules pins the package graph's rules: go-pop3 is used only by
 // fetch/pop3 (popfetch's POP3 client wraps it), go-ldap only by
-// deliver/ldapdir (and its test harness), and hcl only by rcfile and this
-// command (the poll and the daemon see decoded settings, never HCL).
+// deliver/ldapdir (and its test harness), hcl only by rcfile and this
+// command (the poll and the daemon see decoded settings, never HCL), and
+// the Prometheus client only by fetch/daemon/metrics.
 func TestImportRules(t *testing.T) {
 	t.Parallel()
 	out, err := exec.Command("go", "list", "-f", `{{.ImportPath}} {{join .Imports " "}}`, repoRoot+"/...").Output()
@@ -58,6 +59,7 @@ func TestImportRules(t *testing.T) {
 		"github.com/go-ldap/ldap/v3":    {mod + "/deliver/ldapdir", mod + "/deliver/ldapdir/slapdtest"},
 		"github.com/hashicorp/hcl/v2":   {mod + "/rcfile", mod + "/cmd/popfetch"},
 		"github.com/hashicorp/hcl/v2/*": {mod + "/rcfile", mod + "/rcfile/fetchmailrc"}, // the importer writes HCL
+		"github.com/prometheus/*":       {mod + "/fetch/daemon/metrics"},
 	}
 	for _, line := range strings.Split(strings.TrimSpace(string(out)), "\n") {
 		f := strings.Fields(line)
@@ -66,6 +68,9 @@ func TestImportRules(t *testing.T) {
 			key := imp
 			if strings.HasPrefix(imp, "github.com/hashicorp/hcl/v2/") {
 				key = "github.com/hashicorp/hcl/v2/*"
+			}
+			if strings.HasPrefix(imp, "github.com/prometheus/") {
+				key = "github.com/prometheus/*"
 			}
 			if who, ok := allowed[key]; ok && !slices.Contains(who, pkg) {
 				t.Errorf("%s imports %s; only %v may", pkg, imp, who)

@@ -1139,3 +1139,11 @@ func (d *Daemon) Status() Status {
 	slices.SortFunc(s.Accounts, func(x, y AccountStatus) int { return strings.Compare(x.Name, y.Name) })
 	return s
 }
+
+// Running reports whether the scheduler is running: Run has started and
+// no stop has begun. /healthz answers 200 only then.
+func (d *Daemon) Running() bool {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	return d.phase == phaseRunning && d.gen > 0
+}
