@@ -10,6 +10,7 @@ import (
 	"fmt"
 	"net"
 	"os"
+	"strconv"
 	"strings"
 	"time"
 )
@@ -142,8 +143,14 @@ func verifyReason(err error, leaf *x509.Certificate) string {
 }
 
 // certNames lists the names a certificate is valid for (SANs only, RFC
-// 6125 §6.4.4: no CN fallback).
+// 6125 §6.4.4: no CN fallback). The certificate may be an attacker's (the
+// names of an untrusted one are what a man in the middle chose; an
+// IA5String admits every ASCII byte): a name that is not a plain host
+// name is quoted with strconv.Quote, so no control character or escape
+// sequence reaches a terminal or a log line, and the list is bounded in
+// count and length.
 func certNames(c *x509.Certificate) string {
+	const maxNames, maxLen = 8, 100
 	var names []string
 	names = append(names, c.DNSNames...)
 	for _, ip := range c.IPAddresses {
@@ -152,7 +159,34 @@ func certNames(c *x509.Certificate) string {
 	if len(names) == 0 {
 		return "no name: it has no subjectAltName"
 	}
-	return strings.Join(names, ", ")
+	var out []string
+	for i, n := range names {
+		if i == maxNames {
+			out = append(out, fmt.Sprintf("and %d more", len(names)-maxNames))
+			break
+		}
+		out = append(out, certName(n, maxLen))
+	}
+	return strings.Join(out, ", ")
+}
+
+// certName is one certificate name for a message: as it is when it is
+// made of the characters of a host name, a wildcard or an IP address,
+// else cut to max bytes and quoted.
+func certName(n string, max int) string {
+	plain := n != "" && len(n) <= max
+	for i := 0; plain && i < len(n); i++ {
+		c := n[i]
+		plain = c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' ||
+			c == '.' || c == '-' || c == '_' || c == '*' || c == ':'
+	}
+	if plain {
+		return n
+	}
+	if len(n) > max {
+		n = strings.ToValidUTF8(n[:max], "") + "…"
+	}
+	return strconv.Quote(n)
 }
 
 // greetingError is the error of a greeting that did not come. A server on

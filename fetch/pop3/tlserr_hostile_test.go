@@ -38,11 +38,11 @@ func rawServer(t *testing.T, greeting []byte) int {
 	return ln.Addr().(*net.TCPAddr).Port
 }
 
-// TestAuditPlainGreetingHostile: the greeting of a server that answers a
+// TestPlainGreetingHostile: the greeting of a server that answers a
 // ClientHello in plain text reaches the admin's terminal: it must come
 // quoted, without control characters, bounded, and must not forge a
 // tls_fingerprint suggestion of its own.
-func TestAuditPlainGreetingHostile(t *testing.T) {
+func TestPlainGreetingHostile(t *testing.T) {
 	for name, g := range map[string]string{
 		"ansi":       "+OK \x1b[2J\x1b]0;pwned\x07 ready\r\n",
 		"crlf":       "+OK a\rtls = \"none\"\r\nsecond line\r\n",
@@ -104,10 +104,10 @@ func hostileNameCert(t *testing.T, names ...string) *tls.Config {
 	return &tls.Config{Certificates: []tls.Certificate{{Certificate: [][]byte{der}, PrivateKey: key}}}
 }
 
-// TestAuditUntrustedCertNamesEscaped: the names of an untrusted (MITM)
+// TestUntrustedCertNamesEscaped: the names of an untrusted (MITM)
 // certificate are printed in "it is for ...": they are the attacker's
 // text and must not carry terminal escapes to the admin's terminal.
-func TestAuditUntrustedCertNamesEscaped(t *testing.T) {
+func TestUntrustedCertNamesEscaped(t *testing.T) {
 	cfg := hostileNameCert(t, "evil\x1b]0;pwned\x07\x1b[2J.example", "x\r\ntls_fingerprint = \"sha256:00\"")
 	srv := pop3test.NewServer(t, pop3test.Options{Implicit: true, TLS: cfg, Messages: msgs(1)})
 	for _, pin := range []string{"", "check-name"} {
@@ -126,9 +126,9 @@ func TestAuditUntrustedCertNamesEscaped(t *testing.T) {
 	}
 }
 
-// TestAuditPinNoDowngrade: a pin never lets tls = "starttls" go on in
+// TestPinNoDowngrade: a pin never lets tls = "starttls" go on in
 // plain text when the server does not offer STLS.
-func TestAuditPinNoDowngrade(t *testing.T) {
+func TestPinNoDowngrade(t *testing.T) {
 	srv := pop3test.NewServer(t, pop3test.Options{Messages: msgs(1)})
 	o := Options{Host: "127.0.0.1", Port: srv.Port(), TLS: TLSStartTLS, Fingerprint: strings.Repeat("ab", 32), Timeout: 1500 * time.Millisecond}
 	_, err := Dial(context.Background(), o)
