@@ -540,9 +540,13 @@ func summaryLine(r fetch.PollSummary) string {
 }
 
 // errText is an account's error for a line that starts with the account's
-// name: without the "account NAME: " the error itself starts with.
+// name: without the "account NAME: " the error itself starts with, and
+// safe for a terminal (termSafe). An error quotes what servers sent and
+// what certificates say; the packages that build it escape that text, and
+// this is the second layer: no control character of any error reaches the
+// summary or check line.
 func errText(account, err string) string {
-	return strings.TrimPrefix(err, "account "+account+": ")
+	return termSafe(strings.TrimPrefix(err, "account "+account+": "), 4000)
 }
 
 func exitCodeFor(r fetch.Result) int {

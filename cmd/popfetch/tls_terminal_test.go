@@ -15,16 +15,17 @@ import (
 	"testing"
 	"time"
 
+	"github.com/popfetch/popfetch/fetch"
 	"github.com/popfetch/popfetch/fetch/pop3test"
 )
 
-// TestAuditCheckConnectCertNamesTerminal: a man in the middle chooses the
+// TestCheckConnectCertNamesTerminal: a man in the middle chooses the
 // names of the certificate he presents; `popfetch check --connect` and
 // `popfetch fetch` print the untrusted-certificate error with "it is for
 // NAMES" on the admin's terminal. Terminal escapes in a DNS SAN
 // (IA5String admits every ASCII byte) must not arrive raw, nor a CR/LF
 // that starts a forged line.
-func TestAuditCheckConnectCertNamesTerminal(t *testing.T) {
+func TestCheckConnectCertNamesTerminal(t *testing.T) {
 	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
 	if err != nil {
 		t.Fatal(err)
@@ -66,6 +67,28 @@ account "isp" {
 		for _, s := range []string{out, errs} {
 			if strings.ContainsAny(s, "\x1b\x07\r") || strings.Contains(s, "\nisp: logged in") {
 				t.Errorf("%v prints the certificate's names raw: %q", args, s)
+			}
+		}
+	}
+}
+
+// TestErrorLinesTerminalSafe: whatever an error says, the summary line
+// and the error text of check carry no control or bidirectional
+// character (the second layer behind the packages' own escaping).
+func TestErrorLinesTerminalSafe(t *testing.T) {
+	for _, e := range []string{
+		"account isp: it is for evil\x1b]0;pwned\x07\x1b[2J.example",
+		"x\r\nisp: logged in with PLAIN; 0 messages",
+		"c1 \u009b31m and bidi \u202eevil\u2066 and nul \x00",
+	} {
+		for _, s := range []string{
+			summaryLine(fetch.PollSummary{Account: "isp", Err: e}),
+			errText("isp", e),
+		} {
+			for _, r := range s {
+				if termUnsafe(r) {
+					t.Errorf("%q: unsafe character %U in %q", e, r, s)
+				}
 			}
 		}
 	}
