@@ -47,11 +47,11 @@ func misbehavingSMTP(t *testing.T, serve func(c net.Conn)) (string, func()) {
 	return ln.Addr().String(), stop
 }
 
-// TestAuditCheckConnectSMTPMisbehaves: `check --connect` against an SMTP
+// TestCheckConnectSMTPMisbehaves: `check --connect` against an SMTP
 // target that never greets, answers EHLO with 5xx, or sends an endless
 // multiline reply ends in reasonable time (a check is interactive) with
 // an error, exit 1, and output free of control characters.
-func TestAuditCheckConnectSMTPMisbehaves(t *testing.T) {
+func TestCheckConnectSMTPMisbehaves(t *testing.T) {
 	read := func(c net.Conn) { c.Read(make([]byte, 4096)) }
 	for _, tt := range []struct {
 		name  string
