@@ -8,10 +8,10 @@ import (
 	"testing"
 )
 
-// TestAuditErrorDedup: Error drops its Reason when the error starts with
+// TestErrorDedup: Error drops its Reason when the error starts with
 // the same step. It must never drop what only the Reason says (the
 // timeout's length), nor print the system's error twice.
-func TestAuditErrorDedup(t *testing.T) {
+func TestErrorDedup(t *testing.T) {
 	timeout := &os.PathError{Op: "read", Path: "tcp", Err: os.ErrDeadlineExceeded}
 	perm := &os.PathError{Op: "open", Path: "/tmp/x", Err: errors.New("permission denied")}
 	for _, tt := range []struct {
