@@ -9,10 +9,10 @@ import (
 	"time"
 )
 
-// TestAuditProgressPipedStdout: stderr a terminal, stdout a pipe: the
+// TestProgressPipedStdout: stderr a terminal, stdout a pipe: the
 // summary lines written through the progress writer reach stdout without
 // any escape sequence or carriage return; those go to stderr only.
-func TestAuditProgressPipedStdout(t *testing.T) {
+func TestProgressPipedStdout(t *testing.T) {
 	var term, pipe bytes.Buffer
 	p := newProgressLine(&term, time.Now, func() int { return 80 })
 	stdout := p.writer(&pipe)
@@ -52,10 +52,10 @@ func cols(s string) int {
 	return n
 }
 
-// TestAuditProgressWidth: the line never reaches the terminal's last
+// TestProgressWidth: the line never reaches the terminal's last
 // column (it would wrap, and "\r" would redraw only the second half),
 // for tiny widths, long account names and wide characters.
-func TestAuditProgressWidth(t *testing.T) {
+func TestProgressWidth(t *testing.T) {
 	for _, tt := range []struct {
 		name  string
 		width int
@@ -79,9 +79,9 @@ func TestAuditProgressWidth(t *testing.T) {
 	}
 }
 
-// TestAuditProgressConcurrent: many accounts starting, finishing and
+// TestProgressConcurrent: many accounts starting, finishing and
 // logging at once (run with -race).
-func TestAuditProgressConcurrent(t *testing.T) {
+func TestProgressConcurrent(t *testing.T) {
 	var term lockedWriter
 	p := newProgressLine(&term, time.Now, func() int { return 60 })
 	p.run()
@@ -122,4 +122,17 @@ func (l *lockedWriter) String() string {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	return l.b.String()
+}
+
+// TestProgressCutsNameFirst: a long or wide account name is cut, with
+// "…", before the counts are.
+func TestProgressCutsNameFirst(t *testing.T) {
+	for _, name := range []string{strings.Repeat("a", 5000), strings.Repeat("日本語", 40), strings.Repeat("📬", 50)} {
+		p := newProgressLine(&bytes.Buffer{}, time.Now, func() int { return 50 })
+		p.Start(name, 5, 5000)
+		s := p.text()
+		if !strings.HasSuffix(s, "…: 0/5 messages, 0 B/4.9 KiB") || cols(s) >= 50 {
+			t.Errorf("%.10q: %q (%d columns)", name, s, cols(s))
+		}
+	}
 }
