@@ -76,8 +76,13 @@ func handshakeError(err error, read []byte, o Options) error {
 }
 
 // plainText reports whether a record header is the start of a text line
-// (a POP3 greeting, an SMTP banner) rather than TLS or binary noise.
+// (a POP3 greeting, an SMTP banner) rather than TLS or binary noise. A
+// POP3 status indicator (RFC 1939 §3) is enough, whatever byte follows
+// it: a greeting may go on with any byte.
 func plainText(b []byte) bool {
+	if bytes.HasPrefix(b, []byte("+OK")) || bytes.HasPrefix(b, []byte("-ERR")) {
+		return true
+	}
 	for _, c := range b {
 		if (c < 0x20 || c > 0x7e) && c != '\r' && c != '\n' && c != '\t' {
 			return false
@@ -111,12 +116,21 @@ func untrusted(verr *tls.CertificateVerificationError, o Options, addr string) s
 	fp := SPKIFingerprint(leaf)
 	var b strings.Builder
 	fmt.Fprintf(&b, "the certificate of %s is not trusted (%s); ", addr, verifyReason(verr.Err, leaf))
-	if leaf.VerifyHostname(o.Host) == nil {
+	match := leaf.VerifyHostname(o.Host) == nil
+	if match {
 		fmt.Fprintf(&b, "its name matches %s; ", o.Host)
 	} else {
 		fmt.Fprintf(&b, "its name does NOT match %s (it is for %s); ", o.Host, certNames(leaf))
 	}
 	fmt.Fprintf(&b, "server key fingerprint sha256:%s; if this is the server's own key (check the fingerprint with its operator), pin it in the account: tls_fingerprint = %q", fp, "sha256:"+fp)
+	// A pin replaces the name check unless tls_check_name says
+	// otherwise: keep it where the name is right, and say why it cannot
+	// be kept where it is not.
+	if match {
+		b.WriteString(" and tls_check_name = true (the name is checked too)")
+	} else {
+		fmt.Fprintf(&b, " (without tls_check_name = true, which would refuse a certificate not for %s)", o.Host)
+	}
 	return b.String()
 }
 
