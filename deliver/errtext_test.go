@@ -20,8 +20,12 @@ func TestErrorSaysStepOnce(t *testing.T) {
 			"maildir /m: temporary failure: open maildir: open /m: not a directory"},
 		{&Error{Target: "mda /bin/x", Reason: "MDA killed after 2m0s", Err: errors.New("signal: killed")},
 			"mda /bin/x: temporary failure: MDA killed after 2m0s: signal: killed"},
+		// Same step, and each says something the other does not (the
+		// reason a limit, say): the step once, both kept.
 		{&Error{Target: "smtp h", Reason: "no reply: x", Err: errors.New("no reply: y")},
-			"smtp h: temporary failure: no reply: y"},
+			"smtp h: temporary failure: no reply: x: y"},
+		{&Error{Target: "smtp h", Reason: "no reply: y", Err: errors.New("no reply: read: y")},
+			"smtp h: temporary failure: no reply: read: y"},
 	}
 	for _, tt := range tests {
 		got := tt.err.Error()

@@ -382,7 +382,7 @@ func (d *MDA) run(ctx context.Context, argv []string, msg io.Reader) error {
 	// on its way runs code as popfetch. Temporary: the message stays on
 	// the server until the program is safe again.
 	if err := trust.CheckPath(argv[0]); err != nil {
-		return &Error{Target: d.target, Reason: SafeValue("MDA program refused: "+err.Error(), 300), Err: err}
+		return &Error{Target: d.target, Reason: SafeValue("MDA program refused: "+err.Error(), 300), Err: fmt.Errorf("MDA program refused: %w", err)}
 	}
 
 	// The whole copy is in a file before the MDA starts, and that file is
@@ -392,7 +392,7 @@ func (d *MDA) run(ctx context.Context, argv []string, msg io.Reader) error {
 	// reads the complete message whatever happens to popfetch.
 	in, size, err := writeCopy(msg)
 	if err != nil {
-		return &Error{Target: d.target, Reason: "MDA input file: " + SafeValue(err.Error(), 150), Err: err}
+		return &Error{Target: d.target, Reason: "MDA input file: " + SafeValue(err.Error(), 150), Err: fmt.Errorf("MDA input file: %w", err)}
 	}
 	defer in.Close()
 

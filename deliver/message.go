@@ -39,27 +39,48 @@ type Error struct {
 
 // sameStep reports whether reason and err start with the same step
 // ("open maildir: not a directory" and "open maildir: open /m: not a
-// directory"): err then says all that reason does, and printing both
-// would repeat the step.
-func sameStep(reason, err string) bool {
-	step, _, ok := strings.Cut(reason, ": ")
-	return ok && strings.HasPrefix(err, step+": ")
+// directory") and returns the rest of each.
+func sameStep(reason, err string) (rrest, erest string, ok bool) {
+	step, rrest, ok := strings.Cut(reason, ": ")
+	if !ok || !strings.HasPrefix(err, step+": ") {
+		return "", "", false
+	}
+	return rrest, err[len(step)+2:], true
 }
 
+// Error says the reason and the error once each, without what one of them
+// repeats of the other, and never drops what only one of them says: the
+// reason may carry the limit that ran out ("connect: timed out after
+// 5m0s"), the error what the system said ("connect: read tcp ...: i/o
+// timeout").
 func (e *Error) Error() string {
 	kind := "temporary"
 	if e.Permanent {
 		kind = "permanent"
 	}
-	switch {
-	case e.Err == nil:
+	if e.Err == nil {
 		return fmt.Sprintf("%s: %s failure: %s", e.Target, kind, e.Reason)
-	case e.Reason == "" || strings.Contains(e.Err.Error(), e.Reason) || sameStep(e.Reason, e.Err.Error()):
-		return fmt.Sprintf("%s: %s failure: %v", e.Target, kind, e.Err)
+	}
+	err := e.Err.Error()
+	if e.Reason == "" || strings.Contains(err, e.Reason) {
+		return fmt.Sprintf("%s: %s failure: %s", e.Target, kind, err)
+	}
+	if strings.HasSuffix(e.Reason, err) {
+		// "MDA input file: open /tmp/x: permission denied": the
+		// reason names the step and quotes the whole error.
+		return fmt.Sprintf("%s: %s failure: %s", e.Target, kind, e.Reason)
+	}
+	if rrest, erest, ok := sameStep(e.Reason, err); ok {
+		if strings.Contains(erest, rrest) {
+			// The error says all the reason does.
+			return fmt.Sprintf("%s: %s failure: %s", e.Target, kind, err)
+		}
+		// The step once, then what each says.
+		return fmt.Sprintf("%s: %s failure: %s: %s", e.Target, kind, e.Reason, erest)
 	}
 	// Both: the reason says at which step (e.g. "no reply to the final
 	// dot", "MDA killed after 2m0s"), the error what the system said.
-	return fmt.Sprintf("%s: %s failure: %s: %v", e.Target, kind, e.Reason, e.Err)
+	return fmt.Sprintf("%s: %s failure: %s: %s", e.Target, kind, e.Reason, err)
 }
 
 func (e *Error) Unwrap() error { return e.Err }

@@ -106,12 +106,23 @@ func checkRoute(w io.Writer, a *rcfile.Account, snap *ldapdir.Snapshot, files []
 
 // readHeadOf reads what routing can look at of the message file path:
 // the header, which RouteHeader reads up to deliver.MaxHeaderBytes.
+// It opens the file as the postmaster listing does (openListed: no
+// symbolic link, no wait for a FIFO's writer) and refuses anything but a
+// regular file: a FIFO or a terminal's /dev/stdin would make check wait
+// for ever.
 func readHeadOf(path string) ([]byte, error) {
-	f, err := os.Open(path)
+	f, err := openListed(path)
 	if err != nil {
 		return nil, err
 	}
 	defer f.Close()
+	fi, err := f.Stat()
+	if err != nil {
+		return nil, err
+	}
+	if !fi.Mode().IsRegular() {
+		return nil, fmt.Errorf("not a regular file (%s)", fileKind(fi.Mode()))
+	}
 	return io.ReadAll(io.LimitReader(f, deliver.MaxHeaderBytes+64<<10))
 }
 
@@ -183,4 +194,19 @@ func (g *globals) checkRoute(ctx context.Context, cfg *rcfile.Config, name strin
 		fmt.Fprintf(g.stdout, "# %s: the ldap directory is not loaded (add --connect); only configured users route\n", printable(a.Name, 60))
 	}
 	return worse(code, checkRoute(g.stdout, a, snap, files))
+}
+
+// fileKind names the type of a file that is not a regular one.
+func fileKind(m os.FileMode) string {
+	switch {
+	case m.IsDir():
+		return "a directory"
+	case m&os.ModeNamedPipe != 0:
+		return "a FIFO"
+	case m&os.ModeSocket != 0:
+		return "a socket"
+	case m&os.ModeDevice != 0:
+		return "a device"
+	}
+	return m.Type().String()
 }

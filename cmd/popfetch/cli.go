@@ -161,7 +161,8 @@ type globals struct {
 	logFormat string
 	stdout    io.Writer
 	stderr    io.Writer
-	helped    bool // a subcommand's -h/--help printed the usage
+	version   bool // --version, at the top or after a subcommand
+	helped    bool // a subcommand's -h/--help or --version printed what was asked
 	// isTerminal says whether a writer is a terminal (tests force it);
 	// nil is the real check.
 	isTerminal func(io.Writer) bool
@@ -172,14 +173,13 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	fs := flag.NewFlagSet("popfetch", flag.ContinueOnError)
 	fs.SetOutput(io.Discard)
 	g.register(fs)
-	showVersion := fs.Bool("version", false, "")
 	help := fs.Bool("help", false, "")
 	fs.BoolVar(help, "h", false, "")
 	if err := fs.Parse(args); err != nil {
 		fmt.Fprintf(stderr, "popfetch: %v\n\n%s", err, usage)
 		return exitUsage
 	}
-	if *showVersion {
+	if g.version {
 		fmt.Fprintln(stdout, versionString())
 		return exitOK
 	}
@@ -241,6 +241,7 @@ func (g *globals) register(fs *flag.FlagSet) {
 	fs.BoolVar(&g.verbose, "verbose", g.verbose, "")
 	fs.BoolVar(&g.verbose, "v", g.verbose, "")
 	fs.StringVar(&g.logFormat, "log-format", g.logFormat, "")
+	fs.BoolVar(&g.version, "version", g.version, "")
 }
 
 // flags returns a subcommand's flag set with the global flags; parse it
@@ -264,6 +265,12 @@ func (g *globals) parse(fs *flag.FlagSet, args []string) bool {
 		} else {
 			fmt.Fprintf(g.stderr, "popfetch %s: %v\n\n%s", fs.Name(), err, usage)
 		}
+		return false
+	}
+	if g.version {
+		// "popfetch fetch --version": the version, as at the top.
+		fmt.Fprintln(g.stdout, versionString())
+		g.helped = true
 		return false
 	}
 	if g.logFormat != "text" && g.logFormat != "json" {
@@ -541,9 +548,13 @@ func summaryLine(r fetch.PollSummary) string {
 }
 
 // errText is an account's error for a line that starts with the account's
-// name: without the "account NAME: " the error itself starts with.
+// name: without the "account NAME: " the error itself starts with, and
+// safe for a terminal (termSafe). An error quotes what servers sent and
+// what certificates say; the packages that build it escape that text, and
+// this is the second layer: no control character of any error reaches the
+// summary or check line.
 func errText(account, err string) string {
-	return strings.TrimPrefix(err, "account "+account+": ")
+	return termSafe(strings.TrimPrefix(err, "account "+account+": "), 4000)
 }
 
 func exitCodeFor(r fetch.Result) int {

@@ -48,6 +48,13 @@ func TestHelpAndVersion(t *testing.T) {
 			}
 		}
 	}
+	// --version is a global flag: after a command too, it prints the
+	// version and does nothing else.
+	for _, cmd := range []string{"fetch", "check", "run", "status", "postmaster"} {
+		if code, out, errs := runCLI(t, "-f", "/nonexistent/rc.hcl", cmd, "--version"); code != exitOK || !strings.HasPrefix(out, "popfetch ") || errs != "" {
+			t.Errorf("%s --version = %d %q, stderr %q; want %d and the version", cmd, code, out, errs, exitOK)
+		}
+	}
 }
 
 // A password_file found readable by others when the account is polled (it

@@ -335,9 +335,7 @@ func termSafe(s string, max int) string {
 			b.WriteByte('?')
 		case r == '\t' || r == '\u2028' || r == '\u2029':
 			b.WriteByte(' ')
-		case r < 0x20 || r == 0x7f || r >= 0x80 && r < 0xa0,
-			r == '\u061c', r == '\u200e', r == '\u200f',
-			r >= '\u202a' && r <= '\u202e', r >= '\u2066' && r <= '\u2069':
+		case termUnsafe(r):
 			b.WriteByte('?')
 		default:
 			b.WriteString(s[i : i+n])
@@ -350,6 +348,15 @@ func termSafe(s string, max int) string {
 		out = string(rs[:max-1]) + "…"
 	}
 	return out
+}
+
+// termUnsafe reports whether r must not reach a terminal as it is: a
+// control character (C0, DEL, C1) or a bidirectional control. termSafe
+// and printable both decide with it.
+func termUnsafe(r rune) bool {
+	return r < 0x20 || r == 0x7f || r >= 0x80 && r < 0xa0 ||
+		r == '\u061c' || r == '\u200e' || r == '\u200f' ||
+		r >= '\u202a' && r <= '\u202e' || r >= '\u2066' && r <= '\u2069'
 }
 
 // escapeLen is the length of the rest of an escape sequence after ESC:

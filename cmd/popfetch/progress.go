@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"golang.org/x/term"
+	"golang.org/x/text/width"
 )
 
 // The progress display of a one-shot `popfetch fetch` on a terminal: one
@@ -175,7 +176,7 @@ func (p *progressLine) text() string {
 		name = strconv.Itoa(len(p.order)) + " accounts"
 	}
 	var b strings.Builder
-	fmt.Fprintf(&b, "%s: %d/%d messages, %s/%s", name, sum.done, sum.msgs, humanBytes(sum.doneSize), humanBytes(sum.bytes))
+	fmt.Fprintf(&b, ": %d/%d messages, %s/%s", sum.done, sum.msgs, humanBytes(sum.doneSize), humanBytes(sum.bytes))
 	// The rate is the average since the start: steady enough to read,
 	// and the ETA follows from it. Until a message is done there is no
 	// rate to tell.
@@ -187,7 +188,7 @@ func (p *progressLine) text() string {
 			fmt.Fprintf(&b, ", ETA %s", eta)
 		}
 	}
-	return fitWidth(b.String(), p.width())
+	return fitWidth(name, b.String(), p.width())
 }
 
 // draw puts the current text on the terminal if it changed.
@@ -240,18 +241,50 @@ func (pw *progressWriter) Write(b []byte) (int, error) {
 	return n, err
 }
 
-// fitWidth cuts s to fewer runes than width: a line that reached the last
-// column would wrap on some terminals, and "\r" would then redraw only its
-// second half.
-func fitWidth(s string, width int) string {
-	if width < 2 {
-		width = 2
+// fitWidth is name followed by rest, in fewer display columns than width:
+// a line that reached the last column would wrap on some terminals, and
+// "\r" would then redraw only its second half. The name is cut first, so
+// the counts stay visible; rest only when even it does not fit.
+func fitWidth(name, rest string, width int) string {
+	width = max(width, 2) - 1 // the columns the line may take
+	if displayCols(name)+displayCols(rest) <= width {
+		return name + rest
 	}
-	r := []rune(s)
-	if len(r) < width {
-		return s
+	if room := width - displayCols(rest); room >= 2 {
+		return cutCols(name, room-1) + "…" + rest
 	}
-	return string(r[:width-1])
+	return cutCols(name+rest, width)
+}
+
+// displayCols is the number of terminal columns s takes: two for an East Asian
+// wide or fullwidth character (UAX #11), one for any other. A combining
+// mark counts one too: a terminal that draws it on its base character
+// leaves the line shorter, never longer.
+func displayCols(s string) int {
+	n := 0
+	for _, r := range s {
+		n += runeCols(r)
+	}
+	return n
+}
+
+func runeCols(r rune) int {
+	switch width.LookupRune(r).Kind() {
+	case width.EastAsianWide, width.EastAsianFullwidth:
+		return 2
+	}
+	return 1
+}
+
+// cutCols is the longest prefix of s that takes at most n columns.
+func cutCols(s string, n int) string {
+	c := 0
+	for i, r := range s {
+		if c += runeCols(r); c > n {
+			return s[:i]
+		}
+	}
+	return s
 }
 
 // humanBytes is n in B, KiB, MiB or GiB.

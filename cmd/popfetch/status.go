@@ -106,9 +106,10 @@ func printableEnds(s string, head, tail int) string {
 	return printable(string(r[:head]), head) + " … " + printable(string(r[len(r)-tail:]), tail)
 }
 
-// printable escapes control characters and cuts s to n runes: error texts
-// quote what the server said, and a terminal must not interpret it
-// (fetchmail CVE-2021-36386 class).
+// printable escapes the characters termSafe replaces (control and
+// bidirectional ones; termUnsafe decides for both) and cuts s to n runes:
+// error texts quote what the server said, and a terminal must not
+// interpret it (fetchmail CVE-2021-36386 class).
 func printable(s string, n int) string {
 	var b strings.Builder
 	i := 0
@@ -117,9 +118,12 @@ func printable(s string, n int) string {
 			b.WriteString("…")
 			break
 		}
-		if unicode.IsControl(r) || r == unicode.ReplacementChar {
+		switch {
+		case r == unicode.ReplacementChar || termUnsafe(r) && r <= 0xff:
 			fmt.Fprintf(&b, "\\x%02x", r)
-		} else {
+		case termUnsafe(r):
+			fmt.Fprintf(&b, "\\u%04x", r)
+		default:
 			b.WriteRune(r)
 		}
 		i++

@@ -10,6 +10,7 @@ import (
 	"fmt"
 	"net"
 	"os"
+	"strconv"
 	"strings"
 	"time"
 )
@@ -75,8 +76,13 @@ func handshakeError(err error, read []byte, o Options) error {
 }
 
 // plainText reports whether a record header is the start of a text line
-// (a POP3 greeting, an SMTP banner) rather than TLS or binary noise.
+// (a POP3 greeting, an SMTP banner) rather than TLS or binary noise. A
+// POP3 status indicator (RFC 1939 §3) is enough, whatever byte follows
+// it: a greeting may go on with any byte.
 func plainText(b []byte) bool {
+	if bytes.HasPrefix(b, []byte("+OK")) || bytes.HasPrefix(b, []byte("-ERR")) {
+		return true
+	}
 	for _, c := range b {
 		if (c < 0x20 || c > 0x7e) && c != '\r' && c != '\n' && c != '\t' {
 			return false
@@ -110,12 +116,21 @@ func untrusted(verr *tls.CertificateVerificationError, o Options, addr string) s
 	fp := SPKIFingerprint(leaf)
 	var b strings.Builder
 	fmt.Fprintf(&b, "the certificate of %s is not trusted (%s); ", addr, verifyReason(verr.Err, leaf))
-	if leaf.VerifyHostname(o.Host) == nil {
+	match := leaf.VerifyHostname(o.Host) == nil
+	if match {
 		fmt.Fprintf(&b, "its name matches %s; ", o.Host)
 	} else {
 		fmt.Fprintf(&b, "its name does NOT match %s (it is for %s); ", o.Host, certNames(leaf))
 	}
 	fmt.Fprintf(&b, "server key fingerprint sha256:%s; if this is the server's own key (check the fingerprint with its operator), pin it in the account: tls_fingerprint = %q", fp, "sha256:"+fp)
+	// A pin replaces the name check unless tls_check_name says
+	// otherwise: keep it where the name is right, and say why it cannot
+	// be kept where it is not.
+	if match {
+		b.WriteString(" and tls_check_name = true (the name is checked too)")
+	} else {
+		fmt.Fprintf(&b, " (without tls_check_name = true, which would refuse a certificate not for %s)", o.Host)
+	}
 	return b.String()
 }
 
@@ -142,8 +157,14 @@ func verifyReason(err error, leaf *x509.Certificate) string {
 }
 
 // certNames lists the names a certificate is valid for (SANs only, RFC
-// 6125 §6.4.4: no CN fallback).
+// 6125 §6.4.4: no CN fallback). The certificate may be an attacker's (the
+// names of an untrusted one are what a man in the middle chose; an
+// IA5String admits every ASCII byte): a name that is not a plain host
+// name is quoted with strconv.Quote, so no control character or escape
+// sequence reaches a terminal or a log line, and the list is bounded in
+// count and length.
 func certNames(c *x509.Certificate) string {
+	const maxNames, maxLen = 8, 100
 	var names []string
 	names = append(names, c.DNSNames...)
 	for _, ip := range c.IPAddresses {
@@ -152,7 +173,34 @@ func certNames(c *x509.Certificate) string {
 	if len(names) == 0 {
 		return "no name: it has no subjectAltName"
 	}
-	return strings.Join(names, ", ")
+	var out []string
+	for i, n := range names {
+		if i == maxNames {
+			out = append(out, fmt.Sprintf("and %d more", len(names)-maxNames))
+			break
+		}
+		out = append(out, certName(n, maxLen))
+	}
+	return strings.Join(out, ", ")
+}
+
+// certName is one certificate name for a message: as it is when it is
+// made of the characters of a host name, a wildcard or an IP address,
+// else cut to max bytes and quoted.
+func certName(n string, max int) string {
+	plain := n != "" && len(n) <= max
+	for i := 0; plain && i < len(n); i++ {
+		c := n[i]
+		plain = c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' ||
+			c == '.' || c == '-' || c == '_' || c == '*' || c == ':'
+	}
+	if plain {
+		return n
+	}
+	if len(n) > max {
+		n = strings.ToValidUTF8(n[:max], "") + "…"
+	}
+	return strconv.Quote(n)
 }
 
 // greetingError is the error of a greeting that did not come. A server on

@@ -121,9 +121,9 @@ func TestUntrustedCertificate(t *testing.T) {
 		ca     []byte
 		want   []string
 	}{
-		{name: "unknown authority", server: ownName, want: []string{"signed by an unknown authority", "its name matches localhost"}},
-		{name: "other name", server: otherName, ca: caPEM, want: []string{"issued for another name", "its name does NOT match localhost (it is for mail.example.net)"}},
-		{name: "expired self-signed", server: expired, want: []string{"expired 20", "its name matches localhost"}},
+		{name: "unknown authority", server: ownName, want: []string{"signed by an unknown authority", "its name matches localhost", "and tls_check_name = true"}},
+		{name: "other name", server: otherName, ca: caPEM, want: []string{"issued for another name", "its name does NOT match localhost (it is for mail.example.net)", "without tls_check_name = true"}},
+		{name: "expired self-signed", server: expired, want: []string{"expired 20", "its name matches localhost", "and tls_check_name = true"}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -153,6 +153,9 @@ func TestUntrustedCertificate(t *testing.T) {
 			}
 			o.RootCAs = nil
 			o.Fingerprint = m[1]
+			// The advice works as given: with tls_check_name = true
+			// where it suggests it.
+			o.CheckName = strings.Contains(msg, "and tls_check_name = true")
 			c, err := Dial(context.Background(), o)
 			if err != nil {
 				t.Fatalf("Dial with the suggested pin = %v", err)
