@@ -29,16 +29,41 @@ var ErrUntrustedFile = errors.New("file can be changed by another user")
 // accepts the opened file. The check is made on the descriptor (fstat),
 // so the file read is the file checked.
 func OpenTrusted(path string) (*os.File, error) {
-	f, err := OpenNonBlock(path)
-	if err != nil {
-		return nil, err
-	}
-	if err := CheckTrusted(f, path); err != nil {
+	for try := 1; ; try++ {
+		f, err := OpenNonBlock(path)
+		if err != nil {
+			return nil, err
+		}
+		if afterOpen != nil {
+			afterOpen(path)
+		}
+		err = CheckTrusted(f, path)
+		if err == nil {
+			return f, nil
+		}
 		f.Close()
-		return nil, err
+		// popfetch itself replaces some trusted files atomically (the
+		// learned routes, token files: a new file renamed over the old
+		// one), and a replacement between the open and the check looks
+		// like a swap. Open the new file and check it whole again; a
+		// name that keeps changing is refused.
+		if !errors.Is(err, errReplaced) || try == maxReplacedRetries {
+			return nil, err
+		}
 	}
-	return f, nil
 }
+
+// errReplaced: the name led to another file once the checks were done
+// (checkInfo). It wraps ErrUntrustedFile for callers.
+var errReplaced = fmt.Errorf("replaced while popfetch checked it: %w", ErrUntrustedFile)
+
+// afterOpen, when set by a test, runs between OpenTrusted's open and its
+// checks: where a concurrent replacement of the file lands.
+var afterOpen func(path string)
+
+// maxReplacedRetries bounds OpenTrusted's attempts when the file keeps
+// being replaced under it.
+const maxReplacedRetries = 5
 
 // maxTrustedRead bounds ReadTrusted: a CA bundle is a few hundred KB.
 const maxTrustedRead = 16 << 20
@@ -195,7 +220,7 @@ func (db userDB) checkInfo(path string, fi fs.FileInfo) error {
 	if rfi, err := os.Stat(real); err != nil {
 		return err
 	} else if !os.SameFile(rfi, fi) {
-		return fmt.Errorf("%s was replaced while popfetch checked it: %w", path, ErrUntrustedFile)
+		return fmt.Errorf("%s was %w", path, errReplaced)
 	}
 	return nil
 }

@@ -230,3 +230,46 @@ func TestReadTrusted(t *testing.T) {
 		t.Fatalf("other-writable: ReadTrusted = %v; want ErrUntrustedFile", err)
 	}
 }
+
+// TestOpenTrustedReplaced: a file replaced by rename between the open and
+// the checks (popfetch's own atomic rewrites of learned routes and token
+// files) is opened afresh and checked whole, so a reader racing a writer
+// gets the new file; a name that keeps changing is refused. Not parallel:
+// it sets the package's afterOpen hook.
+func TestOpenTrustedReplaced(t *testing.T) {
+	dir := testutil.PrivateDir(t)
+	p := testutil.WriteFile(t, dir, "routes", "old\n", 0o600)
+	n := 0
+	replace := func(path string) {
+		n++
+		q := testutil.WriteFile(t, dir, fmt.Sprintf("new%d", n), fmt.Sprintf("new %d\n", n), 0o600)
+		if err := os.Rename(q, path); err != nil {
+			t.Fatal(err)
+		}
+	}
+	t.Cleanup(func() { afterOpen = nil })
+
+	afterOpen = func(path string) {
+		if n == 0 {
+			replace(path)
+		}
+	}
+	f, err := OpenTrusted(p)
+	if err != nil {
+		t.Fatalf("replaced once: OpenTrusted = %v; want the new file", err)
+	}
+	b := make([]byte, 16)
+	k, _ := f.Read(b)
+	f.Close()
+	if got := string(b[:k]); got != "new 1\n" {
+		t.Errorf("replaced once: read %q; want the replacement", got)
+	}
+
+	afterOpen = replace
+	if _, err := OpenTrusted(p); !errors.Is(err, ErrUntrustedFile) || !strings.Contains(err.Error(), "replaced") {
+		t.Errorf("replaced every time: OpenTrusted = %v; want a refusal naming the replacement", err)
+	}
+	if n != 1+maxReplacedRetries {
+		t.Errorf("replaced every time: %d opens; want %d", n-1, maxReplacedRetries)
+	}
+}
