@@ -11,6 +11,7 @@ import (
 
 	"github.com/popfetch/popfetch/deliver/ldapdir/slapdtest"
 	"github.com/popfetch/popfetch/fetch/dovecottest"
+	"github.com/popfetch/popfetch/internal/testutil"
 	"github.com/popfetch/popfetch/rcfile"
 )
 
@@ -45,6 +46,13 @@ var ldapDirectory = strings.Join([]string{
 	slapdtest.GroupOfNames("Team", "team@example.com", slapdtest.InetOrgPersonDN("erin"), slapdtest.InetOrgPersonDN("frank")),
 }, "")
 
+// ldapTimeout bounds the directory loads of the integration tests. It is
+// a safety net: a load that must succeed (bind over TLS, two searches)
+// took more than 2 s under the race detector on a loaded 2-core machine.
+// TestLDAPIntegrationOutage, whose subject is the timeout, sets a short
+// one where it wants it to fire.
+const ldapTimeout = 30 * time.Second
+
 // ldapBlock is the ldap block of an AD directory served by s, as the rc
 // file's defaults make it (openLDAP switches it to the inetOrgPerson
 // shape): read over ldaps with the instance's CA as ca_file.
@@ -53,7 +61,7 @@ func ldapBlock(s *slapdtest.Server) *rcfile.LDAP {
 		URL: s.URL(), CAFile: s.CAFile, BindDN: s.BindDN(), Password: rcfile.Password{Inline: s.Password()},
 		BaseDN: s.BaseDN(), Filter: rcfile.DefaultLDAPFilter, UserAttribute: "sAMAccountName",
 		AddressAttributes: []string{"mail", "proxyAddresses"}, Groups: true, GroupFilter: "(objectClass=group)",
-		MemberAttribute: "member", Refresh: 5 * time.Minute, Grace: time.Hour, Timeout: 2 * time.Second,
+		MemberAttribute: "member", Refresh: 5 * time.Minute, Grace: time.Hour, Timeout: ldapTimeout,
 		MaxEntries: 100_000,
 	}
 }
@@ -322,7 +330,8 @@ func TestLDAPIntegrationOutage(t *testing.T) {
 	}
 
 	// A slapd that accepts connections but never answers (SIGSTOP): the
-	// timeout bounds the load.
+	// timeout bounds the load. A short one, as nothing can succeed.
+	l.Timeout = 2 * time.Second
 	r.s.Restart(t)
 	r.s.Pause(t)
 	start = time.Now()
@@ -332,10 +341,11 @@ func TestLDAPIntegrationOutage(t *testing.T) {
 	if !errors.Is(res.Err, ErrDirectory) || res.Messages != 0 {
 		t.Fatalf("Poll against a hung slapd = %+v (err %v); want ErrDirectory", res, res.Err)
 	}
-	if hung < l.Timeout || hung > l.Timeout+5*time.Second {
+	if hung < l.Timeout || hung > l.Timeout+testutil.Slow(5*time.Second) {
 		t.Errorf("Poll against a hung slapd took %v; want about the timeout %v", hung, l.Timeout)
 	}
 	t.Logf("directory load against a hung slapd (SIGSTOP, timeout %v): poll failed after %v: %s", l.Timeout, hung, res.Directory.LastError)
+	l.Timeout = ldapTimeout
 
 	// Back: the next poll after the retry backoff (at most refresh)
 	// loads the directory and delivers.

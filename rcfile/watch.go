@@ -44,15 +44,40 @@ func defaultWatchSeams() watchSeams {
 // available, the file's identity (resolved path, inode, size, mtime) is
 // checked every few seconds, as mox does lazily.
 func Watch(ctx context.Context, path string, debounce time.Duration, onChange func()) error {
-	return defaultWatchSeams().watch(ctx, path, debounce, onChange)
+	return defaultWatchSeams().watch(ctx, path, nil, debounce, onChange)
 }
 
-func (ws watchSeams) watch(ctx context.Context, path string, debounce time.Duration, onChange func()) error {
+// Identity is what Watch compares to notice that the rc file changed,
+// taken without reading the file.
+type Identity struct{ id fileID }
+
+// Identify returns path's identity now. Take it before loading the file
+// and pass it to WatchSince: then an edit made between the load and the
+// start of the watch (which runs on its own goroutine) is still seen.
+func Identify(path string) Identity {
+	if abs, err := filepath.Abs(path); err == nil {
+		path = abs
+	}
+	return Identity{identify(path)}
+}
+
+// WatchSince is Watch counting changes from since (see Identify) instead
+// of from the moment the watch starts: if the file is no longer what
+// since describes, onChange is called after the first debounce.
+func WatchSince(ctx context.Context, path string, since Identity, debounce time.Duration, onChange func()) error {
+	return defaultWatchSeams().watch(ctx, path, &since.id, debounce, onChange)
+}
+
+func (ws watchSeams) watch(ctx context.Context, path string, since *fileID, debounce time.Duration, onChange func()) error {
 	path, err := filepath.Abs(path)
 	if err != nil {
 		return fmt.Errorf("watch rc file: %w", err)
 	}
 	last := identify(path)
+	changed := false
+	if since != nil && !since.equal(last) {
+		last, changed = *since, true
+	}
 
 	var events chan fsnotify.Event
 	var errs chan error
@@ -83,6 +108,9 @@ func (ws watchSeams) watch(ctx context.Context, path string, debounce time.Durat
 	}
 	if ws.watching != nil {
 		ws.watching()
+	}
+	if changed {
+		arm()
 	}
 
 	for {

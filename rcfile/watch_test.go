@@ -35,7 +35,7 @@ func startWatchSeams(t *testing.T, path string, ws watchSeams) (calls chan struc
 	calls = make(chan struct{}, 10)
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
-	go func() { done <- ws.watch(ctx, path, watchDebounce, func() { calls <- struct{}{} }) }()
+	go func() { done <- ws.watch(ctx, path, nil, watchDebounce, func() { calls <- struct{}{} }) }()
 	select {
 	case <-ready:
 	case err := <-done:
@@ -216,5 +216,42 @@ func TestWatchCancel(t *testing.T) {
 	_, stop := startWatch(t, plainFile(t, t.TempDir()))
 	if err := stop(); err != nil {
 		t.Fatalf("Watch after cancel = %v; want nil", err)
+	}
+}
+
+// TestWatchSince: a change made after the identity was taken but before
+// the watch started (the daemon loads the file, then starts the watch on
+// another goroutine) is reported once; an unchanged file reports nothing.
+func TestWatchSince(t *testing.T) {
+	for _, tt := range []struct {
+		name   string
+		change bool
+		want   int
+	}{
+		{"changed before the watch", true, 1},
+		{"unchanged", false, 0},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			dir := t.TempDir()
+			path := filepath.Join(dir, "rc.hcl")
+			write(t, path, "a = 1\n")
+			since := Identify(path)
+			if tt.change {
+				tmp := path + ".new"
+				write(t, tmp, "a = 22\n")
+				if err := os.Rename(tmp, path); err != nil {
+					t.Fatal(err)
+				}
+			}
+			calls := make(chan struct{}, 10)
+			ctx, cancel := context.WithCancel(context.Background())
+			done := make(chan error, 1)
+			go func() { done <- WatchSince(ctx, path, since, watchDebounce, func() { calls <- struct{}{} }) }()
+			expectCalls(t, calls, tt.want)
+			cancel()
+			if err := <-done; err != nil {
+				t.Fatal(err)
+			}
+		})
 	}
 }

@@ -27,6 +27,12 @@ func (g *globals) daemon(ctx context.Context, args []string) int {
 		return exitUsage
 	}
 	log := g.logger(slog.LevelInfo)
+	// The rc file's identity before it is read: the watch starts later on
+	// its own goroutine, and an edit made in between must still reload.
+	var since rcfile.Identity
+	if p, err := rcfile.Find(g.config); err == nil {
+		since = rcfile.Identify(p)
+	}
 	cfg, path, ok := g.loadForRun(log)
 	if !ok {
 		return exitConfig
@@ -137,7 +143,7 @@ func (g *globals) daemon(ctx context.Context, args []string) int {
 		}
 	}()
 	go func() {
-		if err := rcfile.Watch(ctx, path, 300*time.Millisecond, func() { reload("file changed") }); err != nil {
+		if err := rcfile.WatchSince(ctx, path, since, 300*time.Millisecond, func() { reload("file changed") }); err != nil {
 			log.Warn("not watching the rc file for changes; use SIGHUP to reload", "path", path, "err", err)
 		}
 	}()

@@ -850,7 +850,7 @@ func TestDaemonAuthFailureHeld(t *testing.T) {
 	authLines := func(name string) []string {
 		return d.log.lines("authentication failed; not retrying", "account="+name)
 	}
-	waitFor(t, 10*time.Second, "the authentication failures in the log", func() bool {
+	waitFor(t, daemonWait, "the authentication failures in the log", func() bool {
 		return len(authLines("carol")) > 0 && len(authLines("dave")) > 0
 	})
 	if l := authLines("carol"); len(l) != 1 {
@@ -896,7 +896,7 @@ func TestDaemonAuthFailureHeld(t *testing.T) {
 	if err := os.Rename(tmp, rc); err != nil {
 		t.Fatal(err)
 	}
-	waitMaildir(t, carol.maildir, 1, 8*time.Second)
+	waitMaildir(t, carol.maildir, 1, daemonWait)
 	rows, out = statusRows(t, rc)
 	if rows["carol"] == nil || rows["carol"]["STATE"] != "idle" {
 		t.Errorf("status of carol after the fix: want idle:\n%s", out)
@@ -912,7 +912,7 @@ func TestDaemonAuthFailureHeld(t *testing.T) {
 		t.Errorf("dave after fixing its password file, before SIGHUP: want auth-hold after 1 poll:\n%s", out)
 	}
 	d.signal(t, syscall.SIGHUP)
-	waitMaildir(t, dave.maildir, 1, 8*time.Second)
+	waitMaildir(t, dave.maildir, 1, daemonWait)
 	if len(d.log.lines("authentication hold lifted by the operator", "account=dave")) != 1 {
 		t.Errorf("the log does not show dave's hold lifted by SIGHUP")
 	}

@@ -148,6 +148,12 @@ func (d *daemonProc) exited() bool {
 	}
 }
 
+// daemonWait bounds a wait for something the daemon will do soon (a poll
+// within its first-poll jitter of 3 s, a log line): a safety net only, as
+// a loaded 2-core CI machine running the race-enabled tests beside the
+// daemon and dovecot has taken more than 10 s for such a step.
+const daemonWait = 60 * time.Second
+
 // waitFor polls cond every 50 ms until it holds or timeout passes.
 func waitFor(t *testing.T, timeout time.Duration, what string, cond func() bool) {
 	t.Helper()

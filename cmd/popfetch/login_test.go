@@ -61,7 +61,9 @@ type syncLines struct {
 
 func (l *syncLines) await(t *testing.T, re *regexp.Regexp) string {
 	t.Helper()
-	deadline := time.Now().Add(10 * time.Second)
+	// A safety net: the sign-in prints its prompt at once, but on a
+	// loaded machine under -race that took more than 10 s.
+	deadline := time.Now().Add(60 * time.Second)
 	for time.Now().Before(deadline) {
 		if m := re.FindStringSubmatch(l.String()); m != nil {
 			return m[1]

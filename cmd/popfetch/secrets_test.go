@@ -125,7 +125,9 @@ func TestNoSecretInRefusedReload(t *testing.T) {
 			if err := os.Rename(rc+".x", rc); err != nil {
 				t.Fatal(err)
 			}
-			time.Sleep(500 * time.Millisecond)
+			waitFor(t, 30*time.Second, "the daemon to refuse the readable rc file", func() bool {
+				return len(d.log.lines("stays in effect")) > len(brokenRC)
+			})
 			if d.exited() {
 				t.Fatalf("the daemon exited")
 			}

@@ -21,6 +21,7 @@ import (
 	"math"
 	"net"
 	"net/url"
+	"os"
 	"slices"
 	"sort"
 	"strconv"
@@ -356,11 +357,15 @@ func load(ctx context.Context, c Config, t target, host string) (*Snapshot, erro
 // ctxErr prefers the context's reason: a deadline reached, or a
 // cancelled ctx, shows as a read error or a closed connection. The
 // connection's deadline is ctx's, so a read can time out a moment before
-// ctx reports it.
+// ctx reports it, and on a loaded machine ctx's timer can run late by
+// more than any short wait: once the deadline has passed, or the
+// connection's own deadline fired, the reason is the deadline.
 func ctxErr(ctx context.Context, err error) error {
 	ce := ctx.Err()
 	if ce == nil {
-		if d, ok := ctx.Deadline(); ok && time.Until(d) < 50*time.Millisecond {
+		if d, ok := ctx.Deadline(); ok && (!time.Now().Before(d) || errors.Is(err, os.ErrDeadlineExceeded)) {
+			ce = context.DeadlineExceeded
+		} else if ok && time.Until(d) < 50*time.Millisecond {
 			select {
 			case <-ctx.Done():
 				ce = ctx.Err()

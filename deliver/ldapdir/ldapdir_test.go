@@ -5,6 +5,8 @@ import (
 	"crypto/x509"
 	"errors"
 	"fmt"
+	"io"
+	"os"
 	"strings"
 	"sync"
 	"testing"
@@ -637,6 +639,44 @@ func TestBindNameForms(t *testing.T) {
 			defer mu.Unlock()
 			if got != name {
 				t.Errorf("bind name %q, want %q", got, name)
+			}
+		})
+	}
+}
+
+// lateCtx has a deadline whose timer has not fired yet: Err is still nil,
+// as on a loaded machine just after the deadline.
+type lateCtx struct {
+	context.Context
+	deadline time.Time
+}
+
+func (c lateCtx) Deadline() (time.Time, bool) { return c.deadline, true }
+func (c lateCtx) Done() <-chan struct{}       { return nil }
+func (c lateCtx) Err() error                  { return nil }
+
+// TestCtxErrLateTimer: a read that timed out at the load's deadline is
+// reported as the deadline even when ctx's own timer has not run yet (on
+// a loaded machine it ran late, and the error was a bare "i/o timeout").
+func TestCtxErrLateTimer(t *testing.T) {
+	ioTimeout := fmt.Errorf("read tcp: %w", os.ErrDeadlineExceeded)
+	for _, tc := range []struct {
+		name     string
+		deadline time.Duration // from now
+		err      error
+		want     error // nil: err unchanged
+	}{
+		{"deadline passed, timer late", -time.Second, io.EOF, context.DeadlineExceeded},
+		{"conn deadline fired, timer late", 20 * time.Millisecond, ioTimeout, context.DeadlineExceeded},
+		{"deadline far, other error", time.Hour, io.EOF, nil},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			got := ctxErr(lateCtx{context.Background(), time.Now().Add(tc.deadline)}, tc.err)
+			if !strings.Contains(got.Error(), tc.err.Error()) {
+				t.Errorf("ctxErr = %v; want it to name %v", got, tc.err)
+			}
+			if tc.want == nil && got != tc.err || tc.want != nil && !errors.Is(got, tc.want) {
+				t.Errorf("ctxErr = %v; want %v", got, tc.want)
 			}
 		})
 	}

@@ -22,6 +22,12 @@ func msgs(n int) []pop3test.Message {
 	return out
 }
 
+// tlsTimeout bounds the TLS tests' sessions. It is a safety net, not
+// their subject: a handshake under the race detector on a loaded 2-core
+// machine took more than 1.5 s, and then a test expecting ErrTLS saw a
+// timeout instead. A test whose subject is the deadline sets its own.
+const tlsTimeout = 30 * time.Second
+
 // plainOptions are the Options for srv without TLS.
 func plainOptions(srv *pop3test.Server) Options {
 	return Options{Host: srv.Host(), Port: srv.Port(), TLS: TLSNone, Timeout: 5 * time.Second}

@@ -65,7 +65,7 @@ func TestPinReplacesVerification(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			srv := pop3test.NewServer(t, pop3test.Options{Implicit: true, TLS: tt.server, Messages: msgs(1)})
-			o := Options{Host: "localhost", Port: srv.Port(), TLS: TLSImplicit, Timeout: 1500 * time.Millisecond, Fingerprint: tt.pin}
+			o := Options{Host: "localhost", Port: srv.Port(), TLS: TLSImplicit, Timeout: tlsTimeout, Fingerprint: tt.pin}
 			if tt.ca != nil {
 				o.RootCAs = x509Pool(t, tt.ca)
 			}

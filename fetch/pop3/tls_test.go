@@ -53,7 +53,10 @@ func TestTLS(t *testing.T) {
 			tt.opts.TLS = serverTLS
 			tt.opts.Messages = msgs(1)
 			srv := pop3test.NewServer(t, tt.opts)
-			o := Options{Host: "localhost", Port: srv.Port(), TLS: tt.mode, Timeout: 1500 * time.Millisecond}
+			o := Options{Host: "localhost", Port: srv.Port(), TLS: tt.mode, Timeout: tlsTimeout}
+			if tt.name == "stls server hangs after +OK" {
+				o.Timeout = 1500 * time.Millisecond // the deadline that must fire
+			}
 			if tt.ca != nil {
 				o.RootCAs = x509Pool(t, tt.ca)
 			}

@@ -27,7 +27,7 @@ func once(t *testing.T, msg string) {
 // of crypto/tls's "first record does not look like a TLS handshake".
 func TestPlainTextAnswer(t *testing.T) {
 	srv := pop3test.NewServer(t, pop3test.Options{Greeting: "+OK Dovecot ready.", Messages: msgs(1)})
-	o := Options{Host: "127.0.0.1", Port: srv.Port(), TLS: TLSImplicit, Timeout: 1500 * time.Millisecond}
+	o := Options{Host: "127.0.0.1", Port: srv.Port(), TLS: TLSImplicit, Timeout: tlsTimeout}
 	_, err := Dial(context.Background(), o)
 	if !errors.Is(err, ErrTLS) {
 		t.Fatalf("Dial = %v; want ErrTLS", err)
@@ -57,7 +57,7 @@ func TestSTLSThenPlainText(t *testing.T) {
 			time.Sleep(100 * time.Millisecond) // after the ClientHello
 			c.WriteLine("+OK only joking")
 		}}}})
-	o := Options{Host: "localhost", Port: srv.Port(), TLS: TLSStartTLS, Timeout: 1500 * time.Millisecond}
+	o := Options{Host: "localhost", Port: srv.Port(), TLS: TLSStartTLS, Timeout: tlsTimeout}
 	_, err := Dial(context.Background(), o)
 	if !errors.Is(err, ErrTLS) || !strings.Contains(err.Error(), "accepted STLS but went on in plain text") || strings.Contains(err.Error(), "set tls") {
 		t.Fatalf("Dial = %v; want ErrTLS saying the server went on in plain text", err)
@@ -129,7 +129,7 @@ func TestUntrustedCertificate(t *testing.T) {
 		t.Run(tt.name, func(t *testing.T) {
 			cfg := tt.server
 			srv := pop3test.NewServer(t, pop3test.Options{Implicit: true, TLS: cfg, Messages: msgs(1)})
-			o := Options{Host: "localhost", Port: srv.Port(), TLS: TLSImplicit, Timeout: 1500 * time.Millisecond}
+			o := Options{Host: "localhost", Port: srv.Port(), TLS: TLSImplicit, Timeout: tlsTimeout}
 			if tt.ca != nil {
 				o.RootCAs = x509Pool(t, tt.ca)
 			}
@@ -189,7 +189,7 @@ func TestPinCheckName(t *testing.T) {
 				cfg = otherName
 			}
 			srv := pop3test.NewServer(t, pop3test.Options{Implicit: true, TLS: cfg, Messages: msgs(1)})
-			o := Options{Host: "localhost", Port: srv.Port(), TLS: TLSImplicit, Timeout: 1500 * time.Millisecond,
+			o := Options{Host: "localhost", Port: srv.Port(), TLS: TLSImplicit, Timeout: tlsTimeout,
 				Fingerprint: tt.pin, CheckName: tt.checkName}
 			if o.Fingerprint == "" {
 				o.Fingerprint = pop3test.SPKIPin(t, cfg)

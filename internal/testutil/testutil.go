@@ -11,6 +11,7 @@ import (
 	"path/filepath"
 	"sync"
 	"testing"
+	"time"
 )
 
 // Nobody is the uid and gid tests give files that must belong to someone
@@ -98,4 +99,15 @@ func CopyExecutable(t testing.TB, src, dir, name string) string {
 		t.Fatal(err)
 	}
 	return p
+}
+
+// Slow scales d, a bound on how long some work may take, for the race
+// detector (which slows code down 2-20 times) and a shared machine. Use
+// it for bounds that catch pathological slowness, never for a deadline
+// that is itself the subject of a test.
+func Slow(d time.Duration) time.Duration {
+	if Race {
+		return 10 * d
+	}
+	return d
 }
