@@ -107,7 +107,7 @@ func (e *ldapEcho) serve(c net.Conn) {
 		switch tag {
 		case ldap.ApplicationBindRequest:
 			if len(op.Children) >= 3 {
-				pw = string(op.Children[2].Data.Bytes())
+				pw = op.Children[2].Data.String()
 			}
 			e.mu.Lock()
 			e.binds = append(e.binds, pw)

@@ -18,10 +18,6 @@ import (
 	"github.com/popfetch/popfetch/internal/testutil"
 )
 
-// ldapFirstLine is the line of ldapRC's file that holds the first of its
-// lines; each is indented so that an attribute starts in column 7.
-const ldapFirstLine = 9
-
 // ldapRC is a multidrop account whose ldap block (on line 8, column 5)
 // holds lines, one attribute per line.
 func ldapRC(lines ...string) string {

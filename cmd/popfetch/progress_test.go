@@ -82,13 +82,12 @@ func screen(t *testing.T, out string) []string {
 // accounts; a name's control characters escaped; cut to the width.
 func TestProgressLineText(t *testing.T) {
 	type call struct {
-		start    string // account to Start with msgs/bytes
-		msgs     int
-		bytes    int64
-		done     string // account to mark one message of bytes done
-		end      string
-		after    time.Duration
-		finished bool
+		start string // account to Start with msgs/bytes
+		msgs  int
+		bytes int64
+		done  string // account to mark one message of bytes done
+		end   string
+		after time.Duration
 	}
 	for _, tt := range []struct {
 		name  string
