@@ -8,6 +8,7 @@ import (
 	"os"
 	"os/signal"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"time"
 
@@ -15,6 +16,7 @@ import (
 	"github.com/popfetch/popfetch/fetch"
 	"github.com/popfetch/popfetch/fetch/daemon"
 	"github.com/popfetch/popfetch/fetch/daemon/metrics"
+	"github.com/popfetch/popfetch/internal/sdnotify"
 	"github.com/popfetch/popfetch/rcfile"
 )
 
@@ -72,6 +74,13 @@ func (g *globals) daemon(ctx context.Context, args []string) int {
 	}
 	ctx, stop := context.WithCancel(ctx)
 	defer stop()
+	sd, err := sdnotify.New()
+	if err != nil {
+		log.Warn("systemd notification", "err", err)
+	}
+	var ready atomic.Bool
+	var stopping sync.Once
+	notifyStopping := func() { stopping.Do(func() { sdNotify(log, "STOPPING=1", sd.Stopping) }) }
 
 	// SIGHUP and the file watcher reload on different goroutines. Load
 	// and apply happen under one lock, so the config applied last is
@@ -80,6 +89,10 @@ func (g *globals) daemon(ctx context.Context, args []string) int {
 	reload := func(why string) {
 		reloadMu.Lock()
 		defer reloadMu.Unlock()
+		if ready.Load() { // a reload before READY=1 is part of the start
+			sdNotify(log, "RELOADING=1", sd.Reloading)
+			defer sdNotify(log, "READY=1", sd.Ready) // after a rejected file too: the old one still runs
+		}
 		c, diags := rcfile.Load(path)
 		logDiagnostics(log, path, diags)
 		if diags.HasErrors() {
@@ -151,8 +164,22 @@ func (g *globals) daemon(ctx context.Context, args []string) int {
 	go func() { served <- ctl.Serve(ctx, d) }()
 	log.Info("popfetch daemon started", "version", versionString(), "config", path, "accounts", len(cfg.Accounts),
 		"shard", cfg.Shard.String(), "shard_accounts", len(cfg.Shard.Owned(cfg.Accounts)), "control", daemon.ControlPath(cfg.StateDir))
+	go func() {
+		// READY=1 once the scheduler's loop answers: the rc file is
+		// loaded and the control socket listens already.
+		if d.Alive(ctx) {
+			reloadMu.Lock() // not between a reload's RELOADING=1 and READY=1
+			ready.Store(true)
+			sdNotify(log, "READY=1", sd.Ready)
+			reloadMu.Unlock()
+		}
+		go sd.Watch(ctx, d.Alive) // WATCHDOG=1 only while the loop answers
+		<-ctx.Done()              // a stop begins: say so while the polls in flight finish
+		notifyStopping()
+	}()
 	err = d.Run(ctx)
 	stop()
+	notifyStopping()
 	if cerr := <-served; cerr != nil && err == nil {
 		err = cerr
 	}
@@ -266,4 +293,11 @@ func (g *globals) controlError(err error, sock string) int {
 	}
 	fmt.Fprintf(g.stderr, "popfetch: cannot reach the daemon at %s: %v (is `popfetch run` running with the same rc file?)\n", sock, err)
 	return exitFail
+}
+
+// sdNotify sends one sd_notify state; a failure is logged, never fatal.
+func sdNotify(log *slog.Logger, state string, send func() error) {
+	if err := send(); err != nil {
+		log.Warn("systemd notification", "state", state, "err", err)
+	}
 }

@@ -46,7 +46,8 @@ func TestBinaryLinksNoTestCode(t *testing.T) {
 // fetch/pop3 (popfetch's POP3 client wraps it), go-ldap only by
 // deliver/ldapdir (and its test harness), hcl only by rcfile and this
 // command (the poll and the daemon see decoded settings, never HCL), and
-// the Prometheus client only by fetch/daemon/metrics.
+// the Prometheus client only by fetch/daemon/metrics, go-systemd only by
+// internal/sdnotify.
 func TestImportRules(t *testing.T) {
 	t.Parallel()
 	out, err := exec.Command("go", "list", "-f", `{{.ImportPath}} {{join .Imports " "}}`, repoRoot+"/...").Output()
@@ -55,11 +56,12 @@ func TestImportRules(t *testing.T) {
 	}
 	const mod = "github.com/popfetch/popfetch"
 	allowed := map[string][]string{
-		"github.com/knadh/go-pop3":      {mod + "/fetch/pop3"},
-		"github.com/go-ldap/ldap/v3":    {mod + "/deliver/ldapdir", mod + "/deliver/ldapdir/slapdtest"},
-		"github.com/hashicorp/hcl/v2":   {mod + "/rcfile", mod + "/cmd/popfetch"},
-		"github.com/hashicorp/hcl/v2/*": {mod + "/rcfile", mod + "/rcfile/fetchmailrc"}, // the importer writes HCL
-		"github.com/prometheus/*":       {mod + "/fetch/daemon/metrics"},
+		"github.com/knadh/go-pop3":                {mod + "/fetch/pop3"},
+		"github.com/go-ldap/ldap/v3":              {mod + "/deliver/ldapdir", mod + "/deliver/ldapdir/slapdtest"},
+		"github.com/hashicorp/hcl/v2":             {mod + "/rcfile", mod + "/cmd/popfetch"},
+		"github.com/hashicorp/hcl/v2/*":           {mod + "/rcfile", mod + "/rcfile/fetchmailrc"}, // the importer writes HCL
+		"github.com/prometheus/*":                 {mod + "/fetch/daemon/metrics"},
+		"github.com/coreos/go-systemd/v22/daemon": {mod + "/internal/sdnotify"},
 	}
 	for _, line := range strings.Split(strings.TrimSpace(string(out)), "\n") {
 		f := strings.Fields(line)

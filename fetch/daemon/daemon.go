@@ -316,8 +316,9 @@ type Daemon struct {
 	abortCtx context.Context
 	abort    context.CancelFunc
 
-	kick    chan struct{} // Reload and PollNow wake the scheduler; buffered 1
-	results chan pollDone // finished polls
+	kick    chan struct{}      // Reload and PollNow wake the scheduler; buffered 1
+	results chan pollDone      // finished polls
+	alive   chan chan struct{} // Alive's questions; Run's loop answers each
 
 	mu       sync.Mutex
 	cfg      *rcfile.Config
@@ -358,6 +359,7 @@ func New(cfg *rcfile.Config, poll PollFunc, opts Options) *Daemon {
 		jitter:  opts.Jitter,
 		kick:    make(chan struct{}, 1),
 		results: make(chan pollDone),
+		alive:   make(chan chan struct{}),
 		accts:   map[string]*account{},
 		perHost: map[string]int{},
 	}
@@ -415,12 +417,30 @@ func (d *Daemon) Run(ctx context.Context) error {
 			return d.shutdown()
 		case <-timer:
 		case <-d.kick:
+		case q := <-d.alive:
+			close(q)
 		case done := <-d.results:
 			d.mu.Lock()
 			d.finishLocked(done)
 			d.mu.Unlock()
 		}
 	}
+}
+
+// Alive reports whether Run's scheduling loop answers within ctx: it asks
+// the loop itself, so a loop that is stuck (on its lock, or anywhere else)
+// or no longer running (stopping, stopped, never started) answers false.
+// The service manager's watchdog (sd_notify WATCHDOG=1) is fed only when
+// this is true, so that a wedged scheduler gets the daemon restarted.
+func (d *Daemon) Alive(ctx context.Context) bool {
+	q := make(chan struct{})
+	select {
+	case d.alive <- q:
+	case <-ctx.Done():
+		return false
+	}
+	<-q // the loop closes q at once after receiving it
+	return true
 }
 
 // shutdown stops scheduling and waits for the polls in flight.

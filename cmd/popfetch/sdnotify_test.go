@@ -1,0 +1,91 @@
+package main
+
+import (
+	"net"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+)
+
+// TestDaemonSystemdNotify: `popfetch run` under a fake service manager
+// (NOTIFY_SOCKET, WATCHDOG_USEC) says READY=1 once it serves,
+// RELOADING=1 with MONOTONIC_USEC then READY=1 around a SIGHUP, feeds
+// the watchdog at half its interval, and says STOPPING=1 on SIGTERM.
+func TestDaemonSystemdNotify(t *testing.T) {
+	t.Parallel()
+	dir := t.TempDir()
+	sock := filepath.Join(dir, "notify")
+	c, err := net.ListenUnixgram("unixgram", &net.UnixAddr{Name: sock, Net: "unixgram"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	msgs := make(chan string, 1000)
+	go func() {
+		buf := make([]byte, 4096)
+		for {
+			n, err := c.Read(buf)
+			if err != nil {
+				close(msgs)
+				return
+			}
+			msgs <- string(buf[:n])
+		}
+	}()
+	// next returns the next message other than WATCHDOG=1 and how many
+	// watchdog pings came before it.
+	next := func(what string) (string, int) {
+		t.Helper()
+		pings := 0
+		timeout := time.After(10 * time.Second)
+		for {
+			select {
+			case m := <-msgs:
+				if m == "WATCHDOG=1" {
+					pings++
+					continue
+				}
+				return m, pings
+			case <-timeout:
+				t.Fatalf("no %s from popfetch run within 10 s", what)
+			}
+		}
+	}
+
+	// Nothing listens on the account's port: the polls fail, the
+	// scheduler runs on.
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	port := l.Addr().(*net.TCPAddr).Port
+	l.Close()
+	rc := filepath.Join(dir, "rc.hcl")
+	writeFile(t, rc, rcText(filepath.Join(dir, "state"), nil,
+		rcAccount{name: "alice", port: port, user: "alice", pass: "pw", maildir: filepath.Join(dir, "Maildir")}))
+	d := startDaemonArgs(t, rc, []string{"NOTIFY_SOCKET=" + sock, "WATCHDOG_USEC=400000", "WATCHDOG_PID="}, "-f", rc, "run")
+
+	if m, _ := next("READY=1"); m != "READY=1" {
+		t.Fatalf("first message %q; want READY=1", m)
+	}
+	// Pings every 200 ms: at least 3 in a second.
+	time.Sleep(time.Second)
+	d.signal(t, syscall.SIGHUP)
+	m, pings := next("RELOADING=1")
+	if !strings.HasPrefix(m, "RELOADING=1\nMONOTONIC_USEC=") {
+		t.Errorf("after SIGHUP got %q; want RELOADING=1 with MONOTONIC_USEC", m)
+	}
+	if pings < 3 {
+		t.Errorf("%d WATCHDOG=1 pings in the second before SIGHUP; want every 200 ms", pings)
+	}
+	if m, _ := next("READY=1 after the reload"); m != "READY=1" {
+		t.Errorf("after RELOADING=1 got %q; want READY=1", m)
+	}
+	d.signal(t, syscall.SIGTERM)
+	if m, _ := next("STOPPING=1"); m != "STOPPING=1" {
+		t.Errorf("after SIGTERM got %q; want STOPPING=1", m)
+	}
+	d.waitExit(t, 20*time.Second, "SIGTERM")
+}
