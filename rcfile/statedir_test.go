@@ -16,7 +16,8 @@ func TestStateDirOf(t *testing.T) {
 		{"valid", "state_dir = \"/srv/state\"\naccount \"a\" {}\n", "/srv/state"},
 		{"rest broken", "state_dir = \"~/st\"\naccount \"a\" { no_such = 1 }\n", filepath.Join(dir, "st")},
 		{"relative", "state_dir = \"st\"\n", filepath.Join(dir, "st")},
-		{"syntax error", "state_dir = \"/srv/state\"\naccount {{{\n", filepath.Join(dir, ".local/state/popfetch")},
+		{"syntax error", "state_dir = \"/srv/state\"\naccount {{{\n", "/srv/state"},
+		{"syntax error before", "account \"a\" {\n  server = \n}\nstate_dir = \"/srv/state\"\n", "/srv/state"},
 		{"absent", "account \"a\" {}\n", filepath.Join(dir, ".local/state/popfetch")},
 	}
 	for _, tt := range tests {
