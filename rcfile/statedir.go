@@ -27,7 +27,11 @@ func stateDirOf(path string, euid int) (string, error) {
 		return "", err
 	}
 	p := newParser(path, euid)
-	if f, diags := hclsyntax.ParseConfig(src, path, hcl.InitialPos); !diags.HasErrors() {
+	// A syntax error elsewhere in the file must not hide state_dir: the
+	// daemon keeps running on its last good configuration while the
+	// file is broken, and that is when status is asked for. The parser
+	// recovers past the error and returns the attributes it could read.
+	if f, _ := hclsyntax.ParseConfig(src, path, hcl.InitialPos); f != nil && f.Body != nil {
 		content, _, _ := f.Body.PartialContent(&hcl.BodySchema{Attributes: []hcl.AttributeSchema{{Name: "state_dir"}}})
 		if attr, ok := content.Attributes["state_dir"]; ok {
 			v, diags := attr.Expr.Value(p.ctx)

@@ -16,7 +16,8 @@ func TestStateDirOf(t *testing.T) {
 		{"valid", "state_dir = \"/srv/state\"\naccount \"a\" {}\n", "/srv/state"},
 		{"rest broken", "state_dir = \"~/st\"\naccount \"a\" { no_such = 1 }\n", filepath.Join(dir, "st")},
 		{"relative", "state_dir = \"st\"\n", filepath.Join(dir, "st")},
-		{"syntax error", "state_dir = \"/srv/state\"\naccount {{{\n", filepath.Join(dir, ".local/state/popfetch")},
+		{"syntax error", "state_dir = \"/srv/state\"\naccount {{{\n", "/srv/state"},
+		{"syntax error before", "account \"a\" {\n  server = \n}\nstate_dir = \"/srv/state\"\n", "/srv/state"},
 		{"absent", "account \"a\" {}\n", filepath.Join(dir, ".local/state/popfetch")},
 	}
 	for _, tt := range tests {
@@ -44,4 +45,32 @@ func TestStateDirOfRoot(t *testing.T) {
 	if got, err := stateDirOf(p, 0); err != nil || got != "/var/lib/popfetch" {
 		t.Fatalf("stateDirOf as root = %q, %v; want /var/lib/popfetch", got, err)
 	}
+}
+
+// FuzzStateDirOf: whatever the file holds, a broken one included,
+// stateDirOf does not panic and returns an absolute directory or an error.
+func FuzzStateDirOf(f *testing.F) {
+	for _, s := range []string{
+		"state_dir = \"/srv/state\"\naccount {{{\n",
+		"account \"a\" {\n  server = \n}\nstate_dir = \"/srv/state\"\n",
+		"state_dir = \"~/st\"\n",
+		"state_dir = 1\n",
+		"state_dir = \"${\n",
+		"state_dir = <<EOT\n/x\nEOT\n",
+	} {
+		f.Add(s)
+	}
+	dir := f.TempDir()
+	f.Fuzz(func(t *testing.T, src string) {
+		t.Setenv("HOME", dir)
+		t.Setenv("XDG_STATE_HOME", "")
+		p := filepath.Join(t.TempDir(), "rc.hcl")
+		if err := os.WriteFile(p, []byte(src), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		got, err := stateDirOf(p, testEUID)
+		if err == nil && !filepath.IsAbs(got) {
+			t.Fatalf("stateDirOf(%q) = %q; want an absolute path", src, got)
+		}
+	})
 }

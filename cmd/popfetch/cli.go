@@ -110,8 +110,10 @@ Commands:
   run [--shard i/N]        run as a daemon in the foreground: poll every account
                            (of shard i/N) on its interval, reload the rc file
                            when it changes
-  now [account...]         ask the running daemon to poll at once; print results
-  status                   print the running daemon's per-account status
+  now [--state-dir DIR] [account...]
+                           ask the running daemon to poll at once; print results
+  status [--state-dir DIR] print the running daemon's status: the last reload,
+                           and per account the last poll and last success
   demo                     fetch from a built-in loopback POP3 server into a
                            temporary Maildir, to see popfetch work end to end
   login [--listen ADDR] account

@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"os"
 	"os/signal"
+	"path/filepath"
 	"sync"
 	"sync/atomic"
 	"syscall"
@@ -98,15 +99,18 @@ func (g *globals) daemon(ctx context.Context, args []string) int {
 		if diags.HasErrors() {
 			log.Error("rc file has errors; the running configuration stays in effect", "path", path, "trigger", why)
 			mx.Reloaded(false, time.Now())
+			d.RecordReload(time.Now(), false, reloadErrors(diags))
 			return
 		}
 		applyShard(c) // --shard and the environment win over the file
 		if err := d.Reload(c); err != nil {
 			log.Error("rc file not applied; the running configuration stays in effect", "path", path, "trigger", why, "err", err)
 			mx.Reloaded(false, time.Now())
+			d.RecordReload(time.Now(), false, []string{err.Error()})
 			return
 		}
 		mx.Reloaded(true, time.Now())
+		d.RecordReload(time.Now(), true, nil)
 		// A changed metrics_listen moves the listener; one that cannot
 		// be bound leaves metrics off until a reload fixes it, and does
 		// not stop the polls.
@@ -227,7 +231,17 @@ func logDiagnostics(log *slog.Logger, path string, diags hcl.Diagnostics) {
 // state_dir. It does not need the rest of the file to be valid: while the
 // daemon keeps running on its last good configuration, the file may be
 // broken, and that is when an operator asks for status.
-func (g *globals) controlPath() (string, bool) {
+// A --state-dir (stateDir not empty) names the directory itself, and the
+// rc file is not read at all: it may have been moved or lost.
+func (g *globals) controlPath(stateDir string) (string, bool) {
+	if stateDir != "" {
+		dir, err := filepath.Abs(stateDir)
+		if err != nil {
+			fmt.Fprintf(g.stderr, "popfetch: --state-dir: %v\n", err)
+			return "", false
+		}
+		return daemon.ControlPath(dir), true
+	}
 	path, err := rcfile.Find(g.config)
 	if err != nil {
 		fmt.Fprintf(g.stderr, "popfetch: %v\n", err)
@@ -244,10 +258,11 @@ func (g *globals) controlPath() (string, bool) {
 // now is `popfetch now`: ask the daemon to poll at once and wait.
 func (g *globals) now(ctx context.Context, args []string) int {
 	fs := g.flags("now")
+	stateDir := fs.String("state-dir", "", "")
 	if !g.parse(fs, args) {
 		return exitUsage
 	}
-	sock, ok := g.controlPath()
+	sock, ok := g.controlPath(*stateDir)
 	if !ok {
 		return exitConfig
 	}
@@ -266,10 +281,11 @@ func (g *globals) now(ctx context.Context, args []string) int {
 // status is `popfetch status`.
 func (g *globals) status(ctx context.Context, args []string) int {
 	fs := g.flags("status")
+	stateDir := fs.String("state-dir", "", "")
 	if !g.parse(fs, args) {
 		return exitUsage
 	}
-	sock, ok := g.controlPath()
+	sock, ok := g.controlPath(*stateDir)
 	if !ok {
 		return exitConfig
 	}
@@ -291,7 +307,7 @@ func (g *globals) controlError(err error, sock string) int {
 		fmt.Fprintf(g.stderr, "popfetch: %v\n", err)
 		return exitUsage
 	}
-	fmt.Fprintf(g.stderr, "popfetch: cannot reach the daemon at %s: %v (is `popfetch run` running with the same rc file?)\n", sock, err)
+	fmt.Fprintf(g.stderr, "popfetch: cannot reach the daemon at %s: %v (is `popfetch run` running with the same rc file or state directory? --state-dir names the directory)\n", sock, err)
 	return exitFail
 }
 

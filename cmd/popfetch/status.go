@@ -8,8 +8,11 @@ import (
 	"time"
 	"unicode"
 
+	"github.com/hashicorp/hcl/v2"
+
 	"github.com/popfetch/popfetch/fetch"
 	"github.com/popfetch/popfetch/fetch/daemon"
+	"github.com/popfetch/popfetch/rcfile"
 )
 
 // writeStatus prints s as a table for `popfetch status`.
@@ -28,8 +31,20 @@ func writeStatusAt(w io.Writer, s daemon.Status, now time.Time) {
 		}
 		return t.Format(layout)
 	}
-	fmt.Fprintf(w, "daemon started %s; config %s generation %d loaded %s\n\n",
+	fmt.Fprintf(w, "daemon started %s; config %s generation %d loaded %s\n",
 		at(s.Started), printable(s.ConfigPath, 200), s.Generation, at(s.LoadedAt))
+	switch r := s.LastReload; {
+	case r == nil:
+		fmt.Fprintln(w, "last reload: none since the start")
+	case r.OK:
+		fmt.Fprintf(w, "last reload: %s applied\n", at(r.At))
+	default:
+		fmt.Fprintf(w, "last reload: %s reload rejected; generation %d stays in effect\n", at(r.At), s.Generation)
+		for _, d := range r.Diagnostics {
+			fmt.Fprintf(w, "  %s\n", printable(d, 300))
+		}
+	}
+	fmt.Fprintln(w)
 	if sh := s.Shard; sh != nil {
 		// The other accounts are other replicas' business: not listed,
 		// and not failing here.
@@ -37,7 +52,7 @@ func writeStatusAt(w io.Writer, s daemon.Status, now time.Time) {
 			printable(sh.Shard, 20), sh.Owned, sh.Accounts)
 	}
 	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
-	fmt.Fprintln(tw, "ACCOUNT\tSTATE\tLAST POLL\tTOOK\tNEW\tDELIVERED\tDELETED\tNEXT POLL\tPOLLS\tFAILED\tDELIVERED TOTAL\tERROR")
+	fmt.Fprintln(tw, "ACCOUNT\tSTATE\tLAST POLL\tLAST SUCCESS\tTOOK\tNEW\tDELIVERED\tDELETED\tNEXT POLL\tPOLLS\tFAILED\tDELIVERED TOTAL\tERROR")
 	for _, a := range s.Accounts {
 		last, took, nw, dlv, del, errText := "never", "-", "-", "-", "-", ""
 		if l := a.Last; l != nil {
@@ -60,8 +75,12 @@ func writeStatusAt(w io.Writer, s daemon.Status, now time.Time) {
 				next = "held: run `popfetch login " + printable(a.Name, 60) + "`, then SIGHUP or `popfetch now`"
 			}
 		}
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%d\t%d\t%d\t%s\n",
-			printable(a.Name, 60), a.State, last, took, nw, dlv, del, next,
+		lastOK := at(a.LastSuccess)
+		if a.LastSuccess.IsZero() {
+			lastOK = "never"
+		}
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%d\t%d\t%d\t%s\n",
+			printable(a.Name, 60), a.State, last, lastOK, took, nw, dlv, del, next,
 			a.Totals.Polls, a.Totals.Failures, a.Totals.Delivered, errText)
 	}
 	tw.Flush()
@@ -70,6 +89,19 @@ func writeStatusAt(w io.Writer, s daemon.Status, now time.Time) {
 			fmt.Fprintf(w, "%s: %s\n", printable(a.Name, 60), directoryLine(a.Directory, now))
 		}
 	}
+}
+
+// reloadErrors are the error diagnostics of an rc file that was not
+// reloaded, one line each as the log shows them, for Status (which keeps
+// the first few).
+func reloadErrors(diags hcl.Diagnostics) []string {
+	var out []string
+	for _, d := range diags {
+		if d.Severity == hcl.DiagError {
+			out = append(out, rcfile.FormatDiagnostic(d))
+		}
+	}
+	return out
 }
 
 // directoryLine describes an account's user directory (multidrop ldap):

@@ -61,6 +61,29 @@ func TestWriteStatus(t *testing.T) {
 		}},
 		want: []string{"shard 1/3: 1 of the 3 accounts in the rc file; the others belong to other shards"},
 	}, {
+		name: "reload rejected",
+		st: daemon.Status{Generation: 2, LastReload: &daemon.ReloadStatus{At: t0, Diagnostics: []string{
+			"/etc/popfetch.hcl:3:7: error: Missing newline after argument", "/etc/popfetch.hcl:9:1: error: \x1b]0;owned\a",
+		}}},
+		want: []string{"last reload: 2026-11-25 12:00:00 reload rejected; generation 2 stays in effect",
+			"\n  /etc/popfetch.hcl:3:7: error: Missing newline after argument\n", `/etc/popfetch.hcl:9:1: error: \x1b]0;owned\x07`},
+		notWant: []string{"\x1b", "\a"},
+	}, {
+		name: "reload applied",
+		st:   daemon.Status{Generation: 2, LastReload: &daemon.ReloadStatus{At: t0, OK: true}},
+		want: []string{"last reload: 2026-11-25 12:00:00 applied"},
+	}, {
+		name: "no reload",
+		st:   daemon.Status{Generation: 1},
+		want: []string{"last reload: none since the start"},
+	}, {
+		name: "last success",
+		st: daemon.Status{Generation: 1, Accounts: []daemon.AccountStatus{
+			{Name: "a", State: daemon.StateBackoff, LastSuccess: t0.Add(-time.Hour), Last: &fetch.PollSummary{Start: t0, Err: "refused"}},
+			{Name: "b", State: daemon.StateBackoff, Last: &fetch.PollSummary{Start: t0, Err: "refused"}},
+		}},
+		want: []string{"LAST SUCCESS", "\na        backoff  2026-11-25 12:00:00  2026-11-25 11:00:00  0s", "\nb        backoff  2026-11-25 12:00:00  never                0s"},
+	}, {
 		name:    "no shard",
 		st:      daemon.Status{Generation: 1, Accounts: []daemon.AccountStatus{{Name: "a", State: daemon.StateIdle}}},
 		notWant: []string{"shard"},

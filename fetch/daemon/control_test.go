@@ -122,6 +122,18 @@ func TestControlRoundTrip(t *testing.T) {
 	if a := st.Accounts[0]; a.Name != "a" || a.Last == nil || a.Last.Delivered != 3 || a.Totals.Polls != 2 || a.Totals.Delivered != 6 {
 		t.Fatalf("status of a = %+v; want 2 polls, 6 delivered", a)
 	}
+	if a := st.Accounts[0]; a.LastSuccess.IsZero() || !st.Accounts[1].LastSuccess.IsZero() {
+		t.Fatalf("LastSuccess of a, bad = %v, %v; want a time for a only", a.LastSuccess, st.Accounts[1].LastSuccess)
+	}
+	// The last reload travels with its diagnostics.
+	at := time.Now().Truncate(time.Second)
+	d.RecordReload(at, false, []string{"/etc/popfetch.hcl:3:7: error: Missing newline after argument"})
+	if st, err = ControlStatus(ctx, path); err != nil {
+		t.Fatalf("ControlStatus: %v", err)
+	}
+	if r := st.LastReload; r == nil || !r.At.Equal(at) || r.OK || len(r.Diagnostics) != 1 || !strings.HasPrefix(r.Diagnostics[0], "/etc/popfetch.hcl:3:7: ") {
+		t.Fatalf("ControlStatus LastReload = %+v; want rejected at %v with one diagnostic", r, at)
+	}
 	// What `popfetch status` prints of it (the table is cmd/popfetch's
 	// writeStatus, tested there): the generation, both accounts, bad in
 	// backoff with the server's text.

@@ -168,7 +168,10 @@ type AccountStatus struct {
 	NotBefore time.Time          `json:"not_before,omitzero"` // the server's LOGIN-DELAY ends; zero if none
 	Failures  int                `json:"failures"`            // consecutive temporary failures
 	Last      *fetch.PollSummary `json:"last,omitempty"`      // nil until the first poll finished
-	Totals    Totals             `json:"totals"`
+	// LastSuccess is when the last poll without an error ended; zero
+	// until one has (the metric popfetch_last_success_timestamp_seconds).
+	LastSuccess time.Time `json:"last_success,omitzero"`
+	Totals      Totals    `json:"totals"`
 	// Directory is the user directory (multidrop ldap) as the last poll
 	// that reached it saw it; nil for an account without one.
 	Directory *fetch.DirectoryState `json:"directory,omitempty"`
@@ -184,7 +187,23 @@ type Status struct {
 	// Shard is the part of the accounts this daemon polls; nil if it
 	// polls them all.
 	Shard *ShardStatus `json:"shard,omitempty"`
+	// LastReload is the outcome of the last attempt to reload the rc
+	// file (SIGHUP or a change to the file); nil until one was made.
+	LastReload *ReloadStatus `json:"last_reload,omitempty"`
 }
+
+// ReloadStatus is the outcome of one attempt to reload the rc file.
+type ReloadStatus struct {
+	At time.Time `json:"at"`
+	OK bool      `json:"ok"` // false: rejected, the running configuration stays
+	// Diagnostics are the first reasons a rejected reload gave, one line
+	// each ("file:line:col: error: summary"), at most MaxReloadDiagnostics.
+	Diagnostics []string `json:"diagnostics,omitempty"`
+}
+
+// MaxReloadDiagnostics bounds ReloadStatus.Diagnostics: the first few
+// errors say what to fix; the full list is in the log.
+const MaxReloadDiagnostics = 3
 
 // ShardStatus says which shard a daemon runs and how many of the
 // config's accounts it owns; the others are not its business, so they
@@ -202,6 +221,7 @@ type account struct {
 	next      time.Time // when the next scheduled poll is due (ignored in auth-hold)
 	notBefore time.Time // LOGIN-DELAY (RFC 2449): no session starts before this
 	lastEnd   time.Time // when the last poll finished
+	lastOK    time.Time // when the last poll without an error finished
 	failures  int       // consecutive temporary failures
 	lastErr   string    // for logging once per change of error
 	authHold  bool      // fetch.ErrAuth (RFC 3206 [AUTH]): do not retry on our own
@@ -326,6 +346,7 @@ type Daemon struct {
 	gen      int
 	loadedAt time.Time
 	started  time.Time
+	reload   *ReloadStatus // the last reload attempt (RecordReload)
 	phase    phase
 	nrun     int            // sessions running
 	perHost  map[string]int // sessions running per host key
@@ -676,6 +697,9 @@ func (d *Daemon) finishLocked(done pollDone) {
 	aborted := r.Err != nil && d.abortCtx.Err() != nil
 	sum := fetch.Summarize(r)
 	a.last = &sum
+	if r.Err == nil {
+		a.lastOK = now
+	}
 	if r.Directory != nil || a.cfg.Multidrop == nil || a.cfg.Multidrop.LDAP == nil {
 		a.directory = r.Directory
 	}
@@ -1150,6 +1174,7 @@ func (d *Daemon) Status() Status {
 			l := *a.last
 			as.Last = &l
 		}
+		as.LastSuccess = a.lastOK
 		if a.directory != nil {
 			ds := *a.directory
 			as.Directory = &ds
@@ -1157,7 +1182,27 @@ func (d *Daemon) Status() Status {
 		s.Accounts = append(s.Accounts, as)
 	}
 	slices.SortFunc(s.Accounts, func(x, y AccountStatus) int { return strings.Compare(x.Name, y.Name) })
+	if d.reload != nil {
+		r := *d.reload
+		r.Diagnostics = slices.Clone(r.Diagnostics)
+		s.LastReload = &r
+	}
 	return s
+}
+
+// RecordReload records the outcome of an attempt to reload the rc file
+// for Status: when, whether it was applied, and for a rejected one the
+// reasons (only the first MaxReloadDiagnostics are kept). Reload itself
+// does not record: a reload can be rejected before a Config exists (the
+// file does not parse), and only the caller sees that.
+func (d *Daemon) RecordReload(at time.Time, ok bool, diagnostics []string) {
+	r := &ReloadStatus{At: at, OK: ok}
+	if !ok {
+		r.Diagnostics = slices.Clone(diagnostics[:min(len(diagnostics), MaxReloadDiagnostics)])
+	}
+	d.mu.Lock()
+	d.reload = r
+	d.mu.Unlock()
 }
 
 // Running reports whether the scheduler is running: Run has started and

@@ -8,6 +8,7 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -1506,4 +1507,72 @@ func TestDaemonStatusDirectory(t *testing.T) {
 			t.Fatalf("without ldap: Status Directory = %+v", got)
 		}
 	})
+}
+
+// TestDaemonStatusLastSuccess: LastSuccess is when the last poll without
+// an error ended; a failed poll leaves it as it was.
+func TestDaemonStatusLastSuccess(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		h := startOne(t, time.Minute)
+		if got := h.status("a").LastSuccess; !got.IsZero() {
+			t.Fatalf("before any poll: LastSuccess = %v; want zero", got)
+		}
+		steps := []struct {
+			name string
+			err  error
+			ok   bool // the poll counts as a success
+		}{
+			{"success", nil, true},
+			{"failure", errors.New("dial tcp: connection refused"), false},
+			{"success again", nil, true},
+		}
+		var want time.Time
+		for _, s := range steps {
+			h.nextFor("a").ret(fetch.Result{Err: s.err})
+			st := h.waitIdleOrBackoff("a")
+			if s.ok {
+				want = time.Now()
+			}
+			if !st.LastSuccess.Equal(want) {
+				t.Fatalf("%s: LastSuccess = %v; want %v", s.name, st.LastSuccess, want)
+			}
+			h.clock.Advance(time.Until(st.NextPoll))
+		}
+	})
+}
+
+// TestDaemonRecordReload: Status carries the last reload attempt, the
+// diagnostics of a rejected one cut to MaxReloadDiagnostics, none for an
+// applied one; and a Status taken earlier does not change with it.
+func TestDaemonRecordReload(t *testing.T) {
+	d := New(config(acct("a", "pop.example", time.Minute)), nil, Options{})
+	if st := d.Status(); st.LastReload != nil {
+		t.Fatalf("before any reload: LastReload = %+v; want nil", st.LastReload)
+	}
+	at := time.Date(2026, 1, 2, 3, 4, 5, 0, time.UTC)
+	diags := []string{"rc:1:1: error: a", "rc:2:1: error: b", "rc:3:1: error: c", "rc:4:1: error: d"}
+	tests := []struct {
+		name  string
+		ok    bool
+		diags []string
+		want  []string
+	}{
+		{"rejected, many", false, diags, diags[:MaxReloadDiagnostics]},
+		{"rejected, one", false, diags[:1], diags[:1]},
+		{"applied", true, diags, nil},
+	}
+	for _, tt := range tests {
+		d.RecordReload(at, tt.ok, tt.diags)
+		st := d.Status()
+		r := st.LastReload
+		if r == nil || !r.At.Equal(at) || r.OK != tt.ok || !slices.Equal(r.Diagnostics, tt.want) {
+			t.Fatalf("%s: LastReload = %+v; want at %v ok %v diagnostics %q", tt.name, r, at, tt.ok, tt.want)
+		}
+		if len(r.Diagnostics) > 0 {
+			r.Diagnostics[0] = "changed"
+			if d.Status().LastReload.Diagnostics[0] == "changed" {
+				t.Fatalf("%s: Status shares its diagnostics with the daemon", tt.name)
+			}
+		}
+	}
 }
