@@ -15,6 +15,7 @@ import (
 
 	"github.com/popfetch/popfetch/deliver/delivertest"
 	"github.com/popfetch/popfetch/fetch/dovecottest"
+	"github.com/popfetch/popfetch/internal/testutil"
 	"github.com/popfetch/popfetch/rcfile"
 )
 
@@ -416,10 +417,7 @@ func pollAll(t *testing.T, srv *dovecottest.Server, mb *dovecottest.Mailbox, a *
 func requireProcmail(t testing.TB) {
 	t.Helper()
 	if _, err := os.Stat("/usr/bin/procmail"); err != nil {
-		if os.Getenv("CI") == "true" || os.Getenv("POPFETCH_REQUIRE_DOVECOT") == "1" {
-			t.Fatalf("procmail required (CI): %v", err)
-		}
-		t.Skipf("procmail not installed (apt-get install procmail): %v", err)
+		testutil.Unavailable(t, fmt.Sprintf("procmail not installed (apt-get install procmail): %v", err))
 	}
 }
 

@@ -7,7 +7,6 @@ import (
 	"net"
 	"net/http"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strconv"
 	"strings"
@@ -16,6 +15,7 @@ import (
 	"time"
 
 	"github.com/popfetch/popfetch/fetch/dovecottest"
+	"github.com/popfetch/popfetch/internal/testutil"
 )
 
 // metricValue returns the value of the sample line that starts with
@@ -42,26 +42,6 @@ func httpGet(t *testing.T, c *http.Client, url string) (int, string) {
 		t.Fatalf("GET %s: %v", url, err)
 	}
 	return resp.StatusCode, string(b)
-}
-
-// promtoolCheck validates an exposition with `promtool check metrics`
-// (Debian package prometheus). Without it the test skips the check,
-// except in CI (CI=true or POPFETCH_REQUIRE_PROMTOOL=1), where it fails.
-func promtoolCheck(t *testing.T, text string) {
-	t.Helper()
-	path, err := exec.LookPath("promtool")
-	if err != nil {
-		if os.Getenv("POPFETCH_REQUIRE_PROMTOOL") == "1" || os.Getenv("CI") == "true" {
-			t.Fatal("promtool not installed (Debian package prometheus)")
-		}
-		t.Log("promtool not installed; exposition not validated")
-		return
-	}
-	cmd := exec.Command(path, "check", "metrics")
-	cmd.Stdin = strings.NewReader(text)
-	if out, err := cmd.CombinedOutput(); err != nil {
-		t.Errorf("promtool check metrics: %v\n%s", err, out)
-	}
 }
 
 // TestMetricsEndToEnd runs `popfetch run` with metrics_listen against a
@@ -105,7 +85,7 @@ func TestMetricsEndToEnd(t *testing.T) {
 	if code != 200 {
 		t.Fatalf("/metrics = %d", code)
 	}
-	promtoolCheck(t, text)
+	testutil.PromtoolCheck(t, text)
 	for _, tc := range []struct {
 		series string
 		want   float64
@@ -171,7 +151,7 @@ func TestMetricsEndToEnd(t *testing.T) {
 	}
 	_, text = httpGet(t, uc, "http://popfetch/metrics")
 	uc.CloseIdleConnections()
-	promtoolCheck(t, text)
+	testutil.PromtoolCheck(t, text)
 	if strings.Contains(text, `account="bob"`) {
 		t.Errorf("the removed account's series remain:\n%s", text)
 	}

@@ -60,6 +60,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/popfetch/popfetch/internal/testutil"
 )
 
 // Options selects what the instance runs besides POP3.
@@ -128,18 +130,12 @@ const howToRun = "run as root with dovecot-pop3d installed: apt-get install dove
 // Required reports whether a missing integration server (dovecot, or the
 // servers of package interop) is a failure instead of a skip: in CI a
 // missing server must not turn the suite into silent skips.
-func Required() bool {
-	return os.Getenv("POPFETCH_REQUIRE_DOVECOT") == "1" || os.Getenv("CI") == "true"
-}
+func Required() bool { return testutil.RealPartsRequired() }
 
 // unavailable skips the test, or fails it where dovecot is required.
 func unavailable(t testing.TB, why string) {
 	t.Helper()
-	msg := fmt.Sprintf("dovecottest: %s; %s", why, howToRun)
-	if Required() {
-		t.Fatal(msg + " (required: CI=true or POPFETCH_REQUIRE_DOVECOT=1)")
-	}
-	t.Skip(msg)
+	testutil.Unavailable(t, fmt.Sprintf("dovecottest: %s; %s", why, howToRun))
 }
 
 // findDovecot returns the master binary and checks that the protocol

@@ -63,6 +63,7 @@ import (
 
 	"github.com/popfetch/popfetch/fetch/dovecottest"
 	"github.com/popfetch/popfetch/fetch/pop3test"
+	"github.com/popfetch/popfetch/internal/testutil"
 )
 
 // TLSMode is how a server offers TLS.
@@ -178,10 +179,7 @@ func cacheDir() string {
 func unavailable(t testing.TB, server, why string) {
 	t.Helper()
 	msg := fmt.Sprintf("interop: %s: %s; run as root after `bash .ci/run` has installed it (apt-get install mailutils-pop3d; popa3d and solid-pop3d: apt-get download + dpkg -x into %s)", server, why, cacheDir())
-	if dovecottest.Required() {
-		t.Fatal(msg + " (required: CI=true or POPFETCH_REQUIRE_DOVECOT=1)")
-	}
-	t.Skip(msg)
+	testutil.Unavailable(t, msg)
 }
 
 // newServer makes the instance directory and the certificates; the caller

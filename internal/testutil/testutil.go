@@ -1,14 +1,18 @@
 // Package testutil holds the fixtures that tests of several packages
 // share: a private directory, a file with an exact mode, another user to
 // own files, a directory and a program copy that other user can reach,
-// and a log buffer safe for concurrent use. Only _test.go files import
-// it, so the popfetch binary links none of it.
+// a log buffer safe for concurrent use, and the one rule for a real part
+// (dovecot, slapd, procmail, promtool) that is missing: a skip here, a
+// failure in CI. Only tests and test harnesses import it, so the popfetch
+// binary links none of it.
 package testutil
 
 import (
 	"bytes"
 	"os"
+	"os/exec"
 	"path/filepath"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -110,4 +114,43 @@ func Slow(d time.Duration) time.Duration {
 		return 10 * d
 	}
 	return d
+}
+
+// RealPartsRequired reports whether a missing real part (dovecot, slapd,
+// the interop servers, procmail, promtool, fetchmail's example rc file)
+// fails a test instead of skipping it: in CI (CI=true) and with
+// POPFETCH_REQUIRE_DOVECOT=1, so that CI cannot pass by skipping the
+// tests against real servers.
+func RealPartsRequired() bool {
+	return os.Getenv("POPFETCH_REQUIRE_DOVECOT") == "1" || os.Getenv("CI") == "true"
+}
+
+// Unavailable skips t saying msg (what is missing and how to install it),
+// or fails it where RealPartsRequired.
+func Unavailable(t testing.TB, msg string) {
+	t.Helper()
+	if RealPartsRequired() {
+		t.Fatal(msg + " (required: CI=true or POPFETCH_REQUIRE_DOVECOT=1)")
+	}
+	t.Skip(msg)
+}
+
+// PromtoolCheck validates a Prometheus exposition with `promtool check
+// metrics` (Debian package prometheus). Without promtool the check is
+// left out, except where RealPartsRequired.
+func PromtoolCheck(t testing.TB, text string) {
+	t.Helper()
+	path, err := exec.LookPath("promtool")
+	if err != nil {
+		if RealPartsRequired() {
+			t.Fatal("promtool not installed (Debian package prometheus)")
+		}
+		t.Log("promtool not installed; exposition not validated")
+		return
+	}
+	cmd := exec.Command(path, "check", "metrics")
+	cmd.Stdin = strings.NewReader(text)
+	if out, err := cmd.CombinedOutput(); err != nil {
+		t.Errorf("promtool check metrics: %v\n%s", err, out)
+	}
 }

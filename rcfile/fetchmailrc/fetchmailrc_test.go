@@ -9,6 +9,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/popfetch/popfetch/internal/testutil"
 	"github.com/popfetch/popfetch/rcfile"
 )
 
@@ -32,7 +33,7 @@ func TestGolden(t *testing.T) {
 	}
 	if _, err := os.Stat(exampleRC); err == nil {
 		cases["fetchmailrc.example"] = exampleRC
-	} else if os.Getenv("CI") != "" {
+	} else if testutil.RealPartsRequired() {
 		t.Errorf("%s is missing: install Debian's fetchmail package", exampleRC)
 	}
 	for name, path := range cases {

@@ -66,6 +66,7 @@ import (
 	"github.com/go-ldap/ldap/v3"
 
 	"github.com/popfetch/popfetch/fetch/pop3test"
+	"github.com/popfetch/popfetch/internal/testutil"
 )
 
 // The fixed names of every instance.
@@ -116,17 +117,11 @@ const howToRun = "run with slapd and ldap-utils installed: apt-get install slapd
 
 // Required reports whether a missing slapd is a failure instead of a skip
 // (CI=true or POPFETCH_REQUIRE_DOVECOT=1, as for fetch/dovecottest).
-func Required() bool {
-	return os.Getenv("POPFETCH_REQUIRE_DOVECOT") == "1" || os.Getenv("CI") == "true"
-}
+func Required() bool { return testutil.RealPartsRequired() }
 
 func unavailable(t testing.TB, why string) {
 	t.Helper()
-	msg := fmt.Sprintf("slapdtest: %s; %s", why, howToRun)
-	if Required() {
-		t.Fatal(msg + " (required: CI=true or POPFETCH_REQUIRE_DOVECOT=1)")
-	}
-	t.Skip(msg)
+	testutil.Unavailable(t, fmt.Sprintf("slapdtest: %s; %s", why, howToRun))
 }
 
 // lookPath finds a binary also where PATH lacks /usr/sbin (sudo -E).

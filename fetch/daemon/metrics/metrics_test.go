@@ -9,7 +9,6 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strings"
 	"sync"
@@ -18,6 +17,7 @@ import (
 
 	"github.com/popfetch/popfetch/fetch"
 	"github.com/popfetch/popfetch/fetch/daemon"
+	"github.com/popfetch/popfetch/internal/testutil"
 )
 
 type fakeSource struct {
@@ -114,7 +114,7 @@ func TestMetricsScrape(t *testing.T) {
 	if strings.Contains(text, `popfetch_last_success_timestamp_seconds{account="b"}`) {
 		t.Error("last success for an account that never succeeded")
 	}
-	promtoolCheck(t, text)
+	testutil.PromtoolCheck(t, text)
 
 	// A reload removes account a: its series go, its counters too.
 	src.mu.Lock()
@@ -130,25 +130,6 @@ func TestMetricsScrape(t *testing.T) {
 	_, text = scrape(t, m.Handler(), "/metrics")
 	if !samples(text)[`popfetch_messages_delivered_total{account="a"} 0`] {
 		t.Errorf("re-added account does not start from zero:\n%s", text)
-	}
-}
-
-// promtoolCheck validates an exposition with promtool when it is
-// installed; CI (CI=true or POPFETCH_REQUIRE_PROMTOOL=1) requires it.
-func promtoolCheck(t *testing.T, text string) {
-	t.Helper()
-	path, err := exec.LookPath("promtool")
-	if err != nil {
-		if os.Getenv("POPFETCH_REQUIRE_PROMTOOL") == "1" || os.Getenv("CI") == "true" {
-			t.Fatal("promtool not installed (Debian package prometheus)")
-		}
-		t.Log("promtool not installed; exposition not validated")
-		return
-	}
-	cmd := exec.Command(path, "check", "metrics")
-	cmd.Stdin = strings.NewReader(text)
-	if out, err := cmd.CombinedOutput(); err != nil {
-		t.Errorf("promtool check metrics: %v\n%s", err, out)
 	}
 }
 
