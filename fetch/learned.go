@@ -48,14 +48,12 @@ func RoutesToday(a *rcfile.Account) (func(addr string) []string, error) {
 	if a.Multidrop == nil {
 		return nil, fmt.Errorf("account %s is not a multidrop account", a.Name)
 	}
-	// Routing only: no destination is needed.
-	d, err := newMultidrop(a, nil, nil, "")
+	r, _, err := RouteRules(a, nil)
 	if err != nil {
 		return nil, fmt.Errorf("account %s: %w", a.Name, err)
 	}
-	md := d.(*multidrop)
-	md.rules.Directory.SetLearned(nil, nil)
-	rules := *md.rules
+	r.Directory.SetLearned(nil, nil)
+	rules := *r
 	rules.EnvelopeHeader, rules.EnvelopeIgnore, rules.QVirtual = "", nil, ""
 	rules.FallbackHeaders = []string{"To"}
 	return func(addr string) []string {
