@@ -12,7 +12,6 @@ import (
 	"net"
 	"slices"
 	"strings"
-	"sync"
 	"time"
 
 	gopop3 "github.com/knadh/go-pop3"
@@ -25,11 +24,15 @@ import (
 // octets; servers exceed it in practice (long greetings), so single-line
 // replies get more room, but never unbounded (CVE-2003-0792).
 const (
-	lineBudget = 16 << 10 // one status line, plus bufio read-ahead
-	// readAhead is go-pop3's bufio.Reader size: bytes of the next reply it
-	// may already have pulled while reading the current one (pinned by
-	// TestGoPOP3PinsReadAhead).
-	readAhead = 4096
+	lineBudget = 16 << 10 // one status line
+	// readBuf is the size of the session's one read buffer (guardConn.br)
+	// and, about, of the buffer a multi-line reply is unstuffed into
+	// (readBody): the most of a reply held at once, whatever its size.
+	readBuf = 32 << 10
+	// sendBuf bounds the commands held back for one write (see
+	// Conn.write): a window of commands larger than any round of the
+	// caller's still goes out, in several writes.
+	sendBuf = 32 << 10
 )
 
 // TLSMode is how a connection gets its TLS: the values of the rc file's
@@ -57,58 +60,129 @@ type Options struct {
 	Timeout time.Duration
 }
 
-// guardConn is the net.Conn go-pop3 reads from. go-pop3 reads lines with an
-// unbounded ReadBytes and has no deadlines, so every limit lives here: a byte
-// budget for the reply being read (an endless line or a never-ending
-// multi-line reply fails when the budget runs out) and the deadline for it.
+// guardConn is the net.Conn go-pop3 reads from and writes to. go-pop3 reads
+// lines with an unbounded ReadBytes and has no deadlines, and its
+// multi-line reader holds a whole reply in memory, so the session's reading
+// is popfetch's: one bufio.Reader over the socket (br), from which go-pop3
+// gets at most one line per Read, up to and including the next '\n', and
+// so never holds more than the status line it is reading
+// (TestGoPOP3PinsOneLine). The body of a multi-line reply never passes
+// through go-pop3: Conn.readBody reads it from br.
 //
-// It also notes which lines of the stream are empty. go-pop3 reads an empty
-// line as a bare "+OK" (its parseResp returns nil, nil for both); the conn
-// asks, by line number, which of the two a status line was.
+// Every limit lives here: a byte budget for the reply being read (an
+// endless line or a never-ending multi-line reply fails when the budget
+// runs out) and the deadline for it. The budget counts the bytes taken
+// from br, and br takes from the socket no more than the budget leaves
+// (source), so a reply past its budget fails at once rather than at its
+// deadline.
+//
+// Commands are held back (Write) and sent by Conn.flush in one write
+// before the next reply is read: a pipelined round is one write(2).
+//
+// It also notes which lines go-pop3 read were empty. go-pop3 reads an
+// empty line as a bare "+OK" (its parseResp returns nil, nil for both);
+// the conn asks, by line number, which of the two a status line was.
 type guardConn struct {
 	net.Conn
 	// raw is the TCP connection under Conn (Conn itself without TLS):
 	// where waiting tells whether the server has sent more.
 	raw    net.Conn
-	mu     sync.Mutex
-	budget int64
-	pre    []byte // the greeting, already read and checked, replayed to go-pop3
+	br     *bufio.Reader // over source{g}: the session's only read-ahead
+	budget int64         // bytes the reply being read may still take from br
+	pre    []byte        // the greeting, already read and checked, replayed to go-pop3
+	out    []byte        // commands written by go-pop3 and not yet sent (flush)
+	writes int           // writes of commands to the connection (tests count them)
 
-	lines   uint64 // complete lines read so far
+	lines   uint64 // complete lines taken from br so far
 	lineLen int    // bytes of the current line so far, capped at 2
 	lineCR  bool   // the current line starts with '\r'
-	// empty[n%len] tells whether line n was empty ("\n" or "\r\n"). A
-	// line go-pop3 has not consumed yet sits in its read-ahead buffer,
-	// so the lines in question are never more than readAhead behind.
-	empty [2 * readAhead]bool
+	// empty[n%len] tells whether line n was empty ("\n" or "\r\n").
+	// Conn asks about the line go-pop3 has just read, the last one taken.
+	empty [64]bool
 }
 
+func newGuard(c, raw net.Conn, pre []byte) *guardConn {
+	g := &guardConn{Conn: c, raw: raw, pre: pre}
+	g.br = bufio.NewReaderSize(source{g}, readBuf)
+	return g
+}
+
+// source is the socket side of guardConn.br: it reads no more than the
+// reply's budget leaves, counting what br holds already.
+type source struct{ g *guardConn }
+
+func (s source) Read(p []byte) (int, error) {
+	g := s.g
+	room := g.budget - int64(g.br.Buffered())
+	if room <= 0 {
+		return 0, ErrBudget
+	}
+	if int64(len(p)) > room {
+		p = p[:room]
+	}
+	return g.Conn.Read(p)
+}
+
+// Read gives go-pop3 the greeting, then at most one line of br per call.
+// Errors of the connection (a deadline, EOF) come back unchanged.
 func (g *guardConn) Read(p []byte) (int, error) {
-	g.mu.Lock()
 	if len(g.pre) > 0 {
 		n := copy(p, g.pre)
 		g.pre = g.pre[n:]
 		g.scan(p[:n])
-		g.mu.Unlock()
 		return n, nil
 	}
-	b := g.budget
-	g.mu.Unlock()
-	if b <= 0 {
+	if len(g.out) > 0 {
+		// Conn.flush sends commands before any reply is read; a
+		// reply awaited with its command unsent would never come.
+		return 0, errUnsent
+	}
+	if g.budget <= 0 {
 		return 0, ErrBudget
 	}
-	if int64(len(p)) > b {
-		p = p[:b]
+	if int64(len(p)) > g.budget {
+		p = p[:g.budget]
 	}
-	n, err := g.Conn.Read(p)
-	g.mu.Lock()
+	if g.br.Buffered() == 0 {
+		if _, err := g.br.Peek(1); err != nil {
+			return 0, err
+		}
+	}
+	b, _ := g.br.Peek(g.br.Buffered())
+	if i := bytes.IndexByte(b, '\n'); i >= 0 {
+		b = b[:i+1]
+	}
+	n := copy(p, b)
+	g.br.Discard(n)
 	g.budget -= int64(n)
 	g.scan(p[:n])
-	g.mu.Unlock()
-	return n, err
+	return n, nil
 }
 
-// scan notes the line ends in p, the next bytes of the stream; g.mu is held.
+// errUnsent is a bug: a reply read while commands wait to be sent.
+var errUnsent = errors.New("pop3: reply read before its command was sent")
+
+// Write holds back a command go-pop3 sends (its Send writes each command
+// whole, in one Write: TestGoPOP3PinsSend) for Conn.flush.
+func (g *guardConn) Write(p []byte) (int, error) {
+	g.out = append(g.out, p...)
+	return len(p), nil
+}
+
+// flush sends the commands held back, in one write, by a write deadline of
+// timeout from now.
+func (g *guardConn) flush(timeout time.Duration) error {
+	if len(g.out) == 0 {
+		return nil
+	}
+	g.Conn.SetWriteDeadline(time.Now().Add(timeout))
+	_, err := g.Conn.Write(g.out)
+	g.writes++
+	g.out = g.out[:0]
+	return err
+}
+
+// scan notes the line ends in p, the next bytes go-pop3 takes.
 func (g *guardConn) scan(p []byte) {
 	for len(p) > 0 {
 		i := bytes.IndexByte(p, '\n')
@@ -136,8 +210,6 @@ func (g *guardConn) extend(b []byte) {
 
 // emptyLine reports whether line n (0 = the greeting) was an empty line.
 func (g *guardConn) emptyLine(n uint64) bool {
-	g.mu.Lock()
-	defer g.mu.Unlock()
 	if n >= g.lines || g.lines-n > uint64(len(g.empty)) {
 		// Not a line this guard has seen recently: the caller's count
 		// is off, which only a bug can cause. Refusing is the safe side.
@@ -152,11 +224,15 @@ func (g *guardConn) emptyLine(n uint64) bool {
 const tlsPeek = 20 * time.Millisecond
 
 // waiting reports whether the server has sent bytes that nobody has read
-// yet, without waiting for any: a look at the socket (sockpeek.Readable), and
-// under TLS a short read to tell data from TLS housekeeping. It is called
-// only when no reply is due, so any such byte is one too many; a byte read
-// here is not given back, as the session ends on it.
+// yet, without waiting for any: what br holds, a look at the socket
+// (sockpeek.Readable), and under TLS a short read to tell data from TLS
+// housekeeping. It is called only when no reply is due, so any such byte
+// is one too many; a byte read here is not given back, as the session ends
+// on it.
 func (g *guardConn) waiting() bool {
+	if g.br.Buffered() > 0 {
+		return true
+	}
 	var b [1]byte
 	if g.raw != g.Conn {
 		// crypto/tls keeps what it decrypted beyond the bytes asked for,
@@ -182,12 +258,10 @@ func (g *guardConn) waiting() bool {
 	return n > 0
 }
 
-// expect sets the limits for reading the next reply: at most max bytes
-// (plus what go-pop3's buffer may read ahead), by the deadline.
+// expect sets the limits for reading the next reply: at most max bytes, by
+// the deadline.
 func (g *guardConn) expect(max int64, deadline time.Time) {
-	g.mu.Lock()
-	g.budget = max + readAhead
-	g.mu.Unlock()
+	g.budget = max
 	g.Conn.SetDeadline(deadline)
 }
 
@@ -200,9 +274,17 @@ type Conn struct {
 	timeout time.Duration
 	stopCtx func() bool
 	botched error // set after a desync or i/o error: no further commands
-	// lines is the number of lines go-pop3 has consumed from the stream,
-	// so that the next status line is line number lines (see emptyLine).
+	// lines is the number of lines read from the stream as replies, by
+	// go-pop3 or readBody, so that the next status line is line number
+	// lines (see emptyLine).
 	lines uint64
+	// queued is the verb of the first command held back for the next
+	// write (see flush), "" if none is: a failed write names it.
+	queued string
+	// unstuffed is readBody's output buffer, kept for the session;
+	// first holds the start of the last RETR reply's first line (see
+	// ReadRetrTo).
+	unstuffed, first []byte
 	// due is the number of commands sent whose reply has not been read
 	// in full. Replies come in command order (RFC 1939 §3, RFC 2449
 	// §6.6), so when due is 0 the server has nothing to say, and
@@ -237,22 +319,26 @@ func (c *Conn) outOfStep(err error) error {
 	return c.botched
 }
 
-// idle checks, when no reply is due, that the server has sent nothing:
-// no line or part of one in go-pop3's read buffer (the guard counts the
-// lines that arrived, c.lines those go-pop3 consumed) and nothing on the
-// socket. when says where in the dialogue the check is, for the error.
+// idle checks, when no reply is due, that the server has sent nothing: no
+// line or part of one taken from the guard's reader and not read as a
+// reply (the guard counts the lines taken, c.lines those read), nothing
+// in the reader, and nothing on the socket. when says where in the
+// dialogue the check is, for the error.
 func (c *Conn) idle(when string) error {
 	if c.botched != nil {
 		return c.botched
 	}
 	g := c.g
-	g.mu.Lock()
-	arrived, partial := g.lines, g.lineLen > 0
-	g.mu.Unlock()
 	switch {
-	case arrived != c.lines:
-		return c.outOfStep(fmt.Errorf("%w (%d line(s) %s)", ErrSurplus, int64(arrived-c.lines), when))
-	case partial:
+	case g.lines != c.lines:
+		return c.outOfStep(fmt.Errorf("%w (%d line(s) %s)", ErrSurplus, int64(g.lines-c.lines), when))
+	case g.lineLen > 0:
+		return c.outOfStep(fmt.Errorf("%w (part of a line %s)", ErrSurplus, when))
+	case g.br.Buffered() > 0:
+		b, _ := g.br.Peek(g.br.Buffered())
+		if n := bytes.Count(b, []byte("\n")); n > 0 {
+			return c.outOfStep(fmt.Errorf("%w (%d line(s) %s)", ErrSurplus, n, when))
+		}
 		return c.outOfStep(fmt.Errorf("%w (part of a line %s)", ErrSurplus, when))
 	case g.waiting():
 		return c.outOfStep(fmt.Errorf("%w (data %s)", ErrSurplus, when))
@@ -412,7 +498,7 @@ func connect(ctx context.Context, network, addr string, o Options) (*guardConn, 
 	// greeting is a slice of br's buffer, which the CAPA and STLS reads
 	// above overwrote whenever the greeting was the longer (an APOP
 	// timestamp makes it so): replay a copy taken before them.
-	return &guardConn{Conn: c, raw: raw, pre: pre}, nil
+	return newGuard(c, raw, pre), nil
 }
 
 func handshake(ctx context.Context, raw net.Conn, o Options) (*tls.Conn, error) {
@@ -511,6 +597,9 @@ func (c *Conn) send(verb string, args ...any) error {
 
 // write writes one line for verb: a command, or a client's response within
 // an exchange (see Exchange). Errors name the verb only, never the line.
+// The line is held back and goes out with the others held back in one
+// write, when the next reply is read (flush), or once sendBuf bytes are
+// held.
 func (c *Conn) write(verb, line string) error {
 	if c.botched != nil {
 		return c.botched
@@ -522,9 +611,29 @@ func (c *Conn) write(verb, line string) error {
 			return err
 		}
 	}
-	c.g.Conn.SetWriteDeadline(time.Now().Add(c.timeout))
+	if len(c.g.out) == 0 {
+		c.queued = verb
+	}
 	if err := c.c.Send(line); err != nil {
 		c.botched = fmt.Errorf("%s: %w", verb, err)
+		return c.botched
+	}
+	if len(c.g.out) >= sendBuf {
+		return c.flush()
+	}
+	return nil
+}
+
+// flush sends the commands held back (see write), in one write, by the
+// Conn's timeout. A session that has ended sends nothing, and one whose
+// write fails has ended: whether the server got the commands is unknown.
+func (c *Conn) flush() error {
+	if c.botched != nil {
+		c.g.out = c.g.out[:0]
+		return c.botched
+	}
+	if err := c.g.flush(c.timeout); err != nil {
+		c.botched = fmt.Errorf("%s: %w", c.queued, err)
 		return c.botched
 	}
 	return nil
@@ -568,8 +677,8 @@ func (c *Conn) readStatus(verb string, budget int64, deadline time.Time) ([]byte
 // readReply is readStatus that, if cont, also takes a continuation line
 // ("+ text" or "+", RFC 5034 §4) and returns its text with cont true.
 func (c *Conn) readReply(verb string, budget int64, deadline time.Time, cont bool) (_ []byte, isCont bool, _ error) {
-	if c.botched != nil {
-		return nil, false, c.botched
+	if err := c.flush(); err != nil {
+		return nil, false, err
 	}
 	c.g.expect(budget, deadline)
 	b, err := c.c.ReadOne()
@@ -604,22 +713,13 @@ func (c *Conn) readReply(verb string, budget int64, deadline time.Time, cont boo
 	return nil, false, &RespError{Cmd: verb, Code: code, Text: sanitize(c.redact(err.Error()), 200)}
 }
 
-// body reads the rest of a multi-line reply (go-pop3 unstuffs dots) by the
+// body reads the rest of a multi-line reply whole (see readBody) by the
 // deadline, which is the status line's: one bound for the whole reply.
 func (c *Conn) body(verb string, budget int64, deadline time.Time) ([]byte, error) {
-	c.g.expect(budget, deadline)
-	buf, err := c.c.ReadAll()
-	if err != nil {
-		// EOF before the terminating "." means a truncated reply: the
-		// message must never be delivered: a partial message handed
-		// on would be delivered truncated.
-		c.botched = fmt.Errorf("%s: incomplete multi-line reply: %w", verb, err)
-		return nil, c.botched
+	var buf bytes.Buffer
+	if _, err := c.readBody(verb, budget, deadline, &buf); err != nil {
+		return nil, err
 	}
-	// ReadAll ends every line it consumed with CRLF (a line holds no LF
-	// of its own), and consumed the "." line besides
-	// (TestGoPOP3PinsMultiLine).
-	c.lines += uint64(bytes.Count(buf.Bytes(), []byte("\n"))) + 1
 	if err := c.replied(verb, nil); err != nil {
 		return nil, err
 	}

@@ -49,6 +49,11 @@ var (
 // said). It wraps ErrProtocol and ends the session.
 var ErrBudget = fmt.Errorf("%w: reply exceeds its size limit", ErrProtocol)
 
+// ErrSink: the writer a message was being read into (ReadRetrTo) failed.
+// It is no fault of the server's or of the message's, but it ends the
+// session all the same: the rest of the reply is left unread.
+var ErrSink = errors.New("writing the message read failed")
+
 // RespError is a server's -ERR reply to a command. It does not end the
 // session: the reply was read whole and the next one is in step.
 type RespError struct {

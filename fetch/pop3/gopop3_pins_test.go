@@ -67,18 +67,34 @@ func goPOP3(t *testing.T, script string) (*gopop3.Conn, *scriptConn) {
 	return pc, sc
 }
 
-// conn.go, const readAhead and guardConn: go-pop3 reads through a
-// bufio.Reader of readAhead bytes, so the next reply's bytes it may pull
-// while reading the current one (guardConn.expect adds them to the
-// budget) and the lines the guard must remember (guardConn.empty) are
-// bounded by it.
-func TestGoPOP3PinsReadAhead(t *testing.T) {
-	pc, sc := goPOP3(t, "+OK one\r\n"+strings.Repeat("x", 3*readAhead))
-	if _, err := pc.ReadOne(); err != nil {
-		t.Fatal(err)
+// conn.go, guardConn: go-pop3's ReadOne reads until the first '\n' and asks
+// the conn for nothing more, so a guard that hands it one line per Read
+// leaves every byte after the status line in popfetch's reader (where
+// readBody and the next reply find them, and waiting sees them), and
+// go-pop3's buffer empty. A status line longer than go-pop3's buffer comes
+// whole, in several Reads.
+func TestGoPOP3PinsOneLine(t *testing.T) {
+	long := "+OK " + strings.Repeat("x", 3*4096)
+	sc := &scriptConn{r: strings.NewReader("+OK one\r\n" + long + "\r\nbody\r\n.\r\n")}
+	g := newGuard(sc, sc, []byte("+OK hi\r\n"))
+	pc, err := gopop3.New(gopop3.Opt{Host: "h", Port: 1, Dialer: dialerFunc(func(string, string) (net.Conn, error) { return g, nil })}).NewConn()
+	if err != nil {
+		t.Fatalf("NewConn: %v", err)
 	}
-	if sc.maxRead != readAhead || sc.reads > readAhead {
-		t.Fatalf("go-pop3 read %d bytes ahead with buffers of up to %d; conn.go assumes at most readAhead = %d", sc.reads, sc.maxRead, readAhead)
+	g.expect(lineBudget, time.Time{})
+	if b, err := pc.ReadOne(); err != nil || string(b) != "one" {
+		t.Fatalf("ReadOne = %q, %v", b, err)
+	}
+	next, _ := g.br.Peek(g.br.Buffered())
+	if !strings.HasPrefix(long+"\r\nbody\r\n.\r\n", string(next)) || len(next) == 0 || g.lines != 2 {
+		t.Fatalf("after ReadOne of a status line the guard holds %.20q…, %d lines taken; want the next line, untouched, and 2 lines", next, g.lines)
+	}
+	g.expect(lineBudget, time.Time{})
+	if b, err := pc.ReadOne(); err != nil || string(b) != long[4:] {
+		t.Fatalf("ReadOne of a %d-byte line = %d bytes, %v", len(long), len(b), err)
+	}
+	if line, err := g.br.ReadString('\n'); err != nil || line != "body\r\n" {
+		t.Fatalf("after the second status line the guard's reader gives %q, %v; want the body's first line", line, err)
 	}
 }
 
@@ -140,12 +156,13 @@ func TestGoPOP3PinsErrorTexts(t *testing.T) {
 	}
 }
 
-// conn.go, body: ReadAll consumes lines up to and including the "." line
-// (CRLF or bare LF), removes one leading dot (RFC 1939 §3 byte-stuffing),
-// and ends each line it returns with CRLF, so the count of LFs it returns
-// is the count of lines it consumed less the "." line. A reply that ends
-// before the "." line is an error with no data: such a message is never
-// delivered.
+// body.go, readBody, which must produce exactly what go-pop3's ReadAll
+// did (FuzzReadRetrTo compares them): ReadAll consumes lines up to and
+// including the "." line (CRLF or bare LF), removes one leading dot (RFC
+// 1939 §3 byte-stuffing), and ends each line it returns with CRLF, so the
+// count of LFs it returns is the count of lines it consumed less the "."
+// line. A reply that ends before the "." line is an error with no data:
+// such a message is never delivered.
 func TestGoPOP3PinsMultiLine(t *testing.T) {
 	pc, _ := goPOP3(t, "a\r\n..b\r\nc\n.x\r\n. \r\nd\r\r\n\r\n.\n+OK next\r\n")
 	buf, err := pc.ReadAll()
@@ -168,10 +185,10 @@ func TestGoPOP3PinsMultiLine(t *testing.T) {
 	}
 }
 
-// conn.go, readReply and body: an error from the conn (a deadline, the
-// budget, EOF) comes out of ReadOne and ReadAll as it was, unwrapped, so
-// that it is told apart from a -ERR (errors.Is and errors.As still work
-// because it is the same value).
+// conn.go, readReply: an error from the conn (a deadline, the budget,
+// EOF) comes out of ReadOne as it was, unwrapped, so that it is told apart
+// from a -ERR (errors.Is and errors.As still work because it is the same
+// value). ReadAll, which readBody stands in for, does the same.
 func TestGoPOP3PinsReadErrors(t *testing.T) {
 	for _, cerr := range []error{ErrBudget, os.ErrDeadlineExceeded, io.ErrUnexpectedEOF} {
 		pc, sc := goPOP3(t, "+OK partial")
@@ -187,13 +204,13 @@ func TestGoPOP3PinsReadErrors(t *testing.T) {
 	}
 }
 
-// conn.go, write: Send writes the line and CRLF and flushes before it
-// returns (the write deadline set just before covers it), and returns
-// the conn's write error.
+// conn.go, write: Send writes the line and CRLF to the conn in one Write
+// before it returns (guardConn.Write holds the command back for
+// Conn.flush), and returns the conn's write error.
 func TestGoPOP3PinsSend(t *testing.T) {
 	pc, sc := goPOP3(t, "")
-	if err := pc.Send("RETR 1"); err != nil || sc.written.String() != "RETR 1\r\n" {
-		t.Fatalf("Send = %v, wrote %q", err, sc.written.String())
+	if err := pc.Send("RETR 1"); err != nil || sc.written.String() != "RETR 1\r\n" || sc.writes != 1 {
+		t.Fatalf("Send = %v, wrote %q in %d Writes", err, sc.written.String(), sc.writes)
 	}
 	sc.wErr = os.ErrDeadlineExceeded
 	if err := pc.Send("DELE 1"); !errors.Is(err, os.ErrDeadlineExceeded) {

@@ -53,7 +53,7 @@ func guardPair(t *testing.T, useTLS bool) (*guardConn, net.Conn) {
 		t.Fatal("server side failed")
 	}
 	t.Cleanup(func() { c.Close(); srv.Close() })
-	return &guardConn{Conn: c, raw: raw}, srv
+	return newGuard(c, raw, nil), srv
 }
 
 // waiting sees bytes the server sent when none was asked for: on the

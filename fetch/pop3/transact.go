@@ -3,6 +3,7 @@ package pop3
 import (
 	"bytes"
 	"fmt"
+	"io"
 	"strconv"
 	"time"
 )
@@ -133,35 +134,55 @@ func (c *Conn) ReadDele() error {
 	return err
 }
 
-// ReadRetr reads the reply to the RETR of e whole (go-pop3 unstuffs dots)
-// and checks that it fits e. Any error ends the session: a message that
-// LIST has just listed is not refused by a server whose replies are in
-// step, so an -ERR (still a *RespError underneath) is taken as a sign that
-// they are not, as is a reply that does not fit the message (ErrMismatch,
-// see checkRetr). The reply is bounded by retrBudget and, status line and
-// body together, by retrDeadline of e's LIST size.
-func (c *Conn) ReadRetr(e Entry) ([]byte, error) {
+// ReadRetrTo reads the reply to the RETR of e and writes the message to w
+// as it arrives, dot-unstuffed, every line ending in CRLF (see readBody),
+// in writes of at most about 32 KiB: the message is never held whole. It
+// returns the bytes written, and checks that the reply fits e.
+//
+// Any error ends the session. w may have received part of a message, or
+// all of it, when an error is returned: the caller discards what it got.
+// A message that LIST has just listed is not refused by a server whose
+// replies are in step, so an -ERR (still a *RespError underneath) is taken
+// as a sign that they are not, as is a reply that does not fit the
+// message (ErrMismatch, see checkRetr). The reply is bounded by
+// retrBudget and, status line and body together, by retrDeadline of e's
+// LIST size. An error from w is returned wrapped with ErrSink, so that it
+// is told apart from a fault of the server; it ends the session too, as
+// the rest of the reply is left unread.
+func (c *Conn) ReadRetrTo(e Entry, w io.Writer) (int64, error) {
 	d := time.Now().Add(retrDeadline(c.timeout, e.Size))
 	st, err := c.head("RETR", lineBudget, d)
 	if err != nil {
 		if IsERR(err) {
 			err = c.outOfStep(fmt.Errorf("%w; a message LIST has just listed was refused, so the replies may be out of step: ending the session", err))
 		}
-		return nil, err
+		return 0, err
 	}
-	raw, err := c.body("RETR", retrBudget(e.Size), d)
+	n, err := c.readBody("RETR", retrBudget(e.Size), d, w)
 	if err != nil {
-		return nil, err
+		return n, err
+	}
+	if err := c.replied("RETR", nil); err != nil {
+		return n, err
 	}
 	// Another message's reply announces that message's size. A server
 	// that merely announces a wrong one still sends what LIST counted.
-	if n, ok := retrOctets(st); ok && n != e.Size && int64(len(raw)) != e.Size {
-		return nil, c.outOfStep(fmt.Errorf("%w (RETR %d announces %d octets, LIST said %d)", ErrMismatch, e.Num, n, e.Size))
+	if octets, ok := retrOctets(st); ok && octets != e.Size && n != e.Size {
+		return n, c.outOfStep(fmt.Errorf("%w (RETR %d announces %d octets, LIST said %d)", ErrMismatch, e.Num, octets, e.Size))
 	}
-	if err := checkRetr(e, raw, c.quote); err != nil {
-		return nil, c.outOfStep(err)
+	if err := checkReply(e, c.first, n, c.quote); err != nil {
+		return n, c.outOfStep(err)
 	}
-	return raw, nil
+	return n, nil
+}
+
+// ReadRetr is ReadRetrTo into memory: it returns the message whole.
+func (c *Conn) ReadRetr(e Entry) ([]byte, error) {
+	var buf bytes.Buffer
+	if _, err := c.ReadRetrTo(e, &buf); err != nil {
+		return nil, err
+	}
+	return buf.Bytes(), nil
 }
 
 // ReadListOf reads the reply to "LIST n" sent for e, n being e.Num, and
@@ -247,10 +268,17 @@ func retrOctets(st []byte) (n int64, ok bool) {
 // is due (Conn.idle).
 func checkRetr(e Entry, raw []byte, quote func([]byte) string) error {
 	first, _, _ := bytes.Cut(raw, []byte("\r\n"))
+	return checkReply(e, first, int64(len(raw)), quote)
+}
+
+// checkReply is checkRetr of a message of got octets whose first line
+// begins with first, which holds at least 5 bytes of it unless the line is
+// shorter (isStatusLine needs no more).
+func checkReply(e Entry, first []byte, got int64, quote func([]byte) string) error {
 	if isStatusLine(first) {
 		return fmt.Errorf("%w (message %d begins with the status line %s)", ErrMismatch, e.Num, quote(first))
 	}
-	if got := int64(len(raw)); got > retrBudget(e.Size) || e.Size > retrBudget(got) {
+	if got > retrBudget(e.Size) || e.Size > retrBudget(got) {
 		return fmt.Errorf("%w (message %d has %d octets, LIST said %d)", ErrMismatch, e.Num, got, e.Size)
 	}
 	return nil

@@ -1,0 +1,143 @@
+package pop3
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"fmt"
+	"net"
+	"strings"
+	"testing"
+	"time"
+)
+
+// benchMessage is a message of about size bytes in the shape of mail:
+// header fields, then 72-character lines with CRLF, one in ten starting
+// with a dot (dot-stuffed on the wire).
+func benchMessage(i, size int) []byte {
+	var b bytes.Buffer
+	fmt.Fprintf(&b, "From: a@example.com\r\nTo: b@example.org\r\nSubject: message %d\r\nMessage-ID: <%d@example.com>\r\n\r\n", i, i)
+	line := strings.Repeat("abcdefghij", 7) + "xy\r\n"
+	for n := 0; b.Len() < size; n++ {
+		if n%10 == 9 {
+			b.WriteString("." + line[1:])
+			continue
+		}
+		b.WriteString(line)
+	}
+	return b.Bytes()
+}
+
+// benchServer serves RETR from msgs over loopback, the replies built once,
+// so that the server side allocates nothing per message: what the
+// benchmark's allocs/op count is the client's. Anything but RETR n gets
+// -ERR (CAPA included: Dial then keeps no capabilities).
+func benchServer(b *testing.B, msgs [][]byte) (*Conn, []Entry) {
+	b.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		b.Fatal(err)
+	}
+	replies := make([][]byte, len(msgs))
+	list := make([]Entry, len(msgs))
+	for i, m := range msgs {
+		var r bytes.Buffer
+		fmt.Fprintf(&r, "+OK %d octets\r\n", len(m))
+		for _, l := range bytes.SplitAfter(m, []byte("\n")) {
+			if len(l) > 0 && l[0] == '.' {
+				r.WriteByte('.')
+			}
+			r.Write(l)
+		}
+		r.WriteString(".\r\n")
+		replies[i] = r.Bytes()
+		list[i] = Entry{Num: i + 1, UID: fmt.Sprint(i + 1), Size: int64(len(m))}
+	}
+	go func() {
+		c, err := ln.Accept()
+		ln.Close()
+		if err != nil {
+			return
+		}
+		defer c.Close()
+		c.Write([]byte("+OK bench\r\n"))
+		br := bufio.NewReader(c)
+		for {
+			line, err := br.ReadSlice('\n')
+			if err != nil {
+				return
+			}
+			var n int
+			if _, err := fmt.Sscanf(string(line), "RETR %d", &n); err != nil || n < 1 || n > len(replies) {
+				c.Write([]byte("-ERR no\r\n"))
+				continue
+			}
+			if _, err := c.Write(replies[n-1]); err != nil {
+				return
+			}
+		}
+	}()
+	addr := ln.Addr().(*net.TCPAddr)
+	c, err := Dial(context.Background(), Options{Host: "127.0.0.1", Port: addr.Port, TLS: TLSNone, Timeout: 30 * time.Second})
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.Cleanup(c.Close)
+	return c, list
+}
+
+// benchWindow is the number of RETRs in flight, as in a pipelined round.
+const benchWindow = 64
+
+// benchRetr reads every message of list once per iteration with read,
+// benchWindow RETRs in flight at a time.
+func benchRetr(b *testing.B, c *Conn, list []Entry, read func(Entry) (int64, error)) {
+	var total int64
+	for _, e := range list {
+		total += e.Size
+	}
+	b.SetBytes(total)
+	b.ReportAllocs()
+	for b.Loop() {
+		for i := 0; i < len(list); i += benchWindow {
+			w := list[i:min(i+benchWindow, len(list))]
+			for _, e := range w {
+				if err := c.SendRetr(e.Num); err != nil {
+					b.Fatal(err)
+				}
+			}
+			for _, e := range w {
+				n, err := read(e)
+				if err != nil || n != e.Size {
+					b.Fatalf("RETR %d: %d bytes, %v; want %d", e.Num, n, err, e.Size)
+				}
+			}
+		}
+	}
+}
+
+func benchMessages(n, size int) [][]byte {
+	out := make([][]byte, n)
+	for i := range out {
+		out[i] = benchMessage(i, size)
+	}
+	return out
+}
+
+// BenchmarkRetr reads 5000 small (3 KB) messages and 20 of 5 MB from a
+// fake server over loopback, whole into memory (ReadRetr).
+func BenchmarkRetr(b *testing.B) {
+	for _, tt := range []struct {
+		name    string
+		n, size int
+	}{{"5000x3KB", 5000, 3 << 10}, {"20x5MB", 20, 5 << 20}} {
+		msgs := benchMessages(tt.n, tt.size)
+		b.Run(tt.name+"/ReadRetr", func(b *testing.B) {
+			c, list := benchServer(b, msgs)
+			benchRetr(b, c, list, func(e Entry) (int64, error) {
+				raw, err := c.ReadRetr(e)
+				return int64(len(raw)), err
+			})
+		})
+	}
+}
