@@ -58,6 +58,14 @@ type Options struct {
 	// Timeout bounds the connect, the TLS handshake and each reply; a
 	// RETR gets more by its size (retrDeadline). 0 = 60 s.
 	Timeout time.Duration
+	// TrustPipelining takes PIPELINING announced before login (RFC 2449
+	// §6.6) to hold after it too, so that the CAPA after login (see
+	// capaAfterLogin) goes out in one write with Listing's STAT, UIDL
+	// and LIST instead of a round trip of its own. RFC 2449 §5 lets a
+	// server withdraw PIPELINING at login, so set it only for a server
+	// seen to announce PIPELINING after login before (Conn.Pipelining
+	// after Listing tells).
+	TrustPipelining bool
 }
 
 // guardConn is the net.Conn go-pop3 reads from and writes to. go-pop3 reads
@@ -295,6 +303,9 @@ type Conn struct {
 	// cont: the last reply read was a continuation (see Exchange); the
 	// command's reply is still due, after the client's next line.
 	cont bool
+	// capaDue: the CAPA after login is still to be sent (see
+	// capaAfterLogin); trustPipelining is Options.TrustPipelining.
+	capaDue, trustPipelining bool
 	// greeting is the server's greeting line without its CRLF: APOP
 	// takes its timestamp from it.
 	greeting []byte
@@ -389,7 +400,7 @@ func Dial(ctx context.Context, o Options) (*Conn, error) {
 		}
 		return nil, fmt.Errorf("greeting: %w", err)
 	}
-	c := &Conn{c: pc, g: g, timeout: o.Timeout, lines: 1, greeting: greeting, host: o.Host, port: o.Port} // the greeting
+	c := &Conn{c: pc, g: g, timeout: o.Timeout, lines: 1, greeting: greeting, host: o.Host, port: o.Port, trustPipelining: o.TrustPipelining} // the greeting
 	stop := context.AfterFunc(ctx, func() { g.Close() })
 	c.stopCtx = stop
 	// RFC 2595 §4: after STLS the client MUST discard cached capabilities
@@ -404,7 +415,15 @@ func Dial(ctx context.Context, o Options) (*Conn, error) {
 // capa (re)reads the server's capabilities. A server without CAPA (it is
 // optional, RFC 2449) answers -ERR and keeps what was known.
 func (c *Conn) capa() error {
-	body, err := c.cmd("CAPA", true, lineBudget*4)
+	if err := c.send("CAPA"); err != nil {
+		return fmt.Errorf("capa: %w", err)
+	}
+	return c.readCapa()
+}
+
+// readCapa reads the reply to a CAPA sent before.
+func (c *Conn) readCapa() error {
+	body, err := c.reply("CAPA", lineBudget*4)
 	switch {
 	case err == nil:
 		c.caps = parseCapa(body)
@@ -584,6 +603,15 @@ func readMulti(br *bufio.Reader, max int) ([]byte, error) {
 
 // send writes one command. The verb alone is logged, so PASS never is.
 func (c *Conn) send(verb string, args ...any) error {
+	if c.capaDue {
+		// The capabilities after login come first (capaAfterLogin),
+		// unless the session is ending anyway.
+		if verb == "QUIT" {
+			c.capaDue = false
+		} else if err := c.settle(); err != nil {
+			return err
+		}
+	}
 	line := verb
 	for _, a := range args {
 		line += " " + fmt.Sprint(a)
@@ -773,13 +801,39 @@ func (c *Conn) Login(user, pass string) error {
 // for one that keeps retrieved mail when it may not would QUIT after a
 // failed delivery and let it expunge the message. A server that answers
 // -ERR here keeps what it said before login.
+//
+// With Options.TrustPipelining and PIPELINING announced before login, the
+// CAPA is only noted as due (capaDue): Listing sends it with its own
+// commands, and anything else that needs the capabilities or sends a
+// command first reads them with a round trip of their own (settle).
 func (c *Conn) capaAfterLogin() error {
+	if c.trustPipelining && c.caps.pipelining {
+		c.capaDue = true
+		return nil
+	}
+	return c.settleCapa(c.capa)
+}
+
+// settleCapa applies the CAPA after login that read reads (see
+// capaAfterLogin).
+func (c *Conn) settleCapa(read func() error) error {
+	c.capaDue = false
 	pre := c.caps
-	if err := c.capa(); err != nil {
+	if err := read(); err != nil {
 		return err
 	}
 	c.caps.expire0 = c.caps.expire0 || pre.expire0
 	return nil
+}
+
+// settle reads the capabilities after login now if their CAPA is still
+// due (see capaAfterLogin). An i/o error ends the session, and the next
+// command returns it; until then the capabilities before login stand.
+func (c *Conn) settle() error {
+	if !c.capaDue {
+		return nil
+	}
+	return c.settleCapa(c.capa)
 }
 
 // classifyLogin maps a failed USER/PASS to the sentinels the scheduler acts

@@ -26,31 +26,52 @@ func (c *Conn) Broken() error { return c.botched }
 
 // Pipelining reports whether the server offers PIPELINING (RFC 2449 §6.6)
 // in the capabilities that count (see capaAfterLogin).
-func (c *Conn) Pipelining() bool { return c.caps.pipelining }
+func (c *Conn) Pipelining() bool {
+	c.settle()
+	return c.caps.pipelining
+}
 
 // Expire0 reports whether the server may delete retrieved messages on its
 // own (RFC 2449 §6.7 EXPIRE 0, or an EXPIRE value that cannot be read),
 // before or after login.
-func (c *Conn) Expire0() bool { return c.caps.expire0 }
+func (c *Conn) Expire0() bool {
+	c.settle()
+	return c.caps.expire0
+}
 
 // LoginDelay is the server's LOGIN-DELAY (RFC 2449 §6.5), 0 if none.
 func (c *Conn) LoginDelay() time.Duration {
+	c.settle()
 	return time.Duration(c.caps.loginDelay) * time.Second
 }
 
 // Listing reads the maildrop's listing: STAT, then UIDL and LIST, in one
-// round trip with PIPELINING (their budgets are set as each reply is
-// read, by which time STAT's count is known). It returns STAT's count
-// (also with an error, once STAT was read) and, unless the count is 0, one
-// Entry per message, with its UID and size, in UIDL's order.
+// write and one round trip with PIPELINING (their budgets are set as each
+// reply is read, by which time STAT's count is known). If the CAPA after
+// login is still due (see capaAfterLogin), it goes first, in the same
+// write. It returns STAT's count (also with an error, once STAT was read)
+// and, unless the count is 0, one Entry per message, with its UID and
+// size, in UIDL's order.
 func (c *Conn) Listing() (count int, list []Entry, err error) {
+	capaFirst := c.capaDue
+	c.capaDue = false
 	pipelined := c.caps.pipelining
+	if capaFirst {
+		if err := c.send("CAPA"); err != nil {
+			return 0, nil, fmt.Errorf("capa: %w", err)
+		}
+	}
 	for _, verb := range []string{"STAT", "UIDL", "LIST"} {
 		if err := c.send(verb); err != nil {
 			return 0, nil, err
 		}
 		if !pipelined {
 			break
+		}
+	}
+	if capaFirst {
+		if err := c.settleCapa(c.readCapa); err != nil {
+			return 0, nil, err
 		}
 	}
 	st, err := c.status("STAT", lineBudget, c.deadline())
