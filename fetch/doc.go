@@ -38,8 +38,8 @@
 //	    recorded identity (deleteafter.go) → QUIT.
 //
 // Replies are counted against commands (package pop3). When no reply is
-// due the server must have sent nothing (checked in go-pop3's buffer, in
-// crypto/tls and on the socket); a RETR reply must fit its message (an "+OK n octets" equal
+// due the server must have sent nothing (checked in package pop3's read
+// buffer, in crypto/tls and on the socket); a RETR reply must fit its message (an "+OK n octets" equal
 // to the LIST size, no status line as the first line, a size within the
 // reply's budget of LIST's); a -ERR to RETR of a listed message, a reply
 // that does not fit, a surplus or a missing reply (its deadline) ends the

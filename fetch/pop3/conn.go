@@ -879,11 +879,11 @@ func (c *Conn) Close() {
 	c.g.Close()
 }
 
-// MaxMessageSize bounds one message. go-pop3 reads a whole RETR reply
-// into memory, so the server's LIST size is trusted only up to
-// MaxMessageSize: the caller leaves a message claiming more on the server,
-// as it does one over the account's limit. Documented in popfetch.hcl(5)
-// under limit.
+// MaxMessageSize bounds one message: the server's LIST size, from which a
+// RETR reply's budget and deadline follow, is trusted only up to
+// MaxMessageSize, and the caller leaves a message claiming more on the
+// server, as it does one over the account's limit. Documented in
+// popfetch.hcl(5) under limit.
 const MaxMessageSize = 1 << 30 // bytes
 
 const (

@@ -4,6 +4,19 @@
 // github.com/knadh/go-pop3, and it adds what that library lacks, through
 // the net.Conn its Dialer hook returns (guardConn):
 //
+//   - the reading: the session has one read buffer, popfetch's (32 KiB),
+//     from which go-pop3 gets one line per Read, so that it holds nothing
+//     but the status line it is reading (TestGoPOP3PinsOneLine). The body
+//     of a multi-line reply never passes through go-pop3, whose ReadAll
+//     holds a whole reply in memory: readBody undoes the byte-stuffing
+//     (RFC 1939 §3) as the lines arrive, byte for byte as ReadAll did
+//     (FuzzReadRetrTo), and ReadRetrTo writes a message to the caller's
+//     io.Writer in chunks of at most 32 KiB, never holding it whole;
+//   - the writing: commands are held back and sent in one write just
+//     before the next reply is read, so a pipelined round (RFC 2449
+//     §6.6) is one write(2) and Listing's STAT, UIDL and LIST one too
+//     (with Options.TrustPipelining also the CAPA after login), each by
+//     a write deadline;
 //   - the TLS gate (Dial): implicit TLS, or CAPA and STLS before anything
 //     else (no data after the STLS reply: CVE-2020-14954), the certificate
 //     verified or its key pinned, TLS 1.2 or later, a deadline on the
@@ -23,8 +36,8 @@
 //     against its LIST entry;
 //   - reply bookkeeping: replies are counted against commands, pipelined
 //     (RFC 2449 §6.6) or not. When no reply is due the server must have
-//     sent nothing (checked in go-pop3's buffer, in crypto/tls and on the
-//     socket); a surplus or a reply that does not fit its command ends
+//     sent nothing (checked in popfetch's read buffer, in crypto/tls and
+//     on the socket); a surplus or a reply that does not fit its command ends
 //     the session at once (ErrSurplus, ErrMismatch) and nothing more is
 //     sent, not even QUIT. The caller then delivers nothing read in the
 //     round that broke: one stray line would otherwise shift every later
@@ -39,11 +52,14 @@
 //     octets, bounded challenges, "*" to cancel.
 //
 // What to fetch, when to delete and how commands are grouped into rounds
-// are the caller's (package fetch). Exchange, a line out and one reply
-// in, which may be a continuation, is the primitive AUTH runs on. What
-// this package assumes about go-pop3 (its buffer size, its error texts,
-// how it reads an empty line and a multi-line reply) is pinned by the
-// TestGoPOP3Pins tests.
+// are the caller's (package fetch), and so is what becomes of a message
+// ReadRetrTo wrote when it returns an error: part of the message, or all
+// of it, may have been written, and none of it may be delivered. Exchange,
+// a line out and one reply in, which may be a continuation, is the
+// primitive AUTH runs on. What this package assumes about go-pop3 (that
+// ReadOne reads no further than a line's '\n', that Send writes a command
+// in one Write, its error texts, how it reads an empty line and a
+// multi-line reply) is pinned by the TestGoPOP3Pins tests.
 //
 // Server data put in an error is sanitized and truncated (quote,
 // sanitize): logging raw server data crashed fetchmail (CVE-2008-2711).

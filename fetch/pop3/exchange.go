@@ -20,8 +20,8 @@ type Reply struct {
 // Exchange sends line, a command whose verb is verb (such as "AUTH PLAIN
 // =" for verb "AUTH"), or, after a Continuation, the client's next line
 // of the same exchange (a base64 response, or "*" to cancel), and reads
-// the one reply to it: a status line or a continuation, at most max bytes
-// (plus go-pop3's read-ahead), by the Conn's timeout. Only verb is ever
+// the one reply to it: a status line or a continuation whose text is at
+// most max bytes, by the Conn's timeout. Only verb is ever
 // put in an error, never the line, which may carry a credential. A -ERR
 // is a *RespError and ends the exchange; the session goes on. The reply
 // bookkeeping is that of any command: the command's reply is due until a
@@ -39,7 +39,8 @@ func (c *Conn) Exchange(verb, line string, max int64) (Reply, error) {
 	if !c.cont {
 		c.due++ // a new command; a line within an exchange is not one
 	}
-	b, cont, err := c.readReply(verb, max, c.deadline(), true)
+	// The line is "+ " or "+OK " before the text, and CRLF after it.
+	b, cont, err := c.readReply(verb, max+int64(len("+OK \r\n")), c.deadline(), true)
 	if c.botched != nil {
 		return Reply{}, c.botched
 	}

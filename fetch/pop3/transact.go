@@ -135,7 +135,7 @@ func (c *Conn) Listing() (count int, list []Entry, err error) {
 	return count, uids, nil
 }
 
-// SendRetr sends "RETR n"; ReadRetr reads its reply.
+// SendRetr sends "RETR n"; ReadRetrTo (or ReadRetr) reads its reply.
 func (c *Conn) SendRetr(n int) error { return c.send("RETR", n) }
 
 // SendDele sends "DELE n"; ReadDele reads its reply.
@@ -263,7 +263,7 @@ func (c *Conn) named(verb string) ([]byte, error) {
 // announce one count it as they count LIST sizes (octets as stored with
 // CRLF line ends, before dot-stuffing), so it must equal the LIST size: a
 // different number is another message's reply, unless the message that
-// follows has exactly the LIST size (see ReadRetr).
+// follows has exactly the LIST size (see ReadRetrTo).
 func retrOctets(st []byte) (n int64, ok bool) {
 	f := bytes.Fields(st)
 	if len(f) == 0 || len(f[0]) > 18 || len(bytes.TrimLeft(f[0], "0123456789")) != 0 {
