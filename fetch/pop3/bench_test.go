@@ -5,6 +5,7 @@ import (
 	"bytes"
 	"context"
 	"fmt"
+	"io"
 	"net"
 	"strings"
 	"testing"
@@ -67,8 +68,18 @@ func benchServer(b *testing.B, msgs [][]byte) (*Conn, []Entry) {
 			if err != nil {
 				return
 			}
-			var n int
-			if _, err := fmt.Sscanf(string(line), "RETR %d", &n); err != nil || n < 1 || n > len(replies) {
+			// "RETR n", parsed without allocating.
+			n := 0
+			if arg, ok := bytes.CutPrefix(bytes.TrimRight(line, "\r\n"), []byte("RETR ")); ok {
+				for _, d := range arg {
+					if d < '0' || d > '9' || n > len(replies) {
+						n = 0
+						break
+					}
+					n = 10*n + int(d-'0')
+				}
+			}
+			if n < 1 || n > len(replies) {
 				c.Write([]byte("-ERR no\r\n"))
 				continue
 			}
@@ -125,7 +136,8 @@ func benchMessages(n, size int) [][]byte {
 }
 
 // BenchmarkRetr reads 5000 small (3 KB) messages and 20 of 5 MB from a
-// fake server over loopback, whole into memory (ReadRetr).
+// fake server over loopback, whole into memory (ReadRetr) and streamed
+// into io.Discard (ReadRetrTo).
 func BenchmarkRetr(b *testing.B) {
 	for _, tt := range []struct {
 		name    string
@@ -137,6 +149,12 @@ func BenchmarkRetr(b *testing.B) {
 			benchRetr(b, c, list, func(e Entry) (int64, error) {
 				raw, err := c.ReadRetr(e)
 				return int64(len(raw)), err
+			})
+		})
+		b.Run(tt.name+"/ReadRetrTo", func(b *testing.B) {
+			c, list := benchServer(b, msgs)
+			benchRetr(b, c, list, func(e Entry) (int64, error) {
+				return c.ReadRetrTo(e, io.Discard)
 			})
 		})
 	}

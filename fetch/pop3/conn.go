@@ -11,6 +11,7 @@ import (
 	"io"
 	"net"
 	"slices"
+	"strconv"
 	"strings"
 	"time"
 
@@ -616,6 +617,21 @@ func (c *Conn) send(verb string, args ...any) error {
 	for _, a := range args {
 		line += " " + fmt.Sprint(a)
 	}
+	return c.sendLine(verb, line)
+}
+
+// sendNum sends "verb n", without send's formatting: package fetch sends
+// RETR, LIST and DELE for each message.
+func (c *Conn) sendNum(verb string, n int) error {
+	if c.capaDue {
+		return c.send(verb, n)
+	}
+	var b [32]byte
+	return c.sendLine(verb, string(strconv.AppendInt(append(append(b[:0], verb...), ' '), int64(n), 10)))
+}
+
+// sendLine writes line, a command whose verb is verb.
+func (c *Conn) sendLine(verb, line string) error {
 	if err := c.write(verb, line); err != nil {
 		return err
 	}

@@ -6,6 +6,7 @@ import (
 	"io"
 	"strconv"
 	"time"
+	"unicode"
 )
 
 // The TRANSACTION state. Commands whose replies are read later (Send*)
@@ -136,13 +137,13 @@ func (c *Conn) Listing() (count int, list []Entry, err error) {
 }
 
 // SendRetr sends "RETR n"; ReadRetrTo (or ReadRetr) reads its reply.
-func (c *Conn) SendRetr(n int) error { return c.send("RETR", n) }
+func (c *Conn) SendRetr(n int) error { return c.sendNum("RETR", n) }
 
 // SendDele sends "DELE n"; ReadDele reads its reply.
-func (c *Conn) SendDele(n int) error { return c.send("DELE", n) }
+func (c *Conn) SendDele(n int) error { return c.sendNum("DELE", n) }
 
 // SendList sends "LIST n"; ReadListOf reads its reply.
-func (c *Conn) SendList(n int) error { return c.send("LIST", n) }
+func (c *Conn) SendList(n int) error { return c.sendNum("LIST", n) }
 
 // SendStat sends "STAT"; ReadStat reads its reply.
 func (c *Conn) SendStat() error { return c.send("STAT") }
@@ -265,15 +266,44 @@ func (c *Conn) named(verb string) ([]byte, error) {
 // different number is another message's reply, unless the message that
 // follows has exactly the LIST size (see ReadRetrTo).
 func retrOctets(st []byte) (n int64, ok bool) {
-	f := bytes.Fields(st)
-	if len(f) == 0 || len(f[0]) > 18 || len(bytes.TrimLeft(f[0], "0123456789")) != 0 {
+	// The first two fields as bytes.Fields splits them, without its
+	// allocation: this runs for every message.
+	rest := bytes.TrimLeftFunc(st, unicode.IsSpace)
+	f0, rest := cutField(rest)
+	f1, _ := cutField(bytes.TrimLeftFunc(rest, unicode.IsSpace))
+	if len(f0) == 0 || len(f0) > 18 || len(bytes.TrimLeft(f0, "0123456789")) != 0 {
 		return 0, false
 	}
-	if len(f) > 1 && !bytes.HasPrefix(bytes.ToLower(f[1]), []byte("octet")) {
+	if len(f1) > 0 && !octetPrefix(f1) {
 		return 0, false // "+OK 2 messages follow", not a size
 	}
-	n, err := strconv.ParseInt(string(f[0]), 10, 64)
+	n, err := strconv.ParseInt(string(f0), 10, 64)
 	return n, err == nil
+}
+
+// cutField returns b up to its first white space (unicode.IsSpace, as
+// bytes.Fields), and the rest.
+func cutField(b []byte) (field, rest []byte) {
+	if i := bytes.IndexFunc(b, unicode.IsSpace); i >= 0 {
+		return b[:i], b[i:]
+	}
+	return b, nil
+}
+
+// octetPrefix reports whether f begins with "octet" in any case, as
+// bytes.HasPrefix(bytes.ToLower(f), "octet") does: no rune but the ASCII
+// letters lowers to one of those.
+func octetPrefix(f []byte) bool {
+	const p = "octet"
+	if len(f) < len(p) {
+		return false
+	}
+	for i := range len(p) {
+		if f[i]|0x20 != p[i] {
+			return false
+		}
+	}
+	return true
 }
 
 // checkRetr checks that a message read whole fits the entry it was asked

@@ -24,6 +24,10 @@ func TestRetrOctets(t *testing.T) {
 		{"2 messages follow", 0, false},
 		{"-5 octets", 0, false},
 		{"99999999999999999999 octets", 0, false},
+		{"\u00a0120\u2003OCTETS", 120, true},
+		{"120\toctet", 120, true},
+		{"120 octe", 0, false},
+		{"120 \u212actets", 0, false},
 	} {
 		n, ok := retrOctets([]byte(tt.st))
 		if n != tt.n || ok != tt.ok {
@@ -58,13 +62,33 @@ func TestCheckRetr(t *testing.T) {
 	}
 }
 
+// oldRetrOctets is retrOctets as it was before it stopped allocating,
+// for FuzzRetrOctets to compare with.
+func oldRetrOctets(st []byte) (n int64, ok bool) {
+	f := bytes.Fields(st)
+	if len(f) == 0 || len(f[0]) > 18 || len(bytes.TrimLeft(f[0], "0123456789")) != 0 {
+		return 0, false
+	}
+	if len(f) > 1 && !bytes.HasPrefix(bytes.ToLower(f[1]), []byte("octet")) {
+		return 0, false
+	}
+	n, err := strconv.ParseInt(string(f[0]), 10, 64)
+	return n, err == nil
+}
+
 func FuzzRetrOctets(f *testing.F) {
 	f.Add([]byte("120 octets"))
 	f.Add([]byte("0120 Octets follow"))
 	f.Add([]byte("2 messages"))
 	f.Add([]byte("99999999999999999999 octets"))
+	f.Add([]byte("\u00a012\u2003OCTETS"))
+	f.Add([]byte("12 \xffoctets"))
+	f.Add([]byte("12 O\u0307ctets"))
 	f.Fuzz(func(t *testing.T, st []byte) {
 		n, ok := retrOctets(st)
+		if on, ook := oldRetrOctets(st); n != on || ok != ook {
+			t.Fatalf("retrOctets(%q) = %d, %v; before = %d, %v", st, n, ok, on, ook)
+		}
 		if !ok {
 			return
 		}
