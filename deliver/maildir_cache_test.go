@@ -8,7 +8,10 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"sync"
+	"sync/atomic"
 	"testing"
+	"time"
 
 	"github.com/popfetch/popfetch/deliver/delivertest"
 )
@@ -216,4 +219,47 @@ func TestMaildirCacheBound(t *testing.T) {
 		t.Errorf("%d descriptors open after Close; want %d as before", got, before)
 	}
 	wantClean(t, filepath.Join(base, "held", "Maildir"), 2)
+}
+
+// slowSyncFS counts the fsyncs of new/ and makes each take a while, as on
+// a real disk, so that concurrent Commits find one running.
+type slowSyncFS struct {
+	osFS
+	syncs atomic.Int32
+}
+
+func (s *slowSyncFS) SyncDir(dir *os.File) error {
+	if filepath.Base(dir.Name()) == "new" {
+		s.syncs.Add(1)
+		time.Sleep(2 * time.Millisecond)
+	}
+	return s.osFS.SyncDir(dir)
+}
+
+// Concurrent copies into one Maildir share the fsyncs of new/ (group
+// commit) and are all delivered.
+func TestMaildirGroupCommit(t *testing.T) {
+	fsys := &slowSyncFS{}
+	dir := filepath.Join(t.TempDir(), "Maildir")
+	makeMaildir(t, dir)
+	d := NewMaildir(dir, MaildirOptions{LocalHost: "h", fs: fsys})
+	closeAtEnd(t, d)
+	const workers, each = 8, 10
+	var wg sync.WaitGroup
+	for range workers {
+		wg.Go(func() {
+			for range each {
+				if err := d.Deliver(context.Background(), testMessage(100), "", []Recipient{{}}, nil)[0]; err != nil {
+					t.Error(err)
+				}
+			}
+		})
+	}
+	wg.Wait()
+	wantClean(t, dir, workers*each)
+	if n := fsys.syncs.Load(); n >= workers*each {
+		t.Errorf("%d fsyncs of new/ for %d concurrent copies; want them shared", n, workers*each)
+	} else {
+		t.Logf("%d fsyncs of new/ for %d copies", n, workers*each)
+	}
 }
