@@ -932,6 +932,11 @@ func validComponent(v string) error {
 // delivered counts names made by this process (the spec's Q field).
 var delivered atomic.Uint64
 
+// pid is this process's id for the names: a Go program keeps its pid
+// (it never forks without exec), and getpid(2) per copy showed in
+// system call counts.
+var pid = uint64(os.Getpid())
+
 // uniqueName returns a name per the Maildir spec's modern form,
 // <sec>.M<usec>P<pid>Q<count>R<random>.<host>: unique across processes
 // (pid), within one (counter), and across pid reuse and hosts sharing an
@@ -942,8 +947,19 @@ func (d *Maildir) uniqueName() (string, error) {
 		return "", err
 	}
 	now := time.Now()
-	return fmt.Sprintf("%d.M%dP%dQ%dR%s.%s", now.Unix(), now.Nanosecond()/1000,
-		os.Getpid(), delivered.Add(1), hex.EncodeToString(rnd[:]), d.name), nil
+	b := make([]byte, 0, 80+len(d.name))
+	b = strconv.AppendInt(b, now.Unix(), 10)
+	b = append(b, ".M"...)
+	b = strconv.AppendInt(b, int64(now.Nanosecond()/1000), 10)
+	b = append(b, 'P')
+	b = strconv.AppendUint(b, pid, 10)
+	b = append(b, 'Q')
+	b = strconv.AppendUint(b, delivered.Add(1), 10)
+	b = append(b, 'R')
+	b = hex.AppendEncode(b, rnd[:])
+	b = append(b, '.')
+	b = append(b, d.name...)
+	return string(b), nil
 }
 
 // escapeHost escapes a host name for a Maildir file name: '/' and ':' as
