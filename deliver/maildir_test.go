@@ -11,6 +11,8 @@ import (
 	"regexp"
 	"strconv"
 	"strings"
+	"sync"
+	"sync/atomic"
 	"syscall"
 	"testing"
 	"time"
@@ -737,25 +739,44 @@ func TestMaildirReadOnly(t *testing.T) {
 }
 
 // BenchmarkMaildirDeliver measures one durable delivery (two fsyncs) of a
-// 20 KB message on the real filesystem under /tmp.
+// 20 KB message on the real filesystem under /tmp: one at a time, and
+// from 8 goroutines at once as a session delivers (Parallel8), where
+// copies share the fsyncs of new/.
 func BenchmarkMaildirDeliver(b *testing.B) {
 	base, err := os.MkdirTemp("/tmp", "popfetch-bench-")
 	if err != nil {
 		b.Fatal(err)
 	}
 	b.Cleanup(func() { os.RemoveAll(base) })
-	dir := filepath.Join(base, "Maildir")
-	d := NewMaildir(dir, MaildirOptions{LocalHost: "bench.example"})
 	m := testMessage(20 << 10)
 	rcpts := []Recipient{{User: "joe", Address: "joe@example.com", Domain: "example.com"}}
-	b.SetBytes(int64(len(m.Raw)))
-	b.ReportAllocs()
-	for b.Loop() {
-		if errs := d.Deliver(context.Background(), m, "", rcpts, nil); errs[0] != nil {
-			b.Fatal(errs[0])
+	for _, workers := range []int{1, 8} {
+		name := "Serial"
+		if workers > 1 {
+			name = fmt.Sprintf("Parallel%d", workers)
 		}
+		b.Run(name, func(b *testing.B) {
+			d := NewMaildir(filepath.Join(base, name), MaildirOptions{LocalHost: "bench.example"})
+			b.Cleanup(func() { d.Close() })
+			b.SetBytes(int64(len(m.Raw)))
+			b.ReportAllocs()
+			var next atomic.Int64
+			var wg sync.WaitGroup
+			b.ResetTimer()
+			for range workers {
+				wg.Go(func() {
+					for next.Add(1) <= int64(b.N) {
+						if errs := d.Deliver(context.Background(), m, "", rcpts, nil); errs[0] != nil {
+							b.Error(errs[0])
+							return
+						}
+					}
+				})
+			}
+			wg.Wait()
+			b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "msgs/s")
+		})
 	}
-	b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "msgs/s")
 }
 
 // tmp/ files left by a killed delivery are removed once they are older than
