@@ -284,9 +284,10 @@ func (d *Maildir) Prepare(ctx context.Context, m *Message, sender string, rc Rec
 		if err == nil {
 			return p, nil
 		}
-		// prepare released md. tmp/ removed after the check in acquire (or a removed
-		// directory whose inode number was reused): no file exists yet,
-		// so once more with the directories opened afresh.
+		// prepare released md. A tmp/ removed after the check in
+		// acquire, or removed and re-created with its inode number
+		// reused, cannot take a file (ENOENT): none exists yet, so once
+		// more with the directories opened afresh.
 		if cached && try == 0 && errors.Is(err, fs.ErrNotExist) {
 			d.forget(md)
 			continue

@@ -263,3 +263,47 @@ func TestMaildirGroupCommit(t *testing.T) {
 		t.Logf("%d fsyncs of new/ for %d copies", n, workers*each)
 	}
 }
+
+// reuseFS answers DirID for a path with what it answered the first time,
+// as when a removed directory's inode number is reused by its
+// replacement: the check in acquire cannot see the change.
+type reuseFS struct {
+	osFS
+	seen map[string]dirID
+}
+
+func (r *reuseFS) DirID(dir *os.File, name string) (dirID, error) {
+	key := name
+	if dir != nil {
+		key = filepath.Join(dir.Name(), name)
+	}
+	if id, ok := r.seen[key]; ok {
+		return id, nil
+	}
+	id, err := r.osFS.DirID(dir, name)
+	if err == nil {
+		r.seen[key] = id
+	}
+	return id, err
+}
+
+// A Maildir removed and re-created so that the check cannot tell (inode
+// numbers reused): the copy finds tmp/ gone when it creates its file, and
+// Prepare opens the Maildir afresh once instead of failing.
+func TestMaildirCacheInodeReused(t *testing.T) {
+	dir := filepath.Join(t.TempDir(), "Maildir")
+	d := NewMaildir(dir, MaildirOptions{LocalHost: "h", fs: &reuseFS{seen: map[string]dirID{}}})
+	closeAtEnd(t, d)
+	for i := range 2 {
+		if err := d.Deliver(context.Background(), testMessage(100), "", []Recipient{{}}, nil)[0]; err != nil {
+			t.Fatalf("copy %d: %v", i+1, err)
+		}
+		if err := os.RemoveAll(dir); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := d.Deliver(context.Background(), testMessage(100), "", []Recipient{{}}, nil)[0]; err != nil {
+		t.Fatal(err)
+	}
+	wantClean(t, dir, 1)
+}
