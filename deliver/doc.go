@@ -25,9 +25,11 @@
 //   - Maildir: cr.yp.to/proto/maildir.html. Unique names
 //     <sec>.M<usec>P<pid>Q<n>R<random>.<host>, with '/' and ':' in the host
 //     escaped as \057 and \072, plus dovecot's ",S=<size>". A copy is
-//     written in tmp/ and linked (never renamed, which would overwrite) into
-//     new/. The spec leaves the fsyncs implicit; this package does them
-//     explicitly, in the order listed under Durability.
+//     written in tmp/ and moved into new/ without ever overwriting a file
+//     there: renameat2 with RENAME_NOREPLACE, or a link and then the removal
+//     of the tmp name where that flag is not supported (a plain rename
+//     would overwrite). The spec leaves the fsyncs implicit; this package
+//     does them explicitly, in the order listed under Durability.
 //   - SMTP (RFC 5321) and LMTP (RFC 2033): every line ends in CRLF. Bare CR
 //     and LF are normalised before dot-stuffing (§2.3.8, SMTP smuggling).
 //     The final reply gets its full 10 minutes (§4.5.3.2), and LMTP gives one
@@ -44,16 +46,33 @@
 // moment on:
 //
 //   - Maildir: the file was created O_EXCL with mode 0600 in tmp/, written,
-//     fsynced and closed (each step checked), then linked into new/, and
-//     new/ was fsynced. Directories the delivery created are fsynced
-//     in their parents. A failure at any step removes the tmp file, so
-//     new/ only ever holds complete files. [Maildir.Prepare] splits this
-//     in two for a caller that records the copy's final name first (an
-//     intent): everything up to the link, then [Prepared.Commit] (link,
+//     fsynced and closed (each step checked), then moved into new/
+//     (renameat2 RENAME_NOREPLACE; where unsupported, remembered per
+//     Maildir, a link, and the tmp name removed after the fsync of new/),
+//     and new/ was fsynced by an fsync that started after the move.
+//     Copies moved into one new/ at the same time share that fsync (group
+//     commit): each waits for an fsync begun after its own move and gets
+//     its result, never one already running when it arrived. The file
+//     fsyncs stay one per file. Directories the delivery created are
+//     fsynced in their parents. A failure at any step removes the copy
+//     (from tmp/, and from new/ when the fsync of new/ failed), so new/
+//     only ever holds complete files. [Maildir.Prepare] splits this in
+//     two for a caller that records the copy's final name first (an
+//     intent): everything up to the move, then [Prepared.Commit] (move,
 //     fsync of new/) or [Prepared.Abort]; after a crash, [Committed]
 //     tells whether a file holds that name, and [ReadCommitted] whether
 //     it can be the copy (its size is the one the name carries). Targets that cannot do two
 //     phases (MDA, SMTP/LMTP) deliver in one step only.
+//
+// A [Maildir] opens each Maildir's directories once, checking them as
+// described below, and reuses the descriptors for the following copies
+// (at most 64 Maildirs per target; [Maildir.Close] closes them). Before
+// each copy it looks tmp/ and new/ up by path again (fstatat, not
+// following a final symlink): if either is no longer the directory it
+// opened (the Maildir renamed away or re-created, new/ replaced, a
+// directory swapped for a symlink), the Maildir is opened afresh with
+// every check, so the copy goes where a fresh open would put it, or is
+// refused.
 //   - MDA: the process exited 0, read its copy and, unless allowed, wrote
 //     nothing to stderr. The copy is its stdin as a complete file (a
 //     sealed memfd, or an unlinked 0600 temporary file), never a pipe, so
@@ -92,7 +111,7 @@
 // hostile header can therefore never choose a path. Nor can a local user:
 // from the first placeholder on, and for tmp/, new/ and cur/, no symlink
 // is followed (O_NOFOLLOW), and each copy is written, linked and removed
-// through directory descriptors (openat, linkat, unlinkat), so a directory
+// through directory descriptors (openat, renameat2, linkat, unlinkat), so a directory
 // swapped for a symlink meanwhile does not redirect it. The path before
 // the first placeholder is the admin's, and may hold symlinks.
 //
@@ -101,7 +120,7 @@
 // on (the Maildir, tmp/, new/, cur/, each message) is given to the system
 // user of that name (os/user.Lookup: uid and primary gid), through the new
 // descriptor (fchown) before it is used; a message file before it is
-// linked into new/. Directories it creates above that component are
+// moved into new/. Directories it creates above that component are
 // root's with mode 0711, for users to pass through. A name that is no
 // system user leaves root's files and one warning per user; a failing
 // lookup is a temporary failure. Existing directories are not changed.

@@ -67,7 +67,34 @@ type Maildir struct {
 	// ready holds the Maildirs whose stale tmp/ files were cleaned in
 	// this process.
 	ready sync.Map
+
+	// dirs caches the opened directories of the Maildirs delivered to
+	// recently (see acquire), at most maxOpenMaildirs of them; tick
+	// orders their use, for evicting the least recently used.
+	dirsMu sync.Mutex
+	dirs   map[dirKey]*openMaildir
+	tick   uint64
+	// syncs shares the fsyncs of new/ between concurrent Commits into
+	// one directory (group commit, see Prepared.Commit).
+	syncs durable.GroupSync[dirID]
 }
+
+// maxOpenMaildirs bounds the Maildirs whose directories a Maildir keeps
+// open: 3 descriptors each, so a multidrop template serving thousands of
+// users holds at most a few hundred, and each user's mail of one poll
+// (which usually arrives close together) still finds them open.
+const maxOpenMaildirs = 64
+
+// dirKey names a cached Maildir: its absolute path, and the owner given
+// to what was created for it (see owner).
+type dirKey struct {
+	path     string
+	uid, gid int
+	owned    bool
+}
+
+// dirID identifies a directory: device and inode number.
+type dirID struct{ dev, ino uint64 }
 
 // maildirPlaceholders are the placeholders a Maildir path may hold
 // (multidrop), by name, written as MDAPlaceholders describes: the rc
@@ -242,33 +269,185 @@ func (d *Maildir) Prepare(ctx context.Context, m *Message, sender string, rc Rec
 	if err != nil {
 		return nil, tempError(target, "open maildir", err)
 	}
-	md, err := d.open(dir, own)
-	if err != nil {
-		return nil, tempError(target, "open maildir", withPath(dir, err))
-	}
-
 	fields := make([]Field, 0, len(extra)+2)
 	fields = append(fields, extra...)
 	fields = append(fields, Received(m, d.host, rc.Address))
 	if rc.Address != "" {
 		fields = append(fields, Field{Name: "Delivered-To", Value: SafeValue(rc.Address, 320)})
 	}
-	p, err := d.prepare(md, target, Open(m, fields, true))
-	if err != nil {
-		md.close()
+	for try := 0; ; try++ {
+		md, cached, err := d.acquire(dir, own)
+		if err != nil {
+			return nil, tempError(target, "open maildir", withPath(dir, err))
+		}
+		p, err := d.prepare(md, target, Open(m, fields, true))
+		if err == nil {
+			return p, nil
+		}
+		// prepare released md. A tmp/ removed after the check in
+		// acquire, or removed and re-created with its inode number
+		// reused, cannot take a file (ENOENT): none exists yet, so once
+		// more with the directories opened afresh.
+		if cached && try == 0 && errors.Is(err, fs.ErrNotExist) {
+			d.forget(md)
+			continue
+		}
 		return nil, err
 	}
-	return p, nil
 }
 
-// openMaildir is one Maildir's directories, opened for one copy. All
-// file operations go through these descriptors (openat, linkat,
-// unlinkat), never through a path again: a directory swapped for a
-// symlink after open cannot redirect the copy.
+// openMaildir is one Maildir's directories, opened once (see open) and
+// shared by the copies delivered there while it stays cached (see
+// acquire). All file operations go through these descriptors (openat,
+// renameat2, linkat, unlinkat), never through a path again: a directory
+// swapped for a symlink after open cannot redirect a copy.
 type openMaildir struct {
+	key           dirKey
 	path          string
 	tmp, new, cur *os.File
 	own           *fileOwner // of the files created, nil to leave them
+	// tmpID and newID identify tmp/ and new/ as opened, for acquire's
+	// check that the path still leads to them.
+	tmpID, newID dirID
+	// tmpPath and newPath are md's tmp/ and new/ paths, built once.
+	tmpPath, newPath string
+	// noRename is set once renameat2(RENAME_NOREPLACE) proved
+	// unsupported here: Commit links instead.
+	noRename atomic.Bool
+
+	// Guarded by Maildir.dirsMu.
+	refs    int    // copies using md, plus none for the cache itself
+	used    uint64 // Maildir.tick at the last acquire
+	evicted bool   // out of the cache: closed once refs drops to 0
+}
+
+// acquire returns the open directories of the Maildir at dir for a copy
+// owned by own, from the cache when they are still the ones the path
+// leads to; cached reports that they were. The copy gives them back with
+// release.
+//
+// How a cached Maildir notices a change: before each use, tmp/ and new/
+// are looked up again by path (fstatat, without following a final
+// symlink) and must still be the directories (device and inode) that open
+// checked. A Maildir renamed away and re-created, a new/ replaced, a
+// directory removed or swapped for a symlink all fail the check, and the
+// Maildir is opened afresh through open, with all of its checks (and so
+// re-created, or refused). A path that leads to the very directories
+// cached, through whatever symlinks, delivers exactly where a fresh open
+// would have, so two fstatats keep the guarantees of the eight openats
+// and fstat of a fresh open. What the check cannot see (a change between
+// it and the copy's system calls) is the same race a fresh open has, and
+// is as harmless: the copy lands in the directory that was checked. A
+// removed tmp/ whose inode number was reused is caught in Prepare (its
+// file cannot be created: ENOENT).
+func (d *Maildir) acquire(dir string, own *fileOwner) (md *openMaildir, cached bool, err error) {
+	abs, err := filepath.Abs(dir)
+	if err != nil {
+		return nil, false, err
+	}
+	if d.userTrailing == 0 {
+		own = nil
+	}
+	key := dirKey{path: abs}
+	if own != nil {
+		key.uid, key.gid, key.owned = own.uid, own.gid, true
+	}
+	d.dirsMu.Lock()
+	md = d.dirs[key]
+	if md != nil {
+		md.refs++
+		d.tick++
+		md.used = d.tick
+	}
+	d.dirsMu.Unlock()
+	if md != nil {
+		if d.current(md) {
+			return md, true, nil
+		}
+		d.forget(md)
+		d.release(md)
+	}
+	if md, err = d.open(abs, own); err != nil {
+		return nil, false, err
+	}
+	md.key = key
+	md.refs = 1
+	d.dirsMu.Lock()
+	defer d.dirsMu.Unlock()
+	if d.dirs == nil {
+		d.dirs = make(map[dirKey]*openMaildir)
+	}
+	if old := d.dirs[key]; old != nil {
+		// Another copy opened it meanwhile: this one replaces it.
+		d.evictLocked(old)
+	}
+	d.tick++
+	md.used = d.tick
+	d.dirs[key] = md
+	for len(d.dirs) > maxOpenMaildirs {
+		var lru *openMaildir
+		for _, c := range d.dirs {
+			if lru == nil || c.used < lru.used {
+				lru = c
+			}
+		}
+		d.evictLocked(lru)
+	}
+	return md, false, nil
+}
+
+// current reports whether md's path still leads to its tmp/ and new/.
+func (d *Maildir) current(md *openMaildir) bool {
+	newID, err := d.fs.DirID(nil, md.newPath)
+	if err != nil || newID != md.newID {
+		return false
+	}
+	tmpID, err := d.fs.DirID(nil, md.tmpPath)
+	return err == nil && tmpID == md.tmpID
+}
+
+// forget takes md out of the cache, if it is still there; the copies
+// using it keep it until they release it.
+func (d *Maildir) forget(md *openMaildir) {
+	d.dirsMu.Lock()
+	if d.dirs[md.key] == md {
+		d.evictLocked(md)
+	}
+	d.dirsMu.Unlock()
+}
+
+func (d *Maildir) evictLocked(md *openMaildir) {
+	if d.dirs[md.key] == md {
+		delete(d.dirs, md.key)
+	}
+	md.evicted = true
+	if md.refs == 0 {
+		md.close()
+	}
+}
+
+// release gives back md after a copy is done with it.
+func (d *Maildir) release(md *openMaildir) {
+	d.dirsMu.Lock()
+	md.refs--
+	if md.refs == 0 && md.evicted {
+		md.close()
+	}
+	d.dirsMu.Unlock()
+}
+
+// Close closes the directories d keeps open. Copies still prepared keep
+// theirs until they are committed or withdrawn; a delivery after Close
+// opens its Maildir again. The error is always nil (closing a directory
+// opened for lookups reports nothing worth acting on); it makes Maildir
+// an io.Closer.
+func (d *Maildir) Close() error {
+	d.dirsMu.Lock()
+	defer d.dirsMu.Unlock()
+	for _, md := range d.dirs {
+		d.evictLocked(md)
+	}
+	return nil
 }
 
 func (md *openMaildir) close() {
@@ -300,11 +479,7 @@ func (md *openMaildir) close() {
 // When popfetch gives Maildirs away (root, a {user} template), the
 // directories it creates above the {user} component stay root's with mode
 // 0711, so that each user can pass through to their own.
-func (d *Maildir) open(dir string, own *fileOwner) (*openMaildir, error) {
-	abs, err := filepath.Abs(dir)
-	if err != nil {
-		return nil, err
-	}
+func (d *Maildir) open(abs string, own *fileOwner) (*openMaildir, error) {
 	comps := pathComponents(abs)
 	follow := len(comps) - d.trailing
 	owned := len(comps) - d.userTrailing
@@ -336,7 +511,7 @@ func (d *Maildir) open(dir string, own *fileOwner) (*openMaildir, error) {
 	}
 	root := cur
 	defer root.Close()
-	md := &openMaildir{path: abs, own: own}
+	md := &openMaildir{path: abs, own: own, tmpPath: filepath.Join(abs, "tmp"), newPath: filepath.Join(abs, "new")}
 	for _, sub := range []struct {
 		name string
 		f    **os.File
@@ -345,6 +520,15 @@ func (d *Maildir) open(dir string, own *fileOwner) (*openMaildir, error) {
 			md.close()
 			return nil, err
 		}
+	}
+	// Of the descriptors, not the paths: what acquire compares the paths
+	// with later is what was opened here, with the checks above.
+	if md.tmpID, err = d.fs.DirID(md.tmp, ""); err == nil {
+		md.newID, err = d.fs.DirID(md.new, "")
+	}
+	if err != nil {
+		md.close()
+		return nil, err
 	}
 	// A delivery killed between creating its tmp/ file and removing it
 	// leaves the file behind; the Maildir spec lets a writer remove tmp/
@@ -412,6 +596,7 @@ type Prepared struct {
 	size    int64  // for the ",S=" of the name
 	name    string // in new/
 	clashes int    // names found taken so far
+	moved   bool   // renamed (not linked) into new/: tmpName is gone
 }
 
 // ErrNameTaken is wrapped by the error of a Prepared.Commit that found its
@@ -424,7 +609,7 @@ var ErrNameTaken = errors.New("maildir: name in new/ taken; the copy has a fresh
 // new/: the Maildir protocol up to the link, with the fsyncs it leaves
 // implicit, in the order that makes new/ hold only complete, durable
 // files (doc/design.md §2.2; mox store/account.go does the same). On success the Prepared
-// owns md.
+// holds md (until Commit or Abort); on failure md is released.
 func (d *Maildir) prepare(md *openMaildir, target string, r io.Reader) (*Prepared, error) {
 	// tmp/: O_EXCL so that a clash never appends to someone else's file.
 	var (
@@ -434,6 +619,7 @@ func (d *Maildir) prepare(md *openMaildir, target string, r io.Reader) (*Prepare
 	)
 	for range maxNameTries {
 		if base, err = d.uniqueName(); err != nil {
+			d.release(md)
 			return nil, tempError(target, "make unique name", err)
 		}
 		f, err = d.fs.OpenExcl(md.tmp, base, 0o600)
@@ -442,6 +628,7 @@ func (d *Maildir) prepare(md *openMaildir, target string, r io.Reader) (*Prepare
 		}
 	}
 	if err != nil {
+		d.release(md)
 		return nil, tempError(target, "create tmp file", withPath(filepath.Join(md.tmp.Name(), base), err))
 	}
 	p := &Prepared{d: d, md: md, target: target, tmpDir: md.tmp.Name(), newDir: md.new.Name(), tmpName: base}
@@ -484,18 +671,38 @@ func (p *Prepared) Path() string {
 	return filepath.Join(p.newDir, p.name)
 }
 
-// Commit is the second phase: it links the copy into new/ under Path
-// (never overwriting: a link, not a rename) and fsyncs new/. A nil result
-// means the copy is durable. A name that another file took meanwhile
-// gives an error wrapping ErrNameTaken and a fresh Path, up to
-// maxNameTries names; every other failure is a temporary *Error, and the
-// copy is gone from tmp/ and new/ alike.
+// Commit is the second phase: it moves the copy into new/ under Path
+// (never overwriting: renameat2 with RENAME_NOREPLACE, or where that is
+// not supported a link and then the removal of the tmp name) and fsyncs
+// new/. A nil result means the copy is durable. A name that another file
+// took meanwhile gives an error wrapping ErrNameTaken and a fresh Path,
+// up to maxNameTries names; every other failure is a temporary *Error,
+// and the copy is gone from tmp/ and new/ alike.
+//
+// Commits into one new/ at the same time share its fsync (group commit,
+// durable.GroupSync): each returns after an fsync of new/ that started
+// after its own rename, with that fsync's result, so none is reported
+// durable on an fsync that may have missed it.
 func (p *Prepared) Commit() error {
 	if p.md == nil {
 		return errors.New("maildir: Commit of a copy already committed or withdrawn")
 	}
 	d, md := p.d, p.md
-	err := d.fs.Link(md.tmp, p.tmpName, md.new, p.name)
+	step := "rename into new"
+	var err error
+	link := md.noRename.Load()
+	if !link {
+		err = d.fs.Rename(md.tmp, p.tmpName, md.new, p.name)
+		if renameUnsupported(err) {
+			// Remembered for this Maildir: one failed probe per open.
+			md.noRename.Store(true)
+			link = true
+		}
+	}
+	if link {
+		step = "link into new"
+		err = d.fs.Link(md.tmp, p.tmpName, md.new, p.name)
+	}
 	if errors.Is(err, fs.ErrExist) {
 		if p.clashes++; p.clashes < maxNameTries {
 			base, uerr := d.uniqueName()
@@ -510,11 +717,17 @@ func (p *Prepared) Commit() error {
 		}
 	}
 	if err != nil {
-		return p.fail("link into new", err)
+		if errors.Is(err, fs.ErrNotExist) {
+			// new/ (or tmp/) went away since acquire checked it: the
+			// next copy opens the Maildir afresh.
+			d.forget(md)
+		}
+		return p.fail(step, err)
 	}
+	p.moved = !link
 	// Without this a crash can lose the directory entry even though the
 	// file's data is on disk.
-	if err := d.fs.SyncDir(md.new); err != nil {
+	if err := d.syncs.Sync(md.newID, func() error { return d.fs.SyncDir(md.new) }); err != nil {
 		// The copy is visible but may not survive a crash. Failing leaves
 		// the message on the server; withdrawing the copy keeps the retry
 		// from producing a duplicate (unless a reader took it already).
@@ -523,11 +736,13 @@ func (p *Prepared) Commit() error {
 		}
 		return p.fail("fsync new directory", withPath(p.newDir, err))
 	}
-	// Delivered. A tmp/ leftover is harmless (readers clean tmp/ after 36
-	// hours) and must not turn a durable delivery into a failure, which
-	// would deliver the message twice.
-	if err := d.fs.Remove(md.tmp, p.tmpName); err != nil {
-		d.log.Warn("maildir: removing tmp file after delivery", "path", p.tmpPath(), "err", err)
+	// Delivered. A tmp/ leftover of a link is harmless (readers clean
+	// tmp/ after 36 hours) and must not turn a durable delivery into a
+	// failure, which would deliver the message twice.
+	if !p.moved {
+		if err := d.fs.Remove(md.tmp, p.tmpName); err != nil {
+			d.log.Warn("maildir: removing tmp file after delivery", "path", p.tmpPath(), "err", err)
+		}
 	}
 	p.finish()
 	return nil
@@ -555,6 +770,9 @@ func (p *Prepared) fail(step string, err error) error {
 // removeTmp removes the tmp file: incomplete, not durable or not wanted,
 // it must not linger for a reader that ignores tmp/'s 36-hour rule.
 func (p *Prepared) removeTmp() {
+	if p.moved {
+		return // renamed into new/: no tmp name left
+	}
 	if err := p.d.fs.Remove(p.md.tmp, p.tmpName); err != nil && !errors.Is(err, fs.ErrNotExist) {
 		p.d.log.Warn("maildir: removing tmp file", "path", p.tmpPath(), "err", err)
 	}
@@ -563,7 +781,7 @@ func (p *Prepared) removeTmp() {
 func (p *Prepared) tmpPath() string { return filepath.Join(p.tmpDir, p.tmpName) }
 
 func (p *Prepared) finish() {
-	p.md.close()
+	p.d.release(p.md)
 	p.md = nil
 }
 
@@ -715,6 +933,11 @@ func validComponent(v string) error {
 // delivered counts names made by this process (the spec's Q field).
 var delivered atomic.Uint64
 
+// pid is this process's id for the names: a Go program keeps its pid
+// (it never forks without exec), and getpid(2) per copy showed in
+// system call counts.
+var pid = uint64(os.Getpid())
+
 // uniqueName returns a name per the Maildir spec's modern form,
 // <sec>.M<usec>P<pid>Q<count>R<random>.<host>: unique across processes
 // (pid), within one (counter), and across pid reuse and hosts sharing an
@@ -725,8 +948,19 @@ func (d *Maildir) uniqueName() (string, error) {
 		return "", err
 	}
 	now := time.Now()
-	return fmt.Sprintf("%d.M%dP%dQ%dR%s.%s", now.Unix(), now.Nanosecond()/1000,
-		os.Getpid(), delivered.Add(1), hex.EncodeToString(rnd[:]), d.name), nil
+	b := make([]byte, 0, 80+len(d.name))
+	b = strconv.AppendInt(b, now.Unix(), 10)
+	b = append(b, ".M"...)
+	b = strconv.AppendInt(b, int64(now.Nanosecond()/1000), 10)
+	b = append(b, 'P')
+	b = strconv.AppendUint(b, pid, 10)
+	b = append(b, 'Q')
+	b = strconv.AppendUint(b, delivered.Add(1), 10)
+	b = append(b, 'R')
+	b = hex.AppendEncode(b, rnd[:])
+	b = append(b, '.')
+	b = append(b, d.name...)
+	return string(b), nil
 }
 
 // escapeHost escapes a host name for a Maildir file name: '/' and ':' as
@@ -787,6 +1021,13 @@ type maildirFS interface {
 	Mkdir(dir *os.File, name string, perm fs.FileMode, own *fileOwner) error
 	OpenExcl(dir *os.File, name string, perm fs.FileMode) (maildirFile, error)
 	Link(olddir *os.File, oldname string, newdir *os.File, newname string) error
+	// Rename moves oldname to newname without ever replacing newname
+	// (renameat2 RENAME_NOREPLACE: EEXIST instead); an error for which
+	// renameUnsupported holds says the system cannot do that.
+	Rename(olddir *os.File, oldname string, newdir *os.File, newname string) error
+	// DirID identifies the directory name in dir (nil: name is
+	// absolute; "": dir itself), not following a final symlink.
+	DirID(dir *os.File, name string) (dirID, error)
 	SyncDir(dir *os.File) error
 	Remove(dir *os.File, name string) error
 }

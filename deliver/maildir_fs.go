@@ -4,6 +4,7 @@ package deliver
 
 import (
 	"errors"
+	"io"
 	"io/fs"
 	"os"
 	"path/filepath"
@@ -86,12 +87,113 @@ func (osFS) Mkdir(dir *os.File, name string, perm fs.FileMode, own *fileOwner) e
 }
 
 func (osFS) OpenExcl(dir *os.File, name string, perm fs.FileMode) (maildirFile, error) {
-	path := joinName(dir, name)
 	fd, err := openat(dirFd(dir), name, unix.O_WRONLY|unix.O_CREAT|unix.O_EXCL|unix.O_NOFOLLOW|unix.O_CLOEXEC, uint32(perm))
 	if err != nil {
-		return nil, &fs.PathError{Op: "open", Path: path, Err: err}
+		return nil, &fs.PathError{Op: "open", Path: joinName(dir, name), Err: err}
 	}
-	return os.NewFile(uintptr(fd), path), nil
+	return &rawFile{fd: fd, dir: dir, name: name}, nil
+}
+
+// rawFile is a message file written with raw system calls: an *os.File
+// costs an fcntl pair to create and registers with the poller for
+// nothing (a regular file never blocks in the poller's sense). Errors
+// are *fs.PathError naming the file.
+type rawFile struct {
+	fd   int // -1 once closed
+	dir  *os.File
+	name string
+}
+
+func (f *rawFile) err(op string, err error) error {
+	return &fs.PathError{Op: op, Path: joinName(f.dir, f.name), Err: err}
+}
+
+func (f *rawFile) Write(p []byte) (int, error) {
+	if f.fd < 0 {
+		return 0, f.err("write", fs.ErrClosed)
+	}
+	n := 0
+	for n < len(p) {
+		m, err := unix.Write(f.fd, p[n:])
+		if err == unix.EINTR {
+			continue
+		}
+		if err != nil {
+			return n, f.err("write", err)
+		}
+		if m == 0 {
+			return n, f.err("write", io.ErrShortWrite)
+		}
+		n += m
+	}
+	return n, nil
+}
+
+func (f *rawFile) Chown(uid, gid int) error {
+	if err := unix.Fchown(f.fd, uid, gid); err != nil {
+		return f.err("chown", err)
+	}
+	return nil
+}
+
+func (f *rawFile) Sync() error {
+	for {
+		err := unix.Fsync(f.fd)
+		if err == unix.EINTR {
+			continue
+		}
+		if err != nil {
+			return f.err("fsync", err)
+		}
+		return nil
+	}
+}
+
+// Close reports a deferred write error (NFS, quota) as close(2) does; the
+// descriptor is gone either way (Linux close(2): not to be retried).
+func (f *rawFile) Close() error {
+	if f.fd < 0 {
+		return f.err("close", fs.ErrClosed)
+	}
+	err := unix.Close(f.fd)
+	f.fd = -1
+	if err != nil && err != unix.EINTR {
+		return f.err("close", err)
+	}
+	return nil
+}
+
+func (osFS) Rename(olddir *os.File, oldname string, newdir *os.File, newname string) error {
+	// RENAME_NOREPLACE: like link(2), it never replaces newname (EEXIST
+	// instead), and it moves the name in one step without a second one
+	// to remove from tmp/. Neither name is followed if a symlink.
+	if err := unix.Renameat2(dirFd(olddir), oldname, dirFd(newdir), newname, unix.RENAME_NOREPLACE); err != nil {
+		return &os.LinkError{Op: "rename", Old: joinName(olddir, oldname), New: joinName(newdir, newname), Err: err}
+	}
+	return nil
+}
+
+// renameUnsupported reports whether err says that renameat2 with
+// RENAME_NOREPLACE is not available: a kernel before 3.15 (ENOSYS) or a
+// filesystem that does not implement the flag (EINVAL; some FUSE and
+// network filesystems EOPNOTSUPP).
+func renameUnsupported(err error) bool {
+	return errors.Is(err, unix.EINVAL) || errors.Is(err, unix.ENOSYS) || errors.Is(err, unix.EOPNOTSUPP)
+}
+
+func (osFS) DirID(dir *os.File, name string) (dirID, error) {
+	var st unix.Stat_t
+	flags := unix.AT_SYMLINK_NOFOLLOW
+	if name == "" {
+		flags |= unix.AT_EMPTY_PATH
+	}
+	if err := unix.Fstatat(dirFd(dir), name, &st, flags); err != nil {
+		return dirID{}, &fs.PathError{Op: "stat", Path: joinName(dir, name), Err: err}
+	}
+	if st.Mode&unix.S_IFMT != unix.S_IFDIR {
+		return dirID{}, &fs.PathError{Op: "stat", Path: joinName(dir, name), Err: unix.ENOTDIR}
+	}
+	return dirID{dev: uint64(st.Dev), ino: st.Ino}, nil
 }
 
 func (osFS) Link(olddir *os.File, oldname string, newdir *os.File, newname string) error {
@@ -104,7 +206,7 @@ func (osFS) Link(olddir *os.File, oldname string, newdir *os.File, newname strin
 }
 
 func (osFS) SyncDir(dir *os.File) error {
-	return durable.SyncDirFile(dir)
+	return durable.SyncDirFd(int(dir.Fd()), dir.Name())
 }
 
 func (osFS) Remove(dir *os.File, name string) error {

@@ -18,7 +18,11 @@ func (osFS) OpenDir(*os.File, string, bool) (*os.File, error)            { retur
 func (osFS) Mkdir(*os.File, string, fs.FileMode, *fileOwner) error       { return errNoMaildir }
 func (osFS) OpenExcl(*os.File, string, fs.FileMode) (maildirFile, error) { return nil, errNoMaildir }
 func (osFS) Link(*os.File, string, *os.File, string) error               { return errNoMaildir }
+func (osFS) Rename(*os.File, string, *os.File, string) error             { return errNoMaildir }
+func (osFS) DirID(*os.File, string) (dirID, error)                       { return dirID{}, errNoMaildir }
 func (osFS) SyncDir(*os.File) error                                      { return errNoMaildir }
 func (osFS) Remove(*os.File, string) error                               { return errNoMaildir }
 
 func cleanTmp(*os.File) error { return nil }
+
+func renameUnsupported(error) bool { return false }

@@ -167,7 +167,7 @@ func TestMaildirOwnerOrder(t *testing.T) {
 	errs := d.Deliver(context.Background(), smtpMsg("Subject: x\r\n\r\nb\r\n"), "", []Recipient{{User: "joe"}}, nil)
 	checkResults(t, errs, "")
 	got := strings.Join(compact(r.ops), ", ")
-	if !strings.HasSuffix(got, "create tmp, chown tmp, write tmp, sync tmp, close tmp, link tmp, syncdir new, remove tmp") {
+	if !strings.HasSuffix(got, "create tmp, chown tmp, write tmp, sync tmp, close tmp, rename tmp, syncdir new") {
 		t.Errorf("ops %s; want chown right after create", got)
 	}
 

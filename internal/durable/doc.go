@@ -7,4 +7,7 @@
 // that an explicit fsync() on a file descriptor for the directory is also
 // needed."). The UIDL journal (package uidl), the Maildir target (package
 // deliver) and crash recovery (package fetch, through deliver) use it.
+// GroupSync lets concurrent callers share a directory's fsync (group
+// commit) without any of them counting on an fsync that began before its
+// own change.
 package durable

@@ -15,20 +15,35 @@ import (
 // itself: the directory is opened again through it. Errors are
 // *fs.PathError naming dir.Name().
 func SyncDirFile(dir *os.File) error {
+	return SyncDirFd(int(dir.Fd()), dir.Name())
+}
+
+// SyncDirFd is SyncDirFile for a raw descriptor fd of the directory at
+// name (for the errors), with raw system calls: no *os.File, whose
+// creation alone costs an fcntl.
+func SyncDirFd(fd int, name string) error {
 	var (
-		fd  int
+		d   int
 		err error
 	)
 	for {
-		fd, err = unix.Openat(int(dir.Fd()), ".", unix.O_RDONLY|unix.O_DIRECTORY|unix.O_CLOEXEC, 0)
+		d, err = unix.Openat(fd, ".", unix.O_RDONLY|unix.O_DIRECTORY|unix.O_CLOEXEC, 0)
 		if err != unix.EINTR {
 			break
 		}
 	}
 	if err != nil {
-		return &fs.PathError{Op: "open", Path: dir.Name(), Err: err}
+		return &fs.PathError{Op: "open", Path: name, Err: err}
 	}
-	d := os.NewFile(uintptr(fd), dir.Name())
-	defer d.Close()
-	return fsync(d, dir.Name())
+	defer unix.Close(d)
+	for {
+		err = unix.Fsync(d)
+		if err != unix.EINTR {
+			break
+		}
+	}
+	if err != nil {
+		return &fs.PathError{Op: "fsync", Path: name, Err: err}
+	}
+	return nil
 }
