@@ -43,6 +43,16 @@ type multidrop struct {
 	reloadMu sync.Mutex
 }
 
+// Close releases the targets' resources once the poll is over.
+func (d *multidrop) Close() error {
+	closeTargets(d.def)
+	for _, t := range d.users {
+		closeTargets(t)
+	}
+	closeTargets(d.postmaster)
+	return nil
+}
+
 // routing returns the Rules messages route with now.
 func (d *multidrop) routing() *deliver.Rules {
 	d.mu.Lock()

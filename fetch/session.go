@@ -363,6 +363,9 @@ func (s *session) run(ctx context.Context) error {
 		if s.disp, err = build(a); err != nil {
 			return err
 		}
+		// A dispatcher is built per poll; its targets may hold
+		// descriptors (a Maildir's directories) until then.
+		defer closeTargets(s.disp)
 		s.useDirectory(snap)
 	}
 	var token pop3.TokenFunc

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"os/user"
 	"sync"
@@ -53,6 +54,21 @@ func osUserName() string {
 		return u.Username
 	}
 	return ""
+}
+
+// closeTargets releases what x holds (a Dispatcher, a Target) if it holds
+// anything: a deliver.Maildir keeps its directories open between copies.
+func closeTargets(x any) {
+	if c, ok := x.(io.Closer); ok {
+		c.Close()
+	}
+}
+
+// Close releases the targets' resources once the poll is over.
+func (d *singleDrop) Close() error {
+	closeTargets(d.target)
+	closeTargets(d.postmaster)
+	return nil
 }
 
 // singleDrop delivers everything to one destination.
