@@ -508,11 +508,11 @@ func benchProfiler(b *testing.B) *benchProf {
 	if out, err := build.CombinedOutput(); err != nil {
 		b.Fatalf("go build -tags popfetch_pprof: %v\n%s", err, out)
 	}
-	ports, err := freeLoopbackPort()
+	addr, err := freeLoopbackPort()
 	if err != nil {
 		b.Fatal(err)
 	}
-	p.addr = ports
+	p.addr = addr
 	return p
 }
 
