@@ -217,7 +217,11 @@ type ShardStatus struct {
 // account is the scheduler's state for one configured account. Guarded by
 // Daemon.mu.
 type account struct {
-	cfg       *rcfile.Account
+	cfg *rcfile.Account
+	// host and box are hostKey(cfg) and cfg.Mailbox(), kept with cfg
+	// (setCfg): the scheduler looks at them for every waiting account
+	// each time it picks one to start, and computing them allocates.
+	host, box string
 	next      time.Time // when the next scheduled poll is due (ignored in auth-hold)
 	notBefore time.Time // LOGIN-DELAY (RFC 2449): no session starts before this
 	lastEnd   time.Time // when the last poll finished
@@ -259,6 +263,11 @@ type account struct {
 	// every poll would deliver the whole mailbox again. Later polls run
 	// as without fetch_all. Reset by Reload when the account changes.
 	fetchAllDone bool
+}
+
+// setCfg sets the account's settings and the keys derived from them.
+func (a *account) setCfg(c *rcfile.Account) {
+	a.cfg, a.host, a.box = c, hostKey(c), c.Mailbox()
 }
 
 func (a *account) state() AccountState {
@@ -369,6 +378,9 @@ type Daemon struct {
 	// next wakes on its own unless a poll, Reload or PollNow wakes it
 	// first. Only the tests read it, to check the plan.
 	timerAt time.Time
+	// cands is startDueLocked's list of the accounts due, kept between
+	// calls so that each wake-up of the loop does not allocate it anew.
+	cands []cand
 }
 
 // New returns a daemon for cfg (generation 1). Each account's first
@@ -425,13 +437,22 @@ func (d *Daemon) Run(ctx context.Context) error {
 	d.mu.Unlock()
 	d.log.Info("daemon started", "accounts", len(d.Status().Accounts))
 
+	// One timer for the loop's lifetime, reset on every turn, instead of
+	// a new one per turn: the loop turns once per finished poll.
+	// (Since Go 1.23 Stop and Reset leave no stale value in the channel.)
+	tm := time.NewTimer(time.Hour)
+	tm.Stop()
+	defer tm.Stop()
 	for {
 		d.mu.Lock()
 		wait, ok := d.startDueLocked()
 		d.mu.Unlock()
 		var timer <-chan time.Time
 		if ok {
-			timer = time.After(wait) // an unreferenced, unfired timer is garbage collected (Go 1.23)
+			tm.Reset(wait)
+			timer = tm.C
+		} else {
+			tm.Stop()
 		}
 		select {
 		case <-ctx.Done():
@@ -504,12 +525,11 @@ func (d *Daemon) shutdown() error {
 // slot and wakes the loop.
 func (d *Daemon) startDueLocked() (wait time.Duration, ok bool) {
 	now := time.Now()
-	type cand struct {
-		a      *account
-		due    time.Time
-		urgent bool
-	}
-	var cands []cand
+	cands := d.cands[:0]
+	defer func() {
+		clear(cands) // hold no account a Reload may drop
+		d.cands = cands[:0]
+	}()
 	var wake time.Time
 	for _, a := range d.accts {
 		if a.running {
@@ -541,20 +561,8 @@ func (d *Daemon) startDueLocked() (wait time.Duration, ok bool) {
 			}
 			continue
 		}
-		cands = append(cands, cand{a, due, len(a.now) > 0})
+		cands = append(cands, cand{a: a, due: due, urgent: len(a.now) > 0})
 	}
-	slices.SortFunc(cands, func(x, y cand) int {
-		if x.urgent != y.urgent {
-			if x.urgent {
-				return -1
-			}
-			return 1
-		}
-		if c := x.due.Compare(y.due); c != 0 {
-			return c
-		}
-		return strings.Compare(x.a.cfg.Name, y.a.cfg.Name)
-	})
 	maxPar, perServer := d.cfg.MaxParallel, d.cfg.PerServer
 	if maxPar <= 0 {
 		maxPar = defaultMaxParallel
@@ -562,15 +570,34 @@ func (d *Daemon) startDueLocked() (wait time.Duration, ok bool) {
 	if perServer <= 0 {
 		perServer = defaultPerServer
 	}
-	for _, c := range cands {
-		if d.nrun >= maxPar {
+	// Start the candidates in candBefore order, skipping those a limit
+	// holds back. Starting one only ever holds more back (its server and
+	// mailbox get busier), never fewer, so this is the same as walking
+	// the whole list sorted; but usually only a slot or two is free and
+	// thousands of accounts may be waiting (a `popfetch now` for all),
+	// so instead of sorting them all on every wake-up of the loop, each
+	// free slot takes one pass for the first candidate that may start.
+	// A limit is looked up only for a candidate that comes before the
+	// best one found so far.
+	for d.nrun < maxPar {
+		best := -1
+		for i := range cands {
+			c := &cands[i]
+			if c.done || best >= 0 && !candBefore(c, &cands[best]) {
+				continue
+			}
+			if d.perHost[c.a.host] >= perServer || d.busyBoxes[c.a.box] {
+				c.done = true // held back; stays so while this pass starts others
+				continue
+			}
+			best = i
+		}
+		if best < 0 {
 			break
 		}
-		host := hostKey(c.a.cfg)
-		if d.perHost[host] >= perServer || d.busyBoxes[c.a.cfg.Mailbox()] {
-			continue
-		}
-		d.startLocked(c.a, host)
+		c := &cands[best]
+		c.done = true
+		d.startLocked(c.a)
 		// Its time limit needs a timer too: nothing else may wake the
 		// loop before it.
 		if wake.IsZero() || c.a.deadline.Before(wake) {
@@ -584,14 +611,34 @@ func (d *Daemon) startDueLocked() (wait time.Duration, ok bool) {
 	return wake.Sub(now), true
 }
 
-func (d *Daemon) startLocked(a *account, host string) {
+// cand is an account due to poll, waiting for a session slot.
+type cand struct {
+	a      *account
+	due    time.Time
+	urgent bool // an operator asked for it (PollNow)
+	done   bool // started, or held back by a limit, in this round
+}
+
+// candBefore orders the candidates: operator requests first, then by
+// when they became due, then by name.
+func candBefore(x, y *cand) bool {
+	if x.urgent != y.urgent {
+		return x.urgent
+	}
+	if c := x.due.Compare(y.due); c != 0 {
+		return c < 0
+	}
+	return x.a.cfg.Name < y.a.cfg.Name
+}
+
+func (d *Daemon) startLocked(a *account) {
 	a.running = true
-	a.runHost, a.runBox = host, a.cfg.Mailbox()
+	a.runHost, a.runBox = a.host, a.box
 	d.busyBoxes[a.runBox] = true
 	a.stop, a.stopped, a.cut = make(chan struct{}), false, false
 	a.deadline = time.Now().Add(pollTimeLimit(a.cfg))
 	d.nrun++
-	d.perHost[host]++
+	d.perHost[a.runHost]++
 	a.inflight, a.now = a.now, nil
 	if len(a.inflight) > 0 {
 		a.authHold = false // an explicit operator request lifts the hold
@@ -917,7 +964,9 @@ func (d *Daemon) Reload(cfg *rcfile.Config) error {
 		if !ok {
 			// retryDele: a start (or a new account) is an operator's act
 			// too; its first poll asks again for refused DELEs.
-			d.accts[na.Name] = &account{cfg: na, next: now.Add(d.jitter(firstPollJitter(iv))), retryDele: true}
+			added := &account{next: now.Add(d.jitter(firstPollJitter(iv))), retryDele: true}
+			added.setCfg(na)
+			d.accts[na.Name] = added
 			if d.gen > 0 {
 				d.log.Info("account added", "account", na.Name)
 			}
@@ -925,10 +974,10 @@ func (d *Daemon) Reload(cfg *rcfile.Config) error {
 		}
 		a.removed = false
 		if rcfile.SameAccount(a.cfg, na) {
-			a.cfg = na // keep the fresh positions for diagnostics
+			a.setCfg(na) // keep the fresh positions for diagnostics
 			continue
 		}
-		a.cfg = na
+		a.setCfg(na)
 		a.changed = a.running
 		a.retryDele = true
 		a.fetchAllDone = false // the new settings get their own fetch_all pass
