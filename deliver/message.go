@@ -3,8 +3,8 @@ package deliver
 import (
 	"bytes"
 	"errors"
-	"io"
 	"fmt"
+	"io"
 	"strings"
 	"time"
 
