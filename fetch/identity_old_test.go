@@ -203,4 +203,3 @@ func TestMessageIdentitySpooled(t *testing.T) {
 		}
 	}
 }
-
