@@ -203,3 +203,12 @@ func TestMessageIdentitySpooled(t *testing.T) {
 		}
 	}
 }
+
+// rawOf returns the whole of m, for fakes that record what they got.
+func rawOf(m *deliver.Message) []byte {
+	b, err := io.ReadAll(m.Reader())
+	if err != nil {
+		panic(err)
+	}
+	return b
+}
