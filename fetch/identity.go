@@ -236,7 +236,7 @@ func (d *digester) headerPiece(piece []byte, eol bool) {
 	if d.cr {
 		d.cr = false
 		if len(piece) > 0 || !eol {
-			d.lineData([]byte{'\r'}) // not the line's last byte
+			d.lineData(cr) // not the line's last byte
 		}
 	}
 	if n := len(piece); n > 0 && piece[n-1] == '\r' {
@@ -264,7 +264,7 @@ func (d *digester) lineData(p []byte) {
 					d.mode = lineValue // starts with white space
 				default:
 					// A continuation before any field: not a field.
-					d.h.Write([]byte{0})
+					d.h.Write(zero)
 					d.mode = lineRaw
 				}
 				continue
@@ -292,7 +292,7 @@ func (d *digester) lineData(p []byte) {
 				// nothing but white space comes before the colon.
 				alt, _ := d.h.(hash.Cloner).Clone()
 				d.alt = alt
-				d.alt.Write([]byte{0})
+				d.alt.Write(zero)
 				d.alt.Write(d.name)
 				d.mode = lineSpace
 				continue
@@ -336,7 +336,7 @@ func (d *digester) lineData(p []byte) {
 // differ there differ.
 func (d *digester) notField() {
 	d.skip = false
-	d.h.Write([]byte{0})
+	d.h.Write(zero)
 	d.h.Write(d.name)
 	d.mode = lineRaw
 }
@@ -349,7 +349,7 @@ func (d *digester) field() {
 		return
 	}
 	d.h.Write(lower)
-	d.h.Write([]byte{':'})
+	d.h.Write(colon)
 	d.open = true
 	d.mode = lineValue
 }
@@ -360,18 +360,21 @@ func (d *digester) lineEnd() {
 	case lineNew:
 		d.end()
 		d.inBody = true
+		// The whole message's digest is not needed: its buffer serves
+		// the body.
+		d.body.buf, d.whole.buf = d.whole.buf[:0], nil
 		d.body.h = sha256.New()
 		d.body.h.Write([]byte{1})
 		return
 	case lineName:
 		d.notField()
-		d.h.Write([]byte{'\n'})
+		d.h.Write(nl)
 	case lineSpace:
 		d.h, d.alt = d.alt, nil
 		d.skip = false
-		d.h.Write([]byte{'\n'})
+		d.h.Write(nl)
 	case lineRaw:
-		d.h.Write([]byte{'\n'})
+		d.h.Write(nl)
 	}
 	d.mode = lineNew
 }
@@ -379,7 +382,7 @@ func (d *digester) lineEnd() {
 // end ends the field being written.
 func (d *digester) end() {
 	if d.open {
-		d.h.Write([]byte{'\n'})
+		d.h.Write(nl)
 	}
 	d.open, d.v = false, value{}
 }
@@ -401,20 +404,25 @@ func (d *digester) identity(size int64) uidl.Identity {
 	return uidl.Identity{Size: size, Digest: head + body}
 }
 
-// lfHash writes pieces of a text to h with every CRLF as LF.
+// lfHash writes pieces of a text to h with every CRLF as LF, gathering
+// them in buf: one hash write per few kilobytes rather than per line.
 type lfHash struct {
-	h  hash.Hash
-	cr bool // the last piece ended in a CR not yet written
+	h   hash.Hash
+	cr  bool // the last piece ended in a CR not yet written
+	buf []byte
 }
 
 func (w *lfHash) write(p []byte) {
 	if len(p) == 0 {
 		return
 	}
+	if w.buf == nil {
+		w.buf = make([]byte, 0, 8<<10)
+	}
 	if w.cr {
 		w.cr = false
 		if p[0] != '\n' {
-			w.h.Write([]byte{'\r'})
+			w.add(cr)
 		}
 	}
 	if p[len(p)-1] == '\r' {
@@ -422,24 +430,48 @@ func (w *lfHash) write(p []byte) {
 		p = p[:len(p)-1]
 	}
 	for len(p) > 0 {
-		i := bytes.Index(p, []byte("\r\n"))
+		i := bytes.Index(p, crlf)
 		if i < 0 {
-			w.h.Write(p)
+			w.add(p)
 			return
 		}
-		w.h.Write(p[:i])
-		w.h.Write([]byte{'\n'})
+		w.add(p[:i])
+		w.add(nl)
 		p = p[i+2:]
 	}
 }
 
-// flush writes a final CR.
+// add gathers b.
+func (w *lfHash) add(b []byte) {
+	if len(w.buf)+len(b) > cap(w.buf) {
+		w.h.Write(w.buf)
+		w.buf = w.buf[:0]
+		if len(b) > cap(w.buf) {
+			w.h.Write(b)
+			return
+		}
+	}
+	w.buf = append(w.buf, b...)
+}
+
+// flush writes what is gathered, and a final CR.
 func (w *lfHash) flush() {
 	if w.cr {
-		w.h.Write([]byte{'\r'})
+		w.add(cr)
 		w.cr = false
 	}
+	w.h.Write(w.buf)
+	w.buf = w.buf[:0]
 }
+
+var (
+	cr    = []byte{'\r'}
+	nl    = []byte{'\n'}
+	crlf  = []byte("\r\n")
+	zero  = []byte{0}
+	colon = []byte{':'}
+	space = []byte{' '}
+)
 
 // value writes a field's value, unfolded, with every run of white space
 // as one space and none before or after it: a space is written only
@@ -461,7 +493,7 @@ func (v *value) write(w io.Writer, b []byte) {
 		}
 		if i > 0 {
 			if v.space && v.started {
-				w.Write([]byte{' '})
+				w.Write(space)
 			}
 			w.Write(b[:i])
 			v.started, v.space = true, false

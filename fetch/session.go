@@ -8,8 +8,8 @@ import (
 	"io/fs"
 	"log/slog"
 	"net"
-	"path/filepath"
 	"os"
+	"path/filepath"
 	"sync"
 	"time"
 
