@@ -22,6 +22,9 @@ import (
 // messages are smaller and never touch the disk.
 const DefaultSpoolMem = 256 << 10
 
+// spoolWriteBuf is the write buffer of a spool file.
+const spoolWriteBuf = 64 << 10
+
 // Spool holds one message while it is retrieved and delivered, so that
 // popfetch's memory does not grow with the size of a message: up to its
 // memory limit in memory, beyond that all of it in a file that has no name
@@ -41,6 +44,12 @@ type Spool struct {
 	last   byte  // the last byte written (Open's final line end)
 	err    error // a failed Write: every later one fails the same way
 	closed bool
+
+	// Writes to the file go through wbuf; the first read flushes it and
+	// seals the Spool (no more writes). mu guards them.
+	mu     sync.Mutex
+	wbuf   []byte
+	sealed bool
 
 	// The header (Head): hs scans the content as it arrives; once the
 	// content is in f, head keeps the bytes hs still needs, so that Head
@@ -90,7 +99,9 @@ func (s *Spool) Write(p []byte) (int, error) {
 			return 0, s.err
 		}
 	}
-	n, err := s.f.Write(p)
+	s.mu.Lock()
+	n, err := s.fileWrite(p)
+	s.mu.Unlock()
 	s.wrote(p, n)
 	if !s.hs.done {
 		s.head = append(s.head, p[:min(n, maxHead-len(s.head))]...)
@@ -104,6 +115,67 @@ func (s *Spool) Write(p []byte) (int, error) {
 		return n, s.err
 	}
 	return n, nil
+}
+
+// fileWrite writes p to the file through wbuf: a message arrives in
+// lines, and a write(2) per line would cost more than the copy.
+func (s *Spool) fileWrite(p []byte) (int, error) {
+	if s.sealed {
+		return 0, errors.New("spool: written after it was read")
+	}
+	if len(s.wbuf)+len(p) <= cap(s.wbuf) {
+		s.wbuf = append(s.wbuf, p...)
+		return len(p), nil
+	}
+	if err := s.flushLocked(); err != nil {
+		return 0, err
+	}
+	if len(p) >= cap(s.wbuf) {
+		return s.f.Write(p)
+	}
+	s.wbuf = append(s.wbuf, p...)
+	return len(p), nil
+}
+
+// flushLocked writes wbuf to the file; s.mu is held.
+func (s *Spool) flushLocked() error {
+	if len(s.wbuf) == 0 {
+		return nil
+	}
+	_, err := s.f.Write(s.wbuf)
+	s.wbuf = s.wbuf[:0]
+	return err
+}
+
+// Flush writes what is buffered to the spool file and returns the first
+// write error (see Write). A spool that is read is flushed first anyway;
+// Flush tells the writer of a failure (a full disk) when the message has
+// been spooled rather than when it is delivered.
+func (s *Spool) Flush() error {
+	if s.err != nil || s.f == nil {
+		return s.err
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if err := s.flushLocked(); err != nil && s.err == nil {
+		s.err = s.fail("write spool file", err)
+	}
+	return s.err
+}
+
+// seal ends writing: the first read of the file flushes it, and every
+// read fails if the content never reached the file whole.
+func (s *Spool) seal() error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if !s.sealed {
+		s.sealed = true
+		if err := s.flushLocked(); err != nil && s.err == nil {
+			s.err = s.fail("write spool file", err)
+		}
+		s.wbuf = nil
+	}
+	return s.err
 }
 
 // wrote counts the first n bytes of p as written.
@@ -149,6 +221,7 @@ func (s *Spool) toFile() error {
 		s.head = append([]byte(nil), s.mem[:s.hs.n]...)
 	}
 	s.f, s.mem = f, nil
+	s.wbuf = make([]byte, 0, spoolWriteBuf)
 	return nil
 }
 
@@ -191,6 +264,9 @@ func (s *Spool) ReadAt(p []byte, off int64) (int, error) {
 	if s.f == nil {
 		n = copy(p, s.mem[off:])
 	} else {
+		if err := s.seal(); err != nil {
+			return 0, err
+		}
 		n, err = s.f.ReadAt(p, off)
 		if err != nil && !(err == io.EOF && n == len(p)) {
 			if err == io.EOF {
@@ -217,7 +293,7 @@ func (s *Spool) Close() error {
 		return nil
 	}
 	s.closed = true
-	s.mem, s.head = nil, nil
+	s.mem, s.head, s.wbuf = nil, nil, nil
 	if s.f != nil {
 		return s.f.Close()
 	}

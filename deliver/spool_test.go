@@ -266,4 +266,47 @@ func TestSpoolWriteError(t *testing.T) {
 	if _, err := s.Write([]byte("x")); !errors.Is(err, syscall.ENOSPC) {
 		t.Fatalf("Write after the failure = %v", err)
 	}
+	if err := s.Flush(); !errors.Is(err, syscall.ENOSPC) {
+		t.Fatalf("Flush after the failure = %v", err)
+	}
+	if _, err := s.ReadAt(make([]byte, 1), 0); !errors.Is(err, syscall.ENOSPC) {
+		t.Fatalf("ReadAt after the failure = %v", err)
+	}
+}
+
+// TestSpoolSealed: writes to the file are buffered; Flush reports a full
+// disk once the buffer reaches it, and the first read ends writing.
+func TestSpoolSealed(t *testing.T) {
+	dir := t.TempDir()
+	if err := syscall.Mount("tmpfs", dir, "tmpfs", 0, "size=64k"); err != nil {
+		t.Skipf("mount tmpfs: %v", err)
+	}
+	t.Cleanup(func() { syscall.Unmount(dir, 0) })
+	s := NewSpool(filepath.Join(dir, "spool"), 1024)
+	defer s.Close()
+	// Less than the write buffer: accepted, the disk not yet touched.
+	for range 15 {
+		if _, err := s.Write(make([]byte, 4096)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	fill, err := os.Create(filepath.Join(dir, "fill"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	fill.Write(make([]byte, 128<<10)) // fills the file system
+	fill.Close()
+	if err := s.Flush(); !errors.Is(err, syscall.ENOSPC) || IsPermanent(err) {
+		t.Fatalf("Flush on a full disk = %v; want a temporary ENOSPC", err)
+	}
+
+	s2 := NewSpool(t.TempDir(), 4)
+	defer s2.Close()
+	s2.Write([]byte("A: b\r\n"))
+	if _, err := s2.ReadAt(make([]byte, 1), 0); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s2.Write([]byte("\r\nbody\r\n")); err == nil {
+		t.Fatal("Write after a read succeeded")
+	}
 }

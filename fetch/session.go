@@ -1164,7 +1164,10 @@ func (s *session) retrieve(ctx context.Context, e entry) (*deliver.Message, erro
 	}
 	s.retrieved++
 	sp := s.newSpool()
-	if _, err := sp.Write(raw); err != nil {
+	if _, err = sp.Write(raw); err == nil {
+		err = sp.Flush()
+	}
+	if err != nil {
 		sp.Close()
 		return nil, fmt.Errorf("retr %d (uid %s): %w", e.Num, e.UID, err)
 	}

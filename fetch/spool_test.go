@@ -116,3 +116,30 @@ func TestPollSpoolReleased(t *testing.T) {
 		})
 	}
 }
+
+// TestPollSpoolDirRefused: a state_dir/spool that is a symlink is not
+// used: a message that needs it stays on the server, undelivered and not
+// recorded, and arrives once the directory is sound.
+func TestPollSpoolDirRefused(t *testing.T) {
+	big := bigMsg(1, 300<<10)
+	srv := pop3test.NewServer(t, pop3test.Options{Messages: []pop3test.Message{big}})
+	a := testAccount(t, srv)
+	elsewhere := t.TempDir()
+	if err := os.MkdirAll(a.StateDir, 0o700); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Symlink(elsewhere, spoolDir(a)); err != nil {
+		t.Fatal(err)
+	}
+	res := poller(nil).Poll(context.Background(), a)
+	if res.Err == nil || res.Delivered != 0 || !strings.Contains(res.Err.Error(), "symlink") {
+		t.Fatalf("Poll with a symlinked spool directory = %+v", res)
+	}
+	if len(srv.Messages()) != 1 || storeHas(t, a, big.UID) || maildirCount(t, a) != 0 {
+		t.Fatal("the message left the server, or was delivered or recorded")
+	}
+	os.Remove(spoolDir(a))
+	if res := poller(nil).Poll(context.Background(), a); res.Err != nil || res.Delivered != 1 || len(srv.Messages()) != 0 {
+		t.Fatalf("Poll once the directory is sound = %+v", res)
+	}
+}
