@@ -376,7 +376,7 @@ func createSpoolFile(dir string) (*os.File, error) {
 	}
 	defer d.Close()
 	dfd := int(d.Fd())
-	fd, err := openTmpfile(dfd)
+	fd, err := spoolTmpfile(dfd)
 	if err != nil {
 		// No O_TMPFILE here (another system, an old kernel, a file
 		// system without it): a fresh name, created exclusively and
@@ -395,6 +395,9 @@ func createSpoolFile(dir string) (*os.File, error) {
 	}
 	return os.NewFile(uintptr(fd), filepath.Join(dir, "(spool)")), nil
 }
+
+// spoolTmpfile is openTmpfile; tests take O_TMPFILE away.
+var spoolTmpfile = openTmpfile
 
 // spoolDirMu serialises the creation of spool directories.
 var spoolDirMu sync.Mutex

@@ -120,6 +120,15 @@ func TestSpoolHeadLarge(t *testing.T) {
 // TestSpoolFile: past the limit the content is in a 0600 file that no
 // directory names, released on Close; the directory is made 0700.
 func TestSpoolFile(t *testing.T) {
+	t.Run("O_TMPFILE", testSpoolFile)
+	t.Run("without O_TMPFILE", func(t *testing.T) {
+		spoolTmpfile = func(int) (int, error) { return -1, syscall.EOPNOTSUPP }
+		defer func() { spoolTmpfile = openTmpfile }()
+		testSpoolFile(t)
+	})
+}
+
+func testSpoolFile(t *testing.T) {
 	dir := filepath.Join(t.TempDir(), "state", "spool")
 	s := fillSpool(t, dir, 8, []byte("A: b\r\n\r\nbody\r\n"), nil)
 	if s.f == nil {
