@@ -7,6 +7,14 @@
 //
 // The fetch package spools a whole message into a [Message] (never a
 // stream: a target that saw EOF would deliver a truncated message), then:
+// a [Spool] keeps up to 256 KiB in memory and a larger message in an
+// unnamed 0600 file (O_TMPFILE, or created O_EXCL and unlinked at once)
+// in the state directory's "spool" directory, so memory does not grow
+// with a message's size. Everything that reads the message streams it
+// from there: [Open] in bounded chunks, the header readers through
+// [Message.Head] (the header as far as [MaxHeaderBytes], kept in
+// memory), [DuplicateKey] and fetch's identity digest through
+// [Message.Reader]. Then:
 //
 //  1. Routing (multidrop accounts only). [RouteHeader] picks the local
 //     recipients from the configured envelope header at its configured
@@ -60,7 +68,7 @@
 //     two for a caller that records the copy's final name first (an
 //     intent): everything up to the move, then [Prepared.Commit] (move,
 //     fsync of new/) or [Prepared.Abort]; after a crash, [Committed]
-//     tells whether a file holds that name, and [ReadCommitted] whether
+//     tells whether a file holds that name, and [OpenCommitted] whether
 //     it can be the copy (its size is the one the name carries). Targets that cannot do two
 //     phases (MDA, SMTP/LMTP) deliver in one step only.
 //

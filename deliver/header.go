@@ -153,6 +153,9 @@ func comment(s string) string {
 // message. With lf the copy uses bare LF line endings (Maildir, MDA: the Unix
 // convention); otherwise every line ends in CRLF, and bare CR or LF inside
 // the message are normalised to CRLF (SMTP smuggling, RFC 5321 §2.3.8).
+// A message in a spool file is read from it in bounded chunks, so a copy
+// costs the same memory whatever the message's size; a read error of the
+// spool is the copy's error.
 func Open(m *Message, fields []Field, lf bool) io.Reader {
 	var h bytes.Buffer
 	for _, f := range fields {
@@ -161,13 +164,16 @@ func Open(m *Message, fields []Field, lf bool) io.Reader {
 		writeValue(&h, f.Value)
 		h.WriteString("\r\n")
 	}
-	segs := [][]byte{h.Bytes(), m.Raw}
+	mem, src, size := m.source()
+	e := &eolReader{segs: [][]byte{h.Bytes(), mem}, src: src, end: size, lf: lf}
 	// A final bare CR is already a line end for the eolReader; adding CRLF
 	// after it would append an empty line to the message.
-	if n := len(m.Raw); n > 0 && m.Raw[n-1] != '\n' && m.Raw[n-1] != '\r' {
-		segs = append(segs, []byte("\r\n"))
+	if m.Size() > 0 {
+		if c := m.lastByte(); c != '\n' && c != '\r' {
+			e.tail = []byte("\r\n")
+		}
 	}
-	return &eolReader{segs: segs, lf: lf}
+	return e
 }
 
 // writeValue writes a field value, keeping every line break in it a fold:
@@ -194,20 +200,67 @@ func writeValue(h *bytes.Buffer, v string) {
 
 // eolReader rewrites line endings: CRLF, bare CR and bare LF all become LF
 // (lf) or CRLF (!lf). It converts straight from the message in memory, a
-// run of bytes between line ends at a time. WriteTo (what io.Copy and
+// run of bytes between line ends at a time, and reads a message in a spool
+// file a chunk at a time (a pooled buffer). WriteTo (what io.Copy and
 // os/exec use) needs no buffer of its own beyond a pooled one.
 type eolReader struct {
-	segs   [][]byte // what is left to convert, in order
-	lf     bool
-	lastCR bool   // the last segment consumed ended in CR: an LF opening the next belongs to it
-	buf    []byte // Read's buffer, allocated on first use
-	out    []byte // converted bytes Read has not returned yet
+	segs     [][]byte    // what is left to convert, in order
+	src      io.ReaderAt // then bytes [off, end) of src, nil once read
+	off, end int64
+	tail     []byte  // then this
+	chunk    *[]byte // the buffer src is read into (from chunkBufs)
+	err      error   // reading src failed
+	lf       bool
+	lastCR   bool   // the last segment consumed ended in CR: an LF opening the next belongs to it
+	buf      []byte // Read's buffer, allocated on first use
+	out      []byte // converted bytes Read has not returned yet
+}
+
+var chunkBufs = sync.Pool{New: func() any { b := make([]byte, 64<<10); return &b }}
+
+// more makes sure segs holds something to convert, reading the next chunk
+// of src when it is empty; false means the input is used up (or a read
+// failed: err).
+func (e *eolReader) more() bool {
+	for len(e.segs) == 0 {
+		switch {
+		case e.src != nil && e.off < e.end:
+			if e.chunk == nil {
+				e.chunk = chunkBufs.Get().(*[]byte)
+			}
+			b := *e.chunk
+			if rest := e.end - e.off; rest < int64(len(b)) {
+				b = b[:rest]
+			}
+			n, err := e.src.ReadAt(b, e.off)
+			if n < len(b) {
+				if err == nil || err == io.EOF {
+					err = io.ErrUnexpectedEOF
+				}
+				e.err, e.src = err, nil
+				return false
+			}
+			e.off += int64(n)
+			e.segs = append(e.segs, b)
+		case e.src != nil:
+			// Nothing references the chunk any more.
+			e.src = nil
+			chunkBufs.Put(e.chunk)
+			e.chunk = nil
+		case e.tail != nil:
+			e.segs = append(e.segs, e.tail)
+			e.tail = nil
+		default:
+			return false
+		}
+	}
+	return true
 }
 
 // convert appends converted bytes to dst until it holds max bytes or the
 // input is used up. dst must have room for max+2 bytes (a line end).
 func (e *eolReader) convert(dst []byte, max int) []byte {
-	for len(e.segs) > 0 && len(dst) < max {
+	for len(dst) < max && e.more() {
 		s := e.segs[0]
 		if len(s) > 0 && e.lastCR {
 			e.lastCR = false
@@ -251,7 +304,10 @@ func (e *eolReader) convert(dst []byte, max int) []byte {
 
 func (e *eolReader) Read(p []byte) (int, error) {
 	for len(e.out) == 0 {
-		if len(e.segs) == 0 {
+		if !e.more() {
+			if e.err != nil {
+				return 0, e.err
+			}
 			return 0, io.EOF
 		}
 		if e.buf == nil {
@@ -282,7 +338,7 @@ func (e *eolReader) WriteTo(w io.Writer) (int64, error) {
 	}
 	bp := eolBufs.Get().(*[]byte)
 	defer eolBufs.Put(bp)
-	for len(e.segs) > 0 {
+	for e.more() {
 		b := e.convert((*bp)[:0], cap(*bp)-2)
 		if len(b) == 0 {
 			continue
@@ -291,5 +347,5 @@ func (e *eolReader) WriteTo(w io.Writer) (int64, error) {
 			return total, err
 		}
 	}
-	return total, nil
+	return total, e.err
 }

@@ -789,7 +789,7 @@ func (p *Prepared) finish() {
 // named path (its Path) in its Maildir: in new/, or moved to cur/ by a
 // mail reader, as NAME or NAME:2,FLAGS. A run killed between recording a
 // copy's Path and recording the delivery asks it on the next start, so as
-// not to deliver that copy again; ReadCommitted then tells whether that
+// not to deliver that copy again; OpenCommitted then tells whether that
 // file can be the copy.
 func Committed(path string) bool {
 	_, ok := findCommitted(path)
@@ -815,22 +815,23 @@ func findCommitted(path string) (string, bool) {
 	return "", false
 }
 
-// ErrNotCopy is wrapped by ReadCommitted's error for a file that holds a
+// ErrNotCopy is wrapped by OpenCommitted's error for a file that holds a
 // copy's name but cannot be the copy Prepare wrote.
 var ErrNotCopy = errors.New("maildir: the file is not the copy popfetch wrote")
 
-// ReadCommitted returns the content of the file Committed finds for path,
-// if it can be the copy a Prepared wrote there: a regular file (not
-// followed if a symlink, not waited on if a FIFO) of the size its name
-// carries (",S=", see Prepared.setName). Otherwise the error wraps
-// ErrNotCopy, or fs.ErrNotExist when no file holds the name. A Commit
-// that found its name taken (ErrNameTaken) leaves another's file there,
-// and a run killed before recording the fresh name leaves that name as
-// its intent: that file must not be taken for the delivery. The content
-// is the copy as Open writes it with LF line ends: the fields popfetch
-// added, then the message; the caller compares it with what it knows of
-// the message.
-func ReadCommitted(path string) ([]byte, error) {
+// OpenCommitted opens the file Committed finds for path, if it can be the
+// copy a Prepared wrote there: a regular file (not followed if a symlink,
+// not waited on if a FIFO) of the size its name carries (",S=", see
+// Prepared.setName). Otherwise the error wraps ErrNotCopy, or
+// fs.ErrNotExist when no file holds the name. A Commit that found its
+// name taken (ErrNameTaken) leaves another's file there, and a run killed
+// before recording the fresh name leaves that name as its intent: that
+// file must not be taken for the delivery. The content is the copy as
+// Open writes it with LF line ends: the fields popfetch added, then the
+// message; the caller reads it as a stream (it may be as large as any
+// message) and compares it with what it knows of the message. A read that
+// finds another size than the name's fails with ErrNotCopy.
+func OpenCommitted(path string) (io.ReadCloser, error) {
 	found, ok := findCommitted(path)
 	if !ok {
 		return nil, fmt.Errorf("maildir: %s: %w", path, fs.ErrNotExist)
@@ -851,26 +852,44 @@ func ReadCommitted(path string) ([]byte, error) {
 		}
 		return nil, err
 	}
-	defer f.Close()
 	st, err := f.Stat()
 	if err != nil {
+		f.Close()
 		return nil, err
 	}
 	if !st.Mode().IsRegular() {
+		f.Close()
 		return nil, fmt.Errorf("%w: %s: not a regular file", ErrNotCopy, found)
 	}
 	if st.Size() != want {
+		f.Close()
 		return nil, fmt.Errorf("%w: %s: %d bytes, the copy had %d", ErrNotCopy, found, st.Size(), want)
 	}
-	b, err := io.ReadAll(io.LimitReader(f, want+1))
-	if err != nil {
-		return nil, err
-	}
-	if int64(len(b)) != want {
-		return nil, fmt.Errorf("%w: %s: %d bytes read, the copy had %d", ErrNotCopy, found, len(b), want)
-	}
-	return b, nil
+	return &committedReader{f: f, name: found, want: want}, nil
 }
+
+// committedReader reads a committed copy, failing if it turns out to hold
+// another number of bytes than its name says (changed since the check).
+type committedReader struct {
+	f    *os.File
+	name string
+	want int64
+	n    int64
+}
+
+func (r *committedReader) Read(p []byte) (int, error) {
+	if left := r.want + 1 - r.n; int64(len(p)) > left {
+		p = p[:left] // one byte more than the size shows a longer file
+	}
+	n, err := r.f.Read(p)
+	r.n += int64(n)
+	if r.n > r.want || err == io.EOF && r.n != r.want {
+		return n, fmt.Errorf("%w: %s: %d bytes read, the copy had %d", ErrNotCopy, r.name, r.n, r.want)
+	}
+	return n, err
+}
+
+func (r *committedReader) Close() error { return r.f.Close() }
 
 // SyncCommitted makes the link of the copy Committed found at path
 // durable (fsync of new/): the link of a killed run may so far exist only

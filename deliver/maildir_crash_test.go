@@ -6,6 +6,7 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"io"
 	"io/fs"
 	"os"
 	"path/filepath"
@@ -107,7 +108,7 @@ func TestMaildirCommitKilled(t *testing.T) {
 
 			// new/ holds complete copies only.
 			for _, n := range delivertest.Names(t, filepath.Join(dir, "new")) {
-				b, err := ReadCommitted(filepath.Join(dir, "new", n))
+				b, err := readCommitted(filepath.Join(dir, "new", n))
 				if err != nil {
 					t.Errorf("new/%s: %v", n, err)
 				} else if !bytes.HasSuffix(b, []byte(lf(string(m.Raw)))) {
@@ -121,12 +122,12 @@ func TestMaildirCommitKilled(t *testing.T) {
 				t.Errorf("tmp/ holds %d files; want a name left there: %v", got, tt.tmpLeft)
 			}
 			if !tt.committed {
-				if _, err := ReadCommitted(intent); !errors.Is(err, fs.ErrNotExist) {
+				if _, err := readCommitted(intent); !errors.Is(err, fs.ErrNotExist) {
 					t.Errorf("ReadCommitted of a copy never moved = %v; want not exist", err)
 				}
 				return
 			}
-			b, err := ReadCommitted(intent)
+			b, err := readCommitted(intent)
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -141,9 +142,19 @@ func TestMaildirCommitKilled(t *testing.T) {
 			if err := os.Rename(intent, cur); err != nil {
 				t.Fatal(err)
 			}
-			if b, err := ReadCommitted(intent); err != nil || !bytes.HasSuffix(b, []byte(lf(string(m.Raw)))) {
+			if b, err := readCommitted(intent); err != nil || !bytes.HasSuffix(b, []byte(lf(string(m.Raw)))) {
 				t.Errorf("ReadCommitted after the move to cur/ = %v", err)
 			}
 		})
 	}
+}
+
+// readCommitted reads the whole copy OpenCommitted finds at path.
+func readCommitted(path string) ([]byte, error) {
+	r, err := OpenCommitted(path)
+	if err != nil {
+		return nil, err
+	}
+	defer r.Close()
+	return io.ReadAll(r)
 }

@@ -1,8 +1,10 @@
 package deliver
 
 import (
+	"bytes"
 	"errors"
 	"fmt"
+	"io"
 	"strings"
 	"time"
 
@@ -13,9 +15,11 @@ import (
 // any delivery starts (doc/design.md §2.1: never stream a RETR into a target,
 // because a target that sees EOF would deliver a truncated message).
 //
-// Raw holds the message exactly as the server sent it after dot-unstuffing,
-// with CRLF line endings. It is never modified: targets that add headers
-// (Received:, Delivered-To:) write them in front of Raw.
+// The message is exactly as the server sent it after dot-unstuffing, with
+// CRLF line endings, in Spool or, when Spool is nil, in Raw (a message
+// read from a file, tests). It is never modified: targets that add headers
+// (Received:, Delivered-To:) write them in front of it. Its readers (Size,
+// Head, Reader, Open) serve either.
 type Message struct {
 	Account string    // rc file account name, for the trace header and errors
 	Server  string    // POP3 server host name
@@ -23,6 +27,67 @@ type Message struct {
 	UID     string    // the server's UIDL for this message
 	Fetched time.Time // when popfetch finished reading it
 	Raw     []byte
+	Spool   *Spool // when set, the message (Raw is unused)
+}
+
+// Size returns the message's length in bytes.
+func (m *Message) Size() int64 {
+	if m.Spool != nil {
+		return m.Spool.Len()
+	}
+	return int64(len(m.Raw))
+}
+
+// Head returns the message's header section as the header readers
+// (RouteHeader, ReturnPath, MessageID) see it: up to and including the
+// empty line that ends it, or the first MaxHeaderBytes+2 bytes. The
+// caller must not change it.
+func (m *Message) Head() []byte {
+	if m.Spool != nil {
+		return m.Spool.Head()
+	}
+	return headOf(m.Raw)
+}
+
+// Reader returns a reader of the whole message, independent of any
+// other: copies may be read at once.
+func (m *Message) Reader() *io.SectionReader {
+	if m.Spool != nil {
+		return m.Spool.Reader()
+	}
+	return io.NewSectionReader(bytes.NewReader(m.Raw), 0, int64(len(m.Raw)))
+}
+
+// Close releases the spool, once every delivery of the message is over.
+func (m *Message) Close() error {
+	if m.Spool != nil {
+		return m.Spool.Close()
+	}
+	return nil
+}
+
+// lastByte returns the message's last byte, 0 if it is empty.
+func (m *Message) lastByte() byte {
+	if m.Spool != nil {
+		return m.Spool.lastByte()
+	}
+	if n := len(m.Raw); n > 0 {
+		return m.Raw[n-1]
+	}
+	return 0
+}
+
+// source returns the message as Open reads it: what is in memory, then
+// size bytes of src (nil when all is in memory).
+func (m *Message) source() (mem []byte, src io.ReaderAt, size int64) {
+	if m.Spool == nil {
+		return m.Raw, nil, 0
+	}
+	s := m.Spool
+	if s.f == nil {
+		return s.mem, nil, 0
+	}
+	return nil, s, s.n
 }
 
 // Error is a delivery failure with its classification. Targets return it

@@ -188,7 +188,7 @@ func (d *SMTP) envelopeSender(m *Message, sender string) string {
 	if sender != "" && sender != "<>" && checkEnvelopeAddr(sender) == nil {
 		return sender
 	}
-	if rp := ReturnPath(m.Raw); rp != "" && checkEnvelopeAddr(rp) == nil {
+	if rp := ReturnPath(m.Head()); rp != "" && checkEnvelopeAddr(rp) == nil {
 		return rp
 	}
 	return ""

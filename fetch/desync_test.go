@@ -29,7 +29,7 @@ func (r *contentRecorder) Dispatch(_ context.Context, m *deliver.Message, _ Prog
 	if r.got == nil {
 		r.got = map[string][][]byte{}
 	}
-	r.got[m.UID] = append(r.got[m.UID], bytes.Clone(m.Raw))
+	r.got[m.UID] = append(r.got[m.UID], rawOf(m))
 	return nil
 }
 

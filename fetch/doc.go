@@ -26,8 +26,9 @@
 //	    renumbered (reuse.go)
 //	  → RETR in rounds of up to 128 commands or 4 MiB (sent at once with
 //	    RFC 2449 PIPELINING, one at a time without it), each "RETR n"
-//	    followed by "LIST n", into a bounded in-memory spool, one
-//	    deadline per message
+//	    followed by "LIST n", into a bounded spool (deliver.Spool:
+//	    memory, then an unnamed 0600 file in state_dir/spool; see
+//	    doc/design.md §2.1), one deadline per message
 //	  → once the round's every reply is read, each RETR reply followed
 //	    by its own LIST's ("+OK n size"), the server is silent and the
 //	    round's last reply names itself (that LIST; STAT after DELEs):
@@ -83,7 +84,7 @@
 // prepared in tmp/ and before it is committed into new/; the next poll
 // checks unresolved intents and records as delivered any whose copy
 // deliver finds committed (deliver.Committed) and that is the copy
-// popfetch wrote (ourCopy: deliver.ReadCommitted checks the size its name
+// popfetch wrote (ourCopy: deliver.OpenCommitted checks the size its name
 // carries, and its body has the digest of the intent's identity), so a
 // kill between commit and record duplicates nothing, and another's file
 // under the name of an intent is never taken for the delivery. When a

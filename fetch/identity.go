@@ -5,7 +5,10 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"errors"
+	"fmt"
+	"hash"
 	"io"
+	"sync"
 
 	"github.com/popfetch/popfetch/deliver"
 	"github.com/popfetch/popfetch/uidl"
@@ -55,8 +58,29 @@ const maxFieldName = 256
 // records its new identity; keep mode takes an unchanged size as the same
 // message and delivers one of another size again, once.
 func identityOf(size int64, raw []byte) uidl.Identity {
-	return uidl.Identity{Size: size, Digest: headerDigest(raw) + bodyDigest(raw)}
+	d := newDigester()
+	d.Write(raw)
+	return d.identity(size)
 }
+
+// messageIdentity is identityOf for m, read as a stream (a spooled
+// message is never held whole in memory); an error is a failure to read
+// it back.
+func messageIdentity(size int64, m *deliver.Message) (uidl.Identity, error) {
+	d := newDigester()
+	if m.Spool == nil {
+		d.Write(m.Raw)
+		return d.identity(size), nil
+	}
+	bp := copyBufs.Get().(*[]byte)
+	defer copyBufs.Put(bp)
+	if _, err := io.CopyBuffer(d, m.Reader(), *bp); err != nil {
+		return uidl.Identity{}, fmt.Errorf("identity of uid %s: read the message: %w", m.UID, err)
+	}
+	return d.identity(size), nil
+}
+
+var copyBufs = sync.Pool{New: func() any { b := make([]byte, 64<<10); return &b }}
 
 // fullDigestLen is the length of identityOf's digest. Identities recorded
 // with a shorter one (the header digest alone, by a development version of
@@ -77,7 +101,7 @@ func fullIdentities(ids []uidl.Identity) []uidl.Identity {
 
 // ourCopy checks that the Maildir file deliver finds committed for the
 // intent path is the copy of the message of identity id (the identity
-// its intent recorded) that popfetch wrote: deliver.ReadCommitted checks
+// its intent recorded) that popfetch wrote: deliver.OpenCommitted checks
 // the size the copy's name carries, and the body of the file must have
 // the body digest of id. The body of a Maildir copy is the retrieved
 // body with LF line ends (deliver.Open), which bodyDigest reads as it
@@ -85,17 +109,25 @@ func fullIdentities(ids []uidl.Identity) []uidl.Identity {
 // the copy: a bare CR in the body (Open turns it into LF), a missing
 // final line end (Open adds one; a POP3 reply always ends the message's
 // last line). Nor can an intent without a full identity (written by an
-// older popfetch). Each is fetched again, a duplicate at worst.
+// older popfetch). Each is fetched again, a duplicate at worst. The file
+// is read as a stream, never whole into memory.
 func ourCopy(path string, id uidl.Identity) error {
 	if len(id.Digest) != fullDigestLen {
 		return errors.New("no message identity recorded with the intent")
 	}
-	content, err := deliver.ReadCommitted(path)
+	f, err := deliver.OpenCommitted(path)
 	if err != nil {
 		return err
 	}
+	defer f.Close()
+	d := newDigester()
+	bp := copyBufs.Get().(*[]byte)
+	defer copyBufs.Put(bp)
+	if _, err := io.CopyBuffer(d, f, *bp); err != nil {
+		return err
+	}
 	want := id.Digest[fullDigestLen/2:]
-	if bodyDigest(content) != want {
+	if _, body := d.sums(); body != want {
 		return errors.New("its body is not the message's")
 	}
 	return nil
@@ -108,32 +140,10 @@ func ourCopy(path string, id uidl.Identity) error {
 // without that empty line has no body, which digests differently from an
 // empty one. It is the first 128 bits of SHA-256, in hex.
 func bodyDigest(raw []byte) string {
-	h := sha256.New()
-	body, ok := bodyOf(raw)
-	if !ok {
-		h.Write([]byte{0})
-	} else {
-		h.Write([]byte{1})
-		writeLF(h, body)
-	}
-	return hex.EncodeToString(h.Sum(nil)[:16])
-}
-
-// bodyOf returns what follows the first empty line of raw (CRLF or bare
-// LF), and whether there is one.
-func bodyOf(raw []byte) ([]byte, bool) {
-	for len(raw) > 0 {
-		i := bytes.IndexByte(raw, '\n')
-		if i < 0 {
-			return nil, false
-		}
-		line := bytes.TrimSuffix(raw[:i], []byte("\r"))
-		raw = raw[i+1:]
-		if len(line) == 0 {
-			return raw, true
-		}
-	}
-	return nil, false
+	d := newDigester()
+	d.Write(raw)
+	_, body := d.sums()
+	return body
 }
 
 // headerDigest is a digest of the header section of raw: everything up to
@@ -145,74 +155,323 @@ func bodyOf(raw []byte) ([]byte, bool) {
 // same digest; fields keep their order and repeats. A line that is not a
 // field is hashed as it is. A message without the empty line has no
 // header/body boundary: its digest is that of the whole message, every
-// CRLF read as LF. It streams over raw (no copy, no bound on the header
-// needed: the cost is linear in the message, which is bounded by
-// pop3.MaxMessageSize) and is the first 128 bits of SHA-256, in hex.
+// CRLF read as LF. It is the first 128 bits of SHA-256, in hex.
 func headerDigest(raw []byte) string {
-	h := sha256.New()
-	if _, ok := bodyOf(raw); !ok {
-		h.Write([]byte("whole\n"))
-		writeLF(h, raw)
-		return hex.EncodeToString(h.Sum(nil)[:16])
-	}
-	h.Write([]byte("header\n"))
-	open := false // a field is being written (its value continues on folded lines)
-	skip := false // the field being read is volatile: its folded lines are skipped
-	var v value   // the value being written
-	end := func() {
-		if open {
-			h.Write([]byte{'\n'})
-		}
-		open, v = false, value{}
-	}
-	for len(raw) > 0 {
-		line := raw
-		if i := bytes.IndexByte(raw, '\n'); i >= 0 {
-			line, raw = raw[:i], raw[i+1:]
-		} else {
-			raw = nil
-		}
-		line = bytes.TrimSuffix(line, []byte("\r"))
-		if len(line) == 0 {
-			break // end of the header section
-		}
-		if line[0] == ' ' || line[0] == '\t' {
-			switch {
-			case skip:
-			case open:
-				v.write(h, line) // starts with white space
-			default:
-				// A continuation before any field: not a field.
-				h.Write([]byte{0})
-				h.Write(line)
-				h.Write([]byte{'\n'})
-			}
-			continue
-		}
-		end()
-		name, value, ok := bytes.Cut(line, []byte(":"))
-		name = bytes.TrimRight(name, " \t")
-		if !ok || len(name) == 0 || len(name) > maxFieldName || bytes.ContainsAny(name, " \t") {
-			// Not a field (garbage, an mbox "From " line): hashed
-			// as it is, so two messages that differ there differ.
-			skip = false
-			h.Write([]byte{0})
-			h.Write(line)
-			h.Write([]byte{'\n'})
-			continue
-		}
-		lower := bytes.ToLower(name)
-		if skip = volatileFields[string(lower)]; skip {
-			continue
-		}
-		h.Write(lower)
-		h.Write([]byte{':'})
-		open = true
-		v.write(h, value)
-	}
-	end()
-	return hex.EncodeToString(h.Sum(nil)[:16])
+	d := newDigester()
+	d.Write(raw)
+	head, _ := d.sums()
+	return head
 }
+
+// digester computes headerDigest and bodyDigest of a message written to
+// it in pieces of any size, in one pass and bounded memory (a field name
+// at most): the cost is linear in the message, which is bounded by
+// pop3.MaxMessageSize, and no bound on the header is needed. Until the
+// empty line that ends the header it feeds both the digest of the whole
+// message (used if there is no such line) and that of the header's
+// fields; after it, the body's.
+type digester struct {
+	whole  lfHash // "whole\n", the message with CRLF as LF
+	inBody bool   // the empty line was seen
+	body   lfHash // 1, the body with CRLF as LF
+
+	// The header's fields, line by line; each line's final CR (before
+	// its LF) is dropped, as headerDigest's line reader drops it.
+	h    hash.Hash
+	cr   bool      // a CR ended the last piece: the next byte says whether it ends the line
+	mode lineMode  // what the current line is
+	open bool      // a field is being written (its value continues on folded lines)
+	skip bool      // the field being read is volatile: its folded lines are skipped
+	v    value     // the value being written
+	name []byte    // the current line's field name so far (lineName, lineSpace)
+	alt  hash.Hash // lineSpace: h with the line written as not a field
+}
+
+// lineMode says how the digester reads the rest of the current line.
+type lineMode int
+
+const (
+	lineNew   lineMode = iota // nothing of the line read yet
+	lineName                  // a field name so far
+	lineSpace                 // a name, then white space: a field if ':' follows
+	lineValue                 // a field's value (or its folded line)
+	lineRaw                   // not a field: hashed as it is
+	lineSkip                  // a volatile field's line
+)
+
+func newDigester() *digester {
+	d := &digester{h: sha256.New()}
+	d.whole.h = sha256.New()
+	d.whole.h.Write([]byte("whole\n"))
+	d.h.Write([]byte("header\n"))
+	return d
+}
+
+// Write feeds the next piece of the message; it never fails.
+func (d *digester) Write(p []byte) (int, error) {
+	n := len(p)
+	for len(p) > 0 && !d.inBody {
+		// Up to and including the next LF: one line, or its part.
+		i := bytes.IndexByte(p, '\n')
+		piece := p
+		if i >= 0 {
+			piece = p[:i+1]
+		}
+		p = p[len(piece):]
+		d.whole.write(piece)
+		d.headerPiece(piece, i >= 0)
+	}
+	if len(p) > 0 {
+		d.body.write(p)
+	}
+	return n, nil
+}
+
+// headerPiece reads piece, a part of a header line; eol: it ends with the
+// line's LF.
+func (d *digester) headerPiece(piece []byte, eol bool) {
+	if eol {
+		piece = piece[:len(piece)-1]
+	}
+	if d.cr {
+		d.cr = false
+		if len(piece) > 0 || !eol {
+			d.lineData(cr) // not the line's last byte
+		}
+	}
+	if n := len(piece); n > 0 && piece[n-1] == '\r' {
+		piece = piece[:n-1]
+		d.cr = !eol // at eol the CR ends the line and is dropped
+	}
+	if len(piece) > 0 {
+		d.lineData(piece)
+	}
+	if eol {
+		d.lineEnd()
+	}
+}
+
+// lineData reads bytes of the current line.
+func (d *digester) lineData(p []byte) {
+	for len(p) > 0 {
+		switch d.mode {
+		case lineNew:
+			if p[0] == ' ' || p[0] == '\t' {
+				switch {
+				case d.skip:
+					d.mode = lineSkip
+				case d.open:
+					d.mode = lineValue // starts with white space
+				default:
+					// A continuation before any field: not a field.
+					d.h.Write(zero)
+					d.mode = lineRaw
+				}
+				continue
+			}
+			d.end()
+			d.name = d.name[:0]
+			d.mode = lineName
+		case lineName:
+			i := bytes.IndexAny(p, ": \t")
+			seg := p
+			if i >= 0 {
+				seg = p[:i]
+			}
+			if len(d.name)+len(seg) > maxFieldName {
+				d.notField()
+				continue // p is written as it is
+			}
+			d.name = append(d.name, seg...)
+			p = p[len(seg):]
+			if i < 0 {
+				return
+			}
+			if p[0] != ':' {
+				// White space after the name: a field only if
+				// nothing but white space comes before the colon.
+				alt, _ := d.h.(hash.Cloner).Clone()
+				d.alt = alt
+				d.alt.Write(zero)
+				d.alt.Write(d.name)
+				d.mode = lineSpace
+				continue
+			}
+			if len(d.name) == 0 {
+				d.notField()
+				continue
+			}
+			d.field()
+			p = p[1:]
+		case lineSpace:
+			n := len(p) - len(bytes.TrimLeft(p, " \t"))
+			d.alt.Write(p[:n])
+			p = p[n:]
+			if len(p) == 0 {
+				return
+			}
+			if p[0] == ':' {
+				d.alt = nil
+				d.field()
+				p = p[1:]
+				continue
+			}
+			d.h, d.alt = d.alt, nil
+			d.skip = false
+			d.mode = lineRaw
+		case lineValue:
+			d.v.write(d.h, p)
+			return
+		case lineRaw:
+			d.h.Write(p)
+			return
+		case lineSkip:
+			return
+		}
+	}
+}
+
+// notField makes the line read so far (a name) one that is not a field
+// (garbage, an mbox "From " line): hashed as it is, so two messages that
+// differ there differ.
+func (d *digester) notField() {
+	d.skip = false
+	d.h.Write(zero)
+	d.h.Write(d.name)
+	d.mode = lineRaw
+}
+
+// field starts the field named d.name; its value follows.
+func (d *digester) field() {
+	lower := bytes.ToLower(d.name)
+	if d.skip = volatileFields[string(lower)]; d.skip {
+		d.mode = lineSkip
+		return
+	}
+	d.h.Write(lower)
+	d.h.Write(colon)
+	d.open = true
+	d.mode = lineValue
+}
+
+// lineEnd ends the current line; an empty one ends the header.
+func (d *digester) lineEnd() {
+	switch d.mode {
+	case lineNew:
+		d.end()
+		d.inBody = true
+		// The whole message's digest is not needed: its buffer serves
+		// the body.
+		d.body.buf, d.whole.buf = d.whole.buf[:0], nil
+		d.body.h = sha256.New()
+		d.body.h.Write([]byte{1})
+		return
+	case lineName:
+		d.notField()
+		d.h.Write(nl)
+	case lineSpace:
+		d.h, d.alt = d.alt, nil
+		d.skip = false
+		d.h.Write(nl)
+	case lineRaw:
+		d.h.Write(nl)
+	}
+	d.mode = lineNew
+}
+
+// end ends the field being written.
+func (d *digester) end() {
+	if d.open {
+		d.h.Write(nl)
+	}
+	d.open, d.v = false, value{}
+}
+
+// sums returns headerDigest and bodyDigest of what was written.
+func (d *digester) sums() (head, body string) {
+	if !d.inBody {
+		d.whole.flush()
+		nobody := sha256.Sum256([]byte{0})
+		return hex.EncodeToString(d.whole.h.Sum(nil)[:16]), hex.EncodeToString(nobody[:16])
+	}
+	d.body.flush()
+	return hex.EncodeToString(d.h.Sum(nil)[:16]), hex.EncodeToString(d.body.h.Sum(nil)[:16])
+}
+
+// identity returns identityOf's identity of what was written.
+func (d *digester) identity(size int64) uidl.Identity {
+	head, body := d.sums()
+	return uidl.Identity{Size: size, Digest: head + body}
+}
+
+// lfHash writes pieces of a text to h with every CRLF as LF, gathering
+// them in buf: one hash write per few kilobytes rather than per line.
+type lfHash struct {
+	h   hash.Hash
+	cr  bool // the last piece ended in a CR not yet written
+	buf []byte
+}
+
+func (w *lfHash) write(p []byte) {
+	if len(p) == 0 {
+		return
+	}
+	if w.buf == nil {
+		w.buf = make([]byte, 0, 8<<10)
+	}
+	if w.cr {
+		w.cr = false
+		if p[0] != '\n' {
+			w.add(cr)
+		}
+	}
+	if p[len(p)-1] == '\r' {
+		w.cr = true
+		p = p[:len(p)-1]
+	}
+	for len(p) > 0 {
+		i := bytes.Index(p, crlf)
+		if i < 0 {
+			w.add(p)
+			return
+		}
+		w.add(p[:i])
+		w.add(nl)
+		p = p[i+2:]
+	}
+}
+
+// add gathers b.
+func (w *lfHash) add(b []byte) {
+	if len(w.buf)+len(b) > cap(w.buf) {
+		w.h.Write(w.buf)
+		w.buf = w.buf[:0]
+		if len(b) > cap(w.buf) {
+			w.h.Write(b)
+			return
+		}
+	}
+	w.buf = append(w.buf, b...)
+}
+
+// flush writes what is gathered, and a final CR.
+func (w *lfHash) flush() {
+	if w.cr {
+		w.add(cr)
+		w.cr = false
+	}
+	w.h.Write(w.buf)
+	w.buf = w.buf[:0]
+}
+
+var (
+	cr    = []byte{'\r'}
+	nl    = []byte{'\n'}
+	crlf  = []byte("\r\n")
+	zero  = []byte{0}
+	colon = []byte{':'}
+	space = []byte{' '}
+)
 
 // value writes a field's value, unfolded, with every run of white space
 // as one space and none before or after it: a space is written only
@@ -234,7 +493,7 @@ func (v *value) write(w io.Writer, b []byte) {
 		}
 		if i > 0 {
 			if v.space && v.started {
-				w.Write([]byte{' '})
+				w.Write(space)
 			}
 			w.Write(b[:i])
 			v.started, v.space = true, false
@@ -244,19 +503,5 @@ func (v *value) write(w io.Writer, b []byte) {
 			v.space = true
 			b = b[n:]
 		}
-	}
-}
-
-// writeLF writes raw to w with every CRLF as LF.
-func writeLF(w io.Writer, raw []byte) {
-	for len(raw) > 0 {
-		i := bytes.Index(raw, []byte("\r\n"))
-		if i < 0 {
-			w.Write(raw)
-			return
-		}
-		w.Write(raw[:i])
-		w.Write([]byte{'\n'})
-		raw = raw[i+2:]
 	}
 }

@@ -64,7 +64,7 @@ func (d *multidrop) routing() *deliver.Rules {
 // has unknown local-domain addresses, and routing again with it.
 func (d *multidrop) route(ctx context.Context, m *deliver.Message, log *slog.Logger) deliver.Route {
 	rules := d.routing()
-	rt := deliver.RouteHeader(m.Raw, rules)
+	rt := deliver.RouteHeader(m.Head(), rules)
 	if len(rt.Unknown) == 0 || d.reload == nil {
 		return rt
 	}
@@ -80,7 +80,7 @@ func (d *multidrop) route(ctx context.Context, m *deliver.Message, log *slog.Log
 	}
 	d.reloadMu.Unlock()
 	if cur := d.routing(); cur != rules {
-		rt = deliver.RouteHeader(m.Raw, cur)
+		rt = deliver.RouteHeader(m.Head(), cur)
 	}
 	return rt
 }
@@ -179,14 +179,17 @@ func (d *multidrop) target(user string) deliver.Target {
 func (d *multidrop) Dispatch(ctx context.Context, m *deliver.Message, p Progress, log *slog.Logger) error {
 	log = orDiscard(log)
 	rt := d.route(ctx, m, log)
-	sender := deliver.ReturnPath(m.Raw)
+	sender := deliver.ReturnPath(m.Head())
 	if len(rt.Rcpts) == 0 {
 		log.Warn("multidrop: no local recipient; message goes to the postmaster", "via", rt.Via, "reason", rt.Reason)
 		return d.toPostmaster(ctx, m, sender, p, rt.Reason, rt.Unknown)
 	}
 	key := ""
 	if d.dedupe {
-		key = deliver.DuplicateKey(m.Raw)
+		var err error
+		if key, err = deliver.DuplicateKey(m); err != nil {
+			return fmt.Errorf("dedupe_message_id: %w", err)
+		}
 	}
 	o := &outcome{}
 	var own []deliver.Recipient

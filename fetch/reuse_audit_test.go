@@ -24,7 +24,7 @@ type rawRec struct {
 func (r *rawRec) Dispatch(_ context.Context, m *deliver.Message, _ Progress, _ *slog.Logger) error {
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	r.got = append(r.got, string(m.Raw))
+	r.got = append(r.got, string(rawOf(m)))
 	return nil
 }
 

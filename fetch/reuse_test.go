@@ -81,7 +81,7 @@ func newMailbox(t *testing.T, opts pop3test.Options, keep bool) *mailbox {
 func (m *mailbox) Dispatch(_ context.Context, msg *deliver.Message, _ Progress, _ *slog.Logger) error {
 	m.mu.Lock()
 	defer m.mu.Unlock()
-	m.got[msgKey(msg.Raw)]++
+	m.got[msgKey(rawOf(msg))]++
 	return nil
 }
 
@@ -482,7 +482,7 @@ type partialDisp struct {
 func (d *partialDisp) Dispatch(_ context.Context, m *deliver.Message, p Progress, _ *slog.Logger) error {
 	d.mu.Lock()
 	defer d.mu.Unlock()
-	mid := headerValue(m.Raw, "Message-ID")
+	mid := headerValue(rawOf(m), "Message-ID")
 	done := p.Done("r1@example.com")
 	d.calls = append(d.calls, fmt.Sprintf("%s done=%v", mid, done))
 	if !done {

@@ -9,6 +9,7 @@ import (
 	"log/slog"
 	"net"
 	"os"
+	"path/filepath"
 	"sync"
 	"time"
 
@@ -815,6 +816,12 @@ func (s *session) fetch(ctx context.Context, todo []entry) (err error) {
 			s.res.Failed++
 		}
 	}
+	// Messages read but never started are released with the session.
+	defer func() {
+		for _, r := range unchecked {
+			r.m.Close()
+		}
+	}()
 	// Whatever happens, no delivery is abandoned half-way: wait for all.
 	// Only messages whose round ended in step are ever started; what was
 	// read after a desync never is. One started but still waiting for its
@@ -832,7 +839,7 @@ func (s *session) fetch(ctx context.Context, todo []entry) (err error) {
 			var d delivery
 			select {
 			case <-ended:
-				d = delivery{e: r.e, size: int64(len(r.m.Raw)), skipped: true}
+				d = delivery{e: r.e, size: r.m.Size(), skipped: true}
 			default:
 				if s.stopping() || ctx.Err() != nil {
 					// Graceful stop: what is being delivered is
@@ -840,11 +847,13 @@ func (s *session) fetch(ctx context.Context, todo []entry) (err error) {
 					// delivered is left on the server. A server with
 					// EXPIRE 0 then gets no QUIT at all (see
 					// keepConnUpdate), as it might expire it.
-					d = delivery{e: r.e, size: int64(len(r.m.Raw)), skipped: true}
+					d = delivery{e: r.e, size: r.m.Size(), skipped: true}
 				} else {
 					d = s.deliver(ctx, r.e, r.m)
 				}
 			}
+			// Delivered, failed or left: the spool is done with.
+			r.m.Close()
 			<-sem
 			results <- d
 		}()
@@ -889,16 +898,25 @@ func (s *session) fetch(ctx context.Context, todo []entry) (err error) {
 		// UIDs name. Only now may a check of a message seen before
 		// (reuse.go) decide anything: a copy read out of step would
 		// be another message's.
-		for _, r := range unchecked {
+		for len(unchecked) > 0 {
+			// Taken off as it is handled: what is left when this
+			// returns early is closed with the session (see fetch).
+			r := unchecked[0]
+			unchecked = unchecked[1:]
 			s.retrOK(r.e)
 			if !s.v.byCopy[r.e.Num] {
 				start(r)
 				continue
 			}
 			delete(s.v.byCopy, r.e.Num)
-			id := identityOf(r.e.Size, r.m.Raw)
+			id, err := messageIdentity(r.e.Size, r.m)
+			if err != nil {
+				r.m.Close()
+				return fmt.Errorf("retr %d (uid %s): %w", r.e.Num, r.e.UID, err)
+			}
 			old, err := s.verified(r.e, id)
 			if err != nil {
+				r.m.Close()
 				return err
 			}
 			if !old {
@@ -910,7 +928,8 @@ func (s *session) fetch(ctx context.Context, todo []entry) (err error) {
 			}
 			// Delivered before: a server that expires it now loses
 			// nothing (keepConnUpdate).
-			held -= int64(len(r.m.Raw))
+			held -= r.m.Size()
+			r.m.Close()
 			s.retrieved--
 			s.progressDone(r.e)
 			if s.v.counted[r.e.Num] {
@@ -1062,7 +1081,7 @@ func (s *session) fetch(ctx context.Context, todo []entry) (err error) {
 			if err != nil {
 				return err
 			}
-			held += int64(len(m.Raw))
+			held += m.Size()
 			unchecked = append(unchecked, retrieved{o.e, m})
 			if !pipelined {
 				// Its bracket: the queue is empty, the server
@@ -1147,7 +1166,30 @@ func (s *session) retrieve(ctx context.Context, e entry) (*deliver.Message, erro
 		return nil, s.retrFailed(ctx, e, err)
 	}
 	s.retrieved++
-	return &deliver.Message{Account: s.a.Name, Server: s.a.Server, User: s.a.Username, UID: e.UID, Fetched: s.p.now(), Raw: raw}, nil
+	sp := s.newSpool()
+	if _, err = sp.Write(raw); err == nil {
+		err = sp.Flush()
+	}
+	if err != nil {
+		sp.Close()
+		return nil, fmt.Errorf("retr %d (uid %s): %w", e.Num, e.UID, err)
+	}
+	return &deliver.Message{Account: s.a.Name, Server: s.a.Server, User: s.a.Username, UID: e.UID, Fetched: s.p.now(), Spool: sp}, nil
+}
+
+// newSpool returns a spool for one message: in memory up to
+// deliver.DefaultSpoolMem, beyond that in an unnamed file in the state
+// directory's "spool" directory (see deliver.Spool), which is on the
+// disk the journal is on and, like it, only popfetch's user can reach.
+// The caller closes it when the message's delivery is over, or when the
+// message is left.
+func (s *session) newSpool() *deliver.Spool {
+	return deliver.NewSpool(spoolDir(s.a), 0)
+}
+
+// spoolDir is where account a's large messages are spooled.
+func spoolDir(a *rcfile.Account) string {
+	return filepath.Join(a.StateDir, "spool")
 }
 
 // retrFailed handles a RETR reply that broke the session. A reply larger
@@ -1248,14 +1290,14 @@ func (s *session) failedBefore(todo []entry) bool {
 // goroutine; the Dispatcher and the store are safe for concurrent use. A
 // failed delivery is logged here; the message stays on the server.
 func (s *session) deliver(ctx context.Context, e entry, m *deliver.Message) (d delivery) {
-	d.e, d.size = e, int64(len(m.Raw))
+	d.e, d.size = e, m.Size()
 	log := s.log.With(slog.String("uid", e.UID), slog.Int("msgnum", e.Num))
 	defer func() {
 		// A panic in a target must not take the daemon down, nor count
 		// as delivered.
 		if r := recover(); r != nil {
 			log.Error("delivery panicked; message stays on the server", "panic", r)
-			d = delivery{e: e, size: int64(len(m.Raw))}
+			d = delivery{e: e, size: m.Size()}
 		}
 	}()
 	if err := s.store.Err(); err != nil {
@@ -1264,9 +1306,13 @@ func (s *session) deliver(ctx context.Context, e entry, m *deliver.Message) (d d
 		d.err = fmt.Errorf("uidl store: not delivering %s: %w", e.UID, err)
 		return d
 	}
-	id := identityOf(e.Size, m.Raw)
+	id, err := messageIdentity(e.Size, m)
+	if err != nil {
+		log.Error("delivery failed; message stays on the server and is retried next poll", "size", m.Size(), "err", err)
+		return d
+	}
 	if err := s.disp.Dispatch(ctx, m, &progress{s: s.store, uid: e.UID, id: id, shared: s.v.listed[e.UID] > 1, now: s.p.now}, log); err != nil {
-		log.Error("delivery failed; message stays on the server and is retried next poll", "size", len(m.Raw), "err", err)
+		log.Error("delivery failed; message stays on the server and is retried next poll", "size", m.Size(), "err", err)
 		return d
 	}
 	// The invariant (doc.go): recorded only after delivery; DELE only after
@@ -1279,7 +1325,7 @@ func (s *session) deliver(ctx context.Context, e entry, m *deliver.Message) (d d
 		d.err = err
 		return d
 	}
-	log.Debug("delivered", "size", len(m.Raw))
+	log.Debug("delivered", "size", m.Size())
 	d.ok = true
 	return d
 }

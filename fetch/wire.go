@@ -79,7 +79,7 @@ type singleDrop struct {
 }
 
 func (d *singleDrop) Dispatch(ctx context.Context, m *deliver.Message, p Progress, log *slog.Logger) error {
-	sender := deliver.ReturnPath(m.Raw)
+	sender := deliver.ReturnPath(m.Head())
 	// One copy per message here (the user's, or else the postmaster's),
 	// so an intent names it unambiguously.
 	err := deliverCopy(ctx, d.target, m, sender, d.rcpt, nil, p.Intend)

@@ -1,0 +1,321 @@
+package deliver
+
+import (
+	"bytes"
+	"errors"
+	"io"
+	"math/rand"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"testing/iotest"
+
+	"github.com/popfetch/popfetch/internal/trust"
+)
+
+// fillSpool writes raw into a new spool in pieces of the given sizes
+// (cycled), memMax bytes in memory.
+func fillSpool(t testing.TB, dir string, memMax int, raw []byte, pieces []int) *Spool {
+	t.Helper()
+	s := NewSpool(dir, memMax)
+	for i, rest := 0, raw; len(rest) > 0; i++ {
+		n := len(rest)
+		if len(pieces) > 0 {
+			n = min(max(pieces[i%len(pieces)], 1), len(rest))
+		}
+		if k, err := s.Write(rest[:n]); err != nil || k != n {
+			t.Fatalf("Write: %d, %v", k, err)
+		}
+		rest = rest[n:]
+	}
+	return s
+}
+
+// checkSpool checks every reader of s against raw.
+func checkSpool(t *testing.T, s *Spool, raw []byte) {
+	t.Helper()
+	if s.Len() != int64(len(raw)) {
+		t.Fatalf("Len = %d, want %d", s.Len(), len(raw))
+	}
+	got, err := io.ReadAll(s.Reader())
+	if err != nil || !bytes.Equal(got, raw) {
+		t.Fatalf("read back %d bytes (%v); differ from the %d written", len(got), err, len(raw))
+	}
+	if len(raw) < 64<<10 {
+		if err := iotest.TestReader(s.Reader(), raw); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if h, want := s.Head(), headOf(raw); !bytes.Equal(h, want) {
+		t.Fatalf("Head = %q, want %q", h, want)
+	}
+}
+
+func TestSpoolRoundTrip(t *testing.T) {
+	dir := filepath.Join(t.TempDir(), "spool")
+	long := bytes.Repeat([]byte("x-line: 0123456789abcdef\r\n"), 100)
+	for _, tc := range []struct {
+		name   string
+		raw    []byte
+		memMax int
+	}{
+		{"empty", nil, 16},
+		{"memory", []byte("A: b\r\n\r\nbody\r\n"), 64},
+		{"exactly the limit", []byte("A: b\r\n\r\nbody\r\n")[:14], 14},
+		{"one over", []byte("A: b\r\n\r\nbody\r\n"), 13},
+		{"header in file", append(append([]byte(nil), long...), "\r\nbody\r\n"...), 100},
+		{"no header end", long, 10},
+		{"bare CR at the limit", []byte("A: b\r\r\nbody"), 4},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			for _, pieces := range [][]int{nil, {1}, {3, 7}, {13}} {
+				s := fillSpool(t, dir, tc.memMax, tc.raw, pieces)
+				checkSpool(t, s, tc.raw)
+				if err := s.Close(); err != nil {
+					t.Fatal(err)
+				}
+			}
+		})
+	}
+}
+
+// FuzzSpool: what is read back is what was written, whatever the pieces
+// and wherever the memory limit falls.
+func FuzzSpool(f *testing.F) {
+	f.Add([]byte("A: b\r\n\r\nbody\r\n"), uint8(3), uint8(5))
+	f.Add([]byte("A: b\r\nC: d\r"), uint8(1), uint8(11))
+	f.Add([]byte("\r\n"), uint8(0), uint8(1))
+	dir := filepath.Join(f.TempDir(), "spool")
+	f.Fuzz(func(t *testing.T, raw []byte, piece, memMax uint8) {
+		s := fillSpool(t, dir, int(memMax)+1, raw, []int{int(piece), int(piece) / 2})
+		defer s.Close()
+		checkSpool(t, s, raw)
+		m := &Message{Spool: s}
+		if got, want := readAll(t, Open(m, nil, false)), readAll(t, Open(&Message{Raw: raw}, nil, false)); got != want {
+			t.Fatalf("Open of the spool = %q, of Raw %q", got, want)
+		}
+	})
+}
+
+// TestSpoolHeadLarge: a header larger than the memory limit, and one
+// over the header budget, give the Head the in-memory message gives.
+func TestSpoolHeadLarge(t *testing.T) {
+	dir := filepath.Join(t.TempDir(), "spool")
+	field := "X-Pad: " + strings.Repeat("y", 998) + "\r\n"
+	for _, n := range []int{300, MaxHeaderBytes / len(field), MaxHeaderBytes/len(field) + 1, 2000} {
+		raw := []byte(strings.Repeat(field, n) + "\r\nbody\r\n")
+		s := fillSpool(t, dir, 4096, raw, []int{5000, 3})
+		checkSpool(t, s, raw)
+		if n >= 2000 && len(s.Head()) != MaxHeaderBytes+2 {
+			t.Fatalf("%d fields: Head is %d bytes", n, len(s.Head()))
+		}
+		s.Close()
+	}
+}
+
+// TestSpoolFile: past the limit the content is in a 0600 file that no
+// directory names, released on Close; the directory is made 0700.
+func TestSpoolFile(t *testing.T) {
+	t.Run("O_TMPFILE", testSpoolFile)
+	t.Run("without O_TMPFILE", func(t *testing.T) {
+		spoolTmpfile = func(int) (int, error) { return -1, syscall.EOPNOTSUPP }
+		defer func() { spoolTmpfile = openTmpfile }()
+		testSpoolFile(t)
+	})
+}
+
+func testSpoolFile(t *testing.T) {
+	dir := filepath.Join(t.TempDir(), "state", "spool")
+	s := fillSpool(t, dir, 8, []byte("A: b\r\n\r\nbody\r\n"), nil)
+	if s.f == nil {
+		t.Fatal("no spool file past the limit")
+	}
+	var st syscall.Stat_t
+	if err := syscall.Fstat(int(s.f.Fd()), &st); err != nil {
+		t.Fatal(err)
+	}
+	if st.Nlink != 0 {
+		t.Errorf("spool file has %d links", st.Nlink)
+	}
+	if perm := st.Mode & 0o777; perm != 0o600 {
+		t.Errorf("spool file mode %o", perm)
+	}
+	if ents, _ := os.ReadDir(dir); len(ents) != 0 {
+		t.Errorf("spool directory holds %v", ents)
+	}
+	if fi, err := os.Stat(dir); err != nil || fi.Mode().Perm() != 0o700 {
+		t.Errorf("spool directory: %v %v", fi.Mode(), err)
+	}
+	fd := s.f.Fd()
+	if err := s.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if err := syscall.Fstat(int(fd), &st); err == nil {
+		// The number may be reused only by another open file.
+		if fi, err := os.Readlink("/proc/self/fd/" + strconv.Itoa(int(fd))); err == nil && strings.Contains(fi, "(spool)") {
+			t.Errorf("fd %d still open after Close: %s", fd, fi)
+		}
+	}
+	if _, err := s.ReadAt(make([]byte, 1), 0); err == nil {
+		t.Error("ReadAt after Close succeeded")
+	}
+	if err := s.Close(); err != nil {
+		t.Errorf("second Close: %v", err)
+	}
+}
+
+// TestSpoolNoFDLeak: many spools that went to a file leave no descriptor
+// open once closed.
+func TestSpoolNoFDLeak(t *testing.T) {
+	dir := filepath.Join(t.TempDir(), "spool")
+	before := openFDs(t)
+	for range 200 {
+		s := fillSpool(t, dir, 4, []byte("A: b\r\n\r\nbody\r\n"), []int{3})
+		if _, err := io.ReadAll(s.Reader()); err != nil {
+			t.Fatal(err)
+		}
+		s.Close()
+	}
+	if after := openFDs(t); after > before {
+		t.Fatalf("%d descriptors open before, %d after", before, after)
+	}
+}
+
+func openFDs(t *testing.T) int {
+	ents, err := os.ReadDir("/proc/self/fd")
+	if err != nil {
+		t.Skip("no /proc/self/fd")
+	}
+	return len(ents)
+}
+
+// TestSpoolConcurrentReads: readers at once each get the whole content.
+func TestSpoolConcurrentReads(t *testing.T) {
+	raw := make([]byte, 3<<20)
+	rand.New(rand.NewSource(1)).Read(raw)
+	s := fillSpool(t, filepath.Join(t.TempDir(), "spool"), 1<<10, raw, []int{70000})
+	defer s.Close()
+	var wg sync.WaitGroup
+	errs := make(chan error, 8)
+	for range 8 {
+		wg.Go(func() {
+			got, err := io.ReadAll(s.Reader())
+			if err == nil && !bytes.Equal(got, raw) {
+				err = errors.New("content differs")
+			}
+			errs <- err
+		})
+	}
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
+}
+
+// TestSpoolDirRefused: a symlink, or a directory its group or others can
+// write, is not used, and nothing is written through it.
+func TestSpoolDirRefused(t *testing.T) {
+	base := t.TempDir()
+	other := filepath.Join(base, "other")
+	if err := os.Mkdir(other, 0o700); err != nil {
+		t.Fatal(err)
+	}
+	link := filepath.Join(base, "link")
+	if err := os.Symlink(other, link); err != nil {
+		t.Fatal(err)
+	}
+	open := filepath.Join(base, "open")
+	if err := os.Mkdir(open, 0o700); err != nil {
+		t.Fatal(err)
+	}
+	os.Chmod(open, 0o777)
+	group := filepath.Join(base, "group")
+	os.Mkdir(group, 0o700)
+	os.Chmod(group, 0o770)
+	for _, dir := range []string{link, open, group} {
+		s := NewSpool(dir, 4)
+		_, err := s.Write([]byte("A: b\r\n\r\nbody\r\n"))
+		if !errors.Is(err, trust.ErrUntrustedFile) {
+			t.Errorf("%s: Write = %v; want ErrUntrustedFile", dir, err)
+		}
+		if IsPermanent(err) {
+			t.Errorf("%s: %v is permanent", dir, err)
+		}
+		if _, err2 := s.Write([]byte("x")); err2 == nil {
+			t.Errorf("%s: a Write after a failure succeeded", dir)
+		}
+		s.Close()
+	}
+}
+
+// TestSpoolWriteError: a full disk is a temporary failure that names the
+// step, and the Spool keeps failing.
+func TestSpoolWriteError(t *testing.T) {
+	dir := t.TempDir()
+	if err := syscall.Mount("tmpfs", dir, "tmpfs", 0, "size=64k"); err != nil {
+		t.Skipf("mount tmpfs: %v", err)
+	}
+	t.Cleanup(func() { syscall.Unmount(dir, 0) })
+	s := NewSpool(filepath.Join(dir, "spool"), 1024)
+	defer s.Close()
+	var err error
+	for i := 0; i < 100 && err == nil; i++ {
+		_, err = s.Write(make([]byte, 4096))
+	}
+	if !errors.Is(err, syscall.ENOSPC) || IsPermanent(err) || !strings.Contains(err.Error(), "write spool file") {
+		t.Fatalf("Write on a full disk = %v; want a temporary ENOSPC", err)
+	}
+	if _, err := s.Write([]byte("x")); !errors.Is(err, syscall.ENOSPC) {
+		t.Fatalf("Write after the failure = %v", err)
+	}
+	if err := s.Flush(); !errors.Is(err, syscall.ENOSPC) {
+		t.Fatalf("Flush after the failure = %v", err)
+	}
+	if _, err := s.ReadAt(make([]byte, 1), 0); !errors.Is(err, syscall.ENOSPC) {
+		t.Fatalf("ReadAt after the failure = %v", err)
+	}
+}
+
+// TestSpoolSealed: writes to the file are buffered; Flush reports a full
+// disk once the buffer reaches it, and the first read ends writing.
+func TestSpoolSealed(t *testing.T) {
+	dir := t.TempDir()
+	if err := syscall.Mount("tmpfs", dir, "tmpfs", 0, "size=64k"); err != nil {
+		t.Skipf("mount tmpfs: %v", err)
+	}
+	t.Cleanup(func() { syscall.Unmount(dir, 0) })
+	s := NewSpool(filepath.Join(dir, "spool"), 1024)
+	defer s.Close()
+	// Less than the write buffer: accepted, the disk not yet touched.
+	for range 15 {
+		if _, err := s.Write(make([]byte, 4096)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	fill, err := os.Create(filepath.Join(dir, "fill"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	fill.Write(make([]byte, 128<<10)) // fills the file system
+	fill.Close()
+	if err := s.Flush(); !errors.Is(err, syscall.ENOSPC) || IsPermanent(err) {
+		t.Fatalf("Flush on a full disk = %v; want a temporary ENOSPC", err)
+	}
+
+	s2 := NewSpool(t.TempDir(), 4)
+	defer s2.Close()
+	s2.Write([]byte("A: b\r\n"))
+	if _, err := s2.ReadAt(make([]byte, 1), 0); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s2.Write([]byte("\r\nbody\r\n")); err == nil {
+		t.Fatal("Write after a read succeeded")
+	}
+}
