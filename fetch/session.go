@@ -1161,19 +1161,32 @@ type delivery struct {
 // retrieve reads one RETR reply (see pop3.Conn.ReadRetr: any error ends
 // the session).
 func (s *session) retrieve(ctx context.Context, e entry) (*deliver.Message, error) {
-	raw, err := s.c.ReadRetr(e)
-	if err != nil {
-		return nil, s.retrFailed(ctx, e, err)
-	}
-	s.retrieved++
+	// The body streams into the spool as it arrives (doc/design.md
+	// §2.1): memory stays bounded whatever the message's size, and a
+	// reply that fails part-way leaves only a spool that is closed here
+	// unread.
 	sp := s.newSpool()
-	if _, err = sp.Write(raw); err == nil {
+	_, err := s.c.ReadRetrTo(e, sp)
+	if err == nil {
 		err = sp.Flush()
+		if err != nil {
+			err = fmt.Errorf("retr %d (uid %s): spool: %w", e.Num, e.UID, err)
+		}
+	} else if errors.Is(err, pop3.ErrSink) {
+		// The spool failed (a full disk), not the server: nothing to
+		// count against the message. The server may take it as
+		// retrieved (EXPIRE 0): counted, so no QUIT could expire it
+		// (keepConnUpdate; the broken connection sends none anyway).
+		s.retrieved++
+		err = fmt.Errorf("retr %d (uid %s): %w", e.Num, e.UID, err)
+	} else {
+		err = s.retrFailed(ctx, e, err)
 	}
 	if err != nil {
 		sp.Close()
-		return nil, fmt.Errorf("retr %d (uid %s): %w", e.Num, e.UID, err)
+		return nil, err
 	}
+	s.retrieved++
 	return &deliver.Message{Account: s.a.Name, Server: s.a.Server, User: s.a.Username, UID: e.UID, Fetched: s.p.now(), Spool: sp}, nil
 }
 

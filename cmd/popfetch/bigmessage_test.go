@@ -36,7 +36,6 @@ const (
 // field, to be the stored message byte for byte (both LF: dovecot sends
 // CRLF and the Maildir copy is stored with LF line ends).
 func TestFetchBigMessageMemory(t *testing.T) {
-	t.Skip("pending streaming RETR (issue 10): the lead removes this skip when the spool lands")
 	sizes := []int64{50 << 20}
 	if os.Getenv("POPFETCH_BIG") == "1" {
 		sizes = append(sizes, 500<<20)
