@@ -1,6 +1,5 @@
 // Package metrics serves the daemon's /metrics (the Prometheus text
-// exposition format) and /healthz. It is the only package that imports
-// the Prometheus client library.
+// exposition format, version 0.0.4) and /healthz.
 //
 // Every per-account series has the single label "account": the account
 // names come from the rc file, so the number of series is bounded by the
@@ -8,21 +7,30 @@
 // labels. The series are built at scrape time from the daemon's Status
 // and the counters Observe keeps, and only for the accounts Status lists,
 // so an account removed by a reload loses its series at the next scrape.
+//
+// The exposition is written by hand (expo.go) rather than through the
+// Prometheus client library: every series here is a snapshot taken at
+// scrape time, which is all the text format needs, and the library's
+// package initialisation (a default registry with its collectors, the
+// protobuf descriptors) cost every popfetch process, `popfetch fetch`
+// included, several MiB of resident memory. The Go runtime's go_* and
+// the process's process_* series keep the names, types and help texts
+// that library's default collectors used.
 package metrics
 
 import (
+	"compress/gzip"
 	"errors"
+	"io"
 	"net/http"
 	"runtime"
 	"sort"
+	"strings"
 	"sync"
 	"time"
 
 	"github.com/popfetch/popfetch/fetch"
 	"github.com/popfetch/popfetch/fetch/daemon"
-	"github.com/prometheus/client_golang/prometheus"
-	"github.com/prometheus/client_golang/prometheus/collectors"
-	"github.com/prometheus/client_golang/prometheus/promhttp"
 )
 
 // Source is what the metrics read from the scheduler (*daemon.Daemon).
@@ -42,6 +50,13 @@ const (
 )
 
 var results = []string{ResultOK, ResultFailed, ResultAuthFailed, ResultLoginRefused, ResultLocked}
+
+// sortedResults is results in the order the exposition lists them.
+var sortedResults = func() []string {
+	s := append([]string(nil), results...)
+	sort.Strings(s)
+	return s
+}()
 
 // durationBuckets (seconds) span an idle poll (well under a second) to a
 // session cut at its time limit (30 minutes and more).
@@ -77,7 +92,6 @@ type counts struct {
 type Metrics struct {
 	src     Source
 	version string
-	reg     *prometheus.Registry
 
 	mu       sync.Mutex
 	accts    map[string]*counts
@@ -89,11 +103,7 @@ type Metrics struct {
 // popfetch_build_info. The config src runs with counts as loaded
 // successfully now.
 func New(src Source, version string) *Metrics {
-	m := &Metrics{src: src, version: version, accts: map[string]*counts{}, reloadOK: true, reloadAt: time.Now()}
-	m.reg = prometheus.NewRegistry()
-	m.reg.MustRegister((*collector)(m), collectors.NewGoCollector(),
-		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
-	return m
+	return &Metrics{src: src, version: version, accts: map[string]*counts{}, reloadOK: true, reloadAt: time.Now()}
 }
 
 // Observe counts one finished poll; it is called with every Result the
@@ -139,7 +149,7 @@ func (m *Metrics) Reloaded(ok bool, at time.Time) {
 // Handler serves /metrics and /healthz.
 func (m *Metrics) Handler() http.Handler {
 	mux := http.NewServeMux()
-	mux.Handle("GET /metrics", promhttp.HandlerFor(m.reg, promhttp.HandlerOpts{}))
+	mux.HandleFunc("GET /metrics", m.serveMetrics)
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) {
 		w.Header().Set("Content-Type", "text/plain; charset=utf-8")
 		if !m.src.Running() {
@@ -152,88 +162,55 @@ func (m *Metrics) Handler() http.Handler {
 	return mux
 }
 
-func desc(name, help string, labels ...string) *prometheus.Desc {
-	return prometheus.NewDesc(name, help, labels, nil)
-}
-
 var (
-	descPolls      = desc("popfetch_polls_total", "Polls that ended, by result.", "account", "result")
-	descNew        = desc("popfetch_messages_new_total", "Messages new to the journal and selected for retrieval.", "account")
-	descDelivered  = desc("popfetch_messages_delivered_total", "Messages delivered durably (including to the postmaster).", "account")
-	descDeleted    = desc("popfetch_messages_deleted_total", "Messages deleted on the server (DELE answered +OK).", "account")
-	descSkipped    = desc("popfetch_messages_skipped_total", "Messages left on the server by a size limit or fetch_limit.", "account")
-	descFailed     = desc("popfetch_messages_failed_total", "Deliveries that failed; the message stays on the server for the next poll.", "account")
-	descDuration   = desc("popfetch_poll_duration_seconds", "Duration of the polls that ended.", "account")
-	descLastOK     = desc("popfetch_last_success_timestamp_seconds", "When the last successful poll ended (Unix time); absent until one has.", "account")
-	descFailures   = desc("popfetch_consecutive_failures", "Consecutive temporary failures of the account's polls.", "account")
-	descHold       = desc("popfetch_auth_hold", "1 while the account is held after an authentication failure, else 0.", "account")
-	descOnServer   = desc("popfetch_messages_on_server", "Messages on the server at the last poll's login.", "account")
-	descUndeletab  = desc("popfetch_messages_undeletable", "Delivered messages the server keeps refusing to delete, at the last poll.", "account")
-	descGeneration = desc("popfetch_config_generation", "Generation of the configuration in effect (1 at start, +1 per applied reload).")
-	descReloadOK   = desc("popfetch_config_last_reload_success", "1 if the last load or reload of the rc file was applied, 0 if it was rejected.")
-	descReloadAt   = desc("popfetch_config_last_reload_timestamp_seconds", "When the rc file was last loaded or a reload attempted (Unix time).")
-	descBuild      = desc("popfetch_build_info", "Always 1; the labels name popfetch's version and the Go version it was built with.", "version", "goversion")
+	famPolls      = &family{"popfetch_polls_total", "counter", "Polls that ended, by result."}
+	famNew        = &family{"popfetch_messages_new_total", "counter", "Messages new to the journal and selected for retrieval."}
+	famDelivered  = &family{"popfetch_messages_delivered_total", "counter", "Messages delivered durably (including to the postmaster)."}
+	famDeleted    = &family{"popfetch_messages_deleted_total", "counter", "Messages deleted on the server (DELE answered +OK)."}
+	famSkipped    = &family{"popfetch_messages_skipped_total", "counter", "Messages left on the server by a size limit or fetch_limit."}
+	famFailed     = &family{"popfetch_messages_failed_total", "counter", "Deliveries that failed; the message stays on the server for the next poll."}
+	famDuration   = &family{"popfetch_poll_duration_seconds", "histogram", "Duration of the polls that ended."}
+	famLastOK     = &family{"popfetch_last_success_timestamp_seconds", "gauge", "When the last successful poll ended (Unix time); absent until one has."}
+	famFailures   = &family{"popfetch_consecutive_failures", "gauge", "Consecutive temporary failures of the account's polls."}
+	famHold       = &family{"popfetch_auth_hold", "gauge", "1 while the account is held after an authentication failure, else 0."}
+	famOnServer   = &family{"popfetch_messages_on_server", "gauge", "Messages on the server at the last poll's login."}
+	famUndeletab  = &family{"popfetch_messages_undeletable", "gauge", "Delivered messages the server keeps refusing to delete, at the last poll."}
+	famGeneration = &family{"popfetch_config_generation", "gauge", "Generation of the configuration in effect (1 at start, +1 per applied reload)."}
+	famReloadOK   = &family{"popfetch_config_last_reload_success", "gauge", "1 if the last load or reload of the rc file was applied, 0 if it was rejected."}
+	famReloadAt   = &family{"popfetch_config_last_reload_timestamp_seconds", "gauge", "When the rc file was last loaded or a reload attempted (Unix time)."}
+	famBuild      = &family{"popfetch_build_info", "gauge", "Always 1; the labels name popfetch's version and the Go version it was built with."}
 )
 
-// collector builds the series at scrape time.
-type collector Metrics
-
-func (c *collector) Describe(ch chan<- *prometheus.Desc) {
-	for _, d := range []*prometheus.Desc{descPolls, descNew, descDelivered, descDeleted, descSkipped, descFailed,
-		descDuration, descLastOK, descFailures, descHold, descOnServer, descUndeletab,
-		descGeneration, descReloadOK, descReloadAt, descBuild} {
-		ch <- d
-	}
+// acctSnap is what one scrape shows of one account, copied under the
+// lock so that the exposition is written (to a client that may be slow)
+// without holding it.
+type acctSnap struct {
+	st daemon.AccountStatus
+	c  counts
 }
 
-func (c *collector) Collect(ch chan<- prometheus.Metric) {
-	m := (*Metrics)(c)
-	st := m.src.Status()
-	gauge := func(d *prometheus.Desc, v float64, labels ...string) {
-		ch <- prometheus.MustNewConstMetric(d, prometheus.GaugeValue, v, labels...)
-	}
-	counter := func(d *prometheus.Desc, v uint64, labels ...string) {
-		ch <- prometheus.MustNewConstMetric(d, prometheus.CounterValue, float64(v), labels...)
-	}
+// snapshot copies what a scrape shows, and forgets the counters of
+// accounts that are no longer configured.
+func (m *Metrics) snapshot() (st daemon.Status, reloadOK bool, reloadAt time.Time, accts []acctSnap) {
+	st = m.src.Status()
 	m.mu.Lock()
 	defer m.mu.Unlock()
-	gauge(descGeneration, float64(st.Generation))
-	gauge(descReloadOK, b2f(m.reloadOK))
-	gauge(descReloadAt, float64(m.reloadAt.UnixNano())/1e9)
-	gauge(descBuild, 1, m.version, runtime.Version())
-
+	accts = make([]acctSnap, 0, len(st.Accounts))
 	seen := make(map[string]bool, len(st.Accounts))
 	for _, as := range st.Accounts {
-		name := as.Name
-		seen[name] = true
-		cn := m.accts[name]
-		if cn == nil {
-			cn = &counts{polls: map[string]uint64{}, durBuckets: make([]uint64, len(durationBuckets))}
+		seen[as.Name] = true
+		a := acctSnap{st: as}
+		if cn := m.accts[as.Name]; cn != nil {
+			a.c = *cn
+			a.c.polls = make(map[string]uint64, len(cn.polls))
+			for k, v := range cn.polls {
+				a.c.polls[k] = v
+			}
+			a.c.durBuckets = append([]uint64(nil), cn.durBuckets...)
+		} else {
+			a.c.durBuckets = make([]uint64, len(durationBuckets))
 		}
-		for _, r := range results {
-			counter(descPolls, cn.polls[r], name, r)
-		}
-		counter(descNew, cn.newMsgs, name)
-		counter(descDelivered, cn.delivered, name)
-		counter(descDeleted, cn.deleted, name)
-		counter(descSkipped, cn.skipped, name)
-		counter(descFailed, cn.failed, name)
-		cum := make(map[float64]uint64, len(durationBuckets))
-		var n uint64
-		for i, ub := range durationBuckets {
-			n += cn.durBuckets[i]
-			cum[ub] = n
-		}
-		ch <- prometheus.MustNewConstHistogram(descDuration, cn.durCount, cn.durSum, cum, name)
-		if !cn.lastSuccess.IsZero() {
-			gauge(descLastOK, float64(cn.lastSuccess.UnixNano())/1e9, name)
-		}
-		gauge(descFailures, float64(as.Failures), name)
-		gauge(descHold, b2f(as.State == daemon.StateAuthHold), name)
-		if as.Last != nil {
-			gauge(descOnServer, float64(as.Last.Messages), name)
-			gauge(descUndeletab, float64(as.Last.Undeletable), name)
-		}
+		accts = append(accts, a)
 	}
 	// Counters of accounts a reload removed go with them; an account
 	// added back starts from zero, which Prometheus reads as a reset.
@@ -242,6 +219,123 @@ func (c *collector) Collect(ch chan<- prometheus.Metric) {
 			delete(m.accts, name)
 		}
 	}
+	sort.Slice(accts, func(i, j int) bool { return accts[i].st.Name < accts[j].st.Name })
+	return st, m.reloadOK, m.reloadAt, accts
+}
+
+// serveMetrics writes the exposition, gzipped where the client accepts
+// it (as Prometheus does).
+func (m *Metrics) serveMetrics(w http.ResponseWriter, r *http.Request) {
+	w.Header().Set("Content-Type", "text/plain; version=0.0.4; charset=utf-8")
+	var out io.Writer = w
+	if acceptsGzip(r.Header.Values("Accept-Encoding")) {
+		w.Header().Set("Content-Encoding", "gzip")
+		w.Header().Add("Vary", "Accept-Encoding")
+		gz := gzip.NewWriter(w)
+		defer gz.Close()
+		out = gz
+	}
+	e := newExpo(out)
+	writeGo(e)
+	m.write(e)
+	writeProcess(e)
+	e.flush() // a write error is the client's: it went away
+}
+
+// write appends popfetch's own families, in name order and each
+// family's series in label order, as the Prometheus client sorted them.
+func (m *Metrics) write(e *expo) {
+	st, reloadOK, reloadAt, accts := m.snapshot()
+	perAccount := func(f *family, v func(a *acctSnap) (float64, bool)) {
+		for i := range accts {
+			if x, ok := v(&accts[i]); ok {
+				e.add(f, "", x, "account", accts[i].st.Name)
+			}
+		}
+	}
+	always := func(v uint64) (float64, bool) { return float64(v), true }
+	perAccount(famHold, func(a *acctSnap) (float64, bool) { return b2f(a.st.State == daemon.StateAuthHold), true })
+	e.add(famBuild, "", 1, "goversion", runtime.Version(), "version", m.version)
+	e.add(famGeneration, "", float64(st.Generation))
+	e.add(famReloadOK, "", b2f(reloadOK))
+	e.add(famReloadAt, "", unixSeconds(reloadAt))
+	perAccount(famFailures, func(a *acctSnap) (float64, bool) { return float64(a.st.Failures), true })
+	perAccount(famLastOK, func(a *acctSnap) (float64, bool) {
+		return unixSeconds(a.c.lastSuccess), !a.c.lastSuccess.IsZero()
+	})
+	perAccount(famDeleted, func(a *acctSnap) (float64, bool) { return always(a.c.deleted) })
+	perAccount(famDelivered, func(a *acctSnap) (float64, bool) { return always(a.c.delivered) })
+	perAccount(famFailed, func(a *acctSnap) (float64, bool) { return always(a.c.failed) })
+	perAccount(famNew, func(a *acctSnap) (float64, bool) { return always(a.c.newMsgs) })
+	perAccount(famOnServer, func(a *acctSnap) (float64, bool) {
+		if a.st.Last == nil {
+			return 0, false
+		}
+		return float64(a.st.Last.Messages), true
+	})
+	perAccount(famSkipped, func(a *acctSnap) (float64, bool) { return always(a.c.skipped) })
+	perAccount(famUndeletab, func(a *acctSnap) (float64, bool) {
+		if a.st.Last == nil {
+			return 0, false
+		}
+		return float64(a.st.Last.Undeletable), true
+	})
+	for _, a := range accts {
+		var n uint64
+		for i, ub := range durationBuckets {
+			n += a.c.durBuckets[i]
+			e.add(famDuration, "_bucket", float64(n), "account", a.st.Name, "le", formatFloat(ub))
+		}
+		e.add(famDuration, "_bucket", float64(a.c.durCount), "account", a.st.Name, "le", "+Inf")
+		e.add(famDuration, "_sum", a.c.durSum, "account", a.st.Name)
+		e.add(famDuration, "_count", float64(a.c.durCount), "account", a.st.Name)
+	}
+	for _, a := range accts {
+		for _, r := range sortedResults {
+			e.add(famPolls, "", float64(a.c.polls[r]), "account", a.st.Name, "result", r)
+		}
+	}
+}
+
+func unixSeconds(t time.Time) float64 { return float64(t.UnixNano()) / 1e9 }
+
+// acceptsGzip reports whether Accept-Encoding values (RFC 9110, section
+// 12.5.3) accept gzip: a "gzip" or "*" coding whose weight is not 0.
+// An explicit gzip entry wins over "*".
+func acceptsGzip(values []string) bool {
+	star := false
+	for _, v := range values {
+		for _, item := range strings.Split(v, ",") {
+			coding, params, _ := strings.Cut(item, ";")
+			coding = strings.ToLower(strings.TrimSpace(coding))
+			if coding != "gzip" && coding != "x-gzip" && coding != "*" {
+				continue
+			}
+			ok := !zeroWeight(params)
+			if coding == "*" {
+				star = ok
+				continue
+			}
+			return ok
+		}
+	}
+	return star
+}
+
+// zeroWeight reports whether the parameters of an Accept-Encoding item
+// give it the weight 0 ("q=0", "q=0.0", "q=0.000").
+func zeroWeight(params string) bool {
+	for _, p := range strings.Split(params, ";") {
+		k, v, ok := strings.Cut(p, "=")
+		if !ok || !strings.EqualFold(strings.TrimSpace(k), "q") {
+			continue
+		}
+		v = strings.TrimSpace(v)
+		if v == "0" || strings.HasPrefix(v, "0.") && strings.Trim(v[2:], "0") == "" {
+			return true
+		}
+	}
+	return false
 }
 
 func b2f(b bool) float64 {
