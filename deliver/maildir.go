@@ -139,6 +139,7 @@ func NewMaildir(path string, opts MaildirOptions) *Maildir {
 		fs:     opts.fs,
 		expand: hasPlaceholder(path, ""),
 	}
+	d.syncs.Gather = dirSyncGather
 	if d.expand {
 		comps := pathComponents(path)
 		for i, c := range comps {
@@ -314,6 +315,11 @@ type openMaildir struct {
 	// noRename is set once renameat2(RENAME_NOREPLACE) proved
 	// unsupported here: Commit links instead.
 	noRename atomic.Bool
+	// dirOps serialises the name operations in tmp/ and new/ (create,
+	// rename, link): the kernel takes the directory's lock for each, and
+	// concurrent deliverers contending for it spin on it in the kernel,
+	// burning CPU that waiting here does not.
+	dirOps sync.Mutex
 
 	// Guarded by Maildir.dirsMu.
 	refs    int    // copies using md, plus none for the cache itself
@@ -622,7 +628,9 @@ func (d *Maildir) prepare(md *openMaildir, target string, r io.Reader) (*Prepare
 			d.release(md)
 			return nil, tempError(target, "make unique name", err)
 		}
+		md.dirOps.Lock()
 		f, err = d.fs.OpenExcl(md.tmp, base, 0o600)
+		md.dirOps.Unlock()
 		if !errors.Is(err, fs.ErrExist) {
 			break
 		}
@@ -671,6 +679,12 @@ func (p *Prepared) Path() string {
 	return filepath.Join(p.newDir, p.name)
 }
 
+// dirSyncGather is how long a Commit that finds no fsync of new/ running
+// waits for others to join it (durable.GroupSync.Gather): a session
+// delivers many copies at once, whose file fsyncs end within about a
+// millisecond of each other.
+const dirSyncGather = time.Millisecond
+
 // Commit is the second phase: it moves the copy into new/ under Path
 // (never overwriting: renameat2 with RENAME_NOREPLACE, or where that is
 // not supported a link and then the removal of the tmp name) and fsyncs
@@ -692,7 +706,9 @@ func (p *Prepared) Commit() error {
 	var err error
 	link := md.noRename.Load()
 	if !link {
+		md.dirOps.Lock()
 		err = d.fs.Rename(md.tmp, p.tmpName, md.new, p.name)
+		md.dirOps.Unlock()
 		if renameUnsupported(err) {
 			// Remembered for this Maildir: one failed probe per open.
 			md.noRename.Store(true)
@@ -701,7 +717,9 @@ func (p *Prepared) Commit() error {
 	}
 	if link {
 		step = "link into new"
+		md.dirOps.Lock()
 		err = d.fs.Link(md.tmp, p.tmpName, md.new, p.name)
+		md.dirOps.Unlock()
 	}
 	if errors.Is(err, fs.ErrExist) {
 		if p.clashes++; p.clashes < maxNameTries {

@@ -188,6 +188,15 @@ func (s *Spool) wrote(p []byte, n int) {
 
 // grow makes room for n more bytes in mem without ever reserving more
 // than memMax.
+// Expect tells a new spool how many bytes are coming (a LIST size), so
+// that a message held in memory is allocated once rather than grown by
+// doubling. It is a hint only: more or fewer bytes may come.
+func (s *Spool) Expect(n int64) {
+	if len(s.mem) == 0 && s.f == nil && n > 0 && n <= int64(s.memMax) && int64(cap(s.mem)) < n {
+		s.mem = make([]byte, 0, n)
+	}
+}
+
 func (s *Spool) grow(n int) {
 	need := len(s.mem) + n
 	if need <= cap(s.mem) {

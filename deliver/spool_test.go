@@ -319,3 +319,35 @@ func TestSpoolSealed(t *testing.T) {
 		t.Fatal("Write after a read succeeded")
 	}
 }
+
+// TestSpoolExpect: a size hint, right, too small, too large or beyond the
+// memory limit, changes nothing of what is read back, and a right one
+// allocates the memory once.
+func TestSpoolExpect(t *testing.T) {
+	dir := filepath.Join(t.TempDir(), "spool")
+	raw := bytes.Repeat([]byte("line of a message\r\n"), 1000)
+	for _, hint := range []int64{0, 1, int64(len(raw)) / 2, int64(len(raw)), int64(len(raw)) * 3, 1 << 40} {
+		for _, memMax := range []int{64, len(raw), 4 * len(raw)} {
+			s := NewSpool(dir, memMax)
+			s.Expect(hint)
+			for rest := raw; len(rest) > 0; rest = rest[min(7, len(rest)):] {
+				if _, err := s.Write(rest[:min(7, len(rest))]); err != nil {
+					t.Fatal(err)
+				}
+			}
+			checkSpool(t, s, raw)
+			s.Close()
+		}
+	}
+	allocs := testing.AllocsPerRun(20, func() {
+		s := NewSpool(dir, 4*len(raw))
+		s.Expect(int64(len(raw)))
+		for rest := raw; len(rest) > 0; rest = rest[min(7, len(rest)):] {
+			s.Write(rest[:min(7, len(rest))])
+		}
+		s.Close()
+	})
+	if allocs > 3 {
+		t.Errorf("a spool with a right hint allocates %.0f times, want the buffer once (and the spool)", allocs)
+	}
+}

@@ -24,7 +24,8 @@
 //	    mismatch is a new message; a new UID is new mail, never matched
 //	    with another UID's identity, except after a keep mode mailbox was
 //	    renumbered (reuse.go)
-//	  → RETR in rounds of up to 128 commands or 4 MiB (sent at once with
+//	  → RETR in rounds of up to 256 commands, 1 MiB of spool memory and
+//	    64 MiB of spool (sent at once with
 //	    RFC 2449 PIPELINING, one at a time without it), each "RETR n"
 //	    followed by "LIST n", into a bounded spool (deliver.Spool:
 //	    memory, then an unnamed 0600 file in state_dir/spool; see
@@ -32,7 +33,8 @@
 //	  → once the round's every reply is read, each RETR reply followed
 //	    by its own LIST's ("+OK n size"), the server is silent and the
 //	    round's last reply names itself (that LIST; STAT after DELEs):
-//	    Deliver (up to 4 at once) → UIDL record → per batch: fsync of the
+//	    Deliver (up to 32 at once to Maildirs, 4 through MDAs and
+//	    SMTP/LMTP) → UIDL record → per batch: fsync of the
 //	    UIDL journal, then DELE for the batch (unless keep), in the same
 //	    rounds as RETR; in keep mode with delete_after, DELE of a kept
 //	    message delivered long enough ago, once its copy matched its

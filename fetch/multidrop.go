@@ -53,6 +53,18 @@ func (d *multidrop) Close() error {
 	return nil
 }
 
+func (d *multidrop) allMaildir() bool {
+	if !isMaildir(d.def) || !isMaildir(d.postmaster) {
+		return false
+	}
+	for _, t := range d.users {
+		if !isMaildir(t) {
+			return false
+		}
+	}
+	return true
+}
+
 // routing returns the Rules messages route with now.
 func (d *multidrop) routing() *deliver.Rules {
 	d.mu.Lock()

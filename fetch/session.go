@@ -64,6 +64,8 @@ type Poller struct {
 	// afterSync, if set (tests), runs each time a session has made the
 	// UIDL records of a batch durable, before any DELE for them is sent.
 	afterSync func()
+	// spoolWindow, if set (tests), replaces the constant spoolWindow.
+	spoolWindow int64
 }
 
 // poisonPolls is how many consecutive polls may miss the deadline of the
@@ -692,7 +694,7 @@ type op struct {
 // fetch retrieves todo and deletes what was delivered (now, or before and
 // confirmed by its identity), pipelining commands when the server
 // offers PIPELINING (RFC 2449 §6.6): up to maxWindow commands, and up to
-// windowBytes of messages by their LIST sizes, go out in one round, so a
+// the memory and spool windows of messages (memWindow, spoolWindow), go out in one round, so a
 // high-latency link costs about one round trip per window, not per
 // message. Without PIPELINING a round is one command: each waits for the
 // answer to the one before. Replies arrive in command order, so a FIFO of
@@ -774,13 +776,19 @@ func (s *session) fetch(ctx context.Context, todo []entry) (err error) {
 			s.p.setCareful(s.mailbox, true)
 		}
 	}()
-	var inflight int64   // LIST sizes of the outstanding RETRs
-	var held int64       // bytes of the messages read and not yet delivered, or being delivered
-	var queue []op       // sent, reply not yet read, in command order
-	var deles []entry    // recorded durably, DELE not yet sent
-	var recorded []entry // delivered and recorded, awaiting the store's fsync
+	var inflight int64 // LIST sizes of the outstanding RETRs
+	var held int64     // bytes of the messages read and not yet delivered, or being delivered
+	spoolLimit := int64(spoolWindow)
+	if s.p.spoolWindow > 0 {
+		spoolLimit = s.p.spoolWindow
+	}
+	var inflightMem int64 // the part of inflight a spool will hold in memory (inMemory)
+	var heldMem int64     // the part of held in memory
+	var queue []op        // sent, reply not yet read, in command order
+	var deles []entry     // recorded durably, DELE not yet sent
+	var recorded []entry  // delivered and recorded, awaiting the store's fsync
 	// A round is the commands between two points where the replies are
-	// known to be in step: up to maxWindow commands and windowBytes of
+	// known to be in step: up to maxWindow commands and the windows of
 	// messages, all sent at once with PIPELINING, one after the other
 	// without it, then the closing command (closeRound).
 	var unchecked []retrieved // read in the open round
@@ -790,18 +798,20 @@ func (s *session) fetch(ctx context.Context, todo []entry) (err error) {
 	tailBracket := false      // the last command sent in the round is the LIST after its last RETR
 	closing := false          // the round's closing command is known
 	retrs := 0                // RETRs in queue
-	results := make(chan delivery, deliverers)
+	par := parallel(s.disp)
+	results := make(chan delivery, par)
 	running := 0 // deliveries started and not yet collected
 	// A round's messages are started together when it ends; sem lets
 	// deliverers of them run at once, and the rest wait their turn
 	// without holding up this loop, which may be blocked on the next
 	// round's replies meanwhile.
-	sem := make(chan struct{}, deliverers)
+	sem := make(chan struct{}, par)
 	ended := make(chan struct{}) // closed when fetch returns: deliveries not yet begun are not begun
 	var fatal error
 	collect := func(d delivery) {
 		running--
 		held -= d.size
+		heldMem -= inMemory(d.size)
 		s.progressDone(d.e)
 		switch {
 		case d.err != nil:
@@ -929,6 +939,7 @@ func (s *session) fetch(ctx context.Context, todo []entry) (err error) {
 			// Delivered before: a server that expires it now loses
 			// nothing (keepConnUpdate).
 			held -= r.m.Size()
+			heldMem -= inMemory(r.m.Size())
 			r.m.Close()
 			s.retrieved--
 			s.progressDone(r.e)
@@ -976,22 +987,26 @@ func (s *session) fetch(ctx context.Context, todo []entry) (err error) {
 				roundCmds++
 				tailBracket = false
 			}
-			// package pop3 reads each reply whole into memory, and a message
-			// stays there until its delivery is over. So the byte window
-			// counts the messages read and being delivered too, and a
-			// message bigger than the window is retrieved only when
-			// nothing else is in flight, waiting or being delivered: a
-			// mailbox of large messages never holds more than one at a
-			// time, which, with pop3.MaxMessageSize, bounds a session's memory.
+			// A message stays in its spool until its delivery is
+			// over: in memory up to deliver.DefaultSpoolMem, the rest
+			// in a file. So two windows count the messages read and
+			// being delivered as well as those on the wire: their
+			// memory (memWindow) and their spool (spoolWindow, the
+			// disk space a session may take). A message bigger than a
+			// window is retrieved only when nothing else is in flight,
+			// waiting or being delivered.
 			retrOK := func() bool {
 				if next >= len(todo) || s.stopping() || ctx.Err() != nil || roundCmds >= perRound || roundRetrs >= retrsPerRound {
 					return false
 				}
-				return (retrs == 0 && held == 0) || inflight+held+todo[next].Size <= windowBytes
+				sz := todo[next].Size
+				return (retrs == 0 && held == 0) ||
+					inflight+held+sz <= spoolLimit && inflightMem+heldMem+inMemory(sz) <= memWindow
 			}
 			for len(queue) < window && retrOK() {
 				e := todo[next]
 				inflight += e.Size
+				inflightMem += inMemory(e.Size)
 				next++
 				if err := c.SendRetr(e.Num); err != nil {
 					return err
@@ -1077,11 +1092,13 @@ func (s *session) fetch(ctx context.Context, todo []entry) (err error) {
 		case "RETR":
 			retrs--
 			inflight -= o.e.Size
+			inflightMem -= inMemory(o.e.Size)
 			m, err := s.retrieve(ctx, o.e)
 			if err != nil {
 				return err
 			}
 			held += m.Size()
+			heldMem += inMemory(m.Size())
 			unchecked = append(unchecked, retrieved{o.e, m})
 			if !pipelined {
 				// Its bracket: the queue is empty, the server
@@ -1143,11 +1160,29 @@ type retrieved struct {
 
 // Pipelining and batching limits of one session.
 const (
-	deliverers  = 4       // concurrent deliveries
-	maxWindow   = 128     // commands (RETR and DELE) per round; with PIPELINING all outstanding at once
-	windowBytes = 4 << 20 // LIST sizes of outstanding RETRs plus messages being delivered (one message may exceed it alone)
-	batch       = 16      // UIDs recorded per journal fsync
+	deliverers  = 4        // concurrent deliveries through MDAs, SMTP and LMTP
+	maildirPar  = 32       // concurrent deliveries when every target is a Maildir
+	maxWindow   = 256      // commands (RETR and DELE) per round; with PIPELINING all outstanding at once
+	memWindow   = 1 << 20  // memory of the outstanding RETRs plus messages being delivered (see inMemory)
+	spoolWindow = 64 << 20 // LIST sizes of the same (one message may exceed it alone)
+	batch       = 64       // UIDs recorded per journal fsync
 )
+
+// parallel is how many deliveries of a session run at once: an MDA
+// process or an SMTP/LMTP transaction each is a cost to someone else, so
+// few; a Maildir copy is mostly waiting for its fsync, and many copies at
+// once share the fsyncs of new/ (deliver.Maildir's group commit) and the
+// disk's queue, so many.
+func parallel(d Dispatcher) int {
+	if m, ok := d.(interface{ allMaildir() bool }); ok && m.allMaildir() {
+		return maildirPar
+	}
+	return deliverers
+}
+
+// inMemory is how much of a message of size bytes its spool holds in
+// memory.
+func inMemory(size int64) int64 { return min(size, deliver.DefaultSpoolMem) }
 
 // delivery is the outcome of one message's delivery goroutine.
 type delivery struct {
@@ -1166,6 +1201,7 @@ func (s *session) retrieve(ctx context.Context, e entry) (*deliver.Message, erro
 	// reply that fails part-way leaves only a spool that is closed here
 	// unread.
 	sp := s.newSpool()
+	sp.Expect(e.Size)
 	_, err := s.c.ReadRetrTo(e, sp)
 	if err == nil {
 		err = sp.Flush()

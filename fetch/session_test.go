@@ -653,13 +653,12 @@ func TestPollRetrCountResetOnlyInStep(t *testing.T) {
 	}
 }
 
-// go-pop3 holds a whole message in memory. However many messages larger
-// than the RETR byte window come, at most one is held at a time: the next
-// RETR waits until its delivery is over.
+// However many messages larger than the spool window come, at most one is
+// spooled at a time: the next RETR waits until its delivery is over.
 func TestPollOneBigMessageAtATime(t *testing.T) {
 	var big []pop3test.Message
 	for i := 1; i <= 3; i++ {
-		big = append(big, pop3test.Message{UID: fmt.Sprintf("big-%d", i), Data: []byte("Subject: big\r\n\r\n" + strings.Repeat("0123456789abcdef0123456789abcdef0123456789abcdef012345678901234\r\n", windowBytes/64+1000))})
+		big = append(big, pop3test.Message{UID: fmt.Sprintf("big-%d", i), Data: []byte("Subject: big\r\n\r\n" + strings.Repeat("0123456789abcdef0123456789abcdef0123456789abcdef012345678901234\r\n", (1<<20)/64+1000))})
 	}
 	srv := pop3test.NewServer(t, pop3test.Options{Messages: big})
 	a := testAccount(t, srv)
@@ -681,11 +680,13 @@ func TestPollOneBigMessageAtATime(t *testing.T) {
 		}
 		return nil
 	}}
-	if res := poller(rec).Poll(context.Background(), a); res.Err != nil || res.Delivered != 3 {
+	p := poller(rec)
+	p.spoolWindow = 1 << 20
+	if res := p.Poll(context.Background(), a); res.Err != nil || res.Delivered != 3 {
 		t.Fatalf("Poll = %+v", res)
 	}
 	if len(overlaps) > 0 {
-		t.Fatalf("more than one big message in memory: %v", overlaps)
+		t.Fatalf("more than one big message spooled: %v", overlaps)
 	}
 }
 

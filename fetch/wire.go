@@ -71,6 +71,14 @@ func (d *singleDrop) Close() error {
 	return nil
 }
 
+// isMaildir reports whether t is a Maildir, or nothing.
+func isMaildir(t deliver.Target) bool {
+	_, ok := t.(*deliver.Maildir)
+	return ok || t == nil
+}
+
+func (d *singleDrop) allMaildir() bool { return isMaildir(d.target) && isMaildir(d.postmaster) }
+
 // singleDrop delivers everything to one destination.
 type singleDrop struct {
 	target     deliver.Target

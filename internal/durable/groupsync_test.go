@@ -246,3 +246,46 @@ func TestGroupSyncConcurrent(t *testing.T) {
 	}
 	t.Logf("%d callers, %d fsyncs", callers, n)
 }
+
+// TestGroupSyncGather: with Gather, callers arriving within it of the
+// one that opened a round share that round's fsync, which starts only
+// after Gather; without it, the first caller's fsync starts at once.
+func TestGroupSyncGather(t *testing.T) {
+	for _, gather := range []time.Duration{0, 200 * time.Millisecond} {
+		g := GroupSync[string]{Gather: gather}
+		var mu sync.Mutex
+		calls := 0
+		var started time.Time
+		fsync := func() error {
+			mu.Lock()
+			defer mu.Unlock()
+			calls++
+			if started.IsZero() {
+				started = time.Now()
+			}
+			time.Sleep(20 * time.Millisecond)
+			return nil
+		}
+		begin := time.Now()
+		var wg sync.WaitGroup
+		for i := range 4 {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				time.Sleep(time.Duration(i) * 10 * time.Millisecond)
+				if err := g.Sync("new", fsync); err != nil {
+					t.Error(err)
+				}
+			}()
+		}
+		wg.Wait()
+		switch {
+		case gather > 0 && calls != 1:
+			t.Errorf("Gather %v: %d fsyncs for 4 callers within it; want 1", gather, calls)
+		case gather > 0 && started.Sub(begin) < gather:
+			t.Errorf("Gather %v: the fsync started after %v", gather, started.Sub(begin))
+		case gather == 0 && calls < 2:
+			t.Errorf("no Gather: %d fsyncs for callers 10 ms apart with 20 ms fsyncs; want the first at once and another after", calls)
+		}
+	}
+}
