@@ -944,7 +944,7 @@ func TestPollPerUserCapabilities(t *testing.T) {
 		a := testAccount(t, srv)
 		rec := &recorder{fail: func(string) error { return errors.New("nope") }}
 		poller(rec).Poll(context.Background(), a)
-		if slices.Contains(srv.Commands(), "QUIT") {
+		if slices.Contains(srv.Settled(), "QUIT") {
 			t.Fatalf("QUIT sent after a failed delivery; the CAPA after login said EXPIRE 0: %q", srv.Commands())
 		}
 	})
@@ -1002,7 +1002,7 @@ func TestPollCapabilitiesAfterLogin(t *testing.T) {
 			if res.Err != nil || res.Delivered != 2 || res.Failed != 1 {
 				t.Fatalf("Poll = %+v; want 2 delivered, 1 failed", res)
 			}
-			if quit := slices.Contains(srv.Commands(), "QUIT"); quit != tt.wantQuit {
+			if quit := slices.Contains(srv.Settled(), "QUIT"); quit != tt.wantQuit {
 				t.Errorf("QUIT sent: %v, want %v (commands %q)", quit, tt.wantQuit, srv.Commands())
 			}
 			if piped := srv.Pipelined() > 0; piped != tt.wantPiped {
@@ -1120,7 +1120,7 @@ func TestPollCancelAbortsWithoutQuit(t *testing.T) {
 // state, delivered or not (RFC 2449 §6.7). So a session that retrieved a
 // message it did not deliver, for whatever reason, must end without QUIT.
 func TestPollExpireZeroDropsWithoutQuitAfterFailure(t *testing.T) {
-	quitSent := func(srv *pop3test.Server) bool { return slices.Contains(srv.Commands(), "QUIT") }
+	quitSent := func(srv *pop3test.Server) bool { return slices.Contains(srv.Settled(), "QUIT") }
 	// Every spelling that means (or may mean) EXPIRE 0; GNU mailutils
 	// pop3d writes "EXPIRE0".
 	for _, expire := range []string{"EXPIRE 0", "EXPIRE0", "EXPIRE 0 USER", "EXPIRE", "EXPIRE soon"} {

@@ -367,6 +367,29 @@ func (s *Server) Commands() []string {
 	return append([]string(nil), s.commands...)
 }
 
+// Settled waits until no session is open, every command a client sent
+// before it hung up recorded, and returns Commands. A client may hang up
+// without reading its last reply (a QUIT that marked nothing for
+// deletion), so a test that checks the commands of a session that just
+// ended calls this rather than Commands. It fails the test after 10
+// seconds.
+func (s *Server) Settled() []string {
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		s.mu.Lock()
+		open := len(s.conns)
+		s.mu.Unlock()
+		if open == 0 {
+			return s.Commands()
+		}
+		if time.Now().After(deadline) {
+			s.t.Fatalf("pop3test: %d sessions still open after 10s", open)
+			return s.Commands()
+		}
+		time.Sleep(time.Millisecond)
+	}
+}
+
 // SentCredentials reports whether a client sent a credential command
 // (USER, PASS, APOP or AUTH) in any session: what a TLS gate that failed
 // must never let through.
