@@ -978,7 +978,10 @@ func (s *session) fetch(ctx context.Context, todo []entry) (err error) {
 				break drain
 			}
 		}
-		if len(recorded) >= batch {
+		// A batch is full, or nothing more is being delivered and no
+		// RETR is left to send: the last records join the DELEs that
+		// go out together (see holdDeles).
+		if len(recorded) >= batch || len(recorded) > 0 && next >= len(todo) && running == 0 {
 			if err := flush(); err != nil {
 				return err
 			}
@@ -986,7 +989,12 @@ func (s *session) fetch(ctx context.Context, todo []entry) (err error) {
 		if !closing {
 			// Fill the open round: DELEs first, then RETRs, as far as
 			// the window and the round's limits allow.
-			for len(queue) < window && roundCmds < perRound && len(deles) > 0 {
+			// Once every RETR is sent, DELEs wait for the deliveries
+			// still running (unless they fill a round): a round of
+			// DELEs costs a round trip, and one round for all of them
+			// beats one per batch that happens to become durable.
+			holdDeles := next >= len(todo) && running > 0 && len(deles) < perRound
+			for len(queue) < window && roundCmds < perRound && len(deles) > 0 && !holdDeles {
 				e := deles[0]
 				s.sentDele = true
 				if err := c.SendDele(e.Num); err != nil {
@@ -1037,7 +1045,7 @@ func (s *session) fetch(ctx context.Context, todo []entry) (err error) {
 					tailBracket = true
 				}
 			}
-			more := roundCmds < perRound && len(deles) > 0 || retrOK()
+			more := roundCmds < perRound && len(deles) > 0 && !holdDeles || retrOK()
 			if !more && roundCmds > 0 && (len(queue) < window || tailBracket) {
 				// Nothing more joins this round: it ends with a reply
 				// that names itself (see closeRound). The LIST after
