@@ -371,7 +371,17 @@ func (s *Spool) Head() []byte {
 	if s.headOff {
 		s.headOnce.Do(func() {
 			b := make([]byte, min(s.n, maxHead))
-			n, _ := s.ReadAt(b, 0)
+			n, err := s.ReadAt(b, 0)
+			if err != nil && err != io.EOF {
+				// A header cut short would route the message by
+				// what is left of it: fail every later read of the
+				// spool instead, so that no delivery of it succeeds.
+				s.mu.Lock()
+				if s.err == nil {
+					s.err = fmt.Errorf("read spool file: %w", err)
+				}
+				s.mu.Unlock()
+			}
 			s.fileHead = headOf(b[:n])
 		})
 		return s.fileHead

@@ -424,3 +424,30 @@ func TestSpoolSharedHeadFromFile(t *testing.T) {
 		t.Fatalf("after Close %d bytes are back", m.Left())
 	}
 }
+
+// TestSpoolHeadFromFileFails: a header that cannot be read back from the
+// file whole fails every later read of the spool, so that no delivery
+// routes the message by a header cut short and then succeeds.
+func TestSpoolHeadFromFileFails(t *testing.T) {
+	dir := filepath.Join(t.TempDir(), "spool")
+	raw := []byte(strings.Repeat("X-Pad: "+strings.Repeat("y", 90)+"\r\n", 300) + "\r\nbody\r\n")
+	s := NewSpool(dir, 1024)
+	s.Share(NewSpoolMem(0))
+	defer s.Close()
+	if _, err := s.Write(raw); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Flush(); err != nil {
+		t.Fatal(err)
+	}
+	if !s.headOff {
+		t.Fatal("header kept in memory with no share")
+	}
+	s.f.Truncate(500) // an i/o error part-way
+	if h := s.Head(); len(h) > 500 {
+		t.Fatalf("Head = %d bytes from a file of 500", len(h))
+	}
+	if n, err := s.ReadAt(make([]byte, 100), 0); err == nil {
+		t.Fatalf("ReadAt after a failed Head read %d bytes, no error", n)
+	}
+}
