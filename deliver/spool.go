@@ -10,9 +10,11 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"syscall"
+	"time"
 
 	"golang.org/x/sys/unix"
 
@@ -527,10 +529,13 @@ func createSpoolFile(dir string) (*os.File, error) {
 	if err != nil {
 		// No O_TMPFILE here (another system, an old kernel, a file
 		// system without it): a fresh name, created exclusively and
-		// removed at once.
+		// removed at once. A popfetch killed in between left its
+		// name behind (an empty file: nothing is written before the
+		// name is gone); such names are removed here.
+		removeStaleSpoolNames(d)
 		var b [12]byte
 		rand.Read(b[:])
-		name := "popfetch-spool-" + hex.EncodeToString(b[:])
+		name := spoolNamePrefix + hex.EncodeToString(b[:])
 		fd, err = unix.Openat(dfd, name, unix.O_RDWR|unix.O_CREAT|unix.O_EXCL|unix.O_NOFOLLOW|unix.O_CLOEXEC, 0o600)
 		if err != nil {
 			return nil, fmt.Errorf("create spool file in %s: %w", dir, err)
@@ -541,6 +546,35 @@ func createSpoolFile(dir string) (*os.File, error) {
 		}
 	}
 	return os.NewFile(uintptr(fd), filepath.Join(dir, "(spool)")), nil
+}
+
+// spoolNamePrefix begins the name a spool file has for a moment without
+// O_TMPFILE (see createSpoolFile).
+const spoolNamePrefix = "popfetch-spool-"
+
+// staleSpoolName is how old such a name must be to be taken for one left
+// by a popfetch that died: a live one is removed within microseconds, and
+// another popfetch may be creating one right now.
+const staleSpoolName = time.Minute
+
+// removeStaleSpoolNames removes the spool file names in the spool
+// directory d that a popfetch killed between creating and removing one
+// left behind. Nothing else is touched.
+func removeStaleSpoolNames(d *os.File) {
+	names, err := d.ReadDir(-1)
+	d.Seek(0, io.SeekStart)
+	if err != nil {
+		return
+	}
+	dfd := int(d.Fd())
+	for _, e := range names {
+		if !strings.HasPrefix(e.Name(), spoolNamePrefix) || !e.Type().IsRegular() {
+			continue
+		}
+		if fi, err := e.Info(); err == nil && time.Since(fi.ModTime()) > staleSpoolName {
+			unix.Unlinkat(dfd, e.Name(), 0)
+		}
+	}
 }
 
 // spoolTmpfile is openTmpfile; tests take O_TMPFILE away.

@@ -13,6 +13,7 @@ import (
 	"syscall"
 	"testing"
 	"testing/iotest"
+	"time"
 
 	"github.com/popfetch/popfetch/internal/trust"
 )
@@ -449,5 +450,38 @@ func TestSpoolHeadFromFileFails(t *testing.T) {
 	}
 	if n, err := s.ReadAt(make([]byte, 100), 0); err == nil {
 		t.Fatalf("ReadAt after a failed Head read %d bytes, no error", n)
+	}
+}
+
+// TestSpoolStaleNames: without O_TMPFILE, a spool file name that a
+// popfetch killed between creating and removing it left behind is
+// removed when the next spool file is made; a fresh one, perhaps another
+// popfetch's right now, and other files are not.
+func TestSpoolStaleNames(t *testing.T) {
+	spoolTmpfile = func(int) (int, error) { return -1, syscall.EOPNOTSUPP }
+	defer func() { spoolTmpfile = openTmpfile }()
+	dir := filepath.Join(t.TempDir(), "spool")
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		t.Fatal(err)
+	}
+	old := time.Now().Add(-2 * time.Hour)
+	for _, name := range []string{"popfetch-spool-0123456789abcdef01234567", "popfetch-spool-fresh", "other"} {
+		p := filepath.Join(dir, name)
+		if err := os.WriteFile(p, nil, 0o600); err != nil {
+			t.Fatal(err)
+		}
+		if name != "popfetch-spool-fresh" {
+			os.Chtimes(p, old, old)
+		}
+	}
+	s := fillSpool(t, dir, 4, []byte("A: b\r\n\r\nbody\r\n"), nil)
+	s.Close()
+	var left []string
+	ents, _ := os.ReadDir(dir)
+	for _, e := range ents {
+		left = append(left, e.Name())
+	}
+	if strings.Join(left, " ") != "other popfetch-spool-fresh" {
+		t.Fatalf("spool directory holds %q; want the stale name gone, the rest kept", left)
 	}
 }
