@@ -10,8 +10,11 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
+	"strings"
 	"sync"
+	"sync/atomic"
 	"syscall"
+	"time"
 
 	"golang.org/x/sys/unix"
 
@@ -53,9 +56,76 @@ type Spool struct {
 
 	// The header (Head): hs scans the content as it arrives; once the
 	// content is in f, head keeps the bytes hs still needs, so that Head
-	// never reads the file back.
-	hs   headScan
-	head []byte
+	// need not read the file back. If the SpoolMem it shares has no room
+	// for them (headOff), Head reads them back once (fileHead).
+	hs       headScan
+	head     []byte
+	headOff  bool
+	headOnce sync.Once
+	fileHead []byte
+
+	// share is the memory this spool shares with others (Share); charged
+	// is what it has taken of it: the capacity of mem and head.
+	share   *SpoolMem
+	charged int64
+}
+
+// SpoolMem is memory that a number of spools share: what they hold in
+// memory together (their content while it fits, the header kept once it
+// is in a file) never exceeds it. A spool that finds no room puts its
+// content in its file instead, and reads the header back from the file
+// when it is asked for. It bounds a session's spools however wrong the
+// sizes the server announced were, by which it schedules its messages.
+// It is safe for concurrent use.
+type SpoolMem struct{ left atomic.Int64 }
+
+// NewSpoolMem returns n bytes of memory to share.
+func NewSpoolMem(n int64) *SpoolMem {
+	m := &SpoolMem{}
+	m.left.Store(n)
+	return m
+}
+
+// Left returns the bytes not taken.
+func (m *SpoolMem) Left() int64 { return m.left.Load() }
+
+func (m *SpoolMem) take(n int64) bool {
+	for {
+		l := m.left.Load()
+		if l < n {
+			return false
+		}
+		if m.left.CompareAndSwap(l, l-n) {
+			return true
+		}
+	}
+}
+
+// Share makes the spool hold in memory only what m has room for. It is
+// called before the first Write or Expect.
+func (s *Spool) Share(m *SpoolMem) { s.share = m }
+
+// charge takes n more bytes of the shared memory, if the spool shares
+// any; it reports whether they were there.
+func (s *Spool) charge(n int64) bool {
+	if s.share == nil || n <= 0 {
+		return true
+	}
+	if !s.share.take(n) {
+		return false
+	}
+	s.charged += n
+	return true
+}
+
+// uncharge gives n bytes back.
+func (s *Spool) uncharge(n int64) {
+	if s.share == nil || n <= 0 {
+		return
+	}
+	n = min(n, s.charged)
+	s.charged -= n
+	s.share.left.Add(n)
 }
 
 // NewSpool returns an empty Spool that keeps up to memMax bytes in memory
@@ -86,8 +156,7 @@ func (s *Spool) Write(p []byte) (int, error) {
 	if len(p) == 0 {
 		return 0, nil
 	}
-	if s.f == nil && len(s.mem)+len(p) <= s.memMax {
-		s.grow(len(p))
+	if s.f == nil && len(s.mem)+len(p) <= s.memMax && s.grow(len(p)) {
 		s.mem = append(s.mem, p...)
 		s.wrote(p, len(p))
 		s.hs.scan(s.mem)
@@ -103,12 +172,8 @@ func (s *Spool) Write(p []byte) (int, error) {
 	n, err := s.fileWrite(p)
 	s.mu.Unlock()
 	s.wrote(p, n)
-	if !s.hs.done {
-		s.head = append(s.head, p[:min(n, maxHead-len(s.head))]...)
-		s.hs.scan(s.head)
-		if s.hs.done {
-			s.head = s.head[:s.hs.n:s.hs.n]
-		}
+	if !s.hs.done && !s.headOff {
+		s.keepHead(p[:min(n, maxHead-len(s.head))])
 	}
 	if err != nil {
 		s.err = s.fail("write spool file", err)
@@ -137,6 +202,44 @@ func (s *Spool) fileWrite(p []byte) (int, error) {
 	return len(p), nil
 }
 
+// keepHead adds b, the next bytes of the content, to head, as far as the
+// header may reach, if the shared memory has room for them; otherwise
+// Head will read the header back from the file.
+func (s *Spool) keepHead(b []byte) {
+	if need := len(s.head) + len(b); need > cap(s.head) {
+		c := min(max(2*cap(s.head), need, 4096), maxHead)
+		if !s.charge(int64(c - cap(s.head))) {
+			s.dropHead()
+			return
+		}
+		nh := make([]byte, len(s.head), c)
+		copy(nh, s.head)
+		s.head = nh
+	}
+	s.head = append(s.head, b...)
+	s.hs.scan(s.head)
+	if s.hs.done && cap(s.head)-s.hs.n > 4096 {
+		// Keep only the header, not the room grown for it.
+		nh := exactCopy(s.head[:s.hs.n])
+		s.uncharge(int64(cap(s.head) - cap(nh)))
+		s.head = nh
+	}
+}
+
+// exactCopy returns a copy of b with no spare capacity (bytes.Clone
+// rounds it up): what it holds is what is charged for it.
+func exactCopy(b []byte) []byte {
+	c := make([]byte, len(b))
+	copy(c, b)
+	return c
+}
+
+// dropHead gives up keeping the header in memory (see keepHead).
+func (s *Spool) dropHead() {
+	s.uncharge(int64(cap(s.head)))
+	s.head, s.headOff = nil, true
+}
+
 // flushLocked writes wbuf to the file; s.mu is held.
 func (s *Spool) flushLocked() error {
 	if len(s.wbuf) == 0 {
@@ -160,6 +263,9 @@ func (s *Spool) Flush() error {
 	if err := s.flushLocked(); err != nil && s.err == nil {
 		s.err = s.fail("write spool file", err)
 	}
+	// The writer is done: a spool waiting for its delivery holds no
+	// write buffer (a later write, if any, goes to the file directly).
+	s.wbuf = nil
 	return s.err
 }
 
@@ -193,20 +299,31 @@ func (s *Spool) wrote(p []byte, n int) {
 // doubling. It is a hint only: more or fewer bytes may come.
 func (s *Spool) Expect(n int64) {
 	if len(s.mem) == 0 && s.f == nil && n > 0 && n <= int64(s.memMax) && int64(cap(s.mem)) < n {
-		s.mem = make([]byte, 0, n)
+		if s.charge(n - int64(cap(s.mem))) {
+			s.mem = make([]byte, 0, n)
+		}
 	}
 }
 
-func (s *Spool) grow(n int) {
+// grow makes room for n more bytes in mem without ever reserving more
+// than memMax, or more than the shared memory has room for (see Share):
+// it reports whether there is room.
+func (s *Spool) grow(n int) bool {
 	need := len(s.mem) + n
 	if need <= cap(s.mem) {
-		return
+		return true
 	}
 	c := max(2*cap(s.mem), need, 4096)
 	c = min(c, s.memMax)
+	if !s.charge(int64(c - cap(s.mem))) {
+		if c = need; !s.charge(int64(c - cap(s.mem))) {
+			return false
+		}
+	}
 	b := make([]byte, len(s.mem), c)
 	copy(b, s.mem)
 	s.mem = b
+	return true
 }
 
 // fail wraps a spool error as a temporary delivery failure.
@@ -224,12 +341,16 @@ func (s *Spool) toFile() error {
 		f.Close()
 		return err
 	}
-	if !s.hs.done {
-		s.head = append([]byte(nil), s.mem...)
-	} else {
-		s.head = append([]byte(nil), s.mem[:s.hs.n]...)
-	}
+	mem := s.mem
 	s.f, s.mem = f, nil
+	s.uncharge(int64(cap(mem)))
+	if !s.hs.done {
+		s.keepHead(mem)
+	} else if s.charge(int64(s.hs.n)) {
+		s.head = exactCopy(mem[:s.hs.n])
+	} else {
+		s.headOff = true
+	}
 	s.wbuf = make([]byte, 0, spoolWriteBuf)
 	return nil
 }
@@ -248,6 +369,24 @@ func (s *Spool) Head() []byte {
 	}
 	if s.f == nil {
 		return s.mem[:s.hs.final(len(s.mem))]
+	}
+	if s.headOff {
+		s.headOnce.Do(func() {
+			b := make([]byte, min(s.n, maxHead))
+			n, err := s.ReadAt(b, 0)
+			if err != nil && err != io.EOF {
+				// A header cut short would route the message by
+				// what is left of it: fail every later read of the
+				// spool instead, so that no delivery of it succeeds.
+				s.mu.Lock()
+				if s.err == nil {
+					s.err = fmt.Errorf("read spool file: %w", err)
+				}
+				s.mu.Unlock()
+			}
+			s.fileHead = headOf(b[:n])
+		})
+		return s.fileHead
 	}
 	return s.head[:s.hs.final(len(s.head))]
 }
@@ -302,7 +441,8 @@ func (s *Spool) Close() error {
 		return nil
 	}
 	s.closed = true
-	s.mem, s.head, s.wbuf = nil, nil, nil
+	s.uncharge(s.charged)
+	s.mem, s.head, s.wbuf, s.fileHead = nil, nil, nil, nil
 	if s.f != nil {
 		return s.f.Close()
 	}
@@ -389,10 +529,13 @@ func createSpoolFile(dir string) (*os.File, error) {
 	if err != nil {
 		// No O_TMPFILE here (another system, an old kernel, a file
 		// system without it): a fresh name, created exclusively and
-		// removed at once.
+		// removed at once. A popfetch killed in between left its
+		// name behind (an empty file: nothing is written before the
+		// name is gone); such names are removed here.
+		removeStaleSpoolNames(d)
 		var b [12]byte
 		rand.Read(b[:])
-		name := "popfetch-spool-" + hex.EncodeToString(b[:])
+		name := spoolNamePrefix + hex.EncodeToString(b[:])
 		fd, err = unix.Openat(dfd, name, unix.O_RDWR|unix.O_CREAT|unix.O_EXCL|unix.O_NOFOLLOW|unix.O_CLOEXEC, 0o600)
 		if err != nil {
 			return nil, fmt.Errorf("create spool file in %s: %w", dir, err)
@@ -403,6 +546,35 @@ func createSpoolFile(dir string) (*os.File, error) {
 		}
 	}
 	return os.NewFile(uintptr(fd), filepath.Join(dir, "(spool)")), nil
+}
+
+// spoolNamePrefix begins the name a spool file has for a moment without
+// O_TMPFILE (see createSpoolFile).
+const spoolNamePrefix = "popfetch-spool-"
+
+// staleSpoolName is how old such a name must be to be taken for one left
+// by a popfetch that died: a live one is removed within microseconds, and
+// another popfetch may be creating one right now.
+const staleSpoolName = time.Minute
+
+// removeStaleSpoolNames removes the spool file names in the spool
+// directory d that a popfetch killed between creating and removing one
+// left behind. Nothing else is touched.
+func removeStaleSpoolNames(d *os.File) {
+	names, err := d.ReadDir(-1)
+	d.Seek(0, io.SeekStart)
+	if err != nil {
+		return
+	}
+	dfd := int(d.Fd())
+	for _, e := range names {
+		if !strings.HasPrefix(e.Name(), spoolNamePrefix) || !e.Type().IsRegular() {
+			continue
+		}
+		if fi, err := e.Info(); err == nil && time.Since(fi.ModTime()) > staleSpoolName {
+			unix.Unlinkat(dfd, e.Name(), 0)
+		}
+	}
 }
 
 // spoolTmpfile is openTmpfile; tests take O_TMPFILE away.

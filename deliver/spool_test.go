@@ -13,6 +13,7 @@ import (
 	"syscall"
 	"testing"
 	"testing/iotest"
+	"time"
 
 	"github.com/popfetch/popfetch/internal/trust"
 )
@@ -349,5 +350,138 @@ func TestSpoolExpect(t *testing.T) {
 	})
 	if allocs > 3 {
 		t.Errorf("a spool with a right hint allocates %.0f times, want the buffer once (and the spool)", allocs)
+	}
+}
+
+// FuzzSpoolShared: spools that share a SpoolMem read back what was
+// written, with the Head of the message, whatever room the share leaves
+// them, hold in memory no more than it, and give it all back on Close.
+func FuzzSpoolShared(f *testing.F) {
+	f.Add([]byte("A: b\r\n\r\nbody\r\n"), uint8(3), uint8(5), uint16(0))
+	f.Add([]byte("A: b\r\nC: d\r\nE: f\r\n\r\nbody\r\n"), uint8(1), uint8(4), uint16(12))
+	f.Add(bytes.Repeat([]byte("X: y\r\n"), 2000), uint8(200), uint8(100), uint16(5000))
+	dir := filepath.Join(f.TempDir(), "spool")
+	f.Fuzz(func(t *testing.T, raw []byte, piece, memMax uint8, share uint16) {
+		m := NewSpoolMem(int64(share))
+		var spools []*Spool
+		for range 2 {
+			s := NewSpool(dir, int(memMax)+1)
+			s.Share(m)
+			s.Expect(int64(len(raw)))
+			spools = append(spools, s)
+		}
+		// Written in turns, as a session's spools fill one after the
+		// other while the earlier ones wait for their delivery.
+		for _, s := range spools {
+			for i, rest := 0, raw; len(rest) > 0; i++ {
+				n := min(max(int(piece)>>(i%2), 1), len(rest))
+				if k, err := s.Write(rest[:n]); err != nil || k != n {
+					t.Fatalf("Write: %d, %v", k, err)
+				}
+				rest = rest[n:]
+				if m.Left() < 0 {
+					t.Fatalf("share overdrawn: %d", m.Left())
+				}
+			}
+			if err := s.Flush(); err != nil {
+				t.Fatal(err)
+			}
+		}
+		for _, s := range spools {
+			if s.charged > int64(share) || int64(cap(s.mem)+cap(s.head)) > s.charged {
+				t.Fatalf("holds %d+%d bytes in memory, charged %d of %d", cap(s.mem), cap(s.head), s.charged, share)
+			}
+			checkSpool(t, s, raw)
+			s.Close()
+		}
+		if m.Left() != int64(share) {
+			t.Fatalf("after Close %d of %d bytes are back", m.Left(), share)
+		}
+	})
+}
+
+// TestSpoolSharedHeadFromFile: a header that does not fit the share is
+// read back from the file, once, and is the header kept otherwise.
+func TestSpoolSharedHeadFromFile(t *testing.T) {
+	dir := filepath.Join(t.TempDir(), "spool")
+	raw := []byte(strings.Repeat("X-Pad: "+strings.Repeat("y", 90)+"\r\n", 3000) + "\r\nbody\r\n")
+	m := NewSpoolMem(64 << 10)
+	s := NewSpool(dir, 32<<10)
+	s.Share(m)
+	for rest := raw; len(rest) > 0; {
+		n := min(1000, len(rest))
+		s.Write(rest[:n])
+		rest = rest[n:]
+	}
+	if !s.headOff || s.f == nil {
+		t.Fatalf("header kept in memory (%d bytes) beyond a share of 64 KiB", len(s.head))
+	}
+	checkSpool(t, s, raw)
+	if h := s.Head(); &h[0] != &s.Head()[0] {
+		t.Fatal("Head read the file twice")
+	}
+	s.Close()
+	if m.Left() != 64<<10 {
+		t.Fatalf("after Close %d bytes are back", m.Left())
+	}
+}
+
+// TestSpoolHeadFromFileFails: a header that cannot be read back from the
+// file whole fails every later read of the spool, so that no delivery
+// routes the message by a header cut short and then succeeds.
+func TestSpoolHeadFromFileFails(t *testing.T) {
+	dir := filepath.Join(t.TempDir(), "spool")
+	raw := []byte(strings.Repeat("X-Pad: "+strings.Repeat("y", 90)+"\r\n", 300) + "\r\nbody\r\n")
+	s := NewSpool(dir, 1024)
+	s.Share(NewSpoolMem(0))
+	defer s.Close()
+	if _, err := s.Write(raw); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Flush(); err != nil {
+		t.Fatal(err)
+	}
+	if !s.headOff {
+		t.Fatal("header kept in memory with no share")
+	}
+	s.f.Truncate(500) // an i/o error part-way
+	if h := s.Head(); len(h) > 500 {
+		t.Fatalf("Head = %d bytes from a file of 500", len(h))
+	}
+	if n, err := s.ReadAt(make([]byte, 100), 0); err == nil {
+		t.Fatalf("ReadAt after a failed Head read %d bytes, no error", n)
+	}
+}
+
+// TestSpoolStaleNames: without O_TMPFILE, a spool file name that a
+// popfetch killed between creating and removing it left behind is
+// removed when the next spool file is made; a fresh one, perhaps another
+// popfetch's right now, and other files are not.
+func TestSpoolStaleNames(t *testing.T) {
+	spoolTmpfile = func(int) (int, error) { return -1, syscall.EOPNOTSUPP }
+	defer func() { spoolTmpfile = openTmpfile }()
+	dir := filepath.Join(t.TempDir(), "spool")
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		t.Fatal(err)
+	}
+	old := time.Now().Add(-2 * time.Hour)
+	for _, name := range []string{"popfetch-spool-0123456789abcdef01234567", "popfetch-spool-fresh", "other"} {
+		p := filepath.Join(dir, name)
+		if err := os.WriteFile(p, nil, 0o600); err != nil {
+			t.Fatal(err)
+		}
+		if name != "popfetch-spool-fresh" {
+			os.Chtimes(p, old, old)
+		}
+	}
+	s := fillSpool(t, dir, 4, []byte("A: b\r\n\r\nbody\r\n"), nil)
+	s.Close()
+	var left []string
+	ents, _ := os.ReadDir(dir)
+	for _, e := range ents {
+		left = append(left, e.Name())
+	}
+	if strings.Join(left, " ") != "other popfetch-spool-fresh" {
+		t.Fatalf("spool directory holds %q; want the stale name gone, the rest kept", left)
 	}
 }

@@ -167,3 +167,77 @@ func TestDovecotLimit(t *testing.T) {
 		t.Fatalf("delivered %v; want only message 1", keys)
 	}
 }
+
+// bigSample returns message seq of about size bytes, with CRLF line ends,
+// holding what a stream of RETR replies must carry through unchanged at
+// every offset of the reader's buffer: dot lines (byte-stuffed on the
+// wire, a "." line among them), bare CRs within lines and at the end of
+// pieces of a line, lines far longer than the 32 KiB read buffer, and
+// a CR that falls exactly at a buffer's edge.
+func bigSample(seq, size int) []byte {
+	var b bytes.Buffer
+	fmt.Fprintf(&b, "From: Sender <sender@example.net>\r\nTo: rcpt@example.com\r\nSubject: big %d\r\nMessage-ID: <big-%d@example.net>\r\nX-Seq: %d\r\n\r\n", seq, seq, seq)
+	for n := 0; b.Len() < size; n++ {
+		switch n % 9 {
+		case 0:
+			b.WriteString(".\r\n..\r\n.leading dot\r\n...three\r\n. \r\n")
+		case 1:
+			b.WriteString("bare\rCR within\r\r a line\r\n")
+		case 2:
+			b.WriteString(strings.Repeat("0123456789", 10000+n%37) + "\r\n") // ~100 KB
+		case 3:
+			b.WriteString(strings.Repeat("y", 32<<10-1-n%3) + "\r\r\n")
+		case 4:
+			b.WriteString(strings.Repeat("z", 32<<10-2) + "\r\n.\r\n")
+		default:
+			fmt.Fprintf(&b, "line %d of message %d with some text\r\n", n, seq)
+		}
+	}
+	return b.Bytes()
+}
+
+// TestDovecotBigMessages: messages of 5 and 30 MB that stream through
+// spool files arrive byte for byte (with LF line ends, after the trace
+// field), in delete and in keep mode, and are deleted only in delete mode.
+func TestDovecotBigMessages(t *testing.T) {
+	srv := dovecottest.Start(t, dovecottest.Options{})
+	for _, keep := range []bool{false, true} {
+		t.Run(fmt.Sprintf("keep=%v", keep), func(t *testing.T) {
+			mb := srv.AddUser(t, fmt.Sprintf("big%v", keep), "secret")
+			want := [][]byte{bigSample(1, 5<<20), sample(2), bigSample(3, 30<<20)}
+			mb.Put(t, want...)
+			a := dovecotAccount(t, srv, mb, rcfile.TLSNone)
+			a.Keep = keep
+			res := poller(nil).Poll(context.Background(), a)
+			if res.Err != nil || res.Delivered != len(want) {
+				t.Fatalf("Poll = %+v\n%s", res, srv.Log(t))
+			}
+			got := delivered(t, a.Deliver.Maildir)
+			for i, w := range want {
+				seq := fmt.Sprint(i + 1)
+				// A Maildir copy ends its lines in LF, and a bare CR
+				// ends one too (deliver/header.go eolReader).
+				lf := bytes.ReplaceAll(bytes.ReplaceAll(w, []byte("\r\n"), []byte("\n")), []byte("\r"), []byte("\n"))
+				if !bytes.Equal(got[seq], lf) {
+					d := firstDiff(got[seq], lf)
+					t.Fatalf("message %s: %d bytes delivered, %d stored; they differ at %d: got %q, want %q", seq, len(got[seq]), len(lf), d, got[seq][max(d-20, 0):min(d+40, len(got[seq]))], lf[max(d-20, 0):min(d+40, len(lf))])
+				}
+			}
+			if n, wantN := mb.Count(t), map[bool]int{false: 0, true: len(want)}[keep]; n != wantN {
+				t.Fatalf("server holds %d messages, want %d", n, wantN)
+			}
+			if ents, _ := os.ReadDir(spoolDir(a)); len(ents) != 0 {
+				t.Fatalf("spool directory holds %v", ents)
+			}
+		})
+	}
+}
+
+func firstDiff(a, b []byte) int {
+	for i := range min(len(a), len(b)) {
+		if a[i] != b[i] {
+			return i
+		}
+	}
+	return min(len(a), len(b))
+}

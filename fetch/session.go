@@ -272,6 +272,8 @@ type session struct {
 	mailbox string
 	c       *pop3.Conn
 	disp    Dispatcher
+	// spoolMem is the memory the session's spools share (see newSpool).
+	spoolMem *deliver.SpoolMem
 	// reloaded is the directory state after a reload for an unknown
 	// recipient (reloadRouting, called from concurrent deliveries).
 	dirMu    sync.Mutex
@@ -1250,9 +1252,26 @@ func (s *session) retrieve(ctx context.Context, e entry) (*deliver.Message, erro
 // disk the journal is on and, like it, only popfetch's user can reach.
 // The caller closes it when the message's delivery is over, or when the
 // message is left.
+//
+// The spools share spoolMem: the windows that schedule the RETRs count
+// the server's LIST sizes, which a server may understate up to the reply
+// budget (2×size + 1 MiB), so that a round of maxWindow messages listed
+// as tiny could otherwise hold maxWindow × 256 KiB of content, or as many
+// headers of up to MaxHeaderBytes, in memory at once. A spool that finds
+// no room goes to its file.
 func (s *session) newSpool() *deliver.Spool {
-	return deliver.NewSpool(spoolDir(s.a), 0)
+	if s.spoolMem == nil {
+		s.spoolMem = deliver.NewSpoolMem(spoolMemShare)
+	}
+	sp := deliver.NewSpool(spoolDir(s.a), 0)
+	sp.Share(s.spoolMem)
+	return sp
 }
+
+// spoolMemShare is what a session's spools hold in memory together (see
+// newSpool): the memory window, with room for spools that grow past the
+// size LIST gave them (a spool doubles its memory as it grows).
+const spoolMemShare = 2 * memWindow
 
 // spoolDir is where account a's large messages are spooled.
 func spoolDir(a *rcfile.Account) string {

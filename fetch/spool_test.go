@@ -6,10 +6,15 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"os/exec"
+	"runtime"
+	"runtime/debug"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
+	"github.com/popfetch/popfetch/deliver"
 	"github.com/popfetch/popfetch/deliver/delivertest"
 	"github.com/popfetch/popfetch/fetch/pop3test"
 )
@@ -141,5 +146,164 @@ func TestPollSpoolDirRefused(t *testing.T) {
 	os.Remove(spoolDir(a))
 	if res := poller(nil).Poll(context.Background(), a); res.Err != nil || res.Delivered != 1 || len(srv.Messages()) != 0 {
 		t.Fatalf("Poll once the directory is sound = %+v", res)
+	}
+}
+
+// smallStateDir mounts a tmpfs of size bytes as a fresh directory and
+// returns it: a disk that fills part-way through a message. It needs root.
+func smallStateDir(t *testing.T, size string) string {
+	t.Helper()
+	dir := t.TempDir()
+	if out, err := exec.Command("mount", "-t", "tmpfs", "-o", "size="+size+",mode=0700", "tmpfs", dir).CombinedOutput(); err != nil {
+		t.Skipf("cannot mount a tmpfs (needs root): %v: %s", err, out)
+	}
+	t.Cleanup(func() { exec.Command("umount", "-l", dir).Run() })
+	return dir
+}
+
+// TestPollSpoolDiskFull: a spool that fills the disk part-way through a
+// message (ENOSPC in state_dir) leaves the message on the server,
+// undelivered and unrecorded, sends no DELE, and on a server that may
+// expire retrieved mail (EXPIRE 0) no QUIT either; messages before it in
+// its round are not lost, and everything arrives once there is room.
+func TestPollSpoolDiskFull(t *testing.T) {
+	for _, tc := range []struct {
+		name string
+		capa []string
+		keep bool
+	}{
+		{"expire 0, pipelined", []string{"USER", "UIDL", "PIPELINING", "EXPIRE 0"}, false},
+		{"expire 0, one at a time", []string{"USER", "UIDL", "EXPIRE 0"}, false},
+		{"keep", []string{"USER", "UIDL", "PIPELINING"}, true},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			// The big message fills the disk at a write, and the
+			// one of 900 KiB at the flush that ends it (its last
+			// 64 KiB).
+			for _, size := range []int{3 << 20, 900 << 10} {
+				mailbox := []pop3test.Message{msg(1), bigMsg(2, size), msg(3)}
+				srv := pop3test.NewServer(t, pop3test.Options{Messages: mailbox, Capa: tc.capa})
+				a := testAccount(t, srv)
+				a.Keep = tc.keep
+				a.StateDir = smallStateDir(t, "800k")
+				// The journal and the spool directory take some room
+				// first; what is left is less than the message.
+				res := poller(nil).Poll(context.Background(), a)
+				if res.Err == nil || !strings.Contains(res.Err.Error(), "spool") {
+					t.Fatalf("size %d: Poll with a full disk = %+v", size, res)
+				}
+				if storeHas(t, a, mailbox[1].UID) || len(srv.Messages()) != 3 {
+					t.Fatalf("size %d: the message was recorded or left the server: %q", size, srv.Commands())
+				}
+				for _, c := range srv.Commands() {
+					if strings.HasPrefix(c, "DELE 2") || c == "QUIT" && !tc.keep {
+						t.Fatalf("size %d: %q sent after the spool failed: %q", size, c, srv.Commands())
+					}
+				}
+				if ents, _ := os.ReadDir(spoolDir(a)); len(ents) != 0 {
+					t.Fatalf("size %d: spool directory holds %v", size, ents)
+				}
+				if n := spoolFDs(t, spoolDir(a)); n != 0 {
+					t.Fatalf("size %d: %d spool files still open", size, n)
+				}
+				// Room again.
+				exec.Command("mount", "-o", "remount,size=16m", a.StateDir).Run()
+				for range 3 {
+					if res = poller(nil).Poll(context.Background(), a); res.Err == nil && maildirCount(t, a) == 3 {
+						break
+					}
+				}
+				if res.Err != nil || maildirCount(t, a) != 3 {
+					t.Fatalf("size %d: Poll with room again = %+v; %d delivered", size, res, maildirCount(t, a))
+				}
+				if !tc.keep && len(srv.Messages()) != 0 {
+					t.Fatalf("size %d: %d messages left on the server", size, len(srv.Messages()))
+				}
+			}
+		})
+	}
+}
+
+// heapPeak runs f while sampling the heap in use and returns its growth
+// at the peak, after a collection before f.
+func heapPeak(f func()) int64 {
+	defer debug.SetGCPercent(debug.SetGCPercent(1))
+	runtime.GC()
+	var ms runtime.MemStats
+	runtime.ReadMemStats(&ms)
+	base := int64(ms.HeapInuse)
+	var peak atomic.Int64
+	done := make(chan struct{})
+	sampled := make(chan struct{})
+	go func() {
+		defer close(sampled)
+		for {
+			var ms runtime.MemStats
+			runtime.ReadMemStats(&ms)
+			if d := int64(ms.HeapInuse) - base; d > peak.Load() {
+				peak.Store(d)
+			}
+			select {
+			case <-done:
+				return
+			case <-time.After(2 * time.Millisecond):
+			}
+		}
+	}()
+	f()
+	close(done)
+	<-sampled
+	return peak.Load()
+}
+
+// TestPollSpoolMemoryLyingSizes: a server whose LIST sizes are tiny and
+// whose messages are as large as the reply budget allows them (2×size +
+// 1 MiB) fits a whole round of messages into the memory window by their
+// sizes. What their spools hold in memory together must still stay near
+// that window, whether the messages fit a spool's memory (256 KiB) or are
+// spooled to a file with a header that never ends (which a spool keeps to
+// route the message by).
+func TestPollSpoolMemoryLyingSizes(t *testing.T) {
+	for _, tc := range []struct {
+		name string
+		n    int
+		data func(i int) []byte
+	}{
+		{"in memory", 128, func(i int) []byte {
+			m := bigMsg(i, deliver.DefaultSpoolMem-200).Data
+			return m[:deliver.DefaultSpoolMem-100]
+		}},
+		{"endless header", 48, func(i int) []byte {
+			var b strings.Builder
+			fmt.Fprintf(&b, "From: a@example.com\r\nSubject: %d\r\n", i)
+			for b.Len() < 1<<20-100 {
+				b.WriteString("X-Filler: aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa\r\n")
+			}
+			return []byte(b.String())
+		}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			n := tc.n
+			var mailbox []pop3test.Message
+			for i := 1; i <= n; i++ {
+				mailbox = append(mailbox, pop3test.Message{UID: fmt.Sprintf("uid-%d", i), Data: tc.data(i)})
+			}
+			srv := pop3test.NewServer(t, pop3test.Options{Messages: mailbox,
+				Capa: []string{"USER", "UIDL", "PIPELINING"}, ListSize: func(pop3test.Message) int { return 10 }})
+			a := testAccount(t, srv)
+			a.Keep = true
+			r := &recorder{}
+			var res Result
+			peak := heapPeak(func() { res = poller(r).Poll(context.Background(), a) })
+			if res.Err != nil || res.Delivered != n {
+				t.Fatalf("Poll = %+v", res)
+			}
+			t.Logf("heap peak +%.1f MiB", float64(peak)/(1<<20))
+			// The test server's copies of what it sends take some
+			// of it.
+			if peak > 20<<20 {
+				t.Fatalf("the heap grew by %.1f MiB for a round of %d messages listed at 10 bytes each; the memory window is %d KiB", float64(peak)/(1<<20), n, memWindow>>10)
+			}
+		})
 	}
 }

@@ -581,3 +581,69 @@ func TestLoginRefused(t *testing.T) {
 		checkDelivered(t, s, a, [][]byte{msg})
 	})
 }
+
+// bigMessage returns message seq of about size bytes, stored with LF line
+// ends: dot lines (byte-stuffed on the wire, a "." line among them), bare
+// CRs within lines, lines far longer than popfetch's 32 KiB read buffer,
+// and line ends that fall at its edges.
+func bigMessage(seq, size int) []byte {
+	var b bytes.Buffer
+	fmt.Fprintf(&b, "From: Sender <sender@example.net>\nTo: rcpt@example.com\nSubject: big %d\nMessage-ID: <big-%d@example.net>\nX-Seq: %d\n\n", seq, seq, seq)
+	for n := 0; b.Len() < size; n++ {
+		switch n % 9 {
+		case 0:
+			b.WriteString(".\n..\n.leading dot\n...three\n. \n")
+		case 1:
+			b.WriteString("bare\rCR within\r\r a line\n")
+		case 2:
+			b.WriteString(strings.Repeat("0123456789", 10000+n%37) + "\n")
+		case 3:
+			b.WriteString(strings.Repeat("y", 32<<10-2-n%3) + "\n")
+		case 4:
+			b.WriteString(strings.Repeat("z", 32<<10-2) + "\n.\n")
+		default:
+			fmt.Fprintf(&b, "line %d of message %d with some text\n", n, seq)
+		}
+	}
+	return b.Bytes()
+}
+
+// TestBigMessages: messages of 5 and 30 MB, which stream through spool
+// files, arrive byte for byte (a bare CR ends a line in a Maildir copy),
+// in delete and in keep mode, from GNU mailutils pop3d on a Maildir and
+// on an mbox.
+func TestBigMessages(t *testing.T) {
+	t.Parallel()
+	for _, c := range configs {
+		if c.name != "mailutils/plain" && c.name != "mailutils/mbox" {
+			continue
+		}
+		for _, keep := range []bool{false, true} {
+			t.Run(fmt.Sprintf("%s/keep=%v", c.name, keep), func(t *testing.T) {
+				s := c.start(t)
+				msgs := [][]byte{bigMessage(1, 5<<20), message(2), bigMessage(3, 30<<20)}
+				s.Put(t, msgs...)
+				a := account(t, s)
+				a.Keep = keep
+				a.Timeout = 60 * time.Second
+				res := poll(t, s, a)
+				if res.Err != nil || res.Delivered != len(msgs) {
+					t.Fatalf("poll = %+v", res)
+				}
+				got := delivered(t, s, a.Deliver.Maildir)
+				for _, m := range msgs {
+					w := bytes.ReplaceAll(want(s, m), []byte("\r"), []byte("\n"))
+					if g := got[seqOf(m)]; len(g) != 1 || !bytes.Equal(g[0], w) {
+						t.Fatalf("message %s: %d copies; the first differs from the %d bytes served", seqOf(m), len(g), len(w))
+					}
+				}
+				if n, wantN := s.Count(t), map[bool]int{false: 0, true: len(msgs)}[keep]; n != wantN {
+					t.Fatalf("server holds %d messages, want %d", n, wantN)
+				}
+				if ents, _ := os.ReadDir(filepath.Join(a.StateDir, "spool")); len(ents) != 0 {
+					t.Fatalf("spool directory holds %v", ents)
+				}
+			})
+		}
+	}
+}

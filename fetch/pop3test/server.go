@@ -57,6 +57,11 @@ type Options struct {
 	// adding X-IMAPbase, X-UID and Status fields, so its LIST size grows
 	// while it stays the same message.
 	RewriteRetrieved func(Message) Message
+	// ListSize, if set, is the size LIST gives for a message (in the
+	// listing and for "LIST n") instead of its true one: a server that
+	// lies about its sizes. STAT is not affected; RETR announces no size
+	// ("+OK message follows").
+	ListSize func(Message) int
 
 	// APOP accepts APOP (RFC 1939 §7) and, unless Greeting is set, puts
 	// the timestamp <1896.697170952@pop3test> in the greeting.
@@ -780,6 +785,9 @@ func (ss *session) answer(verb, arg string) answer {
 			if verb == "UIDL" {
 				return fmt.Sprintf("%d %s", i+1, ss.msgs[i].msg.UID)
 			}
+			if f := ss.s.opts.ListSize; f != nil {
+				return fmt.Sprintf("%d %d", i+1, f(ss.msgs[i].msg))
+			}
 			return fmt.Sprintf("%d %d", i+1, len(wireData(ss.msgs[i].msg.Data)))
 		}
 		switch len(args) {
@@ -812,6 +820,9 @@ func (ss *session) answer(verb, arg string) answer {
 		}
 		data := wireData(ss.msgs[i].msg.Data)
 		status := fmt.Sprintf("+OK %d octets", len(data))
+		if ss.s.opts.ListSize != nil {
+			status = "+OK message follows"
+		}
 		if verb == "TOP" {
 			k, err := strconv.Atoi(args[1])
 			if err != nil || k < 0 {
