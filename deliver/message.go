@@ -172,9 +172,17 @@ func IsPermanent(err error) bool {
 // ignored: the envelope sender is never worth a long parse (doc/design.md
 // §3.5). It is the default {sender} of an MDA and MAIL FROM of SMTP; it is
 // never used to route.
+//
+// It runs once per message: a header of plain "Name: value" lines (with
+// folded lines in other fields) is read by plainFirst without building
+// the whole header; anything else by readHeader. Both find the same field
+// (FuzzReturnPath).
 func ReturnPath(raw []byte) string {
-	h, _ := readHeader(raw)
-	v, ok := h.first("Return-Path")
+	v, ok, sure := plainFirst(raw, "return-path")
+	if !sure {
+		h, _ := readHeader(raw)
+		v, ok = h.first("Return-Path")
+	}
 	v = strings.TrimSpace(v)
 	if !ok || v == "" || v == "<>" || len(v) > 512 {
 		return ""
