@@ -198,6 +198,7 @@ type digester struct {
 	head              gather // h's own
 	wholeH, bodyH     hash.Hash
 	wholeBuf, bodyBuf []byte // whole.buf, then body.buf
+	sum               [sha256.Size]byte
 }
 
 // lineMode says how the digester reads the rest of the current line.
@@ -245,8 +246,8 @@ func (d *digester) reset() {
 	d.h, d.alt = &d.head, nil
 	d.cr, d.mode, d.open, d.skip, d.v = false, lineNew, false, false, value{}
 	d.name = d.name[:0]
-	d.whole.h.Write([]byte("whole\n"))
-	d.h.Write([]byte("header\n"))
+	d.whole.h.Write(wholeTag)
+	d.h.Write(headerTag)
 }
 
 // Write feeds the next piece of the message; it never fails.
@@ -405,7 +406,7 @@ func (d *digester) lineEnd() {
 		// the body.
 		d.body = lfHash{h: d.bodyH, buf: d.bodyBuf[:0]}
 		d.whole.buf = nil
-		d.body.h.Write([]byte{1})
+		d.body.h.Write(bodyTag)
 		return
 	case lineName:
 		d.notField()
@@ -434,7 +435,7 @@ var noBody = sha256.Sum256([]byte{0})
 // hexSums writes headerDigest and bodyDigest of what was written to dst,
 // 32 hex digits each.
 func (d *digester) hexSums(dst *[fullDigestLen]byte) {
-	var sum [sha256.Size]byte
+	sum := d.sum[:] // a local array would escape to the heap through hash.Hash
 	if !d.inBody {
 		d.whole.flush()
 		hex.Encode(dst[:32], d.whole.h.Sum(sum[:0])[:16])
@@ -583,6 +584,12 @@ func (w *lfHash) flush() {
 }
 
 var (
+	// What each digest starts with (package variables: a conversion in
+	// the call would allocate for every message).
+	wholeTag  = []byte("whole\n")
+	headerTag = []byte("header\n")
+	bodyTag   = []byte{1}
+
 	cr    = []byte{'\r'}
 	nl    = []byte{'\n'}
 	crlf  = []byte("\r\n")
