@@ -118,3 +118,35 @@ func FuzzReturnPath(f *testing.F) {
 		}
 	})
 }
+
+// FuzzPlainAngleAddr holds plainAngleAddr to mail.ParseAddress wherever
+// it decides.
+func FuzzPlainAngleAddr(f *testing.F) {
+	for _, s := range []string{"<bounce@example.org>", "<a.b+c=d_e-f@x.y>", "<.a@x>", "<a.@x>", "<a..b@x>",
+		"<a@b@c>", "<@x>", "<a@>", "<a@[1.2.3.4]>", "<\"a b\"@x>", "<a@x> (c)", "x <a@x>", "<a@x", "<>", "<a@.x>", "<a@x.>"} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, v string) {
+		got, ok := plainAngleAddr(v)
+		if !ok {
+			return
+		}
+		a, err := mail.ParseAddress(v)
+		if err != nil || a.Address != got {
+			t.Fatalf("plainAngleAddr(%q) = %q; mail.ParseAddress: %v, %v", v, got, a, err)
+		}
+	})
+}
+
+// TestReturnPathAllocs: the usual header and Return-Path cost one
+// allocation (the field's value), not a parse of the whole header; it
+// runs for every message.
+func TestReturnPathAllocs(t *testing.T) {
+	head := []byte("Return-Path: <news@example.net>\r\nDelivered-To: alice@example.com\r\nReceived: from a\r\n\tby b; Wed, 25 Nov 2026 10:00:00 +0000\r\nFrom: a@x\r\n\r\n")
+	if got := ReturnPath(head); got != "news@example.net" {
+		t.Fatalf("ReturnPath = %q", got)
+	}
+	if allocs := testing.AllocsPerRun(100, func() { ReturnPath(head) }); allocs > 1 {
+		t.Errorf("ReturnPath: %v allocations; want 1", allocs)
+	}
+}
