@@ -90,6 +90,81 @@ func readHeader(raw []byte) (fs header, truncated bool) {
 	return fs, truncated
 }
 
+// plainFirst is header.first on readHeader(raw) for the common header of
+// plain lines, without building the header: it returns the value of the
+// first field named name (lower case, letters and '-'), before the
+// trimming readHeader does (callers trim), and sure=true, when every line
+// up to and including that field is one readHeader reads the plain way:
+// it ends in LF or CRLF and holds no other CR; it is a continuation (it
+// starts with a space or tab, and is not the first line) or "Name:"
+// with a non-empty name of printable ASCII without white space; the field
+// itself is one line, followed by one that is not a continuation, and ends
+// within MaxHeaderBytes (so the cap cannot drop it). Reaching the empty
+// line that ends the header on such lines means no such field. Anything
+// else returns sure=false, and the caller reads the header with
+// readHeader.
+func plainFirst(raw []byte, name string) (value string, ok, sure bool) {
+	for i := 0; i < len(raw); {
+		rest := raw[i:]
+		n := bytes.IndexByte(rest, '\n')
+		if n < 0 {
+			return "", false, false // no line end: the cap or a header without body
+		}
+		line := rest[:n]
+		if n > 0 && line[n-1] == '\r' {
+			line = line[:n-1]
+		}
+		if bytes.IndexByte(line, '\r') >= 0 {
+			return "", false, false
+		}
+		next := i + n + 1
+		if len(line) == 0 {
+			return "", false, true // the end of the header
+		}
+		if line[0] == ' ' || line[0] == '\t' {
+			if i == 0 {
+				return "", false, false
+			}
+			i = next
+			continue
+		}
+		colon := bytes.IndexByte(line, ':')
+		if colon <= 0 {
+			return "", false, false
+		}
+		for _, c := range line[:colon] {
+			if c < 33 || c > 126 {
+				return "", false, false
+			}
+		}
+		if colon == len(name) && asciiEqualFold(line[:colon], name) {
+			if next >= len(raw) || raw[next] == ' ' || raw[next] == '\t' || next >= MaxHeaderBytes {
+				return "", false, false // folded, or near the cap
+			}
+			return string(line[colon+1:]), true, true
+		}
+		i = next
+	}
+	return "", false, false
+}
+
+// asciiEqualFold reports whether b is lower, ignoring ASCII case; lower
+// is lower case.
+func asciiEqualFold(b []byte, lower string) bool {
+	if len(b) != len(lower) {
+		return false
+	}
+	for i, c := range b {
+		if 'A' <= c && c <= 'Z' {
+			c += 'a' - 'A'
+		}
+		if c != lower[i] {
+			return false
+		}
+	}
+	return true
+}
+
 // headerEnd returns the offset of the empty line that ends the header in
 // raw (CRLF or bare LF), or -1. It looks no further than MaxHeaderBytes+2.
 func headerEnd(raw []byte) int {

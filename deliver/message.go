@@ -172,16 +172,64 @@ func IsPermanent(err error) bool {
 // ignored: the envelope sender is never worth a long parse (doc/design.md
 // §3.5). It is the default {sender} of an MDA and MAIL FROM of SMTP; it is
 // never used to route.
+//
+// It runs once per message: a header of plain "Name: value" lines (with
+// folded lines in other fields) is read by plainFirst without building
+// the whole header; anything else by readHeader. Both find the same field
+// (FuzzReturnPath).
 func ReturnPath(raw []byte) string {
-	h, _ := readHeader(raw)
-	v, ok := h.first("Return-Path")
+	v, ok, sure := plainFirst(raw, "return-path")
+	if !sure {
+		h, _ := readHeader(raw)
+		v, ok = h.first("Return-Path")
+	}
 	v = strings.TrimSpace(v)
 	if !ok || v == "" || v == "<>" || len(v) > 512 {
 		return ""
+	}
+	if a, ok := plainAngleAddr(v); ok {
+		return a
 	}
 	a, err := mail.ParseAddress(v)
 	if err != nil {
 		return ""
 	}
 	return a.Address
+}
+
+// plainAngleAddr returns the address in v when v is "<local@domain>" with
+// both parts dot-atoms of ASCII letters, digits and "+-_=" (no leading,
+// trailing or double dot), the form nearly every Return-Path has: what
+// mail.ParseAddress returns for it (FuzzPlainAngleAddr), without its
+// allocations.
+func plainAngleAddr(v string) (string, bool) {
+	if len(v) < 5 || v[0] != '<' || v[len(v)-1] != '>' {
+		return "", false
+	}
+	a := v[1 : len(v)-1]
+	at := strings.IndexByte(a, '@')
+	if at < 0 || !plainDotAtom(a[:at]) || !plainDotAtom(a[at+1:]) {
+		return "", false
+	}
+	return a, true
+}
+
+// plainDotAtom reports whether s is a dot-atom (RFC 5322 §3.2.3) of ASCII
+// letters, digits and "+-_=".
+func plainDotAtom(s string) bool {
+	if s == "" || s[0] == '.' || s[len(s)-1] == '.' {
+		return false
+	}
+	for i := 0; i < len(s); i++ {
+		switch c := s[i]; {
+		case 'a' <= c && c <= 'z', 'A' <= c && c <= 'Z', '0' <= c && c <= '9', c == '+', c == '-', c == '_', c == '=':
+		case c == '.':
+			if s[i-1] == '.' {
+				return false
+			}
+		default:
+			return false
+		}
+	}
+	return true
 }

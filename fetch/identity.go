@@ -59,6 +59,7 @@ const maxFieldName = 256
 // message and delivers one of another size again, once.
 func identityOf(size int64, raw []byte) uidl.Identity {
 	d := newDigester()
+	defer d.free()
 	d.Write(raw)
 	return d.identity(size)
 }
@@ -68,6 +69,7 @@ func identityOf(size int64, raw []byte) uidl.Identity {
 // it back.
 func messageIdentity(size int64, m *deliver.Message) (uidl.Identity, error) {
 	d := newDigester()
+	defer d.free()
 	if m.Spool == nil {
 		d.Write(m.Raw)
 		return d.identity(size), nil
@@ -121,6 +123,7 @@ func ourCopy(path string, id uidl.Identity) error {
 	}
 	defer f.Close()
 	d := newDigester()
+	defer d.free()
 	bp := copyBufs.Get().(*[]byte)
 	defer copyBufs.Put(bp)
 	if _, err := io.CopyBuffer(d, f, *bp); err != nil {
@@ -141,6 +144,7 @@ func ourCopy(path string, id uidl.Identity) error {
 // empty one. It is the first 128 bits of SHA-256, in hex.
 func bodyDigest(raw []byte) string {
 	d := newDigester()
+	defer d.free()
 	d.Write(raw)
 	_, body := d.sums()
 	return body
@@ -158,6 +162,7 @@ func bodyDigest(raw []byte) string {
 // CRLF read as LF. It is the first 128 bits of SHA-256, in hex.
 func headerDigest(raw []byte) string {
 	d := newDigester()
+	defer d.free()
 	d.Write(raw)
 	head, _ := d.sums()
 	return head
@@ -170,6 +175,9 @@ func headerDigest(raw []byte) string {
 // empty line that ends the header it feeds both the digest of the whole
 // message (used if there is no such line) and that of the header's
 // fields; after it, the body's.
+//
+// Digesters are pooled (newDigester, free): one runs for every message,
+// and its hashes and buffers are what it allocates.
 type digester struct {
 	whole  lfHash // "whole\n", the message with CRLF as LF
 	inBody bool   // the empty line was seen
@@ -177,14 +185,20 @@ type digester struct {
 
 	// The header's fields, line by line; each line's final CR (before
 	// its LF) is dropped, as headerDigest's line reader drops it.
-	h    hash.Hash
-	cr   bool      // a CR ended the last piece: the next byte says whether it ends the line
-	mode lineMode  // what the current line is
-	open bool      // a field is being written (its value continues on folded lines)
-	skip bool      // the field being read is volatile: its folded lines are skipped
-	v    value     // the value being written
-	name []byte    // the current line's field name so far (lineName, lineSpace)
-	alt  hash.Hash // lineSpace: h with the line written as not a field
+	h    *gather
+	cr   bool     // a CR ended the last piece: the next byte says whether it ends the line
+	mode lineMode // what the current line is
+	open bool     // a field is being written (its value continues on folded lines)
+	skip bool     // the field being read is volatile: its folded lines are skipped
+	v    value    // the value being written
+	name []byte   // the current line's field name so far (lineName, lineSpace)
+	alt  *gather  // lineSpace: h with the line written as not a field
+
+	// What reset starts from.
+	head              gather // h's own
+	wholeH, bodyH     hash.Hash
+	wholeBuf, bodyBuf []byte // whole.buf, then body.buf
+	sum               [sha256.Size]byte
 }
 
 // lineMode says how the digester reads the rest of the current line.
@@ -199,12 +213,41 @@ const (
 	lineSkip                  // a volatile field's line
 )
 
+var digesters = sync.Pool{New: func() any {
+	return &digester{
+		head:     gather{h: sha256.New(), buf: make([]byte, 0, 4<<10)},
+		wholeH:   sha256.New(),
+		bodyH:    sha256.New(),
+		wholeBuf: make([]byte, 0, 8<<10),
+		bodyBuf:  make([]byte, 0, 8<<10),
+	}
+}}
+
+// newDigester returns a digester with nothing written; free returns it.
 func newDigester() *digester {
-	d := &digester{h: sha256.New()}
-	d.whole.h = sha256.New()
-	d.whole.h.Write([]byte("whole\n"))
-	d.h.Write([]byte("header\n"))
+	d := digesters.Get().(*digester)
+	d.reset()
 	return d
+}
+
+// free returns d to the pool; d must not be used after.
+func (d *digester) free() { digesters.Put(d) }
+
+// reset makes d a digester with nothing written, keeping its hashes and
+// buffers.
+func (d *digester) reset() {
+	d.head.h.Reset()
+	d.head.buf = d.head.buf[:0]
+	d.wholeH.Reset()
+	d.bodyH.Reset()
+	d.whole = lfHash{h: d.wholeH, buf: d.wholeBuf[:0]}
+	d.body = lfHash{}
+	d.inBody = false
+	d.h, d.alt = &d.head, nil
+	d.cr, d.mode, d.open, d.skip, d.v = false, lineNew, false, false, value{}
+	d.name = d.name[:0]
+	d.whole.h.Write(wholeTag)
+	d.h.Write(headerTag)
 }
 
 // Write feeds the next piece of the message; it never fails.
@@ -273,7 +316,7 @@ func (d *digester) lineData(p []byte) {
 			d.name = d.name[:0]
 			d.mode = lineName
 		case lineName:
-			i := bytes.IndexAny(p, ": \t")
+			i := nameEnd(p)
 			seg := p
 			if i >= 0 {
 				seg = p[:i]
@@ -290,8 +333,7 @@ func (d *digester) lineData(p []byte) {
 			if p[0] != ':' {
 				// White space after the name: a field only if
 				// nothing but white space comes before the colon.
-				alt, _ := d.h.(hash.Cloner).Clone()
-				d.alt = alt
+				d.alt = d.h.clone()
 				d.alt.Write(zero)
 				d.alt.Write(d.name)
 				d.mode = lineSpace
@@ -343,7 +385,7 @@ func (d *digester) notField() {
 
 // field starts the field named d.name; its value follows.
 func (d *digester) field() {
-	lower := bytes.ToLower(d.name)
+	lower := asciiLower(d.name)
 	if d.skip = volatileFields[string(lower)]; d.skip {
 		d.mode = lineSkip
 		return
@@ -362,9 +404,9 @@ func (d *digester) lineEnd() {
 		d.inBody = true
 		// The whole message's digest is not needed: its buffer serves
 		// the body.
-		d.body.buf, d.whole.buf = d.whole.buf[:0], nil
-		d.body.h = sha256.New()
-		d.body.h.Write([]byte{1})
+		d.body = lfHash{h: d.bodyH, buf: d.bodyBuf[:0]}
+		d.whole.buf = nil
+		d.body.h.Write(bodyTag)
 		return
 	case lineName:
 		d.notField()
@@ -387,21 +429,98 @@ func (d *digester) end() {
 	d.open, d.v = false, value{}
 }
 
-// sums returns headerDigest and bodyDigest of what was written.
-func (d *digester) sums() (head, body string) {
+// noBody is the body digest of a message without a body: of the byte 0.
+var noBody = sha256.Sum256([]byte{0})
+
+// hexSums writes headerDigest and bodyDigest of what was written to dst,
+// 32 hex digits each.
+func (d *digester) hexSums(dst *[fullDigestLen]byte) {
+	sum := d.sum[:] // a local array would escape to the heap through hash.Hash
 	if !d.inBody {
 		d.whole.flush()
-		nobody := sha256.Sum256([]byte{0})
-		return hex.EncodeToString(d.whole.h.Sum(nil)[:16]), hex.EncodeToString(nobody[:16])
+		hex.Encode(dst[:32], d.whole.h.Sum(sum[:0])[:16])
+		hex.Encode(dst[32:], noBody[:16])
+		return
 	}
 	d.body.flush()
-	return hex.EncodeToString(d.h.Sum(nil)[:16]), hex.EncodeToString(d.body.h.Sum(nil)[:16])
+	d.h.flush()
+	hex.Encode(dst[:32], d.h.h.Sum(sum[:0])[:16])
+	hex.Encode(dst[32:], d.body.h.Sum(sum[:0])[:16])
+}
+
+// sums returns headerDigest and bodyDigest of what was written.
+func (d *digester) sums() (head, body string) {
+	var b [fullDigestLen]byte
+	d.hexSums(&b)
+	return string(b[:32]), string(b[32:])
 }
 
 // identity returns identityOf's identity of what was written.
 func (d *digester) identity(size int64) uidl.Identity {
-	head, body := d.sums()
-	return uidl.Identity{Size: size, Digest: head + body}
+	var b [fullDigestLen]byte
+	d.hexSums(&b)
+	return uidl.Identity{Size: size, Digest: string(b[:])}
+}
+
+// gather writes what is written to it to h, gathered in buf: one hash
+// write per few kilobytes rather than per word. Call flush before reading
+// h.
+type gather struct {
+	h   hash.Hash
+	buf []byte
+}
+
+func (g *gather) Write(b []byte) (int, error) {
+	if len(g.buf)+len(b) > cap(g.buf) {
+		g.flush()
+		if len(b) > cap(g.buf) {
+			g.h.Write(b)
+			return len(b), nil
+		}
+	}
+	g.buf = append(g.buf, b...)
+	return len(b), nil
+}
+
+func (g *gather) flush() {
+	g.h.Write(g.buf)
+	g.buf = g.buf[:0]
+}
+
+// clone returns a gather that has had written what g has, on its own
+// hash and buffer (an allocation: only for a field name followed by
+// white space).
+func (g *gather) clone() *gather {
+	g.flush()
+	h, _ := g.h.(hash.Cloner).Clone()
+	return &gather{h: h, buf: make([]byte, 0, 1<<10)}
+}
+
+// nameEnd returns the index of the first ':', space or tab in p, or -1.
+func nameEnd(p []byte) int {
+	for i, c := range p {
+		if c == ':' || c == ' ' || c == '\t' {
+			return i
+		}
+	}
+	return -1
+}
+
+// asciiLower lower-cases b in place when it is all ASCII and returns it;
+// otherwise it returns bytes.ToLower(b), which maps what is not valid
+// UTF-8 as the digests always have.
+func asciiLower(b []byte) []byte {
+	for _, c := range b {
+		if c >= 0x80 {
+			return bytes.ToLower(b)
+		}
+	}
+	for i, c := range b {
+		if 'A' <= c && c <= 'Z' {
+			b[i] = c + 'a' - 'A'
+		}
+	}
+	return b
 }
 
 // lfHash writes pieces of a text to h with every CRLF as LF, gathering
@@ -465,6 +584,12 @@ func (w *lfHash) flush() {
 }
 
 var (
+	// What each digest starts with (package variables: a conversion in
+	// the call would allocate for every message).
+	wholeTag  = []byte("whole\n")
+	headerTag = []byte("header\n")
+	bodyTag   = []byte{1}
+
 	cr    = []byte{'\r'}
 	nl    = []byte{'\n'}
 	crlf  = []byte("\r\n")
@@ -487,9 +612,14 @@ type value struct {
 // white space, as unfolding makes it (RFC 5322 §2.2.3).
 func (v *value) write(w io.Writer, b []byte) {
 	for len(b) > 0 {
-		i := bytes.IndexAny(b, " \t")
-		if i < 0 {
-			i = len(b)
+		// Words and the single spaces between them go in one write:
+		// they are written as they are.
+		i := 0
+		for i < len(b) {
+			if c := b[i]; c == '\t' || c == ' ' && (i == 0 || i+1 == len(b) || b[i+1] == ' ' || b[i+1] == '\t') {
+				break
+			}
+			i++
 		}
 		if i > 0 {
 			if v.space && v.started {
@@ -499,7 +629,11 @@ func (v *value) write(w io.Writer, b []byte) {
 			v.started, v.space = true, false
 		}
 		b = b[i:]
-		if n := len(b) - len(bytes.TrimLeft(b, " \t")); n > 0 {
+		n := 0
+		for n < len(b) && (b[n] == ' ' || b[n] == '\t') {
+			n++
+		}
+		if n > 0 {
 			v.space = true
 			b = b[n:]
 		}

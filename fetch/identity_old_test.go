@@ -7,9 +7,11 @@ import (
 	"io"
 	"math/rand"
 	"path/filepath"
+	"strings"
 	"testing"
 
 	"github.com/popfetch/popfetch/deliver"
+	"github.com/popfetch/popfetch/internal/testutil"
 )
 
 // The digests as they were computed over a whole message in memory: the
@@ -43,6 +45,34 @@ func oldBodyOf(raw []byte) ([]byte, bool) {
 	return nil, false
 }
 
+// oldValue is the former value: the digester's value writes in other
+// pieces, which must hash the same.
+type oldValue struct {
+	started bool // a word was written
+	space   bool // white space is pending
+}
+
+func (v *oldValue) write(w io.Writer, b []byte) {
+	for len(b) > 0 {
+		i := bytes.IndexAny(b, " \t")
+		if i < 0 {
+			i = len(b)
+		}
+		if i > 0 {
+			if v.space && v.started {
+				w.Write([]byte{' '})
+			}
+			w.Write(b[:i])
+			v.started, v.space = true, false
+		}
+		b = b[i:]
+		if n := len(b) - len(bytes.TrimLeft(b, " \t")); n > 0 {
+			v.space = true
+			b = b[n:]
+		}
+	}
+}
+
 func oldHeaderDigest(raw []byte) string {
 	h := sha256.New()
 	if _, ok := oldBodyOf(raw); !ok {
@@ -51,14 +81,14 @@ func oldHeaderDigest(raw []byte) string {
 		return hex.EncodeToString(h.Sum(nil)[:16])
 	}
 	h.Write([]byte("header\n"))
-	open := false // a field is being written (its value continues on folded lines)
-	skip := false // the field being read is volatile: its folded lines are skipped
-	var v value   // the value being written
+	open := false  // a field is being written (its value continues on folded lines)
+	skip := false  // the field being read is volatile: its folded lines are skipped
+	var v oldValue // the value being written
 	end := func() {
 		if open {
 			h.Write([]byte{'\n'})
 		}
-		open, v = false, value{}
+		open, v = false, oldValue{}
 	}
 	for len(raw) > 0 {
 		line := raw
@@ -151,12 +181,26 @@ func writePieces(r *rand.Rand, w io.Writer, raw []byte) {
 }
 
 // TestDigesterMatchesOld: over random messages written in random pieces,
-// the digests equal the former ones.
+// the digests equal the former ones, whether the digester is new or
+// reused (reset after another message, as the pool hands it out).
 func TestDigesterMatchesOld(t *testing.T) {
 	r := rand.New(rand.NewSource(10))
+	reused := newDigester()
 	for i := 0; i < 20000; i++ {
 		raw := randomMessage(r)
-		d := newDigester()
+		if i%50 == 0 {
+			// Longer than the digester's buffers, which it then
+			// flushes: in the header, or in the body.
+			cut := r.Intn(len(raw) + 1)
+			long := "X-Long: " + strings.Repeat("w ", 2500) + "\r\n" + strings.Repeat("b\r\n", 3000)
+			raw = append(raw[:cut:cut], append([]byte(long), raw[cut:]...)...)
+		}
+		d := digesters.New().(*digester)
+		d.reset()
+		if i%2 == 1 {
+			d = reused
+			d.reset()
+		}
 		writePieces(r, d, raw)
 		head, body := d.sums()
 		if want := oldHeaderDigest(raw); head != want {
@@ -211,4 +255,20 @@ func rawOf(m *deliver.Message) []byte {
 		panic(err)
 	}
 	return b
+}
+
+// TestIdentityAllocs: the digester allocates nothing per message beyond
+// the identity's string (a pooled digester is reset, not made anew), nor
+// per field; one runs for every message. The bound leaves room for a
+// pool emptied by a garbage collection during the run.
+func TestIdentityAllocs(t *testing.T) {
+	if testutil.Race {
+		t.Skip("the race detector makes sync.Pool drop what it is given")
+	}
+	raw := []byte(digestBase)
+	identityOf(int64(len(raw)), raw)
+	allocs := testing.AllocsPerRun(200, func() { identityOf(int64(len(raw)), raw) })
+	if allocs > 1.5 {
+		t.Errorf("identityOf: %v allocations per message; want 1", allocs)
+	}
 }

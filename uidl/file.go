@@ -100,6 +100,10 @@ type Store struct {
 	markF     *os.File
 	claim     mark
 	markStale bool
+
+	// rec is the buffer a record is formatted in (under mu): one is
+	// written for every message, and write(2) keeps nothing of it.
+	rec []byte
 }
 
 // Open opens (creating if needed) the journal at path, takes the mailbox lock
@@ -974,7 +978,8 @@ func (s *Store) count(kind byte, what, uid string, t time.Time, next func(e entr
 		return n, fmt.Errorf("%w: %s", ErrClosed, s.path)
 	}
 	c := strconv.Itoa(n)
-	if err := s.write(appendRecord(nil, kind, uid, t.Unix(), c, Identity{}), false); err != nil {
+	s.rec = appendRecord(s.rec[:0], kind, uid, t.Unix(), c, Identity{})
+	if err := s.write(s.rec, false); err != nil {
 		return n, fmt.Errorf("record %s of uid %q: %w", what, uid, err)
 	}
 	s.st.apply(kind, uid, t.Unix(), c, Identity{})
@@ -1069,7 +1074,8 @@ func (s *Store) record(kind byte, uid string, t time.Time, rcpt string, id Ident
 		// first-seen time.
 		first = e.first
 	}
-	if err := s.write(appendRecord(nil, kind, uid, first, rcpt, id), sync); err != nil {
+	s.rec = appendRecord(s.rec[:0], kind, uid, first, rcpt, id)
+	if err := s.write(s.rec, sync); err != nil {
 		return fmt.Errorf("record uid %q: %w", uid, err)
 	}
 	s.st.apply(kind, uid, first, rcpt, id)

@@ -615,8 +615,16 @@ func validIntent(s string) bool { return printable(s, maxIntent) }
 // record field (space, controls, non-ASCII) and '%' itself.
 func escapeIntent(p string) string {
 	const hex = "0123456789ABCDEF"
-	var b []byte
-	for i := 0; i < len(p); i++ {
+	i := 0
+	for i < len(p) && p[i] >= 0x21 && p[i] <= 0x7e && p[i] != '%' {
+		i++
+	}
+	if i == len(p) {
+		return p // the usual path, without a copy
+	}
+	b := make([]byte, i, len(p)+16)
+	copy(b, p)
+	for ; i < len(p); i++ {
 		c := p[i]
 		if c < 0x21 || c > 0x7e || c == '%' {
 			b = append(b, '%', hex[c>>4], hex[c&15])
