@@ -19,6 +19,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/popfetch/popfetch/internal/crashpoint"
 	"github.com/popfetch/popfetch/internal/durable"
 )
 
@@ -657,6 +658,7 @@ func (d *Maildir) prepare(md *openMaildir, target string, r io.Reader) (*Prepare
 		f.Close()
 		return nil, p.fail("fsync tmp file", err)
 	}
+	crashpoint.Hit("file-synced")
 	// Close can report a deferred write error (NFS, quota): unchecked, a
 	// short file would be linked into new/.
 	if err := f.Close(); err != nil {
@@ -743,6 +745,7 @@ func (p *Prepared) Commit() error {
 		return p.fail(step, err)
 	}
 	p.moved = !link
+	crashpoint.Hit("moved")
 	// Without this a crash can lose the directory entry even though the
 	// file's data is on disk.
 	if err := d.syncs.Sync(md.newID, func() error { return d.fs.SyncDir(md.new) }); err != nil {
@@ -754,6 +757,7 @@ func (p *Prepared) Commit() error {
 		}
 		return p.fail("fsync new directory", withPath(p.newDir, err))
 	}
+	crashpoint.Hit("dir-synced")
 	// Delivered. A tmp/ leftover of a link is harmless (readers clean
 	// tmp/ after 36 hours) and must not turn a durable delivery into a
 	// failure, which would deliver the message twice.

@@ -15,6 +15,7 @@ import (
 
 	"github.com/popfetch/popfetch/deliver"
 	"github.com/popfetch/popfetch/fetch/pop3"
+	"github.com/popfetch/popfetch/internal/crashpoint"
 	"github.com/popfetch/popfetch/internal/trust"
 	"github.com/popfetch/popfetch/rcfile"
 	"github.com/popfetch/popfetch/uidl"
@@ -875,6 +876,7 @@ func (s *session) fetch(ctx context.Context, todo []entry) (err error) {
 		if err := s.store.Sync(); err != nil {
 			return fmt.Errorf("uidl store: %w", err)
 		}
+		crashpoint.Hit("journal-synced")
 		if s.p.afterSync != nil {
 			s.p.afterSync()
 		}
