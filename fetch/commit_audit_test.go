@@ -1,0 +1,128 @@
+package fetch
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"testing"
+
+	"github.com/popfetch/popfetch/deliver/delivertest"
+	"github.com/popfetch/popfetch/fetch/pop3test"
+	"github.com/popfetch/popfetch/rcfile"
+)
+
+// TestPollMaildirDiskFullMidBatch fills the Maildir's disk (a small tmpfs)
+// in the middle of a 32-wide batch: the copies that failed are left on
+// the server, every message deleted has its copy in new/, nothing is left
+// in tmp/, and once there is space the next poll delivers the rest with
+// no duplicate.
+func TestPollMaildirDiskFullMidBatch(t *testing.T) {
+	const n = 300
+	var ms []pop3test.Message
+	for i := 1; i <= n; i++ {
+		m := msg(i)
+		m.Data = append(m.Data, []byte(strings.Repeat("filler line of the body\r\n", 40))...)
+		ms = append(ms, m)
+	}
+	srv := pop3test.NewServer(t, pop3test.Options{Messages: ms})
+	a := testAccount(t, srv)
+	mnt := filepath.Join(t.TempDir(), "mnt")
+	if err := os.Mkdir(mnt, 0o700); err != nil {
+		t.Fatal(err)
+	}
+	a.Deliver.Maildir = filepath.Join(mnt, "Maildir")
+	if err := syscall.Mount("tmpfs", mnt, "tmpfs", 0, fmt.Sprintf("size=%d,mode=0700", 100*os.Getpagesize())); err != nil {
+		t.Skipf("cannot mount tmpfs (needs root): %v", err)
+	}
+	t.Cleanup(func() { syscall.Unmount(mnt, syscall.MNT_DETACH) })
+
+	res := poller(nil).Poll(context.Background(), a)
+	if res.Err != nil {
+		t.Fatalf("Poll = %+v", res)
+	}
+	first := maildirCopies(t, a.Deliver.Maildir)
+	if res.Failed == 0 || len(first) == 0 || len(first) == n {
+		t.Fatalf("first poll: %+v, %d copies; the test wants the disk to fill part-way", res, len(first))
+	}
+	on := map[string]bool{}
+	for _, u := range uidsOn(srv) {
+		on[u] = true
+	}
+	for i := 1; i <= n; i++ {
+		if !on[fmt.Sprintf("uid-%04d", i)] && first[i] != 1 {
+			t.Errorf("message %d deleted from the server with %d copies in new/", i, first[i])
+		}
+	}
+	if tmp := delivertest.Names(t, filepath.Join(a.Deliver.Maildir, "tmp")); len(tmp) != 0 {
+		t.Errorf("tmp/ holds %d files after the failed copies", len(tmp))
+	}
+	t.Logf("first poll %+v, %d on the server", res, len(on))
+
+	if err := syscall.Mount("tmpfs", mnt, "tmpfs", syscall.MS_REMOUNT, fmt.Sprintf("size=%d", 4000*os.Getpagesize())); err != nil {
+		t.Fatal(err)
+	}
+	if res := poller(nil).Poll(context.Background(), a); res.Err != nil || res.Failed != 0 {
+		t.Fatalf("Poll with space = %+v", res)
+	}
+	if left := srv.Messages(); len(left) != 0 {
+		t.Fatalf("server still has %d messages", len(left))
+	}
+	if dups := delivertest.Duplicates(t, maildirCopies(t, a.Deliver.Maildir), n); dups != 0 {
+		t.Errorf("%d duplicates", dups)
+	}
+}
+
+// TestPollMultidropManyMaildirsFds delivers to more {user} Maildirs than
+// a Maildir keeps open (64), poll after poll, as a daemon does: the
+// process's descriptors do not grow.
+func TestPollMultidropManyMaildirsFds(t *testing.T) {
+	const users = 100
+	var rcpts []string
+	var us []*rcfile.User
+	for i := range users {
+		rcpts = append(rcpts, fmt.Sprintf("u%03d@example.com", i))
+		us = append(us, mdUser(fmt.Sprintf("u%03d", i), fmt.Sprintf("u%03d", i)))
+	}
+	put := func(srv *pop3test.Server, poll int) {
+		var ms []pop3test.Message
+		for i := 1; i <= 5; i++ {
+			ms = append(ms, pop3test.Message{UID: fmt.Sprintf("p%d-%d", poll, i), Data: fmt.Appendf(nil,
+				"From: a@example.net\r\nTo: %s\r\nSubject: %d\r\nMessage-ID: <%d.%d@example.net>\r\n\r\nbody\r\n", strings.Join(rcpts, ",\r\n "), i, poll, i)})
+		}
+		srv.SetMessages(ms)
+	}
+	srv := pop3test.NewServer(t, pop3test.Options{})
+	a := testAccount(t, srv)
+	out := filepath.Join(filepath.Dir(a.Deliver.Maildir), "out")
+	a.Deliver.Maildir = filepath.Join(out, "{user}")
+	a.Multidrop = testMultidrop(us...)
+	p := poller(nil)
+	fds := func() int {
+		ents, err := os.ReadDir("/proc/self/fd")
+		if err != nil {
+			t.Skip(err)
+		}
+		return len(ents)
+	}
+	var before int
+	for poll := range 6 {
+		put(srv, poll)
+		if res := p.Poll(context.Background(), a); res.Err != nil || res.Delivered != 5 {
+			t.Fatalf("poll %d = %+v", poll, res)
+		}
+		if poll == 0 {
+			before = fds()
+		}
+	}
+	if after := fds(); after > before+2 {
+		t.Errorf("%d descriptors after 6 polls, %d after the first", after, before)
+	}
+	for i := range users {
+		if c := delivertest.MaildirCount(t, filepath.Join(out, fmt.Sprintf("u%03d", i)), "new"); c != 30 {
+			t.Errorf("u%03d has %d copies; want 30", i, c)
+		}
+	}
+}
