@@ -913,12 +913,31 @@ func (r *committedReader) Read(p []byte) (int, error) {
 
 func (r *committedReader) Close() error { return r.f.Close() }
 
-// SyncCommitted makes the link of the copy Committed found at path
-// durable (fsync of new/): the link of a killed run may so far exist only
-// in the page cache.
+// SyncCommitted makes the directory entry of the copy Committed finds for
+// path durable: the move of a killed run into new/ may so far exist only
+// in the page cache, and so may a mail reader's move of it on to cur/
+// since, which only an fsync of cur/ makes durable (new/ no longer holds
+// it). A copy moved again while its directory is fsynced is looked for
+// once more, a few times; a copy that is nowhere is fs.ErrNotExist.
 func SyncCommitted(path string) error {
-	return durable.SyncDir(filepath.Dir(path))
+	for range 3 {
+		found, ok := findCommitted(path)
+		if !ok {
+			return fmt.Errorf("maildir: %s: %w", path, fs.ErrNotExist)
+		}
+		dir := filepath.Dir(found)
+		if err := syncCommittedDir(dir); err != nil {
+			return err
+		}
+		if again, ok := findCommitted(path); ok && filepath.Dir(again) == dir {
+			return nil
+		}
+	}
+	return fmt.Errorf("maildir: %s keeps moving; its directory entry is not known to be durable", path)
 }
+
+// syncCommittedDir fsyncs a directory for SyncCommitted; tests replace it.
+var syncCommittedDir = durable.SyncDir
 
 // dir expands the placeholders in d.path for rc.
 func (d *Maildir) dir(rc Recipient) (string, error) {
