@@ -126,3 +126,61 @@ func TestPollMultidropManyMaildirsFds(t *testing.T) {
 		}
 	}
 }
+
+// TestPollStateDiskFullWithSpool fills the state disk, where messages
+// larger than the spool's memory are spooled, in the middle of a session
+// that delivers 32 at once: nothing is deleted without its copy, and the
+// next poll of the same Poller, careful, delivers the rest on the same
+// disk, repeating at most the deliveries in flight.
+func TestPollStateDiskFullWithSpool(t *testing.T) {
+	const n = 40
+	var ms []pop3test.Message
+	for i := 1; i <= n; i++ {
+		m := msg(i)
+		if i%4 == 0 { // spooled to the state disk
+			m.Data = append(m.Data, []byte(strings.Repeat("a spooled body line of the message\r\n", 9000))...)
+		}
+		ms = append(ms, m)
+	}
+	srv := pop3test.NewServer(t, pop3test.Options{Messages: ms})
+	a := testAccount(t, srv)
+	if err := os.MkdirAll(a.StateDir, 0o700); err != nil {
+		t.Fatal(err)
+	}
+	if err := syscall.Mount("tmpfs", a.StateDir, "tmpfs", 0, fmt.Sprintf("size=%d,mode=0700", 200*os.Getpagesize())); err != nil {
+		t.Skipf("cannot mount tmpfs (needs root): %v", err)
+	}
+	t.Cleanup(func() { syscall.Unmount(a.StateDir, syscall.MNT_DETACH) })
+
+	p := poller(nil)
+	res := p.Poll(context.Background(), a)
+	first := map[int]int{}
+	if _, err := os.Stat(a.Deliver.Maildir); err == nil {
+		first = maildirCopies(t, a.Deliver.Maildir)
+	}
+	t.Logf("first poll: %d copies, %d left on the server, err %v", len(first), len(srv.Messages()), res.Err)
+	if res.Err == nil {
+		t.Fatalf("Poll on a filling state disk = %+v; want an error", res)
+	}
+	on := map[string]bool{}
+	for _, u := range uidsOn(srv) {
+		on[u] = true
+	}
+	for i := 1; i <= n; i++ {
+		if !on[fmt.Sprintf("uid-%04d", i)] && first[i] == 0 {
+			t.Errorf("message %d deleted from the server with no copy", i)
+		}
+	}
+	// The same Poller (a daemon) polls carefully after the broken
+	// session: one RETR per round, each message delivered before the next
+	// is read, so each fits the disk on its own.
+	if res := p.Poll(context.Background(), a); res.Err != nil || res.Failed != 0 {
+		t.Fatalf("careful poll on the small disk = %+v", res)
+	}
+	if left := srv.Messages(); len(left) != 0 {
+		t.Fatalf("server still has %d messages", len(left))
+	}
+	if dups := delivertest.Duplicates(t, maildirCopies(t, a.Deliver.Maildir), n); dups > maildirPar {
+		t.Errorf("%d duplicates; want at most %d", dups, maildirPar)
+	}
+}
