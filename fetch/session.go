@@ -1408,8 +1408,20 @@ func (p *progress) Done(rcpt string) bool {
 }
 
 func (p *progress) Intend(path string) error {
-	return p.s.IntendIdentity(p.uid, path, p.id)
+	if err := p.s.IntendIdentity(p.uid, path, p.id); err != nil {
+		if p.s.Err() != nil {
+			// The journal failed: the delivery could not be recorded
+			// either, and a copy made now would come again.
+			return fmt.Errorf("%w: %w", errJournalBroken, err)
+		}
+		return err
+	}
+	return nil
 }
+
+// errJournalBroken is wrapped by an Intend whose journal failed (a full
+// or failing state disk): deliverCopy then withdraws the copy.
+var errJournalBroken = errors.New("the UIDL journal failed")
 
 func (p *progress) Record(rcpt string) error {
 	if err := p.s.AddRecipientIdentity(p.uid, rcpt, p.id, p.now()); err != nil {
