@@ -551,10 +551,10 @@ func TestDaemonSIGTERMDuringBigFetch(t *testing.T) {
 // failure, the server deleted nothing, and a restarted `popfetch run`
 // completes the fetch with nothing lost or duplicated.
 func TestDaemonSecondSignalAborts(t *testing.T) {
-	// A session delivers a round of commands (128, see fetch's maxWindow)
+	// A session delivers a round of commands (256, see fetch's maxWindow)
 	// only once all its replies are in: the stuck RETR is in the second
 	// round, so the first is delivered before the session gets stuck.
-	const n, stuck, firstRound = 200, 150, 128
+	const n, stuck, firstRound = 400, 300, 256
 	msgs := make([]pop3test.Message, n)
 	for i := range msgs {
 		msgs[i] = pop3test.Message{UID: fmt.Sprintf("uid-%04d", i+1), Data: seqMsg("abort", i+1, 10)}
