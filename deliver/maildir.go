@@ -19,6 +19,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/popfetch/popfetch/internal/crashpoint"
 	"github.com/popfetch/popfetch/internal/durable"
 )
 
@@ -657,6 +658,7 @@ func (d *Maildir) prepare(md *openMaildir, target string, r io.Reader) (*Prepare
 		f.Close()
 		return nil, p.fail("fsync tmp file", err)
 	}
+	crashpoint.Hit("file-synced")
 	// Close can report a deferred write error (NFS, quota): unchecked, a
 	// short file would be linked into new/.
 	if err := f.Close(); err != nil {
@@ -743,6 +745,7 @@ func (p *Prepared) Commit() error {
 		return p.fail(step, err)
 	}
 	p.moved = !link
+	crashpoint.Hit("moved")
 	// Without this a crash can lose the directory entry even though the
 	// file's data is on disk.
 	if err := d.syncs.Sync(md.newID, func() error { return d.fs.SyncDir(md.new) }); err != nil {
@@ -754,6 +757,7 @@ func (p *Prepared) Commit() error {
 		}
 		return p.fail("fsync new directory", withPath(p.newDir, err))
 	}
+	crashpoint.Hit("dir-synced")
 	// Delivered. A tmp/ leftover of a link is harmless (readers clean
 	// tmp/ after 36 hours) and must not turn a durable delivery into a
 	// failure, which would deliver the message twice.
@@ -909,12 +913,31 @@ func (r *committedReader) Read(p []byte) (int, error) {
 
 func (r *committedReader) Close() error { return r.f.Close() }
 
-// SyncCommitted makes the link of the copy Committed found at path
-// durable (fsync of new/): the link of a killed run may so far exist only
-// in the page cache.
+// SyncCommitted makes the directory entry of the copy Committed finds for
+// path durable: the move of a killed run into new/ may so far exist only
+// in the page cache, and so may a mail reader's move of it on to cur/
+// since, which only an fsync of cur/ makes durable (new/ no longer holds
+// it). A copy moved again while its directory is fsynced is looked for
+// once more, a few times; a copy that is nowhere is fs.ErrNotExist.
 func SyncCommitted(path string) error {
-	return durable.SyncDir(filepath.Dir(path))
+	for range 3 {
+		found, ok := findCommitted(path)
+		if !ok {
+			return fmt.Errorf("maildir: %s: %w", path, fs.ErrNotExist)
+		}
+		dir := filepath.Dir(found)
+		if err := syncCommittedDir(dir); err != nil {
+			return err
+		}
+		if again, ok := findCommitted(path); ok && filepath.Dir(again) == dir {
+			return nil
+		}
+	}
+	return fmt.Errorf("maildir: %s keeps moving; its directory entry is not known to be durable", path)
 }
+
+// syncCommittedDir fsyncs a directory for SyncCommitted; tests replace it.
+var syncCommittedDir = durable.SyncDir
 
 // dir expands the placeholders in d.path for rc.
 func (d *Maildir) dir(rc Recipient) (string, error) {

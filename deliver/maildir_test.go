@@ -948,3 +948,35 @@ func TestCommitted(t *testing.T) {
 		t.Errorf("SyncCommitted = %v", err)
 	}
 }
+
+// SyncCommitted makes durable the directory entry the copy has now: a
+// copy that a mail reader moved to cur/ after a killed run left it in
+// new/ unsynced is durable once cur/ is fsynced, not new/, whose entry is
+// gone.
+func TestSyncCommittedWhereFound(t *testing.T) {
+	dir := filepath.Join(t.TempDir(), "Maildir")
+	makeMaildir(t, dir)
+	for _, f := range []string{"new/a,S=1", "cur/c,S=1:2,S"} {
+		if err := os.WriteFile(filepath.Join(dir, f), []byte("x"), 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
+	var synced []string
+	defer func(old func(string) error) { syncCommittedDir = old }(syncCommittedDir)
+	syncCommittedDir = func(d string) error { synced = append(synced, d); return nil }
+	for _, tt := range []struct{ name, want string }{
+		{"a,S=1", "new"},
+		{"c,S=1", "cur"},
+	} {
+		synced = nil
+		if err := SyncCommitted(filepath.Join(dir, "new", tt.name)); err != nil {
+			t.Fatalf("SyncCommitted(%s) = %v", tt.name, err)
+		}
+		if want := filepath.Join(dir, tt.want); len(synced) != 1 || synced[0] != want {
+			t.Errorf("SyncCommitted(new/%s) fsynced %v; want %s", tt.name, synced, want)
+		}
+	}
+	if err := SyncCommitted(filepath.Join(dir, "new", "gone,S=1")); !errors.Is(err, fs.ErrNotExist) {
+		t.Errorf("SyncCommitted of a copy that is nowhere = %v; want ErrNotExist", err)
+	}
+}

@@ -15,6 +15,7 @@ import (
 
 	"github.com/popfetch/popfetch/deliver"
 	"github.com/popfetch/popfetch/fetch/pop3"
+	"github.com/popfetch/popfetch/internal/crashpoint"
 	"github.com/popfetch/popfetch/internal/trust"
 	"github.com/popfetch/popfetch/rcfile"
 	"github.com/popfetch/popfetch/uidl"
@@ -886,6 +887,7 @@ func (s *session) fetch(ctx context.Context, todo []entry) (err error) {
 		if err := s.store.Sync(); err != nil {
 			return fmt.Errorf("uidl store: %w", err)
 		}
+		crashpoint.Hit("journal-synced")
 		if s.p.afterSync != nil {
 			s.p.afterSync()
 		}
@@ -1443,8 +1445,20 @@ func (p *progress) Done(rcpt string) bool {
 }
 
 func (p *progress) Intend(path string) error {
-	return p.s.IntendIdentity(p.uid, path, p.id)
+	if err := p.s.IntendIdentity(p.uid, path, p.id); err != nil {
+		if p.s.Err() != nil {
+			// The journal failed: the delivery could not be recorded
+			// either, and a copy made now would come again.
+			return fmt.Errorf("%w: %w", errJournalBroken, err)
+		}
+		return err
+	}
+	return nil
 }
+
+// errJournalBroken is wrapped by an Intend whose journal failed (a full
+// or failing state disk): deliverCopy then withdraws the copy.
+var errJournalBroken = errors.New("the UIDL journal failed")
 
 func (p *progress) Record(rcpt string) error {
 	if err := p.s.AddRecipientIdentity(p.uid, rcpt, p.id, p.now()); err != nil {

@@ -145,9 +145,13 @@ func deliverCopy(ctx context.Context, t deliver.Target, m *deliver.Message, send
 		// the wrong moment costs a duplicate, nothing more); a fresh one
 		// is not, as the intent on record names another's file: the copy
 		// is aborted and the delivery fails temporarily, so the message
-		// stays on the server and is fetched again.
-		if err := intend(c.Path()); err != nil && !first {
-			return fmt.Errorf("record the intent for %s after its first name was taken: %w", c.Path(), err)
+		// stays on the server and is fetched again. Neither is one the
+		// journal failed to write (see errJournalBroken).
+		if err := intend(c.Path()); err != nil && (!first || errors.Is(err, errJournalBroken)) {
+			// A journal that failed (errJournalBroken) could not
+			// record the delivery either: committed, the copy would
+			// be delivered again by the next poll.
+			return fmt.Errorf("record the intent for %s: %w", c.Path(), err)
 		}
 		if err := c.Commit(); !errors.Is(err, deliver.ErrNameTaken) {
 			return err
