@@ -164,9 +164,18 @@ func (m *Mailbox) files(t testing.TB) []string {
 			continue
 		}
 		info, err := os.Lstat(p)
+		if err != nil && filepath.Base(filepath.Dir(p)) == "new" {
+			// Moved from new/ to cur/ by dovecot meanwhile (a session
+			// ending after its client left, as popfetch does when it
+			// marked nothing for deletion), maybe after cur/ was
+			// listed: look for it there.
+			if moved, _ := filepath.Glob(filepath.Join(m.Maildir, "cur", globEscape(base)+"*")); len(moved) > 0 {
+				p = moved[0]
+				info, err = os.Lstat(p)
+			}
+		}
 		if err != nil {
-			// Moved from new/ to cur/ by dovecot meanwhile: the file
-			// is seen in cur/ or was expunged.
+			// Expunged meanwhile.
 			continue
 		}
 		if !info.Mode().IsRegular() {
@@ -183,6 +192,11 @@ func (m *Mailbox) files(t testing.TB) []string {
 		paths[i] = f.path
 	}
 	return paths
+}
+
+// globEscape quotes the characters filepath.Match treats specially.
+func globEscape(s string) string {
+	return strings.NewReplacer(`\`, `\\`, "*", `\*`, "?", `\?`, "[", `\[`).Replace(s)
 }
 
 // Count returns the number of messages in the mailbox (new/ + cur/).

@@ -147,9 +147,32 @@ func (s *Server) Put(t testing.TB, msgs ...[]byte) {
 	s.box.Put(t, msgs...)
 }
 
-// Count returns the number of messages in the mailbox.
+// settle waits until no session process runs: a client may hang up
+// right after QUIT without reading the reply (popfetch does when it
+// marked nothing for deletion), and the server's UPDATE (an mbox server
+// rewrites its file) may still be going on when the client is done.
+func (s *Server) settle(t testing.TB) {
+	t.Helper()
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		s.mu.Lock()
+		n := len(s.procs)
+		s.mu.Unlock()
+		if n == 0 {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("interop: %d %s sessions still running after 10s", n, s.Name)
+		}
+		time.Sleep(time.Millisecond)
+	}
+}
+
+// Count returns the number of messages in the mailbox, once no session
+// runs.
 func (s *Server) Count(t testing.TB) int {
 	t.Helper()
+	s.settle(t)
 	return s.box.Count(t)
 }
 
@@ -157,6 +180,7 @@ func (s *Server) Count(t testing.TB) int {
 // message without its separator line), in no particular order.
 func (s *Server) Stored(t testing.TB) [][]byte {
 	t.Helper()
+	s.settle(t)
 	return s.box.Messages(t)
 }
 
