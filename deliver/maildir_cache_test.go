@@ -215,8 +215,10 @@ func TestMaildirCacheBound(t *testing.T) {
 	if err := held.Commit(); err != nil {
 		t.Fatalf("Commit after Close: %v", err)
 	}
-	if got := openFds(t); got != before {
-		t.Errorf("%d descriptors open after Close; want %d as before", got, before)
+	// More than before is a leak; fewer is an earlier test's descriptor
+	// (a finalizer, an MDA's pipe) closed meanwhile.
+	if got := openFds(t); got > before {
+		t.Errorf("%d descriptors open after Close; want at most %d as before", got, before)
 	}
 	wantClean(t, filepath.Join(base, "held", "Maildir"), 2)
 }

@@ -1,4 +1,5 @@
-// floor: what the server alone and the disk alone cost, for the issue 10 note.
+// floor: what the server alone and the disk alone cost, the floors a
+// popfetch run is measured against (doc/bench/README.md).
 //
 //	floor server ADDR N     pipelined RETR 1..N, bodies discarded
 //	floor disk DIR N SIZE WORKERS BATCH   files fsynced by WORKERS, renamed into new/ in batches, one fsync of new/ per batch
