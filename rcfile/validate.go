@@ -516,6 +516,11 @@ func parseDays(v string) (time.Duration, error) {
 			return 0, fmt.Errorf("bad number of days in %q", v)
 		}
 		days, _ = strconv.ParseInt(num, 10, 64)
+		if days > maxDays {
+			// A time.Duration holds about 292 years; more would wrap
+			// around to a negative duration.
+			return 0, fmt.Errorf("too many days in %q (at most %d)", v, maxDays)
+		}
 		rest = v[i+1:]
 		if rest == "" {
 			return time.Duration(days) * 24 * time.Hour, nil
@@ -531,8 +536,14 @@ func parseDays(v string) (time.Duration, error) {
 	if d < 0 {
 		return 0, fmt.Errorf("negative duration %q", v)
 	}
+	if d > time.Duration(math.MaxInt64)-time.Duration(days)*24*time.Hour {
+		return 0, fmt.Errorf("duration %q too long", v)
+	}
 	return time.Duration(days)*24*time.Hour + d, nil
 }
+
+// maxDays is the most whole days a time.Duration holds.
+const maxDays = int64(math.MaxInt64 / int64(24*time.Hour))
 
 // fmtDays prints a duration of whole days as "7d", the way delete_after
 // is usually written, and any other as fmtDuration does.
