@@ -259,16 +259,13 @@ func (p *Poller) run(ctx context.Context, a *rcfile.Account, opts PollOptions, d
 type entry = pop3.Entry
 
 type session struct {
-	// sentDele: a DELE went out in this session, so QUIT's reply says
-	// whether the deletions took effect (see run).
-	sentDele bool
-	p        *Poller
-	a        *rcfile.Account
-	log      *slog.Logger
-	res      *Result
-	opts     PollOptions
-	dryRun   bool
-	store    *uidl.Store
+	p      *Poller
+	a      *rcfile.Account
+	log    *slog.Logger
+	res    *Result
+	opts   PollOptions
+	dryRun bool
+	store  *uidl.Store
 	// mailbox is the store's path: the key of Poller.careful.
 	mailbox string
 	c       *pop3.Conn
@@ -436,12 +433,6 @@ func (s *session) run(ctx context.Context) error {
 		return err
 	}
 	if s.keepConnUpdate() {
-		if !s.sentDele {
-			// Nothing for the UPDATE state to do: QUIT ends the
-			// session, and waiting for its reply would only cost a
-			// round trip.
-			return s.c.QuitNoWait()
-		}
 		return s.c.Quit()
 	}
 	s.log.Info("closing without QUIT: the server may expire retrieved messages (EXPIRE 0) and not all of them were delivered", "messages", s.retrieved, "delivered", s.res.Delivered)
@@ -1000,7 +991,6 @@ func (s *session) fetch(ctx context.Context, todo []entry) (err error) {
 			holdDeles := next >= len(todo) && running > 0 && len(deles) < perRound
 			for len(queue) < window && roundCmds < perRound && len(deles) > 0 && !holdDeles {
 				e := deles[0]
-				s.sentDele = true
 				if err := c.SendDele(e.Num); err != nil {
 					return err
 				}

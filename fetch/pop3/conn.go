@@ -886,19 +886,6 @@ func (c *Conn) Quit() error {
 	return err
 }
 
-// QuitNoWait sends QUIT and closes the connection without reading the
-// reply. It is for a session that marked nothing for deletion: the
-// UPDATE state then removes nothing (RFC 1939 §6), so the reply says
-// nothing the caller needs, and a client on a long link saves a round
-// trip.
-func (c *Conn) QuitNoWait() error {
-	defer c.Close()
-	if err := c.send("QUIT"); err != nil {
-		return err
-	}
-	return c.flush()
-}
-
 // Close drops the connection without QUIT: the server must not remove any
 // message (RFC 1939 §6). It may be called more than once.
 func (c *Conn) Close() {
