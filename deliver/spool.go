@@ -292,8 +292,6 @@ func (s *Spool) wrote(p []byte, n int) {
 	}
 }
 
-// grow makes room for n more bytes in mem without ever reserving more
-// than memMax.
 // Expect tells a new spool how many bytes are coming (a LIST size), so
 // that a message held in memory is allocated once rather than grown by
 // doubling. It is a hint only: more or fewer bytes may come.

@@ -68,18 +68,23 @@ func identityOf(size int64, raw []byte) uidl.Identity {
 // message is never held whole in memory); an error is a failure to read
 // it back.
 func messageIdentity(size int64, m *deliver.Message) (uidl.Identity, error) {
+	if m.Spool == nil {
+		return identityOf(size, m.Raw), nil
+	}
 	d := newDigester()
 	defer d.free()
-	if m.Spool == nil {
-		d.Write(m.Raw)
-		return d.identity(size), nil
-	}
-	bp := copyBufs.Get().(*[]byte)
-	defer copyBufs.Put(bp)
-	if _, err := io.CopyBuffer(d, m.Reader(), *bp); err != nil {
+	if err := d.readFrom(m.Reader()); err != nil {
 		return uidl.Identity{}, fmt.Errorf("identity of uid %s: read the message: %w", m.UID, err)
 	}
 	return d.identity(size), nil
+}
+
+// readFrom writes all of r to d, through a pooled buffer.
+func (d *digester) readFrom(r io.Reader) error {
+	bp := copyBufs.Get().(*[]byte)
+	defer copyBufs.Put(bp)
+	_, err := io.CopyBuffer(d, r, *bp)
+	return err
 }
 
 var copyBufs = sync.Pool{New: func() any { b := make([]byte, 64<<10); return &b }}
@@ -124,9 +129,7 @@ func ourCopy(path string, id uidl.Identity) error {
 	defer f.Close()
 	d := newDigester()
 	defer d.free()
-	bp := copyBufs.Get().(*[]byte)
-	defer copyBufs.Put(bp)
-	if _, err := io.CopyBuffer(d, f, *bp); err != nil {
+	if err := d.readFrom(f); err != nil {
 		return err
 	}
 	want := id.Digest[fullDigestLen/2:]

@@ -64,20 +64,11 @@ func closeTargets(x any) {
 	}
 }
 
-// Close releases the targets' resources once the poll is over.
-func (d *singleDrop) Close() error {
-	closeTargets(d.target)
-	closeTargets(d.postmaster)
-	return nil
-}
-
 // isMaildir reports whether t is a Maildir, or nothing.
 func isMaildir(t deliver.Target) bool {
 	_, ok := t.(*deliver.Maildir)
 	return ok || t == nil
 }
-
-func (d *singleDrop) allMaildir() bool { return isMaildir(d.target) && isMaildir(d.postmaster) }
 
 // singleDrop delivers everything to one destination.
 type singleDrop struct {
@@ -85,6 +76,15 @@ type singleDrop struct {
 	postmaster deliver.Target
 	rcpt       deliver.Recipient
 }
+
+// Close releases the targets' resources once the poll is over.
+func (d *singleDrop) Close() error {
+	closeTargets(d.target)
+	closeTargets(d.postmaster)
+	return nil
+}
+
+func (d *singleDrop) allMaildir() bool { return isMaildir(d.target) && isMaildir(d.postmaster) }
 
 func (d *singleDrop) Dispatch(ctx context.Context, m *deliver.Message, p Progress, log *slog.Logger) error {
 	sender := deliver.ReturnPath(m.Head())
