@@ -42,6 +42,23 @@ type Result struct {
 	// not asked again yet): they stay on the server, and `popfetch fetch`
 	// exits non-zero.
 	Undeletable int
+	// Postmaster counts delivered messages of which at least one copy
+	// went to the postmaster (unroutable, or refused permanently by a
+	// target) instead of, or besides, the recipients.
+	Postmaster int
+	// Kept counts delivered messages left on the server on purpose
+	// (keep mode, or not yet due under delete_after).
+	Kept int
+	// GivenUp counts messages popfetch stopped trying to retrieve in this
+	// poll (they stay on the server and are skipped from now on).
+	GivenUp int
+	// Bytes is the size of the messages retrieved in this poll, as read
+	// from the wire after dot-unstuffing.
+	Bytes int64
+	// MailboxBytes is the size of the whole maildrop at login (the sum of
+	// the LIST sizes): with Messages, what a keep-mode mailbox occupies
+	// on the server.
+	MailboxBytes int64
 	// LoginDelay is the server's LOGIN-DELAY (RFC 2449), 0 if none: the
 	// scheduler must not start the next session sooner.
 	LoginDelay time.Duration
