@@ -512,6 +512,7 @@ func (s *session) transact(ctx context.Context) error {
 	for i, e := range uids {
 		size[e.Num] = e.Size
 		onServer[i] = e.UID
+		s.res.MailboxBytes += e.Size
 	}
 	// Before retain forgets the UIDs the listing no longer shows.
 	renumbered := s.survey(uids)
