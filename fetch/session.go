@@ -43,6 +43,11 @@ type Poller struct {
 	// LoadDirectory loads a multidrop account's LDAP directory; nil =
 	// ldapdir.Load (tests inject a fake one).
 	LoadDirectory LoadDirectoryFunc
+	// Deliveries, if not nil, counts the deliveries running now: one is
+	// added as a message's delivery begins and taken away when it ends
+	// (the daemon's metric popfetch_deliveries_in_flight; a
+	// *sync/atomic.Int64 fits).
+	Deliveries interface{ Add(delta int64) int64 }
 
 	mu sync.Mutex
 	// careful holds the mailboxes (UIDL store paths) whose last poll
@@ -863,7 +868,13 @@ func (s *session) fetch(ctx context.Context, todo []entry) (err error) {
 					// keepConnUpdate), as it might expire it.
 					d = delivery{e: r.e, size: r.m.Size(), skipped: true}
 				} else {
+					if s.p.Deliveries != nil {
+						s.p.Deliveries.Add(1)
+					}
 					d = s.deliver(ctx, r.e, r.m)
+					if s.p.Deliveries != nil {
+						s.p.Deliveries.Add(-1)
+					}
 				}
 			}
 			// Delivered, failed or left: the spool is done with.

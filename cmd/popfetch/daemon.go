@@ -57,6 +57,7 @@ func (g *globals) daemon(ctx context.Context, args []string) int {
 	}
 	d := daemon.New(cfg, poll, daemon.Options{Log: log})
 	mx = metrics.New(d, shortVersion())
+	p.Deliveries = mx.InFlight()
 	// The control socket first: a second daemon on the same state fails
 	// here, before it polls anything.
 	ctl, err := daemon.ListenControl(daemon.ControlPath(cfg.StateDir), log)

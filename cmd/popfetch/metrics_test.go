@@ -6,14 +6,19 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"net/http/httptest"
 	"os"
 	"path/filepath"
+	"regexp"
 	"strconv"
 	"strings"
 	"syscall"
 	"testing"
 	"time"
 
+	"github.com/popfetch/popfetch/fetch"
+	"github.com/popfetch/popfetch/fetch/daemon"
+	"github.com/popfetch/popfetch/fetch/daemon/metrics"
 	"github.com/popfetch/popfetch/fetch/dovecottest"
 	"github.com/popfetch/popfetch/internal/testutil"
 )
@@ -102,7 +107,20 @@ func TestMetricsEndToEnd(t *testing.T) {
 		{`popfetch_messages_delivered_total{account="bob"}`, 0},
 		{`popfetch_config_generation`, 1},
 		{`popfetch_config_last_reload_success`, 1},
+		{`popfetch_deliveries_in_flight`, 0},
+		{`popfetch_messages_postmaster_total{account="alice"}`, 0},
+		{`popfetch_messages_given_up_total{account="alice"}`, 0},
+		{`popfetch_mailbox_bytes{account="alice"}`, -1}, // 3 messages' size, or 0 after a later poll
+		{`popfetch_bytes_fetched_total{account="alice"}`, -1},
+		{`popfetch_messages_kept_total{account="alice"}`, -1},
+		{`popfetch_mailbox_bytes{account="bob"}`, -2}, // never logged in: absent
 	} {
+		if tc.want == -2 {
+			if _, ok := metricValue(text, tc.series); ok {
+				t.Errorf("%s is present, want absent", tc.series)
+			}
+			continue
+		}
 		v, ok := metricValue(text, tc.series)
 		if !ok || tc.want >= 0 && v != tc.want {
 			t.Errorf("%s = %v (present %v), want %v", tc.series, v, ok, tc.want)
@@ -214,5 +232,49 @@ func TestMetricsListenBusy(t *testing.T) {
 	}
 	if strings.Contains(r.stderr, "daemon started") {
 		t.Errorf("the daemon started anyway:\n%s", r.stderr)
+	}
+}
+
+type metricsSource struct{ st daemon.Status }
+
+func (s metricsSource) Status() daemon.Status { return s.st }
+func (s metricsSource) Running() bool         { return true }
+
+// TestManListsEveryMetric: popfetch(1)'s METRICS section lists every
+// popfetch_* family /metrics exposes, with its type, and nothing else.
+func TestManListsEveryMetric(t *testing.T) {
+	t.Parallel()
+	m := metrics.New(metricsSource{daemon.Status{Generation: 1, Accounts: []daemon.AccountStatus{
+		{Name: "a", Last: &fetch.PollSummary{Messages: 1}},
+	}}}, "v")
+	m.Observe(fetch.Result{Account: "a", Start: time.Now(), Messages: 1, MailboxBytes: 10})
+	rec := httptest.NewRecorder()
+	m.Handler().ServeHTTP(rec, httptest.NewRequest("GET", "/metrics", nil))
+	exposed := map[string]string{}
+	for _, x := range regexp.MustCompile(`(?m)^# TYPE (popfetch_\w+) (\w+)$`).FindAllStringSubmatch(rec.Body.String(), -1) {
+		exposed[x[1]] = x[2]
+	}
+	b, err := os.ReadFile("../../man/popfetch.1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, sec, _ := strings.Cut(string(b), "\n.SH METRICS\n")
+	sec, _, _ = strings.Cut(sec, "\n.SH ")
+	listed := map[string]string{}
+	for _, x := range regexp.MustCompile(`(?m)^\.BR (popfetch_\w+) " \((\w+)`).FindAllStringSubmatch(sec, -1) {
+		listed[x[1]] = x[2]
+	}
+	if len(exposed) < 10 {
+		t.Fatalf("only %d popfetch_* families exposed:\n%s", len(exposed), rec.Body.String())
+	}
+	for name, typ := range exposed {
+		if listed[name] != typ {
+			t.Errorf("popfetch(1) METRICS lists %s as %q, /metrics exposes it as %s", name, listed[name], typ)
+		}
+	}
+	for name := range listed {
+		if _, ok := exposed[name]; !ok {
+			t.Errorf("popfetch(1) METRICS lists %s, which /metrics does not expose", name)
+		}
 	}
 }

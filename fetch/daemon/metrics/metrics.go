@@ -27,6 +27,7 @@ import (
 	"sort"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/popfetch/popfetch/fetch"
@@ -81,10 +82,15 @@ type counts struct {
 	polls                                map[string]uint64
 	newMsgs, delivered, deleted, skipped uint64
 	failed                               uint64
+	postmaster, kept, givenUp            uint64
+	bytes                                uint64
 	durCount                             uint64
 	durSum                               float64
 	durBuckets                           []uint64 // per bucket, not cumulative
 	lastSuccess                          time.Time
+	// mailboxBytes is the maildrop's size at the last successful poll's
+	// login; a failed poll may have broken off before the listing.
+	mailboxBytes int64
 }
 
 // Metrics collects the daemon's metrics. The zero value is not usable;
@@ -92,6 +98,9 @@ type counts struct {
 type Metrics struct {
 	src     Source
 	version string
+
+	// inFlight counts the deliveries running now (see InFlight).
+	inFlight atomic.Int64
 
 	mu       sync.Mutex
 	accts    map[string]*counts
@@ -105,6 +114,11 @@ type Metrics struct {
 func New(src Source, version string) *Metrics {
 	return &Metrics{src: src, version: version, accts: map[string]*counts{}, reloadOK: true, reloadAt: time.Now()}
 }
+
+// InFlight is the gauge of deliveries running now, for
+// fetch.Poller.Deliveries: the poll adds one as a message's delivery
+// begins and takes it away when it ends.
+func (m *Metrics) InFlight() *atomic.Int64 { return &m.inFlight }
 
 // Observe counts one finished poll; it is called with every Result the
 // daemon's PollFunc returns. A poll that never started is not a poll.
@@ -125,6 +139,10 @@ func (m *Metrics) Observe(r fetch.Result) {
 	c.deleted += uint64(max(r.Deleted, 0))
 	c.skipped += uint64(max(r.Skipped, 0))
 	c.failed += uint64(max(r.Failed, 0))
+	c.postmaster += uint64(max(r.Postmaster, 0))
+	c.kept += uint64(max(r.Kept, 0))
+	c.givenUp += uint64(max(r.GivenUp, 0))
+	c.bytes += uint64(max(r.Bytes, 0))
 	sec := r.Elapsed.Seconds()
 	c.durCount++
 	c.durSum += sec
@@ -132,6 +150,7 @@ func (m *Metrics) Observe(r fetch.Result) {
 		c.durBuckets[i]++
 	}
 	if r.Err == nil {
+		c.mailboxBytes = max(r.MailboxBytes, 0)
 		c.lastSuccess = r.Start.Add(r.Elapsed)
 		if r.Start.IsZero() {
 			c.lastSuccess = time.Now()
@@ -166,6 +185,12 @@ var (
 	famPolls      = &family{"popfetch_polls_total", "counter", "Polls that ended, by result."}
 	famNew        = &family{"popfetch_messages_new_total", "counter", "Messages new to the journal and selected for retrieval."}
 	famDelivered  = &family{"popfetch_messages_delivered_total", "counter", "Messages delivered durably (including to the postmaster)."}
+	famPostmaster = &family{"popfetch_messages_postmaster_total", "counter", "Delivered messages of which at least one copy went to the postmaster (unroutable, or refused permanently by a target)."}
+	famKept       = &family{"popfetch_messages_kept_total", "counter", "Delivered messages left on the server on purpose (keep, or not yet due under delete_after)."}
+	famGivenUp    = &family{"popfetch_messages_given_up_total", "counter", "Messages popfetch stopped trying to retrieve; they stay on the server and are skipped from then on."}
+	famBytes      = &family{"popfetch_bytes_fetched_total", "counter", "Bytes of the messages retrieved, as read from the server after dot-unstuffing."}
+	famMboxBytes  = &family{"popfetch_mailbox_bytes", "gauge", "Size of the maildrop on the server (the sum of the LIST sizes) at the last successful poll's login."}
+	famInFlight   = &family{"popfetch_deliveries_in_flight", "gauge", "Messages being delivered right now, across all accounts."}
 	famDeleted    = &family{"popfetch_messages_deleted_total", "counter", "Messages deleted on the server (DELE answered +OK)."}
 	famSkipped    = &family{"popfetch_messages_skipped_total", "counter", "Messages left on the server by a size limit or fetch_limit."}
 	famFailed     = &family{"popfetch_messages_failed_total", "counter", "Deliveries that failed; the message stays on the server for the next poll."}
@@ -256,16 +281,23 @@ func (m *Metrics) write(e *expo) {
 	always := func(v uint64) (float64, bool) { return float64(v), true }
 	perAccount(famHold, func(a *acctSnap) (float64, bool) { return b2f(a.st.State == daemon.StateAuthHold), true })
 	e.add(famBuild, "", 1, "goversion", runtime.Version(), "version", m.version)
+	perAccount(famBytes, func(a *acctSnap) (float64, bool) { return always(a.c.bytes) })
 	e.add(famGeneration, "", float64(st.Generation))
 	e.add(famReloadOK, "", b2f(reloadOK))
 	e.add(famReloadAt, "", unixSeconds(reloadAt))
 	perAccount(famFailures, func(a *acctSnap) (float64, bool) { return float64(a.st.Failures), true })
+	e.add(famInFlight, "", float64(max(m.inFlight.Load(), 0)))
 	perAccount(famLastOK, func(a *acctSnap) (float64, bool) {
 		return unixSeconds(a.c.lastSuccess), !a.c.lastSuccess.IsZero()
+	})
+	perAccount(famMboxBytes, func(a *acctSnap) (float64, bool) {
+		return float64(a.c.mailboxBytes), !a.c.lastSuccess.IsZero()
 	})
 	perAccount(famDeleted, func(a *acctSnap) (float64, bool) { return always(a.c.deleted) })
 	perAccount(famDelivered, func(a *acctSnap) (float64, bool) { return always(a.c.delivered) })
 	perAccount(famFailed, func(a *acctSnap) (float64, bool) { return always(a.c.failed) })
+	perAccount(famGivenUp, func(a *acctSnap) (float64, bool) { return always(a.c.givenUp) })
+	perAccount(famKept, func(a *acctSnap) (float64, bool) { return always(a.c.kept) })
 	perAccount(famNew, func(a *acctSnap) (float64, bool) { return always(a.c.newMsgs) })
 	perAccount(famOnServer, func(a *acctSnap) (float64, bool) {
 		if a.st.Last == nil {
@@ -273,6 +305,7 @@ func (m *Metrics) write(e *expo) {
 		}
 		return float64(a.st.Last.Messages), true
 	})
+	perAccount(famPostmaster, func(a *acctSnap) (float64, bool) { return always(a.c.postmaster) })
 	perAccount(famSkipped, func(a *acctSnap) (float64, bool) { return always(a.c.skipped) })
 	perAccount(famUndeletab, func(a *acctSnap) (float64, bool) {
 		if a.st.Last == nil {

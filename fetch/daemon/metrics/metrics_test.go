@@ -242,3 +242,60 @@ func stillServes(url string) bool {
 	b, _ := io.ReadAll(resp.Body)
 	return strings.Contains(string(b), "popfetch_")
 }
+
+// TestResultCounters: the counters a poll's Result carries besides the
+// ones above are summed per account (postmaster, kept, given up, bytes),
+// popfetch_mailbox_bytes is the maildrop's size at the last successful
+// poll (a failed one keeps it, absent until one succeeded), and
+// popfetch_deliveries_in_flight shows InFlight.
+func TestResultCounters(t *testing.T) {
+	t.Parallel()
+	src := &fakeSource{running: true, st: daemon.Status{Generation: 1, Accounts: []daemon.AccountStatus{
+		{Name: "a"}, {Name: "b"},
+	}}}
+	m := New(src, "v")
+	m.Observe(fetch.Result{Account: "a", Delivered: 5, Postmaster: 2, Kept: 3, GivenUp: 1, Bytes: 4096, MailboxBytes: 10000})
+	m.Observe(fetch.Result{Account: "a", Delivered: 1, Postmaster: 1, Kept: 1, Bytes: 1 << 40, MailboxBytes: 1 << 33})
+	m.Observe(fetch.Result{Account: "a", MailboxBytes: 7, Err: errors.New("connection reset")})
+	m.Observe(fetch.Result{Account: "b", GivenUp: 2, Err: errors.New("timeout")})
+	m.InFlight().Add(3)
+
+	_, text := scrape(t, m.Handler(), "/metrics")
+	got := samples(text)
+	for _, tc := range []struct {
+		sample string
+		want   bool
+	}{
+		{`popfetch_messages_postmaster_total{account="a"} 3`, true},
+		{`popfetch_messages_kept_total{account="a"} 4`, true},
+		{`popfetch_messages_given_up_total{account="a"} 1`, true},
+		{`popfetch_bytes_fetched_total{account="a"} 1.099511631872e+12`, true},
+		{`popfetch_mailbox_bytes{account="a"} 8.589934592e+09`, true},
+		{`popfetch_messages_postmaster_total{account="b"} 0`, true},
+		{`popfetch_messages_kept_total{account="b"} 0`, true},
+		{`popfetch_messages_given_up_total{account="b"} 2`, true},
+		{`popfetch_bytes_fetched_total{account="b"} 0`, true},
+		{`popfetch_deliveries_in_flight 3`, true},
+	} {
+		if got[tc.sample] != tc.want {
+			t.Errorf("%s: present %v, want %v", tc.sample, got[tc.sample], tc.want)
+		}
+	}
+	if strings.Contains(text, `popfetch_mailbox_bytes{account="b"}`) {
+		t.Error("mailbox size of an account that never polled successfully")
+	}
+	for _, f := range []string{"popfetch_messages_postmaster_total counter", "popfetch_messages_kept_total counter",
+		"popfetch_messages_given_up_total counter", "popfetch_bytes_fetched_total counter",
+		"popfetch_mailbox_bytes gauge", "popfetch_deliveries_in_flight gauge"} {
+		if !strings.Contains(text, "\n# TYPE "+f+"\n") {
+			t.Errorf("no # TYPE %s", f)
+		}
+	}
+	testutil.PromtoolCheck(t, text)
+
+	m.InFlight().Add(-3)
+	_, text = scrape(t, m.Handler(), "/metrics")
+	if !samples(text)[`popfetch_deliveries_in_flight 0`] {
+		t.Errorf("in flight after the deliveries ended:\n%s", text)
+	}
+}
