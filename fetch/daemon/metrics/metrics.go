@@ -16,6 +16,16 @@
 // included, several MiB of resident memory. The Go runtime's go_* and
 // the process's process_* series keep the names, types and help texts
 // that library's default collectors used.
+//
+// github.com/VictoriaMetrics/metrics (v1.45.0), the small alternative,
+// was tried and does not fit: it has no help texts (with its metadata on,
+// every family gets an empty "# HELP name", which `promtool check
+// metrics` rejects; with it off, no "# TYPE" either, so every family is
+// untyped), and its WriteProcessMetrics writes other go_* and process_*
+// families than the ones dashboards expect (no go_sched_gomaxprocs_threads,
+// go_gc_gogc_percent, go_gc_gomemlimit_bytes, process_open_fds,
+// process_max_fds, process_network_*; process_io_*_total typed as gauges,
+// go_cgo_calls_count and go_gc_forced_count as counters without _total).
 package metrics
 
 import (
