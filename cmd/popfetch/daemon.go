@@ -295,6 +295,13 @@ func (g *globals) status(ctx context.Context, args []string) int {
 		return g.controlError(err, sock)
 	}
 	writeStatus(g.stdout, st)
+	// The OAuth2 tokens are read from the rc file: the one -f names, or
+	// without --state-dir the one that found the daemon. With --state-dir
+	// alone no rc file is read: the default one (or $POPFETCH_CONFIG)
+	// may belong to another daemon, whose accounts are not this one's.
+	if *stateDir != "" && g.config == "" {
+		return exitOK
+	}
 	if path, err := rcfile.Find(g.config); err == nil {
 		if cfg, _ := rcfile.Load(path); cfg != nil {
 			writeOAuth2Status(g.stdout, cfg)
