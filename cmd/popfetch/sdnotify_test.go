@@ -89,3 +89,93 @@ func TestDaemonSystemdNotify(t *testing.T) {
 	}
 	d.waitExit(t, 20*time.Second, "SIGTERM")
 }
+
+// TestDaemonNoReadyAfterStopping: a SIGHUP that arrives while the daemon
+// stops (a poll in flight keeps it from exiting at once) reloads nothing
+// systemd hears of: after STOPPING=1 no RELOADING=1 and no READY=1.
+func TestDaemonNoReadyAfterStopping(t *testing.T) {
+	t.Parallel()
+	dir := t.TempDir()
+	sock := filepath.Join(dir, "notify")
+	c, err := net.ListenUnixgram("unixgram", &net.UnixAddr{Name: sock, Net: "unixgram"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	msgs := make(chan string, 100)
+	go func() {
+		buf := make([]byte, 4096)
+		for {
+			n, err := c.Read(buf)
+			if err != nil {
+				close(msgs)
+				return
+			}
+			msgs <- string(buf[:n])
+		}
+	}()
+	// A server that accepts and never greets: the poll waits for the
+	// greeting until the account's timeout, and the stop waits for it.
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	accepted := make(chan net.Conn, 10)
+	go func() {
+		for {
+			conn, err := l.Accept()
+			if err != nil {
+				return
+			}
+			accepted <- conn
+		}
+	}()
+	rc := filepath.Join(dir, "rc.hcl")
+	writeFile(t, rc, rcText(filepath.Join(dir, "state"), nil,
+		rcAccount{name: "alice", port: l.Addr().(*net.TCPAddr).Port, user: "alice", pass: "pw",
+			maildir: filepath.Join(dir, "Maildir"), extra: []string{`timeout = "4s"`}}))
+	d := startDaemonArgs(t, rc, []string{"NOTIFY_SOCKET=" + sock, "WATCHDOG_USEC=", "WATCHDOG_PID="}, "-f", rc, "run")
+	select {
+	case m := <-msgs:
+		if m != "READY=1" {
+			t.Fatalf("first message %q; want READY=1", m)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("no READY=1")
+	}
+	select {
+	case conn := <-accepted:
+		defer conn.Close()
+	case <-time.After(10 * time.Second):
+		t.Fatal("the daemon did not poll")
+	}
+	d.signal(t, syscall.SIGTERM)
+	select {
+	case m := <-msgs:
+		if m != "STOPPING=1" {
+			t.Fatalf("after SIGTERM got %q; want STOPPING=1", m)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("no STOPPING=1")
+	}
+	if d.exited() {
+		t.Fatal("the daemon exited before the SIGHUP; the poll in flight should have held it")
+	}
+	d.signal(t, syscall.SIGHUP)
+	waitFor(t, 10*time.Second, "the reload", func() bool { return len(d.log.lines("rc file reloaded")) > 0 || d.exited() })
+	d.waitExit(t, 20*time.Second, "SIGTERM")
+	for {
+		select {
+		case m, ok := <-msgs:
+			if !ok {
+				return
+			}
+			if m != "WATCHDOG=1" {
+				t.Errorf("after STOPPING=1 got %q; want nothing", m)
+			}
+		case <-time.After(time.Second):
+			return
+		}
+	}
+}

@@ -14,6 +14,7 @@ import (
 	"context"
 	"fmt"
 	"os"
+	"sync"
 	"time"
 
 	sd "github.com/coreos/go-systemd/v22/daemon"
@@ -26,6 +27,13 @@ type Notifier struct {
 	// Watchdog is the interval the service manager expects WATCHDOG=1
 	// within (WATCHDOG_USEC), 0 when the watchdog is off.
 	Watchdog time.Duration
+
+	// mu orders the state messages; stopping is set once STOPPING=1 is
+	// sent. After it systemd must hear no RELOADING=1 or READY=1: a
+	// SIGHUP during the stop, or a reload that began before it, would
+	// otherwise tell it the stopping service is up again.
+	mu       sync.Mutex
+	stopping bool
 }
 
 // New reads NOTIFY_SOCKET, WATCHDOG_USEC and WATCHDOG_PID (a watchdog
@@ -55,19 +63,37 @@ func (n *Notifier) send(state string) error {
 	return nil
 }
 
+// state sends a state change, unless the service is stopping; stop
+// marks it stopping (and is sent once).
+func (n *Notifier) state(state string, stop bool) error {
+	if n == nil {
+		return nil
+	}
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	if n.stopping {
+		return nil
+	}
+	n.stopping = stop
+	return n.send(state)
+}
+
 // Ready says the service is up: its configuration loaded, its control
-// socket listening, its scheduler running.
-func (n *Notifier) Ready() error { return n.send(sd.SdNotifyReady) }
+// socket listening, its scheduler running. After Stopping it sends
+// nothing.
+func (n *Notifier) Ready() error { return n.state(sd.SdNotifyReady, false) }
 
 // Reloading says a configuration reload has begun; Ready must follow
 // when it has ended, whether the new configuration was applied or not.
-// systemd requires MONOTONIC_USEC with it (Type=notify-reload).
+// systemd requires MONOTONIC_USEC with it (Type=notify-reload). After
+// Stopping it sends nothing.
 func (n *Notifier) Reloading() error {
-	return n.send(sd.SdNotifyReloading + "\n" + sd.SdNotifyMonotonicUsec())
+	return n.state(sd.SdNotifyReloading+"\n"+sd.SdNotifyMonotonicUsec(), false)
 }
 
-// Stopping says the service is shutting down.
-func (n *Notifier) Stopping() error { return n.send(sd.SdNotifyStopping) }
+// Stopping says the service is shutting down; from then on Ready and
+// Reloading send nothing, and Stopping is not repeated.
+func (n *Notifier) Stopping() error { return n.state(sd.SdNotifyStopping, true) }
 
 // Watch sends WATCHDOG=1 every half Watchdog interval for as long as
 // alive answers true within that half interval, until ctx ends. A false

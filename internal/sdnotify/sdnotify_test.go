@@ -133,3 +133,43 @@ func TestWatch(t *testing.T) {
 		t.Error("Watch did not end with its context")
 	}
 }
+
+// TestNothingAfterStopping: once STOPPING=1 is sent, Reloading and Ready
+// send nothing (a SIGHUP during the stop, or a reload that began before
+// it and ends after, must not tell systemd the service is up again); the
+// watchdog may still be fed.
+func TestNothingAfterStopping(t *testing.T) {
+	for _, tc := range []struct {
+		name  string
+		after []func(*Notifier) error
+	}{
+		{"reload", []func(*Notifier) error{(*Notifier).Reloading, (*Notifier).Ready}},
+		{"ready", []func(*Notifier) error{(*Notifier).Ready}},
+		{"stopping twice", []func(*Notifier) error{(*Notifier).Stopping, (*Notifier).Ready}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			addr := filepath.Join(t.TempDir(), "notify")
+			next := listen(t, addr)
+			t.Setenv("NOTIFY_SOCKET", addr)
+			t.Setenv("WATCHDOG_USEC", "")
+			n, err := New()
+			if err != nil {
+				t.Fatal(err)
+			}
+			if err := n.Stopping(); err != nil {
+				t.Fatal(err)
+			}
+			if got := next(time.Second); got != "STOPPING=1" {
+				t.Fatalf("Stopping sent %q", got)
+			}
+			for _, f := range tc.after {
+				if err := f(n); err != nil {
+					t.Error(err)
+				}
+			}
+			if got := next(200 * time.Millisecond); got != "" {
+				t.Errorf("after STOPPING=1 sent %q; want nothing", got)
+			}
+		})
+	}
+}
