@@ -3,11 +3,13 @@ package main
 import (
 	"context"
 	"errors"
+	"fmt"
 	"io"
 	"net"
 	"net/http"
 	"net/http/httptest"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"regexp"
 	"strconv"
@@ -240,6 +242,18 @@ type metricsSource struct{ st daemon.Status }
 func (s metricsSource) Status() daemon.Status { return s.st }
 func (s metricsSource) Running() bool         { return true }
 
+// exposedFamilies scrapes m: the popfetch_* families by name with their
+// types, and the exposition.
+func exposedFamilies(m *metrics.Metrics) (map[string]string, string) {
+	rec := httptest.NewRecorder()
+	m.Handler().ServeHTTP(rec, httptest.NewRequest("GET", "/metrics", nil))
+	exposed := map[string]string{}
+	for _, x := range regexp.MustCompile(`(?m)^# TYPE (popfetch_\w+) (\w+)$`).FindAllStringSubmatch(rec.Body.String(), -1) {
+		exposed[x[1]] = x[2]
+	}
+	return exposed, rec.Body.String()
+}
+
 // TestManListsEveryMetric: popfetch(1)'s METRICS section lists every
 // popfetch_* family /metrics exposes, with its type, and nothing else.
 func TestManListsEveryMetric(t *testing.T) {
@@ -248,12 +262,7 @@ func TestManListsEveryMetric(t *testing.T) {
 		{Name: "a", Last: &fetch.PollSummary{Messages: 1}},
 	}}}, "v")
 	m.Observe(fetch.Result{Account: "a", Start: time.Now(), Messages: 1, MailboxBytes: 10})
-	rec := httptest.NewRecorder()
-	m.Handler().ServeHTTP(rec, httptest.NewRequest("GET", "/metrics", nil))
-	exposed := map[string]string{}
-	for _, x := range regexp.MustCompile(`(?m)^# TYPE (popfetch_\w+) (\w+)$`).FindAllStringSubmatch(rec.Body.String(), -1) {
-		exposed[x[1]] = x[2]
-	}
+	exposed, text := exposedFamilies(m)
 	b, err := os.ReadFile("../../man/popfetch.1")
 	if err != nil {
 		t.Fatal(err)
@@ -265,7 +274,7 @@ func TestManListsEveryMetric(t *testing.T) {
 		listed[x[1]] = x[2]
 	}
 	if len(exposed) < 10 {
-		t.Fatalf("only %d popfetch_* families exposed:\n%s", len(exposed), rec.Body.String())
+		t.Fatalf("only %d popfetch_* families exposed:\n%s", len(exposed), text)
 	}
 	for name, typ := range exposed {
 		if listed[name] != typ {
@@ -276,5 +285,57 @@ func TestManListsEveryMetric(t *testing.T) {
 		if _, ok := exposed[name]; !ok {
 			t.Errorf("popfetch(1) METRICS lists %s, which /metrics does not expose", name)
 		}
+	}
+}
+
+// TestReadmePromQL: the PromQL in README.md's "Metrics and health" (one
+// expression a line, # comments) names only metrics /metrics exposes,
+// and each expression parses (`promtool check rules`).
+func TestReadmePromQL(t *testing.T) {
+	t.Parallel()
+	b, err := os.ReadFile(filepath.Join(repoRoot, "README.md"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, sec, ok := strings.Cut(string(b), "\n### Metrics and health\n")
+	if !ok {
+		t.Fatal(`README.md has no section "Metrics and health"`)
+	}
+	if i := regexp.MustCompile("\n##+ ").FindStringIndex(sec); i != nil {
+		sec = sec[:i[0]]
+	}
+	m := metrics.New(metricsSource{daemon.Status{Accounts: []daemon.AccountStatus{{Name: "a"}}}}, "v")
+	m.Observe(fetch.Result{Account: "a", Start: time.Now()})
+	exposed, _ := exposedFamilies(m)
+	var exprs []string
+	for _, block := range regexp.MustCompile("(?s)```promql\n(.*?)```").FindAllStringSubmatch(sec, -1) {
+		for _, l := range strings.Split(block[1], "\n") {
+			if l = strings.TrimSpace(l); l != "" && !strings.HasPrefix(l, "#") {
+				exprs = append(exprs, l)
+			}
+		}
+	}
+	if len(exprs) < 3 {
+		t.Fatalf("%d PromQL expressions in the section; want the examples", len(exprs))
+	}
+	var rules strings.Builder
+	rules.WriteString("groups:\n- name: readme\n  rules:\n")
+	for i, e := range exprs {
+		for _, name := range regexp.MustCompile(`popfetch_\w+`).FindAllString(e, -1) {
+			if _, ok := exposed[name]; !ok {
+				t.Errorf("README PromQL %q names %s, which /metrics does not expose", e, name)
+			}
+		}
+		fmt.Fprintf(&rules, "  - alert: readme%d\n    expr: %q\n", i, e)
+	}
+	path, err := exec.LookPath("promtool")
+	if err != nil {
+		testutil.Unavailable(t, "promtool not installed (Debian package prometheus)")
+		return
+	}
+	f := filepath.Join(t.TempDir(), "rules.yml")
+	writeFile(t, f, rules.String())
+	if out, err := exec.Command(path, "check", "rules", f).CombinedOutput(); err != nil {
+		t.Errorf("promtool check rules on the README's PromQL: %v\n%s\n%s", err, out, rules.String())
 	}
 }
