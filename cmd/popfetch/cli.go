@@ -341,9 +341,21 @@ func (g *globals) logger(level slog.Level) *slog.Logger {
 	}
 	o := &slog.HandlerOptions{Level: level}
 	if g.logFormat == "json" {
+		o.ReplaceAttr = jsonSeconds
 		return slog.New(slog.NewJSONHandler(g.stderr, o))
 	}
 	return slog.New(slog.NewTextHandler(g.stderr, o))
+}
+
+// jsonSeconds writes every duration of a JSON log (elapsed, age,
+// retry_in, ...) as seconds in a float, which every log pipeline reads,
+// rather than slog's integer nanoseconds; a text log keeps the human unit
+// ("1.5s", "2h0m0s").
+func jsonSeconds(_ []string, a slog.Attr) slog.Attr {
+	if a.Value.Kind() == slog.KindDuration {
+		return slog.Float64(a.Key, a.Value.Duration().Seconds())
+	}
+	return a
 }
 
 // load finds and loads the rc file, printing every diagnostic. ok is false
