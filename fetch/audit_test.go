@@ -13,6 +13,7 @@ import (
 	"testing"
 
 	"github.com/popfetch/popfetch/fetch/pop3test"
+	"github.com/popfetch/popfetch/internal/logsafe"
 	"github.com/popfetch/popfetch/internal/testutil"
 	"github.com/popfetch/popfetch/rcfile"
 )
@@ -22,7 +23,9 @@ type auditLogs struct{ text, json testutil.SyncBuffer }
 
 func (l *auditLogs) logger() *slog.Logger {
 	o := &slog.HandlerOptions{Level: slog.LevelInfo}
-	return slog.New(fanout{slog.NewTextHandler(&l.text, o), slog.NewJSONHandler(&l.json, o)})
+	// The JSON handler as popfetch sets it up (cmd/popfetch).
+	j := &slog.HandlerOptions{Level: slog.LevelInfo, ReplaceAttr: logsafe.Seconds}
+	return slog.New(fanout{slog.NewTextHandler(&l.text, o), slog.NewJSONHandler(&l.json, j)})
 }
 
 // records returns the JSON records whose msg is msg.

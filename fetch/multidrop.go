@@ -208,7 +208,7 @@ func (d *multidrop) Dispatch(ctx context.Context, m *deliver.Message, p Progress
 	var waits []waiting
 	for _, r := range rt.Rcpts {
 		if p.Done("u:" + r.User) {
-			p.Copied(Copy{User: r.User, Note: noteEarlier})
+			p.Copied(Copy{User: r.User, Rcpt: r.Address, Note: noteEarlier})
 			continue
 		}
 		// Claimed before delivery, not marked after it: copies of one
@@ -245,7 +245,7 @@ func (d *multidrop) Dispatch(ctx context.Context, m *deliver.Message, p Progress
 				if err := p.Record("u:" + w.r.User); err != nil {
 					o.temp = append(o.temp, fmt.Errorf("record delivery to %s: %w", w.r.User, err))
 				} else {
-					p.Copied(Copy{User: w.r.User, Note: noteDuplicate})
+					p.Copied(Copy{User: w.r.User, Rcpt: w.r.Address, Note: noteDuplicate})
 				}
 				continue
 			}
@@ -360,7 +360,7 @@ func (d *multidrop) deliverUsers(ctx context.Context, m *deliver.Message, sender
 				stop(rerr)
 				return
 			}
-			p.Copied(Copy{User: r.User, Receipt: rc})
+			p.Copied(Copy{User: r.User, Rcpt: r.Address, Receipt: rc})
 		}
 		errs := deliver.DeliverReporting(gctx, g.t, m, sender, g.rcpts, nil, hook)
 		stop(nil)

@@ -19,6 +19,7 @@ import (
 
 	"github.com/popfetch/popfetch/deliver"
 	"github.com/popfetch/popfetch/fetch"
+	"github.com/popfetch/popfetch/internal/logsafe"
 	"github.com/popfetch/popfetch/internal/trust"
 	"github.com/popfetch/popfetch/rcfile"
 )
@@ -341,21 +342,11 @@ func (g *globals) logger(level slog.Level) *slog.Logger {
 	}
 	o := &slog.HandlerOptions{Level: level}
 	if g.logFormat == "json" {
-		o.ReplaceAttr = jsonSeconds
+		// Durations as float seconds; a text log keeps the human unit.
+		o.ReplaceAttr = logsafe.Seconds
 		return slog.New(slog.NewJSONHandler(g.stderr, o))
 	}
 	return slog.New(slog.NewTextHandler(g.stderr, o))
-}
-
-// jsonSeconds writes every duration of a JSON log (elapsed, age,
-// retry_in, ...) as seconds in a float, which every log pipeline reads,
-// rather than slog's integer nanoseconds; a text log keeps the human unit
-// ("1.5s", "2h0m0s").
-func jsonSeconds(_ []string, a slog.Attr) slog.Attr {
-	if a.Value.Kind() == slog.KindDuration {
-		return slog.Float64(a.Key, a.Value.Duration().Seconds())
-	}
-	return a
 }
 
 // load finds and loads the rc file, printing every diagnostic. ok is false

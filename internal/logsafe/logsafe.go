@@ -6,6 +6,7 @@ package logsafe
 
 import (
 	"fmt"
+	"log/slog"
 	"strings"
 	"unicode/utf8"
 )
@@ -71,4 +72,15 @@ func unsafe(r rune) bool {
 	return r < 0x20 || r == 0x7f || r >= 0x80 && r < 0xa0 ||
 		r == '\u061c' || r == '\u200e' || r == '\u200f' ||
 		r >= '\u202a' && r <= '\u202e' || r >= '\u2066' && r <= '\u2069'
+}
+
+// Seconds is a slog.HandlerOptions.ReplaceAttr for JSON logs: it writes
+// every duration (elapsed, age, retry_in, ..., in a group too) as seconds
+// in a float, which every log pipeline reads, rather than slog's integer
+// nanoseconds. A text log keeps the human unit ("1.5s", "2h0m0s").
+func Seconds(_ []string, a slog.Attr) slog.Attr {
+	if a.Value.Kind() == slog.KindDuration {
+		return slog.Float64(a.Key, a.Value.Duration().Seconds())
+	}
+	return a
 }
