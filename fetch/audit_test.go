@@ -12,6 +12,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/popfetch/popfetch/deliver/delivertest/fault"
 	"github.com/popfetch/popfetch/fetch/pop3test"
 	"github.com/popfetch/popfetch/internal/logsafe"
 	"github.com/popfetch/popfetch/internal/testutil"
@@ -254,5 +255,41 @@ func TestAuditLinePostmaster(t *testing.T) {
 	}
 	if !bytes.Contains([]byte(logs.text.String()), []byte("copy.1.postmaster=true")) {
 		t.Errorf("text log:\n%s", logs.text.String())
+	}
+}
+
+// A multidrop message that failed for one user part-way names, in its
+// Error line, the copies made before the failure; the retry's audit line
+// has every user, those served by the first poll with a note.
+func TestAuditLineMultidropResume(t *testing.T) {
+	srv := pop3test.NewServer(t, pop3test.Options{Messages: []pop3test.Message{
+		domainMsg("m1", "To: alice@example.com, bob@example.com\nMessage-ID: <1@x>"),
+	}})
+	a := testAccount(t, srv)
+	users := fault.New()
+	users.Temporary("bob", "mailbox busy")
+	var logs auditLogs
+	if res := mdPoller(t, users, fault.New(), nil, logs.logger()).Poll(context.Background(), a); res.Failed != 1 || res.Delivered != 0 {
+		t.Fatalf("Poll = %+v", res)
+	}
+	failed := logs.records(t, "delivery failed; message stays on the server and is retried next poll")
+	if len(failed) != 1 || path(failed[0], "copy.1.user") != "alice" || path(failed[0], "copy.1.rcpt") != "alice@example.com" || path(failed[0], "copy.2.user") != "" {
+		t.Fatalf("failure lines %v; want one naming alice's copy only", failed)
+	}
+	if n := len(logs.records(t, "message delivered")); n != 0 {
+		t.Errorf("%d audit lines for a message not delivered", n)
+	}
+	users.Fail("bob", nil)
+	logs = auditLogs{}
+	if res := mdPoller(t, users, fault.New(), nil, logs.logger()).Poll(context.Background(), a); res.Delivered != 1 || res.Deleted != 1 {
+		t.Fatalf("retry Poll = %+v", res)
+	}
+	recs := logs.records(t, "message delivered")
+	if len(recs) != 1 {
+		t.Fatalf("audit lines %v", recs)
+	}
+	r := recs[0]
+	if path(r, "copy.1.user") != "alice" || path(r, "copy.1.note") != noteEarlier || path(r, "copy.2.user") != "bob" || path(r, "copy.2.note") != "" || path(r, "on_server") != "deleted" {
+		t.Errorf("audit line %v; want alice (an earlier poll) and bob", r)
 	}
 }
