@@ -204,6 +204,11 @@ func MessageID(raw []byte) string {
 	if !ok {
 		return ""
 	}
+	return messageIDOf(v)
+}
+
+// messageIDOf is MessageID of a Message-ID field's value v.
+func messageIDOf(v string) string {
 	var mh mail.Header
 	mh.Set("Message-Id", v)
 	id, err := mh.MessageID()
@@ -211,4 +216,72 @@ func MessageID(raw []byte) string {
 		return ""
 	}
 	return id
+}
+
+// maxAuditValue bounds what AuditFields returns of a field, in bytes:
+// RFC 5322 §2.1.1's line length.
+const maxAuditValue = 998
+
+// maxAuditHead is how much of a header that is not plain AuditFields
+// reads.
+const maxAuditHead = 64 << 10
+
+// AuditFields returns what a message's audit line names it by: its
+// Message-ID as the header gives it (the first Message-ID field, without
+// the angle brackets of a well-formed one, else its raw value), and its
+// sender's address only, with no display name: the envelope sender
+// (ReturnPath), else the address of the first From field, else that
+// field's raw value. Either is "" when the header has no such field, and
+// is cut to 998 bytes. Neither is escaped: they are what the sender
+// wrote, and a caller that logs them escapes them.
+//
+// It runs once per message delivered, whatever its header, and the audit
+// line is worth no second full read of a huge one: a header of plain
+// lines is read without building it (plainFirst), any other only in its
+// first maxAuditHead bytes, where a real header has these fields.
+func AuditFields(raw []byte) (messageID, from string) {
+	return auditFields(raw, true)
+}
+
+// auditFields is AuditFields; plain=false skips plainFirst (the fuzz test
+// compares the two ways).
+func auditFields(raw []byte, plain bool) (messageID, from string) {
+	mid, midOK, sure := plainFirst(raw, "message-id")
+	fv, fromOK, fsure := plainFirst(raw, "from")
+	rp, rpOK, rsure := plainFirst(raw, "return-path")
+	if !plain || !sure || !fsure || !rsure {
+		h, _ := readHeader(raw[:min(len(raw), maxAuditHead)])
+		mid, midOK = h.first("Message-Id")
+		fv, fromOK = h.first("From")
+		rp, rpOK = h.first("Return-Path")
+	}
+	if midOK {
+		messageID = strings.TrimSpace(mid)
+		if id := messageIDOf(messageID); id != "" {
+			messageID = id
+		}
+	}
+	if from = returnPathOf(rp, rpOK); from == "" && fromOK {
+		from = strings.TrimSpace(fv)
+		if len(from) <= maxAuditValue {
+			if as, err := mail.ParseAddressList(from); err == nil && len(as) > 0 {
+				from = as[0].Address
+			}
+		}
+	}
+	return cutBytes(messageID, maxAuditValue), cutBytes(from, maxAuditValue)
+}
+
+// cutBytes cuts s to at most max bytes at a rune boundary, into a string
+// of its own: a caller may keep it long after the header it was cut from
+// (up to MaxHeaderBytes) is gone.
+func cutBytes(s string, max int) string {
+	if len(s) > max {
+		n := max
+		for n > 0 && !utf8.RuneStart(s[n]) {
+			n--
+		}
+		s = s[:n]
+	}
+	return strings.Clone(s)
 }

@@ -232,19 +232,21 @@ func (d *Maildir) DeliverReporting(ctx context.Context, m *Message, sender strin
 	for i, rc := range rcpts {
 		// Reported copy by copy: each is durable on its
 		// own, whatever happens to the ones after it.
-		res.set(i, d.deliverOne(ctx, m, rc, extra))
+		rcpt, err := d.deliverOne(ctx, m, rc, extra)
+		res.delivered(i, rcpt)
+		res.set(i, err)
 	}
 	return res.done()
 }
 
-func (d *Maildir) deliverOne(ctx context.Context, m *Message, rc Recipient, extra []Field) error {
+func (d *Maildir) deliverOne(ctx context.Context, m *Message, rc Recipient, extra []Field) (Receipt, error) {
 	p, err := d.Prepare(ctx, m, "", rc, extra)
 	if err != nil {
-		return err
+		return Receipt{}, err
 	}
 	for {
 		if err := p.Commit(); !errors.Is(err, ErrNameTaken) {
-			return err
+			return p.Receipt(), err
 		}
 	}
 }
@@ -679,6 +681,13 @@ func (p *Prepared) setName(base string) {
 // for Committed to look for after a crash.
 func (p *Prepared) Path() string {
 	return filepath.Join(p.newDir, p.name)
+}
+
+// Receipt says where the copy is once committed: its path relative to
+// the Maildir's root (new/NAME), which a mail reader may since have moved
+// to cur/.
+func (p *Prepared) Receipt() Receipt {
+	return Receipt{Kind: "maildir", Dest: "new/" + p.name}
 }
 
 // dirSyncGather is how long a Commit that finds no fsync of new/ running

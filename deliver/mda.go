@@ -367,6 +367,7 @@ func (d *MDA) DeliverReporting(ctx context.Context, m *Message, sender string, r
 			fields = append(fields, Field{Name: "Delivered-To", Value: SafeValue(r.Address, 320)})
 		}
 		// Reported run by run.
+		res.delivered(i, Receipt{Kind: "mda", Dest: argv[0]})
 		res.set(i, d.run(ctx, argv, Open(m, fields, true)))
 	}
 	return res.done()

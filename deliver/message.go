@@ -183,6 +183,12 @@ func ReturnPath(raw []byte) string {
 		h, _ := readHeader(raw)
 		v, ok = h.first("Return-Path")
 	}
+	return returnPathOf(v, ok)
+}
+
+// returnPathOf is ReturnPath of the value v of a Return-Path field, ok
+// when there is one.
+func returnPathOf(v string, ok bool) string {
 	v = strings.TrimSpace(v)
 	if !ok || v == "" || v == "<>" || len(v) > 512 {
 		return ""

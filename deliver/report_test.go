@@ -20,7 +20,7 @@ func TestDeliverReportingPlainTarget(t *testing.T) {
 	boom := errors.New("boom")
 	var calls []string
 	errs := DeliverReporting(context.Background(), plainTarget{errs: []error{nil, boom}}, smtpMsg("Subject: x\r\n\r\nb\r\n"), "",
-		[]Recipient{{User: "ann"}, {User: "bob"}}, nil, func(i int, err error) { calls = append(calls, fmt.Sprint(i, err)) })
+		[]Recipient{{User: "ann"}, {User: "bob"}}, nil, func(i int, err error, _ Receipt) { calls = append(calls, fmt.Sprint(i, err)) })
 	if len(errs) != 2 || errs[0] != nil || errs[1] != boom {
 		t.Fatalf("DeliverReporting = %v", errs)
 	}

@@ -5,7 +5,8 @@ import (
 	"sync"
 )
 
-// ResultFunc receives the result of rcpts[i] of a Deliver as soon as that
+// ResultFunc receives the result of rcpts[i] of a Deliver, and for a copy
+// delivered (err nil) its Receipt, as soon as that
 // result is final, before Deliver returns: a Maildir or MDA after each copy;
 // LMTP as each 250 arrives when it names, in angle brackets, exactly the
 // recipient it is due for (as dovecot's do) and the session is in step so
@@ -22,7 +23,23 @@ import (
 // copies were not yet recorded: the duplicates are the copies in flight,
 // not the whole group. To stop a Deliver early (its record failed), cancel
 // ctx: the targets check it before each copy.
-type ResultFunc func(i int, err error)
+type ResultFunc func(i int, err error, rc Receipt)
+
+// Receipt says where a delivered copy went, for the audit trail: enough
+// to find the copy, nothing secret. Its strings may carry what a server
+// said (Reply) and are not escaped; a caller that logs them escapes them.
+type Receipt struct {
+	// Kind is the target: "maildir", "mda", "smtp" or "lmtp"; "" when
+	// the target cannot say (a Target that is not a Reporter).
+	Kind string
+	// Dest is where the copy went: for a Maildir the file's path relative
+	// to the Maildir's root ("new/NAME"), for an MDA its argv[0], for SMTP
+	// and LMTP the server's address as configured.
+	Dest string
+	// Reply is the SMTP or LMTP server's final reply to the copy (code and
+	// text), "" for other targets.
+	Reply string
+}
 
 // Reporter is a Target that can report each recipient's result as soon as
 // it is final (Maildir, MDA, SMTP/LMTP). Deliver is DeliverReporting with a
@@ -42,7 +59,7 @@ func DeliverReporting(ctx context.Context, t Target, m *Message, sender string, 
 	errs := t.Deliver(ctx, m, sender, rcpts, extra)
 	if report != nil {
 		for i, err := range errs {
-			report(i, err)
+			report(i, err, Receipt{})
 		}
 	}
 	return errs
@@ -52,13 +69,14 @@ func DeliverReporting(ctx context.Context, t Target, m *Message, sender string, 
 // its ResultFunc once.
 type results struct {
 	errs []error
+	rcs  []Receipt
 	hook ResultFunc
 	mu   sync.Mutex
 	sent []bool
 }
 
 func newResults(n int, hook ResultFunc) *results {
-	r := &results{errs: make([]error, n)}
+	r := &results{errs: make([]error, n), rcs: make([]Receipt, n)}
 	if hook != nil {
 		r.hook = hook
 		r.sent = make([]bool, n)
@@ -72,6 +90,12 @@ func (r *results) set(i int, err error) {
 	r.report(i, err)
 }
 
+// delivered stores the receipt of recipient i's copy, set or reported
+// after it.
+func (r *results) delivered(i int, rc Receipt) {
+	r.rcs[i] = rc
+}
+
 // report passes the result of i to the hook, unless it has been already.
 func (r *results) report(i int, err error) {
 	if r.hook == nil {
@@ -83,7 +107,11 @@ func (r *results) report(i int, err error) {
 		return
 	}
 	r.sent[i] = true
-	r.hook(i, err)
+	var rc Receipt
+	if err == nil {
+		rc = r.rcs[i]
+	}
+	r.hook(i, err, rc)
 }
 
 // done reports every result not reported yet and returns them all.

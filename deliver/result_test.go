@@ -27,7 +27,7 @@ type hookLog struct {
 	count func() int
 }
 
-func (h *hookLog) hook(i int, err error) {
+func (h *hookLog) hook(i int, err error, _ Receipt) {
 	h.mu.Lock()
 	defer h.mu.Unlock()
 	s := fmt.Sprintf("%d:ok", i)
@@ -91,7 +91,7 @@ func TestResultHookCancelStops(t *testing.T) {
 	mda, _ := newTestMDA(t, stub.Argv("{user}"), MDAOptions{})
 	for name, tg := range map[string]Target{"maildir": md, "mda": mda} {
 		ctx, cancel := context.WithCancel(context.Background())
-		errs := DeliverReporting(ctx, tg, smtpMsg("Subject: x\r\n\r\nb\r\n"), "", rcpts, nil, func(i int, err error) { cancel() })
+		errs := DeliverReporting(ctx, tg, smtpMsg("Subject: x\r\n\r\nb\r\n"), "", rcpts, nil, func(i int, err error, _ Receipt) { cancel() })
 		if errs[0] != nil || errs[1] == nil || errs[2] == nil || IsPermanent(errs[1]) {
 			t.Errorf("%s: Deliver = %v; want the first only, the rest temporary", name, errs)
 		}
@@ -136,8 +136,8 @@ func TestLMTPResultsAsTheyArrive(t *testing.T) {
 	})
 	d := NewSMTP(SMTPOptions{Addr: addr, LMTP: true, Timeout: 4 * time.Second})
 	h := &hookLog{}
-	hook := func(i int, err error) {
-		h.hook(i, err)
+	hook := func(i int, err error, _ Receipt) {
+		h.hook(i, err, Receipt{})
 		if err == nil {
 			reported <- i
 		}
@@ -180,8 +180,8 @@ func TestLMTPUnnamedResultsAfterLastReply(t *testing.T) {
 	})
 	d := NewSMTP(SMTPOptions{Addr: addr, LMTP: true, Timeout: 4 * time.Second})
 	var atHook []bool
-	hook := func(i int, err error) {
-		h.hook(i, err)
+	hook := func(i int, err error, _ Receipt) {
+		h.hook(i, err, Receipt{})
 		select {
 		case <-quitAnswered:
 			atHook = append(atHook, true)
@@ -304,7 +304,7 @@ func TestSMTPResultBeforeQuit(t *testing.T) {
 	})
 	d := NewSMTP(SMTPOptions{Addr: addr, Timeout: 4 * time.Second})
 	var reported []time.Time
-	hook := func(i int, err error) { reported = append(reported, time.Now()) }
+	hook := func(i int, err error, _ Receipt) { reported = append(reported, time.Now()) }
 	errs := d.DeliverReporting(context.Background(), smtpMsg("Subject: x\r\n\r\nb\r\n"), "", []Recipient{{Address: "a@x"}, {Address: "b@x"}}, nil, hook)
 	checkResults(t, errs, "", "")
 	q := <-quitAnswered

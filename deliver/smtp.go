@@ -608,6 +608,7 @@ func (d *SMTP) DeliverReporting(ctx context.Context, m *Message, sender string, 
 		case mine && other < 0 && code == 250 && top.tap.stray == "":
 			early[j] = true
 			for _, i := range accepted[j].idx {
+				res.delivered(i, d.receipt(text))
 				res.report(i, nil)
 			}
 		}
@@ -663,6 +664,9 @@ func (d *SMTP) DeliverReporting(ctx context.Context, m *Message, sender string, 
 		case stepErr != nil:
 			set(g, d.classify(ctx, "final dot", stepErr))
 		case resp[g.addr] != nil && tapCode == 250:
+			for _, i := range g.idx {
+				res.delivered(i, d.receipt(finals[k].text))
+			}
 			set(g, nil)
 		case se != nil && tapCode == se.Code:
 			set(g, d.classify(ctx, "final dot", se))
@@ -680,6 +684,13 @@ func (d *SMTP) DeliverReporting(ctx context.Context, m *Message, sender string, 
 		quit()
 	}
 	return res.done()
+}
+
+// receipt is the Receipt of a copy the server accepted with the final
+// reply reply (as the reply tap read it: its lines, codes included,
+// joined by LF).
+func (d *SMTP) receipt(reply string) Receipt {
+	return Receipt{Kind: strings.ToLower(d.proto), Dest: d.opts.Addr, Reply: strings.TrimSpace(reply)}
 }
 
 // lmtpOwn maps each accepted address, in lower case, to its index; an

@@ -192,7 +192,7 @@ func TestSMTPRepliesInStep(t *testing.T) {
 				}
 			}
 			var delivered []int
-			hook := func(i int, err error) {
+			hook := func(i int, err error, _ Receipt) {
 				if err == nil {
 					delivered = append(delivered, i)
 				}

@@ -86,8 +86,8 @@ func (k *kept) delivered(uid string) int {
 // deliver nor delete anything again.
 func TestDeleteAfter(t *testing.T) {
 	k := newKept(t, pop3test.Options{Messages: msgs(1)})
-	if res, _ := k.poll(0); res.Delivered != 1 || res.Deleted != 0 {
-		t.Fatalf("first poll = %+v", res)
+	if res, _ := k.poll(0); res.Delivered != 1 || res.Deleted != 0 || res.Kept != 1 || res.Bytes != int64(len(msg(1).Data)) {
+		t.Fatalf("first poll = %+v; want 1 delivered and kept", res)
 	}
 	k.srv.SetMessages(append(k.srv.Messages(), msg(2)))
 	if res, _ := k.poll(2 * day); res.Delivered != 1 || res.Deleted != 0 {
@@ -100,6 +100,11 @@ func TestDeleteAfter(t *testing.T) {
 	}
 	// +8d: the first is 8 days old, the second 6.
 	res, cmds = k.poll(2 * day)
+	// The first is retrieved for its check (Bytes), deleted, and was
+	// not delivered in this poll: not counted as kept.
+	if res.Kept != 0 || res.Bytes != int64(len(msg(1).Data)) {
+		t.Errorf("poll at 8 days = %+v; want Kept 0, Bytes of the one retrieved", res)
+	}
 	if res.Deleted != 1 || res.Delivered != 0 || count(cmds, "RETR") != 1 || count(cmds, "DELE") != 1 || count(cmds, "RETR 1") != 1 || count(cmds, "DELE 1") != 1 {
 		t.Fatalf("poll at 8 days = %+v, commands %q", res, cmds)
 	}

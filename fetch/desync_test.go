@@ -209,7 +209,14 @@ func TestPollRetrAnnouncedSize(t *testing.T) {
 				t.Fatalf("Poll = %+v, delivered %v; want a mismatch and nothing delivered", res, rec.got)
 			}
 			for i := 2; i <= poisonPolls; i++ {
-				p.Poll(context.Background(), a)
+				res = p.Poll(context.Background(), a)
+				// Given up in the poll that gave up, not before.
+				if want := map[bool]int{true: 1}[i == poisonPolls]; res.GivenUp != want {
+					t.Errorf("poll %d: GivenUp = %d; want %d", i, res.GivenUp, want)
+				}
+			}
+			if res := p.Poll(context.Background(), a); res.GivenUp != 0 || res.Skipped != 1 {
+				t.Errorf("the poll after: %+v; want it skipped, not given up again", res)
 			}
 			if !storeGivenUp(t, a, "uid-0001") || len(rec.got) != 0 {
 				t.Fatalf("after %d mismatches: given up %v, delivered %v; want given up, never delivered", poisonPolls, storeGivenUp(t, a, "uid-0001"), rec.got)

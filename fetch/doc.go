@@ -126,6 +126,12 @@
 // Log keys (stable): account, server, user, uid, msgnum, size, rcpt, target,
 // err, elapsed, messages, new, delivered, deleted, skipped, failed,
 // undeletable, refusals, path, mechanism (how the session logged in);
+// the poll summary adds postmaster, kept, given_up, bytes; each delivered
+// message's audit line (audit.go; off with log_messages = false) adds
+// message_id, from, on_server (deleted, kept, dele_refused, not_deleted)
+// and per copy N the group copy.N with user, rcpt, postmaster, target
+// (maildir, mda, smtp, lmtp), dest, reply, reason, note: in text logs
+// copy.1.dest=..., in JSON logs the same path of objects;
 // multidrop routing adds via, users, reason; the user directory adds url,
 // loaded, grace_until, down_since, last_good_users; the scheduler (package
 // fetch/daemon) adds failures, retry_in, previous_err, generation, polls,

@@ -208,6 +208,7 @@ func (d *multidrop) Dispatch(ctx context.Context, m *deliver.Message, p Progress
 	var waits []waiting
 	for _, r := range rt.Rcpts {
 		if p.Done("u:" + r.User) {
+			p.Copied(Copy{User: r.User, Rcpt: r.Address, Note: noteEarlier})
 			continue
 		}
 		// Claimed before delivery, not marked after it: copies of one
@@ -243,6 +244,8 @@ func (d *multidrop) Dispatch(ctx context.Context, m *deliver.Message, p Progress
 				// deliver to the user again.
 				if err := p.Record("u:" + w.r.User); err != nil {
 					o.temp = append(o.temp, fmt.Errorf("record delivery to %s: %w", w.r.User, err))
+				} else {
+					p.Copied(Copy{User: w.r.User, Rcpt: w.r.Address, Note: noteDuplicate})
 				}
 				continue
 			}
@@ -340,7 +343,7 @@ func (d *multidrop) deliverUsers(ctx context.Context, m *deliver.Message, sender
 		gctx, stop := context.WithCancelCause(ctx)
 		reported := make([]bool, len(g.rcpts))
 		recErr := make([]error, len(g.rcpts))
-		hook := func(i int, err error) {
+		hook := func(i int, err error, rc deliver.Receipt) {
 			if i < 0 || i >= len(g.rcpts) || reported[i] {
 				return
 			}
@@ -355,12 +358,14 @@ func (d *multidrop) deliverUsers(ctx context.Context, m *deliver.Message, sender
 			if rerr := p.Record("u:" + r.User); rerr != nil {
 				recErr[i] = rerr
 				stop(rerr)
+				return
 			}
+			p.Copied(Copy{User: r.User, Rcpt: r.Address, Receipt: rc})
 		}
 		errs := deliver.DeliverReporting(gctx, g.t, m, sender, g.rcpts, nil, hook)
 		stop(nil)
 		for i, err := range errs {
-			hook(i, err) // a target that reports nothing early
+			hook(i, err, deliver.Receipt{}) // a target that reports nothing early
 			r := g.rcpts[i]
 			switch {
 			case err == nil && recErr[i] != nil:
@@ -459,10 +464,16 @@ func (d *multidrop) settle(c *claim, delivered bool) {
 // Without intent: the record is its progress entry, as for the users.
 func (d *multidrop) toPostmaster(ctx context.Context, m *deliver.Message, sender string, p Progress, reason string, unrouted []string) error {
 	if p.Done(postmasterKey) {
+		p.Copied(Copy{Postmaster: true, Note: noteEarlier})
 		return nil
 	}
-	if _, err := toPostmaster(ctx, d.postmaster, m, sender, errors.New(reason), unrouted, nil); err != nil {
+	why, rc, err := toPostmaster(ctx, d.postmaster, m, sender, errors.New(reason), unrouted, nil)
+	if err != nil {
 		return err
 	}
-	return p.Record(postmasterKey)
+	if err := p.Record(postmasterKey); err != nil {
+		return err
+	}
+	p.Copied(Copy{Postmaster: true, Reason: why, Receipt: rc})
+	return nil
 }

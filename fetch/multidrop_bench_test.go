@@ -26,6 +26,7 @@ type nopProgress struct{}
 func (nopProgress) Done(string) bool    { return false }
 func (nopProgress) Record(string) error { return nil }
 func (nopProgress) Intend(string) error { return nil }
+func (nopProgress) Copied(Copy)         {}
 
 // benchMessage is a typical multidrop message: the provider's envelope
 // header, a few trace fields, To/Cc naming users and outsiders, a 4 KiB

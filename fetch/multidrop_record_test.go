@@ -31,6 +31,7 @@ type dyingProgress struct {
 
 func (d *dyingProgress) Done(rcpt string) bool    { return d.p.Done(rcpt) }
 func (d *dyingProgress) Intend(path string) error { return d.p.Intend(path) }
+func (d *dyingProgress) Copied(c Copy)            { d.p.Copied(c) }
 
 func (d *dyingProgress) Record(rcpt string) error {
 	d.mu.Lock()

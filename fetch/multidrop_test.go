@@ -74,8 +74,8 @@ func TestMultidropRoutes(t *testing.T) {
 	}})
 	users, pm := fault.New(), fault.New()
 	res := multidropPoller(t, users, pm, false).Poll(context.Background(), testAccount(t, srv))
-	if res.Err != nil || res.Delivered != 4 || len(srv.Messages()) != 0 {
-		t.Fatalf("Poll = %+v", res)
+	if res.Err != nil || res.Delivered != 4 || res.Postmaster != 2 || len(srv.Messages()) != 0 {
+		t.Fatalf("Poll = %+v; want 4 delivered, 2 of them (m3, m4) to the postmaster", res)
 	}
 	want := map[string]string{"alice": "m1", "bob": "m2", "carol": "m2"}
 	for u, uid := range want {
@@ -130,7 +130,7 @@ func TestMultidropPermanentFailure(t *testing.T) {
 	users, pm := fault.New(), fault.New()
 	users.Permanent("bob", "MDA exit 67")
 	res := multidropPoller(t, users, pm, false).Poll(context.Background(), testAccount(t, srv))
-	if res.Err != nil || res.Delivered != 1 || len(srv.Messages()) != 0 {
+	if res.Err != nil || res.Delivered != 1 || res.Postmaster != 1 || len(srv.Messages()) != 0 {
 		t.Fatalf("Poll = %+v", res)
 	}
 	if len(users.Copies("alice")) != 1 || len(pm.Copies("postmaster")) != 1 || !strings.Contains(pm.Reason("m1"), "bob: MDA exit 67") {

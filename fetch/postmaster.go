@@ -28,26 +28,27 @@ const maxUnrouted = 900
 // toPostmaster is the postmaster fallback of single-drop and multidrop
 // alike: it delivers the one postmaster copy of m through pm with the
 // reason (cause's deliver.Error Reason, else its text), cut to maxReason,
-// in X-Popfetch-Reason, and returns that reason. intend is as for
+// in X-Popfetch-Reason, and returns that reason and the copy's receipt. intend is as for
 // deliverCopy (nil: no intent). unrouted are the addresses that reached
 // nobody (unknown users, and the users whose delivery failed
 // permanently), listed in X-Popfetch-Unrouted when there are any, so that
 // whoever works through the postmaster's mailbox (popfetch postmaster)
 // need not parse the reason. No postmaster, or a failing one, returns an
 // error: the message then stays on the server, it is never dropped.
-func toPostmaster(ctx context.Context, pm deliver.Target, m *deliver.Message, sender string, cause error, unrouted []string, intend func(path string) error) (string, error) {
+func toPostmaster(ctx context.Context, pm deliver.Target, m *deliver.Message, sender string, cause error, unrouted []string, intend func(path string) error) (string, deliver.Receipt, error) {
 	if pm == nil {
-		return "", fmt.Errorf("%w (permanent; no postmaster configured, so the message stays on the server)", cause)
+		return "", deliver.Receipt{}, fmt.Errorf("%w (permanent; no postmaster configured, so the message stays on the server)", cause)
 	}
 	reason := deliver.SafeValue(reasonOf(cause), maxReason)
 	extra := []deliver.Field{{Name: "X-Popfetch-Reason", Value: reason}}
 	if v := unroutedValue(unrouted); v != "" {
 		extra = append(extra, deliver.Field{Name: "X-Popfetch-Unrouted", Value: v})
 	}
-	if err := deliverCopy(ctx, pm, m, sender, deliver.Recipient{User: "postmaster"}, extra, intend); err != nil {
-		return "", fmt.Errorf("%v; postmaster delivery failed too: %w", cause, err)
+	rc, err := deliverCopy(ctx, pm, m, sender, deliver.Recipient{User: "postmaster"}, extra, intend)
+	if err != nil {
+		return "", deliver.Receipt{}, fmt.Errorf("%v; postmaster delivery failed too: %w", cause, err)
 	}
-	return reason, nil
+	return reason, rc, nil
 }
 
 // reasonOf is the reason err gives for X-Popfetch-Reason.

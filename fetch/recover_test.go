@@ -136,6 +136,11 @@ func TestRecoverOnlyOurCopy(t *testing.T) {
 				t.Fatalf("Poll = %+v", res)
 			}
 			delivered := slices.Contains(rec.got, tc.msg.UID)
+			// A recovered copy was delivered by the run that was
+			// interrupted: not counted as delivered (nor kept) now.
+			if want := map[bool]int{false: 1}[tc.recovered]; res.Delivered != want || res.Kept != 0 || res.Postmaster != 0 {
+				t.Errorf("Poll = %+v; want Delivered %d, Kept 0, Postmaster 0", res, want)
+			}
 			if tc.recovered && delivered {
 				t.Fatalf("%s delivered again; want it recovered from the Maildir", tc.msg.UID)
 			}

@@ -122,7 +122,7 @@ func (r *Rerouter) Deliver(ctx context.Context, raw []byte, user string, force b
 		Fetched: time.Now(),
 		Raw:     stripFields(raw, popfetchFields),
 	}
-	if err := deliverCopy(ctx, r.md.target(user), m, deliver.ReturnPath(m.Head()), rc, nil, nil); err != nil {
+	if _, err := deliverCopy(ctx, r.md.target(user), m, deliver.ReturnPath(m.Head()), rc, nil, nil); err != nil {
 		return out, fmt.Errorf("account %s: reroute to %s: %w", r.a.Name, user, err)
 	}
 	orDiscard(log).Info("rerouted", "account", r.a.Name, "user", user, "rcpt", rc.Address, "target", out.Target)

@@ -10,6 +10,7 @@ import (
 	"net"
 	"os"
 	"path/filepath"
+	"slices"
 	"sync"
 	"time"
 
@@ -136,6 +137,9 @@ type Progress interface {
 	// (deliver.Committed). It reports whether the note is durable; what
 	// a failure means is the caller's to decide (see deliverCopy).
 	Intend(path string) error
+	// Copied notes where a copy of the message went, made now or found
+	// made before (Copy.Note), for the message's audit line.
+	Copied(c Copy)
 }
 
 // PollOptions are what the caller decides about one poll besides its
@@ -241,9 +245,7 @@ func (p *Poller) run(ctx context.Context, a *rcfile.Account, opts PollOptions, d
 		if res.Failed > 0 || res.Undeletable > 0 {
 			lvl = slog.LevelWarn
 		}
-		args := []any{"messages", res.Messages, "new", res.New, "delivered", res.Delivered,
-			"deleted", res.Deleted, "skipped", res.Skipped, "failed", res.Failed, "undeletable", res.Undeletable,
-			"elapsed", res.Elapsed.Round(time.Millisecond)}
+		args := res.SummaryAttrs()
 		if res.Err != nil {
 			// Only a poll that failed has an err (no err=<nil>), and
 			// that is a warning.
@@ -292,6 +294,10 @@ type session struct {
 	v verifyState
 	// exp is what delete_after needs (see deleteafter.go).
 	exp expiry
+	// pending holds the audit of each message delivered in this poll,
+	// by message number, until what happens to it on the server is
+	// known (see audited).
+	pending map[int]*audit
 }
 
 // has reports whether uid was delivered before.
@@ -761,6 +767,14 @@ func (s *session) fetch(ctx context.Context, todo []entry) (err error) {
 		pr.Start(s.a.Name, len(todo), total)
 		defer pr.End(s.a.Name)
 	}
+	// Last of all, once every delivery is collected: a message
+	// delivered and recorded whose DELE was not sent in this session
+	// (it ended first) has its audit line too.
+	defer func() {
+		for _, e := range todo {
+			s.audited(e, onServerNotDeleted)
+		}
+	}()
 	c := s.c
 	careful := s.p.isCareful(s.mailbox) || s.failedBefore(todo)
 	pipelined := c.Pipelining() && !careful
@@ -829,6 +843,13 @@ func (s *session) fetch(ctx context.Context, todo []entry) (err error) {
 			}
 		case d.ok:
 			s.res.Delivered++
+			if d.audit.postmaster() {
+				s.res.Postmaster++
+			}
+			if s.pending == nil {
+				s.pending = map[int]*audit{}
+			}
+			s.pending[d.e.Num] = d.audit
 			recorded = append(recorded, d.e)
 		case d.skipped:
 		default:
@@ -894,10 +915,21 @@ func (s *session) fetch(ctx context.Context, todo []entry) (err error) {
 		if s.p.afterSync != nil {
 			s.p.afterSync()
 		}
-		if !s.a.Keep {
+		if s.a.Keep {
+			// Not due for delete_after either: delivered just now.
+			for _, e := range recorded {
+				s.audited(e, onServerKept)
+			}
+		} else {
 			// A message fetched again (fetch_all) may be one whose
 			// DELE the server keeps refusing.
-			deles = append(deles, s.deletable(recorded)...)
+			ok := s.deletable(recorded)
+			deles = append(deles, ok...)
+			for _, e := range recorded {
+				if !slices.Contains(ok, e) {
+					s.audited(e, onServerNotDeleted)
+				}
+			}
 		}
 		recorded = recorded[:0]
 		return nil
@@ -1103,9 +1135,11 @@ func (s *session) fetch(ctx context.Context, todo []entry) (err error) {
 				// The message stays; it is recorded, so a later poll
 				// tries DELE again.
 				s.deleRefused(o.e, err)
+				s.audited(o.e, onServerRefused)
 				continue
 			}
 			s.res.Deleted++
+			s.audited(o.e, onServerDeleted)
 			if age, ok := s.exp.age[o.e.Num]; ok {
 				// The audit line of a kept message's deletion.
 				s.log.Info("deleted from the server: delivered longer ago than delete_after", "uid", o.e.UID, "msgnum", o.e.Num, "size", o.e.Size, "age", age.Round(time.Second))
@@ -1121,6 +1155,7 @@ func (s *session) fetch(ctx context.Context, todo []entry) (err error) {
 			if err != nil {
 				return err
 			}
+			s.res.Bytes += m.Size()
 			held += m.Size()
 			heldMem += inMemory(m.Size())
 			unchecked = append(unchecked, retrieved{o.e, m})
@@ -1211,10 +1246,11 @@ func inMemory(size int64) int64 { return min(size, deliver.DefaultSpoolMem) }
 // delivery is the outcome of one message's delivery goroutine.
 type delivery struct {
 	e       entry
-	size    int64 // of the message in memory, released now
-	ok      bool  // delivered and recorded
-	skipped bool  // not begun (a stop, or the session ended first): left on the server
-	err     error // the session cannot go on (the store failed)
+	size    int64  // of the message in memory, released now
+	ok      bool   // delivered and recorded
+	audit   *audit // with ok: what its audit line needs
+	skipped bool   // not begun (a stop, or the session ended first): left on the server
+	err     error  // the session cannot go on (the store failed)
 }
 
 // retrieve reads one RETR reply (see pop3.Conn.ReadRetr: any error ends
@@ -1323,6 +1359,7 @@ func (s *session) retrFailed(ctx context.Context, e entry, err error) error {
 	if s.dryRun {
 		return err
 	}
+	s.res.GivenUp++
 	if nerr := s.store.GiveUpSize(e.UID, e.Size, s.p.now()); nerr != nil {
 		s.log.Warn("uidl store: recording the message as given up failed", "uid", e.UID, "err", nerr)
 	}
@@ -1401,8 +1438,15 @@ func (s *session) deliver(ctx context.Context, e entry, m *deliver.Message) (d d
 		log.Error("delivery failed; message stays on the server and is retried next poll", "size", m.Size(), "err", err)
 		return d
 	}
-	if err := s.disp.Dispatch(ctx, m, &progress{s: s.store, uid: e.UID, id: id, shared: s.v.listed[e.UID] > 1, now: s.p.now}, log); err != nil {
-		log.Error("delivery failed; message stays on the server and is retried next poll", "size", m.Size(), "err", err)
+	p := &progress{s: s.store, uid: e.UID, id: id, shared: s.v.listed[e.UID] > 1, now: s.p.now}
+	if err := s.disp.Dispatch(ctx, m, p, log); err != nil {
+		args := []any{"size", m.Size(), "err", err}
+		if cs := p.made(); len(cs) > 0 {
+			// Where the copies made before the failure went: they
+			// are recorded, and the retry does not make them again.
+			args = append(args, copiesAttr(cs))
+		}
+		log.Error("delivery failed; message stays on the server and is retried next poll", args...)
 		return d
 	}
 	// The invariant (doc.go): recorded only after delivery; DELE only after
@@ -1415,15 +1459,19 @@ func (s *session) deliver(ctx context.Context, e entry, m *deliver.Message) (d d
 		d.err = err
 		return d
 	}
-	log.Debug("delivered", "size", m.Size())
-	d.ok = true
+	if s.a.QuietMessages {
+		log.Debug("delivered", "size", m.Size())
+	}
+	d.ok, d.audit = true, newAudit(e, m, p.made())
 	return d
 }
 
 type progress struct {
-	s   *uidl.Store
-	uid string
-	id  uidl.Identity // of the message, recorded with an intent
+	mu     sync.Mutex
+	copies []Copy // where each copy went, as the Dispatcher said (Copied)
+	s      *uidl.Store
+	uid    string
+	id     uidl.Identity // of the message, recorded with an intent
 	// shared: the listing names more than one message with this UID, so
 	// recipients recorded without an identity are not taken as done.
 	shared bool
@@ -1461,6 +1509,20 @@ func (p *progress) Intend(path string) error {
 // errJournalBroken is wrapped by an Intend whose journal failed (a full
 // or failing state disk): deliverCopy then withdraws the copy.
 var errJournalBroken = errors.New("the UIDL journal failed")
+
+// Copied notes where one copy went, for the audit line.
+func (p *progress) Copied(c Copy) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	p.copies = append(p.copies, c)
+}
+
+// made returns the copies noted so far.
+func (p *progress) made() []Copy {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return append([]Copy(nil), p.copies...)
+}
 
 func (p *progress) Record(rcpt string) error {
 	if err := p.s.AddRecipientIdentity(p.uid, rcpt, p.id, p.now()); err != nil {

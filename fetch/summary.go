@@ -33,6 +33,12 @@ type PollSummary struct {
 	Undeletable int `json:"undeletable,omitempty"`
 	// NotStarted: stopped before it connected (Result.NotStarted).
 	NotStarted bool `json:"not_started,omitempty"`
+	// Postmaster, Kept, GivenUp, Bytes and MailboxBytes are Result's.
+	Postmaster   int   `json:"postmaster"`
+	Kept         int   `json:"kept"`
+	GivenUp      int   `json:"given_up"`
+	Bytes        int64 `json:"bytes"`
+	MailboxBytes int64 `json:"mailbox_bytes"`
 }
 
 // Summarize converts a Result for status and the control socket.
@@ -42,6 +48,7 @@ func Summarize(r Result) PollSummary {
 		Messages: r.Messages, New: r.New, Delivered: r.Delivered, Deleted: r.Deleted,
 		Skipped: r.Skipped, Failed: r.Failed, Undeletable: r.Undeletable, LoginDelay: r.LoginDelay,
 		NotStarted: r.NotStarted,
+		Postmaster: r.Postmaster, Kept: r.Kept, GivenUp: r.GivenUp, Bytes: r.Bytes, MailboxBytes: r.MailboxBytes,
 	}
 	if r.Err != nil {
 		s.Err = r.Err.Error()

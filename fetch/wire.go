@@ -90,8 +90,9 @@ func (d *singleDrop) Dispatch(ctx context.Context, m *deliver.Message, p Progres
 	sender := deliver.ReturnPath(m.Head())
 	// One copy per message here (the user's, or else the postmaster's),
 	// so an intent names it unambiguously.
-	err := deliverCopy(ctx, d.target, m, sender, d.rcpt, nil, p.Intend)
+	rc, err := deliverCopy(ctx, d.target, m, sender, d.rcpt, nil, p.Intend)
 	if err == nil {
+		p.Copied(Copy{Receipt: rc})
 		return nil
 	}
 	// A temporary failure keeps the message for the next poll
@@ -100,10 +101,11 @@ func (d *singleDrop) Dispatch(ctx context.Context, m *deliver.Message, p Progres
 	if !deliver.IsPermanent(err) {
 		return err
 	}
-	reason, err := toPostmaster(ctx, d.postmaster, m, sender, err, nil, p.Intend)
+	reason, rc, err := toPostmaster(ctx, d.postmaster, m, sender, err, nil, p.Intend)
 	if err != nil {
 		return err
 	}
+	p.Copied(Copy{Postmaster: true, Reason: reason, Receipt: rc})
 	// Delivered, but not where the user expects it: say so once, where
 	// the admin looks, as the multidrop path does for partial routes.
 	orDiscard(log).Warn("delivered to the postmaster", "reason", reason)
@@ -123,17 +125,20 @@ type twoPhase interface {
 // A Maildir that stopped being twoPhase would silently lose its intents.
 var _ twoPhase = (*deliver.Maildir)(nil)
 
-// deliverCopy delivers the one copy of m for rc through t. With intend
-// set and a two-phase target, intend gets the copy's final path before
-// each attempt to commit it; other targets deliver in one step.
-func deliverCopy(ctx context.Context, t deliver.Target, m *deliver.Message, sender string, rc deliver.Recipient, extra []deliver.Field, intend func(path string) error) error {
+// deliverCopy delivers the one copy of m for rc through t and returns its
+// receipt (where it went). With intend set and a two-phase target, intend
+// gets the copy's final path before each attempt to commit it; other
+// targets deliver in one step.
+func deliverCopy(ctx context.Context, t deliver.Target, m *deliver.Message, sender string, rc deliver.Recipient, extra []deliver.Field, intend func(path string) error) (deliver.Receipt, error) {
 	tp, ok := t.(twoPhase)
 	if !ok || intend == nil {
-		return t.Deliver(ctx, m, sender, []deliver.Recipient{rc}, extra)[0]
+		var got deliver.Receipt
+		err := deliver.DeliverReporting(ctx, t, m, sender, []deliver.Recipient{rc}, extra, func(_ int, _ error, r deliver.Receipt) { got = r })[0]
+		return got, err
 	}
 	c, err := tp.Prepare(ctx, m, sender, rc, extra)
 	if err != nil {
-		return err
+		return deliver.Receipt{}, err
 	}
 	// Nothing after a Commit that ended the copy; the tmp file otherwise
 	// (a failed or panicking intend).
@@ -151,10 +156,13 @@ func deliverCopy(ctx context.Context, t deliver.Target, m *deliver.Message, send
 			// A journal that failed (errJournalBroken) could not
 			// record the delivery either: committed, the copy would
 			// be delivered again by the next poll.
-			return fmt.Errorf("record the intent for %s: %w", c.Path(), err)
+			return deliver.Receipt{}, fmt.Errorf("record the intent for %s: %w", c.Path(), err)
 		}
 		if err := c.Commit(); !errors.Is(err, deliver.ErrNameTaken) {
-			return err
+			if err != nil {
+				return deliver.Receipt{}, err
+			}
+			return c.Receipt(), nil
 		}
 	}
 }

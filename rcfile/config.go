@@ -91,6 +91,10 @@ type Account struct {
 	Timeout     time.Duration // per command and per TLS handshake; default 60s
 	Interval    time.Duration // daemon poll interval; default 5m
 
+	// QuietMessages (log_messages = false) leaves out the audit line of
+	// each delivered message; the zero value logs it, the default.
+	QuietMessages bool
+
 	Deliver    Destination  // single-drop target, or the default for multidrop users
 	Postmaster *Destination // permanent failures and unroutable multidrop mail; nil = keep on server and alert
 	Multidrop  *Multidrop   // nil for a single-drop account

@@ -73,6 +73,9 @@ func (c *Config) Format(w io.Writer) error {
 			n.SetAttributeValue("delete_after", cty.StringVal(fmtDays(a.DeleteAfter)))
 		}
 		n.SetAttributeValue("fetch_all", cty.BoolVal(a.FetchAll))
+		if a.QuietMessages {
+			n.SetAttributeValue("log_messages", cty.False)
+		}
 		n.SetAttributeValue("limit", cty.NumberIntVal(a.Limit))
 		n.SetAttributeValue("fetch_limit", cty.NumberIntVal(int64(a.FetchLimit)))
 		n.SetAttributeValue("timeout", cty.StringVal(fmtDuration(a.Timeout)))

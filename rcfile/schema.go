@@ -78,6 +78,8 @@ type settingsHCL struct {
 	FetchAllRange        hcl.Range `hcl:"fetch_all,attr_range"`
 	DeleteAfter          *string   `hcl:"delete_after,optional"`
 	DeleteAfterRange     hcl.Range `hcl:"delete_after,attr_range"`
+	LogMessages          *bool     `hcl:"log_messages,optional"`
+	LogMessagesRange     hcl.Range `hcl:"log_messages,attr_range"`
 	// Limit is an expression because it is a number or a string with a unit.
 	Limit           hcl.Expression `hcl:"limit,optional"`
 	LimitRange      hcl.Range      `hcl:"limit,attr_range"`

@@ -115,6 +115,9 @@ func (p *parser) account(ah *accountHCL, s *settingsHCL, topState string) *Accou
 	if s.FetchAll != nil {
 		a.FetchAll = *s.FetchAll
 	}
+	if s.LogMessages != nil {
+		a.QuietMessages = !*s.LogMessages
+	}
 	if a.FetchAll && a.Keep {
 		// Without keep the first run deletes what it fetched, so the
 		// next has nothing to fetch again; with keep every run finds

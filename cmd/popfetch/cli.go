@@ -19,6 +19,7 @@ import (
 
 	"github.com/popfetch/popfetch/deliver"
 	"github.com/popfetch/popfetch/fetch"
+	"github.com/popfetch/popfetch/internal/logsafe"
 	"github.com/popfetch/popfetch/internal/trust"
 	"github.com/popfetch/popfetch/rcfile"
 )
@@ -341,6 +342,8 @@ func (g *globals) logger(level slog.Level) *slog.Logger {
 	}
 	o := &slog.HandlerOptions{Level: level}
 	if g.logFormat == "json" {
+		// Durations as float seconds; a text log keeps the human unit.
+		o.ReplaceAttr = logsafe.Seconds
 		return slog.New(slog.NewJSONHandler(g.stderr, o))
 	}
 	return slog.New(slog.NewTextHandler(g.stderr, o))

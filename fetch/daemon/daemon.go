@@ -789,9 +789,7 @@ func (d *Daemon) finishLocked(done pollDone) {
 		case r.New > 0 || r.Delivered > 0 || r.Deleted > 0:
 			lvl = slog.LevelInfo
 		}
-		d.log.Log(context.Background(), lvl, "poll done", "account", name, "messages", r.Messages, "new", r.New,
-			"delivered", r.Delivered, "deleted", r.Deleted, "skipped", r.Skipped, "failed", r.Failed,
-			"undeletable", r.Undeletable, "elapsed", r.Elapsed.Round(time.Millisecond))
+		d.log.Log(context.Background(), lvl, "poll done", append([]any{"account", name}, r.SummaryAttrs()...)...)
 		a.failures, a.lastErr = 0, ""
 		a.next = now.Add(iv)
 		if cut {
