@@ -38,7 +38,7 @@ func NewDispatcher(a *rcfile.Account) (Dispatcher, error) {
 func newTarget(d *rcfile.Destination, host string) (deliver.Target, error) {
 	switch {
 	case d.Maildir != "":
-		return deliver.NewMaildir(d.Maildir, deliver.MaildirOptions{LocalHost: host}), nil
+		return deliver.NewMaildir(d.Maildir, deliver.MaildirOptions{LocalHost: host, Folder: d.Folder}), nil
 	case len(d.MDA) > 0:
 		return newMDATarget(d, host)
 	case d.SMTP != nil:

@@ -141,6 +141,10 @@ type Password struct {
 type Destination struct {
 	// Maildir path; for multidrop it may contain {user} and {domain}.
 	Maildir string
+	// Folder is the Maildir++ folder of Maildir that mail goes to ("Junk"
+	// for the directory .Junk, "Lists.dev" for .Lists.dev; see
+	// deliver.ValidFolder); "" is the inbox. Only with Maildir.
+	Folder string
 	// MDA argv, run without a shell. Placeholders {user} {address}
 	// {domain} {sender} each become exactly one argv element.
 	MDA            []string
@@ -154,6 +158,7 @@ type Destination struct {
 
 	MDARange     hcl.Range // where mda is set, for diagnostics
 	MaildirRange hcl.Range // where maildir is set, for diagnostics
+	FolderRange  hcl.Range // where folder is set, for diagnostics
 }
 
 // SMTP is an SMTP or LMTP delivery target.

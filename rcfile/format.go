@@ -184,6 +184,9 @@ func formatDest(n *hclwrite.Body, d *Destination) {
 	switch {
 	case d.Maildir != "":
 		n.SetAttributeValue("maildir", cty.StringVal(d.Maildir))
+		if d.Folder != "" {
+			n.SetAttributeValue("folder", cty.StringVal(d.Folder))
+		}
 	case d.MDA != nil:
 		n.SetAttributeValue("mda", stringList(d.MDA))
 		n.SetAttributeValue("mda_timeout", cty.StringVal(fmtDuration(d.MDATimeout)))

@@ -131,6 +131,8 @@ type oauth2HCL struct {
 type destHCL struct {
 	Maildir               *string   `hcl:"maildir,optional"`
 	MaildirRange          hcl.Range `hcl:"maildir,attr_range"`
+	Folder                *string   `hcl:"folder,optional"`
+	FolderRange           hcl.Range `hcl:"folder,attr_range"`
 	MDA                   *[]string `hcl:"mda,optional"`
 	MDARange              hcl.Range `hcl:"mda,attr_range"`
 	MDATimeout            *string   `hcl:"mda_timeout,optional"`

@@ -716,6 +716,21 @@ func (p *parser) dest(d *destHCL, what string, perUser bool) *Destination {
 		}
 		out.Maildir, _ = p.path(out.Maildir, d.MaildirRange)
 	}
+	if d.Folder != nil {
+		out.FolderRange = d.FolderRange
+		switch {
+		case d.Maildir == nil:
+			p.errorf(d.FolderRange, "Option needs maildir",
+				"folder names a Maildir++ folder and only applies to a maildir target.")
+		default:
+			if err := deliver.ValidFolder(*d.Folder); err != nil {
+				p.errorf(d.FolderRange, "Invalid folder",
+					"folder = %q: %v. A folder is written as a mail reader shows it, levels separated by dots: \"Junk\", \"Lists.dev\".", *d.Folder, err)
+			} else {
+				out.Folder = *d.Folder
+			}
+		}
+	}
 	if d.MDA != nil {
 		out.MDA, out.MDARange = *d.MDA, d.MDARange
 		p.mda(out.MDA, d.MDARange, what, perUser)

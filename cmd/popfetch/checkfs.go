@@ -76,6 +76,11 @@ func checkFiles(accts []*rcfile.Account, access deliver.Access) []finding {
 			switch {
 			case d.Maildir != "":
 				probs, at = deliver.CheckMaildir(d.Maildir, access), d.MaildirRange
+				if d.Folder != "" {
+					for _, p := range deliver.CheckFolder(d.Maildir, d.Folder, access) {
+						add(d.FolderRange, p.Warning, "%s: %v", t.what, p.Err)
+					}
+				}
 			case len(d.MDA) > 0:
 				probs, at = deliver.CheckMDA(d.MDA, access), d.MDARange
 			}
