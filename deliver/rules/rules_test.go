@@ -4,8 +4,8 @@ import (
 	"errors"
 	"regexp"
 	"strings"
-	"unicode/utf8"
 	"testing"
+	"unicode/utf8"
 
 	"github.com/popfetch/popfetch/deliver"
 )
