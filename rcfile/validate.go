@@ -180,6 +180,8 @@ func (p *parser) account(ah *accountHCL, s *settingsHCL, topState string) *Accou
 	if a.Multidrop != nil && s.Deliver != nil {
 		p.sharedBox(a, s)
 	}
+	a.Rules = p.rules(s.Rules, fmt.Sprintf("account %q", a.Name), a.Multidrop != nil)
+	p.ruleTargets(a)
 	return a
 }
 
@@ -1097,6 +1099,7 @@ func (p *parser) users(m *multidropHCL, out *Multidrop) {
 		if u.Deliver != nil {
 			user.Deliver = p.dest(u.Deliver, "user deliver", true)
 		}
+		user.Rules = p.rules(u.Rules, fmt.Sprintf("user %q", u.Name), true)
 		out.Users = append(out.Users, user)
 	}
 }
