@@ -95,6 +95,8 @@ func TestCheckFindings(t *testing.T) {
 		{"folder a file", folder(mdFile), "", "", "", "error: deliver: maildir folder " + mdFile + "/.Junk is not a directory (a regular file)", "folder", exitFail},
 		{"folder tmp a file", folder(mdSub), "", "", "", "FSub/.Junk/tmp is not a directory", "folder", exitFail},
 		{"folder marker cannot be created", folder(mdNoMark), "", "", noMark, "error: deliver: maildir folder " + noMark + " is not writable, and its maildirfolder marker must be created in it", "folder", exitFail},
+		{"rule folder a symlink", fmt.Sprintf("maildir = %q", mdLink), "rule \"spam\" {\n    header = \"X-Spam-Flag\"\n    equals = \"YES\"\n    folder = \"Junk\"\n  }", "", "", "error: rule spam: maildir folder " + mdLink + "/.Junk is a symlink", "", exitFail},
+		{"rule deliver target is a file", fmt.Sprintf("maildir = %q", md), fmt.Sprintf("rule \"spam\" {\n    header = \"X-Spam-Flag\"\n    equals = \"YES\"\n    deliver { maildir = %q }\n  }", file), "", "", "error: rule spam: maildir " + file + " is not a directory", "", exitFail},
 		{"mda missing", `mda = ["/nonexistent/procmail", "-d", "joe"]`, "", "", "", "error: deliver: mda program /nonexistent/procmail does not exist", "deliver", exitFail},
 		{"mda not executable", fmt.Sprintf("mda = [%q]", notExec), "", "", "", "mda program " + notExec + " is not executable", "deliver", exitFail},
 		{"mda a directory", fmt.Sprintf("mda = [%q]", dir), "", "", "", "", "", exitConfig}, // Load's trust rules
