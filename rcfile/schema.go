@@ -237,13 +237,13 @@ type ldapHCL struct {
 }
 
 type userHCL struct {
-	Name           string    `hcl:"name,label"`
-	NameRange      hcl.Range `hcl:"name,label_range"`
-	Addresses      *[]string `hcl:"addresses,optional"`
-	AddressesRange hcl.Range `hcl:"addresses,attr_range"`
-	Deliver        *destHCL  `hcl:"deliver,block"`
+	Name           string     `hcl:"name,label"`
+	NameRange      hcl.Range  `hcl:"name,label_range"`
+	Addresses      *[]string  `hcl:"addresses,optional"`
+	AddressesRange hcl.Range  `hcl:"addresses,attr_range"`
+	Deliver        *destHCL   `hcl:"deliver,block"`
 	Rules          []*ruleHCL `hcl:"rule,block"`
-	DefRange       hcl.Range `hcl:",def_range"`
+	DefRange       hcl.Range  `hcl:",def_range"`
 }
 
 // ruleHCL is a filing rule (see rules.go): one condition on a header

@@ -10,8 +10,8 @@ import (
 	"strings"
 
 	"github.com/popfetch/popfetch/deliver"
-	"github.com/popfetch/popfetch/deliver/rules"
 	"github.com/popfetch/popfetch/deliver/ldapdir"
+	"github.com/popfetch/popfetch/deliver/rules"
 	"github.com/popfetch/popfetch/fetch"
 	"github.com/popfetch/popfetch/rcfile"
 )
