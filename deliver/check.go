@@ -62,6 +62,60 @@ func CheckMaildir(path string, access Access) []Problem {
 		}
 		return nil
 	}
+	return checkSubdirs(dir, access)
+}
+
+// CheckFolder reports, creating and writing nothing, why delivery into
+// the Maildir++ folder (see MaildirOptions.Folder) of the Maildir at path
+// would fail, besides what CheckMaildir reports: the folder's name must
+// be valid,
+// its directory must not be a symlink or anything but a directory, its
+// tmp/, new/ and cur/ get the checks of the inbox's, and what delivery
+// would create (the folder, its subdirectories, its maildirfolder
+// marker) must be in a directory the user popfetch runs as can write.
+// For a template only the name is checked, as CheckMaildir checks only
+// the prefix.
+func CheckFolder(path, folder string, access Access) []Problem {
+	if access == nil {
+		access = trust.EffectiveAccess
+	}
+	var out []Problem
+	if err := ValidFolder(folder); err != nil {
+		return append(out, Problem{Err: fmt.Errorf("maildir folder %q: %w", folder, err)})
+	}
+	if hasPlaceholder(path, "") {
+		return out
+	}
+	if fi, err := os.Stat(path); err != nil || !fi.IsDir() {
+		return out // missing (created with the folder) or reported
+	}
+	dir := filepath.Join(path, folderDir(folder))
+	fi, err := os.Lstat(dir)
+	switch {
+	case errors.Is(err, fs.ErrNotExist):
+		if err := access(path, trust.W|trust.X); err != nil {
+			out = append(out, Problem{Err: fmt.Errorf("maildir %s is not writable, and its folder %s must be created in it: %w", path, folderDir(folder), err)})
+		}
+		return out
+	case err != nil:
+		return append(out, Problem{Err: fmt.Errorf("maildir folder %s: %w", dir, err)})
+	case fi.Mode()&fs.ModeSymlink != 0:
+		return append(out, Problem{Err: fmt.Errorf("maildir folder %s is a symlink; delivery follows none there (make it a directory)", dir)})
+	case !fi.IsDir():
+		return append(out, Problem{Err: fmt.Errorf("maildir folder %s is not a directory (%s)", dir, fileKind(fi))})
+	}
+	out = append(out, checkSubdirs(dir, access)...)
+	if _, err := os.Lstat(filepath.Join(dir, folderMarker)); errors.Is(err, fs.ErrNotExist) {
+		if err := access(dir, trust.W|trust.X); err != nil {
+			out = append(out, Problem{Err: fmt.Errorf("maildir folder %s is not writable, and its %s marker must be created in it: %w", dir, folderMarker, err)})
+		}
+	}
+	return out
+}
+
+// checkSubdirs checks tmp/, new/ and cur/ of the existing Maildir (or
+// folder) dir for CheckMaildir.
+func checkSubdirs(dir string, access Access) []Problem {
 	var out []Problem
 	create := false
 	for _, sub := range []string{"tmp", "new", "cur"} {

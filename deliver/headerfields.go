@@ -285,3 +285,20 @@ func cutBytes(s string, max int) string {
 	}
 	return strings.Clone(s)
 }
+
+// HeaderFields returns the fields of raw's header section as the header
+// readers see them (see readHeader): in order, duplicates kept, unfolded,
+// names canonical, values trimmed; truncated reports that MaxHeaderBytes
+// cut the header. Filing rules (package deliver/rules) read it, so that
+// they agree with routing on what a field holds.
+func HeaderFields(raw []byte) (fields []Field, truncated bool) {
+	h, truncated := readHeader(raw)
+	fields = make([]Field, len(h))
+	for i, f := range h {
+		fields[i] = Field{Name: f.key, Value: f.value}
+	}
+	return fields, truncated
+}
+
+// CanonicalFieldName is a header field name as HeaderFields spells it.
+func CanonicalFieldName(name string) string { return canonical(name) }

@@ -31,6 +31,13 @@ type MaildirOptions struct {
 	// Logger receives what cannot be returned: a tmp/ file left behind
 	// after the copy was already durable in new/. Default: discard.
 	Logger *slog.Logger
+	// Folder, if set, delivers into that Maildir++ folder of the Maildir
+	// instead of its inbox: "Junk" is the directory .Junk, "Lists.dev"
+	// is .Lists.dev (see ValidFolder). It is created when missing, with
+	// its maildirfolder marker. A name ValidFolder refuses makes every
+	// delivery fail temporarily: the rc file's validation refuses it
+	// first.
+	Folder string
 
 	// fs is the filesystem seam; nil means the real one. Tests replace it
 	// to record the order of operations (fsync on tmpfs proves nothing)
@@ -53,6 +60,10 @@ type Maildir struct {
 	log    *slog.Logger
 	fs     maildirFS
 	expand bool // path holds {user} or {domain}
+	// folder is the Maildir++ folder delivered into ("" the inbox), and
+	// folderErr what ValidFolder said of it.
+	folder    string
+	folderErr error
 	// trailing counts the components of path from the first one holding a
 	// placeholder to its end: below the admin's fixed prefix, where no
 	// symlink is followed (see open). 0 without placeholders.
@@ -139,6 +150,10 @@ func NewMaildir(path string, opts MaildirOptions) *Maildir {
 		log:    opts.Logger,
 		fs:     opts.fs,
 		expand: hasPlaceholder(path, ""),
+		folder: opts.Folder,
+	}
+	if d.folder != "" {
+		d.folderErr = ValidFolder(d.folder)
 	}
 	d.syncs.Gather = dirSyncGather
 	if d.expand {
@@ -264,6 +279,14 @@ func (d *Maildir) Prepare(ctx context.Context, m *Message, sender string, rc Rec
 		return nil, err
 	}
 	target := "maildir " + dir
+	if d.folder != "" {
+		target = "maildir " + filepath.Join(dir, folderDir(d.folder))
+		if d.folderErr != nil {
+			// A configuration error: the message waits on the server
+			// until it is fixed.
+			return nil, tempError(target, "maildir folder", d.folderErr)
+		}
+	}
 	// Checked per copy, before any file exists: a copy is either written
 	// completely or not started.
 	if err := ctx.Err(); err != nil {
@@ -358,6 +381,9 @@ func (d *Maildir) acquire(dir string, own *fileOwner) (md *openMaildir, cached b
 		own = nil
 	}
 	key := dirKey{path: abs}
+	if d.folder != "" {
+		key.path = filepath.Join(abs, folderDir(d.folder))
+	}
 	if own != nil {
 		key.uid, key.gid, key.owned = own.uid, own.gid, true
 	}
@@ -469,7 +495,8 @@ func (md *openMaildir) close() {
 
 // open opens the Maildir at dir, creating what is missing (mode 0700,
 // each new directory fsynced in its parent): its path one component at a
-// time, then tmp/, new/ and cur/.
+// time, then the folder if d has one (see openFolder), then tmp/, new/
+// and cur/ (the folder's, then).
 //
 // Symlinks: the components of the configured path before the first
 // placeholder are the admin's and are followed, so a Maildir (or a
@@ -519,6 +546,18 @@ func (d *Maildir) open(abs string, own *fileOwner) (*openMaildir, error) {
 		cur = next
 	}
 	root := cur
+	if d.folder != "" {
+		// A Maildir++ folder: a directory of the Maildir like tmp/, so
+		// never followed if a symlink, and owned like tmp/ (see
+		// openFolder).
+		folder, err := d.openFolder(root, own)
+		root.Close()
+		if err != nil {
+			return nil, err
+		}
+		root = folder
+		abs = filepath.Join(abs, folderDir(d.folder))
+	}
 	defer root.Close()
 	md := &openMaildir{path: abs, own: own, tmpPath: filepath.Join(abs, "tmp"), newPath: filepath.Join(abs, "new")}
 	for _, sub := range []struct {
@@ -1111,4 +1150,4 @@ type maildirFile interface {
 
 // errSymlink is the reason a symlink where popfetch follows none (see
 // Maildir.open) is refused.
-var errSymlink = errors.New("is a symbolic link, which popfetch does not follow below a Maildir template's fixed prefix or for tmp/, new/ and cur/ (hint: replace it with a directory, or configure the real path)")
+var errSymlink = errors.New("is a symbolic link, which popfetch does not follow below a Maildir template's fixed prefix or for a Maildir's folders and tmp/, new/ and cur/ (hint: replace it with a directory, or configure the real path)")

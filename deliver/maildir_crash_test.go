@@ -86,66 +86,95 @@ func TestMaildirCommitKilled(t *testing.T) {
 		{"link: after the link, before the fsync of new/", &killFS{stop: "syncdir", link: true}, true, true},
 		{"link: after the fsync of new/, before the tmp name is removed", &killFS{stop: "remove", link: true}, true, true},
 	}
-	for _, tt := range tests {
-		t.Run(tt.name, func(t *testing.T) {
-			dir := filepath.Join(t.TempDir(), "Maildir")
-			makeMaildir(t, dir)
-			d := NewMaildir(dir, MaildirOptions{LocalHost: "h", fs: tt.fs})
-			m := testMessage(10 << 10)
-			p, err := d.Prepare(context.Background(), m, "", Recipient{}, nil)
-			if err != nil {
-				t.Fatal(err)
+	// The same for a copy into a Maildir++ folder, whose intent names
+	// the folder's new/.
+	for _, folder := range []string{"", "Lists.dev"} {
+		for _, tt := range tests {
+			tt.fs = &killFS{stop: tt.fs.stop, link: tt.fs.link}
+			name := tt.name
+			if folder != "" {
+				name = "folder " + folder + ": " + name
 			}
-			intent := p.Path() // what the session records before Commit
-			done := make(chan error, 1)
-			go func() {
-				defer close(done)
-				done <- p.Commit()
-			}()
-			if err, returned := <-done; returned || !tt.fs.killed {
-				t.Fatalf("Commit returned %v; want it killed at %s", err, tt.fs.stop)
-			}
+			t.Run(name, func(t *testing.T) { commitKilled(t, folder, tt.fs, tt.committed, tt.tmpLeft) })
+		}
+	}
+}
 
-			// new/ holds complete copies only.
-			for _, n := range delivertest.Names(t, filepath.Join(dir, "new")) {
-				b, err := readCommitted(filepath.Join(dir, "new", n))
-				if err != nil {
-					t.Errorf("new/%s: %v", n, err)
-				} else if !bytes.HasSuffix(b, []byte(lf(string(m.Raw)))) {
-					t.Errorf("new/%s is not the complete copy", n)
-				}
-			}
-			if got := Committed(intent); got != tt.committed {
-				t.Fatalf("Committed(intent) = %v; want %v", got, tt.committed)
-			}
-			if got := len(delivertest.Names(t, filepath.Join(dir, "tmp"))); got != map[bool]int{false: 0, true: 1}[tt.tmpLeft] {
-				t.Errorf("tmp/ holds %d files; want a name left there: %v", got, tt.tmpLeft)
-			}
-			if !tt.committed {
-				if _, err := readCommitted(intent); !errors.Is(err, fs.ErrNotExist) {
-					t.Errorf("ReadCommitted of a copy never moved = %v; want not exist", err)
-				}
-				return
-			}
-			b, err := readCommitted(intent)
-			if err != nil {
-				t.Fatal(err)
-			}
-			if !bytes.HasSuffix(b, []byte(lf(string(m.Raw)))) {
-				t.Error("ReadCommitted: not the copy")
-			}
-			if err := SyncCommitted(intent); err != nil {
-				t.Errorf("SyncCommitted: %v", err)
-			}
-			// A mail reader that moved it to cur/ meanwhile.
-			cur := filepath.Join(dir, "cur", filepath.Base(intent)+":2,S")
-			if err := os.Rename(intent, cur); err != nil {
-				t.Fatal(err)
-			}
-			if b, err := readCommitted(intent); err != nil || !bytes.HasSuffix(b, []byte(lf(string(m.Raw)))) {
-				t.Errorf("ReadCommitted after the move to cur/ = %v", err)
-			}
-		})
+// commitKilled is one case of TestMaildirCommitKilled.
+func commitKilled(t *testing.T, folder string, kfs *killFS, committed, tmpLeft bool) {
+	tt := struct {
+		fs                 *killFS
+		committed, tmpLeft bool
+	}{kfs, committed, tmpLeft}
+	root := filepath.Join(t.TempDir(), "Maildir")
+	makeMaildir(t, root)
+	dir := root
+	if folder != "" {
+		dir = filepath.Join(root, "."+folder)
+	}
+	d := NewMaildir(root, MaildirOptions{LocalHost: "h", fs: tt.fs, Folder: folder})
+	m := testMessage(10 << 10)
+	p, err := d.Prepare(context.Background(), m, "", Recipient{}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	intent := p.Path() // what the session records before Commit
+	if got := filepath.Dir(intent); got != filepath.Join(dir, "new") {
+		t.Fatalf("intent in %s; want %s", got, filepath.Join(dir, "new"))
+	}
+	done := make(chan error, 1)
+	go func() {
+		defer close(done)
+		done <- p.Commit()
+	}()
+	if err, returned := <-done; returned || !tt.fs.killed {
+		t.Fatalf("Commit returned %v; want it killed at %s", err, tt.fs.stop)
+	}
+
+	// new/ holds complete copies only.
+	for _, n := range delivertest.Names(t, filepath.Join(dir, "new")) {
+		b, err := readCommitted(filepath.Join(dir, "new", n))
+		if err != nil {
+			t.Errorf("new/%s: %v", n, err)
+		} else if !bytes.HasSuffix(b, []byte(lf(string(m.Raw)))) {
+			t.Errorf("new/%s is not the complete copy", n)
+		}
+	}
+	if got := Committed(intent); got != tt.committed {
+		t.Fatalf("Committed(intent) = %v; want %v", got, tt.committed)
+	}
+	if got := len(delivertest.Names(t, filepath.Join(dir, "tmp"))); got != map[bool]int{false: 0, true: 1}[tt.tmpLeft] {
+		t.Errorf("tmp/ holds %d files; want a name left there: %v", got, tt.tmpLeft)
+	}
+	if !tt.committed {
+		if _, err := readCommitted(intent); !errors.Is(err, fs.ErrNotExist) {
+			t.Errorf("ReadCommitted of a copy never moved = %v; want not exist", err)
+		}
+		return
+	}
+	b, err := readCommitted(intent)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !bytes.HasSuffix(b, []byte(lf(string(m.Raw)))) {
+		t.Error("ReadCommitted: not the copy")
+	}
+	if err := SyncCommitted(intent); err != nil {
+		t.Errorf("SyncCommitted: %v", err)
+	}
+	// A mail reader that moved it to cur/ meanwhile.
+	cur := filepath.Join(dir, "cur", filepath.Base(intent)+":2,S")
+	if err := os.Rename(intent, cur); err != nil {
+		t.Fatal(err)
+	}
+	if !Committed(intent) {
+		t.Error("Committed after the move to cur/ = false")
+	}
+	if b, err := readCommitted(intent); err != nil || !bytes.HasSuffix(b, []byte(lf(string(m.Raw)))) {
+		t.Errorf("ReadCommitted after the move to cur/ = %v", err)
+	}
+	if err := SyncCommitted(intent); err != nil {
+		t.Errorf("SyncCommitted after the move to cur/: %v", err)
 	}
 }
 

@@ -36,6 +36,9 @@ const (
 	noteEarlier = "delivered by an earlier poll"
 	// dedupe_message_id: the user has the message from another copy.
 	noteDuplicate = "delivered from another copy of the message (dedupe_message_id)"
+	// A filing rule with discard = true dropped the copy; the rule's
+	// name follows.
+	noteDiscarded = "discarded by rule "
 )
 
 // What happened on the server to a message delivered in this poll: the

@@ -136,5 +136,7 @@
 // loaded, grace_until, down_since, last_good_users; the scheduler (package
 // fetch/daemon) adds failures, retry_in, previous_err, generation, polls,
 // limit, panic, stack; a renumbered listing adds previous; a deletion by
-// delete_after (deleteafter.go) adds age, the time since its delivery.
+// delete_after (deleteafter.go) adds age, the time since its delivery;
+// a filing rule's decision (filing.go) adds rule, action, field, value
+// and folder.
 package fetch

@@ -26,6 +26,7 @@ type multidrop struct {
 	users      map[string]deliver.Target // users with a deliver block of their own
 	postmaster deliver.Target
 	dedupe     bool
+	filing     *userFiling // the account's and users' filing rules, nil for none
 	// claims holds the (user, deliver.DuplicateKey) pairs of this poll for
 	// dedupe_message_id; a Dispatcher is built per poll, and its
 	// deliveries run concurrently.
@@ -50,11 +51,12 @@ func (d *multidrop) Close() error {
 		closeTargets(t)
 	}
 	closeTargets(d.postmaster)
+	d.filing.Close()
 	return nil
 }
 
 func (d *multidrop) allMaildir() bool {
-	if !isMaildir(d.def) || !isMaildir(d.postmaster) {
+	if !isMaildir(d.def) || !isMaildir(d.postmaster) || !d.filing.allMaildir() {
 		return false
 	}
 	for _, t := range d.users {
@@ -108,6 +110,10 @@ func newMultidrop(a *rcfile.Account, def, pm deliver.Target, host string) (Dispa
 			}
 			d.users[u.Name] = t
 		}
+	}
+	var err error
+	if d.filing, err = newUserFiling(a, host); err != nil {
+		return nil, fmt.Errorf("rules: %w", err)
 	}
 	dir, err := newRoutingDirectory(a)
 	if err != nil {
@@ -203,7 +209,7 @@ func (d *multidrop) Dispatch(ctx context.Context, m *deliver.Message, p Progress
 			return fmt.Errorf("dedupe_message_id: %w", err)
 		}
 	}
-	o := &outcome{}
+	o := &outcome{log: log}
 	var own []deliver.Recipient
 	var waits []waiting
 	for _, r := range rt.Rcpts {
@@ -299,6 +305,7 @@ type outcome struct {
 	// permAddrs are the addresses of the users in perm, for
 	// X-Popfetch-Unrouted.
 	permAddrs []string
+	log       *slog.Logger // the message's, for the filing rules' decisions
 }
 
 // waiting is a user whose copy another copy of the message claimed.
@@ -322,8 +329,12 @@ func (d *multidrop) deliverUsers(ctx context.Context, m *deliver.Message, sender
 	}
 	var groups []*group
 	byTarget := map[deliver.Target]*group{}
+	rcpts, filed := d.filing.apply(d, m, p, rcpts, o)
 	for _, r := range rcpts {
 		t := d.target(r.User)
+		if ft, ok := filed[r.User]; ok {
+			t = ft
+		}
 		g := byTarget[t]
 		if g == nil {
 			g = &group{t: t}

@@ -10,6 +10,7 @@ import (
 	"sync"
 
 	"github.com/popfetch/popfetch/deliver"
+	"github.com/popfetch/popfetch/deliver/rules"
 	"github.com/popfetch/popfetch/rcfile"
 )
 
@@ -31,14 +32,18 @@ func NewDispatcher(a *rcfile.Account) (Dispatcher, error) {
 	if a.Multidrop != nil {
 		return newMultidrop(a, t, pm, host)
 	}
-	return &singleDrop{target: t, postmaster: pm, rcpt: deliver.Recipient{User: osUserName()}}, nil
+	filed, err := newFiling(a.Rules, host)
+	if err != nil {
+		return nil, fmt.Errorf("rules: %w", err)
+	}
+	return &singleDrop{target: t, postmaster: pm, rcpt: deliver.Recipient{User: osUserName()}, rules: filed, dest: &a.Deliver}, nil
 }
 
 // newTarget turns one deliver/postmaster block into a Target.
 func newTarget(d *rcfile.Destination, host string) (deliver.Target, error) {
 	switch {
 	case d.Maildir != "":
-		return deliver.NewMaildir(d.Maildir, deliver.MaildirOptions{LocalHost: host}), nil
+		return deliver.NewMaildir(d.Maildir, deliver.MaildirOptions{LocalHost: host, Folder: d.Folder}), nil
 	case len(d.MDA) > 0:
 		return newMDATarget(d, host)
 	case d.SMTP != nil:
@@ -75,22 +80,55 @@ type singleDrop struct {
 	target     deliver.Target
 	postmaster deliver.Target
 	rcpt       deliver.Recipient
+	rules      *filing             // the account's filing rules, nil for none
+	dest       *rcfile.Destination // target's settings, for folder actions
 }
 
 // Close releases the targets' resources once the poll is over.
 func (d *singleDrop) Close() error {
 	closeTargets(d.target)
 	closeTargets(d.postmaster)
+	d.rules.Close()
 	return nil
 }
 
-func (d *singleDrop) allMaildir() bool { return isMaildir(d.target) && isMaildir(d.postmaster) }
+func (d *singleDrop) allMaildir() bool {
+	return isMaildir(d.target) && isMaildir(d.postmaster) && d.rules.allMaildir()
+}
 
 func (d *singleDrop) Dispatch(ctx context.Context, m *deliver.Message, p Progress, log *slog.Logger) error {
 	sender := deliver.ReturnPath(m.Head())
+	target := d.target
+	if dec, ok := d.rules.decide(m); ok {
+		logDecision(log, dec, "")
+		switch dec.Action.Kind {
+		case rules.Discard:
+			// Done without a copy, by the explicit rule just logged.
+			p.Copied(Copy{Note: noteDiscarded + dec.Rule})
+			return nil
+		case rules.Postmaster:
+			// A quarantine: the postmaster copy with the rule's
+			// reason, under the usual contract (no postmaster, or a
+			// failing one, keeps the message on the server).
+			cause := &deliver.Error{Target: "rule " + dec.Rule, Permanent: true, Reason: ruleReason(dec)}
+			reason, rc, err := toPostmaster(ctx, d.postmaster, m, sender, cause, nil, p.Intend)
+			if err != nil {
+				return err
+			}
+			p.Copied(Copy{Postmaster: true, Reason: reason, Receipt: rc})
+			orDiscard(log).Warn("delivered to the postmaster", "reason", reason)
+			return nil
+		}
+		t, ok := d.rules.target(dec, d.dest)
+		if !ok {
+			// The rc file refuses such a rule; the message waits.
+			return fmt.Errorf("rule %q: no target to %s to", dec.Rule, dec.Action.Kind)
+		}
+		target = t
+	}
 	// One copy per message here (the user's, or else the postmaster's),
 	// so an intent names it unambiguously.
-	rc, err := deliverCopy(ctx, d.target, m, sender, d.rcpt, nil, p.Intend)
+	rc, err := deliverCopy(ctx, target, m, sender, d.rcpt, nil, p.Intend)
 	if err == nil {
 		p.Copied(Copy{Receipt: rc})
 		return nil

@@ -3,8 +3,9 @@
 // with file:line:col. Of popfetch it imports only internal/trust (whether
 // a file it reads may be trusted) and deliver, the owner of the rules that
 // validation must agree with: domain normalisation
-// (deliver.NormalizeDomain) and the MDA placeholders
-// (deliver.MDAPlaceholders).
+// (deliver.NormalizeDomain), the MDA placeholders
+// (deliver.MDAPlaceholders), folder names (deliver.ValidFolder) and
+// filing rules (deliver/rules.Check).
 //
 // Find picks the file, Load reads it (adding the permission rule for
 // passwords) and Parse does the pure work; WriteDiagnostics and
@@ -19,6 +20,7 @@ import (
 	"time"
 
 	"github.com/hashicorp/hcl/v2"
+	"github.com/popfetch/popfetch/deliver/rules"
 )
 
 // TLSMode says how the POP3 connection is protected.
@@ -98,6 +100,9 @@ type Account struct {
 	Deliver    Destination  // single-drop target, or the default for multidrop users
 	Postmaster *Destination // permanent failures and unroutable multidrop mail; nil = keep on server and alert
 	Multidrop  *Multidrop   // nil for a single-drop account
+	// Rules are the account's filing rules, in order (rule blocks; an
+	// account without any inherits the defaults block's). See Rule.
+	Rules []Rule
 
 	StateDir string // inherited from the top level unless set per account
 	// MailboxID, when set, replaces USERNAME@SERVER as the mailbox's name
@@ -145,6 +150,10 @@ type Password struct {
 type Destination struct {
 	// Maildir path; for multidrop it may contain {user} and {domain}.
 	Maildir string
+	// Folder is the Maildir++ folder of Maildir that mail goes to ("Junk"
+	// for the directory .Junk, "Lists.dev" for .Lists.dev; see
+	// deliver.ValidFolder); "" is the inbox. Only with Maildir.
+	Folder string
 	// MDA argv, run without a shell. Placeholders {user} {address}
 	// {domain} {sender} each become exactly one argv element.
 	MDA            []string
@@ -158,6 +167,7 @@ type Destination struct {
 
 	MDARange     hcl.Range // where mda is set, for diagnostics
 	MaildirRange hcl.Range // where maildir is set, for diagnostics
+	FolderRange  hcl.Range // where folder is set, for diagnostics
 }
 
 // SMTP is an SMTP or LMTP delivery target.
@@ -245,5 +255,21 @@ type User struct {
 	Name      string       // local user name, used for {user}
 	Addresses []string     // local parts or full addresses that belong to the user
 	Deliver   *Destination // nil = the account's Deliver with {user} substituted
+	// Rules are the user's own filing rules, evaluated on the user's
+	// copy before the account's.
+	Rules     []Rule
+	DeclRange hcl.Range
+}
+
+// Rule is a filing rule: rule "name" { header = ... equals|contains|matches
+// = ... and one action }, as package deliver/rules compiles and evaluates
+// it (rules.Compile of the Specs, in order). The rc file has checked
+// each Spec with rules.Check.
+type Rule struct {
+	Spec rules.Spec
+	// Deliver is the destination of a deliver action (Spec.Action.Kind
+	// is rules.Deliver, and Spec.Action.Target the rule's index in its
+	// list); nil otherwise.
+	Deliver   *Destination
 	DeclRange hcl.Range
 }

@@ -9,6 +9,7 @@ import (
 
 	"github.com/hashicorp/hcl/v2/hclsyntax"
 	"github.com/hashicorp/hcl/v2/hclwrite"
+	"github.com/popfetch/popfetch/deliver/rules"
 	"github.com/zclconf/go-cty/cty"
 )
 
@@ -89,6 +90,7 @@ func (c *Config) Format(w io.Writer) error {
 		if a.Postmaster != nil {
 			formatDest(block(n, "postmaster"), a.Postmaster)
 		}
+		formatRules(n, a.Rules)
 		if m := a.Multidrop; m != nil {
 			mn := block(n, "multidrop")
 			mn.SetAttributeValue("local_domains", stringList(m.LocalDomains))
@@ -112,6 +114,7 @@ func (c *Config) Format(w io.Writer) error {
 				if u.Deliver != nil {
 					formatDest(block(un, "deliver"), u.Deliver)
 				}
+				formatRules(un, u.Rules)
 			}
 		}
 	}
@@ -183,10 +186,38 @@ func block(parent *hclwrite.Body, typeName string, labels ...string) *hclwrite.B
 	return parent.AppendNewBlock(typeName, labels).Body()
 }
 
+// formatRules prints filing rules in order.
+func formatRules(n *hclwrite.Body, rs []Rule) {
+	for _, r := range rs {
+		sp := r.Spec
+		rn := block(n, "rule", sp.Name)
+		rn.SetAttributeValue("header", cty.StringVal(sp.Field))
+		rn.SetAttributeValue(sp.Op.String(), cty.StringVal(sp.Value))
+		if sp.Op != rules.Matches {
+			rn.SetAttributeValue("case_sensitive", cty.BoolVal(sp.CaseSensitive))
+		}
+		switch a := sp.Action; a.Kind {
+		case rules.Folder:
+			rn.SetAttributeValue("folder", cty.StringVal(a.Folder))
+		case rules.Postmaster:
+			rn.SetAttributeValue("postmaster", cty.StringVal(a.Reason))
+		case rules.Discard:
+			rn.SetAttributeValue("discard", cty.True)
+		case rules.Deliver:
+			if r.Deliver != nil {
+				formatDest(block(rn, "deliver"), r.Deliver)
+			}
+		}
+	}
+}
+
 func formatDest(n *hclwrite.Body, d *Destination) {
 	switch {
 	case d.Maildir != "":
 		n.SetAttributeValue("maildir", cty.StringVal(d.Maildir))
+		if d.Folder != "" {
+			n.SetAttributeValue("folder", cty.StringVal(d.Folder))
+		}
 	case d.MDA != nil:
 		n.SetAttributeValue("mda", stringList(d.MDA))
 		n.SetAttributeValue("mda_timeout", cty.StringVal(fmtDuration(d.MDATimeout)))

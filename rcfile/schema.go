@@ -96,6 +96,7 @@ type settingsHCL struct {
 	Deliver         *destHCL       `hcl:"deliver,block"`
 	Postmaster      *destHCL       `hcl:"postmaster,block"`
 	Multidrop       *multidropHCL  `hcl:"multidrop,block"`
+	Rules           []*ruleHCL     `hcl:"rule,block"`
 
 	// OAuth2 and OAuth2TokenCommand are the two ways to get an OAuth2
 	// access token (oauth2.go).
@@ -133,6 +134,8 @@ type oauth2HCL struct {
 type destHCL struct {
 	Maildir               *string   `hcl:"maildir,optional"`
 	MaildirRange          hcl.Range `hcl:"maildir,attr_range"`
+	Folder                *string   `hcl:"folder,optional"`
+	FolderRange           hcl.Range `hcl:"folder,attr_range"`
 	MDA                   *[]string `hcl:"mda,optional"`
 	MDARange              hcl.Range `hcl:"mda,attr_range"`
 	MDATimeout            *string   `hcl:"mda_timeout,optional"`
@@ -236,12 +239,38 @@ type ldapHCL struct {
 }
 
 type userHCL struct {
-	Name           string    `hcl:"name,label"`
-	NameRange      hcl.Range `hcl:"name,label_range"`
-	Addresses      *[]string `hcl:"addresses,optional"`
-	AddressesRange hcl.Range `hcl:"addresses,attr_range"`
-	Deliver        *destHCL  `hcl:"deliver,block"`
-	DefRange       hcl.Range `hcl:",def_range"`
+	Name           string     `hcl:"name,label"`
+	NameRange      hcl.Range  `hcl:"name,label_range"`
+	Addresses      *[]string  `hcl:"addresses,optional"`
+	AddressesRange hcl.Range  `hcl:"addresses,attr_range"`
+	Deliver        *destHCL   `hcl:"deliver,block"`
+	Rules          []*ruleHCL `hcl:"rule,block"`
+	DefRange       hcl.Range  `hcl:",def_range"`
+}
+
+// ruleHCL is a filing rule (see rules.go): one condition on a header
+// field and one action.
+type ruleHCL struct {
+	Name               string    `hcl:"name,label"`
+	NameRange          hcl.Range `hcl:"name,label_range"`
+	Header             *string   `hcl:"header,optional"`
+	HeaderRange        hcl.Range `hcl:"header,attr_range"`
+	Equals             *string   `hcl:"equals,optional"`
+	EqualsRange        hcl.Range `hcl:"equals,attr_range"`
+	Contains           *string   `hcl:"contains,optional"`
+	ContainsRange      hcl.Range `hcl:"contains,attr_range"`
+	Matches            *string   `hcl:"matches,optional"`
+	MatchesRange       hcl.Range `hcl:"matches,attr_range"`
+	CaseSensitive      *bool     `hcl:"case_sensitive,optional"`
+	CaseSensitiveRange hcl.Range `hcl:"case_sensitive,attr_range"`
+	Folder             *string   `hcl:"folder,optional"`
+	FolderRange        hcl.Range `hcl:"folder,attr_range"`
+	Deliver            *destHCL  `hcl:"deliver,block"`
+	Postmaster         *string   `hcl:"postmaster,optional"`
+	PostmasterRange    hcl.Range `hcl:"postmaster,attr_range"`
+	Discard            *bool     `hcl:"discard,optional"`
+	DiscardRange       hcl.Range `hcl:"discard,attr_range"`
+	DefRange           hcl.Range `hcl:",def_range"`
 }
 
 // fieldTag splits a field's hcl tag into the name and the kind (attr,

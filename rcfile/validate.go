@@ -183,6 +183,8 @@ func (p *parser) account(ah *accountHCL, s *settingsHCL, topState string) *Accou
 	if a.Multidrop != nil && s.Deliver != nil {
 		p.sharedBox(a, s)
 	}
+	a.Rules = p.rules(s.Rules, fmt.Sprintf("account %q", a.Name), a.Multidrop != nil)
+	p.ruleTargets(a)
 	return a
 }
 
@@ -719,6 +721,21 @@ func (p *parser) dest(d *destHCL, what string, perUser bool) *Destination {
 		}
 		out.Maildir, _ = p.path(out.Maildir, d.MaildirRange)
 	}
+	if d.Folder != nil {
+		out.FolderRange = d.FolderRange
+		switch {
+		case d.Maildir == nil:
+			p.errorf(d.FolderRange, "Option needs maildir",
+				"folder names a Maildir++ folder and only applies to a maildir target.")
+		default:
+			if err := deliver.ValidFolder(*d.Folder); err != nil {
+				p.errorf(d.FolderRange, "Invalid folder",
+					"folder = %q: %v. A folder is written as a mail reader shows it, levels separated by dots: \"Junk\", \"Lists.dev\".", *d.Folder, err)
+			} else {
+				out.Folder = *d.Folder
+			}
+		}
+	}
 	if d.MDA != nil {
 		out.MDA, out.MDARange = *d.MDA, d.MDARange
 		p.mda(out.MDA, d.MDARange, what, perUser)
@@ -1085,6 +1102,7 @@ func (p *parser) users(m *multidropHCL, out *Multidrop) {
 		if u.Deliver != nil {
 			user.Deliver = p.dest(u.Deliver, "user deliver", true)
 		}
+		user.Rules = p.rules(u.Rules, fmt.Sprintf("user %q", u.Name), true)
 		out.Users = append(out.Users, user)
 	}
 }

@@ -10,6 +10,7 @@ import (
 
 	"github.com/hashicorp/hcl/v2"
 	"github.com/popfetch/popfetch/deliver"
+	"github.com/popfetch/popfetch/deliver/rules"
 	"github.com/popfetch/popfetch/fetch"
 	"github.com/popfetch/popfetch/internal/trust"
 	"github.com/popfetch/popfetch/rcfile"
@@ -66,6 +67,42 @@ func checkFiles(accts []*rcfile.Account, access deliver.Access) []finding {
 				}{"user " + u.Name, u.Deliver})
 			}
 		}
+		// The filing rules' targets: a deliver action's destination, and
+		// a folder action's folder of the Maildir it files in.
+		ruleDests := func(rs []rcfile.Rule, whose string, d *rcfile.Destination, folderOnly bool) {
+			for _, r := range rs {
+				what := whose + "rule " + r.Spec.Name
+				switch r.Spec.Action.Kind {
+				case rules.Deliver:
+					if folderOnly {
+						continue
+					}
+					dests = append(dests, struct {
+						what string
+						d    *rcfile.Destination
+					}{what, r.Deliver})
+				case rules.Folder:
+					if d != nil && d.Maildir != "" {
+						for _, p := range deliver.CheckFolder(d.Maildir, r.Spec.Action.Folder, access) {
+							add(r.DeclRange, p.Warning, "%s: %v", what, p.Err)
+						}
+					}
+				}
+			}
+		}
+		ruleDests(a.Rules, "", &a.Deliver, false)
+		if a.Multidrop != nil {
+			for _, u := range a.Multidrop.Users {
+				d := &a.Deliver
+				if u.Deliver != nil {
+					// The account's rules file this user's copies
+					// in the user's own Maildir.
+					d = u.Deliver
+					ruleDests(a.Rules, "user "+u.Name+": ", d, true)
+				}
+				ruleDests(u.Rules, "user "+u.Name+": ", d, false)
+			}
+		}
 		for _, t := range dests {
 			d := t.d
 			if d == nil {
@@ -76,6 +113,11 @@ func checkFiles(accts []*rcfile.Account, access deliver.Access) []finding {
 			switch {
 			case d.Maildir != "":
 				probs, at = deliver.CheckMaildir(d.Maildir, access), d.MaildirRange
+				if d.Folder != "" {
+					for _, p := range deliver.CheckFolder(d.Maildir, d.Folder, access) {
+						add(d.FolderRange, p.Warning, "%s: %v", t.what, p.Err)
+					}
+				}
 			case len(d.MDA) > 0:
 				probs, at = deliver.CheckMDA(d.MDA, access), d.MDARange
 			}

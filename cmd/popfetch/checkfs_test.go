@@ -43,6 +43,28 @@ func TestCheckFindings(t *testing.T) {
 		t.Fatal(err)
 	}
 	testutil.WriteFile(t, tmpFile, "tmp", "", 0o600)
+	// Maildirs for the folder checks: F has no folder yet, the others a
+	// .Junk that is a symlink, a file, a folder whose tmp/ is a file, and
+	// one without its maildirfolder marker.
+	full := func(name string) string {
+		p := filepath.Join(dir, name)
+		for _, sub := range []string{"tmp", "new", "cur"} {
+			if err := os.MkdirAll(filepath.Join(p, sub), 0o700); err != nil {
+				t.Fatal(err)
+			}
+		}
+		return p
+	}
+	mdF, mdLink, mdFile, mdSub, mdNoMark := full("F"), full("FLink"), full("FFile"), full("FSub"), full("FNoMark")
+	if err := os.Symlink(mdF, filepath.Join(mdLink, ".Junk")); err != nil {
+		t.Fatal(err)
+	}
+	testutil.WriteFile(t, mdFile, ".Junk", "", 0o600)
+	full(filepath.Join("FSub", ".Junk", "new"))
+	testutil.WriteFile(t, filepath.Join(mdSub, ".Junk"), "tmp", "", 0o600)
+	testutil.WriteFile(t, filepath.Join(mdSub, ".Junk"), "maildirfolder", "", 0o600)
+	noMark := full(filepath.Join("FNoMark", ".Junk"))
+	folder := func(md string) string { return fmt.Sprintf("maildir = %q\n    folder = \"Junk\"", md) }
 	multidrop := func(extra string) string {
 		return "  multidrop {\n    local_domains = [\"example.com\"]\n    " + extra + "\n    user \"joe\" {}\n  }"
 	}
@@ -66,6 +88,15 @@ func TestCheckFindings(t *testing.T) {
 		{"maildir parent not writable", fmt.Sprintf("maildir = %q", filepath.Join(dir, "x", "Maildir")), "", "", dir, "cannot be created: " + dir + " is not writable", "deliver", exitFail},
 		{"template prefix not writable", fmt.Sprintf("maildir = %q", filepath.Join(dir, "{user}", "Maildir")), multidrop(""), "", dir, "warning: deliver: maildir " + dir + ": popfetch cannot create a new user's Maildir", "deliver", exitOK},
 		{"template prefix is a file", fmt.Sprintf("maildir = %q", filepath.Join(file, "{user}")), multidrop(""), "", "", "error: deliver: maildir " + file + " is not a directory", "deliver", exitFail},
+		{"folder to be created", folder(mdF), "", "", "", "", "", exitOK},
+		{"folder in a template", fmt.Sprintf("maildir = %q\n    folder = \"Junk\"", filepath.Join(dir, "{user}", "Maildir")), multidrop(""), "", "", "", "", exitOK},
+		{"folder cannot be created", folder(mdF), "", "", mdF, "error: deliver: maildir " + mdF + " is not writable, and its folder .Junk must be created in it", "folder", exitFail},
+		{"folder a symlink", folder(mdLink), "", "", "", "error: deliver: maildir folder " + mdLink + "/.Junk is a symlink", "folder", exitFail},
+		{"folder a file", folder(mdFile), "", "", "", "error: deliver: maildir folder " + mdFile + "/.Junk is not a directory (a regular file)", "folder", exitFail},
+		{"folder tmp a file", folder(mdSub), "", "", "", "FSub/.Junk/tmp is not a directory", "folder", exitFail},
+		{"folder marker cannot be created", folder(mdNoMark), "", "", noMark, "error: deliver: maildir folder " + noMark + " is not writable, and its maildirfolder marker must be created in it", "folder", exitFail},
+		{"rule folder a symlink", fmt.Sprintf("maildir = %q", mdLink), "rule \"spam\" {\n    header = \"X-Spam-Flag\"\n    equals = \"YES\"\n    folder = \"Junk\"\n  }", "", "", "error: rule spam: maildir folder " + mdLink + "/.Junk is a symlink", "", exitFail},
+		{"rule deliver target is a file", fmt.Sprintf("maildir = %q", md), fmt.Sprintf("rule \"spam\" {\n    header = \"X-Spam-Flag\"\n    equals = \"YES\"\n    deliver { maildir = %q }\n  }", file), "", "", "error: rule spam: maildir " + file + " is not a directory", "", exitFail},
 		{"mda missing", `mda = ["/nonexistent/procmail", "-d", "joe"]`, "", "", "", "error: deliver: mda program /nonexistent/procmail does not exist", "deliver", exitFail},
 		{"mda not executable", fmt.Sprintf("mda = [%q]", notExec), "", "", "", "mda program " + notExec + " is not executable", "deliver", exitFail},
 		{"mda a directory", fmt.Sprintf("mda = [%q]", dir), "", "", "", "", "", exitConfig}, // Load's trust rules
@@ -92,7 +123,7 @@ func TestCheckFindings(t *testing.T) {
 			writeFile(t, rc, src)
 			code, out, errOut := runCLI(t, "-f", rc, "check")
 			// Nothing created: neither the state directory nor a Maildir.
-			for _, p := range []string{state, filepath.Join(dir, "new"), filepath.Join(dir, "x"), filepath.Join(md, "tmp")} {
+			for _, p := range []string{state, filepath.Join(dir, "new"), filepath.Join(dir, "x"), filepath.Join(md, "tmp"), filepath.Join(mdF, ".Junk"), filepath.Join(noMark, "maildirfolder")} {
 				if _, err := os.Lstat(p); err == nil {
 					t.Errorf("check created %s", p)
 				}

@@ -11,6 +11,7 @@ import (
 
 	"github.com/popfetch/popfetch/deliver"
 	"github.com/popfetch/popfetch/deliver/ldapdir"
+	"github.com/popfetch/popfetch/deliver/rules"
 	"github.com/popfetch/popfetch/fetch"
 	"github.com/popfetch/popfetch/rcfile"
 )
@@ -78,6 +79,9 @@ func checkRoute(w io.Writer, a *rcfile.Account, snap *ldapdir.Snapshot, files []
 		fmt.Fprintf(w, "  via: %s\n", printable(via, 100))
 		for _, r := range rt.Rcpts {
 			fmt.Fprintf(w, "  user %s: address %s -> %s\n", printable(r.User, 100), printable(r.Address, 200), printable(destOf(a, r), 300))
+			if line := ruleLine(a, r, raw); line != "" {
+				fmt.Fprintf(w, "    %s\n", printable(line, 600))
+			}
 		}
 		for _, u := range rt.Unknown {
 			fmt.Fprintf(w, "  unknown: %s\n", printable(u, 200))
@@ -126,6 +130,46 @@ func readHeadOf(path string) ([]byte, error) {
 	return io.ReadAll(io.LimitReader(f, deliver.MaxHeaderBytes+64<<10))
 }
 
+// ruleLine says which filing rule decides where r's copy of the message
+// with header raw goes, as a poll evaluates them (the user's own rules,
+// then the account's; see package deliver/rules), or "" for none.
+func ruleLine(a *rcfile.Account, r deliver.Recipient, raw []byte) string {
+	lists := [][]rcfile.Rule{a.Rules}
+	if a.Multidrop != nil {
+		for _, u := range a.Multidrop.Users {
+			if u.Name == r.User {
+				lists = [][]rcfile.Rule{u.Rules, a.Rules}
+			}
+		}
+	}
+	for _, rs := range lists {
+		specs := make([]rules.Spec, len(rs))
+		for i, x := range rs {
+			specs[i] = x.Spec
+		}
+		set, err := rules.Compile(specs)
+		if err != nil {
+			return "rules: error: " + err.Error()
+		}
+		d, ok := set.Eval(raw)
+		if !ok {
+			continue
+		}
+		what := fmt.Sprintf("rule %s (%s: %s): ", d.Rule, d.Field, d.Value)
+		switch act := d.Action; act.Kind {
+		case rules.Folder:
+			return what + "folder " + act.Folder
+		case rules.Deliver:
+			return what + "deliver to " + destString(rs[d.Index].Deliver, r)
+		case rules.Postmaster:
+			return what + "to the postmaster, reason: rule " + d.Rule + ": " + act.Reason
+		case rules.Discard:
+			return what + "discard (logged; counts as delivered)"
+		}
+	}
+	return ""
+}
+
 // destOf describes where a's delivery sends recipient r: its user block's
 // own target, else the account's deliver block, with the placeholders
 // filled in for display.
@@ -141,8 +185,18 @@ func destOf(a *rcfile.Account, r deliver.Recipient) string {
 			}
 		}
 	}
+	return destString(d, r)
+}
+
+// destString describes d with r's placeholders filled in.
+func destString(d *rcfile.Destination, r deliver.Recipient) string {
+	if d == nil {
+		return "?"
+	}
 	fill := strings.NewReplacer("{user}", r.User, "{domain}", r.Domain, "{address}", r.Address, "{sender}", "SENDER").Replace
 	switch {
+	case d.Maildir != "" && d.Folder != "":
+		return "maildir " + fill(d.Maildir) + " folder " + d.Folder
 	case d.Maildir != "":
 		return "maildir " + fill(d.Maildir)
 	case len(d.MDA) > 0:

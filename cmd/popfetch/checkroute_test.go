@@ -2,6 +2,7 @@ package main
 
 import (
 	"flag"
+	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
@@ -64,6 +65,55 @@ func TestCheckRoute(t *testing.T) {
 		code, out, errs := runCLI(t, append([]string{"-f", rc, "check", "--route"}, tt.args...)...)
 		if code != tt.code || !strings.Contains(out+errs, tt.want) {
 			t.Errorf("check --route %q = %d\n%s%s\nwant %d and %q", tt.args, code, out, errs, tt.code, tt.want)
+		}
+	}
+}
+
+// check --route names the filing rule that decides each user's copy: a
+// user's own rule first, then the account's.
+func TestCheckRouteRules(t *testing.T) {
+	dir := t.TempDir()
+	rc := filepath.Join(dir, "rc.hcl")
+	writeFile(t, rc, fmt.Sprintf(`state_dir = %q
+account "d" {
+  server       = "pop.example.com"
+  username     = "catchall@example.com"
+  password_env = "PW"
+  deliver { maildir = "/var/vmail/{user}" }
+  postmaster { maildir = "/var/vmail/postmaster" }
+  multidrop {
+    local_domains = ["example.com"]
+    user "ann" {}
+    user "bob" {
+      rule "bob-spam" {
+        header  = "X-Spam-Score"
+        matches = "^[5-9]"
+        deliver { maildir = "/var/vmail/bob-spam" }
+      }
+    }
+    user "cid" {}
+  }
+  rule "spam" {
+    header = "X-Spam-Flag"
+    equals = "YES"
+    folder = "Junk"
+  }
+}
+`, filepath.Join(dir, "state")))
+	msg := filepath.Join(dir, "m.eml")
+	writeFile(t, msg, "To: ann@example.com, bob@example.com, cid@example.com\r\nX-Spam-Flag: yes\r\nX-Spam-Score: 7.1\r\n\r\nbody\r\n")
+	t.Setenv("PW", "x")
+	code, out, errs := runCLI(t, "-f", rc, "check", "--route", msg)
+	if code != exitOK {
+		t.Fatalf("check --route = %d\n%s%s", code, out, errs)
+	}
+	for _, want := range []string{
+		"  user ann: address ann@example.com -> maildir /var/vmail/ann\n    rule spam (X-Spam-Flag: yes): folder Junk\n",
+		"  user bob: address bob@example.com -> maildir /var/vmail/bob\n    rule bob-spam (X-Spam-Score: 7.1): deliver to maildir /var/vmail/bob-spam\n",
+		"  user cid: address cid@example.com -> maildir /var/vmail/cid\n    rule spam (X-Spam-Flag: yes): folder Junk\n",
+	} {
+		if !strings.Contains(out, want) {
+			t.Errorf("check --route output:\n%s\nwant %q", out, want)
 		}
 	}
 }

@@ -194,6 +194,42 @@ func runCommitCrash(t *testing.T, srv crashServer, multi, keep bool, step string
 }
 
 func runCommitCrashPower(t *testing.T, srv crashServer, multi, keep bool, step string, n int, power bool) {
+	runCommitCrashFolder(t, srv, multi, keep, step, n, power, "")
+}
+
+// TestCommitCrashFolderFake is TestCommitCrashFake for copies delivered
+// into a Maildir++ folder (folder = "Lists.dev"): the intents name the
+// folder's new/, and the next run finds the copies there, so a
+// single-drop account gets no duplicate and nothing is lost; the inbox
+// stays empty.
+func TestCommitCrashFolderFake(t *testing.T) {
+	if testing.Short() {
+		t.Skip("slow: builds a second binary, many runs")
+	}
+	for _, multi := range []bool{false, true} {
+		for _, cs := range commitCrashSteps[:3] {
+			t.Run(fmt.Sprintf("multidrop=%v/%s:%d", multi, cs.step, cs.n), func(t *testing.T) {
+				srv := pop3test.NewServer(t, pop3test.Options{User: "user", Pass: "pass"})
+				runCommitCrashFolder(t, crashServer{
+					port:  srv.Port(),
+					user:  "user",
+					count: func() int { return len(srv.Messages()) },
+					put: func(raw [][]byte) {
+						var msgs []pop3test.Message
+						for i, r := range raw {
+							msgs = append(msgs, pop3test.Message{UID: fmt.Sprintf("uid-%d", i+1), Data: r})
+						}
+						srv.SetMessages(msgs)
+					},
+				}, multi, false, cs.step, cs.n, false, "Lists.dev")
+			})
+		}
+	}
+}
+
+// runCommitCrashFolder is runCommitCrashPower delivering into folder of
+// each Maildir ("" its inbox).
+func runCommitCrashFolder(t *testing.T, srv crashServer, multi, keep bool, step string, n int, power bool, folder string) {
 	bin, err := crashBin()
 	if err != nil {
 		t.Fatal(err)
@@ -227,6 +263,18 @@ func runCommitCrashPower(t *testing.T, srv crashServer, multi, keep bool, step s
 		acct.extra = []string{fmt.Sprintf("multidrop {\n    local_domains    = [\"example.com\"]\n    fallback_headers = [\"To\"]\n%s\n  }", strings.Join(blocks, "\n"))}
 	} else {
 		acct.maildir = maildirs[0]
+	}
+	inboxes := maildirs
+	if folder != "" {
+		acct.deliver = fmt.Sprintf("\n    maildir = %q\n    folder  = %q\n  ", filepath.Join(out, "Maildir"), folder)
+		if multi {
+			acct.deliver = fmt.Sprintf("\n    maildir = %q\n    folder  = %q\n  ", filepath.Join(out, "{user}"), folder)
+		}
+		var in []string
+		for _, md := range maildirs {
+			in = append(in, filepath.Join(md, "."+folder))
+		}
+		maildirs = in
 	}
 	rc := filepath.Join(dir, "popfetch.hcl")
 	writeFile(t, rc, rcText(filepath.Join(dir, "state"), nil, acct))
@@ -301,5 +349,12 @@ func runCommitCrashPower(t *testing.T, srv crashServer, multi, keep bool, step s
 	}
 	if got := srv.count(); got != want {
 		t.Errorf("server holds %d messages; want %d", got, want)
+	}
+	if folder != "" {
+		for _, md := range inboxes {
+			if got := len(seqCounts(t, md)); got != 0 {
+				t.Errorf("inbox %s holds %d messages; want them all in the folder", md, got)
+			}
+		}
 	}
 }
