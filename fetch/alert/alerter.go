@@ -59,10 +59,10 @@ type Options struct {
 // item is a notice waiting to be sent to one target: each target has
 // its own item, so a broken one delays no other.
 type item struct {
-	Notice  Notice    `json:"notice"`
-	Target  string    `json:"target"`
-	Tries   int       `json:"tries,omitempty"`
-	Next    time.Time `json:"next,omitzero"`
+	Notice Notice    `json:"notice"`
+	Target string    `json:"target"`
+	Tries  int       `json:"tries,omitempty"`
+	Next   time.Time `json:"next,omitzero"`
 }
 
 // fileState is the state file: the engine's memory and the queue.

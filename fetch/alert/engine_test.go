@@ -99,8 +99,8 @@ func TestEngine(t *testing.T) {
 		{"keep-mode mailbox beyond its thresholds", keep, []step{
 			{poll: polled(func(p *Poll) { p.Messages = 100 })},
 			{at: 5 * time.Minute, poll: polled(func(p *Poll) { p.Messages = 101 }), repeat: 10, every: 5 * time.Minute},
-			{at: time.Hour, poll: polled(func(p *Poll) { p.Messages, p.MailboxBytes = 50, 2 << 20 })},
-			{at: 2 * time.Hour, poll: polled(func(p *Poll) { p.Messages, p.MailboxBytes = 50, 1 << 20 })},
+			{at: time.Hour, poll: polled(func(p *Poll) { p.Messages, p.MailboxBytes = 50, 2<<20 })},
+			{at: 2 * time.Hour, poll: polled(func(p *Poll) { p.Messages, p.MailboxBytes = 50, 1<<20 })},
 		}, []string{"raised a/mailbox-full", "cleared a/mailbox-full"}},
 		{"mailbox thresholds only apply with keep", map[string]AccountConfig{"a": {After: time.Hour, MaxMessages: 1}}, []step{
 			{poll: polled(func(p *Poll) { p.Messages = 500 })},
