@@ -87,6 +87,10 @@ type Alerter struct {
 	cfg   *rcfile.Config
 	queue []*item
 	dirty bool // the engine's memory changed since the state file was written
+	// started: Run has begun. Before, nothing is written: the daemon
+	// has not yet proven (by its lock) that it is the only one on this
+	// state directory.
+	started bool
 	wake  chan struct{}
 }
 
@@ -246,6 +250,10 @@ func targets(al *rcfile.Alert) []string {
 // old state or the new, and a condition active before a restart is not
 // raised again after it. A failure is logged; the next change tries again.
 func (a *Alerter) saveLocked() {
+	if !a.started {
+		a.dirty = true
+		return
+	}
 	b, err := json.MarshalIndent(fileState{Engine: a.eng.State(), Queue: a.queue}, "", "  ")
 	if err == nil {
 		err = writeAtomic(a.path, b)
@@ -291,6 +299,9 @@ func writeAtomic(path string, b []byte) error {
 func (a *Alerter) Run(ctx context.Context) {
 	tick := time.NewTicker(tickEvery)
 	defer tick.Stop()
+	a.mu.Lock()
+	a.started = true
+	a.mu.Unlock()
 	a.Tick()
 	for {
 		wait := a.sendDue(ctx)

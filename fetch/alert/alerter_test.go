@@ -59,6 +59,7 @@ func TestAlerterQueue(t *testing.T) {
 	advance := func(d time.Duration) { mu.Lock(); now = now.Add(d); mu.Unlock() }
 	fs := &fakeSender{fail: map[string]int{"maildir": 2}}
 	a := New(Options{StateDir: dir, Host: "mx.example", Sender: fs, Now: clock})
+	a.started = true // as Run does
 	cfg, owned := testConfig(dir)
 	a.Configure(cfg, owned)
 	a.Polled(Poll{Account: "work", At: clock(), Err: errAuth, Held: true})
@@ -94,6 +95,7 @@ func TestAlerterQueue(t *testing.T) {
 	// A restart: the hold is still active and the next held poll says
 	// nothing new; the success clears it once.
 	b := New(Options{StateDir: dir, Host: "mx.example", Sender: fs, Now: clock})
+	b.started = true // as Run does
 	b.Configure(cfg, owned)
 	if act := b.Active(); len(act) != 1 || act[0].Condition != AuthHold || act[0].Account != "work" {
 		t.Fatalf("active after restart %+v", act)
@@ -117,6 +119,7 @@ func TestAlerterQueueSurvivesRestart(t *testing.T) {
 	fs := &fakeSender{fail: map[string]int{"maildir": 1, "command": 1}}
 	clock := func() time.Time { return t0 }
 	a := New(Options{StateDir: dir, Sender: fs, Now: clock})
+	a.started = true // as Run does
 	cfg, owned := testConfig(dir)
 	a.Configure(cfg, owned)
 	a.Reloaded(t0, false, []string{"rc:1:1: error: x"})
@@ -125,6 +128,7 @@ func TestAlerterQueueSurvivesRestart(t *testing.T) {
 		t.Fatal("sent despite failures")
 	}
 	b := New(Options{StateDir: dir, Sender: fs, Now: func() time.Time { return t0.Add(time.Hour) }})
+	b.started = true // as Run does
 	b.Configure(cfg, owned)
 	b.sendDue(context.Background())
 	if got := fs.got(); len(got) != 2 {
