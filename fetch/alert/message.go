@@ -68,23 +68,35 @@ func Body(n Notice, host string) string {
 	}
 	if n.Event == Cleared {
 		fmt.Fprintf(&b, "RESOLVED: %s: %s.\n\n", who, Title(n.Condition))
-		fmt.Fprintf(&b, "The condition began at %s and ended at %s (%s): %s.\n",
-			n.Since.UTC().Format(time.RFC3339), n.At.UTC().Format(time.RFC3339), n.At.Sub(n.Since).Round(time.Second), n.Detail)
+		b.WriteString(wrap(fmt.Sprintf("The condition began at %s and ended at %s (%s): %s.",
+			n.Since.UTC().Format(time.RFC3339), n.At.UTC().Format(time.RFC3339), n.At.Sub(n.Since).Round(time.Second), n.Detail), 72))
 		b.WriteString("Nothing more to do.\n")
 	} else {
 		fmt.Fprintf(&b, "ALERT: %s: %s, since %s.\n\n", who, Title(n.Condition), n.Since.UTC().Format(time.RFC3339))
 		if n.Detail != "" {
 			b.WriteString("What happened:\n")
 			for _, l := range strings.Split(n.Detail, "\n") {
-				b.WriteString("  " + l + "\n")
+				b.WriteString(indent(wrap(l, 70), "  "))
 			}
 			b.WriteString("\n")
 		}
 		b.WriteString("What to do:\n")
 		b.WriteString(wrap(what[n.Condition].todo, 72))
-		b.WriteString("\nYou get one more message when this condition ends. `popfetch status` lists the alerts active now.\n")
+		b.WriteString("\n" + wrap("You get one more message when this condition ends. `popfetch status` lists the alerts active now.", 72))
 	}
-	fmt.Fprintf(&b, "\n-- \npopfetch on %s (condition %s, notice %s)\n", host, n.Condition, n.ID)
+	fmt.Fprintf(&b, "\n-- \npopfetch on %s\ncondition %s, notice %s\n", host, n.Condition, n.ID)
+	return b.String()
+}
+
+// indent puts prefix in front of every line of s.
+func indent(s, prefix string) string {
+	lines := strings.SplitAfter(s, "\n")
+	var b strings.Builder
+	for _, l := range lines {
+		if l != "" {
+			b.WriteString(prefix + l)
+		}
+	}
 	return b.String()
 }
 
@@ -124,13 +136,23 @@ func Compose(n Notice, host, to string) ([]byte, error) {
 	h.Set("Auto-Submitted", "auto-generated")
 	h.Set("X-Popfetch-Alert", string(n.Event)+"; condition="+string(n.Condition))
 	h.SetContentType("text/plain", map[string]string{"charset": "utf-8"})
-	h.Set("Content-Transfer-Encoding", "quoted-printable")
+	body := Body(n, host)
+	// Readable as it is (8bit, RFC 6152) unless a line is too long for
+	// RFC 5322's 998: a word longer than that (a path) goes
+	// quoted-printable.
+	cte := "8bit"
+	for _, l := range strings.Split(body, "\n") {
+		if len(l) > 900 {
+			cte = "quoted-printable"
+		}
+	}
+	h.Set("Content-Transfer-Encoding", cte)
 	var buf bytes.Buffer
 	w, err := mail.CreateSingleInlineWriter(&buf, h)
 	if err != nil {
 		return nil, fmt.Errorf("alert %s: %w", n.ID, err)
 	}
-	if _, err := w.Write([]byte(strings.ReplaceAll(Body(n, host), "\n", "\r\n"))); err != nil {
+	if _, err := w.Write([]byte(strings.ReplaceAll(body, "\n", "\r\n"))); err != nil {
 		return nil, fmt.Errorf("alert %s: %w", n.ID, err)
 	}
 	if err := w.Close(); err != nil {

@@ -41,7 +41,11 @@ func (s targetSender) Send(ctx context.Context, n Notice, a *rcfile.Alert, targe
 	if err != nil {
 		return err
 	}
-	m := &deliver.Message{Account: n.Account, Server: s.host, User: "popfetch", UID: n.ID, Fetched: n.At, Raw: raw}
+	acct := n.Account
+	if acct == "" {
+		acct = "(daemon)"
+	}
+	m := &deliver.Message{Account: acct, Server: s.host, User: "popfetch-alert", UID: n.ID, Fetched: n.At, Raw: raw}
 	var t deliver.Target
 	rc := deliver.Recipient{Address: a.To}
 	if target == targetMaildir {
