@@ -91,7 +91,7 @@ type Alerter struct {
 	// has not yet proven (by its lock) that it is the only one on this
 	// state directory.
 	started bool
-	wake  chan struct{}
+	wake    chan struct{}
 }
 
 // New returns an Alerter whose memory is read from the state file in
