@@ -14,6 +14,13 @@ const (
 	maxAlertAfter = 30 * 24 * time.Hour
 )
 
+// DefaultAlertAfter is an alert block's default after for an account
+// polled every interval: the longer of an hour and three polls, so that
+// a blip (or one slow poll of a daily account) alerts nobody.
+func DefaultAlertAfter(interval time.Duration) time.Duration {
+	return max(time.Hour, 3*interval)
+}
+
 // alert builds an alert block. The block's targets are all optional and
 // may be combined: a block with none only sets when trouble counts
 // (alerts are then logged and listed by `popfetch status`).

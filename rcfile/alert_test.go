@@ -80,3 +80,43 @@ func TestAlertErrors(t *testing.T) {
 		}
 	}
 }
+
+// TestAlertFormat: Format writes the alert blocks, and what it writes
+// reads back as the same settings (an account's after made explicit).
+func TestAlertFormat(t *testing.T) {
+	t.Parallel()
+	src := `
+alert {
+  maildir = "/var/mail/postmaster/Maildir"
+  command = ["/usr/local/bin/notify"]
+}
+` + fmt.Sprintf(minimal, `
+  keep = true
+  alert {
+    smtp {
+      server = "localhost:25"
+    }
+    to           = "pm@example.com"
+    mailbox_size = "2GB"
+  }`)
+	cfg, diags := parseOne(t, src)
+	if diags.HasErrors() {
+		t.Fatalf("%s", render(t, diags))
+	}
+	var b strings.Builder
+	if err := cfg.Format(&b); err != nil {
+		t.Fatal(err)
+	}
+	back, diags := parseOne(t, b.String())
+	if diags.HasErrors() {
+		t.Fatalf("Format's output does not parse:\n%s\n%s", b.String(), render(t, diags))
+	}
+	if !same(cfg.Alert, back.Alert) {
+		t.Errorf("top-level alert: %+v, read back %+v", cfg.Alert, back.Alert)
+	}
+	want := *cfg.AlertFor("a")
+	want.After = DefaultAlertAfter(cfg.Accounts[0].Interval)
+	if got := back.AlertFor("a"); !same(&want, got) {
+		t.Errorf("account alert read back %+v, want %+v\n%s", got, want, b.String())
+	}
+}

@@ -301,6 +301,7 @@ func (a *Alerter) Run(ctx context.Context) {
 	defer tick.Stop()
 	a.mu.Lock()
 	a.started = true
+	a.eng.Resume(a.now())
 	a.mu.Unlock()
 	a.Tick()
 	for {

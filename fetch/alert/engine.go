@@ -2,6 +2,8 @@ package alert
 
 import (
 	"fmt"
+
+	"github.com/popfetch/popfetch/rcfile"
 	"slices"
 	"strings"
 	"time"
@@ -104,10 +106,9 @@ type AccountConfig struct {
 }
 
 // DefaultAfter is the alert block's default `after` for an account
-// polled every interval: the longer of an hour and three polls, so that
-// a blip (or one slow poll of a daily account) alerts nobody.
+// polled every interval (rcfile.DefaultAlertAfter).
 func DefaultAfter(interval time.Duration) time.Duration {
-	return max(time.Hour, 3*interval)
+	return rcfile.DefaultAlertAfter(interval)
 }
 
 // Poll is what the daemon tells the engine about one finished poll.
@@ -156,7 +157,19 @@ type Engine struct {
 	lastRaise map[Key]time.Time
 	sent      []time.Time
 	newID     func() string
+	// resumed is when the daemon started (Resume); zero = long ago.
+	resumed time.Time
 }
+
+// ResumeGrace is how long after a start NoSuccess waits before it looks
+// at the last success the state file remembers: after a planned stop
+// of a day, every account's first poll is due within seconds, and an
+// alert that the first poll then clears would be noise. A daemon that
+// keeps crashing within this time is systemd's to report.
+const ResumeGrace = 5 * time.Minute
+
+// Resume records that the daemon started at now (see ResumeGrace).
+func (e *Engine) Resume(now time.Time) { e.resumed = now }
 
 // NewEngine returns an engine with no account and nothing active.
 // newID makes Notice.ID (nil: a counter, for tests).
@@ -397,7 +410,7 @@ func (e *Engine) timers(out []Notice, now time.Time, name string) []Notice {
 	}
 	_, held := e.active[Key{name, AuthHold}]
 	_, oauth := e.active[Key{name, OAuth2Refresh}]
-	if s.FailingSince.IsZero() && !held && !oauth && !s.LastOK.IsZero() && now.Sub(s.LastOK) >= c.After {
+	if s.FailingSince.IsZero() && !held && !oauth && !s.LastOK.IsZero() && now.Sub(s.LastOK) >= c.After && now.Sub(e.resumed) >= ResumeGrace {
 		out = e.raise(out, now, Key{name, NoSuccess}, fmt.Sprintf("no poll has succeeded since %s", s.LastOK.UTC().Format(time.RFC3339)))
 	}
 	return out

@@ -258,3 +258,28 @@ func TestEngineStatePersists(t *testing.T) {
 		t.Fatalf("after restart, Tick = %+v; want failing (since before the restart)", ns)
 	}
 }
+
+// TestEngineResumeGrace: after a stop longer than after, the first Tick
+// of the new daemon does not raise no-success before its polls had a
+// chance; if none succeeds within ResumeGrace, it does.
+func TestEngineResumeGrace(t *testing.T) {
+	conf := map[string]AccountConfig{"a": {After: time.Hour}}
+	for _, succeed := range []bool{true, false} {
+		e := NewEngine(nil)
+		e.Configure(t0, conf)
+		e.Poll(Poll{Account: "a", At: t0})
+		back := t0.Add(24 * time.Hour)
+		e.Resume(back)
+		e.Configure(back, conf)
+		if ns := e.Tick(back); len(ns) != 0 {
+			t.Fatalf("Tick at the start = %+v; want nothing", ns)
+		}
+		if succeed {
+			e.Poll(Poll{Account: "a", At: back.Add(time.Minute)})
+		}
+		ns := e.Tick(back.Add(ResumeGrace))
+		if got := len(ns) == 1 && ns[0].Condition == NoSuccess; got == succeed {
+			t.Errorf("succeed=%v: Tick after the grace = %+v", succeed, ns)
+		}
+	}
+}
