@@ -134,7 +134,13 @@ func New(opts Options) *Alerter {
 			a.log.Error("alerts: state file corrupt; starting afresh", "path", a.path, "err", err)
 		} else {
 			a.eng.Restore(st.Engine)
-			a.queue = st.Queue
+			// Only what this version can send: a hand-edited file may
+			// hold anything.
+			for _, it := range st.Queue {
+				if it != nil && slices.Contains([]string{targetMaildir, targetSMTP, targetCommand}, it.Target) {
+					a.queue = append(a.queue, it)
+				}
+			}
 		}
 	}
 	return a

@@ -193,3 +193,26 @@ func TestRunCommand(t *testing.T) {
 		t.Errorf("err = %v", err)
 	}
 }
+
+// FuzzStateFile: whatever the state file holds (a torn write cannot
+// happen, but a hand edit or a disk error can), the Alerter starts and
+// works: at worst it starts afresh.
+func FuzzStateFile(f *testing.F) {
+	f.Add([]byte(`{"engine":{"active":[{"account":"work","condition":"auth-hold","since":"2026-01-02T03:04:05Z","notified":true}],"accounts":{"work":{"last_ok":"2026-01-02T03:04:05Z"}},"last_raise":{"work/auth-hold":"2026-01-02T03:04:05Z"}},"queue":[{"notice":{"id":"x","event":"raised","condition":"failing"},"target":"maildir"}]}`))
+	f.Add([]byte(`{"engine":{"accounts":{"work":null},"last_raise":{"nokey":"2026-01-02T03:04:05Z"}},"queue":[null]}`))
+	f.Add([]byte(`not json`))
+	f.Fuzz(func(t *testing.T, b []byte) {
+		dir := t.TempDir()
+		if err := os.WriteFile(filepath.Join(dir, StateFile), b, 0o600); err != nil {
+			t.Fatal(err)
+		}
+		a := New(Options{StateDir: dir, Sender: &fakeSender{}, Now: func() time.Time { return t0 }})
+		a.started = true
+		cfg, owned := testConfig(dir)
+		a.Configure(cfg, owned)
+		a.Polled(Poll{Account: "work", At: t0, Err: errAuth, Held: true})
+		a.Tick()
+		a.sendDue(context.Background())
+		a.Active()
+	})
+}
