@@ -212,7 +212,12 @@ func (a *Alerter) handleLocked(ns []Notice) {
 		return
 	}
 	for _, n := range ns {
-		attrs := []any{"account", n.Account, "condition", string(n.Condition), "since", n.Since.UTC().Format(time.RFC3339), "detail", n.Detail}
+		attrs := []any{"account", n.Account, "condition", string(n.Condition), "since", n.Since.UTC().Format(time.RFC3339)}
+		if n.Condition != ReloadRejected || n.Event == Cleared {
+			// A rejected reload's diagnostics were logged by the
+			// reload, one line each; once is enough.
+			attrs = append(attrs, "detail", n.Detail)
+		}
 		switch {
 		case n.Suppressed:
 			a.log.Warn("alert raised; no notice sent (rate limit)", attrs...)
