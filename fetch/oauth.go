@@ -28,6 +28,12 @@ func OAuth2Token(a *rcfile.Account, log *slog.Logger) (TokenFunc, error) {
 	return tf, err
 }
 
+// ErrTokenRefresh: no OAuth2 access token could be obtained from the
+// account's token store (the identity provider refused the refresh token,
+// or could not be reached). With ErrAuth as well, a human must sign in
+// again; alone, it is temporary.
+var ErrTokenRefresh = errors.New("oauth2 access token not obtained")
+
 // oauth2Token is OAuth2Token that also returns the Source behind the
 // TokenFunc.
 func oauth2Token(a *rcfile.Account, log *slog.Logger) (TokenFunc, *oauth.Source, error) {
@@ -38,9 +44,12 @@ func oauth2Token(a *rcfile.Account, log *slog.Logger) (TokenFunc, *oauth.Source,
 	return func(ctx context.Context, fresh bool) (string, error) {
 		tok, err := src.Token(ctx, fresh)
 		if errors.Is(err, oauth.ErrLoginRequired) {
-			return "", fmt.Errorf("%w: %w", ErrAuth, err)
+			return "", fmt.Errorf("%w: %w: %w", ErrAuth, ErrTokenRefresh, err)
 		}
-		return tok, err
+		if err != nil {
+			return "", fmt.Errorf("%w: %w", ErrTokenRefresh, err)
+		}
+		return tok, nil
 	}, src, nil
 }
 

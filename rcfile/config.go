@@ -68,6 +68,48 @@ type Config struct {
 	// "" (off, the default), host:port or IP:port for TCP, or an absolute
 	// path for a unix socket.
 	MetricsListen string
+
+	// Alert is the top-level alert block: where alerts about the daemon
+	// itself (a rejected reload) go, and the default of every account
+	// whose own and defaults block set none; nil = alerts are only logged.
+	Alert *Alert
+	// AccountAlerts holds the alert block an account sets, or inherits
+	// from the defaults block, by account name. It is kept out of
+	// Account so that changing where alerts go does not count as a
+	// change of the account (which would lift its hold and restart its
+	// fetch_all pass). AlertFor picks the one that applies.
+	AccountAlerts map[string]*Alert
+}
+
+// AlertFor returns the alert block that applies to the account named
+// name (its own, the defaults block's, or the top-level one), or, for
+// name "", the top-level one; nil if none is set.
+func (c *Config) AlertFor(name string) *Alert {
+	if a := c.AccountAlerts[name]; name != "" && a != nil {
+		return a
+	}
+	return c.Alert
+}
+
+// Alert is an alert block: where notices of trouble go (any of a
+// Maildir, an SMTP/LMTP server with a recipient, a command reading JSON)
+// and when trouble counts.
+type Alert struct {
+	Maildir string // absolute; "" = none
+	SMTP    *SMTP  // nil = none; To is then required
+	To      string // recipient of the messages (SMTP), and their To:; "" = postmaster@host
+	// Command is run without a shell for every alert, with one JSON
+	// document on stdin; nil = none.
+	Command []string
+	// After is how long a failure lasts before it is an alert; 0 = the
+	// default, the longer of 1h and three polls of the account.
+	After time.Duration
+	// MailboxMessages and MailboxSize are the mailbox-full thresholds of
+	// a keep-mode account; 0 = none.
+	MailboxMessages int
+	MailboxSize     int64
+
+	Range hcl.Range // the alert block, for diagnostics
 }
 
 // Account is one POP3 mailbox and where its mail goes.

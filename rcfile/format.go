@@ -4,6 +4,7 @@ import (
 	"io"
 	"strconv"
 	"strings"
+	"time"
 	"unicode"
 	"unicode/utf8"
 
@@ -52,6 +53,9 @@ func (c *Config) Format(w io.Writer) error {
 	if c.MetricsListen != "" {
 		top.SetAttributeValue("metrics_listen", cty.StringVal(c.MetricsListen))
 	}
+	if c.Alert != nil {
+		formatAlert(block(top, "alert"), c.Alert, 0)
+	}
 	for _, a := range c.Accounts {
 		n := block(top, "account", a.Name)
 		n.SetAttributeValue("server", cty.StringVal(a.Server))
@@ -91,6 +95,9 @@ func (c *Config) Format(w io.Writer) error {
 			formatDest(block(n, "postmaster"), a.Postmaster)
 		}
 		formatRules(n, a.Rules)
+		if al := c.AccountAlerts[a.Name]; al != nil && al != c.Alert {
+			formatAlert(block(n, "alert"), al, a.Interval)
+		}
 		if m := a.Multidrop; m != nil {
 			mn := block(n, "multidrop")
 			mn.SetAttributeValue("local_domains", stringList(m.LocalDomains))
@@ -237,6 +244,31 @@ func formatDest(n *hclwrite.Body, d *Destination) {
 		s.SetAttributeValue("sender", cty.StringVal(d.SMTP.Sender))
 		s.SetAttributeValue("timeout", cty.StringVal(fmtDuration(d.SMTP.Timeout)))
 	}
+}
+
+// formatAlert writes an alert block; with an account's interval, after
+// is the effective one (DefaultAlertAfter when unset).
+func formatAlert(n *hclwrite.Body, al *Alert, interval time.Duration) {
+	if al.Maildir != "" {
+		n.SetAttributeValue("maildir", cty.StringVal(al.Maildir))
+	}
+	if al.SMTP != nil {
+		formatDest(n, &Destination{SMTP: al.SMTP})
+	}
+	if al.To != "" {
+		n.SetAttributeValue("to", cty.StringVal(al.To))
+	}
+	if al.Command != nil {
+		n.SetAttributeValue("command", stringList(al.Command))
+	}
+	switch {
+	case al.After > 0:
+		n.SetAttributeValue("after", cty.StringVal(fmtDuration(al.After)))
+	case interval > 0:
+		n.SetAttributeValue("after", cty.StringVal(fmtDuration(DefaultAlertAfter(interval))))
+	}
+	n.SetAttributeValue("mailbox_messages", cty.NumberIntVal(int64(al.MailboxMessages)))
+	n.SetAttributeValue("mailbox_size", cty.NumberIntVal(al.MailboxSize))
 }
 
 // stringList is l as an HCL list; nil and empty are both [].

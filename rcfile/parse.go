@@ -191,6 +191,11 @@ func (p *parser) build(top *fileHCL, body hcl.Body) *Config {
 		}
 	}
 
+	cfg.Alert = p.alert(top.Alert)
+	// The defaults block's alert block is built once, not once per
+	// account that inherits it: a mistake in it is one diagnostic.
+	defAlert := p.alert(defaults.Alert)
+
 	if len(top.Accounts) == 0 {
 		p.errorf(body.MissingItemRange(), "No accounts",
 			`The file declares no account; add at least one block such as account "work" { ... }.`)
@@ -207,6 +212,16 @@ func (p *parser) build(top *fileHCL, body hcl.Body) *Config {
 		inherit(&s, &defaults)
 		if a := p.account(ah, &s, cfg.StateDir); a != nil {
 			cfg.Accounts = append(cfg.Accounts, a)
+			al := defAlert
+			if ah.Settings.Alert != nil {
+				al = p.alert(ah.Settings.Alert)
+			}
+			if al != nil {
+				if cfg.AccountAlerts == nil {
+					cfg.AccountAlerts = map[string]*Alert{}
+				}
+				cfg.AccountAlerts[a.Name] = al
+			}
 		}
 	}
 	p.mailboxes(cfg.Accounts)

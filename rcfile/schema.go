@@ -29,6 +29,7 @@ type fileHCL struct {
 	ShardRange       hcl.Range     `hcl:"shard,attr_range"`
 	MetricsListen    *string       `hcl:"metrics_listen,optional"`
 	MetricsRange     hcl.Range     `hcl:"metrics_listen,attr_range"`
+	Alert            *alertHCL     `hcl:"alert,block"`
 	Defaults         *defaultsHCL  `hcl:"defaults,block"`
 	Accounts         []*accountHCL `hcl:"account,block"`
 }
@@ -97,6 +98,7 @@ type settingsHCL struct {
 	Postmaster      *destHCL       `hcl:"postmaster,block"`
 	Multidrop       *multidropHCL  `hcl:"multidrop,block"`
 	Rules           []*ruleHCL     `hcl:"rule,block"`
+	Alert           *alertHCL      `hcl:"alert,block"`
 
 	// OAuth2 and OAuth2TokenCommand are the two ways to get an OAuth2
 	// access token (oauth2.go).
@@ -128,6 +130,25 @@ type oauth2HCL struct {
 	DeviceURL             *string   `hcl:"device_url,optional"`
 	DeviceURLRange        hcl.Range `hcl:"device_url,attr_range"`
 	DefRange              hcl.Range `hcl:",def_range"`
+}
+
+// alertHCL is an alert block (alert.go), at the top level, in defaults
+// or in an account.
+type alertHCL struct {
+	Maildir              *string        `hcl:"maildir,optional"`
+	MaildirRange         hcl.Range      `hcl:"maildir,attr_range"`
+	SMTP                 *smtpHCL       `hcl:"smtp,block"`
+	To                   *string        `hcl:"to,optional"`
+	ToRange              hcl.Range      `hcl:"to,attr_range"`
+	Command              *[]string      `hcl:"command,optional"`
+	CommandRange         hcl.Range      `hcl:"command,attr_range"`
+	After                *string        `hcl:"after,optional"`
+	AfterRange           hcl.Range      `hcl:"after,attr_range"`
+	MailboxMessages      *int           `hcl:"mailbox_messages,optional"`
+	MailboxMessagesRange hcl.Range      `hcl:"mailbox_messages,attr_range"`
+	MailboxSize          hcl.Expression `hcl:"mailbox_size,optional"`
+	MailboxSizeRange     hcl.Range      `hcl:"mailbox_size,attr_range"`
+	DefRange             hcl.Range      `hcl:",def_range"`
 }
 
 // destHCL is a deliver, postmaster or user deliver block.

@@ -567,14 +567,19 @@ func fmtDays(d time.Duration) string {
 // and KiB, MiB, GiB are powers of 1024 (as in du and dd); KB, MB, GB are
 // powers of 1000.
 func (p *parser) limit(expr hcl.Expression, rng hcl.Range) int64 {
+	return p.size(expr, rng, "limit")
+}
+
+// size is a byte count like limit, for the attribute name.
+func (p *parser) size(expr hcl.Expression, rng hcl.Range, name string) int64 {
 	v, ds := expr.Value(p.ctx)
 	p.diags = append(p.diags, ds...)
 	if ds.HasErrors() || v.IsNull() || !v.IsKnown() {
 		return 0
 	}
 	bad := func() int64 {
-		p.errorf(rng, "Invalid limit",
-			`limit is a size in bytes: a whole number, or a string such as "10MB", "512KiB" or "1G" (0 = no limit).`)
+		p.errorf(rng, "Invalid "+name,
+			`%s is a size in bytes: a whole number, or a string such as "10MB", "512KiB" or "1G" (0 = no limit).`, name)
 		return 0
 	}
 	switch v.Type() {

@@ -15,6 +15,7 @@ import (
 
 	"github.com/hashicorp/hcl/v2"
 	"github.com/popfetch/popfetch/fetch"
+	"github.com/popfetch/popfetch/fetch/alert"
 	"github.com/popfetch/popfetch/fetch/daemon"
 	"github.com/popfetch/popfetch/fetch/daemon/metrics"
 	"github.com/popfetch/popfetch/internal/sdnotify"
@@ -55,7 +56,11 @@ func (g *globals) daemon(ctx context.Context, args []string) int {
 		mx.Observe(r)
 		return r
 	}
-	d := daemon.New(cfg, poll, daemon.Options{Log: log})
+	// Alerts are sent from their own goroutine (alerts.Run, started once
+	// the control socket proves this is the only daemon on the state
+	// directory); the scheduler only feeds them.
+	alerts := alert.New(alert.Options{StateDir: cfg.StateDir, Log: log})
+	d := daemon.New(cfg, poll, daemon.Options{Log: log, Alerts: alerts})
 	mx = metrics.New(d, shortVersion())
 	p.Deliveries = mx.InFlight()
 	// The control socket first: a second daemon on the same state fails
@@ -167,6 +172,7 @@ func (g *globals) daemon(ctx context.Context, args []string) int {
 	}()
 	served := make(chan error, 1)
 	go func() { served <- ctl.Serve(ctx, d) }()
+	go alerts.Run(ctx)
 	log.Info("popfetch daemon started", "version", versionString(), "config", path, "accounts", len(cfg.Accounts),
 		"shard", cfg.Shard.String(), "shard_accounts", len(cfg.Shard.Owned(cfg.Accounts)), "control", daemon.ControlPath(cfg.StateDir))
 	go func() {

@@ -44,6 +44,7 @@ func writeStatusAt(w io.Writer, s daemon.Status, now time.Time) {
 			fmt.Fprintf(w, "  %s\n", printable(d, 300))
 		}
 	}
+	writeAlerts(w, s.Alerts, now)
 	fmt.Fprintln(w)
 	if sh := s.Shard; sh != nil {
 		// The other accounts are other replicas' business: not listed,
@@ -89,6 +90,28 @@ func writeStatusAt(w io.Writer, s daemon.Status, now time.Time) {
 			fmt.Fprintf(w, "%s: %s\n", printable(a.Name, 60), directoryLine(a.Directory, now))
 		}
 	}
+}
+
+// writeAlerts lists the alert conditions active now: which account,
+// which condition, since when (see popfetch.hcl(5), ALERTS).
+func writeAlerts(w io.Writer, alerts []daemon.ActiveAlert, now time.Time) {
+	if len(alerts) == 0 {
+		fmt.Fprintln(w, "alerts active: none")
+		return
+	}
+	fmt.Fprintf(w, "alerts active: %d\n", len(alerts))
+	// No header row: the accounts table below is the one with a header.
+	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
+	for _, a := range alerts {
+		acct := printable(a.Account, 60)
+		if a.Account == "" {
+			acct = "(daemon)"
+		}
+		detail, _, _ := strings.Cut(a.Detail, "\n")
+		fmt.Fprintf(tw, "  %s\t%s\tsince %s (%s ago)\t%s\n", acct, printable(a.Condition, 30), a.Since.Format(statusLayout),
+			now.Sub(a.Since).Round(time.Second), printable(detail, 120))
+	}
+	tw.Flush()
 }
 
 // reloadErrors are the error diagnostics of an rc file that was not

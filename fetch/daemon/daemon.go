@@ -14,6 +14,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/popfetch/popfetch/fetch/alert"
 	"github.com/popfetch/popfetch/rcfile"
 )
 
@@ -32,6 +33,20 @@ type Options struct {
 	// Jitter returns a random duration in [0, max]; default uniform. Tests
 	// make it deterministic.
 	Jitter func(max time.Duration) time.Duration
+	// Alerts is told every finished poll, the account's hold state,
+	// every configuration and every reload's outcome, and lists the
+	// alerts active for Status; nil = no alerts.
+	Alerts Alerts
+}
+
+// Alerts is what the daemon feeds the alert engine (package fetch/alert's
+// Alerter). Its methods must return quickly: they are called with the
+// scheduler's lock held, so they must never call back into the Daemon.
+type Alerts interface {
+	Configure(cfg *rcfile.Config, owned []*rcfile.Account)
+	Polled(p alert.Poll)
+	Reloaded(at time.Time, ok bool, diagnostics []string)
+	Active() []alert.Active
 }
 
 // Sentinels of the scheduler.
@@ -177,6 +192,14 @@ type AccountStatus struct {
 	Directory *fetch.DirectoryState `json:"directory,omitempty"`
 }
 
+// ActiveAlert is one alert condition that has started and not ended.
+type ActiveAlert struct {
+	Account   string    `json:"account,omitempty"` // "" for the daemon itself (reload-rejected)
+	Condition string    `json:"condition"`         // see package fetch/alert's Condition
+	Since     time.Time `json:"since"`
+	Detail    string    `json:"detail,omitempty"`
+}
+
 // Status is a snapshot of the daemon for `popfetch status`.
 type Status struct {
 	Started    time.Time       `json:"started"` // zero until Run starts
@@ -190,6 +213,9 @@ type Status struct {
 	// LastReload is the outcome of the last attempt to reload the rc
 	// file (SIGHUP or a change to the file); nil until one was made.
 	LastReload *ReloadStatus `json:"last_reload,omitempty"`
+	// Alerts are the alert conditions active now, global first, then by
+	// account.
+	Alerts []ActiveAlert `json:"alerts,omitempty"`
 }
 
 // ReloadStatus is the outcome of one attempt to reload the rc file.
@@ -336,6 +362,7 @@ const (
 type Daemon struct {
 	poll   PollFunc
 	log    *slog.Logger
+	alerts Alerts // nil: none
 	jitter func(time.Duration) time.Duration
 
 	// abortCtx is the PollFunc's context. It is separate from Run's ctx so
@@ -389,6 +416,7 @@ func New(cfg *rcfile.Config, poll PollFunc, opts Options) *Daemon {
 	d := &Daemon{
 		poll:    poll,
 		log:     opts.Log,
+		alerts:  opts.Alerts,
 		jitter:  opts.Jitter,
 		kick:    make(chan struct{}, 1),
 		results: make(chan pollDone),
@@ -413,6 +441,10 @@ func New(cfg *rcfile.Config, poll PollFunc, opts Options) *Daemon {
 	d.abortCtx, d.abort = context.WithCancel(context.Background())
 	d.cfg = &rcfile.Config{}
 	d.Reload(cfg) // generation 0: nothing to compare with, never refused
+	if d.alerts != nil {
+		// Starting with a good file ends a rejected reload of the last run.
+		d.alerts.Reloaded(time.Now(), true, nil)
+	}
 	return d
 }
 
@@ -874,6 +906,14 @@ func (d *Daemon) finishLocked(done pollDone) {
 		a.authHold, a.lastErr = false, ""
 		a.next = now.Add(d.jitter(firstPollJitter(iv)))
 	}
+	if d.alerts != nil && !aborted && !errors.Is(r.Err, fetch.ErrLocked) {
+		// Held is the state after this poll: a hold lifted by the
+		// operator during it is no hold (the next poll decides).
+		d.alerts.Polled(alert.Poll{Account: name, At: now, Err: r.Err, Held: a.authHold,
+			OAuth2:   errors.Is(r.Err, fetch.ErrTokenRefresh),
+			LoggedIn: r.Mechanism != "", Messages: r.Messages, MailboxBytes: r.MailboxBytes,
+			Failed: r.Failed, Undeletable: r.Undeletable})
+	}
 }
 
 // loginDelayResult answers a PollNow that cannot start a session before
@@ -1013,6 +1053,9 @@ func (d *Daemon) Reload(cfg *rcfile.Config) error {
 	d.gen++
 	d.loadedAt = now
 	gen := d.gen
+	if d.alerts != nil {
+		d.alerts.Configure(cfg, owned)
+	}
 	d.mu.Unlock()
 	if gen > 1 {
 		d.log.Info("config reloaded", "generation", gen, "accounts", len(owned), "shard", cfg.Shard.String())
@@ -1234,6 +1277,11 @@ func (d *Daemon) Status() Status {
 		r.Diagnostics = slices.Clone(r.Diagnostics)
 		s.LastReload = &r
 	}
+	if d.alerts != nil {
+		for _, x := range d.alerts.Active() {
+			s.Alerts = append(s.Alerts, ActiveAlert{Account: x.Account, Condition: string(x.Condition), Since: x.Since, Detail: x.Detail})
+		}
+	}
 	return s
 }
 
@@ -1249,6 +1297,9 @@ func (d *Daemon) RecordReload(at time.Time, ok bool, diagnostics []string) {
 	}
 	d.mu.Lock()
 	d.reload = r
+	if d.alerts != nil {
+		d.alerts.Reloaded(at, ok, diagnostics)
+	}
 	d.mu.Unlock()
 }
 

@@ -136,6 +136,12 @@ func config(accts ...*rcfile.Account) *rcfile.Config {
 // jitter is given) and a fake PollFunc; start runs it.
 func newHarness(t *testing.T, cfg *rcfile.Config, jitter func(time.Duration) time.Duration) *harness {
 	t.Helper()
+	return newHarnessAlerts(t, cfg, jitter, nil)
+}
+
+// newHarnessAlerts is newHarness with an alert engine fed by the daemon.
+func newHarnessAlerts(t *testing.T, cfg *rcfile.Config, jitter func(time.Duration) time.Duration, alerts Alerts) *harness {
+	t.Helper()
 	h := &harness{
 		t:          t,
 		clock:      &bubbleClock{},
@@ -151,7 +157,7 @@ func newHarness(t *testing.T, cfg *rcfile.Config, jitter func(time.Duration) tim
 	if now := time.Now(); !now.Equal(t0) {
 		t.Fatalf("the harness runs at %v; want t0 (%v), in a fresh synctest bubble", now, t0)
 	}
-	h.d = New(cfg, h.poll, Options{Log: log, Jitter: jitter})
+	h.d = New(cfg, h.poll, Options{Log: log, Jitter: jitter, Alerts: alerts})
 	h.clock.d = h.d
 	return h
 }

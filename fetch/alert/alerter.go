@@ -1,0 +1,402 @@
+package alert
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io/fs"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"slices"
+	"sync"
+	"time"
+
+	"github.com/popfetch/popfetch/internal/durable"
+	"github.com/popfetch/popfetch/rcfile"
+)
+
+// StateFile is the name of the alerts' state file in the state directory.
+const StateFile = "alerts.json"
+
+// Target kinds of a queued notice.
+const (
+	targetMaildir = "maildir"
+	targetSMTP    = "smtp"
+	targetCommand = "command"
+)
+
+// Retry policy of a notice that could not be sent: after retryMin, then
+// doubling up to retryMax, for as long as the daemon runs (and after a
+// restart: the queue is in the state file). A notice is never dropped
+// for failing; only one whose target left the configuration is.
+const (
+	retryMin = 30 * time.Second
+	retryMax = time.Hour
+	// tickEvery is how often Run checks the timed conditions and writes
+	// the state file if only the accounts' times changed.
+	tickEvery = 30 * time.Second
+)
+
+// Sender sends one notice to one target of an alert block. The real one
+// delivers through package deliver or runs the command; tests replace it.
+type Sender interface {
+	Send(ctx context.Context, n Notice, a *rcfile.Alert, target string) error
+}
+
+// Options configure an Alerter.
+type Options struct {
+	StateDir string // the state file lives here (StateFile)
+	Host     string // names this machine in From and Message-ID; default os.Hostname()
+	Log      *slog.Logger
+	Sender   Sender           // default: the real targets (NewSender)
+	Now      func() time.Time // default time.Now
+}
+
+// item is a notice waiting to be sent to one target: each target has
+// its own item, so a broken one delays no other.
+type item struct {
+	Notice Notice    `json:"notice"`
+	Target string    `json:"target"`
+	Tries  int       `json:"tries,omitempty"`
+	Next   time.Time `json:"next,omitzero"`
+}
+
+// fileState is the state file: the engine's memory and the queue.
+type fileState struct {
+	Engine State   `json:"engine"`
+	Queue  []*item `json:"queue,omitempty"`
+}
+
+// Alerter runs the Engine for the daemon: it feeds it, logs and queues
+// its notices, keeps the state file, and sends the queue from its own
+// goroutine (Run), so that a slow or failing target never holds up a
+// poll or a reload. Its methods are safe for concurrent use.
+type Alerter struct {
+	path   string
+	host   string
+	log    *slog.Logger
+	sender Sender
+	now    func() time.Time
+
+	mu    sync.Mutex
+	eng   *Engine
+	cfg   *rcfile.Config
+	queue []*item
+	dirty bool // the engine's memory changed since the state file was written
+	// started: Run has begun. Before, nothing is written: the daemon
+	// has not yet proven (by its lock) that it is the only one on this
+	// state directory.
+	started bool
+	wake    chan struct{}
+}
+
+// New returns an Alerter whose memory is read from the state file in
+// opts.StateDir, if there is one. A state file that cannot be read is
+// logged and replaced: alerts then start afresh.
+func New(opts Options) *Alerter {
+	a := &Alerter{
+		path:   filepath.Join(opts.StateDir, StateFile),
+		host:   opts.Host,
+		log:    opts.Log,
+		sender: opts.Sender,
+		now:    opts.Now,
+		wake:   make(chan struct{}, 1),
+		cfg:    &rcfile.Config{},
+	}
+	if a.log == nil {
+		a.log = slog.New(slog.DiscardHandler)
+	}
+	if a.now == nil {
+		a.now = time.Now
+	}
+	if a.host == "" {
+		a.host, _ = os.Hostname()
+		if a.host == "" {
+			a.host = "localhost"
+		}
+	}
+	if a.sender == nil {
+		a.sender = NewSender(a.host)
+	}
+	a.eng = NewEngine(newID)
+	b, err := os.ReadFile(a.path)
+	switch {
+	case errors.Is(err, fs.ErrNotExist):
+	case err != nil:
+		a.log.Error("alerts: state file unreadable; starting afresh", "path", a.path, "err", err)
+	default:
+		var st fileState
+		if err := json.Unmarshal(b, &st); err != nil {
+			a.log.Error("alerts: state file corrupt; starting afresh", "path", a.path, "err", err)
+		} else {
+			a.eng.Restore(st.Engine)
+			// Only what this version can send: a hand-edited file may
+			// hold anything.
+			for _, it := range st.Queue {
+				if it != nil && slices.Contains([]string{targetMaildir, targetSMTP, targetCommand}, it.Target) {
+					a.queue = append(a.queue, it)
+				}
+			}
+		}
+	}
+	return a
+}
+
+// newID is a notice's unique ID: the time and 64 random bits.
+func newID() string {
+	var b [8]byte
+	rand.Read(b[:])
+	return fmt.Sprintf("alert.%d.%s", time.Now().Unix(), hex.EncodeToString(b[:]))
+}
+
+// Configure tells the Alerter the configuration and the accounts this
+// daemon polls (its shard's).
+func (a *Alerter) Configure(cfg *rcfile.Config, owned []*rcfile.Account) {
+	accts := make(map[string]AccountConfig, len(owned))
+	for _, ac := range owned {
+		c := AccountConfig{After: DefaultAfter(ac.Interval), Keep: ac.Keep}
+		if al := cfg.AlertFor(ac.Name); al != nil {
+			if al.After > 0 {
+				c.After = al.After
+			}
+			c.MaxMessages, c.MaxBytes = al.MailboxMessages, al.MailboxSize
+		}
+		accts[ac.Name] = c
+	}
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	a.cfg = cfg
+	a.handleLocked(a.eng.Configure(a.now(), accts))
+}
+
+// Polled feeds one finished poll.
+func (a *Alerter) Polled(p Poll) {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	a.dirty = true
+	a.handleLocked(a.eng.Poll(p))
+}
+
+// Reloaded feeds the outcome of an attempt to reload the rc file.
+func (a *Alerter) Reloaded(at time.Time, ok bool, diagnostics []string) {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	a.handleLocked(a.eng.Reload(at, ok, diagnostics))
+}
+
+// Active lists the conditions active now.
+func (a *Alerter) Active() []Active {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	return a.eng.Active()
+}
+
+// Tick checks the timed conditions now; Run calls it periodically.
+func (a *Alerter) Tick() {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	a.handleLocked(a.eng.Tick(a.now()))
+	if a.dirty {
+		a.saveLocked()
+	}
+}
+
+// handleLocked logs every notice, queues those to send, and writes the
+// state file when anything happened.
+func (a *Alerter) handleLocked(ns []Notice) {
+	if len(ns) == 0 {
+		return
+	}
+	for _, n := range ns {
+		attrs := []any{"account", n.Account, "condition", string(n.Condition), "since", n.Since.UTC().Format(time.RFC3339)}
+		if n.Condition != ReloadRejected || n.Event == Cleared {
+			// A rejected reload's diagnostics were logged by the
+			// reload, one line each; once is enough.
+			attrs = append(attrs, "detail", n.Detail)
+		}
+		switch {
+		case n.Suppressed:
+			a.log.Warn("alert raised; no notice sent (rate limit)", attrs...)
+			continue
+		case n.Event == Raised:
+			a.log.Warn("alert raised", attrs...)
+		default:
+			a.log.Info("alert cleared", attrs...)
+		}
+		for _, t := range targets(a.cfg.AlertFor(n.Account)) {
+			a.queue = append(a.queue, &item{Notice: n, Target: t})
+		}
+	}
+	a.saveLocked()
+	select {
+	case a.wake <- struct{}{}:
+	default:
+	}
+}
+
+// targets lists the kinds of target an alert block has.
+func targets(al *rcfile.Alert) []string {
+	if al == nil {
+		return nil
+	}
+	var t []string
+	if al.Maildir != "" {
+		t = append(t, targetMaildir)
+	}
+	if al.SMTP != nil {
+		t = append(t, targetSMTP)
+	}
+	if len(al.Command) > 0 {
+		t = append(t, targetCommand)
+	}
+	return t
+}
+
+// saveLocked writes the state file atomically (a temporary file, fsync,
+// rename, fsync of the directory), mode 0600: after a crash it holds the
+// old state or the new, and a condition active before a restart is not
+// raised again after it. A failure is logged; the next change tries again.
+func (a *Alerter) saveLocked() {
+	if !a.started {
+		a.dirty = true
+		return
+	}
+	b, err := json.MarshalIndent(fileState{Engine: a.eng.State(), Queue: a.queue}, "", "  ")
+	if err == nil {
+		err = writeAtomic(a.path, b)
+	}
+	if err != nil {
+		a.log.Error("alerts: cannot write the state file", "path", a.path, "err", err)
+		return
+	}
+	a.dirty = false
+}
+
+func writeAtomic(path string, b []byte) error {
+	dir := filepath.Dir(path)
+	f, err := os.CreateTemp(dir, "."+filepath.Base(path)+".*")
+	if err != nil {
+		return err
+	}
+	tmp := f.Name()
+	defer os.Remove(tmp) // after the rename, there is nothing to remove
+	if err := f.Chmod(0o600); err != nil {
+		f.Close()
+		return err
+	}
+	if _, err := f.Write(b); err != nil {
+		f.Close()
+		return err
+	}
+	if err := f.Sync(); err != nil {
+		f.Close()
+		return err
+	}
+	if err := f.Close(); err != nil {
+		return err
+	}
+	if err := os.Rename(tmp, path); err != nil {
+		return err
+	}
+	return durable.SyncDir(dir)
+}
+
+// Run sends the queue and ticks until ctx is done. What is still queued
+// then stays in the state file for the next start.
+func (a *Alerter) Run(ctx context.Context) {
+	tick := time.NewTicker(tickEvery)
+	defer tick.Stop()
+	a.mu.Lock()
+	a.started = true
+	a.eng.Resume(a.now())
+	a.mu.Unlock()
+	a.Tick()
+	for {
+		wait := a.sendDue(ctx)
+		timer := time.NewTimer(wait)
+		select {
+		case <-ctx.Done():
+			timer.Stop()
+			return
+		case <-tick.C:
+			a.Tick()
+		case <-a.wake:
+		case <-timer.C:
+		}
+		timer.Stop()
+	}
+}
+
+// sendDue sends every queued notice that is due, one target at a time,
+// without holding the lock while sending, and returns how long until
+// the next one is due.
+func (a *Alerter) sendDue(ctx context.Context) time.Duration {
+	for ctx.Err() == nil {
+		a.mu.Lock()
+		now := a.now()
+		var it *item
+		for _, q := range a.queue {
+			if !q.Next.After(now) {
+				it = q
+				break
+			}
+		}
+		if it == nil {
+			wait := tickEvery
+			for _, q := range a.queue {
+				wait = min(wait, q.Next.Sub(now))
+			}
+			a.mu.Unlock()
+			return max(wait, time.Second)
+		}
+		n, target := it.Notice, it.Target
+		al := a.cfg.AlertFor(n.Account)
+		a.mu.Unlock()
+
+		var err error
+		if !slices.Contains(targets(al), target) {
+			err = errGone
+		} else {
+			err = a.sender.Send(ctx, n, al, target)
+		}
+
+		a.mu.Lock()
+		switch {
+		case err == nil || errors.Is(err, errGone):
+			if err != nil {
+				a.log.Warn("alert not sent: its target left the configuration", "account", n.Account, "condition", string(n.Condition), "target", target)
+			} else {
+				a.log.Info("alert sent", "account", n.Account, "condition", string(n.Condition), "event", string(n.Event), "target", target)
+			}
+			a.queue = slices.DeleteFunc(a.queue, func(q *item) bool { return q == it })
+		case ctx.Err() != nil:
+			a.mu.Unlock()
+			return 0
+		default:
+			it.Tries++
+			delay := min(retryMax, retryMin<<min(it.Tries-1, 10))
+			it.Next = a.now().Add(delay)
+			a.log.Error("alert could not be sent; will retry", "account", n.Account, "condition", string(n.Condition), "event", string(n.Event),
+				"target", target, "err", err, "tries", it.Tries, "retry_in", delay)
+			// Move it behind the others so one broken target does not
+			// delay the notices for working ones.
+			a.queue = append(slices.DeleteFunc(a.queue, func(q *item) bool { return q == it }), it)
+		}
+		a.saveLocked()
+		a.mu.Unlock()
+	}
+	return 0
+}
+
+var errGone = errors.New("target no longer configured")
+
+// Pending is how many notices wait to be sent (for tests and status).
+func (a *Alerter) Pending() int {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	return len(a.queue)
+}

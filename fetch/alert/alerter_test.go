@@ -1,0 +1,218 @@
+package alert
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/emersion/go-message/mail"
+	"github.com/popfetch/popfetch/rcfile"
+)
+
+type fakeSender struct {
+	mu   sync.Mutex
+	fail map[string]int // target -> failures left
+	sent []string       // "target event condition"
+}
+
+func (f *fakeSender) Send(_ context.Context, n Notice, _ *rcfile.Alert, target string) error {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if f.fail[target] > 0 {
+		f.fail[target]--
+		return errors.New("disk full")
+	}
+	f.sent = append(f.sent, target+" "+string(n.Event)+" "+string(n.Condition))
+	return nil
+}
+
+func (f *fakeSender) got() []string {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return append([]string(nil), f.sent...)
+}
+
+func testConfig(dir string) (*rcfile.Config, []*rcfile.Account) {
+	acct := &rcfile.Account{Name: "work", Interval: 5 * time.Minute}
+	cfg := &rcfile.Config{
+		Accounts: []*rcfile.Account{acct},
+		Alert:    &rcfile.Alert{Maildir: filepath.Join(dir, "alerts"), Command: []string{"/bin/true"}},
+	}
+	return cfg, cfg.Accounts
+}
+
+// TestAlerterQueue: a notice whose target fails stays queued, is retried
+// with backoff and sent once; the other target is not sent twice; the
+// state file is 0600 and a new Alerter on it raises nothing again.
+func TestAlerterQueue(t *testing.T) {
+	dir := t.TempDir()
+	now := t0
+	var mu sync.Mutex
+	clock := func() time.Time { mu.Lock(); defer mu.Unlock(); return now }
+	advance := func(d time.Duration) { mu.Lock(); now = now.Add(d); mu.Unlock() }
+	fs := &fakeSender{fail: map[string]int{"maildir": 2}}
+	a := New(Options{StateDir: dir, Host: "mx.example", Sender: fs, Now: clock})
+	a.started = true // as Run does
+	cfg, owned := testConfig(dir)
+	a.Configure(cfg, owned)
+	a.Polled(Poll{Account: "work", At: clock(), Err: errAuth, Held: true})
+	ctx := context.Background()
+	a.sendDue(ctx) // maildir fails once; command sent
+	if got := fs.got(); len(got) != 1 || got[0] != "command raised auth-hold" {
+		t.Fatalf("sent %q", got)
+	}
+	if a.Pending() != 1 {
+		t.Fatalf("pending %d, want 1", a.Pending())
+	}
+	a.sendDue(ctx) // not due yet: nothing happens
+	advance(retryMin)
+	a.sendDue(ctx) // fails again
+	advance(retryMin)
+	a.sendDue(ctx) // still backing off (2×retryMin)
+	advance(retryMin)
+	a.sendDue(ctx)
+	if got := fs.got(); len(got) != 2 || got[1] != "maildir raised auth-hold" {
+		t.Fatalf("sent %q", got)
+	}
+	if a.Pending() != 0 {
+		t.Fatalf("pending %d, want 0", a.Pending())
+	}
+	fi, err := os.Stat(filepath.Join(dir, StateFile))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if fi.Mode().Perm() != 0o600 {
+		t.Errorf("state file mode %v, want 0600", fi.Mode().Perm())
+	}
+
+	// A restart: the hold is still active and the next held poll says
+	// nothing new; the success clears it once.
+	b := New(Options{StateDir: dir, Host: "mx.example", Sender: fs, Now: clock})
+	b.started = true // as Run does
+	b.Configure(cfg, owned)
+	if act := b.Active(); len(act) != 1 || act[0].Condition != AuthHold || act[0].Account != "work" {
+		t.Fatalf("active after restart %+v", act)
+	}
+	b.Polled(Poll{Account: "work", At: clock(), Err: errAuth, Held: true})
+	if b.Pending() != 0 {
+		t.Fatalf("a held poll after the restart queued %d notices", b.Pending())
+	}
+	b.Polled(Poll{Account: "work", At: clock()})
+	b.sendDue(ctx)
+	want := []string{"command raised auth-hold", "maildir raised auth-hold", "maildir cleared auth-hold", "command cleared auth-hold"}
+	if got := fs.got(); strings.Join(got, ",") != strings.Join(want, ",") {
+		t.Errorf("sent %q\nwant %q", got, want)
+	}
+}
+
+// TestAlerterQueueSurvivesRestart: a notice not yet sent is sent by the
+// next daemon.
+func TestAlerterQueueSurvivesRestart(t *testing.T) {
+	dir := t.TempDir()
+	fs := &fakeSender{fail: map[string]int{"maildir": 1, "command": 1}}
+	clock := func() time.Time { return t0 }
+	a := New(Options{StateDir: dir, Sender: fs, Now: clock})
+	a.started = true // as Run does
+	cfg, owned := testConfig(dir)
+	a.Configure(cfg, owned)
+	a.Reloaded(t0, false, []string{"rc:1:1: error: x"})
+	a.sendDue(context.Background())
+	if len(fs.got()) != 0 {
+		t.Fatal("sent despite failures")
+	}
+	b := New(Options{StateDir: dir, Sender: fs, Now: func() time.Time { return t0.Add(time.Hour) }})
+	b.started = true // as Run does
+	b.Configure(cfg, owned)
+	b.sendDue(context.Background())
+	if got := fs.got(); len(got) != 2 {
+		t.Errorf("after restart sent %q, want both targets", got)
+	}
+}
+
+func TestCompose(t *testing.T) {
+	n := Notice{ID: "alert.1.abc", Event: Raised, Account: "work", Condition: AuthHold, Since: t0, At: t0, Detail: "-ERR [AUTH] bad\npassword"}
+	raw, err := Compose(n, "mx.example", "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !bytes.Contains(raw, []byte("\r\n\r\n")) || bytes.Contains(bytes.ReplaceAll(raw, []byte("\r\n"), nil), []byte("\n")) {
+		t.Errorf("not CRLF throughout:\n%s", raw)
+	}
+	r, err := mail.CreateReader(bytes.NewReader(raw))
+	if err != nil {
+		t.Fatal(err)
+	}
+	h := r.Header
+	subj, _ := h.Subject()
+	if !strings.Contains(subj, "work") || !strings.Contains(subj, "authentication hold") {
+		t.Errorf("subject %q", subj)
+	}
+	from, _ := h.AddressList("From")
+	to, _ := h.AddressList("To")
+	id, _ := h.MessageID()
+	date, _ := h.Date()
+	if len(from) != 1 || from[0].Address != "popfetch@mx.example" || len(to) != 1 || to[0].Address != "postmaster@mx.example" ||
+		id != "alert.1.abc@mx.example" || !date.Equal(t0) || h.Get("Auto-Submitted") != "auto-generated" {
+		t.Errorf("header: from %v to %v id %q date %v auto %q", from, to, id, date, h.Get("Auto-Submitted"))
+	}
+	p, err := r.NextPart()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var body bytes.Buffer
+	body.ReadFrom(p.Body)
+	for _, w := range []string{"What to do", "password", "popfetch now"} {
+		if !strings.Contains(body.String(), w) {
+			t.Errorf("body lacks %q:\n%s", w, body.String())
+		}
+	}
+	var doc Document
+	if err := json.Unmarshal(JSON(n, "mx.example"), &doc); err != nil || doc.Account != "work" || doc.Condition != AuthHold || doc.Event != Raised {
+		t.Errorf("JSON %+v, %v", doc, err)
+	}
+}
+
+func TestRunCommand(t *testing.T) {
+	dir := t.TempDir()
+	out := filepath.Join(dir, "out")
+	if err := runCommand(context.Background(), []string{"/bin/sh", "-c", `cat > "$1"`, "sh", out}, []byte(`{"a":1}`+"\n")); err != nil {
+		t.Fatal(err)
+	}
+	if b, _ := os.ReadFile(out); string(b) != `{"a":1}`+"\n" {
+		t.Errorf("stdin %q", b)
+	}
+	err := runCommand(context.Background(), []string{"/bin/sh", "-c", "echo nope >&2; exit 3"}, nil)
+	if err == nil || !strings.Contains(err.Error(), "nope") {
+		t.Errorf("err = %v", err)
+	}
+}
+
+// FuzzStateFile: whatever the state file holds (a torn write cannot
+// happen, but a hand edit or a disk error can), the Alerter starts and
+// works: at worst it starts afresh.
+func FuzzStateFile(f *testing.F) {
+	f.Add([]byte(`{"engine":{"active":[{"account":"work","condition":"auth-hold","since":"2026-01-02T03:04:05Z","notified":true}],"accounts":{"work":{"last_ok":"2026-01-02T03:04:05Z"}},"last_raise":{"work/auth-hold":"2026-01-02T03:04:05Z"}},"queue":[{"notice":{"id":"x","event":"raised","condition":"failing"},"target":"maildir"}]}`))
+	f.Add([]byte(`{"engine":{"accounts":{"work":null},"last_raise":{"nokey":"2026-01-02T03:04:05Z"}},"queue":[null]}`))
+	f.Add([]byte(`not json`))
+	f.Fuzz(func(t *testing.T, b []byte) {
+		dir := t.TempDir()
+		if err := os.WriteFile(filepath.Join(dir, StateFile), b, 0o600); err != nil {
+			t.Fatal(err)
+		}
+		a := New(Options{StateDir: dir, Sender: &fakeSender{}, Now: func() time.Time { return t0 }})
+		a.started = true
+		cfg, owned := testConfig(dir)
+		a.Configure(cfg, owned)
+		a.Polled(Poll{Account: "work", At: t0, Err: errAuth, Held: true})
+		a.Tick()
+		a.sendDue(context.Background())
+		a.Active()
+	})
+}
