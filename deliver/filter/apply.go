@@ -105,6 +105,15 @@ func newField(name, value string) outField {
 	b.Grow(len(name) + len(value) + 4)
 	b.WriteString(name)
 	b.WriteString(": ")
+	// Control characters first, so that a line of nothing else counts as
+	// blank below.
+	vb := []byte(value)
+	for i, c := range vb {
+		if c < 0x20 && c != '\t' && c != '\r' && c != '\n' || c == 0x7f {
+			vb[i] = ' '
+		}
+	}
+	value = string(vb)
 	value = strings.TrimLeft(value, " \t")
 	lines := strings.FieldsFunc(value, func(r rune) bool { return r == '\r' || r == '\n' })
 	first := true
@@ -119,13 +128,7 @@ func newField(name, value string) outField {
 			}
 		}
 		first = false
-		for i := 0; i < len(l); i++ {
-			c := l[i]
-			if c < 0x20 && c != '\t' || c == 0x7f {
-				c = ' '
-			}
-			b.WriteByte(c)
-		}
+		b.WriteString(l)
 	}
 	b.WriteString("\r\n")
 	return outField{name: name, raw: b.Bytes()}

@@ -57,3 +57,31 @@ func FuzzSplitHeader(f *testing.F) {
 		}
 	})
 }
+
+// FuzzNewField: whatever value a filter sends, the field written is one
+// field: "Name: " first, CRLF only at line ends, every further line a
+// continuation with something on it.
+func FuzzNewField(f *testing.F) {
+	f.Add("a\nb\r\n\r\nc")
+	f.Add("\r\nX-Injected: yes\r\n\r\nbody")
+	f.Add(" \t\x00\x7f\r")
+	f.Fuzz(func(t *testing.T, v string) {
+		raw := newField("X-Test", v).raw
+		if !bytes.HasPrefix(raw, []byte("X-Test: ")) || !bytes.HasSuffix(raw, []byte("\r\n")) {
+			t.Fatalf("%q", raw)
+		}
+		lines := bytes.Split(raw[:len(raw)-2], []byte("\r\n"))
+		for i, l := range lines {
+			if bytes.ContainsAny(l, "\r\n\x00") {
+				t.Fatalf("line %q of %q", l, raw)
+			}
+			if i > 0 && (len(bytes.TrimSpace(l)) == 0 || (l[0] != ' ' && l[0] != '\t')) {
+				t.Fatalf("line %q of %q is not a continuation", l, raw)
+			}
+		}
+		fs, end := splitHeader(append(raw, "\r\nbody"...))
+		if len(fs) != 1 || end != len(raw) {
+			t.Fatalf("%q reads back as %d fields", raw, len(fs))
+		}
+	})
+}

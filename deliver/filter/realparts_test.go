@@ -135,17 +135,18 @@ var (
 )
 
 // rspamdConf is the private rspamd's configuration: the packaged rules
-// (common.conf), DNS pointed at a closed loopback port so that network
-// checks fail at once instead of timing out, test patterns (GTUBE) on,
-// and only the proxy worker, in milter mode, scanning itself.
+// (common.conf), DNS pointed at nxdomainServer (no network here: every
+// name and blocklist entry does not exist, at once, instead of a timeout
+// per lookup), test patterns (GTUBE) on, and only the proxy worker, in
+// milter mode, scanning itself.
 const rspamdConf = `.include "$CONFDIR/common.conf"
 options {
     pidfile = "$RUNDIR/rspamd.pid";
     .include "$CONFDIR/options.inc"
     enable_test_patterns = true;
     dns {
-        nameserver = ["127.0.0.1:1"];
-        timeout = 0.2s;
+        nameserver = ["%s"];
+        timeout = 1s;
         retransmits = 1;
     }
 }
@@ -209,12 +210,17 @@ func startRspamd(t testing.TB) *daemon {
 			return
 		}
 		d.addr = fmt.Sprintf("127.0.0.1:%d", port)
+		dns, err := nxdomainServer()
+		if err != nil {
+			d.err = err
+			return
+		}
 		local := filepath.Join(d.dir, "local")
 		for _, sub := range []string{"local/local.d", "db", "run", "log"} {
 			os.MkdirAll(filepath.Join(d.dir, sub), 0o700)
 		}
 		files := map[string]string{
-			"rspamd.conf":                       fmt.Sprintf(rspamdConf, d.addr),
+			"rspamd.conf":                       fmt.Sprintf(rspamdConf, dns, d.addr),
 			"local/rspamd.local.lua":            rspamdLua,
 			"local/local.d/milter_headers.conf": rspamdHeaders,
 		}
@@ -240,6 +246,44 @@ func startRspamd(t testing.TB) *daemon {
 	}
 	t.Logf("private rspamd on %s, started in %v", rspamdD.addr, rspamdD.startup.Round(time.Millisecond))
 	return rspamdD
+}
+
+// nxdomainServer answers every DNS query on a loopback UDP port with
+// NXDOMAIN (RFC 1035 §4.1.1: the query echoed with QR set and RCODE 3),
+// for the rest of the test binary; it returns its address.
+func nxdomainServer() (string, error) {
+	pc, err := net.ListenPacket("udp", "127.0.0.1:0")
+	if err != nil {
+		return "", err
+	}
+	go func() {
+		buf := make([]byte, 1500)
+		for {
+			n, from, err := pc.ReadFrom(buf)
+			if err != nil {
+				return
+			}
+			if n < 12 {
+				continue
+			}
+			q := buf[:n]
+			q[2] |= 0x80                                            // QR: a response
+			q[3] = q[3]&0x70 | 0x80 | 3                             // RA, RCODE NXDOMAIN
+			q[6], q[7], q[8], q[9], q[10], q[11] = 0, 0, 0, 0, 0, 0 // no answer, authority, additional
+			// The additional section (an EDNS OPT) is dropped with its count:
+			// cut the message after the question.
+			end := 12
+			for end < n && q[end] != 0 {
+				end += int(q[end]) + 1
+			}
+			end += 5 // the root label, QTYPE, QCLASS
+			if end > n {
+				continue
+			}
+			pc.WriteTo(q[:end], from)
+		}
+	}()
+	return pc.LocalAddr().String(), nil
 }
 
 // eicar is the EICAR anti-virus test file (68 bytes), in two parts so that
