@@ -142,13 +142,15 @@ var (
 const rspamdConf = `.include "$CONFDIR/common.conf"
 options {
     pidfile = "$RUNDIR/rspamd.pid";
-    .include "$CONFDIR/options.inc"
+    # Before the packaged options: rspamd keeps the first of two
+    # settings, and the resolver otherwise is resolv.conf's.
     enable_test_patterns = true;
     dns {
         nameserver = ["%s"];
         timeout = 1s;
         retransmits = 1;
     }
+    .include "$CONFDIR/options.inc"
 }
 logging {
     type = "file";
