@@ -368,13 +368,14 @@ func (d *MDA) DeliverReporting(ctx context.Context, m *Message, sender string, r
 		}
 		// Reported run by run.
 		res.delivered(i, Receipt{Kind: "mda", Dest: argv[0]})
-		res.set(i, d.run(ctx, argv, Open(m, fields, true)))
+		res.set(i, d.run(ctx, argv, Open(m, fields, true), nil))
 	}
 	return res.done()
 }
 
-// run executes one MDA and classifies the outcome.
-func (d *MDA) run(ctx context.Context, argv []string, msg io.Reader) error {
+// run executes one MDA and classifies the outcome. stdout, when not nil,
+// gets the program's standard output (RunFilter).
+func (d *MDA) run(ctx context.Context, argv []string, msg io.Reader, stdout io.Writer) error {
 	ctx, cancel := context.WithTimeout(ctx, d.opts.Timeout)
 	defer cancel()
 
@@ -404,6 +405,7 @@ func (d *MDA) run(ctx context.Context, argv []string, msg io.Reader) error {
 		Env:    d.opts.Env,
 		Dir:    "/", // not popfetch's cwd, which may be anywhere (or gone)
 		Stdin:  in,
+		Stdout: stdout,
 		Stderr: stderr,
 		// A new process group, so the timeout kills the MDA's helpers too.
 		SysProcAttr: &syscall.SysProcAttr{Setpgid: true},
