@@ -263,7 +263,7 @@ account "s" {
   }
 }
 `
-	cfg, diags := parseOne(t, src)
+	_, diags := parseOne(t, src)
 	out := string(render(t, diags))
 	// ann's own target is an mda: the inherited folder rule cannot
 	// file her copies.
@@ -271,7 +271,7 @@ account "s" {
 		t.Fatalf("got:\n%s\nwant the folder rule refused for ann's mda", out)
 	}
 	src = strings.Replace(src, `deliver { mda = ["/usr/bin/procmail", "-d", "ann"] }`, `deliver { maildir = "/var/vmail/ann" }`, 1)
-	cfg, diags = parseOne(t, src)
+	cfg, diags := parseOne(t, src)
 	if diags.HasErrors() {
 		t.Fatalf("%s", render(t, diags))
 	}
