@@ -769,10 +769,15 @@ func (s *session) fetch(ctx context.Context, todo []entry) (err error) {
 	}
 	// Last of all, once every delivery is collected: a message
 	// delivered and recorded whose DELE was not sent in this session
-	// (it ended first) has its audit line too.
+	// (it ended first) has its audit line too; with keep none was due,
+	// the session ending early or not.
 	defer func() {
+		onServer := onServerNotDeleted
+		if s.a.Keep {
+			onServer = onServerKept
+		}
 		for _, e := range todo {
-			s.audited(e, onServerNotDeleted)
+			s.audited(e, onServer)
 		}
 	}()
 	c := s.c
