@@ -3,10 +3,12 @@ package fetch
 import (
 	"context"
 	"fmt"
+	"math"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/popfetch/popfetch/fetch/pop3test"
 )
@@ -97,7 +99,10 @@ func TestAuditLineHostileBounded(t *testing.T) {
 // connection drops at a later RETR) is still kept on purpose, not waiting
 // for a DELE: its audit line says kept, and it counts in Kept.
 func TestAuditLineKeepSessionBroken(t *testing.T) {
-	srv := pop3test.NewServer(t, pop3test.Options{Messages: msgs(300), Faults: []pop3test.Fault{{Cmd: "RETR", N: 290, Action: pop3test.Drop}}})
+	srv := pop3test.NewServer(t, pop3test.Options{Messages: msgs(300), Faults: []pop3test.Fault{{Cmd: "RETR", N: 290, Action: pop3test.Custom,
+		// The first round's deliveries end meanwhile, most of them
+		// recorded but not yet synced in a batch.
+		Func: func(c *pop3test.Conn) { time.Sleep(300 * time.Millisecond); c.Close() }}}})
 	a := testAccount(t, srv)
 	a.Keep = true
 	var logs auditLogs
@@ -115,5 +120,18 @@ func TestAuditLineKeepSessionBroken(t *testing.T) {
 		if path(r, "on_server") != "kept" {
 			t.Errorf("uid %s: on_server %s; want kept", path(r, "uid"), path(r, "on_server"))
 		}
+	}
+}
+
+// A server may claim any size in its LIST replies: MailboxBytes (the
+// popfetch_mailbox_bytes gauge a quota alert watches) saturates rather
+// than wrapping around to a negative size, which the gauge would show as
+// an empty mailbox.
+func TestMailboxBytesSaturates(t *testing.T) {
+	srv := pop3test.NewServer(t, pop3test.Options{Messages: msgs(3), ListSize: func(pop3test.Message) int { return math.MaxInt64/2 + 1 }})
+	a := testAccount(t, srv)
+	res := poller(nil).Poll(context.Background(), a)
+	if res.Err != nil || res.Messages != 3 || res.MailboxBytes != math.MaxInt64 {
+		t.Errorf("Poll = %+v; want MailboxBytes %d", res, int64(math.MaxInt64))
 	}
 }

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io/fs"
 	"log/slog"
+	"math"
 	"net"
 	"os"
 	"path/filepath"
@@ -523,7 +524,10 @@ func (s *session) transact(ctx context.Context) error {
 	for i, e := range uids {
 		size[e.Num] = e.Size
 		onServer[i] = e.UID
-		s.res.MailboxBytes += e.Size
+		// Saturating: a server may claim any size (sizes are >= 0), and
+		// a sum wrapped around to a negative would read as an empty
+		// maildrop.
+		s.res.MailboxBytes += min(e.Size, math.MaxInt64-s.res.MailboxBytes)
 	}
 	// Before retain forgets the UIDs the listing no longer shows.
 	renumbered := s.survey(uids)
