@@ -10,7 +10,9 @@ import (
 	"testing"
 	"time"
 
+	"github.com/popfetch/popfetch/deliver/delivertest/fault"
 	"github.com/popfetch/popfetch/fetch/pop3test"
+	"github.com/popfetch/popfetch/rcfile"
 )
 
 // Many messages delivered 32 at once, one DELE refused and the connection
@@ -133,5 +135,48 @@ func TestMailboxBytesSaturates(t *testing.T) {
 	res := poller(nil).Poll(context.Background(), a)
 	if res.Err != nil || res.Messages != 3 || res.MailboxBytes != math.MaxInt64 {
 		t.Errorf("Poll = %+v; want MailboxBytes %d", res, int64(math.MaxInt64))
+	}
+}
+
+// Multidrop, many messages with dedupe_message_id and several copies of
+// one message: each delivered message has one line, with one copy per
+// user (a duplicate's copy noted as such), and the postmaster's messages
+// count in Postmaster.
+func TestAuditLinesMultidropMany(t *testing.T) {
+	var ms []pop3test.Message
+	for i := range 120 {
+		h := fmt.Sprintf("To: alice@example.com, bob@example.com\nMessage-ID: <%d@x>", i%60) // each Message-ID twice
+		if i%10 == 0 {
+			h = fmt.Sprintf("To: nobody@example.com\nMessage-ID: <pm%d@x>", i)
+		}
+		ms = append(ms, domainMsg(fmt.Sprintf("m%03d", i), h))
+	}
+	srv := pop3test.NewServer(t, pop3test.Options{Messages: ms})
+	a := testAccount(t, srv)
+	var logs auditLogs
+	res := mdPoller(t, fault.New(), fault.New(), func(md *rcfile.Multidrop) { md.DedupeMessageID = true }, logs.logger()).Poll(context.Background(), a)
+	if res.Err != nil || res.Delivered != len(ms) || res.Postmaster != 12 {
+		t.Fatalf("Poll = %+v", res)
+	}
+	recs := logs.records(t, "message delivered")
+	seen := map[string]bool{}
+	for _, r := range recs {
+		uid := path(r, "uid")
+		if seen[uid] {
+			t.Errorf("%s: two lines", uid)
+		}
+		seen[uid] = true
+		if path(r, "copy.1.postmaster") == "true" {
+			if path(r, "copy.2.target") != "" {
+				t.Errorf("%v", r)
+			}
+			continue
+		}
+		if path(r, "copy.1.user") == "" || path(r, "copy.2.user") == "" || path(r, "copy.3.user") != "" {
+			t.Errorf("%s: copies %v", uid, r["copy"])
+		}
+	}
+	if len(seen) != len(ms) {
+		t.Errorf("%d lines; want %d", len(seen), len(ms))
 	}
 }
