@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io/fs"
 	"log/slog"
+	"math"
 	"net"
 	"os"
 	"path/filepath"
@@ -523,7 +524,10 @@ func (s *session) transact(ctx context.Context) error {
 	for i, e := range uids {
 		size[e.Num] = e.Size
 		onServer[i] = e.UID
-		s.res.MailboxBytes += e.Size
+		// Saturating: a server may claim any size (sizes are >= 0), and
+		// a sum wrapped around to a negative would read as an empty
+		// maildrop.
+		s.res.MailboxBytes += min(e.Size, math.MaxInt64-s.res.MailboxBytes)
 	}
 	// Before retain forgets the UIDs the listing no longer shows.
 	renumbered := s.survey(uids)
@@ -769,10 +773,15 @@ func (s *session) fetch(ctx context.Context, todo []entry) (err error) {
 	}
 	// Last of all, once every delivery is collected: a message
 	// delivered and recorded whose DELE was not sent in this session
-	// (it ended first) has its audit line too.
+	// (it ended first) has its audit line too; with keep none was due,
+	// the session ending early or not.
 	defer func() {
+		onServer := onServerNotDeleted
+		if s.a.Keep {
+			onServer = onServerKept
+		}
 		for _, e := range todo {
-			s.audited(e, onServerNotDeleted)
+			s.audited(e, onServer)
 		}
 	}()
 	c := s.c
