@@ -293,3 +293,35 @@ func TestAuditLineMultidropResume(t *testing.T) {
 		t.Errorf("audit line %v; want alice (an earlier poll) and bob", r)
 	}
 }
+
+// A message delivered and recorded by a poll that ended before its DELE
+// (here: a keep poll, then keep turned off) is deleted by the next poll,
+// which gives it a line of its own: the poll that delivered it wrote
+// none that says it left the server, and after a kill none at all.
+func TestAuditLineDeletedLater(t *testing.T) {
+	srv := pop3test.NewServer(t, pop3test.Options{Messages: msgs(2)})
+	a := testAccount(t, srv)
+	a.Keep = true
+	p := poller(nil)
+	if res := p.Poll(context.Background(), a); res.Err != nil || res.Kept != 2 {
+		t.Fatalf("first poll = %+v; want 2 kept", res)
+	}
+	a.Keep = false
+	var logs auditLogs
+	p.Log = logs.logger()
+	if res := p.Poll(context.Background(), a); res.Err != nil || res.Deleted != 2 || res.Delivered != 0 {
+		t.Fatalf("second poll = %+v; want 2 deleted, none delivered", res)
+	}
+	recs := logs.records(t, "message deleted")
+	if len(recs) != 2 {
+		t.Fatalf("%d \"message deleted\" lines; want 2:\n%s", len(recs), logs.text.String())
+	}
+	for _, r := range recs {
+		if path(r, "on_server") != "deleted" || path(r, "note") != noteEarlier || path(r, "uid") == "" {
+			t.Errorf("line %v; want uid, on_server=deleted and the earlier-poll note", r)
+		}
+	}
+	if n := len(logs.records(t, "message delivered")); n != 0 {
+		t.Errorf("%d \"message delivered\" lines for messages delivered before; want 0", n)
+	}
+}

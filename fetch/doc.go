@@ -131,7 +131,9 @@
 // message_id, from, on_server (deleted, kept, dele_refused, not_deleted)
 // and per copy N the group copy.N with user, rcpt, postmaster, target
 // (maildir, mda, smtp, lmtp), dest, reply, reason, note: in text logs
-// copy.1.dest=..., in JSON logs the same path of objects;
+// copy.1.dest=..., in JSON logs the same path of objects; a message
+// delivered by an earlier poll and deleted now gets "message deleted"
+// with uid, msgnum, size, note and on_server;
 // multidrop routing adds via, users, reason; the user directory adds url,
 // loaded, grace_until, down_since, last_good_users; the scheduler (package
 // fetch/daemon) adds failures, retry_in, previous_err, generation, polls,

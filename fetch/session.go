@@ -1148,10 +1148,17 @@ func (s *session) fetch(ctx context.Context, todo []entry) (err error) {
 				continue
 			}
 			s.res.Deleted++
-			s.audited(o.e, onServerDeleted)
-			if age, ok := s.exp.age[o.e.Num]; ok {
+			if s.pending[o.e.Num] != nil {
+				s.audited(o.e, onServerDeleted)
+			} else if age, ok := s.exp.age[o.e.Num]; ok {
 				// The audit line of a kept message's deletion.
 				s.log.Info("deleted from the server: delivered longer ago than delete_after", "uid", o.e.UID, "msgnum", o.e.Num, "size", o.e.Size, "age", age.Round(time.Second))
+			} else if !s.a.QuietMessages {
+				// Delivered and recorded by an earlier poll that
+				// ended (or was killed) before its DELE: that poll
+				// wrote no audit line, so this one says where the
+				// message went, as far as the journal knows.
+				s.log.Info("message deleted", "uid", o.e.UID, "msgnum", o.e.Num, "size", o.e.Size, "note", noteEarlier, "on_server", onServerDeleted)
 			}
 			if err := s.deleAccepted(o.e); err != nil {
 				s.log.Warn("uidl store: recording an accepted DELE failed", "uid", o.e.UID, "err", err)
