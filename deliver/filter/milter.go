@@ -92,7 +92,8 @@ func (f *Milter) Name() string { return f.name }
 // the ones of these it asks for.
 var milterMacros = map[milter.MacroStage][]milter.MacroName{
 	milter.StageConnect: {milter.MacroMTAFQDN, milter.MacroDaemonName, milter.MacroMTAVersion,
-		milter.MacroClientAddr, milter.MacroClientName, milter.MacroClientPTR, milter.MacroIfAddr},
+		milter.MacroClientAddr, milter.MacroClientName, milter.MacroClientPTR, milter.MacroIfAddr,
+		milter.MacroRFC1413AuthInfo},
 	milter.StageHelo: {},
 	milter.StageMail: {milter.MacroQueueId, milter.MacroMailAddr, milter.MacroMailHost, milter.MacroMailMailer},
 	milter.StageRcpt: {milter.MacroRcptAddr, milter.MacroRcptHost, milter.MacroRcptMailer},
@@ -249,6 +250,11 @@ func (f *Milter) setConnMacros(macros *milter.MacroBag, env *Envelope) {
 	macros.Set(milter.MacroClientPTR, name)
 	if env.Client.ClientIP.IsValid() {
 		macros.Set(milter.MacroClientAddr, env.Client.ClientIP.String())
+		// "_" is the client as Postfix writes it in its own Received
+		// field, "name [address]" (Postfix's smtpd_milter.c): milters
+		// that build a Received field for their scanner from it
+		// (spamass-milter) otherwise give SpamAssassin no client.
+		macros.Set(milter.MacroRFC1413AuthInfo, name+" ["+env.Client.ClientIP.String()+"]")
 	}
 	if id := env.QueueID; id != "" {
 		if h, ok := cleanHost(id); ok {

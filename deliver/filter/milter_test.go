@@ -47,7 +47,7 @@ type recorder struct {
 	eom func(m milter.Modifier) (*milter.Response, error)
 }
 
-var recordedMacros = []milter.MacroName{"j", "{daemon_name}", "v", "{client_addr}", "{client_name}", "{client_ptr}", "{if_addr}",
+var recordedMacros = []milter.MacroName{"j", "{daemon_name}", "v", "{client_addr}", "{client_name}", "{client_ptr}", "{if_addr}", "_",
 	"i", "{mail_addr}", "{mail_host}", "{mail_mailer}", "{rcpt_addr}", "{rcpt_host}", "{rcpt_mailer}"}
 
 func (r *recorder) add(format string, args ...any) {
@@ -162,7 +162,8 @@ func TestMilterConversation(t *testing.T) {
 	got := strings.Join(log, "\n")
 	want := []string{
 		"macros@connect j=popfetch.test {daemon_name}=popfetch v=popfetch " + deliver.Version +
-			" {client_addr}=203.0.113.25 {client_name}=mail.example.net {client_ptr}=mail.example.net {if_addr}=127.0.0.1",
+			" {client_addr}=203.0.113.25 {client_name}=mail.example.net {client_ptr}=mail.example.net {if_addr}=127.0.0.1" +
+			" _=mail.example.net [203.0.113.25]",
 		"connect host=mail.example.net family=tcp4 port=0 addr=203.0.113.25",
 		"helo mail.example.net",
 		"mail from=<alice@example.net>",
