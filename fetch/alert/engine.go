@@ -48,11 +48,12 @@ var Conditions = []Condition{AuthHold, Failing, DeliveryFailing, DeleRefused, Re
 
 // Rate limits. A condition that clears and comes back within
 // RenotifyAfter of its last notice is active again, but silently (it
-// flaps; the first notice still stands), and no more than MaxPerHour
-// raise notices go out in any hour across all accounts (a network outage
-// hits every account at once: one person should not get 500 mails).
-// A suppressed raise gets no recovery notice either, so the two always
-// pair up; a recovery notice of a raise that was sent is never dropped.
+// flaps), and no more than MaxPerHour raise notices go out in any hour
+// across all accounts (a network outage hits every account at once: one
+// person should not get 500 mails). A suppressed raise gets no recovery
+// notice either, so the two always pair up; a recovery notice of a raise
+// that was sent is never dropped. A suppressed condition still active
+// when the limits allow is raised then (Tick): held back, not lost.
 const (
 	RenotifyAfter = time.Hour
 	MaxPerHour    = 20
@@ -394,7 +395,7 @@ func (e *Engine) Tick(now time.Time) []Notice {
 	for _, name := range names {
 		out = e.timers(out, now, name)
 	}
-	return out
+	return e.deferred(out, now)
 }
 
 func (e *Engine) timers(out []Notice, now time.Time, name string) []Notice {
@@ -424,15 +425,39 @@ func (e *Engine) raise(out []Notice, now time.Time, k Key, detail string) []Noti
 	}
 	a := &Active{Account: k.Account, Condition: k.Condition, Since: now, Detail: detail}
 	e.active[k] = a
+	a.Notified = e.mayNotify(now, k)
+	return append(out, Notice{ID: e.newID(), Event: Raised, Account: k.Account, Condition: k.Condition, Since: now, At: now, Detail: detail, Suppressed: !a.Notified})
+}
+
+// mayNotify says whether a raise notice for k may go out now under the
+// rate limits, and if so counts it.
+func (e *Engine) mayNotify(now time.Time, k Key) bool {
 	hour := now.Add(-time.Hour)
 	e.sent = slices.DeleteFunc(e.sent, func(t time.Time) bool { return !t.After(hour) })
 	last, seen := e.lastRaise[k]
-	a.Notified = !(seen && now.Sub(last) < RenotifyAfter) && len(e.sent) < MaxPerHour
-	if a.Notified {
-		e.lastRaise[k] = now
-		e.sent = append(e.sent, now)
+	if (seen && now.Sub(last) < RenotifyAfter) || len(e.sent) >= MaxPerHour {
+		return false
 	}
-	return append(out, Notice{ID: e.newID(), Event: Raised, Account: k.Account, Condition: k.Condition, Since: now, At: now, Detail: detail, Suppressed: !a.Notified})
+	e.lastRaise[k] = now
+	e.sent = append(e.sent, now)
+	return true
+}
+
+// deferred sends the raise notices the rate limits held back, for the
+// conditions still active once the limits allow: a condition that came
+// back within RenotifyAfter of its recovery notice and stayed must not
+// rest on that "RESOLVED", and one held back by MaxPerHour is late,
+// not lost.
+func (e *Engine) deferred(out []Notice, now time.Time) []Notice {
+	for _, a := range e.Active() {
+		k := Key{a.Account, a.Condition}
+		if a.Notified || !e.mayNotify(now, k) {
+			continue
+		}
+		e.active[k].Notified = true
+		out = append(out, Notice{ID: e.newID(), Event: Raised, Account: a.Account, Condition: a.Condition, Since: a.Since, At: now, Detail: a.Detail})
+	}
+	return out
 }
 
 // clear ends condition k if it is active, and appends its recovery

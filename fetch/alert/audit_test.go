@@ -1,0 +1,80 @@
+package alert
+
+import (
+	"fmt"
+	"strings"
+	"testing"
+	"time"
+)
+
+// kinds lists ns as "raised a/x", "cleared a/x", "suppressed a/x".
+func kinds(ns []Notice) []string {
+	var out []string
+	for _, n := range ns {
+		ev := string(n.Event)
+		if n.Suppressed {
+			ev = "suppressed"
+		}
+		out = append(out, ev+" "+n.Account+"/"+string(n.Condition))
+	}
+	return out
+}
+
+// TestEngineFlapThenStays: a condition that comes back within
+// RenotifyAfter of its recovery notice is silent at first, but if it
+// stays, its raise goes out once RenotifyAfter has passed: the person
+// who read "RESOLVED" must not believe that forever.
+func TestEngineFlapThenStays(t *testing.T) {
+	e := NewEngine(nil)
+	e.Configure(t0, map[string]AccountConfig{"a": {After: time.Hour}})
+	var got []string
+	p := func(at time.Duration, err error, held bool) {
+		got = append(got, kinds(e.Poll(Poll{Account: "a", At: t0.Add(at), Err: err, Held: held}))...)
+	}
+	p(0, errAuth, true)
+	p(time.Minute, nil, false)
+	p(2*time.Minute, errAuth, true)
+	for m := 3; m < 240; m++ {
+		got = append(got, kinds(e.Tick(t0.Add(time.Duration(m)*time.Minute)))...)
+	}
+	p(4*time.Hour, nil, false)
+	want := []string{"raised a/auth-hold", "cleared a/auth-hold", "suppressed a/auth-hold", "raised a/auth-hold", "cleared a/auth-hold"}
+	if strings.Join(got, "; ") != strings.Join(want, "; ") {
+		t.Errorf("notices:\n got %q\nwant %q", got, want)
+	}
+}
+
+// TestEngineRateLimitDefers: a raise the hourly limit held back goes
+// out once the budget allows, if the condition is still active; the
+// limit delays notices, it does not drop them.
+func TestEngineRateLimitDefers(t *testing.T) {
+	e := NewEngine(nil)
+	conf := map[string]AccountConfig{}
+	for i := range 30 {
+		conf[fmt.Sprintf("acct%02d", i)] = AccountConfig{After: time.Hour}
+	}
+	e.Configure(t0, conf)
+	raised := 0
+	count := func(ns []Notice) {
+		for _, n := range ns {
+			if n.Event == Raised && !n.Suppressed {
+				raised++
+			}
+		}
+	}
+	for name := range conf {
+		count(e.Poll(Poll{Account: name, At: t0, Err: errAuth, Held: true}))
+	}
+	for m := 1; m < 59; m++ {
+		count(e.Tick(t0.Add(time.Duration(m) * time.Minute)))
+	}
+	if raised != MaxPerHour {
+		t.Fatalf("within the hour: raised %d, want %d", raised, MaxPerHour)
+	}
+	for m := 59; m < 130; m++ {
+		count(e.Tick(t0.Add(time.Duration(m) * time.Minute)))
+	}
+	if raised != 30 {
+		t.Errorf("after the hour: raised %d, want all 30", raised)
+	}
+}
