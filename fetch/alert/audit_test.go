@@ -78,3 +78,37 @@ func TestEngineRateLimitDefers(t *testing.T) {
 		t.Errorf("after the hour: raised %d, want all 30", raised)
 	}
 }
+
+// TestEngineClockBack: a state file written while the clock was wrong
+// (in the future) must not silence alerts until the clock gets there.
+func TestEngineClockBack(t *testing.T) {
+	future := t0.Add(365 * 24 * time.Hour)
+	st := State{Accounts: map[string]*accountState{}, LastRaise: map[string]time.Time{"a/auth-hold": future}}
+	for range MaxPerHour {
+		st.Sent = append(st.Sent, future)
+	}
+	for _, k := range []string{"a", "b"} {
+		e := NewEngine(nil)
+		e.Restore(st)
+		e.Configure(t0, map[string]AccountConfig{k: {After: time.Hour}})
+		if got := kinds(e.Poll(Poll{Account: k, At: t0, Err: errAuth, Held: true})); len(got) != 1 || got[0] != "raised "+k+"/auth-hold" {
+			t.Errorf("account %s: %q; want it raised", k, got)
+		}
+	}
+	// The times of an account too: a failure that began "next year"
+	// still alerts after `after`, counted from now.
+	e := NewEngine(nil)
+	e.Restore(State{Accounts: map[string]*accountState{"a": {LastOK: future, FailingSince: future, LastErr: "x"}}})
+	e.Configure(t0, map[string]AccountConfig{"a": {After: time.Hour}})
+	e.Poll(Poll{Account: "a", At: t0, Err: errNet})
+	if got := kinds(e.Tick(t0.Add(61 * time.Minute))); len(got) != 1 || got[0] != "raised a/failing" {
+		t.Errorf("failing since the future: %q", got)
+	}
+	e = NewEngine(nil)
+	e.Restore(State{Accounts: map[string]*accountState{"a": {LastOK: future}}})
+	e.Configure(t0, map[string]AccountConfig{"a": {After: time.Hour}})
+	e.Tick(t0) // as Alerter.Run does at the start
+	if got := kinds(e.Tick(t0.Add(61 * time.Minute))); len(got) != 1 || got[0] != "raised a/no-success" {
+		t.Errorf("last success in the future: %q", got)
+	}
+}

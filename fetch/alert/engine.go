@@ -403,6 +403,13 @@ func (e *Engine) timers(out []Notice, now time.Time, name string) []Notice {
 	if s == nil {
 		return out
 	}
+	// A time after now was written while the clock was wrong (set back
+	// since): count from now rather than wait for the clock to get there.
+	for _, t := range []*time.Time{&s.LastOK, &s.FailingSince, &s.DeliverySince} {
+		if t.After(now) {
+			*t = now
+		}
+	}
 	if !s.FailingSince.IsZero() && now.Sub(s.FailingSince) >= c.After {
 		out = e.raise(out, now, Key{name, Failing}, fmt.Sprintf("every poll since %s failed; the last error: %s", s.FailingSince.UTC().Format(time.RFC3339), s.LastErr))
 	}
@@ -432,10 +439,12 @@ func (e *Engine) raise(out []Notice, now time.Time, k Key, detail string) []Noti
 // mayNotify says whether a raise notice for k may go out now under the
 // rate limits, and if so counts it.
 func (e *Engine) mayNotify(now time.Time, k Key) bool {
+	// A time after now was written while the clock was wrong (set back
+	// since): it must not silence alerts until the clock gets there.
 	hour := now.Add(-time.Hour)
-	e.sent = slices.DeleteFunc(e.sent, func(t time.Time) bool { return !t.After(hour) })
+	e.sent = slices.DeleteFunc(e.sent, func(t time.Time) bool { return !t.After(hour) || t.After(now) })
 	last, seen := e.lastRaise[k]
-	if (seen && now.Sub(last) < RenotifyAfter) || len(e.sent) >= MaxPerHour {
+	if (seen && !last.After(now) && now.Sub(last) < RenotifyAfter) || len(e.sent) >= MaxPerHour {
 		return false
 	}
 	e.lastRaise[k] = now
