@@ -112,3 +112,20 @@ func TestEngineClockBack(t *testing.T) {
 		t.Errorf("last success in the future: %q", got)
 	}
 }
+
+// TestEngineRestoreUnknown: a state file condition this version does not
+// know (a downgrade, a hand edit) or a per-account condition without an
+// account can never clear: it is dropped at Restore instead of staying
+// in `popfetch status` forever.
+func TestEngineRestoreUnknown(t *testing.T) {
+	e := NewEngine(nil)
+	e.Restore(State{Active: []Active{
+		{Account: "a", Condition: "oauth2-expiry-from-the-future", Since: t0, Notified: true},
+		{Account: "", Condition: AuthHold, Since: t0, Notified: true},
+		{Account: "a", Condition: AuthHold, Since: t0, Notified: true},
+	}})
+	e.Configure(t0, map[string]AccountConfig{"a": {After: time.Hour}})
+	if act := e.Active(); len(act) != 1 || act[0].Condition != AuthHold || act[0].Account != "a" {
+		t.Errorf("active %+v; want only a/auth-hold", act)
+	}
+}

@@ -206,6 +206,12 @@ func (e *Engine) Restore(st State) {
 	e.active = map[Key]*Active{}
 	for _, a := range st.Active {
 		a := a
+		// Nothing would ever clear a condition this version does not
+		// know (a downgrade, a hand edit), or a per-account one without
+		// an account: it would stay in `popfetch status` forever.
+		if !slices.Contains(Conditions, a.Condition) || (a.Account == "") != (a.Condition == ReloadRejected) {
+			continue
+		}
 		e.active[Key{a.Account, a.Condition}] = &a
 	}
 	e.accts = map[string]*accountState{}
