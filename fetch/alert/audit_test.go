@@ -129,3 +129,21 @@ func TestEngineRestoreUnknown(t *testing.T) {
 		t.Errorf("active %+v; want only a/auth-hold", act)
 	}
 }
+
+// TestEngineDetailBounded: a rejected reload with thousands of
+// diagnostics (or a huge server reply) makes a notice of bounded size.
+func TestEngineDetailBounded(t *testing.T) {
+	e := NewEngine(nil)
+	var diags []string
+	for i := range 10000 {
+		diags = append(diags, fmt.Sprintf("rc:%d:1: error: Unsupported argument; An argument named \"x%d\" is not expected here.", i, i))
+	}
+	ns := e.Reload(t0, false, diags)
+	if len(ns) != 1 || len(ns[0].Detail) > maxDetail+len("…") || !strings.HasPrefix(ns[0].Detail, diags[0]+"\n") {
+		t.Fatalf("detail of %d bytes", len(ns[0].Detail))
+	}
+	raw, err := Compose(ns[0], "mx.example", "")
+	if err != nil || len(raw) > 2*maxDetail+8192 {
+		t.Errorf("message of %d bytes, %v", len(raw), err)
+	}
+}

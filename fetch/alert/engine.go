@@ -7,6 +7,7 @@ import (
 	"slices"
 	"strings"
 	"time"
+	"unicode/utf8"
 )
 
 // Condition names one kind of trouble. The values are stable: they
@@ -436,6 +437,7 @@ func (e *Engine) raise(out []Notice, now time.Time, k Key, detail string) []Noti
 	if a := e.active[k]; a != nil {
 		return out // once per start, however many polls see it
 	}
+	detail = cut(detail, maxDetail)
 	a := &Active{Account: k.Account, Condition: k.Condition, Since: now, Detail: detail}
 	e.active[k] = a
 	a.Notified = e.mayNotify(now, k)
@@ -487,4 +489,21 @@ func (e *Engine) clear(out []Notice, now time.Time, k Key, detail string) []Noti
 		return out
 	}
 	return append(out, Notice{ID: e.newID(), Event: Cleared, Account: k.Account, Condition: k.Condition, Since: a.Since, At: now, Detail: detail})
+}
+
+// maxDetail bounds a notice's Detail in bytes: a rejected reload may
+// have thousands of diagnostics, a server a reply of any length, and the
+// notice, its JSON and the state file must stay small.
+const maxDetail = 4096
+
+// cut returns s cut to at most n bytes at a rune boundary, with "…"
+// when it cut.
+func cut(s string, n int) string {
+	if len(s) <= n {
+		return s
+	}
+	for n > 0 && !utf8.RuneStart(s[n]) {
+		n--
+	}
+	return s[:n] + "…"
 }
