@@ -147,3 +147,25 @@ func TestEngineDetailBounded(t *testing.T) {
 		t.Errorf("message of %d bytes, %v", len(raw), err)
 	}
 }
+
+// TestBodyEscapes: what came from outside (a server's reply in an error)
+// reaches the message body with its control characters escaped: no
+// terminal escape, NUL or bare CR in an 8bit text part.
+func TestBodyEscapes(t *testing.T) {
+	for _, ev := range []Event{Raised, Cleared} {
+		n := Notice{ID: "x", Event: ev, Account: "work", Condition: Failing, Since: t0, At: t0.Add(time.Hour),
+			Detail: "-ERR \x1b[2J\x1b]0;pwned\x07 gone\x00 \xff\u202e"}
+		raw, err := Compose(n, "mx.example", "")
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, bad := range []string{"\x1b", "\x00", "\x07", "\xff", "\u202e"} {
+			if strings.Contains(string(raw), bad) {
+				t.Errorf("%s: message holds %q:\n%q", ev, bad, raw)
+			}
+		}
+		if !strings.Contains(string(raw), `\x1b[2J`) {
+			t.Errorf("%s: the escaped text is missing:\n%s", ev, raw)
+		}
+	}
+}
