@@ -86,6 +86,10 @@ type Alerter struct {
 	eng   *Engine
 	cfg   *rcfile.Config
 	queue []*item
+	// gone holds the alert blocks of accounts removed from the
+	// configuration while they had conditions active: their recovery
+	// notices go where the raise went (alertForLocked).
+	gone  map[string]*rcfile.Alert
 	dirty bool // the engine's memory changed since the state file was written
 	// started: Run has begun. Before, nothing is written: the daemon
 	// has not yet proven (by its lock) that it is the only one on this
@@ -106,6 +110,7 @@ func New(opts Options) *Alerter {
 		now:    opts.Now,
 		wake:   make(chan struct{}, 1),
 		cfg:    &rcfile.Config{},
+		gone:   map[string]*rcfile.Alert{},
 	}
 	if a.log == nil {
 		a.log = slog.New(slog.DiscardHandler)
@@ -169,8 +174,33 @@ func (a *Alerter) Configure(cfg *rcfile.Config, owned []*rcfile.Account) {
 	}
 	a.mu.Lock()
 	defer a.mu.Unlock()
+	for _, x := range a.eng.Active() {
+		if _, ok := accts[x.Account]; x.Account != "" && !ok {
+			if al := a.cfg.AlertFor(x.Account); al != nil {
+				a.gone[x.Account] = al
+			}
+		}
+	}
+	for name := range accts {
+		delete(a.gone, name)
+	}
 	a.cfg = cfg
 	a.handleLocked(a.eng.Configure(a.now(), accts))
+	for name := range a.gone {
+		if !slices.ContainsFunc(a.queue, func(q *item) bool { return q.Notice.Account == name }) {
+			delete(a.gone, name)
+		}
+	}
+}
+
+// alertForLocked is the alert block of account name: its own or the
+// global one, or for an account removed with conditions active, the one
+// it had.
+func (a *Alerter) alertForLocked(name string) *rcfile.Alert {
+	if al := a.gone[name]; al != nil {
+		return al
+	}
+	return a.cfg.AlertFor(name)
 }
 
 // Polled feeds one finished poll.
@@ -227,7 +257,7 @@ func (a *Alerter) handleLocked(ns []Notice) {
 		default:
 			a.log.Info("alert cleared", attrs...)
 		}
-		for _, t := range targets(a.cfg.AlertFor(n.Account)) {
+		for _, t := range targets(a.alertForLocked(n.Account)) {
 			a.queue = append(a.queue, &item{Notice: n, Target: t})
 		}
 	}
@@ -354,7 +384,7 @@ func (a *Alerter) sendDue(ctx context.Context) time.Duration {
 			return max(wait, time.Second)
 		}
 		n, target := it.Notice, it.Target
-		al := a.cfg.AlertFor(n.Account)
+		al := a.alertForLocked(n.Account)
 		a.mu.Unlock()
 
 		var err error
@@ -373,6 +403,9 @@ func (a *Alerter) sendDue(ctx context.Context) time.Duration {
 				a.log.Info("alert sent", "account", n.Account, "condition", string(n.Condition), "event", string(n.Event), "target", target)
 			}
 			a.queue = slices.DeleteFunc(a.queue, func(q *item) bool { return q == it })
+			if a.gone[n.Account] != nil && !slices.ContainsFunc(a.queue, func(q *item) bool { return q.Notice.Account == n.Account }) {
+				delete(a.gone, n.Account)
+			}
 		case ctx.Err() != nil:
 			a.mu.Unlock()
 			return 0

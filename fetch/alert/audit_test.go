@@ -1,6 +1,9 @@
 package alert
 
 import (
+	"context"
+	"github.com/popfetch/popfetch/rcfile"
+
 	"fmt"
 	"strings"
 	"testing"
@@ -167,5 +170,30 @@ func TestBodyEscapes(t *testing.T) {
 		if !strings.Contains(string(raw), `\x1b[2J`) {
 			t.Errorf("%s: the escaped text is missing:\n%s", ev, raw)
 		}
+	}
+}
+
+// TestAlerterRemovedAccountOwnBlock: an account with its own alert block
+// is removed while its condition is active: the recovery notice goes to
+// the targets that got the raise, not nowhere.
+func TestAlerterRemovedAccountOwnBlock(t *testing.T) {
+	dir := t.TempDir()
+	fs := &fakeSender{}
+	a := New(Options{StateDir: dir, Sender: fs, Now: func() time.Time { return t0 }})
+	a.started = true
+	acct := &rcfile.Account{Name: "work", Interval: 5 * time.Minute}
+	cfg := &rcfile.Config{Accounts: []*rcfile.Account{acct},
+		AccountAlerts: map[string]*rcfile.Alert{"work": {Command: []string{"/bin/true"}}}}
+	a.Configure(cfg, cfg.Accounts)
+	a.Polled(Poll{Account: "work", At: t0, Err: errAuth, Held: true})
+	a.sendDue(context.Background())
+	a.Configure(&rcfile.Config{}, nil)
+	a.sendDue(context.Background())
+	want := []string{"command raised auth-hold", "command cleared auth-hold"}
+	if got := fs.got(); strings.Join(got, ",") != strings.Join(want, ",") {
+		t.Errorf("sent %q\nwant %q", got, want)
+	}
+	if a.Pending() != 0 {
+		t.Errorf("%d pending", a.Pending())
 	}
 }
