@@ -416,8 +416,16 @@ func (a *Alerter) sendDue(ctx context.Context) time.Duration {
 			a.log.Error("alert could not be sent; will retry", "account", n.Account, "condition", string(n.Condition), "event", string(n.Event),
 				"target", target, "err", err, "tries", it.Tries, "retry_in", delay)
 			// Move it behind the others so one broken target does not
-			// delay the notices for working ones.
+			// delay the notices for working ones, and wait as long with
+			// the other notices due for the same target: a command that
+			// hangs until CommandTimeout costs that once, not once per
+			// queued notice.
 			a.queue = append(slices.DeleteFunc(a.queue, func(q *item) bool { return q == it }), it)
+			for _, q := range a.queue {
+				if q.Target == target && q.Next.Before(it.Next) && a.alertForLocked(q.Notice.Account) == al {
+					q.Next = it.Next
+				}
+			}
 		}
 		a.saveLocked()
 		a.mu.Unlock()

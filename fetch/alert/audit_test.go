@@ -2,12 +2,12 @@ package alert
 
 import (
 	"context"
-	"github.com/popfetch/popfetch/rcfile"
-
 	"fmt"
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/popfetch/popfetch/rcfile"
 )
 
 // kinds lists ns as "raised a/x", "cleared a/x", "suppressed a/x".
@@ -195,5 +195,41 @@ func TestAlerterRemovedAccountOwnBlock(t *testing.T) {
 	}
 	if a.Pending() != 0 {
 		t.Errorf("%d pending", a.Pending())
+	}
+}
+
+// TestAlerterBrokenTargetOnce: a target that fails (a command that hangs
+// until CommandTimeout) is tried once per round, not once per queued
+// notice: the notices for the working target go out without waiting
+// behind every one of them.
+func TestAlerterBrokenTargetOnce(t *testing.T) {
+	dir := t.TempDir()
+	fs := &fakeSender{fail: map[string]int{"command": 1000}}
+	now := t0
+	a := New(Options{StateDir: dir, Sender: fs, Now: func() time.Time { return now }})
+	a.started = true
+	cfg := &rcfile.Config{Alert: &rcfile.Alert{Maildir: dir + "/alerts", Command: []string{"/bin/true"}}}
+	for i := range 5 {
+		cfg.Accounts = append(cfg.Accounts, &rcfile.Account{Name: fmt.Sprintf("a%d", i), Interval: 5 * time.Minute})
+	}
+	a.Configure(cfg, cfg.Accounts)
+	for _, ac := range cfg.Accounts {
+		a.Polled(Poll{Account: ac.Name, At: t0, Err: errAuth, Held: true})
+	}
+	a.sendDue(context.Background())
+	if left := fs.fail["command"]; left != 999 {
+		t.Errorf("the broken command was tried %d times in one round, want 1", 1000-left)
+	}
+	if got := fs.got(); len(got) != 5 {
+		t.Errorf("sent %q; want the 5 maildir notices", got)
+	}
+	// Each retry round tries it once more, and the notices stay queued.
+	now = now.Add(retryMax)
+	a.sendDue(context.Background())
+	if left := fs.fail["command"]; left != 998 {
+		t.Errorf("second round: tried %d times in all, want 2", 1000-left)
+	}
+	if a.Pending() != 5 {
+		t.Errorf("%d pending, want 5", a.Pending())
 	}
 }
