@@ -3,6 +3,7 @@ package alert
 import (
 	"context"
 	"fmt"
+	"runtime"
 	"strings"
 	"testing"
 	"time"
@@ -231,5 +232,21 @@ func TestAlerterBrokenTargetOnce(t *testing.T) {
 	}
 	if a.Pending() != 5 {
 		t.Errorf("%d pending, want 5", a.Pending())
+	}
+}
+
+// TestRunCommandStderrBounded: a command that writes megabytes to stderr
+// before it fails does not make the daemon hold them: only the start is
+// kept, for the error's first line.
+func TestRunCommandStderrBounded(t *testing.T) {
+	var before, after runtime.MemStats
+	runtime.ReadMemStats(&before)
+	err := runCommand(context.Background(), []string{"/bin/sh", "-c", "echo first >&2; head -c 67108864 /dev/zero | tr '\\0' x >&2; exit 1"}, nil)
+	runtime.ReadMemStats(&after)
+	if err == nil || !strings.Contains(err.Error(), "first") {
+		t.Errorf("err = %v", err)
+	}
+	if grew := after.TotalAlloc - before.TotalAlloc; grew > 8<<20 {
+		t.Errorf("allocated %d MB for the command's stderr", grew>>20)
 	}
 }
