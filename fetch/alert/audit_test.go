@@ -250,3 +250,27 @@ func TestRunCommandStderrBounded(t *testing.T) {
 		t.Errorf("allocated %d MB for the command's stderr", grew>>20)
 	}
 }
+
+// TestEngineDeliveryWaitingKeep: in keep mode the maildrop holds the
+// delivered messages too; the delivery-failing notice counts the ones
+// that wait for delivery, not the whole mailbox (nor, without keep, the
+// one delivered and deleted in that poll).
+func TestEngineDeliveryWaitingKeep(t *testing.T) {
+	for _, keep := range []bool{false, true} {
+		e := NewEngine(nil)
+		e.Configure(t0, map[string]AccountConfig{"a": {After: time.Hour, Keep: keep}})
+		var ns []Notice
+		for m := 0; m <= 60; m += 5 {
+			msgs := 500
+			if !keep {
+				msgs = 3
+			}
+			ns = append(ns, e.Poll(Poll{Account: "a", At: t0.Add(time.Duration(m) * time.Minute), LoggedIn: true,
+				Messages: msgs, New: 3, Delivered: 1, Failed: 2})...)
+		}
+		want := "2 message(s) wait on the server"
+		if len(ns) != 1 || !strings.Contains(ns[0].Detail, want) {
+			t.Errorf("keep=%v: %+v; want %q", keep, ns, want)
+		}
+	}
+}

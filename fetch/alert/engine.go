@@ -129,6 +129,10 @@ type Poll struct {
 	MailboxBytes int64
 	Failed       int // messages a target refused temporarily
 	Undeletable  int // messages whose DELE the server kept refusing
+	// New and Delivered: the messages selected for retrieval and those
+	// of them delivered; the others wait on the server (in keep mode,
+	// Messages counts the delivered ones kept there too).
+	New, Delivered int
 }
 
 // accountState is the engine's memory of one account between polls.
@@ -136,7 +140,7 @@ type accountState struct {
 	LastOK        time.Time `json:"last_ok,omitzero"`        // last successful poll, or when first seen
 	FailingSince  time.Time `json:"failing_since,omitzero"`  // first failure of the current run of failures
 	DeliverySince time.Time `json:"delivery_since,omitzero"` // first poll with Failed > 0 of the current run
-	Waiting       int       `json:"waiting,omitempty"`       // messages on the server at the last login
+	Waiting       int       `json:"waiting,omitempty"`       // messages not delivered at the last login (Poll.New, Delivered)
 	LastErr       string    `json:"last_err,omitempty"`
 }
 
@@ -330,7 +334,7 @@ func (e *Engine) Poll(p Poll) []Notice {
 		}
 	}
 	if p.LoggedIn || p.Err == nil {
-		s.Waiting = p.Messages
+		s.Waiting = max(p.New-p.Delivered, p.Failed)
 	}
 
 	switch {
