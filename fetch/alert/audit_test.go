@@ -3,6 +3,8 @@ package alert
 import (
 	"context"
 	"fmt"
+	"os"
+	"path/filepath"
 	"runtime"
 	"strings"
 	"testing"
@@ -272,5 +274,24 @@ func TestEngineDeliveryWaitingKeep(t *testing.T) {
 		if len(ns) != 1 || !strings.Contains(ns[0].Detail, want) {
 			t.Errorf("keep=%v: %+v; want %q", keep, ns, want)
 		}
+	}
+}
+
+// TestRunCommandEnvironment: the alert command gets the MDA's minimal
+// environment, not popfetch's: a password_env password (or LD_PRELOAD)
+// in the daemon's environment does not reach a notification script.
+func TestRunCommandEnvironment(t *testing.T) {
+	t.Setenv("POPFETCH_ALERT_TEST_PASSWORD", "Zq9x-Hunter2-SECRET")
+	t.Setenv("HOME", "/home/popfetch-test")
+	out := filepath.Join(t.TempDir(), "env")
+	if err := runCommand(context.Background(), []string{"/bin/sh", "-c", `env > "$1"`, "sh", out}, nil); err != nil {
+		t.Fatal(err)
+	}
+	b, err := os.ReadFile(out)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if strings.Contains(string(b), "Hunter2") || !strings.Contains(string(b), "HOME=/home/popfetch-test") || !strings.Contains(string(b), "PATH=") {
+		t.Errorf("the command's environment:\n%s", b)
 	}
 }

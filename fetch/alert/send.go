@@ -6,6 +6,7 @@ import (
 	"crypto/x509"
 	"errors"
 	"fmt"
+	"os"
 	"os/exec"
 	"strings"
 	"syscall"
@@ -85,6 +86,15 @@ func runCommand(ctx context.Context, argv []string, doc []byte) error {
 	defer cancel()
 	cmd := exec.CommandContext(ctx, argv[0], argv[1:]...)
 	cmd.Stdin = bytes.NewReader(doc)
+	// The MDA's minimal environment (deliver.MDAOptions.Env), not
+	// popfetch's own: that may hold a password (password_env) or
+	// variables such as LD_PRELOAD that change what the program does.
+	cmd.Env = []string{"PATH=/usr/bin:/bin"}
+	for _, k := range []string{"HOME", "USER", "LOGNAME"} {
+		if v, ok := os.LookupEnv(k); ok {
+			cmd.Env = append(cmd.Env, k+"="+v)
+		}
+	}
 	// Only the start of stderr is kept (the error quotes its first
 	// line); the rest is read and dropped, so that a chatty command
 	// neither fills the daemon's memory nor dies of EPIPE.
