@@ -16,6 +16,7 @@ import (
 	"time"
 
 	"github.com/popfetch/popfetch/internal/durable"
+	"github.com/popfetch/popfetch/internal/trust"
 	"github.com/popfetch/popfetch/rcfile"
 )
 
@@ -128,7 +129,10 @@ func New(opts Options) *Alerter {
 		a.sender = NewSender(a.host)
 	}
 	a.eng = NewEngine(newID)
-	b, err := os.ReadFile(a.path)
+	// Like popfetch's other state files: not one that another user can
+	// write (it decides what is sent where), not a FIFO (the start would
+	// hang), and bounded.
+	b, err := trust.ReadTrusted(a.path)
 	switch {
 	case errors.Is(err, fs.ErrNotExist):
 	case err != nil:

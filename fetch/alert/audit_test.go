@@ -7,6 +7,7 @@ import (
 	"path/filepath"
 	"runtime"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -293,5 +294,47 @@ func TestRunCommandEnvironment(t *testing.T) {
 	}
 	if strings.Contains(string(b), "Hunter2") || !strings.Contains(string(b), "HOME=/home/popfetch-test") || !strings.Contains(string(b), "PATH=") {
 		t.Errorf("the command's environment:\n%s", b)
+	}
+}
+
+// TestStateFileUntrusted: alerts.json is read like popfetch's other
+// state files (trust.ReadTrusted): one that another user can write is
+// not believed, and a FIFO planted in its place does not hang the start.
+func TestStateFileUntrusted(t *testing.T) {
+	valid := `{"engine":{"active":[{"account":"work","condition":"auth-hold","since":"2026-01-02T03:04:05Z","notified":true}]}}`
+	for _, tc := range []struct {
+		name string
+		make func(path string) error
+	}{
+		{"world-writable", func(path string) error {
+			if err := os.WriteFile(path, []byte(valid), 0o600); err != nil {
+				return err
+			}
+			return os.Chmod(path, 0o666)
+		}},
+		{"fifo", func(path string) error { return syscall.Mkfifo(path, 0o600) }},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			dir := t.TempDir()
+			if err := tc.make(filepath.Join(dir, StateFile)); err != nil {
+				t.Fatal(err)
+			}
+			done := make(chan *Alerter, 1)
+			go func() {
+				done <- New(Options{StateDir: dir, Sender: &fakeSender{}, Now: func() time.Time { return t0 }})
+			}()
+			select {
+			case a := <-done:
+				if act := a.Active(); len(act) != 0 {
+					t.Errorf("believed the file: active %+v", act)
+				}
+			case <-time.After(3 * time.Second):
+				// Unblock the reader so the test can end.
+				if f, err := os.OpenFile(filepath.Join(dir, StateFile), os.O_WRONLY|syscall.O_NONBLOCK, 0); err == nil {
+					f.Close()
+				}
+				t.Fatal("New hangs on the state file")
+			}
+		})
 	}
 }
