@@ -395,7 +395,7 @@ func (a *Alerter) sendDue(ctx context.Context) time.Duration {
 		if !slices.Contains(targets(al), target) {
 			err = errGone
 		} else {
-			err = a.sender.Send(ctx, n, al, target)
+			err = a.send(ctx, n, al, target)
 		}
 
 		a.mu.Lock()
@@ -438,6 +438,18 @@ func (a *Alerter) sendDue(ctx context.Context) time.Duration {
 }
 
 var errGone = errors.New("target no longer configured")
+
+// send is Sender.Send with a panic turned into an error: a bug in a
+// target must not take the daemon down, to crash again on the same
+// queued notice at every start.
+func (a *Alerter) send(ctx context.Context, n Notice, al *rcfile.Alert, target string) (err error) {
+	defer func() {
+		if r := recover(); r != nil {
+			err = fmt.Errorf("alert %s to %s: panic: %v", n.ID, target, r)
+		}
+	}()
+	return a.sender.Send(ctx, n, al, target)
+}
 
 // Pending is how many notices wait to be sent (for tests and status).
 func (a *Alerter) Pending() int {

@@ -338,3 +338,35 @@ func TestStateFileUntrusted(t *testing.T) {
 		})
 	}
 }
+
+type panicSender struct{ calls int }
+
+func (p *panicSender) Send(context.Context, Notice, *rcfile.Alert, string) error {
+	p.calls++
+	panic("bug in a target")
+}
+
+// TestAlerterSenderPanics: a panic while sending a notice (a bug in a
+// target) is that notice's failure, retried like any other: it must
+// not take the daemon down, which would then crash again on the same
+// queued notice at every start and never poll.
+func TestAlerterSenderPanics(t *testing.T) {
+	dir := t.TempDir()
+	ps := &panicSender{}
+	a := New(Options{StateDir: dir, Sender: ps, Now: func() time.Time { return t0 }})
+	a.started = true
+	cfg, owned := testConfig(dir)
+	a.Configure(cfg, owned)
+	a.Polled(Poll{Account: "work", At: t0, Err: errAuth, Held: true})
+	func() {
+		defer func() {
+			if r := recover(); r != nil {
+				t.Fatalf("sendDue panicked: %v", r)
+			}
+		}()
+		a.sendDue(context.Background())
+	}()
+	if ps.calls == 0 || a.Pending() != 2 {
+		t.Errorf("%d calls, %d pending; want the notices kept for a retry", ps.calls, a.Pending())
+	}
+}
