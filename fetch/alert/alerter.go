@@ -374,7 +374,7 @@ func (a *Alerter) sendDue(ctx context.Context) time.Duration {
 		now := a.now()
 		var it *item
 		for _, q := range a.queue {
-			if !q.Next.After(now) {
+			if !q.Next.After(now) && !a.behindLocked(q) {
 				it = q
 				break
 			}
@@ -382,7 +382,9 @@ func (a *Alerter) sendDue(ctx context.Context) time.Duration {
 		if it == nil {
 			wait := tickEvery
 			for _, q := range a.queue {
-				wait = min(wait, q.Next.Sub(now))
+				if !a.behindLocked(q) {
+					wait = min(wait, q.Next.Sub(now))
+				}
 			}
 			a.mu.Unlock()
 			return max(wait, time.Second)
@@ -438,6 +440,17 @@ func (a *Alerter) sendDue(ctx context.Context) time.Duration {
 }
 
 var errGone = errors.New("target no longer configured")
+
+// behindLocked reports whether q must wait for an older notice of the
+// same condition to the same target (a raise waiting for its retry):
+// each target gets a condition's notices in the order they were made,
+// never "RESOLVED" before its "ALERT".
+func (a *Alerter) behindLocked(q *item) bool {
+	return slices.ContainsFunc(a.queue, func(p *item) bool {
+		return p != q && p.Target == q.Target && p.Notice.Account == q.Notice.Account &&
+			p.Notice.Condition == q.Notice.Condition && p.Notice.At.Before(q.Notice.At)
+	})
+}
 
 // send is Sender.Send with a panic turned into an error: a bug in a
 // target must not take the daemon down, to crash again on the same

@@ -370,3 +370,30 @@ func TestAlerterSenderPanics(t *testing.T) {
 		t.Errorf("%d calls, %d pending; want the notices kept for a retry", ps.calls, a.Pending())
 	}
 }
+
+// TestAlerterOrder: a recovery notice never reaches a target before the
+// raise notice that target has not yet got (the raise waiting for a
+// retry): "RESOLVED" then "ALERT" reads as trouble that is still there.
+func TestAlerterOrder(t *testing.T) {
+	dir := t.TempDir()
+	fs := &fakeSender{fail: map[string]int{"maildir": 1}}
+	now := t0
+	a := New(Options{StateDir: dir, Sender: fs, Now: func() time.Time { return now }})
+	a.started = true
+	cfg := &rcfile.Config{Alert: &rcfile.Alert{Maildir: dir + "/alerts"},
+		Accounts: []*rcfile.Account{{Name: "work", Interval: 5 * time.Minute}}}
+	a.Configure(cfg, cfg.Accounts)
+	a.Polled(Poll{Account: "work", At: now, Err: errAuth, Held: true})
+	a.sendDue(context.Background()) // the raise fails: retried in retryMin
+	now = now.Add(time.Second)
+	a.Polled(Poll{Account: "work", At: now})
+	if wait := a.sendDue(context.Background()); wait < retryMin-2*time.Second {
+		t.Errorf("sendDue wants to run again in %v, before the raise is due", wait)
+	}
+	now = now.Add(retryMin)
+	a.sendDue(context.Background())
+	want := []string{"maildir raised auth-hold", "maildir cleared auth-hold"}
+	if got := fs.got(); strings.Join(got, ",") != strings.Join(want, ",") {
+		t.Errorf("sent %q\nwant %q", got, want)
+	}
+}
