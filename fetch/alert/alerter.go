@@ -92,6 +92,8 @@ type Alerter struct {
 	// notices go where the raise went (alertForLocked).
 	gone  map[string]*rcfile.Alert
 	dirty bool // the engine's memory changed since the state file was written
+	// saveErr is the last failure to write the state file, logged once.
+	saveErr string
 	// started: Run has begun. Before, nothing is written: the daemon
 	// has not yet proven (by its lock) that it is the only one on this
 	// state directory.
@@ -304,8 +306,21 @@ func (a *Alerter) saveLocked() {
 		err = writeAtomic(a.path, b)
 	}
 	if err != nil {
-		a.log.Error("alerts: cannot write the state file", "path", a.path, "err", err)
+		// Once per kind of failure, not at every tick and notice: a full
+		// disk would otherwise fill what is left of it with this line.
+		kind := err.Error()
+		if pe := (*fs.PathError)(nil); errors.As(err, &pe) {
+			kind = pe.Op + ": " + pe.Err.Error() // not the temporary file's random name
+		}
+		if kind != a.saveErr {
+			a.log.Error("alerts: cannot write the state file; retrying at every change", "path", a.path, "err", err)
+			a.saveErr = kind
+		}
 		return
+	}
+	if a.saveErr != "" {
+		a.log.Info("alerts: state file written again", "path", a.path)
+		a.saveErr = ""
 	}
 	a.dirty = false
 }

@@ -1,8 +1,10 @@
 package alert
 
 import (
+	"bytes"
 	"context"
 	"fmt"
+	"log/slog"
 	"os"
 	"path/filepath"
 	"runtime"
@@ -395,5 +397,40 @@ func TestAlerterOrder(t *testing.T) {
 	want := []string{"maildir raised auth-hold", "maildir cleared auth-hold"}
 	if got := fs.got(); strings.Join(got, ",") != strings.Join(want, ",") {
 		t.Errorf("sent %q\nwant %q", got, want)
+	}
+}
+
+// TestStateFileUnwritable: a state directory that cannot be written
+// (full, read-only, gone) neither stops the Alerter nor fills the log:
+// notices still go out, the error is logged once (not at every tick),
+// and the file is written again once it can be.
+func TestStateFileUnwritable(t *testing.T) {
+	dir := filepath.Join(t.TempDir(), "state")
+	var logs bytes.Buffer
+	fs := &fakeSender{}
+	a := New(Options{StateDir: dir, Sender: fs, Now: func() time.Time { return t0 },
+		Log: slog.New(slog.NewTextHandler(&logs, nil))})
+	a.started = true
+	cfg, owned := testConfig(t.TempDir())
+	a.Configure(cfg, owned)
+	a.Polled(Poll{Account: "work", At: t0, Err: errAuth, Held: true})
+	for range 20 {
+		a.Polled(Poll{Account: "work", At: t0, Err: errAuth, Held: true})
+		a.Tick()
+	}
+	a.sendDue(context.Background())
+	if n := len(fs.got()); n != 2 {
+		t.Errorf("%d notices sent, want 2", n)
+	}
+	if n := strings.Count(logs.String(), "cannot write the state file"); n != 1 {
+		t.Errorf("the error logged %d times, want once:\n%s", n, logs.String())
+	}
+	if err := os.Mkdir(dir, 0o700); err != nil {
+		t.Fatal(err)
+	}
+	a.Polled(Poll{Account: "work", At: t0, Err: errAuth, Held: true})
+	a.Tick()
+	if _, err := os.Stat(filepath.Join(dir, StateFile)); err != nil {
+		t.Errorf("not written once possible: %v", err)
 	}
 }
