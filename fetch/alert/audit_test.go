@@ -434,3 +434,21 @@ func TestStateFileUnwritable(t *testing.T) {
 		t.Errorf("not written once possible: %v", err)
 	}
 }
+
+// TestEngineDeferredAfterStart: a held-back raise remembered across a
+// restart waits ResumeGrace, like no-success: the first polls may show
+// that the condition ended while the daemon was stopped.
+func TestEngineDeferredAfterStart(t *testing.T) {
+	e := NewEngine(nil)
+	e.Restore(State{Active: []Active{{Account: "a", Condition: AuthHold, Since: t0.Add(-3 * time.Hour)}},
+		LastRaise: map[string]time.Time{"a/auth-hold": t0.Add(-2 * time.Hour)}})
+	e.Resume(t0)
+	e.Configure(t0, map[string]AccountConfig{"a": {After: time.Hour}})
+	var got []string
+	got = append(got, kinds(e.Tick(t0))...)
+	got = append(got, kinds(e.Poll(Poll{Account: "a", At: t0.Add(time.Minute)}))...)
+	got = append(got, kinds(e.Tick(t0.Add(ResumeGrace)))...)
+	if len(got) != 0 {
+		t.Errorf("notices %q; want none", got)
+	}
+}

@@ -468,8 +468,12 @@ func (e *Engine) mayNotify(now time.Time, k Key) bool {
 // conditions still active once the limits allow: a condition that came
 // back within RenotifyAfter of its recovery notice and stayed must not
 // rest on that "RESOLVED", and one held back by MaxPerHour is late,
-// not lost.
+// not lost. After a start it waits ResumeGrace: the first polls may
+// show that the condition ended while the daemon was stopped.
 func (e *Engine) deferred(out []Notice, now time.Time) []Notice {
+	if now.Sub(e.resumed) < ResumeGrace {
+		return out
+	}
 	for _, a := range e.Active() {
 		k := Key{a.Account, a.Condition}
 		if a.Notified || !e.mayNotify(now, k) {
