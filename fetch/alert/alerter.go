@@ -169,7 +169,7 @@ func newID() string {
 func (a *Alerter) Configure(cfg *rcfile.Config, owned []*rcfile.Account) {
 	accts := make(map[string]AccountConfig, len(owned))
 	for _, ac := range owned {
-		c := AccountConfig{After: DefaultAfter(ac.Interval), Keep: ac.Keep}
+		c := AccountConfig{After: DefaultAfter(ac.Interval), Keep: ac.Keep, Interval: ac.Interval}
 		if al := cfg.AlertFor(ac.Name); al != nil {
 			if al.After > 0 {
 				c.After = al.After

@@ -452,3 +452,27 @@ func TestEngineDeferredAfterStart(t *testing.T) {
 		t.Errorf("notices %q; want none", got)
 	}
 }
+
+// TestEngineNoSuccessSlowAccount: an `after` shorter than an account's
+// interval (after = "1h" for every account, one of them polled daily)
+// does not make every healthy pause between two polls a no-success
+// alert; one poll missed is still noticed.
+func TestEngineNoSuccessSlowAccount(t *testing.T) {
+	e := NewEngine(nil)
+	e.Configure(t0, map[string]AccountConfig{"a": {After: time.Hour, Interval: 24 * time.Hour}})
+	var got []string
+	for d := 0; d < 3; d++ {
+		day := t0.Add(time.Duration(d) * 24 * time.Hour)
+		got = append(got, kinds(e.Poll(Poll{Account: "a", At: day}))...)
+		for m := 10; m < 24*60; m += 10 {
+			got = append(got, kinds(e.Tick(day.Add(time.Duration(m)*time.Minute)))...)
+		}
+	}
+	if len(got) != 0 {
+		t.Fatalf("healthy daily polls: %q", got)
+	}
+	got = kinds(e.Tick(t0.Add(4 * 24 * time.Hour)))
+	if len(got) != 1 || got[0] != "raised a/no-success" {
+		t.Errorf("a missed daily poll: %q", got)
+	}
+}

@@ -105,6 +105,10 @@ type AccountConfig struct {
 	Keep        bool          // mail stays on the server: MailboxFull applies
 	MaxMessages int           // MailboxFull threshold; 0 = none
 	MaxBytes    int64         // MailboxFull threshold; 0 = none
+	// Interval is how often the account is polled: NoSuccess waits at
+	// least two of them, whatever After says (an `after` of an hour for
+	// an account polled daily is not a missed poll every day).
+	Interval time.Duration
 }
 
 // DefaultAfter is the alert block's default `after` for an account
@@ -429,7 +433,7 @@ func (e *Engine) timers(out []Notice, now time.Time, name string) []Notice {
 	}
 	_, held := e.active[Key{name, AuthHold}]
 	_, oauth := e.active[Key{name, OAuth2Refresh}]
-	if s.FailingSince.IsZero() && !held && !oauth && !s.LastOK.IsZero() && now.Sub(s.LastOK) >= c.After && now.Sub(e.resumed) >= ResumeGrace {
+	if s.FailingSince.IsZero() && !held && !oauth && !s.LastOK.IsZero() && now.Sub(s.LastOK) >= max(c.After, 2*c.Interval) && now.Sub(e.resumed) >= ResumeGrace {
 		out = e.raise(out, now, Key{name, NoSuccess}, fmt.Sprintf("no poll has succeeded since %s", s.LastOK.UTC().Format(time.RFC3339)))
 	}
 	return out
