@@ -16,6 +16,7 @@ import (
 	"time"
 
 	"github.com/popfetch/popfetch/internal/durable"
+	"github.com/popfetch/popfetch/internal/trust"
 	"github.com/popfetch/popfetch/rcfile"
 )
 
@@ -86,7 +87,13 @@ type Alerter struct {
 	eng   *Engine
 	cfg   *rcfile.Config
 	queue []*item
+	// gone holds the alert blocks of accounts removed from the
+	// configuration while they had conditions active: their recovery
+	// notices go where the raise went (alertForLocked).
+	gone  map[string]*rcfile.Alert
 	dirty bool // the engine's memory changed since the state file was written
+	// saveErr is the last failure to write the state file, logged once.
+	saveErr string
 	// started: Run has begun. Before, nothing is written: the daemon
 	// has not yet proven (by its lock) that it is the only one on this
 	// state directory.
@@ -106,6 +113,7 @@ func New(opts Options) *Alerter {
 		now:    opts.Now,
 		wake:   make(chan struct{}, 1),
 		cfg:    &rcfile.Config{},
+		gone:   map[string]*rcfile.Alert{},
 	}
 	if a.log == nil {
 		a.log = slog.New(slog.DiscardHandler)
@@ -123,7 +131,10 @@ func New(opts Options) *Alerter {
 		a.sender = NewSender(a.host)
 	}
 	a.eng = NewEngine(newID)
-	b, err := os.ReadFile(a.path)
+	// Like popfetch's other state files: not one that another user can
+	// write (it decides what is sent where), not a FIFO (the start would
+	// hang), and bounded.
+	b, err := trust.ReadTrusted(a.path)
 	switch {
 	case errors.Is(err, fs.ErrNotExist):
 	case err != nil:
@@ -158,7 +169,7 @@ func newID() string {
 func (a *Alerter) Configure(cfg *rcfile.Config, owned []*rcfile.Account) {
 	accts := make(map[string]AccountConfig, len(owned))
 	for _, ac := range owned {
-		c := AccountConfig{After: DefaultAfter(ac.Interval), Keep: ac.Keep}
+		c := AccountConfig{After: DefaultAfter(ac.Interval), Keep: ac.Keep, Interval: ac.Interval}
 		if al := cfg.AlertFor(ac.Name); al != nil {
 			if al.After > 0 {
 				c.After = al.After
@@ -169,8 +180,33 @@ func (a *Alerter) Configure(cfg *rcfile.Config, owned []*rcfile.Account) {
 	}
 	a.mu.Lock()
 	defer a.mu.Unlock()
+	for _, x := range a.eng.Active() {
+		if _, ok := accts[x.Account]; x.Account != "" && !ok {
+			if al := a.cfg.AlertFor(x.Account); al != nil {
+				a.gone[x.Account] = al
+			}
+		}
+	}
+	for name := range accts {
+		delete(a.gone, name)
+	}
 	a.cfg = cfg
 	a.handleLocked(a.eng.Configure(a.now(), accts))
+	for name := range a.gone {
+		if !slices.ContainsFunc(a.queue, func(q *item) bool { return q.Notice.Account == name }) {
+			delete(a.gone, name)
+		}
+	}
+}
+
+// alertForLocked is the alert block of account name: its own or the
+// global one, or for an account removed with conditions active, the one
+// it had.
+func (a *Alerter) alertForLocked(name string) *rcfile.Alert {
+	if al := a.gone[name]; al != nil {
+		return al
+	}
+	return a.cfg.AlertFor(name)
 }
 
 // Polled feeds one finished poll.
@@ -227,7 +263,7 @@ func (a *Alerter) handleLocked(ns []Notice) {
 		default:
 			a.log.Info("alert cleared", attrs...)
 		}
-		for _, t := range targets(a.cfg.AlertFor(n.Account)) {
+		for _, t := range targets(a.alertForLocked(n.Account)) {
 			a.queue = append(a.queue, &item{Notice: n, Target: t})
 		}
 	}
@@ -270,8 +306,21 @@ func (a *Alerter) saveLocked() {
 		err = writeAtomic(a.path, b)
 	}
 	if err != nil {
-		a.log.Error("alerts: cannot write the state file", "path", a.path, "err", err)
+		// Once per kind of failure, not at every tick and notice: a full
+		// disk would otherwise fill what is left of it with this line.
+		kind := err.Error()
+		if pe := (*fs.PathError)(nil); errors.As(err, &pe) {
+			kind = pe.Op + ": " + pe.Err.Error() // not the temporary file's random name
+		}
+		if kind != a.saveErr {
+			a.log.Error("alerts: cannot write the state file; retrying at every change", "path", a.path, "err", err)
+			a.saveErr = kind
+		}
 		return
+	}
+	if a.saveErr != "" {
+		a.log.Info("alerts: state file written again", "path", a.path)
+		a.saveErr = ""
 	}
 	a.dirty = false
 }
@@ -340,7 +389,7 @@ func (a *Alerter) sendDue(ctx context.Context) time.Duration {
 		now := a.now()
 		var it *item
 		for _, q := range a.queue {
-			if !q.Next.After(now) {
+			if !q.Next.After(now) && !a.behindLocked(q) {
 				it = q
 				break
 			}
@@ -348,20 +397,22 @@ func (a *Alerter) sendDue(ctx context.Context) time.Duration {
 		if it == nil {
 			wait := tickEvery
 			for _, q := range a.queue {
-				wait = min(wait, q.Next.Sub(now))
+				if !a.behindLocked(q) {
+					wait = min(wait, q.Next.Sub(now))
+				}
 			}
 			a.mu.Unlock()
 			return max(wait, time.Second)
 		}
 		n, target := it.Notice, it.Target
-		al := a.cfg.AlertFor(n.Account)
+		al := a.alertForLocked(n.Account)
 		a.mu.Unlock()
 
 		var err error
 		if !slices.Contains(targets(al), target) {
 			err = errGone
 		} else {
-			err = a.sender.Send(ctx, n, al, target)
+			err = a.send(ctx, n, al, target)
 		}
 
 		a.mu.Lock()
@@ -373,6 +424,9 @@ func (a *Alerter) sendDue(ctx context.Context) time.Duration {
 				a.log.Info("alert sent", "account", n.Account, "condition", string(n.Condition), "event", string(n.Event), "target", target)
 			}
 			a.queue = slices.DeleteFunc(a.queue, func(q *item) bool { return q == it })
+			if a.gone[n.Account] != nil && !slices.ContainsFunc(a.queue, func(q *item) bool { return q.Notice.Account == n.Account }) {
+				delete(a.gone, n.Account)
+			}
 		case ctx.Err() != nil:
 			a.mu.Unlock()
 			return 0
@@ -383,8 +437,16 @@ func (a *Alerter) sendDue(ctx context.Context) time.Duration {
 			a.log.Error("alert could not be sent; will retry", "account", n.Account, "condition", string(n.Condition), "event", string(n.Event),
 				"target", target, "err", err, "tries", it.Tries, "retry_in", delay)
 			// Move it behind the others so one broken target does not
-			// delay the notices for working ones.
+			// delay the notices for working ones, and wait as long with
+			// the other notices due for the same target: a command that
+			// hangs until CommandTimeout costs that once, not once per
+			// queued notice.
 			a.queue = append(slices.DeleteFunc(a.queue, func(q *item) bool { return q == it }), it)
+			for _, q := range a.queue {
+				if q.Target == target && q.Next.Before(it.Next) && a.alertForLocked(q.Notice.Account) == al {
+					q.Next = it.Next
+				}
+			}
 		}
 		a.saveLocked()
 		a.mu.Unlock()
@@ -393,6 +455,29 @@ func (a *Alerter) sendDue(ctx context.Context) time.Duration {
 }
 
 var errGone = errors.New("target no longer configured")
+
+// behindLocked reports whether q must wait for an older notice of the
+// same condition to the same target (a raise waiting for its retry):
+// each target gets a condition's notices in the order they were made,
+// never "RESOLVED" before its "ALERT".
+func (a *Alerter) behindLocked(q *item) bool {
+	return slices.ContainsFunc(a.queue, func(p *item) bool {
+		return p != q && p.Target == q.Target && p.Notice.Account == q.Notice.Account &&
+			p.Notice.Condition == q.Notice.Condition && p.Notice.At.Before(q.Notice.At)
+	})
+}
+
+// send is Sender.Send with a panic turned into an error: a bug in a
+// target must not take the daemon down, to crash again on the same
+// queued notice at every start.
+func (a *Alerter) send(ctx context.Context, n Notice, al *rcfile.Alert, target string) (err error) {
+	defer func() {
+		if r := recover(); r != nil {
+			err = fmt.Errorf("alert %s to %s: panic: %v", n.ID, target, r)
+		}
+	}()
+	return a.sender.Send(ctx, n, al, target)
+}
 
 // Pending is how many notices wait to be sent (for tests and status).
 func (a *Alerter) Pending() int {

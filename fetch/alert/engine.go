@@ -7,6 +7,7 @@ import (
 	"slices"
 	"strings"
 	"time"
+	"unicode/utf8"
 )
 
 // Condition names one kind of trouble. The values are stable: they
@@ -48,11 +49,12 @@ var Conditions = []Condition{AuthHold, Failing, DeliveryFailing, DeleRefused, Re
 
 // Rate limits. A condition that clears and comes back within
 // RenotifyAfter of its last notice is active again, but silently (it
-// flaps; the first notice still stands), and no more than MaxPerHour
-// raise notices go out in any hour across all accounts (a network outage
-// hits every account at once: one person should not get 500 mails).
-// A suppressed raise gets no recovery notice either, so the two always
-// pair up; a recovery notice of a raise that was sent is never dropped.
+// flaps), and no more than MaxPerHour raise notices go out in any hour
+// across all accounts (a network outage hits every account at once: one
+// person should not get 500 mails). A suppressed raise gets no recovery
+// notice either, so the two always pair up; a recovery notice of a raise
+// that was sent is never dropped. A suppressed condition still active
+// when the limits allow is raised then (Tick): held back, not lost.
 const (
 	RenotifyAfter = time.Hour
 	MaxPerHour    = 20
@@ -103,6 +105,10 @@ type AccountConfig struct {
 	Keep        bool          // mail stays on the server: MailboxFull applies
 	MaxMessages int           // MailboxFull threshold; 0 = none
 	MaxBytes    int64         // MailboxFull threshold; 0 = none
+	// Interval is how often the account is polled: NoSuccess waits at
+	// least two of them, whatever After says (an `after` of an hour for
+	// an account polled daily is not a missed poll every day).
+	Interval time.Duration
 }
 
 // DefaultAfter is the alert block's default `after` for an account
@@ -127,6 +133,10 @@ type Poll struct {
 	MailboxBytes int64
 	Failed       int // messages a target refused temporarily
 	Undeletable  int // messages whose DELE the server kept refusing
+	// New and Delivered: the messages selected for retrieval and those
+	// of them delivered; the others wait on the server (in keep mode,
+	// Messages counts the delivered ones kept there too).
+	New, Delivered int
 }
 
 // accountState is the engine's memory of one account between polls.
@@ -134,7 +144,7 @@ type accountState struct {
 	LastOK        time.Time `json:"last_ok,omitzero"`        // last successful poll, or when first seen
 	FailingSince  time.Time `json:"failing_since,omitzero"`  // first failure of the current run of failures
 	DeliverySince time.Time `json:"delivery_since,omitzero"` // first poll with Failed > 0 of the current run
-	Waiting       int       `json:"waiting,omitempty"`       // messages on the server at the last login
+	Waiting       int       `json:"waiting,omitempty"`       // messages not delivered at the last login (Poll.New, Delivered)
 	LastErr       string    `json:"last_err,omitempty"`
 }
 
@@ -205,6 +215,12 @@ func (e *Engine) Restore(st State) {
 	e.active = map[Key]*Active{}
 	for _, a := range st.Active {
 		a := a
+		// Nothing would ever clear a condition this version does not
+		// know (a downgrade, a hand edit), or a per-account one without
+		// an account: it would stay in `popfetch status` forever.
+		if !slices.Contains(Conditions, a.Condition) || (a.Account == "") != (a.Condition == ReloadRejected) {
+			continue
+		}
 		e.active[Key{a.Account, a.Condition}] = &a
 	}
 	e.accts = map[string]*accountState{}
@@ -322,7 +338,7 @@ func (e *Engine) Poll(p Poll) []Notice {
 		}
 	}
 	if p.LoggedIn || p.Err == nil {
-		s.Waiting = p.Messages
+		s.Waiting = max(p.New-p.Delivered, p.Failed)
 	}
 
 	switch {
@@ -394,13 +410,20 @@ func (e *Engine) Tick(now time.Time) []Notice {
 	for _, name := range names {
 		out = e.timers(out, now, name)
 	}
-	return out
+	return e.deferred(out, now)
 }
 
 func (e *Engine) timers(out []Notice, now time.Time, name string) []Notice {
 	c, s := e.cfg[name], e.accts[name]
 	if s == nil {
 		return out
+	}
+	// A time after now was written while the clock was wrong (set back
+	// since): count from now rather than wait for the clock to get there.
+	for _, t := range []*time.Time{&s.LastOK, &s.FailingSince, &s.DeliverySince} {
+		if t.After(now) {
+			*t = now
+		}
 	}
 	if !s.FailingSince.IsZero() && now.Sub(s.FailingSince) >= c.After {
 		out = e.raise(out, now, Key{name, Failing}, fmt.Sprintf("every poll since %s failed; the last error: %s", s.FailingSince.UTC().Format(time.RFC3339), s.LastErr))
@@ -410,7 +433,7 @@ func (e *Engine) timers(out []Notice, now time.Time, name string) []Notice {
 	}
 	_, held := e.active[Key{name, AuthHold}]
 	_, oauth := e.active[Key{name, OAuth2Refresh}]
-	if s.FailingSince.IsZero() && !held && !oauth && !s.LastOK.IsZero() && now.Sub(s.LastOK) >= c.After && now.Sub(e.resumed) >= ResumeGrace {
+	if s.FailingSince.IsZero() && !held && !oauth && !s.LastOK.IsZero() && now.Sub(s.LastOK) >= max(c.After, 2*c.Interval) && now.Sub(e.resumed) >= ResumeGrace {
 		out = e.raise(out, now, Key{name, NoSuccess}, fmt.Sprintf("no poll has succeeded since %s", s.LastOK.UTC().Format(time.RFC3339)))
 	}
 	return out
@@ -422,17 +445,48 @@ func (e *Engine) raise(out []Notice, now time.Time, k Key, detail string) []Noti
 	if a := e.active[k]; a != nil {
 		return out // once per start, however many polls see it
 	}
+	detail = cut(detail, maxDetail)
 	a := &Active{Account: k.Account, Condition: k.Condition, Since: now, Detail: detail}
 	e.active[k] = a
-	hour := now.Add(-time.Hour)
-	e.sent = slices.DeleteFunc(e.sent, func(t time.Time) bool { return !t.After(hour) })
-	last, seen := e.lastRaise[k]
-	a.Notified = !(seen && now.Sub(last) < RenotifyAfter) && len(e.sent) < MaxPerHour
-	if a.Notified {
-		e.lastRaise[k] = now
-		e.sent = append(e.sent, now)
-	}
+	a.Notified = e.mayNotify(now, k)
 	return append(out, Notice{ID: e.newID(), Event: Raised, Account: k.Account, Condition: k.Condition, Since: now, At: now, Detail: detail, Suppressed: !a.Notified})
+}
+
+// mayNotify says whether a raise notice for k may go out now under the
+// rate limits, and if so counts it.
+func (e *Engine) mayNotify(now time.Time, k Key) bool {
+	// A time after now was written while the clock was wrong (set back
+	// since): it must not silence alerts until the clock gets there.
+	hour := now.Add(-time.Hour)
+	e.sent = slices.DeleteFunc(e.sent, func(t time.Time) bool { return !t.After(hour) || t.After(now) })
+	last, seen := e.lastRaise[k]
+	if (seen && !last.After(now) && now.Sub(last) < RenotifyAfter) || len(e.sent) >= MaxPerHour {
+		return false
+	}
+	e.lastRaise[k] = now
+	e.sent = append(e.sent, now)
+	return true
+}
+
+// deferred sends the raise notices the rate limits held back, for the
+// conditions still active once the limits allow: a condition that came
+// back within RenotifyAfter of its recovery notice and stayed must not
+// rest on that "RESOLVED", and one held back by MaxPerHour is late,
+// not lost. After a start it waits ResumeGrace: the first polls may
+// show that the condition ended while the daemon was stopped.
+func (e *Engine) deferred(out []Notice, now time.Time) []Notice {
+	if now.Sub(e.resumed) < ResumeGrace {
+		return out
+	}
+	for _, a := range e.Active() {
+		k := Key{a.Account, a.Condition}
+		if a.Notified || !e.mayNotify(now, k) {
+			continue
+		}
+		e.active[k].Notified = true
+		out = append(out, Notice{ID: e.newID(), Event: Raised, Account: a.Account, Condition: a.Condition, Since: a.Since, At: now, Detail: a.Detail})
+	}
+	return out
 }
 
 // clear ends condition k if it is active, and appends its recovery
@@ -447,4 +501,21 @@ func (e *Engine) clear(out []Notice, now time.Time, k Key, detail string) []Noti
 		return out
 	}
 	return append(out, Notice{ID: e.newID(), Event: Cleared, Account: k.Account, Condition: k.Condition, Since: a.Since, At: now, Detail: detail})
+}
+
+// maxDetail bounds a notice's Detail in bytes: a rejected reload may
+// have thousands of diagnostics, a server a reply of any length, and the
+// notice, its JSON and the state file must stay small.
+const maxDetail = 4096
+
+// cut returns s cut to at most n bytes at a rune boundary, with "…"
+// when it cut.
+func cut(s string, n int) string {
+	if len(s) <= n {
+		return s
+	}
+	for n > 0 && !utf8.RuneStart(s[n]) {
+		n--
+	}
+	return s[:n] + "…"
 }

@@ -8,6 +8,8 @@ import (
 	"time"
 
 	"github.com/emersion/go-message/mail"
+
+	"github.com/popfetch/popfetch/internal/logsafe"
 )
 
 // what says in words what a condition means and what to do about it.
@@ -69,14 +71,17 @@ func Body(n Notice, host string) string {
 	if n.Event == Cleared {
 		fmt.Fprintf(&b, "RESOLVED: %s: %s.\n\n", who, Title(n.Condition))
 		b.WriteString(wrap(fmt.Sprintf("The condition began at %s and ended at %s (%s): %s.",
-			n.Since.UTC().Format(time.RFC3339), n.At.UTC().Format(time.RFC3339), n.At.Sub(n.Since).Round(time.Second), n.Detail), 72))
+			n.Since.UTC().Format(time.RFC3339), n.At.UTC().Format(time.RFC3339), n.At.Sub(n.Since).Round(time.Second), logsafe.Escape(n.Detail, 0)), 72))
 		b.WriteString("Nothing more to do.\n")
 	} else {
 		fmt.Fprintf(&b, "ALERT: %s: %s, since %s.\n\n", who, Title(n.Condition), n.Since.UTC().Format(time.RFC3339))
 		if n.Detail != "" {
 			b.WriteString("What happened:\n")
+			// The detail quotes servers and files: a mail reader in a
+			// terminal must not interpret any of it, and an 8bit part
+			// holds no NUL or bare CR.
 			for _, l := range strings.Split(n.Detail, "\n") {
-				b.WriteString(indent(wrap(l, 70), "  "))
+				b.WriteString(indent(wrap(logsafe.Escape(l, 0), 70), "  "))
 			}
 			b.WriteString("\n")
 		}

@@ -6,6 +6,7 @@ import (
 	"crypto/x509"
 	"errors"
 	"fmt"
+	"os"
 	"os/exec"
 	"strings"
 	"syscall"
@@ -85,8 +86,20 @@ func runCommand(ctx context.Context, argv []string, doc []byte) error {
 	defer cancel()
 	cmd := exec.CommandContext(ctx, argv[0], argv[1:]...)
 	cmd.Stdin = bytes.NewReader(doc)
-	var stderr bytes.Buffer
-	cmd.Stderr = &stderr
+	// The MDA's minimal environment (deliver.MDAOptions.Env), not
+	// popfetch's own: that may hold a password (password_env) or
+	// variables such as LD_PRELOAD that change what the program does.
+	cmd.Env = []string{"PATH=/usr/bin:/bin"}
+	for _, k := range []string{"HOME", "USER", "LOGNAME"} {
+		if v, ok := os.LookupEnv(k); ok {
+			cmd.Env = append(cmd.Env, k+"="+v)
+		}
+	}
+	// Only the start of stderr is kept (the error quotes its first
+	// line); the rest is read and dropped, so that a chatty command
+	// neither fills the daemon's memory nor dies of EPIPE.
+	stderr := &headWriter{max: 4096}
+	cmd.Stderr = stderr
 	// Its own process group, killed whole: a helper's children must not
 	// outlive the timeout.
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
@@ -99,7 +112,7 @@ func runCommand(ctx context.Context, argv []string, doc []byte) error {
 	if ctx.Err() != nil && !errors.Is(ctx.Err(), context.Canceled) {
 		return fmt.Errorf("alert command %s: no exit within %s", argv[0], CommandTimeout)
 	}
-	line, _, _ := strings.Cut(strings.TrimSpace(stderr.String()), "\n")
+	line, _, _ := strings.Cut(strings.TrimSpace(stderr.buf.String()), "\n")
 	if len(line) > 200 {
 		line = line[:200]
 	}
@@ -107,4 +120,17 @@ func runCommand(ctx context.Context, argv []string, doc []byte) error {
 		return fmt.Errorf("alert command %s: %w: %q", argv[0], err, line)
 	}
 	return fmt.Errorf("alert command %s: %w", argv[0], err)
+}
+
+// headWriter keeps the first max bytes written to it.
+type headWriter struct {
+	buf bytes.Buffer
+	max int
+}
+
+func (w *headWriter) Write(p []byte) (int, error) {
+	if room := w.max - w.buf.Len(); room > 0 {
+		w.buf.Write(p[:min(room, len(p))])
+	}
+	return len(p), nil
 }

@@ -912,7 +912,7 @@ func (d *Daemon) finishLocked(done pollDone) {
 		d.alerts.Polled(alert.Poll{Account: name, At: now, Err: r.Err, Held: a.authHold,
 			OAuth2:   errors.Is(r.Err, fetch.ErrTokenRefresh),
 			LoggedIn: r.Mechanism != "", Messages: r.Messages, MailboxBytes: r.MailboxBytes,
-			Failed: r.Failed, Undeletable: r.Undeletable})
+			Failed: r.Failed, Undeletable: r.Undeletable, New: r.New, Delivered: r.Delivered})
 	}
 }
 
