@@ -35,8 +35,8 @@ type testMilter struct {
 	active, peak int
 	// healed: "slow" and "tempfail" are accepted at once.
 	healed bool
-	ln           net.Listener
-	srv          *milter.Server
+	ln     net.Listener
+	srv    *milter.Server
 }
 
 type testMilterSession struct {
