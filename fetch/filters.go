@@ -143,7 +143,7 @@ func (fs *filters) run(ctx context.Context, m *deliver.Message, rcpts []string, 
 		// Temporary: the message stays on the server, and the next
 		// poll asks again.
 		return nil, &deliver.Error{Target: "filter " + last.Filter,
-			Reason: fmt.Sprintf("filter %s: tempfail: %s", last.Filter, last.Reply)}
+			Reason: last.Reply}
 	}
 	reply := last.Reply
 	if last.Quarantine != "" {

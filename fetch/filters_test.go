@@ -263,7 +263,7 @@ func TestPollFilterTempFail(t *testing.T) {
 			if n := len(delivertest.MaildirFiles(t, a.Deliver.Maildir, "new")); n != 0 {
 				t.Fatalf("%d copies delivered", n)
 			}
-			if !strings.Contains(logBuf.String(), "filter testmilter: tempfail") {
+			if !strings.Contains(logBuf.String(), "filter testmilter: temporary failure: ") {
 				t.Errorf("log does not say why:\n%s", logBuf.String())
 			}
 			// The filter back (a fresh one on the same port, answering
