@@ -84,6 +84,13 @@ func (s *testMilterSession) EndOfMessage(m milter.Modifier) (*milter.Response, e
 	}()
 	switch {
 	case healed && (strings.Contains(s.subject, "slow") || strings.Contains(s.subject, "tempfail")):
+	case strings.Contains(s.subject, "counted"):
+		// A field that differs in every conversation.
+		tm.mu.Lock()
+		n := tm.calls[s.subject]
+		tm.mu.Unlock()
+		m.ChangeHeader(1, "Subject", fmt.Sprintf("counted [scan %d]", n))
+		return milter.RespAccept, nil
 	case strings.Contains(s.subject, "slow"):
 		time.Sleep(300 * time.Millisecond)
 		return milter.RespAccept, nil
@@ -378,5 +385,34 @@ func TestPollFilterConcurrency(t *testing.T) {
 	}
 	if took > 24*300*time.Millisecond/2 {
 		t.Errorf("24 slow scans took %v: serialised", took)
+	}
+}
+
+// dedupe_message_id judges the copies as fetched: two copies of one
+// message that a filter stamps differently (a rewritten Subject) are
+// still one message, delivered to the user once.
+func TestPollFilterDedupe(t *testing.T) {
+	_, addr := startTestMilter(t)
+	var msgs []pop3test.Message
+	for _, uid := range []string{"c1", "c2"} {
+		msg := filterMsg(uid, "counted")
+		msg.Data = []byte(strings.NewReplacer("To: user@example.com", "To: alice@example.com",
+			"Message-ID: <"+uid+"@example.net>", "Message-ID: <same@example.net>", "id "+uid, "id x", "body of "+uid, "body of x").Replace(string(msg.Data)))
+		msgs = append(msgs, msg)
+	}
+	srv := pop3test.NewServer(t, pop3test.Options{Messages: msgs})
+	a := filterAccount(t, srv, addr)
+	a.Deliver.Maildir = filepath.Join(filepath.Dir(a.StateDir), "{user}")
+	a.Rules = nil
+	a.Multidrop = testMultidrop(mdUser("alice", "alice"))
+	a.Multidrop.DedupeMessageID = true
+	var logBuf bytes.Buffer
+	res := (&Poller{Log: slog.New(slog.NewTextHandler(&logBuf, nil))}).Poll(context.Background(), a)
+	if res.Err != nil || res.Delivered != 2 || len(srv.Messages()) != 0 {
+		t.Fatalf("Poll = %+v\n%s", res, logBuf.String())
+	}
+	got := maildirHolds(t, filepath.Join(filepath.Dir(a.StateDir), "alice"))
+	if len(got) != 1 || !strings.Contains(got[0], "Subject: counted [scan") {
+		t.Errorf("alice got %d copies: %q", len(got), got)
 	}
 }

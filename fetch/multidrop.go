@@ -222,11 +222,14 @@ func (d *multidrop) Dispatch(ctx context.Context, m *deliver.Message, p Progress
 			return d.toPostmaster(ctx, fo.m, sender, p, reason, nil)
 		})
 	}
+	// The duplicate key is of the message as fetched: two copies of it
+	// are the same message whatever a filter stamped on each.
+	fetched := m
 	m = fo.m
 	key := ""
 	if d.dedupe {
 		var err error
-		if key, err = deliver.DuplicateKey(m); err != nil {
+		if key, err = deliver.DuplicateKey(fetched); err != nil {
 			return fmt.Errorf("dedupe_message_id: %w", err)
 		}
 	}
