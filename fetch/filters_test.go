@@ -138,8 +138,13 @@ func (tm *testMilter) start(t *testing.T, path string) string {
 	return "unix:" + path
 }
 
-// stop closes the milter, as a filter that is down.
-func (tm *testMilter) stop() { tm.srv.Close() }
+// stop closes the milter, as a filter that is down. The listener is
+// closed here too (which removes the socket): a Close before Serve has
+// taken it over would leave it open.
+func (tm *testMilter) stop() {
+	tm.srv.Close()
+	tm.ln.Close()
+}
 
 func (tm *testMilter) events(subject string) []string {
 	tm.mu.Lock()

@@ -63,7 +63,7 @@ func (mm *modeMilter) serve(t *testing.T, path string) (stop func()) {
 	srv := milter.NewServer(milter.WithMilter(func() milter.Milter { return &modeSession{m: mm} }), milter.WithAction(milter.OptAddHeader))
 	go srv.Serve(ln)
 	var once sync.Once
-	stop = func() { once.Do(func() { srv.Close() }) }
+	stop = func() { once.Do(func() { srv.Close(); ln.Close() }) }
 	t.Cleanup(stop)
 	return stop
 }
