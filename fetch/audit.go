@@ -66,6 +66,7 @@ type audit struct {
 	size            int64
 	messageID, from string
 	copies          []Copy
+	filters         []FilterVerdict // the filters' verdicts, if any ran
 }
 
 // newAudit reads what the audit line of m, delivered as copies, needs.
@@ -121,6 +122,26 @@ func copiesAttr(copies []Copy) slog.Attr {
 	return slog.Group("copy", groups...)
 }
 
+// filtersAttr is the filters' verdicts as one group, "filter", of a
+// group per filter in the order they ran, numbered from 1:
+// filter.1.name, filter.1.action, filter.1.unavailable (only when true),
+// filter.1.reply (only when the filter said something: a reject's reply,
+// why it could not be asked).
+func filtersAttr(vs []FilterVerdict) slog.Attr {
+	groups := make([]any, 0, len(vs))
+	for i, v := range vs {
+		as := []any{slog.String("name", logsafe.Escape(v.Filter, maxAuditHeader)), slog.String("action", v.Action)}
+		if v.Unavailable {
+			as = append(as, slog.Bool("unavailable", true))
+		}
+		if v.Reply != "" {
+			as = append(as, slog.String("reply", logsafe.Escape(v.Reply, maxAuditReply)))
+		}
+		groups = append(groups, slog.Group(strconv.Itoa(i+1), as...))
+	}
+	return slog.Group("filter", groups...)
+}
+
 // audited writes the audit line of a message delivered in this poll,
 // once what happened to it on the server is known (onServer), and
 // forgets it; a message without a pending audit (one delivered before,
@@ -137,11 +158,14 @@ func (s *session) audited(e entry, onServer string) {
 	if s.a.QuietMessages {
 		return
 	}
-	s.log.LogAttrs(context.Background(), slog.LevelInfo, "message delivered",
-		slog.String("uid", e.UID), slog.Int("msgnum", e.Num),
+	attrs := []slog.Attr{slog.String("uid", e.UID), slog.Int("msgnum", e.Num),
 		slog.String("message_id", logsafe.Escape(a.messageID, maxAuditHeader)),
 		slog.String("from", logsafe.Escape(a.from, maxAuditHeader)),
-		slog.Int64("size", a.size), copiesAttr(a.copies), slog.String("on_server", onServer))
+		slog.Int64("size", a.size), copiesAttr(a.copies)}
+	if len(a.filters) > 0 {
+		attrs = append(attrs, filtersAttr(a.filters))
+	}
+	s.log.LogAttrs(context.Background(), slog.LevelInfo, "message delivered", append(attrs, slog.String("on_server", onServer))...)
 }
 
 // SummaryAttrs are the key-value pairs of a poll's summary line ("poll

@@ -140,5 +140,10 @@
 // limit, panic, stack; a renumbered listing adds previous; a deletion by
 // delete_after (deleteafter.go) adds age, the time since its delivery;
 // a filing rule's decision (filing.go) adds rule, action, field, value
-// and folder.
+// and folder; a filtered message's audit line (filters.go) adds per
+// filter N, in the order they ran, the group filter.N with name, action
+// (accept, tempfail, reject, discard), unavailable (only when true) and
+// reply (only when the filter said something), and its log lines add
+// filter and reason. A message a filter rejected with on_reject =
+// "delete" has one copy with the note "deleted by filter NAME".
 package fetch

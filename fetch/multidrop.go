@@ -27,6 +27,7 @@ type multidrop struct {
 	postmaster deliver.Target
 	dedupe     bool
 	filing     *userFiling // the account's and users' filing rules, nil for none
+	filters    *filters    // the account's filters, nil for none
 	// claims holds the (user, deliver.DuplicateKey) pairs of this poll for
 	// dedupe_message_id; a Dispatcher is built per poll, and its
 	// deliveries run concurrently.
@@ -202,10 +203,33 @@ func (d *multidrop) Dispatch(ctx context.Context, m *deliver.Message, p Progress
 		log.Warn("multidrop: no local recipient; message goes to the postmaster", "via", rt.Via, "reason", rt.Reason)
 		return d.toPostmaster(ctx, m, sender, p, rt.Reason, rt.Unknown)
 	}
+	// The filters, after routing (each routed user is a recipient they
+	// are told) and before the filing rules, which see their fields. A
+	// retry after some users got their copies asks them again (a
+	// filter's answer may have changed; the users served are not served
+	// again).
+	rcptAddrs := make([]string, len(rt.Rcpts))
+	for i, r := range rt.Rcpts {
+		rcptAddrs[i] = r.Address
+	}
+	fo, err := d.filters.run(ctx, m, rcptAddrs, p, log)
+	if err != nil {
+		return err
+	}
+	defer fo.close()
+	if fo.rejected != "" {
+		return rejectedByFilter(fo, p, log, func(reason string) error {
+			return d.toPostmaster(ctx, fo.m, sender, p, reason, nil)
+		})
+	}
+	// The duplicate key is of the message as fetched: two copies of it
+	// are the same message whatever a filter stamped on each.
+	fetched := m
+	m = fo.m
 	key := ""
 	if d.dedupe {
 		var err error
-		if key, err = deliver.DuplicateKey(m); err != nil {
+		if key, err = deliver.DuplicateKey(fetched); err != nil {
 			return fmt.Errorf("dedupe_message_id: %w", err)
 		}
 	}

@@ -1462,6 +1462,9 @@ func (s *session) deliver(ctx context.Context, e entry, m *deliver.Message) (d d
 			// are recorded, and the retry does not make them again.
 			args = append(args, copiesAttr(cs))
 		}
+		if fv := p.filtered(); len(fv) > 0 {
+			args = append(args, filtersAttr(fv))
+		}
 		log.Error("delivery failed; message stays on the server and is retried next poll", args...)
 		return d
 	}
@@ -1479,6 +1482,7 @@ func (s *session) deliver(ctx context.Context, e entry, m *deliver.Message) (d d
 		log.Debug("delivered", "size", m.Size())
 	}
 	d.ok, d.audit = true, newAudit(e, m, p.made())
+	d.audit.filters = p.filtered()
 	return d
 }
 
@@ -1493,6 +1497,8 @@ type progress struct {
 	shared bool
 	now    func() time.Time
 	got    []string
+	// filters are the filters' verdicts (Filtered), for the audit line.
+	filters []FilterVerdict
 }
 
 func (p *progress) Done(rcpt string) bool {
@@ -1531,6 +1537,21 @@ func (p *progress) Copied(c Copy) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	p.copies = append(p.copies, c)
+}
+
+// Filtered notes the filters' verdicts on the message, for its audit
+// line.
+func (p *progress) Filtered(vs []FilterVerdict) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	p.filters = vs
+}
+
+// filtered returns the verdicts Filtered noted.
+func (p *progress) filtered() []FilterVerdict {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.filters
 }
 
 // made returns the copies noted so far.

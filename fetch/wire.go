@@ -7,6 +7,7 @@ import (
 	"io"
 	"log/slog"
 	"os/user"
+	"strings"
 	"sync"
 
 	"github.com/popfetch/popfetch/deliver"
@@ -29,14 +30,24 @@ func NewDispatcher(a *rcfile.Account) (Dispatcher, error) {
 			return nil, fmt.Errorf("postmaster: %w", err)
 		}
 	}
+	fs, err := newFilters(a, host)
+	if err != nil {
+		return nil, fmt.Errorf("filter: %w", err)
+	}
 	if a.Multidrop != nil {
-		return newMultidrop(a, t, pm, host)
+		d, err := newMultidrop(a, t, pm, host)
+		if err != nil {
+			return nil, err
+		}
+		d.(*multidrop).filters = fs
+		return d, nil
 	}
 	filed, err := newFiling(a.Rules, host)
 	if err != nil {
 		return nil, fmt.Errorf("rules: %w", err)
 	}
-	return &singleDrop{target: t, postmaster: pm, rcpt: deliver.Recipient{User: osUserName()}, rules: filed, dest: &a.Deliver}, nil
+	return &singleDrop{target: t, postmaster: pm, rcpt: deliver.Recipient{User: osUserName()}, rules: filed, dest: &a.Deliver,
+		filters: fs, address: accountAddress(a)}, nil
 }
 
 // newTarget turns one deliver/postmaster block into a Target.
@@ -82,6 +93,18 @@ type singleDrop struct {
 	rcpt       deliver.Recipient
 	rules      *filing             // the account's filing rules, nil for none
 	dest       *rcfile.Destination // target's settings, for folder actions
+	filters    *filters            // the account's filters, nil for none
+	address    string              // the account's address, the filters' recipient
+}
+
+// accountAddress is a single-drop account's address, the recipient its
+// filters are told: the username if it is an address, else
+// username@server.
+func accountAddress(a *rcfile.Account) string {
+	if strings.Contains(a.Username, "@") {
+		return a.Username
+	}
+	return a.Username + "@" + a.Server
 }
 
 // Close releases the targets' resources once the poll is over.
@@ -98,6 +121,25 @@ func (d *singleDrop) allMaildir() bool {
 
 func (d *singleDrop) Dispatch(ctx context.Context, m *deliver.Message, p Progress, log *slog.Logger) error {
 	sender := deliver.ReturnPath(m.Head())
+	// The filters first, on the message as fetched; the rules then see
+	// the fields they added.
+	fo, err := d.filters.run(ctx, m, []string{d.address}, p, log)
+	if err != nil {
+		return err
+	}
+	defer fo.close()
+	if fo.rejected != "" {
+		return rejectedByFilter(fo, p, log, func(reason string) error {
+			cause := &deliver.Error{Target: "filter " + fo.rejected, Permanent: true, Reason: reason}
+			why, rc, err := toPostmaster(ctx, d.postmaster, fo.m, sender, cause, nil, p.Intend)
+			if err != nil {
+				return err
+			}
+			p.Copied(Copy{Postmaster: true, Reason: why, Receipt: rc})
+			return nil
+		})
+	}
+	m = fo.m
 	target := d.target
 	if dec, ok := d.rules.decide(m); ok {
 		logDecision(log, dec, "")

@@ -145,6 +145,12 @@ type Account struct {
 	// Rules are the account's filing rules, in order (rule blocks; an
 	// account without any inherits the defaults block's). See Rule.
 	Rules []Rule
+	// Filters are the account's spam and virus filters, run in order on
+	// each message before the filing rules (filter blocks; an account
+	// without any inherits the defaults block's). TrustedReceived says
+	// which Received: field tells them the sending client.
+	Filters         []Filter
+	TrustedReceived TrustedReceived
 
 	StateDir string // inherited from the top level unless set per account
 	// MailboxID, when set, replaces USERNAME@SERVER as the mailbox's name
@@ -301,6 +307,42 @@ type User struct {
 	// copy before the account's.
 	Rules     []Rule
 	DeclRange hcl.Range
+}
+
+// Filter is a filter block: a milter (Milter set) or a command filter
+// (Command set), as package deliver/filter runs them.
+type Filter struct {
+	Name    string
+	Milter  string   // "inet:HOST:PORT", "inet6:[HOST]:PORT" or "unix:/path"
+	Command []string // argv: an absolute program path, {sender} the only placeholder
+	// Timeout bounds the filter's work on one message (default 60s).
+	Timeout time.Duration
+	// TempExitCodes and RejectExitCodes map a command's exit status
+	// (deliver/filter.CommandOptions); RejectExitCodes nil means every
+	// non-zero status not in TempExitCodes rejects.
+	TempExitCodes   []int
+	RejectExitCodes []int
+	// OnUnavailable is "tempfail" (default) or "accept"; OnReject is
+	// "postmaster" (default) or "delete".
+	OnUnavailable string
+	OnReject      string
+	DeclRange     hcl.Range
+}
+
+// Filter policies (on_unavailable, on_reject).
+const (
+	OnUnavailableTempFail = "tempfail"
+	OnUnavailableAccept   = "accept"
+	OnRejectPostmaster    = "postmaster"
+	OnRejectDelete        = "delete"
+)
+
+// TrustedReceived is the trusted_received block: the Received: field at
+// Position from the top, or when By is set the topmost one written by By.
+// The zero value means the topmost field.
+type TrustedReceived struct {
+	By       string
+	Position int
 }
 
 // Rule is a filing rule: rule "name" { header = ... equals|contains|matches

@@ -95,6 +95,7 @@ func (c *Config) Format(w io.Writer) error {
 			formatDest(block(n, "postmaster"), a.Postmaster)
 		}
 		formatRules(n, a.Rules)
+		formatFilters(n, a)
 		if al := c.AccountAlerts[a.Name]; al != nil && al != c.Alert {
 			formatAlert(block(n, "alert"), al, a.Interval)
 		}
@@ -218,6 +219,35 @@ func formatRules(n *hclwrite.Body, rs []Rule) {
 	}
 }
 
+// formatFilters prints the trusted_received block and the filters, in
+// order, with every default spelt out.
+func formatFilters(n *hclwrite.Body, a *Account) {
+	if len(a.Filters) == 0 && a.TrustedReceived == (TrustedReceived{Position: 1}) {
+		return
+	}
+	tn := block(n, "trusted_received")
+	if a.TrustedReceived.By != "" {
+		tn.SetAttributeValue("by", cty.StringVal(a.TrustedReceived.By))
+	} else {
+		tn.SetAttributeValue("position", cty.NumberIntVal(int64(a.TrustedReceived.Position)))
+	}
+	for _, f := range a.Filters {
+		fn := block(n, "filter", f.Name)
+		if f.Milter != "" {
+			fn.SetAttributeValue("milter", cty.StringVal(f.Milter))
+		} else {
+			fn.SetAttributeValue("command", stringList(f.Command))
+		}
+		fn.SetAttributeValue("timeout", cty.StringVal(fmtDuration(f.Timeout)))
+		if f.Milter == "" {
+			fn.SetAttributeValue("temp_exit_codes", intList(f.TempExitCodes))
+			fn.SetAttributeValue("reject_exit_codes", intList(f.RejectExitCodes))
+		}
+		fn.SetAttributeValue("on_unavailable", cty.StringVal(f.OnUnavailable))
+		fn.SetAttributeValue("on_reject", cty.StringVal(f.OnReject))
+	}
+}
+
 func formatDest(n *hclwrite.Body, d *Destination) {
 	switch {
 	case d.Maildir != "":
@@ -290,4 +320,12 @@ func list(ty cty.Type, vs []cty.Value) cty.Value {
 // hclValue is v in HCL syntax, as Format prints it.
 func hclValue(v cty.Value) string {
 	return strings.TrimSpace(string(hclwrite.TokensForValue(v).Bytes()))
+}
+
+func intList(l []int) cty.Value {
+	vs := make([]cty.Value, len(l))
+	for i, c := range l {
+		vs[i] = cty.NumberIntVal(int64(c))
+	}
+	return list(cty.Number, vs)
 }

@@ -249,6 +249,12 @@ func checkPrograms(a *Account, seen map[hcl.Range]bool) hcl.Diagnostics {
 			dests = append(dests, u.Deliver)
 		}
 	}
+	for _, f := range a.Filters {
+		if len(f.Command) > 0 && !seen[f.DeclRange] {
+			seen[f.DeclRange] = true
+			check(f.Command[0], "filter command", f.DeclRange)
+		}
+	}
 	for _, d := range dests {
 		if d == nil || len(d.MDA) == 0 || seen[d.MDARange] || strings.Contains(d.MDA[0], "{") {
 			continue

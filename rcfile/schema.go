@@ -98,6 +98,8 @@ type settingsHCL struct {
 	Postmaster      *destHCL       `hcl:"postmaster,block"`
 	Multidrop       *multidropHCL  `hcl:"multidrop,block"`
 	Rules           []*ruleHCL     `hcl:"rule,block"`
+	Filters         []*filterHCL   `hcl:"filter,block"`
+	TrustedReceived *trustedHCL    `hcl:"trusted_received,block"`
 	Alert           *alertHCL      `hcl:"alert,block"`
 
 	// OAuth2 and OAuth2TokenCommand are the two ways to get an OAuth2
@@ -292,6 +294,37 @@ type ruleHCL struct {
 	Discard            *bool     `hcl:"discard,optional"`
 	DiscardRange       hcl.Range `hcl:"discard,attr_range"`
 	DefRange           hcl.Range `hcl:",def_range"`
+}
+
+// filterHCL is a spam or virus filter (see filters.go): a milter or a
+// command, with its policies.
+type filterHCL struct {
+	Name                 string    `hcl:"name,label"`
+	NameRange            hcl.Range `hcl:"name,label_range"`
+	Milter               *string   `hcl:"milter,optional"`
+	MilterRange          hcl.Range `hcl:"milter,attr_range"`
+	Command              *[]string `hcl:"command,optional"`
+	CommandRange         hcl.Range `hcl:"command,attr_range"`
+	Timeout              *string   `hcl:"timeout,optional"`
+	TimeoutRange         hcl.Range `hcl:"timeout,attr_range"`
+	TempExitCodes        *[]int    `hcl:"temp_exit_codes,optional"`
+	TempExitCodesRange   hcl.Range `hcl:"temp_exit_codes,attr_range"`
+	RejectExitCodes      *[]int    `hcl:"reject_exit_codes,optional"`
+	RejectExitCodesRange hcl.Range `hcl:"reject_exit_codes,attr_range"`
+	OnUnavailable        *string   `hcl:"on_unavailable,optional"`
+	OnUnavailableRange   hcl.Range `hcl:"on_unavailable,attr_range"`
+	OnReject             *string   `hcl:"on_reject,optional"`
+	OnRejectRange        hcl.Range `hcl:"on_reject,attr_range"`
+	DefRange             hcl.Range `hcl:",def_range"`
+}
+
+// trustedHCL says which Received: field a filter is told about.
+type trustedHCL struct {
+	By            *string   `hcl:"by,optional"`
+	ByRange       hcl.Range `hcl:"by,attr_range"`
+	Position      *int      `hcl:"position,optional"`
+	PositionRange hcl.Range `hcl:"position,attr_range"`
+	DefRange      hcl.Range `hcl:",def_range"`
 }
 
 // fieldTag splits a field's hcl tag into the name and the kind (attr,

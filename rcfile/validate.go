@@ -185,6 +185,8 @@ func (p *parser) account(ah *accountHCL, s *settingsHCL, topState string) *Accou
 	}
 	a.Rules = p.rules(s.Rules, fmt.Sprintf("account %q", a.Name), a.Multidrop != nil)
 	p.ruleTargets(a)
+	a.Filters = p.filters(s.Filters, a)
+	a.TrustedReceived = p.trustedReceived(s.TrustedReceived)
 	return a
 }
 

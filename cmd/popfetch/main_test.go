@@ -5,6 +5,8 @@ import (
 	"os/exec"
 	"path/filepath"
 	"testing"
+
+	"github.com/popfetch/popfetch/deliver/filter/filtertest"
 )
 
 // popfetchBin is the real binary, built once for the tests that run it as
@@ -24,6 +26,7 @@ func TestMain(m *testing.M) {
 		panic("building popfetch: " + err.Error())
 	}
 	code := m.Run()
+	filtertest.Stop()
 	os.RemoveAll(dir)
 	os.Exit(code)
 }
