@@ -5,8 +5,8 @@ import (
 	"testing"
 	"time"
 
-	"golang.org/x/oauth2"
 	"github.com/popfetch/popfetch/rcfile"
+	"golang.org/x/oauth2"
 )
 
 // TestRefreshExpiryStored: a refresh_token_expires_in in the sign-in's
