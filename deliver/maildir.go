@@ -298,7 +298,9 @@ func (d *Maildir) Prepare(ctx context.Context, m *Message, sender string, rc Rec
 	}
 	fields := make([]Field, 0, len(extra)+2)
 	fields = append(fields, extra...)
-	fields = append(fields, Received(m, d.host, rc.Address))
+	if !m.Local {
+		fields = append(fields, Received(m, d.host, rc.Address))
+	}
 	if rc.Address != "" {
 		fields = append(fields, Field{Name: "Delivered-To", Value: SafeValue(rc.Address, 320)})
 	}

@@ -362,7 +362,9 @@ func (d *MDA) DeliverReporting(ctx context.Context, m *Message, sender string, r
 			continue
 		}
 		fields := append([]Field(nil), extra...)
-		fields = append(fields, Received(m, d.opts.LocalHost, r.Address))
+		if !m.Local {
+			fields = append(fields, Received(m, d.opts.LocalHost, r.Address))
+		}
 		if r.Address != "" {
 			fields = append(fields, Field{Name: "Delivered-To", Value: SafeValue(r.Address, 320)})
 		}

@@ -28,6 +28,10 @@ type Message struct {
 	Fetched time.Time // when popfetch finished reading it
 	Raw     []byte
 	Spool   *Spool // when set, the message (Raw is unused)
+	// Local: popfetch wrote the message itself (an alert). The targets
+	// then add no Received: trace field, whose "with POP3 (account ...,
+	// uid ...)" would claim a retrieval that never happened.
+	Local bool
 }
 
 // Size returns the message's length in bytes.

@@ -477,7 +477,9 @@ func (d *SMTP) DeliverReporting(ctx context.Context, m *Message, sender string, 
 		forAddr = groups[0].addr
 		deliveredTo = soleAddress(rcpts, groups[0])
 	}
-	fields = append(fields, Received(m, d.opts.LocalHost, forAddr))
+	if !m.Local {
+		fields = append(fields, Received(m, d.opts.LocalHost, forAddr))
+	}
 	if deliveredTo != "" {
 		// As on Maildir and MDA copies: the address that routed the
 		// message, which popfetch's loop check finds again if the copy

@@ -73,7 +73,8 @@ func (g *globals) login(ctx context.Context, args []string) int {
 // writeOAuth2Status prints, for `popfetch status`, each OAuth2 account's
 // token state from its token file: when the access token expires and when
 // the refresh token last got a new one (providers expire an idle refresh
-// token: Microsoft after 90 days). Never a token.
+// token: Microsoft after 90 days), and when that one expires if the
+// provider said so. Never a token.
 func writeOAuth2Status(w io.Writer, cfg *rcfile.Config) {
 	const layout = "2006-01-02 15:04:05"
 	at := func(t time.Time) string {
@@ -105,6 +106,10 @@ func writeOAuth2Status(w io.Writer, cfg *rcfile.Config) {
 			exp = "not signed in: run `popfetch login " + a.Name + "`"
 		case !info.HasRefresh && a.OAuth2.Flow != rcfile.FlowClientCredentials:
 			used = "none: run `popfetch login " + a.Name + "`"
+		case !info.RefreshExpiry.IsZero():
+			// The provider limits its life (Google: an app in testing
+			// mode); the oauth2-expiring alert warns before it ends.
+			used += " (expires " + at(info.RefreshExpiry) + ")"
 		}
 		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\n", printable(a.Name, 60), a.OAuth2.Flow, exp, used, printable(info.Path, 200))
 	}

@@ -236,3 +236,28 @@ func TestOAuth2Status(t *testing.T) {
 		}
 	}
 }
+
+// TestOAuth2StatusRefreshExpiry: a provider that limits the refresh
+// token's life (refresh_token_expires_in) has its end shown by status.
+func TestOAuth2StatusRefreshExpiry(t *testing.T) {
+	idp := oauthtest.Start()
+	defer idp.Close()
+	idp.ClientSecret = "cli-s3cret-value"
+	idp.AutoApprove = true
+	idp.RefreshTTL = 7 * 24 * time.Hour
+	rc, _ := loginRC(t, idp, "device")
+	cfg, diags := rcfile.Load(rc)
+	if diags.HasErrors() {
+		t.Fatal(diags)
+	}
+	if c, out, errs := runCLI(t, "-f", rc, "login", "work"); c != exitOK {
+		t.Fatalf("login = %d\n%s%s", c, out, errs)
+	}
+	var b strings.Builder
+	writeOAuth2Status(&b, cfg)
+	in7 := time.Now().Add(7 * 24 * time.Hour).Format("2006-01-02")
+	in7b := time.Now().Add(7*24*time.Hour - time.Minute).Format("2006-01-02") // a run at midnight
+	if !strings.Contains(b.String(), "(expires "+in7) && !strings.Contains(b.String(), "(expires "+in7b) {
+		t.Errorf("no refresh token expiry in:\n%s", b.String())
+	}
+}

@@ -24,6 +24,7 @@ import (
 	"golang.org/x/text/encoding/htmlindex"
 
 	"github.com/popfetch/popfetch/deliver"
+	"github.com/popfetch/popfetch/internal/logsafe"
 	"github.com/popfetch/popfetch/rcfile"
 )
 
@@ -324,6 +325,10 @@ func unrouted(v string) ([]string, int) {
 // space, and the bidirectional controls that can make text read in
 // another order than it is stored ("Trojan Source") '?'. With max > 0 it
 // keeps at most max runes, the last of them "…" when it cut.
+// The characters are logsafe.Unsafe's, as in a log line; the rendering
+// differs on purpose: a table row of header values is read, not decoded,
+// so one '?' per character (and per escape sequence) keeps its columns,
+// where logsafe.Escape writes a reversible \x1b.
 func termSafe(s string, max int) string {
 	s = strings.ToValidUTF8(s, "\uFFFD")
 	var b strings.Builder
@@ -335,7 +340,7 @@ func termSafe(s string, max int) string {
 			b.WriteByte('?')
 		case r == '\t' || r == '\u2028' || r == '\u2029':
 			b.WriteByte(' ')
-		case termUnsafe(r):
+		case logsafe.Unsafe(r):
 			b.WriteByte('?')
 		default:
 			b.WriteString(s[i : i+n])
@@ -348,15 +353,6 @@ func termSafe(s string, max int) string {
 		out = string(rs[:max-1]) + "…"
 	}
 	return out
-}
-
-// termUnsafe reports whether r must not reach a terminal as it is: a
-// control character (C0, DEL, C1) or a bidirectional control. termSafe
-// and printable both decide with it.
-func termUnsafe(r rune) bool {
-	return r < 0x20 || r == 0x7f || r >= 0x80 && r < 0xa0 ||
-		r == '\u061c' || r == '\u200e' || r == '\u200f' ||
-		r >= '\u202a' && r <= '\u202e' || r >= '\u2066' && r <= '\u2069'
 }
 
 // escapeLen is the length of the rest of an escape sequence after ESC:

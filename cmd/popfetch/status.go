@@ -12,6 +12,7 @@ import (
 
 	"github.com/popfetch/popfetch/fetch"
 	"github.com/popfetch/popfetch/fetch/daemon"
+	"github.com/popfetch/popfetch/internal/logsafe"
 	"github.com/popfetch/popfetch/rcfile"
 )
 
@@ -162,9 +163,12 @@ func printableEnds(s string, head, tail int) string {
 }
 
 // printable escapes the characters termSafe replaces (control and
-// bidirectional ones; termUnsafe decides for both) and cuts s to n runes:
-// error texts quote what the server said, and a terminal must not
-// interpret it (fetchmail CVE-2021-36386 class).
+// bidirectional ones: logsafe.Unsafe decides, for the logs too) and cuts
+// s to n runes: error texts quote what the server said, and a terminal
+// must not interpret it (fetchmail CVE-2021-36386 class). Unlike
+// logsafe.Escape it leaves a backslash single and writes CR as \x0d: an
+// error on a terminal is read by a person, not mapped back to its bytes,
+// and the CLI's messages keep the form their tests pin.
 func printable(s string, n int) string {
 	var b strings.Builder
 	i := 0
@@ -174,9 +178,9 @@ func printable(s string, n int) string {
 			break
 		}
 		switch {
-		case r == unicode.ReplacementChar || termUnsafe(r) && r <= 0xff:
+		case r == unicode.ReplacementChar || logsafe.Unsafe(r) && r <= 0xff:
 			fmt.Fprintf(&b, "\\x%02x", r)
-		case termUnsafe(r):
+		case logsafe.Unsafe(r):
 			fmt.Fprintf(&b, "\\u%04x", r)
 		default:
 			b.WriteRune(r)

@@ -17,6 +17,7 @@ import (
 
 	"github.com/popfetch/popfetch/fetch"
 	"github.com/popfetch/popfetch/fetch/pop3test"
+	"github.com/popfetch/popfetch/internal/logsafe"
 )
 
 // TestCheckConnectCertNamesTerminal: a man in the middle chooses the
@@ -86,7 +87,7 @@ func TestErrorLinesTerminalSafe(t *testing.T) {
 			errText("isp", e),
 		} {
 			for _, r := range s {
-				if termUnsafe(r) {
+				if logsafe.Unsafe(r) {
 					t.Errorf("%q: unsafe character %U in %q", e, r, s)
 				}
 			}

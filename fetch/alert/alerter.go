@@ -15,6 +15,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/popfetch/popfetch/fetch/oauth"
 	"github.com/popfetch/popfetch/internal/durable"
 	"github.com/popfetch/popfetch/internal/trust"
 	"github.com/popfetch/popfetch/rcfile"
@@ -90,8 +91,11 @@ type Alerter struct {
 	// gone holds the alert blocks of accounts removed from the
 	// configuration while they had conditions active: their recovery
 	// notices go where the raise went (alertForLocked).
-	gone  map[string]*rcfile.Alert
-	dirty bool // the engine's memory changed since the state file was written
+	gone map[string]*rcfile.Alert
+	// tokens is the token file of each owned account, "" for one
+	// without an oauth2 block; Tick reads them for OAuth2Expiring.
+	tokens map[string]string
+	dirty  bool // the engine's memory changed since the state file was written
 	// saveErr is the last failure to write the state file, logged once.
 	saveErr string
 	// started: Run has begun. Before, nothing is written: the daemon
@@ -168,7 +172,13 @@ func newID() string {
 // daemon polls (its shard's).
 func (a *Alerter) Configure(cfg *rcfile.Config, owned []*rcfile.Account) {
 	accts := make(map[string]AccountConfig, len(owned))
+	tokens := make(map[string]string, len(owned))
 	for _, ac := range owned {
+		if ac.OAuth2 != nil {
+			tokens[ac.Name] = oauth.TokenPath(ac.StateDir, ac.Name)
+		} else {
+			tokens[ac.Name] = ""
+		}
 		c := AccountConfig{After: DefaultAfter(ac.Interval), Keep: ac.Keep, Interval: ac.Interval}
 		if al := cfg.AlertFor(ac.Name); al != nil {
 			if al.After > 0 {
@@ -191,6 +201,7 @@ func (a *Alerter) Configure(cfg *rcfile.Config, owned []*rcfile.Account) {
 		delete(a.gone, name)
 	}
 	a.cfg = cfg
+	a.tokens = tokens
 	a.handleLocked(a.eng.Configure(a.now(), accts))
 	for name := range a.gone {
 		if !slices.ContainsFunc(a.queue, func(q *item) bool { return q.Notice.Account == name }) {
@@ -231,14 +242,56 @@ func (a *Alerter) Active() []Active {
 	return a.eng.Active()
 }
 
-// Tick checks the timed conditions now; Run calls it periodically.
+// Tick checks the timed conditions now, and what the token files say of
+// their refresh tokens' expiry; Run calls it periodically, so an alert
+// of an expiring token clears within tickEvery of a `popfetch login`.
 func (a *Alerter) Tick() {
+	expiry := a.readTokenFiles()
 	a.mu.Lock()
 	defer a.mu.Unlock()
-	a.handleLocked(a.eng.Tick(a.now()))
+	now := a.now()
+	ns := a.eng.Tick(now)
+	for _, x := range expiry {
+		ns = append(ns, a.eng.TokenExpiry(now, x.account, x.issued, x.expires)...)
+	}
+	a.handleLocked(ns)
 	if a.dirty {
 		a.saveLocked()
 	}
+}
+
+type tokenExpiry struct {
+	account         string
+	issued, expires time.Time
+}
+
+// readTokenFiles reads the refresh token expiry of every owned account,
+// without the lock (file reads). An account without an oauth2 block or
+// a token file has none (zero), which clears an alert left from before;
+// a file that cannot be read is left out: the polls report it, and what
+// was known stands.
+func (a *Alerter) readTokenFiles() []tokenExpiry {
+	a.mu.Lock()
+	names := make([]string, 0, len(a.tokens))
+	for name := range a.tokens {
+		names = append(names, name)
+	}
+	paths := a.tokens
+	a.mu.Unlock()
+	slices.Sort(names)
+	out := make([]tokenExpiry, 0, len(names))
+	for _, name := range names {
+		x := tokenExpiry{account: name}
+		if p := paths[name]; p != "" {
+			info, err := oauth.ReadInfo(p)
+			if err != nil {
+				continue
+			}
+			x.issued, x.expires = info.RefreshIssued, info.RefreshExpiry
+		}
+		out = append(out, x)
+	}
+	return out
 }
 
 // handleLocked logs every notice, queues those to send, and writes the

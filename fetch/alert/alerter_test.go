@@ -216,3 +216,26 @@ func FuzzStateFile(f *testing.F) {
 		a.Active()
 	})
 }
+
+// TestSendMaildirNoTrace: the real sender files a notice into a Maildir
+// with Delivered-To but without the "Received: ... with POP3 (account,
+// uid ...)" trace field of a retrieved message: popfetch wrote it.
+func TestSendMaildirNoTrace(t *testing.T) {
+	dir := filepath.Join(t.TempDir(), "alerts")
+	n := Notice{ID: "alert.1.abc", Event: Raised, Account: "work", Condition: AuthHold, Since: t0, At: t0, Detail: "bad"}
+	al := &rcfile.Alert{Maildir: dir, To: "postmaster@example.com"}
+	if err := NewSender("mx.example").Send(context.Background(), n, al, targetMaildir); err != nil {
+		t.Fatal(err)
+	}
+	ents, err := os.ReadDir(filepath.Join(dir, "new"))
+	if err != nil || len(ents) != 1 {
+		t.Fatalf("new/ = %v, %v; want one file", ents, err)
+	}
+	b, err := os.ReadFile(filepath.Join(dir, "new", ents[0].Name()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if s := string(b); strings.Contains(s, "Received:") || strings.Contains(s, "POP3") || !strings.HasPrefix(s, "Delivered-To: postmaster@example.com\n") {
+		t.Errorf("notice as filed:\n%s", s)
+	}
+}

@@ -1,8 +1,9 @@
 // Package alert tells a person about trouble the daemon cannot fix by
 // itself: an account on authentication hold, polls or deliveries failing
 // for longer than an alert block's `after`, a server that refuses DELE,
-// a rejected reload of the rc file, a failed OAuth2 token refresh, an
-// account not polled successfully for `after`, a keep-mode mailbox
+// a rejected reload of the rc file, a failed OAuth2 token refresh or a
+// refresh token near the expiry its provider gave, an account not polled
+// successfully for `after`, a keep-mode mailbox
 // growing beyond its thresholds.
 //
 // Each condition is raised once when it starts and cleared once when it

@@ -35,6 +35,11 @@ const (
 	// OAuth2Refresh: getting an OAuth2 access token failed (the identity
 	// provider refused the refresh token or could not be reached).
 	OAuth2Refresh Condition = "oauth2-refresh"
+	// OAuth2Expiring: the identity provider said when the account's
+	// refresh token stops working (package fetch/oauth stores it), and
+	// that is within RefreshExpiryWindow. Clears when the token file no
+	// longer says so: `popfetch login` renewed it.
+	OAuth2Expiring Condition = "oauth2-expiring"
 	// NoSuccess: no poll of the account succeeded for After, and none
 	// failed either (that is Failing): polls do not happen at all.
 	NoSuccess Condition = "no-success"
@@ -45,7 +50,7 @@ const (
 )
 
 // Conditions lists every Condition, in the order the engine evaluates them.
-var Conditions = []Condition{AuthHold, Failing, DeliveryFailing, DeleRefused, ReloadRejected, OAuth2Refresh, NoSuccess, MailboxFull}
+var Conditions = []Condition{AuthHold, Failing, DeliveryFailing, DeleRefused, ReloadRejected, OAuth2Refresh, OAuth2Expiring, NoSuccess, MailboxFull}
 
 // Rate limits. A condition that clears and comes back within
 // RenotifyAfter of its last notice is active again, but silently (it
@@ -437,6 +442,48 @@ func (e *Engine) timers(out []Notice, now time.Time, name string) []Notice {
 		out = e.raise(out, now, Key{name, NoSuccess}, fmt.Sprintf("no poll has succeeded since %s", s.LastOK.UTC().Format(time.RFC3339)))
 	}
 	return out
+}
+
+// RefreshExpiryWarn is how long before a refresh token's known expiry
+// OAuth2Expiring is raised, at most: three days leave a weekend to sign
+// in again. For a token that lives less than four times that (Google's
+// testing-mode tokens live 7 days), a quarter of its life: a grant the
+// user chose to make short is not announced as expiring the moment it
+// is made.
+const RefreshExpiryWarn = 3 * 24 * time.Hour
+
+// RefreshExpiryWindow is how long before expires, of a refresh token
+// issued at issued (zero: unknown), OAuth2Expiring is raised.
+func RefreshExpiryWindow(issued, expires time.Time) time.Duration {
+	w := RefreshExpiryWarn
+	if life := expires.Sub(issued); !issued.IsZero() && life > 0 && life/4 < w {
+		w = life / 4
+	}
+	return w
+}
+
+// TokenExpiry records what account's token file says of its refresh
+// token: when it was issued and when it expires (zero: not known to
+// expire, or no token file). It raises OAuth2Expiring once the expiry is
+// within RefreshExpiryWindow, and clears it once the file says otherwise
+// (a new sign-in). The detail names times only, never a token.
+func (e *Engine) TokenExpiry(now time.Time, account string, issued, expires time.Time) []Notice {
+	if _, ok := e.cfg[account]; !ok {
+		return nil
+	}
+	k := Key{account, OAuth2Expiring}
+	if expires.IsZero() {
+		return e.clear(nil, now, k, "the refresh token is no longer known to expire (a new sign-in, or the account no longer uses an oauth2 block)")
+	}
+	at := expires.UTC().Format(time.RFC3339)
+	if now.Before(expires.Add(-RefreshExpiryWindow(issued, expires))) {
+		return e.clear(nil, now, k, "a new sign-in renewed the refresh token; it now expires at "+at)
+	}
+	if !now.Before(expires) {
+		return e.raise(nil, now, k, fmt.Sprintf("the OAuth2 refresh token expired at %s; no access token can be got until someone signs in again with `popfetch login %s`", at, account))
+	}
+	return e.raise(nil, now, k, fmt.Sprintf("the OAuth2 refresh token expires at %s (in %s); after that no access token can be got and the account stops until someone signs in again with `popfetch login %s`",
+		at, expires.Sub(now).Round(time.Minute), account))
 }
 
 // raise starts condition k unless it is active already, and appends its

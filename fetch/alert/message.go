@@ -33,6 +33,10 @@ var what = map[Condition]struct{ title, todo string }{
 	OAuth2Refresh: {"OAuth2 token refresh failed",
 		"popfetch could not get an OAuth2 access token. If the error says sign-in is required, run `popfetch login ACCOUNT`; " +
 			"otherwise the identity provider could not be reached and popfetch retries."},
+	OAuth2Expiring: {"OAuth2 refresh token expiring",
+		"The identity provider said when this account's refresh token stops working, and that time is near. After it popfetch cannot get an access token " +
+			"and the account stops until someone signs in again. Run `popfetch login ACCOUNT` (as the user popfetch runs as) before then; a new sign-in starts a new token. " +
+			"Google limits the refresh tokens of an app in testing mode to 7 days: publishing the app lifts that."},
 	NoSuccess: {"no successful poll",
 		"No poll of this account succeeded for longer than `after`, and none failed either: the account is not being polled. " +
 			"Check `popfetch status` (a LOGIN-DELAY, a stuck session) and the log."},

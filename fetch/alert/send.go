@@ -27,7 +27,8 @@ const CommandTimeout = time.Minute
 type targetSender struct{ host string }
 
 // NewSender returns the Sender that delivers to the real targets, with
-// host in From, Message-ID and the Received: field.
+// host in From and Message-ID. A notice gets no Received: field from
+// popfetch: it was written here, not retrieved (deliver.Message.Local).
 func NewSender(host string) Sender { return targetSender{host: host} }
 
 func (s targetSender) Send(ctx context.Context, n Notice, a *rcfile.Alert, target string) error {
@@ -46,7 +47,7 @@ func (s targetSender) Send(ctx context.Context, n Notice, a *rcfile.Alert, targe
 	if acct == "" {
 		acct = "(daemon)"
 	}
-	m := &deliver.Message{Account: acct, Server: s.host, User: "popfetch-alert", UID: n.ID, Fetched: n.At, Raw: raw}
+	m := &deliver.Message{Account: acct, Server: s.host, User: "popfetch-alert", UID: n.ID, Fetched: n.At, Raw: raw, Local: true}
 	var t deliver.Target
 	rc := deliver.Recipient{Address: a.To}
 	if target == targetMaildir {

@@ -82,7 +82,11 @@ func (s *Source) Login(ctx context.Context, io LoginIO) error {
 		return s.wrap(err)
 	}
 	defer unlock()
-	if err := writeTokens(s.path, stored{AccessToken: tok.AccessToken, TokenType: tok.TokenType, RefreshToken: tok.RefreshToken, Expiry: tok.Expiry, Obtained: now}); err != nil {
+	t := stored{AccessToken: tok.AccessToken, TokenType: tok.TokenType, RefreshToken: tok.RefreshToken, Expiry: tok.Expiry, Obtained: now}
+	if exp := refreshExpiry(tok, now); !exp.IsZero() {
+		t.RefreshExpiry, t.RefreshIssued = exp, now
+	}
+	if err := writeTokens(s.path, t); err != nil {
 		return s.wrap(err)
 	}
 	fmt.Fprintf(io.Out, "Signed in; tokens saved in %s.\n", s.path)

@@ -25,10 +25,12 @@ package oauth
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
 	"net/http"
+	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -278,6 +280,11 @@ type Info struct {
 	HasRefresh  bool
 	Expiry      time.Time // of the access token
 	RefreshUsed time.Time // when the refresh token last got an access token
+	// RefreshExpiry is when the refresh token stops working, if the
+	// provider said so (zero: not known to expire); RefreshIssued is when
+	// that token's life began.
+	RefreshExpiry time.Time
+	RefreshIssued time.Time
 }
 
 // Info reads the token file without locking it.
@@ -285,11 +292,55 @@ func (s *Source) Info() (Info, error) {
 	if s.path == "" {
 		return Info{}, nil
 	}
-	t, ok, err := readTokens(s.path)
+	return ReadInfo(s.path)
+}
+
+// ReadInfo reads the token file at path (TokenPath) without locking it,
+// for a reader that has no Source (the alerts); a missing file is an
+// Info with only Path. No token is returned.
+func ReadInfo(path string) (Info, error) {
+	t, ok, err := readTokens(path)
 	if err != nil || !ok {
-		return Info{Path: s.path}, err
+		return Info{Path: path}, err
 	}
-	return Info{Path: s.path, HasRefresh: t.RefreshToken != "", Expiry: t.Expiry, RefreshUsed: t.RefreshUsed}, nil
+	return Info{Path: path, HasRefresh: t.RefreshToken != "", Expiry: t.Expiry, RefreshUsed: t.RefreshUsed,
+		RefreshExpiry: t.RefreshExpiry, RefreshIssued: t.RefreshIssued}, nil
+}
+
+// maxRefreshLife bounds a refresh_token_expires_in popfetch believes: a
+// larger value (or a negative or malformed one) is no known expiry.
+const maxRefreshLife = 10 * 365 * 24 * time.Hour
+
+// refreshExpiry is when the refresh token of a token response expires:
+// now plus its refresh_token_expires_in (seconds; Google sends it for
+// refresh tokens with a time limit), or zero if the response has none
+// or one that makes no sense. JSON gives a number, a form-encoded
+// response (RFC 6749 allows neither, but GitHub-style providers send
+// one) a string.
+func refreshExpiry(tok *oauth2.Token, now time.Time) time.Time {
+	var sec float64
+	switch v := tok.Extra("refresh_token_expires_in").(type) {
+	case float64:
+		sec = v
+	case json.Number:
+		f, err := v.Float64()
+		if err != nil {
+			return time.Time{}
+		}
+		sec = f
+	case string:
+		f, err := strconv.ParseFloat(strings.TrimSpace(v), 64)
+		if err != nil {
+			return time.Time{}
+		}
+		sec = f
+	default:
+		return time.Time{}
+	}
+	if !(sec > 0) || sec > maxRefreshLife.Seconds() {
+		return time.Time{}
+	}
+	return now.Add(time.Duration(sec * float64(time.Second)))
 }
 
 // config is the oauth2 library's view of the client.
@@ -341,9 +392,24 @@ func (s *Source) refresh(ctx context.Context, t stored, have bool) (stored, erro
 	if nt.RefreshToken == "" {
 		nt.RefreshToken = t.RefreshToken // not rotated
 	}
-	if nt.RefreshToken != t.RefreshToken {
+	rotated := nt.RefreshToken != t.RefreshToken
+	if rotated {
 		s.log.Info("oauth2 refresh token rotated")
 	}
+	switch exp := refreshExpiry(tok, now); {
+	case !exp.IsZero():
+		// Said again (Google says it at every refresh, counting
+		// down): the life still runs from when the token was issued.
+		nt.RefreshExpiry, nt.RefreshIssued = exp, t.RefreshIssued
+		if rotated || nt.RefreshIssued.IsZero() || nt.RefreshIssued.After(now) {
+			nt.RefreshIssued = now
+		}
+	case !rotated:
+		// The same refresh token, with the same end.
+		nt.RefreshExpiry, nt.RefreshIssued = t.RefreshExpiry, t.RefreshIssued
+	}
+	// A rotated refresh token with no expiry given is a new token whose
+	// end is unknown: the old one's does not apply to it.
 	s.log.Debug("oauth2 access token refreshed")
 	return nt, nil
 }

@@ -36,6 +36,14 @@ type stored struct {
 	// RefreshUsed is when the refresh token last got a new access token
 	// (providers expire one left idle: Microsoft after 90 days).
 	RefreshUsed time.Time `json:"refresh_used,omitzero"`
+	// RefreshExpiry is when the refresh token stops working, as far as
+	// the provider said (refresh_token_expires_in: Google's apps in
+	// testing mode and time-based access); zero = not known to expire.
+	// RefreshIssued is when popfetch learnt it for this refresh token
+	// (the sign-in, or the rotation that brought it): the token's life
+	// runs from there to RefreshExpiry.
+	RefreshExpiry time.Time `json:"refresh_expiry,omitzero"`
+	RefreshIssued time.Time `json:"refresh_issued,omitzero"`
 }
 
 // maxTokenFile bounds the token file read; a real one is a few kilobytes.

@@ -44,6 +44,14 @@ type Server struct {
 	Rotate bool
 	// AutoApprove approves every device code at once (no Approve call).
 	AutoApprove bool
+	// RefreshTTL, if set, limits a grant's life as Google does for apps
+	// in testing mode and time-based access: its refresh tokens stop
+	// working RefreshTTL after the sign-in, and every response that
+	// issues a refresh token (the sign-in, a rotation) says how long it
+	// has left in refresh_token_expires_in (seconds). A refresh that
+	// issues none does not repeat it. Set back to 0 after a sign-in, the
+	// grant keeps its end but no response says it any more.
+	RefreshTTL time.Duration
 
 	hs  *httptest.Server
 	mu  sync.Mutex
@@ -63,6 +71,16 @@ type Server struct {
 type grant struct {
 	user    string
 	revoked bool
+	exp     time.Time // zero: no end (RefreshTTL unset at the sign-in)
+}
+
+// newGrant starts a grant for user, limited by RefreshTTL.
+func (s *Server) newGrant(user string) *grant {
+	g := &grant{user: user}
+	if s.RefreshTTL > 0 {
+		g.exp = s.now().Add(s.RefreshTTL)
+	}
+	return g
 }
 
 type grantToken struct {
@@ -316,6 +334,9 @@ func (s *Server) issue(w http.ResponseWriter, g *grant, withRefresh bool) {
 		rt := token("rt-")
 		s.refresh[rt] = g
 		resp["refresh_token"] = rt
+		if !g.exp.IsZero() && s.RefreshTTL > 0 {
+			resp["refresh_token_expires_in"] = int(g.exp.Sub(s.now()) / time.Second)
+		}
 	}
 	writeJSON(w, 200, resp)
 }
@@ -355,7 +376,7 @@ func (s *Server) handleToken(w http.ResponseWriter, r *http.Request) {
 		default:
 			s.counts["device_code"]++
 			delete(s.devices, f.Get("device_code"))
-			s.issue(w, &grant{user: d.user}, true)
+			s.issue(w, s.newGrant(d.user), true)
 		}
 	case "authorization_code":
 		c := s.codes[f.Get("code")]
@@ -370,7 +391,7 @@ func (s *Server) handleToken(w http.ResponseWriter, r *http.Request) {
 		default:
 			c.used = true
 			s.counts["authorization_code"]++
-			s.issue(w, &grant{user: c.user}, true)
+			s.issue(w, s.newGrant(c.user), true)
 		}
 	case "refresh_token":
 		rt := f.Get("refresh_token")
@@ -382,7 +403,7 @@ func (s *Server) handleToken(w http.ResponseWriter, r *http.Request) {
 			return
 		}
 		g := s.refresh[rt]
-		if g == nil || g.revoked {
+		if g == nil || g.revoked || !g.exp.IsZero() && !s.now().Before(g.exp) {
 			oauthError(w, 400, "invalid_grant", "refresh token revoked or expired")
 			return
 		}

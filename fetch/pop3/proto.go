@@ -7,6 +7,7 @@ import (
 	"strings"
 	"unicode/utf8"
 
+	"github.com/popfetch/popfetch/internal/logsafe"
 	"github.com/popfetch/popfetch/uidl"
 )
 
@@ -218,14 +219,18 @@ func (c *Conn) quote(b []byte) string {
 	return strconv.Quote(sanitize(c.redact(string(b)), 120))
 }
 
-// sanitize cuts s to max bytes and replaces control characters (terminal
-// escapes included) so server data is safe to log.
+// sanitize cuts s to max bytes and replaces the characters that must not
+// reach a log or terminal (logsafe.Unsafe: controls, terminal escapes
+// included, and bidirectional controls) with '?', so server data is safe
+// to log. Its callers quote the result (strconv.Quote), so a '?' stands
+// where logsafe.Escape would write an escape: one escape inside another
+// would read as if the server had sent the backslash.
 func sanitize(s string, max int) string {
 	if len(s) > max {
 		s = s[:max] + "…"
 	}
 	return strings.Map(func(r rune) rune {
-		if r < 0x20 || r == 0x7f || (r >= 0x80 && r < 0xa0) {
+		if logsafe.Unsafe(r) {
 			return '?'
 		}
 		return r

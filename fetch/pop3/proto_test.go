@@ -11,6 +11,7 @@ import (
 	"unicode"
 	"unicode/utf8"
 
+	"github.com/popfetch/popfetch/internal/logsafe"
 	"github.com/popfetch/popfetch/uidl"
 )
 
@@ -365,4 +366,28 @@ func asciiEqualFold(a, b string) bool {
 		}
 	}
 	return true
+}
+
+// TestSanitizeSameRuleAsLogs: sanitize replaces exactly the characters
+// internal/logsafe's Unsafe names (the controls and the bidirectional
+// controls, one rule for logs, terminals and quoted replies) and keeps
+// every other one.
+func TestSanitizeSameRuleAsLogs(t *testing.T) {
+	for _, tc := range []struct{ in, want string }{
+		{"plain é text", "plain é text"},
+		{"esc\x1b[31m", "esc?[31m"},
+		{"c1\u0085 del\x7f", "c1? del?"},
+		{"bidi \u202eevil\u2066 \u061c\u200f", "bidi ?evil? ??"},
+		{"bad \xff utf8", "bad ? utf8"},
+	} {
+		if got := sanitize(tc.in, 100); got != tc.want {
+			t.Errorf("sanitize(%q) = %q; want %q", tc.in, got, tc.want)
+		}
+	}
+	for r := rune(0); r < 0x3000; r++ {
+		got := sanitize(string(r), 10)
+		if replaced := got == "?" && r != '?'; replaced != logsafe.Unsafe(r) {
+			t.Errorf("sanitize(%U) = %q; logsafe.Unsafe = %v", r, got, logsafe.Unsafe(r))
+		}
+	}
 }

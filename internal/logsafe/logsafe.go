@@ -41,9 +41,9 @@ func Escape(s string, max int) string {
 			b.WriteString(`\n`)
 		case r == '\t':
 			b.WriteString(`\t`)
-		case unsafe(r) && r <= 0xff:
+		case Unsafe(r) && r <= 0xff:
 			fmt.Fprintf(&b, `\x%02x`, r)
-		case unsafe(r):
+		case Unsafe(r):
 			fmt.Fprintf(&b, `\u%04x`, r)
 		default:
 			b.WriteString(s[i : i+w])
@@ -58,7 +58,7 @@ func Escape(s string, max int) string {
 func needs(s string) bool {
 	for i := 0; i < len(s); {
 		r, w := utf8.DecodeRuneInString(s[i:])
-		if r == utf8.RuneError && w == 1 || r == '\\' || unsafe(r) {
+		if r == utf8.RuneError && w == 1 || r == '\\' || Unsafe(r) {
 			return true
 		}
 		i += w
@@ -66,9 +66,12 @@ func needs(s string) bool {
 	return false
 }
 
-// unsafe reports whether r must not reach a log as it is: a control
-// character (C0, DEL, C1) or a bidirectional control.
-func unsafe(r rune) bool {
+// Unsafe reports whether r must not reach a log or a terminal as it is: a
+// control character (C0, DEL, C1) or a bidirectional control. It is the
+// one rule; the renderings differ by reader (Escape for logs; package
+// main's printable and termSafe for a terminal, package pop3's sanitize
+// for a quoted server reply).
+func Unsafe(r rune) bool {
 	return r < 0x20 || r == 0x7f || r >= 0x80 && r < 0xa0 ||
 		r == '\u061c' || r == '\u200e' || r == '\u200f' ||
 		r >= '\u202a' && r <= '\u202e' || r >= '\u2066' && r <= '\u2069'

@@ -35,7 +35,7 @@ func FuzzEscape(f *testing.F) {
 	f.Fuzz(func(t *testing.T, s string, max int) {
 		out := Escape(s, max%1000)
 		for _, r := range out {
-			if unsafe(r) {
+			if Unsafe(r) {
 				t.Fatalf("Escape(%q) = %q holds %U", s, out, r)
 			}
 		}

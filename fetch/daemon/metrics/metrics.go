@@ -41,6 +41,7 @@ import (
 	"time"
 
 	"github.com/popfetch/popfetch/fetch"
+	"github.com/popfetch/popfetch/fetch/alert"
 	"github.com/popfetch/popfetch/fetch/daemon"
 )
 
@@ -192,6 +193,7 @@ func (m *Metrics) Handler() http.Handler {
 }
 
 var (
+	famAlerts     = &family{"popfetch_alerts_active", "gauge", "1 while the alert condition is active for the account, else 0; account=\"\" is the daemon itself (reload-rejected)."}
 	famPolls      = &family{"popfetch_polls_total", "counter", "Polls that ended, by result."}
 	famNew        = &family{"popfetch_messages_new_total", "counter", "Messages new to the journal and selected for retrieval."}
 	famDelivered  = &family{"popfetch_messages_delivered_total", "counter", "Messages delivered durably (including to the postmaster)."}
@@ -289,6 +291,7 @@ func (m *Metrics) write(e *expo) {
 		}
 	}
 	always := func(v uint64) (float64, bool) { return float64(v), true }
+	writeAlerts(e, st, accts)
 	perAccount(famHold, func(a *acctSnap) (float64, bool) { return b2f(a.st.State == daemon.StateAuthHold), true })
 	e.add(famBuild, "", 1, "goversion", runtime.Version(), "version", m.version)
 	perAccount(famBytes, func(a *acctSnap) (float64, bool) { return always(a.c.bytes) })
@@ -336,6 +339,32 @@ func (m *Metrics) write(e *expo) {
 	for _, a := range accts {
 		for _, r := range sortedResults {
 			e.add(famPolls, "", float64(a.c.polls[r]), "account", a.st.Name, "result", r)
+		}
+	}
+}
+
+// writeAlerts writes popfetch_alerts_active: one series per account and
+// per-account condition, and one for the daemon's own (account="",
+// reload-rejected), 0 or 1, so that a rule can compare with 0 and an
+// alert that clears is not just a series that vanishes. The labels come
+// from the configured accounts and the engine's fixed Conditions only:
+// an active alert of another account or condition is not a label.
+func writeAlerts(e *expo, st daemon.Status, accts []acctSnap) {
+	active := make(map[alert.Key]bool, len(st.Alerts))
+	for _, a := range st.Alerts {
+		active[alert.Key{Account: a.Account, Condition: alert.Condition(a.Condition)}] = true
+	}
+	conds := make([]string, 0, len(alert.Conditions))
+	for _, c := range alert.Conditions {
+		if c != alert.ReloadRejected {
+			conds = append(conds, string(c))
+		}
+	}
+	sort.Strings(conds)
+	e.add(famAlerts, "", b2f(active[alert.Key{Condition: alert.ReloadRejected}]), "account", "", "condition", string(alert.ReloadRejected))
+	for _, a := range accts {
+		for _, c := range conds {
+			e.add(famAlerts, "", b2f(active[alert.Key{Account: a.st.Name, Condition: alert.Condition(c)}]), "account", a.st.Name, "condition", c)
 		}
 	}
 }

@@ -16,6 +16,7 @@ import (
 	"time"
 
 	"github.com/popfetch/popfetch/fetch"
+	"github.com/popfetch/popfetch/fetch/alert"
 	"github.com/popfetch/popfetch/fetch/daemon"
 	"github.com/popfetch/popfetch/internal/testutil"
 )
@@ -297,5 +298,68 @@ func TestResultCounters(t *testing.T) {
 	_, text = scrape(t, m.Handler(), "/metrics")
 	if !samples(text)[`popfetch_deliveries_in_flight 0`] {
 		t.Errorf("in flight after the deliveries ended:\n%s", text)
+	}
+}
+
+// TestMetricsAlerts: popfetch_alerts_active is 1 for each active
+// condition, 0 for every other condition of every configured account and
+// for the daemon's reload-rejected, and makes no label of an account or
+// condition outside the configured accounts and the engine's fixed set.
+func TestMetricsAlerts(t *testing.T) {
+	t.Parallel()
+	src := &fakeSource{running: true, st: daemon.Status{Generation: 1,
+		Accounts: []daemon.AccountStatus{{Name: "a"}, {Name: "b", State: daemon.StateAuthHold}},
+		Alerts: []daemon.ActiveAlert{
+			{Condition: "reload-rejected", Detail: "rc:3: secret-diagnostic"},
+			{Account: "b", Condition: "auth-hold", Detail: "-ERR [AUTH] secret-reply"},
+			{Account: "b", Condition: "no-success"},
+			{Account: "gone", Condition: "failing"},              // not configured: no label
+			{Account: "a", Condition: "made-up-by-a-state-file"}, // not a condition: no label
+		}}}
+	m := New(src, "v")
+	_, text := scrape(t, m.Handler(), "/metrics")
+	got := samples(text)
+	n := 0
+	for l := range got {
+		if strings.HasPrefix(l, "popfetch_alerts_active{") {
+			n++
+		}
+	}
+	perAccount := len(alert.Conditions) - 1 // all but reload-rejected
+	if want := 1 + 2*perAccount; n != want {
+		t.Errorf("%d popfetch_alerts_active series, want %d:\n%s", n, want, text)
+	}
+	for _, want := range []string{
+		`popfetch_alerts_active{account="",condition="reload-rejected"} 1`,
+		`popfetch_alerts_active{account="b",condition="auth-hold"} 1`,
+		`popfetch_alerts_active{account="b",condition="no-success"} 1`,
+		`popfetch_alerts_active{account="b",condition="failing"} 0`,
+		`popfetch_alerts_active{account="a",condition="auth-hold"} 0`,
+		`popfetch_alerts_active{account="a",condition="mailbox-full"} 0`,
+	} {
+		if !got[want] {
+			t.Errorf("missing %s", want)
+		}
+	}
+	for _, leak := range []string{"gone", "made-up", "secret"} {
+		if strings.Contains(text, leak) {
+			t.Errorf("exposition contains %q", leak)
+		}
+	}
+	testutil.PromtoolCheck(t, text)
+
+	// Cleared: every series stays, at 0.
+	src.mu.Lock()
+	src.st.Alerts = nil
+	src.mu.Unlock()
+	_, text = scrape(t, m.Handler(), "/metrics")
+	got = samples(text)
+	for _, want := range []string{
+		`popfetch_alerts_active{account="",condition="reload-rejected"} 0`,
+		`popfetch_alerts_active{account="b",condition="auth-hold"} 0`,
+	} {
+		if !got[want] {
+			t.Errorf("after clearing: missing %s", want)
+		}
 	}
 }
