@@ -96,6 +96,13 @@ type Alerter struct {
 	// without an oauth2 block; Tick reads them for OAuth2Expiring.
 	tokens map[string]string
 	dirty  bool // the engine's memory changed since the state file was written
+	// gen counts the changes; a write that began at gen leaves dirty
+	// set if a change came while it ran.
+	gen uint64
+	// saving serialises the writes of the state file, which run
+	// outside mu: a slow or hung disk must not stall Polled, Reloaded,
+	// Configure or Active, which the daemon calls from its scheduler.
+	saving sync.Mutex
 	// saveErr is the last failure to write the state file, logged once.
 	saveErr string
 	// started: Run has begun. Before, nothing is written: the daemon
@@ -224,7 +231,7 @@ func (a *Alerter) alertForLocked(name string) *rcfile.Alert {
 func (a *Alerter) Polled(p Poll) {
 	a.mu.Lock()
 	defer a.mu.Unlock()
-	a.dirty = true
+	a.markLocked()
 	a.handleLocked(a.eng.Poll(p))
 }
 
@@ -248,16 +255,14 @@ func (a *Alerter) Active() []Active {
 func (a *Alerter) Tick() {
 	expiry := a.readTokenFiles()
 	a.mu.Lock()
-	defer a.mu.Unlock()
 	now := a.now()
 	ns := a.eng.Tick(now)
 	for _, x := range expiry {
 		ns = append(ns, a.eng.TokenExpiry(now, x.account, x.issued, x.expires)...)
 	}
 	a.handleLocked(ns)
-	if a.dirty {
-		a.saveLocked()
-	}
+	a.mu.Unlock()
+	a.save()
 }
 
 type tokenExpiry struct {
@@ -294,8 +299,9 @@ func (a *Alerter) readTokenFiles() []tokenExpiry {
 	return out
 }
 
-// handleLocked logs every notice, queues those to send, and writes the
-// state file when anything happened.
+// handleLocked logs every notice, queues those to send, and marks the
+// state file for Run to write when anything happened: never here, as
+// the daemon calls this from its scheduler.
 func (a *Alerter) handleLocked(ns []Notice) {
 	if len(ns) == 0 {
 		return
@@ -320,11 +326,17 @@ func (a *Alerter) handleLocked(ns []Notice) {
 			a.queue = append(a.queue, &item{Notice: n, Target: t})
 		}
 	}
-	a.saveLocked()
+	a.markLocked()
 	select {
 	case a.wake <- struct{}{}:
 	default:
 	}
+}
+
+// markLocked records that the state file must be written again.
+func (a *Alerter) markLocked() {
+	a.dirty = true
+	a.gen++
 }
 
 // targets lists the kinds of target an alert block has.
@@ -345,19 +357,31 @@ func targets(al *rcfile.Alert) []string {
 	return t
 }
 
-// saveLocked writes the state file atomically (a temporary file, fsync,
-// rename, fsync of the directory), mode 0600: after a crash it holds the
-// old state or the new, and a condition active before a restart is not
-// raised again after it. A failure is logged; the next change tries again.
-func (a *Alerter) saveLocked() {
-	if !a.started {
-		a.dirty = true
+// writeState is writeAtomic; tests replace it to make the disk slow.
+var writeState = writeAtomic
+
+// save writes the state file if it changed, atomically (a temporary
+// file, fsync, rename, fsync of the directory), mode 0600: after a crash
+// it holds the old state or the new, and a condition active before a
+// restart is not raised again after it. It takes a snapshot under mu and
+// writes without it. A failure is logged; the next change or tick tries
+// again. Only Run's goroutine calls it (and tests).
+func (a *Alerter) save() {
+	a.saving.Lock()
+	defer a.saving.Unlock()
+	a.mu.Lock()
+	if !a.started || !a.dirty {
+		a.mu.Unlock()
 		return
 	}
+	gen := a.gen
 	b, err := json.MarshalIndent(fileState{Engine: a.eng.State(), Queue: a.queue}, "", "  ")
+	a.mu.Unlock()
 	if err == nil {
-		err = writeAtomic(a.path, b)
+		err = writeState(a.path, b)
 	}
+	a.mu.Lock()
+	defer a.mu.Unlock()
 	if err != nil {
 		// Once per kind of failure, not at every tick and notice: a full
 		// disk would otherwise fill what is left of it with this line.
@@ -375,7 +399,9 @@ func (a *Alerter) saveLocked() {
 		a.log.Info("alerts: state file written again", "path", a.path)
 		a.saveErr = ""
 	}
-	a.dirty = false
+	if a.gen == gen {
+		a.dirty = false
+	}
 }
 
 func writeAtomic(path string, b []byte) error {
@@ -407,8 +433,9 @@ func writeAtomic(path string, b []byte) error {
 	return durable.SyncDir(dir)
 }
 
-// Run sends the queue and ticks until ctx is done. What is still queued
-// then stays in the state file for the next start.
+// Run sends the queue, ticks and writes the state file until ctx is
+// done. What is still queued then stays in the state file for the next
+// start.
 func (a *Alerter) Run(ctx context.Context) {
 	tick := time.NewTicker(tickEvery)
 	defer tick.Stop()
@@ -418,11 +445,13 @@ func (a *Alerter) Run(ctx context.Context) {
 	a.mu.Unlock()
 	a.Tick()
 	for {
+		a.save()
 		wait := a.sendDue(ctx)
 		timer := time.NewTimer(wait)
 		select {
 		case <-ctx.Done():
 			timer.Stop()
+			a.save() // what changed since the last write
 			return
 		case <-tick.C:
 			a.Tick()
@@ -501,8 +530,9 @@ func (a *Alerter) sendDue(ctx context.Context) time.Duration {
 				}
 			}
 		}
-		a.saveLocked()
+		a.markLocked()
 		a.mu.Unlock()
+		a.save()
 	}
 	return 0
 }

@@ -239,3 +239,55 @@ func TestSendMaildirNoTrace(t *testing.T) {
 		t.Errorf("notice as filed:\n%s", s)
 	}
 }
+
+// TestAlerterSlowDiskBlocksNoFeed: while the state file's write hangs
+// (a hung state disk), Polled, Reloaded, Configure and Active still
+// return at once: the daemon calls them from its scheduler, and an
+// alert must never block polling, a reload or `popfetch status`.
+func TestAlerterSlowDiskBlocksNoFeed(t *testing.T) {
+	dir := t.TempDir()
+	entered := make(chan struct{}, 1)
+	release := make(chan struct{})
+	old := writeState
+	writeState = func(path string, b []byte) error {
+		select {
+		case entered <- struct{}{}:
+		default:
+		}
+		<-release
+		return old(path, b)
+	}
+	defer func() { writeState = old }()
+
+	a := New(Options{StateDir: dir, Host: "mx.example", Sender: &fakeSender{}, Now: func() time.Time { return t0 }})
+	cfg, owned := testConfig(dir)
+	a.Configure(cfg, owned)
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() { a.Run(ctx); close(done) }()
+	defer func() { cancel(); close(release); <-done }()
+
+	a.Polled(Poll{Account: "work", At: t0, Err: errAuth, Held: true})
+	select {
+	case <-entered:
+	case <-time.After(10 * time.Second):
+		t.Fatal("the state file was never written")
+	}
+	fed := make(chan struct{})
+	go func() {
+		a.Polled(Poll{Account: "work", At: t0})
+		a.Reloaded(t0, false, []string{"rc:1: bad"})
+		a.Configure(cfg, owned)
+		a.Active()
+		a.Pending()
+		close(fed)
+	}()
+	select {
+	case <-fed:
+	case <-time.After(5 * time.Second):
+		t.Fatal("feeding the Alerter blocked while its state file was being written")
+	}
+	if act := a.Active(); len(act) != 1 || act[0].Condition != ReloadRejected {
+		t.Errorf("active %+v, want the rejected reload only", act)
+	}
+}

@@ -40,7 +40,7 @@ type Options struct {
 }
 
 // Alerts is what the daemon feeds the alert engine (package fetch/alert's
-// Alerter). Its methods must return quickly: they are called with the
+// Alerter). Its methods must return quickly (no file I/O): they are called with the
 // scheduler's lock held, so they must never call back into the Daemon.
 type Alerts interface {
 	Configure(cfg *rcfile.Config, owned []*rcfile.Account)
