@@ -12,7 +12,9 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
+	"strings"
 	"sync"
+	"syscall"
 	"time"
 
 	"github.com/popfetch/popfetch/fetch/oauth"
@@ -433,6 +435,37 @@ func writeAtomic(path string, b []byte) error {
 	return durable.SyncDir(dir)
 }
 
+// removeStale removes the temporary files writeAtomic leaves when the
+// daemon is killed during a write: only names it makes, only regular
+// files this user owns. Run calls it once the daemon holds its lock, so
+// no other writer is at work on this state directory.
+func (a *Alerter) removeStale() {
+	dir, base := filepath.Dir(a.path), "."+filepath.Base(a.path)+"."
+	ents, err := os.ReadDir(dir)
+	if err != nil {
+		return // the write reports a state directory it cannot use
+	}
+	for _, e := range ents {
+		name := e.Name()
+		if !strings.HasPrefix(name, base) || len(name) == len(base) || !e.Type().IsRegular() {
+			continue
+		}
+		p := filepath.Join(dir, name)
+		fi, err := os.Lstat(p)
+		if err != nil || !fi.Mode().IsRegular() {
+			continue
+		}
+		if st, ok := fi.Sys().(*syscall.Stat_t); !ok || int(st.Uid) != os.Geteuid() {
+			continue
+		}
+		if err := os.Remove(p); err != nil {
+			a.log.Warn("alerts: cannot remove a stale temporary state file", "path", p, "err", err)
+			continue
+		}
+		a.log.Info("alerts: removed a stale temporary state file", "path", p)
+	}
+}
+
 // Run sends the queue, ticks and writes the state file until ctx is
 // done. What is still queued then stays in the state file for the next
 // start.
@@ -443,6 +476,7 @@ func (a *Alerter) Run(ctx context.Context) {
 	a.started = true
 	a.eng.Resume(a.now())
 	a.mu.Unlock()
+	a.removeStale()
 	a.Tick()
 	for {
 		a.save()

@@ -291,3 +291,53 @@ func TestAlerterSlowDiskBlocksNoFeed(t *testing.T) {
 		t.Errorf("active %+v, want the rejected reload only", act)
 	}
 }
+
+// TestAlerterRemovesStaleTemp: a daemon killed while writing the state
+// file leaves a temporary file; the next Run removes it, and nothing but
+// such a file: not another name, a directory, a symbolic link, or (as
+// root) a file another user owns.
+func TestAlerterRemovesStaleTemp(t *testing.T) {
+	dir := t.TempDir()
+	stale := filepath.Join(dir, "."+StateFile+".123456")
+	keep := map[string]bool{}
+	write := func(p string) {
+		if err := os.WriteFile(p, []byte("{"), 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
+	write(stale)
+	for _, n := range []string{StateFile + ".123", ".other.json.123", "." + StateFile + "."} {
+		write(filepath.Join(dir, n))
+		keep[n] = true
+	}
+	if err := os.Mkdir(filepath.Join(dir, "."+StateFile+".dir"), 0o700); err != nil {
+		t.Fatal(err)
+	}
+	keep["."+StateFile+".dir"] = true
+	if err := os.Symlink(filepath.Join(dir, ".other.json.123"), filepath.Join(dir, "."+StateFile+".link")); err != nil {
+		t.Fatal(err)
+	}
+	keep["."+StateFile+".link"] = true
+	if os.Geteuid() == 0 {
+		p := filepath.Join(dir, "."+StateFile+".nobody")
+		write(p)
+		if err := os.Chown(p, 65534, 65534); err != nil {
+			t.Fatal(err)
+		}
+		keep["."+StateFile+".nobody"] = true
+	}
+
+	a := New(Options{StateDir: dir, Host: "mx.example", Sender: &fakeSender{}, Now: func() time.Time { return t0 }})
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel()
+	a.Run(ctx) // returns at once, after its start-up
+
+	if _, err := os.Lstat(stale); !errors.Is(err, os.ErrNotExist) {
+		t.Errorf("stale temporary file still there (err %v)", err)
+	}
+	for n := range keep {
+		if _, err := os.Lstat(filepath.Join(dir, n)); err != nil {
+			t.Errorf("%s: %v", n, err)
+		}
+	}
+}
