@@ -241,6 +241,7 @@ func (a *Alerter) Polled(p Poll) {
 func (a *Alerter) Reloaded(at time.Time, ok bool, diagnostics []string) {
 	a.mu.Lock()
 	defer a.mu.Unlock()
+	a.markLocked() // the detail of an active rejection may change
 	a.handleLocked(a.eng.Reload(at, ok, diagnostics))
 }
 

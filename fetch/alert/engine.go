@@ -313,13 +313,25 @@ func byKey(x, y Notice) int {
 
 // Reload records the outcome of an attempt to reload the rc file: a
 // rejected one raises ReloadRejected (once, however many follow), an
-// accepted one clears it.
+// accepted one clears it. A rejection while it is active replaces its
+// detail: `popfetch status` shows what is wrong with the file now, not
+// with the first rejected version, and the recovery notice says what
+// the last rejected version had.
 func (e *Engine) Reload(now time.Time, ok bool, diagnostics []string) []Notice {
 	k := Key{"", ReloadRejected}
 	if ok {
-		return e.clear(nil, now, k, "the rc file was reloaded")
+		detail := "the rc file was reloaded"
+		if a := e.active[k]; a != nil && a.Detail != "" {
+			detail += "; the last rejected version said: " + strings.ReplaceAll(a.Detail, "\n", "; ")
+		}
+		return e.clear(nil, now, k, cut(detail, maxDetail))
 	}
-	return e.raise(nil, now, k, strings.Join(diagnostics, "\n"))
+	detail := strings.Join(diagnostics, "\n")
+	if a := e.active[k]; a != nil {
+		a.Detail = cut(detail, maxDetail)
+		return nil
+	}
+	return e.raise(nil, now, k, detail)
 }
 
 // Poll records one finished poll and returns the notices it causes.

@@ -283,3 +283,38 @@ func TestEngineResumeGrace(t *testing.T) {
 		}
 	}
 }
+
+// TestEngineReloadLatestDiagnostics: rejected reloads raise the
+// condition once, but its detail (what `popfetch status` shows) is the
+// latest rejection's, and the recovery notice quotes the latest too.
+func TestEngineReloadLatestDiagnostics(t *testing.T) {
+	e := NewEngine(nil)
+	steps := []struct {
+		ok          bool
+		diags       []string
+		wantNotices int
+		wantDetail  string // of the active condition; "" = none active
+	}{
+		{false, []string{"rc:3: first", "rc:4: second"}, 1, "rc:3: first\nrc:4: second"},
+		{false, []string{"rc:9: third"}, 0, "rc:9: third"},
+		{false, []string{"rc:10: fourth"}, 0, "rc:10: fourth"},
+		{true, nil, 1, ""},
+	}
+	var last []Notice
+	for i, s := range steps {
+		last = e.Reload(t0.Add(time.Duration(i)*time.Minute), s.ok, s.diags)
+		if len(last) != s.wantNotices {
+			t.Fatalf("step %d: %d notices %+v, want %d", i, len(last), last, s.wantNotices)
+		}
+		act := e.Active()
+		switch {
+		case s.wantDetail == "" && len(act) != 0:
+			t.Errorf("step %d: active %+v, want none", i, act)
+		case s.wantDetail != "" && (len(act) != 1 || act[0].Detail != s.wantDetail):
+			t.Errorf("step %d: active %+v, want detail %q", i, act, s.wantDetail)
+		}
+	}
+	if d := last[0].Detail; last[0].Event != Cleared || !strings.Contains(d, "rc:10: fourth") || strings.Contains(d, "first") {
+		t.Errorf("recovery notice %+v: want the latest diagnostics only", last[0])
+	}
+}
