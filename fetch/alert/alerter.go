@@ -69,10 +69,14 @@ type item struct {
 	Next   time.Time `json:"next,omitzero"`
 }
 
-// fileState is the state file: the engine's memory and the queue.
+// fileState is the state file: the engine's memory and the queue, and
+// the alert blocks of removed accounts whose notices are still queued
+// (Alerter.gone): after a restart, a recovery notice still goes where
+// its raise went, not to the global block.
 type fileState struct {
-	Engine State   `json:"engine"`
-	Queue  []*item `json:"queue,omitempty"`
+	Engine State                    `json:"engine"`
+	Queue  []*item                  `json:"queue,omitempty"`
+	Gone   map[string]*rcfile.Alert `json:"gone,omitempty"`
 }
 
 // Alerter runs the Engine for the daemon: it feeds it, logs and queues
@@ -163,6 +167,11 @@ func New(opts Options) *Alerter {
 			for _, it := range st.Queue {
 				if it != nil && slices.Contains([]string{targetMaildir, targetSMTP, targetCommand}, it.Target) {
 					a.queue = append(a.queue, it)
+				}
+			}
+			for name, al := range st.Gone {
+				if al != nil && name != "" {
+					a.gone[name] = al
 				}
 			}
 		}
@@ -378,7 +387,7 @@ func (a *Alerter) save() {
 		return
 	}
 	gen := a.gen
-	b, err := json.MarshalIndent(fileState{Engine: a.eng.State(), Queue: a.queue}, "", "  ")
+	b, err := json.MarshalIndent(fileState{Engine: a.eng.State(), Queue: a.queue, Gone: a.gone}, "", "  ")
 	a.mu.Unlock()
 	if err == nil {
 		err = writeState(a.path, b)

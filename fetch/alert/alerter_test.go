@@ -341,3 +341,51 @@ func TestAlerterRemovesStaleTemp(t *testing.T) {
 		}
 	}
 }
+
+// blockSender records which alert block each notice went to.
+type blockSender struct {
+	mu   sync.Mutex
+	sent []string // "maildir event condition"
+}
+
+func (b *blockSender) Send(_ context.Context, n Notice, al *rcfile.Alert, target string) error {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	b.sent = append(b.sent, filepath.Base(al.Maildir)+" "+string(n.Event)+" "+string(n.Condition))
+	return nil
+}
+
+// TestAlerterGoneBlockSurvivesRestart: the notices of an account removed
+// from the configuration, still queued at a restart, go to the alert
+// block the account had, not to the global one.
+func TestAlerterGoneBlockSurvivesRestart(t *testing.T) {
+	dir := t.TempDir()
+	clock := func() time.Time { return t0 }
+	acct := &rcfile.Account{Name: "work", Interval: 5 * time.Minute}
+	withWork := &rcfile.Config{
+		Accounts:      []*rcfile.Account{acct},
+		Alert:         &rcfile.Alert{Maildir: filepath.Join(dir, "global")},
+		AccountAlerts: map[string]*rcfile.Alert{"work": {Maildir: filepath.Join(dir, "own")}},
+	}
+	without := &rcfile.Config{Alert: &rcfile.Alert{Maildir: filepath.Join(dir, "global")}}
+
+	a := New(Options{StateDir: dir, Host: "mx.example", Sender: &blockSender{}, Now: clock})
+	a.started = true // as Run does
+	a.Configure(withWork, withWork.Accounts)
+	a.Polled(Poll{Account: "work", At: t0, Err: errAuth, Held: true})
+	a.Configure(without, nil) // the raise and its recovery notice are queued
+	a.save()
+	if a.Pending() != 2 {
+		t.Fatalf("pending %d, want 2", a.Pending())
+	}
+
+	bs := &blockSender{}
+	b := New(Options{StateDir: dir, Host: "mx.example", Sender: bs, Now: clock})
+	b.started = true
+	b.Configure(without, nil)
+	b.sendDue(context.Background())
+	want := "own raised auth-hold,own cleared auth-hold"
+	if got := strings.Join(bs.sent, ","); got != want {
+		t.Errorf("sent %q, want %q", got, want)
+	}
+}
