@@ -172,7 +172,11 @@ func (g *globals) daemon(ctx context.Context, args []string) int {
 	}()
 	served := make(chan error, 1)
 	go func() { served <- ctl.Serve(ctx, d) }()
-	go alerts.Run(ctx)
+	alertsDone := make(chan struct{})
+	go func() {
+		defer close(alertsDone)
+		alerts.Run(ctx)
+	}()
 	log.Info("popfetch daemon started", "version", versionString(), "config", path, "accounts", len(cfg.Accounts),
 		"shard", cfg.Shard.String(), "shard_accounts", len(cfg.Shard.Owned(cfg.Accounts)), "control", daemon.ControlPath(cfg.StateDir))
 	go func() {
@@ -191,6 +195,14 @@ func (g *globals) daemon(ctx context.Context, args []string) int {
 	err = d.Run(ctx)
 	stop()
 	notifyStopping()
+	// The Alerter writes what changed since its last write of
+	// alerts.json when it stops; a stop must not cut that short (a raise
+	// would be sent again, a queued notice lost). Its sends end with ctx.
+	select {
+	case <-alertsDone:
+	case <-time.After(10 * time.Second):
+		log.Warn("alerts: state not saved within 10s of the stop")
+	}
 	if cerr := <-served; cerr != nil && err == nil {
 		err = cerr
 	}

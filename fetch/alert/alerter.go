@@ -171,6 +171,11 @@ func New(opts Options) *Alerter {
 			}
 			for name, al := range st.Gone {
 				if al != nil && name != "" {
+					// Never a program named by a state file: a
+					// command notice of a removed account is
+					// dropped like one whose block lost its
+					// command (Maildir and SMTP notices still go).
+					al.Command = nil
 					a.gone[name] = al
 				}
 			}

@@ -389,3 +389,31 @@ func TestAlerterGoneBlockSurvivesRestart(t *testing.T) {
 		t.Errorf("sent %q, want %q", got, want)
 	}
 }
+
+// A state file names no program to run: the alert block a removed
+// account had is kept across a restart without its command, however the
+// file says it.
+func TestAlerterGoneBlockNoCommand(t *testing.T) {
+	dir := t.TempDir()
+	clock := func() time.Time { return t0 }
+	acct := &rcfile.Account{Name: "work", Interval: 5 * time.Minute}
+	withWork := &rcfile.Config{
+		Accounts:      []*rcfile.Account{acct},
+		AccountAlerts: map[string]*rcfile.Alert{"work": {Maildir: filepath.Join(dir, "own"), Command: []string{"/bin/true"}}},
+	}
+	without := &rcfile.Config{}
+	a := New(Options{StateDir: dir, Host: "mx.example", Sender: &blockSender{}, Now: clock})
+	a.started = true
+	a.Configure(withWork, withWork.Accounts)
+	a.Polled(Poll{Account: "work", At: t0, Err: errAuth, Held: true})
+	a.Configure(without, nil)
+	a.save()
+	b := New(Options{StateDir: dir, Host: "mx.example", Sender: &blockSender{}, Now: clock})
+	al := b.gone["work"]
+	if al == nil || al.Maildir != filepath.Join(dir, "own") {
+		t.Fatalf("restored block %+v; want the removed account's, with its maildir", al)
+	}
+	if al.Command != nil {
+		t.Errorf("restored block runs %q from the state file; want no command", al.Command)
+	}
+}
