@@ -41,6 +41,19 @@ func eicarMessage() string {
 		"Content-Transfer-Encoding: base64\r\n\r\n" + base64.StdEncoding.EncodeToString([]byte(filtertest.EICAR)) + "\r\n--b1--\r\n"
 }
 
+// runSteps runs raw through steps (the sample envelope), failing t on
+// an error of popfetch's own; the result is closed when t ends.
+func runSteps(t *testing.T, steps []Step, raw string) (Result, Verdict) {
+	t.Helper()
+	env, m := sampleEnv(t, raw)
+	res, err := Run(context.Background(), steps, env, m, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(res.Close)
+	return res, res.Verdicts[0]
+}
+
 func headerValue(v Verdict, name string) (string, bool) {
 	for _, c := range v.Changes {
 		if strings.EqualFold(c.Name, name) && c.Kind != RemoveHeader {
@@ -59,13 +72,7 @@ func TestRspamd(t *testing.T) {
 	steps := []Step{{Filter: f, Timeout: testutil.Slow(60 * time.Second)}}
 
 	t.Run("clean", func(t *testing.T) {
-		env, m := sampleEnv(t, sampleMessage)
-		res, err := Run(context.Background(), steps, env, m, nil)
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer res.Close()
-		v := res.Verdicts[0]
+		res, v := runSteps(t, steps, sampleMessage)
 		if res.Action != Accept {
 			t.Fatalf("clean message: %v %q", res.Action, v.Reply)
 		}
@@ -97,13 +104,7 @@ func TestRspamd(t *testing.T) {
 		}
 	})
 	t.Run("gtube", func(t *testing.T) {
-		env, m := sampleEnv(t, withBody("Spam test\r\n"+gtube+"\r\n"))
-		res, err := Run(context.Background(), steps, env, m, nil)
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer res.Close()
-		v := res.Verdicts[0]
+		res, v := runSteps(t, steps, withBody("Spam test\r\n"+gtube+"\r\n"))
 		if res.Action != Reject || !strings.Contains(strings.ToLower(v.Reply), "gtube") {
 			t.Errorf("GTUBE: %v %q, want reject with rspamd's reply", res.Action, v.Reply)
 		}
@@ -119,26 +120,14 @@ func TestClamav(t *testing.T) {
 	}
 	steps := []Step{{Filter: f, Timeout: testutil.Slow(30 * time.Second)}}
 	t.Run("clean", func(t *testing.T) {
-		env, m := sampleEnv(t, sampleMessage)
-		res, err := Run(context.Background(), steps, env, m, nil)
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer res.Close()
-		v := res.Verdicts[0]
+		res, v := runSteps(t, steps, sampleMessage)
 		status, _ := headerValue(v, "X-Virus-Status")
 		if res.Action != Accept || status != "Clean" {
 			t.Errorf("clean message: %v %q, X-Virus-Status %q; changes %v", res.Action, v.Reply, status, v.Changes)
 		}
 	})
 	t.Run("eicar", func(t *testing.T) {
-		env, m := sampleEnv(t, eicarMessage())
-		res, err := Run(context.Background(), steps, env, m, nil)
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer res.Close()
-		v := res.Verdicts[0]
+		res, v := runSteps(t, steps, eicarMessage())
 		if res.Action != Reject || !strings.Contains(v.Reply, "Popfetch.Test.EICAR") {
 			t.Errorf("EICAR: %v %q, want reject naming the signature", res.Action, v.Reply)
 		}

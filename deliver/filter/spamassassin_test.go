@@ -239,13 +239,7 @@ func TestSpamassMilter(t *testing.T) {
 				raw string
 				w   want
 			}{{sampleMessage, tt.clean}, {spam, tt.gtube}} {
-				env, m := sampleEnv(t, c.raw)
-				res, err := Run(context.Background(), steps, env, m, nil)
-				if err != nil {
-					t.Fatal(err)
-				}
-				defer res.Close()
-				v := res.Verdicts[0]
+				res, v := runSteps(t, steps, c.raw)
 				if res.Action != c.w.action || v.Reply != c.w.reply {
 					t.Errorf("%v %q, want %v %q", res.Action, v.Reply, c.w.action, c.w.reply)
 					continue
