@@ -24,32 +24,27 @@ func TestReceipts(t *testing.T) {
 	stub := delivertest.NewMDA(t)
 	argv := stub.Argv("{user}")
 	mda, _ := newTestMDA(t, argv, MDAOptions{})
-	smtpAddr := smtpRaw(t, func(c net.Conn, r *bufio.Reader) {
-		io.WriteString(c, "220 raw.test ESMTP\r\n")
-		rawCmd(c, r, "250-raw.test\r\n250 8BITMIME") // EHLO
-		rawCmd(c, r, "250 ok")                       // MAIL
-		rawCmd(c, r, "250 ok")                       // RCPT ann
-		rawCmd(c, r, "550 5.1.1 no such user")       // RCPT -bad
-		rawCmd(c, r, "250 ok")                       // RCPT bob
-		rawCmd(c, r, "354 go ahead")
-		rawReadData(r)
-		io.WriteString(c, "250 2.0.0 Ok: queued as 4XyZ\r\n")
-		rawCmd(c, r, "221 bye")
-	})
-	lmtpAddr := smtpRaw(t, func(c net.Conn, r *bufio.Reader) {
-		io.WriteString(c, "220 raw.test LMTP\r\n")
-		rawCmd(c, r, "250-raw.test\r\n250 8BITMIME") // LHLO
-		rawCmd(c, r, "250 ok")                       // MAIL
-		rawCmd(c, r, "250 ok")                       // RCPT ann
-		rawCmd(c, r, "550 5.1.1 no such user")       // RCPT -bad
-		rawCmd(c, r, "250 ok")                       // RCPT bob
-		rawCmd(c, r, "354 go ahead")
-		rawReadData(r)
-		// ann's names her; bob's names nobody, and also carries an
-		// escape sequence a log must not pass on as it is.
-		io.WriteString(c, "250 2.0.0 <ann@x> Lx3 Saved\r\n250 2.0.0 ok \x1b[2J\r\n")
-		rawCmd(c, r, "221 bye")
-	})
+	// raw is a server that takes ann and bob, refuses -bad, and gives
+	// its final reply to the DATA.
+	raw := func(greeting, final string) string {
+		return smtpRaw(t, func(c net.Conn, r *bufio.Reader) {
+			io.WriteString(c, "220 raw.test "+greeting+"\r\n")
+			rawCmd(c, r, "250-raw.test\r\n250 8BITMIME") // EHLO or LHLO
+			rawCmd(c, r, "250 ok")                       // MAIL
+			rawCmd(c, r, "250 ok")                       // RCPT ann
+			rawCmd(c, r, "550 5.1.1 no such user")       // RCPT -bad
+			rawCmd(c, r, "250 ok")                       // RCPT bob
+			rawCmd(c, r, "354 go ahead")
+			rawReadData(r)
+			io.WriteString(c, final)
+			rawCmd(c, r, "221 bye")
+		})
+	}
+	smtpAddr := raw("ESMTP", "250 2.0.0 Ok: queued as 4XyZ\r\n")
+	// One LMTP reply per accepted recipient: ann's names her; bob's
+	// names nobody, and also carries an escape sequence a log must not
+	// pass on as it is.
+	lmtpAddr := raw("LMTP", "250 2.0.0 <ann@x> Lx3 Saved\r\n250 2.0.0 ok \x1b[2J\r\n")
 	rcpts := []Recipient{{User: "ann", Address: "ann@x", Domain: "x"}, {User: "-bad", Address: "-bad@x"}, {User: "bob", Address: "bob@x", Domain: "x"}}
 	for _, tc := range []struct {
 		name string

@@ -39,23 +39,30 @@ var ruleMessages = []struct {
 	{"none", "Subject: [adv] hello\r\n"},
 }
 
+// singleDropRules is the dispatcher of a single-drop account with
+// testRules, delivering to dir's Maildir, its postmaster dir's pm.
+func singleDropRules(t *testing.T, dir string) Dispatcher {
+	t.Helper()
+	disp, err := NewDispatcher(&rcfile.Account{
+		Name:       "a",
+		Deliver:    rcfile.Destination{Maildir: filepath.Join(dir, "Maildir")},
+		Postmaster: &rcfile.Destination{Maildir: filepath.Join(dir, "pm")},
+		Rules:      testRules(dir),
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { closeTargets(disp) })
+	return disp
+}
+
 // Each single-drop copy goes where its first matching rule says, through
 // the usual two phases (its intent names the folder's new/), the
 // discarded one nowhere but into the log, the quarantined one to the
 // postmaster with the rule's reason.
 func TestSingleDropRules(t *testing.T) {
 	dir := t.TempDir()
-	a := &rcfile.Account{
-		Name:       "a",
-		Deliver:    rcfile.Destination{Maildir: filepath.Join(dir, "Maildir")},
-		Postmaster: &rcfile.Destination{Maildir: filepath.Join(dir, "pm")},
-		Rules:      testRules(dir),
-	}
-	disp, err := NewDispatcher(a)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer closeTargets(disp)
+	disp := singleDropRules(t, dir)
 	var logBuf bytes.Buffer
 	log := slog.New(slog.NewTextHandler(&logBuf, &slog.HandlerOptions{Level: slog.LevelDebug}))
 	for _, msg := range ruleMessages {
@@ -115,19 +122,9 @@ func TestSingleDropRuleTargetFails(t *testing.T) {
 	if err := os.WriteFile(filepath.Join(dir, "lists"), nil, 0o600); err != nil {
 		t.Fatal(err)
 	}
-	a := &rcfile.Account{
-		Name:       "a",
-		Deliver:    rcfile.Destination{Maildir: filepath.Join(dir, "Maildir")},
-		Postmaster: &rcfile.Destination{Maildir: filepath.Join(dir, "pm")},
-		Rules:      testRules(dir),
-	}
-	disp, err := NewDispatcher(a)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer closeTargets(disp)
+	disp := singleDropRules(t, dir)
 	m := &deliver.Message{UID: "l", Raw: []byte("List-Id: <dev.example.org>\r\n\r\nbody\r\n")}
-	err = disp.Dispatch(context.Background(), m, &intentLog{t: t}, nil)
+	err := disp.Dispatch(context.Background(), m, &intentLog{t: t}, nil)
 	if err == nil || deliver.IsPermanent(err) {
 		t.Fatalf("Dispatch = %v; want a temporary failure", err)
 	}

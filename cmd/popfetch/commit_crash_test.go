@@ -53,6 +53,23 @@ type crashServer struct {
 	put   func([][]byte) // fills the mailbox
 }
 
+// fakeCrashServer is the fake server srv as a crashServer for the user
+// "user", its messages named uid-1, uid-2, ...
+func fakeCrashServer(srv *pop3test.Server) crashServer {
+	return crashServer{
+		port:  srv.Port(),
+		user:  "user",
+		count: func() int { return len(srv.Messages()) },
+		put: func(raw [][]byte) {
+			var msgs []pop3test.Message
+			for i, r := range raw {
+				msgs = append(msgs, pop3test.Message{UID: fmt.Sprintf("uid-%d", i+1), Data: r})
+			}
+			srv.SetMessages(msgs)
+		},
+	}
+}
+
 // TestCommitCrashFake kills a real `popfetch fetch` at each named step
 // inside a 32-wide batch (internal/crashpoint), in single-drop and
 // multidrop Maildir, keep and delete, against the fake server, then runs
@@ -69,25 +86,15 @@ func TestCommitCrashFake(t *testing.T) {
 			for _, cs := range commitCrashSteps {
 				t.Run(fmt.Sprintf("multidrop=%v/keep=%v/%s:%d", multi, keep, cs.step, cs.n), func(t *testing.T) {
 					srv := pop3test.NewServer(t, pop3test.Options{User: "user", Pass: "pass"})
-					runCommitCrash(t, crashServer{
-						port:  srv.Port(),
-						user:  "user",
-						count: func() int { return len(srv.Messages()) },
-						seqs: func() []int {
-							var out []int
-							for _, m := range srv.Messages() {
-								out = append(out, xSeq(t, m.Data))
-							}
-							return out
-						},
-						put: func(raw [][]byte) {
-							var msgs []pop3test.Message
-							for i, r := range raw {
-								msgs = append(msgs, pop3test.Message{UID: fmt.Sprintf("uid-%d", i+1), Data: r})
-							}
-							srv.SetMessages(msgs)
-						},
-					}, multi, keep, cs.step, cs.n)
+					crash := fakeCrashServer(srv)
+					crash.seqs = func() []int {
+						var out []int
+						for _, m := range srv.Messages() {
+							out = append(out, xSeq(t, m.Data))
+						}
+						return out
+					}
+					runCommitCrash(t, crash, multi, keep, cs.step, cs.n)
 				})
 			}
 		}
@@ -109,18 +116,7 @@ func TestCommitPowerFailFake(t *testing.T) {
 		for _, cs := range commitCrashSteps {
 			t.Run(fmt.Sprintf("multidrop=%v/%s:%d", multi, cs.step, cs.n), func(t *testing.T) {
 				srv := pop3test.NewServer(t, pop3test.Options{})
-				runCommitCrashPower(t, crashServer{
-					port:  srv.Port(),
-					user:  "user",
-					count: func() int { return len(srv.Messages()) },
-					put: func(raw [][]byte) {
-						var msgs []pop3test.Message
-						for i, r := range raw {
-							msgs = append(msgs, pop3test.Message{UID: fmt.Sprintf("uid-%d", i+1), Data: r})
-						}
-						srv.SetMessages(msgs)
-					},
-				}, multi, false, cs.step, cs.n, true)
+				runCommitCrashPower(t, fakeCrashServer(srv), multi, false, cs.step, cs.n, true)
 			})
 		}
 	}
@@ -210,18 +206,7 @@ func TestCommitCrashFolderFake(t *testing.T) {
 		for _, cs := range commitCrashSteps[:3] {
 			t.Run(fmt.Sprintf("multidrop=%v/%s:%d", multi, cs.step, cs.n), func(t *testing.T) {
 				srv := pop3test.NewServer(t, pop3test.Options{User: "user", Pass: "pass"})
-				runCommitCrashFolder(t, crashServer{
-					port:  srv.Port(),
-					user:  "user",
-					count: func() int { return len(srv.Messages()) },
-					put: func(raw [][]byte) {
-						var msgs []pop3test.Message
-						for i, r := range raw {
-							msgs = append(msgs, pop3test.Message{UID: fmt.Sprintf("uid-%d", i+1), Data: r})
-						}
-						srv.SetMessages(msgs)
-					},
-				}, multi, false, cs.step, cs.n, false, "Lists.dev")
+				runCommitCrashFolder(t, fakeCrashServer(srv), multi, false, cs.step, cs.n, false, "Lists.dev")
 			})
 		}
 	}

@@ -9,19 +9,17 @@ import (
 	"time"
 )
 
-// TestDaemonSystemdNotify: `popfetch run` under a fake service manager
-// (NOTIFY_SOCKET, WATCHDOG_USEC) says READY=1 once it serves,
-// RELOADING=1 with MONOTONIC_USEC then READY=1 around a SIGHUP, feeds
-// the watchdog at half its interval, and says STOPPING=1 on SIGTERM.
-func TestDaemonSystemdNotify(t *testing.T) {
-	t.Parallel()
-	dir := t.TempDir()
+// notifySocket is a fake service manager's notification socket in dir
+// (for NOTIFY_SOCKET): its path, and the messages sent to it, closed
+// once the test ends.
+func notifySocket(t *testing.T, dir string) (string, <-chan string) {
+	t.Helper()
 	sock := filepath.Join(dir, "notify")
 	c, err := net.ListenUnixgram("unixgram", &net.UnixAddr{Name: sock, Net: "unixgram"})
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer c.Close()
+	t.Cleanup(func() { c.Close() })
 	msgs := make(chan string, 1000)
 	go func() {
 		buf := make([]byte, 4096)
@@ -34,6 +32,17 @@ func TestDaemonSystemdNotify(t *testing.T) {
 			msgs <- string(buf[:n])
 		}
 	}()
+	return sock, msgs
+}
+
+// TestDaemonSystemdNotify: `popfetch run` under a fake service manager
+// (NOTIFY_SOCKET, WATCHDOG_USEC) says READY=1 once it serves,
+// RELOADING=1 with MONOTONIC_USEC then READY=1 around a SIGHUP, feeds
+// the watchdog at half its interval, and says STOPPING=1 on SIGTERM.
+func TestDaemonSystemdNotify(t *testing.T) {
+	t.Parallel()
+	dir := t.TempDir()
+	sock, msgs := notifySocket(t, dir)
 	// next returns the next message other than WATCHDOG=1 and how many
 	// watchdog pings came before it.
 	next := func(what string) (string, int) {
@@ -96,24 +105,7 @@ func TestDaemonSystemdNotify(t *testing.T) {
 func TestDaemonNoReadyAfterStopping(t *testing.T) {
 	t.Parallel()
 	dir := t.TempDir()
-	sock := filepath.Join(dir, "notify")
-	c, err := net.ListenUnixgram("unixgram", &net.UnixAddr{Name: sock, Net: "unixgram"})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer c.Close()
-	msgs := make(chan string, 100)
-	go func() {
-		buf := make([]byte, 4096)
-		for {
-			n, err := c.Read(buf)
-			if err != nil {
-				close(msgs)
-				return
-			}
-			msgs <- string(buf[:n])
-		}
-	}()
+	sock, msgs := notifySocket(t, dir)
 	// A server that accepts and never greets: the poll waits for the
 	// greeting until the account's timeout, and the stop waits for it.
 	l, err := net.Listen("tcp", "127.0.0.1:0")

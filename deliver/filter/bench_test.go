@@ -9,17 +9,15 @@ import (
 	"sync/atomic"
 	"testing"
 	"time"
+
+	"github.com/popfetch/popfetch/deliver/filter/filtertest"
 )
 
-// benchMilter passes b.N copies of raw through the milter at addr with
-// conc messages in flight, and reports messages per second.
-func benchMilter(b *testing.B, addr, raw string, want Action) {
+// benchFilter passes b.N copies of raw through f with conc messages in
+// flight, and reports messages per second.
+func benchFilter(b *testing.B, f Filter, raw string, want Action) {
 	for _, conc := range []int{1, 4, 16} {
 		b.Run(fmt.Sprintf("concurrency=%d", conc), func(b *testing.B) {
-			f, err := NewMilter("bench", "inet:"+addr, MilterOptions{})
-			if err != nil {
-				b.Fatal(err)
-			}
 			env, m := sampleEnv(b, raw)
 			steps := []Step{{Filter: f, Timeout: time.Minute}}
 			var next atomic.Int64
@@ -44,11 +42,20 @@ func benchMilter(b *testing.B, addr, raw string, want Action) {
 	}
 }
 
+// benchMilter is benchFilter through the milter at addr.
+func benchMilter(b *testing.B, addr, raw string, want Action) {
+	f, err := NewMilter("bench", "inet:"+addr, MilterOptions{})
+	if err != nil {
+		b.Fatal(err)
+	}
+	benchFilter(b, f, raw, want)
+}
+
 // BenchmarkRspamd: clean messages through the private rspamd.
 func BenchmarkRspamd(b *testing.B) {
-	d := startRspamd(b)
-	benchMilter(b, d.addr, sampleMessage, Accept)
-	if log, err := os.ReadFile(d.log); err == nil {
+	d := filtertest.Rspamd(b)
+	benchMilter(b, d.Addr, sampleMessage, Accept)
+	if log, err := os.ReadFile(d.Log); err == nil {
 		lines := strings.Split(string(log), "\n")
 		for _, l := range lines[max(0, len(lines)-400):] {
 			if strings.Contains(l, "task_write_log") || strings.Contains(l, "time: ") {
@@ -62,6 +69,6 @@ func BenchmarkRspamd(b *testing.B) {
 // BenchmarkClamav: messages with an attachment through the private
 // clamav-milter and clamd.
 func BenchmarkClamav(b *testing.B) {
-	d := startClam(b)
-	benchMilter(b, d.addr, eicarMessage(), Reject)
+	d := filtertest.Clam(b)
+	benchMilter(b, d.Addr, eicarMessage(), Reject)
 }

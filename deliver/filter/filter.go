@@ -183,7 +183,7 @@ func (r *Result) Close() {
 // is the result; a filter that is unavailable counts per its
 // OnUnavailable. The error is only for a failure of popfetch's own (the
 // filtered copy could not be written): the message must then stay on the
-// server.
+// server. log carries the account and UID (the caller's message logger).
 func Run(ctx context.Context, steps []Step, env *Envelope, m *deliver.Message, log *slog.Logger) (Result, error) {
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
@@ -211,7 +211,7 @@ func Run(ctx context.Context, steps []Step, env *Envelope, m *deliver.Message, l
 		if v.Unavailable && st.OnUnavailable == UnavailableAccept && ctx.Err() == nil {
 			v.Action = Accept
 		}
-		log.Debug("filter verdict", "filter", v.Filter, "account", m.Account, "uid", m.UID, "action", v.Action.String(),
+		log.Debug("filter verdict", "filter", v.Filter, "action", v.Action.String(),
 			"unavailable", v.Unavailable, "reply", v.Reply, "changes", len(v.Changes), "took", time.Since(start))
 		res.Verdicts = append(res.Verdicts, v)
 		if v.Action != Accept {

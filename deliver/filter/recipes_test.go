@@ -7,6 +7,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/popfetch/popfetch/deliver/filter/filtertest"
 	"github.com/popfetch/popfetch/deliver/rules"
 	"github.com/popfetch/popfetch/internal/testutil"
 )
@@ -41,24 +42,24 @@ func TestReadmeRecipes(t *testing.T) {
 	}
 	cases := []filterCase{
 		{"spamc", func(t *testing.T) Filter {
-			d := startSpamd(t)
-			f, err := NewCommand("spamassassin", spamcArgv(d.addr), CommandOptions{TempExitCodes: spamcTempCodes})
+			d := filtertest.Spamd(t)
+			f, err := NewCommand("spamassassin", spamcArgv(d.Addr), CommandOptions{TempExitCodes: spamcTempCodes})
 			if err != nil {
 				t.Fatal(err)
 			}
 			return f
 		}, spam, sampleMessage, "spam"},
 		{"spamass-milter", func(t *testing.T) Filter {
-			d := startSpamassMilter(t, startSpamd(t).addr, "--")
-			f, err := NewMilter("spamassassin", "inet:"+d.addr, MilterOptions{})
+			d := filtertest.SpamassMilter(t, filtertest.Spamd(t).Addr, "--")
+			f, err := NewMilter("spamassassin", "inet:"+d.Addr, MilterOptions{})
 			if err != nil {
 				t.Fatal(err)
 			}
 			return f
 		}, spam, sampleMessage, "spam"},
 		{"rspamd", func(t *testing.T) Filter {
-			d := startRspamd(t)
-			f, err := NewMilter("rspamd", "inet:"+d.addr, MilterOptions{})
+			d := filtertest.Rspamd(t)
+			f, err := NewMilter("rspamd", "inet:"+d.Addr, MilterOptions{})
 			if err != nil {
 				t.Fatal(err)
 			}

@@ -1,51 +1,19 @@
 package filter
 
 import (
-	"context"
-	"fmt"
 	"os"
 	"regexp"
 	"strconv"
-	"sync"
-	"sync/atomic"
 	"testing"
-	"time"
-)
 
-// benchFilter passes b.N copies of raw through f with conc messages in
-// flight, and reports messages per second.
-func benchFilter(b *testing.B, f Filter, raw string, want Action) {
-	for _, conc := range []int{1, 4, 16} {
-		b.Run(fmt.Sprintf("concurrency=%d", conc), func(b *testing.B) {
-			env, m := sampleEnv(b, raw)
-			steps := []Step{{Filter: f, Timeout: time.Minute}}
-			var next atomic.Int64
-			var wg sync.WaitGroup
-			b.ResetTimer()
-			start := time.Now()
-			for range conc {
-				wg.Go(func() {
-					for next.Add(1) <= int64(b.N) {
-						res, err := Run(context.Background(), steps, env, m, nil)
-						if err != nil || res.Action != want {
-							b.Errorf("got %v %v %+v", err, res.Action, res.Verdicts)
-							return
-						}
-						res.Close()
-					}
-				})
-			}
-			wg.Wait()
-			b.ReportMetric(float64(b.N)/time.Since(start).Seconds(), "msgs/s")
-		})
-	}
-}
+	"github.com/popfetch/popfetch/deliver/filter/filtertest"
+)
 
 // BenchmarkSpamc: clean messages through spamc -x -X as a command filter
 // and the private spamd (--max-children=5).
 func BenchmarkSpamc(b *testing.B) {
-	d := startSpamd(b)
-	f, err := NewCommand("spamassassin", spamcArgv(d.addr), CommandOptions{TempExitCodes: spamcTempCodes})
+	d := filtertest.Spamd(b)
+	f, err := NewCommand("spamassassin", spamcArgv(d.Addr), CommandOptions{TempExitCodes: spamcTempCodes})
 	if err != nil {
 		b.Fatal(err)
 	}
@@ -57,8 +25,8 @@ var scanTimeRE = regexp.MustCompile(`scantime=([0-9.]+),`)
 
 // logScanTime logs spamd's own mean scan time (its log's scantime=),
 // to tell SpamAssassin's time from the plumbing's.
-func logScanTime(b *testing.B, d *daemon) {
-	log, err := os.ReadFile(d.log)
+func logScanTime(b *testing.B, d *filtertest.Daemon) {
+	log, err := os.ReadFile(d.Log)
 	if err != nil {
 		return
 	}
@@ -76,8 +44,8 @@ func logScanTime(b *testing.B, d *daemon) {
 // BenchmarkSpamassMilter: clean messages through spamass-milter and the
 // same spamd.
 func BenchmarkSpamassMilter(b *testing.B) {
-	sd := startSpamd(b)
-	d := startSpamassMilter(b, sd.addr, "--")
-	benchMilter(b, d.addr, sampleMessage, Accept)
+	sd := filtertest.Spamd(b)
+	d := filtertest.SpamassMilter(b, sd.Addr, "--")
+	benchMilter(b, d.Addr, sampleMessage, Accept)
 	logScanTime(b, sd)
 }

@@ -5,137 +5,23 @@ import (
 	"context"
 	"fmt"
 	"net"
-	"os"
 	"os/exec"
-	"path/filepath"
 	"strconv"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
+	"github.com/popfetch/popfetch/deliver/filter/filtertest"
 	"github.com/popfetch/popfetch/internal/testutil"
 )
-
-// SpamAssassin, run privately on loopback: spamd with Debian's packaged
-// rules (/usr/share/spamassassin; no sa-update), local tests only (-L: no
-// DNS, no network), a site configuration directory of its own (the
-// packaged .pre files, which load the plugins, and spamdLocalCf), no
-// user configuration (-x); asked by spamc as a command filter and by
-// spamass-milter as a milter.
-
-// spamdLocalCf is the private spamd's local.cf: headers only, no Bayes
-// database; then what the tests look at. X-Spam-Relays-Untrusted shows
-// the relays SpamAssassin parsed from the Received fields, the first
-// being the client it judges (spamass-milter passes on only the usual
-// X-Spam fields: there the POPFETCH_CLIENT rule says whether that client
-// was the one of the sample's trusted Received field, as told by
-// popfetch, whose MTA name is popfetch.test; a score of 0 would
-// disable the rule).
-const spamdLocalCf = `report_safe 0
-use_bayes 0
-
-add_header all Relays-Untrusted _RELAYSUNTRUSTED_
-header POPFETCH_CLIENT X-Spam-Relays-Untrusted =~ /^\[ ip=203\.0\.113\.25 rdns=mail\.example\.net helo=mail\.example\.net by=popfetch\.test /
-score POPFETCH_CLIENT 0.001
-`
-
-// spamdRules is where Debian's spamassassin package ships its rules.
-const spamdRules = "/usr/share/spamassassin"
-
-var (
-	spamdOnce sync.Once
-	spamdD    *daemon
-	spamcPath string
-)
-
-// startSpamd returns the shared private spamd (its addr is HOST:PORT for
-// spamc's -d and -p) or skips (fails in CI) when SpamAssassin is not
-// installed.
-func startSpamd(t testing.TB) *daemon {
-	t.Helper()
-	spamd, err1 := exec.LookPath("spamd")
-	spamc, err2 := exec.LookPath("spamc")
-	_, err3 := os.Stat(filepath.Join(spamdRules, "20_body_tests.cf"))
-	if err1 != nil || err2 != nil || err3 != nil {
-		testutil.Unavailable(t, "spamd, spamc or the rules in "+spamdRules+" not installed (Debian packages spamd, spamc, spamassassin)")
-	}
-	spamcPath = spamc
-	spamdOnce.Do(func() {
-		d := &daemon{}
-		spamdD = d
-		d.dir, d.err = os.MkdirTemp("", "pf-spamd-")
-		if d.err != nil {
-			return
-		}
-		daemonsMu.Lock()
-		daemons = append(daemons, d)
-		daemonsMu.Unlock()
-		port, err := freePort()
-		if err != nil {
-			d.err = err
-			return
-		}
-		d.addr = fmt.Sprintf("127.0.0.1:%d", port)
-		// Readable by all: run as root, spamd scans as nobody (the
-		// user of a spamc run by root), and reads its configuration
-		// then.
-		os.Chmod(d.dir, 0o755)
-		site := filepath.Join(d.dir, "site")
-		for _, sub := range []string{"site", "home"} {
-			os.MkdirAll(filepath.Join(d.dir, sub), 0o755)
-		}
-		// The .pre files load the plugins (Check among them, without
-		// which spamd cannot scan); spamd reads them from the site
-		// directory only.
-		pres, _ := filepath.Glob("/etc/spamassassin/*.pre")
-		if len(pres) == 0 {
-			d.err = fmt.Errorf("no /etc/spamassassin/*.pre (Debian package spamassassin)")
-			return
-		}
-		for _, p := range pres {
-			b, err := os.ReadFile(p)
-			if err != nil {
-				d.err = err
-				return
-			}
-			if d.err = os.WriteFile(filepath.Join(site, filepath.Base(p)), b, 0o644); d.err != nil {
-				return
-			}
-		}
-		if d.err = os.WriteFile(filepath.Join(site, "local.cf"), []byte(spamdLocalCf), 0o644); d.err != nil {
-			return
-		}
-		d.log = filepath.Join(d.dir, "spamd.log")
-		start := time.Now()
-		d.err = d.start("spamd.out", spamd, "--local", "--nouser-config", "--configpath="+spamdRules,
-			"--siteconfigpath="+site, "--helper-home-dir="+filepath.Join(d.dir, "home"),
-			"--listen="+d.addr, "--max-children=5", "--pidfile="+filepath.Join(d.dir, "spamd.pid"),
-			"--syslog="+d.log)
-		if d.err != nil {
-			return
-		}
-		// spamd listens before it has read its rules: ready is when it
-		// answers spamc's PING.
-		host, p, _ := net.SplitHostPort(d.addr)
-		d.err = d.waitFor("spamd", testutil.Slow(90*time.Second), func() bool {
-			return exec.Command(spamc, "-K", "-d", host, "-p", p).Run() == nil
-		})
-		d.startup = time.Since(start)
-	})
-	if spamdD.err != nil {
-		t.Fatalf("private spamd: %v", spamdD.err)
-	}
-	t.Logf("private spamd on %s, answering after %v", spamdD.addr, spamdD.startup.Round(time.Millisecond))
-	return spamdD
-}
 
 // spamcArgv is the command filter for spamd at addr: -x (no "safe
 // fallback": an error is an exit status, not the unchecked message) and
 // -X (spamd unreachable is EX_TEMPFAIL 75, not EX_UNAVAILABLE 69).
 func spamcArgv(addr string) []string {
 	host, port, _ := net.SplitHostPort(addr)
-	return []string{spamcPath, "-x", "-X", "-d", host, "-p", port}
+	spamc, _ := exec.LookPath("spamc") // its absence is a skip (filtertest.Spamd)
+	return []string{spamc, "-x", "-X", "-d", host, "-p", port}
 }
 
 // spamcTempCodes: what spamc -x exits with when spamd is down (75 with
@@ -181,8 +67,8 @@ func fieldValue(msg, name string) (string, bool) {
 // spamd; its headers are in the filtered copy, and a spamd that cannot
 // answer is a tempfail (the message stays on the server).
 func TestSpamcCommand(t *testing.T) {
-	d := startSpamd(t)
-	f, err := NewCommand("spamassassin", spamcArgv(d.addr), CommandOptions{TempExitCodes: spamcTempCodes})
+	d := filtertest.Spamd(t)
+	f, err := NewCommand("spamassassin", spamcArgv(d.Addr), CommandOptions{TempExitCodes: spamcTempCodes})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -232,11 +118,9 @@ func TestSpamcCommand(t *testing.T) {
 // from spamd is an exit status in spamcTempCodes, so a tempfail; with
 // on_unavailable = accept the message passes unfiltered.
 func TestSpamcUnavailable(t *testing.T) {
-	spamc, err := exec.LookPath("spamc")
-	if err != nil {
+	if _, err := exec.LookPath("spamc"); err != nil {
 		testutil.Unavailable(t, "spamc not installed (Debian package spamc)")
 	}
-	spamcPath = spamc
 	// fake answers each connection in its way after reading the request
 	// line.
 	fake := func(t *testing.T, answer func(c net.Conn)) string {
@@ -266,7 +150,7 @@ func TestSpamcUnavailable(t *testing.T) {
 		code int
 	}{
 		{"spamd down", func(t *testing.T) string {
-			p, err := freePort()
+			p, err := filtertest.FreePort()
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -306,66 +190,6 @@ func TestSpamcUnavailable(t *testing.T) {
 	}
 }
 
-var (
-	samMu sync.Mutex
-	samDs = map[string]*daemon{} // by spamd address and flags
-)
-
-// startSpamassMilter returns a private spamass-milter with the flags, on
-// a loopback port, whose spamc asks the spamd at spamdAddr with the
-// spamc flags after "--" (spamass-milter runs /usr/bin/spamc).
-func startSpamassMilter(t testing.TB, spamdAddr string, flags ...string) *daemon {
-	t.Helper()
-	bin, err := exec.LookPath("spamass-milter")
-	if err != nil {
-		testutil.Unavailable(t, "spamass-milter not installed (Debian package spamass-milter)")
-	}
-	key := spamdAddr + " " + strings.Join(flags, " ")
-	samMu.Lock()
-	defer samMu.Unlock()
-	d := samDs[key]
-	if d == nil {
-		d = &daemon{}
-		samDs[key] = d
-		func() {
-			d.dir, d.err = os.MkdirTemp("", "pf-sam-")
-			if d.err != nil {
-				return
-			}
-			d.log = filepath.Join(d.dir, "milter.out")
-			daemonsMu.Lock()
-			daemons = append(daemons, d)
-			daemonsMu.Unlock()
-			port, err := freePort()
-			if err != nil {
-				d.err = err
-				return
-			}
-			d.addr = fmt.Sprintf("127.0.0.1:%d", port)
-			host, sport, _ := net.SplitHostPort(spamdAddr)
-			argv := []string{bin, "-p", fmt.Sprintf("inet:%d@127.0.0.1", port)}
-			for _, f := range flags {
-				if f == "--" {
-					argv = append(argv, "--", "-d", host, "-p", sport)
-					continue
-				}
-				argv = append(argv, f)
-			}
-			start := time.Now()
-			if d.err = d.start("milter.out", argv...); d.err != nil {
-				return
-			}
-			d.err = d.waitFor("spamass-milter", testutil.Slow(30*time.Second), listening(d.addr))
-			d.startup = time.Since(start)
-		}()
-	}
-	if d.err != nil {
-		t.Fatalf("private spamass-milter %s: %v", key, d.err)
-	}
-	t.Logf("private spamass-milter %s on %s, started in %v", key, d.addr, d.startup.Round(time.Millisecond))
-	return d
-}
-
 // TestSpamassMilter: spamass-milter, asking the private spamd, through
 // NewMilter. By default it adds SpamAssassin's fields; with -r it
 // rejects; SpamAssassin sees the client of the trusted Received field
@@ -373,7 +197,7 @@ func startSpamassMilter(t testing.TB, spamdAddr string, flags ...string) *daemon
 // With spamd down it passes the message unchecked, even with spamc's -x:
 // the README says so.
 func TestSpamassMilter(t *testing.T) {
-	sd := startSpamd(t)
+	sd := filtertest.Spamd(t)
 	spam := withBody("Spam test\r\n" + gtube + "\r\n")
 	type want struct {
 		action       Action
@@ -388,9 +212,9 @@ func TestSpamassMilter(t *testing.T) {
 		gtube  want
 		client bool // the POPFETCH_CLIENT rule must hit
 	}{
-		{"headers", sd.addr, []string{"--"},
+		{"headers", sd.Addr, []string{"--"},
 			want{Accept, "", "No, score=", ""}, want{Accept, "YES", "Yes, score=", ""}, true},
-		{"reject", sd.addr, []string{"-r", "15", "--"},
+		{"reject", sd.Addr, []string{"-r", "15", "--"},
 			want{Accept, "", "No, score=", ""}, want{Reject, "", "", "550 5.7.1 Blocked by SpamAssassin"}, true},
 		{"spamd down", "", []string{"--", "-x"},
 			want{Accept, "", "", ""}, want{Accept, "", "", ""}, false},
@@ -399,14 +223,14 @@ func TestSpamassMilter(t *testing.T) {
 		t.Run(tt.name, func(t *testing.T) {
 			spamd := tt.spamd
 			if spamd == "" {
-				p, err := freePort()
+				p, err := filtertest.FreePort()
 				if err != nil {
 					t.Fatal(err)
 				}
 				spamd = "127.0.0.1:" + strconv.Itoa(p)
 			}
-			d := startSpamassMilter(t, spamd, tt.flags...)
-			f, err := NewMilter("spamassassin", "inet:"+d.addr, MilterOptions{LocalHost: "popfetch.test"})
+			d := filtertest.SpamassMilter(t, spamd, tt.flags...)
+			f, err := NewMilter("spamassassin", "inet:"+d.Addr, MilterOptions{LocalHost: "popfetch.test"})
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -415,13 +239,7 @@ func TestSpamassMilter(t *testing.T) {
 				raw string
 				w   want
 			}{{sampleMessage, tt.clean}, {spam, tt.gtube}} {
-				env, m := sampleEnv(t, c.raw)
-				res, err := Run(context.Background(), steps, env, m, nil)
-				if err != nil {
-					t.Fatal(err)
-				}
-				defer res.Close()
-				v := res.Verdicts[0]
+				res, v := runSteps(t, steps, c.raw)
 				if res.Action != c.w.action || v.Reply != c.w.reply {
 					t.Errorf("%v %q, want %v %q", res.Action, v.Reply, c.w.action, c.w.reply)
 					continue

@@ -2,8 +2,10 @@
 // tests of other packages: rspamd (its proxy worker in milter mode,
 // scanning itself, no redis, DNS answered NXDOMAIN at once) and clamd
 // with clamav-milter (a signature database written here: the EICAR test
-// file's MD5; no download). Each is started once per test binary, on
-// first use; the binary's TestMain calls Stop.
+// file's MD5; no download), and SpamAssassin's spamd and spamass-milter
+// (spamassassin.go). Each is started once per test binary, on first use;
+// the binary's TestMain calls Stop. A filter that is not installed skips
+// the test locally and fails it in CI (testutil.Unavailable).
 package filtertest
 
 import (
@@ -27,7 +29,7 @@ import (
 // enable_test_patterns on.
 const GTUBEAddHeader = "YJS*C4JDBQADN1.NSBN3*2IDNEN*GTUBE-STANDARD-ANTI-UBE-TEST-EMAIL*C.34X"
 
-// daemon is a private instance of a real filter.
+// Daemon is a private instance of a real filter.
 type Daemon struct {
 	Addr    string // milter address, host:port
 	dir     string
@@ -64,14 +66,50 @@ func Stop() {
 	daemons = nil
 }
 
-// freePort returns a loopback port nothing listens on (just now).
-func freePort() (int, error) {
+// FreePort returns a loopback port nothing listens on (just now).
+func FreePort() (int, error) {
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		return 0, err
 	}
 	defer ln.Close()
 	return ln.Addr().(*net.TCPAddr).Port, nil
+}
+
+// newDaemon makes a daemon's directory (removed by Stop) and picks its
+// loopback port; d.err says what failed.
+func newDaemon(prefix string) (d *Daemon, port int) {
+	d = &Daemon{}
+	d.dir, d.err = os.MkdirTemp("", prefix)
+	if d.err != nil {
+		return d, 0
+	}
+	daemonsMu.Lock()
+	daemons = append(daemons, d)
+	daemonsMu.Unlock()
+	port, d.err = FreePort()
+	d.Addr = fmt.Sprintf("127.0.0.1:%d", port)
+	return d, port
+}
+
+// writeFiles writes each file (by path under d's directory) with perm.
+func (d *Daemon) writeFiles(files map[string]string, perm os.FileMode) error {
+	for name, content := range files {
+		if err := os.WriteFile(filepath.Join(d.dir, name), []byte(content), perm); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// started fails t if d did not start, and logs how long it took.
+func (d *Daemon) started(t testing.TB, what string) *Daemon {
+	t.Helper()
+	if d.err != nil {
+		t.Fatalf("private %s: %v", what, d.err)
+	}
+	t.Logf("private %s on %s, ready after %v", what, d.Addr, d.startup.Round(time.Millisecond))
+	return d
 }
 
 // start runs argv in its own process group (killed with it), output to
@@ -99,14 +137,15 @@ func (d *Daemon) waitFor(what string, limit time.Duration, ready func() bool) er
 	for !ready() {
 		if time.Now().After(end) {
 			out, _ := os.ReadFile(d.Log)
-			return fmt.Errorf("%s not ready after %v; log:\n%s", what, limit, tail(out, 2000))
+			return fmt.Errorf("%s not ready after %v; log:\n%s", what, limit, Tail(out, 2000))
 		}
 		time.Sleep(50 * time.Millisecond)
 	}
 	return nil
 }
 
-func tail(b []byte, n int) []byte {
+// Tail is the last n bytes of b (of a log, for a failure message).
+func Tail(b []byte, n int) []byte {
 	if len(b) > n {
 		return b[len(b)-n:]
 	}
@@ -150,7 +189,7 @@ options {
 }
 logging {
     type = "file";
-    filename = "$LOGDIR/rspamd.Log";
+    filename = "$LOGDIR/rspamd.log";
     level = "info";
 }
 worker "rspamd_proxy" {
@@ -193,21 +232,11 @@ func Rspamd(t testing.TB) *Daemon {
 		testutil.Unavailable(t, "rspamd not installed (Debian package rspamd)")
 	}
 	rspamdOnce.Do(func() {
-		d := &Daemon{}
+		d, _ := newDaemon("popfetch-rspamd-")
 		rspamdD = d
-		d.dir, d.err = os.MkdirTemp("", "popfetch-rspamd-")
 		if d.err != nil {
 			return
 		}
-		daemonsMu.Lock()
-		daemons = append(daemons, d)
-		daemonsMu.Unlock()
-		port, err := freePort()
-		if err != nil {
-			d.err = err
-			return
-		}
-		d.Addr = fmt.Sprintf("127.0.0.1:%d", port)
 		dns, err := nxdomainServer()
 		if err != nil {
 			d.err = err
@@ -222,12 +251,10 @@ func Rspamd(t testing.TB) *Daemon {
 			"local/rspamd.local.lua":            rspamdLua,
 			"local/local.d/milter_headers.conf": rspamdHeaders,
 		}
-		for name, content := range files {
-			if d.err = os.WriteFile(filepath.Join(d.dir, name), []byte(content), 0o600); d.err != nil {
-				return
-			}
+		if d.err = d.writeFiles(files, 0o600); d.err != nil {
+			return
 		}
-		d.Log = filepath.Join(d.dir, "log", "rspamd.Log")
+		d.Log = filepath.Join(d.dir, "log", "rspamd.log")
 		start := time.Now()
 		// -i: the tests run as root, and a private instance need not
 		// drop privileges.
@@ -239,11 +266,7 @@ func Rspamd(t testing.TB) *Daemon {
 		}
 		d.startup = time.Since(start)
 	})
-	if rspamdD.err != nil {
-		t.Fatalf("private rspamd: %v", rspamdD.err)
-	}
-	t.Logf("private rspamd on %s, started in %v", rspamdD.Addr, rspamdD.startup.Round(time.Millisecond))
-	return rspamdD
+	return rspamdD.started(t, "rspamd")
 }
 
 // nxdomainServer answers every DNS query on a loopback UDP port with
@@ -297,22 +320,12 @@ func Clam(t testing.TB) *Daemon {
 		testutil.Unavailable(t, "clamd or clamav-milter not installed (Debian packages clamav-daemon, clamav-milter)")
 	}
 	clamOnce.Do(func() {
-		d := &Daemon{}
-		clamD = d
 		// Short: a unix socket path has to fit in 108 bytes.
-		d.dir, d.err = os.MkdirTemp("", "pf-clam-")
+		d, port := newDaemon("pf-clam-")
+		clamD = d
 		if d.err != nil {
 			return
 		}
-		daemonsMu.Lock()
-		daemons = append(daemons, d)
-		daemonsMu.Unlock()
-		port, err := freePort()
-		if err != nil {
-			d.err = err
-			return
-		}
-		d.Addr = fmt.Sprintf("127.0.0.1:%d", port)
 		for _, sub := range []string{"db", "tmp"} {
 			os.MkdirAll(filepath.Join(d.dir, sub), 0o700)
 		}
@@ -322,18 +335,16 @@ func Clam(t testing.TB) *Daemon {
 			// A hash signature (MD5:size:name), the whole database.
 			"db/popfetch.hdb": fmt.Sprintf("%s:%d:Popfetch.Test.EICAR\n", hex.EncodeToString(sum[:]), len(EICAR)),
 			"clamd.conf": fmt.Sprintf("LocalSocket %s\nDatabaseDirectory %s\nForeground yes\nLogFile %s\nTemporaryDirectory %s\n",
-				sock, filepath.Join(d.dir, "db"), filepath.Join(d.dir, "clamd.Log"), filepath.Join(d.dir, "tmp")),
+				sock, filepath.Join(d.dir, "db"), filepath.Join(d.dir, "clamd.log"), filepath.Join(d.dir, "tmp")),
 			"milter.conf": fmt.Sprintf("MilterSocket inet:%d@127.0.0.1\nClamdSocket unix:%s\nForeground yes\nOnInfected Reject\n"+
 				"OnFail Defer\nAddHeader Replace\nRejectMsg \"Virus found: %%v\"\nLogFile %s\nLogInfected Full\nLogClean Full\nTemporaryDirectory %s\n",
 				port, sock, filepath.Join(d.dir, "milter.log"), filepath.Join(d.dir, "tmp")),
 		}
-		for name, content := range files {
-			if d.err = os.WriteFile(filepath.Join(d.dir, name), []byte(content), 0o600); d.err != nil {
-				return
-			}
+		if d.err = d.writeFiles(files, 0o600); d.err != nil {
+			return
 		}
 		start := time.Now()
-		d.Log = filepath.Join(d.dir, "clamd.Log")
+		d.Log = filepath.Join(d.dir, "clamd.log")
 		if d.err = d.start("clamd.out", clamd, "-c", filepath.Join(d.dir, "clamd.conf")); d.err != nil {
 			return
 		}
@@ -353,9 +364,5 @@ func Clam(t testing.TB) *Daemon {
 		d.err = d.waitFor("clamav-milter", testutil.Slow(30*time.Second), listening(d.Addr))
 		d.startup = time.Since(start)
 	})
-	if clamD.err != nil {
-		t.Fatalf("private clamd/clamav-milter: %v", clamD.err)
-	}
-	t.Logf("private clamd + clamav-milter on %s, started in %v", clamD.Addr, clamD.startup.Round(time.Millisecond))
-	return clamD
+	return clamD.started(t, "clamd + clamav-milter")
 }
