@@ -1,0 +1,41 @@
+package filter
+
+import (
+	"context"
+	"io"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/popfetch/popfetch/deliver"
+	"github.com/popfetch/popfetch/internal/testutil"
+)
+
+// TestCommandFilterOutputStillOpen: a filter program that exits 0 while
+// a process it started in a session of its own (beyond the process-group
+// kill) still holds its stdout and writes the rest of the message later.
+// What was read by then is a truncated message; taking it as the
+// filtered copy delivers a message without its body, and the original
+// is deleted. It must count as the filter being unavailable.
+func TestCommandFilterOutputStillOpen(t *testing.T) {
+	script := `T=$(mktemp); cat >"$T"; setsid sh -c "head -c 40 '$T'; sleep 9; tail -c +41 '$T'; rm -f '$T'" & sleep 0.5; exit 0`
+	f, err := NewCommand("late", []string{"/bin/sh", "-c", script}, CommandOptions{Timeout: 30 * time.Second})
+	if err != nil {
+		t.Fatal(err)
+	}
+	raw := "Subject: hello there\r\nX-A: 0123456789\r\nFrom: a@example.org\r\n\r\nthe body that must not be lost\r\n"
+	m := &deliver.Message{Account: "acct", UID: "u1", Raw: []byte(raw)}
+	env := &Envelope{Rcpts: []string{"u@example.org"}, SpoolDir: testutil.PrivateDir(t)}
+	v, err := f.Check(context.Background(), env, m)
+	defer v.Close()
+	if err != nil || v.Action != Accept {
+		return // unavailable or not accepted: the message stays
+	}
+	if v.Message == nil {
+		t.Fatal("accepted unchanged although the program's output was still being written")
+	}
+	b, _ := io.ReadAll(v.Message.Reader())
+	if !strings.Contains(string(b), "the body that must not be lost") {
+		t.Fatalf("a truncated output was taken as the filtered message: %q", b)
+	}
+}
