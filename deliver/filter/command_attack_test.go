@@ -39,3 +39,43 @@ func TestCommandFilterOutputStillOpen(t *testing.T) {
 		t.Fatalf("a truncated output was taken as the filtered message: %q", b)
 	}
 }
+
+// TestCommandFilterOutputNotTheMessage: a program that exits 0 but
+// writes a report instead of the message (clamdscan's "stdin: OK",
+// rspamc --json, a header without the body) must not replace the
+// message: the original would be deleted and only the report delivered.
+func TestCommandFilterOutputNotTheMessage(t *testing.T) {
+	raw := "Return-Path: <a@example.org>\r\nFrom: a@example.org\r\nSubject: hello\r\n\r\nthe body\r\n"
+	for _, tc := range []struct{ name, script string }{
+		{"clamdscan --no-summary", `cat >/dev/null; printf 'stdin: OK\n'`},
+		{"clamdscan with summary", `cat >/dev/null; printf 'stdin: OK\n\n----------- SCAN SUMMARY -----------\nInfected files: 0\n'`},
+		{"rspamc --json", `cat >/dev/null; printf '{"is_skipped":false,"score":0.5,"action":"no action"}\n'`},
+		{"the header only", `T=$(mktemp); cat >"$T"; sed '/^$/q' "$T" | sed '$d'; rm -f "$T"`},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			f, err := NewCommand("report", []string{"/bin/sh", "-c", tc.script}, CommandOptions{})
+			if err != nil {
+				t.Fatal(err)
+			}
+			m := &deliver.Message{Account: "acct", UID: "u1", Raw: []byte(raw)}
+			env := &Envelope{Rcpts: []string{"u@example.org"}, SpoolDir: testutil.PrivateDir(t)}
+			v, err := f.Check(context.Background(), env, m)
+			defer v.Close()
+			if err == nil && v.Action == Accept && v.Message != nil {
+				b, _ := io.ReadAll(v.Message.Reader())
+				t.Fatalf("the program's output replaced the message: %q", b)
+			}
+		})
+	}
+	// What a real filter writes is still taken.
+	f, err := NewCommand("ok", []string{"/bin/sh", "-c", `printf 'X-Spam-Flag: NO\n'; cat`}, CommandOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	m := &deliver.Message{Account: "acct", UID: "u1", Raw: []byte(raw)}
+	v, err := f.Check(context.Background(), &Envelope{Rcpts: []string{"u@example.org"}, SpoolDir: testutil.PrivateDir(t)}, m)
+	defer v.Close()
+	if err != nil || v.Message == nil {
+		t.Fatalf("a real filter's output refused: %v", err)
+	}
+}
