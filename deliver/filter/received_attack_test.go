@@ -16,6 +16,8 @@ func TestTrustedReceivedByBrokenField(t *testing.T) {
 	for _, tc := range []struct{ name, helo string }{
 		{"open paren", "evil("},
 		{"semicolon", "evil;"},
+		{"open quote", `evil"`},
+		{"quoted paren", `evil\(`},
 		{"overlong", strings.Repeat("a", 5000)},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
