@@ -435,6 +435,11 @@ func (d *MDA) run(ctx context.Context, argv []string, msg io.Reader, stdout io.W
 	said := stderrHead(stderr.Bytes())
 	var ee *exec.ExitError
 	switch {
+	case stdout != nil && errors.Is(waitErr, exec.ErrWaitDelay):
+		// A filter's output (RunFilter) still held open by a helper
+		// that escaped the group kill: what was read by then may be a
+		// truncated message, which must not replace the whole one.
+		return &Error{Target: d.target, Reason: "MDA exit 0 but a process it started kept its output open"}
 	case waitErr == nil || errors.Is(waitErr, exec.ErrWaitDelay):
 		// Exit 0. ErrWaitDelay means a helper in another process group
 		// still held stderr open; the MDA itself succeeded, so its status

@@ -118,12 +118,45 @@ func (c *Command) Check(ctx context.Context, env *Envelope, m *deliver.Message) 
 		out.Close()
 		return v, nil // exit 0, nothing on stdout: unchanged
 	}
-	if fs, _ := splitHeader(out.Head()); len(fs) == 0 {
+	if err := sameMessage(m, out); err != nil {
 		out.Close()
-		return v, fmt.Errorf("filter %s: its output is not a message (no header field)", c.name)
+		return v, fmt.Errorf("filter %s: its output is not a message (%w)", c.name, err)
 	}
 	v.Message = out
 	return v, nil
+}
+
+// sameMessage checks that out, a program's output after exit 0, is the
+// message in as the program changed it, not a report about it: a scanner
+// writing "stdin: OK" (clamdscan) or JSON (rspamc --json) exits 0 too,
+// and its output taken for the message would be delivered instead of
+// it. out must have header fields, a From field when in has one (RFC
+// 5322 §3.6 requires it, and filters keep it), and more than its header
+// when in has a body.
+func sameMessage(in *deliver.Message, out *deliver.Spool) error {
+	oh := out.Head()
+	ofs, oend := splitHeader(oh)
+	if len(ofs) == 0 {
+		return errors.New("no header field")
+	}
+	ifs, iend := splitHeader(in.Head())
+	if hasField(ifs, "From") && !hasField(ofs, "From") {
+		return errors.New("no From field")
+	}
+	inBody := in.Size() > int64(iend)+2
+	if inBody && int64(oend) >= out.Len() {
+		return errors.New("the header only")
+	}
+	return nil
+}
+
+func hasField(fs []rawField, name string) bool {
+	for _, f := range fs {
+		if strings.EqualFold(f.Name, name) {
+			return true
+		}
+	}
+	return false
 }
 
 // classify maps a failed run to a verdict or an error.

@@ -25,7 +25,8 @@ type Received struct {
 // topmost one whose "by" host is By (case-insensitive, a trailing dot
 // ignored) or, for "*.example.com", any host under example.com. Fields
 // below the trusted one are written by whoever sent the message and
-// prove nothing.
+// prove nothing; so a field that says "by" By but cannot be parsed ends
+// the search with no trusted field.
 type Trust struct {
 	Position int
 	By       string
@@ -68,11 +69,21 @@ func TrustedReceived(head []byte, t Trust) (Received, error) {
 			if want == "" {
 				return Received{Index: n}, fmt.Errorf("received field %d longer than %d bytes", n, maxReceivedValue)
 			}
+			if saysBy(v, want) {
+				return Received{Index: n}, fmt.Errorf("%w: received field %d by %s is longer than %d bytes", ErrNoReceived, n, want, maxReceivedValue)
+			}
 			continue
 		}
 		r := ParseReceived(v)
 		r.Index = n
 		if want != "" && !hostMatches(r.By, want) {
+			// The trusted host's own field, unparseable because the
+			// sender's part of it (a HELO with '(' or ';') broke it,
+			// ends the search: the fields below are the sender's, and
+			// one forged "by" that host would be believed.
+			if saysBy(v, want) {
+				return Received{Index: n}, fmt.Errorf("%w: received field %d by %s cannot be parsed", ErrNoReceived, n, want)
+			}
 			continue
 		}
 		return r, nil
@@ -81,6 +92,21 @@ func TrustedReceived(head []byte, t Trust) (Received, error) {
 		return Received{}, fmt.Errorf("%w: none by %s", ErrNoReceived, want)
 	}
 	return Received{}, fmt.Errorf("%w: %d Received fields, position %d wanted", ErrNoReceived, n, pos)
+}
+
+// saysBy reports whether the Received value v has the word "by" followed
+// by a host that matches want, read as plain words: comments, quotes and
+// the date's ';' ignored.
+func saysBy(v, want string) bool {
+	words := strings.FieldsFunc(v, func(r rune) bool {
+		return r == ' ' || r == '\t' || r == '\r' || r == '\n' || r == '(' || r == ')' || r == ';' || r == '"'
+	})
+	for i := 0; i+1 < len(words); i++ {
+		if strings.EqualFold(words[i], "by") && hostMatches(normHost(words[i+1]), want) {
+			return true
+		}
+	}
+	return false
 }
 
 // hostMatches reports whether host is want or, for "*.d", under d.

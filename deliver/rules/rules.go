@@ -9,7 +9,8 @@
 //
 //   - a rule names one header field; names compare without regard to
 //     case (RFC 5322 §1.2.2), and every occurrence of the field counts,
-//     topmost first, up to MaxOccurrences of them;
+//     topmost first, up to MaxOccurrences of them from the top and as
+//     many from the bottom (where a filter adds its fields);
 //   - the value is the field unfolded (RFC 5322 §2.2.3) and trimmed of
 //     surrounding white space, as routing reads it
 //     (deliver.HeaderFields); encoded words (RFC 2047) are not decoded;
@@ -21,7 +22,7 @@
 //     unanchored: (?i) makes it case-insensitive, ^ and $ anchor it.
 //
 // RE2 runs in time linear in its input, so a rule costs at most
-// MaxOccurrences × MaxValueBytes bytes of matching per copy whatever the
+// 2 × MaxOccurrences × MaxValueBytes bytes of matching per copy whatever the
 // message holds.
 package rules
 
@@ -38,7 +39,7 @@ const (
 	// MaxValueBytes is how much of a field's value a rule looks at.
 	MaxValueBytes = 4096
 	// MaxOccurrences bounds the occurrences of a field a rule looks at,
-	// from the top.
+	// from the top, and again from the bottom.
 	MaxOccurrences = 50
 	// MaxRules bounds the rules of one Set.
 	MaxRules = 200
@@ -290,14 +291,20 @@ func (s *Set) EvalFields(fields []deliver.Field) (d Decision, ok bool) {
 	lower := make(map[int]string)
 	for i := range s.rules {
 		r := &s.rules[i]
-		seen := 0
+		// The first MaxOccurrences and the last MaxOccurrences: a
+		// filter adds its field at the end (or inserts it at the top),
+		// and fields the sender wrote in between must not push it out.
+		var occ []int
 		for j, f := range fields {
-			if !strings.EqualFold(f.Name, r.key) {
-				continue
+			if strings.EqualFold(f.Name, r.key) {
+				occ = append(occ, j)
 			}
-			if seen++; seen > MaxOccurrences {
-				break
-			}
+		}
+		if len(occ) > 2*MaxOccurrences {
+			occ = append(occ[:MaxOccurrences:MaxOccurrences], occ[len(occ)-MaxOccurrences:]...)
+		}
+		for _, j := range occ {
+			f := fields[j]
 			if r.match(f.Value, j, lower) {
 				return Decision{
 					Index:  i,

@@ -98,7 +98,7 @@ func TestEvalOrder(t *testing.T) {
 }
 
 // Only the first MaxValueBytes of a value are compared, and only the
-// first MaxOccurrences of a field.
+// first and the last MaxOccurrences of a field.
 func TestEvalBounds(t *testing.T) {
 	long := strings.Repeat("a", MaxValueBytes)
 	for _, tt := range []struct {
@@ -114,7 +114,7 @@ func TestEvalBounds(t *testing.T) {
 		{"equals at the bound", Spec{Field: "X", Op: Equals, Value: long}, "X: " + long + "\r\n\r\n", true},
 		{"a longer value never equals", Spec{Field: "X", Op: Equals, Value: long}, "X: " + long + "b\r\n\r\n", false},
 		{"occurrence within the bound", Spec{Field: "X", Op: Equals, Value: "hit"}, strings.Repeat("X: no\r\n", MaxOccurrences-1) + "X: hit\r\n\r\n", true},
-		{"occurrence beyond the bound", Spec{Field: "X", Op: Equals, Value: "hit"}, strings.Repeat("X: no\r\n", MaxOccurrences) + "X: hit\r\n\r\n", false},
+		{"occurrence beyond the bound", Spec{Field: "X", Op: Equals, Value: "hit"}, strings.Repeat("X: no\r\n", MaxOccurrences) + "X: hit\r\n" + strings.Repeat("X: no\r\n", MaxOccurrences) + "\r\n", false},
 	} {
 		t.Run(tt.name, func(t *testing.T) {
 			tt.spec.Action = junk()
