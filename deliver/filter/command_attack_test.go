@@ -27,7 +27,7 @@ func TestCommandFilterOutputStillOpen(t *testing.T) {
 	m := &deliver.Message{Account: "acct", UID: "u1", Raw: []byte(raw)}
 	env := &Envelope{Rcpts: []string{"u@example.org"}, SpoolDir: testutil.PrivateDir(t)}
 	v, err := f.Check(context.Background(), env, m)
-	defer v.Close()
+	t.Cleanup(v.Close) // the spools of the verdict, whatever Check said
 	if err != nil || v.Action != Accept {
 		return // unavailable or not accepted: the message stays
 	}
@@ -60,7 +60,7 @@ func TestCommandFilterOutputNotTheMessage(t *testing.T) {
 			m := &deliver.Message{Account: "acct", UID: "u1", Raw: []byte(raw)}
 			env := &Envelope{Rcpts: []string{"u@example.org"}, SpoolDir: testutil.PrivateDir(t)}
 			v, err := f.Check(context.Background(), env, m)
-			defer v.Close()
+			t.Cleanup(v.Close) // the spools of the verdict, whatever Check said
 			if err == nil && v.Action == Accept && v.Message != nil {
 				b, _ := io.ReadAll(v.Message.Reader())
 				t.Fatalf("the program's output replaced the message: %q", b)
@@ -74,7 +74,7 @@ func TestCommandFilterOutputNotTheMessage(t *testing.T) {
 	}
 	m := &deliver.Message{Account: "acct", UID: "u1", Raw: []byte(raw)}
 	v, err := f.Check(context.Background(), &Envelope{Rcpts: []string{"u@example.org"}, SpoolDir: testutil.PrivateDir(t)}, m)
-	defer v.Close()
+	t.Cleanup(v.Close) // the spools of the verdict, whatever Check said
 	if err != nil || v.Message == nil {
 		t.Fatalf("a real filter's output refused: %v", err)
 	}
