@@ -1,6 +1,7 @@
 package main
 
 import (
+	"bytes"
 	"context"
 	"fmt"
 	"io"
@@ -8,8 +9,10 @@ import (
 	"os"
 	"strconv"
 	"strings"
+	"time"
 
 	"github.com/popfetch/popfetch/deliver"
+	"github.com/popfetch/popfetch/deliver/filter"
 	"github.com/popfetch/popfetch/deliver/ldapdir"
 	"github.com/popfetch/popfetch/deliver/rules"
 	"github.com/popfetch/popfetch/fetch"
@@ -49,63 +52,247 @@ func routeAccount(cfg *rcfile.Config, name string) (*rcfile.Account, error) {
 
 // checkRoute prints, for each message file, where account a's multidrop
 // routing would send it and why, with the rules a poll uses
-// (fetch.RouteRules, deliver.RouteHeader), delivering nothing. snap is
+// (fetch.RouteRules, deliver.RouteHeader), the trusted Received field,
+// and, when a has filters, their verdicts on the file (fetch.CheckFilters:
+// the poll's envelope and chain) before the filing rules read the
+// filtered header. It delivers and records nothing: the filtered copies'
+// spools go to a private temporary directory removed on return. snap is
 // the account's directory when --connect loaded it. It returns exitFail
 // if a file could not be read.
-func checkRoute(w io.Writer, a *rcfile.Account, snap *ldapdir.Snapshot, files []string) int {
+func checkRoute(ctx context.Context, w io.Writer, a *rcfile.Account, snap *ldapdir.Snapshot, files []string) int {
 	rules, _, err := fetch.RouteRules(a, snap)
 	if err != nil {
 		fmt.Fprintf(w, "%s: error: %s\n", printable(a.Name, 60), printable(err.Error(), 500))
 		return exitFail
+	}
+	spool := ""
+	if len(a.Filters) > 0 {
+		if spool, err = os.MkdirTemp("", "popfetch-check-"); err != nil {
+			fmt.Fprintf(w, "%s: error: %s\n", printable(a.Name, 60), printable(err.Error(), 500))
+			return exitFail
+		}
+		defer os.RemoveAll(spool)
 	}
 	code := exitOK
 	for i, f := range files {
 		if i > 0 {
 			fmt.Fprintln(w)
 		}
-		name := printable(f, 200)
-		raw, err := readHeadOf(f)
-		if err != nil {
-			fmt.Fprintf(w, "%s: error: %s\n", name, printable(err.Error(), 300))
-			code = exitFail
-			continue
-		}
-		rt := deliver.RouteHeader(raw, rules)
-		fmt.Fprintf(w, "%s: account %s\n", name, printable(a.Name, 60))
-		via := rt.Via
-		if via == "" {
-			via = "(no header named a recipient)"
-		}
-		fmt.Fprintf(w, "  via: %s\n", printable(via, 100))
-		for _, r := range rt.Rcpts {
-			fmt.Fprintf(w, "  user %s: address %s -> %s\n", printable(r.User, 100), printable(r.Address, 200), printable(destOf(a, r), 300))
-			if line := ruleLine(a, r, raw); line != "" {
-				fmt.Fprintf(w, "    %s\n", printable(line, 600))
-			}
-		}
-		for _, u := range rt.Unknown {
-			fmt.Fprintf(w, "  unknown: %s\n", printable(u, 200))
-		}
-		if rt.Loop {
-			fmt.Fprintln(w, "  loop: quarantined as a mail loop")
-		}
-		pm := "postmaster"
-		if a.Postmaster != nil {
-			pm += " (" + destOf(a, deliver.Recipient{User: "postmaster"}) + ")"
-		}
-		reason := printable(rt.Reason, 500)
-		switch {
-		case len(rt.Rcpts) == 0 && a.Postmaster == nil:
-			fmt.Fprintf(w, "  no local recipient, and no postmaster: the message stays on the server; reason: %s\n", reason)
-		case len(rt.Rcpts) == 0:
-			fmt.Fprintf(w, "  %s: gets the message; reason: %s\n", pm, reason)
-		case rt.Partial() && a.Postmaster == nil:
-			fmt.Fprintf(w, "  partly routed, and no postmaster: the rest is only logged; not routed: %s\n", reason)
-		case rt.Partial():
-			fmt.Fprintf(w, "  %s: gets a copy; not routed: %s\n", pm, reason)
-		}
+		code = worse(code, checkRouteFile(ctx, w, a, rules, spool, f))
 	}
 	return code
+}
+
+// checkRouteFile is checkRoute for one message file.
+func checkRouteFile(ctx context.Context, w io.Writer, a *rcfile.Account, rules *deliver.Rules, spool, f string) int {
+	name := printable(f, 200)
+	raw, err := readHeadOf(f)
+	if err != nil {
+		fmt.Fprintf(w, "%s: error: %s\n", name, printable(err.Error(), 300))
+		return exitFail
+	}
+	rt := deliver.RouteHeader(raw, rules)
+	fmt.Fprintf(w, "%s: account %s\n", name, printable(a.Name, 60))
+	via := rt.Via
+	if via == "" {
+		via = "(no header named a recipient)"
+	}
+	fmt.Fprintf(w, "  via: %s\n", printable(via, 100))
+	fmt.Fprintf(w, "  received: %s\n", printable(receivedLine(a, raw), 600))
+	// The filters run as in the poll: only for a message routed to some
+	// user (one with no local recipient goes to the postmaster as
+	// fetched), with each routed user as a recipient.
+	head := raw
+	filtered := ""
+	switch {
+	case len(a.Filters) == 0:
+	case len(rt.Rcpts) == 0:
+		fmt.Fprintln(w, "  filters: not asked (no routed user: the message goes to the postmaster as fetched)")
+	default:
+		var fh []byte
+		fh, filtered, err = checkFilters(ctx, w, a, rt.Rcpts, spool, f)
+		if err != nil {
+			fmt.Fprintf(w, "  filters: error: %s\n", printable(err.Error(), 500))
+			return exitFail
+		}
+		if fh != nil {
+			head = fh
+		}
+	}
+	for _, r := range rt.Rcpts {
+		fmt.Fprintf(w, "  user %s: address %s -> %s\n", printable(r.User, 100), printable(r.Address, 200), printable(destOf(a, r), 300))
+		if filtered != "" {
+			continue
+		}
+		if line := ruleLine(a, r, head); line != "" {
+			fmt.Fprintf(w, "    %s\n", printable(line, 600))
+		}
+	}
+	for _, u := range rt.Unknown {
+		fmt.Fprintf(w, "  unknown: %s\n", printable(u, 200))
+	}
+	if rt.Loop {
+		fmt.Fprintln(w, "  loop: quarantined as a mail loop")
+	}
+	pm := "postmaster"
+	if a.Postmaster != nil {
+		pm += " (" + destOf(a, deliver.Recipient{User: "postmaster"}) + ")"
+	}
+	reason := printable(rt.Reason, 500)
+	switch {
+	case filtered != "":
+		// The filters decided for the whole message: no user gets a
+		// copy of it from this poll.
+		fmt.Fprintf(w, "  %s\n", filtered)
+	case len(rt.Rcpts) == 0 && a.Postmaster == nil:
+		fmt.Fprintf(w, "  no local recipient, and no postmaster: the message stays on the server; reason: %s\n", reason)
+	case len(rt.Rcpts) == 0:
+		fmt.Fprintf(w, "  %s: gets the message; reason: %s\n", pm, reason)
+	case rt.Partial() && a.Postmaster == nil:
+		fmt.Fprintf(w, "  partly routed, and no postmaster: the rest is only logged; not routed: %s\n", reason)
+	case rt.Partial():
+		fmt.Fprintf(w, "  %s: gets a copy; not routed: %s\n", pm, reason)
+	}
+	return exitOK
+}
+
+// receivedLine describes the trusted Received field of the message with
+// header head: the client a's filters are told (fetch.TrustedClient).
+func receivedLine(a *rcfile.Account, head []byte) string {
+	rc, err := fetch.TrustedClient(a, head)
+	if err != nil && len(a.Filters) > 0 {
+		return "none trusted (" + err.Error() + "); the filters are told no client address"
+	}
+	if err != nil {
+		return "none trusted (" + err.Error() + ")"
+	}
+	or := func(s string) string {
+		if s == "" {
+			return "unknown"
+		}
+		return s
+	}
+	ip := "unknown"
+	if rc.ClientIP.IsValid() {
+		ip = rc.ClientIP.String()
+	}
+	return fmt.Sprintf("field %d by %s: client %s, name %s, helo %s", rc.Index, or(rc.By), ip, or(rc.ClientName), or(rc.Helo))
+}
+
+// checkFilters runs a's filters on the message file f as a poll
+// delivering it to rcpts would, and prints the envelope and each
+// filter's verdict, reply and header changes. head is the header of the
+// copy the filing rules would read; decided is the line that says what
+// happens to the message when the filters decided it (reject, discard,
+// tempfail), "" when it goes on to the filing rules.
+func checkFilters(ctx context.Context, w io.Writer, a *rcfile.Account, rcpts []deliver.Recipient, spool, f string) (head []byte, decided string, err error) {
+	m, err := loadMessage(a, f, spool)
+	if err != nil {
+		return nil, "", err
+	}
+	defer m.Close()
+	addrs := make([]string, len(rcpts))
+	for i, r := range rcpts {
+		addrs[i] = r.Address
+	}
+	fmt.Fprintf(w, "  filters: MAIL FROM <%s>", printable(deliver.ReturnPath(m.Head()), 200))
+	for _, r := range addrs {
+		fmt.Fprintf(w, ", RCPT TO <%s>", printable(r, 200))
+	}
+	fmt.Fprintln(w)
+	fc, err := fetch.CheckFilters(ctx, a, m, addrs, spool, nil)
+	if err != nil || fc == nil {
+		return nil, "", err
+	}
+	defer fc.Close()
+	if fc.Message != nil {
+		head = bytes.Clone(fc.Message.Head())
+	}
+	for _, v := range fc.Verdicts {
+		printVerdict(w, a, v)
+	}
+	switch {
+	case fc.TempFail != nil:
+		return nil, "tempfail: the message stays on the server and is tried again at the next poll: " + printable(fc.TempFail.Error(), 500), nil
+	case fc.Rejected != "" && fc.Delete:
+		return head, "deleted without a copy (on_reject = \"delete\"): " + printable(fc.Rejected, 500), nil
+	case fc.Rejected != "" && a.Postmaster == nil:
+		return head, "no postmaster: the message stays on the server; reason: " + printable(fc.Rejected, 500), nil
+	case fc.Rejected != "":
+		return head, "postmaster (" + printable(destOf(a, deliver.Recipient{User: "postmaster"}), 300) + "): gets the message; X-Popfetch-Reason: " + printable(fc.Rejected, 500), nil
+	}
+	return head, "", nil
+}
+
+// printVerdict prints one filter's verdict and header changes.
+func printVerdict(w io.Writer, a *rcfile.Account, v filter.Verdict) {
+	line := v.Action.String()
+	if v.Unavailable {
+		policy := "tempfail"
+		for _, f := range a.Filters {
+			if f.Name == v.Filter && f.OnUnavailable == rcfile.OnUnavailableAccept {
+				policy = "accept"
+			}
+		}
+		line += fmt.Sprintf(" (unavailable; on_unavailable = %q)", policy)
+	}
+	if v.Reply != "" {
+		line += ": " + v.Reply
+	}
+	if v.Quarantine != "" {
+		line += "; quarantine: " + v.Quarantine
+	}
+	fmt.Fprintf(w, "  filter %s: %s\n", printable(v.Filter, 60), printable(line, 500))
+	for _, c := range v.Changes {
+		var s string
+		switch c.Kind {
+		case filter.AddHeader:
+			s = fmt.Sprintf("add %s: %s", c.Name, c.Value)
+		case filter.InsertHeader:
+			s = fmt.Sprintf("insert at %d %s: %s", c.Index, c.Name, c.Value)
+		case filter.ChangeHeader:
+			s = fmt.Sprintf("change %s #%d: %s", c.Name, c.Index, c.Value)
+		case filter.RemoveHeader:
+			s = fmt.Sprintf("remove %s #%d", c.Name, c.Index)
+		}
+		fmt.Fprintf(w, "    %s\n", printable(s, 500))
+	}
+	if v.Body != nil {
+		fmt.Fprintln(w, "    body replaced")
+	}
+	if v.Message != nil {
+		fmt.Fprintln(w, "    message replaced")
+	}
+	if v.Ignored > 0 {
+		fmt.Fprintf(w, "    %d envelope changes ignored\n", v.Ignored)
+	}
+}
+
+// loadMessage reads the message file path (a regular file, opened as
+// readHeadOf does) into a spool in dir, as a poll holds a fetched message.
+func loadMessage(a *rcfile.Account, path, dir string) (*deliver.Message, error) {
+	f, err := openListed(path)
+	if err != nil {
+		return nil, err
+	}
+	defer f.Close()
+	fi, err := f.Stat()
+	if err != nil {
+		return nil, err
+	}
+	if !fi.Mode().IsRegular() {
+		return nil, fmt.Errorf("not a regular file (%s)", fileKind(fi.Mode()))
+	}
+	sp := deliver.NewSpool(dir, 0)
+	if _, err := io.Copy(sp, f); err != nil {
+		sp.Close()
+		return nil, err
+	}
+	if err := sp.Flush(); err != nil {
+		sp.Close()
+		return nil, err
+	}
+	return &deliver.Message{Account: a.Name, Server: a.Server, User: a.Username, Fetched: time.Now(), Spool: sp}, nil
 }
 
 // readHeadOf reads what routing can look at of the message file path:
@@ -247,7 +434,7 @@ func (g *globals) checkRoute(ctx context.Context, cfg *rcfile.Config, name strin
 	case a.Multidrop.LDAP != nil:
 		fmt.Fprintf(g.stdout, "# %s: the ldap directory is not loaded (add --connect); only configured users route\n", printable(a.Name, 60))
 	}
-	return worse(code, checkRoute(g.stdout, a, snap, files))
+	return worse(code, checkRoute(ctx, g.stdout, a, snap, files))
 }
 
 // fileKind names the type of a file that is not a regular one.
