@@ -94,3 +94,8 @@ func (p *checkProgress) Record(string) error         { return errCheckOnly }
 func (p *checkProgress) Intend(string) error         { return errCheckOnly }
 func (p *checkProgress) Copied(Copy)                 {}
 func (p *checkProgress) Filtered(vs []FilterVerdict) { p.verdicts = vs }
+
+// SingleDropRcpt is the recipient a single-drop account's filters are
+// told (the poll's RCPT TO): the username if it is an address, else
+// username@server.
+func SingleDropRcpt(a *rcfile.Account) string { return accountAddress(a) }

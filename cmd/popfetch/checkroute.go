@@ -19,15 +19,13 @@ import (
 	"github.com/popfetch/popfetch/rcfile"
 )
 
-// routeAccount picks the multidrop account `check --route` routes with:
-// the one named, or the only multidrop account.
+// routeAccount picks the account `check --route` routes with: the one
+// named (multidrop or single-drop), else the only multidrop account, else
+// the only account.
 func routeAccount(cfg *rcfile.Config, name string) (*rcfile.Account, error) {
 	var multi []string
 	for _, a := range cfg.Accounts {
 		if name != "" && a.Name == name {
-			if a.Multidrop == nil {
-				return nil, fmt.Errorf("account %q is not a multidrop account", name)
-			}
 			return a, nil
 		}
 		if a.Multidrop != nil {
@@ -37,8 +35,10 @@ func routeAccount(cfg *rcfile.Config, name string) (*rcfile.Account, error) {
 	switch {
 	case name != "":
 		return nil, fmt.Errorf("no account %q in %s", name, cfg.Path)
+	case len(multi) == 0 && len(cfg.Accounts) == 1:
+		return cfg.Accounts[0], nil
 	case len(multi) == 0:
-		return nil, fmt.Errorf("%s has no multidrop account", cfg.Path)
+		return nil, fmt.Errorf("%s has no multidrop account; choose a single-drop account with --account NAME", cfg.Path)
 	case len(multi) > 1:
 		return nil, fmt.Errorf("%s has several multidrop accounts (%s); choose one with --account NAME", cfg.Path, strings.Join(multi, ", "))
 	}
@@ -58,12 +58,16 @@ func routeAccount(cfg *rcfile.Config, name string) (*rcfile.Account, error) {
 // filtered header. It delivers and records nothing: the filtered copies'
 // spools go to a private temporary directory removed on return. snap is
 // the account's directory when --connect loaded it. It returns exitFail
-// if a file could not be read.
+// if a file could not be read. A single-drop account has no routing:
+// checkSingleFile shows its filters and filing rules.
 func checkRoute(ctx context.Context, w io.Writer, a *rcfile.Account, snap *ldapdir.Snapshot, files []string) int {
-	rules, _, err := fetch.RouteRules(a, snap)
-	if err != nil {
-		fmt.Fprintf(w, "%s: error: %s\n", printable(a.Name, 60), printable(err.Error(), 500))
-		return exitFail
+	var rules *deliver.Rules
+	var err error
+	if a.Multidrop != nil {
+		if rules, _, err = fetch.RouteRules(a, snap); err != nil {
+			fmt.Fprintf(w, "%s: error: %s\n", printable(a.Name, 60), printable(err.Error(), 500))
+			return exitFail
+		}
 	}
 	spool := ""
 	if len(a.Filters) > 0 {
@@ -78,9 +82,52 @@ func checkRoute(ctx context.Context, w io.Writer, a *rcfile.Account, snap *ldapd
 		if i > 0 {
 			fmt.Fprintln(w)
 		}
+		if a.Multidrop == nil {
+			code = worse(code, checkSingleFile(ctx, w, a, spool, f))
+			continue
+		}
 		code = worse(code, checkRouteFile(ctx, w, a, rules, spool, f))
 	}
 	return code
+}
+
+// checkSingleFile is checkRoute for one message file of a single-drop
+// account, which has no routing: the filters are told the poll's
+// envelope (one RCPT TO, fetch.SingleDropRcpt), and the account's filing
+// rules then decide on the filtered header whether the message goes to
+// the deliver block or where a rule sends it.
+func checkSingleFile(ctx context.Context, w io.Writer, a *rcfile.Account, spool, f string) int {
+	name := printable(f, 200)
+	raw, err := readHeadOf(f)
+	if err != nil {
+		fmt.Fprintf(w, "%s: error: %s\n", name, printable(err.Error(), 300))
+		return exitFail
+	}
+	fmt.Fprintf(w, "%s: account %s (single-drop)\n", name, printable(a.Name, 60))
+	fmt.Fprintf(w, "  received: %s\n", printable(receivedLine(a, raw), 600))
+	// The placeholders an mda may use stay as written: the poll fills
+	// {user} with the user popfetch runs as, not known here.
+	r := deliver.Recipient{User: "{user}", Domain: "{domain}", Address: fetch.SingleDropRcpt(a)}
+	head := raw
+	if len(a.Filters) > 0 {
+		fh, decided, err := checkFilters(ctx, w, a, []deliver.Recipient{r}, spool, f)
+		if err != nil {
+			fmt.Fprintf(w, "  filters: error: %s\n", printable(err.Error(), 500))
+			return exitFail
+		}
+		if decided != "" {
+			fmt.Fprintf(w, "  %s\n", decided)
+			return exitOK
+		}
+		if fh != nil {
+			head = fh
+		}
+	}
+	fmt.Fprintf(w, "  deliver: %s\n", printable(destString(&a.Deliver, r), 300))
+	if line := ruleLine(a, r, head); line != "" {
+		fmt.Fprintf(w, "    %s\n", printable(line, 600))
+	}
+	return exitOK
 }
 
 // checkRouteFile is checkRoute for one message file.
@@ -428,6 +475,7 @@ func (g *globals) checkRoute(ctx context.Context, cfg *rcfile.Config, name strin
 	var snap *ldapdir.Snapshot
 	code := exitOK
 	switch {
+	case a.Multidrop == nil:
 	case a.Multidrop.LDAP != nil && connect:
 		p := &fetch.Poller{Log: g.logger(slog.LevelWarn)}
 		snap, code = loadRouteDirectory(ctx, g.stdout, p, a)

@@ -212,3 +212,116 @@ func TestCheckRouteFilters(t *testing.T) {
 		t.Errorf("check --route --account tempfail = %d\n%s%s", code, out, errs)
 	}
 }
+
+// TestCheckRouteSingleDrop: check --route takes a single-drop account
+// (the README's rspamd recipe): the filters are told the poll's envelope
+// (MAIL FROM the Return-Path, one RCPT TO: the username, with @server
+// when it is not an address), a header the milter adds makes the
+// account's rule file the message into Junk, a reject goes to the
+// postmaster with the reason, and a clean message goes to the deliver
+// block. Everything from the message or the filter is escaped, and the
+// run creates or changes no file.
+func TestCheckRouteSingleDrop(t *testing.T) {
+	_, addr := startRouteMilter(t)
+	dir := t.TempDir()
+	tmp := t.TempDir()
+	t.Setenv("TMPDIR", tmp)
+	rc := filepath.Join(dir, "rc.hcl")
+	writeFile(t, rc, fmt.Sprintf(`state_dir = %q
+account "home" {
+  server   = "pop.example.com"
+  username = "joe"
+  password = "x"
+  deliver { maildir = "%s/Maildir" }
+  postmaster { maildir = "%s/postmaster" }
+  trusted_received { by = "mx.provider.example" }
+  filter "rspamd" {
+    milter = %q
+  }
+  rule "spam" {
+    header = "X-Spam-Flag"
+    equals = "YES"
+    folder = "Junk"
+  }
+}
+account "work" {
+  server   = "pop.example.com"
+  username = "joe@example.com"
+  password = "x"
+  deliver { maildir = "%s/Work" }
+}
+`, filepath.Join(dir, "state"), dir, dir, addr, dir))
+	os.Chmod(rc, 0o600)
+	msgs := filepath.Join(dir, "msgs")
+	os.Mkdir(msgs, 0o700)
+	spam, reject, clean := filepath.Join(msgs, "spam.eml"), filepath.Join(msgs, "reject.eml"), filepath.Join(msgs, "clean.eml")
+	writeFile(t, spam, routeFilterMsg("buy spam", "body\r\n"))
+	writeFile(t, reject, routeFilterMsg("reject me", "body\r\n"))
+	writeFile(t, clean, routeFilterMsg("lunch", "body\r\n"))
+
+	before := snapshotTree(t, dir)
+	code, out, errs := runCLI(t, "-f", rc, "check", "--route", "--account", "home", spam, reject, clean)
+	after := snapshotTree(t, dir)
+	t.Logf("check --route:\n%s%s", out, errs)
+	if code != exitOK {
+		t.Fatalf("check --route = %d", code)
+	}
+	for p, v := range after {
+		if w, ok := before[p]; !ok || w != v {
+			t.Errorf("check --route created or changed %s", p)
+		}
+	}
+	for p := range before {
+		if _, ok := after[p]; !ok {
+			t.Errorf("check --route removed %s", p)
+		}
+	}
+	blocks := strings.Split(out, "\n\n")
+	if len(blocks) != 3 {
+		t.Fatalf("%d blocks, want 3", len(blocks))
+	}
+	env := "  filters: MAIL FROM <alice@example.net>, RCPT TO <joe@pop.example.com>\n"
+	want := [][]string{{
+		spam + ": account home (single-drop)\n",
+		"  received: field 1 by mx.provider.example: client 203.0.113.25, name mail.example.net, helo mail.example.net\n",
+		env,
+		"  filter rspamd: accept\n    add X-Spam-Flag: YES\n    add X-Note: bad\\x1b]0;owned\\x07\n",
+		"  deliver: maildir " + dir + "/Maildir\n    rule spam (X-Spam-Flag: YES): folder Junk",
+	}, {
+		env,
+		"  filter rspamd: reject: 550 5.7.1 spam ",
+		"  postmaster (maildir " + dir + "/postmaster): gets the message; X-Popfetch-Reason: rejected by rspamd: 550 5.7.1 spam ",
+	}, {
+		env,
+		"  filter rspamd: accept\n  deliver: maildir " + dir + "/Maildir\n",
+	}}
+	for i, ws := range want {
+		for _, w := range ws {
+			if !strings.Contains(blocks[i], w) {
+				t.Errorf("block %d:\n%s\nlacks %q", i, blocks[i], w)
+			}
+		}
+	}
+	if strings.Contains(blocks[1], "deliver:") || strings.Contains(blocks[1], "rule spam") || strings.Contains(blocks[2], "rule spam") {
+		t.Errorf("a rejected or clean message was filed by a rule, or delivered:\n%s", out)
+	}
+	if strings.ContainsAny(out+errs, "\x1b\x07") {
+		t.Errorf("check --route printed a control character:\n%q", out)
+	}
+	if left, _ := os.ReadDir(tmp); len(left) != 0 {
+		t.Errorf("temporary files left: %v", left)
+	}
+
+	// An account without filters: the rules on the file's own header.
+	code, out, errs = runCLI(t, "-f", rc, "check", "--route", "--account", "work", clean)
+	if code != exitOK || !strings.Contains(out, "account work (single-drop)\n") || strings.Contains(out, "filters:") ||
+		!strings.HasSuffix(out, "  deliver: maildir "+dir+"/Work\n") {
+		t.Errorf("check --route --account work = %d\n%s%s", code, out, errs)
+	}
+	// Without --account and no multidrop account, several accounts are
+	// a usage error.
+	code, _, errs = runCLI(t, "-f", rc, "check", "--route", clean)
+	if code != exitUsage || !strings.Contains(errs, "no multidrop account; choose a single-drop account with --account NAME") {
+		t.Errorf("check --route without --account = %d\n%s", code, errs)
+	}
+}
