@@ -318,18 +318,11 @@ func printVerdict(w io.Writer, a *rcfile.Account, v filter.Verdict) {
 // loadMessage reads the message file path (a regular file, opened as
 // readHeadOf does) into a spool in dir, as a poll holds a fetched message.
 func loadMessage(a *rcfile.Account, path, dir string) (*deliver.Message, error) {
-	f, err := openListed(path)
+	f, err := openRegular(path)
 	if err != nil {
 		return nil, err
 	}
 	defer f.Close()
-	fi, err := f.Stat()
-	if err != nil {
-		return nil, err
-	}
-	if !fi.Mode().IsRegular() {
-		return nil, fmt.Errorf("not a regular file (%s)", fileKind(fi.Mode()))
-	}
 	sp := deliver.NewSpool(dir, 0)
 	if _, err := io.Copy(sp, f); err != nil {
 		sp.Close()
@@ -349,19 +342,31 @@ func loadMessage(a *rcfile.Account, path, dir string) (*deliver.Message, error) 
 // regular file: a FIFO or a terminal's /dev/stdin would make check wait
 // for ever.
 func readHeadOf(path string) ([]byte, error) {
-	f, err := openListed(path)
+	f, err := openRegular(path)
 	if err != nil {
 		return nil, err
 	}
 	defer f.Close()
-	fi, err := f.Stat()
+	return io.ReadAll(io.LimitReader(f, deliver.MaxHeaderBytes+64<<10))
+}
+
+// openRegular opens the message file path as openListed does and refuses
+// anything but a regular file.
+func openRegular(path string) (*os.File, error) {
+	f, err := openListed(path)
 	if err != nil {
 		return nil, err
 	}
+	fi, err := f.Stat()
+	if err != nil {
+		f.Close()
+		return nil, err
+	}
 	if !fi.Mode().IsRegular() {
+		f.Close()
 		return nil, fmt.Errorf("not a regular file (%s)", fileKind(fi.Mode()))
 	}
-	return io.ReadAll(io.LimitReader(f, deliver.MaxHeaderBytes+64<<10))
+	return f, nil
 }
 
 // ruleLine says which filing rule decides where r's copy of the message
