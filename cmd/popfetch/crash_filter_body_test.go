@@ -1,21 +1,13 @@
 package main
 
 import (
-	"bytes"
-	"fmt"
-	"math/rand/v2"
 	"net"
 	"os"
-	"path/filepath"
 	"strings"
 	"sync/atomic"
 	"testing"
-	"time"
 
 	milter "github.com/d--j/go-milter"
-
-	"github.com/popfetch/popfetch/deliver/delivertest"
-	"github.com/popfetch/popfetch/fetch/dovecottest"
 )
 
 // bodyMilter replaces every message's body (as a virus scanner that
@@ -56,34 +48,8 @@ func TestCrashSafetyFilteredBody(t *testing.T) {
 	t.Cleanup(func() { msrv.Close() })
 	addr := "inet:" + ln.Addr().String()
 
-	srv := dovecottest.Start(t, dovecottest.Options{})
 	const n = 200
-	mb := srv.AddUser(t, "crashbody", "pw")
-	var msgs [][]byte
-	for i := 1; i <= n; i++ {
-		msgs = append(msgs, []byte(fmt.Sprintf("Received: from mail.example.net (mail.example.net [203.0.113.25]) by mx.example.com; Mon, 01 Jan 2024 08:00:00 +0000\r\n"+
-			"From: a@example.net\r\nTo: b@example.com\r\nSubject: crash %d\r\nX-Seq: %d\r\n\r\n%s\r\n", i, i, bytes.Repeat([]byte("crash-test body line\r\n"), i%50+1))))
-	}
-	mb.Put(t, msgs...)
-	dir := t.TempDir()
-	maildir := filepath.Join(dir, "Maildir")
-	rc := filepath.Join(dir, "popfetch.hcl")
-	writeFile(t, filepath.Join(dir, "pw"), "pw\n")
-	writeFile(t, rc, rcText(filepath.Join(dir, "state"), nil, rcAccount{
-		name: "crash", port: srv.PlainPort, user: mb.User, passFile: filepath.Join(dir, "pw"), maildir: maildir,
-		extra: []string{fmt.Sprintf("filter \"body\" {\n    milter = %q\n  }", addr)},
-	}))
-	rng := rand.New(rand.NewPCG(uint64(time.Now().UnixNano()), 3))
-	const wantKills = 6
-	killedAt := killLoop(t, rc, 31, func() int { return maildirCount(t, maildir) }, func(base, kills int) int {
-		if left := n - base; kills < wantKills && left > 1 {
-			return base + 1 + rng.IntN(min(left-1, 40))
-		}
-		return -1
-	}, nil)
-	kills := len(killedAt)
-	t.Logf("Maildir count at each kill: %v; %d milter conversations", killedAt, scans.Load())
-	dups := delivertest.Duplicates(t, seqCounts(t, maildir), n)
+	maildir, kills, dups, mb := filteredCrashRun(t, "crashbody", n, "body", addr, 40, 3, scans.Load)
 	// Recovery recognises a committed copy by the body digest of the
 	// message as fetched (fetch/identity.go, ourCopy); a replaced body
 	// defeats it, so every copy committed but not yet recorded at the

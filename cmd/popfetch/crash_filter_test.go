@@ -60,34 +60,8 @@ func TestCrashSafetyFiltered(t *testing.T) {
 		t.Skip("slow: 300 messages, several kills")
 	}
 	addr, scans := startStampMilter(t)
-	srv := dovecottest.Start(t, dovecottest.Options{})
 	const n = 300
-	mb := srv.AddUser(t, "crashfilter", "pw")
-	var msgs [][]byte
-	for i := 1; i <= n; i++ {
-		msgs = append(msgs, []byte(fmt.Sprintf("Received: from mail.example.net (mail.example.net [203.0.113.25]) by mx.example.com; Mon, 01 Jan 2024 08:00:00 +0000\r\n"+
-			"From: a@example.net\r\nTo: b@example.com\r\nSubject: crash %d\r\nX-Seq: %d\r\n\r\n%s\r\n", i, i, bytes.Repeat([]byte("crash-test body line\r\n"), i%50+1))))
-	}
-	mb.Put(t, msgs...)
-	dir := t.TempDir()
-	maildir := filepath.Join(dir, "Maildir")
-	rc := filepath.Join(dir, "popfetch.hcl")
-	writeFile(t, filepath.Join(dir, "pw"), "pw\n")
-	writeFile(t, rc, rcText(filepath.Join(dir, "state"), nil, rcAccount{
-		name: "crash", port: srv.PlainPort, user: mb.User, passFile: filepath.Join(dir, "pw"), maildir: maildir,
-		extra: []string{fmt.Sprintf("filter \"stamp\" {\n    milter = %q\n  }", addr)},
-	}))
-	rng := rand.New(rand.NewPCG(uint64(time.Now().UnixNano()), 2))
-	const wantKills = 6
-	killedAt := killLoop(t, rc, 31, func() int { return maildirCount(t, maildir) }, func(base, kills int) int {
-		if left := n - base; kills < wantKills && left > 1 {
-			return base + 1 + rng.IntN(min(left-1, 50))
-		}
-		return -1
-	}, nil)
-	kills := len(killedAt)
-	t.Logf("Maildir count at each kill: %v; %d milter conversations", killedAt, scans.Load())
-	dups := delivertest.Duplicates(t, seqCounts(t, maildir), n)
+	maildir, kills, dups, mb := filteredCrashRun(t, "crashfilter", n, "stamp", addr, 50, 2, scans.Load)
 	if dups > kills {
 		t.Errorf("%d duplicates after %d kills: more than the one in-flight message per kill", dups, kills)
 	}
@@ -103,4 +77,40 @@ func TestCrashSafetyFiltered(t *testing.T) {
 	if got := mb.Count(t); got != 0 {
 		t.Errorf("server holds %d messages; want 0", got)
 	}
+}
+
+// filteredCrashRun puts n numbered messages (X-Seq) for user on a private
+// dovecot, fetches them with one milter filter (name, addr) while
+// killLoop kills popfetch about six times, at most maxGap messages apart
+// (seed picks the moments), and returns the Maildir, the kills, the
+// duplicates and the mailbox; scans counts the milter's conversations
+// for the log.
+func filteredCrashRun(t *testing.T, user string, n int, name, addr string, maxGap int, seed uint64, scans func() int64) (string, int, int, *dovecottest.Mailbox) {
+	t.Helper()
+	srv := dovecottest.Start(t, dovecottest.Options{})
+	mb := srv.AddUser(t, user, "pw")
+	var msgs [][]byte
+	for i := 1; i <= n; i++ {
+		msgs = append(msgs, []byte(fmt.Sprintf("Received: from mail.example.net (mail.example.net [203.0.113.25]) by mx.example.com; Mon, 01 Jan 2024 08:00:00 +0000\r\n"+
+			"From: a@example.net\r\nTo: b@example.com\r\nSubject: crash %d\r\nX-Seq: %d\r\n\r\n%s\r\n", i, i, bytes.Repeat([]byte("crash-test body line\r\n"), i%50+1))))
+	}
+	mb.Put(t, msgs...)
+	dir := t.TempDir()
+	maildir := filepath.Join(dir, "Maildir")
+	rc := filepath.Join(dir, "popfetch.hcl")
+	writeFile(t, filepath.Join(dir, "pw"), "pw\n")
+	writeFile(t, rc, rcText(filepath.Join(dir, "state"), nil, rcAccount{
+		name: "crash", port: srv.PlainPort, user: mb.User, passFile: filepath.Join(dir, "pw"), maildir: maildir,
+		extra: []string{fmt.Sprintf("filter %q {\n    milter = %q\n  }", name, addr)},
+	}))
+	rng := rand.New(rand.NewPCG(uint64(time.Now().UnixNano()), seed))
+	const wantKills = 6
+	killedAt := killLoop(t, rc, 31, func() int { return maildirCount(t, maildir) }, func(base, kills int) int {
+		if left := n - base; kills < wantKills && left > 1 {
+			return base + 1 + rng.IntN(min(left-1, maxGap))
+		}
+		return -1
+	}, nil)
+	t.Logf("Maildir count at each kill: %v; %d milter conversations", killedAt, scans())
+	return maildir, len(killedAt), delivertest.Duplicates(t, seqCounts(t, maildir), n), mb
 }
