@@ -12,6 +12,7 @@ import (
 	"github.com/popfetch/popfetch/deliver/delivertest"
 	"github.com/popfetch/popfetch/fetch/pop3test"
 	"github.com/popfetch/popfetch/rcfile"
+	"github.com/popfetch/popfetch/uidl"
 )
 
 // TestPollMaildirDiskFullMidBatch fills the Maildir's disk (a small tmpfs)
@@ -124,6 +125,53 @@ func TestPollMultidropManyMaildirsFds(t *testing.T) {
 		if c := delivertest.MaildirCount(t, filepath.Join(out, fmt.Sprintf("u%03d", i)), "new"); c != 30 {
 			t.Errorf("u%03d has %d copies; want 30", i, c)
 		}
+	}
+}
+
+// TestPollStateDiskFullOneShot is TestPollStateDiskFullWithSpool for
+// one-shot runs (cron's `popfetch fetch`): each poll is a new Poller, with
+// no memory of the last. The broken round is remembered beside the
+// journal, so the next run is careful too and gets through; without that
+// every run broke off at the same RETR and no mail arrived at all.
+func TestPollStateDiskFullOneShot(t *testing.T) {
+	const n = 40
+	var ms []pop3test.Message
+	for i := 1; i <= n; i++ {
+		m := msg(i)
+		if i%4 == 0 { // spooled to the state disk
+			m.Data = append(m.Data, []byte(strings.Repeat("a spooled body line of the message\r\n", 9000))...)
+		}
+		ms = append(ms, m)
+	}
+	srv := pop3test.NewServer(t, pop3test.Options{Messages: ms})
+	a := testAccount(t, srv)
+	if err := os.MkdirAll(a.StateDir, 0o700); err != nil {
+		t.Fatal(err)
+	}
+	if err := syscall.Mount("tmpfs", a.StateDir, "tmpfs", 0, fmt.Sprintf("size=%d,mode=0700", 200*os.Getpagesize())); err != nil {
+		t.Skipf("cannot mount tmpfs (needs root): %v", err)
+	}
+	t.Cleanup(func() { syscall.Unmount(a.StateDir, syscall.MNT_DETACH) })
+
+	if res := poller(nil).Poll(context.Background(), a); res.Err == nil {
+		t.Fatalf("Poll on a filling state disk = %+v; want an error", res)
+	}
+	for run := 2; len(srv.Messages()) > 0; run++ {
+		left := len(srv.Messages())
+		res := poller(nil).Poll(context.Background(), a)
+		t.Logf("run %d on the small disk: %d delivered, %d deleted, err %v", run, res.Delivered, res.Deleted, res.Err)
+		if res.Delivered == 0 && len(srv.Messages()) == left {
+			t.Fatalf("one-shot run %d on the small disk made no progress: %+v", run, res)
+		}
+		if run > 10 {
+			t.Fatalf("%d messages still on the server after %d runs", len(srv.Messages()), run)
+		}
+	}
+	if dups := delivertest.Duplicates(t, maildirCopies(t, a.Deliver.Maildir), n); dups > maildirPar {
+		t.Errorf("%d duplicates; want at most %d", dups, maildirPar)
+	}
+	if m := uidl.Path(a.StateDir, a.Mailbox()) + ".careful"; func() bool { _, err := os.Lstat(m); return err == nil }() {
+		t.Errorf("%s left after a run that got through", m)
 	}
 }
 

@@ -55,7 +55,8 @@ type Poller struct {
 	// careful holds the mailboxes (UIDL store paths) whose last poll
 	// broke off in a round of RETRs: their polls fetch one message per
 	// round without pipelining until one gets through (see fetch). It
-	// lives as long as the Poller; a poll is careful as well while a
+	// lives as long as the Poller, and as a mark beside the journal
+	// (uidl.SetCareful) for one-shot runs; a poll is careful as well while a
 	// message it is to fetch has failed before (uidl Store.RetrFailures),
 	// which one-shot runs see too.
 	careful map[string]bool
@@ -96,24 +97,28 @@ const (
 )
 
 // setCareful notes whether the polls of mailbox fetch one message per
-// round (see Poller.careful).
-func (p *Poller) setCareful(mailbox string, on bool) {
+// round (see Poller.careful), in memory and in the mark beside the
+// journal (uidl.SetCareful) that one-shot runs read; the mark's error is
+// returned, the memory is set regardless.
+func (p *Poller) setCareful(mailbox string, on bool) error {
 	p.mu.Lock()
-	defer p.mu.Unlock()
 	if !on {
 		delete(p.careful, mailbox)
-		return
+	} else {
+		if p.careful == nil {
+			p.careful = map[string]bool{}
+		}
+		p.careful[mailbox] = true
 	}
-	if p.careful == nil {
-		p.careful = map[string]bool{}
-	}
-	p.careful[mailbox] = true
+	p.mu.Unlock()
+	return uidl.SetCareful(mailbox, on)
 }
 
 func (p *Poller) isCareful(mailbox string) bool {
 	p.mu.Lock()
-	defer p.mu.Unlock()
-	return p.careful[mailbox]
+	on := p.careful[mailbox]
+	p.mu.Unlock()
+	return on || uidl.Careful(mailbox)
 }
 
 // Dispatcher delivers one fetched message to everyone it is for. It returns
@@ -800,12 +805,16 @@ func (s *session) fetch(ctx context.Context, todo []entry) (err error) {
 		switch {
 		case err == nil:
 			if careful {
-				s.p.setCareful(s.mailbox, false)
+				if err := s.p.setCareful(s.mailbox, false); err != nil {
+					s.log.Warn("clearing the careful mark", "err", err)
+				}
 			}
 		case c.Broken() != nil && ctx.Err() == nil:
 			// A round broke off: replies out of step, or one that
 			// missed its deadline.
-			s.p.setCareful(s.mailbox, true)
+			if err := s.p.setCareful(s.mailbox, true); err != nil {
+				s.log.Warn("setting the careful mark: the next one-shot run is not careful", "err", err)
+			}
 		}
 	}()
 	var inflight int64 // LIST sizes of the outstanding RETRs

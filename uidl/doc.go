@@ -12,9 +12,11 @@
 // implicit TLS on 995 does not refetch everything. Beside it live
 // MAILBOX.uidl.lock (the flock, never removed), MAILBOX.uidl.len (the
 // length mark, see below) and, only during compaction or the mark's
-// creation, MAILBOX.uidl.tmp and MAILBOX.uidl.len.tmp. Every journal name
-// ends in ".uidl" and every sibling in ".lock", ".tmp" or ".len", so no
-// file of one mailbox can be named like a file of another (see Path).
+// creation, MAILBOX.uidl.tmp and MAILBOX.uidl.len.tmp; after a poll that
+// broke off in a round of RETRs, MAILBOX.uidl.careful (see SetCareful).
+// Every journal name ends in ".uidl" and every sibling in ".lock", ".tmp",
+// ".len" or ".careful", so no file of one mailbox can be named like a file
+// of another (see Path).
 // Directories are created 0700 and files 0600 at creation time (never
 // chmod afterwards, fetchmail CVE-2005-3088); files or directories found
 // open to group or others are refused with ErrInsecure.

@@ -12,8 +12,9 @@ import (
 	"strings"
 )
 
-// maxName keeps journal names, plus the ".lock", ".tmp", ".len" and
-// ".len.tmp" suffixes, under the common 255-byte file-name limit.
+// maxName keeps journal names, plus the ".lock", ".tmp", ".len",
+// ".len.tmp" and ".careful" suffixes, under the common 255-byte file-name
+// limit.
 const maxName = 240
 
 // journalSuffix ends every journal name. Its siblings end in ".lock",
