@@ -466,6 +466,9 @@ type scramClient struct {
 	conv   *scram.ClientConversation
 	step   int                 // challenges taken
 	redact func(string) string // the Conn's (see Conn.redact); nil: none
+	key    scramKey            // cl's entry in scramClients
+	cl     *scram.Client
+	mk     func() (*scram.Client, error)
 }
 
 func newSCRAM(m Mechanism, user, pass string) (*scramClient, error) {
@@ -473,12 +476,14 @@ func newSCRAM(m Mechanism, user, pass string) (*scramClient, error) {
 	if m == MechSCRAMSHA1 {
 		h = scram.SHA1
 	}
-	cl, err := h.NewClient(user, pass, "")
+	mk := func() (*scram.Client, error) { return h.NewClient(user, pass, "") }
+	k := scramKey{mech: m, user: user, pass: pass}
+	cl, err := scramClients.client(k, mk)
 	if err != nil {
 		// The library's SASLprep error names the user, never the password.
 		return nil, fmt.Errorf("%w: %s: %v", ErrMechanism, m, err)
 	}
-	return &scramClient{conv: cl.NewConversation()}, nil
+	return &scramClient{conv: cl.NewConversation(), key: k, cl: cl, mk: mk}, nil
 }
 
 func (s *scramClient) start() ([]byte, error) {
@@ -498,6 +503,7 @@ func (s *scramClient) next(ch []byte) ([]byte, error) {
 			// The library's errors quote no secret.
 			return nil, fmt.Errorf("%w: server-first-message: %v", ErrProtocol, err)
 		}
+		scramClients.saw(s.key, s.cl, scramSalt(ch), s.mk)
 		return []byte(resp), nil
 	case 2: // server-final-message: the server's signature, or e=
 		if e, ok := strings.CutPrefix(string(ch), "e="); ok {

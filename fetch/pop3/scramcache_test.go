@@ -1,0 +1,64 @@
+package pop3
+
+import (
+	"fmt"
+	"testing"
+
+	"github.com/xdg-go/scram"
+)
+
+// TestSCRAMClientCache: logins with the same mechanism, user and password
+// share one scram.Client (whose derived keys the library caches); a
+// changed password or mechanism gets its own; a server that changes the
+// salt leaves a fresh Client behind, so none collects salts; the cache is
+// bounded.
+func TestSCRAMClientCache(t *testing.T) {
+	var c scramCache
+	made := 0
+	mk := func() (*scram.Client, error) { made++; return scram.SHA256.NewClient("u", "p", "") }
+	k := scramKey{MechSCRAMSHA256, "u", "p"}
+	a, _ := c.client(k, mk)
+	b, _ := c.client(k, mk)
+	if a != b || made != 1 {
+		t.Fatalf("second login: same client %v, %d made; want the cached one", a == b, made)
+	}
+	if o, _ := c.client(scramKey{MechSCRAMSHA256, "u", "other"}, mk); o == a {
+		t.Fatal("another password shares the client")
+	}
+	if o, _ := c.client(scramKey{MechSCRAMSHA1, "u", "p"}, mk); o == a {
+		t.Fatal("another mechanism shares the client")
+	}
+	c.saw(k, a, "salt1", mk)
+	c.saw(k, a, "salt1", mk)
+	if got, _ := c.client(k, mk); got != a {
+		t.Fatal("the same salt again replaced the client")
+	}
+	c.saw(k, a, "salt2", mk)
+	fresh, _ := c.client(k, mk)
+	if fresh == a {
+		t.Fatal("a changed salt kept the client that holds both salts' keys")
+	}
+	c.saw(k, a, "salt3", mk) // a late conversation of the replaced client
+	if got, _ := c.client(k, mk); got != fresh {
+		t.Fatal("a replaced client's conversation changed the entry")
+	}
+	for i := range maxSCRAMClients + 10 {
+		c.client(scramKey{MechSCRAMSHA256, fmt.Sprint(i), "p"}, mk)
+	}
+	if n := len(c.m); n > maxSCRAMClients {
+		t.Fatalf("%d entries; want at most %d", n, maxSCRAMClients)
+	}
+}
+
+func TestSCRAMSalt(t *testing.T) {
+	for in, want := range map[string]string{
+		"r=abc,s=QSXCR+Q6sek8bf92,i=4096": "QSXCR+Q6sek8bf92",
+		"r=abc,i=4096":                    "",
+		"":                                "",
+		"s=,i=1":                          "",
+	} {
+		if got := scramSalt([]byte(in)); got != want {
+			t.Errorf("scramSalt(%q) = %q; want %q", in, got, want)
+		}
+	}
+}
