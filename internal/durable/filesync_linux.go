@@ -3,6 +3,8 @@
 package durable
 
 import (
+	"io/fs"
+
 	"golang.org/x/sys/unix"
 )
 
@@ -72,10 +74,18 @@ func retry(call func() error) error {
 }
 
 // SyncFilesystem makes every file written on fd's filesystem before the
-// call durable, data and inode, before it returns: syncfs(2) on fd, then
-// an fsync of the directory dirfd (an O_PATH descriptor will do; name is
-// for the errors) on the same filesystem, which is there for its device
-// cache flush.
+// call durable, data and inode, before it returns: syncfs(2) on fd (the
+// file at name), then an fsync of the directory dirfd (at dirName; an
+// O_PATH descriptor will do) on the same filesystem, which is there for
+// its device cache flush. Errors are *fs.PathError, Op "syncfs" naming
+// name, or as SyncDirFd's.
+//
+// fd should be a descriptor opened for the files being synced, not a
+// long-lived one: since Linux 5.8 syncfs reports a writeback error of the
+// filesystem since fd was opened or last passed to syncfs, and advances
+// fd's mark, so a long-lived descriptor would hand an error to whichever
+// round came first and hide it from the rest (the per-file check,
+// CheckWriteback, still sees it; a fresh descriptor just reports more).
 //
 // Why the second step: syncfs (sync_filesystem in fs/sync.c) writes the
 // files' data and waits for it, calls the filesystem's sync_fs, and only
@@ -92,9 +102,9 @@ func retry(call func() error) error {
 // sync_fs commits the journal, log, transaction or checkpoint with a
 // cache flush after the data, so syncfs alone suffices there and the
 // directory fsync costs one more flush per shared sync, not per file.
-func SyncFilesystem(fd, dirfd int, name string) error {
+func SyncFilesystem(fd int, name string, dirfd int, dirName string) error {
 	if err := Syncfs(fd); err != nil {
-		return err
+		return &fs.PathError{Op: "syncfs", Path: name, Err: err}
 	}
-	return SyncDirFd(dirfd, name)
+	return SyncDirFd(dirfd, dirName)
 }

@@ -67,7 +67,7 @@ func TestSharedSyncKey(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer unix.Close(dfd)
-	if err := SyncFilesystem(int(f.Fd()), dfd, dir); err != nil {
+	if err := SyncFilesystem(int(f.Fd()), f.Name(), dfd, dir); err != nil {
 		t.Errorf("SyncFilesystem: %v", err)
 	}
 	if err := CheckWriteback(int(f.Fd())); err != nil {

@@ -15,4 +15,4 @@ func Syncfs(int) error         { return errNoSyncfs }
 func CheckWriteback(int) error { return errNoSyncfs }
 
 // SyncFilesystem is never reached outside Linux either.
-func SyncFilesystem(int, int, string) error { return errNoSyncfs }
+func SyncFilesystem(int, string, int, string) error { return errNoSyncfs }
