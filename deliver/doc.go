@@ -60,8 +60,13 @@
 //     and new/ was fsynced by an fsync that started after the move.
 //     Copies moved into one new/ at the same time share that fsync (group
 //     commit): each waits for an fsync begun after its own move and gets
-//     its result, never one already running when it arrived. The file
-//     fsyncs stay one per file. Directories the delivery created are
+//     its result, never one already running when it arrived. Files
+//     written at the same time into one filesystem known to honour
+//     syncfs(2) (ext2/3/4, xfs, btrfs, f2fs, tmpfs) likewise share one
+//     syncfs begun after their writes, followed by a device flush and a
+//     check of each file's own writeback errors, before any of them is
+//     moved (internal/durable FileSync; doc/design.md §2.2); a file
+//     written alone, or elsewhere, is fsynced. Directories the delivery created are
 //     fsynced in their parents. A failure at any step removes the copy
 //     (from tmp/, and from new/ when the fsync of new/ failed), so new/
 //     only ever holds complete files. [Maildir.Prepare] splits this in

@@ -89,7 +89,22 @@ type Maildir struct {
 	// syncs shares the fsyncs of new/ between concurrent Commits into
 	// one directory (group commit, see Prepared.Commit).
 	syncs durable.GroupSync[dirID]
+	// files shares the syncs of the files written into tmp/ between
+	// concurrent Prepares on one filesystem (see syncFile); nil for
+	// fileSyncs, which tests replace with their own.
+	files *durable.FileSync[uint64]
 }
+
+// fileSyncs is the process's one FileSync: copies delivered at once by
+// different accounts' Maildirs into one filesystem share its syncs too.
+var fileSyncs = &durable.FileSync[uint64]{Gather: fileSyncGather}
+
+// fileSyncGather is how long a Prepare that finds no sync of its
+// filesystem running waits for others to join it (durable.FileSync's
+// Gather): as dirSyncGather, the copies of a session are written within
+// about a millisecond of each other, and a syncfs shared by them replaces
+// as many fsyncs.
+const fileSyncGather = time.Millisecond
 
 // maxOpenMaildirs bounds the Maildirs whose directories a Maildir keeps
 // open: 3 descriptors each, so a multidrop template serving thousands of
@@ -697,7 +712,7 @@ func (d *Maildir) prepare(md *openMaildir, target string, r io.Reader) (*Prepare
 		f.Close()
 		return nil, p.fail("write tmp file", err)
 	}
-	if err := f.Sync(); err != nil {
+	if err := d.syncFile(f); err != nil {
 		f.Close()
 		return nil, p.fail("fsync tmp file", err)
 	}
@@ -710,6 +725,28 @@ func (d *Maildir) prepare(md *openMaildir, target string, r io.Reader) (*Prepare
 	p.size = cw.n
 	p.setName(base)
 	return p, nil
+}
+
+// syncFile makes f's data and inode durable before it returns, as
+// fsync(2) of f does, which is what it does when f is alone or on a
+// filesystem whose syncfs(2) is not known to do the same
+// (durable.SharedSyncKey). Copies written at once into one such
+// filesystem share one syncfs instead (durable.FileSync): each returns
+// after a syncfs that started after its call, followed by a device flush
+// (durable.SyncFilesystem), and after a check of its own file's
+// writeback errors; the copy is only then renamed into new/, so new/
+// still holds only durable files (doc/design.md §2.2).
+func (d *Maildir) syncFile(f maildirFile) error {
+	if g, ok := f.(groupSyncFile); ok {
+		if dev, ok := g.syncKey(); ok {
+			files := d.files
+			if files == nil {
+				files = fileSyncs
+			}
+			return files.Sync(dev, g)
+		}
+	}
+	return f.Sync()
 }
 
 // setName names the copy in new/ after base: ",S=" is the file size,
@@ -1148,6 +1185,15 @@ type maildirFile interface {
 	Chown(uid, gid int) error
 	Sync() error
 	Close() error
+}
+
+// groupSyncFile is a maildirFile that can be made durable together with
+// others on its filesystem (see Maildir.syncFile); syncKey names the
+// filesystem, or says no.
+type groupSyncFile interface {
+	maildirFile
+	durable.SyncFile
+	syncKey() (dev uint64, ok bool)
 }
 
 // errSymlink is the reason a symlink where popfetch follows none (see

@@ -149,6 +149,26 @@ func (f *rawFile) Sync() error {
 	}
 }
 
+// syncKey, Fsync, SyncFS and CheckWriteback let a Maildir make the file
+// durable together with others on its filesystem (groupSyncFile).
+func (f *rawFile) syncKey() (uint64, bool) { return durable.SharedSyncKey(f.fd) }
+
+func (f *rawFile) Fsync() error { return f.Sync() }
+
+// SyncFS syncs the file's filesystem through the file's own descriptor,
+// and flushes the device through an fsync of its directory, tmp/ (see
+// durable.SyncFilesystem).
+func (f *rawFile) SyncFS() error {
+	return durable.SyncFilesystem(f.fd, joinName(f.dir, f.name), dirFd(f.dir), f.dir.Name())
+}
+
+func (f *rawFile) CheckWriteback() error {
+	if err := durable.CheckWriteback(f.fd); err != nil {
+		return f.err("sync_file_range", err)
+	}
+	return nil
+}
+
 // Close reports a deferred write error (NFS, quota) as close(2) does; the
 // descriptor is gone either way (Linux close(2): not to be retried).
 func (f *rawFile) Close() error {

@@ -2,7 +2,14 @@
 // popfetch run is measured against (doc/bench/README.md).
 //
 //	floor server ADDR N     pipelined RETR 1..N, bodies discarded
-//	floor disk DIR N SIZE WORKERS BATCH   files fsynced by WORKERS, renamed into new/ in batches, one fsync of new/ per batch
+//	floor disk DIR N SIZE WORKERS BATCH [MODE]   files written by WORKERS, renamed into new/ in batches, one fsync of new/ per batch
+//
+// MODE says how the files are made durable before their batch is renamed:
+// fsync (the default) one fsync each, by the worker that wrote it;
+// syncfs one syncfs(2) per batch, then an fsync of tmp/ for the device
+// flush and a sync_file_range(2) writeback check of each file, as
+// popfetch's shared file sync does (internal/durable FileSync); none no
+// file sync at all (not durable: the floor below both).
 package main
 
 import (
@@ -68,6 +75,13 @@ func main() {
 		size, _ := strconv.Atoi(os.Args[4])
 		workers, _ := strconv.Atoi(os.Args[5])
 		batch, _ := strconv.Atoi(os.Args[6])
+		mode := "fsync"
+		if len(os.Args) > 7 {
+			mode = os.Args[7]
+		}
+		if mode != "fsync" && mode != "syncfs" && mode != "none" {
+			panic("MODE is fsync, syncfs or none")
+		}
 		for _, d := range []string{"tmp", "new", "cur"} {
 			os.MkdirAll(filepath.Join(dir, d), 0o700)
 		}
@@ -85,6 +99,7 @@ func main() {
 			end := min(start+batch, n)
 			var wg sync.WaitGroup
 			jobs := make(chan int)
+			open := make([]int, end-start) // syncfs: the batch's files, checked after the sync
 			for range workers {
 				wg.Add(1)
 				go func() {
@@ -95,7 +110,15 @@ func main() {
 							panic(err)
 						}
 						unix.Write(fd, data)
-						unix.Fsync(fd)
+						switch mode {
+						case "fsync":
+							if err := unix.Fsync(fd); err != nil {
+								panic(err)
+							}
+						case "syncfs":
+							open[i-start] = fd
+							continue
+						}
 						unix.Close(fd)
 					}
 				}()
@@ -105,6 +128,20 @@ func main() {
 			}
 			close(jobs)
 			wg.Wait()
+			if mode == "syncfs" {
+				if err := unix.Syncfs(tmp); err != nil {
+					panic(err)
+				}
+				if err := unix.Fsync(tmp); err != nil {
+					panic(err)
+				}
+				for _, fd := range open {
+					if err := unix.SyncFileRange(fd, 0, 0, unix.SYNC_FILE_RANGE_WAIT_BEFORE|unix.SYNC_FILE_RANGE_WRITE|unix.SYNC_FILE_RANGE_WAIT_AFTER); err != nil {
+						panic(err)
+					}
+					unix.Close(fd)
+				}
+			}
 			for i := start; i < end; i++ {
 				if err := unix.Renameat2(tmp, fmt.Sprint(i), nw, fmt.Sprint(i), unix.RENAME_NOREPLACE); err != nil {
 					panic(err)
@@ -112,6 +149,6 @@ func main() {
 			}
 			unix.Fsync(nw)
 		}
-		fmt.Printf("disk: %d files of %d bytes, %d workers, batches of %d: %v\n", n, size, workers, batch, time.Since(t0))
+		fmt.Printf("disk: %d files of %d bytes, %d workers, batches of %d, %s: %v\n", n, size, workers, batch, mode, time.Since(t0))
 	}
 }
