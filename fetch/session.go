@@ -1290,8 +1290,10 @@ func (s *session) retrieve(ctx context.Context, e entry) (*deliver.Message, *uid
 	// unread.
 	sp := s.newSpool()
 	sp.Expect(e.Size)
+	m := &deliver.Message{Account: s.a.Name, Server: s.a.Server, User: s.a.Username, UID: e.UID, Fetched: s.p.now(), Spool: sp}
 	var w io.Writer = sp
 	var dg *digester
+	streamed := false
 	if e.Size > deliver.DefaultSpoolMem {
 		// A message that goes to the spool file is digested on the
 		// way in, exactly as the spool takes it: reading it back
@@ -1301,7 +1303,20 @@ func (s *session) retrieve(ctx context.Context, e entry) (*deliver.Message, *uid
 		// the others, rather than here in the session's one reader.
 		dg = newDigester()
 		defer dg.free()
-		w = &digestTee{sp: sp, d: dg}
+		tee := &digestTee{sp: sp, d: dg}
+		if st, ok := s.disp.(streamer); ok && e.Size >= streamMin {
+			if md, rc, ok := st.streamTarget(); ok {
+				// Its copy is written in the Maildir's tmp/ as it
+				// arrives, beside the spool: the delivery takes it
+				// if it is the copy it would write, and m.Close
+				// removes it otherwise (a failed RETR, a round out
+				// of step, a message delivered before). Its
+				// Received field dates from the start of the RETR.
+				tee.copy = md.Stream(ctx, m, rc, nil)
+				streamed = tee.copy != nil
+			}
+		}
+		w = tee
 	}
 	_, err := s.c.ReadRetrTo(e, w)
 	if err == nil {
@@ -1320,28 +1335,48 @@ func (s *session) retrieve(ctx context.Context, e entry) (*deliver.Message, *uid
 		err = s.retrFailed(ctx, e, err)
 	}
 	if err != nil {
-		sp.Close()
+		m.Close()
 		return nil, nil, err
 	}
 	s.retrieved++
+	if !streamed {
+		m.Fetched = s.p.now() // read completely
+	}
 	var id *uidl.Identity
 	if dg != nil {
 		i := dg.identity(e.Size)
 		id = &i
 	}
-	return &deliver.Message{Account: s.a.Name, Server: s.a.Server, User: s.a.Username, UID: e.UID, Fetched: s.p.now(), Spool: sp}, id, nil
+	return m, id, nil
+}
+
+// streamMin is the LIST size from which a message is streamed into its
+// Maildir as it arrives (see retrieve): each such copy holds a file and a
+// write buffer (64 KiB) until it is delivered, and the spool window lets
+// few messages this large be in flight at once (16), where it lets 256
+// of 256 KiB. Below it the second write costs little.
+const streamMin = 4 << 20
+
+// streamer is a Dispatcher whose messages all have their one copy in one
+// Maildir (see singleDrop.streamTarget).
+type streamer interface {
+	streamTarget() (*deliver.Maildir, deliver.Recipient, bool)
 }
 
 // digestTee writes a message to its spool and the bytes the spool took
 // to a digester.
 type digestTee struct {
-	sp *deliver.Spool
-	d  *digester
+	sp   *deliver.Spool
+	d    *digester
+	copy io.Writer // the Maildir copy being written (deliver.Maildir.Stream), or nil
 }
 
 func (t *digestTee) Write(p []byte) (int, error) {
 	n, err := t.sp.Write(p)
 	t.d.Write(p[:n])
+	if t.copy != nil {
+		t.copy.Write(p[:n]) // never fails: a copy not written whole is not used
+	}
 	return n, err
 }
 
