@@ -48,12 +48,14 @@ func intactOnce(t *testing.T, maildir string, m pop3test.Message) {
 // is not recorded, and the next poll delivers it once, intact.
 func TestPollStreamedRetrCut(t *testing.T) {
 	big := bigMsg(1, streamMin+1<<20)
-	var midway []string // tmp/ while the reply was half sent
-	var a0 string
+	seen := make(chan []string, 1) // tmp/ while the reply was half sent
+	maildir := make(chan string, 1)
 	srv := pop3test.NewServer(t, pop3test.Options{Messages: []pop3test.Message{big}, Faults: []pop3test.Fault{{
 		Cmd: "RETR", N: 1, Session: 1, Action: pop3test.Custom, Func: func(c *pop3test.Conn) {
+			a0 := <-maildir
 			ans := c.Answer()
 			c.Write(ans[:len(ans)/2])
+			var midway []string
 			for deadline := time.Now().Add(3 * time.Second); time.Now().Before(deadline); time.Sleep(5 * time.Millisecond) {
 				if ents, _ := os.ReadDir(filepath.Join(a0, "tmp")); len(ents) > 0 {
 					for _, e := range ents {
@@ -62,16 +64,17 @@ func TestPollStreamedRetrCut(t *testing.T) {
 					break
 				}
 			}
+			seen <- midway
 			c.Close()
 		},
 	}}})
 	a := testAccount(t, srv)
-	a0 = a.Deliver.Maildir
+	maildir <- a.Deliver.Maildir
 	res := poller(nil).Poll(context.Background(), a)
 	if res.Err == nil || res.Delivered != 0 {
 		t.Fatalf("first poll = %+v; want the cut to fail it", res)
 	}
-	if len(midway) != 1 {
+	if midway := <-seen; len(midway) != 1 {
 		t.Fatalf("tmp/ while the body arrived: %v; want the streamed copy", midway)
 	}
 	if names := dirNames(t, filepath.Join(a.Deliver.Maildir, "tmp")); len(names) != 0 {
