@@ -272,10 +272,7 @@ func (e *eolReader) convert(dst []byte, max int) []byte {
 			e.segs = e.segs[1:]
 			continue
 		}
-		i := bytes.IndexAny(s, "\r\n")
-		if i < 0 {
-			i = len(s)
-		}
+		i := e.lineEnd(s)
 		if room := max - len(dst); i > room {
 			dst = append(dst, s[:room]...)
 			e.segs[0] = s[room:]
@@ -300,6 +297,28 @@ func (e *eolReader) convert(dst []byte, max int) []byte {
 		e.segs[0] = s[i:]
 	}
 	return dst
+}
+
+// lineEnd returns the index of the first byte in s that convert must
+// rewrite, len(s) if none. For the LF copy that is the first CR: a bare LF
+// is already what it writes, so one IndexByte (vectorised) finds it where
+// bytes.IndexAny with a set of two bytes goes byte by byte (a quarter of
+// the CPU of a 50 MB delivery). The CRLF copy rewrites bare LFs too.
+func (e *eolReader) lineEnd(s []byte) int {
+	if e.lf {
+		if i := bytes.IndexByte(s, '\r'); i >= 0 {
+			return i
+		}
+		return len(s)
+	}
+	i := bytes.IndexByte(s, '\n')
+	if i < 0 {
+		i = len(s)
+	}
+	if j := bytes.IndexByte(s[:i], '\r'); j >= 0 {
+		return j
+	}
+	return i
 }
 
 func (e *eolReader) Read(p []byte) (int, error) {

@@ -319,6 +319,10 @@ func (d *Maildir) Prepare(ctx context.Context, m *Message, sender string, rc Rec
 	if rc.Address != "" {
 		fields = append(fields, Field{Name: "Delivered-To", Value: SafeValue(rc.Address, 320)})
 	}
+	// Written as the message arrived (Stream), if it is this copy.
+	if p, ok, err := m.takeStreamed(d, target, rc, fields); ok {
+		return p, err
+	}
 	for try := 0; ; try++ {
 		md, cached, err := d.acquire(dir, own)
 		if err != nil {

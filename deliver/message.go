@@ -25,13 +25,17 @@ type Message struct {
 	Server  string    // POP3 server host name
 	User    string    // POP3 user name
 	UID     string    // the server's UIDL for this message
-	Fetched time.Time // when popfetch finished reading it
+	Fetched time.Time // when popfetch finished reading it (began, for a message streamed into its Maildir: Maildir.Stream)
 	Raw     []byte
 	Spool   *Spool // when set, the message (Raw is unused)
 	// Local: popfetch wrote the message itself (an alert). The targets
 	// then add no Received: trace field, whose "with POP3 (account ...,
 	// uid ...)" would claim a retrieval that never happened.
 	Local bool
+
+	// streamed is its Maildir copy written as it arrived (Maildir.Stream),
+	// until a Prepare takes it or Close removes it.
+	streamed *streamed
 }
 
 // Size returns the message's length in bytes.
@@ -62,8 +66,10 @@ func (m *Message) Reader() *io.SectionReader {
 	return io.NewSectionReader(bytes.NewReader(m.Raw), 0, int64(len(m.Raw)))
 }
 
-// Close releases the spool, once every delivery of the message is over.
+// Close releases the spool, once every delivery of the message is over,
+// and removes its streamed Maildir copy if no Prepare took it.
 func (m *Message) Close() error {
+	m.closeStreamed()
 	if m.Spool != nil {
 		return m.Spool.Close()
 	}

@@ -5,6 +5,7 @@ import (
 	"crypto/x509"
 	"errors"
 	"fmt"
+	"io"
 	"io/fs"
 	"log/slog"
 	"math"
@@ -910,7 +911,7 @@ func (s *session) fetch(ctx context.Context, todo []entry) (err error) {
 					if s.p.Deliveries != nil {
 						s.p.Deliveries.Add(1)
 					}
-					d = s.deliver(ctx, r.e, r.m)
+					d = s.deliver(ctx, r)
 					if s.p.Deliveries != nil {
 						s.p.Deliveries.Add(-1)
 					}
@@ -985,7 +986,7 @@ func (s *session) fetch(ctx context.Context, todo []entry) (err error) {
 				continue
 			}
 			delete(s.v.byCopy, r.e.Num)
-			id, err := messageIdentity(r.e.Size, r.m)
+			id, err := r.identity()
 			if err != nil {
 				r.m.Close()
 				return fmt.Errorf("retr %d (uid %s): %w", r.e.Num, r.e.UID, err)
@@ -1176,14 +1177,14 @@ func (s *session) fetch(ctx context.Context, todo []entry) (err error) {
 			retrs--
 			inflight -= o.e.Size
 			inflightMem -= inMemory(o.e.Size)
-			m, err := s.retrieve(ctx, o.e)
+			m, id, err := s.retrieve(ctx, o.e)
 			if err != nil {
 				return err
 			}
 			s.res.Bytes += m.Size()
 			held += m.Size()
 			heldMem += inMemory(m.Size())
-			unchecked = append(unchecked, retrieved{o.e, m})
+			unchecked = append(unchecked, retrieved{o.e, m, id})
 			if !pipelined {
 				// Its bracket: the queue is empty, the server
 				// silent (checked as the reply ended).
@@ -1240,6 +1241,17 @@ func (s *session) closeRound(verb string, e entry) error {
 type retrieved struct {
 	e entry
 	m *deliver.Message
+	// id is the message's identity, digested as it arrived (see
+	// retrieve); nil: read the message back for it.
+	id *uidl.Identity
+}
+
+// identity returns the identity of r's message (messageIdentity).
+func (r retrieved) identity() (uidl.Identity, error) {
+	if r.id != nil {
+		return *r.id, nil
+	}
+	return messageIdentity(r.e.Size, r.m)
 }
 
 // Pipelining and batching limits of one session.
@@ -1280,14 +1292,42 @@ type delivery struct {
 
 // retrieve reads one RETR reply (see pop3.Conn.ReadRetr: any error ends
 // the session).
-func (s *session) retrieve(ctx context.Context, e entry) (*deliver.Message, error) {
+func (s *session) retrieve(ctx context.Context, e entry) (*deliver.Message, *uidl.Identity, error) {
 	// The body streams into the spool as it arrives (doc/design.md
 	// §2.1): memory stays bounded whatever the message's size, and a
 	// reply that fails part-way leaves only a spool that is closed here
 	// unread.
 	sp := s.newSpool()
 	sp.Expect(e.Size)
-	_, err := s.c.ReadRetrTo(e, sp)
+	m := &deliver.Message{Account: s.a.Name, Server: s.a.Server, User: s.a.Username, UID: e.UID, Fetched: s.p.now(), Spool: sp}
+	var w io.Writer = sp
+	var dg *digester
+	streamed := false
+	if e.Size > deliver.DefaultSpoolMem {
+		// A message that goes to the spool file is digested on the
+		// way in, exactly as the spool takes it: reading it back
+		// for its identity would cost a pass over the file after
+		// the RETR (a tenth of a second for 50 MB). A smaller one
+		// is digested from memory by its delivery, in parallel with
+		// the others, rather than here in the session's one reader.
+		dg = newDigester()
+		defer dg.free()
+		tee := &digestTee{sp: sp, d: dg}
+		if st, ok := s.disp.(streamer); ok && e.Size >= streamMin {
+			if md, rc, ok := st.streamTarget(); ok {
+				// Its copy is written in the Maildir's tmp/ as it
+				// arrives, beside the spool: the delivery takes it
+				// if it is the copy it would write, and m.Close
+				// removes it otherwise (a failed RETR, a round out
+				// of step, a message delivered before). Its
+				// Received field dates from the start of the RETR.
+				tee.copy = md.Stream(ctx, m, rc, nil)
+				streamed = tee.copy != nil
+			}
+		}
+		w = tee
+	}
+	_, err := s.c.ReadRetrTo(e, w)
 	if err == nil {
 		err = sp.Flush()
 		if err != nil {
@@ -1304,11 +1344,49 @@ func (s *session) retrieve(ctx context.Context, e entry) (*deliver.Message, erro
 		err = s.retrFailed(ctx, e, err)
 	}
 	if err != nil {
-		sp.Close()
-		return nil, err
+		m.Close()
+		return nil, nil, err
 	}
 	s.retrieved++
-	return &deliver.Message{Account: s.a.Name, Server: s.a.Server, User: s.a.Username, UID: e.UID, Fetched: s.p.now(), Spool: sp}, nil
+	if !streamed {
+		m.Fetched = s.p.now() // read completely
+	}
+	var id *uidl.Identity
+	if dg != nil {
+		i := dg.identity(e.Size)
+		id = &i
+	}
+	return m, id, nil
+}
+
+// streamMin is the LIST size from which a message is streamed into its
+// Maildir as it arrives (see retrieve): each such copy holds a file and a
+// write buffer (64 KiB) until it is delivered, and the spool window lets
+// few messages this large be in flight at once (16), where it lets 256
+// of 256 KiB. Below it the second write costs little.
+const streamMin = 4 << 20
+
+// streamer is a Dispatcher whose messages all have their one copy in one
+// Maildir (see singleDrop.streamTarget).
+type streamer interface {
+	streamTarget() (*deliver.Maildir, deliver.Recipient, bool)
+}
+
+// digestTee writes a message to its spool and the bytes the spool took
+// to a digester.
+type digestTee struct {
+	sp   *deliver.Spool
+	d    *digester
+	copy io.Writer // the Maildir copy being written (deliver.Maildir.Stream), or nil
+}
+
+func (t *digestTee) Write(p []byte) (int, error) {
+	n, err := t.sp.Write(p)
+	t.d.Write(p[:n])
+	if t.copy != nil {
+		t.copy.Write(p[:n]) // never fails: a copy not written whole is not used
+	}
+	return n, err
 }
 
 // newSpool returns a spool for one message: in memory up to
@@ -1441,7 +1519,8 @@ func (s *session) failedBefore(todo []entry) bool {
 // deliver dispatches one message and records its UID. It runs on its own
 // goroutine; the Dispatcher and the store are safe for concurrent use. A
 // failed delivery is logged here; the message stays on the server.
-func (s *session) deliver(ctx context.Context, e entry, m *deliver.Message) (d delivery) {
+func (s *session) deliver(ctx context.Context, r retrieved) (d delivery) {
+	e, m := r.e, r.m
 	d.e, d.size = e, m.Size()
 	log := s.log.With(slog.String("uid", e.UID), slog.Int("msgnum", e.Num))
 	defer func() {
@@ -1458,7 +1537,7 @@ func (s *session) deliver(ctx context.Context, e entry, m *deliver.Message) (d d
 		d.err = fmt.Errorf("uidl store: not delivering %s: %w", e.UID, err)
 		return d
 	}
-	id, err := messageIdentity(e.Size, m)
+	id, err := r.identity()
 	if err != nil {
 		log.Error("delivery failed; message stays on the server and is retried next poll", "size", m.Size(), "err", err)
 		return d

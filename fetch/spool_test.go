@@ -72,6 +72,16 @@ func TestPollSpoolsLargeMessages(t *testing.T) {
 			t.Errorf("%s: %d intact copies", m.UID, n)
 		}
 	}
+	// The identities recorded, the big messages' digested as they
+	// arrived (retrieve), are those of the messages as sent.
+	st := openStore(t, a)
+	for _, m := range mailbox {
+		want := identityOf(int64(len(m.Data)), m.Data)
+		if ids := st.Identities(m.UID); len(ids) != 1 || ids[0] != want {
+			t.Errorf("%s: identities %v; want %v", m.UID, ids, want)
+		}
+	}
+	st.Close()
 	dir := spoolDir(a)
 	fi, err := os.Lstat(dir)
 	if err != nil || !fi.IsDir() || fi.Mode().Perm() != 0o700 {
@@ -83,6 +93,43 @@ func TestPollSpoolsLargeMessages(t *testing.T) {
 	if n := spoolFDs(t, dir); n != 0 {
 		t.Errorf("%d spool files still open", n)
 	}
+}
+
+// FuzzDigestTee: a message digested as it is written to its spool, in
+// pieces of any size, has the identity its delivery would read back from
+// the spool, and that of the message whole.
+func FuzzDigestTee(f *testing.F) {
+	f.Add([]byte(digestBase), uint16(1))
+	f.Add([]byte(digestBase), uint16(7))
+	f.Add([]byte("A: b\r\n c\r\r\n\r\nx\r\n.\r\n"), uint16(3))
+	f.Add([]byte("no header\n"), uint16(2))
+	f.Add([]byte(strings.Repeat("Subject: x\r\n", 100)+"\r\n"+strings.Repeat("body line\r\n", 40000)), uint16(4093))
+	dir := f.TempDir()
+	f.Fuzz(func(t *testing.T, raw []byte, piece uint16) {
+		sp := deliver.NewSpool(dir, 1)
+		defer sp.Close()
+		d := newDigester()
+		defer d.free()
+		w := &digestTee{sp: sp, d: d}
+		step := int(piece)%8192 + 1
+		for p := raw; len(p) > 0; {
+			n := min(step, len(p))
+			if _, err := w.Write(p[:n]); err != nil {
+				t.Fatal(err)
+			}
+			p = p[n:]
+			step = step*5%8191 + 1 // pieces of varying size
+		}
+		size := int64(len(raw))
+		got := d.identity(size)
+		back, err := messageIdentity(size, &deliver.Message{Spool: sp})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got != back || got != identityOf(size, raw) {
+			t.Fatalf("digested on the way %v, read back %v, whole %v", got, back, identityOf(size, raw))
+		}
+	})
 }
 
 // TestPollSpoolReleased: every spool is closed whatever becomes of its

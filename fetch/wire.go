@@ -119,6 +119,19 @@ func (d *singleDrop) allMaildir() bool {
 	return isMaildir(d.target) && isMaildir(d.postmaster) && d.rules.allMaildir()
 }
 
+// streamTarget returns the Maildir and recipient of the one copy of every
+// message, when nothing (a filter, a filing rule) needs the whole message
+// before its copy is written: the session then streams a large message
+// into that Maildir as it arrives (deliver.Maildir.Stream). A copy that
+// turns out otherwise is not taken, so this is a hint, never a decision.
+func (d *singleDrop) streamTarget() (*deliver.Maildir, deliver.Recipient, bool) {
+	md, ok := d.target.(*deliver.Maildir)
+	if !ok || d.filters != nil || d.rules != nil {
+		return nil, deliver.Recipient{}, false
+	}
+	return md, d.rcpt, true
+}
+
 func (d *singleDrop) Dispatch(ctx context.Context, m *deliver.Message, p Progress, log *slog.Logger) error {
 	sender := deliver.ReturnPath(m.Head())
 	// The filters first, on the message as fetched; the rules then see
