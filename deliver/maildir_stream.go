@@ -231,7 +231,7 @@ func (m *Message) takeStreamed(d *Maildir, target string, rc Recipient, fields [
 	s.done = true
 	p := s.p
 	p.target = target
-	if err := syncTmpFile(s.f); err != nil {
+	if err := d.syncFile(s.f); err != nil {
 		s.f.Close()
 		return nil, true, p.fail("fsync tmp file", err)
 	}
@@ -243,10 +243,6 @@ func (m *Message) takeStreamed(d *Maildir, target string, rc Recipient, fields [
 	p.setName(p.tmpName)
 	return p, true, nil
 }
-
-// syncTmpFile makes a copy's tmp/ file durable before it is moved into
-// new/.
-func syncTmpFile(f maildirFile) error { return f.Sync() }
 
 // sameFields reports whether a and b are the same fields in the same order.
 func sameFields(a, b []Field) bool {
