@@ -833,11 +833,11 @@ func (s *session) fetch(ctx context.Context, todo []entry) (err error) {
 	par := parallel(s.disp)
 	results := make(chan delivery, par)
 	running := 0 // deliveries started and not yet collected
-	// A round's messages are started together when it ends; sem lets
-	// deliverers of them run at once, and the rest wait their turn
-	// without holding up this loop, which may be blocked on the next
-	// round's replies meanwhile.
-	sem := make(chan struct{}, par)
+	// A round's messages are started together when it ends; pool lets
+	// par of them run at once, and the rest wait their turn without
+	// holding up this loop, which may be blocked on the next round's
+	// replies meanwhile.
+	pool := newWorkers(par)
 	ended := make(chan struct{}) // closed when fetch returns: deliveries not yet begun are not begun
 	var fatal error
 	collect := func(d delivery) {
@@ -880,11 +880,11 @@ func (s *session) fetch(ctx context.Context, todo []entry) (err error) {
 		for running > 0 {
 			collect(<-results)
 		}
+		pool.Close()
 	}()
 	start := func(r retrieved) {
 		running++
-		go func() {
-			sem <- struct{}{}
+		pool.Go(func() {
 			var d delivery
 			select {
 			case <-ended:
@@ -909,9 +909,14 @@ func (s *session) fetch(ctx context.Context, todo []entry) (err error) {
 			}
 			// Delivered, failed or left: the spool is done with.
 			r.m.Close()
-			<-sem
-			results <- d
-		}()
+			select {
+			case results <- d:
+			default:
+				// The loop is busy (reading a round's replies): the
+				// result waits for it without holding this worker.
+				go func() { results <- d }()
+			}
+		})
 	}
 	flush := func() error {
 		if len(recorded) == 0 {
