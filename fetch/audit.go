@@ -69,10 +69,19 @@ type audit struct {
 	filters         []FilterVerdict // the filters' verdicts, if any ran
 }
 
-// newAudit reads what the audit line of m, delivered as copies, needs.
-func newAudit(e entry, m *deliver.Message, copies []Copy) *audit {
-	mid, from := deliver.AuditFields(m.Head())
-	return &audit{e: e, size: m.Size(), messageID: mid, from: from, copies: copies}
+// newAudit reads what the audit line of m, delivered as copies, needs;
+// the header's fields only when the line will be written (logged).
+func newAudit(e entry, m *deliver.Message, copies []Copy, logged bool) *audit {
+	a := &audit{e: e, size: m.Size(), copies: copies}
+	if logged {
+		a.messageID, a.from = deliver.AuditFields(m.Head())
+	}
+	return a
+}
+
+// auditLogged reports whether audited will write the audit lines.
+func (s *session) auditLogged(ctx context.Context) bool {
+	return !s.a.QuietMessages && s.log.Enabled(ctx, slog.LevelInfo)
 }
 
 // postmaster reports whether a copy of the message went to the postmaster.
@@ -156,7 +165,7 @@ func (s *session) audited(e entry, onServer string) {
 	if onServer == onServerKept {
 		s.res.Kept++
 	}
-	if s.a.QuietMessages || !s.log.Enabled(context.Background(), slog.LevelInfo) {
+	if !s.auditLogged(context.Background()) {
 		// Nothing would be written (popfetch fetch logs at WARN):
 		// building the line is a dozen allocations per message.
 		return

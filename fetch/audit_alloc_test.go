@@ -64,3 +64,35 @@ func TestAuditedBuildsNothingUnlogged(t *testing.T) {
 		})
 	}
 }
+
+// TestNewAuditReadsHeaderOnlyWhenLogged: the Message-ID and sender of
+// the audit line are read from the header only when the line will be
+// written; otherwise newAudit is the audit alone (1 allocation).
+func TestNewAuditReadsHeaderOnlyWhenLogged(t *testing.T) {
+	m := &deliver.Message{UID: "u1", Raw: []byte("From: Ann <ann@example.net>\r\nMessage-ID: <m1@example.net>\r\nSubject: x\r\n\r\nbody\r\n")}
+	e := entry{Num: 1, UID: "u1"}
+	for _, tc := range []struct {
+		logged    bool
+		maxAllocs float64
+		wantID    string
+	}{
+		{logged: false, maxAllocs: 1},
+		{logged: true, maxAllocs: -1, wantID: "m1@example.net"},
+	} {
+		a := newAudit(e, m, nil, tc.logged)
+		if !strings.Contains(a.messageID, tc.wantID) || tc.wantID == "" && a.messageID != "" {
+			t.Errorf("logged=%v: message ID %q, want %q", tc.logged, a.messageID, tc.wantID)
+		}
+		if tc.logged && a.from == "" || !tc.logged && a.from != "" {
+			t.Errorf("logged=%v: from %q", tc.logged, a.from)
+		}
+		if a.size != m.Size() {
+			t.Errorf("size %d, want %d", a.size, m.Size())
+		}
+		if tc.maxAllocs >= 0 {
+			if got := testing.AllocsPerRun(100, func() { newAudit(e, m, nil, tc.logged) }); got > tc.maxAllocs {
+				t.Errorf("logged=%v: %.0f allocations, want at most %.0f", tc.logged, got, tc.maxAllocs)
+			}
+		}
+	}
+}

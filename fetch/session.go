@@ -1486,7 +1486,7 @@ func (s *session) deliver(ctx context.Context, e entry, m *deliver.Message) (d d
 	if s.a.QuietMessages {
 		log.Debug("delivered", "size", m.Size())
 	}
-	d.ok, d.audit = true, newAudit(e, m, p.made())
+	d.ok, d.audit = true, newAudit(e, m, p.made(), s.auditLogged(ctx))
 	d.audit.filters = p.filtered()
 	return d
 }
