@@ -1439,7 +1439,7 @@ func (s *session) failedBefore(todo []entry) bool {
 // failed delivery is logged here; the message stays on the server.
 func (s *session) deliver(ctx context.Context, e entry, m *deliver.Message) (d delivery) {
 	d.e, d.size = e, m.Size()
-	log := s.log.With(slog.String("uid", e.UID), slog.Int("msgnum", e.Num))
+	log := withLazy(s.log, slog.String("uid", e.UID), slog.Int("msgnum", e.Num))
 	defer func() {
 		// A panic in a target must not take the daemon down, nor count
 		// as delivered.
