@@ -341,6 +341,28 @@ func (e *eolReader) Read(p []byte) (int, error) {
 
 var eolBufs = sync.Pool{New: func() any { b := make([]byte, 0, 64<<10); return &b }}
 
+// eolSmallBufs serve a copy that fits in one: most messages are a few
+// kilobytes, and a 64 KiB buffer for each of the copies in flight at
+// once is most of a session's heap.
+const eolSmall = 8 << 10
+
+var eolSmallBufs = sync.Pool{New: func() any { b := make([]byte, 0, eolSmall); return &b }}
+
+// left is at least the number of bytes the rest of the copy converts to.
+func (e *eolReader) left() int64 {
+	n := int64(len(e.tail))
+	for _, s := range e.segs {
+		n += int64(len(s))
+	}
+	if e.src != nil {
+		n += e.end - e.off
+	}
+	if !e.lf {
+		n *= 2 // every bare LF may become CRLF
+	}
+	return n + 2
+}
+
 // WriteTo writes the rest of the copy to w.
 func (e *eolReader) WriteTo(w io.Writer) (int64, error) {
 	var total int64
@@ -355,8 +377,12 @@ func (e *eolReader) WriteTo(w io.Writer) (int64, error) {
 		}
 		e.out = nil
 	}
-	bp := eolBufs.Get().(*[]byte)
-	defer eolBufs.Put(bp)
+	pool := &eolBufs
+	if e.left() <= eolSmall {
+		pool = &eolSmallBufs
+	}
+	bp := pool.Get().(*[]byte)
+	defer pool.Put(bp)
 	for e.more() {
 		b := e.convert((*bp)[:0], cap(*bp)-2)
 		if len(b) == 0 {

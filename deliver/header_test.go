@@ -497,3 +497,51 @@ func FuzzHeaderSafeValue(f *testing.F) {
 		}
 	})
 }
+
+// capWriter records the largest buffer capacity WriteTo hands it.
+type capWriter struct {
+	bytes.Buffer
+	maxCap int
+}
+
+func (w *capWriter) Write(b []byte) (int, error) {
+	w.maxCap = max(w.maxCap, cap(b))
+	return w.Buffer.Write(b)
+}
+
+// TestOpenWriteToSmallBuffer: a copy of a small message is converted in
+// a small buffer, not a 64 KiB one per copy in flight; the bytes are those
+// Read gives, on both sides of the boundary and in both line-end modes.
+func TestOpenWriteToSmallBuffer(t *testing.T) {
+	// Bare LF line ends: a CRLF copy adds a byte per line.
+	line := "0123456789 abcdefghij 0123456789\n"
+	const small = 8 << 10 // eolSmall, spelt out so that the test ran before it existed
+	for _, tc := range []struct {
+		name    string
+		size    int // bytes of body, about
+		lf      bool
+		wantMax int // largest buffer WriteTo may use
+	}{
+		{name: "3 KB to maildir", size: 3000, lf: true, wantMax: small},
+		{name: "3 KB to smtp", size: 3000, lf: false, wantMax: small},
+		{name: "just over, crlf", size: small / 2, lf: false, wantMax: 64 << 10},
+		{name: "100 KB", size: 100 << 10, lf: true, wantMax: 64 << 10},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			body := strings.Repeat(line, tc.size/len(line)+1)
+			m := &Message{Raw: []byte("Subject: x\r\n\r\n" + body)}
+			fields := []Field{{Name: "Received", Value: "from x by y"}}
+			want := readAll(t, Open(m, fields, tc.lf))
+			var w capWriter
+			if _, err := Open(m, fields, tc.lf).(io.WriterTo).WriteTo(&w); err != nil {
+				t.Fatal(err)
+			}
+			if w.String() != want {
+				t.Fatalf("WriteTo wrote %d bytes unlike Read's %d", w.Len(), len(want))
+			}
+			if w.maxCap > tc.wantMax {
+				t.Errorf("WriteTo used a %d-byte buffer for a %d-byte copy, want at most %d", w.maxCap, len(want), tc.wantMax)
+			}
+		})
+	}
+}

@@ -69,10 +69,19 @@ type audit struct {
 	filters         []FilterVerdict // the filters' verdicts, if any ran
 }
 
-// newAudit reads what the audit line of m, delivered as copies, needs.
-func newAudit(e entry, m *deliver.Message, copies []Copy) *audit {
-	mid, from := deliver.AuditFields(m.Head())
-	return &audit{e: e, size: m.Size(), messageID: mid, from: from, copies: copies}
+// newAudit reads what the audit line of m, delivered as copies, needs;
+// the header's fields only when the line will be written (logged).
+func newAudit(e entry, m *deliver.Message, copies []Copy, logged bool) *audit {
+	a := &audit{e: e, size: m.Size(), copies: copies}
+	if logged {
+		a.messageID, a.from = deliver.AuditFields(m.Head())
+	}
+	return a
+}
+
+// auditLogged reports whether audited will write the audit lines.
+func (s *session) auditLogged(ctx context.Context) bool {
+	return !s.a.QuietMessages && s.log.Enabled(ctx, slog.LevelInfo)
 }
 
 // postmaster reports whether a copy of the message went to the postmaster.
@@ -90,9 +99,10 @@ func (a *audit) postmaster() bool {
 // same path of objects in JSON. Every value that came from outside (a
 // header, a server) is escaped (logsafe.Escape).
 func copiesAttr(copies []Copy) slog.Attr {
-	groups := make([]any, 0, len(copies))
+	// Attrs, not args: slog.Group's ...any would box each attribute.
+	groups := make([]slog.Attr, 0, len(copies))
 	for i, c := range copies {
-		var as []any
+		as := make([]slog.Attr, 0, 4)
 		if c.User != "" {
 			as = append(as, slog.String("user", logsafe.Escape(c.User, maxAuditHeader)))
 		}
@@ -117,9 +127,9 @@ func copiesAttr(copies []Copy) slog.Attr {
 		if c.Note != "" {
 			as = append(as, slog.String("note", c.Note))
 		}
-		groups = append(groups, slog.Group(strconv.Itoa(i+1), as...))
+		groups = append(groups, slog.GroupAttrs(strconv.Itoa(i+1), as...))
 	}
-	return slog.Group("copy", groups...)
+	return slog.GroupAttrs("copy", groups...)
 }
 
 // filtersAttr is the filters' verdicts as one group, "filter", of a
@@ -128,18 +138,18 @@ func copiesAttr(copies []Copy) slog.Attr {
 // filter.1.reply (only when the filter said something: a reject's reply,
 // why it could not be asked).
 func filtersAttr(vs []FilterVerdict) slog.Attr {
-	groups := make([]any, 0, len(vs))
+	groups := make([]slog.Attr, 0, len(vs))
 	for i, v := range vs {
-		as := []any{slog.String("name", logsafe.Escape(v.Filter, maxAuditHeader)), slog.String("action", v.Action)}
+		as := []slog.Attr{slog.String("name", logsafe.Escape(v.Filter, maxAuditHeader)), slog.String("action", v.Action)}
 		if v.Unavailable {
 			as = append(as, slog.Bool("unavailable", true))
 		}
 		if v.Reply != "" {
 			as = append(as, slog.String("reply", logsafe.Escape(v.Reply, maxAuditReply)))
 		}
-		groups = append(groups, slog.Group(strconv.Itoa(i+1), as...))
+		groups = append(groups, slog.GroupAttrs(strconv.Itoa(i+1), as...))
 	}
-	return slog.Group("filter", groups...)
+	return slog.GroupAttrs("filter", groups...)
 }
 
 // audited writes the audit line of a message delivered in this poll,
@@ -155,7 +165,9 @@ func (s *session) audited(e entry, onServer string) {
 	if onServer == onServerKept {
 		s.res.Kept++
 	}
-	if s.a.QuietMessages {
+	if !s.auditLogged(context.Background()) {
+		// Nothing would be written (popfetch fetch logs at WARN):
+		// building the line is a dozen allocations per message.
 		return
 	}
 	attrs := []slog.Attr{slog.String("uid", e.UID), slog.Int("msgnum", e.Num),

@@ -843,11 +843,11 @@ func (s *session) fetch(ctx context.Context, todo []entry) (err error) {
 	par := parallel(s.disp)
 	results := make(chan delivery, par)
 	running := 0 // deliveries started and not yet collected
-	// A round's messages are started together when it ends; sem lets
-	// deliverers of them run at once, and the rest wait their turn
-	// without holding up this loop, which may be blocked on the next
-	// round's replies meanwhile.
-	sem := make(chan struct{}, par)
+	// A round's messages are started together when it ends; pool lets
+	// par of them run at once, and the rest wait their turn without
+	// holding up this loop, which may be blocked on the next round's
+	// replies meanwhile.
+	pool := newWorkers(par)
 	ended := make(chan struct{}) // closed when fetch returns: deliveries not yet begun are not begun
 	var fatal error
 	collect := func(d delivery) {
@@ -890,11 +890,11 @@ func (s *session) fetch(ctx context.Context, todo []entry) (err error) {
 		for running > 0 {
 			collect(<-results)
 		}
+		pool.Close()
 	}()
 	start := func(r retrieved) {
 		running++
-		go func() {
-			sem <- struct{}{}
+		pool.Go(func() {
 			var d delivery
 			select {
 			case <-ended:
@@ -919,9 +919,14 @@ func (s *session) fetch(ctx context.Context, todo []entry) (err error) {
 			}
 			// Delivered, failed or left: the spool is done with.
 			r.m.Close()
-			<-sem
-			results <- d
-		}()
+			select {
+			case results <- d:
+			default:
+				// The loop is busy (reading a round's replies): the
+				// result waits for it without holding this worker.
+				go func() { results <- d }()
+			}
+		})
 	}
 	flush := func() error {
 		if len(recorded) == 0 {
@@ -1522,7 +1527,7 @@ func (s *session) failedBefore(todo []entry) bool {
 func (s *session) deliver(ctx context.Context, r retrieved) (d delivery) {
 	e, m := r.e, r.m
 	d.e, d.size = e, m.Size()
-	log := s.log.With(slog.String("uid", e.UID), slog.Int("msgnum", e.Num))
+	log := withLazy(s.log, slog.String("uid", e.UID), slog.Int("msgnum", e.Num))
 	defer func() {
 		// A panic in a target must not take the daemon down, nor count
 		// as delivered.
@@ -1569,7 +1574,7 @@ func (s *session) deliver(ctx context.Context, r retrieved) (d delivery) {
 	if s.a.QuietMessages {
 		log.Debug("delivered", "size", m.Size())
 	}
-	d.ok, d.audit = true, newAudit(e, m, p.made())
+	d.ok, d.audit = true, newAudit(e, m, p.made(), s.auditLogged(ctx))
 	d.audit.filters = p.filtered()
 	return d
 }

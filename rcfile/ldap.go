@@ -9,6 +9,7 @@ import (
 	"regexp"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 	"unicode/utf8"
 
@@ -51,11 +52,15 @@ var defaultLDAPAddressAttributes = []string{"mail", "proxyAddresses"}
 
 // ldapAttrRE is an attribute type (RFC 4512 §1.4, §2.5): a descriptor
 // (a letter, then letters, digits and hyphens) or a numeric OID.
-var ldapAttrRE = regexp.MustCompile(`^(?:[A-Za-z][A-Za-z0-9-]*|[0-9]+(?:\.[0-9]+)+)$`)
+var ldapAttrRE = sync.OnceValue(func() *regexp.Regexp {
+	return regexp.MustCompile(`^(?:[A-Za-z][A-Za-z0-9-]*|[0-9]+(?:\.[0-9]+)+)$`)
+})
 
 // ldapAttrDescRE is an attribute description as a filter may name it: an
 // attribute type with options such as ";binary" (RFC 4512 §2.5).
-var ldapAttrDescRE = regexp.MustCompile(`^(?:[A-Za-z][A-Za-z0-9-]*|[0-9]+(?:\.[0-9]+)+)(?:;[A-Za-z0-9-]+)*$`)
+var ldapAttrDescRE = sync.OnceValue(func() *regexp.Regexp {
+	return regexp.MustCompile(`^(?:[A-Za-z][A-Za-z0-9-]*|[0-9]+(?:\.[0-9]+)+)(?:;[A-Za-z0-9-]+)*$`)
+})
 
 // ldap validates a multidrop block's ldap block and applies its defaults.
 func (p *parser) ldap(l *ldapHCL) *LDAP {
@@ -302,7 +307,7 @@ func checkDN(v string) string {
 				return notDN(fmt.Sprintf("RDN %d is empty: a DN must not start or end with a comma or hold two in a row", rdn))
 			case strings.Trim(atv, " ") == "":
 				return notDN(fmt.Sprintf("RDN %d has an empty part around +", rdn))
-			case !ok || !ldapAttrRE.MatchString(typ):
+			case !ok || !ldapAttrRE().MatchString(typ):
 				return notDN(fmt.Sprintf("RDN %d must start with an attribute and =, as in DC=example", rdn))
 			}
 			if why := checkDNValue(val); why != "" {
@@ -400,7 +405,7 @@ func berString(b []byte) bool {
 
 // ldapAttr checks an attribute name setting; it says whether it is one.
 func (p *parser) ldapAttr(v string, rng hcl.Range, name string) bool {
-	if ldapAttrRE.MatchString(v) && len(v) <= 256 {
+	if ldapAttrRE().MatchString(v) && len(v) <= 256 {
 		return true
 	}
 	p.errorf(rng, "Invalid "+name,
@@ -564,7 +569,7 @@ func (f *filterParser) item() error {
 
 // attrDesc checks the attribute description a that starts at byte at.
 func (f *filterParser) attrDesc(a string, at int) error {
-	if ldapAttrDescRE.MatchString(a) {
+	if ldapAttrDescRE().MatchString(a) {
 		return nil
 	}
 	f.pos = at
@@ -586,7 +591,7 @@ func (f *filterParser) extensible(left string, at int) error {
 		f.pos = at
 		return f.errorf("%q is not attr[:dn][:rule]:=value", left+":=")
 	}
-	if len(rest) == 1 && !ldapAttrRE.MatchString(rest[0]) {
+	if len(rest) == 1 && !ldapAttrRE().MatchString(rest[0]) {
 		f.pos = at
 		return f.errorf("%q is not a matching rule (a name or an OID)", rest[0])
 	}

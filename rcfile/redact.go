@@ -6,6 +6,7 @@ import (
 	"regexp"
 	"sort"
 	"strings"
+	"sync"
 	"unicode"
 	"unicode/utf8"
 
@@ -42,7 +43,7 @@ func isSecretName(name string) bool {
 // knownAttrs is every attribute name of the schema. The value of an
 // attribute that is not one of them is masked too: it is an error anyway,
 // and a misspelt "passwrd" holds a password just the same.
-var knownAttrs = func() map[string]bool {
+var knownAttrs = sync.OnceValue(func() map[string]bool {
 	m := map[string]bool{}
 	walkSchema(reflect.TypeFor[fileHCL](), func(_ reflect.Type, name, kind string) {
 		if kind != "block" {
@@ -50,7 +51,7 @@ var knownAttrs = func() map[string]bool {
 		}
 	})
 	return m
-}()
+})
 
 // secretName finds a secret attribute's name anywhere in folded text
 // (see fold), with the rest of its line: the fallback for text the lexer
@@ -60,11 +61,15 @@ var knownAttrs = func() map[string]bool {
 // not know. The name must not go on as a longer identifier
 // (password_file is not a secret), and "password" inside a value (a host
 // named mypassword.example.com) costs only the masked rest of its line.
-var secretName = regexp.MustCompile(`(?im)(?:password|token|secret)"?(?:[^a-z0-9_\n][^\n]*)?$`)
+var secretName = sync.OnceValue(func() *regexp.Regexp {
+	return regexp.MustCompile(`(?im)(?:password|token|secret)"?(?:[^a-z0-9_\n][^\n]*)?$`)
+})
 
 // secretNameEnd finds where the name ends in a secretName match: after
 // it, blanks, an = or : and blanks.
-var secretNameEnd = regexp.MustCompile(`(?i)^(?:password|token|secret)"?[ \t]*[=:]?[ \t]*`)
+var secretNameEnd = sync.OnceValue(func() *regexp.Regexp {
+	return regexp.MustCompile(`(?i)^(?:password|token|secret)"?[ \t]*[=:]?[ \t]*`)
+})
 
 // fold returns src as the fallback sees it, with off[k] the offset in
 // src of byte k of the result (and off[len] = len(src)): a CR is a line
@@ -130,7 +135,7 @@ func secretSpans(src []byte) []span {
 		// is: after another one on the same line (a one-line block), after
 		// a ; or , or a character HCL does not know. A secret's name
 		// without = counts only at the start of a line.
-		if !assign && !(secret && start) || !secret && knownAttrs[name] {
+		if !assign && !(secret && start) || !secret && knownAttrs()[name] {
 			continue
 		}
 		j := i + 1
@@ -145,8 +150,8 @@ func secretSpans(src []byte) []span {
 	}
 	lexed := len(out)
 	folded, off := fold(src)
-	for _, m := range secretName.FindAllIndex(folded, -1) {
-		n := secretNameEnd.FindIndex(folded[m[0]:m[1]])
+	for _, m := range secretName().FindAllIndex(folded, -1) {
+		n := secretNameEnd().FindIndex(folded[m[0]:m[1]])
 		fs := m[0] + n[1]
 		s, e := off[fs], off[m[1]]
 		if len(bytes.TrimSpace(folded[fs:m[1]])) == 0 || overlapsAny(out[:lexed], s, e) {
@@ -291,7 +296,7 @@ func (m *maskedSource) overlaps(rng *hcl.Range) bool {
 	return s.start < rng.End.Byte || s.start <= rng.Start.Byte // the latter: an empty range inside s
 }
 
-var quoted = regexp.MustCompile(`"(?:[^"\\]|\\.)*"`)
+var quoted = sync.OnceValue(func() *regexp.Regexp { return regexp.MustCompile(`"(?:[^"\\]|\\.)*"`) })
 
 // redactDiags removes from each diagnostic's summary and detail anything
 // that may come from a secret in src: where the diagnostic points into a
@@ -323,7 +328,7 @@ func redactDiags(src []byte, diags hcl.Diagnostics) hcl.Diagnostics {
 	}
 	scrub := func(text string, inSecret bool) string {
 		if inSecret {
-			text = quoted.ReplaceAllStringFunc(text, func(q string) string {
+			text = quoted().ReplaceAllStringFunc(text, func(q string) string {
 				inner := q[1 : len(q)-1]
 				for _, s := range secrets {
 					if inner != "" && strings.Contains(s, inner) {
@@ -395,8 +400,8 @@ const hiddenLine = "(source line not shown: it may hold a secret)"
 func unmasked(line string) bool {
 	folded, _ := fold([]byte(line))
 	for _, l := range bytes.Split(folded, []byte("\n")) {
-		for _, m := range secretName.FindAllIndex(l, -1) {
-			n := secretNameEnd.FindIndex(l[m[0]:m[1]])
+		for _, m := range secretName().FindAllIndex(l, -1) {
+			n := secretNameEnd().FindIndex(l[m[0]:m[1]])
 			rest := bytes.TrimSpace(l[m[0]+n[1] : m[1]])
 			if len(rest) > 0 && !bytes.HasPrefix(rest, []byte(mask)) {
 				return true
