@@ -62,10 +62,12 @@ type Options struct {
 	// TrustPipelining takes PIPELINING announced before login (RFC 2449
 	// §6.6) to hold after it too, so that the CAPA after login (see
 	// capaAfterLogin) goes out in one write with Listing's STAT, UIDL
-	// and LIST instead of a round trip of its own. RFC 2449 §5 lets a
-	// server withdraw PIPELINING at login, so set it only for a server
-	// seen to announce PIPELINING after login before (Conn.Pipelining
-	// after Listing tells).
+	// and LIST instead of a round trip of its own. RFC 2449 does not let
+	// a server withdraw PIPELINING at login (§5: what is announced before
+	// login is announced after it; §6.6: PIPELINING does not differ
+	// between the states), but a server may break that: Conn.Pipelining
+	// after Listing tells whether it did, and a caller that saw it should
+	// not set this for that server again.
 	TrustPipelining bool
 }
 
@@ -307,6 +309,10 @@ type Conn struct {
 	// capaDue: the CAPA after login is still to be sent (see
 	// capaAfterLogin); trustPipelining is Options.TrustPipelining.
 	capaDue, trustPipelining bool
+	// quit is how far a QUIT sent with SendQuit has got; quitErr is
+	// what ReadQuit returned.
+	quit    quitState
+	quitErr error
 	// greeting is the server's greeting line without its CRLF: APOP
 	// takes its timestamp from it.
 	greeting []byte
@@ -322,6 +328,15 @@ type Conn struct {
 	host string
 	port int
 }
+
+// quitState is how far a pipelined QUIT has got (see SendQuit).
+type quitState uint8
+
+const (
+	quitNone quitState = iota
+	quitSent
+	quitRead
+)
 
 // outOfStep ends the session for err (wrapping ErrSurplus or ErrMismatch).
 func (c *Conn) outOfStep(err error) error {
@@ -648,6 +663,9 @@ func (c *Conn) write(verb, line string) error {
 	if c.botched != nil {
 		return c.botched
 	}
+	if c.quit != quitNone {
+		return fmt.Errorf("%s: %w", verb, errQuitSent)
+	}
 	if c.due == 0 || c.cont {
 		// Whatever arrived since the last reply (or continuation)
 		// arrived unasked.
@@ -798,12 +816,52 @@ func (c *Conn) Login(user, pass string) error {
 	if c.botched != nil {
 		return c.botched
 	}
+	if c.caps.pipelining {
+		return c.loginPipelined(user, pass)
+	}
 	if _, err := c.cmd("USER", false, 0, user); err != nil {
 		return classifyLogin(err)
 	}
 	c.remember(pass)
 	if _, err := c.cmd("PASS", false, 0, pass); err != nil {
 		return classifyLogin(err)
+	}
+	return c.capaAfterLogin()
+}
+
+// loginPipelined is Login for a server that announced PIPELINING before
+// login (RFC 2449 §6.6): USER and PASS go out in one write, one round trip
+// instead of two. The password goes to the same server that would get it
+// after a +OK to USER, which every server that does not want to tell
+// which users exist sends anyway, so the pipelining gives it to no one
+// new. A USER refused is the error even though PASS was sent: the reply
+// to PASS, due all the same, is read and dropped (a server answers a PASS
+// without a USER with -ERR), so that the replies stay in step.
+func (c *Conn) loginPipelined(user, pass string) error {
+	if err := c.send("USER", user); err != nil {
+		return err
+	}
+	c.remember(pass)
+	if err := c.send("PASS", pass); err != nil {
+		return err
+	}
+	_, uerr := c.status("USER", lineBudget, c.deadline())
+	if uerr != nil && !IsERR(uerr) {
+		return uerr
+	}
+	_, perr := c.status("PASS", lineBudget, c.deadline())
+	switch {
+	case perr != nil && !IsERR(perr):
+		return perr
+	case uerr != nil:
+		if perr == nil {
+			// +OK to PASS after -ERR to USER: a server out of
+			// step, or one that logs in whom it just refused.
+			return c.outOfStep(fmt.Errorf("%w (PASS accepted after USER was refused: %v)", ErrMismatch, uerr))
+		}
+		return classifyLogin(uerr)
+	case perr != nil:
+		return classifyLogin(perr)
 	}
 	return c.capaAfterLogin()
 }
@@ -879,12 +937,63 @@ func classifyLogin(err error) error {
 }
 
 // Quit ends the session; the server enters UPDATE and removes the messages
-// marked with DELE (RFC 1939 §6). A Conn out of step sends no QUIT.
+// marked with DELE (RFC 1939 §6). A Conn out of step sends no QUIT. After
+// SendQuit it sends nothing: it reads QUIT's reply if ReadQuit has not,
+// and returns what ReadQuit returned.
 func (c *Conn) Quit() error {
 	defer c.Close()
+	if c.quit == quitSent {
+		c.ReadQuit()
+	}
+	if c.quit == quitRead {
+		return c.quitErr
+	}
 	_, err := c.cmd("QUIT", false, 0)
 	return err
 }
+
+// SendQuit sends QUIT with the commands held back for the next write (see
+// write), so that its reply follows theirs without a round trip of its
+// own; ReadQuit reads it, in command order, and Quit after it only
+// closes. Nothing can be sent after it. The caller sends it only once it
+// knows that the session will send no other command, and that the UPDATE
+// it starts removes nothing that must stay (RFC 1939 §6: the messages
+// marked with DELE; RFC 2449 §6.7: with EXPIRE 0, those retrieved).
+func (c *Conn) SendQuit() error {
+	if c.quit != quitNone {
+		return fmt.Errorf("QUIT: %w", errQuitSent)
+	}
+	c.capaDue = false // the session ends: no capabilities needed
+	if err := c.sendLine("QUIT", "QUIT"); err != nil {
+		return err
+	}
+	c.quit = quitSent
+	return nil
+}
+
+// ReadQuit reads the reply to the QUIT sent with SendQuit: nil, a
+// *RespError (RFC 1939 §6: some marked messages not removed), or an error
+// that ended the session. The reply ends the dialogue, so the server must
+// then have sent nothing more (see idle); its closing the connection is
+// not more.
+func (c *Conn) ReadQuit() error {
+	if c.quit != quitSent {
+		return fmt.Errorf("QUIT: %w", errQuitSent)
+	}
+	c.quit = quitRead
+	_, err := c.status("QUIT", lineBudget, c.deadline())
+	if err == nil || IsERR(err) {
+		if e := c.idle("after the reply to QUIT"); e != nil {
+			err = e
+		}
+	}
+	c.quitErr = err
+	return err
+}
+
+// errQuitSent is a bug of the caller: a command after SendQuit, a second
+// SendQuit, or ReadQuit without one.
+var errQuitSent = errors.New("pop3: command out of order with QUIT")
 
 // Close drops the connection without QUIT: the server must not remove any
 // message (RFC 1939 §6). It may be called more than once.
