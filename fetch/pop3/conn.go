@@ -34,7 +34,36 @@ const (
 	// Conn.write): a window of commands larger than any round of the
 	// caller's still goes out, in several writes.
 	sendBuf = 32 << 10
+	// cipherBuf is the read-ahead under TLS (cipherConn): crypto/tls reads
+	// one record per read(2), and servers write records of 8 KiB or
+	// less (Dovecot's), where a plain session reads readBuf at once.
+	cipherBuf = 64 << 10
 )
+
+// cipherConn is the TCP connection under a tls.Conn, read through a buffer:
+// crypto/tls asks the connection for one record at a time (its
+// readFromUntil), so without it a session under TLS made a read(2), and
+// often an epoll wait, per record: four times the system calls of a plain
+// session on the same messages. The buffer holds ciphertext only, read
+// after the handshake began, so nothing a server sent in plain text before
+// STLS can reach it (connect checks that none is left); what it holds
+// counts as sent by the server in guardConn.waiting. Deadlines and Close
+// are the TCP connection's; a timeout leaves the buffer usable.
+type cipherConn struct {
+	net.Conn
+	br    *bufio.Reader // over cipherSource{c}
+	reads int           // reads of the TCP connection (tests count them)
+}
+
+func (c *cipherConn) Read(p []byte) (int, error) { return c.br.Read(p) }
+
+// cipherSource is the TCP side of cipherConn.br.
+type cipherSource struct{ c *cipherConn }
+
+func (s cipherSource) Read(p []byte) (int, error) {
+	s.c.reads++
+	return s.c.Conn.Read(p)
+}
 
 // TLSMode is how a connection gets its TLS: the values of the rc file's
 // tls setting.
@@ -96,8 +125,10 @@ type Options struct {
 type guardConn struct {
 	net.Conn
 	// raw is the TCP connection under Conn (Conn itself without TLS):
-	// where waiting tells whether the server has sent more.
+	// where waiting tells whether the server has sent more; cipher is
+	// the buffer between raw and a tls.Conn (nil without TLS).
 	raw    net.Conn
+	cipher *cipherConn
 	br     *bufio.Reader // over source{g}: the session's only read-ahead
 	budget int64         // bytes the reply being read may still take from br
 	pre    []byte        // the greeting, already read and checked, replayed to go-pop3
@@ -258,7 +289,7 @@ func (g *guardConn) waiting() bool {
 	// An expired read deadline would make the look fail; the next reply
 	// sets its own (expect).
 	g.raw.SetReadDeadline(time.Time{})
-	if !sockpeek.Readable(g.raw) {
+	if !sockpeek.Readable(g.raw) && (g.cipher == nil || g.cipher.br.Buffered() == 0) {
 		return false
 	}
 	if g.raw == g.Conn {
@@ -469,12 +500,13 @@ func connect(ctx context.Context, network, addr string, o Options) (*guardConn, 
 		return nil, err
 	}
 	var c net.Conn = raw
+	var cipher *cipherConn
 	if o.TLS == TLSImplicit {
-		tc, err := handshake(dctx, raw, o)
+		tc, cc, err := handshake(dctx, raw, o)
 		if err != nil {
 			return fail(err)
 		}
-		c = tc
+		c, cipher = tc, cc
 	}
 	c.SetDeadline(time.Now().Add(o.Timeout))
 	br := bufio.NewReaderSize(&io.LimitedReader{R: c, N: lineBudget * 8}, 1024)
@@ -524,19 +556,23 @@ func connect(ctx context.Context, network, addr string, o Options) (*guardConn, 
 		if br.Buffered() > 0 {
 			return fail(fmt.Errorf("%w: server sent data after the STLS reply (possible response injection)", ErrTLS))
 		}
-		tc, err := handshake(dctx, raw, o)
+		tc, cc, err := handshake(dctx, raw, o)
 		if err != nil {
 			return fail(err)
 		}
-		c = tc
+		c, cipher = tc, cc
 	}
 	// greeting is a slice of br's buffer, which the CAPA and STLS reads
 	// above overwrote whenever the greeting was the longer (an APOP
 	// timestamp makes it so): replay a copy taken before them.
-	return newGuard(c, raw, pre), nil
+	g := newGuard(c, raw, pre)
+	g.cipher = cipher
+	return g, nil
 }
 
-func handshake(ctx context.Context, raw net.Conn, o Options) (*tls.Conn, error) {
+// handshake runs the TLS client handshake on raw, read through a
+// cipherConn, which it returns with the tls.Conn.
+func handshake(ctx context.Context, raw net.Conn, o Options) (*tls.Conn, *cipherConn, error) {
 	cfg := &tls.Config{
 		ServerName: o.Host,
 		RootCAs:    o.RootCAs,
@@ -564,14 +600,16 @@ func handshake(ctx context.Context, raw net.Conn, o Options) (*tls.Conn, error) 
 			return nil
 		}
 	}
-	first := &firstBytes{Conn: raw}
+	cc := &cipherConn{Conn: raw}
+	cc.br = bufio.NewReaderSize(cipherSource{cc}, cipherBuf)
+	first := &firstBytes{Conn: cc}
 	tc := tls.Client(first, cfg)
 	hctx, cancel := context.WithTimeout(ctx, o.Timeout)
 	defer cancel()
 	if err := tc.HandshakeContext(hctx); err != nil {
-		return nil, handshakeError(err, first.b, o)
+		return nil, nil, handshakeError(err, first.b, o)
 	}
-	return tc, nil
+	return tc, cc, nil
 }
 
 // command sends cmd, before go-pop3 takes the connection over, and reads

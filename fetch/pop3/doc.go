@@ -12,6 +12,8 @@
 //     (RFC 1939 §3) as the lines arrive, byte for byte as ReadAll did
 //     (FuzzReadRetrTo), and ReadRetrTo writes a message to the caller's
 //     io.Writer in chunks of at most 32 KiB, never holding it whole;
+//     under TLS the socket is read through a buffer of its own
+//     (cipherConn), several records per read(2);
 //   - the writing: commands are held back and sent in one write just
 //     before the next reply is read, so a pipelined round (RFC 2449
 //     §6.6) is one write(2) and Listing's STAT, UIDL and LIST one too
