@@ -70,6 +70,9 @@ type Poller struct {
 	// scramRefused holds the accounts (by scramKey) whose auth = "auto" login
 	// fell back from SCRAM in this process (see noSCRAM).
 	scramRefused map[string]bool
+	// noTrust holds the mailboxes whose server did not keep PIPELINING
+	// after login in this process (see trustPipelining).
+	noTrust map[string]bool
 
 	// afterSync, if set (tests), runs each time a session has made the
 	// UIDL records of a batch durable, before any DELE for them is sent.
@@ -96,6 +99,41 @@ const (
 	deleRefusalPolls = 3
 	deleRetryAfter   = 24 * time.Hour
 )
+
+// trustPipelining reports whether a session of mailbox sends the CAPA after
+// login in one write with the listing's STAT, UIDL and LIST when the server
+// announced PIPELINING before login (pop3.Options.TrustPipelining), rather
+// than waiting for that CAPA's reply first. RFC 2449 lets capabilities
+// change at login, which is why the CAPA is read again, but not this one:
+// what is announced before login must be announced after it too (§5), and
+// PIPELINING is one that does not differ between the states (§6.6). The
+// four commands only read, and their replies are counted and checked as
+// any others. A server that breaks the rule anyway still reads them in
+// order; the one that could go wrong is one that drops commands sent
+// ahead (a proxy handing the connection over to a back end at login): its
+// listing runs into the deadline and the poll fails, having fetched and
+// deleted nothing. So a mailbox whose server did not list PIPELINING after
+// login, or whose session broke off, is not trusted again by this Poller
+// (the daemon).
+func (p *Poller) trustPipelining(mailbox string) bool {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return !p.noTrust[mailbox]
+}
+
+// pipeliningAfterLogin notes what a session of mailbox showed about
+// PIPELINING after login (see trustPipelining).
+func (p *Poller) pipeliningAfterLogin(mailbox string, c *pop3.Conn) {
+	if c.Broken() == nil && c.Pipelining() {
+		return
+	}
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.noTrust == nil {
+		p.noTrust = map[string]bool{}
+	}
+	p.noTrust[mailbox] = true
+}
 
 // setCareful notes whether the polls of mailbox fetch one message per
 // round (see Poller.careful), in memory and in the mark beside the
@@ -412,7 +450,10 @@ func (s *session) run(ctx context.Context) error {
 			return fmt.Errorf("password: %w", err)
 		}
 	}
-	opts := pop3.Options{Host: a.Server, Port: a.Port, TLS: pop3.TLSMode(a.TLS), Fingerprint: a.Fingerprint, CheckName: a.CheckName, Timeout: a.Timeout}
+	// TrustPipelining: the CAPA after login goes out with the listing's
+	// STAT, UIDL and LIST, a round trip less (see trustPipelining).
+	opts := pop3.Options{Host: a.Server, Port: a.Port, TLS: pop3.TLSMode(a.TLS), Fingerprint: a.Fingerprint, CheckName: a.CheckName, Timeout: a.Timeout,
+		TrustPipelining: s.p.trustPipelining(s.mailbox)}
 	if a.CAFile != "" {
 		// Read through the trust check: whoever can change the trust
 		// anchors can impersonate the server and take the password.
@@ -444,13 +485,22 @@ func (s *session) run(ctx context.Context) error {
 	s.p.loggedIn(s.log, a, s.c)
 	s.res.Mechanism = s.c.Mechanism().String()
 	s.log.Debug("logged in", "mechanism", s.res.Mechanism)
-	if d := s.c.LoginDelay(); d > 0 {
-		s.res.LoginDelay = d
-	}
-	if err := s.transact(ctx); err != nil {
+	// LOGIN-DELAY from the capabilities after login, read with the
+	// listing (see trustPipelining), or by the call if the session ended
+	// before it.
+	defer func() {
+		if d := s.c.LoginDelay(); d > 0 {
+			s.res.LoginDelay = d
+		}
+	}()
+	err = s.transact(ctx)
+	s.p.pipeliningAfterLogin(s.mailbox, s.c)
+	if err != nil {
 		return err
 	}
 	if s.keepConnUpdate() {
+		// After a QUIT sent with the last round (see lastRound), this
+		// only closes and returns what its reply said.
 		return s.c.Quit()
 	}
 	s.log.Info("closing without QUIT: the server may expire retrieved messages (EXPIRE 0) and not all of them were delivered", "messages", s.retrieved, "delivered", s.res.Delivered)
@@ -1133,6 +1183,16 @@ func (s *session) fetch(ctx context.Context, todo []entry) (err error) {
 					queue = append(queue, op{verb: verb, e: last, close: true})
 					closing = true
 				}
+				if closing && pipelined && next >= len(todo) && len(deles) == 0 && s.lastRound(roundRetrs > 0, running > 0 || len(recorded) > 0) {
+					// Nothing is left to send: QUIT goes in
+					// the same write, and the round ends with
+					// its reply (see lastRound).
+					if err := c.SendQuit(); err != nil {
+						return err
+					}
+					queue[len(queue)-1].close = false
+					queue = append(queue, op{verb: "QUIT", close: true})
+				}
 			}
 		}
 		if len(queue) == 0 {
@@ -1199,6 +1259,15 @@ func (s *session) fetch(ctx context.Context, todo []entry) (err error) {
 				queue = append(queue, op{verb: "LIST", e: o.e, bracket: true, close: o.close})
 				tailBracket = true // nothing was sent after the RETR
 			}
+		case "QUIT":
+			// Its -ERR (RFC 1939 §6) is Quit's to return, as it
+			// is without pipelining; the replies were in step.
+			if err := c.ReadQuit(); err != nil && !pop3.IsERR(err) {
+				return err
+			}
+			if err := endRound(); err != nil {
+				return err
+			}
 		case "LIST", "STAT":
 			if err := s.closeRound(o.verb, o.e); err != nil {
 				if o.bracket {
@@ -1215,6 +1284,42 @@ func (s *session) fetch(ctx context.Context, todo []entry) (err error) {
 			}
 		}
 	}
+}
+
+// lastRound reports whether QUIT may go out with the round being closed,
+// as its last command, when no RETR or DELE is left to send after it (the
+// caller knows that): so that the session's end costs no round trip of
+// its own. QUIT's reply is still waited for (the server's UPDATE may still
+// be running until it is sent), and still ends the round, so that the
+// round is known to be in step (closeRound, then nothing more from the
+// server) before anything read in it is delivered. retrs: the round
+// retrieves messages; busy: deliveries are still running or their records
+// still to be made durable.
+//
+// QUIT starts the UPDATE state, which removes the messages marked with DELE
+// (RFC 1939 §6), and on a server with EXPIRE 0 those retrieved too (RFC 2449
+// §6.7). So QUIT goes early only where no DELE can follow, whatever the
+// round's replies and deliveries bring:
+//
+//   - keep mode without delete_after due (see cutoff), or with no
+//     message checked by its copy (reuse.go, deleteafter.go): nothing
+//     is ever marked in this session but by the round's own DELEs, each
+//     of a message recorded durably before it was sent;
+//   - any mode, in a round without RETRs once every delivery is over and
+//     recorded (the last round of DELEs): no DELE can come later;
+//
+// and never on a server with EXPIRE 0 while a retrieved message may still
+// fail its delivery (see keepConnUpdate): there QUIT waits for the
+// deliveries as before.
+func (s *session) lastRound(retrs, busy bool) bool {
+	if s.c.Expire0() && (retrs || busy || !s.keepConnUpdate()) {
+		return false
+	}
+	if !retrs && !busy {
+		return true
+	}
+	_, expiry := s.cutoff()
+	return s.a.Keep && (!expiry || len(s.v.byCopy) == 0)
 }
 
 // closeRound reads the reply to a command whose reply names itself: the

@@ -4,12 +4,16 @@ import (
 	"bufio"
 	"bytes"
 	"context"
+	"crypto/tls"
+	"crypto/x509"
 	"fmt"
 	"io"
 	"net"
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/popfetch/popfetch/fetch/pop3test"
 )
 
 // benchMessage is a message of about size bytes in the shape of mail:
@@ -34,7 +38,21 @@ func benchMessage(i, size int) []byte {
 // benchmark's allocs/op count is the client's. Anything but RETR n gets
 // -ERR (CAPA included: Dial then keeps no capabilities).
 func benchServer(b *testing.B, msgs [][]byte) (*Conn, []Entry) {
+	return benchServerTLS(b, msgs, false)
+}
+
+// benchRecord is the TLS record size of benchServerTLS: Dovecot's writes.
+const benchRecord = 8 << 10
+
+// benchServerTLS is benchServer, over implicit TLS if secure, with the
+// replies written in records of benchRecord bytes, as Dovecot writes them.
+func benchServerTLS(b *testing.B, msgs [][]byte, secure bool) (*Conn, []Entry) {
 	b.Helper()
+	var serverTLS *tls.Config
+	var pool *x509.CertPool
+	if secure {
+		_, serverTLS, pool = pop3test.GenerateCert(b)
+	}
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		b.Fatal(err)
@@ -61,6 +79,21 @@ func benchServer(b *testing.B, msgs [][]byte) (*Conn, []Entry) {
 			return
 		}
 		defer c.Close()
+		write := c.Write
+		if secure {
+			tc := tls.Server(c, serverTLS)
+			c = tc
+			write = func(p []byte) (int, error) {
+				for len(p) > 0 {
+					k := min(len(p), benchRecord)
+					if _, err := tc.Write(p[:k]); err != nil {
+						return 0, err
+					}
+					p = p[k:]
+				}
+				return 0, nil
+			}
+		}
 		c.Write([]byte("+OK bench\r\n"))
 		br := bufio.NewReader(c)
 		for {
@@ -83,13 +116,17 @@ func benchServer(b *testing.B, msgs [][]byte) (*Conn, []Entry) {
 				c.Write([]byte("-ERR no\r\n"))
 				continue
 			}
-			if _, err := c.Write(replies[n-1]); err != nil {
+			if _, err := write(replies[n-1]); err != nil {
 				return
 			}
 		}
 	}()
 	addr := ln.Addr().(*net.TCPAddr)
-	c, err := Dial(context.Background(), Options{Host: "127.0.0.1", Port: addr.Port, TLS: TLSNone, Timeout: 30 * time.Second})
+	o := Options{Host: "127.0.0.1", Port: addr.Port, TLS: TLSNone, Timeout: 30 * time.Second}
+	if secure {
+		o.Host, o.TLS, o.RootCAs = "localhost", TLSImplicit, pool
+	}
+	c, err := Dial(context.Background(), o)
 	if err != nil {
 		b.Fatal(err)
 	}
@@ -137,7 +174,7 @@ func benchMessages(n, size int) [][]byte {
 
 // BenchmarkRetr reads 5000 small (3 KB) messages and 20 of 5 MB from a
 // fake server over loopback, whole into memory (ReadRetr) and streamed
-// into io.Discard (ReadRetrTo).
+// into io.Discard (ReadRetrTo), that also over TLS.
 func BenchmarkRetr(b *testing.B) {
 	for _, tt := range []struct {
 		name    string
@@ -153,6 +190,12 @@ func BenchmarkRetr(b *testing.B) {
 		})
 		b.Run(tt.name+"/ReadRetrTo", func(b *testing.B) {
 			c, list := benchServer(b, msgs)
+			benchRetr(b, c, list, func(e Entry) (int64, error) {
+				return c.ReadRetrTo(e, io.Discard)
+			})
+		})
+		b.Run(tt.name+"/ReadRetrTo/TLS", func(b *testing.B) {
+			c, list := benchServerTLS(b, msgs, true)
 			benchRetr(b, c, list, func(e Entry) (int64, error) {
 				return c.ReadRetrTo(e, io.Discard)
 			})

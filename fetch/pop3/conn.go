@@ -34,7 +34,36 @@ const (
 	// Conn.write): a window of commands larger than any round of the
 	// caller's still goes out, in several writes.
 	sendBuf = 32 << 10
+	// cipherBuf is the read-ahead under TLS (cipherConn): crypto/tls reads
+	// one record per read(2), and servers write records of 8 KiB or
+	// less (Dovecot's), where a plain session reads readBuf at once.
+	cipherBuf = 64 << 10
 )
+
+// cipherConn is the TCP connection under a tls.Conn, read through a buffer:
+// crypto/tls asks the connection for one record at a time (its
+// readFromUntil), so without it a session under TLS made a read(2), and
+// often an epoll wait, per record: four times the system calls of a plain
+// session on the same messages. The buffer holds ciphertext only, read
+// after the handshake began, so nothing a server sent in plain text before
+// STLS can reach it (connect checks that none is left); what it holds
+// counts as sent by the server in guardConn.waiting. Deadlines and Close
+// are the TCP connection's; a timeout leaves the buffer usable.
+type cipherConn struct {
+	net.Conn
+	br    *bufio.Reader // over cipherSource{c}
+	reads int           // reads of the TCP connection (tests count them)
+}
+
+func (c *cipherConn) Read(p []byte) (int, error) { return c.br.Read(p) }
+
+// cipherSource is the TCP side of cipherConn.br.
+type cipherSource struct{ c *cipherConn }
+
+func (s cipherSource) Read(p []byte) (int, error) {
+	s.c.reads++
+	return s.c.Conn.Read(p)
+}
 
 // TLSMode is how a connection gets its TLS: the values of the rc file's
 // tls setting.
@@ -62,10 +91,12 @@ type Options struct {
 	// TrustPipelining takes PIPELINING announced before login (RFC 2449
 	// §6.6) to hold after it too, so that the CAPA after login (see
 	// capaAfterLogin) goes out in one write with Listing's STAT, UIDL
-	// and LIST instead of a round trip of its own. RFC 2449 §5 lets a
-	// server withdraw PIPELINING at login, so set it only for a server
-	// seen to announce PIPELINING after login before (Conn.Pipelining
-	// after Listing tells).
+	// and LIST instead of a round trip of its own. RFC 2449 does not let
+	// a server withdraw PIPELINING at login (§5: what is announced before
+	// login is announced after it; §6.6: PIPELINING does not differ
+	// between the states), but a server may break that: Conn.Pipelining
+	// after Listing tells whether it did, and a caller that saw it should
+	// not set this for that server again.
 	TrustPipelining bool
 }
 
@@ -94,8 +125,10 @@ type Options struct {
 type guardConn struct {
 	net.Conn
 	// raw is the TCP connection under Conn (Conn itself without TLS):
-	// where waiting tells whether the server has sent more.
+	// where waiting tells whether the server has sent more; cipher is
+	// the buffer between raw and a tls.Conn (nil without TLS).
 	raw    net.Conn
+	cipher *cipherConn
 	br     *bufio.Reader // over source{g}: the session's only read-ahead
 	budget int64         // bytes the reply being read may still take from br
 	pre    []byte        // the greeting, already read and checked, replayed to go-pop3
@@ -256,7 +289,7 @@ func (g *guardConn) waiting() bool {
 	// An expired read deadline would make the look fail; the next reply
 	// sets its own (expect).
 	g.raw.SetReadDeadline(time.Time{})
-	if !sockpeek.Readable(g.raw) {
+	if !sockpeek.Readable(g.raw) && (g.cipher == nil || g.cipher.br.Buffered() == 0) {
 		return false
 	}
 	if g.raw == g.Conn {
@@ -307,6 +340,10 @@ type Conn struct {
 	// capaDue: the CAPA after login is still to be sent (see
 	// capaAfterLogin); trustPipelining is Options.TrustPipelining.
 	capaDue, trustPipelining bool
+	// quit is how far a QUIT sent with SendQuit has got; quitErr is
+	// what ReadQuit returned.
+	quit    quitState
+	quitErr error
 	// greeting is the server's greeting line without its CRLF: APOP
 	// takes its timestamp from it.
 	greeting []byte
@@ -322,6 +359,15 @@ type Conn struct {
 	host string
 	port int
 }
+
+// quitState is how far a pipelined QUIT has got (see SendQuit).
+type quitState uint8
+
+const (
+	quitNone quitState = iota
+	quitSent
+	quitRead
+)
 
 // outOfStep ends the session for err (wrapping ErrSurplus or ErrMismatch).
 func (c *Conn) outOfStep(err error) error {
@@ -454,12 +500,13 @@ func connect(ctx context.Context, network, addr string, o Options) (*guardConn, 
 		return nil, err
 	}
 	var c net.Conn = raw
+	var cipher *cipherConn
 	if o.TLS == TLSImplicit {
-		tc, err := handshake(dctx, raw, o)
+		tc, cc, err := handshake(dctx, raw, o)
 		if err != nil {
 			return fail(err)
 		}
-		c = tc
+		c, cipher = tc, cc
 	}
 	c.SetDeadline(time.Now().Add(o.Timeout))
 	br := bufio.NewReaderSize(&io.LimitedReader{R: c, N: lineBudget * 8}, 1024)
@@ -509,19 +556,23 @@ func connect(ctx context.Context, network, addr string, o Options) (*guardConn, 
 		if br.Buffered() > 0 {
 			return fail(fmt.Errorf("%w: server sent data after the STLS reply (possible response injection)", ErrTLS))
 		}
-		tc, err := handshake(dctx, raw, o)
+		tc, cc, err := handshake(dctx, raw, o)
 		if err != nil {
 			return fail(err)
 		}
-		c = tc
+		c, cipher = tc, cc
 	}
 	// greeting is a slice of br's buffer, which the CAPA and STLS reads
 	// above overwrote whenever the greeting was the longer (an APOP
 	// timestamp makes it so): replay a copy taken before them.
-	return newGuard(c, raw, pre), nil
+	g := newGuard(c, raw, pre)
+	g.cipher = cipher
+	return g, nil
 }
 
-func handshake(ctx context.Context, raw net.Conn, o Options) (*tls.Conn, error) {
+// handshake runs the TLS client handshake on raw, read through a
+// cipherConn, which it returns with the tls.Conn.
+func handshake(ctx context.Context, raw net.Conn, o Options) (*tls.Conn, *cipherConn, error) {
 	cfg := &tls.Config{
 		ServerName: o.Host,
 		RootCAs:    o.RootCAs,
@@ -549,14 +600,16 @@ func handshake(ctx context.Context, raw net.Conn, o Options) (*tls.Conn, error) 
 			return nil
 		}
 	}
-	first := &firstBytes{Conn: raw}
+	cc := &cipherConn{Conn: raw}
+	cc.br = bufio.NewReaderSize(cipherSource{cc}, cipherBuf)
+	first := &firstBytes{Conn: cc}
 	tc := tls.Client(first, cfg)
 	hctx, cancel := context.WithTimeout(ctx, o.Timeout)
 	defer cancel()
 	if err := tc.HandshakeContext(hctx); err != nil {
-		return nil, handshakeError(err, first.b, o)
+		return nil, nil, handshakeError(err, first.b, o)
 	}
-	return tc, nil
+	return tc, cc, nil
 }
 
 // command sends cmd, before go-pop3 takes the connection over, and reads
@@ -647,6 +700,9 @@ func (c *Conn) sendLine(verb, line string) error {
 func (c *Conn) write(verb, line string) error {
 	if c.botched != nil {
 		return c.botched
+	}
+	if c.quit != quitNone {
+		return fmt.Errorf("%s: %w", verb, errQuitSent)
 	}
 	if c.due == 0 || c.cont {
 		// Whatever arrived since the last reply (or continuation)
@@ -798,12 +854,52 @@ func (c *Conn) Login(user, pass string) error {
 	if c.botched != nil {
 		return c.botched
 	}
+	if c.caps.pipelining {
+		return c.loginPipelined(user, pass)
+	}
 	if _, err := c.cmd("USER", false, 0, user); err != nil {
 		return classifyLogin(err)
 	}
 	c.remember(pass)
 	if _, err := c.cmd("PASS", false, 0, pass); err != nil {
 		return classifyLogin(err)
+	}
+	return c.capaAfterLogin()
+}
+
+// loginPipelined is Login for a server that announced PIPELINING before
+// login (RFC 2449 §6.6): USER and PASS go out in one write, one round trip
+// instead of two. The password goes to the same server that would get it
+// after a +OK to USER, which every server that does not want to tell
+// which users exist sends anyway, so the pipelining gives it to no one
+// new. A USER refused is the error even though PASS was sent: the reply
+// to PASS, due all the same, is read and dropped (a server answers a PASS
+// without a USER with -ERR), so that the replies stay in step.
+func (c *Conn) loginPipelined(user, pass string) error {
+	if err := c.send("USER", user); err != nil {
+		return err
+	}
+	c.remember(pass)
+	if err := c.send("PASS", pass); err != nil {
+		return err
+	}
+	_, uerr := c.status("USER", lineBudget, c.deadline())
+	if uerr != nil && !IsERR(uerr) {
+		return uerr
+	}
+	_, perr := c.status("PASS", lineBudget, c.deadline())
+	switch {
+	case perr != nil && !IsERR(perr):
+		return perr
+	case uerr != nil:
+		if perr == nil {
+			// +OK to PASS after -ERR to USER: a server out of
+			// step, or one that logs in whom it just refused.
+			return c.outOfStep(fmt.Errorf("%w (PASS accepted after USER was refused: %v)", ErrMismatch, uerr))
+		}
+		return classifyLogin(uerr)
+	case perr != nil:
+		return classifyLogin(perr)
 	}
 	return c.capaAfterLogin()
 }
@@ -879,12 +975,63 @@ func classifyLogin(err error) error {
 }
 
 // Quit ends the session; the server enters UPDATE and removes the messages
-// marked with DELE (RFC 1939 §6). A Conn out of step sends no QUIT.
+// marked with DELE (RFC 1939 §6). A Conn out of step sends no QUIT. After
+// SendQuit it sends nothing: it reads QUIT's reply if ReadQuit has not,
+// and returns what ReadQuit returned.
 func (c *Conn) Quit() error {
 	defer c.Close()
+	if c.quit == quitSent {
+		c.ReadQuit()
+	}
+	if c.quit == quitRead {
+		return c.quitErr
+	}
 	_, err := c.cmd("QUIT", false, 0)
 	return err
 }
+
+// SendQuit sends QUIT with the commands held back for the next write (see
+// write), so that its reply follows theirs without a round trip of its
+// own; ReadQuit reads it, in command order, and Quit after it only
+// closes. Nothing can be sent after it. The caller sends it only once it
+// knows that the session will send no other command, and that the UPDATE
+// it starts removes nothing that must stay (RFC 1939 §6: the messages
+// marked with DELE; RFC 2449 §6.7: with EXPIRE 0, those retrieved).
+func (c *Conn) SendQuit() error {
+	if c.quit != quitNone {
+		return fmt.Errorf("QUIT: %w", errQuitSent)
+	}
+	c.capaDue = false // the session ends: no capabilities needed
+	if err := c.sendLine("QUIT", "QUIT"); err != nil {
+		return err
+	}
+	c.quit = quitSent
+	return nil
+}
+
+// ReadQuit reads the reply to the QUIT sent with SendQuit: nil, a
+// *RespError (RFC 1939 §6: some marked messages not removed), or an error
+// that ended the session. The reply ends the dialogue, so the server must
+// then have sent nothing more (see idle); its closing the connection is
+// not more.
+func (c *Conn) ReadQuit() error {
+	if c.quit != quitSent {
+		return fmt.Errorf("QUIT: %w", errQuitSent)
+	}
+	c.quit = quitRead
+	_, err := c.status("QUIT", lineBudget, c.deadline())
+	if err == nil || IsERR(err) {
+		if e := c.idle("after the reply to QUIT"); e != nil {
+			err = e
+		}
+	}
+	c.quitErr = err
+	return err
+}
+
+// errQuitSent is a bug of the caller: a command after SendQuit, a second
+// SendQuit, or ReadQuit without one.
+var errQuitSent = errors.New("pop3: command out of order with QUIT")
 
 // Close drops the connection without QUIT: the server must not remove any
 // message (RFC 1939 §6). It may be called more than once.

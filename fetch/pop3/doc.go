@@ -12,11 +12,14 @@
 //     (RFC 1939 §3) as the lines arrive, byte for byte as ReadAll did
 //     (FuzzReadRetrTo), and ReadRetrTo writes a message to the caller's
 //     io.Writer in chunks of at most 32 KiB, never holding it whole;
+//     under TLS the socket is read through a buffer of its own
+//     (cipherConn), several records per read(2);
 //   - the writing: commands are held back and sent in one write just
 //     before the next reply is read, so a pipelined round (RFC 2449
 //     §6.6) is one write(2) and Listing's STAT, UIDL and LIST one too
 //     (with Options.TrustPipelining also the CAPA after login), each by
-//     a write deadline;
+//     a write deadline, and a QUIT sent with SendQuit goes out with the
+//     commands before it;
 //   - the TLS gate (Dial): implicit TLS, or CAPA and STLS before anything
 //     else (no data after the STLS reply: CVE-2020-14954), the certificate
 //     verified or its key pinned, TLS 1.2 or later, a deadline on the
@@ -42,7 +45,8 @@
 //     sent, not even QUIT. The caller then delivers nothing read in the
 //     round that broke: one stray line would otherwise shift every later
 //     reply onto the wrong message;
-//   - the login (Authenticate, auth.go): USER/PASS, APOP, or SASL AUTH
+//   - the login (Authenticate, auth.go): USER/PASS (in one write with
+//     PIPELINING before login), APOP, or SASL AUTH
 //     (RFC 5034) with PLAIN, SCRAM-SHA-1, SCRAM-SHA-256 (the server's
 //     signature verified), XOAUTH2 and OAUTHBEARER (RFC 7628, one retry
 //     with a fresh token from a TokenFunc), picked from CAPA SASL (RFC

@@ -149,27 +149,27 @@ func TestCapaAfterLoginPipelined(t *testing.T) {
 		capa        []string         // the reply after login
 		before      []pop3test.Fault // the reply before login
 		early       bool             // LoginDelay asked for before Listing
-		loginWrites int              // USER, PASS (and CAPA)
+		loginWrites int              // USER and PASS, in one write with PIPELINING before login (and CAPA)
 		listWrites  int
 		expire0     bool
 		loginDelay  time.Duration
 	}{
 		{name: "in one write", trust: true, capa: []string{"USER", "UIDL", "PIPELINING", "LOGIN-DELAY 900", "EXPIRE 0"},
 			before:      []pop3test.Fault{{Cmd: "CAPA", N: 1, Reply: capaReply("USER", "UIDL", "PIPELINING")}},
-			loginWrites: 2, listWrites: 1, expire0: true, loginDelay: 900 * time.Second},
+			loginWrites: 1, listWrites: 1, expire0: true, loginDelay: 900 * time.Second},
 		{name: "EXPIRE 0 before login sticks", trust: true, capa: []string{"USER", "UIDL", "PIPELINING"},
 			before:      []pop3test.Fault{{Cmd: "CAPA", N: 1, Reply: capaReply("USER", "UIDL", "PIPELINING", "EXPIRE 0")}},
-			loginWrites: 2, listWrites: 1, expire0: true},
+			loginWrites: 1, listWrites: 1, expire0: true},
 		{name: "refused after login", trust: true, capa: []string{"USER", "UIDL", "PIPELINING"},
 			before:      []pop3test.Fault{{Cmd: "CAPA", N: 1, Reply: capaReply("USER", "UIDL", "PIPELINING", "LOGIN-DELAY 60")}, {Cmd: "CAPA", N: 2, Reply: "-ERR not now"}},
-			loginWrites: 2, listWrites: 1, loginDelay: time.Minute},
+			loginWrites: 1, listWrites: 1, loginDelay: time.Minute},
 		{name: "asked for before Listing", trust: true, early: true, capa: []string{"USER", "UIDL", "PIPELINING", "LOGIN-DELAY 900"},
-			loginWrites: 2 + 1, listWrites: 1, loginDelay: 900 * time.Second},
+			loginWrites: 1 + 1, listWrites: 1, loginDelay: 900 * time.Second},
 		{name: "no PIPELINING before login", trust: true, capa: []string{"USER", "UIDL", "PIPELINING", "EXPIRE 0"},
 			before:      []pop3test.Fault{{Cmd: "CAPA", N: 1, Reply: capaReply("USER", "UIDL")}},
 			loginWrites: 3, listWrites: 1, expire0: true},
 		{name: "without the option", capa: []string{"USER", "UIDL", "PIPELINING", "EXPIRE 0"},
-			loginWrites: 3, listWrites: 1, expire0: true},
+			loginWrites: 2, listWrites: 1, expire0: true},
 	} {
 		t.Run(tt.name, func(t *testing.T) {
 			srv := pop3test.NewServer(t, pop3test.Options{Messages: msgs(3), Capa: tt.capa, Faults: tt.before, CheckPipelining: true})

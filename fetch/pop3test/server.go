@@ -14,6 +14,8 @@ import (
 	"strings"
 	"sync"
 	"time"
+
+	"github.com/popfetch/popfetch/internal/sockpeek"
 )
 
 // Message is one message in the fake mailbox.
@@ -208,6 +210,7 @@ type Server struct {
 	conns    map[net.Conn]struct{}
 	problems []string // panics of session goroutines and CheckPipelining violations, reported by Close
 	piped    int      // commands that arrived before the previous answer (CheckPipelining)
+	turns    int      // times a session waited for the client (Turns)
 	logins   []string // mechanism of each successful login (Logins)
 	tokens   []string // bearer tokens presented (Tokens)
 }
@@ -449,6 +452,20 @@ func (s *Server) Pipelined() int {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	return s.piped
+}
+
+// Turns is the number of answers, across sessions, that the server sent
+// with nothing more from the client waiting to be read (the greeting
+// included, QUIT's answer not): the client's next command, if it sends
+// one, comes after the answer, so each is a round trip of the session. A
+// write of the client's arrives whole on loopback before the server
+// answers the first command in it, so a pipelined round is one turn, and
+// a client that waits for each answer makes one per command. It counts
+// what plain sessions show; under TLS it may count fewer.
+func (s *Server) Turns() int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.turns
 }
 
 // Close stops the listener, closes every connection and waits for the
@@ -952,6 +969,13 @@ func (ss *session) fault(verb string) *Fault {
 // respond sends a's answer, or what a fault says instead. It reports
 // whether the session goes on.
 func (ss *session) respond(verb string, a answer) bool {
+	if !a.end && ss.r.Buffered() == 0 && !sockpeek.Readable(ss.raw) {
+		// The client has sent nothing beyond this command: whatever
+		// it sends next, it sends after this answer (see Turns).
+		ss.s.mu.Lock()
+		ss.s.turns++
+		ss.s.mu.Unlock()
+	}
 	f := ss.fault(verb)
 	if f == nil {
 		if a.exchange != nil {

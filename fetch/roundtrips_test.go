@@ -1,0 +1,101 @@
+package fetch
+
+import (
+	"context"
+	"slices"
+	"strings"
+	"testing"
+
+	"github.com/popfetch/popfetch/fetch/pop3test"
+)
+
+// TestPollRoundTrips counts the round trips of whole sessions (the server's
+// turns, pop3test.Server.Turns) against a server with PIPELINING: CAPA,
+// then USER and PASS in one write, then the CAPA after login with STAT,
+// UIDL and LIST, then the round of RETRs; in keep mode QUIT goes with that
+// round, in delete mode with the round of DELEs after it. Where QUIT may
+// not go early (EXPIRE 0, which may expire what a failed delivery still
+// needs; a server without PIPELINING) the session is as before, and the
+// QUIT reply is always read (the server's UPDATE must be over when the
+// poll is).
+func TestPollRoundTrips(t *testing.T) {
+	const n = 20
+	noPipe := []string{"USER", "UIDL", "TOP", "RESP-CODES"}
+	for _, tt := range []struct {
+		name  string
+		keep  bool
+		capa  []string
+		turns int
+		// lastWrite is the commands of the session's last write, at its
+		// end (one ending in a space: any with that prefix); empty to skip.
+		lastWrite []string
+	}{
+		{name: "keep", keep: true, turns: 4, lastWrite: []string{"RETR 20", "LIST 20", "QUIT"}},
+		{name: "delete", turns: 5, lastWrite: []string{"DELE ", "STAT", "QUIT"}},
+		{name: "keep EXPIRE 0", keep: true, capa: []string{"USER", "UIDL", "PIPELINING", "EXPIRE 0"}, turns: 5},
+		{name: "keep without PIPELINING", keep: true, capa: noPipe, turns: 7 + 2*n + 1},
+		{name: "delete without PIPELINING", capa: noPipe, turns: 7 + 3*n + 1 + 1},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			srv := pop3test.NewServer(t, pop3test.Options{Messages: msgs(n), Capa: tt.capa})
+			a := testAccount(t, srv)
+			a.Keep = tt.keep
+			res := poller(&recorder{}).Poll(context.Background(), a)
+			deleted := n
+			if tt.keep {
+				deleted = 0
+			}
+			if res.Err != nil || res.Delivered != n || res.Deleted != deleted {
+				t.Fatalf("Poll = %+v", res)
+			}
+			cmds := srv.Settled()
+			if got := srv.Turns(); got != tt.turns {
+				t.Errorf("%d round trips; want %d\n%s", got, tt.turns, srv.Transcript())
+			}
+			if cmds[len(cmds)-1] != "QUIT" || len(srv.Messages()) != n-deleted {
+				t.Errorf("commands end %q, %d messages left; want QUIT, %d", cmds[max(0, len(cmds)-3):], len(srv.Messages()), n-deleted)
+			}
+			match := func(cmd, want string) bool {
+				return cmd == want || strings.HasSuffix(want, " ") && strings.HasPrefix(cmd, want)
+			}
+			if k := len(tt.lastWrite); k > 0 && !slices.EqualFunc(cmds[len(cmds)-k:], tt.lastWrite, match) {
+				t.Errorf("commands end %q; want %q", cmds[len(cmds)-k:], tt.lastWrite)
+			}
+		})
+	}
+}
+
+// TestPollPipeliningWithdrawn: a server that announces PIPELINING before
+// login and not after it breaks RFC 2449 (§5: what is announced before
+// login is announced after it too; §6.6: PIPELINING does not differ
+// between the states), and still gets its session: the CAPA after login
+// goes out with STAT, UIDL and LIST, as for any server that announced
+// PIPELINING before login, and from its reply on nothing more is
+// pipelined. The Poller then trusts that server no more: its next session
+// waits for the CAPA's reply before the listing.
+func TestPollPipeliningWithdrawn(t *testing.T) {
+	capaReply := func(tags ...string) string { return "+OK\r\n" + strings.Join(tags, "\r\n") + "\r\n." }
+	before := capaReply("USER", "UIDL", "PIPELINING")
+	srv := pop3test.NewServer(t, pop3test.Options{Messages: msgs(3), Capa: []string{"USER", "UIDL"},
+		Faults: []pop3test.Fault{{Cmd: "CAPA", N: 1, Reply: before}}})
+	a := testAccount(t, srv)
+	a.Keep, a.FetchAll = true, true
+	p := poller(&recorder{})
+	for i, want := range []struct{ turns int }{
+		// greeting, CAPA, USER+PASS, CAPA+listing, then RETR and
+		// LIST one at a time.
+		{turns: 4 + 2*3},
+		// The CAPA after login on its own, then STAT, UIDL and
+		// LIST one at a time, as its reply says.
+		{turns: 7 + 2*3},
+	} {
+		turns := srv.Turns()
+		if res := p.Poll(context.Background(), a); res.Err != nil || res.Delivered != 3 {
+			t.Fatalf("poll %d = %+v", i+1, res)
+		}
+		srv.Settled()
+		if got := srv.Turns() - turns; got != want.turns {
+			t.Errorf("poll %d: %d round trips; want %d\n%s", i+1, got, want.turns, srv.Transcript())
+		}
+	}
+}
