@@ -503,7 +503,7 @@ func (s *scramClient) next(ch []byte) ([]byte, error) {
 			// The library's errors quote no secret.
 			return nil, fmt.Errorf("%w: server-first-message: %v", ErrProtocol, err)
 		}
-		scramClients.saw(s.key, s.cl, scramSalt(ch), s.mk)
+		scramClients.saw(s.key, s.cl, scramFactors(ch), s.mk)
 		return []byte(resp), nil
 	case 2: // server-final-message: the server's signature, or e=
 		if e, ok := strings.CutPrefix(string(ch), "e="); ok {

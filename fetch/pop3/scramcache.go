@@ -1,6 +1,7 @@
 package pop3
 
 import (
+	"strconv"
 	"strings"
 	"sync"
 
@@ -31,8 +32,8 @@ type scramKey struct {
 	user, pass string
 }
 
-// scramEntry is a cached Client and the salt of the keys it holds ("" =
-// none yet). A Client caches keys for every salt it meets, so a server
+// scramEntry is a cached Client and the salt and iteration count of the
+// keys it holds ("" = none yet; see scramFactors). A Client caches keys for every salt it meets, so a server
 // that changes the salt at every login (hostile, or a reset account)
 // would grow it without end; an entry holds one salt, and a conversation
 // that met another leaves a fresh Client behind (see saw).
@@ -60,8 +61,8 @@ func (c *scramCache) client(k scramKey, newClient func() (*scram.Client, error))
 	return cl, nil
 }
 
-// saw notes that a conversation of cl met salt: the first salt is the
-// entry's; another one replaces the entry's Client by a fresh one from
+// saw notes that a conversation of cl met salt (scramFactors: salt and
+// iteration count): the first is the entry's; another one replaces the entry's Client by a fresh one from
 // newClient, so no Client is kept with more than the keys of two salts.
 func (c *scramCache) saw(k scramKey, cl *scram.Client, salt string, newClient func() (*scram.Client, error)) {
 	c.mu.Lock()
@@ -80,6 +81,15 @@ func (c *scramCache) saw(k scramKey, cl *scram.Client, salt string, newClient fu
 			delete(c.m, k)
 		}
 	}
+}
+
+// scramFactors returns what the library keys a Client's derived keys by in
+// a server-first-message: its salt and its iteration count. A server
+// that keeps the salt and changes the count meets the cache as a changed
+// salt would (see saw).
+func scramFactors(ch []byte) string {
+	n, _ := scramIterations(ch)
+	return scramSalt(ch) + ",i=" + strconv.Itoa(n)
 }
 
 // scramSalt returns the s= attribute of a server-first-message.

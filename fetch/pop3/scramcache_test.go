@@ -2,6 +2,7 @@ package pop3
 
 import (
 	"fmt"
+	"strings"
 	"testing"
 
 	"github.com/xdg-go/scram"
@@ -60,5 +61,43 @@ func TestSCRAMSalt(t *testing.T) {
 		if got := scramSalt([]byte(in)); got != want {
 			t.Errorf("scramSalt(%q) = %q; want %q", in, got, want)
 		}
+	}
+}
+
+// TestSCRAMClientCacheIterations: the library keys its derived keys by
+// salt and iteration count, so a server that keeps the salt and changes
+// the iteration count at every login would grow a cached Client without
+// end just as a changing salt would: such a login leaves a fresh Client
+// behind too.
+func TestSCRAMClientCacheIterations(t *testing.T) {
+	const user = "iters-test-user"
+	login := func(iters int) *scram.Client {
+		t.Helper()
+		s, err := newSCRAM(MechSCRAMSHA256, user, "pw")
+		if err != nil {
+			t.Fatal(err)
+		}
+		first, err := s.start()
+		if err != nil {
+			t.Fatal(err)
+		}
+		_, nonce, _ := strings.Cut(string(first), ",r=")
+		ch := fmt.Sprintf("r=%sSRV,s=QSXCR+Q6sek8bf92,i=%d", nonce, iters)
+		if _, err := s.next([]byte(ch)); err != nil {
+			t.Fatal(err)
+		}
+		return s.cl
+	}
+	k := scramKey{MechSCRAMSHA256, user, "pw"}
+	a := login(4096)
+	if login(4096) != a {
+		t.Fatal("the same salt and iterations again replaced the client")
+	}
+	login(4097)
+	scramClients.mu.Lock()
+	e := scramClients.m[k]
+	scramClients.mu.Unlock()
+	if e == nil || e.cl == a {
+		t.Fatal("a changed iteration count kept the client that holds the keys of both")
 	}
 }
