@@ -2,6 +2,7 @@ package uidl
 
 import (
 	"errors"
+	"fmt"
 	"io/fs"
 	"os"
 	"syscall"
@@ -30,6 +31,14 @@ func SetCareful(path string, on bool) error {
 	}
 	f, err := os.OpenFile(name, os.O_WRONLY|os.O_CREATE|os.O_EXCL|syscall.O_NOFOLLOW, 0o600)
 	if errors.Is(err, fs.ErrExist) {
+		// Set already, or something else has the name (a directory, a
+		// FIFO, a symlink), which Careful does not take for the mark:
+		// say so rather than report a mark that is not there.
+		if fi, err := os.Lstat(name); err != nil {
+			return err
+		} else if !fi.Mode().IsRegular() {
+			return fmt.Errorf("uidl: careful mark %s: not a regular file (%v)", name, fi.Mode().Type())
+		}
 		return nil
 	}
 	if err != nil {
