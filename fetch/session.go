@@ -855,7 +855,10 @@ func (s *session) fetch(ctx context.Context, todo []entry) (err error) {
 	defer func() {
 		switch {
 		case err == nil:
-			if careful {
+			// A graceful stop may have left the message that broke
+			// the round on the server: only a careful poll that got
+			// through clears the mark.
+			if careful && !s.stopping() {
 				if err := s.p.setCareful(s.mailbox, false); err != nil {
 					s.log.Warn("clearing the careful mark", "err", err)
 				}
