@@ -180,7 +180,7 @@ func (c *Conn) Authenticate(ctx context.Context, cr Credentials) error {
 		err = c.notImplemented(m, c.sasl(m, &goSASL{c: cl}, false))
 	case MechSCRAMSHA256, MechSCRAMSHA1:
 		var sc *scramClient
-		if sc, err = newSCRAM(m, cr.Username, cr.Password); err == nil {
+		if sc, err = newSCRAM(m, c.host, cr.Username, cr.Password); err == nil {
 			sc.redact = c.redact
 			err = c.sasl(m, sc, false)
 		}
@@ -468,22 +468,20 @@ type scramClient struct {
 	redact func(string) string // the Conn's (see Conn.redact); nil: none
 	key    scramKey            // cl's entry in scramClients
 	cl     *scram.Client
-	mk     func() (*scram.Client, error)
 }
 
-func newSCRAM(m Mechanism, user, pass string) (*scramClient, error) {
+func newSCRAM(m Mechanism, host, user, pass string) (*scramClient, error) {
 	h := scram.SHA256
 	if m == MechSCRAMSHA1 {
 		h = scram.SHA1
 	}
-	mk := func() (*scram.Client, error) { return h.NewClient(user, pass, "") }
-	k := scramKey{mech: m, user: user, pass: pass}
-	cl, err := scramClients.client(k, mk)
+	k := scramKey{host: strings.ToLower(host), mech: m, user: user, pass: pass}
+	cl, err := scramClients.client(k, func() (*scram.Client, error) { return h.NewClient(user, pass, "") })
 	if err != nil {
 		// The library's SASLprep error names the user, never the password.
 		return nil, fmt.Errorf("%w: %s: %v", ErrMechanism, m, err)
 	}
-	return &scramClient{conv: cl.NewConversation(), key: k, cl: cl, mk: mk}, nil
+	return &scramClient{conv: cl.NewConversation(), key: k, cl: cl}, nil
 }
 
 func (s *scramClient) start() ([]byte, error) {
@@ -503,7 +501,7 @@ func (s *scramClient) next(ch []byte) ([]byte, error) {
 			// The library's errors quote no secret.
 			return nil, fmt.Errorf("%w: server-first-message: %v", ErrProtocol, err)
 		}
-		scramClients.saw(s.key, s.cl, scramFactors(ch), s.mk)
+		scramClients.saw(s.key, s.cl, scramFactors(ch))
 		return []byte(resp), nil
 	case 2: // server-final-message: the server's signature, or e=
 		if e, ok := strings.CutPrefix(string(ch), "e="); ok {

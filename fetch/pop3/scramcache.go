@@ -8,14 +8,18 @@ import (
 	"github.com/xdg-go/scram"
 )
 
-// scramClients keeps one scram.Client per mechanism, user and password for
-// the life of the process. The library caches the keys a Client derives
-// from the password and the server's salt and iteration count, and RFC
-// 5802 §5.1 lets a client cache them since a server offers the same salt
-// again: a daemon polling an account every few minutes then runs the
-// PBKDF2 derivation (4096 iterations or more) once instead of at every
-// login. At 5,000 accounts the derivation was about a quarter of an idle
-// daemon's CPU.
+// scramClients keeps a scram.Client per server, mechanism, user and
+// password for the life of the process, once the server has shown that
+// it keeps its salt. The library caches the keys a Client derives from
+// the password, salt and iteration count, and RFC 5802 §5.1 lets a
+// client cache them for a server that offers the same salt again (one
+// that stores SCRAM credentials does): a daemon polling an account every
+// few minutes then runs the PBKDF2 derivation (4096 iterations or more)
+// once instead of at every login. A server that makes a new salt for
+// every login (Dovecot with plaintext passwords does) gains nothing from
+// a cached Client, which would only hold memory for each account: so a
+// Client is kept only after two logins in a row met the same salt and
+// count, and dropped when they change.
 var scramClients scramCache
 
 // maxSCRAMClients bounds the cache: passwords changed by reloads leave
@@ -28,58 +32,51 @@ type scramCache struct {
 }
 
 type scramKey struct {
+	host       string // the server: accounts with the same credentials elsewhere meet other salts
 	mech       Mechanism
 	user, pass string
 }
 
-// scramEntry is a cached Client and the salt and iteration count of the
-// keys it holds ("" = none yet; see scramFactors). A Client caches keys for every salt it meets, so a server
-// that changes the salt at every login (hostile, or a reset account)
-// would grow it without end; an entry holds one salt, and a conversation
-// that met another leaves a fresh Client behind (see saw).
+// scramEntry is what the last login of a key met: the salt and iteration
+// count (scramFactors) and, once they repeated, the Client that holds the
+// keys derived for them (nil before). A Client keeps keys for every salt
+// it meets, so an entry's Client only ever meets its own factors.
 type scramEntry struct {
-	cl   *scram.Client
-	salt string
+	cl      *scram.Client
+	factors string
 }
 
-// client returns the cached Client for m, user and pass, making one if
-// needed; newClient is the library's constructor.
+// client returns the cached Client for k, or a new one from newClient
+// (the library's constructor), which saw may keep.
 func (c *scramCache) client(k scramKey, newClient func() (*scram.Client, error)) (*scram.Client, error) {
 	c.mu.Lock()
-	defer c.mu.Unlock()
-	if e, ok := c.m[k]; ok {
+	e := c.m[k]
+	c.mu.Unlock()
+	if e != nil && e.cl != nil {
 		return e.cl, nil
 	}
-	cl, err := newClient()
-	if err != nil {
-		return nil, err
-	}
-	if c.m == nil || len(c.m) >= maxSCRAMClients {
-		c.m = map[scramKey]*scramEntry{}
-	}
-	c.m[k] = &scramEntry{cl: cl}
-	return cl, nil
+	return newClient()
 }
 
-// saw notes that a conversation of cl met salt (scramFactors: salt and
-// iteration count): the first is the entry's; another one replaces the entry's Client by a fresh one from
-// newClient, so no Client is kept with more than the keys of two salts.
-func (c *scramCache) saw(k scramKey, cl *scram.Client, salt string, newClient func() (*scram.Client, error)) {
+// saw notes that a login of k with cl met factors (see scramFactors): a
+// fresh cl is kept if the last login met the same factors; a cached one
+// that met others is dropped.
+func (c *scramCache) saw(k scramKey, cl *scram.Client, factors string) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	e, ok := c.m[k]
-	if !ok || e.cl != cl {
-		return // replaced or dropped meanwhile
+	e := c.m[k]
+	if e == nil {
+		if c.m == nil || len(c.m) >= maxSCRAMClients {
+			c.m = map[scramKey]*scramEntry{}
+		}
+		c.m[k] = &scramEntry{factors: factors}
+		return
 	}
 	switch {
-	case e.salt == "":
-		e.salt = salt
-	case e.salt != salt:
-		if fresh, err := newClient(); err == nil {
-			c.m[k] = &scramEntry{cl: fresh}
-		} else {
-			delete(c.m, k)
-		}
+	case e.factors != factors:
+		e.cl, e.factors = nil, factors
+	case e.cl == nil:
+		e.cl = cl
 	}
 }
 
