@@ -889,6 +889,11 @@ func (c *Conn) loginPipelined(user, pass string) error {
 	}
 	_, perr := c.status("PASS", lineBudget, c.deadline())
 	switch {
+	case uerr != nil && perr != nil && !IsERR(perr):
+		// USER refused and the connection ended before PASS was
+		// answered (a server that hangs up on an unknown user): the
+		// refusal is what went wrong, as it is without pipelining.
+		return classifyLogin(uerr)
 	case perr != nil && !IsERR(perr):
 		return perr
 	case uerr != nil:

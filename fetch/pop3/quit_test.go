@@ -24,6 +24,7 @@ func TestLoginPipelined(t *testing.T) {
 		pass   string
 		writes int
 		want   error // nil: logged in
+		closed bool  // the server hangs up after its reply
 	}{
 		{name: "one write", pass: "pass", writes: 2}, // and the CAPA after login
 		{name: "wrong password", pass: "wrong", writes: 1, want: ErrAuth},
@@ -34,6 +35,19 @@ func TestLoginPipelined(t *testing.T) {
 		{name: "in use", pass: "pass", writes: 1, want: ErrInUse,
 			faults: []pop3test.Fault{{Cmd: "PASS", Reply: "-ERR [IN-USE] locked"}}},
 		{name: "without PIPELINING", capa: noPipe, pass: "pass", writes: 3}, // USER, PASS, CAPA
+		// A server that refuses USER and hangs up (as after too many
+		// failures) never answers PASS: the refusal is the error, as
+		// without pipelining, not the connection's end.
+		{name: "USER refused, then closed", pass: "pass", writes: 1, want: ErrAuth, closed: true,
+			faults: []pop3test.Fault{{Cmd: "USER", Action: pop3test.Custom, Func: func(c *pop3test.Conn) {
+				c.WriteLine("-ERR [AUTH] no such user")
+				c.Close()
+			}}}},
+		{name: "USER refused, then closed, no code", pass: "pass", writes: 1, want: ErrLoginRefused, closed: true,
+			faults: []pop3test.Fault{{Cmd: "USER", Action: pop3test.Custom, Func: func(c *pop3test.Conn) {
+				c.WriteLine("-ERR no such user")
+				c.Close()
+			}}}},
 	} {
 		t.Run(tt.name, func(t *testing.T) {
 			srv := pop3test.NewServer(t, pop3test.Options{Messages: msgs(1), Capa: tt.capa, Faults: tt.faults, CheckPipelining: true})
@@ -46,7 +60,7 @@ func TestLoginPipelined(t *testing.T) {
 			if tt.want == nil && err != nil || tt.want != nil && !errors.Is(err, tt.want) || n != tt.writes {
 				t.Fatalf("Login = %v in %d writes; want %v in %d\n%s", err, n, tt.want, tt.writes, srv.Transcript())
 			}
-			if tt.want == nil || !errors.Is(tt.want, ErrMismatch) {
+			if !tt.closed && (tt.want == nil || !errors.Is(tt.want, ErrMismatch)) {
 				// In step: the session goes on (a refused login may
 				// try again; RFC 1939 §7).
 				if _, _, err := c.Listing(); tt.want == nil && err != nil {
