@@ -99,3 +99,32 @@ func TestPollPipeliningWithdrawn(t *testing.T) {
 		}
 	}
 }
+
+// TestPollTrustKept: a session that ends in step with QUIT sent early
+// leaves the Poller's trust in the server's PIPELINING as it was: the
+// next poll sends the CAPA after login with the listing again. A server
+// that hangs up after QUIT's reply (as every server does) breaks nothing.
+func TestPollTrustKept(t *testing.T) {
+	for _, keep := range []bool{true, false} {
+		srv := pop3test.NewServer(t, pop3test.Options{Messages: msgs(3)})
+		a := testAccount(t, srv)
+		a.Keep, a.FetchAll = keep, true
+		p := poller(&recorder{})
+		var turns []int
+		for i := 0; i < 2; i++ {
+			if i == 1 && !keep {
+				more := msgs(6)[3:]
+				srv.SetMessages(more)
+			}
+			before := srv.Turns()
+			if res := p.Poll(context.Background(), a); res.Err != nil || res.Delivered != 3 {
+				t.Fatalf("keep %v: poll %d = %+v", keep, i+1, res)
+			}
+			srv.Settled()
+			turns = append(turns, srv.Turns()-before)
+		}
+		if turns[0] != turns[1] {
+			t.Errorf("keep %v: round trips %v; want the second poll's equal to the first's (trust kept)\n%s", keep, turns, srv.Transcript())
+		}
+	}
+}
