@@ -3,7 +3,9 @@ package pop3
 import (
 	"context"
 	"errors"
+	"net"
 	"slices"
+	"strings"
 	"testing"
 
 	"github.com/popfetch/popfetch/fetch/pop3test"
@@ -137,6 +139,48 @@ func TestSendQuit(t *testing.T) {
 			check("Quit", c.Quit())
 			if cmds := srv.Settled(); !slices.Equal(cmds[len(cmds)-2:], []string{"RETR 1", "QUIT"}) || slices.Contains(cmds, "DELE 1") {
 				t.Fatalf("commands %q; want RETR 1, QUIT at the end and no DELE", cmds)
+			}
+		})
+	}
+}
+
+// TestLoginPipelinedCleartext: USER and PASS go out in one write only
+// where a PASS after a refused USER tells nothing to anyone but the
+// server: over TLS or to a loopback peer, and to a server whose CAPA
+// lists USER (RFC 2449 §6.8). Dovecot, by default, refuses USER on a
+// connection without TLS ("-ERR [AUTH] Plaintext authentication
+// disallowed on non-secure (SSL/TLS) connections.") and leaves USER out
+// of its CAPA there: the password sent with that USER would cross the
+// network in the clear, which a login one command at a time never does.
+func TestLoginPipelinedCleartext(t *testing.T) {
+	refuse := []pop3test.Fault{{Cmd: "USER", Reply: "-ERR [AUTH] Plaintext authentication disallowed on non-secure (SSL/TLS) connections."}}
+	for _, tt := range []struct {
+		name   string
+		capa   []string
+		remote bool // the peer is not on loopback
+	}{
+		{name: "remote peer without TLS", remote: true},
+		{name: "CAPA without USER", capa: []string{"UIDL", "TOP", "PIPELINING", "RESP-CODES", "AUTH-RESP-CODE"}},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			if tt.remote {
+				old := peerLoopback
+				peerLoopback = func(net.Addr) bool { return false }
+				t.Cleanup(func() { peerLoopback = old })
+			}
+			srv := pop3test.NewServer(t, pop3test.Options{Messages: msgs(1), Capa: tt.capa, Faults: refuse})
+			c, err := Dial(context.Background(), plainOptions(srv))
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer c.Close()
+			if err := c.Login("user", "pass"); !errors.Is(err, ErrAuth) {
+				t.Fatalf("Login = %v; want ErrAuth", err)
+			}
+			c.Close()
+			srv.Settled()
+			if cmds := srv.Commands(); slices.ContainsFunc(cmds, func(c string) bool { return strings.HasPrefix(c, "PASS") }) {
+				t.Fatalf("PASS sent after a refused USER: %q\n%s", cmds, srv.Transcript())
 			}
 		})
 	}
