@@ -2,6 +2,7 @@ package fetch
 
 import (
 	"context"
+	"errors"
 	"slices"
 	"strings"
 	"testing"
@@ -97,5 +98,92 @@ func TestPollPipeliningWithdrawn(t *testing.T) {
 		if got := srv.Turns() - turns; got != want.turns {
 			t.Errorf("poll %d: %d round trips; want %d\n%s", i+1, got, want.turns, srv.Transcript())
 		}
+	}
+}
+
+// TestPollTrustKept: a session that ends in step with QUIT sent early
+// leaves the Poller's trust in the server's PIPELINING as it was: the
+// next poll sends the CAPA after login with the listing again. A server
+// that hangs up after QUIT's reply (as every server does) breaks nothing.
+func TestPollTrustKept(t *testing.T) {
+	for _, keep := range []bool{true, false} {
+		srv := pop3test.NewServer(t, pop3test.Options{Messages: msgs(3)})
+		a := testAccount(t, srv)
+		a.Keep, a.FetchAll = keep, true
+		p := poller(&recorder{})
+		var turns []int
+		for i := 0; i < 2; i++ {
+			if i == 1 && !keep {
+				more := msgs(6)[3:]
+				srv.SetMessages(more)
+			}
+			before := srv.Turns()
+			if res := p.Poll(context.Background(), a); res.Err != nil || res.Delivered != 3 {
+				t.Fatalf("keep %v: poll %d = %+v", keep, i+1, res)
+			}
+			srv.Settled()
+			turns = append(turns, srv.Turns()-before)
+		}
+		if turns[0] != turns[1] {
+			t.Errorf("keep %v: round trips %v; want the second poll's equal to the first's (trust kept)\n%s", keep, turns, srv.Transcript())
+		}
+	}
+}
+
+// TestPollQuitEarlyKeep: in keep mode QUIT goes with the last round of
+// RETRs, and the deliveries go on after it. A delivery that fails then is
+// still counted and reported, its message stays on the server, is not
+// recorded, and the next poll delivers it; a RETR refused in that round
+// fails the poll and loses nothing (the messages read before it are not
+// delivered: the round did not end in step).
+func TestPollQuitEarlyKeep(t *testing.T) {
+	for _, tt := range []struct {
+		name   string
+		faults []pop3test.Fault
+		fail   string // UID whose first delivery fails
+		err    bool   // the first poll fails
+	}{
+		{name: "delivery fails after QUIT", fail: msgs(3)[2].UID},
+		{name: "RETR refused in the last round", faults: []pop3test.Fault{{Cmd: "RETR", N: 2, Session: 1, Reply: "-ERR gone"}}, err: true},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			srv := pop3test.NewServer(t, pop3test.Options{Messages: msgs(3), Faults: tt.faults})
+			a := testAccount(t, srv)
+			a.Keep = true
+			failed := false
+			r := &recorder{fail: func(uid string) error {
+				if uid == tt.fail && !failed {
+					failed = true
+					return errors.New("mda says no")
+				}
+				return nil
+			}}
+			p := poller(r)
+			res := p.Poll(context.Background(), a)
+			if tt.err != (res.Err != nil) {
+				t.Fatalf("poll 1 = %+v (err %v); want err %v", res, res.Err, tt.err)
+			}
+			if tt.fail != "" && (res.Failed != 1 || res.Delivered != 2) {
+				t.Fatalf("poll 1 = %+v; want 1 failed, 2 delivered", res)
+			}
+			cmds := srv.Settled()
+			if cmds[len(cmds)-1] != "QUIT" || len(srv.Messages()) != 3 {
+				t.Fatalf("poll 1: commands end %q, %d messages on the server; want QUIT, 3", cmds[max(0, len(cmds)-3):], len(srv.Messages()))
+			}
+			res = p.Poll(context.Background(), a)
+			srv.Settled()
+			if res.Err != nil || len(srv.Messages()) != 3 {
+				t.Fatalf("poll 2 = %+v, %d on the server; want no error, 3 kept", res, len(srv.Messages()))
+			}
+			got := map[string]int{}
+			for _, u := range r.got {
+				got[u]++
+			}
+			for _, m := range msgs(3) {
+				if got[m.UID] != 1 {
+					t.Errorf("%s delivered %d times; want once (%v)", m.UID, got[m.UID], r.got)
+				}
+			}
+		})
 	}
 }

@@ -854,7 +854,12 @@ func (c *Conn) Login(user, pass string) error {
 	if c.botched != nil {
 		return c.botched
 	}
-	if c.caps.pipelining {
+	// Pipelined only where a PASS sent after a refused USER reaches no
+	// one but the server: over TLS or to a loopback peer, and to a server
+	// that lists USER (RFC 2449 §6.8). Dovecot refuses USER on a
+	// connection without TLS by default (and leaves USER out of CAPA
+	// there): the PASS sent with it would cross the network in the clear.
+	if c.caps.pipelining && c.caps.user && (c.g.raw != c.g.Conn || peerLoopback(c.g.raw.RemoteAddr())) {
 		return c.loginPipelined(user, pass)
 	}
 	if _, err := c.cmd("USER", false, 0, user); err != nil {
@@ -869,7 +874,8 @@ func (c *Conn) Login(user, pass string) error {
 
 // loginPipelined is Login for a server that announced PIPELINING before
 // login (RFC 2449 §6.6): USER and PASS go out in one write, one round trip
-// instead of two. The password goes to the same server that would get it
+// instead of two (only over TLS or to a loopback peer: see Login). The
+// password goes to the same server that would get it
 // after a +OK to USER, which every server that does not want to tell
 // which users exist sends anyway, so the pipelining gives it to no one
 // new. A USER refused is the error even though PASS was sent: the reply
@@ -889,6 +895,11 @@ func (c *Conn) loginPipelined(user, pass string) error {
 	}
 	_, perr := c.status("PASS", lineBudget, c.deadline())
 	switch {
+	case uerr != nil && perr != nil && !IsERR(perr):
+		// USER refused and the connection ended before PASS was
+		// answered (a server that hangs up on an unknown user): the
+		// refusal is what went wrong, as it is without pipelining.
+		return classifyLogin(uerr)
 	case perr != nil && !IsERR(perr):
 		return perr
 	case uerr != nil:

@@ -41,6 +41,17 @@ func TestTLS(t *testing.T) {
 		{name: "stls not offered", opts: pop3test.Options{}, mode: TLSStartTLS, ca: caPEM, wantErr: ErrTLS},
 		{name: "stls advertised then refused", opts: pop3test.Options{STLS: true, Faults: []pop3test.Fault{{Cmd: "STLS", Action: pop3test.Reply, Reply: "-ERR not now"}}}, mode: TLSStartTLS, ca: caPEM, wantErr: ErrTLS},
 		{name: "stls response injection", opts: pop3test.Options{STLS: true, Faults: []pop3test.Fault{{Cmd: "STLS", Action: pop3test.Reply, Reply: "+OK begin TLS\r\n+OK injected"}}}, mode: TLSStartTLS, ca: caPEM, wantErr: ErrTLS},
+		// The injected reply in a write of its own, after the STLS
+		// reply was read: it reaches the read-ahead under TLS
+		// (cipherConn), where it must be taken for a broken
+		// handshake, never for a reply.
+		{name: "stls response injection, separate write", opts: pop3test.Options{STLS: true, Faults: []pop3test.Fault{{Cmd: "STLS", Action: pop3test.Custom, Func: func(c *pop3test.Conn) {
+			c.WriteLine("+OK begin TLS")
+			time.Sleep(50 * time.Millisecond)
+			c.WriteLine("+OK injected")
+			c.WriteLine("+OK injected too")
+			c.Hang()
+		}}}}, mode: TLSStartTLS, ca: caPEM, wantErr: ErrTLS},
 		{name: "stls server hangs after +OK", opts: pop3test.Options{STLS: true, Faults: []pop3test.Fault{{Cmd: "STLS", Action: pop3test.Custom, Func: func(c *pop3test.Conn) { c.WriteLine("+OK go ahead"); c.Hang() }}}}, mode: TLSStartTLS, ca: caPEM, wantErr: nil},
 		// mailutils and solid-pop3d greet with an APOP timestamp, longer
 		// than the CAPA and STLS replies read after it.
