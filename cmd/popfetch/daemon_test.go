@@ -527,10 +527,12 @@ func TestDaemonSIGTERMDuringBigFetch(t *testing.T) {
 	if code := d.cmd.ProcessState.ExitCode(); code != 0 {
 		t.Errorf("popfetch run exit status after SIGTERM = %d; want 0", code)
 	}
-	// Only the deliveries in flight (4 at once) finish, plus those that
-	// completed while the signal was on its way; replies already on the
-	// wire are read but not delivered.
-	if afterStop-atTerm > 100 {
+	// Only the deliveries in flight (32 at once into a Maildir) finish,
+	// plus those that completed while the signal was on its way, which
+	// on a loaded machine can be as many again; replies already on the
+	// wire are read but not delivered. A stop not honoured would deliver
+	// the hundreds left.
+	if afterStop-atTerm > 200 {
 		t.Errorf("the daemon delivered %d more messages after SIGTERM; want only those in flight", afterStop-atTerm)
 	}
 	if len(d.log.lines("stopping after the messages in flight")) == 0 {
