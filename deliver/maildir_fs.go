@@ -162,6 +162,16 @@ func (f *rawFile) SyncFS() error {
 	return durable.SyncFilesystem(f.fd, joinName(f.dir, f.name), dirFd(f.dir), f.dir.Name())
 }
 
+// linkedAt reports whether name in dir is this very file (not followed
+// if a symlink).
+func (f *rawFile) linkedAt(dir *os.File, name string) bool {
+	var own, at unix.Stat_t
+	if unix.Fstat(f.fd, &own) != nil || unix.Fstatat(dirFd(dir), name, &at, unix.AT_SYMLINK_NOFOLLOW) != nil {
+		return false
+	}
+	return own.Dev == at.Dev && own.Ino == at.Ino
+}
+
 func (f *rawFile) CheckWriteback() error {
 	if err := durable.CheckWriteback(f.fd); err != nil {
 		return f.err("sync_file_range", err)

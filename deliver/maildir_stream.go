@@ -6,6 +6,7 @@ import (
 	"errors"
 	"io"
 	"io/fs"
+	"os"
 	"path/filepath"
 	"sync"
 
@@ -228,6 +229,17 @@ func (m *Message) takeStreamed(d *Maildir, target string, rc Recipient, fields [
 		s.removeLocked()
 		return nil, false, nil
 	}
+	// The file was open for the whole RETR: whoever can write tmp/ may
+	// have renamed or removed it meanwhile and put another file under
+	// its name, which Commit would rename into new/ in the copy's place.
+	// Its name is left alone then: it is not ours to remove.
+	if l, ok := s.f.(linkedFile); ok && !l.linkedAt(s.p.md.tmp, s.p.tmpName) {
+		s.done = true
+		s.buf = nil
+		s.f.Close()
+		s.p.finish()
+		return nil, false, nil
+	}
 	s.done = true
 	p := s.p
 	p.target = target
@@ -242,6 +254,12 @@ func (m *Message) takeStreamed(d *Maildir, target string, rc Recipient, fields [
 	p.size = s.cw.n
 	p.setName(p.tmpName)
 	return p, true, nil
+}
+
+// linkedFile is a maildirFile that can tell whether it is still the file
+// under name in dir.
+type linkedFile interface {
+	linkedAt(dir *os.File, name string) bool
 }
 
 // sameFields reports whether a and b are the same fields in the same order.
