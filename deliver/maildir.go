@@ -311,14 +311,7 @@ func (d *Maildir) Prepare(ctx context.Context, m *Message, sender string, rc Rec
 	if err != nil {
 		return nil, tempError(target, "open maildir", err)
 	}
-	fields := make([]Field, 0, len(extra)+2)
-	fields = append(fields, extra...)
-	if !m.Local {
-		fields = append(fields, Received(m, d.host, rc.Address))
-	}
-	if rc.Address != "" {
-		fields = append(fields, Field{Name: "Delivered-To", Value: SafeValue(rc.Address, 320)})
-	}
+	fields := d.copyFields(m, rc, extra)
 	// Written as the message arrived (Stream), if it is this copy.
 	if p, ok, err := m.takeStreamed(d, target, rc, fields); ok {
 		return p, err
@@ -680,26 +673,12 @@ var ErrNameTaken = errors.New("maildir: name in new/ taken; the copy has a fresh
 // files (doc/design.md §2.2; mox store/account.go does the same). On success the Prepared
 // holds md (until Commit or Abort); on failure md is released.
 func (d *Maildir) prepare(md *openMaildir, target string, r io.Reader) (*Prepared, error) {
-	// tmp/: O_EXCL so that a clash never appends to someone else's file.
-	var (
-		base string
-		f    maildirFile
-		err  error
-	)
-	for range maxNameTries {
-		if base, err = d.uniqueName(); err != nil {
-			d.release(md)
-			return nil, tempError(target, "make unique name", err)
-		}
-		md.dirOps.Lock()
-		f, err = d.fs.OpenExcl(md.tmp, base, 0o600)
-		md.dirOps.Unlock()
-		if !errors.Is(err, fs.ErrExist) {
-			break
-		}
-	}
+	base, f, err := d.createTmp(md)
 	if err != nil {
 		d.release(md)
+		if base == "" {
+			return nil, tempError(target, "make unique name", err)
+		}
 		return nil, tempError(target, "create tmp file", withPath(filepath.Join(md.tmp.Name(), base), err))
 	}
 	p := &Prepared{d: d, md: md, target: target, tmpDir: md.tmp.Name(), newDir: md.new.Name(), tmpName: base}

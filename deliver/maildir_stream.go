@@ -113,7 +113,8 @@ func (d *Maildir) copyFields(m *Message, rc Recipient, extra []Field) []Field {
 }
 
 // createTmp creates a new file in md's tmp/ under a unique name: O_EXCL,
-// so that a clash never appends to someone else's file.
+// so that a clash never appends to someone else's file. An error with no
+// name is uniqueName's.
 func (d *Maildir) createTmp(md *openMaildir) (string, maildirFile, error) {
 	var (
 		base string

@@ -128,15 +128,16 @@ func TestPollMultidropManyMaildirsFds(t *testing.T) {
 	}
 }
 
-// TestPollStateDiskFullOneShot is TestPollStateDiskFullWithSpool for
-// one-shot runs (cron's `popfetch fetch`): each poll is a new Poller, with
-// no memory of the last. The broken round is remembered beside the
-// journal, so the next run is careful too and gets through; without that
-// every run broke off at the same RETR and no mail arrived at all.
-func TestPollStateDiskFullOneShot(t *testing.T) {
-	const n = 40
+// stateDiskFullMessages is how many messages spoolDiskFull's server holds.
+const stateDiskFullMessages = 40
+
+// spoolDiskFull returns a server with stateDiskFullMessages messages,
+// every fourth one large enough to be spooled to the state disk, and an
+// account whose state_dir is a tmpfs too small to spool them all at once.
+func spoolDiskFull(t *testing.T) (*pop3test.Server, *rcfile.Account) {
+	t.Helper()
 	var ms []pop3test.Message
-	for i := 1; i <= n; i++ {
+	for i := 1; i <= stateDiskFullMessages; i++ {
 		m := msg(i)
 		if i%4 == 0 { // spooled to the state disk
 			m.Data = append(m.Data, []byte(strings.Repeat("a spooled body line of the message\r\n", 9000))...)
@@ -152,6 +153,17 @@ func TestPollStateDiskFullOneShot(t *testing.T) {
 		t.Skipf("cannot mount tmpfs (needs root): %v", err)
 	}
 	t.Cleanup(func() { syscall.Unmount(a.StateDir, syscall.MNT_DETACH) })
+	return srv, a
+}
+
+// TestPollStateDiskFullOneShot is TestPollStateDiskFullWithSpool for
+// one-shot runs (cron's `popfetch fetch`): each poll is a new Poller, with
+// no memory of the last. The broken round is remembered beside the
+// journal, so the next run is careful too and gets through; without that
+// every run broke off at the same RETR and no mail arrived at all.
+func TestPollStateDiskFullOneShot(t *testing.T) {
+	const n = stateDiskFullMessages
+	srv, a := spoolDiskFull(t)
 
 	if res := poller(nil).Poll(context.Background(), a); res.Err == nil {
 		t.Fatalf("Poll on a filling state disk = %+v; want an error", res)
@@ -181,24 +193,8 @@ func TestPollStateDiskFullOneShot(t *testing.T) {
 // next polls of the same Poller, careful, deliver the rest on the same
 // disk, repeating at most the deliveries in flight.
 func TestPollStateDiskFullWithSpool(t *testing.T) {
-	const n = 40
-	var ms []pop3test.Message
-	for i := 1; i <= n; i++ {
-		m := msg(i)
-		if i%4 == 0 { // spooled to the state disk
-			m.Data = append(m.Data, []byte(strings.Repeat("a spooled body line of the message\r\n", 9000))...)
-		}
-		ms = append(ms, m)
-	}
-	srv := pop3test.NewServer(t, pop3test.Options{Messages: ms})
-	a := testAccount(t, srv)
-	if err := os.MkdirAll(a.StateDir, 0o700); err != nil {
-		t.Fatal(err)
-	}
-	if err := syscall.Mount("tmpfs", a.StateDir, "tmpfs", 0, fmt.Sprintf("size=%d,mode=0700", 200*os.Getpagesize())); err != nil {
-		t.Skipf("cannot mount tmpfs (needs root): %v", err)
-	}
-	t.Cleanup(func() { syscall.Unmount(a.StateDir, syscall.MNT_DETACH) })
+	const n = stateDiskFullMessages
+	srv, a := spoolDiskFull(t)
 
 	p := poller(nil)
 	res := p.Poll(context.Background(), a)
