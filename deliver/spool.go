@@ -40,6 +40,7 @@ const spoolWriteBuf = 64 << 10
 // once every delivery of the message is over.
 type Spool struct {
 	dir    string
+	sd     *SpoolDir // dir opened once for many spools; nil: opened per file
 	memMax int
 	mem    []byte   // the content while it fits in memory; nil once in f
 	f      *os.File // the file holding the whole content, nil until needed
@@ -138,6 +139,85 @@ func NewSpool(dir string, memMax int) *Spool {
 		memMax = DefaultSpoolMem
 	}
 	return &Spool{dir: dir, memMax: memMax}
+}
+
+// NewSpoolIn is NewSpool for a spool whose file, if it needs one, is made
+// in sd: the directory opened and checked once for all the spools of a
+// poll rather than once per file.
+func NewSpoolIn(sd *SpoolDir, memMax int) *Spool {
+	s := NewSpool(sd.path, memMax)
+	s.sd = sd
+	return s
+}
+
+// SpoolDir is a spool directory that many spools share (NewSpoolIn),
+// opened once, when the first of them needs a file, with every check
+// NewSpool makes of it (see openSpoolDir); the spool files are then made
+// through that descriptor, never through the path again. A directory
+// renamed away, or swapped for a symlink, afterwards cannot redirect them:
+// they go on being made in the directory that was checked, without a name
+// (see createSpoolFile), until Close; the next SpoolDir, a new poll's,
+// looks the path up and checks it afresh (refusing a symlink). A
+// directory removed afterwards is opened again, with all its checks (and
+// so created again), as NewSpool's spools do: a file cannot be made in a
+// removed directory. Safe for concurrent use.
+type SpoolDir struct {
+	path   string
+	mu     sync.Mutex
+	d      *os.File // nil until first needed
+	closed bool
+}
+
+// NewSpoolDir returns the spool directory at path, not opened yet (nor
+// created: a poll whose messages all fit in memory never touches it).
+func NewSpoolDir(path string) *SpoolDir { return &SpoolDir{path: path} }
+
+// Close releases the directory. Spools made in it keep their files; a
+// spool that needs a file after Close opens the directory for itself,
+// as NewSpool's do.
+func (sd *SpoolDir) Close() error {
+	sd.mu.Lock()
+	defer sd.mu.Unlock()
+	sd.closed = true
+	if sd.d == nil {
+		return nil
+	}
+	err := sd.d.Close()
+	sd.d = nil
+	return err
+}
+
+// create returns a new spool file in sd (see createSpoolFile).
+func (sd *SpoolDir) create() (*os.File, error) {
+	sd.mu.Lock()
+	defer sd.mu.Unlock()
+	if sd.closed {
+		return createSpoolFile(sd.path)
+	}
+	for try := 0; ; try++ {
+		if sd.d == nil {
+			d, err := spoolDirOpen(sd.path)
+			if err != nil {
+				return nil, err
+			}
+			sd.d = d
+		}
+		f, err := createSpoolFileIn(sd.d, sd.path)
+		if err == nil || try > 0 || !removedDir(sd.d) {
+			return f, err
+		}
+		// Removed since it was opened (Linux refuses a file in a
+		// removed directory): once more, from the path.
+		sd.d.Close()
+		sd.d = nil
+	}
+}
+
+// removedDir reports whether the directory open on d was removed: it has
+// no links left.
+func removedDir(d *os.File) bool {
+	var st unix.Stat_t
+	return unix.Fstat(int(d.Fd()), &st) == nil && st.Nlink == 0
 }
 
 // errSpoolClosed is returned by reads of a closed Spool.
@@ -331,7 +411,13 @@ func (s *Spool) fail(step string, err error) error {
 
 // toFile moves the content from memory into a new spool file.
 func (s *Spool) toFile() error {
-	f, err := createSpoolFile(s.dir)
+	var f *os.File
+	var err error
+	if s.sd != nil {
+		f, err = s.sd.create()
+	} else {
+		f, err = createSpoolFile(s.dir)
+	}
 	if err != nil {
 		return err
 	}
@@ -517,11 +603,17 @@ func headOf(raw []byte) []byte {
 
 // createSpoolFile returns a new, unnamed, 0600 file in dir.
 func createSpoolFile(dir string) (*os.File, error) {
-	d, err := openSpoolDir(dir)
+	d, err := spoolDirOpen(dir)
 	if err != nil {
 		return nil, err
 	}
 	defer d.Close()
+	return createSpoolFileIn(d, dir)
+}
+
+// createSpoolFileIn returns a new, unnamed, 0600 file in the spool
+// directory d, opened by openSpoolDir from dir.
+func createSpoolFileIn(d *os.File, dir string) (*os.File, error) {
 	dfd := int(d.Fd())
 	fd, err := spoolTmpfile(dfd)
 	if err != nil {
@@ -577,6 +669,9 @@ func removeStaleSpoolNames(d *os.File) {
 
 // spoolTmpfile is openTmpfile; tests take O_TMPFILE away.
 var spoolTmpfile = openTmpfile
+
+// spoolDirOpen is openSpoolDir; tests count its calls.
+var spoolDirOpen = openSpoolDir
 
 // spoolDirMu serialises the creation of spool directories.
 var spoolDirMu sync.Mutex

@@ -301,6 +301,9 @@ func (p *Poller) run(ctx context.Context, a *rcfile.Account, opts PollOptions, d
 	}()
 	s := &session{p: p, a: a, log: log, res: &res, opts: opts, dryRun: dryRun}
 	res.Err = s.run(ctx)
+	if s.spoolDir != nil {
+		s.spoolDir.Close()
+	}
 	if st := s.reloadedState(); st != nil {
 		res.Directory = st // reloaded for an unknown recipient
 	}
@@ -324,6 +327,9 @@ type session struct {
 	disp    Dispatcher
 	// spoolMem is the memory the session's spools share (see newSpool).
 	spoolMem *deliver.SpoolMem
+	// spoolDir is the spool directory, opened and checked once per poll
+	// for the spools that need a file (see newSpool); closed by Poll.
+	spoolDir *deliver.SpoolDir
 	// reloaded is the directory state after a reload for an unknown
 	// recipient (reloadRouting, called from concurrent deliveries).
 	dirMu    sync.Mutex
@@ -1515,11 +1521,17 @@ func (t *digestTee) Write(p []byte) (int, error) {
 // as tiny could otherwise hold maxWindow × 256 KiB of content, or as many
 // headers of up to MaxHeaderBytes, in memory at once. A spool that finds
 // no room goes to its file.
+//
+// The spool directory is opened, and checked, once per poll, when the
+// first message needs a file (deliver.SpoolDir), not once per file.
 func (s *session) newSpool() *deliver.Spool {
 	if s.spoolMem == nil {
 		s.spoolMem = deliver.NewSpoolMem(spoolMemShare)
 	}
-	sp := deliver.NewSpool(spoolDir(s.a), 0)
+	if s.spoolDir == nil {
+		s.spoolDir = deliver.NewSpoolDir(spoolDir(s.a))
+	}
+	sp := deliver.NewSpoolIn(s.spoolDir, 0)
 	sp.Share(s.spoolMem)
 	return sp
 }

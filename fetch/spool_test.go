@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"os"
 	"os/exec"
+	"path/filepath"
 	"runtime"
 	"runtime/debug"
 	"strings"
@@ -163,6 +164,10 @@ func TestPollSpoolReleased(t *testing.T) {
 				poller(r).Poll(context.Background(), a)
 				if n := spoolFDs(t, spoolDir(a)); n != 0 {
 					t.Fatalf("%d spool files still open after the poll", n)
+				}
+				// Opened once per poll, and closed with it.
+				if n := spoolFDs(t, filepath.Dir(spoolDir(a))); n != 0 {
+					t.Fatalf("the spool directory still open after the poll (%d descriptors in the state directory)", n)
 				}
 			}
 		})
