@@ -352,6 +352,11 @@ type openMaildir struct {
 	tmpID, newID dirID
 	// tmpPath and newPath are md's tmp/ and new/ paths, built once.
 	tmpPath, newPath string
+	// syncDev names the filesystem of tmp/, where every file of md is
+	// made, for sharing the files' syncs (see syncFile); syncShared
+	// says whether they may share them at all.
+	syncDev    uint64
+	syncShared bool
 	// noRename is set once renameat2(RENAME_NOREPLACE) proved
 	// unsupported here: Commit links instead.
 	noRename atomic.Bool
@@ -592,6 +597,9 @@ func (d *Maildir) open(abs string, own *fileOwner) (*openMaildir, error) {
 		md.close()
 		return nil, err
 	}
+	// A file made in tmp/ (through md.tmp, openat) is on tmp/'s
+	// filesystem: asked once here rather than of every file.
+	md.syncDev, md.syncShared = d.fs.SyncKey(md.tmp)
 	// A delivery killed between creating its tmp/ file and removing it
 	// leaves the file behind; the Maildir spec lets a writer remove tmp/
 	// files older than 36 hours. Once per Maildir per process is enough.
@@ -695,7 +703,7 @@ func (d *Maildir) prepare(md *openMaildir, target string, r io.Reader) (*Prepare
 		f.Close()
 		return nil, p.fail("write tmp file", err)
 	}
-	if err := d.syncFile(f); err != nil {
+	if err := d.syncFile(md, f); err != nil {
 		f.Close()
 		return nil, p.fail("fsync tmp file", err)
 	}
@@ -710,24 +718,23 @@ func (d *Maildir) prepare(md *openMaildir, target string, r io.Reader) (*Prepare
 	return p, nil
 }
 
-// syncFile makes f's data and inode durable before it returns, as
-// fsync(2) of f does, which is what it does when f is alone or on a
-// filesystem whose syncfs(2) is not known to do the same
-// (durable.SharedSyncKey). Copies written at once into one such
+// syncFile makes f, a file made in md's tmp/, durable before it returns,
+// data and inode, as fsync(2) of f does, which is what it does when f is
+// alone or on a filesystem whose syncfs(2) is not known to do the same
+// (durable.SharedSyncKey, asked of tmp/ when md was opened: f is on
+// tmp/'s filesystem). Copies written at once into one such
 // filesystem share one syncfs instead (durable.FileSync): each returns
 // after a syncfs that started after its call, followed by a device flush
 // (durable.SyncFilesystem), and after a check of its own file's
 // writeback errors; the copy is only then renamed into new/, so new/
 // still holds only durable files (doc/design.md §2.2).
-func (d *Maildir) syncFile(f maildirFile) error {
-	if g, ok := f.(groupSyncFile); ok {
-		if dev, ok := g.syncKey(); ok {
-			files := d.files
-			if files == nil {
-				files = fileSyncs
-			}
-			return files.Sync(dev, g)
+func (d *Maildir) syncFile(md *openMaildir, f maildirFile) error {
+	if g, ok := f.(groupSyncFile); ok && md.syncShared {
+		files := d.files
+		if files == nil {
+			files = fileSyncs
 		}
+		return files.Sync(md.syncDev, g)
 	}
 	return f.Sync()
 }
@@ -1158,6 +1165,10 @@ type maildirFS interface {
 	// DirID identifies the directory name in dir (nil: name is
 	// absolute; "": dir itself), not following a final symlink.
 	DirID(dir *os.File, name string) (dirID, error)
+	// SyncKey names the filesystem of the files made in dir for
+	// durable.FileSync, or says (ok false) that they are fsynced one
+	// by one (see durable.SharedSyncKey).
+	SyncKey(dir *os.File) (dev uint64, ok bool)
 	SyncDir(dir *os.File) error
 	Remove(dir *os.File, name string) error
 }
@@ -1171,12 +1182,10 @@ type maildirFile interface {
 }
 
 // groupSyncFile is a maildirFile that can be made durable together with
-// others on its filesystem (see Maildir.syncFile); syncKey names the
-// filesystem, or says no.
+// others on its filesystem (see Maildir.syncFile).
 type groupSyncFile interface {
 	maildirFile
 	durable.SyncFile
-	syncKey() (dev uint64, ok bool)
 }
 
 // errSymlink is the reason a symlink where popfetch follows none (see

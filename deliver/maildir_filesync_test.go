@@ -7,6 +7,7 @@ import (
 	"errors"
 	"io/fs"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"sync"
 	"syscall"
@@ -20,7 +21,7 @@ import (
 // durable and fail the shared sync or a file's writeback check on demand.
 type syncFS struct {
 	osFS
-	shareable bool  // what syncKey says of every file
+	shareable bool  // what SyncKey says of every directory
 	syncfsErr error // the result of every SyncFS
 	// wbErr is the writeback error of the n-th file created (from 1).
 	wbErr  error
@@ -58,9 +59,9 @@ func (f *syncFile) count(n *int) {
 	f.s.mu.Unlock()
 }
 
-func (f *syncFile) syncKey() (uint64, bool) {
-	dev, ok := f.rawFile.syncKey()
-	return dev, ok && f.s.shareable
+func (s *syncFS) SyncKey(dir *os.File) (uint64, bool) {
+	dev, ok := s.osFS.SyncKey(dir)
+	return dev, ok && s.shareable
 }
 
 func (f *syncFile) Sync() error {
@@ -143,4 +144,85 @@ func TestMaildirFileSync(t *testing.T) {
 			}
 		})
 	}
+}
+
+// TestMaildirSyncKey: the key a Maildir shares its files' syncs by is
+// asked of tmp/ once, when the Maildir is opened, and is what it would be
+// of each file made there (durable.SharedSyncKey): tmp/'s filesystem,
+// also when tmp/ is on another filesystem than the rest of the Maildir (a
+// tmpfs mounted on it, which needs root), or the whole Maildir is (on
+// /dev/shm).
+func TestMaildirSyncKey(t *testing.T) {
+	mountedTmp := func(t *testing.T) string {
+		dir := filepath.Join(t.TempDir(), "Maildir")
+		makeMaildir(t, dir)
+		tmp := filepath.Join(dir, "tmp")
+		if out, err := exec.Command("mount", "-t", "tmpfs", "-o", "size=1m,mode=0700", "tmpfs", tmp).CombinedOutput(); err != nil {
+			t.Skipf("cannot mount a tmpfs (needs root): %v: %s", err, out)
+		}
+		t.Cleanup(func() { exec.Command("umount", "-l", tmp).Run() })
+		return dir
+	}
+	tests := []struct {
+		name    string
+		maildir func(t *testing.T) string
+	}{
+		{"TMPDIR", func(t *testing.T) string { return filepath.Join(t.TempDir(), "Maildir") }},
+		{"/dev/shm", func(t *testing.T) string {
+			base, err := os.MkdirTemp("/dev/shm", "maildir")
+			if err != nil {
+				t.Skip(err)
+			}
+			t.Cleanup(func() { os.RemoveAll(base) })
+			return filepath.Join(base, "Maildir")
+		}},
+		{"tmp/ a mount of its own", mountedTmp},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			dir := tt.maildir(t)
+			d := NewMaildir(dir, MaildirOptions{LocalHost: "h"})
+			closeAtEnd(t, d)
+			var rootDev uint64
+			for i := range 3 {
+				p, err := d.Prepare(context.Background(), testMessage(100), "", Recipient{}, nil)
+				if err != nil {
+					t.Fatal(err)
+				}
+				f, err := os.Open(filepath.Join(dir, "tmp", p.tmpName))
+				if err != nil {
+					t.Fatal(err)
+				}
+				dev, ok := durable.SharedSyncKey(int(f.Fd()))
+				var st syscall.Stat_t
+				if err := syscall.Fstat(int(f.Fd()), &st); err != nil {
+					t.Fatal(err)
+				}
+				f.Close()
+				if ok && dev != uint64(st.Dev) {
+					t.Fatalf("SharedSyncKey of the file = %d; its device is %d", dev, st.Dev)
+				}
+				if p.md.syncShared != ok || ok && p.md.syncDev != dev {
+					t.Errorf("copy %d: Maildir's key %d, %v; the file's %d, %v", i+1, p.md.syncDev, p.md.syncShared, dev, ok)
+				}
+				if err := syscall.Stat(dir, &st); err != nil {
+					t.Fatal(err)
+				}
+				rootDev = uint64(st.Dev)
+				p.Abort()
+			}
+			if tt.name == "tmp/ a mount of its own" && tmpDev(t, dir) == rootDev {
+				t.Fatal("tmp/ is not on a filesystem of its own")
+			}
+		})
+	}
+}
+
+// tmpDev is the device of dir's tmp/.
+func tmpDev(t *testing.T, dir string) uint64 {
+	var st syscall.Stat_t
+	if err := syscall.Stat(filepath.Join(dir, "tmp"), &st); err != nil {
+		t.Fatal(err)
+	}
+	return uint64(st.Dev)
 }

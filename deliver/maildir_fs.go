@@ -149,10 +149,8 @@ func (f *rawFile) Sync() error {
 	}
 }
 
-// syncKey, Fsync, SyncFS and CheckWriteback let a Maildir make the file
-// durable together with others on its filesystem (groupSyncFile).
-func (f *rawFile) syncKey() (uint64, bool) { return durable.SharedSyncKey(f.fd) }
-
+// Fsync, SyncFS and CheckWriteback let a Maildir make the file durable
+// together with others on its filesystem (groupSyncFile).
 func (f *rawFile) Fsync() error { return f.Sync() }
 
 // SyncFS syncs the file's filesystem through the file's own descriptor,
@@ -225,6 +223,11 @@ func (osFS) DirID(dir *os.File, name string) (dirID, error) {
 	}
 	return dirID{dev: uint64(st.Dev), ino: st.Ino}, nil
 }
+
+// SyncKey asks the directory, through its O_PATH descriptor (fstatfs
+// and fstat work on one), what SharedSyncKey asks of a file: a file made
+// in it is on its filesystem.
+func (osFS) SyncKey(dir *os.File) (uint64, bool) { return durable.SharedSyncKey(int(dir.Fd())) }
 
 func (osFS) Link(olddir *os.File, oldname string, newdir *os.File, newname string) error {
 	// Flags 0: a symlink at oldname is not followed, and newname is

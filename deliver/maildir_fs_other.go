@@ -20,6 +20,7 @@ func (osFS) OpenExcl(*os.File, string, fs.FileMode) (maildirFile, error) { retur
 func (osFS) Link(*os.File, string, *os.File, string) error               { return errNoMaildir }
 func (osFS) Rename(*os.File, string, *os.File, string) error             { return errNoMaildir }
 func (osFS) DirID(*os.File, string) (dirID, error)                       { return dirID{}, errNoMaildir }
+func (osFS) SyncKey(*os.File) (uint64, bool)                             { return 0, false }
 func (osFS) SyncDir(*os.File) error                                      { return errNoMaildir }
 func (osFS) Remove(*os.File, string) error                               { return errNoMaildir }
 

@@ -244,7 +244,7 @@ func (m *Message) takeStreamed(d *Maildir, target string, rc Recipient, fields [
 	s.done = true
 	p := s.p
 	p.target = target
-	if err := d.syncFile(s.f); err != nil {
+	if err := d.syncFile(p.md, s.f); err != nil {
 		s.f.Close()
 		return nil, true, p.fail("fsync tmp file", err)
 	}
