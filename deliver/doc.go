@@ -80,12 +80,15 @@
 // A [Maildir] opens each Maildir's directories once, checking them as
 // described below, and reuses the descriptors for the following copies
 // (at most 64 Maildirs per target; [Maildir.Close] closes them). Before
-// each copy it looks tmp/ and new/ up by path again (fstatat, not
-// following a final symlink): if either is no longer the directory it
-// opened (the Maildir renamed away or re-created, new/ replaced, a
-// directory swapped for a symlink), the Maildir is opened afresh with
-// every check, so the copy goes where a fresh open would put it, or is
-// refused.
+// each copy it looks new/ up by path again (fstatat, not following a
+// final symlink): if it is no longer the directory it opened (the
+// Maildir renamed away or re-created, new/ replaced, removed or swapped
+// for a symlink), the Maildir is opened afresh with every check, so the
+// copy appears where a fresh open would put it, or is refused. tmp/,
+// which a copy only passes through its opened descriptor, is not looked
+// up again: one renamed away or swapped for a symlink is still the
+// directory that was checked, and nothing is made through the symlink;
+// one removed cannot take a file, and the Maildir is opened afresh.
 //   - MDA: the process exited 0, read its copy and, unless allowed, wrote
 //     nothing to stderr. The copy is its stdin as a complete file (a
 //     sealed memfd, or an unlinked 0600 temporary file), never a pipe, so

@@ -347,11 +347,10 @@ type openMaildir struct {
 	path          string
 	tmp, new, cur *os.File
 	own           *fileOwner // of the files created, nil to leave them
-	// tmpID and newID identify tmp/ and new/ as opened, for acquire's
-	// check that the path still leads to them.
-	tmpID, newID dirID
-	// tmpPath and newPath are md's tmp/ and new/ paths, built once.
-	tmpPath, newPath string
+	// newID identifies new/ as opened, for acquire's check that the
+	// path still leads to it; newPath is its path, built once.
+	newID   dirID
+	newPath string
 	// syncDev names the filesystem of tmp/, where every file of md is
 	// made, for sharing the files' syncs (see syncFile); syncShared
 	// says whether they may share them at all.
@@ -377,20 +376,30 @@ type openMaildir struct {
 // leads to; cached reports that they were. The copy gives them back with
 // release.
 //
-// How a cached Maildir notices a change: before each use, tmp/ and new/
-// are looked up again by path (fstatat, without following a final
-// symlink) and must still be the directories (device and inode) that open
-// checked. A Maildir renamed away and re-created, a new/ replaced, a
-// directory removed or swapped for a symlink all fail the check, and the
-// Maildir is opened afresh through open, with all of its checks (and so
-// re-created, or refused). A path that leads to the very directories
-// cached, through whatever symlinks, delivers exactly where a fresh open
-// would have, so two fstatats keep the guarantees of the eight openats
-// and fstat of a fresh open. What the check cannot see (a change between
-// it and the copy's system calls) is the same race a fresh open has, and
-// is as harmless: the copy lands in the directory that was checked. A
-// removed tmp/ whose inode number was reused is caught in Prepare (its
-// file cannot be created: ENOENT).
+// How a cached Maildir notices a change: before each use, new/ is looked
+// up again by path (fstatat, without following a final symlink) and must
+// still be the directory (device and inode) that open checked: new/ is
+// where the copy appears, and its path is what Prepared.Path records for
+// a run killed before it records the delivery. A Maildir renamed away
+// (and perhaps re-created), a new/ replaced, removed or swapped for a
+// symlink fail the check, and the Maildir is opened afresh through open,
+// with all of its checks (and so re-created, or refused). A path that
+// leads to the very new/ cached, through whatever symlinks, delivers
+// where a fresh open would have. What the check cannot see (a change
+// between it and the copy's system calls) is the same race a fresh open
+// has, and is as harmless: the copy lands in the directory that was
+// checked. A removed new/ whose inode number was reused refuses the
+// copy's rename (ENOENT: Linux makes no entry in a removed directory).
+//
+// tmp/ is not looked up again, as nothing depends on its path: a copy
+// only passes through it, made and renamed through the descriptor that
+// open checked, and appears in new/ all the same. A tmp/ renamed away
+// or swapped for a symlink since is still the directory that was
+// checked, and nothing is made where the symlink points; the copies go
+// on passing through it while the Maildir stays cached (fetch builds its
+// targets per poll, see fetch/session.go: the next poll opens tmp/
+// afresh and refuses a symlink). A removed tmp/ cannot take a file
+// (ENOENT), and Prepare opens the Maildir afresh once.
 func (d *Maildir) acquire(dir string, own *fileOwner) (md *openMaildir, cached bool, err error) {
 	abs, err := filepath.Abs(dir)
 	if err != nil {
@@ -450,14 +459,11 @@ func (d *Maildir) acquire(dir string, own *fileOwner) (md *openMaildir, cached b
 	return md, false, nil
 }
 
-// current reports whether md's path still leads to its tmp/ and new/.
+// current reports whether md's path still leads to its new/ (see
+// acquire).
 func (d *Maildir) current(md *openMaildir) bool {
 	newID, err := d.fs.DirID(nil, md.newPath)
-	if err != nil || newID != md.newID {
-		return false
-	}
-	tmpID, err := d.fs.DirID(nil, md.tmpPath)
-	return err == nil && tmpID == md.tmpID
+	return err == nil && newID == md.newID
 }
 
 // forget takes md out of the cache, if it is still there; the copies
@@ -578,7 +584,7 @@ func (d *Maildir) open(abs string, own *fileOwner) (*openMaildir, error) {
 		abs = filepath.Join(abs, folderDir(d.folder))
 	}
 	defer root.Close()
-	md := &openMaildir{path: abs, own: own, tmpPath: filepath.Join(abs, "tmp"), newPath: filepath.Join(abs, "new")}
+	md := &openMaildir{path: abs, own: own, newPath: filepath.Join(abs, "new")}
 	for _, sub := range []struct {
 		name string
 		f    **os.File
@@ -588,12 +594,9 @@ func (d *Maildir) open(abs string, own *fileOwner) (*openMaildir, error) {
 			return nil, err
 		}
 	}
-	// Of the descriptors, not the paths: what acquire compares the paths
+	// Of the descriptor, not the path: what acquire compares the path
 	// with later is what was opened here, with the checks above.
-	if md.tmpID, err = d.fs.DirID(md.tmp, ""); err == nil {
-		md.newID, err = d.fs.DirID(md.new, "")
-	}
-	if err != nil {
+	if md.newID, err = d.fs.DirID(md.new, ""); err != nil {
 		md.close()
 		return nil, err
 	}

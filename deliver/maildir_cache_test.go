@@ -34,10 +34,15 @@ func TestMaildirOpensOnce(t *testing.T) {
 }
 
 // A cached Maildir that changed under popfetch is noticed before the next
-// copy: renamed away (and perhaps re-created), its new/ or tmp/ replaced,
-// or a directory swapped for a symlink. The next copy goes where a fresh
+// copy: renamed away (and perhaps re-created), its new/ replaced or
+// removed, or swapped for a symlink. The next copy goes where a fresh
 // open puts it: into the Maildir the path now names, or nowhere (a
-// symlink, refused as a temporary failure).
+// symlink, refused as a temporary failure). A tmp/ changed while its
+// descriptor still holds a live directory is not looked up again: the
+// copy passes through the tmp/ that was opened and checked, never
+// through a symlink, into the new/ the path names, and the next
+// Maildir (the next poll's) opens tmp/ afresh, refusing a symlink; a
+// removed tmp/ is opened afresh at once.
 func TestMaildirCacheNoticesChange(t *testing.T) {
 	mv := func(t *testing.T, from, to string) {
 		t.Helper()
@@ -52,37 +57,67 @@ func TestMaildirCacheNoticesChange(t *testing.T) {
 		// dir's parent ("": removed with it); the second goes to new/
 		first   string
 		refused string // the symlink the second copy must be refused for
+		kept    bool   // the cached directories serve the second copy
+		// the symlink a fresh Maildir (the next poll's) is refused for
+		nextRefused string
 	}{
-		{"maildir renamed away", func(t *testing.T, dir, _ string) { mv(t, dir, dir+".old") }, "Maildir.old/new", ""},
-		{"maildir renamed away and re-created", func(t *testing.T, dir, _ string) {
+		{name: "maildir renamed away", change: func(t *testing.T, dir, _ string) { mv(t, dir, dir+".old") }, first: "Maildir.old/new"},
+		{name: "maildir renamed away and re-created", change: func(t *testing.T, dir, _ string) {
 			mv(t, dir, dir+".old")
 			makeMaildir(t, dir)
-		}, "Maildir.old/new", ""},
-		{"new/ replaced", func(t *testing.T, dir, _ string) {
+		}, first: "Maildir.old/new"},
+		{name: "new/ replaced", change: func(t *testing.T, dir, _ string) {
 			mv(t, filepath.Join(dir, "new"), filepath.Join(dir, "new.old"))
 			if err := os.Mkdir(filepath.Join(dir, "new"), 0o700); err != nil {
 				t.Fatal(err)
 			}
-		}, "Maildir/new.old", ""},
-		{"tmp/ replaced", func(t *testing.T, dir, _ string) {
+		}, first: "Maildir/new.old"},
+		{name: "new/ renamed away", change: func(t *testing.T, dir, _ string) {
+			mv(t, filepath.Join(dir, "new"), filepath.Join(dir, "new.old"))
+		}, first: "Maildir/new.old"},
+		{name: "new/ removed", change: func(t *testing.T, dir, _ string) {
+			if err := os.RemoveAll(filepath.Join(dir, "new")); err != nil {
+				t.Fatal(err)
+			}
+		}},
+		{name: "tmp/ replaced", change: func(t *testing.T, dir, _ string) {
 			mv(t, filepath.Join(dir, "tmp"), filepath.Join(dir, "tmp.old"))
 			if err := os.Mkdir(filepath.Join(dir, "tmp"), 0o700); err != nil {
 				t.Fatal(err)
 			}
-		}, "Maildir/new", ""},
-		{"removed", func(t *testing.T, dir, _ string) {
+		}, first: "Maildir/new", kept: true},
+		{name: "tmp/ removed", change: func(t *testing.T, dir, _ string) {
+			if err := os.Remove(filepath.Join(dir, "tmp")); err != nil {
+				t.Fatal(err)
+			}
+		}, first: "Maildir/new"},
+		{name: "tmp/ removed and re-created", change: func(t *testing.T, dir, _ string) {
+			if err := os.Remove(filepath.Join(dir, "tmp")); err != nil {
+				t.Fatal(err)
+			}
+			if err := os.Mkdir(filepath.Join(dir, "tmp"), 0o700); err != nil {
+				t.Fatal(err)
+			}
+		}, first: "Maildir/new"},
+		{name: "removed", change: func(t *testing.T, dir, _ string) {
 			if err := os.RemoveAll(dir); err != nil {
 				t.Fatal(err)
 			}
-		}, "", ""},
-		{"new/ swapped for a symlink", func(t *testing.T, dir, elsewhere string) {
+		}},
+		{name: "new/ swapped for a symlink", change: func(t *testing.T, dir, elsewhere string) {
 			mv(t, filepath.Join(dir, "new"), filepath.Join(dir, "new.moved"))
 			symlinkAs(t, elsewhere, filepath.Join(dir, "new"))
-		}, "Maildir/new.moved", "new"},
-		{"tmp/ swapped for a symlink", func(t *testing.T, dir, elsewhere string) {
+		}, first: "Maildir/new.moved", refused: "new", nextRefused: "new"},
+		{name: "tmp/ swapped for a symlink", change: func(t *testing.T, dir, elsewhere string) {
 			mv(t, filepath.Join(dir, "tmp"), filepath.Join(dir, "tmp.moved"))
 			symlinkAs(t, elsewhere, filepath.Join(dir, "tmp"))
-		}, "Maildir/new", "tmp"},
+		}, first: "Maildir/new", kept: true, nextRefused: "tmp"},
+		{name: "tmp/ removed and a symlink in its place", change: func(t *testing.T, dir, elsewhere string) {
+			if err := os.Remove(filepath.Join(dir, "tmp")); err != nil {
+				t.Fatal(err)
+			}
+			symlinkAs(t, elsewhere, filepath.Join(dir, "tmp"))
+		}, first: "Maildir/new", refused: "tmp", nextRefused: "tmp"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -90,20 +125,39 @@ func TestMaildirCacheNoticesChange(t *testing.T) {
 			r := &recFS{t: t}
 			d := NewMaildir(dir, MaildirOptions{LocalHost: "h", fs: r})
 			closeAtEnd(t, d)
-			deliverOne := func() error {
+			deliverOne := func(d *Maildir) error {
 				return d.Deliver(context.Background(), testMessage(100), "", []Recipient{{}}, nil)[0]
 			}
-			if err := deliverOne(); err != nil {
+			if err := deliverOne(d); err != nil {
 				t.Fatal(err)
 			}
 			tt.change(t, dir, elsewhere)
-			err := deliverOne()
-			if r.opens != 2 {
-				t.Errorf("Maildir opened %d times; want 2 (the change noticed)", r.opens)
+			err := deliverOne(d)
+			if want := map[bool]int{false: 2, true: 1}[tt.kept]; r.opens != want {
+				t.Errorf("Maildir opened %d times; want %d", r.opens, want)
 			}
 			if got := delivertest.Names(t, elsewhere); len(got) != 0 {
 				t.Errorf("the symlink's target holds %q; want nothing", got)
 			}
+			// The next poll's Maildir looks at every path afresh.
+			defer func() {
+				next := NewMaildir(dir, MaildirOptions{LocalHost: "h"})
+				closeAtEnd(t, next)
+				err := deliverOne(next)
+				if tt.nextRefused == "" {
+					if err != nil {
+						t.Errorf("the next poll's copy: %v", err)
+					}
+					return
+				}
+				de := wantTemporary(t, err)
+				if !strings.Contains(de.Error(), filepath.Join(dir, tt.nextRefused)) || !strings.Contains(de.Error(), "symbolic link") {
+					t.Errorf("the next poll's error %q does not name the symlink", de.Error())
+				}
+				if got := delivertest.Names(t, elsewhere); len(got) != 0 {
+					t.Errorf("the symlink's target holds %q; want nothing", got)
+				}
+			}()
 			if tt.refused != "" {
 				if got := delivertest.Names(t, filepath.Join(filepath.Dir(dir), tt.first)); len(got) != 1 {
 					t.Errorf("%s = %q; want the first copy", tt.first, got)
@@ -117,9 +171,10 @@ func TestMaildirCacheNoticesChange(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			wantTmp := filepath.Join(dir, "tmp")
-			if got := delivertest.Names(t, wantTmp); len(got) != 0 {
-				t.Errorf("tmp/ = %q; want empty", got)
+			for _, tmp := range []string{"tmp", "tmp.old", "tmp.moved"} {
+				if got := delivertest.Names(t, filepath.Join(dir, tmp)); len(got) != 0 {
+					t.Errorf("%s/ = %q; want empty", tmp, got)
+				}
 			}
 			want := map[string]int{"Maildir/new": 1}
 			if tt.first != "" {
