@@ -73,7 +73,7 @@ func messageIdentity(size int64, m *deliver.Message) (uidl.Identity, error) {
 	}
 	d := newDigester()
 	defer d.free()
-	if err := d.readFrom(m.Reader()); err != nil {
+	if _, err := m.WriteTo(d); err != nil {
 		return uidl.Identity{}, fmt.Errorf("identity of uid %s: read the message: %w", m.UID, err)
 	}
 	return d.identity(size), nil
