@@ -299,7 +299,7 @@ func (p *Poller) run(ctx context.Context, a *rcfile.Account, opts PollOptions, d
 		}
 		log.Log(context.Background(), lvl, "poll done", args...)
 	}()
-	s := &session{p: p, a: a, log: log, res: &res, opts: opts, dryRun: dryRun}
+	s := &session{p: p, a: a, log: log, res: &res, opts: opts, dryRun: dryRun, nowFunc: p.now}
 	res.Err = s.run(ctx)
 	if st := s.reloadedState(); st != nil {
 		res.Directory = st // reloaded for an unknown recipient
@@ -343,6 +343,9 @@ type session struct {
 	// by message number, until what happens to it on the server is
 	// known (see audited).
 	pending map[int]*audit
+	// nowFunc is p.now, made once (a method value is an allocation):
+	// each delivery's progress has it.
+	nowFunc func() time.Time
 }
 
 // has reports whether uid was delivered before.
@@ -1635,7 +1638,8 @@ func (s *session) failedBefore(todo []entry) bool {
 func (s *session) deliver(ctx context.Context, r retrieved) (d delivery) {
 	e, m := r.e, r.m
 	d.e, d.size = e, m.Size()
-	log := withLazy(s.log, slog.String("uid", e.UID), slog.Int("msgnum", e.Num))
+	ds := &deliveryState{}
+	log := ds.log.init(s.log, slog.String("uid", e.UID), slog.Int("msgnum", e.Num))
 	defer func() {
 		// A panic in a target must not take the daemon down, nor count
 		// as delivered.
@@ -1655,7 +1659,9 @@ func (s *session) deliver(ctx context.Context, r retrieved) (d delivery) {
 		log.Error("delivery failed; message stays on the server and is retried next poll", "size", m.Size(), "err", err)
 		return d
 	}
-	p := &progress{s: s.store, uid: e.UID, id: id, shared: s.v.listed[e.UID] > 1, now: s.p.now}
+	p := &ds.p
+	*p = progress{s: s.store, uid: e.UID, id: id, shared: s.v.listed[e.UID] > 1, now: s.nowFunc}
+	p.copies = p.first[:0]
 	if err := s.disp.Dispatch(ctx, m, p, log); err != nil {
 		args := []any{"size", m.Size(), "err", err}
 		if cs := p.made(); len(cs) > 0 {
@@ -1682,14 +1688,25 @@ func (s *session) deliver(ctx context.Context, r retrieved) (d delivery) {
 	if s.a.QuietMessages {
 		log.Debug("delivered", "size", m.Size())
 	}
-	d.ok, d.audit = true, newAudit(e, m, p.made(), s.auditLogged(ctx))
-	d.audit.filters = p.filtered()
+	ds.audit.fill(e, m, p.take(), s.auditLogged(ctx))
+	ds.audit.filters = p.filtered()
+	d.ok, d.audit = true, &ds.audit
 	return d
+}
+
+// deliveryState is what one delivery needs beyond its message, in one
+// allocation: its logger, its progress, and the audit kept until its DELE
+// (which keeps the rest alive that long too: a few hundred bytes).
+type deliveryState struct {
+	log   lazyLog
+	p     progress
+	audit audit
 }
 
 type progress struct {
 	mu     sync.Mutex
-	copies []Copy // where each copy went, as the Dispatcher said (Copied)
+	copies []Copy  // where each copy went, as the Dispatcher said (Copied)
+	first  [1]Copy // copies' array while it holds one (deliver)
 	s      *uidl.Store
 	uid    string
 	id     uidl.Identity // of the message, recorded with an intent
@@ -1760,6 +1777,19 @@ func (p *progress) made() []Copy {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	return append([]Copy(nil), p.copies...)
+}
+
+// take returns the copies noted, once the Dispatcher is done: made
+// without the copy. A Copied after it would start a slice of its own.
+func (p *progress) take() []Copy {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	cs := p.copies
+	p.copies = nil
+	if len(cs) == 0 {
+		return nil // as made
+	}
+	return cs
 }
 
 func (p *progress) Record(rcpt string) error {
