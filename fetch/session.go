@@ -1681,9 +1681,13 @@ func (s *session) deliver(ctx context.Context, r retrieved) (d delivery) {
 		d.err = fmt.Errorf("uidl store: record %s: %w", e.UID, err)
 		return d
 	}
-	if err := s.recordCopy(e, id); err != nil {
-		d.err = err
-		return d
+	// recordCopy looks only at UIDs listed more than once (p.shared):
+	// one map lookup per message fewer.
+	if p.shared {
+		if err := s.recordCopy(e, id); err != nil {
+			d.err = err
+			return d
+		}
 	}
 	if s.a.QuietMessages {
 		log.Debug("delivered", "size", m.Size())
