@@ -882,7 +882,7 @@ func (s *session) fetch(ctx context.Context, todo []entry) (err error) {
 	}
 	var inflightMem int64 // the part of inflight a spool will hold in memory (inMemory)
 	var heldMem int64     // the part of held in memory
-	var queue []op        // sent, reply not yet read, in command order
+	var queue opQueue     // sent, reply not yet read, in command order
 	var deles []entry     // recorded durably, DELE not yet sent
 	var recorded []entry  // delivered and recorded, awaiting the store's fsync
 	// A round is the commands between two points where the replies are
@@ -1036,6 +1036,7 @@ func (s *session) fetch(ctx context.Context, todo []entry) (err error) {
 		// UIDs name. Only now may a check of a message seen before
 		// (reuse.go) decide anything: a copy read out of step would
 		// be another message's.
+		all := unchecked // its array serves the next round
 		for len(unchecked) > 0 {
 			// Taken off as it is handled: what is left when this
 			// returns early is closed with the session (see fetch).
@@ -1078,7 +1079,8 @@ func (s *session) fetch(ctx context.Context, todo []entry) (err error) {
 				return err
 			}
 		}
-		unchecked = unchecked[:0]
+		clear(all) // the messages are the deliveries' now
+		unchecked = all[:0]
 		closing, last, roundCmds, roundRetrs, tailBracket = false, entry{}, 0, 0, false
 		return nil
 	}
@@ -1113,13 +1115,13 @@ func (s *session) fetch(ctx context.Context, todo []entry) (err error) {
 			// DELEs costs a round trip, and one round for all of them
 			// beats one per batch that happens to become durable.
 			holdDeles := next >= len(todo) && running > 0 && len(deles) < perRound
-			for len(queue) < window && roundCmds < perRound && len(deles) > 0 && !holdDeles {
+			for queue.len() < window && roundCmds < perRound && len(deles) > 0 && !holdDeles {
 				e := deles[0]
 				if err := c.SendDele(e.Num); err != nil {
 					return err
 				}
 				deles = deles[1:]
-				queue = append(queue, op{verb: "DELE", e: e})
+				queue.push(op{verb: "DELE", e: e})
 				roundCmds++
 				tailBracket = false
 			}
@@ -1139,7 +1141,7 @@ func (s *session) fetch(ctx context.Context, todo []entry) (err error) {
 				return (retrs == 0 && held == 0) ||
 					inflight+held+sz <= spoolLimit && inflightMem+heldMem+inMemory(sz) <= memWindow
 			}
-			for len(queue) < window && retrOK() {
+			for queue.len() < window && retrOK() {
 				e := todo[next]
 				inflight += e.Size
 				inflightMem += inMemory(e.Size)
@@ -1147,7 +1149,7 @@ func (s *session) fetch(ctx context.Context, todo []entry) (err error) {
 				if err := c.SendRetr(e.Num); err != nil {
 					return err
 				}
-				queue = append(queue, op{verb: "RETR", e: e})
+				queue.push(op{verb: "RETR", e: e})
 				retrs++
 				roundCmds++
 				roundRetrs++
@@ -1159,24 +1161,24 @@ func (s *session) fetch(ctx context.Context, todo []entry) (err error) {
 					if err := c.SendList(e.Num); err != nil {
 						return err
 					}
-					queue = append(queue, op{verb: "LIST", e: e, bracket: true})
+					queue.push(op{verb: "LIST", e: e, bracket: true})
 					tailBracket = true
 				}
 			}
 			more := roundCmds < perRound && len(deles) > 0 && !holdDeles || retrOK()
-			if !more && roundCmds > 0 && (len(queue) < window || tailBracket) {
+			if !more && roundCmds > 0 && (queue.len() < window || tailBracket) {
 				// Nothing more joins this round: it ends with a reply
 				// that names itself (see closeRound). The LIST after
 				// its last RETR is one, if nothing came after it.
 				switch {
-				case tailBracket && len(queue) == 0:
+				case tailBracket && queue.len() == 0:
 					// Read and found in step already (without
 					// PIPELINING), and the server silent since.
 					if err := endRound(); err != nil {
 						return err
 					}
 				case tailBracket:
-					queue[len(queue)-1].close = true
+					queue.last().close = true
 					closing = true
 				default:
 					verb, send := "STAT", c.SendStat
@@ -1186,7 +1188,7 @@ func (s *session) fetch(ctx context.Context, todo []entry) (err error) {
 					if err := send(); err != nil {
 						return err
 					}
-					queue = append(queue, op{verb: verb, e: last, close: true})
+					queue.push(op{verb: verb, e: last, close: true})
 					closing = true
 				}
 				if closing && pipelined && next >= len(todo) && len(deles) == 0 && s.lastRound(roundRetrs > 0, running > 0 || len(recorded) > 0) {
@@ -1196,12 +1198,12 @@ func (s *session) fetch(ctx context.Context, todo []entry) (err error) {
 					if err := c.SendQuit(); err != nil {
 						return err
 					}
-					queue[len(queue)-1].close = false
-					queue = append(queue, op{verb: "QUIT", close: true})
+					queue.last().close = false
+					queue.push(op{verb: "QUIT", close: true})
 				}
 			}
 		}
-		if len(queue) == 0 {
+		if queue.len() == 0 {
 			if running > 0 {
 				collect(<-results)
 				continue
@@ -1214,8 +1216,7 @@ func (s *session) fetch(ctx context.Context, todo []entry) (err error) {
 			}
 			return ctx.Err()
 		}
-		o := queue[0]
-		queue = queue[1:]
+		o := queue.pop()
 		switch o.verb {
 		case "DELE":
 			if err := c.ReadDele(); err != nil {
@@ -1262,7 +1263,7 @@ func (s *session) fetch(ctx context.Context, todo []entry) (err error) {
 				if err := c.SendList(o.e.Num); err != nil {
 					return err
 				}
-				queue = append(queue, op{verb: "LIST", e: o.e, bracket: true, close: o.close})
+				queue.push(op{verb: "LIST", e: o.e, bracket: true, close: o.close})
 				tailBracket = true // nothing was sent after the RETR
 			}
 		case "QUIT":
@@ -1290,6 +1291,43 @@ func (s *session) fetch(ctx context.Context, todo []entry) (err error) {
 			}
 		}
 	}
+}
+
+// opQueue holds the commands sent whose replies are not yet read, in
+// command order. It uses its array again from the start each time it
+// empties (at least once per round), where taking the first by slicing
+// would leave the array behind and allocate anew as commands are added.
+type opQueue struct {
+	ops  []op
+	head int // ops[head:] are queued
+}
+
+func (q *opQueue) len() int { return len(q.ops) - q.head }
+
+func (q *opQueue) push(o op) {
+	if len(q.ops) == cap(q.ops) && q.head > 0 {
+		// Full, with room before head: move the queue to the start
+		// rather than grow, so the array stays within what is queued
+		// at once even if the queue never empties.
+		n := copy(q.ops, q.ops[q.head:])
+		clear(q.ops[n:])
+		q.ops, q.head = q.ops[:n], 0
+	}
+	q.ops = append(q.ops, o)
+}
+
+// last returns the command queued last; the queue must not be empty.
+func (q *opQueue) last() *op { return &q.ops[len(q.ops)-1] }
+
+// pop takes the first command off; the queue must not be empty.
+func (q *opQueue) pop() op {
+	o := q.ops[q.head]
+	q.ops[q.head] = op{}
+	q.head++
+	if q.head == len(q.ops) {
+		q.ops, q.head = q.ops[:0], 0
+	}
+	return o
 }
 
 // lastRound reports whether QUIT may go out with the round being closed,
