@@ -158,6 +158,11 @@ func comment(s string) string {
 // spool is the copy's error.
 func Open(m *Message, fields []Field, lf bool) io.Reader {
 	var h bytes.Buffer
+	n := 0
+	for _, f := range fields {
+		n += len(f.Name) + len(": ") + len(f.Value) + len("\r\n")
+	}
+	h.Grow(n) // once: only a value with line breaks in it can outgrow it
 	for _, f := range fields {
 		h.WriteString(f.Name)
 		h.WriteString(": ")
@@ -165,7 +170,9 @@ func Open(m *Message, fields []Field, lf bool) io.Reader {
 		h.WriteString("\r\n")
 	}
 	mem, src, size := m.source()
-	e := &eolReader{segs: [][]byte{h.Bytes(), mem}, src: src, end: size, lf: lf}
+	e := &eolReader{src: src, end: size, lf: lf}
+	e.first = [2][]byte{h.Bytes(), mem}
+	e.segs = e.first[:]
 	// A final bare CR is already a line end for the eolReader; adding CRLF
 	// after it would append an empty line to the message.
 	if m.Size() > 0 {
@@ -184,9 +191,13 @@ func Open(m *Message, fields []Field, lf bool) io.Reader {
 // blank continuation line, which some parsers take as the end of the header.
 func writeValue(h *bytes.Buffer, v string) {
 	for i := 0; i < len(v); i++ {
-		c := v[i]
-		if c != '\r' && c != '\n' {
-			h.WriteByte(c)
+		if j := strings.IndexAny(v[i:], "\r\n"); j != 0 {
+			// The run up to the next break (or the end) as it is.
+			if j < 0 {
+				j = len(v) - i
+			}
+			h.WriteString(v[i : i+j])
+			i += j - 1
 			continue
 		}
 		for i+1 < len(v) && strings.IndexByte("\r\n \t", v[i+1]) >= 0 {
@@ -205,6 +216,8 @@ func writeValue(h *bytes.Buffer, v string) {
 // os/exec use) needs no buffer of its own beyond a pooled one.
 type eolReader struct {
 	segs     [][]byte    // what is left to convert, in order
+	first    [2][]byte   // segs' array at first (Open): no allocation of its own
+	one      [1][]byte   // segs' array for a chunk or the tail
 	src      io.ReaderAt // then bytes [off, end) of src, nil once read
 	off, end int64
 	tail     []byte  // then this
@@ -241,14 +254,16 @@ func (e *eolReader) more() bool {
 				return false
 			}
 			e.off += int64(n)
-			e.segs = append(e.segs, b)
+			e.one[0] = b
+			e.segs = e.one[:]
 		case e.src != nil:
 			// Nothing references the chunk any more.
 			e.src = nil
 			chunkBufs.Put(e.chunk)
 			e.chunk = nil
 		case e.tail != nil:
-			e.segs = append(e.segs, e.tail)
+			e.one[0] = e.tail
+			e.segs = e.one[:]
 			e.tail = nil
 		default:
 			return false

@@ -545,3 +545,36 @@ func TestOpenWriteToSmallBuffer(t *testing.T) {
 		})
 	}
 }
+
+// writeValueReference is writeValue a byte at a time, as it was written
+// first: writeValue copies the runs between line breaks whole and must
+// write the same bytes.
+func writeValueReference(h *bytes.Buffer, v string) {
+	for i := 0; i < len(v); i++ {
+		c := v[i]
+		if c != '\r' && c != '\n' {
+			h.WriteByte(c)
+			continue
+		}
+		for i+1 < len(v) && strings.IndexByte("\r\n \t", v[i+1]) >= 0 {
+			i++
+		}
+		if i+1 < len(v) {
+			h.WriteString("\r\n\t")
+		}
+	}
+}
+
+func FuzzWriteValue(f *testing.F) {
+	for _, s := range []string{"", "a", "\r", "\n", "a\r\nb", "a\r\n", "\r\na", "a\n \r\n\tb", "x\r\nBcc: evil", "ab\rcd\ne \r\n"} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, v string) {
+		var got, want bytes.Buffer
+		writeValue(&got, v)
+		writeValueReference(&want, v)
+		if got.String() != want.String() {
+			t.Fatalf("writeValue(%q) = %q; want %q", v, got.String(), want.String())
+		}
+	})
+}

@@ -66,6 +66,23 @@ func (m *Message) Reader() *io.SectionReader {
 	return io.NewSectionReader(bytes.NewReader(m.Raw), 0, int64(len(m.Raw)))
 }
 
+// WriteTo writes the whole message to w (io.WriterTo): a message held in
+// memory in one Write, without the copy through a buffer that reading it
+// costs; one in a spool file a pooled chunk at a time.
+func (m *Message) WriteTo(w io.Writer) (int64, error) {
+	if m.Spool != nil && m.Spool.closed {
+		return 0, errSpoolClosed
+	}
+	mem, src, _ := m.source()
+	if src == nil {
+		n, err := w.Write(mem)
+		return int64(n), err
+	}
+	bp := chunkBufs.Get().(*[]byte)
+	defer chunkBufs.Put(bp)
+	return io.CopyBuffer(w, m.Reader(), *bp)
+}
+
 // Close releases the spool, once every delivery of the message is over,
 // and removes its streamed Maildir copy if no Prepare took it.
 func (m *Message) Close() error {

@@ -485,3 +485,61 @@ func TestSpoolStaleNames(t *testing.T) {
 		t.Fatalf("spool directory holds %q; want the stale name gone, the rest kept", left)
 	}
 }
+
+// TestMessageWriteTo checks that WriteTo writes exactly the message,
+// from Raw, from a spool in memory and from a spool file (more than one
+// chunk), in one Write when it is in memory, and fails on a closed spool.
+func TestMessageWriteTo(t *testing.T) {
+	big := bytes.Repeat([]byte("line of text\r\n"), 10000) // > one 64 KiB chunk
+	small := []byte("Subject: x\r\n\r\nbody\r\n")
+	for _, tc := range []struct {
+		name   string
+		raw    []byte
+		spool  bool
+		memMax int
+		writes int // Writes wanted; 0: any number
+	}{
+		{"raw", small, false, 0, 1},
+		{"empty raw", nil, false, 0, 0},
+		{"spool in memory", small, true, 0, 1},
+		{"big spool in memory", big, true, len(big), 1},
+		{"spool file", small, true, 1, 0},
+		{"big spool file", big, true, 1, 0},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			m := &Message{Raw: tc.raw}
+			if tc.spool {
+				m = &Message{Spool: fillSpool(t, t.TempDir(), tc.memMax, tc.raw, []int{7, 4096})}
+				if err := m.Spool.Flush(); err != nil {
+					t.Fatal(err)
+				}
+				defer m.Close()
+			}
+			var w countingWriter
+			n, err := m.WriteTo(&w)
+			if err != nil || n != int64(len(tc.raw)) || !bytes.Equal(w.b, tc.raw) {
+				t.Fatalf("WriteTo = %d, %v; wrote %d bytes, equal %v; want %d", n, err, len(w.b), bytes.Equal(w.b, tc.raw), len(tc.raw))
+			}
+			if tc.writes > 0 && w.n != tc.writes {
+				t.Errorf("%d Writes, want %d", w.n, tc.writes)
+			}
+		})
+	}
+	m := &Message{Spool: fillSpool(t, t.TempDir(), 0, small, nil)}
+	m.Close()
+	if n, err := m.WriteTo(io.Discard); n != 0 || !errors.Is(err, errSpoolClosed) {
+		t.Errorf("WriteTo of a closed spool = %d, %v; want 0, %v", n, err, errSpoolClosed)
+	}
+}
+
+// countingWriter keeps what is written and counts the Writes.
+type countingWriter struct {
+	b []byte
+	n int
+}
+
+func (w *countingWriter) Write(p []byte) (int, error) {
+	w.b = append(w.b, p...)
+	w.n++
+	return len(p), nil
+}

@@ -72,11 +72,17 @@ type audit struct {
 // newAudit reads what the audit line of m, delivered as copies, needs;
 // the header's fields only when the line will be written (logged).
 func newAudit(e entry, m *deliver.Message, copies []Copy, logged bool) *audit {
-	a := &audit{e: e, size: m.Size(), copies: copies}
+	a := &audit{}
+	a.fill(e, m, copies, logged)
+	return a
+}
+
+// fill is newAudit into a (a part of a larger allocation: deliveryState).
+func (a *audit) fill(e entry, m *deliver.Message, copies []Copy, logged bool) {
+	*a = audit{e: e, size: m.Size(), copies: copies}
 	if logged {
 		a.messageID, a.from = deliver.AuditFields(m.Head())
 	}
-	return a
 }
 
 // auditLogged reports whether audited will write the audit lines.

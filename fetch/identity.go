@@ -32,6 +32,19 @@ var volatileFields = map[string]bool{
 	"x-mozilla-keys": true,
 }
 
+// volatile reports whether the lower-case field name is one of
+// volatileFields: a switch, which needs no hash of the name as the map
+// does (every field of every message is looked up).
+func volatile(name []byte) bool {
+	switch string(name) {
+	case "status", "x-status", "x-keywords", "x-uid", "x-imapbase", "x-imap",
+		"x-uidl", "content-length", "lines", "x-mozilla-status",
+		"x-mozilla-status2", "x-mozilla-keys":
+		return true
+	}
+	return false
+}
+
 // maxFieldName bounds a field name: a longer "name:" is hashed as a line
 // that is not a field, so a hostile header costs no more than its length.
 const maxFieldName = 256
@@ -73,7 +86,7 @@ func messageIdentity(size int64, m *deliver.Message) (uidl.Identity, error) {
 	}
 	d := newDigester()
 	defer d.free()
-	if err := d.readFrom(m.Reader()); err != nil {
+	if _, err := m.WriteTo(d); err != nil {
 		return uidl.Identity{}, fmt.Errorf("identity of uid %s: read the message: %w", m.UID, err)
 	}
 	return d.identity(size), nil
@@ -389,7 +402,7 @@ func (d *digester) notField() {
 // field starts the field named d.name; its value follows.
 func (d *digester) field() {
 	lower := asciiLower(d.name)
-	if d.skip = volatileFields[string(lower)]; d.skip {
+	if d.skip = volatile(lower); d.skip {
 		d.mode = lineSkip
 		return
 	}

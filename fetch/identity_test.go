@@ -174,3 +174,28 @@ func FuzzBodyDigest(f *testing.F) {
 		}
 	})
 }
+
+// TestVolatile holds volatile equal to volatileFields, the list the
+// identity documents, for its names and for names next to them.
+func TestVolatile(t *testing.T) {
+	names := []string{"", "subject", "from", "x-uidl2", "xstatus", "status ", "Status", "x-mozilla-status3", "content-type", "line"}
+	for n := range volatileFields {
+		names = append(names, n, n+"x", n[:len(n)-1])
+	}
+	for _, n := range names {
+		if got, want := volatile([]byte(n)), volatileFields[n]; got != want {
+			t.Errorf("volatile(%q) = %v; want %v", n, got, want)
+		}
+	}
+}
+
+// BenchmarkIdentitySmall is the identity of one small message (about 3
+// KB, a dozen header fields) held in memory, as a delivery digests it.
+func BenchmarkIdentitySmall(b *testing.B) {
+	raw := smallMessage(1).Data
+	b.SetBytes(int64(len(raw)))
+	b.ReportAllocs()
+	for b.Loop() {
+		identityOf(int64(len(raw)), raw)
+	}
+}

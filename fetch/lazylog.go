@@ -16,9 +16,22 @@ type lazyAttrs struct {
 	attrs []slog.Attr
 }
 
-// withLazy is l.With(attrs...), formatted only if something is logged.
-func withLazy(l *slog.Logger, attrs ...slog.Attr) *slog.Logger {
-	return slog.New(&lazyAttrs{h: l.Handler(), attrs: attrs})
+// lazyLog is l.With(a, b), formatted only if something is logged: the
+// logger, its handler and the attributes in one value, so that a
+// delivery's logger costs no allocation of its own (it is a part of
+// deliveryState).
+type lazyLog struct {
+	l     slog.Logger
+	h     lazyAttrs
+	attrs [2]slog.Attr
+}
+
+// init makes z l.With(a, b) and returns it.
+func (z *lazyLog) init(l *slog.Logger, a, b slog.Attr) *slog.Logger {
+	z.attrs = [2]slog.Attr{a, b}
+	z.h = lazyAttrs{h: l.Handler(), attrs: z.attrs[:]}
+	z.l = *slog.New(&z.h)
+	return &z.l
 }
 
 func (l *lazyAttrs) Enabled(ctx context.Context, level slog.Level) bool {

@@ -299,7 +299,7 @@ func (p *Poller) run(ctx context.Context, a *rcfile.Account, opts PollOptions, d
 		}
 		log.Log(context.Background(), lvl, "poll done", args...)
 	}()
-	s := &session{p: p, a: a, log: log, res: &res, opts: opts, dryRun: dryRun}
+	s := &session{p: p, a: a, log: log, res: &res, opts: opts, dryRun: dryRun, nowFunc: p.now}
 	res.Err = s.run(ctx)
 	if s.spoolDir != nil {
 		s.spoolDir.Close()
@@ -349,6 +349,9 @@ type session struct {
 	// by message number, until what happens to it on the server is
 	// known (see audited).
 	pending map[int]*audit
+	// nowFunc is p.now, made once (a method value is an allocation):
+	// each delivery's progress has it.
+	nowFunc func() time.Time
 }
 
 // has reports whether uid was delivered before.
@@ -885,7 +888,7 @@ func (s *session) fetch(ctx context.Context, todo []entry) (err error) {
 	}
 	var inflightMem int64 // the part of inflight a spool will hold in memory (inMemory)
 	var heldMem int64     // the part of held in memory
-	var queue []op        // sent, reply not yet read, in command order
+	var queue opQueue     // sent, reply not yet read, in command order
 	var deles []entry     // recorded durably, DELE not yet sent
 	var recorded []entry  // delivered and recorded, awaiting the store's fsync
 	// A round is the commands between two points where the replies are
@@ -1039,6 +1042,7 @@ func (s *session) fetch(ctx context.Context, todo []entry) (err error) {
 		// UIDs name. Only now may a check of a message seen before
 		// (reuse.go) decide anything: a copy read out of step would
 		// be another message's.
+		all := unchecked // its array serves the next round
 		for len(unchecked) > 0 {
 			// Taken off as it is handled: what is left when this
 			// returns early is closed with the session (see fetch).
@@ -1081,7 +1085,8 @@ func (s *session) fetch(ctx context.Context, todo []entry) (err error) {
 				return err
 			}
 		}
-		unchecked = unchecked[:0]
+		clear(all) // the messages are the deliveries' now
+		unchecked = all[:0]
 		closing, last, roundCmds, roundRetrs, tailBracket = false, entry{}, 0, 0, false
 		return nil
 	}
@@ -1116,13 +1121,13 @@ func (s *session) fetch(ctx context.Context, todo []entry) (err error) {
 			// DELEs costs a round trip, and one round for all of them
 			// beats one per batch that happens to become durable.
 			holdDeles := next >= len(todo) && running > 0 && len(deles) < perRound
-			for len(queue) < window && roundCmds < perRound && len(deles) > 0 && !holdDeles {
+			for queue.len() < window && roundCmds < perRound && len(deles) > 0 && !holdDeles {
 				e := deles[0]
 				if err := c.SendDele(e.Num); err != nil {
 					return err
 				}
 				deles = deles[1:]
-				queue = append(queue, op{verb: "DELE", e: e})
+				queue.push(op{verb: "DELE", e: e})
 				roundCmds++
 				tailBracket = false
 			}
@@ -1142,7 +1147,7 @@ func (s *session) fetch(ctx context.Context, todo []entry) (err error) {
 				return (retrs == 0 && held == 0) ||
 					inflight+held+sz <= spoolLimit && inflightMem+heldMem+inMemory(sz) <= memWindow
 			}
-			for len(queue) < window && retrOK() {
+			for queue.len() < window && retrOK() {
 				e := todo[next]
 				inflight += e.Size
 				inflightMem += inMemory(e.Size)
@@ -1150,7 +1155,7 @@ func (s *session) fetch(ctx context.Context, todo []entry) (err error) {
 				if err := c.SendRetr(e.Num); err != nil {
 					return err
 				}
-				queue = append(queue, op{verb: "RETR", e: e})
+				queue.push(op{verb: "RETR", e: e})
 				retrs++
 				roundCmds++
 				roundRetrs++
@@ -1162,24 +1167,24 @@ func (s *session) fetch(ctx context.Context, todo []entry) (err error) {
 					if err := c.SendList(e.Num); err != nil {
 						return err
 					}
-					queue = append(queue, op{verb: "LIST", e: e, bracket: true})
+					queue.push(op{verb: "LIST", e: e, bracket: true})
 					tailBracket = true
 				}
 			}
 			more := roundCmds < perRound && len(deles) > 0 && !holdDeles || retrOK()
-			if !more && roundCmds > 0 && (len(queue) < window || tailBracket) {
+			if !more && roundCmds > 0 && (queue.len() < window || tailBracket) {
 				// Nothing more joins this round: it ends with a reply
 				// that names itself (see closeRound). The LIST after
 				// its last RETR is one, if nothing came after it.
 				switch {
-				case tailBracket && len(queue) == 0:
+				case tailBracket && queue.len() == 0:
 					// Read and found in step already (without
 					// PIPELINING), and the server silent since.
 					if err := endRound(); err != nil {
 						return err
 					}
 				case tailBracket:
-					queue[len(queue)-1].close = true
+					queue.last().close = true
 					closing = true
 				default:
 					verb, send := "STAT", c.SendStat
@@ -1189,7 +1194,7 @@ func (s *session) fetch(ctx context.Context, todo []entry) (err error) {
 					if err := send(); err != nil {
 						return err
 					}
-					queue = append(queue, op{verb: verb, e: last, close: true})
+					queue.push(op{verb: verb, e: last, close: true})
 					closing = true
 				}
 				if closing && pipelined && next >= len(todo) && len(deles) == 0 && s.lastRound(roundRetrs > 0, running > 0 || len(recorded) > 0) {
@@ -1199,12 +1204,12 @@ func (s *session) fetch(ctx context.Context, todo []entry) (err error) {
 					if err := c.SendQuit(); err != nil {
 						return err
 					}
-					queue[len(queue)-1].close = false
-					queue = append(queue, op{verb: "QUIT", close: true})
+					queue.last().close = false
+					queue.push(op{verb: "QUIT", close: true})
 				}
 			}
 		}
-		if len(queue) == 0 {
+		if queue.len() == 0 {
 			if running > 0 {
 				collect(<-results)
 				continue
@@ -1217,8 +1222,7 @@ func (s *session) fetch(ctx context.Context, todo []entry) (err error) {
 			}
 			return ctx.Err()
 		}
-		o := queue[0]
-		queue = queue[1:]
+		o := queue.pop()
 		switch o.verb {
 		case "DELE":
 			if err := c.ReadDele(); err != nil {
@@ -1265,7 +1269,7 @@ func (s *session) fetch(ctx context.Context, todo []entry) (err error) {
 				if err := c.SendList(o.e.Num); err != nil {
 					return err
 				}
-				queue = append(queue, op{verb: "LIST", e: o.e, bracket: true, close: o.close})
+				queue.push(op{verb: "LIST", e: o.e, bracket: true, close: o.close})
 				tailBracket = true // nothing was sent after the RETR
 			}
 		case "QUIT":
@@ -1293,6 +1297,43 @@ func (s *session) fetch(ctx context.Context, todo []entry) (err error) {
 			}
 		}
 	}
+}
+
+// opQueue holds the commands sent whose replies are not yet read, in
+// command order. It uses its array again from the start each time it
+// empties (at least once per round), where taking the first by slicing
+// would leave the array behind and allocate anew as commands are added.
+type opQueue struct {
+	ops  []op
+	head int // ops[head:] are queued
+}
+
+func (q *opQueue) len() int { return len(q.ops) - q.head }
+
+func (q *opQueue) push(o op) {
+	if len(q.ops) == cap(q.ops) && q.head > 0 {
+		// Full, with room before head: move the queue to the start
+		// rather than grow, so the array stays within what is queued
+		// at once even if the queue never empties.
+		n := copy(q.ops, q.ops[q.head:])
+		clear(q.ops[n:])
+		q.ops, q.head = q.ops[:n], 0
+	}
+	q.ops = append(q.ops, o)
+}
+
+// last returns the command queued last; the queue must not be empty.
+func (q *opQueue) last() *op { return &q.ops[len(q.ops)-1] }
+
+// pop takes the first command off; the queue must not be empty.
+func (q *opQueue) pop() op {
+	o := q.ops[q.head]
+	q.ops[q.head] = op{}
+	q.head++
+	if q.head == len(q.ops) {
+		q.ops, q.head = q.ops[:0], 0
+	}
+	return o
 }
 
 // lastRound reports whether QUIT may go out with the round being closed,
@@ -1647,7 +1688,8 @@ func (s *session) failedBefore(todo []entry) bool {
 func (s *session) deliver(ctx context.Context, r retrieved) (d delivery) {
 	e, m := r.e, r.m
 	d.e, d.size = e, m.Size()
-	log := withLazy(s.log, slog.String("uid", e.UID), slog.Int("msgnum", e.Num))
+	ds := &deliveryState{}
+	log := ds.log.init(s.log, slog.String("uid", e.UID), slog.Int("msgnum", e.Num))
 	defer func() {
 		// A panic in a target must not take the daemon down, nor count
 		// as delivered.
@@ -1667,7 +1709,9 @@ func (s *session) deliver(ctx context.Context, r retrieved) (d delivery) {
 		log.Error("delivery failed; message stays on the server and is retried next poll", "size", m.Size(), "err", err)
 		return d
 	}
-	p := &progress{s: s.store, uid: e.UID, id: id, shared: s.v.listed[e.UID] > 1, now: s.p.now}
+	p := &ds.p
+	*p = progress{s: s.store, uid: e.UID, id: id, shared: s.v.listed[e.UID] > 1, now: s.nowFunc}
+	p.copies = p.first[:0]
 	if err := s.disp.Dispatch(ctx, m, p, log); err != nil {
 		args := []any{"size", m.Size(), "err", err}
 		if cs := p.made(); len(cs) > 0 {
@@ -1687,21 +1731,36 @@ func (s *session) deliver(ctx context.Context, r retrieved) (d delivery) {
 		d.err = fmt.Errorf("uidl store: record %s: %w", e.UID, err)
 		return d
 	}
-	if err := s.recordCopy(e, id); err != nil {
-		d.err = err
-		return d
+	// recordCopy looks only at UIDs listed more than once (p.shared):
+	// one map lookup per message fewer.
+	if p.shared {
+		if err := s.recordCopy(e, id); err != nil {
+			d.err = err
+			return d
+		}
 	}
 	if s.a.QuietMessages {
 		log.Debug("delivered", "size", m.Size())
 	}
-	d.ok, d.audit = true, newAudit(e, m, p.made(), s.auditLogged(ctx))
-	d.audit.filters = p.filtered()
+	ds.audit.fill(e, m, p.take(), s.auditLogged(ctx))
+	ds.audit.filters = p.filtered()
+	d.ok, d.audit = true, &ds.audit
 	return d
+}
+
+// deliveryState is what one delivery needs beyond its message, in one
+// allocation: its logger, its progress, and the audit kept until its DELE
+// (which keeps the rest alive that long too: a few hundred bytes).
+type deliveryState struct {
+	log   lazyLog
+	p     progress
+	audit audit
 }
 
 type progress struct {
 	mu     sync.Mutex
-	copies []Copy // where each copy went, as the Dispatcher said (Copied)
+	copies []Copy  // where each copy went, as the Dispatcher said (Copied)
+	first  [1]Copy // copies' array while it holds one (deliver)
 	s      *uidl.Store
 	uid    string
 	id     uidl.Identity // of the message, recorded with an intent
@@ -1772,6 +1831,19 @@ func (p *progress) made() []Copy {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	return append([]Copy(nil), p.copies...)
+}
+
+// take returns the copies noted, once the Dispatcher is done: made
+// without the copy. A Copied after it would start a slice of its own.
+func (p *progress) take() []Copy {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	cs := p.copies
+	p.copies = nil
+	if len(cs) == 0 {
+		return nil // as made
+	}
+	return cs
 }
 
 func (p *progress) Record(rcpt string) error {

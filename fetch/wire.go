@@ -135,24 +135,27 @@ func (d *singleDrop) streamTarget() (*deliver.Maildir, deliver.Recipient, bool) 
 func (d *singleDrop) Dispatch(ctx context.Context, m *deliver.Message, p Progress, log *slog.Logger) error {
 	sender := deliver.ReturnPath(m.Head())
 	// The filters first, on the message as fetched; the rules then see
-	// the fields they added.
-	fo, err := d.filters.run(ctx, m, []string{d.address}, p, log)
-	if err != nil {
-		return err
+	// the fields they added. Without filters nothing is run (nor
+	// allocated: filters.run of none).
+	if d.filters != nil {
+		fo, err := d.filters.run(ctx, m, []string{d.address}, p, log)
+		if err != nil {
+			return err
+		}
+		defer fo.close()
+		if fo.rejected != "" {
+			return rejectedByFilter(fo, p, log, func(reason string) error {
+				cause := &deliver.Error{Target: "filter " + fo.rejected, Permanent: true, Reason: reason}
+				why, rc, err := toPostmaster(ctx, d.postmaster, fo.m, sender, cause, nil, p.Intend)
+				if err != nil {
+					return err
+				}
+				p.Copied(Copy{Postmaster: true, Reason: why, Receipt: rc})
+				return nil
+			})
+		}
+		m = fo.m
 	}
-	defer fo.close()
-	if fo.rejected != "" {
-		return rejectedByFilter(fo, p, log, func(reason string) error {
-			cause := &deliver.Error{Target: "filter " + fo.rejected, Permanent: true, Reason: reason}
-			why, rc, err := toPostmaster(ctx, d.postmaster, fo.m, sender, cause, nil, p.Intend)
-			if err != nil {
-				return err
-			}
-			p.Copied(Copy{Postmaster: true, Reason: why, Receipt: rc})
-			return nil
-		})
-	}
-	m = fo.m
 	target := d.target
 	if dec, ok := d.rules.decide(m); ok {
 		logDecision(log, dec, "")
