@@ -6,8 +6,8 @@ import (
 )
 
 // The scheduler's queues. startDueLocked must start the accounts due
-// in candBefore order (operator requests first, then by when they
-// became due, then by name), skipping those a limit holds back, and wake
+// in order (operator requests first, then by when they became due, then
+// by name: dueBefore), skipping those a limit holds back, and wake
 // at the earliest time an account becomes due or a running poll reaches
 // its time limit. Scanning every account for that on each wake-up of the
 // loop costs O(n) per finished poll, O(n²) per cycle of n accounts; the
@@ -19,7 +19,7 @@ import (
 //     on when it becomes due (dueAt; for an operator request the end of
 //     the LOGIN-DELAY, as dueAt gives it);
 //   - hosts: the accounts that are due, one heap per server (hostKey) in
-//     candBefore order; an account moves there from future once its time
+//     dueBefore order; an account moves there from future once its time
 //     has come;
 //   - free: the servers with an account due and a session slot free
 //     (perHost below PerServer), keyed on their first account: its top
@@ -54,7 +54,7 @@ const (
 // hostQueue is the due accounts of one server.
 type hostQueue struct {
 	host string
-	due  acctHeap // candBefore order
+	due  acctHeap // dueBefore order
 	fidx int      // index in queues.free; -1 if not there
 }
 
@@ -70,9 +70,10 @@ func newQueues() queues {
 func qidx(a *account) *int { return &a.qidx }
 func didx(a *account) *int { return &a.didx }
 
-// dueBefore is candBefore for two due accounts in a host queue: an
-// operator request is due now (its LOGIN-DELAY has ended, or it would
-// not be due), so two of them compare by name only.
+// dueBefore orders due accounts: operator requests first, then by when
+// they became due (dueAt), then by name. An operator request is due now
+// (its LOGIN-DELAY has ended, or it would not be due), so two of them
+// compare by name only.
 func dueBefore(x, y *account) bool {
 	if x.qurgent != y.qurgent {
 		return x.qurgent
