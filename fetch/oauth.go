@@ -82,6 +82,14 @@ func (c *oauthSources) token(a *rcfile.Account, log *slog.Logger) (TokenFunc, er
 	if err != nil {
 		return nil, err
 	}
+	if src == nil {
+		// A password account: no token to keep between polls. Keeping
+		// a copy of its settings anyway cost about 1 KB per account,
+		// for every account of a daemon. A source it had before a
+		// reload made it a password account goes.
+		delete(c.m, a.Name)
+		return nil, nil
+	}
 	if c.m == nil {
 		c.m = make(map[string]oauthSource)
 	}

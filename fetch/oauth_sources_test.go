@@ -104,3 +104,42 @@ func TestOAuthSourcesRebuilt(t *testing.T) {
 		})
 	}
 }
+
+// TestOAuthSourcesPassword: an account that signs in with a password has
+// no token source, so nothing of it is kept between polls (a copy of its
+// settings per account was a fifth of an idle 5,000-account daemon's
+// heap); one that switches from oauth2 to a password drops its source,
+// and a switch back builds a new one, as any change of settings does.
+func TestOAuthSourcesPassword(t *testing.T) {
+	oauth2 := func() *rcfile.Account {
+		return &rcfile.Account{Name: "work", StateDir: "/var/lib/popfetch", OAuth2: &rcfile.OAuth2{
+			Provider: rcfile.ProviderGeneric, ClientID: "cid", Flow: rcfile.FlowDevice,
+			TokenURL: "https://idp.example/token", DeviceURL: "https://idp.example/device"}}
+	}
+	password := &rcfile.Account{Name: "work", StateDir: "/var/lib/popfetch", Password: rcfile.Password{Inline: "pw"}}
+	var c oauthSources
+	for range 2 {
+		if tf, err := c.token(password, nil); tf != nil || err != nil {
+			t.Fatalf("password account: token func %v, err %v; want none", tf != nil, err)
+		}
+		if len(c.m) != 0 {
+			t.Fatalf("password account: %d cache entries kept; want none", len(c.m))
+		}
+	}
+	if _, err := c.token(oauth2(), nil); err != nil {
+		t.Fatal(err)
+	}
+	first := c.m["work"].src
+	if _, err := c.token(password, nil); err != nil {
+		t.Fatal(err)
+	}
+	if len(c.m) != 0 {
+		t.Fatalf("after the switch to a password: %d cache entries kept; want none", len(c.m))
+	}
+	if _, err := c.token(oauth2(), nil); err != nil {
+		t.Fatal(err)
+	}
+	if second := c.m["work"].src; first == nil || second == nil || first == second {
+		t.Errorf("oauth2, password, oauth2 again: sources %p then %p; want two different ones", first, second)
+	}
+}

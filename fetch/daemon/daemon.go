@@ -1,6 +1,7 @@
 package daemon
 
 import (
+	"container/heap"
 	"context"
 	"errors"
 	"fmt"
@@ -282,6 +283,18 @@ type account struct {
 	// change since the last poll started; PollNow does so too).
 	retryDele bool
 
+	// The scheduler's queues (queue.go): which one holds the account,
+	// its index there, and the key it was queued under (qkey: when it
+	// becomes due, as dueAt; qurgent: an operator asked for it). hq is
+	// its server's queue while it is due; didx is its index in
+	// queues.deadlines while it runs.
+	qwhere  queued
+	qurgent bool
+	qidx    int
+	didx    int
+	qkey    time.Time
+	hq      *hostQueue
+
 	// fetchAllDone: this account's fetch_all pass is over. fetch_all
 	// means one pass over the mailbox (messages already delivered
 	// included) per start of the daemon or change of the account's
@@ -405,9 +418,13 @@ type Daemon struct {
 	// next wakes on its own unless a poll, Reload or PollNow wakes it
 	// first. Only the tests read it, to check the plan.
 	timerAt time.Time
-	// cands is startDueLocked's list of the accounts due, kept between
-	// calls so that each wake-up of the loop does not allocate it anew.
-	cands []cand
+	// q holds the accounts waiting for their poll and the running
+	// polls' deadlines, so that each wake-up of the loop looks only at
+	// what changed (queue.go).
+	q queues
+	// startHook, if set, is told each account startLocked starts, in
+	// order (the tests compare the order with a reference).
+	startHook func(name string)
 }
 
 // New returns a daemon for cfg (generation 1). Each account's first
@@ -436,6 +453,7 @@ func New(cfg *rcfile.Config, poll PollFunc, opts Options) *Daemon {
 		}
 	}
 	d.busyBoxes = map[string]bool{}
+	d.q = newQueues()
 	d.boxDirs = map[string]string{}
 	d.boxesAt = map[string][]string{}
 	d.abortCtx, d.abort = context.WithCancel(context.Background())
@@ -527,6 +545,7 @@ func (d *Daemon) shutdown() error {
 		if a.running {
 			stopPoll(a)
 		}
+		d.placeLocked(a)
 	}
 	n := d.nrun
 	d.mu.Unlock()
@@ -549,92 +568,57 @@ func (d *Daemon) shutdown() error {
 }
 
 // startDueLocked starts every due account that fits under the limits,
-// earliest first (operator requests before scheduled polls), and asks
-// polls that reached their time limit to stop. It returns how long until
-// the next account not yet due becomes due or the next running poll
-// reaches its limit; ok is false if nothing is waiting on time. Due
-// accounts held back by a limit need no timer: a finishing poll frees the
-// slot and wakes the loop.
+// earliest first (operator requests before scheduled polls; see
+// dueBefore), and asks polls that reached their time limit to stop. It
+// returns how long until the next account not yet due becomes due or the
+// next running poll reaches its limit; ok is false if nothing is waiting
+// on time. Due accounts held back by a limit need no timer: a finishing
+// poll frees the slot and wakes the loop. The queues (queue.go) make
+// this O(log n) per account started, stopped or become due, not a scan
+// of every account.
 func (d *Daemon) startDueLocked() (wait time.Duration, ok bool) {
 	now := time.Now()
-	cands := d.cands[:0]
-	defer func() {
-		clear(cands) // hold no account a Reload may drop
-		d.cands = cands[:0]
-	}()
-	var wake time.Time
-	for _, a := range d.accts {
-		if a.running {
-			if a.stopped {
-				continue
-			}
-			if !a.deadline.After(now) {
-				stopPoll(a)
-				a.cut = true
-				d.log.Info("poll reached its time limit; stopping after the messages in flight and continuing in a new session",
-					"account", a.cfg.Name, "limit", pollTimeLimit(a.cfg))
-				continue
-			}
-			if wake.IsZero() || a.deadline.Before(wake) {
-				wake = a.deadline
-			}
-			continue
-		}
-		if a.removed {
-			continue
-		}
-		due, schedulable := a.dueAt(now)
-		if !schedulable {
-			continue
-		}
-		if due.After(now) {
-			if wake.IsZero() || due.Before(wake) {
-				wake = due
-			}
-			continue
-		}
-		cands = append(cands, cand{a: a, due: due, urgent: len(a.now) > 0})
-	}
-	maxPar, perServer := d.cfg.MaxParallel, d.cfg.PerServer
-	if maxPar <= 0 {
-		maxPar = defaultMaxParallel
-	}
-	if perServer <= 0 {
-		perServer = defaultPerServer
-	}
-	// Start the candidates in candBefore order, skipping those a limit
-	// holds back. Starting one only ever holds more back (its server and
-	// mailbox get busier), never fewer, so this is the same as walking
-	// the whole list sorted; but usually only a slot or two is free and
-	// thousands of accounts may be waiting (a `popfetch now` for all),
-	// so instead of sorting them all on every wake-up of the loop, each
-	// free slot takes one pass for the first candidate that may start.
-	// A limit is looked up only for a candidate that comes before the
-	// best one found so far.
-	for d.nrun < maxPar {
-		best := -1
-		for i := range cands {
-			c := &cands[i]
-			if c.done || best >= 0 && !candBefore(c, &cands[best]) {
-				continue
-			}
-			if d.perHost[c.a.host] >= perServer || d.busyBoxes[c.a.box] {
-				c.done = true // held back; stays so while this pass starts others
-				continue
-			}
-			best = i
-		}
-		if best < 0 {
+	q := &d.q
+	for len(q.deadlines.s) > 0 {
+		a := q.deadlines.s[0]
+		if !a.stopped && a.deadline.After(now) {
 			break
 		}
-		c := &cands[best]
-		c.done = true
-		d.startLocked(c.a)
-		// Its time limit needs a timer too: nothing else may wake the
-		// loop before it.
-		if wake.IsZero() || c.a.deadline.Before(wake) {
-			wake = c.a.deadline
+		heap.Pop(&q.deadlines)
+		if a.stopped {
+			continue // the daemon is stopping it already
 		}
+		stopPoll(a)
+		a.cut = true
+		d.log.Info("poll reached its time limit; stopping after the messages in flight and continuing in a new session",
+			"account", a.cfg.Name, "limit", pollTimeLimit(a.cfg))
+	}
+	d.dueNowLocked(now)
+	// Each pass takes the first account of the server whose first
+	// account comes first among the servers with a free slot. Starting
+	// one only ever holds more back (its server and mailbox get busier),
+	// never fewer, so this is the same as walking every due account in
+	// order and skipping those a limit holds back.
+	for maxPar := d.maxParallelLimit(); d.nrun < maxPar && len(q.free) > 0; {
+		hq := q.free[0]
+		a := heap.Pop(&hq.due).(*account)
+		a.qwhere, a.hq = inNone, nil
+		if d.busyBoxes[a.box] {
+			// Its mailbox is polled under another name: wait for that
+			// poll to end (hostFreedLocked).
+			q.boxHeld[a.box] = append(q.boxHeld[a.box], a)
+			a.qwhere = inBox
+		} else {
+			d.startLocked(a)
+		}
+		d.fixHostLocked(hq)
+	}
+	var wake time.Time
+	if len(q.future.s) > 0 {
+		wake = q.future.s[0].qkey
+	}
+	if len(q.deadlines.s) > 0 && (wake.IsZero() || q.deadlines.s[0].deadline.Before(wake)) {
+		wake = q.deadlines.s[0].deadline
 	}
 	if wake.IsZero() {
 		return 0, false
@@ -643,32 +627,17 @@ func (d *Daemon) startDueLocked() (wait time.Duration, ok bool) {
 	return wake.Sub(now), true
 }
 
-// cand is an account due to poll, waiting for a session slot.
-type cand struct {
-	a      *account
-	due    time.Time
-	urgent bool // an operator asked for it (PollNow)
-	done   bool // started, or held back by a limit, in this round
-}
-
-// candBefore orders the candidates: operator requests first, then by
-// when they became due, then by name.
-func candBefore(x, y *cand) bool {
-	if x.urgent != y.urgent {
-		return x.urgent
-	}
-	if c := x.due.Compare(y.due); c != 0 {
-		return c < 0
-	}
-	return x.a.cfg.Name < y.a.cfg.Name
-}
-
 func (d *Daemon) startLocked(a *account) {
 	a.running = true
+	d.unqueueLocked(a)
+	if d.startHook != nil {
+		d.startHook(a.cfg.Name)
+	}
 	a.runHost, a.runBox = a.host, a.box
 	d.busyBoxes[a.runBox] = true
 	a.stop, a.stopped, a.cut = make(chan struct{}), false, false
 	a.deadline = time.Now().Add(pollTimeLimit(a.cfg))
+	heap.Push(&d.q.deadlines, a)
 	d.nrun++
 	d.perHost[a.runHost]++
 	a.inflight, a.now = a.now, nil
@@ -733,11 +702,18 @@ func (d *Daemon) finishLocked(done pollDone) {
 	now := time.Now()
 	name := a.cfg.Name
 	a.running = false
+	// Whatever this poll's outcome does to the account's schedule, it
+	// is queued by it once all is done.
+	defer d.placeLocked(a)
+	if a.didx >= 0 {
+		heap.Remove(&d.q.deadlines, a.didx)
+	}
 	d.nrun--
 	if d.perHost[a.runHost]--; d.perHost[a.runHost] <= 0 {
 		delete(d.perHost, a.runHost)
 	}
 	delete(d.busyBoxes, a.runBox)
+	d.hostFreedLocked(a.runHost, a.runBox)
 	waiters := a.inflight
 	a.inflight = nil
 	defer answer(waiters, r)
@@ -1002,7 +978,7 @@ func (d *Daemon) Reload(cfg *rcfile.Config) error {
 		if !ok {
 			// retryDele: a start (or a new account) is an operator's act
 			// too; its first poll asks again for refused DELEs.
-			added := &account{next: now.Add(d.jitter(firstPollJitter(iv))), retryDele: true}
+			added := &account{next: now.Add(d.jitter(firstPollJitter(iv))), retryDele: true, qidx: -1, didx: -1}
 			added.setCfg(na)
 			d.accts[na.Name] = added
 			if d.gen > 0 {
@@ -1050,6 +1026,7 @@ func (d *Daemon) Reload(cfg *rcfile.Config) error {
 		}
 	}
 	d.cfg = cfg
+	d.requeueLocked()
 	d.gen++
 	d.loadedAt = now
 	gen := d.gen
@@ -1134,6 +1111,7 @@ func (d *Daemon) LiftAuthHolds() int {
 			// password gets the same prompt retry as for a hold.
 			a.authHold, a.refused, a.failures, a.lastErr = false, false, 0, ""
 			a.next = now.Add(d.jitter(firstPollJitter(interval(a.cfg))))
+			d.placeLocked(a)
 			n++
 			d.log.Info("authentication hold lifted by the operator; polling again", "account", name)
 		}
@@ -1212,6 +1190,7 @@ func (d *Daemon) PollNow(ctx context.Context, names []string) ([]fetch.Result, e
 			continue
 		}
 		a.now = append(a.now, ch)
+		d.placeLocked(a)
 	}
 	d.mu.Unlock()
 	d.wake()

@@ -54,8 +54,9 @@ func BenchmarkPollNowAll(b *testing.B) {
 // TestStartDueOrder: startDueLocked starts exactly the accounts that
 // walking every due account in order (operator requests first, then by
 // due time, then by name) and skipping those a limit holds back would
-// start: the order the scheduler always had, now found a slot at a time
-// instead of by sorting all waiting accounts on every wake-up. Random
+// start: the order the scheduler always had, now found through its
+// queues instead of by sorting all waiting accounts on every wake-up
+// (TestQueuesMatchScan drives them through events too). Random
 // schedules over few servers (in mixed case) and shared mailboxes, with
 // polls already running, make the limits bite.
 func TestStartDueOrder(t *testing.T) {
@@ -98,6 +99,7 @@ func TestStartDueOrder(t *testing.T) {
 				started++
 			}
 		}
+		d.requeueLocked() // the fields were set by hand
 		want := referenceStarts(d, time.Now())
 		d.startDueLocked()
 		var got []string
