@@ -76,6 +76,11 @@ func (m *Message) WriteTo(w io.Writer) (int64, error) {
 	mem, src, _ := m.source()
 	if src == nil {
 		n, err := w.Write(mem)
+		if err == nil && n != len(mem) {
+			// A Writer that takes less without saying why: as io.Copy
+			// reports it, never as the message written.
+			err = io.ErrShortWrite
+		}
 		return int64(n), err
 	}
 	bp := chunkBufs.Get().(*[]byte)

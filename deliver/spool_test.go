@@ -543,3 +543,40 @@ func (w *countingWriter) Write(p []byte) (int, error) {
 	w.n++
 	return len(p), nil
 }
+
+// TestMessageWriteToShort: a Writer that takes less than it is given
+// without saying why (breaking io.Writer's contract) must not let
+// WriteTo report the message written, in memory or from a spool file
+// alike (io.Copy reports io.ErrShortWrite for it).
+func TestMessageWriteToShort(t *testing.T) {
+	raw := []byte("Subject: x\r\n\r\nbody\r\n")
+	for _, tc := range []struct {
+		name   string
+		spool  bool
+		memMax int
+	}{
+		{"raw", false, 0},
+		{"spool in memory", true, len(raw)},
+		{"spool file", true, 1},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			m := &Message{Raw: raw}
+			if tc.spool {
+				m = &Message{Spool: fillSpool(t, t.TempDir(), tc.memMax, raw, nil)}
+				if err := m.Spool.Flush(); err != nil {
+					t.Fatal(err)
+				}
+				defer m.Close()
+			}
+			n, err := m.WriteTo(shortWriter{})
+			if !errors.Is(err, io.ErrShortWrite) || n >= int64(len(raw)) {
+				t.Fatalf("WriteTo to a short writer = %d, %v; want fewer than %d bytes and %v", n, err, len(raw), io.ErrShortWrite)
+			}
+		})
+	}
+}
+
+// shortWriter takes one byte fewer than it is given, and no error.
+type shortWriter struct{}
+
+func (shortWriter) Write(p []byte) (int, error) { return max(len(p)-1, 0), nil }
