@@ -300,10 +300,14 @@ func (p *Poller) run(ctx context.Context, a *rcfile.Account, opts PollOptions, d
 		log.Log(context.Background(), lvl, "poll done", args...)
 	}()
 	s := &session{p: p, a: a, log: log, res: &res, opts: opts, dryRun: dryRun, nowFunc: p.now}
+	// Deferred: a daemon recovers a poll that panics (fetch/daemon) and
+	// polls again, which must not leave the directory open each time.
+	defer func() {
+		if s.spoolDir != nil {
+			s.spoolDir.Close()
+		}
+	}()
 	res.Err = s.run(ctx)
-	if s.spoolDir != nil {
-		s.spoolDir.Close()
-	}
 	if st := s.reloadedState(); st != nil {
 		res.Directory = st // reloaded for an unknown recipient
 	}

@@ -18,6 +18,7 @@ import (
 	"github.com/popfetch/popfetch/deliver"
 	"github.com/popfetch/popfetch/deliver/delivertest"
 	"github.com/popfetch/popfetch/fetch/pop3test"
+	"github.com/popfetch/popfetch/rcfile"
 )
 
 // bigMsg returns message i of about size bytes: more than a spool keeps
@@ -359,3 +360,31 @@ func TestPollSpoolMemoryLyingSizes(t *testing.T) {
 		})
 	}
 }
+
+// TestPollSpoolDirReleasedOnPanic: a poll that panics after its spool
+// directory was opened (here in closing its targets) still closes it: a
+// daemon survives a panicking poll (runPoll recovers it) and polls again,
+// and must not keep one descriptor per such poll.
+func TestPollSpoolDirReleasedOnPanic(t *testing.T) {
+	srv := pop3test.NewServer(t, pop3test.Options{Messages: []pop3test.Message{bigMsg(1, 300<<10)}})
+	a := testAccount(t, srv)
+	a.Keep = true
+	p := poller(nil)
+	p.Dispatcher = func(*rcfile.Account) (Dispatcher, error) { return panicClose{&recorder{}}, nil }
+	func() {
+		defer func() {
+			if v := recover(); v == nil {
+				t.Fatal("the poll did not panic")
+			}
+		}()
+		p.Poll(context.Background(), a)
+	}()
+	if n := spoolFDs(t, filepath.Dir(spoolDir(a))); n != 0 {
+		t.Fatalf("the spool directory still open after a poll that panicked (%d descriptors in the state directory)", n)
+	}
+}
+
+// panicClose is a Dispatcher whose Close panics.
+type panicClose struct{ *recorder }
+
+func (panicClose) Close() error { panic("injected: Close of the targets") }
