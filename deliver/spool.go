@@ -202,23 +202,36 @@ func (sd *SpoolDir) create() (*os.File, error) {
 			}
 			sd.d = d
 		}
-		f, err := createSpoolFileIn(sd.d, sd.path)
-		if err == nil || try > 0 || !removedDir(sd.d) {
+		f, err := spoolCreateIn(sd.d, sd.path)
+		if err == nil || try > 0 || !goneDir(sd.d, err) {
 			return f, err
 		}
 		// Removed since it was opened (Linux refuses a file in a
-		// removed directory): once more, from the path.
+		// removed directory), or its handle went stale (NFS: removed
+		// by another client): once more, from the path.
 		sd.d.Close()
 		sd.d = nil
 	}
 }
 
-// removedDir reports whether the directory open on d was removed: it has
-// no links left.
-func removedDir(d *os.File) bool {
+// goneDir reports whether the directory open on d, in which making a file
+// failed with err, is gone: removed (no links left), or a handle the
+// server no longer knows (ESTALE, from the create or from fstat: an NFS
+// directory removed by another client). A directory reopened from its
+// path gets every check again, so a wrong guess costs one open.
+func goneDir(d *os.File, err error) bool {
+	if errors.Is(err, syscall.ESTALE) {
+		return true
+	}
 	var st unix.Stat_t
-	return unix.Fstat(int(d.Fd()), &st) == nil && st.Nlink == 0
+	if err := unix.Fstat(int(d.Fd()), &st); err != nil {
+		return errors.Is(err, syscall.ESTALE)
+	}
+	return st.Nlink == 0
 }
+
+// spoolCreateIn is createSpoolFileIn; tests make it fail.
+var spoolCreateIn = createSpoolFileIn
 
 // errSpoolClosed is returned by reads of a closed Spool.
 var errSpoolClosed = errors.New("spool: closed")

@@ -222,3 +222,38 @@ func mustRename(t *testing.T, from, to string) {
 		t.Fatal(err)
 	}
 }
+
+// TestSpoolDirStale: a create that fails with ESTALE (an NFS directory
+// removed by another client) opens the directory again from its path, once,
+// instead of failing every spooled message for the rest of the poll.
+func TestSpoolDirStale(t *testing.T) {
+	dir := filepath.Join(t.TempDir(), "spool")
+	opens := countSpoolDirOpens(t)
+	fails := 1
+	spoolCreateIn = func(d *os.File, path string) (*os.File, error) {
+		if fails > 0 {
+			fails--
+			return nil, &os.PathError{Op: "create spool file", Path: path, Err: syscall.ESTALE}
+		}
+		return createSpoolFileIn(d, path)
+	}
+	t.Cleanup(func() { spoolCreateIn = createSpoolFileIn })
+	sd := NewSpoolDir(dir)
+	defer sd.Close()
+	if _, err := spoolToFile(t, sd); err != nil {
+		t.Fatalf("spool after a stale handle: %v", err)
+	}
+	if *opens != 2 {
+		t.Fatalf("spool directory opened %d times, want 2 (the first, then once more after ESTALE)", *opens)
+	}
+	// A handle that stays stale fails the spool, after one reopen.
+	fails = 2
+	*opens = 0
+	_, err := spoolToFile(t, sd)
+	if !errors.Is(err, syscall.ESTALE) {
+		t.Fatalf("spool with a handle stale twice: %v, want ESTALE", err)
+	}
+	if *opens != 1 {
+		t.Fatalf("spool directory opened %d times, want 1 reopen", *opens)
+	}
+}
