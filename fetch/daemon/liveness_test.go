@@ -19,8 +19,8 @@ import (
 // outcome (success, temporary failure, [AUTH], a refused login, a lock
 // held elsewhere, NotStarted, a panic, LOGIN-DELAY, a stop at the time
 // limit): `popfetch now` for some or all accounts, reloads that add,
-// remove, rename (two names on one mailbox), move between servers and
-// change the limits, and SIGHUP's LiftAuthHolds. Throughout, no account
+// remove, rename (two names on one mailbox), move between servers,
+// change the limits and the shard, and SIGHUP's LiftAuthHolds. Throughout, no account
 // and no mailbox has two sessions at once and the limits hold. Then the
 // servers heal, a SIGHUP lifts the holds, and every configured account
 // must be polled again within its interval plus jitter (none lost from
@@ -160,11 +160,21 @@ func daemonLiveness(t *testing.T, seed uint64) {
 			answers <- err
 		}()
 	}
+	// have is the config's accounts; owned those of the daemon's shard.
 	have := func() map[string]*rcfile.Account {
 		d.mu.Lock()
 		defer d.mu.Unlock()
 		m := map[string]*rcfile.Account{}
 		for _, a := range d.cfg.Accounts {
+			m[a.Name] = a
+		}
+		return m
+	}
+	owned := func() map[string]*rcfile.Account {
+		d.mu.Lock()
+		defer d.mu.Unlock()
+		m := map[string]*rcfile.Account{}
+		for _, a := range d.cfg.Shard.Owned(d.cfg.Accounts) {
 			m[a.Name] = a
 		}
 		return m
@@ -177,7 +187,7 @@ func daemonLiveness(t *testing.T, seed uint64) {
 		case k < 8:
 			var req []string
 			if intn(3) > 0 {
-				for name := range have() {
+				for name := range owned() {
 					req = append(req, name)
 					if intn(3) == 0 {
 						break
@@ -186,7 +196,10 @@ func daemonLiveness(t *testing.T, seed uint64) {
 			}
 			pollNow(req)
 		case k < 11:
-			next := &rcfile.Config{MaxParallel: d.cfg.MaxParallel, PerServer: d.cfg.PerServer}
+			next := &rcfile.Config{MaxParallel: d.cfg.MaxParallel, PerServer: d.cfg.PerServer, Shard: d.cfg.Shard}
+			if intn(4) == 0 {
+				next.Shard = []rcfile.Shard{{}, {Index: 0, Count: 2}, {Index: 1, Count: 2}}[intn(3)]
+			}
 			if intn(3) == 0 {
 				next.MaxParallel, next.PerServer = intn(5), intn(4)
 				p, h := maxLimit(next)
@@ -263,7 +276,7 @@ func daemonLiveness(t *testing.T, seed uint64) {
 	time.Sleep(4 * time.Hour)
 	synctest.Wait()
 	mu.Lock()
-	for name := range have() {
+	for name := range owned() {
 		if !lastPoll[name].After(healed) {
 			t.Errorf("seed %d: %s not polled in the 4h after the servers healed (last %v)", seed, name, lastPoll[name].Sub(healed))
 			d.mu.Lock()
