@@ -24,9 +24,10 @@ import (
 // order, stops the same polls at their time limit and sets the same
 // timer as scanSchedule, the scan of every account the scheduler used
 // to make on each wake-up. An event whose change to an account the
-// queues miss shows as a different start or timer.
+// queues miss shows as a different start or timer; checkQueues also
+// checks the queues themselves after each event and each start.
 func TestQueuesMatchScan(t *testing.T) {
-	for seed := range uint64(60) {
+	for seed := range schedSeeds(60) {
 		synctest.Test(t, func(t *testing.T) { queuesMatchScan(t, seed) })
 	}
 }
@@ -173,6 +174,10 @@ func queuesMatchScan(t *testing.T, seed uint64) {
 		}
 
 		d.mu.Lock()
+		if s := checkQueues(d); s != "" {
+			d.mu.Unlock()
+			t.Fatalf("seed %d step %d, after %s: %s", seed, step, event, s)
+		}
 		now := time.Now()
 		want := scanSchedule(d, now)
 		stoppedBefore := map[string]bool{}
@@ -186,6 +191,10 @@ func queuesMatchScan(t *testing.T, seed uint64) {
 			if a.running && a.stopped && !stoppedBefore[name] {
 				stops = append(stops, name)
 			}
+		}
+		if s := checkQueues(d); s != "" {
+			d.mu.Unlock()
+			t.Fatalf("seed %d step %d, after %s and its starts: %s", seed, step, event, s)
 		}
 		d.mu.Unlock()
 		slices.Sort(stops)
