@@ -167,7 +167,12 @@ func TestPollQuitEarlyKeep(t *testing.T) {
 				t.Fatalf("poll 1 = %+v; want 1 failed, 2 delivered", res)
 			}
 			cmds := srv.Settled()
-			if cmds[len(cmds)-1] != "QUIT" || len(srv.Messages()) != 3 {
+			// A round that broke off ends the session at once: the
+			// client does not wait for the replies still coming, and
+			// the server, whose write of RETR 3's reply then fails, may
+			// never read the QUIT the round carried. Keep mode deletes
+			// nothing either way.
+			if !tt.err && cmds[len(cmds)-1] != "QUIT" || len(srv.Messages()) != 3 {
 				t.Fatalf("poll 1: commands end %q, %d messages on the server; want QUIT, 3", cmds[max(0, len(cmds)-3):], len(srv.Messages()))
 			}
 			res = p.Poll(context.Background(), a)

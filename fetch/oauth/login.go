@@ -176,7 +176,16 @@ func (s *Source) browserLogin(ctx context.Context, secret string, lio LoginIO) (
 		}),
 	}
 	go srv.Serve(ln)
-	defer srv.Close()
+	defer func() {
+		// Shutdown, not Close: the handler hands the code over before
+		// its page is sent, and Close would cut the browser off (EOF)
+		// when the exchange is quick. Bounded, as a browser may hold a
+		// connection open.
+		sctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+		defer cancel()
+		srv.Shutdown(sctx)
+		srv.Close()
+	}()
 
 	fmt.Fprintf(lio.Out, "To sign in account %s, open this URL in a browser:\n\n  %s\n\n", s.acct, authURL)
 	fmt.Fprintf(lio.Out, "Waiting for the redirect to %s ...\nOn a machine without a browser, open the URL elsewhere, then paste here the address the browser was sent to (it will not load) and press Enter.\n", redirect)
