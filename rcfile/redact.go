@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"reflect"
 	"regexp"
+	"slices"
 	"sort"
 	"strings"
 	"sync"
@@ -148,20 +149,46 @@ func secretSpans(src []byte) []span {
 		}
 		i = end - 1
 	}
-	lexed := len(out)
+	lexed := slices.Clone(out)
+	slices.SortFunc(lexed, func(a, b span) int { return a.start - b.start })
 	folded, off := fold(src)
 	for _, m := range secretName().FindAllIndex(folded, -1) {
 		n := secretNameEnd().FindIndex(folded[m[0]:m[1]])
 		fs := m[0] + n[1]
-		s, e := off[fs], off[m[1]]
-		if len(bytes.TrimSpace(folded[fs:m[1]])) == 0 || overlapsAny(out[:lexed], s, e) {
-			// Nothing to hide, or the lexer found this value already
-			// (and knows better where it ends).
-			continue
+		if len(bytes.TrimSpace(folded[fs:m[1]])) == 0 {
+			continue // nothing to hide
 		}
-		out = append(out, span{s, e, true})
+		// Where the lexer found a value, it knows better where it ends;
+		// the rest of the line is masked unless it is only blanks and
+		// closing punctuation (the "}" of a one-line block). The match
+		// runs from the line's first secret name to its end, so the rest
+		// may hold another one: `{ password = "a" }" password = "b"`.
+		out = append(out, outside(src, off[fs], off[m[1]], lexed)...)
 	}
 	return mergeSpans(out)
+}
+
+// outside returns the parts of [start, end) of src that no span of
+// lexed covers and that hold more than blanks and closing punctuation.
+func outside(src []byte, start, end int, lexed []span) []span {
+	var out []span
+	add := func(s, e int) {
+		trivial := func(r rune) bool {
+			return unicode.IsSpace(r) || unicode.Is(unicode.Cf, r) || strings.ContainsRune("})],;", r)
+		}
+		if s < e && len(bytes.TrimFunc(src[s:e], trivial)) > 0 {
+			out = append(out, span{s, e, true})
+		}
+	}
+	for _, l := range lexed {
+		if l.end <= start || l.start >= end {
+			continue
+		}
+		add(start, l.start)
+		start = max(start, l.end)
+	}
+	add(start, end)
+	return out
 }
 
 // envName says whether toks start with a quoted environment variable
@@ -172,15 +199,6 @@ func envName(toks hclsyntax.Tokens) bool {
 		return false
 	}
 	return envNameRE.Match(toks[1].Bytes)
-}
-
-func overlapsAny(spans []span, start, end int) bool {
-	for _, s := range spans {
-		if s.start < end && start < s.end {
-			return true
-		}
-	}
-	return false
 }
 
 // valueEnd returns the index after the last token of the value that

@@ -55,6 +55,8 @@ var brokenSecretFiles = []struct{ name, src string }{
 	{"zero-width space in the name", "account \"a\" {\n  server = \"x\"\n  pass\u200bword = \"%s\"\n}\n"},
 	{"zero-width space and no equals sign", "account \"a\" {\n  server = 5\n  pass\u200bword \"%s\"\n}\n"},
 	{"ldap bind password", "account \"a\" {\n  multidrop {\n    ldap {\n      url = 5\n      password = \"%s\"\n    }\n  }\n}\n"},
+	{"second password after a one-line block", `account "a" { password = "x" }" password = "%s"` + "\n"},
+	{"secret name without equals before an unknown attribute", "account \"a\" {\n  x password \"%s\" bogus = 1\n}\n"},
 	{"ldap bind password on the bind_dn line", "account \"a\" {\n  multidrop {\n    ldap { bind_dn = \"x\" password = \"%s\" }\n  }\n}\n"},
 }
 
