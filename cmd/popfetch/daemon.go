@@ -115,6 +115,9 @@ func (g *globals) daemon(ctx context.Context, args []string) int {
 			d.RecordReload(time.Now(), false, []string{err.Error()})
 			return
 		}
+		// What the Poller keeps for accounts the reload removed or
+		// renamed (token sources, directory copies) goes.
+		p.Retain(c.Accounts)
 		mx.Reloaded(true, time.Now())
 		d.RecordReload(time.Now(), true, nil)
 		// A changed metrics_listen moves the listener; one that cannot
