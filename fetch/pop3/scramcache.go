@@ -4,6 +4,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"time"
 
 	"github.com/xdg-go/scram"
 )
@@ -26,9 +27,22 @@ var scramClients scramCache
 // their old entries behind, and beyond this many the cache starts afresh.
 const maxSCRAMClients = 1 << 14
 
+// scramIdle is how long an entry may go unused before it is dropped, so
+// that an old password (changed by a reload, or its account removed) does
+// not stay in memory for the daemon's lifetime. It is twice the longest
+// poll interval an admin sets in practice (a day): an account still
+// polled that rarely pays one derivation more. The sweep runs at most
+// once per scramSweepEvery.
+const (
+	scramIdle       = 48 * time.Hour
+	scramSweepEvery = time.Hour
+)
+
 type scramCache struct {
-	mu sync.Mutex
-	m  map[scramKey]*scramEntry
+	mu    sync.Mutex
+	m     map[scramKey]*scramEntry
+	swept time.Time        // the last sweep of idle entries
+	now   func() time.Time // nil: time.Now (tests set it)
 }
 
 type scramKey struct {
@@ -44,6 +58,7 @@ type scramKey struct {
 type scramEntry struct {
 	cl      *scram.Client
 	factors string
+	used    time.Time // the last login that met this entry
 }
 
 // client returns the cached Client for k, or a new one from newClient
@@ -64,14 +79,27 @@ func (c *scramCache) client(k scramKey, newClient func() (*scram.Client, error))
 func (c *scramCache) saw(k scramKey, cl *scram.Client, factors string) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
+	now := time.Now()
+	if c.now != nil {
+		now = c.now()
+	}
+	if now.Sub(c.swept) >= scramSweepEvery {
+		c.swept = now
+		for k, e := range c.m {
+			if now.Sub(e.used) >= scramIdle {
+				delete(c.m, k)
+			}
+		}
+	}
 	e := c.m[k]
 	if e == nil {
 		if c.m == nil || len(c.m) >= maxSCRAMClients {
 			c.m = map[scramKey]*scramEntry{}
 		}
-		c.m[k] = &scramEntry{factors: factors}
+		c.m[k] = &scramEntry{factors: factors, used: now}
 		return
 	}
+	e.used = now
 	switch {
 	case e.factors != factors:
 		e.cl, e.factors = nil, factors

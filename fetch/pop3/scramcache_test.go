@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/xdg-go/scram"
 )
@@ -83,6 +84,30 @@ func TestSCRAMCacheBound(t *testing.T) {
 	}
 	if n := len(c.m); n > maxSCRAMClients {
 		t.Fatalf("%d entries; want at most %d", n, maxSCRAMClients)
+	}
+}
+
+// TestSCRAMCacheIdle: an entry no login has met for scramIdle goes (an
+// old password of a reloaded or removed account); one in use stays.
+func TestSCRAMCacheIdle(t *testing.T) {
+	now := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
+	c := scramCache{now: func() time.Time { return now }}
+	old := scramKey{"h", MechSCRAMSHA256, "u", "old password"}
+	cur := scramKey{"h", MechSCRAMSHA256, "u", "new password"}
+	c.saw(old, nil, "s")
+	c.saw(cur, nil, "s")
+	now = now.Add(scramIdle - time.Hour)
+	c.saw(cur, nil, "s")
+	if c.m[old] == nil {
+		t.Fatal("an entry was dropped before it had been idle for scramIdle")
+	}
+	now = now.Add(2 * time.Hour)
+	c.saw(scramKey{"h", MechSCRAMSHA256, "v", "p"}, nil, "s")
+	if c.m[old] != nil {
+		t.Error("an entry idle for longer than scramIdle was kept")
+	}
+	if c.m[cur] == nil {
+		t.Error("an entry in use was dropped")
 	}
 }
 
