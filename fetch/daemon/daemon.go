@@ -270,6 +270,7 @@ type account struct {
 	cut      bool          // the running poll was stopped at its deadline: more mail may wait
 
 	now      []chan fetch.Result // PollNow waiters for a poll not yet started
+	nowAt    time.Time           // when the first of now was asked for (read only while now is not empty)
 	inflight []chan fetch.Result // PollNow waiters for the running poll
 
 	last   *fetch.PollSummary
@@ -1188,6 +1189,9 @@ func (d *Daemon) PollNow(ctx context.Context, names []string) ([]fetch.Result, e
 		if !a.running && a.notBefore.After(now) {
 			ch <- loginDelayResult(name, now, a.notBefore)
 			continue
+		}
+		if len(a.now) == 0 {
+			a.nowAt = now
 		}
 		a.now = append(a.now, ch)
 		d.placeLocked(a)

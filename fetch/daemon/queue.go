@@ -73,15 +73,20 @@ func didx(a *account) *int { return &a.didx }
 // dueBefore orders due accounts: operator requests first, then by when
 // they became due (dueAt), then by name. An operator request is due now
 // (its LOGIN-DELAY has ended, or it would not be due), so two of them
-// compare by name only.
+// compare by when they were asked for (nowAt): by name, an account asked
+// for again and again while the slots are full (max_parallel = 1, a
+// script that runs `popfetch now` every minute) would keep going before
+// one later in the alphabet, which would never be polled.
 func dueBefore(x, y *account) bool {
 	if x.qurgent != y.qurgent {
 		return x.qurgent
 	}
-	if !x.qurgent {
-		if c := x.qkey.Compare(y.qkey); c != 0 {
-			return c < 0
-		}
+	k, l := x.qkey, y.qkey
+	if x.qurgent {
+		k, l = x.nowAt, y.nowAt
+	}
+	if c := k.Compare(l); c != 0 {
+		return c < 0
 	}
 	return x.cfg.Name < y.cfg.Name
 }

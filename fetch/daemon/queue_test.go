@@ -279,7 +279,11 @@ func scanSchedule(d *Daemon, now time.Time) scanPlan {
 			}
 			return 1
 		}
-		if c := x.due.Compare(y.due); c != 0 {
+		k, l := x.due, y.due
+		if x.urgent {
+			k, l = x.a.nowAt, y.a.nowAt
+		}
+		if c := k.Compare(l); c != 0 {
 			return c
 		}
 		return strings.Compare(x.a.cfg.Name, y.a.cfg.Name)
@@ -306,4 +310,61 @@ func scanSchedule(d *Daemon, now time.Time) scanPlan {
 		earlier(now.Add(pollTimeLimit(c.a.cfg)))
 	}
 	return p
+}
+
+// TestPollNowArrivalOrder: operator requests are served in the order they
+// came, not by name, so that with one slot an account asked for again and
+// again cannot keep one later in the alphabet waiting.
+func TestPollNowArrivalOrder(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		cfg := &rcfile.Config{MaxParallel: 1, Accounts: []*rcfile.Account{
+			acct("a", "pop.a.example", time.Hour), acct("busy", "pop.b.example", time.Hour), acct("z", "pop.c.example", time.Hour)}}
+		release := make(chan struct{})
+		d := New(cfg, func(ctx context.Context, a *rcfile.Account, opts fetch.PollOptions) fetch.Result {
+			<-release
+			return fetch.Result{Account: a.Name}
+		}, Options{Jitter: func(time.Duration) time.Duration { return 0 }})
+		var started []string
+		d.startHook = func(name string) { started = append(started, name) }
+		step := func() {
+			d.mu.Lock()
+			d.startDueLocked()
+			d.mu.Unlock()
+		}
+		d.mu.Lock()
+		for _, a := range d.accts {
+			a.next = time.Now().Add(time.Hour) // none due but by request
+		}
+		d.requeueLocked()
+		d.mu.Unlock()
+		cancelled, cancel := context.WithCancel(context.Background())
+		cancel()
+		d.PollNow(cancelled, []string{"busy"}) // queues the request; the answer is not awaited
+		step()
+		for _, name := range []string{"z", "a", "busy", "a", "busy", "a"} {
+			time.Sleep(time.Second)
+			d.PollNow(cancelled, []string{name})
+			if name == "busy" {
+				// the running poll ends, and the slot goes to the
+				// request that came first
+				release <- struct{}{}
+				done := <-d.results
+				d.mu.Lock()
+				d.finishLocked(done)
+				d.mu.Unlock()
+				step()
+			}
+		}
+		if want := []string{"busy", "z", "a"}; !slices.Equal(started, want) {
+			t.Errorf("started %v; want %v", started, want)
+		}
+		for range 3 {
+			release <- struct{}{}
+			done := <-d.results
+			d.mu.Lock()
+			d.finishLocked(done)
+			d.mu.Unlock()
+			step()
+		}
+	})
 }

@@ -90,6 +90,7 @@ func TestStartDueOrder(t *testing.T) {
 			}
 			if rng.IntN(3) == 0 {
 				a.now = append(a.now, make(chan fetch.Result, 1))
+				a.nowAt = base.Add(time.Duration(rng.IntN(4)) * time.Second) // ties too
 			}
 		}
 		for _, a := range d.accts {
