@@ -400,9 +400,9 @@ var quoted = sync.OnceValue(func() *regexp.Regexp { return regexp.MustCompile(`"
 // masked span, every quoted fragment that occurs in that span's text
 // (HCL's "The symbol "q" is not a valid escape sequence", "There is no
 // function named ..."); and everywhere, the whole text (4 bytes or more)
-// of a secret-named attribute's value. (An unknown attribute's value is
-// not removed everywhere: "sever" = "pop.example.com" must not blank out
-// every example host name.)
+// of a secret-named attribute's value and of each string in it. (An
+// unknown attribute's value is not removed everywhere: "sever" =
+// "pop.example.com" must not blank out every example host name.)
 func redactDiags(src []byte, diags hcl.Diagnostics) hcl.Diagnostics {
 	m := maskSource(src)
 	if len(m.spans) == 0 {
@@ -421,6 +421,19 @@ func redactDiags(src []byte, diags hcl.Diagnostics) hcl.Diagnostics {
 			if s.named {
 				named = append(named, forms...)
 			}
+		}
+	}
+	// A string inside a secret's value goes too, wherever the message
+	// shows it unquoted: `password = env("s")` is reported as
+	// "environment variable s is not set".
+	toks, _ := hclsyntax.LexConfig(src, "", hcl.InitialPos)
+	for _, tk := range toks {
+		if tk.Type != hclsyntax.TokenQuotedLit {
+			continue
+		}
+		k := sort.Search(len(m.spans), func(k int) bool { return m.spans[k].end > tk.Range.Start.Byte })
+		if k < len(m.spans) && m.spans[k].named && m.spans[k].start <= tk.Range.Start.Byte {
+			named = append(named, strings.TrimSpace(string(tk.Bytes)))
 		}
 	}
 	scrub := func(text string, inSecret bool) string {
