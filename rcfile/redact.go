@@ -203,30 +203,48 @@ func outside(src []byte, start, end int, lexed []span) []span {
 // appendValue appends to out the span of the value that starts at
 // toks[j] (see valueEnd), and returns the index after it. A value that
 // is missing from its line (`password =` or `password` before a newline
-// or a comment) is taken from the next line that has something: a
-// password written on the line below its name is still the password,
-// and HCL's complaint about it (single quotes, say) shows that line.
-// That line is left alone if it starts an attribute or block of its own
-// or closes the block.
+// or a comment), or that ends in an operator (`password = "a" +`,
+// `password = "a" api_token =`), goes on at the next line that has
+// something: the admin meant it to, and HCL's complaint about that line
+// (single quotes, say) shows it. That line is left alone if it starts
+// an attribute or block of its own or closes the block.
 func appendValue(out []span, toks hclsyntax.Tokens, j int, named bool) ([]span, int) {
 	end := valueEnd(toks, j)
-	k := j
-	for k < end && toks[k].Type == hclsyntax.TokenComment {
-		k++
-	}
-	if k == end {
+	for {
+		last := end - 1
+		for last >= j && toks[last].Type == hclsyntax.TokenComment {
+			last--
+		}
+		if last >= j && !dangling[toks[last].Type] {
+			break
+		}
+		k := end
 		for k < len(toks) && (toks[k].Type == hclsyntax.TokenNewline || toks[k].Type == hclsyntax.TokenComment) {
 			k++
 		}
 		if k == end || k >= len(toks) || ownItem(toks[k:]) {
-			return out, end
+			break
 		}
-		j, end = k, valueEnd(toks, k)
+		if last < j {
+			j = k
+		}
+		end = valueEnd(toks, k)
 	}
 	if end > j {
 		out = append(out, span{toks[j].Range.Start.Byte, toks[end-1].Range.End.Byte, named})
 	}
 	return out, end
+}
+
+// dangling holds the tokens after which an expression is not complete.
+var dangling = map[hclsyntax.TokenType]bool{
+	hclsyntax.TokenEqual: true, hclsyntax.TokenColon: true, hclsyntax.TokenPlus: true, hclsyntax.TokenMinus: true,
+	hclsyntax.TokenStar: true, hclsyntax.TokenSlash: true, hclsyntax.TokenPercent: true, hclsyntax.TokenEqualOp: true,
+	hclsyntax.TokenNotEqual: true, hclsyntax.TokenLessThan: true, hclsyntax.TokenLessThanEq: true,
+	hclsyntax.TokenGreaterThan: true, hclsyntax.TokenGreaterThanEq: true, hclsyntax.TokenAnd: true, hclsyntax.TokenOr: true,
+	hclsyntax.TokenBang: true, hclsyntax.TokenDot: true, hclsyntax.TokenComma: true, hclsyntax.TokenQuestion: true,
+	hclsyntax.TokenFatArrow: true, hclsyntax.TokenDoubleColon: true, hclsyntax.TokenBitwiseAnd: true,
+	hclsyntax.TokenBitwiseOr: true, hclsyntax.TokenBitwiseXor: true, hclsyntax.TokenBitwiseNot: true, hclsyntax.TokenStarStar: true,
 }
 
 // ownItem says whether toks start with something that is not a value

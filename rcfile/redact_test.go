@@ -64,6 +64,8 @@ var brokenSecretFiles = []struct{ name, src string }{
 	{"zero-width space in a name ending its line", "account \"a\" {\n  server = \"x\" pass\u200bword\n  = \"%s\" &\n}\n"},
 	{"lone CR after the name", "account \"a\" {\n  server = \"x\" password\r= \"%s\" &\n}\n"},
 	{"string in a function call in the password", "account \"a\" {\n  password = env(\"%s\")\n}\n"},
+	{"second secret name ending the line", "account \"a\" {\n  password = \"a\" api_token =\n  '%s'\n}\n"},
+	{"operator ending the line", "account \"a\" {\n  password = \"a\" +\n  '%s'\n}\n"},
 	{"ldap bind password on the bind_dn line", "account \"a\" {\n  multidrop {\n    ldap { bind_dn = \"x\" password = \"%s\" }\n  }\n}\n"},
 }
 
