@@ -143,10 +143,8 @@ func secretSpans(src []byte) []span {
 		if assign {
 			j++
 		}
-		end := valueEnd(toks, j)
-		if end > j {
-			out = append(out, span{toks[j].Range.Start.Byte, toks[end-1].Range.End.Byte, secret})
-		}
+		var end int
+		out, end = appendValue(out, toks, j, secret)
 		i = end - 1
 	}
 	lexed := slices.Clone(out)
@@ -155,8 +153,19 @@ func secretSpans(src []byte) []span {
 	for _, m := range secretName().FindAllIndex(folded, -1) {
 		n := secretNameEnd().FindIndex(folded[m[0]:m[1]])
 		fs := m[0] + n[1]
+		if k := tokenAt(toks, off[m[0]]); k >= 0 && toks[k].Type == hclsyntax.TokenIdent {
+			// The name is in the code, not in a comment or string, but
+			// the lexer did not take it for one (split by a zero-width
+			// space, ended by a lone CR, not at the start of its line):
+			// its value is what follows, with the lexer's idea of where
+			// that ends. It can go on past the line the fallback sees
+			// (`password /*` newline `*/ = "s"`), or be on the next line
+			// (`password =` newline `'s'`).
+			t := sort.Search(len(toks), func(t int) bool { return toks[t].Range.Start.Byte >= off[fs] })
+			out, _ = appendValue(out, toks, t, true)
+		}
 		if len(bytes.TrimSpace(folded[fs:m[1]])) == 0 {
-			continue // nothing to hide
+			continue // nothing more to hide
 		}
 		// Where the lexer found a value, it knows better where it ends;
 		// the rest of the line is masked unless it is only blanks and
@@ -191,6 +200,87 @@ func outside(src []byte, start, end int, lexed []span) []span {
 	return out
 }
 
+// appendValue appends to out the span of the value that starts at
+// toks[j] (see valueEnd), and returns the index after it. A value that
+// is missing from its line (`password =` or `password` before a newline
+// or a comment), or that ends in an operator (`password = "a" +`,
+// `password = "a" api_token =`), goes on at the next line that has
+// something: the admin meant it to, and HCL's complaint about that line
+// (single quotes, say) shows it. That line is left alone if it starts
+// an attribute or block of its own or closes the block.
+func appendValue(out []span, toks hclsyntax.Tokens, j int, named bool) ([]span, int) {
+	end := valueEnd(toks, j)
+	for {
+		last := end - 1
+		for last >= j && toks[last].Type == hclsyntax.TokenComment {
+			last--
+		}
+		if last >= j && !dangling[toks[last].Type] {
+			break
+		}
+		k := end
+		for k < len(toks) && (toks[k].Type == hclsyntax.TokenNewline || toks[k].Type == hclsyntax.TokenComment) {
+			k++
+		}
+		if k == end || k >= len(toks) || ownItem(toks[k:]) {
+			break
+		}
+		if last < j {
+			j = k
+		}
+		end = valueEnd(toks, k)
+	}
+	if end > j {
+		out = append(out, span{toks[j].Range.Start.Byte, toks[end-1].Range.End.Byte, named})
+	}
+	return out, end
+}
+
+// dangling holds the tokens after which an expression is not complete.
+var dangling = map[hclsyntax.TokenType]bool{
+	hclsyntax.TokenEqual: true, hclsyntax.TokenColon: true, hclsyntax.TokenPlus: true, hclsyntax.TokenMinus: true,
+	hclsyntax.TokenStar: true, hclsyntax.TokenSlash: true, hclsyntax.TokenPercent: true, hclsyntax.TokenEqualOp: true,
+	hclsyntax.TokenNotEqual: true, hclsyntax.TokenLessThan: true, hclsyntax.TokenLessThanEq: true,
+	hclsyntax.TokenGreaterThan: true, hclsyntax.TokenGreaterThanEq: true, hclsyntax.TokenAnd: true, hclsyntax.TokenOr: true,
+	hclsyntax.TokenBang: true, hclsyntax.TokenDot: true, hclsyntax.TokenComma: true, hclsyntax.TokenQuestion: true,
+	hclsyntax.TokenFatArrow: true, hclsyntax.TokenDoubleColon: true, hclsyntax.TokenBitwiseAnd: true,
+	hclsyntax.TokenBitwiseOr: true, hclsyntax.TokenBitwiseXor: true, hclsyntax.TokenBitwiseNot: true, hclsyntax.TokenStarStar: true,
+}
+
+// ownItem says whether toks start with something that is not a value
+// left over from the line above: the end of the file or block, or an
+// identifier followed by =, :, { or a label (another attribute or a
+// block).
+func ownItem(toks hclsyntax.Tokens) bool {
+	switch toks[0].Type {
+	case hclsyntax.TokenEOF, hclsyntax.TokenCBrace:
+		return true
+	case hclsyntax.TokenIdent:
+		if len(toks) < 2 {
+			return false
+		}
+		switch toks[1].Type {
+		case hclsyntax.TokenEqual, hclsyntax.TokenColon, hclsyntax.TokenOBrace:
+			return true
+		case hclsyntax.TokenOQuote:
+			// A block's label: the line ends with the brace.
+			e := valueEnd(toks, 1)
+			return e > 1 && toks[e-1].Type == hclsyntax.TokenOBrace
+		}
+	}
+	return false
+}
+
+// tokenAt returns the index of the token of toks that holds byte o of
+// the source, or -1.
+func tokenAt(toks hclsyntax.Tokens, o int) int {
+	k := sort.Search(len(toks), func(k int) bool { return toks[k].Range.End.Byte > o })
+	if k < len(toks) && toks[k].Range.Start.Byte <= o {
+		return k
+	}
+	return -1
+}
+
 // envName says whether toks start with a quoted environment variable
 // name. A password_env whose value is anything else may be a password put
 // in the wrong attribute, and is masked like one.
@@ -210,6 +300,13 @@ func valueEnd(toks hclsyntax.Tokens, i int) int {
 		switch toks[i].Type {
 		case hclsyntax.TokenEOF:
 			return i
+		case hclsyntax.TokenComment:
+			// A # or // comment holds its newline: the line ends there.
+			// (Without this the value of `password = "x" # note` ran on
+			// over the whole next line.)
+			if depth <= 0 && bytes.HasSuffix(toks[i].Bytes, []byte("\n")) {
+				return i
+			}
 		case hclsyntax.TokenNewline, hclsyntax.TokenCBrace:
 			if depth <= 0 {
 				return i
@@ -321,9 +418,9 @@ var quoted = sync.OnceValue(func() *regexp.Regexp { return regexp.MustCompile(`"
 // masked span, every quoted fragment that occurs in that span's text
 // (HCL's "The symbol "q" is not a valid escape sequence", "There is no
 // function named ..."); and everywhere, the whole text (4 bytes or more)
-// of a secret-named attribute's value. (An unknown attribute's value is
-// not removed everywhere: "sever" = "pop.example.com" must not blank out
-// every example host name.)
+// of a secret-named attribute's value and of each string in it. (An
+// unknown attribute's value is not removed everywhere: "sever" =
+// "pop.example.com" must not blank out every example host name.)
 func redactDiags(src []byte, diags hcl.Diagnostics) hcl.Diagnostics {
 	if len(diags) == 0 {
 		// A valid file, the common case: finding its secrets (the
@@ -348,6 +445,19 @@ func redactDiags(src []byte, diags hcl.Diagnostics) hcl.Diagnostics {
 			if s.named {
 				named = append(named, forms...)
 			}
+		}
+	}
+	// A string inside a secret's value goes too, wherever the message
+	// shows it unquoted: `password = env("s")` is reported as
+	// "environment variable s is not set".
+	toks, _ := hclsyntax.LexConfig(src, "", hcl.InitialPos)
+	for _, tk := range toks {
+		if tk.Type != hclsyntax.TokenQuotedLit {
+			continue
+		}
+		k := sort.Search(len(m.spans), func(k int) bool { return m.spans[k].end > tk.Range.Start.Byte })
+		if k < len(m.spans) && m.spans[k].named && m.spans[k].start <= tk.Range.Start.Byte {
+			named = append(named, strings.TrimSpace(string(tk.Bytes)))
 		}
 	}
 	scrub := func(text string, inSecret bool) string {

@@ -57,6 +57,15 @@ var brokenSecretFiles = []struct{ name, src string }{
 	{"ldap bind password", "account \"a\" {\n  multidrop {\n    ldap {\n      url = 5\n      password = \"%s\"\n    }\n  }\n}\n"},
 	{"second password after a one-line block", `account "a" { password = "x" }" password = "%s"` + "\n"},
 	{"secret name without equals before an unknown attribute", "account \"a\" {\n  x password \"%s\" bogus = 1\n}\n"},
+	{"value on the line below", "account \"a\" {\n  password =\n    '%s'\n}\n"},
+	{"name alone on its line", "account \"a\" {\n  password\n  = \"%s\" &\n}\n"},
+	{"name ending the line of another attribute", "account \"a\" {\n  server = \"x\" password\n  = \"%s\" &\n}\n"},
+	{"block comment spanning lines after the name", "account \"a\" {\n  server = \"x\" password /*\n  */ = \"%s\" &\n}\n"},
+	{"zero-width space in a name ending its line", "account \"a\" {\n  server = \"x\" pass\u200bword\n  = \"%s\" &\n}\n"},
+	{"lone CR after the name", "account \"a\" {\n  server = \"x\" password\r= \"%s\" &\n}\n"},
+	{"string in a function call in the password", "account \"a\" {\n  password = env(\"%s\")\n}\n"},
+	{"second secret name ending the line", "account \"a\" {\n  password = \"a\" api_token =\n  '%s'\n}\n"},
+	{"operator ending the line", "account \"a\" {\n  password = \"a\" +\n  '%s'\n}\n"},
 	{"ldap bind password on the bind_dn line", "account \"a\" {\n  multidrop {\n    ldap { bind_dn = \"x\" password = \"%s\" }\n  }\n}\n"},
 }
 
@@ -145,6 +154,19 @@ func TestMaskSourceKeepsOthers(t *testing.T) {
 	want := "account \"a\" {\n  server = \"pop.example.com\"\n  password_file = \"/etc/pw\"\n  password = ***\n***\n***\n***\n  api_token = ***\n  bogus = ***\n  deliver { maildir = \"/m\" }\n}\n"
 	if got := string(maskSource([]byte(src)).text); got != want {
 		t.Errorf("maskSource =\n%s\nwant\n%s", got, want)
+	}
+}
+
+// TestMaskSourceCommentAfterValue: a # or // comment ends the line of
+// the value it follows; the next line is not part of the value.
+func TestMaskSourceCommentAfterValue(t *testing.T) {
+	t.Parallel()
+	for _, c := range []string{"#", "//"} {
+		src := "account \"a\" {\n  password = \"x\" " + c + " note\n  server = \"pop.example.com\"\n}\n"
+		want := "account \"a\" {\n  password = ***\n  server = \"pop.example.com\"\n}\n"
+		if got := string(maskSource([]byte(src)).text); got != want {
+			t.Errorf("maskSource =\n%s\nwant\n%s", got, want)
+		}
 	}
 }
 

@@ -26,6 +26,7 @@ var brokenRC = []struct{ name, src string }{
 	{"heredoc", "state_dir = %[2]q\naccount \"a\" {\n  server = 5\n  password = <<EOT\n%[1]s\nEOT\n}\n"},
 	{"misspelt", "state_dir = %[2]q\naccount \"a\" {\n  passwrd = \"%[1]s\"\n}\n"},
 	{"in password_env", "state_dir = %[2]q\naccount \"a\" {\n  password_env = \"%[1]s\"\n}\n"},
+	{"on the line below", "state_dir = %[2]q\naccount \"a\" {\n  password =\n    '%[1]s'\n}\n"},
 }
 
 func leakedCLI(s string) string {
