@@ -541,7 +541,7 @@ func TestResolve(t *testing.T) {
 // does not put it in the log.
 func TestPasswordCommandStderr(t *testing.T) {
 	t.Parallel()
-	const secret = "Zq9x-Hunter2-SECRET"
+	const secret = "Zq9x-Hunter2-Plugh7"
 	long := strings.Repeat("é", 60) // 120 bytes
 	for _, tt := range []struct {
 		name, script string

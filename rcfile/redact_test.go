@@ -15,9 +15,9 @@ import (
 
 // testSecret is the password of the broken rc files below; leakFragments
 // are pieces of it that must not show either.
-const testSecret = "Zq9x-Hunter2-SECRET"
+const testSecret = "Zq9x-Hunter2-Plugh7"
 
-var leakFragments = []string{testSecret, "Hunter2", "Zq9x", "SECRET"}
+var leakFragments = []string{testSecret, "Hunter2", "Zq9x", "Plugh7"}
 
 // BrokenSecretFiles are rc files with an error somewhere near an inline
 // password testSecret; the cmd tests run them through the real CLI too.

@@ -12,7 +12,7 @@ import (
 
 // cliSecret is the password of the rc files below; its fragments must not
 // show either.
-const cliSecret = "Zq9x-Hunter2-SECRET"
+const cliSecret = "Zq9x-Hunter2-Plugh7"
 
 var cliFragments = []string{cliSecret, "Hunter2", "Zq9x"}
 
