@@ -2,12 +2,15 @@
 # usage: mpop-run.sh [keep|delete]: one mpop run over the whole bench mailbox (see README.md)
 W=/tmp/popbench/mpw; rm -rf $W; mkdir -p $W/Maildir/{cur,new,tmp} $W/home
 KEEP=on; [[ ${1:-keep} == delete ]] && KEEP=off
+TLSCONF="tls off"; [[ -n ${TLS:-} ]] && TLSCONF="tls on
+tls_starttls off
+tls_trust_file /tmp/popbench/tls/ca.crt" && : ${PORT:=11995}
 cat > $W/mpoprc <<H
 account bench
 host 127.0.0.1
 port ${PORT:-11110}
 timeout 120
-tls off
+$TLSCONF
 auth user
 user bench
 password bench

@@ -1,12 +1,14 @@
 #!/bin/bash
 # usage: popfetch-run.sh [BIN] [keep|delete]: one popfetch fetch of the whole bench mailbox (see README.md)
 BIN=${1:-/tmp/popbench/bin/popfetch}; KEEP=true; [[ ${2:-keep} == delete ]] && KEEP=false
+TLSCONF='tls = "none"'; [[ -n ${TLS:-} ]] && TLSCONF='tls = "implicit"
+  ca_file = "/tmp/popbench/tls/ca.crt"' && : ${PORT:=11995}
 W=${WDIR:-/tmp/popbench/pbw}; rm -rf $W; mkdir -p $W/Maildir/{cur,new,tmp} $W/home
 cat > $W/popfetch.hcl <<H
 account "bench" {
   server = "127.0.0.1"
   port = ${PORT:-11110}
-  tls = "none"
+  $TLSCONF
   username = "bench"
   password = "bench"
   keep = $KEEP

@@ -1,7 +1,7 @@
 // floor: what the server alone and the disk alone cost, the floors a
 // popfetch run is measured against (doc/bench/README.md).
 //
-//	floor server ADDR N     pipelined RETR 1..N, bodies discarded
+//	floor server ADDR N [CAFILE]   pipelined RETR 1..N, bodies discarded (over implicit TLS verified with CAFILE if given)
 //	floor disk DIR N SIZE WORKERS BATCH [MODE]   files written by WORKERS, renamed into new/ in batches, one fsync of new/ per batch
 //
 // MODE says how the files are made durable before their batch is renamed:
@@ -14,6 +14,8 @@ package main
 
 import (
 	"bufio"
+	"crypto/tls"
+	"crypto/x509"
 	"fmt"
 	"net"
 	"os"
@@ -30,7 +32,20 @@ func main() {
 	case "server":
 		n, _ := strconv.Atoi(os.Args[3])
 		t0 := time.Now()
-		c, err := net.Dial("tcp", os.Args[2])
+		var c net.Conn
+		var err error
+		if len(os.Args) > 4 {
+			pem, err := os.ReadFile(os.Args[4])
+			if err != nil {
+				panic(err)
+			}
+			roots := x509.NewCertPool()
+			roots.AppendCertsFromPEM(pem)
+			host, _, _ := net.SplitHostPort(os.Args[2])
+			c, err = tls.Dial("tcp", os.Args[2], &tls.Config{RootCAs: roots, ServerName: host})
+		} else {
+			c, err = net.Dial("tcp", os.Args[2])
+		}
 		if err != nil {
 			panic(err)
 		}
