@@ -35,9 +35,9 @@ func main() {
 		var c net.Conn
 		var err error
 		if len(os.Args) > 4 {
-			pem, err := os.ReadFile(os.Args[4])
-			if err != nil {
-				panic(err)
+			pem, rerr := os.ReadFile(os.Args[4])
+			if rerr != nil {
+				panic(rerr)
 			}
 			roots := x509.NewCertPool()
 			roots.AppendCertsFromPEM(pem)
