@@ -1,6 +1,7 @@
 package fetch
 
 import (
+	"maps"
 	"strings"
 
 	"github.com/popfetch/popfetch/rcfile"
@@ -23,30 +24,21 @@ func (p *Poller) Retain(accounts []*rcfile.Account) {
 	p.oauth.retain(keep)
 	p.dirs.retain(keep)
 	p.mu.Lock()
-	for k := range p.scramRefused {
-		if name, _, _ := strings.Cut(k, "\x00"); !keep[name] {
-			delete(p.scramRefused, k)
-		}
-	}
+	maps.DeleteFunc(p.scramRefused, func(k string, _ bool) bool {
+		name, _, _ := strings.Cut(k, "\x00")
+		return !keep[name]
+	})
 	p.mu.Unlock()
 }
 
 func (c *oauthSources) retain(keep map[string]bool) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	for name := range c.m {
-		if !keep[name] {
-			delete(c.m, name)
-		}
-	}
+	maps.DeleteFunc(c.m, func(name string, _ oauthSource) bool { return !keep[name] })
 }
 
 func (c *directories) retain(keep map[string]bool) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	for name := range c.m {
-		if !keep[name] {
-			delete(c.m, name)
-		}
-	}
+	maps.DeleteFunc(c.m, func(name string, _ *dirEntry) bool { return !keep[name] })
 }

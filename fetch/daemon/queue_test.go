@@ -331,6 +331,15 @@ func TestPollNowArrivalOrder(t *testing.T) {
 			d.startDueLocked()
 			d.mu.Unlock()
 		}
+		// finish ends the running poll and starts what is due next.
+		finish := func() {
+			release <- struct{}{}
+			done := <-d.results
+			d.mu.Lock()
+			d.finishLocked(done)
+			d.mu.Unlock()
+			step()
+		}
 		d.mu.Lock()
 		for _, a := range d.accts {
 			a.next = time.Now().Add(time.Hour) // none due but by request
@@ -345,26 +354,14 @@ func TestPollNowArrivalOrder(t *testing.T) {
 			time.Sleep(time.Second)
 			d.PollNow(cancelled, []string{name})
 			if name == "busy" {
-				// the running poll ends, and the slot goes to the
-				// request that came first
-				release <- struct{}{}
-				done := <-d.results
-				d.mu.Lock()
-				d.finishLocked(done)
-				d.mu.Unlock()
-				step()
+				finish() // the slot goes to the request that came first
 			}
 		}
 		if want := []string{"busy", "z", "a"}; !slices.Equal(started, want) {
 			t.Errorf("started %v; want %v", started, want)
 		}
 		for range 3 {
-			release <- struct{}{}
-			done := <-d.results
-			d.mu.Lock()
-			d.finishLocked(done)
-			d.mu.Unlock()
-			step()
+			finish()
 		}
 	})
 }
