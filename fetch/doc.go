@@ -24,7 +24,7 @@
 //	    mismatch is a new message; a new UID is new mail, never matched
 //	    with another UID's identity, except after a keep mode mailbox was
 //	    renumbered (reuse.go)
-//	  → RETR in rounds of up to 256 commands, 1 MiB of spool memory and
+//	  → RETR in rounds of up to 256 commands, 4 MiB of spool memory and
 //	    64 MiB of spool (sent at once with
 //	    RFC 2449 PIPELINING, one at a time without it), each "RETR n"
 //	    followed by "LIST n", into a bounded spool (deliver.Spool:
