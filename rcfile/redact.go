@@ -111,8 +111,9 @@ type span struct {
 // sorted and merged: the value of every attribute with a secret or an
 // unknown name, found with the HCL lexer (which also tokenizes broken
 // files; a value runs to the end of its line, or further while a string,
-// heredoc or bracket is open), plus the rest of every secretLine.
-func secretSpans(src []byte) []span {
+// heredoc or bracket is open), plus the rest of every secretLine. It
+// returns the tokens too, for redactDiags.
+func secretSpans(src []byte) ([]span, hclsyntax.Tokens) {
 	var out []span
 	toks, _ := hclsyntax.LexConfig(src, "", hcl.InitialPos)
 	lineStart := true
@@ -174,17 +175,17 @@ func secretSpans(src []byte) []span {
 		// may hold another one: `{ password = "a" }" password = "b"`.
 		out = append(out, outside(src, off[fs], off[m[1]], lexed)...)
 	}
-	return mergeSpans(out)
+	return mergeSpans(out), toks
 }
 
 // outside returns the parts of [start, end) of src that no span of
 // lexed covers and that hold more than blanks and closing punctuation.
 func outside(src []byte, start, end int, lexed []span) []span {
 	var out []span
+	trivial := func(r rune) bool {
+		return unicode.IsSpace(r) || unicode.Is(unicode.Cf, r) || strings.ContainsRune("})],;", r)
+	}
 	add := func(s, e int) {
-		trivial := func(r rune) bool {
-			return unicode.IsSpace(r) || unicode.Is(unicode.Cf, r) || strings.ContainsRune("})],;", r)
-		}
 		if s < e && len(bytes.TrimFunc(src[s:e], trivial)) > 0 {
 			out = append(out, span{s, e, true})
 		}
@@ -346,6 +347,7 @@ func mergeSpans(in []span) []span {
 type maskedSource struct {
 	text  []byte
 	spans []span // in src
+	toks  hclsyntax.Tokens
 	moved []span // the same spans in text
 	lines []int  // the offset in text where each line starts
 }
@@ -354,7 +356,8 @@ type maskedSource struct {
 // line numbers stay as they were: a heredoc secret of three lines becomes
 // three lines of "***".
 func maskSource(src []byte) *maskedSource {
-	m := &maskedSource{spans: secretSpans(src)}
+	m := &maskedSource{}
+	m.spans, m.toks = secretSpans(src)
 	var b bytes.Buffer
 	prev := 0
 	for _, s := range m.spans {
@@ -401,14 +404,19 @@ func (m *maskedSource) overlaps(rng *hcl.Range) bool {
 	if rng == nil {
 		return false
 	}
-	// The first span that ends after the range starts is the only
-	// candidate: spans are sorted and disjoint.
-	k := sort.Search(len(m.spans), func(i int) bool { return m.spans[i].end > rng.Start.Byte })
+	s, ok := m.spanAfter(rng.Start.Byte)
+	return ok && (s.start < rng.End.Byte || s.start <= rng.Start.Byte) // the latter: an empty range inside s
+}
+
+// spanAfter returns the first span that ends after byte o of src: the
+// only one that can hold o or a range starting there, as spans are sorted
+// and disjoint.
+func (m *maskedSource) spanAfter(o int) (span, bool) {
+	k := sort.Search(len(m.spans), func(i int) bool { return m.spans[i].end > o })
 	if k == len(m.spans) {
-		return false
+		return span{}, false
 	}
-	s := m.spans[k]
-	return s.start < rng.End.Byte || s.start <= rng.Start.Byte // the latter: an empty range inside s
+	return m.spans[k], true
 }
 
 var quoted = sync.OnceValue(func() *regexp.Regexp { return regexp.MustCompile(`"(?:[^"\\]|\\.)*"`) })
@@ -450,13 +458,11 @@ func redactDiags(src []byte, diags hcl.Diagnostics) hcl.Diagnostics {
 	// A string inside a secret's value goes too, wherever the message
 	// shows it unquoted: `password = env("s")` is reported as
 	// "environment variable s is not set".
-	toks, _ := hclsyntax.LexConfig(src, "", hcl.InitialPos)
-	for _, tk := range toks {
+	for _, tk := range m.toks {
 		if tk.Type != hclsyntax.TokenQuotedLit {
 			continue
 		}
-		k := sort.Search(len(m.spans), func(k int) bool { return m.spans[k].end > tk.Range.Start.Byte })
-		if k < len(m.spans) && m.spans[k].named && m.spans[k].start <= tk.Range.Start.Byte {
+		if sp, ok := m.spanAfter(tk.Range.Start.Byte); ok && sp.named && sp.start <= tk.Range.Start.Byte {
 			named = append(named, strings.TrimSpace(string(tk.Bytes)))
 		}
 	}
