@@ -748,6 +748,11 @@ func mdaArgv(cmd, recipient string) (argv []string, ok bool) {
 				b.WriteByte(c)
 				i++
 				c = cmd[i]
+			} else if i+2 < len(cmd) && cmd[i+1] == '%' && param[cmd[i+2]] != "" {
+				// Before a placeholder the backslash is literal to
+				// the shell fetchmail ran; before the "$1" it becomes
+				// here it would escape the "$", so it is doubled.
+				b.WriteByte(c)
 			}
 		case state == out && c == '\'':
 			state = single

@@ -70,7 +70,7 @@ func TestMDAQuoting(t *testing.T) {
 	dir := t.TempDir()
 	for _, words := range []string{
 		`%T`, `%F %T`, `'%T'`, `"%T"`, `from=%F`, `"from=%F"`, `'from=%F'`, `'a b'%T"c d"`,
-		`"x'%T'y"`, `'x"%T"y'`, `"%T%F"`, `'%T%F'`, `%T%F`, `"a\"%T\"b"`, `a\ b%T`, `"\\%T"`,
+		`"x'%T'y"`, `'x"%T"y'`, `"%T%F"`, `'%T%F'`, `%T%F`, `"a\"%T\"b"`, `a\ b%T`, `"\\%T"`, `"\%T"`, `"x\%F\%T"`,
 		`-f "%F" -- '%T' x`, `'it'"'"'s %T'`, `"%T"'%F'%T`, `"%Tx1" '%F'2`, `%%T`, `"%"T`,
 	} {
 		checkMDA(t, dir, words)
