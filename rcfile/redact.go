@@ -137,7 +137,11 @@ func secretSpans(src []byte) ([]span, hclsyntax.Tokens) {
 		// is: after another one on the same line (a one-line block), after
 		// a ; or , or a character HCL does not know. A secret's name
 		// without = counts only at the start of a line.
-		if !assign && !(secret && start) || !secret && knownAttrs()[name] {
+		// An unknown name alone on its line may be a misspelt secret's
+		// whose = and value are on the next line (`passwrd` newline
+		// `= "s"`): appendValue takes the value from there.
+		alone := start && !knownAttrs()[name] && (next == hclsyntax.TokenNewline || next == hclsyntax.TokenComment)
+		if !assign && !(secret && start) && !alone || !secret && knownAttrs()[name] {
 			continue
 		}
 		j := i + 1

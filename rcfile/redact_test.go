@@ -66,6 +66,10 @@ var brokenSecretFiles = []struct{ name, src string }{
 	{"string in a function call in the password", "account \"a\" {\n  password = env(\"%s\")\n}\n"},
 	{"second secret name ending the line", "account \"a\" {\n  password = \"a\" api_token =\n  '%s'\n}\n"},
 	{"operator ending the line", "account \"a\" {\n  password = \"a\" +\n  '%s'\n}\n"},
+	{"misspelt name, value on the line below", "account \"a\" {\n  passwrd =\n    '%s'\n}\n"},
+	{"misspelt name alone on its line", "account \"a\" {\n  passwrd\n  = \"%s\" &\n}\n"},
+	{"unknown name, value on the line below", "account \"a\" {\n  pw =\n    \"%s\" &\n}\n"},
+	{"misspelt name, operator ending the line", "account \"a\" {\n  passwrd = \"a\" +\n  '%s'\n}\n"},
 	{"ldap bind password on the bind_dn line", "account \"a\" {\n  multidrop {\n    ldap { bind_dn = \"x\" password = \"%s\" }\n  }\n}\n"},
 }
 
