@@ -69,7 +69,11 @@ const maxFieldName = 256
 // From, To, Subject and the top Received alone. Such a recorded digest
 // matches no copy now: delete mode delivers the message again (once) and
 // records its new identity; keep mode takes an unchanged size as the same
-// message and delivers one of another size again, once.
+// message and delivers one of another size again, once. Likewise the body
+// digest read a bare CR as itself until it was made to read it as a line
+// end (as a Maildir copy has it): a message with a bare CR in its body
+// recorded before that, and still on the server, is fetched again once in
+// delete mode.
 func identityOf(size int64, raw []byte) uidl.Identity {
 	d := newDigester()
 	defer d.free()
@@ -125,12 +129,15 @@ func fullIdentities(ids []uidl.Identity) []uidl.Identity {
 // the size the copy's name carries, and the body of the file must have
 // the body digest of id. The body of a Maildir copy is the retrieved
 // body with LF line ends (deliver.Open), which bodyDigest reads as it
-// reads CRLF. What Open changes beyond line ends cannot be shown to be
-// the copy: a bare CR in the body (Open turns it into LF), a missing
-// final line end (Open adds one; a POP3 reply always ends the message's
-// last line). Nor can an intent without a full identity (written by an
-// older popfetch). Each is fetched again, a duplicate at worst. The file
-// is read as a stream, never whole into memory.
+// reads CRLF, and a bare CR in the body, which Open turns into LF, is
+// read as LF by bodyDigest too. What Open changes beyond that cannot be
+// shown to be the copy: a missing final line end (Open adds one; a POP3
+// reply always ends the message's last line), a bare CR in the header
+// that Open's LF makes into the empty line ending it. Nor can an intent
+// without a full identity (written by an older popfetch, or by one whose
+// body digest read a bare CR as itself). Each is fetched again, a
+// duplicate at worst. The file is read as a stream, never whole into
+// memory.
 func ourCopy(path string, id uidl.Identity) error {
 	if len(id.Digest) != fullDigestLen {
 		return errors.New("no message identity recorded with the intent")
@@ -154,8 +161,9 @@ func ourCopy(path string, id uidl.Identity) error {
 
 // bodyDigest is a digest of the body of raw: everything after the empty
 // line that ends the header section (RFC 5322 §2.1), found as headerDigest
-// finds it, with every CRLF read as LF, so that a server that stores
-// messages with LF line ends and one that stores CRLF agree. A message
+// finds it, with every CRLF and every bare CR read as LF, so that a server
+// that stores messages with LF line ends and one that stores CRLF agree,
+// and a Maildir copy (deliver.Open) has the body digest of its message. A message
 // without that empty line has no body, which digests differently from an
 // empty one. It is the first 128 bits of SHA-256, in hex.
 func bodyDigest(raw []byte) string {
@@ -197,7 +205,7 @@ func headerDigest(raw []byte) string {
 type digester struct {
 	whole  lfHash // "whole\n", the message with CRLF as LF
 	inBody bool   // the empty line was seen
-	body   lfHash // 1, the body with CRLF as LF
+	body   lfHash // 1, the body with CRLF and bare CR as LF
 
 	// The header's fields, line by line; each line's final CR (before
 	// its LF) is dropped, as headerDigest's line reader drops it.
@@ -420,7 +428,7 @@ func (d *digester) lineEnd() {
 		d.inBody = true
 		// The whole message's digest is not needed: its buffer serves
 		// the body.
-		d.body = lfHash{h: d.bodyH, buf: d.bodyBuf[:0]}
+		d.body = lfHash{h: d.bodyH, buf: d.bodyBuf[:0], eol: true}
 		d.whole.buf = nil
 		d.body.h.Write(bodyTag)
 		return
@@ -541,9 +549,13 @@ func asciiLower(b []byte) []byte {
 
 // lfHash writes pieces of a text to h with every CRLF as LF, gathering
 // them in buf: one hash write per few kilobytes rather than per line.
+// With eol a bare CR is written as LF too, as deliver.Open writes a
+// Maildir copy (the body's digest, so that ourCopy knows the copy of a
+// body with a bare CR in it).
 type lfHash struct {
 	h   hash.Hash
 	cr  bool // the last piece ended in a CR not yet written
+	eol bool // a bare CR is a line end
 	buf []byte
 }
 
@@ -557,12 +569,16 @@ func (w *lfHash) write(p []byte) {
 	if w.cr {
 		w.cr = false
 		if p[0] != '\n' {
-			w.add(cr)
+			w.add(w.bareCR())
 		}
 	}
 	if p[len(p)-1] == '\r' {
 		w.cr = true
 		p = p[:len(p)-1]
+	}
+	if w.eol {
+		w.writeEOL(p)
+		return
 	}
 	for len(p) > 0 {
 		i := bytes.Index(p, crlf)
@@ -574,6 +590,32 @@ func (w *lfHash) write(p []byte) {
 		w.add(nl)
 		p = p[i+2:]
 	}
+}
+
+// writeEOL is write for eol, for p without a final CR: every CR is a
+// line end, the LF after it part of the same one.
+func (w *lfHash) writeEOL(p []byte) {
+	for len(p) > 0 {
+		i := bytes.IndexByte(p, '\r')
+		if i < 0 {
+			w.add(p)
+			return
+		}
+		w.add(p[:i])
+		w.add(nl)
+		p = p[i+1:]
+		if len(p) > 0 && p[0] == '\n' {
+			p = p[1:]
+		}
+	}
+}
+
+// bareCR is what a CR not followed by LF is written as.
+func (w *lfHash) bareCR() []byte {
+	if w.eol {
+		return nl
+	}
+	return cr
 }
 
 // add gathers b.
@@ -592,7 +634,7 @@ func (w *lfHash) add(b []byte) {
 // flush writes what is gathered, and a final CR.
 func (w *lfHash) flush() {
 	if w.cr {
-		w.add(cr)
+		w.add(w.bareCR())
 		w.cr = false
 	}
 	w.h.Write(w.buf)

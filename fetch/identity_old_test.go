@@ -17,7 +17,9 @@ import (
 // The digests as they were computed over a whole message in memory: the
 // streaming digester must give the same identities, which journals hold.
 
-// oldBodyDigest is the former bodyDigest.
+// oldBodyDigest is the former bodyDigest, with the body's line ends
+// read as deliver.Open writes them in a Maildir copy (CRLF, bare CR and
+// bare LF as LF), where the former read only CRLF as LF.
 func oldBodyDigest(raw []byte) string {
 	h := sha256.New()
 	body, ok := oldBodyOf(raw)
@@ -25,7 +27,8 @@ func oldBodyDigest(raw []byte) string {
 		h.Write([]byte{0})
 	} else {
 		h.Write([]byte{1})
-		oldWriteLF(h, body)
+		body = bytes.ReplaceAll(bytes.ReplaceAll(body, []byte("\r\n"), []byte("\n")), []byte("\r"), []byte("\n"))
+		h.Write(body)
 	}
 	return hex.EncodeToString(h.Sum(nil)[:16])
 }

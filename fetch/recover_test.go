@@ -168,7 +168,10 @@ func TestOurCopy(t *testing.T) {
 		// Open adds a final line end, which a POP3 reply always has:
 		// not shown to be the copy, fetched again (a duplicate at worst).
 		{"no final line end", "Subject: a\r\n\r\nlast line", "Subject: a\r\n\r\nlast line", false},
-		{"bare CR", "Subject: a\r\n\r\nx\ry\r\n", "Subject: a\r\n\r\nx\ry\r\n", false},
+		// Open writes a bare CR as LF, and "\r\r\n" as two line ends.
+		{"bare CR", "Subject: a\r\n\r\nx\ry\r\r\nz\r\n", "Subject: a\n\nx\ny\n\nz\n", true},
+		{"bare CR, another body", "Subject: a\r\n\r\nx\ry\r\n", "Subject: a\n\nx\n\ny\n", false},
+		{"bare CR, final", "Subject: a\r\n\r\nx\r\r\n", "Subject: a\n\nx\n\n", true},
 		{"no body", "Subject: a\r\n", "Subject: a\r\n", true},
 		{"empty body", "Subject: a\r\n\r\n", "Subject: a\r\n\r\n", true},
 		{"another body", "Subject: a\r\n\r\nbody\r\n", "Subject: a\r\n\r\nbodY\r\n", false},
