@@ -352,9 +352,16 @@ func TestDeliveryFaultMDA(t *testing.T) {
 			t.Parallel()
 			mda := delivertest.NewMDA(t)
 			srv := pop3test.NewServer(t, pop3test.Options{Messages: faultMailbox()})
-			// Short enough for a quick test, long enough for a loaded
-			// machine to start a shell script for alice.
-			a := faultAccount(t, srv, rcfile.Destination{MDA: mda.Argv("{user}"), MDATimeout: 2 * time.Second})
+			// The hanging MDA's: short enough for a quick test, long
+			// enough for a loaded machine to start a shell script for
+			// alice. The others end by themselves, and must be given
+			// the time to on a loaded machine (under -race beside other
+			// packages' tests, bob's "kill" was once timed out first).
+			timeout := time.Minute
+			if tc.fault == "hang" {
+				timeout = 2 * time.Second
+			}
+			a := faultAccount(t, srv, rcfile.Destination{MDA: mda.Argv("{user}"), MDATimeout: timeout})
 			mda.Fail(t, "bob", tc.fault)
 			logs := &testutil.SyncBuffer{}
 			res := faultPoll(a, logs)
