@@ -12,6 +12,8 @@ import (
 
 	"github.com/hashicorp/hcl/v2/hclwrite"
 	"github.com/zclconf/go-cty/cty"
+
+	"github.com/popfetch/popfetch/deliver"
 )
 
 // Options are what a conversion needs besides the file.
@@ -630,15 +632,15 @@ func (c *converter) deliver(r *resolved, notes *[]Note, recipient string) destin
 				c.note(notes, s.Line, "%s is not used: fetchmail delivers with the MDA when %s is set too", show(s), show(o))
 			}
 		}
-		argv, ok := mdaArgv(o.arg(), recipient)
-		if !ok {
+		argv, why := mdaArgv(o.arg(), recipient)
+		if why != "" {
 			// Pasting addresses into a script whose quoting is not
 			// understood could run the sender's text as shell: the
 			// MDA is replaced by one that fails temporarily
 			// (EX_TEMPFAIL), so mail waits on the server until the
 			// admin writes it.
 			if notes != &scratch {
-				c.note(notes, o.Line, "%s: the quoting around %%T or %%F is not plain shell quoting popfetch can follow; the MDA is disabled (mail waits on the server): write the mda list by hand, passing the recipient and sender as \"$1\" and \"$2\"", show(o))
+				c.note(notes, o.Line, "%s is not converted: %s; the MDA is disabled (mail waits on the server): write the mda list by hand, passing the recipient and sender as \"$1\" and \"$2\" of /bin/sh -c", show(o), why)
 			}
 			argv = []string{"/bin/sh", "-c", "echo 'popfetch: mda not converted from fetchmailrc; see the import notes' >&2; exit 75", "sh"}
 		}
@@ -681,38 +683,75 @@ func (c *converter) deliver(r *resolved, notes *[]Note, recipient string) destin
 }
 
 // mdaArgv turns fetchmail's MDA command line, which it runs with
-// /bin/sh -c after putting %T (the local recipient) and %F (the sender)
-// into it, into popfetch's argument list. The shell stays (the command
-// may use its syntax), but the recipient and the sender are passed as
-// positional parameters ("$1", "$2") instead of being pasted into the
-// script, so no address can inject shell syntax. Each placeholder is
-// replaced according to the shell quoting around it (POSIX XCU 2.2), so
-// that it stays exactly the one word it was part of: "$1" outside
-// quotes, $1 inside double quotes, '"$1"' inside single quotes. ok is
-// false when the quoting around a placeholder is not plain quoting this
-// function follows with certainty (command substitution, parameter
-// expansion, a backslash before it, unbalanced quotes): the caller must
-// not use the command as it is.
-func mdaArgv(cmd, recipient string) (argv []string, ok bool) {
+// /bin/sh -c after putting %T (the local recipients; %s is its older
+// spelling) and %F (the sender) into it, into popfetch's argument list.
+// The shell stays (the command may use its syntax), but the recipient and
+// the sender are passed as positional parameters ("$1", "$2") instead of
+// being pasted into the script, so no address can inject shell syntax.
+//
+// fetchmail (sink.c, open_mda_sink) pastes each value in single quotes of
+// its own, after replacing any single quote in it by '_', and has no
+// escape ("%%T" is "%" and then %T). So a placeholder outside quotes was
+// one word holding the address: it becomes "$1". Inside single quotes
+// fetchmail's quotes closed and reopened the string around the address:
+// it becomes '"$1"', the same word for any ordinary address, without the
+// splitting and expansion fetchmail's shell then did to it.
+//
+// why is not empty, and the caller must not use the command, where the
+// result could differ from what fetchmail ran or let an address become
+// syntax; it says which of these it is, for the note:
+//   - a placeholder inside double quotes: fetchmail's single quotes were
+//     literal there, so the MDA got the address with quotes around it,
+//     and the text is usually a command line for another shell (sh -c,
+//     su -c, ssh), which only the removal of single quotes from the
+//     address kept from reading it as syntax;
+//   - a placeholder inside a single-quoted string that holds more than
+//     one plain word (a command line for another shell, as above);
+//   - a backslash or '$' right before a placeholder, unbalanced quotes,
+//     '#' outside quotes (a comment hides quotes), $'...' and $"..."
+//     (quoting of bash and ksh), and nested quoting: $(...), `...`,
+//     ${...}, here-documents;
+//   - a line continuation outside single quotes (it joins characters
+//     into syntax: $ and 1, < and <);
+//   - anything that reads or changes the positional parameters the
+//     script now has ($1 to $9, $#, $@, $*, set, shift, getopts, and
+//     for or select without a word list) or runs text as shell code
+//     (eval, trap);
+//   - with or without placeholders, a {name} that popfetch itself would
+//     replace in an mda argument (or reject as unknown): it would paste
+//     a value into the script.
+func mdaArgv(cmd, recipient string) (argv []string, why string) {
 	const (
 		out = iota
 		single
 		double
 	)
-	param := map[byte]string{'T': "1", 'F': "2"}
+	if ph := deliver.MDAPlaceholders(cmd); len(ph) > 0 {
+		return nil, fmt.Sprintf("it holds %s, which popfetch would read as its own placeholder", ph[0].Text)
+	}
+	param := map[byte]string{'T': "1", 's': "1", 'F': "2"}
+	isPlaceholder := func(i int) bool { return i+1 < len(cmd) && cmd[i] == '%' && param[cmd[i+1]] != "" }
 	var b strings.Builder
-	state, used, complex := out, false, false
+	state, used := out, false
+	// complex is the first reason not to convert, should a placeholder
+	// be used.
+	complex := ""
+	fail := func(why string) {
+		if complex == "" {
+			complex = why
+		}
+	}
+	const nested = "quoting popfetch cannot follow with certainty around it"
 	for i := 0; i < len(cmd); i++ {
 		c := cmd[i]
-		if state == out && (c == '\'' || c == '"') && i+3 < len(cmd) && cmd[i+1] == '%' && param[cmd[i+2]] != "" && cmd[i+3] == c {
-			// The common whole-word forms '%T' and "%T" read better as
-			// plain "$1".
+		if state == out && c == '\'' && isPlaceholder(i+1) && i+3 < len(cmd) && cmd[i+3] == c {
+			// The whole word '%T' reads better as plain "$1".
 			b.WriteString(`"$` + param[cmd[i+2]] + `"`)
 			i += 3
 			used = true
 			continue
 		}
-		if c == '%' && i+1 < len(cmd) && param[cmd[i+1]] != "" {
+		if isPlaceholder(i) {
 			n := param[cmd[i+1]]
 			i++
 			used = true
@@ -720,24 +759,39 @@ func mdaArgv(cmd, recipient string) (argv []string, ok bool) {
 			case out:
 				b.WriteString(`"$` + n + `"`)
 			case double:
-				// $1 alone: a positional parameter without braces is
-				// one digit (POSIX XCU 2.5.1), and popfetch reads
-				// {...} in an mda argument as its own placeholder.
-				b.WriteString("$" + n)
+				fail("%T, %F or %s inside double quotes, where fetchmail's own single quotes around the address stayed in the argument")
 			case single:
 				b.WriteString(`'"$` + n + `"'`)
 			}
 			continue
 		}
 		switch {
-		case c == '`' || c == '$' && i+1 < len(cmd) && (cmd[i+1] == '(' || cmd[i+1] == '{') || c == '<' && strings.HasPrefix(cmd[i:], "<<"):
+		case c == '`' || c == '<' && strings.HasPrefix(cmd[i:], "<<"):
 			// Quoting inside these is nested: not followed here.
-			complex = true
+			fail(nested)
+		case c == '$' && state != single:
+			// ${...} and $(...) nest quoting; $1..$9, $#, $@ and $*
+			// are the parameters the script now has; $'...' and
+			// $"..." are bash's and ksh's quoting; before a
+			// placeholder fetchmail made $'...' of it; a backslash
+			// may start a line continuation that joins the '$' to
+			// any of these.
+			if i+1 < len(cmd) && strings.IndexByte("#@*0123456789", cmd[i+1]) >= 0 {
+				fail(mdaParams)
+			} else if i+1 < len(cmd) && (strings.IndexByte("({%\\", cmd[i+1]) >= 0 || state == out && (cmd[i+1] == '\'' || cmd[i+1] == '"')) {
+				fail(nested)
+			}
+		case c == '\\' && state != single && i+1 < len(cmd) && cmd[i+1] == '\n':
+			// A line continuation joins what is around it ($ and 1,
+			// < and <) into syntax the checks here do not see.
+			fail(nested)
+		case c == '#' && state == out:
+			fail(nested)
 		case state == out && c == '\\':
 			if i+1 < len(cmd) && cmd[i+1] == '%' {
 				// fetchmail replaces what follows; the shell then
-				// drops the backslash.
-				complex = true
+				// reads the backslash before fetchmail's quote.
+				fail(nested)
 			} else if i+1 < len(cmd) {
 				b.WriteByte(c)
 				i++
@@ -748,14 +802,16 @@ func mdaArgv(cmd, recipient string) (argv []string, ok bool) {
 				b.WriteByte(c)
 				i++
 				c = cmd[i]
-			} else if i+2 < len(cmd) && cmd[i+1] == '%' && param[cmd[i+2]] != "" {
-				// Before a placeholder the backslash is literal to
-				// the shell fetchmail ran; before the "$1" it becomes
-				// here it would escape the "$", so it is doubled.
-				b.WriteByte(c)
 			}
 		case state == out && c == '\'':
 			state = single
+			// A single-quoted string with a placeholder must be one
+			// plain word.
+			if end := strings.IndexByte(cmd[i+1:], '\''); end >= 0 {
+				if q := cmd[i+1 : i+1+end]; mdaPlaceholderRE.MatchString(q) && strings.Trim(q, mdaWordChars) != "" {
+					fail("%T, %F or %s inside a single-quoted command line, which another shell reads")
+				}
+			}
 		case state == single && c == '\'':
 			state = out
 		case state == out && c == '"':
@@ -765,15 +821,38 @@ func mdaArgv(cmd, recipient string) (argv []string, ok bool) {
 		}
 		b.WriteByte(c)
 	}
-	if used && (complex || state != out) {
-		return nil, false
+	if state != out {
+		fail("unbalanced quotes")
+	}
+	// The words are looked for with quotes and backslashes removed, as
+	// the shell reads s'e't.
+	if mdaWordRE.MatchString(strings.NewReplacer("'", "", `"`, "", `\`, "").Replace(cmd)) {
+		fail(mdaParams)
+	}
+	if used && complex != "" {
+		return nil, complex
 	}
 	argv = []string{"/bin/sh", "-c", b.String(), "sh"}
 	if used {
 		argv = append(argv, recipient, "{sender}")
 	}
-	return argv, true
+	return argv, ""
 }
+
+// mdaParams is why a command that uses the shell's positional parameters
+// or runs text as code is not converted.
+const mdaParams = "it uses the shell's positional parameters, which now hold the addresses, or runs text as shell code (eval, trap)"
+
+// mdaWordChars are the characters of a plain word around a placeholder in
+// single quotes: no blank and nothing another shell would read as syntax.
+const mdaWordChars = "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789@%._+=,:/-"
+
+// mdaPlaceholderRE finds fetchmail's placeholders.
+var mdaPlaceholderRE = regexp.MustCompile(`%[TFs]`)
+
+// mdaWordRE finds the shell commands that read or change the positional
+// parameters or run text as shell code (see mdaArgv), as whole words.
+var mdaWordRE = regexp.MustCompile(`(^|[^A-Za-z0-9_-])(set|shift|getopts|for|select|eval|trap)($|[^A-Za-z0-9_-])`)
 
 func (c *converter) multidrop(b *hclwrite.Body, r *resolved, u *User, server string, notes *[]Note) {
 	m := b.AppendNewBlock("multidrop", nil).Body()

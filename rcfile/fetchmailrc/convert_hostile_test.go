@@ -69,11 +69,12 @@ func TestImportSecretInError(t *testing.T) {
 // holding a space and a glob, and check the script sees it as one
 // argument, unchanged.
 func TestImportMDASenderQuoting(t *testing.T) {
+	// %b, not %s: fetchmail replaces %s as it does %T. A placeholder
+	// inside double quotes is refused (see TestMDARefused).
 	for _, mda := range []string{
-		`printf '%s\n' "from=%F"`,
-		`printf '%s\n' "%F"`,
-		`printf '%s\n' from=%F`,
-		`printf '%s\n' 'from=%F'`,
+		`printf '%b\n' %F`,
+		`printf '%b\n' from=%F`,
+		`printf '%b\n' 'from=%F'`,
 	} {
 		src := "poll pop.example.com proto pop3 user u pass p ssl mda \"" + strings.ReplaceAll(mda, `"`, `\"`) + "\"\n"
 		_, cfg := convertParse(t, src)
@@ -91,7 +92,7 @@ func TestImportMDASenderQuoting(t *testing.T) {
 			t.Fatalf("%q: %v", argv, err)
 		}
 		lines := strings.Split(strings.TrimSpace(string(out)), "\n")
-		wantLine := strings.ReplaceAll(strings.ReplaceAll(strings.Trim(mda[len(`printf '%s\n' `):], `'"`), "%F", sender), `"`, "")
+		wantLine := strings.ReplaceAll(strings.ReplaceAll(strings.Trim(mda[len(`printf '%b\n' `):], `'"`), "%F", sender), `"`, "")
 		if len(lines) != 1 || lines[0] != wantLine {
 			t.Errorf("fetchmailrc mda %q -> %q: the script printed %q (words), want one word %q", mda, argv, lines, wantLine)
 		}

@@ -179,7 +179,10 @@ func TestMDAArgv(t *testing.T) {
 		want      []string
 	}{
 		{"/usr/bin/procmail -d %T", "{user}", []string{"/bin/sh", "-c", `/usr/bin/procmail -d "$1"`, "sh", "{user}", "{sender}"}},
-		{"sendmail -i -f '%F' -- \"%T\"", "joe", []string{"/bin/sh", "-c", `sendmail -i -f "$2" -- "$1"`, "sh", "joe", "{sender}"}},
+		{"sendmail -i -f '%F' -- %T", "joe", []string{"/bin/sh", "-c", `sendmail -i -f "$2" -- "$1"`, "sh", "joe", "{sender}"}},
+		// %s is fetchmail's older spelling of %T.
+		{"/usr/bin/procmail -d %s", "{user}", []string{"/bin/sh", "-c", `/usr/bin/procmail -d "$1"`, "sh", "{user}", "{sender}"}},
+		{"deliver 'to=%T' x'%F'", "{user}", []string{"/bin/sh", "-c", `deliver 'to='"$1"'' x"$2"`, "sh", "{user}", "{sender}"}},
 		{"/usr/bin/procmail", "x", []string{"/bin/sh", "-c", "/usr/bin/procmail", "sh"}},
 	} {
 		got, _ := mdaArgv(tc.cmd, tc.rcpt)

@@ -19,6 +19,9 @@ func runSh(t *testing.T, dir, script string, args ...string) ([]string, bool) {
 	t.Helper()
 	cmd := exec.Command("/bin/sh", append([]string{"-c", script, "sh"}, args...)...)
 	cmd.Dir = dir
+	// The format of the printer comes from the environment: fetchmail
+	// would replace a %s written in the command.
+	cmd.Env = []string{"PATH=/usr/bin:/bin", `P=%s\0`}
 	out, err := cmd.Output()
 	if err != nil {
 		return nil, false
@@ -26,19 +29,20 @@ func runSh(t *testing.T, dir, script string, args ...string) ([]string, bool) {
 	return strings.Split(string(out), "\x00"), true
 }
 
-// checkMDA converts the fetchmail MDA "printf '%s\\0' WORDS" and checks
-// that the generated script, given hostile values, prints the words the
-// shell makes of WORDS when %T and %F are harmless tokens, with the tokens
-// replaced by the values: each placeholder stays inside the one word it
-// was written in, as the values themselves.
+// checkMDA converts the fetchmail MDA `printf "$P" WORDS` and checks
+// that the generated script, given hostile values, prints the words
+// fetchmail's shell made of WORDS (see fetchmailExpand) when the values
+// were harmless tokens, with the tokens replaced by the values: each
+// placeholder stays inside the one word it was written in, as the values
+// themselves.
 func checkMDA(t *testing.T, dir, words string) {
 	t.Helper()
-	cmd := `printf '%s\0' ` + words
-	argv, ok := mdaArgv(cmd, "{user}")
-	if !ok {
+	cmd := `printf "$P" ` + words
+	argv, why := mdaArgv(cmd, "{user}")
+	if why != "" {
 		return // refused: disabled with a note, nothing to run
 	}
-	plain := strings.NewReplacer("%T", "XTOKTX", "%F", "XTOKFX").Replace(cmd)
+	plain := fetchmailExpand(cmd, "XTOKTX", "XTOKFX")
 	want, ok := runSh(t, dir, plain)
 	if !ok {
 		return // not valid shell in the first place
@@ -69,9 +73,9 @@ func checkMDA(t *testing.T, dir, words string) {
 func TestMDAQuoting(t *testing.T) {
 	dir := t.TempDir()
 	for _, words := range []string{
-		`%T`, `%F %T`, `'%T'`, `"%T"`, `from=%F`, `"from=%F"`, `'from=%F'`, `'a b'%T"c d"`,
-		`"x'%T'y"`, `'x"%T"y'`, `"%T%F"`, `'%T%F'`, `%T%F`, `"a\"%T\"b"`, `a\ b%T`, `"\\%T"`, `"\%T"`, `"x\%F\%T"`,
-		`-f "%F" -- '%T' x`, `'it'"'"'s %T'`, `"%T"'%F'%T`, `"%Tx1" '%F'2`, `%%T`, `"%"T`,
+		`%T`, `%F %T`, `'%T'`, `from=%F`, `'from=%F'`, `'a b'%T"c d"`, `'%T%F'`, `%T%F`, `a\ b%T`,
+		`-f %F -- '%T' x`, `'it'"'"'s' %T`, `'%F'%T`, `%%T`, `"%"T`, `%s`, `'%s'`, `x%sy%F`, `'a'%T'b'`,
+		`'=%T-'`, `'$%T'`, `"a b"%T'c'`, `"#"%T`,
 	} {
 		checkMDA(t, dir, words)
 	}
@@ -82,27 +86,45 @@ func TestMDARefused(t *testing.T) {
 	for _, cmd := range []string{
 		`deliver "$(echo %T)"`, "deliver `echo %F`", `deliver ${X:-%T}`, `deliver \%T`, `deliver "%T`, `deliver '%F`,
 		"deliver <<EOF\n%T\nEOF",
+		// Inside double quotes fetchmail's own single quotes around
+		// the address were literal.
+		`deliver "%T"`, `deliver -f "%F"`, `deliver "a\%T"`, `deliver "x'%s'y"`,
+		// A single-quoted command line for another shell.
+		`su joe -c 'procmail -d %T'`, `ssh h 'deliver;%F'`,
+		// The positional parameters the script now has.
+		`deliver $# %T`, `deliver %T $1`, `deliver "$@" %F`, `deliver $*%T`, "deliver $\\\n# %T",
+		`set -- x; deliver %T`, `shift; deliver %T`, `s'e't x; deliver %T`, `for a do deliver $a; done %T`, `getopts f: o %F`,
+		// Text run as shell code in this shell.
+		`eval deliver %T`, `trap 'deliver' EXIT %F`,
+		// A comment hides a quote; bash's $'...' quoting; a line
+		// continuation joins < and < into a here-document.
+		"deliver #'\n%T #'", `deliver $%T`, `deliver $'\'' %T '`, "deliver <\\\n<E %T\nx\nE",
+		// popfetch's own placeholders would paste a value into the
+		// script, or make the configuration invalid.
+		`deliver -f {sender}`, `deliver %T {sender}`, `maildrop -d ${USER}`, `x=${user}`,
 	} {
-		if argv, ok := mdaArgv(cmd, "{user}"); ok {
+		if argv, why := mdaArgv(cmd, "{user}"); why == "" {
 			t.Errorf("mdaArgv(%q) = %q, ok; want refused", cmd, argv)
 		}
 	}
 	// Without a placeholder nothing is pasted: the command stays.
-	if argv, ok := mdaArgv(`procmail -a "$(date)"`, "x"); !ok || argv[2] != `procmail -a "$(date)"` || len(argv) != 4 {
-		t.Errorf("command without placeholders: %q %v", argv, ok)
+	for _, cmd := range []string{`procmail -a "$(date)"`, `deliver "$1" $# # x`, "set -- a; eval deliver; $USER"} {
+		if argv, why := mdaArgv(cmd, "x"); why != "" || argv[2] != cmd || len(argv) != 4 {
+			t.Errorf("command without placeholders %q: %q %s", cmd, argv, why)
+		}
 	}
 }
 
 // FuzzMDAQuoting: printf of words built from quotes, backslashes, spaces
 // and placeholders (no other shell syntax, so the fuzzer runs nothing but
-// printf).
+// printf). TestMDAExhaustive checks every such command up to a length.
 func FuzzMDAQuoting(f *testing.F) {
-	for _, s := range []string{`%T`, `'a%T'`, `"%F x"`, `a\ %T`, `"\"%T"`, `'%T'"%F"`} {
+	for _, s := range []string{`%T`, `'a%T'`, `"%F x"`, `a\ %T`, `"\"%T"`, `'%T'"%F"`, `%s`} {
 		f.Add(s)
 	}
 	dir := f.TempDir()
 	f.Fuzz(func(t *testing.T, words string) {
-		if len(words) > 64 || strings.Trim(words, `'" \%TFab=-`) != "" {
+		if len(words) > 64 || strings.Trim(words, `'" \%TFsab=-`) != "" {
 			return
 		}
 		checkMDA(t, dir, words)
@@ -110,15 +132,24 @@ func FuzzMDAQuoting(f *testing.F) {
 }
 
 // TestImportMDARefusedNote: a refused MDA is converted into one that
-// fails temporarily, with a note naming the line.
+// fails temporarily, with a note naming the line and the reason, and the
+// configuration loads (a {name} in the script made it invalid before).
 func TestImportMDARefusedNote(t *testing.T) {
-	res, cfg := convertParse(t, "poll pop.example.com proto pop3 user u pass p ssl mda \"deliver `echo %F`\"\n")
-	mda := cfg.Accounts[0].Deliver.MDA
-	if len(mda) != 4 || !strings.Contains(mda[2], "exit 75") || strings.Contains(string(res.HCL), "{sender}") {
-		t.Errorf("mda = %q\n%s", mda, res.HCL)
-	}
-	if !strings.Contains(string(res.HCL), "the MDA is disabled") {
-		t.Errorf("no note:\n%s", res.HCL)
+	for _, tc := range []struct{ mda, why string }{
+		{"deliver `echo %F`", "quoting popfetch cannot follow"},
+		{`maildrop -d ${USER}`, "{USER}, which popfetch would read as its own placeholder"},
+		{`deliver -f {sender}`, "{sender}, which popfetch"},
+		{`procmail -d \"%T\"`, "inside double quotes"},
+		{`set -- x; deliver %T`, "positional parameters"},
+	} {
+		res, cfg := convertParse(t, "poll pop.example.com proto pop3 user u pass p ssl mda \""+tc.mda+"\"\n")
+		mda := cfg.Accounts[0].Deliver.MDA
+		if len(mda) != 4 || !strings.Contains(mda[2], "exit 75") || strings.Contains(mda[2], "{") {
+			t.Errorf("mda = %q\n%s", mda, res.HCL)
+		}
+		if !strings.Contains(string(res.HCL), "fetchmailrc:1: ") || !strings.Contains(string(res.HCL), "the MDA is disabled") || !strings.Contains(string(res.HCL), tc.why) {
+			t.Errorf("%s: no note saying %q:\n%s", tc.mda, tc.why, res.HCL)
+		}
 	}
 }
 
