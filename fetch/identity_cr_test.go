@@ -31,15 +31,29 @@ var crHeaderParts = []string{
 	"garbage\r\n", "Name : v\n", "X: \r\n",
 }
 
-// crMessage builds a message of random header lines without a bare CR,
-// an empty line (or none, sometimes), and a body of crBodyParts; big
+// crBareHeaderParts are header lines with a bare CR: Open writes it as a
+// line end, which the first two make an empty line ending the copy's
+// header early, the others not.
+var crBareHeaderParts = []string{
+	"X: a\r\r\n", "X: a\r\rB: c\r\n", "X: a\rB: c\r\n", "\rX: a\n", "X: a\r b\r\n",
+}
+
+// crMessage builds a message of random header lines without a bare CR
+// (with one, with bareHeader), an empty line (or none, sometimes), and
+// a body of crBodyParts; big
 // ones cross eolReader's 64 KiB chunks and the digester's buffers with
 // CRs around the chunk edges. It ends in a line end, as every POP3 reply
 // does.
-func crMessage(r *rand.Rand, big bool) []byte {
+func crMessage(r *rand.Rand, big, bareHeader bool) []byte {
 	var b bytes.Buffer
 	for n := r.Intn(6); n > 0; n-- {
 		b.WriteString(crHeaderParts[r.Intn(len(crHeaderParts))])
+	}
+	if bareHeader {
+		b.WriteString(crBareHeaderParts[r.Intn(len(crBareHeaderParts))])
+		for n := r.Intn(3); n > 0; n-- {
+			b.WriteString(crHeaderParts[r.Intn(len(crHeaderParts))])
+		}
 	}
 	switch r.Intn(8) {
 	case 0: // no header/body separator
@@ -111,7 +125,7 @@ func writeRandomPieces(r *rand.Rand, w io.Writer, raw []byte) {
 func TestDigesterBareCR(t *testing.T) {
 	r := rand.New(rand.NewSource(23))
 	for i := 0; i < 3000; i++ {
-		raw := crMessage(r, i%100 == 0)
+		raw := crMessage(r, i%100 == 0, i%3 == 0)
 		d := newDigester()
 		if i%2 == 0 {
 			writeRandomPieces(r, d, raw)
@@ -219,7 +233,9 @@ func commitMessage(t *testing.T, dir string, m *deliver.Message, md *deliver.Mai
 // (from memory, from a spool file, streamed as the message arrives) is
 // known by ourCopy for the message's identity, computed from memory and
 // from a spool in pieces alike: a kill between the copy's rename and
-// its journal record delivers none of them twice. And the copy of
+// its journal record delivers none of them twice. With a bare CR in
+// the header, the copy is known unless that CR makes the empty line that
+// ends the copy's header (then it comes twice, never lost). And the copy of
 // another message of the same size whose body differs is not taken for
 // it.
 func TestOurCopyBareCRProperty(t *testing.T) {
@@ -230,10 +246,27 @@ func TestOurCopyBareCRProperty(t *testing.T) {
 	if testing.Short() {
 		n = 60
 	}
+	bareOurs := map[bool]int{} // messages with a bare CR in the header, by ours
 	for i := 0; i < n; i++ {
-		raw := crMessage(r, i%40 == 0)
-		if headerBareCR(raw) {
-			t.Fatalf("crMessage made a header with a bare CR: %q", raw)
+		bare := i%4 == 3
+		raw := crMessage(r, i%40 == 0, bare)
+		if headerBareCR(raw) != bare {
+			t.Fatalf("crMessage made a header with a bare CR %v, want %v: %q", !bare, bare, raw)
+		}
+		// The copy is known exactly when its body, after the first
+		// empty line Open writes, is the message's: always without
+		// a bare CR in the header; with one, when that CR does not
+		// make the empty line.
+		lf, err := io.ReadAll(deliver.Open(&deliver.Message{Raw: raw}, nil, true))
+		if err != nil {
+			t.Fatal(err)
+		}
+		ours := bodyDigest(lf) == bodyDigest(raw)
+		if bare {
+			bareOurs[ours]++
+		}
+		if !bare && !ours {
+			t.Fatalf("message %d: Open's copy has another body: %.300q", i, raw)
 		}
 		id := identityOf(int64(len(raw)), raw)
 		s := deliver.NewSpool(spoolDir, 1+r.Intn(64<<10))
@@ -248,8 +281,11 @@ func TestOurCopyBareCRProperty(t *testing.T) {
 		}
 		cp := copyPaths[i%len(copyPaths)]
 		path := cp.commit(t, dir, raw, r)
-		if err := ourCopy(path, id); err != nil {
-			t.Fatalf("message %d (%d bytes), copy %s: ourCopy = %v; the copy is the message's\n%.300q", i, len(raw), cp.name, err, raw)
+		if err := ourCopy(path, id); (err == nil) != ours {
+			t.Fatalf("message %d (%d bytes), copy %s: ourCopy = %v; want ours %v\n%.300q", i, len(raw), cp.name, err, ours, raw)
+		}
+		if bare && !ours {
+			continue
 		}
 		// A body that differs in one byte (not a line end) is
 		// another message: its copy, of the same size, is not ours.
@@ -262,6 +298,9 @@ func TestOurCopyBareCRProperty(t *testing.T) {
 				}
 			}
 		}
+	}
+	if bareOurs[true] == 0 || bareOurs[false] == 0 {
+		t.Errorf("messages with a bare CR in the header: %d known, %d not; want some of each", bareOurs[true], bareOurs[false])
 	}
 }
 

@@ -14,8 +14,9 @@ import (
 // a server may hand them over: bare CRs in the body, "\r\r\n", a bare CR
 // last before the reply's final CRLF, a message without the empty line
 // that ends the header, a bare CR in the header (which the Maildir copy
-// turns into a line end, maybe the one that ends its header: documented
-// to come twice at worst, never lost), and messages larger than the
+// turns into a line end; if that makes the empty line that ends the
+// copy's header, the message is documented to come twice at worst,
+// never lost), and messages larger than the
 // spool's memory (256 KiB, so the spool file and the digest on the way
 // in are used) with CRs on both sides of eolReader's 64 KiB chunk edges.
 func crMixMessages(to string) ([][]byte, map[int]bool) {
@@ -30,9 +31,12 @@ func crMixMessages(to string) ([][]byte, map[int]bool) {
 		case 2:
 			body = "last line ends in a bare CR\r" // the server adds CRLF
 		case 3:
+			// A line end in the copy's header, not an empty line:
+			// the copy has the message's body.
 			head += "X-Note: a bare\rCR in the header\r\n"
-			mayDup[i] = true
 		case 4:
+			// The empty line that ends the copy's header, whose
+			// body is then not the message's.
 			head += "X-Note: ends the copy's header\r\r\nX-After: x\r\n"
 			mayDup[i] = true
 		case 5:
@@ -74,8 +78,8 @@ func bigCR(msg string, size int) string {
 
 // TestCommitCrashBareCRFake is TestCommitCrashFake with crMixMessages:
 // killed at each step, nothing is lost, and a single-drop account gets
-// no duplicate but of a message with a bare CR in its header, at most
-// once each.
+// no duplicate but of a message whose bare CR in the header ends the
+// copy's header, at most once each.
 func TestCommitCrashBareCRFake(t *testing.T) {
 	if testing.Short() {
 		t.Skip("slow: builds a second binary, many runs")
