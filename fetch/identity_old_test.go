@@ -220,6 +220,11 @@ func FuzzDigesterMatchesOld(f *testing.F) {
 	f.Add([]byte(digestBase), int64(1))
 	f.Add([]byte("A  : b\r\n \r\n\r\nx\r"), int64(2))
 	f.Add([]byte("\r\r\n\r\n"), int64(3))
+	// Bare CRs in the body, where they are line ends, at the ends of
+	// pieces and of the message.
+	f.Add([]byte("A: b\r\n\r\n\r\r\r\n\n\rx\r\r"), int64(4))
+	f.Add([]byte("A: b\n\n\r"), int64(5))
+	f.Add([]byte("A\rB: c\r\n\r\r\n\r\nd\re\r\n"), int64(6))
 	f.Fuzz(func(t *testing.T, raw []byte, seed int64) {
 		d := newDigester()
 		writePieces(rand.New(rand.NewSource(seed)), d, raw)

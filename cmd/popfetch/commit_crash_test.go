@@ -215,18 +215,19 @@ func TestCommitCrashFolderFake(t *testing.T) {
 // runCommitCrashFolder is runCommitCrashPower delivering into folder of
 // each Maildir ("" its inbox).
 func runCommitCrashFolder(t *testing.T, srv crashServer, multi, keep bool, step string, n int, power bool, folder string) {
-	bin, err := crashBin()
-	if err != nil {
-		t.Fatal(err)
-	}
-	const msgs = 200
-	users := []string{"u0", "u1", "u2"}
+	runCommitCrashMessages(t, srv, multi, keep, step, n, power, folder, batchMessages)
+}
+
+// crashMessages makes the messages of a commit crash test, their To
+// field to; mayDup marks (by X-Seq) those a single-drop account may get
+// twice after a kill, once each, as documented.
+type crashMessages func(to string) (raw [][]byte, mayDup map[int]bool)
+
+// batchMessages are 200 small messages, every third with a bare CR in
+// its body.
+func batchMessages(to string) ([][]byte, map[int]bool) {
 	var raw [][]byte
-	for i := 1; i <= msgs; i++ {
-		to := "b@example.com"
-		if multi {
-			to = "u0@example.com, u1@example.com, u2@example.com"
-		}
+	for i := 1; i <= 200; i++ {
 		body := strings.Repeat("body line\r\n", i%7+1)
 		if i%3 == 0 {
 			// A bare CR, which the Maildir copy turns into a line end:
@@ -235,6 +236,23 @@ func runCommitCrashFolder(t *testing.T, srv crashServer, multi, keep bool, step 
 		}
 		raw = append(raw, fmt.Appendf(nil, "From: a@example.net\r\nTo: %s\r\nSubject: batch %d\r\nMessage-ID: <b-%d@example.net>\r\nX-Seq: %d\r\n\r\n%s", to, i, i, i, body))
 	}
+	return raw, nil
+}
+
+// runCommitCrashMessages is runCommitCrashFolder with the messages gen
+// makes.
+func runCommitCrashMessages(t *testing.T, srv crashServer, multi, keep bool, step string, n int, power bool, folder string, gen crashMessages) {
+	bin, err := crashBin()
+	if err != nil {
+		t.Fatal(err)
+	}
+	users := []string{"u0", "u1", "u2"}
+	to := "b@example.com"
+	if multi {
+		to = "u0@example.com, u1@example.com, u2@example.com"
+	}
+	raw, mayDup := gen(to)
+	msgs := len(raw)
 	srv.put(raw)
 	dir := t.TempDir()
 	out := filepath.Join(dir, "out")
@@ -310,12 +328,20 @@ func runCommitCrashFolder(t *testing.T, srv crashServer, multi, keep bool, step 
 	if res.code != exitOK {
 		t.Fatalf("fetch after the kill: exit %d\n%s%s", res.code, res.stdout, res.stderr)
 	}
-	dups := 0
+	dups, allowed := 0, 0
 	for _, md := range maildirs {
+		counts := seqCounts(t, md)
 		for s := 1; s <= msgs; s++ {
-			switch c := seqCounts(t, md)[s]; {
+			switch c := counts[s]; {
 			case c == 0:
 				t.Errorf("%s: message %d lost", md, s)
+			case c > 1 && mayDup[s] && !multi:
+				// Documented: not shown to be the copy, fetched
+				// again once.
+				allowed++
+				if c > 2 {
+					t.Errorf("%s: message %d delivered %d times; want at most twice", md, s, c)
+				}
 			case c > 1:
 				dups += c - 1
 			}
@@ -330,7 +356,7 @@ func runCommitCrashFolder(t *testing.T, srv crashServer, multi, keep bool, step 
 	case !multi:
 		limit = 0 // intents name every copy in flight
 	}
-	t.Logf("killed at %s:%d with %d copies delivered; %d duplicates", step, n, inFlight, dups)
+	t.Logf("killed at %s:%d with %d copies delivered; %d duplicates, %d more of messages documented to come twice", step, n, inFlight, dups, allowed)
 	if dups > limit {
 		t.Errorf("%d duplicates after a kill at %s:%d; want at most %d", dups, step, n, limit)
 	}
