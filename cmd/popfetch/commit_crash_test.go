@@ -70,6 +70,30 @@ func fakeCrashServer(srv *pop3test.Server) crashServer {
 	}
 }
 
+// fakeCrashServerSeqs is fakeCrashServer with seqs: the X-Seq of every
+// message on srv.
+func fakeCrashServerSeqs(t *testing.T, srv *pop3test.Server) crashServer {
+	crash := fakeCrashServer(srv)
+	crash.seqs = func() []int {
+		var out []int
+		for _, m := range srv.Messages() {
+			out = append(out, xSeq(t, m.Data))
+		}
+		return out
+	}
+	return crash
+}
+
+// dovecotCrashServer is the mailbox mb of a dovecot srv as a crashServer.
+func dovecotCrashServer(t *testing.T, srv *dovecottest.Server, mb *dovecottest.Mailbox) crashServer {
+	return crashServer{
+		port:  srv.PlainPort,
+		user:  mb.User,
+		count: func() int { return mb.Count(t) },
+		put:   func(raw [][]byte) { mb.Put(t, raw...) },
+	}
+}
+
 // TestCommitCrashFake kills a real `popfetch fetch` at each named step
 // inside a 32-wide batch (internal/crashpoint), in single-drop and
 // multidrop Maildir, keep and delete, against the fake server, then runs
@@ -86,15 +110,7 @@ func TestCommitCrashFake(t *testing.T) {
 			for _, cs := range commitCrashSteps {
 				t.Run(fmt.Sprintf("multidrop=%v/keep=%v/%s:%d", multi, keep, cs.step, cs.n), func(t *testing.T) {
 					srv := pop3test.NewServer(t, pop3test.Options{User: "user", Pass: "pass"})
-					crash := fakeCrashServer(srv)
-					crash.seqs = func() []int {
-						var out []int
-						for _, m := range srv.Messages() {
-							out = append(out, xSeq(t, m.Data))
-						}
-						return out
-					}
-					runCommitCrash(t, crash, multi, keep, cs.step, cs.n)
+					runCommitCrash(t, fakeCrashServerSeqs(t, srv), multi, keep, cs.step, cs.n)
 				})
 			}
 		}
@@ -139,12 +155,7 @@ func TestCommitCrashDovecot(t *testing.T) {
 			t.Run(fmt.Sprintf("multidrop=%v/%s:%d", multi, cs.step, cs.n), func(t *testing.T) {
 				i++
 				mb := srv.AddUser(t, fmt.Sprintf("cc%d", i), "pass")
-				runCommitCrash(t, crashServer{
-					port:  srv.PlainPort,
-					user:  mb.User,
-					count: func() int { return mb.Count(t) },
-					put:   func(raw [][]byte) { mb.Put(t, raw...) },
-				}, multi, false, cs.step, cs.n)
+				runCommitCrash(t, dovecotCrashServer(t, srv, mb), multi, false, cs.step, cs.n)
 			})
 		}
 	}

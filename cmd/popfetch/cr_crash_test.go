@@ -100,15 +100,7 @@ func TestCommitCrashBareCRFake(t *testing.T) {
 			cs := commitCrashSteps[i]
 			t.Run(fmt.Sprintf("multidrop=%v/keep=%v/power=%v/folder=%q/%s:%d", tc.multi, tc.keep, tc.power, tc.folder, cs.step, cs.n), func(t *testing.T) {
 				srv := pop3test.NewServer(t, pop3test.Options{User: "user", Pass: "pass"})
-				crash := fakeCrashServer(srv)
-				crash.seqs = func() []int {
-					var out []int
-					for _, m := range srv.Messages() {
-						out = append(out, xSeq(t, m.Data))
-					}
-					return out
-				}
-				runCommitCrashMessages(t, crash, tc.multi, tc.keep, cs.step, cs.n, tc.power, tc.folder, crMixMessages)
+				runCommitCrashMessages(t, fakeCrashServerSeqs(t, srv), tc.multi, tc.keep, cs.step, cs.n, tc.power, tc.folder, crMixMessages)
 			})
 		}
 	}
@@ -130,12 +122,7 @@ func TestCommitCrashBareCRDovecot(t *testing.T) {
 			t.Run(fmt.Sprintf("multidrop=%v/%s:%d", multi, cs.step, cs.n), func(t *testing.T) {
 				i++
 				mb := srv.AddUser(t, fmt.Sprintf("cr%d", i), "pass")
-				runCommitCrashMessages(t, crashServer{
-					port:  srv.PlainPort,
-					user:  mb.User,
-					count: func() int { return mb.Count(t) },
-					put:   func(raw [][]byte) { mb.Put(t, raw...) },
-				}, multi, false, cs.step, cs.n, false, "", crMixMessages)
+				runCommitCrashMessages(t, dovecotCrashServer(t, srv, mb), multi, false, cs.step, cs.n, false, "", crMixMessages)
 			})
 		}
 	}
