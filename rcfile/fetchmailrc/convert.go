@@ -719,16 +719,14 @@ func (c *converter) deliver(r *resolved, notes *[]Note, recipient string) destin
 //     (eval, trap);
 //   - with or without placeholders, a {name} that popfetch itself would
 //     replace in an mda argument (or reject as unknown): it would paste
-//     a value into the script.
+//     a value into the script. A shell variable written ${NAME} outside
+//     single quotes is not one: it becomes $NAME, the same to the shell.
 func mdaArgv(cmd, recipient string) (argv []string, why string) {
 	const (
 		out = iota
 		single
 		double
 	)
-	if ph := deliver.MDAPlaceholders(cmd); len(ph) > 0 {
-		return nil, fmt.Sprintf("it holds %s, which popfetch would read as its own placeholder", ph[0].Text)
-	}
 	param := map[byte]string{'T': "1", 's': "1", 'F': "2"}
 	isPlaceholder := func(i int) bool { return i+1 < len(cmd) && cmd[i] == '%' && param[cmd[i+1]] != "" }
 	var b strings.Builder
@@ -769,6 +767,24 @@ func mdaArgv(cmd, recipient string) (argv []string, why string) {
 		case c == '`' || c == '<' && strings.HasPrefix(cmd[i:], "<<"):
 			// Quoting inside these is nested: not followed here.
 			fail(nested)
+		case c == '$' && state != single && i+1 < len(cmd) && cmd[i+1] == '$':
+			// $$, the shell's process ID: the second '$' starts
+			// nothing.
+			b.WriteString("$$")
+			i++
+			continue
+		case c == '$' && state != single && bracedVar(cmd[i:]) > 0:
+			// ${NAME} is $NAME, which popfetch does not read as its
+			// own {NAME} placeholder. "" keeps it from running into
+			// what follows: a character of a name, or a backslash
+			// (a line continuation would join the next line's).
+			n := bracedVar(cmd[i:])
+			b.WriteString("$" + cmd[i+2:i+n-1])
+			if i+n < len(cmd) && (isNameByte(cmd[i+n]) || cmd[i+n] == '\\') {
+				b.WriteString(`""`)
+			}
+			i += n - 1
+			continue
 		case c == '$' && state != single:
 			// ${...} and $(...) nest quoting; $1..$9, $#, $@ and $*
 			// are the parameters the script now has; $'...' and
@@ -832,11 +848,37 @@ func mdaArgv(cmd, recipient string) (argv []string, why string) {
 	if used && complex != "" {
 		return nil, complex
 	}
+	if ph := deliver.MDAPlaceholders(b.String()); len(ph) > 0 {
+		return nil, fmt.Sprintf("it holds %s, which popfetch would read as its own placeholder", ph[0].Text)
+	}
 	argv = []string{"/bin/sh", "-c", b.String(), "sh"}
 	if used {
 		argv = append(argv, recipient, "{sender}")
 	}
 	return argv, ""
+}
+
+// bracedVar returns the length of the "${NAME}" s starts with (NAME a
+// shell variable's name, POSIX XCU 2.5.2: not a positional or special
+// parameter, no operator), or 0.
+func bracedVar(s string) int {
+	if !strings.HasPrefix(s, "${") || len(s) < 4 || !isNameByte(s[2]) || s[2] >= '0' && s[2] <= '9' {
+		return 0
+	}
+	for i := 3; i < len(s); i++ {
+		switch {
+		case s[i] == '}':
+			return i + 1
+		case !isNameByte(s[i]):
+			return 0
+		}
+	}
+	return 0
+}
+
+// isNameByte reports whether c may be part of a shell variable's name.
+func isNameByte(c byte) bool {
+	return c == '_' || c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9'
 }
 
 // mdaParams is why a command that uses the shell's positional parameters

@@ -21,7 +21,10 @@ func runSh(t *testing.T, dir, script string, args ...string) ([]string, bool) {
 	cmd.Dir = dir
 	// The format of the printer comes from the environment: fetchmail
 	// would replace a %s written in the command.
-	cmd.Env = []string{"PATH=/usr/bin:/bin", `P=%s\0`}
+	// V and E are for ${V} and ${E}: a value the shell splits and
+	// globs outside quotes, and an empty one, whose unquoted ${E}
+	// makes no word at all.
+	cmd.Env = []string{"PATH=/usr/bin:/bin", `P=%s\0`, "V=v a* l", "E="}
 	out, err := cmd.Output()
 	if err != nil {
 		return nil, false
@@ -101,7 +104,8 @@ func TestMDARefused(t *testing.T) {
 		"deliver #'\n%T #'", `deliver $%T`, `deliver $'\'' %T '`, "deliver <\\\n<E %T\nx\nE",
 		// popfetch's own placeholders would paste a value into the
 		// script, or make the configuration invalid.
-		`deliver -f {sender}`, `deliver %T {sender}`, `maildrop -d ${USER}`, `x=${user}`,
+		`deliver -f {sender}`, `deliver %T {sender}`, `maildrop -d '${USER}'`, `deliver "\${HOME}"`,
+		`deliver $${HOME}`, `deliver ${1}`, `deliver ${USER:-x} %T`,
 	} {
 		if argv, why := mdaArgv(cmd, "{user}"); why == "" {
 			t.Errorf("mdaArgv(%q) = %q, ok; want refused", cmd, argv)
@@ -112,6 +116,40 @@ func TestMDARefused(t *testing.T) {
 		if argv, why := mdaArgv(cmd, "x"); why != "" || argv[2] != cmd || len(argv) != 4 {
 			t.Errorf("command without placeholders %q: %q %s", cmd, argv, why)
 		}
+	}
+}
+
+// TestMDABracedVariables: ${NAME}, which popfetch would read as its own
+// {NAME} placeholder, becomes $NAME, with "" before what would run into
+// the name; the shell makes the same words of it, outside quotes (split,
+// globbed, or no word at all when empty) and inside double quotes.
+func TestMDABracedVariables(t *testing.T) {
+	for in, want := range map[string]string{
+		`maildrop -d ${USER}`:            `maildrop -d $USER`,
+		`procmail -m ${HOME}/.rc %T`:     `procmail -m $HOME/.rc "$1"`,
+		`x${A_1}y "${B}z" ${C}`:          `x$A_1""y "$B""z" $C`,
+		"a ${D}\\\nb":                    "a $D\"\"\\\nb",
+		`'${USER}x' ${USER}`:             ``, // refused: the single-quoted one stays literal
+		`deliver ${USER}$${HOME} %T`:     ``,
+		`printf "${V}" $$ ${E}${E}-${E}`: `printf "$V" $$ $E$E-$E`,
+	} {
+		argv, why := mdaArgv(in, "{user}")
+		if want == "" {
+			if why == "" {
+				t.Errorf("mdaArgv(%q) = %q; want refused", in, argv)
+			}
+			continue
+		}
+		if why != "" || argv[2] != want {
+			t.Errorf("mdaArgv(%q) = %q (%s); want script %q", in, argv, why, want)
+		}
+	}
+	dir := t.TempDir()
+	for _, words := range []string{
+		`${V}`, `${V}x`, `x${V}`, `"${V}"`, `"a${V}b"`, `${E}`, `${E}x`, `"${E}"`, `${E}${E}`, `${V}%T`, `%T${V}`,
+		`"${V}"'%T'`, `${V}\ b`, `'x'${V}`, `${V}"q"`, `${NOPE}`, "${V}\\\nx", "\"${V}\\\nx\"", `${E}\ `, `${V_}`,
+	} {
+		checkMDA(t, dir, words)
 	}
 }
 
@@ -137,7 +175,7 @@ func FuzzMDAQuoting(f *testing.F) {
 func TestImportMDARefusedNote(t *testing.T) {
 	for _, tc := range []struct{ mda, why string }{
 		{"deliver `echo %F`", "quoting popfetch cannot follow"},
-		{`maildrop -d ${USER}`, "{USER}, which popfetch would read as its own placeholder"},
+		{`maildrop -d '${USER}'`, "{USER}, which popfetch would read as its own placeholder"},
 		{`deliver -f {sender}`, "{sender}, which popfetch"},
 		{`procmail -d \"%T\"`, "inside double quotes"},
 		{`set -- x; deliver %T`, "positional parameters"},
