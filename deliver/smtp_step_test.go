@@ -281,7 +281,11 @@ func FuzzLMTPOrder(f *testing.F) {
 		for k, text := range []string{ta, tb} {
 			lmtpNames(m, k, text)
 		}
-		if a == b || strings.EqualFold(a, b) {
+		// One recipient twice, as lmtpOwn compares addresses (lower
+		// case, which makes "\u0130@x" and "i@x" one though
+		// strings.EqualFold tells them apart): no reply can name
+		// either as its own.
+		if strings.ToLower(a) == strings.ToLower(b) {
 			return
 		}
 		for k, g := range groups {
