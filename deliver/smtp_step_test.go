@@ -285,7 +285,7 @@ func FuzzLMTPOrder(f *testing.F) {
 		// case, which makes "\u0130@x" and "i@x" one though
 		// strings.EqualFold tells them apart): no reply can name
 		// either as its own.
-		if strings.ToLower(a) == strings.ToLower(b) {
+		if la, lb := strings.ToLower(a), strings.ToLower(b); la == lb {
 			return
 		}
 		for k, g := range groups {
