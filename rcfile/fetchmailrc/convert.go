@@ -727,8 +727,7 @@ func mdaArgv(cmd, recipient string) (argv []string, why string) {
 		single
 		double
 	)
-	param := map[byte]string{'T': "1", 's': "1", 'F': "2"}
-	isPlaceholder := func(i int) bool { return i+1 < len(cmd) && cmd[i] == '%' && param[cmd[i+1]] != "" }
+	isPlaceholder := func(i int) bool { return i+1 < len(cmd) && cmd[i] == '%' && fetchmailParams[cmd[i+1]] != "" }
 	var b strings.Builder
 	state, used := out, false
 	// complex is the first reason not to convert, should a placeholder
@@ -744,13 +743,13 @@ func mdaArgv(cmd, recipient string) (argv []string, why string) {
 		c := cmd[i]
 		if state == out && c == '\'' && isPlaceholder(i+1) && i+3 < len(cmd) && cmd[i+3] == c {
 			// The whole word '%T' reads better as plain "$1".
-			b.WriteString(`"$` + param[cmd[i+2]] + `"`)
+			b.WriteString(`"$` + fetchmailParams[cmd[i+2]] + `"`)
 			i += 3
 			used = true
 			continue
 		}
 		if isPlaceholder(i) {
-			n := param[cmd[i+1]]
+			n := fetchmailParams[cmd[i+1]]
 			i++
 			used = true
 			switch state {
@@ -824,7 +823,7 @@ func mdaArgv(cmd, recipient string) (argv []string, why string) {
 			// A single-quoted string with a placeholder must be one
 			// plain word.
 			if end := strings.IndexByte(cmd[i+1:], '\''); end >= 0 {
-				if q := cmd[i+1 : i+1+end]; mdaPlaceholderRE.MatchString(q) && strings.Trim(q, mdaWordChars) != "" {
+				if q := cmd[i+1 : i+1+end]; hasFetchmailParam(q) && strings.Trim(q, mdaWordChars) != "" {
 					fail("%T, %F or %s inside a single-quoted command line, which another shell reads")
 				}
 			}
@@ -889,8 +888,20 @@ const mdaParams = "it uses the shell's positional parameters, which now hold the
 // single quotes: no blank and nothing another shell would read as syntax.
 const mdaWordChars = "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789@%._+=,:/-"
 
-// mdaPlaceholderRE finds fetchmail's placeholders.
-var mdaPlaceholderRE = regexp.MustCompile(`%[TFs]`)
+// fetchmailParams are fetchmail's MDA placeholders (%T, its older
+// spelling %s, and %F), by the letter after the '%', with the positional
+// parameter each becomes.
+var fetchmailParams = map[byte]string{'T': "1", 's': "1", 'F': "2"}
+
+// hasFetchmailParam reports whether s holds one of fetchmailParams.
+func hasFetchmailParam(s string) bool {
+	for i := 0; i+1 < len(s); i++ {
+		if s[i] == '%' && fetchmailParams[s[i+1]] != "" {
+			return true
+		}
+	}
+	return false
+}
 
 // mdaWordRE finds the shell commands that read or change the positional
 // parameters or run text as shell code (see mdaArgv), as whole words.
