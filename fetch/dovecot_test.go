@@ -217,7 +217,7 @@ func TestDovecotBigMessages(t *testing.T) {
 				seq := fmt.Sprint(i + 1)
 				// A Maildir copy ends its lines in LF, and a bare CR
 				// ends one too (deliver/header.go eolReader).
-				lf := bytes.ReplaceAll(bytes.ReplaceAll(w, []byte("\r\n"), []byte("\n")), []byte("\r"), []byte("\n"))
+				lf := lineEndsLF(w)
 				if !bytes.Equal(got[seq], lf) {
 					d := firstDiff(got[seq], lf)
 					t.Fatalf("message %s: %d bytes delivered, %d stored; they differ at %d: got %q, want %q", seq, len(got[seq]), len(lf), d, got[seq][max(d-20, 0):min(d+40, len(got[seq]))], lf[max(d-20, 0):min(d+40, len(lf))])

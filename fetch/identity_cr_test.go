@@ -349,7 +349,7 @@ func FuzzBodyDigestOfCopy(f *testing.F) {
 		}
 		r := rand.New(rand.NewSource(seed))
 		other := bytes.Clone(raw[:len(raw)-len(body)])
-		lf := bytes.ReplaceAll(bytes.ReplaceAll(body, []byte("\r\n"), []byte("\n")), []byte("\r"), []byte("\n"))
+		lf := lineEndsLF(body)
 		lastCR := false
 		for _, c := range lf {
 			if c != '\n' {

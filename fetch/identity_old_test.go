@@ -17,6 +17,12 @@ import (
 // The digests as they were computed over a whole message in memory: the
 // streaming digester must give the same identities, which journals hold.
 
+// lineEndsLF returns b with CRLF, bare CR and bare LF as LF, as
+// deliver.Open writes a Maildir copy.
+func lineEndsLF(b []byte) []byte {
+	return bytes.ReplaceAll(bytes.ReplaceAll(b, []byte("\r\n"), []byte("\n")), []byte("\r"), []byte("\n"))
+}
+
 // oldBodyDigest is the former bodyDigest, with the body's line ends
 // read as deliver.Open writes them in a Maildir copy (CRLF, bare CR and
 // bare LF as LF), where the former read only CRLF as LF.
@@ -27,7 +33,7 @@ func oldBodyDigest(raw []byte) string {
 		h.Write([]byte{0})
 	} else {
 		h.Write([]byte{1})
-		body = bytes.ReplaceAll(bytes.ReplaceAll(body, []byte("\r\n"), []byte("\n")), []byte("\r"), []byte("\n"))
+		body = lineEndsLF(body)
 		h.Write(body)
 	}
 	return hex.EncodeToString(h.Sum(nil)[:16])

@@ -20,15 +20,7 @@ import (
 // copy's path in new/: the path its intent records.
 func commitCopy(t *testing.T, dir, uid string, raw []byte) string {
 	t.Helper()
-	md := deliver.NewMaildir(dir, deliver.MaildirOptions{LocalHost: "h"})
-	p, err := md.Prepare(context.Background(), &deliver.Message{Account: "test", Server: "pop.test", UID: uid, Fetched: time.Now(), Raw: raw}, "", deliver.Recipient{}, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := p.Commit(); err != nil {
-		t.Fatal(err)
-	}
-	return p.Path()
+	return commitMessage(t, dir, &deliver.Message{Account: "test", Server: "pop.test", UID: uid, Fetched: time.Now(), Raw: raw}, nil)
 }
 
 // TestRecoverOnlyOurCopy: recovery takes the file at an intent's path for

@@ -31,16 +31,20 @@ var crashBin = sync.OnceValues(func() (string, error) {
 // commitCrashSteps are the points inside a batch where the crash tests
 // kill a fetch: the nth time the step is reached, with up to 32 copies
 // at other steps meanwhile.
-var commitCrashSteps = []struct {
-	step string
-	n    int
-}{
+var commitCrashSteps = []crashStep{
 	{"file-synced", 40},   // between file fsyncs: copies written, none or some moved
 	{"moved", 40},         // between renames: copies in new/, new/ not fsynced
 	{"dir-synced", 40},    // after the fsync of new/, before the journal record
 	{"journal-synced", 1}, // after the batch's journal fsync, before its DELEs
 	{"journal-synced", 2}, // the same a batch later, after the first batch's DELEs
 	{"dir-synced", 150},   // late in the mailbox, after DELEs of earlier batches
+}
+
+// crashStep is where a crash test kills a fetch: the nth time it reaches
+// step (internal/crashpoint).
+type crashStep struct {
+	step string
+	n    int
 }
 
 // crashServer is what a commit crash test fetches from: the fake server
@@ -145,17 +149,24 @@ func TestCommitCrashDovecot(t *testing.T) {
 	if testing.Short() {
 		t.Skip("slow")
 	}
+	steps := []crashStep{{"dir-synced", 40}, {"journal-synced", 2}}
+	dovecotCrashRuns(t, "cc", steps, func(t *testing.T, crash crashServer, multi bool, cs crashStep) {
+		runCommitCrash(t, crash, multi, false, cs.step, cs.n)
+	})
+}
+
+// dovecotCrashRuns starts a dovecot and calls run for each of steps, in
+// single-drop and multidrop, with a mailbox of its own (prefix1,
+// prefix2, ...).
+func dovecotCrashRuns(t *testing.T, prefix string, steps []crashStep, run func(t *testing.T, crash crashServer, multi bool, cs crashStep)) {
 	srv := dovecottest.Start(t, dovecottest.Options{})
 	i := 0
 	for _, multi := range []bool{false, true} {
-		for _, cs := range []struct {
-			step string
-			n    int
-		}{{"dir-synced", 40}, {"journal-synced", 2}} {
+		for _, cs := range steps {
 			t.Run(fmt.Sprintf("multidrop=%v/%s:%d", multi, cs.step, cs.n), func(t *testing.T) {
 				i++
-				mb := srv.AddUser(t, fmt.Sprintf("cc%d", i), "pass")
-				runCommitCrash(t, dovecotCrashServer(t, srv, mb), multi, false, cs.step, cs.n)
+				mb := srv.AddUser(t, fmt.Sprintf("%s%d", prefix, i), "pass")
+				run(t, dovecotCrashServer(t, srv, mb), multi, cs)
 			})
 		}
 	}

@@ -6,7 +6,6 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/popfetch/popfetch/fetch/dovecottest"
 	"github.com/popfetch/popfetch/fetch/pop3test"
 )
 
@@ -112,18 +111,8 @@ func TestCommitCrashBareCRDovecot(t *testing.T) {
 	if testing.Short() {
 		t.Skip("slow")
 	}
-	srv := dovecottest.Start(t, dovecottest.Options{})
-	i := 0
-	for _, multi := range []bool{false, true} {
-		for _, cs := range []struct {
-			step string
-			n    int
-		}{{"dir-synced", 40}, {"moved", 40}, {"journal-synced", 2}} {
-			t.Run(fmt.Sprintf("multidrop=%v/%s:%d", multi, cs.step, cs.n), func(t *testing.T) {
-				i++
-				mb := srv.AddUser(t, fmt.Sprintf("cr%d", i), "pass")
-				runCommitCrashMessages(t, dovecotCrashServer(t, srv, mb), multi, false, cs.step, cs.n, false, "", crMixMessages)
-			})
-		}
-	}
+	steps := []crashStep{{"dir-synced", 40}, {"moved", 40}, {"journal-synced", 2}}
+	dovecotCrashRuns(t, "cr", steps, func(t *testing.T, crash crashServer, multi bool, cs crashStep) {
+		runCommitCrashMessages(t, crash, multi, false, cs.step, cs.n, false, "", crMixMessages)
+	})
 }
